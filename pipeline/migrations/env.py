@@ -1,0 +1,48 @@
+"""Alembic environment of the store.
+
+`pipeline.store.Store` runs it on its own connection, passed as config.attributes["connection"]
+inside a transaction it commits; otherwise (a developer making a revision) it connects to the
+config's sqlalchemy.url. See the docstring of pipeline/store.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import Connection
+
+from pipeline.store import Base, UTCDateTime
+
+
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """Write the store's UTC timestamps as plain timezone-aware DateTime in migrations."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by rebuilding them
+        render_item=render_item,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+config = context.config
+if context.is_offline_mode():
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=Base.metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+elif (connection := config.attributes.get("connection")) is not None:
+    run(connection)
+else:
+    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        run(conn)

@@ -1,0 +1,393 @@
+"""The store: schema migrations, transcripts round trip, the one-transaction guarantee, lookups.
+
+Runs on a temporary SQLite file; also on PostgreSQL (a fresh schema per test) when
+OHP_TEST_POSTGRES_URL is set, e.g. postgresql+psycopg://user:pw@localhost/ohp_test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+import pipeline.store as store_module
+from pipeline.records import AudioInfo, Segment, Transcript, Word
+from pipeline.store import Base, Store, StoreError, alembic_config, settings_key
+
+REPO = Path(__file__).resolve().parents[1]
+POSTGRES_URL = os.environ.get("OHP_TEST_POSTGRES_URL")
+SETTINGS = {"engine": "faster-whisper", "model": "base", "beam_size": 5}
+KEY = settings_key(SETTINGS)
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(not POSTGRES_URL, reason="OHP_TEST_POSTGRES_URL is not set"),
+        ),
+    ]
+)
+def db_url(request, tmp_path):
+    """A URL of an empty database: a temp SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ohp.db'}"
+        return
+    schema = f"ohp_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def store(db_url):
+    with Store(db_url) as s:
+        yield s
+
+
+def audio(name: str = "a.wav", sha: str = "ab" * 32, folder: str = "/audio", duration: float = 61.5) -> AudioInfo:
+    return AudioInfo(
+        path=Path(folder) / name, sha256=sha, size_bytes=1_234_567, format="wav",
+        codec="pcm_s16le", sample_rate=44_100, channels=2, duration=duration,
+    )
+
+
+def transcript(segments: int = 3, words: int = 4, tag: str = "t", language: str = "zh") -> Transcript:
+    segs = []
+    for i in range(segments):
+        start = i * 2.5 + 1 / 3  # floats that are not exact in binary: must come back bit for bit
+        ws = [Word(start + j * 0.1, start + j * 0.1 + 0.07, f"{tag}w{i}.{j}", 0.9 - j / 97) for j in range(words)]
+        segs.append(
+            Segment(
+                start=start, end=start + 2.2, text=f"{tag} 段{i}", original_text=f"{tag} 段{i} orig",
+                language=language, words=ws, avg_logprob=-0.123456789 * (i + 1),
+                no_speech_prob=None if i % 2 else 0.0123, compression_ratio=1.5 + i / 7,
+                speaker="A" if i % 2 else None,
+            )
+        )
+    return Transcript(language=language, language_probability=0.97, segments=segs,
+                      engine="faster-whisper", model="base")
+
+
+def count(db_url: str, table: str) -> int:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+# ------------------------------------------------------------------------------------ schema
+
+
+def test_migrates_to_head_and_schema_matches_models(db_url):
+    Store(db_url).close()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert context.get_current_revision() == head
+            assert compare_metadata(context, Base.metadata) == []
+            assert set(inspect(conn).get_table_names()) == {
+                "alembic_version", "recordings", "segments", "words", "stages"
+            }
+    finally:
+        engine.dispose()
+
+
+def test_reopening_an_up_to_date_database_does_not_upgrade(db_url, monkeypatch):
+    with Store(db_url) as first:
+        first.start_stage(audio(), "transcribe", SETTINGS, KEY)
+
+    def no_upgrade(*args, **kwargs):
+        raise AssertionError("upgrade ran on a database already at head")
+
+    monkeypatch.setattr(store_module.command, "upgrade", no_upgrade)
+    with Store(db_url) as again:
+        assert [r.path for r in again.list_recordings()] == ["/audio/a.wav"]
+
+
+def test_a_database_from_a_newer_version_is_refused(db_url):
+    Store(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="schema revision '9999'.*newer ohp"):
+        Store(db_url)
+
+
+def test_sqlite_connections_get_the_pragmas(tmp_path):
+    with Store(f"sqlite:///{tmp_path / 'p.db'}") as s, s._engine.connect() as conn:
+        pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+        assert (pragma("foreign_keys"), pragma("journal_mode"), pragma("synchronous"), pragma("busy_timeout")) == (
+            1, "wal", 1, 30000
+        )
+
+
+def test_default_url_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("OHP_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    with Store() as s:
+        assert s.url == f"sqlite:///{tmp_path / 'env.db'}"
+    assert (tmp_path / "env.db").exists()
+
+
+def test_sqlite_file_in_a_missing_folder_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match=r"no/such/dir/x\.db.*folder .*no/such/dir does not exist"):
+        Store("sqlite:///no/such/dir/x.db")
+
+
+def test_errors_mask_the_password():
+    # Port 1: nothing listens; without psycopg installed the driver import fails instead. Either way, no password.
+    with pytest.raises(StoreError) as caught:
+        Store("postgresql+psycopg://ohp:s3cret@127.0.0.1:1/ohp")
+    assert "s3cret" not in str(caught.value) and "ohp:***@127.0.0.1:1/ohp" in str(caught.value)
+
+
+def test_settings_key_is_canonical():
+    assert settings_key({"a": 1, "b": [1, 2]}) == settings_key({"b": [1, 2], "a": 1})
+    assert settings_key({"a": 1}) != settings_key({"a": 2})
+    assert len(KEY) == 16 and int(KEY, 16) >= 0
+
+
+# -------------------------------------------------------------------------------- transcripts
+
+
+def test_save_and_read_back_a_transcript(store):
+    saved = transcript()
+    saved.segments.reverse()  # stored in list order, read back by start
+    rid = store.save_transcription(audio(), saved, SETTINGS, KEY, {"segments": 3, "guards": {"silence": 1}})
+    back = store.segments(rid)
+    assert back == sorted(saved.segments, key=lambda seg: seg.start)
+    assert back[0].words[1].start == 1 / 3 + 0.1 and back[1].avg_logprob == -0.123456789 * 2
+
+    rec = store.recording_by_sha256("ab" * 32)
+    assert (rec.id, rec.path, rec.language, rec.duration, rec.size_bytes, rec.format) == (
+        rid, "/audio/a.wav", "zh", 61.5, 1_234_567, "wav"
+    )
+    stage = store.stage(rid, "transcribe")
+    assert (stage.status, stage.settings, stage.settings_key, stage.report, stage.error) == (
+        "done", SETTINGS, KEY, {"segments": 3, "guards": {"silence": 1}}, None
+    )
+    started, finished = datetime.fromisoformat(stage.started_at), datetime.fromisoformat(stage.finished_at)
+    assert started.utcoffset().total_seconds() == 0 and started <= finished
+    assert store.stages(rid) == [stage]
+
+
+def test_saving_again_replaces_the_transcript(store, db_url):
+    rid = store.save_transcription(audio(), transcript(5, 3, "old"), SETTINGS, KEY, {})
+    other = store.save_transcription(audio("b.wav", "cd" * 32), transcript(2, 2, "b"), SETTINGS, KEY, {})
+    again = store.save_transcription(audio(), transcript(4, 2, "new", "en"), {"model": "small"}, "k2", {"n": 4})
+    assert again == rid
+    assert [seg.text for seg in store.segments(rid)] == [f"new 段{i}" for i in range(4)]
+    assert len(store.segments(other)) == 2
+    assert count(db_url, "segments") == 4 + 2 and count(db_url, "words") == 4 * 2 + 2 * 2
+    assert store.recording_by_sha256("ab" * 32).language == "en"
+    assert store.stage(rid, "transcribe").settings_key == "k2"
+
+
+def test_empty_transcript(store):
+    rid = store.save_transcription(audio(), transcript(0), SETTINGS, KEY, {})
+    assert store.segments(rid) == [] and store.stage(rid, "transcribe").status == "done"
+
+
+def test_a_moved_file_keeps_its_recording(store):
+    rid = store.save_transcription(audio(folder="/old"), transcript(), SETTINGS, KEY, {})
+    store.set_metadata(rid, interviewee="Ms Li")
+    moved = store.start_stage(audio("renamed.wav", folder="/new", duration=99.0), "tag", {}, "t")
+    assert moved == rid
+    (rec,) = store.list_recordings()
+    assert (rec.path, rec.duration, rec.interviewee, rec.language) == ("/new/renamed.wav", 61.5, "Ms Li", "zh")
+    assert len(store.segments(rid)) == 3
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("failure", ["word with no text", "report not JSON", "crash before commit"])
+def test_a_failed_save_leaves_the_database_as_it_was(store, db_url, monkeypatch, failure):
+    first = transcript(3, 4, "first")
+    rid = store.save_transcription(audio(), first, SETTINGS, KEY, {"run": 1})
+    before = (store.list_recordings(), store.stages(rid), count(db_url, "segments"), count(db_url, "words"))
+
+    second, report = transcript(40, 30, "second", "en"), {"run": 2}
+    if failure == "word with no text":
+        second.segments[25].words[10].text = None  # NOT NULL: the words insert fails part-way
+        expected = StoreError
+    elif failure == "report not JSON":
+        report = {"run": object()}
+        expected = TypeError
+    else:
+
+        def crash(*args, **kwargs):
+            raise Crash("killed")
+
+        monkeypatch.setattr(store_module, "_set_stage", crash)
+        expected = Crash
+    with pytest.raises(expected):
+        store.save_transcription(audio("moved.wav", duration=70.0), second, {"other": True}, "k2", report)
+
+    assert store.segments(rid) == first.segments
+    assert (store.list_recordings(), store.stages(rid), count(db_url, "segments"), count(db_url, "words")) == before
+
+
+def test_large_transcript_round_trip(store):
+    big = transcript(2000, 12)
+    rid = store.save_transcription(audio(), big, SETTINGS, KEY, {})
+    back = store.segments(rid)
+    assert len(back) == 2000 and sum(len(seg.words) for seg in back) == 24_000
+    assert back == big.segments
+
+
+def test_deleting_a_recording_cascades(store, db_url):
+    rid = store.save_transcription(audio(), transcript(), SETTINGS, KEY, {})
+    engine = create_engine(db_url)
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy import event
+
+        event.listen(engine, "connect", lambda c, _: c.execute("PRAGMA foreign_keys=ON"))
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM recordings WHERE id = :id"), {"id": rid})
+    engine.dispose()
+    assert [count(db_url, t) for t in ("segments", "words", "stages")] == [0, 0, 0]
+
+
+# -------------------------------------------------------------------------------------- stages
+
+
+def test_start_fail_and_finish_a_stage(store):
+    assert store.stage(1, "transcribe") is None
+    rid = store.start_stage(audio(), "transcribe", SETTINGS, KEY)
+    running = store.stage(rid, "transcribe")
+    assert (running.status, running.settings, running.settings_key, running.finished_at) == (
+        "running", SETTINGS, KEY, None
+    )
+    store.fail_stage(audio(), "transcribe", SETTINGS, KEY, "Traceback: boom")
+    failed = store.stage(rid, "transcribe")
+    assert (failed.status, failed.error, failed.started_at) == ("failed", "Traceback: boom", running.started_at)
+    assert datetime.fromisoformat(failed.finished_at) >= datetime.fromisoformat(failed.started_at)
+
+    store.start_stage(audio(), "transcribe", SETTINGS, KEY)
+    store.save_transcription(audio(), transcript(), SETTINGS, KEY, {"ok": True})
+    done = store.stage(rid, "transcribe")
+    assert (done.status, done.error, done.report) == ("done", None, {"ok": True})
+    assert datetime.fromisoformat(done.started_at) > datetime.fromisoformat(failed.started_at)
+
+    store.fail_stage(audio(), "tag", {"x": 1}, "kt", "no model")
+    assert [s.stage for s in store.stages(rid)] == ["tag", "transcribe"]
+    assert len(store.segments(rid)) == 3  # a failed stage keeps what an earlier run stored
+
+
+# ------------------------------------------------------------------------------------- lookups
+
+
+def test_find_recordings(store):
+    a = store.start_stage(audio("interview-01.wav", "ab" * 32, "/audio/2024"), "transcribe", {}, "k")
+    b = store.start_stage(audio("interview-01.mp3", "abcdef" + "00" * 29, "/audio/2025"), "transcribe", {}, "k")
+    c = store.start_stage(audio("walk.m4a", "1234567890" + "ff" * 27, "/audio"), "transcribe", {}, "k")
+
+    def ids(*refs):
+        return [rec.id for rec in store.find_recordings(list(refs))]
+
+    assert ids(str(c)) == [c]
+    assert ids("abab" * 16) == [a] and ids("ababab") == [a] and ids("ABCDEF00") == [b]
+    assert ids("walk.m4a", "walk", "/audio/walk.m4a") == [c]  # each recording once
+    assert ids("interview-01.mp3", "/audio/2024/interview-01.wav") == [b, a]
+    assert [rec.path for rec in store.list_recordings()] == [
+        "/audio/2024/interview-01.wav", "/audio/2025/interview-01.mp3", "/audio/walk.m4a"
+    ]
+
+    with pytest.raises(LookupError) as caught:
+        store.find_recordings(["walk", "nothing-here", "interview-01", "abcd"])
+    message = str(caught.value)
+    assert "'nothing-here' matches no recording" in message
+    assert "'interview-01' matches 2 recordings" in message and "/audio/2025/interview-01.mp3" in message
+    assert "'abcd' matches no recording" in message  # under 6 hex chars is no sha256 prefix
+    assert "'walk'" not in message
+
+
+def test_set_metadata(store):
+    rid = store.start_stage(audio(), "transcribe", {}, "k")
+    rec = store.set_metadata(rid, interviewee="Chen Wei", place="Tainan", recorded_on="1998-05-02", tape="B2")
+    assert (rec.interviewee, rec.place, rec.recorded_on, rec.metadata) == (
+        "Chen Wei", "Tainan", "1998-05-02", {"tape": "B2"}
+    )
+    rec = store.set_metadata(rid, place="", decade="1990s", tape=None)  # "" clears, None removes a key
+    assert (rec.interviewee, rec.place, rec.recorded_on, rec.metadata) == (
+        "Chen Wei", None, "1998-05-02", {"decade": "1990s"}
+    )
+    assert store.recording_by_sha256("ab" * 32) == rec
+    with pytest.raises(ValueError, match="ISO date"):
+        store.set_metadata(rid, recorded_on="May 1998")
+    with pytest.raises(LookupError, match="no recording with id 999"):
+        store.set_metadata(999, place="x")
+
+
+# ----------------------------------------------------------------------------- several writers
+
+
+def test_two_stores_on_one_file_write_in_turn(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first, second = Store(url), Store(url)
+    try:
+        assert first.segments(first.start_stage(audio(), "transcribe", {}, "k")) == []  # keeps a pooled connection
+        rid = second.save_transcription(audio(), transcript(2), SETTINGS, KEY, {})
+        first.save_transcription(audio("b.wav", "cd" * 32), transcript(3), SETTINGS, KEY, {})
+        second.set_metadata(rid, place="Hsinchu")
+        assert len(first.segments(rid)) == 2 and first.recording_by_sha256("ab" * 32).place == "Hsinchu"
+        assert [r.path for r in second.list_recordings()] == ["/audio/a.wav", "/audio/b.wav"]
+    finally:
+        first.close()
+        second.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from tests.test_store import SETTINGS, KEY, audio, transcript
+    from pipeline.store import Store
+    url, name = sys.argv[1], sys.argv[2]
+    with Store(url) as store:  # both processes open a new file at once: one migrates, the other waits
+        for i in range(10):
+            info = audio(f"{name}{i}.wav", (name + format(i, "x")).ljust(64, "0"))
+            store.start_stage(info, "transcribe", SETTINGS, KEY)
+            store.save_transcription(info, transcript(20, 10, name), SETTINGS, KEY, {})
+    """
+)
+
+
+def test_two_processes_write_to_one_file_at_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, url, name], cwd=REPO, stderr=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]
+    errors = [w.communicate(timeout=120)[1] for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], errors
+    with Store(url) as s:
+        recordings = s.list_recordings()
+        assert len(recordings) == 20
+        assert all(len(s.segments(r.id)) == 20 for r in recordings)
