@@ -409,6 +409,14 @@ class Store:
             raise LookupError("; ".join(problems))
         return list(found.values())
 
+    def update_path(self, recording_id: int, path: str) -> None:
+        """Where a recording's file is now (it was moved or renamed; its bytes are the same)."""
+        with self._session(write=True) as s:
+            row = s.get(RecordingRow, recording_id)
+            if row is None:
+                raise LookupError(f"no recording with id {recording_id}")
+            row.path = path
+
     def set_metadata(
         self,
         recording_id: int,
@@ -537,6 +545,7 @@ class Store:
                 no_speech_prob=r.no_speech_prob,
                 compression_ratio=r.compression_ratio,
                 speaker=r.speaker,
+                id=r.id,
             )
             for r in seg_rows
         ]

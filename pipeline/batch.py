@@ -1,0 +1,215 @@
+"""Batch runs: many recordings, each through decode -> segment -> transcribe -> store -> export.
+
+A bad file is reported and the batch goes on. A recording already done with the same settings is
+skipped; one that a killed run left half-way resumes from its last finished chunk, which the
+transcribe stage checkpoints to a file beside the model cache (the database only ever holds whole
+recordings).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+from .audio import AudioError, decode, is_audio_file, probe
+from .engines import load_engine
+from .export import FORMATS, export_stem, write_exports
+from .records import AudioInfo, Segment, Transcript, Word
+from .segment import VadOptions, segment
+from .store import Store, settings_key
+from .transcribe import ChunkResult, TranscribeOptions, transcribe
+from .weights import ohp_home
+
+STAGE = "transcribe"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)
+    vad: VadOptions = field(default_factory=VadOptions)
+    force: bool = False
+    out_dir: Path | None = Path("transcripts")
+    formats: tuple[str, ...] = FORMATS
+
+    def settings(self) -> dict:
+        return {"transcribe": self.transcribe.settings(), "vad": asdict(self.vad)}
+
+
+@dataclass
+class FileResult:
+    path: Path
+    status: str  # "done", "skipped" or "failed"
+    recording_id: int | None = None
+    duration: float = 0.0
+    segments: int = 0
+    language: str | None = None
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    guards: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class BatchReport:
+    files: list[FileResult]
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+
+class Progress(Protocol):
+    """What a batch tells its caller as it goes (the CLI draws a progress bar from it)."""
+
+    def file_started(self, path: Path, index: int, total: int) -> None: ...
+    def stage_started(self, path: Path, stage: str, audio_seconds: float) -> None: ...
+    def audio_done(self, path: Path, audio_seconds: float) -> None: ...
+    def file_finished(self, result: FileResult) -> None: ...
+
+
+def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
+    """Files named directly, and audio files (by extension) found recursively in folders.
+    A path that does not exist is a failed result, so the batch reports it and goes on."""
+    files: list[Path] = []
+    missing: list[FileResult] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_audio_file(p) and not p.name.startswith(".")))
+        elif path.exists():
+            files.append(path)
+        else:
+            missing.append(FileResult(path, "failed", error=f"{path}: no such file or folder"))
+    seen: set[Path] = set()
+    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
+    return unique, missing
+
+
+class Checkpoint:
+    """Finished chunks of a recording being transcribed, one JSON line each, so a killed run resumes."""
+
+    def __init__(self, info: AudioInfo, key: str) -> None:
+        folder = ohp_home() / "partial"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{info.sha256}-{key}.jsonl"
+
+    def load(self) -> dict[int, ChunkResult]:
+        done: dict[int, ChunkResult] = {}
+        if not self.path.exists():
+            return done
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # the line being written when the run was killed
+                break
+            segments = [Segment(**{**s, "words": [Word(**w) for w in s["words"]]}) for s in entry["segments"]]
+            done[entry["index"]] = ChunkResult(segments, entry["guards"])
+        return done
+
+    def add(self, index: int, result: ChunkResult) -> None:
+        line = json.dumps({"index": index, "segments": [asdict(s) for s in result.segments], "guards": result.guards}, ensure_ascii=False)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def process_file(path: Path, store: Store, options: RunOptions, progress: Progress | None = None, taken_stems: set[str] | None = None) -> FileResult:
+    """One recording through every stage; never raises for a bad file, returns a failed result instead."""
+    started = time.monotonic()
+    result = FileResult(path, "failed")
+    info: AudioInfo | None = None
+    settings = options.settings()
+    key = settings_key(settings)
+    try:
+        if progress:
+            progress.stage_started(path, "probe", 0.0)
+        info = probe(path.resolve())
+        result.duration = info.duration
+        existing = store.recording_by_sha256(info.sha256)
+        if existing and not options.force:
+            stage = store.stage(existing.id, STAGE)
+            if stage and stage.status == "done" and stage.settings_key == key:
+                if existing.path != str(path):
+                    store.update_path(existing.id, str(path))
+                result.status, result.recording_id, result.language = "skipped", existing.id, existing.language
+                result.segments = stage.report.get("segments", 0)
+                return result
+        store.start_stage(info, STAGE, settings, key)
+        if progress:
+            progress.stage_started(path, "decode", info.duration)
+        decoded = decode(info)
+        result.duration = decoded.duration
+        result.warnings.extend(decoded.warnings)
+        if progress:
+            progress.stage_started(path, "segment", decoded.duration)
+        chunks = segment(decoded.samples, options.vad)
+        if progress:
+            progress.stage_started(path, "transcribe", decoded.duration)
+        checkpoint = Checkpoint(info, key)
+        done = {} if options.force else checkpoint.load()
+        if options.force:
+            checkpoint.remove()
+
+        def chunk_finished(index: int, chunk_result: ChunkResult) -> None:
+            if index not in done:
+                checkpoint.add(index, chunk_result)
+            if progress:
+                progress.audio_done(path, chunks[index].end)
+
+        if chunks:
+            engine = load_engine(options.transcribe.engine, options.transcribe.model)
+            transcript = transcribe(decoded.samples, chunks, engine, options.transcribe, done=done, on_chunk=chunk_finished)
+        else:  # silence: a valid recording with nothing to transcribe, and no model to load for it
+            result.warnings.append(f"{path}: no speech found")
+            transcript = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)
+        report = {
+            "segments": len(transcript.segments),
+            "chunks": len(chunks),
+            "speech_seconds": round(sum(c.speech_duration for c in chunks), 3),
+            "language_probability": transcript.language_probability,
+            "guards": transcript.guards,
+            "warnings": result.warnings,
+            "resumed_chunks": len(done),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        # The decoded length is the truth when a container misstates it (truncated files).
+        result.recording_id = store.save_transcription(replace(info, duration=decoded.duration), transcript, settings, key, report)
+        checkpoint.remove()
+        result.status, result.segments, result.language = "done", len(transcript.segments), transcript.language
+        result.guards = transcript.guards
+        if options.out_dir:
+            recording = store.find_recordings([str(result.recording_id)])[0]
+            write_exports(recording, store.segments(recording.id), options.out_dir, options.formats, export_stem(recording, taken_stems))
+    except AudioError as e:
+        result.error = str(e)
+    except Exception as e:  # anything else: report it against this file and go on with the batch
+        result.error = f"{path}: {type(e).__name__}: {e}"
+    finally:
+        result.seconds = time.monotonic() - started
+        if result.status == "failed" and info is not None:
+            try:
+                store.fail_stage(info, STAGE, settings, key, result.error or "failed")
+            except Exception as e:
+                result.error = f"{result.error}; and recording the failure failed: {e}"
+    return result
+
+
+def run_batch(paths: list[Path | str], store: Store, options: RunOptions = RunOptions(), progress: Progress | None = None) -> BatchReport:
+    files, results = find_audio_files([Path(p) for p in paths])
+    # Stems shared by different files get the recording's short hash in their export names.
+    known = {f.resolve() for f in files} | {Path(r.path) for r in store.list_recordings() if Path(r.path).exists()}
+    stems = [p.stem for p in known]
+    taken = {s for s in stems if stems.count(s) > 1}
+    for index, path in enumerate(files):
+        if progress:
+            progress.file_started(path, index, len(files))
+        result = process_file(path, store, options, progress, taken)
+        results.append(result)
+        if progress:
+            progress.file_finished(result)
+    return BatchReport(results)
+

@@ -1,0 +1,156 @@
+"""The two Whisper engines, faster-whisper and openai-whisper, behind one small interface.
+
+An engine decodes one chunk of audio and answers which language it hears; everything about long-form
+audio (chunking, timing, guards, script) is the transcribe stage's business, the same for both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Protocol
+
+import numpy as np
+
+from .records import Segment, Word
+
+ENGINES = ("faster-whisper", "openai-whisper")
+DEFAULT_ENGINE = "faster-whisper"  # 4-5x faster than openai-whisper on CPU at the same accuracy: bench/RESULTS.md
+SEED = 1234  # sampling at temperature > 0 is seeded per chunk, so a re-run gives the same text
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    beam_size: int = 5
+    best_of: int = 5
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float = 2.4
+    log_prob_threshold: float = -1.0
+    no_speech_threshold: float = 0.6
+
+
+class Engine(Protocol):
+    name: str
+    model: str
+
+    def language_probabilities(self, samples: np.ndarray) -> dict[str, float]: ...
+
+    def decode(self, samples: np.ndarray, language: str, options: DecodeOptions) -> list[Segment]:
+        """Segments with words, times relative to the start of `samples`; text as the model wrote it."""
+        ...
+
+
+def _segment(start, end, text, language, words, avg_logprob, no_speech_prob, compression_ratio) -> Segment:
+    text = text.strip()
+    return Segment(
+        start=float(start),
+        end=float(end),
+        text=text,
+        original_text=text,
+        language=language,
+        words=[Word(float(s), float(e), w.strip(), float(p)) for s, e, w, p in words if w.strip()],
+        avg_logprob=float(avg_logprob),
+        no_speech_prob=float(no_speech_prob),
+        compression_ratio=float(compression_ratio),
+    )
+
+
+class FasterWhisperEngine:
+    name = "faster-whisper"
+
+    def __init__(self, model: str = "base", compute_type: str = "int8") -> None:
+        import ctranslate2
+        from faster_whisper import WhisperModel
+
+        from .weights import resolve_model
+
+        self.model = model
+        self._ct2 = ctranslate2
+        self._model = WhisperModel(
+            resolve_model(model, self.name), device="cpu", compute_type=compute_type, cpu_threads=os.cpu_count() or 1
+        )
+
+    def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
+        _, _, probs = self._model.detect_language(samples)
+        return dict(probs)
+
+    def decode(self, samples: np.ndarray, language: str, options: DecodeOptions) -> list[Segment]:
+        self._ct2.set_random_seed(SEED)
+        segments, _ = self._model.transcribe(
+            samples,
+            language=language,
+            beam_size=options.beam_size,
+            best_of=options.best_of,
+            temperature=list(options.temperatures),
+            compression_ratio_threshold=options.compression_ratio_threshold,
+            log_prob_threshold=options.log_prob_threshold,
+            no_speech_threshold=options.no_speech_threshold,
+            condition_on_previous_text=False,  # chunks are independent: no loop carries over
+            word_timestamps=True,
+            vad_filter=False,  # the segment stage already did VAD
+        )
+        return [
+            _segment(
+                s.start, s.end, s.text, language,
+                [(w.start, w.end, w.word, w.probability) for w in s.words or []],
+                s.avg_logprob, s.no_speech_prob, s.compression_ratio,
+            )
+            for s in segments
+        ]  # fmt: skip
+
+
+class OpenAIWhisperEngine:
+    name = "openai-whisper"
+
+    def __init__(self, model: str = "base") -> None:
+        import torch
+
+        from .weights import load_openai_whisper, resolve_model
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        self.model = model
+        self._torch = torch
+        self._model = load_openai_whisper(resolve_model(model, self.name))
+
+    def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
+        import whisper
+
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(samples), self._model.dims.n_mels)
+        _, probs = self._model.detect_language(mel.to(self._model.device))
+        return dict(probs)
+
+    def decode(self, samples: np.ndarray, language: str, options: DecodeOptions) -> list[Segment]:
+        self._torch.manual_seed(SEED)
+        result = self._model.transcribe(
+            samples,
+            language=language,
+            beam_size=options.beam_size,
+            best_of=options.best_of,
+            temperature=options.temperatures,
+            compression_ratio_threshold=options.compression_ratio_threshold,
+            logprob_threshold=options.log_prob_threshold,
+            no_speech_threshold=options.no_speech_threshold,
+            condition_on_previous_text=False,
+            word_timestamps=True,
+            fp16=False,
+            verbose=None,
+        )
+        return [
+            _segment(
+                s["start"], s["end"], s["text"], language,
+                [(w["start"], w["end"], w["word"], w["probability"]) for w in s.get("words", [])],
+                s["avg_logprob"], s["no_speech_prob"], s["compression_ratio"],
+            )
+            for s in result["segments"]
+        ]  # fmt: skip
+
+
+@cache
+def load_engine(name: str, model: str = "base") -> Engine:
+    """One loaded model per (engine, model) in a process: loading takes seconds, decoding reuses it."""
+    if name == "faster-whisper":
+        return FasterWhisperEngine(model)
+    if name == "openai-whisper":
+        return OpenAIWhisperEngine(model)
+    raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")

@@ -1,0 +1,119 @@
+"""The typed records that flow between stages.
+
+Each stage is a function from some of these to others; stages share nothing else.
+Times are always seconds in the recording's own time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file is: identity (sha256 of its bytes) and what ffmpeg says of its audio."""
+
+    path: Path
+    sha256: str
+    size_bytes: int
+    format: str  # container as ffmpeg names it: "wav", "mp3", "mov,mp4,m4a,3gp,3g2,mj2", ...
+    codec: str  # audio codec of the stream that is decoded
+    sample_rate: int  # of the source stream, before resampling to 16 kHz
+    channels: int
+    duration: float  # as declared by the container; decoded length may differ (truncated files)
+
+
+@dataclass(frozen=True)
+class SpeechRegion:
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A stretch of audio handed to the recogniser at once (at most ~30 s), made of speech regions."""
+
+    start: float
+    end: float
+    regions: tuple[SpeechRegion, ...]
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    @property
+    def speech_duration(self) -> float:
+        return sum(r.duration for r in self.regions)
+
+
+@dataclass
+class Word:
+    start: float
+    end: float
+    text: str
+    probability: float
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str  # after the script policy (simplified/traditional/original)
+    original_text: str  # as the engine wrote it
+    language: str
+    words: list[Word] = field(default_factory=list)
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    compression_ratio: float | None = None
+    speaker: str | None = None
+    id: int | None = None  # the store's id, once stored
+
+
+@dataclass
+class Transcript:
+    """A recording's transcription: its segments and how they were made."""
+
+    language: str | None  # None when there was no speech to detect it from
+    language_probability: float
+    segments: list[Segment]
+    engine: str
+    model: str
+    # Whisper's long-form failures the guards removed, by kind ("silence", "repetition", ...).
+    guards: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RecordingRecord:
+    """A stored recording, as the store returns it."""
+
+    id: int
+    sha256: str
+    path: str  # where it was last seen
+    size_bytes: int
+    format: str
+    duration: float
+    language: str | None
+    interviewee: str | None = None
+    place: str | None = None
+    recorded_on: str | None = None  # ISO date
+    metadata: dict = field(default_factory=dict)  # anything else the project records
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """One stage's state for one recording: status, the settings it ran with, its report."""
+
+    stage: str  # "transcribe", later "tag", "speakers", ...
+    status: str  # "running", "done", "failed"
+    settings: dict
+    settings_key: str  # hash of settings: a re-run with the same key is skipped
+    report: dict
+    error: str | None
+    started_at: str | None  # ISO timestamps, UTC
+    finished_at: str | None

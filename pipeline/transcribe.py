@@ -1,0 +1,146 @@
+"""The transcribe stage: chunks of speech in, a timed transcript out.
+
+Each chunk is decoded on its own (no text carried from one chunk to the next, so a loop cannot spread),
+its times moved into the recording's own time, checked by the guards, and put in the script the
+project asked for, keeping the engine's original text beside it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .engines import DEFAULT_ENGINE, DecodeOptions, Engine
+from .guards import GuardOptions, guard
+from .records import Chunk, Segment, Transcript, Word
+from .script import CHINESE_LANGUAGES, SCRIPTS, convert, convert_pieces
+
+LANGUAGE_PROBES = 3  # chunks listened to when detecting a recording's language
+RESUME_TOLERANCE = 0.3  # s: a region starting this close before the last segment's end counts as skipped
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    engine: str = DEFAULT_ENGINE
+    model: str = "base"
+    language: str | None = None  # None: detect once per recording
+    script: str = "simplified"
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+    guards: GuardOptions = field(default_factory=GuardOptions)
+
+    def __post_init__(self) -> None:
+        if self.script not in SCRIPTS:
+            raise ValueError(f"unknown script {self.script!r}: choose one of {', '.join(SCRIPTS)}")
+
+    def settings(self) -> dict:
+        """What decides the result: stored with it, so a re-run with the same settings is skipped."""
+        return asdict(self)
+
+
+def _samples(samples: np.ndarray, chunk: Chunk) -> np.ndarray:
+    return samples[int(chunk.start * SAMPLE_RATE) : int(chunk.end * SAMPLE_RATE)]
+
+
+def detect_language(engine: Engine, samples: np.ndarray, chunks: list[Chunk]) -> tuple[str, float]:
+    """The recording's language: probabilities summed over the chunks with the most speech."""
+    probes = sorted(chunks, key=lambda c: c.speech_duration, reverse=True)[:LANGUAGE_PROBES]
+    total: Counter[str] = Counter()
+    for chunk in probes:
+        total.update(engine.language_probabilities(_samples(samples, chunk)))
+    language, score = total.most_common(1)[0]
+    return language, score / len(probes)
+
+
+def _shift(segment: Segment, offset: float) -> Segment:
+    return replace(
+        segment,
+        start=segment.start + offset,
+        end=segment.end + offset,
+        words=[Word(w.start + offset, w.end + offset, w.text, w.probability) for w in segment.words],
+    )
+
+
+def _apply_script(segment: Segment, script: str) -> Segment:
+    if segment.language not in CHINESE_LANGUAGES:
+        return replace(segment, original_text=segment.text)
+    words = convert_pieces([w.text for w in segment.words], script)
+    return replace(
+        segment,
+        text=convert(segment.text, script),
+        original_text=segment.text,
+        words=[replace(w, text=t) for w, t in zip(segment.words, words)],
+    )
+
+
+@dataclass
+class ChunkResult:
+    segments: list[Segment]
+    guards: dict[str, int]  # what the guards removed from this chunk, by kind
+
+
+def _decode_all(engine: Engine, samples: np.ndarray, chunk: Chunk, language: str, options: DecodeOptions) -> list[Segment]:
+    """Decode a chunk, and decode again what the model skipped.
+
+    After a pause or a change of voice Whisper often ends its output early and skips the rest of its
+    30 s window; speech regions that start after the last decoded segment are decoded once more.
+    """
+    segments: list[Segment] = []
+    pending = list(chunk.regions)
+    while pending:
+        part = Chunk(pending[0].start, pending[-1].end, tuple(pending))
+        decoded = [_shift(s, part.start) for s in engine.decode(_samples(samples, part), language, options)]
+        if not decoded:
+            break
+        segments.extend(decoded)
+        covered = decoded[-1].end
+        skipped = [r for r in pending if r.start >= covered - RESUME_TOLERANCE]
+        if len(skipped) == len(pending):
+            break
+        pending = skipped
+    return segments
+
+
+def transcribe_chunk(engine: Engine, samples: np.ndarray, chunk: Chunk, language: str, options: TranscribeOptions) -> ChunkResult:
+    counts: Counter[str] = Counter()
+    kept = guard(_decode_all(engine, samples, chunk, language, options.decode), chunk, counts, options.guards)
+    return ChunkResult([_apply_script(s, options.script) for s in kept], dict(counts))
+
+
+def transcribe(
+    samples: np.ndarray,
+    chunks: list[Chunk],
+    engine: Engine,
+    options: TranscribeOptions = TranscribeOptions(),
+    *,
+    done: Mapping[int, ChunkResult] | None = None,
+    on_chunk: Callable[[int, ChunkResult], None] | None = None,
+) -> Transcript:
+    """Transcribe a recording's chunks. `done` holds chunks finished by an interrupted run (by index),
+    which are reused; `on_chunk` is told of each chunk as it finishes, so a caller can keep them."""
+    done = done or {}
+    counts: Counter[str] = Counter()
+    if options.language:
+        language, probability = options.language, 1.0
+    elif chunks:
+        language, probability = detect_language(engine, samples, chunks)
+    else:
+        language, probability = None, 0.0
+    segments: list[Segment] = []
+    for index, chunk in enumerate(chunks):
+        result = done.get(index) or transcribe_chunk(engine, samples, chunk, language, options)
+        if on_chunk:
+            on_chunk(index, result)
+        segments.extend(result.segments)
+        counts.update(result.guards)
+    return Transcript(
+        language=language,
+        language_probability=probability,
+        segments=segments,
+        engine=engine.name,
+        model=engine.model,
+        guards=dict(counts),
+    )
