@@ -76,12 +76,15 @@ def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
     files: list[Path] = []
     missing: list[FileResult] = []
     for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_audio_file(p) and not p.name.startswith(".")))
-        elif path.exists():
-            files.append(path)
-        else:
-            missing.append(FileResult(path, "failed", error=f"{path}: no such file or folder"))
+        try:
+            if path.is_dir():
+                files.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_audio_file(p) and not p.name.startswith(".")))
+            elif path.exists():
+                files.append(path)
+            else:
+                missing.append(FileResult(path, "failed", error=f"{path}: no such file or folder"))
+        except OSError as e:  # a folder we may not enter
+            missing.append(FileResult(path, "failed", error=f"{path}: cannot read: {e.strerror}"))
     seen: set[Path] = set()
     unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
     return unique, missing

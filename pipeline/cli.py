@@ -122,7 +122,8 @@ def _summary(results: list[FileResult]) -> Table:
 
 @app.command()
 def run(
-    paths: Annotated[list[Path], typer.Argument(help="Audio files and folders (searched recursively)")],
+    # readable=False: an unreadable file is the batch's to report, so the other files still run.
+    paths: Annotated[list[Path], typer.Argument(help="Audio files and folders (searched recursively)", readable=False)],
     db: DbOption = None,
     out: Annotated[Path, typer.Option(help="Folder for transcript files")] = Path("transcripts"),
     engine: Annotated[EngineName, typer.Option(help="Recogniser")] = EngineName(DEFAULT_ENGINE),

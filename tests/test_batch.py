@@ -1,0 +1,296 @@
+"""Batches end to end on real audio: the CLI, re-runs, and every kind of bad input the issue lists."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import corpus_path
+from pipeline.audio import ffmpeg_exe
+from pipeline.batch import RunOptions, run_batch
+from pipeline.store import Store
+
+pytestmark = pytest.mark.slow
+
+OHP = [str(Path(sys.executable).with_name("ohp"))]
+MANDARIN = "zh/FireRedTeam_FireRedASR__examples_wav_BAC009S0764W0121.wav"  # 4.2 s
+ENGLISH = "en/lhotse-speech_lhotse__test_fixtures_libri_libri-1088-134315-0000.wav"  # 16 s
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *args], check=True)
+
+
+def ohp(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*OHP, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})}, **kw)
+
+
+def segment_rows(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT r.sha256, s.start, s.end, s.text, s.original_text FROM segments s JOIN recordings r ON r.id = s.recording_id ORDER BY r.sha256, s.start"
+        ).fetchall()
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as s:
+        yield s
+
+
+# --- the command line, end to end -------------------------------------------------------------
+
+
+def test_run_writes_database_and_transcripts_then_skips_on_rerun(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    shutil.copy(corpus_path(MANDARIN), audio / "worker.wav")
+    ffmpeg("-i", str(corpus_path(ENGLISH)), str(audio / "interviewer.m4a"))
+    (audio / "notes.txt").write_text("not audio, and not picked up from a folder")
+    db, out = tmp_path / "ohp.db", tmp_path / "transcripts"
+
+    first = ohp("run", str(audio), "--db", f"sqlite:///{db}", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{stem}.{ext}" for stem in ("worker", "interviewer") for ext in ("json", "srt", "vtt", "txt"))
+
+    doc = json.loads((out / "worker.json").read_text(encoding="utf-8"))
+    assert set(doc) == {"recording", "segments"}
+    assert set(doc["recording"]) == {"id", "path", "sha256", "duration", "language"}
+    assert doc["recording"]["language"] == "zh" and doc["recording"]["duration"] == pytest.approx(4.2, abs=0.05)
+    first_segment = doc["segments"][0]
+    assert set(first_segment) == {"id", "start", "end", "text", "original_text", "language", "speaker", "words"}
+    assert first_segment["speaker"] is None
+    assert "交易" in "".join(s["text"] for s in doc["segments"])
+    assert set(first_segment["words"][0]) == {"start", "end", "text", "probability"}
+    english = json.loads((out / "interviewer.json").read_text(encoding="utf-8"))
+    assert english["recording"]["language"] == "en"
+    assert "admiration" in " ".join(s["text"] for s in english["segments"]).lower()
+    srt = (out / "worker.srt").read_text(encoding="utf-8")
+    assert srt.startswith("1\n00:00:0") and " --> " in srt
+
+    rows = segment_rows(db)
+    second = ohp("run", str(audio), "--db", f"sqlite:///{db}", "--out", str(out))
+    assert second.returncode == 0
+    assert second.stdout.count("skipped") == 2
+    assert segment_rows(db) == rows
+
+    status = ohp("status", "--db", f"sqlite:///{db}")
+    assert "worker.wav" in status.stdout and "transcribe: done" in status.stdout
+
+
+def test_moved_file_is_the_same_recording_and_force_redoes(tmp_path, store):
+    first = tmp_path / "a" / "zhang.wav"
+    first.parent.mkdir()
+    shutil.copy(corpus_path(MANDARIN), first)
+    [done] = run_batch([first], store, RunOptions(out_dir=None)).files
+    assert done.status == "done"
+
+    moved = tmp_path / "b" / "zhang renamed.wav"
+    moved.parent.mkdir()
+    first.rename(moved)
+    [skipped] = run_batch([moved], store, RunOptions(out_dir=None)).files
+    assert skipped.status == "skipped"
+    [recording] = store.list_recordings()
+    assert recording.path == str(moved.resolve())
+
+    [redone] = run_batch([moved], store, RunOptions(out_dir=None, force=True)).files
+    assert redone.status == "done" and redone.recording_id == recording.id
+    assert len(store.list_recordings()) == 1
+
+
+def test_export_rewrites_files_from_the_database(tmp_path):
+    db = tmp_path / "ohp.db"
+    shutil.copy(corpus_path(MANDARIN), tmp_path / "zhang.wav")
+    assert ohp("run", str(tmp_path / "zhang.wav"), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "t")).returncode == 0
+    result = ohp("export", "zhang", "--format", "txt", "--format", "vtt", "--out", str(tmp_path / "again"), "--db", f"sqlite:///{db}")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["zhang.txt", "zhang.vtt"]
+    assert (tmp_path / "again" / "zhang.vtt").read_text(encoding="utf-8").startswith("WEBVTT\n")
+    missing = ohp("export", "nobody", "--db", f"sqlite:///{db}")
+    assert missing.returncode == 2 and "nobody" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# --- bad input: each reported with the file and the cause; the batch goes on ---------------------
+
+
+def run_one(tmp_path: Path, store: Store, make) -> tuple:
+    """Run a batch of a good file and the bad one; return the bad one's result."""
+    good = tmp_path / "good.wav"
+    shutil.copy(corpus_path(MANDARIN), good)
+    bad = make(tmp_path)
+    report = run_batch([good, bad], store, RunOptions(out_dir=tmp_path / "out"))
+    results = {r.path: r for r in report.files}
+    assert results[good].status == "done", results[good].error  # the batch went on past the bad file
+    return results[bad]
+
+
+def test_empty_file(tmp_path, store):
+    def make(d):
+        (d / "empty.wav").touch()
+        return d / "empty.wav"
+
+    result = run_one(tmp_path, store, make)
+    assert result.status == "failed" and "empty.wav" in result.error and "empty file" in result.error
+
+
+def test_text_file_named_wav(tmp_path, store):
+    def make(d):
+        (d / "notes.wav").write_text("Interview notes, not audio.\n" * 20)
+        return d / "notes.wav"
+
+    result = run_one(tmp_path, store, make)
+    assert result.status == "failed" and "notes.wav" in result.error and "not an audio file" in result.error
+
+
+def test_truncated_mp3_keeps_what_decodes(tmp_path, store):
+    def make(d):
+        full = d / "full.mp3"
+        ffmpeg("-i", str(corpus_path(ENGLISH)), "-b:a", "64k", str(full))
+        data = full.read_bytes()
+        cut = d / "cut.mp3"
+        cut.write_bytes(data[: len(data) // 2 + 17])  # mid-frame
+        return cut
+
+    result = run_one(tmp_path, store, make)
+    assert result.status == "done"
+    assert 6 < result.duration < 10
+    assert result.segments >= 1
+
+
+def test_very_short_clip(tmp_path, store):
+    def make(d):
+        ffmpeg("-i", str(corpus_path(MANDARIN)), "-t", "0.3", str(d / "short.wav"))
+        return d / "short.wav"
+
+    result = run_one(tmp_path, store, make)
+    assert result.status == "done" and result.duration == pytest.approx(0.3, abs=0.01)
+
+
+def test_near_silence_succeeds_with_no_segments(tmp_path, store):
+    def make(d):
+        ffmpeg("-f", "lavfi", "-i", "anoisesrc=color=pink:amplitude=0.001:duration=60:sample_rate=16000", str(d / "quiet.flac"))
+        return d / "quiet.flac"
+
+    result = run_one(tmp_path, store, make)
+    assert result.status == "done" and result.segments == 0
+    assert any("no speech" in w and "quiet.flac" in w for w in result.warnings)
+    assert store.stage(result.recording_id, "transcribe").status == "done"
+
+
+def test_8khz_stereo(tmp_path, store):
+    def make(d):
+        ffmpeg("-i", str(corpus_path(ENGLISH)), "-ar", "8000", "-ac", "2", str(d / "phone.wav"))
+        return d / "phone.wav"
+
+    result = run_one(tmp_path, store, make)
+    assert result.status == "done" and result.language == "en" and result.segments >= 1
+    assert any("8000 Hz" in w and "phone.wav" in w for w in result.warnings)
+
+
+def test_path_with_spaces_and_chinese(tmp_path, store):
+    def make(d):
+        folder = d / "访谈 录音"
+        folder.mkdir()
+        shutil.copy(corpus_path(ENGLISH), folder / "张 长华 第一次.wav")
+        return folder / "张 长华 第一次.wav"
+
+    result = run_one(tmp_path, store, make)
+    assert result.status == "done" and result.segments >= 1
+    assert (tmp_path / "out" / "张 长华 第一次.json").exists()
+
+
+def test_unreadable_file(tmp_path):
+    if os.geteuid() == 0:  # the ordinary user below must be able to reach the folder
+        tmp_path = Path(tempfile.mkdtemp(prefix="ohp-unreadable-"))
+        tmp_path.chmod(0o777)
+    bad = tmp_path / "locked.wav"
+    shutil.copy(corpus_path(MANDARIN), bad)
+    bad.chmod(0)
+    db = tmp_path / "ohp.db"
+    command = [*OHP, "run", str(bad), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "out")]
+    if os.geteuid() == 0:  # root reads anything: run the batch as an ordinary user
+        setpriv = shutil.which("setpriv")
+        if not setpriv:
+            pytest.skip("running as root without setpriv")
+        command = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OHP_HOME": str(tmp_path / "home"), "COLUMNS": "200"})
+    assert result.returncode == 1
+    assert "locked.wav" in result.stdout + result.stderr and "permission denied" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_file_that_disappears_mid_batch(tmp_path, store):
+    first, second = tmp_path / "first.wav", tmp_path / "second.wav"
+    shutil.copy(corpus_path(MANDARIN), first)
+    shutil.copy(corpus_path(ENGLISH), second)
+
+    class RemoveSecond:
+        def file_started(self, path, index, total):
+            if index == 0:
+                second.unlink()
+
+        def stage_started(self, *a): ...
+        def audio_done(self, *a): ...
+        def file_finished(self, result): ...
+
+    report = run_batch([first, second], store, RunOptions(out_dir=None), RemoveSecond())
+    assert [r.status for r in report.files] == ["done", "failed"]
+    assert "second.wav" in report.files[1].error and "not found" in report.files[1].error
+
+
+def test_killed_batch_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    shutil.copy(corpus_path(MANDARIN), audio / "a_short.wav")
+    # The first 52 s of the long-form recording: five chunks, enough to be killed part-way.
+    ffmpeg("-i", str(corpus_path("longform_zh_dev.wav")), "-t", "52", str(audio / "b_long.wav"))
+    shutil.copy(corpus_path(ENGLISH), audio / "c_english.wav")
+    env = {"OHP_HOME": str(tmp_path / "home")}
+    # The weights are assembled once in the shared cache; the test's own home links to them.
+    (tmp_path / "home").mkdir()
+    from pipeline.weights import faster_whisper_base_dir
+
+    (tmp_path / "home" / "models").symlink_to(faster_whisper_base_dir().parent)
+    db = tmp_path / "killed.db"
+
+    proc = subprocess.Popen([*OHP, "run", str(audio), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "out")], env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = tmp_path / "home" / "partial"
+    deadline = time.monotonic() + 300
+    # Kill once the long recording has at least two finished chunks in its checkpoint.
+    while time.monotonic() < deadline and proc.poll() is None:
+        lines = sum(len(p.read_text().splitlines()) for p in partial.glob("*.jsonl")) if partial.exists() else 0
+        if lines >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the batch finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    with sqlite3.connect(db) as conn:
+        finished = dict(conn.execute("SELECT r.path, s.finished_at FROM stages s JOIN recordings r ON r.id = s.recording_id WHERE s.status = 'done'").fetchall())
+        half = conn.execute("SELECT count(*) FROM segments s JOIN recordings r ON r.id = s.recording_id WHERE r.path LIKE '%b_long.wav'").fetchone()[0]
+    assert [Path(p).name for p in finished] == ["a_short.wav"]
+    assert half == 0  # nothing of the recording being transcribed reached the database
+
+    rerun = ohp("run", str(audio), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "out"), env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    with sqlite3.connect(db) as conn:
+        after = dict(conn.execute("SELECT r.path, s.finished_at FROM stages s JOIN recordings r ON r.id = s.recording_id").fetchall())
+        resumed = json.loads(conn.execute("SELECT s.report FROM stages s JOIN recordings r ON r.id = s.recording_id WHERE r.path LIKE '%b_long.wav'").fetchone()[0])
+    assert {p: after[p] for p in finished} == finished  # nothing finished was redone
+    assert resumed["resumed_chunks"] >= 2
+    assert not list(partial.glob("*.jsonl"))
+
+    clean = tmp_path / "clean.db"
+    assert ohp("run", str(audio), "--db", f"sqlite:///{clean}", "--out", str(tmp_path / "out2"), env=env).returncode == 0
+    assert segment_rows(db) == segment_rows(clean)

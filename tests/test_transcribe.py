@@ -1,0 +1,151 @@
+"""The transcribe stage: with a scripted engine for the logic, with the real engines on real speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import corpus_path
+from pipeline.audio import decode, probe
+from pipeline.engines import DecodeOptions, load_engine
+from pipeline.records import Chunk, Segment, SpeechRegion, Word
+from pipeline.segment import segment
+from pipeline.transcribe import ChunkResult, TranscribeOptions, detect_language, transcribe
+
+SR = 16_000
+
+
+def seg(start: float, end: float, text: str, words: list[tuple[float, float, str]] | None = None, **kw) -> Segment:
+    words = words if words is not None else [(start, end, text)]
+    return Segment(start, end, text, text, "zh", [Word(a, b, t, 0.9) for a, b, t in words], avg_logprob=-0.2, no_speech_prob=0.01, **kw)
+
+
+class ScriptedEngine:
+    """Answers decode calls from a list, recording what it was asked (start sample, length)."""
+
+    name = "scripted"
+    model = "none"
+
+    def __init__(self, answers: list[list[Segment]], languages: list[dict[str, float]] | None = None) -> None:
+        self.answers = list(answers)
+        self.languages = list(languages or [])
+        self.calls: list[int] = []
+
+    def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
+        return self.languages.pop(0)
+
+    def decode(self, samples: np.ndarray, language: str, options: DecodeOptions) -> list[Segment]:
+        self.calls.append(len(samples))
+        return self.answers.pop(0)
+
+
+def chunk(*regions: tuple[float, float]) -> Chunk:
+    return Chunk(regions[0][0], regions[-1][1], tuple(SpeechRegion(a, b) for a, b in regions))
+
+
+def test_times_move_into_recording_time():
+    engine = ScriptedEngine([[seg(0.5, 2.0, "你好", [(0.5, 1.0, "你"), (1.0, 2.0, "好")])]])
+    audio = np.zeros(20 * SR, np.float32)
+    result = transcribe(audio, [chunk((10.0, 12.5))], engine, TranscribeOptions(language="zh"))
+    [s] = result.segments
+    assert (s.start, s.end) == (10.5, 12.0)
+    assert [(w.start, w.end) for w in s.words] == [(10.5, 11.0), (11.0, 12.0)]
+    assert engine.calls == [int(2.5 * SR)]
+
+
+def test_speech_skipped_after_an_early_end_is_decoded_again():
+    # Whisper stopped after the first region; the stage must decode the second region on its own.
+    engine = ScriptedEngine([[seg(0.0, 2.0, "第一句")], [seg(0.1, 3.0, "第二句")]])
+    audio = np.zeros(40 * SR, np.float32)
+    result = transcribe(audio, [chunk((1.0, 3.0), (8.0, 11.0))], engine, TranscribeOptions(language="zh"))
+    assert [s.text for s in result.segments] == ["第一句", "第二句"]
+    assert result.segments[1].start == pytest.approx(8.1)
+    assert engine.calls == [10 * SR, 3 * SR]
+
+
+def test_no_second_pass_when_everything_was_decoded():
+    engine = ScriptedEngine([[seg(0.0, 2.0, "第一句"), seg(7.0, 10.0, "第二句")]])
+    transcribe(np.zeros(40 * SR, np.float32), [chunk((1.0, 3.0), (8.0, 11.0))], engine, TranscribeOptions(language="zh"))
+    assert len(engine.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("script", "text"), [("simplified", "我儿子在老家"), ("traditional", "我兒子在老家"), ("original", "我兒子在老家")]
+)
+def test_script_policy_keeps_the_original(script, text):
+    original = "我兒子在老家"
+    engine = ScriptedEngine([[seg(0.0, 2.0, original, [(0.0, 1.0, "我兒子"), (1.0, 2.0, "在老家")])]])
+    result = transcribe(np.zeros(3 * SR, np.float32), [chunk((0.0, 2.5))], engine, TranscribeOptions(language="zh", script=script))
+    [s] = result.segments
+    assert s.text == text
+    assert s.original_text == original
+    assert "".join(w.text for w in s.words) == text
+
+
+def test_english_is_not_converted():
+    engine = ScriptedEngine([[Segment(0.0, 1.0, "Hello there", "Hello there", "en", [Word(0, 1, "Hello", 1)], -0.1, 0.0)]])
+    [s] = transcribe(np.zeros(2 * SR, np.float32), [chunk((0.0, 1.5))], engine, TranscribeOptions(language="en")).segments
+    assert s.text == s.original_text == "Hello there"
+
+
+def test_language_is_detected_once_per_recording_from_the_longest_chunks():
+    chunks = [chunk((0.0, 1.0)), chunk((5.0, 20.0)), chunk((30.0, 40.0)), chunk((50.0, 52.0)), chunk((60.0, 75.0))]
+    engine = ScriptedEngine([], languages=[{"zh": 0.6, "en": 0.4}, {"zh": 0.3, "en": 0.7}, {"zh": 0.9, "en": 0.1}])
+    language, probability = detect_language(engine, np.zeros(80 * SR, np.float32), chunks)
+    assert language == "zh"
+    assert probability == pytest.approx((0.6 + 0.3 + 0.9) / 3)
+    assert not engine.languages  # exactly three probes
+
+
+def test_guards_are_counted_in_the_transcript():
+    engine = ScriptedEngine([[seg(0.0, 2.0, "我们的工资"), seg(2.0, 4.0, "字幕由Amara.org社群提供")]])
+    result = transcribe(np.zeros(6 * SR, np.float32), [chunk((0.0, 5.0))], engine, TranscribeOptions(language="zh"))
+    assert [s.text for s in result.segments] == ["我们的工资"]
+    assert result.guards == {"phantom": 1}
+
+
+def test_finished_chunks_are_reused_and_reported():
+    engine = ScriptedEngine([[seg(0.0, 1.0, "二")]])
+    kept = ChunkResult([seg(0.0, 1.0, "一")], {"silence": 2})
+    seen = []
+    result = transcribe(
+        np.zeros(30 * SR, np.float32),
+        [chunk((0.0, 2.0)), chunk((10.0, 12.0))],
+        engine,
+        TranscribeOptions(language="zh"),
+        done={0: kept},
+        on_chunk=lambda i, r: seen.append(i),
+    )
+    assert [s.text for s in result.segments] == ["一", "二"]
+    assert len(engine.calls) == 1 and seen == [0, 1]
+    assert result.guards == {"silence": 2}
+
+
+def test_unknown_script_is_refused():
+    with pytest.raises(ValueError, match="script"):
+        TranscribeOptions(script="pinyin")
+
+
+# --- real engines on real speech --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mandarin_clip():
+    path = corpus_path("zh/FireRedTeam_FireRedASR__examples_wav_BAC009S0764W0121.wav")  # 甚至出现交易几乎停滞的情况
+    samples = decode(probe(path)).samples
+    return samples, segment(samples)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine_name", ["faster-whisper", "openai-whisper"])
+def test_real_engines_transcribe_mandarin_in_simplified_with_timed_words(engine_name, mandarin_clip):
+    samples, chunks = mandarin_clip
+    result = transcribe(samples, chunks, load_engine(engine_name), TranscribeOptions(engine=engine_name))
+    text = "".join(s.text for s in result.segments)
+    assert result.language == "zh" and result.language_probability > 0.5
+    for expected in ("甚至", "出现", "交易", "几乎", "情况"):
+        assert expected in text
+    duration = len(samples) / SR
+    for s in result.segments:
+        assert 0 <= s.start < s.end <= duration + 0.1
+        assert s.words and all(s.start - 0.05 <= w.start <= w.end <= s.end + 0.05 for w in s.words)
