@@ -1,0 +1,226 @@
+"""Audio in: identify a file by its bytes, ask ffmpeg what it holds, decode it to 16 kHz mono float32.
+
+ffmpeg is the binary that imageio-ffmpeg ships, so no system ffmpeg is needed; pydub is pointed at the
+same binary for the places that write audio (demo, fixtures). Decoding streams ffmpeg's output into one
+preallocated array instead of going through pydub.AudioSegment.from_file, which holds the whole decoded
+file several times over: a 2-hour interview must fit in memory once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from .records import AudioInfo
+
+SAMPLE_RATE = 16_000
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .flac .mp3 .m4a .aac .ogg .oga .opus .aif .aiff .wma .amr .webm .mp4 .mov .mkv .avi .3gp".split()
+)
+MAX_DURATION = 12 * 3600.0  # longer than any interview; guards against files that claim days of audio
+_READ_BLOCK = 1 << 20  # bytes of decoded audio read from ffmpeg at a time
+
+
+class AudioError(Exception):
+    """A file that cannot be used as a recording; the message names the file and the cause."""
+
+    def __init__(self, path: Path | str, cause: str) -> None:
+        super().__init__(f"{path}: {cause}")
+        self.path = Path(path)
+        self.cause = cause
+
+
+@dataclass
+class DecodedAudio:
+    samples: np.ndarray  # float32, mono, SAMPLE_RATE
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+@cache
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    with warnings.catch_warnings():  # pydub warns at import when no ffmpeg is on PATH: we set its converter
+        warnings.simplefilter("ignore", RuntimeWarning)
+        from pydub import AudioSegment
+
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    AudioSegment.converter = exe
+    return exe
+
+
+def is_audio_file(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_READ_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_readable(path: Path) -> int:
+    """Fail early, with a plain cause, on what ffmpeg would report obscurely; return the size."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise AudioError(path, "file not found (was it moved or deleted?)") from None
+    except OSError as e:
+        raise AudioError(path, f"cannot read file: {e.strerror}") from None
+    if not path.is_file():
+        raise AudioError(path, "a directory, not a file" if path.is_dir() else "not a regular file")
+    if st.st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except PermissionError:
+        raise AudioError(path, "permission denied: the file is not readable") from None
+    except OSError as e:
+        raise AudioError(path, f"cannot read file: {e.strerror}") from None
+    return st.st_size
+
+
+_INPUT = re.compile(r"^Input #0, (?P<format>[^,]+(?:,[^ ]+)*), from ", re.M)
+_DURATION = re.compile(r"Duration: (?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)")
+_AUDIO_STREAM = re.compile(
+    r"Stream #0:\d+[^:]*: Audio: (?P<codec>[\w-]+)[^,\n]*, (?P<rate>\d+) Hz, (?P<layout>[^,\n]+)"
+)
+_CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "4.0": 4, "5.0": 5, "5.1": 6, "6.1": 7, "7.1": 8}
+
+
+def _ffmpeg_input(path: Path) -> str:
+    # "file:" stops ffmpeg reading a name like "2023-05-01T10:30.wav" as a URL of protocol "2023-05-01T10".
+    return f"file:{path}"
+
+
+def _ffmpeg_cause(stderr: str, opening: bool = True) -> str:
+    """The line of ffmpeg's complaint that says what is wrong."""
+    if "moov atom not found" in stderr:
+        # An MP4/M4A's index is written last; ffmpeg's final line would only say "invalid data".
+        return "moov atom not found: the MP4/M4A is incomplete (cut short, or its recording never finished)"
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error opening input" in line or "Invalid data" in line:
+            cause = line.split(": ", 1)[-1]
+            # Invalid data while opening means it is no audio file; while decoding, only that part is bad.
+            if "Invalid data" in cause and opening:
+                return "not an audio file ffmpeg can read (invalid data found when processing input)"
+            return cause
+    return lines[-1] if lines else "ffmpeg failed without a message"
+
+
+def _channel_count(layout: str) -> int:
+    layout = layout.split("(")[0].strip()
+    if layout in _CHANNELS:
+        return _CHANNELS[layout]
+    count = re.match(r"(\d+) channels", layout)
+    return int(count.group(1)) if count else 1
+
+
+def probe(path: Path | str) -> AudioInfo:
+    """Identify a file (sha256 of its bytes) and read its format, codec, rate, channels and duration."""
+    path = Path(path)
+    size = _check_readable(path)
+    result = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_input(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    # Without an output file ffmpeg always exits 1; what matters is whether it found an input.
+    out = result.stderr
+    input_match = _INPUT.search(out)
+    if not input_match:
+        raise AudioError(path, _ffmpeg_cause(out))
+    stream = _AUDIO_STREAM.search(out)
+    if not stream:
+        raise AudioError(path, "no audio stream in this file")
+    duration_match = _DURATION.search(out)
+    duration = (
+        int(duration_match["h"]) * 3600 + int(duration_match["m"]) * 60 + float(duration_match["s"])
+        if duration_match
+        else 0.0
+    )
+    return AudioInfo(
+        path=path,
+        sha256=file_sha256(path),
+        size_bytes=size,
+        format=input_match["format"],
+        codec=stream["codec"],
+        sample_rate=int(stream["rate"]),
+        channels=_channel_count(stream["layout"]),
+        duration=duration,
+    )
+
+
+def _read_into(stream, samples: np.ndarray, filled: int) -> int:
+    """Read ffmpeg's output into samples from byte `filled` on; the views are released on return,
+    so the array can be resized (no other reference to it exists)."""
+    with memoryview(samples) as whole, whole.cast("B") as view, view[filled : filled + _READ_BLOCK] as block:
+        return stream.readinto(block)
+
+
+def decode(info: AudioInfo) -> DecodedAudio:
+    """Decode to 16 kHz mono float32, streaming from ffmpeg into one array sized from the declared duration."""
+    path = info.path
+    _check_readable(path)
+    if info.duration > MAX_DURATION:
+        raise AudioError(path, f"declares {info.duration / 3600:.1f} h of audio, more than the {MAX_DURATION / 3600:.0f} h limit")
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+        "-i", _ffmpeg_input(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-",
+    ]  # fmt: skip
+    capacity = int((info.duration or 60.0) * SAMPLE_RATE) + SAMPLE_RATE
+    samples = np.empty(capacity, dtype=np.float32)
+    filled = 0  # bytes
+    # stderr goes to a file: a corrupt file can make ffmpeg write more errors than a pipe holds.
+    with tempfile.TemporaryFile() as err, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err) as proc:
+        assert proc.stdout is not None
+        while True:
+            if filled == samples.nbytes:
+                if filled // 4 >= MAX_DURATION * SAMPLE_RATE:
+                    proc.kill()
+                    raise AudioError(path, f"more than {MAX_DURATION / 3600:.0f} h of audio")
+                # The container understated its length: grow by half, in place where realloc can.
+                # (np.resize would copy into a 2x array and keep it: three times the audio at the peak.)
+                samples.resize(int(len(samples) * 1.5), refcheck=False)
+            n = _read_into(proc.stdout, samples, filled)
+            if not n:
+                break
+            filled += n
+        returncode = proc.wait()
+        err.seek(0)
+        stderr = err.read().decode("utf-8", "replace")
+    n_samples = filled // 4
+    if returncode != 0 and n_samples == 0:
+        raise AudioError(path, f"ffmpeg could not decode it: {_ffmpeg_cause(stderr, opening=False)}")
+    # Give back what the declared length reserved but the file did not hold (truncated files):
+    # a slice would keep all of it alive. Shrinking in place does not copy.
+    samples.resize(n_samples, refcheck=False)
+    decoded = DecodedAudio(samples)
+    if returncode != 0 or stderr.strip():
+        decoded.warnings.append(f"{path}: decoding errors ({_ffmpeg_cause(stderr, opening=False)}); kept what could be decoded")
+    if info.duration and decoded.duration < info.duration - max(1.0, 0.05 * info.duration):
+        decoded.warnings.append(
+            f"{path}: truncated? decoded {decoded.duration:.1f} s of the {info.duration:.1f} s the file declares"
+        )
+    if info.sample_rate < SAMPLE_RATE:
+        decoded.warnings.append(
+            f"{path}: recorded at {info.sample_rate} Hz, below 16 kHz; recognition may be less accurate"
+        )
+    return decoded

@@ -1,0 +1,130 @@
+"""Transcript files: JSON (the reference format), SRT, WebVTT and plain text.
+
+Every writer is a function from a recording and its segments to text; `write_exports` puts them in a
+folder as `<recording file stem>.<ext>`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from .records import RecordingRecord, Segment
+
+FORMATS = ("json", "srt", "vtt", "txt")
+
+
+def timestamp(seconds: float, separator: str = ".", hours: bool = True) -> str:
+    """01:02:03.456 (SRT wants a comma before the milliseconds)."""
+    ms = max(0, round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}" if hours or h else f"{m:02d}:{s:02d}{separator}{ms:03d}"
+
+
+def clock(seconds: float) -> str:
+    """00:12:31, for people reading a transcript."""
+    return timestamp(seconds)[:8]
+
+
+def to_json(recording: RecordingRecord, segments: list[Segment]) -> str:
+    document = {
+        "recording": {
+            "id": recording.id,
+            "path": recording.path,
+            "sha256": recording.sha256,
+            "duration": recording.duration,
+            "language": recording.language,
+        },
+        "segments": [
+            {
+                "id": s.id,
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "text": s.text,
+                "original_text": s.original_text,
+                "language": s.language,
+                "speaker": s.speaker,
+                "words": [
+                    {"start": round(w.start, 3), "end": round(w.end, 3), "text": w.text, "probability": round(w.probability, 4)}
+                    for w in s.words
+                ],
+            }
+            for s in segments
+        ],
+    }
+    return json.dumps(document, ensure_ascii=False, indent=1) + "\n"
+
+
+def to_srt(recording: RecordingRecord, segments: list[Segment]) -> str:
+    blocks = [
+        f"{i}\n{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}\n{s.text}\n" for i, s in enumerate(segments, 1)
+    ]
+    return "\n".join(blocks)
+
+
+def to_vtt(recording: RecordingRecord, segments: list[Segment]) -> str:
+    # Cue text is markup in WebVTT: "<" opens a tag (the text after it vanishes) and "&" an entity.
+    blocks = [f"{timestamp(s.start)} --> {timestamp(s.end)}\n{html.escape(s.text, quote=False)}\n" for s in segments]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def to_txt(recording: RecordingRecord, segments: list[Segment]) -> str:
+    header = [
+        f"Recording: {Path(recording.path).name}",
+        f"Duration: {clock(recording.duration)}",
+        f"Language: {recording.language or 'unknown'}",
+    ]
+    header += [f"{label}: {value}" for label, value in (("Interviewee", recording.interviewee), ("Place", recording.place), ("Date", recording.recorded_on)) if value]
+    lines = [f"[{clock(s.start)}] {s.speaker + ': ' if s.speaker else ''}{s.text}" for s in segments]
+    return "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
+
+
+WRITERS: dict[str, Callable[[RecordingRecord, list[Segment]], str]] = {
+    "json": to_json,
+    "srt": to_srt,
+    "vtt": to_vtt,
+    "txt": to_txt,
+}
+
+
+def export_stem(recording: RecordingRecord, taken: set[str] | None = None) -> str:
+    """The file stem of the recording; with a short hash when another recording has the same stem."""
+    stem = Path(recording.path).stem
+    return f"{stem}-{recording.sha256[:8]}" if taken and stem in taken else stem
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # A reader (or a crash) never sees half a transcript file. Not mkstemp: its files are private
+    # (0600), and the transcript would keep that mode; open(..., "x") gives the umask's mode.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_exports(
+    recording: RecordingRecord, segments: list[Segment], out_dir: Path, formats: tuple[str, ...] = FORMATS, stem: str | None = None
+) -> list[Path]:
+    unknown = [f for f in formats if f not in WRITERS]
+    if unknown:
+        raise ValueError(f"unknown export format {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or export_stem(recording)
+    paths = []
+    for fmt in formats:
+        path = out_dir / f"{stem}.{fmt}"
+        _write_atomic(path, WRITERS[fmt](recording, segments))
+        paths.append(path)
+    return paths

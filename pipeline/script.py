@@ -1,0 +1,47 @@
+"""Chinese script policy: simplified, traditional, or the recogniser's own output.
+
+Whisper writes Mandarin in either script, often traditional, whatever was spoken. The policy converts
+with OpenCC; callers keep the original text beside the converted one.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+SCRIPTS = ("simplified", "traditional", "original")
+CHINESE_LANGUAGES = frozenset({"zh", "yue"})
+
+
+@cache
+def _converter(config: str):
+    import opencc
+
+    return opencc.OpenCC(config)
+
+
+def convert(text: str, script: str) -> str:
+    """Text in the given script; "original" leaves it as it is."""
+    # Checked first, so a misspelt script fails on the first call, not on the first Chinese text.
+    if script not in SCRIPTS:
+        raise ValueError(f"unknown script {script!r}: choose one of {', '.join(SCRIPTS)}")
+    if script == "original" or not text:
+        return text
+    return _converter("t2s" if script == "simplified" else "s2t").convert(text)
+
+
+def convert_pieces(pieces: list[str], script: str) -> list[str]:
+    """Convert a text given in pieces (words) as a whole, so phrase-level rules see whole phrases,
+    and hand it back in the same pieces; piece by piece where the conversion changes the length."""
+    whole = "".join(pieces)
+    converted = convert(whole, script)
+    if len(converted) != len(whole):
+        return [convert(p, script) for p in pieces]
+    out, pos = [], 0
+    for piece in pieces:
+        out.append(converted[pos : pos + len(piece)])
+        pos += len(piece)
+    return out
+
+
+def to_simplified(text: str) -> str:
+    return convert(text, "simplified")
