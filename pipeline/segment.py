@@ -74,8 +74,15 @@ def extend_by_energy(regions: list[SpeechRegion], levels: np.ndarray, options: V
         while end < len(loud) and end - last < limit and loud[end]:
             end += 1
         new = SpeechRegion(min(region.start, start * frame_seconds), max(region.end, end * frame_seconds))
+        if new.duration > options.max_chunk:
+            new = region  # growing must not undo silero's split of speech longer than max_chunk
         if grown and new.start <= grown[-1].end:
-            new = SpeechRegion(grown.pop().start, new.end)
+            previous = grown[-1]
+            if max(new.end, previous.end) - previous.start <= options.max_chunk:
+                grown.pop()
+                new = SpeechRegion(previous.start, max(new.end, previous.end))
+            else:  # they touch, but together they would not fit Whisper's window: keep both, apart
+                new = SpeechRegion(previous.end, new.end)
         grown.append(new)
     return grown
 

@@ -11,7 +11,7 @@ from conftest import corpus_path
 
 from pipeline.audio import SAMPLE_RATE, decode, probe
 from pipeline.records import Chunk, SpeechRegion
-from pipeline.segment import VadOptions, make_chunks, segment, speech_regions
+from pipeline.segment import VadOptions, extend_by_energy, frame_levels, make_chunks, segment, speech_regions
 
 ZH_CLIP = "zh/FireRedTeam_FireRedASR__examples_wav_BAC009S0764W0121.wav"
 EN_CLIP = "en/lhotse-speech_lhotse__test_fixtures_libri_libri-1088-134315-0000.wav"
@@ -96,6 +96,20 @@ def test_longform_quiet_gaps_give_no_chunks(longform):
     assert (50.417, 75.417) in gaps
     for r in (r for c in chunks for r in c.regions):
         assert not any(start <= r.start and r.end <= end for start, end in gaps), f"region {r} in a gap"
+
+
+@pytest.mark.corpus
+def test_continuous_speech_longer_than_a_chunk_is_split(longform):
+    # 68 s of speech without a pause (one clip six times): silero splits it at max_chunk, and the
+    # energy extension must not join the pieces again into one chunk longer than Whisper's window.
+    samples = load(f"{LONGFORM}.wav")
+    clip = samples[int(4.7 * SAMPLE_RATE) : int(16.0 * SAMPLE_RATE)]
+    speech = np.concatenate([clip] * 6)
+    duration = len(speech) / SAMPLE_RATE
+    chunks = segment(speech)
+    assert len(chunks) >= 3
+    assert_well_formed(chunks, duration)
+    assert covered(chunks, 0.0, duration) >= 0.95 * duration
 
 
 # --- quiet -------------------------------------------------------------------------------------------
@@ -188,3 +202,61 @@ def test_make_chunks_keeps_order_and_coverage_within_limits(seed):
     for a, b in zip(chunks, chunks[1:]):
         # A chunk ends only for a reason: a long gap, or the next region would not fit.
         assert b.start - a.end > OPTIONS.max_gap or b.regions[0].end - a.start > OPTIONS.max_chunk
+
+
+# --- energy extension --------------------------------------------------------------------------------
+
+FRAME = 512 / SAMPLE_RATE  # 32 ms
+
+
+def test_frame_levels():
+    t = np.arange(10 * 512 + 100) / SAMPLE_RATE
+    sine = (0.1 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)
+    levels = frame_levels(sine)
+    assert len(levels) == 10  # the partial frame at the end is left out
+    assert levels == pytest.approx(20 * np.log10(0.1 / np.sqrt(2)), abs=0.2)
+    assert frame_levels(np.zeros(2048, np.float32)) == pytest.approx(-120.0)
+    assert len(frame_levels(np.zeros(100, np.float32))) == 0
+
+
+def levels(n: int, *loud: tuple[int, int]) -> np.ndarray:
+    """A -60 dB floor with loud (-30 dB) frames in the given [first, last) ranges (loud is relative to
+    the 10th percentile: the floor must stay more than a tenth of the frames)."""
+    out = np.full(n, -60.0, dtype=np.float32)
+    for first, last in loud:
+        out[first:last] = -30.0
+    return out
+
+
+def test_a_region_grows_over_loud_neighbours_only():
+    region = SpeechRegion(100 * FRAME, 150 * FRAME)
+    assert extend_by_energy([region], levels(400), VadOptions()) == [region]
+    (grown,) = extend_by_energy([region], levels(400, (90, 160)), VadOptions())
+    assert (grown.start, grown.end) == pytest.approx((90 * FRAME, 160 * FRAME))
+
+
+def test_a_region_grows_by_at_most_max_extend():
+    (grown,) = extend_by_energy([SpeechRegion(100 * FRAME, 150 * FRAME)], levels(400, (0, 300)), VadOptions(max_extend=1.0))
+    assert grown.start == pytest.approx(100 * FRAME - int(1.0 / FRAME) * FRAME)
+    assert grown.end == pytest.approx(150 * FRAME + int(1.0 / FRAME) * FRAME)
+
+
+def test_regions_that_grow_together_merge():
+    a, b = SpeechRegion(50 * FRAME, 100 * FRAME), SpeechRegion(120 * FRAME, 170 * FRAME)
+    assert extend_by_energy([a, b], levels(400), VadOptions()) == [a, b]
+    (merged,) = extend_by_energy([a, b], levels(400, (100, 120)), VadOptions())
+    assert (merged.start, merged.end) == (a.start, b.end)
+
+
+def test_growing_and_merging_stay_within_max_chunk():
+    options = VadOptions(max_chunk=5.0)
+    loud = levels(1000, (0, 800))  # the quiet fifth is the noise floor
+    # silero's split of long speech: two regions that touch, 3 s each.
+    a, b = SpeechRegion(100 * FRAME, 100 * FRAME + 3.0), SpeechRegion(100 * FRAME + 3.0, 100 * FRAME + 6.0)
+    grown = extend_by_energy([a, b], loud, options)
+    assert len(grown) == 2
+    assert grown[0].end <= grown[1].start
+    assert all(r.duration <= options.max_chunk for r in grown)
+    # A region that cannot grow without passing max_chunk stays as it was.
+    long = SpeechRegion(100 * FRAME, 100 * FRAME + 4.9)
+    assert extend_by_energy([long], loud, options) == [long]
