@@ -68,8 +68,10 @@ class GuardOptions:
     no_speech_prob: float = 0.6  # Whisper's own silence rule: high no-speech probability ...
     avg_logprob: float = -1.0  # ... and low confidence together
     min_speech_overlap: float = 0.2  # share of a segment that must lie in detected speech
-    max_cjk_chars_per_second: float = 12.0  # fast Mandarin is ~7; more means invented text
-    max_chars_per_second: float = 30.0  # for alphabetic scripts
+    # Fast Mandarin reaches 10-12 characters a second and segment times are rough: only far more
+    # than that is text the audio cannot hold.
+    max_cjk_chars_per_second: float = 20.0
+    max_chars_per_second: float = 40.0  # letters and digits, for alphabetic scripts
     edge_tolerance: float = 1.0  # seconds a segment may stick out of its chunk before it is drift
 
 

@@ -117,3 +117,29 @@ class StageRecord:
     error: str | None
     started_at: str | None  # ISO timestamps, UTC
     finished_at: str | None
+
+
+@dataclass(frozen=True)
+class ThemeSuggestion:
+    """A codebook theme the tagger found in a segment, with the text that made it think so."""
+
+    theme: str  # codebook id, e.g. "left_behind_children"
+    score: float  # 0..1
+    evidence: tuple[tuple[int, int], ...]  # [start, end) character offsets into the segment text
+
+
+@dataclass(frozen=True)
+class Entity:
+    label: str  # PERSON, PLACE, ORG, DATE, MONEY
+    text: str
+    start: int  # character offsets into the segment text
+    end: int
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """A stretch of a recording spoken by one voice."""
+
+    start: float
+    end: float
+    speaker: str  # "S1", "S2", ... within one recording

@@ -199,10 +199,11 @@ def test_text_placed_outside_its_chunk_is_drift(start, end, drift):
     ("text", "seconds", "drift"),
     [
         ("我" * 20, 2.0, False),  # 10 characters a second: fast, but speech
-        ("我" * 30, 2.0, True),  # 15 a second
+        ("我" * 30, 2.0, False),  # 15 a second: very fast speech with rough segment times
+        ("我" * 50, 2.0, True),  # 25 a second
         ("我" * 30, 0.0, True),  # no length: judged over 0.5 s
         ("a" * 50, 2.0, False),
-        ("a" * 70, 2.0, True),
+        ("a" * 100, 2.0, True),
         (" We moved to the city in nineteen sixty-two.", 2.5, False),
     ],
 )
@@ -211,9 +212,9 @@ def test_more_text_than_its_time_can_hold_is_drift(text, seconds, drift):
 
 
 def test_characters_per_second_count_only_the_time_inside_the_chunk():
-    # 12 s long, but only 2 s of it inside the chunk: 30 characters there is 15 a second.
-    assert is_drift(seg("我" * 30, 18.0, 30.0), CHUNK)
-    assert not is_drift(seg("我" * 30, 18.0, 30.0), CHUNK, GuardOptions(max_cjk_chars_per_second=16))
+    # 12 s long, but only 2 s of it inside the chunk: 50 characters there is 25 a second.
+    assert is_drift(seg("我" * 50, 18.0, 30.0), CHUNK)
+    assert not is_drift(seg("我" * 50, 18.0, 30.0), CHUNK, GuardOptions(max_cjk_chars_per_second=26))
 
 
 # --- guard -------------------------------------------------------------------------------------------
