@@ -1,0 +1,509 @@
+"""Full-text terms and queries, the same for SQLite FTS5 and PostgreSQL.
+
+A segment's text becomes a string of space-separated terms (`index_terms`) that the database indexes
+with its plainest tokenizer (FTS5 `unicode61`, PostgreSQL `to_tsvector('simple', ...)`); a user's query
+becomes an AST (`parse_query`) that renders as an FTS5 MATCH expression or a tsquery. Both sides go
+through one normalisation, so they cannot disagree:
+
+- NFKC (full-width letters and digits become ASCII), Latin diacritics dropped, lower case;
+- Chinese in simplified script (OpenCC t2s), so 戶口 and 户口 are one term;
+- CJK text (Han, kana, Hangul) as overlapping character bigrams: 拿工资条 -> 拿工 工资 资条 条. Every
+  two characters of the text are a term, so any query of two or more characters is found wherever the
+  text contains it, which a word segmenter cannot promise: jieba keeps 那时候 whole (no 那时) and cuts
+  我们那时候 as 我们/那/时候. A run's last character is also a term on its own, so a one-character
+  query is a prefix search ("钱"* matches 钱 and every bigram starting with it);
+- other words stemmed with the English Snowball stemmer (wage, wages, waged -> wage), whatever the
+  segment's language: a query has no language, and terms that depended on one would miss.
+
+The terms hold only letters and digits, and every query term is quoted on the way out, so nothing a
+user types can reach either database's query syntax.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+import snowballstemmer
+
+from .script import convert_pieces, to_simplified
+
+MAX_TERM = 64  # characters: longer words are cut (PostgreSQL drops lexemes over 2 kB, FTS5 does not)
+MIN_PREFIX = 2  # characters before a * (a one-letter prefix would match half the index)
+CJK_CONTEXT_CHARS = 2  # characters of CJK text that count as one word of snippet context
+
+_CJK = (
+    "\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
+)
+# A CJK run (runs split only by spaces are one: Chinese has no spaces, and transcripts sprinkle them),
+# or a word of letters and digits with inner apostrophes (don't, children's).
+_TOKEN = re.compile(rf"(?P<cjk>[{_CJK}]+(?:\s+[{_CJK}]+)*)|(?P<word>[^\W_{_CJK}]+(?:['’][^\W_{_CJK}]+)*)")
+_SPACE = re.compile(r"\s+")
+_APOSTROPHE = re.compile("['’]")
+_LATIN_MARKS = re.compile("[\u0300-\u036f]")
+# CJK and full-width punctuation, quotes and dashes: token separators however they are written
+# (not ‘’: ’ is an apostrophe too).
+_PUNCTUATION = re.compile("[\u2010-\u2017\u201a-\u2027\u3001-\u3003\u3008-\u3011\u3014-\u301f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]")
+_ACCENTED = re.compile("[\u00c0-\u024f\u0300-\u036f\u1e00-\u1eff]")  # Latin letters that may carry marks
+
+
+class QuerySyntaxError(ValueError):
+    """A query that cannot be searched for; `position` is the offending character's index in it."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(f"{message} (at character {position + 1})")
+        self.message = message
+        self.position = position
+
+
+# ---------------------------------------------------------------------------------- normalisation
+
+
+# Left alone by OpenCC's t2s because it is also a simplified character (著名), yet mostly it is 着 (看著).
+_SAME = str.maketrans({"著": "着"})
+
+
+def _plain(text: str) -> str:
+    """NFKC, Latin diacritics dropped, lower case."""
+    if text.isascii():
+        return text.lower()
+    text = _PUNCTUATION.sub(",", text)  # what else makes CJK text not NFKC, and NFKC is slow
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    if _ACCENTED.search(text):
+        text = unicodedata.normalize("NFC", _LATIN_MARKS.sub("", unicodedata.normalize("NFD", text)))
+    return text.lower()
+
+
+def _fold(text: str) -> str:
+    """Text with every difference search ignores taken out (script too)."""
+    text = _plain(text)
+    return text if text.isascii() else to_simplified(text).translate(_SAME)
+
+
+_stemmer = snowballstemmer.stemmer("english")
+
+
+@lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    # Interviews reuse a small vocabulary: almost every word is stemmed once per process.
+    return _APOSTROPHE.sub("", _stemmer.stemWord(word.replace("’", "'")))[:MAX_TERM]
+
+
+def _is_cjk(term: str) -> bool:
+    return _TOKEN.match(term).lastgroup == "cjk"
+
+
+def _bigrams(run: str) -> list[str]:
+    return [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+def index_terms(text: str) -> str:
+    """The text as the space-separated terms a full-text index holds (see the module's docstring)."""
+    terms: list[str] = []
+    for m in _TOKEN.finditer(_fold(text)):
+        if m.lastgroup == "word":
+            terms.append(_stem(m.group()))
+        else:
+            run = m.group()
+            if not run.isalpha():  # spaces inside (rare: skip the regex otherwise)
+                run = _SPACE.sub("", run)
+            terms += _bigrams(run)
+            terms.append(run[-1])
+    return " ".join(terms)
+
+
+def _tokens(text: str) -> list[tuple[str, int, int]]:
+    """index_terms' terms with the [start, end) offsets in `text` each was made from."""
+    # Folded char by char, to know where each folded char came from; converted as a whole, like _fold.
+    pieces = [p.translate(_SAME) for p in convert_pieces([_plain(c) for c in text], "simplified")]
+    origin = [i for i, piece in enumerate(pieces) for _ in piece]
+    folded = "".join(pieces)
+    out: list[tuple[str, int, int]] = []
+    for m in _TOKEN.finditer(folded):
+        if m.lastgroup == "word":
+            out.append((_stem(m.group()), origin[m.start()], origin[m.end() - 1] + 1))
+            continue
+        chars = [(c, origin[m.start() + k]) for k, c in enumerate(m.group()) if not c.isspace()]
+        for (a, start), (b, end) in zip(chars, chars[1:]):
+            out.append((a + b, start, end + 1))
+        out.append((chars[-1][0], chars[-1][1], chars[-1][1] + 1))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- query
+
+
+@dataclass(frozen=True)
+class Term:
+    text: str  # a normalised index term
+    prefix: bool = False
+
+
+@dataclass(frozen=True)
+class Phrase:
+    terms: tuple[Term, ...]  # adjacent in this order
+
+
+@dataclass(frozen=True)
+class And:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Node  # only ever inside an And that has something positive to exclude it from
+
+
+Node = Term | Phrase | And | Or | Not
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str  # as the user wrote it
+    root: Node
+
+
+def _query_terms(text: str, prefix: bool) -> list[Term]:
+    """Terms that must appear in this order for the text to be there (its index terms, except that a
+    CJK run at the end may go on in the segment: no last-character term, or a prefix if it is one)."""
+    matches = list(_TOKEN.finditer(_fold(text)))
+    terms: list[Term] = []
+    for k, m in enumerate(matches):
+        last = k == len(matches) - 1
+        if m.lastgroup == "word":
+            word = m.group()
+            stem = _stem(word)
+            if last and prefix:
+                stem = os.path.commonprefix([_APOSTROPHE.sub("", word), stem])  # happy* -> happ*, not happi*
+            terms.append(Term(stem, prefix=last and prefix))
+            continue
+        run = _SPACE.sub("", m.group())
+        if len(run) == 1:
+            terms.append(Term(run, prefix=last))
+        else:
+            terms += [Term(b) for b in _bigrams(run)]
+            if not last:
+                terms.append(Term(run[-1]))
+    return terms
+
+
+def _unit(terms: list[Term]) -> Term | Phrase:
+    return terms[0] if len(terms) == 1 else Phrase(tuple(terms))
+
+
+def _flat(items: list[Node], kind: type[And] | type[Or]) -> tuple[Node, ...]:
+    """(a AND (b AND c)) as (a AND b AND c)."""
+    return tuple(x for n in items for x in (n.items if isinstance(n, kind) else (n,)))
+
+
+_QUOTES = {'"': '"', "“": "”", "「": "」", "『": "』"}
+_OPERATORS = ("AND", "OR", "NOT")
+
+
+@dataclass(frozen=True)
+class _Lexeme:
+    kind: str  # "word", "phrase", "(", ")", "AND", "OR", "NOT", "-"
+    text: str
+    position: int
+
+
+def _lex(q: str) -> list[_Lexeme]:
+    # Full-width ASCII (what a Chinese input method types) as ASCII; one char for one, so positions hold.
+    q = "".join(chr(ord(c) - 0xFEE0) if "\uff01" <= c <= "\uff5e" else c for c in q)
+    out: list[_Lexeme] = []
+    i = 0
+    while i < len(q):
+        c = q[i]
+        if c.isspace():
+            i += 1
+        elif c in "()":
+            out.append(_Lexeme(c, c, i))
+            i += 1
+        elif c in _QUOTES:
+            end = q.find(_QUOTES[c], i + 1)
+            if end < 0:
+                raise QuerySyntaxError(f"the quote {c} is never closed", i)
+            star = q.startswith("*", end + 1)
+            out.append(_Lexeme("phrase", q[i + 1 : end] + ("*" if star else ""), i))
+            i = end + 1 + star
+        elif c == "-" and (i + 1 == len(q) or q[i + 1].isspace() or q[i + 1] == ")"):
+            raise QuerySyntaxError("- must be followed, without a space, by what to leave out", i)
+        elif c == "-":
+            out.append(_Lexeme("-", c, i))
+            i += 1
+        else:
+            end = i
+            while end < len(q) and not q[end].isspace() and q[end] not in "()" and q[end] not in _QUOTES:
+                end += 1
+            word = q[i:end]
+            out.append(_Lexeme(word if word in _OPERATORS else "word", word, i))
+            i = end
+    return out
+
+
+class _Parser:
+    """query := or; or := and (OR and)*; and := unary ([AND] unary)*; unary := (NOT | -) primary | primary;
+    primary := word | "phrase" | ( or ). NOT binds tightest, then AND (written or implied), then OR.
+
+    A word of symbols only (e.g. & between words) is skipped; a NOT must leave something out of
+    something positive beside it in an AND: neither database searches for "everything except"."""
+
+    def __init__(self, q: str) -> None:
+        self.lexemes = _lex(q)
+        self.i = 0
+        self.nots: dict[int, int] = {}  # id of each Not -> where its NOT or - was, for messages
+
+    def peek(self) -> _Lexeme | None:
+        return self.lexemes[self.i] if self.i < len(self.lexemes) else None
+
+    def take(self) -> _Lexeme:
+        self.i += 1
+        return self.lexemes[self.i - 1]
+
+    def lone_not(self, node: Node) -> QuerySyntaxError:
+        return QuerySyntaxError(
+            "NOT and - only leave words out of a search for something else: write e.g. wages NOT boss",
+            self.nots[id(node)],
+        )
+
+    def parse(self) -> Node:
+        if not self.lexemes:
+            raise QuerySyntaxError("the query is empty", 0)
+        node = self.parse_or()
+        extra = self.peek()
+        if extra is not None:  # only a ")" can stop parse_or early
+            raise QuerySyntaxError("this ) has no ( before it", extra.position)
+        if node is None:
+            raise QuerySyntaxError("nothing to search for: the query has no letters, digits or Chinese characters", 0)
+        if isinstance(node, Not):
+            raise self.lone_not(node)
+        return node
+
+    def parse_or(self) -> Node | None:
+        items = [self.parse_and()]
+        while (op := self.peek()) is not None and op.kind == "OR":
+            self.take()
+            if items[-1] is None:
+                raise QuerySyntaxError("OR needs something to search for before it", op.position)
+            nxt = self.peek()
+            items.append(self.parse_and())
+            if items[-1] is None:
+                raise QuerySyntaxError("OR needs something to search for after it", op.position if nxt is None or nxt.kind != "word" else nxt.position)
+        for item in items:
+            if len(items) > 1 and isinstance(item, Not):
+                raise self.lone_not(item)
+        return items[0] if len(items) == 1 else Or(_flat(items, Or))
+
+    def parse_and(self) -> Node | None:
+        items: list[Node] = []
+        while (lexeme := self.peek()) is not None and lexeme.kind not in ("OR", ")"):
+            if lexeme.kind == "AND":
+                self.take()
+                if not items:
+                    raise QuerySyntaxError("AND needs something to search for before it", lexeme.position)
+                nxt = self.peek()
+                node = None if nxt is None or nxt.kind in ("AND", "OR", ")") else self.parse_unary()
+                if node is None:
+                    raise QuerySyntaxError("AND needs something to search for after it", lexeme.position)
+            else:
+                node = self.parse_unary()
+            if node is not None:
+                items.append(node)
+        if len(items) > 1 and all(isinstance(n, Not) for n in items):
+            raise self.lone_not(items[0])
+        if not items:
+            return None
+        return items[0] if len(items) == 1 else And(_flat(items, And))
+
+    def parse_unary(self) -> Node | None:
+        lexeme = self.peek()
+        if lexeme.kind not in ("NOT", "-"):
+            return self.parse_primary()
+        self.take()
+        operand = self.peek()
+        if operand is None or operand.kind not in ("word", "phrase", "("):
+            raise QuerySyntaxError(f"{lexeme.text} must be followed by what to leave out", lexeme.position)
+        node = self.parse_primary()
+        if node is None:
+            raise QuerySyntaxError(f"{lexeme.text} is followed by nothing searchable", operand.position)
+        if isinstance(node, Not):
+            raise QuerySyntaxError(f"{lexeme.text} cannot leave out a NOT", lexeme.position)
+        result = Not(node)
+        self.nots[id(result)] = lexeme.position
+        return result
+
+    def parse_primary(self) -> Node | None:
+        lexeme = self.take()
+        if lexeme.kind == "(":
+            node = self.parse_or()
+            close = self.peek()
+            if close is None or close.kind != ")":
+                raise QuerySyntaxError("this ( is never closed", lexeme.position)
+            self.take()
+            if node is None:
+                raise QuerySyntaxError("nothing to search for inside these parentheses", lexeme.position)
+            return node
+        if lexeme.kind in ("word", "phrase"):
+            prefix = lexeme.text.endswith("*")
+            terms = _query_terms(lexeme.text.rstrip("*"), prefix)
+            if lexeme.kind == "phrase" and not terms:
+                raise QuerySyntaxError("the quoted phrase has nothing to search for", lexeme.position)
+            if prefix and terms and terms[-1].prefix and len(terms[-1].text) < MIN_PREFIX and not _is_cjk(terms[-1].text):
+                raise QuerySyntaxError(f"a prefix search needs at least {MIN_PREFIX} letters before the *", lexeme.position)
+            return _unit(terms) if terms else None
+        raise QuerySyntaxError(f"{lexeme.text} needs something to search for before it", lexeme.position)
+
+
+def parse_query(q: str) -> Query:
+    """A user's query: words (all must appear), "quoted phrases", AND, OR, NOT or -word, parentheses,
+    and prefix* searches. A word of several terms (工资条, well-known) must appear as a phrase.
+    Raises QuerySyntaxError with a message for people."""
+    return Query(q, _Parser(q).parse())
+
+
+# -------------------------------------------------------------------------------------- rendering
+
+
+def _fts5_term(term: Term) -> str:
+    return '"' + term.text.replace('"', '""') + '"' + ("*" if term.prefix else "")
+
+
+def _fts5(node: Node) -> str:
+    if isinstance(node, Term):
+        return _fts5_term(node)
+    if isinstance(node, Phrase):
+        return " + ".join(_fts5_term(t) for t in node.terms)
+    if isinstance(node, Or):
+        return "(" + " OR ".join(_fts5(n) for n in node.items) + ")"
+    if isinstance(node, And):
+        positive = [_fts5(n) for n in node.items if not isinstance(n, Not)]
+        negative = [_fts5(n.item) for n in node.items if isinstance(n, Not)]
+        out = "(" + " AND ".join(positive) + ")"
+        return out + (" NOT (" + " OR ".join(negative) + ")" if negative else "")
+    raise TypeError(f"not a query node: {node!r}")
+
+
+def to_fts5(query: Query) -> str:
+    """An FTS5 MATCH expression over a column of index_terms."""
+    return _fts5(query.root)
+
+
+def _ts_term(term: Term) -> str:
+    quoted = "'" + term.text.replace("\\", "\\\\").replace("'", "''") + "'"
+    return quoted + (":*" if term.prefix else "")
+
+
+def _ts(node: Node) -> str:
+    if isinstance(node, Term):
+        return _ts_term(node)
+    if isinstance(node, Phrase):
+        return "(" + " <-> ".join(_ts_term(t) for t in node.terms) + ")"
+    if isinstance(node, Or):
+        return "(" + " | ".join(_ts(n) for n in node.items) + ")"
+    if isinstance(node, And):
+        return "(" + " & ".join("!" + _ts(n.item) if isinstance(n, Not) else _ts(n) for n in node.items) + ")"
+    raise TypeError(f"not a query node: {node!r}")
+
+
+def to_tsquery(query: Query) -> str:
+    """A to_tsquery('simple', ...) expression over to_tsvector('simple', index_terms)."""
+    return _ts(query.root)
+
+
+# -------------------------------------------------------------------------------------- highlight
+
+
+@dataclass(frozen=True)
+class Snippet:
+    text: str
+    spans: list[tuple[int, int]]  # [start, end) offsets of the matched words in `text`
+
+
+def _positive(node: Node) -> list[Term | Phrase]:
+    if isinstance(node, (Term, Phrase)):
+        return [node]
+    if isinstance(node, Not):
+        return []
+    return [x for n in node.items for x in _positive(n)]
+
+
+def _matches(term: Term, token: str) -> bool:
+    return token.startswith(term.text) if term.prefix else token == term.text
+
+
+def _found(tokens: list[tuple[str, int, int]], wanted: list[Term | Phrase]) -> list[tuple[int, int]]:
+    spans = []
+    for item in wanted:
+        terms = item.terms if isinstance(item, Phrase) else (item,)
+        for i in range(len(tokens) - len(terms) + 1):
+            if all(_matches(t, tokens[i + k][0]) for k, t in enumerate(terms)):
+                _, last_start, end = tokens[i + len(terms) - 1]
+                if terms[-1].prefix and _is_cjk(terms[-1].text):  # 钱* in 钱包: only 钱
+                    end = last_start + 1
+                spans.append((tokens[i][1], end))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _units(text: str) -> list[tuple[int, int, float]]:
+    """The text's words and CJK characters with their weight in words of context."""
+    return [
+        (m.start(), m.end(), 1 / CJK_CONTEXT_CHARS if m.group("cjk") else 1.0)
+        for m in re.finditer(rf"(?P<cjk>[{_CJK}])|[^\s{_CJK}]+", text)
+    ]
+
+
+def _reach(units: list[tuple[int, int, float]], budget: float) -> int:
+    """How many of `units` fit in `budget` words of context."""
+    n = 0
+    for _, _, weight in units:
+        budget -= weight
+        if budget < 0:
+            break
+        n += 1
+    return n
+
+
+def highlight(text: str, query: Query, context_words: int = 6) -> Snippet:
+    """The matched words of `text` (traditional or simplified, any inflection) and a few words either side
+    of them (CJK characters count half a word); the first cluster of matches if they are far apart."""
+    spans = _found(_tokens(text), _positive(query.root))
+    units = _units(text)
+    if not units:
+        return Snippet(text.strip(), [])
+    if not spans:
+        end = units[max(_reach(units, 2 * context_words), 1) - 1][1]
+        return Snippet(text[units[0][0] : end] + ("…" if end < units[-1][1] else ""), [])
+    cluster = [spans[0]]
+    for span in spans[1:]:
+        between = [u for u in units if cluster[-1][1] <= u[0] and u[1] <= span[0]]
+        if sum(w for _, _, w in between) > 2 * context_words:
+            break
+        cluster.append(span)
+    # Whole words: the units the cluster begins and ends in (wages in "wages." is shown with its stop).
+    start = next((a for a, b, _ in units if a <= cluster[0][0] < b), cluster[0][0])
+    end = next((b for a, b, _ in units if a < cluster[-1][1] <= b), cluster[-1][1])
+    before = [u for u in units if u[1] <= start]
+    after = [u for u in units if u[0] >= end]
+    take_before, take_after = _reach(before[::-1], context_words), _reach(after, context_words)
+    start = before[-take_before][0] if take_before else start
+    end = after[take_after - 1][1] if take_after else end
+    lead = "…" if take_before < len(before) else ""
+    tail = "…" if take_after < len(after) else ""
+    shift = len(lead) - start
+    return Snippet(lead + text[start:end] + tail, [(a + shift, b + shift) for a, b in cluster])
