@@ -110,15 +110,24 @@ def strip_phantoms(segment: Segment) -> Segment | None:
     return _drop_spans(segment, spans) if spans else segment
 
 
-def collapse_loops(segment: Segment) -> Segment | None:
-    """Keep the first occurrence of a phrase that repeats over and over."""
+def _loops(text: str) -> list[tuple[int, int]]:
+    """Spans of text repeating a phrase over and over, each without the phrase's first occurrence."""
     spans = []
-    for m in _LOOP.finditer(segment.text):
+    for m in _LOOP.finditer(text):
         unit = m.group(1) or m.group(2)
         if not any(c.isalpha() for c in unit):
             continue  # digits and punctuation repeat in real text: 100000000, 88888888, ......
-        first_end = segment.text.index(unit, m.start()) + len(unit)
-        spans.append((first_end, m.end()))
+        spans.append((text.index(unit, m.start()) + len(unit), m.end()))
+    return spans
+
+
+def has_loop(segment: Segment) -> bool:
+    return bool(_loops(segment.text))
+
+
+def collapse_loops(segment: Segment) -> Segment | None:
+    """Keep the first occurrence of a phrase that repeats over and over."""
+    spans = _loops(segment.text)
     return _drop_spans(segment, spans) if spans else segment
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE
 from .engines import DEFAULT_ENGINE, DecodeOptions, Engine
-from .guards import GuardOptions, guard
+from .guards import GuardOptions, guard, has_loop
 from .records import Chunk, Segment, Transcript, Word
 from .script import CHINESE_LANGUAGES, SCRIPTS, convert, convert_pieces
 
@@ -82,7 +82,21 @@ class ChunkResult:
     guards: dict[str, int]  # what the guards removed from this chunk, by kind
 
 
-def _decode_all(engine: Engine, samples: np.ndarray, chunk: Chunk, language: str, options: DecodeOptions) -> list[Segment]:
+def _decode_without_loops(engine: Engine, samples: np.ndarray, language: str, options: DecodeOptions, counts: Counter) -> list[Segment]:
+    """Decode; if the text loops, decode again sampling at the next temperatures.
+
+    Whisper falls back to sampling only when a whole window compresses too well (ratio > 2.4); a loop
+    in part of a window slips under that, and collapsing it afterwards loses the rest of the speech.
+    """
+    decoded = engine.decode(samples, language, options)
+    if not any(has_loop(s) for s in decoded) or len(options.temperatures) < 2:
+        return decoded
+    counts["repetition"] += 1
+    retry = engine.decode(samples, language, replace(options, temperatures=options.temperatures[1:]))
+    return decoded if any(has_loop(s) for s in retry) else retry
+
+
+def _decode_all(engine: Engine, samples: np.ndarray, chunk: Chunk, language: str, options: DecodeOptions, counts: Counter) -> list[Segment]:
     """Decode a chunk, and decode again what the model skipped.
 
     After a pause or a change of voice Whisper often ends its output early and skips the rest of its
@@ -92,7 +106,8 @@ def _decode_all(engine: Engine, samples: np.ndarray, chunk: Chunk, language: str
     pending = list(chunk.regions)
     while pending:
         part = Chunk(pending[0].start, pending[-1].end, tuple(pending))
-        decoded = [_shift(s, part.start) for s in engine.decode(_samples(samples, part), language, options)]
+        decoded = _decode_without_loops(engine, _samples(samples, part), language, options, counts)
+        decoded = [_shift(s, part.start) for s in decoded]
         if not decoded:
             break
         segments.extend(decoded)
@@ -106,7 +121,7 @@ def _decode_all(engine: Engine, samples: np.ndarray, chunk: Chunk, language: str
 
 def transcribe_chunk(engine: Engine, samples: np.ndarray, chunk: Chunk, language: str, options: TranscribeOptions) -> ChunkResult:
     counts: Counter[str] = Counter()
-    kept = guard(_decode_all(engine, samples, chunk, language, options.decode), chunk, counts, options.guards)
+    kept = guard(_decode_all(engine, samples, chunk, language, options.decode, counts), chunk, counts, options.guards)
     return ChunkResult([_apply_script(s, options.script) for s in kept], dict(counts))
 
 

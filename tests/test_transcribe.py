@@ -30,12 +30,14 @@ class ScriptedEngine:
         self.answers = list(answers)
         self.languages = list(languages or [])
         self.calls: list[int] = []
+        self.options: list[DecodeOptions] = []
 
     def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
         return self.languages.pop(0)
 
     def decode(self, samples: np.ndarray, language: str, options: DecodeOptions) -> list[Segment]:
         self.calls.append(len(samples))
+        self.options.append(options)
         return self.answers.pop(0)
 
 
@@ -149,3 +151,20 @@ def test_real_engines_transcribe_mandarin_in_simplified_with_timed_words(engine_
     for s in result.segments:
         assert 0 <= s.start < s.end <= duration + 0.1
         assert s.words and all(s.start - 0.05 <= w.start <= w.end <= s.end + 0.05 for w in s.words)
+
+
+def test_a_loop_is_decoded_again_at_higher_temperature():
+    looping = seg(0.0, 3.0, "是不是跟人家做的" + "整" * 20)
+    engine = ScriptedEngine([[looping], [seg(0.0, 3.0, "是不是跟人家说的"), seg(3.0, 5.0, "不散的")]])
+    result = transcribe(np.zeros(6 * SR, np.float32), [chunk((0.0, 5.5))], engine, TranscribeOptions(language="zh"))
+    assert [s.text for s in result.segments] == ["是不是跟人家说的", "不散的"]
+    assert engine.options[1].temperatures == DecodeOptions().temperatures[1:]
+    assert result.guards == {"repetition": 1}
+
+
+def test_a_loop_that_persists_is_collapsed():
+    looping = seg(0.0, 3.0, "我认为" * 10)
+    engine = ScriptedEngine([[looping], [looping]])
+    result = transcribe(np.zeros(6 * SR, np.float32), [chunk((0.0, 5.5))], engine, TranscribeOptions(language="zh"))
+    assert [s.text for s in result.segments] == ["我认为"]
+    assert result.guards == {"repetition": 2}  # the retry, and the collapse
