@@ -1,0 +1,308 @@
+"""The codebook: the themes researchers code interviews by, and the patterns the tagger finds them with.
+
+It lives in a YAML file (annotations/codebook.yaml, whose header describes the format). Loading checks
+it and reports every problem with its line number, so `ohp codebook validate` can point at the line to
+fix; the tagger is built from the loaded codebook, never from code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from .script import to_simplified
+
+DEFAULT_CODEBOOK = Path(__file__).resolve().parents[1] / "annotations" / "codebook.yaml"
+LANGUAGES = ("zh", "en")  # the pattern languages: the tagger has a pipeline for each
+DEFAULT_WEIGHT = 0.6  # a plain term: enough on its own (the tagger suggests from 0.5)
+THEME_KEYS = {"id", "label", "description", "parent", "patterns", "exclude"}
+ID = re.compile(r"[a-z][a-z0-9_]*")
+# Token attributes the tagger's pipelines leave unset, so a pattern using them could never match:
+# the Chinese pipeline only segments words; the English one does not parse (for speed).
+UNSET_ATTRIBUTES = {
+    "zh": {"LEMMA", "POS", "TAG", "MORPH", "DEP", "ENT_TYPE", "ENT_IOB", "ENT_ID", "ENT_KB_ID", "SENT_START", "IS_SENT_START"},
+    "en": {"DEP", "SENT_START", "IS_SENT_START"},
+}
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One kind of evidence for a theme: a term (word or phrase) or a spaCy Matcher token pattern."""
+
+    language: str
+    term: str | None
+    tokens: tuple[dict, ...] | None
+    weight: float  # how sure one match makes the tagger, 0..1
+    line: int  # in the codebook file, 1-based
+
+
+@dataclass(frozen=True)
+class Theme:
+    id: str
+    label: dict[str, str]  # {"en": ..., "zh": ...}
+    description: str
+    parent: str | None
+    patterns: tuple[Pattern, ...]
+    exclude: tuple[Pattern, ...]  # matches overlapping these are not evidence ("pay attention")
+    line: int
+
+
+@dataclass(frozen=True)
+class Codebook:
+    themes: tuple[Theme, ...]
+    version: str  # hash of the themes and patterns: stored with each suggestion made from them
+
+    def theme(self, theme_id: str) -> Theme:
+        return next(t for t in self.themes if t.id == theme_id)
+
+    @property
+    def ids(self) -> list[str]:
+        return [t.id for t in self.themes]
+
+    def descendants(self, theme_id: str) -> list[str]:
+        """The themes nested under a theme, at any depth (a search for a theme may include them)."""
+        children = [t.id for t in self.themes if t.parent == theme_id]
+        return children + [d for c in children for d in self.descendants(c)]
+
+
+@dataclass(frozen=True)
+class CodebookProblem:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+class CodebookError(ValueError):
+    def __init__(self, path: Path, problems: list[CodebookProblem]):
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(map(str, problems)))
+
+
+def load_codebook(path: Path | str = DEFAULT_CODEBOOK) -> Codebook:
+    """The codebook in a file; CodebookError lists every problem when it has any."""
+    codebook, problems = parse_codebook(Path(path).read_text(encoding="utf-8"))
+    if problems:
+        raise CodebookError(Path(path), problems)
+    return codebook
+
+
+def validate_codebook(path: Path | str = DEFAULT_CODEBOOK) -> list[CodebookProblem]:
+    return parse_codebook(Path(path).read_text(encoding="utf-8"))[1]
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+class _Parser:
+    """Walks the YAML node tree (which keeps line numbers), building themes and collecting problems."""
+
+    def __init__(self, text: str):
+        self.loader = yaml.SafeLoader(text)
+        self.problems: list[CodebookProblem] = []
+
+    def problem(self, node: yaml.Node, message: str) -> None:
+        self.problems.append(CodebookProblem(_line(node), message))
+
+    def value(self, node: yaml.Node):
+        return self.loader.construct_object(node, deep=True)
+
+    def mapping(self, node: yaml.Node, what: str, allowed: set[str]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """A mapping's entries by key, with their nodes; unknown and repeated keys are problems."""
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, f"{what} must be a mapping")
+            return {}
+        entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key, value in node.value:
+            name = self.value(key)
+            if name in entries:
+                self.problem(key, f"{what}: {name!r} given twice")
+            elif name not in allowed:
+                self.problem(key, f"{what}: unknown key {name!r} (expected one of {', '.join(sorted(allowed))})")
+            else:
+                entries[name] = (key, value)
+        return entries
+
+    def text(self, node: yaml.Node, what: str) -> str | None:
+        value = self.value(node)
+        if not isinstance(value, str) or not value.strip():
+            self.problem(node, f"{what} must be a non-empty string")
+            return None
+        return value.strip()
+
+    def codebook(self) -> list[Theme]:
+        try:
+            root = self.loader.get_single_node()
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark or error.context_mark
+            self.problems.append(CodebookProblem(mark.line + 1 if mark else 1, f"not valid YAML: {error.problem}"))
+            return []
+        if root is None:
+            self.problems.append(CodebookProblem(1, "the codebook is empty"))
+            return []
+        entries = self.mapping(root, "the codebook", {"themes"})
+        if "themes" not in entries:
+            if isinstance(root, yaml.MappingNode):
+                self.problem(root, "the codebook has no 'themes' list")
+            return []
+        key, themes = entries["themes"]
+        if not isinstance(themes, yaml.SequenceNode) or not themes.value:
+            self.problem(key, "'themes' must be a non-empty list")
+            return []
+        return [t for t in map(self.theme, themes.value) if t]
+
+    def theme(self, node: yaml.Node) -> Theme | None:
+        entries = self.mapping(node, "a theme", THEME_KEYS)
+        if not entries:
+            return None
+        theme_id = None
+        if "id" not in entries:
+            self.problem(node, "a theme without an 'id'")
+        else:
+            theme_id = self.text(entries["id"][1], "'id'")
+            if theme_id and not ID.fullmatch(theme_id):
+                self.problem(entries["id"][1], f"id {theme_id!r}: use lower case letters, digits and _")
+                theme_id = None
+        where = f"theme {theme_id or '?'}"
+        label: dict[str, str] = {}
+        if "label" not in entries:
+            self.problem(node, f"{where} has no 'label'")
+        else:
+            labels = self.mapping(entries["label"][1], f"{where}: 'label'", set(LANGUAGES))
+            for language in LANGUAGES:
+                if language in labels:
+                    label[language] = self.text(labels[language][1], f"{where}: label {language}") or ""
+                elif isinstance(entries["label"][1], yaml.MappingNode):
+                    self.problem(entries["label"][1], f"{where} has no {language} label")
+        description = ""
+        if "description" in entries:
+            description = self.text(entries["description"][1], f"{where}: 'description'") or ""
+            if "\n" in description:
+                self.problem(entries["description"][1], f"{where}: the description must be one line")
+        parent = self.text(entries["parent"][1], f"{where}: 'parent'") if "parent" in entries else None
+        patterns = self.patterns(entries.get("patterns"), where, DEFAULT_WEIGHT)
+        exclude = self.patterns(entries.get("exclude"), f"{where}: exclude", 1.0)
+        if theme_id is None or not label:
+            return None
+        return Theme(theme_id, label, description, parent, tuple(patterns), tuple(exclude), _line(node))
+
+    def patterns(self, entry: tuple[yaml.Node, yaml.Node] | None, where: str, default_weight: float) -> list[Pattern]:
+        if entry is None:
+            return []
+        found: list[Pattern] = []
+        for language, (key, items) in self.mapping(entry[1], f"{where}: patterns", set(LANGUAGES)).items():
+            if not isinstance(items, yaml.SequenceNode) or not items.value:
+                self.problem(key, f"{where}: {language} patterns must be a non-empty list")
+                continue
+            for item in items.value:
+                found.extend(self.pattern(item, language, where, default_weight))
+        return found
+
+    def term(self, node: yaml.Node, language: str, where: str) -> str | None:
+        term = self.text(node, f"{where}: a {language} term")
+        if term and language == "zh" and to_simplified(term) != term:
+            # the tagger matches simplified text, so a traditional term could never match
+            self.problem(node, f"{where}: write Chinese terms in simplified characters: {term} -> {to_simplified(term)}")
+            return None
+        return term
+
+    def pattern(self, node: yaml.Node, language: str, where: str, weight: float) -> list[Pattern]:
+        if isinstance(node, yaml.ScalarNode):
+            term = self.term(node, language, where)
+            return [Pattern(language, term, None, weight, _line(node))] if term else []
+        entries = self.mapping(node, f"{where}: a {language} pattern", {"terms", "tokens", "weight"})
+        if not entries:
+            return []
+        if "weight" in entries:
+            weight = self.value(entries["weight"][1])
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= 1:
+                self.problem(entries["weight"][1], f"{where}: weight must be a number in (0, 1]")
+                return []
+        if ("terms" in entries) == ("tokens" in entries):
+            self.problem(node, f"{where}: a pattern needs exactly one of 'terms' or 'tokens'")
+            return []
+        if "tokens" in entries:
+            tokens = self.tokens(entries["tokens"][1], language, where)
+            return [Pattern(language, None, tokens, float(weight), _line(node))] if tokens else []
+        terms = entries["terms"][1]
+        if not isinstance(terms, yaml.SequenceNode) or not terms.value:
+            self.problem(terms, f"{where}: 'terms' must be a non-empty list")
+            return []
+        return [
+            Pattern(language, term, None, float(weight), _line(item))
+            for item in terms.value
+            if (term := self.term(item, language, where))
+        ]
+
+    def tokens(self, node: yaml.Node, language: str, where: str) -> tuple[dict, ...] | None:
+        """A token pattern, checked the way spaCy's Matcher checks it, plus attributes the pipeline lacks."""
+        from spacy.matcher import Matcher
+        from spacy.vocab import Vocab
+
+        tokens = self.value(node)
+        try:
+            Matcher(Vocab(), validate=True).add("check", [tokens])
+        except Exception as error:  # spaCy raises MatchPatternError, ValueError or re.error by case
+            # spaCy's text names its own check ("for matcher rule 'check' ... Pattern 0:"): keep the rest
+            message = re.sub(r"^Invalid token patterns for matcher rule 'check' Pattern 0: ", "", " ".join(str(error).split()))
+            self.problem(node, f"{where}: bad {language} token pattern: {message}")
+            return None
+        unset = sorted({key for token in tokens for key in token} & UNSET_ATTRIBUTES[language])
+        if unset:
+            self.problem(node, f"{where}: the {language} pipeline does not set {', '.join(unset)}; this pattern cannot match")
+            return None
+        return tuple(tokens)
+
+
+def _check_parents(themes: list[Theme], problems: list[CodebookProblem]) -> None:
+    parents = {t.id: t.parent for t in themes}
+    for theme in themes:
+        if theme.parent is not None and theme.parent not in parents:
+            problems.append(CodebookProblem(theme.line, f"theme {theme.id}: parent {theme.parent!r} is not a theme"))
+            continue
+        seen, current = [theme.id], theme.parent
+        while current is not None and current in parents:
+            if current == theme.id:
+                problems.append(CodebookProblem(theme.line, f"theme {theme.id}: parents form a cycle: {' -> '.join(seen + [current])}"))
+                break
+            if current in seen:
+                break  # a cycle further up, reported at its own themes
+            seen.append(current)
+            current = parents[current]
+
+
+def _version(themes: list[Theme]) -> str:
+    """Hash of what decides the tagger's output (not comments or layout, and not line numbers)."""
+    content = [{k: v for k, v in asdict(t).items() if k != "line"} for t in themes]
+    for theme in content:
+        for pattern in theme["patterns"] + theme["exclude"]:
+            del pattern["line"]
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
+
+
+def parse_codebook(text: str) -> tuple[Codebook | None, list[CodebookProblem]]:
+    """The codebook in a YAML text and its problems; no codebook when there is any problem."""
+    parser = _Parser(text)
+    try:
+        themes = parser.codebook()
+    finally:
+        parser.loader.dispose()
+    problems = parser.problems
+    seen: dict[str, Theme] = {}
+    for theme in themes:
+        if theme.id in seen:
+            problems.append(CodebookProblem(theme.line, f"theme id {theme.id!r} is already used at line {seen[theme.id].line}"))
+        seen.setdefault(theme.id, theme)
+    _check_parents(themes, problems)
+    for theme in themes:
+        if not theme.patterns and not any(t.parent == theme.id for t in themes):
+            problems.append(CodebookProblem(theme.line, f"theme {theme.id} has no patterns and no child themes: it can never be suggested"))
+    problems.sort(key=lambda p: p.line)
+    return (None if problems else Codebook(tuple(themes), _version(themes))), problems
