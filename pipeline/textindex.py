@@ -47,7 +47,10 @@ _APOSTROPHE = re.compile("['’]")
 _LATIN_MARKS = re.compile("[\u0300-\u036f]")
 # CJK and full-width punctuation, quotes and dashes: token separators however they are written
 # (not ‘’: ’ is an apostrophe too).
-_PUNCTUATION = re.compile("[\u2010-\u2017\u201a-\u2027\u3001-\u3003\u3008-\u3011\u3014-\u301f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]")
+_PUNCTUATION = re.compile(
+    "[\u2010-\u2017\u201a-\u2027\u3001-\u3003\u3008-\u3011\u3014-\u301f"
+    "\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]"
+)
 _ACCENTED = re.compile("[\u00c0-\u024f\u0300-\u036f\u1e00-\u1eff]")  # Latin letters that may carry marks
 
 
@@ -295,10 +298,9 @@ class _Parser:
             self.take()
             if items[-1] is None:
                 raise QuerySyntaxError("OR needs something to search for before it", op.position)
-            nxt = self.peek()
             items.append(self.parse_and())
             if items[-1] is None:
-                raise QuerySyntaxError("OR needs something to search for after it", op.position if nxt is None or nxt.kind != "word" else nxt.position)
+                raise QuerySyntaxError("OR needs something to search for after it", op.position)
         for item in items:
             if len(items) > 1 and isinstance(item, Not):
                 raise self.lone_not(item)
@@ -358,8 +360,10 @@ class _Parser:
             terms = _query_terms(lexeme.text.rstrip("*"), prefix)
             if lexeme.kind == "phrase" and not terms:
                 raise QuerySyntaxError("the quoted phrase has nothing to search for", lexeme.position)
-            if prefix and terms and terms[-1].prefix and len(terms[-1].text) < MIN_PREFIX and not _is_cjk(terms[-1].text):
-                raise QuerySyntaxError(f"a prefix search needs at least {MIN_PREFIX} letters before the *", lexeme.position)
+            last = terms[-1] if terms else None
+            if prefix and last and last.prefix and len(last.text) < MIN_PREFIX and not _is_cjk(last.text):
+                message = f"a prefix search needs at least {MIN_PREFIX} letters before the *"
+                raise QuerySyntaxError(message, lexeme.position)
             return _unit(terms) if terms else None
         raise QuerySyntaxError(f"{lexeme.text} needs something to search for before it", lexeme.position)
 
