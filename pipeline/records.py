@@ -143,3 +143,39 @@ class SpeakerTurn:
     start: float
     end: float
     speaker: str  # "S1", "S2", ... within one recording
+
+
+ANNOTATION_STATUSES = ("suggested", "accepted", "rejected")
+
+
+@dataclass(frozen=True)
+class AnnotationRecord:
+    """A theme on a segment: suggested by the tagger ("auto") or added by a person, and decided."""
+
+    id: int
+    segment_id: int
+    recording_id: int
+    theme: str
+    source: str  # "auto" or the user who added it
+    status: str  # one of ANNOTATION_STATUSES
+    score: float | None
+    evidence: tuple[tuple[int, int], ...]  # character offsets into the segment text
+    tagger: str | None  # tagger and codebook versions that suggested it
+    updated_by: str | None
+    updated_at: str
+    version: int  # bumped on every change, so concurrent edits are detected
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    """One change to a recording's annotations or text: who, when, and the state before and after."""
+
+    id: int
+    recording_id: int
+    segment_id: int | None
+    annotation_id: int | None
+    action: str
+    changed_by: str
+    changed_at: str
+    before: dict | None
+    after: dict | None

@@ -45,9 +45,11 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     create_engine,
     delete,
     event,
+    func,
     insert,
     select,
 )
@@ -55,7 +57,19 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from pipeline.records import AudioInfo, RecordingRecord, Segment, StageRecord, Transcript, Word
+from pipeline.records import (
+    ANNOTATION_STATUSES,
+    AnnotationRecord,
+    AudioInfo,
+    Entity,
+    HistoryRecord,
+    RecordingRecord,
+    Segment,
+    StageRecord,
+    ThemeSuggestion,
+    Transcript,
+    Word,
+)
 
 DEFAULT_URL = "sqlite:///ohp.db"
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
@@ -64,6 +78,14 @@ _PG_MIGRATION_LOCK = 0x6F6870  # "ohp": key of the pg_advisory_xact_lock held wh
 
 class StoreError(RuntimeError):
     """A database problem. The message names the database, its password masked."""
+
+
+class ConflictError(StoreError):
+    """Someone else changed the thing since the caller read it; `current` is their version."""
+
+    def __init__(self, message: str, current: Any) -> None:
+        super().__init__(message)
+        self.current = current
 
 
 def settings_key(settings: dict) -> str:
@@ -176,6 +198,52 @@ class StageRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class AnnotationRow(Base):
+    __tablename__ = "annotations"
+    # One annotation per theme and segment: a person accepting the tagger's suggestion decides it,
+    # a person adding a theme the tagger also finds keeps theirs.
+    __table_args__ = (UniqueConstraint("segment_id", "theme"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
+    theme: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(255))  # "auto" or the user who added it
+    status: Mapped[str] = mapped_column(String(16))  # suggested, accepted, rejected
+    score: Mapped[float | None] = mapped_column(Float)
+    evidence: Mapped[list] = mapped_column(JSON)  # [[start, end], ...] into the segment text
+    tagger: Mapped[str | None] = mapped_column(String(128))
+    updated_by: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    version: Mapped[int] = mapped_column(default=1)
+
+
+class EntityRow(Base):
+    __tablename__ = "entities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    start: Mapped[int]
+    end: Mapped[int]
+
+
+class HistoryRow(Base):
+    __tablename__ = "history"
+    __table_args__ = (Index("ix_history_recording_id_changed_at", "recording_id", "changed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
+    # No foreign keys: history outlives the segments and annotations it speaks of.
+    segment_id: Mapped[int | None]
+    annotation_id: Mapped[int | None]
+    action: Mapped[str] = mapped_column(String(32))
+    changed_by: Mapped[str] = mapped_column(String(255))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+
+
 # --------------------------------------------------------------------------------- rows to records
 
 
@@ -210,6 +278,59 @@ def _stage(row: StageRow) -> StageRecord:
         started_at=_iso(row.started_at),
         finished_at=_iso(row.finished_at),
     )
+
+
+def _annotation(row: AnnotationRow, recording_id: int) -> AnnotationRecord:
+    return AnnotationRecord(
+        id=row.id,
+        segment_id=row.segment_id,
+        recording_id=recording_id,
+        theme=row.theme,
+        source=row.source,
+        status=row.status,
+        score=row.score,
+        evidence=tuple((int(a), int(b)) for a, b in row.evidence or ()),
+        tagger=row.tagger,
+        updated_by=row.updated_by,
+        updated_at=_iso(row.updated_at) or "",
+        version=row.version,
+    )
+
+
+def _annotation_state(row: AnnotationRow) -> dict:
+    """What the history keeps of an annotation before and after a change."""
+    return {
+        "segment_id": row.segment_id,
+        "theme": row.theme,
+        "source": row.source,
+        "status": row.status,
+        "score": row.score,
+        "evidence": [list(span) for span in row.evidence or ()],
+    }
+
+
+def _history(row: HistoryRow) -> HistoryRecord:
+    return HistoryRecord(
+        id=row.id,
+        recording_id=row.recording_id,
+        segment_id=row.segment_id,
+        annotation_id=row.annotation_id,
+        action=row.action,
+        changed_by=row.changed_by,
+        changed_at=_iso(row.changed_at) or "",
+        before=row.before,
+        after=row.after,
+    )
+
+
+def _reanchor(evidence: list, old_text: str, new_text: str) -> list[list[int]]:
+    """Evidence spans moved to where their words are in a segment's new text (dropped if gone)."""
+    spans = []
+    for start, end in evidence or ():
+        found = new_text.find(old_text[start:end]) if end > start else -1
+        if found >= 0:
+            spans.append([found, found + end - start])
+    return spans
 
 
 def _matches(rec: RecordingRecord, ref: str) -> bool:
@@ -485,6 +606,7 @@ class Store:
             rec.language = transcript.language
             rec.duration = info.duration
             s.flush()
+            decided = _decided_annotations(s, rec.id)
             old = select(SegmentRow.id).where(SegmentRow.recording_id == rec.id)
             no_sync = {"synchronize_session": False}
             s.execute(delete(WordRow).where(WordRow.segment_id.in_(old)), execution_options=no_sync)
@@ -513,6 +635,9 @@ class Store:
                 ]
                 if words:
                     s.execute(insert(WordRow.__table__), words)
+                _carry_decisions(s, rec.id, decided, [(ids[i], seg) for i, seg in enumerate(transcript.segments)])
+            # Later stages worked on the old segments: they run again on the new ones.
+            s.execute(delete(StageRow).where(StageRow.recording_id == rec.id, StageRow.stage != "transcribe"), execution_options=no_sync)
             _set_stage(s, rec.id, "transcribe", "done", settings, settings_key, report, None)
             return rec.id
 
@@ -549,6 +674,223 @@ class Store:
             )
             for r in seg_rows
         ]
+
+    # ---------------------------------------------------------------------------- annotations
+
+    def save_tags(
+        self,
+        recording_id: int,
+        suggestions: dict[int, list[ThemeSuggestion]],
+        entities: dict[int, list[Entity]],
+        tagger: str,
+        settings: dict,
+        settings_key: str,
+    ) -> dict[str, int]:
+        """Store a tagging run over a recording's segments (by segment id), in one transaction.
+
+        New themes become suggestions; suggestions the tagger still makes are updated, those it no
+        longer makes are withdrawn; accepted, rejected and person-added annotations are never
+        touched. Every change goes into the history. Entities are replaced. Marks stage "tag" done.
+        """
+        counts = {"added": 0, "updated": 0, "withdrawn": 0, "kept": 0}
+        with self._session(write=True) as s:
+            segment_ids = set(s.scalars(select(SegmentRow.id).where(SegmentRow.recording_id == recording_id)))
+            existing = {
+                (row.segment_id, row.theme): row
+                for row in s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id.in_(segment_ids)))
+            }
+            wanted = {(sid, t.theme): t for sid, found in suggestions.items() if sid in segment_ids for t in found}
+            for key, row in existing.items():
+                if row.status != "suggested" or row.source != "auto":
+                    counts["kept"] += 1
+                elif key not in wanted:
+                    before = _annotation_state(row)
+                    s.delete(row)
+                    s.add(HistoryRow(recording_id=recording_id, segment_id=row.segment_id, annotation_id=row.id, action="withdrawn", changed_by="auto", before=before))
+                    counts["withdrawn"] += 1
+            for (segment_id, theme), found in wanted.items():
+                evidence = [list(span) for span in found.evidence]
+                row = existing.get((segment_id, theme))
+                if row is None:
+                    row = AnnotationRow(segment_id=segment_id, theme=theme, source="auto", status="suggested", score=found.score, evidence=evidence, tagger=tagger, updated_by="auto")
+                    s.add(row)
+                    s.flush()
+                    s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="suggested", changed_by="auto", after=_annotation_state(row)))
+                    counts["added"] += 1
+                elif row.status == "suggested" and row.source == "auto" and (row.score, row.evidence, row.tagger) != (found.score, evidence, tagger):
+                    before = _annotation_state(row)
+                    row.score, row.evidence, row.tagger = found.score, evidence, tagger
+                    row.updated_at, row.updated_by, row.version = _now(), "auto", row.version + 1
+                    s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="retagged", changed_by="auto", before=before, after=_annotation_state(row)))
+                    counts["updated"] += 1
+            no_sync = {"synchronize_session": False}
+            s.execute(delete(EntityRow).where(EntityRow.segment_id.in_(segment_ids)), execution_options=no_sync)
+            rows = [
+                dict(segment_id=sid, label=e.label, text=e.text, start=e.start, end=e.end)
+                for sid, found in entities.items() if sid in segment_ids for e in found
+            ]  # fmt: skip
+            if rows:
+                s.execute(insert(EntityRow.__table__), rows)
+            _set_stage(s, recording_id, "tag", "done", settings, settings_key, counts, None)
+        return counts
+
+    def annotations(
+        self, recording_id: int | None = None, *, segment_id: int | None = None, status: str | None = None
+    ) -> list[AnnotationRecord]:
+        """Annotations of a recording or a segment (or all), in transcript order."""
+        query = select(AnnotationRow, SegmentRow.recording_id).join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
+        if recording_id is not None:
+            query = query.where(SegmentRow.recording_id == recording_id)
+        if segment_id is not None:
+            query = query.where(AnnotationRow.segment_id == segment_id)
+        if status is not None:
+            query = query.where(AnnotationRow.status == status)
+        query = query.order_by(SegmentRow.recording_id, SegmentRow.start, AnnotationRow.theme)
+        with self._session() as s:
+            return [_annotation(row, rid) for row, rid in s.execute(query).all()]
+
+    def decide(self, annotation_id: int, status: str, user: str, *, version: int | None = None) -> AnnotationRecord:
+        """Accept or reject an annotation (or put it back to suggested), as `user`.
+
+        With `version`, the change applies only if nobody changed the annotation since the caller
+        read that version; otherwise ConflictError carries the current one.
+        """
+        if status not in ANNOTATION_STATUSES:
+            raise ValueError(f"unknown status {status!r}: choose one of {', '.join(ANNOTATION_STATUSES)}")
+        with self._session(write=True) as s:
+            row = s.get(AnnotationRow, annotation_id)
+            if row is None:
+                raise LookupError(f"no annotation with id {annotation_id}")
+            recording_id = _recording_of_segment(s, row.segment_id)
+            if version is not None and version != row.version:
+                raise ConflictError(
+                    f"annotation {annotation_id} was changed by {row.updated_by} at {_iso(row.updated_at)}",
+                    _annotation(row, recording_id),
+                )
+            if row.status != status:
+                before = _annotation_state(row)
+                row.status, row.updated_by, row.updated_at, row.version = status, user, _now(), row.version + 1
+                s.add(HistoryRow(recording_id=recording_id, segment_id=row.segment_id, annotation_id=row.id, action=status, changed_by=user, before=before, after=_annotation_state(row)))
+            s.flush()
+            return _annotation(row, recording_id)
+
+    def add_annotation(
+        self, segment_id: int, theme: str, user: str, evidence: tuple[tuple[int, int], ...] = ()
+    ) -> AnnotationRecord:
+        """A person puts a theme on a segment (accepted, theirs). If the theme is already there, it
+        becomes accepted by them and the given evidence is added to it."""
+        with self._session(write=True) as s:
+            recording_id = _recording_of_segment(s, segment_id)
+            text = s.scalar(select(SegmentRow.text).where(SegmentRow.id == segment_id)) or ""
+            for start, end in evidence:
+                if not 0 <= start < end <= len(text):
+                    raise ValueError(f"evidence [{start}, {end}] is outside the segment's text ({len(text)} characters)")
+            row = s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == segment_id, AnnotationRow.theme == theme)).one_or_none()
+            before = None if row is None else _annotation_state(row)
+            spans = [list(span) for span in evidence]
+            if row is None:
+                row = AnnotationRow(segment_id=segment_id, theme=theme, source=user, status="accepted", evidence=spans, updated_by=user)
+                s.add(row)
+            else:
+                row.evidence = (row.evidence or []) + [span for span in spans if span not in (row.evidence or [])]
+                row.status, row.updated_by, row.updated_at, row.version = "accepted", user, _now(), row.version + 1
+            s.flush()
+            s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="added", changed_by=user, before=before, after=_annotation_state(row)))
+            return _annotation(row, recording_id)
+
+    def history(
+        self, *, recording_id: int | None = None, segment_id: int | None = None, annotation_id: int | None = None
+    ) -> list[HistoryRecord]:
+        """Changes, oldest first, to a recording, a segment or an annotation."""
+        query = select(HistoryRow)
+        if recording_id is not None:
+            query = query.where(HistoryRow.recording_id == recording_id)
+        if segment_id is not None:
+            query = query.where(HistoryRow.segment_id == segment_id)
+        if annotation_id is not None:
+            query = query.where(HistoryRow.annotation_id == annotation_id)
+        with self._session() as s:
+            return [_history(row) for row in s.scalars(query.order_by(HistoryRow.changed_at, HistoryRow.id))]
+
+    def theme_counts(self) -> list[tuple[int, str, str, dict[str, int]]]:
+        """(recording id, recording path, theme, {status: count}) for every theme in use."""
+        query = (
+            select(RecordingRow.id, RecordingRow.path, AnnotationRow.theme, AnnotationRow.status, func.count())
+            .join(SegmentRow, SegmentRow.recording_id == RecordingRow.id)
+            .join(AnnotationRow, AnnotationRow.segment_id == SegmentRow.id)
+            .group_by(RecordingRow.id, RecordingRow.path, AnnotationRow.theme, AnnotationRow.status)
+            .order_by(RecordingRow.path, AnnotationRow.theme)
+        )
+        counts: dict[tuple[int, str, str], dict[str, int]] = {}
+        with self._session() as s:
+            for rid, path, theme, status, n in s.execute(query):
+                counts.setdefault((rid, path, theme), dict.fromkeys(ANNOTATION_STATUSES, 0))[status] = n
+        return [(rid, path, theme, by_status) for (rid, path, theme), by_status in counts.items()]
+
+    def entities(self, recording_id: int) -> dict[int, list[Entity]]:
+        """A recording's named entities, by segment id."""
+        query = (
+            select(EntityRow)
+            .join(SegmentRow, EntityRow.segment_id == SegmentRow.id)
+            .where(SegmentRow.recording_id == recording_id)
+            .order_by(EntityRow.segment_id, EntityRow.start)
+        )
+        found: dict[int, list[Entity]] = defaultdict(list)
+        with self._session() as s:
+            for row in s.scalars(query):
+                found[row.segment_id].append(Entity(row.label, row.text, row.start, row.end))
+        return dict(found)
+
+
+def _recording_of_segment(s: Session, segment_id: int) -> int:
+    recording_id = s.scalar(select(SegmentRow.recording_id).where(SegmentRow.id == segment_id))
+    if recording_id is None:
+        raise LookupError(f"no segment with id {segment_id}")
+    return recording_id
+
+
+def _decided_annotations(s: Session, recording_id: int) -> list[tuple[AnnotationRow, float, float, str]]:
+    """The annotations a person decided or added, with their segment's times and text."""
+    rows = s.execute(
+        select(AnnotationRow, SegmentRow.start, SegmentRow.end, SegmentRow.text)
+        .join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
+        .where(SegmentRow.recording_id == recording_id)
+        .where((AnnotationRow.status != "suggested") | (AnnotationRow.source != "auto"))
+    ).all()
+    for row in rows:
+        s.expunge(row[0])  # keep its values after the segment (and it) are deleted
+    return [tuple(row) for row in rows]
+
+
+def _carry_decisions(s: Session, recording_id: int, decided: list, segments: list[tuple[int, Segment]]) -> None:
+    """Re-attach human decisions to the new segments of a re-transcribed recording.
+
+    Each goes to the new segment that overlaps its old one most in time, its evidence re-anchored on
+    the same words in the new text; the move is kept in the history. Suggestions are not carried:
+    re-tagging makes them anew.
+    """
+    taken: set[tuple[int, str]] = set()
+    for old, start, end, text in decided:
+        if not segments:
+            break
+        def closeness(item: tuple[int, Segment]) -> tuple[float, float]:
+            return min(end, item[1].end) - max(start, item[1].start), -abs(item[1].start - start)
+
+        segment_id, segment = max(segments, key=closeness)
+        if (segment_id, old.theme) in taken:
+            continue
+        taken.add((segment_id, old.theme))
+        row = AnnotationRow(
+            segment_id=segment_id, theme=old.theme, source=old.source, status=old.status, score=old.score,
+            evidence=_reanchor(old.evidence, text, segment.text), tagger=old.tagger, updated_by=old.updated_by,
+            updated_at=old.updated_at, version=old.version + 1,
+        )  # fmt: skip
+        s.add(row)
+        s.flush()
+        s.add(HistoryRow(
+            recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="moved",
+            changed_by="ohp", before={**_annotation_state(old), "annotation_id": old.id}, after=_annotation_state(row),
+        ))  # fmt: skip
 
 
 def _upsert_recording(s: Session, info: AudioInfo) -> RecordingRow:

@@ -1,0 +1,118 @@
+"""Annotations in the store: suggestions, decisions, history, and what survives re-tagging and
+re-transcription. Runs on SQLite, and on PostgreSQL when OHP_TEST_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pipeline.records import AudioInfo, Entity, Segment, ThemeSuggestion, Transcript
+from pipeline.store import ConflictError
+
+INFO = AudioInfo(Path("/audio/li.wav"), "cd" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 30.0)
+TEXTS = ["你的孩子现在在哪里？", "在老家，跟爷爷奶奶一起住。", "工资是计件的，一个月三千块。"]
+
+
+def transcript(texts: list[str] = TEXTS, offset: float = 0.0) -> Transcript:
+    segments = [Segment(i * 5.0 + offset, i * 5.0 + 4.0 + offset, t, t, "zh") for i, t in enumerate(texts)]
+    return Transcript("zh", 0.99, segments, "faster-whisper", "base")
+
+
+def tag(store, recording_id: int, found: dict[int, list[tuple[str, float, tuple]]], tagger: str = "t1") -> dict:
+    ids = [s.id for s in store.segments(recording_id)]
+    suggestions = {ids[i]: [ThemeSuggestion(theme, score, evidence) for theme, score, evidence in items] for i, items in found.items()}
+    entities = {ids[2]: [Entity("MONEY", "三千块", 10, 13)]}
+    return store.save_tags(recording_id, suggestions, entities, tagger, {"tagger": tagger}, tagger)
+
+
+@pytest.fixture
+def recording(store) -> int:
+    rid = store.save_transcription(INFO, transcript(), {}, "k", {})
+    tag(store, rid, {1: [("left_behind_children", 0.9, ((1, 3), (5, 9)))], 2: [("wages", 0.8, ((0, 2),))]})
+    return rid
+
+
+def by_theme(store, rid: int) -> dict:
+    return {a.theme: a for a in store.annotations(rid)}
+
+
+def test_suggestions_are_stored_with_evidence_and_entities(store, recording):
+    found = by_theme(store, recording)
+    assert set(found) == {"left_behind_children", "wages"}
+    children = found["left_behind_children"]
+    assert (children.source, children.status, children.score, children.tagger) == ("auto", "suggested", 0.9, "t1")
+    text = store.segments(recording)[1].text
+    assert [text[a:b] for a, b in children.evidence] == ["老家", "爷爷奶奶"]
+    assert list(store.entities(recording).values()) == [[Entity("MONEY", "三千块", 10, 13)]]
+    assert store.stage(recording, "tag").status == "done"
+    assert [h.action for h in store.history(recording_id=recording)] == ["suggested", "suggested"]
+
+
+def test_decisions_are_kept_with_history(store, recording):
+    wages = by_theme(store, recording)["wages"]
+    accepted = store.decide(wages.id, "accepted", "mei")
+    assert (accepted.status, accepted.updated_by, accepted.version) == ("accepted", "mei", wages.version + 1)
+    [entry] = store.history(annotation_id=wages.id)[1:]
+    assert (entry.action, entry.changed_by, entry.before["status"], entry.after["status"]) == ("accepted", "mei", "suggested", "accepted")
+    with pytest.raises(ValueError, match="status"):
+        store.decide(wages.id, "maybe", "mei")
+
+
+def test_a_stale_decision_is_a_conflict_not_an_overwrite(store, recording):
+    wages = by_theme(store, recording)["wages"]
+    store.decide(wages.id, "accepted", "mei", version=wages.version)
+    with pytest.raises(ConflictError) as conflict:
+        store.decide(wages.id, "rejected", "jun", version=wages.version)
+    assert conflict.value.current.status == "accepted" and conflict.value.current.updated_by == "mei"
+    assert by_theme(store, recording)["wages"].status == "accepted"
+
+
+def test_retagging_never_touches_human_decisions(store, recording):
+    found = by_theme(store, recording)
+    store.decide(found["wages"].id, "rejected", "mei")
+    report = tag(store, recording, {0: [("schooling", 0.5, ((0, 2),))], 1: [("left_behind_children", 0.7, ((6, 10),))]}, tagger="t2")
+    after = by_theme(store, recording)
+    assert after["wages"].status == "rejected"  # the tagger no longer finds it, but a person decided it
+    assert after["left_behind_children"].score == 0.7 and after["left_behind_children"].tagger == "t2"
+    assert after["schooling"].status == "suggested"
+    assert report == {"added": 1, "updated": 1, "withdrawn": 0, "kept": 1}
+    tag(store, recording, {}, tagger="t3")
+    assert set(by_theme(store, recording)) == {"wages"}
+    actions = [h.action for h in store.history(recording_id=recording)]
+    assert actions.count("withdrawn") == 2 and "retagged" in actions
+
+
+def test_a_person_adds_a_theme_with_evidence(store, recording):
+    segment = store.segments(recording)[0]
+    added = store.add_annotation(segment.id, "schooling", "mei", ((0, 4),))
+    assert (added.source, added.status, added.evidence) == ("mei", "accepted", ((0, 4),))
+    with pytest.raises(ValueError, match="outside"):
+        store.add_annotation(segment.id, "health", "mei", ((0, 400),))
+    again = store.add_annotation(store.segments(recording)[2].id, "wages", "jun", ((3, 5),))
+    assert again.status == "accepted" and again.source == "auto" and again.evidence == ((0, 2), (3, 5))
+
+
+def test_theme_counts(store, recording):
+    store.decide(by_theme(store, recording)["wages"].id, "accepted", "mei")
+    counts = {theme: by_status for _, _, theme, by_status in store.theme_counts()}
+    assert counts == {
+        "left_behind_children": {"suggested": 1, "accepted": 0, "rejected": 0},
+        "wages": {"suggested": 0, "accepted": 1, "rejected": 0},
+    }
+
+
+def test_retranscription_carries_decisions_to_the_new_segments(store, recording):
+    found = by_theme(store, recording)
+    store.decide(found["left_behind_children"].id, "accepted", "mei")
+    # New text for the same speech, times shifted a little: the decision follows its words.
+    texts = ["你的孩子在哪里？", "孩子在老家，跟爷爷奶奶住。", "工资计件，一个月三千。"]
+    store.save_transcription(INFO, transcript(texts, offset=0.3), {}, "k2", {})
+    after = by_theme(store, recording)
+    assert set(after) == {"left_behind_children"}  # the undecided suggestion goes; re-tagging makes it anew
+    moved = after["left_behind_children"]
+    new_text = store.segments(recording)[1].text
+    assert moved.status == "accepted" and [new_text[a:b] for a, b in moved.evidence] == ["老家", "爷爷奶奶"]
+    assert store.history(recording_id=recording)[-1].action == "moved"
+    assert store.stage(recording, "tag") is None  # tagging runs again on the new segments
