@@ -16,7 +16,7 @@ from typing import Protocol
 
 from .audio import AudioError, decode, is_audio_file, probe
 from .engines import load_engine
-from .export import FORMATS, export_stem, write_exports
+from .export import FORMATS, export_stem, gather, write_exports
 from .records import AudioInfo, Segment, Transcript, Word
 from .segment import VadOptions, segment
 from .store import Store, settings_key
@@ -186,7 +186,7 @@ def process_file(path: Path, store: Store, options: RunOptions, progress: Progre
         result.guards = transcript.guards
         if options.out_dir:
             recording = store.find_recordings([str(result.recording_id)])[0]
-            write_exports(recording, store.segments(recording.id), options.out_dir, options.formats, export_stem(recording, taken_stems))
+            write_exports(gather(store, recording), options.out_dir, options.formats, export_stem(recording, taken_stems))
     except AudioError as e:
         result.error = str(e)
     except Exception as e:  # anything else: report it against this file and go on with the batch

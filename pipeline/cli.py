@@ -14,7 +14,7 @@ from rich.text import Text
 
 from .batch import FileResult, RunOptions, run_batch
 from .engines import DEFAULT_ENGINE
-from .export import clock, export_stem, write_exports
+from .export import clock, export_stem, gather, write_exports
 from .store import Store, StoreError
 from .transcribe import TranscribeOptions
 
@@ -189,6 +189,6 @@ def export(
     stems = [Path(r.path).stem for r in store.list_recordings()]
     taken = {s for s in stems if stems.count(s) > 1}
     for recording in chosen:
-        for path in write_exports(recording, store.segments(recording.id), out, tuple(f.value for f in formats), export_stem(recording, taken)):
+        for path in write_exports(gather(store, recording), out, tuple(f.value for f in formats), export_stem(recording, taken)):
             console.print(str(path))
 

@@ -1,7 +1,7 @@
 """Transcript files: JSON (the reference format), SRT, WebVTT and plain text.
 
-Every writer is a function from a recording and its segments to text; `write_exports` puts them in a
-folder as `<recording file stem>.<ext>`.
+Every writer is a function from a `RecordingExport` (a recording, its segments and their themes) to
+text; `write_exports` puts them in a folder as `<recording file stem>.<ext>`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,29 @@ import json
 import os
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .records import RecordingRecord, Segment
+from .records import AnnotationRecord, RecordingRecord, Segment
 
 FORMATS = ("json", "srt", "vtt", "txt")
+
+
+@dataclass
+class RecordingExport:
+    """What the transcript files of one recording show."""
+
+    recording: RecordingRecord
+    segments: list[Segment]
+    annotations: dict[int, list[AnnotationRecord]] = field(default_factory=dict)  # by segment id
+
+
+def gather(store, recording: RecordingRecord) -> RecordingExport:
+    """A recording's export from the store."""
+    annotations: dict[int, list[AnnotationRecord]] = {}
+    for annotation in store.annotations(recording.id):
+        annotations.setdefault(annotation.segment_id, []).append(annotation)
+    return RecordingExport(recording, store.segments(recording.id), annotations)
 
 
 def timestamp(seconds: float, separator: str = ".", hours: bool = True) -> str:
@@ -32,7 +50,8 @@ def clock(seconds: float) -> str:
     return timestamp(seconds)[:8]
 
 
-def to_json(recording: RecordingRecord, segments: list[Segment]) -> str:
+def to_json(export: RecordingExport) -> str:
+    recording = export.recording
     document = {
         "recording": {
             "id": recording.id,
@@ -54,38 +73,43 @@ def to_json(recording: RecordingRecord, segments: list[Segment]) -> str:
                     {"start": round(w.start, 3), "end": round(w.end, 3), "text": w.text, "probability": round(w.probability, 4)}
                     for w in s.words
                 ],
+                "themes": [
+                    {"id": a.theme, "status": a.status, "source": a.source, "evidence": [list(span) for span in a.evidence]}
+                    for a in export.annotations.get(s.id, [])
+                ],
             }
-            for s in segments
+            for s in export.segments
         ],
     }
     return json.dumps(document, ensure_ascii=False, indent=1) + "\n"
 
 
-def to_srt(recording: RecordingRecord, segments: list[Segment]) -> str:
+def to_srt(export: RecordingExport) -> str:
     blocks = [
-        f"{i}\n{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}\n{s.text}\n" for i, s in enumerate(segments, 1)
+        f"{i}\n{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}\n{s.text}\n" for i, s in enumerate(export.segments, 1)
     ]
     return "\n".join(blocks)
 
 
-def to_vtt(recording: RecordingRecord, segments: list[Segment]) -> str:
+def to_vtt(export: RecordingExport) -> str:
     # Cue text is markup in WebVTT: "<" opens a tag (the text after it vanishes) and "&" an entity.
-    blocks = [f"{timestamp(s.start)} --> {timestamp(s.end)}\n{html.escape(s.text, quote=False)}\n" for s in segments]
+    blocks = [f"{timestamp(s.start)} --> {timestamp(s.end)}\n{html.escape(s.text, quote=False)}\n" for s in export.segments]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
-def to_txt(recording: RecordingRecord, segments: list[Segment]) -> str:
+def to_txt(export: RecordingExport) -> str:
+    recording = export.recording
     header = [
         f"Recording: {Path(recording.path).name}",
         f"Duration: {clock(recording.duration)}",
         f"Language: {recording.language or 'unknown'}",
     ]
     header += [f"{label}: {value}" for label, value in (("Interviewee", recording.interviewee), ("Place", recording.place), ("Date", recording.recorded_on)) if value]
-    lines = [f"[{clock(s.start)}] {s.speaker + ': ' if s.speaker else ''}{s.text}" for s in segments]
+    lines = [f"[{clock(s.start)}] {s.speaker + ': ' if s.speaker else ''}{s.text}" for s in export.segments]
     return "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
 
 
-WRITERS: dict[str, Callable[[RecordingRecord, list[Segment]], str]] = {
+WRITERS: dict[str, Callable[[RecordingExport], str]] = {
     "json": to_json,
     "srt": to_srt,
     "vtt": to_vtt,
@@ -115,16 +139,16 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_exports(
-    recording: RecordingRecord, segments: list[Segment], out_dir: Path, formats: tuple[str, ...] = FORMATS, stem: str | None = None
+    export: RecordingExport, out_dir: Path, formats: tuple[str, ...] = FORMATS, stem: str | None = None
 ) -> list[Path]:
     unknown = [f for f in formats if f not in WRITERS]
     if unknown:
         raise ValueError(f"unknown export format {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = stem or export_stem(recording)
+    stem = stem or export_stem(export.recording)
     paths = []
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
-        _write_atomic(path, WRITERS[fmt](recording, segments))
+        _write_atomic(path, WRITERS[fmt](export))
         paths.append(path)
     return paths

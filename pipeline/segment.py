@@ -20,7 +20,7 @@ class VadOptions:
     threshold: float = 0.5  # speech probability above which a frame is speech
     min_speech: float = 0.25  # shorter bursts are dropped (clicks, coughs)
     min_silence: float = 0.3  # shorter pauses do not split a region
-    pad: float = 0.2  # added to both ends of a region so word onsets and endings survive
+    pad: float = 0.3  # added to both ends of a region so word onsets and endings survive
     max_chunk: float = 28.0  # Whisper's window is 30 s; keep a margin for the padding
     max_gap: float = 2.0  # a longer pause ends a chunk: quiet inside a chunk invites invented text
     # Silero misses the quiet onset of distant (far-field) speech; a region grows over neighbouring

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import export
-from pipeline.export import FORMATS, clock, export_stem, timestamp, to_json, to_srt, to_txt, to_vtt, write_exports
-from pipeline.records import RecordingRecord, Segment, Word
+from pipeline.export import FORMATS, RecordingExport, clock, export_stem, timestamp, to_json, to_srt, to_txt, to_vtt, write_exports
+from pipeline.records import AnnotationRecord, RecordingRecord, Segment, Word
 
 RECORDING = RecordingRecord(
     id=7,
@@ -55,7 +55,7 @@ def test_timestamp():
 
 
 def test_json_is_the_reference_format():
-    document = json.loads(to_json(RECORDING, SEGMENTS))
+    document = json.loads(to_json(RecordingExport(RECORDING, SEGMENTS)))
     assert list(document) == ["recording", "segments"]
     assert document["recording"] == {
         "id": 7,
@@ -66,7 +66,7 @@ def test_json_is_the_reference_format():
     }
     assert list(document["recording"]) == ["id", "path", "sha256", "duration", "language"]
     first = document["segments"][0]
-    assert list(first) == ["id", "start", "end", "text", "original_text", "language", "speaker", "words"]
+    assert list(first) == ["id", "start", "end", "text", "original_text", "language", "speaker", "words", "themes"]
     assert first == {
         "id": 101,
         "start": 1.0,
@@ -80,6 +80,7 @@ def test_json_is_the_reference_format():
             {"start": 1.4, "end": 2.0, "text": "那时候", "probability": 0.9},
             {"start": 2.0, "end": 2.5, "text": "住在乡下。", "probability": 0.8123},
         ],
+        "themes": [],
     }
     assert list(first["words"][0]) == ["start", "end", "text", "probability"]
     assert [s["id"] for s in document["segments"]] == [101, 102, 103]
@@ -89,15 +90,25 @@ def test_json_is_the_reference_format():
     assert "avg_logprob" not in first and "no_speech_prob" not in first
 
 
+def test_json_segments_carry_their_themes():
+    annotation = AnnotationRecord(
+        id=5, segment_id=101, recording_id=7, theme="housing", source="auto", status="accepted", score=0.8,
+        evidence=((5, 7),), tagger="t", updated_by="mei", updated_at="2026-11-25T10:00:00+00:00", version=2,
+    )
+    document = json.loads(to_json(RecordingExport(RECORDING, SEGMENTS, {101: [annotation]})))
+    assert document["segments"][0]["themes"] == [{"id": "housing", "status": "accepted", "source": "auto", "evidence": [[5, 7]]}]
+    assert document["segments"][1]["themes"] == []
+
+
 def test_json_writes_chinese_as_text_and_ends_with_a_newline():
-    text = to_json(RECORDING, SEGMENTS)
+    text = to_json(RecordingExport(RECORDING, SEGMENTS))
     assert "我们那时候住在乡下" in text and "\\u" not in text
     assert text.endswith("}\n")
 
 
 def test_json_of_a_recording_without_speech():
     silent = RecordingRecord(8, "f" * 64, "/a/quiet.wav", 10, "wav", 30.0, None)
-    assert json.loads(to_json(silent, [])) == {
+    assert json.loads(to_json(RecordingExport(silent, []))) == {
         "recording": {"id": 8, "path": "/a/quiet.wav", "sha256": "f" * 64, "duration": 30.0, "language": None},
         "segments": [],
     }
@@ -107,7 +118,7 @@ def test_json_of_a_recording_without_speech():
 
 
 def test_srt():
-    assert to_srt(RECORDING, SEGMENTS) == (
+    assert to_srt(RecordingExport(RECORDING, SEGMENTS)) == (
         "1\n00:00:01,000 --> 00:00:02,500\n我们那时候住在乡下。\n"
         "\n"
         "2\n00:01:01,000 --> 00:01:05,500\n后来搬到了城里。\n"
@@ -117,7 +128,7 @@ def test_srt():
 
 
 def test_srt_blocks_are_separated_by_one_blank_line():
-    blocks = to_srt(RECORDING, SEGMENTS).split("\n\n")
+    blocks = to_srt(RecordingExport(RECORDING, SEGMENTS)).split("\n\n")
     assert len(blocks) == 3
     for number, block in enumerate(blocks, 1):
         lines = block.strip("\n").split("\n")
@@ -127,7 +138,7 @@ def test_srt_blocks_are_separated_by_one_blank_line():
 
 
 def test_vtt():
-    assert to_vtt(RECORDING, SEGMENTS) == (
+    assert to_vtt(RecordingExport(RECORDING, SEGMENTS)) == (
         "WEBVTT\n"
         "\n"
         "00:00:01.000 --> 00:00:02.500\n我们那时候住在乡下。\n"
@@ -139,11 +150,11 @@ def test_vtt():
 
 
 def test_vtt_without_segments_is_still_a_vtt_file():
-    assert to_vtt(RECORDING, []).startswith("WEBVTT\n")
+    assert to_vtt(RecordingExport(RECORDING, [])).startswith("WEBVTT\n")
 
 
 def test_txt():
-    assert to_txt(RECORDING, SEGMENTS) == (
+    assert to_txt(RecordingExport(RECORDING, SEGMENTS)) == (
         "Recording: 访谈 录音 01.wav\n"
         "Duration: 01:02:05\n"
         "Language: zh\n"
@@ -159,7 +170,7 @@ def test_txt():
 
 def test_txt_header_leaves_out_what_is_unknown():
     bare = RecordingRecord(8, "f" * 64, "/a/quiet.wav", 10, "wav", 30.0, None)
-    assert to_txt(bare, []).startswith("Recording: quiet.wav\nDuration: 00:00:30\nLanguage: unknown\n\n")
+    assert to_txt(RecordingExport(bare, [])).startswith("Recording: quiet.wav\nDuration: 00:00:30\nLanguage: unknown\n\n")
 
 
 # --- writing -----------------------------------------------------------------------------------------
@@ -167,26 +178,26 @@ def test_txt_header_leaves_out_what_is_unknown():
 
 def test_write_exports_writes_every_format(tmp_path):
     out = tmp_path / "transcripts" / "1998"
-    paths = write_exports(RECORDING, SEGMENTS, out)
+    paths = write_exports(RecordingExport(RECORDING, SEGMENTS), out)
     assert paths == [out / f"访谈 录音 01.{fmt}" for fmt in FORMATS]
     writers = {"json": to_json, "srt": to_srt, "vtt": to_vtt, "txt": to_txt}
     for path, fmt in zip(paths, FORMATS):
-        assert path.read_bytes() == writers[fmt](RECORDING, SEGMENTS).encode("utf-8")
+        assert path.read_bytes() == writers[fmt](RecordingExport(RECORDING, SEGMENTS)).encode("utf-8")
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)  # no temp files left
 
 
 def test_write_exports_replaces_and_chooses_formats_and_stem(tmp_path):
-    write_exports(RECORDING, SEGMENTS, tmp_path, ("srt",), stem="tape-1")
-    paths = write_exports(RECORDING, SEGMENTS[:1], tmp_path, ("srt", "json"), stem="tape-1")
+    write_exports(RecordingExport(RECORDING, SEGMENTS), tmp_path, ("srt",), stem="tape-1")
+    paths = write_exports(RecordingExport(RECORDING, SEGMENTS[:1]), tmp_path, ("srt", "json"), stem="tape-1")
     assert paths == [tmp_path / "tape-1.srt", tmp_path / "tape-1.json"]
-    assert paths[0].read_text(encoding="utf-8") == to_srt(RECORDING, SEGMENTS[:1])
+    assert paths[0].read_text(encoding="utf-8") == to_srt(RecordingExport(RECORDING, SEGMENTS[:1]))
     assert sorted(os.listdir(tmp_path)) == ["tape-1.json", "tape-1.srt"]
 
 
 def test_write_exports_rejects_unknown_formats_before_writing(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="unknown export format docx") as e:
-        write_exports(RECORDING, SEGMENTS, out, ("json", "docx"))
+        write_exports(RecordingExport(RECORDING, SEGMENTS), out, ("json", "docx"))
     assert "json, srt, vtt, txt" in str(e.value)
     assert not out.exists()
 
@@ -195,14 +206,14 @@ def test_files_get_the_usual_mode(tmp_path):
     # Transcripts are shared: a file written atomically must not stay private like a temp file.
     old = os.umask(0o022)
     try:
-        (path,) = write_exports(RECORDING, SEGMENTS, tmp_path, ("txt",))
+        (path,) = write_exports(RecordingExport(RECORDING, SEGMENTS), tmp_path, ("txt",))
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
-    (path,) = write_exports(RECORDING, SEGMENTS, tmp_path, ("srt",))
+    (path,) = write_exports(RecordingExport(RECORDING, SEGMENTS), tmp_path, ("srt",))
     before = path.read_bytes()
 
     def crash(src, dst):
@@ -210,7 +221,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypat
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="No space"):
-        write_exports(RECORDING, SEGMENTS[:1], tmp_path, ("srt",))
+        write_exports(RecordingExport(RECORDING, SEGMENTS[:1]), tmp_path, ("srt",))
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == [path.name]
@@ -229,7 +240,7 @@ def test_export_stem_adds_the_hash_only_when_the_stem_is_taken():
 def test_same_stem_from_two_folders_gives_two_files(tmp_path):
     other = RecordingRecord(9, "99887766" + "1" * 56, "/archive/copies/访谈 录音 01.mp3", 1, "mp3", 5.0, "zh")
     taken = {"访谈 录音 01"}
-    a = write_exports(RECORDING, SEGMENTS, tmp_path, ("json",), export_stem(RECORDING, taken))
-    b = write_exports(other, [], tmp_path, ("json",), export_stem(other, taken))
+    a = write_exports(RecordingExport(RECORDING, SEGMENTS), tmp_path, ("json",), export_stem(RECORDING, taken))
+    b = write_exports(RecordingExport(other, []), tmp_path, ("json",), export_stem(other, taken))
     assert [p.name for p in a + b] == ["访谈 录音 01-ab12cd34.json", "访谈 录音 01-99887766.json"]
     assert json.loads(b[0].read_text(encoding="utf-8"))["recording"]["id"] == 9
