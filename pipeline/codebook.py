@@ -107,6 +107,7 @@ class _Parser:
     def __init__(self, text: str):
         self.loader = yaml.SafeLoader(text)
         self.problems: list[CodebookProblem] = []
+        self.without_patterns: set[str] = set()  # themes that declare none (not: whose patterns were all bad)
 
     def problem(self, node: yaml.Node, message: str) -> None:
         self.problems.append(CodebookProblem(_line(node), message))
@@ -191,6 +192,8 @@ class _Parser:
         exclude = self.patterns(entries.get("exclude"), f"{where}: exclude", 1.0)
         if theme_id is None or not label:
             return None
+        if "patterns" not in entries:
+            self.without_patterns.add(theme_id)
         return Theme(theme_id, label, description, parent, tuple(patterns), tuple(exclude), _line(node))
 
     def patterns(self, entry: tuple[yaml.Node, yaml.Node] | None, where: str, default_weight: float) -> list[Pattern]:
@@ -302,7 +305,7 @@ def parse_codebook(text: str) -> tuple[Codebook | None, list[CodebookProblem]]:
         seen.setdefault(theme.id, theme)
     _check_parents(themes, problems)
     for theme in themes:
-        if not theme.patterns and not any(t.parent == theme.id for t in themes):
+        if theme.id in parser.without_patterns and not any(t.parent == theme.id for t in themes):
             problems.append(CodebookProblem(theme.line, f"theme {theme.id} has no patterns and no child themes: it can never be suggested"))
     problems.sort(key=lambda p: p.line)
     return (None if problems else Codebook(tuple(themes), _version(themes))), problems
