@@ -255,6 +255,8 @@ class _Parser:
         except Exception as error:  # spaCy raises MatchPatternError, ValueError or re.error by case
             # spaCy's text names its own check ("for matcher rule 'check' ... Pattern 0:"): keep the rest
             message = re.sub(r"^Invalid token patterns for matcher rule 'check' Pattern 0: ", "", " ".join(str(error).split()))
+            if _text_booleans(tokens):
+                message += " (YAML reads a bare on, off, yes or no as true or false: quote the word)"
             self.problem(node, f"{where}: bad {language} token pattern: {message}")
             return None
         unset = sorted({key for token in tokens for key in token} & UNSET_ATTRIBUTES[language])
@@ -262,6 +264,15 @@ class _Parser:
             self.problem(node, f"{where}: the {language} pipeline does not set {', '.join(unset)}; this pattern cannot match")
             return None
         return tuple(tokens)
+
+
+def _text_booleans(tokens) -> bool:
+    """Whether a token pattern has true/false where spaCy wants text (in IN lists or as ORTH, LOWER, ... values)."""
+    if not isinstance(tokens, list):
+        return False
+    values = [v for token in tokens if isinstance(token, dict) for v in token.values()]
+    values += [x for v in values if isinstance(v, dict) for x in v.get("IN", []) + v.get("NOT_IN", [])]
+    return any(isinstance(v, bool) for v in values)
 
 
 def _check_parents(themes: list[Theme], problems: list[CodebookProblem]) -> None:

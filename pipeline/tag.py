@@ -103,14 +103,15 @@ def make_theme_matcher(nlp: Language, name: str, patterns: list[dict], phrase_at
 
 
 class WholeWords:
-    """jieba's segmentation, except that the given words are always tokens of their own (jieba would
-    write 回家过年 or 回老家 as one word, and a token pattern naming 回家 would miss it)."""
+    """jieba's segmentation, except that the given words are always tokens of their own (jieba writes
+    今年春节 and 回家路上 as words, and a token pattern naming 春节 and 回家 would miss them). Single
+    characters are left to jieba: cutting at every 多 would break 多久 and 好多."""
 
     def __init__(self, segmenter, words: set[str]):
         self.segmenter = segmenter
         self.vocab = segmenter.vocab
-        longest_first = sorted(words, key=len, reverse=True)
-        self.words = re.compile("|".join(map(re.escape, longest_first))) if words else None
+        longest_first = sorted((w for w in words if len(w) > 1), key=len, reverse=True)
+        self.words = re.compile("|".join(map(re.escape, longest_first))) if longest_first else None
 
     def __call__(self, text: str) -> Doc:
         doc = self.segmenter(text)
@@ -203,7 +204,7 @@ _CHINESE_PATTERNS = [
 ]
 _POS_LABELS = {"nr": "PERSON", "ns": "PLACE", "nt": "ORG"}
 # Kin and address words jieba's dictionary tags as personal names.
-_NOT_NAMES = {"老公", "老婆", "师傅", "老乡", "老汉", "老板", "阿姨", "大姐", "大哥", "莫得"}
+_NOT_NAMES = {"老公", "老婆", "师傅", "老乡", "老汉", "老板", "阿姨", "大姐", "大哥", "莫得", "宝宝"}
 _ENGLISH_LABELS = {"PERSON": "PERSON", "GPE": "PLACE", "LOC": "PLACE", "FAC": "PLACE", "ORG": "ORG", "DATE": "DATE", "TIME": "DATE", "MONEY": "MONEY"}
 
 

@@ -203,7 +203,7 @@ def test_yaml_booleans_in_word_lists_are_caught():
             patterns:
               en: [{tokens: [{LEMMA: pay}, {LOWER: {IN: [off, back]}}]}]
         """)
-    assert [line for line, _ in found] == [5] and "valid string" in found[0][1]
+    assert [line for line, _ in found] == [5] and "valid string" in found[0][1] and "quote the word" in found[0][1]
 
 
 def test_a_theme_without_patterns_needs_children():
