@@ -58,7 +58,10 @@ class Codebook:
     version: str  # hash of the themes and patterns: stored with each suggestion made from them
 
     def theme(self, theme_id: str) -> Theme:
-        return next(t for t in self.themes if t.id == theme_id)
+        for theme in self.themes:
+            if theme.id == theme_id:
+                return theme
+        raise KeyError(theme_id)
 
     @property
     def ids(self) -> list[str]:

@@ -6,7 +6,7 @@ A spaCy pipeline per language, built from the codebook (patterns are configurati
 - Chinese: spacy.blank("zh") segmenting with jieba. Text is converted to simplified script first, so
   traditional characters match the same patterns. Terms are matched on characters, because jieba's
   words can hide a term (工资 inside 工资条, 扣 inside 上扣); token patterns run on jieba's words, with
-  every word a pattern names kept whole. Entities come from jieba's part-of-speech tags (names, places,
+  every word of two or more characters that a pattern names kept whole. Entities come from jieba's part-of-speech tags (names, places,
   organisations) and from patterns for dates and amounts of money.
 - English: en_core_web_sm; terms match on lower case and on lemmas ("paid" is "pay"); entities from its NER.
 
@@ -23,6 +23,7 @@ lone strong match is as good next to unrelated talk as anywhere.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -59,8 +60,8 @@ def pipeline_language(language: str | None) -> str | None:
 
 
 class ThemeMatcher:
-    """Finds the codebook's patterns in a doc and sets doc._.theme_matches to (theme, pattern index,
-    weight, start, end) tuples, in characters of doc.text; matches overlapping an exclusion are dropped."""
+    """Finds the codebook's patterns in a doc and sets doc._.theme_matches to (theme, weight, start, end)
+    tuples, in characters of doc.text, in order of start; matches overlapping an exclusion are dropped."""
 
     def __init__(self, nlp: Language, patterns: list[dict], phrase_attrs: list[str], characters: bool):
         self.patterns = patterns
@@ -89,7 +90,7 @@ class ThemeMatcher:
         matches = sorted({(int(self.vocab.strings[k]), span.start_char, span.end_char) for k, span in found}, key=lambda m: m[1:])
         excluded = [(self.patterns[i]["theme"], s, e) for i, s, e in matches if self.patterns[i]["exclude"]]
         doc._.theme_matches = [
-            (p["theme"], i, p["weight"], s, e)
+            (p["theme"], p["weight"], s, e)
             for i, s, e in matches
             if not (p := self.patterns[i])["exclude"]
             and not any(t == p["theme"] and s < xe and xs < e for t, xs, xe in excluded)
@@ -161,6 +162,9 @@ def _build(language: str, codebook: Codebook) -> Language:
         nlp = spacy.load(ENGLISH_MODEL, exclude=["parser"])
         nlp.add_pipe("codebook_themes", config={"patterns": patterns, "phrase_attrs": ["LOWER", "LEMMA"]})
     else:
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)  # not "Building prefix dict..." on every first use
         nlp = spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "jieba"}}})
         named = set().union(*(_named_words(p["tokens"]) for p in patterns if "tokens" in p))
         nlp.tokenizer = WholeWords(nlp.tokenizer, named)
@@ -168,15 +172,17 @@ def _build(language: str, codebook: Codebook) -> Language:
     return nlp
 
 
-_PIPELINES: dict[tuple[str, str], Language] = {}
+_PIPELINES: dict[str, tuple[str, Language]] = {}  # by language: the codebook version it was built from, the pipeline
 
 
 def pipeline(language: str, codebook: Codebook) -> Language:
-    """The pipeline for "zh" or "en" and a codebook, built on first use (the English model takes a second to load)."""
-    key = (language, codebook.version)
-    if key not in _PIPELINES:
-        _PIPELINES[key] = _build(language, codebook)
-    return _PIPELINES[key]
+    """The pipeline for "zh" or "en" and a codebook, built on first use (the English model takes a second
+    to load) and rebuilt when the codebook changes."""
+    version, nlp = _PIPELINES.get(language, (None, None))
+    if version != codebook.version:
+        nlp = _build(language, codebook)
+        _PIPELINES[language] = (codebook.version, nlp)
+    return nlp
 
 
 def _simplified(text: str) -> tuple[str, list[int]]:
@@ -185,6 +191,11 @@ def _simplified(text: str) -> tuple[str, list[int]]:
     is converted character by character (convert_pieces), so offsets can still be mapped back."""
     pieces = convert_pieces(list(text), "simplified")
     return "".join(pieces), [i for i, piece in enumerate(pieces) for _ in piece]
+
+
+def _original(start: int, end: int, origin: list[int] | None) -> tuple[int, int]:
+    """A span of the converted text as a span of the original (the same when nothing was converted)."""
+    return (origin[start], origin[end - 1] + 1) if origin else (start, end)
 
 
 # Chinese dates and amounts of money. Numbers are digits or Chinese numerals (两, 几 and a trailing 多 included).
@@ -244,7 +255,7 @@ def _themes(matches: list[tuple], text: str, origin: list[int] | None) -> dict[s
     weight ("roommate" matches both "roommate" and, by lemma, "roommates"), and a piece of text said
     twice counts once: saying 钱 twice is no more evidence than saying it once."""
     by_theme: dict[str, list[list]] = {}
-    for theme, _, weight, start, end in matches:  # in order of start
+    for theme, weight, start, end in matches:
         pieces = by_theme.setdefault(theme, [])
         if pieces and start < pieces[-1][1]:
             pieces[-1][1], pieces[-1][2] = max(end, pieces[-1][1]), max(weight, pieces[-1][2])
@@ -259,9 +270,7 @@ def _themes(matches: list[tuple], text: str, origin: list[int] | None) -> dict[s
         miss = 1.0
         for weight in weights.values():
             miss *= 1 - weight
-        spans = ((s, e) for s, e, _ in pieces)
-        evidence = tuple((origin[s], origin[e - 1] + 1) if origin else (s, e) for s, e in spans)
-        themes[theme] = (1 - miss, evidence)
+        themes[theme] = (1 - miss, tuple(_original(s, e, origin) for s, e, _ in pieces))
     return themes
 
 
@@ -279,10 +288,8 @@ def _find(texts: list[str], languages: list[str], codebook: Codebook) -> list[_F
         for i, (text, origin), doc in zip(indices, converted, docs):
             found[i].themes = _themes(doc._.theme_matches, text, origin)
             if language == "zh":
-                found[i].entities = [
-                    Entity(label, texts[i][origin[s] : origin[e - 1] + 1], origin[s], origin[e - 1] + 1)
-                    for label, s, e in _chinese_entities(text)
-                ]
+                spans = [(label, *_original(s, e, origin)) for label, s, e in _chinese_entities(text)]
+                found[i].entities = [Entity(label, texts[i][s:e], s, e) for label, s, e in spans]
             else:
                 found[i].entities = [
                     Entity(_ENGLISH_LABELS[e.label_], e.text, e.start_char, e.end_char)
