@@ -145,6 +145,14 @@ def test_neighbours_raise_weak_matches_but_never_give_a_theme_without_evidence(c
     assert [s.theme for s in tag_segments(["Which school?", "学了三年"], ["en", "zh"], codebook)[1].themes] == ["schooling"]
 
 
+def test_a_changed_codebook_rebuilds_the_pipeline(codebook):
+    assert found("我们的户口", "zh", codebook) == {"hukou": ["户口"]}
+    changed, _ = parse_codebook(CODEBOOK.replace("zh: [户口]", "zh: [户籍]"))
+    assert changed.version != codebook.version
+    assert found("我们的户口", "zh", changed) == {}
+    assert found("我们的户口", "zh", codebook) == {"hukou": ["户口"]}
+
+
 def test_segments_and_languages_must_pair_up(codebook):
     with pytest.raises(ValueError):
         tag_segments(["a", "b"], ["en"], codebook)
