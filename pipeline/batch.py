@@ -1,4 +1,4 @@
-"""Batch runs: many recordings, each through decode -> segment -> transcribe -> store -> export.
+"""Batch runs: many recordings, each through decode -> segment -> transcribe -> tag -> store -> export.
 
 A bad file is reported and the batch goes on. A recording already done with the same settings is
 skipped; one that a killed run left half-way resumes from its last finished chunk, which the
@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Protocol
 
 from .audio import AudioError, decode, is_audio_file, probe
+from .codebook import Codebook
 from .engines import load_engine
 from .export import FORMATS, export_stem, gather, write_exports
 from .records import AudioInfo, Segment, Transcript, Word
 from .segment import VadOptions, segment
 from .store import Store, settings_key
+from .tag import TAGGER_VERSION, tag_segments
 from .transcribe import ChunkResult, TranscribeOptions, transcribe
 from .weights import ohp_home
 
@@ -33,8 +35,10 @@ class RunOptions:
     force: bool = False
     out_dir: Path | None = Path("transcripts")
     formats: tuple[str, ...] = FORMATS
+    codebook: Codebook | None = None  # themes to tag with; None skips the tag stage
 
     def settings(self) -> dict:
+        """The transcribe stage's settings: the same settings give the same transcript."""
         return {"transcribe": self.transcribe.settings(), "vad": asdict(self.vad)}
 
 
@@ -120,82 +124,120 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
+def _transcribe(info: AudioInfo, store: Store, options: RunOptions, result: FileResult, progress: Progress | None) -> int:
+    """Decode, segment and transcribe a recording into the store (stage "transcribe"); its id."""
+    path, started = result.path, time.monotonic()
+    settings = options.settings()
+    key = settings_key(settings)
+    store.start_stage(info, STAGE, settings, key)
+    if progress:
+        progress.stage_started(path, "decode", info.duration)
+    decoded = decode(info)
+    result.duration = decoded.duration
+    result.warnings.extend(decoded.warnings)
+    if progress:
+        progress.stage_started(path, "segment", decoded.duration)
+    chunks = segment(decoded.samples, options.vad)
+    if progress:
+        progress.stage_started(path, "transcribe", decoded.duration)
+    checkpoint = Checkpoint(info, key)
+    if options.force:
+        checkpoint.remove()
+    done = checkpoint.load()
+
+    def chunk_finished(index: int, chunk_result: ChunkResult) -> None:
+        if index not in done:
+            checkpoint.add(index, chunk_result)
+        if progress:
+            progress.audio_done(path, chunks[index].end)
+
+    if chunks:
+        engine = load_engine(options.transcribe.engine, options.transcribe.model)
+        transcript = transcribe(decoded.samples, chunks, engine, options.transcribe, done=done, on_chunk=chunk_finished)
+    else:  # silence: a valid recording with nothing to transcribe, and no model to load for it
+        result.warnings.append(f"{path}: no speech found")
+        transcript = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)
+    report = {
+        "segments": len(transcript.segments),
+        "chunks": len(chunks),
+        "speech_seconds": round(sum(c.speech_duration for c in chunks), 3),
+        "language_probability": transcript.language_probability,
+        "guards": transcript.guards,
+        "warnings": result.warnings,
+        "resumed_chunks": len(done),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    # The decoded length is the truth when a container misstates it (truncated files).
+    recording_id = store.save_transcription(replace(info, duration=decoded.duration), transcript, settings, key, report)
+    checkpoint.remove()
+    result.segments, result.language, result.guards = len(transcript.segments), transcript.language, transcript.guards
+    return recording_id
+
+
+def tag_recording(store: Store, recording_id: int, codebook: Codebook, force: bool = False) -> dict[str, int] | None:
+    """Tag a recording's segments with the codebook's themes (stage "tag"); None when it was already
+    tagged with this tagger and codebook. Human decisions are never touched (see Store.save_tags)."""
+    settings = {"tagger": TAGGER_VERSION, "codebook": codebook.version}
+    key = settings_key(settings)
+    stage = store.stage(recording_id, "tag")
+    if stage and stage.status == "done" and stage.settings_key == key and not force:
+        return None
+    segments = store.segments(recording_id)
+    results = tag_segments([s.text for s in segments], [s.language for s in segments], codebook)
+    return store.save_tags(
+        recording_id,
+        {s.id: r.themes for s, r in zip(segments, results)},
+        {s.id: r.entities for s, r in zip(segments, results)},
+        f"{TAGGER_VERSION}/{codebook.version}",
+        settings,
+        key,
+    )
+
+
 def process_file(path: Path, store: Store, options: RunOptions, progress: Progress | None = None, taken_stems: set[str] | None = None) -> FileResult:
-    """One recording through every stage; never raises for a bad file, returns a failed result instead."""
+    """One recording through every stage; never raises for a bad file, returns a failed result instead.
+    Stages already done with the same settings are skipped; the result is "skipped" if all were."""
     started = time.monotonic()
     result = FileResult(path, "failed")
     info: AudioInfo | None = None
-    settings = options.settings()
-    key = settings_key(settings)
+    stage = STAGE
     try:
         if progress:
             progress.stage_started(path, "probe", 0.0)
         info = probe(path.resolve())
         result.duration = info.duration
         existing = store.recording_by_sha256(info.sha256)
-        if existing and not options.force:
-            stage = store.stage(existing.id, STAGE)
-            if stage and stage.status == "done" and stage.settings_key == key:
-                if existing.path != str(path):
-                    store.update_path(existing.id, str(path))
-                result.status, result.recording_id, result.language = "skipped", existing.id, existing.language
-                result.segments = stage.report.get("segments", 0)
-                return result
-        store.start_stage(info, STAGE, settings, key)
-        if progress:
-            progress.stage_started(path, "decode", info.duration)
-        decoded = decode(info)
-        result.duration = decoded.duration
-        result.warnings.extend(decoded.warnings)
-        if progress:
-            progress.stage_started(path, "segment", decoded.duration)
-        chunks = segment(decoded.samples, options.vad)
-        if progress:
-            progress.stage_started(path, "transcribe", decoded.duration)
-        checkpoint = Checkpoint(info, key)
-        done = {} if options.force else checkpoint.load()
-        if options.force:
-            checkpoint.remove()
-
-        def chunk_finished(index: int, chunk_result: ChunkResult) -> None:
-            if index not in done:
-                checkpoint.add(index, chunk_result)
+        transcribed = existing and store.stage(existing.id, STAGE)
+        if transcribed and transcribed.status == "done" and transcribed.settings_key == settings_key(options.settings()) and not options.force:
+            if existing.path != str(info.path):
+                store.update_path(existing.id, str(info.path))
+            result.recording_id, result.language = existing.id, existing.language
+            result.segments = transcribed.report.get("segments", 0)
+            changed = False
+        else:
+            result.recording_id = _transcribe(info, store, options, result, progress)
+            changed = True
+        if options.codebook:
+            stage = "tag"
             if progress:
-                progress.audio_done(path, chunks[index].end)
-
-        if chunks:
-            engine = load_engine(options.transcribe.engine, options.transcribe.model)
-            transcript = transcribe(decoded.samples, chunks, engine, options.transcribe, done=done, on_chunk=chunk_finished)
-        else:  # silence: a valid recording with nothing to transcribe, and no model to load for it
-            result.warnings.append(f"{path}: no speech found")
-            transcript = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)
-        report = {
-            "segments": len(transcript.segments),
-            "chunks": len(chunks),
-            "speech_seconds": round(sum(c.speech_duration for c in chunks), 3),
-            "language_probability": transcript.language_probability,
-            "guards": transcript.guards,
-            "warnings": result.warnings,
-            "resumed_chunks": len(done),
-            "seconds": round(time.monotonic() - started, 3),
-        }
-        # The decoded length is the truth when a container misstates it (truncated files).
-        result.recording_id = store.save_transcription(replace(info, duration=decoded.duration), transcript, settings, key, report)
-        checkpoint.remove()
-        result.status, result.segments, result.language = "done", len(transcript.segments), transcript.language
-        result.guards = transcript.guards
+                progress.stage_started(path, stage, result.duration)
+            changed |= tag_recording(store, result.recording_id, options.codebook, options.force) is not None
+        result.status = "done" if changed else "skipped"
         if options.out_dir:
             recording = store.find_recordings([str(result.recording_id)])[0]
-            write_exports(gather(store, recording), options.out_dir, options.formats, export_stem(recording, taken_stems))
+            stem = export_stem(recording, taken_stems)
+            # Unchanged recordings keep their files, unless someone removed them.
+            if changed or not all((options.out_dir / f"{stem}.{fmt}").exists() for fmt in options.formats):
+                write_exports(gather(store, recording), options.out_dir, options.formats, stem)
     except AudioError as e:
         result.error = str(e)
     except Exception as e:  # anything else: report it against this file and go on with the batch
-        result.error = f"{path}: {type(e).__name__}: {e}"
+        result.error = f"{path}: {stage}: {type(e).__name__}: {e}"
     finally:
         result.seconds = time.monotonic() - started
         if result.status == "failed" and info is not None:
             try:
-                store.fail_stage(info, STAGE, settings, key, result.error or "failed")
+                store.fail_stage(info, stage, {}, "", result.error or "failed")
             except Exception as e:
                 result.error = f"{result.error}; and recording the failure failed: {e}"
     return result

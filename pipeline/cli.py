@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,11 +15,21 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgres
 from rich.table import Table
 from rich.text import Text
 
-from .batch import FileResult, RunOptions, run_batch
+from .batch import FileResult, RunOptions, run_batch, tag_recording
+from .codebook import DEFAULT_CODEBOOK, Codebook, CodebookError, load_codebook, validate_codebook
 from .engines import DEFAULT_ENGINE
 from .export import clock, export_stem, gather, write_exports
-from .store import Store, StoreError
+from .store import ConflictError, Store, StoreError
+from .tag import pipeline_language, tag_text
 from .transcribe import TranscribeOptions
+
+# jieba announces its dictionary on stderr at first use, and warns about pkg_resources at import.
+logging.getLogger("jieba").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+
+# jieba announces its dictionary on stderr at first use, and warns about pkg_resources at import.
+logging.getLogger("jieba").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
 
 app = typer.Typer(help="ohp: oral-history interviews in, searchable timed transcripts out.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -41,6 +54,12 @@ class Format(str, Enum):
     txt = "txt"
 
 
+CodebookOption = Annotated[
+    Optional[Path],
+    typer.Option("--codebook", envvar="OHP_CODEBOOK", help="Codebook YAML [default: annotations/codebook.yaml]", show_default=False),
+]
+UserOption = Annotated[Optional[str], typer.Option("--user", envvar="OHP_USER", help="Who is deciding [default: $OHP_USER]", show_default=False)]
+
 DbOption = Annotated[
     Optional[str],
     typer.Option("--db", envvar="OHP_DATABASE_URL", help="SQLAlchemy URL [default: sqlite:///ohp.db]", show_default=False),
@@ -52,6 +71,36 @@ def open_store(url: str | None) -> Store:
         return Store(url)
     except StoreError as e:
         errors.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+
+
+def codebook_path(path: Path | None) -> Path:
+    """--codebook, else the project's annotations/codebook.yaml here, else the one beside the package."""
+    if path:
+        return path
+    local = Path("annotations/codebook.yaml")
+    return local if local.exists() else DEFAULT_CODEBOOK
+
+
+def open_codebook(path: Path | None) -> Codebook:
+    path = codebook_path(path)
+    try:
+        return load_codebook(path)
+    except FileNotFoundError:
+        errors.print(f"[red]error:[/red] no codebook at {path}")
+    except CodebookError as e:
+        errors.print(f"[red]error:[/red] {path} has problems (see `ohp codebook validate`):")
+        for problem in e.problems:
+            errors.print(f"  {path}:{problem.line}: {problem.message}")
+    raise typer.Exit(2)
+
+
+def choose_recordings(store: Store, refs: list[str] | None) -> list:
+    """The recordings named (by id, hash prefix, path, name or stem), or all of them."""
+    try:
+        return store.find_recordings(refs) if refs else store.list_recordings()
+    except LookupError as e:
+        errors.print(f"[red]error:[/red] {e.args[0] if e.args else e}")
         raise typer.Exit(2) from None
 
 
@@ -132,13 +181,16 @@ def run(
     script: Annotated[ScriptPolicy, typer.Option(help="Chinese script of the text (the original is kept beside it)")] = ScriptPolicy.simplified,
     formats: Annotated[list[Format], typer.Option("--format", help="Transcript files to write (repeat for several)")] = list(Format),
     force: Annotated[bool, typer.Option(help="Redo recordings already done with the same settings")] = False,
+    tag: Annotated[bool, typer.Option(help="Tag themes from the codebook after transcribing")] = True,
+    codebook: CodebookOption = None,
 ) -> None:
-    """Transcribe recordings into the database and transcript files."""
+    """Transcribe recordings (and tag their themes) into the database and transcript files."""
     options = RunOptions(
         transcribe=TranscribeOptions(engine=engine.value, model=model, language=_check_language(language), script=script.value),
         force=force,
         out_dir=out,
         formats=tuple(f.value for f in formats),
+        codebook=open_codebook(codebook) if tag else None,
     )
     store = open_store(db)
     columns = (TextColumn("{task.description}"), TextColumn("[magenta]{task.fields[stage]}"), BarColumn(), TaskProgressColumn(), SpeedColumn(), TimeElapsedColumn())
@@ -181,14 +233,160 @@ def export(
 ) -> None:
     """Write transcript files from the database."""
     store = open_store(db)
-    try:
-        chosen = store.find_recordings(recordings) if recordings else store.list_recordings()
-    except LookupError as e:
-        errors.print(f"[red]error:[/red] {e.args[0] if e.args else e}")
-        raise typer.Exit(2) from None
+    chosen = choose_recordings(store, recordings)
     stems = [Path(r.path).stem for r in store.list_recordings()]
     taken = {s for s in stems if stems.count(s) > 1}
     for recording in chosen:
         for path in write_exports(gather(store, recording), out, tuple(f.value for f in formats), export_stem(recording, taken)):
             console.print(str(path))
 
+
+
+@app.command()
+def tag(
+    recordings: Annotated[Optional[list[str]], typer.Argument(help="Recordings to tag; all if none")] = None,
+    force: Annotated[bool, typer.Option(help="Tag again even if this codebook already tagged them")] = False,
+    codebook: CodebookOption = None,
+    db: DbOption = None,
+) -> None:
+    """Tag stored transcripts with the codebook's themes (human decisions are kept)."""
+    book = open_codebook(codebook)
+    store = open_store(db)
+    for recording in choose_recordings(store, recordings):
+        counts = tag_recording(store, recording.id, book, force)
+        name = Path(recording.path).name
+        if counts is None:
+            console.print(f"{name}: already tagged with codebook {book.version}")
+        else:
+            console.print(f"{name}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+
+
+@app.command("tag-text")
+def tag_text_command(
+    text: Annotated[str, typer.Argument(help="The text to tag")],
+    language: Annotated[str, typer.Option(help="zh or en")] = "zh",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    codebook: CodebookOption = None,
+) -> None:
+    """Tag a piece of text with the codebook's themes, without a database."""
+    if pipeline_language(language) is None:
+        raise typer.BadParameter(f"no tagger for {language!r}: use zh or en", param_hint="--language")
+    result = tag_text(text, language, open_codebook(codebook))
+    if as_json:
+        document = {
+            "themes": [{"id": t.theme, "score": t.score, "evidence": [list(span) for span in t.evidence]} for t in result.themes],
+            "entities": [{"label": e.label, "text": e.text, "start": e.start, "end": e.end} for e in result.entities],
+        }
+        print(json.dumps(document, ensure_ascii=False))
+        return
+    for theme in result.themes:
+        console.print(Text.assemble(f"{theme.theme} ({theme.score:.2f}): ", highlighted(text, theme.evidence)))
+    for entity in result.entities:
+        console.print(f"{entity.label}: {entity.text}")
+    if not result.themes and not result.entities:
+        console.print("no themes, no entities")
+
+
+codebook_app = typer.Typer(help="The codebook of themes.", no_args_is_help=True)
+app.add_typer(codebook_app, name="codebook")
+
+
+@codebook_app.command("validate")
+def codebook_validate(path: Annotated[Optional[Path], typer.Argument(help="Codebook YAML")] = None) -> None:
+    """Check a codebook; every problem with its line number."""
+    path = codebook_path(path)
+    try:
+        problems = validate_codebook(path)
+    except FileNotFoundError:
+        errors.print(f"[red]error:[/red] no codebook at {path}")
+        raise typer.Exit(2) from None
+    for problem in problems:
+        console.print(f"{path}:{problem.line}: {problem.message}", markup=False, highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+    book = load_codebook(path)
+    console.print(f"{path}: {len(book.themes)} themes, version {book.version}, no problems")
+
+
+@app.command()
+def themes(db: DbOption = None) -> None:
+    """Theme counts per recording: suggested, accepted, rejected."""
+    store = open_store(db)
+    rows = store.theme_counts()
+    if not rows:
+        console.print("no themes yet: run `ohp tag` or `ohp run`")
+        return
+    table = Table()
+    for column, justify in (("recording", "left"), ("theme", "left"), ("suggested", "right"), ("accepted", "right"), ("rejected", "right")):
+        table.add_column(column, justify=justify)
+    for _, path, theme, counts in rows:
+        table.add_row(Path(path).name, theme, *(str(counts[k]) for k in ("suggested", "accepted", "rejected")))
+    console.print(table)
+
+
+def highlighted(text: str, spans: tuple[tuple[int, int], ...], style: str = "bold black on yellow") -> Text:
+    shown = Text(text)
+    for start, end in spans:
+        shown.stylize(style, start, end)
+    return shown
+
+
+@app.command()
+def review(
+    recording: Annotated[str, typer.Argument(help="The recording (id, hash prefix, path, name or stem)")],
+    user: UserOption = None,
+    codebook: CodebookOption = None,
+    db: DbOption = None,
+) -> None:
+    """Walk through a recording's theme suggestions: accept, reject, add a theme, or skip."""
+    if not user:
+        errors.print("[red]error:[/red] who is reviewing? pass --user NAME or set OHP_USER")
+        raise typer.Exit(2)
+    book = open_codebook(codebook)
+    store = open_store(db)
+    [chosen] = choose_recordings(store, [recording])
+    segments = {s.id: s for s in store.segments(chosen.id)}
+    waiting = store.annotations(chosen.id, status="suggested")
+    if not waiting:
+        console.print(f"{Path(chosen.path).name}: no suggestions waiting")
+        return
+    console.print(f"{Path(chosen.path).name}: {len(waiting)} suggestions. Keys: a accept, r reject, t add a theme, s skip, q quit")
+    decided = 0
+    for n, annotation in enumerate(waiting, 1):
+        segment = segments[annotation.segment_id]
+        theme = book.theme(annotation.theme) if annotation.theme in book.ids else None
+        label = f"{theme.label.get('en', '')} / {theme.label.get('zh', '')}" if theme else annotation.theme
+        console.rule(f"{n}/{len(waiting)}  {clock(segment.start)}-{clock(segment.end)}  {annotation.theme}: {label}  ({annotation.score or 0:.2f})")
+        console.print(highlighted(segment.text, annotation.evidence))
+        while True:
+            key = typer.prompt("a/r/t/s/q", default="s", show_default=False).strip().lower()[:1]
+            if key in ("a", "r"):
+                try:
+                    store.decide(annotation.id, "accepted" if key == "a" else "rejected", user, version=annotation.version)
+                    decided += 1
+                except ConflictError as e:
+                    console.print(f"[yellow]not saved:[/yellow] {e} (now {e.current.status})")
+            elif key == "t":
+                _add_theme(store, book, segment, user)
+                continue
+            elif key == "q":
+                console.print(f"{decided} decided")
+                return
+            elif key != "s":
+                continue
+            break
+    console.print(f"{decided} decided")
+
+
+def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
+    theme = typer.prompt(f"theme ({', '.join(book.ids)})").strip()
+    if theme not in book.ids:
+        console.print(f"[yellow]unknown theme {theme!r}[/yellow]")
+        return
+    words = typer.prompt("evidence: words from the text (empty for none)", default="", show_default=False).strip()
+    at = segment.text.find(words) if words else -1
+    if words and at < 0:
+        console.print(f"[yellow]{words!r} is not in the text[/yellow]")
+        return
+    store.add_annotation(segment.id, theme, user, ((at, at + len(words)),) if words else ())
+    console.print(f"added {theme}")

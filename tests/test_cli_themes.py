@@ -1,0 +1,120 @@
+"""The annotators' commands: tag, tag-text, codebook validate, themes, review (no audio needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.records import AudioInfo, Segment, Transcript
+from pipeline.store import Store
+
+runner = CliRunner()
+INFO = AudioInfo(Path("/audio/wang.wav"), "ef" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 60.0)
+TEXTS = [
+    ("你的孩子现在谁在带？", "zh"),
+    ("在老家，跟爷爷奶奶一起住，我一年只回去一次。", "zh"),
+    ("They held back our wages for two months.", "en"),
+    ("今天天气不错。", "zh"),
+]
+
+
+@pytest.fixture
+def db(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'ohp.db'}"
+    segments = [Segment(i * 5.0, i * 5.0 + 4.0, t, t, lang) for i, (t, lang) in enumerate(TEXTS)]
+    with Store(url) as store:
+        store.save_transcription(INFO, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
+    return url
+
+
+def invoke(*args: str, input: str | None = None):
+    return runner.invoke(app, list(args), input=input, env={"COLUMNS": "200"})
+
+
+def test_tag_text_prints_themes_with_evidence_as_json():
+    text = "工資被扣了，孩子在老家跟爷爷奶奶。"
+    result = invoke("tag-text", text, "--language", "zh", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert set(document) == {"themes", "entities"}
+    themes = {t["id"]: t for t in document["themes"]}
+    assert {"wages", "left_behind_children"} <= set(themes)
+    assert set(themes["wages"]) == {"id", "score", "evidence"}
+    assert "工資" in [text[a:b] for a, b in themes["wages"]["evidence"]]
+
+
+def test_tag_text_refuses_a_language_it_has_no_tagger_for():
+    result = invoke("tag-text", "Bonjour", "--language", "fr")
+    assert result.exit_code == 2 and "fr" in result.output
+
+
+def test_codebook_validate_reports_problems_by_line(tmp_path):
+    assert invoke("codebook", "validate").exit_code == 0
+    bad = tmp_path / "codebook.yaml"
+    bad.write_text(
+        "themes:\n"
+        "  - id: wages\n"
+        "    label: {en: Wages, zh: 工资}\n"
+        "    description: pay\n"
+        "    patterns:\n"
+        "      en: [wages]\n"
+        "  - id: wages\n"
+        "    label: {en: Again, zh: 又}\n"
+        "    description: a duplicate\n"
+        "    parent: nowhere\n"
+        "    patterns:\n"
+        "      en: [{tokens: [{NOT_AN_ATTRIBUTE: pay}]}]\n",
+        encoding="utf-8",
+    )
+    result = invoke("codebook", "validate", str(bad))
+    assert result.exit_code == 1
+    lines = [line for line in result.stdout.splitlines() if line.startswith(str(bad))]
+    assert len(lines) >= 3
+    assert any(":7:" in line and "wages" in line for line in lines)  # the duplicate id, on its line
+    assert any("nowhere" in line for line in lines)  # the missing parent
+    assert any(":12:" in line and "NOT_AN_ATTRIBUTE" in line for line in lines)  # the bad token pattern, on its line
+
+
+def test_tag_then_review_decisions_survive_retagging(db, tmp_path):
+    assert invoke("tag", "--db", db).exit_code == 0
+    with Store(db) as store:
+        suggested = {a.theme for a in store.annotations(status="suggested")}
+    assert {"left_behind_children", "wages"} <= suggested
+
+    # On the first suggestion add a theme with words as evidence, then accept it; reject the next.
+    result = invoke("review", "wang", "--db", db, "--user", "mei", input="t\nfamily_separation\n一年只回去一次\na\nr\n")
+    assert result.exit_code == 0, result.output
+    with Store(db) as store:
+        decided = {(a.theme, a.status, a.updated_by) for a in store.annotations() if a.status != "suggested"}
+        added = [a for a in store.annotations() if a.source == "mei"]
+    assert len([d for d in decided if d[1] == "accepted" and d[2] == "mei"]) == 2  # the added theme is accepted too
+    assert len([d for d in decided if d[1] == "rejected" and d[2] == "mei"]) == 1
+    assert [a.theme for a in added] == ["family_separation"]
+    assert TEXTS[1][0][added[0].evidence[0][0] : added[0].evidence[0][1]] == "一年只回去一次"
+
+    # A changed codebook re-tags: the tagger's own suggestions change, no human decision does.
+    book = Path("annotations/codebook.yaml").read_text(encoding="utf-8")
+    changed = tmp_path / "codebook.yaml"
+    changed.write_text(book.replace("爷爷奶奶", "外公外婆"), encoding="utf-8")
+    assert invoke("tag", "--db", db, "--codebook", str(changed)).exit_code == 0
+    with Store(db) as store:
+        after = {(a.theme, a.status, a.updated_by) for a in store.annotations() if a.status != "suggested"}
+    assert after == decided
+
+    themes = invoke("themes", "--db", db)
+    assert "family_separation" in themes.stdout and "wang.wav" in themes.stdout
+
+
+def test_review_needs_a_user(db, monkeypatch):
+    monkeypatch.delenv("OHP_USER", raising=False)
+    result = invoke("review", "wang", "--db", db)
+    assert result.exit_code == 2 and "OHP_USER" in result.output
+
+
+def test_review_of_an_unknown_recording(db):
+    result = invoke("review", "nobody", "--db", db, "--user", "mei")
+    assert result.exit_code == 2 and "nobody" in result.output
