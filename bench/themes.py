@@ -2,7 +2,8 @@
 
     python bench/themes.py            # precision, recall, F1 per theme and micro, context on and off
     python bench/themes.py --errors   # also every line where the tagger and the labels disagree
-    python bench/themes.py --corpus   # themes found in longform_zh_dev.wav's transcript and in its reference
+    python bench/themes.py --corpus   # themes in transcripts vs reference texts: longform_zh_dev.wav and the
+                                      # demo interview (audio/demo_interview.mp3, English, on these themes)
 
 The labelled set (tests/data/themes_labelled.jsonl) was written in batches (`batch`, 1 when absent), each
 before the codebook was tuned on it: the figure on the latest batch is the fair estimate for new
@@ -15,10 +16,12 @@ carries none.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +29,7 @@ sys.path.insert(0, str(REPO))
 LABELLED = REPO / "tests" / "data" / "themes_labelled.jsonl"
 CORPUS = REPO.parent / "shared" / "corpus"
 LONGFORM = CORPUS / "longform_zh_dev.wav"
+DEMO = REPO / "audio" / "demo_interview.mp3"  # synthetic English interview on these themes; script in make_demo.py
 BATCHES = {
     1: "written before the codebook, then used to write it",
     2: "written after codebook v1 (which scored micro-F1 0.55 on them), then used to improve it",
@@ -121,49 +125,64 @@ def labelled_report(show_errors: bool) -> None:
                 print(f"  {row['text']}\n    missed {missed}, extra {extra}  evidence (alone): {evidence}")
 
 
-def transcribe_longform() -> list[str]:
+def transcribe(path: Path, language: str) -> list[str]:
     from pipeline.audio import decode, probe
     from pipeline.engines import load_engine
     from pipeline.segment import segment
     from pipeline.transcribe import TranscribeOptions, transcribe
 
-    samples = decode(probe(LONGFORM)).samples
-    transcript = transcribe(samples, segment(samples), load_engine("faster-whisper"), TranscribeOptions(language="zh"))
+    samples = decode(probe(path)).samples
+    transcript = transcribe(samples, segment(samples), load_engine("faster-whisper"), TranscribeOptions(language=language))
     return [s.text for s in transcript.segments]
 
 
+def demo_reference() -> list[str]:
+    """The demo interview's script, kept as data in audio/make_demo.py."""
+    spec = importlib.util.spec_from_file_location("make_demo", DEMO.with_name("make_demo.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [text for _, text in module.DIALOGUE]
+
+
 def corpus_report() -> None:
+    """Tag each recording's transcript and its reference text, so recognition errors' effect shows."""
     from pipeline.codebook import load_codebook
     from pipeline.tag import tag_segments
 
-    if not LONGFORM.exists():
-        sys.exit(f"corpus file not found: {LONGFORM}")
     codebook = load_codebook()
-    reference = [c["text"] for c in json.loads(LONGFORM.with_suffix(".json").read_text(encoding="utf-8"))["segments"]]
-    started = time.perf_counter()
-    hypothesis = transcribe_longform()
-    print(f"transcribed {LONGFORM.name} in {time.perf_counter() - started:.0f} s: {len(hypothesis)} segments\n")
-    totals = {}
-    for name, texts in (("reference", reference), ("transcript", hypothesis)):
-        results = tag_segments(texts, ["zh"] * len(texts), codebook)
-        print(f"== {name}: {len(texts)} segments")
-        for text, result in zip(texts, results):
-            themes = ", ".join(f"{s.theme} {s.score:.2f} [{' '.join(text[a:b] for a, b in s.evidence)}]" for s in result.themes)
-            entities = ", ".join(f"{e.label} {e.text}" for e in result.entities)
-            print(f"  {text}\n    themes: {themes or '-'}\n    entities: {entities or '-'}")
-        totals[name] = (
-            sorted({s.theme for r in results for s in r.themes}),
-            sorted({(e.label, e.text) for r in results for e in r.entities}),
-        )
-        print()
-    for name, (themes, entities) in totals.items():
-        print(f"{name:<10}  themes: {', '.join(themes) or '-'}\n{'':<12}entities: {', '.join(f'{l} {t}' for l, t in entities) or '-'}")
+    recordings = []
+    if LONGFORM.exists():
+        reference = [c["text"] for c in json.loads(LONGFORM.with_suffix(".json").read_text(encoding="utf-8"))["segments"]]
+        recordings.append((LONGFORM, "zh", reference))
+    else:
+        print(f"corpus file not found: {LONGFORM}")
+    recordings.append((DEMO, "en", demo_reference()))
+    for path, language, reference in recordings:
+        started = time.perf_counter()
+        hypothesis = transcribe(path, language)
+        print(f"\n##### {path.name}: transcribed in {time.perf_counter() - started:.0f} s, {len(hypothesis)} segments")
+        totals = {}
+        for name, texts in (("reference", reference), ("transcript", hypothesis)):
+            results = tag_segments(texts, [language] * len(texts), codebook)
+            print(f"== {name}: {len(texts)} segments")
+            for text, result in zip(texts, results):
+                themes = ", ".join(f"{s.theme} {s.score:.2f} [{' | '.join(text[a:b] for a, b in s.evidence)}]" for s in result.themes)
+                entities = ", ".join(f"{e.label} {e.text}" for e in result.entities)
+                print(f"  {text}\n    themes: {themes or '-'}\n    entities: {entities or '-'}")
+            totals[name] = (
+                Counter(s.theme for r in results for s in r.themes),
+                sorted({(e.label, e.text) for r in results for e in r.entities}),
+            )
+        print(f"-- {path.name}: segments per theme, and entities")
+        for name, (themes, entities) in totals.items():
+            print(f"{name:<10}  themes: {', '.join(f'{t} {n}' for t, n in sorted(themes.items())) or '-'}")
+            print(f"{'':<12}entities: {', '.join(f'{label} {text}' for label, text in entities) or '-'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--errors", action="store_true", help="print the lines the tagger gets wrong")
-    parser.add_argument("--corpus", action="store_true", help="tag longform_zh_dev.wav's transcript and reference")
+    parser.add_argument("--corpus", action="store_true", help="tag transcripts and reference texts of real recordings")
     args = parser.parse_args()
     if args.corpus:
         corpus_report()
