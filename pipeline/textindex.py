@@ -21,6 +21,7 @@ user types can reach either database's query syntax.
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import unicodedata
@@ -66,8 +67,9 @@ class QuerySyntaxError(ValueError):
 # ---------------------------------------------------------------------------------- normalisation
 
 
-# Left alone by OpenCC's t2s because it is also a simplified character (著名), yet mostly it is 着 (看著).
-_SAME = str.maketrans({"著": "着"})
+def _same(text: str) -> str:
+    # OpenCC's t2s leaves 著, a simplified character too (著名), but mostly it is 着 (看著).
+    return text.replace("著", "着") if "著" in text else text
 
 
 def _plain(text: str) -> str:
@@ -85,7 +87,7 @@ def _plain(text: str) -> str:
 def _fold(text: str) -> str:
     """Text with every difference search ignores taken out (script too)."""
     text = _plain(text)
-    return text if text.isascii() else to_simplified(text).translate(_SAME)
+    return text if text.isascii() else _same(to_simplified(text))
 
 
 _stemmer = snowballstemmer.stemmer("english")
@@ -108,22 +110,21 @@ def _bigrams(run: str) -> list[str]:
 def index_terms(text: str) -> str:
     """The text as the space-separated terms a full-text index holds (see the module's docstring)."""
     terms: list[str] = []
-    for m in _TOKEN.finditer(_fold(text)):
-        if m.lastgroup == "word":
-            terms.append(_stem(m.group()))
-        else:
-            run = m.group()
-            if not run.isalpha():  # spaces inside (rare: skip the regex otherwise)
-                run = _SPACE.sub("", run)
-            terms += _bigrams(run)
-            terms.append(run[-1])
+    for cjk, word in _TOKEN.findall(_fold(text)):  # findall and map: this runs for every segment stored
+        if word:
+            terms.append(_stem(word))
+            continue
+        if not cjk.isalpha():  # spaces inside (rare: skip the regex otherwise)
+            cjk = _SPACE.sub("", cjk)
+        terms += map(operator.add, cjk, cjk[1:])  # the bigrams
+        terms.append(cjk[-1])
     return " ".join(terms)
 
 
 def _tokens(text: str) -> list[tuple[str, int, int]]:
     """index_terms' terms with the [start, end) offsets in `text` each was made from."""
     # Folded char by char, to know where each folded char came from; converted as a whole, like _fold.
-    pieces = [p.translate(_SAME) for p in convert_pieces([_plain(c) for c in text], "simplified")]
+    pieces = [_same(p) for p in convert_pieces([_plain(c) for c in text], "simplified")]
     origin = [i for i, piece in enumerate(pieces) for _ in piece]
     folded = "".join(pieces)
     out: list[tuple[str, int, int]] = []
