@@ -42,7 +42,9 @@ class ImportedTranscript:
     language: str | None  # as the file says, else guessed from its text; None when it has no letters
     source_format: str  # one of FORMATS
     timed: bool  # False: plain text, every segment at 0.0 s
-    metadata: dict = field(default_factory=dict)  # what the file says of the recording (ohp JSON/TXT, WebVTT header)
+    # What the file says besides segments: the recording (ohp JSON/TXT), WebVTT header fields, and in ohp
+    # JSON each segment's themes ("themes": {index in segments: [{"id", "status", "source", "evidence"}]}).
+    metadata: dict = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -333,7 +335,7 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
     if not isinstance(recording, dict):
         raise TranscriptFormatError(path, '"recording" must be an object')
     language = _text(path, recording.get("language"), "recording: language") or None
-    segments = []
+    segments, themes = [], {}
     for i, item in enumerate(document["segments"], 1):
         where = f"segment {i}"
         if not isinstance(item, dict):
@@ -362,12 +364,19 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
             language=_text(path, item.get("language"), f"{where}: language") or language or "",
             words=words, speaker=_text(path, item.get("speaker"), f"{where}: speaker"),
         ))  # fmt: skip
+        found = item.get("themes") or []
+        if not isinstance(found, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), str) for t in found):
+            raise TranscriptFormatError(path, f'{where}: "themes" must be a list of objects with an "id"')
+        if found:
+            themes[i - 1] = found
     if not segments:
         raise TranscriptFormatError(path, "the transcript has no segments")
     language = language or guess_language("\n".join(s.text for s in segments))
     for s in segments:
         s.language = s.language or language or ""
     metadata = {k: recording[k] for k in ("path", "sha256", "duration", "id") if recording.get(k) is not None}
+    if themes:
+        metadata["themes"] = themes  # by position in segments, as the file has them: for the caller to keep or not
     return ImportedTranscript(segments, language, "json", True, metadata)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from pipeline import importers
-from pipeline.export import to_json, to_srt, to_txt, to_vtt
+from pipeline.export import RecordingExport, to_json, to_srt, to_txt, to_vtt
 from pipeline.importers import TranscriptFormatError, guess_language, read_transcript
-from pipeline.records import RecordingRecord, Segment, Word
+from pipeline.records import AnnotationRecord, RecordingRecord, Segment, Word
 
 RECORDING = RecordingRecord(
     id=7, sha256="ab" * 32, path="/archive/王秀英 01.wav", size_bytes=1, format="wav", duration=3725.5,
@@ -21,6 +21,11 @@ SEGMENTS = [
     Segment(61.25, 65.5, "后来搬到了城里。", "後來搬到了城裡。", "zh", [], speaker=None, id=102),
     Segment(3723.25, 3725.0, "Thank you & goodbye <laughs>", "Thank you & goodbye <laughs>", "en", id=103),
 ]  # fmt: skip
+THEME = AnnotationRecord(
+    id=1, segment_id=102, recording_id=7, theme="migration", source="auto", status="accepted", score=0.8,
+    evidence=((2, 4),), tagger="t1", updated_by=None, updated_at="2026-01-01T00:00:00+00:00", version=1,
+)  # fmt: skip
+EXPORT = RecordingExport(RECORDING, SEGMENTS, {102: [THEME]})
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
@@ -40,17 +45,20 @@ def rows(transcript) -> list[tuple]:
 
 
 def test_json_round_trip(tmp_path):
-    imported = read_transcript(write(tmp_path, "a.json", to_json(RECORDING, SEGMENTS)))
+    imported = read_transcript(write(tmp_path, "a.json", to_json(EXPORT)))
     assert imported.source_format == "json" and imported.timed and imported.language == "zh"
     expected = [
         Segment(s.start, s.end, s.text, s.original_text, s.language, s.words, speaker=s.speaker) for s in SEGMENTS
     ]
     assert imported.segments == expected  # ids are the exporting database's: not carried over
-    assert imported.metadata == {"path": RECORDING.path, "sha256": RECORDING.sha256, "duration": 3725.5, "id": 7}
+    assert imported.metadata == {
+        "path": RECORDING.path, "sha256": RECORDING.sha256, "duration": 3725.5, "id": 7,
+        "themes": {1: [{"id": "migration", "status": "accepted", "source": "auto", "evidence": [[2, 4]]}]},
+    }  # fmt: skip
 
 
 def test_json_found_by_content_whatever_its_name(tmp_path):
-    assert read_transcript(write(tmp_path, "export", to_json(RECORDING, SEGMENTS))).source_format == "json"
+    assert read_transcript(write(tmp_path, "export", to_json(EXPORT))).source_format == "json"
 
 
 def test_json_minimal_segments_get_a_language(tmp_path):
@@ -73,6 +81,7 @@ def test_json_minimal_segments_get_a_language(tmp_path):
         ('{"segments": [{"start": 3, "end": 2, "text": "x"}]}', "segment 1 ends (2.0) before it starts (3.0)", None),
         ('{"segments": [{"start": 0, "end": 2, "text": " "}]}', "segment 1 has no text", None),
         ('{"segments": [{"start": 0, "end": 2, "text": "x", "speaker": 3}]}', "segment 1: speaker must be text, not 3", None),
+        ('{"segments": [{"start": 0, "end": 2, "text": "x", "themes": ["a"]}]}', 'segment 1: "themes" must be a list', None),
         ('{"segments": [{"start": 0, "end": 2, "text": "x", "words": [{"text": "x"}]}]}', "segment 1, word 1: start must be a number, not null", None),
     ],
 )
@@ -112,7 +121,7 @@ def test_srt(tmp_path):
 
 
 def test_srt_from_export_with_crlf_and_bom(tmp_path):
-    text = "\ufeff" + to_srt(RECORDING, SEGMENTS).replace("\n", "\r\n")
+    text = "\ufeff" + to_srt(EXPORT).replace("\n", "\r\n")
     imported = read_transcript(write(tmp_path, "a.srt", text))
     assert [(s.start, s.end, s.text) for s in imported.segments] == [(s.start, s.end, s.text) for s in SEGMENTS]
 
@@ -183,13 +192,13 @@ def test_vtt(tmp_path):
 
 
 def test_vtt_from_export(tmp_path):
-    imported = read_transcript(write(tmp_path, "a.vtt", to_vtt(RECORDING, SEGMENTS)))
+    imported = read_transcript(write(tmp_path, "a.vtt", to_vtt(EXPORT)))
     assert [(s.start, s.end, s.text) for s in imported.segments] == [(s.start, s.end, s.text) for s in SEGMENTS]
     assert imported.language == "zh"  # guessed: the header does not say
 
 
 def test_vtt_content_wins_over_extension(tmp_path):
-    assert read_transcript(write(tmp_path, "a.srt", to_vtt(RECORDING, SEGMENTS))).source_format == "vtt"
+    assert read_transcript(write(tmp_path, "a.srt", to_vtt(EXPORT))).source_format == "vtt"
 
 
 @pytest.mark.parametrize(
@@ -236,7 +245,7 @@ def test_a_colon_here_and_there_is_no_speaker(tmp_path):
 
 
 def test_ohp_text_export_reads_back_timed(tmp_path):
-    imported = read_transcript(write(tmp_path, "a.txt", to_txt(RECORDING, SEGMENTS)))
+    imported = read_transcript(write(tmp_path, "a.txt", to_txt(EXPORT)))
     assert imported.timed and imported.language == "zh"
     assert imported.metadata == {"recording": "王秀英 01.wav", "duration": 3725.0, "interviewee": "王秀英",
                                  "place": "成都", "recorded_on": "1998-05-03"}  # fmt: skip
