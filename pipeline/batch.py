@@ -8,6 +8,7 @@ recordings).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -18,6 +19,7 @@ from .audio import AudioError, decode, is_audio_file, probe
 from .codebook import Codebook
 from .engines import load_engine
 from .export import FORMATS, export_stem, gather, write_exports
+from .importers import read_transcript
 from .records import AudioInfo, Segment, Transcript, Word
 from .segment import VadOptions, segment
 from .store import Store, settings_key
@@ -194,6 +196,32 @@ def tag_recording(store: Store, recording_id: int, codebook: Codebook, force: bo
     )
 
 
+def import_file(path: Path, store: Store, audio: Path | None = None, codebook: Codebook | None = None) -> int:
+    """Load an existing transcript (ohp JSON, SRT, WebVTT, plain text) as a recording's transcript; its id.
+
+    With `audio` the transcript belongs to that recording; without, the transcript file itself is the
+    recording (identified by its bytes). Nothing is stored unless the whole file reads (see importers).
+    A transcript imported this way is never replaced by `ohp run`, except with --force.
+    """
+    imported = read_transcript(path)
+    if audio is not None:
+        info = probe(audio.resolve())
+    else:
+        data = path.read_bytes()
+        info = AudioInfo(
+            path=path.resolve(), sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+            format=f"transcript/{imported.source_format}", codec="", sample_rate=0, channels=0,
+            duration=max((s.end for s in imported.segments), default=0.0),
+        )  # fmt: skip
+    transcript = Transcript(imported.language, 1.0, imported.segments, "import", imported.source_format)
+    settings = {"imported": str(path.resolve()), "format": imported.source_format, "timed": imported.timed}
+    report = {"segments": len(imported.segments), "metadata": imported.metadata}
+    recording_id = store.save_transcription(info, transcript, settings, settings_key(settings), report)
+    if codebook:
+        tag_recording(store, recording_id, codebook)
+    return recording_id
+
+
 def process_file(path: Path, store: Store, options: RunOptions, progress: Progress | None = None, taken_stems: set[str] | None = None) -> FileResult:
     """One recording through every stage; never raises for a bad file, returns a failed result instead.
     Stages already done with the same settings are skipped; the result is "skipped" if all were."""
@@ -208,7 +236,11 @@ def process_file(path: Path, store: Store, options: RunOptions, progress: Progre
         result.duration = info.duration
         existing = store.recording_by_sha256(info.sha256)
         transcribed = existing and store.stage(existing.id, STAGE)
-        if transcribed and transcribed.status == "done" and transcribed.settings_key == settings_key(options.settings()) and not options.force:
+        # Done with these settings, or a transcript people made (imported): nothing to transcribe.
+        done = transcribed and transcribed.status == "done" and (
+            transcribed.settings_key == settings_key(options.settings()) or "imported" in transcribed.settings
+        )
+        if done and not options.force:
             if existing.path != str(info.path):
                 store.update_path(existing.id, str(info.path))
             result.recording_id, result.language = existing.id, existing.language

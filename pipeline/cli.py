@@ -10,17 +10,22 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from .batch import FileResult, RunOptions, run_batch, tag_recording
+from .batch import FileResult, RunOptions, import_file, run_batch, tag_recording
+from .audio import AudioError
 from .codebook import DEFAULT_CODEBOOK, Codebook, CodebookError, load_codebook, validate_codebook
 from .engines import DEFAULT_ENGINE
 from .export import clock, export_stem, gather, write_exports
 from .store import ConflictError, Store, StoreError
+from .importers import TranscriptFormatError
+from .records import SearchFilters
 from .tag import pipeline_language, tag_text
+from .textindex import QuerySyntaxError, highlight, parse_query
 from .transcribe import TranscribeOptions
 
 # jieba announces its dictionary on stderr at first use, and warns about pkg_resources at import.
@@ -390,3 +395,101 @@ def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
         return
     store.add_annotation(segment.id, theme, user, ((at, at + len(words)),) if words else ())
     console.print(f"added {theme}")
+
+
+class Status(str, Enum):
+    suggested = "suggested"
+    accepted = "accepted"
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help='Words, "phrases", AND / OR / NOT, prefix*')],
+    theme: Annotated[Optional[str], typer.Option(help="Only segments with this theme (or one nested in it)")] = None,
+    status: Annotated[list[Status], typer.Option(help="Theme status that counts for --theme (repeatable)")] = [Status.suggested, Status.accepted],
+    speaker: Annotated[Optional[str], typer.Option(help="Only this speaker")] = None,
+    recording: Annotated[Optional[str], typer.Option(help="Only this recording (id, hash prefix, path, name or stem)")] = None,
+    language: Annotated[Optional[str], typer.Option(help="Only segments in this language")] = None,
+    interviewee: Annotated[Optional[str], typer.Option(help="Recording metadata: interviewee contains")] = None,
+    place: Annotated[Optional[str], typer.Option(help="Recording metadata: place contains")] = None,
+    date_from: Annotated[Optional[str], typer.Option("--from", help="Recorded on or after (YYYY-MM-DD)")] = None,
+    date_to: Annotated[Optional[str], typer.Option("--to", help="Recorded on or before (YYYY-MM-DD)")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Hits to show")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    codebook: CodebookOption = None,
+    db: DbOption = None,
+) -> None:
+    """Search every transcript; each hit with its recording and the moment in the audio."""
+    try:
+        parsed = parse_query(query)
+    except QuerySyntaxError as e:
+        errors.print(f"[red]error:[/red] {e.message}", markup=True, highlight=False)
+        errors.print(f"  {query}\n  {' ' * cell_len(query[: e.position])}^", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    store = open_store(db)
+    if store.count_segments() == 0:
+        errors.print(f"nothing to search: no transcripts in {store.url} yet (ohp run or ohp import first)")
+        if as_json:
+            print(json.dumps({"total": 0, "hits": []}))
+        return
+    themes = (theme, *open_codebook(codebook).descendants(theme)) if theme else ()
+    filters = SearchFilters(
+        themes=themes, theme_status=tuple(s.value for s in status), speaker=speaker,
+        recording=choose_recordings(store, [recording])[0].id if recording else None, language=language,
+        interviewee=interviewee, place=place, date_from=date_from, date_to=date_to,
+    )  # fmt: skip
+    try:
+        results = store.search(parsed, filters, limit=limit)
+    except ValueError as e:  # a date that is not a date
+        errors.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    if as_json:
+        hits = []
+        for hit in results.hits:
+            snippet = highlight(hit.text, parsed)
+            hits.append({
+                "recording": Path(hit.recording_path).name, "recording_path": hit.recording_path,
+                "segment_id": hit.segment_id, "start": round(hit.start, 3), "end": round(hit.end, 3),
+                "speaker": hit.speaker, "text": hit.text, "snippet": snippet.text, "themes": list(hit.themes),
+            })  # fmt: skip
+        print(json.dumps({"total": results.total, "hits": hits}, ensure_ascii=False))
+        return
+    if not results.hits:
+        console.print(f"no matches for {query!r}")
+        return
+    for hit in results.hits:
+        snippet = highlight(hit.text, parsed)
+        line = Text.assemble(
+            (Path(hit.recording_path).name, "bold"), " ", (clock(hit.start), "cyan"), " ",
+            (f"{hit.speaker}: " if hit.speaker else "", "magenta"), highlighted(snippet.text, tuple(snippet.spans), "bold red"),
+            (f"  [{', '.join(hit.themes)}]" if hit.themes else "", "green"),
+        )  # fmt: skip
+        console.print(line)
+    shown = len(results.hits)
+    console.print(f"[dim]{shown} of {results.total} hits[/dim]" if results.total > shown else f"[dim]{shown} hits[/dim]")
+
+
+@app.command("import")
+def import_command(
+    files: Annotated[list[Path], typer.Argument(help="Transcripts: ohp JSON, SRT, WebVTT or plain text", readable=False)],
+    audio: Annotated[Optional[Path], typer.Option(help="The recording the transcript belongs to (one FILE only)")] = None,
+    tag: Annotated[bool, typer.Option(help="Tag themes from the codebook after importing")] = True,
+    codebook: CodebookOption = None,
+    db: DbOption = None,
+) -> None:
+    """Load transcripts people made, as recordings with segments: searchable and taggable like the rest."""
+    if audio and len(files) != 1:
+        raise typer.BadParameter("--audio links one transcript to its recording: give exactly one FILE", param_hint="--audio")
+    book = open_codebook(codebook) if tag else None
+    store = open_store(db)
+    failed = 0
+    for path in files:
+        try:
+            recording_id = import_file(path, store, audio, book)
+        except (TranscriptFormatError, AudioError) as e:
+            errors.print(f"[red]failed:[/red] {e}", highlight=False)
+            failed += 1
+            continue
+        console.print(f"{path}: recording {recording_id}, {len(store.segments(recording_id))} segments")
+    if failed:
+        raise typer.Exit(1)

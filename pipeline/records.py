@@ -179,3 +179,38 @@ class HistoryRecord:
     changed_at: str
     before: dict | None
     after: dict | None
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """What a search is narrowed to; None is no restriction."""
+
+    themes: tuple[str, ...] = ()  # any of these codebook ids (a theme and the themes nested in it)
+    theme_status: tuple[str, ...] = ("suggested", "accepted")
+    speaker: str | None = None
+    recording: int | None = None
+    language: str | None = None  # "zh" also finds "yue", "zh-TW", ...
+    interviewee: str | None = None  # recording metadata, matched case-insensitively as a substring
+    place: str | None = None
+    date_from: str | None = None  # ISO dates, inclusive
+    date_to: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    recording_id: int
+    recording_path: str
+    segment_id: int
+    start: float
+    end: float
+    speaker: str | None
+    text: str
+    language: str
+    themes: tuple[str, ...]  # themes on the segment that are not rejected
+    rank: float  # higher is more relevant
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    total: int
+    hits: list[SearchHit]

@@ -46,12 +46,17 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    column,
     create_engine,
     delete,
     event,
     func,
     insert,
+    literal_column,
+    or_,
     select,
+    table,
+    text,
 )
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -64,12 +69,16 @@ from pipeline.records import (
     Entity,
     HistoryRecord,
     RecordingRecord,
+    SearchFilters,
+    SearchHit,
+    SearchResults,
     Segment,
     StageRecord,
     ThemeSuggestion,
     Transcript,
     Word,
 )
+from pipeline.textindex import Query, index_terms, to_fts5, to_tsquery
 
 DEFAULT_URL = "sqlite:///ohp.db"
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
@@ -371,6 +380,66 @@ def _reason(exc: BaseException) -> str:
     return str(orig if orig is not None else exc).splitlines()[0]
 
 
+# ----------------------------------------------------------------------------------- text index
+
+# The full-text index is not in the ORM metadata: its shape differs by database (migration 0003).
+SEGMENT_INDEX = table("segment_index", column("rowid"), column("terms"), column("segment_id"), column("vector"))
+
+
+def in_models(name: str | None, type_: str, parent_names: dict) -> bool:
+    """For Alembic's comparisons: everything but the full-text index (and FTS5's own tables) is a model."""
+    return not (type_ == "table" and name and name.startswith("segment_index"))
+
+
+def segment_terms(text_: str, original_text: str) -> str:
+    """What the index holds of a segment: the terms of its text, and of the original where it differs."""
+    terms, original = index_terms(text_), index_terms(original_text)
+    return terms if original == terms else f"{terms} {original}"  # simplified and traditional are one
+
+
+def index_rows(conn: Connection, rows: list[tuple[int, str, str]]) -> None:
+    """Index segments given as (id, text, original text), replacing what the index had of them."""
+    if not rows:
+        return
+    params = [{"id": sid, "terms": segment_terms(t, o)} for sid, t, o in rows]
+    if conn.dialect.name == "sqlite":
+        conn.execute(text("DELETE FROM segment_index WHERE rowid = :id"), [{"id": p["id"]} for p in params])
+        conn.execute(text("INSERT INTO segment_index (rowid, terms) VALUES (:id, :terms)"), params)
+    else:
+        conn.execute(
+            text(
+                "INSERT INTO segment_index (segment_id, vector) VALUES (:id, to_tsvector('simple', :terms)) "
+                "ON CONFLICT (segment_id) DO UPDATE SET vector = excluded.vector"
+            ),
+            params,
+        )
+
+
+def _unindex_recording(conn: Connection, recording_id: int) -> None:
+    # PostgreSQL's index rows go with their segments (ON DELETE CASCADE); an FTS5 table has no foreign keys.
+    if conn.dialect.name == "sqlite":
+        conn.execute(
+            text("DELETE FROM segment_index WHERE rowid IN (SELECT id FROM segments WHERE recording_id = :rid)"),
+            {"rid": recording_id},
+        )
+
+
+def _matches_query(conn: Connection, query: Query):
+    """A subquery of (segment_id, rank) for the segments matching a query; higher rank is better."""
+    if conn.dialect.name == "sqlite":
+        return (
+            select(SEGMENT_INDEX.c.rowid.label("segment_id"), (-func.bm25(literal_column("segment_index"))).label("rank"))
+            .where(literal_column("segment_index").op("MATCH")(to_fts5(query)))
+            .subquery("matches")
+        )
+    tsquery = func.to_tsquery("simple", to_tsquery(query))
+    return (
+        select(SEGMENT_INDEX.c.segment_id, func.ts_rank_cd(SEGMENT_INDEX.c.vector, tsquery).label("rank"))
+        .where(SEGMENT_INDEX.c.vector.op("@@")(tsquery))
+        .subquery("matches")
+    )
+
+
 # ------------------------------------------------------------------------------------- migrations
 
 
@@ -607,6 +676,7 @@ class Store:
             rec.duration = info.duration
             s.flush()
             decided = _decided_annotations(s, rec.id)
+            _unindex_recording(s.connection(), rec.id)
             old = select(SegmentRow.id).where(SegmentRow.recording_id == rec.id)
             no_sync = {"synchronize_session": False}
             s.execute(delete(WordRow).where(WordRow.segment_id.in_(old)), execution_options=no_sync)
@@ -635,6 +705,7 @@ class Store:
                 ]
                 if words:
                     s.execute(insert(WordRow.__table__), words)
+                index_rows(s.connection(), [(ids[i], seg.text, seg.original_text) for i, seg in enumerate(transcript.segments)])
                 _carry_decisions(s, rec.id, decided, [(ids[i], seg) for i, seg in enumerate(transcript.segments)])
             # Later stages worked on the old segments: they run again on the new ones.
             s.execute(delete(StageRow).where(StageRow.recording_id == rec.id, StageRow.stage != "transcribe"), execution_options=no_sync)
@@ -840,6 +911,71 @@ class Store:
             for row in s.scalars(query):
                 found[row.segment_id].append(Entity(row.label, row.text, row.start, row.end))
         return dict(found)
+
+    # --------------------------------------------------------------------------------- search
+
+    def search(self, query: Query, filters: SearchFilters = SearchFilters(), limit: int = 20, offset: int = 0) -> SearchResults:
+        """Segments matching a query (see pipeline.textindex), most relevant first, ties by recording and
+        time; `total` counts every match. bm25 ranks on SQLite, ts_rank_cd on PostgreSQL."""
+        with self._session() as s:
+            matches = _matches_query(s.connection(), query)
+            found = (
+                select(
+                    SegmentRow.id, SegmentRow.recording_id, RecordingRow.path, SegmentRow.start, SegmentRow.end,
+                    SegmentRow.speaker, SegmentRow.text, SegmentRow.language, matches.c.rank,
+                )
+                .join(matches, matches.c.segment_id == SegmentRow.id)
+                .join(RecordingRow, RecordingRow.id == SegmentRow.recording_id)
+                .where(*_filter_clauses(filters))
+            )  # fmt: skip
+            total = s.scalar(select(func.count()).select_from(found.subquery())) or 0
+            rows = s.execute(
+                found.order_by(matches.c.rank.desc(), RecordingRow.path, SegmentRow.start).limit(limit).offset(offset)
+            ).all()
+            themes: dict[int, list[str]] = defaultdict(list)
+            if rows:
+                for segment_id, theme in s.execute(
+                    select(AnnotationRow.segment_id, AnnotationRow.theme)
+                    .where(AnnotationRow.segment_id.in_([r.id for r in rows]), AnnotationRow.status != "rejected")
+                    .order_by(AnnotationRow.theme)
+                ):
+                    themes[segment_id].append(theme)
+        hits = [
+            SearchHit(r.recording_id, r.path, r.id, r.start, r.end, r.speaker, r.text, r.language, tuple(themes[r.id]), float(r.rank))
+            for r in rows
+        ]
+        return SearchResults(total, hits)
+
+    def count_segments(self) -> int:
+        with self._session() as s:
+            return s.scalar(select(func.count()).select_from(SegmentRow)) or 0
+
+
+def _filter_clauses(filters: SearchFilters) -> list:
+    clauses = []
+    if filters.themes:
+        clauses.append(
+            SegmentRow.id.in_(
+                select(AnnotationRow.segment_id).where(
+                    AnnotationRow.theme.in_(filters.themes), AnnotationRow.status.in_(filters.theme_status)
+                )
+            )
+        )
+    if filters.speaker is not None:
+        clauses.append(SegmentRow.speaker == filters.speaker)
+    if filters.recording is not None:
+        clauses.append(SegmentRow.recording_id == filters.recording)
+    if filters.language:
+        clauses.append(or_(SegmentRow.language == filters.language, SegmentRow.language.like(f"{filters.language}-%")))
+    if filters.interviewee:
+        clauses.append(func.lower(RecordingRow.interviewee).contains(filters.interviewee.lower(), autoescape=True))
+    if filters.place:
+        clauses.append(func.lower(RecordingRow.place).contains(filters.place.lower(), autoescape=True))
+    if filters.date_from:
+        clauses.append(RecordingRow.recorded_on >= _as_date(filters.date_from))
+    if filters.date_to:
+        clauses.append(RecordingRow.recorded_on <= _as_date(filters.date_to))
+    return clauses
 
 
 def _recording_of_segment(s: Session, segment_id: int) -> int:

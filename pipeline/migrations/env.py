@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
 
-from pipeline.store import Base, UTCDateTime
+from pipeline.store import Base, UTCDateTime, in_models
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
@@ -29,6 +29,7 @@ def run(connection: Connection) -> None:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by rebuilding them
         render_item=render_item,
+        include_name=in_models,
         compare_type=True,
     )
     with context.begin_transaction():

@@ -1,0 +1,164 @@
+"""Search through the store, on SQLite and (with OHP_TEST_POSTGRES_URL) PostgreSQL: the same queries
+find the same segments; and `ohp search` / `ohp import` on the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.records import AudioInfo, SearchFilters, Segment, ThemeSuggestion, Transcript
+from pipeline.store import Store
+from pipeline.textindex import parse_query
+
+ZHANG = [  # (text, original as the recogniser wrote it, speaker)
+    ("你们的工资是怎么算的？", "你們的工資是怎麼算的？", "S1"),
+    ("我们拿工资是计件的，老板拖欠了三个月。", "我們拿工資是計件的，老闆拖欠了三個月。", "S2"),
+    ("户口还在老家，孩子在这边上不了学。", "戶口還在老家，孩子在這邊上不了學。", "S2"),
+]
+LI = [
+    ("They held back our wages for two months.", "They held back our wages for two months.", "S2"),
+    ("I was waged by the hour, the wage was low.", "I was waged by the hour, the wage was low.", "S2"),
+    ("Where is your household registration?", "Where is your household registration?", "S1"),
+]
+
+
+def info(name: str, sha: str) -> AudioInfo:
+    return AudioInfo(Path(f"/audio/{name}"), sha * 32, 1000, "wav", "pcm_s16le", 16000, 1, 30.0)
+
+
+def save(store: Store, name: str, sha: str, lines, language: str) -> int:
+    segments = [Segment(i * 10.0, i * 10.0 + 8.0, t, o, language, speaker=sp) for i, (t, o, sp) in enumerate(lines)]
+    return store.save_transcription(info(name, sha), Transcript(language, 1.0, segments, "faster-whisper", "base"), {}, "k", {})
+
+
+@pytest.fixture
+def corpus(store):
+    zhang = save(store, "zhang.wav", "aa", ZHANG, "zh")
+    li = save(store, "li.wav", "bb", LI, "en")
+    store.set_metadata(zhang, interviewee="Zhang Changhua", place="Dongguan", recorded_on="2019-01-20")
+    store.set_metadata(li, interviewee="Li Mei", place="Shenzhen", recorded_on="2021-06-02")
+    seg = {s.text: s.id for r in (zhang, li) for s in store.segments(r)}
+    store.save_tags(zhang, {seg[ZHANG[1][0]]: [ThemeSuggestion("wages", 0.9, ((2, 4),))]}, {}, "t", {}, "k")
+    store.save_tags(li, {seg[LI[0][0]]: [ThemeSuggestion("wages", 0.9, ((19, 24),))]}, {}, "t", {}, "k")
+    return store, zhang, li
+
+
+def texts(store: Store, q: str, filters: SearchFilters = SearchFilters()) -> list[str]:
+    return sorted(h.text for h in store.search(parse_query(q), filters).hits)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("工资", [ZHANG[0][0], ZHANG[1][0]]),  # inside 拿工资, and in the traditional original too
+        ("工資", [ZHANG[0][0], ZHANG[1][0]]),
+        ("戶口", [ZHANG[2][0]]),
+        ("户口", [ZHANG[2][0]]),
+        ("老家", [ZHANG[2][0]]),
+        ("wage", [LI[0][0], LI[1][0]]),
+        ("wages", [LI[0][0], LI[1][0]]),
+        ('"held back"', [LI[0][0]]),
+        ('"back held"', []),
+        ("工资 AND 拖欠", [ZHANG[1][0]]),
+        ("工资 NOT 拖欠", [ZHANG[0][0]]),
+        ("拖欠 OR registration", [ZHANG[1][0], LI[2][0]]),
+        ("regist*", [LI[2][0]]),
+        ("household -registration", []),
+    ],
+)
+def test_queries_find_the_same_segments_on_every_database(corpus, query, expected):
+    store, _, _ = corpus
+    assert texts(store, query) == sorted(expected)
+
+
+def test_filters(corpus):
+    store, zhang, li = corpus
+    assert texts(store, "工资 OR wages", SearchFilters(themes=("wages",))) == sorted([ZHANG[1][0], LI[0][0]])
+    assert texts(store, "工资 OR wages", SearchFilters(themes=("wages",), theme_status=("accepted",))) == []
+    assert texts(store, "工资", SearchFilters(speaker="S1")) == [ZHANG[0][0]]
+    assert texts(store, "工资 OR wages", SearchFilters(recording=li)) == sorted([LI[0][0], LI[1][0]])
+    assert texts(store, "工资 OR wages", SearchFilters(language="en")) == sorted([LI[0][0], LI[1][0]])
+    assert texts(store, "工资 OR wages", SearchFilters(interviewee="zhang")) == sorted([ZHANG[0][0], ZHANG[1][0]])
+    assert texts(store, "工资 OR wages", SearchFilters(place="shenzhen")) == sorted([LI[0][0], LI[1][0]])
+    assert texts(store, "工资 OR wages", SearchFilters(date_from="2020-01-01")) == sorted([LI[0][0], LI[1][0]])
+    assert texts(store, "工资 OR wages", SearchFilters(date_to="2020-01-01")) == sorted([ZHANG[0][0], ZHANG[1][0]])
+
+
+def test_hits_carry_their_place_in_the_audio_and_themes(corpus):
+    store, zhang, _ = corpus
+    results = store.search(parse_query("拖欠"))
+    assert results.total == 1
+    [hit] = results.hits
+    assert (hit.recording_id, hit.recording_path, hit.start, hit.end, hit.speaker, hit.themes) == (zhang, "/audio/zhang.wav", 10.0, 18.0, "S2", ("wages",))
+
+
+def test_ranking_and_ties(corpus):
+    store, _, _ = corpus
+    save(store, "wang.wav", "cc", [("工资工资，又是工资。", "工资工资，又是工资。", None)], "zh")
+    hits = store.search(parse_query("工资")).hits
+    assert hits[0].text == "工资工资，又是工资。"  # the most relevant first
+    assert [h.rank for h in hits] == sorted((h.rank for h in hits), reverse=True)
+    assert store.search(parse_query("工资"), limit=1).total == 3
+
+
+def test_the_index_follows_retranscription(corpus):
+    store, _, _ = corpus
+    save(store, "zhang.wav", "aa", [("现在的收入还可以。", "現在的收入還可以。", "S2")], "zh")
+    assert texts(store, "拖欠") == []
+    assert texts(store, "收入") == ["现在的收入还可以。"]
+    assert texts(store, "收入", SearchFilters(language="zh")) == ["现在的收入还可以。"]
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def test_cli_search_json(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ohp.db'}"
+    with Store(url) as store:
+        save(store, "zhang.wav", "aa", ZHANG, "zh")
+    result = invoke("search", "拖欠", "--json", "--db", url)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["total"] == 1
+    [hit] = document["hits"]
+    assert set(hit) == {"recording", "recording_path", "segment_id", "start", "end", "speaker", "text", "snippet", "themes"}
+    assert (hit["recording"], hit["start"], hit["speaker"]) == ("zhang.wav", 10.0, "S2")
+    text = invoke("search", "拖欠", "--db", url).stdout
+    assert "zhang.wav 00:00:10 S2:" in text
+
+
+@pytest.mark.parametrize("query", ['"unbalanced', "AND", "工资 OR", "(工资", "%%%", "NOT 工资", ""])
+def test_cli_malformed_queries_get_a_message_and_exit_2(tmp_path, query):
+    result = invoke("search", query, "--db", f"sqlite:///{tmp_path / 'ohp.db'}")
+    assert result.exit_code == 2
+    assert "error:" in result.output and "Traceback" not in result.output
+
+
+def test_cli_search_of_an_empty_database_says_so(tmp_path):
+    result = invoke("search", "工资", "--db", f"sqlite:///{tmp_path / 'ohp.db'}")
+    assert result.exit_code == 0 and "nothing to search" in result.output
+
+
+def test_cli_import_then_search_and_bad_files_import_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ohp.db'}"
+    good = tmp_path / "zhang.vtt"
+    good.write_text("WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v 张长华>我们工资被拖欠了三个月。\n", encoding="utf-8")
+    bad = tmp_path / "broken.srt"
+    bad.write_text("1\n00:00:01,000 --> 00:00:04,000\n第一句\n\n2\n00:00:09,000 --> 00:00:05,000\n倒过来的时间\n", encoding="utf-8")
+    result = invoke("import", str(good), str(bad), "--db", url)
+    assert result.exit_code == 1
+    assert "broken.srt" in result.output and "line 6" in result.output
+    with Store(url) as store:
+        assert [Path(r.path).name for r in store.list_recordings()] == ["zhang.vtt"]
+    found = json.loads(invoke("search", "拖欠", "--json", "--db", url).stdout)
+    assert found["hits"][0]["speaker"] == "张长华" and found["hits"][0]["themes"] == ["wages"]
