@@ -493,3 +493,54 @@ def import_command(
         console.print(f"{path}: recording {recording_id}, {len(store.segments(recording_id))} segments")
     if failed:
         raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------------------------- web
+
+user_app = typer.Typer(help="Accounts of the web app.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+class Role(str, Enum):
+    viewer = "viewer"
+    annotator = "annotator"
+    researcher = "researcher"
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="Login name")],
+    role: Annotated[Role, typer.Option(help="viewer: read and search; annotator: also review and correct; researcher: also metadata and accounts")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input")] = False,
+    db: DbOption = None,
+) -> None:
+    """Add a person who may use the web app (`ohp serve`); the password is stored hashed (argon2)."""
+    import sys
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = open_store(db).add_user(name, password, role.value)
+    except ValueError as e:
+        errors.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"user {user.name} ({user.role}) added", highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    codebook: CodebookOption = None,
+    db: DbOption = None,
+) -> None:
+    """The annotators' web app: recordings, transcripts with audio, review, corrections, search."""
+    # Imported here: the web packages load only when serving.
+    import uvicorn
+
+    from .web import create_app
+
+    open_codebook(codebook)  # its problems reported here, before the server starts
+    uvicorn.run(create_app(open_store(db), codebook_path(codebook)), host=host, port=port)

@@ -25,10 +25,12 @@ import os
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePath
 from typing import Any
 
+import argon2
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -57,6 +59,7 @@ from sqlalchemy import (
     select,
     table,
     text,
+    update,
 )
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -176,6 +179,8 @@ class SegmentRow(Base):
     compression_ratio: Mapped[float | None] = mapped_column(Float)
     engine: Mapped[str] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(Text)
+    # web: bumped by every text correction, so two people editing one segment are detected
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
 class WordRow(Base):
@@ -676,6 +681,7 @@ class Store:
             rec.duration = info.duration
             s.flush()
             decided = _decided_annotations(s, rec.id)
+            corrected = _corrected_segments(s, rec.id)  # web: people's text corrections, carried below
             _unindex_recording(s.connection(), rec.id)
             old = select(SegmentRow.id).where(SegmentRow.recording_id == rec.id)
             no_sync = {"synchronize_session": False}
@@ -707,6 +713,7 @@ class Store:
                     s.execute(insert(WordRow.__table__), words)
                 index_rows(s.connection(), [(ids[i], seg.text, seg.original_text) for i, seg in enumerate(transcript.segments)])
                 _carry_decisions(s, rec.id, decided, [(ids[i], seg) for i, seg in enumerate(transcript.segments)])
+            _carry_corrections(s, rec.id, corrected, [(ids[i], seg) for i, seg in enumerate(transcript.segments)] if transcript.segments else [])
             # Later stages worked on the old segments: they run again on the new ones.
             s.execute(delete(StageRow).where(StageRow.recording_id == rec.id, StageRow.stage != "transcribe"), execution_options=no_sync)
             _set_stage(s, rec.id, "transcribe", "done", settings, settings_key, report, None)
@@ -950,6 +957,97 @@ class Store:
         with self._session() as s:
             return s.scalar(select(func.count()).select_from(SegmentRow)) or 0
 
+    # ------------------------------------------------------------------------------------ web
+    # People, text corrections and reverts, for the web app (pipeline/web); helpers at the end.
+
+    def add_user(self, name: str, password: str, role: str) -> UserRecord:
+        """A new account; ValueError if the name is taken, the role unknown or the password empty."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+        if not name.strip() or not password:
+            raise ValueError("a user needs a name and a password")
+        with self._session(write=True) as s:
+            if s.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
+                raise ValueError(f"user {name!r} exists already")
+            row = UserRow(name=name, password_hash=_hasher().hash(password), role=role)
+            s.add(row)
+            s.flush()
+            return _user(row)
+
+    def user(self, name: str) -> UserRecord | None:
+        with self._session() as s:
+            row = s.scalars(select(UserRow).where(UserRow.name == name)).one_or_none()
+            return None if row is None else _user(row)
+
+    def check_password(self, name: str, password: str) -> UserRecord | None:
+        """The user, if the password is theirs; None otherwise (an unknown name costs a hash too)."""
+        with self._session() as s:
+            row = s.scalars(select(UserRow).where(UserRow.name == name)).one_or_none()
+        try:
+            _hasher().verify(row.password_hash if row else _dummy_hash(), password)
+        except argon2.exceptions.VerificationError:
+            return None
+        return None if row is None else _user(row)
+
+    def segment_versions(self, recording_id: int) -> dict[int, int]:
+        """Each segment's version (see correct_text), by segment id."""
+        with self._session() as s:
+            return dict(s.execute(select(SegmentRow.id, SegmentRow.version).where(SegmentRow.recording_id == recording_id)).all())
+
+    def correct_text(self, segment_id: int, text_: str, user: str, version: int) -> Segment:
+        """A person's correction of a segment's text, based on `version` of it. Times and themes stay
+        (evidence is re-anchored on its words), the earlier text goes into the history, the index
+        follows. ConflictError, carrying the current text and version, if someone changed it since."""
+        with self._session(write=True) as s:
+            row = s.get(SegmentRow, segment_id)
+            if row is None:
+                raise LookupError(f"no segment with id {segment_id}")
+            # The version check is in the UPDATE itself, so it holds on PostgreSQL's read committed too.
+            old_text = row.text  # if the update below applies, nobody changed it since this version
+            done = s.execute(
+                update(SegmentRow.__table__)
+                .where(SegmentRow.id == segment_id, SegmentRow.version == version)
+                .values(text=text_, version=version + 1)
+            ).rowcount
+            s.refresh(row)
+            if not done:
+                raise ConflictError(f"segment {segment_id} was changed since version {version}", _segment_state(s, row))
+            before, after = {"text": old_text, "version": version}, {"text": text_, "version": version + 1}
+            _after_correction(s, row, before["text"])
+            s.add(HistoryRow(recording_id=row.recording_id, segment_id=segment_id, action="corrected", changed_by=user, before=before, after=after))
+            return _segment(row)
+
+    def revert(self, history_id: int, user: str) -> HistoryRecord:
+        """Undo one change: a text correction or an annotation's status change, if it is still the
+        latest one (ConflictError otherwise). The undoing is itself a change in the history."""
+        with self._session(write=True) as s:
+            change = s.get(HistoryRow, history_id)
+            if change is None:
+                raise LookupError(f"no change with id {history_id}")
+            before, after = change.before or {}, change.after or {}
+            if "text" in before and change.segment_id is not None:
+                row = s.get(SegmentRow, change.segment_id)
+                if row is None or row.text != after.get("text"):
+                    raise ConflictError("the text was changed again since: revert the later change first", row and _segment_state(s, row))
+                old_text, row.version = row.text, row.version + 1
+                row.text = before["text"]
+                _after_correction(s, row, old_text)
+                undo = HistoryRow(recording_id=row.recording_id, segment_id=row.id, action="reverted", changed_by=user,
+                                  before={"text": old_text, "version": row.version - 1}, after={"text": row.text, "version": row.version, "reverts": change.id})  # fmt: skip
+            elif change.annotation_id is not None and before.get("status") in ANNOTATION_STATUSES:
+                row = s.get(AnnotationRow, change.annotation_id)
+                if row is None or row.status != after.get("status"):
+                    raise ConflictError("the annotation was changed again since: revert the later change first", row and _annotation(row, change.recording_id))
+                state = _annotation_state(row)
+                row.status, row.updated_by, row.updated_at, row.version = before["status"], user, _now(), row.version + 1
+                undo = HistoryRow(recording_id=change.recording_id, segment_id=row.segment_id, annotation_id=row.id, action="reverted",
+                                  changed_by=user, before=state, after={**_annotation_state(row), "reverts": change.id})  # fmt: skip
+            else:
+                raise ValueError(f"a change of kind {change.action!r} cannot be reverted")
+            s.add(undo)
+            s.flush()
+            return _history(undo)
+
 
 def _filter_clauses(filters: SearchFilters) -> list:
     clauses = []
@@ -1068,3 +1166,98 @@ def _set_stage(
     row.status, row.settings, row.settings_key = status, _json(settings, "settings"), key
     row.report, row.error = _json(report, "report"), error
     s.flush()
+
+
+# ------------------------------------------------------------------------------------------- web
+# Accounts and text corrections for the web app (pipeline/web): the Store methods are in its "web" part.
+
+ROLES = ("viewer", "annotator", "researcher")  # each may do what the ones before it may
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    name: str
+    role: str  # one of ROLES
+    created_at: str
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)  # argon2id, with its parameters and salt
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+
+@functools.cache
+def _hasher() -> argon2.PasswordHasher:
+    return argon2.PasswordHasher()
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against for unknown names, so they take as long as wrong passwords."""
+    return _hasher().hash("no such user")
+
+
+def _user(row: UserRow) -> UserRecord:
+    return UserRecord(row.id, row.name, row.role, _iso(row.created_at) or "")
+
+
+def _segment(row: SegmentRow) -> Segment:
+    return Segment(
+        start=row.start, end=row.end, text=row.text, original_text=row.original_text, language=row.language,
+        avg_logprob=row.avg_logprob, no_speech_prob=row.no_speech_prob, compression_ratio=row.compression_ratio,
+        speaker=row.speaker, id=row.id,
+    )  # fmt: skip
+
+
+def _segment_state(s: Session, row: SegmentRow) -> dict:
+    """A segment's text as it is now, and who last changed it: what a conflicting editor is shown."""
+    last = s.scalars(
+        select(HistoryRow).where(HistoryRow.segment_id == row.id, HistoryRow.before.is_not(None))
+        .order_by(HistoryRow.id.desc()).limit(1)
+    ).first()  # fmt: skip
+    return {
+        "segment_id": row.id, "text": row.text, "version": row.version,
+        "changed_by": last.changed_by if last else None, "changed_at": _iso(last.changed_at) if last else None,
+    }  # fmt: skip
+
+
+def _after_correction(s: Session, row: SegmentRow, old_text: str) -> None:
+    """Keep a corrected segment's themes on their words and its index entry on its new text (the
+    engine's original no longer matches it, so only the text is indexed)."""
+    for annotation in s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == row.id)):
+        annotation.evidence = _reanchor(annotation.evidence, old_text, row.text)
+    index_rows(s.connection(), [(row.id, row.text, row.text)])
+
+
+def _corrected_segments(s: Session, recording_id: int) -> list[tuple[float, float, str, int]]:
+    """(start, end, text, version) of a recording's segments whose text a person corrected."""
+    rows = s.execute(
+        select(SegmentRow.start, SegmentRow.end, SegmentRow.text, SegmentRow.version)
+        .where(SegmentRow.recording_id == recording_id, SegmentRow.version > 1)
+    ).all()
+    return [tuple(r) for r in rows]
+
+
+def _carry_corrections(s: Session, recording_id: int, corrected: list, segments: list[tuple[int, Segment]]) -> None:
+    """A re-transcription keeps people's corrections: each goes to the new segment covering the same
+    stretch of audio (most of both overlapping); one with no such segment is recorded as dropped, its
+    text kept in the history."""
+    for start, end, text_, version in corrected:
+        def overlap(item: tuple[int, Segment]) -> float:
+            return min(end, item[1].end) - max(start, item[1].start)
+
+        best = max(segments, key=overlap, default=None)
+        same = best is not None and overlap(best) > 0.5 * max(end - start, best[1].end - best[1].start)
+        if same:
+            s.execute(update(SegmentRow.__table__).where(SegmentRow.id == best[0]).values(text=text_, version=version + 1))
+            index_rows(s.connection(), [(best[0], text_, text_)])
+        s.add(HistoryRow(
+            recording_id=recording_id, segment_id=best[0] if same else None, action="carried" if same else "dropped",
+            changed_by="ohp", before={"text": text_, "start": start, "end": end}, after={"text": text_} if same else None,
+        ))  # fmt: skip

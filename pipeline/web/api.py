@@ -1,0 +1,126 @@
+"""The JSON API the pages use, and other tools may (session cookie + CSRF header, or HTTP Basic)."""
+
+from __future__ import annotations
+
+import mimetypes
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from pipeline.store import Store, UserRecord
+
+from . import views
+from .auth import requires
+
+router = APIRouter(prefix="/api", tags=["api"])
+Viewer = Annotated[UserRecord, Depends(requires("viewer"))]
+Annotator = Annotated[UserRecord, Depends(requires("annotator", write=True))]
+Researcher = Annotated[UserRecord, Depends(requires("researcher", write=True))]
+
+
+def store_of(request: Request) -> Store:
+    return request.app.state.store
+
+
+class TextChange(BaseModel):
+    text: str = Field(max_length=20_000)
+    version: int = Field(description="the segment version the new text was based on")
+
+
+class NewAnnotation(BaseModel):
+    theme: str = Field(min_length=1, max_length=128)
+    evidence: list[tuple[int, int]] = Field(default=[], description="[start, end) character offsets into the text")
+
+
+class Decision(BaseModel):
+    status: str = Field(description="suggested, accepted or rejected")
+    version: int | None = Field(default=None, description="the annotation version decided on")
+
+
+class Metadata(BaseModel):
+    interviewee: str | None = None
+    place: str | None = None
+    recorded_on: str | None = Field(default=None, description="YYYY-MM-DD")
+
+
+@router.get("/recordings", summary="Every recording with its stages and waiting suggestions")
+async def list_recordings(request: Request, user: Viewer, sort: str = "path", desc: bool = False, q: str = "", language: str = "") -> list[dict]:
+    return await run_in_threadpool(views.recordings, store_of(request), sort, desc, q, language)
+
+
+@router.get("/recordings/{recording_id}", summary="One recording")
+async def get_recording(request: Request, recording_id: int, user: Viewer) -> dict:
+    return await run_in_threadpool(views.recording, store_of(request), recording_id)
+
+
+@router.patch("/recordings/{recording_id}", summary="Set a recording's metadata (researchers)")
+async def set_metadata(request: Request, recording_id: int, change: Metadata, user: Researcher) -> dict:
+    record = await run_in_threadpool(store_of(request).set_metadata, recording_id, **change.model_dump())
+    return asdict(record)
+
+
+@router.get("/recordings/{recording_id}/segments", summary="A recording's segments, versions and themes")
+async def get_segments(request: Request, recording_id: int, user: Viewer) -> list[dict]:
+    return await run_in_threadpool(views.segments, store_of(request), recording_id)
+
+
+@router.get("/recordings/{recording_id}/audio", summary="The recording's audio file (HTTP range requests)")
+async def get_audio(request: Request, recording_id: int, user: Viewer) -> FileResponse:
+    # Only the path the database holds for this recording is ever served.
+    found = await run_in_threadpool(views.recording_record, store_of(request), recording_id)
+    path = Path(found.path)
+    if not path.is_file():
+        raise HTTPException(404, f"the audio of recording {recording_id} is not at {path.name} any more")
+    return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+
+
+@router.patch("/segments/{segment_id}", summary="Correct a segment's text (409 with the current version on conflict)")
+async def correct_text(request: Request, segment_id: int, change: TextChange, user: Annotator) -> dict:
+    seg = await run_in_threadpool(store_of(request).correct_text, segment_id, change.text, user.name, change.version)
+    return {"id": seg.id, "text": seg.text, "version": change.version + 1, "start": seg.start, "end": seg.end}
+
+
+@router.post("/segments/{segment_id}/annotations", status_code=201, summary="Add a theme to a segment")
+async def add_annotation(request: Request, segment_id: int, new: NewAnnotation, user: Annotator) -> dict:
+    codebook = request.app.state.codebook
+    if new.theme not in codebook.ids:
+        raise HTTPException(400, f"{new.theme!r} is not a theme of the codebook")
+    record = await run_in_threadpool(store_of(request).add_annotation, segment_id, new.theme, user.name, tuple(new.evidence))
+    return views.annotation_json(record)
+
+
+@router.patch("/annotations/{annotation_id}", summary="Accept, reject or un-decide an annotation (409 on conflict)")
+async def decide(request: Request, annotation_id: int, decision: Decision, user: Annotator) -> dict:
+    record = await run_in_threadpool(store_of(request).decide, annotation_id, decision.status, user.name, version=decision.version)
+    return views.annotation_json(record)
+
+
+@router.get("/search", summary="Full-text search, with the filters of `ohp search`")
+async def search(
+    request: Request, user: Viewer, q: str, theme: str | None = None,
+    status: Annotated[list[str], Query()] = ["suggested", "accepted"], speaker: str | None = None,
+    recording: int | None = None, language: str | None = None, interviewee: str | None = None,
+    place: str | None = None, date_from: Annotated[str | None, Query(alias="from")] = None,
+    date_to: Annotated[str | None, Query(alias="to")] = None, limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict:  # fmt: skip
+    params = views.SearchParams(q, theme, tuple(status), speaker, recording, language, interviewee, place, date_from, date_to, limit, offset)
+    return await run_in_threadpool(views.search, store_of(request), request.app.state.codebook, params)
+
+
+@router.get("/history", summary="Changes to a recording or a segment, oldest first")
+async def history(request: Request, user: Viewer, recording: int | None = None, segment: int | None = None) -> list[dict]:
+    if recording is None and segment is None:
+        raise HTTPException(400, "give recording or segment")
+    found = await run_in_threadpool(lambda: store_of(request).history(recording_id=recording, segment_id=segment))
+    return [asdict(change) for change in found]
+
+
+@router.post("/history/{history_id}/revert", summary="Undo a text correction or a decision")
+async def revert(request: Request, history_id: int, user: Annotator) -> dict:
+    return asdict(await run_in_threadpool(store_of(request).revert, history_id, user.name))

@@ -1,0 +1,82 @@
+"""The app: store, codebook, sessions, routes, and errors shown as messages (never a stack trace)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from pipeline.codebook import DEFAULT_CODEBOOK, load_codebook
+from pipeline.store import ConflictError, Store, StoreError
+
+from . import api, pages, views
+from .auth import Throttle, session_secret
+
+log = logging.getLogger("ohp.web")
+
+
+def create_app(store: Store, codebook_path: Path = DEFAULT_CODEBOOK, secret: str | None = None) -> FastAPI:
+    app = FastAPI(title="ohp", description="Oral-history interviews: listen, read, review themes, correct, search.")
+    app.state.store = store
+    app.state.codebook = load_codebook(codebook_path)
+    app.state.throttle = Throttle()
+    # Signed (not readable by other sites), SameSite=Lax: a cross-site POST carries no session.
+    app.add_middleware(SessionMiddleware, secret_key=secret or session_secret(), session_cookie="ohp_session", same_site="lax", max_age=12 * 3600)
+    app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
+    app.include_router(api.router)
+    app.include_router(pages.router)
+
+    @app.middleware("http")
+    async def no_framing(request: Request, call_next) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; media-src 'self'; object-src 'none'; frame-ancestors 'none'")
+        return response
+
+    def error(request: Request, status: int, message: str, **extra) -> Response:
+        if request.url.path.startswith("/api/") or request.url.path == "/openapi.json":
+            return JSONResponse({"detail": message, **extra}, status_code=status)
+        if status == 401:
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        return pages.page(request, "error.html", None, status_code=status, message=message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return error(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return error(request, 422, f"invalid request: {problems}")
+
+    @app.exception_handler(ConflictError)
+    async def conflict(request: Request, exc: ConflictError) -> Response:
+        current = exc.current if isinstance(exc.current, dict) or exc.current is None else views.annotation_json(exc.current)
+        return error(request, 409, str(exc), current=current)
+
+    @app.exception_handler(LookupError)
+    async def not_found(request: Request, exc: LookupError) -> Response:
+        return error(request, 404, str(exc.args[0] if exc.args else exc))
+
+    @app.exception_handler(ValueError)
+    async def bad_value(request: Request, exc: ValueError) -> Response:
+        return error(request, 400, str(exc))
+
+    @app.exception_handler(StoreError)
+    async def database(request: Request, exc: StoreError) -> Response:
+        log.error("%s", exc)
+        return error(request, 503, "the database cannot be used just now: try again")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error(request, 500, "something went wrong on the server (it is in the server's log)")
+
+    return app

@@ -1,0 +1,116 @@
+"""The server-rendered pages (Jinja2, autoescaped); their scripts talk to the JSON API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from pipeline.records import ANNOTATION_STATUSES
+from pipeline.store import UserRecord
+
+from . import views
+from .auth import check_csrf, csrf_token, login, may, requires
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+templates.env.globals.update(may=may, statuses=ANNOTATION_STATUSES)
+Viewer = Annotated[UserRecord, Depends(requires("viewer"))]
+
+
+def page(request: Request, name: str, user: UserRecord | None, status_code: int = 200, **context) -> HTMLResponse:
+    context = {"user": user, "csrf": csrf_token(request), **context}
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def safe_next(target: str) -> str:
+    """Where to go after logging in: a path on this site only, never another host."""
+    parts = urlsplit(target)
+    return target if target.startswith("/") and not target.startswith("//") and not parts.netloc else "/"
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    return page(request, "login.html", None, next=safe_next(next))
+
+
+@router.post("/login")
+async def login_submit(
+    request: Request, name: Annotated[str, Form()], password: Annotated[str, Form()],
+    csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/",
+) -> HTMLResponse:  # fmt: skip
+    check_csrf(request, csrf_token)
+    address = request.client.host if request.client else "?"
+    user = await login(request.app.state.store, request.app.state.throttle, name, password, address)
+    if user is None:
+        return page(request, "login.html", None, status_code=401, next=safe_next(next), error="wrong name or password")
+    request.session.clear()  # a fresh session (and CSRF token) for the signed-in user
+    request.session["user"] = user.name
+    return RedirectResponse(safe_next(next), status_code=303)
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> RedirectResponse:
+    check_csrf(request, csrf_token)
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/")
+async def recordings(request: Request, user: Viewer, sort: str = "path", desc: bool = False, q: str = "", language: str = "") -> HTMLResponse:
+    found = await run_in_threadpool(views.recordings, request.app.state.store, sort, desc, q, language)
+    return page(request, "recordings.html", user, recordings=found, sort=sort, desc=desc, q=q, language=language, sorts=views.SORTS)
+
+
+async def _recording_page(request: Request, user: UserRecord, recording_id: int, review: bool) -> HTMLResponse:
+    store = request.app.state.store
+    rec = await run_in_threadpool(views.recording, store, recording_id)
+    segs = await run_in_threadpool(views.segments, store, recording_id)
+    if review:  # only the segments with themes to decide or decided
+        segs = [s for s in segs if s["annotations"]]
+    return page(
+        request, "recording.html", user, recording=rec, turns=views.turns(segs), review=review,
+        themes=request.app.state.codebook.ids,
+    )  # fmt: skip
+
+
+@router.get("/recordings/{recording_id}")
+async def recording(request: Request, recording_id: int, user: Viewer) -> HTMLResponse:
+    return await _recording_page(request, user, recording_id, review=False)
+
+
+@router.get("/recordings/{recording_id}/review")
+async def review(request: Request, recording_id: int, user: Viewer) -> HTMLResponse:
+    return await _recording_page(request, user, recording_id, review=True)
+
+
+@router.get("/search")
+async def search(
+    request: Request, user: Viewer, q: str = "", theme: str = "", speaker: str = "", language: str = "",
+    interviewee: str = "", place: str = "", date_from: str = "", date_to: str = "",
+) -> HTMLResponse:  # fmt: skip
+    params = views.SearchParams(
+        q, theme or None, speaker=speaker, language=language, interviewee=interviewee, place=place,
+        date_from=date_from, date_to=date_to, limit=50,
+    )  # fmt: skip
+    results, error = None, None
+    if q.strip():
+        try:
+            results = await run_in_threadpool(views.search, request.app.state.store, request.app.state.codebook, params)
+        except ValueError as e:  # QuerySyntaxError names the place; or a date that is not a date
+            error = str(e)
+    return page(request, "search.html", user, params=params, results=results, error=error, themes=request.app.state.codebook.ids)
+
+
+@router.get("/history")
+async def history(request: Request, user: Viewer, recording: int | None = None, segment: int | None = None) -> HTMLResponse:
+    store = request.app.state.store
+    if recording is None and segment is None:
+        return page(request, "error.html", user, status_code=400, message="give a recording or a segment")
+    changes = await run_in_threadpool(lambda: store.history(recording_id=recording, segment_id=segment))
+    return page(request, "history.html", user, changes=changes[::-1], recording=recording, segment=segment)

@@ -1,0 +1,212 @@
+// The recording page: play from a segment, follow playback, decide themes, add one from a
+// selection, correct text in place (with the conflict shown when someone else saved first).
+"use strict";
+
+const audio = document.getElementById("audio");
+const segments = Array.from(document.querySelectorAll(".segment"));
+const canEdit = document.getElementById("transcript").dataset.canEdit === "yes";
+let current = null;
+
+function setCurrent(segment, scroll) {
+  if (segment === current) return;
+  if (current) current.classList.remove("playing");
+  current = segment;
+  if (!segment) return;
+  segment.classList.add("playing");
+  if (scroll) segment.scrollIntoView({ block: "nearest", behavior: "smooth" });
+}
+
+function segmentAt(time) {
+  return segments.find((s) => Number(s.dataset.start) <= time && time < Number(s.dataset.end)) || null;
+}
+
+function playFrom(segment) {
+  audio.currentTime = Number(segment.dataset.start);
+  setCurrent(segment, true);
+  audio.play().catch(() => say("press play to listen", false));
+}
+
+audio.addEventListener("timeupdate", () => {
+  const found = segmentAt(audio.currentTime);
+  if (found) setCurrent(found, true);
+});
+
+// Opened from a search hit: ?t=seconds
+const startAt = Number(new URLSearchParams(location.search).get("t"));
+if (startAt) {
+  audio.currentTime = startAt;
+  setCurrent(segmentAt(startAt + 0.001) || segments.find((s) => Number(s.dataset.start) >= startAt) || null, true);
+}
+
+// ---- themes: accept / reject
+
+function progress(delta) {
+  const decided = document.getElementById("decided");
+  decided.textContent = String(Number(decided.textContent) + delta);
+  document.getElementById("progress").value = Number(decided.textContent);
+}
+
+async function decide(item, status) {
+  const before = item.dataset.status;
+  const result = await api("PATCH", `/api/annotations/${item.dataset.id}`, { status, version: Number(item.dataset.version) });
+  const annotation = result.status === 409 ? result.data.current : result.data;
+  if (!result.ok && result.status !== 409) return say(result.data.detail, true);
+  item.dataset.version = annotation.version;
+  item.dataset.status = annotation.status;
+  item.className = `theme ${annotation.status}`;
+  item.querySelector(".status").textContent = annotation.status;
+  progress((annotation.status !== "suggested" ? 1 : 0) - (before !== "suggested" ? 1 : 0));
+  if (result.status === 409) say(`${result.data.detail}: it is now ${annotation.status}`, true);
+  else say(`${annotation.theme}: ${annotation.status}`, false);
+}
+
+document.getElementById("transcript").addEventListener("click", (event) => {
+  const button = event.target.closest("button");
+  const segment = event.target.closest(".segment");
+  if (button && button.classList.contains("accept")) return decide(button.closest(".theme"), "accepted");
+  if (button && button.classList.contains("reject")) return decide(button.closest(".theme"), "rejected");
+  if (button && button.classList.contains("edit")) return edit(segment);
+  if (event.target.closest("a, textarea, .editor")) return;
+  if (segment && !window.getSelection().toString()) playFrom(segment);
+});
+
+// ---- add a theme from a text selection: its character offsets become the evidence
+
+const popup = document.getElementById("add-theme");
+let selection = null;
+
+function offsetIn(container, node, offset) {
+  const range = document.createRange();
+  range.setStart(container, 0);
+  range.setEnd(node, offset);
+  return range.toString().length;
+}
+
+document.addEventListener("mouseup", () => {
+  if (!canEdit) return;
+  const chosen = window.getSelection();
+  if (chosen.isCollapsed || !chosen.rangeCount) return;
+  const range = chosen.getRangeAt(0);
+  const text = range.commonAncestorContainer.nodeType === Node.TEXT_NODE
+    ? range.commonAncestorContainer.parentElement.closest(".text")
+    : range.commonAncestorContainer.closest && range.commonAncestorContainer.closest(".text");
+  if (!text) return;
+  const start = offsetIn(text, range.startContainer, range.startOffset);
+  const end = offsetIn(text, range.endContainer, range.endOffset);
+  if (end <= start) return;
+  selection = { segment: text.closest(".segment"), start, end };
+  document.getElementById("selected").textContent = text.textContent.slice(start, end);
+  popup.hidden = false;
+});
+
+document.getElementById("add-cancel").addEventListener("click", () => { popup.hidden = true; });
+
+popup.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!selection) return;
+  const theme = popup.elements.theme.value;
+  const result = await api("POST", `/api/segments/${selection.segment.dataset.id}/annotations`, { theme, evidence: [[selection.start, selection.end]] });
+  if (!result.ok) return say(result.data.detail, true);
+  popup.hidden = true;
+  say(`${theme} added`, false);
+  showTheme(selection.segment, result.data);
+  mark(selection.segment.querySelector(".text"), selection.start, selection.end);
+});
+
+function showTheme(segment, annotation) {
+  const list = segment.querySelector(".themes");
+  let item = list.querySelector(`.theme[data-id="${annotation.id}"]`);
+  if (!item) {
+    item = document.createElement("li");
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = annotation.theme;
+    const status = document.createElement("span");
+    status.className = "status";
+    item.append(name, " ", status);
+    for (const [cls, label] of [["accept", "Accept"], ["reject", "Reject"]]) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = cls;
+      button.textContent = label;
+      item.append(button);
+    }
+    list.append(item);
+    const total = document.getElementById("total");
+    total.textContent = String(Number(total.textContent) + 1);
+    document.getElementById("progress").max = Number(total.textContent);
+    progress(1);
+  }
+  item.className = `theme ${annotation.status}`;
+  item.dataset.id = annotation.id;
+  item.dataset.version = annotation.version;
+  item.dataset.status = annotation.status;
+  item.querySelector(".status").textContent = annotation.status;
+}
+
+function mark(element, start, end) {
+  // Re-render the text as plain text with one marked stretch (other marks come back on reload).
+  const text = element.textContent;
+  const highlighted = document.createElement("mark");
+  highlighted.textContent = text.slice(start, end);
+  element.replaceChildren(text.slice(0, start), highlighted, text.slice(end));
+}
+
+// ---- correct text in place
+
+function edit(segment) {
+  if (segment.querySelector(".editor")) return;
+  const text = segment.querySelector(".text");
+  const editor = document.createElement("div");
+  editor.className = "editor";
+  const area = document.createElement("textarea");
+  area.value = text.textContent;
+  area.rows = 3;
+  const save = document.createElement("button");
+  save.type = "button";
+  save.textContent = "Save";
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.textContent = "Cancel";
+  const conflict = document.createElement("p");
+  conflict.className = "conflict";
+  conflict.hidden = true;
+  editor.append(area, save, cancel, conflict);
+  text.hidden = true;
+  segment.querySelector(".tools").before(editor);
+  area.focus();
+  const close = () => { editor.remove(); text.hidden = false; };
+  cancel.addEventListener("click", close);
+  area.addEventListener("keydown", (event) => { if (event.key === "Escape") close(); });
+  save.addEventListener("click", async () => {
+    const result = await api("PATCH", `/api/segments/${segment.dataset.id}`, { text: area.value, version: Number(segment.dataset.version) });
+    if (result.status === 409) {
+      const theirs = result.data.current;
+      // Saving again now would be a deliberate overwrite of their version, which they can see.
+      segment.dataset.version = theirs.version;
+      conflict.textContent = `Conflict: ${theirs.changed_by || "someone"} saved this segment first (version ${theirs.version}): “${theirs.text}”. Save again to replace it with yours, or Cancel to keep theirs.`;
+      conflict.hidden = false;
+      text.textContent = theirs.text;
+      return say("conflict: someone else changed this segment", true);
+    }
+    if (!result.ok) return say(result.data.detail, true);
+    segment.dataset.version = result.data.version;
+    text.textContent = result.data.text;
+    close();
+    say("text saved", false);
+  });
+}
+
+// ---- keyboard
+
+document.addEventListener("keydown", (event) => {
+  if (event.target.closest("input, textarea, select") || event.ctrlKey || event.metaKey || event.altKey) return;
+  const index = current ? segments.indexOf(current) : -1;
+  const waiting = current && current.querySelector('.theme[data-status="suggested"]');
+  if (event.key === " ") { event.preventDefault(); if (audio.paused) audio.play(); else audio.pause(); }
+  else if ((event.key === "j" || event.key === "ArrowDown") && index + 1 < segments.length) { event.preventDefault(); playFrom(segments[index + 1]); }
+  else if ((event.key === "k" || event.key === "ArrowUp") && index > 0) { event.preventDefault(); playFrom(segments[index - 1]); }
+  else if (event.key === "a" && waiting && canEdit) decide(waiting, "accepted");
+  else if (event.key === "r" && waiting && canEdit) decide(waiting, "rejected");
+  else if (event.key === "e" && current && canEdit) { event.preventDefault(); edit(current); }
+});

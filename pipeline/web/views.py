@@ -1,0 +1,152 @@
+"""What the pages and the API show, gathered from the store (the same library calls as the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline.codebook import Codebook
+from pipeline.export import clock
+from pipeline.records import ANNOTATION_STATUSES, AnnotationRecord, RecordingRecord, SearchFilters
+from pipeline.store import Store
+from pipeline.textindex import highlight, parse_query
+
+SORTS = ("path", "duration", "language", "interviewee", "place", "waiting")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A stretch of a segment's text, marked if it is the evidence of a theme."""
+
+    text: str
+    marked: bool
+
+
+def pieces(text: str, spans: list[tuple[int, int]]) -> list[Piece]:
+    """The text cut at the edges of the spans (overlapping spans merge)."""
+    marks = [False] * len(text)
+    for start, end in spans:
+        for i in range(max(start, 0), min(end, len(text))):
+            marks[i] = True
+    out: list[Piece] = []
+    for i, char in enumerate(text):
+        if out and out[-1].marked == marks[i]:
+            out[-1] = Piece(out[-1].text + char, marks[i])
+        else:
+            out.append(Piece(char, marks[i]))
+    return out
+
+
+def recording_summary(store: Store, recording: RecordingRecord, statuses: dict[str, int]) -> dict:
+    return {
+        **asdict(recording), "name": Path(recording.path).name,
+        "stages": {stage.stage: stage.status for stage in store.stages(recording.id)},
+        "suggested": statuses.get("suggested", 0), "accepted": statuses.get("accepted", 0),
+        "rejected": statuses.get("rejected", 0),
+    }  # fmt: skip
+
+
+def recordings(store: Store, sort: str = "path", descending: bool = False, contains: str = "", language: str = "") -> list[dict]:
+    """Every recording with its stages and how many suggestions wait, filtered and sorted."""
+    by_recording: dict[int, dict[str, int]] = {}
+    for rid, _path, _theme, counts in store.theme_counts():
+        for status in ANNOTATION_STATUSES:
+            by_recording.setdefault(rid, {}).setdefault(status, 0)
+            by_recording[rid][status] += counts[status]
+    found = [recording_summary(store, rec, by_recording.get(rec.id, {})) for rec in store.list_recordings()]
+    needle = contains.casefold()
+    found = [
+        r for r in found
+        if (not needle or any(needle in (r[k] or "").casefold() for k in ("path", "interviewee", "place")))
+        and (not language or (r["language"] or "").startswith(language))
+    ]  # fmt: skip
+    key = "suggested" if sort == "waiting" else sort if sort in SORTS else "path"
+    return sorted(found, key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0), reverse=descending)
+
+
+def recording_record(store: Store, recording_id: int) -> RecordingRecord:
+    for rec in store.list_recordings():
+        if rec.id == recording_id:
+            return rec
+    raise LookupError(f"no recording with id {recording_id}")
+
+
+def recording(store: Store, recording_id: int) -> dict:
+    statuses: dict[str, int] = {}
+    for annotation in store.annotations(recording_id):
+        statuses[annotation.status] = statuses.get(annotation.status, 0) + 1
+    return recording_summary(store, recording_record(store, recording_id), statuses)
+
+
+def annotation_json(annotation: AnnotationRecord) -> dict:
+    return {**asdict(annotation), "evidence": [list(span) for span in annotation.evidence]}
+
+
+def segments(store: Store, recording_id: int) -> list[dict]:
+    """A recording's segments with their version, themes and evidence marked, in transcript order."""
+    versions = store.segment_versions(recording_id)
+    themes: dict[int, list[AnnotationRecord]] = {}
+    for annotation in store.annotations(recording_id):
+        themes.setdefault(annotation.segment_id, []).append(annotation)
+    out = []
+    for seg in store.segments(recording_id):
+        annotations = themes.get(seg.id, [])
+        spans = [span for a in annotations if a.status != "rejected" for span in a.evidence]
+        out.append({
+            "id": seg.id, "start": seg.start, "end": seg.end, "clock": clock(seg.start), "speaker": seg.speaker,
+            "text": seg.text, "language": seg.language, "version": versions[seg.id],
+            "annotations": [annotation_json(a) for a in annotations],
+            "pieces": [asdict(p) for p in pieces(seg.text, spans)],
+        })  # fmt: skip
+    return out
+
+
+def turns(segs: list[dict]) -> list[dict]:
+    """Consecutive segments of one speaker, as one turn."""
+    out: list[dict] = []
+    for seg in segs:
+        if out and out[-1]["speaker"] == seg["speaker"]:
+            out[-1]["segments"].append(seg)
+        else:
+            out.append({"speaker": seg["speaker"], "clock": seg["clock"], "segments": [seg]})
+    return out
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """`ohp search`'s query and filters, as a page or the API receives them."""
+
+    q: str
+    theme: str | None = None
+    status: tuple[str, ...] = ("suggested", "accepted")
+    speaker: str | None = None
+    recording: int | None = None
+    language: str | None = None
+    interviewee: str | None = None
+    place: str | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+    limit: int = 20
+    offset: int = 0
+
+
+def search(store: Store, codebook: Codebook, params: SearchParams) -> dict:
+    """Hits with snippets and the moment to open; QuerySyntaxError / ValueError for bad input."""
+    query = parse_query(params.q)
+    themes = (params.theme, *codebook.descendants(params.theme)) if params.theme else ()
+    filters = SearchFilters(
+        themes=themes, theme_status=params.status, speaker=params.speaker or None, recording=params.recording,
+        language=params.language or None, interviewee=params.interviewee or None, place=params.place or None,
+        date_from=params.date_from or None, date_to=params.date_to or None,
+    )  # fmt: skip
+    results = store.search(query, filters, limit=params.limit, offset=params.offset)
+    hits = []
+    for hit in results.hits:
+        snippet = highlight(hit.text, query)
+        hits.append({
+            "recording_id": hit.recording_id, "recording": Path(hit.recording_path).name, "segment_id": hit.segment_id,
+            "start": round(hit.start, 3), "end": round(hit.end, 3), "clock": clock(hit.start), "speaker": hit.speaker,
+            "text": hit.text, "snippet": snippet.text, "pieces": [asdict(p) for p in pieces(snippet.text, snippet.spans)],
+            "themes": list(hit.themes), "link": f"/recordings/{hit.recording_id}?t={round(hit.start, 3)}#s{hit.segment_id}",
+        })  # fmt: skip
+    return {"total": results.total, "hits": hits}

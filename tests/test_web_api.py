@@ -1,0 +1,245 @@
+"""The web app through FastAPI's test client: logins and roles, CSRF, range requests, conflicts,
+escaping, search, history and revert. On SQLite, and on PostgreSQL when OHP_TEST_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
+from pipeline.web import create_app
+
+TEXTS = ["Where are your children now?", "They stay with my parents back home.", "The wages were <script>alert(1)</script> paid by the piece."]
+PASSWORD = "correct horse battery"
+
+
+def add_recording(store, audio: Path) -> int:
+    audio.write_bytes(bytes(range(256)) * 64)  # 16 KiB whose every byte says where it is
+    info = AudioInfo(audio, "ab" * 32, audio.stat().st_size, "wav", "pcm_s16le", 16000, 1, 15.0)
+    segments = [Segment(i * 5.0, i * 5.0 + 4.0, t, t, "en", speaker="S1" if i % 2 == 0 else "S2") for i, t in enumerate(TEXTS)]
+    rid = store.save_transcription(info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
+    ids = [s.id for s in store.segments(rid)]
+    suggestions = {ids[1]: [ThemeSuggestion("left_behind_children", 0.9, ((10, 25),))], ids[2]: [ThemeSuggestion("wages", 0.8, ((4, 9),))]}
+    store.save_tags(rid, suggestions, {}, "t1", {}, "t1")
+    return rid
+
+
+@pytest.fixture
+def app(store, tmp_path):
+    for name, role in (("vera", "viewer"), ("ann", "annotator"), ("rita", "researcher")):
+        store.add_user(name, PASSWORD, role)
+    rid = add_recording(store, tmp_path / "interview.wav")
+    web = create_app(store, secret="test-secret")
+    web.state.recording_id = rid
+    return web
+
+
+def client_for(app, name: str | None = None) -> tuple[TestClient, str]:
+    """A client, logged in as `name` if given, and its CSRF token."""
+    client = TestClient(app)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/login").text).group(1)
+    if name:
+        response = client.post("/login", data={"name": name, "password": PASSWORD, "csrf_token": token}, follow_redirects=False)
+        assert response.status_code == 303
+        token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text).group(1)
+    return client, token
+
+
+def segment_ids(client: TestClient, rid: int) -> list[int]:
+    return [s["id"] for s in client.get(f"/api/recordings/{rid}/segments").json()]
+
+
+def test_everything_needs_a_login(app):
+    client, _ = client_for(app)
+    rid = app.state.recording_id
+    for path in ("/api/recordings", f"/api/recordings/{rid}", f"/api/recordings/{rid}/segments", f"/api/recordings/{rid}/audio", "/api/search?q=wages"):
+        assert client.get(path).status_code == 401, path
+    for path in ("/", f"/recordings/{rid}", f"/recordings/{rid}/review", "/search?q=wages", f"/history?recording={rid}"):
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith("/login"), path
+    assert client.patch("/api/segments/1", json={"text": "x", "version": 1}).status_code == 401
+
+
+def test_openapi_lists_the_api(app):
+    client, _ = client_for(app)
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/recordings", "/api/recordings/{recording_id}", "/api/recordings/{recording_id}/segments",
+                 "/api/recordings/{recording_id}/audio", "/api/segments/{segment_id}", "/api/segments/{segment_id}/annotations",
+                 "/api/annotations/{annotation_id}", "/api/search"):  # fmt: skip
+        assert path in paths
+
+
+def test_wrong_passwords_are_refused_and_slowed_down(app):
+    client, token = client_for(app)
+    times = []
+    for _ in range(3):
+        started = time.monotonic()
+        response = client.post("/login", data={"name": "ann", "password": "wrong", "csrf_token": token})
+        times.append(time.monotonic() - started)
+        assert response.status_code == 401 and "wrong name or password" in response.text
+    assert times[2] - times[0] >= 0.4  # 0, then 0.25 s, then 0.5 s of waiting
+    assert client.get("/api/recordings").status_code == 401
+
+
+def test_roles(app):
+    rid = app.state.recording_id
+    viewer, token = client_for(app, "vera")
+    assert viewer.get("/api/recordings").json()[0]["suggested"] == 2
+    seg = viewer.get(f"/api/recordings/{rid}/segments").json()[0]
+    response = viewer.patch(f"/api/segments/{seg['id']}", json={"text": "x", "version": 1}, headers={"X-CSRF-Token": token})
+    assert response.status_code == 403 and "annotator" in response.json()["detail"]
+    annotator, token = client_for(app, "ann")
+    assert annotator.patch(f"/api/recordings/{rid}", json={"place": "Wuhan"}, headers={"X-CSRF-Token": token}).status_code == 403
+    researcher, token = client_for(app, "rita")
+    response = researcher.patch(f"/api/recordings/{rid}", json={"place": "Wuhan"}, headers={"X-CSRF-Token": token})
+    assert response.status_code == 200 and response.json()["place"] == "Wuhan"
+
+
+def test_http_basic_for_other_tools(app):
+    client = TestClient(app)
+    assert client.get("/api/recordings", auth=("vera", PASSWORD)).status_code == 200
+    assert client.get("/api/recordings", auth=("vera", "nope")).status_code == 401
+
+
+def test_writes_need_the_csrf_token(app):
+    client, token = client_for(app, "ann")
+    seg = client.get(f"/api/recordings/{app.state.recording_id}/segments").json()[0]
+    for headers in ({}, {"X-CSRF-Token": "forged"}):
+        response = client.patch(f"/api/segments/{seg['id']}", json={"text": "x", "version": 1}, headers=headers)
+        assert response.status_code == 403 and "CSRF" in response.json()["detail"]
+    assert client.post("/logout", data={}).status_code == 403
+    fresh, _ = client_for(app)
+    assert fresh.post("/login", data={"name": "ann", "password": PASSWORD}).status_code == 403
+
+
+def test_audio_range_requests(app, tmp_path):
+    client, _ = client_for(app, "vera")
+    url = f"/api/recordings/{app.state.recording_id}/audio"
+    whole = (tmp_path / "interview.wav").read_bytes()
+    assert client.get(url).content == whole
+    part = client.get(url, headers={"Range": "bytes=1000-1999"})
+    assert part.status_code == 206 and part.content == whole[1000:2000]
+    assert part.headers["content-range"] == f"bytes 1000-1999/{len(whole)}"
+    tail = client.get(url, headers={"Range": "bytes=-100"})
+    assert tail.status_code == 206 and tail.content == whole[-100:]
+    assert client.get(url, headers={"Range": f"bytes={len(whole) + 10}-"}).status_code == 416
+
+
+def test_audio_serves_only_recordings_in_the_database(app, tmp_path):
+    client, _ = client_for(app, "vera")
+    (tmp_path / "secret.txt").write_text("not audio")
+    for path in ("/api/recordings/999/audio", "/api/recordings/..%2Fsecret.txt/audio", f"/api/recordings/{tmp_path / 'secret.txt'}/audio"):
+        response = client.get(path)
+        assert response.status_code in (404, 422), path
+        assert "not audio" not in response.text
+    (tmp_path / "interview.wav").unlink()
+    response = client.get(f"/api/recordings/{app.state.recording_id}/audio")
+    assert response.status_code == 404 and "not at" in response.json()["detail"]
+
+
+def test_correction_conflict_returns_the_other_version(app, store):
+    rid = app.state.recording_id
+    ann, ann_token = client_for(app, "ann")
+    rita, rita_token = client_for(app, "rita")
+    seg = ann.get(f"/api/recordings/{rid}/segments").json()[1]
+    first = ann.patch(f"/api/segments/{seg['id']}", json={"text": "They stay with my parents in the village.", "version": seg["version"]}, headers={"X-CSRF-Token": ann_token})
+    assert first.status_code == 200 and first.json()["version"] == seg["version"] + 1
+    second = rita.patch(f"/api/segments/{seg['id']}", json={"text": "They stay with grandparents.", "version": seg["version"]}, headers={"X-CSRF-Token": rita_token})
+    assert second.status_code == 409
+    current = second.json()["current"]
+    assert (current["text"], current["version"], current["changed_by"]) == ("They stay with my parents in the village.", seg["version"] + 1, "ann")
+    [now] = [s for s in store.segments(rid) if s.id == seg["id"]]
+    assert (now.text, now.start, now.end) == ("They stay with my parents in the village.", seg["start"], seg["end"])
+    # its theme stays, its evidence on the same words
+    [theme] = [a for a in store.annotations(rid) if a.segment_id == seg["id"]]
+    assert [now.text[a:b] for a, b in theme.evidence] == ["with my parents"]
+
+
+def test_decisions_and_added_themes(app):
+    rid = app.state.recording_id
+    client, token = client_for(app, "ann")
+    segs = client.get(f"/api/recordings/{rid}/segments").json()
+    suggestion = segs[1]["annotations"][0]
+    decided = client.patch(f"/api/annotations/{suggestion['id']}", json={"status": "accepted", "version": suggestion["version"]}, headers={"X-CSRF-Token": token})
+    assert decided.status_code == 200 and decided.json()["status"] == "accepted"
+    stale = client.patch(f"/api/annotations/{suggestion['id']}", json={"status": "rejected", "version": suggestion["version"]}, headers={"X-CSRF-Token": token})
+    assert stale.status_code == 409 and stale.json()["current"]["status"] == "accepted"
+    added = client.post(f"/api/segments/{segs[0]['id']}/annotations", json={"theme": "family_separation", "evidence": [[15, 27]]}, headers={"X-CSRF-Token": token})
+    assert added.status_code == 201 and added.json()["evidence"] == [[15, 27]] and added.json()["source"] == "ann"
+    outside = client.post(f"/api/segments/{segs[0]['id']}/annotations", json={"theme": "wages", "evidence": [[0, 999]]}, headers={"X-CSRF-Token": token})
+    assert outside.status_code == 400
+    unknown = client.post(f"/api/segments/{segs[0]['id']}/annotations", json={"theme": "nonsense", "evidence": []}, headers={"X-CSRF-Token": token})
+    assert unknown.status_code == 400
+
+
+def test_transcript_text_is_escaped(app):
+    client, _ = client_for(app, "vera")
+    rid = app.state.recording_id
+    for path in (f"/recordings/{rid}", f"/recordings/{rid}/review", "/search?q=wages"):
+        page = client.get(path).text
+        assert "<script>alert(1)</script>" not in page, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, path
+
+
+def test_search_finds_corrected_text(app):
+    rid = app.state.recording_id
+    client, token = client_for(app, "ann")
+    seg = client.get(f"/api/recordings/{rid}/segments").json()[0]
+    assert client.get("/api/search", params={"q": "grandchildren"}).json()["total"] == 0
+    client.patch(f"/api/segments/{seg['id']}", json={"text": "Where are your grandchildren now?", "version": seg["version"]}, headers={"X-CSRF-Token": token})
+    found = client.get("/api/search", params={"q": "grandchildren"}).json()
+    assert found["total"] == 1 and found["hits"][0]["link"].startswith(f"/recordings/{rid}?t=0.0")
+    assert client.get("/api/search", params={"q": "wages", "theme": "wages"}).json()["total"] == 1
+    assert client.get("/api/search", params={"q": "wages", "theme": "housing"}).json()["total"] == 0
+    bad = client.get("/api/search", params={"q": '"unclosed'})
+    assert bad.status_code == 400 and "character" in bad.json()["detail"]
+    assert "grandchildren" in client.get("/search", params={"q": "grandchildren"}).text
+
+
+def test_history_and_revert(app, store):
+    rid = app.state.recording_id
+    client, token = client_for(app, "ann")
+    seg = client.get(f"/api/recordings/{rid}/segments").json()[0]
+    client.patch(f"/api/segments/{seg['id']}", json={"text": "Where are the kids?", "version": seg["version"]}, headers={"X-CSRF-Token": token})
+    suggestion = client.get(f"/api/recordings/{rid}/segments").json()[2]["annotations"][0]
+    client.patch(f"/api/annotations/{suggestion['id']}", json={"status": "rejected"}, headers={"X-CSRF-Token": token})
+    changes = client.get("/api/history", params={"recording": rid}).json()
+    corrected = next(c for c in changes if c["action"] == "corrected")
+    assert (corrected["changed_by"], corrected["before"]["text"], corrected["after"]["text"]) == ("ann", TEXTS[0], "Where are the kids?")
+    assert "Where are the kids?" in client.get("/history", params={"segment": seg["id"]}).text
+    assert client.post(f"/api/history/{corrected['id']}/revert", headers={"X-CSRF-Token": token}).status_code == 200
+    assert store.segments(rid)[0].text == TEXTS[0]
+    assert client.get("/api/search", params={"q": "kids"}).json()["total"] == 0
+    again = client.post(f"/api/history/{corrected['id']}/revert", headers={"X-CSRF-Token": token})
+    assert again.status_code == 409
+    rejected = next(c for c in changes if c["action"] == "rejected")
+    assert client.post(f"/api/history/{rejected['id']}/revert", headers={"X-CSRF-Token": token}).status_code == 200
+    assert store.annotations(rid)[-1].status == "suggested"
+
+
+def test_pages_render(app):
+    client, _ = client_for(app, "rita")
+    rid = app.state.recording_id
+    listing = client.get("/", params={"sort": "waiting", "desc": "true"}).text
+    assert "interview.wav" in listing and "/recordings/%d/review" % rid in listing
+    page = client.get(f"/recordings/{rid}").text
+    assert "Keyboard shortcuts" in page and 'data-start="5.0"' in page and "<mark>" in page
+    assert client.get("/recordings/999").status_code == 404
+    assert "no recording" in client.get("/recordings/999").text
+
+
+def test_retranscription_keeps_corrections(app, store, tmp_path):
+    rid = app.state.recording_id
+    client, token = client_for(app, "ann")
+    seg = client.get(f"/api/recordings/{rid}/segments").json()[1]
+    client.patch(f"/api/segments/{seg['id']}", json={"text": "They stay with grandparents.", "version": seg["version"]}, headers={"X-CSRF-Token": token})
+    rec = store.list_recordings()[0]
+    info = AudioInfo(Path(rec.path), rec.sha256, rec.size_bytes, "wav", "pcm_s16le", 16000, 1, 15.0)
+    segments = [Segment(i * 5.0 + 0.1, i * 5.0 + 4.1, f"again {i}", f"again {i}", "en") for i in range(3)]
+    store.save_transcription(info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k2", {})
+    assert [s.text for s in store.segments(rid)] == ["again 0", "They stay with grandparents.", "again 2"]
+    assert client.get("/api/search", params={"q": "grandparents"}).json()["total"] == 1
