@@ -145,6 +145,36 @@ class SpeakerTurn:
     speaker: str  # "S1", "S2", ... within one recording
 
 
+SPEAKER_ROLES = ("interviewer", "interviewee", "other")
+
+
+@dataclass(frozen=True)
+class SpeakerRecord:
+    """A voice in one recording: its label in the segments, the name people see, its role.
+
+    named_by and role_by are the users who set the name and the role; None when the pipeline did
+    (an enrolled voice's name, the role heuristics), which a later run may change."""
+
+    label: str  # "S1", "S2", ... as Segment.speaker has it
+    name: str | None = None  # display name; None shows the label
+    role: str | None = None  # one of SPEAKER_ROLES
+    named_by: str | None = None
+    role_by: str | None = None
+    person_id: int | None = None  # the enrolled person whose voice this is
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    """An enrolled voice: recordings where it speaks give that speaker the person's name."""
+
+    id: int
+    name: str
+    profile: tuple[float, ...]  # unit-length voice embedding (pipeline.speakers.voice_profile)
+    sources: tuple[str, ...]  # the files it was made from
+    enrolled_by: str
+    enrolled_at: str  # ISO timestamp, UTC
+
+
 ANNOTATION_STATUSES = ("suggested", "accepted", "rejected")
 
 
@@ -168,7 +198,7 @@ class AnnotationRecord:
 
 @dataclass(frozen=True)
 class HistoryRecord:
-    """One change to a recording's annotations or text: who, when, and the state before and after."""
+    """One change to a recording's annotations, text or speakers: who, when, and the state before and after."""
 
     id: int
     recording_id: int

@@ -22,8 +22,10 @@ import functools
 import hashlib
 import json
 import os
-from collections import defaultdict
-from collections.abc import Iterator
+import struct
+from bisect import bisect_left
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -43,6 +45,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -52,6 +55,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     func,
     insert,
     literal_column,
@@ -67,15 +71,18 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from pipeline.records import (
     ANNOTATION_STATUSES,
+    SPEAKER_ROLES,
     AnnotationRecord,
     AudioInfo,
     Entity,
     HistoryRecord,
+    PersonRecord,
     RecordingRecord,
     SearchFilters,
     SearchHit,
     SearchResults,
     Segment,
+    SpeakerRecord,
     StageRecord,
     ThemeSuggestion,
     Transcript,
@@ -258,6 +265,31 @@ class HistoryRow(Base):
     after: Mapped[dict | None] = mapped_column(JSON)
 
 
+class PersonRow(Base):
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    profile: Mapped[bytes] = mapped_column(LargeBinary)  # little-endian float32 (see _profile_bytes)
+    sources: Mapped[list] = mapped_column(JSON)
+    enrolled_by: Mapped[str] = mapped_column(String(255))
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+
+class SpeakerRow(Base):
+    __tablename__ = "speakers"
+    __table_args__ = (UniqueConstraint("recording_id", "label"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(255))  # as segments.speaker has it
+    name: Mapped[str | None] = mapped_column(Text)
+    named_by: Mapped[str | None] = mapped_column(String(255))  # None: the pipeline named it
+    role: Mapped[str | None] = mapped_column(String(16))
+    role_by: Mapped[str | None] = mapped_column(String(255))  # None: the heuristics chose it
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+
+
 # --------------------------------------------------------------------------------- rows to records
 
 
@@ -334,6 +366,31 @@ def _history(row: HistoryRow) -> HistoryRecord:
         changed_at=_iso(row.changed_at) or "",
         before=row.before,
         after=row.after,
+    )
+
+
+def _speaker(row: SpeakerRow) -> SpeakerRecord:
+    return SpeakerRecord(row.label, row.name, row.role, row.named_by, row.role_by, row.person_id)
+
+
+def _speaker_state(row: SpeakerRow) -> dict:
+    """What the history keeps of a speaker before and after a change."""
+    return {"label": row.label, "name": row.name, "named_by": row.named_by, "role": row.role, "role_by": row.role_by}
+
+
+def _profile_bytes(profile: Sequence[float]) -> bytes:
+    # Explicit little-endian float32: the same bytes whichever machine wrote them.
+    return struct.pack(f"<{len(profile)}f", *profile)
+
+
+def _person(row: PersonRow) -> PersonRecord:
+    return PersonRecord(
+        id=row.id,
+        name=row.name,
+        profile=struct.unpack(f"<{len(row.profile) // 4}f", row.profile),
+        sources=tuple(row.sources or ()),
+        enrolled_by=row.enrolled_by,
+        enrolled_at=_iso(row.enrolled_at) or "",
     )
 
 
@@ -680,42 +737,7 @@ class Store:
             rec.language = transcript.language
             rec.duration = info.duration
             s.flush()
-            decided = _decided_annotations(s, rec.id)
-            corrected = _corrected_segments(s, rec.id)  # web: people's text corrections, carried below
-            _unindex_recording(s.connection(), rec.id)
-            old = select(SegmentRow.id).where(SegmentRow.recording_id == rec.id)
-            no_sync = {"synchronize_session": False}
-            s.execute(delete(WordRow).where(WordRow.segment_id.in_(old)), execution_options=no_sync)
-            s.execute(delete(SegmentRow).where(SegmentRow.recording_id == rec.id), execution_options=no_sync)
-            # Core executemany, no ORM bookkeeping per row; then the new ids in one query (RETURNING
-            # would cost one statement per row on SQLite when the ids must come back in order).
-            if transcript.segments:
-                s.execute(
-                    insert(SegmentRow.__table__),
-                    [
-                        dict(
-                            recording_id=rec.id, idx=i, start=seg.start, end=seg.end, text=seg.text,
-                            original_text=seg.original_text, language=seg.language, speaker=seg.speaker,
-                            avg_logprob=seg.avg_logprob, no_speech_prob=seg.no_speech_prob,
-                            compression_ratio=seg.compression_ratio, engine=transcript.engine, model=transcript.model,
-                        )
-                        for i, seg in enumerate(transcript.segments)
-                    ],
-                )
-                new = select(SegmentRow.idx, SegmentRow.id).where(SegmentRow.recording_id == rec.id)
-                ids = dict(s.execute(new).all())
-                words = [
-                    dict(segment_id=ids[i], idx=j, start=w.start, end=w.end, text=w.text, probability=w.probability)
-                    for i, seg in enumerate(transcript.segments)
-                    for j, w in enumerate(seg.words)
-                ]
-                if words:
-                    s.execute(insert(WordRow.__table__), words)
-                index_rows(s.connection(), [(ids[i], seg.text, seg.original_text) for i, seg in enumerate(transcript.segments)])
-                _carry_decisions(s, rec.id, decided, [(ids[i], seg) for i, seg in enumerate(transcript.segments)])
-            _carry_corrections(s, rec.id, corrected, [(ids[i], seg) for i, seg in enumerate(transcript.segments)] if transcript.segments else [])
-            # Later stages worked on the old segments: they run again on the new ones.
-            s.execute(delete(StageRow).where(StageRow.recording_id == rec.id, StageRow.stage != "transcribe"), execution_options=no_sync)
+            _replace_segments(s, rec.id, transcript.segments, transcript.engine, transcript.model)
             _set_stage(s, rec.id, "transcribe", "done", settings, settings_key, report, None)
             return rec.id
 
@@ -919,6 +941,93 @@ class Store:
                 found[row.segment_id].append(Entity(row.label, row.text, row.start, row.end))
         return dict(found)
 
+    # ------------------------------------------------------------------------------- speakers
+
+    def save_speakers(
+        self,
+        recording_id: int,
+        speakers: list[SpeakerRecord],
+        settings: dict,
+        settings_key: str,
+        report: dict,
+        segments: list[Segment] | None = None,
+    ) -> list[SpeakerRecord]:
+        """Store what the speakers stage found and mark it done, in one transaction.
+
+        With `segments` (the recording's transcript split at speaker changes), they replace the
+        stored ones as in save_transcription: human decisions follow by time, later stages run
+        again. Each speaker then gets the given role, name and enrolled person, except where a
+        person set the name or the role."""
+        for found in speakers:
+            if found.role not in (None, *SPEAKER_ROLES):
+                raise ValueError(f"unknown role {found.role!r}: choose one of {', '.join(SPEAKER_ROLES)}")
+        with self._session(write=True) as s:
+            if s.get(RecordingRow, recording_id) is None:
+                raise LookupError(f"no recording with id {recording_id}")
+            if segments is not None:
+                made_by = s.execute(select(SegmentRow.engine, SegmentRow.model).where(SegmentRow.recording_id == recording_id).limit(1)).first()
+                _replace_segments(s, recording_id, segments, *(made_by or ("", "")))
+            rows = {row.label: row for row in s.scalars(select(SpeakerRow).where(SpeakerRow.recording_id == recording_id))}
+            for found in speakers:
+                row = rows.get(found.label)
+                if row is None:
+                    row = rows[found.label] = SpeakerRow(recording_id=recording_id, label=found.label)
+                    s.add(row)
+                if row.named_by is None:
+                    row.name, row.person_id = found.name, found.person_id
+                if row.role_by is None:
+                    row.role = found.role
+            _set_stage(s, recording_id, "speakers", "done", settings, settings_key, report, None)
+        return self.speakers(recording_id)
+
+    def speakers(self, recording_id: int) -> list[SpeakerRecord]:
+        """A recording's speakers, in order of first appearance."""
+        with self._session() as s:
+            return [_speaker(row) for row in s.scalars(select(SpeakerRow).where(SpeakerRow.recording_id == recording_id).order_by(SpeakerRow.id))]
+
+    def rename_speaker(self, recording_id: int, label: str, name: str, user: str) -> SpeakerRecord:
+        """Give a speaker the name people see, as `user` ("" gives the label back); kept in the history."""
+        name = " ".join(name.split())  # one line: it goes into TXT prefixes and VTT voice tags
+        with self._session(write=True) as s:
+            row = _speaker_row(s, recording_id, label)
+            before = _speaker_state(row)
+            row.name, row.named_by = (name, user) if name else (None, None)
+            s.add(HistoryRow(recording_id=recording_id, action="renamed", changed_by=user, before=before, after=_speaker_state(row)))
+            s.flush()
+            return _speaker(row)
+
+    def set_role(self, recording_id: int, label: str, role: str, user: str) -> SpeakerRecord:
+        """Set a speaker's role as `user`, over the heuristics' choice; kept in the history."""
+        if role not in SPEAKER_ROLES:
+            raise ValueError(f"unknown role {role!r}: choose one of {', '.join(SPEAKER_ROLES)}")
+        with self._session(write=True) as s:
+            row = _speaker_row(s, recording_id, label)
+            before = _speaker_state(row)
+            row.role, row.role_by = role, user
+            s.add(HistoryRow(recording_id=recording_id, action="role", changed_by=user, before=before, after=_speaker_state(row)))
+            s.flush()
+            return _speaker(row)
+
+    def enroll(self, name: str, profile: Sequence[float], user: str, sources: Sequence[str] = ()) -> PersonRecord:
+        """Store a person's voice profile as `user`; enrolling a name again replaces its profile."""
+        name = " ".join(name.split())
+        if not name:
+            raise ValueError("an enrolled voice needs a name")
+        with self._session(write=True) as s:
+            row = s.scalars(select(PersonRow).where(PersonRow.name == name)).one_or_none()
+            if row is None:
+                row = PersonRow(name=name)
+                s.add(row)
+            row.profile, row.sources = _profile_bytes(profile), [str(source) for source in sources]
+            row.enrolled_by, row.enrolled_at = user, _now()
+            s.flush()
+            return _person(row)
+
+    def people(self) -> list[PersonRecord]:
+        """The enrolled voices, by name."""
+        with self._session() as s:
+            return [_person(row) for row in s.scalars(select(PersonRow).order_by(PersonRow.name))]
+
     # --------------------------------------------------------------------------------- search
 
     def search(self, query: Query, filters: SearchFilters = SearchFilters(), limit: int = 20, offset: int = 0) -> SearchResults:
@@ -1060,7 +1169,7 @@ def _filter_clauses(filters: SearchFilters) -> list:
             )
         )
     if filters.speaker is not None:
-        clauses.append(SegmentRow.speaker == filters.speaker)
+        clauses.append(_speaker_clause(filters.speaker))
     if filters.recording is not None:
         clauses.append(SegmentRow.recording_id == filters.recording)
     if filters.language:
@@ -1125,6 +1234,118 @@ def _carry_decisions(s: Session, recording_id: int, decided: list, segments: lis
             recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="moved",
             changed_by="ohp", before={**_annotation_state(old), "annotation_id": old.id}, after=_annotation_state(row),
         ))  # fmt: skip
+
+
+def _replace_segments(s: Session, recording_id: int, segments: list[Segment], engine: str, model: str) -> None:
+    """Put `segments` (with their words) in place of a recording's segments, index them, and make a
+    speaker row for each of their labels. Human decisions follow by time: annotations (see
+    _carry_decisions), and the names and roles people gave speakers (see _carry_speakers)."""
+    decided = _decided_annotations(s, recording_id)
+    corrected = _corrected_segments(s, recording_id)  # web: people's text corrections, carried below
+    old_turns = s.execute(
+        select(SegmentRow.start, SegmentRow.end, SegmentRow.speaker)
+        .where(SegmentRow.recording_id == recording_id, SegmentRow.speaker.is_not(None))
+    ).all()  # fmt: skip
+    # Plain rows, not ORM objects: the new speakers may get the ids of the deleted ones.
+    people_set = [
+        _speaker_state(row)
+        for row in s.execute(select(SpeakerRow.__table__).where(SpeakerRow.recording_id == recording_id))
+        if row.named_by or row.role_by
+    ]
+    _unindex_recording(s.connection(), recording_id)
+    old = select(SegmentRow.id).where(SegmentRow.recording_id == recording_id)
+    no_sync = {"synchronize_session": False}
+    s.execute(delete(WordRow).where(WordRow.segment_id.in_(old)), execution_options=no_sync)
+    s.execute(delete(SegmentRow).where(SegmentRow.recording_id == recording_id), execution_options=no_sync)
+    s.execute(delete(SpeakerRow).where(SpeakerRow.recording_id == recording_id), execution_options=no_sync)
+    # Core executemany, no ORM bookkeeping per row; then the new ids in one query (RETURNING
+    # would cost one statement per row on SQLite when the ids must come back in order).
+    if segments:
+        s.execute(
+            insert(SegmentRow.__table__),
+            [
+                dict(
+                    recording_id=recording_id, idx=i, start=seg.start, end=seg.end, text=seg.text,
+                    original_text=seg.original_text, language=seg.language, speaker=seg.speaker,
+                    avg_logprob=seg.avg_logprob, no_speech_prob=seg.no_speech_prob,
+                    compression_ratio=seg.compression_ratio, engine=engine, model=model,
+                )
+                for i, seg in enumerate(segments)
+            ],
+        )
+        new = select(SegmentRow.idx, SegmentRow.id).where(SegmentRow.recording_id == recording_id)
+        ids = dict(s.execute(new).all())
+        words = [
+            dict(segment_id=ids[i], idx=j, start=w.start, end=w.end, text=w.text, probability=w.probability)
+            for i, seg in enumerate(segments)
+            for j, w in enumerate(seg.words)
+        ]
+        if words:
+            s.execute(insert(WordRow.__table__), words)
+        index_rows(s.connection(), [(ids[i], seg.text, seg.original_text) for i, seg in enumerate(segments)])
+        _carry_decisions(s, recording_id, decided, [(ids[i], seg) for i, seg in enumerate(segments)])
+    _carry_corrections(s, recording_id, corrected, [(ids[i], seg) for i, seg in enumerate(segments)] if segments else [])
+    speakers = {label: SpeakerRow(recording_id=recording_id, label=label) for label in dict.fromkeys(seg.speaker for seg in segments if seg.speaker)}
+    s.add_all(speakers.values())
+    s.flush()
+    if people_set:
+        _carry_speakers(s, recording_id, people_set, old_turns, [(seg.start, seg.end, seg.speaker) for seg in segments if seg.speaker], speakers)
+    # Later stages worked on the old segments: they run again on the new ones.
+    s.execute(delete(StageRow).where(StageRow.recording_id == recording_id, StageRow.stage != "transcribe"), execution_options=no_sync)
+
+
+def _talk_overlap(old: list[tuple[float, float, str]], new: list[tuple[float, float, str]]) -> Counter[tuple[str, str]]:
+    """Seconds during which each (old label, new label) pair speak at once, from (start, end, label) segments."""
+    old = sorted(old)
+    starts = [start for start, _, _ in old]
+    longest = max((end - start for start, end, _ in old), default=0.0)
+    found: Counter[tuple[str, str]] = Counter()
+    for start, end, label in new:
+        for old_start, old_end, old_label in old[bisect_left(starts, start - longest) : bisect_left(starts, end)]:
+            if min(end, old_end) > max(start, old_start):
+                found[old_label, label] += min(end, old_end) - max(start, old_start)
+    return found
+
+
+def _carry_speakers(
+    s: Session, recording_id: int, people_set: list[dict], old: list[tuple[float, float, str]],
+    new: list[tuple[float, float, str]], speakers: dict[str, SpeakerRow],
+) -> None:  # fmt: skip
+    """Names and roles people gave the old speakers, given to the new speakers who talk when they did:
+    pairs by the longest time speaking together, each old and new speaker in one pair at most. The
+    moves are kept in the history; a speaker nobody now talks like loses what people set."""
+    wanted = {state["label"]: state for state in people_set}
+    paired: set[str] = set()
+    for (old_label, label), _ in _talk_overlap(old, new).most_common():
+        if old_label not in wanted or label in paired:
+            continue
+        state, row = wanted.pop(old_label), speakers[label]
+        paired.add(label)
+        if state["named_by"]:
+            row.name, row.named_by = state["name"], state["named_by"]
+        if state["role_by"]:
+            row.role, row.role_by = state["role"], state["role_by"]
+        s.add(HistoryRow(recording_id=recording_id, action="speaker moved", changed_by="ohp", before=state, after=_speaker_state(row)))
+
+
+def _speaker_row(s: Session, recording_id: int, label: str) -> SpeakerRow:
+    row = s.scalars(select(SpeakerRow).where(SpeakerRow.recording_id == recording_id, SpeakerRow.label == label)).one_or_none()
+    if row is None:
+        labels = s.scalars(select(SpeakerRow.label).where(SpeakerRow.recording_id == recording_id).order_by(SpeakerRow.id)).all()
+        raise LookupError(f"recording {recording_id} has no speaker {label!r}" + (f" (it has {', '.join(labels)})" if labels else " (it has no speakers)"))
+    return row
+
+
+def _speaker_clause(speaker: str):
+    """Segments whose speaker is `speaker`: the label, the display name (any case) or the role."""
+    return or_(
+        SegmentRow.speaker == speaker,
+        exists().where(
+            SpeakerRow.recording_id == SegmentRow.recording_id,
+            SpeakerRow.label == SegmentRow.speaker,
+            or_(func.lower(SpeakerRow.name) == speaker.lower(), SpeakerRow.role == speaker.lower()),
+        ),
+    )
 
 
 def _upsert_recording(s: Session, info: AudioInfo) -> RecordingRow:

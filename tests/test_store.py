@@ -77,6 +77,7 @@ def test_migrates_to_head_and_schema_matches_models(db_url):
             tables = set(inspect(conn).get_table_names())
             assert {t for t in tables if not t.startswith("segment_index_")} == {
                 "alembic_version", "recordings", "segments", "words", "stages", "annotations", "entities", "history", "users",
+                "people", "speakers",
                 "segment_index",
             }
     finally:

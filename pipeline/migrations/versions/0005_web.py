@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"  # 0004 (speakers) is being written alongside: switch to it once it exists
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,147 @@
+"""Speakers in the store, on SQLite and (with OHP_TEST_POSTGRES_URL) PostgreSQL: a row per label, what the
+speakers stage found, names and roles people set (kept in the history, never overridden by the stage,
+carried through re-splits and re-transcriptions), enrolled voices, and migration 0004 on old data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import create_engine, text
+
+from pipeline.records import AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript, Word
+from pipeline.store import Store, alembic_config
+
+INFO = AudioInfo(Path("/audio/zhang.wav"), "cd" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 30.0)
+
+
+def seg(start: float, end: float, text_: str, speaker: str | None) -> Segment:
+    return Segment(start, end, text_, text_, "en", [Word(start, end, text_, 0.9)], speaker=speaker)
+
+
+# An interview as the transcribe stage saw it, then as the speakers stage splits it.
+UNSPLIT = [seg(0.0, 4.0, "Where were you born? In Wuhan.", None), seg(5.0, 9.0, "We moved to Dongguan in 1998.", None)]
+SPLIT = [
+    seg(0.0, 1.8, "Where were you born?", "S1"),
+    seg(2.2, 4.0, "In Wuhan.", "S2"),
+    seg(5.0, 9.0, "We moved to Dongguan in 1998.", "S2"),
+]
+FOUND = [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")]
+
+
+def transcribed(store: Store, segments: list[Segment] = UNSPLIT) -> int:
+    return store.save_transcription(INFO, Transcript("en", 0.9, segments, "faster-whisper", "base"), {}, "t", {"segments": len(segments)})
+
+
+def test_save_speakers_splits_the_segments_and_marks_the_stage(store):
+    rid = transcribed(store)
+    transcribe = store.stage(rid, "transcribe")
+    saved = store.save_speakers(rid, FOUND, {"count": None}, "k1", {"speakers": 2}, segments=SPLIT)
+    assert saved == FOUND
+    assert [(s.text, s.speaker) for s in store.segments(rid)] == [(s.text, s.speaker) for s in SPLIT]
+    assert store.stage(rid, "speakers").status == "done" and store.stage(rid, "speakers").report == {"speakers": 2}
+    assert store.stage(rid, "transcribe") == transcribe  # not transcribed again
+    assert [s.speaker for s in store.segments(rid)] == ["S1", "S2", "S2"]
+
+
+def test_transcripts_with_labels_get_a_speaker_row_per_label(store):
+    rid = transcribed(store, [seg(0, 1, "Hello.", "Interviewer"), seg(1, 2, "Hi.", "张长华"), seg(2, 3, "So.", "Interviewer"), seg(3, 4, "Hm.", None)])
+    assert store.speakers(rid) == [SpeakerRecord("Interviewer"), SpeakerRecord("张长华")]
+    transcribed(store)  # transcribed again, without speakers
+    assert store.speakers(rid) == []
+
+
+def test_rename_and_role_are_kept_in_the_history_and_the_stage_does_not_override_them(store):
+    rid = transcribed(store, SPLIT)
+    store.save_speakers(rid, FOUND, {}, "k", {})
+    renamed = store.rename_speaker(rid, "S2", "  Zhang\nChanghua ", "mei")
+    assert renamed == SpeakerRecord("S2", "Zhang Changhua", "interviewee", named_by="mei")
+    assert store.set_role(rid, "S1", "other", "li") == SpeakerRecord("S1", role="other", role_by="li")
+    history = store.history(recording_id=rid)
+    assert [(h.action, h.changed_by) for h in history] == [("renamed", "mei"), ("role", "li")]
+    assert history[0].before["name"] is None and history[0].after["name"] == "Zhang Changhua"
+    assert (history[1].before["role"], history[1].after["role"]) == ("interviewer", "other")
+
+    # The stage runs again (an enrolled voice matches S2, the heuristics swap the roles): people's choices stay.
+    again = [SpeakerRecord("S1", role="interviewee"), SpeakerRecord("S2", "Wang Fang", "interviewer", person_id=None)]
+    assert store.save_speakers(rid, again, {}, "k2", {}) == [
+        SpeakerRecord("S1", role="other", role_by="li"),
+        SpeakerRecord("S2", "Zhang Changhua", "interviewer", named_by="mei"),
+    ]
+    assert store.rename_speaker(rid, "S2", "", "mei") == SpeakerRecord("S2", None, "interviewer")  # the label again
+
+
+def test_unknown_speakers_and_roles_are_refused(store):
+    rid = transcribed(store, SPLIT)
+    with pytest.raises(LookupError, match="no speaker 'S9' \\(it has S1, S2\\)"):
+        store.rename_speaker(rid, "S9", "Zhang", "mei")
+    with pytest.raises(ValueError, match="unknown role 'boss'"):
+        store.set_role(rid, "S1", "boss", "mei")
+    with pytest.raises(ValueError, match="unknown role"):
+        store.save_speakers(rid, [SpeakerRecord("S1", role="boss")], {}, "k", {})
+    with pytest.raises(LookupError, match="no recording"):
+        store.save_speakers(rid + 1, FOUND, {}, "k", {})
+    assert store.history(recording_id=rid) == []
+
+
+def test_names_roles_and_decisions_follow_the_voice_when_the_speakers_are_found_again(store):
+    rid = transcribed(store)
+    store.save_speakers(rid, FOUND, {}, "k1", {}, segments=SPLIT)
+    store.rename_speaker(rid, "S2", "Zhang Changhua", "mei")
+    store.set_role(rid, "S1", "other", "mei")
+    ids = {s.text: s.id for s in store.segments(rid)}
+    store.save_tags(rid, {ids["We moved to Dongguan in 1998."]: [ThemeSuggestion("migration", 0.8, ((3, 8),))]}, {}, "t", {}, "k")
+    [suggestion] = store.annotations(rid)
+    store.decide(suggestion.id, "accepted", "mei")
+
+    # Found again with the labels the other way round: the names and roles go with who spoke when.
+    swapped = [seg(s.start, s.end, s.text, {"S1": "S2", "S2": "S1"}[s.speaker]) for s in SPLIT]
+    saved = store.save_speakers(rid, [SpeakerRecord("S2", role="interviewer"), SpeakerRecord("S1", role="interviewee")], {}, "k2", {}, segments=swapped)
+    assert sorted(saved, key=lambda s: s.label) == [
+        SpeakerRecord("S1", "Zhang Changhua", "interviewee", named_by="mei"),
+        SpeakerRecord("S2", None, "other", role_by="mei"),
+    ]
+    [carried] = store.annotations(rid)
+    assert (carried.theme, carried.status, store.segments(rid)[2].id) == ("migration", "accepted", carried.segment_id)
+    assert store.stage(rid, "tag") is None  # suggestions are made anew on the new segments
+    moves = [h for h in store.history(recording_id=rid) if h.action == "speaker moved"]
+    assert sorted((h.before["label"], h.after["label"]) for h in moves) == [("S1", "S2"), ("S2", "S1")]
+
+
+def test_enroll_and_people(store):
+    profile = [i / 256 for i in range(256)]
+    person = store.enroll(" Wang  Fang ", profile, "mei", ["/audio/wang-1.wav", Path("/audio/wang-2.wav")])
+    assert (person.name, person.enrolled_by, person.sources) == ("Wang Fang", "mei", ("/audio/wang-1.wav", "/audio/wang-2.wav"))
+    assert person.profile == pytest.approx(profile) and len(person.profile) == 256
+    again = store.enroll("Wang Fang", [1.0] * 256, "li")
+    assert again.id == person.id and again.profile == (1.0,) * 256 and again.enrolled_by == "li"
+    store.enroll("Chen Jie", [0.5] * 256, "li")
+    assert [p.name for p in store.people()] == ["Chen Jie", "Wang Fang"]
+    with pytest.raises(ValueError, match="needs a name"):
+        store.enroll("  ", profile, "mei")
+
+    rid = transcribed(store, SPLIT)
+    store.save_speakers(rid, [SpeakerRecord("S1", "Wang Fang", "interviewer", person_id=person.id)], {}, "k", {})
+    assert store.speakers(rid)[0] == SpeakerRecord("S1", "Wang Fang", "interviewer", person_id=person.id)
+
+
+def test_migration_gives_stored_labels_their_speaker_rows(db_url):
+    command.upgrade(alembic_config(db_url), "0003")
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO recordings (id, sha256, path, size_bytes, format, duration, extra, created_at, updated_at)"
+            " VALUES (1, 'ab', '/a.vtt', 1, 'transcript/vtt', 9.0, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ))  # fmt: skip
+        for i, speaker in enumerate(["张长华", None, "张长华", "Interviewer"]):
+            conn.execute(
+                text(
+                    "INSERT INTO segments (recording_id, idx, start, \"end\", text, original_text, language, speaker, engine, model)"
+                    " VALUES (1, :i, :i, :i + 1, 'x', 'x', 'zh', :speaker, 'import', 'vtt')"
+                ),
+                {"i": i, "speaker": speaker},
+            )
+    engine.dispose()
+    with Store(db_url) as store:
+        assert sorted(s.label for s in store.speakers(1)) == ["Interviewer", "张长华"]
