@@ -32,8 +32,9 @@ audio.addEventListener("timeupdate", () => {
 });
 
 // Opened from a search hit: ?t=seconds
-const startAt = Number(new URLSearchParams(location.search).get("t"));
-if (startAt) {
+const startParam = new URLSearchParams(location.search).get("t");
+const startAt = Number(startParam);
+if (startParam !== null && Number.isFinite(startAt)) {
   audio.currentTime = startAt;
   setCurrent(segmentAt(startAt + 0.001) || segments.find((s) => Number(s.dataset.start) >= startAt) || null, true);
 }

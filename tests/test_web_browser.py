@@ -1,0 +1,197 @@
+"""The web app in a real headless Chromium (Debian's, driven by Playwright) against a real server:
+log in, play from a segment and follow the highlight, review, add a theme from a selection, correct
+text and find it, and a conflict between two people. Screenshots go to tests/screenshots/.
+
+Skips without /usr/bin/chromium or Playwright, unless OHP_REQUIRE_BROWSER=1 (then it fails)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from conftest import corpus_path
+from pipeline.audio import probe
+from pipeline.records import Segment, ThemeSuggestion, Transcript
+from pipeline.store import Store
+from pipeline.web import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+SHOTS = Path(__file__).with_name("screenshots")
+AUDIO = "en/k2-fsa_sherpa___static_fun-asr-nano-2025-12-30_noise_en.wav"  # 10.6 s of English speech
+PASSWORD = "a long enough password"
+SEGMENTS = [
+    (0.0, 3.4, "S1", "So what's interesting here is I feel that you know"),
+    (3.4, 7.2, "S2", "brands knowing this when people sort of speak to the voice assistance at home"),
+    (7.2, 10.5, "S1", "and if you want to be the brand."),
+]
+
+
+def _playwright():
+    reason = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "playwright is not installed"
+    if reason is None and not CHROMIUM.exists():
+        reason = f"no browser at {CHROMIUM} (apt-get install chromium)"
+    if reason:
+        if os.environ.get("OHP_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason + " (OHP_REQUIRE_BROWSER=1)")
+        pytest.skip(reason)
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A seeded database and a real uvicorn server on a free loopback port; yields (base URL, store, recording id)."""
+    sync_playwright = _playwright()
+    folder = tmp_path_factory.mktemp("web")
+    audio = folder / "interview.wav"
+    shutil.copy(corpus_path(AUDIO), audio)
+    store = Store(f"sqlite:///{folder / 'ohp.db'}")
+    for name, role in (("ann", "annotator"), ("rita", "researcher")):
+        store.add_user(name, PASSWORD, role)
+    segments = [Segment(a, b, text, text, "en", speaker=speaker) for a, b, speaker, text in SEGMENTS]
+    rid = store.save_transcription(probe(audio), Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
+    store.set_metadata(rid, interviewee="Abbie <b>Claflin</b>", place="Leeds", recorded_on="2024-05-01")
+    ids = [s.id for s in store.segments(rid)]
+    store.save_tags(rid, {ids[1]: [ThemeSuggestion("working_conditions", 0.7, ((0, 6),)), ThemeSuggestion("housing", 0.6, ((70, 77),))]}, {}, "t1", {}, "t1")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(store, secret="browser-test"), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield {"url": f"http://127.0.0.1:{port}", "store": store, "rid": rid, "browser": browser}
+        browser.close()
+    server.should_exit = True
+    thread.join(timeout=10)
+    store.close()
+
+
+def logged_in(site, name: str, shot: str | None = None):
+    # bypass_csp: the page's CSP forbids eval, which wait_for_function uses
+    context = site["browser"].new_context(viewport={"width": 1200, "height": 800}, bypass_csp=True)
+    page = context.new_page()
+    page.goto(site["url"] + f"/recordings/{site['rid']}")
+    assert "/login" in page.url
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORD)
+    if shot:
+        page.screenshot(path=SHOTS / shot)
+    page.click("button[type=submit]")
+    page.wait_for_selector(".segment")
+    return page
+
+
+def segment(page, index: int):
+    return page.locator(".segment").nth(index)
+
+
+def test_play_from_a_segment_and_the_highlight_follows(site):
+    page = logged_in(site, "ann", "login.png")
+    assert page.locator("h1").inner_text() == "interview.wav"
+    assert "Abbie <b>Claflin</b>" in page.locator(".meta").inner_text()  # shown as text, not markup
+    assert "Keyboard shortcuts" in page.content()
+    segment(page, 1).locator(".clock").click()
+    page.wait_for_function("document.querySelector('.segment.playing') && !document.getElementById('audio').paused")
+    assert segment(page, 1).get_attribute("class").split().count("playing") == 1
+    # 3.8 s later the third segment is playing, and highlighted instead
+    page.wait_for_function("document.querySelectorAll('.segment')[2].classList.contains('playing')", timeout=10_000)
+    assert not segment(page, 1).evaluate("e => e.classList.contains('playing')")
+    page.screenshot(path=SHOTS / "recording.png", full_page=True)
+    page.keyboard.press("Space")  # pause
+    page.wait_for_function("document.getElementById('audio').paused")
+    page.goto(site["url"] + "/")
+    page.screenshot(path=SHOTS / "recordings.png", full_page=True)
+    page.context.close()
+
+
+def test_accept_and_reject_suggestions(site):
+    page = logged_in(site, "ann")
+    page.goto(site["url"] + f"/recordings/{site['rid']}/review")
+    themes = page.locator(".theme")
+    assert themes.count() == 2 and page.locator("mark").count() == 2  # evidence marked
+    themes.nth(0).locator("button.reject").click()
+    themes.nth(1).locator("button.accept").click()
+    page.wait_for_function("document.getElementById('decided').textContent === '2'")
+    page.screenshot(path=SHOTS / "review.png", full_page=True)
+    decided = {a.theme: (a.status, a.updated_by) for a in site["store"].annotations(site["rid"])}
+    assert decided == {"housing": ("rejected", "ann"), "working_conditions": ("accepted", "ann")}
+    page.context.close()
+
+
+def test_add_a_theme_from_a_selection(site):
+    page = logged_in(site, "ann")
+    text = segment(page, 2).locator(".text")
+    # Select "the brand" as a person would, by dragging over it.
+    box = text.bounding_box()
+    page.evaluate("""el => {
+        const node = el.firstChild, range = document.createRange();
+        range.setStart(node, node.textContent.indexOf('the brand'));
+        range.setEnd(node, node.textContent.indexOf('the brand') + 'the brand'.length);
+        const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+    }""", text.element_handle())  # fmt: skip
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
+    page.mouse.up()
+    page.wait_for_selector("#add-theme:not([hidden])")
+    assert page.locator("#selected").inner_text() == "the brand"
+    page.select_option("#add-theme select", "working_conditions")
+    page.click("#add-theme button[type=submit]")
+    page.wait_for_selector(".segment:last-of-type .theme.accepted")
+    page.screenshot(path=SHOTS / "add-theme.png", full_page=True)
+    [added] = [a for a in site["store"].annotations(site["rid"]) if a.segment_id == int(segment(page, 2).get_attribute("data-id"))]
+    start, end = added.evidence[0]
+    assert (added.theme, added.source, SEGMENTS[2][3][start:end]) == ("working_conditions", "ann", "the brand")
+    page.context.close()
+
+
+def test_correct_text_and_find_it(site):
+    page = logged_in(site, "ann")
+    segment(page, 0).locator("button.edit").click()
+    page.fill(".editor textarea", "So what's interesting here is I feel that you know kumquats")
+    page.click(".editor button:text('Save')")
+    page.wait_for_function("!document.querySelector('.editor')")
+    assert "kumquats" in segment(page, 0).locator(".text").inner_text()
+    page.goto(site["url"] + "/search?q=kumquats")
+    page.screenshot(path=SHOTS / "search.png", full_page=True)
+    page.click(".hits a")
+    page.wait_for_selector(".segment.playing")
+    assert "?t=0.0" in page.url and "kumquats" in page.locator(".segment.playing .text").inner_text()
+    page.goto(site["url"] + f"/history?recording={site['rid']}")
+    assert "kumquats" in page.locator("table.history").inner_text()
+    page.screenshot(path=SHOTS / "history.png", full_page=True)
+    page.context.close()
+
+
+def test_two_people_editing_one_segment_see_a_conflict(site):
+    ann, rita = logged_in(site, "ann"), logged_in(site, "rita")
+    for page in (ann, rita):
+        segment(page, 1).locator("button.edit").click()
+    ann.fill(".editor textarea", "brands know this when people speak to voice assistants at home")
+    ann.click(".editor button:text('Save')")
+    ann.wait_for_function("!document.querySelector('.editor')")
+    rita.fill(".editor textarea", "brands knowing this, when people speak to the voice assistant at home")
+    rita.click(".editor button:text('Save')")
+    conflict = rita.locator(".conflict")
+    conflict.wait_for()
+    assert "ann saved this segment first" in conflict.inner_text()
+    assert "brands know this when people speak to voice assistants at home" in conflict.inner_text()
+    rita.screenshot(path=SHOTS / "conflict.png", full_page=True)
+    [now] = [s for s in site["store"].segments(site["rid"]) if s.start == SEGMENTS[1][0]]
+    assert now.text == "brands know this when people speak to voice assistants at home"  # not overwritten
+    for page in (ann, rita):
+        page.context.close()
