@@ -25,15 +25,16 @@ from .script import CHINESE_LANGUAGES
 class DiarizeOptions:
     window: float = 1.6  # s: the encoder's own partial-utterance length (160 mel frames)
     hop: float = 0.4  # s between windows
-    # The affinity between n windows keeps each window's nearest neighbours * sqrt(n) (the usual
-    # k ~ sqrt(n) of nearest-neighbour graphs) or neighbours_share * n windows, whichever is more (a long
-    # recording's graph is too sparse for a clear eigengap with sqrt(n) alone). A speaker with fewer
-    # windows than that blurs into the others: about 5% of the speech in a long recording.
+    # The affinity between n windows keeps each window's neighbours * sqrt(n) nearest (the usual
+    # k ~ sqrt(n) of nearest-neighbour graphs): a speaker with fewer windows than that blurs into others.
     neighbours: float = 1.5
-    neighbours_share: float = 0.05
-    min_split: int = 30  # a cluster of fewer points (12 s of speech at the default hop) is not split again
+    # The number of speakers is estimated on at most this many evenly spaced windows: the size of the
+    # recordings it was tuned on (30-170 windows), where a clear eigengap needs no more neighbours than a
+    # speaker with a tenth of the speech has windows.
+    max_estimate: int = 400
+    min_split: int = 30  # a cluster of fewer windows (12 s of speech at the default hop) is not split again
     refine: int = 3  # rounds of moving windows to the nearest cluster centroid
-    max_windows: int = 3000  # points clustered at once (dense n x n affinity): more windows are grouped
+    max_windows: int = 3000  # windows clustered at once (dense n x n affinity); more are sampled evenly
     frame: float = 0.1  # s: resolution of the turns
     smooth: float = 1.0  # s: scores averaged over this span before a frame takes its best speaker
     min_turn: float = 1.0  # s: a shorter turn inside continuous speech joins a neighbour
@@ -137,7 +138,7 @@ def _spectral(points: np.ndarray, k: int | None, max_k: int, options: DiarizeOpt
     n = len(points)
     if n < 3 or k == 1:
         return [np.arange(n)]
-    a = affinity(points, max(2, min(n, round(max(options.neighbours * np.sqrt(n), options.neighbours_share * n)))))
+    a = affinity(points, max(2, min(n, round(options.neighbours * np.sqrt(n)))))
     degree = a.sum(axis=1)
     laplacian = np.eye(n) - a / np.sqrt(np.outer(degree, degree))
     values, vectors = eigh(laplacian, subset_by_index=[0, min(k or max_k, n - 1)])
@@ -164,15 +165,15 @@ def _split(points: np.ndarray, max_k: int, options: DiarizeOptions) -> list[np.n
 def cluster(
     embeddings: np.ndarray, n_speakers: int | None, max_speakers: int, options: DiarizeOptions = DiarizeOptions()
 ) -> np.ndarray:
-    """Speaker centroids (k, 256), L2-normed: spectral clustering of the windows (k given, or estimated
-    and at most max_speakers), then a few rounds of moving every window to its nearest centroid."""
-    # A long recording is clustered in groups of consecutive windows (their normalised mean): fewer
-    # points, each a longer and so steadier stretch of voice.
-    size = -(-len(embeddings) // options.max_windows)
-    points = _normalise(np.add.reduceat(embeddings, np.arange(0, len(embeddings), size)))
-    parts = _spectral(points, n_speakers, max_speakers, options) if n_speakers else _split(points, max_speakers, options)
-    if len(parts) > max_speakers:
-        parts = _spectral(points, max_speakers, max_speakers, options)
+    """Speaker centroids (k, 256), L2-normed: spectral clustering of the windows into k speakers (given,
+    or estimated and at most max_speakers), then a few rounds of moving every window to its nearest centroid."""
+    if not n_speakers:
+        estimate = embeddings[:: -(-len(embeddings) // options.max_estimate)]
+        n_speakers = min(len(_split(estimate, max_speakers, options)), max_speakers)
+    # Evenly spaced windows stand for a long recording (the rest join the nearest centroid below).
+    # Averaging runs of consecutive windows instead mixes the voices of short turns, and did worse.
+    points = embeddings[:: -(-len(embeddings) // options.max_windows)]
+    parts = _spectral(points, n_speakers, max_speakers, options)
     centroids = _normalise(np.stack([points[part].mean(axis=0) for part in parts]))
     for _ in range(options.refine):
         nearest = (embeddings @ centroids.T).argmax(axis=1)
