@@ -1098,6 +1098,14 @@ class Store:
             return None
         return None if row is None else _user(row)
 
+    def stage_statuses(self) -> dict[int, dict[str, str]]:
+        """Every recording's stages and their status, by recording id (one query, for listings)."""
+        found: dict[int, dict[str, str]] = defaultdict(dict)
+        with self._session() as s:
+            for rid, stage, status in s.execute(select(StageRow.recording_id, StageRow.stage, StageRow.status).order_by(StageRow.stage)):
+                found[rid][stage] = status
+        return dict(found)
+
     def segment_versions(self, recording_id: int) -> dict[int, int]:
         """Each segment's version (see correct_text), by segment id."""
         with self._session() as s:

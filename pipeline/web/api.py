@@ -5,7 +5,8 @@ from __future__ import annotations
 import mimetypes
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,6 +18,7 @@ from pipeline.store import Store, UserRecord
 from . import views
 from .auth import requires
 
+T = TypeVar("T")
 router = APIRouter(prefix="/api", tags=["api"])
 Viewer = Annotated[UserRecord, Depends(requires("viewer"))]
 Annotator = Annotated[UserRecord, Depends(requires("annotator", write=True))]
@@ -25,6 +27,20 @@ Researcher = Annotated[UserRecord, Depends(requires("researcher", write=True))]
 
 def store_of(request: Request) -> Store:
     return request.app.state.store
+
+
+async def write(request: Request, change: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a store write in a worker thread. On SQLite, one at a time: writers queued here wait their
+    turn at once, where SQLite's busy handler would have them sleep and retry (long tail latencies)."""
+    lock = request.app.state.write_lock
+    if lock is None:
+        return await run_in_threadpool(change, *args, **kwargs)
+
+    def locked() -> T:
+        with lock:
+            return change(*args, **kwargs)
+
+    return await run_in_threadpool(locked)
 
 
 class TextChange(BaseModel):
@@ -60,7 +76,7 @@ async def get_recording(request: Request, recording_id: int, user: Viewer) -> di
 
 @router.patch("/recordings/{recording_id}", summary="Set a recording's metadata (researchers)")
 async def set_metadata(request: Request, recording_id: int, change: Metadata, user: Researcher) -> dict:
-    record = await run_in_threadpool(store_of(request).set_metadata, recording_id, **change.model_dump())
+    record = await write(request, store_of(request).set_metadata, recording_id, **change.model_dump())
     return asdict(record)
 
 
@@ -81,7 +97,7 @@ async def get_audio(request: Request, recording_id: int, user: Viewer) -> FileRe
 
 @router.patch("/segments/{segment_id}", summary="Correct a segment's text (409 with the current version on conflict)")
 async def correct_text(request: Request, segment_id: int, change: TextChange, user: Annotator) -> dict:
-    seg = await run_in_threadpool(store_of(request).correct_text, segment_id, change.text, user.name, change.version)
+    seg = await write(request, store_of(request).correct_text, segment_id, change.text, user.name, change.version)
     return {"id": seg.id, "text": seg.text, "version": change.version + 1, "start": seg.start, "end": seg.end}
 
 
@@ -90,13 +106,13 @@ async def add_annotation(request: Request, segment_id: int, new: NewAnnotation, 
     codebook = request.app.state.codebook
     if new.theme not in codebook.ids:
         raise HTTPException(400, f"{new.theme!r} is not a theme of the codebook")
-    record = await run_in_threadpool(store_of(request).add_annotation, segment_id, new.theme, user.name, tuple(new.evidence))
+    record = await write(request, store_of(request).add_annotation, segment_id, new.theme, user.name, tuple(new.evidence))
     return views.annotation_json(record)
 
 
 @router.patch("/annotations/{annotation_id}", summary="Accept, reject or un-decide an annotation (409 on conflict)")
 async def decide(request: Request, annotation_id: int, decision: Decision, user: Annotator) -> dict:
-    record = await run_in_threadpool(store_of(request).decide, annotation_id, decision.status, user.name, version=decision.version)
+    record = await write(request, store_of(request).decide, annotation_id, decision.status, user.name, version=decision.version)
     return views.annotation_json(record)
 
 
@@ -123,4 +139,4 @@ async def history(request: Request, user: Viewer, recording: int | None = None, 
 
 @router.post("/history/{history_id}/revert", summary="Undo a text correction or a decision")
 async def revert(request: Request, history_id: int, user: Annotator) -> dict:
-    return asdict(await run_in_threadpool(store_of(request).revert, history_id, user.name))
+    return asdict(await write(request, store_of(request).revert, history_id, user.name))

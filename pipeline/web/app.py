@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
@@ -26,6 +27,7 @@ def create_app(store: Store, codebook_path: Path = DEFAULT_CODEBOOK, secret: str
     app.state.store = store
     app.state.codebook = load_codebook(codebook_path)
     app.state.throttle = Throttle()
+    app.state.write_lock = threading.Lock() if store.url.startswith("sqlite") else None  # see api.write
     # Signed (not readable by other sites), SameSite=Lax: a cross-site POST carries no session.
     app.add_middleware(SessionMiddleware, secret_key=secret or session_secret(), session_cookie="ohp_session", same_site="lax", max_age=12 * 3600)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")

@@ -24,23 +24,23 @@ class Piece:
 
 def pieces(text: str, spans: list[tuple[int, int]]) -> list[Piece]:
     """The text cut at the edges of the spans (overlapping spans merge)."""
-    marks = [False] * len(text)
-    for start, end in spans:
-        for i in range(max(start, 0), min(end, len(text))):
-            marks[i] = True
-    out: list[Piece] = []
-    for i, char in enumerate(text):
-        if out and out[-1].marked == marks[i]:
-            out[-1] = Piece(out[-1].text + char, marks[i])
+    merged: list[list[int]] = []
+    for start, end in sorted((max(a, 0), min(b, len(text))) for a, b in spans if b > a):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
         else:
-            out.append(Piece(char, marks[i]))
-    return out
+            merged.append([start, end])
+    out, at = [], 0
+    for start, end in merged:
+        out += [Piece(text[at:start], False)] if start > at else []
+        out.append(Piece(text[start:end], True))
+        at = end
+    return out + ([Piece(text[at:], False)] if at < len(text) or not text else [])
 
 
-def recording_summary(store: Store, recording: RecordingRecord, statuses: dict[str, int]) -> dict:
+def recording_summary(recording: RecordingRecord, stages: dict[str, str], statuses: dict[str, int]) -> dict:
     return {
-        **asdict(recording), "name": Path(recording.path).name,
-        "stages": {stage.stage: stage.status for stage in store.stages(recording.id)},
+        **asdict(recording), "name": Path(recording.path).name, "stages": stages,
         "suggested": statuses.get("suggested", 0), "accepted": statuses.get("accepted", 0),
         "rejected": statuses.get("rejected", 0),
     }  # fmt: skip
@@ -53,7 +53,8 @@ def recordings(store: Store, sort: str = "path", descending: bool = False, conta
         for status in ANNOTATION_STATUSES:
             by_recording.setdefault(rid, {}).setdefault(status, 0)
             by_recording[rid][status] += counts[status]
-    found = [recording_summary(store, rec, by_recording.get(rec.id, {})) for rec in store.list_recordings()]
+    stages = store.stage_statuses()
+    found = [recording_summary(rec, stages.get(rec.id, {}), by_recording.get(rec.id, {})) for rec in store.list_recordings()]
     needle = contains.casefold()
     found = [
         r for r in found
@@ -71,22 +72,24 @@ def recording_record(store: Store, recording_id: int) -> RecordingRecord:
     raise LookupError(f"no recording with id {recording_id}")
 
 
-def recording(store: Store, recording_id: int) -> dict:
+def recording(store: Store, recording_id: int, annotations: list[AnnotationRecord] | None = None) -> dict:
+    """A recording with its stages and its themes counted by status (from `annotations` if given)."""
     statuses: dict[str, int] = {}
-    for annotation in store.annotations(recording_id):
+    for annotation in store.annotations(recording_id) if annotations is None else annotations:
         statuses[annotation.status] = statuses.get(annotation.status, 0) + 1
-    return recording_summary(store, recording_record(store, recording_id), statuses)
+    stages = {stage.stage: stage.status for stage in store.stages(recording_id)}
+    return recording_summary(recording_record(store, recording_id), stages, statuses)
 
 
 def annotation_json(annotation: AnnotationRecord) -> dict:
-    return {**asdict(annotation), "evidence": [list(span) for span in annotation.evidence]}
+    return {**vars(annotation), "evidence": [list(span) for span in annotation.evidence]}  # vars: asdict deep-copies, slowly
 
 
-def segments(store: Store, recording_id: int) -> list[dict]:
+def segments(store: Store, recording_id: int, annotations: list[AnnotationRecord] | None = None) -> list[dict]:
     """A recording's segments with their version, themes and evidence marked, in transcript order."""
     versions = store.segment_versions(recording_id)
     themes: dict[int, list[AnnotationRecord]] = {}
-    for annotation in store.annotations(recording_id):
+    for annotation in store.annotations(recording_id) if annotations is None else annotations:
         themes.setdefault(annotation.segment_id, []).append(annotation)
     out = []
     for seg in store.segments(recording_id):
@@ -96,7 +99,7 @@ def segments(store: Store, recording_id: int) -> list[dict]:
             "id": seg.id, "start": seg.start, "end": seg.end, "clock": clock(seg.start), "speaker": seg.speaker,
             "text": seg.text, "language": seg.language, "version": versions[seg.id],
             "annotations": [annotation_json(a) for a in annotations],
-            "pieces": [asdict(p) for p in pieces(seg.text, spans)],
+            "pieces": [vars(p) for p in pieces(seg.text, spans)],
         })  # fmt: skip
     return out
 
@@ -146,7 +149,7 @@ def search(store: Store, codebook: Codebook, params: SearchParams) -> dict:
         hits.append({
             "recording_id": hit.recording_id, "recording": Path(hit.recording_path).name, "segment_id": hit.segment_id,
             "start": round(hit.start, 3), "end": round(hit.end, 3), "clock": clock(hit.start), "speaker": hit.speaker,
-            "text": hit.text, "snippet": snippet.text, "pieces": [asdict(p) for p in pieces(snippet.text, snippet.spans)],
+            "text": hit.text, "snippet": snippet.text, "pieces": [vars(p) for p in pieces(snippet.text, snippet.spans)],
             "themes": list(hit.themes), "link": f"/recordings/{hit.recording_id}?t={round(hit.start, 3)}#s{hit.segment_id}",
         })  # fmt: skip
     return {"total": results.total, "hits": hits}
