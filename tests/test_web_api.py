@@ -243,3 +243,43 @@ def test_retranscription_keeps_corrections(app, store, tmp_path):
     store.save_transcription(info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k2", {})
     assert [s.text for s in store.segments(rid)] == ["again 0", "They stay with grandparents.", "again 2"]
     assert client.get("/api/search", params={"q": "grandparents"}).json()["total"] == 1
+
+
+def test_researchers_add_accounts(app):
+    researcher, token = client_for(app, "rita")
+    created = researcher.post("/api/users", json={"name": "noor", "password": "long enough", "role": "viewer"}, headers={"X-CSRF-Token": token})
+    assert created.status_code == 201 and created.json()["role"] == "viewer" and "password" not in created.text
+    assert researcher.post("/api/users", json={"name": "noor", "password": "long enough", "role": "viewer"}, headers={"X-CSRF-Token": token}).status_code == 400
+    assert TestClient(app).get("/api/recordings", auth=("noor", "long enough")).status_code == 200
+    annotator, token = client_for(app, "ann")
+    assert annotator.post("/api/users", json={"name": "x", "password": "long enough", "role": "researcher"}, headers={"X-CSRF-Token": token}).status_code == 403
+
+
+def test_errors_show_a_message_not_a_stack_trace(app, monkeypatch):
+    client, _ = client_for(app, "vera")
+    client = TestClient(app, raise_server_exceptions=False, cookies=client.cookies)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(app.state.store, "list_recordings", broken)
+    for path in ("/", "/api/recordings"):
+        response = client.get(path)
+        assert response.status_code == 500, path
+        assert "went wrong" in response.text and "secret internals" not in response.text and "Traceback" not in response.text
+
+
+def test_user_add_command(db_url):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app as cli
+    from pipeline.store import Store
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["user", "add", "mei", "--role", "annotator", "--password-stdin", "--db", db_url], input="s3cret pass\n")
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(cli, ["user", "add", "mei", "--role", "annotator", "--password-stdin", "--db", db_url], input="other\n")
+    assert again.exit_code == 2 and "exists already" in again.output
+    with Store(db_url) as store:
+        assert store.check_password("mei", "s3cret pass").role == "annotator"
+        assert store.check_password("mei", "wrong") is None

@@ -58,6 +58,12 @@ class Decision(BaseModel):
     version: int | None = Field(default=None, description="the annotation version decided on")
 
 
+class NewUser(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    password: str = Field(min_length=8, max_length=1024)
+    role: str = Field(description="viewer, annotator or researcher")
+
+
 class Metadata(BaseModel):
     interviewee: str | None = None
     place: str | None = None
@@ -140,3 +146,8 @@ async def history(request: Request, user: Viewer, recording: int | None = None, 
 @router.post("/history/{history_id}/revert", summary="Undo a text correction or a decision")
 async def revert(request: Request, history_id: int, user: Annotator) -> dict:
     return asdict(await write(request, store_of(request).revert, history_id, user.name))
+
+
+@router.post("/users", status_code=201, summary="Add an account (researchers)")
+async def add_user(request: Request, new: NewUser, user: Researcher) -> dict:
+    return asdict(await write(request, store_of(request).add_user, new.name, new.password, new.role))
