@@ -1,4 +1,4 @@
-"""Batch runs: many recordings, each through decode -> segment -> transcribe -> tag -> store -> export.
+"""Batch runs: many recordings, each through decode -> segment -> transcribe -> speakers -> tag -> store -> export.
 
 A bad file is reported and the batch goes on. A recording already done with the same settings is
 skipped; one that a killed run left half-way resumes from its last finished chunk, which the
@@ -15,25 +15,39 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from .audio import AudioError, decode, is_audio_file, probe
 from .codebook import Codebook
 from .engines import load_engine
 from .export import FORMATS, export_stem, gather, write_exports
 from .importers import read_transcript
-from .records import AudioInfo, Segment, Transcript, Word
-from .segment import VadOptions, segment
+from .records import AudioInfo, Segment, SpeakerRecord, SpeechRegion, Transcript, Word
+from .segment import VadOptions, segment, speech_regions
+from .speakers import DiarizeOptions, diarize, label_roles, match_profiles, speaker_at, split_segment
 from .store import Store, settings_key
 from .tag import TAGGER_VERSION, tag_segments
 from .transcribe import ChunkResult, TranscribeOptions, transcribe
 from .weights import ohp_home
 
 STAGE = "transcribe"
+MAX_SPEAKERS = 8  # when the number is estimated: more voices than this in one interview are rare
+
+
+@dataclass(frozen=True)
+class SpeakerOptions:
+    count: int | None = None  # None: estimated, at most MAX_SPEAKERS
+
+    def settings(self) -> dict:
+        """The speakers stage's settings, but for the enrolled voices (see find_speakers)."""
+        return {"count": self.count, "max_speakers": max(MAX_SPEAKERS, self.count or 0), "diarize": asdict(DiarizeOptions())}
 
 
 @dataclass(frozen=True)
 class RunOptions:
     transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)
     vad: VadOptions = field(default_factory=VadOptions)
+    speakers: SpeakerOptions | None = field(default_factory=SpeakerOptions)  # None skips the speakers stage
     force: bool = False
     out_dir: Path | None = Path("transcripts")
     formats: tuple[str, ...] = FORMATS
@@ -52,6 +66,7 @@ class FileResult:
     duration: float = 0.0
     segments: int = 0
     language: str | None = None
+    speakers: int | None = None  # found by the speakers stage (None: it did not run)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     guards: dict[str, int] = field(default_factory=dict)
@@ -126,8 +141,12 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
-def _transcribe(info: AudioInfo, store: Store, options: RunOptions, result: FileResult, progress: Progress | None) -> int:
-    """Decode, segment and transcribe a recording into the store (stage "transcribe"); its id."""
+Audio = tuple[np.ndarray, list[SpeechRegion]]  # decoded samples and their speech regions
+
+
+def _transcribe(info: AudioInfo, store: Store, options: RunOptions, result: FileResult, progress: Progress | None) -> tuple[int, Audio]:
+    """Decode, segment and transcribe a recording into the store (stage "transcribe"); its id, and
+    its audio for the speakers stage."""
     path, started = result.path, time.monotonic()
     settings = options.settings()
     key = settings_key(settings)
@@ -173,7 +192,60 @@ def _transcribe(info: AudioInfo, store: Store, options: RunOptions, result: File
     recording_id = store.save_transcription(replace(info, duration=decoded.duration), transcript, settings, key, report)
     checkpoint.remove()
     result.segments, result.language, result.guards = len(transcript.segments), transcript.language, transcript.guards
-    return recording_id
+    return recording_id, (decoded.samples, [region for chunk in chunks for region in chunk.regions])
+
+
+def find_speakers(
+    store: Store, info: AudioInfo, recording_id: int, options: SpeakerOptions, vad: VadOptions = VadOptions(),
+    audio: Audio | None = None, force: bool = False,
+) -> dict | None:  # fmt: skip
+    """Who speaks when (stage "speakers"): speaker turns, every segment given its speaker and split where
+    the speaker changes, roles, and enrolled voices named; the report, or None when already done with
+    these settings and enrolled voices. Without `audio` (a recording transcribed earlier) the file is
+    decoded again; the transcript is not redone. Names and roles people set are kept (Store.save_speakers)."""
+    people = store.people()
+    # A newly enrolled voice is looked for in every recording again, as a changed codebook re-tags.
+    settings = {**options.settings(), "people": settings_key({p.name: p.enrolled_at for p in people})}
+    key = settings_key(settings)
+    stage = store.stage(recording_id, "speakers")
+    if stage and stage.status == "done" and stage.settings_key == key and not force:
+        return None
+    started = time.monotonic()
+    store.start_stage(info, "speakers", settings, key)
+    decoded_again = audio is None
+    if audio is None:
+        samples = decode(info).samples
+        audio = samples, speech_regions(samples, vad)
+    samples, regions = audio
+    turns = diarize(samples, regions, options.count, settings["max_speakers"])
+    before = store.segments(recording_id)
+    # A segment whose text a person corrected is not split (its parts would take the words' text): it
+    # keeps its text and takes the speaker who says most of it.
+    corrected = {sid for sid, version in store.segment_versions(recording_id).items() if version > 1}
+    segments = [
+        part
+        for s in before
+        for part in ([replace(s, speaker=speaker_at(s.start, s.end, turns))] if s.id in corrected else split_segment(s, turns))
+    ]
+    roles = label_roles(segments, turns)
+    names = match_profiles(samples, turns, {p.name: np.asarray(p.profile, dtype=np.float32) for p in people})
+    ids = {p.name: p.id for p in people}
+    speakers = [
+        SpeakerRecord(label, names.get(label), roles.get(label), person_id=ids.get(names.get(label)))
+        for label in dict.fromkeys(turn.speaker for turn in turns)
+    ]
+    report = {
+        "speakers": len(speakers),
+        "turns": len(turns),
+        "segments": len(segments),
+        "segments_split": len(segments) - len(before),
+        "roles": roles,
+        "enrolled": names,
+        "decoded_again": decoded_again,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    store.save_speakers(recording_id, speakers, settings, key, report, segments)
+    return report
 
 
 def tag_recording(store: Store, recording_id: int, codebook: Codebook, force: bool = False) -> dict[str, int] | None:
@@ -217,6 +289,9 @@ def import_file(path: Path, store: Store, audio: Path | None = None, codebook: C
     settings = {"imported": str(path.resolve()), "format": imported.source_format, "timed": imported.timed}
     report = {"segments": len(imported.segments), "metadata": imported.metadata}
     recording_id = store.save_transcription(info, transcript, settings, settings_key(settings), report)
+    # Its speakers are the file's: the labels its segments carry, with names and roles where it gives them.
+    speakers = [SpeakerRecord(s["label"], s.get("name"), s.get("role")) for s in imported.metadata.get("speakers", [])]
+    store.save_speakers(recording_id, speakers, settings, settings_key(settings), {"speakers": len(store.speakers(recording_id))})
     if codebook:
         tag_recording(store, recording_id, codebook)
     return recording_id
@@ -240,6 +315,7 @@ def process_file(path: Path, store: Store, options: RunOptions, progress: Progre
         done = transcribed and transcribed.status == "done" and (
             transcribed.settings_key == settings_key(options.settings()) or "imported" in transcribed.settings
         )
+        audio = None
         if done and not options.force:
             if existing.path != str(info.path):
                 store.update_path(existing.id, str(info.path))
@@ -247,8 +323,17 @@ def process_file(path: Path, store: Store, options: RunOptions, progress: Progre
             result.segments = transcribed.report.get("segments", 0)
             changed = False
         else:
-            result.recording_id = _transcribe(info, store, options, result, progress)
+            result.recording_id, audio = _transcribe(info, store, options, result, progress)
             changed = True
+        # A transcript people made (imported) keeps the speakers it came with.
+        if options.speakers and (audio is not None or "imported" not in transcribed.settings):
+            stage = "speakers"
+            if progress:
+                progress.stage_started(path, stage, result.duration)
+            report = find_speakers(store, info, result.recording_id, options.speakers, options.vad, audio, options.force)
+            changed |= report is not None
+            report = report or store.stage(result.recording_id, "speakers").report
+            result.speakers, result.segments = report["speakers"], report["segments"]
         if options.codebook:
             stage = "tag"
             if progress:

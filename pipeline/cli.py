@@ -16,14 +16,14 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgres
 from rich.table import Table
 from rich.text import Text
 
-from .batch import FileResult, RunOptions, import_file, run_batch, tag_recording
-from .audio import AudioError
+from .batch import MAX_SPEAKERS, FileResult, RunOptions, SpeakerOptions, import_file, run_batch, tag_recording
+from .audio import SAMPLE_RATE, AudioError, decode, probe
 from .codebook import DEFAULT_CODEBOOK, Codebook, CodebookError, load_codebook, validate_codebook
 from .engines import DEFAULT_ENGINE
 from .export import clock, export_stem, gather, write_exports
 from .store import ConflictError, Store, StoreError
 from .importers import TranscriptFormatError
-from .records import SearchFilters
+from .records import SPEAKER_ROLES, RecordingRecord, SearchFilters
 from .tag import pipeline_language, tag_text
 from .textindex import QuerySyntaxError, highlight, parse_query
 from .transcribe import TranscribeOptions
@@ -69,6 +69,13 @@ DbOption = Annotated[
     Optional[str],
     typer.Option("--db", envvar="OHP_DATABASE_URL", help="SQLAlchemy URL [default: sqlite:///ohp.db]", show_default=False),
 ]
+
+
+def need_user(user: str | None, doing: str) -> str:
+    if not user:
+        errors.print(f"[red]error:[/red] who is {doing}? pass --user NAME or set OHP_USER")
+        raise typer.Exit(2)
+    return user
 
 
 def open_store(url: str | None) -> Store:
@@ -121,6 +128,17 @@ def _check_language(language: str | None) -> str | None:
     return code
 
 
+def _speakers_option(value: str) -> SpeakerOptions | None:
+    """--speakers: auto, off, or how many (1 to 20)."""
+    if value == "off":
+        return None
+    if value == "auto":
+        return SpeakerOptions()
+    if not value.isdigit() or not 1 <= int(value) <= 20:
+        raise typer.BadParameter(f"{value!r}: give auto, off or a number of speakers from 1 to 20")
+    return SpeakerOptions(int(value))
+
+
 class SpeedColumn(ProgressColumn):
     """Audio seconds transcribed per second of wall time."""
 
@@ -159,7 +177,7 @@ class BatchProgress:
 
 def _summary(results: list[FileResult]) -> Table:
     table = Table(title="ohp run", title_justify="left")
-    for column, justify in (("file", "left"), ("status", "left"), ("duration", "right"), ("segments", "right"), ("language", "left"), ("time", "right"), ("warnings", "left")):
+    for column, justify in (("file", "left"), ("status", "left"), ("duration", "right"), ("segments", "right"), ("speakers", "right"), ("language", "left"), ("time", "right"), ("warnings", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     styles = {"done": "green", "skipped": "dim", "failed": "red"}
     for r in results:
@@ -169,7 +187,8 @@ def _summary(results: list[FileResult]) -> Table:
         if r.error:  # the row already names the file
             notes.append(r.error.removeprefix(f"{r.path.resolve()}: ").removeprefix(f"{r.path}: "))
         table.add_row(
-            r.path.name, f"[{styles[r.status]}]{r.status}[/]", clock(r.duration), str(r.segments), r.language or "-", f"{r.seconds:.1f} s", "; ".join(notes)
+            r.path.name, f"[{styles[r.status]}]{r.status}[/]", clock(r.duration), str(r.segments),
+            "-" if r.speakers is None else str(r.speakers), r.language or "-", f"{r.seconds:.1f} s", "; ".join(notes),
         )
     return table
 
@@ -186,12 +205,14 @@ def run(
     script: Annotated[ScriptPolicy, typer.Option(help="Chinese script of the text (the original is kept beside it)")] = ScriptPolicy.simplified,
     formats: Annotated[list[Format], typer.Option("--format", help="Transcript files to write (repeat for several)")] = list(Format),
     force: Annotated[bool, typer.Option(help="Redo recordings already done with the same settings")] = False,
+    speakers: Annotated[Optional[SpeakerOptions], typer.Option(help=f"Speakers per recording: auto (estimated, at most {MAX_SPEAKERS}), a number, or off", parser=_speakers_option, metavar="auto|N|off")] = "auto",
     tag: Annotated[bool, typer.Option(help="Tag themes from the codebook after transcribing")] = True,
     codebook: CodebookOption = None,
 ) -> None:
-    """Transcribe recordings (and tag their themes) into the database and transcript files."""
+    """Transcribe recordings (find who speaks, and tag their themes) into the database and transcript files."""
     options = RunOptions(
         transcribe=TranscribeOptions(engine=engine.value, model=model, language=_check_language(language), script=script.value),
+        speakers=speakers,
         force=force,
         out_dir=out,
         formats=tuple(f.value for f in formats),
@@ -344,9 +365,7 @@ def review(
     db: DbOption = None,
 ) -> None:
     """Walk through a recording's theme suggestions: accept, reject, add a theme, or skip."""
-    if not user:
-        errors.print("[red]error:[/red] who is reviewing? pass --user NAME or set OHP_USER")
-        raise typer.Exit(2)
+    user = need_user(user, "reviewing")
     book = open_codebook(codebook)
     store = open_store(db)
     [chosen] = choose_recordings(store, [recording])
@@ -407,7 +426,7 @@ def search(
     query: Annotated[str, typer.Argument(help='Words, "phrases", AND / OR / NOT, prefix*')],
     theme: Annotated[Optional[str], typer.Option(help="Only segments with this theme (or one nested in it)")] = None,
     status: Annotated[list[Status], typer.Option(help="Theme status that counts for --theme (repeatable)")] = [Status.suggested, Status.accepted],
-    speaker: Annotated[Optional[str], typer.Option(help="Only this speaker")] = None,
+    speaker: Annotated[Optional[str], typer.Option(help="Only this speaker: a label (S1), a name, or a role (interviewee)")] = None,
     recording: Annotated[Optional[str], typer.Option(help="Only this recording (id, hash prefix, path, name or stem)")] = None,
     language: Annotated[Optional[str], typer.Option(help="Only segments in this language")] = None,
     interviewee: Annotated[Optional[str], typer.Option(help="Recording metadata: interviewee contains")] = None,
@@ -544,3 +563,108 @@ def serve(
 
     open_codebook(codebook)  # its problems reported here, before the server starts
     uvicorn.run(create_app(open_store(db), codebook_path(codebook)), host=host, port=port)
+
+
+# -------------------------------------------------------------------------------------- speakers
+
+speakers_app = typer.Typer(help="Who speaks: enrolled voices, speaker names and roles.", no_args_is_help=True)
+app.add_typer(speakers_app, name="speakers")
+
+
+SpeakerRole = Enum("SpeakerRole", {role: role for role in SPEAKER_ROLES}, type=str)
+
+
+@speakers_app.command("enroll")
+def speakers_enroll(
+    name: Annotated[str, typer.Argument(help="The person's name, as recordings will show it")],
+    files: Annotated[list[Path], typer.Argument(help="Recordings of this person alone (a minute or more in all is best)", readable=False)],
+    user: UserOption = None,
+    db: DbOption = None,
+) -> None:
+    """Store a voice profile: recordings where this voice speaks get the name when `ohp run` finds their speakers."""
+    user = need_user(user, "enrolling")
+    from .speakers import voice_profile  # the voice encoder loads only when needed
+
+    try:
+        samples = [decode(probe(path.resolve())).samples for path in files]
+        profile = voice_profile(samples)
+    except (AudioError, ValueError) as e:
+        errors.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    person = open_store(db).enroll(name, profile.tolist(), user, [str(path.resolve()) for path in files])
+    seconds = sum(len(s) for s in samples) / SAMPLE_RATE
+    console.print(f"enrolled {person.name} from {len(files)} file(s), {clock(seconds)} of audio; `ohp run` looks for the voice in every recording", highlight=False)
+
+
+RecordingArgument = Annotated[str, typer.Argument(help="The recording (id, hash prefix, path, name or stem)")]
+LabelArgument = Annotated[str, typer.Argument(help="The speaker's label: S1, S2, ...")]
+
+
+def open_speaker(db: str | None, recording: str, label: str) -> tuple[Store, RecordingRecord]:
+    """The store and the recording named, once it is sure the recording has this speaker."""
+    store = open_store(db)
+    [chosen] = choose_recordings(store, [recording])
+    labels = [s.label for s in store.speakers(chosen.id)]
+    if label not in labels:
+        known = ", ".join(labels) or "none yet (ohp run finds them)"
+        errors.print(f"[red]error:[/red] {Path(chosen.path).name} has no speaker {label!r}; its speakers: {known}", highlight=False)
+        raise typer.Exit(2)
+    return store, chosen
+
+
+@speakers_app.command("rename")
+def speakers_rename(
+    recording: RecordingArgument,
+    label: LabelArgument,
+    name: Annotated[str, typer.Argument(help='The name to show ("" for the label again)')],
+    user: UserOption = None,
+    db: DbOption = None,
+) -> None:
+    """Give a speaker a name, shown in transcripts and kept when speakers are found again."""
+    user = need_user(user, "renaming")
+    store, chosen = open_speaker(db, recording, label)
+    speaker = store.rename_speaker(chosen.id, label, name, user)
+    console.print(f"{Path(chosen.path).name}: {label} is {speaker.name or 'known by its label again'}", highlight=False)
+
+
+@speakers_app.command("role")
+def speakers_role(
+    recording: RecordingArgument,
+    label: LabelArgument,
+    role: Annotated[SpeakerRole, typer.Argument(help="The speaker's role")],
+    user: UserOption = None,
+    db: DbOption = None,
+) -> None:
+    """Set a speaker's role, over what the heuristics chose."""
+    user = need_user(user, "setting the role")
+    store, chosen = open_speaker(db, recording, label)
+    store.set_role(chosen.id, label, role.value, user)
+    console.print(f"{Path(chosen.path).name}: {label} is the {role.value}", highlight=False)
+
+
+@speakers_app.command("list")
+def speakers_list(
+    recordings: Annotated[Optional[list[str]], typer.Argument(help="Recordings to list; all, and the enrolled voices, if none")] = None,
+    db: DbOption = None,
+) -> None:
+    """Each recording's speakers (label, name, role, speaking time) and the enrolled voices."""
+    store = open_store(db)
+    people = {p.id: p for p in store.people()}
+    table = Table()
+    for column, justify in (("recording", "left"), ("speaker", "left"), ("name", "left"), ("role", "left"), ("segments", "right"), ("time", "right")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for chosen in choose_recordings(store, recordings):
+        segments = store.segments(chosen.id)
+        for speaker in store.speakers(chosen.id):
+            own = [s for s in segments if s.speaker == speaker.label]
+            name = speaker.name or "-"
+            if speaker.named_by or speaker.person_id in people:
+                name += f" (set by {speaker.named_by})" if speaker.named_by else " (enrolled voice)"
+            role = (speaker.role or "-") + (f" (set by {speaker.role_by})" if speaker.role_by else "")
+            table.add_row(Path(chosen.path).name, speaker.label, name, role, str(len(own)), clock(sum(s.end - s.start for s in own)))
+    if table.row_count:
+        console.print(table)
+    else:
+        console.print("no speakers yet: `ohp run` finds them")
+    if not recordings and people:
+        console.print("enrolled voices: " + ", ".join(f"{p.name} (by {p.enrolled_by}, {p.enrolled_at[:10]})" for p in people.values()), highlight=False)

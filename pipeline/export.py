@@ -1,7 +1,9 @@
 """Transcript files: JSON (the reference format), SRT, WebVTT and plain text.
 
-Every writer is a function from a `RecordingExport` (a recording, its segments and their themes) to
-text; `write_exports` puts them in a folder as `<recording file stem>.<ext>`.
+Every writer is a function from a `RecordingExport` (a recording, its speakers, its segments and their
+themes) to text; `write_exports` puts them in a folder as `<recording file stem>.<ext>`. Segments name
+their speaker by label in the JSON (its recording part gives each label's name and role); the other
+formats show the speaker's display name, or the label when it has none.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .records import AnnotationRecord, RecordingRecord, Segment
+from .records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord
 
 FORMATS = ("json", "srt", "vtt", "txt")
 
@@ -26,6 +28,12 @@ class RecordingExport:
     recording: RecordingRecord
     segments: list[Segment]
     annotations: dict[int, list[AnnotationRecord]] = field(default_factory=dict)  # by segment id
+    speakers: list[SpeakerRecord] = field(default_factory=list)
+
+    def speaker_name(self, segment: Segment) -> str | None:
+        """Who says the segment, as people read it: the speaker's display name, else its label."""
+        names = {s.label: s.name for s in self.speakers if s.name}
+        return names.get(segment.speaker, segment.speaker) if segment.speaker else None
 
 
 def gather(store, recording: RecordingRecord) -> RecordingExport:
@@ -33,7 +41,7 @@ def gather(store, recording: RecordingRecord) -> RecordingExport:
     annotations: dict[int, list[AnnotationRecord]] = {}
     for annotation in store.annotations(recording.id):
         annotations.setdefault(annotation.segment_id, []).append(annotation)
-    return RecordingExport(recording, store.segments(recording.id), annotations)
+    return RecordingExport(recording, store.segments(recording.id), annotations, store.speakers(recording.id))
 
 
 def timestamp(seconds: float, separator: str = ".", hours: bool = True) -> str:
@@ -59,6 +67,7 @@ def to_json(export: RecordingExport) -> str:
             "sha256": recording.sha256,
             "duration": recording.duration,
             "language": recording.language,
+            "speakers": [{"label": s.label, "name": s.name, "role": s.role} for s in export.speakers],
         },
         "segments": [
             {
@@ -84,16 +93,29 @@ def to_json(export: RecordingExport) -> str:
     return json.dumps(document, ensure_ascii=False, indent=1) + "\n"
 
 
+def _said(export: RecordingExport, segment: Segment) -> str:
+    """The segment's text after its speaker's name, "Name: text" (just the text when nobody is known)."""
+    name = export.speaker_name(segment)
+    return f"{name}: {segment.text}" if name else segment.text
+
+
 def to_srt(export: RecordingExport) -> str:
     blocks = [
-        f"{i}\n{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}\n{s.text}\n" for i, s in enumerate(export.segments, 1)
+        f"{i}\n{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}\n{_said(export, s)}\n" for i, s in enumerate(export.segments, 1)
     ]
     return "\n".join(blocks)
 
 
+def _cue_text(export: RecordingExport, segment: Segment) -> str:
+    # Cue text is markup in WebVTT: "<" opens a tag (the text after it vanishes) and "&" an entity; the
+    # speaker is a voice tag, <v Name>, whose name is escaped alike.
+    name = export.speaker_name(segment)
+    text = html.escape(segment.text, quote=False)
+    return f"<v {html.escape(name, quote=False)}>{text}" if name else text
+
+
 def to_vtt(export: RecordingExport) -> str:
-    # Cue text is markup in WebVTT: "<" opens a tag (the text after it vanishes) and "&" an entity.
-    blocks = [f"{timestamp(s.start)} --> {timestamp(s.end)}\n{html.escape(s.text, quote=False)}\n" for s in export.segments]
+    blocks = [f"{timestamp(s.start)} --> {timestamp(s.end)}\n{_cue_text(export, s)}\n" for s in export.segments]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
@@ -105,7 +127,7 @@ def to_txt(export: RecordingExport) -> str:
         f"Language: {recording.language or 'unknown'}",
     ]
     header += [f"{label}: {value}" for label, value in (("Interviewee", recording.interviewee), ("Place", recording.place), ("Date", recording.recorded_on)) if value]
-    lines = [f"[{clock(s.start)}] {s.speaker + ': ' if s.speaker else ''}{s.text}" for s in export.segments]
+    lines = [f"[{clock(s.start)}] {_said(export, s)}" for s in export.segments]
     return "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
 
 

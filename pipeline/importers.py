@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .records import Segment, Word
+from .records import SPEAKER_ROLES, Segment, Word
 
 MAX_BYTES = 50 * 1024 * 1024
 FORMATS = ("json", "srt", "vtt", "txt")
@@ -234,7 +234,7 @@ def _vtt_parts(payload: str) -> list[tuple[str | None, str]]:
         return [(None, payload)]
     parts = [(None, payload[: marks[0].start()])] if payload[: marks[0].start()].strip() else []
     for m, nxt in zip(marks, marks[1:] + [None]):
-        parts.append((m.group(1).strip(), payload[m.end() : nxt.start() if nxt else len(payload)]))
+        parts.append((html.unescape(m.group(1).strip()), payload[m.end() : nxt.start() if nxt else len(payload)]))
     return parts
 
 
@@ -322,6 +322,13 @@ def _text(path: Path, value: object, what: str) -> str | None:
     return value
 
 
+def _is_speaker(item: object) -> bool:
+    return (
+        isinstance(item, dict) and isinstance(item.get("label"), str)
+        and isinstance(item.get("name"), (str, type(None))) and item.get("role") in (None, *SPEAKER_ROLES)
+    )  # fmt: skip
+
+
 def _read_json(path: Path, text: str) -> ImportedTranscript:
     try:
         document = json.loads(text)
@@ -375,6 +382,12 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
     for s in segments:
         s.language = s.language or language or ""
     metadata = {k: recording[k] for k in ("path", "sha256", "duration", "id") if recording.get(k) is not None}
+    speakers = recording.get("speakers") or []
+    if not isinstance(speakers, list) or not all(map(_is_speaker, speakers)):
+        roles = ", ".join(SPEAKER_ROLES)
+        raise TranscriptFormatError(path, f'"recording": "speakers" must be a list of objects with a "label", a "name" and a "role" ({roles} or null)')
+    if speakers:
+        metadata["speakers"] = [{k: p.get(k) for k in ("label", "name", "role")} for p in speakers]  # names and roles by label
     if themes:
         metadata["themes"] = themes  # by position in segments, as the file has them: for the caller to keep or not
     return ImportedTranscript(segments, language, "json", True, metadata)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -16,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import corpus_path
-from pipeline.audio import ffmpeg_exe
-from pipeline.batch import RunOptions, run_batch
+from pipeline.audio import SAMPLE_RATE, decode, ffmpeg_exe, probe
+from pipeline.batch import RunOptions, SpeakerOptions, import_file, run_batch
+from pipeline.speakers import voice_profile
 from pipeline.store import Store
 
 pytestmark = pytest.mark.slow
@@ -25,6 +27,7 @@ pytestmark = pytest.mark.slow
 OHP = [str(Path(sys.executable).with_name("ohp"))]
 MANDARIN = "zh/FireRedTeam_FireRedASR__examples_wav_BAC009S0764W0121.wav"  # 4.2 s
 ENGLISH = "en/lhotse-speech_lhotse__test_fixtures_libri_libri-1088-134315-0000.wav"  # 16 s
+TWO_VOICES = "en/pyannote_pyannote-audio__src_pyannote_audio_sample_sample.wav"  # 30 s, a phone call of two women
 
 
 def ffmpeg(*args: str) -> None:
@@ -65,11 +68,12 @@ def test_run_writes_database_and_transcripts_then_skips_on_rerun(tmp_path):
 
     doc = json.loads((out / "worker.json").read_text(encoding="utf-8"))
     assert set(doc) == {"recording", "segments"}
-    assert set(doc["recording"]) == {"id", "path", "sha256", "duration", "language"}
+    assert set(doc["recording"]) == {"id", "path", "sha256", "duration", "language", "speakers"}
     assert doc["recording"]["language"] == "zh" and doc["recording"]["duration"] == pytest.approx(4.2, abs=0.05)
     first_segment = doc["segments"][0]
-    assert set(first_segment) == {"id", "start", "end", "text", "original_text", "language", "speaker", "words"}
-    assert first_segment["speaker"] is None
+    assert set(first_segment) == {"id", "start", "end", "text", "original_text", "language", "speaker", "words", "themes"}
+    assert first_segment["speaker"] == "S1"
+    assert {s["speaker"] for s in doc["segments"]} <= {s["label"] for s in doc["recording"]["speakers"]}
     assert "交易" in "".join(s["text"] for s in doc["segments"])
     assert set(first_segment["words"][0]) == {"start", "end", "text", "probability"}
     english = json.loads((out / "interviewer.json").read_text(encoding="utf-8"))
@@ -286,7 +290,7 @@ def test_killed_batch_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     with sqlite3.connect(db) as conn:
         after = dict(conn.execute("SELECT r.path, s.finished_at FROM stages s JOIN recordings r ON r.id = s.recording_id").fetchall())
-        resumed = json.loads(conn.execute("SELECT s.report FROM stages s JOIN recordings r ON r.id = s.recording_id WHERE r.path LIKE '%b_long.wav'").fetchone()[0])
+        resumed = json.loads(conn.execute("SELECT s.report FROM stages s JOIN recordings r ON r.id = s.recording_id WHERE r.path LIKE '%b_long.wav' AND s.stage = 'transcribe'").fetchone()[0])
     assert {p: after[p] for p in finished} == finished  # nothing finished was redone
     assert resumed["resumed_chunks"] >= 2
     assert not list(partial.glob("*.jsonl"))
@@ -294,3 +298,59 @@ def test_killed_batch_resumes_and_matches_an_uninterrupted_run(tmp_path):
     clean = tmp_path / "clean.db"
     assert ohp("run", str(audio), "--db", f"sqlite:///{clean}", "--out", str(tmp_path / "out2"), env=env).returncode == 0
     assert segment_rows(db) == segment_rows(clean)
+
+
+# --- speakers ------------------------------------------------------------------------------------
+
+
+def test_two_voices_get_speakers_and_roles_then_are_found_again_without_transcribing(tmp_path, store):
+    call = tmp_path / "call.wav"
+    shutil.copy(corpus_path(TWO_VOICES), call)
+    out = tmp_path / "out"
+    [done] = run_batch([call], store, RunOptions(out_dir=out, formats=("txt", "json"))).files
+    assert done.status == "done" and done.speakers >= 2, done.error
+    segments = store.segments(done.recording_id)
+    assert all(s.speaker for s in segments) and len({s.speaker for s in segments}) >= 2
+    speakers = store.speakers(done.recording_id)
+    assert {s.role for s in speakers} >= {"interviewer", "interviewee"}
+    txt = (out / "call.txt").read_text(encoding="utf-8").split("\n\n", 1)[1].splitlines()
+    assert txt and all(re.match(r"\[00:00:\d\d\] S\d: \S", line) for line in txt), txt
+    recording = json.loads((out / "call.json").read_text(encoding="utf-8"))["recording"]
+    assert [s["label"] for s in recording["speakers"]] == [s.label for s in speakers]
+    stage = store.stage(done.recording_id, "speakers")
+    assert stage.report["speakers"] == done.speakers and stage.report["decoded_again"] is False
+
+    # Found again with the number given: the audio is decoded again, the transcript is not redone; a
+    # name a person gave stays with its voice, and the other voice, enrolled meanwhile, gets its name.
+    transcribed = store.stage(done.recording_id, "transcribe")
+    store.rename_speaker(done.recording_id, "S1", "Sheila", "mei")
+    longest = max(segments, key=lambda s: len(s.words))
+    store.correct_text(longest.id, longest.text + " (corrected)", "mei", 1)
+    samples = decode(probe(call)).samples
+    other = [samples[int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)] for s in segments if s.speaker == "S2"]
+    store.enroll("Diane", voice_profile(other).tolist(), "mei", [str(call)])
+    options = RunOptions(out_dir=out, formats=("txt",), speakers=SpeakerOptions(2))
+    [again] = run_batch([call], store, options).files
+    assert again.status == "done" and again.speakers == 2, again.error
+    assert store.stage(done.recording_id, "transcribe") == transcribed  # same finished_at
+    stage = store.stage(done.recording_id, "speakers")
+    assert stage.report["decoded_again"] and stage.settings["count"] == 2
+    assert all(s.speaker in ("S1", "S2") for s in store.segments(done.recording_id))
+    assert longest.text + " (corrected)" in [s.text for s in store.segments(done.recording_id)]  # not split, not lost
+    assert sorted(s.name for s in store.speakers(done.recording_id)) == ["Diane", "Sheila"]
+    lines = (out / "call.txt").read_text(encoding="utf-8").splitlines()
+    assert any(line.startswith("Sheila: ", 11) for line in lines) and any(line.startswith("Diane: ", 11) for line in lines)
+    [skipped] = run_batch([call], store, options).files
+    assert skipped.status == "skipped"
+
+
+def test_an_imported_transcript_keeps_the_speakers_of_its_file(tmp_path, store):
+    audio = tmp_path / "zhang.wav"
+    shutil.copy(corpus_path(MANDARIN), audio)
+    vtt = tmp_path / "zhang.vtt"
+    vtt.write_text("WEBVTT\n\n00:00.500 --> 00:02.000\n<v 采访者>您好。\n\n00:02.000 --> 00:04.000\n<v 张长华>你好。\n", encoding="utf-8")
+    recording_id = import_file(vtt, store, audio)
+    [result] = run_batch([audio], store, RunOptions(out_dir=None)).files
+    assert result.status == "skipped" and result.speakers is None
+    assert [s.label for s in store.speakers(recording_id)] == ["采访者", "张长华"]
+    assert "imported" in store.stage(recording_id, "speakers").settings

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from pipeline import export
+from pipeline.importers import read_transcript
 from pipeline.export import FORMATS, RecordingExport, clock, export_stem, timestamp, to_json, to_srt, to_txt, to_vtt, write_exports
-from pipeline.records import AnnotationRecord, RecordingRecord, Segment, Word
+from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(
     id=7,
@@ -33,8 +34,11 @@ SEGMENTS = [
         avg_logprob=-0.2, no_speech_prob=0.01, speaker="SPEAKER_00", id=101,
     ),
     Segment(61.0004, 65.5, "后来搬到了城里。", "後來搬到了城裡。", "zh", [], speaker=None, id=102),
-    Segment(3723.25, 3725.0, "Thank you & goodbye <laughs>", "Thank you & goodbye <laughs>", "en", id=103),
+    Segment(3723.25, 3725.0, "Thank you & goodbye <laughs>", "Thank you & goodbye <laughs>", "en", speaker="S2", id=103),
 ]  # fmt: skip
+# SPEAKER_00 has a display name, S2 only its label.
+SPEAKERS = [SpeakerRecord("SPEAKER_00", "王秀英", "interviewee"), SpeakerRecord("S2", None, "interviewer", role_by="mei")]
+EXPORT = RecordingExport(RECORDING, SEGMENTS, speakers=SPEAKERS)
 
 
 def test_timestamp():
@@ -55,7 +59,7 @@ def test_timestamp():
 
 
 def test_json_is_the_reference_format():
-    document = json.loads(to_json(RecordingExport(RECORDING, SEGMENTS)))
+    document = json.loads(to_json(EXPORT))
     assert list(document) == ["recording", "segments"]
     assert document["recording"] == {
         "id": 7,
@@ -63,8 +67,13 @@ def test_json_is_the_reference_format():
         "sha256": RECORDING.sha256,
         "duration": 3725.4321,
         "language": "zh",
+        "speakers": [
+            {"label": "SPEAKER_00", "name": "王秀英", "role": "interviewee"},
+            {"label": "S2", "name": None, "role": "interviewer"},
+        ],
     }
-    assert list(document["recording"]) == ["id", "path", "sha256", "duration", "language"]
+    assert list(document["recording"]) == ["id", "path", "sha256", "duration", "language", "speakers"]
+    assert list(document["recording"]["speakers"][0]) == ["label", "name", "role"]
     first = document["segments"][0]
     assert list(first) == ["id", "start", "end", "text", "original_text", "language", "speaker", "words", "themes"]
     assert first == {
@@ -74,7 +83,7 @@ def test_json_is_the_reference_format():
         "text": "我们那时候住在乡下。",
         "original_text": "我們那時候住在鄉下。",
         "language": "zh",
-        "speaker": "SPEAKER_00",
+        "speaker": "SPEAKER_00",  # the label: the name is the recording's to give
         "words": [
             {"start": 1.0, "end": 1.4, "text": "我们", "probability": 0.9877},
             {"start": 1.4, "end": 2.0, "text": "那时候", "probability": 0.9},
@@ -109,7 +118,7 @@ def test_json_writes_chinese_as_text_and_ends_with_a_newline():
 def test_json_of_a_recording_without_speech():
     silent = RecordingRecord(8, "f" * 64, "/a/quiet.wav", 10, "wav", 30.0, None)
     assert json.loads(to_json(RecordingExport(silent, []))) == {
-        "recording": {"id": 8, "path": "/a/quiet.wav", "sha256": "f" * 64, "duration": 30.0, "language": None},
+        "recording": {"id": 8, "path": "/a/quiet.wav", "sha256": "f" * 64, "duration": 30.0, "language": None, "speakers": []},
         "segments": [],
     }
 
@@ -118,12 +127,12 @@ def test_json_of_a_recording_without_speech():
 
 
 def test_srt():
-    assert to_srt(RecordingExport(RECORDING, SEGMENTS)) == (
-        "1\n00:00:01,000 --> 00:00:02,500\n我们那时候住在乡下。\n"
+    assert to_srt(EXPORT) == (
+        "1\n00:00:01,000 --> 00:00:02,500\n王秀英: 我们那时候住在乡下。\n"
         "\n"
         "2\n00:01:01,000 --> 00:01:05,500\n后来搬到了城里。\n"
         "\n"
-        "3\n01:02:03,250 --> 01:02:05,000\nThank you & goodbye <laughs>\n"
+        "3\n01:02:03,250 --> 01:02:05,000\nS2: Thank you & goodbye <laughs>\n"
     )
 
 
@@ -138,15 +147,24 @@ def test_srt_blocks_are_separated_by_one_blank_line():
 
 
 def test_vtt():
-    assert to_vtt(RecordingExport(RECORDING, SEGMENTS)) == (
+    assert to_vtt(EXPORT) == (
         "WEBVTT\n"
         "\n"
-        "00:00:01.000 --> 00:00:02.500\n我们那时候住在乡下。\n"
+        "00:00:01.000 --> 00:00:02.500\n<v 王秀英>我们那时候住在乡下。\n"
         "\n"
         "00:01:01.000 --> 00:01:05.500\n后来搬到了城里。\n"
         "\n"
-        "01:02:03.250 --> 01:02:05.000\nThank you &amp; goodbye &lt;laughs&gt;\n"  # cue text is markup
+        "01:02:03.250 --> 01:02:05.000\n<v S2>Thank you &amp; goodbye &lt;laughs&gt;\n"  # cue text is markup
     )
+
+
+def test_vtt_voice_names_are_escaped_and_read_back(tmp_path):
+    speakers = [SpeakerRecord("SPEAKER_00", "Li <Mei> & Co"), SpeakerRecord("S2", "Wang>Fang")]
+    vtt = to_vtt(RecordingExport(RECORDING, SEGMENTS, speakers=speakers))
+    assert "\n<v Li &lt;Mei&gt; &amp; Co>我们那时候住在乡下。\n" in vtt and "\n<v Wang&gt;Fang>Thank you &amp;" in vtt
+    (tmp_path / "voices.vtt").write_text(vtt, encoding="utf-8")
+    imported = read_transcript(tmp_path / "voices.vtt")
+    assert [s.speaker for s in imported.segments] == ["Li <Mei> & Co", None, "Wang>Fang"]
 
 
 def test_vtt_without_segments_is_still_a_vtt_file():
@@ -154,7 +172,7 @@ def test_vtt_without_segments_is_still_a_vtt_file():
 
 
 def test_txt():
-    assert to_txt(RecordingExport(RECORDING, SEGMENTS)) == (
+    assert to_txt(EXPORT) == (
         "Recording: 访谈 录音 01.wav\n"
         "Duration: 01:02:05\n"
         "Language: zh\n"
@@ -162,9 +180,9 @@ def test_txt():
         "Place: 成都\n"
         "Date: 1998-05-03\n"
         "\n"
-        "[00:00:01] SPEAKER_00: 我们那时候住在乡下。\n"
+        "[00:00:01] 王秀英: 我们那时候住在乡下。\n"
         "[00:01:01] 后来搬到了城里。\n"
-        "[01:02:03] Thank you & goodbye <laughs>\n"
+        "[01:02:03] S2: Thank you & goodbye <laughs>\n"
     )
 
 

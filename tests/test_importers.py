@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from pipeline import importers
 from pipeline.export import RecordingExport, to_json, to_srt, to_txt, to_vtt
 from pipeline.importers import TranscriptFormatError, guess_language, read_transcript
-from pipeline.records import AnnotationRecord, RecordingRecord, Segment, Word
+from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(
     id=7, sha256="ab" * 32, path="/archive/王秀英 01.wav", size_bytes=1, format="wav", duration=3725.5,
@@ -55,6 +56,15 @@ def test_json_round_trip(tmp_path):
         "path": RECORDING.path, "sha256": RECORDING.sha256, "duration": 3725.5, "id": 7,
         "themes": {1: [{"id": "migration", "status": "accepted", "source": "auto", "evidence": [[2, 4]]}]},
     }  # fmt: skip
+
+
+def test_json_speakers_names_and_roles_are_read(tmp_path):
+    speakers = [SpeakerRecord("S1", "王秀英", "interviewee", named_by="mei"), SpeakerRecord("S2")]
+    imported = read_transcript(write(tmp_path, "a.json", to_json(RecordingExport(RECORDING, SEGMENTS, speakers=speakers))))
+    assert imported.metadata["speakers"] == [{"label": "S1", "name": "王秀英", "role": "interviewee"}, {"label": "S2", "name": None, "role": None}]
+    for bad in ([{"name": "x"}], [{"label": "S1", "role": "boss"}], {"S1": "x"}, [{"label": "S1", "name": 3}]):
+        with pytest.raises(TranscriptFormatError, match='"speakers" must be a list of objects with a "label"'):
+            read_transcript(write(tmp_path, "bad.json", json.dumps({"recording": {"speakers": bad}, "segments": [{"start": 0, "end": 1, "text": "x"}]})))
 
 
 def test_json_found_by_content_whatever_its_name(tmp_path):
@@ -123,7 +133,11 @@ def test_srt(tmp_path):
 def test_srt_from_export_with_crlf_and_bom(tmp_path):
     text = "\ufeff" + to_srt(EXPORT).replace("\n", "\r\n")
     imported = read_transcript(write(tmp_path, "a.srt", text))
-    assert [(s.start, s.end, s.text) for s in imported.segments] == [(s.start, s.end, s.text) for s in SEGMENTS]
+    assert [(s.start, s.end, s.text) for s in imported.segments] == [
+        (1.0, 2.5, "S1: 我们那时候住在乡下。"),  # one speaker label in three cues: not taken for one
+        (61.25, 65.5, "后来搬到了城里。"),
+        (3723.25, 3725.0, "Thank you & goodbye <laughs>"),
+    ]
 
 
 def test_srt_speaker_labels(tmp_path):

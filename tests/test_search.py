@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.records import AudioInfo, SearchFilters, Segment, ThemeSuggestion, Transcript
+from pipeline.records import AudioInfo, SearchFilters, Segment, SpeakerRecord, ThemeSuggestion, Transcript
 from pipeline.store import Store
 from pipeline.textindex import parse_query
 
@@ -162,3 +162,31 @@ def test_cli_import_then_search_and_bad_files_import_nothing(tmp_path):
         assert [Path(r.path).name for r in store.list_recordings()] == ["zhang.vtt"]
     found = json.loads(invoke("search", "拖欠", "--json", "--db", url).stdout)
     assert found["hits"][0]["speaker"] == "张长华" and found["hits"][0]["themes"] == ["wages"]
+
+
+# --- speakers ------------------------------------------------------------------------------------
+
+
+def test_speaker_filter_matches_label_name_or_role(corpus):
+    store, zhang, li = corpus
+    for rid in (zhang, li):
+        store.save_speakers(rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
+    store.rename_speaker(zhang, "S2", "Zhang Changhua", "mei")
+    wages = "工资 OR wages OR wage"
+    # "What did the interviewees say about wages": not the interviewer's question.
+    assert texts(store, wages, SearchFilters(speaker="interviewee")) == sorted([ZHANG[1][0], LI[0][0], LI[1][0]])
+    assert texts(store, wages, SearchFilters(speaker="Interviewer")) == [ZHANG[0][0]]
+    assert texts(store, wages, SearchFilters(speaker="zhang changhua")) == [ZHANG[1][0]]  # any case
+    assert texts(store, wages, SearchFilters(speaker="S2")) == sorted([ZHANG[1][0], LI[0][0], LI[1][0]])
+    assert texts(store, wages, SearchFilters(speaker="Zhang")) == []  # a whole name, not a part
+    store.set_role(li, "S2", "other", "mei")
+    assert texts(store, wages, SearchFilters(speaker="interviewee")) == [ZHANG[1][0]]
+
+
+def test_cli_search_by_speaker_role(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ohp.db'}"
+    with Store(url) as store:
+        rid = save(store, "zhang.wav", "aa", ZHANG, "zh")
+        store.save_speakers(rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
+    found = json.loads(invoke("search", "工资", "--speaker", "interviewee", "--json", "--db", url).stdout)
+    assert [(h["speaker"], h["text"]) for h in found["hits"]] == [("S2", ZHANG[1][0])]

@@ -1,0 +1,109 @@
+"""`ohp speakers enroll / rename / role / list` through typer's runner; names and roles reach the exports."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import corpus_path
+from typer.testing import CliRunner
+
+from pipeline import cli
+from pipeline.batch import BatchReport, SpeakerOptions
+from pipeline.cli import app
+from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript
+from pipeline.store import Store
+
+runner = CliRunner()
+INFO = AudioInfo(Path("/audio/zhang.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
+LINES = [("您是哪年出来打工的？", "S1"), ("二零零八年，先到的东莞。", "S2"), ("工资怎么样？", "S1"), ("一个月一千多。", "S2")]
+
+
+@pytest.fixture
+def db(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'ohp.db'}"
+    segments = [Segment(i * 5.0, i * 5.0 + 4.0, text, text, "zh", speaker=speaker) for i, (text, speaker) in enumerate(LINES)]
+    with Store(url) as store:
+        rid = store.save_transcription(INFO, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
+        store.save_speakers(rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
+    return url
+
+
+def invoke(*args: str, **env: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200", "OHP_USER": "", **env})
+
+
+def test_rename_and_role_then_list_and_export(db, tmp_path):
+    renamed = invoke("speakers", "rename", "zhang", "S2", "Zhang Changhua", "--user", "mei", "--db", db)
+    assert renamed.exit_code == 0, renamed.output
+    assert "S2 is Zhang Changhua" in renamed.output
+    role = invoke("speakers", "role", "zhang.wav", "S1", "other", "--db", db, OHP_USER="li")
+    assert role.exit_code == 0 and "S1 is the other" in role.output
+    listed = invoke("speakers", "list", "--db", db)
+    assert listed.exit_code == 0
+    rows = [line for line in listed.output.splitlines() if "zhang.wav" in line]
+    assert len(rows) == 2
+    assert "S1" in rows[0] and "other (set by li)" in rows[0] and "00:00:08" in rows[0]
+    assert "Zhang Changhua (set by mei)" in rows[1] and "interviewee" in rows[1] and " 2 " in rows[1]
+    with Store(db) as store:
+        assert [(h.action, h.changed_by) for h in store.history(recording_id=1)] == [("renamed", "mei"), ("role", "li")]
+
+    assert invoke("export", "zhang", "--format", "txt", "--out", str(tmp_path / "t"), "--db", db).exit_code == 0
+    txt = (tmp_path / "t" / "zhang.txt").read_text(encoding="utf-8")
+    assert "[00:00:00] S1: 您是哪年出来打工的？\n[00:00:05] Zhang Changhua: 二零零八年，先到的东莞。\n" in txt
+
+
+def test_mistakes_get_a_message_and_exit_2(db):
+    no_user = invoke("speakers", "rename", "zhang", "S2", "Zhang", "--db", db)
+    assert no_user.exit_code == 2 and "who is renaming? pass --user" in no_user.output
+    unknown = invoke("speakers", "rename", "zhang", "S3", "Zhang", "--user", "mei", "--db", db)
+    assert unknown.exit_code == 2 and "zhang.wav has no speaker 'S3'; its speakers: S1, S2" in unknown.output
+    assert invoke("speakers", "role", "zhang", "S1", "boss", "--user", "mei", "--db", db).exit_code == 2
+    nobody = invoke("speakers", "role", "nobody", "S1", "other", "--user", "mei", "--db", db)
+    assert nobody.exit_code == 2 and "'nobody' matches no recording" in nobody.output
+    with Store(db) as store:
+        assert store.history(recording_id=1) == []
+
+
+def test_enroll_a_voice_from_files(db, tmp_path):
+    voice = tmp_path / "wang fang.wav"
+    shutil.copy(corpus_path("zh/FireRedTeam_FireRedASR__examples_wav_BAC009S0764W0121.wav"), voice)
+    enrolled = invoke("speakers", "enroll", "Wang Fang", str(voice), "--user", "mei", "--db", db)
+    assert enrolled.exit_code == 0, enrolled.output
+    assert "enrolled Wang Fang from 1 file(s), 00:00:04 of audio" in enrolled.output
+    with Store(db) as store:
+        [person] = store.people()
+    assert (person.name, person.enrolled_by, person.sources, len(person.profile)) == ("Wang Fang", "mei", (str(voice.resolve()),), 256)
+    assert sum(x * x for x in person.profile) == pytest.approx(1.0, abs=1e-4)
+    assert "enrolled voices: Wang Fang (by mei," in invoke("speakers", "list", "--db", db).output
+
+    missing = invoke("speakers", "enroll", "Li Mei", str(tmp_path / "nowhere.wav"), "--user", "mei", "--db", db)
+    assert missing.exit_code == 2 and "nowhere.wav" in missing.output and "Traceback" not in missing.output
+
+
+def test_list_of_a_recording_without_speakers(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ohp.db'}"
+    with Store(url) as store:
+        store.save_transcription(INFO, Transcript("zh", 0.9, [Segment(0, 1, "好。", "好。", "zh")], "faster-whisper", "base"), {}, "k", {})
+    result = invoke("speakers", "list", "zhang", "--db", url)
+    assert result.exit_code == 0 and "no speakers yet" in result.output
+
+
+@pytest.mark.parametrize(("given", "expected"), [([], SpeakerOptions()), (["--speakers", "3"], SpeakerOptions(3)), (["--speakers", "off"], None)])
+def test_run_speakers_option(monkeypatch, tmp_path, given, expected):
+    seen = []
+
+    def run_batch(paths, store, options, progress):
+        seen.append(options.speakers)
+        return BatchReport([])
+
+    monkeypatch.setattr(cli, "run_batch", run_batch)
+    invoke("run", "a.wav", "--no-tag", "--db", f"sqlite:///{tmp_path / 'ohp.db'}", *given)
+    assert seen == [expected]
+
+
+@pytest.mark.parametrize("given", ["0", "21", "two", ""])
+def test_run_speakers_option_refuses_what_is_not_a_number_of_speakers(tmp_path, given):
+    result = invoke("run", "a.wav", "--speakers", given, "--db", f"sqlite:///{tmp_path / 'ohp.db'}")
+    assert result.exit_code == 2 and "give auto, off or a number of speakers from 1 to 20" in result.output
