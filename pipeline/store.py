@@ -455,7 +455,10 @@ def in_models(name: str | None, type_: str, parent_names: dict) -> bool:
 
 def segment_terms(text_: str, original_text: str) -> str:
     """What the index holds of a segment: the terms of its text, and of the original where it differs."""
-    terms, original = index_terms(text_), index_terms(original_text)
+    terms = index_terms(text_)
+    if original_text == text_:  # most segments (imported ones always): index the text once
+        return terms
+    original = index_terms(original_text)
     return terms if original == terms else f"{terms} {original}"  # simplified and traditional are one
 
 
@@ -463,11 +466,15 @@ def index_rows(conn: Connection, rows: list[tuple[int, str, str]]) -> None:
     """Index segments given as (id, text, original text), replacing what the index had of them."""
     if not rows:
         return
-    params = [{"id": sid, "terms": segment_terms(t, o)} for sid, t, o in rows]
     if conn.dialect.name == "sqlite":
-        conn.execute(text("DELETE FROM segment_index WHERE rowid = :id"), [{"id": p["id"]} for p in params])
-        conn.execute(text("INSERT INTO segment_index (rowid, terms) VALUES (:id, :terms)"), params)
+        # OR REPLACE: FTS5 first drops what it had of the rowid (one lookup when it had nothing). Plain
+        # tuples to the driver: this runs for every segment stored.
+        conn.exec_driver_sql(
+            "INSERT OR REPLACE INTO segment_index (rowid, terms) VALUES (?, ?)",
+            [(sid, segment_terms(t, o)) for sid, t, o in rows],
+        )
     else:
+        params = [{"id": sid, "terms": segment_terms(t, o)} for sid, t, o in rows]
         conn.execute(
             text(
                 "INSERT INTO segment_index (segment_id, vector) VALUES (:id, to_tsvector('simple', :terms)) "
@@ -486,20 +493,26 @@ def _unindex_recording(conn: Connection, recording_id: int) -> None:
         )
 
 
-def _matches_query(conn: Connection, query: Query):
-    """A subquery of (segment_id, rank) for the segments matching a query; higher rank is better."""
+def _matches_query(conn: Connection, query: Query, filters: SearchFilters = SearchFilters(), ranked: bool = True):
+    """A select of (segment_id, rank) for the segments matching a query and the filters, higher rank
+    better (without the rank when not `ranked`: counting needs none).
+
+    The full-text index is the first table: every segment is in it (the store keeps it so on every
+    write), so a search without filters, or with a theme filter only, never touches the segments.
+    """
     if conn.dialect.name == "sqlite":
-        return (
-            select(SEGMENT_INDEX.c.rowid.label("segment_id"), (-func.bm25(literal_column("segment_index"))).label("rank"))
-            .where(literal_column("segment_index").op("MATCH")(to_fts5(query)))
-            .subquery("matches")
-        )
-    tsquery = func.to_tsquery("simple", to_tsquery(query))
-    return (
-        select(SEGMENT_INDEX.c.segment_id, func.ts_rank_cd(SEGMENT_INDEX.c.vector, tsquery).label("rank"))
-        .where(SEGMENT_INDEX.c.vector.op("@@")(tsquery))
-        .subquery("matches")
-    )
+        segment_id = SEGMENT_INDEX.c.rowid
+        match = literal_column("segment_index").op("MATCH")(to_fts5(query))
+        rank = -func.bm25(literal_column("segment_index"))
+    else:
+        tsquery = func.to_tsquery("simple", to_tsquery(query))
+        segment_id = SEGMENT_INDEX.c.segment_id
+        match = SEGMENT_INDEX.c.vector.op("@@")(tsquery)
+        rank = func.ts_rank_cd(SEGMENT_INDEX.c.vector, tsquery)
+    found = select(segment_id.label("segment_id"), *([rank.label("rank")] if ranked else [])).select_from(SEGMENT_INDEX)
+    if filters != SearchFilters(themes=filters.themes, theme_status=filters.theme_status):  # more than a theme
+        found = found.join(SegmentRow, SegmentRow.id == segment_id).join(RecordingRow, RecordingRow.id == SegmentRow.recording_id)
+    return found.where(match, *_filter_clauses(filters, segment_id))
 
 
 # ------------------------------------------------------------------------------------- migrations
@@ -1032,22 +1045,35 @@ class Store:
 
     def search(self, query: Query, filters: SearchFilters = SearchFilters(), limit: int = 20, offset: int = 0) -> SearchResults:
         """Segments matching a query (see pipeline.textindex), most relevant first, ties by recording and
-        time; `total` counts every match. bm25 ranks on SQLite, ts_rank_cd on PostgreSQL."""
+        time; `total` counts every match. bm25 ranks on SQLite, ts_rank_cd on PostgreSQL.
+
+        One statement: the matches' ids and ranks are computed once (a materialized CTE), the rank of the
+        last wanted hit found in it, and only the matches ranked as high (ties included) are joined to
+        their segments and recordings and sorted, however many match."""
+        wanted = limit + offset
         with self._session() as s:
-            matches = _matches_query(s.connection(), query)
-            found = (
+            conn = s.connection()
+            matches = _matches_query(conn, query, filters).cte("matches").prefix_with("MATERIALIZED")
+            cut = select(matches.c.rank).order_by(matches.c.rank.desc()).limit(1).offset(wanted - 1).scalar_subquery()
+            total = select(func.count()).select_from(matches).scalar_subquery()
+            rows = s.execute(
                 select(
                     SegmentRow.id, SegmentRow.recording_id, RecordingRow.path, SegmentRow.start, SegmentRow.end,
-                    SegmentRow.speaker, SegmentRow.text, SegmentRow.language, matches.c.rank,
+                    SegmentRow.speaker, SegmentRow.text, SegmentRow.language, matches.c.rank, total.label("total"),
                 )
-                .join(matches, matches.c.segment_id == SegmentRow.id)
+                .select_from(matches)
+                .join(SegmentRow, SegmentRow.id == matches.c.segment_id)
                 .join(RecordingRow, RecordingRow.id == SegmentRow.recording_id)
-                .where(*_filter_clauses(filters))
-            )  # fmt: skip
-            total = s.scalar(select(func.count()).select_from(found.subquery())) or 0
-            rows = s.execute(
-                found.order_by(matches.c.rank.desc(), RecordingRow.path, SegmentRow.start).limit(limit).offset(offset)
-            ).all()
+                .where(matches.c.rank >= func.coalesce(cut, matches.c.rank))  # all, when fewer match
+                .order_by(matches.c.rank.desc(), RecordingRow.path, SegmentRow.start)
+                .limit(limit)
+                .offset(offset)
+            ).all()  # fmt: skip
+            if rows:
+                count = rows[0].total
+            else:  # nothing matches, or fewer than offset do
+                unranked = _matches_query(conn, query, filters, ranked=False).subquery()
+                count = s.scalar(select(func.count()).select_from(unranked)) or 0
             themes: dict[int, list[str]] = defaultdict(list)
             if rows:
                 for segment_id, theme in s.execute(
@@ -1060,7 +1086,7 @@ class Store:
             SearchHit(r.recording_id, r.path, r.id, r.start, r.end, r.speaker, r.text, r.language, tuple(themes[r.id]), float(r.rank))
             for r in rows
         ]
-        return SearchResults(total, hits)
+        return SearchResults(count, hits)
 
     def count_segments(self) -> int:
         with self._session() as s:
@@ -1166,14 +1192,18 @@ class Store:
             return _history(undo)
 
 
-def _filter_clauses(filters: SearchFilters) -> list:
+def _filter_clauses(filters: SearchFilters, segment_id=SegmentRow.id) -> list:
+    """WHERE clauses for the filters, on SegmentRow and RecordingRow; `segment_id` is the column the
+    theme filter looks up annotations by (a full-text index's own id column will do)."""
     clauses = []
     if filters.themes:
+        # EXISTS: one look-up in (segment_id, theme) per match. An IN list of every segment with the
+        # theme would read the whole annotations table on every search (it has no index by theme).
         clauses.append(
-            SegmentRow.id.in_(
-                select(AnnotationRow.segment_id).where(
-                    AnnotationRow.theme.in_(filters.themes), AnnotationRow.status.in_(filters.theme_status)
-                )
+            exists().where(
+                AnnotationRow.segment_id == segment_id,
+                AnnotationRow.theme.in_(filters.themes),
+                AnnotationRow.status.in_(filters.theme_status),
             )
         )
     if filters.speaker is not None:
@@ -1269,18 +1299,24 @@ def _replace_segments(s: Session, recording_id: int, segments: list[Segment], en
     # Core executemany, no ORM bookkeeping per row; then the new ids in one query (RETURNING
     # would cost one statement per row on SQLite when the ids must come back in order).
     if segments:
-        s.execute(
-            insert(SegmentRow.__table__),
-            [
-                dict(
-                    recording_id=recording_id, idx=i, start=seg.start, end=seg.end, text=seg.text,
-                    original_text=seg.original_text, language=seg.language, speaker=seg.speaker,
-                    avg_logprob=seg.avg_logprob, no_speech_prob=seg.no_speech_prob,
-                    compression_ratio=seg.compression_ratio, engine=engine, model=model,
-                )
-                for i, seg in enumerate(segments)
-            ],
-        )
+        rows = [
+            dict(
+                recording_id=recording_id, idx=i, start=seg.start, end=seg.end, text=seg.text,
+                original_text=seg.original_text, language=seg.language, speaker=seg.speaker,
+                avg_logprob=seg.avg_logprob, no_speech_prob=seg.no_speech_prob,
+                compression_ratio=seg.compression_ratio, engine=engine, model=model,
+            )
+            for i, seg in enumerate(segments)
+        ]  # fmt: skip
+        conn = s.connection()
+        if conn.dialect.name == "sqlite":  # tuples straight to the driver: half the cost per row (bench/search.py)
+            columns = ", ".join(f'"{name}"' for name in rows[0])
+            conn.exec_driver_sql(
+                f"INSERT INTO segments ({columns}) VALUES ({', '.join('?' * len(rows[0]))})",
+                [tuple(row.values()) for row in rows],
+            )
+        else:
+            s.execute(insert(SegmentRow.__table__), rows)
         new = select(SegmentRow.idx, SegmentRow.id).where(SegmentRow.recording_id == recording_id)
         ids = dict(s.execute(new).all())
         words = [

@@ -44,6 +44,7 @@ _CJK = (
 # or a word of letters and digits with inner apostrophes (don't, children's).
 _TOKEN = re.compile(rf"(?P<cjk>[{_CJK}]+(?:\s+[{_CJK}]+)*)|(?P<word>[^\W_{_CJK}]+(?:['’][^\W_{_CJK}]+)*)")
 _SPACE = re.compile(r"\s+")
+_ASCII_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")  # _TOKEN's words in folded (lower-case) ASCII text
 _APOSTROPHE = re.compile("['’]")
 _LATIN_MARKS = re.compile("[\u0300-\u036f]")
 # CJK and full-width punctuation, quotes and dashes: token separators however they are written
@@ -109,8 +110,11 @@ def _bigrams(run: str) -> list[str]:
 
 def index_terms(text: str) -> str:
     """The text as the space-separated terms a full-text index holds (see the module's docstring)."""
+    folded = _fold(text)
+    if folded.isascii():  # English: _TOKEN's words, by a simpler pattern (twice as fast)
+        return " ".join(map(_stem, _ASCII_WORD.findall(folded)))
     terms: list[str] = []
-    for cjk, word in _TOKEN.findall(_fold(text)):  # findall and map: this runs for every segment stored
+    for cjk, word in _TOKEN.findall(folded):  # findall and map: this runs for every segment stored
         if word:
             terms.append(_stem(word))
             continue
