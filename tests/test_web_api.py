@@ -283,3 +283,15 @@ def test_user_add_command(db_url):
     with Store(db_url) as store:
         assert store.check_password("mei", "s3cret pass").role == "annotator"
         assert store.check_password("mei", "wrong") is None
+
+
+def test_session_secret_is_made_once_and_kept_private(tmp_path, monkeypatch):
+    from pipeline.web.auth import session_secret
+
+    monkeypatch.delenv("OHP_SECRET", raising=False)
+    monkeypatch.setenv("OHP_HOME", str(tmp_path / "home"))
+    first = session_secret()
+    assert len(first) >= 32 and session_secret() == first
+    assert (tmp_path / "home" / "web-secret").stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("OHP_SECRET", "from the environment")
+    assert session_secret() == "from the environment"
