@@ -68,10 +68,7 @@ async def recordings(request: Request, user: Viewer, sort: str = "path", desc: b
 
 
 async def _recording_page(request: Request, user: UserRecord, recording_id: int, review: bool) -> HTMLResponse:
-    store = request.app.state.store
-    annotations = await run_in_threadpool(store.annotations, recording_id)  # read once for both
-    rec = await run_in_threadpool(views.recording, store, recording_id, annotations)
-    segs = await run_in_threadpool(views.segments, store, recording_id, annotations)
+    rec, segs = await run_in_threadpool(views.transcript, request.app.state.store, recording_id)
     if review:  # only the segments with themes to decide or decided
         segs = [s for s in segs if s["annotations"]]
     return page(

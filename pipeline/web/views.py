@@ -104,6 +104,12 @@ def segments(store: Store, recording_id: int, annotations: list[AnnotationRecord
     return out
 
 
+def transcript(store: Store, recording_id: int) -> tuple[dict, list[dict]]:
+    """A recording and its segments, for its page: the annotations read once for both, in one thread."""
+    annotations = store.annotations(recording_id)
+    return recording(store, recording_id, annotations), segments(store, recording_id, annotations)
+
+
 def turns(segs: list[dict]) -> list[dict]:
     """Consecutive segments of one speaker, as one turn."""
     out: list[dict] = []
