@@ -20,7 +20,7 @@ import numpy as np
 from .audio import AudioError, decode, is_audio_file, probe
 from .codebook import Codebook
 from .engines import load_engine
-from .export import FORMATS, export_stem, gather, write_exports
+from .export import FORMATS, export_stem, gather, shared_stems, write_exports
 from .importers import read_transcript
 from .records import AudioInfo, Segment, SpeakerRecord, SpeechRegion, Transcript, Word
 from .segment import VadOptions, segment, speech_regions
@@ -106,9 +106,10 @@ def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
                 missing.append(FileResult(path, "failed", error=f"{path}: no such file or folder"))
         except OSError as e:  # a folder we may not enter
             missing.append(FileResult(path, "failed", error=f"{path}: cannot read: {e.strerror}"))
-    seen: set[Path] = set()
-    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
-    return unique, missing
+    unique: dict[Path, Path] = {}  # a file named twice (or found in two folders given) runs once
+    for f in files:
+        unique.setdefault(f.resolve(), f)
+    return list(unique.values()), missing
 
 
 class Checkpoint:
@@ -364,8 +365,7 @@ def run_batch(paths: list[Path | str], store: Store, options: RunOptions = RunOp
     files, results = find_audio_files([Path(p) for p in paths])
     # Stems shared by different files get the recording's short hash in their export names.
     known = {f.resolve() for f in files} | {Path(r.path) for r in store.list_recordings() if Path(r.path).exists()}
-    stems = [p.stem for p in known]
-    taken = {s for s in stems if stems.count(s) > 1}
+    taken = shared_stems(known)
     for index, path in enumerate(files):
         if progress:
             progress.file_started(path, index, len(files))

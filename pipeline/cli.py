@@ -20,7 +20,7 @@ from .batch import MAX_SPEAKERS, FileResult, RunOptions, SpeakerOptions, import_
 from .audio import SAMPLE_RATE, AudioError, decode, probe
 from .codebook import DEFAULT_CODEBOOK, Codebook, CodebookError, load_codebook, validate_codebook
 from .engines import DEFAULT_ENGINE
-from .export import clock, export_stem, gather, write_exports
+from .export import clock, export_stem, gather, shared_stems, write_exports
 from .store import ConflictError, Store, StoreError
 from .importers import TranscriptFormatError
 from .records import SPEAKER_ROLES, RecordingRecord, SearchFilters
@@ -260,8 +260,7 @@ def export(
     """Write transcript files from the database."""
     store = open_store(db)
     chosen = choose_recordings(store, recordings)
-    stems = [Path(r.path).stem for r in store.list_recordings()]
-    taken = {s for s in stems if stems.count(s) > 1}
+    taken = shared_stems(r.path for r in store.list_recordings())
     for recording in chosen:
         for path in write_exports(gather(store, recording), out, tuple(f.value for f in formats), export_stem(recording, taken)):
             console.print(str(path))

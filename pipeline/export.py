@@ -12,7 +12,8 @@ import html
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +138,12 @@ WRITERS: dict[str, Callable[[RecordingExport], str]] = {
     "vtt": to_vtt,
     "txt": to_txt,
 }
+
+
+def shared_stems(paths: Iterable[Path | str]) -> set[str]:
+    """File stems that more than one of the paths has: their exports need telling apart."""
+    counts = Counter(Path(p).stem for p in set(map(str, paths)))
+    return {stem for stem, n in counts.items() if n > 1}
 
 
 def export_stem(recording: RecordingRecord, taken: set[str] | None = None) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import export
 from pipeline.importers import read_transcript
-from pipeline.export import FORMATS, RecordingExport, clock, export_stem, timestamp, to_json, to_srt, to_txt, to_vtt, write_exports
+from pipeline.export import FORMATS, RecordingExport, shared_stems, clock, export_stem, timestamp, to_json, to_srt, to_txt, to_vtt, write_exports
 from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(
@@ -262,3 +262,8 @@ def test_same_stem_from_two_folders_gives_two_files(tmp_path):
     b = write_exports(RecordingExport(other, []), tmp_path, ("json",), export_stem(other, taken))
     assert [p.name for p in a + b] == ["访谈 录音 01-ab12cd34.json", "访谈 录音 01-99887766.json"]
     assert json.loads(b[0].read_text(encoding="utf-8"))["recording"]["id"] == 9
+
+
+def test_shared_stems_are_the_stems_of_more_than_one_file():
+    paths = ["/a/zhang.wav", "/b/zhang.m4a", "/a/li.wav", Path("/a/li.wav"), "/c/wang.mp3"]
+    assert shared_stems(paths) == {"zhang"}  # the same file named twice is one file
