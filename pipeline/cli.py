@@ -20,7 +20,8 @@ from .batch import MAX_SPEAKERS, FileResult, RunOptions, SpeakerOptions, import_
 from .audio import SAMPLE_RATE, AudioError, decode, probe
 from .codebook import DEFAULT_CODEBOOK, Codebook, CodebookError, load_codebook, validate_codebook
 from .engines import DEFAULT_ENGINE
-from .export import clock, export_stem, gather, shared_stems, write_exports
+from .utils import clock
+from .export import export_stem, gather, shared_stems, write_exports
 from .store import ConflictError, Store, StoreError
 from .importers import TranscriptFormatError
 from .records import SPEAKER_ROLES, RecordingRecord, SearchFilters

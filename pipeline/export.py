@@ -14,49 +14,23 @@ import os
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord
+from .codebook import Codebook
+from .records import AnnotationRecord, RecordingExport, RecordingRecord, Segment
+from .utils import clock, timestamp
 
 FORMATS = ("json", "srt", "vtt", "txt")
 
 
-@dataclass
-class RecordingExport:
-    """What the transcript files of one recording show."""
-
-    recording: RecordingRecord
-    segments: list[Segment]
-    annotations: dict[int, list[AnnotationRecord]] = field(default_factory=dict)  # by segment id
-    speakers: list[SpeakerRecord] = field(default_factory=list)
-
-    def speaker_name(self, segment: Segment) -> str | None:
-        """Who says the segment, as people read it: the speaker's display name, else its label."""
-        names = {s.label: s.name for s in self.speakers if s.name}
-        return names.get(segment.speaker, segment.speaker) if segment.speaker else None
-
-
-def gather(store, recording: RecordingRecord) -> RecordingExport:
-    """A recording's export from the store."""
+def gather(store, recording: RecordingRecord, codebook: Codebook | None = None) -> RecordingExport:
+    """A recording's export from the store (the codebook gives themes their labels)."""
     annotations: dict[int, list[AnnotationRecord]] = {}
     for annotation in store.annotations(recording.id):
         annotations.setdefault(annotation.segment_id, []).append(annotation)
-    return RecordingExport(recording, store.segments(recording.id), annotations, store.speakers(recording.id))
-
-
-def timestamp(seconds: float, separator: str = ".", hours: bool = True) -> str:
-    """01:02:03.456 (SRT wants a comma before the milliseconds)."""
-    ms = max(0, round(seconds * 1000))
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}" if hours or h else f"{m:02d}:{s:02d}{separator}{ms:03d}"
-
-
-def clock(seconds: float) -> str:
-    """00:12:31, for people reading a transcript."""
-    return timestamp(seconds)[:8]
+    return RecordingExport(
+        recording, store.segments(recording.id), annotations, store.speakers(recording.id), store.entities(recording.id), codebook
+    )
 
 
 def to_json(export: RecordingExport) -> str:
@@ -152,13 +126,14 @@ def export_stem(recording: RecordingRecord, taken: set[str] | None = None) -> st
     return f"{stem}-{recording.sha256[:8]}" if taken and stem in taken else stem
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, content: str | bytes) -> None:
     # A reader (or a crash) never sees half a transcript file. Not mkstemp: its files are private
     # (0600), and the transcript would keep that mode; open(..., "x") gives the umask's mode.
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
-        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with open(tmp, "xb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)

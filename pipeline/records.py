@@ -7,7 +7,12 @@ Times are always seconds in the recording's own time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .codebook import Codebook
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,9 @@ class Transcript:
     warnings: list[str] = field(default_factory=list)
 
 
+CONSENT_LEVELS = ("open", "restricted", "closed")
+
+
 @dataclass(frozen=True)
 class RecordingRecord:
     """A stored recording, as the store returns it."""
@@ -103,6 +111,14 @@ class RecordingRecord:
     place: str | None = None
     recorded_on: str | None = None  # ISO date
     metadata: dict = field(default_factory=dict)  # anything else the project records
+    consent: str = "open"  # one of CONSENT_LEVELS, as the interviewee agreed
+    release_on: str | None = None  # ISO date from which a restricted or closed recording is open
+
+    def access(self, today: date | None = None) -> str:
+        """The consent level in force: a restriction ends on its release date."""
+        if self.consent != "open" and self.release_on and (today or date.today()).isoformat() >= self.release_on:
+            return "open"
+        return self.consent
 
 
 @dataclass(frozen=True)
@@ -244,3 +260,69 @@ class SearchHit:
 class SearchResults:
     total: int
     hits: list[SearchHit]
+
+
+@dataclass
+class RecordingExport:
+    """Everything the export files of one recording show: the writers' only input."""
+
+    recording: RecordingRecord
+    segments: list[Segment]
+    annotations: dict[int, list[AnnotationRecord]] = field(default_factory=dict)  # by segment id
+    speakers: list[SpeakerRecord] = field(default_factory=list)
+    entities: dict[int, list[Entity]] = field(default_factory=dict)  # by segment id
+    codebook: Codebook | None = None  # theme labels and nesting; ids stand in without it
+
+    def speaker_name(self, segment: Segment) -> str | None:
+        """Who says the segment, as people read it: the speaker's display name, else its label."""
+        names = {s.label: s.name for s in self.speakers if s.name}
+        return names.get(segment.speaker, segment.speaker) if segment.speaker else None
+
+    def themes(self, segment: Segment) -> list[AnnotationRecord]:
+        """The segment's themes that nobody rejected."""
+        return [a for a in self.annotations.get(segment.id, []) if a.status != "rejected"]
+
+    def theme_label(self, theme: str, language: str = "en") -> str:
+        """A theme as people read it: its codebook label in the language (English, else any), else its id."""
+        if self.codebook is None or theme not in self.codebook.ids:
+            return theme
+        labels = self.codebook.theme(theme).label
+        return labels.get(language) or labels.get("en") or next(iter(labels.values()), theme)
+
+    def turns(self) -> list[list[Segment]]:
+        """The segments grouped into turns: runs of consecutive segments by one speaker."""
+        turns: list[list[Segment]] = []
+        for segment in self.segments:
+            if turns and segment.speaker is not None and turns[-1][-1].speaker == segment.speaker:
+                turns[-1].append(segment)
+            else:
+                turns.append([segment])
+        return turns
+
+
+def coder(annotation: AnnotationRecord) -> str:
+    """Who coded it: the person who added or decided it; "ohp" for the tagger's open suggestions."""
+    if annotation.source != "auto":
+        return annotation.source
+    return annotation.updated_by if annotation.status != "suggested" and annotation.updated_by else "ohp"
+
+
+@dataclass(frozen=True)
+class Coding:
+    """A theme someone put on part of a recording in another tool (ELAN, a QDA program), on its way back."""
+
+    theme: str  # codebook id
+    coder: str
+    start: float  # seconds in the recording
+    end: float
+    text: str | None = None  # the coded words, when the tool marked characters rather than times
+
+
+@dataclass
+class ImportedCodings:
+    """The codings an exchange file holds, by the sha256 of the recording they belong to."""
+
+    path: Path
+    source_format: str  # "eaf", "qdpx"
+    codings: dict[str, list[Coding]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # codes that map to no theme, and the like

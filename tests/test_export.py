@@ -12,7 +12,9 @@ import pytest
 
 from pipeline import export
 from pipeline.importers import read_transcript
-from pipeline.export import FORMATS, RecordingExport, shared_stems, clock, export_stem, timestamp, to_json, to_srt, to_txt, to_vtt, write_exports
+from pipeline.records import RecordingExport
+from pipeline.utils import clock, timestamp
+from pipeline.export import FORMATS, shared_stems, export_stem, to_json, to_srt, to_txt, to_vtt, write_exports
 from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(

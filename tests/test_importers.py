@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import importers
-from pipeline.export import RecordingExport, to_json, to_srt, to_txt, to_vtt
+from pipeline.records import RecordingExport
+from pipeline.export import to_json, to_srt, to_txt, to_vtt
 from pipeline.importers import TranscriptFormatError, guess_language, read_transcript
 from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline.codebook import Codebook
-from pipeline.export import clock
+from pipeline.utils import clock
 from pipeline.records import ANNOTATION_STATUSES, AnnotationRecord, RecordingRecord, SearchFilters
 from pipeline.store import Store
 from pipeline.textindex import highlight, parse_query
