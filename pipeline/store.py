@@ -40,6 +40,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -71,6 +72,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from pipeline.records import (
     ANNOTATION_STATUSES,
+    CONSENT_LEVELS,
     SPEAKER_ROLES,
     AnnotationRecord,
     AudioInfo,
@@ -152,6 +154,7 @@ class Base(DeclarativeBase):
 
 class RecordingRow(Base):
     __tablename__ = "recordings"
+    __table_args__ = (CheckConstraint("consent IN ('open', 'restricted', 'closed')", name="consent"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
@@ -164,6 +167,8 @@ class RecordingRow(Base):
     place: Mapped[str | None] = mapped_column(Text)
     recorded_on: Mapped[date | None] = mapped_column(Date)
     extra: Mapped[dict] = mapped_column(JSON, default=dict)  # RecordingRecord.metadata
+    consent: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    release_on: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now, onupdate=_now)
 
@@ -310,6 +315,8 @@ def _recording(row: RecordingRow) -> RecordingRecord:
         place=row.place,
         recorded_on=row.recorded_on.isoformat() if row.recorded_on else None,
         metadata=dict(row.extra or {}),
+        consent=row.consent,
+        release_on=row.release_on.isoformat() if row.release_on else None,
     )
 
 
@@ -416,7 +423,7 @@ def _matches(rec: RecordingRecord, ref: str) -> bool:
     )
 
 
-def _as_date(value: str | date) -> date | None:
+def _as_date(value: str | date, what: str = "recorded_on") -> date | None:
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
@@ -426,7 +433,7 @@ def _as_date(value: str | date) -> date | None:
     try:
         return date.fromisoformat(value)
     except (TypeError, ValueError):
-        raise ValueError(f"recorded_on must be an ISO date (YYYY-MM-DD), not {value!r}") from None
+        raise ValueError(f"{what} must be an ISO date (YYYY-MM-DD), not {value!r}") from None
 
 
 def _json(value: dict, what: str) -> dict:
@@ -641,6 +648,13 @@ class Store:
 
     # ----------------------------------------------------------------------------- recordings
 
+    def recording(self, recording_id: int) -> RecordingRecord:
+        with self._session() as s:
+            row = s.get(RecordingRow, recording_id)
+            if row is None:
+                raise LookupError(f"no recording with id {recording_id}")
+            return _recording(row)
+
     def recording_by_sha256(self, sha256: str) -> RecordingRecord | None:
         with self._session() as s:
             row = s.scalars(select(RecordingRow).where(RecordingRow.sha256 == sha256)).one_or_none()
@@ -689,11 +703,17 @@ class Store:
         interviewee: str | None = None,
         place: str | None = None,
         recorded_on: str | date | None = None,
+        consent: str | None = None,
+        release_on: str | date | None = None,
         **extra: Any,
     ) -> RecordingRecord:
-        """Set what is known of a recording. None leaves a field as it is and "" clears it;
-        other keywords go to its metadata dict (a key set to None is removed)."""
+        """Set what is known of a recording. None leaves a field as it is and "" clears it (consent
+        is always one of CONSENT_LEVELS); other keywords go to its metadata dict (a key set to None
+        is removed)."""
+        if consent is not None and consent not in CONSENT_LEVELS:
+            raise ValueError(f"unknown consent {consent!r}: choose one of {', '.join(CONSENT_LEVELS)}")
         day = None if recorded_on is None else _as_date(recorded_on)
+        release = None if release_on is None else _as_date(release_on, "release_on")
         with self._session(write=True) as s:
             row = s.get(RecordingRow, recording_id)
             if row is None:
@@ -704,6 +724,10 @@ class Store:
                 row.place = place or None
             if recorded_on is not None:
                 row.recorded_on = day
+            if consent is not None:
+                row.consent = consent
+            if release_on is not None:
+                row.release_on = release
             if extra:
                 merged = {**(row.extra or {}), **_json(extra, "metadata")}
                 row.extra = {key: value for key, value in merged.items() if value is not None}
@@ -1220,6 +1244,8 @@ def _filter_clauses(filters: SearchFilters, segment_id=SegmentRow.id) -> list:
         clauses.append(RecordingRow.recorded_on >= _as_date(filters.date_from))
     if filters.date_to:
         clauses.append(RecordingRow.recorded_on <= _as_date(filters.date_to))
+    if filters.hide_closed:  # as RecordingRecord.access() decides it
+        clauses.append(or_(RecordingRow.consent != "closed", RecordingRow.release_on <= date.today()))
     return clauses
 
 

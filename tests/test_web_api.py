@@ -295,3 +295,31 @@ def test_session_secret_is_made_once_and_kept_private(tmp_path, monkeypatch):
     assert (tmp_path / "home" / "web-secret").stat().st_mode & 0o777 == 0o600
     monkeypatch.setenv("OHP_SECRET", "from the environment")
     assert session_secret() == "from the environment"
+
+
+def test_viewers_do_not_see_closed_recordings(app, store):
+    rid = app.state.recording_id
+    rita, rita_token = client_for(app, "rita")
+    closed = {"consent": "closed", "release_on": "2999-01-01"}
+    assert rita.patch(f"/api/recordings/{rid}", json=closed, headers={"X-CSRF-Token": rita_token}).json()["consent"] == "closed"
+    vera, _ = client_for(app, "vera")
+    # Not there, the same way as a recording that does not exist: a viewer cannot learn it exists.
+    assert vera.get("/api/recordings").json() == []
+    for path in (f"/api/recordings/{rid}", f"/api/recordings/{rid}/segments", f"/api/recordings/{rid}/audio", f"/api/history?recording={rid}"):
+        assert vera.get(path).status_code == 404, path
+    assert vera.get(f"/recordings/{rid}").status_code == 404
+    assert vera.get("/api/search?q=wages").json()["total"] == 0
+    assert "interview.wav" not in vera.get("/").text and "interview.wav" not in vera.get("/search?q=wages").text
+    segment = store.segments(rid)[2].id
+    assert vera.get(f"/api/history?segment={segment}").status_code == 404
+    # Annotators and researchers still work on it, and see why it is marked.
+    ann, _ = client_for(app, "ann")
+    assert ann.get("/api/search?q=wages").json()["total"] == 1
+    assert "closed until 2999-01-01" in ann.get(f"/recordings/{rid}").text
+    # Restricted is not closed; and a closed recording opens on its release date.
+    store.set_metadata(rid, consent="restricted")
+    assert [r["id"] for r in vera.get("/api/recordings").json()] == [rid]
+    store.set_metadata(rid, consent="closed", release_on="2000-01-01")
+    assert vera.get("/api/search?q=wages").json()["total"] == 1 and vera.get(f"/api/recordings/{rid}").json()["access"] == "open"
+    bad = rita.patch(f"/api/recordings/{rid}", json={"consent": "secret"}, headers={"X-CSRF-Token": rita_token})
+    assert bad.status_code == 400 and "open, restricted, closed" in bad.text

@@ -68,16 +68,18 @@ class Metadata(BaseModel):
     interviewee: str | None = None
     place: str | None = None
     recorded_on: str | None = Field(default=None, description="YYYY-MM-DD")
+    consent: str | None = Field(default=None, description="open, restricted or closed")
+    release_on: str | None = Field(default=None, description="YYYY-MM-DD: the day a restricted or closed recording opens")
 
 
 @router.get("/recordings", summary="Every recording with its stages and waiting suggestions")
 async def list_recordings(request: Request, user: Viewer, sort: str = "path", desc: bool = False, q: str = "", language: str = "") -> list[dict]:
-    return await run_in_threadpool(views.recordings, store_of(request), sort, desc, q, language)
+    return await run_in_threadpool(views.recordings, store_of(request), user, sort, desc, q, language)
 
 
 @router.get("/recordings/{recording_id}", summary="One recording")
 async def get_recording(request: Request, recording_id: int, user: Viewer) -> dict:
-    return await run_in_threadpool(views.recording, store_of(request), recording_id)
+    return await run_in_threadpool(views.recording, store_of(request), recording_id, user)
 
 
 @router.patch("/recordings/{recording_id}", summary="Set a recording's metadata (researchers)")
@@ -88,13 +90,13 @@ async def set_metadata(request: Request, recording_id: int, change: Metadata, us
 
 @router.get("/recordings/{recording_id}/segments", summary="A recording's segments, versions and themes")
 async def get_segments(request: Request, recording_id: int, user: Viewer) -> list[dict]:
-    return await run_in_threadpool(views.segments, store_of(request), recording_id)
+    return await run_in_threadpool(views.segments, store_of(request), recording_id, user)
 
 
 @router.get("/recordings/{recording_id}/audio", summary="The recording's audio file (HTTP range requests)")
 async def get_audio(request: Request, recording_id: int, user: Viewer) -> FileResponse:
     # Only the path the database holds for this recording is ever served.
-    found = await run_in_threadpool(views.recording_record, store_of(request), recording_id)
+    found = await run_in_threadpool(views.recording_record, store_of(request), recording_id, user)
     path = Path(found.path)
     if not path.is_file():
         raise HTTPException(404, f"the audio of recording {recording_id} is not at {path.name} any more")
@@ -132,14 +134,14 @@ async def search(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict:  # fmt: skip
     params = views.SearchParams(q, theme, tuple(status), speaker, recording, language, interviewee, place, date_from, date_to, limit, offset)
-    return await run_in_threadpool(views.search, store_of(request), request.app.state.codebook, params)
+    return await run_in_threadpool(views.search, store_of(request), request.app.state.codebook, params, user)
 
 
 @router.get("/history", summary="Changes to a recording or a segment, oldest first")
 async def history(request: Request, user: Viewer, recording: int | None = None, segment: int | None = None) -> list[dict]:
     if recording is None and segment is None:
         raise HTTPException(400, "give recording or segment")
-    found = await run_in_threadpool(lambda: store_of(request).history(recording_id=recording, segment_id=segment))
+    found = await run_in_threadpool(views.history, store_of(request), user, recording, segment)
     return [asdict(change) for change in found]
 
 

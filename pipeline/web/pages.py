@@ -63,12 +63,12 @@ async def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> R
 
 @router.get("/")
 async def recordings(request: Request, user: Viewer, sort: str = "path", desc: bool = False, q: str = "", language: str = "") -> HTMLResponse:
-    found = await run_in_threadpool(views.recordings, request.app.state.store, sort, desc, q, language)
+    found = await run_in_threadpool(views.recordings, request.app.state.store, user, sort, desc, q, language)
     return page(request, "recordings.html", user, recordings=found, sort=sort, desc=desc, q=q, language=language, sorts=views.SORTS)
 
 
 async def _recording_page(request: Request, user: UserRecord, recording_id: int, review: bool) -> HTMLResponse:
-    rec, segs = await run_in_threadpool(views.transcript, request.app.state.store, recording_id)
+    rec, segs = await run_in_threadpool(views.transcript, request.app.state.store, recording_id, user)
     if review:  # only the segments with themes to decide or decided
         segs = [s for s in segs if s["annotations"]]
     return page(
@@ -99,7 +99,7 @@ async def search(
     results, error = None, None
     if q.strip():
         try:
-            results = await run_in_threadpool(views.search, request.app.state.store, request.app.state.codebook, params)
+            results = await run_in_threadpool(views.search, request.app.state.store, request.app.state.codebook, params, user)
         except ValueError as e:  # QuerySyntaxError names the place; or a date that is not a date
             error = str(e)
     return page(request, "search.html", user, params=params, results=results, error=error, themes=request.app.state.codebook.ids)
@@ -110,5 +110,5 @@ async def history(request: Request, user: Viewer, recording: int | None = None, 
     store = request.app.state.store
     if recording is None and segment is None:
         return page(request, "error.html", user, status_code=400, message="give a recording or a segment")
-    changes = await run_in_threadpool(lambda: store.history(recording_id=recording, segment_id=segment))
+    changes = await run_in_threadpool(views.history, store, user, recording, segment)
     return page(request, "history.html", user, changes=changes[::-1], recording=recording, segment=segment)

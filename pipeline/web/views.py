@@ -8,7 +8,7 @@ from pathlib import Path
 from pipeline.codebook import Codebook
 from pipeline.utils import clock
 from pipeline.records import ANNOTATION_STATUSES, AnnotationRecord, RecordingRecord, SearchFilters
-from pipeline.store import Store
+from pipeline.store import Store, UserRecord
 from pipeline.textindex import highlight, parse_query
 
 SORTS = ("path", "duration", "language", "interviewee", "place", "waiting")
@@ -40,21 +40,36 @@ def pieces(text: str, spans: list[tuple[int, int]]) -> list[Piece]:
 
 def recording_summary(recording: RecordingRecord, stages: dict[str, str], statuses: dict[str, int]) -> dict:
     return {
-        **asdict(recording), "name": Path(recording.path).name, "stages": stages,
+        **asdict(recording), "name": Path(recording.path).name, "stages": stages, "access": recording.access(),
         "suggested": statuses.get("suggested", 0), "accepted": statuses.get("accepted", 0),
         "rejected": statuses.get("rejected", 0),
     }  # fmt: skip
 
 
-def recordings(store: Store, sort: str = "path", descending: bool = False, contains: str = "", language: str = "") -> list[dict]:
-    """Every recording with its stages and how many suggestions wait, filtered and sorted."""
+def sees_closed(user: UserRecord) -> bool:
+    """Closed recordings (consent) are for annotators and researchers: viewers neither see them nor
+    learn that they exist."""
+    return user.role != "viewer"
+
+
+def recording_record(store: Store, recording_id: int, user: UserRecord) -> RecordingRecord:
+    """The recording, if the user may see it (LookupError otherwise, as for one that does not exist)."""
+    found = store.recording(recording_id)
+    if found.access() == "closed" and not sees_closed(user):
+        raise LookupError(f"no recording with id {recording_id}")
+    return found
+
+
+def recordings(store: Store, user: UserRecord, sort: str = "path", descending: bool = False, contains: str = "", language: str = "") -> list[dict]:
+    """Every recording the user may see, with its stages and how many suggestions wait, filtered and sorted."""
     by_recording: dict[int, dict[str, int]] = {}
     for rid, _path, _theme, counts in store.theme_counts():
         for status in ANNOTATION_STATUSES:
             by_recording.setdefault(rid, {}).setdefault(status, 0)
             by_recording[rid][status] += counts[status]
     stages = store.stage_statuses()
-    found = [recording_summary(rec, stages.get(rec.id, {}), by_recording.get(rec.id, {})) for rec in store.list_recordings()]
+    visible = [rec for rec in store.list_recordings() if sees_closed(user) or rec.access() != "closed"]
+    found = [recording_summary(rec, stages.get(rec.id, {}), by_recording.get(rec.id, {})) for rec in visible]
     needle = contains.casefold()
     found = [
         r for r in found
@@ -65,28 +80,23 @@ def recordings(store: Store, sort: str = "path", descending: bool = False, conta
     return sorted(found, key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0), reverse=descending)
 
 
-def recording_record(store: Store, recording_id: int) -> RecordingRecord:
-    for rec in store.list_recordings():
-        if rec.id == recording_id:
-            return rec
-    raise LookupError(f"no recording with id {recording_id}")
-
-
-def recording(store: Store, recording_id: int, annotations: list[AnnotationRecord] | None = None) -> dict:
+def recording(store: Store, recording_id: int, user: UserRecord, annotations: list[AnnotationRecord] | None = None) -> dict:
     """A recording with its stages and its themes counted by status (from `annotations` if given)."""
+    found = recording_record(store, recording_id, user)
     statuses: dict[str, int] = {}
     for annotation in store.annotations(recording_id) if annotations is None else annotations:
         statuses[annotation.status] = statuses.get(annotation.status, 0) + 1
     stages = {stage.stage: stage.status for stage in store.stages(recording_id)}
-    return recording_summary(recording_record(store, recording_id), stages, statuses)
+    return recording_summary(found, stages, statuses)
 
 
 def annotation_json(annotation: AnnotationRecord) -> dict:
     return {**vars(annotation), "evidence": [list(span) for span in annotation.evidence]}  # vars: asdict deep-copies, slowly
 
 
-def segments(store: Store, recording_id: int, annotations: list[AnnotationRecord] | None = None) -> list[dict]:
+def segments(store: Store, recording_id: int, user: UserRecord, annotations: list[AnnotationRecord] | None = None) -> list[dict]:
     """A recording's segments with their version, themes and evidence marked, in transcript order."""
+    recording_record(store, recording_id, user)
     versions = store.segment_versions(recording_id)
     themes: dict[int, list[AnnotationRecord]] = {}
     for annotation in store.annotations(recording_id) if annotations is None else annotations:
@@ -104,10 +114,18 @@ def segments(store: Store, recording_id: int, annotations: list[AnnotationRecord
     return out
 
 
-def transcript(store: Store, recording_id: int) -> tuple[dict, list[dict]]:
+def transcript(store: Store, recording_id: int, user: UserRecord) -> tuple[dict, list[dict]]:
     """A recording and its segments, for its page: the annotations read once for both, in one thread."""
     annotations = store.annotations(recording_id)
-    return recording(store, recording_id, annotations), segments(store, recording_id, annotations)
+    return recording(store, recording_id, user, annotations), segments(store, recording_id, user, annotations)
+
+
+def history(store: Store, user: UserRecord, recording_id: int | None = None, segment_id: int | None = None) -> list:
+    """Changes to a recording or a segment, oldest first, if the user may see the recording."""
+    changes = store.history(recording_id=recording_id, segment_id=segment_id)
+    for rid in ({recording_id} | {change.recording_id for change in changes}) - {None}:
+        recording_record(store, rid, user)
+    return changes
 
 
 def turns(segs: list[dict]) -> list[dict]:
@@ -139,14 +157,14 @@ class SearchParams:
     offset: int = 0
 
 
-def search(store: Store, codebook: Codebook, params: SearchParams) -> dict:
+def search(store: Store, codebook: Codebook, params: SearchParams, user: UserRecord) -> dict:
     """Hits with snippets and the moment to open; QuerySyntaxError / ValueError for bad input."""
     query = parse_query(params.q)
     themes = (params.theme, *codebook.descendants(params.theme)) if params.theme else ()
     filters = SearchFilters(
         themes=themes, theme_status=params.status, speaker=params.speaker or None, recording=params.recording,
         language=params.language or None, interviewee=params.interviewee or None, place=params.place or None,
-        date_from=params.date_from or None, date_to=params.date_to or None,
+        date_from=params.date_from or None, date_to=params.date_to or None, hide_closed=not sees_closed(user),
     )  # fmt: skip
     results = store.search(query, filters, limit=params.limit, offset=params.offset)
     hits = []
