@@ -251,6 +251,43 @@ def status(db: DbOption = None) -> None:
     console.print(table)
 
 
+class Consent(str, Enum):
+    open = "open"
+    restricted = "restricted"
+    closed = "closed"
+
+
+@app.command()
+def describe(
+    recordings: Annotated[Optional[list[str]], typer.Argument(help="Recording ids, hash prefixes, paths or names; all if none")] = None,
+    interviewee: Annotated[Optional[str], typer.Option(help='Who is interviewed ("" clears)')] = None,
+    place: Annotated[Optional[str], typer.Option(help="Where")] = None,
+    date: Annotated[Optional[str], typer.Option(help="When, YYYY-MM-DD")] = None,
+    consent: Annotated[Optional[Consent], typer.Option(help="What the interviewee agreed to: exports leave closed recordings out, the web app hides them from viewers")] = None,
+    release_on: Annotated[Optional[str], typer.Option(help="YYYY-MM-DD: the day a restricted or closed recording opens")] = None,
+    db: DbOption = None,
+) -> None:
+    """Show or set what is known of recordings: interviewee, place, date, consent."""
+    store = open_store(db)
+    chosen = choose_recordings(store, recordings)
+    changes = {"interviewee": interviewee, "place": place, "recorded_on": date, "release_on": release_on, "consent": consent and consent.value}
+    if any(value is not None for value in changes.values()):
+        if not recordings:
+            raise typer.BadParameter("name the recordings to change (all of them at once is too easy a mistake)", param_hint="RECORDINGS")
+        try:
+            chosen = [store.set_metadata(r.id, **changes) for r in chosen]
+        except ValueError as e:
+            errors.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from None
+    table = Table()
+    for column in ("id", "file", "interviewee", "place", "date", "consent"):
+        table.add_column(column, overflow="fold")
+    for r in chosen:
+        access = r.consent + (f" until {r.release_on}" if r.release_on and r.consent != "open" else "")
+        table.add_row(str(r.id), Path(r.path).name, r.interviewee or "-", r.place or "-", r.recorded_on or "-", access)
+    console.print(table)
+
+
 @app.command()
 def export(
     recordings: Annotated[Optional[list[str]], typer.Argument(help="Recording ids, hash prefixes, paths or names; all if none")] = None,

@@ -1,0 +1,85 @@
+"""Redaction: names out of every field of an export, times and evidence kept, each replacement reported."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+
+from pipeline.export import to_json
+from pipeline.records import AnnotationRecord, Entity, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
+from pipeline.redact import Redactor, load_list
+
+NAMES = ("张伟", "石门村", "Maria", "Li Hua", "Dongguan")
+
+
+def annotation(segment_id: int, theme: str, evidence) -> AnnotationRecord:
+    return AnnotationRecord(1, segment_id, 1, theme, "auto", "suggested", 0.9, evidence, "1/x", None, "2026-01-01", 1)
+
+
+@pytest.fixture
+def export() -> RecordingExport:
+    recording = RecordingRecord(1, "ab" * 32, "/data/Li Hua 2019.wav", 10, "wav", 60.0, "zh", interviewee="Li Hua", place="Dongguan")
+    words = [Word(0.0, 0.4, "我", 0.9), Word(0.4, 0.8, "儿子", 0.9), Word(0.8, 1.0, "张", 0.9), Word(1.0, 1.3, "伟", 0.9), Word(1.3, 2.0, "在老家上学", 0.9)]
+    segments = [
+        Segment(0.0, 2.0, "我儿子张伟在老家上学", "我兒子張偉在老家上學", "zh", words, speaker="S2", id=1),
+        Segment(2.0, 4.0, "张伟跟着爷爷奶奶住在石门村", "張偉跟著爺爺奶奶住在石門村", "zh", speaker="S2", id=2),
+        Segment(4.0, 6.0, "Maria asked about Mariana's wages in Dongguan.", "", "en", [Word(4.0, 4.5, " Maria", 0.9), Word(4.5, 6.0, " asked about Mariana's wages in Dongguan.", 0.9)], speaker="S1", id=3),
+        Segment(6.0, 7.0, "王", "王", "zh", speaker="S2", id=4),
+    ]
+    return RecordingExport(
+        recording, segments,
+        annotations={1: [annotation(1, "left_behind_children", ((1, 3), (5, 10)))], 3: [annotation(3, "wages", ((28, 33),))]},
+        speakers=[SpeakerRecord("S1", "Maria", "interviewer"), SpeakerRecord("S2", "Li Hua", "interviewee")],
+        entities={1: [Entity("PERSON", "张伟", 3, 5)], 4: [Entity("PERSON", "王", 0, 1)]},
+    )  # fmt: skip
+
+
+def test_names_go_from_every_field_and_times_stay(export, tmp_path):
+    listed = tmp_path / "redact.txt"
+    listed.write_text("# the village\nplace: 石门村\n", encoding="utf-8")
+    redacted, report = Redactor({"names", "places"}, load_list(listed))(export)
+    document = to_json(redacted)
+    for name in NAMES:  # (Mariana is not Maria)
+        assert not re.search(rf"\b{name}\b", document) and name not in redacted.recording.path
+    texts = [s.text for s in redacted.segments]
+    # The entity stage found 张伟 once; every mention goes. One-character entities are not trusted.
+    assert texts[:2] == ["我儿子[NAME]在老家上学", "[NAME]跟着爷爷奶奶住在[PLACE]"]
+    assert texts[2] == "[NAME] asked about Mariana's wages in [PLACE]."  # whole words only: Mariana stays
+    assert texts[3] == "王"
+    assert [(s.start, s.end) for s in redacted.segments] == [(s.start, s.end) for s in export.segments]
+    # Word timings keep their times; the name split over two words is gone from both.
+    assert [(w.start, w.text) for w in redacted.segments[0].words] == [(0.0, "我"), (0.4, "儿子"), (0.8, "[NAME]"), (1.0, ""), (1.3, "在老家上学")]
+    assert redacted.segments[2].words[0].text == " [NAME]"
+    # Evidence still points at the same words.
+    evidence = redacted.annotations[1][0].evidence
+    assert [redacted.segments[0].text[a:b] for a, b in evidence] == ["儿子", "在老家上学"]
+    assert redacted.segments[2].text[slice(*redacted.annotations[3][0].evidence[0])] == "wages"
+    assert redacted.entities[1] == [Entity("PERSON", "[NAME]", 3, 9)]
+    # Speakers by role, the recording's own fields replaced.
+    assert [(s.label, s.name) for s in redacted.speakers] == [("S1", "Interviewer"), ("S2", "Interviewee")]
+    assert (redacted.recording.interviewee, redacted.recording.place) == ("[NAME]", "[PLACE]")
+    # The report says what went where and why, with the words around it.
+    rows = {(r.segment_id, r.field, r.found, r.replacement, r.source) for r in report}
+    assert (2, "text", "石门村", "[PLACE]", "list") in rows and (2, "text", "张伟", "[NAME]", "entity") in rows
+    assert (3, "text", "Maria", "[NAME]", "speaker") in rows and (None, "file name", "Li Hua", "[NAME]", "interviewee") in rows
+    assert next(r for r in report if r.found == "石门村").context == "张伟跟着爷爷奶奶住在石门村"
+
+
+def test_only_the_kinds_asked_for(export):
+    redacted, report = Redactor({"places"})(export)
+    assert redacted.segments[0].text == export.segments[0].text
+    assert redacted.segments[2].text == "Maria asked about Mariana's wages in [PLACE]."
+    assert redacted.speakers == export.speakers and {r.replacement for r in report} == {"[PLACE]"}
+
+
+def test_nothing_to_redact_changes_nothing(export):
+    bare = replace(export, speakers=[], entities={}, recording=replace(export.recording, interviewee=None, place=None))
+    redacted, report = Redactor({"names"})(bare)
+    assert report == [] and [s.text for s in redacted.segments] == [s.text for s in bare.segments]
+
+
+def test_unknown_kinds_are_refused():
+    with pytest.raises(ValueError, match="cannot redact faces: choose from names, places"):
+        Redactor({"faces"})
