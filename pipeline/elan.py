@@ -1,0 +1,268 @@
+"""ELAN (.eaf) files: a recording's export for coding in ELAN, and the codings read back.
+
+The export links the recording's audio, has a tier per speaker with the transcript, the codebook as the
+controlled vocabulary "themes", and a tier per theme and coder: alignable tiers cannot hold overlapping
+annotations and a segment can have several themes, so one tier per theme keeps every coding. The
+tagger's open suggestions are on tiers whose annotator is "ohp"; rejected themes are left out. Header
+properties name the recording (sha256 and store id) so that its codings find it again.
+
+Reading back, every tier of linguistic type "theme" (or of a type using the themes vocabulary) gives
+codings by its annotator, else its participant, else the tier's name; the "ohp" tiers are skipped (they
+are the tagger's, not a coder's). Values are theme ids or labels; others are warnings, not failures.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote, urlparse
+from urllib.request import url2pathname
+from xml.parsers.expat import ErrorString
+
+import pympi
+
+from .audio import file_sha256
+from .codebook import Codebook
+from .importers import MAX_BYTES, TranscriptFormatError
+from .records import Coding, ImportedCodings, RecordingExport, Segment, coder
+from .utils import timestamp
+
+SHA256_PROPERTY = "ohp:recording-sha256"
+ID_PROPERTY = "ohp:recording-id"
+THEME_TYPE = "theme"
+THEMES_CV = "themes"
+TRANSCRIPT_TYPE = "transcript"
+TRANSCRIPT_TIER = "Transcript"  # segments nobody is known to say
+SUGGESTER = "ohp"  # the coder of the tagger's open suggestions (records.coder)
+# The codebook's label languages as ELAN names languages (ISO 639-3).
+LANGUAGES = {"en": ("eng", "English (eng)"), "zh": ("zho", "Chinese (zho)")}
+# As ELAN itself writes them: it plays a file as audio only when the type is audio/x-wav or audio/*.
+MIME_TYPES = {".wav": "audio/x-wav", ".mp4": "video/mp4", ".mov": "video/quicktime", ".mpg": "video/mpeg",
+              ".mpeg": "video/mpeg", ".avi": "video/*", ".mkv": "video/*"}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Characters XML 1.0 cannot hold at all: written as they are, the file would not open.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+# ------------------------------------------------------------------------------------------ export
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("", text)
+
+
+def _span(segment: Segment, value: str) -> tuple[int, int, str]:
+    return max(0, round(segment.start * 1000)), max(0, round(segment.end * 1000)), _xml(value)
+
+
+def _laid_out(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """The spans as one ELAN tier can hold them: not overlapping, none empty. Each starts where the one
+    before ends; one left with no time of its own joins the one before (its value added when it differs:
+    a theme is not repeated); a zero-length one lasts a millisecond."""
+    tier: list[list] = []
+    for start, end, value in sorted(spans, key=lambda s: s[:2]):
+        if tier and end <= tier[-1][1]:
+            if value != tier[-1][2]:
+                tier[-1][2] += " " + value
+        else:
+            start = max(start, tier[-1][1]) if tier else start
+            tier.append([start, max(end, start + 1), value])
+    return [(start, end, value) for start, end, value in tier]
+
+
+def _vocabulary(export: RecordingExport) -> list[str]:
+    """The themes the vocabulary lists: the codebook's, and any coded theme the codebook no longer has."""
+    ids = export.codebook.ids if export.codebook else []
+    coded = {a.theme for annotations in export.annotations.values() for a in annotations}
+    return ids + sorted(coded - set(ids))
+
+
+def _add_vocabulary(eaf: pympi.Elan.Eaf, export: RecordingExport, themes: list[str]) -> None:
+    # Each entry's value is the theme id in every language, so a coding reads the same whichever
+    # language a coder shows the vocabulary in; the descriptions are the labels.
+    version = f" (version {export.codebook.version})" if export.codebook else ""
+    eaf.add_controlled_vocabulary(THEMES_CV)
+    for language_id, name in LANGUAGES.values():
+        eaf.add_language(language_id, lang_label=name)
+        eaf.add_cv_description(THEMES_CV, language_id, f"Themes of the ohp codebook{version}")
+    for theme in themes:
+        values = [(theme, language_id, _xml(export.theme_label(theme, language))) for language, (language_id, _) in LANGUAGES.items()]
+        eaf.add_cv_entry(THEMES_CV, f"cveid_{theme}", values)  # an ID must not start like a time slot's or annotation's
+    eaf.add_linguistic_type(THEME_TYPE, param_dict={
+        "LINGUISTIC_TYPE_ID": THEME_TYPE, "TIME_ALIGNABLE": "true", "GRAPHIC_REFERENCES": "false",
+        "CONTROLLED_VOCABULARY_REF": THEMES_CV,
+    })
+
+
+def _add_tier(eaf: pympi.Elan.Eaf, tier: str, spans: list[tuple[int, int, str]], **attributes: str | None) -> None:
+    eaf.add_tier(tier, **attributes)
+    for start, end, value in _laid_out(spans):
+        eaf.add_annotation(tier, start, end, value)
+
+
+def to_eaf(export: RecordingExport) -> str:
+    """The recording's ELAN document: transcript tiers by speaker, themes tiers by theme and coder."""
+    recording = export.recording
+    eaf = pympi.Elan.Eaf(author="ohp")
+    eaf.remove_tier("default")
+    eaf.remove_linguistic_type("default-lt")
+    # pympi writes the time zone's seconds as its minutes, an invalid date east of UTC+0:30 steps
+    eaf.adocument["DATE"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    eaf.header.update({"MEDIA_FILE": "", "TIME_UNITS": "milliseconds"})
+    media = Path(recording.path).absolute()
+    # The relative URL finds the audio when the .eaf is copied next to it on a coder's machine.
+    eaf.add_linked_file(media.as_uri(), "./" + quote(media.name), MIME_TYPES.get(media.suffix.lower(), "audio/*"))
+
+    eaf.add_linguistic_type(TRANSCRIPT_TYPE)
+    said: dict[str, list[tuple[int, int, str]]] = {}
+    for segment in export.segments:
+        said.setdefault(_xml(export.speaker_name(segment) or TRANSCRIPT_TIER), []).append(_span(segment, segment.text))
+    for name, spans in said.items():
+        _add_tier(eaf, name, spans, ling=TRANSCRIPT_TYPE, part=None if name == TRANSCRIPT_TIER else name)
+
+    themes = _vocabulary(export)
+    _add_vocabulary(eaf, export, themes)
+    coded: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
+    for segment in export.segments:
+        for annotation in export.themes(segment):
+            coded.setdefault((annotation.theme, _xml(coder(annotation))), []).append(_span(segment, annotation.theme))
+    # The codebook's order, each theme's coders by name and the tagger's suggestions after them.
+    for theme, who in sorted(coded, key=lambda key: (themes.index(key[0]), key[1] == SUGGESTER, key[1])):
+        tier = f"{theme} ({'suggested by ohp' if who == SUGGESTER else who})"
+        _add_tier(eaf, tier, coded[theme, who], ling=THEME_TYPE, ann=who)
+
+    # ELAN numbers new annotations after lastUsedAnnotationId (pympi would write another name, at 0).
+    eaf.properties = [(SHA256_PROPERTY, recording.sha256), (ID_PROPERTY, recording.id), ("lastUsedAnnotationId", eaf.maxaid)]
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + pympi.Elan.to_string(eaf)
+
+
+# ------------------------------------------------------------------------------------------ import
+
+
+class _NoDoctype(ET.TreeBuilder):
+    """Refuses a DOCTYPE as soon as it begins, before its entities are read: no EAF file has one, and
+    entities can expand without end (billion laughs) or read other files."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
+        raise TranscriptFormatError(
+            self.path, "it declares a DOCTYPE, which EAF files never have (refused: its entities could expand without end or read other files)"
+        )
+
+
+def _parse(path: Path) -> ET.Element:
+    try:
+        if path.is_dir():
+            raise TranscriptFormatError(path, "is a folder, not an ELAN file")
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise TranscriptFormatError(path, f"{size / 2**20:.0f} MB is too big for an ELAN file (at most {MAX_BYTES // 2**20} MB)")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TranscriptFormatError(path, f"cannot read it: {exc.strerror or exc}") from None
+    if not data.strip():
+        raise TranscriptFormatError(path, "the file is empty")
+    parser = ET.XMLParser(target=_NoDoctype(path))
+    try:
+        parser.feed(data)
+        root = parser.close()
+    except ET.ParseError as exc:
+        line, column = exc.position
+        raise TranscriptFormatError(path, f"not well-formed XML (column {column}): {ErrorString(exc.code)}", line) from None
+    except TranscriptFormatError:
+        raise
+    except (LookupError, ValueError) as exc:  # an encoding expat cannot read, such as a declared GBK
+        raise TranscriptFormatError(path, f"cannot read its encoding ({exc}); save it as UTF-8") from None
+    if root.tag != "ANNOTATION_DOCUMENT":
+        raise TranscriptFormatError(path, f"not an ELAN file: its root element is <{root.tag}>, not <ANNOTATION_DOCUMENT>")
+    return root
+
+
+def _recording_sha256(path: Path, root: ET.Element) -> str:
+    """The recording the file is of: its sha256 property, else the hash of its media file if it is here."""
+    properties = {p.get("NAME"): (p.text or "").strip().lower() for p in root.iterfind("HEADER/PROPERTY")}
+    if _SHA256.fullmatch(properties.get(SHA256_PROPERTY, "")):
+        return properties[SHA256_PROPERTY]
+    for media in root.iterfind("HEADER/MEDIA_DESCRIPTOR"):
+        url = urlparse(media.get("MEDIA_URL", ""))
+        candidates = [Path(url2pathname(url.path))] if url.scheme == "file" else []
+        if media.get("RELATIVE_MEDIA_URL"):
+            candidates.append(path.parent / url2pathname(media.get("RELATIVE_MEDIA_URL")))
+        for local in filter(Path.is_file, candidates):
+            try:
+                return file_sha256(local)
+            except OSError as exc:
+                raise TranscriptFormatError(path, f"cannot read its media file {local}: {exc.strerror or exc}") from None
+    raise TranscriptFormatError(
+        path, f"names no recording ohp knows: it has no {SHA256_PROPERTY} property and its media file is not on this machine"
+    )
+
+
+def _times(path: Path, root: ET.Element) -> dict[str, tuple[int | None, int | None]]:
+    """Each annotation's start and end in ms, by id (None for an unaligned time slot); a reference
+    annotation has the times of the aligned annotation it refers to, however deep."""
+    try:
+        slots = {
+            s.attrib["TIME_SLOT_ID"]: int(s.attrib["TIME_VALUE"]) if "TIME_VALUE" in s.attrib else None
+            for s in root.iterfind("TIME_ORDER/TIME_SLOT")
+        }
+        times = {
+            a.attrib["ANNOTATION_ID"]: (slots[a.attrib["TIME_SLOT_REF1"]], slots[a.attrib["TIME_SLOT_REF2"]])
+            for a in root.iterfind("TIER/ANNOTATION/ALIGNABLE_ANNOTATION")
+        }
+        refs = {a.attrib["ANNOTATION_ID"]: a.attrib["ANNOTATION_REF"] for a in root.iterfind("TIER/ANNOTATION/REF_ANNOTATION")}
+    except KeyError as exc:
+        raise TranscriptFormatError(path, f"a broken EAF file: {exc.args[0]!r} is missing or names nothing") from None
+    except ValueError:
+        raise TranscriptFormatError(path, "a broken EAF file: a TIME_VALUE is not a whole number of milliseconds") from None
+    for ref, target in refs.items():
+        seen = {ref}
+        while target in refs and target not in seen:  # a cycle ends here too, and fails below
+            seen.add(target)
+            target = refs[target]
+        if target not in times:
+            raise TranscriptFormatError(path, f"a broken EAF file: annotation {ref} refers to {target}, which has no times")
+        times[ref] = times[target]
+    return times
+
+
+def _key(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
+    """The codings of an ELAN file's themes tiers, by coder, under the sha256 of the recording it is of."""
+    path = Path(path)
+    root = _parse(path)
+    sha256 = _recording_sha256(path, root)
+    times = _times(path, root)
+    # What a coder may write for a theme: its id or a label, in any case; an id wins over a label.
+    names = {_key(label): t.id for t in codebook.themes for label in t.label.values()}
+    names.update({_key(t.id): t.id for t in codebook.themes})
+    theme_types = {THEME_TYPE} | {
+        t.get("LINGUISTIC_TYPE_ID") for t in root.iterfind("LINGUISTIC_TYPE") if t.get("CONTROLLED_VOCABULARY_REF") == THEMES_CV
+    }
+    imported = ImportedCodings(path, "eaf")
+    codings: list[Coding] = []
+    for tier in root.iterfind("TIER"):
+        annotator = (tier.get("ANNOTATOR") or "").strip()
+        if tier.get("LINGUISTIC_TYPE_REF") not in theme_types or annotator == SUGGESTER:
+            continue
+        name = tier.get("TIER_ID", "")
+        who = annotator or (tier.get("PARTICIPANT") or "").strip() or name
+        for annotation in tier.iterfind("ANNOTATION/*"):
+            value = (annotation.findtext("ANNOTATION_VALUE") or "").strip()
+            start, end = times.get(annotation.get("ANNOTATION_ID"), (None, None))
+            if start is None or end is None:
+                imported.warnings.append(f"tier {name!r}: {value!r} has no time of its own (align it in ELAN); left out")
+            elif _key(value) not in names:
+                imported.warnings.append(f"tier {name!r} at {timestamp(start / 1000)}: {value!r} is not a theme of the codebook; left out")
+            else:
+                codings.append(Coding(names[_key(value)], who, start / 1000, end / 1000))
+    imported.codings[sha256] = sorted(codings, key=lambda c: (c.start, c.end, c.theme, c.coder))
+    return imported
