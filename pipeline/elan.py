@@ -108,7 +108,7 @@ def to_eaf(export: RecordingExport) -> str:
     eaf = pympi.Elan.Eaf(author="ohp")
     eaf.remove_tier("default")
     eaf.remove_linguistic_type("default-lt")
-    # pympi writes the time zone's seconds as its minutes, an invalid date east of UTC+0:30 steps
+    # pympi writes the zone offset's seconds as its minutes ("+05:1800" in India): no valid date
     eaf.adocument["DATE"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     eaf.header.update({"MEDIA_FILE": "", "TIME_UNITS": "milliseconds"})
     media = Path(recording.path).absolute()
