@@ -1,0 +1,424 @@
+"""REFI-QDA projects (.qdpx): recordings, transcripts and accepted themes out to NVivo, ATLAS.ti, MAXQDA
+and QualCoder, and the codings people add there back in.
+
+A .qdpx is a zip of project.qde (XML of the QDA-XML 1.0 project schema) and a sources/ folder. Each
+recording is an AudioSource linked to its audio file where it lies (absolute://: interviews are hundreds of
+MB, too big to copy into every project) with a Transcript: a plain-text file in sources/, one line per
+speaker turn, "[00:01:02] Name: text" (QualCoder reads such stamps as times, people as a guide), and
+SyncPoints tying each segment's first and last character to its start and end (ms). The recording's
+sha256 is a source variable and a line of the source's description (for tools that drop variables), so
+the codings find their recording again.
+
+Codings are TranscriptSelections on the Transcript, not PlainTextSelections on a TextSource copy of it: a
+selection between SyncPoints is the schema's way to code a transcript of audio, so each coding stays tied
+to the recording and its times (the tools play the coded stretch), and no text is there twice to be coded
+apart; QualCoder writes and reads transcripts so. A selection runs from one SyncPoint to another, so each
+evidence edge gets one, its time interpolated along its segment by characters.
+
+GUIDs are uuid5s of what they name (a code of its theme id, a source of its sha256), so a re-export is the
+same project and a code keeps its identity across exports and tools.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+import zipfile
+import zlib
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+from lxml import etree
+
+from .codebook import Codebook
+from .importers import TranscriptFormatError
+from .records import AnnotationRecord, Coding, ImportedCodings, RecordingExport, RecordingRecord, Segment, coder
+from .utils import clock
+
+NS = "urn:QDA-XML:project:1.0"
+_GUIDS = uuid.UUID("5b0f6c1e-8a43-5d2e-9f17-3c6a0e4d2b71")  # ohp's uuid5 namespace: changing it renames everything
+PROJECT_USER = "ohp"
+SHA256 = "sha256"  # the source variable that names the recording
+MAX_MEMBER_BYTES = 200 * 2**20  # project.qde or a transcript; a bigger one is a zip bomb, not a project
+_SHA256_LINE = re.compile(r"^sha256: ([0-9a-f]{64})$", re.MULTILINE)
+
+
+def _guid(kind: str, *key: object) -> str:
+    return str(uuid.uuid5(_GUIDS, "\x1f".join(map(str, (kind, *key)))))
+
+
+def _q(tag: str) -> str:
+    return f"{{{NS}}}{tag}"
+
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None, **attributes: str | None) -> etree._Element:
+    element = etree.SubElement(parent, _q(tag), {k: v for k, v in attributes.items() if v is not None})
+    element.text = text
+    return element
+
+
+def _when(moment: datetime | str) -> str | None:
+    """An xsd:dateTime in UTC as the tools write it, 2023-08-16T15:49:36Z; None for no or an unreadable time."""
+    try:
+        moment = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)  # the store keeps UTC
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+def _accepted(export: RecordingExport, segment: Segment) -> list[AnnotationRecord]:
+    return [a for a in export.annotations.get(segment.id, []) if a.status == "accepted"]
+
+
+def _separator(before: str, after: str) -> str:
+    # Segments of a turn join into one line: Chinese runs on, English words need a space.
+    if not before or not after or ord(before[-1]) >= 0x2E80 or ord(after[0]) >= 0x2E80:
+        return ""
+    return " "
+
+
+def _transcript_text(export: RecordingExport) -> tuple[str, list[int]]:
+    """The transcript as the project holds it, one line per speaker turn, "[00:01:02] Name: text", and
+    where each segment's text starts in it (in the order of export.segments)."""
+    lines: list[str] = []
+    offsets: list[int] = []
+    position = 0
+    for turn in export.turns():
+        name = export.speaker_name(turn[0])
+        line = f"[{clock(turn[0].start)}] " + (f"{name}: " if name else "")
+        for previous, segment in zip([None, *turn], turn):
+            line += _separator(previous.text, segment.text) if previous else ""
+            offsets.append(position + len(line))
+            line += segment.text
+        lines.append(line)
+        position += len(line) + 1
+    return "".join(line + "\n" for line in lines), offsets
+
+
+def _spans(annotation: AnnotationRecord, length: int) -> list[tuple[int, int]]:
+    # Clamped: an annotator may have shortened the text since the tagger found the evidence.
+    spans = [(max(0, min(a, length)), max(0, min(b, length))) for a, b in annotation.evidence]
+    return [(a, b) for a, b in spans if a < b] or [(0, length)]
+
+
+def _moment(segment: Segment, offset: int, char: int) -> tuple[int, int]:
+    """A character of a segment: its position in the transcript and its time (ms), by characters along the segment."""
+    fraction = char / len(segment.text) if segment.text else 0
+    return offset + char, round(1000 * (segment.start + (segment.end - segment.start) * fraction))
+
+
+def _facts(recording: RecordingRecord) -> dict[str, str]:
+    """What a researcher filters recordings by in a QDA tool, as source variables (and description lines)."""
+    facts = {
+        "interviewee": recording.interviewee,
+        "place": recording.place,
+        "recorded on": recording.recorded_on,
+        "language": recording.language,
+        "duration": clock(recording.duration),
+        "consent": recording.consent + (f" until {recording.release_on}" if recording.consent != "open" and recording.release_on else ""),
+        SHA256: recording.sha256,
+    }
+    return {name: value for name, value in facts.items() if value}
+
+
+def _recording(sources: etree._Element, export: RecordingExport) -> tuple[str, str]:
+    """The recording as an AudioSource with its coded transcript; returns the transcript's file name and text."""
+    recording = export.recording
+    audio_path = Path(recording.path)
+    text, offsets = _transcript_text(export)
+    facts = _facts(recording)
+    ohp = _guid("user", PROJECT_USER)
+    audio = _sub(
+        sources, "AudioSource", guid=_guid("source", recording.sha256), name=audio_path.name,
+        path="absolute://" + audio_path.as_posix(), creatingUser=ohp,
+    )  # fmt: skip
+    _sub(audio, "Description", "\n".join(f"{name}: {value}" for name, value in facts.items()))
+    file_name = f"{_guid('transcript', recording.sha256)}.txt"
+    transcript = _sub(
+        audio, "Transcript", guid=_guid("transcript", recording.sha256), name=f"{audio_path.stem}.txt",
+        plainTextPath=f"internal://{file_name}", creatingUser=ohp,
+    )  # fmt: skip
+
+    keys: list[tuple[int, int]] = []  # (position, ms) of each SyncPoint
+    codings: list[tuple[AnnotationRecord, tuple[int, int], tuple[int, int]]] = []
+    for segment, offset in zip(export.segments, offsets):
+        keys += [_moment(segment, offset, 0), _moment(segment, offset, len(segment.text))]
+        for annotation in _accepted(export, segment):
+            for span in _spans(annotation, len(segment.text)):
+                start, end = (_moment(segment, offset, char) for char in span)
+                codings.append((annotation, start, end))
+                keys += [start, end]
+    # One point per (position, time): evidence at a segment's ends shares the segment's points.
+    points = {key: _guid("sync", recording.sha256, *key) for key in sorted(set(keys))}
+    for (position, ms), guid in points.items():
+        _sub(transcript, "SyncPoint", guid=guid, position=str(position), timeStamp=str(ms))
+    for annotation, start, end in codings:
+        user, when, key = _guid("user", coder(annotation)), _when(annotation.updated_at), (annotation.id, start, end)
+        selection = _sub(
+            transcript, "TranscriptSelection", guid=_guid("selection", *key), name=text[start[0] : end[0]][:80],
+            fromSyncPoint=points[start], toSyncPoint=points[end], creatingUser=user, creationDateTime=when,
+        )  # fmt: skip
+        coding = _sub(selection, "Coding", guid=_guid("coding", *key), creatingUser=user, creationDateTime=when)
+        _sub(coding, "CodeRef", targetGUID=_guid("code", annotation.theme))
+    for name, value in facts.items():
+        variable = _sub(audio, "VariableValue")
+        _sub(variable, "VariableRef", targetGUID=_guid("variable", name))
+        _sub(variable, "TextValue", value)
+    return file_name, text
+
+
+def _codes(parent: etree._Element, codebook: Codebook, theme_parent: str | None) -> None:
+    for theme in codebook.themes:
+        if theme.parent == theme_parent:
+            code = _sub(parent, "Code", guid=_guid("code", theme.id), name=theme.label.get("en") or theme.id, isCodable="true")
+            about = [theme.label.get("zh"), theme.description, f"ohp theme: {theme.id}"]
+            _sub(code, "Description", "\n".join(line for line in about if line))
+            _codes(code, codebook, theme.id)
+
+
+def to_qdpx(exports: list[RecordingExport], codebook: Codebook) -> bytes:
+    """One REFI-QDA project of the recordings: the codebook as codes, each recording's audio (linked, not
+    copied) with its transcript, and each accepted theme as a coding of its evidence by its coder."""
+    accepted = [a for e in exports for s in e.segments for a in _accepted(e, s)]
+    ohp = _guid("user", PROJECT_USER)
+    project = etree.Element(
+        _q("Project"), nsmap={None: NS}, name="ohp interviews", origin=PROJECT_USER, creatingUserGUID=ohp,
+        creationDateTime=_when(datetime.now(timezone.utc)),
+    )  # fmt: skip
+    users = _sub(project, "Users")
+    for name in sorted({coder(a) for a in accepted} | {PROJECT_USER}):
+        _sub(users, "User", guid=_guid("user", name), name=name)
+    # Themes coded but gone from the codebook still need a code for their codings to point at.
+    missing = sorted({a.theme for a in accepted} - set(codebook.ids))
+    if codebook.themes or missing:
+        codes = _sub(_sub(project, "CodeBook"), "Codes")
+        _codes(codes, codebook, None)
+        for theme in missing:
+            _sub(codes, "Code", guid=_guid("code", theme), name=theme, isCodable="true")
+    names = list(dict.fromkeys(name for e in exports for name in _facts(e.recording)))
+    if names:
+        variables = _sub(project, "Variables")
+        for name in names:
+            _sub(variables, "Variable", guid=_guid("variable", name), name=name, typeOfVariable="Text")
+    files = {}
+    if exports:
+        sources = _sub(project, "Sources")
+        files = dict(_recording(sources, export) for export in exports)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("project.qde", etree.tostring(project, xml_declaration=True, encoding="utf-8", pretty_print=True))
+        for file_name, text in files.items():
+            archive.writestr(f"sources/{file_name}", text.encode("utf-8"))
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- import
+
+
+def _norm(guid: str | None) -> str:
+    # GUIDs compare case-insensitively, with or without braces: ATLAS.ti writes them upper case.
+    return (guid or "").strip().strip("{}").lower()
+
+
+def _number(path: Path, element: etree._Element, attribute: str, required: bool = False) -> int | None:
+    value = element.get(attribute)
+    if value is None and not required:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        where = f"{etree.QName(element).localname} {attribute}"
+        raise TranscriptFormatError(path, f"project.qde: {where} is {value!r}, not a whole number", element.sourceline) from None
+
+
+def _member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    # The declared size is checked before inflating anything, and zipfile stops at it (a lie fails the CRC).
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise TranscriptFormatError(
+            path, f"{info.filename} would inflate to {info.file_size / 2**20:.0f} MB (at most {MAX_MEMBER_BYTES // 2**20} MB): not a project, maybe a zip bomb"
+        )
+    with archive.open(info) as f:
+        return f.read()
+
+
+def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The zip's files by lower-case name (NVivo writes Sources/, MAXQDA sources/); refuses names that
+    climb out of the project, which a careless unzip would write anywhere."""
+    members = {}
+    for info in archive.infolist():
+        name = info.filename.replace("\\", "/")
+        if name.startswith("/") or re.match(r"[A-Za-z]:", name) or ".." in PurePosixPath(name).parts:
+            raise TranscriptFormatError(path, f"unsafe file name in the zip: {info.filename!r} points outside the project")
+        members[name.lower()] = info
+    return members
+
+
+def _project(path: Path, data: bytes) -> etree._Element:
+    # No DTD is loaded and no entity expanded (XXE, billion laughs); a project never needs either.
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise TranscriptFormatError(path, f"project.qde is not well-formed XML: {exc}") from None
+    if root.getroottree().docinfo.doctype:
+        raise TranscriptFormatError(path, "project.qde has a DOCTYPE (DTDs and entities are not accepted in a project)")
+    if root.tag != _q("Project"):
+        raise TranscriptFormatError(path, f"project.qde is not a REFI-QDA 1.0 project: its root is {root.tag}, not {_q('Project')}")
+    return root
+
+
+def _themes(root: etree._Element, codebook: Codebook) -> dict[str, tuple[str, str | None]]:
+    """Each code's GUID -> its name and the theme it is: by ohp's GUID, else by name = theme id or label."""
+    by_guid = {_guid("code", t.id): t.id for t in codebook.themes}
+    by_name: dict[str, str] = {}
+    for theme in codebook.themes:
+        for name in (theme.id, *theme.label.values()):
+            by_name.setdefault(name.strip().casefold(), theme.id)
+    themes = {}
+    for code in root.iter(_q("Code")):
+        guid, name = _norm(code.get("guid")), (code.get("name") or "").strip()
+        themes[guid] = (name, by_guid.get(guid) or by_name.get(name.casefold()))
+    return themes
+
+
+def _sha256(source: etree._Element, variables: dict[str, str]) -> str | None:
+    """The recording a source is: its sha256 variable, else the sha256 line of its description."""
+    for value in source.findall(_q("VariableValue")):
+        ref, text = value.find(_q("VariableRef")), value.find(_q("TextValue"))
+        if ref is not None and text is not None and variables.get(_norm(ref.get("targetGUID"))) == SHA256:
+            if re.fullmatch(r"[0-9a-f]{64}", (text.text or "").strip().lower()):
+                return (text.text or "").strip().lower()
+    description = source.find(_q("Description"))
+    found = _SHA256_LINE.search(description.text or "") if description is not None else None
+    return found.group(1) if found else None
+
+
+def _seconds(timed: list[tuple[int, int]], position: int, end: bool) -> float:
+    """The time of a transcript position, between the timed SyncPoints around it (sorted by position, ms).
+    Where two segments meet at one position, a coding starts when the later starts, ends when the earlier ends."""
+    before, after = timed[: bisect_right(timed, (position, float("inf")))], timed[bisect_left(timed, (position, float("-inf"))) :]
+    if not before or not after:
+        return (after or before)[0 if after else -1][1] / 1000
+    (p0, t0), (p1, t1) = before[-1], after[0]
+    if p0 == p1:
+        return (t1 if end else t0) / 1000
+    return (t0 + (t1 - t0) * (position - p0) / (p1 - p0)) / 1000
+
+
+class _Reader:
+    """One project's codings on ohp's recordings, and what could not be taken."""
+
+    def __init__(self, path: Path, archive: zipfile.ZipFile, codebook: Codebook):
+        self.path, self.archive = path, archive
+        self.members = _members(path, archive)
+        if "project.qde" not in self.members:
+            raise TranscriptFormatError(path, "no project.qde in the zip: not a REFI-QDA project")
+        self.root = _project(path, _member(path, archive, self.members["project.qde"]))
+        self.users = {_norm(u.get("guid")): u.get("name") or u.get("guid") for u in self.root.iter(_q("User"))}
+        self.variables = {_norm(v.get("guid")): (v.get("name") or "").strip().casefold() for v in self.root.iter(_q("Variable"))}
+        self.themes = _themes(self.root, codebook)
+        self.unmatched: Counter[str] = Counter()  # code name -> codings skipped
+        self.warnings: list[str] = []
+
+    def codings(self, selection: etree._Element, start: float, end: float, text: str | None) -> list[Coding]:
+        found = []
+        for coding in selection.findall(_q("Coding")):
+            ref = coding.find(_q("CodeRef"))
+            guid = _norm(ref.get("targetGUID") if ref is not None else None)
+            name, theme = self.themes.get(guid, (guid, None))
+            if theme is None:
+                self.unmatched[name] += 1
+                continue
+            who = _norm(coding.get("creatingUser") or selection.get("creatingUser"))
+            found.append(Coding(theme, self.users.get(who) or "unknown", start, end, text))
+        return found
+
+    def text_of(self, transcript: etree._Element) -> str | None:
+        content = transcript.find(_q("PlainTextContent"))
+        if content is not None:
+            return content.text or ""
+        location = transcript.get("plainTextPath") or ""
+        if not location.startswith("internal://"):
+            return None
+        info = self.members.get(f"sources/{location.removeprefix('internal://').lstrip('/')}".lower())
+        if info is None:
+            raise TranscriptFormatError(self.path, f"the transcript {location} is not in the zip")
+        try:
+            return _member(self.path, self.archive, info).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise TranscriptFormatError(self.path, f"the transcript {location} is not UTF-8 text") from None
+
+    def transcript(self, transcript: etree._Element, source_name: str) -> list[Coding]:
+        text = self.text_of(transcript)
+        points = {
+            _norm(p.get("guid")): (_number(self.path, p, "position"), _number(self.path, p, "timeStamp"))
+            for p in transcript.findall(_q("SyncPoint"))
+        }
+        timed = sorted((pos, ms) for pos, ms in points.values() if pos is not None and ms is not None)
+        selections = transcript.findall(_q("TranscriptSelection"))
+        if selections and (text is None or not timed):
+            why = "its text is outside the project" if text is None else "it has no timed sync points"
+            self.warnings.append(f"transcript of {source_name!r}: {len(selections)} coded selections skipped, {why}")
+            return []
+        found = []
+        for selection in selections:
+            ends = [points.get(_norm(selection.get(side))) for side in ("fromSyncPoint", "toSyncPoint")]
+            if any(p is None or p[0] is None or not 0 <= p[0] <= len(text) for p in ends) or ends[0][0] > ends[1][0]:
+                raise TranscriptFormatError(
+                    self.path, f"project.qde: a transcript selection of {source_name!r} is not between sync points of its text", selection.sourceline
+                )
+            (start, start_ms), (end, end_ms) = ends
+            found += self.codings(
+                selection,
+                start_ms / 1000 if start_ms is not None else _seconds(timed, start, end=False),
+                end_ms / 1000 if end_ms is not None else _seconds(timed, end, end=True),
+                text[start:end],
+            )
+        return found
+
+    def read(self) -> ImportedCodings:
+        result = ImportedCodings(self.path, "qdpx")
+        sources = self.root.find(_q("Sources"))
+        for source in [] if sources is None else sources:
+            kind, name = etree.QName(source).localname, source.get("name") or source.get("guid")
+            sha256 = _sha256(source, self.variables) if kind in ("AudioSource", "VideoSource") else None
+            if sha256 is None:
+                self.warnings.append(f"{kind} {name!r} is not a recording ohp exported (no sha256): its codings are not imported")
+                continue
+            found = result.codings.setdefault(sha256, [])
+            for transcript in source.findall(_q("Transcript")):
+                found += self.transcript(transcript, name)
+            # Codes put on the audio's timeline rather than on the transcript's words.
+            for selection in source.findall(_q(kind.replace("Source", "Selection"))):
+                begin, end = (_number(self.path, selection, side, required=True) for side in ("begin", "end"))
+                found += self.codings(selection, begin / 1000, end / 1000, None)
+        self.warnings += [
+            f"code {name!r} is no theme of the codebook (by ohp's GUID, id or label): its {n} codings are not imported"
+            for name, n in self.unmatched.items()
+        ]
+        result.warnings = self.warnings
+        return result
+
+
+def read_qdpx(path: Path, codebook: Codebook) -> ImportedCodings:
+    """The codings of a REFI-QDA project on the recordings ohp exported into it, by their sha256, with
+    their coders, times (from the sync points) and words. Codes that are no theme and sources that are no
+    recording of ohp's are warnings; a file that is not a sound project raises TranscriptFormatError."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _Reader(path, archive, codebook).read()
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise TranscriptFormatError(path, f"not a .qdpx project (a zip file): {exc}") from None
+    except NotImplementedError as exc:  # a compression method zipfile lacks (deflate64)
+        raise TranscriptFormatError(path, f"cannot unpack it: {exc}") from None
+    except OSError as exc:
+        raise TranscriptFormatError(path, f"cannot read it: {exc.strerror or exc}") from None
