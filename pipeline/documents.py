@@ -1,0 +1,194 @@
+"""Transcripts for people to read: plain text and Word (.docx).
+
+Both open with a header (what the recording is, who speaks, whether it may be shown) and then give the
+interview turn by turn: when the turn starts, who speaks, what they say, and the themes coded on it. In
+the .docx the themes are comments in the margin, anchored on the words that are their evidence.
+
+The text is not wrapped: Chinese has no spaces to break at and its characters are two columns wide, so
+a fixed width breaks it badly, while every editor and viewer wraps a long line to its own window. One
+line per paragraph also keeps a turn whole for searching and copying.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+
+import docx
+from docx.oxml.ns import qn
+
+from .records import AnnotationRecord, RecordingExport, Segment, coder
+from .utils import clock
+
+# Ideographs, kana, hangul, CJK punctuation and full-width forms: text in these scripts runs on without spaces.
+CJK = re.compile(r"[\u2e80-\u2fff\u3000-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]")
+# What XML 1.0 cannot hold (python-docx and lxml refuse it): control characters other than tab and newline.
+NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+# In a font with CJK glyphs on Windows; LibreOffice substitutes its own CJK font for it elsewhere.
+CJK_FONT = "SimSun"
+
+
+def xml_text(text: str) -> str:
+    return NOT_XML.sub("", text)
+
+
+def spacer(before: str, after: str) -> str:
+    """What goes between two pieces of text: nothing next to Chinese (or either empty), else a space."""
+    if not before or not after or CJK.match(before[-1]) or CJK.match(after[0]):
+        return ""
+    return " "
+
+
+def join_texts(texts: list[str]) -> str:
+    joined = ""
+    for text in texts:
+        text = text.strip()
+        joined += spacer(joined, text) + text
+    return joined
+
+
+@cache
+def language_name(code: str) -> str:
+    """ "Chinese" for "zh": Whisper's name for the language, else the code (imported late: whisper imports torch)."""
+    from whisper.tokenizer import LANGUAGES
+
+    return LANGUAGES[code].title() if code in LANGUAGES else code
+
+
+def languages(export: RecordingExport) -> list[str]:
+    """The recording's language and then any other its segments are in, in order of appearance."""
+    codes = [export.recording.language] + [s.language for s in export.segments]
+    return list(dict.fromkeys(c for c in codes if c))
+
+
+def title(export: RecordingExport) -> str:
+    return Path(export.recording.path).stem
+
+
+def access_note(export: RecordingExport) -> str | None:
+    """The restriction the interviewee's consent puts on the recording; None when it is open."""
+    recording = export.recording
+    access = recording.access()
+    if access == "open":
+        return None
+    return f"{access} until {recording.release_on}" if recording.release_on else access
+
+
+def header(export: RecordingExport) -> list[tuple[str, str]]:
+    """The recording's particulars as (field, value), the fields it has."""
+    recording = export.recording
+    speakers = [f"{s.name or s.label} ({s.role})" if s.role else s.name or s.label for s in export.speakers]
+    fields = [
+        ("Interviewee", recording.interviewee),
+        ("Date", recording.recorded_on),
+        ("Place", recording.place),
+        ("Duration", clock(recording.duration)),
+        ("Languages", ", ".join(map(language_name, languages(export)))),
+        ("Speakers", "; ".join(speakers)),
+        ("Access", access_note(export)),
+    ]
+    return [(field, value) for field, value in fields if value]
+
+
+def turn_themes(export: RecordingExport, turn: list[Segment]) -> list[AnnotationRecord]:
+    """The turn's themes, one annotation per theme (an accepted one when there is), in order of first mention."""
+    chosen: dict[str, AnnotationRecord] = {}
+    for segment in turn:
+        for annotation in export.themes(segment):
+            current = chosen.get(annotation.theme)
+            if current is None or current.status != "accepted" and annotation.status == "accepted":
+                chosen[annotation.theme] = annotation
+    return list(chosen.values())
+
+
+def theme_note(export: RecordingExport, annotation: AnnotationRecord) -> str:
+    return export.theme_label(annotation.theme) + (" (suggested)" if annotation.status == "suggested" else "")
+
+
+def to_txt(export: RecordingExport) -> str:
+    lines = [title(export), ""] + [f"{field}: {value}" for field, value in header(export)]
+    for turn in export.turns():
+        name = export.speaker_name(turn[0])
+        lines += ["", f"[{clock(turn[0].start)}] " + (f"{name}: " if name else "") + join_texts([s.text for s in turn])]
+        themes = turn_themes(export, turn)
+        if themes:
+            lines.append("Themes: " + "; ".join(theme_note(export, a) for a in themes))
+    # Control characters are junk from the recogniser or an editor, and a lone surrogate cannot be written as UTF-8.
+    return xml_text("\n".join(lines)) + "\n"
+
+
+def _east_asian_font(rpr) -> None:
+    """Chinese in the CJK font: a theme's east-Asian font (the template's) would take precedence, so it goes."""
+    fonts = rpr.get_or_add_rFonts()
+    fonts.set(qn("w:eastAsia"), CJK_FONT)
+    fonts.attrib.pop(qn("w:eastAsiaTheme"), None)
+
+
+def _segment_runs(document, paragraph, export: RecordingExport, segment: Segment) -> None:
+    """The segment's text as runs split where evidence starts and ends, and its themes as comments on them."""
+    text = segment.text.strip()
+    lead = len(segment.text) - len(segment.text.lstrip())
+    annotations = export.themes(segment)
+    spans = {a.id: [(max(0, s - lead), min(len(text), e - lead)) for s, e in a.evidence] for a in annotations}
+    cuts = sorted({0, len(text)} | {i for span in spans.values() for s, e in span for i in (s, e)})
+    pieces = [(s, e, paragraph.add_run(xml_text(text[s:e]))) for s, e in zip(cuts, cuts[1:])]
+    if not pieces:
+        pieces = [(0, 0, paragraph.add_run(""))]
+    for annotation in annotations:
+        # One comment per coding, from its first piece of evidence to its last; no evidence is the whole segment.
+        evidence = [(s, e) for s, e in spans[annotation.id] if s < e]
+        start, end = (min(s for s, _ in evidence), max(e for _, e in evidence)) if evidence else (0, len(text))
+        runs = [run for s, e, run in pieces if s < end and e > start] or [pieces[0][2]]
+        author = xml_text(coder(annotation))
+        initials = "".join(word[0] for word in author.split())[:3].upper()
+        label = xml_text(export.theme_label(annotation.theme))
+        document.add_comment(runs, f"{label} ({annotation.status})", author=author, initials=initials)
+
+
+def to_docx(export: RecordingExport) -> bytes:
+    document = docx.Document()
+    styles = document.styles
+    _east_asian_font(styles.element.find(qn("w:docDefaults")).find(qn("w:rPrDefault")).find(qn("w:rPr")))
+    _east_asian_font(styles["Title"].element.get_or_add_rPr())
+    # The language tells Word to draw characters shared by Chinese and Japanese in their Chinese forms.
+    styles.element.find(qn("w:docDefaults")).find(f".//{qn('w:lang')}").set(qn("w:eastAsia"), "zh-CN")
+
+    recording = export.recording
+    properties = document.core_properties
+    properties.title = xml_text(title(export))
+    properties.author = properties.last_modified_by = "ohp"
+    properties.subject = xml_text(f"Oral history interview with {recording.interviewee}" if recording.interviewee else "Oral history interview")
+    themes = dict.fromkeys(export.theme_label(a.theme) for s in export.segments for a in export.themes(s))
+    properties.keywords = xml_text("; ".join(themes))
+    properties.language = recording.language or ""
+    properties.identifier = recording.sha256
+    properties.comments = xml_text(f"Transcript of {Path(recording.path).name}" + (f"; access {access_note(export)}" if access_note(export) else ""))
+    properties.created = properties.modified = datetime.now(timezone.utc)
+
+    document.add_heading(xml_text(title(export)), level=0)
+    table = document.add_table(rows=0, cols=2)
+    table.style = "Table Grid"
+    for field, value in header(export):
+        cells = table.add_row().cells
+        cells[0].paragraphs[0].add_run(field).bold = True
+        cells[1].text = xml_text(value)
+
+    for turn in export.turns():
+        paragraph = document.add_paragraph()
+        paragraph.add_run(f"[{clock(turn[0].start)}] ")
+        name = export.speaker_name(turn[0])
+        if name:
+            paragraph.add_run(xml_text(f"{name}:")).bold = True
+            paragraph.add_run(" ")
+        previous = ""
+        for segment in turn:
+            if gap := spacer(previous, segment.text.strip()):
+                paragraph.add_run(gap)
+            _segment_runs(document, paragraph, export, segment)
+            previous = segment.text.strip() or previous
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
