@@ -20,7 +20,7 @@ import numpy as np
 from .audio import AudioError, decode, is_audio_file, probe
 from .codebook import Codebook
 from .engines import load_engine
-from .export import FORMATS, export_stem, gather, shared_stems, write_exports
+from .export import DEFAULT_FORMATS, export_path, export_stem, gather, shared_stems, write_exports
 from .importers import read_transcript
 from .records import AudioInfo, Segment, SpeakerRecord, SpeechRegion, Transcript, Word
 from .segment import VadOptions, segment, speech_regions
@@ -50,7 +50,7 @@ class RunOptions:
     speakers: SpeakerOptions | None = field(default_factory=SpeakerOptions)  # None skips the speakers stage
     force: bool = False
     out_dir: Path | None = Path("transcripts")
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     codebook: Codebook | None = None  # themes to tag with; None skips the tag stage
 
     def settings(self) -> dict:
@@ -345,8 +345,8 @@ def process_file(path: Path, store: Store, options: RunOptions, progress: Progre
             recording = store.find_recordings([str(result.recording_id)])[0]
             stem = export_stem(recording, taken_stems)
             # Unchanged recordings keep their files, unless someone removed them.
-            if changed or not all((options.out_dir / f"{stem}.{fmt}").exists() for fmt in options.formats):
-                write_exports(gather(store, recording), options.out_dir, options.formats, stem)
+            if changed or not all(export_path(options.out_dir, stem, fmt).exists() for fmt in options.formats):
+                write_exports(gather(store, recording, options.codebook), options.out_dir, options.formats, stem)
     except AudioError as e:
         result.error = str(e)
     except Exception as e:  # anything else: report it against this file and go on with the batch

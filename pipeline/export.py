@@ -8,19 +8,24 @@ formats show the speaker's display name, or the label when it has none.
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import json
 import os
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .codebook import Codebook
-from .records import AnnotationRecord, RecordingExport, RecordingRecord, Segment
+from .elan import to_eaf
+from .records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, coder
+from .redact import Redaction, Redactor
 from .utils import clock, timestamp
 
-FORMATS = ("json", "srt", "vtt", "txt")
+DEFAULT_FORMATS = ("json", "srt", "vtt", "txt")
 
 
 def gather(store, recording: RecordingRecord, codebook: Codebook | None = None) -> RecordingExport:
@@ -106,12 +111,52 @@ def to_txt(export: RecordingExport) -> str:
     return "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
 
 
-WRITERS: dict[str, Callable[[RecordingExport], str]] = {
-    "json": to_json,
-    "srt": to_srt,
-    "vtt": to_vtt,
-    "txt": to_txt,
+CSV_COLUMNS = ("recording", "start", "end", "timecode", "speaker", "text", "theme", "theme_label", "status", "coder", "evidence", "consent")
+
+
+def _cell(value: str) -> str:
+    # A spreadsheet runs a cell that starts with = + - @ as a formula (CSV injection): a transcript
+    # line like "=HYPERLINK(...)" must stay text. The apostrophe is Excel's own "this is text" mark.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def to_csv(exports: list[RecordingExport], codebook: Codebook | None = None) -> str:
+    """One row per coded segment and theme (rejected ones left out), for NVivo, ATLAS.ti, MAXQDA or a
+    spreadsheet. UTF-8 with a byte-order mark: without it Excel reads Chinese as mojibake."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for export in exports:
+        name = Path(export.recording.path).name
+        for segment in export.segments:
+            for annotation in export.themes(segment):
+                evidence = " … ".join(segment.text[a:b] for a, b in annotation.evidence)
+                writer.writerow((
+                    name, f"{segment.start:.3f}", f"{segment.end:.3f}", clock(segment.start),
+                    _cell(export.speaker_name(segment) or ""), _cell(segment.text), annotation.theme,
+                    export.theme_label(annotation.theme), annotation.status, _cell(coder(annotation)), _cell(evidence),
+                    export.recording.access(),
+                ))  # fmt: skip
+    return "\ufeff" + buffer.getvalue()
+
+
+# Each format of one recording: its writer, and the file's extension.
+WRITERS: dict[str, tuple[Callable[[RecordingExport], str | bytes], str]] = {
+    "json": (to_json, "json"),
+    "srt": (to_srt, "srt"),
+    "vtt": (to_vtt, "vtt"),
+    "txt": (to_txt, "txt"),
+    "eaf": (to_eaf, "eaf"),
 }
+# Formats of many recordings at once (a project for a QDA program, a table): their writer and file name.
+PROJECT_WRITERS: dict[str, tuple[Callable[[list[RecordingExport], Codebook | None], str | bytes], str]] = {
+    "csv": (to_csv, "coded-segments.csv"),
+}
+FORMATS = (*WRITERS, *PROJECT_WRITERS)
+
+
+def export_path(out_dir: Path, stem: str, fmt: str) -> Path:
+    return out_dir / f"{stem}.{WRITERS[fmt][1]}"
 
 
 def shared_stems(paths: Iterable[Path | str]) -> set[str]:
@@ -142,17 +187,77 @@ def _write_atomic(path: Path, content: str | bytes) -> None:
         raise
 
 
-def write_exports(
-    export: RecordingExport, out_dir: Path, formats: tuple[str, ...] = FORMATS, stem: str | None = None
-) -> list[Path]:
-    unknown = [f for f in formats if f not in WRITERS]
+def _check_formats(formats: tuple[str, ...]) -> None:
+    unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown export format {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
+
+
+def write_exports(
+    export: RecordingExport, out_dir: Path, formats: tuple[str, ...] = DEFAULT_FORMATS, stem: str | None = None
+) -> list[Path]:
+    """The files of one recording in the formats of one recording (project formats are left to
+    `export_recordings`)."""
+    _check_formats(formats)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = stem or export_stem(export.recording)
     paths = []
     for fmt in formats:
-        path = out_dir / f"{stem}.{fmt}"
-        _write_atomic(path, WRITERS[fmt](export))
-        paths.append(path)
+        if fmt in WRITERS:
+            path = export_path(out_dir, stem, fmt)
+            _write_atomic(path, WRITERS[fmt][0](export))
+            paths.append(path)
     return paths
+
+
+@dataclass
+class ExportReport:
+    files: list[Path] = field(default_factory=list)
+    left_out: list[tuple[RecordingRecord, str]] = field(default_factory=list)  # and why
+    redactions: list[Redaction] = field(default_factory=list)
+
+
+def export_recordings(
+    store,
+    recordings: list[RecordingRecord],
+    formats: tuple[str, ...],
+    out_dir: Path,
+    *,
+    codebook: Codebook | None = None,
+    include_closed: bool = False,
+    redactor: Redactor | None = None,
+) -> ExportReport:
+    """Export files of the recordings: those of one recording for each, then the project files over
+    all of them. Closed recordings are left out unless `include_closed` (the caller checks who may)."""
+    _check_formats(formats)
+    report = ExportReport()
+    taken = shared_stems(r.path for r in store.list_recordings())
+    exports = []
+    for recording in recordings:
+        if recording.access() == "closed" and not include_closed:
+            report.left_out.append((recording, "closed" + (f" until {recording.release_on}" if recording.release_on else "")))
+            continue
+        export = gather(store, recording, codebook)
+        if redactor:
+            export, done = redactor(export)
+            report.redactions += done
+        report.files += write_exports(export, out_dir, formats, export_stem(export.recording, taken))
+        exports.append(export)
+    for fmt in formats:
+        if fmt in PROJECT_WRITERS and exports:
+            writer, name = PROJECT_WRITERS[fmt]
+            out_dir.mkdir(parents=True, exist_ok=True)
+            _write_atomic(out_dir / name, writer(exports, codebook))
+            report.files.append(out_dir / name)
+    return report
+
+
+def write_redaction_report(redactions: list[Redaction], path: Path) -> None:
+    """The replacements as a table, for a person to check before the files are shared."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(("recording", "segment", "start", "end", "field", "found", "replaced with", "because", "context"))
+    for r in redactions:
+        writer.writerow((r.recording, r.segment_id or "", f"{r.start:.3f}", f"{r.end:.3f}", r.field, _cell(r.found), r.replacement, r.source, _cell(r.context)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, "\ufeff" + buffer.getvalue())

@@ -14,7 +14,7 @@ from pipeline import export
 from pipeline.importers import read_transcript
 from pipeline.records import RecordingExport
 from pipeline.utils import clock, timestamp
-from pipeline.export import FORMATS, shared_stems, export_stem, to_json, to_srt, to_txt, to_vtt, write_exports
+from pipeline.export import DEFAULT_FORMATS as FORMATS, shared_stems, export_stem, to_json, to_srt, to_txt, to_vtt, write_exports
 from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(
