@@ -242,9 +242,9 @@ def _number(path: Path, element: etree._Element, attribute: str, required: bool 
 def _member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     # The declared size is checked before inflating anything, and zipfile stops at it (a lie fails the CRC).
     if info.file_size > MAX_MEMBER_BYTES:
-        raise TranscriptFormatError(
-            path, f"{info.filename} would inflate to {info.file_size / 2**20:.0f} MB (at most {MAX_MEMBER_BYTES // 2**20} MB): not a project, maybe a zip bomb"
-        )
+        size, limit = info.file_size / 2**20, MAX_MEMBER_BYTES // 2**20
+        why = f"{info.filename} would inflate to {size:.0f} MB (at most {limit} MB): not a project, maybe a zip bomb"
+        raise TranscriptFormatError(path, why)
     with archive.open(info) as f:
         return f.read()
 
@@ -292,10 +292,11 @@ def _themes(root: etree._Element, codebook: Codebook) -> dict[str, tuple[str, st
 def _sha256(source: etree._Element, variables: dict[str, str]) -> str | None:
     """The recording a source is: its sha256 variable, else the sha256 line of its description."""
     for value in source.findall(_q("VariableValue")):
-        ref, text = value.find(_q("VariableRef")), value.find(_q("TextValue"))
-        if ref is not None and text is not None and variables.get(_norm(ref.get("targetGUID"))) == SHA256:
-            if re.fullmatch(r"[0-9a-f]{64}", (text.text or "").strip().lower()):
-                return (text.text or "").strip().lower()
+        ref = value.find(_q("VariableRef"))
+        if ref is not None and variables.get(_norm(ref.get("targetGUID"))) == SHA256:
+            sha256 = (value.findtext(_q("TextValue")) or "").strip().lower()
+            if re.fullmatch(r"[0-9a-f]{64}", sha256):
+                return sha256
     description = source.find(_q("Description"))
     found = _SHA256_LINE.search(description.text or "") if description is not None else None
     return found.group(1) if found else None
@@ -304,9 +305,12 @@ def _sha256(source: etree._Element, variables: dict[str, str]) -> str | None:
 def _seconds(timed: list[tuple[int, int]], position: int, end: bool) -> float:
     """The time of a transcript position, between the timed SyncPoints around it (sorted by position, ms).
     Where two segments meet at one position, a coding starts when the later starts, ends when the earlier ends."""
-    before, after = timed[: bisect_right(timed, (position, float("inf")))], timed[bisect_left(timed, (position, float("-inf"))) :]
-    if not before or not after:
-        return (after or before)[0 if after else -1][1] / 1000
+    before = timed[: bisect_right(timed, (position, float("inf")))]
+    after = timed[bisect_left(timed, (position, float("-inf"))) :]
+    if not before:
+        return after[0][1] / 1000
+    if not after:
+        return before[-1][1] / 1000
     (p0, t0), (p1, t1) = before[-1], after[0]
     if p0 == p1:
         return (t1 if end else t0) / 1000
@@ -372,9 +376,8 @@ class _Reader:
         for selection in selections:
             ends = [points.get(_norm(selection.get(side))) for side in ("fromSyncPoint", "toSyncPoint")]
             if any(p is None or p[0] is None or not 0 <= p[0] <= len(text) for p in ends) or ends[0][0] > ends[1][0]:
-                raise TranscriptFormatError(
-                    self.path, f"project.qde: a transcript selection of {source_name!r} is not between sync points of its text", selection.sourceline
-                )
+                why = f"project.qde: a transcript selection of {source_name!r} is not between sync points of its text"
+                raise TranscriptFormatError(self.path, why, selection.sourceline)
             (start, start_ms), (end, end_ms) = ends
             found += self.codings(
                 selection,

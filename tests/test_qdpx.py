@@ -151,7 +151,10 @@ def test_codebook_users_and_sources(qdpx):
     assert [s.get("path") for s in sources] == ["absolute:///archive/访谈/张丽华 1.wav", "absolute:///archive/chen.mp3"]
     variables = {v.get("guid"): v.get("name") for v in root.iterfind("q:Variables/q:Variable", NS)}
     for source, recording in zip(sources, (ZH_RECORDING, EN_RECORDING)):
-        values = {variables[v.find("q:VariableRef", NS).get("targetGUID")]: v.findtext("q:TextValue", namespaces=NS) for v in source.iterfind("q:VariableValue", NS)}
+        values = {
+            variables[v.find("q:VariableRef", NS).get("targetGUID")]: v.findtext("q:TextValue", namespaces=NS)
+            for v in source.iterfind("q:VariableValue", NS)
+        }
         assert values["sha256"] == recording.sha256
         assert f"sha256: {recording.sha256}" in source.findtext("q:Description", namespaces=NS)
     assert values["consent"] == "restricted until 2040-01-01"
@@ -217,8 +220,8 @@ def _rezip(tmp_path: Path, data: bytes, root: etree._Element | None = None, drop
         for name in old.namelist():
             if name == drop:
                 continue
-            content = etree.tostring(root, xml_declaration=True, encoding="utf-8") if name == "project.qde" and root is not None else old.read(name)
-            new.writestr(name, content)
+            edited = name == "project.qde" and root is not None
+            new.writestr(name, etree.tostring(root, xml_declaration=True, encoding="utf-8") if edited else old.read(name))
     return path
 
 
@@ -257,7 +260,8 @@ def test_codings_added_in_a_qda_tool_come_back(qdpx, tmp_path):
             _element(_element(selection, "Coding", guid=_guid(), creatingUser=bob), "CodeRef", targetGUID=target)
     # A stretch of the English audio's timeline coded directly, and bob's own notes, not ohp's.
     english = root.findall("q:Sources/q:AudioSource", NS)[1]
-    selection = _element(english, "AudioSelection", len(english.findall("q:Transcript", NS)) + 1, guid=_guid(), begin="9500", end="12250", creatingUser=bob)
+    after_transcript = len(english.findall("q:Transcript", NS)) + 1
+    selection = _element(english, "AudioSelection", after_transcript, guid=_guid(), begin="9500", end="12250", creatingUser=bob)
     _element(_element(selection, "Coding", guid=_guid(), creatingUser=bob), "CodeRef", targetGUID=wages)
     notes = _element(root.find("q:Sources", NS), "TextSource", guid=_guid(), name="bob's notes")
     etree.SubElement(notes, f"{{{NS['q']}}}PlainTextContent").text = "family, wages"
