@@ -94,7 +94,7 @@ def _pieces(text: str, prefix: int) -> list[tuple[int, int, int]]:
     return pieces
 
 
-def _layout(text: str, pieces: list[tuple[int, int, int]], prefixed: bool) -> list[tuple[int, int, int]]:
+def _layout(text: str, pieces: list[tuple[int, int, int]], prefixed: bool) -> list[tuple[int, int, int | None]]:
     """The pieces grouped into cues (first piece, end piece, first piece of the second line or None): few
     cues, full and balanced, breaking after punctuation where it costs little."""
     columns = list(accumulate((_width(c) for c in text), initial=0))
@@ -110,7 +110,7 @@ def _layout(text: str, pieces: list[tuple[int, int, int]], prefixed: bool) -> li
             continue  # a cue of the speaker's name alone
         after = _CUE_BREAK * pieces[j - 1][2] if j < n else 0
         i = j - 1
-        while i >= 0 and width(i, j) <= 2 * LINE_WIDTH:
+        while i >= 0 and width(i, j) <= 2 * LINE_WIDTH + 1:  # two full lines and the space between
             if width(i, j) <= LINE_WIDTH:
                 split, lines = None, 0.0
             else:  # two lines, as balanced as the break allows
@@ -184,6 +184,7 @@ def cues(export: RecordingExport, name_changes: bool = False) -> list[Cue]:
 
 
 def to_srt(export: RecordingExport) -> str:
+    # SRT has no voice tags: as subtitlers do, the first cue after each change of speaker names them.
     blocks = [
         f"{number}\n{timestamp(c.start, ',')} --> {timestamp(c.end, ',')}\n" + "\n".join(c.lines) + "\n"
         for number, c in enumerate(cues(export, name_changes=True), 1)

@@ -195,6 +195,10 @@ def test_the_name_counts_toward_the_line():
     speakers = [SpeakerRecord("S1", "Wang Xiuying")]
     assert [lines for _, _, lines in read_srt(to_srt(export(segment, speakers=speakers)))] == [["Wang Xiuying: " + "x" * 20, "y" * 21]]
     assert [lines for _, _, lines, _ in read_vtt(to_vtt(export(segment, speakers=speakers)))] == [[text]]
+    long_name = [SpeakerRecord("S1", "Wang Xiuying of the Chengdu Oral History Project")]  # 48 columns
+    found = read_srt(to_srt(export(segment, speakers=long_name)))
+    assert all(len(line) <= 42 for _, _, lines in found for line in lines)
+    assert squeeze("".join(line for _, _, lines in found for line in lines)).endswith(squeeze(text))
 
 
 def test_markup_is_escaped_in_vtt():
