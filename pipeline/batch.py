@@ -13,21 +13,23 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from .audio import AudioError, decode, is_audio_file, probe
 from .codebook import Codebook
+from .elan import read_eaf
 from .engines import load_engine
 from .export import DEFAULT_FORMATS, export_path, export_stem, gather, shared_stems, write_exports
 from .importers import read_transcript
-from .records import AudioInfo, Segment, SpeakerRecord, SpeechRegion, Transcript, Word
+from .records import AudioInfo, Coding, ImportedCodings, Segment, SpeakerRecord, SpeechRegion, Transcript, Word
 from .segment import VadOptions, segment, speech_regions
 from .speakers import DiarizeOptions, diarize, label_roles, match_profiles, speaker_at, split_segment
 from .store import Store, settings_key
 from .tag import TAGGER_VERSION, tag_segments
 from .transcribe import ChunkResult, TranscribeOptions, transcribe
+from .utils import clock
 from .weights import ohp_home
 
 STAGE = "transcribe"
@@ -296,6 +298,62 @@ def import_file(path: Path, store: Store, audio: Path | None = None, codebook: C
     if codebook:
         tag_recording(store, recording_id, codebook)
     return recording_id
+
+
+@dataclass
+class CodingsReport:
+    """What an import of codes (ELAN, REFI-QDA) did."""
+
+    codings: int = 0
+    added: int = 0  # annotations made or accepted by the coder
+    unchanged: int = 0  # the coder's theme was already there, accepted, on that text
+    recordings: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _coded_segments(segments: list[Segment], coding: Coding) -> list[Segment]:
+    """The segments a coding covers: each overlapping it by over half of the shorter of the two (tools
+    snap codes to their own boundaries, which are ohp's segments moved a little)."""
+    if coding.end <= coding.start:
+        return [s for s in segments if s.start <= coding.start < s.end][:1]
+    return [
+        s for s in segments
+        if min(s.end, coding.end) - max(s.start, coding.start) > 0.5 * min(s.end - s.start or 1e-3, coding.end - coding.start)
+    ]  # fmt: skip
+
+
+# Exchange files that carry codes for recordings ohp has, rather than transcripts.
+CODINGS_READERS: dict[str, Callable[[Path, Codebook], ImportedCodings]] = {".eaf": read_eaf}
+
+
+def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
+    """The codes of an exchange file, as annotations by their coders: all of them in one transaction."""
+    report = CodingsReport(warnings=list(imported.warnings))
+    added = []
+    for sha256, codings in imported.codings.items():
+        recording = store.recording_by_sha256(sha256)
+        if recording is None:
+            report.warnings.append(f"{len(codings)} coding(s) belong to a recording that is not in this database (sha256 {sha256[:12]}…)")
+            continue
+        report.recordings.append(recording.id)
+        segments = store.segments(recording.id)
+        existing = {(a.segment_id, a.theme): a for a in store.annotations(recording.id)}
+        for coding in codings:
+            report.codings += 1
+            covered = _coded_segments(segments, coding)
+            if not covered:
+                report.warnings.append(f"{coding.coder}'s {coding.theme} at {clock(coding.start)}-{clock(coding.end)} covers no segment")
+            for segment in covered:
+                at = segment.text.find(coding.text.strip()) if coding.text and coding.text.strip() else -1
+                evidence = ((at, at + len(coding.text.strip())),) if at >= 0 else ()
+                had = existing.get((segment.id, coding.theme))
+                if had and had.status == "accepted" and set(evidence) <= set(had.evidence):
+                    report.unchanged += 1
+                else:
+                    added.append((segment.id, coding.theme, coding.coder, evidence))
+    store.add_annotations(added)
+    report.added = len(added)
+    return report
 
 
 def process_file(path: Path, store: Store, options: RunOptions, progress: Progress | None = None, taken_stems: set[str] | None = None) -> FileResult:

@@ -16,22 +16,19 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgres
 from rich.table import Table
 from rich.text import Text
 
-from .batch import MAX_SPEAKERS, FileResult, RunOptions, SpeakerOptions, import_file, run_batch, tag_recording
+from .batch import CODINGS_READERS, MAX_SPEAKERS, FileResult, RunOptions, SpeakerOptions, import_codings, import_file, run_batch, tag_recording
 from .audio import SAMPLE_RATE, AudioError, decode, probe
 from .codebook import DEFAULT_CODEBOOK, Codebook, CodebookError, load_codebook, validate_codebook
 from .engines import DEFAULT_ENGINE
 from .utils import clock
-from .export import export_stem, gather, shared_stems, write_exports
+from .export import DEFAULT_FORMATS, FORMATS, PROJECT_WRITERS, export_recordings, write_redaction_report
+from .redact import DEFAULT_LIST, Redactor, load_list
 from .store import ConflictError, Store, StoreError
 from .importers import TranscriptFormatError
 from .records import SPEAKER_ROLES, RecordingRecord, SearchFilters
 from .tag import pipeline_language, tag_text
 from .textindex import QuerySyntaxError, highlight, parse_query
 from .transcribe import TranscribeOptions
-
-# jieba announces its dictionary on stderr at first use, and warns about pkg_resources at import.
-logging.getLogger("jieba").setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
 
 # jieba announces its dictionary on stderr at first use, and warns about pkg_resources at import.
 logging.getLogger("jieba").setLevel(logging.WARNING)
@@ -53,11 +50,7 @@ class ScriptPolicy(str, Enum):
     original = "original"
 
 
-class Format(str, Enum):
-    json = "json"
-    srt = "srt"
-    vtt = "vtt"
-    txt = "txt"
+Format = Enum("Format", {name: name for name in FORMATS}, type=str)  # the export module's formats
 
 
 CodebookOption = Annotated[
@@ -204,13 +197,16 @@ def run(
     model: Annotated[str, typer.Option(help="Whisper model: base (offline), another name, or a local path")] = "base",
     language: Annotated[Optional[str], typer.Option(help="Force a language (zh, en, ...); detected per recording if not given")] = None,
     script: Annotated[ScriptPolicy, typer.Option(help="Chinese script of the text (the original is kept beside it)")] = ScriptPolicy.simplified,
-    formats: Annotated[list[Format], typer.Option("--format", help="Transcript files to write (repeat for several)")] = list(Format),
+    formats: Annotated[list[Format], typer.Option("--format", help="Transcript files to write (repeat for several)")] = [Format(f) for f in DEFAULT_FORMATS],
     force: Annotated[bool, typer.Option(help="Redo recordings already done with the same settings")] = False,
     speakers: Annotated[Optional[SpeakerOptions], typer.Option(help=f"Speakers per recording: auto (estimated, at most {MAX_SPEAKERS}), a number, or off", parser=_speakers_option, metavar="auto|N|off")] = "auto",
     tag: Annotated[bool, typer.Option(help="Tag themes from the codebook after transcribing")] = True,
     codebook: CodebookOption = None,
 ) -> None:
     """Transcribe recordings (find who speaks, and tag their themes) into the database and transcript files."""
+    project = [f.value for f in formats if f.value in PROJECT_WRITERS]
+    if project:
+        raise typer.BadParameter(f"{', '.join(project)} cover many recordings: write them with `ohp export`", param_hint="--format")
     options = RunOptions(
         transcribe=TranscribeOptions(engine=engine.value, model=model, language=_check_language(language), script=script.value),
         speakers=speakers,
@@ -290,19 +286,48 @@ def describe(
 
 @app.command()
 def export(
-    recordings: Annotated[Optional[list[str]], typer.Argument(help="Recording ids, hash prefixes, paths or names; all if none")] = None,
-    formats: Annotated[list[Format], typer.Option("--format", help="Formats to write (repeat for several)")] = [Format.json],
+    recordings: Annotated[Optional[list[str]], typer.Argument(help="Recording ids, hash prefixes, paths or names")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every recording (the default when none is named)")] = False,
+    formats: Annotated[list[Format], typer.Option("--format", help=f"Formats to write (repeat for several): {', '.join(FORMATS)}")] = [Format.json],
     out: Annotated[Path, typer.Option(help="Folder for the files")] = Path("transcripts"),
+    include_restricted: Annotated[bool, typer.Option(help="Export closed recordings too (researchers only: give --user)")] = False,
+    redact: Annotated[Optional[str], typer.Option(help="Replace names and/or places with [NAME]/[PLACE]: names, places or names,places", metavar="KINDS")] = None,
+    redact_list: Annotated[Path, typer.Option(help="The project's own names to redact, one per line (\"place: X\" for places)")] = DEFAULT_LIST,
+    user: UserOption = None,
+    codebook: CodebookOption = None,
     db: DbOption = None,
 ) -> None:
-    """Write transcript files from the database."""
+    """Write transcripts and codes for other tools: subtitles, documents, ELAN, REFI-QDA (NVivo, ATLAS.ti,
+    MAXQDA, QualCoder), OHMS, CSV. Closed recordings are left out unless a researcher asks for them."""
+    if all_ and recordings:
+        raise typer.BadParameter("name recordings or give --all, not both", param_hint="--all")
     store = open_store(db)
+    if include_restricted:
+        account = store.user(need_user(user, "exporting closed recordings"))
+        if account is None or account.role != "researcher":
+            errors.print(f"[red]error:[/red] only a researcher may export closed recordings: {user} is {f'a {account.role}' if account else 'not a user (ohp user add)'}")
+            raise typer.Exit(2)
+    redactor = None
+    if redact:
+        try:
+            listed = load_list(redact_list) if redact_list.is_file() else {}
+            redactor = Redactor({kind.strip() for kind in redact.split(",") if kind.strip()}, listed)
+        except (ValueError, OSError) as e:
+            raise typer.BadParameter(str(e), param_hint="--redact") from None
     chosen = choose_recordings(store, recordings)
-    taken = shared_stems(r.path for r in store.list_recordings())
-    for recording in chosen:
-        for path in write_exports(gather(store, recording), out, tuple(f.value for f in formats), export_stem(recording, taken)):
-            console.print(str(path))
-
+    report = export_recordings(
+        store, chosen, tuple(f.value for f in formats), out,
+        codebook=open_codebook(codebook), include_closed=include_restricted, redactor=redactor,
+    )  # fmt: skip
+    for path in report.files:
+        console.print(str(path))
+    if report.left_out:
+        names = ", ".join(f"{Path(r.path).name} ({why})" for r, why in report.left_out)
+        errors.print(f"left out {len(report.left_out)} closed recording(s): {names}; --include-restricted --user NAME (a researcher) exports them")
+    if redactor:
+        path = out.parent / f"{out.name}-redactions.csv"  # beside the folder, not in what gets shared
+        write_redaction_report(report.redactions, path)
+        console.print(f"{len(report.redactions)} replacement(s), listed in {path}: check them before sharing the files")
 
 
 @app.command()
@@ -527,26 +552,38 @@ def search(
 
 @app.command("import")
 def import_command(
-    files: Annotated[list[Path], typer.Argument(help="Transcripts: ohp JSON, SRT, WebVTT or plain text", readable=False)],
+    files: Annotated[list[Path], typer.Argument(help="Transcripts (ohp JSON, SRT, WebVTT, plain text), or codes for recordings ohp has (ELAN .eaf, REFI-QDA .qdpx)", readable=False)],
     audio: Annotated[Optional[Path], typer.Option(help="The recording the transcript belongs to (one FILE only)")] = None,
     tag: Annotated[bool, typer.Option(help="Tag themes from the codebook after importing")] = True,
     codebook: CodebookOption = None,
     db: DbOption = None,
 ) -> None:
-    """Load transcripts people made, as recordings with segments: searchable and taggable like the rest."""
+    """Load transcripts people made, as recordings with segments; or codes added in ELAN or a QDA program, as
+    annotations by their coders."""
     if audio and len(files) != 1:
         raise typer.BadParameter("--audio links one transcript to its recording: give exactly one FILE", param_hint="--audio")
-    book = open_codebook(codebook) if tag else None
+    coded = [path for path in files if path.suffix.lower() in CODINGS_READERS]
+    if audio and coded:
+        raise typer.BadParameter(f"{coded[0].name} names its recordings itself: --audio is for transcripts", param_hint="--audio")
+    book = open_codebook(codebook) if tag or coded else None
     store = open_store(db)
     failed = 0
     for path in files:
         try:
-            recording_id = import_file(path, store, audio, book)
+            if path in coded:
+                report = import_codings(CODINGS_READERS[path.suffix.lower()](path, book), store)
+            else:
+                recording_id = import_file(path, store, audio, book if tag else None)
         except (TranscriptFormatError, AudioError) as e:
             errors.print(f"[red]failed:[/red] {e}", highlight=False)
             failed += 1
             continue
-        console.print(f"{path}: recording {recording_id}, {len(store.segments(recording_id))} segments")
+        if path in coded:
+            console.print(f"{path}: {report.codings} coding(s) for recording(s) {', '.join(map(str, report.recordings)) or '-'}: {report.added} annotation(s) added or accepted, {report.unchanged} already there")
+            for warning in report.warnings:
+                errors.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
+        else:
+            console.print(f"{path}: recording {recording_id}, {len(store.segments(recording_id))} segments")
     if failed:
         raise typer.Exit(1)
 

@@ -9,7 +9,6 @@ formats show the speaker's display name, or the label when it has none.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import os
@@ -21,9 +20,10 @@ from pathlib import Path
 
 from .codebook import Codebook
 from .elan import to_eaf
+from .subtitles import to_srt, to_vtt
 from .records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, coder
 from .redact import Redaction, Redactor
-from .utils import clock, timestamp
+from .utils import clock
 
 DEFAULT_FORMATS = ("json", "srt", "vtt", "txt")
 
@@ -77,26 +77,6 @@ def _said(export: RecordingExport, segment: Segment) -> str:
     """The segment's text after its speaker's name, "Name: text" (just the text when nobody is known)."""
     name = export.speaker_name(segment)
     return f"{name}: {segment.text}" if name else segment.text
-
-
-def to_srt(export: RecordingExport) -> str:
-    blocks = [
-        f"{i}\n{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}\n{_said(export, s)}\n" for i, s in enumerate(export.segments, 1)
-    ]
-    return "\n".join(blocks)
-
-
-def _cue_text(export: RecordingExport, segment: Segment) -> str:
-    # Cue text is markup in WebVTT: "<" opens a tag (the text after it vanishes) and "&" an entity; the
-    # speaker is a voice tag, <v Name>, whose name is escaped alike.
-    name = export.speaker_name(segment)
-    text = html.escape(segment.text, quote=False)
-    return f"<v {html.escape(name, quote=False)}>{text}" if name else text
-
-
-def to_vtt(export: RecordingExport) -> str:
-    blocks = [f"{timestamp(s.start)} --> {timestamp(s.end)}\n{_cue_text(export, s)}\n" for s in export.segments]
-    return "WEBVTT\n\n" + "\n".join(blocks)
 
 
 def to_txt(export: RecordingExport) -> str:

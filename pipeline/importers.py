@@ -17,6 +17,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,6 +206,19 @@ def _transcript(
 _SRT_TAGS = re.compile(r"</?(?:i|b|u|font)(?:\s[^>]*)?>|\{\\[^}]*\}", re.I)  # <i>, <font color=..>, {\an8}
 
 
+def _wide(char: str) -> bool:
+    return unicodedata.east_asian_width(char) in ("W", "F")
+
+
+def _join(lines: Iterable[str]) -> str:
+    """Subtitle lines as one text: a space between them, except where Chinese meets Chinese (a line
+    break inside Chinese text is no word break)."""
+    out = ""
+    for line in filter(None, (" ".join(line.split()) for line in lines)):
+        out += line if out and _wide(out[-1]) and _wide(line[0]) else f" {line}" if out else line
+    return out
+
+
 def _read_srt(path: Path, text: str) -> ImportedTranscript:
     cues = []
     for number, lines in _blocks(text):
@@ -213,7 +228,7 @@ def _read_srt(path: Path, text: str) -> ImportedTranscript:
             expected = "expected a cue's times (00:00:01,000 --> 00:00:02,500)"
             raise TranscriptFormatError(path, f"{expected}, found {lines[0].strip()!r}", number)
         start, end = _timing(path, lines[0], number)
-        body = " ".join(_SRT_TAGS.sub("", line).strip() for line in lines[1:]).strip()
+        body = _join(_SRT_TAGS.sub("", line) for line in lines[1:])
         if not body:
             raise TranscriptFormatError(path, "the cue has no text", number)
         cues.append((start, end, body))
@@ -239,7 +254,7 @@ def _vtt_parts(payload: str) -> list[tuple[str | None, str]]:
 
 
 def _vtt_text(fragment: str) -> str:
-    return " ".join(html.unescape(_VTT_TAG.sub("", fragment)).split())
+    return _join(html.unescape(_VTT_TAG.sub("", line)) for line in fragment.splitlines())
 
 
 def _read_vtt(path: Path, text: str) -> ImportedTranscript:

@@ -916,24 +916,32 @@ class Store:
     ) -> AnnotationRecord:
         """A person puts a theme on a segment (accepted, theirs). If the theme is already there, it
         becomes accepted by them and the given evidence is added to it."""
+        return self.add_annotations([(segment_id, theme, user, evidence)])[0]
+
+    def add_annotations(self, added: Sequence[tuple[int, str, str, tuple[tuple[int, int], ...]]]) -> list[AnnotationRecord]:
+        """Several `add_annotation`s, (segment id, theme, user, evidence) each, in one transaction:
+        all of them or none."""
+        out = []
         with self._session(write=True) as s:
-            recording_id = _recording_of_segment(s, segment_id)
-            text = s.scalar(select(SegmentRow.text).where(SegmentRow.id == segment_id)) or ""
-            for start, end in evidence:
-                if not 0 <= start < end <= len(text):
-                    raise ValueError(f"evidence [{start}, {end}] is outside the segment's text ({len(text)} characters)")
-            row = s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == segment_id, AnnotationRow.theme == theme)).one_or_none()
-            before = None if row is None else _annotation_state(row)
-            spans = [list(span) for span in evidence]
-            if row is None:
-                row = AnnotationRow(segment_id=segment_id, theme=theme, source=user, status="accepted", evidence=spans, updated_by=user)
-                s.add(row)
-            else:
-                row.evidence = (row.evidence or []) + [span for span in spans if span not in (row.evidence or [])]
-                row.status, row.updated_by, row.updated_at, row.version = "accepted", user, _now(), row.version + 1
-            s.flush()
-            s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="added", changed_by=user, before=before, after=_annotation_state(row)))
-            return _annotation(row, recording_id)
+            for segment_id, theme, user, evidence in added:
+                recording_id = _recording_of_segment(s, segment_id)
+                text = s.scalar(select(SegmentRow.text).where(SegmentRow.id == segment_id)) or ""
+                for start, end in evidence:
+                    if not 0 <= start < end <= len(text):
+                        raise ValueError(f"evidence [{start}, {end}] is outside the segment's text ({len(text)} characters)")
+                row = s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == segment_id, AnnotationRow.theme == theme)).one_or_none()
+                before = None if row is None else _annotation_state(row)
+                spans = [list(span) for span in evidence]
+                if row is None:
+                    row = AnnotationRow(segment_id=segment_id, theme=theme, source=user, status="accepted", evidence=spans, updated_by=user)
+                    s.add(row)
+                else:
+                    row.evidence = (row.evidence or []) + [span for span in spans if span not in (row.evidence or [])]
+                    row.status, row.updated_by, row.updated_at, row.version = "accepted", user, _now(), row.version + 1
+                s.flush()
+                s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="added", changed_by=user, before=before, after=_annotation_state(row)))
+                out.append(_annotation(row, recording_id))
+        return out
 
     def history(
         self, *, recording_id: int | None = None, segment_id: int | None = None, annotation_id: int | None = None
