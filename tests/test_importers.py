@@ -124,7 +124,7 @@ def test_srt(tmp_path):
     imported = read_transcript(write(tmp_path, "a.srt", SRT))
     assert imported.source_format == "srt" and imported.timed and imported.language == "zh"
     assert rows(imported) == [
-        (1.0, 2.5, None, "我们那时候住在乡下。"  # a line break in Chinese is no space),
+        (1.0, 2.5, None, "我们那时候住在乡下。"),  # a line break in Chinese is no space
         (61.25, 65.5, None, "后来搬到了城里。"),
         (3723.25, 3725.0, None, "Thank you & goodbye <laughs>"),  # not an SRT tag: kept
     ]
