@@ -184,9 +184,12 @@ def _codes(parent: etree._Element, codebook: Codebook, theme_parent: str | None)
             _codes(code, codebook, theme.id)
 
 
-def to_qdpx(exports: list[RecordingExport], codebook: Codebook) -> bytes:
+def to_qdpx(exports: list[RecordingExport], codebook: Codebook | None = None) -> bytes:
     """One REFI-QDA project of the recordings: the codebook as codes, each recording's audio (linked, not
-    copied) with its transcript, and each accepted theme as a coding of its evidence by its coder."""
+    copied) with its transcript, and each accepted theme as a coding of its evidence by its coder. Without
+    a codebook, the recordings' own is used; without any, codes are the theme ids coded."""
+    codebook = codebook or next((e.codebook for e in exports if e.codebook), None)
+    known = codebook.ids if codebook else []
     accepted = [a for e in exports for s in e.segments for a in _accepted(e, s)]
     ohp = _guid("user", PROJECT_USER)
     project = etree.Element(
@@ -197,10 +200,11 @@ def to_qdpx(exports: list[RecordingExport], codebook: Codebook) -> bytes:
     for name in sorted({coder(a) for a in accepted} | {PROJECT_USER}):
         _sub(users, "User", guid=_guid("user", name), name=name)
     # Themes coded but gone from the codebook still need a code for their codings to point at.
-    missing = sorted({a.theme for a in accepted} - set(codebook.ids))
-    if codebook.themes or missing:
+    missing = sorted({a.theme for a in accepted} - set(known))
+    if known or missing:
         codes = _sub(_sub(project, "CodeBook"), "Codes")
-        _codes(codes, codebook, None)
+        if codebook:
+            _codes(codes, codebook, None)
         for theme in missing:
             _sub(codes, "Code", guid=_guid("code", theme), name=theme, isCodable="true")
     names = list(dict.fromkeys(name for e in exports for name in _facts(e.recording)))
@@ -275,17 +279,20 @@ def _project(path: Path, data: bytes) -> etree._Element:
     return root
 
 
+def _name_key(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
 def _themes(root: etree._Element, codebook: Codebook) -> dict[str, tuple[str, str | None]]:
     """Each code's GUID -> its name and the theme it is: by ohp's GUID, else by name = theme id or label."""
     by_guid = {_guid("code", t.id): t.id for t in codebook.themes}
-    by_name: dict[str, str] = {}
-    for theme in codebook.themes:
-        for name in (theme.id, *theme.label.values()):
-            by_name.setdefault(name.strip().casefold(), theme.id)
+    # As read_eaf matches a coder's words: in any case and spacing; an id wins over a label.
+    by_name = {_name_key(label): t.id for t in codebook.themes for label in t.label.values()}
+    by_name.update({_name_key(t.id): t.id for t in codebook.themes})
     themes = {}
     for code in root.iter(_q("Code")):
         guid, name = _norm(code.get("guid")), (code.get("name") or "").strip()
-        themes[guid] = (name, by_guid.get(guid) or by_name.get(name.casefold()))
+        themes[guid] = (name, by_guid.get(guid) or by_name.get(_name_key(name)))
     return themes
 
 
@@ -314,7 +321,7 @@ def _seconds(timed: list[tuple[int, int]], position: int, end: bool) -> float:
     (p0, t0), (p1, t1) = before[-1], after[0]
     if p0 == p1:
         return (t1 if end else t0) / 1000
-    return (t0 + (t1 - t0) * (position - p0) / (p1 - p0)) / 1000
+    return round(t0 + (t1 - t0) * (position - p0) / (p1 - p0)) / 1000  # to the ms, as sync points are
 
 
 class _Reader:
@@ -407,6 +414,8 @@ class _Reader:
             f"code {name!r} is no theme of the codebook (by ohp's GUID, id or label): its {n} codings are not imported"
             for name, n in self.unmatched.items()
         ]
+        for codings in result.codings.values():
+            codings.sort(key=lambda c: (c.start, c.end, c.theme, c.coder))
         result.warnings = self.warnings
         return result
 

@@ -45,7 +45,7 @@ def _span(text: str, words: str) -> tuple[int, int]:
 ZH = [
     Segment(0.0, 4.0, "你老公在哪里打工？", "", "zh", speaker="S1", id=1),
     Segment(4.5, 10.0, "他在东莞，我在深圳，一年见一次面。", "", "zh", speaker="S2", id=2),
-    Segment(10.0, 15.0, "孩子留在老家给爷爷奶奶带。", "", "zh", speaker="S2", id=3),
+    Segment(10.6, 15.0, "孩子留在老家给爷爷奶奶带。", "", "zh", speaker="S2", id=3),
 ]
 EN = [
     Segment(0.0, 3.0, "So when did you first leave home?", "", "en", speaker="S1", id=11),
@@ -115,6 +115,12 @@ def _transcript_file(archive: zipfile.ZipFile, transcript: etree._Element) -> st
 
 def _seconds_at(segment: Segment, char: int) -> float:
     return segment.start + (segment.end - segment.start) * char / len(segment.text)
+
+
+def _times(segment: Segment, words: str) -> tuple[float, float]:
+    """When the words are said, by characters along the segment."""
+    start, end = _span(segment.text, words)
+    return _seconds_at(segment, start), _seconds_at(segment, end)
 
 
 # ------------------------------------------------------------------------------------------- export
@@ -202,6 +208,18 @@ def test_codings_are_the_accepted_evidence_by_its_coder(qdpx):
     assert found == {e[:4] for e in EXPORTED}
 
 
+def test_without_a_codebook_codes_are_the_theme_ids(tmp_path):
+    exports = [RecordingExport(e.recording, e.segments, e.annotations, e.speakers) for e in EXPORTS]
+    data = to_qdpx(exports)
+    assert sorted(c.get("name") for c in _open(data)[1].iterfind(".//q:Code", NS)) == sorted({e[1] for e in EXPORTED})
+    path = tmp_path / "ids.qdpx"
+    path.write_bytes(data)
+    imported = read_qdpx(path, CODEBOOK)
+    assert {(sha, c.theme, c.coder, c.text) for sha, codings in imported.codings.items() for c in codings} == {e[:4] for e in EXPORTED}
+    # The caller's codebook missing, the recordings' own is used.
+    assert len(_open(to_qdpx(EXPORTS))[1].findall(".//q:Code", NS)) == len(CODEBOOK.themes)
+
+
 def test_a_re_export_is_the_same_project(qdpx):
     (first, first_root), (second, second_root) = _open(qdpx), _open(to_qdpx(EXPORTS, CODEBOOK))
     for root in (first_root, second_root):
@@ -247,13 +265,14 @@ def test_codings_added_in_a_qda_tool_come_back(qdpx, tmp_path):
     source = root.find("q:Sources/q:AudioSource", NS)
     transcript = source.find("q:Transcript", NS)
     text = _transcript_file(archive, transcript)
-    # Bob codes 我在深圳, and a stretch over two segments, each also with a code of no theme: the tool adds
-    # sync points at the edges without times, and a selection between them.
-    spans = [_span(text, "我在深圳"), _span(text, "东莞，我在深圳，一年见一次面。孩子")]
+    # Bob's codings, each also with a code of no theme; the tool adds sync points at their edges, without
+    # times, and a selection between them. One within a segment, one over two, and two that end and start
+    # where two segments meet (in Chinese at one position, with a pause between them).
+    bobs = {"我在深圳": migration, "东莞，我在深圳，一年见一次面。孩子": wages, "一次面。": wages, "孩子留在": migration}
     first_selection = list(transcript).index(transcript.find("q:TranscriptSelection", NS))
-    for (start, end), code in zip(spans, (migration, wages)):
+    for words, code in bobs.items():
         edges = [_guid(), _guid()]
-        for guid, position in zip(edges, (start, end)):
+        for guid, position in zip(edges, _span(text, words)):
             _element(transcript, "SyncPoint", first_selection, guid=guid, position=str(position))
         selection = _element(transcript, "TranscriptSelection", guid=_guid(), fromSyncPoint=edges[0], toSyncPoint=edges[1], creatingUser=bob)
         for target in (code, food):
@@ -270,13 +289,15 @@ def test_codings_added_in_a_qda_tool_come_back(qdpx, tmp_path):
     imported = read_qdpx(path, CODEBOOK)
     assert imported.source_format == "qdpx" and imported.path == path
     assert set(imported.codings) == {"a" * 64, "b" * 64}
-    zh = [c for c in imported.codings["a" * 64] if c.coder == "bob"]
-    assert [(c.theme, c.text) for c in zh] == [("migration_journey", "我在深圳"), ("wages", "东莞，我在深圳，一年见一次面。孩子")]
-    shenzhen = ZH[1].text.index("我在深圳")
-    assert zh[0].start == pytest.approx(_seconds_at(ZH[1], shenzhen), abs=0.002)
-    assert zh[0].end == pytest.approx(_seconds_at(ZH[1], shenzhen + 4), abs=0.002)
-    assert zh[1].start == pytest.approx(_seconds_at(ZH[1], ZH[1].text.index("东莞")), abs=0.002)
-    assert zh[1].end == pytest.approx(_seconds_at(ZH[2], 2), abs=0.002)
+    found = {c.text: (c.theme, c.start, c.end) for c in imported.codings["a" * 64] if c.coder == "bob"}
+    expected = {
+        "我在深圳": ("migration_journey", *_times(ZH[1], "我在深圳")),
+        "东莞，我在深圳，一年见一次面。孩子": ("wages", _times(ZH[1], "东莞")[0], _times(ZH[2], "孩子")[1]),
+        "一次面。": ("wages", _times(ZH[1], "一次面。")[0], ZH[1].end),  # ends when its segment ends
+        "孩子留在": ("migration_journey", ZH[2].start, _times(ZH[2], "孩子留在")[1]),  # starts when the next starts
+    }
+    near = {words: (theme, pytest.approx(start, abs=0.001), pytest.approx(end, abs=0.001)) for words, (theme, start, end) in expected.items()}
+    assert found == near
     en = [c for c in imported.codings["b" * 64] if c.coder == "bob"]
     assert [(c.theme, c.start, c.end, c.text) for c in en] == [("wages", 9.5, 12.25, None)]
 
@@ -285,7 +306,7 @@ def test_codings_added_in_a_qda_tool_come_back(qdpx, tmp_path):
     assert exported == {e[:4] for e in EXPORTED}
     whole = next(c for c in imported.codings["b" * 64] if c.theme == "migration_journey")
     assert (whole.start, whole.end) == (3.2, 9.0)
-    assert any("'Food'" in w and "2 codings" in w for w in imported.warnings)
+    assert any("'Food'" in w and "4 codings" in w for w in imported.warnings)
     assert any("bob's notes" in w and "sha256" in w for w in imported.warnings)
 
 
