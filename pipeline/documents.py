@@ -150,22 +150,23 @@ def _segment_runs(document, paragraph, export: RecordingExport, segment: Segment
 
 def to_docx(export: RecordingExport) -> bytes:
     document = docx.Document()
-    styles = document.styles
-    _east_asian_font(styles.element.find(qn("w:docDefaults")).find(qn("w:rPrDefault")).find(qn("w:rPr")))
-    _east_asian_font(styles["Title"].element.get_or_add_rPr())
+    defaults = document.styles.element.find(f"{qn('w:docDefaults')}/{qn('w:rPrDefault')}/{qn('w:rPr')}")
+    _east_asian_font(defaults)
+    _east_asian_font(document.styles["Title"].element.get_or_add_rPr())
     # The language tells Word to draw characters shared by Chinese and Japanese in their Chinese forms.
-    styles.element.find(qn("w:docDefaults")).find(f".//{qn('w:lang')}").set(qn("w:eastAsia"), "zh-CN")
+    defaults.find(qn("w:lang")).set(qn("w:eastAsia"), "zh-CN")
 
     recording = export.recording
     properties = document.core_properties
     properties.title = xml_text(title(export))
     properties.author = properties.last_modified_by = "ohp"
-    properties.subject = xml_text(f"Oral history interview with {recording.interviewee}" if recording.interviewee else "Oral history interview")
+    properties.subject = "Oral history interview" + (xml_text(f" with {recording.interviewee}") if recording.interviewee else "")
     themes = dict.fromkeys(export.theme_label(a.theme) for s in export.segments for a in export.themes(s))
     properties.keywords = xml_text("; ".join(themes))
     properties.language = recording.language or ""
     properties.identifier = recording.sha256
-    properties.comments = xml_text(f"Transcript of {Path(recording.path).name}" + (f"; access {access_note(export)}" if access_note(export) else ""))
+    restriction = access_note(export)
+    properties.comments = xml_text(f"Transcript of {Path(recording.path).name}" + (f"; access {restriction}" if restriction else ""))
     properties.created = properties.modified = datetime.now(timezone.utc)
 
     document.add_heading(xml_text(title(export)), level=0)
