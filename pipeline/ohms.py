@@ -7,8 +7,8 @@ wherever the topic (the set of themes) changes; the transcript, a paragraph per 
 columns as OHMS wraps it; and its sync, which says where in the transcript each minute falls.
 
 The sync is "1:|13(3)|19(14)|...": minutes between marks, then for each mark in turn (1, 2, 3 minutes)
-the line (counted from 1, blank lines included, as in OHMS's own exports) and the word on it (from 1, words being what spaces
-separate) heard at that moment. OHMS's viewer puts the minute's link at that line.
+the line (counted from 1, blank lines included, as in OHMS's own exports) and the word on it (from 1;
+words are what spaces separate, so a Chinese line is mostly one) heard at that moment.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def _shorten(text: str, limit: int) -> str:
     cut = text[:limit]
     if text[limit : limit + 1].isalnum() and not CJK.match(text[limit]) and " " in cut:  # cut inside a word: drop it
         cut = cut.rsplit(" ", 1)[0]
-    return cut.strip() + "…"
+    return cut.strip() + "…" if cut.strip() else ""
 
 
 def _points(export: RecordingExport, turns: list[list[Segment]]) -> list[tuple[int, list[str]]]:
@@ -168,15 +168,16 @@ def _index(export: RecordingExport, turns: list[list[Segment]], index: etree._El
     points = _points(export, turns)
     for (start, themes), (end, _) in zip(points, points[1:] + [(len(turns), [])]):
         segments = [s for turn in turns[start:end] for s in turn]
+        said = [join_texts([_clean(s.text) for s in turn]) for turn in turns[start:end]]
         # Turns kept apart by a space: a question's "?" would otherwise run into the Chinese answer.
-        text = " ".join(join_texts([_clean(s.text) for s in turn]) for turn in turns[start:end])
+        text = " ".join(said)
         labels = [export.theme_label(t) for t in themes]
         entities = [e.text.strip() for s in segments for e in export.entities.get(s.id, [])]
         name = export.speaker_name(turns[start][0])
         point = _add(index, "point")
         _add(point, "time", str(int(turns[start][0].start)))
         _add(point, "title", "; ".join(labels) if labels else _shorten(text, TITLE_CHARS))
-        _add(point, "partial_transcript", (f"{name.upper()}: " if name else "") + join_texts([s.text for s in turns[start]]))
+        _add(point, "partial_transcript", (f"{_clean(name).upper()}: " if name else "") + said[0])
         _add(point, "synopsis", _shorten(text, SYNOPSIS_CHARS))
         _add(point, "keywords", ";".join(dict.fromkeys(labels + [e for e in entities if e])))
         _add(point, "subjects", ";".join(labels))
