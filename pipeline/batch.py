@@ -22,7 +22,8 @@ from .codebook import Codebook
 from .elan import read_eaf
 from .engines import load_engine
 from .export import DEFAULT_FORMATS, export_path, export_stem, gather, shared_stems, write_exports
-from .importers import read_transcript
+from .importers import DESCRIPTION, read_transcript
+from .qdpx import read_qdpx
 from .records import AudioInfo, Coding, ImportedCodings, Segment, SpeakerRecord, SpeechRegion, Transcript, Word
 from .segment import VadOptions, segment, speech_regions
 from .speakers import DiarizeOptions, diarize, label_roles, match_profiles, speaker_at, split_segment
@@ -292,6 +293,7 @@ def import_file(path: Path, store: Store, audio: Path | None = None, codebook: C
     settings = {"imported": str(path.resolve()), "format": imported.source_format, "timed": imported.timed}
     report = {"segments": len(imported.segments), "metadata": imported.metadata}
     recording_id = store.save_transcription(info, transcript, settings, settings_key(settings), report)
+    store.set_metadata(recording_id, **{key: imported.metadata[key] for key in DESCRIPTION if key in imported.metadata})
     # Its speakers are the file's: the labels its segments carry, with names and roles where it gives them.
     speakers = [SpeakerRecord(s["label"], s.get("name"), s.get("role")) for s in imported.metadata.get("speakers", [])]
     store.save_speakers(recording_id, speakers, settings, settings_key(settings), {"speakers": len(store.speakers(recording_id))})
@@ -323,7 +325,7 @@ def _coded_segments(segments: list[Segment], coding: Coding) -> list[Segment]:
 
 
 # Exchange files that carry codes for recordings ohp has, rather than transcripts.
-CODINGS_READERS: dict[str, Callable[[Path, Codebook], ImportedCodings]] = {".eaf": read_eaf}
+CODINGS_READERS: dict[str, Callable[[Path, Codebook], ImportedCodings]] = {".eaf": read_eaf, ".qdpx": read_qdpx}
 
 
 def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:

@@ -67,6 +67,14 @@ class Codebook:
     def ids(self) -> list[str]:
         return [t.id for t in self.themes]
 
+    def find(self, name: str) -> str | None:
+        """The theme a person means by `name` in another tool: its id or a label, in any case and
+        spacing (an id wins over a label); None if none."""
+        key = " ".join(name.split()).casefold()
+        ids = {t.id.casefold(): t.id for t in self.themes}
+        labels = {" ".join(label.split()).casefold(): t.id for t in self.themes for label in t.label.values()}
+        return ids.get(key) or labels.get(key)
+
     def descendants(self, theme_id: str) -> list[str]:
         """The themes nested under a theme, at any depth (a search for a theme may include them)."""
         children = [t.id for t in self.themes if t.parent == theme_id]

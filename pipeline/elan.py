@@ -231,19 +231,12 @@ def _times(path: Path, root: ET.Element) -> dict[str, tuple[int | None, int | No
     return times
 
 
-def _key(name: str) -> str:
-    return " ".join(name.split()).casefold()
-
-
 def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
     """The codings of an ELAN file's themes tiers, by coder, under the sha256 of the recording it is of."""
     path = Path(path)
     root = _parse(path)
     sha256 = _recording_sha256(path, root)
     times = _times(path, root)
-    # What a coder may write for a theme: its id or a label, in any case; an id wins over a label.
-    names = {_key(label): t.id for t in codebook.themes for label in t.label.values()}
-    names.update({_key(t.id): t.id for t in codebook.themes})
     theme_types = {THEME_TYPE} | {
         t.get("LINGUISTIC_TYPE_ID") for t in root.iterfind("LINGUISTIC_TYPE") if t.get("CONTROLLED_VOCABULARY_REF") == THEMES_CV
     }
@@ -258,11 +251,12 @@ def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
         for annotation in tier.iterfind("ANNOTATION/*"):
             value = (annotation.findtext("ANNOTATION_VALUE") or "").strip()
             start, end = times.get(annotation.get("ANNOTATION_ID"), (None, None))
+            theme = codebook.find(value)
             if start is None or end is None:
                 imported.warnings.append(f"tier {name!r}: {value!r} has no time of its own (align it in ELAN); left out")
-            elif _key(value) not in names:
+            elif theme is None:
                 imported.warnings.append(f"tier {name!r} at {timestamp(start / 1000)}: {value!r} is not a theme of the codebook; left out")
             else:
-                codings.append(Coding(names[_key(value)], who, start / 1000, end / 1000))
+                codings.append(Coding(theme, who, start / 1000, end / 1000))
     imported.codings[sha256] = sorted(codings, key=lambda c: (c.start, c.end, c.theme, c.coder))
     return imported

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .codebook import Codebook
 from .elan import to_eaf
+from .qdpx import to_qdpx
 from .subtitles import to_srt, to_vtt
 from .records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, coder
 from .redact import Redaction, Redactor
@@ -47,6 +48,11 @@ def to_json(export: RecordingExport) -> str:
             "sha256": recording.sha256,
             "duration": recording.duration,
             "language": recording.language,
+            "interviewee": recording.interviewee,
+            "place": recording.place,
+            "recorded_on": recording.recorded_on,
+            "consent": recording.consent,
+            "release_on": recording.release_on,
             "speakers": [{"label": s.label, "name": s.name, "role": s.role} for s in export.speakers],
         },
         "segments": [
@@ -63,9 +69,13 @@ def to_json(export: RecordingExport) -> str:
                     for w in s.words
                 ],
                 "themes": [
-                    {"id": a.theme, "status": a.status, "source": a.source, "evidence": [list(span) for span in a.evidence]}
+                    {
+                        "id": a.theme, "label": export.theme_label(a.theme), "status": a.status, "source": a.source,
+                        "coder": coder(a), "evidence": [list(span) for span in a.evidence],
+                    }  # fmt: skip
                     for a in export.annotations.get(s.id, [])
                 ],
+                "entities": [{"label": e.label, "text": e.text, "start": e.start, "end": e.end} for e in export.entities.get(s.id, [])],
             }
             for s in export.segments
         ],
@@ -131,6 +141,7 @@ WRITERS: dict[str, tuple[Callable[[RecordingExport], str | bytes], str]] = {
 # Formats of many recordings at once (a project for a QDA program, a table): their writer and file name.
 PROJECT_WRITERS: dict[str, tuple[Callable[[list[RecordingExport], Codebook | None], str | bytes], str]] = {
     "csv": (to_csv, "coded-segments.csv"),
+    "qdpx": (to_qdpx, "ohp-project.qdpx"),
 }
 FORMATS = (*WRITERS, *PROJECT_WRITERS)
 

@@ -20,9 +20,10 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
-from .records import SPEAKER_ROLES, Segment, Word
+from .records import CONSENT_LEVELS, SPEAKER_ROLES, Segment, Word
 
 MAX_BYTES = 50 * 1024 * 1024
 FORMATS = ("json", "srt", "vtt", "txt")
@@ -396,7 +397,14 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
     language = language or guess_language("\n".join(s.text for s in segments))
     for s in segments:
         s.language = s.language or language or ""
-    metadata = {k: recording[k] for k in ("path", "sha256", "duration", "id") if recording.get(k) is not None}
+    metadata = {k: recording[k] for k in ("path", "sha256", "duration", "id", *DESCRIPTION) if recording.get(k) is not None}
+    if metadata.get("consent", "open") not in CONSENT_LEVELS:
+        raise TranscriptFormatError(path, f'"recording": "consent" must be one of {", ".join(CONSENT_LEVELS)}, not {metadata["consent"]!r}')
+    for key in ("recorded_on", "release_on"):
+        try:
+            date.fromisoformat(metadata.get(key) or "2000-01-01")
+        except (TypeError, ValueError):
+            raise TranscriptFormatError(path, f'"recording": "{key}" must be a date, YYYY-MM-DD, not {metadata[key]!r}') from None
     speakers = recording.get("speakers") or []
     if not isinstance(speakers, list) or not all(map(_is_speaker, speakers)):
         roles = ", ".join(SPEAKER_ROLES)
@@ -407,5 +415,9 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
         metadata["themes"] = themes  # by position in segments, as the file has them: for the caller to keep or not
     return ImportedTranscript(segments, language, "json", True, metadata)
 
+
+# What an ohp JSON file says of its recording that the store keeps: consent above all, so that a closed
+# interview does not come back open.
+DESCRIPTION = ("interviewee", "place", "recorded_on", "consent", "release_on")
 
 _READERS = {"json": _read_json, "srt": _read_srt, "vtt": _read_vtt, "txt": _read_txt}

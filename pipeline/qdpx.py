@@ -279,20 +279,13 @@ def _project(path: Path, data: bytes) -> etree._Element:
     return root
 
 
-def _name_key(name: str) -> str:
-    return " ".join(name.split()).casefold()
-
-
 def _themes(root: etree._Element, codebook: Codebook) -> dict[str, tuple[str, str | None]]:
     """Each code's GUID -> its name and the theme it is: by ohp's GUID, else by name = theme id or label."""
     by_guid = {_guid("code", t.id): t.id for t in codebook.themes}
-    # As read_eaf matches a coder's words: in any case and spacing; an id wins over a label.
-    by_name = {_name_key(label): t.id for t in codebook.themes for label in t.label.values()}
-    by_name.update({_name_key(t.id): t.id for t in codebook.themes})
     themes = {}
     for code in root.iter(_q("Code")):
         guid, name = _norm(code.get("guid")), (code.get("name") or "").strip()
-        themes[guid] = (name, by_guid.get(guid) or by_name.get(_name_key(name)))
+        themes[guid] = (name, by_guid.get(guid) or codebook.find(name))
     return themes
 
 

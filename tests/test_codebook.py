@@ -229,3 +229,11 @@ def test_load_raises_with_every_problem_and_validate_reads_files(tmp_path):
     with pytest.raises(CodebookError, match="line 2: id 'A'"):
         load_codebook(path)
     assert DEFAULT_CODEBOOK.exists()
+
+
+def test_find_names_a_theme_as_other_tools_write_it():
+    book = load_codebook()
+    wages = book.theme("wages")
+    assert book.find("wages") == book.find("  WAGES ") == "wages"
+    assert book.find(wages.label["en"].upper()) == "wages" and book.find(wages.label["zh"]) == "wages"
+    assert book.find("lunch") is None

@@ -69,15 +69,20 @@ def test_json_is_the_reference_format():
         "sha256": RECORDING.sha256,
         "duration": 3725.4321,
         "language": "zh",
+        "interviewee": "王秀英",
+        "place": "成都",
+        "recorded_on": "1998-05-03",
+        "consent": "open",
+        "release_on": None,
         "speakers": [
             {"label": "SPEAKER_00", "name": "王秀英", "role": "interviewee"},
             {"label": "S2", "name": None, "role": "interviewer"},
         ],
     }
-    assert list(document["recording"]) == ["id", "path", "sha256", "duration", "language", "speakers"]
+    assert list(document["recording"]) == ["id", "path", "sha256", "duration", "language", "interviewee", "place", "recorded_on", "consent", "release_on", "speakers"]
     assert list(document["recording"]["speakers"][0]) == ["label", "name", "role"]
     first = document["segments"][0]
-    assert list(first) == ["id", "start", "end", "text", "original_text", "language", "speaker", "words", "themes"]
+    assert list(first) == ["id", "start", "end", "text", "original_text", "language", "speaker", "words", "themes", "entities"]
     assert first == {
         "id": 101,
         "start": 1.0,
@@ -92,6 +97,7 @@ def test_json_is_the_reference_format():
             {"start": 2.0, "end": 2.5, "text": "住在乡下。", "probability": 0.8123},
         ],
         "themes": [],
+        "entities": [],
     }
     assert list(first["words"][0]) == ["start", "end", "text", "probability"]
     assert [s["id"] for s in document["segments"]] == [101, 102, 103]
@@ -107,7 +113,9 @@ def test_json_segments_carry_their_themes():
         evidence=((5, 7),), tagger="t", updated_by="mei", updated_at="2026-11-25T10:00:00+00:00", version=2,
     )
     document = json.loads(to_json(RecordingExport(RECORDING, SEGMENTS, {101: [annotation]})))
-    assert document["segments"][0]["themes"] == [{"id": "housing", "status": "accepted", "source": "auto", "evidence": [[5, 7]]}]
+    assert document["segments"][0]["themes"] == [
+        {"id": "housing", "label": "housing", "status": "accepted", "source": "auto", "coder": "mei", "evidence": [[5, 7]]}
+    ]  # the label is the codebook's when the export has one; the coder decided the tagger's suggestion
     assert document["segments"][1]["themes"] == []
 
 
@@ -120,7 +128,10 @@ def test_json_writes_chinese_as_text_and_ends_with_a_newline():
 def test_json_of_a_recording_without_speech():
     silent = RecordingRecord(8, "f" * 64, "/a/quiet.wav", 10, "wav", 30.0, None)
     assert json.loads(to_json(RecordingExport(silent, []))) == {
-        "recording": {"id": 8, "path": "/a/quiet.wav", "sha256": "f" * 64, "duration": 30.0, "language": None, "speakers": []},
+        "recording": {
+            "id": 8, "path": "/a/quiet.wav", "sha256": "f" * 64, "duration": 30.0, "language": None, "interviewee": None,
+            "place": None, "recorded_on": None, "consent": "open", "release_on": None, "speakers": [],
+        },  # fmt: skip
         "segments": [],
     }
 

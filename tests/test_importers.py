@@ -54,8 +54,9 @@ def test_json_round_trip(tmp_path):
     ]
     assert imported.segments == expected  # ids are the exporting database's: not carried over
     assert imported.metadata == {
-        "path": RECORDING.path, "sha256": RECORDING.sha256, "duration": 3725.5, "id": 7,
-        "themes": {1: [{"id": "migration", "status": "accepted", "source": "auto", "evidence": [[2, 4]]}]},
+        "path": RECORDING.path, "sha256": RECORDING.sha256, "duration": 3725.5, "id": 7, "consent": "open",
+        "interviewee": "王秀英", "place": "成都", "recorded_on": "1998-05-03",
+        "themes": {1: [{"id": "migration", "label": "migration", "status": "accepted", "source": "auto", "coder": "ohp", "evidence": [[2, 4]]}]},
     }  # fmt: skip
 
 
