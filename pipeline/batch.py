@@ -345,14 +345,14 @@ def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
             covered = _coded_segments(segments, coding)
             if not covered:
                 report.warnings.append(f"{coding.coder}'s {coding.theme} at {clock(coding.start)}-{clock(coding.end)} covers no segment")
-            for segment in covered:
-                at = segment.text.find(coding.text.strip()) if coding.text and coding.text.strip() else -1
+            for target in covered:
+                at = target.text.find(coding.text.strip()) if coding.text and coding.text.strip() else -1
                 evidence = ((at, at + len(coding.text.strip())),) if at >= 0 else ()
-                had = existing.get((segment.id, coding.theme))
+                had = existing.get((target.id, coding.theme))
                 if had and had.status == "accepted" and set(evidence) <= set(had.evidence):
                     report.unchanged += 1
                 else:
-                    added.append((segment.id, coding.theme, coding.coder, evidence))
+                    added.append((target.id, coding.theme, coding.coder, evidence))
     store.add_annotations(added)
     report.added = len(added)
     return report

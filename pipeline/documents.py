@@ -12,7 +12,6 @@ line per paragraph also keeps a turn whole for searching and copying.
 from __future__ import annotations
 
 import io
-import re
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
@@ -21,33 +20,10 @@ import docx
 from docx.oxml.ns import qn
 
 from .records import AnnotationRecord, RecordingExport, Segment, coder
-from .utils import clock
+from .utils import clock, join_texts, spacer, xml_text
 
-# Ideographs, kana, hangul, CJK punctuation and full-width forms: text in these scripts runs on without spaces.
-CJK = re.compile(r"[\u2e80-\u2fff\u3000-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]")
-# What XML 1.0 cannot hold (python-docx and lxml refuse it): control characters other than tab and newline.
-NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 # In a font with CJK glyphs on Windows; LibreOffice substitutes its own CJK font for it elsewhere.
 CJK_FONT = "SimSun"
-
-
-def xml_text(text: str) -> str:
-    return NOT_XML.sub("", text)
-
-
-def spacer(before: str, after: str) -> str:
-    """What goes between two pieces of text: nothing next to Chinese (or either empty), else a space."""
-    if not before or not after or CJK.match(before[-1]) or CJK.match(after[0]):
-        return ""
-    return " "
-
-
-def join_texts(texts: list[str]) -> str:
-    joined = ""
-    for text in texts:
-        text = text.strip()
-        joined += spacer(joined, text) + text
-    return joined
 
 
 @cache

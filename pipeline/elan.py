@@ -27,7 +27,7 @@ from .audio import file_sha256
 from .codebook import Codebook
 from .importers import MAX_BYTES, TranscriptFormatError
 from .records import Coding, ImportedCodings, RecordingExport, Segment, coder
-from .utils import timestamp
+from .utils import timestamp, xml_text
 
 SHA256_PROPERTY = "ohp:recording-sha256"
 ID_PROPERTY = "ohp:recording-id"
@@ -42,19 +42,13 @@ LANGUAGES = {"en": ("eng", "English (eng)"), "zh": ("zho", "Chinese (zho)")}
 MIME_TYPES = {".wav": "audio/x-wav", ".mp4": "video/mp4", ".mov": "video/quicktime", ".mpg": "video/mpeg",
               ".mpeg": "video/mpeg", ".avi": "video/*", ".mkv": "video/*"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-# Characters XML 1.0 cannot hold at all: written as they are, the file would not open.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 # ------------------------------------------------------------------------------------------ export
 
 
-def _xml(text: str) -> str:
-    return _NOT_XML.sub("", text)
-
-
 def _span(segment: Segment, value: str) -> tuple[int, int, str]:
-    return max(0, round(segment.start * 1000)), max(0, round(segment.end * 1000)), _xml(value)
+    return max(0, round(segment.start * 1000)), max(0, round(segment.end * 1000)), xml_text(value)
 
 
 def _laid_out(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
@@ -88,7 +82,7 @@ def _add_vocabulary(eaf: pympi.Elan.Eaf, export: RecordingExport, themes: list[s
         eaf.add_language(language_id, lang_label=name)
         eaf.add_cv_description(THEMES_CV, language_id, f"Themes of the ohp codebook{version}")
     for theme in themes:
-        values = [(theme, language_id, _xml(export.theme_label(theme, language))) for language, (language_id, _) in LANGUAGES.items()]
+        values = [(theme, language_id, xml_text(export.theme_label(theme, language))) for language, (language_id, _) in LANGUAGES.items()]
         eaf.add_cv_entry(THEMES_CV, f"cveid_{theme}", values)  # an ID must not start like a time slot's or annotation's
     eaf.add_linguistic_type(THEME_TYPE, param_dict={
         "LINGUISTIC_TYPE_ID": THEME_TYPE, "TIME_ALIGNABLE": "true", "GRAPHIC_REFERENCES": "false",
@@ -118,7 +112,7 @@ def to_eaf(export: RecordingExport) -> str:
     eaf.add_linguistic_type(TRANSCRIPT_TYPE)
     said: dict[str, list[tuple[int, int, str]]] = {}
     for segment in export.segments:
-        said.setdefault(_xml(export.speaker_name(segment) or TRANSCRIPT_TIER), []).append(_span(segment, segment.text))
+        said.setdefault(xml_text(export.speaker_name(segment) or TRANSCRIPT_TIER), []).append(_span(segment, segment.text))
     for name, spans in said.items():
         _add_tier(eaf, name, spans, ling=TRANSCRIPT_TYPE, part=None if name == TRANSCRIPT_TIER else name)
 
@@ -127,7 +121,7 @@ def to_eaf(export: RecordingExport) -> str:
     coded: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
     for segment in export.segments:
         for annotation in export.themes(segment):
-            coded.setdefault((annotation.theme, _xml(coder(annotation))), []).append(_span(segment, annotation.theme))
+            coded.setdefault((annotation.theme, xml_text(coder(annotation))), []).append(_span(segment, annotation.theme))
     # The codebook's order, each theme's coders by name and the tagger's suggestions after them.
     for theme, who in sorted(coded, key=lambda key: (themes.index(key[0]), key[1] == SUGGESTER, key[1])):
         tier = f"{theme} ({'suggested by ohp' if who == SUGGESTER else who})"

@@ -1,9 +1,12 @@
-"""Transcript files: JSON (the reference format), SRT, WebVTT and plain text.
+"""Export files: JSON (the reference format) and CSV here; subtitles, documents, ELAN, REFI-QDA and OHMS
+in their own modules, all gathered in WRITERS and PROJECT_WRITERS.
 
-Every writer is a function from a `RecordingExport` (a recording, its speakers, its segments and their
-themes) to text; `write_exports` puts them in a folder as `<recording file stem>.<ext>`. Segments name
-their speaker by label in the JSON (its recording part gives each label's name and role); the other
-formats show the speaker's display name, or the label when it has none.
+Every writer is a function from a `RecordingExport` (a recording, its speakers, segments, themes and
+entities) to text or bytes; `write_exports` puts one recording's files in a folder as
+`<recording file stem>.<ext>`, and `export_recordings` adds what an export must respect: consent (closed
+recordings are left out unless asked for), redaction, and the project files over many recordings.
+Segments name their speaker by label in the JSON (its recording part gives each label's name and role);
+the other formats show the speaker's display name, or the label when it has none.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .codebook import Codebook
+from .documents import to_docx, to_txt
 from .elan import to_eaf
+from .ohms import to_ohms
 from .qdpx import to_qdpx
 from .subtitles import to_srt, to_vtt
-from .records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, coder
+from .records import AnnotationRecord, RecordingExport, RecordingRecord, coder
 from .redact import Redaction, Redactor
 from .utils import clock
 
@@ -83,24 +88,6 @@ def to_json(export: RecordingExport) -> str:
     return json.dumps(document, ensure_ascii=False, indent=1) + "\n"
 
 
-def _said(export: RecordingExport, segment: Segment) -> str:
-    """The segment's text after its speaker's name, "Name: text" (just the text when nobody is known)."""
-    name = export.speaker_name(segment)
-    return f"{name}: {segment.text}" if name else segment.text
-
-
-def to_txt(export: RecordingExport) -> str:
-    recording = export.recording
-    header = [
-        f"Recording: {Path(recording.path).name}",
-        f"Duration: {clock(recording.duration)}",
-        f"Language: {recording.language or 'unknown'}",
-    ]
-    header += [f"{label}: {value}" for label, value in (("Interviewee", recording.interviewee), ("Place", recording.place), ("Date", recording.recorded_on)) if value]
-    lines = [f"[{clock(s.start)}] {_said(export, s)}" for s in export.segments]
-    return "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
-
-
 CSV_COLUMNS = ("recording", "start", "end", "timecode", "speaker", "text", "theme", "theme_label", "status", "coder", "evidence", "consent")
 
 
@@ -136,7 +123,9 @@ WRITERS: dict[str, tuple[Callable[[RecordingExport], str | bytes], str]] = {
     "srt": (to_srt, "srt"),
     "vtt": (to_vtt, "vtt"),
     "txt": (to_txt, "txt"),
+    "docx": (to_docx, "docx"),
     "eaf": (to_eaf, "eaf"),
+    "ohms": (to_ohms, "ohms.xml"),
 }
 # Formats of many recordings at once (a project for a QDA program, a table): their writer and file name.
 PROJECT_WRITERS: dict[str, tuple[Callable[[list[RecordingExport], Codebook | None], str | bytes], str]] = {

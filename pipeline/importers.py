@@ -17,13 +17,12 @@ from __future__ import annotations
 import html
 import json
 import re
-import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from .records import CONSENT_LEVELS, SPEAKER_ROLES, Segment, Word
+from .utils import join_texts
 
 MAX_BYTES = 50 * 1024 * 1024
 FORMATS = ("json", "srt", "vtt", "txt")
@@ -207,19 +206,6 @@ def _transcript(
 _SRT_TAGS = re.compile(r"</?(?:i|b|u|font)(?:\s[^>]*)?>|\{\\[^}]*\}", re.I)  # <i>, <font color=..>, {\an8}
 
 
-def _wide(char: str) -> bool:
-    return unicodedata.east_asian_width(char) in ("W", "F")
-
-
-def _join(lines: Iterable[str]) -> str:
-    """Subtitle lines as one text: a space between them, except where Chinese meets Chinese (a line
-    break inside Chinese text is no word break)."""
-    out = ""
-    for line in filter(None, (" ".join(line.split()) for line in lines)):
-        out += line if out and _wide(out[-1]) and _wide(line[0]) else f" {line}" if out else line
-    return out
-
-
 def _read_srt(path: Path, text: str) -> ImportedTranscript:
     cues = []
     for number, lines in _blocks(text):
@@ -229,7 +215,7 @@ def _read_srt(path: Path, text: str) -> ImportedTranscript:
             expected = "expected a cue's times (00:00:01,000 --> 00:00:02,500)"
             raise TranscriptFormatError(path, f"{expected}, found {lines[0].strip()!r}", number)
         start, end = _timing(path, lines[0], number)
-        body = _join(_SRT_TAGS.sub("", line) for line in lines[1:])
+        body = join_texts(_SRT_TAGS.sub("", line) for line in lines[1:])
         if not body:
             raise TranscriptFormatError(path, "the cue has no text", number)
         cues.append((start, end, body))
@@ -255,7 +241,7 @@ def _vtt_parts(payload: str) -> list[tuple[str | None, str]]:
 
 
 def _vtt_text(fragment: str) -> str:
-    return _join(html.unescape(_VTT_TAG.sub("", line)) for line in fragment.splitlines())
+    return join_texts(html.unescape(_VTT_TAG.sub("", line)) for line in fragment.splitlines())
 
 
 def _read_vtt(path: Path, text: str) -> ImportedTranscript:
@@ -291,19 +277,41 @@ def _read_vtt(path: Path, text: str) -> ImportedTranscript:
 # -------------------------------------------------------------------------------------- plain text
 
 _STAMP = re.compile(r"\[(\d+:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?)\]\s*(.*)")
-# The header of ohp's own .txt export, and the recording fields its lines name.
+# The header of ohp's own .txt export, and the recording fields its lines name (None: read past). An
+# older export began with "Recording: "; today's with a title line.
 _TXT_HEADER = {"Recording": "recording", "Duration": "duration", "Language": "language", "Interviewee": "interviewee",
-               "Place": "place", "Date": "recorded_on"}  # fmt: skip
+               "Place": "place", "Date": "recorded_on", "Languages": None, "Speakers": None, "Access": "access"}  # fmt: skip
+_ACCESS = re.compile(r"(restricted|closed)(?: until (\d{4}-\d{2}-\d{2}))?")
+
+
+def _described(path: Path, metadata: dict) -> dict:
+    """The metadata, once what it says of the recording is known to be good for the store."""
+    if metadata.get("consent", "open") not in CONSENT_LEVELS:
+        raise TranscriptFormatError(path, f'the recording\'s consent must be one of {", ".join(CONSENT_LEVELS)}, not {metadata["consent"]!r}')
+    for key in ("recorded_on", "release_on"):
+        try:
+            date.fromisoformat(metadata.get(key) or "2000-01-01")
+        except (TypeError, ValueError):
+            raise TranscriptFormatError(path, f'the recording\'s {key} must be a date, YYYY-MM-DD, not {metadata[key]!r}') from None
+    return metadata
 
 
 def _read_txt(path: Path, text: str) -> ImportedTranscript:
     lines = [(n, line.strip()) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
     metadata: dict = {}
-    if lines[0][1].startswith("Recording: "):
+    ohp = lines[0][1].startswith("Recording: ") or len(lines) > 1 and lines[1][1].partition(": ")[0] in _TXT_HEADER
+    if ohp:
+        if not lines[0][1].startswith("Recording: "):
+            lines.pop(0)  # the title
         while lines and (key := lines[0][1].partition(": ")[0]) in _TXT_HEADER:
             number, line = lines.pop(0)
             value = line.partition(": ")[2]
-            metadata[_TXT_HEADER[key]] = _seconds(path, value, number) if key == "Duration" else value
+            if key == "Access" and (access := _ACCESS.fullmatch(value)):
+                metadata.update(consent=access.group(1), **({"release_on": access.group(2)} if access.group(2) else {}))
+            elif _TXT_HEADER[key] and key != "Access":
+                metadata[_TXT_HEADER[key]] = _seconds(path, value, number) if key == "Duration" else value
+        lines = [(n, line) for n, line in lines if not line.startswith("Themes: ")]  # the tagger's, not said
+        _described(path, metadata)
     if not lines:
         raise TranscriptFormatError(path, "the file has a header but no text")
     language = metadata.pop("language", None)
@@ -397,14 +405,7 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
     language = language or guess_language("\n".join(s.text for s in segments))
     for s in segments:
         s.language = s.language or language or ""
-    metadata = {k: recording[k] for k in ("path", "sha256", "duration", "id", *DESCRIPTION) if recording.get(k) is not None}
-    if metadata.get("consent", "open") not in CONSENT_LEVELS:
-        raise TranscriptFormatError(path, f'"recording": "consent" must be one of {", ".join(CONSENT_LEVELS)}, not {metadata["consent"]!r}')
-    for key in ("recorded_on", "release_on"):
-        try:
-            date.fromisoformat(metadata.get(key) or "2000-01-01")
-        except (TypeError, ValueError):
-            raise TranscriptFormatError(path, f'"recording": "{key}" must be a date, YYYY-MM-DD, not {metadata[key]!r}') from None
+    metadata = _described(path, {k: recording[k] for k in ("path", "sha256", "duration", "id", *DESCRIPTION) if recording.get(k) is not None})
     speakers = recording.get("speakers") or []
     if not isinstance(speakers, list) or not all(map(_is_speaker, speakers)):
         roles = ", ".join(SPEAKER_ROLES)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from lxml import etree
 
-from .documents import CJK, access_note, join_texts, language_name, spacer, title, turn_themes, xml_text
+from .documents import access_note, language_name, title, turn_themes
 from .records import RecordingExport, Segment
-from .utils import clock
+from .utils import CJK, clock, join_texts, spacer, xml_text
 
 NS = "https://www.weareavp.com/nunncenter/ohms"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"

@@ -36,7 +36,7 @@ from lxml import etree
 from .codebook import Codebook
 from .importers import TranscriptFormatError
 from .records import AnnotationRecord, Coding, ImportedCodings, RecordingExport, RecordingRecord, Segment, coder
-from .utils import clock
+from .utils import clock, spacer, xml_text
 
 NS = "urn:QDA-XML:project:1.0"
 _GUIDS = uuid.UUID("5b0f6c1e-8a43-5d2e-9f17-3c6a0e4d2b71")  # ohp's uuid5 namespace: changing it renames everything
@@ -55,8 +55,9 @@ def _q(tag: str) -> str:
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None, **attributes: str | None) -> etree._Element:
-    element = etree.SubElement(parent, _q(tag), {k: v for k, v in attributes.items() if v is not None})
-    element.text = text
+    # Names and text come from people and recognisers: what XML cannot hold goes.
+    element = etree.SubElement(parent, _q(tag), {k: xml_text(v) for k, v in attributes.items() if v is not None})
+    element.text = None if text is None else xml_text(text)
     return element
 
 
@@ -78,13 +79,6 @@ def _accepted(export: RecordingExport, segment: Segment) -> list[AnnotationRecor
     return [a for a in export.annotations.get(segment.id, []) if a.status == "accepted"]
 
 
-def _separator(before: str, after: str) -> str:
-    # Segments of a turn join into one line: Chinese runs on, English words need a space.
-    if not before or not after or ord(before[-1]) >= 0x2E80 or ord(after[0]) >= 0x2E80:
-        return ""
-    return " "
-
-
 def _transcript_text(export: RecordingExport) -> tuple[str, list[int]]:
     """The transcript as the project holds it, one line per speaker turn, "[00:01:02] Name: text", and
     where each segment's text starts in it (in the order of export.segments)."""
@@ -95,7 +89,7 @@ def _transcript_text(export: RecordingExport) -> tuple[str, list[int]]:
         name = export.speaker_name(turn[0])
         line = f"[{clock(turn[0].start)}] " + (f"{name}: " if name else "")
         for previous, segment in zip([None, *turn], turn):
-            line += _separator(previous.text, segment.text) if previous else ""
+            line += spacer(previous.text, segment.text) if previous else ""
             offsets.append(position + len(line))
             line += segment.text
         lines.append(line)

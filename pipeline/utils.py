@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
+# Ideographs, kana, hangul, CJK punctuation and full-width forms: text in these scripts runs on without spaces.
+CJK = re.compile(r"[\u2e80-\u2fff\u3000-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]")
+# What XML 1.0 cannot hold (python-docx and lxml refuse it): control characters other than tab and newline.
+NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
 
 def timestamp(seconds: float, separator: str = ".", hours: bool = True) -> str:
     """01:02:03.456 (SRT wants a comma before the milliseconds)."""
@@ -15,3 +23,23 @@ def timestamp(seconds: float, separator: str = ".", hours: bool = True) -> str:
 def clock(seconds: float) -> str:
     """00:12:31, for people reading a transcript."""
     return timestamp(seconds)[:8]
+
+
+def xml_text(text: str) -> str:
+    return NOT_XML.sub("", text)
+
+
+def spacer(before: str, after: str) -> str:
+    """What goes between two pieces of text: nothing next to Chinese (or either empty), else a space."""
+    if not before or not after or CJK.match(before[-1]) or CJK.match(after[0]):
+        return ""
+    return " "
+
+
+def join_texts(texts: Iterable[str]) -> str:
+    """Pieces of text (segments, subtitle lines) as one: Chinese runs on, other words get a space."""
+    joined = ""
+    for text in texts:
+        text = " ".join(text.split())
+        joined += spacer(joined, text) + text
+    return joined

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import export
 from pipeline.importers import read_transcript
 from pipeline.records import RecordingExport
 from pipeline.utils import clock, timestamp
-from pipeline.export import DEFAULT_FORMATS as FORMATS, shared_stems, export_stem, to_json, to_srt, to_txt, to_vtt, write_exports
+from pipeline.documents import to_txt
+from pipeline.export import DEFAULT_FORMATS as FORMATS, shared_stems, export_stem, to_json, to_srt, to_vtt, write_exports
 from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(
@@ -184,26 +184,6 @@ def test_vtt_without_segments_is_still_a_vtt_file():
     assert to_vtt(RecordingExport(RECORDING, [])).startswith("WEBVTT\n")
 
 
-def test_txt():
-    assert to_txt(EXPORT) == (
-        "Recording: 访谈 录音 01.wav\n"
-        "Duration: 01:02:05\n"
-        "Language: zh\n"
-        "Interviewee: 王秀英\n"
-        "Place: 成都\n"
-        "Date: 1998-05-03\n"
-        "\n"
-        "[00:00:01] 王秀英: 我们那时候住在乡下。\n"
-        "[00:01:01] 后来搬到了城里。\n"
-        "[01:02:03] S2: Thank you & goodbye <laughs>\n"
-    )
-
-
-def test_txt_header_leaves_out_what_is_unknown():
-    bare = RecordingRecord(8, "f" * 64, "/a/quiet.wav", 10, "wav", 30.0, None)
-    assert to_txt(RecordingExport(bare, [])).startswith("Recording: quiet.wav\nDuration: 00:00:30\nLanguage: unknown\n\n")
-
-
 # --- writing -----------------------------------------------------------------------------------------
 
 
@@ -227,9 +207,9 @@ def test_write_exports_replaces_and_chooses_formats_and_stem(tmp_path):
 
 def test_write_exports_rejects_unknown_formats_before_writing(tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match="unknown export format docx") as e:
-        write_exports(RecordingExport(RECORDING, SEGMENTS), out, ("json", "docx"))
-    assert "json, srt, vtt, txt" in str(e.value)
+    with pytest.raises(ValueError, match="unknown export format pdf") as e:
+        write_exports(RecordingExport(RECORDING, SEGMENTS), out, ("json", "pdf"))
+    assert "json, srt, vtt, txt, docx, eaf, ohms, csv, qdpx" in str(e.value)
     assert not out.exists()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -263,13 +264,20 @@ def test_a_colon_here_and_there_is_no_speaker(tmp_path):
 def test_ohp_text_export_reads_back_timed(tmp_path):
     imported = read_transcript(write(tmp_path, "a.txt", to_txt(EXPORT)))
     assert imported.timed and imported.language == "zh"
-    assert imported.metadata == {"recording": "王秀英 01.wav", "duration": 3725.0, "interviewee": "王秀英",
-                                 "place": "成都", "recorded_on": "1998-05-03"}  # fmt: skip
+    assert imported.metadata == {"duration": 3725.0, "interviewee": "王秀英", "place": "成都", "recorded_on": "1998-05-03"}
     assert [(s.start, s.end, s.text) for s in imported.segments] == [
         (1.0, 61.0, "S1: 我们那时候住在乡下。"),  # one speaker label in three lines: not taken for one
         (61.0, 3723.0, "后来搬到了城里。"),
         (3723.0, 3725.0, "Thank you & goodbye <laughs>"),
     ]
+
+
+def test_consent_comes_back_with_the_text_export(tmp_path):
+    closed = RecordingExport(replace(RECORDING, consent="closed", release_on="2999-01-01"), SEGMENTS)
+    imported = read_transcript(write(tmp_path, "a.txt", to_txt(closed)))
+    assert (imported.metadata["consent"], imported.metadata["release_on"]) == ("closed", "2999-01-01")
+    with pytest.raises(TranscriptFormatError, match="recorded_on must be a date"):
+        read_transcript(write(tmp_path, "b.txt", "tape\nDate: May 1998\n\n[00:00:01] hello\n"))
 
 
 def test_timed_text_going_backwards(tmp_path):
