@@ -68,10 +68,10 @@ def test_run_writes_database_and_transcripts_then_skips_on_rerun(tmp_path):
 
     doc = json.loads((out / "worker.json").read_text(encoding="utf-8"))
     assert set(doc) == {"recording", "segments"}
-    assert set(doc["recording"]) == {"id", "path", "sha256", "duration", "language", "speakers"}
+    assert set(doc["recording"]) == {"id", "path", "sha256", "duration", "language", "interviewee", "place", "recorded_on", "consent", "release_on", "speakers"}
     assert doc["recording"]["language"] == "zh" and doc["recording"]["duration"] == pytest.approx(4.2, abs=0.05)
     first_segment = doc["segments"][0]
-    assert set(first_segment) == {"id", "start", "end", "text", "original_text", "language", "speaker", "words", "themes"}
+    assert set(first_segment) == {"id", "start", "end", "text", "original_text", "language", "speaker", "words", "themes", "entities"}
     assert first_segment["speaker"] == "S1"
     assert {s["speaker"] for s in doc["segments"]} <= {s["label"] for s in doc["recording"]["speakers"]}
     assert "交易" in "".join(s["text"] for s in doc["segments"])
@@ -110,6 +110,13 @@ def test_moved_file_is_the_same_recording_and_force_redoes(tmp_path, store):
     [redone] = run_batch([moved], store, RunOptions(out_dir=None, force=True)).files
     assert redone.status == "done" and redone.recording_id == recording.id
     assert len(store.list_recordings()) == 1
+
+    # A closed recording is worked on as before, but its transcript files are not written.
+    store.set_metadata(recording.id, consent="closed")
+    out = tmp_path / "transcripts"
+    [closed] = run_batch([moved], store, RunOptions(out_dir=out, force=True)).files
+    assert closed.status == "done" and not out.exists()
+    assert any("closed recording: no transcript files" in w for w in closed.warnings)
 
 
 def test_export_rewrites_files_from_the_database(tmp_path):
