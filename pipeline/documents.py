@@ -18,6 +18,7 @@ from pathlib import Path
 
 import docx
 from docx.oxml.ns import qn
+from docx.shared import Pt
 
 from .records import AnnotationRecord, RecordingExport, Segment, coder
 from .utils import clock, join_texts, spacer, xml_text
@@ -153,8 +154,10 @@ def to_docx(export: RecordingExport) -> bytes:
         cells[0].paragraphs[0].add_run(field).bold = True
         cells[1].text = xml_text(value)
 
-    for turn in export.turns():
+    for number, turn in enumerate(export.turns()):
         paragraph = document.add_paragraph()
+        if number == 0:  # clear of the table, which has no space after it of its own
+            paragraph.paragraph_format.space_before = Pt(12)
         paragraph.add_run(f"[{clock(turn[0].start)}] ")
         name = export.speaker_name(turn[0])
         if name:
