@@ -14,15 +14,17 @@ from pipeline.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
+STANDARDS = REPO.parent / "shared" / "standards"
 POSTGRES_URL = os.environ.get("OHP_TEST_POSTGRES_URL")
 
 
-def corpus_path(relative: str) -> Path:
-    """A file of ../shared/corpus: skip the test when the corpus is absent, fail when OHP_REQUIRE_CORPUS=1."""
-    path = CORPUS / relative
+def corpus_path(relative: str, folder: Path = CORPUS) -> Path:
+    """A file of ../shared/corpus (or another shared folder): skip the test when it is absent, fail when
+    OHP_REQUIRE_CORPUS=1."""
+    path = folder / relative
     if path.exists():
         return path
-    message = f"corpus file not found: {path}"
+    message = f"{folder.name} file not found: {path}"
     if os.environ.get("OHP_REQUIRE_CORPUS") == "1":
         pytest.fail(message + " (OHP_REQUIRE_CORPUS=1)")
     pytest.skip(message)

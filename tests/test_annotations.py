@@ -3,7 +3,6 @@ re-transcription. Runs on SQLite, and on PostgreSQL when OHP_TEST_POSTGRES_URL i
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest

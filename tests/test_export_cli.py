@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 import srt

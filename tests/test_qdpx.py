@@ -4,7 +4,6 @@ lxml; codings added in a QDA tool come back with their coder, times and words; b
 from __future__ import annotations
 
 import io
-import os
 import uuid
 import zipfile
 from pathlib import Path
@@ -17,20 +16,14 @@ from pipeline.importers import TranscriptFormatError
 from pipeline.qdpx import read_qdpx, to_qdpx
 from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, SpeakerRecord
 
-STANDARDS = Path(__file__).resolve().parents[1].parent / "shared" / "standards"
+from conftest import STANDARDS, corpus_path
+
 NS = {"q": "urn:QDA-XML:project:1.0"}
 CODEBOOK = load_codebook()
 
 
 def standard(name: str) -> Path:
-    """A file of ../shared/standards: skip the test when it is absent, fail when OHP_REQUIRE_CORPUS=1."""
-    path = STANDARDS / name
-    if path.exists():
-        return path
-    message = f"standards file not found: {path}"
-    if os.environ.get("OHP_REQUIRE_CORPUS") == "1":
-        pytest.fail(message + " (OHP_REQUIRE_CORPUS=1)")
-    pytest.skip(message)
+    return corpus_path(name, STANDARDS)
 
 
 def _annotation(id_, segment, recording, theme, source, status, evidence=(), updated_by=None):

@@ -6,7 +6,6 @@ OHP_TEST_POSTGRES_URL is set, e.g. postgresql+psycopg://user:pw@localhost/ohp_te
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
