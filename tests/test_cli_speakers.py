@@ -51,7 +51,7 @@ def test_rename_and_role_then_list_and_export(db, tmp_path):
 
     assert invoke("export", "zhang", "--format", "txt", "--out", str(tmp_path / "t"), "--db", db).exit_code == 0
     txt = (tmp_path / "t" / "zhang.txt").read_text(encoding="utf-8")
-    assert "[00:00:00] S1: 您是哪年出来打工的？\n[00:00:05] Zhang Changhua: 二零零八年，先到的东莞。\n" in txt
+    assert "[00:00:00] S1: 您是哪年出来打工的？\n\n[00:00:05] Zhang Changhua: 二零零八年，先到的东莞。\n" in txt
 
 
 def test_mistakes_get_a_message_and_exit_2(db):
