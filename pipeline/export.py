@@ -212,7 +212,7 @@ def export_recordings(
     _check_formats(formats)
     report = ExportReport()
     taken = shared_stems(r.path for r in store.list_recordings())
-    exports = []
+    exports, written = [], set()
     for recording in recordings:
         if recording.access() == "closed" and not include_closed:
             report.left_out.append((recording, "closed" + (f" until {recording.release_on}" if recording.release_on else "")))
@@ -221,7 +221,11 @@ def export_recordings(
         if redactor:
             export, done = redactor(export)
             report.redactions += done
-        report.files += write_exports(export, out_dir, formats, export_stem(export.recording, taken))
+        stem = export_stem(export.recording, taken)
+        if stem in written:  # redacted file names can meet: "[NAME] interview" twice
+            stem = f"{stem}-{recording.sha256[:8]}"
+        written.add(stem)
+        report.files += write_exports(export, out_dir, formats, stem)
         exports.append(export)
     for fmt in formats:
         if fmt in PROJECT_WRITERS and exports:

@@ -129,6 +129,15 @@ def test_redaction_covers_every_text_format_and_reports(db, tmp_path):
     found = {(r["found"], r["replaced with"], r["because"]) for r in rows}
     assert ("张伟", "[NAME]", "entity") in found and ("石门村", "[PLACE]", "list") in found
     assert sum(r["found"] == "张伟" for r in rows) == 2  # the second mention, too
+    # Two interviews whose file names held their interviewees' names do not meet in one file.
+    from pipeline.store import Store
+
+    with Store(db) as store:
+        other = AudioInfo(tmp_path / "王芳 访谈.wav", "ef" * 32, 4, "wav", "pcm_s16le", 16000, 1, 5.0)
+        rid = store.save_transcription(other, Transcript("zh", 0.9, [Segment(0.0, 4.0, "好的", "好的", "zh")], "faster-whisper", "base"), {}, "k", {})
+        store.set_metadata(rid, interviewee="王芳")
+    again = invoke("export", "--format", "txt", "--out", tmp_path / "two", "--redact", "names", "--db", db)
+    assert again.exit_code == 0 and len(list((tmp_path / "two").iterdir())) == 2
     bad = invoke("export", "--out", out, "--redact", "faces", "--db", db)
     assert bad.exit_code == 2 and "cannot redact faces" in bad.output
 
