@@ -325,7 +325,8 @@ def export(
         names = ", ".join(f"{Path(r.path).name} ({why})" for r, why in report.left_out)
         errors.print(f"left out {len(report.left_out)} closed recording(s): {names}; --include-restricted --user NAME (a researcher) exports them")
     if redactor:
-        path = out.parent / f"{out.name}-redactions.csv"  # beside the folder, not in what gets shared
+        folder = out.resolve()  # "." has no name
+        path = folder.parent / f"{folder.name}-redactions.csv"  # beside the folder, not in what gets shared
         write_redaction_report(report.redactions, path)
         console.print(f"{len(report.redactions)} replacement(s), listed in {path}: check them before sharing the files")
 
