@@ -213,7 +213,7 @@ def export_recordings(
     report = ExportReport()
     taken = shared_stems(r.path for r in store.list_recordings())
     exports, written = [], set()
-    for recording in recordings:
+    for recording in {r.id: r for r in recordings}.values():  # each once, however often it was named
         if recording.access() == "closed" and not include_closed:
             report.left_out.append((recording, "closed" + (f" until {recording.release_on}" if recording.release_on else "")))
             continue
