@@ -323,3 +323,21 @@ def test_viewers_do_not_see_closed_recordings(app, store):
     assert vera.get("/api/search?q=wages").json()["total"] == 1 and vera.get(f"/api/recordings/{rid}").json()["access"] == "open"
     bad = rita.patch(f"/api/recordings/{rid}", json={"consent": "secret"}, headers={"X-CSRF-Token": rita_token})
     assert bad.status_code == 400 and "open, restricted, closed" in bad.text
+
+
+def test_researchers_set_details_and_consent_on_the_recording_page(app, store):
+    rid = app.state.recording_id
+    ann, ann_token = client_for(app, "ann")
+    assert "Details and consent" not in ann.get(f"/recordings/{rid}").text
+    form = {"interviewee": "李秀英", "place": "东莞", "recorded_on": "2019-02-03", "consent": "restricted", "release_on": "2030-01-01"}
+    assert ann.post(f"/recordings/{rid}/details", data={**form, "csrf_token": ann_token}).status_code == 403
+    rita, rita_token = client_for(app, "rita")
+    assert "Details and consent" in rita.get(f"/recordings/{rid}").text
+    assert rita.post(f"/recordings/{rid}/details", data=form).status_code == 403  # no CSRF token
+    saved = rita.post(f"/recordings/{rid}/details", data={**form, "csrf_token": rita_token}, follow_redirects=False)
+    assert saved.status_code == 303 and saved.headers["location"] == f"/recordings/{rid}"
+    record = store.recording(rid)
+    assert (record.interviewee, record.place, record.recorded_on, record.consent, record.release_on) == ("李秀英", "东莞", "2019-02-03", "restricted", "2030-01-01")
+    assert "restricted until 2030-01-01" in rita.get(f"/recordings/{rid}").text
+    bad = rita.post(f"/recordings/{rid}/details", data={**form, "consent": "secret", "csrf_token": rita_token})
+    assert bad.status_code == 400 and store.recording(rid).consent == "restricted"

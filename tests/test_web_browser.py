@@ -195,3 +195,27 @@ def test_two_people_editing_one_segment_see_a_conflict(site):
     assert now.text == "brands know this when people speak to voice assistants at home"  # not overwritten
     for page in (ann, rita):
         page.context.close()
+
+
+def test_a_researcher_closes_a_recording_and_a_viewer_no_longer_sees_it(site):
+    page = logged_in(site, "rita")
+    page.click("details.details summary")
+    page.select_option("select[name=consent]", "closed")
+    page.fill("input[name=release_on]", "2040-01-01")
+    page.click("details.details button[type=submit]")
+    page.wait_for_selector("h1 .consent.closed")
+    assert page.locator("h1 .consent").inner_text() == "closed until 2040-01-01"
+    page.click("details.details summary")
+    page.screenshot(path=SHOTS / "consent.png", full_page=True)
+    page.context.close()
+    site["store"].add_user("vic", PASSWORD, "viewer")
+    viewer = site["browser"].new_context(viewport={"width": 1200, "height": 800}).new_page()
+    viewer.goto(site["url"] + "/login")
+    viewer.fill("input[name=name]", "vic")
+    viewer.fill("input[name=password]", PASSWORD)
+    viewer.click("button[type=submit]")
+    viewer.wait_for_selector("table.recordings")
+    assert "interview.wav" not in viewer.content()
+    assert viewer.goto(site["url"] + f"/recordings/{site['rid']}").status == 404
+    viewer.context.close()
+    site["store"].set_metadata(site["rid"], consent="open", release_on="")

@@ -6,15 +6,16 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from pipeline.records import ANNOTATION_STATUSES
+from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS
 from pipeline.store import UserRecord
 
 from . import views
+from .api import write
 from .auth import check_csrf, csrf_token, login, may, requires
 
 router = APIRouter(include_in_schema=False)
@@ -73,13 +74,30 @@ async def _recording_page(request: Request, user: UserRecord, recording_id: int,
         segs = [s for s in segs if s["annotations"]]
     return page(
         request, "recording.html", user, recording=rec, turns=views.turns(segs), review=review,
-        themes=request.app.state.codebook.ids,
+        themes=request.app.state.codebook.ids, consent_levels=CONSENT_LEVELS,
     )  # fmt: skip
 
 
 @router.get("/recordings/{recording_id}")
 async def recording(request: Request, recording_id: int, user: Viewer) -> HTMLResponse:
     return await _recording_page(request, user, recording_id, review=False)
+
+
+@router.post("/recordings/{recording_id}/details")
+async def details(
+    request: Request, recording_id: int, user: Viewer, csrf_token: Annotated[str, Form()] = "",
+    interviewee: Annotated[str, Form()] = "", place: Annotated[str, Form()] = "", recorded_on: Annotated[str, Form()] = "",
+    consent: Annotated[str, Form()] = "open", release_on: Annotated[str, Form()] = "",
+) -> RedirectResponse:  # fmt: skip
+    """What is known of the recording, its consent included: researchers only."""
+    check_csrf(request, csrf_token)
+    if not may(user, "researcher"):
+        raise HTTPException(403, f"this needs the researcher role (you are {user.role})")
+    await write(
+        request, request.app.state.store.set_metadata, recording_id, interviewee=interviewee.strip(), place=place.strip(),
+        recorded_on=recorded_on.strip(), consent=consent, release_on=release_on.strip(),
+    )  # fmt: skip
+    return RedirectResponse(f"/recordings/{recording_id}", status_code=303)
 
 
 @router.get("/recordings/{recording_id}/review")
