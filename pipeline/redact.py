@@ -23,6 +23,12 @@ DEFAULT_LIST = Path("annotations/redact.txt")
 # Shorter entities are mostly jieba's misreadings (a surname alone, 王, is in many words): the project
 # list is where a one-character name goes.
 MIN_ENTITY_CHARS = 2
+# A surname alone is a name where the words around it say so: after 姓 ("surnamed"), or before a title
+# (王老板, 张师傅, 黄姐), which the entity stage misses. Common surnames that are also prepositions or
+# everyday words (向, 于, 万, 方, 白, 高, 石, 金, 江, 龙, 马, 和, 同) are left out: 向老师 is "to the teacher".
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙朱胡郭何林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范廖贾夏韦付邹孟熊秦邱尹薛闫段雷侯史陶黎贺顾毛郝龚邵钱严覃武戴莫孔汤"
+TITLES = "老板|老板娘|师傅|老师|阿姨|叔叔|大叔|大爷|大妈|奶奶|爷爷|姐|哥|嫂|叔|总|经理|厂长|主任|组长|班长|主管|医生|书记"
+SURNAME_IN_CONTEXT = f"(?<=姓)[{SURNAMES}]|[{SURNAMES}](?=(?:{TITLES}))"
 
 
 @dataclass(frozen=True)
@@ -84,12 +90,17 @@ class Redactor:
 
     def __call__(self, export: RecordingExport) -> tuple[RecordingExport, list[Redaction]]:
         terms = self.terms(export)
-        pattern = _pattern(terms)
+        pattern = _pattern(terms, "names" in self.kinds)
         name = Path(export.recording.path).name
         done: list[Redaction] = []
 
+        def kind(found: str) -> tuple[str, str]:
+            """What a match is, and why: a term, else a surname the words around it mark."""
+            key = _key(terms, found)
+            return terms[key] if key else ("names", "surname")
+
         def label(found: str) -> str:
-            return KINDS[terms[_key(terms, found)][0]][1]
+            return KINDS[kind(found)[0]][1]
 
         def sub(text: str, segment: Segment | None, field: str) -> tuple[str, list[tuple[int, int, str]]]:
             """The text redacted, and the replacements as (start, end, replacement) in the old text."""
@@ -97,7 +108,7 @@ class Redactor:
                 return text, []
             spans = []
             for match in pattern.finditer(text):
-                source = terms[_key(terms, match.group())][1]
+                source = kind(match.group())[1]
                 spans.append((match.start(), match.end(), label(match.group())))
                 done.append(Redaction(
                     name, segment.id if segment else None, segment.start if segment else 0.0, segment.end if segment else 0.0,
@@ -131,20 +142,21 @@ class Redactor:
         return redacted, done
 
 
-def _key(terms: dict[str, tuple[str, str]], matched: str) -> str:
-    return matched if matched in terms else next(t for t in terms if t.casefold() == matched.casefold())
+def _key(terms: dict[str, tuple[str, str]], matched: str) -> str | None:
+    return matched if matched in terms else next((t for t in terms if t.casefold() == matched.casefold()), None)
 
 
-def _pattern(terms: dict[str, tuple[str, str]]) -> re.Pattern | None:
-    """One alternation, longest first (张伟明 before 张伟); Latin names only as whole words."""
-    if not terms:
+def _pattern(terms: dict[str, tuple[str, str]], surnames: bool) -> re.Pattern | None:
+    """One alternation, longest first (张伟明 before 张伟); Latin names only as whole words; surnames in
+    context last, so that a known name (王老板) is replaced whole."""
+    if not terms and not surnames:
         return None
     parts = []
     for term in sorted(terms, key=len, reverse=True):
         escaped = re.escape(term)
         latin = term[0].isascii() and term[0].isalnum(), term[-1].isascii() and term[-1].isalnum()
         parts.append(("(?<!\\w)" if latin[0] else "") + escaped + ("(?!\\w)" if latin[1] else ""))
-    return re.compile("|".join(parts), re.IGNORECASE)
+    return re.compile("|".join(parts + ([SURNAME_IN_CONTEXT] if surnames else [])), re.IGNORECASE)
 
 
 def _apply(text: str, spans: list[tuple[int, int, str]]) -> str:

@@ -83,3 +83,14 @@ def test_nothing_to_redact_changes_nothing(export):
 def test_unknown_kinds_are_refused():
     with pytest.raises(ValueError, match="cannot redact faces: choose from names, places"):
         Redactor({"faces"})
+
+
+def test_a_surname_is_a_name_where_the_words_around_it_say_so(export):
+    text = "他姓王，在张老板的厂里，黄姐也在。王老板来自王国，我们向老师请教。"
+    segment = Segment(8.0, 9.0, text, text, "zh", id=5)
+    entities = {5: [Entity("PERSON", "王老板", 17, 20)]}
+    bare = replace(export, segments=[segment], entities=entities, annotations={}, speakers=[])
+    redacted, report = Redactor({"names"})(bare)
+    assert redacted.segments[0].text == "他姓[NAME]，在[NAME]老板的厂里，[NAME]姐也在。[NAME]来自王国，我们向老师请教。"
+    assert [(r.found, r.source) for r in report if r.segment_id == 5] == [("王", "surname"), ("张", "surname"), ("黄", "surname"), ("王老板", "entity")]
+    assert Redactor({"places"})(bare)[0].segments[0].text == text  # a surname is no place
