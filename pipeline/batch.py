@@ -401,10 +401,10 @@ def process_file(path: Path, store: Store, options: RunOptions, progress: Progre
                 progress.stage_started(path, stage, result.duration)
             changed |= tag_recording(store, result.recording_id, options.codebook, options.force) is not None
         result.status = "done" if changed else "skipped"
-        recording = store.recording(result.recording_id)
-        if options.out_dir and recording.access() == "closed":
+        recording = store.recording(result.recording_id) if options.out_dir else None
+        if recording and recording.access() == "closed":
             result.warnings.append(f"{path}: closed recording: no transcript files (ohp export --include-restricted)")
-        elif options.out_dir:
+        elif recording:
             stem = export_stem(recording, taken_stems)
             # Unchanged recordings keep their files, unless someone removed them.
             if changed or not all(export_path(options.out_dir, stem, fmt).exists() for fmt in options.formats):
