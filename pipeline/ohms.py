@@ -14,7 +14,6 @@ words are what spaces separate, so a Chinese line is mostly one) heard at that m
 from __future__ import annotations
 
 import re
-import unicodedata
 from bisect import bisect_right
 from datetime import date
 from pathlib import Path
@@ -23,7 +22,7 @@ from lxml import etree
 
 from .documents import access_note, language_name, title, turn_themes
 from .records import RecordingExport, Segment
-from .utils import CJK, clock, join_texts, spacer, xml_text
+from .utils import CJK, clock, display_width, join_texts, spacer, xml_text
 
 NS = "https://www.weareavp.com/nunncenter/ohms"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -40,10 +39,6 @@ def _clean(text: str) -> str:
     return " ".join(xml_text(text).split())
 
 
-def _columns(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
 def _wrap(text: str, width: int = WIDTH) -> list[int]:
     """Where each line starts when the text is wrapped at width columns: after a space or between Chinese
     characters, or inside a word too long for a line."""
@@ -53,10 +48,10 @@ def _wrap(text: str, width: int = WIDTH) -> list[int]:
     for i, char in enumerate(text):
         if i > starts[-1] and (text[i - 1] == " " != char or CJK.match(char) and char not in NO_LINE_START):
             fit = i
-        columns += _columns(char)
+        columns += display_width(char)
         if columns > width and char != " ":
             starts.append(fit if fit > starts[-1] else i)
-            columns = _columns(text[starts[-1] : i + 1])
+            columns = display_width(text[starts[-1] : i + 1])
     return starts
 
 

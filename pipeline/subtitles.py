@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import html
 import math
-import unicodedata
 from dataclasses import dataclass
 from itertools import accumulate
 
 from .records import RecordingExport, Segment
-from .utils import timestamp
+from .utils import display_width, is_wide, timestamp
 
 LINE_WIDTH = 42  # columns; a cue has two lines at most
 MIN_DURATION = 0.8  # seconds: shorter cues flash by unread
@@ -43,22 +42,14 @@ class Cue:
     speaker: str | None  # display name
 
 
-def _wide(char: str) -> bool:
-    return unicodedata.east_asian_width(char) in "WF"
-
-
-def _width(text: str) -> int:
-    return sum(2 if _wide(c) else 1 for c in text)
-
-
 def _words(run: str) -> list[int]:
     """Where a space-free run may break: between Chinese words, never between two Latin characters."""
-    if not any(_wide(c) for c in run):
+    if not any(is_wide(c) for c in run):
         return []
     import jieba  # only Chinese text needs it (its dictionary takes a second to load)
 
     cuts = list(accumulate(len(w) for w in jieba.cut(run)))[:-1]
-    return [p for p in cuts if _wide(run[p - 1]) or _wide(run[p])]
+    return [p for p in cuts if is_wide(run[p - 1]) or is_wide(run[p])]
 
 
 def _cost(piece: str) -> int:
@@ -83,9 +74,9 @@ def _pieces(text: str, prefix: int) -> list[tuple[int, int, int]]:
         if text[end - 1] == " ":
             end -= 1
         # a run wider than a line (a URL) is cut where the line is full
-        while _width(text[start:end]) > LINE_WIDTH:
+        while display_width(text[start:end]) > LINE_WIDTH:
             cut = start + 1
-            while _width(text[start : cut + 1]) <= LINE_WIDTH:
+            while display_width(text[start : cut + 1]) <= LINE_WIDTH:
                 cut += 1
             pieces.append((start, cut, _HARD))
             start = cut
@@ -97,7 +88,7 @@ def _pieces(text: str, prefix: int) -> list[tuple[int, int, int]]:
 def _layout(text: str, pieces: list[tuple[int, int, int]], prefixed: bool) -> list[tuple[int, int, int | None]]:
     """The pieces grouped into cues (first piece, end piece, first piece of the second line or None): few
     cues, full and balanced, breaking after punctuation where it costs little."""
-    columns = list(accumulate((_width(c) for c in text), initial=0))
+    columns = list(accumulate((display_width(c) for c in text), initial=0))
 
     def width(i: int, j: int) -> int:
         return columns[pieces[j - 1][1]] - columns[pieces[i][0]]

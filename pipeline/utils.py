@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 # Ideographs, kana, hangul, CJK punctuation and full-width forms: text in these scripts runs on without spaces.
@@ -23,6 +24,15 @@ def timestamp(seconds: float, separator: str = ".", hours: bool = True) -> str:
 def clock(seconds: float) -> str:
     """00:12:31, for people reading a transcript."""
     return timestamp(seconds)[:8]
+
+
+def is_wide(char: str) -> bool:
+    """A character that takes two columns on screen and in subtitles (Chinese, full-width forms)."""
+    return unicodedata.east_asian_width(char) in "WF"
+
+
+def display_width(text: str) -> int:
+    return sum(2 if is_wide(c) else 1 for c in text)
 
 
 def xml_text(text: str) -> str:
