@@ -331,7 +331,7 @@ CODINGS_READERS: dict[str, Callable[[Path, Codebook], ImportedCodings]] = {".eaf
 def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
     """The codes of an exchange file, as annotations by their coders: all of them in one transaction."""
     report = CodingsReport(warnings=list(imported.warnings))
-    added = []
+    added, queued = [], set()
     for sha256, codings in imported.codings.items():
         recording = store.recording_by_sha256(sha256)
         if recording is None:
@@ -349,10 +349,12 @@ def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
                 at = target.text.find(coding.text.strip()) if coding.text and coding.text.strip() else -1
                 evidence = ((at, at + len(coding.text.strip())),) if at >= 0 else ()
                 had = existing.get((target.id, coding.theme))
-                if had and had.status == "accepted" and set(evidence) <= set(had.evidence):
-                    report.unchanged += 1
+                item = (target.id, coding.theme, coding.coder, evidence)
+                if had and had.status == "accepted" and set(evidence) <= set(had.evidence) or item in queued:
+                    report.unchanged += 1  # or a coding a tool split in pieces over one segment
                 else:
-                    added.append((target.id, coding.theme, coding.coder, evidence))
+                    added.append(item)
+                    queued.add(item)
     store.add_annotations(added)
     report.added = len(added)
     return report

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 import srt
@@ -209,3 +210,15 @@ def test_a_broken_exchange_file_changes_nothing(db, tmp_path):
         assert result.exit_code == 1 and f"{tmp_path / name}" in result.stderr.replace("\n", ""), result.output
     with Store(db) as store:
         assert store.annotations(1) == before
+
+
+def test_a_coding_split_in_pieces_over_one_segment_is_one_annotation(db):
+    from pipeline.batch import import_codings
+    from pipeline.records import Coding, ImportedCodings
+    from pipeline.store import Store
+
+    pieces = [Coding("housing", "bob", 5.0, 7.0), Coding("housing", "bob", 7.0, 9.0)]  # segment 5-9 s, cut at 7 s
+    with Store(db) as store:
+        report = import_codings(ImportedCodings(Path("x.eaf"), "eaf", {"cd" * 32: pieces}), store)
+        assert (report.added, report.unchanged) == (1, 1)
+        assert [a.action for a in store.history(recording_id=1) if a.changed_by == "bob"] == ["added"]
