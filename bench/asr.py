@@ -51,11 +51,11 @@ def _segments(segments) -> list[dict]:
 
 def worker(system: str, path: Path) -> dict:
     """Run one system on one file, in this process; return its segments and figures."""
-    from pipeline.audio import decode, probe
-    from pipeline.engines import load_engine
+    from pipeline.stages.audio import decode, probe
+    from pipeline.stages.engines import load_engine
     from pipeline.records import Chunk, SpeechRegion
-    from pipeline.segment import segment
-    from pipeline.transcribe import TranscribeOptions, transcribe
+    from pipeline.stages.segment import segment
+    from pipeline.stages.transcribe import TranscribeOptions, transcribe
 
     started = time.perf_counter()
     if system == "plain-openai":
@@ -145,7 +145,7 @@ def run_in_subprocess(system: str, path: Path) -> dict:
 
 def make_long(path: Path, hours: float) -> Path:
     """A long recording made by repeating a real one (ffmpeg stream copy, so it costs no decoding)."""
-    from pipeline.audio import ffmpeg_exe, probe
+    from pipeline.stages.audio import ffmpeg_exe, probe
 
     target = OUT / f"{path.stem}_x{hours:g}h.wav"
     if not target.exists():

@@ -11,14 +11,14 @@ text: {P:小军}, {L:石门村}. The rule: every person's name and every place n
 city, province, country); address forms that work as a name whole (小军, 老王, 阿芳, 娟娟); a surname with
 a title only the surname (王 of 王老板, Lin of Mr. Lin). Traps not marked: 东西, 一张纸, 周末, 白天, 高兴,
 马上, 王国, 老乡, May the month (May is also a daughter's name in the same interview). Company names are
-not in the set. Each line is tagged alone with the real tagger (pipeline.tag.tag_text, codebook
+not in the set. Each line is tagged alone with the real tagger (pipeline.stages.tag.tag_text, codebook
 annotations/codebook.yaml), each interview becomes a RecordingExport with those entities (no speaker
 names, no interviewee or place field, so only the text's names count), and three redactions are compared,
 names and places both asked for:
 
   (a) baseline: the PERSON and PLACE spans the entity stage found, replaced where it found them (what a
       per-sentence NER redaction does);
-  (b) ohp: pipeline.redact.Redactor without a project list (entity texts of 2+ characters replaced
+  (b) ohp: pipeline.formats.redact.Redactor without a project list (entity texts of 2+ characters replaced
       everywhere in the interview);
   (c) ohp with the project list below (LISTED: what a researcher adds after reading (b)'s report).
 
@@ -32,7 +32,7 @@ characters went).
 Speed. A 2-hour interview: 2,400 segments of 3 s (the labelled lines, names unmarked, cycled: 70 % of
 segments Chinese, 30 % English), word timings (Chinese in two-character words, English by word), two
 speakers (one named), the tagger's themes as annotations (every fourth accepted by a coder) and its
-entities. Every writer in pipeline.export.WRITERS: median wall time over --runs runs, then one run under
+entities. Every writer in pipeline.formats.export.WRITERS: median wall time over --runs runs, then one run under
 tracemalloc for the peak of memory allocated during the call (the export itself not counted), and the
 output's size; JSON is the baseline column (ratio to JSON). Project writers (csv, qdpx) over ten such
 recordings, against JSON of the ten (median of half as many runs). The Redactor (names and places, with the project list) on the same
@@ -111,7 +111,7 @@ def load_lines(path: Path = LABELLED) -> list[Line]:
 
 
 def tag_lines(lines: list[Line], codebook) -> None:
-    from pipeline.tag import tag_text
+    from pipeline.stages.tag import tag_text
 
     for line in lines:
         result = tag_text(line.text, line.language, codebook)
@@ -159,7 +159,7 @@ def baseline_spans(lines: list[Line]) -> dict[int, list[tuple[int, int]]]:
 
 
 def ohp_spans(lines: list[Line], listed: dict[str, str] | None) -> dict[int, list[tuple[int, int]]]:
-    from pipeline.redact import Redactor
+    from pipeline.formats.redact import Redactor
 
     redactor = Redactor({"names", "places"}, listed)
     spans: dict[int, list[tuple[int, int]]] = {}
@@ -213,7 +213,7 @@ def _counted(found: dict[str, int]) -> str:
 
 
 def redaction_report(show_errors: bool) -> list[Line]:
-    from pipeline.codebook import load_codebook
+    from pipeline.stages.codebook import load_codebook
 
     lines = load_lines()
     started = time.perf_counter()
@@ -326,9 +326,9 @@ def measure(f, runs: int) -> tuple[float, int, int]:
 
 
 def speed_report(lines: list[Line] | None, runs: int, recordings: int) -> None:
-    from pipeline.codebook import load_codebook
-    from pipeline.export import PROJECT_WRITERS, WRITERS
-    from pipeline.redact import Redactor
+    from pipeline.stages.codebook import load_codebook
+    from pipeline.formats.export import PROJECT_WRITERS, WRITERS
+    from pipeline.formats.redact import Redactor
 
     codebook = load_codebook()
     if lines is None:

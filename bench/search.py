@@ -11,7 +11,7 @@ into sentences (some 190 Chinese, 290 English) and recombined at random (one to 
 1000 recordings of size/1000 segments each, in Chinese (70 %) or English (30 %), with speaker labels,
 written as SRT and ohp JSON files (every other one) in a temporary folder and imported one file at a time
 through `pipeline.batch.import_file` (read, index terms, inserts: what `ohp import` does). Themes: the
-real tagger (pipeline.tag, annotations/codebook.yaml) is run once on every source sentence; a segment gets
+real tagger (pipeline.stages.tag, annotations/codebook.yaml) is run once on every source sentence; a segment gets
 the themes of its sentences (about 30 % of segments get one), stored with `Store.save_tags` per recording
 (timed apart from the import). With so few source sentences every word recurs: 孩子 is in 5 % of the
 segments, and even the rarer words are in 700-2,000 of a million: a heavier load than a real archive's
@@ -59,10 +59,10 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from pipeline.batch import import_file  # noqa: E402
-from pipeline.codebook import load_codebook  # noqa: E402
+from pipeline.stages.codebook import load_codebook  # noqa: E402
 from pipeline.records import SearchFilters, ThemeSuggestion  # noqa: E402
 from pipeline.store import Store  # noqa: E402
-from pipeline.textindex import parse_query  # noqa: E402
+from pipeline.search.textindex import parse_query  # noqa: E402
 
 # What researchers type (issue 4): theme words first; only those found in the data are used.
 THEME_WORDS_ZH = [
@@ -134,7 +134,7 @@ def source_sentences() -> dict[str, list[str]]:
 
 def sentence_themes(pool: dict[str, list[str]]) -> dict[str, list[ThemeSuggestion]]:
     """The real tagger's themes for every source sentence, alone (evidence relative to the sentence)."""
-    from pipeline.tag import tag_segments
+    from pipeline.stages.tag import tag_segments
 
     codebook = load_codebook(CODEBOOK)
     themes = {}

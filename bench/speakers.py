@@ -8,7 +8,7 @@
 DER (pyannote.metrics) counts missed speech, false alarm and speaker confusion over the reference's
 speech, with a collar of 0.25 s on either side of every reference boundary (the NIST convention;
 pyannote's `collar` is the collar's whole width, so 0.5) and overlapped speech kept. Speech regions are
-the project's own VAD (pipeline.segment), so missed speech and false alarm are mostly the VAD's;
+the project's own VAD (pipeline.stages.segment), so missed speech and false alarm are mostly the VAD's;
 confusion is the speakers stage's own. The baseline gives all the speech to one speaker.
 The stage's time excludes decoding and VAD, which other stages do anyway. Results go to
 bench/out/speakers.json, each mode replacing its own part.
@@ -29,10 +29,10 @@ sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpus"
 OUT = REPO / "bench" / "out"
 
-from pipeline.audio import SAMPLE_RATE, decode, probe  # noqa: E402
+from pipeline.stages.audio import SAMPLE_RATE, decode, probe  # noqa: E402
 from pipeline.records import SpeakerTurn, SpeechRegion  # noqa: E402
-from pipeline.segment import speech_regions  # noqa: E402
-from pipeline.speakers import DiarizeOptions, diarize, match_profiles, voice_profile  # noqa: E402
+from pipeline.stages.segment import speech_regions  # noqa: E402
+from pipeline.stages.speakers import DiarizeOptions, diarize, match_profiles, voice_profile  # noqa: E402
 
 EN = CORPUS / "en"
 # (wav, rttm, uri of the wav's lines in the rttm)
@@ -233,7 +233,7 @@ def reference_turns(f: dict, start: float = 0.0, end: float = float("inf")) -> l
 def profiles(files: list[dict]) -> dict:
     """Cosine similarity of enrolled profiles to speakers' voices: same person (another part of the same
     recording, or another recording), and other people (the other speaker, single-voice corpus clips)."""
-    from pipeline.speakers import speaker_embeddings
+    from pipeline.stages.speakers import speaker_embeddings
 
     def profile(f: dict, turns: list[SpeakerTurn], speaker: str) -> np.ndarray:
         pieces = [f["samples"][int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in turns if t.speaker == speaker]

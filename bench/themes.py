@@ -45,7 +45,7 @@ def load_labelled(path: Path = LABELLED) -> list[dict]:
 
 def predict(rows: list[dict], codebook, context: bool) -> list[set[str]]:
     """Themes suggested for each row: dialogues as sequences when context is on, every line alone when off."""
-    from pipeline.tag import tag_segments
+    from pipeline.stages.tag import tag_segments
 
     predicted: list[set[str]] = []
     groups = itertools.groupby(rows, key=lambda r: r.get("dialogue") or object()) if context else ((None, [r]) for r in rows)
@@ -85,7 +85,7 @@ def scores(rows: list[dict], predicted: list[set[str]], themes: list[str]) -> di
 
 
 def labelled_report(show_errors: bool) -> None:
-    from pipeline.codebook import load_codebook
+    from pipeline.stages.codebook import load_codebook
 
     codebook = load_codebook()
     rows = load_labelled()
@@ -114,7 +114,7 @@ def labelled_report(show_errors: bool) -> None:
             f"{s['no_theme_with_several']} more than one; {seconds:.1f} s (pipelines loaded in the first run)"
         )
     if show_errors:
-        from pipeline.tag import tag_segments
+        from pipeline.stages.tag import tag_segments
 
         print("\nlines where context-on tagging and the labels disagree:")
         for row, guess in zip(rows, runs[True][0]):
@@ -126,10 +126,10 @@ def labelled_report(show_errors: bool) -> None:
 
 
 def transcribe(path: Path, language: str) -> list[str]:
-    from pipeline.audio import decode, probe
-    from pipeline.engines import load_engine
-    from pipeline.segment import segment
-    from pipeline.transcribe import TranscribeOptions, transcribe
+    from pipeline.stages.audio import decode, probe
+    from pipeline.stages.engines import load_engine
+    from pipeline.stages.segment import segment
+    from pipeline.stages.transcribe import TranscribeOptions, transcribe
 
     samples = decode(probe(path)).samples
     transcript = transcribe(samples, segment(samples), load_engine("faster-whisper"), TranscribeOptions(language=language))
@@ -146,8 +146,8 @@ def demo_reference() -> list[str]:
 
 def corpus_report() -> None:
     """Tag each recording's transcript and its reference text, so recognition errors' effect shows."""
-    from pipeline.codebook import load_codebook
-    from pipeline.tag import tag_segments
+    from pipeline.stages.codebook import load_codebook
+    from pipeline.stages.tag import tag_segments
 
     codebook = load_codebook()
     recordings = []

@@ -17,21 +17,21 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from .audio import AudioError, decode, is_audio_file, probe
-from .codebook import Codebook
-from .elan import read_eaf
-from .engines import load_engine
-from .export import DEFAULT_FORMATS, export_path, export_stem, gather, shared_stems, write_exports
-from .importers import DESCRIPTION, read_transcript
-from .qdpx import read_qdpx
-from .records import AudioInfo, Coding, ImportedCodings, Segment, SpeakerRecord, SpeechRegion, Transcript, Word
-from .segment import VadOptions, segment, speech_regions
-from .speakers import DiarizeOptions, diarize, label_roles, match_profiles, speaker_at, split_segment
-from .store import Store, settings_key
-from .tag import TAGGER_VERSION, tag_segments
-from .transcribe import ChunkResult, TranscribeOptions, transcribe
-from .utils import clock
-from .weights import ohp_home
+from pipeline.stages.audio import AudioError, decode, is_audio_file, probe
+from pipeline.stages.codebook import Codebook
+from pipeline.formats.elan import read_eaf
+from pipeline.stages.engines import load_engine
+from pipeline.formats.export import DEFAULT_FORMATS, export_path, export_stem, gather, shared_stems, write_exports
+from pipeline.formats.readers import DESCRIPTION, read_transcript
+from pipeline.formats.qdpx import read_qdpx
+from pipeline.records import AudioInfo, Coding, ImportedCodings, Segment, SpeakerRecord, SpeechRegion, Transcript, Word
+from pipeline.stages.segment import VadOptions, segment, speech_regions
+from pipeline.stages.speakers import DiarizeOptions, diarize, label_roles, match_profiles, speaker_at, split_segment
+from pipeline.store import Store, settings_key
+from pipeline.stages.tag import TAGGER_VERSION, tag_segments
+from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, transcribe
+from pipeline.utils import clock
+from pipeline.weights import ohp_home
 
 STAGE = "transcribe"
 MAX_SPEAKERS = 8  # when the number is estimated: more voices than this in one interview are rare

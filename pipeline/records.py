@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .codebook import Codebook
+    from pipeline.stages.codebook import Codebook
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class PersonRecord:
 
     id: int
     name: str
-    profile: tuple[float, ...]  # unit-length voice embedding (pipeline.speakers.voice_profile)
+    profile: tuple[float, ...]  # unit-length voice embedding (pipeline.stages.speakers.voice_profile)
     sources: tuple[str, ...]  # the files it was made from
     enrolled_by: str
     enrolled_at: str  # ISO timestamp, UTC

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from pipeline.audio import SAMPLE_RATE, AudioError, decode, ffmpeg_exe, file_sha256, probe
+from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, ffmpeg_exe, file_sha256, probe
 
 # Left channel 440 Hz, right channel 1000 Hz: mono must hold both (a downmix, not one channel).
 LEFT_HZ, RIGHT_HZ = 440, 1000
@@ -219,7 +219,7 @@ def test_unreadable_file(media, tmp_path):
         shutil.copy(media["wav"], path)
         path.chmod(0o600)
         code = (
-            "import sys; from pipeline.audio import probe, AudioError\n"
+            "import sys; from pipeline.stages.audio import probe, AudioError\n"
             "try: probe(sys.argv[1])\n"
             "except AudioError as e: print(e); sys.exit(3)\n"
         )

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from pipeline.codebook import (
+from pipeline.stages.codebook import (
     DEFAULT_CODEBOOK,
     CodebookError,
     load_codebook,

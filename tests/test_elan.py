@@ -12,9 +12,9 @@ import pympi
 import pytest
 from lxml import etree
 
-from pipeline.codebook import load_codebook
-from pipeline.elan import SHA256_PROPERTY, read_eaf, to_eaf
-from pipeline.importers import TranscriptFormatError
+from pipeline.stages.codebook import load_codebook
+from pipeline.formats.elan import SHA256_PROPERTY, read_eaf, to_eaf
+from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import AnnotationRecord, Coding, RecordingExport, RecordingRecord, Segment, SpeakerRecord
 
 CODEBOOK = load_codebook()

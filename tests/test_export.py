@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.importers import read_transcript
+from pipeline.formats.readers import read_transcript
 from pipeline.records import RecordingExport
 from pipeline.utils import clock, timestamp
-from pipeline.documents import to_txt
-from pipeline.export import DEFAULT_FORMATS as FORMATS, shared_stems, export_stem, to_json, to_srt, to_vtt, write_exports
+from pipeline.formats.documents import to_txt
+from pipeline.formats.export import DEFAULT_FORMATS as FORMATS, shared_stems, export_stem, to_json, to_srt, to_vtt, write_exports
 from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from pipeline.batch import tag_recording
 from pipeline.cli import app
-from pipeline.codebook import load_codebook
+from pipeline.stages.codebook import load_codebook
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript
 
 runner = CliRunner()

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from pipeline.guards import GuardOptions, collapse_loops, guard, is_drift, is_silence, strip_phantoms
+from pipeline.stages.guards import GuardOptions, collapse_loops, guard, is_drift, is_silence, strip_phantoms
 from pipeline.records import Chunk, Segment, SpeechRegion, Word
 
 # Speech 10-14 s and 16-20 s; the chunk spans both.

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import importers
+from pipeline.formats import readers as importers
 from pipeline.records import RecordingExport
-from pipeline.export import to_json, to_srt, to_txt, to_vtt
-from pipeline.importers import TranscriptFormatError, guess_language, read_transcript
+from pipeline.formats.export import to_json, to_srt, to_txt, to_vtt
+from pipeline.formats.readers import TranscriptFormatError, guess_language, read_transcript
 from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(

@@ -9,8 +9,8 @@ from dataclasses import replace
 from lxml import etree
 from test_documents import EXPORT, ODD, RECORDING, SPEAKERS, annotation
 
-from pipeline.codebook import load_codebook
-from pipeline.ohms import to_ohms
+from pipeline.stages.codebook import load_codebook
+from pipeline.formats.ohms import to_ohms
 from pipeline.records import Entity, RecordingExport, Segment, SpeakerRecord, Word
 
 NS = {"o": "https://www.weareavp.com/nunncenter/ohms"}

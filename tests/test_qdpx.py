@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from pipeline.codebook import load_codebook
-from pipeline.importers import TranscriptFormatError
-from pipeline.qdpx import read_qdpx, to_qdpx
+from pipeline.stages.codebook import load_codebook
+from pipeline.formats.readers import TranscriptFormatError
+from pipeline.formats.qdpx import read_qdpx, to_qdpx
 from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, SpeakerRecord
 
 from conftest import STANDARDS, corpus_path

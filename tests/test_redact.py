@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.export import to_json
+from pipeline.formats.export import to_json
 from pipeline.records import AnnotationRecord, Entity, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
-from pipeline.redact import Redactor, load_list
+from pipeline.formats.redact import Redactor, load_list
 
 NAMES = ("张伟", "石门村", "Maria", "Li Hua", "Dongguan")
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import corpus_path
 
 from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
-from pipeline.speakers import (
+from pipeline.stages.speakers import (
     DiarizeOptions,
     assign_speakers,
     diarize,
@@ -189,8 +189,8 @@ TARGET_DER = 0.20  # issue 6, with the number of speakers given; collar 0.25 s o
 
 
 def load_sample():
-    from pipeline.audio import decode, probe
-    from pipeline.segment import speech_regions
+    from pipeline.stages.audio import decode, probe
+    from pipeline.stages.segment import speech_regions
 
     samples = decode(probe(corpus_path(SAMPLE))).samples
     return samples, speech_regions(samples)
@@ -244,6 +244,6 @@ def test_enrolled_voice_is_found_in_another_part_of_the_recording():
 
 
 def load_other() -> np.ndarray:
-    from pipeline.audio import decode, probe
+    from pipeline.stages.audio import decode, probe
 
     return decode(probe(corpus_path("en/lhotse-speech_lhotse__test_fixtures_libri_libri-1088-134315-0000.wav"))).samples

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-import pipeline.tag
+import pipeline.stages.tag
 from bench.themes import load_labelled, predict, scores
-from pipeline.codebook import load_codebook, parse_codebook
+from pipeline.stages.codebook import load_codebook, parse_codebook
 from pipeline.script import convert_pieces
-from pipeline.tag import pipeline_language, tag_segments, tag_text
+from pipeline.stages.tag import pipeline_language, tag_segments, tag_text
 
 CODEBOOK = """\
 themes:
@@ -90,7 +90,7 @@ def test_offsets_are_mapped_back_when_conversion_changes_the_length(codebook, mo
     def widening(pieces: list[str], script: str) -> list[str]:
         return ["XX" if p == "Ω" else convert_pieces([p], script)[0] for p in pieces]
 
-    monkeypatch.setattr(pipeline.tag, "convert_pieces", widening)
+    monkeypatch.setattr(pipeline.stages.tag, "convert_pieces", widening)
     text = "ΩΩ戶口，Ω工資"
     result = tag_text(text, "zh", codebook)
     assert {s.theme: [text[a:b] for a, b in s.evidence] for s in result.themes} == {"hukou": ["戶口"], "wages": ["工資"]}
@@ -110,9 +110,9 @@ def test_language_codes(code, pipeline):
 
 
 def test_other_languages_get_nothing(codebook):
-    assert tag_text("La escuela y el dinero, en Madrid en 2008.", "es", codebook) == pipeline.tag.TagResult([], [])
+    assert tag_text("La escuela y el dinero, en Madrid en 2008.", "es", codebook) == pipeline.stages.tag.TagResult([], [])
     assert found("我冇户口", "yue", codebook) == {"hukou": ["户口"]}
-    assert tag_text("", "zh", codebook) == pipeline.tag.TagResult([], [])
+    assert tag_text("", "zh", codebook) == pipeline.stages.tag.TagResult([], [])
 
 
 def test_chinese_entities(codebook):

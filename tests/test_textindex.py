@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from pipeline.textindex import (
+from pipeline.search.textindex import (
     And,
     Not,
     Phrase,

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import corpus_path
-from pipeline.audio import decode, probe
-from pipeline.engines import DecodeOptions, load_engine
+from pipeline.stages.audio import decode, probe
+from pipeline.stages.engines import DecodeOptions, load_engine
 from pipeline.records import Chunk, Segment, SpeechRegion, Word
-from pipeline.segment import segment
-from pipeline.transcribe import ChunkResult, TranscribeOptions, detect_language, transcribe
+from pipeline.stages.segment import segment
+from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, detect_language, transcribe
 
 SR = 16_000
 

@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from conftest import corpus_path
-from pipeline.audio import probe
+from pipeline.stages.audio import probe
 from pipeline.records import Segment, ThemeSuggestion, Transcript
 from pipeline.store import Store
 from pipeline.web import create_app

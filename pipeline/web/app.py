@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from pipeline.codebook import DEFAULT_CODEBOOK, load_codebook
+from pipeline.stages.codebook import DEFAULT_CODEBOOK, load_codebook
 from pipeline.store import ConflictError, Store, StoreError
 
 from . import api, pages, views

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.codebook import Codebook
+from pipeline.stages.codebook import Codebook
 from pipeline.utils import clock
 from pipeline.records import ANNOTATION_STATUSES, AnnotationRecord, RecordingRecord, SearchFilters
 from pipeline.store import Store, UserRecord
-from pipeline.textindex import highlight, parse_query
+from pipeline.search.textindex import highlight, parse_query
 
 SORTS = ("path", "duration", "language", "interviewee", "place", "waiting")
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from .records import CONSENT_LEVELS, SPEAKER_ROLES, Segment, Word
-from .utils import join_texts
+from pipeline.records import CONSENT_LEVELS, SPEAKER_ROLES, Segment, Word
+from pipeline.utils import join_texts
 
 MAX_BYTES = 50 * 1024 * 1024
 FORMATS = ("json", "srt", "vtt", "txt")

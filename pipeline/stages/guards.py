@@ -11,8 +11,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from .records import Chunk, Segment
-from .script import to_simplified
+from pipeline.records import Chunk, Segment
+from pipeline.script import to_simplified
 
 # Phrases from the subtitles of Whisper's training video: it writes them into silence and noise.
 # Matched on simplified, lower-case text, ignoring spaces and punctuation.

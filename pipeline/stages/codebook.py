@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from .script import to_simplified
+from pipeline.script import to_simplified
 
-DEFAULT_CODEBOOK = Path(__file__).resolve().parents[1] / "annotations" / "codebook.yaml"
+DEFAULT_CODEBOOK = Path(__file__).resolve().parents[2] / "annotations" / "codebook.yaml"
 LANGUAGES = ("zh", "en")  # the pattern languages: the tagger has a pipeline for each
 DEFAULT_WEIGHT = 0.6  # a plain term: enough on its own (the tagger suggests from 0.5)
 THEME_KEYS = {"id", "label", "description", "parent", "patterns", "exclude"}

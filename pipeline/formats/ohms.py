@@ -20,9 +20,9 @@ from pathlib import Path
 
 from lxml import etree
 
-from .documents import access_note, language_name, title, turn_themes
-from .records import RecordingExport, Segment
-from .utils import CJK, clock, display_width, join_texts, spacer, xml_text
+from pipeline.formats.documents import access_note, language_name, title, turn_themes
+from pipeline.records import RecordingExport, Segment
+from pipeline.utils import CJK, clock, display_width, join_texts, spacer, xml_text
 
 NS = "https://www.weareavp.com/nunncenter/ohms"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"

@@ -1,7 +1,7 @@
 """Full-text index over segment text (converted and original), kept by the store on every write.
 
 SQLite: an FTS5 table whose rowid is the segment id. PostgreSQL: a table of tsvectors with a GIN
-index. Both hold `pipeline.textindex.index_terms` of the text, so they find the same segments.
+index. Both hold `pipeline.search.textindex.index_terms` of the text, so they find the same segments.
 
 Revision ID: 0003
 Revises: 0002

@@ -20,8 +20,8 @@ import docx
 from docx.oxml.ns import qn
 from docx.shared import Pt
 
-from .records import AnnotationRecord, RecordingExport, Segment, coder
-from .utils import clock, join_texts, spacer, xml_text
+from pipeline.records import AnnotationRecord, RecordingExport, Segment, coder
+from pipeline.utils import clock, join_texts, spacer, xml_text
 
 # In a font with CJK glyphs on Windows; LibreOffice substitutes its own CJK font for it elsewhere.
 CJK_FONT = "SimSun"

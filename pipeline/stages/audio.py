@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import AudioInfo
+from pipeline.records import AudioInfo
 
 SAMPLE_RATE = 16_000
 AUDIO_EXTENSIONS = frozenset(

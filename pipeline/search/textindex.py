@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import snowballstemmer
 
-from .script import convert_pieces, to_simplified
+from pipeline.script import convert_pieces, to_simplified
 
 MAX_TERM = 64  # characters: longer words are cut (PostgreSQL drops lexemes over 2 kB, FTS5 does not)
 MIN_PREFIX = 2  # characters before a * (a one-letter prefix would match half the index)

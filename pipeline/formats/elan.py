@@ -23,11 +23,11 @@ from xml.parsers.expat import ErrorString
 
 import pympi
 
-from .audio import file_sha256
-from .codebook import Codebook
-from .importers import MAX_BYTES, TranscriptFormatError
-from .records import Coding, ImportedCodings, RecordingExport, Segment, coder
-from .utils import timestamp, xml_text
+from pipeline.stages.audio import file_sha256
+from pipeline.stages.codebook import Codebook
+from pipeline.formats.readers import MAX_BYTES, TranscriptFormatError
+from pipeline.records import Coding, ImportedCodings, RecordingExport, Segment, coder
+from pipeline.utils import timestamp, xml_text
 
 SHA256_PROPERTY = "ohp:recording-sha256"
 ID_PROPERTY = "ohp:recording-id"

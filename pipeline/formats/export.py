@@ -21,15 +21,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .codebook import Codebook
-from .documents import to_docx, to_txt
-from .elan import to_eaf
-from .ohms import to_ohms
-from .qdpx import to_qdpx
-from .subtitles import to_srt, to_vtt
-from .records import AnnotationRecord, RecordingExport, RecordingRecord, coder
-from .redact import Redaction, Redactor
-from .utils import clock
+from pipeline.stages.codebook import Codebook
+from pipeline.formats.documents import to_docx, to_txt
+from pipeline.formats.elan import to_eaf
+from pipeline.formats.ohms import to_ohms
+from pipeline.formats.qdpx import to_qdpx
+from pipeline.formats.subtitles import to_srt, to_vtt
+from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, coder
+from pipeline.formats.redact import Redaction, Redactor
+from pipeline.utils import clock
 
 DEFAULT_FORMATS = ("json", "srt", "vtt", "txt")
 

@@ -3,7 +3,7 @@
 Callers get and give the records of `pipeline.records`, never ORM objects, so nobody outside this
 module holds a session. SQLite by default (`$OHP_DATABASE_URL` or `sqlite:///ohp.db`); any
 SQLAlchemy URL works (PostgreSQL through psycopg). Opening a store upgrades its schema to the
-newest Alembic revision of `pipeline/migrations`.
+newest Alembic revision of `pipeline/store/migrations`.
 
 Several processes (a batch, a web app) may share one SQLite file: connections run in WAL mode
 with a 30 s busy timeout, and every write transaction starts with BEGIN IMMEDIATE, so it takes
@@ -90,7 +90,7 @@ from pipeline.records import (
     Transcript,
     Word,
 )
-from pipeline.textindex import Query, index_terms, to_fts5, to_tsquery
+from pipeline.search.textindex import Query, index_terms, to_fts5, to_tsquery
 
 DEFAULT_URL = "sqlite:///ohp.db"
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
@@ -526,7 +526,7 @@ def _matches_query(conn: Connection, query: Query, filters: SearchFilters = Sear
 
 
 def alembic_config(url: str | URL | None = None, connection: Connection | None = None) -> Config:
-    """An Alembic config for pipeline/migrations: on `connection` if given, else on `url`."""
+    """An Alembic config for pipeline/store/migrations: on `connection` if given, else on `url`."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     if url is not None:
@@ -1076,7 +1076,7 @@ class Store:
     # --------------------------------------------------------------------------------- search
 
     def search(self, query: Query, filters: SearchFilters = SearchFilters(), limit: int = 20, offset: int = 0) -> SearchResults:
-        """Segments matching a query (see pipeline.textindex), most relevant first, ties by recording and
+        """Segments matching a query (see pipeline.search.textindex), most relevant first, ties by recording and
         time; `total` counts every match. bm25 ranks on SQLite, ts_rank_cd on PostgreSQL.
 
         One statement: the matches' ids and ranks are computed once (a materialized CTE), the rank of the

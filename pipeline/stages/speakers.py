@@ -16,9 +16,9 @@ from functools import cache
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .records import Segment, SpeakerTurn, SpeechRegion, Word
-from .script import CHINESE_LANGUAGES
+from pipeline.stages.audio import SAMPLE_RATE
+from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
+from pipeline.script import CHINESE_LANGUAGES
 
 
 @dataclass(frozen=True)
@@ -425,7 +425,7 @@ def speaker_embeddings(samples: np.ndarray, turns: list[SpeakerTurn], options: D
 def voice_profile(samples_list: list[np.ndarray]) -> np.ndarray:
     """An enrolled voice from recordings of it: the normalised mean of each recording's normalised
     embedding (over its speech regions, as diarization sees it)."""
-    from .segment import speech_regions
+    from pipeline.stages.segment import speech_regions
 
     voices = []
     for samples in samples_list:

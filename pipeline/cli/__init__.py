@@ -16,19 +16,19 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgres
 from rich.table import Table
 from rich.text import Text
 
-from .batch import CODINGS_READERS, MAX_SPEAKERS, FileResult, RunOptions, SpeakerOptions, import_codings, import_file, run_batch, tag_recording
-from .audio import SAMPLE_RATE, AudioError, decode, probe
-from .codebook import DEFAULT_CODEBOOK, Codebook, CodebookError, load_codebook, validate_codebook
-from .engines import DEFAULT_ENGINE
-from .utils import clock
-from .export import DEFAULT_FORMATS, FORMATS, PROJECT_WRITERS, export_recordings, write_redaction_report
-from .redact import DEFAULT_LIST, Redactor, load_list
-from .store import ConflictError, Store, StoreError
-from .importers import TranscriptFormatError
-from .records import SPEAKER_ROLES, RecordingRecord, SearchFilters
-from .tag import pipeline_language, tag_text
-from .textindex import QuerySyntaxError, highlight, parse_query
-from .transcribe import TranscribeOptions
+from pipeline.batch import CODINGS_READERS, MAX_SPEAKERS, FileResult, RunOptions, SpeakerOptions, import_codings, import_file, run_batch, tag_recording
+from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
+from pipeline.stages.codebook import DEFAULT_CODEBOOK, Codebook, CodebookError, load_codebook, validate_codebook
+from pipeline.stages.engines import DEFAULT_ENGINE
+from pipeline.utils import clock
+from pipeline.formats.export import DEFAULT_FORMATS, FORMATS, PROJECT_WRITERS, export_recordings, write_redaction_report
+from pipeline.formats.redact import DEFAULT_LIST, Redactor, load_list
+from pipeline.store import ConflictError, Store, StoreError
+from pipeline.formats.readers import TranscriptFormatError
+from pipeline.records import SPEAKER_ROLES, RecordingRecord, SearchFilters
+from pipeline.stages.tag import pipeline_language, tag_text
+from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
+from pipeline.stages.transcribe import TranscribeOptions
 
 # jieba announces its dictionary on stderr at first use, and warns about pkg_resources at import.
 logging.getLogger("jieba").setLevel(logging.WARNING)
@@ -634,7 +634,7 @@ def serve(
     # Imported here: the web packages load only when serving.
     import uvicorn
 
-    from .web import create_app
+    from pipeline.web import create_app
 
     open_codebook(codebook)  # its problems reported here, before the server starts
     uvicorn.run(create_app(open_store(db), codebook_path(codebook)), host=host, port=port)
@@ -658,7 +658,7 @@ def speakers_enroll(
 ) -> None:
     """Store a voice profile: recordings where this voice speaks get the name when `ohp run` finds their speakers."""
     user = need_user(user, "enrolling")
-    from .speakers import voice_profile  # the voice encoder loads only when needed
+    from pipeline.stages.speakers import voice_profile  # the voice encoder loads only when needed
 
     try:
         samples = [decode(probe(path.resolve())).samples for path in files]

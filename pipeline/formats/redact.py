@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from itertools import accumulate
 from pathlib import Path
 
-from .records import Entity, RecordingExport, Segment, SpeakerRecord, Word
+from pipeline.records import Entity, RecordingExport, Segment, SpeakerRecord, Word
 
 KINDS = {"names": ("PERSON", "[NAME]"), "places": ("PLACE", "[PLACE]")}
 DEFAULT_LIST = Path("annotations/redact.txt")

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .records import Segment, Word
+from pipeline.records import Segment, Word
 
 ENGINES = ("faster-whisper", "openai-whisper")
 DEFAULT_ENGINE = "faster-whisper"  # 4-5x faster than openai-whisper on CPU at the same accuracy: bench/RESULTS.md
@@ -63,7 +63,7 @@ class FasterWhisperEngine:
         import ctranslate2
         from faster_whisper import WhisperModel
 
-        from .weights import resolve_model
+        from pipeline.weights import resolve_model
 
         self.model = model
         self._ct2 = ctranslate2
@@ -106,7 +106,7 @@ class OpenAIWhisperEngine:
     def __init__(self, model: str = "base") -> None:
         import torch
 
-        from .weights import load_openai_whisper, resolve_model
+        from pipeline.weights import load_openai_whisper, resolve_model
 
         torch.set_num_threads(os.cpu_count() or 1)
         self.model = model

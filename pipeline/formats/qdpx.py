@@ -33,10 +33,10 @@ from pathlib import Path, PurePosixPath
 
 from lxml import etree
 
-from .codebook import Codebook
-from .importers import TranscriptFormatError
-from .records import AnnotationRecord, Coding, ImportedCodings, RecordingExport, RecordingRecord, Segment, coder
-from .utils import clock, spacer, xml_text
+from pipeline.stages.codebook import Codebook
+from pipeline.formats.readers import TranscriptFormatError
+from pipeline.records import AnnotationRecord, Coding, ImportedCodings, RecordingExport, RecordingRecord, Segment, coder
+from pipeline.utils import clock, spacer, xml_text
 
 NS = "urn:QDA-XML:project:1.0"
 _GUIDS = uuid.UUID("5b0f6c1e-8a43-5d2e-9f17-3c6a0e4d2b71")  # ohp's uuid5 namespace: changing it renames everything

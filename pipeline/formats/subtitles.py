@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass
 from itertools import accumulate
 
-from .records import RecordingExport, Segment
-from .utils import display_width, is_wide, timestamp
+from pipeline.records import RecordingExport, Segment
+from pipeline.utils import display_width, is_wide, timestamp
 
 LINE_WIDTH = 42  # columns; a cue has two lines at most
 MIN_DURATION = 0.8  # seconds: shorter cues flash by unread

@@ -1,0 +1,1 @@
+"""The stages a recording passes through: functions from typed records to typed records, no database."""
