@@ -53,3 +53,8 @@ def join_texts(texts: Iterable[str]) -> str:
         text = " ".join(text.split())
         joined += spacer(joined, text) + text
     return joined
+
+
+def overlap(a_start: float, a_end: float, b_start: float, b_end: float) -> float:
+    """Seconds two stretches of time share; 0 when they do not meet."""
+    return max(0.0, min(a_end, b_end) - max(a_start, b_start))
