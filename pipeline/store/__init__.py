@@ -27,7 +27,6 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePath
 from typing import Any
@@ -70,9 +69,11 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError, OhpError
 from pipeline.records import (
     ANNOTATION_STATUSES,
     CONSENT_LEVELS,
+    ROLES,
     SPEAKER_ROLES,
     AnnotationRecord,
     AudioInfo,
@@ -88,6 +89,7 @@ from pipeline.records import (
     StageRecord,
     ThemeSuggestion,
     Transcript,
+    UserRecord,
     Word,
 )
 from pipeline.search.textindex import Query, index_terms, to_fts5, to_tsquery
@@ -97,16 +99,8 @@ MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6F6870  # "ohp": key of the pg_advisory_xact_lock held while migrating
 
 
-class StoreError(RuntimeError):
+class StoreError(OhpError, RuntimeError):
     """A database problem. The message names the database, its password masked."""
-
-
-class ConflictError(StoreError):
-    """Someone else changed the thing since the caller read it; `current` is their version."""
-
-    def __init__(self, message: str, current: Any) -> None:
-        super().__init__(message)
-        self.current = current
 
 
 def settings_key(settings: dict) -> str:
@@ -130,7 +124,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: give a timezone-aware one")
+            raise InvalidInputError(f"naive datetime {value!r}: give a timezone-aware one")
         return None if value is None else value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
@@ -433,7 +427,7 @@ def _as_date(value: str | date, what: str = "recorded_on") -> date | None:
     try:
         return date.fromisoformat(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be an ISO date (YYYY-MM-DD), not {value!r}") from None
+        raise InvalidInputError(f"{what} must be an ISO date (YYYY-MM-DD), not {value!r}") from None
 
 
 def _json(value: dict, what: str) -> dict:
@@ -652,7 +646,7 @@ class Store:
         with self._session() as s:
             row = s.get(RecordingRow, recording_id)
             if row is None:
-                raise LookupError(f"no recording with id {recording_id}")
+                raise NotFoundError(f"no recording with id {recording_id}")
             return _recording(row)
 
     def recording_by_sha256(self, sha256: str) -> RecordingRecord | None:
@@ -670,7 +664,7 @@ class Store:
         """The recordings the refs name, in order, each once.
 
         A ref is an id, a sha256 or a prefix of one (at least 6 hex chars), a path, a file name
-        or a file stem. Raises LookupError naming every ref that matches nothing or several.
+        or a file stem. Raises NotFoundError naming every ref that matches nothing or several.
         """
         recordings = self.list_recordings()
         found: dict[int, RecordingRecord] = {}
@@ -685,7 +679,7 @@ class Store:
                 names = ", ".join(f"#{rec.id} {rec.path} ({rec.sha256[:8]})" for rec in hits)
                 problems.append(f"{ref!r} matches {len(hits)} recordings: {names}")
         if problems:
-            raise LookupError("; ".join(problems))
+            raise NotFoundError("; ".join(problems))
         return list(found.values())
 
     def update_path(self, recording_id: int, path: str) -> None:
@@ -693,7 +687,7 @@ class Store:
         with self._session(write=True) as s:
             row = s.get(RecordingRow, recording_id)
             if row is None:
-                raise LookupError(f"no recording with id {recording_id}")
+                raise NotFoundError(f"no recording with id {recording_id}")
             row.path = path
 
     def set_metadata(
@@ -711,13 +705,13 @@ class Store:
         is always one of CONSENT_LEVELS); other keywords go to its metadata dict (a key set to None
         is removed)."""
         if consent is not None and consent not in CONSENT_LEVELS:
-            raise ValueError(f"unknown consent {consent!r}: choose one of {', '.join(CONSENT_LEVELS)}")
+            raise InvalidInputError(f"unknown consent {consent!r}: choose one of {', '.join(CONSENT_LEVELS)}")
         day = None if recorded_on is None else _as_date(recorded_on)
         release = None if release_on is None else _as_date(release_on, "release_on")
         with self._session(write=True) as s:
             row = s.get(RecordingRow, recording_id)
             if row is None:
-                raise LookupError(f"no recording with id {recording_id}")
+                raise NotFoundError(f"no recording with id {recording_id}")
             if interviewee is not None:
                 row.interviewee = interviewee or None
             if place is not None:
@@ -893,11 +887,11 @@ class Store:
         read that version; otherwise ConflictError carries the current one.
         """
         if status not in ANNOTATION_STATUSES:
-            raise ValueError(f"unknown status {status!r}: choose one of {', '.join(ANNOTATION_STATUSES)}")
+            raise InvalidInputError(f"unknown status {status!r}: choose one of {', '.join(ANNOTATION_STATUSES)}")
         with self._session(write=True) as s:
             row = s.get(AnnotationRow, annotation_id)
             if row is None:
-                raise LookupError(f"no annotation with id {annotation_id}")
+                raise NotFoundError(f"no annotation with id {annotation_id}")
             recording_id = _recording_of_segment(s, row.segment_id)
             if version is not None and version != row.version:
                 raise ConflictError(
@@ -928,7 +922,7 @@ class Store:
                 text = s.scalar(select(SegmentRow.text).where(SegmentRow.id == segment_id)) or ""
                 for start, end in evidence:
                     if not 0 <= start < end <= len(text):
-                        raise ValueError(f"evidence [{start}, {end}] is outside the segment's text ({len(text)} characters)")
+                        raise InvalidInputError(f"evidence [{start}, {end}] is outside the segment's text ({len(text)} characters)")
                 row = s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == segment_id, AnnotationRow.theme == theme)).one_or_none()
                 before = None if row is None else _annotation_state(row)
                 spans = [list(span) for span in evidence]
@@ -1005,10 +999,10 @@ class Store:
         person set the name or the role."""
         for found in speakers:
             if found.role not in (None, *SPEAKER_ROLES):
-                raise ValueError(f"unknown role {found.role!r}: choose one of {', '.join(SPEAKER_ROLES)}")
+                raise InvalidInputError(f"unknown role {found.role!r}: choose one of {', '.join(SPEAKER_ROLES)}")
         with self._session(write=True) as s:
             if s.get(RecordingRow, recording_id) is None:
-                raise LookupError(f"no recording with id {recording_id}")
+                raise NotFoundError(f"no recording with id {recording_id}")
             if segments is not None:
                 made_by = s.execute(select(SegmentRow.engine, SegmentRow.model).where(SegmentRow.recording_id == recording_id).limit(1)).first()
                 _replace_segments(s, recording_id, segments, *(made_by or ("", "")))
@@ -1044,7 +1038,7 @@ class Store:
     def set_role(self, recording_id: int, label: str, role: str, user: str) -> SpeakerRecord:
         """Set a speaker's role as `user`, over the heuristics' choice; kept in the history."""
         if role not in SPEAKER_ROLES:
-            raise ValueError(f"unknown role {role!r}: choose one of {', '.join(SPEAKER_ROLES)}")
+            raise InvalidInputError(f"unknown role {role!r}: choose one of {', '.join(SPEAKER_ROLES)}")
         with self._session(write=True) as s:
             row = _speaker_row(s, recording_id, label)
             before = _speaker_state(row)
@@ -1057,7 +1051,7 @@ class Store:
         """Store a person's voice profile as `user`; enrolling a name again replaces its profile."""
         name = " ".join(name.split())
         if not name:
-            raise ValueError("an enrolled voice needs a name")
+            raise InvalidInputError("an enrolled voice needs a name")
         with self._session(write=True) as s:
             row = s.scalars(select(PersonRow).where(PersonRow.name == name)).one_or_none()
             if row is None:
@@ -1128,14 +1122,14 @@ class Store:
     # People, text corrections and reverts, for the web app (pipeline/web); helpers at the end.
 
     def add_user(self, name: str, password: str, role: str) -> UserRecord:
-        """A new account; ValueError if the name is taken, the role unknown or the password empty."""
+        """A new account; InvalidInputError if the name is taken, the role unknown or the password empty."""
         if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+            raise InvalidInputError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
         if not name.strip() or not password:
-            raise ValueError("a user needs a name and a password")
+            raise InvalidInputError("a user needs a name and a password")
         with self._session(write=True) as s:
             if s.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
-                raise ValueError(f"user {name!r} exists already")
+                raise InvalidInputError(f"user {name!r} exists already")
             row = UserRow(name=name, password_hash=_hasher().hash(password), role=role)
             s.add(row)
             s.flush()
@@ -1176,7 +1170,7 @@ class Store:
         with self._session(write=True) as s:
             row = s.get(SegmentRow, segment_id)
             if row is None:
-                raise LookupError(f"no segment with id {segment_id}")
+                raise NotFoundError(f"no segment with id {segment_id}")
             # The version check is in the UPDATE itself, so it holds on PostgreSQL's read committed too.
             old_text = row.text  # if the update below applies, nobody changed it since this version
             done = s.execute(
@@ -1198,7 +1192,7 @@ class Store:
         with self._session(write=True) as s:
             change = s.get(HistoryRow, history_id)
             if change is None:
-                raise LookupError(f"no change with id {history_id}")
+                raise NotFoundError(f"no change with id {history_id}")
             before, after = change.before or {}, change.after or {}
             if "text" in before and change.segment_id is not None:
                 row = s.get(SegmentRow, change.segment_id)
@@ -1218,7 +1212,7 @@ class Store:
                 undo = HistoryRow(recording_id=change.recording_id, segment_id=row.segment_id, annotation_id=row.id, action="reverted",
                                   changed_by=user, before=state, after={**_annotation_state(row), "reverts": change.id})  # fmt: skip
             else:
-                raise ValueError(f"a change of kind {change.action!r} cannot be reverted")
+                raise InvalidInputError(f"a change of kind {change.action!r} cannot be reverted")
             s.add(undo)
             s.flush()
             return _history(undo)
@@ -1260,7 +1254,7 @@ def _filter_clauses(filters: SearchFilters, segment_id=SegmentRow.id) -> list:
 def _recording_of_segment(s: Session, segment_id: int) -> int:
     recording_id = s.scalar(select(SegmentRow.recording_id).where(SegmentRow.id == segment_id))
     if recording_id is None:
-        raise LookupError(f"no segment with id {segment_id}")
+        raise NotFoundError(f"no segment with id {segment_id}")
     return recording_id
 
 
@@ -1410,7 +1404,7 @@ def _speaker_row(s: Session, recording_id: int, label: str) -> SpeakerRow:
     row = s.scalars(select(SpeakerRow).where(SpeakerRow.recording_id == recording_id, SpeakerRow.label == label)).one_or_none()
     if row is None:
         labels = s.scalars(select(SpeakerRow.label).where(SpeakerRow.recording_id == recording_id).order_by(SpeakerRow.id)).all()
-        raise LookupError(f"recording {recording_id} has no speaker {label!r}" + (f" (it has {', '.join(labels)})" if labels else " (it has no speakers)"))
+        raise NotFoundError(f"recording {recording_id} has no speaker {label!r}" + (f" (it has {', '.join(labels)})" if labels else " (it has no speakers)"))
     return row
 
 
@@ -1469,17 +1463,6 @@ def _set_stage(
 
 # ------------------------------------------------------------------------------------------- web
 # Accounts and text corrections for the web app (pipeline/web): the Store methods are in its "web" part.
-
-ROLES = ("viewer", "annotator", "researcher")  # each may do what the ones before it may
-
-
-@dataclass(frozen=True)
-class UserRecord:
-    id: int
-    name: str
-    role: str  # one of ROLES
-    created_at: str
-
 
 class UserRow(Base):
     __tablename__ = "users"
