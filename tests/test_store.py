@@ -21,7 +21,15 @@ from sqlalchemy import create_engine, inspect, text
 
 import pipeline.store as store_module
 from pipeline.records import AudioInfo, Segment, Transcript, Word
-from pipeline.store import Base, Store, StoreError, alembic_config, in_models, settings_key
+from pipeline.store import (
+    Base,
+    Store,
+    StoreError,
+    alembic_config,
+    database,
+    in_models,
+    settings_key,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {"engine": "faster-whisper", "model": "base", "beam_size": 5}
@@ -90,7 +98,7 @@ def test_reopening_an_up_to_date_database_does_not_upgrade(db_url, monkeypatch):
     def no_upgrade(*args, **kwargs):
         raise AssertionError("upgrade ran on a database already at head")
 
-    monkeypatch.setattr(store_module.command, "upgrade", no_upgrade)
+    monkeypatch.setattr(database.command, "upgrade", no_upgrade)
     with Store(db_url) as again:
         assert [r.path for r in again.list_recordings()] == ["/audio/a.wav"]
 

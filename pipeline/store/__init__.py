@@ -25,36 +25,16 @@ import os
 import struct
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, date, datetime
-from pathlib import Path, PurePath
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import date, datetime
+from pathlib import PurePath
 from typing import Any
 
 import argon2
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    CheckConstraint,
-    Date,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    LargeBinary,
-    MetaData,
-    String,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
     column,
-    create_engine,
     delete,
-    event,
     exists,
     func,
     insert,
@@ -65,11 +45,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
-from pipeline.errors import ConflictError, InvalidInputError, NotFoundError, OhpError
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.records import (
     ANNOTATION_STATUSES,
     CONSENT_LEVELS,
@@ -94,13 +73,26 @@ from pipeline.records import (
 )
 from pipeline.search.textindex import Query, index_terms, to_fts5, to_tsquery
 
-DEFAULT_URL = "sqlite:///ohp.db"
-MIGRATIONS = Path(__file__).resolve().with_name("migrations")
-_PG_MIGRATION_LOCK = 0x6F6870  # "ohp": key of the pg_advisory_xact_lock held while migrating
-
-
-class StoreError(OhpError, RuntimeError):
-    """A database problem. The message names the database, its password masked."""
+__all__ = ["DEFAULT_URL", "Base", "ConflictError", "Store", "StoreError", "UTCDateTime", "alembic_config", "in_models"]
+from pipeline.store import database
+from pipeline.store.database import DEFAULT_URL, StoreError, alembic_config
+from pipeline.store.models import (
+    AnnotationRow,
+    Base,
+    EntityRow,
+    HistoryRow,
+    PersonRow,
+    RecordingRow,
+    SegmentRow,
+    SpeakerRow,
+    StageRow,
+    UserRow,
+    UTCDateTime,
+    WordRow,
+    in_models,
+    iso,
+    now,
+)
 
 
 def settings_key(settings: dict) -> str:
@@ -109,191 +101,7 @@ def settings_key(settings: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-# ---------------------------------------------------------------------------------------- models
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC timestamp on every backend (SQLite keeps no zone: UTC is put back on read)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise InvalidInputError(f"naive datetime {value!r}: give a timezone-aware one")
-        return None if value is None else value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    # Named constraints: future migrations on SQLite (batch mode) can only drop what has a name.
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-            "ck": "ck_%(table_name)s_%(constraint_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
-
-
-class RecordingRow(Base):
-    __tablename__ = "recordings"
-    __table_args__ = (CheckConstraint("consent IN ('open', 'restricted', 'closed')", name="consent"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    path: Mapped[str] = mapped_column(Text)
-    size_bytes: Mapped[int] = mapped_column(BigInteger)
-    format: Mapped[str] = mapped_column(Text)
-    duration: Mapped[float] = mapped_column(Float)
-    language: Mapped[str | None] = mapped_column(String(32))
-    interviewee: Mapped[str | None] = mapped_column(Text)
-    place: Mapped[str | None] = mapped_column(Text)
-    recorded_on: Mapped[date | None] = mapped_column(Date)
-    extra: Mapped[dict] = mapped_column(JSON, default=dict)  # RecordingRecord.metadata
-    consent: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
-    release_on: Mapped[date | None] = mapped_column(Date)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now, onupdate=_now)
-
-
-class SegmentRow(Base):
-    __tablename__ = "segments"
-    __table_args__ = (Index("ix_segments_recording_id_start", "recording_id", "start"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
-    idx: Mapped[int]  # order within the recording, as the transcript had it
-    start: Mapped[float] = mapped_column(Float)
-    end: Mapped[float] = mapped_column(Float)
-    text: Mapped[str] = mapped_column(Text)
-    original_text: Mapped[str] = mapped_column(Text)
-    language: Mapped[str] = mapped_column(String(32))
-    speaker: Mapped[str | None] = mapped_column(String(255))
-    avg_logprob: Mapped[float | None] = mapped_column(Float)
-    no_speech_prob: Mapped[float | None] = mapped_column(Float)
-    compression_ratio: Mapped[float | None] = mapped_column(Float)
-    engine: Mapped[str] = mapped_column(String(64))
-    model: Mapped[str] = mapped_column(Text)
-    # web: bumped by every text correction, so two people editing one segment are detected
-    version: Mapped[int] = mapped_column(default=1, server_default="1")
-
-
-class WordRow(Base):
-    __tablename__ = "words"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
-    idx: Mapped[int]  # order within the segment
-    start: Mapped[float] = mapped_column(Float)
-    end: Mapped[float] = mapped_column(Float)
-    text: Mapped[str] = mapped_column(Text)
-    probability: Mapped[float] = mapped_column(Float)
-
-
-class StageRow(Base):
-    __tablename__ = "stages"
-
-    # The primary key (recording_id, stage) is the unique constraint: one row per stage and recording.
-    recording_id: Mapped[int] = mapped_column(
-        ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True
-    )
-    stage: Mapped[str] = mapped_column(String(64), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))  # "running", "done", "failed"
-    settings: Mapped[dict] = mapped_column(JSON)
-    settings_key: Mapped[str] = mapped_column(String(64))
-    report: Mapped[dict] = mapped_column(JSON)
-    error: Mapped[str | None] = mapped_column(Text)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class AnnotationRow(Base):
-    __tablename__ = "annotations"
-    # One annotation per theme and segment: a person accepting the tagger's suggestion decides it,
-    # a person adding a theme the tagger also finds keeps theirs.
-    __table_args__ = (UniqueConstraint("segment_id", "theme"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
-    theme: Mapped[str] = mapped_column(String(128))
-    source: Mapped[str] = mapped_column(String(255))  # "auto" or the user who added it
-    status: Mapped[str] = mapped_column(String(16))  # suggested, accepted, rejected
-    score: Mapped[float | None] = mapped_column(Float)
-    evidence: Mapped[list] = mapped_column(JSON)  # [[start, end], ...] into the segment text
-    tagger: Mapped[str | None] = mapped_column(String(128))
-    updated_by: Mapped[str | None] = mapped_column(String(255))
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
-    version: Mapped[int] = mapped_column(default=1)
-
-
-class EntityRow(Base):
-    __tablename__ = "entities"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
-    label: Mapped[str] = mapped_column(String(16))
-    text: Mapped[str] = mapped_column(Text)
-    start: Mapped[int]
-    end: Mapped[int]
-
-
-class HistoryRow(Base):
-    __tablename__ = "history"
-    __table_args__ = (Index("ix_history_recording_id_changed_at", "recording_id", "changed_at"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
-    # No foreign keys: history outlives the segments and annotations it speaks of.
-    segment_id: Mapped[int | None]
-    annotation_id: Mapped[int | None]
-    action: Mapped[str] = mapped_column(String(32))
-    changed_by: Mapped[str] = mapped_column(String(255))
-    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
-    before: Mapped[dict | None] = mapped_column(JSON)
-    after: Mapped[dict | None] = mapped_column(JSON)
-
-
-class PersonRow(Base):
-    __tablename__ = "people"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
-    profile: Mapped[bytes] = mapped_column(LargeBinary)  # little-endian float32 (see _profile_bytes)
-    sources: Mapped[list] = mapped_column(JSON)
-    enrolled_by: Mapped[str] = mapped_column(String(255))
-    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
-
-
-class SpeakerRow(Base):
-    __tablename__ = "speakers"
-    __table_args__ = (UniqueConstraint("recording_id", "label"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
-    label: Mapped[str] = mapped_column(String(255))  # as segments.speaker has it
-    name: Mapped[str | None] = mapped_column(Text)
-    named_by: Mapped[str | None] = mapped_column(String(255))  # None: the pipeline named it
-    role: Mapped[str | None] = mapped_column(String(16))
-    role_by: Mapped[str | None] = mapped_column(String(255))  # None: the heuristics chose it
-    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
-
-
 # --------------------------------------------------------------------------------- rows to records
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 def _recording(row: RecordingRow) -> RecordingRecord:
@@ -322,8 +130,8 @@ def _stage(row: StageRow) -> StageRecord:
         settings_key=row.settings_key,
         report=dict(row.report or {}),
         error=row.error,
-        started_at=_iso(row.started_at),
-        finished_at=_iso(row.finished_at),
+        started_at=iso(row.started_at),
+        finished_at=iso(row.finished_at),
     )
 
 
@@ -339,7 +147,7 @@ def _annotation(row: AnnotationRow, recording_id: int) -> AnnotationRecord:
         evidence=tuple((int(a), int(b)) for a, b in row.evidence or ()),
         tagger=row.tagger,
         updated_by=row.updated_by,
-        updated_at=_iso(row.updated_at) or "",
+        updated_at=iso(row.updated_at) or "",
         version=row.version,
     )
 
@@ -364,7 +172,7 @@ def _history(row: HistoryRow) -> HistoryRecord:
         annotation_id=row.annotation_id,
         action=row.action,
         changed_by=row.changed_by,
-        changed_at=_iso(row.changed_at) or "",
+        changed_at=iso(row.changed_at) or "",
         before=row.before,
         after=row.after,
     )
@@ -391,7 +199,7 @@ def _person(row: PersonRow) -> PersonRecord:
         profile=struct.unpack(f"<{len(row.profile) // 4}f", row.profile),
         sources=tuple(row.sources or ()),
         enrolled_by=row.enrolled_by,
-        enrolled_at=_iso(row.enrolled_at) or "",
+        enrolled_at=iso(row.enrolled_at) or "",
     )
 
 
@@ -438,20 +246,10 @@ def _json(value: dict, what: str) -> dict:
         raise TypeError(f"{what} must be JSON-serializable: {exc}") from None
 
 
-def _reason(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)  # the driver's own error, without the SQL and its parameters
-    return str(orig if orig is not None else exc).splitlines()[0]
-
-
 # ----------------------------------------------------------------------------------- text index
 
 # The full-text index is not in the ORM metadata: its shape differs by database (migration 0003).
 SEGMENT_INDEX = table("segment_index", column("rowid"), column("terms"), column("segment_id"), column("vector"))
-
-
-def in_models(name: str | None, type_: str, parent_names: dict) -> bool:
-    """For Alembic's comparisons: everything but the full-text index (and FTS5's own tables) is a model."""
-    return not (type_ == "table" and name and name.startswith("segment_index"))
 
 
 def segment_terms(text_: str, original_text: str) -> str:
@@ -516,39 +314,6 @@ def _matches_query(conn: Connection, query: Query, filters: SearchFilters = Sear
     return found.where(match, *_filter_clauses(filters, segment_id))
 
 
-# ------------------------------------------------------------------------------------- migrations
-
-
-def alembic_config(url: str | URL | None = None, connection: Connection | None = None) -> Config:
-    """An Alembic config for pipeline/store/migrations: on `connection` if given, else on `url`."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    if url is not None:
-        rendered = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
-        config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
-@functools.cache
-def _revisions() -> tuple[str, frozenset[str]]:
-    """The head revision and all known revisions (read once per process)."""
-    script = ScriptDirectory.from_config(alembic_config())
-    return script.get_current_head(), frozenset(r.revision for r in script.walk_revisions())
-
-
-def _current_revision(conn: Connection) -> str | None:
-    return MigrationContext.configure(conn).get_current_revision()
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    for pragma in ("foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
-
-
 # ------------------------------------------------------------------------------------------ store
 
 
@@ -556,31 +321,7 @@ class Store:
     """The pipeline's database. Methods take and return records; each call is its own transaction."""
 
     def __init__(self, url: str | None = None) -> None:
-        raw = url or os.environ.get("OHP_DATABASE_URL") or DEFAULT_URL
-        try:
-            parsed = make_url(raw)
-        except ArgumentError as exc:
-            raise StoreError(f"not a database URL ({exc})") from None
-        self.url: str = parsed.render_as_string(hide_password=True)
-        self._sqlite = parsed.get_backend_name() == "sqlite"
-        database = parsed.database or ""
-        if self._sqlite and database not in ("", ":memory:") and not database.startswith("file:"):
-            folder = Path(database).absolute().parent
-            if not folder.is_dir():
-                raise StoreError(f"cannot open SQLite database {database}: folder {folder} does not exist")
-        try:
-            self._engine = create_engine(parsed)
-        except (SQLAlchemyError, ImportError) as exc:  # ImportError: the URL's driver is not installed
-            raise StoreError(f"cannot use database {self.url}: {exc}") from exc
-        if self._sqlite:
-            event.listen(self._engine, "connect", _sqlite_pragmas)
-        try:
-            self._upgrade()
-        except BaseException as exc:
-            self._engine.dispose()
-            if isinstance(exc, SQLAlchemyError):
-                raise StoreError(f"cannot open database {self.url}: {_reason(exc)}") from exc
-            raise
+        self._engine, self.url = database.open_engine(url)
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -594,51 +335,8 @@ class Store:
     def close(self) -> None:
         self._engine.dispose()
 
-    def _upgrade(self) -> None:
-        """Bring the schema to head; a no-op (one small query) when it is there already."""
-        head, known = _revisions()
-        with self._engine.connect() as conn:
-            if _current_revision(conn) == head:
-                return
-        with self._engine.connect() as conn:
-            if self._sqlite:
-                # Table rebuilds (alembic batch mode) must not cascade deletes: foreign keys are off
-                # while migrating, checked before the commit, and on again for the pooled connection.
-                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            try:
-                self._upgrade_locked(conn, head, known)
-            finally:
-                if self._sqlite:
-                    conn.rollback()
-                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-
-    def _upgrade_locked(self, conn: Connection, head: str, known: frozenset[str]) -> None:
-        if self._sqlite:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # one migrating process at a time
-        elif conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
-        current = _current_revision(conn)  # again, now that we hold the lock
-        if current is not None and current not in known:
-            raise StoreError(
-                f"database {self.url} has schema revision {current!r}, which this version of ohp "
-                f"does not know (its newest is {head!r}): a newer ohp wrote it"
-            )
-        if current != head:
-            command.upgrade(alembic_config(connection=conn), "head")
-        if self._sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
-            raise StoreError(f"migrating {self.url} left rows whose foreign keys point nowhere")
-        conn.commit()
-
-    @contextmanager
-    def _session(self, write: bool = False) -> Iterator[Session]:
-        """A session in one transaction: committed at the end, rolled back on any exception."""
-        try:
-            with Session(self._engine, expire_on_commit=False) as session, session.begin():
-                if write and self._sqlite:
-                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-                yield session
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database error on {self.url}: {_reason(exc)}") from exc
+    def _session(self, write: bool = False) -> AbstractContextManager[Session]:
+        return database.session(self._engine, self.url, write)
 
     # ----------------------------------------------------------------------------- recordings
 
@@ -851,7 +549,7 @@ class Store:
                 elif row.status == "suggested" and row.source == "auto" and (row.score, row.evidence, row.tagger) != (found.score, evidence, tagger):
                     before = _annotation_state(row)
                     row.score, row.evidence, row.tagger = found.score, evidence, tagger
-                    row.updated_at, row.updated_by, row.version = _now(), "auto", row.version + 1
+                    row.updated_at, row.updated_by, row.version = now(), "auto", row.version + 1
                     s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="retagged", changed_by="auto", before=before, after=_annotation_state(row)))
                     counts["updated"] += 1
             no_sync = {"synchronize_session": False}
@@ -895,12 +593,12 @@ class Store:
             recording_id = _recording_of_segment(s, row.segment_id)
             if version is not None and version != row.version:
                 raise ConflictError(
-                    f"annotation {annotation_id} was changed by {row.updated_by} at {_iso(row.updated_at)}",
+                    f"annotation {annotation_id} was changed by {row.updated_by} at {iso(row.updated_at)}",
                     _annotation(row, recording_id),
                 )
             if row.status != status:
                 before = _annotation_state(row)
-                row.status, row.updated_by, row.updated_at, row.version = status, user, _now(), row.version + 1
+                row.status, row.updated_by, row.updated_at, row.version = status, user, now(), row.version + 1
                 s.add(HistoryRow(recording_id=recording_id, segment_id=row.segment_id, annotation_id=row.id, action=status, changed_by=user, before=before, after=_annotation_state(row)))
             s.flush()
             return _annotation(row, recording_id)
@@ -931,7 +629,7 @@ class Store:
                     s.add(row)
                 else:
                     row.evidence = (row.evidence or []) + [span for span in spans if span not in (row.evidence or [])]
-                    row.status, row.updated_by, row.updated_at, row.version = "accepted", user, _now(), row.version + 1
+                    row.status, row.updated_by, row.updated_at, row.version = "accepted", user, now(), row.version + 1
                 s.flush()
                 s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="added", changed_by=user, before=before, after=_annotation_state(row)))
                 out.append(_annotation(row, recording_id))
@@ -1058,7 +756,7 @@ class Store:
                 row = PersonRow(name=name)
                 s.add(row)
             row.profile, row.sources = _profile_bytes(profile), [str(source) for source in sources]
-            row.enrolled_by, row.enrolled_at = user, _now()
+            row.enrolled_by, row.enrolled_at = user, now()
             s.flush()
             return _person(row)
 
@@ -1208,7 +906,7 @@ class Store:
                 if row is None or row.status != after.get("status"):
                     raise ConflictError("the annotation was changed again since: revert the later change first", row and _annotation(row, change.recording_id))
                 state = _annotation_state(row)
-                row.status, row.updated_by, row.updated_at, row.version = before["status"], user, _now(), row.version + 1
+                row.status, row.updated_by, row.updated_at, row.version = before["status"], user, now(), row.version + 1
                 undo = HistoryRow(recording_id=change.recording_id, segment_id=row.segment_id, annotation_id=row.id, action="reverted",
                                   changed_by=user, before=state, after={**_annotation_state(row), "reverts": change.id})  # fmt: skip
             else:
@@ -1452,10 +1150,10 @@ def _set_stage(
     if row is None:
         row = StageRow(recording_id=recording_id, stage=stage)
         s.add(row)
-    now = _now()
+    moment = now()
     ending_a_run = status != "running" and row.status == "running" and row.started_at is not None
-    row.started_at = row.started_at if ending_a_run else now
-    row.finished_at = None if status == "running" else now
+    row.started_at = row.started_at if ending_a_run else moment
+    row.finished_at = None if status == "running" else moment
     row.status, row.settings, row.settings_key = status, _json(settings, "settings"), key
     row.report, row.error = _json(report, "report"), error
     s.flush()
@@ -1463,16 +1161,6 @@ def _set_stage(
 
 # ------------------------------------------------------------------------------------------- web
 # Accounts and text corrections for the web app (pipeline/web): the Store methods are in its "web" part.
-
-class UserRow(Base):
-    __tablename__ = "users"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
-    password_hash: Mapped[str] = mapped_column(Text)  # argon2id, with its parameters and salt
-    role: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
-
 
 @functools.cache
 def _hasher() -> argon2.PasswordHasher:
@@ -1486,7 +1174,7 @@ def _dummy_hash() -> str:
 
 
 def _user(row: UserRow) -> UserRecord:
-    return UserRecord(row.id, row.name, row.role, _iso(row.created_at) or "")
+    return UserRecord(row.id, row.name, row.role, iso(row.created_at) or "")
 
 
 def _segment(row: SegmentRow) -> Segment:
@@ -1505,7 +1193,7 @@ def _segment_state(s: Session, row: SegmentRow) -> dict:
     ).first()  # fmt: skip
     return {
         "segment_id": row.id, "text": row.text, "version": row.version,
-        "changed_by": last.changed_by if last else None, "changed_at": _iso(last.changed_at) if last else None,
+        "changed_by": last.changed_by if last else None, "changed_at": iso(last.changed_at) if last else None,
     }  # fmt: skip
 
 
