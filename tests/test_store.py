@@ -19,7 +19,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-import pipeline.store as store_module
 from pipeline.records import AudioInfo, Segment, Transcript, Word
 from pipeline.store import (
     Base,
@@ -28,6 +27,7 @@ from pipeline.store import (
     alembic_config,
     database,
     in_models,
+    recordings,
     settings_key,
 )
 
@@ -226,7 +226,7 @@ def test_a_failed_save_leaves_the_database_as_it_was(store, db_url, monkeypatch,
         def crash(*args, **kwargs):
             raise Crash("killed")
 
-        monkeypatch.setattr(store_module, "_set_stage", crash)
+        monkeypatch.setattr(recordings, "set_stage", crash)
         expected = Crash
     with pytest.raises(expected):
         store.save_transcription(audio("moved.wav", duration=70.0), second, {"other": True}, "k2", report)
