@@ -212,21 +212,22 @@ def export_recordings(
     _check_formats(formats)
     report = ExportReport()
     taken = shared_stems(r.path for r in store.list_recordings())
-    exports, written = [], set()
+    exports = []
     for recording in {r.id: r for r in recordings}.values():  # each once, however often it was named
         if recording.access() == "closed" and not include_closed:
             report.left_out.append((recording, "closed" + (f" until {recording.release_on}" if recording.release_on else "")))
             continue
-        export = gather(store, recording, codebook)
-        if redactor:
-            export, done = redactor(export)
-            report.redactions += done
+        exports.append(gather(store, recording, codebook))
+    if redactor:
+        # All at once, before any file is written: a name one recording gives goes from all of them.
+        exports, report.redactions = redactor.redact(exports)
+    written = set()
+    for export in exports:
         stem = export_stem(export.recording, taken)
         if stem in written:  # redacted file names can meet: "[NAME] interview" twice
-            stem = f"{stem}-{recording.sha256[:8]}"
+            stem = f"{stem}-{export.recording.sha256[:8]}"
         written.add(stem)
         report.files += write_exports(export, out_dir, formats, stem)
-        exports.append(export)
     for fmt in formats:
         if fmt in PROJECT_WRITERS and exports:
             writer, name = PROJECT_WRITERS[fmt]
