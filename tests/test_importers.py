@@ -96,6 +96,17 @@ def test_json_minimal_segments_get_a_language(tmp_path):
         ('{"segments": [{"start": 0, "end": 2, "text": "x", "speaker": 3}]}', "segment 1: speaker must be text, not 3", None),
         ('{"segments": [{"start": 0, "end": 2, "text": "x", "themes": ["a"]}]}', 'segment 1: "themes" must be a list', None),
         ('{"segments": [{"start": 0, "end": 2, "text": "x", "words": [{"text": "x"}]}]}', "segment 1, word 1: start must be a number, not null", None),
+        ('{"segments": [{"start": 0, "end": 2, "text": "x", "words": [{"start": 0, "end": 1, "text": "x", "probability": 1e999}]}]}',
+         "segment 1, word 1: probability must be a finite number", None),
+        ('{"segments": [{"start": 0, "end": 2, "text": "x", "words": [{"start": 1, "end": 0.5, "text": "x", "probability": 1}]}]}',
+         "segment 1, word 1 ends (0.5) before it starts (1.0)", None),
+        ('{"recording": {"duration": "1h"}, "segments": [{"start": 0, "end": 2, "text": "x"}]}', 'recording: duration must be a number, not "1h"', None),
+        ('{"recording": {"duration": -1}, "segments": [{"start": 0, "end": 2, "text": "x"}]}', "recording: duration is -1 s", None),
+        ('{"recording": {"id": "seven"}, "segments": [{"start": 0, "end": 2, "text": "x"}]}', 'recording: id must be a whole number, not "seven"', None),
+        ('{"recording": {"path": ["a"]}, "segments": [{"start": 0, "end": 2, "text": "x"}]}', 'recording: path must be text, not ["a"]', None),
+        ('{"recording": {"consent": "' + "x" * 100 + '"}, "segments": [{"start": 0, "end": 1, "text": "x"}]}',
+         f'the recording\'s consent must be one of open, restricted, closed, not "{"x" * 38}…', None),
+        ('{"segments": [{"start": 0, "end": 2, "text": "x", "speaker": "' + "s" * 1001 + '"}]}', "segment 1: speaker is 1,001 characters long (at most 1,000)", None),
     ],
 )
 def test_bad_json(tmp_path, text, cause, line):
