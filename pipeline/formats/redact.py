@@ -35,7 +35,7 @@ SURNAMES = "王李张刘陈杨黄赵吴周徐孙朱胡郭何林罗郑梁谢宋�
 TITLES = "老板|老板娘|师傅|老师|阿姨|叔叔|大叔|大爷|大妈|奶奶|爷爷|姐|哥|嫂|叔|总|经理|厂长|主任|组长|班长|主管|医生|书记"
 # Speaker labels that name nobody: ohp's own (S1, S2, ...) and what transcribers write instead of a name.
 ANONYMOUS_SPEAKER = re.compile(
-    r"S\d+|speaker ?\d*|interviewer|interviewee|other|unknown|Q|A|问|答|采访者|受访者|访谈者|被访者|主持人|记者", re.I
+    r"S\d+|speaker ?\d*|interviewer|interviewee|other|unknown|Q|A|问|答|采访者|受访者|访谈者|被访者|主持人|记者", re.IGNORECASE
 )
 
 
@@ -179,7 +179,12 @@ class Redactor:
                 replace(a, evidence=tuple((_moved(s, spans), _moved(e, spans, end=True)) for s, e in a.evidence))
                 for a in export.annotations.get(segment.id, [])
             ]
-            entities[segment.id] = [_entity(e, spans, lambda t: sub(t, segment, "entity")[0]) for e in export.entities.get(segment.id, [])]
+            entities[segment.id] = []
+            for entity in export.entities.get(segment.id, []):
+                moved = _entity(entity, spans)
+                if moved.text == entity.text:  # on no name replaced (found before a correction moved the text): its own text
+                    moved = replace(moved, text=sub(entity.text, segment, "entity")[0])
+                entities[segment.id].append(moved)
 
         recording = export.recording
         fields = {key: sub(getattr(recording, key), None, key)[0] for key in ("interviewee", "place") if getattr(recording, key)}
@@ -193,10 +198,10 @@ def _names_someone(said: str | None) -> bool:
     return bool(said and said.strip()) and not ANONYMOUS_SPEAKER.fullmatch(said.strip())
 
 
-def _speaker_names(export: RecordingExport) -> set[str]:
+def _speaker_names(export: RecordingExport) -> list[str]:
     """The speakers' names, and labels that are names, long enough to look for in the text."""
-    said = {s.name for s in export.speakers} | {s.label for s in export.speakers} | {s.speaker for s in export.segments}
-    return {s.strip() for s in said if _names_someone(s) and len(s.strip()) >= MIN_ENTITY_CHARS}
+    said = [s.name for s in export.speakers] + [s.label for s in export.speakers] + [s.speaker for s in export.segments]
+    return list(dict.fromkeys(s.strip() for s in said if _names_someone(s) and len(s.strip()) >= MIN_ENTITY_CHARS))
 
 
 def _name_parts(name: str, given: bool) -> list[str]:
@@ -275,12 +280,10 @@ def _moved(offset: int, spans: list[Span], end: bool = False) -> int:
     return offset + shift
 
 
-def _entity(entity: Entity, spans: list[Span], sub: Callable[[str], str]) -> Entity:
-    """The entity on the redacted text: a replaced name's placeholder, else its own text redacted (an
-    entity found before a correction moved the text under it)."""
+def _entity(entity: Entity, spans: list[Span]) -> Entity:
     start, end = _moved(entity.start, spans), _moved(entity.end, spans, end=True)
     replaced = next((r for s, e, r in spans if s < entity.end and entity.start < e), None)
-    return Entity(entity.label, replaced or sub(entity.text), start, end)
+    return Entity(entity.label, replaced or entity.text, start, end)
 
 
 def _runs_on(before: str, after: str) -> bool:
