@@ -23,34 +23,48 @@ REFUSED = 1
 GOOD_SRT = "1\n00:00:01,000 --> 00:00:04,000\n我在东莞的工厂加班，工资是计件的。\n\n2\n00:00:05,000 --> 00:00:08,000\n孩子在老家上学。\n"
 
 
-def one_segment(**changes) -> str:
-    return json.dumps({"segments": [{"start": 0, "end": 1, "text": "x", **changes}]})
+def one_segment(recording: dict | None = None, **changes) -> str:
+    """An ohp JSON transcript of one segment, with the changes made to it and what it says of its recording."""
+    return json.dumps({"recording": recording or {}, "segments": [{"start": 0, "end": 1, "text": "x", **changes}]})
 
 
+OUTSIDE = [{"start": 5, "end": 6, "text": "x", "probability": 1}]
 JSON_ATTACKS = {
-    "infinity": ('{"segments": [{"start": 0, "end": Infinity, "text": "x"}]}', "Infinity is not a number JSON allows"),
-    "nan": ('{"segments": [{"start": NaN, "end": 1, "text": "x"}]}', "NaN is not a number JSON allows"),
+    "infinity": (one_segment(end=0).replace('"end": 0', '"end": Infinity'), "Infinity is not a number JSON allows"),
+    "nan": (one_segment(start=0).replace('"start": 0', '"start": NaN'), "NaN is not a number JSON allows"),
     "1e308": (one_segment(end=1e308), "segment 1: end is 1e+308 s: a time must be from 0 to 48 hours"),
-    "1e999": ('{"segments": [{"start": 0, "end": 1e999, "text": "x"}]}', "segment 1: end is inf s"),
-    "400 digits": ('{"segments": [{"start": 0, "end": 1' + "0" * 400 + ', "text": "x"}]}', "segment 1: end is 1000"),
+    "1e999": (one_segment(end=0).replace('"end": 0', '"end": 1e999'), "segment 1: end is inf s"),
+    "400 digits": (one_segment(end=10**400), "segment 1: end is 1000"),
     "negative": (one_segment(start=-5), "segment 1: start is -5 s: a time must be from 0"),
     "backwards": (one_segment(start=3, end=2), "segment 1 ends (2.0) before it starts (3.0)"),
-    "past the end": (json.dumps({"recording": {"duration": 10}, "segments": [{"start": 0, "end": 100, "text": "x"}]}),
-                     "segment 1: end is 100 s: a time must be from 0 to the recording's end, 10 s"),
-    "word outside": (one_segment(words=[{"start": 5, "end": 6, "text": "x", "probability": 1}]),
-                     "segment 1, word 1: start (5 s) is outside its segment (0-1 s)"),
+    "past the end": (
+        one_segment({"duration": 10}, end=100),
+        "segment 1: end is 100 s: a time must be from 0 to the recording's end, 10 s",
+    ),
+    "word outside": (one_segment(words=OUTSIDE), "segment 1, word 1: start (5 s) is outside its segment (0-1 s)"),
     "100000 deep": ('{"segments": ' + "[" * 100_000 + "]" * 100_000 + "}", "nest more than 16 deep"),
-    "deep in a theme": (one_segment(themes=[{"id": "wages", "x": json.loads("[" * 30 + "]" * 30)}]), "nest more than 16 deep"),
-    "10 MB name": (json.dumps({"recording": {"interviewee": "x" * 10_000_000}, "segments": [{"start": 0, "end": 1, "text": "x"}]}),
-                   "the recording: interviewee is 10,000,000 characters long (at most 1,000)"),
+    "deep in a theme": (
+        one_segment(themes=[{"id": "wages", "x": json.loads("[" * 30 + "]" * 30)}]),
+        "nest more than 16 deep",
+    ),
+    "10 MB name": (
+        one_segment({"interviewee": "x" * 10_000_000}),
+        "the recording: interviewee is 10,000,000 characters long",
+    ),
     "string for a number": (one_segment(start="0"), 'segment 1: start must be a number, not "0"'),
-    "list for an object": (json.dumps({"recording": [], "segments": [{"start": 0, "end": 1, "text": "x"}]}), '"recording" must be an object'),
+    "list for an object": (
+        one_segment().replace('"recording": {}', '"recording": []'),
+        '"recording" must be an object',
+    ),
     "object for a list": (one_segment(words={"start": 0}), 'segment 1: "words" must be a list'),
     "number for text": (one_segment(text=5), "segment 1: text must be text, not 5"),
-}  # fmt: skip
+}
 TEXT_ATTACKS = {
     "hours.srt": ("1\n999999:00:00,000 --> 999999:00:01,000\nx\n", "line 2: '999999:00:00,000' is 3.6e+09 s"),
-    "voice.vtt": ("WEBVTT\n\n00:00.000 --> 00:01.000\n<v " + "y" * 5000 + ">hi\n", "segment 1: speaker is 5,000 characters long"),
+    "voice.vtt": (
+        "WEBVTT\n\n00:00.000 --> 00:01.000\n<v " + "y" * 5000 + ">hi\n",
+        "segment 1: speaker is 5,000 characters long",
+    ),
     "stamp.txt": ("[9999999:00:00] x\n[9999999:00:01] y\n", "line 1: '9999999:00:00' is 3.6e+10 s"),
 }
 
@@ -67,7 +81,10 @@ def db(db_url, tmp_path) -> str:
 def exchange(db, tmp_path) -> Path:
     """The recording tagged, and its ELAN and REFI-QDA exports: files to code in, and to break."""
     assert invoke("tag", "--db", db).exit_code == 0
-    assert invoke("export", "--format", "eaf", "--format", "qdpx", "--out", tmp_path / "exchange", "--db", db).exit_code == 0
+    assert (
+        invoke("export", "--format", "eaf", "--format", "qdpx", "--out", tmp_path / "exchange", "--db", db).exit_code
+        == 0
+    )
     return tmp_path / "exchange"
 
 
@@ -82,7 +99,10 @@ def rows(url: str) -> dict[str, list[tuple]]:
         tables = MetaData()
         tables.reflect(engine)
         with engine.connect() as connection:
-            return {name: sorted(map(tuple, connection.execute(select(table))), key=repr) for name, table in tables.tables.items()}
+            return {
+                name: sorted(map(tuple, connection.execute(select(table))), key=repr)
+                for name, table in tables.tables.items()
+            }
     finally:
         engine.dispose()
 
@@ -134,7 +154,11 @@ def test_hostile_elan_times_and_names(db, exchange, tmp_path):
     for name, edited, cause in [
         ("negative.eaf", re.sub(r'TIME_VALUE="\d+"', 'TIME_VALUE="-500"', eaf, count=1), "is not from 0 to 48 hours"),
         ("huge.eaf", re.sub(r'TIME_VALUE="\d+"', f'TIME_VALUE="{10**300}"', eaf, count=1), "is not from 0 to 48 hours"),
-        ("coder.eaf", re.sub(r'ANNOTATOR="[^"]*"', 'ANNOTATOR="' + "z" * 5000 + '"', eaf, count=1), "is 5,000 characters long"),
+        (
+            "coder.eaf",
+            re.sub(r'ANNOTATOR="[^"]*"', 'ANNOTATOR="' + "z" * 5000 + '"', eaf, count=1),
+            "is 5,000 characters long",
+        ),
     ]:
         assert edited != eaf
         (tmp_path / name).write_text(edited, encoding="utf-8")

@@ -96,23 +96,41 @@ def test_json_minimal_segments_get_a_language(tmp_path):
         ('{"segments": [{"start": 0, "end": 2, "text": "x", "speaker": 3}]}', "segment 1: speaker must be text, not 3", None),
         ('{"segments": [{"start": 0, "end": 2, "text": "x", "themes": ["a"]}]}', 'segment 1: "themes" must be a list', None),
         ('{"segments": [{"start": 0, "end": 2, "text": "x", "words": [{"text": "x"}]}]}', "segment 1, word 1: start must be a number, not null", None),
-        ('{"segments": [{"start": 0, "end": 2, "text": "x", "words": [{"start": 0, "end": 1, "text": "x", "probability": 1e999}]}]}',
-         "segment 1, word 1: probability must be a finite number", None),
-        ('{"segments": [{"start": 0, "end": 2, "text": "x", "words": [{"start": 1, "end": 0.5, "text": "x", "probability": 1}]}]}',
-         "segment 1, word 1 ends (0.5) before it starts (1.0)", None),
-        ('{"recording": {"duration": "1h"}, "segments": [{"start": 0, "end": 2, "text": "x"}]}', 'recording: duration must be a number, not "1h"', None),
-        ('{"recording": {"duration": -1}, "segments": [{"start": 0, "end": 2, "text": "x"}]}', "recording: duration is -1 s", None),
-        ('{"recording": {"id": "seven"}, "segments": [{"start": 0, "end": 2, "text": "x"}]}', 'recording: id must be a whole number, not "seven"', None),
-        ('{"recording": {"path": ["a"]}, "segments": [{"start": 0, "end": 2, "text": "x"}]}', 'recording: path must be text, not ["a"]', None),
-        ('{"recording": {"consent": "' + "x" * 100 + '"}, "segments": [{"start": 0, "end": 1, "text": "x"}]}',
-         f'the recording\'s consent must be one of open, restricted, closed, not "{"x" * 38}…', None),
-        ('{"segments": [{"start": 0, "end": 2, "text": "x", "speaker": "' + "s" * 1001 + '"}]}', "segment 1: speaker is 1,001 characters long (at most 1,000)", None),
     ],
 )
 def test_bad_json(tmp_path, text, cause, line):
     with pytest.raises(TranscriptFormatError) as caught:
         read_transcript(write(tmp_path, "bad.json", text))
     assert caught.value.cause.startswith(cause) and caught.value.line == line
+    assert str(caught.value).startswith(str(tmp_path / "bad.json"))
+
+
+def segment_of(**changes) -> dict:
+    return {"start": 0, "end": 2, "text": "x", **changes}
+
+
+@pytest.mark.parametrize(
+    "document,cause",
+    [
+        ('{"segments": [{"start": 0, "end": 2, "text": "x",'
+         ' "words": [{"start": 0, "end": 1, "text": "x", "probability": 1e999}]}]}',
+         "segment 1, word 1: probability must be a finite number"),
+        ({"segments": [segment_of(words=[{"start": 1, "end": 0.5, "text": "x", "probability": 1}])]},
+         "segment 1, word 1 ends (0.5) before it starts (1.0)"),
+        ({"recording": {"duration": "1h"}, "segments": [segment_of()]}, 'recording: duration must be a number'),
+        ({"recording": {"duration": -1}, "segments": [segment_of()]}, "recording: duration is -1 s"),
+        ({"recording": {"id": "seven"}, "segments": [segment_of()]}, 'recording: id must be a whole number, not "s'),
+        ({"recording": {"path": ["a"]}, "segments": [segment_of()]}, 'recording: path must be text, not ["a"]'),
+        ({"recording": {"consent": "x" * 100}, "segments": [segment_of()]},
+         f'the recording\'s consent must be one of open, restricted, closed, not "{"x" * 38}…'),
+        ({"segments": [segment_of(speaker="s" * 1001)]}, "segment 1: speaker is 1,001 characters long (at most 1,000)"),
+    ],
+)
+def test_bad_json_values(tmp_path, document, cause):
+    """Values of the right type that no recording has, and strings too long to show or store."""
+    with pytest.raises(TranscriptFormatError) as caught:
+        read_transcript(write(tmp_path, "bad.json", document if isinstance(document, str) else json.dumps(document)))
+    assert caught.value.cause == cause or caught.value.cause.startswith(cause)
     assert str(caught.value).startswith(str(tmp_path / "bad.json"))
 
 

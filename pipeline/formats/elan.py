@@ -238,14 +238,16 @@ def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
             continue
         # What a tier says goes into warnings and, as the coder, into the database: of a sane length.
         name = check_chars(path, tier.get("TIER_ID", ""), "a tier's name")
-        who = check_chars(path, annotator or (tier.get("PARTICIPANT") or "").strip() or name, f"the coder of tier {name!r}")
+        who = annotator or (tier.get("PARTICIPANT") or "").strip() or name
+        check_chars(path, who, f"the coder of tier {name!r}")
         for annotation in tier.iterfind("ANNOTATION/*"):
-            value = check_chars(path, (annotation.findtext("ANNOTATION_VALUE") or "").strip(), f"a value on tier {name!r}")
+            value = (annotation.findtext("ANNOTATION_VALUE") or "").strip()
+            check_chars(path, value, f"a value on tier {name!r}")
             start, end = times.get(annotation.get("ANNOTATION_ID"), (None, None))
             theme = codebook.find(value)
             if start is not None and end is not None and end < start:
-                why = f"a broken EAF file: annotation {annotation.get('ANNOTATION_ID', '')[:40]} on tier {name!r} ends before it starts"
-                raise TranscriptFormatError(path, why)
+                where = f"annotation {annotation.get('ANNOTATION_ID', '')[:40]} on tier {name!r}"
+                raise TranscriptFormatError(path, f"a broken EAF file: {where} ends before it starts")
             if start is None or end is None:
                 imported.warnings.append(f"tier {name!r}: {value!r} has no time of its own (align it in ELAN); left out")
             elif theme is None:

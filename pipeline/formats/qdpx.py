@@ -228,7 +228,9 @@ def _norm(guid: str | None) -> str:
     return (guid or "").strip().strip("{}").lower()
 
 
-def _number(path: Path, element: etree._Element, attribute: str, required: bool = False, most: float = MAX_MEMBER_BYTES) -> int | None:
+def _number(
+    path: Path, element: etree._Element, attribute: str, required: bool = False, most: float = MAX_MEMBER_BYTES
+) -> int | None:
     """A whole number from 0 to `most` (a position in a text, by default; a time in ms: MAX_MS)."""
     value = element.get(attribute)
     if value is None and not required:
@@ -237,7 +239,8 @@ def _number(path: Path, element: etree._Element, attribute: str, required: bool 
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise TranscriptFormatError(path, f"{where} is {value[:40]!r}, not a whole number", element.sourceline) from None
+        why = f"{where} is {value[:40]!r}, not a whole number"
+        raise TranscriptFormatError(path, why, element.sourceline) from None
     if not 0 <= number <= most:
         raise TranscriptFormatError(path, f"{where} is {value[:40]}: not from 0 to {most:.0f}", element.sourceline)
     return number
@@ -327,7 +330,10 @@ class _Reader:
             raise TranscriptFormatError(path, "no project.qde in the zip: not a REFI-QDA project")
         self.root = _project(path, _member(path, archive, self.members["project.qde"]))
         # Names go into warnings and, as coders, into the database: of a sane length.
-        self.users = {_norm(u.get("guid")): check_chars(path, u.get("name") or u.get("guid") or "", "a user's name") for u in self.root.iter(_q("User"))}
+        self.users = {
+            _norm(u.get("guid")): check_chars(path, u.get("name") or u.get("guid") or "", "a user's name")
+            for u in self.root.iter(_q("User"))
+        }
         self.variables = {_norm(v.get("guid")): (v.get("name") or "").strip().casefold() for v in self.root.iter(_q("Variable"))}
         self.themes = _themes(path, self.root, codebook)
         self.unmatched: Counter[str] = Counter()  # code name -> codings skipped
@@ -392,7 +398,8 @@ class _Reader:
         result = ImportedCodings(self.path, "qdpx")
         sources = self.root.find(_q("Sources"))
         for source in [] if sources is None else sources:
-            kind, name = etree.QName(source).localname, check_chars(self.path, source.get("name") or source.get("guid") or "", "a source's name")
+            kind, name = etree.QName(source).localname, source.get("name") or source.get("guid") or ""
+            check_chars(self.path, name, "a source's name")
             sha256 = _sha256(source, self.variables) if kind in ("AudioSource", "VideoSource") else None
             if sha256 is None:
                 self.warnings.append(f"{kind} {name!r} is not a recording ohp exported (no sha256): its codings are not imported")
@@ -402,9 +409,10 @@ class _Reader:
                 found += self.transcript(transcript, name)
             # Codes put on the audio's timeline rather than on the transcript's words.
             for selection in source.findall(_q(kind.replace("Source", "Selection"))):
-                begin, end = (_number(self.path, selection, side, required=True, most=MAX_MS) for side in ("begin", "end"))
+                begin, end = (_number(self.path, selection, side, True, MAX_MS) for side in ("begin", "end"))
                 if end < begin:
-                    raise TranscriptFormatError(self.path, f"project.qde: {kind} {name!r}: a selection ends before it begins", selection.sourceline)
+                    why = f"project.qde: {kind} {name!r}: a selection ends before it begins"
+                    raise TranscriptFormatError(self.path, why, selection.sourceline)
                 found += self.codings(selection, begin / 1000, end / 1000, None)
         self.warnings += [
             f"code {name!r} is no theme of the codebook (by ohp's GUID, id or label): its {n} codings are not imported"

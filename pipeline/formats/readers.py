@@ -98,7 +98,8 @@ def read_limited(path: Path, what: str) -> bytes:
             if stat.S_ISDIR(mode.st_mode):
                 raise TranscriptFormatError(path, f"is a folder, not {what}")
             if stat.S_ISREG(mode.st_mode) and mode.st_size > limit:
-                raise TranscriptFormatError(path, f"{mode.st_size / 2**20:.0f} MB is too big for {what} (at most {limit // 2**20} MB)")
+                size = f"{mode.st_size / 2**20:.0f} MB"
+                raise TranscriptFormatError(path, f"{size} is too big for {what} (at most {limit // 2**20} MB)")
             os.set_blocking(fd, True)
             with open(fd, "rb", closefd=False) as f:
                 data = f.read(limit + 1)
@@ -156,8 +157,10 @@ def _checked(path: Path, imported: ImportedTranscript) -> ImportedTranscript:
             at = f"{where}, word {j}"
             for name, value in (("start", word.start), ("end", word.end)):
                 # A word's times may be rounded apart from its segment's: within END_SLACK of it is inside.
-                if not segment.start - END_SLACK <= check_time(path, value, f"{at}: {name}", duration=duration) <= segment.end + END_SLACK:
-                    raise TranscriptFormatError(path, f"{at}: {name} ({value:g} s) is outside its segment ({segment.start:g}-{segment.end:g} s)")
+                check_time(path, value, f"{at}: {name}", duration=duration)
+                if not segment.start - END_SLACK <= value <= segment.end + END_SLACK:
+                    inside = f"{segment.start:g}-{segment.end:g} s"
+                    raise TranscriptFormatError(path, f"{at}: {name} ({value:g} s) is outside its segment ({inside})")
             if word.end < word.start:
                 raise TranscriptFormatError(path, f"{at} ends ({word.end}) before it starts ({word.start})")
             if not math.isfinite(word.probability):
@@ -378,12 +381,14 @@ _ACCESS = re.compile(r"(restricted|closed)(?: until (\d{4}-\d{2}-\d{2}))?")
 def _described(path: Path, metadata: dict) -> dict:
     """The metadata, once what it says of the recording is known to be good for the store."""
     if metadata.get("consent", "open") not in CONSENT_LEVELS:
-        raise TranscriptFormatError(path, f'the recording\'s consent must be one of {", ".join(CONSENT_LEVELS)}, not {_shown(metadata["consent"])}')
+        levels, given = ", ".join(CONSENT_LEVELS), _shown(metadata["consent"])
+        raise TranscriptFormatError(path, f"the recording's consent must be one of {levels}, not {given}")
     for key in ("recorded_on", "release_on"):
         try:
             date.fromisoformat(metadata.get(key) or "2000-01-01")
         except (TypeError, ValueError):
-            raise TranscriptFormatError(path, f'the recording\'s {key} must be a date, YYYY-MM-DD, not {_shown(metadata[key])}') from None
+            why = f"the recording's {key} must be a date, YYYY-MM-DD, not {_shown(metadata[key])}"
+            raise TranscriptFormatError(path, why) from None
     return metadata
 
 
@@ -471,6 +476,7 @@ def _depth(value: object) -> int:
 def _load_json(path: Path, text: str) -> object:
     """The parsed document; Infinity and NaN refused (Python's json takes them, the standard does not), and
     nesting deeper than an ohp transcript has."""
+    too_deep = f"not an ohp transcript: lists and objects nest more than {MAX_JSON_DEPTH} deep"
     try:
         document = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
@@ -478,9 +484,9 @@ def _load_json(path: Path, text: str) -> object:
     except ValueError as exc:  # from _refuse_constant
         raise TranscriptFormatError(path, f"not valid JSON: {exc}") from None
     except RecursionError:  # the parser recurses once per level: far deeper than MAX_JSON_DEPTH
-        raise TranscriptFormatError(path, f"not an ohp transcript: lists and objects nest more than {MAX_JSON_DEPTH} deep") from None
+        raise TranscriptFormatError(path, too_deep) from None
     if _depth(document) > MAX_JSON_DEPTH:
-        raise TranscriptFormatError(path, f"not an ohp transcript: lists and objects nest more than {MAX_JSON_DEPTH} deep")
+        raise TranscriptFormatError(path, too_deep)
     return document
 
 
@@ -537,7 +543,8 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
         s.language = s.language or language or ""
     metadata = _described(path, {k: recording[k] for k in ("path", "sha256", "duration", "id", *DESCRIPTION) if recording.get(k) is not None})
     if "duration" in metadata:
-        metadata["duration"] = check_time(path, _number(path, metadata["duration"], "recording: duration"), "recording: duration")
+        duration = _number(path, metadata["duration"], "recording: duration")
+        metadata["duration"] = check_time(path, duration, "recording: duration")
     for key in ("path", "sha256", "interviewee", "place"):
         _text(path, metadata.get(key), f"recording: {key}")
     if not isinstance(metadata.get("id", 0), int) or isinstance(metadata.get("id"), bool):

@@ -47,7 +47,8 @@ class Redaction:
     segment_id: int | None  # None for the recording's own fields
     start: float
     end: float
-    field: str  # "text", "words", "entity", "interviewee", "place", "file name", "metadata: KEY", "speaker", "speaker label"
+    # "text", "words", "entity", "interviewee", "place", "file name", "metadata: KEY", "speaker", "speaker label"
+    field: str
     found: str
     replacement: str
     source: str  # why it counts as a name: "entity", "list", "speaker", "interviewee", "place", "surname"
@@ -123,7 +124,11 @@ class Redactor:
         return redacted, done
 
     def _recording(
-        self, export: RecordingExport, terms: dict[str, tuple[str, str]], pattern: re.Pattern | None, done: list[Redaction]
+        self,
+        export: RecordingExport,
+        terms: dict[str, tuple[str, str]],
+        pattern: re.Pattern | None,
+        done: list[Redaction],
     ) -> RecordingExport:
         name = Path(export.recording.path).name
 
@@ -144,7 +149,8 @@ class Redactor:
                 spans.append((match.start(), match.end(), label(match.group())))
                 where = (segment.id, segment.start, segment.end) if segment else (None, 0.0, 0.0)
                 context = _context(text, match.start(), match.end())
-                done.append(Redaction(name, *where, field, match.group(), spans[-1][2], kind(match.group())[1], context))
+                found = match.group()
+                done.append(Redaction(name, *where, field, found, spans[-1][2], kind(found)[1], context))
             return _apply(text, spans), spans
 
         def scrub(value: object, field: str) -> object:
@@ -160,9 +166,11 @@ class Redactor:
         speakers, relabelled = _speakers(export, "names" in self.kinds)
         for before, after in zip(export.speakers, speakers):
             if before.label != after.label:
-                done.append(Redaction(name, None, 0.0, 0.0, "speaker label", before.label, after.label, "speaker", before.label))
+                relabel = (before.label, after.label, "speaker", before.label)
+                done.append(Redaction(name, None, 0.0, 0.0, "speaker label", *relabel))
             if before.name and before.name != after.name:
-                done.append(Redaction(name, None, 0.0, 0.0, "speaker", before.name, after.name or after.label, "speaker", before.label))
+                rename = (before.name, after.name or after.label, "speaker", before.label)
+                done.append(Redaction(name, None, 0.0, 0.0, "speaker", *rename))
         segments, annotations, entities = [], {}, {}
         for segment in export.segments:
             text, spans = sub(segment.text, segment, "text")
@@ -182,12 +190,14 @@ class Redactor:
             entities[segment.id] = []
             for entity in export.entities.get(segment.id, []):
                 moved = _entity(entity, spans)
-                if moved.text == entity.text:  # on no name replaced (found before a correction moved the text): its own text
+                # On no name replaced (found before a correction moved the text under it): its own text.
+                if moved.text == entity.text:
                     moved = replace(moved, text=sub(entity.text, segment, "entity")[0])
                 entities[segment.id].append(moved)
 
         recording = export.recording
-        fields = {key: sub(getattr(recording, key), None, key)[0] for key in ("interviewee", "place") if getattr(recording, key)}
+        described = {"interviewee": recording.interviewee, "place": recording.place}
+        fields = {key: sub(value, None, key)[0] for key, value in described.items() if value}
         # The whole path: its folders may be named after the interviewee too, and ELAN, REFI-QDA and OHMS write it.
         fields["path"] = sub(recording.path, None, "file name")[0]
         fields["metadata"] = {key: scrub(value, f"metadata: {key}") for key, value in recording.metadata.items()}
@@ -224,13 +234,10 @@ def _speakers(export: RecordingExport, names: bool) -> tuple[list[SpeakerRecord]
     free = (f"S{n}" for n in range(1, len(labels) * 2 + 2) if f"S{n}" not in labels)
     relabelled = {label: next(free) for label in labels if _names_someone(label)}
     roles = [s.role for s in export.speakers]
-    speakers = [
-        replace(
-            s, label=relabelled.get(s.label, s.label), person_id=None,
-            name=s.role.capitalize() if s.role and roles.count(s.role) == 1 else None,
-        )
-        for s in export.speakers
-    ]  # fmt: skip
+    speakers = []
+    for speaker in export.speakers:
+        name = speaker.role.capitalize() if speaker.role and roles.count(speaker.role) == 1 else None
+        speakers.append(replace(speaker, label=relabelled.get(speaker.label, speaker.label), name=name, person_id=None))
     return speakers, relabelled
 
 
@@ -294,9 +301,10 @@ def _runs_on(before: str, after: str) -> bool:
 def _words(
     words: list[Word], pattern: re.Pattern | None, label: Callable[[str], str]
 ) -> tuple[list[Word], list[tuple[str, str]]]:
-    """The word timings with names replaced, and the names found with the words around them. The words are searched as one text (a
-    name spans words: 张 + 伟, Li + Hua), a space put between words stored without one. A name goes into
-    its first word and empties the others, so no part of it survives and the times stay."""
+    """The word timings with names replaced, and the names found with the words around them. The words
+    are searched as one text (a name spans words: 张 + 伟, Li + Hua), a space put between words stored
+    without one. A name goes into its first word and empties the others, so no part of it survives and
+    the times stay."""
     if pattern is None or not words:
         return words, []
     joined, starts = "", []
