@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import corpus_path
+from conftest import MODEL_CACHE, corpus_path
 from pipeline.stages.audio import SAMPLE_RATE, decode, ffmpeg_exe, probe
 from pipeline.batch import RunOptions, SpeakerOptions, import_file, run_batch
 from pipeline.stages.speakers import voice_profile
@@ -271,7 +271,7 @@ def test_killed_batch_resumes_and_matches_an_uninterrupted_run(tmp_path):
     (tmp_path / "home").mkdir()
     from pipeline.weights import faster_whisper_base_dir
 
-    (tmp_path / "home" / "models").symlink_to(faster_whisper_base_dir().parent)
+    (tmp_path / "home" / "models").symlink_to(faster_whisper_base_dir(MODEL_CACHE).parent)
     db = tmp_path / "killed.db"
 
     proc = subprocess.Popen([*OHP, "run", str(audio), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "out")], env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
