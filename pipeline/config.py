@@ -128,3 +128,4 @@ def setup_logging(config: Config) -> None:
     lowest = min(h.level for h in handlers)
     root.setLevel(max(lowest, logging.INFO))
     logging.getLogger("pipeline").setLevel(lowest)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO is set-up chatter; the store logs migrations

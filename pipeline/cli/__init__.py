@@ -16,7 +16,7 @@ from rich.text import Text
 
 # Only what the commands' definitions need is imported here; the stages, the store and the batch are
 # imported in the commands that use them, so that `ohp --help`, `ohp status` or `ohp search` start fast.
-from pipeline.cli.output import batch_progress, show_results, write_report
+from pipeline.cli.output import batch_progress, write_report
 from pipeline.config import DEVICES, ENVIRONMENT, Config, setup_logging
 from pipeline.errors import InvalidInputError
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
@@ -213,7 +213,7 @@ def run(
     if not report.files:
         errors.print("no audio files found in " + ", ".join(map(str, paths)))
         raise typer.Exit(1)
-    show_results(console, report.files)
+    progress.finish(report.files)
     if report_path:
         write_report(report.files, report_path)
     if report.failed:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.measure import Measurement
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -29,27 +28,32 @@ if TYPE_CHECKING:
 STATUS_STYLES = {"done": "green", "skipped": "dim", "failed": "red"}
 
 
+def cause(result: FileResult) -> str:
+    """Why the file failed, without its path (the line or the row names the file)."""
+    return (result.error or "").removeprefix(f"{result.path.resolve()}: ").removeprefix(f"{result.path}: ")
+
+
 def notes(result: FileResult) -> list[str]:
-    """The file's warnings, what the guards removed, and the cause of a failure, without its path."""
+    """The file's warnings, what the guards removed, and the cause of a failure."""
     found = [w.split(": ", 1)[-1] for w in result.warnings]
     if result.guards:
         found.append("removed " + ", ".join(f"{n} {kind}" for kind, n in sorted(result.guards.items())))
     if result.error:
-        found.append(result.error.removeprefix(f"{result.path.resolve()}: ").removeprefix(f"{result.path}: "))
+        found.append(cause(result))
     return found
 
 
 def file_line(result: FileResult) -> str:
     """One line for a log: the full path, status, duration, segments, speakers, language, time taken,
-    and the warnings or the cause of the failure."""
+    and the warnings; or the cause of the failure."""
+    path = result.path.resolve()
     if result.status == "failed":
-        facts = [f"failed after {result.seconds:.1f} s"]
-    else:
-        facts = [result.status, clock(result.duration), f"{result.segments} segments"]
-        if result.speakers is not None:
-            facts.append(f"{result.speakers} speakers")
-        facts += [result.language or "no language", f"{result.seconds:.1f} s"]
-    return f"{result.path.resolve()}: {', '.join(facts)}" + "".join(f"; {note}" for note in notes(result))
+        return f"{path}: failed after {result.seconds:.1f} s: {cause(result)}"
+    facts = [result.status, clock(result.duration), f"{result.segments} segments"]
+    if result.speakers is not None:
+        facts.append(f"{result.speakers} speakers")
+    facts += [result.language or "no language", f"{result.seconds:.1f} s"]
+    return f"{path}: {', '.join(facts)}" + "".join(f"; {note}" for note in notes(result))
 
 
 def total_line(results: list[FileResult]) -> str:
@@ -102,12 +106,26 @@ class BarProgress:
         if result.status == "failed":
             self.progress.console.print(f"[red]failed:[/red] {result.error}", highlight=False)
 
+    def finish(self, results: list[FileResult]) -> None:
+        """The table, or the files' lines where the terminal is too narrow for the names whole."""
+        console = self.progress.console
+        table = summary_table(results)
+        # Rich squeezes even a no-wrap column when nothing else gives: look at the table as it would be drawn.
+        drawn = "\n".join("".join(piece.text for piece in line) for line in console.render_lines(table))
+        if all(r.path.name in drawn for r in results):
+            console.print(table)
+        else:
+            for result in results:
+                print_plain(console, file_line(result))
+        print_plain(console, total_line(results))
+
 
 class LineProgress:
     """A plain line per file as it finishes, for a log."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        self.shown: set[Path] = set()
 
     def file_started(self, path: Path, index: int, total: int) -> None:
         pass
@@ -120,6 +138,14 @@ class LineProgress:
 
     def file_finished(self, result: FileResult) -> None:
         print_plain(self.console, file_line(result))
+        self.shown.add(result.path)
+
+    def finish(self, results: list[FileResult]) -> None:
+        """The lines of files the batch did not go through (a path that is not there), and the totals."""
+        for result in results:
+            if result.path not in self.shown:
+                print_plain(self.console, file_line(result))
+        print_plain(self.console, total_line(results))
 
 
 def print_plain(console: Console, line: str) -> None:
@@ -129,7 +155,8 @@ def print_plain(console: Console, line: str) -> None:
 
 @contextmanager
 def batch_progress(console: Console) -> Iterator[BarProgress | LineProgress]:
-    """A progress bar in a terminal, else the plain line of each file as it finishes."""
+    """A progress bar in a terminal, else the plain line of each file as it finishes; after the block,
+    its `finish` shows the results."""
     if not console.is_terminal:
         yield LineProgress(console)
         return
@@ -154,16 +181,3 @@ def summary_table(results: list[FileResult]) -> Table:
             "; ".join(notes(r)),
         )
     return table
-
-
-def show_results(console: Console, results: list[FileResult]) -> None:
-    """After the batch, in a terminal: the table, or the files' lines where the table cannot fit the
-    names whole. Then (and in a log, after the lines printed as the files finished) the totals."""
-    if console.is_terminal:
-        table = summary_table(results)
-        if Measurement.get(console, console.options, table).minimum <= console.width:
-            console.print(table)
-        else:
-            for result in results:
-                print_plain(console, file_line(result))
-    print_plain(console, total_line(results))

@@ -18,6 +18,7 @@ against a database at the previous head, and tidy what it wrote.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.errors import OhpError
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6F6870  # "ohp": key of the pg_advisory_xact_lock held while migrating
 
@@ -153,6 +155,7 @@ def _upgrade_locked(conn: Connection, shown: str, head: str, known: frozenset[st
             f"does not know (its newest is {head!r}): a newer ohp wrote it"
         )
     if current != head:
+        log.info("migrating database %s from schema revision %s to %s", shown, current or "(empty)", head)
         command.upgrade(alembic_config(connection=conn), "head")
     if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
         raise StoreError(f"migrating {shown} left rows whose foreign keys point nowhere")
