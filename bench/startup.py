@@ -47,7 +47,8 @@ def main() -> None:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ohp-startup-") as folder:
         scratch, before = Path(folder), Path(folder) / "before"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(before), options.before], check=True)
+        git = ["git", "-C", str(REPO), "worktree"]
+        subprocess.run([*git, "add", "--detach", "--quiet", str(before), options.before], check=True)
         try:
             trees = {"before": before, "after": REPO}
             times: dict[tuple[str, str], list[float]] = {}
@@ -58,9 +59,9 @@ def main() -> None:
                     for which, tree in trees.items():
                         times.setdefault((name, which), []).append(start(tree, args, scratch))
         finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)], check=True)
-    load = os.getloadavg()
-    print(f"{datetime.date.today()}, median of {options.runs} fresh processes; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+            subprocess.run([*git, "remove", "--force", str(before)], check=True)
+    load = " ".join(f"{n:.2f}" for n in os.getloadavg())
+    print(f"{datetime.date.today()}, median of {options.runs} fresh processes; load average {load}")
     print(f"\n| command | before ({options.before}) s | after s | faster |\n|---|---:|---:|---:|")
     for name in COMMANDS:
         was, now = statistics.median(times[name, "before"]), statistics.median(times[name, "after"])

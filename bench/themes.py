@@ -133,7 +133,8 @@ def transcribe(path: Path, language: str) -> list[str]:
     from pipeline.stages.transcribe import TranscribeOptions, transcribe
 
     samples = decode(probe(path)).samples
-    transcript = transcribe(samples, segment(samples), load_engine("faster-whisper", "base", Config.load().home), TranscribeOptions(language=language))
+    engine = load_engine("faster-whisper", "base", Config.load().home)
+    transcript = transcribe(samples, segment(samples), engine, TranscribeOptions(language=language))
     return [s.text for s in transcript.segments]
 
 

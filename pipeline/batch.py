@@ -236,7 +236,8 @@ def find_speakers(
         for part in ([replace(s, speaker=speaker_at(s.start, s.end, turns))] if s.id in corrected else split_segment(s, turns))
     ]
     roles = label_roles(segments, turns)
-    names = match_profiles(samples, turns, {p.name: np.asarray(p.profile, dtype=np.float32) for p in people}, device=device)
+    profiles = {p.name: np.asarray(p.profile, dtype=np.float32) for p in people}
+    names = match_profiles(samples, turns, profiles, device=device)
     ids = {p.name: p.id for p in people}
     speakers = [
         SpeakerRecord(label, names.get(label), roles.get(label), person_id=ids.get(names.get(label)))
@@ -397,7 +398,9 @@ def process_file(path: Path, store: Store, options: RunOptions, progress: Progre
             stage = "speakers"
             if progress:
                 progress.stage_started(path, stage, result.duration)
-            report = find_speakers(store, info, result.recording_id, options.speakers, options.vad, audio, options.force, options.device)
+            report = find_speakers(
+                store, info, result.recording_id, options.speakers, options.vad, audio, options.force, options.device
+            )
             changed |= report is not None
             report = report or store.stage(result.recording_id, "speakers").report
             result.speakers, result.segments = report["speakers"], report["segments"]

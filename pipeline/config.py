@@ -53,9 +53,11 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
-            raise InvalidInputError(f"device {self.device!r}: choose one of {', '.join(DEVICES)} ({ENVIRONMENT['device']})")
+            choices = ", ".join(DEVICES)
+            raise InvalidInputError(f"device {self.device!r}: choose one of {choices} ({ENVIRONMENT['device']})")
         if self.log_level not in LOG_LEVELS:
-            raise InvalidInputError(f"log level {self.log_level!r}: choose one of {', '.join(LOG_LEVELS)} ({ENVIRONMENT['log_level']})")
+            choices, variable = ", ".join(LOG_LEVELS), ENVIRONMENT["log_level"]
+            raise InvalidInputError(f"log level {self.log_level!r}: choose one of {choices} ({variable})")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **flags: object) -> Config:

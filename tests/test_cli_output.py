@@ -37,7 +37,8 @@ def folder(tmp_path) -> Path:
 def run(folder: Path, *args: str):
     db = f"sqlite:///{folder.parent / 'ohp.db'}"
     missing = folder / "missing.wav"
-    return runner.invoke(cli.app, ["run", str(folder), str(missing), "--db", db, "--out", str(folder.parent / "out"), *args], env={"COLUMNS": "200"})
+    args = ["run", str(folder), str(missing), "--db", db, "--out", str(folder.parent / "out"), *args]
+    return runner.invoke(cli.app, args, env={"COLUMNS": "200"})
 
 
 def test_a_plain_line_per_file_when_not_a_terminal(folder):

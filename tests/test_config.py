@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from typer.testing import CliRunner
 
-from conftest import REPO
 from pipeline.cli import app
 from pipeline.config import DEFAULT_DATABASE_URL, Config, default_home, setup_logging
 from pipeline.errors import InvalidInputError
@@ -103,7 +103,8 @@ def test_log_file_gets_info_and_standard_error_warnings(tmp_path, restore_loggin
     logging.getLogger("pipeline.example").info("model loaded")
     logging.getLogger("pipeline.example").warning("a warning")
     lines = log_file.read_text(encoding="utf-8").splitlines()
-    assert [line.split(" ", 2)[2] for line in lines] == ["INFO pipeline.example: model loaded", "WARNING pipeline.example: a warning"]
+    said = [line.split(" ", 2)[2] for line in lines]  # after the date and time
+    assert said == ["INFO pipeline.example: model loaded", "WARNING pipeline.example: a warning"]
     setup_logging(Config(log_file=log_file))  # again: one handler of each, not two
     logging.getLogger("pipeline.example").info("once")
     assert log_file.read_text(encoding="utf-8").count("once") == 1
@@ -114,7 +115,8 @@ def test_verbose_and_log_file_on_the_command_line(tmp_path, restore_logging):
     db = f"sqlite:///{tmp_path / 'ohp.db'}"
     quiet = invoke("--log-file", str(log_file), "status", "--db", db)
     assert quiet.exit_code == 0 and "migrating" not in quiet.stderr
-    assert f"INFO pipeline.store: migrating database {db} from schema revision (empty)" in log_file.read_text(encoding="utf-8")
+    logged = log_file.read_text(encoding="utf-8")
+    assert f"INFO pipeline.store: migrating database {db} from schema revision (empty)" in logged
     other = f"sqlite:///{tmp_path / 'other.db'}"
     verbose = invoke("--verbose", "status", "--db", other)
     assert verbose.exit_code == 0 and f"INFO pipeline.store: migrating database {other}" in verbose.stderr
@@ -130,7 +132,8 @@ def test_a_failed_files_traceback_is_in_the_log(tmp_path, monkeypatch, restore_l
     audio = tmp_path / "interview.wav"
     audio.write_bytes(b"RIFF")
     log_file = tmp_path / "ohp.log"
-    result = invoke("--log-file", str(log_file), "run", str(audio), "--db", f"sqlite:///{tmp_path / 'ohp.db'}", "--no-tag")
+    db = f"sqlite:///{tmp_path / 'ohp.db'}"
+    result = invoke("--log-file", str(log_file), "run", str(audio), "--db", db, "--no-tag")
     assert result.exit_code == 1
     assert f"{audio.resolve()}: failed after" in result.stdout and "RuntimeError: the probe broke" in result.stdout
     logged = log_file.read_text(encoding="utf-8")
@@ -140,7 +143,8 @@ def test_a_failed_files_traceback_is_in_the_log(tmp_path, monkeypatch, restore_l
 
 def test_jieba_says_nothing_on_the_terminal():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-c", "from pipeline.cli import app; app()", "tag-text", "孩子在老家跟爷爷奶奶", "--language", "zh"]
+    ohp = [sys.executable, "-c", "from pipeline.cli import app; app()"]
+    command = [*ohp, "tag-text", "孩子在老家跟爷爷奶奶", "--language", "zh"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "left_behind_children" in result.stdout and "prefix dict" not in result.stderr

@@ -91,9 +91,9 @@ def test_changed_model_bin_is_reassembled(home, monkeypatch):
 
 def test_concurrent_assembly(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    code = f"from pathlib import Path; from pipeline.weights import faster_whisper_base_dir as f; print(f(Path({str(tmp_path)!r})))"
+    code = "import sys, pathlib, pipeline.weights as w; print(w.faster_whisper_base_dir(pathlib.Path(sys.argv[1])))"
     procs = [
-        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=300)[0].strip() for p in procs]

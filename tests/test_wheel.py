@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.slow  # builds a wheel and starts spaCy in a fresh environment: about half a minute
@@ -26,7 +25,8 @@ def test_the_wheel_installed_elsewhere_tags_with_its_own_codebook(tmp_path):
         shutil.copy(REPO / name, source / name)
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(wheels), str(source)], check=True)
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(wheels), str(source)]
+    subprocess.run(build, check=True)
     [wheel] = wheels.glob("ohp-*.whl")
 
     # A fresh virtual environment with only the wheel; the dependencies come from this one's site-packages.

@@ -60,24 +60,35 @@ CodebookOption = Annotated[
     Optional[Path],
     typer.Option(
         "--codebook", show_default=False,
-        help=f"Codebook YAML (default: ${ENVIRONMENT['codebook']}, else annotations/codebook.yaml here, else ohp's own)",
+        help=f"Codebook YAML (default: ${ENVIRONMENT['codebook']}, else annotations/codebook.yaml here, else ohp's)",
     ),
 ]
-UserOption = Annotated[Optional[str], typer.Option("--user", help=f"Who is deciding (default: ${ENVIRONMENT['user']})", show_default=False)]
+UserOption = Annotated[
+    Optional[str], typer.Option("--user", help=f"Who is deciding (default: ${ENVIRONMENT['user']})", show_default=False)
+]
 DbOption = Annotated[
     Optional[str],
-    typer.Option("--db", help=f"SQLAlchemy URL (default: ${ENVIRONMENT['database_url']}, else sqlite:///ohp.db)", show_default=False),
+    typer.Option(
+        "--db",
+        help=f"SQLAlchemy URL (default: ${ENVIRONMENT['database_url']}, else sqlite:///ohp.db)",
+        show_default=False,
+    ),
 ]
 Device = Enum("Device", {name: name for name in DEVICES}, type=str)
 DeviceOption = Annotated[
     Optional[Device],
-    typer.Option(help=f"Where models run: auto is CUDA when there is a GPU (default: ${ENVIRONMENT['device']}, else auto)", show_default=False),
+    typer.Option(
+        help=f"Where models run: auto is CUDA when there is a GPU (default: ${ENVIRONMENT['device']}, else auto)",
+        show_default=False,
+    ),
 ]
 
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log ohp's debugging messages on standard error")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log ohp's debugging messages on standard error")] = (
+        False
+    ),
     log_file: Annotated[
         Optional[Path],
         typer.Option(
@@ -164,7 +175,8 @@ def _speakers_option(value: str) -> SpeakerOptions | None:
     if value == "auto":
         return SpeakerOptions()
     if not value.isdigit() or not 1 <= int(value) <= 20:
-        raise typer.BadParameter(f"{value!r}: give auto, off or a number of speakers from 1 to 20", param_hint="--speakers")
+        message = f"{value!r}: give auto, off or a number of speakers from 1 to 20"
+        raise typer.BadParameter(message, param_hint="--speakers")
     return SpeakerOptions(int(value))
 
 
@@ -180,11 +192,16 @@ def run(
     script: Annotated[ScriptPolicy, typer.Option(help="Chinese script of the text (the original is kept beside it)")] = ScriptPolicy.simplified,
     formats: Annotated[list[Format], typer.Option("--format", help="Transcript files to write (repeat for several)")] = [Format(f) for f in DEFAULT_FORMATS],
     force: Annotated[bool, typer.Option(help="Redo recordings already done with the same settings")] = False,
-    speakers: Annotated[str, typer.Option(help="Speakers per recording: auto (estimated), a number, or off", metavar="auto|N|off")] = "auto",
+    speakers: Annotated[
+        str, typer.Option(help="Speakers per recording: auto (estimated), a number, or off", metavar="auto|N|off")
+    ] = "auto",
     tag: Annotated[bool, typer.Option(help="Tag themes from the codebook after transcribing")] = True,
     codebook: CodebookOption = None,
     device: DeviceOption = None,
-    report_path: Annotated[Optional[Path], typer.Option("--report", help="Also write each file's result as JSON to this file", dir_okay=False)] = None,
+    report_path: Annotated[
+        Optional[Path],
+        typer.Option("--report", help="Also write each file's result as JSON to this file", dir_okay=False),
+    ] = None,
 ) -> None:
     """Transcribe recordings (find who speaks, and tag their themes) into the database and transcript files.
     In a terminal it shows a progress bar and a table; elsewhere (a log) one plain line per file."""

@@ -161,8 +161,12 @@ def batch_progress(console: Console) -> Iterator[BarProgress | LineProgress]:
         yield LineProgress(console)
         return
     columns = (
-        TextColumn("{task.description}"), TextColumn("[magenta]{task.fields[stage]}"), BarColumn(), TaskProgressColumn(),
-        SpeedColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("[magenta]{task.fields[stage]}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        SpeedColumn(),
+        TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=True) as progress:
         yield BarProgress(progress)

@@ -82,7 +82,8 @@ def _embed(mels: list[np.ndarray], device: str) -> np.ndarray:
         by_length[len(mel)].append(i)
     with torch.no_grad():
         for indices in by_length.values():
-            out[indices] = encoder(torch.from_numpy(np.stack([mels[i] for i in indices])).to(encoder.device)).cpu().numpy()
+            batch = torch.from_numpy(np.stack([mels[i] for i in indices])).to(encoder.device)
+            out[indices] = encoder(batch).cpu().numpy()
     return out
 
 

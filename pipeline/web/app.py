@@ -32,7 +32,10 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
     app.state.throttle = Throttle()
     app.state.write_lock = threading.Lock() if store.url.startswith("sqlite") else None  # see api.write
     # Signed (not readable by other sites), SameSite=Lax: a cross-site POST carries no session.
-    app.add_middleware(SessionMiddleware, secret_key=config.secret or session_secret(config.home), session_cookie="ohp_session", same_site="lax", max_age=12 * 3600)
+    secret = config.secret or session_secret(config.home)
+    app.add_middleware(
+        SessionMiddleware, secret_key=secret, session_cookie="ohp_session", same_site="lax", max_age=12 * 3600
+    )
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
