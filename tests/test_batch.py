@@ -85,7 +85,8 @@ def test_run_writes_database_and_transcripts_then_skips_on_rerun(tmp_path):
     rows = segment_rows(db)
     second = ohp("run", str(audio), "--db", f"sqlite:///{db}", "--out", str(out))
     assert second.returncode == 0
-    assert second.stdout.count("skipped") == 2
+    assert [line.split(": ")[1].split(",")[0] for line in second.stdout.splitlines()[:2]] == ["skipped", "skipped"]
+    assert second.stdout.splitlines()[2].endswith(": 2 skipped")  # one line per file, then the totals
     assert segment_rows(db) == rows
 
     status = ohp("status", "--db", f"sqlite:///{db}")

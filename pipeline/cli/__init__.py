@@ -23,7 +23,7 @@ from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
 from pipeline.stages.codebook import Codebook, CodebookError, load_codebook, validate_codebook
 from pipeline.stages.engines import DEFAULT_ENGINE
 from pipeline.utils import clock
-from pipeline.formats.export import DEFAULT_FORMATS, FORMATS, PROJECT_WRITERS
+from pipeline.formats.export import DEFAULT_FORMATS, FORMATS, PROJECT_WRITERS, export_recordings, write_redaction_report
 from pipeline.formats.redact import DEFAULT_LIST, Redactor, load_list
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import SPEAKER_ROLES, RecordingRecord, SearchFilters
@@ -86,9 +86,9 @@ DeviceOption = Annotated[
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log ohp's debugging messages on standard error")] = (
-        False
-    ),
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log ohp's debugging messages on standard error")
+    ] = False,
     log_file: Annotated[
         Optional[Path],
         typer.Option(
@@ -309,8 +309,6 @@ def export(
 ) -> None:
     """Write transcripts and codes for other tools: subtitles, documents, ELAN, REFI-QDA (NVivo, ATLAS.ti,
     MAXQDA, QualCoder), OHMS, CSV. Closed recordings are left out unless a researcher asks for them."""
-    from pipeline.formats.export import export_recordings, write_redaction_report
-
     if all_ and recordings:
         raise typer.BadParameter("name recordings or give --all, not both", param_hint="--all")
     store = open_store(db)
