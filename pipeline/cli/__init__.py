@@ -87,7 +87,7 @@ DeviceOption = Annotated[
 @app.callback()
 def main(
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Log ohp's debugging messages on standard error")
+        bool, typer.Option("--verbose", "-v", help="Log what ohp does on standard error, from DEBUG")
     ] = False,
     log_file: Annotated[
         Optional[Path],
@@ -102,10 +102,13 @@ def main(
     global config
     try:
         config = Config.load(log_level="DEBUG" if verbose else None, log_file=log_file)
+        setup_logging(config)
     except InvalidInputError as e:
         errors.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(2) from None
-    setup_logging(config)
+    except OSError as e:
+        errors.print(f"[red]error:[/red] cannot write the log file {config.log_file}: {e.strerror or e}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def need_user(user: str | None, doing: str) -> str:

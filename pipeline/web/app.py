@@ -20,7 +20,7 @@ from pipeline.store import ConflictError, Store, StoreError
 from . import api, pages, views
 from .auth import Throttle, session_secret
 
-log = logging.getLogger("ohp.web")
+log = logging.getLogger(__name__)
 
 
 def create_app(store: Store, config: Config | None = None) -> FastAPI:
