@@ -98,9 +98,15 @@ def test_reopening_an_up_to_date_database_does_not_upgrade(db_url, monkeypatch):
     def no_upgrade(*args, **kwargs):
         raise AssertionError("upgrade ran on a database already at head")
 
-    monkeypatch.setattr(database.command, "upgrade", no_upgrade)
+    import alembic.command
+
+    monkeypatch.setattr(alembic.command, "upgrade", no_upgrade)
     with Store(db_url) as again:
         assert [r.path for r in again.list_recordings()] == ["/audio/a.wav"]
+
+
+def test_the_head_revision_from_the_file_names_is_alembics():
+    assert database.head_revision() == database._revisions()[0]
 
 
 def test_a_database_from_a_newer_version_is_refused(db_url):
