@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import InvalidInputError
 from pipeline.records import AudioInfo
 
 SAMPLE_RATE = 16_000
@@ -29,7 +30,7 @@ MAX_DURATION = 12 * 3600.0  # longer than any interview; guards against files th
 _READ_BLOCK = 1 << 20  # bytes of decoded audio read from ffmpeg at a time
 
 
-class AudioError(Exception):
+class AudioError(InvalidInputError):
     """A file that cannot be used as a recording; the message names the file and the cause."""
 
     def __init__(self, path: Path | str, cause: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.errors import InvalidInputError
 from pipeline.script import to_simplified
 
 DEFAULT_CODEBOOK = Path(__file__).resolve().parents[2] / "annotations" / "codebook.yaml"
@@ -90,7 +91,7 @@ class CodebookProblem:
         return f"line {self.line}: {self.message}"
 
 
-class CodebookError(ValueError):
+class CodebookError(InvalidInputError):
     def __init__(self, path: Path, problems: list[CodebookProblem]):
         self.problems = problems
         super().__init__(f"{path}: " + "; ".join(map(str, problems)))

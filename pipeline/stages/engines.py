@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from pipeline.errors import InvalidInputError
 from pipeline.records import Segment, Word
 
 ENGINES = ("faster-whisper", "openai-whisper")
@@ -153,4 +154,4 @@ def load_engine(name: str, model: str = "base") -> Engine:
         return FasterWhisperEngine(model)
     if name == "openai-whisper":
         return OpenAIWhisperEngine(model)
-    raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
+    raise InvalidInputError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
