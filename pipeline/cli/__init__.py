@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgres
 from rich.table import Table
 from rich.text import Text
 
+from pipeline import access
 from pipeline.batch import CODINGS_READERS, MAX_SPEAKERS, FileResult, RunOptions, SpeakerOptions, import_codings, import_file, run_batch, tag_recording
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
 from pipeline.stages.codebook import DEFAULT_CODEBOOK, Codebook, CodebookError, load_codebook, validate_codebook
@@ -23,7 +24,9 @@ from pipeline.stages.engines import DEFAULT_ENGINE
 from pipeline.utils import clock
 from pipeline.formats.export import DEFAULT_FORMATS, FORMATS, PROJECT_WRITERS, export_recordings, write_redaction_report
 from pipeline.formats.redact import DEFAULT_LIST, Redactor, load_list
-from pipeline.store import ConflictError, Store, StoreError
+from pipeline.cli.failures import ReportingGroup
+from pipeline.errors import ConflictError, InvalidInputError
+from pipeline.store import Store, StoreError
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import SPEAKER_ROLES, RecordingRecord, SearchFilters
 from pipeline.stages.tag import pipeline_language, tag_text
@@ -34,7 +37,10 @@ from pipeline.stages.transcribe import TranscribeOptions
 logging.getLogger("jieba").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
 
-app = typer.Typer(help="ohp: oral-history interviews in, searchable timed transcripts out.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="ohp: oral-history interviews in, searchable timed transcripts out.", no_args_is_help=True, add_completion=False,
+    cls=ReportingGroup,  # ohp's errors as messages and exit code 2, any other with its traceback in the log
+)
 console = Console()
 errors = Console(stderr=True)
 
@@ -103,11 +109,7 @@ def open_codebook(path: Path | None) -> Codebook:
 
 def choose_recordings(store: Store, refs: list[str] | None) -> list:
     """The recordings named (by id, hash prefix, path, name or stem), or all of them."""
-    try:
-        return store.find_recordings(refs) if refs else store.list_recordings()
-    except LookupError as e:
-        errors.print(f"[red]error:[/red] {e.args[0] if e.args else e}")
-        raise typer.Exit(2) from None
+    return store.find_recordings(refs) if refs else store.list_recordings()
 
 
 def _check_language(language: str | None) -> str | None:
@@ -270,17 +272,12 @@ def describe(
     if any(value is not None for value in changes.values()):
         if not recordings:
             raise typer.BadParameter("name the recordings to change (all of them at once is too easy a mistake)", param_hint="RECORDINGS")
-        try:
-            chosen = [store.set_metadata(r.id, **changes) for r in chosen]
-        except ValueError as e:
-            errors.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from None
+        chosen = [store.set_metadata(r.id, **changes) for r in chosen]
     table = Table()
     for column in ("id", "file", "interviewee", "place", "date", "consent"):
         table.add_column(column, overflow="fold")
     for r in chosen:
-        access = r.consent + (f" until {r.release_on}" if r.release_on and r.consent != "open" else "")
-        table.add_row(str(r.id), Path(r.path).name, r.interviewee or "-", r.place or "-", r.recorded_on or "-", access)
+        table.add_row(str(r.id), Path(r.path).name, r.interviewee or "-", r.place or "-", r.recorded_on or "-", access.consent_label(r))
     console.print(table)
 
 
@@ -303,16 +300,14 @@ def export(
         raise typer.BadParameter("name recordings or give --all, not both", param_hint="--all")
     store = open_store(db)
     if include_restricted:
-        account = store.user(need_user(user, "exporting closed recordings"))
-        if account is None or account.role != "researcher":
-            errors.print(f"[red]error:[/red] only a researcher may export closed recordings: {user} is {f'a {account.role}' if account else 'not a user (ohp user add)'}")
-            raise typer.Exit(2)
+        name = need_user(user, "exporting closed recordings")
+        access.check_export_closed(store.user(name), name)
     redactor = None
     if redact:
         try:
             listed = load_list(redact_list) if redact_list.is_file() else {}
             redactor = Redactor({kind.strip() for kind in redact.split(",") if kind.strip()}, listed)
-        except (ValueError, OSError) as e:
+        except (InvalidInputError, OSError) as e:
             raise typer.BadParameter(str(e), param_hint="--redact") from None
     chosen = choose_recordings(store, recordings)
     report = export_recordings(
@@ -520,11 +515,7 @@ def search(
         recording=choose_recordings(store, [recording])[0].id if recording else None, language=language,
         interviewee=interviewee, place=place, date_from=date_from, date_to=date_to,
     )  # fmt: skip
-    try:
-        results = store.search(parsed, filters, limit=limit)
-    except ValueError as e:  # a date that is not a date
-        errors.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+    results = store.search(parsed, filters, limit=limit)
     if as_json:
         hits = []
         for hit in results.hits:
@@ -595,10 +586,7 @@ user_app = typer.Typer(help="Accounts of the web app.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 
 
-class Role(str, Enum):
-    viewer = "viewer"
-    annotator = "annotator"
-    researcher = "researcher"
+Role = Enum("Role", {role: role for role in access.ROLES}, type=str)
 
 
 @user_app.command("add")
@@ -615,11 +603,7 @@ def user_add(
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        user = open_store(db).add_user(name, password, role.value)
-    except ValueError as e:
-        errors.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(2) from None
+    user = open_store(db).add_user(name, password, role.value)
     console.print(f"user {user.name} ({user.role}) added", highlight=False)
 
 
@@ -660,12 +644,8 @@ def speakers_enroll(
     user = need_user(user, "enrolling")
     from pipeline.stages.speakers import voice_profile  # the voice encoder loads only when needed
 
-    try:
-        samples = [decode(probe(path.resolve())).samples for path in files]
-        profile = voice_profile(samples)
-    except (AudioError, ValueError) as e:
-        errors.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(2) from None
+    samples = [decode(probe(path.resolve())).samples for path in files]
+    profile = voice_profile(samples)
     person = open_store(db).enroll(name, profile.tolist(), user, [str(path.resolve()) for path in files])
     seconds = sum(len(s) for s in samples) / SAMPLE_RATE
     console.print(f"enrolled {person.name} from {len(files)} file(s), {clock(seconds)} of audio; `ohp run` looks for the voice in every recording", highlight=False)
