@@ -25,7 +25,7 @@ from pipeline.utils import clock
 from pipeline.formats.export import DEFAULT_FORMATS, FORMATS, PROJECT_WRITERS, export_recordings, write_redaction_report
 from pipeline.formats.redact import DEFAULT_LIST, Redactor, load_list
 from pipeline.cli.failures import ReportingGroup
-from pipeline.errors import ConflictError, InvalidInputError
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.store import Store, StoreError
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import SPEAKER_ROLES, RecordingRecord, SearchFilters
@@ -73,8 +73,7 @@ DbOption = Annotated[
 
 def need_user(user: str | None, doing: str) -> str:
     if not user:
-        errors.print(f"[red]error:[/red] who is {doing}? pass --user NAME or set OHP_USER")
-        raise typer.Exit(2)
+        raise InvalidInputError(f"who is {doing}? pass --user NAME or set OHP_USER")
     return user
 
 
@@ -99,12 +98,12 @@ def open_codebook(path: Path | None) -> Codebook:
     try:
         return load_codebook(path)
     except FileNotFoundError:
-        errors.print(f"[red]error:[/red] no codebook at {path}")
+        raise NotFoundError(f"no codebook at {path}") from None
     except CodebookError as e:
         errors.print(f"[red]error:[/red] {path} has problems (see `ohp codebook validate`):")
         for problem in e.problems:
             errors.print(f"  {path}:{problem.line}: {problem.message}")
-    raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 def choose_recordings(store: Store, refs: list[str] | None) -> list:
@@ -382,8 +381,7 @@ def codebook_validate(path: Annotated[Optional[Path], typer.Argument(help="Codeb
     try:
         problems = validate_codebook(path)
     except FileNotFoundError:
-        errors.print(f"[red]error:[/red] no codebook at {path}")
-        raise typer.Exit(2) from None
+        raise NotFoundError(f"no codebook at {path}") from None
     for problem in problems:
         console.print(f"{path}:{problem.line}: {problem.message}", markup=False, highlight=False, soft_wrap=True)
     if problems:
@@ -662,8 +660,7 @@ def open_speaker(db: str | None, recording: str, label: str) -> tuple[Store, Rec
     labels = [s.label for s in store.speakers(chosen.id)]
     if label not in labels:
         known = ", ".join(labels) or "none yet (ohp run finds them)"
-        errors.print(f"[red]error:[/red] {Path(chosen.path).name} has no speaker {label!r}; its speakers: {known}", highlight=False)
-        raise typer.Exit(2)
+        raise NotFoundError(f"{Path(chosen.path).name} has no speaker {label!r}; its speakers: {known}")
     return store, chosen
 
 
