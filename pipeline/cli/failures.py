@@ -22,7 +22,7 @@ stderr = Console(stderr=True)
 
 
 def report_error(message: str) -> None:
-    stderr.print(Text.assemble(("error:", "red"), " ", message), highlight=False)  # a Text: "[NAME]" is no markup
+    stderr.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)  # Text: "[NAME]" is no markup
 
 
 class ReportingGroup(TyperGroup):
@@ -38,5 +38,5 @@ class ReportingGroup(TyperGroup):
             raise typer.Exit(2) from None
         except Exception as e:
             log.exception("ohp %s failed", ctx.invoked_subcommand or "")
-            report_error(f"ohp failed unexpectedly ({type(e).__name__}: {e}); see the log for where")
+            report_error(f"ohp failed unexpectedly ({type(e).__name__}: {e}); see the log for its traceback")
             raise typer.Exit(1) from None
