@@ -22,7 +22,8 @@ stderr = Console(stderr=True)
 
 
 def report_error(message: str) -> None:
-    stderr.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)  # Text: "[NAME]" is no markup
+    # As Text, not markup: a message may hold "[NAME]". Not wrapped: a path in it stays whole.
+    stderr.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
 
 
 class ReportingGroup(TyperGroup):
