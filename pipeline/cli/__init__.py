@@ -25,8 +25,8 @@ from pipeline.utils import clock
 from pipeline.formats.export import DEFAULT_FORMATS, FORMATS, PROJECT_WRITERS, export_recordings, write_redaction_report
 from pipeline.formats.redact import DEFAULT_LIST, Redactor, load_list
 from pipeline.cli.failures import ReportingGroup
-from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
-from pipeline.store import Store, StoreError
+from pipeline.errors import InvalidInputError, NotFoundError
+from pipeline.store import ConflictError, Store, StoreError
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import SPEAKER_ROLES, RecordingRecord, SearchFilters
 from pipeline.stages.tag import pipeline_language, tag_text
@@ -73,7 +73,8 @@ DbOption = Annotated[
 
 def need_user(user: str | None, doing: str) -> str:
     if not user:
-        raise InvalidInputError(f"who is {doing}? pass --user NAME or set OHP_USER")
+        errors.print(f"[red]error:[/red] who is {doing}? pass --user NAME or set OHP_USER")
+        raise typer.Exit(2)
     return user
 
 
@@ -642,8 +643,12 @@ def speakers_enroll(
     user = need_user(user, "enrolling")
     from pipeline.stages.speakers import voice_profile  # the voice encoder loads only when needed
 
-    samples = [decode(probe(path.resolve())).samples for path in files]
-    profile = voice_profile(samples)
+    try:
+        samples = [decode(probe(path.resolve())).samples for path in files]
+        profile = voice_profile(samples)
+    except (AudioError, ValueError) as e:
+        errors.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
     person = open_store(db).enroll(name, profile.tolist(), user, [str(path.resolve()) for path in files])
     seconds = sum(len(s) for s in samples) / SAMPLE_RATE
     console.print(f"enrolled {person.name} from {len(files)} file(s), {clock(seconds)} of audio; `ohp run` looks for the voice in every recording", highlight=False)
