@@ -20,17 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
-from typing import TYPE_CHECKING
 
 from pipeline.errors import ForbiddenError, NotFoundError
-
-if TYPE_CHECKING:
-    from pipeline.records import RecordingRecord
-    from pipeline.store import UserRecord
-
-# The one list of roles, least first. (The store still has a copy of it for its check on new accounts
-# until it imports this one.)
-ROLES = ("viewer", "annotator", "researcher")
+from pipeline.records import ROLES, RecordingRecord, UserRecord
 
 # The least role for each kind of change to what is stored.
 CHANGES = {

@@ -12,9 +12,8 @@ import pytest
 
 from pipeline import access
 from pipeline.errors import ForbiddenError, NotFoundError
-from pipeline.records import CONSENT_LEVELS, AudioInfo, RecordingRecord, SearchFilters, Segment, Transcript
+from pipeline.records import CONSENT_LEVELS, AudioInfo, RecordingRecord, SearchFilters, Segment, Transcript, UserRecord
 from pipeline.search.textindex import parse_query
-from pipeline.store import UserRecord
 
 TODAY = date(2026, 3, 15)
 RELEASES = {"none": None, "past": "2026-03-14", "today": "2026-03-15", "future": "2026-03-16"}
