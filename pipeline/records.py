@@ -251,7 +251,7 @@ class SearchFilters:
     place: str | None = None
     date_from: str | None = None  # ISO dates, inclusive
     date_to: str | None = None
-    hide_closed: bool = False  # leave out recordings closed today (what the viewer role may not see)
+    hide_closed: bool = False  # leave out recordings closed today (pipeline.access.hides_closed: viewers)
 
 
 @dataclass(frozen=True)
