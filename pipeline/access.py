@@ -89,10 +89,11 @@ def visible(user: UserRecord, recordings: Iterable[RecordingRecord]) -> list[Rec
 
 def check_export_closed(user: UserRecord | None, name: str) -> None:
     """ForbiddenError unless `name` is an account that may export closed recordings (None: no such account)."""
+    refused = f"only a {EXPORTS_CLOSED} may export closed recordings: {name}"
     if user is None:
-        raise ForbiddenError(f"only a {EXPORTS_CLOSED} may export closed recordings: {name} is not a user (ohp user add)")
+        raise ForbiddenError(f"{refused} is not a user (ohp user add)")
     if not has_role(user.role, EXPORTS_CLOSED):
-        raise ForbiddenError(f"only a {EXPORTS_CLOSED} may export closed recordings: {name} has the {user.role} role")
+        raise ForbiddenError(f"{refused} has the {user.role} role")
 
 
 def exported(recording: RecordingRecord, include_closed: bool, today: date | None = None) -> bool:

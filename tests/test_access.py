@@ -24,7 +24,8 @@ def user(role: str) -> UserRecord:
 
 
 def recording(consent: str = "open", release_on: str | None = None, rid: int = 7) -> RecordingRecord:
-    return RecordingRecord(rid, "ab" * 32, "/audio/interview.wav", 100, "wav", 60.0, "en", consent=consent, release_on=release_on)
+    path = "/audio/interview.wav"
+    return RecordingRecord(rid, "ab" * 32, path, 100, "wav", 60.0, "en", consent=consent, release_on=release_on)
 
 
 @pytest.mark.parametrize(
@@ -93,7 +94,8 @@ def test_who_sees_and_what_is_exported(consent, release):
 
 def test_only_a_researcher_may_export_closed_recordings():
     access.check_export_closed(user("researcher"), "rita")
-    with pytest.raises(ForbiddenError, match="only a researcher may export closed recordings: ann has the annotator role"):
+    refused = "only a researcher may export closed recordings: ann has the annotator role"
+    with pytest.raises(ForbiddenError, match=refused):
         access.check_export_closed(user("annotator"), "ann")
     with pytest.raises(ForbiddenError, match=r"nobody is not a user \(ohp user add\)"):
         access.check_export_closed(None, "nobody")

@@ -121,13 +121,6 @@ def test_sqlite_connections_get_the_pragmas(tmp_path):
         )
 
 
-def test_default_url_comes_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("OHP_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
-    with Store() as s:
-        assert s.url == f"sqlite:///{tmp_path / 'env.db'}"
-    assert (tmp_path / "env.db").exists()
-
-
 def test_sqlite_file_in_a_missing_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StoreError, match=r"no/such/dir/x\.db.*folder .*no/such/dir does not exist"):

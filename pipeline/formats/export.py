@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import secrets
 from collections import Counter
@@ -34,6 +35,8 @@ from pipeline.formats.redact import Redaction, Redactor
 from pipeline.utils import clock
 
 DEFAULT_FORMATS = ("json", "srt", "vtt", "txt")
+
+log = logging.getLogger(__name__)
 
 
 def gather(store, recording: RecordingRecord, codebook: Codebook | None = None) -> RecordingExport:
@@ -164,6 +167,7 @@ def _write_atomic(path: Path, content: str | bytes) -> None:
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
+        log.info("wrote %s", path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -224,6 +228,7 @@ def export_recordings(
     if redactor:
         # All at once, before any file is written: a name one recording gives goes from all of them.
         exports, report.redactions = redactor.redact(exports)
+        log.info("%d replacement(s) redacted in %d recording(s)", len(report.redactions), len(exports))
     written = set()
     for export in exports:
         stem = export_stem(export.recording, taken)

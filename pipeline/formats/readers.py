@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import math
 import os
 import re
@@ -28,6 +29,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.records import CONSENT_LEVELS, SPEAKER_ROLES, Segment, Word
 from pipeline.utils import join_texts
 
+log = logging.getLogger(__name__)
 MAX_BYTES = 50 * 1024 * 1024
 FORMATS = ("json", "srt", "vtt", "txt")
 # What a transcript may hold. Times run from 0 to the recording's length, or to MAX_SECONDS when it is not
@@ -119,7 +121,9 @@ def read_transcript(path: Path) -> ImportedTranscript:
     if not text.strip():
         raise TranscriptFormatError(path, "the file is empty")
     source_format = _detect(path, text)
-    return _checked(path, _READERS[source_format](path, text))
+    imported = _checked(path, _READERS[source_format](path, text))
+    log.info("read %s as %s: %d segment(s)", path, source_format, len(imported.segments))
+    return imported
 
 
 def check_time(path: Path, value: float, what: str, line: int | None = None, duration: float | None = None) -> float:

@@ -77,7 +77,8 @@ class Redactor:
     def __init__(self, kinds: set[str], listed: dict[str, str] | None = None) -> None:
         unknown = kinds - KINDS.keys()
         if unknown or not kinds:
-            raise InvalidInputError(f"cannot redact {', '.join(sorted(unknown)) or 'nothing'}: choose from {', '.join(KINDS)}")
+            asked = ", ".join(sorted(unknown)) or "nothing"
+            raise InvalidInputError(f"cannot redact {asked}: choose from {', '.join(KINDS)}")
         self.kinds = kinds
         self.listed = {name: kind for name, kind in (listed or {}).items() if kind in kinds and name}
 

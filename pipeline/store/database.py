@@ -1,7 +1,7 @@
 """Opening the database: its URL, the engine, SQLite's settings, the schema migrations, and sessions.
 
-SQLite by default (`$OHP_DATABASE_URL` or `sqlite:///ohp.db`); any SQLAlchemy URL works (PostgreSQL
-through psycopg). Opening a database upgrades its schema to the newest Alembic revision of
+SQLite or any SQLAlchemy URL (PostgreSQL through psycopg); the configuration (pipeline.config) says
+which. Opening a database upgrades its schema to the newest Alembic revision of
 `pipeline/store/migrations`.
 
 Several processes (a batch, a web app) may share one SQLite file: connections run in WAL mode
@@ -18,7 +18,7 @@ against a database at the previous head, and tidy what it wrote.
 from __future__ import annotations
 
 import functools
-import os
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.errors import OhpError
 
-DEFAULT_URL = "sqlite:///ohp.db"
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6F6870  # "ohp": key of the pg_advisory_xact_lock held while migrating
 
@@ -56,12 +56,11 @@ def alembic_config(url: str | URL | None = None, connection: Connection | None =
     return config
 
 
-def open_engine(url: str | None = None) -> tuple[Engine, str]:
-    """An engine on `url` (else $OHP_DATABASE_URL, else DEFAULT_URL) whose schema is at the newest
-    revision, and the URL to show (its password masked). StoreError if it cannot be used."""
-    raw = url or os.environ.get("OHP_DATABASE_URL") or DEFAULT_URL
+def open_engine(url: str) -> tuple[Engine, str]:
+    """An engine on `url` whose schema is at the newest revision, and the URL to show (its password
+    masked). StoreError if it cannot be used."""
     try:
-        parsed = make_url(raw)
+        parsed = make_url(url)
     except ArgumentError as exc:
         raise StoreError(f"not a database URL ({exc})") from None
     shown = parsed.render_as_string(hide_password=True)
@@ -156,6 +155,7 @@ def _upgrade_locked(conn: Connection, shown: str, head: str, known: frozenset[st
             f"does not know (its newest is {head!r}): a newer ohp wrote it"
         )
     if current != head:
+        log.info("migrating database %s from schema revision %s to %s", shown, current or "(empty)", head)
         command.upgrade(alembic_config(connection=conn), "head")
     if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
         raise StoreError(f"migrating {shown} left rows whose foreign keys point nowhere")
