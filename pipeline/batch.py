@@ -18,6 +18,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from pipeline import access
 from pipeline.stages.audio import AudioError, decode, is_audio_file, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.formats.elan import read_eaf
@@ -411,7 +412,7 @@ def process_file(path: Path, store: Store, options: RunOptions, progress: Progre
             changed |= tag_recording(store, result.recording_id, options.codebook, options.force) is not None
         result.status = "done" if changed else "skipped"
         recording = store.recording(result.recording_id) if options.out_dir else None
-        if recording and recording.access() == "closed":
+        if recording and not access.writes_transcript_files(recording):
             result.warnings.append(f"{path}: closed recording: no transcript files (ohp export --include-restricted)")
         elif recording:
             stem = export_stem(recording, taken_stems)

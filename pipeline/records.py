@@ -115,10 +115,10 @@ class RecordingRecord:
     release_on: str | None = None  # ISO date from which a restricted or closed recording is open
 
     def access(self, today: date | None = None) -> str:
-        """The consent level in force: a restriction ends on its release date."""
-        if self.consent != "open" and self.release_on and (today or date.today()).isoformat() >= self.release_on:
-            return "open"
-        return self.consent
+        """The consent level in force, as pipeline.access decides it (a restriction ends on its release date)."""
+        from pipeline.access import consent_in_force  # not at the top: the policy module imports the records
+
+        return consent_in_force(self, today)
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,7 @@ class SearchFilters:
     place: str | None = None
     date_from: str | None = None  # ISO dates, inclusive
     date_to: str | None = None
-    hide_closed: bool = False  # leave out recordings closed today (what the viewer role may not see)
+    hide_closed: bool = False  # leave out recordings closed today (pipeline.access.hides_closed: viewers)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from functools import cache
 
+from pipeline.errors import InvalidInputError
+
 SCRIPTS = ("simplified", "traditional", "original")
 CHINESE_LANGUAGES = frozenset({"zh", "yue"})
 
@@ -23,7 +25,7 @@ def convert(text: str, script: str) -> str:
     """Text in the given script; "original" leaves it as it is."""
     # Checked first, so a misspelt script fails on the first call, not on the first Chinese text.
     if script not in SCRIPTS:
-        raise ValueError(f"unknown script {script!r}: choose one of {', '.join(SCRIPTS)}")
+        raise InvalidInputError(f"unknown script {script!r}: choose one of {', '.join(SCRIPTS)}")
     if script == "original" or not text:
         return text
     return _converter("t2s" if script == "simplified" else "s2t").convert(text)

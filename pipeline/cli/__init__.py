@@ -16,9 +16,11 @@ from rich.text import Text
 
 # Only what the commands' definitions need is imported here; the stages, the store and the batch are
 # imported in the commands that use them, so that `ohp --help`, `ohp status` or `ohp search` start fast.
+from pipeline import access
+from pipeline.cli.failures import ReportingGroup
 from pipeline.cli.output import batch_progress, write_report
 from pipeline.config import DEVICES, ENVIRONMENT, Config, setup_logging
-from pipeline.errors import InvalidInputError
+from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
 from pipeline.stages.codebook import Codebook, CodebookError, load_codebook, validate_codebook
 from pipeline.stages.engines import DEFAULT_ENGINE
@@ -36,7 +38,12 @@ if TYPE_CHECKING:
 # resemblyzer warns about pkg_resources at import.
 warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
 
-app = typer.Typer(help="ohp: oral-history interviews in, searchable timed transcripts out.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="ohp: oral-history interviews in, searchable timed transcripts out.",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=ReportingGroup,  # ohp's errors as messages and exit code 2, any other with its traceback in the log
+)
 console = Console()
 errors = Console(stderr=True)
 config = Config()  # replaced by the configuration read when a command starts (see main)
@@ -140,21 +147,17 @@ def open_codebook(path: Path | None) -> Codebook:
     try:
         return load_codebook(path)
     except FileNotFoundError:
-        errors.print(f"[red]error:[/red] no codebook at {path}")
+        raise NotFoundError(f"no codebook at {path}") from None
     except CodebookError as e:
         errors.print(f"[red]error:[/red] {path} has problems (see `ohp codebook validate`):")
         for problem in e.problems:
             errors.print(f"  {path}:{problem.line}: {problem.message}")
-    raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 def choose_recordings(store: Store, refs: list[str] | None) -> list:
     """The recordings named (by id, hash prefix, path, name or stem), or all of them."""
-    try:
-        return store.find_recordings(refs) if refs else store.list_recordings()
-    except LookupError as e:
-        errors.print(f"[red]error:[/red] {e.args[0] if e.args else e}")
-        raise typer.Exit(2) from None
+    return store.find_recordings(refs) if refs else store.list_recordings()
 
 
 def _check_language(language: str | None) -> str | None:
@@ -283,17 +286,13 @@ def describe(
     if any(value is not None for value in changes.values()):
         if not recordings:
             raise typer.BadParameter("name the recordings to change (all of them at once is too easy a mistake)", param_hint="RECORDINGS")
-        try:
-            chosen = [store.set_metadata(r.id, **changes) for r in chosen]
-        except ValueError as e:
-            errors.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from None
+        chosen = [store.set_metadata(r.id, **changes) for r in chosen]
     table = Table()
     for column in ("id", "file", "interviewee", "place", "date", "consent"):
         table.add_column(column, overflow="fold")
     for r in chosen:
-        access = r.consent + (f" until {r.release_on}" if r.release_on and r.consent != "open" else "")
-        table.add_row(str(r.id), Path(r.path).name, r.interviewee or "-", r.place or "-", r.recorded_on or "-", access)
+        consent = access.consent_label(r)
+        table.add_row(str(r.id), Path(r.path).name, r.interviewee or "-", r.place or "-", r.recorded_on or "-", consent)
     console.print(table)
 
 
@@ -316,17 +315,14 @@ def export(
         raise typer.BadParameter("name recordings or give --all, not both", param_hint="--all")
     store = open_store(db)
     if include_restricted:
-        user = need_user(user, "exporting closed recordings")
-        account = store.user(user)
-        if account is None or account.role != "researcher":
-            errors.print(f"[red]error:[/red] only a researcher may export closed recordings: {user} is {f'a {account.role}' if account else 'not a user (ohp user add)'}")
-            raise typer.Exit(2)
+        name = need_user(user, "exporting closed recordings")
+        access.check_export_closed(store.user(name), name)
     redactor = None
     if redact:
         try:
             listed = load_list(redact_list) if redact_list.is_file() else {}
             redactor = Redactor({kind.strip() for kind in redact.split(",") if kind.strip()}, listed)
-        except (ValueError, OSError) as e:
+        except (InvalidInputError, OSError) as e:
             raise typer.BadParameter(str(e), param_hint="--redact") from None
     chosen = choose_recordings(store, recordings)
     report = export_recordings(
@@ -405,8 +401,7 @@ def codebook_validate(path: Annotated[Optional[Path], typer.Argument(help="Codeb
     try:
         problems = validate_codebook(path)
     except FileNotFoundError:
-        errors.print(f"[red]error:[/red] no codebook at {path}")
-        raise typer.Exit(2) from None
+        raise NotFoundError(f"no codebook at {path}") from None
     for problem in problems:
         console.print(f"{path}:{problem.line}: {problem.message}", markup=False, highlight=False, soft_wrap=True)
     if problems:
@@ -540,11 +535,7 @@ def search(
         recording=choose_recordings(store, [recording])[0].id if recording else None, language=language,
         interviewee=interviewee, place=place, date_from=date_from, date_to=date_to,
     )  # fmt: skip
-    try:
-        results = store.search(parsed, filters, limit=limit)
-    except ValueError as e:  # a date that is not a date
-        errors.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+    results = store.search(parsed, filters, limit=limit)
     if as_json:
         hits = []
         for hit in results.hits:
@@ -617,10 +608,7 @@ user_app = typer.Typer(help="Accounts of the web app.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 
 
-class Role(str, Enum):
-    viewer = "viewer"
-    annotator = "annotator"
-    researcher = "researcher"
+Role = Enum("Role", {role: role for role in access.ROLES}, type=str)
 
 
 @user_app.command("add")
@@ -637,11 +625,7 @@ def user_add(
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        user = open_store(db).add_user(name, password, role.value)
-    except ValueError as e:
-        errors.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(2) from None
+    user = open_store(db).add_user(name, password, role.value)
     console.print(f"user {user.name} ({user.role}) added", highlight=False)
 
 
@@ -705,8 +689,7 @@ def open_speaker(db: str | None, recording: str, label: str) -> tuple[Store, Rec
     labels = [s.label for s in store.speakers(chosen.id)]
     if label not in labels:
         known = ", ".join(labels) or "none yet (ohp run finds them)"
-        errors.print(f"[red]error:[/red] {Path(chosen.path).name} has no speaker {label!r}; its speakers: {known}", highlight=False)
-        raise typer.Exit(2)
+        raise NotFoundError(f"{Path(chosen.path).name} has no speaker {label!r}; its speakers: {known}")
     return store, chosen
 
 

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import access
+from pipeline.errors import InvalidInputError
 from pipeline.stages.codebook import Codebook
 from pipeline.formats.documents import to_docx, to_txt
 from pipeline.formats.elan import to_eaf
@@ -174,7 +176,7 @@ def _write_atomic(path: Path, content: str | bytes) -> None:
 def _check_formats(formats: tuple[str, ...]) -> None:
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise ValueError(f"unknown export format {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
+        raise InvalidInputError(f"unknown export format {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
 
 
 def write_exports(
@@ -212,14 +214,15 @@ def export_recordings(
     redactor: Redactor | None = None,
 ) -> ExportReport:
     """Export files of the recordings: those of one recording for each, then the project files over
-    all of them. Closed recordings are left out unless `include_closed` (the caller checks who may)."""
+    all of them. Closed recordings are left out unless `include_closed` (the caller asks
+    `access.check_export_closed` who may)."""
     _check_formats(formats)
     report = ExportReport()
     taken = shared_stems(r.path for r in store.list_recordings())
     exports = []
     for recording in {r.id: r for r in recordings}.values():  # each once, however often it was named
-        if recording.access() == "closed" and not include_closed:
-            report.left_out.append((recording, "closed" + (f" until {recording.release_on}" if recording.release_on else "")))
+        if not access.exported(recording, include_closed):
+            report.left_out.append((recording, access.consent_label(recording)))
             continue
         exports.append(gather(store, recording, codebook))
     if redactor:

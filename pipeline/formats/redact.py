@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
+from pipeline.errors import InvalidInputError
 from pipeline.records import Entity, RecordingExport, Segment, SpeakerRecord, Word
 from pipeline.script import convert, to_simplified
 from pipeline.utils import CJK, is_wide
@@ -76,7 +77,8 @@ class Redactor:
     def __init__(self, kinds: set[str], listed: dict[str, str] | None = None) -> None:
         unknown = kinds - KINDS.keys()
         if unknown or not kinds:
-            raise ValueError(f"cannot redact {', '.join(sorted(unknown)) or 'nothing'}: choose from {', '.join(KINDS)}")
+            asked = ", ".join(sorted(unknown)) or "nothing"
+            raise InvalidInputError(f"cannot redact {asked}: choose from {', '.join(KINDS)}")
         self.kinds = kinds
         self.listed = {name: kind for name, kind in (listed or {}).items() if kind in kinds and name}
 

@@ -30,6 +30,7 @@ from functools import lru_cache
 
 import snowballstemmer
 
+from pipeline.errors import InvalidInputError
 from pipeline.script import convert_pieces, to_simplified
 
 MAX_TERM = 64  # characters: longer words are cut (PostgreSQL drops lexemes over 2 kB, FTS5 does not)
@@ -56,7 +57,7 @@ _PUNCTUATION = re.compile(
 _ACCENTED = re.compile("[\u00c0-\u024f\u0300-\u036f\u1e00-\u1eff]")  # Latin letters that may carry marks
 
 
-class QuerySyntaxError(ValueError):
+class QuerySyntaxError(InvalidInputError):
     """A query that cannot be searched for; `position` is the offending character's index in it."""
 
     def __init__(self, message: str, position: int) -> None:

@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.errors import InvalidInputError
 from pipeline.records import AudioInfo
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ MAX_DURATION = 12 * 3600.0  # longer than any interview; guards against files th
 _READ_BLOCK = 1 << 20  # bytes of decoded audio read from ffmpeg at a time
 
 
-class AudioError(Exception):
+class AudioError(InvalidInputError):
     """A file that cannot be used as a recording; the message names the file and the cause."""
 
     def __init__(self, path: Path | str, cause: str) -> None:

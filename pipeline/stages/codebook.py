@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.errors import InvalidInputError
 from pipeline.script import to_simplified
 
 DEFAULT_CODEBOOK = Path(__file__).with_name("codebook.yaml")  # package data: an installed ohp has it too
@@ -91,7 +92,7 @@ class CodebookProblem:
         return f"line {self.line}: {self.message}"
 
 
-class CodebookError(ValueError):
+class CodebookError(InvalidInputError):
     def __init__(self, path: Path, problems: list[CodebookProblem]):
         self.problems = problems
         super().__init__(f"{path}: " + "; ".join(map(str, problems)))

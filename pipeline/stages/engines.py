@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from pipeline.errors import InvalidInputError
 from pipeline.records import Segment, Word
 
 if TYPE_CHECKING:
@@ -162,4 +163,4 @@ def load_engine(name: str, model: str, home: Path, device: str = "auto") -> Engi
         return FasterWhisperEngine(model, home, device)
     if name == "openai-whisper":
         return OpenAIWhisperEngine(model, home, device)
-    raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
+    raise InvalidInputError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")

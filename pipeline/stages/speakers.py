@@ -17,6 +17,7 @@ from functools import cache
 
 import numpy as np
 
+from pipeline.errors import InvalidInputError
 from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
 from pipeline.script import CHINESE_LANGUAGES
@@ -445,7 +446,7 @@ def voice_profile(samples_list: list[np.ndarray], device: str = "auto") -> np.nd
         if len(embeddings):
             voices.append(_normalise(embeddings.mean(axis=0)))
     if not voices:
-        raise ValueError("no speech in the enrollment recordings")
+        raise InvalidInputError("no speech in the enrollment recordings")
     return _normalise(np.mean(voices, axis=0))
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from pipeline.errors import InvalidInputError
 from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.stages.engines import DEFAULT_ENGINE, DecodeOptions, Engine
 from pipeline.stages.guards import GuardOptions, guard, has_loop
@@ -34,7 +35,7 @@ class TranscribeOptions:
 
     def __post_init__(self) -> None:
         if self.script not in SCRIPTS:
-            raise ValueError(f"unknown script {self.script!r}: choose one of {', '.join(SCRIPTS)}")
+            raise InvalidInputError(f"unknown script {self.script!r}: choose one of {', '.join(SCRIPTS)}")
 
     def settings(self) -> dict:
         """What decides the result: stored with it, so a re-run with the same settings is skipped."""

@@ -174,7 +174,9 @@ def _filter_clauses(
         clauses.append(RecordingRow.recorded_on >= as_date(filters.date_from))
     if filters.date_to:
         clauses.append(RecordingRow.recorded_on <= as_date(filters.date_to))
-    if filters.hide_closed:  # as RecordingRecord.access() decides it
+    if filters.hide_closed:
+        # pipeline.access.may_see in SQL: hidden is closed and not released (a NULL release_on compares as
+        # NULL, not true: no release date, no release). tests/test_access.py checks that the two agree.
         clauses.append(or_(RecordingRow.consent != "closed", RecordingRow.release_on <= date.today()))
     return clauses
 

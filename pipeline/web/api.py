@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from pipeline import access
 from pipeline.store import Store, UserRecord
 
 from . import views
@@ -20,9 +21,12 @@ from .auth import requires
 
 T = TypeVar("T")
 router = APIRouter(prefix="/api", tags=["api"])
-Viewer = Annotated[UserRecord, Depends(requires("viewer"))]
-Annotator = Annotated[UserRecord, Depends(requires("annotator", write=True))]
-Researcher = Annotated[UserRecord, Depends(requires("researcher", write=True))]
+Viewer = Annotated[UserRecord, Depends(requires())]
+Corrector = Annotated[UserRecord, Depends(requires("text"))]
+Coder = Annotated[UserRecord, Depends(requires("annotations"))]
+Reverter = Annotated[UserRecord, Depends(requires("text", "annotations"))]  # a revert undoes either
+Describer = Annotated[UserRecord, Depends(requires("metadata"))]
+Admin = Annotated[UserRecord, Depends(requires("users"))]
 
 
 def store_of(request: Request) -> Store:
@@ -83,7 +87,9 @@ async def get_recording(request: Request, recording_id: int, user: Viewer) -> di
 
 
 @router.patch("/recordings/{recording_id}", summary="Set a recording's metadata (researchers)")
-async def set_metadata(request: Request, recording_id: int, change: Metadata, user: Researcher) -> dict:
+async def set_metadata(request: Request, recording_id: int, change: Metadata, user: Describer) -> dict:
+    if change.consent is not None or change.release_on is not None:
+        access.check_change(user, "consent")
     record = await write(request, store_of(request).set_metadata, recording_id, **change.model_dump())
     return asdict(record)
 
@@ -104,13 +110,13 @@ async def get_audio(request: Request, recording_id: int, user: Viewer) -> FileRe
 
 
 @router.patch("/segments/{segment_id}", summary="Correct a segment's text (409 with the current version on conflict)")
-async def correct_text(request: Request, segment_id: int, change: TextChange, user: Annotator) -> dict:
+async def correct_text(request: Request, segment_id: int, change: TextChange, user: Corrector) -> dict:
     seg = await write(request, store_of(request).correct_text, segment_id, change.text, user.name, change.version)
     return {"id": seg.id, "text": seg.text, "version": change.version + 1, "start": seg.start, "end": seg.end}
 
 
 @router.post("/segments/{segment_id}/annotations", status_code=201, summary="Add a theme to a segment")
-async def add_annotation(request: Request, segment_id: int, new: NewAnnotation, user: Annotator) -> dict:
+async def add_annotation(request: Request, segment_id: int, new: NewAnnotation, user: Coder) -> dict:
     codebook = request.app.state.codebook
     if new.theme not in codebook.ids:
         raise HTTPException(400, f"{new.theme!r} is not a theme of the codebook")
@@ -119,7 +125,7 @@ async def add_annotation(request: Request, segment_id: int, new: NewAnnotation, 
 
 
 @router.patch("/annotations/{annotation_id}", summary="Accept, reject or un-decide an annotation (409 on conflict)")
-async def decide(request: Request, annotation_id: int, decision: Decision, user: Annotator) -> dict:
+async def decide(request: Request, annotation_id: int, decision: Decision, user: Coder) -> dict:
     record = await write(request, store_of(request).decide, annotation_id, decision.status, user.name, version=decision.version)
     return views.annotation_json(record)
 
@@ -146,10 +152,10 @@ async def history(request: Request, user: Viewer, recording: int | None = None, 
 
 
 @router.post("/history/{history_id}/revert", summary="Undo a text correction or a decision")
-async def revert(request: Request, history_id: int, user: Annotator) -> dict:
+async def revert(request: Request, history_id: int, user: Reverter) -> dict:
     return asdict(await write(request, store_of(request).revert, history_id, user.name))
 
 
 @router.post("/users", status_code=201, summary="Add an account (researchers)")
-async def add_user(request: Request, new: NewUser, user: Researcher) -> dict:
+async def add_user(request: Request, new: NewUser, user: Admin) -> dict:
     return asdict(await write(request, store_of(request).add_user, new.name, new.password, new.role))

@@ -1,4 +1,9 @@
-"""The app: store, codebook, sessions, routes, and errors shown as messages (never a stack trace)."""
+"""The app: store, codebook, sessions, routes, and errors shown as messages (never a stack trace).
+
+ohp's own errors (pipeline.errors) are answered with their status: not found 404, invalid input 400,
+conflict 409 (with the current state), forbidden 403; a request FastAPI cannot read is 422. Anything else
+is a bug: a 500 that says no more, and its traceback in the log.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from pipeline.config import Config
+from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from pipeline.stages.codebook import load_codebook
-from pipeline.store import ConflictError, Store, StoreError
+from pipeline.store import Store, StoreError
 
 from . import api, pages, views
 from .auth import Throttle, session_secret
@@ -69,13 +75,17 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
         current = exc.current if isinstance(exc.current, dict) or exc.current is None else views.annotation_json(exc.current)
         return error(request, 409, str(exc), current=current)
 
-    @app.exception_handler(LookupError)
-    async def not_found(request: Request, exc: LookupError) -> Response:
-        return error(request, 404, str(exc.args[0] if exc.args else exc))
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError) -> Response:
+        return error(request, 404, str(exc))
 
-    @app.exception_handler(ValueError)
-    async def bad_value(request: Request, exc: ValueError) -> Response:
+    @app.exception_handler(InvalidInputError)
+    async def invalid_input(request: Request, exc: InvalidInputError) -> Response:
         return error(request, 400, str(exc))
+
+    @app.exception_handler(ForbiddenError)
+    async def forbidden(request: Request, exc: ForbiddenError) -> Response:
+        return error(request, 403, str(exc))
 
     @app.exception_handler(StoreError)
     async def database(request: Request, exc: StoreError) -> Response:
@@ -84,7 +94,7 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return error(request, 500, "something went wrong on the server (it is in the server's log)")
 
     return app

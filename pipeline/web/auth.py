@@ -13,7 +13,8 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request
 
-from pipeline.store import ROLES, Store, UserRecord
+from pipeline import access
+from pipeline.store import Store, UserRecord
 
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -73,10 +74,6 @@ async def login(store: Store, throttle: Throttle, name: str, password: str, addr
     return user
 
 
-def may(user: UserRecord, role: str) -> bool:
-    return ROLES.index(user.role) >= ROLES.index(role)
-
-
 def basic_credentials(request: Request) -> tuple[str, str] | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -100,16 +97,16 @@ async def current_user(request: Request) -> UserRecord | None:
     return None
 
 
-def requires(role: str, *, write: bool = False):
-    """A dependency: the user, who must have `role`; writes over a session must carry the CSRF token."""
+def requires(*changes: str):
+    """A dependency: the signed-in user, who may make these changes (pipeline.access.CHANGES; none: only
+    read). A change asked for over a session must carry the CSRF token."""
 
     async def dependency(request: Request) -> UserRecord:
         user = await current_user(request)
         if user is None:
             raise HTTPException(401, "log in first")
-        if not may(user, role):
-            raise HTTPException(403, f"this needs the {role} role (you are {user.role})")
-        if write and request.session.get("user"):  # Basic credentials are no ambient authority: no token
+        access.check_change(user, *changes)
+        if changes and request.session.get("user"):  # Basic credentials are no ambient authority: no token
             check_csrf(request, request.headers.get(CSRF_HEADER))
         return user
 

@@ -6,22 +6,24 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from pipeline import access
+from pipeline.errors import InvalidInputError
 from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS
 from pipeline.store import UserRecord
 
 from . import views
 from .api import write
-from .auth import check_csrf, csrf_token, login, may, requires
+from .auth import check_csrf, csrf_token, login, requires
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
-templates.env.globals.update(may=may, statuses=ANNOTATION_STATUSES)
-Viewer = Annotated[UserRecord, Depends(requires("viewer"))]
+templates.env.globals.update(may_change=access.may_change, statuses=ANNOTATION_STATUSES)
+Viewer = Annotated[UserRecord, Depends(requires())]
 
 
 def page(request: Request, name: str, user: UserRecord | None, status_code: int = 200, **context) -> HTMLResponse:
@@ -91,8 +93,7 @@ async def details(
 ) -> RedirectResponse:  # fmt: skip
     """What is known of the recording, its consent included: researchers only."""
     check_csrf(request, csrf_token)
-    if not may(user, "researcher"):
-        raise HTTPException(403, f"this needs the researcher role (you are {user.role})")
+    access.check_change(user, "metadata", "consent")
     await write(
         request, request.app.state.store.set_metadata, recording_id, interviewee=interviewee.strip(), place=place.strip(),
         recorded_on=recorded_on.strip(), consent=consent, release_on=release_on.strip(),
@@ -118,7 +119,7 @@ async def search(
     if q.strip():
         try:
             results = await run_in_threadpool(views.search, request.app.state.store, request.app.state.codebook, params, user)
-        except ValueError as e:  # QuerySyntaxError names the place; or a date that is not a date
+        except InvalidInputError as e:  # QuerySyntaxError names the place; or a date that is not a date
             error = str(e)
     return page(request, "search.html", user, params=params, results=results, error=error, themes=request.app.state.codebook.ids)
 

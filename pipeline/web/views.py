@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pipeline import access
 from pipeline.stages.codebook import Codebook
 from pipeline.utils import clock
 from pipeline.records import ANNOTATION_STATUSES, AnnotationRecord, RecordingRecord, SearchFilters
@@ -46,18 +47,9 @@ def recording_summary(recording: RecordingRecord, stages: dict[str, str], status
     }  # fmt: skip
 
 
-def sees_closed(user: UserRecord) -> bool:
-    """Closed recordings (consent) are for annotators and researchers: viewers neither see them nor
-    learn that they exist."""
-    return user.role != "viewer"
-
-
 def recording_record(store: Store, recording_id: int, user: UserRecord) -> RecordingRecord:
-    """The recording, if the user may see it (LookupError otherwise, as for one that does not exist)."""
-    found = store.recording(recording_id)
-    if found.access() == "closed" and not sees_closed(user):
-        raise LookupError(f"no recording with id {recording_id}")
-    return found
+    """The recording, if the user may see it (NotFoundError otherwise, as for one that does not exist)."""
+    return access.check_see(user, store.recording(recording_id))
 
 
 def recordings(store: Store, user: UserRecord, sort: str = "path", descending: bool = False, contains: str = "", language: str = "") -> list[dict]:
@@ -68,7 +60,7 @@ def recordings(store: Store, user: UserRecord, sort: str = "path", descending: b
             by_recording.setdefault(rid, {}).setdefault(status, 0)
             by_recording[rid][status] += counts[status]
     stages = store.stage_statuses()
-    visible = [rec for rec in store.list_recordings() if sees_closed(user) or rec.access() != "closed"]
+    visible = access.visible(user, store.list_recordings())
     found = [recording_summary(rec, stages.get(rec.id, {}), by_recording.get(rec.id, {})) for rec in visible]
     needle = contains.casefold()
     found = [
@@ -158,13 +150,13 @@ class SearchParams:
 
 
 def search(store: Store, codebook: Codebook, params: SearchParams, user: UserRecord) -> dict:
-    """Hits with snippets and the moment to open; QuerySyntaxError / ValueError for bad input."""
+    """Hits with snippets and the moment to open; InvalidInputError (QuerySyntaxError among them) for bad input."""
     query = parse_query(params.q)
     themes = (params.theme, *codebook.descendants(params.theme)) if params.theme else ()
     filters = SearchFilters(
         themes=themes, theme_status=params.status, speaker=params.speaker or None, recording=params.recording,
         language=params.language or None, interviewee=params.interviewee or None, place=params.place or None,
-        date_from=params.date_from or None, date_to=params.date_to or None, hide_closed=not sees_closed(user),
+        date_from=params.date_from or None, date_to=params.date_to or None, hide_closed=access.hides_closed(user),
     )  # fmt: skip
     results = store.search(query, filters, limit=params.limit, offset=params.offset)
     hits = []

@@ -1,0 +1,107 @@
+"""Who may see, export and change what: the one policy the web app, the CLI and the batch ask.
+
+Two things decide it. A person's role: viewer < annotator < researcher, each may do what the roles
+before it may. And a recording's consent, as the interviewee agreed: open, restricted or closed, a
+restriction ending on its release date (from that day the recording counts as open).
+
+- Seeing (the list, a recording's page and audio, search, history): everyone who is signed in sees the
+  open and restricted recordings; closed ones only annotators and researchers. A viewer neither sees a
+  closed recording nor learns that it exists: asking for one is "not found", as for one that is not there.
+- Exporting: closed recordings are left out unless asked for, and only a researcher may ask. Restricted
+  ones are exported, marked as restricted in every format that has a place for it.
+- `ohp run` writes no transcript files of a closed recording (a researcher's `ohp export` does).
+- Changing: CHANGES gives the least role for each kind of change.
+
+The store's search applies the seeing rule in SQL (`SearchFilters.hide_closed`, from `hides_closed`);
+tests/test_access.py checks that the SQL and this module agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+from pipeline.errors import ForbiddenError, NotFoundError
+from pipeline.records import ROLES, RecordingRecord, UserRecord
+
+# The least role for each kind of change to what is stored.
+CHANGES = {
+    "annotations": "annotator",  # decide, add or revert a theme
+    "text": "annotator",  # correct a segment, revert a correction
+    "speakers": "annotator",  # speakers' names and roles
+    "metadata": "researcher",  # interviewee, place, date
+    "consent": "researcher",  # consent and release date
+    "users": "researcher",  # accounts
+}
+SEES_CLOSED = "annotator"  # the least role that sees closed recordings
+EXPORTS_CLOSED = "researcher"  # the least role that may export them
+
+
+def consent_in_force(recording: RecordingRecord, today: date | None = None) -> str:
+    """The consent level that applies today: a restricted or closed recording is open from its release date."""
+    released = recording.release_on and (today or date.today()).isoformat() >= recording.release_on
+    return "open" if recording.consent != "open" and released else recording.consent
+
+
+def consent_label(recording: RecordingRecord) -> str:
+    """The consent as agreed, with the day a restriction ends: "closed until 2040-01-01"."""
+    until = f" until {recording.release_on}" if recording.release_on and recording.consent != "open" else ""
+    return recording.consent + until
+
+
+def has_role(role: str, least: str) -> bool:
+    """Whether `role` is `least` or above it. An unknown role is a bug: ValueError."""
+    return ROLES.index(role) >= ROLES.index(least)
+
+
+def may_change(user: UserRecord, change: str) -> bool:
+    return has_role(user.role, CHANGES[change])
+
+
+def check_change(user: UserRecord, *changes: str) -> None:
+    """ForbiddenError unless the user may make every one of these changes."""
+    for change in changes:
+        if not may_change(user, change):
+            raise ForbiddenError(f"changing {change} needs the {CHANGES[change]} role (yours is {user.role})")
+
+
+def hides_closed(user: UserRecord) -> bool:
+    """Whether closed recordings are hidden from the user (`SearchFilters.hide_closed`)."""
+    return not has_role(user.role, SEES_CLOSED)
+
+
+def may_see(user: UserRecord, recording: RecordingRecord, today: date | None = None) -> bool:
+    return not hides_closed(user) or consent_in_force(recording, today) != "closed"
+
+
+def check_see(user: UserRecord, recording: RecordingRecord) -> RecordingRecord:
+    """The recording, if the user may see it; NotFoundError, in the words used for a recording that does
+    not exist, if not."""
+    if not may_see(user, recording):
+        raise NotFoundError(f"no recording with id {recording.id}")
+    return recording
+
+
+def visible(user: UserRecord, recordings: Iterable[RecordingRecord]) -> list[RecordingRecord]:
+    """The recordings the user may see."""
+    return [recording for recording in recordings if may_see(user, recording)]
+
+
+def check_export_closed(user: UserRecord | None, name: str) -> None:
+    """ForbiddenError unless `name` is an account that may export closed recordings (None: no such account)."""
+    refused = f"only a {EXPORTS_CLOSED} may export closed recordings: {name}"
+    if user is None:
+        raise ForbiddenError(f"{refused} is not a user (ohp user add)")
+    if not has_role(user.role, EXPORTS_CLOSED):
+        raise ForbiddenError(f"{refused} has the {user.role} role")
+
+
+def exported(recording: RecordingRecord, include_closed: bool, today: date | None = None) -> bool:
+    """Whether an export writes the recording: not a closed one, unless asked for (`check_export_closed`
+    says who may ask)."""
+    return include_closed or consent_in_force(recording, today) != "closed"
+
+
+def writes_transcript_files(recording: RecordingRecord, today: date | None = None) -> bool:
+    """Whether `ohp run` writes the recording's transcript files: not of a closed one."""
+    return exported(recording, include_closed=False, today=today)

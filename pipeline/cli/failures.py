@@ -1,0 +1,43 @@
+"""How `ohp` says what went wrong, in one place for every command.
+
+ohp's own errors (pipeline.errors: not found, invalid input, conflict, forbidden) are a red message
+and exit code 2. Anything else is a bug: a short message that points to the log, where its traceback is,
+and exit code 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
+
+from pipeline.errors import OhpError
+
+log = logging.getLogger(__name__)
+stderr = Console(stderr=True)
+
+
+def report_error(message: str) -> None:
+    # As Text, not markup: a message may hold "[NAME]". Not wrapped: a path in it stays whole.
+    stderr.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
+
+
+class ReportingGroup(TyperGroup):
+    """The `ohp` command group: runs the command asked for and reports what it raises."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # the command line's own: an exit code a command chose, a usage error
+        except OhpError as e:
+            report_error(str(e))
+            raise typer.Exit(2) from None
+        except Exception as e:
+            log.exception("ohp %s failed", ctx.invoked_subcommand or "")
+            report_error(f"ohp failed unexpectedly ({type(e).__name__}: {e}); see the log for its traceback")
+            raise typer.Exit(1) from None
