@@ -59,10 +59,12 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from pipeline.batch import import_file  # noqa: E402
+from pipeline.formats.readers import guess_language  # noqa: E402
 from pipeline.stages.codebook import load_codebook  # noqa: E402
 from pipeline.records import SearchFilters, ThemeSuggestion  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 from pipeline.search.textindex import parse_query  # noqa: E402
+from pipeline.utils import HAN  # noqa: E402
 
 # What researchers type (issue 4): theme words first; only those found in the data are used.
 THEME_WORDS_ZH = [
@@ -101,7 +103,7 @@ def _sentences(text_: str) -> list[str]:
 
 
 def _language(text_: str) -> str:
-    return "zh" if len(re.findall(r"[\u4e00-\u9fff]", text_)) > len(re.findall(r"[A-Za-z]+", text_)) else "en"
+    return "zh" if guess_language(text_) == "zh" else "en"
 
 
 def source_sentences() -> dict[str, list[str]]:
@@ -247,7 +249,7 @@ def _words(recordings: list[Recording], themes: dict[str, list[ThemeSuggestion]]
             for part in parts:
                 if part not in cut_cache:
                     if rec.language == "zh":  # in simplified script: search folds 這個 into 这个
-                        cut_cache[part] = [to_simplified(w) for w in jieba.lcut(part) if re.fullmatch(r"[\u4e00-\u9fff]{1,4}", w)]
+                        cut_cache[part] = [to_simplified(w) for w in jieba.lcut(part) if re.fullmatch(f"[{HAN}]{{1,4}}", w)]
                     else:
                         cut_cache[part] = [w.lower() for w in re.findall(r"[A-Za-z]+", part)]
                 words.update(cut_cache[part])

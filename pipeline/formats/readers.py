@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 
 from pipeline.records import CONSENT_LEVELS, SPEAKER_ROLES, Segment, Word
-from pipeline.utils import join_texts
+from pipeline.utils import HAN_CHAR, HANGUL_CHAR, KANA_CHAR, join_texts
 
 MAX_BYTES = 50 * 1024 * 1024
 FORMATS = ("json", "srt", "vtt", "txt")
@@ -105,16 +105,13 @@ def _detect(path: Path, text: str) -> str:
 
 # -------------------------------------------------------------------------------------- languages
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HANGUL = re.compile(r"[\uac00-\ud7af]")
 _LATIN_WORD = re.compile(r"[^\W\d_]+", re.ASCII)
 
 
 def guess_language(text: str) -> str | None:
     """zh, ja or ko (by script) when there are more CJK characters than Latin words (a character says
     about as much as a word), else en; None without either."""
-    han, kana, hangul, latin = (len(r.findall(text)) for r in (_HAN, _KANA, _HANGUL, _LATIN_WORD))
+    han, kana, hangul, latin = (len(r.findall(text)) for r in (HAN_CHAR, KANA_CHAR, HANGUL_CHAR, _LATIN_WORD))
     if han + kana + hangul == 0:
         return "en" if latin else None
     if han + kana + hangul <= latin:

@@ -31,18 +31,15 @@ from functools import lru_cache
 import snowballstemmer
 
 from pipeline.script import convert_pieces, to_simplified
+from pipeline.utils import CJK_LETTERS, merge_spans
 
 MAX_TERM = 64  # characters: longer words are cut (PostgreSQL drops lexemes over 2 kB, FTS5 does not)
 MIN_PREFIX = 2  # characters before a * (a one-letter prefix would match half the index)
 CJK_CONTEXT_CHARS = 2  # characters of CJK text that count as one word of snippet context
 
-_CJK = (
-    "\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-    "\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
-)
 # A CJK run (runs split only by spaces are one: Chinese has no spaces, and transcripts sprinkle them),
 # or a word of letters and digits with inner apostrophes (don't, children's).
-_TOKEN = re.compile(rf"(?P<cjk>[{_CJK}]+(?:\s+[{_CJK}]+)*)|(?P<word>[^\W_{_CJK}]+(?:['’][^\W_{_CJK}]+)*)")
+_TOKEN = re.compile(rf"(?P<cjk>[{CJK_LETTERS}]+(?:\s+[{CJK_LETTERS}]+)*)|(?P<word>[^\W_{CJK_LETTERS}]+(?:['’][^\W_{CJK_LETTERS}]+)*)")
 _SPACE = re.compile(r"\s+")
 _ASCII_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")  # _TOKEN's words in folded (lower-case) ASCII text
 _APOSTROPHE = re.compile("['’]")
@@ -460,20 +457,14 @@ def _found(tokens: list[tuple[str, int, int]], wanted: list[Term | Phrase]) -> l
                 if terms[-1].prefix and _is_cjk(terms[-1].text):  # 钱* in 钱包: only 钱
                     end = last_start + 1
                 spans.append((tokens[i][1], end))
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
+    return merge_spans(spans)
 
 
 def _units(text: str) -> list[tuple[int, int, float]]:
     """The text's words and CJK characters with their weight in words of context."""
     return [
         (m.start(), m.end(), 1 / CJK_CONTEXT_CHARS if m.group("cjk") else 1.0)
-        for m in re.finditer(rf"(?P<cjk>[{_CJK}])|[^\s{_CJK}]+", text)
+        for m in re.finditer(rf"(?P<cjk>[{CJK_LETTERS}])|[^\s{CJK_LETTERS}]+", text)
     ]
 
 

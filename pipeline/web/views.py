@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline.stages.codebook import Codebook
-from pipeline.utils import clock
+from pipeline.utils import clock, merge_spans
 from pipeline.records import ANNOTATION_STATUSES, AnnotationRecord, RecordingRecord, SearchFilters
 from pipeline.store import Store, UserRecord
 from pipeline.search.textindex import highlight, parse_query
@@ -24,14 +24,8 @@ class Piece:
 
 def pieces(text: str, spans: list[tuple[int, int]]) -> list[Piece]:
     """The text cut at the edges of the spans (overlapping spans merge)."""
-    merged: list[list[int]] = []
-    for start, end in sorted((max(a, 0), min(b, len(text))) for a, b in spans if b > a):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
     out, at = [], 0
-    for start, end in merged:
+    for start, end in merge_spans((max(a, 0), min(b, len(text))) for a, b in spans if b > a):
         out += [Piece(text[at:start], False)] if start > at else []
         out.append(Piece(text[start:end], True))
         at = end
