@@ -19,6 +19,7 @@ import numpy as np
 from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
 from pipeline.script import CHINESE_LANGUAGES
+from pipeline.utils import overlap
 
 
 @dataclass(frozen=True)
@@ -281,8 +282,9 @@ UNSPACED_LANGUAGES = CHINESE_LANGUAGES | {"ja", "th", "lo", "km", "my", "bo"}
 def _overlaps(start: float, end: float, turns: list[SpeakerTurn]) -> Counter[str]:
     found: Counter[str] = Counter()
     for turn in turns:
-        if turn.start < end and start < turn.end:
-            found[turn.speaker] += min(end, turn.end) - max(start, turn.start)
+        shared = overlap(start, end, turn.start, turn.end)
+        if shared > 0:
+            found[turn.speaker] += shared
     return found
 
 
@@ -342,12 +344,6 @@ def split_segment(segment: Segment, turns: list[SpeakerTurn]) -> list[Segment]:
     parts = [_part(segment, words, speaker, original) for (speaker, words), original in zip(runs, originals)]
     parts[0].id, parts[0].start, parts[-1].end = segment.id, segment.start, segment.end
     return parts
-
-
-def assign_speakers(segments: list[Segment], turns: list[SpeakerTurn]) -> list[Segment]:
-    """Every segment with a speaker; a segment whose words fall in different speakers' turns is split
-    where the speaker changes. Segments without words take the speaker who overlaps them most."""
-    return [part for segment in segments for part in split_segment(segment, turns)]
 
 
 # --- roles --------------------------------------------------------------------------------------------
