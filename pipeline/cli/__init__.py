@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,13 +19,14 @@ from rich.text import Text
 from pipeline.batch import CODINGS_READERS, MAX_SPEAKERS, FileResult, RunOptions, SpeakerOptions, import_codings, import_file, run_batch, tag_recording
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
 from pipeline.stages.codebook import DEFAULT_CODEBOOK, Codebook, CodebookError, load_codebook, validate_codebook
-from pipeline.stages.engines import DEFAULT_ENGINE
+from pipeline.stages.engines import DEFAULT_ENGINE, EngineName
 from pipeline.utils import clock
-from pipeline.formats.export import DEFAULT_FORMATS, FORMATS, PROJECT_WRITERS, export_recordings, write_redaction_report
+from pipeline.formats.export import DEFAULT_FORMATS, FORMATS, PROJECT_WRITERS, ExportFormat, export_recordings, write_redaction_report
 from pipeline.formats.redact import DEFAULT_LIST, Redactor, load_list
-from pipeline.store import ConflictError, Store, StoreError
+from pipeline.store import ROLES, ConflictError, Store, StoreError
 from pipeline.formats.readers import TranscriptFormatError
-from pipeline.records import SPEAKER_ROLES, RecordingRecord, SearchFilters
+from pipeline.records import ANNOTATION_STATUSES, NOT_REJECTED, AnnotationStatus, Consent, RecordingRecord, SearchFilters, SpeakerRole
+from pipeline.script import Script
 from pipeline.stages.tag import pipeline_language, tag_text
 from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
 from pipeline.stages.transcribe import TranscribeOptions
@@ -37,20 +38,6 @@ warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
 app = typer.Typer(help="ohp: oral-history interviews in, searchable timed transcripts out.", no_args_is_help=True, add_completion=False)
 console = Console()
 errors = Console(stderr=True)
-
-
-class EngineName(str, Enum):
-    faster_whisper = "faster-whisper"
-    openai_whisper = "openai-whisper"
-
-
-class ScriptPolicy(str, Enum):
-    simplified = "simplified"
-    traditional = "traditional"
-    original = "original"
-
-
-Format = Enum("Format", {name: name for name in FORMATS}, type=str)  # the export module's formats
 
 
 CodebookOption = Annotated[
@@ -193,11 +180,11 @@ def run(
     paths: Annotated[list[Path], typer.Argument(help="Audio files and folders (searched recursively)", readable=False)],
     db: DbOption = None,
     out: Annotated[Path, typer.Option(help="Folder for transcript files")] = Path("transcripts"),
-    engine: Annotated[EngineName, typer.Option(help="Recogniser")] = EngineName(DEFAULT_ENGINE),
+    engine: Annotated[EngineName, typer.Option(help="Recogniser")] = DEFAULT_ENGINE,
     model: Annotated[str, typer.Option(help="Whisper model: base (offline), another name, or a local path")] = "base",
     language: Annotated[Optional[str], typer.Option(help="Force a language (zh, en, ...); detected per recording if not given")] = None,
-    script: Annotated[ScriptPolicy, typer.Option(help="Chinese script of the text (the original is kept beside it)")] = ScriptPolicy.simplified,
-    formats: Annotated[list[Format], typer.Option("--format", help="Transcript files to write (repeat for several)")] = [Format(f) for f in DEFAULT_FORMATS],
+    script: Annotated[Script, typer.Option(help="Chinese script of the text (the original is kept beside it)")] = Script.SIMPLIFIED,
+    formats: Annotated[list[ExportFormat], typer.Option("--format", help="Transcript files to write (repeat for several)")] = [ExportFormat(f) for f in DEFAULT_FORMATS],
     force: Annotated[bool, typer.Option(help="Redo recordings already done with the same settings")] = False,
     speakers: Annotated[Optional[SpeakerOptions], typer.Option(help=f"Speakers per recording: auto (estimated, at most {MAX_SPEAKERS}), a number, or off", parser=_speakers_option, metavar="auto|N|off")] = "auto",
     tag: Annotated[bool, typer.Option(help="Tag themes from the codebook after transcribing")] = True,
@@ -247,12 +234,6 @@ def status(db: DbOption = None) -> None:
     console.print(table)
 
 
-class Consent(str, Enum):
-    open = "open"
-    restricted = "restricted"
-    closed = "closed"
-
-
 @app.command()
 def describe(
     recordings: Annotated[Optional[list[str]], typer.Argument(help="Recording ids, hash prefixes, paths or names; all if none")] = None,
@@ -288,7 +269,7 @@ def describe(
 def export(
     recordings: Annotated[Optional[list[str]], typer.Argument(help="Recording ids, hash prefixes, paths or names")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every recording (the default when none is named)")] = False,
-    formats: Annotated[list[Format], typer.Option("--format", help=f"Formats to write (repeat for several): {', '.join(FORMATS)}")] = [Format.json],
+    formats: Annotated[list[ExportFormat], typer.Option("--format", help=f"Formats to write (repeat for several): {', '.join(FORMATS)}")] = [ExportFormat.json],
     out: Annotated[Path, typer.Option(help="Folder for the files")] = Path("transcripts"),
     include_restricted: Annotated[bool, typer.Option(help="Export closed recordings too (researchers only: give --user)")] = False,
     redact: Annotated[Optional[str], typer.Option(help="Replace names and/or places with [NAME]/[PLACE]: names, places or names,places", metavar="KINDS")] = None,
@@ -409,7 +390,7 @@ def themes(db: DbOption = None) -> None:
     for column, justify in (("recording", "left"), ("theme", "left"), ("suggested", "right"), ("accepted", "right"), ("rejected", "right")):
         table.add_column(column, justify=justify)
     for _, path, theme, counts in rows:
-        table.add_row(Path(path).name, theme, *(str(counts[k]) for k in ("suggested", "accepted", "rejected")))
+        table.add_row(Path(path).name, theme, *(str(counts[k]) for k in ANNOTATION_STATUSES))
     console.print(table)
 
 
@@ -479,16 +460,11 @@ def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
     console.print(f"added {theme}")
 
 
-class Status(str, Enum):
-    suggested = "suggested"
-    accepted = "accepted"
-
-
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help='Words, "phrases", AND / OR / NOT, prefix*')],
     theme: Annotated[Optional[str], typer.Option(help="Only segments with this theme (or one nested in it)")] = None,
-    status: Annotated[list[Status], typer.Option(help="Theme status that counts for --theme (repeatable)")] = [Status.suggested, Status.accepted],
+    status: Annotated[list[AnnotationStatus], typer.Option(help="Theme status that counts for --theme (repeatable)")] = list(NOT_REJECTED),
     speaker: Annotated[Optional[str], typer.Option(help="Only this speaker: a label (S1), a name, or a role (interviewee)")] = None,
     recording: Annotated[Optional[str], typer.Option(help="Only this recording (id, hash prefix, path, name or stem)")] = None,
     language: Annotated[Optional[str], typer.Option(help="Only segments in this language")] = None,
@@ -595,10 +571,7 @@ user_app = typer.Typer(help="Accounts of the web app.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 
 
-class Role(str, Enum):
-    viewer = "viewer"
-    annotator = "annotator"
-    researcher = "researcher"
+Role = StrEnum("Role", {role: role for role in ROLES})  # the store's user roles, as choices
 
 
 @user_app.command("add")
@@ -644,9 +617,6 @@ def serve(
 
 speakers_app = typer.Typer(help="Who speaks: enrolled voices, speaker names and roles.", no_args_is_help=True)
 app.add_typer(speakers_app, name="speakers")
-
-
-SpeakerRole = Enum("SpeakerRole", {role: role for role in SPEAKER_ROLES}, type=str)
 
 
 @speakers_app.command("enroll")

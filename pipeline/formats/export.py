@@ -19,6 +19,7 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from pipeline.stages.codebook import Codebook
@@ -133,6 +134,7 @@ PROJECT_WRITERS: dict[str, tuple[Callable[[list[RecordingExport], Codebook | Non
     "qdpx": (to_qdpx, "ohp-project.qdpx"),
 }
 FORMATS = (*WRITERS, *PROJECT_WRITERS)
+ExportFormat = StrEnum("ExportFormat", {name: name for name in FORMATS})  # for choices (the CLI's --format)
 
 
 def export_path(out_dir: Path, stem: str, fmt: str) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cache
 from typing import Protocol
 
@@ -15,8 +16,15 @@ import numpy as np
 
 from pipeline.records import Segment, Word
 
-ENGINES = ("faster-whisper", "openai-whisper")
-DEFAULT_ENGINE = "faster-whisper"  # 4-5x faster than openai-whisper on CPU at the same accuracy: bench/RESULTS.md
+
+class EngineName(StrEnum):
+    FASTER_WHISPER = "faster-whisper"
+    OPENAI_WHISPER = "openai-whisper"
+
+
+ENGINES = tuple(EngineName)
+# 4-5x faster than openai-whisper on CPU at the same accuracy: bench/RESULTS.md
+DEFAULT_ENGINE = EngineName.FASTER_WHISPER
 SEED = 1234  # sampling at temperature > 0 is seeded per chunk, so a re-run gives the same text
 
 
@@ -57,7 +65,7 @@ def _segment(start, end, text, language, words, avg_logprob, no_speech_prob, com
 
 
 class FasterWhisperEngine:
-    name = "faster-whisper"
+    name = EngineName.FASTER_WHISPER
 
     def __init__(self, model: str = "base", compute_type: str = "int8") -> None:
         import ctranslate2
@@ -101,7 +109,7 @@ class FasterWhisperEngine:
 
 
 class OpenAIWhisperEngine:
-    name = "openai-whisper"
+    name = EngineName.OPENAI_WHISPER
 
     def __init__(self, model: str = "base") -> None:
         import torch
@@ -149,8 +157,8 @@ class OpenAIWhisperEngine:
 @cache
 def load_engine(name: str, model: str = "base") -> Engine:
     """One loaded model per (engine, model) in a process: loading takes seconds, decoding reuses it."""
-    if name == "faster-whisper":
+    if name == EngineName.FASTER_WHISPER:
         return FasterWhisperEngine(model)
-    if name == "openai-whisper":
+    if name == EngineName.OPENAI_WHISPER:
         return OpenAIWhisperEngine(model)
     raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS, NOT_REJECTED, AnnotationStatus
 from pipeline.store import Store, UserRecord
 
 from . import views
@@ -54,7 +55,7 @@ class NewAnnotation(BaseModel):
 
 
 class Decision(BaseModel):
-    status: str = Field(description="suggested, accepted or rejected")
+    status: str = Field(description=" or ".join(ANNOTATION_STATUSES))
     version: int | None = Field(default=None, description="the annotation version decided on")
 
 
@@ -68,7 +69,7 @@ class Metadata(BaseModel):
     interviewee: str | None = None
     place: str | None = None
     recorded_on: str | None = Field(default=None, description="YYYY-MM-DD")
-    consent: str | None = Field(default=None, description="open, restricted or closed")
+    consent: str | None = Field(default=None, description=" or ".join(CONSENT_LEVELS))
     release_on: str | None = Field(default=None, description="YYYY-MM-DD: the day a restricted or closed recording opens")
 
 
@@ -127,7 +128,7 @@ async def decide(request: Request, annotation_id: int, decision: Decision, user:
 @router.get("/search", summary="Full-text search, with the filters of `ohp search`")
 async def search(
     request: Request, user: Viewer, q: str, theme: str | None = None,
-    status: Annotated[list[str], Query()] = ["suggested", "accepted"], speaker: str | None = None,
+    status: Annotated[list[AnnotationStatus], Query()] = list(NOT_REJECTED), speaker: str | None = None,
     recording: int | None = None, language: str | None = None, interviewee: str | None = None,
     place: str | None = None, date_from: Annotated[str | None, Query(alias="from")] = None,
     date_to: Annotated[str | None, Query(alias="to")] = None, limit: Annotated[int, Query(ge=1, le=1000)] = 20,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipeline.stages.codebook import Codebook
 from pipeline.utils import clock, merge_spans
-from pipeline.records import ANNOTATION_STATUSES, AnnotationRecord, RecordingRecord, SearchFilters
+from pipeline.records import ANNOTATION_STATUSES, NOT_REJECTED, AnnotationRecord, AnnotationStatus, RecordingRecord, SearchFilters
 from pipeline.store import Store, UserRecord
 from pipeline.search.textindex import highlight, parse_query
 
@@ -35,9 +35,8 @@ def pieces(text: str, spans: list[tuple[int, int]]) -> list[Piece]:
 def recording_summary(recording: RecordingRecord, stages: dict[str, str], statuses: dict[str, int]) -> dict:
     return {
         **asdict(recording), "name": Path(recording.path).name, "stages": stages, "access": recording.access(),
-        "suggested": statuses.get("suggested", 0), "accepted": statuses.get("accepted", 0),
-        "rejected": statuses.get("rejected", 0),
-    }  # fmt: skip
+        **{status.value: statuses.get(status, 0) for status in AnnotationStatus},
+    }
 
 
 def sees_closed(user: UserRecord) -> bool:
@@ -139,7 +138,7 @@ class SearchParams:
 
     q: str
     theme: str | None = None
-    status: tuple[str, ...] = ("suggested", "accepted")
+    status: tuple[str, ...] = NOT_REJECTED
     speaker: str | None = None
     recording: int | None = None
     language: str | None = None
