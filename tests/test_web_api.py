@@ -3,15 +3,16 @@ escaping, search, history and revert. On SQLite, and on PostgreSQL when OHP_TEST
 
 from __future__ import annotations
 
+import asyncio
 import re
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
-from pipeline.web import create_app
+from pipeline.web import auth, create_app
 
 TEXTS = ["Where are your children now?", "They stay with my parents back home.", "The wages were <script>alert(1)</script> paid by the piece."]
 PASSWORD = "correct horse battery"
@@ -73,15 +74,18 @@ def test_openapi_lists_the_api(app):
         assert path in paths
 
 
-def test_wrong_passwords_are_refused_and_slowed_down(app):
+def test_wrong_passwords_are_refused_and_slowed_down(app, monkeypatch):
     client, token = client_for(app)
-    times = []
+    waits = []
+
+    async def sleep(seconds: float) -> None:  # the waits the login asks for, counted, not sat out
+        waits.append(seconds)
+
+    monkeypatch.setattr(auth, "asyncio", SimpleNamespace(sleep=sleep, to_thread=asyncio.to_thread))
     for _ in range(3):
-        started = time.monotonic()
         response = client.post("/login", data={"name": "ann", "password": "wrong", "csrf_token": token})
-        times.append(time.monotonic() - started)
         assert response.status_code == 401 and "wrong name or password" in response.text
-    assert times[2] - times[0] >= 0.4  # 0, then 0.25 s, then 0.5 s of waiting
+    assert waits == [0.0, 0.25, 0.5]  # each wrong password doubles the next one's wait
     assert client.get("/api/recordings").status_code == 401
 
 

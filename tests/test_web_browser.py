@@ -1,6 +1,6 @@
 """The web app in a real headless Chromium (Debian's, driven by Playwright) against a real server:
 log in, play from a segment and follow the highlight, review, add a theme from a selection, correct
-text and find it, and a conflict between two people. Screenshots go to tests/screenshots/.
+text and find it, and a conflict between two people. Screenshots go to tests/screenshots/ (git ignores it).
 
 Skips without /usr/bin/chromium or Playwright, unless OHP_REQUIRE_BROWSER=1 (then it fails)."""
 
@@ -54,6 +54,7 @@ def _playwright():
 def site(tmp_path_factory):
     """A seeded database and a real uvicorn server on a free loopback port; yields (base URL, store, recording id)."""
     sync_playwright = _playwright()
+    SHOTS.mkdir(exist_ok=True)
     folder = tmp_path_factory.mktemp("web")
     audio = folder / "interview.wav"
     shutil.copy(corpus_path(AUDIO), audio)
