@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from pathlib import Path
 
+import argon2
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
@@ -28,6 +30,17 @@ def corpus_path(relative: str, folder: Path = CORPUS) -> Path:
     if os.environ.get("OHP_REQUIRE_CORPUS") == "1":
         pytest.fail(message + " (OHP_REQUIRE_CORPUS=1)")
     pytest.skip(message)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashes():
+    """Passwords hashed with argon2's cheapest parameters (argon2.profiles.CHEAPEST, made for tests): the
+    web tests add and check passwords by the dozen, and the default parameters cost most of a second each.
+    A hash carries its parameters, so checking works the same."""
+    with pytest.MonkeyPatch.context() as patch:
+        cheapest = functools.partial(argon2.PasswordHasher.from_parameters, argon2.profiles.CHEAPEST)
+        patch.setattr(argon2, "PasswordHasher", cheapest)
+        yield
 
 
 @pytest.fixture(
