@@ -304,7 +304,9 @@ class RecordingExport:
 
     def themes(self, segment: Segment) -> list[AnnotationRecord]:
         """The segment's themes that nobody rejected."""
-        return [a for a in self.annotations.get(segment.id, []) if a.status != "rejected"]
+        if segment.id is None:
+            return []
+        return [a for a in self.annotations.get(segment.id, []) if a.status != AnnotationStatus.REJECTED]
 
     def theme_label(self, theme: str, language: str = "en") -> str:
         """A theme as people read it: its codebook label in the language (English, else any), else its id."""

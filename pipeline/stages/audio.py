@@ -171,7 +171,7 @@ def probe(path: Path | str) -> AudioInfo:
 def _read_into(stream, samples: np.ndarray, filled: int) -> int:
     """Read ffmpeg's output into samples from byte `filled` on; the views are released on return,
     so the array can be resized (no other reference to it exists)."""
-    with memoryview(samples) as whole, whole.cast("B") as view, view[filled : filled + _READ_BLOCK] as block:
+    with samples.data as whole, whole.cast("B") as view, view[filled : filled + _READ_BLOCK] as block:
         return stream.readinto(block)
 
 

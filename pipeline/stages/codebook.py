@@ -99,7 +99,7 @@ class CodebookError(ValueError):
 def load_codebook(path: Path | str = DEFAULT_CODEBOOK) -> Codebook:
     """The codebook in a file; CodebookError lists every problem when it has any."""
     codebook, problems = parse_codebook(Path(path).read_text(encoding="utf-8"))
-    if problems:
+    if problems or codebook is None:
         raise CodebookError(Path(path), problems)
     return codebook
 

@@ -39,7 +39,9 @@ class DecodeOptions:
 
 
 class Engine(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
+
     model: str
 
     def language_probabilities(self, samples: np.ndarray) -> dict[str, float]: ...

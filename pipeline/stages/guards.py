@@ -79,8 +79,8 @@ def _drop_spans(segment: Segment, spans: list[tuple[int, int]]) -> Segment | Non
     """The segment without the given character spans of its text (and the words inside them)."""
     text = segment.text
     keep = [True] * len(text)
-    for start, end in spans:
-        keep[start:end] = [False] * (end - start)
+    for span_start, span_end in spans:
+        keep[span_start:span_end] = [False] * (span_end - span_start)
     words, cursor = [], 0
     for word in segment.words:
         token = word.text.strip()

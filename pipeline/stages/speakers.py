@@ -159,7 +159,7 @@ def _split(points: np.ndarray, max_k: int, options: DiarizeOptions) -> list[np.n
     parts = _spectral(points, None, max_k, options)
     if len(parts) == 1:
         return parts
-    found = []
+    found: list[np.ndarray] = []
     for part in parts:
         inner = _split(points[part], max_k, options) if len(part) >= options.min_split else [np.arange(len(part))]
         found.extend(part[i] for i in inner)
@@ -279,8 +279,8 @@ def diarize(
 UNSPACED_LANGUAGES = CHINESE_LANGUAGES | {"ja", "th", "lo", "km", "my", "bo"}
 
 
-def _overlaps(start: float, end: float, turns: list[SpeakerTurn]) -> Counter[str]:
-    found: Counter[str] = Counter()
+def _overlaps(start: float, end: float, turns: list[SpeakerTurn]) -> dict[str, float]:
+    found: defaultdict[str, float] = defaultdict(float)
     for turn in turns:
         shared = overlap(start, end, turn.start, turn.end)
         if shared > 0:
@@ -294,7 +294,7 @@ def speaker_at(start: float, end: float, turns: list[SpeakerTurn]) -> str | None
         return None
     found = _overlaps(start, end, turns)
     if found:
-        return found.most_common(1)[0][0]
+        return max(found, key=found.__getitem__)
     return min(turns, key=lambda t: max(t.start - end, start - t.end)).speaker
 
 
@@ -372,7 +372,7 @@ def label_roles(segments: list[Segment], turns: list[SpeakerTurn]) -> dict[str, 
     weighted by the share of their sentences that are not questions. The interviewer asks: of the
     others, the one with the largest share of questions among their sentences (then shorter turns,
     then more time). Anyone else is "other" unless questions are most of what they say."""
-    time: Counter[str] = Counter()
+    time: defaultdict[str, float] = defaultdict(float)
     count: Counter[str] = Counter()
     for turn in turns:
         time[turn.speaker] += turn.end - turn.start
@@ -450,7 +450,7 @@ def match_profiles(
         return {}
     names = list(profiles)
     matrix = _normalise(np.stack([profiles[n] for n in names]))
-    candidates = []
+    candidates: list[tuple[float, str, str]] = []
     for speaker, voice in speaker_embeddings(samples, turns).items():
         similarities = matrix @ voice
         candidates.extend((float(s), speaker, name) for s, name in zip(similarities, names) if s > threshold)

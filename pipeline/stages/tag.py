@@ -148,7 +148,7 @@ def _patterns(codebook: Codebook, language: str) -> list[dict]:
             for p in group:
                 if p.language == language:
                     entry = {"theme": theme.id, "weight": p.weight, "exclude": exclude}
-                    entry.update({"term": p.term} if p.term else {"tokens": list(p.tokens)})
+                    entry.update({"term": p.term} if p.term else {"tokens": list(p.tokens or ())})
                     patterns.append(entry)
     return patterns
 
@@ -178,11 +178,10 @@ _PIPELINES: dict[str, tuple[str, Language]] = {}  # by language: the codebook ve
 def pipeline(language: str, codebook: Codebook) -> Language:
     """The pipeline for "zh" or "en" and a codebook, built on first use (the English model takes a second
     to load) and rebuilt when the codebook changes."""
-    version, nlp = _PIPELINES.get(language, (None, None))
-    if version != codebook.version:
-        nlp = _build(language, codebook)
-        _PIPELINES[language] = (codebook.version, nlp)
-    return nlp
+    built = _PIPELINES.get(language)
+    if built is None or built[0] != codebook.version:
+        built = _PIPELINES[language] = (codebook.version, _build(language, codebook))
+    return built[1]
 
 
 def _simplified(text: str) -> tuple[str, list[int]]:
@@ -230,9 +229,9 @@ def _chinese_entities(text: str) -> list[tuple[str, int, int]]:
                 found.append((label, match.start(group), match.end(group)))
     position = 0
     for word, flag in jieba.posseg.cut(text):
-        label = _POS_LABELS.get(flag[:2])
-        if label and len(word) > 1 and word not in _NOT_NAMES:
-            found.append((label, position, position + len(word)))
+        pos_label = _POS_LABELS.get(flag[:2])
+        if pos_label and len(word) > 1 and word not in _NOT_NAMES:
+            found.append((pos_label, position, position + len(word)))
         position += len(word)
     # Longest first, then in order; an entity overlapping one already kept is dropped.
     kept: list[tuple[str, int, int]] = []
@@ -280,6 +279,7 @@ def _find(texts: list[str], languages: list[str], codebook: Codebook) -> list[_F
         indices = [i for i, code in enumerate(languages) if pipeline_language(code) == language]
         if not indices:
             continue
+        converted: list[tuple[str, list[int] | None]]
         if language == "zh":
             converted = [_simplified(texts[i]) for i in indices]
         else:

@@ -146,6 +146,7 @@ def transcribe(
         language, probability = None, 0.0
     segments: list[Segment] = []
     for index, chunk in enumerate(chunks):
+        assert language is not None  # given, or detected from the chunks
         result = done.get(index) or transcribe_chunk(engine, samples, chunk, language, options)
         if on_chunk:
             on_chunk(index, result)
