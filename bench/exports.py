@@ -326,9 +326,9 @@ def measure(f, runs: int) -> tuple[float, int, int]:
 
 
 def speed_report(lines: list[Line] | None, runs: int, recordings: int) -> None:
-    from pipeline.stages.codebook import load_codebook
     from pipeline.formats.export import PROJECT_WRITERS, WRITERS
     from pipeline.formats.redact import Redactor
+    from pipeline.stages.codebook import load_codebook
 
     codebook = load_codebook()
     if lines is None:

@@ -60,10 +60,10 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from pipeline.batch import import_file  # noqa: E402
 from pipeline.formats.readers import guess_language  # noqa: E402
-from pipeline.stages.codebook import load_codebook  # noqa: E402
 from pipeline.records import SearchFilters, ThemeSuggestion  # noqa: E402
-from pipeline.store import Store  # noqa: E402
 from pipeline.search.textindex import parse_query  # noqa: E402
+from pipeline.stages.codebook import load_codebook  # noqa: E402
+from pipeline.store import Store  # noqa: E402
 from pipeline.utils import HAN  # noqa: E402
 
 # What researchers type (issue 4): theme words first; only those found in the data are used.
@@ -588,7 +588,7 @@ def main() -> None:
     counts = Counter(q.category for q in qs)
     print()
     print(f"# bench/search.py, {datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
-    print(f"# queries: " + ", ".join(f"{n} {c}" for c, n in counts.items()) + ", each without and with a theme filter; e.g. "
+    print("# queries: " + ", ".join(f"{n} {c}" for c, n in counts.items()) + ", each without and with a theme filter; e.g. "
           + ", ".join(q.text for q in qs[:: max(1, len(qs) // 16)]))
     print(report(results))
     if args.json:

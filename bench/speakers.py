@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpus"
 OUT = REPO / "bench" / "out"
 
-from pipeline.stages.audio import SAMPLE_RATE, decode, probe  # noqa: E402
 from pipeline.records import SpeakerTurn, SpeechRegion  # noqa: E402
+from pipeline.stages.audio import SAMPLE_RATE, decode, probe  # noqa: E402
 from pipeline.stages.segment import speech_regions  # noqa: E402
 from pipeline.stages.speakers import DiarizeOptions, diarize, match_profiles, voice_profile  # noqa: E402
 

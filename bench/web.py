@@ -31,8 +31,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript  # noqa: E402
-from pipeline.store import Store  # noqa: E402
+from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
+from pipeline.store import Store
 
 PASSWORD = "bench password"
 WORDS = "wages factory village children school rent train letter harvest festival dormitory shift".split()

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
 
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, ffmpeg_exe, file_sha256, probe
+
+from conftest import REPO
 
 # Left channel 440 Hz, right channel 1000 Hz: mono must hold both (a downmix, not one channel).
 LEFT_HZ, RIGHT_HZ = 440, 1000

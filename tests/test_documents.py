@@ -11,9 +11,9 @@ from docx2python import docx2python
 from docx2python.iterators import iter_paragraphs
 from lxml import etree
 
-from pipeline.stages.codebook import load_codebook
 from pipeline.formats.documents import join_texts, to_docx, to_txt
 from pipeline.records import AnnotationRecord, Entity, RecordingExport, RecordingRecord, Segment, SpeakerRecord
+from pipeline.stages.codebook import load_codebook
 
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 

@@ -12,10 +12,10 @@ import pympi
 import pytest
 from lxml import etree
 
-from pipeline.stages.codebook import load_codebook
 from pipeline.formats.elan import SHA256_PROPERTY, read_eaf, to_eaf
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import AnnotationRecord, Coding, RecordingExport, RecordingRecord, Segment, SpeakerRecord
+from pipeline.stages.codebook import load_codebook
 
 CODEBOOK = load_codebook()
 AUNT = "张阿姨"

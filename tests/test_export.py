@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.formats.readers import read_transcript
-from pipeline.records import RecordingExport
-from pipeline.utils import clock, timestamp
 from pipeline.formats.documents import to_txt
-from pipeline.formats.export import DEFAULT_FORMATS as FORMATS, shared_stems, export_stem, to_json, to_srt, to_vtt, write_exports
-from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
+from pipeline.formats.export import DEFAULT_FORMATS as FORMATS
+from pipeline.formats.export import export_stem, shared_stems, to_json, to_srt, to_vtt, write_exports
+from pipeline.formats.readers import read_transcript
+from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
+from pipeline.utils import clock, timestamp
 
 RECORDING = RecordingRecord(
     id=7,

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from pipeline.batch import tag_recording
 from pipeline.cli import app
-from pipeline.stages.codebook import load_codebook
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript
+from pipeline.stages.codebook import load_codebook
 
 runner = CliRunner()
 TEXTS = [

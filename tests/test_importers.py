@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.formats import readers as importers
-from pipeline.records import RecordingExport
 from pipeline.formats.export import to_json, to_srt, to_txt, to_vtt
 from pipeline.formats.readers import TranscriptFormatError, guess_language, read_transcript
-from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
+from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(
     id=7, sha256="ab" * 32, path="/archive/王秀英 01.wav", size_bytes=1, format="wav", duration=3725.5,

@@ -7,11 +7,12 @@ import unicodedata
 from dataclasses import replace
 
 from lxml import etree
-from test_documents import EXPORT, ODD, RECORDING, SPEAKERS, annotation
 
-from pipeline.stages.codebook import load_codebook
 from pipeline.formats.ohms import to_ohms
 from pipeline.records import Entity, RecordingExport, Segment, SpeakerRecord, Word
+from pipeline.stages.codebook import load_codebook
+
+from test_documents import EXPORT, ODD, RECORDING, SPEAKERS, annotation
 
 NS = {"o": "https://www.weareavp.com/nunncenter/ohms"}
 # The record's elements in the order OHMS's schema (version 5.4) lists them.

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from pipeline.stages.codebook import load_codebook
-from pipeline.formats.readers import TranscriptFormatError
 from pipeline.formats.qdpx import read_qdpx, to_qdpx
+from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, SpeakerRecord
+from pipeline.stages.codebook import load_codebook
 
 from conftest import STANDARDS, corpus_path
 

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from pipeline.formats.export import to_json
-from pipeline.records import AnnotationRecord, Entity, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 from pipeline.formats.redact import Redactor, load_list
+from pipeline.records import AnnotationRecord, Entity, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 
 NAMES = ("张伟", "石门村", "Maria", "Li Hua", "Dongguan")
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.records import AudioInfo, SearchFilters, Segment, SpeakerRecord, ThemeSuggestion, Transcript
-from pipeline.store import Store
 from pipeline.search.textindex import parse_query
+from pipeline.store import Store
 
 ZHANG = [  # (text, original as the recogniser wrote it, speaker)
     ("你们的工资是怎么算的？", "你們的工資是怎麼算的？", "S1"),

@@ -7,11 +7,12 @@ import random
 
 import numpy as np
 import pytest
-from conftest import corpus_path
 
-from pipeline.stages.audio import SAMPLE_RATE, decode, probe
 from pipeline.records import Chunk, SpeechRegion
+from pipeline.stages.audio import SAMPLE_RATE, decode, probe
 from pipeline.stages.segment import VadOptions, extend_by_energy, frame_levels, make_chunks, segment, speech_regions
+
+from conftest import corpus_path
 
 ZH_CLIP = "zh/FireRedTeam_FireRedASR__examples_wav_BAC009S0764W0121.wav"
 EN_CLIP = "en/lhotse-speech_lhotse__test_fixtures_libri_libri-1088-134315-0000.wav"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import corpus_path
 
 from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
 from pipeline.stages.speakers import (
@@ -19,6 +18,8 @@ from pipeline.stages.speakers import (
     split_segment,
     voice_profile,
 )
+
+from conftest import corpus_path
 
 TURNS = [SpeakerTurn(0.0, 2.0, "S1"), SpeakerTurn(2.0, 5.0, "S2"), SpeakerTurn(6.0, 9.0, "S1")]
 

@@ -10,8 +10,8 @@ import pytest
 import srt
 import webvtt
 
-from pipeline.records import RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 from pipeline.formats.subtitles import MIN_DURATION, cues, to_srt, to_vtt
+from pipeline.records import RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(1, "ab" * 32, "/archive/王秀英 01.wav", 1, "wav", 3600.0, "zh")
 

@@ -6,8 +6,8 @@ import pytest
 
 import pipeline.stages.tag
 from bench.themes import load_labelled, predict, scores
-from pipeline.stages.codebook import load_codebook, parse_codebook
 from pipeline.script import convert_pieces
+from pipeline.stages.codebook import load_codebook, parse_codebook
 from pipeline.stages.tag import pipeline_language, tag_segments, tag_text
 
 CODEBOOK = """\

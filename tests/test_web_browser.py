@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from conftest import corpus_path
-from pipeline.stages.audio import probe
 from pipeline.records import Segment, ThemeSuggestion, Transcript
+from pipeline.stages.audio import probe
 from pipeline.store import Store
 from pipeline.web import create_app
+
+from conftest import corpus_path
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 import whisper
-from conftest import corpus_path
 
 from pipeline import weights
+
+from conftest import corpus_path
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_DIMS = dict(

@@ -12,7 +12,7 @@ line per paragraph also keeps a turn whole for searching and copying.
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -76,7 +76,7 @@ def turn_themes(export: RecordingExport, turn: list[Segment]) -> list[Annotation
     for segment in turn:
         for annotation in export.themes(segment):
             current = chosen.get(annotation.theme)
-            if current is None or current.status != "accepted" and annotation.status == "accepted":
+            if current is None or (current.status != "accepted" and annotation.status == "accepted"):
                 chosen[annotation.theme] = annotation
     return list(chosen.values())
 
@@ -144,7 +144,7 @@ def to_docx(export: RecordingExport) -> bytes:
     properties.identifier = recording.sha256
     restriction = access_note(export)
     properties.comments = xml_text(f"Transcript of {Path(recording.path).name}" + (f"; access {restriction}" if restriction else ""))
-    properties.created = properties.modified = datetime.now(timezone.utc)
+    properties.created = properties.modified = datetime.now(UTC)
 
     document.add_heading(xml_text(title(export)), level=0)
     table = document.add_table(rows=0, cols=2)

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from pipeline.stages.codebook import Codebook
 from pipeline.formats.documents import to_docx, to_txt
 from pipeline.formats.elan import to_eaf
 from pipeline.formats.ohms import to_ohms
 from pipeline.formats.qdpx import to_qdpx
+from pipeline.formats.redact import Redaction, Redactor
 from pipeline.formats.subtitles import to_srt, to_vtt
 from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, coder
-from pipeline.formats.redact import Redaction, Redactor
+from pipeline.stages.codebook import Codebook
 from pipeline.utils import clock
 
 DEFAULT_FORMATS = ("json", "srt", "vtt", "txt")

@@ -46,7 +46,7 @@ def _wrap(text: str, width: int = WIDTH) -> list[int]:
     columns = 0
     fit = 0  # the last place the line may break
     for i, char in enumerate(text):
-        if i > starts[-1] and (text[i - 1] == " " != char or CJK.match(char) and char not in NO_LINE_START):
+        if i > starts[-1] and (text[i - 1] == " " != char or (CJK.match(char) and char not in NO_LINE_START)):
             fit = i
         columns += display_width(char)
         if columns > width and char != " ":

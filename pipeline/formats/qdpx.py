@@ -28,14 +28,14 @@ import zipfile
 import zlib
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from lxml import etree
 
-from pipeline.stages.codebook import Codebook
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import AnnotationRecord, Coding, ImportedCodings, RecordingExport, RecordingRecord, Segment, coder
+from pipeline.stages.codebook import Codebook
 from pipeline.utils import clock, spacer, xml_text
 
 NS = "urn:QDA-XML:project:1.0"
@@ -68,8 +68,8 @@ def _when(moment: datetime | str) -> str | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)  # the store keeps UTC
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = moment.replace(tzinfo=UTC)  # the store keeps UTC
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -188,7 +188,7 @@ def to_qdpx(exports: list[RecordingExport], codebook: Codebook | None = None) ->
     ohp = _guid("user", PROJECT_USER)
     project = etree.Element(
         _q("Project"), nsmap={None: NS}, name="ohp interviews", origin=PROJECT_USER, creatingUserGUID=ohp,
-        creationDateTime=_when(datetime.now(timezone.utc)),
+        creationDateTime=_when(datetime.now(UTC)),
     )  # fmt: skip
     users = _sub(project, "Users")
     for name in sorted({coder(a) for a in accepted} | {PROJECT_USER}):

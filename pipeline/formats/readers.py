@@ -296,7 +296,7 @@ def _described(path: Path, metadata: dict) -> dict:
 def _read_txt(path: Path, text: str) -> ImportedTranscript:
     lines = [(n, line.strip()) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
     metadata: dict = {}
-    ohp = lines[0][1].startswith("Recording: ") or len(lines) > 1 and lines[1][1].partition(": ")[0] in _TXT_HEADER
+    ohp = lines[0][1].startswith("Recording: ") or (len(lines) > 1 and lines[1][1].partition(": ")[0] in _TXT_HEADER)
     if ohp:
         if not lines[0][1].startswith("Recording: "):
             lines.pop(0)  # the title

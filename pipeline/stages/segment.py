@@ -11,8 +11,8 @@ from functools import cache
 
 import numpy as np
 
-from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.records import Chunk, SpeechRegion
+from pipeline.stages.audio import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from functools import cache
 
 import numpy as np
 
-from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
 from pipeline.script import CHINESE_LANGUAGES
+from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.utils import overlap
 
 

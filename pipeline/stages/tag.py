@@ -32,9 +32,9 @@ from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc
 from spacy.util import get_words_and_spaces
 
-from pipeline.stages.codebook import Codebook
 from pipeline.records import Entity, ThemeSuggestion
 from pipeline.script import convert_pieces
+from pipeline.stages.codebook import Codebook
 
 TAGGER_VERSION = "1"  # bump when the algorithm changes: stored with each suggestion, beside the codebook version
 THRESHOLD = 0.5

@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from pipeline.records import Chunk, Segment, Transcript, Word
+from pipeline.script import CHINESE_LANGUAGES, SCRIPTS, convert, convert_pieces
 from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.stages.engines import DEFAULT_ENGINE, DecodeOptions, Engine
 from pipeline.stages.guards import GuardOptions, guard, has_loop
-from pipeline.records import Chunk, Segment, Transcript, Word
-from pipeline.script import CHINESE_LANGUAGES, SCRIPTS, convert, convert_pieces
 
 LANGUAGE_PROBES = 3  # chunks listened to when detecting a recording's language
 RESUME_TOLERANCE = 0.3  # s: a region starting this close before the last segment's end counts as skipped

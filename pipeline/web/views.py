@@ -5,11 +5,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.stages.codebook import Codebook
-from pipeline.utils import clock, merge_spans
-from pipeline.records import ANNOTATION_STATUSES, NOT_REJECTED, AnnotationRecord, AnnotationStatus, RecordingRecord, SearchFilters
-from pipeline.store import Store, UserRecord
+from pipeline.records import (
+    ANNOTATION_STATUSES,
+    NOT_REJECTED,
+    AnnotationRecord,
+    AnnotationStatus,
+    RecordingRecord,
+    SearchFilters,
+)
 from pipeline.search.textindex import highlight, parse_query
+from pipeline.stages.codebook import Codebook
+from pipeline.store import Store, UserRecord
+from pipeline.utils import clock, merge_spans
 
 SORTS = ("path", "duration", "language", "interviewee", "place", "waiting")
 
