@@ -153,7 +153,7 @@ def make_long(path: Path, hours: float) -> Path:
         subprocess.run(
             [ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(repeats - 1), "-i", str(path), "-t", str(hours * 3600), "-c", "copy", str(target)],
             check=True,
-        )  # fmt: skip
+        )
     return target
 
 

@@ -142,7 +142,7 @@ def sentence_themes(pool: dict[str, list[str]]) -> dict[str, list[ThemeSuggestio
     themes = {}
     for lang, sentences in pool.items():
         results = tag_segments(sentences, [lang] * len(sentences), codebook, context=False)
-        for s, result in zip(sentences, results):
+        for s, result in zip(sentences, results, strict=True):
             themes[s] = list(result.themes)
     return themes
 
@@ -197,7 +197,7 @@ def generate(folder: Path, size: int, pool: dict[str, list[str]], themes: dict, 
                      "speaker": who, "words": [], "themes": []}
                     for a, b, who, body in cues
                 ],
-            }  # fmt: skip
+            }
             path.write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         recordings.append(Recording(path, lang, segments))
     return recordings
@@ -351,7 +351,7 @@ def build(store: Store, recordings: list[Recording], themes, result: Result, log
         t0 = time.perf_counter()
         ids.append(import_file(rec.path, store))
         kind = rec.path.suffix[1:]
-        result.by_format[kind] = [a + b for a, b in zip(result.by_format.get(kind, [0.0, 0]), [time.perf_counter() - t0, len(rec.segments)])]
+        result.by_format[kind] = [a + b for a, b in zip(result.by_format.get(kind, [0.0, 0]), [time.perf_counter() - t0, len(rec.segments)], strict=True)]
         if (k + 1) % max(1, len(recordings) // 10) == 0:
             elapsed = time.perf_counter() - start
             done = sum(len(r.segments) for r in recordings[: k + 1])
@@ -362,10 +362,10 @@ def build(store: Store, recordings: list[Recording], themes, result: Result, log
     result.segments = sum(len(r.segments) for r in recordings)
     result.recordings = len(recordings)
     start = time.perf_counter()
-    for rid, rec in zip(ids, recordings):
+    for rid, rec in zip(ids, recordings, strict=True):
         segment_ids = [s.id for s in store.segments(rid)]
         suggestions = {}
-        for sid, parts in zip(segment_ids, rec.segments):
+        for sid, parts in zip(segment_ids, rec.segments, strict=True):
             found = segment_suggestions(parts, rec.language, themes)
             if found:
                 suggestions[sid] = found
@@ -402,7 +402,7 @@ def measure(store: Store, queries: list[BenchQuery], codebook, result: Result, s
     rng = random.Random(seed)
     rng.shuffle(runs)
     # Warm up (the first queries open connections and read pages): 20 runs, not timed.
-    for q, theme in runs[:20]:
+    for q, _theme in runs[:20]:
         store.search(parse_query(q.text), SearchFilters(), limit=20)
     timed = []
     result.load.append(os.getloadavg()[0])
@@ -452,7 +452,7 @@ def _all(r: Result, what: str = "latency", theme: bool | None = None) -> list[fl
     return [
         v for c, vs in getattr(r, what).items()
         if c.split()[0] in CATEGORIES and (theme is None or c.endswith("+theme") == theme) for v in vs
-    ]  # fmt: skip
+    ]
 
 
 def report(results: list[Result]) -> str:

@@ -120,7 +120,7 @@ def table(files: list[dict]) -> dict:
             f" {row['confusion']:9.1%} {row['s_per_min']:6.2f}"
         )
     print("\nper file (given / estimated):")
-    for f, g, e in zip(files, given, estimated):
+    for f, g, e in zip(files, given, estimated, strict=True):
         found = len({t.speaker for t in f["turns_estimated"]})
         print(f"  {f['uri']:8} DER {der([g])['der']:6.1%} / {der([e])['der']:6.1%}   speakers found {found} (reference {len(f['reference'].labels())})")
     return rows
@@ -174,9 +174,9 @@ def long(files: list[dict], minutes: float) -> dict:
         ]
     )
     offsets = np.cumsum([0] + [len(f["samples"]) for f in files] * copies)[:-1] / SAMPLE_RATE
-    regions = [SpeechRegion(r.start + o, r.end + o) for o, f in zip(offsets, files * copies) for r in f["regions"]]
+    regions = [SpeechRegion(r.start + o, r.end + o) for o, f in zip(offsets, files * copies, strict=True) for r in f["regions"]]
     reference = Annotation(uri="long")
-    for o, f in zip(offsets, files * copies):
+    for o, f in zip(offsets, files * copies, strict=True):
         for segment, _, speaker in f["reference"].itertracks(yield_label=True):
             reference[Segment(segment.start + o, segment.end + o)] = speaker
     n = len(reference.labels())

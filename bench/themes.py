@@ -69,12 +69,12 @@ def scores(rows: list[dict], predicted: list[set[str]], themes: list[str]) -> di
         truth = [theme in r["themes"] for r in rows]
         guess = [theme in p for p in predicted]
         per_theme[theme] = prf(
-            sum(t and g for t, g in zip(truth, guess)),
-            sum(g and not t for t, g in zip(truth, guess)),
-            sum(t and not g for t, g in zip(truth, guess)),
+            sum(t and g for t, g in zip(truth, guess, strict=True)),
+            sum(g and not t for t, g in zip(truth, guess, strict=True)),
+            sum(t and not g for t, g in zip(truth, guess, strict=True)),
         )
     micro = prf(*(sum(s[k] for s in per_theme.values()) for k in ("tp", "fp", "fn")))
-    empty = [p for r, p in zip(rows, predicted) if not r["themes"]]
+    empty = [p for r, p in zip(rows, predicted, strict=True) if not r["themes"]]
     return {
         "themes": per_theme,
         "micro": micro,
@@ -117,7 +117,7 @@ def labelled_report(show_errors: bool) -> None:
         from pipeline.stages.tag import tag_segments
 
         print("\nlines where context-on tagging and the labels disagree:")
-        for row, guess in zip(rows, runs[True][0]):
+        for row, guess in zip(rows, runs[True][0], strict=True):
             if guess != set(row["themes"]):
                 result = tag_segments([row["text"]], [row["language"]], codebook)[0]
                 evidence = {s.theme: [row["text"][a:b] for a, b in s.evidence] for s in result.themes}
@@ -165,7 +165,7 @@ def corpus_report() -> None:
         for name, texts in (("reference", reference), ("transcript", hypothesis)):
             results = tag_segments(texts, [language] * len(texts), codebook)
             print(f"== {name}: {len(texts)} segments")
-            for text, result in zip(texts, results):
+            for text, result in zip(texts, results, strict=True):
                 themes = ", ".join(f"{s.theme} {s.score:.2f} [{' | '.join(text[a:b] for a, b in s.evidence)}]" for s in result.themes)
                 entities = ", ".join(f"{e.label} {e.text}" for e in result.entities)
                 print(f"  {text}\n    themes: {themes or '-'}\n    entities: {entities or '-'}")

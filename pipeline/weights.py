@@ -170,7 +170,7 @@ def ct2_to_openai_whisper(variables: dict[str, np.ndarray]) -> tuple[dict[str, i
     def attention(dst: str, src: str, fused: str, names: tuple[str, ...], out: str) -> None:
         weights = np.split(variables[f"{src}/{fused}/weight"], len(names))
         biases = np.split(variables[f"{src}/{fused}/bias"], len(names))
-        for name, weight, bias in zip(names, weights, biases):
+        for name, weight, bias in zip(names, weights, biases, strict=True):
             sd[f"{dst}.{name}.weight"] = t(weight)
             # openai-whisper's key has no bias; a key bias only shifts every logit of a query
             # by the same amount, which softmax ignores, so dropping it is exact.

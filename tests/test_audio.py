@@ -228,7 +228,7 @@ def test_unreadable_file(media, tmp_path):
             ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
              sys.executable, "-c", code, str(path)],
             capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-        )  # fmt: skip
+        )
     assert result.returncode == 3, result.stderr
     message = result.stdout.strip()
     assert message.startswith(f"{path}: ") and "permission denied" in message.lower(), message

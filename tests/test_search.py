@@ -76,7 +76,7 @@ def test_queries_find_the_same_segments_on_every_database(corpus, query, expecte
 
 
 def test_filters(corpus):
-    store, zhang, li = corpus
+    store, _, li = corpus
     assert texts(store, "工资 OR wages", SearchFilters(themes=("wages",))) == sorted([ZHANG[1][0], LI[0][0]])
     assert texts(store, "工资 OR wages", SearchFilters(themes=("wages",), theme_status=("accepted",))) == []
     assert texts(store, "工资", SearchFilters(speaker="S1")) == [ZHANG[0][0]]

@@ -133,7 +133,7 @@ def test_migration_gives_stored_labels_their_speaker_rows(db_url):
         conn.execute(text(
             "INSERT INTO recordings (id, sha256, path, size_bytes, format, duration, extra, created_at, updated_at)"
             " VALUES (1, 'ab', '/a.vtt', 1, 'transcript/vtt', 9.0, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-        ))  # fmt: skip
+        ))
         for i, speaker in enumerate(["张长华", None, "张长华", "Interviewer"]):
             conn.execute(
                 text(

@@ -3,6 +3,8 @@ enrolled-voice matching on a two-person phone call with reference turns."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -36,7 +38,7 @@ def test_english_segment_is_split_at_the_change_of_speaker_with_spaces():
         0.0, 4.0, "Where were you born? In Wuhan.", "Where were you born? In Wuhan.", "en",
         words((0.0, 0.4, "Where"), (0.4, 0.7, "were"), (0.7, 1.0, "you"), (1.0, 1.8, "born?"), (2.2, 2.6, "In"), (2.6, 3.4, "Wuhan.")),
         avg_logprob=-0.2, id=41,
-    )  # fmt: skip
+    )
     first, second = split_segment(segment, TURNS)
     assert (first.text, first.original_text, first.speaker) == ("Where were you born?", "Where were you born?", "S1")
     assert (second.text, second.original_text, second.speaker) == ("In Wuhan.", "In Wuhan.", "S2")
@@ -51,7 +53,7 @@ def test_chinese_segment_is_split_without_spaces_and_original_text_cut_alike():
     segment = Segment(
         1.0, 3.5, "你在哪儿出生的？武汉。", "你在哪兒出生的？武漢。", "zh",
         words((1.0, 1.3, "你"), (1.3, 1.6, "在"), (1.6, 1.9, "哪儿"), (1.9, 1.95, "出生的？"), (2.1, 2.8, "武汉。")),
-    )  # fmt: skip
+    )
     parts = split_segment(segment, TURNS)
     assert [(p.text, p.original_text, p.speaker) for p in parts] == [
         ("你在哪儿出生的？", "你在哪兒出生的？", "S1"),
@@ -219,7 +221,7 @@ def test_diarization_of_a_phone_call_is_within_the_target():
     samples, regions = load_sample()
     turns = diarize(samples, regions, n_speakers=2)
     assert {t.speaker for t in turns} == {"S1", "S2"} and turns[0].speaker == "S1"
-    assert all(a.end <= b.start for a, b in zip(turns, turns[1:]))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(turns))
     assert der(turns) <= TARGET_DER
     # The one-speaker answer is far off: the measure does see the speakers.
     assert der([SpeakerTurn(r.start, r.end, "S1") for r in regions]) > 0.3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 import re
 import unicodedata
 
@@ -169,7 +170,7 @@ def test_cues_last_at_least_the_minimum():
     assert (found[0].start, found[0].end) == (10.0, 10.0 + MIN_DURATION)
     assert (found[1].start, found[1].end) == (10.0 + MIN_DURATION, 12.0)
     assert all(c.end - c.start >= MIN_DURATION - 1e-9 for c in found)
-    assert all(a.end <= b.start for a, b in zip(found, found[1:]))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(found))
     assert found[-1].end == 30.0
 
 

@@ -70,7 +70,7 @@ def test_openapi_lists_the_api(app):
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/api/recordings", "/api/recordings/{recording_id}", "/api/recordings/{recording_id}/segments",
                  "/api/recordings/{recording_id}/audio", "/api/segments/{segment_id}", "/api/segments/{segment_id}/annotations",
-                 "/api/annotations/{annotation_id}", "/api/search"):  # fmt: skip
+                 "/api/annotations/{annotation_id}", "/api/search"):
         assert path in paths
 
 
@@ -110,7 +110,7 @@ def test_http_basic_for_other_tools(app):
 
 
 def test_writes_need_the_csrf_token(app):
-    client, token = client_for(app, "ann")
+    client, _ = client_for(app, "ann")
     seg = client.get(f"/api/recordings/{app.state.recording_id}/segments").json()[0]
     for headers in ({}, {"X-CSRF-Token": "forged"}):
         response = client.patch(f"/api/segments/{seg['id']}", json={"text": "x", "version": 1}, headers=headers)
@@ -229,7 +229,7 @@ def test_pages_render(app):
     client, _ = client_for(app, "rita")
     rid = app.state.recording_id
     listing = client.get("/", params={"sort": "waiting", "desc": "true"}).text
-    assert "interview.wav" in listing and "/recordings/%d/review" % rid in listing
+    assert "interview.wav" in listing and f"/recordings/{rid}/review" in listing
     page = client.get(f"/recordings/{rid}").text
     assert "Keyboard shortcuts" in page and 'data-start="5.0"' in page and "<mark>" in page
     assert client.get("/recordings/999").status_code == 404

@@ -25,7 +25,7 @@ from conftest import corpus_path
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = Path(__file__).with_name("screenshots")
 AUDIO = "en/k2-fsa_sherpa___static_fun-asr-nano-2025-12-30_noise_en.wav"  # 10.6 s of English speech
 PASSWORD = "a long enough password"
@@ -146,7 +146,7 @@ def test_add_a_theme_from_a_selection(site):
         range.setStart(node, node.textContent.indexOf('the brand'));
         range.setEnd(node, node.textContent.indexOf('the brand') + 'the brand'.length);
         const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
-    }""", text.element_handle())  # fmt: skip
+    }""", text.element_handle())
     page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
     page.mouse.up()
     page.wait_for_selector("#add-theme:not([hidden])")

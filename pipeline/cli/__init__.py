@@ -299,7 +299,7 @@ def export(
     report = export_recordings(
         store, chosen, tuple(f.value for f in formats), out,
         codebook=open_codebook(codebook), include_closed=include_restricted, redactor=redactor,
-    )  # fmt: skip
+    )
     for path in report.files:
         console.print(str(path))
     if report.left_out:
@@ -495,7 +495,7 @@ def search(
         themes=themes, theme_status=tuple(s.value for s in status), speaker=speaker,
         recording=choose_recordings(store, [recording])[0].id if recording else None, language=language,
         interviewee=interviewee, place=place, date_from=date_from, date_to=date_to,
-    )  # fmt: skip
+    )
     try:
         results = store.search(parsed, filters, limit=limit)
     except ValueError as e:  # a date that is not a date
@@ -509,7 +509,7 @@ def search(
                 "recording": Path(hit.recording_path).name, "recording_path": hit.recording_path,
                 "segment_id": hit.segment_id, "start": round(hit.start, 3), "end": round(hit.end, 3),
                 "speaker": hit.speaker, "text": hit.text, "snippet": snippet.text, "themes": list(hit.themes),
-            })  # fmt: skip
+            })
         print(json.dumps({"total": results.total, "hits": hits}, ensure_ascii=False))
         return
     if not results.hits:
@@ -521,7 +521,7 @@ def search(
             (Path(hit.recording_path).name, "bold"), " ", (clock(hit.start), "cyan"), " ",
             (f"{hit.speaker}: " if hit.speaker else "", "magenta"), highlighted(snippet.text, tuple(snippet.spans), "bold red"),
             (f"  [{', '.join(hit.themes)}]" if hit.themes else "", "green"),
-        )  # fmt: skip
+        )
         console.print(line)
     shown = len(results.hits)
     console.print(f"[dim]{shown} of {results.total} hits[/dim]" if results.total > shown else f"[dim]{shown} hits[/dim]")

@@ -12,6 +12,7 @@ line per paragraph also keeps a turn whole for searching and copying.
 from __future__ import annotations
 
 import io
+import itertools
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -111,7 +112,7 @@ def _segment_runs(document, paragraph, export: RecordingExport, segment: Segment
     annotations = export.themes(segment)
     spans = {a.id: [(max(0, s - lead), min(len(text), e - lead)) for s, e in a.evidence] for a in annotations}
     cuts = sorted({0, len(text)} | {i for span in spans.values() for s, e in span for i in (s, e)})
-    pieces = [(s, e, paragraph.add_run(xml_text(text[s:e]))) for s, e in zip(cuts, cuts[1:])]
+    pieces = [(s, e, paragraph.add_run(xml_text(text[s:e]))) for s, e in itertools.pairwise(cuts)]
     if not pieces:
         pieces = [(0, 0, paragraph.add_run(""))]
     for annotation in annotations:

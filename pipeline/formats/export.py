@@ -78,7 +78,7 @@ def to_json(export: RecordingExport) -> str:
                     {
                         "id": a.theme, "label": export.theme_label(a.theme), "status": a.status, "source": a.source,
                         "coder": coder(a), "evidence": [list(span) for span in a.evidence],
-                    }  # fmt: skip
+                    }
                     for a in export.annotations.get(s.id, [])
                 ],
                 "entities": [{"label": e.label, "text": e.text, "start": e.start, "end": e.end} for e in export.entities.get(s.id, [])],
@@ -114,7 +114,7 @@ def to_csv(exports: list[RecordingExport], codebook: Codebook | None = None) -> 
                     _cell(export.speaker_name(segment) or ""), _cell(segment.text), annotation.theme,
                     export.theme_label(annotation.theme), annotation.status, _cell(coder(annotation)), _cell(evidence),
                     export.recording.access(),
-                ))  # fmt: skip
+                ))
     return "\ufeff" + buffer.getvalue()
 
 

@@ -137,7 +137,7 @@ def _speakers(texts: list[str]) -> list[tuple[str | None, str]]:
     labels = {m["label"] for m in labelled}
     if len(labelled) < max(2, 0.6 * len(texts)) or len(labels) > min(MAX_LABELS, max(2, len(labelled) // 2)):
         return [(None, t) for t in texts]
-    return [(m["label"], m["rest"]) if m else (None, t) for m, t in zip(matches, texts)]
+    return [(m["label"], m["rest"]) if m else (None, t) for m, t in zip(matches, texts, strict=True)]
 
 
 # ------------------------------------------------------------------------------------------- times
@@ -190,10 +190,10 @@ def _transcript(
     if not cues:
         raise TranscriptFormatError(path, "no cues with text in it")
     texts = [text for _, _, text in cues]
-    labelled = _speakers(texts) if voices is None or not any(voices) else list(zip(voices, texts))
+    labelled = _speakers(texts) if voices is None or not any(voices) else list(zip(voices, texts, strict=True))
     language = language or guess_language("\n".join(texts))
     segments = [
-        _segment(start, end, text, language, speaker) for (start, end, _), (speaker, text) in zip(cues, labelled)
+        _segment(start, end, text, language, speaker) for (start, end, _), (speaker, text) in zip(cues, labelled, strict=True)
     ]
     return ImportedTranscript(segments, language, source_format, timed, metadata)
 
@@ -232,7 +232,7 @@ def _vtt_parts(payload: str) -> list[tuple[str | None, str]]:
     if not marks:
         return [(None, payload)]
     parts = [(None, payload[: marks[0].start()])] if payload[: marks[0].start()].strip() else []
-    for m, nxt in zip(marks, marks[1:] + [None]):
+    for m, nxt in zip(marks, [*marks[1:], None], strict=True):
         parts.append((html.unescape(m.group(1).strip()), payload[m.end() : nxt.start() if nxt else len(payload)]))
     return parts
 
@@ -277,7 +277,7 @@ _STAMP = re.compile(r"\[(\d+:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?)\]\s*(.*)")
 # The header of ohp's own .txt export, and the recording fields its lines name (None: read past). An
 # older export began with "Recording: "; today's with a title line.
 _TXT_HEADER = {"Recording": "recording", "Duration": "duration", "Language": "language", "Interviewee": "interviewee",
-               "Place": "place", "Date": "recorded_on", "Languages": None, "Speakers": None, "Access": "access"}  # fmt: skip
+               "Place": "place", "Date": "recorded_on", "Languages": None, "Speakers": None, "Access": "access"}
 _ACCESS = re.compile(r"(restricted|closed)(?: until (\d{4}-\d{2}-\d{2}))?")
 
 
@@ -315,15 +315,15 @@ def _read_txt(path: Path, text: str) -> ImportedTranscript:
     language = None if language in (None, "unknown") else language
     stamped = [_STAMP.fullmatch(line) for _, line in lines]
     if all(stamped):
-        starts = [_seconds(path, m.group(1), n) for m, (n, _) in zip(stamped, lines)]
+        starts = [_seconds(path, m.group(1), n) for m, (n, _) in zip(stamped, lines, strict=True)]
         for k in range(1, len(starts)):
             if starts[k] < starts[k - 1]:
                 raise TranscriptFormatError(path, "this line's time is earlier than the line before it", lines[k][0])
-        ends = starts[1:] + [max(starts[-1], metadata.get("duration", 0.0))]
-        empty = next((n for m, (n, _) in zip(stamped, lines) if not m.group(2).strip()), None)
+        ends = [*starts[1:], max(starts[-1], metadata.get("duration", 0.0))]
+        empty = next((n for m, (n, _) in zip(stamped, lines, strict=True) if not m.group(2).strip()), None)
         if empty:
             raise TranscriptFormatError(path, "the line has a time but no text", empty)
-        cues = [(s, e, m.group(2).strip()) for s, e, m in zip(starts, ends, stamped)]
+        cues = [(s, e, m.group(2).strip()) for s, e, m in zip(starts, ends, stamped, strict=True)]
         return _transcript(path, cues, language, "txt", True, metadata)
     return _transcript(path, [(0.0, 0.0, line) for _, line in lines], language, "txt", False, metadata)
 
@@ -347,7 +347,7 @@ def _is_speaker(item: object) -> bool:
     return (
         isinstance(item, dict) and isinstance(item.get("label"), str)
         and isinstance(item.get("name"), (str, type(None))) and item.get("role") in (None, *SPEAKER_ROLES)
-    )  # fmt: skip
+    )
 
 
 def _read_json(path: Path, text: str) -> ImportedTranscript:
@@ -385,13 +385,13 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
                 end=_number(path, w.get("end"), f"{where}, word {j}: end"),
                 text=w["text"],
                 probability=_number(path, w.get("probability"), f"{where}, word {j}: probability"),
-            ))  # fmt: skip
+            ))
         segments.append(Segment(
             start=start, end=end, text=item["text"],
             original_text=_text(path, item.get("original_text"), f"{where}: original_text") or item["text"],
             language=_text(path, item.get("language"), f"{where}: language") or language or "",
             words=words, speaker=_text(path, item.get("speaker"), f"{where}: speaker"),
-        ))  # fmt: skip
+        ))
         found = item.get("themes") or []
         if not isinstance(found, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), str) for t in found):
             raise TranscriptFormatError(path, f'{where}: "themes" must be a list of objects with an "id"')

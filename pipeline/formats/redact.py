@@ -113,7 +113,7 @@ class Redactor:
                 done.append(Redaction(
                     name, segment.id if segment else None, segment.start if segment else 0.0, segment.end if segment else 0.0,
                     field, match.group(), spans[-1][2], source, _context(text, match.start(), match.end()),
-                ))  # fmt: skip
+                ))
             return _apply(text, spans), spans
 
         segments, annotations, entities = [], {}, {}
@@ -135,7 +135,7 @@ class Redactor:
         path = Path(recording.path)
         fields["path"] = str(path.with_name(sub(path.name, None, "file name")[0]))
         speakers = _speakers(export.speakers, "names" in self.kinds)
-        for before, after in zip(export.speakers, speakers):
+        for before, after in zip(export.speakers, speakers, strict=True):
             if before.name and before.name != after.name:
                 done.append(Redaction(name, None, 0.0, 0.0, "speaker", before.name, after.name or after.label, "speaker", before.label))
         redacted = RecordingExport(replace(recording, **fields), segments, annotations, speakers, entities, export.codebook)
@@ -202,7 +202,7 @@ def _words(segment: Segment, pattern: re.Pattern | None, label: Callable[[str], 
         texts[first] = head + label(match.group()) + (tail if len(covered) == 1 else "")
         if len(covered) > 1:
             texts[covered[-1]] = tail
-    return [replace(w, text=t) for w, t in zip(segment.words, texts)]
+    return [replace(w, text=t) for w, t in zip(segment.words, texts, strict=True)]
 
 
 def _speakers(speakers: list[SpeakerRecord], names: bool) -> list[SpeakerRecord]:

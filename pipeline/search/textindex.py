@@ -21,6 +21,7 @@ user types can reach either database's query syntax.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 import re
@@ -134,7 +135,7 @@ def _tokens(text: str) -> list[tuple[str, int, int]]:
             out.append((_stem(m.group()), origin[m.start()], origin[m.end() - 1] + 1))
             continue
         chars = [(c, origin[m.start() + k]) for k, c in enumerate(m.group()) if not c.isspace()]
-        for (a, start), (b, end) in zip(chars, chars[1:]):
+        for (a, start), (b, end) in itertools.pairwise(chars):
             out.append((a + b, start, end + 1))
         out.append((chars[-1][0], chars[-1][1], chars[-1][1] + 1))
     return out
@@ -189,7 +190,7 @@ def _query_terms(text: str, prefix: bool) -> list[Term]:
             word = m.group()
             stem = _stem(word)
             if last and prefix:
-                stem = os.path.commonprefix([_APOSTROPHE.sub("", word), stem])  # happy* -> happ*, not happi*
+                stem = os.path.commonprefix([_APOSTROPHE.sub("", word), stem])  # noqa: RUF071 (of words) happy* -> happ*, not happi*
             terms.append(Term(stem, prefix=last and prefix))
             continue
         run = _SPACE.sub("", m.group())

@@ -184,7 +184,7 @@ def decode(info: AudioInfo) -> DecodedAudio:
     cmd = [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
         "-i", _ffmpeg_input(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-",
-    ]  # fmt: skip
+    ]
     capacity = int((info.duration or 60.0) * SAMPLE_RATE) + SAMPLE_RATE
     samples = np.empty(capacity, dtype=np.float32)
     filled = 0  # bytes

@@ -295,7 +295,7 @@ def _check_parents(themes: list[Theme], problems: list[CodebookProblem]) -> None
         seen, current = [theme.id], theme.parent
         while current is not None and current in parents:
             if current == theme.id:
-                problems.append(CodebookProblem(theme.line, f"theme {theme.id}: parents form a cycle: {' -> '.join(seen + [current])}"))
+                problems.append(CodebookProblem(theme.line, f"theme {theme.id}: parents form a cycle: {' -> '.join([*seen, current])}"))
                 break
             if current in seen:
                 break  # a cycle further up, reported at its own themes

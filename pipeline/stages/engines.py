@@ -107,7 +107,7 @@ class FasterWhisperEngine:
                 s.avg_logprob, s.no_speech_prob, s.compression_ratio,
             )
             for s in segments
-        ]  # fmt: skip
+        ]
 
 
 class OpenAIWhisperEngine:
@@ -153,7 +153,7 @@ class OpenAIWhisperEngine:
                 s["avg_logprob"], s["no_speech_prob"], s["compression_ratio"],
             )
             for s in result["segments"]
-        ]  # fmt: skip
+        ]
 
 
 @cache

@@ -93,7 +93,7 @@ def _drop_spans(segment: Segment, spans: list[tuple[int, int]]) -> Segment | Non
         letters = [i for i in range(at, cursor) if text[i].isalnum()] or range(at, cursor)
         if any(keep[i] for i in letters):
             words.append(word)
-    new_text = "".join(c for c, k in zip(text, keep) if k).strip(" ,，、")
+    new_text = "".join(c for c, k in zip(text, keep, strict=True) if k).strip(" ,，、")
     if not re.search(r"\w", new_text):
         return None
     start = words[0].start if words else segment.start

@@ -9,6 +9,7 @@ recordings with reference turns (bench/speakers.py)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
@@ -190,7 +191,7 @@ def _runs(labels: np.ndarray) -> list[list[int]]:
     """[label, first, end) for each run of equal labels."""
     edges = np.flatnonzero(np.diff(labels)) + 1
     bounds = [0, *edges.tolist(), len(labels)]
-    return [[int(labels[a]), a, b] for a, b in zip(bounds, bounds[1:])]
+    return [[int(labels[a]), a, b] for a, b in itertools.pairwise(bounds)]
 
 
 def _region_labels(scores: np.ndarray, min_frames: int) -> list[list[int]]:
@@ -323,7 +324,7 @@ def split_segment(segment: Segment, turns: list[SpeakerTurn]) -> list[Segment]:
         return [replace(segment, speaker=speaker_at(segment.start, segment.end, turns))]
     speakers = [speaker_at(w.start, w.end, turns) for w in segment.words]
     runs: list[tuple[str | None, list[Word]]] = []
-    for word, speaker in zip(segment.words, speakers):
+    for word, speaker in zip(segment.words, speakers, strict=True):
         if runs and runs[-1][0] == speaker:
             runs[-1][1].append(word)
         else:
@@ -341,7 +342,7 @@ def split_segment(segment: Segment, turns: list[SpeakerTurn]) -> list[Segment]:
         originals = [segment.original_text[a:b] for a, b in cuts]
     else:
         originals = [segment.original_text] + [""] * (len(runs) - 1)
-    parts = [_part(segment, words, speaker, original) for (speaker, words), original in zip(runs, originals)]
+    parts = [_part(segment, words, speaker, original) for (speaker, words), original in zip(runs, originals, strict=True)]
     parts[0].id, parts[0].start, parts[-1].end = segment.id, segment.start, segment.end
     return parts
 
@@ -453,7 +454,7 @@ def match_profiles(
     candidates: list[tuple[float, str, str]] = []
     for speaker, voice in speaker_embeddings(samples, turns).items():
         similarities = matrix @ voice
-        candidates.extend((float(s), speaker, name) for s, name in zip(similarities, names) if s > threshold)
+        candidates.extend((float(s), speaker, name) for s, name in zip(similarities, names, strict=True) if s > threshold)
     matched: dict[str, str] = {}
     for _, speaker, name in sorted(candidates, reverse=True):
         if speaker not in matched and name not in matched.values():

@@ -23,6 +23,7 @@ lone strong match is as good next to unrelated talk as anywhere.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class ThemeMatcher:
         terms = [(i, p["term"]) for i, p in enumerate(patterns) if "term" in p]
         # Lemmas of a term come from running the pipeline so far over it (PhraseMatcher needs them).
         docs = map(self._characters, (t for _, t in terms)) if characters else nlp.pipe(t for _, t in terms)
-        for (i, _), doc in zip(terms, docs):
+        for (i, _), doc in zip(terms, docs, strict=True):
             for matcher in self.phrases:
                 matcher.add(str(i), [doc])
         for i, pattern in enumerate(patterns):
@@ -122,7 +123,7 @@ class WholeWords:
         for match in self.words.finditer(text):
             cuts = {c for c in cuts if not match.start() < c < match.end()} | {match.start(), match.end()}
         bounds = sorted(cuts)
-        pieces = [text[a:b] for a, b in zip(bounds, bounds[1:]) if text[a:b].strip()]
+        pieces = [text[a:b] for a, b in itertools.pairwise(bounds) if text[a:b].strip()]
         words, spaces = get_words_and_spaces(pieces, text)
         return Doc(self.vocab, words=words, spaces=spaces)
 
@@ -285,7 +286,7 @@ def _find(texts: list[str], languages: list[str], codebook: Codebook) -> list[_F
         else:
             converted = [(texts[i], None) for i in indices]
         docs = pipeline(language, codebook).pipe((text for text, _ in converted), batch_size=BATCH_SIZE)
-        for i, (text, origin), doc in zip(indices, converted, docs):
+        for i, (text, origin), doc in zip(indices, converted, docs, strict=True):
             found[i].themes = _themes(doc._.theme_matches, text, origin)
             if language == "zh":
                 spans = [(label, *_original(s, e, origin)) for label, s, e in _chinese_entities(text)]

@@ -72,7 +72,7 @@ def _apply_script(segment: Segment, script: str) -> Segment:
         segment,
         text=convert(segment.text, script),
         original_text=segment.text,
-        words=[replace(w, text=t) for w, t in zip(segment.words, words)],
+        words=[replace(w, text=t) for w, t in zip(segment.words, words, strict=True)],
     )
 
 

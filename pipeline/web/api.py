@@ -128,12 +128,12 @@ async def decide(request: Request, annotation_id: int, decision: Decision, user:
 @router.get("/search", summary="Full-text search, with the filters of `ohp search`")
 async def search(
     request: Request, user: Viewer, q: str, theme: str | None = None,
-    status: Annotated[list[AnnotationStatus], Query()] = list(NOT_REJECTED), speaker: str | None = None,
+    status: Annotated[list[AnnotationStatus], Query()] = NOT_REJECTED, speaker: str | None = None,
     recording: int | None = None, language: str | None = None, interviewee: str | None = None,
     place: str | None = None, date_from: Annotated[str | None, Query(alias="from")] = None,
     date_to: Annotated[str | None, Query(alias="to")] = None, limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> dict:  # fmt: skip
+) -> dict:
     params = views.SearchParams(q, theme, tuple(status), speaker, recording, language, interviewee, place, date_from, date_to, limit, offset)
     return await run_in_threadpool(views.search, store_of(request), request.app.state.codebook, params, user)
 

@@ -75,7 +75,7 @@ def recordings(store: Store, user: UserRecord, sort: str = "path", descending: b
         r for r in found
         if (not needle or any(needle in (r[k] or "").casefold() for k in ("path", "interviewee", "place")))
         and (not language or (r["language"] or "").startswith(language))
-    ]  # fmt: skip
+    ]
     key = "suggested" if sort == "waiting" else sort if sort in SORTS else "path"
     return sorted(found, key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0), reverse=descending)
 
@@ -110,7 +110,7 @@ def segments(store: Store, recording_id: int, user: UserRecord, annotations: lis
             "text": seg.text, "language": seg.language, "version": versions[seg.id],
             "annotations": [annotation_json(a) for a in annotations],
             "pieces": [vars(p) for p in pieces(seg.text, spans)],
-        })  # fmt: skip
+        })
     return out
 
 
@@ -165,7 +165,7 @@ def search(store: Store, codebook: Codebook, params: SearchParams, user: UserRec
         themes=themes, theme_status=params.status, speaker=params.speaker or None, recording=params.recording,
         language=params.language or None, interviewee=params.interviewee or None, place=params.place or None,
         date_from=params.date_from or None, date_to=params.date_to or None, hide_closed=not sees_closed(user),
-    )  # fmt: skip
+    )
     results = store.search(query, filters, limit=params.limit, offset=params.offset)
     hits = []
     for hit in results.hits:
@@ -175,5 +175,5 @@ def search(store: Store, codebook: Codebook, params: SearchParams, user: UserRec
             "start": round(hit.start, 3), "end": round(hit.end, 3), "clock": clock(hit.start), "speaker": hit.speaker,
             "text": hit.text, "snippet": snippet.text, "pieces": [vars(p) for p in pieces(snippet.text, snippet.spans)],
             "themes": list(hit.themes), "link": f"/recordings/{hit.recording_id}?t={round(hit.start, 3)}#s{hit.segment_id}",
-        })  # fmt: skip
+        })
     return {"total": results.total, "hits": hits}
