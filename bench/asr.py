@@ -169,7 +169,8 @@ def main() -> None:
 
     OUT.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, dict]] = {}
-    print(f"{'system':<13} {'file':<26} {'CER':>6} {'raw CER':>8} {'gap chars':>9} {'time s':>7} {'load s':>6} {'x realtime':>10} {'peak MB':>8}")
+    print(f"{'system':<13} {'file':<26} {'CER':>6} {'raw CER':>8} {'gap chars':>9} "
+        f"{'time s':>7} {'load s':>6} {'x realtime':>10} {'peak MB':>8}")
     for system in args.systems:
         for name in FILES:
             path = CORPUS / name
@@ -178,7 +179,8 @@ def main() -> None:
             results.setdefault(system, {})[name] = run
             print(
                 f"{system:<13} {name:<26} {run['cer']:6.3f} {run['raw_cer']:8.3f} {run['gap_chars']:9d} "
-                f"{run['seconds']:7.1f} {run['load_seconds']:6.1f} {run['audio_seconds'] / run['seconds']:10.1f} {run['peak_mb']:8.0f}",
+                f"{run['seconds']:7.1f} {run['load_seconds']:6.1f} "
+                    f"{run['audio_seconds'] / run['seconds']:10.1f} {run['peak_mb']:8.0f}",
                 flush=True,
             )
     print()

@@ -35,8 +35,9 @@ speakers (one named), the tagger's themes as annotations (every fourth accepted 
 entities. Every writer in pipeline.formats.export.WRITERS: median wall time over --runs runs, then one run under
 tracemalloc for the peak of memory allocated during the call (the export itself not counted), and the
 output's size; JSON is the baseline column (ratio to JSON). Project writers (csv, qdpx) over ten such
-recordings, against JSON of the ten (median of half as many runs). The Redactor (names and places, with the project list) on the same
-interview, timed the same way. The load average is printed before and after: the machine is shared.
+recordings, against JSON of the ten (median of half as many runs). The Redactor (names and places, with
+the project list) on the same interview, timed the same way. The load average is printed before and
+after: the machine is shared.
 """
 
 from __future__ import annotations
@@ -245,7 +246,8 @@ def redaction_report(show_errors: bool) -> list[Line]:
     (a, b, _) = methods.values()
     changed = sum(sorted(a[i]) != sorted(b[i]) for i in range(len(lines)))
     print(f"lines where (b) replaced other characters than (a): {changed} of {len(lines)}")
-    print("R, P: name characters replaced / all name characters, and / all replaced characters; names: mentions wholly replaced")
+    print("R, P: name characters replaced / all name characters, and / all replaced characters; "
+        "names: mentions wholly replaced")
     for method, spans in list(methods.items())[1:]:
         missed, wrong, beyond = misses(lines, spans)
         print(f"\n{method}:")
@@ -261,7 +263,8 @@ def redaction_report(show_errors: bool) -> list[Line]:
             hit = sorted(spans[i])
             gold = sorted((s, e) for _, s, e in line.names)
             if {c for s, e in hit for c in range(s, e)} != {c for s, e in gold for c in range(s, e)}:
-                print(f"  {line.text}\n    labelled {[line.text[s:e] for s, e in gold]}, replaced {[line.text[s:e] for s, e in hit]}, "
+                print(f"  {line.text}\n    labelled {[line.text[s:e] for s, e in gold]}, "
+                    f"replaced {[line.text[s:e] for s, e in hit]}, "
                       f"entities {[(e.label, e.text) for e in line.entities]}")
     return lines
 

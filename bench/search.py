@@ -429,7 +429,8 @@ def baseline(engine, queries: list[BenchQuery], result: Result, n: int = 40) -> 
             pattern = f"%{w}%"
             where = "text LIKE :p OR original_text LIKE :p"
             conn.execute(text(f"SELECT count(*) FROM segments WHERE {where}"), {"p": pattern}).scalar()
-            conn.execute(text(f"SELECT id, recording_id, start, text FROM segments WHERE {where} ORDER BY recording_id, start LIMIT 20"), {"p": pattern}).all()
+            conn.execute(text(f"SELECT id, recording_id, start, text FROM segments WHERE {where} "
+                f"ORDER BY recording_id, start LIMIT 20"), {"p": pattern}).all()
             result.baseline.append((time.perf_counter() - t0) * 1000)
 
 
@@ -486,7 +487,8 @@ def report(results: list[Result]) -> str:
     row("**all queries**: median / **p95** / max ms (n)", lambda r: (lambda v: f"{statistics.median(v):.1f} / **{percentile(v, 0.95):.1f}** / {max(v):.0f} ({len(v)})")(_all(r)))
     row("all queries on this process's CPU time (SQLite: with the database; PostgreSQL: client only): median / p95 ms", lambda r: _ms(_all(r, "cpu")))
     row("hits per query (total): median / p95 / max", lambda r: (lambda t: f"{statistics.median(t):,.0f} / {percentile(t, 0.95):,.0f} / {max(t):,}")(_all(r, "totals")))
-    row(f"very common terms ({' '.join(STRESS)}), without / with theme: median / max ms", lambda r: f"{statistics.median(r.latency['stress']):.0f} / {max(r.latency['stress']):.0f}, {statistics.median(r.latency['stress +theme']):.0f} / {max(r.latency['stress +theme']):.0f}")
+    row(f"very common terms ({' '.join(STRESS)}), without / with theme: median / max ms", lambda r: f"{statistics.median(r.latency['stress']):.0f} / {max(r.latency['stress']):.0f}, "
+        f"{statistics.median(r.latency['stress +theme']):.0f} / {max(r.latency['stress +theme']):.0f}")
     row("baseline: LIKE '%word%' scan, count + first 20: median / p95 ms", lambda r: _ms(r.baseline) if r.baseline else "")
     row("load average (1 min) during import, search", lambda r: f"{statistics.mean(r.load[:2]):.1f}, {statistics.mean(r.load[2:4]):.1f}")
     return "\n".join(lines)
@@ -562,7 +564,9 @@ def main() -> None:
                 store = Store(url)
                 log(f"{backend} {size:,}: importing {len(recordings)} files")
                 build(store, recordings, themes, result, log)
-                log(f"{backend} {size:,}: imported in {result.import_s:.1f} s ({result.segments / result.import_s:,.0f}/s), themes in {result.tag_s:.1f} s")
+                log(f"{backend} {size:,}: imported in {result.import_s:.1f} s "
+                    f"({result.segments / result.import_s:,.0f}/s), "
+                    f"themes in {result.tag_s:.1f} s")
                 engine = create_engine(url)
                 sizes(engine, result)
                 log(f"{backend} {size:,}: database {_mb(result.db_bytes)}, index {_mb(result.index_bytes)}; searching")
@@ -587,7 +591,8 @@ def main() -> None:
     qs = queries or []
     counts = Counter(q.category for q in qs)
     print()
-    print(f"# bench/search.py, {datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
+    print(f"# bench/search.py, {datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
     print("# queries: " + ", ".join(f"{n} {c}" for c, n in counts.items()) + ", each without and with a theme filter; e.g. "
           + ", ".join(q.text for q in qs[:: max(1, len(qs) // 16)]))
     print(report(results))

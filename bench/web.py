@@ -183,7 +183,8 @@ def main() -> None:
 
 def report(tally: Tally, elapsed: float, url: str, args: argparse.Namespace) -> None:
     total = sum(len(v) for v in tally.latency.values())
-    print(f"{args.users} annotators, {elapsed:.0f} s, think {args.think} s, {args.segments} segments per recording, {url.split(':')[0]}: "
+    print(f"{args.users} annotators, {elapsed:.0f} s, think {args.think} s, "
+        f"{args.segments} segments per recording, {url.split(':')[0]}: "
           f"{total} requests, {total / elapsed:.0f} requests/s")
     print(f"{'route':36} {'count':>6} {'req/s':>6} {'median ms':>9} {'p95 ms':>7}  statuses")
     worst_read = 0.0
@@ -192,7 +193,8 @@ def report(tally: Tally, elapsed: float, url: str, args: argparse.Namespace) -> 
         if route in READS:
             worst_read = max(worst_read, p95)
         statuses = " ".join(f"{code}:{n}" for code, n in sorted(tally.status[route].items()))
-        print(f"{route:36} {len(times):6} {len(times) / elapsed:6.1f} {statistics.median(times) * 1000:9.1f} {p95:7.1f}  {statuses}")
+        print(f"{route:36} {len(times):6} {len(times) / elapsed:6.1f} "
+            f"{statistics.median(times) * 1000:9.1f} {p95:7.1f}  {statuses}")
     with Store(url) as store:
         stored_status = {a.id: a.status for a in store.annotations()}
         lost_decisions = [aid for aid, (_, status) in tally.decisions.items() if stored_status.get(aid) != status]

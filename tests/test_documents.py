@@ -91,7 +91,8 @@ def test_txt_turns_with_times_names_and_themes():
     paragraphs = to_txt(EXPORT).split("\n\n")[2:]
     assert paragraphs == [
         "[00:00:00] 李梅: 你在深圳做什么工作？",
-        "[00:00:04] Wang Xiuying: 我在电子厂上班，每个月工资两千块。加班很多。\nThemes: Wages; Working conditions (suggested)",
+        "[00:00:04] Wang Xiuying: 我在电子厂上班，每个月工资两千块。加班很多。"
+            "\nThemes: Wages; Working conditions (suggested)",
         "[00:01:05] 李梅: What about your children?",
         "[00:01:10] Wang Xiuying: 孩子留在老家，跟奶奶一起。I miss them & call every week <sometimes>.\n"
         "Themes: Left-behind children; Family separation (suggested)",
@@ -141,7 +142,8 @@ def test_docx_title_header_and_turns():
         "[00:00:00] <b>李梅:</b> 你在深圳做什么工作？",
         "[00:00:04] <b>Wang Xiuying:</b> 我在电子厂上班，每个月工资两千块。加班很多。",
         "[00:01:05] <b>李梅:</b> What about your children?",
-        "[00:01:10] <b>Wang Xiuying:</b> 孩子留在老家，跟奶奶一起。I miss them &amp; call every week &lt;sometimes&gt;.",
+        "[00:01:10] <b>Wang Xiuying:</b> 孩子留在老家，跟奶奶一起。"
+            "I miss them &amp; call every week &lt;sometimes&gt;.",
         "[00:02:05] <b>李梅:</b> 谢谢。",
     ]
     properties = document["properties"]

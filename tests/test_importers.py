@@ -143,7 +143,10 @@ def test_srt_from_export_with_crlf_and_bom(tmp_path):
 
 
 def test_srt_speaker_labels(tmp_path):
-    text = "1\n00:00:01,000 --> 00:00:02,000\n采访者：您是哪年出生的？\n\n2\n00:00:02,000 --> 00:00:04,000\n王秀英：1932年。\n"
+    text = (
+        "1\n00:00:01,000 --> 00:00:02,000\n采访者：您是哪年出生的？\n\n"
+        "2\n00:00:02,000 --> 00:00:04,000\n王秀英：1932年。\n"
+    )
     assert rows(read_transcript(write(tmp_path, "a.srt", text))) == [
         (1.0, 2.0, "采访者", "您是哪年出生的？"),
         (2.0, 4.0, "王秀英", "1932年。"),

@@ -166,7 +166,10 @@ def test_transcripts_turns_and_sync_points(qdpx):
     transcripts = root.findall("q:Sources/q:AudioSource/q:Transcript", NS)
     text = _transcript_file(archive, transcripts[0])
     # One line per turn: the segments of one speaker run on (no spaces in Chinese, one in English).
-    assert text == "[00:00:00] Interviewer: 你老公在哪里打工？\n[00:00:04] 张丽华: 他在东莞，我在深圳，一年见一次面。孩子留在老家给爷爷奶奶带。\n"
+    assert text == (
+        "[00:00:00] Interviewer: 你老公在哪里打工？\n"
+        "[00:00:04] 张丽华: 他在东莞，我在深圳，一年见一次面。孩子留在老家给爷爷奶奶带。\n"
+    )
     assert _transcript_file(archive, transcripts[1]).splitlines()[1].endswith("Dongguan. The wages were low, but we sent money home.")
     for transcript, segments in zip(transcripts, (ZH, EN), strict=True):
         text = _transcript_file(archive, transcript)

@@ -137,7 +137,8 @@ def test_migration_gives_stored_labels_their_speaker_rows(db_url):
         for i, speaker in enumerate(["张长华", None, "张长华", "Interviewer"]):
             conn.execute(
                 text(
-                    "INSERT INTO segments (recording_id, idx, start, \"end\", text, original_text, language, speaker, engine, model)"
+                    "INSERT INTO segments (recording_id, idx, start, \"end\", text, "
+                        "original_text, language, speaker, engine, model)"
                     " VALUES (1, :i, :i, :i + 1, 'x', 'x', 'zh', :speaker, 'import', 'vtt')"
                 ),
                 {"i": i, "speaker": speaker},

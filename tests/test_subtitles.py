@@ -126,7 +126,10 @@ def test_a_long_token_is_cut_where_the_line_is_full():
 
 
 def test_cues_are_timed_from_the_words():
-    text = "One two three four five six seven eight nine ten. Eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen."
+    text = (
+        "One two three four five six seven eight nine ten. "
+        "Eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen."
+    )
     words = [Word(0.5 * k, 0.5 * k + 0.4, " " + w, 0.9) for k, w in enumerate(text.split())]
     words[10:] = [Word(w.start + 5.0, w.end + 5.0, w.text, w.probability) for w in words[10:]]  # a pause before "Eleven"
     found = cues(export(Segment(0.0, 15.0, text, text, "en", words)))

@@ -145,7 +145,9 @@ class _NoDoctype(ET.TreeBuilder):
 
     def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
         raise TranscriptFormatError(
-            self.path, "it declares a DOCTYPE, which EAF files never have (refused: its entities could expand without end or read other files)"
+            self.path,
+            "it declares a DOCTYPE, which EAF files never have "
+            "(refused: its entities could expand without end or read other files)",
         )
 
 

@@ -406,7 +406,10 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
     speakers = recording.get("speakers") or []
     if not isinstance(speakers, list) or not all(map(_is_speaker, speakers)):
         roles = ", ".join(SPEAKER_ROLES)
-        raise TranscriptFormatError(path, f'"recording": "speakers" must be a list of objects with a "label", a "name" and a "role" ({roles} or null)')
+        raise TranscriptFormatError(
+            path, f'"recording": "speakers" must be a list of objects with a "label", a "name" and a "role" '
+            f'({roles} or null)'
+        )
     if speakers:
         metadata["speakers"] = [{k: p.get(k) for k in ("label", "name", "role")} for p in speakers]  # names and roles by label
     if themes:

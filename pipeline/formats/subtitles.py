@@ -195,6 +195,9 @@ def to_vtt(export: RecordingExport) -> str:
     recording = export.recording
     if (access := recording.access()) != "open":
         until = f" until {recording.release_on}" if recording.release_on else ""
-        blocks.append(f"NOTE Consent: {access}{until}. Check what the interviewee agreed to before sharing or showing this recording.\n")
+        blocks.append(
+            f"NOTE Consent: {access}{until}. "
+            "Check what the interviewee agreed to before sharing or showing this recording.\n"
+        )
     blocks += [f"{timestamp(c.start)} --> {timestamp(c.end)}\n{_vtt_text(c)}\n" for c in cues(export)]
     return "\n".join(blocks)

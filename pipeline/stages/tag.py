@@ -6,8 +6,8 @@ A spaCy pipeline per language, built from the codebook (patterns are configurati
 - Chinese: spacy.blank("zh") segmenting with jieba. Text is converted to simplified script first, so
   traditional characters match the same patterns. Terms are matched on characters, because jieba's
   words can hide a term (工资 inside 工资条, 扣 inside 上扣); token patterns run on jieba's words, with
-  every word of two or more characters that a pattern names kept whole. Entities come from jieba's part-of-speech tags (names, places,
-  organisations) and from patterns for dates and amounts of money.
+  every word of two or more characters that a pattern names kept whole. Entities come from jieba's
+  part-of-speech tags (names, places, organisations) and from patterns for dates and amounts of money.
 - English: en_core_web_sm; terms match on lower case and on lemmas ("paid" is "pay"); entities from its NER.
 
 A theme's score combines the weights of its matches (1 - product of 1 - weight; overlapping matches
