@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import snowballstemmer
 
-from pipeline.script import convert_pieces, to_simplified
+from pipeline.script import Script, convert_pieces, to_simplified
 from pipeline.utils import CJK_LETTERS, merge_spans
 
 MAX_TERM = 64  # characters: longer words are cut (PostgreSQL drops lexemes over 2 kB, FTS5 does not)
@@ -126,7 +126,7 @@ def index_terms(text: str) -> str:
 def _tokens(text: str) -> list[tuple[str, int, int]]:
     """index_terms' terms with the [start, end) offsets in `text` each was made from."""
     # Folded char by char, to know where each folded char came from; converted as a whole, like _fold.
-    pieces = [_same(p) for p in convert_pieces([_plain(c) for c in text], "simplified")]
+    pieces = [_same(p) for p in convert_pieces([_plain(c) for c in text], Script.SIMPLIFIED)]
     origin = [i for i, piece in enumerate(pieces) for _ in piece]
     folded = "".join(pieces)
     out: list[tuple[str, int, int]] = []

@@ -34,7 +34,7 @@ from spacy.tokens import Doc
 from spacy.util import get_words_and_spaces
 
 from pipeline.records import Entity, ThemeSuggestion
-from pipeline.script import convert_pieces
+from pipeline.script import Script, convert_pieces
 from pipeline.stages.codebook import Codebook
 
 TAGGER_VERSION = "1"  # bump when the algorithm changes: stored with each suggestion, beside the codebook version
@@ -189,7 +189,7 @@ def _simplified(text: str) -> tuple[str, list[int]]:
     """The text in simplified characters, and for each of its characters the index of the original
     character it came from. OpenCC keeps the length of almost every text; where it does not, the text
     is converted character by character (convert_pieces), so offsets can still be mapped back."""
-    pieces = convert_pieces(list(text), "simplified")
+    pieces = convert_pieces(list(text), Script.SIMPLIFIED)
     return "".join(pieces), [i for i, piece in enumerate(pieces) for _ in piece]
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from pipeline.records import Chunk, Segment, Transcript, Word
-from pipeline.script import CHINESE_LANGUAGES, SCRIPTS, convert, convert_pieces
+from pipeline.script import CHINESE_LANGUAGES, Script, check_script, convert, convert_pieces
 from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.stages.engines import DEFAULT_ENGINE, DecodeOptions, Engine
 from pipeline.stages.guards import GuardOptions, guard, has_loop
@@ -28,13 +28,12 @@ class TranscribeOptions:
     engine: str = DEFAULT_ENGINE
     model: str = "base"
     language: str | None = None  # None: detect once per recording
-    script: str = "simplified"
+    script: str = Script.SIMPLIFIED
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     guards: GuardOptions = field(default_factory=GuardOptions)
 
     def __post_init__(self) -> None:
-        if self.script not in SCRIPTS:
-            raise ValueError(f"unknown script {self.script!r}: choose one of {', '.join(SCRIPTS)}")
+        check_script(self.script)
 
     def settings(self) -> dict:
         """What decides the result: stored with it, so a re-run with the same settings is skipped."""
