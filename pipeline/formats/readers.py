@@ -19,6 +19,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
 from pipeline.records import CONSENT_LEVELS, SPEAKER_ROLES, Segment, Word
@@ -232,7 +233,7 @@ def _vtt_parts(payload: str) -> list[tuple[str | None, str]]:
     if not marks:
         return [(None, payload)]
     parts = [(None, payload[: marks[0].start()])] if payload[: marks[0].start()].strip() else []
-    for m, nxt in zip(marks, [*marks[1:], None], strict=True):
+    for m, nxt in pairwise([*marks, None]):
         parts.append((html.unescape(m.group(1).strip()), payload[m.end() : nxt.start() if nxt else len(payload)]))
     return parts
 
