@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from pipeline import weights
 from pipeline.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +31,21 @@ def corpus_path(relative: str, folder: Path = CORPUS) -> Path:
     if os.environ.get("OHP_REQUIRE_CORPUS") == "1":
         pytest.fail(message + " (OHP_REQUIRE_CORPUS=1)")
     pytest.skip(message)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def own_ohp_home(tmp_path_factory):
+    """An OHP_HOME of the session's own (for it and the `ohp` commands it starts): the checkpoints of
+    interrupted runs and the web app's secret stay in it, so a test run in another checkout transcribing
+    the same file at the same time cannot hand these tests its checkpoint. The model weights are linked
+    from the usual home: they are assembled once per machine, not once per session."""
+    models = weights.ohp_home() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    home = tmp_path_factory.mktemp("ohp-home")
+    (home / "models").symlink_to(models)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OHP_HOME", str(home))
+        yield home
 
 
 @pytest.fixture(autouse=True, scope="session")
