@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,9 +31,10 @@ from pipeline.stages.speakers import DiarizeOptions, diarize, label_roles, match
 from pipeline.store import Store, settings_key
 from pipeline.stages.tag import TAGGER_VERSION, tag_segments
 from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, transcribe
+from pipeline.config import default_home
 from pipeline.utils import clock
-from pipeline.weights import ohp_home
 
+log = logging.getLogger(__name__)
 STAGE = "transcribe"
 MAX_SPEAKERS = 8  # when the number is estimated: more voices than this in one interview are rare
 
@@ -55,6 +57,8 @@ class RunOptions:
     out_dir: Path | None = Path("transcripts")
     formats: tuple[str, ...] = DEFAULT_FORMATS
     codebook: Codebook | None = None  # themes to tag with; None skips the tag stage
+    home: Path = field(default_factory=default_home)  # the model cache; partial transcripts are kept there too
+    device: str = "auto"  # where models run: auto, cpu or cuda
 
     def settings(self) -> dict:
         """The transcribe stage's settings: the same settings give the same transcript."""
@@ -118,8 +122,8 @@ def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
 class Checkpoint:
     """Finished chunks of a recording being transcribed, one JSON line each, so a killed run resumes."""
 
-    def __init__(self, info: AudioInfo, key: str) -> None:
-        folder = ohp_home() / "partial"
+    def __init__(self, info: AudioInfo, key: str, home: Path) -> None:
+        folder = home / "partial"
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{info.sha256}-{key}.jsonl"
 
@@ -165,7 +169,7 @@ def _transcribe(info: AudioInfo, store: Store, options: RunOptions, result: File
     chunks = segment(decoded.samples, options.vad)
     if progress:
         progress.stage_started(path, "transcribe", decoded.duration)
-    checkpoint = Checkpoint(info, key)
+    checkpoint = Checkpoint(info, key, options.home)
     if options.force:
         checkpoint.remove()
     done = checkpoint.load()
@@ -177,7 +181,7 @@ def _transcribe(info: AudioInfo, store: Store, options: RunOptions, result: File
             progress.audio_done(path, chunks[index].end)
 
     if chunks:
-        engine = load_engine(options.transcribe.engine, options.transcribe.model)
+        engine = load_engine(options.transcribe.engine, options.transcribe.model, options.home, options.device)
         transcript = transcribe(decoded.samples, chunks, engine, options.transcribe, done=done, on_chunk=chunk_finished)
     else:  # silence: a valid recording with nothing to transcribe, and no model to load for it
         result.warnings.append(f"{path}: no speech found")
@@ -201,7 +205,7 @@ def _transcribe(info: AudioInfo, store: Store, options: RunOptions, result: File
 
 def find_speakers(
     store: Store, info: AudioInfo, recording_id: int, options: SpeakerOptions, vad: VadOptions = VadOptions(),
-    audio: Audio | None = None, force: bool = False,
+    audio: Audio | None = None, force: bool = False, device: str = "auto",
 ) -> dict | None:  # fmt: skip
     """Who speaks when (stage "speakers"): speaker turns, every segment given its speaker and split where
     the speaker changes, roles, and enrolled voices named; the report, or None when already done with
@@ -221,7 +225,7 @@ def find_speakers(
         samples = decode(info).samples
         audio = samples, speech_regions(samples, vad)
     samples, regions = audio
-    turns = diarize(samples, regions, options.count, settings["max_speakers"])
+    turns = diarize(samples, regions, options.count, settings["max_speakers"], device=device)
     before = store.segments(recording_id)
     # A segment whose text a person corrected is not split (its parts would take the words' text): it
     # keeps its text and takes the speaker who says most of it.
@@ -232,7 +236,8 @@ def find_speakers(
         for part in ([replace(s, speaker=speaker_at(s.start, s.end, turns))] if s.id in corrected else split_segment(s, turns))
     ]
     roles = label_roles(segments, turns)
-    names = match_profiles(samples, turns, {p.name: np.asarray(p.profile, dtype=np.float32) for p in people})
+    profiles = {p.name: np.asarray(p.profile, dtype=np.float32) for p in people}
+    names = match_profiles(samples, turns, profiles, device=device)
     ids = {p.name: p.id for p in people}
     speakers = [
         SpeakerRecord(label, names.get(label), roles.get(label), person_id=ids.get(names.get(label)))
@@ -393,7 +398,9 @@ def process_file(path: Path, store: Store, options: RunOptions, progress: Progre
             stage = "speakers"
             if progress:
                 progress.stage_started(path, stage, result.duration)
-            report = find_speakers(store, info, result.recording_id, options.speakers, options.vad, audio, options.force)
+            report = find_speakers(
+                store, info, result.recording_id, options.speakers, options.vad, audio, options.force, options.device
+            )
             changed |= report is not None
             report = report or store.stage(result.recording_id, "speakers").report
             result.speakers, result.segments = report["speakers"], report["segments"]
@@ -413,8 +420,10 @@ def process_file(path: Path, store: Store, options: RunOptions, progress: Progre
                 write_exports(gather(store, recording, options.codebook), options.out_dir, options.formats, stem)
     except AudioError as e:
         result.error = str(e)
+        log.info("%s", e)
     except Exception as e:  # anything else: report it against this file and go on with the batch
         result.error = f"{path}: {stage}: {type(e).__name__}: {e}"
+        log.exception("%s: the %s stage failed", path, stage)
     finally:
         result.seconds = time.monotonic() - started
         if result.status == "failed" and info is not None:

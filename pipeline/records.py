@@ -206,6 +206,25 @@ class PersonRecord:
     enrolled_at: str  # ISO timestamp, UTC
 
 
+class UserRole(StrEnum):
+    """What a user of the web app may do: each role what the ones before it may, and more."""
+
+    VIEWER = "viewer"
+    ANNOTATOR = "annotator"
+    RESEARCHER = "researcher"
+
+
+ROLES = tuple(UserRole)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    name: str
+    role: str  # one of ROLES
+    created_at: str
+
+
 class AnnotationStatus(StrEnum):
     SUGGESTED = "suggested"
     ACCEPTED = "accepted"

@@ -12,13 +12,15 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from pipeline import weights
+from pipeline.config import Config
 from pipeline.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 STANDARDS = REPO.parent / "shared" / "standards"
 POSTGRES_URL = os.environ.get("OHP_TEST_POSTGRES_URL")
+# The configured model cache ($OHP_HOME or the user's): the real weights are assembled there once.
+MODEL_CACHE = Config.load().home
 
 
 def corpus_path(relative: str, folder: Path = CORPUS) -> Path:
@@ -39,7 +41,7 @@ def own_ohp_home(tmp_path_factory):
     interrupted runs and the web app's secret stay in it, so a test run in another checkout transcribing
     the same file at the same time cannot hand these tests its checkpoint. The model weights are linked
     from the usual home: they are assembled once per machine, not once per session."""
-    models = weights.ohp_home() / "models"
+    models = MODEL_CACHE / "models"
     models.mkdir(parents=True, exist_ok=True)
     home = tmp_path_factory.mktemp("ohp-home")
     (home / "models").symlink_to(models)

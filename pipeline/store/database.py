@@ -1,0 +1,186 @@
+"""Opening the database: its URL, the engine, SQLite's settings, the schema migrations, and sessions.
+
+SQLite or any SQLAlchemy URL (PostgreSQL through psycopg); the configuration (pipeline.config) says
+which. Opening a database upgrades its schema to the newest Alembic revision of
+`pipeline/store/migrations`.
+
+Several processes (a batch, a web app) may share one SQLite file: connections run in WAL mode
+with a 30 s busy timeout, and every write transaction starts with BEGIN IMMEDIATE, so it takes
+the write lock before it reads what it will change.
+
+A new schema version: change the models (pipeline/store/models.py), then write the next migration, e.g.
+    from alembic import command
+    from pipeline.store.database import alembic_config
+    command.revision(alembic_config("sqlite:///dev.db"), "what changed", autogenerate=True, rev_id="0002")
+against a database at the previous head, and tidy what it wrote.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from pipeline.errors import OhpError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).resolve().with_name("migrations")
+_PG_MIGRATION_LOCK = 0x6F6870  # "ohp": key of the pg_advisory_xact_lock held while migrating
+
+
+class StoreError(OhpError, RuntimeError):
+    """A database problem. The message names the database, its password masked."""
+
+
+def alembic_config(url: str | URL | None = None, connection: Connection | None = None) -> Config:
+    """An Alembic config for pipeline/store/migrations: on `connection` if given, else on `url`."""
+    from alembic.config import Config  # alembic costs a third of a second: imported only to migrate
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url is not None:
+        rendered = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
+        config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def open_engine(url: str) -> tuple[Engine, str]:
+    """An engine on `url` whose schema is at the newest revision, and the URL to show (its password
+    masked). StoreError if it cannot be used."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"not a database URL ({exc})") from None
+    shown = parsed.render_as_string(hide_password=True)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    database = parsed.database or ""
+    if sqlite and database not in ("", ":memory:") and not database.startswith("file:"):
+        folder = Path(database).absolute().parent
+        if not folder.is_dir():
+            raise StoreError(f"cannot open SQLite database {database}: folder {folder} does not exist")
+    try:
+        engine = create_engine(parsed)
+    except (SQLAlchemyError, ImportError) as exc:  # ImportError: the URL's driver is not installed
+        raise StoreError(f"cannot use database {shown}: {exc}") from exc
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        _upgrade(engine, shown)
+    except BaseException as exc:
+        engine.dispose()
+        if isinstance(exc, SQLAlchemyError):
+            raise StoreError(f"cannot open database {shown}: {reason(exc)}") from exc
+        raise
+    return engine, shown
+
+
+@contextmanager
+def session(engine: Engine, shown: str, write: bool = False) -> Iterator[Session]:
+    """A session in one transaction: committed at the end, rolled back on any exception. A `write`
+    one on SQLite holds the write lock from its start."""
+    try:
+        with Session(engine, expire_on_commit=False) as s, s.begin():
+            if write and engine.dialect.name == "sqlite":
+                s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            yield s
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database error on {shown}: {reason(exc)}") from exc
+
+
+def reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)  # the driver's own error, without the SQL and its parameters
+    return str(orig if orig is not None else exc).splitlines()[0]
+
+
+def head_revision() -> str:
+    """The newest schema revision, from the migrations' file names (`0006_consent.py` is revision "0006"),
+    so that opening an up-to-date database needs no alembic (a test checks alembic agrees)."""
+    return max(path.name.split("_", 1)[0] for path in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+
+
+@functools.cache
+def _revisions() -> tuple[str, frozenset[str]]:
+    """The head revision and all known revisions, as alembic reads them (once per process)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    return script.get_current_head(), frozenset(r.revision for r in script.walk_revisions())
+
+
+def _current_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _stamped_revision(conn: Connection) -> str | None:
+    """The database's schema revision by one plain query; None when it has none (a new database)."""
+    try:
+        with conn.begin_nested() if conn.in_transaction() else conn.begin():
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        return None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in ("foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _upgrade(engine: Engine, shown: str) -> None:
+    """Bring the schema to head; a no-op (one small query) when it is there already."""
+    with engine.connect() as conn:
+        if _stamped_revision(conn) == head_revision():
+            return
+    head, known = _revisions()
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        if sqlite:
+            # Table rebuilds (alembic batch mode) must not cascade deletes: foreign keys are off
+            # while migrating, checked before the commit, and on again for the pooled connection.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        try:
+            _upgrade_locked(conn, shown, head, known)
+        finally:
+            if sqlite:
+                conn.rollback()
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def _upgrade_locked(conn: Connection, shown: str, head: str, known: frozenset[str]) -> None:
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # one migrating process at a time
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+    current = _current_revision(conn)  # again, now that we hold the lock
+    if current is not None and current not in known:
+        raise StoreError(
+            f"database {shown} has schema revision {current!r}, which this version of ohp "
+            f"does not know (its newest is {head!r}): a newer ohp wrote it"
+        )
+    if current != head:
+        from alembic import command
+
+        log.info("migrating database %s from schema revision %s to %s", shown, current or "(empty)", head)
+        command.upgrade(alembic_config(connection=conn), "head")
+    if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+        raise StoreError(f"migrating {shown} left rows whose foreign keys point nowhere")
+    conn.commit()
