@@ -52,8 +52,8 @@ def _segments(segments) -> list[dict]:
 def worker(system: str, path: Path) -> dict:
     """Run one system on one file, in this process; return its segments and figures."""
     from pipeline.config import Config
-    from pipeline.stages.audio import decode, probe
     from pipeline.records import Chunk, SpeechRegion
+    from pipeline.stages.audio import decode, probe
     from pipeline.stages.engines import load_engine
     from pipeline.stages.segment import segment
     from pipeline.stages.transcribe import TranscribeOptions, transcribe

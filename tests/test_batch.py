@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODEL_CACHE, corpus_path
-from pipeline.stages.audio import SAMPLE_RATE, decode, ffmpeg_exe, probe
 from pipeline.batch import RunOptions, SpeakerOptions, import_file, run_batch
+from pipeline.stages.audio import SAMPLE_RATE, decode, ffmpeg_exe, probe
 from pipeline.stages.speakers import voice_profile
 from pipeline.store import Store
 
+from conftest import MODEL_CACHE, corpus_path
 
 pytestmark = pytest.mark.slow
 

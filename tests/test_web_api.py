@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
 from pipeline.config import Config
+from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
 from pipeline.web import auth, create_app
 
 TEXTS = ["Where are your children now?", "They stay with my parents back home.", "The wages were <script>alert(1)</script> paid by the piece."]

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from pipeline.config import Config
 from pipeline.records import Segment, ThemeSuggestion, Transcript
 from pipeline.stages.audio import probe
 from pipeline.store import Store
-from pipeline.config import Config
 from pipeline.web import create_app
 
 from conftest import corpus_path

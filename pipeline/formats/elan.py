@@ -23,10 +23,10 @@ from xml.parsers.expat import ErrorString
 
 import pympi
 
-from pipeline.stages.audio import file_sha256
-from pipeline.stages.codebook import Codebook
 from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars, read_limited
 from pipeline.records import Coding, ImportedCodings, RecordingExport, Segment, coder
+from pipeline.stages.audio import file_sha256
+from pipeline.stages.codebook import Codebook
 from pipeline.utils import timestamp, xml_text
 
 SHA256_PROPERTY = "ohp:recording-sha256"

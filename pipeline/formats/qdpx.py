@@ -34,9 +34,9 @@ from pathlib import Path, PurePosixPath
 
 from lxml import etree
 
-from pipeline.stages.codebook import Codebook
 from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars
 from pipeline.records import AnnotationRecord, Coding, ImportedCodings, RecordingExport, RecordingRecord, Segment, coder
+from pipeline.stages.codebook import Codebook
 from pipeline.utils import clock, spacer, xml_text
 
 NS = "urn:QDA-XML:project:1.0"

@@ -167,7 +167,7 @@ class Redactor:
             return value
 
         speakers, relabelled = _speakers(export, "names" in self.kinds)
-        for before, after in zip(export.speakers, speakers):
+        for before, after in zip(export.speakers, speakers, strict=True):
             if before.label != after.label:
                 relabel = (before.label, after.label, "speaker", before.label)
                 done.append(Redaction(name, None, 0.0, 0.0, "speaker label", *relabel))
@@ -324,7 +324,7 @@ def _words(
         for i in covered:
             local = max(0, match.start() - starts[i]), min(len(words[i].text), match.end() - starts[i])
             spans[i].append((*local, label(match.group()) if i == covered[0] else ""))
-    return [replace(w, text=_apply(w.text, s)) if s else w for w, s in zip(words, spans)], found
+    return [replace(w, text=_apply(w.text, s)) if s else w for w, s in zip(words, spans, strict=True)], found
 
 
 def _context(text: str, start: int, end: int, around: int = 20) -> str:
