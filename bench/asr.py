@@ -52,9 +52,9 @@ def _segments(segments) -> list[dict]:
 def worker(system: str, path: Path) -> dict:
     """Run one system on one file, in this process; return its segments and figures."""
     from pipeline.config import Config
+    from pipeline.records import Chunk, SpeechRegion
     from pipeline.stages.audio import decode, probe
     from pipeline.stages.engines import load_engine
-    from pipeline.records import Chunk, SpeechRegion
     from pipeline.stages.segment import segment
     from pipeline.stages.transcribe import TranscribeOptions, transcribe
 
@@ -155,7 +155,7 @@ def make_long(path: Path, hours: float) -> Path:
         subprocess.run(
             [ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(repeats - 1), "-i", str(path), "-t", str(hours * 3600), "-c", "copy", str(target)],
             check=True,
-        )  # fmt: skip
+        )
     return target
 
 
@@ -171,7 +171,8 @@ def main() -> None:
 
     OUT.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, dict]] = {}
-    print(f"{'system':<13} {'file':<26} {'CER':>6} {'raw CER':>8} {'gap chars':>9} {'time s':>7} {'load s':>6} {'x realtime':>10} {'peak MB':>8}")
+    print(f"{'system':<13} {'file':<26} {'CER':>6} {'raw CER':>8} {'gap chars':>9} "
+        f"{'time s':>7} {'load s':>6} {'x realtime':>10} {'peak MB':>8}")
     for system in args.systems:
         for name in FILES:
             path = CORPUS / name
@@ -180,7 +181,8 @@ def main() -> None:
             results.setdefault(system, {})[name] = run
             print(
                 f"{system:<13} {name:<26} {run['cer']:6.3f} {run['raw_cer']:8.3f} {run['gap_chars']:9d} "
-                f"{run['seconds']:7.1f} {run['load_seconds']:6.1f} {run['audio_seconds'] / run['seconds']:10.1f} {run['peak_mb']:8.0f}",
+                f"{run['seconds']:7.1f} {run['load_seconds']:6.1f} "
+                    f"{run['audio_seconds'] / run['seconds']:10.1f} {run['peak_mb']:8.0f}",
                 flush=True,
             )
     print()

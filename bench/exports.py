@@ -35,8 +35,9 @@ speakers (one named), the tagger's themes as annotations (every fourth accepted 
 entities. Every writer in pipeline.formats.export.WRITERS: median wall time over --runs runs, then one run under
 tracemalloc for the peak of memory allocated during the call (the export itself not counted), and the
 output's size; JSON is the baseline column (ratio to JSON). Project writers (csv, qdpx) over ten such
-recordings, against JSON of the ten (median of half as many runs). The Redactor (names and places, with the project list) on the same
-interview, timed the same way. The load average is printed before and after: the machine is shared.
+recordings, against JSON of the ten (median of half as many runs). The Redactor (names and places, with
+the project list) on the same interview, timed the same way. The load average is printed before and
+after: the machine is shared.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ LISTED = {
     "张秀英": "names", "樟木头": "places",  # zh-2: the wife (only 秀英 found); the detention town
     "周口": "places", "龙华": "places",  # zh-3: home town; the factory district
     "Houjie": "places", "May": "names",  # en-1: the factory town; the daughter (and so May the month goes too)
-}  # fmt: skip
+}
 
 
 # ------------------------------------------------------------------------------------------- labelled set
@@ -165,7 +166,7 @@ def ohp_spans(lines: list[Line], listed: dict[str, str] | None) -> dict[int, lis
     spans: dict[int, list[tuple[int, int]]] = {}
     for export in interview_exports(lines):
         redacted, report = redactor(export)
-        for before, after in zip(export.segments, redacted.segments):
+        for before, after in zip(export.segments, redacted.segments, strict=True):
             records = [r for r in report if r.segment_id == before.id and r.field == "text"]
             spans[before.id - 1] = replaced_spans(before.text, after.text, records)
     return spans
@@ -184,7 +185,7 @@ def score(lines: list[Line], spans: dict[int, list[tuple[int, int]]], language: 
     return {
         "recall": both / named if named else 1.0, "precision": both / replaced if replaced else 1.0,
         "mentions": mentions, "mentions_found": mentions_found, "named": named, "replaced": replaced,
-    }  # fmt: skip
+    }
 
 
 def misses(lines: list[Line], spans: dict[int, list[tuple[int, int]]]) -> tuple[dict, dict, dict]:
@@ -204,7 +205,7 @@ def misses(lines: list[Line], spans: dict[int, list[tuple[int, int]]]) -> tuple[
             if not any(inside):
                 wrong[line.text[s:e]] += 1
             elif not all(inside):
-                beyond["".join(ch if g else f"[{ch}]" for ch, g in zip(line.text[s:e], inside)).replace("][", "")] += 1
+                beyond["".join(ch if g else f"[{ch}]" for ch, g in zip(line.text[s:e], inside, strict=False)).replace("][", "")] += 1
     return missed, wrong, beyond
 
 
@@ -245,7 +246,8 @@ def redaction_report(show_errors: bool) -> list[Line]:
     (a, b, _) = methods.values()
     changed = sum(sorted(a[i]) != sorted(b[i]) for i in range(len(lines)))
     print(f"lines where (b) replaced other characters than (a): {changed} of {len(lines)}")
-    print("R, P: name characters replaced / all name characters, and / all replaced characters; names: mentions wholly replaced")
+    print("R, P: name characters replaced / all name characters, and / all replaced characters; "
+        "names: mentions wholly replaced")
     for method, spans in list(methods.items())[1:]:
         missed, wrong, beyond = misses(lines, spans)
         print(f"\n{method}:")
@@ -261,8 +263,9 @@ def redaction_report(show_errors: bool) -> list[Line]:
             hit = sorted(spans[i])
             gold = sorted((s, e) for _, s, e in line.names)
             if {c for s, e in hit for c in range(s, e)} != {c for s, e in gold for c in range(s, e)}:
-                print(f"  {line.text}\n    labelled {[line.text[s:e] for s, e in gold]}, replaced {[line.text[s:e] for s, e in hit]}, "
-                      f"entities {[(e.label, e.text) for e in line.entities]}")  # fmt: skip
+                print(f"  {line.text}\n    labelled {[line.text[s:e] for s, e in gold]}, "
+                    f"replaced {[line.text[s:e] for s, e in hit]}, "
+                      f"entities {[(e.label, e.text) for e in line.entities]}")
     return lines
 
 
@@ -296,13 +299,13 @@ def long_interview(lines: list[Line], codebook, number: int, segments: int = 240
             AnnotationRecord(
                 sid * 10 + j, sid, number, t.theme, "auto", "accepted" if (k + j) % 4 == 0 else "suggested", t.score, t.evidence,
                 "1/v", "mei" if (k + j) % 4 == 0 else None, "2026-01-01T00:00:00", 1,
-            )  # fmt: skip
+            )
             for j, t in enumerate(line.themes)
         ]
     recording = RecordingRecord(
         number, f"{number:064x}", f"/archive/interview_{number:02d}.wav", 230_400_000, "wav", segments * seconds, "zh",
         interviewee="刘秀兰", place="东莞", recorded_on="2019-05-03",
-    )  # fmt: skip
+    )
     speakers = [SpeakerRecord("S1", "Maria", "interviewer"), SpeakerRecord("S2", None, "interviewee")]
     return RecordingExport(recording, out, annotations, speakers, entities, codebook)
 
@@ -326,9 +329,9 @@ def measure(f, runs: int) -> tuple[float, int, int]:
 
 
 def speed_report(lines: list[Line] | None, runs: int, recordings: int) -> None:
-    from pipeline.stages.codebook import load_codebook
     from pipeline.formats.export import PROJECT_WRITERS, WRITERS
     from pipeline.formats.redact import Redactor
+    from pipeline.stages.codebook import load_codebook
 
     codebook = load_codebook()
     if lines is None:
@@ -357,7 +360,7 @@ def speed_report(lines: list[Line] | None, runs: int, recordings: int) -> None:
         if fmt != "json":
             row(fmt, measure(lambda w=writer: w(export), runs), base)
     redactor = Redactor({"names", "places"}, LISTED)
-    redacted, report = redactor(export)
+    _, report = redactor(export)
     row("Redactor (names+places)", measure(lambda: redactor(export), runs), base)
     print(f"  (the Redactor replaced {sum(r.field == 'text' for r in report)} mentions in the text, {len(report)} in all)")
 

@@ -58,10 +58,12 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from pipeline.batch import import_file  # noqa: E402
-from pipeline.stages.codebook import load_codebook  # noqa: E402
+from pipeline.formats.readers import guess_language  # noqa: E402
 from pipeline.records import SearchFilters, ThemeSuggestion  # noqa: E402
-from pipeline.store import Store  # noqa: E402
 from pipeline.search.textindex import parse_query  # noqa: E402
+from pipeline.stages.codebook import load_codebook  # noqa: E402
+from pipeline.store import Store  # noqa: E402
+from pipeline.utils import HAN  # noqa: E402
 
 # What researchers type (issue 4): theme words first; only those found in the data are used.
 THEME_WORDS_ZH = [
@@ -100,7 +102,7 @@ def _sentences(text_: str) -> list[str]:
 
 
 def _language(text_: str) -> str:
-    return "zh" if len(re.findall(r"[\u4e00-\u9fff]", text_)) > len(re.findall(r"[A-Za-z]+", text_)) else "en"
+    return "zh" if guess_language(text_) == "zh" else "en"
 
 
 def source_sentences() -> dict[str, list[str]]:
@@ -139,7 +141,7 @@ def sentence_themes(pool: dict[str, list[str]]) -> dict[str, list[ThemeSuggestio
     themes = {}
     for lang, sentences in pool.items():
         results = tag_segments(sentences, [lang] * len(sentences), codebook, context=False)
-        for s, result in zip(sentences, results):
+        for s, result in zip(sentences, results, strict=True):
             themes[s] = list(result.themes)
     return themes
 
@@ -194,7 +196,7 @@ def generate(folder: Path, size: int, pool: dict[str, list[str]], themes: dict, 
                      "speaker": who, "words": [], "themes": []}
                     for a, b, who, body in cues
                 ],
-            }  # fmt: skip
+            }
             path.write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         recordings.append(Recording(path, lang, segments))
     return recordings
@@ -246,7 +248,7 @@ def _words(recordings: list[Recording], themes: dict[str, list[ThemeSuggestion]]
             for part in parts:
                 if part not in cut_cache:
                     if rec.language == "zh":  # in simplified script: search folds 這個 into 这个
-                        cut_cache[part] = [to_simplified(w) for w in jieba.lcut(part) if re.fullmatch(r"[\u4e00-\u9fff]{1,4}", w)]
+                        cut_cache[part] = [to_simplified(w) for w in jieba.lcut(part) if re.fullmatch(f"[{HAN}]{{1,4}}", w)]
                     else:
                         cut_cache[part] = [w.lower() for w in re.findall(r"[A-Za-z]+", part)]
                 words.update(cut_cache[part])
@@ -348,7 +350,7 @@ def build(store: Store, recordings: list[Recording], themes, result: Result, log
         t0 = time.perf_counter()
         ids.append(import_file(rec.path, store))
         kind = rec.path.suffix[1:]
-        result.by_format[kind] = [a + b for a, b in zip(result.by_format.get(kind, [0.0, 0]), [time.perf_counter() - t0, len(rec.segments)])]
+        result.by_format[kind] = [a + b for a, b in zip(result.by_format.get(kind, [0.0, 0]), [time.perf_counter() - t0, len(rec.segments)], strict=True)]
         if (k + 1) % max(1, len(recordings) // 10) == 0:
             elapsed = time.perf_counter() - start
             done = sum(len(r.segments) for r in recordings[: k + 1])
@@ -359,10 +361,10 @@ def build(store: Store, recordings: list[Recording], themes, result: Result, log
     result.segments = sum(len(r.segments) for r in recordings)
     result.recordings = len(recordings)
     start = time.perf_counter()
-    for rid, rec in zip(ids, recordings):
+    for rid, rec in zip(ids, recordings, strict=True):
         segment_ids = [s.id for s in store.segments(rid)]
         suggestions = {}
-        for sid, parts in zip(segment_ids, rec.segments):
+        for sid, parts in zip(segment_ids, rec.segments, strict=True):
             found = segment_suggestions(parts, rec.language, themes)
             if found:
                 suggestions[sid] = found
@@ -399,7 +401,7 @@ def measure(store: Store, queries: list[BenchQuery], codebook, result: Result, s
     rng = random.Random(seed)
     rng.shuffle(runs)
     # Warm up (the first queries open connections and read pages): 20 runs, not timed.
-    for q, theme in runs[:20]:
+    for q, _theme in runs[:20]:
         store.search(parse_query(q.text), SearchFilters(), limit=20)
     timed = []
     result.load.append(os.getloadavg()[0])
@@ -426,7 +428,8 @@ def baseline(engine, queries: list[BenchQuery], result: Result, n: int = 40) -> 
             pattern = f"%{w}%"
             where = "text LIKE :p OR original_text LIKE :p"
             conn.execute(text(f"SELECT count(*) FROM segments WHERE {where}"), {"p": pattern}).scalar()
-            conn.execute(text(f"SELECT id, recording_id, start, text FROM segments WHERE {where} ORDER BY recording_id, start LIMIT 20"), {"p": pattern}).all()
+            conn.execute(text(f"SELECT id, recording_id, start, text FROM segments WHERE {where} "
+                f"ORDER BY recording_id, start LIMIT 20"), {"p": pattern}).all()
             result.baseline.append((time.perf_counter() - t0) * 1000)
 
 
@@ -449,7 +452,7 @@ def _all(r: Result, what: str = "latency", theme: bool | None = None) -> list[fl
     return [
         v for c, vs in getattr(r, what).items()
         if c.split()[0] in CATEGORIES and (theme is None or c.endswith("+theme") == theme) for v in vs
-    ]  # fmt: skip
+    ]
 
 
 def report(results: list[Result]) -> str:
@@ -483,7 +486,8 @@ def report(results: list[Result]) -> str:
     row("**all queries**: median / **p95** / max ms (n)", lambda r: (lambda v: f"{statistics.median(v):.1f} / **{percentile(v, 0.95):.1f}** / {max(v):.0f} ({len(v)})")(_all(r)))
     row("all queries on this process's CPU time (SQLite: with the database; PostgreSQL: client only): median / p95 ms", lambda r: _ms(_all(r, "cpu")))
     row("hits per query (total): median / p95 / max", lambda r: (lambda t: f"{statistics.median(t):,.0f} / {percentile(t, 0.95):,.0f} / {max(t):,}")(_all(r, "totals")))
-    row(f"very common terms ({' '.join(STRESS)}), without / with theme: median / max ms", lambda r: f"{statistics.median(r.latency['stress']):.0f} / {max(r.latency['stress']):.0f}, {statistics.median(r.latency['stress +theme']):.0f} / {max(r.latency['stress +theme']):.0f}")
+    row(f"very common terms ({' '.join(STRESS)}), without / with theme: median / max ms", lambda r: f"{statistics.median(r.latency['stress']):.0f} / {max(r.latency['stress']):.0f}, "
+        f"{statistics.median(r.latency['stress +theme']):.0f} / {max(r.latency['stress +theme']):.0f}")
     row("baseline: LIKE '%word%' scan, count + first 20: median / p95 ms", lambda r: _ms(r.baseline) if r.baseline else "")
     row("load average (1 min) during import, search", lambda r: f"{statistics.mean(r.load[:2]):.1f}, {statistics.mean(r.load[2:4]):.1f}")
     return "\n".join(lines)
@@ -559,7 +563,9 @@ def main() -> None:
                 store = Store(url)
                 log(f"{backend} {size:,}: importing {len(recordings)} files")
                 build(store, recordings, themes, result, log)
-                log(f"{backend} {size:,}: imported in {result.import_s:.1f} s ({result.segments / result.import_s:,.0f}/s), themes in {result.tag_s:.1f} s")
+                log(f"{backend} {size:,}: imported in {result.import_s:.1f} s "
+                    f"({result.segments / result.import_s:,.0f}/s), "
+                    f"themes in {result.tag_s:.1f} s")
                 engine = create_engine(url)
                 sizes(engine, result)
                 log(f"{backend} {size:,}: database {_mb(result.db_bytes)}, index {_mb(result.index_bytes)}; searching")
@@ -584,8 +590,9 @@ def main() -> None:
     qs = queries or []
     counts = Counter(q.category for q in qs)
     print()
-    print(f"# bench/search.py, {datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
-    print(f"# queries: " + ", ".join(f"{n} {c}" for c, n in counts.items()) + ", each without and with a theme filter; e.g. "
+    print(f"# bench/search.py, {datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
+    print("# queries: " + ", ".join(f"{n} {c}" for c, n in counts.items()) + ", each without and with a theme filter; e.g. "
           + ", ".join(q.text for q in qs[:: max(1, len(qs) // 16)]))
     print(report(results))
     if args.json:

@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpus"
 OUT = REPO / "bench" / "out"
 
-from pipeline.stages.audio import SAMPLE_RATE, decode, probe  # noqa: E402
 from pipeline.records import SpeakerTurn, SpeechRegion  # noqa: E402
+from pipeline.stages.audio import SAMPLE_RATE, decode, probe  # noqa: E402
 from pipeline.stages.segment import speech_regions  # noqa: E402
 from pipeline.stages.speakers import DiarizeOptions, diarize, match_profiles, voice_profile  # noqa: E402
 
@@ -120,9 +120,10 @@ def table(files: list[dict]) -> dict:
             f" {row['confusion']:9.1%} {row['s_per_min']:6.2f}"
         )
     print("\nper file (given / estimated):")
-    for f, g, e in zip(files, given, estimated):
+    for f, g, e in zip(files, given, estimated, strict=True):
         found = len({t.speaker for t in f["turns_estimated"]})
-        print(f"  {f['uri']:8} DER {der([g])['der']:6.1%} / {der([e])['der']:6.1%}   speakers found {found} (reference {len(f['reference'].labels())})")
+        print(f"  {f['uri']:8} DER {der([g])['der']:6.1%} / {der([e])['der']:6.1%}   "
+            f"speakers found {found} (reference {len(f['reference'].labels())})")
     return rows
 
 
@@ -144,7 +145,8 @@ def sweep(files: list[dict], settings: list[float]) -> dict:
         pairs, _ = run(files, False, DiarizeOptions(neighbours=neighbours))
         counts = [len({t.speaker for t in f["turns_estimated"]}) for f in files]
         out[neighbours] = {**der(pairs), "speakers": counts}
-        print(f"neighbours {neighbours:.2f}: DER {out[neighbours]['der']:6.1%}  confusion {out[neighbours]['confusion']:6.1%}  speakers {counts}")
+        print(f"neighbours {neighbours:.2f}: DER {out[neighbours]['der']:6.1%}  "
+            f"confusion {out[neighbours]['confusion']:6.1%}  speakers {counts}")
     return out
 
 
@@ -174,9 +176,9 @@ def long(files: list[dict], minutes: float) -> dict:
         ]
     )
     offsets = np.cumsum([0] + [len(f["samples"]) for f in files] * copies)[:-1] / SAMPLE_RATE
-    regions = [SpeechRegion(r.start + o, r.end + o) for o, f in zip(offsets, files * copies) for r in f["regions"]]
+    regions = [SpeechRegion(r.start + o, r.end + o) for o, f in zip(offsets, files * copies, strict=True) for r in f["regions"]]
     reference = Annotation(uri="long")
-    for o, f in zip(offsets, files * copies):
+    for o, f in zip(offsets, files * copies, strict=True):
         for segment, _, speaker in f["reference"].itertracks(yield_label=True):
             reference[Segment(segment.start + o, segment.end + o)] = speaker
     n = len(reference.labels())
@@ -193,11 +195,13 @@ def long(files: list[dict], minutes: float) -> dict:
             "speakers": len({t.speaker for t in turns}),
         }
     result["peak_mb_before"], result["peak_mb"] = before, peak_mb()
-    print(f"{result['minutes']:.1f} min, {n} voices; peak memory {before:.0f} -> {result['peak_mb']:.0f} MB (audio {result['audio_mb']:.0f} MB)")
+    print(f"{result['minutes']:.1f} min, {n} voices; peak memory {before:.0f} -> {result['peak_mb']:.0f} MB "
+        f"(audio {result['audio_mb']:.0f} MB)")
     for name in ("given", "estimated"):
         r = result[name]
         print(
-            f"  number {name:9}: DER {r['der']:6.1%} (missed {r['missed detection']:.1%}, false alarm {r['false alarm']:.1%},"
+            f"  number {name:9}: DER {r['der']:6.1%} (missed {r['missed detection']:.1%}, "
+                f"false alarm {r['false alarm']:.1%},"
             f" confusion {r['confusion']:.1%}), {r['speakers']} speakers, {r['s_per_min']:.2f} s per minute"
         )
     return result

@@ -69,12 +69,12 @@ def scores(rows: list[dict], predicted: list[set[str]], themes: list[str]) -> di
         truth = [theme in r["themes"] for r in rows]
         guess = [theme in p for p in predicted]
         per_theme[theme] = prf(
-            sum(t and g for t, g in zip(truth, guess)),
-            sum(g and not t for t, g in zip(truth, guess)),
-            sum(t and not g for t, g in zip(truth, guess)),
+            sum(t and g for t, g in zip(truth, guess, strict=True)),
+            sum(g and not t for t, g in zip(truth, guess, strict=True)),
+            sum(t and not g for t, g in zip(truth, guess, strict=True)),
         )
     micro = prf(*(sum(s[k] for s in per_theme.values()) for k in ("tp", "fp", "fn")))
-    empty = [p for r, p in zip(rows, predicted) if not r["themes"]]
+    empty = [p for r, p in zip(rows, predicted, strict=True) if not r["themes"]]
     return {
         "themes": per_theme,
         "micro": micro,
@@ -94,30 +94,37 @@ def labelled_report(show_errors: bool) -> None:
         started = time.perf_counter()
         predicted = predict(rows, codebook, context)
         runs[context] = (predicted, scores(rows, predicted, codebook.ids), time.perf_counter() - started)
-    print(f"{len(rows)} labelled lines ({sum(r['language'] == 'zh' for r in rows)} zh, {sum(r['language'] == 'en' for r in rows)} en), codebook {codebook.version}\n")
+    print(f"{len(rows)} labelled lines ({sum(r['language'] == 'zh' for r in rows)} zh, "
+        f"{sum(r['language'] == 'en' for r in rows)} en), "
+        f"codebook {codebook.version}\n")
     print(f"{'theme':<22} {'n':>3}  {'context off: P':>14} {'R':>5} {'F1':>5}   {'context on: P':>13} {'R':>5} {'F1':>5}")
     for theme in [*codebook.ids, "micro"]:
         off, on = (runs[c][1]["themes"].get(theme, runs[c][1]["micro"]) for c in (False, True))
         n = off["tp"] + off["fn"]
-        print(f"{theme:<22} {n:>3}  {off['precision']:>14.2f} {off['recall']:>5.2f} {off['f1']:>5.2f}   {on['precision']:>13.2f} {on['recall']:>5.2f} {on['f1']:>5.2f}")
+        print(f"{theme:<22} {n:>3}  {off['precision']:>14.2f} {off['recall']:>5.2f} {off['f1']:>5.2f}   "
+            f"{on['precision']:>13.2f} {on['recall']:>5.2f} {on['f1']:>5.2f}")
     for batch, name in BATCHES.items():
         subset = [i for i, r in enumerate(rows) if r.get("batch", 1) == batch]
         line = f"batch {batch}, {len(subset)} lines {name}:\n   "
         for context in (False, True):
             micro = scores([rows[i] for i in subset], [runs[context][0][i] for i in subset], codebook.ids)["micro"]
-            line += f"  context {'on' if context else 'off'}: micro-F1 {micro['f1']:.2f} (P {micro['precision']:.2f} R {micro['recall']:.2f})"
+            line += (
+                f"  context {'on' if context else 'off'}: micro-F1 {micro['f1']:.2f} "
+                f"(P {micro['precision']:.2f} R {micro['recall']:.2f})"
+            )
         print(line)
     for context in (False, True):
         s, seconds = runs[context][1], runs[context][2]
         print(
-            f"context {'on ' if context else 'off'}: of {s['no_theme_lines']} lines with no theme, {s['no_theme_with_any']} got a theme, "
+            f"context {'on ' if context else 'off'}: of {s['no_theme_lines']} lines with no theme, "
+            f"{s['no_theme_with_any']} got a theme, "
             f"{s['no_theme_with_several']} more than one; {seconds:.1f} s (pipelines loaded in the first run)"
         )
     if show_errors:
         from pipeline.stages.tag import tag_segments
 
         print("\nlines where context-on tagging and the labels disagree:")
-        for row, guess in zip(rows, runs[True][0]):
+        for row, guess in zip(rows, runs[True][0], strict=True):
             if guess != set(row["themes"]):
                 result = tag_segments([row["text"]], [row["language"]], codebook)[0]
                 evidence = {s.theme: [row["text"][a:b] for a, b in s.evidence] for s in result.themes}
@@ -167,7 +174,7 @@ def corpus_report() -> None:
         for name, texts in (("reference", reference), ("transcript", hypothesis)):
             results = tag_segments(texts, [language] * len(texts), codebook)
             print(f"== {name}: {len(texts)} segments")
-            for text, result in zip(texts, results):
+            for text, result in zip(texts, results, strict=True):
                 themes = ", ".join(f"{s.theme} {s.score:.2f} [{' | '.join(text[a:b] for a, b in s.evidence)}]" for s in result.themes)
                 entities = ", ".join(f"{e.label} {e.text}" for e in result.entities)
                 print(f"  {text}\n    themes: {themes or '-'}\n    entities: {entities or '-'}")

@@ -31,8 +31,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript  # noqa: E402
-from pipeline.store import Store  # noqa: E402
+from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
+from pipeline.store import Store
 
 PASSWORD = "bench password"
 WORDS = "wages factory village children school rent train letter harvest festival dormitory shift".split()
@@ -110,14 +110,14 @@ def annotator(base: str, name: str, own: int, shared: int, window: dict, think: 
                 for annotation in seg["annotations"]:
                     status = rng.choice(["accepted", "rejected"])
                     response = tally.timed(client, "PATCH /api/annotations/{id}", "PATCH", f"/api/annotations/{annotation['id']}",
-                                           json={"status": status, "version": annotation["version"]}, headers=headers)  # fmt: skip
+                                           json={"status": status, "version": annotation["version"]}, headers=headers)
                     if response.status_code == 200:
                         body = response.json()
                         tally.wrote(tally.decisions, body["id"], body["version"], body["status"])
                     pause()
                 text = f"{seg['text'].split(' /')[0]} / corrected by {name} at {time.monotonic():.6f}"
                 response = tally.timed(client, "PATCH /api/segments/{id}", "PATCH", f"/api/segments/{seg['id']}",
-                                       json={"text": text, "version": seg["version"]}, headers=headers)  # fmt: skip
+                                       json={"text": text, "version": seg["version"]}, headers=headers)
                 if response.status_code == 200:
                     tally.wrote(tally.texts, seg["id"], response.json()["version"], text)
                 pause()
@@ -149,7 +149,7 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "-c", "from pipeline.cli import app; app()", "serve", "--host", "127.0.0.1", "--port", str(port), "--db", url],
         env={**os.environ, "OHP_SECRET": "bench-secret"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -183,8 +183,9 @@ def main() -> None:
 
 def report(tally: Tally, elapsed: float, url: str, args: argparse.Namespace) -> None:
     total = sum(len(v) for v in tally.latency.values())
-    print(f"{args.users} annotators, {elapsed:.0f} s, think {args.think} s, {args.segments} segments per recording, {url.split(':')[0]}: "
-          f"{total} requests, {total / elapsed:.0f} requests/s")  # fmt: skip
+    print(f"{args.users} annotators, {elapsed:.0f} s, think {args.think} s, "
+        f"{args.segments} segments per recording, {url.split(':')[0]}: "
+          f"{total} requests, {total / elapsed:.0f} requests/s")
     print(f"{'route':36} {'count':>6} {'req/s':>6} {'median ms':>9} {'p95 ms':>7}  statuses")
     worst_read = 0.0
     for route, times in sorted(tally.latency.items()):
@@ -192,7 +193,8 @@ def report(tally: Tally, elapsed: float, url: str, args: argparse.Namespace) -> 
         if route in READS:
             worst_read = max(worst_read, p95)
         statuses = " ".join(f"{code}:{n}" for code, n in sorted(tally.status[route].items()))
-        print(f"{route:36} {len(times):6} {len(times) / elapsed:6.1f} {statistics.median(times) * 1000:9.1f} {p95:7.1f}  {statuses}")
+        print(f"{route:36} {len(times):6} {len(times) / elapsed:6.1f} "
+            f"{statistics.median(times) * 1000:9.1f} {p95:7.1f}  {statuses}")
     with Store(url) as store:
         stored_status = {a.id: a.status for a in store.annotations()}
         lost_decisions = [aid for aid, (_, status) in tally.decisions.items() if stored_status.get(aid) != status]
@@ -204,7 +206,7 @@ def report(tally: Tally, elapsed: float, url: str, args: argparse.Namespace) -> 
     ok_corrections = tally.status["PATCH /api/segments/{id}"].get(200, 0)
     print(f"decisions checked: {len(tally.decisions)} annotations, lost {len(lost_decisions)}; "
           f"corrections checked: {len(tally.texts)} segments, lost {len(lost_texts)}; "
-          f"corrections in history {corrections} of {ok_corrections} accepted")  # fmt: skip
+          f"corrections in history {corrections} of {ok_corrections} accepted")
     print(f"worst p95 of page and API reads: {worst_read:.0f} ms (target < 200 ms)")
     if lost_decisions or lost_texts or corrections != ok_corrections:
         sys.exit(1)

@@ -12,27 +12,28 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from pipeline import access
+from pipeline.config import default_home
+from pipeline.formats.elan import read_eaf
+from pipeline.formats.export import DEFAULT_FORMATS, export_path, export_stem, gather, shared_stems, write_exports
+from pipeline.formats.qdpx import read_qdpx
+from pipeline.formats.readers import DESCRIPTION, read_transcript
+from pipeline.records import AudioInfo, Coding, ImportedCodings, Segment, SpeakerRecord, SpeechRegion, Transcript, Word
 from pipeline.stages.audio import AudioError, decode, is_audio_file, probe
 from pipeline.stages.codebook import Codebook
-from pipeline.formats.elan import read_eaf
 from pipeline.stages.engines import load_engine
-from pipeline.formats.export import DEFAULT_FORMATS, export_path, export_stem, gather, shared_stems, write_exports
-from pipeline.formats.readers import DESCRIPTION, read_transcript
-from pipeline.formats.qdpx import read_qdpx
-from pipeline.records import AudioInfo, Coding, ImportedCodings, Segment, SpeakerRecord, SpeechRegion, Transcript, Word
 from pipeline.stages.segment import VadOptions, segment, speech_regions
 from pipeline.stages.speakers import DiarizeOptions, diarize, label_roles, match_profiles, speaker_at, split_segment
-from pipeline.store import Store, settings_key
 from pipeline.stages.tag import TAGGER_VERSION, tag_segments
 from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, transcribe
-from pipeline.config import default_home
+from pipeline.store import Store, settings_key
 from pipeline.utils import clock
 
 log = logging.getLogger(__name__)
@@ -356,7 +357,7 @@ def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
                 evidence = ((at, at + len(coding.text.strip())),) if at >= 0 else ()
                 had = existing.get((target.id, coding.theme))
                 item = (target.id, coding.theme, coding.coder, evidence)
-                if had and had.status == "accepted" and set(evidence) <= set(had.evidence) or item in queued:
+                if (had and had.status == "accepted" and set(evidence) <= set(had.evidence)) or item in queued:
                     report.unchanged += 1  # or a coding a tool split in pieces over one segment
                 else:
                     added.append(item)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,7 +94,15 @@ class Transcript:
     warnings: list[str] = field(default_factory=list)
 
 
-CONSENT_LEVELS = ("open", "restricted", "closed")
+class Consent(StrEnum):
+    """What the interviewee agreed to: exports leave closed recordings out, the web app hides them from viewers."""
+
+    OPEN = "open"
+    RESTRICTED = "restricted"
+    CLOSED = "closed"
+
+
+CONSENT_LEVELS = tuple(Consent)
 
 
 @dataclass(frozen=True)
@@ -161,7 +170,13 @@ class SpeakerTurn:
     speaker: str  # "S1", "S2", ... within one recording
 
 
-SPEAKER_ROLES = ("interviewer", "interviewee", "other")
+class SpeakerRole(StrEnum):
+    INTERVIEWER = "interviewer"
+    INTERVIEWEE = "interviewee"
+    OTHER = "other"
+
+
+SPEAKER_ROLES = tuple(SpeakerRole)
 
 
 @dataclass(frozen=True)
@@ -191,7 +206,15 @@ class PersonRecord:
     enrolled_at: str  # ISO timestamp, UTC
 
 
-ROLES = ("viewer", "annotator", "researcher")  # of web users: each may do what the ones before it may
+class UserRole(StrEnum):
+    """What a user of the web app may do: each role what the ones before it may, and more."""
+
+    VIEWER = "viewer"
+    ANNOTATOR = "annotator"
+    RESEARCHER = "researcher"
+
+
+ROLES = tuple(UserRole)
 
 
 @dataclass(frozen=True)
@@ -202,7 +225,15 @@ class UserRecord:
     created_at: str
 
 
-ANNOTATION_STATUSES = ("suggested", "accepted", "rejected")
+class AnnotationStatus(StrEnum):
+    SUGGESTED = "suggested"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+ANNOTATION_STATUSES = tuple(AnnotationStatus)
+# What a theme filter counts unless told otherwise: every theme not rejected.
+NOT_REJECTED = (AnnotationStatus.SUGGESTED, AnnotationStatus.ACCEPTED)
 
 
 @dataclass(frozen=True)
@@ -243,7 +274,7 @@ class SearchFilters:
     """What a search is narrowed to; None is no restriction."""
 
     themes: tuple[str, ...] = ()  # any of these codebook ids (a theme and the themes nested in it)
-    theme_status: tuple[str, ...] = ("suggested", "accepted")
+    theme_status: tuple[str, ...] = NOT_REJECTED
     speaker: str | None = None
     recording: int | None = None
     language: str | None = None  # "zh" also finds "yue", "zh-TW", ...
@@ -292,7 +323,9 @@ class RecordingExport:
 
     def themes(self, segment: Segment) -> list[AnnotationRecord]:
         """The segment's themes that nobody rejected."""
-        return [a for a in self.annotations.get(segment.id, []) if a.status != "rejected"]
+        if segment.id is None:
+            return []
+        return [a for a in self.annotations.get(segment.id, []) if a.status != AnnotationStatus.REJECTED]
 
     def theme_label(self, theme: str, language: str = "en") -> str:
         """A theme as people read it: its codebook label in the language (English, else any), else its id."""

@@ -6,11 +6,19 @@ with OpenCC; callers keep the original text beside the converted one.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import cache
 
 from pipeline.errors import InvalidInputError
 
-SCRIPTS = ("simplified", "traditional", "original")
+
+class Script(StrEnum):
+    SIMPLIFIED = "simplified"
+    TRADITIONAL = "traditional"
+    ORIGINAL = "original"  # as the recogniser wrote it
+
+
+SCRIPTS = tuple(Script)
 CHINESE_LANGUAGES = frozenset({"zh", "yue"})
 
 
@@ -21,14 +29,18 @@ def _converter(config: str):
     return opencc.OpenCC(config)
 
 
-def convert(text: str, script: str) -> str:
-    """Text in the given script; "original" leaves it as it is."""
-    # Checked first, so a misspelt script fails on the first call, not on the first Chinese text.
+def check_script(script: str) -> None:
+    """InvalidInputError, naming the choices, unless the script is one of SCRIPTS."""
     if script not in SCRIPTS:
         raise InvalidInputError(f"unknown script {script!r}: choose one of {', '.join(SCRIPTS)}")
-    if script == "original" or not text:
+
+
+def convert(text: str, script: str) -> str:
+    """Text in the given script; "original" leaves it as it is."""
+    check_script(script)  # first, so a misspelt script fails on the first call, not on the first Chinese text
+    if script == Script.ORIGINAL or not text:
         return text
-    return _converter("t2s" if script == "simplified" else "s2t").convert(text)
+    return _converter("t2s" if script == Script.SIMPLIFIED else "s2t").convert(text)
 
 
 def convert_pieces(pieces: list[str], script: str) -> list[str]:
@@ -46,4 +58,4 @@ def convert_pieces(pieces: list[str], script: str) -> list[str]:
 
 
 def to_simplified(text: str) -> str:
-    return convert(text, "simplified")
+    return convert(text, Script.SIMPLIFIED)

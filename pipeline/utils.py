@@ -6,8 +6,18 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-# Ideographs, kana, hangul, CJK punctuation and full-width forms: text in these scripts runs on without spaces.
-CJK = re.compile(r"[\u2e80-\u2fff\u3000-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]")
+# The one table of CJK characters, as ranges for a regular expression's character class.
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"  # ideographs, compatibility, planes 2-3
+KANA = "\u3040-\u30ff\u31f0-\u31ff"  # hiragana, katakana, phonetic extensions
+HANGUL = "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af"  # jamo, compatibility jamo, syllables
+CJK_LETTERS = HAN + KANA + HANGUL
+# Radicals, CJK punctuation, bopomofo, kanbun, strokes, vertical and full-width forms.
+CJK_MARKS = "\u2e80-\u2fff\u3000-\u303f\u3100-\u312f\u3190-\u31ef\ufe30-\ufe4f\uff00-\uffef"
+HAN_CHAR = re.compile(f"[{HAN}]")
+KANA_CHAR = re.compile(f"[{KANA}]")
+HANGUL_CHAR = re.compile(f"[{HANGUL}]")
+# Text in these scripts runs on without spaces.
+CJK = re.compile(f"[{CJK_LETTERS}{CJK_MARKS}]")
 # What XML 1.0 cannot hold (python-docx and lxml refuse it): control characters other than tab and newline.
 NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
@@ -58,3 +68,14 @@ def join_texts(texts: Iterable[str]) -> str:
 def overlap(a_start: float, a_end: float, b_start: float, b_end: float) -> float:
     """Seconds two stretches of time share; 0 when they do not meet."""
     return max(0.0, min(a_end, b_end) - max(a_start, b_start))
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[start, end) spans in order, those that overlap or touch merged into one."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged

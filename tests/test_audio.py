@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
 
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, ffmpeg_exe, file_sha256, probe
+
+from conftest import REPO
 
 # Left channel 440 Hz, right channel 1000 Hz: mono must hold both (a downmix, not one channel).
 LEFT_HZ, RIGHT_HZ = 440, 1000
@@ -227,7 +228,7 @@ def test_unreadable_file(media, tmp_path):
             ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
              sys.executable, "-c", code, str(path)],
             capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-        )  # fmt: skip
+        )
     assert result.returncode == 3, result.stderr
     message = result.stdout.strip()
     assert message.startswith(f"{path}: ") and "permission denied" in message.lower(), message

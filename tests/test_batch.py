@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODEL_CACHE, corpus_path
-from pipeline.stages.audio import SAMPLE_RATE, decode, ffmpeg_exe, probe
 from pipeline.batch import RunOptions, SpeakerOptions, import_file, run_batch
+from pipeline.stages.audio import SAMPLE_RATE, decode, ffmpeg_exe, probe
 from pipeline.stages.speakers import voice_profile
 from pipeline.store import Store
+
+from conftest import MODEL_CACHE, corpus_path
 
 pytestmark = pytest.mark.slow
 
@@ -54,15 +55,21 @@ def store(tmp_path):
 # --- the command line, end to end -------------------------------------------------------------
 
 
-def test_run_writes_database_and_transcripts_then_skips_on_rerun(tmp_path):
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`ohp run` over a folder of a Mandarin and an English recording, once for the tests that read what it made."""
+    tmp_path = tmp_path_factory.mktemp("first_run")
     audio = tmp_path / "audio"
     audio.mkdir()
     shutil.copy(corpus_path(MANDARIN), audio / "worker.wav")
     ffmpeg("-i", str(corpus_path(ENGLISH)), str(audio / "interviewer.m4a"))
     (audio / "notes.txt").write_text("not audio, and not picked up from a folder")
-    db, out = tmp_path / "ohp.db", tmp_path / "transcripts"
+    return tmp_path, ohp("run", str(audio), "--db", f"sqlite:///{tmp_path / 'ohp.db'}", "--out", str(tmp_path / "transcripts"))
 
-    first = ohp("run", str(audio), "--db", f"sqlite:///{db}", "--out", str(out))
+
+def test_run_writes_database_and_transcripts_then_skips_on_rerun(first_run):
+    tmp_path, first = first_run
+    audio, db, out = tmp_path / "audio", tmp_path / "ohp.db", tmp_path / "transcripts"
     assert first.returncode == 0, first.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{stem}.{ext}" for stem in ("worker", "interviewer") for ext in ("json", "srt", "vtt", "txt"))
 
@@ -120,14 +127,14 @@ def test_moved_file_is_the_same_recording_and_force_redoes(tmp_path, store):
     assert any("closed recording: no transcript files" in w for w in closed.warnings)
 
 
-def test_export_rewrites_files_from_the_database(tmp_path):
-    db = tmp_path / "ohp.db"
-    shutil.copy(corpus_path(MANDARIN), tmp_path / "zhang.wav")
-    assert ohp("run", str(tmp_path / "zhang.wav"), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "t")).returncode == 0
-    result = ohp("export", "zhang", "--format", "txt", "--format", "vtt", "--out", str(tmp_path / "again"), "--db", f"sqlite:///{db}")
+def test_export_rewrites_files_from_the_database(first_run, tmp_path):
+    ran, first = first_run
+    db = ran / "ohp.db"
+    assert first.returncode == 0, first.stderr
+    result = ohp("export", "worker", "--format", "txt", "--format", "vtt", "--out", str(tmp_path / "again"), "--db", f"sqlite:///{db}")
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["zhang.txt", "zhang.vtt"]
-    assert (tmp_path / "again" / "zhang.vtt").read_text(encoding="utf-8").startswith("WEBVTT\n")
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["worker.txt", "worker.vtt"]
+    assert (tmp_path / "again" / "worker.vtt").read_text(encoding="utf-8").startswith("WEBVTT\n")
     missing = ohp("export", "nobody", "--db", f"sqlite:///{db}")
     assert missing.returncode == 2 and "nobody" in missing.stderr and "Traceback" not in missing.stderr
 

@@ -5,6 +5,8 @@ OHP_TEST_POSTGRES_URL is set)."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -12,6 +14,8 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from pipeline.store import Store
+
+from conftest import REPO
 
 runner = CliRunner()
 
@@ -81,3 +85,22 @@ def test_a_forbidden_export_is_refused_before_anything_is_written(db_url, tmp_pa
     refused = invoke("export", "--all", "--include-restricted", "--user", "ann", "--out", out, "--db", db_url)
     assert refused.exit_code == 2 and not out.exists()
     assert "error: only a researcher may export closed recordings: ann has the annotator role" in refused.stderr
+
+
+def test_a_reader_that_goes_away_ends_ohp_quietly(tmp_path):
+    """`ohp search x | head`: the closed pipe is no bug to report, and no traceback follows on exit."""
+    script = tmp_path / "closed_pipe.py"
+    script.write_text(
+        "import typer\n"
+        "from pipeline.cli.failures import ReportingGroup\n"
+        "app = typer.Typer(cls=ReportingGroup)\n"
+        "@app.command()\n"
+        "def write():\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "@app.command()\n"
+        "def other():\n"
+        "    pass\n"
+        "app()\n"
+    )
+    done = subprocess.run([sys.executable, str(script), "write"], capture_output=True, text=True, cwd=REPO)
+    assert (done.returncode, done.stderr) == (1, "")

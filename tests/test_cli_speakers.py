@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import corpus_path
 from typer.testing import CliRunner
 
 from pipeline import batch
@@ -14,6 +13,8 @@ from pipeline.batch import BatchReport, SpeakerOptions
 from pipeline.cli import app
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript
 from pipeline.store import Store
+
+from conftest import corpus_path
 
 runner = CliRunner()
 INFO = AudioInfo(Path("/audio/zhang.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)

@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import DEFAULT_DATABASE_URL, Config, default_home, setup_logging
 from pipeline.errors import InvalidInputError
 from pipeline.stages.codebook import DEFAULT_CODEBOOK
+
+from conftest import REPO
 
 runner = CliRunner()
 

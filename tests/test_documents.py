@@ -11,9 +11,9 @@ from docx2python import docx2python
 from docx2python.iterators import iter_paragraphs
 from lxml import etree
 
-from pipeline.stages.codebook import load_codebook
 from pipeline.formats.documents import join_texts, to_docx, to_txt
 from pipeline.records import AnnotationRecord, Entity, RecordingExport, RecordingRecord, Segment, SpeakerRecord
+from pipeline.stages.codebook import load_codebook
 
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 
@@ -45,13 +45,13 @@ SEGMENTS = [
     Segment(70.5, 80.0, "孩子留在老家，跟奶奶一起。", "", "zh", speaker="S2", id=5),
     Segment(80.0, 85.0, "I miss them & call every week <sometimes>.", "", "en", speaker="S2", id=6),
     Segment(125.0, 130.0, "谢谢。", "", "yue", speaker="S1", id=7),
-]  # fmt: skip
+]
 ANNOTATIONS = {
     2: [annotation(1, 2, "wages", "accepted", [(11, 13)], updated_by="mei"), annotation(2, 2, "working_conditions", "suggested")],
     3: [annotation(3, 3, "wages", "suggested")],
     5: [annotation(4, 5, "left_behind_children", "accepted", [(0, 2)], source="李梅"), annotation(5, 5, "hukou", "rejected", [(4, 6)])],
     6: [annotation(6, 6, "family_separation", "suggested", [(2, 6), (12, 18)])],
-}  # fmt: skip
+}
 ENTITIES = {1: [Entity("PLACE", "深圳", 2, 4)], 2: [Entity("MONEY", "两千块", 13, 16)], 5: [Entity("PLACE", "老家", 4, 6)]}
 SPEAKERS = [SpeakerRecord("S1", "李梅", "interviewer"), SpeakerRecord("S2", "Wang Xiuying", "interviewee")]
 EXPORT = RecordingExport(RECORDING, SEGMENTS, ANNOTATIONS, SPEAKERS, ENTITIES, load_codebook())
@@ -91,7 +91,8 @@ def test_txt_turns_with_times_names_and_themes():
     paragraphs = to_txt(EXPORT).split("\n\n")[2:]
     assert paragraphs == [
         "[00:00:00] 李梅: 你在深圳做什么工作？",
-        "[00:00:04] Wang Xiuying: 我在电子厂上班，每个月工资两千块。加班很多。\nThemes: Wages; Working conditions (suggested)",
+        "[00:00:04] Wang Xiuying: 我在电子厂上班，每个月工资两千块。加班很多。"
+            "\nThemes: Wages; Working conditions (suggested)",
         "[00:01:05] 李梅: What about your children?",
         "[00:01:10] Wang Xiuying: 孩子留在老家，跟奶奶一起。I miss them & call every week <sometimes>.\n"
         "Themes: Left-behind children; Family separation (suggested)",
@@ -117,7 +118,7 @@ def read_docx(data: bytes) -> dict:
     with docx2python(io.BytesIO(data), html=True) as document:
         body = document.body
         return {
-            "title": [(p.style, "".join(r.text for r in p.runs)) for p in iter_paragraphs(document.document_pars)][0],
+            "title": next((p.style, "".join(r.text for r in p.runs)) for p in iter_paragraphs(document.document_pars)),
             "table": [[cell[0] for cell in row] for row in body[1]],  # the title, the table, the turns
             "turns": body[2][0][0] if len(body) > 2 else [],
             "comments": [(anchored, author, text) for anchored, author, _, text in document.comments],
@@ -141,7 +142,8 @@ def test_docx_title_header_and_turns():
         "[00:00:00] <b>李梅:</b> 你在深圳做什么工作？",
         "[00:00:04] <b>Wang Xiuying:</b> 我在电子厂上班，每个月工资两千块。加班很多。",
         "[00:01:05] <b>李梅:</b> What about your children?",
-        "[00:01:10] <b>Wang Xiuying:</b> 孩子留在老家，跟奶奶一起。I miss them &amp; call every week &lt;sometimes&gt;.",
+        "[00:01:10] <b>Wang Xiuying:</b> 孩子留在老家，跟奶奶一起。"
+            "I miss them &amp; call every week &lt;sometimes&gt;.",
         "[00:02:05] <b>李梅:</b> 谢谢。",
     ]
     properties = document["properties"]

@@ -4,6 +4,7 @@ ELAN and read back with ours; bad files are refused with the file's name and the
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -12,10 +13,10 @@ import pympi
 import pytest
 from lxml import etree
 
-from pipeline.stages.codebook import load_codebook
 from pipeline.formats.elan import SHA256_PROPERTY, read_eaf, to_eaf
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import AnnotationRecord, Coding, RecordingExport, RecordingRecord, Segment, SpeakerRecord
+from pipeline.stages.codebook import load_codebook
 
 CODEBOOK = load_codebook()
 AUNT = "张阿姨"
@@ -44,7 +45,7 @@ ANNOTATIONS = {
     3: [annotation(4, 3, "wages", "alice", "accepted"), annotation(5, 3, "working_conditions", "auto", "rejected", "alice"),
         annotation(6, 3, "wages", "auto", "suggested")],
     4: [annotation(7, 4, "wages", "alice", "accepted")],
-}  # fmt: skip
+}
 EXPORT = RecordingExport(RECORDING, SEGMENTS, ANNOTATIONS, [SpeakerRecord("S1", AUNT), SpeakerRecord("S2", LI)], codebook=CODEBOOK)
 
 
@@ -89,7 +90,7 @@ def test_themes_tiers_one_per_theme_and_coder(eaf_path):
     assert annotators == {
         "family_separation (suggested by ohp)": "ohp", "migration_journey (alice)": "alice",
         "wages (alice)": "alice", "wages (suggested by ohp)": "ohp",
-    }  # fmt: skip
+    }
 
 
 def test_controlled_vocabulary_is_the_codebook(eaf_path):
@@ -148,7 +149,7 @@ def test_the_file_is_a_valid_eaf_document(eaf_path):
     for tier in root.iter("TIER"):
         spans = sorted((slots[a.get("TIME_SLOT_REF1")], slots[a.get("TIME_SLOT_REF2")]) for a in tier.iter("ALIGNABLE_ANNOTATION"))
         assert all(start < end for start, end in spans), tier.get("TIER_ID")
-        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), tier.get("TIER_ID")
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), tier.get("TIER_ID")
     used = max(int(i[1:]) for i in root.xpath("//@ANNOTATION_ID"))
     assert root.xpath("//PROPERTY[@NAME='lastUsedAnnotationId']/text()") == [str(used)]
 
@@ -179,7 +180,7 @@ def code_as_bob(eaf_path: Path) -> Path:
     eaf.add_linguistic_type("theme-ref", param_dict={
         "LINGUISTIC_TYPE_ID": "theme-ref", "TIME_ALIGNABLE": "false", "CONSTRAINTS": "Symbolic_Association",
         "GRAPHIC_REFERENCES": "false", "CONTROLLED_VOCABULARY_REF": "themes",
-    })  # fmt: skip
+    })
     eaf.add_tier("aunt's themes", ling="theme-ref", parent=AUNT)
     eaf.add_ref_annotation("aunt's themes", AUNT, 1000, "Schooling")
     eaf.add_tier("notes", ling="transcript", ann="bob")  # not a themes tier

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.formats.readers import read_transcript
-from pipeline.records import RecordingExport
-from pipeline.utils import clock, timestamp
 from pipeline.formats.documents import to_txt
-from pipeline.formats.export import DEFAULT_FORMATS as FORMATS, shared_stems, export_stem, to_json, to_srt, to_vtt, write_exports
-from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
+from pipeline.formats.export import DEFAULT_FORMATS as FORMATS
+from pipeline.formats.export import export_stem, shared_stems, to_json, to_srt, to_vtt, write_exports
+from pipeline.formats.readers import read_transcript
+from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
+from pipeline.utils import clock, timestamp
 
 RECORDING = RecordingRecord(
     id=7,
@@ -37,7 +37,7 @@ SEGMENTS = [
     ),
     Segment(61.0004, 65.5, "后来搬到了城里。", "後來搬到了城裡。", "zh", [], speaker=None, id=102),
     Segment(3723.25, 3725.0, "Thank you & goodbye <laughs>", "Thank you & goodbye <laughs>", "en", speaker="S2", id=103),
-]  # fmt: skip
+]
 # SPEAKER_00 has a display name, S2 only its label.
 SPEAKERS = [SpeakerRecord("SPEAKER_00", "王秀英", "interviewee"), SpeakerRecord("S2", None, "interviewer", role_by="mei")]
 EXPORT = RecordingExport(RECORDING, SEGMENTS, speakers=SPEAKERS)
@@ -131,7 +131,7 @@ def test_json_of_a_recording_without_speech():
         "recording": {
             "id": 8, "path": "/a/quiet.wav", "sha256": "f" * 64, "duration": 30.0, "language": None, "interviewee": None,
             "place": None, "recorded_on": None, "consent": "open", "release_on": None, "speakers": [],
-        },  # fmt: skip
+        },
         "segments": [],
     }
 
@@ -192,7 +192,7 @@ def test_write_exports_writes_every_format(tmp_path):
     paths = write_exports(RecordingExport(RECORDING, SEGMENTS), out)
     assert paths == [out / f"访谈 录音 01.{fmt}" for fmt in FORMATS]
     writers = {"json": to_json, "srt": to_srt, "vtt": to_vtt, "txt": to_txt}
-    for path, fmt in zip(paths, FORMATS):
+    for path, fmt in zip(paths, FORMATS, strict=True):
         assert path.read_bytes() == writers[fmt](RecordingExport(RECORDING, SEGMENTS)).encode("utf-8")
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)  # no temp files left
 

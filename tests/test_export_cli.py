@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from pipeline.batch import tag_recording
 from pipeline.cli import app
-from pipeline.stages.codebook import load_codebook
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript
+from pipeline.stages.codebook import load_codebook
 
 runner = CliRunner()
 TEXTS = [
@@ -185,7 +185,7 @@ def test_codes_added_in_a_qda_program_come_back_by_their_coder(db, tmp_path):
     selection = etree.SubElement(
         transcript, f"{{{ns}}}TranscriptSelection", guid="0b8e7b1c-1d2e-4f50-9a6b-7c8d9e0f1a2b", name="overtime",
         fromSyncPoint=before.get("guid"), toSyncPoint=after.get("guid"),
-    )  # fmt: skip
+    )
     coding = etree.SubElement(selection, f"{{{ns}}}Coding", guid="1c9f8a2d-2e3f-4a51-8b7c-8d9e0f1a2b3c", creatingUser="6f1e0a51-8a58-4a38-9e43-0d9b0b1c2d3e")
     etree.SubElement(coding, f"{{{ns}}}CodeRef", targetGUID=code.get("guid"))
     members["project.qde"] = etree.tostring(root, xml_declaration=True, encoding="utf-8")

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from pipeline.stages.guards import GuardOptions, collapse_loops, guard, is_drift, is_silence, strip_phantoms
 from pipeline.records import Chunk, Segment, SpeechRegion, Word
+from pipeline.stages.guards import GuardOptions, collapse_loops, guard, is_drift, is_silence, strip_phantoms
 
 # Speech 10-14 s and 16-20 s; the chunk spans both.
 CHUNK = Chunk(10.0, 20.0, (SpeechRegion(10.0, 14.0), SpeechRegion(16.0, 20.0)))

@@ -20,7 +20,10 @@ from pipeline.formats.readers import MAX_BYTES
 runner = CliRunner()
 # What `ohp import` exits with when a file is refused (it goes on with the other files, as `ohp run` does).
 REFUSED = 1
-GOOD_SRT = "1\n00:00:01,000 --> 00:00:04,000\n我在东莞的工厂加班，工资是计件的。\n\n2\n00:00:05,000 --> 00:00:08,000\n孩子在老家上学。\n"
+GOOD_SRT = (
+    "1\n00:00:01,000 --> 00:00:04,000\n我在东莞的工厂加班，工资是计件的。\n\n"
+    "2\n00:00:05,000 --> 00:00:08,000\n孩子在老家上学。\n"
+)
 
 
 def one_segment(recording: dict | None = None, **changes) -> str:

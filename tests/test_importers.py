@@ -9,25 +9,24 @@ from pathlib import Path
 import pytest
 
 from pipeline.formats import readers as importers
-from pipeline.records import RecordingExport
 from pipeline.formats.export import to_json, to_srt, to_txt, to_vtt
 from pipeline.formats.readers import TranscriptFormatError, guess_language, read_transcript
-from pipeline.records import AnnotationRecord, RecordingRecord, Segment, SpeakerRecord, Word
+from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(
     id=7, sha256="ab" * 32, path="/archive/王秀英 01.wav", size_bytes=1, format="wav", duration=3725.5,
     language="zh", interviewee="王秀英", place="成都", recorded_on="1998-05-03",
-)  # fmt: skip
+)
 SEGMENTS = [
     Segment(1.0, 2.5, "我们那时候住在乡下。", "我們那時候住在鄉下。", "zh",
             [Word(1.0, 1.4, "我们", 0.9877), Word(1.4, 2.5, "那时候住在乡下。", 0.81)], speaker="S1", id=101),
     Segment(61.25, 65.5, "后来搬到了城里。", "後來搬到了城裡。", "zh", [], speaker=None, id=102),
     Segment(3723.25, 3725.0, "Thank you & goodbye <laughs>", "Thank you & goodbye <laughs>", "en", id=103),
-]  # fmt: skip
+]
 THEME = AnnotationRecord(
     id=1, segment_id=102, recording_id=7, theme="migration", source="auto", status="accepted", score=0.8,
     evidence=((2, 4),), tagger="t1", updated_by=None, updated_at="2026-01-01T00:00:00+00:00", version=1,
-)  # fmt: skip
+)
 EXPORT = RecordingExport(RECORDING, SEGMENTS, {102: [THEME]})
 
 
@@ -58,7 +57,7 @@ def test_json_round_trip(tmp_path):
         "path": RECORDING.path, "sha256": RECORDING.sha256, "duration": 3725.5, "id": 7, "consent": "open",
         "interviewee": "王秀英", "place": "成都", "recorded_on": "1998-05-03",
         "themes": {1: [{"id": "migration", "label": "migration", "status": "accepted", "source": "auto", "coder": "ohp", "evidence": [[2, 4]]}]},
-    }  # fmt: skip
+    }
 
 
 def test_json_speakers_names_and_roles_are_read(tmp_path):
@@ -173,7 +172,10 @@ def test_srt_from_export_with_crlf_and_bom(tmp_path):
 
 
 def test_srt_speaker_labels(tmp_path):
-    text = "1\n00:00:01,000 --> 00:00:02,000\n采访者：您是哪年出生的？\n\n2\n00:00:02,000 --> 00:00:04,000\n王秀英：1932年。\n"
+    text = (
+        "1\n00:00:01,000 --> 00:00:02,000\n采访者：您是哪年出生的？\n\n"
+        "2\n00:00:02,000 --> 00:00:04,000\n王秀英：1932年。\n"
+    )
     assert rows(read_transcript(write(tmp_path, "a.srt", text))) == [
         (1.0, 2.0, "采访者", "您是哪年出生的？"),
         (2.0, 4.0, "王秀英", "1932年。"),
@@ -358,6 +360,6 @@ def test_missing_file_and_folder(tmp_path):
     "text,language",
     [("我们那时候住在乡下 OK", "zh"), ("We lived in 成都 then.", "en"), ("My name is 王秀英, born in 成都", "en"), ("私たちはそこに住んでいました", "ja"),
      ("우리는 거기 살았어요", "ko"), ("1998 2001", None), ("", None)],
-)  # fmt: skip
+)
 def test_guess_language(text, language):
     assert guess_language(text) == language

@@ -7,17 +7,20 @@ import unicodedata
 from dataclasses import replace
 
 from lxml import etree
-from test_documents import EXPORT, ODD, RECORDING, SPEAKERS, annotation
 
-from pipeline.stages.codebook import load_codebook
 from pipeline.formats.ohms import to_ohms
 from pipeline.records import Entity, RecordingExport, Segment, SpeakerRecord, Word
+from pipeline.stages.codebook import load_codebook
+
+from test_documents import EXPORT, ODD, RECORDING, SPEAKERS, annotation
 
 NS = {"o": "https://www.weareavp.com/nunncenter/ohms"}
 # The record's elements in the order OHMS's schema (version 5.4) lists them.
 SCHEMA_ORDER = (
-    "version date date_nonpreferred_format cms_record_id title accession duration collection_id collection_name series_id "
-    "series_name repository funding repository_url subject keyword interviewee interviewer format file_name sync sync_alt "
+    "version date date_nonpreferred_format cms_record_id title accession duration "
+    "collection_id collection_name series_id "
+    "series_name repository funding repository_url subject keyword interviewee "
+    "interviewer format file_name sync sync_alt "
     "transcript_alt_lang translate media_id media_url mediafile kembed language user_notes index type description rel "
     "transcript transcript_alt rights fmt usage userestrict xmllocation xmlfilename collection_link series_link"
 ).split()
@@ -81,7 +84,8 @@ def test_index_points_at_topic_changes():
             "time": "65",
             "title": "Left-behind children; Family separation",
             "partial_transcript": "李梅: What about your children?",
-            "synopsis": "What about your children? 孩子留在老家，跟奶奶一起。I miss them & call every week <sometimes>. 谢谢。",
+            "synopsis": "What about your children? 孩子留在老家，跟奶奶一起。"
+                "I miss them & call every week <sometimes>. 谢谢。",
             "keywords": "Left-behind children;Family separation;老家",
             "subjects": "Left-behind children;Family separation",
         },

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from pipeline.stages.codebook import load_codebook
-from pipeline.formats.readers import TranscriptFormatError
 from pipeline.formats.qdpx import read_qdpx, to_qdpx
+from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, SpeakerRecord
+from pipeline.stages.codebook import load_codebook
 
 from conftest import STANDARDS, corpus_path
 
@@ -149,7 +149,7 @@ def test_codebook_users_and_sources(qdpx):
     sources = root.findall("q:Sources/q:AudioSource", NS)
     assert [s.get("path") for s in sources] == ["absolute:///archive/访谈/张丽华 1.wav", "absolute:///archive/chen.mp3"]
     variables = {v.get("guid"): v.get("name") for v in root.iterfind("q:Variables/q:Variable", NS)}
-    for source, recording in zip(sources, (ZH_RECORDING, EN_RECORDING)):
+    for source, recording in zip(sources, (ZH_RECORDING, EN_RECORDING), strict=True):
         values = {
             variables[v.find("q:VariableRef", NS).get("targetGUID")]: v.findtext("q:TextValue", namespaces=NS)
             for v in source.iterfind("q:VariableValue", NS)
@@ -166,9 +166,12 @@ def test_transcripts_turns_and_sync_points(qdpx):
     transcripts = root.findall("q:Sources/q:AudioSource/q:Transcript", NS)
     text = _transcript_file(archive, transcripts[0])
     # One line per turn: the segments of one speaker run on (no spaces in Chinese, one in English).
-    assert text == "[00:00:00] Interviewer: 你老公在哪里打工？\n[00:00:04] 张丽华: 他在东莞，我在深圳，一年见一次面。孩子留在老家给爷爷奶奶带。\n"
+    assert text == (
+        "[00:00:00] Interviewer: 你老公在哪里打工？\n"
+        "[00:00:04] 张丽华: 他在东莞，我在深圳，一年见一次面。孩子留在老家给爷爷奶奶带。\n"
+    )
     assert _transcript_file(archive, transcripts[1]).splitlines()[1].endswith("Dongguan. The wages were low, but we sent money home.")
-    for transcript, segments in zip(transcripts, (ZH, EN)):
+    for transcript, segments in zip(transcripts, (ZH, EN), strict=True):
         text = _transcript_file(archive, transcript)
         points = {(int(p.get("position")), int(p.get("timeStamp"))) for p in transcript.iterfind("q:SyncPoint", NS)}
         for segment in segments:
@@ -265,7 +268,7 @@ def test_codings_added_in_a_qda_tool_come_back(qdpx, tmp_path):
     first_selection = list(transcript).index(transcript.find("q:TranscriptSelection", NS))
     for words, code in bobs.items():
         edges = [_guid(), _guid()]
-        for guid, position in zip(edges, _span(text, words)):
+        for guid, position in zip(edges, _span(text, words), strict=True):
             _element(transcript, "SyncPoint", first_selection, guid=guid, position=str(position))
         selection = _element(transcript, "TranscriptSelection", guid=_guid(), fromSyncPoint=edges[0], toSyncPoint=edges[1], creatingUser=bob)
         for target in (code, food):
@@ -367,7 +370,7 @@ def test_bad_files_are_refused(tmp_path, make, cause):
 
 
 def test_broken_projects_are_refused(qdpx, tmp_path):
-    archive, root = _open(qdpx)
+    _, root = _open(qdpx)
     transcript = root.find(".//q:Transcript", NS)
     missing = "sources/" + transcript.get("plainTextPath").removeprefix("internal://")
     with pytest.raises(TranscriptFormatError, match="not in the zip"):

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from pipeline.formats.export import to_json
-from pipeline.records import AnnotationRecord, Entity, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 from pipeline.formats.redact import Redactor, load_list
+from pipeline.records import AnnotationRecord, Entity, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 
 NAMES = ("张伟", "石门村", "Maria", "Li Hua", "Dongguan")
 
@@ -33,7 +33,7 @@ def export() -> RecordingExport:
         annotations={1: [annotation(1, "left_behind_children", ((1, 3), (5, 10)))], 3: [annotation(3, "wages", ((28, 33),))]},
         speakers=[SpeakerRecord("S1", "Maria", "interviewer"), SpeakerRecord("S2", "Li Hua", "interviewee")],
         entities={1: [Entity("PERSON", "张伟", 3, 5)], 4: [Entity("PERSON", "王", 0, 1)]},
-    )  # fmt: skip
+    )
 
 
 def test_names_go_from_every_field_and_times_stay(export, tmp_path):

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.records import AudioInfo, SearchFilters, Segment, SpeakerRecord, ThemeSuggestion, Transcript
-from pipeline.store import Store
 from pipeline.search.textindex import parse_query
+from pipeline.store import Store
 
 ZHANG = [  # (text, original as the recogniser wrote it, speaker)
     ("你们的工资是怎么算的？", "你們的工資是怎麼算的？", "S1"),
@@ -76,7 +76,7 @@ def test_queries_find_the_same_segments_on_every_database(corpus, query, expecte
 
 
 def test_filters(corpus):
-    store, zhang, li = corpus
+    store, _, li = corpus
     assert texts(store, "工资 OR wages", SearchFilters(themes=("wages",))) == sorted([ZHANG[1][0], LI[0][0]])
     assert texts(store, "工资 OR wages", SearchFilters(themes=("wages",), theme_status=("accepted",))) == []
     assert texts(store, "工资", SearchFilters(speaker="S1")) == [ZHANG[0][0]]

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
 import numpy as np
 import pytest
-from conftest import corpus_path
 
-from pipeline.stages.audio import SAMPLE_RATE, decode, probe
 from pipeline.records import Chunk, SpeechRegion
+from pipeline.stages.audio import SAMPLE_RATE, decode, probe
 from pipeline.stages.segment import VadOptions, extend_by_energy, frame_levels, make_chunks, segment, speech_regions
+
+from conftest import corpus_path
 
 ZH_CLIP = "zh/FireRedTeam_FireRedASR__examples_wav_BAC009S0764W0121.wav"
 EN_CLIP = "en/lhotse-speech_lhotse__test_fixtures_libri_libri-1088-134315-0000.wav"
@@ -31,7 +33,7 @@ def covered(chunks: list[Chunk], start: float, end: float) -> float:
 def assert_well_formed(chunks: list[Chunk], duration: float, options: VadOptions = VadOptions()) -> None:
     regions = [r for c in chunks for r in c.regions]
     assert all(0.0 <= r.start < r.end <= duration + 1e-6 for r in regions)
-    assert all(a.end <= b.start for a, b in zip(regions, regions[1:])), "regions overlap or are out of order"
+    assert all(a.end <= b.start for a, b in itertools.pairwise(regions)), "regions overlap or are out of order"
     for c in chunks:
         assert (c.start, c.end) == (c.regions[0].start, c.regions[-1].end)
         assert c.duration <= options.max_chunk + 1e-6
@@ -92,7 +94,7 @@ def test_longform_quiet_gaps_give_no_chunks(longform):
     chunks, clips, _ = longform
     assert not [c for c in chunks if c.start >= GAP[0] and c.end <= GAP[1]], "a chunk in the 25 s gap"
     # Nor does any speech region lie wholly in any of the gaps of room noise between clips.
-    gaps = [(a["end"], b["start"]) for a, b in zip(clips, clips[1:])]
+    gaps = [(a["end"], b["start"]) for a, b in itertools.pairwise(clips)]
     assert (50.417, 75.417) in gaps
     for r in (r for c in chunks for r in c.regions):
         assert not any(start <= r.start and r.end <= end for start, end in gaps), f"region {r} in a gap"
@@ -198,8 +200,8 @@ def test_make_chunks_keeps_order_and_coverage_within_limits(seed):
     for c in chunks:
         assert (c.start, c.end) == (c.regions[0].start, c.regions[-1].end)
         assert c.duration <= OPTIONS.max_chunk or len(c.regions) == 1
-        assert all(b.start - a.end <= OPTIONS.max_gap for a, b in zip(c.regions, c.regions[1:]))
-    for a, b in zip(chunks, chunks[1:]):
+        assert all(b.start - a.end <= OPTIONS.max_gap for a, b in itertools.pairwise(c.regions))
+    for a, b in itertools.pairwise(chunks):
         # A chunk ends only for a reason: a long gap, or the next region would not fit.
         assert b.start - a.end > OPTIONS.max_gap or b.regions[0].end - a.start > OPTIONS.max_chunk
 

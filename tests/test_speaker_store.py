@@ -133,11 +133,12 @@ def test_migration_gives_stored_labels_their_speaker_rows(db_url):
         conn.execute(text(
             "INSERT INTO recordings (id, sha256, path, size_bytes, format, duration, extra, created_at, updated_at)"
             " VALUES (1, 'ab', '/a.vtt', 1, 'transcript/vtt', 9.0, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-        ))  # fmt: skip
+        ))
         for i, speaker in enumerate(["张长华", None, "张长华", "Interviewer"]):
             conn.execute(
                 text(
-                    "INSERT INTO segments (recording_id, idx, start, \"end\", text, original_text, language, speaker, engine, model)"
+                    "INSERT INTO segments (recording_id, idx, start, \"end\", text, "
+                        "original_text, language, speaker, engine, model)"
                     " VALUES (1, :i, :i, :i + 1, 'x', 'x', 'zh', :speaker, 'import', 'vtt')"
                 ),
                 {"i": i, "speaker": speaker},

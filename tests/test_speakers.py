@@ -3,22 +3,25 @@ enrolled-voice matching on a two-person phone call with reference turns."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
-from conftest import corpus_path
 
 from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
 from pipeline.stages.speakers import (
     DiarizeOptions,
-    assign_speakers,
     diarize,
     is_question,
     label_frames,
     label_roles,
     make_turns,
     match_profiles,
+    split_segment,
     voice_profile,
 )
+
+from conftest import corpus_path
 
 TURNS = [SpeakerTurn(0.0, 2.0, "S1"), SpeakerTurn(2.0, 5.0, "S2"), SpeakerTurn(6.0, 9.0, "S1")]
 
@@ -27,7 +30,7 @@ def words(*items: tuple[float, float, str]) -> list[Word]:
     return [Word(start, end, text, 0.9) for start, end, text in items]
 
 
-# --- assign_speakers ----------------------------------------------------------------------------------
+# --- split_segment -----------------------------------------------------------------------------------
 
 
 def test_english_segment_is_split_at_the_change_of_speaker_with_spaces():
@@ -35,8 +38,8 @@ def test_english_segment_is_split_at_the_change_of_speaker_with_spaces():
         0.0, 4.0, "Where were you born? In Wuhan.", "Where were you born? In Wuhan.", "en",
         words((0.0, 0.4, "Where"), (0.4, 0.7, "were"), (0.7, 1.0, "you"), (1.0, 1.8, "born?"), (2.2, 2.6, "In"), (2.6, 3.4, "Wuhan.")),
         avg_logprob=-0.2, id=41,
-    )  # fmt: skip
-    first, second = assign_speakers([segment], TURNS)
+    )
+    first, second = split_segment(segment, TURNS)
     assert (first.text, first.original_text, first.speaker) == ("Where were you born?", "Where were you born?", "S1")
     assert (second.text, second.original_text, second.speaker) == ("In Wuhan.", "In Wuhan.", "S2")
     assert (first.start, first.end, second.start, second.end) == (0.0, 1.8, 2.2, 4.0)
@@ -50,8 +53,8 @@ def test_chinese_segment_is_split_without_spaces_and_original_text_cut_alike():
     segment = Segment(
         1.0, 3.5, "你在哪儿出生的？武汉。", "你在哪兒出生的？武漢。", "zh",
         words((1.0, 1.3, "你"), (1.3, 1.6, "在"), (1.6, 1.9, "哪儿"), (1.9, 1.95, "出生的？"), (2.1, 2.8, "武汉。")),
-    )  # fmt: skip
-    parts = assign_speakers([segment], TURNS)
+    )
+    parts = split_segment(segment, TURNS)
     assert [(p.text, p.original_text, p.speaker) for p in parts] == [
         ("你在哪儿出生的？", "你在哪兒出生的？", "S1"),
         ("武汉。", "武漢。", "S2"),
@@ -62,14 +65,14 @@ def test_original_text_of_another_length_stays_whole_on_the_first_part():
     segment = Segment(
         1.0, 3.5, "你好。我好。", "妳好啊。我好。", "zh", words((1.0, 1.5, "你好。"), (2.5, 3.0, "我好。"))
     )
-    first, second = assign_speakers([segment], TURNS)
+    first, second = split_segment(segment, TURNS)
     assert (first.text, first.original_text) == ("你好。", "妳好啊。我好。")
     assert (second.text, second.original_text) == ("我好。", "")
 
 
 def test_segment_within_one_turn_is_kept_whole():
     segment = Segment(2.5, 4.5, "I was born in Wuhan.", "I was born in Wuhan.", "en", words((2.5, 3.0, "I"), (3.0, 4.5, "was born in Wuhan.")), id=3)
-    assert assign_speakers([segment], TURNS) == [Segment(**{**segment.__dict__, "speaker": "S2"})]
+    assert split_segment(segment, TURNS) == [Segment(**{**segment.__dict__, "speaker": "S2"})]
 
 
 def test_segments_without_words_take_the_speaker_overlapping_them_most():
@@ -78,12 +81,12 @@ def test_segments_without_words_take_the_speaker_overlapping_them_most():
         Segment(0.0, 2.6, "mostly the first", "mostly the first", "en"),  # 2 s of S1, 0.6 s of S2
         Segment(5.2, 5.6, "in a pause", "in a pause", "en"),  # no turn: the nearest (S2 ended 0.2 s before)
     ]
-    assert [s.speaker for s in assign_speakers(segments, TURNS)] == ["S2", "S1", "S2"]
+    assert [part.speaker for s in segments for part in split_segment(s, TURNS)] == ["S2", "S1", "S2"]
 
 
 def test_no_turns_leave_segments_unassigned():
     segment = Segment(0.0, 1.0, "hello", "hello", "en", words((0.0, 1.0, "hello")))
-    assert assign_speakers([segment], [])[0].speaker is None
+    assert split_segment(segment, [])[0].speaker is None
 
 
 # --- turns --------------------------------------------------------------------------------------------
@@ -218,7 +221,7 @@ def test_diarization_of_a_phone_call_is_within_the_target():
     samples, regions = load_sample()
     turns = diarize(samples, regions, n_speakers=2)
     assert {t.speaker for t in turns} == {"S1", "S2"} and turns[0].speaker == "S1"
-    assert all(a.end <= b.start for a, b in zip(turns, turns[1:]))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(turns))
     assert der(turns) <= TARGET_DER
     # The one-speaker answer is far off: the measure does see the speakers.
     assert der([SpeakerTurn(r.start, r.end, "S1") for r in regions]) > 0.3

@@ -115,7 +115,7 @@ def test_a_database_from_a_newer_version_is_refused(db_url):
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
-    with pytest.raises(StoreError, match="schema revision '9999'.*newer ohp"):
+    with pytest.raises(StoreError, match=r"schema revision '9999'.*newer ohp"):
         Store(db_url)
 
 

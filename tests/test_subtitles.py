@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 import re
 import unicodedata
 
@@ -10,8 +11,8 @@ import pytest
 import srt
 import webvtt
 
-from pipeline.records import RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 from pipeline.formats.subtitles import MIN_DURATION, cues, to_srt, to_vtt
+from pipeline.records import RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(1, "ab" * 32, "/archive/王秀英 01.wav", 1, "wav", 3600.0, "zh")
 
@@ -125,7 +126,10 @@ def test_a_long_token_is_cut_where_the_line_is_full():
 
 
 def test_cues_are_timed_from_the_words():
-    text = "One two three four five six seven eight nine ten. Eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen."
+    text = (
+        "One two three four five six seven eight nine ten. "
+        "Eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen."
+    )
     words = [Word(0.5 * k, 0.5 * k + 0.4, " " + w, 0.9) for k, w in enumerate(text.split())]
     words[10:] = [Word(w.start + 5.0, w.end + 5.0, w.text, w.probability) for w in words[10:]]  # a pause before "Eleven"
     found = cues(export(Segment(0.0, 15.0, text, text, "en", words)))
@@ -169,7 +173,7 @@ def test_cues_last_at_least_the_minimum():
     assert (found[0].start, found[0].end) == (10.0, 10.0 + MIN_DURATION)
     assert (found[1].start, found[1].end) == (10.0 + MIN_DURATION, 12.0)
     assert all(c.end - c.start >= MIN_DURATION - 1e-9 for c in found)
-    assert all(a.end <= b.start for a, b in zip(found, found[1:]))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(found))
     assert found[-1].end == 30.0
 
 

@@ -6,8 +6,8 @@ import pytest
 
 import pipeline.stages.tag
 from bench.themes import load_labelled, predict, scores
-from pipeline.stages.codebook import load_codebook, parse_codebook
 from pipeline.script import convert_pieces
+from pipeline.stages.codebook import load_codebook, parse_codebook
 from pipeline.stages.tag import pipeline_language, tag_segments, tag_text
 
 CODEBOOK = """\
@@ -53,7 +53,7 @@ def found(text: str, language: str, codebook) -> dict[str, list[str]]:
     ("text", "word"),
     [("They paid us late again.", "paid"), ("The pay is bad.", "pay"), ("Our wages were low.", "wages"),
      ("A wage like that is nothing.", "wage"), ("Wages, wages, always wages.", "Wages")],
-)  # fmt: skip
+)
 def test_english_terms_match_on_lemmas_and_lower_case(codebook, text, word):
     assert found(text, "en", codebook)["wages"][0] == word
 

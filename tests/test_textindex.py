@@ -3,6 +3,7 @@ a PostgreSQL tsvector table when OHP_TEST_POSTGRES_URL is set (the same cases, t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sqlite3
@@ -271,10 +272,8 @@ INJECTIONS = ['"', "*", "NEAR(", "NEAR(a b)", "col:term", "^", "wage:*", "a'b", 
 
 @pytest.mark.parametrize("query", INJECTIONS)
 def test_injection_is_text_or_a_syntax_error(fts5, query):
-    try:
+    with contextlib.suppress(QuerySyntaxError):
         fts5_rows(fts5, query)
-    except QuerySyntaxError:
-        pass
 
 
 def test_random_queries_never_reach_the_database_as_syntax(fts5):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import MODEL_CACHE, corpus_path
+from pipeline.records import Chunk, Segment, SpeechRegion, Word
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.engines import DecodeOptions, load_engine
-from pipeline.records import Chunk, Segment, SpeechRegion, Word
 from pipeline.stages.segment import segment
 from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, detect_language, transcribe
+
+from conftest import MODEL_CACHE, corpus_path
 
 SR = 16_000
 

@@ -3,18 +3,19 @@ escaping, search, history and revert. On SQLite, and on PostgreSQL when OHP_TEST
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
 
+from pipeline.config import Config
 from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
-from pipeline.config import Config
-from pipeline.web import create_app
+from pipeline.web import auth, create_app
 
 TEXTS = ["Where are your children now?", "They stay with my parents back home.", "The wages were <script>alert(1)</script> paid by the piece."]
 PASSWORD = "correct horse battery"
@@ -72,19 +73,22 @@ def test_openapi_lists_the_api(app):
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/api/recordings", "/api/recordings/{recording_id}", "/api/recordings/{recording_id}/segments",
                  "/api/recordings/{recording_id}/audio", "/api/segments/{segment_id}", "/api/segments/{segment_id}/annotations",
-                 "/api/annotations/{annotation_id}", "/api/search"):  # fmt: skip
+                 "/api/annotations/{annotation_id}", "/api/search"):
         assert path in paths
 
 
-def test_wrong_passwords_are_refused_and_slowed_down(app):
+def test_wrong_passwords_are_refused_and_slowed_down(app, monkeypatch):
     client, token = client_for(app)
-    times = []
+    waits = []
+
+    async def sleep(seconds: float) -> None:  # the waits the login asks for, counted, not sat out
+        waits.append(seconds)
+
+    monkeypatch.setattr(auth, "asyncio", SimpleNamespace(sleep=sleep, to_thread=asyncio.to_thread))
     for _ in range(3):
-        started = time.monotonic()
         response = client.post("/login", data={"name": "ann", "password": "wrong", "csrf_token": token})
-        times.append(time.monotonic() - started)
         assert response.status_code == 401 and "wrong name or password" in response.text
-    assert times[2] - times[0] >= 0.4  # 0, then 0.25 s, then 0.5 s of waiting
+    assert waits == [0.0, 0.25, 0.5]  # each wrong password doubles the next one's wait
     assert client.get("/api/recordings").status_code == 401
 
 
@@ -109,7 +113,7 @@ def test_http_basic_for_other_tools(app):
 
 
 def test_writes_need_the_csrf_token(app):
-    client, token = client_for(app, "ann")
+    client, _ = client_for(app, "ann")
     seg = client.get(f"/api/recordings/{app.state.recording_id}/segments").json()[0]
     for headers in ({}, {"X-CSRF-Token": "forged"}):
         response = client.patch(f"/api/segments/{seg['id']}", json={"text": "x", "version": 1}, headers=headers)
@@ -228,7 +232,7 @@ def test_pages_render(app):
     client, _ = client_for(app, "rita")
     rid = app.state.recording_id
     listing = client.get("/", params={"sort": "waiting", "desc": "true"}).text
-    assert "interview.wav" in listing and "/recordings/%d/review" % rid in listing
+    assert "interview.wav" in listing and f"/recordings/{rid}/review" in listing
     page = client.get(f"/recordings/{rid}").text
     assert "Keyboard shortcuts" in page and 'data-start="5.0"' in page and "<mark>" in page
     assert client.get("/recordings/999").status_code == 404

@@ -1,6 +1,6 @@
 """The web app in a real headless Chromium (Debian's, driven by Playwright) against a real server:
 log in, play from a segment and follow the highlight, review, add a theme from a selection, correct
-text and find it, and a conflict between two people. Screenshots go to tests/screenshots/.
+text and find it, and a conflict between two people. Screenshots go to tests/screenshots/ (git ignores it).
 
 Skips without /usr/bin/chromium or Playwright, unless OHP_REQUIRE_BROWSER=1 (then it fails)."""
 
@@ -16,16 +16,17 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from conftest import corpus_path
-from pipeline.stages.audio import probe
-from pipeline.records import Segment, ThemeSuggestion, Transcript
-from pipeline.store import Store
 from pipeline.config import Config
+from pipeline.records import Segment, ThemeSuggestion, Transcript
+from pipeline.stages.audio import probe
+from pipeline.store import Store
 from pipeline.web import create_app
+
+from conftest import corpus_path
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = Path(__file__).with_name("screenshots")
 AUDIO = "en/k2-fsa_sherpa___static_fun-asr-nano-2025-12-30_noise_en.wav"  # 10.6 s of English speech
 PASSWORD = "a long enough password"
@@ -55,6 +56,7 @@ def _playwright():
 def site(tmp_path_factory):
     """A seeded database and a real uvicorn server on a free loopback port; yields (base URL, store, recording id)."""
     sync_playwright = _playwright()
+    SHOTS.mkdir(exist_ok=True)
     folder = tmp_path_factory.mktemp("web")
     audio = folder / "interview.wav"
     shutil.copy(corpus_path(AUDIO), audio)
@@ -146,7 +148,7 @@ def test_add_a_theme_from_a_selection(site):
         range.setStart(node, node.textContent.indexOf('the brand'));
         range.setEnd(node, node.textContent.indexOf('the brand') + 'the brand'.length);
         const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
-    }""", text.element_handle())  # fmt: skip
+    }""", text.element_handle())
     page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
     page.mouse.up()
     page.wait_for_selector("#add-theme:not([hidden])")

@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 import whisper
-from conftest import MODEL_CACHE as CACHE, corpus_path
 
 from pipeline import weights
+
+from conftest import MODEL_CACHE as CACHE
+from conftest import corpus_path
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_DIMS = dict(

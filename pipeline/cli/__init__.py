@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import warnings
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.cells import cell_len
@@ -21,15 +21,32 @@ from pipeline.cli.failures import ReportingGroup
 from pipeline.cli.output import batch_progress, write_report
 from pipeline.config import DEVICES, ENVIRONMENT, Config, setup_logging
 from pipeline.errors import InvalidInputError, NotFoundError
+from pipeline.formats.export import (
+    DEFAULT_FORMATS,
+    FORMATS,
+    PROJECT_WRITERS,
+    ExportFormat,
+    export_recordings,
+    write_redaction_report,
+)
+from pipeline.formats.readers import TranscriptFormatError
+from pipeline.formats.redact import DEFAULT_LIST, Redactor, load_list
+from pipeline.records import (
+    ANNOTATION_STATUSES,
+    NOT_REJECTED,
+    AnnotationStatus,
+    Consent,
+    RecordingRecord,
+    SearchFilters,
+    SpeakerRole,
+    UserRole,
+)
+from pipeline.script import Script
+from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
 from pipeline.stages.codebook import Codebook, CodebookError, load_codebook, validate_codebook
-from pipeline.stages.engines import DEFAULT_ENGINE
+from pipeline.stages.engines import DEFAULT_ENGINE, EngineName
 from pipeline.utils import clock
-from pipeline.formats.export import DEFAULT_FORMATS, FORMATS, PROJECT_WRITERS, export_recordings, write_redaction_report
-from pipeline.formats.redact import DEFAULT_LIST, Redactor, load_list
-from pipeline.formats.readers import TranscriptFormatError
-from pipeline.records import SPEAKER_ROLES, RecordingRecord, SearchFilters
-from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
 
 if TYPE_CHECKING:
     from pipeline.batch import SpeakerOptions
@@ -49,41 +66,27 @@ errors = Console(stderr=True)
 config = Config()  # replaced by the configuration read when a command starts (see main)
 
 
-class EngineName(str, Enum):
-    faster_whisper = "faster-whisper"
-    openai_whisper = "openai-whisper"
-
-
-class ScriptPolicy(str, Enum):
-    simplified = "simplified"
-    traditional = "traditional"
-    original = "original"
-
-
-Format = Enum("Format", {name: name for name in FORMATS}, type=str)  # the export module's formats
-
-
 CodebookOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--codebook", show_default=False,
         help=f"Codebook YAML (default: ${ENVIRONMENT['codebook']}, else annotations/codebook.yaml here, else ohp's)",
     ),
 ]
 UserOption = Annotated[
-    Optional[str], typer.Option("--user", help=f"Who is deciding (default: ${ENVIRONMENT['user']})", show_default=False)
+    str | None, typer.Option("--user", help=f"Who is deciding (default: ${ENVIRONMENT['user']})", show_default=False)
 ]
 DbOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--db",
         help=f"SQLAlchemy URL (default: ${ENVIRONMENT['database_url']}, else sqlite:///ohp.db)",
         show_default=False,
     ),
 ]
-Device = Enum("Device", {name: name for name in DEVICES}, type=str)
+Device = StrEnum("Device", {name: name for name in DEVICES})
 DeviceOption = Annotated[
-    Optional[Device],
+    Device | None,
     typer.Option(
         help=f"Where models run: auto is CUDA when there is a GPU (default: ${ENVIRONMENT['device']}, else auto)",
         show_default=False,
@@ -97,7 +100,7 @@ def main(
         bool, typer.Option("--verbose", "-v", help="Log what ohp does on standard error, from DEBUG")
     ] = False,
     log_file: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             help=f"Also log to this file, from INFO: models loaded, files written, failures with their tracebacks "
             f"(default: ${ENVIRONMENT['log_file']})",
@@ -192,11 +195,11 @@ def run(
     paths: Annotated[list[Path], typer.Argument(help="Audio files and folders (searched recursively)", readable=False)],
     db: DbOption = None,
     out: Annotated[Path, typer.Option(help="Folder for transcript files")] = Path("transcripts"),
-    engine: Annotated[EngineName, typer.Option(help="Recogniser")] = EngineName(DEFAULT_ENGINE),
+    engine: Annotated[EngineName, typer.Option(help="Recogniser")] = DEFAULT_ENGINE,
     model: Annotated[str, typer.Option(help="Whisper model: base (offline), another name, or a local path")] = "base",
-    language: Annotated[Optional[str], typer.Option(help="Force a language (zh, en, ...); detected per recording if not given")] = None,
-    script: Annotated[ScriptPolicy, typer.Option(help="Chinese script of the text (the original is kept beside it)")] = ScriptPolicy.simplified,
-    formats: Annotated[list[Format], typer.Option("--format", help="Transcript files to write (repeat for several)")] = [Format(f) for f in DEFAULT_FORMATS],
+    language: Annotated[str | None, typer.Option(help="Force a language (zh, en, ...); detected per recording if not given")] = None,
+    script: Annotated[Script, typer.Option(help="Chinese script of the text (the original is kept beside it)")] = Script.SIMPLIFIED,
+    formats: Annotated[list[ExportFormat], typer.Option("--format", help="Transcript files to write (repeat for several)")] = [ExportFormat(f) for f in DEFAULT_FORMATS],
     force: Annotated[bool, typer.Option(help="Redo recordings already done with the same settings")] = False,
     speakers: Annotated[
         str, typer.Option(help="Speakers per recording: auto (estimated), a number, or off", metavar="auto|N|off")
@@ -205,7 +208,7 @@ def run(
     codebook: CodebookOption = None,
     device: DeviceOption = None,
     report_path: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--report", help="Also write each file's result as JSON to this file", dir_okay=False),
     ] = None,
 ) -> None:
@@ -263,20 +266,14 @@ def status(db: DbOption = None) -> None:
     console.print(table)
 
 
-class Consent(str, Enum):
-    open = "open"
-    restricted = "restricted"
-    closed = "closed"
-
-
 @app.command()
 def describe(
-    recordings: Annotated[Optional[list[str]], typer.Argument(help="Recording ids, hash prefixes, paths or names; all if none")] = None,
-    interviewee: Annotated[Optional[str], typer.Option(help='Who is interviewed ("" clears)')] = None,
-    place: Annotated[Optional[str], typer.Option(help="Where")] = None,
-    date: Annotated[Optional[str], typer.Option(help="When, YYYY-MM-DD")] = None,
-    consent: Annotated[Optional[Consent], typer.Option(help="What the interviewee agreed to: exports leave closed recordings out, the web app hides them from viewers")] = None,
-    release_on: Annotated[Optional[str], typer.Option(help="YYYY-MM-DD: the day a restricted or closed recording opens")] = None,
+    recordings: Annotated[list[str] | None, typer.Argument(help="Recording ids, hash prefixes, paths or names; all if none")] = None,
+    interviewee: Annotated[str | None, typer.Option(help='Who is interviewed ("" clears)')] = None,
+    place: Annotated[str | None, typer.Option(help="Where")] = None,
+    date: Annotated[str | None, typer.Option(help="When, YYYY-MM-DD")] = None,
+    consent: Annotated[Consent | None, typer.Option(help="What the interviewee agreed to: exports leave closed recordings out, the web app hides them from viewers")] = None,
+    release_on: Annotated[str | None, typer.Option(help="YYYY-MM-DD: the day a restricted or closed recording opens")] = None,
     db: DbOption = None,
 ) -> None:
     """Show or set what is known of recordings: interviewee, place, date, consent."""
@@ -298,12 +295,12 @@ def describe(
 
 @app.command()
 def export(
-    recordings: Annotated[Optional[list[str]], typer.Argument(help="Recording ids, hash prefixes, paths or names")] = None,
+    recordings: Annotated[list[str] | None, typer.Argument(help="Recording ids, hash prefixes, paths or names")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every recording (the default when none is named)")] = False,
-    formats: Annotated[list[Format], typer.Option("--format", help=f"Formats to write (repeat for several): {', '.join(FORMATS)}")] = [Format.json],
+    formats: Annotated[list[ExportFormat], typer.Option("--format", help=f"Formats to write (repeat for several): {', '.join(FORMATS)}")] = [ExportFormat.json],
     out: Annotated[Path, typer.Option(help="Folder for the files")] = Path("transcripts"),
     include_restricted: Annotated[bool, typer.Option(help="Export closed recordings too (researchers only: give --user)")] = False,
-    redact: Annotated[Optional[str], typer.Option(help="Replace names and/or places with [NAME]/[PLACE]: names, places or names,places", metavar="KINDS")] = None,
+    redact: Annotated[str | None, typer.Option(help="Replace names and/or places with [NAME]/[PLACE]: names, places or names,places", metavar="KINDS")] = None,
     redact_list: Annotated[Path, typer.Option(help="The project's own names to redact, one per line (\"place: X\" for places)")] = DEFAULT_LIST,
     user: UserOption = None,
     codebook: CodebookOption = None,
@@ -328,7 +325,7 @@ def export(
     report = export_recordings(
         store, chosen, tuple(f.value for f in formats), out,
         codebook=open_codebook(codebook), include_closed=include_restricted, redactor=redactor,
-    )  # fmt: skip
+    )
     for path in report.files:
         console.print(str(path))
     if report.left_out:
@@ -343,7 +340,7 @@ def export(
 
 @app.command()
 def tag(
-    recordings: Annotated[Optional[list[str]], typer.Argument(help="Recordings to tag; all if none")] = None,
+    recordings: Annotated[list[str] | None, typer.Argument(help="Recordings to tag; all if none")] = None,
     force: Annotated[bool, typer.Option(help="Tag again even if this codebook already tagged them")] = False,
     codebook: CodebookOption = None,
     db: DbOption = None,
@@ -395,7 +392,7 @@ app.add_typer(codebook_app, name="codebook")
 
 
 @codebook_app.command("validate")
-def codebook_validate(path: Annotated[Optional[Path], typer.Argument(help="Codebook YAML")] = None) -> None:
+def codebook_validate(path: Annotated[Path | None, typer.Argument(help="Codebook YAML")] = None) -> None:
     """Check a codebook; every problem with its line number."""
     path = codebook_path(path)
     try:
@@ -422,7 +419,7 @@ def themes(db: DbOption = None) -> None:
     for column, justify in (("recording", "left"), ("theme", "left"), ("suggested", "right"), ("accepted", "right"), ("rejected", "right")):
         table.add_column(column, justify=justify)
     for _, path, theme, counts in rows:
-        table.add_row(Path(path).name, theme, *(str(counts[k]) for k in ("suggested", "accepted", "rejected")))
+        table.add_row(Path(path).name, theme, *(str(counts[k]) for k in ANNOTATION_STATUSES))
     console.print(table)
 
 
@@ -494,23 +491,18 @@ def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
     console.print(f"added {theme}")
 
 
-class Status(str, Enum):
-    suggested = "suggested"
-    accepted = "accepted"
-
-
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help='Words, "phrases", AND / OR / NOT, prefix*')],
-    theme: Annotated[Optional[str], typer.Option(help="Only segments with this theme (or one nested in it)")] = None,
-    status: Annotated[list[Status], typer.Option(help="Theme status that counts for --theme (repeatable)")] = [Status.suggested, Status.accepted],
-    speaker: Annotated[Optional[str], typer.Option(help="Only this speaker: a label (S1), a name, or a role (interviewee)")] = None,
-    recording: Annotated[Optional[str], typer.Option(help="Only this recording (id, hash prefix, path, name or stem)")] = None,
-    language: Annotated[Optional[str], typer.Option(help="Only segments in this language")] = None,
-    interviewee: Annotated[Optional[str], typer.Option(help="Recording metadata: interviewee contains")] = None,
-    place: Annotated[Optional[str], typer.Option(help="Recording metadata: place contains")] = None,
-    date_from: Annotated[Optional[str], typer.Option("--from", help="Recorded on or after (YYYY-MM-DD)")] = None,
-    date_to: Annotated[Optional[str], typer.Option("--to", help="Recorded on or before (YYYY-MM-DD)")] = None,
+    theme: Annotated[str | None, typer.Option(help="Only segments with this theme (or one nested in it)")] = None,
+    status: Annotated[list[AnnotationStatus], typer.Option(help="Theme status that counts for --theme (repeatable)")] = list(NOT_REJECTED),
+    speaker: Annotated[str | None, typer.Option(help="Only this speaker: a label (S1), a name, or a role (interviewee)")] = None,
+    recording: Annotated[str | None, typer.Option(help="Only this recording (id, hash prefix, path, name or stem)")] = None,
+    language: Annotated[str | None, typer.Option(help="Only segments in this language")] = None,
+    interviewee: Annotated[str | None, typer.Option(help="Recording metadata: interviewee contains")] = None,
+    place: Annotated[str | None, typer.Option(help="Recording metadata: place contains")] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="Recorded on or after (YYYY-MM-DD)")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Recorded on or before (YYYY-MM-DD)")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Hits to show")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     codebook: CodebookOption = None,
@@ -544,7 +536,7 @@ def search(
                 "recording": Path(hit.recording_path).name, "recording_path": hit.recording_path,
                 "segment_id": hit.segment_id, "start": round(hit.start, 3), "end": round(hit.end, 3),
                 "speaker": hit.speaker, "text": hit.text, "snippet": snippet.text, "themes": list(hit.themes),
-            })  # fmt: skip
+            })
         print(json.dumps({"total": results.total, "hits": hits}, ensure_ascii=False))
         return
     if not results.hits:
@@ -556,7 +548,7 @@ def search(
             (Path(hit.recording_path).name, "bold"), " ", (clock(hit.start), "cyan"), " ",
             (f"{hit.speaker}: " if hit.speaker else "", "magenta"), highlighted(snippet.text, tuple(snippet.spans), "bold red"),
             (f"  [{', '.join(hit.themes)}]" if hit.themes else "", "green"),
-        )  # fmt: skip
+        )
         console.print(line)
     shown = len(results.hits)
     console.print(f"[dim]{shown} of {results.total} hits[/dim]" if results.total > shown else f"[dim]{shown} hits[/dim]")
@@ -565,7 +557,7 @@ def search(
 @app.command("import")
 def import_command(
     files: Annotated[list[Path], typer.Argument(help="Transcripts (ohp JSON, SRT, WebVTT, plain text), or codes for recordings ohp has (ELAN .eaf, REFI-QDA .qdpx)", readable=False)],
-    audio: Annotated[Optional[Path], typer.Option(help="The recording the transcript belongs to (one FILE only)")] = None,
+    audio: Annotated[Path | None, typer.Option(help="The recording the transcript belongs to (one FILE only)")] = None,
     tag: Annotated[bool, typer.Option(help="Tag themes from the codebook after importing")] = True,
     codebook: CodebookOption = None,
     db: DbOption = None,
@@ -608,13 +600,12 @@ user_app = typer.Typer(help="Accounts of the web app.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 
 
-Role = Enum("Role", {role: role for role in access.ROLES}, type=str)
 
 
 @user_app.command("add")
 def user_add(
     name: Annotated[str, typer.Argument(help="Login name")],
-    role: Annotated[Role, typer.Option(help="viewer: read and search; annotator: also review and correct; researcher: also metadata and accounts")],
+    role: Annotated[UserRole, typer.Option(help="viewer: read and search; annotator: also review and correct; researcher: also metadata and accounts")],
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input")] = False,
     db: DbOption = None,
 ) -> None:
@@ -650,9 +641,6 @@ def serve(
 
 speakers_app = typer.Typer(help="Who speaks: enrolled voices, speaker names and roles.", no_args_is_help=True)
 app.add_typer(speakers_app, name="speakers")
-
-
-SpeakerRole = Enum("SpeakerRole", {role: role for role in SPEAKER_ROLES}, type=str)
 
 
 @speakers_app.command("enroll")
@@ -725,7 +713,7 @@ def speakers_role(
 
 @speakers_app.command("list")
 def speakers_list(
-    recordings: Annotated[Optional[list[str]], typer.Argument(help="Recordings to list; all, and the enrolled voices, if none")] = None,
+    recordings: Annotated[list[str] | None, typer.Argument(help="Recordings to list; all, and the enrolled voices, if none")] = None,
     db: DbOption = None,
 ) -> None:
     """Each recording's speakers (label, name, role, speaking time) and the enrolled voices."""

@@ -8,6 +8,8 @@ and exit code 1.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any
 
 import typer
@@ -37,6 +39,11 @@ class ReportingGroup(TyperGroup):
         except OhpError as e:
             report_error(str(e))
             raise typer.Exit(2) from None
+        except BrokenPipeError:
+            # The reader went away (`ohp search x | head`): stop quietly, as other Unix tools do, and
+            # point stdout at nothing so the interpreter's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
         except Exception as e:
             log.exception("ohp %s failed", ctx.invoked_subcommand or "")
             report_error(f"ohp failed unexpectedly ({type(e).__name__}: {e}); see the log for its traceback")

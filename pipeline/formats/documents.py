@@ -12,7 +12,8 @@ line per paragraph also keeps a turn whole for searching and copying.
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+import itertools
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def turn_themes(export: RecordingExport, turn: list[Segment]) -> list[Annotation
     for segment in turn:
         for annotation in export.themes(segment):
             current = chosen.get(annotation.theme)
-            if current is None or current.status != "accepted" and annotation.status == "accepted":
+            if current is None or (current.status != "accepted" and annotation.status == "accepted"):
                 chosen[annotation.theme] = annotation
     return list(chosen.values())
 
@@ -109,7 +110,7 @@ def _segment_runs(document, paragraph, export: RecordingExport, segment: Segment
     annotations = export.themes(segment)
     spans = {a.id: [(max(0, s - lead), min(len(text), e - lead)) for s, e in a.evidence] for a in annotations}
     cuts = sorted({0, len(text)} | {i for span in spans.values() for s, e in span for i in (s, e)})
-    pieces = [(s, e, paragraph.add_run(xml_text(text[s:e]))) for s, e in zip(cuts, cuts[1:])]
+    pieces = [(s, e, paragraph.add_run(xml_text(text[s:e]))) for s, e in itertools.pairwise(cuts)]
     if not pieces:
         pieces = [(0, 0, paragraph.add_run(""))]
     for annotation in annotations:
@@ -146,7 +147,7 @@ def to_docx(export: RecordingExport) -> bytes:
     properties.identifier = recording.sha256
     restriction = access_note(export)
     properties.comments = xml_text(f"Transcript of {Path(recording.path).name}" + (f"; access {restriction}" if restriction else ""))
-    properties.created = properties.modified = datetime.now(timezone.utc)
+    properties.created = properties.modified = datetime.now(UTC)
 
     document.add_heading(xml_text(title(export)), level=0)
     table = document.add_table(rows=0, cols=2)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlparse
 from urllib.request import url2pathname
@@ -23,10 +23,10 @@ from xml.parsers.expat import ErrorString
 
 import pympi
 
-from pipeline.stages.audio import file_sha256
-from pipeline.stages.codebook import Codebook
 from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars, read_limited
 from pipeline.records import Coding, ImportedCodings, RecordingExport, Segment, coder
+from pipeline.stages.audio import file_sha256
+from pipeline.stages.codebook import Codebook
 from pipeline.utils import timestamp, xml_text
 
 SHA256_PROPERTY = "ohp:recording-sha256"
@@ -103,7 +103,7 @@ def to_eaf(export: RecordingExport) -> str:
     eaf.remove_tier("default")
     eaf.remove_linguistic_type("default-lt")
     # pympi writes the zone offset's seconds as its minutes ("+05:1800" in India): no valid date
-    eaf.adocument["DATE"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    eaf.adocument["DATE"] = datetime.now(UTC).isoformat(timespec="seconds")
     eaf.header.update({"MEDIA_FILE": "", "TIME_UNITS": "milliseconds"})
     media = Path(recording.path).absolute()
     # The relative URL finds the audio when the .eaf is copied next to it on a coder's machine.
@@ -145,7 +145,9 @@ class _NoDoctype(ET.TreeBuilder):
 
     def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
         raise TranscriptFormatError(
-            self.path, "it declares a DOCTYPE, which EAF files never have (refused: its entities could expand without end or read other files)"
+            self.path,
+            "it declares a DOCTYPE, which EAF files never have "
+            "(refused: its entities could expand without end or read other files)",
         )
 
 

@@ -20,18 +20,19 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from pipeline import access
 from pipeline.errors import InvalidInputError
-from pipeline.stages.codebook import Codebook
 from pipeline.formats.documents import to_docx, to_txt
 from pipeline.formats.elan import to_eaf
 from pipeline.formats.ohms import to_ohms
 from pipeline.formats.qdpx import to_qdpx
+from pipeline.formats.redact import Redaction, Redactor
 from pipeline.formats.subtitles import to_srt, to_vtt
 from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, coder
-from pipeline.formats.redact import Redaction, Redactor
+from pipeline.stages.codebook import Codebook
 from pipeline.utils import clock
 
 DEFAULT_FORMATS = ("json", "srt", "vtt", "txt")
@@ -82,7 +83,7 @@ def to_json(export: RecordingExport) -> str:
                     {
                         "id": a.theme, "label": export.theme_label(a.theme), "status": a.status, "source": a.source,
                         "coder": coder(a), "evidence": [list(span) for span in a.evidence],
-                    }  # fmt: skip
+                    }
                     for a in export.annotations.get(s.id, [])
                 ],
                 "entities": [{"label": e.label, "text": e.text, "start": e.start, "end": e.end} for e in export.entities.get(s.id, [])],
@@ -118,7 +119,7 @@ def to_csv(exports: list[RecordingExport], codebook: Codebook | None = None) -> 
                     _cell(export.speaker_name(segment) or ""), _cell(segment.text), annotation.theme,
                     export.theme_label(annotation.theme), annotation.status, _cell(coder(annotation)), _cell(evidence),
                     export.recording.access(),
-                ))  # fmt: skip
+                ))
     return "\ufeff" + buffer.getvalue()
 
 
@@ -138,6 +139,7 @@ PROJECT_WRITERS: dict[str, tuple[Callable[[list[RecordingExport], Codebook | Non
     "qdpx": (to_qdpx, "ohp-project.qdpx"),
 }
 FORMATS = (*WRITERS, *PROJECT_WRITERS)
+ExportFormat = StrEnum("ExportFormat", {name: name for name in FORMATS})  # for choices (the CLI's --format)
 
 
 def export_path(out_dir: Path, stem: str, fmt: str) -> Path:

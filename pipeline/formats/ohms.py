@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
 from lxml import etree
@@ -46,7 +47,7 @@ def _wrap(text: str, width: int = WIDTH) -> list[int]:
     columns = 0
     fit = 0  # the last place the line may break
     for i, char in enumerate(text):
-        if i > starts[-1] and (text[i - 1] == " " != char or CJK.match(char) and char not in NO_LINE_START):
+        if i > starts[-1] and (text[i - 1] == " " != char or (CJK.match(char) and char not in NO_LINE_START)):
             fit = i
         columns += display_width(char)
         if columns > width and char != " ":
@@ -75,7 +76,7 @@ def _layout(export: RecordingExport, turns: list[list[Segment]]) -> tuple[list[s
             previous = words or previous
         starts = _wrap(text)
         places += [(len(lines), starts, offset) for offset in offsets]
-        lines += [text[a:b].rstrip() for a, b in zip(starts, starts[1:] + [len(text)])]
+        lines += [text[a:b].rstrip() for a, b in pairwise([*starts, len(text)])]
     return lines, places
 
 
@@ -161,7 +162,7 @@ def _add(parent: etree._Element, tag: str, text: str | None = None, **attributes
 
 def _index(export: RecordingExport, turns: list[list[Segment]], index: etree._Element) -> None:
     points = _points(export, turns)
-    for (start, themes), (end, _) in zip(points, points[1:] + [(len(turns), [])]):
+    for (start, themes), (end, _) in pairwise([*points, (len(turns), [])]):
         segments = [s for turn in turns[start:end] for s in turn]
         said = [join_texts([_clean(s.text) for s in turn]) for turn in turns[start:end]]
         # Turns kept apart by a space: a question's "?" would otherwise run into the Chinese answer.

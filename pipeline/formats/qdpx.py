@@ -29,14 +29,14 @@ import zipfile
 import zlib
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from lxml import etree
 
-from pipeline.stages.codebook import Codebook
 from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars
 from pipeline.records import AnnotationRecord, Coding, ImportedCodings, RecordingExport, RecordingRecord, Segment, coder
+from pipeline.stages.codebook import Codebook
 from pipeline.utils import clock, spacer, xml_text
 
 NS = "urn:QDA-XML:project:1.0"
@@ -70,8 +70,8 @@ def _when(moment: datetime | str) -> str | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)  # the store keeps UTC
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = moment.replace(tzinfo=UTC)  # the store keeps UTC
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -90,7 +90,7 @@ def _transcript_text(export: RecordingExport) -> tuple[str, list[int]]:
     for turn in export.turns():
         name = export.speaker_name(turn[0])
         line = f"[{clock(turn[0].start)}] " + (f"{name}: " if name else "")
-        for previous, segment in zip([None, *turn], turn):
+        for previous, segment in zip([None, *turn], turn, strict=False):
             line += spacer(previous.text, segment.text) if previous else ""
             offsets.append(position + len(line))
             line += segment.text
@@ -135,17 +135,17 @@ def _recording(sources: etree._Element, export: RecordingExport) -> tuple[str, s
     audio = _sub(
         sources, "AudioSource", guid=_guid("source", recording.sha256), name=audio_path.name,
         path="absolute://" + audio_path.as_posix(), creatingUser=ohp,
-    )  # fmt: skip
+    )
     _sub(audio, "Description", "\n".join(f"{name}: {value}" for name, value in facts.items()))
     file_name = f"{_guid('transcript', recording.sha256)}.txt"
     transcript = _sub(
         audio, "Transcript", guid=_guid("transcript", recording.sha256), name=f"{audio_path.stem}.txt",
         plainTextPath=f"internal://{file_name}", creatingUser=ohp,
-    )  # fmt: skip
+    )
 
     keys: list[tuple[int, int]] = []  # (position, ms) of each SyncPoint
     codings: list[tuple[AnnotationRecord, tuple[int, int], tuple[int, int]]] = []
-    for segment, offset in zip(export.segments, offsets):
+    for segment, offset in zip(export.segments, offsets, strict=True):
         keys += [_moment(segment, offset, 0), _moment(segment, offset, len(segment.text))]
         for annotation in _accepted(export, segment):
             for span in _spans(annotation, len(segment.text)):
@@ -161,7 +161,7 @@ def _recording(sources: etree._Element, export: RecordingExport) -> tuple[str, s
         selection = _sub(
             transcript, "TranscriptSelection", guid=_guid("selection", *key), name=text[start[0] : end[0]][:80],
             fromSyncPoint=points[start], toSyncPoint=points[end], creatingUser=user, creationDateTime=when,
-        )  # fmt: skip
+        )
         coding = _sub(selection, "Coding", guid=_guid("coding", *key), creatingUser=user, creationDateTime=when)
         _sub(coding, "CodeRef", targetGUID=_guid("code", annotation.theme))
     for name, value in facts.items():
@@ -190,8 +190,8 @@ def to_qdpx(exports: list[RecordingExport], codebook: Codebook | None = None) ->
     ohp = _guid("user", PROJECT_USER)
     project = etree.Element(
         _q("Project"), nsmap={None: NS}, name="ohp interviews", origin=PROJECT_USER, creatingUserGUID=ohp,
-        creationDateTime=_when(datetime.now(timezone.utc)),
-    )  # fmt: skip
+        creationDateTime=_when(datetime.now(UTC)),
+    )
     users = _sub(project, "Users")
     for name in sorted({coder(a) for a in accepted} | {PROJECT_USER}):
         _sub(users, "User", guid=_guid("user", name), name=name)

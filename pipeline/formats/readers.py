@@ -23,11 +23,12 @@ import re
 import stat
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
 from pipeline.errors import InvalidInputError
 from pipeline.records import CONSENT_LEVELS, SPEAKER_ROLES, Segment, Word
-from pipeline.utils import join_texts
+from pipeline.utils import HAN_CHAR, HANGUL_CHAR, KANA_CHAR, join_texts
 
 log = logging.getLogger(__name__)
 MAX_BYTES = 50 * 1024 * 1024
@@ -202,16 +203,13 @@ def _detect(path: Path, text: str) -> str:
 
 # -------------------------------------------------------------------------------------- languages
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HANGUL = re.compile(r"[\uac00-\ud7af]")
 _LATIN_WORD = re.compile(r"[^\W\d_]+", re.ASCII)
 
 
 def guess_language(text: str) -> str | None:
     """zh, ja or ko (by script) when there are more CJK characters than Latin words (a character says
     about as much as a word), else en; None without either."""
-    han, kana, hangul, latin = (len(r.findall(text)) for r in (_HAN, _KANA, _HANGUL, _LATIN_WORD))
+    han, kana, hangul, latin = (len(r.findall(text)) for r in (HAN_CHAR, KANA_CHAR, HANGUL_CHAR, _LATIN_WORD))
     if han + kana + hangul == 0:
         return "en" if latin else None
     if han + kana + hangul <= latin:
@@ -227,7 +225,7 @@ def guess_language(text: str) -> str | None:
 _LABEL = re.compile(
     r"(?P<label>[^\s:：\d][^\s:：]{0,23}(?: [^\s:：]{1,24}){0,2})(?::\s+|：\s*)(?P<rest>\S.*)", re.S
 )
-MAX_SPEAKERS = 8
+MAX_LABELS = 8  # more distinct labels than this are words before a colon, not speakers
 
 
 def _speakers(texts: list[str]) -> list[tuple[str | None, str]]:
@@ -235,9 +233,9 @@ def _speakers(texts: list[str]) -> list[tuple[str | None, str]]:
     matches = [_LABEL.fullmatch(t) for t in texts]
     labelled = [m for m in matches if m]
     labels = {m["label"] for m in labelled}
-    if len(labelled) < max(2, 0.6 * len(texts)) or len(labels) > min(MAX_SPEAKERS, max(2, len(labelled) // 2)):
+    if len(labelled) < max(2, 0.6 * len(texts)) or len(labels) > min(MAX_LABELS, max(2, len(labelled) // 2)):
         return [(None, t) for t in texts]
-    return [(m["label"], m["rest"]) if m else (None, t) for m, t in zip(matches, texts)]
+    return [(m["label"], m["rest"]) if m else (None, t) for m, t in zip(matches, texts, strict=True)]
 
 
 # ------------------------------------------------------------------------------------------- times
@@ -291,10 +289,10 @@ def _transcript(
     if not cues:
         raise TranscriptFormatError(path, "no cues with text in it")
     texts = [text for _, _, text in cues]
-    labelled = _speakers(texts) if voices is None or not any(voices) else list(zip(voices, texts))
+    labelled = _speakers(texts) if voices is None or not any(voices) else list(zip(voices, texts, strict=True))
     language = language or guess_language("\n".join(texts))
     segments = [
-        _segment(start, end, text, language, speaker) for (start, end, _), (speaker, text) in zip(cues, labelled)
+        _segment(start, end, text, language, speaker) for (start, end, _), (speaker, text) in zip(cues, labelled, strict=True)
     ]
     return ImportedTranscript(segments, language, source_format, timed, metadata)
 
@@ -333,7 +331,7 @@ def _vtt_parts(payload: str) -> list[tuple[str | None, str]]:
     if not marks:
         return [(None, payload)]
     parts = [(None, payload[: marks[0].start()])] if payload[: marks[0].start()].strip() else []
-    for m, nxt in zip(marks, marks[1:] + [None]):
+    for m, nxt in pairwise([*marks, None]):
         parts.append((html.unescape(m.group(1).strip()), payload[m.end() : nxt.start() if nxt else len(payload)]))
     return parts
 
@@ -378,7 +376,7 @@ _STAMP = re.compile(r"\[(\d+:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?)\]\s*(.*)")
 # The header of ohp's own .txt export, and the recording fields its lines name (None: read past). An
 # older export began with "Recording: "; today's with a title line.
 _TXT_HEADER = {"Recording": "recording", "Duration": "duration", "Language": "language", "Interviewee": "interviewee",
-               "Place": "place", "Date": "recorded_on", "Languages": None, "Speakers": None, "Access": "access"}  # fmt: skip
+               "Place": "place", "Date": "recorded_on", "Languages": None, "Speakers": None, "Access": "access"}
 _ACCESS = re.compile(r"(restricted|closed)(?: until (\d{4}-\d{2}-\d{2}))?")
 
 
@@ -399,7 +397,7 @@ def _described(path: Path, metadata: dict) -> dict:
 def _read_txt(path: Path, text: str) -> ImportedTranscript:
     lines = [(n, line.strip()) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
     metadata: dict = {}
-    ohp = lines[0][1].startswith("Recording: ") or len(lines) > 1 and lines[1][1].partition(": ")[0] in _TXT_HEADER
+    ohp = lines[0][1].startswith("Recording: ") or (len(lines) > 1 and lines[1][1].partition(": ")[0] in _TXT_HEADER)
     if ohp:
         if not lines[0][1].startswith("Recording: "):
             lines.pop(0)  # the title
@@ -418,15 +416,15 @@ def _read_txt(path: Path, text: str) -> ImportedTranscript:
     language = None if language in (None, "unknown") else language
     stamped = [_STAMP.fullmatch(line) for _, line in lines]
     if all(stamped):
-        starts = [_seconds(path, m.group(1), n) for m, (n, _) in zip(stamped, lines)]
+        starts = [_seconds(path, m.group(1), n) for m, (n, _) in zip(stamped, lines, strict=True)]
         for k in range(1, len(starts)):
             if starts[k] < starts[k - 1]:
                 raise TranscriptFormatError(path, "this line's time is earlier than the line before it", lines[k][0])
-        ends = starts[1:] + [max(starts[-1], metadata.get("duration", 0.0))]
-        empty = next((n for m, (n, _) in zip(stamped, lines) if not m.group(2).strip()), None)
+        ends = [*starts[1:], max(starts[-1], metadata.get("duration", 0.0))]
+        empty = next((n for m, (n, _) in zip(stamped, lines, strict=True) if not m.group(2).strip()), None)
         if empty:
             raise TranscriptFormatError(path, "the line has a time but no text", empty)
-        cues = [(s, e, m.group(2).strip()) for s, e, m in zip(starts, ends, stamped)]
+        cues = [(s, e, m.group(2).strip()) for s, e, m in zip(starts, ends, stamped, strict=True)]
         return _transcript(path, cues, language, "txt", True, metadata)
     return _transcript(path, [(0.0, 0.0, line) for _, line in lines], language, "txt", False, metadata)
 
@@ -459,7 +457,7 @@ def _is_speaker(item: object) -> bool:
     return (
         isinstance(item, dict) and isinstance(item.get("label"), str)
         and isinstance(item.get("name"), (str, type(None))) and item.get("role") in (None, *SPEAKER_ROLES)
-    )  # fmt: skip
+    )
 
 
 def _refuse_constant(name: str) -> None:
@@ -528,13 +526,13 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
                 end=_number(path, w.get("end"), f"{where}, word {j}: end"),
                 text=w["text"],
                 probability=_number(path, w.get("probability"), f"{where}, word {j}: probability"),
-            ))  # fmt: skip
+            ))
         segments.append(Segment(
             start=start, end=end, text=item["text"],
             original_text=_text(path, item.get("original_text"), f"{where}: original_text") or item["text"],
             language=_text(path, item.get("language"), f"{where}: language") or language or "",
             words=words, speaker=_text(path, item.get("speaker"), f"{where}: speaker"),
-        ))  # fmt: skip
+        ))
         found = item.get("themes") or []
         if not isinstance(found, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), str) for t in found):
             raise TranscriptFormatError(path, f'{where}: "themes" must be a list of objects with an "id"')
@@ -556,7 +554,10 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
     speakers = recording.get("speakers") or []
     if not isinstance(speakers, list) or not all(map(_is_speaker, speakers)):
         roles = ", ".join(SPEAKER_ROLES)
-        raise TranscriptFormatError(path, f'"recording": "speakers" must be a list of objects with a "label", a "name" and a "role" ({roles} or null)')
+        raise TranscriptFormatError(
+            path, f'"recording": "speakers" must be a list of objects with a "label", a "name" and a "role" '
+            f'({roles} or null)'
+        )
     if speakers:
         metadata["speakers"] = [{k: p.get(k) for k in ("label", "name", "role")} for p in speakers]  # names and roles by label
     if themes:

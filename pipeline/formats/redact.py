@@ -32,7 +32,10 @@ MIN_ENTITY_CHARS = 2
 # A surname alone is a name where the words around it say so: after 姓 ("surnamed"), or before a title
 # (王老板, 张师傅, 黄姐), which the entity stage misses. Common surnames that are also prepositions or
 # everyday words (向, 于, 万, 方, 白, 高, 石, 金, 江, 龙, 马, 和, 同) are left out: 向老师 is "to the teacher".
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙朱胡郭何林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范廖贾夏韦付邹孟熊秦邱尹薛闫段雷侯史陶黎贺顾毛郝龚邵钱严覃武戴莫孔汤"
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙朱胡郭何林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕"
+    "丁任沈姚卢姜崔钟谭陆汪范廖贾夏韦付邹孟熊秦邱尹薛闫段雷侯史陶黎贺顾毛郝龚邵钱严覃武戴莫孔汤"
+)
 TITLES = "老板|老板娘|师傅|老师|阿姨|叔叔|大叔|大爷|大妈|奶奶|爷爷|姐|哥|嫂|叔|总|经理|厂长|主任|组长|班长|主管|医生|书记"
 # Speaker labels that name nobody: ohp's own (S1, S2, ...) and what transcribers write instead of a name.
 ANONYMOUS_SPEAKER = re.compile(
@@ -166,7 +169,7 @@ class Redactor:
             return value
 
         speakers, relabelled = _speakers(export, "names" in self.kinds)
-        for before, after in zip(export.speakers, speakers):
+        for before, after in zip(export.speakers, speakers, strict=True):
             if before.label != after.label:
                 relabel = (before.label, after.label, "speaker", before.label)
                 done.append(Redaction(name, None, 0.0, 0.0, "speaker label", *relabel))
@@ -323,7 +326,7 @@ def _words(
         for i in covered:
             local = max(0, match.start() - starts[i]), min(len(words[i].text), match.end() - starts[i])
             spans[i].append((*local, label(match.group()) if i == covered[0] else ""))
-    return [replace(w, text=_apply(w.text, s)) if s else w for w, s in zip(words, spans)], found
+    return [replace(w, text=_apply(w.text, s)) if s else w for w, s in zip(words, spans, strict=True)], found
 
 
 def _context(text: str, start: int, end: int, around: int = 20) -> str:

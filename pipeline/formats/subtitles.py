@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, pairwise
 
 from pipeline.records import RecordingExport, Segment
 from pipeline.utils import display_width, is_wide, timestamp
@@ -70,7 +70,7 @@ def _pieces(text: str, prefix: int) -> list[tuple[int, int, int]]:
     cuts = [p for p in cuts if p <= prefix or (text[p] not in _CLOSING and text[max(p - 2, 0) : p].rstrip()[-1:] not in _OPENING)]
     cuts.append(len(text))
     pieces = []
-    for start, end in zip(cuts, cuts[1:]):
+    for start, end in pairwise(cuts):
         if text[end - 1] == " ":
             end -= 1
         # a run wider than a line (a URL) is cut where the line is full
@@ -133,7 +133,7 @@ def _char_starts(segment: Segment, text: str, offset: int) -> dict[int, float]:
         times += [word.start + (word.end - word.start) * q / letters for q in range(letters)]
     if len(times) != len(chars):
         times = [segment.start + (segment.end - segment.start) * q / len(chars) for q in range(len(chars))]
-    return dict(zip(chars, times))
+    return dict(zip(chars, times, strict=True))
 
 
 def _bounds(start: float, end: float, starts: list[float]) -> list[float]:
@@ -166,9 +166,9 @@ def cues(export: RecordingExport, name_changes: bool = False) -> list[Cue]:
         end = max(min(segment.end, following), start + len(layout) * MIN_DURATION)
         char_starts = _char_starts(segment, text, len(prefix))
         bounds = _bounds(start, end, [char_starts[pieces[i][0]] for i, _, _ in layout[1:]])
-        for (i, j, split), a, b in zip(layout, bounds, bounds[1:]):
+        for (i, j, split), (a, b) in zip(layout, pairwise(bounds), strict=True):
             breaks = [i, j] if split is None else [i, split, j]
-            lines = tuple(text[pieces[p][0] : pieces[q - 1][1]] for p, q in zip(breaks, breaks[1:]))
+            lines = tuple(text[pieces[p][0] : pieces[q - 1][1]] for p, q in pairwise(breaks))
             out.append(Cue(a, b, lines, name))
         previous_name, previous_end = name, end
     return out
@@ -195,6 +195,9 @@ def to_vtt(export: RecordingExport) -> str:
     recording = export.recording
     if (access := recording.access()) != "open":
         until = f" until {recording.release_on}" if recording.release_on else ""
-        blocks.append(f"NOTE Consent: {access}{until}. Check what the interviewee agreed to before sharing or showing this recording.\n")
+        blocks.append(
+            f"NOTE Consent: {access}{until}. "
+            "Check what the interviewee agreed to before sharing or showing this recording.\n"
+        )
     blocks += [f"{timestamp(c.start)} --> {timestamp(c.end)}\n{_vtt_text(c)}\n" for c in cues(export)]
     return "\n".join(blocks)

@@ -21,6 +21,7 @@ user types can reach either database's query syntax.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 import re
@@ -31,19 +32,16 @@ from functools import lru_cache
 import snowballstemmer
 
 from pipeline.errors import InvalidInputError
-from pipeline.script import convert_pieces, to_simplified
+from pipeline.script import Script, convert_pieces, to_simplified
+from pipeline.utils import CJK_LETTERS, merge_spans
 
 MAX_TERM = 64  # characters: longer words are cut (PostgreSQL drops lexemes over 2 kB, FTS5 does not)
 MIN_PREFIX = 2  # characters before a * (a one-letter prefix would match half the index)
 CJK_CONTEXT_CHARS = 2  # characters of CJK text that count as one word of snippet context
 
-_CJK = (
-    "\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-    "\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
-)
 # A CJK run (runs split only by spaces are one: Chinese has no spaces, and transcripts sprinkle them),
 # or a word of letters and digits with inner apostrophes (don't, children's).
-_TOKEN = re.compile(rf"(?P<cjk>[{_CJK}]+(?:\s+[{_CJK}]+)*)|(?P<word>[^\W_{_CJK}]+(?:['’][^\W_{_CJK}]+)*)")
+_TOKEN = re.compile(rf"(?P<cjk>[{CJK_LETTERS}]+(?:\s+[{CJK_LETTERS}]+)*)|(?P<word>[^\W_{CJK_LETTERS}]+(?:['’][^\W_{CJK_LETTERS}]+)*)")
 _SPACE = re.compile(r"\s+")
 _ASCII_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")  # _TOKEN's words in folded (lower-case) ASCII text
 _APOSTROPHE = re.compile("['’]")
@@ -129,7 +127,7 @@ def index_terms(text: str) -> str:
 def _tokens(text: str) -> list[tuple[str, int, int]]:
     """index_terms' terms with the [start, end) offsets in `text` each was made from."""
     # Folded char by char, to know where each folded char came from; converted as a whole, like _fold.
-    pieces = [_same(p) for p in convert_pieces([_plain(c) for c in text], "simplified")]
+    pieces = [_same(p) for p in convert_pieces([_plain(c) for c in text], Script.SIMPLIFIED)]
     origin = [i for i, piece in enumerate(pieces) for _ in piece]
     folded = "".join(pieces)
     out: list[tuple[str, int, int]] = []
@@ -138,7 +136,7 @@ def _tokens(text: str) -> list[tuple[str, int, int]]:
             out.append((_stem(m.group()), origin[m.start()], origin[m.end() - 1] + 1))
             continue
         chars = [(c, origin[m.start() + k]) for k, c in enumerate(m.group()) if not c.isspace()]
-        for (a, start), (b, end) in zip(chars, chars[1:]):
+        for (a, start), (b, end) in itertools.pairwise(chars):
             out.append((a + b, start, end + 1))
         out.append((chars[-1][0], chars[-1][1], chars[-1][1] + 1))
     return out
@@ -193,7 +191,7 @@ def _query_terms(text: str, prefix: bool) -> list[Term]:
             word = m.group()
             stem = _stem(word)
             if last and prefix:
-                stem = os.path.commonprefix([_APOSTROPHE.sub("", word), stem])  # happy* -> happ*, not happi*
+                stem = os.path.commonprefix([_APOSTROPHE.sub("", word), stem])  # noqa: RUF071 (of words) happy* -> happ*, not happi*
             terms.append(Term(stem, prefix=last and prefix))
             continue
         run = _SPACE.sub("", m.group())
@@ -461,20 +459,14 @@ def _found(tokens: list[tuple[str, int, int]], wanted: list[Term | Phrase]) -> l
                 if terms[-1].prefix and _is_cjk(terms[-1].text):  # 钱* in 钱包: only 钱
                     end = last_start + 1
                 spans.append((tokens[i][1], end))
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
+    return merge_spans(spans)
 
 
 def _units(text: str) -> list[tuple[int, int, float]]:
     """The text's words and CJK characters with their weight in words of context."""
     return [
         (m.start(), m.end(), 1 / CJK_CONTEXT_CHARS if m.group("cjk") else 1.0)
-        for m in re.finditer(rf"(?P<cjk>[{_CJK}])|[^\s{_CJK}]+", text)
+        for m in re.finditer(rf"(?P<cjk>[{CJK_LETTERS}])|[^\s{CJK_LETTERS}]+", text)
     ]
 
 

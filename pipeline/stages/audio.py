@@ -174,7 +174,7 @@ def probe(path: Path | str) -> AudioInfo:
 def _read_into(stream, samples: np.ndarray, filled: int) -> int:
     """Read ffmpeg's output into samples from byte `filled` on; the views are released on return,
     so the array can be resized (no other reference to it exists)."""
-    with memoryview(samples) as whole, whole.cast("B") as view, view[filled : filled + _READ_BLOCK] as block:
+    with samples.data as whole, whole.cast("B") as view, view[filled : filled + _READ_BLOCK] as block:
         return stream.readinto(block)
 
 
@@ -187,7 +187,7 @@ def decode(info: AudioInfo) -> DecodedAudio:
     cmd = [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
         "-i", _ffmpeg_input(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-",
-    ]  # fmt: skip
+    ]
     import numpy as np  # here: probing and hashing a file need no numpy, and the CLI starts faster without it
 
     capacity = int((info.duration or 60.0) * SAMPLE_RATE) + SAMPLE_RATE

@@ -101,7 +101,7 @@ class CodebookError(InvalidInputError):
 def load_codebook(path: Path | str = DEFAULT_CODEBOOK) -> Codebook:
     """The codebook in a file; CodebookError lists every problem when it has any."""
     codebook, problems = parse_codebook(Path(path).read_text(encoding="utf-8"))
-    if problems:
+    if problems or codebook is None:
         raise CodebookError(Path(path), problems)
     return codebook
 
@@ -297,7 +297,7 @@ def _check_parents(themes: list[Theme], problems: list[CodebookProblem]) -> None
         seen, current = [theme.id], theme.parent
         while current is not None and current in parents:
             if current == theme.id:
-                problems.append(CodebookProblem(theme.line, f"theme {theme.id}: parents form a cycle: {' -> '.join(seen + [current])}"))
+                problems.append(CodebookProblem(theme.line, f"theme {theme.id}: parents form a cycle: {' -> '.join([*seen, current])}"))
                 break
             if current in seen:
                 break  # a cycle further up, reported at its own themes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -21,8 +22,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("faster-whisper", "openai-whisper")
-DEFAULT_ENGINE = "faster-whisper"  # 4-5x faster than openai-whisper on CPU at the same accuracy: bench/RESULTS.md
+
+class EngineName(StrEnum):
+    FASTER_WHISPER = "faster-whisper"
+    OPENAI_WHISPER = "openai-whisper"
+
+
+ENGINES = tuple(EngineName)
+# 4-5x faster than openai-whisper on CPU at the same accuracy: bench/RESULTS.md
+DEFAULT_ENGINE = EngineName.FASTER_WHISPER
 SEED = 1234  # sampling at temperature > 0 is seeded per chunk, so a re-run gives the same text
 
 
@@ -37,7 +45,9 @@ class DecodeOptions:
 
 
 class Engine(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
+
     model: str
 
     def language_probabilities(self, samples: np.ndarray) -> dict[str, float]: ...
@@ -63,7 +73,7 @@ def _segment(start, end, text, language, words, avg_logprob, no_speech_prob, com
 
 
 class FasterWhisperEngine:
-    name = "faster-whisper"
+    name = EngineName.FASTER_WHISPER
 
     def __init__(self, model: str, home: Path, device: str = "auto", compute_type: str = "int8") -> None:
         import ctranslate2
@@ -103,11 +113,11 @@ class FasterWhisperEngine:
                 s.avg_logprob, s.no_speech_prob, s.compression_ratio,
             )
             for s in segments
-        ]  # fmt: skip
+        ]
 
 
 class OpenAIWhisperEngine:
-    name = "openai-whisper"
+    name = EngineName.OPENAI_WHISPER
 
     def __init__(self, model: str, home: Path, device: str = "auto") -> None:
         import torch
@@ -152,15 +162,15 @@ class OpenAIWhisperEngine:
                 s["avg_logprob"], s["no_speech_prob"], s["compression_ratio"],
             )
             for s in result["segments"]
-        ]  # fmt: skip
+        ]
 
 
 @cache
 def load_engine(name: str, model: str, home: Path, device: str = "auto") -> Engine:
     """One loaded model per (engine, model, model cache, device) in a process: loading takes seconds,
     decoding reuses it. `home` is the model cache; device auto, cpu or cuda."""
-    if name == "faster-whisper":
+    if name == EngineName.FASTER_WHISPER:
         return FasterWhisperEngine(model, home, device)
-    if name == "openai-whisper":
+    if name == EngineName.OPENAI_WHISPER:
         return OpenAIWhisperEngine(model, home, device)
     raise InvalidInputError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")

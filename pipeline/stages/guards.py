@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from pipeline.records import Chunk, Segment
 from pipeline.script import to_simplified
+from pipeline.utils import HAN_CHAR, overlap
 
 # Phrases from the subtitles of Whisper's training video: it writes them into silence and noise.
 # Matched on simplified, lower-case text, ignoring spaces and punctuation.
@@ -44,7 +45,6 @@ PHANTOM_PHRASES = (
 )
 
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _SENTENCE_START = r"(?:^|(?<=[^\w\s]))\s*"  # the text's start, or after punctuation
 _SENTENCE_END = r"\s*(?:[^\w\s]+|$)"  # punctuation (removed with the phrase), or the text's end
 
@@ -54,7 +54,7 @@ def _flexible(phrase: str) -> re.Pattern[str]:
     its characters. Only a whole sentence is a phantom: "thank you for watching over my kids" is speech.
     Chinese writes no spaces between words, so a Chinese phrase may follow any character."""
     chars = [re.escape(c) for c in phrase if c.isalnum()]
-    start = "" if _CJK.match(phrase) else _SENTENCE_START
+    start = "" if HAN_CHAR.match(phrase) else _SENTENCE_START
     return re.compile(start + r"[\W_]*".join(chars) + _SENTENCE_END, re.IGNORECASE)
 
 
@@ -79,8 +79,8 @@ def _drop_spans(segment: Segment, spans: list[tuple[int, int]]) -> Segment | Non
     """The segment without the given character spans of its text (and the words inside them)."""
     text = segment.text
     keep = [True] * len(text)
-    for start, end in spans:
-        keep[start:end] = [False] * (end - start)
+    for span_start, span_end in spans:
+        keep[span_start:span_end] = [False] * (span_end - span_start)
     words, cursor = [], 0
     for word in segment.words:
         token = word.text.strip()
@@ -93,7 +93,7 @@ def _drop_spans(segment: Segment, spans: list[tuple[int, int]]) -> Segment | Non
         letters = [i for i in range(at, cursor) if text[i].isalnum()] or range(at, cursor)
         if any(keep[i] for i in letters):
             words.append(word)
-    new_text = "".join(c for c, k in zip(text, keep) if k).strip(" ,，、")
+    new_text = "".join(c for c, k in zip(text, keep, strict=True) if k).strip(" ,，、")
     if not re.search(r"\w", new_text):
         return None
     start = words[0].start if words else segment.start
@@ -142,16 +142,16 @@ def is_silence(segment: Segment, chunk: Chunk, options: GuardOptions = GuardOpti
     length = segment.end - segment.start
     if length <= 0:
         return False
-    overlap = sum(max(0.0, min(segment.end, r.end) - max(segment.start, r.start)) for r in chunk.regions)
-    return overlap / length < options.min_speech_overlap
+    speech = sum(overlap(segment.start, segment.end, r.start, r.end) for r in chunk.regions)
+    return speech / length < options.min_speech_overlap
 
 
 def is_drift(segment: Segment, chunk: Chunk, options: GuardOptions = GuardOptions()) -> bool:
     """Text placed outside its chunk, or more text than its time could hold."""
     if segment.start > chunk.end + options.edge_tolerance or segment.end < chunk.start - options.edge_tolerance:
         return True
-    length = max(min(segment.end, chunk.end) - max(segment.start, chunk.start), 0.5)
-    cjk = len(_CJK.findall(segment.text))
+    length = max(overlap(segment.start, segment.end, chunk.start, chunk.end), 0.5)
+    cjk = len(HAN_CHAR.findall(segment.text))
     other = len(re.findall(r"\w", segment.text)) - cjk
     return cjk / length > options.max_cjk_chars_per_second or other / length > options.max_chars_per_second
 

@@ -12,8 +12,8 @@ from functools import cache
 
 import numpy as np
 
-from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.records import Chunk, SpeechRegion
+from pipeline.stages.audio import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ recordings with reference turns (bench/speakers.py)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections import Counter, defaultdict
@@ -18,9 +19,10 @@ from functools import cache
 import numpy as np
 
 from pipeline.errors import InvalidInputError
-from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
 from pipeline.script import CHINESE_LANGUAGES
+from pipeline.stages.audio import SAMPLE_RATE
+from pipeline.utils import overlap
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +169,7 @@ def _split(points: np.ndarray, max_k: int, options: DiarizeOptions) -> list[np.n
     parts = _spectral(points, None, max_k, options)
     if len(parts) == 1:
         return parts
-    found = []
+    found: list[np.ndarray] = []
     for part in parts:
         inner = _split(points[part], max_k, options) if len(part) >= options.min_split else [np.arange(len(part))]
         found.extend(part[i] for i in inner)
@@ -198,7 +200,7 @@ def _runs(labels: np.ndarray) -> list[list[int]]:
     """[label, first, end) for each run of equal labels."""
     edges = np.flatnonzero(np.diff(labels)) + 1
     bounds = [0, *edges.tolist(), len(labels)]
-    return [[int(labels[a]), a, b] for a, b in zip(bounds, bounds[1:])]
+    return [[int(labels[a]), a, b] for a, b in itertools.pairwise(bounds)]
 
 
 def _region_labels(scores: np.ndarray, min_frames: int) -> list[list[int]]:
@@ -288,11 +290,12 @@ def diarize(
 UNSPACED_LANGUAGES = CHINESE_LANGUAGES | {"ja", "th", "lo", "km", "my", "bo"}
 
 
-def _overlaps(start: float, end: float, turns: list[SpeakerTurn]) -> Counter[str]:
-    found: Counter[str] = Counter()
+def _overlaps(start: float, end: float, turns: list[SpeakerTurn]) -> dict[str, float]:
+    found: defaultdict[str, float] = defaultdict(float)
     for turn in turns:
-        if turn.start < end and start < turn.end:
-            found[turn.speaker] += min(end, turn.end) - max(start, turn.start)
+        shared = overlap(start, end, turn.start, turn.end)
+        if shared > 0:
+            found[turn.speaker] += shared
     return found
 
 
@@ -302,7 +305,7 @@ def speaker_at(start: float, end: float, turns: list[SpeakerTurn]) -> str | None
         return None
     found = _overlaps(start, end, turns)
     if found:
-        return found.most_common(1)[0][0]
+        return max(found, key=found.__getitem__)
     return min(turns, key=lambda t: max(t.start - end, start - t.end)).speaker
 
 
@@ -331,7 +334,7 @@ def split_segment(segment: Segment, turns: list[SpeakerTurn]) -> list[Segment]:
         return [replace(segment, speaker=speaker_at(segment.start, segment.end, turns))]
     speakers = [speaker_at(w.start, w.end, turns) for w in segment.words]
     runs: list[tuple[str | None, list[Word]]] = []
-    for word, speaker in zip(segment.words, speakers):
+    for word, speaker in zip(segment.words, speakers, strict=True):
         if runs and runs[-1][0] == speaker:
             runs[-1][1].append(word)
         else:
@@ -349,15 +352,9 @@ def split_segment(segment: Segment, turns: list[SpeakerTurn]) -> list[Segment]:
         originals = [segment.original_text[a:b] for a, b in cuts]
     else:
         originals = [segment.original_text] + [""] * (len(runs) - 1)
-    parts = [_part(segment, words, speaker, original) for (speaker, words), original in zip(runs, originals)]
+    parts = [_part(segment, words, speaker, original) for (speaker, words), original in zip(runs, originals, strict=True)]
     parts[0].id, parts[0].start, parts[-1].end = segment.id, segment.start, segment.end
     return parts
-
-
-def assign_speakers(segments: list[Segment], turns: list[SpeakerTurn]) -> list[Segment]:
-    """Every segment with a speaker; a segment whose words fall in different speakers' turns is split
-    where the speaker changes. Segments without words take the speaker who overlaps them most."""
-    return [part for segment in segments for part in split_segment(segment, turns)]
 
 
 # --- roles --------------------------------------------------------------------------------------------
@@ -386,7 +383,7 @@ def label_roles(segments: list[Segment], turns: list[SpeakerTurn]) -> dict[str, 
     weighted by the share of their sentences that are not questions. The interviewer asks: of the
     others, the one with the largest share of questions among their sentences (then shorter turns,
     then more time). Anyone else is "other" unless questions are most of what they say."""
-    time: Counter[str] = Counter()
+    time: defaultdict[str, float] = defaultdict(float)
     count: Counter[str] = Counter()
     for turn in turns:
         time[turn.speaker] += turn.end - turn.start
@@ -470,10 +467,10 @@ def match_profiles(
         return {}
     names = list(profiles)
     matrix = _normalise(np.stack([profiles[n] for n in names]))
-    candidates = []
+    candidates: list[tuple[float, str, str]] = []
     for speaker, voice in speaker_embeddings(samples, turns, device=device).items():
         similarities = matrix @ voice
-        candidates.extend((float(s), speaker, name) for s, name in zip(similarities, names) if s > threshold)
+        candidates.extend((float(s), speaker, name) for s, name in zip(similarities, names, strict=True) if s > threshold)
     matched: dict[str, str] = {}
     for _, speaker, name in sorted(candidates, reverse=True):
         if speaker not in matched and name not in matched.values():

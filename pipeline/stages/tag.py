@@ -6,8 +6,8 @@ A spaCy pipeline per language, built from the codebook (patterns are configurati
 - Chinese: spacy.blank("zh") segmenting with jieba. Text is converted to simplified script first, so
   traditional characters match the same patterns. Terms are matched on characters, because jieba's
   words can hide a term (工资 inside 工资条, 扣 inside 上扣); token patterns run on jieba's words, with
-  every word of two or more characters that a pattern names kept whole. Entities come from jieba's part-of-speech tags (names, places,
-  organisations) and from patterns for dates and amounts of money.
+  every word of two or more characters that a pattern names kept whole. Entities come from jieba's
+  part-of-speech tags (names, places, organisations) and from patterns for dates and amounts of money.
 - English: en_core_web_sm; terms match on lower case and on lemmas ("paid" is "pay"); entities from its NER.
 
 A theme's score combines the weights of its matches (1 - product of 1 - weight; overlapping matches
@@ -23,6 +23,7 @@ lone strong match is as good next to unrelated talk as anywhere.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from dataclasses import dataclass
@@ -32,9 +33,9 @@ from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc
 from spacy.util import get_words_and_spaces
 
-from pipeline.stages.codebook import Codebook
 from pipeline.records import Entity, ThemeSuggestion
-from pipeline.script import convert_pieces
+from pipeline.script import Script, convert_pieces
+from pipeline.stages.codebook import Codebook
 
 log = logging.getLogger(__name__)
 TAGGER_VERSION = "1"  # bump when the algorithm changes: stored with each suggestion, beside the codebook version
@@ -73,7 +74,7 @@ class ThemeMatcher:
         terms = [(i, p["term"]) for i, p in enumerate(patterns) if "term" in p]
         # Lemmas of a term come from running the pipeline so far over it (PhraseMatcher needs them).
         docs = map(self._characters, (t for _, t in terms)) if characters else nlp.pipe(t for _, t in terms)
-        for (i, _), doc in zip(terms, docs):
+        for (i, _), doc in zip(terms, docs, strict=True):
             for matcher in self.phrases:
                 matcher.add(str(i), [doc])
         for i, pattern in enumerate(patterns):
@@ -123,7 +124,7 @@ class WholeWords:
         for match in self.words.finditer(text):
             cuts = {c for c in cuts if not match.start() < c < match.end()} | {match.start(), match.end()}
         bounds = sorted(cuts)
-        pieces = [text[a:b] for a, b in zip(bounds, bounds[1:]) if text[a:b].strip()]
+        pieces = [text[a:b] for a, b in itertools.pairwise(bounds) if text[a:b].strip()]
         words, spaces = get_words_and_spaces(pieces, text)
         return Doc(self.vocab, words=words, spaces=spaces)
 
@@ -149,7 +150,7 @@ def _patterns(codebook: Codebook, language: str) -> list[dict]:
             for p in group:
                 if p.language == language:
                     entry = {"theme": theme.id, "weight": p.weight, "exclude": exclude}
-                    entry.update({"term": p.term} if p.term else {"tokens": list(p.tokens)})
+                    entry.update({"term": p.term} if p.term else {"tokens": list(p.tokens or ())})
                     patterns.append(entry)
     return patterns
 
@@ -180,18 +181,17 @@ _PIPELINES: dict[str, tuple[str, Language]] = {}  # by language: the codebook ve
 def pipeline(language: str, codebook: Codebook) -> Language:
     """The pipeline for "zh" or "en" and a codebook, built on first use (the English model takes a second
     to load) and rebuilt when the codebook changes."""
-    version, nlp = _PIPELINES.get(language, (None, None))
-    if version != codebook.version:
-        nlp = _build(language, codebook)
-        _PIPELINES[language] = (codebook.version, nlp)
-    return nlp
+    built = _PIPELINES.get(language)
+    if built is None or built[0] != codebook.version:
+        built = _PIPELINES[language] = (codebook.version, _build(language, codebook))
+    return built[1]
 
 
 def _simplified(text: str) -> tuple[str, list[int]]:
     """The text in simplified characters, and for each of its characters the index of the original
     character it came from. OpenCC keeps the length of almost every text; where it does not, the text
     is converted character by character (convert_pieces), so offsets can still be mapped back."""
-    pieces = convert_pieces(list(text), "simplified")
+    pieces = convert_pieces(list(text), Script.SIMPLIFIED)
     return "".join(pieces), [i for i, piece in enumerate(pieces) for _ in piece]
 
 
@@ -232,9 +232,9 @@ def _chinese_entities(text: str) -> list[tuple[str, int, int]]:
                 found.append((label, match.start(group), match.end(group)))
     position = 0
     for word, flag in jieba.posseg.cut(text):
-        label = _POS_LABELS.get(flag[:2])
-        if label and len(word) > 1 and word not in _NOT_NAMES:
-            found.append((label, position, position + len(word)))
+        pos_label = _POS_LABELS.get(flag[:2])
+        if pos_label and len(word) > 1 and word not in _NOT_NAMES:
+            found.append((pos_label, position, position + len(word)))
         position += len(word)
     # Longest first, then in order; an entity overlapping one already kept is dropped.
     kept: list[tuple[str, int, int]] = []
@@ -282,12 +282,13 @@ def _find(texts: list[str], languages: list[str], codebook: Codebook) -> list[_F
         indices = [i for i, code in enumerate(languages) if pipeline_language(code) == language]
         if not indices:
             continue
+        converted: list[tuple[str, list[int] | None]]
         if language == "zh":
             converted = [_simplified(texts[i]) for i in indices]
         else:
             converted = [(texts[i], None) for i in indices]
         docs = pipeline(language, codebook).pipe((text for text, _ in converted), batch_size=BATCH_SIZE)
-        for i, (text, origin), doc in zip(indices, converted, docs):
+        for i, (text, origin), doc in zip(indices, converted, docs, strict=True):
             found[i].themes = _themes(doc._.theme_matches, text, origin)
             if language == "zh":
                 spans = [(label, *_original(s, e, origin)) for label, s, e in _chinese_entities(text)]

@@ -13,12 +13,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from pipeline.errors import InvalidInputError
+from pipeline.records import Chunk, Segment, Transcript, Word
+from pipeline.script import CHINESE_LANGUAGES, Script, check_script, convert, convert_pieces
 from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.stages.engines import DEFAULT_ENGINE, DecodeOptions, Engine
 from pipeline.stages.guards import GuardOptions, guard, has_loop
-from pipeline.records import Chunk, Segment, Transcript, Word
-from pipeline.script import CHINESE_LANGUAGES, SCRIPTS, convert, convert_pieces
 
 LANGUAGE_PROBES = 3  # chunks listened to when detecting a recording's language
 RESUME_TOLERANCE = 0.3  # s: a region starting this close before the last segment's end counts as skipped
@@ -29,13 +28,12 @@ class TranscribeOptions:
     engine: str = DEFAULT_ENGINE
     model: str = "base"
     language: str | None = None  # None: detect once per recording
-    script: str = "simplified"
+    script: str = Script.SIMPLIFIED
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     guards: GuardOptions = field(default_factory=GuardOptions)
 
     def __post_init__(self) -> None:
-        if self.script not in SCRIPTS:
-            raise InvalidInputError(f"unknown script {self.script!r}: choose one of {', '.join(SCRIPTS)}")
+        check_script(self.script)
 
     def settings(self) -> dict:
         """What decides the result: stored with it, so a re-run with the same settings is skipped."""
@@ -73,7 +71,7 @@ def _apply_script(segment: Segment, script: str) -> Segment:
         segment,
         text=convert(segment.text, script),
         original_text=segment.text,
-        words=[replace(w, text=t) for w, t in zip(segment.words, words)],
+        words=[replace(w, text=t) for w, t in zip(segment.words, words, strict=True)],
     )
 
 
@@ -147,6 +145,7 @@ def transcribe(
         language, probability = None, 0.0
     segments: list[Segment] = []
     for index, chunk in enumerate(chunks):
+        assert language is not None  # given, or detected from the chunks
         result = done.get(index) or transcribe_chunk(engine, samples, chunk, language, options)
         if on_chunk:
             on_chunk(index, result)

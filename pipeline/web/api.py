@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from pipeline import access
+from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS, NOT_REJECTED, AnnotationStatus
 from pipeline.store import Store, UserRecord
 
 from . import views
@@ -58,7 +59,7 @@ class NewAnnotation(BaseModel):
 
 
 class Decision(BaseModel):
-    status: str = Field(description="suggested, accepted or rejected")
+    status: str = Field(description=" or ".join(ANNOTATION_STATUSES))
     version: int | None = Field(default=None, description="the annotation version decided on")
 
 
@@ -72,7 +73,7 @@ class Metadata(BaseModel):
     interviewee: str | None = None
     place: str | None = None
     recorded_on: str | None = Field(default=None, description="YYYY-MM-DD")
-    consent: str | None = Field(default=None, description="open, restricted or closed")
+    consent: str | None = Field(default=None, description=" or ".join(CONSENT_LEVELS))
     release_on: str | None = Field(default=None, description="YYYY-MM-DD: the day a restricted or closed recording opens")
 
 
@@ -133,12 +134,12 @@ async def decide(request: Request, annotation_id: int, decision: Decision, user:
 @router.get("/search", summary="Full-text search, with the filters of `ohp search`")
 async def search(
     request: Request, user: Viewer, q: str, theme: str | None = None,
-    status: Annotated[list[str], Query()] = ["suggested", "accepted"], speaker: str | None = None,
+    status: Annotated[list[AnnotationStatus], Query()] = NOT_REJECTED, speaker: str | None = None,
     recording: int | None = None, language: str | None = None, interviewee: str | None = None,
     place: str | None = None, date_from: Annotated[str | None, Query(alias="from")] = None,
     date_to: Annotated[str | None, Query(alias="to")] = None, limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> dict:  # fmt: skip
+) -> dict:
     params = views.SearchParams(q, theme, tuple(status), speaker, recording, language, interviewee, place, date_from, date_to, limit, offset)
     return await run_in_threadpool(views.search, store_of(request), request.app.state.codebook, params, user)
 

@@ -46,7 +46,7 @@ async def login_form(request: Request, next: str = "/") -> HTMLResponse:
 async def login_submit(
     request: Request, name: Annotated[str, Form()], password: Annotated[str, Form()],
     csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/",
-) -> HTMLResponse:  # fmt: skip
+) -> HTMLResponse:
     check_csrf(request, csrf_token)
     address = request.client.host if request.client else "?"
     user = await login(request.app.state.store, request.app.state.throttle, name, password, address)
@@ -77,7 +77,7 @@ async def _recording_page(request: Request, user: UserRecord, recording_id: int,
     return page(
         request, "recording.html", user, recording=rec, turns=views.turns(segs), review=review,
         themes=request.app.state.codebook.ids, consent_levels=CONSENT_LEVELS,
-    )  # fmt: skip
+    )
 
 
 @router.get("/recordings/{recording_id}")
@@ -90,14 +90,14 @@ async def details(
     request: Request, recording_id: int, user: Viewer, csrf_token: Annotated[str, Form()] = "",
     interviewee: Annotated[str, Form()] = "", place: Annotated[str, Form()] = "", recorded_on: Annotated[str, Form()] = "",
     consent: Annotated[str, Form()] = "open", release_on: Annotated[str, Form()] = "",
-) -> RedirectResponse:  # fmt: skip
+) -> RedirectResponse:
     """What is known of the recording, its consent included: researchers only."""
     check_csrf(request, csrf_token)
     access.check_change(user, "metadata", "consent")
     await write(
         request, request.app.state.store.set_metadata, recording_id, interviewee=interviewee.strip(), place=place.strip(),
         recorded_on=recorded_on.strip(), consent=consent, release_on=release_on.strip(),
-    )  # fmt: skip
+    )
     return RedirectResponse(f"/recordings/{recording_id}", status_code=303)
 
 
@@ -110,11 +110,11 @@ async def review(request: Request, recording_id: int, user: Viewer) -> HTMLRespo
 async def search(
     request: Request, user: Viewer, q: str = "", theme: str = "", speaker: str = "", language: str = "",
     interviewee: str = "", place: str = "", date_from: str = "", date_to: str = "",
-) -> HTMLResponse:  # fmt: skip
+) -> HTMLResponse:
     params = views.SearchParams(
         q, theme or None, speaker=speaker, language=language, interviewee=interviewee, place=place,
         date_from=date_from, date_to=date_to, limit=50,
-    )  # fmt: skip
+    )
     results, error = None, None
     if q.strip():
         try:

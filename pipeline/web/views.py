@@ -6,11 +6,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline import access
-from pipeline.stages.codebook import Codebook
-from pipeline.utils import clock
-from pipeline.records import ANNOTATION_STATUSES, AnnotationRecord, RecordingRecord, SearchFilters
-from pipeline.store import Store, UserRecord
+from pipeline.records import (
+    ANNOTATION_STATUSES,
+    NOT_REJECTED,
+    AnnotationRecord,
+    AnnotationStatus,
+    RecordingRecord,
+    SearchFilters,
+)
 from pipeline.search.textindex import highlight, parse_query
+from pipeline.stages.codebook import Codebook
+from pipeline.store import Store, UserRecord
+from pipeline.utils import clock, merge_spans
 
 SORTS = ("path", "duration", "language", "interviewee", "place", "waiting")
 
@@ -25,14 +32,8 @@ class Piece:
 
 def pieces(text: str, spans: list[tuple[int, int]]) -> list[Piece]:
     """The text cut at the edges of the spans (overlapping spans merge)."""
-    merged: list[list[int]] = []
-    for start, end in sorted((max(a, 0), min(b, len(text))) for a, b in spans if b > a):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
     out, at = [], 0
-    for start, end in merged:
+    for start, end in merge_spans((max(a, 0), min(b, len(text))) for a, b in spans if b > a):
         out += [Piece(text[at:start], False)] if start > at else []
         out.append(Piece(text[start:end], True))
         at = end
@@ -42,9 +43,8 @@ def pieces(text: str, spans: list[tuple[int, int]]) -> list[Piece]:
 def recording_summary(recording: RecordingRecord, stages: dict[str, str], statuses: dict[str, int]) -> dict:
     return {
         **asdict(recording), "name": Path(recording.path).name, "stages": stages, "access": recording.access(),
-        "suggested": statuses.get("suggested", 0), "accepted": statuses.get("accepted", 0),
-        "rejected": statuses.get("rejected", 0),
-    }  # fmt: skip
+        **{status.value: statuses.get(status, 0) for status in AnnotationStatus},
+    }
 
 
 def recording_record(store: Store, recording_id: int, user: UserRecord) -> RecordingRecord:
@@ -67,7 +67,7 @@ def recordings(store: Store, user: UserRecord, sort: str = "path", descending: b
         r for r in found
         if (not needle or any(needle in (r[k] or "").casefold() for k in ("path", "interviewee", "place")))
         and (not language or (r["language"] or "").startswith(language))
-    ]  # fmt: skip
+    ]
     key = "suggested" if sort == "waiting" else sort if sort in SORTS else "path"
     return sorted(found, key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0), reverse=descending)
 
@@ -102,7 +102,7 @@ def segments(store: Store, recording_id: int, user: UserRecord, annotations: lis
             "text": seg.text, "language": seg.language, "version": versions[seg.id],
             "annotations": [annotation_json(a) for a in annotations],
             "pieces": [vars(p) for p in pieces(seg.text, spans)],
-        })  # fmt: skip
+        })
     return out
 
 
@@ -137,7 +137,7 @@ class SearchParams:
 
     q: str
     theme: str | None = None
-    status: tuple[str, ...] = ("suggested", "accepted")
+    status: tuple[str, ...] = NOT_REJECTED
     speaker: str | None = None
     recording: int | None = None
     language: str | None = None
@@ -167,5 +167,5 @@ def search(store: Store, codebook: Codebook, params: SearchParams, user: UserRec
             "start": round(hit.start, 3), "end": round(hit.end, 3), "clock": clock(hit.start), "speaker": hit.speaker,
             "text": hit.text, "snippet": snippet.text, "pieces": [vars(p) for p in pieces(snippet.text, snippet.spans)],
             "themes": list(hit.themes), "link": f"/recordings/{hit.recording_id}?t={round(hit.start, 3)}#s{hit.segment_id}",
-        })  # fmt: skip
+        })
     return {"total": results.total, "hits": hits}

@@ -1,0 +1,65 @@
+"""The small helpers several stages share: the one CJK character table, intervals and spans."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import pytest
+
+from pipeline.utils import CJK, CJK_LETTERS, HAN, HAN_CHAR, HANGUL, HANGUL_CHAR, KANA, KANA_CHAR, merge_spans, overlap
+
+
+def chars(ranges: str) -> list[str]:
+    """Every character of a character-class range string such as "\\u3040-\\u30ff"."""
+    return [chr(c) for a, b in re.findall(r"(.)-(.)", ranges, re.S) for c in range(ord(a), ord(b) + 1)]
+
+
+@pytest.mark.parametrize(
+    "ranges, names",
+    [
+        (HAN, ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH")),
+        (KANA, ("HIRAGANA", "KATAKANA")),
+        (HANGUL, ("HANGUL",)),
+    ],
+    ids=["han", "kana", "hangul"],
+)
+def test_each_script_of_the_table_holds_only_its_own_characters(ranges, names):
+    named = [c for c in chars(ranges) if unicodedata.name(c, "")]
+    assert len(named) > 50
+    assert all(any(name in unicodedata.name(c) for name in names) for c in named)
+
+
+def test_the_table_covers_the_scripts_written_without_spaces():
+    for text in ("工资", "這個", "𠀀", "ひらがな", "カタカナ", "한국어", "ㄱ"):
+        assert all(re.fullmatch(f"[{CJK_LETTERS}]", c) for c in text), text
+        assert all(CJK.match(c) for c in text), text
+    assert HAN_CHAR.match("资") and not HAN_CHAR.match("か") and not HAN_CHAR.match("한")
+    assert KANA_CHAR.match("か") and not KANA_CHAR.match("资")
+    assert HANGUL_CHAR.match("한") and not HANGUL_CHAR.match("か")
+
+
+def test_cjk_punctuation_runs_on_but_is_not_a_letter():
+    for mark in "，。、：？！「」（）　":
+        assert CJK.match(mark) and not re.match(f"[{CJK_LETTERS}]", mark), mark
+    for other in "a,.:?! 1éд":
+        assert not CJK.match(other), other
+
+
+@pytest.mark.parametrize(
+    "a, b, shared",
+    [
+        ((0, 10), (5, 20), 5),
+        ((0, 10), (10, 20), 0),
+        ((0, 10), (12, 20), 0),
+        ((2, 3), (0, 10), 1),
+        ((5, 20), (0, 10), 5),
+    ],
+)
+def test_overlap(a, b, shared):
+    assert overlap(*a, *b) == shared == overlap(*b, *a)
+
+
+def test_merge_spans_joins_those_that_overlap_or_touch():
+    assert merge_spans([(8, 10), (0, 3), (2, 5), (5, 6), (12, 12)]) == [(0, 6), (8, 10), (12, 12)]
+    assert merge_spans([]) == []
