@@ -192,6 +192,17 @@ class PersonRecord:
     enrolled_at: str  # ISO timestamp, UTC
 
 
+ROLES = ("viewer", "annotator", "researcher")  # of web users: each may do what the ones before it may
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    name: str
+    role: str  # one of ROLES
+    created_at: str
+
+
 ANNOTATION_STATUSES = ("suggested", "accepted", "rejected")
 
 

@@ -19,9 +19,17 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-import pipeline.store as store_module
 from pipeline.records import AudioInfo, Segment, Transcript, Word
-from pipeline.store import Base, Store, StoreError, alembic_config, in_models, settings_key
+from pipeline.store import (
+    Base,
+    Store,
+    StoreError,
+    alembic_config,
+    database,
+    in_models,
+    recordings,
+    settings_key,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {"engine": "faster-whisper", "model": "base", "beam_size": 5}
@@ -90,7 +98,7 @@ def test_reopening_an_up_to_date_database_does_not_upgrade(db_url, monkeypatch):
     def no_upgrade(*args, **kwargs):
         raise AssertionError("upgrade ran on a database already at head")
 
-    monkeypatch.setattr(store_module.command, "upgrade", no_upgrade)
+    monkeypatch.setattr(database.command, "upgrade", no_upgrade)
     with Store(db_url) as again:
         assert [r.path for r in again.list_recordings()] == ["/audio/a.wav"]
 
@@ -218,7 +226,7 @@ def test_a_failed_save_leaves_the_database_as_it_was(store, db_url, monkeypatch,
         def crash(*args, **kwargs):
             raise Crash("killed")
 
-        monkeypatch.setattr(store_module, "_set_stage", crash)
+        monkeypatch.setattr(recordings, "set_stage", crash)
         expected = Crash
     with pytest.raises(expected):
         store.save_transcription(audio("moved.wav", duration=70.0), second, {"other": True}, "k2", report)

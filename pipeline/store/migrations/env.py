@@ -1,8 +1,8 @@
 """Alembic environment of the store.
 
-`pipeline.store.Store` runs it on its own connection, passed as config.attributes["connection"]
+`pipeline.store.database` runs it on its own connection, passed as config.attributes["connection"]
 inside a transaction it commits; otherwise (a developer making a revision) it connects to the
-config's sqlalchemy.url. See the docstring of pipeline/store.py.
+config's sqlalchemy.url. See the docstring of pipeline/store/database.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
 
-from pipeline.store import Base, UTCDateTime, in_models
+from pipeline.store.models import Base, UTCDateTime, in_models
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:

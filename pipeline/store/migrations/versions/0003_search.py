@@ -36,7 +36,7 @@ def _index_existing() -> None:
     """Index the segments a database already holds."""
     from sqlalchemy import text
 
-    from pipeline.store import index_rows
+    from pipeline.store.search import index_rows
 
     bind = op.get_bind()
     rows = bind.execute(text("SELECT id, text, original_text FROM segments")).all()

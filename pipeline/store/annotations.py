@@ -1,0 +1,250 @@
+"""Themes on segments (the tagger's suggestions and people's decisions), named entities, and the history
+of every change people and the pipeline make."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
+from pipeline.records import (
+    ANNOTATION_STATUSES,
+    AnnotationRecord,
+    Entity,
+    HistoryRecord,
+    ThemeSuggestion,
+)
+from pipeline.store.models import (
+    AnnotationRow,
+    EntityRow,
+    HistoryRow,
+    RecordingRow,
+    SegmentRow,
+    iso,
+    now,
+)
+
+
+def annotation_record(row: AnnotationRow, recording_id: int) -> AnnotationRecord:
+    return AnnotationRecord(
+        id=row.id,
+        segment_id=row.segment_id,
+        recording_id=recording_id,
+        theme=row.theme,
+        source=row.source,
+        status=row.status,
+        score=row.score,
+        evidence=tuple((int(a), int(b)) for a, b in row.evidence or ()),
+        tagger=row.tagger,
+        updated_by=row.updated_by,
+        updated_at=iso(row.updated_at) or "",
+        version=row.version,
+    )
+
+
+def annotation_state(row: AnnotationRow) -> dict[str, Any]:
+    """What the history keeps of an annotation before and after a change."""
+    return {
+        "segment_id": row.segment_id,
+        "theme": row.theme,
+        "source": row.source,
+        "status": row.status,
+        "score": row.score,
+        "evidence": [list(span) for span in row.evidence or ()],
+    }
+
+
+def history_record(row: HistoryRow) -> HistoryRecord:
+    return HistoryRecord(
+        id=row.id,
+        recording_id=row.recording_id,
+        segment_id=row.segment_id,
+        annotation_id=row.annotation_id,
+        action=row.action,
+        changed_by=row.changed_by,
+        changed_at=iso(row.changed_at) or "",
+        before=row.before,
+        after=row.after,
+    )
+
+
+def _recording_of_segment(s: Session, segment_id: int) -> int:
+    recording_id = s.scalar(select(SegmentRow.recording_id).where(SegmentRow.id == segment_id))
+    if recording_id is None:
+        raise NotFoundError(f"no segment with id {segment_id}")
+    return recording_id
+
+
+def save_tags(
+    s: Session,
+    recording_id: int,
+    suggestions: dict[int, list[ThemeSuggestion]],
+    entities: dict[int, list[Entity]],
+    tagger: str,
+) -> dict[str, int]:
+    """Store a tagging run over a recording's segments (by segment id); how many annotations it added,
+    updated, withdrawn and kept.
+
+    New themes become suggestions; suggestions the tagger still makes are updated, those it no
+    longer makes are withdrawn; accepted, rejected and person-added annotations are never
+    touched. Every change goes into the history. Entities are replaced.
+    """
+    counts = {"added": 0, "updated": 0, "withdrawn": 0, "kept": 0}
+    segment_ids = set(s.scalars(select(SegmentRow.id).where(SegmentRow.recording_id == recording_id)))
+    existing = {
+        (row.segment_id, row.theme): row
+        for row in s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id.in_(segment_ids)))
+    }
+    wanted = {(sid, t.theme): t for sid, found in suggestions.items() if sid in segment_ids for t in found}
+    for key, row in existing.items():
+        if row.status != "suggested" or row.source != "auto":
+            counts["kept"] += 1
+        elif key not in wanted:
+            before = annotation_state(row)
+            s.delete(row)
+            s.add(HistoryRow(recording_id=recording_id, segment_id=row.segment_id, annotation_id=row.id, action="withdrawn", changed_by="auto", before=before))
+            counts["withdrawn"] += 1
+    for (segment_id, theme), found in wanted.items():
+        evidence = [list(span) for span in found.evidence]
+        row = existing.get((segment_id, theme))
+        if row is None:
+            row = AnnotationRow(segment_id=segment_id, theme=theme, source="auto", status="suggested", score=found.score, evidence=evidence, tagger=tagger, updated_by="auto")
+            s.add(row)
+            s.flush()
+            s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="suggested", changed_by="auto", after=annotation_state(row)))
+            counts["added"] += 1
+        elif row.status == "suggested" and row.source == "auto" and (row.score, row.evidence, row.tagger) != (found.score, evidence, tagger):
+            before = annotation_state(row)
+            row.score, row.evidence, row.tagger = found.score, evidence, tagger
+            row.updated_at, row.updated_by, row.version = now(), "auto", row.version + 1
+            s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="retagged", changed_by="auto", before=before, after=annotation_state(row)))
+            counts["updated"] += 1
+    no_sync = {"synchronize_session": False}
+    s.execute(delete(EntityRow).where(EntityRow.segment_id.in_(segment_ids)), execution_options=no_sync)
+    rows = [
+        dict(segment_id=sid, label=e.label, text=e.text, start=e.start, end=e.end)
+        for sid, found in entities.items() if sid in segment_ids for e in found
+    ]  # fmt: skip
+    if rows:
+        s.execute(insert(EntityRow.__table__), rows)
+    return counts
+
+
+def list_annotations(
+    s: Session, recording_id: int | None = None, *, segment_id: int | None = None, status: str | None = None
+) -> list[AnnotationRecord]:
+    """Annotations of a recording or a segment (or all), in transcript order."""
+    query = select(AnnotationRow, SegmentRow.recording_id).join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
+    if recording_id is not None:
+        query = query.where(SegmentRow.recording_id == recording_id)
+    if segment_id is not None:
+        query = query.where(AnnotationRow.segment_id == segment_id)
+    if status is not None:
+        query = query.where(AnnotationRow.status == status)
+    query = query.order_by(SegmentRow.recording_id, SegmentRow.start, AnnotationRow.theme)
+    return [annotation_record(row, rid) for row, rid in s.execute(query).all()]
+
+
+def decide(
+    s: Session, annotation_id: int, status: str, user: str, *, version: int | None = None
+) -> AnnotationRecord:
+    """Accept or reject an annotation (or put it back to suggested), as `user`.
+
+    With `version`, the change applies only if nobody changed the annotation since the caller
+    read that version; otherwise ConflictError carries the current one.
+    """
+    if status not in ANNOTATION_STATUSES:
+        raise InvalidInputError(f"unknown status {status!r}: choose one of {', '.join(ANNOTATION_STATUSES)}")
+    row = s.get(AnnotationRow, annotation_id)
+    if row is None:
+        raise NotFoundError(f"no annotation with id {annotation_id}")
+    recording_id = _recording_of_segment(s, row.segment_id)
+    if version is not None and version != row.version:
+        raise ConflictError(
+            f"annotation {annotation_id} was changed by {row.updated_by} at {iso(row.updated_at)}",
+            annotation_record(row, recording_id),
+        )
+    if row.status != status:
+        before = annotation_state(row)
+        row.status, row.updated_by, row.updated_at, row.version = status, user, now(), row.version + 1
+        s.add(HistoryRow(recording_id=recording_id, segment_id=row.segment_id, annotation_id=row.id, action=status, changed_by=user, before=before, after=annotation_state(row)))
+    s.flush()
+    return annotation_record(row, recording_id)
+
+
+def add_annotations(
+    s: Session, added: Sequence[tuple[int, str, str, tuple[tuple[int, int], ...]]]
+) -> list[AnnotationRecord]:
+    """Several `add_annotation`s, (segment id, theme, user, evidence) each, in one transaction:
+    all of them or none."""
+    out = []
+    for segment_id, theme, user, evidence in added:
+        recording_id = _recording_of_segment(s, segment_id)
+        text = s.scalar(select(SegmentRow.text).where(SegmentRow.id == segment_id)) or ""
+        for start, end in evidence:
+            if not 0 <= start < end <= len(text):
+                raise InvalidInputError(f"evidence [{start}, {end}] is outside the segment's text ({len(text)} characters)")
+        row = s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == segment_id, AnnotationRow.theme == theme)).one_or_none()
+        before = None if row is None else annotation_state(row)
+        spans = [list(span) for span in evidence]
+        if row is None:
+            row = AnnotationRow(segment_id=segment_id, theme=theme, source=user, status="accepted", evidence=spans, updated_by=user)
+            s.add(row)
+        else:
+            row.evidence = (row.evidence or []) + [span for span in spans if span not in (row.evidence or [])]
+            row.status, row.updated_by, row.updated_at, row.version = "accepted", user, now(), row.version + 1
+        s.flush()
+        s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="added", changed_by=user, before=before, after=annotation_state(row)))
+        out.append(annotation_record(row, recording_id))
+    return out
+
+
+def history(
+    s: Session,
+    *,
+    recording_id: int | None = None,
+    segment_id: int | None = None,
+    annotation_id: int | None = None,
+) -> list[HistoryRecord]:
+    """Changes, oldest first, to a recording, a segment or an annotation."""
+    query = select(HistoryRow)
+    if recording_id is not None:
+        query = query.where(HistoryRow.recording_id == recording_id)
+    if segment_id is not None:
+        query = query.where(HistoryRow.segment_id == segment_id)
+    if annotation_id is not None:
+        query = query.where(HistoryRow.annotation_id == annotation_id)
+    return [history_record(row) for row in s.scalars(query.order_by(HistoryRow.changed_at, HistoryRow.id))]
+
+
+def theme_counts(s: Session) -> list[tuple[int, str, str, dict[str, int]]]:
+    """(recording id, recording path, theme, {status: count}) for every theme in use."""
+    query = (
+        select(RecordingRow.id, RecordingRow.path, AnnotationRow.theme, AnnotationRow.status, func.count())
+        .join(SegmentRow, SegmentRow.recording_id == RecordingRow.id)
+        .join(AnnotationRow, AnnotationRow.segment_id == SegmentRow.id)
+        .group_by(RecordingRow.id, RecordingRow.path, AnnotationRow.theme, AnnotationRow.status)
+        .order_by(RecordingRow.path, AnnotationRow.theme)
+    )
+    counts: dict[tuple[int, str, str], dict[str, int]] = {}
+    for rid, path, theme, status, n in s.execute(query):
+        counts.setdefault((rid, path, theme), dict.fromkeys(ANNOTATION_STATUSES, 0))[status] = n
+    return [(rid, path, theme, by_status) for (rid, path, theme), by_status in counts.items()]
+
+
+def entities(s: Session, recording_id: int) -> dict[int, list[Entity]]:
+    """A recording's named entities, by segment id."""
+    query = (
+        select(EntityRow)
+        .join(SegmentRow, EntityRow.segment_id == SegmentRow.id)
+        .where(SegmentRow.recording_id == recording_id)
+        .order_by(EntityRow.segment_id, EntityRow.start)
+    )
+    found: dict[int, list[Entity]] = defaultdict(list)
+    for row in s.scalars(query):
+        found[row.segment_id].append(Entity(row.label, row.text, row.start, row.end))
+    return dict(found)

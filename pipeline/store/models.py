@@ -1,0 +1,226 @@
+"""The database's tables as ORM rows, and the UTC timestamp type they share.
+
+Only the store's modules see these rows: each turns its own into the records of `pipeline.records`.
+The full-text index is no model (its shape differs by database): see pipeline.store.search.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pipeline.errors import InvalidInputError
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def in_models(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
+    """For Alembic's comparisons: everything but the full-text index (and FTS5's own tables) is a model."""
+    return not (type_ == "table" and name and name.startswith("segment_index"))
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite keeps no zone: UTC is put back on read)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise InvalidInputError(f"naive datetime {value!r}: give a timezone-aware one")
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    # Named constraints: future migrations on SQLite (batch mode) can only drop what has a name.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class RecordingRow(Base):
+    __tablename__ = "recordings"
+    __table_args__ = (CheckConstraint("consent IN ('open', 'restricted', 'closed')", name="consent"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    format: Mapped[str] = mapped_column(Text)
+    duration: Mapped[float] = mapped_column(Float)
+    language: Mapped[str | None] = mapped_column(String(32))
+    interviewee: Mapped[str | None] = mapped_column(Text)
+    place: Mapped[str | None] = mapped_column(Text)
+    recorded_on: Mapped[date | None] = mapped_column(Date)
+    extra: Mapped[dict] = mapped_column(JSON, default=dict)  # RecordingRecord.metadata
+    consent: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    release_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
+
+
+class SegmentRow(Base):
+    __tablename__ = "segments"
+    __table_args__ = (Index("ix_segments_recording_id_start", "recording_id", "start"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
+    idx: Mapped[int]  # order within the recording, as the transcript had it
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    original_text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(32))
+    speaker: Mapped[str | None] = mapped_column(String(255))
+    avg_logprob: Mapped[float | None] = mapped_column(Float)
+    no_speech_prob: Mapped[float | None] = mapped_column(Float)
+    compression_ratio: Mapped[float | None] = mapped_column(Float)
+    engine: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(Text)
+    # web: bumped by every text correction, so two people editing one segment are detected
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
+
+
+class WordRow(Base):
+    __tablename__ = "words"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
+    idx: Mapped[int]  # order within the segment
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    probability: Mapped[float] = mapped_column(Float)
+
+
+class StageRow(Base):
+    __tablename__ = "stages"
+
+    # The primary key (recording_id, stage) is the unique constraint: one row per stage and recording.
+    recording_id: Mapped[int] = mapped_column(
+        ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True
+    )
+    stage: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # "running", "done", "failed"
+    settings: Mapped[dict] = mapped_column(JSON)
+    settings_key: Mapped[str] = mapped_column(String(64))
+    report: Mapped[dict] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AnnotationRow(Base):
+    __tablename__ = "annotations"
+    # One annotation per theme and segment: a person accepting the tagger's suggestion decides it,
+    # a person adding a theme the tagger also finds keeps theirs.
+    __table_args__ = (UniqueConstraint("segment_id", "theme"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
+    theme: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(255))  # "auto" or the user who added it
+    status: Mapped[str] = mapped_column(String(16))  # suggested, accepted, rejected
+    score: Mapped[float | None] = mapped_column(Float)
+    evidence: Mapped[list] = mapped_column(JSON)  # [[start, end], ...] into the segment text
+    tagger: Mapped[str | None] = mapped_column(String(128))
+    updated_by: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    version: Mapped[int] = mapped_column(default=1)
+
+
+class EntityRow(Base):
+    __tablename__ = "entities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    start: Mapped[int]
+    end: Mapped[int]
+
+
+class HistoryRow(Base):
+    __tablename__ = "history"
+    __table_args__ = (Index("ix_history_recording_id_changed_at", "recording_id", "changed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
+    # No foreign keys: history outlives the segments and annotations it speaks of.
+    segment_id: Mapped[int | None]
+    annotation_id: Mapped[int | None]
+    action: Mapped[str] = mapped_column(String(32))
+    changed_by: Mapped[str] = mapped_column(String(255))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+
+
+class PersonRow(Base):
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    profile: Mapped[bytes] = mapped_column(LargeBinary)  # little-endian float32 (see speakers.profile_bytes)
+    sources: Mapped[list] = mapped_column(JSON)
+    enrolled_by: Mapped[str] = mapped_column(String(255))
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class SpeakerRow(Base):
+    __tablename__ = "speakers"
+    __table_args__ = (UniqueConstraint("recording_id", "label"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(255))  # as segments.speaker has it
+    name: Mapped[str | None] = mapped_column(Text)
+    named_by: Mapped[str | None] = mapped_column(String(255))  # None: the pipeline named it
+    role: Mapped[str | None] = mapped_column(String(16))
+    role_by: Mapped[str | None] = mapped_column(String(255))  # None: the heuristics chose it
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)  # argon2id, with its parameters and salt
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)

@@ -1,0 +1,236 @@
+"""Recordings (a file's identity, where it is, what is known of it) and the stages run on them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from datetime import date, datetime
+from pathlib import PurePath
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.errors import InvalidInputError, NotFoundError
+from pipeline.records import CONSENT_LEVELS, AudioInfo, RecordingRecord, StageRecord
+from pipeline.store.models import RecordingRow, StageRow, iso, now
+
+
+def settings_key(settings: dict[str, Any]) -> str:
+    """The key of a stage's settings: sha256 of their canonical JSON, first 16 hex chars."""
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _recording(row: RecordingRow) -> RecordingRecord:
+    return RecordingRecord(
+        id=row.id,
+        sha256=row.sha256,
+        path=row.path,
+        size_bytes=row.size_bytes,
+        format=row.format,
+        duration=row.duration,
+        language=row.language,
+        interviewee=row.interviewee,
+        place=row.place,
+        recorded_on=row.recorded_on.isoformat() if row.recorded_on else None,
+        metadata=dict(row.extra or {}),
+        consent=row.consent,
+        release_on=row.release_on.isoformat() if row.release_on else None,
+    )
+
+
+def _stage(row: StageRow) -> StageRecord:
+    return StageRecord(
+        stage=row.stage,
+        status=row.status,
+        settings=dict(row.settings or {}),
+        settings_key=row.settings_key,
+        report=dict(row.report or {}),
+        error=row.error,
+        started_at=iso(row.started_at),
+        finished_at=iso(row.finished_at),
+    )
+
+
+def _matches(rec: RecordingRecord, ref: str) -> bool:
+    """Whether a user's reference names this recording: id, sha256 (prefix), path, file name or stem."""
+    low = ref.lower()
+    path = PurePath(rec.path)
+    return (
+        (ref.isdigit() and int(ref) == rec.id)
+        or (len(low) >= 6 and all(c in "0123456789abcdef" for c in low) and rec.sha256.lower().startswith(low))
+        or ref in (rec.path, path.name, path.stem)
+        or os.path.abspath(ref) == os.path.abspath(rec.path)
+    )
+
+
+def as_date(value: str | date, what: str = "recorded_on") -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if value == "":
+        return None
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what} must be an ISO date (YYYY-MM-DD), not {value!r}") from None
+
+
+def _json(value: dict[str, Any], what: str) -> dict[str, Any]:
+    """A copy of value as JSON gives it back (tuples become lists...), the same on every backend."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be JSON-serializable: {exc}") from None
+
+
+def recording_row(s: Session, recording_id: int) -> RecordingRow:
+    row = s.get(RecordingRow, recording_id)
+    if row is None:
+        raise NotFoundError(f"no recording with id {recording_id}")
+    return row
+
+
+def recording(s: Session, recording_id: int) -> RecordingRecord:
+    return _recording(recording_row(s, recording_id))
+
+
+def recording_by_sha256(s: Session, sha256: str) -> RecordingRecord | None:
+    row = s.scalars(select(RecordingRow).where(RecordingRow.sha256 == sha256)).one_or_none()
+    return None if row is None else _recording(row)
+
+
+def list_recordings(s: Session) -> list[RecordingRecord]:
+    """All recordings, ordered by path."""
+    rows = s.scalars(select(RecordingRow).order_by(RecordingRow.path, RecordingRow.id))
+    return [_recording(row) for row in rows]
+
+
+def find_recordings(s: Session, refs: list[str]) -> list[RecordingRecord]:
+    """The recordings the refs name, in order, each once.
+
+    A ref is an id, a sha256 or a prefix of one (at least 6 hex chars), a path, a file name
+    or a file stem. Raises NotFoundError naming every ref that matches nothing or several.
+    """
+    recordings = list_recordings(s)
+    found: dict[int, RecordingRecord] = {}
+    problems = []
+    for ref in refs:
+        hits = [rec for rec in recordings if _matches(rec, ref)]
+        if len(hits) == 1:
+            found.setdefault(hits[0].id, hits[0])
+        elif not hits:
+            problems.append(f"{ref!r} matches no recording")
+        else:
+            names = ", ".join(f"#{rec.id} {rec.path} ({rec.sha256[:8]})" for rec in hits)
+            problems.append(f"{ref!r} matches {len(hits)} recordings: {names}")
+    if problems:
+        raise NotFoundError("; ".join(problems))
+    return list(found.values())
+
+
+def update_path(s: Session, recording_id: int, path: str) -> None:
+    """Where a recording's file is now (it was moved or renamed; its bytes are the same)."""
+    recording_row(s, recording_id).path = path
+
+
+def set_metadata(
+    s: Session,
+    recording_id: int,
+    *,
+    interviewee: str | None = None,
+    place: str | None = None,
+    recorded_on: str | date | None = None,
+    consent: str | None = None,
+    release_on: str | date | None = None,
+    **extra: Any,
+) -> RecordingRecord:
+    """Set what is known of a recording. None leaves a field as it is and "" clears it (consent
+    is always one of CONSENT_LEVELS); other keywords go to its metadata dict (a key set to None
+    is removed)."""
+    if consent is not None and consent not in CONSENT_LEVELS:
+        raise InvalidInputError(f"unknown consent {consent!r}: choose one of {', '.join(CONSENT_LEVELS)}")
+    day = None if recorded_on is None else as_date(recorded_on)
+    release = None if release_on is None else as_date(release_on, "release_on")
+    row = recording_row(s, recording_id)
+    if interviewee is not None:
+        row.interviewee = interviewee or None
+    if place is not None:
+        row.place = place or None
+    if recorded_on is not None:
+        row.recorded_on = day
+    if consent is not None:
+        row.consent = consent
+    if release_on is not None:
+        row.release_on = release
+    if extra:
+        merged = {**(row.extra or {}), **_json(extra, "metadata")}
+        row.extra = {key: value for key, value in merged.items() if value is not None}
+    s.flush()
+    return _recording(row)
+
+
+def upsert_recording(s: Session, info: AudioInfo) -> RecordingRow:
+    """The recording with this sha256, added if new; a moved or renamed file only updates its path."""
+    row = s.scalars(select(RecordingRow).where(RecordingRow.sha256 == info.sha256)).one_or_none()
+    if row is None:
+        row = RecordingRow(
+            sha256=info.sha256,
+            path=str(info.path),
+            size_bytes=info.size_bytes,
+            format=info.format,
+            duration=info.duration,
+        )
+        s.add(row)
+    elif row.path != str(info.path):
+        row.path = str(info.path)
+    s.flush()
+    return row
+
+
+def stage(s: Session, recording_id: int, stage: str) -> StageRecord | None:
+    row = s.get(StageRow, (recording_id, stage))
+    return None if row is None else _stage(row)
+
+
+def stages(s: Session, recording_id: int) -> list[StageRecord]:
+    """A recording's stages, ordered by name."""
+    rows = s.scalars(select(StageRow).where(StageRow.recording_id == recording_id).order_by(StageRow.stage))
+    return [_stage(row) for row in rows]
+
+
+def stage_statuses(s: Session) -> dict[int, dict[str, str]]:
+    """Every recording's stages and their status, by recording id (one query, for listings)."""
+    found: dict[int, dict[str, str]] = defaultdict(dict)
+    query = select(StageRow.recording_id, StageRow.stage, StageRow.status).order_by(StageRow.stage)
+    for rid, name, status in s.execute(query):
+        found[rid][name] = status
+    return dict(found)
+
+
+def set_stage(
+    s: Session,
+    recording_id: int,
+    stage: str,
+    status: str,
+    settings: dict[str, Any],
+    key: str,
+    report: dict[str, Any],
+    error: str | None,
+) -> None:
+    """Where a stage is on a recording: "running", "done" or "failed", with what it ran with and found."""
+    row = s.get(StageRow, (recording_id, stage))
+    if row is None:
+        row = StageRow(recording_id=recording_id, stage=stage)
+        s.add(row)
+    moment = now()
+    ending_a_run = status != "running" and row.status == "running" and row.started_at is not None
+    row.started_at = row.started_at if ending_a_run else moment
+    row.finished_at = None if status == "running" else moment
+    row.status, row.settings, row.settings_key = status, _json(settings, "settings"), key
+    row.report, row.error = _json(report, "report"), error
+    s.flush()

@@ -1,0 +1,191 @@
+"""The full-text index of the segments, and the search over it.
+
+The index is not in the ORM metadata: its shape differs by database (migration 0003). SQLite has an
+FTS5 table keyed by the segment's rowid and ranks by bm25; PostgreSQL a tsvector per segment id,
+ranked by ts_rank_cd. Every write of segment text goes through `index_rows`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    ColumnExpressionArgument,
+    Select,
+    column,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from pipeline.records import SearchFilters, SearchHit, SearchResults
+from pipeline.search.textindex import Query, index_terms, to_fts5, to_tsquery
+from pipeline.store.models import AnnotationRow, RecordingRow, SegmentRow, SpeakerRow
+from pipeline.store.recordings import as_date
+
+SEGMENT_INDEX = table("segment_index", column("rowid"), column("terms"), column("segment_id"), column("vector"))
+
+
+def segment_terms(text_: str, original_text: str) -> str:
+    """What the index holds of a segment: the terms of its text, and of the original where it differs."""
+    terms = index_terms(text_)
+    if original_text == text_:  # most segments (imported ones always): index the text once
+        return terms
+    original = index_terms(original_text)
+    return terms if original == terms else f"{terms} {original}"  # simplified and traditional are one
+
+
+def index_rows(conn: Connection, rows: list[tuple[int, str, str]]) -> None:
+    """Index segments given as (id, text, original text), replacing what the index had of them."""
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        # OR REPLACE: FTS5 first drops what it had of the rowid (one lookup when it had nothing). Plain
+        # tuples to the driver: this runs for every segment stored.
+        conn.exec_driver_sql(
+            "INSERT OR REPLACE INTO segment_index (rowid, terms) VALUES (?, ?)",
+            [(sid, segment_terms(t, o)) for sid, t, o in rows],
+        )
+    else:
+        params = [{"id": sid, "terms": segment_terms(t, o)} for sid, t, o in rows]
+        conn.execute(
+            text(
+                "INSERT INTO segment_index (segment_id, vector) VALUES (:id, to_tsvector('simple', :terms)) "
+                "ON CONFLICT (segment_id) DO UPDATE SET vector = excluded.vector"
+            ),
+            params,
+        )
+
+
+def unindex_recording(conn: Connection, recording_id: int) -> None:
+    # PostgreSQL's index rows go with their segments (ON DELETE CASCADE); an FTS5 table has no foreign keys.
+    if conn.dialect.name == "sqlite":
+        conn.execute(
+            text("DELETE FROM segment_index WHERE rowid IN (SELECT id FROM segments WHERE recording_id = :rid)"),
+            {"rid": recording_id},
+        )
+
+
+def search(s: Session, query: Query, filters: SearchFilters, limit: int, offset: int) -> SearchResults:
+    """Segments matching a query (see pipeline.search.textindex), most relevant first, ties by recording and
+    time; `total` counts every match. bm25 ranks on SQLite, ts_rank_cd on PostgreSQL.
+
+    One statement: the matches' ids and ranks are computed once (a materialized CTE), the rank of the
+    last wanted hit found in it, and only the matches ranked as high (ties included) are joined to
+    their segments and recordings and sorted, however many match."""
+    wanted = limit + offset
+    conn = s.connection()
+    matches = _matches_query(conn, query, filters).cte("matches").prefix_with("MATERIALIZED")
+    cut = select(matches.c.rank).order_by(matches.c.rank.desc()).limit(1).offset(wanted - 1).scalar_subquery()
+    total = select(func.count()).select_from(matches).scalar_subquery()
+    rows = s.execute(
+        select(
+            SegmentRow.id, SegmentRow.recording_id, RecordingRow.path, SegmentRow.start, SegmentRow.end,
+            SegmentRow.speaker, SegmentRow.text, SegmentRow.language, matches.c.rank, total.label("total"),
+        )
+        .select_from(matches)
+        .join(SegmentRow, SegmentRow.id == matches.c.segment_id)
+        .join(RecordingRow, RecordingRow.id == SegmentRow.recording_id)
+        .where(matches.c.rank >= func.coalesce(cut, matches.c.rank))  # all, when fewer match
+        .order_by(matches.c.rank.desc(), RecordingRow.path, SegmentRow.start)
+        .limit(limit)
+        .offset(offset)
+    ).all()  # fmt: skip
+    if rows:
+        count = rows[0].total
+    else:  # nothing matches, or fewer than offset do
+        unranked = _matches_query(conn, query, filters, ranked=False).subquery()
+        count = s.scalar(select(func.count()).select_from(unranked)) or 0
+    themes: dict[int, list[str]] = defaultdict(list)
+    if rows:
+        for segment_id, theme in s.execute(
+            select(AnnotationRow.segment_id, AnnotationRow.theme)
+            .where(AnnotationRow.segment_id.in_([r.id for r in rows]), AnnotationRow.status != "rejected")
+            .order_by(AnnotationRow.theme)
+        ):
+            themes[segment_id].append(theme)
+    hits = [
+        SearchHit(r.recording_id, r.path, r.id, r.start, r.end, r.speaker, r.text, r.language, tuple(themes[r.id]), float(r.rank))
+        for r in rows
+    ]
+    return SearchResults(count, hits)
+
+
+def _matches_query(conn: Connection, query: Query, filters: SearchFilters, ranked: bool = True) -> Select[Any]:
+    """A select of (segment_id, rank) for the segments matching a query and the filters, higher rank
+    better (without the rank when not `ranked`: counting needs none).
+
+    The full-text index is the first table: every segment is in it (the store keeps it so on every
+    write), so a search without filters, or with a theme filter only, never touches the segments.
+    """
+    if conn.dialect.name == "sqlite":
+        segment_id = SEGMENT_INDEX.c.rowid
+        match = literal_column("segment_index").op("MATCH")(to_fts5(query))
+        rank = -func.bm25(literal_column("segment_index"))
+    else:
+        tsquery = func.to_tsquery("simple", to_tsquery(query))
+        segment_id = SEGMENT_INDEX.c.segment_id
+        match = SEGMENT_INDEX.c.vector.op("@@")(tsquery)
+        rank = func.ts_rank_cd(SEGMENT_INDEX.c.vector, tsquery)
+    found = select(segment_id.label("segment_id"), *([rank.label("rank")] if ranked else [])).select_from(SEGMENT_INDEX)
+    if filters != SearchFilters(themes=filters.themes, theme_status=filters.theme_status):  # more than a theme
+        found = found.join(SegmentRow, SegmentRow.id == segment_id).join(
+            RecordingRow, RecordingRow.id == SegmentRow.recording_id
+        )
+    return found.where(match, *_filter_clauses(filters, segment_id))
+
+
+def _filter_clauses(
+    filters: SearchFilters, segment_id: ColumnExpressionArgument[Any] = SegmentRow.id
+) -> list[ColumnElement[bool]]:
+    """WHERE clauses for the filters, on SegmentRow and RecordingRow; `segment_id` is the column the
+    theme filter looks up annotations by (a full-text index's own id column will do)."""
+    clauses: list[ColumnElement[bool]] = []
+    if filters.themes:
+        # EXISTS: one look-up in (segment_id, theme) per match. An IN list of every segment with the
+        # theme would read the whole annotations table on every search (it has no index by theme).
+        clauses.append(
+            exists().where(
+                AnnotationRow.segment_id == segment_id,
+                AnnotationRow.theme.in_(filters.themes),
+                AnnotationRow.status.in_(filters.theme_status),
+            )
+        )
+    if filters.speaker is not None:
+        clauses.append(_speaker_clause(filters.speaker))
+    if filters.recording is not None:
+        clauses.append(SegmentRow.recording_id == filters.recording)
+    if filters.language:
+        clauses.append(or_(SegmentRow.language == filters.language, SegmentRow.language.like(f"{filters.language}-%")))
+    if filters.interviewee:
+        clauses.append(func.lower(RecordingRow.interviewee).contains(filters.interviewee.lower(), autoescape=True))
+    if filters.place:
+        clauses.append(func.lower(RecordingRow.place).contains(filters.place.lower(), autoescape=True))
+    if filters.date_from:
+        clauses.append(RecordingRow.recorded_on >= as_date(filters.date_from))
+    if filters.date_to:
+        clauses.append(RecordingRow.recorded_on <= as_date(filters.date_to))
+    if filters.hide_closed:  # as RecordingRecord.access() decides it
+        clauses.append(or_(RecordingRow.consent != "closed", RecordingRow.release_on <= date.today()))
+    return clauses
+
+
+def _speaker_clause(speaker: str) -> ColumnElement[bool]:
+    """Segments whose speaker is `speaker`: the label, the display name (any case) or the role."""
+    return or_(
+        SegmentRow.speaker == speaker,
+        exists().where(
+            SpeakerRow.recording_id == SegmentRow.recording_id,
+            SpeakerRow.label == SegmentRow.speaker,
+            or_(func.lower(SpeakerRow.name) == speaker.lower(), SpeakerRow.role == speaker.lower()),
+        ),
+    )
