@@ -10,7 +10,7 @@ The transcripts are made from real sentences: the reference texts of ../shared/c
 into sentences (some 190 Chinese, 290 English) and recombined at random (one to three per segment) into
 1000 recordings of size/1000 segments each, in Chinese (70 %) or English (30 %), with speaker labels,
 written as SRT and ohp JSON files (every other one) in a temporary folder and imported one file at a time
-through `pipeline.batch.import_file` (read, index terms, inserts: what `ohp import` does). Themes: the
+through `pipeline.imports.import_file` (read, index terms, inserts: what `ohp import` does). Themes: the
 real tagger (pipeline.stages.tag, annotations/codebook.yaml) is run once on every source sentence; a segment gets
 the themes of its sentences (about 30 % of segments get one), stored with `Store.save_tags` per recording
 (timed apart from the import). With so few source sentences every word recurs: 孩子 is in 5 % of the
@@ -58,9 +58,10 @@ CODEBOOK = REPO / "annotations" / "codebook.yaml"
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from pipeline.batch import import_file  # noqa: E402
+from pipeline.imports import import_file  # noqa: E402
 from pipeline.stages.codebook import load_codebook  # noqa: E402
-from pipeline.records import SearchFilters, ThemeSuggestion  # noqa: E402
+from pipeline.process import stored_result  # noqa: E402
+from pipeline.records import SearchFilters, StageRun, ThemeSuggestion  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 from pipeline.search.textindex import parse_query  # noqa: E402
 
@@ -361,15 +362,13 @@ def build(store: Store, recordings: list[Recording], themes, result: Result, log
     result.recordings = len(recordings)
     start = time.perf_counter()
     for rid, rec in zip(ids, recordings):
-        segment_ids = [s.id for s in store.segments(rid)]
-        suggestions = {}
-        for sid, parts in zip(segment_ids, rec.segments):
-            found = segment_suggestions(parts, rec.language, themes)
-            if found:
-                suggestions[sid] = found
-        result.tagged_segments += len(suggestions)
-        result.annotations += sum(map(len, suggestions.values()))
-        store.save_tags(rid, suggestions, {}, "bench", {"bench": True}, "bench")
+        tagged = stored_result(store.recording(rid), store.transcript(rid))  # segments in the file's order
+        found = {i: segment_suggestions(parts, rec.language, themes) for i, parts in enumerate(rec.segments)}
+        tagged.themes, tagged.tagger = {i: f for i, f in found.items() if f}, "bench"
+        tagged.stages["tag"] = StageRun({"bench": True}, "bench", {})
+        result.tagged_segments += len(tagged.themes)
+        result.annotations += sum(map(len, tagged.themes.values()))
+        store.save_result(tagged)
     result.tag_s = time.perf_counter() - start
 
 

@@ -10,10 +10,12 @@ from conftest import corpus_path
 from typer.testing import CliRunner
 
 from pipeline import cli
-from pipeline.batch import BatchReport, SpeakerOptions
+from pipeline.batch import BatchReport
+from pipeline.process import SpeakerOptions
 from pipeline.cli import app
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript
 from pipeline.store import Store
+from saving import save_speakers, save_transcription
 
 runner = CliRunner()
 INFO = AudioInfo(Path("/audio/zhang.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
@@ -25,8 +27,8 @@ def db(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'ohp.db'}"
     segments = [Segment(i * 5.0, i * 5.0 + 4.0, text, text, "zh", speaker=speaker) for i, (text, speaker) in enumerate(LINES)]
     with Store(url) as store:
-        rid = store.save_transcription(INFO, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
-        store.save_speakers(rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
+        rid = save_transcription(store, INFO, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
+        save_speakers(store, rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
     return url
 
 
@@ -85,7 +87,7 @@ def test_enroll_a_voice_from_files(db, tmp_path):
 def test_list_of_a_recording_without_speakers(tmp_path):
     url = f"sqlite:///{tmp_path / 'ohp.db'}"
     with Store(url) as store:
-        store.save_transcription(INFO, Transcript("zh", 0.9, [Segment(0, 1, "好。", "好。", "zh")], "faster-whisper", "base"), {}, "k", {})
+        save_transcription(store, INFO, Transcript("zh", 0.9, [Segment(0, 1, "好。", "好。", "zh")], "faster-whisper", "base"), {}, "k", {})
     result = invoke("speakers", "list", "zhang", "--db", url)
     assert result.exit_code == 0 and "no speakers yet" in result.output
 

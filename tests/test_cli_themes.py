@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.records import AudioInfo, Segment, Transcript
 from pipeline.store import Store
+from saving import save_transcription
 
 runner = CliRunner()
 INFO = AudioInfo(Path("/audio/wang.wav"), "ef" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 60.0)
@@ -27,7 +28,7 @@ def db(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'ohp.db'}"
     segments = [Segment(i * 5.0, i * 5.0 + 4.0, t, t, lang) for i, (t, lang) in enumerate(TEXTS)]
     with Store(url) as store:
-        store.save_transcription(INFO, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
+        save_transcription(store, INFO, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
     return url
 
 

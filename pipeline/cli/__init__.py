@@ -16,7 +16,9 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgres
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.batch import CODINGS_READERS, MAX_SPEAKERS, FileResult, RunOptions, SpeakerOptions, import_codings, import_file, run_batch, tag_recording
+from pipeline.batch import FileResult, run_batch, tag_recording
+from pipeline.imports import CODINGS_READERS, import_codings, import_file
+from pipeline.process import RunOptions, SpeakerOptions
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
 from pipeline.stages.codebook import DEFAULT_CODEBOOK, Codebook, CodebookError, load_codebook, validate_codebook
 from pipeline.stages.engines import DEFAULT_ENGINE
@@ -26,6 +28,7 @@ from pipeline.formats.redact import DEFAULT_LIST, Redactor, load_list
 from pipeline.store import ConflictError, Store, StoreError
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import SPEAKER_ROLES, RecordingRecord, SearchFilters
+from pipeline.stages.speakers import MAX_ESTIMATED_SPEAKERS
 from pipeline.stages.tag import pipeline_language, tag_text
 from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
 from pipeline.stages.transcribe import TranscribeOptions
@@ -199,7 +202,7 @@ def run(
     script: Annotated[ScriptPolicy, typer.Option(help="Chinese script of the text (the original is kept beside it)")] = ScriptPolicy.simplified,
     formats: Annotated[list[Format], typer.Option("--format", help="Transcript files to write (repeat for several)")] = [Format(f) for f in DEFAULT_FORMATS],
     force: Annotated[bool, typer.Option(help="Redo recordings already done with the same settings")] = False,
-    speakers: Annotated[Optional[SpeakerOptions], typer.Option(help=f"Speakers per recording: auto (estimated, at most {MAX_SPEAKERS}), a number, or off", parser=_speakers_option, metavar="auto|N|off")] = "auto",
+    speakers: Annotated[Optional[SpeakerOptions], typer.Option(help=f"Speakers per recording: auto (estimated, at most {MAX_ESTIMATED_SPEAKERS}), a number, or off", parser=_speakers_option, metavar="auto|N|off")] = "auto",
     tag: Annotated[bool, typer.Option(help="Tag themes from the codebook after transcribing")] = True,
     codebook: CodebookOption = None,
 ) -> None:

@@ -21,6 +21,10 @@ from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
 from pipeline.script import CHINESE_LANGUAGES
 
 
+# When the number of speakers is estimated, at most this many: more voices in one interview are rare.
+MAX_ESTIMATED_SPEAKERS = 8
+
+
 @dataclass(frozen=True)
 class DiarizeOptions:
     window: float = 1.6  # s: the encoder's own partial-utterance length (160 mel frames)
@@ -260,7 +264,7 @@ def diarize(
     samples: np.ndarray,
     regions: list[SpeechRegion],
     n_speakers: int | None = None,
-    max_speakers: int = 8,
+    max_speakers: int = MAX_ESTIMATED_SPEAKERS,
     options: DiarizeOptions = DiarizeOptions(),
 ) -> list[SpeakerTurn]:
     """Speaker turns over the speech regions. n_speakers None: estimated, at most max_speakers."""
