@@ -12,7 +12,7 @@ into sentences (some 190 Chinese, 290 English) and recombined at random (one to 
 written as SRT and ohp JSON files (every other one) in a temporary folder and imported one file at a time
 through `pipeline.imports.import_file` (read, index terms, inserts: what `ohp import` does). Themes: the
 real tagger (pipeline.stages.tag, annotations/codebook.yaml) is run once on every source sentence; a segment gets
-the themes of its sentences (about 30 % of segments get one), stored with `Store.save_tags` per recording
+the themes of its sentences (about 30 % of segments get one), stored with `Store.save_result` per recording
 (timed apart from the import). With so few source sentences every word recurs: 孩子 is in 5 % of the
 segments, and even the rarer words are in 700-2,000 of a million: a heavier load than a real archive's
 long tail of rare words.
@@ -469,7 +469,7 @@ def report(results: list[Result]) -> str:
     row("**import speed** (wall clock)", lambda r: f"**{r.segments / r.import_s:,.0f} segments/s**")
     row("import speed, SRT files / ohp JSON files", lambda r: f"{per_format(r, 'srt')} / {per_format(r, 'json')}")
     row("import speed on this process's CPU time (PostgreSQL: client only)", lambda r: f"{r.segments / r.import_cpu_s:,.0f} segments/s")
-    row("themes stored (save_tags, not in the import)", lambda r: f"{r.tag_s:,.1f} s, {r.annotations:,} on {r.tagged_segments / max(1, r.segments):.0%} of segments")
+    row("themes stored (save_result, not in the import)", lambda r: f"{r.tag_s:,.1f} s, {r.annotations:,} on {r.tagged_segments / max(1, r.segments):.0%} of segments")
     row("database size", lambda r: _mb(r.db_bytes))
     row("full-text index (share)", lambda r: f"{_mb(r.index_bytes)} ({r.index_bytes / max(1, r.db_bytes):.0%})")
     row("segments table and its index", lambda r: _mb(r.parts.get("segments", 0)))
