@@ -53,7 +53,8 @@ def seed(store: Store, folder: Path, recordings: int, segments: int) -> list[int
         segs = [Segment(i * 5.0, i * 5.0 + 4.5, t, t, "en", speaker=f"S{i % 2 + 1}") for i, t in enumerate(texts)]
         themes = {i: [ThemeSuggestion(t, 0.5, ((0, 4),)) for t in rng.sample(THEMES, 2)] for i in range(segments)}
         stages = {"transcribe": StageRun({}, "k", {}), "tag": StageRun({}, "t", {})}
-        result = RecordingResult(info, Transcript("en", 0.99, segs, "faster-whisper", "base"), themes=themes, tagger="t", stages=stages)
+        transcript = Transcript("en", 0.99, segs, "faster-whisper", "base")
+        result = RecordingResult(info, transcript, themes=themes, tagger="t", stages=stages)
         ids.append(store.save_result(result).export.recording.id)
     return ids
 

@@ -102,7 +102,9 @@ def tag_recording(store: Store, recording_id: int, codebook: Codebook, force: bo
     return store.save_result(result).tag_counts
 
 
-def _speakers_report(options: RunOptions, result: RecordingResult | None, stages: dict[str, StageRecord]) -> dict | None:
+def _speakers_report(
+    options: RunOptions, result: RecordingResult | None, stages: dict[str, StageRecord]
+) -> dict | None:
     """The report of the speakers stage on the recording as it is now; None when the stage did not find its
     speakers (turned off, or they are an imported file's)."""
     if not options.speakers:
@@ -115,9 +117,13 @@ def _speakers_report(options: RunOptions, result: RecordingResult | None, stages
 
 
 def _write_exports(
-    file: FileResult, store: Store, recording: RecordingRecord, export: RecordingExport | None, options: RunOptions,
+    file: FileResult,
+    store: Store,
+    recording: RecordingRecord,
+    export: RecordingExport | None,
+    options: RunOptions,
     taken_stems: set[str] | None,
-) -> None:  # fmt: skip
+) -> None:
     """The recording's transcript files: from `export`, the recording as just saved; without it (nothing
     changed) the files stay, unless someone removed them."""
     if recording.access() == "closed":
@@ -130,9 +136,13 @@ def _write_exports(
 
 
 def process_file(
-    path: Path, store: Store, options: RunOptions, progress: Progress | None = None, taken_stems: set[str] | None = None,
+    path: Path,
+    store: Store,
+    options: RunOptions,
+    progress: Progress | None = None,
+    taken_stems: set[str] | None = None,
     people: list[PersonRecord] | None = None,
-) -> FileResult:  # fmt: skip
+) -> FileResult:
     """One recording: its pass, its save and its files; never raises for a bad file, returns a failed result
     instead (the traceback of an unexpected failure goes to the log). Stages already done with the same
     settings are skipped; the result is "skipped" if all were. `people` are the enrolled voices (read from
@@ -157,7 +167,8 @@ def process_file(
             stage = "save"
             export = replace(store.save_result(result).export, codebook=options.codebook)
             clear_checkpoint(result)
-            file.duration, file.language, file.segments = result.info.duration, result.transcript.language, len(result.transcript.segments)
+            file.duration, file.language = result.info.duration, result.transcript.language
+            file.segments = len(result.transcript.segments)
             file.warnings.extend(result.transcript.warnings)
             file.guards = result.transcript.guards
         else:

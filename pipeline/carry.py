@@ -44,7 +44,13 @@ def annotation_state(annotation) -> dict:
 
 def speaker_state(speaker) -> dict:
     """What the history keeps of a speaker (a record or a stored row) before and after a change."""
-    return {"label": speaker.label, "name": speaker.name, "named_by": speaker.named_by, "role": speaker.role, "role_by": speaker.role_by}
+    return {
+        "label": speaker.label,
+        "name": speaker.name,
+        "named_by": speaker.named_by,
+        "role": speaker.role,
+        "role_by": speaker.role_by,
+    }
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,8 @@ class MovedAnnotation:
 
     @property
     def after(self) -> dict:
-        return {**annotation_state(self.old), "segment_id": self.segment_id, "evidence": [list(span) for span in self.evidence]}
+        evidence = [list(span) for span in self.evidence]
+        return {**annotation_state(self.old), "segment_id": self.segment_id, "evidence": evidence}
 
 
 @dataclass(frozen=True)
@@ -111,8 +118,11 @@ class MovedSpeaker:
         """The new speaker as it starts out: only what a person set, the stage fills in the rest."""
         named, roled = self.old.named_by is not None, self.old.role_by is not None
         return {
-            "label": self.label, "name": self.old.name if named else None, "named_by": self.old.named_by,
-            "role": self.old.role if roled else None, "role_by": self.old.role_by,
+            "label": self.label,
+            "name": self.old.name if named else None,
+            "named_by": self.old.named_by,
+            "role": self.old.role if roled else None,
+            "role_by": self.old.role_by,
         }
 
 
@@ -175,14 +185,17 @@ def talk_overlap(old: Sequence[Segment], new: Sequence[Segment]) -> Counter[tupl
     for segment in new:
         if not segment.speaker:
             continue
-        for start, end, label in spoken[bisect_left(starts, segment.start - longest) : bisect_left(starts, segment.end)]:
+        nearby = spoken[bisect_left(starts, segment.start - longest) : bisect_left(starts, segment.end)]
+        for start, end, label in nearby:
             shared = overlap(start, end, segment.start, segment.end)
             if shared > 0:
                 found[label, segment.speaker] += shared
     return found
 
 
-def move_speakers(people_set: Sequence[SpeakerRecord], old: Sequence[Segment], new: Sequence[Segment]) -> list[MovedSpeaker]:
+def move_speakers(
+    people_set: Sequence[SpeakerRecord], old: Sequence[Segment], new: Sequence[Segment]
+) -> list[MovedSpeaker]:
     """Names and roles people gave old speakers, to the new speakers who talk when they did: pairs by the
     longest time speaking together, each old and new speaker in one pair at most. A speaker nobody now
     talks like loses what people set (the history keeps it)."""
@@ -196,7 +209,10 @@ def move_speakers(people_set: Sequence[SpeakerRecord], old: Sequence[Segment], n
 
 
 def plan_carry(
-    old: Sequence[Segment], decided: Sequence[AnnotationRecord], people_set: Sequence[SpeakerRecord], new: Sequence[Segment]
+    old: Sequence[Segment],
+    decided: Sequence[AnnotationRecord],
+    people_set: Sequence[SpeakerRecord],
+    new: Sequence[Segment],
 ) -> CarryPlan:
     """Where people's work on the `old` segments goes among the `new` ones: corrections first, so that
     the decisions' evidence is re-anchored on the text the new segments end up with."""
@@ -205,4 +221,5 @@ def plan_carry(
     for correction in corrections:
         if correction.target is not None:
             texts[correction.target] = correction.old.text
-    return CarryPlan(corrections, move_annotations(decided, old, new, texts), move_speakers(people_set, old, new), texts)
+    moved = move_annotations(decided, old, new, texts)
+    return CarryPlan(corrections, moved, move_speakers(people_set, old, new), texts)

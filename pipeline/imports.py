@@ -12,7 +12,16 @@ from pipeline.formats.elan import read_eaf
 from pipeline.formats.qdpx import read_qdpx
 from pipeline.formats.readers import DESCRIPTION, read_transcript
 from pipeline.process import tag_result
-from pipeline.records import AudioInfo, Coding, ImportedCodings, RecordingResult, Segment, SpeakerRecord, StageRun, Transcript
+from pipeline.records import (
+    AudioInfo,
+    Coding,
+    ImportedCodings,
+    RecordingResult,
+    Segment,
+    SpeakerRecord,
+    StageRun,
+    Transcript,
+)
 from pipeline.stages.audio import probe
 from pipeline.stages.codebook import Codebook
 from pipeline.store import Store, settings_key
@@ -32,10 +41,15 @@ def import_file(path: Path, store: Store, audio: Path | None = None, codebook: C
     else:
         data = path.read_bytes()
         info = AudioInfo(
-            path=path.resolve(), sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
-            format=f"transcript/{imported.source_format}", codec="", sample_rate=0, channels=0,
+            path=path.resolve(),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
+            format=f"transcript/{imported.source_format}",
+            codec="",
+            sample_rate=0,
+            channels=0,
             duration=max((s.end for s in imported.segments), default=0.0),
-        )  # fmt: skip
+        )
     settings = {"imported": str(path.resolve()), "format": imported.source_format, "timed": imported.timed}
     key = settings_key(settings)
     # Its speakers are the file's: the labels its segments carry, with names and roles where it gives them.
@@ -73,9 +87,11 @@ def _coded_segments(segments: list[Segment], coding: Coding) -> list[Segment]:
     if coding.end <= coding.start:
         return [s for s in segments if s.start <= coding.start < s.end][:1]
     return [
-        s for s in segments
-        if min(s.end, coding.end) - max(s.start, coding.start) > 0.5 * min(s.end - s.start or 1e-3, coding.end - coding.start)
-    ]  # fmt: skip
+        s
+        for s in segments
+        if min(s.end, coding.end) - max(s.start, coding.start)
+        > 0.5 * min(s.end - s.start or 1e-3, coding.end - coding.start)
+    ]
 
 
 # Exchange files that carry codes for recordings ohp has, rather than transcripts.
@@ -89,7 +105,9 @@ def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
     for sha256, codings in imported.codings.items():
         recording = store.recording_by_sha256(sha256)
         if recording is None:
-            report.warnings.append(f"{len(codings)} coding(s) belong to a recording that is not in this database (sha256 {sha256[:12]}…)")
+            report.warnings.append(
+                f"{len(codings)} coding(s) belong to a recording that is not in this database (sha256 {sha256[:12]}…)"
+            )
             continue
         report.recordings.append(recording.id)
         segments = store.segments(recording.id)
@@ -98,7 +116,9 @@ def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
             report.codings += 1
             covered = _coded_segments(segments, coding)
             if not covered:
-                report.warnings.append(f"{coding.coder}'s {coding.theme} at {clock(coding.start)}-{clock(coding.end)} covers no segment")
+                report.warnings.append(
+                    f"{coding.coder}'s {coding.theme} at {clock(coding.start)}-{clock(coding.end)} covers no segment"
+                )
             for target in covered:
                 at = target.text.find(coding.text.strip()) if coding.text and coding.text.strip() else -1
                 evidence = ((at, at + len(coding.text.strip())),) if at >= 0 else ()

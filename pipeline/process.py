@@ -116,7 +116,8 @@ def pending_stages(options: RunOptions, people: Sequence[PersonRecord], stages: 
         if pending or options.force or not is_done(stages.get("speakers"), speaker_settings(options.speakers, people)):
             pending.append("speakers")
     # New segments are tagged anew.
-    if options.codebook and (pending or options.force or not is_done(stages.get("tag"), tag_settings(options.codebook))):
+    tagged = options.codebook and is_done(stages.get("tag"), tag_settings(options.codebook))
+    if options.codebook and (pending or options.force or not tagged):
         pending.append("tag")
     return pending
 
@@ -137,7 +138,9 @@ class StageError(Exception):
 
 
 @contextmanager
-def running(path: Path, stage: str, progress: StageProgress | None = None, audio_seconds: float = 0.0) -> Iterator[None]:
+def running(
+    path: Path, stage: str, progress: StageProgress | None = None, audio_seconds: float = 0.0
+) -> Iterator[None]:
     """A stage of a pass: logged, told to the progress, and its failure a StageError naming it."""
     log.debug("%s: %s", path, stage)
     if progress:
@@ -172,7 +175,8 @@ class Checkpoint:
         return done
 
     def add(self, index: int, result: ChunkResult) -> None:
-        line = json.dumps({"index": index, "segments": [asdict(s) for s in result.segments], "guards": result.guards}, ensure_ascii=False)
+        entry = {"index": index, "segments": [asdict(s) for s in result.segments], "guards": result.guards}
+        line = json.dumps(entry, ensure_ascii=False)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
 
@@ -189,7 +193,9 @@ def clear_checkpoint(result: RecordingResult) -> None:
 Audio = tuple[np.ndarray, list[SpeechRegion]]  # decoded samples and their speech regions
 
 
-def _transcribe(result: RecordingResult, options: RunOptions, stored: Transcript | None, progress: StageProgress | None) -> Audio:
+def _transcribe(
+    result: RecordingResult, options: RunOptions, stored: Transcript | None, progress: StageProgress | None
+) -> Audio:
     """Decode, segment and transcribe (stage "transcribe") into `result`; the audio, for the speakers stage.
     Corrections people made to a stored transcript go onto the new text, so the tagger reads them."""
     info, started = result.info, time.monotonic()
@@ -214,7 +220,9 @@ def _transcribe(result: RecordingResult, options: RunOptions, stored: Transcript
 
         if chunks:
             engine = load_engine(options.transcribe.engine, options.transcribe.model)
-            transcript = transcribe(decoded.samples, chunks, engine, options.transcribe, done=done, on_chunk=chunk_finished)
+            transcript = transcribe(
+                decoded.samples, chunks, engine, options.transcribe, done=done, on_chunk=chunk_finished
+            )
         else:  # silence: a valid recording with nothing to transcribe, and no model to load for it
             warnings.append(f"{info.path}: no speech found")
             transcript = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)
@@ -226,23 +234,30 @@ def _transcribe(result: RecordingResult, options: RunOptions, stored: Transcript
     transcript.warnings = warnings
     # The decoded length is the truth when a container misstates it (truncated files).
     result.info, result.transcript = replace(info, duration=decoded.duration), transcript
-    result.stages["transcribe"] = StageRun(settings, key, {
-        "segments": len(transcript.segments),
-        "chunks": len(chunks),
-        "speech_seconds": round(sum(c.speech_duration for c in chunks), 3),
-        "language_probability": transcript.language_probability,
-        "guards": transcript.guards,
-        "warnings": warnings,
-        "resumed_chunks": len(done),
-        "seconds": round(time.monotonic() - started, 3),
-    })  # fmt: skip
+    result.stages["transcribe"] = StageRun(
+        settings,
+        key,
+        {
+            "segments": len(transcript.segments),
+            "chunks": len(chunks),
+            "speech_seconds": round(sum(c.speech_duration for c in chunks), 3),
+            "language_probability": transcript.language_probability,
+            "guards": transcript.guards,
+            "warnings": warnings,
+            "resumed_chunks": len(done),
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
     return decoded.samples, [region for chunk in chunks for region in chunk.regions]
 
 
 def _find_speakers(
-    result: RecordingResult, options: RunOptions, people: Sequence[PersonRecord], audio: Audio | None,
+    result: RecordingResult,
+    options: RunOptions,
+    people: Sequence[PersonRecord],
+    audio: Audio | None,
     progress: StageProgress | None,
-) -> None:  # fmt: skip
+) -> None:
     """Who speaks when (stage "speakers"): turns, every segment given its speaker and split where the speaker
     changes, roles, and enrolled voices named. Without `audio` (a recording transcribed earlier) the file is
     decoded again; the transcript is not redone."""
@@ -261,7 +276,9 @@ def _find_speakers(
         segments = [
             part
             for s in before
-            for part in ([replace(s, speaker=speaker_at(s.start, s.end, turns))] if s.version > 1 else split_segment(s, turns))
+            for part in (
+                [replace(s, speaker=speaker_at(s.start, s.end, turns))] if s.version > 1 else split_segment(s, turns)
+            )
         ]
         roles = label_roles(segments, turns)
         names = match_profiles(samples, turns, {p.name: np.asarray(p.profile, dtype=np.float32) for p in people})
@@ -271,16 +288,20 @@ def _find_speakers(
         SpeakerRecord(label, names.get(label), roles.get(label), person_id=ids.get(names.get(label)))
         for label in dict.fromkeys(turn.speaker for turn in turns)
     ]
-    result.stages["speakers"] = StageRun(settings, settings_key(settings), {
-        "speakers": len(result.speakers),
-        "turns": len(turns),
-        "segments": len(segments),
-        "segments_split": len(segments) - len(before),
-        "roles": roles,
-        "enrolled": names,
-        "decoded_again": decoded_again,
-        "seconds": round(time.monotonic() - started, 3),
-    })  # fmt: skip
+    result.stages["speakers"] = StageRun(
+        settings,
+        settings_key(settings),
+        {
+            "speakers": len(result.speakers),
+            "turns": len(turns),
+            "segments": len(segments),
+            "segments_split": len(segments) - len(before),
+            "roles": roles,
+            "enrolled": names,
+            "decoded_again": decoded_again,
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
 
 
 def tag_result(result: RecordingResult, codebook: Codebook, progress: StageProgress | None = None) -> None:
@@ -298,7 +319,9 @@ def tag_result(result: RecordingResult, codebook: Codebook, progress: StageProgr
 
 def stored_result(recording: RecordingRecord, transcript: Transcript) -> RecordingResult:
     """A stored recording as a result no stage has run on yet (to tag it again, say)."""
-    info = AudioInfo(Path(recording.path), recording.sha256, recording.size_bytes, recording.format, "", 0, 0, recording.duration)
+    info = AudioInfo(
+        Path(recording.path), recording.sha256, recording.size_bytes, recording.format, "", 0, 0, recording.duration
+    )
     return RecordingResult(info, transcript)
 
 
@@ -322,8 +345,10 @@ def process_recording(
             info = probe(source.resolve())
     pending = pending_stages(options, people, stages)
     if stored is None and pending and "transcribe" not in pending:
-        raise ValueError(f"{info.path}: the stored transcript is needed to run {', '.join(pending)} without transcribing")
-    result = RecordingResult(info, stored or Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model))
+        needed = ", ".join(pending)
+        raise ValueError(f"{info.path}: the stored transcript is needed to run {needed} without transcribing")
+    nothing = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)
+    result = RecordingResult(info, stored or nothing)
     audio = _transcribe(result, options, stored, progress) if "transcribe" in pending else None
     if "speakers" in pending:
         _find_speakers(result, options, people, audio, progress)

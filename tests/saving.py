@@ -7,11 +7,22 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pipeline.process import stored_result
-from pipeline.records import AudioInfo, Entity, RecordingResult, Segment, SpeakerRecord, StageRun, ThemeSuggestion, Transcript
+from pipeline.records import (
+    AudioInfo,
+    Entity,
+    RecordingResult,
+    Segment,
+    SpeakerRecord,
+    StageRun,
+    ThemeSuggestion,
+    Transcript,
+)
 from pipeline.store import Store
 
 
-def save_transcription(store: Store, info: AudioInfo, transcript: Transcript, settings: dict, key: str, report: dict) -> int:
+def save_transcription(
+    store: Store, info: AudioInfo, transcript: Transcript, settings: dict, key: str, report: dict
+) -> int:
     """A transcript as the transcribe stage saves it; the recording's id."""
     result = RecordingResult(info, transcript, stages={"transcribe": StageRun(settings, key, report)})
     return store.save_result(result).export.recording.id
@@ -22,9 +33,14 @@ def _stored(store: Store, recording_id: int) -> RecordingResult:
 
 
 def save_speakers(
-    store: Store, recording_id: int, speakers: list[SpeakerRecord], settings: dict, key: str, report: dict,
+    store: Store,
+    recording_id: int,
+    speakers: list[SpeakerRecord],
+    settings: dict,
+    key: str,
+    report: dict,
     segments: list[Segment] | None = None,
-) -> list[SpeakerRecord]:  # fmt: skip
+) -> list[SpeakerRecord]:
     """What the speakers stage found, over the stored segments or `segments` (split anew); the speakers as stored."""
     result = _stored(store, recording_id)
     if segments is not None:
@@ -35,9 +51,14 @@ def save_speakers(
 
 
 def save_tags(
-    store: Store, recording_id: int, suggestions: dict[int, list[ThemeSuggestion]], entities: dict[int, list[Entity]],
-    tagger: str, settings: dict, key: str,
-) -> dict[str, int]:  # fmt: skip
+    store: Store,
+    recording_id: int,
+    suggestions: dict[int, list[ThemeSuggestion]],
+    entities: dict[int, list[Entity]],
+    tagger: str,
+    settings: dict,
+    key: str,
+) -> dict[str, int]:
     """A tagging run over the stored segments, suggestions and entities by segment id; what it changed."""
     result = _stored(store, recording_id)
     index = {segment.id: i for i, segment in enumerate(result.transcript.segments)}

@@ -22,16 +22,30 @@ from pipeline.records import (
 )
 
 
-def seg(start: float, end: float, text: str, id_: int | None = None, speaker: str | None = None, version: int = 1) -> Segment:
+def seg(
+    start: float, end: float, text: str, id_: int | None = None, speaker: str | None = None, version: int = 1
+) -> Segment:
     return Segment(start, end, text, text, "zh", speaker=speaker, id=id_, version=version)
 
 
-def decided(id_: int, segment_id: int, theme: str, evidence=(), status: str = "accepted", source: str = "auto") -> AnnotationRecord:
-    return AnnotationRecord(id_, segment_id, 1, theme, source, status, 0.8, tuple(evidence), "t1", "mei", "2026-01-01T00:00:00+00:00", 2)
+def decided(
+    id_: int, segment_id: int, theme: str, evidence=(), status: str = "accepted", source: str = "auto"
+) -> AnnotationRecord:
+    return AnnotationRecord(
+        id_, segment_id, 1, theme, source, status, 0.8, tuple(evidence), "t1", "mei", "2026-01-01T00:00:00+00:00", 2
+    )
 
 
-OLD = [seg(0.0, 4.0, "你的孩子现在在哪里？", 1), seg(5.0, 9.0, "在老家，跟爷爷奶奶一起住。", 2), seg(10.0, 14.0, "工资是计件的，一个月三千块。", 3)]
-NEW = [seg(0.3, 4.3, "你的孩子在哪里？", 11), seg(5.3, 9.3, "孩子在老家，跟爷爷奶奶住。", 12), seg(10.3, 14.3, "工资计件，一个月三千。", 13)]
+OLD = [
+    seg(0.0, 4.0, "你的孩子现在在哪里？", 1),
+    seg(5.0, 9.0, "在老家，跟爷爷奶奶一起住。", 2),
+    seg(10.0, 14.0, "工资是计件的，一个月三千块。", 3),
+]
+NEW = [
+    seg(0.3, 4.3, "你的孩子在哪里？", 11),
+    seg(5.3, 9.3, "孩子在老家，跟爷爷奶奶住。", 12),
+    seg(10.3, 14.3, "工资计件，一个月三千。", 13),
+]
 
 
 def test_reanchor_moves_spans_to_the_same_words_and_drops_the_lost_ones():
@@ -48,9 +62,14 @@ def test_a_decision_moves_to_the_overlapping_segment_with_its_evidence_reanchore
     assert [NEW[1].text[a:b] for a, b in moved.evidence] == ["老家", "爷爷奶奶"]
     assert moved.action == "moved"
     assert moved.before == {
-        "segment_id": 2, "theme": "left_behind_children", "source": "auto", "status": "accepted", "score": 0.8,
-        "evidence": [[1, 3], [5, 9]], "annotation_id": 7,
-    }  # fmt: skip
+        "segment_id": 2,
+        "theme": "left_behind_children",
+        "source": "auto",
+        "status": "accepted",
+        "score": 0.8,
+        "evidence": [[1, 3], [5, 9]],
+        "annotation_id": 7,
+    }
     expected = {key: value for key, value in moved.before.items() if key != "annotation_id"}
     assert moved.after == {**expected, "segment_id": 12, "evidence": [[3, 5], [7, 11]]}
 
@@ -58,7 +77,16 @@ def test_a_decision_moves_to_the_overlapping_segment_with_its_evidence_reanchore
 def test_rejected_and_person_added_themes_move_too_one_per_theme_and_segment():
     # Two old segments both fall on one new segment: the theme lands there once, the first one kept.
     merged = [seg(0.0, 9.0, "你的孩子在哪里？在老家。", 20)]
-    plan = plan_carry(OLD, [decided(1, 1, "schooling", status="rejected"), decided(2, 2, "schooling", source="jun"), decided(3, 2, "housing", source="jun")], [], merged)
+    plan = plan_carry(
+        OLD,
+        [
+            decided(1, 1, "schooling", status="rejected"),
+            decided(2, 2, "schooling", source="jun"),
+            decided(3, 2, "housing", source="jun"),
+        ],
+        [],
+        merged,
+    )
     assert [(m.old.id, m.target) for m in plan.annotations] == [(1, 0), (3, 0)]
 
 
@@ -69,14 +97,24 @@ def test_a_decision_goes_to_the_nearest_segment_when_none_overlaps():
 
 
 def test_a_correction_is_kept_where_the_same_audio_is_and_dropped_where_it_is_not():
-    old = [seg(5.0, 9.0, "在老家，跟爷爷奶奶一起住。", 2, version=3), seg(30.0, 40.0, "corrected but gone", 5, version=2), OLD[2]]
+    old = [
+        seg(5.0, 9.0, "在老家，跟爷爷奶奶一起住。", 2, version=3),
+        seg(30.0, 40.0, "corrected but gone", 5, version=2),
+        OLD[2],
+    ]
     plan = plan_carry(old, [], [], NEW)
     kept, dropped = plan.corrections
     assert (kept.action, kept.target, kept.segment_id, kept.version) == ("carried", 1, 12, 4)
-    assert kept.before == {"text": "在老家，跟爷爷奶奶一起住。", "start": 5.0, "end": 9.0} and kept.after == {"text": "在老家，跟爷爷奶奶一起住。"}
+    assert kept.before == {"text": "在老家，跟爷爷奶奶一起住。", "start": 5.0, "end": 9.0} and kept.after == {
+        "text": "在老家，跟爷爷奶奶一起住。"
+    }
     assert (dropped.action, dropped.target, dropped.after) == ("dropped", None, None)
     assert dropped.before["text"] == "corrected but gone"
-    assert plan.texts == [NEW[0].text, "在老家，跟爷爷奶奶一起住。", NEW[2].text]  # an uncorrected segment is not carried
+    assert plan.texts == [
+        NEW[0].text,
+        "在老家，跟爷爷奶奶一起住。",
+        NEW[2].text,
+    ]  # an uncorrected segment is not carried
 
 
 def test_a_correction_needs_most_of_both_segments_to_overlap():
@@ -92,18 +130,33 @@ def test_decisions_are_reanchored_on_the_corrected_text():
     assert moved.evidence == ((5, 9),)  # on 爷爷奶奶 in the corrected text the segment keeps
 
 
-SPLIT = [seg(0.0, 1.8, "Where were you born?", 1, "S1"), seg(2.2, 4.0, "In Wuhan.", 2, "S2"), seg(5.0, 9.0, "We moved in 1998.", 3, "S2")]
+SPLIT = [
+    seg(0.0, 1.8, "Where were you born?", 1, "S1"),
+    seg(2.2, 4.0, "In Wuhan.", 2, "S2"),
+    seg(5.0, 9.0, "We moved in 1998.", 3, "S2"),
+]
 
 
 def test_speaker_names_and_roles_follow_the_voice_by_time():
     swapped = [seg(s.start, s.end, s.text, 10 + i, {"S1": "S2", "S2": "S1"}[s.speaker]) for i, s in enumerate(SPLIT)]
-    people_set = [SpeakerRecord("S1", role="other", role_by="mei"), SpeakerRecord("S2", "Zhang Changhua", "interviewee", named_by="mei")]
+    people_set = [
+        SpeakerRecord("S1", role="other", role_by="mei"),
+        SpeakerRecord("S2", "Zhang Changhua", "interviewee", named_by="mei"),
+    ]
     moves = sorted(move_speakers(people_set, SPLIT, swapped), key=lambda m: m.label)
     assert [(m.old.label, m.label) for m in moves] == [("S2", "S1"), ("S1", "S2")]
     assert moves[0].after == {"label": "S1", "name": "Zhang Changhua", "named_by": "mei", "role": None, "role_by": None}
     assert moves[1].after == {"label": "S2", "name": None, "named_by": None, "role": "other", "role_by": "mei"}
-    assert moves[0].before == {"label": "S2", "name": "Zhang Changhua", "named_by": "mei", "role": "interviewee", "role_by": None}
-    assert move_speakers([SpeakerRecord("S1", role="interviewer")], SPLIT, swapped) == []  # the heuristics' choice is not carried
+    assert moves[0].before == {
+        "label": "S2",
+        "name": "Zhang Changhua",
+        "named_by": "mei",
+        "role": "interviewee",
+        "role_by": None,
+    }
+    assert (
+        move_speakers([SpeakerRecord("S1", role="interviewer")], SPLIT, swapped) == []
+    )  # the heuristics' choice is not carried
 
 
 def test_one_pair_per_speaker_by_the_longest_time_together():
@@ -118,7 +171,14 @@ def test_a_result_pickles():
     words = [Word(0.0, 0.5, "好", 0.9)]
     result = RecordingResult(
         AudioInfo(Path("/audio/a.wav"), "ab" * 32, 10, "wav", "pcm_s16le", 16000, 1, 4.2),
-        Transcript("zh", 0.98, [Segment(0.0, 0.5, "好", "好", "zh", words, speaker="S1")], "faster-whisper", "base", {"silence": 1}),
+        Transcript(
+            "zh",
+            0.98,
+            [Segment(0.0, 0.5, "好", "好", "zh", words, speaker="S1")],
+            "faster-whisper",
+            "base",
+            {"silence": 1},
+        ),
         speakers=[SpeakerRecord("S1", "Wang Fang", "interviewer", person_id=3)],
         themes={0: [ThemeSuggestion("wages", 0.6, ((0, 1),))]},
         entities={0: [Entity("PERSON", "好", 0, 1)]},

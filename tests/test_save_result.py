@@ -14,20 +14,43 @@ from pipeline.batch import run_batch, tag_recording
 from pipeline.formats.export import gather
 from pipeline.imports import import_file
 from pipeline.process import RunOptions, stored_result, tag_result
-from pipeline.records import AudioInfo, Entity, RecordingResult, Segment, SpeakerRecord, StageRun, ThemeSuggestion, Transcript, Word
+from pipeline.records import (
+    AudioInfo,
+    Entity,
+    RecordingResult,
+    Segment,
+    SpeakerRecord,
+    StageRun,
+    ThemeSuggestion,
+    Transcript,
+    Word,
+)
 from pipeline.stages.audio import probe
 from pipeline.stages.codebook import load_codebook
 from pipeline.store import Store, settings_key
 
 INFO = AudioInfo(Path("/audio/zhang.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
-LINES = [("S1", "你的孩子现在谁在带？"), ("S2", "在老家，跟爷爷奶奶住。"), ("S2", "工资是计件的，一个月三千块。"), ("S1", "好的。")]
+LINES = [
+    ("S1", "你的孩子现在谁在带？"),
+    ("S2", "在老家，跟爷爷奶奶住。"),
+    ("S2", "工资是计件的，一个月三千块。"),
+    ("S1", "好的。"),
+]
 
 
 def segments(offset: float = 0.0, suffix: str = "") -> list[Segment]:
     return [
-        Segment(i * 5.0 + offset, i * 5.0 + 4.0 + offset, text + suffix, text + suffix, "zh", [Word(i * 5.0 + offset, i * 5.0 + 1.0 + offset, text[:2], 0.9)], speaker=who)
+        Segment(
+            i * 5.0 + offset,
+            i * 5.0 + 4.0 + offset,
+            text + suffix,
+            text + suffix,
+            "zh",
+            [Word(i * 5.0 + offset, i * 5.0 + 1.0 + offset, text[:2], 0.9)],
+            speaker=who,
+        )
         for i, (who, text) in enumerate(LINES)
-    ]  # fmt: skip
+    ]
 
 
 def full_result(offset: float = 0.0, suffix: str = "") -> RecordingResult:
@@ -35,8 +58,14 @@ def full_result(offset: float = 0.0, suffix: str = "") -> RecordingResult:
     return RecordingResult(
         INFO,
         Transcript("zh", 0.97, segments(offset, suffix), "faster-whisper", "base", {"silence": 1}),
-        speakers=[SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", "Zhang Changhua", "interviewee", person_id=None)],
-        themes={1: [ThemeSuggestion("left_behind_children", 0.9, ((1, 3),))], 2: [ThemeSuggestion("wages", 0.8, ((0, 2),))]},
+        speakers=[
+            SpeakerRecord("S1", role="interviewer"),
+            SpeakerRecord("S2", "Zhang Changhua", "interviewee", person_id=None),
+        ],
+        themes={
+            1: [ThemeSuggestion("left_behind_children", 0.9, ((1, 3),))],
+            2: [ThemeSuggestion("wages", 0.8, ((0, 2),))],
+        },
         entities={2: [Entity("MONEY", "三千块", 11, 14)]},
         tagger="1/test",
         stages={
@@ -83,7 +112,10 @@ def test_a_whole_result_is_one_write_transaction(tmp_path):
         assert store.stage(rid, "tag").report == saved.tag_counts
 
         vtt = tmp_path / "li.vtt"
-        vtt.write_text("WEBVTT\n\n00:00.500 --> 00:02.000\n<v 采访者>您好。\n\n00:02.000 --> 00:04.000\n<v 李梅>工资是计件的。\n", encoding="utf-8")
+        vtt.write_text(
+            "WEBVTT\n\n00:00.500 --> 00:02.000\n<v 采访者>您好。\n\n00:02.000 --> 00:04.000\n<v 李梅>工资是计件的。\n",
+            encoding="utf-8",
+        )
         counter.writes = 0
         imported = import_file(vtt, store, codebook=load_codebook())
         assert counter.writes == 1  # transcript, speakers, description, themes: one transaction
@@ -91,7 +123,12 @@ def test_a_whole_result_is_one_write_transaction(tmp_path):
         assert store.stage(imported, "tag").status == "done" and store.annotations(imported)
 
         counter.writes = 0
-        assert tag_recording(store, imported, load_codebook(), force=True) == {"added": 0, "updated": 0, "withdrawn": 0, "kept": 0}
+        assert tag_recording(store, imported, load_codebook(), force=True) == {
+            "added": 0,
+            "updated": 0,
+            "withdrawn": 0,
+            "kept": 0,
+        }
         assert counter.writes == 1
 
 
@@ -99,7 +136,10 @@ def test_the_saved_export_is_what_the_store_reads_back(store):
     saved = store.save_result(full_result())
     assert saved.export == gather(store, store.recording(saved.export.recording.id))
     assert [s.name for s in saved.export.speakers] == [None, "Zhang Changhua"]
-    assert [a.theme for annotations in saved.export.annotations.values() for a in annotations] == ["left_behind_children", "wages"]
+    assert [a.theme for annotations in saved.export.annotations.values() for a in annotations] == [
+        "left_behind_children",
+        "wages",
+    ]
 
     # Again, a pass that only tags (the stored segments and their ids kept).
     rid = saved.export.recording.id
@@ -135,7 +175,11 @@ def test_a_crash_inside_save_result_leaves_the_database_exactly_as_it_was(store,
     after = store.save_result(full_result(offset=0.2, suffix="!")).export
     texts = [s.text for s in after.segments]
     assert texts[0] == "你的孩子现在谁带着？" and texts[1].endswith("!")  # the correction carried, the rest new
-    assert {a.theme: a.status for a in store.annotations(rid)} == {"left_behind_children": "accepted", "wages": "suggested", "housing": "accepted"}
+    assert {a.theme: a.status for a in store.annotations(rid)} == {
+        "left_behind_children": "accepted",
+        "wages": "suggested",
+        "housing": "accepted",
+    }
     assert [s.name for s in store.speakers(rid)] == ["Wang Fang", "Zhang Changhua"]
 
 
@@ -149,7 +193,9 @@ def test_a_correction_made_while_a_pass_ran_keeps_the_suggestions_on_their_words
     saved = store.save_result(result).export
     [annotation] = saved.annotations[segment.id]
     corrected = next(s for s in saved.segments if s.id == segment.id)
-    assert corrected.text == "孩子在老家，跟爷爷奶奶住。" and [corrected.text[a:b] for a, b in annotation.evidence] == ["老家"]
+    assert corrected.text == "孩子在老家，跟爷爷奶奶住。" and [corrected.text[a:b] for a, b in annotation.evidence] == [
+        "老家"
+    ]
 
 
 # --- the batch around it ------------------------------------------------------------------------------
@@ -165,7 +211,11 @@ def test_a_failed_stage_is_named_with_its_traceback_in_the_log(tmp_path, store, 
         w.writeframes(b"\0\0" * 16000)
     options = RunOptions(speakers=None, out_dir=None, codebook=load_codebook())
     done = StageRun(options.settings(), settings_key(options.settings()), {"segments": 4})
-    rid = store.save_result(RecordingResult(probe(audio), Transcript("zh", 0.9, segments(), "faster-whisper", "base"), stages={"transcribe": done})).export.recording.id
+    rid = store.save_result(
+        RecordingResult(
+            probe(audio), Transcript("zh", 0.9, segments(), "faster-whisper", "base"), stages={"transcribe": done}
+        )
+    ).export.recording.id
 
     def broken(*args, **kwargs):
         raise RuntimeError("the tagger broke")

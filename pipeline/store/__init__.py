@@ -343,5 +343,9 @@ def _saved_export(s: Session, recording_id: int, segments: list[Segment]) -> Rec
         themes.setdefault(annotation.segment_id, []).append(annotation)
     ordered = sorted(segments, key=lambda segment: segment.start)
     return RecordingExport(
-        recordings.recording(s, recording_id), ordered, themes, speaker_store.speakers(s, recording_id), annotations.entities(s, recording_id)
+        recordings.recording(s, recording_id),
+        ordered,
+        themes,
+        speaker_store.speakers(s, recording_id),
+        annotations.entities(s, recording_id),
     )

@@ -134,9 +134,12 @@ def save_result_tags(s: Session, recording_id: int, segments: list[Segment], res
     def moved(spans: tuple[tuple[int, int], ...], i: int) -> tuple[tuple[int, int], ...]:
         return spans if segments[i].text == read[i].text else reanchor(spans, read[i].text, segments[i].text)
 
-    suggestions = {segments[i].id: [replace(t, evidence=moved(t.evidence, i)) for t in found] for i, found in result.themes.items()}
+    suggestions = {
+        segments[i].id: [replace(theme, evidence=moved(theme.evidence, i)) for theme in found]
+        for i, found in result.themes.items()
+    }
     entities = {
-        segments[i].id: [Entity(e.label, e.text, start, end) for e in found for start, end in moved(((e.start, e.end),), i)]
+        segments[i].id: [Entity(e.label, e.text, a, b) for e in found for a, b in moved(((e.start, e.end),), i)]
         for i, found in result.entities.items()
     }
     return save_tags(s, recording_id, suggestions, entities, result.tagger or "")

@@ -40,14 +40,16 @@ def transcript(s: Session, recording_id: int) -> Transcript:
     """A recording's stored transcript: its segments with words, ids and versions in transcript order, its
     language, and the engine and model that made it (what a pass that does not transcribe works on)."""
     rec = recording_row(s, recording_id)
-    made_by = s.execute(select(SegmentRow.engine, SegmentRow.model).where(SegmentRow.recording_id == recording_id).limit(1)).first()
+    query = select(SegmentRow.engine, SegmentRow.model).where(SegmentRow.recording_id == recording_id).limit(1)
+    made_by = s.execute(query).first()
     transcribed = s.get(StageRow, (recording_id, "transcribe"))
     probability = (transcribed.report or {}).get("language_probability", 1.0) if transcribed else 1.0
     return Transcript(rec.language, probability, _segments(s, recording_id, SegmentRow.idx), *(made_by or ("", "")))
 
 
 def _segments(s: Session, recording_id: int, *order: Any) -> list[Segment]:
-    seg_rows = s.execute(select(SegmentRow.__table__).where(SegmentRow.recording_id == recording_id).order_by(*order)).all()
+    query = select(SegmentRow.__table__).where(SegmentRow.recording_id == recording_id).order_by(*order)
+    seg_rows = s.execute(query).all()
     word_rows = s.execute(
         select(WordRow.segment_id, WordRow.start, WordRow.end, WordRow.text, WordRow.probability)
         .join(SegmentRow, WordRow.segment_id == SegmentRow.id)
@@ -182,12 +184,13 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     decided = [
         annotation_record(row, recording_id)
         for row in s.execute(
-            select(AnnotationRow.__table__).join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
+            select(AnnotationRow.__table__)
+            .join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
             .where(SegmentRow.recording_id == recording_id)
             .where((AnnotationRow.status != "suggested") | (AnnotationRow.source != "auto"))
             .order_by(SegmentRow.start, AnnotationRow.theme)
         )
-    ]  # fmt: skip
+    ]
     query = select(SpeakerRow.__table__).where(SpeakerRow.recording_id == recording_id).order_by(SpeakerRow.id)
     people_set = [speaker_record(row) for row in s.execute(query) if row.named_by or row.role_by]
     unindex_recording(s.connection(), recording_id)
@@ -204,21 +207,50 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
         if correction.target is not None:
             text_, version = correction.old.text, correction.version
             segments[correction.target] = replace(segments[correction.target], text=text_, version=version)
-            s.execute(update(SegmentRow.__table__).where(SegmentRow.id == correction.segment_id).values(text=text_, version=version))
+            s.execute(
+                update(SegmentRow.__table__)
+                .where(SegmentRow.id == correction.segment_id)
+                .values(text=text_, version=version)
+            )
             # The engine's original no longer matches the corrected text: only the text is indexed.
             index_rows(s.connection(), [(correction.segment_id, text_, text_)])
-        history.append(HistoryRow(segment_id=correction.segment_id, action=correction.action, before=correction.before, after=correction.after))
+        history.append(
+            HistoryRow(
+                segment_id=correction.segment_id,
+                action=correction.action,
+                before=correction.before,
+                after=correction.after,
+            )
+        )
     for move in plan.annotations:
         was = move.old
         row = AnnotationRow(
-            segment_id=move.segment_id, theme=was.theme, source=was.source, status=was.status, score=was.score,
-            evidence=[list(span) for span in move.evidence], tagger=was.tagger, updated_by=was.updated_by,
-            updated_at=datetime.fromisoformat(was.updated_at), version=was.version + 1,
-        )  # fmt: skip
+            segment_id=move.segment_id,
+            theme=was.theme,
+            source=was.source,
+            status=was.status,
+            score=was.score,
+            evidence=[list(span) for span in move.evidence],
+            tagger=was.tagger,
+            updated_by=was.updated_by,
+            updated_at=datetime.fromisoformat(was.updated_at),
+            version=was.version + 1,
+        )
         s.add(row)
         s.flush()
-        history.append(HistoryRow(segment_id=move.segment_id, annotation_id=row.id, action=move.action, before=move.before, after=move.after))
-    speakers = {label: SpeakerRow(recording_id=recording_id, label=label) for label in dict.fromkeys(seg.speaker for seg in segments if seg.speaker)}
+        history.append(
+            HistoryRow(
+                segment_id=move.segment_id,
+                annotation_id=row.id,
+                action=move.action,
+                before=move.before,
+                after=move.after,
+            )
+        )
+    speakers = {
+        label: SpeakerRow(recording_id=recording_id, label=label)
+        for label in dict.fromkeys(seg.speaker for seg in segments if seg.speaker)
+    }
     for move in plan.speakers:
         after = move.after
         speakers[move.label].name, speakers[move.label].named_by = after["name"], after["named_by"]
@@ -239,13 +271,23 @@ def _insert_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     # would cost one statement per row on SQLite when the ids must come back in order).
     rows = [
         dict(
-            recording_id=recording_id, idx=i, start=seg.start, end=seg.end, text=seg.text,
-            original_text=seg.original_text, language=seg.language, speaker=seg.speaker,
-            avg_logprob=seg.avg_logprob, no_speech_prob=seg.no_speech_prob, compression_ratio=seg.compression_ratio,
-            engine=transcript.engine, model=transcript.model, version=seg.version,
+            recording_id=recording_id,
+            idx=i,
+            start=seg.start,
+            end=seg.end,
+            text=seg.text,
+            original_text=seg.original_text,
+            language=seg.language,
+            speaker=seg.speaker,
+            avg_logprob=seg.avg_logprob,
+            no_speech_prob=seg.no_speech_prob,
+            compression_ratio=seg.compression_ratio,
+            engine=transcript.engine,
+            model=transcript.model,
+            version=seg.version,
         )
         for i, seg in enumerate(transcript.segments)
-    ]  # fmt: skip
+    ]
     conn = s.connection()
     if conn.dialect.name == "sqlite":  # tuples straight to the driver: half the cost per row (bench/search.py)
         columns = ", ".join(f'"{name}"' for name in rows[0])
@@ -270,8 +312,12 @@ def _insert_segments(s: Session, recording_id: int, transcript: Transcript) -> l
 def as_stored(s: Session, recording_id: int, segments: list[Segment]) -> list[Segment]:
     """Stored segments a pass worked on, with the text they have now: a person may have corrected one
     while the pass ran."""
-    now_text = dict(s.execute(select(SegmentRow.id, SegmentRow.text).where(SegmentRow.recording_id == recording_id)).all())
+    now_text = dict(
+        s.execute(select(SegmentRow.id, SegmentRow.text).where(SegmentRow.recording_id == recording_id)).all()
+    )
     gone = [seg.id for seg in segments if seg.id not in now_text]
     if gone:
-        raise ConflictError(f"recording {recording_id} was transcribed again while it was worked on (segment {gone[0]} is gone)")
+        raise ConflictError(
+            f"recording {recording_id} was transcribed again while it was worked on (segment {gone[0]} is gone)"
+        )
     return [seg if seg.text == now_text[seg.id] else replace(seg, text=now_text[seg.id]) for seg in segments]
