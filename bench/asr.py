@@ -51,17 +51,19 @@ def _segments(segments) -> list[dict]:
 
 def worker(system: str, path: Path) -> dict:
     """Run one system on one file, in this process; return its segments and figures."""
+    from pipeline.config import Config
     from pipeline.stages.audio import decode, probe
     from pipeline.stages.engines import load_engine
     from pipeline.records import Chunk, SpeechRegion
     from pipeline.stages.segment import segment
     from pipeline.stages.transcribe import TranscribeOptions, transcribe
 
+    home = Config.load().home
     started = time.perf_counter()
     if system == "plain-openai":
         from pipeline.weights import load_openai_whisper
 
-        model = load_openai_whisper("base")
+        model = load_openai_whisper("base", home)
         loaded = time.perf_counter()
         samples = decode(probe(path)).samples
         result = model.transcribe(samples, beam_size=5, best_of=5, fp16=False, verbose=None)
@@ -70,7 +72,7 @@ def worker(system: str, path: Path) -> dict:
         ]
     else:
         engine_name = "openai-whisper" if system == "ohp-openai" else "faster-whisper"
-        engine = load_engine(engine_name)
+        engine = load_engine(engine_name, "base", home, "cpu")  # the CPU, as the figures in RESULTS.md
         loaded = time.perf_counter()
         samples = decode(probe(path)).samples
         if system == "clips-alone":

@@ -12,7 +12,7 @@ city, province, country); address forms that work as a name whole (小军, 老�
 a title only the surname (王 of 王老板, Lin of Mr. Lin). Traps not marked: 东西, 一张纸, 周末, 白天, 高兴,
 马上, 王国, 老乡, May the month (May is also a daughter's name in the same interview). Company names are
 not in the set. Each line is tagged alone with the real tagger (pipeline.stages.tag.tag_text, codebook
-annotations/codebook.yaml), each interview becomes a RecordingExport with those entities (no speaker
+the default codebook), each interview becomes a RecordingExport with those entities (no speaker
 names, no interviewee or place field, so only the text's names count), and three redactions are compared,
 names and places both asked for:
 

@@ -11,7 +11,7 @@ into sentences (some 190 Chinese, 290 English) and recombined at random (one to 
 1000 recordings of size/1000 segments each, in Chinese (70 %) or English (30 %), with speaker labels,
 written as SRT and ohp JSON files (every other one) in a temporary folder and imported one file at a time
 through `pipeline.imports.import_file` (read, index terms, inserts: what `ohp import` does). Themes: the
-real tagger (pipeline.stages.tag, annotations/codebook.yaml) is run once on every source sentence; a segment gets
+real tagger (pipeline.stages.tag, the default codebook) is run once on every source sentence; a segment gets
 the themes of its sentences (about 30 % of segments get one), stored with `Store.save_result` per recording
 (timed apart from the import). With so few source sentences every word recurs: 孩子 is in 5 % of the
 segments, and even the rarer words are in 700-2,000 of a million: a heavier load than a real archive's
@@ -53,7 +53,6 @@ sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpus"
 LABELLED = REPO / "tests" / "data" / "themes_labelled.jsonl"
 DEMO = REPO / "audio" / "make_demo.py"
-CODEBOOK = REPO / "annotations" / "codebook.yaml"
 
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -137,7 +136,7 @@ def sentence_themes(pool: dict[str, list[str]]) -> dict[str, list[ThemeSuggestio
     """The real tagger's themes for every source sentence, alone (evidence relative to the sentence)."""
     from pipeline.stages.tag import tag_segments
 
-    codebook = load_codebook(CODEBOOK)
+    codebook = load_codebook()
     themes = {}
     for lang, sentences in pool.items():
         results = tag_segments(sentences, [lang] * len(sentences), codebook, context=False)
@@ -530,7 +529,7 @@ def main() -> None:
     pool = source_sentences()
     log(f"{len(pool['zh'])} Chinese and {len(pool['en'])} English source sentences; tagging them")
     themes = sentence_themes(pool)
-    codebook = load_codebook(CODEBOOK)
+    codebook = load_codebook()
     log(f"{sum(1 for v in themes.values() if v)} sentences carry a theme")
 
     plan = []

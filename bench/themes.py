@@ -126,13 +126,15 @@ def labelled_report(show_errors: bool) -> None:
 
 
 def transcribe(path: Path, language: str) -> list[str]:
+    from pipeline.config import Config
     from pipeline.stages.audio import decode, probe
     from pipeline.stages.engines import load_engine
     from pipeline.stages.segment import segment
     from pipeline.stages.transcribe import TranscribeOptions, transcribe
 
     samples = decode(probe(path)).samples
-    transcript = transcribe(samples, segment(samples), load_engine("faster-whisper"), TranscribeOptions(language=language))
+    engine = load_engine("faster-whisper", "base", Config.load().home)
+    transcript = transcribe(samples, segment(samples), engine, TranscribeOptions(language=language))
     return [s.text for s in transcript.segments]
 
 

@@ -166,7 +166,7 @@ def process_file(
             result = process_recording(info, options, people=people, stages=stages, stored=stored, progress=progress)
             stage = "save"
             export = replace(store.save_result(result).export, codebook=options.codebook)
-            clear_checkpoint(result)
+            clear_checkpoint(result, options.home)
             file.duration, file.language = result.info.duration, result.transcript.language
             file.segments = len(result.transcript.segments)
             file.warnings.extend(result.transcript.warnings)
@@ -189,10 +189,10 @@ def process_file(
         file.status, file.stage = "failed", stage
         if isinstance(cause, AudioError):  # the file is bad, not ohp: its message says which and why
             file.error = str(cause)
-            log.warning("%s", cause)
+            log.info("%s", cause)
         else:
             file.error = f"{path}: {stage}: {type(cause).__name__}: {cause} (the traceback is in the log)"
-            log.exception("%s: %s failed", path, stage)
+            log.exception("%s: the %s stage failed", path, stage)
         _record_failure(store, file, info, stage)
     finally:
         file.seconds = time.monotonic() - started

@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from pipeline.carry import carry_corrections
+from pipeline.config import default_home
 from pipeline.formats.export import DEFAULT_FORMATS
 from pipeline.records import (
     AudioInfo,
@@ -55,7 +56,6 @@ from pipeline.stages.speakers import (
 from pipeline.stages.tag import TAGGER_VERSION, tag_segments
 from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, transcribe
 from pipeline.store import settings_key
-from pipeline.weights import ohp_home
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ class RunOptions:
     out_dir: Path | None = Path("transcripts")
     formats: tuple[str, ...] = DEFAULT_FORMATS
     codebook: Codebook | None = None  # themes to tag with; None skips the tag stage
+    home: Path = field(default_factory=default_home)  # the model cache; partial transcripts are kept there too
+    device: str = "auto"  # where models run: auto, cpu or cuda
 
     def settings(self) -> dict:
         """The transcribe stage's settings: the same settings give the same transcript."""
@@ -156,8 +158,8 @@ def running(
 class Checkpoint:
     """Finished chunks of a recording being transcribed, one JSON line each, so a killed run resumes."""
 
-    def __init__(self, info: AudioInfo, key: str) -> None:
-        folder = ohp_home() / "partial"
+    def __init__(self, info: AudioInfo, key: str, home: Path) -> None:
+        folder = home / "partial"
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{info.sha256}-{key}.jsonl"
 
@@ -184,10 +186,10 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
-def clear_checkpoint(result: RecordingResult) -> None:
+def clear_checkpoint(result: RecordingResult, home: Path) -> None:
     """Remove the chunks kept while the recording was transcribed: call once its result is saved."""
     if "transcribe" in result.stages:
-        Checkpoint(result.info, result.stages["transcribe"].settings_key).remove()
+        Checkpoint(result.info, result.stages["transcribe"].settings_key, home).remove()
 
 
 Audio = tuple[np.ndarray, list[SpeechRegion]]  # decoded samples and their speech regions
@@ -207,7 +209,7 @@ def _transcribe(
     with running(info.path, "segment", progress, decoded.duration):
         chunks = segment(decoded.samples, options.vad)
     with running(info.path, "transcribe", progress, decoded.duration):
-        checkpoint = Checkpoint(info, key)
+        checkpoint = Checkpoint(info, key, options.home)
         if options.force:
             checkpoint.remove()
         done = checkpoint.load()
@@ -219,7 +221,7 @@ def _transcribe(
                 progress.audio_done(info.path, chunks[index].end)
 
         if chunks:
-            engine = load_engine(options.transcribe.engine, options.transcribe.model)
+            engine = load_engine(options.transcribe.engine, options.transcribe.model, options.home, options.device)
             transcript = transcribe(
                 decoded.samples, chunks, engine, options.transcribe, done=done, on_chunk=chunk_finished
             )
@@ -269,7 +271,7 @@ def _find_speakers(
             samples = decode(info).samples
             audio = samples, speech_regions(samples, options.vad)
         samples, regions = audio
-        turns = diarize(samples, regions, options.speakers.count, settings["max_speakers"])
+        turns = diarize(samples, regions, options.speakers.count, settings["max_speakers"], device=options.device)
         before = result.transcript.segments
         # A segment whose text a person corrected is not split (its parts would take the words' text): it
         # keeps its text and takes the speaker who says most of it.
@@ -281,7 +283,8 @@ def _find_speakers(
             )
         ]
         roles = label_roles(segments, turns)
-        names = match_profiles(samples, turns, {p.name: np.asarray(p.profile, dtype=np.float32) for p in people})
+        profiles = {p.name: np.asarray(p.profile, dtype=np.float32) for p in people}
+        names = match_profiles(samples, turns, profiles, device=options.device)
     ids = {p.name: p.id for p in people}
     result.transcript = replace(result.transcript, segments=segments)
     result.speakers = [

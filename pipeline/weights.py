@@ -10,6 +10,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -28,14 +29,11 @@ _CHUNK = 1 << 20
 _CT2_DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
 ENGINES = ("faster-whisper", "openai-whisper")
 
+log = logging.getLogger(__name__)
+
 
 class WeightsError(RuntimeError):
     """The offline weights are missing, corrupt, or not in the expected format."""
-
-
-def ohp_home() -> Path:
-    """`$OHP_HOME` if set, else `~/.cache/ohp`."""
-    return Path(os.environ.get("OHP_HOME") or Path.home() / ".cache" / "ohp")
 
 
 def _package_data(package: str) -> Path:
@@ -84,9 +82,10 @@ def _marker_ok(model: Path, marker: Path) -> bool:
     return recorded == {"sha256": MODEL_SHA256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def faster_whisper_base_dir() -> Path:
-    """The CTranslate2 "base" model folder for faster-whisper, assembled and verified on first use."""
-    target = ohp_home() / "models" / "whisper-base-ct2"
+def faster_whisper_base_dir(home: Path) -> Path:
+    """The CTranslate2 "base" model folder for faster-whisper in the model cache `home`, assembled and
+    verified on first use."""
+    target = home / "models" / "whisper-base-ct2"
     model, marker = target / "model.bin", target / "model.bin.sha256"
     if _marker_ok(model, marker) and all((target / name).exists() for name in _SIDE_FILES):
         return target
@@ -95,6 +94,7 @@ def faster_whisper_base_dir() -> Path:
             return target  # another process finished while we waited
         model.unlink(missing_ok=True)
         parts = _model_parts()
+        log.info("assembling the Whisper base model into %s from %s", target, ", ".join(map(str, parts)))
         digest = hashlib.sha256()
         with _atomic_write(model) as out:
             for part in parts:
@@ -219,17 +219,19 @@ def ct2_to_openai_whisper(variables: dict[str, np.ndarray]) -> tuple[dict[str, i
     return {k: int(v) for k, v in dims.items()}, sd
 
 
-def openai_whisper_checkpoint() -> Path:
-    """The "base" weights as an openai-whisper checkpoint (for whisper.load_model), converted on first use."""
-    target = ohp_home() / "models" / "whisper-base-openai.pt"
+def openai_whisper_checkpoint(home: Path) -> Path:
+    """The "base" weights as an openai-whisper checkpoint (for whisper.load_model) in the model cache
+    `home`, converted on first use."""
+    target = home / "models" / "whisper-base-openai.pt"
     if target.exists():  # only ever created by an atomic rename, so it is complete
         return target
-    source = faster_whisper_base_dir()  # takes its own lock; do it before ours to never nest them
+    source = faster_whisper_base_dir(home)  # takes its own lock; do it before ours to never nest them
     with _locked(target.with_name(target.name + ".lock")):
         if target.exists():
             return target
         import torch
 
+        log.info("converting %s into the openai-whisper checkpoint %s", source, target)
         dims, state_dict = ct2_to_openai_whisper(read_ct2_model(source / "model.bin"))
         heads = json.loads((source / "config.json").read_text()).get("alignment_heads") or []
         checkpoint = {"dims": dims, "model_state_dict": state_dict, "alignment_heads": [list(h) for h in heads]}
@@ -238,7 +240,7 @@ def openai_whisper_checkpoint() -> Path:
     return target
 
 
-def load_openai_whisper(path_or_name: str, device: str = "cpu"):
+def load_openai_whisper(path_or_name: str, home: Path, device: str = "cpu"):
     """whisper.load_model, with "base" resolved offline and the checkpoint's alignment heads applied.
 
     Word timestamps in openai-whisper use the `alignment_heads` buffer; load_model only sets it for
@@ -247,7 +249,7 @@ def load_openai_whisper(path_or_name: str, device: str = "cpu"):
     import torch
     import whisper
 
-    path_or_name = resolve_model(path_or_name, "openai-whisper")
+    path_or_name = resolve_model(path_or_name, "openai-whisper", home)
     model = whisper.load_model(path_or_name, device=device)
     if os.path.isfile(path_or_name):
         # mmap: reads only the small key, not the weights again.
@@ -260,10 +262,11 @@ def load_openai_whisper(path_or_name: str, device: str = "cpu"):
     return model
 
 
-def resolve_model(name: str, engine: str) -> str:
-    """What to hand the engine's loader: offline weights for "base", an existing path as is, else the name."""
+def resolve_model(name: str, engine: str, home: Path) -> str:
+    """What to hand the engine's loader: offline weights for "base" (kept in the model cache `home`), an
+    existing path as is, else the name."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     if name == "base":
-        return str(faster_whisper_base_dir() if engine == "faster-whisper" else openai_whisper_checkpoint())
+        return str(faster_whisper_base_dir(home) if engine == "faster-whisper" else openai_whisper_checkpoint(home))
     return name  # a local path, or a name the engine's loader knows (and may download)

@@ -10,12 +10,15 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from pipeline.config import Config
 from pipeline.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 STANDARDS = REPO.parent / "shared" / "standards"
 POSTGRES_URL = os.environ.get("OHP_TEST_POSTGRES_URL")
+# The configured model cache ($OHP_HOME or the user's): the real weights are assembled there once.
+MODEL_CACHE = Config.load().home
 
 
 def corpus_path(relative: str, folder: Path = CORPUS) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from conftest import corpus_path
+from conftest import MODEL_CACHE, corpus_path
 from pipeline.formats.export import gather, to_json
 from pipeline.stages.codebook import load_codebook
 from pipeline.stages.audio import SAMPLE_RATE, decode, ffmpeg_exe, probe
@@ -90,7 +90,8 @@ def test_run_writes_database_and_transcripts_then_skips_on_rerun(tmp_path):
     rows = segment_rows(db)
     second = ohp("run", str(audio), "--db", f"sqlite:///{db}", "--out", str(out))
     assert second.returncode == 0
-    assert second.stdout.count("skipped") == 2
+    assert [line.split(": ")[1].split(",")[0] for line in second.stdout.splitlines()[:2]] == ["skipped", "skipped"]
+    assert second.stdout.splitlines()[2].endswith(": 2 skipped")  # one line per file, then the totals
     assert segment_rows(db) == rows
 
     status = ohp("status", "--db", f"sqlite:///{db}")
@@ -293,7 +294,7 @@ def test_killed_batch_resumes_and_matches_an_uninterrupted_run(tmp_path):
     (tmp_path / "home").mkdir()
     from pipeline.weights import faster_whisper_base_dir
 
-    (tmp_path / "home" / "models").symlink_to(faster_whisper_base_dir().parent)
+    (tmp_path / "home" / "models").symlink_to(faster_whisper_base_dir(MODEL_CACHE).parent)
     db = tmp_path / "killed.db"
 
     proc = subprocess.Popen([*OHP, "run", str(audio), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "out")], env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.records import AudioInfo, Segment, Transcript
+from pipeline.stages.codebook import DEFAULT_CODEBOOK
 from pipeline.store import Store
 from saving import save_transcription
 
@@ -98,7 +99,7 @@ def test_tag_then_review_decisions_survive_retagging(db, tmp_path):
     assert TEXTS[1][0][added[0].evidence[0][0] : added[0].evidence[0][1]] == "一年只回去一次"
 
     # A changed codebook re-tags: the tagger's own suggestions change, no human decision does.
-    book = Path("annotations/codebook.yaml").read_text(encoding="utf-8")
+    book = DEFAULT_CODEBOOK.read_text(encoding="utf-8")
     changed = tmp_path / "codebook.yaml"
     changed.write_text(book.replace("爷爷奶奶", "外公外婆"), encoding="utf-8")
     assert invoke("tag", "--db", db, "--codebook", str(changed)).exit_code == 0

@@ -105,6 +105,35 @@ def test_bad_json(tmp_path, text, cause, line):
     assert str(caught.value).startswith(str(tmp_path / "bad.json"))
 
 
+def segment_of(**changes) -> dict:
+    return {"start": 0, "end": 2, "text": "x", **changes}
+
+
+@pytest.mark.parametrize(
+    "document,cause",
+    [
+        ('{"segments": [{"start": 0, "end": 2, "text": "x",'
+         ' "words": [{"start": 0, "end": 1, "text": "x", "probability": 1e999}]}]}',
+         "segment 1, word 1: probability must be a finite number"),
+        ({"segments": [segment_of(words=[{"start": 1, "end": 0.5, "text": "x", "probability": 1}])]},
+         "segment 1, word 1 ends (0.5) before it starts (1.0)"),
+        ({"recording": {"duration": "1h"}, "segments": [segment_of()]}, 'recording: duration must be a number'),
+        ({"recording": {"duration": -1}, "segments": [segment_of()]}, "recording: duration is -1 s"),
+        ({"recording": {"id": "seven"}, "segments": [segment_of()]}, 'recording: id must be a whole number, not "s'),
+        ({"recording": {"path": ["a"]}, "segments": [segment_of()]}, 'recording: path must be text, not ["a"]'),
+        ({"recording": {"consent": "x" * 100}, "segments": [segment_of()]},
+         f'the recording\'s consent must be one of open, restricted, closed, not "{"x" * 38}…'),
+        ({"segments": [segment_of(speaker="s" * 1001)]}, "segment 1: speaker is 1,001 characters long (at most 1,000)"),
+    ],
+)
+def test_bad_json_values(tmp_path, document, cause):
+    """Values of the right type that no recording has, and strings too long to show or store."""
+    with pytest.raises(TranscriptFormatError) as caught:
+        read_transcript(write(tmp_path, "bad.json", document if isinstance(document, str) else json.dumps(document)))
+    assert caught.value.cause == cause or caught.value.cause.startswith(cause)
+    assert str(caught.value).startswith(str(tmp_path / "bad.json"))
+
+
 # --------------------------------------------------------------------------------------------- SRT
 
 SRT = """1

@@ -94,3 +94,44 @@ def test_a_surname_is_a_name_where_the_words_around_it_say_so(export):
     assert redacted.segments[0].text == "他姓[NAME]，在[NAME]老板的厂里，[NAME]姐也在。[NAME]来自王国，我们向老师请教。"
     assert [(r.found, r.source) for r in report if r.segment_id == 5] == [("王", "surname"), ("张", "surname"), ("黄", "surname"), ("王老板", "entity")]
     assert Redactor({"places"})(bare)[0].segments[0].text == text  # a surname is no place
+
+
+def test_speaker_labels_that_are_names_words_paths_and_metadata(export):
+    """An imported transcript's "李秀英:" lines make the speaker's label a name; words stored without their
+    spaces; a name in both Chinese scripts; the recording's folder and metadata."""
+    texts = ["Sheila", "went", "to", "Chicago-Texas."]
+    words = [Word(i / 2, i / 2 + 0.5, text, 0.9) for i, text in enumerate(texts)]
+    segments = [
+        Segment(0.0, 2.0, "Sheila went to Chicago-Texas.", "", "en", words, speaker="王芳", id=1),
+        Segment(2.0, 4.0, "李秀英说張偉和秀英都在", "", "zh", speaker="李秀英", id=2),
+        Segment(4.0, 5.0, "Interviewer asks", "", "en", speaker="Interviewer", id=3),
+    ]
+    metadata = {"media_url": "https://x.example/李秀英.mp3", "n": 3}
+    recording = replace(export.recording, path="/data/李秀英/tape.wav", metadata=metadata, interviewee="李秀英", place=None)
+    entities = {
+        1: [Entity("PERSON", "Sheila", 0, 6), Entity("PLACE", "Chicago", 15, 22), Entity("PLACE", "Texas", 23, 28)],
+        2: [Entity("PERSON", "张伟", 4, 6)],
+    }
+    speakers = [SpeakerRecord("王芳"), SpeakerRecord("李秀英"), SpeakerRecord("Interviewer")]
+    imported = RecordingExport(recording, segments, {}, speakers, entities)
+    redacted, report = Redactor({"names", "places"})(imported)
+    assert [w.text for w in redacted.segments[0].words] == ["[NAME]", "went", "to", "[PLACE]-[PLACE]."]
+    assert redacted.segments[1].text == "[NAME]说[NAME]和[NAME]都在"  # 秀英: her given name alone
+    assert [s.label for s in redacted.speakers] == ["S1", "S2", "Interviewer"]  # a role is no name
+    assert [s.speaker for s in redacted.segments] == ["S1", "S2", "Interviewer"]
+    assert redacted.segments[2].text == "Interviewer asks"
+    assert redacted.recording.path == "/data/[NAME]/tape.wav"
+    assert redacted.recording.metadata == {"media_url": "https://x.example/[NAME].mp3", "n": 3}
+    rows = {(r.field, r.found, r.replacement) for r in report}
+    assert {("speaker label", "王芳", "S1"), ("speaker label", "李秀英", "S2")} <= rows
+    assert {("metadata: media_url", "李秀英", "[NAME]"), ("text", "張偉", "[NAME]")} <= rows
+
+
+def test_a_name_left_in_the_words_by_a_correction_goes_and_is_reported(export):
+    words = [Word(0.0, 0.5, " Mandy", 0.9), Word(0.5, 1.0, " came", 0.9)]
+    corrected = Segment(0.0, 1.0, "My cousin came", "", "en", words, id=1)
+    bare = RecordingExport(replace(export.recording, interviewee=None, place=None), [corrected])
+    redacted, report = Redactor({"names"}, {"Mandy": "names"})(bare)
+    assert [w.text for w in redacted.segments[0].words] == [" [NAME]", " came"]
+    reported = [(r.field, r.found, r.context) for r in report if r.field != "file name"]
+    assert reported == [("words", "Mandy", " Mandy came")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import corpus_path
+from conftest import MODEL_CACHE, corpus_path
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.engines import DecodeOptions, load_engine
 from pipeline.records import Chunk, Segment, SpeechRegion, Word
@@ -142,7 +142,8 @@ def mandarin_clip():
 @pytest.mark.parametrize("engine_name", ["faster-whisper", "openai-whisper"])
 def test_real_engines_transcribe_mandarin_in_simplified_with_timed_words(engine_name, mandarin_clip):
     samples, chunks = mandarin_clip
-    result = transcribe(samples, chunks, load_engine(engine_name), TranscribeOptions(engine=engine_name))
+    engine = load_engine(engine_name, "base", MODEL_CACHE)
+    result = transcribe(samples, chunks, engine, TranscribeOptions(engine=engine_name))
     text = "".join(s.text for s in result.segments)
     assert result.language == "zh" and result.language_probability > 0.5
     for expected in ("甚至", "出现", "交易", "几乎", "情况"):

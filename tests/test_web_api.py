@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
+from pipeline.config import Config
 from pipeline.web import create_app
 from saving import save_tags, save_transcription
 
@@ -34,7 +35,7 @@ def app(store, tmp_path):
     for name, role in (("vera", "viewer"), ("ann", "annotator"), ("rita", "researcher")):
         store.add_user(name, PASSWORD, role)
     rid = add_recording(store, tmp_path / "interview.wav")
-    web = create_app(store, secret="test-secret")
+    web = create_app(store, Config(secret="test-secret"))
     web.state.recording_id = rid
     return web
 
@@ -286,16 +287,12 @@ def test_user_add_command(db_url):
         assert store.check_password("mei", "wrong") is None
 
 
-def test_session_secret_is_made_once_and_kept_private(tmp_path, monkeypatch):
+def test_session_secret_is_made_once_and_kept_private(tmp_path):
     from pipeline.web.auth import session_secret
 
-    monkeypatch.delenv("OHP_SECRET", raising=False)
-    monkeypatch.setenv("OHP_HOME", str(tmp_path / "home"))
-    first = session_secret()
-    assert len(first) >= 32 and session_secret() == first
+    first = session_secret(tmp_path / "home")
+    assert len(first) >= 32 and session_secret(tmp_path / "home") == first
     assert (tmp_path / "home" / "web-secret").stat().st_mode & 0o777 == 0o600
-    monkeypatch.setenv("OHP_SECRET", "from the environment")
-    assert session_secret() == "from the environment"
 
 
 def test_viewers_do_not_see_closed_recordings(app, store):

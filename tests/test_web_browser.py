@@ -20,6 +20,7 @@ from conftest import corpus_path
 from pipeline.stages.audio import probe
 from pipeline.records import Segment, ThemeSuggestion, Transcript
 from pipeline.store import Store
+from pipeline.config import Config
 from pipeline.web import create_app
 from saving import save_tags, save_transcription
 
@@ -69,7 +70,8 @@ def site(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(store, secret="browser-test"), host="127.0.0.1", port=port, log_level="warning"))
+    web = create_app(store, Config(secret="browser-test"))
+    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import whisper
-from conftest import corpus_path
+from conftest import MODEL_CACHE as CACHE, corpus_path
 
 from pipeline import weights
 
@@ -41,33 +41,24 @@ def read_wav(path: Path) -> np.ndarray:
         return np.frombuffer(f.readframes(f.getnframes()), dtype=np.int16).astype(np.float32) / 32768
 
 
-# The real model lives in $OHP_HOME or the user's cache, so repeated runs reuse it.
 @pytest.fixture(scope="session")
 def ct2_dir() -> Path:
-    return weights.faster_whisper_base_dir()
+    return weights.faster_whisper_base_dir(CACHE)
 
 
 @pytest.fixture(scope="session")
 def checkpoint(ct2_dir) -> Path:
-    return weights.openai_whisper_checkpoint()
+    return weights.openai_whisper_checkpoint(CACHE)
 
 
 @pytest.fixture
-def fake_parts(tmp_path, monkeypatch) -> list[Path]:
-    """Two small parts in place of the real ones, with a fresh OHP_HOME."""
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh model cache, with two small parts in place of the real ones."""
     parts = [tmp_path / "part1", tmp_path / "part2"]
     parts[0].write_bytes(b"not a model, ")
     parts[1].write_bytes(b"just bytes")
     monkeypatch.setattr(weights, "_model_parts", lambda: parts)
-    monkeypatch.setenv("OHP_HOME", str(tmp_path / "home"))
-    return parts
-
-
-def test_ohp_home(monkeypatch, tmp_path):
-    monkeypatch.setenv("OHP_HOME", str(tmp_path))
-    assert weights.ohp_home() == tmp_path
-    monkeypatch.delenv("OHP_HOME")
-    assert weights.ohp_home() == Path.home() / ".cache" / "ohp"
+    return tmp_path / "home"
 
 
 def test_assembled_model_has_the_published_hash(ct2_dir, monkeypatch):
@@ -76,33 +67,33 @@ def test_assembled_model_has_the_published_hash(ct2_dir, monkeypatch):
         assert (ct2_dir / name).stat().st_size > 0
     # A second call trusts the marker: it must not even look at the parts again.
     monkeypatch.setattr(weights, "_model_parts", lambda: pytest.fail("re-assembled a verified model"))
-    assert weights.faster_whisper_base_dir() == ct2_dir
+    assert weights.faster_whisper_base_dir(CACHE) == ct2_dir
 
 
-def test_corrupt_part_raises_and_leaves_no_model(fake_parts):
+def test_corrupt_part_raises_and_leaves_no_model(home):
     with pytest.raises(weights.WeightsError) as error:
-        weights.faster_whisper_base_dir()
-    target = weights.ohp_home() / "models" / "whisper-base-ct2"
+        weights.faster_whisper_base_dir(home)
+    target = home / "models" / "whisper-base-ct2"
     message = str(error.value)
     assert str(target / "model.bin") in message and weights.MODEL_SHA256 in message
     assert hashlib.sha256(b"not a model, just bytes").hexdigest() in message
     assert sorted(p.name for p in target.iterdir()) == [".lock"]  # no model.bin, no temp file
 
 
-def test_changed_model_bin_is_reassembled(fake_parts, monkeypatch):
+def test_changed_model_bin_is_reassembled(home, monkeypatch):
     monkeypatch.setattr(weights, "MODEL_SHA256", hashlib.sha256(b"not a model, just bytes").hexdigest())
-    model = weights.faster_whisper_base_dir() / "model.bin"
+    model = weights.faster_whisper_base_dir(home) / "model.bin"
     assert json.loads(model.with_name("model.bin.sha256").read_text())["sha256"] == weights.MODEL_SHA256
     model.write_bytes(b"tampered")  # new size and mtime: the marker no longer vouches for it
-    weights.faster_whisper_base_dir()
+    weights.faster_whisper_base_dir(home)
     assert model.read_bytes() == b"not a model, just bytes"
 
 
 def test_concurrent_assembly(tmp_path):
-    env = {**os.environ, "OHP_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
-    code = "from pipeline.weights import faster_whisper_base_dir as f; print(f())"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    code = "import sys, pathlib, pipeline.weights as w; print(w.faster_whisper_base_dir(pathlib.Path(sys.argv[1])))"
     procs = [
-        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=300)[0].strip() for p in procs]
@@ -125,7 +116,7 @@ def test_checkpoint_loads_strict_with_base_dims(checkpoint, ct2_dir):
 
 
 def test_load_openai_whisper_sets_alignment_heads(checkpoint, ct2_dir):
-    model = weights.load_openai_whisper(str(checkpoint))
+    model = weights.load_openai_whisper(str(checkpoint), CACHE)
     heads = json.loads((ct2_dir / "config.json").read_text())["alignment_heads"]
     assert model.alignment_heads.is_sparse
     assert model.alignment_heads.shape == (6, 8)
@@ -133,13 +124,13 @@ def test_load_openai_whisper_sets_alignment_heads(checkpoint, ct2_dir):
 
 
 def test_resolve_model(ct2_dir, checkpoint, tmp_path):
-    assert weights.resolve_model("base", "faster-whisper") == str(ct2_dir)
-    assert weights.resolve_model("base", "openai-whisper") == str(checkpoint)
+    assert weights.resolve_model("base", "faster-whisper", CACHE) == str(ct2_dir)
+    assert weights.resolve_model("base", "openai-whisper", CACHE) == str(checkpoint)
     for name in ("tiny", "small", "large-v3", "turbo", str(tmp_path)):
-        assert weights.resolve_model(name, "faster-whisper") == name
-        assert weights.resolve_model(name, "openai-whisper") == name
+        assert weights.resolve_model(name, "faster-whisper", CACHE) == name
+        assert weights.resolve_model(name, "openai-whisper", CACHE) == name
     with pytest.raises(ValueError, match="engine"):
-        weights.resolve_model("base", "whisper.cpp")
+        weights.resolve_model("base", "whisper.cpp", CACHE)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +143,7 @@ def faster_model(ct2_dir):
 
 @pytest.fixture(scope="module")
 def openai_model(checkpoint):
-    return weights.load_openai_whisper(str(checkpoint))
+    return weights.load_openai_whisper(str(checkpoint), CACHE)
 
 
 @pytest.mark.corpus

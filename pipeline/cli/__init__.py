@@ -3,43 +3,43 @@
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.cells import cell_len
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.batch import FileResult, run_batch, tag_recording
-from pipeline.imports import CODINGS_READERS, import_codings, import_file
-from pipeline.process import RunOptions, SpeakerOptions
+# Only what the commands' definitions need is imported here; the stages, the store and the batch are
+# imported in the commands that use them, so that `ohp --help`, `ohp status` or `ohp search` start fast.
+from pipeline.cli.output import batch_progress, write_report
+from pipeline.config import DEVICES, ENVIRONMENT, Config, setup_logging
+from pipeline.errors import InvalidInputError
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
-from pipeline.stages.codebook import DEFAULT_CODEBOOK, Codebook, CodebookError, load_codebook, validate_codebook
+from pipeline.stages.codebook import Codebook, CodebookError, load_codebook, validate_codebook
 from pipeline.stages.engines import DEFAULT_ENGINE
 from pipeline.utils import clock
 from pipeline.formats.export import DEFAULT_FORMATS, FORMATS, PROJECT_WRITERS, export_recordings, write_redaction_report
 from pipeline.formats.redact import DEFAULT_LIST, Redactor, load_list
-from pipeline.store import ConflictError, Store, StoreError
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import SPEAKER_ROLES, RecordingRecord, SearchFilters
-from pipeline.stages.speakers import MAX_ESTIMATED_SPEAKERS
-from pipeline.stages.tag import pipeline_language, tag_text
 from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
-from pipeline.stages.transcribe import TranscribeOptions
 
-# jieba announces its dictionary on stderr at first use, and warns about pkg_resources at import.
-logging.getLogger("jieba").setLevel(logging.WARNING)
+if TYPE_CHECKING:
+    from pipeline.process import SpeakerOptions
+    from pipeline.store import Store
+
+# resemblyzer warns about pkg_resources at import.
 warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
 
 app = typer.Typer(help="ohp: oral-history interviews in, searchable timed transcripts out.", no_args_is_help=True, add_completion=False)
 console = Console()
 errors = Console(stderr=True)
+config = Config()  # replaced by the configuration read when a command starts (see main)
 
 
 class EngineName(str, Enum):
@@ -58,37 +58,81 @@ Format = Enum("Format", {name: name for name in FORMATS}, type=str)  # the expor
 
 CodebookOption = Annotated[
     Optional[Path],
-    typer.Option("--codebook", envvar="OHP_CODEBOOK", help="Codebook YAML [default: annotations/codebook.yaml]", show_default=False),
+    typer.Option(
+        "--codebook", show_default=False,
+        help=f"Codebook YAML (default: ${ENVIRONMENT['codebook']}, else annotations/codebook.yaml here, else ohp's)",
+    ),
 ]
-UserOption = Annotated[Optional[str], typer.Option("--user", envvar="OHP_USER", help="Who is deciding [default: $OHP_USER]", show_default=False)]
-
+UserOption = Annotated[
+    Optional[str], typer.Option("--user", help=f"Who is deciding (default: ${ENVIRONMENT['user']})", show_default=False)
+]
 DbOption = Annotated[
     Optional[str],
-    typer.Option("--db", envvar="OHP_DATABASE_URL", help="SQLAlchemy URL [default: sqlite:///ohp.db]", show_default=False),
+    typer.Option(
+        "--db",
+        help=f"SQLAlchemy URL (default: ${ENVIRONMENT['database_url']}, else sqlite:///ohp.db)",
+        show_default=False,
+    ),
 ]
+Device = Enum("Device", {name: name for name in DEVICES}, type=str)
+DeviceOption = Annotated[
+    Optional[Device],
+    typer.Option(
+        help=f"Where models run: auto is CUDA when there is a GPU (default: ${ENVIRONMENT['device']}, else auto)",
+        show_default=False,
+    ),
+]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what ohp does on standard error, from DEBUG")
+    ] = False,
+    log_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            help=f"Also log to this file, from INFO: models loaded, files written, failures with their tracebacks "
+            f"(default: ${ENVIRONMENT['log_file']})",
+            show_default=False, dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """The configuration is read once, here: these flags over OHP_* environment variables over defaults."""
+    global config
+    try:
+        config = Config.load(log_level="DEBUG" if verbose else None, log_file=log_file)
+        setup_logging(config)
+    except InvalidInputError as e:
+        errors.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    except OSError as e:
+        errors.print(f"[red]error:[/red] cannot write the log file {config.log_file}: {e.strerror or e}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def need_user(user: str | None, doing: str) -> str:
+    user = config.given(user=user).user
     if not user:
-        errors.print(f"[red]error:[/red] who is {doing}? pass --user NAME or set OHP_USER")
+        errors.print(f"[red]error:[/red] who is {doing}? pass --user NAME or set {ENVIRONMENT['user']}")
         raise typer.Exit(2)
     return user
 
 
 def open_store(url: str | None) -> Store:
+    """The database of --db, else the configured one."""
+    from pipeline.store import Store, StoreError
+
     try:
-        return Store(url)
+        return Store(config.given(database_url=url).database_url)
     except StoreError as e:
         errors.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
 
 
 def codebook_path(path: Path | None) -> Path:
-    """--codebook, else the project's annotations/codebook.yaml here, else the one beside the package."""
-    if path:
-        return path
-    local = Path("annotations/codebook.yaml")
-    return local if local.exists() else DEFAULT_CODEBOOK
+    """--codebook, else the configured codebook."""
+    return config.given(codebook=path).codebook
 
 
 def open_codebook(path: Path | None) -> Codebook:
@@ -127,67 +171,16 @@ def _check_language(language: str | None) -> str | None:
 
 def _speakers_option(value: str) -> SpeakerOptions | None:
     """--speakers: auto, off, or how many (1 to 20)."""
+    from pipeline.process import SpeakerOptions
+
     if value == "off":
         return None
     if value == "auto":
         return SpeakerOptions()
     if not value.isdigit() or not 1 <= int(value) <= 20:
-        raise typer.BadParameter(f"{value!r}: give auto, off or a number of speakers from 1 to 20")
+        message = f"{value!r}: give auto, off or a number of speakers from 1 to 20"
+        raise typer.BadParameter(message, param_hint="--speakers")
     return SpeakerOptions(int(value))
-
-
-class SpeedColumn(ProgressColumn):
-    """Audio seconds transcribed per second of wall time."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:5.1f} audio s/s" if speed else "", style="cyan")
-
-
-class BatchProgress:
-    """Draws the batch as it goes: the current file, its stage, and speed."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.files = progress.add_task("files", total=None, stage="")
-        self.audio = None
-
-    def file_started(self, path: Path, index: int, total: int) -> None:
-        self.progress.update(self.files, total=total, completed=index, description=f"[{index + 1}/{total}] {path.name}")
-
-    def stage_started(self, path: Path, stage: str, audio_seconds: float) -> None:
-        if self.audio is None:
-            self.audio = self.progress.add_task("audio", total=None, stage="")
-        if stage == "probe":
-            self.progress.reset(self.audio, total=None, description=f"  {path.name}", stage=stage)
-        else:
-            self.progress.update(self.audio, total=audio_seconds or None, stage=stage)
-
-    def audio_done(self, path: Path, audio_seconds: float) -> None:
-        self.progress.update(self.audio, completed=audio_seconds)
-
-    def file_finished(self, result: FileResult) -> None:
-        self.progress.advance(self.files)
-        if result.status == "failed":
-            self.progress.console.print(f"[red]failed:[/red] {result.error}")
-
-
-def _summary(results: list[FileResult]) -> Table:
-    table = Table(title="ohp run", title_justify="left")
-    for column, justify in (("file", "left"), ("status", "left"), ("duration", "right"), ("segments", "right"), ("speakers", "right"), ("language", "left"), ("time", "right"), ("warnings", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
-    styles = {"done": "green", "skipped": "dim", "failed": "red"}
-    for r in results:
-        notes = [w.split(": ", 1)[-1] for w in r.warnings]
-        if r.guards:
-            notes.append("removed " + ", ".join(f"{n} {kind}" for kind, n in sorted(r.guards.items())))
-        if r.error:  # the row already names the file
-            notes.append(r.error.removeprefix(f"{r.path.resolve()}: ").removeprefix(f"{r.path}: "))
-        table.add_row(
-            r.path.name, f"[{styles[r.status]}]{r.status}[/]", clock(r.duration), str(r.segments),
-            "-" if r.speakers is None else str(r.speakers), r.language or "-", f"{r.seconds:.1f} s", "; ".join(notes),
-        )
-    return table
 
 
 @app.command()
@@ -202,30 +195,48 @@ def run(
     script: Annotated[ScriptPolicy, typer.Option(help="Chinese script of the text (the original is kept beside it)")] = ScriptPolicy.simplified,
     formats: Annotated[list[Format], typer.Option("--format", help="Transcript files to write (repeat for several)")] = [Format(f) for f in DEFAULT_FORMATS],
     force: Annotated[bool, typer.Option(help="Redo recordings already done with the same settings")] = False,
-    speakers: Annotated[Optional[SpeakerOptions], typer.Option(help=f"Speakers per recording: auto (estimated, at most {MAX_ESTIMATED_SPEAKERS}), a number, or off", parser=_speakers_option, metavar="auto|N|off")] = "auto",
+    speakers: Annotated[
+        str, typer.Option(help="Speakers per recording: auto (estimated), a number, or off", metavar="auto|N|off")
+    ] = "auto",
     tag: Annotated[bool, typer.Option(help="Tag themes from the codebook after transcribing")] = True,
     codebook: CodebookOption = None,
+    device: DeviceOption = None,
+    report_path: Annotated[
+        Optional[Path],
+        typer.Option("--report", help="Also write each file's result as JSON to this file", dir_okay=False),
+    ] = None,
 ) -> None:
-    """Transcribe recordings (find who speaks, and tag their themes) into the database and transcript files."""
+    """Transcribe recordings (find who speaks, and tag their themes) into the database and transcript files.
+    In a terminal it shows a progress bar and a table; elsewhere (a log) one plain line per file."""
+    from pipeline.batch import run_batch
+    from pipeline.process import RunOptions
+    from pipeline.stages.transcribe import TranscribeOptions
+
     project = [f.value for f in formats if f.value in PROJECT_WRITERS]
     if project:
         raise typer.BadParameter(f"{', '.join(project)} cover many recordings: write them with `ohp export`", param_hint="--format")
+    if report_path and not report_path.parent.is_dir():  # found out now, not after hours of transcribing
+        raise typer.BadParameter(f"{report_path}: folder {report_path.parent} does not exist", param_hint="--report")
+    settings = config.given(device=device and device.value)
     options = RunOptions(
         transcribe=TranscribeOptions(engine=engine.value, model=model, language=_check_language(language), script=script.value),
-        speakers=speakers,
+        speakers=_speakers_option(speakers),
         force=force,
         out_dir=out,
         formats=tuple(f.value for f in formats),
         codebook=open_codebook(codebook) if tag else None,
+        home=settings.home,
+        device=settings.device,
     )
     store = open_store(db)
-    columns = (TextColumn("{task.description}"), TextColumn("[magenta]{task.fields[stage]}"), BarColumn(), TaskProgressColumn(), SpeedColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        report = run_batch(paths, store, options, BatchProgress(progress))
+    with batch_progress(console) as progress:
+        report = run_batch(paths, store, options, progress)
     if not report.files:
         errors.print("no audio files found in " + ", ".join(map(str, paths)))
         raise typer.Exit(1)
-    console.print(_summary(report.files))
+    progress.finish(report.files)
+    if report_path:
+        write_report(report.files, report_path)
     if report.failed:
         errors.print(f"[red]{len(report.failed)} of {len(report.files)} file(s) failed[/red]")
         raise typer.Exit(1)
@@ -306,7 +317,8 @@ def export(
         raise typer.BadParameter("name recordings or give --all, not both", param_hint="--all")
     store = open_store(db)
     if include_restricted:
-        account = store.user(need_user(user, "exporting closed recordings"))
+        user = need_user(user, "exporting closed recordings")
+        account = store.user(user)
         if account is None or account.role != "researcher":
             errors.print(f"[red]error:[/red] only a researcher may export closed recordings: {user} is {f'a {account.role}' if account else 'not a user (ohp user add)'}")
             raise typer.Exit(2)
@@ -342,6 +354,8 @@ def tag(
     db: DbOption = None,
 ) -> None:
     """Tag stored transcripts with the codebook's themes (human decisions are kept)."""
+    from pipeline.batch import tag_recording
+
     book = open_codebook(codebook)
     store = open_store(db)
     for recording in choose_recordings(store, recordings):
@@ -361,6 +375,8 @@ def tag_text_command(
     codebook: CodebookOption = None,
 ) -> None:
     """Tag a piece of text with the codebook's themes, without a database."""
+    from pipeline.stages.tag import pipeline_language, tag_text
+
     if pipeline_language(language) is None:
         raise typer.BadParameter(f"no tagger for {language!r}: use zh or en", param_hint="--language")
     result = tag_text(text, language, open_codebook(codebook))
@@ -431,6 +447,8 @@ def review(
     db: DbOption = None,
 ) -> None:
     """Walk through a recording's theme suggestions: accept, reject, add a theme, or skip."""
+    from pipeline.store import ConflictError
+
     user = need_user(user, "reviewing")
     book = open_codebook(codebook)
     store = open_store(db)
@@ -564,6 +582,8 @@ def import_command(
 ) -> None:
     """Load transcripts people made, as recordings with segments; or codes added in ELAN or a QDA program, as
     annotations by their coders."""
+    from pipeline.imports import CODINGS_READERS, import_codings, import_file
+
     if audio and len(files) != 1:
         raise typer.BadParameter("--audio links one transcript to its recording: give exactly one FILE", param_hint="--audio")
     coded = [path for path in files if path.suffix.lower() in CODINGS_READERS]
@@ -640,7 +660,7 @@ def serve(
     from pipeline.web import create_app
 
     open_codebook(codebook)  # its problems reported here, before the server starts
-    uvicorn.run(create_app(open_store(db), codebook_path(codebook)), host=host, port=port)
+    uvicorn.run(create_app(open_store(db), config.given(codebook=codebook)), host=host, port=port)
 
 
 # -------------------------------------------------------------------------------------- speakers
@@ -657,6 +677,7 @@ def speakers_enroll(
     name: Annotated[str, typer.Argument(help="The person's name, as recordings will show it")],
     files: Annotated[list[Path], typer.Argument(help="Recordings of this person alone (a minute or more in all is best)", readable=False)],
     user: UserOption = None,
+    device: DeviceOption = None,
     db: DbOption = None,
 ) -> None:
     """Store a voice profile: recordings where this voice speaks get the name when `ohp run` finds their speakers."""
@@ -665,7 +686,7 @@ def speakers_enroll(
 
     try:
         samples = [decode(probe(path.resolve())).samples for path in files]
-        profile = voice_profile(samples)
+        profile = voice_profile(samples, config.given(device=device and device.value).device)
     except (AudioError, ValueError) as e:
         errors.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(2) from None

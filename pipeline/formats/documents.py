@@ -16,10 +16,6 @@ from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 
-import docx
-from docx.oxml.ns import qn
-from docx.shared import Pt
-
 from pipeline.records import AnnotationRecord, RecordingExport, Segment, coder
 from pipeline.utils import clock, join_texts, spacer, xml_text
 
@@ -99,6 +95,8 @@ def to_txt(export: RecordingExport) -> str:
 
 def _east_asian_font(rpr) -> None:
     """Chinese in the CJK font: a theme's east-Asian font (the template's) would take precedence, so it goes."""
+    from docx.oxml.ns import qn
+
     fonts = rpr.get_or_add_rFonts()
     fonts.set(qn("w:eastAsia"), CJK_FONT)
     fonts.attrib.pop(qn("w:eastAsiaTheme"), None)
@@ -126,6 +124,10 @@ def _segment_runs(document, paragraph, export: RecordingExport, segment: Segment
 
 
 def to_docx(export: RecordingExport) -> bytes:
+    import docx  # here: python-docx takes a while to import, and only this format needs it
+    from docx.oxml.ns import qn
+    from docx.shared import Pt
+
     document = docx.Document()
     defaults = document.styles.element.find(f"{qn('w:docDefaults')}/{qn('w:rPrDefault')}/{qn('w:rPr')}")
     _east_asian_font(defaults)

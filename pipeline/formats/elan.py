@@ -25,7 +25,7 @@ import pympi
 
 from pipeline.stages.audio import file_sha256
 from pipeline.stages.codebook import Codebook
-from pipeline.formats.readers import MAX_BYTES, TranscriptFormatError
+from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars, read_limited
 from pipeline.records import Coding, ImportedCodings, RecordingExport, Segment, coder
 from pipeline.utils import timestamp, xml_text
 
@@ -150,15 +150,7 @@ class _NoDoctype(ET.TreeBuilder):
 
 
 def _parse(path: Path) -> ET.Element:
-    try:
-        if path.is_dir():
-            raise TranscriptFormatError(path, "is a folder, not an ELAN file")
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise TranscriptFormatError(path, f"{size / 2**20:.0f} MB is too big for an ELAN file (at most {MAX_BYTES // 2**20} MB)")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TranscriptFormatError(path, f"cannot read it: {exc.strerror or exc}") from None
+    data = read_limited(path, "an ELAN file")
     if not data.strip():
         raise TranscriptFormatError(path, "the file is empty")
     parser = ET.XMLParser(target=_NoDoctype(path))
@@ -214,6 +206,10 @@ def _times(path: Path, root: ET.Element) -> dict[str, tuple[int | None, int | No
         raise TranscriptFormatError(path, f"a broken EAF file: {exc.args[0]!r} is missing or names nothing") from None
     except ValueError:
         raise TranscriptFormatError(path, "a broken EAF file: a TIME_VALUE is not a whole number of milliseconds") from None
+    wrong = next((slot for slot, ms in slots.items() if ms is not None and not 0 <= ms <= MAX_SECONDS * 1000), None)
+    if wrong:
+        hours = MAX_SECONDS / 3600
+        raise TranscriptFormatError(path, f"a broken EAF file: time slot {wrong[:40]} is not from 0 to {hours:g} hours")
     for ref, target in refs.items():
         seen = {ref}
         while target in refs and target not in seen:  # a cycle ends here too, and fails below
@@ -240,12 +236,18 @@ def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
         annotator = (tier.get("ANNOTATOR") or "").strip()
         if tier.get("LINGUISTIC_TYPE_REF") not in theme_types or annotator == SUGGESTER:
             continue
-        name = tier.get("TIER_ID", "")
+        # What a tier says goes into warnings and, as the coder, into the database: of a sane length.
+        name = check_chars(path, tier.get("TIER_ID", ""), "a tier's name")
         who = annotator or (tier.get("PARTICIPANT") or "").strip() or name
+        check_chars(path, who, f"the coder of tier {name!r}")
         for annotation in tier.iterfind("ANNOTATION/*"):
             value = (annotation.findtext("ANNOTATION_VALUE") or "").strip()
+            check_chars(path, value, f"a value on tier {name!r}")
             start, end = times.get(annotation.get("ANNOTATION_ID"), (None, None))
             theme = codebook.find(value)
+            if start is not None and end is not None and end < start:
+                where = f"annotation {annotation.get('ANNOTATION_ID', '')[:40]} on tier {name!r}"
+                raise TranscriptFormatError(path, f"a broken EAF file: {where} ends before it starts")
             if start is None or end is None:
                 imported.warnings.append(f"tier {name!r}: {value!r} has no time of its own (align it in ELAN); left out")
             elif theme is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import secrets
 from collections import Counter
@@ -32,6 +33,8 @@ from pipeline.formats.redact import Redaction, Redactor
 from pipeline.utils import clock
 
 DEFAULT_FORMATS = ("json", "srt", "vtt", "txt")
+
+log = logging.getLogger(__name__)
 
 
 def gather(store, recording: RecordingRecord, codebook: Codebook | None = None) -> RecordingExport:
@@ -162,6 +165,7 @@ def _write_atomic(path: Path, content: str | bytes) -> None:
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
+        log.info("wrote %s", path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -212,21 +216,23 @@ def export_recordings(
     _check_formats(formats)
     report = ExportReport()
     taken = shared_stems(r.path for r in store.list_recordings())
-    exports, written = [], set()
+    exports = []
     for recording in {r.id: r for r in recordings}.values():  # each once, however often it was named
         if recording.access() == "closed" and not include_closed:
             report.left_out.append((recording, "closed" + (f" until {recording.release_on}" if recording.release_on else "")))
             continue
-        export = gather(store, recording, codebook)
-        if redactor:
-            export, done = redactor(export)
-            report.redactions += done
+        exports.append(gather(store, recording, codebook))
+    if redactor:
+        # All at once, before any file is written: a name one recording gives goes from all of them.
+        exports, report.redactions = redactor.redact(exports)
+        log.info("%d replacement(s) redacted in %d recording(s)", len(report.redactions), len(exports))
+    written = set()
+    for export in exports:
         stem = export_stem(export.recording, taken)
         if stem in written:  # redacted file names can meet: "[NAME] interview" twice
-            stem = f"{stem}-{recording.sha256[:8]}"
+            stem = f"{stem}-{export.recording.sha256[:8]}"
         written.add(stem)
         report.files += write_exports(export, out_dir, formats, stem)
-        exports.append(export)
     for fmt in formats:
         if fmt in PROJECT_WRITERS and exports:
             writer, name = PROJECT_WRITERS[fmt]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import re
+import stat
 import uuid
 import zipfile
 import zlib
@@ -34,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from lxml import etree
 
 from pipeline.stages.codebook import Codebook
-from pipeline.formats.readers import TranscriptFormatError
+from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars
 from pipeline.records import AnnotationRecord, Coding, ImportedCodings, RecordingExport, RecordingRecord, Segment, coder
 from pipeline.utils import clock, spacer, xml_text
 
@@ -43,6 +44,7 @@ _GUIDS = uuid.UUID("5b0f6c1e-8a43-5d2e-9f17-3c6a0e4d2b71")  # ohp's uuid5 namesp
 PROJECT_USER = "ohp"
 SHA256 = "sha256"  # the source variable that names the recording
 MAX_MEMBER_BYTES = 200 * 2**20  # project.qde or a transcript; a bigger one is a zip bomb, not a project
+MAX_MS = MAX_SECONDS * 1000  # a time in a project, in ms
 _SHA256_LINE = re.compile(r"^sha256: ([0-9a-f]{64})$", re.MULTILINE)
 
 
@@ -226,15 +228,22 @@ def _norm(guid: str | None) -> str:
     return (guid or "").strip().strip("{}").lower()
 
 
-def _number(path: Path, element: etree._Element, attribute: str, required: bool = False) -> int | None:
+def _number(
+    path: Path, element: etree._Element, attribute: str, required: bool = False, most: float = MAX_MEMBER_BYTES
+) -> int | None:
+    """A whole number from 0 to `most` (a position in a text, by default; a time in ms: MAX_MS)."""
     value = element.get(attribute)
     if value is None and not required:
         return None
+    where = f"project.qde: {etree.QName(element).localname} {attribute}"
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
-        where = f"{etree.QName(element).localname} {attribute}"
-        raise TranscriptFormatError(path, f"project.qde: {where} is {value!r}, not a whole number", element.sourceline) from None
+        why = f"{where} is {value[:40]!r}, not a whole number"
+        raise TranscriptFormatError(path, why, element.sourceline) from None
+    if not 0 <= number <= most:
+        raise TranscriptFormatError(path, f"{where} is {value[:40]}: not from 0 to {most:.0f}", element.sourceline)
+    return number
 
 
 def _member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
@@ -273,12 +282,12 @@ def _project(path: Path, data: bytes) -> etree._Element:
     return root
 
 
-def _themes(root: etree._Element, codebook: Codebook) -> dict[str, tuple[str, str | None]]:
+def _themes(path: Path, root: etree._Element, codebook: Codebook) -> dict[str, tuple[str, str | None]]:
     """Each code's GUID -> its name and the theme it is: by ohp's GUID, else by name = theme id or label."""
     by_guid = {_guid("code", t.id): t.id for t in codebook.themes}
     themes = {}
     for code in root.iter(_q("Code")):
-        guid, name = _norm(code.get("guid")), (code.get("name") or "").strip()
+        guid, name = _norm(code.get("guid")), check_chars(path, (code.get("name") or "").strip(), "a code's name")
         themes[guid] = (name, by_guid.get(guid) or codebook.find(name))
     return themes
 
@@ -320,9 +329,13 @@ class _Reader:
         if "project.qde" not in self.members:
             raise TranscriptFormatError(path, "no project.qde in the zip: not a REFI-QDA project")
         self.root = _project(path, _member(path, archive, self.members["project.qde"]))
-        self.users = {_norm(u.get("guid")): u.get("name") or u.get("guid") for u in self.root.iter(_q("User"))}
+        # Names go into warnings and, as coders, into the database: of a sane length.
+        self.users = {
+            _norm(u.get("guid")): check_chars(path, u.get("name") or u.get("guid") or "", "a user's name")
+            for u in self.root.iter(_q("User"))
+        }
         self.variables = {_norm(v.get("guid")): (v.get("name") or "").strip().casefold() for v in self.root.iter(_q("Variable"))}
-        self.themes = _themes(self.root, codebook)
+        self.themes = _themes(path, self.root, codebook)
         self.unmatched: Counter[str] = Counter()  # code name -> codings skipped
         self.warnings: list[str] = []
 
@@ -357,7 +370,7 @@ class _Reader:
     def transcript(self, transcript: etree._Element, source_name: str) -> list[Coding]:
         text = self.text_of(transcript)
         points = {
-            _norm(p.get("guid")): (_number(self.path, p, "position"), _number(self.path, p, "timeStamp"))
+            _norm(p.get("guid")): (_number(self.path, p, "position"), _number(self.path, p, "timeStamp", most=MAX_MS))
             for p in transcript.findall(_q("SyncPoint"))
         }
         timed = sorted((pos, ms) for pos, ms in points.values() if pos is not None and ms is not None)
@@ -385,7 +398,8 @@ class _Reader:
         result = ImportedCodings(self.path, "qdpx")
         sources = self.root.find(_q("Sources"))
         for source in [] if sources is None else sources:
-            kind, name = etree.QName(source).localname, source.get("name") or source.get("guid")
+            kind, name = etree.QName(source).localname, source.get("name") or source.get("guid") or ""
+            check_chars(self.path, name, "a source's name")
             sha256 = _sha256(source, self.variables) if kind in ("AudioSource", "VideoSource") else None
             if sha256 is None:
                 self.warnings.append(f"{kind} {name!r} is not a recording ohp exported (no sha256): its codings are not imported")
@@ -395,7 +409,10 @@ class _Reader:
                 found += self.transcript(transcript, name)
             # Codes put on the audio's timeline rather than on the transcript's words.
             for selection in source.findall(_q(kind.replace("Source", "Selection"))):
-                begin, end = (_number(self.path, selection, side, required=True) for side in ("begin", "end"))
+                begin, end = (_number(self.path, selection, side, True, MAX_MS) for side in ("begin", "end"))
+                if end < begin:
+                    why = f"project.qde: {kind} {name!r}: a selection ends before it begins"
+                    raise TranscriptFormatError(self.path, why, selection.sourceline)
                 found += self.codings(selection, begin / 1000, end / 1000, None)
         self.warnings += [
             f"code {name!r} is no theme of the codebook (by ohp's GUID, id or label): its {n} codings are not imported"
@@ -413,6 +430,9 @@ def read_qdpx(path: Path, codebook: Codebook) -> ImportedCodings:
     recording of ohp's are warnings; a file that is not a sound project raises TranscriptFormatError."""
     path = Path(path)
     try:
+        # A zip is read where its index says, so only a regular file will do (a FIFO would block the open).
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise TranscriptFormatError(path, "not a .qdpx project: a folder, a FIFO or a device, not a file")
         with zipfile.ZipFile(path) as archive:
             return _Reader(path, archive, codebook).read()
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:

@@ -16,19 +16,36 @@ from __future__ import annotations
 
 import html
 import json
+import logging
+import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from pipeline.errors import InvalidInputError
 from pipeline.records import CONSENT_LEVELS, SPEAKER_ROLES, Segment, Word
 from pipeline.utils import join_texts
 
+log = logging.getLogger(__name__)
 MAX_BYTES = 50 * 1024 * 1024
 FORMATS = ("json", "srt", "vtt", "txt")
+# What a transcript may hold. Times run from 0 to the recording's length, or to MAX_SECONDS when it is not
+# known: no interview is two days long, and 1e308 s or Infinity break every page that shows a time.
+MAX_SECONDS = 48 * 3600.0
+# A time this much past the recording's stated length is still in it: a file's times are rounded (to the
+# ms in ohp's JSON), and the length a container states is an estimate (a VBR MP3's, from its bit rate)
+# that the decoded audio can outrun. A word this much outside its segment is still in it.
+END_SLACK = 1.0
+DURATION_SLACK = 0.05  # of the stated length, when that is more than END_SLACK
+MAX_TEXT_CHARS = 100_000  # a segment's text: a long paragraph of an untimed transcript fits many times over
+MAX_FIELD_CHARS = 1_000  # any other string: a name, a place, a label, a word, a path, a header's value
+MAX_JSON_DEPTH = 16  # ohp's JSON nests 6 deep (segments, a segment, its themes, one, its evidence, a span)
 
 
-class TranscriptFormatError(ValueError):
+class TranscriptFormatError(InvalidInputError):
     """A transcript file that cannot be imported, and why; `line` is 1-based, None when it is the whole file."""
 
     def __init__(self, path: Path, cause: str, line: int | None = None) -> None:
@@ -71,23 +88,103 @@ def _decode(path: Path, data: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_transcript(path: Path) -> ImportedTranscript:
-    """The transcript in `path`, whichever of FORMATS it is in."""
-    path = Path(path)
+def read_limited(path: Path, what: str) -> bytes:
+    """The bytes of a file of at most MAX_BYTES. A regular file's size is checked before reading it; and
+    nothing is read past the limit, since a FIFO or a device has no size and a file may grow meanwhile."""
+    limit = MAX_BYTES
     try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise TranscriptFormatError(path, "is a folder, not a transcript file")
-        if size > MAX_BYTES:
-            limit = MAX_BYTES // 2**20
-            raise TranscriptFormatError(path, f"{size / 2**20:.0f} MB is too big for a transcript (at most {limit} MB)")
-        text = _decode(path, path.read_bytes())
+        # Opened without blocking: a FIFO nobody writes to would wait for ever (it reads as empty instead).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            mode = os.fstat(fd)
+            if stat.S_ISDIR(mode.st_mode):
+                raise TranscriptFormatError(path, f"is a folder, not {what}")
+            if stat.S_ISREG(mode.st_mode) and mode.st_size > limit:
+                size = f"{mode.st_size / 2**20:.0f} MB"
+                raise TranscriptFormatError(path, f"{size} is too big for {what} (at most {limit // 2**20} MB)")
+            os.set_blocking(fd, True)
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read(limit + 1)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise TranscriptFormatError(path, f"cannot read it: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise TranscriptFormatError(path, f"too big for {what}: more than {limit // 2**20} MB")
+    return data
+
+
+def read_transcript(path: Path) -> ImportedTranscript:
+    """The transcript in `path`, whichever of FORMATS it is in, its times and strings checked."""
+    path = Path(path)
+    text = _decode(path, read_limited(path, "a transcript file"))
     if not text.strip():
         raise TranscriptFormatError(path, "the file is empty")
     source_format = _detect(path, text)
-    return _READERS[source_format](path, text)
+    imported = _checked(path, _READERS[source_format](path, text))
+    log.info("read %s as %s: %d segment(s)", path, source_format, len(imported.segments))
+    return imported
+
+
+def check_time(path: Path, value: float, what: str, line: int | None = None, duration: float | None = None) -> float:
+    """A time in seconds that a recording can have: finite, from 0 to its duration when it is known (and
+    more than 0), else to MAX_SECONDS."""
+    end = min(duration + max(END_SLACK, duration * DURATION_SLACK), MAX_SECONDS) if duration else MAX_SECONDS
+    known = end < MAX_SECONDS
+    if not math.isfinite(value) or not 0 <= value <= end:
+        bound = f"the recording's end, {duration:g} s" if known else f"{MAX_SECONDS / 3600:g} hours"
+        raise TranscriptFormatError(path, f"{what} is {value:g} s: a time must be from 0 to {bound}", line)
+    return value
+
+
+def check_chars(path: Path, value: str, what: str, limit: int = MAX_FIELD_CHARS) -> str:
+    if len(value) > limit:
+        raise TranscriptFormatError(path, f"{what} is {len(value):,} characters long (at most {limit:,})")
+    return value
+
+
+def _checked(path: Path, imported: ImportedTranscript) -> ImportedTranscript:
+    """The transcript, once every time is in the recording and every string of a sane length: what each
+    reader parsed is checked alike here, whatever the format, before anything is stored."""
+    duration = imported.metadata.get("duration")  # checked by the reader that found it
+    for i, segment in enumerate(imported.segments, 1):
+        where = f"segment {i}"
+        check_time(path, segment.start, f"{where}: start", duration=duration)
+        check_time(path, segment.end, f"{where}: end", duration=duration)
+        if segment.end < segment.start:
+            raise TranscriptFormatError(path, f"{where} ends ({segment.end}) before it starts ({segment.start})")
+        check_chars(path, segment.text, f"{where}: text", MAX_TEXT_CHARS)
+        check_chars(path, segment.original_text, f"{where}: original_text", MAX_TEXT_CHARS)
+        for field_name in ("language", "speaker"):
+            check_chars(path, getattr(segment, field_name) or "", f"{where}: {field_name}")
+        for j, word in enumerate(segment.words, 1):
+            at = f"{where}, word {j}"
+            for name, value in (("start", word.start), ("end", word.end)):
+                # A word's times may be rounded apart from its segment's: within END_SLACK of it is inside.
+                check_time(path, value, f"{at}: {name}", duration=duration)
+                if not segment.start - END_SLACK <= value <= segment.end + END_SLACK:
+                    inside = f"{segment.start:g}-{segment.end:g} s"
+                    raise TranscriptFormatError(path, f"{at}: {name} ({value:g} s) is outside its segment ({inside})")
+            if word.end < word.start:
+                raise TranscriptFormatError(path, f"{at} ends ({word.end}) before it starts ({word.start})")
+            if not math.isfinite(word.probability):
+                raise TranscriptFormatError(path, f"{at}: probability must be a finite number")
+            check_chars(path, word.text, f"{at}: text")
+    _check_strings(path, imported.metadata, "the recording")
+    return imported
+
+
+def _check_strings(path: Path, value: object, what: str) -> None:
+    """Every string in what a file says besides its segments (which may nest) of a sane length."""
+    if isinstance(value, str):
+        check_chars(path, value, what)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(path, str(key), f"{what}: a key")
+            _check_strings(path, item, f"{what}: {key}")
+    elif isinstance(value, list):
+        for item in value:
+            _check_strings(path, item, what)
 
 
 def _detect(path: Path, text: str) -> str:
@@ -155,7 +252,8 @@ def _seconds(path: Path, stamp: str, line: int) -> float:
     hours, minutes, seconds, fraction = m.groups()
     if int(minutes) > 59 or int(seconds) > 59:
         raise TranscriptFormatError(path, f"{stamp.strip()!r}: minutes and seconds go up to 59", line)
-    return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + float(f"0.{fraction or 0}")
+    value = int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + float(f"0.{fraction or 0}")
+    return check_time(path, value, repr(stamp.strip()), line)
 
 
 def _timing(path: Path, text: str, line: int) -> tuple[float, float]:
@@ -287,12 +385,14 @@ _ACCESS = re.compile(r"(restricted|closed)(?: until (\d{4}-\d{2}-\d{2}))?")
 def _described(path: Path, metadata: dict) -> dict:
     """The metadata, once what it says of the recording is known to be good for the store."""
     if metadata.get("consent", "open") not in CONSENT_LEVELS:
-        raise TranscriptFormatError(path, f'the recording\'s consent must be one of {", ".join(CONSENT_LEVELS)}, not {metadata["consent"]!r}')
+        levels, given = ", ".join(CONSENT_LEVELS), _shown(metadata["consent"])
+        raise TranscriptFormatError(path, f"the recording's consent must be one of {levels}, not {given}")
     for key in ("recorded_on", "release_on"):
         try:
             date.fromisoformat(metadata.get(key) or "2000-01-01")
         except (TypeError, ValueError):
-            raise TranscriptFormatError(path, f'the recording\'s {key} must be a date, YYYY-MM-DD, not {metadata[key]!r}') from None
+            why = f"the recording's {key} must be a date, YYYY-MM-DD, not {_shown(metadata[key])}"
+            raise TranscriptFormatError(path, why) from None
     return metadata
 
 
@@ -334,15 +434,24 @@ def _read_txt(path: Path, text: str) -> ImportedTranscript:
 # -------------------------------------------------------------------------------------- ohp's JSON
 
 
+def _shown(value: object) -> str:
+    """A value from a file as an error message shows it: as JSON, and short (it may be 10 MB long)."""
+    shown = json.dumps(value, ensure_ascii=False)
+    return shown if len(shown) <= 40 else shown[:39] + "…"
+
+
 def _number(path: Path, value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TranscriptFormatError(path, f"{what} must be a number, not {json.dumps(value, ensure_ascii=False)[:40]}")
-    return float(value)
+        raise TranscriptFormatError(path, f"{what} must be a number, not {_shown(value)}")
+    try:
+        return float(value)
+    except OverflowError:  # a whole number of 400 digits
+        raise TranscriptFormatError(path, f"{what} is {_shown(value)}: too big a number") from None
 
 
 def _text(path: Path, value: object, what: str) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise TranscriptFormatError(path, f"{what} must be text, not {json.dumps(value, ensure_ascii=False)[:40]}")
+        raise TranscriptFormatError(path, f"{what} must be text, not {_shown(value)}")
     return value
 
 
@@ -353,16 +462,47 @@ def _is_speaker(item: object) -> bool:
     )  # fmt: skip
 
 
-def _read_json(path: Path, text: str) -> ImportedTranscript:
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _depth(value: object) -> int:
+    """How deep lists and objects nest in a parsed JSON value (without recursing: the value may be deep)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            todo += [(child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
+def _load_json(path: Path, text: str) -> object:
+    """The parsed document; Infinity and NaN refused (Python's json takes them, the standard does not), and
+    nesting deeper than an ohp transcript has."""
+    too_deep = f"not an ohp transcript: lists and objects nest more than {MAX_JSON_DEPTH} deep"
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise TranscriptFormatError(path, f"not valid JSON: {exc.msg}", exc.lineno) from None
+    except ValueError as exc:  # from _refuse_constant
+        raise TranscriptFormatError(path, f"not valid JSON: {exc}") from None
+    except RecursionError:  # the parser recurses once per level: far deeper than MAX_JSON_DEPTH
+        raise TranscriptFormatError(path, too_deep) from None
+    if _depth(document) > MAX_JSON_DEPTH:
+        raise TranscriptFormatError(path, too_deep)
+    return document
+
+
+def _read_json(path: Path, text: str) -> ImportedTranscript:
+    document = _load_json(path, text)
     if not isinstance(document, dict) or not isinstance(document.get("segments"), list):
         raise TranscriptFormatError(
             path, 'JSON, but not an ohp transcript: it has no "segments" list (see README, "The JSON transcript")'
         )
-    recording = document.get("recording") or {}
+    recording = document.get("recording")
+    if recording is None:
+        recording = {}
     if not isinstance(recording, dict):
         raise TranscriptFormatError(path, '"recording" must be an object')
     language = _text(path, recording.get("language"), "recording: language") or None
@@ -375,10 +515,10 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
             if key not in item:
                 raise TranscriptFormatError(path, f'{where} has no "{key}"')
         start, end = _number(path, item["start"], f"{where}: start"), _number(path, item["end"], f"{where}: end")
-        if end < start:
-            raise TranscriptFormatError(path, f"{where} ends ({end}) before it starts ({start})")
-        if not isinstance(item["text"], str) or not item["text"].strip():
+        if not _text(path, item["text"], f"{where}: text").strip():
             raise TranscriptFormatError(path, f"{where} has no text")
+        if not isinstance(item.get("words") or [], list):
+            raise TranscriptFormatError(path, f'{where}: "words" must be a list')
         words = []
         for j, w in enumerate(item.get("words") or [], 1):
             if not isinstance(w, dict) or not isinstance(w.get("text"), str):
@@ -406,6 +546,13 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
     for s in segments:
         s.language = s.language or language or ""
     metadata = _described(path, {k: recording[k] for k in ("path", "sha256", "duration", "id", *DESCRIPTION) if recording.get(k) is not None})
+    if "duration" in metadata:
+        duration = _number(path, metadata["duration"], "recording: duration")
+        metadata["duration"] = check_time(path, duration, "recording: duration")
+    for key in ("path", "sha256", "interviewee", "place"):
+        _text(path, metadata.get(key), f"recording: {key}")
+    if not isinstance(metadata.get("id", 0), int) or isinstance(metadata.get("id"), bool):
+        raise TranscriptFormatError(path, f"recording: id must be a whole number, not {_shown(metadata['id'])}")
     speakers = recording.get("speakers") or []
     if not isinstance(speakers, list) or not all(map(_is_speaker, speakers)):
         roles = ", ".join(SPEAKER_ROLES)

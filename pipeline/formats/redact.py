@@ -1,34 +1,42 @@
-"""Redaction: person and place names out of a recording's export, times kept, every replacement reported.
+"""Redaction: person and place names out of an export, times kept, every replacement reported.
 
 What is a name comes from three places: the entity stage (spaCy NER / jieba), the project's own list
-(annotations/redact.txt: what the tagger misses, such as a village's name), and the recording itself
-(speaker names, the interviewee, the place). A name found once is replaced everywhere it occurs in the
-recording, since the entity stage finds some mentions and misses others of the same name. The result
-is a new RecordingExport, so every format is redacted alike; `Redaction`s say what went where, for a
-person to check before the files leave the project.
+(annotations/redact.txt: what the tagger misses, such as a village's name), and the recordings themselves
+(speaker names, and speaker labels that are names, as an imported transcript's "李秀英:" lines make; the
+interviewee, the place). A name found once is replaced everywhere it occurs in every recording exported
+together, in either Chinese script, since the entity stage finds some mentions and misses others of the
+same name. The result is new RecordingExports, every string a writer can reach redacted (text, words,
+speakers, the recording's fields, path and metadata, entities), so every format is redacted alike;
+`Redaction`s say what went where, for a person to check before the files leave the project. Coders
+(the users who decided themes) are the project's own annotators, not interviewees, and stay.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from itertools import accumulate
+from functools import cache
 from pathlib import Path
 
 from pipeline.records import Entity, RecordingExport, Segment, SpeakerRecord, Word
+from pipeline.script import convert, to_simplified
+from pipeline.utils import CJK, is_wide
 
 KINDS = {"names": ("PERSON", "[NAME]"), "places": ("PLACE", "[PLACE]")}
 DEFAULT_LIST = Path("annotations/redact.txt")
 # Shorter entities are mostly jieba's misreadings (a surname alone, 王, is in many words): the project
-# list is where a one-character name goes.
+# list is where a one-character name goes. Speakers called by one character are relabelled all the same.
 MIN_ENTITY_CHARS = 2
 # A surname alone is a name where the words around it say so: after 姓 ("surnamed"), or before a title
 # (王老板, 张师傅, 黄姐), which the entity stage misses. Common surnames that are also prepositions or
 # everyday words (向, 于, 万, 方, 白, 高, 石, 金, 江, 龙, 马, 和, 同) are left out: 向老师 is "to the teacher".
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙朱胡郭何林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范廖贾夏韦付邹孟熊秦邱尹薛闫段雷侯史陶黎贺顾毛郝龚邵钱严覃武戴莫孔汤"
 TITLES = "老板|老板娘|师傅|老师|阿姨|叔叔|大叔|大爷|大妈|奶奶|爷爷|姐|哥|嫂|叔|总|经理|厂长|主任|组长|班长|主管|医生|书记"
-SURNAME_IN_CONTEXT = f"(?<=姓)[{SURNAMES}]|[{SURNAMES}](?=(?:{TITLES}))"
+# Speaker labels that name nobody: ohp's own (S1, S2, ...) and what transcribers write instead of a name.
+ANONYMOUS_SPEAKER = re.compile(
+    r"S\d+|speaker ?\d*|interviewer|interviewee|other|unknown|Q|A|问|答|采访者|受访者|访谈者|被访者|主持人|记者", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -39,10 +47,11 @@ class Redaction:
     segment_id: int | None  # None for the recording's own fields
     start: float
     end: float
-    field: str  # "text", "interviewee", "place", "speaker", "file name"
+    # "text", "words", "entity", "interviewee", "place", "file name", "metadata: KEY", "speaker", "speaker label"
+    field: str
     found: str
     replacement: str
-    source: str  # why it counts as a name: "entity", "list", "speaker", "interviewee", "place"
+    source: str  # why it counts as a name: "entity", "list", "speaker", "interviewee", "place", "surname"
     context: str  # the words around it, as they were
 
 
@@ -58,6 +67,9 @@ def load_list(path: Path) -> dict[str, str]:
     return found
 
 
+Span = tuple[int, int, str]  # (start, end, replacement) in the text before
+
+
 class Redactor:
     """Replaces the names of the chosen kinds ("names", "places") in exports."""
 
@@ -68,31 +80,57 @@ class Redactor:
         self.kinds = kinds
         self.listed = {name: kind for name, kind in (listed or {}).items() if kind in kinds and name}
 
-    def terms(self, export: RecordingExport) -> dict[str, tuple[str, str]]:
-        """Every name to replace in this recording: {text: (kind, source)}."""
+    def terms(self, exports: Iterable[RecordingExport]) -> dict[str, tuple[str, str]]:
+        """Every name to replace in these recordings, in both Chinese scripts: {text: (kind, source)}."""
         terms: dict[str, tuple[str, str]] = {}
-        if "names" in self.kinds:
-            for speaker in export.speakers:
-                if speaker.name:
-                    terms[speaker.name] = ("names", "speaker")
-            if export.recording.interviewee:
-                terms[export.recording.interviewee] = ("names", "interviewee")
-        if "places" in self.kinds and export.recording.place:
-            terms[export.recording.place] = ("places", "place")
         by_label = {label: kind for kind, (label, _) in KINDS.items() if kind in self.kinds}
-        for entities in export.entities.values():
-            for entity in entities:
-                text = entity.text.strip()
-                if entity.label in by_label and len(text) >= MIN_ENTITY_CHARS:
-                    terms.setdefault(text, (by_label[entity.label], "entity"))
+        for export in exports:
+            if "names" in self.kinds:
+                for said in _speaker_names(export):
+                    terms[said] = ("names", "speaker")
+                if export.recording.interviewee:
+                    terms[export.recording.interviewee.strip()] = ("names", "interviewee")
+            if "places" in self.kinds and export.recording.place:
+                terms[export.recording.place.strip()] = ("places", "place")
+            for entities in export.entities.values():
+                for entity in entities:
+                    text = entity.text.strip()
+                    if entity.label in by_label and len(text) >= MIN_ENTITY_CHARS:
+                        terms.setdefault(text, (by_label[entity.label], "entity"))
         terms.update({name: (kind, "list") for name, kind in self.listed.items()})
+        terms.pop("", None)
+        # People are called by part of their name too: Sheila, Brown (in sheila-brown.wav), 秀英.
+        for term, why in list(terms.items()):
+            if why[0] == "names":
+                for part in _name_parts(term, given=why[1] != "entity"):
+                    terms.setdefault(part, why)
+        # 張偉 is 张伟: a transcript, a name list or the metadata may each be in either script.
+        for term, why in list(terms.items()):
+            if CJK.search(term):
+                for script in ("simplified", "traditional"):
+                    terms.setdefault(convert(term, script), why)
         return terms
 
-    def __call__(self, export: RecordingExport) -> tuple[RecordingExport, list[Redaction]]:
-        terms = self.terms(export)
+    def redact(self, exports: list[RecordingExport]) -> tuple[list[RecordingExport], list[Redaction]]:
+        """The recordings with the names any of them gives replaced in all of them, and the replacements."""
+        terms = self.terms(exports)
         pattern = _pattern(terms, "names" in self.kinds)
-        name = Path(export.recording.path).name
         done: list[Redaction] = []
+        return [self._recording(export, terms, pattern, done) for export in exports], done
+
+    def __call__(self, export: RecordingExport) -> tuple[RecordingExport, list[Redaction]]:
+        """One recording on its own."""
+        (redacted,), done = self.redact([export])
+        return redacted, done
+
+    def _recording(
+        self,
+        export: RecordingExport,
+        terms: dict[str, tuple[str, str]],
+        pattern: re.Pattern | None,
+        done: list[Redaction],
+    ) -> RecordingExport:
+        name = Path(export.recording.path).name
 
         def kind(found: str) -> tuple[str, str]:
             """What a match is, and why: a term, else a surname the words around it mark."""
@@ -102,48 +140,118 @@ class Redactor:
         def label(found: str) -> str:
             return KINDS[kind(found)[0]][1]
 
-        def sub(text: str, segment: Segment | None, field: str) -> tuple[str, list[tuple[int, int, str]]]:
+        def sub(text: str, segment: Segment | None, field: str) -> tuple[str, list[Span]]:
             """The text redacted, and the replacements as (start, end, replacement) in the old text."""
             if pattern is None or not text:
                 return text, []
             spans = []
             for match in pattern.finditer(text):
-                source = kind(match.group())[1]
                 spans.append((match.start(), match.end(), label(match.group())))
-                done.append(Redaction(
-                    name, segment.id if segment else None, segment.start if segment else 0.0, segment.end if segment else 0.0,
-                    field, match.group(), spans[-1][2], source, _context(text, match.start(), match.end()),
-                ))  # fmt: skip
+                where = (segment.id, segment.start, segment.end) if segment else (None, 0.0, 0.0)
+                context = _context(text, match.start(), match.end())
+                found = match.group()
+                done.append(Redaction(name, *where, field, found, spans[-1][2], kind(found)[1], context))
             return _apply(text, spans), spans
 
+        def scrub(value: object, field: str) -> object:
+            """Every string in a metadata value (which may nest) redacted."""
+            if isinstance(value, str):
+                return sub(value, None, field)[0]
+            if isinstance(value, dict):
+                return {key: scrub(item, f"{field}: {key}") for key, item in value.items()}
+            if isinstance(value, list):
+                return [scrub(item, field) for item in value]
+            return value
+
+        speakers, relabelled = _speakers(export, "names" in self.kinds)
+        for before, after in zip(export.speakers, speakers):
+            if before.label != after.label:
+                relabel = (before.label, after.label, "speaker", before.label)
+                done.append(Redaction(name, None, 0.0, 0.0, "speaker label", *relabel))
+            if before.name and before.name != after.name:
+                rename = (before.name, after.name or after.label, "speaker", before.label)
+                done.append(Redaction(name, None, 0.0, 0.0, "speaker", *rename))
         segments, annotations, entities = [], {}, {}
         for segment in export.segments:
             text, spans = sub(segment.text, segment, "text")
+            words, in_words = _words(segment.words, pattern, label)
+            said = {segment.text[start:end].casefold() for start, end, _ in spans}
+            for found, context in in_words:
+                if found.casefold() not in said:  # the words under a corrected text: reported once, here
+                    where = (segment.id, segment.start, segment.end)
+                    done.append(Redaction(name, *where, "words", found, label(found), kind(found)[1], context))
             # The original script goes: names in it would need finding again in the other script.
-            segments.append(replace(segment, text=text, original_text=text, words=_words(segment, pattern, label)))
+            speaker = relabelled.get(segment.speaker, segment.speaker)
+            segments.append(replace(segment, text=text, original_text=text, words=words, speaker=speaker))
             annotations[segment.id] = [
                 replace(a, evidence=tuple((_moved(s, spans), _moved(e, spans, end=True)) for s, e in a.evidence))
                 for a in export.annotations.get(segment.id, [])
             ]
-            entities[segment.id] = [_entity(e, spans) for e in export.entities.get(segment.id, [])]
+            entities[segment.id] = []
+            for entity in export.entities.get(segment.id, []):
+                moved = _entity(entity, spans)
+                # On no name replaced (found before a correction moved the text under it): its own text.
+                if moved.text == entity.text:
+                    moved = replace(moved, text=sub(entity.text, segment, "entity")[0])
+                entities[segment.id].append(moved)
 
         recording = export.recording
-        fields = {}
-        for field in ("interviewee", "place"):
-            if getattr(recording, field):
-                fields[field] = sub(getattr(recording, field), None, field)[0]
-        path = Path(recording.path)
-        fields["path"] = str(path.with_name(sub(path.name, None, "file name")[0]))
-        speakers = _speakers(export.speakers, "names" in self.kinds)
-        for before, after in zip(export.speakers, speakers):
-            if before.name and before.name != after.name:
-                done.append(Redaction(name, None, 0.0, 0.0, "speaker", before.name, after.name or after.label, "speaker", before.label))
-        redacted = RecordingExport(replace(recording, **fields), segments, annotations, speakers, entities, export.codebook)
-        return redacted, done
+        described = {"interviewee": recording.interviewee, "place": recording.place}
+        fields = {key: sub(value, None, key)[0] for key, value in described.items() if value}
+        # The whole path: its folders may be named after the interviewee too, and ELAN, REFI-QDA and OHMS write it.
+        fields["path"] = sub(recording.path, None, "file name")[0]
+        fields["metadata"] = {key: scrub(value, f"metadata: {key}") for key, value in recording.metadata.items()}
+        return RecordingExport(replace(recording, **fields), segments, annotations, speakers, entities, export.codebook)
+
+
+def _names_someone(said: str | None) -> bool:
+    return bool(said and said.strip()) and not ANONYMOUS_SPEAKER.fullmatch(said.strip())
+
+
+def _speaker_names(export: RecordingExport) -> list[str]:
+    """The speakers' names, and labels that are names, long enough to look for in the text."""
+    said = [s.name for s in export.speakers] + [s.label for s in export.speakers] + [s.speaker for s in export.segments]
+    return list(dict.fromkeys(s.strip() for s in said if _names_someone(s) and len(s.strip()) >= MIN_ENTITY_CHARS))
+
+
+def _name_parts(name: str, given: bool) -> list[str]:
+    """Parts of a person's name that name them on their own: each capitalised word of a Latin name (not
+    "van" or "de"); with `given`, the given name of a Chinese name of three characters with a common
+    surname (not from the entity stage, whose 王老板 is a surname and a title, 王国家 a misreading)."""
+    if CJK.search(name):
+        surnamed = given and len(name) == 3 and to_simplified(name[0]) in SURNAMES
+        return [name[1:]] if surnamed and to_simplified(name[1:]) not in TITLES.split("|") else []
+    parts = re.split(r"[\s\-]+", name)
+    return [p for p in parts if len(parts) > 1 and len(p) >= MIN_ENTITY_CHARS and p[0].isupper()]
+
+
+def _speakers(export: RecordingExport, names: bool) -> tuple[list[SpeakerRecord], dict[str, str]]:
+    """Speakers without their names: by role where the role tells them apart, else by label. A label that
+    is a name becomes the next free S-number. Returns the speakers and the new label of each relabelled one."""
+    if not names:
+        return export.speakers, {}
+    labels = list(dict.fromkeys([s.label for s in export.speakers] + [s.speaker for s in export.segments if s.speaker]))
+    free = (f"S{n}" for n in range(1, len(labels) * 2 + 2) if f"S{n}" not in labels)
+    relabelled = {label: next(free) for label in labels if _names_someone(label)}
+    roles = [s.role for s in export.speakers]
+    speakers = []
+    for speaker in export.speakers:
+        name = speaker.role.capitalize() if speaker.role and roles.count(speaker.role) == 1 else None
+        speakers.append(replace(speaker, label=relabelled.get(speaker.label, speaker.label), name=name, person_id=None))
+    return speakers, relabelled
 
 
 def _key(terms: dict[str, tuple[str, str]], matched: str) -> str | None:
     return matched if matched in terms else next((t for t in terms if t.casefold() == matched.casefold()), None)
+
+
+@cache
+def _surname_in_context() -> str:
+    """A surname after 姓 or before a title, in either script (張老闆 as well as 张老板)."""
+    surnames = "".join(dict.fromkeys(SURNAMES + "".join(convert(c, "traditional") for c in SURNAMES)))
+    titles = TITLES.split("|")
+    titles = "|".join(dict.fromkeys(titles + [convert(t, "traditional") for t in titles]))
+    return f"(?<=姓)[{surnames}]|[{surnames}](?=(?:{titles}))"
 
 
 def _pattern(terms: dict[str, tuple[str, str]], surnames: bool) -> re.Pattern | None:
@@ -156,10 +264,10 @@ def _pattern(terms: dict[str, tuple[str, str]], surnames: bool) -> re.Pattern | 
         escaped = re.escape(term)
         latin = term[0].isascii() and term[0].isalnum(), term[-1].isascii() and term[-1].isalnum()
         parts.append(("(?<!\\w)" if latin[0] else "") + escaped + ("(?!\\w)" if latin[1] else ""))
-    return re.compile("|".join(parts + ([SURNAME_IN_CONTEXT] if surnames else [])), re.IGNORECASE)
+    return re.compile("|".join(parts + ([_surname_in_context()] if surnames else [])), re.IGNORECASE)
 
 
-def _apply(text: str, spans: list[tuple[int, int, str]]) -> str:
+def _apply(text: str, spans: list[Span]) -> str:
     out, at = [], 0
     for start, end, replacement in spans:
         out += [text[at:start], replacement]
@@ -167,7 +275,7 @@ def _apply(text: str, spans: list[tuple[int, int, str]]) -> str:
     return "".join(out) + text[at:]
 
 
-def _moved(offset: int, spans: list[tuple[int, int, str]], end: bool = False) -> int:
+def _moved(offset: int, spans: list[Span], end: bool = False) -> int:
     """Where an offset into the old text lands in the new one (inside a replaced name: at its edge)."""
     shift = 0
     for start, stop, replacement in spans:
@@ -179,38 +287,41 @@ def _moved(offset: int, spans: list[tuple[int, int, str]], end: bool = False) ->
     return offset + shift
 
 
-def _entity(entity: Entity, spans: list[tuple[int, int, str]]) -> Entity:
+def _entity(entity: Entity, spans: list[Span]) -> Entity:
     start, end = _moved(entity.start, spans), _moved(entity.end, spans, end=True)
     replaced = next((r for s, e, r in spans if s < entity.end and entity.start < e), None)
     return Entity(entity.label, replaced or entity.text, start, end)
 
 
-def _words(segment: Segment, pattern: re.Pattern | None, label: Callable[[str], str]) -> list[Word]:
-    """The word timings with names replaced: a name over several words (张 + 伟) goes into its first
-    word and empties the others, so no part of it survives and the times stay."""
-    if pattern is None or not segment.words:
-        return segment.words
-    texts = [w.text for w in segment.words]
-    edges = list(accumulate(map(len, texts), initial=0))
-    for match in pattern.finditer("".join(texts)):
-        covered = [i for i in range(len(texts)) if edges[i] < match.end() and match.start() < edges[i + 1]]
-        first = covered[0]
-        head = texts[first][: max(0, match.start() - edges[first])]
-        tail = segment.words[covered[-1]].text[match.end() - edges[covered[-1]] :]
+def _runs_on(before: str, after: str) -> bool:
+    """Whether two words written together would make one Latin word ("Sheila" "went": "Sheilawent")."""
+    return before.isalnum() and after.isalnum() and not is_wide(before) and not is_wide(after)
+
+
+def _words(
+    words: list[Word], pattern: re.Pattern | None, label: Callable[[str], str]
+) -> tuple[list[Word], list[tuple[str, str]]]:
+    """The word timings with names replaced, and the names found with the words around them. The words
+    are searched as one text (a name spans words: 张 + 伟, Li + Hua), a space put between words stored
+    without one. A name goes into its first word and empties the others, so no part of it survives and
+    the times stay."""
+    if pattern is None or not words:
+        return words, []
+    joined, starts = "", []
+    for word in words:
+        if joined and word.text and _runs_on(joined[-1], word.text[0]):
+            joined += " "
+        starts.append(len(joined))
+        joined += word.text
+    spans: list[list[Span]] = [[] for _ in words]
+    found = []
+    for match in pattern.finditer(joined):
+        covered = [i for i, at in enumerate(starts) if at < match.end() and match.start() < at + len(words[i].text)]
+        found.append((match.group(), _context(joined, match.start(), match.end())))
         for i in covered:
-            texts[i] = ""
-        texts[first] = head + label(match.group()) + (tail if len(covered) == 1 else "")
-        if len(covered) > 1:
-            texts[covered[-1]] = tail
-    return [replace(w, text=t) for w, t in zip(segment.words, texts)]
-
-
-def _speakers(speakers: list[SpeakerRecord], names: bool) -> list[SpeakerRecord]:
-    """Speakers without their names: by role where the role tells them apart, else by label."""
-    if not names:
-        return speakers
-    roles = [s.role for s in speakers]
-    return [replace(s, name=s.role.capitalize() if s.role and roles.count(s.role) == 1 else None, person_id=None) for s in speakers]
+            local = max(0, match.start() - starts[i]), min(len(words[i].text), match.end() - starts[i])
+            spans[i].append((*local, label(match.group()) if i == covered[0] else ""))
+    return [replace(w, text=_apply(w.text, s)) if s else w for w, s in zip(words, spans)], found
 
 
 def _context(text: str, start: int, end: int, around: int = 20) -> str:

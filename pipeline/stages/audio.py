@@ -16,10 +16,12 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pipeline.records import AudioInfo
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SAMPLE_RATE = 16_000
 AUDIO_EXTENSIONS = frozenset(
@@ -185,6 +187,8 @@ def decode(info: AudioInfo) -> DecodedAudio:
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
         "-i", _ffmpeg_input(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-",
     ]  # fmt: skip
+    import numpy as np  # here: probing and hashing a file need no numpy, and the CLI starts faster without it
+
     capacity = int((info.duration or 60.0) * SAMPLE_RATE) + SAMPLE_RATE
     samples = np.empty(capacity, dtype=np.float32)
     filled = 0  # bytes

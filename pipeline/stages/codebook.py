@@ -1,6 +1,7 @@
 """The codebook: the themes researchers code interviews by, and the patterns the tagger finds them with.
 
-It lives in a YAML file (annotations/codebook.yaml, whose header describes the format). Loading checks
+It lives in a YAML file (the default, codebook.yaml beside this module, has a header that describes the
+format; a project overrides it with its own annotations/codebook.yaml). Loading checks
 it and reports every problem with its line number, so `ohp codebook validate` can point at the line to
 fix; the tagger is built from the loaded codebook, never from code.
 """
@@ -17,7 +18,7 @@ import yaml
 
 from pipeline.script import to_simplified
 
-DEFAULT_CODEBOOK = Path(__file__).resolve().parents[2] / "annotations" / "codebook.yaml"
+DEFAULT_CODEBOOK = Path(__file__).with_name("codebook.yaml")  # package data: an installed ohp has it too
 LANGUAGES = ("zh", "en")  # the pattern languages: the tagger has a pipeline for each
 DEFAULT_WEIGHT = 0.6  # a plain term: enough on its own (the tagger suggests from 0.5)
 THEME_KEYS = {"id", "label", "description", "parent", "patterns", "exclude"}

@@ -6,14 +6,19 @@ audio (chunking, timing, guards, script) is the transcribe stage's business, the
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from functools import cache
-from typing import Protocol
-
-import numpy as np
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from pipeline.records import Segment, Word
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
 
 ENGINES = ("faster-whisper", "openai-whisper")
 DEFAULT_ENGINE = "faster-whisper"  # 4-5x faster than openai-whisper on CPU at the same accuracy: bench/RESULTS.md
@@ -59,7 +64,7 @@ def _segment(start, end, text, language, words, avg_logprob, no_speech_prob, com
 class FasterWhisperEngine:
     name = "faster-whisper"
 
-    def __init__(self, model: str = "base", compute_type: str = "int8") -> None:
+    def __init__(self, model: str, home: Path, device: str = "auto", compute_type: str = "int8") -> None:
         import ctranslate2
         from faster_whisper import WhisperModel
 
@@ -67,9 +72,9 @@ class FasterWhisperEngine:
 
         self.model = model
         self._ct2 = ctranslate2
-        self._model = WhisperModel(
-            resolve_model(model, self.name), device="cpu", compute_type=compute_type, cpu_threads=os.cpu_count() or 1
-        )
+        path = resolve_model(model, self.name, home)
+        log.info("loading faster-whisper model %s on %s", path, device)  # CTranslate2 decides "auto" itself
+        self._model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=os.cpu_count() or 1)
 
     def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
         _, _, probs = self._model.detect_language(samples)
@@ -103,15 +108,18 @@ class FasterWhisperEngine:
 class OpenAIWhisperEngine:
     name = "openai-whisper"
 
-    def __init__(self, model: str = "base") -> None:
+    def __init__(self, model: str, home: Path, device: str = "auto") -> None:
         import torch
 
-        from pipeline.weights import load_openai_whisper, resolve_model
+        from pipeline.config import torch_device
+        from pipeline.weights import load_openai_whisper
 
         torch.set_num_threads(os.cpu_count() or 1)
         self.model = model
         self._torch = torch
-        self._model = load_openai_whisper(resolve_model(model, self.name))
+        device = torch_device(device)
+        log.info("loading openai-whisper model %s on %s", model, device)
+        self._model = load_openai_whisper(model, home, device)
 
     def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
         import whisper
@@ -147,10 +155,11 @@ class OpenAIWhisperEngine:
 
 
 @cache
-def load_engine(name: str, model: str = "base") -> Engine:
-    """One loaded model per (engine, model) in a process: loading takes seconds, decoding reuses it."""
+def load_engine(name: str, model: str, home: Path, device: str = "auto") -> Engine:
+    """One loaded model per (engine, model, model cache, device) in a process: loading takes seconds,
+    decoding reuses it. `home` is the model cache; device auto, cpu or cuda."""
     if name == "faster-whisper":
-        return FasterWhisperEngine(model)
+        return FasterWhisperEngine(model, home, device)
     if name == "openai-whisper":
-        return OpenAIWhisperEngine(model)
+        return OpenAIWhisperEngine(model, home, device)
     raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")

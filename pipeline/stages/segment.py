@@ -6,6 +6,7 @@ best defence against Whisper writing text into silence.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cache
 
@@ -13,6 +14,8 @@ import numpy as np
 
 from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.records import Chunk, SpeechRegion
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ def _model():
     # 512 frames per ONNX call instead of one Python call per 32 ms frame (about 8x faster).
     from silero_vad import load_silero_vad
 
+    log.info("loading the silero-vad model")
     return load_silero_vad(sequence=True)
 
 

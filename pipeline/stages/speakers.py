@@ -9,6 +9,7 @@ recordings with reference turns (bench/speakers.py)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
 from pipeline.script import CHINESE_LANGUAGES
 
+log = logging.getLogger(__name__)
 
 # When the number of speakers is estimated, at most this many: more voices in one interview are rare.
 MAX_ESTIMATED_SPEAKERS = 8
@@ -50,10 +52,14 @@ class DiarizeOptions:
 
 
 @cache
-def _encoder():
+def _encoder(device: str):
     from resemblyzer import VoiceEncoder
 
-    return VoiceEncoder("cpu", verbose=False)
+    from pipeline.config import torch_device
+
+    device = torch_device(device)
+    log.info("loading the resemblyzer voice encoder on %s", device)
+    return VoiceEncoder(device, verbose=False)
 
 
 _MEL_STEP = 0.01  # s: resemblyzer's mel frame step (10 ms)
@@ -69,25 +75,27 @@ def _mel(samples: np.ndarray) -> np.ndarray:
     return wav_to_mel_spectrogram(normalize_volume(samples, -30))
 
 
-def _embed(mels: list[np.ndarray]) -> np.ndarray:
+def _embed(mels: list[np.ndarray], device: str) -> np.ndarray:
     """Embeddings (L2-normed) of mel windows; windows of one length go through the encoder together."""
     import torch
 
-    encoder = _encoder()
+    encoder = _encoder(device)
     out = np.empty((len(mels), 256), dtype=np.float32)
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, mel in enumerate(mels):
         by_length[len(mel)].append(i)
     with torch.no_grad():
         for indices in by_length.values():
-            out[indices] = encoder(torch.from_numpy(np.stack([mels[i] for i in indices]))).numpy()
+            batch = torch.from_numpy(np.stack([mels[i] for i in indices])).to(encoder.device)
+            out[indices] = encoder(batch).cpu().numpy()
     return out
 
 
 def window_embeddings(
-    samples: np.ndarray, regions: list[SpeechRegion], options: DiarizeOptions = DiarizeOptions()
+    samples: np.ndarray, regions: list[SpeechRegion], options: DiarizeOptions = DiarizeOptions(), device: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Windows over the speech regions: their (start, end) times, shape (n, 2), and embeddings (n, 256).
+    """Windows over the speech regions: their (start, end) times, shape (n, 2), and embeddings (n, 256),
+    computed on `device` (auto, cpu or cuda).
 
     Windows stay inside a region; a region shorter than a window is one window of its own length.
     Only one region's audio is copied at a time.
@@ -110,10 +118,10 @@ def window_embeddings(
             begin = first / SAMPLE_RATE + s * _MEL_STEP
             times.append((begin, min(region.end, begin + min(width, n) * _MEL_STEP)))
         if len(pending) >= options.batch:
-            embeddings.append(_embed(pending))
+            embeddings.append(_embed(pending, device))
             pending = []
     if pending:
-        embeddings.append(_embed(pending))
+        embeddings.append(_embed(pending, device))
     if not times:
         return np.empty((0, 2)), np.empty((0, 256), dtype=np.float32)
     return np.array(times), np.concatenate(embeddings)
@@ -266,9 +274,10 @@ def diarize(
     n_speakers: int | None = None,
     max_speakers: int = MAX_ESTIMATED_SPEAKERS,
     options: DiarizeOptions = DiarizeOptions(),
+    device: str = "auto",
 ) -> list[SpeakerTurn]:
     """Speaker turns over the speech regions. n_speakers None: estimated, at most max_speakers."""
-    times, embeddings = window_embeddings(samples, regions, options)
+    times, embeddings = window_embeddings(samples, regions, options, device)
     if not len(times):
         return []
     centroids = cluster(embeddings, n_speakers, max_speakers, options)
@@ -413,20 +422,22 @@ def label_roles(segments: list[Segment], turns: list[SpeakerTurn]) -> dict[str, 
 # --- enrolled voices ----------------------------------------------------------------------------------
 
 
-def speaker_embeddings(samples: np.ndarray, turns: list[SpeakerTurn], options: DiarizeOptions = DiarizeOptions()) -> dict[str, np.ndarray]:
+def speaker_embeddings(
+    samples: np.ndarray, turns: list[SpeakerTurn], options: DiarizeOptions = DiarizeOptions(), device: str = "auto"
+) -> dict[str, np.ndarray]:
     """Each speaker's voice: the normalised mean of the window embeddings over their turns."""
     by_speaker: dict[str, list[SpeechRegion]] = defaultdict(list)
     for turn in turns:
         by_speaker[turn.speaker].append(SpeechRegion(turn.start, turn.end))
     voices = {}
     for speaker, regions in by_speaker.items():
-        _, embeddings = window_embeddings(samples, regions, options)
+        _, embeddings = window_embeddings(samples, regions, options, device)
         if len(embeddings):
             voices[speaker] = _normalise(embeddings.mean(axis=0))
     return voices
 
 
-def voice_profile(samples_list: list[np.ndarray]) -> np.ndarray:
+def voice_profile(samples_list: list[np.ndarray], device: str = "auto") -> np.ndarray:
     """An enrolled voice from recordings of it: the normalised mean of each recording's normalised
     embedding (over its speech regions, as diarization sees it)."""
     from pipeline.stages.segment import speech_regions
@@ -434,7 +445,7 @@ def voice_profile(samples_list: list[np.ndarray]) -> np.ndarray:
     voices = []
     for samples in samples_list:
         regions = speech_regions(samples)
-        _, embeddings = window_embeddings(samples, regions)
+        _, embeddings = window_embeddings(samples, regions, device=device)
         if len(embeddings):
             voices.append(_normalise(embeddings.mean(axis=0)))
     if not voices:
@@ -450,7 +461,11 @@ MATCH_THRESHOLD = 0.83
 
 
 def match_profiles(
-    samples: np.ndarray, turns: list[SpeakerTurn], profiles: dict[str, np.ndarray], threshold: float = MATCH_THRESHOLD
+    samples: np.ndarray,
+    turns: list[SpeakerTurn],
+    profiles: dict[str, np.ndarray],
+    threshold: float = MATCH_THRESHOLD,
+    device: str = "auto",
 ) -> dict[str, str]:
     """Speaker label -> enrolled name, where the speaker's voice is more similar to the profile than
     threshold (cosine). A name goes to at most one speaker, the most similar."""
@@ -459,7 +474,7 @@ def match_profiles(
     names = list(profiles)
     matrix = _normalise(np.stack([profiles[n] for n in names]))
     candidates = []
-    for speaker, voice in speaker_embeddings(samples, turns).items():
+    for speaker, voice in speaker_embeddings(samples, turns, device=device).items():
         similarities = matrix @ voice
         candidates.extend((float(s), speaker, name) for s, name in zip(similarities, names) if s > threshold)
     matched: dict[str, str] = {}

@@ -36,6 +36,7 @@ from pipeline.stages.codebook import Codebook
 from pipeline.records import Entity, ThemeSuggestion
 from pipeline.script import convert_pieces
 
+log = logging.getLogger(__name__)
 TAGGER_VERSION = "1"  # bump when the algorithm changes: stored with each suggestion, beside the codebook version
 THRESHOLD = 0.5
 CONTEXT_WEIGHT = 0.3  # what a neighbour with the same theme adds, combined like a pattern's weight
@@ -156,6 +157,7 @@ def _patterns(codebook: Codebook, language: str) -> list[dict]:
 def _build(language: str, codebook: Codebook) -> Language:
     import spacy
 
+    log.info("building the %s tagger from codebook %s", language, codebook.version)
     patterns = _patterns(codebook, language)
     if language == "en":
         # The parser is left out: no pattern may use it (the codebook check refuses DEP), and it is the slowest part.

@@ -50,12 +50,11 @@ from pipeline.records import (
 from pipeline.search.textindex import Query
 from pipeline.store import annotations, database, recordings, search, transcripts, users
 from pipeline.store import speakers as speaker_store
-from pipeline.store.database import DEFAULT_URL, StoreError, alembic_config
+from pipeline.store.database import StoreError, alembic_config
 from pipeline.store.models import Base, UTCDateTime, in_models
 from pipeline.store.recordings import settings_key
 
 __all__ = [
-    "DEFAULT_URL",
     "ROLES",
     "Base",
     "ConflictError",
@@ -72,7 +71,7 @@ __all__ = [
 class Store:
     """The pipeline's database. Methods take and return records; each call is its own transaction."""
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str) -> None:
         self._engine, self.url = database.open_engine(url)
 
     def __repr__(self) -> str:

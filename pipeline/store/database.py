@@ -1,7 +1,7 @@
 """Opening the database: its URL, the engine, SQLite's settings, the schema migrations, and sessions.
 
-SQLite by default (`$OHP_DATABASE_URL` or `sqlite:///ohp.db`); any SQLAlchemy URL works (PostgreSQL
-through psycopg). Opening a database upgrades its schema to the newest Alembic revision of
+SQLite or any SQLAlchemy URL (PostgreSQL through psycopg); the configuration (pipeline.config) says
+which. Opening a database upgrades its schema to the newest Alembic revision of
 `pipeline/store/migrations`.
 
 Several processes (a batch, a web app) may share one SQLite file: connections run in WAL mode
@@ -18,24 +18,25 @@ against a database at the previous head, and tidy what it wrote.
 from __future__ import annotations
 
 import functools
-import os
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
+from typing import TYPE_CHECKING
+
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from pipeline.errors import OhpError
 
-DEFAULT_URL = "sqlite:///ohp.db"
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6F6870  # "ohp": key of the pg_advisory_xact_lock held while migrating
 
@@ -46,6 +47,8 @@ class StoreError(OhpError, RuntimeError):
 
 def alembic_config(url: str | URL | None = None, connection: Connection | None = None) -> Config:
     """An Alembic config for pipeline/store/migrations: on `connection` if given, else on `url`."""
+    from alembic.config import Config  # alembic costs a third of a second: imported only to migrate
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     if url is not None:
@@ -56,12 +59,11 @@ def alembic_config(url: str | URL | None = None, connection: Connection | None =
     return config
 
 
-def open_engine(url: str | None = None) -> tuple[Engine, str]:
-    """An engine on `url` (else $OHP_DATABASE_URL, else DEFAULT_URL) whose schema is at the newest
-    revision, and the URL to show (its password masked). StoreError if it cannot be used."""
-    raw = url or os.environ.get("OHP_DATABASE_URL") or DEFAULT_URL
+def open_engine(url: str) -> tuple[Engine, str]:
+    """An engine on `url` whose schema is at the newest revision, and the URL to show (its password
+    masked). StoreError if it cannot be used."""
     try:
-        parsed = make_url(raw)
+        parsed = make_url(url)
     except ArgumentError as exc:
         raise StoreError(f"not a database URL ({exc})") from None
     shown = parsed.render_as_string(hide_password=True)
@@ -105,15 +107,34 @@ def reason(exc: BaseException) -> str:
     return str(orig if orig is not None else exc).splitlines()[0]
 
 
+def head_revision() -> str:
+    """The newest schema revision, from the migrations' file names (`0006_consent.py` is revision "0006"),
+    so that opening an up-to-date database needs no alembic (a test checks alembic agrees)."""
+    return max(path.name.split("_", 1)[0] for path in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+
+
 @functools.cache
 def _revisions() -> tuple[str, frozenset[str]]:
-    """The head revision and all known revisions (read once per process)."""
+    """The head revision and all known revisions, as alembic reads them (once per process)."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     return script.get_current_head(), frozenset(r.revision for r in script.walk_revisions())
 
 
 def _current_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn).get_current_revision()
+
+
+def _stamped_revision(conn: Connection) -> str | None:
+    """The database's schema revision by one plain query; None when it has none (a new database)."""
+    try:
+        with conn.begin_nested() if conn.in_transaction() else conn.begin():
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        return None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -125,10 +146,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _upgrade(engine: Engine, shown: str) -> None:
     """Bring the schema to head; a no-op (one small query) when it is there already."""
-    head, known = _revisions()
     with engine.connect() as conn:
-        if _current_revision(conn) == head:
+        if _stamped_revision(conn) == head_revision():
             return
+    head, known = _revisions()
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
         if sqlite:
@@ -156,6 +177,9 @@ def _upgrade_locked(conn: Connection, shown: str, head: str, known: frozenset[st
             f"does not know (its newest is {head!r}): a newer ohp wrote it"
         )
     if current != head:
+        from alembic import command
+
+        log.info("migrating database %s from schema revision %s to %s", shown, current or "(empty)", head)
         command.upgrade(alembic_config(connection=conn), "head")
     if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
         raise StoreError(f"migrating {shown} left rows whose foreign keys point nowhere")

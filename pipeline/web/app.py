@@ -13,23 +13,29 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from pipeline.stages.codebook import DEFAULT_CODEBOOK, load_codebook
+from pipeline.config import Config
+from pipeline.stages.codebook import load_codebook
 from pipeline.store import ConflictError, Store, StoreError
 
 from . import api, pages, views
 from .auth import Throttle, session_secret
 
-log = logging.getLogger("ohp.web")
+log = logging.getLogger(__name__)
 
 
-def create_app(store: Store, codebook_path: Path = DEFAULT_CODEBOOK, secret: str | None = None) -> FastAPI:
+def create_app(store: Store, config: Config | None = None) -> FastAPI:
+    """The web app over `store`; its codebook, session secret and home from `config` (else read now)."""
+    config = config or Config.load()
     app = FastAPI(title="ohp", description="Oral-history interviews: listen, read, review themes, correct, search.")
     app.state.store = store
-    app.state.codebook = load_codebook(codebook_path)
+    app.state.codebook = load_codebook(config.codebook)
     app.state.throttle = Throttle()
     app.state.write_lock = threading.Lock() if store.url.startswith("sqlite") else None  # see api.write
     # Signed (not readable by other sites), SameSite=Lax: a cross-site POST carries no session.
-    app.add_middleware(SessionMiddleware, secret_key=secret or session_secret(), session_cookie="ohp_session", same_site="lax", max_age=12 * 3600)
+    secret = config.secret or session_secret(config.home)
+    app.add_middleware(
+        SessionMiddleware, secret_key=secret, session_cookie="ohp_session", same_site="lax", max_age=12 * 3600
+    )
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)

@@ -14,16 +14,13 @@ from pathlib import Path
 from fastapi import HTTPException, Request
 
 from pipeline.store import ROLES, Store, UserRecord
-from pipeline.weights import ohp_home
 
 CSRF_HEADER = "X-CSRF-Token"
 
 
-def session_secret() -> str:
-    """$OHP_SECRET, else a random secret made once and kept (readable by its owner only) in ohp_home()."""
-    if os.environ.get("OHP_SECRET"):
-        return os.environ["OHP_SECRET"]
-    path = ohp_home() / "web-secret"
+def session_secret(home: Path) -> str:
+    """A random secret made once and kept (readable by its owner only) in `home` (the configuration's)."""
+    path = home / "web-secret"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # two servers starting: one wins

@@ -1,0 +1,187 @@
+"""What `ohp run` shows as it goes and when it is done.
+
+In a terminal: a progress bar, then a table of the files (a file name is never broken over lines: when
+the table cannot fit the names whole, the files are listed as lines instead). Anywhere else (a log file,
+`make run`, CI): one plain line per file as it finishes, whole however long, and a line of totals.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from pipeline.utils import clock
+
+if TYPE_CHECKING:
+    from pipeline.batch import FileResult
+
+STATUS_STYLES = {"done": "green", "skipped": "dim", "failed": "red"}
+
+
+def cause(result: FileResult) -> str:
+    """Why the file failed, without its path (the line or the row names the file)."""
+    return (result.error or "").removeprefix(f"{result.path.resolve()}: ").removeprefix(f"{result.path}: ")
+
+
+def notes(result: FileResult) -> list[str]:
+    """The file's warnings, what the guards removed, and the cause of a failure."""
+    found = [w.split(": ", 1)[-1] for w in result.warnings]
+    if result.guards:
+        found.append("removed " + ", ".join(f"{n} {kind}" for kind, n in sorted(result.guards.items())))
+    if result.error:
+        found.append(cause(result))
+    return found
+
+
+def file_line(result: FileResult) -> str:
+    """One line for a log: the full path, status, duration, segments, speakers, language, time taken,
+    and the warnings; or the cause of the failure."""
+    path = result.path.resolve()
+    if result.status == "failed":
+        return f"{path}: failed after {result.seconds:.1f} s: {cause(result)}"
+    facts = [result.status, clock(result.duration), f"{result.segments} segments"]
+    if result.speakers is not None:
+        facts.append(f"{result.speakers} speakers")
+    facts += [result.language or "no language", f"{result.seconds:.1f} s"]
+    return f"{path}: {', '.join(facts)}" + "".join(f"; {note}" for note in notes(result))
+
+
+def total_line(results: list[FileResult]) -> str:
+    counts = Counter(r.status for r in results)
+    seconds = sum(r.seconds for r in results)
+    said = ", ".join(f"{counts[status]} {status}" for status in STATUS_STYLES if counts[status])
+    return f"ohp run: {len(results)} file(s) in {seconds:.1f} s: {said}"
+
+
+def write_report(results: list[FileResult], path: Path) -> None:
+    """The per-file results as JSON, for scripts: the fields of each FileResult, its path made absolute."""
+    files = [{**asdict(r), "path": str(r.path.resolve())} for r in results]
+    counts = Counter(r.status for r in results)
+    document = {"files": files, "counts": {status: counts[status] for status in STATUS_STYLES}}
+    path.write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+class SpeedColumn(ProgressColumn):
+    """Audio seconds transcribed per second of wall time."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:5.1f} audio s/s" if speed else "", style="cyan")
+
+
+class BarProgress:
+    """Draws the batch as it goes, in a terminal: the current file, its stage, and speed."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.files = progress.add_task("files", total=None, stage="")
+        self.audio = None
+
+    def file_started(self, path: Path, index: int, total: int) -> None:
+        self.progress.update(self.files, total=total, completed=index, description=f"[{index + 1}/{total}] {path.name}")
+
+    def stage_started(self, path: Path, stage: str, audio_seconds: float) -> None:
+        if self.audio is None:
+            self.audio = self.progress.add_task("audio", total=None, stage="")
+        if stage == "probe":
+            self.progress.reset(self.audio, total=None, description=f"  {path.name}", stage=stage)
+        else:
+            self.progress.update(self.audio, total=audio_seconds or None, stage=stage)
+
+    def audio_done(self, path: Path, audio_seconds: float) -> None:
+        self.progress.update(self.audio, completed=audio_seconds)
+
+    def file_finished(self, result: FileResult) -> None:
+        self.progress.advance(self.files)
+        if result.status == "failed":
+            self.progress.console.print(f"[red]failed:[/red] {result.error}", highlight=False)
+
+    def finish(self, results: list[FileResult]) -> None:
+        """The table, or the files' lines where the terminal is too narrow for the names whole."""
+        console = self.progress.console
+        table = summary_table(results)
+        # Rich squeezes even a no-wrap column when nothing else gives: look at the table as it would be drawn.
+        drawn = "\n".join("".join(piece.text for piece in line) for line in console.render_lines(table))
+        if all(r.path.name in drawn for r in results):
+            console.print(table)
+        else:
+            for result in results:
+                print_plain(console, file_line(result))
+        print_plain(console, total_line(results))
+
+
+class LineProgress:
+    """A plain line per file as it finishes, for a log."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.shown: set[Path] = set()
+
+    def file_started(self, path: Path, index: int, total: int) -> None:
+        pass
+
+    def stage_started(self, path: Path, stage: str, audio_seconds: float) -> None:
+        pass
+
+    def audio_done(self, path: Path, audio_seconds: float) -> None:
+        pass
+
+    def file_finished(self, result: FileResult) -> None:
+        print_plain(self.console, file_line(result))
+        self.shown.add(result.path)
+
+    def finish(self, results: list[FileResult]) -> None:
+        """The lines of files the batch did not go through (a path that is not there), and the totals."""
+        for result in results:
+            if result.path not in self.shown:
+                print_plain(self.console, file_line(result))
+        print_plain(self.console, total_line(results))
+
+
+def print_plain(console: Console, line: str) -> None:
+    """The line as it is: no markup, no colour, never wrapped."""
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def batch_progress(console: Console) -> Iterator[BarProgress | LineProgress]:
+    """A progress bar in a terminal, else the plain line of each file as it finishes; after the block,
+    its `finish` shows the results."""
+    if not console.is_terminal:
+        yield LineProgress(console)
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        TextColumn("[magenta]{task.fields[stage]}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        SpeedColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        yield BarProgress(progress)
+
+
+def summary_table(results: list[FileResult]) -> Table:
+    table = Table(title="ohp run", title_justify="left")
+    for column in ("file", "status", "duration", "segments", "speakers", "language", "time", "warnings"):
+        right = column in ("duration", "segments", "speakers", "time")
+        table.add_column(column, justify="right" if right else "left", overflow="fold", no_wrap=column == "file")
+    for r in results:
+        speakers = "-" if r.speakers is None else str(r.speakers)
+        status = f"[{STATUS_STYLES[r.status]}]{r.status}[/]"
+        table.add_row(
+            r.path.name, status, clock(r.duration), str(r.segments), speakers, r.language or "-", f"{r.seconds:.1f} s",
+            "; ".join(notes(r)),
+        )
+    return table

@@ -1,0 +1,133 @@
+"""ohp's configuration, read once: flags over environment variables over defaults.
+
+The CLI builds a `Config` when it starts (`create_app` does for the web app when given none) and passes
+what each part needs down to it; no other module reads the environment. The README's "Configuration"
+table lists every setting with its flag, variable and default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pipeline.errors import InvalidInputError
+from pipeline.stages.codebook import DEFAULT_CODEBOOK
+
+DEFAULT_DATABASE_URL = "sqlite:///ohp.db"
+PROJECT_CODEBOOK = Path("annotations/codebook.yaml")  # a project's own, in the folder ohp runs in
+DEVICES = ("auto", "cpu", "cuda")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Each setting's environment variable.
+ENVIRONMENT = {
+    "database_url": "OHP_DATABASE_URL",
+    "home": "OHP_HOME",
+    "codebook": "OHP_CODEBOOK",
+    "device": "OHP_DEVICE",
+    "secret": "OHP_SECRET",
+    "log_level": "OHP_LOG_LEVEL",
+    "log_file": "OHP_LOG_FILE",
+    "user": "OHP_USER",
+}
+
+
+def default_home() -> Path:
+    return Path.home() / ".cache" / "ohp"
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str = DEFAULT_DATABASE_URL
+    home: Path = field(default_factory=default_home)  # model cache, partial transcripts, the web secret
+    codebook: Path = DEFAULT_CODEBOOK
+    device: str = "auto"  # auto: CUDA where torch sees a GPU, decided where a model loads
+    secret: str | None = None  # the web app's session secret; None: one made once and kept in home
+    log_level: str = "WARNING"  # of what reaches standard error
+    log_file: Path | None = None  # gets INFO and up (DEBUG with --verbose)
+    user: str | None = None  # who is deciding, for the commands that record it
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            choices = ", ".join(DEVICES)
+            raise InvalidInputError(f"device {self.device!r}: choose one of {choices} ({ENVIRONMENT['device']})")
+        if self.log_level not in LOG_LEVELS:
+            choices, variable = ", ".join(LOG_LEVELS), ENVIRONMENT["log_level"]
+            raise InvalidInputError(f"log level {self.log_level!r}: choose one of {choices} ({variable})")
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **flags: object) -> Config:
+        """Flags (None: not given) over environment variables (unset or empty: not given) over defaults.
+        The codebook's default is the project's annotations/codebook.yaml when the working folder has
+        one, else the codebook that ships with ohp."""
+        environ = os.environ if environ is None else environ
+        project = {"codebook": PROJECT_CODEBOOK.resolve()} if PROJECT_CODEBOOK.is_file() else {}
+        from_environment = {name: environ.get(variable) or None for name, variable in ENVIRONMENT.items()}
+        return cls(**project).given(**from_environment).given(**flags)
+
+    def given(self, **values: object) -> Config:
+        """This configuration with the values given (None: not given) in place of its own."""
+        changes = {}
+        for name, value in values.items():
+            if value is None:
+                continue
+            if name in ("home", "codebook", "log_file"):
+                value = Path(value).expanduser()
+            elif name == "log_level":
+                value = str(value).upper()
+            elif name == "device":
+                value = str(value).lower()
+            changes[name] = value
+        return replace(self, **changes)
+
+
+def torch_device(device: str) -> str:
+    """The torch device for a configured one: "auto" is CUDA when torch sees a GPU, else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class StandardError(logging.StreamHandler):
+    """A handler writing to whatever sys.stderr is when a record comes: a progress display (or a test
+    runner) that replaces it gets the records too."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _) -> None:
+        pass
+
+
+def setup_logging(config: Config) -> None:
+    """Log records to standard error from the configured level, and to the log file (if any) from INFO
+    (DEBUG when that is the level). Other libraries' records count from INFO at most, so --verbose shows
+    ohp's own debugging and not theirs. Calling it again replaces what an earlier call set up."""
+    level = logging.getLevelName(config.log_level)
+    handlers: list[logging.Handler] = [StandardError()]
+    handlers[0].setLevel(level)
+    if config.log_file:
+        config.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(config.log_file, encoding="utf-8"))
+        handlers[1].setLevel(min(level, logging.INFO))
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == __name__]:
+        root.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter(LOG_FORMAT)
+    for handler in handlers:
+        handler.set_name(__name__)
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    lowest = min(h.level for h in handlers)
+    root.setLevel(max(lowest, logging.INFO))
+    logging.getLogger("pipeline").setLevel(lowest)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO is set-up chatter; the store logs migrations

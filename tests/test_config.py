@@ -1,0 +1,152 @@
+"""The one configuration: flags over environment over defaults, the project's codebook, and logging."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import DEFAULT_DATABASE_URL, Config, default_home, setup_logging
+from pipeline.errors import InvalidInputError
+from pipeline.stages.codebook import DEFAULT_CODEBOOK
+
+runner = CliRunner()
+
+
+def invoke(*args: str, **env: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200", **env})
+
+
+def test_flags_over_environment_over_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no annotations/codebook.yaml here
+    assert Config.load({}) == Config(codebook=DEFAULT_CODEBOOK)
+    assert (Config().database_url, Config().home, Config().device, Config().log_level) == (
+        DEFAULT_DATABASE_URL, default_home(), "auto", "WARNING"
+    )
+    environ = {
+        "OHP_DATABASE_URL": "sqlite:///env.db",
+        "OHP_HOME": "~/ohp-home",
+        "OHP_DEVICE": "CPU",
+        "OHP_SECRET": "s",
+        "OHP_LOG_LEVEL": "info",
+        "OHP_LOG_FILE": str(tmp_path / "ohp.log"),
+        "OHP_USER": "mei",
+        "OHP_CODEBOOK": "book.yaml",
+    }
+    assert Config.load(environ) == Config(
+        database_url="sqlite:///env.db",
+        home=Path.home() / "ohp-home",
+        codebook=Path("book.yaml"),
+        device="cpu",
+        secret="s",
+        log_level="INFO",
+        log_file=tmp_path / "ohp.log",
+        user="mei",
+    )
+    flagged = Config.load(environ, database_url="sqlite:///flag.db", device=None, log_level="DEBUG")
+    assert (flagged.database_url, flagged.device, flagged.log_level) == ("sqlite:///flag.db", "cpu", "DEBUG")
+    assert Config.load({"OHP_DATABASE_URL": "", "OHP_USER": ""}).database_url == DEFAULT_DATABASE_URL  # empty: not set
+
+
+def test_a_bad_value_names_its_variable():
+    with pytest.raises(InvalidInputError, match=r"device 'tpu'.*auto, cpu, cuda.*OHP_DEVICE"):
+        Config.load({"OHP_DEVICE": "tpu"})
+    with pytest.raises(InvalidInputError, match=r"log level 'LOUD'.*OHP_LOG_LEVEL"):
+        Config.load({"OHP_LOG_LEVEL": "loud"})
+    result = invoke("status", OHP_DEVICE="tpu")
+    assert result.exit_code == 2 and "OHP_DEVICE" in result.output and "Traceback" not in result.output
+
+
+def test_the_projects_codebook_overrides_the_one_that_ships(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    own = tmp_path / "annotations" / "codebook.yaml"
+    own.parent.mkdir()
+    own.write_text(DEFAULT_CODEBOOK.read_text(encoding="utf-8"), encoding="utf-8")
+    assert Config.load({}).codebook == own
+    assert Config.load({"OHP_CODEBOOK": "other.yaml"}).codebook == Path("other.yaml")
+    result = invoke("codebook", "validate")
+    assert result.exit_code == 0 and str(own) in result.output
+
+
+def test_the_database_flag_over_the_variable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = {"OHP_DATABASE_URL": f"sqlite:///{tmp_path / 'env.db'}"}
+    assert f"no recordings in sqlite:///{tmp_path / 'env.db'}" in invoke("status", **env).output
+    flagged = invoke("status", "--db", f"sqlite:///{tmp_path / 'flag.db'}", **env)
+    assert f"no recordings in sqlite:///{tmp_path / 'flag.db'}" in flagged.output
+    assert invoke("status", OHP_DATABASE_URL="").output.startswith("no recordings in sqlite:///ohp.db")
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    saved = root.level, logging.getLogger("pipeline").level
+    yield
+    for handler in [h for h in root.handlers if h.get_name() == "pipeline.config"]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(saved[0])
+    logging.getLogger("pipeline").setLevel(saved[1])
+
+
+def test_log_file_gets_info_and_standard_error_warnings(tmp_path, restore_logging):
+    log_file = tmp_path / "logs" / "ohp.log"
+    setup_logging(Config(log_file=log_file))
+    logging.getLogger("pipeline.example").debug("not shown")
+    logging.getLogger("pipeline.example").info("model loaded")
+    logging.getLogger("pipeline.example").warning("a warning")
+    lines = log_file.read_text(encoding="utf-8").splitlines()
+    said = [line.split(" ", 2)[2] for line in lines]  # after the date and time
+    assert said == ["INFO pipeline.example: model loaded", "WARNING pipeline.example: a warning"]
+    setup_logging(Config(log_file=log_file))  # again: one handler of each, not two
+    logging.getLogger("pipeline.example").info("once")
+    assert log_file.read_text(encoding="utf-8").count("once") == 1
+
+
+def test_verbose_and_log_file_on_the_command_line(tmp_path, restore_logging):
+    log_file = tmp_path / "ohp.log"
+    db = f"sqlite:///{tmp_path / 'ohp.db'}"
+    quiet = invoke("--log-file", str(log_file), "status", "--db", db)
+    assert quiet.exit_code == 0 and "migrating" not in quiet.stderr
+    logged = log_file.read_text(encoding="utf-8")
+    assert f"INFO pipeline.store.database: migrating database {db} from schema revision (empty)" in logged
+    unwritable = invoke("--log-file", str(tmp_path / "ohp.db" / "ohp.log"), "status", "--db", db)  # a file as folder
+    assert unwritable.exit_code == 2 and "cannot write the log file" in unwritable.output
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    verbose = invoke("--verbose", "status", "--db", other)
+    assert verbose.exit_code == 0 and f"INFO pipeline.store.database: migrating database {other}" in verbose.stderr
+
+
+def test_a_failed_files_traceback_is_in_the_log(tmp_path, monkeypatch, restore_logging):
+    from pipeline import batch
+
+    def probe(path):
+        raise RuntimeError("the probe broke")
+
+    monkeypatch.setattr(batch, "probe", probe)
+    audio = tmp_path / "interview.wav"
+    audio.write_bytes(b"RIFF")
+    log_file = tmp_path / "ohp.log"
+    db = f"sqlite:///{tmp_path / 'ohp.db'}"
+    result = invoke("--log-file", str(log_file), "run", str(audio), "--db", db, "--no-tag")
+    assert result.exit_code == 1
+    assert f"{audio.resolve()}: failed after" in result.stdout and "RuntimeError: the probe broke" in result.stdout
+    logged = log_file.read_text(encoding="utf-8")
+    assert f"ERROR pipeline.batch: {audio}: the probe stage failed\nTraceback (most recent call last):" in logged
+    assert 'raise RuntimeError("the probe broke")' in logged
+
+
+def test_jieba_says_nothing_on_the_terminal():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ohp = [sys.executable, "-c", "from pipeline.cli import app; app()"]
+    command = [*ohp, "tag-text", "孩子在老家跟爷爷奶奶", "--language", "zh"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "left_behind_children" in result.stdout and "prefix dict" not in result.stderr

@@ -1,0 +1,178 @@
+"""Files made to break ohp, imported through the CLI into a real database (SQLite, and PostgreSQL when
+OHP_TEST_POSTGRES_URL is set): each is refused with a message naming the file and the cause, and not a
+row of the database changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import MetaData, create_engine, select
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.formats.readers import MAX_BYTES
+
+runner = CliRunner()
+# What `ohp import` exits with when a file is refused (it goes on with the other files, as `ohp run` does).
+REFUSED = 1
+GOOD_SRT = "1\n00:00:01,000 --> 00:00:04,000\n我在东莞的工厂加班，工资是计件的。\n\n2\n00:00:05,000 --> 00:00:08,000\n孩子在老家上学。\n"
+
+
+def one_segment(recording: dict | None = None, **changes) -> str:
+    """An ohp JSON transcript of one segment, with the changes made to it and what it says of its recording."""
+    return json.dumps({"recording": recording or {}, "segments": [{"start": 0, "end": 1, "text": "x", **changes}]})
+
+
+OUTSIDE = [{"start": 5, "end": 6, "text": "x", "probability": 1}]
+JSON_ATTACKS = {
+    "infinity": (one_segment(end=0).replace('"end": 0', '"end": Infinity'), "Infinity is not a number JSON allows"),
+    "nan": (one_segment(start=0).replace('"start": 0', '"start": NaN'), "NaN is not a number JSON allows"),
+    "1e308": (one_segment(end=1e308), "segment 1: end is 1e+308 s: a time must be from 0 to 48 hours"),
+    "1e999": (one_segment(end=0).replace('"end": 0', '"end": 1e999'), "segment 1: end is inf s"),
+    "400 digits": (one_segment(end=10**400), "segment 1: end is 1000"),
+    "negative": (one_segment(start=-5), "segment 1: start is -5 s: a time must be from 0"),
+    "backwards": (one_segment(start=3, end=2), "segment 1 ends (2.0) before it starts (3.0)"),
+    "past the end": (
+        one_segment({"duration": 10}, end=100),
+        "segment 1: end is 100 s: a time must be from 0 to the recording's end, 10 s",
+    ),
+    "word outside": (one_segment(words=OUTSIDE), "segment 1, word 1: start (5 s) is outside its segment (0-1 s)"),
+    "100000 deep": ('{"segments": ' + "[" * 100_000 + "]" * 100_000 + "}", "nest more than 16 deep"),
+    "deep in a theme": (
+        one_segment(themes=[{"id": "wages", "x": json.loads("[" * 30 + "]" * 30)}]),
+        "nest more than 16 deep",
+    ),
+    "10 MB name": (
+        one_segment({"interviewee": "x" * 10_000_000}),
+        "the recording: interviewee is 10,000,000 characters long",
+    ),
+    "string for a number": (one_segment(start="0"), 'segment 1: start must be a number, not "0"'),
+    "list for an object": (
+        one_segment().replace('"recording": {}', '"recording": []'),
+        '"recording" must be an object',
+    ),
+    "object for a list": (one_segment(words={"start": 0}), 'segment 1: "words" must be a list'),
+    "number for text": (one_segment(text=5), "segment 1: text must be text, not 5"),
+}
+TEXT_ATTACKS = {
+    "hours.srt": ("1\n999999:00:00,000 --> 999999:00:01,000\nx\n", "line 2: '999999:00:00,000' is 3.6e+09 s"),
+    "voice.vtt": (
+        "WEBVTT\n\n00:00.000 --> 00:01.000\n<v " + "y" * 5000 + ">hi\n",
+        "segment 1: speaker is 5,000 characters long",
+    ),
+    "stamp.txt": ("[9999999:00:00] x\n[9999999:00:01] y\n", "line 1: '9999999:00:00' is 3.6e+10 s"),
+}
+
+
+@pytest.fixture
+def db(db_url, tmp_path) -> str:
+    """A database with a recording in it."""
+    (tmp_path / "good.srt").write_text(GOOD_SRT, encoding="utf-8")
+    assert invoke("import", tmp_path / "good.srt", "--no-tag", "--db", db_url).exit_code == 0
+    return db_url
+
+
+@pytest.fixture
+def exchange(db, tmp_path) -> Path:
+    """The recording tagged, and its ELAN and REFI-QDA exports: files to code in, and to break."""
+    assert invoke("tag", "--db", db).exit_code == 0
+    assert (
+        invoke("export", "--format", "eaf", "--format", "qdpx", "--out", tmp_path / "exchange", "--db", db).exit_code
+        == 0
+    )
+    return tmp_path / "exchange"
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+def rows(url: str) -> dict[str, list[tuple]]:
+    """Every row of every table, in order."""
+    engine = create_engine(url)
+    try:
+        tables = MetaData()
+        tables.reflect(engine)
+        with engine.connect() as connection:
+            return {
+                name: sorted(map(tuple, connection.execute(select(table))), key=repr)
+                for name, table in tables.tables.items()
+            }
+    finally:
+        engine.dispose()
+
+
+def refused(db: str, path: Path, cause: str) -> None:
+    before = rows(db)
+    result = invoke("import", path, "--db", db)
+    said = result.stderr.replace("\n", "")
+    assert result.exit_code == REFUSED, result.output
+    assert said.startswith(f"failed: {path}") and cause in said, said[:500]
+    assert rows(db) == before
+
+
+@pytest.mark.parametrize("attack", JSON_ATTACKS)
+def test_hostile_json(db, tmp_path, attack):
+    text, cause = JSON_ATTACKS[attack]
+    path = tmp_path / "attack.json"
+    path.write_text(text, encoding="utf-8")
+    refused(db, path, cause)
+
+
+@pytest.mark.parametrize("name", TEXT_ATTACKS)
+def test_hostile_subtitles_and_text(db, tmp_path, name):
+    text, cause = TEXT_ATTACKS[name]
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    refused(db, tmp_path / name, cause)
+
+
+@pytest.mark.parametrize("suffix", [".srt", ".json", ".eaf", ".qdpx"])
+def test_a_fifo_nobody_writes_to_is_refused_not_waited_for(db, tmp_path, suffix):
+    path = tmp_path / f"fifo{suffix}"
+    os.mkfifo(path)
+    refused(db, path, "not a .qdpx project: a folder, a FIFO or a device" if suffix == ".qdpx" else "the file is empty")
+
+
+@pytest.mark.parametrize("suffix", [".srt", ".eaf"])
+def test_an_endless_file_is_read_no_further_than_the_limit(db, tmp_path, suffix):
+    endless = tmp_path / f"zero{suffix}"
+    endless.symlink_to("/dev/zero")  # a device: no size to check first; what is read is all that counts
+    refused(db, endless, f"more than {MAX_BYTES // 2**20} MB")
+    sparse = tmp_path / f"sparse{suffix}"
+    with open(sparse, "wb") as f:
+        f.truncate(MAX_BYTES + 1)  # a regular file: refused by its size, nothing read
+    refused(db, sparse, "MB is too big for")
+
+
+def test_hostile_elan_times_and_names(db, exchange, tmp_path):
+    eaf = next(exchange.glob("*.eaf")).read_text(encoding="utf-8")
+    for name, edited, cause in [
+        ("negative.eaf", re.sub(r'TIME_VALUE="\d+"', 'TIME_VALUE="-500"', eaf, count=1), "is not from 0 to 48 hours"),
+        ("huge.eaf", re.sub(r'TIME_VALUE="\d+"', f'TIME_VALUE="{10**300}"', eaf, count=1), "is not from 0 to 48 hours"),
+        (
+            "coder.eaf",
+            re.sub(r'ANNOTATOR="[^"]*"', 'ANNOTATOR="' + "z" * 5000 + '"', eaf, count=1),
+            "is 5,000 characters long",
+        ),
+    ]:
+        assert edited != eaf
+        (tmp_path / name).write_text(edited, encoding="utf-8")
+        refused(db, tmp_path / name, cause)
+
+
+def test_hostile_project_times(db, exchange, tmp_path):
+    project = exchange / "ohp-project.qdpx"
+    with zipfile.ZipFile(project) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    qde = members["project.qde"].decode("utf-8")
+    for name, value in [("negative.qdpx", "-1"), ("huge.qdpx", str(10**30))]:
+        with zipfile.ZipFile(tmp_path / name, "w") as out:
+            for member, data in members.items():
+                edited = re.sub(r'timeStamp="\d+"', f'timeStamp="{value}"', qde, count=1)
+                out.writestr(member, edited.encode("utf-8") if member == "project.qde" else data)
+        refused(db, tmp_path / name, f"SyncPoint timeStamp is {value}: not from 0 to 172800000")

@@ -1,0 +1,44 @@
+"""The commands that need no model start without importing the heavy libraries (bench/startup.py times them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+HEAVY = (
+    "torch", "spacy", "whisper", "faster_whisper", "ctranslate2", "resemblyzer", "sklearn", "scipy", "docx", "fastapi"
+)
+# Runs a command as `ohp` would, then says which of HEAVY it imported.
+PROBE = """
+import json, sys
+from pipeline.cli import app
+try:
+    app(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted(name for name in {heavy!r} if name in sys.modules)), file=sys.stderr)
+"""
+
+
+COMMANDS = {
+    "help": ["--help"],
+    "run-help": ["run", "--help"],
+    "status": ["status"],
+    "search": ["search", "工资"],
+    "themes": ["themes"],
+}
+
+
+@pytest.mark.parametrize("args", COMMANDS.values(), ids=COMMANDS.keys())
+def test_commands_without_models_do_not_import_heavy_libraries(args, tmp_path):
+    database = [] if "--help" in args else ["--db", f"sqlite:///{tmp_path / 'ohp.db'}"]
+    command = [sys.executable, "-c", PROBE.format(heavy=HEAVY), *args, *database]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)
+    imported = json.loads(result.stderr.strip().splitlines()[-1])
+    assert imported == [], f"ohp {' '.join(args)} imported {', '.join(imported)}"
