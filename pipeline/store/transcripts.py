@@ -202,7 +202,12 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     s.execute(delete(SpeakerRow).where(SpeakerRow.recording_id == recording_id), execution_options=no_sync)
     segments = _insert_segments(s, recording_id, transcript)
     plan = plan_carry(old, decided, people_set, segments)
-    history = []
+
+    def note(move: Any, **ids: int | None) -> None:
+        """A move in the history, made by ohp."""
+        action, before, after = move.action, move.before, move.after
+        s.add(HistoryRow(recording_id=recording_id, changed_by="ohp", action=action, before=before, after=after, **ids))
+
     for correction in plan.corrections:
         if correction.target is not None:
             text_, version = correction.old.text, correction.version
@@ -214,14 +219,7 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
             )
             # The engine's original no longer matches the corrected text: only the text is indexed.
             index_rows(s.connection(), [(correction.segment_id, text_, text_)])
-        history.append(
-            HistoryRow(
-                segment_id=correction.segment_id,
-                action=correction.action,
-                before=correction.before,
-                after=correction.after,
-            )
-        )
+        note(correction, segment_id=correction.segment_id)
     for move in plan.annotations:
         was = move.old
         row = AnnotationRow(
@@ -238,27 +236,17 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
         )
         s.add(row)
         s.flush()
-        history.append(
-            HistoryRow(
-                segment_id=move.segment_id,
-                annotation_id=row.id,
-                action=move.action,
-                before=move.before,
-                after=move.after,
-            )
-        )
+        note(move, segment_id=move.segment_id, annotation_id=row.id)
     speakers = {
         label: SpeakerRow(recording_id=recording_id, label=label)
         for label in dict.fromkeys(seg.speaker for seg in segments if seg.speaker)
     }
     for move in plan.speakers:
-        after = move.after
-        speakers[move.label].name, speakers[move.label].named_by = after["name"], after["named_by"]
-        speakers[move.label].role, speakers[move.label].role_by = after["role"], after["role_by"]
-        history.append(HistoryRow(action=move.action, before=move.before, after=after))
-    for entry in history:
-        entry.recording_id, entry.changed_by = recording_id, "ohp"
-    s.add_all([*speakers.values(), *history])
+        row, after = speakers[move.label], move.after
+        row.name, row.named_by = after["name"], after["named_by"]
+        row.role, row.role_by = after["role"], after["role_by"]
+        note(move)
+    s.add_all(speakers.values())
     s.flush()
     return segments
 
