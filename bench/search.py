@@ -10,9 +10,9 @@ The transcripts are made from real sentences: the reference texts of ../shared/c
 into sentences (some 190 Chinese, 290 English) and recombined at random (one to three per segment) into
 1000 recordings of size/1000 segments each, in Chinese (70 %) or English (30 %), with speaker labels,
 written as SRT and ohp JSON files (every other one) in a temporary folder and imported one file at a time
-through `pipeline.batch.import_file` (read, index terms, inserts: what `ohp import` does). Themes: the
+through `pipeline.imports.import_file` (read, index terms, inserts: what `ohp import` does). Themes: the
 real tagger (pipeline.stages.tag, the default codebook) is run once on every source sentence; a segment gets
-the themes of its sentences (about 30 % of segments get one), stored with `Store.save_tags` per recording
+the themes of its sentences (about 30 % of segments get one), stored with `Store.save_result` per recording
 (timed apart from the import). With so few source sentences every word recurs: 孩子 is in 5 % of the
 segments, and even the rarer words are in 700-2,000 of a million: a heavier load than a real archive's
 long tail of rare words.
@@ -57,9 +57,14 @@ DEMO = REPO / "audio" / "make_demo.py"
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from pipeline.batch import import_file  # noqa: E402
 from pipeline.formats.readers import guess_language  # noqa: E402
-from pipeline.records import SearchFilters, ThemeSuggestion  # noqa: E402
+from pipeline.imports import import_file  # noqa: E402
+from pipeline.process import stored_result  # noqa: E402
+from pipeline.records import (  # noqa: E402
+    SearchFilters,
+    StageRun,
+    ThemeSuggestion,
+)
 from pipeline.search.textindex import parse_query  # noqa: E402
 from pipeline.stages.codebook import load_codebook  # noqa: E402
 from pipeline.store import Store  # noqa: E402
@@ -362,15 +367,13 @@ def build(store: Store, recordings: list[Recording], themes, result: Result, log
     result.recordings = len(recordings)
     start = time.perf_counter()
     for rid, rec in zip(ids, recordings, strict=True):
-        segment_ids = [s.id for s in store.segments(rid)]
-        suggestions = {}
-        for sid, parts in zip(segment_ids, rec.segments, strict=True):
-            found = segment_suggestions(parts, rec.language, themes)
-            if found:
-                suggestions[sid] = found
-        result.tagged_segments += len(suggestions)
-        result.annotations += sum(map(len, suggestions.values()))
-        store.save_tags(rid, suggestions, {}, "bench", {"bench": True}, "bench")
+        tagged = stored_result(store.recording(rid), store.transcript(rid))  # segments in the file's order
+        found = {i: segment_suggestions(parts, rec.language, themes) for i, parts in enumerate(rec.segments)}
+        tagged.themes, tagged.tagger = {i: f for i, f in found.items() if f}, "bench"
+        tagged.stages["tag"] = StageRun({"bench": True}, "bench", {})
+        result.tagged_segments += len(tagged.themes)
+        result.annotations += sum(map(len, tagged.themes.values()))
+        store.save_result(tagged)
     result.tag_s = time.perf_counter() - start
 
 
@@ -472,7 +475,7 @@ def report(results: list[Result]) -> str:
     row("**import speed** (wall clock)", lambda r: f"**{r.segments / r.import_s:,.0f} segments/s**")
     row("import speed, SRT files / ohp JSON files", lambda r: f"{per_format(r, 'srt')} / {per_format(r, 'json')}")
     row("import speed on this process's CPU time (PostgreSQL: client only)", lambda r: f"{r.segments / r.import_cpu_s:,.0f} segments/s")
-    row("themes stored (save_tags, not in the import)", lambda r: f"{r.tag_s:,.1f} s, {r.annotations:,} on {r.tagged_segments / max(1, r.segments):.0%} of segments")
+    row("themes stored (save_result, not in the import)", lambda r: f"{r.tag_s:,.1f} s, {r.annotations:,} on {r.tagged_segments / max(1, r.segments):.0%} of segments")
     row("database size", lambda r: _mb(r.db_bytes))
     row("full-text index (share)", lambda r: f"{_mb(r.index_bytes)} ({r.index_bytes / max(1, r.db_bytes):.0%})")
     row("segments table and its index", lambda r: _mb(r.parts.get("segments", 0)))

@@ -31,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
+from pipeline.records import AudioInfo, RecordingResult, Segment, StageRun, ThemeSuggestion, Transcript
 from pipeline.store import Store
 
 PASSWORD = "bench password"
@@ -51,10 +51,11 @@ def seed(store: Store, folder: Path, recordings: int, segments: int) -> list[int
         info.path.write_bytes(b"\0" * 1000)
         texts = [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(segments)]
         segs = [Segment(i * 5.0, i * 5.0 + 4.5, t, t, "en", speaker=f"S{i % 2 + 1}") for i, t in enumerate(texts)]
-        rid = store.save_transcription(info, Transcript("en", 0.99, segs, "faster-whisper", "base"), {}, "k", {})
-        seg_ids = [s.id for s in store.segments(rid)]
-        store.save_tags(rid, {sid: [ThemeSuggestion(t, 0.5, ((0, 4),)) for t in rng.sample(THEMES, 2)] for sid in seg_ids}, {}, "t", {}, "t")
-        ids.append(rid)
+        themes = {i: [ThemeSuggestion(t, 0.5, ((0, 4),)) for t in rng.sample(THEMES, 2)] for i in range(segments)}
+        stages = {"transcribe": StageRun({}, "k", {}), "tag": StageRun({}, "t", {})}
+        transcript = Transcript("en", 0.99, segs, "faster-whisper", "base")
+        result = RecordingResult(info, transcript, themes=themes, tagger="t", stages=stages)
+        ids.append(store.save_result(result).export.recording.id)
     return ids
 
 

@@ -78,6 +78,7 @@ class Segment:
     compression_ratio: float | None = None
     speaker: str | None = None
     id: int | None = None  # the store's id, once stored
+    version: int = 1  # bumped by every correction of its text: above 1, a person corrected it
 
 
 @dataclass
@@ -305,6 +306,40 @@ class SearchResults:
     hits: list[SearchHit]
 
 
+@dataclass(frozen=True)
+class StageRun:
+    """A stage that ran on a recording: the settings it ran with, their key (a run with the same key is
+    skipped) and its report."""
+
+    settings: dict
+    settings_key: str
+    report: dict
+
+
+@dataclass
+class RecordingResult:
+    """One recording after a pass of the pipeline, in memory: all that the store saves of it in one
+    transaction, and what its export files show. Plain data that pickles: a pass may run on another machine.
+
+    `stages` are the stages that ran in this pass, and what they made replaces what the store had: the
+    segments when "transcribe" or "speakers" ran (else they are the stored ones, with their ids), the
+    speakers when "speakers" ran, the tagger's suggestions and the entities when "tag" ran."""
+
+    info: AudioInfo  # the file; its duration as decoded when it was transcribed in this pass
+    transcript: Transcript  # language, engine and model, segments with words and speakers, guards, warnings
+    speakers: list[SpeakerRecord] = field(default_factory=list)  # label, role, and the enrolled voice's name and id
+    themes: dict[int, list[ThemeSuggestion]] = field(default_factory=dict)  # by index into transcript.segments
+    entities: dict[int, list[Entity]] = field(default_factory=dict)  # by index into transcript.segments
+    tagger: str | None = None  # the tagger and codebook versions that made the suggestions
+    description: dict = field(default_factory=dict)  # interviewee, place, ... as an imported file gives them
+    stages: dict[str, StageRun] = field(default_factory=dict)
+
+    @property
+    def new_segments(self) -> bool:
+        """Whether the segments were made in this pass (and replace the stored ones)."""
+        return "transcribe" in self.stages or "speakers" in self.stages
+
+
 @dataclass
 class RecordingExport:
     """Everything the export files of one recording show: the writers' only input."""
@@ -343,6 +378,14 @@ class RecordingExport:
             else:
                 turns.append([segment])
         return turns
+
+
+@dataclass
+class SavedRecording:
+    """What saving a RecordingResult left in the store."""
+
+    export: RecordingExport  # the recording as stored, with the store's ids: what its export files show
+    tag_counts: dict[str, int] | None = None  # what tagging changed (added, updated, withdrawn, kept); None: no tagging
 
 
 def coder(annotation: AnnotationRecord) -> str:

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from saving import save_transcription
 
 from pipeline import access
 from pipeline.errors import ForbiddenError, NotFoundError
@@ -111,7 +112,7 @@ def test_the_search_sql_agrees_with_the_policy(store, tmp_path):
         path = Path(tmp_path / f"interview-{n}.wav")
         info = AudioInfo(path, f"{n:064x}", 1000 + n, "wav", "pcm_s16le", 16000, 1, 5.0)
         segments = [Segment(0.0, 4.0, "the wages were paid by the piece", "", "en")]
-        rid = store.save_transcription(info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
+        rid = save_transcription(store, info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
         recordings.append(store.set_metadata(rid, consent=consent, release_on=release_on))
     assert len({(r.consent, r.release_on) for r in recordings}) == len(CONSENT_LEVELS) * len(releases)
     for role in access.ROLES:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from saving import save_tags, save_transcription
 
 from pipeline.records import AudioInfo, Entity, Segment, ThemeSuggestion, Transcript
 from pipeline.store import ConflictError
@@ -23,12 +24,12 @@ def tag(store, recording_id: int, found: dict[int, list[tuple[str, float, tuple]
     ids = [s.id for s in store.segments(recording_id)]
     suggestions = {ids[i]: [ThemeSuggestion(theme, score, evidence) for theme, score, evidence in items] for i, items in found.items()}
     entities = {ids[2]: [Entity("MONEY", "三千块", 10, 13)]}
-    return store.save_tags(recording_id, suggestions, entities, tagger, {"tagger": tagger}, tagger)
+    return save_tags(store, recording_id, suggestions, entities, tagger, {"tagger": tagger}, tagger)
 
 
 @pytest.fixture
 def recording(store) -> int:
-    rid = store.save_transcription(INFO, transcript(), {}, "k", {})
+    rid = save_transcription(store, INFO, transcript(), {}, "k", {})
     tag(store, rid, {1: [("left_behind_children", 0.9, ((1, 3), (5, 9)))], 2: [("wages", 0.8, ((0, 2),))]})
     return rid
 
@@ -107,7 +108,7 @@ def test_retranscription_carries_decisions_to_the_new_segments(store, recording)
     store.decide(found["left_behind_children"].id, "accepted", "mei")
     # New text for the same speech, times shifted a little: the decision follows its words.
     texts = ["你的孩子在哪里？", "孩子在老家，跟爷爷奶奶住。", "工资计件，一个月三千。"]
-    store.save_transcription(INFO, transcript(texts, offset=0.3), {}, "k2", {})
+    save_transcription(store, INFO, transcript(texts, offset=0.3), {}, "k2", {})
     after = by_theme(store, recording)
     assert set(after) == {"left_behind_children"}  # the undecided suggestion goes; re-tagging makes it anew
     moved = after["left_behind_children"]

@@ -15,9 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
-from pipeline.batch import RunOptions, SpeakerOptions, import_file, run_batch
+from pipeline.batch import run_batch
+from pipeline.formats.export import gather, to_json
+from pipeline.imports import import_file
+from pipeline.process import RunOptions, SpeakerOptions
 from pipeline.stages.audio import SAMPLE_RATE, decode, ffmpeg_exe, probe
+from pipeline.stages.codebook import load_codebook
 from pipeline.stages.speakers import voice_profile
 from pipeline.store import Store
 
@@ -125,6 +130,23 @@ def test_moved_file_is_the_same_recording_and_force_redoes(tmp_path, store):
     [closed] = run_batch([moved], store, RunOptions(out_dir=out, force=True)).files
     assert closed.status == "done" and not out.exists()
     assert any("closed recording: no transcript files" in w for w in closed.warnings)
+
+
+def test_a_recording_is_saved_in_one_write_transaction_and_its_files_are_what_the_store_holds(tmp_path, store):
+    audio = tmp_path / "zhang.wav"
+    shutil.copy(corpus_path(MANDARIN), audio)
+    writes = []
+
+    def seen(conn, cursor, statement, *args):
+        if statement.strip().upper() == "BEGIN IMMEDIATE":  # how every write transaction starts on SQLite
+            writes.append(statement)
+
+    event.listen(store._engine, "before_cursor_execute", seen)
+    options = RunOptions(out_dir=tmp_path / "out", formats=("json",), codebook=load_codebook())
+    [done] = run_batch([audio], store, options).files
+    assert done.status == "done" and done.segments >= 1 and len(writes) == 1
+    exported = (tmp_path / "out" / "zhang.json").read_text(encoding="utf-8")
+    assert exported == to_json(gather(store, store.recording(done.recording_id), options.codebook))
 
 
 def test_export_rewrites_files_from_the_database(first_run, tmp_path):

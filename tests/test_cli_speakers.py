@@ -6,11 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from saving import save_speakers, save_transcription
 from typer.testing import CliRunner
 
 from pipeline import batch
-from pipeline.batch import BatchReport, SpeakerOptions
+from pipeline.batch import BatchReport
 from pipeline.cli import app
+from pipeline.process import SpeakerOptions
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript
 from pipeline.store import Store
 
@@ -26,8 +28,8 @@ def db(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'ohp.db'}"
     segments = [Segment(i * 5.0, i * 5.0 + 4.0, text, text, "zh", speaker=speaker) for i, (text, speaker) in enumerate(LINES)]
     with Store(url) as store:
-        rid = store.save_transcription(INFO, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
-        store.save_speakers(rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
+        rid = save_transcription(store, INFO, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
+        save_speakers(store, rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
     return url
 
 
@@ -86,7 +88,7 @@ def test_enroll_a_voice_from_files(db, tmp_path):
 def test_list_of_a_recording_without_speakers(tmp_path):
     url = f"sqlite:///{tmp_path / 'ohp.db'}"
     with Store(url) as store:
-        store.save_transcription(INFO, Transcript("zh", 0.9, [Segment(0, 1, "好。", "好。", "zh")], "faster-whisper", "base"), {}, "k", {})
+        save_transcription(store, INFO, Transcript("zh", 0.9, [Segment(0, 1, "好。", "好。", "zh")], "faster-whisper", "base"), {}, "k", {})
     result = invoke("speakers", "list", "zhang", "--db", url)
     assert result.exit_code == 0 and "no speakers yet" in result.output
 

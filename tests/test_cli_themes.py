@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from saving import save_transcription
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -28,7 +29,7 @@ def db(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'ohp.db'}"
     segments = [Segment(i * 5.0, i * 5.0 + 4.0, t, t, lang) for i, (t, lang) in enumerate(TEXTS)]
     with Store(url) as store:
-        store.save_transcription(INFO, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
+        save_transcription(store, INFO, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
     return url
 
 

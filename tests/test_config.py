@@ -140,7 +140,7 @@ def test_a_failed_files_traceback_is_in_the_log(tmp_path, monkeypatch, restore_l
     assert result.exit_code == 1
     assert f"{audio.resolve()}: failed after" in result.stdout and "RuntimeError: the probe broke" in result.stdout
     logged = log_file.read_text(encoding="utf-8")
-    assert f"ERROR pipeline.batch: {audio}: the transcribe stage failed\nTraceback (most recent call last):" in logged
+    assert f"ERROR pipeline.batch: {audio}: the probe stage failed\nTraceback (most recent call last):" in logged
     assert 'raise RuntimeError("the probe broke")' in logged
 
 

@@ -15,6 +15,7 @@ import webvtt
 from docx2python import docx2python
 from lxml import etree
 from pympi.Elan import Eaf
+from saving import save_speakers, save_transcription
 from typer.testing import CliRunner
 
 from pipeline.batch import tag_recording
@@ -48,8 +49,8 @@ def db(db_url, tmp_path) -> str:
     info = AudioInfo(audio, "cd" * 32, 4, "wav", "pcm_s16le", 16000, 1, 30.0)
     segments = [Segment(i * 5.0, i * 5.0 + 4.0, text, text, lang, speaker=who) for i, (who, text, lang) in enumerate(TEXTS)]
     with Store(db_url) as store:
-        rid = store.save_transcription(info, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
-        store.save_speakers(rid, [SpeakerRecord("S1", "Wang Mei", "interviewer"), SpeakerRecord("S2", "李秀英", "interviewee")], {}, "s", {})
+        rid = save_transcription(store, info, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
+        save_speakers(store, rid, [SpeakerRecord("S1", "Wang Mei", "interviewer"), SpeakerRecord("S2", "李秀英", "interviewee")], {}, "s", {})
         tag_recording(store, rid, load_codebook())
         store.set_metadata(rid, interviewee="李秀英", place="东莞", recorded_on="2019-02-03")
         wages = next(a for a in store.annotations(rid) if a.theme == "wages")
@@ -135,7 +136,7 @@ def test_redaction_covers_every_text_format_and_reports(db, tmp_path):
 
     with Store(db) as store:
         other = AudioInfo(tmp_path / "王芳 访谈.wav", "ef" * 32, 4, "wav", "pcm_s16le", 16000, 1, 5.0)
-        rid = store.save_transcription(other, Transcript("zh", 0.9, [Segment(0.0, 4.0, "好的", "好的", "zh")], "faster-whisper", "base"), {}, "k", {})
+        rid = save_transcription(store, other, Transcript("zh", 0.9, [Segment(0.0, 4.0, "好的", "好的", "zh")], "faster-whisper", "base"), {}, "k", {})
         store.set_metadata(rid, interviewee="王芳")
     again = invoke("export", "--format", "txt", "--out", tmp_path / "two", "--redact", "names", "--db", db)
     assert again.exit_code == 0 and len(list((tmp_path / "two").iterdir())) == 2
@@ -213,7 +214,7 @@ def test_a_broken_exchange_file_changes_nothing(db, tmp_path):
 
 
 def test_a_coding_split_in_pieces_over_one_segment_is_one_annotation(db):
-    from pipeline.batch import import_codings
+    from pipeline.imports import import_codings
     from pipeline.records import Coding, ImportedCodings
     from pipeline.store import Store
 

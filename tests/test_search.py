@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from saving import save_speakers, save_tags, save_transcription
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -32,7 +33,7 @@ def info(name: str, sha: str) -> AudioInfo:
 
 def save(store: Store, name: str, sha: str, lines, language: str) -> int:
     segments = [Segment(i * 10.0, i * 10.0 + 8.0, t, o, language, speaker=sp) for i, (t, o, sp) in enumerate(lines)]
-    return store.save_transcription(info(name, sha), Transcript(language, 1.0, segments, "faster-whisper", "base"), {}, "k", {})
+    return save_transcription(store, info(name, sha), Transcript(language, 1.0, segments, "faster-whisper", "base"), {}, "k", {})
 
 
 @pytest.fixture
@@ -42,8 +43,8 @@ def corpus(store):
     store.set_metadata(zhang, interviewee="Zhang Changhua", place="Dongguan", recorded_on="2019-01-20")
     store.set_metadata(li, interviewee="Li Mei", place="Shenzhen", recorded_on="2021-06-02")
     seg = {s.text: s.id for r in (zhang, li) for s in store.segments(r)}
-    store.save_tags(zhang, {seg[ZHANG[1][0]]: [ThemeSuggestion("wages", 0.9, ((2, 4),))]}, {}, "t", {}, "k")
-    store.save_tags(li, {seg[LI[0][0]]: [ThemeSuggestion("wages", 0.9, ((19, 24),))]}, {}, "t", {}, "k")
+    save_tags(store, zhang, {seg[ZHANG[1][0]]: [ThemeSuggestion("wages", 0.9, ((2, 4),))]}, {}, "t", {}, "k")
+    save_tags(store, li, {seg[LI[0][0]]: [ThemeSuggestion("wages", 0.9, ((19, 24),))]}, {}, "t", {}, "k")
     return store, zhang, li
 
 
@@ -170,7 +171,7 @@ def test_cli_import_then_search_and_bad_files_import_nothing(tmp_path):
 def test_speaker_filter_matches_label_name_or_role(corpus):
     store, zhang, li = corpus
     for rid in (zhang, li):
-        store.save_speakers(rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
+        save_speakers(store, rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
     store.rename_speaker(zhang, "S2", "Zhang Changhua", "mei")
     wages = "工资 OR wages OR wage"
     # "What did the interviewees say about wages": not the interviewer's question.
@@ -187,6 +188,6 @@ def test_cli_search_by_speaker_role(tmp_path):
     url = f"sqlite:///{tmp_path / 'ohp.db'}"
     with Store(url) as store:
         rid = save(store, "zhang.wav", "aa", ZHANG, "zh")
-        store.save_speakers(rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
+        save_speakers(store, rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
     found = json.loads(invoke("search", "工资", "--speaker", "interviewee", "--json", "--db", url).stdout)
     assert [(h["speaker"], h["text"]) for h in found["hits"]] == [("S2", ZHANG[1][0])]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from saving import save_speakers, save_tags, save_transcription
 from sqlalchemy import create_engine, text
 
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript, Word
@@ -31,13 +32,13 @@ FOUND = [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="inte
 
 
 def transcribed(store: Store, segments: list[Segment] = UNSPLIT) -> int:
-    return store.save_transcription(INFO, Transcript("en", 0.9, segments, "faster-whisper", "base"), {}, "t", {"segments": len(segments)})
+    return save_transcription(store, INFO, Transcript("en", 0.9, segments, "faster-whisper", "base"), {}, "t", {"segments": len(segments)})
 
 
 def test_save_speakers_splits_the_segments_and_marks_the_stage(store):
     rid = transcribed(store)
     transcribe = store.stage(rid, "transcribe")
-    saved = store.save_speakers(rid, FOUND, {"count": None}, "k1", {"speakers": 2}, segments=SPLIT)
+    saved = save_speakers(store, rid, FOUND, {"count": None}, "k1", {"speakers": 2}, segments=SPLIT)
     assert saved == FOUND
     assert [(s.text, s.speaker) for s in store.segments(rid)] == [(s.text, s.speaker) for s in SPLIT]
     assert store.stage(rid, "speakers").status == "done" and store.stage(rid, "speakers").report == {"speakers": 2}
@@ -54,7 +55,7 @@ def test_transcripts_with_labels_get_a_speaker_row_per_label(store):
 
 def test_rename_and_role_are_kept_in_the_history_and_the_stage_does_not_override_them(store):
     rid = transcribed(store, SPLIT)
-    store.save_speakers(rid, FOUND, {}, "k", {})
+    save_speakers(store, rid, FOUND, {}, "k", {})
     renamed = store.rename_speaker(rid, "S2", "  Zhang\nChanghua ", "mei")
     assert renamed == SpeakerRecord("S2", "Zhang Changhua", "interviewee", named_by="mei")
     assert store.set_role(rid, "S1", "other", "li") == SpeakerRecord("S1", role="other", role_by="li")
@@ -65,7 +66,7 @@ def test_rename_and_role_are_kept_in_the_history_and_the_stage_does_not_override
 
     # The stage runs again (an enrolled voice matches S2, the heuristics swap the roles): people's choices stay.
     again = [SpeakerRecord("S1", role="interviewee"), SpeakerRecord("S2", "Wang Fang", "interviewer", person_id=None)]
-    assert store.save_speakers(rid, again, {}, "k2", {}) == [
+    assert save_speakers(store, rid, again, {}, "k2", {}) == [
         SpeakerRecord("S1", role="other", role_by="li"),
         SpeakerRecord("S2", "Zhang Changhua", "interviewer", named_by="mei"),
     ]
@@ -79,25 +80,25 @@ def test_unknown_speakers_and_roles_are_refused(store):
     with pytest.raises(ValueError, match="unknown role 'boss'"):
         store.set_role(rid, "S1", "boss", "mei")
     with pytest.raises(ValueError, match="unknown role"):
-        store.save_speakers(rid, [SpeakerRecord("S1", role="boss")], {}, "k", {})
+        save_speakers(store, rid, [SpeakerRecord("S1", role="boss")], {}, "k", {})
     with pytest.raises(LookupError, match="no recording"):
-        store.save_speakers(rid + 1, FOUND, {}, "k", {})
+        save_speakers(store, rid + 1, FOUND, {}, "k", {})
     assert store.history(recording_id=rid) == []
 
 
 def test_names_roles_and_decisions_follow_the_voice_when_the_speakers_are_found_again(store):
     rid = transcribed(store)
-    store.save_speakers(rid, FOUND, {}, "k1", {}, segments=SPLIT)
+    save_speakers(store, rid, FOUND, {}, "k1", {}, segments=SPLIT)
     store.rename_speaker(rid, "S2", "Zhang Changhua", "mei")
     store.set_role(rid, "S1", "other", "mei")
     ids = {s.text: s.id for s in store.segments(rid)}
-    store.save_tags(rid, {ids["We moved to Dongguan in 1998."]: [ThemeSuggestion("migration", 0.8, ((3, 8),))]}, {}, "t", {}, "k")
+    save_tags(store, rid, {ids["We moved to Dongguan in 1998."]: [ThemeSuggestion("migration", 0.8, ((3, 8),))]}, {}, "t", {}, "k")
     [suggestion] = store.annotations(rid)
     store.decide(suggestion.id, "accepted", "mei")
 
     # Found again with the labels the other way round: the names and roles go with who spoke when.
     swapped = [seg(s.start, s.end, s.text, {"S1": "S2", "S2": "S1"}[s.speaker]) for s in SPLIT]
-    saved = store.save_speakers(rid, [SpeakerRecord("S2", role="interviewer"), SpeakerRecord("S1", role="interviewee")], {}, "k2", {}, segments=swapped)
+    saved = save_speakers(store, rid, [SpeakerRecord("S2", role="interviewer"), SpeakerRecord("S1", role="interviewee")], {}, "k2", {}, segments=swapped)
     assert sorted(saved, key=lambda s: s.label) == [
         SpeakerRecord("S1", "Zhang Changhua", "interviewee", named_by="mei"),
         SpeakerRecord("S2", None, "other", role_by="mei"),
@@ -122,7 +123,7 @@ def test_enroll_and_people(store):
         store.enroll("  ", profile, "mei")
 
     rid = transcribed(store, SPLIT)
-    store.save_speakers(rid, [SpeakerRecord("S1", "Wang Fang", "interviewer", person_id=person.id)], {}, "k", {})
+    save_speakers(store, rid, [SpeakerRecord("S1", "Wang Fang", "interviewer", person_id=person.id)], {}, "k", {})
     assert store.speakers(rid)[0] == SpeakerRecord("S1", "Wang Fang", "interviewer", person_id=person.id)
 
 

@@ -17,6 +17,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from saving import save_transcription
 from sqlalchemy import create_engine, inspect, text
 
 from pipeline.records import AudioInfo, Segment, Transcript, Word
@@ -152,7 +153,7 @@ def test_settings_key_is_canonical():
 def test_save_and_read_back_a_transcript(store):
     saved = transcript()
     saved.segments.reverse()  # stored in list order, read back by start
-    rid = store.save_transcription(audio(), saved, SETTINGS, KEY, {"segments": 3, "guards": {"silence": 1}})
+    rid = save_transcription(store, audio(), saved, SETTINGS, KEY, {"segments": 3, "guards": {"silence": 1}})
     back = store.segments(rid)
     assert without_ids(back) == sorted(saved.segments, key=lambda seg: seg.start)
     assert back[0].words[1].start == 1 / 3 + 0.1 and back[1].avg_logprob == -0.123456789 * 2
@@ -171,9 +172,9 @@ def test_save_and_read_back_a_transcript(store):
 
 
 def test_saving_again_replaces_the_transcript(store, db_url):
-    rid = store.save_transcription(audio(), transcript(5, 3, "old"), SETTINGS, KEY, {})
-    other = store.save_transcription(audio("b.wav", "cd" * 32), transcript(2, 2, "b"), SETTINGS, KEY, {})
-    again = store.save_transcription(audio(), transcript(4, 2, "new", "en"), {"model": "small"}, "k2", {"n": 4})
+    rid = save_transcription(store, audio(), transcript(5, 3, "old"), SETTINGS, KEY, {})
+    other = save_transcription(store, audio("b.wav", "cd" * 32), transcript(2, 2, "b"), SETTINGS, KEY, {})
+    again = save_transcription(store, audio(), transcript(4, 2, "new", "en"), {"model": "small"}, "k2", {"n": 4})
     assert again == rid
     assert [seg.text for seg in store.segments(rid)] == [f"new 段{i}" for i in range(4)]
     assert len(store.segments(other)) == 2
@@ -183,12 +184,12 @@ def test_saving_again_replaces_the_transcript(store, db_url):
 
 
 def test_empty_transcript(store):
-    rid = store.save_transcription(audio(), transcript(0), SETTINGS, KEY, {})
+    rid = save_transcription(store, audio(), transcript(0), SETTINGS, KEY, {})
     assert store.segments(rid) == [] and store.stage(rid, "transcribe").status == "done"
 
 
 def test_a_moved_file_keeps_its_recording(store):
-    rid = store.save_transcription(audio(folder="/old"), transcript(), SETTINGS, KEY, {})
+    rid = save_transcription(store, audio(folder="/old"), transcript(), SETTINGS, KEY, {})
     store.set_metadata(rid, interviewee="Ms Li")
     moved = store.start_stage(audio("renamed.wav", folder="/new", duration=99.0), "tag", {}, "t")
     assert moved == rid
@@ -210,7 +211,7 @@ class Crash(Exception):
 @pytest.mark.parametrize("failure", ["word with no text", "report not JSON", "crash before commit"])
 def test_a_failed_save_leaves_the_database_as_it_was(store, db_url, monkeypatch, failure):
     first = transcript(3, 4, "first")
-    rid = store.save_transcription(audio(), first, SETTINGS, KEY, {"run": 1})
+    rid = save_transcription(store, audio(), first, SETTINGS, KEY, {"run": 1})
     before = (store.list_recordings(), store.stages(rid), count(db_url, "segments"), count(db_url, "words"))
 
     second, report = transcript(40, 30, "second", "en"), {"run": 2}
@@ -228,7 +229,7 @@ def test_a_failed_save_leaves_the_database_as_it_was(store, db_url, monkeypatch,
         monkeypatch.setattr(recordings, "set_stage", crash)
         expected = Crash
     with pytest.raises(expected):
-        store.save_transcription(audio("moved.wav", duration=70.0), second, {"other": True}, "k2", report)
+        save_transcription(store, audio("moved.wav", duration=70.0), second, {"other": True}, "k2", report)
 
     assert without_ids(store.segments(rid)) == first.segments
     assert (store.list_recordings(), store.stages(rid), count(db_url, "segments"), count(db_url, "words")) == before
@@ -236,14 +237,14 @@ def test_a_failed_save_leaves_the_database_as_it_was(store, db_url, monkeypatch,
 
 def test_large_transcript_round_trip(store):
     big = transcript(2000, 12)
-    rid = store.save_transcription(audio(), big, SETTINGS, KEY, {})
+    rid = save_transcription(store, audio(), big, SETTINGS, KEY, {})
     back = store.segments(rid)
     assert len(back) == 2000 and sum(len(seg.words) for seg in back) == 24_000
     assert without_ids(back) == big.segments
 
 
 def test_deleting_a_recording_cascades(store, db_url):
-    rid = store.save_transcription(audio(), transcript(), SETTINGS, KEY, {})
+    rid = save_transcription(store, audio(), transcript(), SETTINGS, KEY, {})
     engine = create_engine(db_url)
     if engine.dialect.name == "sqlite":
         from sqlalchemy import event
@@ -271,7 +272,7 @@ def test_start_fail_and_finish_a_stage(store):
     assert datetime.fromisoformat(failed.finished_at) >= datetime.fromisoformat(failed.started_at)
 
     store.start_stage(audio(), "transcribe", SETTINGS, KEY)
-    store.save_transcription(audio(), transcript(), SETTINGS, KEY, {"ok": True})
+    save_transcription(store, audio(), transcript(), SETTINGS, KEY, {"ok": True})
     done = store.stage(rid, "transcribe")
     assert (done.status, done.error, done.report) == ("done", None, {"ok": True})
     assert datetime.fromisoformat(done.started_at) > datetime.fromisoformat(failed.started_at)
@@ -334,8 +335,8 @@ def test_two_stores_on_one_file_write_in_turn(tmp_path):
     first, second = Store(url), Store(url)
     try:
         assert first.segments(first.start_stage(audio(), "transcribe", {}, "k")) == []  # keeps a pooled connection
-        rid = second.save_transcription(audio(), transcript(2), SETTINGS, KEY, {})
-        first.save_transcription(audio("b.wav", "cd" * 32), transcript(3), SETTINGS, KEY, {})
+        rid = save_transcription(second, audio(), transcript(2), SETTINGS, KEY, {})
+        save_transcription(first, audio("b.wav", "cd" * 32), transcript(3), SETTINGS, KEY, {})
         second.set_metadata(rid, place="Hsinchu")
         assert len(first.segments(rid)) == 2 and first.recording_by_sha256("ab" * 32).place == "Hsinchu"
         assert [r.path for r in second.list_recordings()] == ["/audio/a.wav", "/audio/b.wav"]
@@ -347,6 +348,8 @@ def test_two_stores_on_one_file_write_in_turn(tmp_path):
 WRITER = textwrap.dedent(
     """
     import sys
+    sys.path.insert(0, "tests")
+    from saving import save_transcription
     from tests.test_store import SETTINGS, KEY, audio, transcript
     from pipeline.store import Store
     url, name = sys.argv[1], sys.argv[2]
@@ -354,7 +357,7 @@ WRITER = textwrap.dedent(
         for i in range(10):
             info = audio(f"{name}{i}.wav", (name + format(i, "x")).ljust(64, "0"))
             store.start_stage(info, "transcribe", SETTINGS, KEY)
-            store.save_transcription(info, transcript(20, 10, name), SETTINGS, KEY, {})
+            save_transcription(store, info, transcript(20, 10, name), SETTINGS, KEY, {})
     """
 )
 

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
+from saving import save_tags, save_transcription
 
 from pipeline.config import Config
 from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
@@ -25,10 +26,10 @@ def add_recording(store, audio: Path) -> int:
     audio.write_bytes(bytes(range(256)) * 64)  # 16 KiB whose every byte says where it is
     info = AudioInfo(audio, "ab" * 32, audio.stat().st_size, "wav", "pcm_s16le", 16000, 1, 15.0)
     segments = [Segment(i * 5.0, i * 5.0 + 4.0, t, t, "en", speaker="S1" if i % 2 == 0 else "S2") for i, t in enumerate(TEXTS)]
-    rid = store.save_transcription(info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
+    rid = save_transcription(store, info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
     ids = [s.id for s in store.segments(rid)]
     suggestions = {ids[1]: [ThemeSuggestion("left_behind_children", 0.9, ((10, 25),))], ids[2]: [ThemeSuggestion("wages", 0.8, ((4, 9),))]}
-    store.save_tags(rid, suggestions, {}, "t1", {}, "t1")
+    save_tags(store, rid, suggestions, {}, "t1", {}, "t1")
     return rid
 
 
@@ -247,7 +248,7 @@ def test_retranscription_keeps_corrections(app, store, tmp_path):
     rec = store.list_recordings()[0]
     info = AudioInfo(Path(rec.path), rec.sha256, rec.size_bytes, "wav", "pcm_s16le", 16000, 1, 15.0)
     segments = [Segment(i * 5.0 + 0.1, i * 5.0 + 4.1, f"again {i}", f"again {i}", "en") for i in range(3)]
-    store.save_transcription(info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k2", {})
+    save_transcription(store, info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k2", {})
     assert [s.text for s in store.segments(rid)] == ["again 0", "They stay with grandparents.", "again 2"]
     assert client.get("/api/search", params={"q": "grandparents"}).json()["total"] == 1
 

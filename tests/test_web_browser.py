@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from saving import save_tags, save_transcription
 
 from pipeline.config import Config
 from pipeline.records import Segment, ThemeSuggestion, Transcript
@@ -64,10 +65,10 @@ def site(tmp_path_factory):
     for name, role in (("ann", "annotator"), ("rita", "researcher")):
         store.add_user(name, PASSWORD, role)
     segments = [Segment(a, b, text, text, "en", speaker=speaker) for a, b, speaker, text in SEGMENTS]
-    rid = store.save_transcription(probe(audio), Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
+    rid = save_transcription(store, probe(audio), Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
     store.set_metadata(rid, interviewee="Abbie <b>Claflin</b>", place="Leeds", recorded_on="2024-05-01")
     ids = [s.id for s in store.segments(rid)]
-    store.save_tags(rid, {ids[1]: [ThemeSuggestion("working_conditions", 0.7, ((0, 6),)), ThemeSuggestion("housing", 0.6, ((70, 77),))]}, {}, "t1", {}, "t1")
+    save_tags(store, rid, {ids[1]: [ThemeSuggestion("working_conditions", 0.7, ((0, 6),)), ThemeSuggestion("housing", 0.6, ((70, 77),))]}, {}, "t1", {}, "t1")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

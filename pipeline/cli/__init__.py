@@ -49,7 +49,7 @@ from pipeline.stages.engines import DEFAULT_ENGINE, EngineName
 from pipeline.utils import clock
 
 if TYPE_CHECKING:
-    from pipeline.batch import SpeakerOptions
+    from pipeline.process import SpeakerOptions
     from pipeline.store import Store
 
 # resemblyzer warns about pkg_resources at import.
@@ -177,7 +177,7 @@ def _check_language(language: str | None) -> str | None:
 
 def _speakers_option(value: str) -> SpeakerOptions | None:
     """--speakers: auto, off, or how many (1 to 20)."""
-    from pipeline.batch import SpeakerOptions
+    from pipeline.process import SpeakerOptions
 
     if value == "off":
         return None
@@ -214,7 +214,8 @@ def run(
 ) -> None:
     """Transcribe recordings (find who speaks, and tag their themes) into the database and transcript files.
     In a terminal it shows a progress bar and a table; elsewhere (a log) one plain line per file."""
-    from pipeline.batch import RunOptions, run_batch
+    from pipeline.batch import run_batch
+    from pipeline.process import RunOptions
     from pipeline.stages.transcribe import TranscribeOptions
 
     project = [f.value for f in formats if f.value in PROJECT_WRITERS]
@@ -564,7 +565,7 @@ def import_command(
 ) -> None:
     """Load transcripts people made, as recordings with segments; or codes added in ELAN or a QDA program, as
     annotations by their coders."""
-    from pipeline.batch import CODINGS_READERS, import_codings, import_file
+    from pipeline.imports import CODINGS_READERS, import_codings, import_file
 
     if audio and len(files) != 1:
         raise typer.BadParameter("--audio links one transcript to its recording: give exactly one FILE", param_hint="--audio")

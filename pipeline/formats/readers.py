@@ -225,7 +225,7 @@ def guess_language(text: str) -> str | None:
 _LABEL = re.compile(
     r"(?P<label>[^\s:：\d][^\s:：]{0,23}(?: [^\s:：]{1,24}){0,2})(?::\s+|：\s*)(?P<rest>\S.*)", re.S
 )
-MAX_LABELS = 8  # more distinct labels than this are words before a colon, not speakers
+MAX_SPEAKER_LABELS = 8  # more different "Name:" prefixes than this are not speakers but text
 
 
 def _speakers(texts: list[str]) -> list[tuple[str | None, str]]:
@@ -233,7 +233,7 @@ def _speakers(texts: list[str]) -> list[tuple[str | None, str]]:
     matches = [_LABEL.fullmatch(t) for t in texts]
     labelled = [m for m in matches if m]
     labels = {m["label"] for m in labelled}
-    if len(labelled) < max(2, 0.6 * len(texts)) or len(labels) > min(MAX_LABELS, max(2, len(labelled) // 2)):
+    if len(labelled) < max(2, 0.6 * len(texts)) or len(labels) > min(MAX_SPEAKER_LABELS, max(2, len(labelled) // 2)):
         return [(None, t) for t in texts]
     return [(m["label"], m["rest"]) if m else (None, t) for m, t in zip(matches, texts, strict=True)]
 

@@ -26,6 +26,10 @@ from pipeline.utils import overlap
 
 log = logging.getLogger(__name__)
 
+# When the number of speakers is estimated, at most this many: more voices in one interview are rare.
+MAX_ESTIMATED_SPEAKERS = 8
+
+
 @dataclass(frozen=True)
 class DiarizeOptions:
     window: float = 1.6  # s: the encoder's own partial-utterance length (160 mel frames)
@@ -271,7 +275,7 @@ def diarize(
     samples: np.ndarray,
     regions: list[SpeechRegion],
     n_speakers: int | None = None,
-    max_speakers: int = 8,
+    max_speakers: int = MAX_ESTIMATED_SPEAKERS,
     options: DiarizeOptions = DiarizeOptions(),
     device: str = "auto",
 ) -> list[SpeakerTurn]:

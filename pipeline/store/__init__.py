@@ -35,13 +35,15 @@ from pipeline.records import (
     Entity,
     HistoryRecord,
     PersonRecord,
+    RecordingExport,
     RecordingRecord,
+    RecordingResult,
+    SavedRecording,
     SearchFilters,
     SearchResults,
     Segment,
     SpeakerRecord,
     StageRecord,
-    ThemeSuggestion,
     Transcript,
     UserRecord,
 )
@@ -169,20 +171,41 @@ class Store:
 
     # ------------------------------------------------------------------------------ transcripts
 
-    def save_transcription(
-        self,
-        info: AudioInfo,
-        transcript: Transcript,
-        settings: dict[str, Any],
-        settings_key: str,
-        report: dict[str, Any],
-    ) -> int:
-        """Replace a recording's transcript and mark stage "transcribe" done, in one transaction:
-        if anything fails, the database stays exactly as it was. Returns the recording id."""
+    def save_result(self, result: RecordingResult) -> SavedRecording:
+        """Save a pass's result (pipeline.process) in one transaction: if anything fails, the database stays
+        exactly as it was.
+
+        The recording is added or updated (its path, what an imported file says of it; its language and
+        duration when it was transcribed). New segments (RecordingResult.new_segments) replace the stored
+        ones with their words and index entries, people's work on the old ones carried over to them
+        (transcripts.replace_segments), and the stages that did not run on them are forgotten. The speakers
+        get what the stage found, except where a person set the name or the role; the tagger's suggestions
+        are added, updated or withdrawn, never touching a human decision (annotations.save_tags). Each stage
+        that ran is marked done. Returns the recording as saved, for its export files."""
         with self._session(write=True) as s:
-            recording_id = transcripts.save_transcription(s, info, transcript)
-            recordings.set_stage(s, recording_id, "transcribe", "done", settings, settings_key, report, None)
-            return recording_id
+            row = recordings.upsert_recording(s, result.info)
+            if "transcribe" in result.stages:
+                row.language, row.duration = result.transcript.language, result.info.duration
+            recording_id = row.id
+            if result.description:
+                recordings.set_metadata(s, recording_id, **result.description)
+            if result.new_segments:
+                segments = transcripts.replace_segments(s, recording_id, result.transcript)
+                recordings.drop_stages(s, recording_id, keep=("transcribe", *result.stages))
+            else:
+                segments = transcripts.as_stored(s, recording_id, result.transcript.segments)
+            if "speakers" in result.stages:
+                speaker_store.save_speakers(s, recording_id, result.speakers)
+            counts = annotations.save_result_tags(s, recording_id, segments, result) if "tag" in result.stages else None
+            for name, run in result.stages.items():
+                report = {**run.report, **counts} if name == "tag" and counts is not None else run.report
+                recordings.set_stage(s, recording_id, name, "done", run.settings, run.settings_key, report, None)
+            return SavedRecording(_saved_export(s, recording_id, segments), counts)
+
+    def transcript(self, recording_id: int) -> Transcript:
+        """A recording's stored transcript (see transcripts.transcript)."""
+        with self._session() as s:
+            return transcripts.transcript(s, recording_id)
 
     def segments(self, recording_id: int) -> list[Segment]:
         """A recording's segments with their words, ordered by start (two queries in all)."""
@@ -211,22 +234,6 @@ class Store:
             return transcripts.revert(s, history_id, user)
 
     # ---------------------------------------------------------------------------- annotations
-
-    def save_tags(
-        self,
-        recording_id: int,
-        suggestions: dict[int, list[ThemeSuggestion]],
-        entities: dict[int, list[Entity]],
-        tagger: str,
-        settings: dict[str, Any],
-        settings_key: str,
-    ) -> dict[str, int]:
-        """Store a tagging run over a recording's segments (by segment id) and mark stage "tag" done, in
-        one transaction (see store.annotations.save_tags); the counts of what changed."""
-        with self._session(write=True) as s:
-            counts = annotations.save_tags(s, recording_id, suggestions, entities, tagger)
-            recordings.set_stage(s, recording_id, "tag", "done", settings, settings_key, counts, None)
-        return counts
 
     def annotations(
         self, recording_id: int | None = None, *, segment_id: int | None = None, status: str | None = None
@@ -274,29 +281,6 @@ class Store:
             return annotations.entities(s, recording_id)
 
     # ------------------------------------------------------------------------------- speakers
-
-    def save_speakers(
-        self,
-        recording_id: int,
-        speakers: list[SpeakerRecord],
-        settings: dict[str, Any],
-        settings_key: str,
-        report: dict[str, Any],
-        segments: list[Segment] | None = None,
-    ) -> list[SpeakerRecord]:
-        """Store what the speakers stage found and mark it done, in one transaction.
-
-        With `segments` (the recording's transcript split at speaker changes), they replace the
-        stored ones as in save_transcription: human decisions follow by time, later stages run
-        again. Each speaker then gets the given role, name and enrolled person, except where a
-        person set the name or the role."""
-        with self._session(write=True) as s:
-            recordings.recording_row(s, recording_id)  # NotFoundError before any work
-            if segments is not None:
-                transcripts.resegment(s, recording_id, segments)
-            speaker_store.save_speakers(s, recording_id, speakers)  # speaker_store: the module, named apart
-            recordings.set_stage(s, recording_id, "speakers", "done", settings, settings_key, report, None)
-            return speaker_store.speakers(s, recording_id)
 
     def speakers(self, recording_id: int) -> list[SpeakerRecord]:
         """A recording's speakers, in order of first appearance."""
@@ -348,3 +332,19 @@ class Store:
         with self._session() as s:
             found = users.user_and_hash(s, name)
         return users.check_password(found, password)
+
+
+def _saved_export(s: Session, recording_id: int, segments: list[Segment]) -> RecordingExport:
+    """A recording as just saved, for its export files: the segments from the pass, in time order; its
+    themes, speakers and entities as the transaction leaves them (small reads, in it)."""
+    themes: dict[int, list[AnnotationRecord]] = {}
+    for annotation in annotations.list_annotations(s, recording_id):
+        themes.setdefault(annotation.segment_id, []).append(annotation)
+    ordered = sorted(segments, key=lambda segment: segment.start)
+    return RecordingExport(
+        recordings.recording(s, recording_id),
+        ordered,
+        themes,
+        speaker_store.speakers(s, recording_id),
+        annotations.entities(s, recording_id),
+    )

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from pipeline.carry import annotation_state, reanchor
 from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.records import (
     ANNOTATION_STATUSES,
     AnnotationRecord,
     Entity,
     HistoryRecord,
+    RecordingResult,
+    Segment,
     ThemeSuggestion,
 )
 from pipeline.store.models import (
@@ -44,18 +47,6 @@ def annotation_record(row: AnnotationRow, recording_id: int) -> AnnotationRecord
         updated_at=iso(row.updated_at) or "",
         version=row.version,
     )
-
-
-def annotation_state(row: AnnotationRow) -> dict[str, Any]:
-    """What the history keeps of an annotation before and after a change."""
-    return {
-        "segment_id": row.segment_id,
-        "theme": row.theme,
-        "source": row.source,
-        "status": row.status,
-        "score": row.score,
-        "evidence": [list(span) for span in row.evidence or ()],
-    }
 
 
 def history_record(row: HistoryRow) -> HistoryRecord:
@@ -132,6 +123,26 @@ def save_tags(
     if rows:
         s.execute(insert(EntityRow.__table__), rows)
     return counts
+
+
+def save_result_tags(s: Session, recording_id: int, segments: list[Segment], result: RecordingResult) -> dict[str, int]:
+    """A pass's tagging (see save_tags) of `segments`, the result's segments as stored, in its order. Offsets
+    are moved to the text as stored where it is not the text the tagger read (a correction carried over,
+    or made while the pass ran)."""
+    read = result.transcript.segments
+
+    def moved(spans: tuple[tuple[int, int], ...], i: int) -> tuple[tuple[int, int], ...]:
+        return spans if segments[i].text == read[i].text else reanchor(spans, read[i].text, segments[i].text)
+
+    suggestions = {
+        segments[i].id: [replace(theme, evidence=moved(theme.evidence, i)) for theme in found]
+        for i, found in result.themes.items()
+    }
+    entities = {
+        segments[i].id: [Entity(e.label, e.text, a, b) for e in found for a, b in moved(((e.start, e.end),), i)]
+        for i, found in result.entities.items()
+    }
+    return save_tags(s, recording_id, suggestions, entities, result.tagger or "")
 
 
 def list_annotations(

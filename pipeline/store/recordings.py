@@ -10,7 +10,7 @@ from datetime import date, datetime
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import InvalidInputError, NotFoundError
@@ -201,6 +201,11 @@ def stages(s: Session, recording_id: int) -> list[StageRecord]:
     """A recording's stages, ordered by name."""
     rows = s.scalars(select(StageRow).where(StageRow.recording_id == recording_id).order_by(StageRow.stage))
     return [_stage(row) for row in rows]
+
+
+def drop_stages(s: Session, recording_id: int, keep: tuple[str, ...]) -> None:
+    """Forget a recording's stages but those in `keep` (they worked on segments that are gone: they run again)."""
+    s.execute(delete(StageRow).where(StageRow.recording_id == recording_id, StageRow.stage.not_in(keep)))
 
 
 def stage_statuses(s: Session) -> dict[int, dict[str, str]]:

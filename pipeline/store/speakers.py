@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pipeline.carry import speaker_state
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.records import SPEAKER_ROLES, PersonRecord, SpeakerRecord
 from pipeline.store.models import HistoryRow, PersonRow, SpeakerRow, iso, now
 
 
-def _speaker(row: SpeakerRow) -> SpeakerRecord:
+def speaker_record(row: SpeakerRow) -> SpeakerRecord:
     return SpeakerRecord(row.label, row.name, row.role, row.named_by, row.role_by, row.person_id)
-
-
-def speaker_state(row: SpeakerRow) -> dict[str, Any]:
-    """What the history keeps of a speaker before and after a change."""
-    return {"label": row.label, "name": row.name, "named_by": row.named_by, "role": row.role, "role_by": row.role_by}
 
 
 def _profile_bytes(profile: Sequence[float]) -> bytes:
@@ -69,7 +64,7 @@ def save_speakers(s: Session, recording_id: int, found: list[SpeakerRecord]) -> 
 def speakers(s: Session, recording_id: int) -> list[SpeakerRecord]:
     """A recording's speakers, in order of first appearance."""
     query = select(SpeakerRow).where(SpeakerRow.recording_id == recording_id).order_by(SpeakerRow.id)
-    return [_speaker(row) for row in s.scalars(query)]
+    return [speaker_record(row) for row in s.scalars(query)]
 
 
 def rename_speaker(s: Session, recording_id: int, label: str, name: str, user: str) -> SpeakerRecord:
@@ -80,7 +75,7 @@ def rename_speaker(s: Session, recording_id: int, label: str, name: str, user: s
     row.name, row.named_by = (name, user) if name else (None, None)
     s.add(HistoryRow(recording_id=recording_id, action="renamed", changed_by=user, before=before, after=speaker_state(row)))
     s.flush()
-    return _speaker(row)
+    return speaker_record(row)
 
 
 def set_role(s: Session, recording_id: int, label: str, role: str, user: str) -> SpeakerRecord:
@@ -92,7 +87,7 @@ def set_role(s: Session, recording_id: int, label: str, role: str, user: str) ->
     row.role, row.role_by = role, user
     s.add(HistoryRow(recording_id=recording_id, action="role", changed_by=user, before=before, after=speaker_state(row)))
     s.flush()
-    return _speaker(row)
+    return speaker_record(row)
 
 
 def enroll(

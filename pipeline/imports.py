@@ -1,0 +1,134 @@
+"""Imports: transcripts people made (ohp JSON, SRT, WebVTT, plain text) as recordings, and codes added in
+ELAN or a QDA program as annotations by their coders. Each file is saved in one transaction, or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.formats.elan import read_eaf
+from pipeline.formats.qdpx import read_qdpx
+from pipeline.formats.readers import DESCRIPTION, read_transcript
+from pipeline.process import tag_result
+from pipeline.records import (
+    AudioInfo,
+    Coding,
+    ImportedCodings,
+    RecordingResult,
+    Segment,
+    SpeakerRecord,
+    StageRun,
+    Transcript,
+)
+from pipeline.stages.audio import probe
+from pipeline.stages.codebook import Codebook
+from pipeline.store import Store, settings_key
+from pipeline.utils import clock
+
+
+def import_file(path: Path, store: Store, audio: Path | None = None, codebook: Codebook | None = None) -> int:
+    """Load an existing transcript (ohp JSON, SRT, WebVTT, plain text) as a recording's transcript; its id.
+
+    With `audio` the transcript belongs to that recording; without, the transcript file itself is the
+    recording (identified by its bytes). Nothing is stored unless the whole file reads (see importers).
+    A transcript imported this way is never replaced by `ohp run`, except with --force.
+    """
+    imported = read_transcript(path)
+    if audio is not None:
+        info = probe(audio.resolve())
+    else:
+        data = path.read_bytes()
+        info = AudioInfo(
+            path=path.resolve(),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
+            format=f"transcript/{imported.source_format}",
+            codec="",
+            sample_rate=0,
+            channels=0,
+            duration=max((s.end for s in imported.segments), default=0.0),
+        )
+    settings = {"imported": str(path.resolve()), "format": imported.source_format, "timed": imported.timed}
+    key = settings_key(settings)
+    # Its speakers are the file's: the labels its segments carry, with names and roles where it gives them.
+    given = [SpeakerRecord(s["label"], s.get("name"), s.get("role")) for s in imported.metadata.get("speakers", [])]
+    labels = dict.fromkeys([*(s.speaker for s in imported.segments if s.speaker), *(s.label for s in given)])
+    result = RecordingResult(
+        info,
+        Transcript(imported.language, 1.0, imported.segments, "import", imported.source_format),
+        speakers=given,
+        description={name: imported.metadata[name] for name in DESCRIPTION if name in imported.metadata},
+        stages={
+            "transcribe": StageRun(settings, key, {"segments": len(imported.segments), "metadata": imported.metadata}),
+            "speakers": StageRun(settings, key, {"speakers": len(labels)}),
+        },
+    )
+    if codebook:
+        tag_result(result, codebook)
+    return store.save_result(result).export.recording.id
+
+
+@dataclass
+class CodingsReport:
+    """What an import of codes (ELAN, REFI-QDA) did."""
+
+    codings: int = 0
+    added: int = 0  # annotations made or accepted by the coder
+    unchanged: int = 0  # the coder's theme was already there, accepted, on that text
+    recordings: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _coded_segments(segments: list[Segment], coding: Coding) -> list[Segment]:
+    """The segments a coding covers: each overlapping it by over half of the shorter of the two (tools
+    snap codes to their own boundaries, which are ohp's segments moved a little)."""
+    if coding.end <= coding.start:
+        return [s for s in segments if s.start <= coding.start < s.end][:1]
+    return [
+        s
+        for s in segments
+        if min(s.end, coding.end) - max(s.start, coding.start)
+        > 0.5 * min(s.end - s.start or 1e-3, coding.end - coding.start)
+    ]
+
+
+# Exchange files that carry codes for recordings ohp has, rather than transcripts.
+CODINGS_READERS: dict[str, Callable[[Path, Codebook], ImportedCodings]] = {".eaf": read_eaf, ".qdpx": read_qdpx}
+
+
+def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
+    """The codes of an exchange file, as annotations by their coders: all of them in one transaction."""
+    report = CodingsReport(warnings=list(imported.warnings))
+    added, queued = [], set()
+    for sha256, codings in imported.codings.items():
+        recording = store.recording_by_sha256(sha256)
+        if recording is None:
+            report.warnings.append(
+                f"{len(codings)} coding(s) belong to a recording that is not in this database (sha256 {sha256[:12]}…)"
+            )
+            continue
+        report.recordings.append(recording.id)
+        segments = store.segments(recording.id)
+        existing = {(a.segment_id, a.theme): a for a in store.annotations(recording.id)}
+        for coding in codings:
+            report.codings += 1
+            covered = _coded_segments(segments, coding)
+            if not covered:
+                report.warnings.append(
+                    f"{coding.coder}'s {coding.theme} at {clock(coding.start)}-{clock(coding.end)} covers no segment"
+                )
+            for target in covered:
+                at = target.text.find(coding.text.strip()) if coding.text and coding.text.strip() else -1
+                evidence = ((at, at + len(coding.text.strip())),) if at >= 0 else ()
+                had = existing.get((target.id, coding.theme))
+                item = (target.id, coding.theme, coding.coder, evidence)
+                if (had and had.status == "accepted" and set(evidence) <= set(had.evidence)) or item in queued:
+                    report.unchanged += 1  # or a coding a tool split in pieces over one segment
+                else:
+                    added.append(item)
+                    queued.add(item)
+    store.add_annotations(added)
+    report.added = len(added)
+    return report

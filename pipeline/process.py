@@ -1,0 +1,360 @@
+"""One recording's pass through the pipeline, in memory: decode -> segment -> transcribe -> speakers -> tag.
+
+`process_recording` takes plain inputs (the file, the run options, the enrolled voices, and what the store
+has of the recording) and returns a `RecordingResult`, which `Store.save_result` saves in one transaction.
+It never touches the database, so a pass can run on another machine.
+
+Stages already done with the same settings are skipped: changed speaker settings or a newly enrolled voice
+redo the speakers (the audio is decoded again, not transcribed), a changed codebook redoes the tagging, and a
+transcript people made (imported) keeps its speakers and is transcribed only with `force`. A recording being
+transcribed checkpoints its finished chunks to a file beside the model cache, so a killed run resumes from
+the last one; the checkpoint goes once the result is saved (`clear_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.carry import carry_corrections
+from pipeline.config import default_home
+from pipeline.formats.export import DEFAULT_FORMATS
+from pipeline.records import (
+    AudioInfo,
+    PersonRecord,
+    RecordingRecord,
+    RecordingResult,
+    Segment,
+    SpeakerRecord,
+    SpeechRegion,
+    StageRecord,
+    StageRun,
+    Transcript,
+    Word,
+)
+from pipeline.stages.audio import decode, probe
+from pipeline.stages.codebook import Codebook
+from pipeline.stages.engines import load_engine
+from pipeline.stages.segment import VadOptions, segment, speech_regions
+from pipeline.stages.speakers import (
+    MAX_ESTIMATED_SPEAKERS,
+    DiarizeOptions,
+    diarize,
+    label_roles,
+    match_profiles,
+    speaker_at,
+    split_segment,
+)
+from pipeline.stages.tag import TAGGER_VERSION, tag_segments
+from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, transcribe
+from pipeline.store import settings_key
+
+log = logging.getLogger(__name__)
+
+STAGES = ("transcribe", "speakers", "tag")  # the stages with a row in the store, in the order they run
+
+
+@dataclass(frozen=True)
+class SpeakerOptions:
+    count: int | None = None  # None: estimated, at most MAX_ESTIMATED_SPEAKERS
+
+    def settings(self) -> dict:
+        """The speakers stage's settings, but for the enrolled voices (see speaker_settings)."""
+        return {
+            "count": self.count,
+            "max_speakers": max(MAX_ESTIMATED_SPEAKERS, self.count or 0),
+            "diarize": asdict(DiarizeOptions()),
+        }
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)
+    vad: VadOptions = field(default_factory=VadOptions)
+    speakers: SpeakerOptions | None = field(default_factory=SpeakerOptions)  # None skips the speakers stage
+    force: bool = False
+    out_dir: Path | None = Path("transcripts")
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    codebook: Codebook | None = None  # themes to tag with; None skips the tag stage
+    home: Path = field(default_factory=default_home)  # the model cache; partial transcripts are kept there too
+    device: str = "auto"  # where models run: auto, cpu or cuda
+
+    def settings(self) -> dict:
+        """The transcribe stage's settings: the same settings give the same transcript."""
+        return {"transcribe": self.transcribe.settings(), "vad": asdict(self.vad)}
+
+
+def speaker_settings(options: SpeakerOptions, people: Sequence[PersonRecord]) -> dict:
+    # A newly enrolled voice is looked for in every recording again, as a changed codebook re-tags.
+    return {**options.settings(), "people": settings_key({p.name: p.enrolled_at for p in people})}
+
+
+def tag_settings(codebook: Codebook) -> dict:
+    return {"tagger": TAGGER_VERSION, "codebook": codebook.version}
+
+
+def is_done(stage: StageRecord | None, settings: dict) -> bool:
+    """Whether the stage is done with these settings."""
+    return stage is not None and stage.status == "done" and stage.settings_key == settings_key(settings)
+
+
+def pending_stages(options: RunOptions, people: Sequence[PersonRecord], stages: Mapping[str, StageRecord]) -> list[str]:
+    """The stages a pass over a recording must run, given the stages the store has of it (by name)."""
+    transcribed = stages.get("transcribe")
+    # A transcript people made (imported) is not the recogniser's to replace, nor its speakers.
+    imported = transcribed is not None and transcribed.status == "done" and "imported" in transcribed.settings
+    pending = []
+    if options.force or not (imported or is_done(transcribed, options.settings())):
+        pending.append("transcribe")
+    if options.speakers and (pending or not imported):
+        if pending or options.force or not is_done(stages.get("speakers"), speaker_settings(options.speakers, people)):
+            pending.append("speakers")
+    # New segments are tagged anew.
+    tagged = options.codebook and is_done(stages.get("tag"), tag_settings(options.codebook))
+    if options.codebook and (pending or options.force or not tagged):
+        pending.append("tag")
+    return pending
+
+
+class StageProgress(Protocol):
+    """What a pass tells its caller as it goes."""
+
+    def stage_started(self, path: Path, stage: str, audio_seconds: float) -> None: ...
+    def audio_done(self, path: Path, audio_seconds: float) -> None: ...
+
+
+class StageError(Exception):
+    """A stage failed on a recording: the message names the file, the stage and the cause (also chained)."""
+
+    def __init__(self, path: Path, stage: str, cause: Exception) -> None:
+        super().__init__(f"{path}: {stage}: {type(cause).__name__}: {cause}")
+        self.path, self.stage, self.cause = path, stage, cause
+
+
+@contextmanager
+def running(
+    path: Path, stage: str, progress: StageProgress | None = None, audio_seconds: float = 0.0
+) -> Iterator[None]:
+    """A stage of a pass: logged, told to the progress, and its failure a StageError naming it."""
+    log.debug("%s: %s", path, stage)
+    if progress:
+        progress.stage_started(path, stage, audio_seconds)
+    try:
+        yield
+    except StageError:
+        raise
+    except Exception as exc:
+        raise StageError(path, stage, exc) from exc
+
+
+class Checkpoint:
+    """Finished chunks of a recording being transcribed, one JSON line each, so a killed run resumes."""
+
+    def __init__(self, info: AudioInfo, key: str, home: Path) -> None:
+        folder = home / "partial"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{info.sha256}-{key}.jsonl"
+
+    def load(self) -> dict[int, ChunkResult]:
+        done: dict[int, ChunkResult] = {}
+        if not self.path.exists():
+            return done
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # the line being written when the run was killed
+                break
+            segments = [Segment(**{**s, "words": [Word(**w) for w in s["words"]]}) for s in entry["segments"]]
+            done[entry["index"]] = ChunkResult(segments, entry["guards"])
+        return done
+
+    def add(self, index: int, result: ChunkResult) -> None:
+        entry = {"index": index, "segments": [asdict(s) for s in result.segments], "guards": result.guards}
+        line = json.dumps(entry, ensure_ascii=False)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def clear_checkpoint(result: RecordingResult, home: Path) -> None:
+    """Remove the chunks kept while the recording was transcribed: call once its result is saved."""
+    if "transcribe" in result.stages:
+        Checkpoint(result.info, result.stages["transcribe"].settings_key, home).remove()
+
+
+Audio = tuple[np.ndarray, list[SpeechRegion]]  # decoded samples and their speech regions
+
+
+def _transcribe(
+    result: RecordingResult, options: RunOptions, stored: Transcript | None, progress: StageProgress | None
+) -> Audio:
+    """Decode, segment and transcribe (stage "transcribe") into `result`; the audio, for the speakers stage.
+    Corrections people made to a stored transcript go onto the new text, so the tagger reads them."""
+    info, started = result.info, time.monotonic()
+    settings = options.settings()
+    key = settings_key(settings)
+    with running(info.path, "decode", progress, info.duration):
+        decoded = decode(info)
+    warnings = list(decoded.warnings)
+    with running(info.path, "segment", progress, decoded.duration):
+        chunks = segment(decoded.samples, options.vad)
+    with running(info.path, "transcribe", progress, decoded.duration):
+        checkpoint = Checkpoint(info, key, options.home)
+        if options.force:
+            checkpoint.remove()
+        done = checkpoint.load()
+
+        def chunk_finished(index: int, chunk_result: ChunkResult) -> None:
+            if index not in done:
+                checkpoint.add(index, chunk_result)
+            if progress:
+                progress.audio_done(info.path, chunks[index].end)
+
+        if chunks:
+            engine = load_engine(options.transcribe.engine, options.transcribe.model, options.home, options.device)
+            transcript = transcribe(
+                decoded.samples, chunks, engine, options.transcribe, done=done, on_chunk=chunk_finished
+            )
+        else:  # silence: a valid recording with nothing to transcribe, and no model to load for it
+            warnings.append(f"{info.path}: no speech found")
+            transcript = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)
+    for correction in carry_corrections(stored.segments if stored else [], transcript.segments):
+        if correction.target is not None:
+            transcript.segments[correction.target] = replace(
+                transcript.segments[correction.target], text=correction.old.text, version=correction.version
+            )
+    transcript.warnings = warnings
+    # The decoded length is the truth when a container misstates it (truncated files).
+    result.info, result.transcript = replace(info, duration=decoded.duration), transcript
+    result.stages["transcribe"] = StageRun(
+        settings,
+        key,
+        {
+            "segments": len(transcript.segments),
+            "chunks": len(chunks),
+            "speech_seconds": round(sum(c.speech_duration for c in chunks), 3),
+            "language_probability": transcript.language_probability,
+            "guards": transcript.guards,
+            "warnings": warnings,
+            "resumed_chunks": len(done),
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    return decoded.samples, [region for chunk in chunks for region in chunk.regions]
+
+
+def _find_speakers(
+    result: RecordingResult,
+    options: RunOptions,
+    people: Sequence[PersonRecord],
+    audio: Audio | None,
+    progress: StageProgress | None,
+) -> None:
+    """Who speaks when (stage "speakers"): turns, every segment given its speaker and split where the speaker
+    changes, roles, and enrolled voices named. Without `audio` (a recording transcribed earlier) the file is
+    decoded again; the transcript is not redone."""
+    info, started = result.info, time.monotonic()
+    settings = speaker_settings(options.speakers, people)
+    with running(info.path, "speakers", progress, info.duration):
+        decoded_again = audio is None
+        if audio is None:
+            samples = decode(info).samples
+            audio = samples, speech_regions(samples, options.vad)
+        samples, regions = audio
+        turns = diarize(samples, regions, options.speakers.count, settings["max_speakers"], device=options.device)
+        before = result.transcript.segments
+        # A segment whose text a person corrected is not split (its parts would take the words' text): it
+        # keeps its text and takes the speaker who says most of it.
+        segments = [
+            part
+            for s in before
+            for part in (
+                [replace(s, speaker=speaker_at(s.start, s.end, turns))] if s.version > 1 else split_segment(s, turns)
+            )
+        ]
+        roles = label_roles(segments, turns)
+        profiles = {p.name: np.asarray(p.profile, dtype=np.float32) for p in people}
+        names = match_profiles(samples, turns, profiles, device=options.device)
+    ids = {p.name: p.id for p in people}
+    result.transcript = replace(result.transcript, segments=segments)
+    result.speakers = [
+        SpeakerRecord(label, names.get(label), roles.get(label), person_id=ids.get(names.get(label)))
+        for label in dict.fromkeys(turn.speaker for turn in turns)
+    ]
+    result.stages["speakers"] = StageRun(
+        settings,
+        settings_key(settings),
+        {
+            "speakers": len(result.speakers),
+            "turns": len(turns),
+            "segments": len(segments),
+            "segments_split": len(segments) - len(before),
+            "roles": roles,
+            "enrolled": names,
+            "decoded_again": decoded_again,
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
+
+
+def tag_result(result: RecordingResult, codebook: Codebook, progress: StageProgress | None = None) -> None:
+    """Tag the result's segments with the codebook's themes and find their entities (stage "tag"). What the
+    tagging changes in the store (added, updated, withdrawn) the store adds to the report when it saves."""
+    settings = tag_settings(codebook)
+    segments = result.transcript.segments
+    with running(result.info.path, "tag", progress, result.info.duration):
+        found = tag_segments([s.text for s in segments], [s.language for s in segments], codebook)
+    result.themes = {i: r.themes for i, r in enumerate(found) if r.themes}
+    result.entities = {i: r.entities for i, r in enumerate(found) if r.entities}
+    result.tagger = f"{TAGGER_VERSION}/{codebook.version}"
+    result.stages["tag"] = StageRun(settings, settings_key(settings), {})
+
+
+def stored_result(recording: RecordingRecord, transcript: Transcript) -> RecordingResult:
+    """A stored recording as a result no stage has run on yet (to tag it again, say)."""
+    info = AudioInfo(
+        Path(recording.path), recording.sha256, recording.size_bytes, recording.format, "", 0, 0, recording.duration
+    )
+    return RecordingResult(info, transcript)
+
+
+def process_recording(
+    source: Path | AudioInfo,
+    options: RunOptions,
+    *,
+    people: Sequence[PersonRecord] = (),
+    stages: Mapping[str, StageRecord] | None = None,
+    stored: Transcript | None = None,
+    progress: StageProgress | None = None,
+) -> RecordingResult:
+    """One recording from its file to a complete result in memory: the stages it needs (pending_stages), no
+    database. `stages` and `stored` are what the store has of the recording: its stages by name, and its
+    transcript (segments with ids and versions), which a pass that does not transcribe works on."""
+    stages = stages or {}
+    if isinstance(source, AudioInfo):
+        info = source
+    else:
+        with running(source, "probe", progress):
+            info = probe(source.resolve())
+    pending = pending_stages(options, people, stages)
+    if stored is None and pending and "transcribe" not in pending:
+        needed = ", ".join(pending)
+        raise ValueError(f"{info.path}: the stored transcript is needed to run {needed} without transcribing")
+    nothing = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)
+    result = RecordingResult(info, stored or nothing)
+    audio = _transcribe(result, options, stored, progress) if "transcribe" in pending else None
+    if "speakers" in pending:
+        _find_speakers(result, options, people, audio, progress)
+    if "tag" in pending:
+        tag_result(result, options.codebook, progress)
+    return result

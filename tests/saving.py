@@ -1,0 +1,69 @@
+"""Recordings put into a test database the way the pipeline puts them there: each step a RecordingResult
+that one Store.save_result saves, as if that stage had just run (the transcribe stage, the speakers stage,
+the tag stage)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pipeline.process import stored_result
+from pipeline.records import (
+    AudioInfo,
+    Entity,
+    RecordingResult,
+    Segment,
+    SpeakerRecord,
+    StageRun,
+    ThemeSuggestion,
+    Transcript,
+)
+from pipeline.store import Store
+
+
+def save_transcription(
+    store: Store, info: AudioInfo, transcript: Transcript, settings: dict, key: str, report: dict
+) -> int:
+    """A transcript as the transcribe stage saves it; the recording's id."""
+    result = RecordingResult(info, transcript, stages={"transcribe": StageRun(settings, key, report)})
+    return store.save_result(result).export.recording.id
+
+
+def _stored(store: Store, recording_id: int) -> RecordingResult:
+    return stored_result(store.recording(recording_id), store.transcript(recording_id))
+
+
+def save_speakers(
+    store: Store,
+    recording_id: int,
+    speakers: list[SpeakerRecord],
+    settings: dict,
+    key: str,
+    report: dict,
+    segments: list[Segment] | None = None,
+) -> list[SpeakerRecord]:
+    """What the speakers stage found, over the stored segments or `segments` (split anew); the speakers as stored."""
+    result = _stored(store, recording_id)
+    if segments is not None:
+        result.transcript = replace(result.transcript, segments=segments)
+    result.speakers = speakers
+    result.stages["speakers"] = StageRun(settings, key, report)
+    return store.save_result(result).export.speakers
+
+
+def save_tags(
+    store: Store,
+    recording_id: int,
+    suggestions: dict[int, list[ThemeSuggestion]],
+    entities: dict[int, list[Entity]],
+    tagger: str,
+    settings: dict,
+    key: str,
+) -> dict[str, int]:
+    """A tagging run over the stored segments, suggestions and entities by segment id; what it changed."""
+    result = _stored(store, recording_id)
+    index = {segment.id: i for i, segment in enumerate(result.transcript.segments)}
+    result.themes = {index[sid]: found for sid, found in suggestions.items()}
+    result.entities = {index[sid]: found for sid, found in entities.items()}
+    result.tagger = tagger
+    result.stages["tag"] = StageRun(settings, key, {})
+    return store.save_result(result).tag_counts
