@@ -153,7 +153,21 @@ def make_long(path: Path, hours: float) -> Path:
     if not target.exists():
         repeats = int(hours * 3600 / probe(path).duration) + 1
         subprocess.run(
-            [ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(repeats - 1), "-i", str(path), "-t", str(hours * 3600), "-c", "copy", str(target)],
+            [
+                ffmpeg_exe(),
+                "-v",
+                "error",
+                "-y",
+                "-stream_loop",
+                str(repeats - 1),
+                "-i",
+                str(path),
+                "-t",
+                str(hours * 3600),
+                "-c",
+                "copy",
+                str(target),
+            ],
             check=True,
         )
     return target
@@ -171,8 +185,10 @@ def main() -> None:
 
     OUT.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, dict]] = {}
-    print(f"{'system':<13} {'file':<26} {'CER':>6} {'raw CER':>8} {'gap chars':>9} "
-        f"{'time s':>7} {'load s':>6} {'x realtime':>10} {'peak MB':>8}")
+    print(
+        f"{'system':<13} {'file':<26} {'CER':>6} {'raw CER':>8} {'gap chars':>9} "
+        f"{'time s':>7} {'load s':>6} {'x realtime':>10} {'peak MB':>8}"
+    )
     for system in args.systems:
         for name in FILES:
             path = CORPUS / name
@@ -182,7 +198,7 @@ def main() -> None:
             print(
                 f"{system:<13} {name:<26} {run['cer']:6.3f} {run['raw_cer']:8.3f} {run['gap_chars']:9d} "
                 f"{run['seconds']:7.1f} {run['load_seconds']:6.1f} "
-                    f"{run['audio_seconds'] / run['seconds']:10.1f} {run['peak_mb']:8.0f}",
+                f"{run['audio_seconds'] / run['seconds']:10.1f} {run['peak_mb']:8.0f}",
                 flush=True,
             )
     print()
@@ -194,7 +210,9 @@ def main() -> None:
             line += f", {plain / seconds:4.1f}x faster than plain-openai"
         if "clips-alone" in results and system != "clips-alone":
             for name, run in runs.items():
-                line += f"; {name.split('_')[1]} CER {run['cer'] - results['clips-alone'][name]['cer']:+.3f} vs clips alone"
+                line += (
+                    f"; {name.split('_')[1]} CER {run['cer'] - results['clips-alone'][name]['cer']:+.3f} vs clips alone"
+                )
         print(line)
     if args.long:
         long_path = make_long(CORPUS / FILES[0], 2.0)

@@ -67,10 +67,14 @@ KIND = {"P": "PERSON", "L": "PLACE"}
 # fixes, not how a list does on names nobody read. One-character surnames (老板姓王) cannot go on it: 王
 # would go from 王国 and every other word with the character.
 LISTED = {
-    "石门村": "places", "小军": "names",  # zh-1: the village; the son, never found by the entity stage
-    "张秀英": "names", "樟木头": "places",  # zh-2: the wife (only 秀英 found); the detention town
-    "周口": "places", "龙华": "places",  # zh-3: home town; the factory district
-    "Houjie": "places", "May": "names",  # en-1: the factory town; the daughter (and so May the month goes too)
+    "石门村": "places",
+    "小军": "names",  # zh-1: the village; the son, never found by the entity stage
+    "张秀英": "names",
+    "樟木头": "places",  # zh-2: the wife (only 秀英 found); the detention town
+    "周口": "places",
+    "龙华": "places",  # zh-3: home town; the factory district
+    "Houjie": "places",
+    "May": "names",  # en-1: the factory town; the daughter (and so May the month goes too)
 }
 
 
@@ -128,9 +132,19 @@ def interview_exports(lines: list[Line]):
         by_interview[line.interview].append(i)
     exports = []
     for n, (name, indices) in enumerate(by_interview.items(), 1):
-        recording = RecordingRecord(n, f"{n:064x}", f"/bench/{name}.wav", 1, "wav", 3.0 * len(indices), lines[indices[0]].language)
+        recording = RecordingRecord(
+            n, f"{n:064x}", f"/bench/{name}.wav", 1, "wav", 3.0 * len(indices), lines[indices[0]].language
+        )
         segments = [
-            Segment(3.0 * k, 3.0 * k + 2.8, lines[i].text, lines[i].text, lines[i].language, speaker=lines[i].speaker, id=i + 1)
+            Segment(
+                3.0 * k,
+                3.0 * k + 2.8,
+                lines[i].text,
+                lines[i].text,
+                lines[i].language,
+                speaker=lines[i].speaker,
+                id=i + 1,
+            )
             for k, i in enumerate(indices)
         ]
         entities = {i + 1: list(lines[i].entities) for i in indices}
@@ -145,7 +159,11 @@ def replaced_spans(original: str, redacted: str, records) -> list[tuple[int, int
     for record in records:
         at = redacted.find(record.replacement, r)
         gap = redacted[r:at]
-        if at < 0 or original[o : o + len(gap)] != gap or original[o + len(gap) : o + len(gap) + len(record.found)] != record.found:
+        if (
+            at < 0
+            or original[o : o + len(gap)] != gap
+            or original[o + len(gap) : o + len(gap) + len(record.found)] != record.found
+        ):
             raise AssertionError(f"redacted text and report disagree: {original!r} -> {redacted!r}, {record}")
         o += len(gap)
         spans.append((o, o + len(record.found)))
@@ -156,7 +174,9 @@ def replaced_spans(original: str, redacted: str, records) -> list[tuple[int, int
 
 
 def baseline_spans(lines: list[Line]) -> dict[int, list[tuple[int, int]]]:
-    return {i: [(e.start, e.end) for e in line.entities if e.label in ("PERSON", "PLACE")] for i, line in enumerate(lines)}
+    return {
+        i: [(e.start, e.end) for e in line.entities if e.label in ("PERSON", "PLACE")] for i, line in enumerate(lines)
+    }
 
 
 def ohp_spans(lines: list[Line], listed: dict[str, str] | None) -> dict[int, list[tuple[int, int]]]:
@@ -183,8 +203,12 @@ def score(lines: list[Line], spans: dict[int, list[tuple[int, int]]], language: 
         mentions += len(line.names)
         mentions_found += sum(all(c in hit for c in range(s, e)) for _, s, e in line.names)
     return {
-        "recall": both / named if named else 1.0, "precision": both / replaced if replaced else 1.0,
-        "mentions": mentions, "mentions_found": mentions_found, "named": named, "replaced": replaced,
+        "recall": both / named if named else 1.0,
+        "precision": both / replaced if replaced else 1.0,
+        "mentions": mentions,
+        "mentions_found": mentions_found,
+        "named": named,
+        "replaced": replaced,
     }
 
 
@@ -205,12 +229,19 @@ def misses(lines: list[Line], spans: dict[int, list[tuple[int, int]]]) -> tuple[
             if not any(inside):
                 wrong[line.text[s:e]] += 1
             elif not all(inside):
-                beyond["".join(ch if g else f"[{ch}]" for ch, g in zip(line.text[s:e], inside, strict=False)).replace("][", "")] += 1
+                beyond[
+                    "".join(ch if g else f"[{ch}]" for ch, g in zip(line.text[s:e], inside, strict=False)).replace(
+                        "][", ""
+                    )
+                ] += 1
     return missed, wrong, beyond
 
 
 def _counted(found: dict[str, int]) -> str:
-    return ", ".join(f"{t} x{n}" if n > 1 else t for t, n in sorted(found.items(), key=lambda x: (x[0].isascii(), -x[1]))) or "-"
+    return (
+        ", ".join(f"{t} x{n}" if n > 1 else t for t, n in sorted(found.items(), key=lambda x: (x[0].isascii(), -x[1])))
+        or "-"
+    )
 
 
 def redaction_report(show_errors: bool) -> list[Line]:
@@ -246,15 +277,19 @@ def redaction_report(show_errors: bool) -> list[Line]:
     (a, b, _) = methods.values()
     changed = sum(sorted(a[i]) != sorted(b[i]) for i in range(len(lines)))
     print(f"lines where (b) replaced other characters than (a): {changed} of {len(lines)}")
-    print("R, P: name characters replaced / all name characters, and / all replaced characters; "
-        "names: mentions wholly replaced")
+    print(
+        "R, P: name characters replaced / all name characters, and / all replaced characters; "
+        "names: mentions wholly replaced"
+    )
     for method, spans in list(methods.items())[1:]:
         missed, wrong, beyond = misses(lines, spans)
         print(f"\n{method}:")
         print(f"  names missed (wholly or in part): {_counted(missed)}")
         print(f"  replaced, not a name:             {_counted(wrong)}")
         print(f"  replaced with words beside a name ([not name]): {_counted(beyond)}")
-    entity_texts = sorted({(e.label, e.text) for line in lines for e in line.entities if e.label in ("PERSON", "PLACE")})
+    entity_texts = sorted(
+        {(e.label, e.text) for line in lines for e in line.entities if e.label in ("PERSON", "PLACE")}
+    )
     print("\nentity stage, PERSON/PLACE texts found: " + ", ".join(f"{t} ({label[:3]})" for label, t in entity_texts))
     if show_errors:
         spans = methods[f"(c) ohp Redactor, list of {len(LISTED)}"]
@@ -263,9 +298,11 @@ def redaction_report(show_errors: bool) -> list[Line]:
             hit = sorted(spans[i])
             gold = sorted((s, e) for _, s, e in line.names)
             if {c for s, e in hit for c in range(s, e)} != {c for s, e in gold for c in range(s, e)}:
-                print(f"  {line.text}\n    labelled {[line.text[s:e] for s, e in gold]}, "
+                print(
+                    f"  {line.text}\n    labelled {[line.text[s:e] for s, e in gold]}, "
                     f"replaced {[line.text[s:e] for s, e in hit]}, "
-                      f"entities {[(e.label, e.text) for e in line.entities]}")
+                    f"entities {[(e.label, e.text) for e in line.entities]}"
+                )
     return lines
 
 
@@ -291,20 +328,44 @@ def long_interview(lines: list[Line], codebook, number: int, segments: int = 240
         else:
             pieces = [(" " if i else "") + w for i, w in enumerate(line.text.split())]
         step = (end - start) / len(pieces)
-        words = [Word(round(start + j * step, 3), round(start + (j + 1) * step, 3), p, 0.9) for j, p in enumerate(pieces)]
+        words = [
+            Word(round(start + j * step, 3), round(start + (j + 1) * step, 3), p, 0.9) for j, p in enumerate(pieces)
+        ]
         sid = offset + k + 1
-        out.append(Segment(start, end, line.text, line.text, line.language, words, avg_logprob=-0.3, speaker=line.speaker, id=sid))
+        out.append(
+            Segment(
+                start, end, line.text, line.text, line.language, words, avg_logprob=-0.3, speaker=line.speaker, id=sid
+            )
+        )
         entities[sid] = list(line.entities)
         annotations[sid] = [
             AnnotationRecord(
-                sid * 10 + j, sid, number, t.theme, "auto", "accepted" if (k + j) % 4 == 0 else "suggested", t.score, t.evidence,
-                "1/v", "mei" if (k + j) % 4 == 0 else None, "2026-01-01T00:00:00", 1,
+                sid * 10 + j,
+                sid,
+                number,
+                t.theme,
+                "auto",
+                "accepted" if (k + j) % 4 == 0 else "suggested",
+                t.score,
+                t.evidence,
+                "1/v",
+                "mei" if (k + j) % 4 == 0 else None,
+                "2026-01-01T00:00:00",
+                1,
             )
             for j, t in enumerate(line.themes)
         ]
     recording = RecordingRecord(
-        number, f"{number:064x}", f"/archive/interview_{number:02d}.wav", 230_400_000, "wav", segments * seconds, "zh",
-        interviewee="刘秀兰", place="东莞", recorded_on="2019-05-03",
+        number,
+        f"{number:064x}",
+        f"/archive/interview_{number:02d}.wav",
+        230_400_000,
+        "wav",
+        segments * seconds,
+        "zh",
+        interviewee="刘秀兰",
+        place="东莞",
+        recorded_on="2019-05-03",
     )
     speakers = [SpeakerRecord("S1", "Maria", "interviewer"), SpeakerRecord("S2", None, "interviewee")]
     return RecordingExport(recording, out, annotations, speakers, entities, codebook)
@@ -362,7 +423,9 @@ def speed_report(lines: list[Line] | None, runs: int, recordings: int) -> None:
     redactor = Redactor({"names", "places"}, LISTED)
     _, report = redactor(export)
     row("Redactor (names+places)", measure(lambda: redactor(export), runs), base)
-    print(f"  (the Redactor replaced {sum(r.field == 'text' for r in report)} mentions in the text, {len(report)} in all)")
+    print(
+        f"  (the Redactor replaced {sum(r.field == 'text' for r in report)} mentions in the text, {len(report)} in all)"
+    )
 
     many = [export] + [long_interview(lines, codebook, k) for k in range(2, recordings + 1)]
     print(f"\nproject formats over {len(many)} such recordings ({sum(len(e.segments) for e in many)} segments):\n")

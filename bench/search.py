@@ -72,14 +72,60 @@ from pipeline.utils import HAN  # noqa: E402
 
 # What researchers type (issue 4): theme words first; only those found in the data are used.
 THEME_WORDS_ZH = [
-    "工资", "户口", "老家", "孩子", "加班", "老板", "工厂", "上学", "学校", "房子", "打工", "回家", "过年",
-    "看病", "医院", "爷爷奶奶", "火车", "宿舍", "拖欠", "计件", "辞职", "读书", "妈妈", "社保", "房租", "身体",
-    "钱", "累", "家",
+    "工资",
+    "户口",
+    "老家",
+    "孩子",
+    "加班",
+    "老板",
+    "工厂",
+    "上学",
+    "学校",
+    "房子",
+    "打工",
+    "回家",
+    "过年",
+    "看病",
+    "医院",
+    "爷爷奶奶",
+    "火车",
+    "宿舍",
+    "拖欠",
+    "计件",
+    "辞职",
+    "读书",
+    "妈妈",
+    "社保",
+    "房租",
+    "身体",
+    "钱",
+    "累",
+    "家",
 ]
 THEME_WORDS_EN = [
-    "wages", "school", "children", "home", "overtime", "factory", "pay", "money", "village", "grandparents",
-    "train", "boss", "rent", "hospital", "sick", "work", "job", "family", "house", "hukou", "dormitory",
-    "held back", "new year",
+    "wages",
+    "school",
+    "children",
+    "home",
+    "overtime",
+    "factory",
+    "pay",
+    "money",
+    "village",
+    "grandparents",
+    "train",
+    "boss",
+    "rent",
+    "hospital",
+    "sick",
+    "work",
+    "job",
+    "family",
+    "house",
+    "hukou",
+    "dormitory",
+    "held back",
+    "new year",
 ]
 STRESS = ["是", "的", "我们", "the", "and"]  # in a large share of segments: timed apart, the worst case
 EN_STOP = set(
@@ -123,7 +169,9 @@ def source_sentences() -> dict[str, list[str]]:
     for name in ("longform_zh_dev.json", "longform_dialect_dev.json"):
         texts += [s["text"] for s in json.loads((CORPUS / name).read_text(encoding="utf-8"))["segments"]]
     for stm in CORPUS.glob("en/*.stm"):
-        texts += [line.split(maxsplit=5)[5] for line in stm.read_text(encoding="utf-8").splitlines() if len(line.split()) > 5]
+        texts += [
+            line.split(maxsplit=5)[5] for line in stm.read_text(encoding="utf-8").splitlines() if len(line.split()) > 5
+        ]
     texts += [json.loads(line)["text"] for line in LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
     tree = ast.parse(DEMO.read_text(encoding="utf-8"))
     for node in tree.body:
@@ -166,7 +214,9 @@ def _clock(seconds: float) -> str:
 THEMED_SHARE = 0.18  # chance that a sentence is drawn from those with a theme: about 30 % of segments get one
 
 
-def generate(folder: Path, size: int, pool: dict[str, list[str]], themes: dict, seed: int, per: int | None = None) -> list[Recording]:
+def generate(
+    folder: Path, size: int, pool: dict[str, list[str]], themes: dict, seed: int, per: int | None = None
+) -> list[Recording]:
     """Transcripts of `per` segments each (default: 1000 of size/1000 segments), SRT and ohp JSON in turn."""
     rng = random.Random(seed)
     themed = {lang: [s for s in sentences if themes.get(s)] for lang, sentences in pool.items()}
@@ -180,7 +230,10 @@ def generate(folder: Path, size: int, pool: dict[str, list[str]], themes: dict, 
         speakers = ("Interviewer", rng.choice(["Zhang", "Li", "Wang", "Chen", "Liu", "Mei", "Anna", "Tom"]))
         segments, cues, t = [], [], 0.0
         for i in range(per):
-            parts = [rng.choice(themed[lang] if rng.random() < THEMED_SHARE else plain[lang]) for _ in range(rng.choice((1, 1, 2, 2, 3)))]
+            parts = [
+                rng.choice(themed[lang] if rng.random() < THEMED_SHARE else plain[lang])
+                for _ in range(rng.choice((1, 1, 2, 2, 3)))
+            ]
             joiner = "" if lang == "zh" else " "
             body = joiner.join(parts)
             duration = max(1.0, len(body) * (0.25 if lang == "zh" else 0.07))
@@ -190,15 +243,32 @@ def generate(folder: Path, size: int, pool: dict[str, list[str]], themes: dict, 
             t += duration + rng.uniform(0.2, 2.0)
         if r % 2 == 0:  # every other transcript as SRT, the others as ohp's own JSON
             path = folder / f"interview_{r:04d}.srt"
-            path.write_text("\n".join(f"{i + 1}\n{_clock(a)} --> {_clock(b)}\n{who}: {body}\n" for i, (a, b, who, body) in enumerate(cues)), encoding="utf-8")
+            path.write_text(
+                "\n".join(
+                    f"{i + 1}\n{_clock(a)} --> {_clock(b)}\n{who}: {body}\n" for i, (a, b, who, body) in enumerate(cues)
+                ),
+                encoding="utf-8",
+            )
         else:
             path = folder / f"interview_{r:04d}.json"
             document = {
-                "recording": {"path": f"interview_{r:04d}.wav", "duration": round(t, 3), "language": lang,
-                              "speakers": [{"label": who, "name": None, "role": None} for who in speakers]},
+                "recording": {
+                    "path": f"interview_{r:04d}.wav",
+                    "duration": round(t, 3),
+                    "language": lang,
+                    "speakers": [{"label": who, "name": None, "role": None} for who in speakers],
+                },
                 "segments": [
-                    {"start": round(a, 3), "end": round(b, 3), "text": body, "original_text": body, "language": lang,
-                     "speaker": who, "words": [], "themes": []}
+                    {
+                        "start": round(a, 3),
+                        "end": round(b, 3),
+                        "text": body,
+                        "original_text": body,
+                        "language": lang,
+                        "speaker": who,
+                        "words": [],
+                        "themes": [],
+                    }
                     for a, b, who, body in cues
                 ],
             }
@@ -216,7 +286,9 @@ def segment_suggestions(parts: list[str], lang: str, themes: dict[str, list[Them
         for s in themes.get(part, ()):
             evidence = tuple((a + offset, b + offset) for a, b in s.evidence)
             old = found.get(s.theme)
-            found[s.theme] = s.__class__(s.theme, max(s.score, old.score if old else 0), (old.evidence if old else ()) + evidence)
+            found[s.theme] = s.__class__(
+                s.theme, max(s.score, old.score if old else 0), (old.evidence if old else ()) + evidence
+            )
         offset += len(part) + len(joiner)
     return list(found.values())
 
@@ -253,7 +325,9 @@ def _words(recordings: list[Recording], themes: dict[str, list[ThemeSuggestion]]
             for part in parts:
                 if part not in cut_cache:
                     if rec.language == "zh":  # in simplified script: search folds 這個 into 这个
-                        cut_cache[part] = [to_simplified(w) for w in jieba.lcut(part) if re.fullmatch(f"[{HAN}]{{1,4}}", w)]
+                        cut_cache[part] = [
+                            to_simplified(w) for w in jieba.lcut(part) if re.fullmatch(f"[{HAN}]{{1,4}}", w)
+                        ]
                     else:
                         cut_cache[part] = [w.lower() for w in re.findall(r"[A-Za-z]+", part)]
                 words.update(cut_cache[part])
@@ -261,7 +335,9 @@ def _words(recordings: list[Recording], themes: dict[str, list[ThemeSuggestion]]
             seg_themes = {s.theme for p in parts for s in themes.get(p, ())}
             for w in words:
                 word_themes[w].update(seg_themes)
-            content = sorted(w for w in words if (len(w) >= 2 if rec.language == "zh" else w not in EN_STOP and len(w) > 2))
+            content = sorted(
+                w for w in words if (len(w) >= 2 if rec.language == "zh" else w not in EN_STOP and len(w) > 2)
+            )
             if len(content) >= 2 and rng.random() < 0.05:
                 pairs[rec.language].append(tuple(rng.sample(content, 2)))
     return freq, word_themes, pairs
@@ -281,6 +357,7 @@ def choose_queries(recordings, themes, n: int, seed: int, theme_ids: list[str]) 
 
     theme_zh = [w for w in THEME_WORDS_ZH if occurs("zh", w)]
     theme_en = [w for w in THEME_WORDS_EN if occurs("en", w)]
+
     # Rarer words: the less frequent half of the content words (with a few hundred source sentences,
     # even these are in some 0.5 % of their language's segments: a harder mix than a real archive's).
     def rarer(lang: str, ok) -> list[str]:
@@ -355,7 +432,12 @@ def build(store: Store, recordings: list[Recording], themes, result: Result, log
         t0 = time.perf_counter()
         ids.append(import_file(rec.path, store))
         kind = rec.path.suffix[1:]
-        result.by_format[kind] = [a + b for a, b in zip(result.by_format.get(kind, [0.0, 0]), [time.perf_counter() - t0, len(rec.segments)], strict=True)]
+        result.by_format[kind] = [
+            a + b
+            for a, b in zip(
+                result.by_format.get(kind, [0.0, 0]), [time.perf_counter() - t0, len(rec.segments)], strict=True
+            )
+        ]
         if (k + 1) % max(1, len(recordings) // 10) == 0:
             elapsed = time.perf_counter() - start
             done = sum(len(r.segments) for r in recordings[: k + 1])
@@ -386,9 +468,15 @@ def sizes(engine, result: Result) -> None:
             rows = conn.exec_driver_sql("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").all()
             by_table: Counter = Counter()
             for name, size in rows:
-                owner = "segment_index (FTS5)" if name.startswith("segment_index") else (
-                    "segments" if name in ("segments", "ix_segments_recording_id_start") else (
-                        "annotations" if "annotation" in name else "other"))
+                owner = (
+                    "segment_index (FTS5)"
+                    if name.startswith("segment_index")
+                    else (
+                        "segments"
+                        if name in ("segments", "ix_segments_recording_id_start")
+                        else ("annotations" if "annotation" in name else "other")
+                    )
+                )
                 by_table[owner] += size
             result.parts = dict(by_table)
             result.index_bytes = by_table["segment_index (FTS5)"]
@@ -431,8 +519,13 @@ def baseline(engine, queries: list[BenchQuery], result: Result, n: int = 40) -> 
             pattern = f"%{w}%"
             where = "text LIKE :p OR original_text LIKE :p"
             conn.execute(text(f"SELECT count(*) FROM segments WHERE {where}"), {"p": pattern}).scalar()
-            conn.execute(text(f"SELECT id, recording_id, start, text FROM segments WHERE {where} "
-                f"ORDER BY recording_id, start LIMIT 20"), {"p": pattern}).all()
+            conn.execute(
+                text(
+                    f"SELECT id, recording_id, start, text FROM segments WHERE {where} "
+                    f"ORDER BY recording_id, start LIMIT 20"
+                ),
+                {"p": pattern},
+            ).all()
             result.baseline.append((time.perf_counter() - t0) * 1000)
 
 
@@ -453,8 +546,10 @@ CATEGORIES = ["zh-1", "zh-2", "en-1", "en-2"]
 def _all(r: Result, what: str = "latency", theme: bool | None = None) -> list[float]:
     """Timings of the researcher's queries (not the very common terms), with or without a theme filter or both."""
     return [
-        v for c, vs in getattr(r, what).items()
-        if c.split()[0] in CATEGORIES and (theme is None or c.endswith("+theme") == theme) for v in vs
+        v
+        for c, vs in getattr(r, what).items()
+        if c.split()[0] in CATEGORIES and (theme is None or c.endswith("+theme") == theme)
+        for v in vs
     ]
 
 
@@ -474,25 +569,61 @@ def report(results: list[Result]) -> str:
     row("import: all files through import_file", lambda r: f"{r.import_s:,.1f} s")
     row("**import speed** (wall clock)", lambda r: f"**{r.segments / r.import_s:,.0f} segments/s**")
     row("import speed, SRT files / ohp JSON files", lambda r: f"{per_format(r, 'srt')} / {per_format(r, 'json')}")
-    row("import speed on this process's CPU time (PostgreSQL: client only)", lambda r: f"{r.segments / r.import_cpu_s:,.0f} segments/s")
-    row("themes stored (save_result, not in the import)", lambda r: f"{r.tag_s:,.1f} s, {r.annotations:,} on {r.tagged_segments / max(1, r.segments):.0%} of segments")
+    row(
+        "import speed on this process's CPU time (PostgreSQL: client only)",
+        lambda r: f"{r.segments / r.import_cpu_s:,.0f} segments/s",
+    )
+    row(
+        "themes stored (save_result, not in the import)",
+        lambda r: f"{r.tag_s:,.1f} s, {r.annotations:,} on {r.tagged_segments / max(1, r.segments):.0%} of segments",
+    )
     row("database size", lambda r: _mb(r.db_bytes))
     row("full-text index (share)", lambda r: f"{_mb(r.index_bytes)} ({r.index_bytes / max(1, r.db_bytes):.0%})")
     row("segments table and its index", lambda r: _mb(r.parts.get("segments", 0)))
-    row("annotations (+ history on PostgreSQL)", lambda r: _mb(r.parts.get("annotations", 0) + r.parts.get("history", 0)))
+    row(
+        "annotations (+ history on PostgreSQL)",
+        lambda r: _mb(r.parts.get("annotations", 0) + r.parts.get("history", 0)),
+    )
     for cat in CATEGORIES:
         for suffix in ("", " +theme"):
             c = cat + suffix
-            row(f"search {c}: median / p95 ms (n)", lambda r, c=c: f"{_ms(r.latency[c])} ({len(r.latency[c])})" if c in r.latency else "")
+            row(
+                f"search {c}: median / p95 ms (n)",
+                lambda r, c=c: f"{_ms(r.latency[c])} ({len(r.latency[c])})" if c in r.latency else "",
+            )
     row("**all queries without filter**: median / p95 ms", lambda r: _ms(_all(r, theme=False)))
     row("**all queries with a theme filter**: median / p95 ms", lambda r: _ms(_all(r, theme=True)))
-    row("**all queries**: median / **p95** / max ms (n)", lambda r: (lambda v: f"{statistics.median(v):.1f} / **{percentile(v, 0.95):.1f}** / {max(v):.0f} ({len(v)})")(_all(r)))
-    row("all queries on this process's CPU time (SQLite: with the database; PostgreSQL: client only): median / p95 ms", lambda r: _ms(_all(r, "cpu")))
-    row("hits per query (total): median / p95 / max", lambda r: (lambda t: f"{statistics.median(t):,.0f} / {percentile(t, 0.95):,.0f} / {max(t):,}")(_all(r, "totals")))
-    row(f"very common terms ({' '.join(STRESS)}), without / with theme: median / max ms", lambda r: f"{statistics.median(r.latency['stress']):.0f} / {max(r.latency['stress']):.0f}, "
-        f"{statistics.median(r.latency['stress +theme']):.0f} / {max(r.latency['stress +theme']):.0f}")
-    row("baseline: LIKE '%word%' scan, count + first 20: median / p95 ms", lambda r: _ms(r.baseline) if r.baseline else "")
-    row("load average (1 min) during import, search", lambda r: f"{statistics.mean(r.load[:2]):.1f}, {statistics.mean(r.load[2:4]):.1f}")
+    row(
+        "**all queries**: median / **p95** / max ms (n)",
+        lambda r: (lambda v: f"{statistics.median(v):.1f} / **{percentile(v, 0.95):.1f}** / {max(v):.0f} ({len(v)})")(
+            _all(r)
+        ),
+    )
+    row(
+        "all queries on this process's CPU time (SQLite: with the database; PostgreSQL: client only): median / p95 ms",
+        lambda r: _ms(_all(r, "cpu")),
+    )
+    row(
+        "hits per query (total): median / p95 / max",
+        lambda r: (lambda t: f"{statistics.median(t):,.0f} / {percentile(t, 0.95):,.0f} / {max(t):,}")(
+            _all(r, "totals")
+        ),
+    )
+    row(
+        f"very common terms ({' '.join(STRESS)}), without / with theme: median / max ms",
+        lambda r: (
+            f"{statistics.median(r.latency['stress']):.0f} / {max(r.latency['stress']):.0f}, "
+            f"{statistics.median(r.latency['stress +theme']):.0f} / {max(r.latency['stress +theme']):.0f}"
+        ),
+    )
+    row(
+        "baseline: LIKE '%word%' scan, count + first 20: median / p95 ms",
+        lambda r: _ms(r.baseline) if r.baseline else "",
+    )
+    row(
+        "load average (1 min) during import, search",
+        lambda r: f"{statistics.mean(r.load[:2]):.1f}, {statistics.mean(r.load[2:4]):.1f}",
+    )
     return "\n".join(lines)
 
 
@@ -514,13 +645,23 @@ def pg_database(url: str, name: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="SQLite database sizes (segments)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="SQLite database sizes (segments)"
+    )
     parser.add_argument("--pg-sizes", type=int, nargs="*", default=[100_000], help="PostgreSQL database sizes")
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
-    parser.add_argument("--pg-url", default=os.environ.get("OHP_TEST_POSTGRES_URL"), help="a PostgreSQL server (a database is created on it)")
-    parser.add_argument("--queries", type=int, default=240, help="distinct queries (each timed with and without a theme filter)")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("OHP_TEST_POSTGRES_URL"),
+        help="a PostgreSQL server (a database is created on it)",
+    )
+    parser.add_argument(
+        "--queries", type=int, default=240, help="distinct queries (each timed with and without a theme filter)"
+    )
     parser.add_argument("--seed", type=int, default=4)
-    parser.add_argument("--workdir", type=Path, default=None, help="where databases and transcripts go (default: a new folder in /tmp)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where databases and transcripts go (default: a new folder in /tmp)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the databases and transcripts")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
@@ -566,9 +707,11 @@ def main() -> None:
                 store = Store(url)
                 log(f"{backend} {size:,}: importing {len(recordings)} files")
                 build(store, recordings, themes, result, log)
-                log(f"{backend} {size:,}: imported in {result.import_s:.1f} s "
+                log(
+                    f"{backend} {size:,}: imported in {result.import_s:.1f} s "
                     f"({result.segments / result.import_s:,.0f}/s), "
-                    f"themes in {result.tag_s:.1f} s")
+                    f"themes in {result.tag_s:.1f} s"
+                )
                 engine = create_engine(url)
                 sizes(engine, result)
                 log(f"{backend} {size:,}: database {_mb(result.db_bytes)}, index {_mb(result.index_bytes)}; searching")
@@ -577,7 +720,10 @@ def main() -> None:
                 engine.dispose()
                 store.close()
                 results.append(result)
-                log(f"{backend} {size:,}: done; slowest: " + "; ".join(f"{q!r} {t or ''} {ms:.0f} ms ({n:,} hits)" for ms, q, t, n in result.slowest[:5]))
+                log(
+                    f"{backend} {size:,}: done; slowest: "
+                    + "; ".join(f"{q!r} {t or ''} {ms:.0f} ms ({n:,} hits)" for ms, q, t, n in result.slowest[:5])
+                )
             finally:
                 if drop:
                     drop()
@@ -593,10 +739,16 @@ def main() -> None:
     qs = queries or []
     counts = Counter(q.category for q in qs)
     print()
-    print(f"# bench/search.py, {datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
-    print("# queries: " + ", ".join(f"{n} {c}" for c, n in counts.items()) + ", each without and with a theme filter; e.g. "
-          + ", ".join(q.text for q in qs[:: max(1, len(qs) // 16)]))
+    print(
+        f"# bench/search.py, {datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
+    print(
+        "# queries: "
+        + ", ".join(f"{n} {c}" for c, n in counts.items())
+        + ", each without and with a theme filter; e.g. "
+        + ", ".join(q.text for q in qs[:: max(1, len(qs) // 16)])
+    )
     print(report(results))
     if args.json:
         document = {"queries": [q.__dict__ for q in qs], "results": [r.__dict__ for r in results]}

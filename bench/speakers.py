@@ -37,9 +37,21 @@ from pipeline.stages.speakers import DiarizeOptions, diarize, match_profiles, vo
 EN = CORPUS / "en"
 # (wav, rttm, uri of the wav's lines in the rttm)
 FILES = (
-    ("pyannote_pyannote-audio__src_pyannote_audio_sample_sample.wav", "pyannote_pyannote-audio__src_pyannote_audio_sample_sample.rttm", "sample"),
-    ("pyannote_pyannote-audio__tests_data_dev00.wav", "pyannote_pyannote-audio__tests_data_debug.development.rttm", "dev00"),
-    ("pyannote_pyannote-audio__tests_data_dev01.wav", "pyannote_pyannote-audio__tests_data_debug.development.rttm", "dev01"),
+    (
+        "pyannote_pyannote-audio__src_pyannote_audio_sample_sample.wav",
+        "pyannote_pyannote-audio__src_pyannote_audio_sample_sample.rttm",
+        "sample",
+    ),
+    (
+        "pyannote_pyannote-audio__tests_data_dev00.wav",
+        "pyannote_pyannote-audio__tests_data_debug.development.rttm",
+        "dev00",
+    ),
+    (
+        "pyannote_pyannote-audio__tests_data_dev01.wav",
+        "pyannote_pyannote-audio__tests_data_debug.development.rttm",
+        "dev01",
+    ),
 )
 SANITY = (  # no reference turns: what the manifest says of them
     # one speaker per channel, mixed to mono: both talk from 0.3 s, the right channel stops at 2.5 s
@@ -85,7 +97,9 @@ def load_files() -> list[dict]:
     files = []
     for wav, rttm, uri in FILES:
         samples = decode(probe(EN / wav)).samples
-        files.append({"uri": uri, "samples": samples, "regions": speech_regions(samples), "reference": load_reference(rttm, uri)})
+        files.append(
+            {"uri": uri, "samples": samples, "regions": speech_regions(samples), "reference": load_reference(rttm, uri)}
+        )
     return files
 
 
@@ -104,7 +118,9 @@ def run(files: list[dict], n_given: bool, options: DiarizeOptions = DiarizeOptio
 def table(files: list[dict]) -> dict:
     minutes = sum(len(f["samples"]) for f in files) / SAMPLE_RATE / 60
     diarize(files[0]["samples"], files[0]["regions"][:1])  # load the encoder outside the timing
-    baseline = [(f["reference"], annotation([SpeakerTurn(r.start, r.end, "S1") for r in f["regions"]], f["uri"])) for f in files]
+    baseline = [
+        (f["reference"], annotation([SpeakerTurn(r.start, r.end, "S1") for r in f["regions"]], f["uri"])) for f in files
+    ]
     given, given_seconds = run(files, True)
     estimated, estimated_seconds = run(files, False)
     rows = {
@@ -122,8 +138,10 @@ def table(files: list[dict]) -> dict:
     print("\nper file (given / estimated):")
     for f, g, e in zip(files, given, estimated, strict=True):
         found = len({t.speaker for t in f["turns_estimated"]})
-        print(f"  {f['uri']:8} DER {der([g])['der']:6.1%} / {der([e])['der']:6.1%}   "
-            f"speakers found {found} (reference {len(f['reference'].labels())})")
+        print(
+            f"  {f['uri']:8} DER {der([g])['der']:6.1%} / {der([e])['der']:6.1%}   "
+            f"speakers found {found} (reference {len(f['reference'].labels())})"
+        )
     return rows
 
 
@@ -145,8 +163,10 @@ def sweep(files: list[dict], settings: list[float]) -> dict:
         pairs, _ = run(files, False, DiarizeOptions(neighbours=neighbours))
         counts = [len({t.speaker for t in f["turns_estimated"]}) for f in files]
         out[neighbours] = {**der(pairs), "speakers": counts}
-        print(f"neighbours {neighbours:.2f}: DER {out[neighbours]['der']:6.1%}  "
-            f"confusion {out[neighbours]['confusion']:6.1%}  speakers {counts}")
+        print(
+            f"neighbours {neighbours:.2f}: DER {out[neighbours]['der']:6.1%}  "
+            f"confusion {out[neighbours]['confusion']:6.1%}  speakers {counts}"
+        )
     return out
 
 
@@ -170,13 +190,17 @@ def long(files: list[dict], minutes: float) -> dict:
     rng = np.random.default_rng(0)
     samples = np.concatenate(
         [
-            (f["samples"] * 10 ** (rng.uniform(-6, 6) / 20) + rng.normal(0, 10 ** (-50 / 20), len(f["samples"]))).astype(np.float32)
+            (
+                f["samples"] * 10 ** (rng.uniform(-6, 6) / 20) + rng.normal(0, 10 ** (-50 / 20), len(f["samples"]))
+            ).astype(np.float32)
             for _ in range(copies)
             for f in files
         ]
     )
     offsets = np.cumsum([0] + [len(f["samples"]) for f in files] * copies)[:-1] / SAMPLE_RATE
-    regions = [SpeechRegion(r.start + o, r.end + o) for o, f in zip(offsets, files * copies, strict=True) for r in f["regions"]]
+    regions = [
+        SpeechRegion(r.start + o, r.end + o) for o, f in zip(offsets, files * copies, strict=True) for r in f["regions"]
+    ]
     reference = Annotation(uri="long")
     for o, f in zip(offsets, files * copies, strict=True):
         for segment, _, speaker in f["reference"].itertracks(yield_label=True):
@@ -195,13 +219,15 @@ def long(files: list[dict], minutes: float) -> dict:
             "speakers": len({t.speaker for t in turns}),
         }
     result["peak_mb_before"], result["peak_mb"] = before, peak_mb()
-    print(f"{result['minutes']:.1f} min, {n} voices; peak memory {before:.0f} -> {result['peak_mb']:.0f} MB "
-        f"(audio {result['audio_mb']:.0f} MB)")
+    print(
+        f"{result['minutes']:.1f} min, {n} voices; peak memory {before:.0f} -> {result['peak_mb']:.0f} MB "
+        f"(audio {result['audio_mb']:.0f} MB)"
+    )
     for name in ("given", "estimated"):
         r = result[name]
         print(
             f"  number {name:9}: DER {r['der']:6.1%} (missed {r['missed detection']:.1%}, "
-                f"false alarm {r['false alarm']:.1%},"
+            f"false alarm {r['false alarm']:.1%},"
             f" confusion {r['confusion']:.1%}), {r['speakers']} speakers, {r['s_per_min']:.2f} s per minute"
         )
     return result
@@ -227,7 +253,9 @@ def reference_turns(f: dict, start: float = 0.0, end: float = float("inf")) -> l
     reference = f["reference"]
     overlap = reference.get_overlap()
     turns = []
-    for segment, _, speaker in reference.crop(Segment(start, min(end, len(f["samples"]) / SAMPLE_RATE))).itertracks(yield_label=True):
+    for segment, _, speaker in reference.crop(Segment(start, min(end, len(f["samples"]) / SAMPLE_RATE))).itertracks(
+        yield_label=True
+    ):
         for piece in overlap.gaps(support=segment):
             if piece.duration > 0.5:
                 turns.append(SpeakerTurn(piece.start, piece.end, speaker))
@@ -240,7 +268,9 @@ def profiles(files: list[dict]) -> dict:
     from pipeline.stages.speakers import speaker_embeddings
 
     def profile(f: dict, turns: list[SpeakerTurn], speaker: str) -> np.ndarray:
-        pieces = [f["samples"][int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in turns if t.speaker == speaker]
+        pieces = [
+            f["samples"][int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in turns if t.speaker == speaker
+        ]
         return voice_profile(pieces)
 
     sample, dev00, dev01 = files
@@ -262,7 +292,11 @@ def profiles(files: list[dict]) -> dict:
     print("other people, most similar: " + "  ".join(f"{k.split('/')[-1][:40]} {v:.3f}" for k, v in worst))
     print(f"lowest same {min(same.values()):.3f}, highest other {max(other.values()):.3f}")
     # match_profiles itself, on diarized turns of the second half of sample.wav
-    turns = diarize(sample["samples"], [SpeechRegion(max(20.0, r.start), r.end) for r in sample["regions"] if r.end > 20], n_speakers=2)
+    turns = diarize(
+        sample["samples"],
+        [SpeechRegion(max(20.0, r.start), r.end) for r in sample["regions"] if r.end > 20],
+        n_speakers=2,
+    )
     matched = match_profiles(sample["samples"], turns, enrolled)
     print(f"match_profiles on sample.wav after 20 s (diarized): {matched}")
     return {"same": same, "other": other, "matched": matched}

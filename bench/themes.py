@@ -48,7 +48,9 @@ def predict(rows: list[dict], codebook, context: bool) -> list[set[str]]:
     from pipeline.stages.tag import tag_segments
 
     predicted: list[set[str]] = []
-    groups = itertools.groupby(rows, key=lambda r: r.get("dialogue") or object()) if context else ((None, [r]) for r in rows)
+    groups = (
+        itertools.groupby(rows, key=lambda r: r.get("dialogue") or object()) if context else ((None, [r]) for r in rows)
+    )
     for _, group in groups:
         group = list(group)
         results = tag_segments([r["text"] for r in group], [r["language"] for r in group], codebook, context=context)
@@ -94,15 +96,21 @@ def labelled_report(show_errors: bool) -> None:
         started = time.perf_counter()
         predicted = predict(rows, codebook, context)
         runs[context] = (predicted, scores(rows, predicted, codebook.ids), time.perf_counter() - started)
-    print(f"{len(rows)} labelled lines ({sum(r['language'] == 'zh' for r in rows)} zh, "
+    print(
+        f"{len(rows)} labelled lines ({sum(r['language'] == 'zh' for r in rows)} zh, "
         f"{sum(r['language'] == 'en' for r in rows)} en), "
-        f"codebook {codebook.version}\n")
-    print(f"{'theme':<22} {'n':>3}  {'context off: P':>14} {'R':>5} {'F1':>5}   {'context on: P':>13} {'R':>5} {'F1':>5}")
+        f"codebook {codebook.version}\n"
+    )
+    print(
+        f"{'theme':<22} {'n':>3}  {'context off: P':>14} {'R':>5} {'F1':>5}   {'context on: P':>13} {'R':>5} {'F1':>5}"
+    )
     for theme in [*codebook.ids, "micro"]:
         off, on = (runs[c][1]["themes"].get(theme, runs[c][1]["micro"]) for c in (False, True))
         n = off["tp"] + off["fn"]
-        print(f"{theme:<22} {n:>3}  {off['precision']:>14.2f} {off['recall']:>5.2f} {off['f1']:>5.2f}   "
-            f"{on['precision']:>13.2f} {on['recall']:>5.2f} {on['f1']:>5.2f}")
+        print(
+            f"{theme:<22} {n:>3}  {off['precision']:>14.2f} {off['recall']:>5.2f} {off['f1']:>5.2f}   "
+            f"{on['precision']:>13.2f} {on['recall']:>5.2f} {on['f1']:>5.2f}"
+        )
     for batch, name in BATCHES.items():
         subset = [i for i, r in enumerate(rows) if r.get("batch", 1) == batch]
         line = f"batch {batch}, {len(subset)} lines {name}:\n   "
@@ -161,7 +169,9 @@ def corpus_report() -> None:
     codebook = load_codebook()
     recordings = []
     if LONGFORM.exists():
-        reference = [c["text"] for c in json.loads(LONGFORM.with_suffix(".json").read_text(encoding="utf-8"))["segments"]]
+        reference = [
+            c["text"] for c in json.loads(LONGFORM.with_suffix(".json").read_text(encoding="utf-8"))["segments"]
+        ]
         recordings.append((LONGFORM, "zh", reference))
     else:
         print(f"corpus file not found: {LONGFORM}")
@@ -175,7 +185,9 @@ def corpus_report() -> None:
             results = tag_segments(texts, [language] * len(texts), codebook)
             print(f"== {name}: {len(texts)} segments")
             for text, result in zip(texts, results, strict=True):
-                themes = ", ".join(f"{s.theme} {s.score:.2f} [{' | '.join(text[a:b] for a, b in s.evidence)}]" for s in result.themes)
+                themes = ", ".join(
+                    f"{s.theme} {s.score:.2f} [{' | '.join(text[a:b] for a, b in s.evidence)}]" for s in result.themes
+                )
                 entities = ", ".join(f"{e.label} {e.text}" for e in result.entities)
                 print(f"  {text}\n    themes: {themes or '-'}\n    entities: {entities or '-'}")
             totals[name] = (

@@ -47,7 +47,9 @@ def seed(store: Store, folder: Path, recordings: int, segments: int) -> list[int
     ids = []
     rng = random.Random(7)
     for r in range(recordings):
-        info = AudioInfo(folder / f"interview{r:02d}.wav", f"{r:064x}", 1_000_000, "wav", "pcm_s16le", 16000, 1, segments * 5.0)
+        info = AudioInfo(
+            folder / f"interview{r:02d}.wav", f"{r:064x}", 1_000_000, "wav", "pcm_s16le", 16000, 1, segments * 5.0
+        )
         info.path.write_bytes(b"\0" * 1000)
         texts = [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(segments)]
         segs = [Segment(i * 5.0, i * 5.0 + 4.5, t, t, "en", speaker=f"S{i % 2 + 1}") for i, t in enumerate(texts)]
@@ -90,7 +92,9 @@ class Tally:
                 store[key] = (version, value)
 
 
-def annotator(base: str, name: str, own: int, shared: int, window: dict, think: float, tally: Tally, seed_: int) -> None:
+def annotator(
+    base: str, name: str, own: int, shared: int, window: dict, think: float, tally: Tally, seed_: int
+) -> None:
     rng = random.Random(seed_)
 
     def pause() -> None:
@@ -106,19 +110,33 @@ def annotator(base: str, name: str, own: int, shared: int, window: dict, think: 
             rid = shared if rng.random() < 0.3 else own
             tally.timed(client, "page /recordings/{id}", "GET", f"/recordings/{rid}")
             pause()
-            segments = tally.timed(client, "GET /api/recordings/{id}/segments", "GET", f"/api/recordings/{rid}/segments").json()
+            segments = tally.timed(
+                client, "GET /api/recordings/{id}/segments", "GET", f"/api/recordings/{rid}/segments"
+            ).json()
             for seg in rng.sample(segments, 3):
                 for annotation in seg["annotations"]:
                     status = rng.choice(["accepted", "rejected"])
-                    response = tally.timed(client, "PATCH /api/annotations/{id}", "PATCH", f"/api/annotations/{annotation['id']}",
-                                           json={"status": status, "version": annotation["version"]}, headers=headers)
+                    response = tally.timed(
+                        client,
+                        "PATCH /api/annotations/{id}",
+                        "PATCH",
+                        f"/api/annotations/{annotation['id']}",
+                        json={"status": status, "version": annotation["version"]},
+                        headers=headers,
+                    )
                     if response.status_code == 200:
                         body = response.json()
                         tally.wrote(tally.decisions, body["id"], body["version"], body["status"])
                     pause()
                 text = f"{seg['text'].split(' /')[0]} / corrected by {name} at {time.monotonic():.6f}"
-                response = tally.timed(client, "PATCH /api/segments/{id}", "PATCH", f"/api/segments/{seg['id']}",
-                                       json={"text": text, "version": seg["version"]}, headers=headers)
+                response = tally.timed(
+                    client,
+                    "PATCH /api/segments/{id}",
+                    "PATCH",
+                    f"/api/segments/{seg['id']}",
+                    json={"text": text, "version": seg["version"]},
+                    headers=headers,
+                )
                 if response.status_code == 200:
                     tally.wrote(tally.texts, seg["id"], response.json()["version"], text)
                 pause()
@@ -148,8 +166,21 @@ def main() -> None:
             store.add_user(f"annotator{i:02d}", PASSWORD, "annotator")
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-c", "from pipeline.cli import app; app()", "serve", "--host", "127.0.0.1", "--port", str(port), "--db", url],
-        env={**os.environ, "OHP_SECRET": "bench-secret"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-c",
+            "from pipeline.cli import app; app()",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            url,
+        ],
+        env={**os.environ, "OHP_SECRET": "bench-secret"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -168,7 +199,9 @@ def main() -> None:
 
         window["barrier"] = threading.Barrier(args.users, action=start_clock)
         threads = [
-            threading.Thread(target=annotator, args=(base, f"annotator{i:02d}", ids[i + 1], ids[0], window, args.think, tally, i))
+            threading.Thread(
+                target=annotator, args=(base, f"annotator{i:02d}", ids[i + 1], ids[0], window, args.think, tally, i)
+            )
             for i in range(args.users)
         ]
         for t in threads:
@@ -184,9 +217,11 @@ def main() -> None:
 
 def report(tally: Tally, elapsed: float, url: str, args: argparse.Namespace) -> None:
     total = sum(len(v) for v in tally.latency.values())
-    print(f"{args.users} annotators, {elapsed:.0f} s, think {args.think} s, "
+    print(
+        f"{args.users} annotators, {elapsed:.0f} s, think {args.think} s, "
         f"{args.segments} segments per recording, {url.split(':')[0]}: "
-          f"{total} requests, {total / elapsed:.0f} requests/s")
+        f"{total} requests, {total / elapsed:.0f} requests/s"
+    )
     print(f"{'route':36} {'count':>6} {'req/s':>6} {'median ms':>9} {'p95 ms':>7}  statuses")
     worst_read = 0.0
     for route, times in sorted(tally.latency.items()):
@@ -194,8 +229,10 @@ def report(tally: Tally, elapsed: float, url: str, args: argparse.Namespace) -> 
         if route in READS:
             worst_read = max(worst_read, p95)
         statuses = " ".join(f"{code}:{n}" for code, n in sorted(tally.status[route].items()))
-        print(f"{route:36} {len(times):6} {len(times) / elapsed:6.1f} "
-            f"{statistics.median(times) * 1000:9.1f} {p95:7.1f}  {statuses}")
+        print(
+            f"{route:36} {len(times):6} {len(times) / elapsed:6.1f} "
+            f"{statistics.median(times) * 1000:9.1f} {p95:7.1f}  {statuses}"
+        )
     with Store(url) as store:
         stored_status = {a.id: a.status for a in store.annotations()}
         lost_decisions = [aid for aid, (_, status) in tally.decisions.items() if stored_status.get(aid) != status]
@@ -203,11 +240,15 @@ def report(tally: Tally, elapsed: float, url: str, args: argparse.Namespace) -> 
         for rec in store.list_recordings():
             texts.update({s.id: s.text for s in store.segments(rec.id)})
         lost_texts = [sid for sid, (_, text) in tally.texts.items() if texts.get(sid) != text]
-        corrections = sum(1 for rec in store.list_recordings() for h in store.history(recording_id=rec.id) if h.action == "corrected")
+        corrections = sum(
+            1 for rec in store.list_recordings() for h in store.history(recording_id=rec.id) if h.action == "corrected"
+        )
     ok_corrections = tally.status["PATCH /api/segments/{id}"].get(200, 0)
-    print(f"decisions checked: {len(tally.decisions)} annotations, lost {len(lost_decisions)}; "
-          f"corrections checked: {len(tally.texts)} segments, lost {len(lost_texts)}; "
-          f"corrections in history {corrections} of {ok_corrections} accepted")
+    print(
+        f"decisions checked: {len(tally.decisions)} annotations, lost {len(lost_decisions)}; "
+        f"corrections checked: {len(tally.texts)} segments, lost {len(lost_texts)}; "
+        f"corrections in history {corrections} of {ok_corrections} accepted"
+    )
     print(f"worst p95 of page and API reads: {worst_read:.0f} ms (target < 200 ms)")
     if lost_decisions or lost_texts or corrections != ok_corrections:
         sys.exit(1)

@@ -79,7 +79,11 @@ def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
     for path in paths:
         try:
             if path.is_dir():
-                files.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_audio_file(p) and not p.name.startswith(".")))
+                files.extend(
+                    sorted(
+                        p for p in path.rglob("*") if p.is_file() and is_audio_file(p) and not p.name.startswith(".")
+                    )
+                )
             elif path.exists():
                 files.append(path)
             else:
@@ -213,7 +217,9 @@ def _record_failure(store: Store, file: FileResult, info: AudioInfo | None, stag
         file.error = f"{file.error}; and recording the failure failed: {e}"
 
 
-def run_batch(paths: list[Path | str], store: Store, options: RunOptions = RunOptions(), progress: Progress | None = None) -> BatchReport:
+def run_batch(
+    paths: list[Path | str], store: Store, options: RunOptions = RunOptions(), progress: Progress | None = None
+) -> BatchReport:
     files, results = find_audio_files([Path(p) for p in paths])
     # Stems shared by different files get the recording's short hash in their export names.
     known = {f.resolve() for f in files} | {Path(r.path) for r in store.list_recordings() if Path(r.path).exists()}

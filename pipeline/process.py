@@ -114,9 +114,9 @@ def pending_stages(options: RunOptions, people: Sequence[PersonRecord], stages: 
     pending = []
     if options.force or not (imported or is_done(transcribed, options.settings())):
         pending.append("transcribe")
-    if options.speakers and (pending or not imported):
-        if pending or options.force or not is_done(stages.get("speakers"), speaker_settings(options.speakers, people)):
-            pending.append("speakers")
+    speakers_done = options.speakers and is_done(stages.get("speakers"), speaker_settings(options.speakers, people))
+    if options.speakers and (pending or not imported) and (pending or options.force or not speakers_done):
+        pending.append("speakers")
     # New segments are tagged anew.
     tagged = options.codebook and is_done(stages.get("tag"), tag_settings(options.codebook))
     if options.codebook and (pending or options.force or not tagged):

@@ -190,7 +190,9 @@ def ct2_to_openai_whisper(variables: dict[str, np.ndarray]) -> tuple[dict[str, i
         norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
 
     def n_layers(side: str) -> int:
-        return sum(1 for name in variables if name.startswith(f"{side}/layer_") and name.endswith("/ffn/linear_0/weight"))
+        return sum(
+            1 for name in variables if name.startswith(f"{side}/layer_") and name.endswith("/ffn/linear_0/weight")
+        )
 
     n_audio_layer, n_text_layer = n_layers("encoder"), n_layers("decoder")
     linear("encoder.conv1", "encoder/conv1")
@@ -271,5 +273,7 @@ def resolve_model(name: str, engine: str, home: Path) -> str:
     if engine not in ENGINES:
         raise InvalidInputError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     if name == "base":
-        return str(faster_whisper_base_dir(home) if engine == EngineName.FASTER_WHISPER else openai_whisper_checkpoint(home))
+        return str(
+            faster_whisper_base_dir(home) if engine == EngineName.FASTER_WHISPER else openai_whisper_checkpoint(home)
+        )
     return name  # a local path, or a name the engine's loader knows (and may download)

@@ -32,11 +32,16 @@ def recording(consent: str = "open", release_on: str | None = None, rid: int = 7
 @pytest.mark.parametrize(
     ("consent", "release", "in_force"),
     [
-        ("open", "none", "open"), ("open", "future", "open"),
-        ("restricted", "none", "restricted"), ("restricted", "future", "restricted"),
-        ("restricted", "today", "open"), ("restricted", "past", "open"),
-        ("closed", "none", "closed"), ("closed", "future", "closed"),
-        ("closed", "today", "open"), ("closed", "past", "open"),
+        ("open", "none", "open"),
+        ("open", "future", "open"),
+        ("restricted", "none", "restricted"),
+        ("restricted", "future", "restricted"),
+        ("restricted", "today", "open"),
+        ("restricted", "past", "open"),
+        ("closed", "none", "closed"),
+        ("closed", "future", "closed"),
+        ("closed", "today", "open"),
+        ("closed", "past", "open"),
     ],
 )
 def test_a_restriction_ends_on_its_release_date(consent, release, in_force):
@@ -122,4 +127,3 @@ def test_the_search_sql_agrees_with_the_policy(store, tmp_path):
         assert {hit.recording_id for hit in found.hits} == expected, role
     # the viewer's search must leave something out, or the test shows nothing
     assert len(access.visible(user("viewer"), recordings)) == len(recordings) - 2
-

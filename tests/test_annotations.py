@@ -22,7 +22,10 @@ def transcript(texts: list[str] = TEXTS, offset: float = 0.0) -> Transcript:
 
 def tag(store, recording_id: int, found: dict[int, list[tuple[str, float, tuple]]], tagger: str = "t1") -> dict:
     ids = [s.id for s in store.segments(recording_id)]
-    suggestions = {ids[i]: [ThemeSuggestion(theme, score, evidence) for theme, score, evidence in items] for i, items in found.items()}
+    suggestions = {
+        ids[i]: [ThemeSuggestion(theme, score, evidence) for theme, score, evidence in items]
+        for i, items in found.items()
+    }
     entities = {ids[2]: [Entity("MONEY", "三千块", 10, 13)]}
     return save_tags(store, recording_id, suggestions, entities, tagger, {"tagger": tagger}, tagger)
 
@@ -55,7 +58,12 @@ def test_decisions_are_kept_with_history(store, recording):
     accepted = store.decide(wages.id, "accepted", "mei")
     assert (accepted.status, accepted.updated_by, accepted.version) == ("accepted", "mei", wages.version + 1)
     [entry] = store.history(annotation_id=wages.id)[1:]
-    assert (entry.action, entry.changed_by, entry.before["status"], entry.after["status"]) == ("accepted", "mei", "suggested", "accepted")
+    assert (entry.action, entry.changed_by, entry.before["status"], entry.after["status"]) == (
+        "accepted",
+        "mei",
+        "suggested",
+        "accepted",
+    )
     with pytest.raises(ValueError, match="status"):
         store.decide(wages.id, "maybe", "mei")
 
@@ -72,7 +80,12 @@ def test_a_stale_decision_is_a_conflict_not_an_overwrite(store, recording):
 def test_retagging_never_touches_human_decisions(store, recording):
     found = by_theme(store, recording)
     store.decide(found["wages"].id, "rejected", "mei")
-    report = tag(store, recording, {0: [("schooling", 0.5, ((0, 2),))], 1: [("left_behind_children", 0.7, ((6, 10),))]}, tagger="t2")
+    report = tag(
+        store,
+        recording,
+        {0: [("schooling", 0.5, ((0, 2),))], 1: [("left_behind_children", 0.7, ((6, 10),))]},
+        tagger="t2",
+    )
     after = by_theme(store, recording)
     assert after["wages"].status == "rejected"  # the tagger no longer finds it, but a person decided it
     assert after["left_behind_children"].score == 0.7 and after["left_behind_children"].tagger == "t2"

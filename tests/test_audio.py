@@ -52,7 +52,20 @@ def media(tmp_path_factory) -> dict[str, Path]:
     for ext, (codec, _) in FORMATS.items():
         out = d / f"signal.{ext}"
         if ext == "mp4":
-            ffmpeg(*VIDEO_2S, "-f", "lavfi", "-i", STEREO_2S, "-c:v", "libx264", "-pix_fmt", "yuv420p", *codec, "-shortest", out)
+            ffmpeg(
+                *VIDEO_2S,
+                "-f",
+                "lavfi",
+                "-i",
+                STEREO_2S,
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                *codec,
+                "-shortest",
+                out,
+            )
         else:
             lavfi(STEREO_2S, out, *codec)
         files[ext] = out
@@ -61,7 +74,9 @@ def media(tmp_path_factory) -> dict[str, Path]:
     files["8k_stereo"] = lavfi(f"sine=f={LEFT_HZ}:r=8000:d=2", d / "phone.wav", "-ac", "2")
     # 10 s mp3s: lame writes a Xing/Info header with the frame count; -write_xing 0 leaves it out.
     files["mp3_10s"] = lavfi(f"sine=f={LEFT_HZ}:r=44100:d=10", d / "ten.mp3", "-b:a", "64k")
-    files["mp3_10s_no_header"] = lavfi(f"sine=f={LEFT_HZ}:r=44100:d=10", d / "ten_raw.mp3", "-b:a", "64k", "-write_xing", "0")
+    files["mp3_10s_no_header"] = lavfi(
+        f"sine=f={LEFT_HZ}:r=44100:d=10", d / "ten_raw.mp3", "-b:a", "64k", "-write_xing", "0"
+    )
     files["wav_10s"] = lavfi(f"sine=f={LEFT_HZ}:r=16000:d=10", d / "ten.wav")
     return files
 
@@ -225,9 +240,20 @@ def test_unreadable_file(media, tmp_path):
             "except AudioError as e: print(e); sys.exit(3)\n"
         )
         result = subprocess.run(
-            ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-             sys.executable, "-c", code, str(path)],
-            capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            [
+                "/usr/bin/setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                code,
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         )
     assert result.returncode == 3, result.stderr
     message = result.stdout.strip()

@@ -41,13 +41,16 @@ def ffmpeg(*args: str) -> None:
 
 
 def ohp(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([*OHP, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})}, **kw)
+    return subprocess.run(
+        [*OHP, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})}, **kw
+    )
 
 
 def segment_rows(db: Path) -> list[tuple]:
     with sqlite3.connect(db) as conn:
         return conn.execute(
-            "SELECT r.sha256, s.start, s.end, s.text, s.original_text FROM segments s JOIN recordings r ON r.id = s.recording_id ORDER BY r.sha256, s.start"
+            "SELECT r.sha256, s.start, s.end, s.text, s.original_text"
+            " FROM segments s JOIN recordings r ON r.id = s.recording_id ORDER BY r.sha256, s.start"
         ).fetchall()
 
 
@@ -69,21 +72,48 @@ def first_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     shutil.copy(corpus_path(MANDARIN), audio / "worker.wav")
     ffmpeg("-i", str(corpus_path(ENGLISH)), str(audio / "interviewer.m4a"))
     (audio / "notes.txt").write_text("not audio, and not picked up from a folder")
-    return tmp_path, ohp("run", str(audio), "--db", f"sqlite:///{tmp_path / 'ohp.db'}", "--out", str(tmp_path / "transcripts"))
+    return tmp_path, ohp(
+        "run", str(audio), "--db", f"sqlite:///{tmp_path / 'ohp.db'}", "--out", str(tmp_path / "transcripts")
+    )
 
 
 def test_run_writes_database_and_transcripts_then_skips_on_rerun(first_run):
     tmp_path, first = first_run
     audio, db, out = tmp_path / "audio", tmp_path / "ohp.db", tmp_path / "transcripts"
     assert first.returncode == 0, first.stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{stem}.{ext}" for stem in ("worker", "interviewer") for ext in ("json", "srt", "vtt", "txt"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{stem}.{ext}" for stem in ("worker", "interviewer") for ext in ("json", "srt", "vtt", "txt")
+    )
 
     doc = json.loads((out / "worker.json").read_text(encoding="utf-8"))
     assert set(doc) == {"recording", "segments"}
-    assert set(doc["recording"]) == {"id", "path", "sha256", "duration", "language", "interviewee", "place", "recorded_on", "consent", "release_on", "speakers"}
+    assert set(doc["recording"]) == {
+        "id",
+        "path",
+        "sha256",
+        "duration",
+        "language",
+        "interviewee",
+        "place",
+        "recorded_on",
+        "consent",
+        "release_on",
+        "speakers",
+    }
     assert doc["recording"]["language"] == "zh" and doc["recording"]["duration"] == pytest.approx(4.2, abs=0.05)
     first_segment = doc["segments"][0]
-    assert set(first_segment) == {"id", "start", "end", "text", "original_text", "language", "speaker", "words", "themes", "entities"}
+    assert set(first_segment) == {
+        "id",
+        "start",
+        "end",
+        "text",
+        "original_text",
+        "language",
+        "speaker",
+        "words",
+        "themes",
+        "entities",
+    }
     assert first_segment["speaker"] == "S1"
     assert {s["speaker"] for s in doc["segments"]} <= {s["label"] for s in doc["recording"]["speakers"]}
     assert "交易" in "".join(s["text"] for s in doc["segments"])
@@ -153,7 +183,18 @@ def test_export_rewrites_files_from_the_database(first_run, tmp_path):
     ran, first = first_run
     db = ran / "ohp.db"
     assert first.returncode == 0, first.stderr
-    result = ohp("export", "worker", "--format", "txt", "--format", "vtt", "--out", str(tmp_path / "again"), "--db", f"sqlite:///{db}")
+    result = ohp(
+        "export",
+        "worker",
+        "--format",
+        "txt",
+        "--format",
+        "vtt",
+        "--out",
+        str(tmp_path / "again"),
+        "--db",
+        f"sqlite:///{db}",
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["worker.txt", "worker.vtt"]
     assert (tmp_path / "again" / "worker.vtt").read_text(encoding="utf-8").startswith("WEBVTT\n")
@@ -219,7 +260,13 @@ def test_very_short_clip(tmp_path, store):
 
 def test_near_silence_succeeds_with_no_segments(tmp_path, store):
     def make(d):
-        ffmpeg("-f", "lavfi", "-i", "anoisesrc=color=pink:amplitude=0.001:duration=60:sample_rate=16000", str(d / "quiet.flac"))
+        ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            "anoisesrc=color=pink:amplitude=0.001:duration=60:sample_rate=16000",
+            str(d / "quiet.flac"),
+        )
         return d / "quiet.flac"
 
     result = run_one(tmp_path, store, make)
@@ -264,7 +311,12 @@ def test_unreadable_file(tmp_path):
         if not setpriv:
             pytest.skip("running as root without setpriv")
         command = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OHP_HOME": str(tmp_path / "home"), "COLUMNS": "200"})
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OHP_HOME": str(tmp_path / "home"), "COLUMNS": "200"},
+    )
     assert result.returncode == 1
     assert "locked.wav" in result.stdout + result.stderr and "permission denied" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -304,7 +356,12 @@ def test_killed_batch_resumes_and_matches_an_uninterrupted_run(tmp_path):
     (tmp_path / "home" / "models").symlink_to(faster_whisper_base_dir(MODEL_CACHE).parent)
     db = tmp_path / "killed.db"
 
-    proc = subprocess.Popen([*OHP, "run", str(audio), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "out")], env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*OHP, "run", str(audio), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "out")],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     partial = tmp_path / "home" / "partial"
     deadline = time.monotonic() + 300
     # Kill once the long recording has at least two finished chunks in its checkpoint.
@@ -318,22 +375,40 @@ def test_killed_batch_resumes_and_matches_an_uninterrupted_run(tmp_path):
     proc.wait()
 
     with sqlite3.connect(db) as conn:
-        finished = dict(conn.execute("SELECT r.path, s.finished_at FROM stages s JOIN recordings r ON r.id = s.recording_id WHERE s.status = 'done'").fetchall())
-        half = conn.execute("SELECT count(*) FROM segments s JOIN recordings r ON r.id = s.recording_id WHERE r.path LIKE '%b_long.wav'").fetchone()[0]
+        finished = dict(
+            conn.execute(
+                "SELECT r.path, s.finished_at FROM stages s JOIN recordings r ON r.id = s.recording_id"
+                " WHERE s.status = 'done'"
+            ).fetchall()
+        )
+        half = conn.execute(
+            "SELECT count(*) FROM segments s JOIN recordings r ON r.id = s.recording_id WHERE r.path LIKE '%b_long.wav'"
+        ).fetchone()[0]
     assert [Path(p).name for p in finished] == ["a_short.wav"]
     assert half == 0  # nothing of the recording being transcribed reached the database
 
     rerun = ohp("run", str(audio), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "out"), env=env)
     assert rerun.returncode == 0, rerun.stderr
     with sqlite3.connect(db) as conn:
-        after = dict(conn.execute("SELECT r.path, s.finished_at FROM stages s JOIN recordings r ON r.id = s.recording_id").fetchall())
-        resumed = json.loads(conn.execute("SELECT s.report FROM stages s JOIN recordings r ON r.id = s.recording_id WHERE r.path LIKE '%b_long.wav' AND s.stage = 'transcribe'").fetchone()[0])
+        after = dict(
+            conn.execute(
+                "SELECT r.path, s.finished_at FROM stages s JOIN recordings r ON r.id = s.recording_id"
+            ).fetchall()
+        )
+        resumed = json.loads(
+            conn.execute(
+                "SELECT s.report FROM stages s JOIN recordings r ON r.id = s.recording_id"
+                " WHERE r.path LIKE '%b_long.wav' AND s.stage = 'transcribe'"
+            ).fetchone()[0]
+        )
     assert {p: after[p] for p in finished} == finished  # nothing finished was redone
     assert resumed["resumed_chunks"] >= 2
     assert not list(partial.glob("*.jsonl"))
 
     clean = tmp_path / "clean.db"
-    assert ohp("run", str(audio), "--db", f"sqlite:///{clean}", "--out", str(tmp_path / "out2"), env=env).returncode == 0
+    assert (
+        ohp("run", str(audio), "--db", f"sqlite:///{clean}", "--out", str(tmp_path / "out2"), env=env).returncode == 0
+    )
     assert segment_rows(db) == segment_rows(clean)
 
 
@@ -376,7 +451,9 @@ def test_two_voices_get_speakers_and_roles_then_are_found_again_without_transcri
     assert longest.text + " (corrected)" in [s.text for s in store.segments(done.recording_id)]  # not split, not lost
     assert sorted(s.name for s in store.speakers(done.recording_id)) == ["Diane", "Sheila"]
     lines = (out / "call.txt").read_text(encoding="utf-8").splitlines()
-    assert any(line.startswith("Sheila: ", 11) for line in lines) and any(line.startswith("Diane: ", 11) for line in lines)
+    assert any(line.startswith("Sheila: ", 11) for line in lines) and any(
+        line.startswith("Diane: ", 11) for line in lines
+    )
     [skipped] = run_batch([call], store, options).files
     assert skipped.status == "skipped"
 
@@ -385,7 +462,10 @@ def test_an_imported_transcript_keeps_the_speakers_of_its_file(tmp_path, store):
     audio = tmp_path / "zhang.wav"
     shutil.copy(corpus_path(MANDARIN), audio)
     vtt = tmp_path / "zhang.vtt"
-    vtt.write_text("WEBVTT\n\n00:00.500 --> 00:02.000\n<v 采访者>您好。\n\n00:02.000 --> 00:04.000\n<v 张长华>你好。\n", encoding="utf-8")
+    vtt.write_text(
+        "WEBVTT\n\n00:00.500 --> 00:02.000\n<v 采访者>您好。\n\n00:02.000 --> 00:04.000\n<v 张长华>你好。\n",
+        encoding="utf-8",
+    )
     recording_id = import_file(vtt, store, audio)
     [result] = run_batch([audio], store, RunOptions(out_dir=None)).files
     assert result.status == "skipped" and result.speakers is None

@@ -20,16 +20,25 @@ from conftest import corpus_path
 
 runner = CliRunner()
 INFO = AudioInfo(Path("/audio/zhang.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
-LINES = [("您是哪年出来打工的？", "S1"), ("二零零八年，先到的东莞。", "S2"), ("工资怎么样？", "S1"), ("一个月一千多。", "S2")]
+LINES = [
+    ("您是哪年出来打工的？", "S1"),
+    ("二零零八年，先到的东莞。", "S2"),
+    ("工资怎么样？", "S1"),
+    ("一个月一千多。", "S2"),
+]
 
 
 @pytest.fixture
 def db(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'ohp.db'}"
-    segments = [Segment(i * 5.0, i * 5.0 + 4.0, text, text, "zh", speaker=speaker) for i, (text, speaker) in enumerate(LINES)]
+    segments = [
+        Segment(i * 5.0, i * 5.0 + 4.0, text, text, "zh", speaker=speaker) for i, (text, speaker) in enumerate(LINES)
+    ]
     with Store(url) as store:
         rid = save_transcription(store, INFO, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
-        save_speakers(store, rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
+        save_speakers(
+            store, rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {}
+        )
     return url
 
 
@@ -77,7 +86,12 @@ def test_enroll_a_voice_from_files(db, tmp_path):
     assert "enrolled Wang Fang from 1 file(s), 00:00:04 of audio" in enrolled.output
     with Store(db) as store:
         [person] = store.people()
-    assert (person.name, person.enrolled_by, person.sources, len(person.profile)) == ("Wang Fang", "mei", (str(voice.resolve()),), 256)
+    assert (person.name, person.enrolled_by, person.sources, len(person.profile)) == (
+        "Wang Fang",
+        "mei",
+        (str(voice.resolve()),),
+        256,
+    )
     assert sum(x * x for x in person.profile) == pytest.approx(1.0, abs=1e-4)
     assert "enrolled voices: Wang Fang (by mei," in invoke("speakers", "list", "--db", db).output
 
@@ -88,12 +102,22 @@ def test_enroll_a_voice_from_files(db, tmp_path):
 def test_list_of_a_recording_without_speakers(tmp_path):
     url = f"sqlite:///{tmp_path / 'ohp.db'}"
     with Store(url) as store:
-        save_transcription(store, INFO, Transcript("zh", 0.9, [Segment(0, 1, "好。", "好。", "zh")], "faster-whisper", "base"), {}, "k", {})
+        save_transcription(
+            store,
+            INFO,
+            Transcript("zh", 0.9, [Segment(0, 1, "好。", "好。", "zh")], "faster-whisper", "base"),
+            {},
+            "k",
+            {},
+        )
     result = invoke("speakers", "list", "zhang", "--db", url)
     assert result.exit_code == 0 and "no speakers yet" in result.output
 
 
-@pytest.mark.parametrize(("given", "expected"), [([], SpeakerOptions()), (["--speakers", "3"], SpeakerOptions(3)), (["--speakers", "off"], None)])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [([], SpeakerOptions()), (["--speakers", "3"], SpeakerOptions(3)), (["--speakers", "off"], None)],
+)
 def test_run_speakers_option(monkeypatch, tmp_path, given, expected):
     seen = []
 

@@ -15,8 +15,16 @@ from pipeline.stages.codebook import (
 )
 
 REQUIRED = {
-    "family_separation", "left_behind_children", "schooling", "wages", "working_conditions",
-    "housing", "hukou", "migration_journey", "health", "aspirations",
+    "family_separation",
+    "left_behind_children",
+    "schooling",
+    "wages",
+    "working_conditions",
+    "housing",
+    "hukou",
+    "migration_journey",
+    "health",
+    "aspirations",
 }
 
 GOOD = """\
@@ -60,7 +68,9 @@ def test_good_codebook_parses_with_lines_weights_and_parents():
     assert found == []
     wages = codebook.theme("wages")
     assert [(p.language, p.term, p.weight, p.line) for p in wages.patterns if p.term] == [
-        ("zh", "工资", 0.6, 7), ("zh", "钱", 0.3, 7), ("en", "pay", 0.6, 9),
+        ("zh", "工资", 0.6, 7),
+        ("zh", "钱", 0.3, 7),
+        ("en", "pay", 0.6, 9),
     ]
     assert wages.patterns[-1].tokens == ({"LEMMA": "earn"},)
     assert [p.term for p in wages.exclude] == ["pay attention"]
@@ -91,7 +101,10 @@ def test_unknown_keys_are_reported_at_their_line():
               fr: [a]
         extra: 1
         """)
-    assert (4, "a theme: unknown key 'colour' (expected one of description, exclude, id, label, parent, patterns)") in found
+    assert (
+        4,
+        "a theme: unknown key 'colour' (expected one of description, exclude, id, label, parent, patterns)",
+    ) in found
     assert any(line == 7 and "unknown key 'fr'" in message for line, message in found)
     assert any(line == 8 and "unknown key 'extra'" in message for line, message in found)
 
@@ -225,7 +238,9 @@ def test_a_theme_without_patterns_needs_children():
 def test_load_raises_with_every_problem_and_validate_reads_files(tmp_path):
     path = tmp_path / "codebook.yaml"
     path.write_text("themes:\n  - id: A\n    label: {en: A, zh: 甲}\n    patterns: {zh: [甲]}\n", encoding="utf-8")
-    assert [(p.line, p.message) for p in validate_codebook(path)] == [(2, "id 'A': use lower case letters, digits and _")]
+    assert [(p.line, p.message) for p in validate_codebook(path)] == [
+        (2, "id 'A': use lower case letters, digits and _")
+    ]
     with pytest.raises(CodebookError, match="line 2: id 'A'"):
         load_codebook(path)
     assert DEFAULT_CODEBOOK.exists()

@@ -29,7 +29,10 @@ def test_flags_over_environment_over_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no annotations/codebook.yaml here
     assert Config.load({}) == Config(codebook=DEFAULT_CODEBOOK)
     assert (Config().database_url, Config().home, Config().device, Config().log_level) == (
-        DEFAULT_DATABASE_URL, default_home(), "auto", "WARNING"
+        DEFAULT_DATABASE_URL,
+        default_home(),
+        "auto",
+        "WARNING",
     )
     environ = {
         "OHP_DATABASE_URL": "sqlite:///env.db",

@@ -18,8 +18,12 @@ from pipeline.stages.codebook import load_codebook
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 
 
-def annotation(id: int, segment: int, theme: str, status: str, evidence=(), source="auto", updated_by=None) -> AnnotationRecord:
-    return AnnotationRecord(id, segment, 7, theme, source, status, 0.8, tuple(evidence), "tagger 1", updated_by, "2024-03-01T10:00:00", 1)
+def annotation(
+    id: int, segment: int, theme: str, status: str, evidence=(), source="auto", updated_by=None
+) -> AnnotationRecord:
+    return AnnotationRecord(
+        id, segment, 7, theme, source, status, 0.8, tuple(evidence), "tagger 1", updated_by, "2024-03-01T10:00:00", 1
+    )
 
 
 RECORDING = RecordingRecord(
@@ -47,12 +51,22 @@ SEGMENTS = [
     Segment(125.0, 130.0, "谢谢。", "", "yue", speaker="S1", id=7),
 ]
 ANNOTATIONS = {
-    2: [annotation(1, 2, "wages", "accepted", [(11, 13)], updated_by="mei"), annotation(2, 2, "working_conditions", "suggested")],
+    2: [
+        annotation(1, 2, "wages", "accepted", [(11, 13)], updated_by="mei"),
+        annotation(2, 2, "working_conditions", "suggested"),
+    ],
     3: [annotation(3, 3, "wages", "suggested")],
-    5: [annotation(4, 5, "left_behind_children", "accepted", [(0, 2)], source="李梅"), annotation(5, 5, "hukou", "rejected", [(4, 6)])],
+    5: [
+        annotation(4, 5, "left_behind_children", "accepted", [(0, 2)], source="李梅"),
+        annotation(5, 5, "hukou", "rejected", [(4, 6)]),
+    ],
     6: [annotation(6, 6, "family_separation", "suggested", [(2, 6), (12, 18)])],
 }
-ENTITIES = {1: [Entity("PLACE", "深圳", 2, 4)], 2: [Entity("MONEY", "两千块", 13, 16)], 5: [Entity("PLACE", "老家", 4, 6)]}
+ENTITIES = {
+    1: [Entity("PLACE", "深圳", 2, 4)],
+    2: [Entity("MONEY", "两千块", 13, 16)],
+    5: [Entity("PLACE", "老家", 4, 6)],
+}
 SPEAKERS = [SpeakerRecord("S1", "李梅", "interviewer"), SpeakerRecord("S2", "Wang Xiuying", "interviewee")]
 EXPORT = RecordingExport(RECORDING, SEGMENTS, ANNOTATIONS, SPEAKERS, ENTITIES, load_codebook())
 # Odd input: nobody identified, XML's special characters, control characters, one very long segment.
@@ -92,7 +106,7 @@ def test_txt_turns_with_times_names_and_themes():
     assert paragraphs == [
         "[00:00:00] 李梅: 你在深圳做什么工作？",
         "[00:00:04] Wang Xiuying: 我在电子厂上班，每个月工资两千块。加班很多。"
-            "\nThemes: Wages; Working conditions (suggested)",
+        "\nThemes: Wages; Working conditions (suggested)",
         "[00:01:05] 李梅: What about your children?",
         "[00:01:10] Wang Xiuying: 孩子留在老家，跟奶奶一起。I miss them & call every week <sometimes>.\n"
         "Themes: Left-behind children; Family separation (suggested)",
@@ -143,7 +157,7 @@ def test_docx_title_header_and_turns():
         "[00:00:04] <b>Wang Xiuying:</b> 我在电子厂上班，每个月工资两千块。加班很多。",
         "[00:01:05] <b>李梅:</b> What about your children?",
         "[00:01:10] <b>Wang Xiuying:</b> 孩子留在老家，跟奶奶一起。"
-            "I miss them &amp; call every week &lt;sometimes&gt;.",
+        "I miss them &amp; call every week &lt;sometimes&gt;.",
         "[00:02:05] <b>李梅:</b> 谢谢。",
     ]
     properties = document["properties"]
@@ -181,7 +195,9 @@ def test_docx_odd_input():
     assert document["turns"][1] == "[00:00:03] " + "工资" * 20_000
     assert document["comments"] == [("工资", "ohp", "Wages (accepted)")]
     empty = read_docx(to_docx(RecordingExport(RECORDING, [])))
-    assert empty["title"] == ("Title", "访谈 01") and empty["comments"] == [] and len(empty["table"]) == 6  # no speakers
+    assert (
+        empty["title"] == ("Title", "访谈 01") and empty["comments"] == [] and len(empty["table"]) == 6
+    )  # no speakers
 
 
 @pytest.mark.parametrize("writer", [to_txt, to_docx])

@@ -22,8 +22,13 @@ CODEBOOK = load_codebook()
 AUNT = "张阿姨"
 LI = 'Li "Xiao" O\'Brien <&> 李'
 RECORDING = RecordingRecord(
-    id=7, sha256="ab12cd34ef56" + "0" * 52, path="/archive/访谈 #1/张阿姨 & co.wav", size_bytes=1, format="wav",
-    duration=60.0, language="zh",
+    id=7,
+    sha256="ab12cd34ef56" + "0" * 52,
+    path="/archive/访谈 #1/张阿姨 & co.wav",
+    size_bytes=1,
+    format="wav",
+    duration=60.0,
+    language="zh",
 )
 SEGMENTS = [
     Segment(0.0, 3.2, "我十六岁就出来打工了，在东莞的电子厂。", "", "zh", speaker="S1", id=1),
@@ -35,18 +40,30 @@ SEGMENTS = [
 ]
 
 
-def annotation(id: int, segment: int, theme: str, source: str, status: str, updated_by: str | None = None) -> AnnotationRecord:
-    return AnnotationRecord(id, segment, RECORDING.id, theme, source, status, 0.8, (), "t", updated_by, "2026-11-25T10:00:00+00:00", 1)
+def annotation(
+    id: int, segment: int, theme: str, source: str, status: str, updated_by: str | None = None
+) -> AnnotationRecord:
+    return AnnotationRecord(
+        id, segment, RECORDING.id, theme, source, status, 0.8, (), "t", updated_by, "2026-11-25T10:00:00+00:00", 1
+    )
 
 
 ANNOTATIONS = {
-    1: [annotation(1, 1, "family_separation", "auto", "suggested"), annotation(2, 1, "migration_journey", "auto", "accepted", "alice")],
+    1: [
+        annotation(1, 1, "family_separation", "auto", "suggested"),
+        annotation(2, 1, "migration_journey", "auto", "accepted", "alice"),
+    ],
     2: [annotation(3, 2, "migration_journey", "alice", "accepted")],  # overlaps segment 1's on one tier
-    3: [annotation(4, 3, "wages", "alice", "accepted"), annotation(5, 3, "working_conditions", "auto", "rejected", "alice"),
-        annotation(6, 3, "wages", "auto", "suggested")],
+    3: [
+        annotation(4, 3, "wages", "alice", "accepted"),
+        annotation(5, 3, "working_conditions", "auto", "rejected", "alice"),
+        annotation(6, 3, "wages", "auto", "suggested"),
+    ],
     4: [annotation(7, 4, "wages", "alice", "accepted")],
 }
-EXPORT = RecordingExport(RECORDING, SEGMENTS, ANNOTATIONS, [SpeakerRecord("S1", AUNT), SpeakerRecord("S2", LI)], codebook=CODEBOOK)
+EXPORT = RecordingExport(
+    RECORDING, SEGMENTS, ANNOTATIONS, [SpeakerRecord("S1", AUNT), SpeakerRecord("S2", LI)], codebook=CODEBOOK
+)
 
 
 @pytest.fixture
@@ -88,8 +105,10 @@ def test_themes_tiers_one_per_theme_and_coder(eaf_path):
     }  # the rejected working_conditions is left out
     annotators = {t: eaf.get_parameters_for_tier(t)["ANNOTATOR"] for t in themes}
     assert annotators == {
-        "family_separation (suggested by ohp)": "ohp", "migration_journey (alice)": "alice",
-        "wages (alice)": "alice", "wages (suggested by ohp)": "ohp",
+        "family_separation (suggested by ohp)": "ohp",
+        "migration_journey (alice)": "alice",
+        "wages (alice)": "alice",
+        "wages (suggested by ohp)": "ohp",
     }
 
 
@@ -118,8 +137,14 @@ def test_media_and_recording_are_named(eaf_path):
 
 @pytest.mark.parametrize(
     "name, mime",
-    [("a.WAV", "audio/x-wav"), ("a.mp3", "audio/*"), ("a.m4a", "audio/*"), ("a.amr", "audio/*"),
-     ("a.mp4", "video/mp4"), ("a.mov", "video/quicktime")],
+    [
+        ("a.WAV", "audio/x-wav"),
+        ("a.mp3", "audio/*"),
+        ("a.m4a", "audio/*"),
+        ("a.amr", "audio/*"),
+        ("a.mp4", "video/mp4"),
+        ("a.mov", "video/quicktime"),
+    ],
 )
 def test_mime_type_as_elan_names_it(tmp_path, name, mime):
     recording = RecordingRecord(1, "0" * 64, f"/x/{name}", 1, "", 1.0, None)
@@ -136,7 +161,17 @@ def test_the_file_is_a_valid_eaf_document(eaf_path):
     assert root.get("VERSION") and root.get("FORMAT") and root.get("AUTHOR") == "ohp"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", root.get("DATE"))
     assert root.get("{http://www.w3.org/2001/XMLSchema-instance}noNamespaceSchemaLocation").endswith(".xsd")
-    order = ["LICENSE", "HEADER", "TIME_ORDER", "TIER", "LINGUISTIC_TYPE", "LOCALE", "LANGUAGE", "CONSTRAINT", "CONTROLLED_VOCABULARY"]
+    order = [
+        "LICENSE",
+        "HEADER",
+        "TIME_ORDER",
+        "TIER",
+        "LINGUISTIC_TYPE",
+        "LOCALE",
+        "LANGUAGE",
+        "CONSTRAINT",
+        "CONTROLLED_VOCABULARY",
+    ]
     tags = [child.tag for child in root]
     assert tags == sorted(tags, key=order.index)
     ids = root.xpath("//@ANNOTATION_ID | //@TIME_SLOT_ID | //@CVE_ID")
@@ -147,7 +182,9 @@ def test_the_file_is_a_valid_eaf_document(eaf_path):
     assert set(root.xpath("//@CONTROLLED_VOCABULARY_REF")) <= set(root.xpath("//CONTROLLED_VOCABULARY/@CV_ID"))
     assert set(root.xpath("//@LANG_REF")) <= set(root.xpath("//LANGUAGE/@LANG_ID"))
     for tier in root.iter("TIER"):
-        spans = sorted((slots[a.get("TIME_SLOT_REF1")], slots[a.get("TIME_SLOT_REF2")]) for a in tier.iter("ALIGNABLE_ANNOTATION"))
+        spans = sorted(
+            (slots[a.get("TIME_SLOT_REF1")], slots[a.get("TIME_SLOT_REF2")]) for a in tier.iter("ALIGNABLE_ANNOTATION")
+        )
         assert all(start < end for start, end in spans), tier.get("TIER_ID")
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), tier.get("TIER_ID")
     used = max(int(i[1:]) for i in root.xpath("//@ANNOTATION_ID"))
@@ -177,10 +214,16 @@ def code_as_bob(eaf_path: Path) -> Path:
     eaf.add_annotation("bob's themes", 30000, 31000, "overtime??")
     eaf.add_tier("carol", ling="theme", part="carol")
     eaf.add_annotation("carol", 40000, 41000, "HOUSING")
-    eaf.add_linguistic_type("theme-ref", param_dict={
-        "LINGUISTIC_TYPE_ID": "theme-ref", "TIME_ALIGNABLE": "false", "CONSTRAINTS": "Symbolic_Association",
-        "GRAPHIC_REFERENCES": "false", "CONTROLLED_VOCABULARY_REF": "themes",
-    })
+    eaf.add_linguistic_type(
+        "theme-ref",
+        param_dict={
+            "LINGUISTIC_TYPE_ID": "theme-ref",
+            "TIME_ALIGNABLE": "false",
+            "CONSTRAINTS": "Symbolic_Association",
+            "GRAPHIC_REFERENCES": "false",
+            "CONTROLLED_VOCABULARY_REF": "themes",
+        },
+    )
     eaf.add_tier("aunt's themes", ling="theme-ref", parent=AUNT)
     eaf.add_ref_annotation("aunt's themes", AUNT, 1000, "Schooling")
     eaf.add_tier("notes", ling="transcript", ann="bob")  # not a themes tier
@@ -203,7 +246,9 @@ def test_codings_come_back_by_coder(eaf_path):
         Coding("wages", "bob", 22.0, 23.0),
         Coding("housing", "carol", 40.0, 41.0),
     ]  # the tagger's suggestions (annotator ohp) are not read back as anybody's coding
-    assert imported.warnings == ["tier \"bob's themes\" at 00:00:30.000: 'overtime??' is not a theme of the codebook; left out"]
+    assert imported.warnings == [
+        "tier \"bob's themes\" at 00:00:30.000: 'overtime??' is not a theme of the codebook; left out"
+    ]
 
 
 def test_without_the_sha256_property_the_media_file_names_the_recording(tmp_path):

@@ -31,15 +31,27 @@ RECORDING = RecordingRecord(
 )
 SEGMENTS = [
     Segment(
-        1.0, 2.5, "我们那时候住在乡下。", "我們那時候住在鄉下。", "zh",
+        1.0,
+        2.5,
+        "我们那时候住在乡下。",
+        "我們那時候住在鄉下。",
+        "zh",
         [Word(1.0, 1.4, "我们", 0.98765), Word(1.4, 2.0, "那时候", 0.9), Word(2.0, 2.5, "住在乡下。", 0.81234)],
-        avg_logprob=-0.2, no_speech_prob=0.01, speaker="SPEAKER_00", id=101,
+        avg_logprob=-0.2,
+        no_speech_prob=0.01,
+        speaker="SPEAKER_00",
+        id=101,
     ),
     Segment(61.0004, 65.5, "后来搬到了城里。", "後來搬到了城裡。", "zh", [], speaker=None, id=102),
-    Segment(3723.25, 3725.0, "Thank you & goodbye <laughs>", "Thank you & goodbye <laughs>", "en", speaker="S2", id=103),
+    Segment(
+        3723.25, 3725.0, "Thank you & goodbye <laughs>", "Thank you & goodbye <laughs>", "en", speaker="S2", id=103
+    ),
 ]
 # SPEAKER_00 has a display name, S2 only its label.
-SPEAKERS = [SpeakerRecord("SPEAKER_00", "王秀英", "interviewee"), SpeakerRecord("S2", None, "interviewer", role_by="mei")]
+SPEAKERS = [
+    SpeakerRecord("SPEAKER_00", "王秀英", "interviewee"),
+    SpeakerRecord("S2", None, "interviewer", role_by="mei"),
+]
 EXPORT = RecordingExport(RECORDING, SEGMENTS, speakers=SPEAKERS)
 
 
@@ -79,10 +91,33 @@ def test_json_is_the_reference_format():
             {"label": "S2", "name": None, "role": "interviewer"},
         ],
     }
-    assert list(document["recording"]) == ["id", "path", "sha256", "duration", "language", "interviewee", "place", "recorded_on", "consent", "release_on", "speakers"]
+    assert list(document["recording"]) == [
+        "id",
+        "path",
+        "sha256",
+        "duration",
+        "language",
+        "interviewee",
+        "place",
+        "recorded_on",
+        "consent",
+        "release_on",
+        "speakers",
+    ]
     assert list(document["recording"]["speakers"][0]) == ["label", "name", "role"]
     first = document["segments"][0]
-    assert list(first) == ["id", "start", "end", "text", "original_text", "language", "speaker", "words", "themes", "entities"]
+    assert list(first) == [
+        "id",
+        "start",
+        "end",
+        "text",
+        "original_text",
+        "language",
+        "speaker",
+        "words",
+        "themes",
+        "entities",
+    ]
     assert first == {
         "id": 101,
         "start": 1.0,
@@ -109,12 +144,29 @@ def test_json_is_the_reference_format():
 
 def test_json_segments_carry_their_themes():
     annotation = AnnotationRecord(
-        id=5, segment_id=101, recording_id=7, theme="housing", source="auto", status="accepted", score=0.8,
-        evidence=((5, 7),), tagger="t", updated_by="mei", updated_at="2026-11-25T10:00:00+00:00", version=2,
+        id=5,
+        segment_id=101,
+        recording_id=7,
+        theme="housing",
+        source="auto",
+        status="accepted",
+        score=0.8,
+        evidence=((5, 7),),
+        tagger="t",
+        updated_by="mei",
+        updated_at="2026-11-25T10:00:00+00:00",
+        version=2,
     )
     document = json.loads(to_json(RecordingExport(RECORDING, SEGMENTS, {101: [annotation]})))
     assert document["segments"][0]["themes"] == [
-        {"id": "housing", "label": "housing", "status": "accepted", "source": "auto", "coder": "mei", "evidence": [[5, 7]]}
+        {
+            "id": "housing",
+            "label": "housing",
+            "status": "accepted",
+            "source": "auto",
+            "coder": "mei",
+            "evidence": [[5, 7]],
+        }
     ]  # the label is the codebook's when the export has one; the coder decided the tagger's suggestion
     assert document["segments"][1]["themes"] == []
 
@@ -129,8 +181,17 @@ def test_json_of_a_recording_without_speech():
     silent = RecordingRecord(8, "f" * 64, "/a/quiet.wav", 10, "wav", 30.0, None)
     assert json.loads(to_json(RecordingExport(silent, []))) == {
         "recording": {
-            "id": 8, "path": "/a/quiet.wav", "sha256": "f" * 64, "duration": 30.0, "language": None, "interviewee": None,
-            "place": None, "recorded_on": None, "consent": "open", "release_on": None, "speakers": [],
+            "id": 8,
+            "path": "/a/quiet.wav",
+            "sha256": "f" * 64,
+            "duration": 30.0,
+            "language": None,
+            "interviewee": None,
+            "place": None,
+            "recorded_on": None,
+            "consent": "open",
+            "release_on": None,
+            "speakers": [],
         },
         "segments": [],
     }

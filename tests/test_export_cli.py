@@ -47,10 +47,19 @@ def db(db_url, tmp_path) -> str:
     audio.parent.mkdir()
     audio.write_bytes(b"RIFF")
     info = AudioInfo(audio, "cd" * 32, 4, "wav", "pcm_s16le", 16000, 1, 30.0)
-    segments = [Segment(i * 5.0, i * 5.0 + 4.0, text, text, lang, speaker=who) for i, (who, text, lang) in enumerate(TEXTS)]
+    segments = [
+        Segment(i * 5.0, i * 5.0 + 4.0, text, text, lang, speaker=who) for i, (who, text, lang) in enumerate(TEXTS)
+    ]
     with Store(db_url) as store:
         rid = save_transcription(store, info, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
-        save_speakers(store, rid, [SpeakerRecord("S1", "Wang Mei", "interviewer"), SpeakerRecord("S2", "李秀英", "interviewee")], {}, "s", {})
+        save_speakers(
+            store,
+            rid,
+            [SpeakerRecord("S1", "Wang Mei", "interviewer"), SpeakerRecord("S2", "李秀英", "interviewee")],
+            {},
+            "s",
+            {},
+        )
         tag_recording(store, rid, load_codebook())
         store.set_metadata(rid, interviewee="李秀英", place="东莞", recorded_on="2019-02-03")
         wages = next(a for a in store.annotations(rid) if a.theme == "wages")
@@ -62,26 +71,33 @@ def db(db_url, tmp_path) -> str:
 
 def test_every_format_reads_back(db, tmp_path):
     out = tmp_path / "out"
-    formats = [arg for fmt in ("json", "srt", "vtt", "txt", "docx", "eaf", "ohms", "csv", "qdpx") for arg in ("--format", fmt)]
+    formats = [
+        arg for fmt in ("json", "srt", "vtt", "txt", "docx", "eaf", "ohms", "csv", "qdpx") for arg in ("--format", fmt)
+    ]
     result = invoke("export", "--all", *formats, "--out", out, "--db", db)
     assert result.exit_code == 0, result.output
     stem = out / "李秀英 访谈"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"李秀英 访谈.{ext}" for ext in ("json", "srt", "vtt", "txt", "docx", "eaf", "ohms.xml")] + ["coded-segments.csv", "ohp-project.qdpx"]
+        [f"李秀英 访谈.{ext}" for ext in ("json", "srt", "vtt", "txt", "docx", "eaf", "ohms.xml")]
+        + ["coded-segments.csv", "ohp-project.qdpx"]
     )
     document = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
     assert document["recording"]["interviewee"] == "李秀英" and document["recording"]["consent"] == "open"
     assert {"PERSON", "PLACE"} <= {e["label"] for s in document["segments"] for e in s["entities"]}
     assert any(t["id"] == "wages" and t["coder"] == "alice" for s in document["segments"] for t in s["themes"])
     cues = list(srt.parse(stem.with_suffix(".srt").read_text(encoding="utf-8")))
-    assert cues[0].content.startswith("Wang Mei: ") and all(len(line) <= 21 for c in cues[:4] for line in c.content.split("\n")[1:])
+    assert cues[0].content.startswith("Wang Mei: ") and all(
+        len(line) <= 21 for c in cues[:4] for line in c.content.split("\n")[1:]
+    )
     voices = [c.voice for c in webvtt.read(str(stem.with_suffix(".vtt")))]
     assert voices[:2] == ["Wang Mei", "李秀英"]
     assert "Interviewee: 李秀英" in stem.with_suffix(".txt").read_text(encoding="utf-8")
     with docx2python(stem.with_suffix(".docx")) as docx:
         assert "我在东莞的工厂加班" in docx.text and any(author == "alice" for _, author, _, _ in docx.comments)
     eaf = Eaf(str(stem.with_suffix(".eaf")))
-    assert {"Wang Mei", "李秀英"} <= set(eaf.get_tier_names()) and eaf.media_descriptors[0]["MEDIA_URL"].startswith("file://")
+    assert {"Wang Mei", "李秀英"} <= set(eaf.get_tier_names()) and eaf.media_descriptors[0]["MEDIA_URL"].startswith(
+        "file://"
+    )
     ohms = etree.parse(str(stem.with_suffix(".ohms.xml")))
     assert ohms.getroot().tag.endswith("ROOT") and ohms.xpath("//*[local-name()='point']")
     with open(out / "coded-segments.csv", encoding="utf-8-sig", newline="") as f:
@@ -110,8 +126,21 @@ def test_closed_recordings_are_left_out_unless_a_researcher_asks(db, tmp_path):
 def test_redaction_covers_every_text_format_and_reports(db, tmp_path):
     (tmp_path / "redact.txt").write_text("place: 石门村\n", encoding="utf-8")
     out = tmp_path / "share"
-    formats = [arg for fmt in ("json", "srt", "vtt", "txt", "docx", "eaf", "ohms", "csv", "qdpx") for arg in ("--format", fmt)]
-    result = invoke("export", *formats, "--out", out, "--redact", "names,places", "--redact-list", tmp_path / "redact.txt", "--db", db)
+    formats = [
+        arg for fmt in ("json", "srt", "vtt", "txt", "docx", "eaf", "ohms", "csv", "qdpx") for arg in ("--format", fmt)
+    ]
+    result = invoke(
+        "export",
+        *formats,
+        "--out",
+        out,
+        "--redact",
+        "names,places",
+        "--redact-list",
+        tmp_path / "redact.txt",
+        "--db",
+        db,
+    )
     assert result.exit_code == 0, result.output
     for path in out.iterdir():
         if path.suffix in (".docx", ".qdpx"):
@@ -122,7 +151,9 @@ def test_redaction_covers_every_text_format_and_reports(db, tmp_path):
         for name in ("张伟", "李秀英", "Wang Mei", "东莞", "石门村"):
             assert name not in text, (path.name, name)
         assert path.suffix in (".csv",) or "[NAME]" in text, path.name
-    times = [(s["start"], s["end"]) for s in json.loads(next(out.glob("*.json")).read_text(encoding="utf-8"))["segments"]]
+    times = [
+        (s["start"], s["end"]) for s in json.loads(next(out.glob("*.json")).read_text(encoding="utf-8"))["segments"]
+    ]
     assert times == [(i * 5.0, i * 5.0 + 4.0) for i in range(len(TEXTS))]
     report = tmp_path / "share-redactions.csv"
     assert "listed in" in result.stdout and report.exists()
@@ -136,7 +167,14 @@ def test_redaction_covers_every_text_format_and_reports(db, tmp_path):
 
     with Store(db) as store:
         other = AudioInfo(tmp_path / "王芳 访谈.wav", "ef" * 32, 4, "wav", "pcm_s16le", 16000, 1, 5.0)
-        rid = save_transcription(store, other, Transcript("zh", 0.9, [Segment(0.0, 4.0, "好的", "好的", "zh")], "faster-whisper", "base"), {}, "k", {})
+        rid = save_transcription(
+            store,
+            other,
+            Transcript("zh", 0.9, [Segment(0.0, 4.0, "好的", "好的", "zh")], "faster-whisper", "base"),
+            {},
+            "k",
+            {},
+        )
         store.set_metadata(rid, interviewee="王芳")
     again = invoke("export", "--format", "txt", "--out", tmp_path / "two", "--redact", "names", "--db", db)
     assert again.exit_code == 0 and len(list((tmp_path / "two").iterdir())) == 2
@@ -184,10 +222,19 @@ def test_codes_added_in_a_qda_program_come_back_by_their_coder(db, tmp_path):
     before = max((p for p in points if int(p.get("position")) <= start), key=lambda p: int(p.get("position")))
     after = min((p for p in points if int(p.get("position")) >= start + 8), key=lambda p: int(p.get("position")))
     selection = etree.SubElement(
-        transcript, f"{{{ns}}}TranscriptSelection", guid="0b8e7b1c-1d2e-4f50-9a6b-7c8d9e0f1a2b", name="overtime",
-        fromSyncPoint=before.get("guid"), toSyncPoint=after.get("guid"),
+        transcript,
+        f"{{{ns}}}TranscriptSelection",
+        guid="0b8e7b1c-1d2e-4f50-9a6b-7c8d9e0f1a2b",
+        name="overtime",
+        fromSyncPoint=before.get("guid"),
+        toSyncPoint=after.get("guid"),
     )
-    coding = etree.SubElement(selection, f"{{{ns}}}Coding", guid="1c9f8a2d-2e3f-4a51-8b7c-8d9e0f1a2b3c", creatingUser="6f1e0a51-8a58-4a38-9e43-0d9b0b1c2d3e")
+    coding = etree.SubElement(
+        selection,
+        f"{{{ns}}}Coding",
+        guid="1c9f8a2d-2e3f-4a51-8b7c-8d9e0f1a2b3c",
+        creatingUser="6f1e0a51-8a58-4a38-9e43-0d9b0b1c2d3e",
+    )
     etree.SubElement(coding, f"{{{ns}}}CodeRef", targetGUID=code.get("guid"))
     members["project.qde"] = etree.tostring(root, xml_declaration=True, encoding="utf-8")
     with zipfile.ZipFile(path, "w") as z:

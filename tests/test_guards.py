@@ -13,7 +13,9 @@ from pipeline.stages.guards import GuardOptions, collapse_loops, guard, is_drift
 CHUNK = Chunk(10.0, 20.0, (SpeechRegion(10.0, 14.0), SpeechRegion(16.0, 20.0)))
 
 
-def seg(text: str, start: float = 10.0, end: float = 13.0, words: list[str] | None = None, language: str = "zh", **kw) -> Segment:
+def seg(
+    text: str, start: float = 10.0, end: float = 13.0, words: list[str] | None = None, language: str = "zh", **kw
+) -> Segment:
     """A segment as the engine gives it; words (if given) share its time evenly."""
     step = (end - start) / len(words) if words else 0
     timed = [Word(start + i * step, start + (i + 1) * step, w, 0.9) for i, w in enumerate(words or [])]
@@ -49,7 +51,26 @@ def test_phantom_segment_is_removed_whole(text):
     ("words", "real"),
     [
         (["我们", "那时候", "住在", "乡下。", "字幕", "由", "Amara", ".org", "社群", "提供"], 4),
-        (["我們", "那時候", "住在", "鄉下", " 請", "不吝", "點贊", " 訂閱", " 轉發", " 打賞", "支持", "明鏡", "與", "點點", "欄目"], 4),
+        (
+            [
+                "我們",
+                "那時候",
+                "住在",
+                "鄉下",
+                " 請",
+                "不吝",
+                "點贊",
+                " 訂閱",
+                " 轉發",
+                " 打賞",
+                "支持",
+                "明鏡",
+                "與",
+                "點點",
+                "欄目",
+            ],
+            4,
+        ),
         ([" We", " moved", " to", " the", " city", " in", " 1962.", " Thanks", " for", " watching!"], 7),
         ([" Okay,", " thank", " you", " for", " watching."], 1),
     ],
@@ -222,7 +243,9 @@ def test_characters_per_second_count_only_the_time_inside_the_chunk():
 
 def test_guard_counts_each_kind_and_keeps_the_rest_in_order():
     real = seg("我们那时候住在乡下", 10.0, 12.0)
-    with_phantom = seg("后来搬到城里。字幕由Amara.org社群提供", 12.0, 13.5, ["后来", "搬到", "城里。", "字幕由Amara.org社群提供"])
+    with_phantom = seg(
+        "后来搬到城里。字幕由Amara.org社群提供", 12.0, 13.5, ["后来", "搬到", "城里。", "字幕由Amara.org社群提供"]
+    )
     loop = seg("我记得" + "我记得" * 5, 16.0, 18.0)
     segments = [
         real,

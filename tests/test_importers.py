@@ -14,18 +14,44 @@ from pipeline.formats.readers import TranscriptFormatError, guess_language, read
 from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 
 RECORDING = RecordingRecord(
-    id=7, sha256="ab" * 32, path="/archive/王秀英 01.wav", size_bytes=1, format="wav", duration=3725.5,
-    language="zh", interviewee="王秀英", place="成都", recorded_on="1998-05-03",
+    id=7,
+    sha256="ab" * 32,
+    path="/archive/王秀英 01.wav",
+    size_bytes=1,
+    format="wav",
+    duration=3725.5,
+    language="zh",
+    interviewee="王秀英",
+    place="成都",
+    recorded_on="1998-05-03",
 )
 SEGMENTS = [
-    Segment(1.0, 2.5, "我们那时候住在乡下。", "我們那時候住在鄉下。", "zh",
-            [Word(1.0, 1.4, "我们", 0.9877), Word(1.4, 2.5, "那时候住在乡下。", 0.81)], speaker="S1", id=101),
+    Segment(
+        1.0,
+        2.5,
+        "我们那时候住在乡下。",
+        "我們那時候住在鄉下。",
+        "zh",
+        [Word(1.0, 1.4, "我们", 0.9877), Word(1.4, 2.5, "那时候住在乡下。", 0.81)],
+        speaker="S1",
+        id=101,
+    ),
     Segment(61.25, 65.5, "后来搬到了城里。", "後來搬到了城裡。", "zh", [], speaker=None, id=102),
     Segment(3723.25, 3725.0, "Thank you & goodbye <laughs>", "Thank you & goodbye <laughs>", "en", id=103),
 ]
 THEME = AnnotationRecord(
-    id=1, segment_id=102, recording_id=7, theme="migration", source="auto", status="accepted", score=0.8,
-    evidence=((2, 4),), tagger="t1", updated_by=None, updated_at="2026-01-01T00:00:00+00:00", version=1,
+    id=1,
+    segment_id=102,
+    recording_id=7,
+    theme="migration",
+    source="auto",
+    status="accepted",
+    score=0.8,
+    evidence=((2, 4),),
+    tagger="t1",
+    updated_by=None,
+    updated_at="2026-01-01T00:00:00+00:00",
+    version=1,
 )
 EXPORT = RecordingExport(RECORDING, SEGMENTS, {102: [THEME]})
 
@@ -54,19 +80,47 @@ def test_json_round_trip(tmp_path):
     ]
     assert imported.segments == expected  # ids are the exporting database's: not carried over
     assert imported.metadata == {
-        "path": RECORDING.path, "sha256": RECORDING.sha256, "duration": 3725.5, "id": 7, "consent": "open",
-        "interviewee": "王秀英", "place": "成都", "recorded_on": "1998-05-03",
-        "themes": {1: [{"id": "migration", "label": "migration", "status": "accepted", "source": "auto", "coder": "ohp", "evidence": [[2, 4]]}]},
+        "path": RECORDING.path,
+        "sha256": RECORDING.sha256,
+        "duration": 3725.5,
+        "id": 7,
+        "consent": "open",
+        "interviewee": "王秀英",
+        "place": "成都",
+        "recorded_on": "1998-05-03",
+        "themes": {
+            1: [
+                {
+                    "id": "migration",
+                    "label": "migration",
+                    "status": "accepted",
+                    "source": "auto",
+                    "coder": "ohp",
+                    "evidence": [[2, 4]],
+                }
+            ]
+        },
     }
 
 
 def test_json_speakers_names_and_roles_are_read(tmp_path):
     speakers = [SpeakerRecord("S1", "王秀英", "interviewee", named_by="mei"), SpeakerRecord("S2")]
-    imported = read_transcript(write(tmp_path, "a.json", to_json(RecordingExport(RECORDING, SEGMENTS, speakers=speakers))))
-    assert imported.metadata["speakers"] == [{"label": "S1", "name": "王秀英", "role": "interviewee"}, {"label": "S2", "name": None, "role": None}]
+    imported = read_transcript(
+        write(tmp_path, "a.json", to_json(RecordingExport(RECORDING, SEGMENTS, speakers=speakers)))
+    )
+    assert imported.metadata["speakers"] == [
+        {"label": "S1", "name": "王秀英", "role": "interviewee"},
+        {"label": "S2", "name": None, "role": None},
+    ]
     for bad in ([{"name": "x"}], [{"label": "S1", "role": "boss"}], {"S1": "x"}, [{"label": "S1", "name": 3}]):
         with pytest.raises(TranscriptFormatError, match='"speakers" must be a list of objects with a "label"'):
-            read_transcript(write(tmp_path, "bad.json", json.dumps({"recording": {"speakers": bad}, "segments": [{"start": 0, "end": 1, "text": "x"}]})))
+            read_transcript(
+                write(
+                    tmp_path,
+                    "bad.json",
+                    json.dumps({"recording": {"speakers": bad}, "segments": [{"start": 0, "end": 1, "text": "x"}]}),
+                )
+            )
 
 
 def test_json_found_by_content_whatever_its_name(tmp_path):
@@ -89,12 +143,28 @@ def test_json_minimal_segments_get_a_language(tmp_path):
         ('{"results": []}', 'JSON, but not an ohp transcript: it has no "segments" list', None),
         ('{"segments": []}', "the transcript has no segments", None),
         ('{"segments": [{"start": 0, "text": "x"}]}', 'segment 1 has no "end"', None),
-        ('{"segments": [{"start": "0:01", "end": 2, "text": "x"}]}', 'segment 1: start must be a number, not "0:01"', None),
+        (
+            '{"segments": [{"start": "0:01", "end": 2, "text": "x"}]}',
+            'segment 1: start must be a number, not "0:01"',
+            None,
+        ),
         ('{"segments": [{"start": 3, "end": 2, "text": "x"}]}', "segment 1 ends (2.0) before it starts (3.0)", None),
         ('{"segments": [{"start": 0, "end": 2, "text": " "}]}', "segment 1 has no text", None),
-        ('{"segments": [{"start": 0, "end": 2, "text": "x", "speaker": 3}]}', "segment 1: speaker must be text, not 3", None),
-        ('{"segments": [{"start": 0, "end": 2, "text": "x", "themes": ["a"]}]}', 'segment 1: "themes" must be a list', None),
-        ('{"segments": [{"start": 0, "end": 2, "text": "x", "words": [{"text": "x"}]}]}', "segment 1, word 1: start must be a number, not null", None),
+        (
+            '{"segments": [{"start": 0, "end": 2, "text": "x", "speaker": 3}]}',
+            "segment 1: speaker must be text, not 3",
+            None,
+        ),
+        (
+            '{"segments": [{"start": 0, "end": 2, "text": "x", "themes": ["a"]}]}',
+            'segment 1: "themes" must be a list',
+            None,
+        ),
+        (
+            '{"segments": [{"start": 0, "end": 2, "text": "x", "words": [{"text": "x"}]}]}',
+            "segment 1, word 1: start must be a number, not null",
+            None,
+        ),
     ],
 )
 def test_bad_json(tmp_path, text, cause, line):
@@ -111,17 +181,23 @@ def segment_of(**changes) -> dict:
 @pytest.mark.parametrize(
     "document,cause",
     [
-        ('{"segments": [{"start": 0, "end": 2, "text": "x",'
-         ' "words": [{"start": 0, "end": 1, "text": "x", "probability": 1e999}]}]}',
-         "segment 1, word 1: probability must be a finite number"),
-        ({"segments": [segment_of(words=[{"start": 1, "end": 0.5, "text": "x", "probability": 1}])]},
-         "segment 1, word 1 ends (0.5) before it starts (1.0)"),
-        ({"recording": {"duration": "1h"}, "segments": [segment_of()]}, 'recording: duration must be a number'),
+        (
+            '{"segments": [{"start": 0, "end": 2, "text": "x",'
+            ' "words": [{"start": 0, "end": 1, "text": "x", "probability": 1e999}]}]}',
+            "segment 1, word 1: probability must be a finite number",
+        ),
+        (
+            {"segments": [segment_of(words=[{"start": 1, "end": 0.5, "text": "x", "probability": 1}])]},
+            "segment 1, word 1 ends (0.5) before it starts (1.0)",
+        ),
+        ({"recording": {"duration": "1h"}, "segments": [segment_of()]}, "recording: duration must be a number"),
         ({"recording": {"duration": -1}, "segments": [segment_of()]}, "recording: duration is -1 s"),
         ({"recording": {"id": "seven"}, "segments": [segment_of()]}, 'recording: id must be a whole number, not "s'),
         ({"recording": {"path": ["a"]}, "segments": [segment_of()]}, 'recording: path must be text, not ["a"]'),
-        ({"recording": {"consent": "x" * 100}, "segments": [segment_of()]},
-         f'the recording\'s consent must be one of open, restricted, closed, not "{"x" * 38}…'),
+        (
+            {"recording": {"consent": "x" * 100}, "segments": [segment_of()]},
+            f"the recording's consent must be one of open, restricted, closed, not \"{'x' * 38}…",
+        ),
         ({"segments": [segment_of(speaker="s" * 1001)]}, "segment 1: speaker is 1,001 characters long (at most 1,000)"),
     ],
 )
@@ -186,7 +262,11 @@ def test_srt_speaker_labels(tmp_path):
     "text,cause,line",
     [
         ("1\n00:00:01,000 --> 00:00:0x,500\nhi\n", "'00:00:0x,500' is not a time", 2),
-        ("1\n00:00:01,000 --> 00:00:02,000\nhi\n\n2\n00:00:05,000 --> 00:00:04,000\nho\n", "the cue ends (00:00:04,000) before it starts (00:00:05,000)", 6),
+        (
+            "1\n00:00:01,000 --> 00:00:02,000\nhi\n\n2\n00:00:05,000 --> 00:00:04,000\nho\n",
+            "the cue ends (00:00:04,000) before it starts (00:00:05,000)",
+            6,
+        ),
         ("1\n00:00:01,000 --> 00:00:02,000\n<i> </i>\n", "the cue has no text", 2),
         ("1\n00:00:01,000 --> 00:00:02,000\n", "the cue has no text", 2),
         ("1\n00:00:01,000 --> 00:00:02,000\nhi\n\nstray words\n", "expected a cue's times", 5),
@@ -274,7 +354,11 @@ def test_plain_text_is_untimed_lines(tmp_path):
     text = "我们那时候住在乡下。\n\n   \n后来搬到了城里。\r\n说：好的\n"
     imported = read_transcript(write(tmp_path, "a.txt", text))
     assert imported.source_format == "txt" and not imported.timed and imported.language == "zh"
-    assert rows(imported) == [(0.0, 0.0, None, "我们那时候住在乡下。"), (0.0, 0.0, None, "后来搬到了城里。"), (0.0, 0.0, None, "说：好的")]
+    assert rows(imported) == [
+        (0.0, 0.0, None, "我们那时候住在乡下。"),
+        (0.0, 0.0, None, "后来搬到了城里。"),
+        (0.0, 0.0, None, "说：好的"),
+    ]
 
 
 def test_plain_text_speakers(tmp_path):
@@ -295,7 +379,12 @@ def test_a_colon_here_and_there_is_no_speaker(tmp_path):
 def test_ohp_text_export_reads_back_timed(tmp_path):
     imported = read_transcript(write(tmp_path, "a.txt", to_txt(EXPORT)))
     assert imported.timed and imported.language == "zh"
-    assert imported.metadata == {"duration": 3725.0, "interviewee": "王秀英", "place": "成都", "recorded_on": "1998-05-03"}
+    assert imported.metadata == {
+        "duration": 3725.0,
+        "interviewee": "王秀英",
+        "place": "成都",
+        "recorded_on": "1998-05-03",
+    }
     assert [(s.start, s.end, s.text) for s in imported.segments] == [
         (1.0, 61.0, "S1: 我们那时候住在乡下。"),  # one speaker label in three lines: not taken for one
         (61.0, 3723.0, "后来搬到了城里。"),
@@ -358,8 +447,15 @@ def test_missing_file_and_folder(tmp_path):
 
 @pytest.mark.parametrize(
     "text,language",
-    [("我们那时候住在乡下 OK", "zh"), ("We lived in 成都 then.", "en"), ("My name is 王秀英, born in 成都", "en"), ("私たちはそこに住んでいました", "ja"),
-     ("우리는 거기 살았어요", "ko"), ("1998 2001", None), ("", None)],
+    [
+        ("我们那时候住在乡下 OK", "zh"),
+        ("We lived in 成都 then.", "en"),
+        ("My name is 王秀英, born in 成都", "en"),
+        ("私たちはそこに住んでいました", "ja"),
+        ("우리는 거기 살았어요", "ko"),
+        ("1998 2001", None),
+        ("", None),
+    ],
 )
 def test_guess_language(text, language):
     assert guess_language(text) == language

@@ -39,7 +39,10 @@ def field(record, path: str) -> str | None:
 
 
 def points(record) -> list[dict[str, str]]:
-    return [{etree.QName(child).localname: child.text or "" for child in point} for point in record.iterfind("o:index/o:point", NS)]
+    return [
+        {etree.QName(child).localname: child.text or "" for child in point}
+        for point in record.iterfind("o:index/o:point", NS)
+    ]
 
 
 def sync_marks(record) -> list[tuple[int, int, int]]:
@@ -47,7 +50,9 @@ def sync_marks(record) -> list[tuple[int, int, int]]:
     sync = field(record, "o:sync")
     assert re.fullmatch(r"(\d+:(\|\d+\(\d+\))+)?", sync)
     interval = int(sync.split(":")[0] or 0) * 60
-    return [(interval * n, int(line), int(word)) for n, (line, word) in enumerate(re.findall(r"\|(\d+)\((\d+)\)", sync), 1)]
+    return [
+        (interval * n, int(line), int(word)) for n, (line, word) in enumerate(re.findall(r"\|(\d+)\((\d+)\)", sync), 1)
+    ]
 
 
 def transcript_lines(record) -> list[str]:
@@ -64,7 +69,12 @@ def test_record():
     assert field(record, "o:title") == "访谈 01" and field(record, "o:accession") == "OH-2019-007"
     assert field(record, "o:duration") == "01:02:05" and field(record, "o:file_name") == "访谈 01.wav"
     assert field(record, "o:interviewee") == "王秀英" and field(record, "o:interviewer") == "李梅"
-    assert [s.text for s in record.iterfind("o:subject", NS)] == ["Wages", "Working conditions", "Left-behind children", "Family separation"]
+    assert [s.text for s in record.iterfind("o:subject", NS)] == [
+        "Wages",
+        "Working conditions",
+        "Left-behind children",
+        "Family separation",
+    ]
     assert field(record, "o:language") == "Chinese"
     assert field(record, "o:userestrict") == "1" and "restricted until 2090-01-01" in field(record, "o:rights")
 
@@ -85,7 +95,7 @@ def test_index_points_at_topic_changes():
             "title": "Left-behind children; Family separation",
             "partial_transcript": "李梅: What about your children?",
             "synopsis": "What about your children? 孩子留在老家，跟奶奶一起。"
-                "I miss them & call every week <sometimes>. 谢谢。",
+            "I miss them & call every week <sometimes>. 谢谢。",
             "keywords": "Left-behind children;Family separation;老家",
             "subjects": "Left-behind children;Family separation",
         },
@@ -94,8 +104,14 @@ def test_index_points_at_topic_changes():
 
 def interview(*turns: tuple[float, str, str, tuple[str, ...]]) -> RecordingExport:
     """An export of turns given as (start, speaker, text, themes), each theme accepted on the whole segment."""
-    segments = [Segment(start, start + 5, text, "", "en", speaker=speaker, id=i) for i, (start, speaker, text, _) in enumerate(turns, 1)]
-    annotations = {i: [annotation(i * 10 + j, i, t, "accepted") for j, t in enumerate(themes)] for i, (*_, themes) in enumerate(turns, 1)}
+    segments = [
+        Segment(start, start + 5, text, "", "en", speaker=speaker, id=i)
+        for i, (start, speaker, text, _) in enumerate(turns, 1)
+    ]
+    annotations = {
+        i: [annotation(i * 10 + j, i, t, "accepted") for j, t in enumerate(themes)]
+        for i, (*_, themes) in enumerate(turns, 1)
+    }
     return RecordingExport(RECORDING, segments, annotations, SPEAKERS, codebook=load_codebook())
 
 
@@ -122,13 +138,20 @@ def test_points_only_where_the_themes_change():
         ("95", "Household registration (hukou)"),
     ]
     assert found[0]["synopsis"] == "Hello. Shall we begin with your village? It was far from the city. We grew rice."
-    assert found[0]["keywords"] == "" and found[0]["partial_transcript"] == "李梅: Hello. Shall we begin with your village? It was far from the city."
+    assert (
+        found[0]["keywords"] == ""
+        and found[0]["partial_transcript"] == "李梅: Hello. Shall we begin with your village? It was far from the city."
+    )
 
 
 def test_a_long_first_sentence_is_shortened_at_a_word():
     record = parse(interview((0.0, None, "word " * 200 + "end.", ())))
     point = points(record)[0]
-    assert point["title"] == "word " * 7 + "word…" and len(point["synopsis"]) <= 201 and point["synopsis"].endswith("word…")
+    assert (
+        point["title"] == "word " * 7 + "word…"
+        and len(point["synopsis"]) <= 201
+        and point["synopsis"].endswith("word…")
+    )
 
 
 def test_sync_points_to_the_lines_heard_each_minute():
@@ -200,5 +223,9 @@ def test_odd_input():
 
 def test_entities_with_control_characters_and_xml_characters():
     segment = Segment(0.0, 5.0, "I worked for A&B <Ltd>\x0b in Dongguan.", "", "en", id=1)
-    export = RecordingExport(RECORDING, [segment], entities={1: [Entity("ORG", "A&B <Ltd>\x0b", 13, 24), Entity("PLACE", "Dongguan", 28, 36)]})
+    export = RecordingExport(
+        RECORDING,
+        [segment],
+        entities={1: [Entity("ORG", "A&B <Ltd>\x0b", 13, 24), Entity("PLACE", "Dongguan", 28, 36)]},
+    )
     assert points(parse(export))[0]["keywords"] == "A&B <Ltd>;Dongguan"

@@ -27,7 +27,9 @@ def standard(name: str) -> Path:
 
 
 def _annotation(id_, segment, recording, theme, source, status, evidence=(), updated_by=None):
-    return AnnotationRecord(id_, segment, recording, theme, source, status, 0.8, evidence, None, updated_by, "2024-03-01T08:30:00+00:00", 1)
+    return AnnotationRecord(
+        id_, segment, recording, theme, source, status, 0.8, evidence, None, updated_by, "2024-03-01T08:30:00+00:00", 1
+    )
 
 
 def _span(text: str, words: str) -> tuple[int, int]:
@@ -45,8 +47,12 @@ EN = [
     Segment(3.2, 9.0, "I left in 1998 to work in a shoe factory in Dongguan.", "", "en", speaker="S2", id=12),
     Segment(9.0, 14.0, "The wages were low, but we sent money home.", "", "en", speaker="S2", id=13),
 ]
-ZH_RECORDING = RecordingRecord(1, "a" * 64, "/archive/访谈/张丽华 1.wav", 10, "wav", 15.0, "zh", interviewee="张丽华", place="深圳")
-EN_RECORDING = RecordingRecord(2, "b" * 64, "/archive/chen.mp3", 10, "mp3", 14.0, "en", consent="restricted", release_on="2040-01-01")
+ZH_RECORDING = RecordingRecord(
+    1, "a" * 64, "/archive/访谈/张丽华 1.wav", 10, "wav", 15.0, "zh", interviewee="张丽华", place="深圳"
+)
+EN_RECORDING = RecordingRecord(
+    2, "b" * 64, "/archive/chen.mp3", 10, "mp3", 14.0, "en", consent="restricted", release_on="2040-01-01"
+)
 EXPORTS = [
     RecordingExport(
         ZH_RECORDING,
@@ -57,7 +63,9 @@ EXPORTS = [
                 _annotation(2, 2, 1, "wages", "auto", "suggested", (_span(ZH[1].text, "东莞"),)),
             ],
             3: [
-                _annotation(3, 3, 1, "left_behind_children", "auto", "accepted", (_span(ZH[2].text, "孩子留在老家"),), "alice"),
+                _annotation(
+                    3, 3, 1, "left_behind_children", "auto", "accepted", (_span(ZH[2].text, "孩子留在老家"),), "alice"
+                ),
                 _annotation(4, 3, 1, "housing", "alice", "rejected", (_span(ZH[2].text, "老家"),)),
             ],
         },
@@ -74,7 +82,13 @@ EXPORTS = [
             ],
             13: [
                 _annotation(
-                    7, 13, 2, "wages", "alice", "accepted", (_span(EN[2].text, "wages were low"), _span(EN[2].text, "sent money home"))
+                    7,
+                    13,
+                    2,
+                    "wages",
+                    "alice",
+                    "accepted",
+                    (_span(EN[2].text, "wages were low"), _span(EN[2].text, "sent money home")),
                 )
             ],
         },
@@ -125,7 +139,9 @@ def test_project_is_valid_against_the_schema(qdpx):
     schema = xmlschema.XMLSchema(str(standard("refi-qda-Project-mrt2019.xsd")))
     archive, _ = _open(qdpx)
     schema.validate(archive.read("project.qde").decode("utf-8"))
-    schema.validate(_open(to_qdpx([], CODEBOOK))[0].read("project.qde").decode("utf-8"))  # no recordings: still a project
+    schema.validate(
+        _open(to_qdpx([], CODEBOOK))[0].read("project.qde").decode("utf-8")
+    )  # no recordings: still a project
     # Laid out as ATLAS.ti lays out its own: project.qde at the top, in the same namespace.
     with zipfile.ZipFile(standard("refi-qda-sample-atlas-project.qdpx")) as atlas:
         assert etree.fromstring(atlas.read("project.qde")).tag == etree.fromstring(archive.read("project.qde")).tag
@@ -158,7 +174,9 @@ def test_codebook_users_and_sources(qdpx):
         assert f"sha256: {recording.sha256}" in source.findtext("q:Description", namespaces=NS)
     assert values["consent"] == "restricted until 2040-01-01"
     # The audio stays where it is: the zip holds the project and the two transcripts.
-    assert len(archive.namelist()) == 3 and all(n == "project.qde" or n.startswith("sources/") for n in archive.namelist())
+    assert len(archive.namelist()) == 3 and all(
+        n == "project.qde" or n.startswith("sources/") for n in archive.namelist()
+    )
 
 
 def test_transcripts_turns_and_sync_points(qdpx):
@@ -170,7 +188,11 @@ def test_transcripts_turns_and_sync_points(qdpx):
         "[00:00:00] Interviewer: 你老公在哪里打工？\n"
         "[00:00:04] 张丽华: 他在东莞，我在深圳，一年见一次面。孩子留在老家给爷爷奶奶带。\n"
     )
-    assert _transcript_file(archive, transcripts[1]).splitlines()[1].endswith("Dongguan. The wages were low, but we sent money home.")
+    assert (
+        _transcript_file(archive, transcripts[1])
+        .splitlines()[1]
+        .endswith("Dongguan. The wages were low, but we sent money home.")
+    )
     for transcript, segments in zip(transcripts, (ZH, EN), strict=True):
         text = _transcript_file(archive, transcript)
         points = {(int(p.get("position")), int(p.get("timeStamp"))) for p in transcript.iterfind("q:SyncPoint", NS)}
@@ -183,15 +205,24 @@ def test_transcripts_turns_and_sync_points(qdpx):
 def test_codings_are_the_accepted_evidence_by_its_coder(qdpx):
     archive, root = _open(qdpx)
     users = {u.get("guid"): u.get("name") for u in root.iterfind(".//q:User", NS)}
-    themes = {c.get("guid"): c.findtext("q:Description", namespaces=NS).rsplit("ohp theme: ", 1)[1] for c in root.iterfind(".//q:Code", NS)}
+    themes = {
+        c.get("guid"): c.findtext("q:Description", namespaces=NS).rsplit("ohp theme: ", 1)[1]
+        for c in root.iterfind(".//q:Code", NS)
+    }
     found = set()
     for source in root.iterfind("q:Sources/q:AudioSource", NS):
         sha256 = source.findtext("q:Description", namespaces=NS).rsplit("sha256: ", 1)[1]
         transcript = source.find("q:Transcript", NS)
         text = _transcript_file(archive, transcript)
-        points = {p.get("guid"): (int(p.get("position")), int(p.get("timeStamp"))) for p in transcript.iterfind("q:SyncPoint", NS)}
+        points = {
+            p.get("guid"): (int(p.get("position")), int(p.get("timeStamp")))
+            for p in transcript.iterfind("q:SyncPoint", NS)
+        }
         for selection in transcript.iterfind("q:TranscriptSelection", NS):
-            (start, start_ms), (end, end_ms) = points[selection.get("fromSyncPoint")], points[selection.get("toSyncPoint")]
+            (start, start_ms), (end, end_ms) = (
+                points[selection.get("fromSyncPoint")],
+                points[selection.get("toSyncPoint")],
+            )
             coding = selection.find("q:Coding", NS)
             assert coding.get("creatingUser") == selection.get("creatingUser")
             assert coding.get("creationDateTime") == "2024-03-01T08:30:00Z"
@@ -211,7 +242,9 @@ def test_without_a_codebook_codes_are_the_theme_ids(tmp_path):
     path = tmp_path / "ids.qdpx"
     path.write_bytes(data)
     imported = read_qdpx(path, CODEBOOK)
-    assert {(sha, c.theme, c.coder, c.text) for sha, codings in imported.codings.items() for c in codings} == {e[:4] for e in EXPORTED}
+    assert {(sha, c.theme, c.coder, c.text) for sha, codings in imported.codings.items() for c in codings} == {
+        e[:4] for e in EXPORTED
+    }
     # The caller's codebook missing, the recordings' own is used.
     assert len(_open(to_qdpx(EXPORTS))[1].findall(".//q:Code", NS)) == len(CODEBOOK.themes)
 
@@ -235,7 +268,9 @@ def _rezip(tmp_path: Path, data: bytes, root: etree._Element | None = None, drop
             if name == drop:
                 continue
             edited = name == "project.qde" and root is not None
-            new.writestr(name, etree.tostring(root, xml_declaration=True, encoding="utf-8") if edited else old.read(name))
+            new.writestr(
+                name, etree.tostring(root, xml_declaration=True, encoding="utf-8") if edited else old.read(name)
+            )
     return path
 
 
@@ -264,19 +299,33 @@ def test_codings_added_in_a_qda_tool_come_back(qdpx, tmp_path):
     # Bob's codings, each also with a code of no theme; the tool adds sync points at their edges, without
     # times, and a selection between them. One within a segment, one over two, and two that end and start
     # where two segments meet (in Chinese at one position, with a pause between them).
-    bobs = {"我在深圳": migration, "东莞，我在深圳，一年见一次面。孩子": wages, "一次面。": wages, "孩子留在": migration}
+    bobs = {
+        "我在深圳": migration,
+        "东莞，我在深圳，一年见一次面。孩子": wages,
+        "一次面。": wages,
+        "孩子留在": migration,
+    }
     first_selection = list(transcript).index(transcript.find("q:TranscriptSelection", NS))
     for words, code in bobs.items():
         edges = [_guid(), _guid()]
         for guid, position in zip(edges, _span(text, words), strict=True):
             _element(transcript, "SyncPoint", first_selection, guid=guid, position=str(position))
-        selection = _element(transcript, "TranscriptSelection", guid=_guid(), fromSyncPoint=edges[0], toSyncPoint=edges[1], creatingUser=bob)
+        selection = _element(
+            transcript,
+            "TranscriptSelection",
+            guid=_guid(),
+            fromSyncPoint=edges[0],
+            toSyncPoint=edges[1],
+            creatingUser=bob,
+        )
         for target in (code, food):
             _element(_element(selection, "Coding", guid=_guid(), creatingUser=bob), "CodeRef", targetGUID=target)
     # A stretch of the English audio's timeline coded directly, and bob's own notes, not ohp's.
     english = root.findall("q:Sources/q:AudioSource", NS)[1]
     after_transcript = len(english.findall("q:Transcript", NS)) + 1
-    selection = _element(english, "AudioSelection", after_transcript, guid=_guid(), begin="9500", end="12250", creatingUser=bob)
+    selection = _element(
+        english, "AudioSelection", after_transcript, guid=_guid(), begin="9500", end="12250", creatingUser=bob
+    )
     _element(_element(selection, "Coding", guid=_guid(), creatingUser=bob), "CodeRef", targetGUID=wages)
     notes = _element(root.find("q:Sources", NS), "TextSource", guid=_guid(), name="bob's notes")
     etree.SubElement(notes, f"{{{NS['q']}}}PlainTextContent").text = "family, wages"
@@ -292,13 +341,21 @@ def test_codings_added_in_a_qda_tool_come_back(qdpx, tmp_path):
         "一次面。": ("wages", _times(ZH[1], "一次面。")[0], ZH[1].end),  # ends when its segment ends
         "孩子留在": ("migration_journey", ZH[2].start, _times(ZH[2], "孩子留在")[1]),  # starts when the next starts
     }
-    near = {words: (theme, pytest.approx(start, abs=0.001), pytest.approx(end, abs=0.001)) for words, (theme, start, end) in expected.items()}
+    near = {
+        words: (theme, pytest.approx(start, abs=0.001), pytest.approx(end, abs=0.001))
+        for words, (theme, start, end) in expected.items()
+    }
     assert found == near
     en = [c for c in imported.codings["b" * 64] if c.coder == "bob"]
     assert [(c.theme, c.start, c.end, c.text) for c in en] == [("wages", 9.5, 12.25, None)]
 
     # The exported codings come back too, with their times.
-    exported = {(sha, c.theme, c.coder, c.text) for sha, codings in imported.codings.items() for c in codings if c.coder != "bob"}
+    exported = {
+        (sha, c.theme, c.coder, c.text)
+        for sha, codings in imported.codings.items()
+        for c in codings
+        if c.coder != "bob"
+    }
     assert exported == {e[:4] for e in EXPORTED}
     whole = next(c for c in imported.codings["b" * 64] if c.theme == "migration_journey")
     assert (whole.start, whole.end) == (3.2, 9.0)

@@ -20,17 +20,38 @@ def annotation(segment_id: int, theme: str, evidence) -> AnnotationRecord:
 
 @pytest.fixture
 def export() -> RecordingExport:
-    recording = RecordingRecord(1, "ab" * 32, "/data/Li Hua 2019.wav", 10, "wav", 60.0, "zh", interviewee="Li Hua", place="Dongguan")
-    words = [Word(0.0, 0.4, "我", 0.9), Word(0.4, 0.8, "儿子", 0.9), Word(0.8, 1.0, "张", 0.9), Word(1.0, 1.3, "伟", 0.9), Word(1.3, 2.0, "在老家上学", 0.9)]
+    recording = RecordingRecord(
+        1, "ab" * 32, "/data/Li Hua 2019.wav", 10, "wav", 60.0, "zh", interviewee="Li Hua", place="Dongguan"
+    )
+    words = [
+        Word(0.0, 0.4, "我", 0.9),
+        Word(0.4, 0.8, "儿子", 0.9),
+        Word(0.8, 1.0, "张", 0.9),
+        Word(1.0, 1.3, "伟", 0.9),
+        Word(1.3, 2.0, "在老家上学", 0.9),
+    ]
     segments = [
         Segment(0.0, 2.0, "我儿子张伟在老家上学", "我兒子張偉在老家上學", "zh", words, speaker="S2", id=1),
         Segment(2.0, 4.0, "张伟跟着爷爷奶奶住在石门村", "張偉跟著爺爺奶奶住在石門村", "zh", speaker="S2", id=2),
-        Segment(4.0, 6.0, "Maria asked about Mariana's wages in Dongguan.", "", "en", [Word(4.0, 4.5, " Maria", 0.9), Word(4.5, 6.0, " asked about Mariana's wages in Dongguan.", 0.9)], speaker="S1", id=3),
+        Segment(
+            4.0,
+            6.0,
+            "Maria asked about Mariana's wages in Dongguan.",
+            "",
+            "en",
+            [Word(4.0, 4.5, " Maria", 0.9), Word(4.5, 6.0, " asked about Mariana's wages in Dongguan.", 0.9)],
+            speaker="S1",
+            id=3,
+        ),
         Segment(6.0, 7.0, "王", "王", "zh", speaker="S2", id=4),
     ]
     return RecordingExport(
-        recording, segments,
-        annotations={1: [annotation(1, "left_behind_children", ((1, 3), (5, 10)))], 3: [annotation(3, "wages", ((28, 33),))]},
+        recording,
+        segments,
+        annotations={
+            1: [annotation(1, "left_behind_children", ((1, 3), (5, 10)))],
+            3: [annotation(3, "wages", ((28, 33),))],
+        },
         speakers=[SpeakerRecord("S1", "Maria", "interviewer"), SpeakerRecord("S2", "Li Hua", "interviewee")],
         entities={1: [Entity("PERSON", "张伟", 3, 5)], 4: [Entity("PERSON", "王", 0, 1)]},
     )
@@ -50,7 +71,13 @@ def test_names_go_from_every_field_and_times_stay(export, tmp_path):
     assert texts[3] == "王"
     assert [(s.start, s.end) for s in redacted.segments] == [(s.start, s.end) for s in export.segments]
     # Word timings keep their times; the name split over two words is gone from both.
-    assert [(w.start, w.text) for w in redacted.segments[0].words] == [(0.0, "我"), (0.4, "儿子"), (0.8, "[NAME]"), (1.0, ""), (1.3, "在老家上学")]
+    assert [(w.start, w.text) for w in redacted.segments[0].words] == [
+        (0.0, "我"),
+        (0.4, "儿子"),
+        (0.8, "[NAME]"),
+        (1.0, ""),
+        (1.3, "在老家上学"),
+    ]
     assert redacted.segments[2].words[0].text == " [NAME]"
     # Evidence still points at the same words.
     evidence = redacted.annotations[1][0].evidence
@@ -63,7 +90,13 @@ def test_names_go_from_every_field_and_times_stay(export, tmp_path):
     # The report says what went where and why, with the words around it.
     rows = {(r.segment_id, r.field, r.found, r.replacement, r.source) for r in report}
     assert (2, "text", "石门村", "[PLACE]", "list") in rows and (2, "text", "张伟", "[NAME]", "entity") in rows
-    assert (3, "text", "Maria", "[NAME]", "speaker") in rows and (None, "file name", "Li Hua", "[NAME]", "interviewee") in rows
+    assert (3, "text", "Maria", "[NAME]", "speaker") in rows and (
+        None,
+        "file name",
+        "Li Hua",
+        "[NAME]",
+        "interviewee",
+    ) in rows
     assert next(r for r in report if r.found == "石门村").context == "张伟跟着爷爷奶奶住在石门村"
 
 
@@ -92,7 +125,12 @@ def test_a_surname_is_a_name_where_the_words_around_it_say_so(export):
     bare = replace(export, segments=[segment], entities=entities, annotations={}, speakers=[])
     redacted, report = Redactor({"names"})(bare)
     assert redacted.segments[0].text == "他姓[NAME]，在[NAME]老板的厂里，[NAME]姐也在。[NAME]来自王国，我们向老师请教。"
-    assert [(r.found, r.source) for r in report if r.segment_id == 5] == [("王", "surname"), ("张", "surname"), ("黄", "surname"), ("王老板", "entity")]
+    assert [(r.found, r.source) for r in report if r.segment_id == 5] == [
+        ("王", "surname"),
+        ("张", "surname"),
+        ("黄", "surname"),
+        ("王老板", "entity"),
+    ]
     assert Redactor({"places"})(bare)[0].segments[0].text == text  # a surname is no place
 
 
@@ -107,7 +145,9 @@ def test_speaker_labels_that_are_names_words_paths_and_metadata(export):
         Segment(4.0, 5.0, "Interviewer asks", "", "en", speaker="Interviewer", id=3),
     ]
     metadata = {"media_url": "https://x.example/李秀英.mp3", "n": 3}
-    recording = replace(export.recording, path="/data/李秀英/tape.wav", metadata=metadata, interviewee="李秀英", place=None)
+    recording = replace(
+        export.recording, path="/data/李秀英/tape.wav", metadata=metadata, interviewee="李秀英", place=None
+    )
     entities = {
         1: [Entity("PERSON", "Sheila", 0, 6), Entity("PLACE", "Chicago", 15, 22), Entity("PLACE", "Texas", 23, 28)],
         2: [Entity("PERSON", "张伟", 4, 6)],

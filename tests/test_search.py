@@ -33,7 +33,9 @@ def info(name: str, sha: str) -> AudioInfo:
 
 def save(store: Store, name: str, sha: str, lines, language: str) -> int:
     segments = [Segment(i * 10.0, i * 10.0 + 8.0, t, o, language, speaker=sp) for i, (t, o, sp) in enumerate(lines)]
-    return save_transcription(store, info(name, sha), Transcript(language, 1.0, segments, "faster-whisper", "base"), {}, "k", {})
+    return save_transcription(
+        store, info(name, sha), Transcript(language, 1.0, segments, "faster-whisper", "base"), {}, "k", {}
+    )
 
 
 @pytest.fixture
@@ -94,7 +96,14 @@ def test_hits_carry_their_place_in_the_audio_and_themes(corpus):
     results = store.search(parse_query("拖欠"))
     assert results.total == 1
     [hit] = results.hits
-    assert (hit.recording_id, hit.recording_path, hit.start, hit.end, hit.speaker, hit.themes) == (zhang, "/audio/zhang.wav", 10.0, 18.0, "S2", ("wages",))
+    assert (hit.recording_id, hit.recording_path, hit.start, hit.end, hit.speaker, hit.themes) == (
+        zhang,
+        "/audio/zhang.wav",
+        10.0,
+        18.0,
+        "S2",
+        ("wages",),
+    )
 
 
 def test_ranking_and_ties(corpus):
@@ -132,7 +141,17 @@ def test_cli_search_json(tmp_path):
     document = json.loads(result.stdout)
     assert document["total"] == 1
     [hit] = document["hits"]
-    assert set(hit) == {"recording", "recording_path", "segment_id", "start", "end", "speaker", "text", "snippet", "themes"}
+    assert set(hit) == {
+        "recording",
+        "recording_path",
+        "segment_id",
+        "start",
+        "end",
+        "speaker",
+        "text",
+        "snippet",
+        "themes",
+    }
     assert (hit["recording"], hit["start"], hit["speaker"]) == ("zhang.wav", 10.0, "S2")
     text = invoke("search", "拖欠", "--db", url).stdout
     assert "zhang.wav 00:00:10 S2:" in text
@@ -155,7 +174,9 @@ def test_cli_import_then_search_and_bad_files_import_nothing(tmp_path):
     good = tmp_path / "zhang.vtt"
     good.write_text("WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v 张长华>我们工资被拖欠了三个月。\n", encoding="utf-8")
     bad = tmp_path / "broken.srt"
-    bad.write_text("1\n00:00:01,000 --> 00:00:04,000\n第一句\n\n2\n00:00:09,000 --> 00:00:05,000\n倒过来的时间\n", encoding="utf-8")
+    bad.write_text(
+        "1\n00:00:01,000 --> 00:00:04,000\n第一句\n\n2\n00:00:09,000 --> 00:00:05,000\n倒过来的时间\n", encoding="utf-8"
+    )
     result = invoke("import", str(good), str(bad), "--db", url)
     assert result.exit_code == 1
     assert "broken.srt" in result.output and "line 6" in result.output
@@ -171,7 +192,9 @@ def test_cli_import_then_search_and_bad_files_import_nothing(tmp_path):
 def test_speaker_filter_matches_label_name_or_role(corpus):
     store, zhang, li = corpus
     for rid in (zhang, li):
-        save_speakers(store, rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
+        save_speakers(
+            store, rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {}
+        )
     store.rename_speaker(zhang, "S2", "Zhang Changhua", "mei")
     wages = "工资 OR wages OR wage"
     # "What did the interviewees say about wages": not the interviewer's question.
@@ -188,6 +211,8 @@ def test_cli_search_by_speaker_role(tmp_path):
     url = f"sqlite:///{tmp_path / 'ohp.db'}"
     with Store(url) as store:
         rid = save(store, "zhang.wav", "aa", ZHANG, "zh")
-        save_speakers(store, rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {})
+        save_speakers(
+            store, rid, [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")], {}, "k", {}
+        )
     found = json.loads(invoke("search", "工资", "--speaker", "interviewee", "--json", "--db", url).stdout)
     assert [(h["speaker"], h["text"]) for h in found["hits"]] == [("S2", ZHANG[1][0])]

@@ -86,7 +86,9 @@ def test_longform_chunks_cover_every_clip(longform):
     assert_well_formed(chunks, duration)
     for clip in clips:
         speech = covered(chunks, clip["start"], clip["end"])
-        assert speech > 0.5 * (clip["end"] - clip["start"]), f"clip {clip['start']}-{clip['end']} s: {speech:.1f} s in chunks"
+        assert speech > 0.5 * (clip["end"] - clip["start"]), (
+            f"clip {clip['start']}-{clip['end']} s: {speech:.1f} s in chunks"
+        )
 
 
 @pytest.mark.corpus
@@ -238,7 +240,9 @@ def test_a_region_grows_over_loud_neighbours_only():
 
 
 def test_a_region_grows_by_at_most_max_extend():
-    (grown,) = extend_by_energy([SpeechRegion(100 * FRAME, 150 * FRAME)], levels(400, (0, 300)), VadOptions(max_extend=1.0))
+    (grown,) = extend_by_energy(
+        [SpeechRegion(100 * FRAME, 150 * FRAME)], levels(400, (0, 300)), VadOptions(max_extend=1.0)
+    )
     assert grown.start == pytest.approx(100 * FRAME - int(1.0 / FRAME) * FRAME)
     assert grown.end == pytest.approx(150 * FRAME + int(1.0 / FRAME) * FRAME)
 

@@ -32,7 +32,9 @@ FOUND = [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="inte
 
 
 def transcribed(store: Store, segments: list[Segment] = UNSPLIT) -> int:
-    return save_transcription(store, INFO, Transcript("en", 0.9, segments, "faster-whisper", "base"), {}, "t", {"segments": len(segments)})
+    return save_transcription(
+        store, INFO, Transcript("en", 0.9, segments, "faster-whisper", "base"), {}, "t", {"segments": len(segments)}
+    )
 
 
 def test_save_speakers_splits_the_segments_and_marks_the_stage(store):
@@ -47,7 +49,15 @@ def test_save_speakers_splits_the_segments_and_marks_the_stage(store):
 
 
 def test_transcripts_with_labels_get_a_speaker_row_per_label(store):
-    rid = transcribed(store, [seg(0, 1, "Hello.", "Interviewer"), seg(1, 2, "Hi.", "张长华"), seg(2, 3, "So.", "Interviewer"), seg(3, 4, "Hm.", None)])
+    rid = transcribed(
+        store,
+        [
+            seg(0, 1, "Hello.", "Interviewer"),
+            seg(1, 2, "Hi.", "张长华"),
+            seg(2, 3, "So.", "Interviewer"),
+            seg(3, 4, "Hm.", None),
+        ],
+    )
     assert store.speakers(rid) == [SpeakerRecord("Interviewer"), SpeakerRecord("张长华")]
     transcribed(store)  # transcribed again, without speakers
     assert store.speakers(rid) == []
@@ -92,13 +102,29 @@ def test_names_roles_and_decisions_follow_the_voice_when_the_speakers_are_found_
     store.rename_speaker(rid, "S2", "Zhang Changhua", "mei")
     store.set_role(rid, "S1", "other", "mei")
     ids = {s.text: s.id for s in store.segments(rid)}
-    save_tags(store, rid, {ids["We moved to Dongguan in 1998."]: [ThemeSuggestion("migration", 0.8, ((3, 8),))]}, {}, "t", {}, "k")
+    save_tags(
+        store,
+        rid,
+        {ids["We moved to Dongguan in 1998."]: [ThemeSuggestion("migration", 0.8, ((3, 8),))]},
+        {},
+        "t",
+        {},
+        "k",
+    )
     [suggestion] = store.annotations(rid)
     store.decide(suggestion.id, "accepted", "mei")
 
     # Found again with the labels the other way round: the names and roles go with who spoke when.
     swapped = [seg(s.start, s.end, s.text, {"S1": "S2", "S2": "S1"}[s.speaker]) for s in SPLIT]
-    saved = save_speakers(store, rid, [SpeakerRecord("S2", role="interviewer"), SpeakerRecord("S1", role="interviewee")], {}, "k2", {}, segments=swapped)
+    saved = save_speakers(
+        store,
+        rid,
+        [SpeakerRecord("S2", role="interviewer"), SpeakerRecord("S1", role="interviewee")],
+        {},
+        "k2",
+        {},
+        segments=swapped,
+    )
     assert sorted(saved, key=lambda s: s.label) == [
         SpeakerRecord("S1", "Zhang Changhua", "interviewee", named_by="mei"),
         SpeakerRecord("S2", None, "other", role_by="mei"),
@@ -113,7 +139,11 @@ def test_names_roles_and_decisions_follow_the_voice_when_the_speakers_are_found_
 def test_enroll_and_people(store):
     profile = [i / 256 for i in range(256)]
     person = store.enroll(" Wang  Fang ", profile, "mei", ["/audio/wang-1.wav", Path("/audio/wang-2.wav")])
-    assert (person.name, person.enrolled_by, person.sources) == ("Wang Fang", "mei", ("/audio/wang-1.wav", "/audio/wang-2.wav"))
+    assert (person.name, person.enrolled_by, person.sources) == (
+        "Wang Fang",
+        "mei",
+        ("/audio/wang-1.wav", "/audio/wang-2.wav"),
+    )
     assert person.profile == pytest.approx(profile) and len(person.profile) == 256
     again = store.enroll("Wang Fang", [1.0] * 256, "li")
     assert again.id == person.id and again.profile == (1.0,) * 256 and again.enrolled_by == "li"
@@ -131,15 +161,17 @@ def test_migration_gives_stored_labels_their_speaker_rows(db_url):
     command.upgrade(alembic_config(db_url), "0003")
     engine = create_engine(db_url)
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO recordings (id, sha256, path, size_bytes, format, duration, extra, created_at, updated_at)"
-            " VALUES (1, 'ab', '/a.vtt', 1, 'transcript/vtt', 9.0, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-        ))
+        conn.execute(
+            text(
+                "INSERT INTO recordings (id, sha256, path, size_bytes, format, duration, extra, created_at, updated_at)"
+                " VALUES (1, 'ab', '/a.vtt', 1, 'transcript/vtt', 9.0, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
         for i, speaker in enumerate(["张长华", None, "张长华", "Interviewer"]):
             conn.execute(
                 text(
-                    "INSERT INTO segments (recording_id, idx, start, \"end\", text, "
-                        "original_text, language, speaker, engine, model)"
+                    'INSERT INTO segments (recording_id, idx, start, "end", text, '
+                    "original_text, language, speaker, engine, model)"
                     " VALUES (1, :i, :i, :i + 1, 'x', 'x', 'zh', :speaker, 'import', 'vtt')"
                 ),
                 {"i": i, "speaker": speaker},

@@ -35,9 +35,21 @@ def words(*items: tuple[float, float, str]) -> list[Word]:
 
 def test_english_segment_is_split_at_the_change_of_speaker_with_spaces():
     segment = Segment(
-        0.0, 4.0, "Where were you born? In Wuhan.", "Where were you born? In Wuhan.", "en",
-        words((0.0, 0.4, "Where"), (0.4, 0.7, "were"), (0.7, 1.0, "you"), (1.0, 1.8, "born?"), (2.2, 2.6, "In"), (2.6, 3.4, "Wuhan.")),
-        avg_logprob=-0.2, id=41,
+        0.0,
+        4.0,
+        "Where were you born? In Wuhan.",
+        "Where were you born? In Wuhan.",
+        "en",
+        words(
+            (0.0, 0.4, "Where"),
+            (0.4, 0.7, "were"),
+            (0.7, 1.0, "you"),
+            (1.0, 1.8, "born?"),
+            (2.2, 2.6, "In"),
+            (2.6, 3.4, "Wuhan."),
+        ),
+        avg_logprob=-0.2,
+        id=41,
     )
     first, second = split_segment(segment, TURNS)
     assert (first.text, first.original_text, first.speaker) == ("Where were you born?", "Where were you born?", "S1")
@@ -51,7 +63,11 @@ def test_english_segment_is_split_at_the_change_of_speaker_with_spaces():
 def test_chinese_segment_is_split_without_spaces_and_original_text_cut_alike():
     # text is simplified, original_text traditional: same length, so it is cut at the same offsets.
     segment = Segment(
-        1.0, 3.5, "你在哪儿出生的？武汉。", "你在哪兒出生的？武漢。", "zh",
+        1.0,
+        3.5,
+        "你在哪儿出生的？武汉。",
+        "你在哪兒出生的？武漢。",
+        "zh",
         words((1.0, 1.3, "你"), (1.3, 1.6, "在"), (1.6, 1.9, "哪儿"), (1.9, 1.95, "出生的？"), (2.1, 2.8, "武汉。")),
     )
     parts = split_segment(segment, TURNS)
@@ -71,7 +87,15 @@ def test_original_text_of_another_length_stays_whole_on_the_first_part():
 
 
 def test_segment_within_one_turn_is_kept_whole():
-    segment = Segment(2.5, 4.5, "I was born in Wuhan.", "I was born in Wuhan.", "en", words((2.5, 3.0, "I"), (3.0, 4.5, "was born in Wuhan.")), id=3)
+    segment = Segment(
+        2.5,
+        4.5,
+        "I was born in Wuhan.",
+        "I was born in Wuhan.",
+        "en",
+        words((2.5, 3.0, "I"), (3.0, 4.5, "was born in Wuhan.")),
+        id=3,
+    )
     assert split_segment(segment, TURNS) == [Segment(**{**segment.__dict__, "speaker": "S2"})]
 
 
@@ -132,8 +156,21 @@ def test_a_short_region_of_its_own_keeps_its_speaker_and_names_follow_first_appe
 
 
 def test_questions_in_chinese_and_english():
-    assert all(map(is_question, ["你是哪一年出生的", "那时候你家里有几口人？", "你还记得吗", "Where did you grow up", "Did you go to school then"]))
-    assert not any(map(is_question, ["我是一九五二年出生的。", "I grew up near the river.", "Then we moved to Shanghai."]))
+    assert all(
+        map(
+            is_question,
+            [
+                "你是哪一年出生的",
+                "那时候你家里有几口人？",
+                "你还记得吗",
+                "Where did you grow up",
+                "Did you go to school then",
+            ],
+        )
+    )
+    assert not any(
+        map(is_question, ["我是一九五二年出生的。", "I grew up near the river.", "Then we moved to Shanghai."])
+    )
 
 
 def dialogue(lines: list[tuple[str, str, float]], language: str) -> tuple[list[Segment], list[SpeakerTurn]]:

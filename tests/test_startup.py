@@ -12,7 +12,16 @@ import pytest
 from conftest import REPO
 
 HEAVY = (
-    "torch", "spacy", "whisper", "faster_whisper", "ctranslate2", "resemblyzer", "sklearn", "scipy", "docx", "fastapi"
+    "torch",
+    "spacy",
+    "whisper",
+    "faster_whisper",
+    "ctranslate2",
+    "resemblyzer",
+    "sklearn",
+    "scipy",
+    "docx",
+    "fastapi",
 )
 # Runs a command as `ohp` would, then says which of HEAVY it imported.
 PROBE = """

@@ -39,8 +39,14 @@ KEY = settings_key(SETTINGS)
 
 def audio(name: str = "a.wav", sha: str = "ab" * 32, folder: str = "/audio", duration: float = 61.5) -> AudioInfo:
     return AudioInfo(
-        path=Path(folder) / name, sha256=sha, size_bytes=1_234_567, format="wav",
-        codec="pcm_s16le", sample_rate=44_100, channels=2, duration=duration,
+        path=Path(folder) / name,
+        sha256=sha,
+        size_bytes=1_234_567,
+        format="wav",
+        codec="pcm_s16le",
+        sample_rate=44_100,
+        channels=2,
+        duration=duration,
     )
 
 
@@ -51,14 +57,21 @@ def transcript(segments: int = 3, words: int = 4, tag: str = "t", language: str 
         ws = [Word(start + j * 0.1, start + j * 0.1 + 0.07, f"{tag}w{i}.{j}", 0.9 - j / 97) for j in range(words)]
         segs.append(
             Segment(
-                start=start, end=start + 2.2, text=f"{tag} 段{i}", original_text=f"{tag} 段{i} orig",
-                language=language, words=ws, avg_logprob=-0.123456789 * (i + 1),
-                no_speech_prob=None if i % 2 else 0.0123, compression_ratio=1.5 + i / 7,
+                start=start,
+                end=start + 2.2,
+                text=f"{tag} 段{i}",
+                original_text=f"{tag} 段{i} orig",
+                language=language,
+                words=ws,
+                avg_logprob=-0.123456789 * (i + 1),
+                no_speech_prob=None if i % 2 else 0.0123,
+                compression_ratio=1.5 + i / 7,
                 speaker="A" if i % 2 else None,
             )
         )
-    return Transcript(language=language, language_probability=0.97, segments=segs,
-                      engine="faster-whisper", model="base")
+    return Transcript(
+        language=language, language_probability=0.97, segments=segs, engine="faster-whisper", model="base"
+    )
 
 
 def count(db_url: str, table: str) -> int:
@@ -84,8 +97,17 @@ def test_migrates_to_head_and_schema_matches_models(db_url):
             assert compare_metadata(context, Base.metadata) == []
             tables = set(inspect(conn).get_table_names())
             assert {t for t in tables if not t.startswith("segment_index_")} == {
-                "alembic_version", "recordings", "segments", "words", "stages", "annotations", "entities", "history", "users",
-                "people", "speakers",
+                "alembic_version",
+                "recordings",
+                "segments",
+                "words",
+                "stages",
+                "annotations",
+                "entities",
+                "history",
+                "users",
+                "people",
+                "speakers",
                 "segment_index",
             }
     finally:
@@ -124,7 +146,10 @@ def test_sqlite_connections_get_the_pragmas(tmp_path):
     with Store(f"sqlite:///{tmp_path / 'p.db'}") as s, s._engine.connect() as conn:
         pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
         assert (pragma("foreign_keys"), pragma("journal_mode"), pragma("synchronous"), pragma("busy_timeout")) == (
-            1, "wal", 1, 30000
+            1,
+            "wal",
+            1,
+            30000,
         )
 
 
@@ -160,11 +185,20 @@ def test_save_and_read_back_a_transcript(store):
 
     rec = store.recording_by_sha256("ab" * 32)
     assert (rec.id, rec.path, rec.language, rec.duration, rec.size_bytes, rec.format) == (
-        rid, "/audio/a.wav", "zh", 61.5, 1_234_567, "wav"
+        rid,
+        "/audio/a.wav",
+        "zh",
+        61.5,
+        1_234_567,
+        "wav",
     )
     stage = store.stage(rid, "transcribe")
     assert (stage.status, stage.settings, stage.settings_key, stage.report, stage.error) == (
-        "done", SETTINGS, KEY, {"segments": 3, "guards": {"silence": 1}}, None
+        "done",
+        SETTINGS,
+        KEY,
+        {"segments": 3, "guards": {"silence": 1}},
+        None,
     )
     started, finished = datetime.fromisoformat(stage.started_at), datetime.fromisoformat(stage.finished_at)
     assert started.utcoffset().total_seconds() == 0 and started <= finished
@@ -264,7 +298,10 @@ def test_start_fail_and_finish_a_stage(store):
     rid = store.start_stage(audio(), "transcribe", SETTINGS, KEY)
     running = store.stage(rid, "transcribe")
     assert (running.status, running.settings, running.settings_key, running.finished_at) == (
-        "running", SETTINGS, KEY, None
+        "running",
+        SETTINGS,
+        KEY,
+        None,
     )
     store.fail_stage(audio(), "transcribe", SETTINGS, KEY, "Traceback: boom")
     failed = store.stage(rid, "transcribe")
@@ -298,7 +335,9 @@ def test_find_recordings(store):
     assert ids("walk.m4a", "walk", "/audio/walk.m4a") == [c]  # each recording once
     assert ids("interview-01.mp3", "/audio/2024/interview-01.wav") == [b, a]
     assert [rec.path for rec in store.list_recordings()] == [
-        "/audio/2024/interview-01.wav", "/audio/2025/interview-01.mp3", "/audio/walk.m4a"
+        "/audio/2024/interview-01.wav",
+        "/audio/2025/interview-01.mp3",
+        "/audio/walk.m4a",
     ]
 
     with pytest.raises(LookupError) as caught:
@@ -314,11 +353,17 @@ def test_set_metadata(store):
     rid = store.start_stage(audio(), "transcribe", {}, "k")
     rec = store.set_metadata(rid, interviewee="Chen Wei", place="Tainan", recorded_on="1998-05-02", tape="B2")
     assert (rec.interviewee, rec.place, rec.recorded_on, rec.metadata) == (
-        "Chen Wei", "Tainan", "1998-05-02", {"tape": "B2"}
+        "Chen Wei",
+        "Tainan",
+        "1998-05-02",
+        {"tape": "B2"},
     )
     rec = store.set_metadata(rid, place="", decade="1990s", tape=None)  # "" clears, None removes a key
     assert (rec.interviewee, rec.place, rec.recorded_on, rec.metadata) == (
-        "Chen Wei", None, "1998-05-02", {"decade": "1990s"}
+        "Chen Wei",
+        None,
+        "1998-05-02",
+        {"decade": "1990s"},
     )
     assert store.recording_by_sha256("ab" * 32) == rec
     with pytest.raises(ValueError, match="ISO date"):

@@ -32,7 +32,9 @@ URL = "See https://example.org/archive/interviews/2024/wang-xiuying/transcript-f
 CLOSING = "，。！？、；：”’）」』】》,.!?;:)"
 
 
-def export(*segments: Segment, speakers: list[SpeakerRecord] = (), recording: RecordingRecord = RECORDING) -> RecordingExport:
+def export(
+    *segments: Segment, speakers: list[SpeakerRecord] = (), recording: RecordingRecord = RECORDING
+) -> RecordingExport:
     return RecordingExport(recording, list(segments), speakers=list(speakers))
 
 
@@ -73,7 +75,9 @@ def squeeze(text: str) -> str:
     return "".join(text.split())
 
 
-@pytest.mark.parametrize("text", [ZH, EN, MIXED, QUOTES, ZH_300, EN_300, URL], ids=["zh", "en", "mixed", "quotes", "zh300", "en300", "url"])
+@pytest.mark.parametrize(
+    "text", [ZH, EN, MIXED, QUOTES, ZH_300, EN_300, URL], ids=["zh", "en", "mixed", "quotes", "zh300", "en300", "url"]
+)
 def test_cues_fit_and_give_back_the_text(text):
     segment = Segment(10.0, 40.0, text, text, "zh")
     for subtitles, read in ((to_srt, read_srt), (to_vtt, read_vtt)):
@@ -121,7 +125,7 @@ def test_short_text_is_one_line_and_long_cues_are_balanced():
 def test_a_long_token_is_cut_where_the_line_is_full():
     token = "https://example.org/" + "x" * 150
     found = read_srt(to_srt(export(Segment(0.0, 20.0, token, token, "en"))))
-    lines = [line for _, _, lines, in found for line in lines]
+    lines = [line for _, _, lines in found for line in lines]
     assert "".join(lines) == token and all(len(line) <= 42 for line in lines)
 
 
@@ -131,7 +135,9 @@ def test_cues_are_timed_from_the_words():
         "Eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen."
     )
     words = [Word(0.5 * k, 0.5 * k + 0.4, " " + w, 0.9) for k, w in enumerate(text.split())]
-    words[10:] = [Word(w.start + 5.0, w.end + 5.0, w.text, w.probability) for w in words[10:]]  # a pause before "Eleven"
+    words[10:] = [
+        Word(w.start + 5.0, w.end + 5.0, w.text, w.probability) for w in words[10:]
+    ]  # a pause before "Eleven"
     found = cues(export(Segment(0.0, 15.0, text, text, "en", words)))
     assert [c.lines[0].split()[0] for c in found] == ["One", "Eleven"]
     assert (found[0].start, found[0].end, found[1].start, found[1].end) == (0.0, words[10].start, words[10].start, 15.0)
@@ -146,7 +152,9 @@ def test_words_in_the_other_script_still_time_the_cues():
     assert found[1].start == 1.0 + second
 
 
-@pytest.mark.parametrize("words", [[], [Word(0.0, 1.0, "not", 0.9), Word(1.0, 2.0, " these", 0.9)]], ids=["none", "edited"])
+@pytest.mark.parametrize(
+    "words", [[], [Word(0.0, 1.0, "not", 0.9), Word(1.0, 2.0, " these", 0.9)]], ids=["none", "edited"]
+)
 def test_without_matching_words_times_are_proportional_to_characters(words):
     found = cues(export(Segment(10.0, 30.0, ZH, ZH, "zh", words)))
     before = ZH.index(found[1].lines[0])
@@ -197,7 +205,9 @@ def test_the_name_counts_toward_the_line():
     text = "x" * 20 + " " + "y" * 21  # 42: one line alone, two with a name before it
     segment = Segment(0.0, 5.0, text, text, "en", speaker="S1")
     speakers = [SpeakerRecord("S1", "Wang Xiuying")]
-    assert [lines for _, _, lines in read_srt(to_srt(export(segment, speakers=speakers)))] == [["Wang Xiuying: " + "x" * 20, "y" * 21]]
+    assert [lines for _, _, lines in read_srt(to_srt(export(segment, speakers=speakers)))] == [
+        ["Wang Xiuying: " + "x" * 20, "y" * 21]
+    ]
     assert [lines for _, _, lines, _ in read_vtt(to_vtt(export(segment, speakers=speakers)))] == [[text]]
     long_name = [SpeakerRecord("S1", "Wang Xiuying of the Chengdu Oral History Project")]  # 48 columns
     found = read_srt(to_srt(export(segment, speakers=long_name)))
@@ -228,18 +238,26 @@ def test_srt_numbers_cues_from_one_with_comma_milliseconds():
 
 def test_vtt_notes_a_consent_restriction():
     segment = Segment(1.0, 2.0, "我们那时候住在乡下。", "", "zh")
-    restricted = RecordingRecord(1, "ab" * 32, "/a.wav", 1, "wav", 10.0, "zh", consent="restricted", release_on="2999-01-01")
+    restricted = RecordingRecord(
+        1, "ab" * 32, "/a.wav", 1, "wav", 10.0, "zh", consent="restricted", release_on="2999-01-01"
+    )
     text = to_vtt(export(segment, recording=restricted))
     assert text.startswith("WEBVTT\n\nNOTE Consent: restricted until 2999-01-01.")
     assert read_vtt(text) == [(1.0, 2.0, ["我们那时候住在乡下。"], None)]
     closed = RecordingRecord(1, "ab" * 32, "/a.wav", 1, "wav", 10.0, "zh", consent="closed")
     assert "\nNOTE Consent: closed. " in to_vtt(export(segment, recording=closed))
-    released = RecordingRecord(1, "ab" * 32, "/a.wav", 1, "wav", 10.0, "zh", consent="restricted", release_on="2000-01-01")
+    released = RecordingRecord(
+        1, "ab" * 32, "/a.wav", 1, "wav", 10.0, "zh", consent="restricted", release_on="2000-01-01"
+    )
     assert "NOTE" not in to_vtt(export(segment, recording=released)) and "NOTE" not in to_vtt(export(segment))
 
 
 def test_segments_without_text_are_skipped():
-    segments = [Segment(0.0, 1.0, "", "", "zh"), Segment(1.0, 2.0, "Hello.", "", "en"), Segment(2.0, 3.0, " \n ", "", "en")]
+    segments = [
+        Segment(0.0, 1.0, "", "", "zh"),
+        Segment(1.0, 2.0, "Hello.", "", "en"),
+        Segment(2.0, 3.0, " \n ", "", "en"),
+    ]
     assert read_srt(to_srt(export(*segments))) == [(1.0, 2.0, ["Hello."])]
     assert read_vtt(to_vtt(export(*segments))) == [(1.0, 2.0, ["Hello."], None)]
     assert to_srt(export()) == "" and to_vtt(export()) == "WEBVTT\n"

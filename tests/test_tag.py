@@ -51,8 +51,13 @@ def found(text: str, language: str, codebook) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize(
     ("text", "word"),
-    [("They paid us late again.", "paid"), ("The pay is bad.", "pay"), ("Our wages were low.", "wages"),
-     ("A wage like that is nothing.", "wage"), ("Wages, wages, always wages.", "Wages")],
+    [
+        ("They paid us late again.", "paid"),
+        ("The pay is bad.", "pay"),
+        ("Our wages were low.", "wages"),
+        ("A wage like that is nothing.", "wage"),
+        ("Wages, wages, always wages.", "Wages"),
+    ],
 )
 def test_english_terms_match_on_lemmas_and_lower_case(codebook, text, word):
     assert found(text, "en", codebook)["wages"][0] == word
@@ -93,7 +98,10 @@ def test_offsets_are_mapped_back_when_conversion_changes_the_length(codebook, mo
     monkeypatch.setattr(pipeline.stages.tag, "convert_pieces", widening)
     text = "ΩΩ戶口，Ω工資"
     result = tag_text(text, "zh", codebook)
-    assert {s.theme: [text[a:b] for a, b in s.evidence] for s in result.themes} == {"hukou": ["戶口"], "wages": ["工資"]}
+    assert {s.theme: [text[a:b] for a, b in s.evidence] for s in result.themes} == {
+        "hukou": ["戶口"],
+        "wages": ["工資"],
+    }
 
 
 def test_scores_combine_matches_and_weak_terms_need_support(codebook):
@@ -104,13 +112,18 @@ def test_scores_combine_matches_and_weak_terms_need_support(codebook):
     assert alone.score == 0.6 and both.score == pytest.approx(1 - 0.4 * 0.7) and both.evidence == ((0, 2), (3, 4))
 
 
-@pytest.mark.parametrize(("code", "pipeline"), [("zh", "zh"), ("yue", "zh"), ("zh-TW", "zh"), ("en", "en"), ("en-GB", "en"), ("es", None), ("", None)])
+@pytest.mark.parametrize(
+    ("code", "pipeline"),
+    [("zh", "zh"), ("yue", "zh"), ("zh-TW", "zh"), ("en", "en"), ("en-GB", "en"), ("es", None), ("", None)],
+)
 def test_language_codes(code, pipeline):
     assert pipeline_language(code) == pipeline
 
 
 def test_other_languages_get_nothing(codebook):
-    assert tag_text("La escuela y el dinero, en Madrid en 2008.", "es", codebook) == pipeline.stages.tag.TagResult([], [])
+    assert tag_text("La escuela y el dinero, en Madrid en 2008.", "es", codebook) == pipeline.stages.tag.TagResult(
+        [], []
+    )
     assert found("我冇户口", "yue", codebook) == {"hukou": ["户口"]}
     assert tag_text("", "zh", codebook) == pipeline.stages.tag.TagResult([], [])
 
@@ -120,7 +133,14 @@ def test_chinese_entities(codebook):
     entities = tag_text(text, "zh", codebook).entities
     assert all(text[e.start : e.end] == e.text for e in entities)
     got = {(e.label, e.text) for e in entities}
-    assert {("DATE", "2008年"), ("PLACE", "東莞"), ("MONEY", "三千块"), ("PERSON", "张建国"), ("DATE", "春节前"), ("MONEY", "五十")} <= got
+    assert {
+        ("DATE", "2008年"),
+        ("PLACE", "東莞"),
+        ("MONEY", "三千块"),
+        ("PERSON", "张建国"),
+        ("DATE", "春节前"),
+        ("MONEY", "五十"),
+    } <= got
     # 一块 is "together" and 一点 "a little" unless money or a time is said
     assert tag_text("我们一块去，慢一点", "zh", codebook).entities == []
 
@@ -129,7 +149,9 @@ def test_english_entities(codebook):
     text = "In 2008 I worked in Shenzhen for 2,000 yuan a month, and my supervisor Wang Li shouted at us."
     entities = tag_text(text, "en", codebook).entities
     assert all(text[e.start : e.end] == e.text for e in entities)
-    assert {("DATE", "2008"), ("PLACE", "Shenzhen"), ("MONEY", "2,000 yuan"), ("PERSON", "Wang Li")} <= {(e.label, e.text) for e in entities}
+    assert {("DATE", "2008"), ("PLACE", "Shenzhen"), ("MONEY", "2,000 yuan"), ("PERSON", "Wang Li")} <= {
+        (e.label, e.text) for e in entities
+    }
 
 
 def test_neighbours_raise_weak_matches_but_never_give_a_theme_without_evidence(codebook):
@@ -142,7 +164,9 @@ def test_neighbours_raise_weak_matches_but_never_give_a_theme_without_evidence(c
     assert tag_segments(texts, ["zh"] * 4, codebook, context=False)[1].themes == []
     assert tag_segments(["学了", "学了三年吧"], ["zh", "zh"], codebook)[1].themes == []
     # a neighbour in another language counts: themes are the same in both
-    assert [s.theme for s in tag_segments(["Which school?", "学了三年"], ["en", "zh"], codebook)[1].themes] == ["schooling"]
+    assert [s.theme for s in tag_segments(["Which school?", "学了三年"], ["en", "zh"], codebook)[1].themes] == [
+        "schooling"
+    ]
 
 
 def test_a_changed_codebook_rebuilds_the_pipeline(codebook):
@@ -162,7 +186,11 @@ def test_the_labelled_set_meets_the_target():
     """The quality gate: micro-F1 >= 0.8 and at most one theme on lines that carry none (deterministic)."""
     codebook = load_codebook()
     rows = load_labelled()
-    assert len(rows) >= 80 and sum(r["language"] == "zh" for r in rows) >= 40 and sum(r["language"] == "en" for r in rows) >= 40
+    assert (
+        len(rows) >= 80
+        and sum(r["language"] == "zh" for r in rows) >= 40
+        and sum(r["language"] == "en" for r in rows) >= 40
+    )
     for context in (False, True):
         result = scores(rows, predict(rows, codebook, context), codebook.ids)
         assert result["micro"]["f1"] >= 0.8, (context, result["micro"])

@@ -187,7 +187,7 @@ def test_scripts_are_one_for_search():
 
 
 def test_terms_are_letters_and_digits_only():
-    text = 'he said "NEAR(wage)" col:term ^x * AND -y \'q\' \\ 工资：“户口”'
+    text = "he said \"NEAR(wage)\" col:term ^x * AND -y 'q' \\ 工资：“户口”"
     for term in index_terms(text).split():
         assert term.isalnum(), term
 
@@ -240,8 +240,8 @@ def test_renderings():
         ("-wages -boss", "NOT and - only leave words out of a search for something else", 0),
         ("wages OR -boss", "NOT and - only leave words out of a search for something else", 9),
         ("wages NOT NOT boss", "NOT must be followed by what to leave out", 6),
-        ('"living wage', "the quote \" is never closed", 0),
-        ('wage "', "the quote \" is never closed", 5),
+        ('"living wage', 'the quote " is never closed', 0),
+        ('wage "', 'the quote " is never closed', 5),
         ("“工资", "the quote “ is never closed", 0),
         ("(wages OR boss", "this ( is never closed", 0),
         ("wages)", "this ) has no ( before it", 5),
@@ -266,8 +266,36 @@ def test_symbols_between_words_are_skipped(fts5):
     assert fts5_rows(fts5, "wages %%% union") == {10}
 
 
-INJECTIONS = ['"', "*", "NEAR(", "NEAR(a b)", "col:term", "^", "wage:*", "a'b", "\\", "'", "!", "&", "|", "<->", "(", ")",
-              '"a" "', "wage)*", "-", "--", "- -", "NOT(", "*wage", "wage**", '"*"', "\x00", "工资'|!'", "{seg}: wage"]
+INJECTIONS = [
+    '"',
+    "*",
+    "NEAR(",
+    "NEAR(a b)",
+    "col:term",
+    "^",
+    "wage:*",
+    "a'b",
+    "\\",
+    "'",
+    "!",
+    "&",
+    "|",
+    "<->",
+    "(",
+    ")",
+    '"a" "',
+    "wage)*",
+    "-",
+    "--",
+    "- -",
+    "NOT(",
+    "*wage",
+    "wage**",
+    '"*"',
+    "\x00",
+    "工资'|!'",
+    "{seg}: wage",
+]
 
 
 @pytest.mark.parametrize("query", INJECTIONS)
@@ -277,7 +305,35 @@ def test_injection_is_text_or_a_syntax_error(fts5, query):
 
 
 def test_random_queries_never_reach_the_database_as_syntax(fts5):
-    pieces = ['"', "'", "(", ")", "*", "-", "^", ":", "+", "NEAR", "AND", "OR", "NOT", "wage", "工资", "戶", " ", " ", "\\", "{", "}", "|", "&", "!", "<->", "。", "“"]
+    pieces = [
+        '"',
+        "'",
+        "(",
+        ")",
+        "*",
+        "-",
+        "^",
+        ":",
+        "+",
+        "NEAR",
+        "AND",
+        "OR",
+        "NOT",
+        "wage",
+        "工资",
+        "戶",
+        " ",
+        " ",
+        "\\",
+        "{",
+        "}",
+        "|",
+        "&",
+        "!",
+        "<->",
+        "。",
+        "“",
+    ]
     rng = random.Random(4)
     checked = 0
     for _ in range(3000):

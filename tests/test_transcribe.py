@@ -18,7 +18,17 @@ SR = 16_000
 
 def seg(start: float, end: float, text: str, words: list[tuple[float, float, str]] | None = None, **kw) -> Segment:
     words = words if words is not None else [(start, end, text)]
-    return Segment(start, end, text, text, "zh", [Word(a, b, t, 0.9) for a, b, t in words], avg_logprob=-0.2, no_speech_prob=0.01, **kw)
+    return Segment(
+        start,
+        end,
+        text,
+        text,
+        "zh",
+        [Word(a, b, t, 0.9) for a, b, t in words],
+        avg_logprob=-0.2,
+        no_speech_prob=0.01,
+        **kw,
+    )
 
 
 class ScriptedEngine:
@@ -68,7 +78,9 @@ def test_speech_skipped_after_an_early_end_is_decoded_again():
 
 def test_no_second_pass_when_everything_was_decoded():
     engine = ScriptedEngine([[seg(0.0, 2.0, "第一句"), seg(7.0, 10.0, "第二句")]])
-    transcribe(np.zeros(40 * SR, np.float32), [chunk((1.0, 3.0), (8.0, 11.0))], engine, TranscribeOptions(language="zh"))
+    transcribe(
+        np.zeros(40 * SR, np.float32), [chunk((1.0, 3.0), (8.0, 11.0))], engine, TranscribeOptions(language="zh")
+    )
     assert len(engine.calls) == 1
 
 
@@ -78,7 +90,9 @@ def test_no_second_pass_when_everything_was_decoded():
 def test_script_policy_keeps_the_original(script, text):
     original = "我兒子在老家"
     engine = ScriptedEngine([[seg(0.0, 2.0, original, [(0.0, 1.0, "我兒子"), (1.0, 2.0, "在老家")])]])
-    result = transcribe(np.zeros(3 * SR, np.float32), [chunk((0.0, 2.5))], engine, TranscribeOptions(language="zh", script=script))
+    result = transcribe(
+        np.zeros(3 * SR, np.float32), [chunk((0.0, 2.5))], engine, TranscribeOptions(language="zh", script=script)
+    )
     [s] = result.segments
     assert s.text == text
     assert s.original_text == original
@@ -86,8 +100,12 @@ def test_script_policy_keeps_the_original(script, text):
 
 
 def test_english_is_not_converted():
-    engine = ScriptedEngine([[Segment(0.0, 1.0, "Hello there", "Hello there", "en", [Word(0, 1, "Hello", 1)], -0.1, 0.0)]])
-    [s] = transcribe(np.zeros(2 * SR, np.float32), [chunk((0.0, 1.5))], engine, TranscribeOptions(language="en")).segments
+    engine = ScriptedEngine(
+        [[Segment(0.0, 1.0, "Hello there", "Hello there", "en", [Word(0, 1, "Hello", 1)], -0.1, 0.0)]]
+    )
+    [s] = transcribe(
+        np.zeros(2 * SR, np.float32), [chunk((0.0, 1.5))], engine, TranscribeOptions(language="en")
+    ).segments
     assert s.text == s.original_text == "Hello there"
 
 

@@ -18,17 +18,26 @@ from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, No
 from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
 from pipeline.web import auth, create_app
 
-TEXTS = ["Where are your children now?", "They stay with my parents back home.", "The wages were <script>alert(1)</script> paid by the piece."]
+TEXTS = [
+    "Where are your children now?",
+    "They stay with my parents back home.",
+    "The wages were <script>alert(1)</script> paid by the piece.",
+]
 PASSWORD = "correct horse battery"
 
 
 def add_recording(store, audio: Path) -> int:
     audio.write_bytes(bytes(range(256)) * 64)  # 16 KiB whose every byte says where it is
     info = AudioInfo(audio, "ab" * 32, audio.stat().st_size, "wav", "pcm_s16le", 16000, 1, 15.0)
-    segments = [Segment(i * 5.0, i * 5.0 + 4.0, t, t, "en", speaker="S1" if i % 2 == 0 else "S2") for i, t in enumerate(TEXTS)]
+    segments = [
+        Segment(i * 5.0, i * 5.0 + 4.0, t, t, "en", speaker="S1" if i % 2 == 0 else "S2") for i, t in enumerate(TEXTS)
+    ]
     rid = save_transcription(store, info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
     ids = [s.id for s in store.segments(rid)]
-    suggestions = {ids[1]: [ThemeSuggestion("left_behind_children", 0.9, ((10, 25),))], ids[2]: [ThemeSuggestion("wages", 0.8, ((4, 9),))]}
+    suggestions = {
+        ids[1]: [ThemeSuggestion("left_behind_children", 0.9, ((10, 25),))],
+        ids[2]: [ThemeSuggestion("wages", 0.8, ((4, 9),))],
+    }
     save_tags(store, rid, suggestions, {}, "t1", {}, "t1")
     return rid
 
@@ -48,7 +57,9 @@ def client_for(app, name: str | None = None) -> tuple[TestClient, str]:
     client = TestClient(app)
     token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/login").text).group(1)
     if name:
-        response = client.post("/login", data={"name": name, "password": PASSWORD, "csrf_token": token}, follow_redirects=False)
+        response = client.post(
+            "/login", data={"name": name, "password": PASSWORD, "csrf_token": token}, follow_redirects=False
+        )
         assert response.status_code == 303
         token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text).group(1)
     return client, token
@@ -61,9 +72,21 @@ def segment_ids(client: TestClient, rid: int) -> list[int]:
 def test_everything_needs_a_login(app):
     client, _ = client_for(app)
     rid = app.state.recording_id
-    for path in ("/api/recordings", f"/api/recordings/{rid}", f"/api/recordings/{rid}/segments", f"/api/recordings/{rid}/audio", "/api/search?q=wages"):
+    for path in (
+        "/api/recordings",
+        f"/api/recordings/{rid}",
+        f"/api/recordings/{rid}/segments",
+        f"/api/recordings/{rid}/audio",
+        "/api/search?q=wages",
+    ):
         assert client.get(path).status_code == 401, path
-    for path in ("/", f"/recordings/{rid}", f"/recordings/{rid}/review", "/search?q=wages", f"/history?recording={rid}"):
+    for path in (
+        "/",
+        f"/recordings/{rid}",
+        f"/recordings/{rid}/review",
+        "/search?q=wages",
+        f"/history?recording={rid}",
+    ):
         response = client.get(path, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"].startswith("/login"), path
     assert client.patch("/api/segments/1", json={"text": "x", "version": 1}).status_code == 401
@@ -72,9 +95,16 @@ def test_everything_needs_a_login(app):
 def test_openapi_lists_the_api(app):
     client, _ = client_for(app)
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/api/recordings", "/api/recordings/{recording_id}", "/api/recordings/{recording_id}/segments",
-                 "/api/recordings/{recording_id}/audio", "/api/segments/{segment_id}", "/api/segments/{segment_id}/annotations",
-                 "/api/annotations/{annotation_id}", "/api/search"):
+    for path in (
+        "/api/recordings",
+        "/api/recordings/{recording_id}",
+        "/api/recordings/{recording_id}/segments",
+        "/api/recordings/{recording_id}/audio",
+        "/api/segments/{segment_id}",
+        "/api/segments/{segment_id}/annotations",
+        "/api/annotations/{annotation_id}",
+        "/api/search",
+    ):
         assert path in paths
 
 
@@ -98,10 +128,15 @@ def test_roles(app):
     viewer, token = client_for(app, "vera")
     assert viewer.get("/api/recordings").json()[0]["suggested"] == 2
     seg = viewer.get(f"/api/recordings/{rid}/segments").json()[0]
-    response = viewer.patch(f"/api/segments/{seg['id']}", json={"text": "x", "version": 1}, headers={"X-CSRF-Token": token})
+    response = viewer.patch(
+        f"/api/segments/{seg['id']}", json={"text": "x", "version": 1}, headers={"X-CSRF-Token": token}
+    )
     assert response.status_code == 403 and "annotator" in response.json()["detail"]
     annotator, token = client_for(app, "ann")
-    assert annotator.patch(f"/api/recordings/{rid}", json={"place": "Wuhan"}, headers={"X-CSRF-Token": token}).status_code == 403
+    assert (
+        annotator.patch(f"/api/recordings/{rid}", json={"place": "Wuhan"}, headers={"X-CSRF-Token": token}).status_code
+        == 403
+    )
     researcher, token = client_for(app, "rita")
     response = researcher.patch(f"/api/recordings/{rid}", json={"place": "Wuhan"}, headers={"X-CSRF-Token": token})
     assert response.status_code == 200 and response.json()["place"] == "Wuhan"
@@ -140,7 +175,11 @@ def test_audio_range_requests(app, tmp_path):
 def test_audio_serves_only_recordings_in_the_database(app, tmp_path):
     client, _ = client_for(app, "vera")
     (tmp_path / "secret.txt").write_text("not audio")
-    for path in ("/api/recordings/999/audio", "/api/recordings/..%2Fsecret.txt/audio", f"/api/recordings/{tmp_path / 'secret.txt'}/audio"):
+    for path in (
+        "/api/recordings/999/audio",
+        "/api/recordings/..%2Fsecret.txt/audio",
+        f"/api/recordings/{tmp_path / 'secret.txt'}/audio",
+    ):
         response = client.get(path)
         assert response.status_code in (404, 422), path
         assert "not audio" not in response.text
@@ -154,12 +193,24 @@ def test_correction_conflict_returns_the_other_version(app, store):
     ann, ann_token = client_for(app, "ann")
     rita, rita_token = client_for(app, "rita")
     seg = ann.get(f"/api/recordings/{rid}/segments").json()[1]
-    first = ann.patch(f"/api/segments/{seg['id']}", json={"text": "They stay with my parents in the village.", "version": seg["version"]}, headers={"X-CSRF-Token": ann_token})
+    first = ann.patch(
+        f"/api/segments/{seg['id']}",
+        json={"text": "They stay with my parents in the village.", "version": seg["version"]},
+        headers={"X-CSRF-Token": ann_token},
+    )
     assert first.status_code == 200 and first.json()["version"] == seg["version"] + 1
-    second = rita.patch(f"/api/segments/{seg['id']}", json={"text": "They stay with grandparents.", "version": seg["version"]}, headers={"X-CSRF-Token": rita_token})
+    second = rita.patch(
+        f"/api/segments/{seg['id']}",
+        json={"text": "They stay with grandparents.", "version": seg["version"]},
+        headers={"X-CSRF-Token": rita_token},
+    )
     assert second.status_code == 409
     current = second.json()["current"]
-    assert (current["text"], current["version"], current["changed_by"]) == ("They stay with my parents in the village.", seg["version"] + 1, "ann")
+    assert (current["text"], current["version"], current["changed_by"]) == (
+        "They stay with my parents in the village.",
+        seg["version"] + 1,
+        "ann",
+    )
     [now] = [s for s in store.segments(rid) if s.id == seg["id"]]
     assert (now.text, now.start, now.end) == ("They stay with my parents in the village.", seg["start"], seg["end"])
     # its theme stays, its evidence on the same words
@@ -172,15 +223,35 @@ def test_decisions_and_added_themes(app):
     client, token = client_for(app, "ann")
     segs = client.get(f"/api/recordings/{rid}/segments").json()
     suggestion = segs[1]["annotations"][0]
-    decided = client.patch(f"/api/annotations/{suggestion['id']}", json={"status": "accepted", "version": suggestion["version"]}, headers={"X-CSRF-Token": token})
+    decided = client.patch(
+        f"/api/annotations/{suggestion['id']}",
+        json={"status": "accepted", "version": suggestion["version"]},
+        headers={"X-CSRF-Token": token},
+    )
     assert decided.status_code == 200 and decided.json()["status"] == "accepted"
-    stale = client.patch(f"/api/annotations/{suggestion['id']}", json={"status": "rejected", "version": suggestion["version"]}, headers={"X-CSRF-Token": token})
+    stale = client.patch(
+        f"/api/annotations/{suggestion['id']}",
+        json={"status": "rejected", "version": suggestion["version"]},
+        headers={"X-CSRF-Token": token},
+    )
     assert stale.status_code == 409 and stale.json()["current"]["status"] == "accepted"
-    added = client.post(f"/api/segments/{segs[0]['id']}/annotations", json={"theme": "family_separation", "evidence": [[15, 27]]}, headers={"X-CSRF-Token": token})
+    added = client.post(
+        f"/api/segments/{segs[0]['id']}/annotations",
+        json={"theme": "family_separation", "evidence": [[15, 27]]},
+        headers={"X-CSRF-Token": token},
+    )
     assert added.status_code == 201 and added.json()["evidence"] == [[15, 27]] and added.json()["source"] == "ann"
-    outside = client.post(f"/api/segments/{segs[0]['id']}/annotations", json={"theme": "wages", "evidence": [[0, 999]]}, headers={"X-CSRF-Token": token})
+    outside = client.post(
+        f"/api/segments/{segs[0]['id']}/annotations",
+        json={"theme": "wages", "evidence": [[0, 999]]},
+        headers={"X-CSRF-Token": token},
+    )
     assert outside.status_code == 400
-    unknown = client.post(f"/api/segments/{segs[0]['id']}/annotations", json={"theme": "nonsense", "evidence": []}, headers={"X-CSRF-Token": token})
+    unknown = client.post(
+        f"/api/segments/{segs[0]['id']}/annotations",
+        json={"theme": "nonsense", "evidence": []},
+        headers={"X-CSRF-Token": token},
+    )
     assert unknown.status_code == 400
 
 
@@ -198,7 +269,11 @@ def test_search_finds_corrected_text(app):
     client, token = client_for(app, "ann")
     seg = client.get(f"/api/recordings/{rid}/segments").json()[0]
     assert client.get("/api/search", params={"q": "grandchildren"}).json()["total"] == 0
-    client.patch(f"/api/segments/{seg['id']}", json={"text": "Where are your grandchildren now?", "version": seg["version"]}, headers={"X-CSRF-Token": token})
+    client.patch(
+        f"/api/segments/{seg['id']}",
+        json={"text": "Where are your grandchildren now?", "version": seg["version"]},
+        headers={"X-CSRF-Token": token},
+    )
     found = client.get("/api/search", params={"q": "grandchildren"}).json()
     assert found["total"] == 1 and found["hits"][0]["link"].startswith(f"/recordings/{rid}?t=0.0")
     assert client.get("/api/search", params={"q": "wages", "theme": "wages"}).json()["total"] == 1
@@ -212,12 +287,20 @@ def test_history_and_revert(app, store):
     rid = app.state.recording_id
     client, token = client_for(app, "ann")
     seg = client.get(f"/api/recordings/{rid}/segments").json()[0]
-    client.patch(f"/api/segments/{seg['id']}", json={"text": "Where are the kids?", "version": seg["version"]}, headers={"X-CSRF-Token": token})
+    client.patch(
+        f"/api/segments/{seg['id']}",
+        json={"text": "Where are the kids?", "version": seg["version"]},
+        headers={"X-CSRF-Token": token},
+    )
     suggestion = client.get(f"/api/recordings/{rid}/segments").json()[2]["annotations"][0]
     client.patch(f"/api/annotations/{suggestion['id']}", json={"status": "rejected"}, headers={"X-CSRF-Token": token})
     changes = client.get("/api/history", params={"recording": rid}).json()
     corrected = next(c for c in changes if c["action"] == "corrected")
-    assert (corrected["changed_by"], corrected["before"]["text"], corrected["after"]["text"]) == ("ann", TEXTS[0], "Where are the kids?")
+    assert (corrected["changed_by"], corrected["before"]["text"], corrected["after"]["text"]) == (
+        "ann",
+        TEXTS[0],
+        "Where are the kids?",
+    )
     assert "Where are the kids?" in client.get("/history", params={"segment": seg["id"]}).text
     assert client.post(f"/api/history/{corrected['id']}/revert", headers={"X-CSRF-Token": token}).status_code == 200
     assert store.segments(rid)[0].text == TEXTS[0]
@@ -244,7 +327,11 @@ def test_retranscription_keeps_corrections(app, store, tmp_path):
     rid = app.state.recording_id
     client, token = client_for(app, "ann")
     seg = client.get(f"/api/recordings/{rid}/segments").json()[1]
-    client.patch(f"/api/segments/{seg['id']}", json={"text": "They stay with grandparents.", "version": seg["version"]}, headers={"X-CSRF-Token": token})
+    client.patch(
+        f"/api/segments/{seg['id']}",
+        json={"text": "They stay with grandparents.", "version": seg["version"]},
+        headers={"X-CSRF-Token": token},
+    )
     rec = store.list_recordings()[0]
     info = AudioInfo(Path(rec.path), rec.sha256, rec.size_bytes, "wav", "pcm_s16le", 16000, 1, 15.0)
     segments = [Segment(i * 5.0 + 0.1, i * 5.0 + 4.1, f"again {i}", f"again {i}", "en") for i in range(3)]
@@ -255,12 +342,30 @@ def test_retranscription_keeps_corrections(app, store, tmp_path):
 
 def test_researchers_add_accounts(app):
     researcher, token = client_for(app, "rita")
-    created = researcher.post("/api/users", json={"name": "noor", "password": "long enough", "role": "viewer"}, headers={"X-CSRF-Token": token})
+    created = researcher.post(
+        "/api/users",
+        json={"name": "noor", "password": "long enough", "role": "viewer"},
+        headers={"X-CSRF-Token": token},
+    )
     assert created.status_code == 201 and created.json()["role"] == "viewer" and "password" not in created.text
-    assert researcher.post("/api/users", json={"name": "noor", "password": "long enough", "role": "viewer"}, headers={"X-CSRF-Token": token}).status_code == 400
+    assert (
+        researcher.post(
+            "/api/users",
+            json={"name": "noor", "password": "long enough", "role": "viewer"},
+            headers={"X-CSRF-Token": token},
+        ).status_code
+        == 400
+    )
     assert TestClient(app).get("/api/recordings", auth=("noor", "long enough")).status_code == 200
     annotator, token = client_for(app, "ann")
-    assert annotator.post("/api/users", json={"name": "x", "password": "long enough", "role": "researcher"}, headers={"X-CSRF-Token": token}).status_code == 403
+    assert (
+        annotator.post(
+            "/api/users",
+            json={"name": "x", "password": "long enough", "role": "researcher"},
+            headers={"X-CSRF-Token": token},
+        ).status_code
+        == 403
+    )
 
 
 def test_errors_show_a_message_not_a_stack_trace(app, monkeypatch, caplog):
@@ -274,7 +379,11 @@ def test_errors_show_a_message_not_a_stack_trace(app, monkeypatch, caplog):
     for path in ("/", "/api/recordings"):
         response = client.get(path)
         assert response.status_code == 500, path
-        assert "went wrong" in response.text and "secret internals" not in response.text and "Traceback" not in response.text
+        assert (
+            "went wrong" in response.text
+            and "secret internals" not in response.text
+            and "Traceback" not in response.text
+        )
     logged = [r for r in caplog.records if r.name == "pipeline.web.app" and r.exc_info]
     assert [r.exc_info[0] for r in logged] == [KeyError, KeyError]
     assert "Traceback" in caplog.text and "in broken" in caplog.text and "KeyError: 'secret internals'" in caplog.text
@@ -312,9 +421,13 @@ def test_user_add_command(db_url):
     from pipeline.store import Store
 
     runner = CliRunner()
-    result = runner.invoke(cli, ["user", "add", "mei", "--role", "annotator", "--password-stdin", "--db", db_url], input="s3cret pass\n")
+    result = runner.invoke(
+        cli, ["user", "add", "mei", "--role", "annotator", "--password-stdin", "--db", db_url], input="s3cret pass\n"
+    )
     assert result.exit_code == 0, result.output
-    again = runner.invoke(cli, ["user", "add", "mei", "--role", "annotator", "--password-stdin", "--db", db_url], input="other\n")
+    again = runner.invoke(
+        cli, ["user", "add", "mei", "--role", "annotator", "--password-stdin", "--db", db_url], input="other\n"
+    )
     assert again.exit_code == 2 and "exists already" in again.output
     with Store(db_url) as store:
         assert store.check_password("mei", "s3cret pass").role == "annotator"
@@ -333,11 +446,19 @@ def test_viewers_do_not_see_closed_recordings(app, store):
     rid = app.state.recording_id
     rita, rita_token = client_for(app, "rita")
     closed = {"consent": "closed", "release_on": "2999-01-01"}
-    assert rita.patch(f"/api/recordings/{rid}", json=closed, headers={"X-CSRF-Token": rita_token}).json()["consent"] == "closed"
+    assert (
+        rita.patch(f"/api/recordings/{rid}", json=closed, headers={"X-CSRF-Token": rita_token}).json()["consent"]
+        == "closed"
+    )
     vera, _ = client_for(app, "vera")
     # Not there, the same way as a recording that does not exist: a viewer cannot learn it exists.
     assert vera.get("/api/recordings").json() == []
-    for path in (f"/api/recordings/{rid}", f"/api/recordings/{rid}/segments", f"/api/recordings/{rid}/audio", f"/api/history?recording={rid}"):
+    for path in (
+        f"/api/recordings/{rid}",
+        f"/api/recordings/{rid}/segments",
+        f"/api/recordings/{rid}/audio",
+        f"/api/history?recording={rid}",
+    ):
         assert vera.get(path).status_code == 404, path
     assert vera.get(f"/recordings/{rid}").status_code == 404
     assert vera.get("/api/search?q=wages").json()["total"] == 0
@@ -352,7 +473,10 @@ def test_viewers_do_not_see_closed_recordings(app, store):
     store.set_metadata(rid, consent="restricted")
     assert [r["id"] for r in vera.get("/api/recordings").json()] == [rid]
     store.set_metadata(rid, consent="closed", release_on="2000-01-01")
-    assert vera.get("/api/search?q=wages").json()["total"] == 1 and vera.get(f"/api/recordings/{rid}").json()["access"] == "open"
+    assert (
+        vera.get("/api/search?q=wages").json()["total"] == 1
+        and vera.get(f"/api/recordings/{rid}").json()["access"] == "open"
+    )
     bad = rita.patch(f"/api/recordings/{rid}", json={"consent": "secret"}, headers={"X-CSRF-Token": rita_token})
     assert bad.status_code == 400 and "open, restricted, closed" in bad.text
 
@@ -361,7 +485,13 @@ def test_researchers_set_details_and_consent_on_the_recording_page(app, store):
     rid = app.state.recording_id
     ann, ann_token = client_for(app, "ann")
     assert "Details and consent" not in ann.get(f"/recordings/{rid}").text
-    form = {"interviewee": "李秀英", "place": "东莞", "recorded_on": "2019-02-03", "consent": "restricted", "release_on": "2030-01-01"}
+    form = {
+        "interviewee": "李秀英",
+        "place": "东莞",
+        "recorded_on": "2019-02-03",
+        "consent": "restricted",
+        "release_on": "2030-01-01",
+    }
     assert ann.post(f"/recordings/{rid}/details", data={**form, "csrf_token": ann_token}).status_code == 403
     rita, rita_token = client_for(app, "rita")
     assert "Details and consent" in rita.get(f"/recordings/{rid}").text
@@ -369,7 +499,13 @@ def test_researchers_set_details_and_consent_on_the_recording_page(app, store):
     saved = rita.post(f"/recordings/{rid}/details", data={**form, "csrf_token": rita_token}, follow_redirects=False)
     assert saved.status_code == 303 and saved.headers["location"] == f"/recordings/{rid}"
     record = store.recording(rid)
-    assert (record.interviewee, record.place, record.recorded_on, record.consent, record.release_on) == ("李秀英", "东莞", "2019-02-03", "restricted", "2030-01-01")
+    assert (record.interviewee, record.place, record.recorded_on, record.consent, record.release_on) == (
+        "李秀英",
+        "东莞",
+        "2019-02-03",
+        "restricted",
+        "2030-01-01",
+    )
     assert "restricted until 2030-01-01" in rita.get(f"/recordings/{rid}").text
     bad = rita.post(f"/recordings/{rid}/details", data={**form, "consent": "secret", "csrf_token": rita_token})
     assert bad.status_code == 400 and store.recording(rid).consent == "restricted"

@@ -26,8 +26,16 @@ from pipeline.web import create_app
 from conftest import corpus_path
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SHOTS = Path(__file__).with_name("screenshots")
 AUDIO = "en/k2-fsa_sherpa___static_fun-asr-nano-2025-12-30_noise_en.wav"  # 10.6 s of English speech
 PASSWORD = "a long enough password"
@@ -65,10 +73,20 @@ def site(tmp_path_factory):
     for name, role in (("ann", "annotator"), ("rita", "researcher")):
         store.add_user(name, PASSWORD, role)
     segments = [Segment(a, b, text, text, "en", speaker=speaker) for a, b, speaker, text in SEGMENTS]
-    rid = save_transcription(store, probe(audio), Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
+    rid = save_transcription(
+        store, probe(audio), Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {}
+    )
     store.set_metadata(rid, interviewee="Abbie <b>Claflin</b>", place="Leeds", recorded_on="2024-05-01")
     ids = [s.id for s in store.segments(rid)]
-    save_tags(store, rid, {ids[1]: [ThemeSuggestion("working_conditions", 0.7, ((0, 6),)), ThemeSuggestion("housing", 0.6, ((70, 77),))]}, {}, "t1", {}, "t1")
+    save_tags(
+        store,
+        rid,
+        {ids[1]: [ThemeSuggestion("working_conditions", 0.7, ((0, 6),)), ThemeSuggestion("housing", 0.6, ((70, 77),))]},
+        {},
+        "t1",
+        {},
+        "t1",
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -144,12 +162,15 @@ def test_add_a_theme_from_a_selection(site):
     text = segment(page, 2).locator(".text")
     # Select "the brand" as a person would, by dragging over it.
     box = text.bounding_box()
-    page.evaluate("""el => {
+    page.evaluate(
+        """el => {
         const node = el.firstChild, range = document.createRange();
         range.setStart(node, node.textContent.indexOf('the brand'));
         range.setEnd(node, node.textContent.indexOf('the brand') + 'the brand'.length);
         const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
-    }""", text.element_handle())
+    }""",
+        text.element_handle(),
+    )
     page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
     page.mouse.up()
     page.wait_for_selector("#add-theme:not([hidden])")
@@ -158,7 +179,11 @@ def test_add_a_theme_from_a_selection(site):
     page.click("#add-theme button[type=submit]")
     page.wait_for_selector(".segment:last-of-type .theme.accepted")
     page.screenshot(path=SHOTS / "add-theme.png", full_page=True)
-    [added] = [a for a in site["store"].annotations(site["rid"]) if a.segment_id == int(segment(page, 2).get_attribute("data-id"))]
+    [added] = [
+        a
+        for a in site["store"].annotations(site["rid"])
+        if a.segment_id == int(segment(page, 2).get_attribute("data-id"))
+    ]
     start, end = added.evidence[0]
     assert (added.theme, added.source, SEGMENTS[2][3][start:end]) == ("working_conditions", "ann", "the brand")
     page.context.close()

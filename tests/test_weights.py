@@ -22,8 +22,16 @@ from conftest import corpus_path
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_DIMS = dict(
-    n_mels=80, n_audio_ctx=1500, n_audio_state=512, n_audio_head=8, n_audio_layer=6,
-    n_vocab=51865, n_text_ctx=448, n_text_state=512, n_text_head=8, n_text_layer=6,
+    n_mels=80,
+    n_audio_ctx=1500,
+    n_audio_state=512,
+    n_audio_head=8,
+    n_audio_layer=6,
+    n_vocab=51865,
+    n_text_ctx=448,
+    n_text_state=512,
+    n_text_head=8,
+    n_text_layer=6,
 )
 CLIPS = [
     ("en/lhotse-speech_lhotse__test_fixtures_libri_libri-1088-134315-0000.wav", "en"),

@@ -64,12 +64,14 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 config = Config()  # replaced by the configuration read when a command starts (see main)
+RUN_FORMATS = tuple(ExportFormat(f) for f in DEFAULT_FORMATS)  # the transcript files ohp run writes by default
 
 
 CodebookOption = Annotated[
     Path | None,
     typer.Option(
-        "--codebook", show_default=False,
+        "--codebook",
+        show_default=False,
         help=f"Codebook YAML (default: ${ENVIRONMENT['codebook']}, else annotations/codebook.yaml here, else ohp's)",
     ),
 ]
@@ -104,7 +106,8 @@ def main(
         typer.Option(
             help=f"Also log to this file, from INFO: models loaded, files written, failures with their tracebacks "
             f"(default: ${ENVIRONMENT['log_file']})",
-            show_default=False, dir_okay=False,
+            show_default=False,
+            dir_okay=False,
         ),
     ] = None,
 ) -> None:
@@ -117,7 +120,9 @@ def main(
         errors.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(2) from None
     except OSError as e:
-        errors.print(f"[red]error:[/red] cannot write the log file {config.log_file}: {e.strerror or e}", highlight=False)
+        errors.print(
+            f"[red]error:[/red] cannot write the log file {config.log_file}: {e.strerror or e}", highlight=False
+        )
         raise typer.Exit(2) from None
 
 
@@ -197,9 +202,15 @@ def run(
     out: Annotated[Path, typer.Option(help="Folder for transcript files")] = Path("transcripts"),
     engine: Annotated[EngineName, typer.Option(help="Recogniser")] = DEFAULT_ENGINE,
     model: Annotated[str, typer.Option(help="Whisper model: base (offline), another name, or a local path")] = "base",
-    language: Annotated[str | None, typer.Option(help="Force a language (zh, en, ...); detected per recording if not given")] = None,
-    script: Annotated[Script, typer.Option(help="Chinese script of the text (the original is kept beside it)")] = Script.SIMPLIFIED,
-    formats: Annotated[list[ExportFormat], typer.Option("--format", help="Transcript files to write (repeat for several)")] = [ExportFormat(f) for f in DEFAULT_FORMATS],
+    language: Annotated[
+        str | None, typer.Option(help="Force a language (zh, en, ...); detected per recording if not given")
+    ] = None,
+    script: Annotated[
+        Script, typer.Option(help="Chinese script of the text (the original is kept beside it)")
+    ] = Script.SIMPLIFIED,
+    formats: Annotated[
+        list[ExportFormat], typer.Option("--format", help="Transcript files to write (repeat for several)")
+    ] = RUN_FORMATS,
     force: Annotated[bool, typer.Option(help="Redo recordings already done with the same settings")] = False,
     speakers: Annotated[
         str, typer.Option(help="Speakers per recording: auto (estimated), a number, or off", metavar="auto|N|off")
@@ -220,12 +231,16 @@ def run(
 
     project = [f.value for f in formats if f.value in PROJECT_WRITERS]
     if project:
-        raise typer.BadParameter(f"{', '.join(project)} cover many recordings: write them with `ohp export`", param_hint="--format")
+        raise typer.BadParameter(
+            f"{', '.join(project)} cover many recordings: write them with `ohp export`", param_hint="--format"
+        )
     if report_path and not report_path.parent.is_dir():  # found out now, not after hours of transcribing
         raise typer.BadParameter(f"{report_path}: folder {report_path.parent} does not exist", param_hint="--report")
     settings = config.given(device=device and device.value)
     options = RunOptions(
-        transcribe=TranscribeOptions(engine=engine.value, model=model, language=_check_language(language), script=script.value),
+        transcribe=TranscribeOptions(
+            engine=engine.value, model=model, language=_check_language(language), script=script.value
+        ),
         speakers=_speakers_option(speakers),
         force=force,
         out_dir=out,
@@ -263,27 +278,47 @@ def status(db: DbOption = None) -> None:
         stages = store.stages(r.id)
         state = ", ".join(f"{s.stage}: {s.status}" + (f" ({s.error})" if s.error else "") for s in stages) or "-"
         segments = next((str(s.report.get("segments", "")) for s in stages if s.stage == "transcribe"), "")
-        table.add_row(str(r.id), Path(r.path).name, clock(r.duration), r.language or "-", state, segments, r.sha256[:12])
+        table.add_row(
+            str(r.id), Path(r.path).name, clock(r.duration), r.language or "-", state, segments, r.sha256[:12]
+        )
     console.print(table)
 
 
 @app.command()
 def describe(
-    recordings: Annotated[list[str] | None, typer.Argument(help="Recording ids, hash prefixes, paths or names; all if none")] = None,
+    recordings: Annotated[
+        list[str] | None, typer.Argument(help="Recording ids, hash prefixes, paths or names; all if none")
+    ] = None,
     interviewee: Annotated[str | None, typer.Option(help='Who is interviewed ("" clears)')] = None,
     place: Annotated[str | None, typer.Option(help="Where")] = None,
     date: Annotated[str | None, typer.Option(help="When, YYYY-MM-DD")] = None,
-    consent: Annotated[Consent | None, typer.Option(help="What the interviewee agreed to: exports leave closed recordings out, the web app hides them from viewers")] = None,
-    release_on: Annotated[str | None, typer.Option(help="YYYY-MM-DD: the day a restricted or closed recording opens")] = None,
+    consent: Annotated[
+        Consent | None,
+        typer.Option(
+            help="What the interviewee agreed to: exports leave closed recordings out, "
+            "the web app hides them from viewers"
+        ),
+    ] = None,
+    release_on: Annotated[
+        str | None, typer.Option(help="YYYY-MM-DD: the day a restricted or closed recording opens")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Show or set what is known of recordings: interviewee, place, date, consent."""
     store = open_store(db)
     chosen = choose_recordings(store, recordings)
-    changes = {"interviewee": interviewee, "place": place, "recorded_on": date, "release_on": release_on, "consent": consent and consent.value}
+    changes = {
+        "interviewee": interviewee,
+        "place": place,
+        "recorded_on": date,
+        "release_on": release_on,
+        "consent": consent and consent.value,
+    }
     if any(value is not None for value in changes.values()):
         if not recordings:
-            raise typer.BadParameter("name the recordings to change (all of them at once is too easy a mistake)", param_hint="RECORDINGS")
+            raise typer.BadParameter(
+                "name the recordings to change (all of them at once is too easy a mistake)", param_hint="RECORDINGS"
+            )
         chosen = [store.set_metadata(r.id, **changes) for r in chosen]
     table = Table()
     for column in ("id", "file", "interviewee", "place", "date", "consent"):
@@ -298,11 +333,23 @@ def describe(
 def export(
     recordings: Annotated[list[str] | None, typer.Argument(help="Recording ids, hash prefixes, paths or names")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every recording (the default when none is named)")] = False,
-    formats: Annotated[list[ExportFormat], typer.Option("--format", help=f"Formats to write (repeat for several): {', '.join(FORMATS)}")] = [ExportFormat.json],
+    formats: Annotated[
+        list[ExportFormat],
+        typer.Option("--format", help=f"Formats to write (repeat for several): {', '.join(FORMATS)}"),
+    ] = (ExportFormat.json,),
     out: Annotated[Path, typer.Option(help="Folder for the files")] = Path("transcripts"),
-    include_restricted: Annotated[bool, typer.Option(help="Export closed recordings too (researchers only: give --user)")] = False,
-    redact: Annotated[str | None, typer.Option(help="Replace names and/or places with [NAME]/[PLACE]: names, places or names,places", metavar="KINDS")] = None,
-    redact_list: Annotated[Path, typer.Option(help="The project's own names to redact, one per line (\"place: X\" for places)")] = DEFAULT_LIST,
+    include_restricted: Annotated[
+        bool, typer.Option(help="Export closed recordings too (researchers only: give --user)")
+    ] = False,
+    redact: Annotated[
+        str | None,
+        typer.Option(
+            help="Replace names and/or places with [NAME]/[PLACE]: names, places or names,places", metavar="KINDS"
+        ),
+    ] = None,
+    redact_list: Annotated[
+        Path, typer.Option(help='The project\'s own names to redact, one per line ("place: X" for places)')
+    ] = DEFAULT_LIST,
     user: UserOption = None,
     codebook: CodebookOption = None,
     db: DbOption = None,
@@ -324,14 +371,22 @@ def export(
             raise typer.BadParameter(str(e), param_hint="--redact") from None
     chosen = choose_recordings(store, recordings)
     report = export_recordings(
-        store, chosen, tuple(f.value for f in formats), out,
-        codebook=open_codebook(codebook), include_closed=include_restricted, redactor=redactor,
+        store,
+        chosen,
+        tuple(f.value for f in formats),
+        out,
+        codebook=open_codebook(codebook),
+        include_closed=include_restricted,
+        redactor=redactor,
     )
     for path in report.files:
         console.print(str(path))
     if report.left_out:
         names = ", ".join(f"{Path(r.path).name} ({why})" for r, why in report.left_out)
-        errors.print(f"left out {len(report.left_out)} closed recording(s): {names}; --include-restricted --user NAME (a researcher) exports them")
+        errors.print(
+            f"left out {len(report.left_out)} closed recording(s): {names}; "
+            "--include-restricted --user NAME (a researcher) exports them"
+        )
     if redactor:
         folder = out.resolve()  # "." has no name
         path = folder.parent / f"{folder.name}-redactions.csv"  # beside the folder, not in what gets shared
@@ -375,7 +430,10 @@ def tag_text_command(
     result = tag_text(text, language, open_codebook(codebook))
     if as_json:
         document = {
-            "themes": [{"id": t.theme, "score": t.score, "evidence": [list(span) for span in t.evidence]} for t in result.themes],
+            "themes": [
+                {"id": t.theme, "score": t.score, "evidence": [list(span) for span in t.evidence]}
+                for t in result.themes
+            ],
             "entities": [{"label": e.label, "text": e.text, "start": e.start, "end": e.end} for e in result.entities],
         }
         print(json.dumps(document, ensure_ascii=False))
@@ -417,7 +475,13 @@ def themes(db: DbOption = None) -> None:
         console.print("no themes yet: run `ohp tag` or `ohp run`")
         return
     table = Table()
-    for column, justify in (("recording", "left"), ("theme", "left"), ("suggested", "right"), ("accepted", "right"), ("rejected", "right")):
+    for column, justify in (
+        ("recording", "left"),
+        ("theme", "left"),
+        ("suggested", "right"),
+        ("accepted", "right"),
+        ("rejected", "right"),
+    ):
         table.add_column(column, justify=justify)
     for _, path, theme, counts in rows:
         table.add_row(Path(path).name, theme, *(str(counts[k]) for k in ANNOTATION_STATUSES))
@@ -450,19 +514,26 @@ def review(
     if not waiting:
         console.print(f"{Path(chosen.path).name}: no suggestions waiting")
         return
-    console.print(f"{Path(chosen.path).name}: {len(waiting)} suggestions. Keys: a accept, r reject, t add a theme, s skip, q quit")
+    console.print(
+        f"{Path(chosen.path).name}: {len(waiting)} suggestions. Keys: a accept, r reject, t add a theme, s skip, q quit"
+    )
     decided = 0
     for n, annotation in enumerate(waiting, 1):
         segment = segments[annotation.segment_id]
         theme = book.theme(annotation.theme) if annotation.theme in book.ids else None
         label = f"{theme.label.get('en', '')} / {theme.label.get('zh', '')}" if theme else annotation.theme
-        console.rule(f"{n}/{len(waiting)}  {clock(segment.start)}-{clock(segment.end)}  {annotation.theme}: {label}  ({annotation.score or 0:.2f})")
+        console.rule(
+            f"{n}/{len(waiting)}  {clock(segment.start)}-{clock(segment.end)}  "
+            f"{annotation.theme}: {label}  ({annotation.score or 0:.2f})"
+        )
         console.print(highlighted(segment.text, annotation.evidence))
         while True:
             key = typer.prompt("a/r/t/s/q", default="s", show_default=False).strip().lower()[:1]
             if key in ("a", "r"):
                 try:
-                    store.decide(annotation.id, "accepted" if key == "a" else "rejected", user, version=annotation.version)
+                    store.decide(
+                        annotation.id, "accepted" if key == "a" else "rejected", user, version=annotation.version
+                    )
                     decided += 1
                 except ConflictError as e:
                     console.print(f"[yellow]not saved:[/yellow] {e} (now {e.current.status})")
@@ -496,9 +567,15 @@ def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
 def search(
     query: Annotated[str, typer.Argument(help='Words, "phrases", AND / OR / NOT, prefix*')],
     theme: Annotated[str | None, typer.Option(help="Only segments with this theme (or one nested in it)")] = None,
-    status: Annotated[list[AnnotationStatus], typer.Option(help="Theme status that counts for --theme (repeatable)")] = list(NOT_REJECTED),
-    speaker: Annotated[str | None, typer.Option(help="Only this speaker: a label (S1), a name, or a role (interviewee)")] = None,
-    recording: Annotated[str | None, typer.Option(help="Only this recording (id, hash prefix, path, name or stem)")] = None,
+    status: Annotated[
+        list[AnnotationStatus], typer.Option(help="Theme status that counts for --theme (repeatable)")
+    ] = NOT_REJECTED,
+    speaker: Annotated[
+        str | None, typer.Option(help="Only this speaker: a label (S1), a name, or a role (interviewee)")
+    ] = None,
+    recording: Annotated[
+        str | None, typer.Option(help="Only this recording (id, hash prefix, path, name or stem)")
+    ] = None,
     language: Annotated[str | None, typer.Option(help="Only segments in this language")] = None,
     interviewee: Annotated[str | None, typer.Option(help="Recording metadata: interviewee contains")] = None,
     place: Annotated[str | None, typer.Option(help="Recording metadata: place contains")] = None,
@@ -524,20 +601,34 @@ def search(
         return
     themes = (theme, *open_codebook(codebook).descendants(theme)) if theme else ()
     filters = SearchFilters(
-        themes=themes, theme_status=tuple(s.value for s in status), speaker=speaker,
-        recording=choose_recordings(store, [recording])[0].id if recording else None, language=language,
-        interviewee=interviewee, place=place, date_from=date_from, date_to=date_to,
-    )  # fmt: skip
+        themes=themes,
+        theme_status=tuple(s.value for s in status),
+        speaker=speaker,
+        recording=choose_recordings(store, [recording])[0].id if recording else None,
+        language=language,
+        interviewee=interviewee,
+        place=place,
+        date_from=date_from,
+        date_to=date_to,
+    )
     results = store.search(parsed, filters, limit=limit)
     if as_json:
         hits = []
         for hit in results.hits:
             snippet = highlight(hit.text, parsed)
-            hits.append({
-                "recording": Path(hit.recording_path).name, "recording_path": hit.recording_path,
-                "segment_id": hit.segment_id, "start": round(hit.start, 3), "end": round(hit.end, 3),
-                "speaker": hit.speaker, "text": hit.text, "snippet": snippet.text, "themes": list(hit.themes),
-            })
+            hits.append(
+                {
+                    "recording": Path(hit.recording_path).name,
+                    "recording_path": hit.recording_path,
+                    "segment_id": hit.segment_id,
+                    "start": round(hit.start, 3),
+                    "end": round(hit.end, 3),
+                    "speaker": hit.speaker,
+                    "text": hit.text,
+                    "snippet": snippet.text,
+                    "themes": list(hit.themes),
+                }
+            )
         print(json.dumps({"total": results.total, "hits": hits}, ensure_ascii=False))
         return
     if not results.hits:
@@ -546,18 +637,31 @@ def search(
     for hit in results.hits:
         snippet = highlight(hit.text, parsed)
         line = Text.assemble(
-            (Path(hit.recording_path).name, "bold"), " ", (clock(hit.start), "cyan"), " ",
-            (f"{hit.speaker}: " if hit.speaker else "", "magenta"), highlighted(snippet.text, tuple(snippet.spans), "bold red"),
+            (Path(hit.recording_path).name, "bold"),
+            " ",
+            (clock(hit.start), "cyan"),
+            " ",
+            (f"{hit.speaker}: " if hit.speaker else "", "magenta"),
+            highlighted(snippet.text, tuple(snippet.spans), "bold red"),
             (f"  [{', '.join(hit.themes)}]" if hit.themes else "", "green"),
         )
         console.print(line)
     shown = len(results.hits)
-    console.print(f"[dim]{shown} of {results.total} hits[/dim]" if results.total > shown else f"[dim]{shown} hits[/dim]")
+    console.print(
+        f"[dim]{shown} of {results.total} hits[/dim]" if results.total > shown else f"[dim]{shown} hits[/dim]"
+    )
 
 
 @app.command("import")
 def import_command(
-    files: Annotated[list[Path], typer.Argument(help="Transcripts (ohp JSON, SRT, WebVTT, plain text), or codes for recordings ohp has (ELAN .eaf, REFI-QDA .qdpx)", readable=False)],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Transcripts (ohp JSON, SRT, WebVTT, plain text), "
+            "or codes for recordings ohp has (ELAN .eaf, REFI-QDA .qdpx)",
+            readable=False,
+        ),
+    ],
     audio: Annotated[Path | None, typer.Option(help="The recording the transcript belongs to (one FILE only)")] = None,
     tag: Annotated[bool, typer.Option(help="Tag themes from the codebook after importing")] = True,
     codebook: CodebookOption = None,
@@ -568,10 +672,14 @@ def import_command(
     from pipeline.imports import CODINGS_READERS, import_codings, import_file
 
     if audio and len(files) != 1:
-        raise typer.BadParameter("--audio links one transcript to its recording: give exactly one FILE", param_hint="--audio")
+        raise typer.BadParameter(
+            "--audio links one transcript to its recording: give exactly one FILE", param_hint="--audio"
+        )
     coded = [path for path in files if path.suffix.lower() in CODINGS_READERS]
     if audio and coded:
-        raise typer.BadParameter(f"{coded[0].name} names its recordings itself: --audio is for transcripts", param_hint="--audio")
+        raise typer.BadParameter(
+            f"{coded[0].name} names its recordings itself: --audio is for transcripts", param_hint="--audio"
+        )
     book = open_codebook(codebook) if tag or coded else None
     store = open_store(db)
     failed = 0
@@ -586,7 +694,11 @@ def import_command(
             failed += 1
             continue
         if path in coded:
-            console.print(f"{path}: {report.codings} coding(s) for recording(s) {', '.join(map(str, report.recordings)) or '-'}: {report.added} annotation(s) added or accepted, {report.unchanged} already there")
+            console.print(
+                f"{path}: {report.codings} coding(s) for recording(s) "
+                f"{', '.join(map(str, report.recordings)) or '-'}: "
+                f"{report.added} annotation(s) added or accepted, {report.unchanged} already there"
+            )
             for warning in report.warnings:
                 errors.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
         else:
@@ -601,13 +713,18 @@ user_app = typer.Typer(help="Accounts of the web app.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 
 
-
-
 @user_app.command("add")
 def user_add(
     name: Annotated[str, typer.Argument(help="Login name")],
-    role: Annotated[UserRole, typer.Option(help="viewer: read and search; annotator: also review and correct; researcher: also metadata and accounts")],
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input")] = False,
+    role: Annotated[
+        UserRole,
+        typer.Option(
+            help="viewer: read and search; annotator: also review and correct; researcher: also metadata and accounts"
+        ),
+    ],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Add a person who may use the web app (`ohp serve`); the password is stored hashed (argon2)."""
@@ -647,7 +764,10 @@ app.add_typer(speakers_app, name="speakers")
 @speakers_app.command("enroll")
 def speakers_enroll(
     name: Annotated[str, typer.Argument(help="The person's name, as recordings will show it")],
-    files: Annotated[list[Path], typer.Argument(help="Recordings of this person alone (a minute or more in all is best)", readable=False)],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Recordings of this person alone (a minute or more in all is best)", readable=False),
+    ],
     user: UserOption = None,
     device: DeviceOption = None,
     db: DbOption = None,
@@ -664,7 +784,11 @@ def speakers_enroll(
         raise typer.Exit(2) from None
     person = open_store(db).enroll(name, profile.tolist(), user, [str(path.resolve()) for path in files])
     seconds = sum(len(s) for s in samples) / SAMPLE_RATE
-    console.print(f"enrolled {person.name} from {len(files)} file(s), {clock(seconds)} of audio; `ohp run` looks for the voice in every recording", highlight=False)
+    console.print(
+        f"enrolled {person.name} from {len(files)} file(s), {clock(seconds)} of audio; "
+        "`ohp run` looks for the voice in every recording",
+        highlight=False,
+    )
 
 
 RecordingArgument = Annotated[str, typer.Argument(help="The recording (id, hash prefix, path, name or stem)")]
@@ -714,14 +838,23 @@ def speakers_role(
 
 @speakers_app.command("list")
 def speakers_list(
-    recordings: Annotated[list[str] | None, typer.Argument(help="Recordings to list; all, and the enrolled voices, if none")] = None,
+    recordings: Annotated[
+        list[str] | None, typer.Argument(help="Recordings to list; all, and the enrolled voices, if none")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Each recording's speakers (label, name, role, speaking time) and the enrolled voices."""
     store = open_store(db)
     people = {p.id: p for p in store.people()}
     table = Table()
-    for column, justify in (("recording", "left"), ("speaker", "left"), ("name", "left"), ("role", "left"), ("segments", "right"), ("time", "right")):
+    for column, justify in (
+        ("recording", "left"),
+        ("speaker", "left"),
+        ("name", "left"),
+        ("role", "left"),
+        ("segments", "right"),
+        ("time", "right"),
+    ):
         table.add_column(column, justify=justify, overflow="fold")
     for chosen in choose_recordings(store, recordings):
         segments = store.segments(chosen.id)
@@ -731,10 +864,21 @@ def speakers_list(
             if speaker.named_by or speaker.person_id in people:
                 name += f" (set by {speaker.named_by})" if speaker.named_by else " (enrolled voice)"
             role = (speaker.role or "-") + (f" (set by {speaker.role_by})" if speaker.role_by else "")
-            table.add_row(Path(chosen.path).name, speaker.label, name, role, str(len(own)), clock(sum(s.end - s.start for s in own)))
+            table.add_row(
+                Path(chosen.path).name,
+                speaker.label,
+                name,
+                role,
+                str(len(own)),
+                clock(sum(s.end - s.start for s in own)),
+            )
     if table.row_count:
         console.print(table)
     else:
         console.print("no speakers yet: `ohp run` finds them")
     if not recordings and people:
-        console.print("enrolled voices: " + ", ".join(f"{p.name} (by {p.enrolled_by}, {p.enrolled_at[:10]})" for p in people.values()), highlight=False)
+        console.print(
+            "enrolled voices: "
+            + ", ".join(f"{p.name} (by {p.enrolled_by}, {p.enrolled_at[:10]})" for p in people.values()),
+            highlight=False,
+        )

@@ -181,7 +181,13 @@ def summary_table(results: list[FileResult]) -> Table:
         speakers = "-" if r.speakers is None else str(r.speakers)
         status = f"[{STATUS_STYLES[r.status]}]{r.status}[/]"
         table.add_row(
-            r.path.name, status, clock(r.duration), str(r.segments), speakers, r.language or "-", f"{r.seconds:.1f} s",
+            r.path.name,
+            status,
+            clock(r.duration),
+            str(r.segments),
+            speakers,
+            r.language or "-",
+            f"{r.seconds:.1f} s",
             "; ".join(notes(r)),
         )
     return table

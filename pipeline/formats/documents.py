@@ -140,13 +140,17 @@ def to_docx(export: RecordingExport) -> bytes:
     properties = document.core_properties
     properties.title = xml_text(title(export))
     properties.author = properties.last_modified_by = "ohp"
-    properties.subject = "Oral history interview" + (xml_text(f" with {recording.interviewee}") if recording.interviewee else "")
+    properties.subject = "Oral history interview" + (
+        xml_text(f" with {recording.interviewee}") if recording.interviewee else ""
+    )
     themes = dict.fromkeys(export.theme_label(a.theme) for s in export.segments for a in export.themes(s))
     properties.keywords = xml_text("; ".join(themes))
     properties.language = recording.language or ""
     properties.identifier = recording.sha256
     restriction = access_note(export)
-    properties.comments = xml_text(f"Transcript of {Path(recording.path).name}" + (f"; access {restriction}" if restriction else ""))
+    properties.comments = xml_text(
+        f"Transcript of {Path(recording.path).name}" + (f"; access {restriction}" if restriction else "")
+    )
     properties.created = properties.modified = datetime.now(UTC)
 
     document.add_heading(xml_text(title(export)), level=0)

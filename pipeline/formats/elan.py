@@ -39,8 +39,15 @@ SUGGESTER = "ohp"  # the coder of the tagger's open suggestions (records.coder)
 # The codebook's label languages as ELAN names languages (ISO 639-3).
 LANGUAGES = {"en": ("eng", "English (eng)"), "zh": ("zho", "Chinese (zho)")}
 # As ELAN itself writes them: it plays a file as audio only when the type is audio/x-wav or audio/*.
-MIME_TYPES = {".wav": "audio/x-wav", ".mp4": "video/mp4", ".mov": "video/quicktime", ".mpg": "video/mpeg",
-              ".mpeg": "video/mpeg", ".avi": "video/*", ".mkv": "video/*"}
+MIME_TYPES = {
+    ".wav": "audio/x-wav",
+    ".mp4": "video/mp4",
+    ".mov": "video/quicktime",
+    ".mpg": "video/mpeg",
+    ".mpeg": "video/mpeg",
+    ".avi": "video/*",
+    ".mkv": "video/*",
+}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -82,12 +89,20 @@ def _add_vocabulary(eaf: pympi.Elan.Eaf, export: RecordingExport, themes: list[s
         eaf.add_language(language_id, lang_label=name)
         eaf.add_cv_description(THEMES_CV, language_id, f"Themes of the ohp codebook{version}")
     for theme in themes:
-        values = [(theme, language_id, xml_text(export.theme_label(theme, language))) for language, (language_id, _) in LANGUAGES.items()]
+        values = [
+            (theme, language_id, xml_text(export.theme_label(theme, language)))
+            for language, (language_id, _) in LANGUAGES.items()
+        ]
         eaf.add_cv_entry(THEMES_CV, f"cveid_{theme}", values)  # an ID must not start like a time slot's or annotation's
-    eaf.add_linguistic_type(THEME_TYPE, param_dict={
-        "LINGUISTIC_TYPE_ID": THEME_TYPE, "TIME_ALIGNABLE": "true", "GRAPHIC_REFERENCES": "false",
-        "CONTROLLED_VOCABULARY_REF": THEMES_CV,
-    })
+    eaf.add_linguistic_type(
+        THEME_TYPE,
+        param_dict={
+            "LINGUISTIC_TYPE_ID": THEME_TYPE,
+            "TIME_ALIGNABLE": "true",
+            "GRAPHIC_REFERENCES": "false",
+            "CONTROLLED_VOCABULARY_REF": THEMES_CV,
+        },
+    )
 
 
 def _add_tier(eaf: pympi.Elan.Eaf, tier: str, spans: list[tuple[int, int, str]], **attributes: str | None) -> None:
@@ -112,7 +127,9 @@ def to_eaf(export: RecordingExport) -> str:
     eaf.add_linguistic_type(TRANSCRIPT_TYPE)
     said: dict[str, list[tuple[int, int, str]]] = {}
     for segment in export.segments:
-        said.setdefault(xml_text(export.speaker_name(segment) or TRANSCRIPT_TIER), []).append(_span(segment, segment.text))
+        said.setdefault(xml_text(export.speaker_name(segment) or TRANSCRIPT_TIER), []).append(
+            _span(segment, segment.text)
+        )
     for name, spans in said.items():
         _add_tier(eaf, name, spans, ling=TRANSCRIPT_TYPE, part=None if name == TRANSCRIPT_TIER else name)
 
@@ -121,14 +138,20 @@ def to_eaf(export: RecordingExport) -> str:
     coded: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
     for segment in export.segments:
         for annotation in export.themes(segment):
-            coded.setdefault((annotation.theme, xml_text(coder(annotation))), []).append(_span(segment, annotation.theme))
+            coded.setdefault((annotation.theme, xml_text(coder(annotation))), []).append(
+                _span(segment, annotation.theme)
+            )
     # The codebook's order, each theme's coders by name and the tagger's suggestions after them.
     for theme, who in sorted(coded, key=lambda key: (themes.index(key[0]), key[1] == SUGGESTER, key[1])):
         tier = f"{theme} ({'suggested by ohp' if who == SUGGESTER else who})"
         _add_tier(eaf, tier, coded[theme, who], ling=THEME_TYPE, ann=who)
 
     # ELAN numbers new annotations after lastUsedAnnotationId (pympi would write another name, at 0).
-    eaf.properties = [(SHA256_PROPERTY, recording.sha256), (ID_PROPERTY, recording.id), ("lastUsedAnnotationId", eaf.maxaid)]
+    eaf.properties = [
+        (SHA256_PROPERTY, recording.sha256),
+        (ID_PROPERTY, recording.id),
+        ("lastUsedAnnotationId", eaf.maxaid),
+    ]
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + pympi.Elan.to_string(eaf)
 
 
@@ -161,13 +184,17 @@ def _parse(path: Path) -> ET.Element:
         root = parser.close()
     except ET.ParseError as exc:
         line, column = exc.position
-        raise TranscriptFormatError(path, f"not well-formed XML (column {column}): {ErrorString(exc.code)}", line) from None
+        raise TranscriptFormatError(
+            path, f"not well-formed XML (column {column}): {ErrorString(exc.code)}", line
+        ) from None
     except TranscriptFormatError:
         raise
     except (LookupError, ValueError) as exc:  # an encoding expat cannot read, such as a declared GBK
         raise TranscriptFormatError(path, f"cannot read its encoding ({exc}); save it as UTF-8") from None
     if root.tag != "ANNOTATION_DOCUMENT":
-        raise TranscriptFormatError(path, f"not an ELAN file: its root element is <{root.tag}>, not <ANNOTATION_DOCUMENT>")
+        raise TranscriptFormatError(
+            path, f"not an ELAN file: its root element is <{root.tag}>, not <ANNOTATION_DOCUMENT>"
+        )
     return root
 
 
@@ -185,9 +212,12 @@ def _recording_sha256(path: Path, root: ET.Element) -> str:
             try:
                 return file_sha256(local)
             except OSError as exc:
-                raise TranscriptFormatError(path, f"cannot read its media file {local}: {exc.strerror or exc}") from None
+                raise TranscriptFormatError(
+                    path, f"cannot read its media file {local}: {exc.strerror or exc}"
+                ) from None
     raise TranscriptFormatError(
-        path, f"names no recording ohp knows: it has no {SHA256_PROPERTY} property and its media file is not on this machine"
+        path,
+        f"names no recording ohp knows: it has no {SHA256_PROPERTY} property and its media file is not on this machine",
     )
 
 
@@ -203,11 +233,16 @@ def _times(path: Path, root: ET.Element) -> dict[str, tuple[int | None, int | No
             a.attrib["ANNOTATION_ID"]: (slots[a.attrib["TIME_SLOT_REF1"]], slots[a.attrib["TIME_SLOT_REF2"]])
             for a in root.iterfind("TIER/ANNOTATION/ALIGNABLE_ANNOTATION")
         }
-        refs = {a.attrib["ANNOTATION_ID"]: a.attrib["ANNOTATION_REF"] for a in root.iterfind("TIER/ANNOTATION/REF_ANNOTATION")}
+        refs = {
+            a.attrib["ANNOTATION_ID"]: a.attrib["ANNOTATION_REF"]
+            for a in root.iterfind("TIER/ANNOTATION/REF_ANNOTATION")
+        }
     except KeyError as exc:
         raise TranscriptFormatError(path, f"a broken EAF file: {exc.args[0]!r} is missing or names nothing") from None
     except ValueError:
-        raise TranscriptFormatError(path, "a broken EAF file: a TIME_VALUE is not a whole number of milliseconds") from None
+        raise TranscriptFormatError(
+            path, "a broken EAF file: a TIME_VALUE is not a whole number of milliseconds"
+        ) from None
     wrong = next((slot for slot, ms in slots.items() if ms is not None and not 0 <= ms <= MAX_SECONDS * 1000), None)
     if wrong:
         hours = MAX_SECONDS / 3600
@@ -218,7 +253,9 @@ def _times(path: Path, root: ET.Element) -> dict[str, tuple[int | None, int | No
             seen.add(target)
             target = refs[target]
         if target not in times:
-            raise TranscriptFormatError(path, f"a broken EAF file: annotation {ref} refers to {target}, which has no times")
+            raise TranscriptFormatError(
+                path, f"a broken EAF file: annotation {ref} refers to {target}, which has no times"
+            )
         times[ref] = times[target]
     return times
 
@@ -230,7 +267,9 @@ def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
     sha256 = _recording_sha256(path, root)
     times = _times(path, root)
     theme_types = {THEME_TYPE} | {
-        t.get("LINGUISTIC_TYPE_ID") for t in root.iterfind("LINGUISTIC_TYPE") if t.get("CONTROLLED_VOCABULARY_REF") == THEMES_CV
+        t.get("LINGUISTIC_TYPE_ID")
+        for t in root.iterfind("LINGUISTIC_TYPE")
+        if t.get("CONTROLLED_VOCABULARY_REF") == THEMES_CV
     }
     imported = ImportedCodings(path, "eaf")
     codings: list[Coding] = []
@@ -251,9 +290,13 @@ def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
                 where = f"annotation {annotation.get('ANNOTATION_ID', '')[:40]} on tier {name!r}"
                 raise TranscriptFormatError(path, f"a broken EAF file: {where} ends before it starts")
             if start is None or end is None:
-                imported.warnings.append(f"tier {name!r}: {value!r} has no time of its own (align it in ELAN); left out")
+                imported.warnings.append(
+                    f"tier {name!r}: {value!r} has no time of its own (align it in ELAN); left out"
+                )
             elif theme is None:
-                imported.warnings.append(f"tier {name!r} at {timestamp(start / 1000)}: {value!r} is not a theme of the codebook; left out")
+                imported.warnings.append(
+                    f"tier {name!r} at {timestamp(start / 1000)}: {value!r} is not a theme of the codebook; left out"
+                )
             else:
                 codings.append(Coding(theme, who, start / 1000, end / 1000))
     imported.codings[sha256] = sorted(codings, key=lambda c: (c.start, c.end, c.theme, c.coder))

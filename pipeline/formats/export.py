@@ -46,7 +46,12 @@ def gather(store, recording: RecordingRecord, codebook: Codebook | None = None) 
     for annotation in store.annotations(recording.id):
         annotations.setdefault(annotation.segment_id, []).append(annotation)
     return RecordingExport(
-        recording, store.segments(recording.id), annotations, store.speakers(recording.id), store.entities(recording.id), codebook
+        recording,
+        store.segments(recording.id),
+        annotations,
+        store.speakers(recording.id),
+        store.entities(recording.id),
+        codebook,
     )
 
 
@@ -76,17 +81,29 @@ def to_json(export: RecordingExport) -> str:
                 "language": s.language,
                 "speaker": s.speaker,
                 "words": [
-                    {"start": round(w.start, 3), "end": round(w.end, 3), "text": w.text, "probability": round(w.probability, 4)}
+                    {
+                        "start": round(w.start, 3),
+                        "end": round(w.end, 3),
+                        "text": w.text,
+                        "probability": round(w.probability, 4),
+                    }
                     for w in s.words
                 ],
                 "themes": [
                     {
-                        "id": a.theme, "label": export.theme_label(a.theme), "status": a.status, "source": a.source,
-                        "coder": coder(a), "evidence": [list(span) for span in a.evidence],
+                        "id": a.theme,
+                        "label": export.theme_label(a.theme),
+                        "status": a.status,
+                        "source": a.source,
+                        "coder": coder(a),
+                        "evidence": [list(span) for span in a.evidence],
                     }
                     for a in export.annotations.get(s.id, [])
                 ],
-                "entities": [{"label": e.label, "text": e.text, "start": e.start, "end": e.end} for e in export.entities.get(s.id, [])],
+                "entities": [
+                    {"label": e.label, "text": e.text, "start": e.start, "end": e.end}
+                    for e in export.entities.get(s.id, [])
+                ],
             }
             for s in export.segments
         ],
@@ -94,7 +111,20 @@ def to_json(export: RecordingExport) -> str:
     return json.dumps(document, ensure_ascii=False, indent=1) + "\n"
 
 
-CSV_COLUMNS = ("recording", "start", "end", "timecode", "speaker", "text", "theme", "theme_label", "status", "coder", "evidence", "consent")
+CSV_COLUMNS = (
+    "recording",
+    "start",
+    "end",
+    "timecode",
+    "speaker",
+    "text",
+    "theme",
+    "theme_label",
+    "status",
+    "coder",
+    "evidence",
+    "consent",
+)
 
 
 def _cell(value: str) -> str:
@@ -114,12 +144,22 @@ def to_csv(exports: list[RecordingExport], codebook: Codebook | None = None) -> 
         for segment in export.segments:
             for annotation in export.themes(segment):
                 evidence = " … ".join(segment.text[a:b] for a, b in annotation.evidence)
-                writer.writerow((
-                    name, f"{segment.start:.3f}", f"{segment.end:.3f}", clock(segment.start),
-                    _cell(export.speaker_name(segment) or ""), _cell(segment.text), annotation.theme,
-                    export.theme_label(annotation.theme), annotation.status, _cell(coder(annotation)), _cell(evidence),
-                    export.recording.access(),
-                ))
+                writer.writerow(
+                    (
+                        name,
+                        f"{segment.start:.3f}",
+                        f"{segment.end:.3f}",
+                        clock(segment.start),
+                        _cell(export.speaker_name(segment) or ""),
+                        _cell(segment.text),
+                        annotation.theme,
+                        export.theme_label(annotation.theme),
+                        annotation.status,
+                        _cell(coder(annotation)),
+                        _cell(evidence),
+                        export.recording.access(),
+                    )
+                )
     return "\ufeff" + buffer.getvalue()
 
 
@@ -253,6 +293,18 @@ def write_redaction_report(redactions: list[Redaction], path: Path) -> None:
     writer = csv.writer(buffer)
     writer.writerow(("recording", "segment", "start", "end", "field", "found", "replaced with", "because", "context"))
     for r in redactions:
-        writer.writerow((r.recording, r.segment_id or "", f"{r.start:.3f}", f"{r.end:.3f}", r.field, _cell(r.found), r.replacement, r.source, _cell(r.context)))
+        writer.writerow(
+            (
+                r.recording,
+                r.segment_id or "",
+                f"{r.start:.3f}",
+                f"{r.end:.3f}",
+                r.field,
+                _cell(r.found),
+                r.replacement,
+                r.source,
+                _cell(r.context),
+            )
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, "\ufeff" + buffer.getvalue())

@@ -119,7 +119,8 @@ def _facts(recording: RecordingRecord) -> dict[str, str]:
         "recorded on": recording.recorded_on,
         "language": recording.language,
         "duration": clock(recording.duration),
-        "consent": recording.consent + (f" until {recording.release_on}" if recording.consent != "open" and recording.release_on else ""),
+        "consent": recording.consent
+        + (f" until {recording.release_on}" if recording.consent != "open" and recording.release_on else ""),
         SHA256: recording.sha256,
     }
     return {name: value for name, value in facts.items() if value}
@@ -133,14 +134,22 @@ def _recording(sources: etree._Element, export: RecordingExport) -> tuple[str, s
     facts = _facts(recording)
     ohp = _guid("user", PROJECT_USER)
     audio = _sub(
-        sources, "AudioSource", guid=_guid("source", recording.sha256), name=audio_path.name,
-        path="absolute://" + audio_path.as_posix(), creatingUser=ohp,
+        sources,
+        "AudioSource",
+        guid=_guid("source", recording.sha256),
+        name=audio_path.name,
+        path="absolute://" + audio_path.as_posix(),
+        creatingUser=ohp,
     )
     _sub(audio, "Description", "\n".join(f"{name}: {value}" for name, value in facts.items()))
     file_name = f"{_guid('transcript', recording.sha256)}.txt"
     transcript = _sub(
-        audio, "Transcript", guid=_guid("transcript", recording.sha256), name=f"{audio_path.stem}.txt",
-        plainTextPath=f"internal://{file_name}", creatingUser=ohp,
+        audio,
+        "Transcript",
+        guid=_guid("transcript", recording.sha256),
+        name=f"{audio_path.stem}.txt",
+        plainTextPath=f"internal://{file_name}",
+        creatingUser=ohp,
     )
 
     keys: list[tuple[int, int]] = []  # (position, ms) of each SyncPoint
@@ -159,8 +168,14 @@ def _recording(sources: etree._Element, export: RecordingExport) -> tuple[str, s
     for annotation, start, end in codings:
         user, when, key = _guid("user", coder(annotation)), _when(annotation.updated_at), (annotation.id, start, end)
         selection = _sub(
-            transcript, "TranscriptSelection", guid=_guid("selection", *key), name=text[start[0] : end[0]][:80],
-            fromSyncPoint=points[start], toSyncPoint=points[end], creatingUser=user, creationDateTime=when,
+            transcript,
+            "TranscriptSelection",
+            guid=_guid("selection", *key),
+            name=text[start[0] : end[0]][:80],
+            fromSyncPoint=points[start],
+            toSyncPoint=points[end],
+            creatingUser=user,
+            creationDateTime=when,
         )
         coding = _sub(selection, "Coding", guid=_guid("coding", *key), creatingUser=user, creationDateTime=when)
         _sub(coding, "CodeRef", targetGUID=_guid("code", annotation.theme))
@@ -174,7 +189,9 @@ def _recording(sources: etree._Element, export: RecordingExport) -> tuple[str, s
 def _codes(parent: etree._Element, codebook: Codebook, theme_parent: str | None) -> None:
     for theme in codebook.themes:
         if theme.parent == theme_parent:
-            code = _sub(parent, "Code", guid=_guid("code", theme.id), name=theme.label.get("en") or theme.id, isCodable="true")
+            code = _sub(
+                parent, "Code", guid=_guid("code", theme.id), name=theme.label.get("en") or theme.id, isCodable="true"
+            )
             about = [theme.label.get("zh"), theme.description, f"ohp theme: {theme.id}"]
             _sub(code, "Description", "\n".join(line for line in about if line))
             _codes(code, codebook, theme.id)
@@ -189,7 +206,11 @@ def to_qdpx(exports: list[RecordingExport], codebook: Codebook | None = None) ->
     accepted = [a for e in exports for s in e.segments for a in _accepted(e, s)]
     ohp = _guid("user", PROJECT_USER)
     project = etree.Element(
-        _q("Project"), nsmap={None: NS}, name="ohp interviews", origin=PROJECT_USER, creatingUserGUID=ohp,
+        _q("Project"),
+        nsmap={None: NS},
+        name="ohp interviews",
+        origin=PROJECT_USER,
+        creatingUserGUID=ohp,
         creationDateTime=_when(datetime.now(UTC)),
     )
     users = _sub(project, "Users")
@@ -214,7 +235,9 @@ def to_qdpx(exports: list[RecordingExport], codebook: Codebook | None = None) ->
         files = dict(_recording(sources, export) for export in exports)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("project.qde", etree.tostring(project, xml_declaration=True, encoding="utf-8", pretty_print=True))
+        archive.writestr(
+            "project.qde", etree.tostring(project, xml_declaration=True, encoding="utf-8", pretty_print=True)
+        )
         for file_name, text in files.items():
             archive.writestr(f"sources/{file_name}", text.encode("utf-8"))
     return buffer.getvalue()
@@ -263,7 +286,9 @@ def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]
     for info in archive.infolist():
         name = info.filename.replace("\\", "/")
         if name.startswith("/") or re.match(r"[A-Za-z]:", name) or ".." in PurePosixPath(name).parts:
-            raise TranscriptFormatError(path, f"unsafe file name in the zip: {info.filename!r} points outside the project")
+            raise TranscriptFormatError(
+                path, f"unsafe file name in the zip: {info.filename!r} points outside the project"
+            )
         members[name.lower()] = info
     return members
 
@@ -278,7 +303,9 @@ def _project(path: Path, data: bytes) -> etree._Element:
     if root.getroottree().docinfo.doctype:
         raise TranscriptFormatError(path, "project.qde has a DOCTYPE (DTDs and entities are not accepted in a project)")
     if root.tag != _q("Project"):
-        raise TranscriptFormatError(path, f"project.qde is not a REFI-QDA 1.0 project: its root is {root.tag}, not {_q('Project')}")
+        raise TranscriptFormatError(
+            path, f"project.qde is not a REFI-QDA 1.0 project: its root is {root.tag}, not {_q('Project')}"
+        )
     return root
 
 
@@ -334,7 +361,9 @@ class _Reader:
             _norm(u.get("guid")): check_chars(path, u.get("name") or u.get("guid") or "", "a user's name")
             for u in self.root.iter(_q("User"))
         }
-        self.variables = {_norm(v.get("guid")): (v.get("name") or "").strip().casefold() for v in self.root.iter(_q("Variable"))}
+        self.variables = {
+            _norm(v.get("guid")): (v.get("name") or "").strip().casefold() for v in self.root.iter(_q("Variable"))
+        }
         self.themes = _themes(path, self.root, codebook)
         self.unmatched: Counter[str] = Counter()  # code name -> codings skipped
         self.warnings: list[str] = []
@@ -402,7 +431,9 @@ class _Reader:
             check_chars(self.path, name, "a source's name")
             sha256 = _sha256(source, self.variables) if kind in ("AudioSource", "VideoSource") else None
             if sha256 is None:
-                self.warnings.append(f"{kind} {name!r} is not a recording ohp exported (no sha256): its codings are not imported")
+                self.warnings.append(
+                    f"{kind} {name!r} is not a recording ohp exported (no sha256): its codings are not imported"
+                )
                 continue
             found = result.codings.setdefault(sha256, [])
             for transcript in source.findall(_q("Transcript")):

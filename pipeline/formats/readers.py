@@ -222,9 +222,7 @@ def guess_language(text: str) -> str | None:
 # ---------------------------------------------------------------------------------------- speakers
 
 # "Interviewer: ...", "Mrs Chen: ...", "张：..." (a full-width colon needs no space after it).
-_LABEL = re.compile(
-    r"(?P<label>[^\s:：\d][^\s:：]{0,23}(?: [^\s:：]{1,24}){0,2})(?::\s+|：\s*)(?P<rest>\S.*)", re.S
-)
+_LABEL = re.compile(r"(?P<label>[^\s:：\d][^\s:：]{0,23}(?: [^\s:：]{1,24}){0,2})(?::\s+|：\s*)(?P<rest>\S.*)", re.S)
 MAX_SPEAKER_LABELS = 8  # more different "Name:" prefixes than this are not speakers but text
 
 
@@ -283,8 +281,13 @@ def _segment(start: float, end: float, text: str, language: str | None, speaker:
 
 
 def _transcript(
-    path: Path, cues: list[tuple[float, float, str]], language: str | None, source_format: str, timed: bool,
-    metadata: dict, voices: list[str | None] | None = None,
+    path: Path,
+    cues: list[tuple[float, float, str]],
+    language: str | None,
+    source_format: str,
+    timed: bool,
+    metadata: dict,
+    voices: list[str | None] | None = None,
 ) -> ImportedTranscript:
     if not cues:
         raise TranscriptFormatError(path, "no cues with text in it")
@@ -292,7 +295,8 @@ def _transcript(
     labelled = _speakers(texts) if voices is None or not any(voices) else list(zip(voices, texts, strict=True))
     language = language or guess_language("\n".join(texts))
     segments = [
-        _segment(start, end, text, language, speaker) for (start, end, _), (speaker, text) in zip(cues, labelled, strict=True)
+        _segment(start, end, text, language, speaker)
+        for (start, end, _), (speaker, text) in zip(cues, labelled, strict=True)
     ]
     return ImportedTranscript(segments, language, source_format, timed, metadata)
 
@@ -375,8 +379,17 @@ def _read_vtt(path: Path, text: str) -> ImportedTranscript:
 _STAMP = re.compile(r"\[(\d+:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?)\]\s*(.*)")
 # The header of ohp's own .txt export, and the recording fields its lines name (None: read past). An
 # older export began with "Recording: "; today's with a title line.
-_TXT_HEADER = {"Recording": "recording", "Duration": "duration", "Language": "language", "Interviewee": "interviewee",
-               "Place": "place", "Date": "recorded_on", "Languages": None, "Speakers": None, "Access": "access"}
+_TXT_HEADER = {
+    "Recording": "recording",
+    "Duration": "duration",
+    "Language": "language",
+    "Interviewee": "interviewee",
+    "Place": "place",
+    "Date": "recorded_on",
+    "Languages": None,
+    "Speakers": None,
+    "Access": "access",
+}
 _ACCESS = re.compile(r"(restricted|closed)(?: until (\d{4}-\d{2}-\d{2}))?")
 
 
@@ -455,8 +468,10 @@ def _text(path: Path, value: object, what: str) -> str | None:
 
 def _is_speaker(item: object) -> bool:
     return (
-        isinstance(item, dict) and isinstance(item.get("label"), str)
-        and isinstance(item.get("name"), (str, type(None))) and item.get("role") in (None, *SPEAKER_ROLES)
+        isinstance(item, dict)
+        and isinstance(item.get("label"), str)
+        and isinstance(item.get("name"), (str, type(None)))
+        and item.get("role") in (None, *SPEAKER_ROLES)
     )
 
 
@@ -521,18 +536,25 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
         for j, w in enumerate(item.get("words") or [], 1):
             if not isinstance(w, dict) or not isinstance(w.get("text"), str):
                 raise TranscriptFormatError(path, f'{where}, word {j}: needs "start", "end", "text" and "probability"')
-            words.append(Word(
-                start=_number(path, w.get("start"), f"{where}, word {j}: start"),
-                end=_number(path, w.get("end"), f"{where}, word {j}: end"),
-                text=w["text"],
-                probability=_number(path, w.get("probability"), f"{where}, word {j}: probability"),
-            ))
-        segments.append(Segment(
-            start=start, end=end, text=item["text"],
-            original_text=_text(path, item.get("original_text"), f"{where}: original_text") or item["text"],
-            language=_text(path, item.get("language"), f"{where}: language") or language or "",
-            words=words, speaker=_text(path, item.get("speaker"), f"{where}: speaker"),
-        ))
+            words.append(
+                Word(
+                    start=_number(path, w.get("start"), f"{where}, word {j}: start"),
+                    end=_number(path, w.get("end"), f"{where}, word {j}: end"),
+                    text=w["text"],
+                    probability=_number(path, w.get("probability"), f"{where}, word {j}: probability"),
+                )
+            )
+        segments.append(
+            Segment(
+                start=start,
+                end=end,
+                text=item["text"],
+                original_text=_text(path, item.get("original_text"), f"{where}: original_text") or item["text"],
+                language=_text(path, item.get("language"), f"{where}: language") or language or "",
+                words=words,
+                speaker=_text(path, item.get("speaker"), f"{where}: speaker"),
+            )
+        )
         found = item.get("themes") or []
         if not isinstance(found, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), str) for t in found):
             raise TranscriptFormatError(path, f'{where}: "themes" must be a list of objects with an "id"')
@@ -543,7 +565,10 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
     language = language or guess_language("\n".join(s.text for s in segments))
     for s in segments:
         s.language = s.language or language or ""
-    metadata = _described(path, {k: recording[k] for k in ("path", "sha256", "duration", "id", *DESCRIPTION) if recording.get(k) is not None})
+    metadata = _described(
+        path,
+        {k: recording[k] for k in ("path", "sha256", "duration", "id", *DESCRIPTION) if recording.get(k) is not None},
+    )
     if "duration" in metadata:
         duration = _number(path, metadata["duration"], "recording: duration")
         metadata["duration"] = check_time(path, duration, "recording: duration")
@@ -555,11 +580,14 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
     if not isinstance(speakers, list) or not all(map(_is_speaker, speakers)):
         roles = ", ".join(SPEAKER_ROLES)
         raise TranscriptFormatError(
-            path, f'"recording": "speakers" must be a list of objects with a "label", a "name" and a "role" '
-            f'({roles} or null)'
+            path,
+            f'"recording": "speakers" must be a list of objects with a "label", a "name" and a "role" '
+            f"({roles} or null)",
         )
     if speakers:
-        metadata["speakers"] = [{k: p.get(k) for k in ("label", "name", "role")} for p in speakers]  # names and roles by label
+        metadata["speakers"] = [
+            {k: p.get(k) for k in ("label", "name", "role")} for p in speakers
+        ]  # names and roles by label
     if themes:
         metadata["themes"] = themes  # by position in segments, as the file has them: for the caller to keep or not
     return ImportedTranscript(segments, language, "json", True, metadata)

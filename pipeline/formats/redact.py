@@ -36,10 +36,13 @@ SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙朱胡郭何林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕"
     "丁任沈姚卢姜崔钟谭陆汪范廖贾夏韦付邹孟熊秦邱尹薛闫段雷侯史陶黎贺顾毛郝龚邵钱严覃武戴莫孔汤"
 )
-TITLES = "老板|老板娘|师傅|老师|阿姨|叔叔|大叔|大爷|大妈|奶奶|爷爷|姐|哥|嫂|叔|总|经理|厂长|主任|组长|班长|主管|医生|书记"
+TITLES = (
+    "老板|老板娘|师傅|老师|阿姨|叔叔|大叔|大爷|大妈|奶奶|爷爷|姐|哥|嫂|叔|总|经理|厂长|主任|组长|班长|主管|医生|书记"
+)
 # Speaker labels that name nobody: ohp's own (S1, S2, ...) and what transcribers write instead of a name.
 ANONYMOUS_SPEAKER = re.compile(
-    r"S\d+|speaker ?\d*|interviewer|interviewee|other|unknown|Q|A|问|答|采访者|受访者|访谈者|被访者|主持人|记者", re.IGNORECASE
+    r"S\d+|speaker ?\d*|interviewer|interviewee|other|unknown|Q|A|问|答|采访者|受访者|访谈者|被访者|主持人|记者",
+    re.IGNORECASE,
 )
 
 
@@ -330,4 +333,8 @@ def _words(
 
 
 def _context(text: str, start: int, end: int, around: int = 20) -> str:
-    return ("…" if start > around else "") + text[max(0, start - around) : end + around] + ("…" if end + around < len(text) else "")
+    return (
+        ("…" if start > around else "")
+        + text[max(0, start - around) : end + around]
+        + ("…" if end + around < len(text) else "")
+    )

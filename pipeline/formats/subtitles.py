@@ -67,7 +67,11 @@ def _pieces(text: str, prefix: int) -> list[tuple[int, int, int]]:
         cuts += [position] + [position + p for p in _words(run)]
         position += len(run) + 1
     # kinsoku: no cut before closing punctuation, nor after opening punctuation (with a space between too)
-    cuts = [p for p in cuts if p <= prefix or (text[p] not in _CLOSING and text[max(p - 2, 0) : p].rstrip()[-1:] not in _OPENING)]
+    cuts = [
+        p
+        for p in cuts
+        if p <= prefix or (text[p] not in _CLOSING and text[max(p - 2, 0) : p].rstrip()[-1:] not in _OPENING)
+    ]
     cuts.append(len(text))
     pieces = []
     for start, end in pairwise(cuts):
@@ -108,7 +112,10 @@ def _layout(text: str, pieces: list[tuple[int, int, int]], prefixed: bool) -> li
                 split, lines = None, math.inf
                 k = i + 1
                 while k < j and width(i, k) <= LINE_WIDTH:
-                    if width(k, j) <= LINE_WIDTH and (cost := (width(i, k) - width(k, j)) ** 2 + pieces[k - 1][2]) < lines:
+                    if (
+                        width(k, j) <= LINE_WIDTH
+                        and (cost := (width(i, k) - width(k, j)) ** 2 + pieces[k - 1][2]) < lines
+                    ):
                         split, lines = k, cost
                     k += 1
             total = best[i] + lines + _EMPTY * (2 * LINE_WIDTH - width(i, j)) ** 2 + after + _CUE

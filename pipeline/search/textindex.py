@@ -41,7 +41,9 @@ CJK_CONTEXT_CHARS = 2  # characters of CJK text that count as one word of snippe
 
 # A CJK run (runs split only by spaces are one: Chinese has no spaces, and transcripts sprinkle them),
 # or a word of letters and digits with inner apostrophes (don't, children's).
-_TOKEN = re.compile(rf"(?P<cjk>[{CJK_LETTERS}]+(?:\s+[{CJK_LETTERS}]+)*)|(?P<word>[^\W_{CJK_LETTERS}]+(?:['’][^\W_{CJK_LETTERS}]+)*)")
+_TOKEN = re.compile(
+    rf"(?P<cjk>[{CJK_LETTERS}]+(?:\s+[{CJK_LETTERS}]+)*)|(?P<word>[^\W_{CJK_LETTERS}]+(?:['’][^\W_{CJK_LETTERS}]+)*)"
+)
 _SPACE = re.compile(r"\s+")
 _ASCII_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")  # _TOKEN's words in folded (lower-case) ASCII text
 _APOSTROPHE = re.compile("['’]")

@@ -183,10 +183,27 @@ def decode(info: AudioInfo) -> DecodedAudio:
     path = info.path
     _check_readable(path)
     if info.duration > MAX_DURATION:
-        raise AudioError(path, f"declares {info.duration / 3600:.1f} h of audio, more than the {MAX_DURATION / 3600:.0f} h limit")
+        raise AudioError(
+            path, f"declares {info.duration / 3600:.1f} h of audio, more than the {MAX_DURATION / 3600:.0f} h limit"
+        )
     cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
-        "-i", _ffmpeg_input(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-",
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-i",
+        _ffmpeg_input(path),
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-ac",
+        "1",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-f",
+        "f32le",
+        "-",
     ]
     import numpy as np  # here: probing and hashing a file need no numpy, and the CLI starts faster without it
 
@@ -219,7 +236,9 @@ def decode(info: AudioInfo) -> DecodedAudio:
     samples.resize(n_samples, refcheck=False)
     decoded = DecodedAudio(samples)
     if returncode != 0 or stderr.strip():
-        decoded.warnings.append(f"{path}: decoding errors ({_ffmpeg_cause(stderr, opening=False)}); kept what could be decoded")
+        decoded.warnings.append(
+            f"{path}: decoding errors ({_ffmpeg_cause(stderr, opening=False)}); kept what could be decoded"
+        )
     if info.duration and decoded.duration < info.duration - max(1.0, 0.05 * info.duration):
         decoded.warnings.append(
             f"{path}: truncated? decoded {decoded.duration:.1f} s of the {info.duration:.1f} s the file declares"

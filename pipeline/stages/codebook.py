@@ -27,7 +27,19 @@ ID = re.compile(r"[a-z][a-z0-9_]*")
 # Token attributes the tagger's pipelines leave unset, so a pattern using them could never match:
 # the Chinese pipeline only segments words; the English one does not parse (for speed).
 UNSET_ATTRIBUTES = {
-    "zh": {"LEMMA", "POS", "TAG", "MORPH", "DEP", "ENT_TYPE", "ENT_IOB", "ENT_ID", "ENT_KB_ID", "SENT_START", "IS_SENT_START"},
+    "zh": {
+        "LEMMA",
+        "POS",
+        "TAG",
+        "MORPH",
+        "DEP",
+        "ENT_TYPE",
+        "ENT_IOB",
+        "ENT_ID",
+        "ENT_KB_ID",
+        "SENT_START",
+        "IS_SENT_START",
+    },
     "en": {"DEP", "SENT_START", "IS_SENT_START"},
 }
 
@@ -225,7 +237,9 @@ class _Parser:
         term = self.text(node, f"{where}: a {language} term")
         if term and language == "zh" and to_simplified(term) != term:
             # the tagger matches simplified text, so a traditional term could never match
-            self.problem(node, f"{where}: write Chinese terms in simplified characters: {term} -> {to_simplified(term)}")
+            self.problem(
+                node, f"{where}: write Chinese terms in simplified characters: {term} -> {to_simplified(term)}"
+            )
             return None
         return term
 
@@ -267,14 +281,18 @@ class _Parser:
             Matcher(Vocab(), validate=True).add("check", [tokens])
         except Exception as error:  # spaCy raises MatchPatternError, ValueError or re.error by case
             # spaCy's text names its own check ("for matcher rule 'check' ... Pattern 0:"): keep the rest
-            message = re.sub(r"^Invalid token patterns for matcher rule 'check' Pattern 0: ", "", " ".join(str(error).split()))
+            message = re.sub(
+                r"^Invalid token patterns for matcher rule 'check' Pattern 0: ", "", " ".join(str(error).split())
+            )
             if _text_booleans(tokens):
                 message += " (YAML reads a bare on, off, yes or no as true or false: quote the word)"
             self.problem(node, f"{where}: bad {language} token pattern: {message}")
             return None
         unset = sorted({key for token in tokens for key in token} & UNSET_ATTRIBUTES[language])
         if unset:
-            self.problem(node, f"{where}: the {language} pipeline does not set {', '.join(unset)}; this pattern cannot match")
+            self.problem(
+                node, f"{where}: the {language} pipeline does not set {', '.join(unset)}; this pattern cannot match"
+            )
             return None
         return tuple(tokens)
 
@@ -297,7 +315,11 @@ def _check_parents(themes: list[Theme], problems: list[CodebookProblem]) -> None
         seen, current = [theme.id], theme.parent
         while current is not None and current in parents:
             if current == theme.id:
-                problems.append(CodebookProblem(theme.line, f"theme {theme.id}: parents form a cycle: {' -> '.join([*seen, current])}"))
+                problems.append(
+                    CodebookProblem(
+                        theme.line, f"theme {theme.id}: parents form a cycle: {' -> '.join([*seen, current])}"
+                    )
+                )
                 break
             if current in seen:
                 break  # a cycle further up, reported at its own themes
@@ -325,11 +347,17 @@ def parse_codebook(text: str) -> tuple[Codebook | None, list[CodebookProblem]]:
     seen: dict[str, Theme] = {}
     for theme in themes:
         if theme.id in seen:
-            problems.append(CodebookProblem(theme.line, f"theme id {theme.id!r} is already used at line {seen[theme.id].line}"))
+            problems.append(
+                CodebookProblem(theme.line, f"theme id {theme.id!r} is already used at line {seen[theme.id].line}")
+            )
         seen.setdefault(theme.id, theme)
     _check_parents(themes, problems)
     for theme in themes:
         if theme.id in parser.without_patterns and not any(t.parent == theme.id for t in themes):
-            problems.append(CodebookProblem(theme.line, f"theme {theme.id} has no patterns and no child themes: it can never be suggested"))
+            problems.append(
+                CodebookProblem(
+                    theme.line, f"theme {theme.id} has no patterns and no child themes: it can never be suggested"
+                )
+            )
     problems.sort(key=lambda p: p.line)
     return (None if problems else Codebook(tuple(themes), _version(themes))), problems

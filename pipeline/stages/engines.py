@@ -108,9 +108,14 @@ class FasterWhisperEngine:
         )
         return [
             _segment(
-                s.start, s.end, s.text, language,
+                s.start,
+                s.end,
+                s.text,
+                language,
                 [(w.start, w.end, w.word, w.probability) for w in s.words or []],
-                s.avg_logprob, s.no_speech_prob, s.compression_ratio,
+                s.avg_logprob,
+                s.no_speech_prob,
+                s.compression_ratio,
             )
             for s in segments
         ]
@@ -157,9 +162,14 @@ class OpenAIWhisperEngine:
         )
         return [
             _segment(
-                s["start"], s["end"], s["text"], language,
+                s["start"],
+                s["end"],
+                s["text"],
+                language,
                 [(w["start"], w["end"], w["word"], w["probability"]) for w in s.get("words", [])],
-                s["avg_logprob"], s["no_speech_prob"], s["compression_ratio"],
+                s["avg_logprob"],
+                s["no_speech_prob"],
+                s["compression_ratio"],
             )
             for s in result["segments"]
         ]

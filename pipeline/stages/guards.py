@@ -156,7 +156,9 @@ def is_drift(segment: Segment, chunk: Chunk, options: GuardOptions = GuardOption
     return cjk / length > options.max_cjk_chars_per_second or other / length > options.max_chars_per_second
 
 
-def guard(segments: list[Segment], chunk: Chunk, counts: Counter, options: GuardOptions = GuardOptions()) -> list[Segment]:
+def guard(
+    segments: list[Segment], chunk: Chunk, counts: Counter, options: GuardOptions = GuardOptions()
+) -> list[Segment]:
     """Apply every guard to one chunk's segments (recording time), counting what each removes."""
     kept = []
     for segment in segments:

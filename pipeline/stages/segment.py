@@ -57,7 +57,9 @@ def frame_levels(samples: np.ndarray) -> np.ndarray:
     block = 4096  # frames
     for first in range(0, n, block):
         frames = samples[first * _FRAME : min(n, first + block) * _FRAME].reshape(-1, _FRAME)
-        levels[first : first + len(frames)] = 10 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-12)
+        levels[first : first + len(frames)] = 10 * np.log10(
+            np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-12
+        )
     return levels
 
 

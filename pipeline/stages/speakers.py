@@ -252,7 +252,9 @@ def label_frames(
         scores = (cover @ window_scores) / cover.sum(axis=1, keepdims=True)
         scores = uniform_filter1d(scores, width, axis=0, mode="nearest")
         for label, a, b in _region_labels(scores, min_frames):
-            stretches.append((region.start + a * options.frame, min(region.end, region.start + b * options.frame), label))
+            stretches.append(
+                (region.start + a * options.frame, min(region.end, region.start + b * options.frame), label)
+            )
     return stretches
 
 
@@ -285,7 +287,6 @@ def diarize(
         return []
     centroids = cluster(embeddings, n_speakers, max_speakers, options)
     return make_turns(label_frames(regions, times, embeddings @ centroids.T, options), options.merge_gap)
-
 
 
 # --- segments and words -------------------------------------------------------------------------------
@@ -356,7 +357,9 @@ def split_segment(segment: Segment, turns: list[SpeakerTurn]) -> list[Segment]:
         originals = [segment.original_text[a:b] for a, b in cuts]
     else:
         originals = [segment.original_text] + [""] * (len(runs) - 1)
-    parts = [_part(segment, words, speaker, original) for (speaker, words), original in zip(runs, originals, strict=True)]
+    parts = [
+        _part(segment, words, speaker, original) for (speaker, words), original in zip(runs, originals, strict=True)
+    ]
     parts[0].id, parts[0].start, parts[-1].end = segment.id, segment.start, segment.end
     return parts
 
@@ -417,6 +420,7 @@ def label_roles(segments: list[Segment], turns: list[SpeakerTurn]) -> dict[str, 
                 roles[s] = "interviewer"
     return roles
 
+
 # --- enrolled voices ----------------------------------------------------------------------------------
 
 
@@ -474,7 +478,9 @@ def match_profiles(
     candidates: list[tuple[float, str, str]] = []
     for speaker, voice in speaker_embeddings(samples, turns, device=device).items():
         similarities = matrix @ voice
-        candidates.extend((float(s), speaker, name) for s, name in zip(similarities, names, strict=True) if s > threshold)
+        candidates.extend(
+            (float(s), speaker, name) for s, name in zip(similarities, names, strict=True) if s > threshold
+        )
     matched: dict[str, str] = {}
     for _, speaker, name in sorted(candidates, reverse=True):
         if speaker not in matched and name not in matched.values():

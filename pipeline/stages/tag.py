@@ -89,7 +89,9 @@ class ThemeMatcher:
         target = self._characters(doc.text) if self.characters else doc
         found = [(k, target[s:e]) for matcher in self.phrases for k, s, e in matcher(target)]
         found += [(k, doc[s:e]) for k, s, e in self.tokens(doc)]
-        matches = sorted({(int(self.vocab.strings[k]), span.start_char, span.end_char) for k, span in found}, key=lambda m: m[1:])
+        matches = sorted(
+            {(int(self.vocab.strings[k]), span.start_char, span.end_char) for k, span in found}, key=lambda m: m[1:]
+        )
         excluded = [(self.patterns[i]["theme"], s, e) for i, s, e in matches if self.patterns[i]["exclude"]]
         doc._.theme_matches = [
             (p["theme"], p["weight"], s, e)
@@ -101,7 +103,9 @@ class ThemeMatcher:
 
 
 @Language.factory("codebook_themes", default_config={"patterns": [], "phrase_attrs": ["ORTH"], "characters": False})
-def make_theme_matcher(nlp: Language, name: str, patterns: list[dict], phrase_attrs: list[str], characters: bool) -> ThemeMatcher:
+def make_theme_matcher(
+    nlp: Language, name: str, patterns: list[dict], phrase_attrs: list[str], characters: bool
+) -> ThemeMatcher:
     return ThemeMatcher(nlp, patterns, phrase_attrs, characters)
 
 
@@ -204,21 +208,57 @@ def _original(start: int, end: int, origin: list[int] | None) -> tuple[int, int]
 _CN = "零〇一二两三四五六七八九十百千万亿几"
 _NUMBER = rf"(?:[0-9０-９]+(?:\.[0-9]+)?|[{_CN}]+)(?:多|来)?"
 _LARGE = rf"(?:[0-9]{{2,}}|[零〇一二两三四五六七八九几]*[十百千万][{_CN}]*)(?:多|来)?"  # no lone 一: 一点 is "a bit"
-_CLOCK = r"(?:[0-9]{1,2}|十[一二]?|[一二两三四五六七八九])点(?:半|钟|[0-9]{1,2}分|[一二三四五]?十?[一二三四五六七八九]?分)"
+_CLOCK = (
+    r"(?:[0-9]{1,2}|十[一二]?|[一二两三四五六七八九])点(?:半|钟|[0-9]{1,2}分|[一二三四五]?十?[一二三四五六七八九]?分)"
+)
 _CHINESE_PATTERNS = [
     ("MONEY", re.compile(rf"{_NUMBER}(?:块钱|块|元钱|元|毛钱|毛|角钱|角|分钱)")),
     # a bare amount after a word about money: 工资三千, 一个月四千, 扣五十, 寄一千五
-    ("MONEY", re.compile(rf"(?:工资|工钱|月薪|底薪|收入|房租|一个月|每个月|花了?|挣了?|赚了?|拿了?|寄了?|扣了?|罚了?|赔了?|欠了?|交了?|借了?|存了?)(?:能|才|就|有|是|只有|大概|差不多)?(?P<entity>{_LARGE})")),
-    ("DATE", re.compile(r"(?:[0-9]{4}|[0-9]{2}|[零〇一二三四五六七八九]{2,4}|[一二三四五六七八九]十|[零〇一二三四五六七八九]几)年代?")),
-    ("DATE", re.compile(r"(?:[0-9]{1,2}|十[一二]?|[一二三四五六七八九])月(?:份|[0-9]{1,2}[日号]|[一二三]?十?[一二三四五六七八九十][日号])?")),
+    (
+        "MONEY",
+        re.compile(
+            rf"(?:工资|工钱|月薪|底薪|收入|房租|一个月|每个月|花了?|挣了?|赚了?|拿了?|寄了?|扣了?|罚了?|赔了?|欠了?|交了?|借了?|存了?)(?:能|才|就|有|是|只有|大概|差不多)?(?P<entity>{_LARGE})"
+        ),
+    ),
+    (
+        "DATE",
+        re.compile(
+            r"(?:[0-9]{4}|[0-9]{2}|[零〇一二三四五六七八九]{2,4}|[一二三四五六七八九]十|[零〇一二三四五六七八九]几)年代?"
+        ),
+    ),
+    (
+        "DATE",
+        re.compile(
+            r"(?:[0-9]{1,2}|十[一二]?|[一二三四五六七八九])月(?:份|[0-9]{1,2}[日号]|[一二三]?十?[一二三四五六七八九十][日号])?"
+        ),
+    ),
     ("DATE", re.compile(rf"{_NUMBER}个?(?:年|月|天|星期|礼拜|小时|钟头)(?:以前|以后|前|后)?")),
-    ("DATE", re.compile(rf"(?:早上|上午|中午|下午|晚上|凌晨|半夜)?{_CLOCK}|(?:早上|上午|中午|下午|晚上|凌晨|半夜)(?:[0-9]{{1,2}}|十[一二]?|[一二两三四五六七八九])点|(?:[0-9]{{1,2}}|十[一二]?|[三四五六七八九])点")),
-    ("DATE", re.compile(r"大前年|前年|去年|今年|明年|后年|上个月|下个月|这个月|上半年|下半年|年底|年初|月底|月初|春节前|春节后|春节|过年前|过年后|过完年|元旦|国庆节?|中秋节?|端午节?|清明节?|礼拜[一二三四五六天日]|星期[一二三四五六天日]|周末|前天|昨天|今天|明天|后天")),
+    (
+        "DATE",
+        re.compile(
+            rf"(?:早上|上午|中午|下午|晚上|凌晨|半夜)?{_CLOCK}|(?:早上|上午|中午|下午|晚上|凌晨|半夜)(?:[0-9]{{1,2}}|十[一二]?|[一二两三四五六七八九])点|(?:[0-9]{{1,2}}|十[一二]?|[三四五六七八九])点"
+        ),
+    ),
+    (
+        "DATE",
+        re.compile(
+            r"大前年|前年|去年|今年|明年|后年|上个月|下个月|这个月|上半年|下半年|年底|年初|月底|月初|春节前|春节后|春节|过年前|过年后|过完年|元旦|国庆节?|中秋节?|端午节?|清明节?|礼拜[一二三四五六天日]|星期[一二三四五六天日]|周末|前天|昨天|今天|明天|后天"
+        ),
+    ),
 ]
 _POS_LABELS = {"nr": "PERSON", "ns": "PLACE", "nt": "ORG"}
 # Kin and address words jieba's dictionary tags as personal names.
 _NOT_NAMES = {"老公", "老婆", "师傅", "老乡", "老汉", "老板", "阿姨", "大姐", "大哥", "莫得", "宝宝"}
-_ENGLISH_LABELS = {"PERSON": "PERSON", "GPE": "PLACE", "LOC": "PLACE", "FAC": "PLACE", "ORG": "ORG", "DATE": "DATE", "TIME": "DATE", "MONEY": "MONEY"}
+_ENGLISH_LABELS = {
+    "PERSON": "PERSON",
+    "GPE": "PLACE",
+    "LOC": "PLACE",
+    "FAC": "PLACE",
+    "ORG": "ORG",
+    "DATE": "DATE",
+    "TIME": "DATE",
+    "MONEY": "MONEY",
+}
 
 
 def _chinese_entities(text: str) -> list[tuple[str, int, int]]:
@@ -252,7 +292,9 @@ class _Found:
     entities: list[Entity]
 
 
-def _themes(matches: list[tuple], text: str, origin: list[int] | None) -> dict[str, tuple[float, tuple[tuple[int, int], ...]]]:
+def _themes(
+    matches: list[tuple], text: str, origin: list[int] | None
+) -> dict[str, tuple[float, tuple[tuple[int, int], ...]]]:
     """Score and evidence per theme. Overlapping matches are one piece of evidence with the strongest
     weight ("roommate" matches both "roommate" and, by lemma, "roommates"), and a piece of text said
     twice counts once: saying 钱 twice is no more evidence than saying it once."""
@@ -302,7 +344,9 @@ def _find(texts: list[str], languages: list[str], codebook: Codebook) -> list[_F
     return found
 
 
-def tag_segments(texts: list[str], languages: list[str], codebook: Codebook, *, context: bool = True) -> list[TagResult]:
+def tag_segments(
+    texts: list[str], languages: list[str], codebook: Codebook, *, context: bool = True
+) -> list[TagResult]:
     """Tag a recording's segments, in order; with context, neighbours raise the scores of themes they share
     (see the module's docstring). Languages other than Chinese and English get no themes and no entities."""
     if len(texts) != len(languages):

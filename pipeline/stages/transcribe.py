@@ -81,7 +81,9 @@ class ChunkResult:
     guards: dict[str, int]  # what the guards removed from this chunk, by kind
 
 
-def _decode_without_loops(engine: Engine, samples: np.ndarray, language: str, options: DecodeOptions, counts: Counter) -> list[Segment]:
+def _decode_without_loops(
+    engine: Engine, samples: np.ndarray, language: str, options: DecodeOptions, counts: Counter
+) -> list[Segment]:
     """Decode; if the text loops, decode again sampling at the next temperatures.
 
     Whisper falls back to sampling only when a whole window compresses too well (ratio > 2.4); a loop
@@ -95,7 +97,9 @@ def _decode_without_loops(engine: Engine, samples: np.ndarray, language: str, op
     return decoded if any(has_loop(s) for s in retry) else retry
 
 
-def _decode_all(engine: Engine, samples: np.ndarray, chunk: Chunk, language: str, options: DecodeOptions, counts: Counter) -> list[Segment]:
+def _decode_all(
+    engine: Engine, samples: np.ndarray, chunk: Chunk, language: str, options: DecodeOptions, counts: Counter
+) -> list[Segment]:
     """Decode a chunk, and decode again what the model skipped.
 
     After a pause or a change of voice Whisper often ends its output early and skips the rest of its
@@ -118,7 +122,9 @@ def _decode_all(engine: Engine, samples: np.ndarray, chunk: Chunk, language: str
     return segments
 
 
-def transcribe_chunk(engine: Engine, samples: np.ndarray, chunk: Chunk, language: str, options: TranscribeOptions) -> ChunkResult:
+def transcribe_chunk(
+    engine: Engine, samples: np.ndarray, chunk: Chunk, language: str, options: TranscribeOptions
+) -> ChunkResult:
     counts: Counter[str] = Counter()
     kept = guard(_decode_all(engine, samples, chunk, language, options.decode, counts), chunk, counts, options.guards)
     return ChunkResult([_apply_script(s, options.script) for s in kept], dict(counts))

@@ -161,9 +161,7 @@ class Store:
             recordings.set_stage(s, recording_id, stage, "running", settings, settings_key, {}, None)
             return recording_id
 
-    def fail_stage(
-        self, info: AudioInfo, stage: str, settings: dict[str, Any], settings_key: str, error: str
-    ) -> None:
+    def fail_stage(self, info: AudioInfo, stage: str, settings: dict[str, Any], settings_key: str, error: str) -> None:
         """Record that a stage failed on this file; what an earlier run stored stays."""
         with self._session(write=True) as s:
             recording_id = recordings.upsert_recording(s, info).id

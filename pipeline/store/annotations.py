@@ -97,29 +97,72 @@ def save_tags(
         elif key not in wanted:
             before = annotation_state(row)
             s.delete(row)
-            s.add(HistoryRow(recording_id=recording_id, segment_id=row.segment_id, annotation_id=row.id, action="withdrawn", changed_by="auto", before=before))
+            s.add(
+                HistoryRow(
+                    recording_id=recording_id,
+                    segment_id=row.segment_id,
+                    annotation_id=row.id,
+                    action="withdrawn",
+                    changed_by="auto",
+                    before=before,
+                )
+            )
             counts["withdrawn"] += 1
     for (segment_id, theme), found in wanted.items():
         evidence = [list(span) for span in found.evidence]
         row = existing.get((segment_id, theme))
         if row is None:
-            row = AnnotationRow(segment_id=segment_id, theme=theme, source="auto", status="suggested", score=found.score, evidence=evidence, tagger=tagger, updated_by="auto")
+            row = AnnotationRow(
+                segment_id=segment_id,
+                theme=theme,
+                source="auto",
+                status="suggested",
+                score=found.score,
+                evidence=evidence,
+                tagger=tagger,
+                updated_by="auto",
+            )
             s.add(row)
             s.flush()
-            s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="suggested", changed_by="auto", after=annotation_state(row)))
+            s.add(
+                HistoryRow(
+                    recording_id=recording_id,
+                    segment_id=segment_id,
+                    annotation_id=row.id,
+                    action="suggested",
+                    changed_by="auto",
+                    after=annotation_state(row),
+                )
+            )
             counts["added"] += 1
-        elif row.status == "suggested" and row.source == "auto" and (row.score, row.evidence, row.tagger) != (found.score, evidence, tagger):
+        elif (
+            row.status == "suggested"
+            and row.source == "auto"
+            and (row.score, row.evidence, row.tagger) != (found.score, evidence, tagger)
+        ):
             before = annotation_state(row)
             row.score, row.evidence, row.tagger = found.score, evidence, tagger
             row.updated_at, row.updated_by, row.version = now(), "auto", row.version + 1
-            s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="retagged", changed_by="auto", before=before, after=annotation_state(row)))
+            s.add(
+                HistoryRow(
+                    recording_id=recording_id,
+                    segment_id=segment_id,
+                    annotation_id=row.id,
+                    action="retagged",
+                    changed_by="auto",
+                    before=before,
+                    after=annotation_state(row),
+                )
+            )
             counts["updated"] += 1
     no_sync = {"synchronize_session": False}
     s.execute(delete(EntityRow).where(EntityRow.segment_id.in_(segment_ids)), execution_options=no_sync)
     rows = [
         dict(segment_id=sid, label=e.label, text=e.text, start=e.start, end=e.end)
-        for sid, found in entities.items() if sid in segment_ids for e in found
-    ]  # fmt: skip
+        for sid, found in entities.items()
+        if sid in segment_ids
+        for e in found
+    ]
     if rows:
         s.execute(insert(EntityRow.__table__), rows)
     return counts
@@ -160,9 +203,7 @@ def list_annotations(
     return [annotation_record(row, rid) for row, rid in s.execute(query).all()]
 
 
-def decide(
-    s: Session, annotation_id: int, status: str, user: str, *, version: int | None = None
-) -> AnnotationRecord:
+def decide(s: Session, annotation_id: int, status: str, user: str, *, version: int | None = None) -> AnnotationRecord:
     """Accept or reject an annotation (or put it back to suggested), as `user`.
 
     With `version`, the change applies only if nobody changed the annotation since the caller
@@ -182,7 +223,17 @@ def decide(
     if row.status != status:
         before = annotation_state(row)
         row.status, row.updated_by, row.updated_at, row.version = status, user, now(), row.version + 1
-        s.add(HistoryRow(recording_id=recording_id, segment_id=row.segment_id, annotation_id=row.id, action=status, changed_by=user, before=before, after=annotation_state(row)))
+        s.add(
+            HistoryRow(
+                recording_id=recording_id,
+                segment_id=row.segment_id,
+                annotation_id=row.id,
+                action=status,
+                changed_by=user,
+                before=before,
+                after=annotation_state(row),
+            )
+        )
     s.flush()
     return annotation_record(row, recording_id)
 
@@ -198,18 +249,34 @@ def add_annotations(
         text = s.scalar(select(SegmentRow.text).where(SegmentRow.id == segment_id)) or ""
         for start, end in evidence:
             if not 0 <= start < end <= len(text):
-                raise InvalidInputError(f"evidence [{start}, {end}] is outside the segment's text ({len(text)} characters)")
-        row = s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == segment_id, AnnotationRow.theme == theme)).one_or_none()
+                raise InvalidInputError(
+                    f"evidence [{start}, {end}] is outside the segment's text ({len(text)} characters)"
+                )
+        row = s.scalars(
+            select(AnnotationRow).where(AnnotationRow.segment_id == segment_id, AnnotationRow.theme == theme)
+        ).one_or_none()
         before = None if row is None else annotation_state(row)
         spans = [list(span) for span in evidence]
         if row is None:
-            row = AnnotationRow(segment_id=segment_id, theme=theme, source=user, status="accepted", evidence=spans, updated_by=user)
+            row = AnnotationRow(
+                segment_id=segment_id, theme=theme, source=user, status="accepted", evidence=spans, updated_by=user
+            )
             s.add(row)
         else:
             row.evidence = (row.evidence or []) + [span for span in spans if span not in (row.evidence or [])]
             row.status, row.updated_by, row.updated_at, row.version = "accepted", user, now(), row.version + 1
         s.flush()
-        s.add(HistoryRow(recording_id=recording_id, segment_id=segment_id, annotation_id=row.id, action="added", changed_by=user, before=before, after=annotation_state(row)))
+        s.add(
+            HistoryRow(
+                recording_id=recording_id,
+                segment_id=segment_id,
+                annotation_id=row.id,
+                action="added",
+                changed_by=user,
+                before=before,
+                after=annotation_state(row),
+            )
+        )
         out.append(annotation_record(row, recording_id))
     return out
 

@@ -132,9 +132,7 @@ class StageRow(Base):
     __tablename__ = "stages"
 
     # The primary key (recording_id, stage) is the unique constraint: one row per stage and recording.
-    recording_id: Mapped[int] = mapped_column(
-        ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True
-    )
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True)
     stage: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(16))  # "running", "done", "failed"
     settings: Mapped[dict] = mapped_column(JSON)

@@ -89,8 +89,16 @@ def search(s: Session, query: Query, filters: SearchFilters, limit: int, offset:
     total = select(func.count()).select_from(matches).scalar_subquery()
     rows = s.execute(
         select(
-            SegmentRow.id, SegmentRow.recording_id, RecordingRow.path, SegmentRow.start, SegmentRow.end,
-            SegmentRow.speaker, SegmentRow.text, SegmentRow.language, matches.c.rank, total.label("total"),
+            SegmentRow.id,
+            SegmentRow.recording_id,
+            RecordingRow.path,
+            SegmentRow.start,
+            SegmentRow.end,
+            SegmentRow.speaker,
+            SegmentRow.text,
+            SegmentRow.language,
+            matches.c.rank,
+            total.label("total"),
         )
         .select_from(matches)
         .join(SegmentRow, SegmentRow.id == matches.c.segment_id)
@@ -99,7 +107,7 @@ def search(s: Session, query: Query, filters: SearchFilters, limit: int, offset:
         .order_by(matches.c.rank.desc(), RecordingRow.path, SegmentRow.start)
         .limit(limit)
         .offset(offset)
-    ).all()  # fmt: skip
+    ).all()
     if rows:
         count = rows[0].total
     else:  # nothing matches, or fewer than offset do
@@ -114,7 +122,18 @@ def search(s: Session, query: Query, filters: SearchFilters, limit: int, offset:
         ):
             themes[segment_id].append(theme)
     hits = [
-        SearchHit(r.recording_id, r.path, r.id, r.start, r.end, r.speaker, r.text, r.language, tuple(themes[r.id]), float(r.rank))
+        SearchHit(
+            r.recording_id,
+            r.path,
+            r.id,
+            r.start,
+            r.end,
+            r.speaker,
+            r.text,
+            r.language,
+            tuple(themes[r.id]),
+            float(r.rank),
+        )
         for r in rows
     ]
     return SearchResults(count, hits)

@@ -36,10 +36,17 @@ def _person(row: PersonRow) -> PersonRecord:
 
 
 def _speaker_row(s: Session, recording_id: int, label: str) -> SpeakerRow:
-    row = s.scalars(select(SpeakerRow).where(SpeakerRow.recording_id == recording_id, SpeakerRow.label == label)).one_or_none()
+    row = s.scalars(
+        select(SpeakerRow).where(SpeakerRow.recording_id == recording_id, SpeakerRow.label == label)
+    ).one_or_none()
     if row is None:
-        labels = s.scalars(select(SpeakerRow.label).where(SpeakerRow.recording_id == recording_id).order_by(SpeakerRow.id)).all()
-        raise NotFoundError(f"recording {recording_id} has no speaker {label!r}" + (f" (it has {', '.join(labels)})" if labels else " (it has no speakers)"))
+        labels = s.scalars(
+            select(SpeakerRow.label).where(SpeakerRow.recording_id == recording_id).order_by(SpeakerRow.id)
+        ).all()
+        raise NotFoundError(
+            f"recording {recording_id} has no speaker {label!r}"
+            + (f" (it has {', '.join(labels)})" if labels else " (it has no speakers)")
+        )
     return row
 
 
@@ -73,7 +80,11 @@ def rename_speaker(s: Session, recording_id: int, label: str, name: str, user: s
     row = _speaker_row(s, recording_id, label)
     before = speaker_state(row)
     row.name, row.named_by = (name, user) if name else (None, None)
-    s.add(HistoryRow(recording_id=recording_id, action="renamed", changed_by=user, before=before, after=speaker_state(row)))
+    s.add(
+        HistoryRow(
+            recording_id=recording_id, action="renamed", changed_by=user, before=before, after=speaker_state(row)
+        )
+    )
     s.flush()
     return speaker_record(row)
 
@@ -85,14 +96,14 @@ def set_role(s: Session, recording_id: int, label: str, role: str, user: str) ->
     row = _speaker_row(s, recording_id, label)
     before = speaker_state(row)
     row.role, row.role_by = role, user
-    s.add(HistoryRow(recording_id=recording_id, action="role", changed_by=user, before=before, after=speaker_state(row)))
+    s.add(
+        HistoryRow(recording_id=recording_id, action="role", changed_by=user, before=before, after=speaker_state(row))
+    )
     s.flush()
     return speaker_record(row)
 
 
-def enroll(
-    s: Session, name: str, profile: Sequence[float], user: str, sources: Sequence[str] = ()
-) -> PersonRecord:
+def enroll(s: Session, name: str, profile: Sequence[float], user: str, sources: Sequence[str] = ()) -> PersonRecord:
     """Store a person's voice profile as `user`; enrolling a name again replaces its profile."""
     name = " ".join(name.split())
     if not name:

@@ -107,7 +107,16 @@ def correct_text(s: Session, segment_id: int, text_: str, user: str, version: in
         raise ConflictError(f"segment {segment_id} was changed since version {version}", _segment_state(s, row))
     before, after = {"text": old_text, "version": version}, {"text": text_, "version": version + 1}
     _after_correction(s, row, before["text"])
-    s.add(HistoryRow(recording_id=row.recording_id, segment_id=segment_id, action="corrected", changed_by=user, before=before, after=after))
+    s.add(
+        HistoryRow(
+            recording_id=row.recording_id,
+            segment_id=segment_id,
+            action="corrected",
+            changed_by=user,
+            before=before,
+            after=after,
+        )
+    )
     return _segment(row)
 
 
@@ -121,20 +130,43 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
     if "text" in before and change.segment_id is not None:
         row = s.get(SegmentRow, change.segment_id)
         if row is None or row.text != after.get("text"):
-            raise ConflictError("the text was changed again since: revert the later change first", row and _segment_state(s, row))
+            raise ConflictError(
+                "the text was changed again since: revert the later change first", row and _segment_state(s, row)
+            )
         old_text, row.version = row.text, row.version + 1
         row.text = before["text"]
         _after_correction(s, row, old_text)
-        undo = HistoryRow(recording_id=row.recording_id, segment_id=row.id, action="reverted", changed_by=user,
-                          before={"text": old_text, "version": row.version - 1}, after={"text": row.text, "version": row.version, "reverts": change.id})  # fmt: skip
+        undo = HistoryRow(
+            recording_id=row.recording_id,
+            segment_id=row.id,
+            action="reverted",
+            changed_by=user,
+            before={"text": old_text, "version": row.version - 1},
+            after={"text": row.text, "version": row.version, "reverts": change.id},
+        )
     elif change.annotation_id is not None and before.get("status") in ANNOTATION_STATUSES:
         annotation = s.get(AnnotationRow, change.annotation_id)
         if annotation is None or annotation.status != after.get("status"):
-            raise ConflictError("the annotation was changed again since: revert the later change first", annotation and annotation_record(annotation, change.recording_id))
+            raise ConflictError(
+                "the annotation was changed again since: revert the later change first",
+                annotation and annotation_record(annotation, change.recording_id),
+            )
         state = annotation_state(annotation)
-        annotation.status, annotation.updated_by, annotation.updated_at, annotation.version = before["status"], user, now(), annotation.version + 1
-        undo = HistoryRow(recording_id=change.recording_id, segment_id=annotation.segment_id, annotation_id=annotation.id, action="reverted",
-                          changed_by=user, before=state, after={**annotation_state(annotation), "reverts": change.id})  # fmt: skip
+        annotation.status, annotation.updated_by, annotation.updated_at, annotation.version = (
+            before["status"],
+            user,
+            now(),
+            annotation.version + 1,
+        )
+        undo = HistoryRow(
+            recording_id=change.recording_id,
+            segment_id=annotation.segment_id,
+            annotation_id=annotation.id,
+            action="reverted",
+            changed_by=user,
+            before=state,
+            after={**annotation_state(annotation), "reverts": change.id},
+        )
     else:
         raise InvalidInputError(f"a change of kind {change.action!r} cannot be reverted")
     s.add(undo)
@@ -144,22 +176,35 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
 
 def _segment(row: SegmentRow) -> Segment:
     return Segment(
-        start=row.start, end=row.end, text=row.text, original_text=row.original_text, language=row.language,
-        avg_logprob=row.avg_logprob, no_speech_prob=row.no_speech_prob, compression_ratio=row.compression_ratio,
-        speaker=row.speaker, id=row.id, version=row.version,
-    )  # fmt: skip
+        start=row.start,
+        end=row.end,
+        text=row.text,
+        original_text=row.original_text,
+        language=row.language,
+        avg_logprob=row.avg_logprob,
+        no_speech_prob=row.no_speech_prob,
+        compression_ratio=row.compression_ratio,
+        speaker=row.speaker,
+        id=row.id,
+        version=row.version,
+    )
 
 
 def _segment_state(s: Session, row: SegmentRow) -> dict[str, Any]:
     """A segment's text as it is now, and who last changed it: what a conflicting editor is shown."""
     last = s.scalars(
-        select(HistoryRow).where(HistoryRow.segment_id == row.id, HistoryRow.before.is_not(None))
-        .order_by(HistoryRow.id.desc()).limit(1)
-    ).first()  # fmt: skip
+        select(HistoryRow)
+        .where(HistoryRow.segment_id == row.id, HistoryRow.before.is_not(None))
+        .order_by(HistoryRow.id.desc())
+        .limit(1)
+    ).first()
     return {
-        "segment_id": row.id, "text": row.text, "version": row.version,
-        "changed_by": last.changed_by if last else None, "changed_at": iso(last.changed_at) if last else None,
-    }  # fmt: skip
+        "segment_id": row.id,
+        "text": row.text,
+        "version": row.version,
+        "changed_by": last.changed_by if last else None,
+        "changed_at": iso(last.changed_at) if last else None,
+    }
 
 
 def _after_correction(s: Session, row: SegmentRow, old_text: str) -> None:

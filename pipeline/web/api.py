@@ -74,11 +74,15 @@ class Metadata(BaseModel):
     place: str | None = None
     recorded_on: str | None = Field(default=None, description="YYYY-MM-DD")
     consent: str | None = Field(default=None, description=" or ".join(CONSENT_LEVELS))
-    release_on: str | None = Field(default=None, description="YYYY-MM-DD: the day a restricted or closed recording opens")
+    release_on: str | None = Field(
+        default=None, description="YYYY-MM-DD: the day a restricted or closed recording opens"
+    )
 
 
 @router.get("/recordings", summary="Every recording with its stages and waiting suggestions")
-async def list_recordings(request: Request, user: Viewer, sort: str = "path", desc: bool = False, q: str = "", language: str = "") -> list[dict]:
+async def list_recordings(
+    request: Request, user: Viewer, sort: str = "path", desc: bool = False, q: str = "", language: str = ""
+) -> list[dict]:
     return await run_in_threadpool(views.recordings, store_of(request), user, sort, desc, q, language)
 
 
@@ -121,31 +125,47 @@ async def add_annotation(request: Request, segment_id: int, new: NewAnnotation, 
     codebook = request.app.state.codebook
     if new.theme not in codebook.ids:
         raise HTTPException(400, f"{new.theme!r} is not a theme of the codebook")
-    record = await write(request, store_of(request).add_annotation, segment_id, new.theme, user.name, tuple(new.evidence))
+    record = await write(
+        request, store_of(request).add_annotation, segment_id, new.theme, user.name, tuple(new.evidence)
+    )
     return views.annotation_json(record)
 
 
 @router.patch("/annotations/{annotation_id}", summary="Accept, reject or un-decide an annotation (409 on conflict)")
 async def decide(request: Request, annotation_id: int, decision: Decision, user: Coder) -> dict:
-    record = await write(request, store_of(request).decide, annotation_id, decision.status, user.name, version=decision.version)
+    record = await write(
+        request, store_of(request).decide, annotation_id, decision.status, user.name, version=decision.version
+    )
     return views.annotation_json(record)
 
 
 @router.get("/search", summary="Full-text search, with the filters of `ohp search`")
 async def search(
-    request: Request, user: Viewer, q: str, theme: str | None = None,
-    status: Annotated[list[AnnotationStatus], Query()] = NOT_REJECTED, speaker: str | None = None,
-    recording: int | None = None, language: str | None = None, interviewee: str | None = None,
-    place: str | None = None, date_from: Annotated[str | None, Query(alias="from")] = None,
-    date_to: Annotated[str | None, Query(alias="to")] = None, limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    request: Request,
+    user: Viewer,
+    q: str,
+    theme: str | None = None,
+    status: Annotated[list[AnnotationStatus], Query()] = NOT_REJECTED,
+    speaker: str | None = None,
+    recording: int | None = None,
+    language: str | None = None,
+    interviewee: str | None = None,
+    place: str | None = None,
+    date_from: Annotated[str | None, Query(alias="from")] = None,
+    date_to: Annotated[str | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict:
-    params = views.SearchParams(q, theme, tuple(status), speaker, recording, language, interviewee, place, date_from, date_to, limit, offset)
+    params = views.SearchParams(
+        q, theme, tuple(status), speaker, recording, language, interviewee, place, date_from, date_to, limit, offset
+    )
     return await run_in_threadpool(views.search, store_of(request), request.app.state.codebook, params, user)
 
 
 @router.get("/history", summary="Changes to a recording or a segment, oldest first")
-async def history(request: Request, user: Viewer, recording: int | None = None, segment: int | None = None) -> list[dict]:
+async def history(
+    request: Request, user: Viewer, recording: int | None = None, segment: int | None = None
+) -> list[dict]:
     if recording is None and segment is None:
         raise HTTPException(400, "give recording or segment")
     found = await run_in_threadpool(views.history, store_of(request), user, recording, segment)

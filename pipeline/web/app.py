@@ -51,7 +51,9 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
         response = await call_next(request)
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; media-src 'self'; object-src 'none'; frame-ancestors 'none'")
+        response.headers.setdefault(
+            "Content-Security-Policy", "default-src 'self'; media-src 'self'; object-src 'none'; frame-ancestors 'none'"
+        )
         return response
 
     def error(request: Request, status: int, message: str, **extra) -> Response:
@@ -72,7 +74,9 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
 
     @app.exception_handler(ConflictError)
     async def conflict(request: Request, exc: ConflictError) -> Response:
-        current = exc.current if isinstance(exc.current, dict) or exc.current is None else views.annotation_json(exc.current)
+        current = (
+            exc.current if isinstance(exc.current, dict) or exc.current is None else views.annotation_json(exc.current)
+        )
         return error(request, 409, str(exc), current=current)
 
     @app.exception_handler(NotFoundError)

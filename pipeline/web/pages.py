@@ -44,8 +44,11 @@ async def login_form(request: Request, next: str = "/") -> HTMLResponse:
 
 @router.post("/login")
 async def login_submit(
-    request: Request, name: Annotated[str, Form()], password: Annotated[str, Form()],
-    csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/",
+    request: Request,
+    name: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
 ) -> HTMLResponse:
     check_csrf(request, csrf_token)
     address = request.client.host if request.client else "?"
@@ -65,9 +68,21 @@ async def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> R
 
 
 @router.get("/")
-async def recordings(request: Request, user: Viewer, sort: str = "path", desc: bool = False, q: str = "", language: str = "") -> HTMLResponse:
+async def recordings(
+    request: Request, user: Viewer, sort: str = "path", desc: bool = False, q: str = "", language: str = ""
+) -> HTMLResponse:
     found = await run_in_threadpool(views.recordings, request.app.state.store, user, sort, desc, q, language)
-    return page(request, "recordings.html", user, recordings=found, sort=sort, desc=desc, q=q, language=language, sorts=views.SORTS)
+    return page(
+        request,
+        "recordings.html",
+        user,
+        recordings=found,
+        sort=sort,
+        desc=desc,
+        q=q,
+        language=language,
+        sorts=views.SORTS,
+    )
 
 
 async def _recording_page(request: Request, user: UserRecord, recording_id: int, review: bool) -> HTMLResponse:
@@ -75,8 +90,14 @@ async def _recording_page(request: Request, user: UserRecord, recording_id: int,
     if review:  # only the segments with themes to decide or decided
         segs = [s for s in segs if s["annotations"]]
     return page(
-        request, "recording.html", user, recording=rec, turns=views.turns(segs), review=review,
-        themes=request.app.state.codebook.ids, consent_levels=CONSENT_LEVELS,
+        request,
+        "recording.html",
+        user,
+        recording=rec,
+        turns=views.turns(segs),
+        review=review,
+        themes=request.app.state.codebook.ids,
+        consent_levels=CONSENT_LEVELS,
     )
 
 
@@ -87,16 +108,28 @@ async def recording(request: Request, recording_id: int, user: Viewer) -> HTMLRe
 
 @router.post("/recordings/{recording_id}/details")
 async def details(
-    request: Request, recording_id: int, user: Viewer, csrf_token: Annotated[str, Form()] = "",
-    interviewee: Annotated[str, Form()] = "", place: Annotated[str, Form()] = "", recorded_on: Annotated[str, Form()] = "",
-    consent: Annotated[str, Form()] = "open", release_on: Annotated[str, Form()] = "",
+    request: Request,
+    recording_id: int,
+    user: Viewer,
+    csrf_token: Annotated[str, Form()] = "",
+    interviewee: Annotated[str, Form()] = "",
+    place: Annotated[str, Form()] = "",
+    recorded_on: Annotated[str, Form()] = "",
+    consent: Annotated[str, Form()] = "open",
+    release_on: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
     """What is known of the recording, its consent included: researchers only."""
     check_csrf(request, csrf_token)
     access.check_change(user, "metadata", "consent")
     await write(
-        request, request.app.state.store.set_metadata, recording_id, interviewee=interviewee.strip(), place=place.strip(),
-        recorded_on=recorded_on.strip(), consent=consent, release_on=release_on.strip(),
+        request,
+        request.app.state.store.set_metadata,
+        recording_id,
+        interviewee=interviewee.strip(),
+        place=place.strip(),
+        recorded_on=recorded_on.strip(),
+        consent=consent,
+        release_on=release_on.strip(),
     )
     return RedirectResponse(f"/recordings/{recording_id}", status_code=303)
 
@@ -108,24 +141,45 @@ async def review(request: Request, recording_id: int, user: Viewer) -> HTMLRespo
 
 @router.get("/search")
 async def search(
-    request: Request, user: Viewer, q: str = "", theme: str = "", speaker: str = "", language: str = "",
-    interviewee: str = "", place: str = "", date_from: str = "", date_to: str = "",
+    request: Request,
+    user: Viewer,
+    q: str = "",
+    theme: str = "",
+    speaker: str = "",
+    language: str = "",
+    interviewee: str = "",
+    place: str = "",
+    date_from: str = "",
+    date_to: str = "",
 ) -> HTMLResponse:
     params = views.SearchParams(
-        q, theme or None, speaker=speaker, language=language, interviewee=interviewee, place=place,
-        date_from=date_from, date_to=date_to, limit=50,
+        q,
+        theme or None,
+        speaker=speaker,
+        language=language,
+        interviewee=interviewee,
+        place=place,
+        date_from=date_from,
+        date_to=date_to,
+        limit=50,
     )
     results, error = None, None
     if q.strip():
         try:
-            results = await run_in_threadpool(views.search, request.app.state.store, request.app.state.codebook, params, user)
+            results = await run_in_threadpool(
+                views.search, request.app.state.store, request.app.state.codebook, params, user
+            )
         except InvalidInputError as e:  # QuerySyntaxError names the place; or a date that is not a date
             error = str(e)
-    return page(request, "search.html", user, params=params, results=results, error=error, themes=request.app.state.codebook.ids)
+    return page(
+        request, "search.html", user, params=params, results=results, error=error, themes=request.app.state.codebook.ids
+    )
 
 
 @router.get("/history")
-async def history(request: Request, user: Viewer, recording: int | None = None, segment: int | None = None) -> HTMLResponse:
+async def history(
+    request: Request, user: Viewer, recording: int | None = None, segment: int | None = None
+) -> HTMLResponse:
     store = request.app.state.store
     if recording is None and segment is None:
         return page(request, "error.html", user, status_code=400, message="give a recording or a segment")

@@ -42,7 +42,10 @@ def pieces(text: str, spans: list[tuple[int, int]]) -> list[Piece]:
 
 def recording_summary(recording: RecordingRecord, stages: dict[str, str], statuses: dict[str, int]) -> dict:
     return {
-        **asdict(recording), "name": Path(recording.path).name, "stages": stages, "access": recording.access(),
+        **asdict(recording),
+        "name": Path(recording.path).name,
+        "stages": stages,
+        "access": recording.access(),
         **{status.value: statuses.get(status, 0) for status in AnnotationStatus},
     }
 
@@ -52,7 +55,9 @@ def recording_record(store: Store, recording_id: int, user: UserRecord) -> Recor
     return access.check_see(user, store.recording(recording_id))
 
 
-def recordings(store: Store, user: UserRecord, sort: str = "path", descending: bool = False, contains: str = "", language: str = "") -> list[dict]:
+def recordings(
+    store: Store, user: UserRecord, sort: str = "path", descending: bool = False, contains: str = "", language: str = ""
+) -> list[dict]:
     """Every recording the user may see, with its stages and how many suggestions wait, filtered and sorted."""
     by_recording: dict[int, dict[str, int]] = {}
     for rid, _path, _theme, counts in store.theme_counts():
@@ -64,7 +69,8 @@ def recordings(store: Store, user: UserRecord, sort: str = "path", descending: b
     found = [recording_summary(rec, stages.get(rec.id, {}), by_recording.get(rec.id, {})) for rec in visible]
     needle = contains.casefold()
     found = [
-        r for r in found
+        r
+        for r in found
         if (not needle or any(needle in (r[k] or "").casefold() for k in ("path", "interviewee", "place")))
         and (not language or (r["language"] or "").startswith(language))
     ]
@@ -72,7 +78,9 @@ def recordings(store: Store, user: UserRecord, sort: str = "path", descending: b
     return sorted(found, key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0), reverse=descending)
 
 
-def recording(store: Store, recording_id: int, user: UserRecord, annotations: list[AnnotationRecord] | None = None) -> dict:
+def recording(
+    store: Store, recording_id: int, user: UserRecord, annotations: list[AnnotationRecord] | None = None
+) -> dict:
     """A recording with its stages and its themes counted by status (from `annotations` if given)."""
     found = recording_record(store, recording_id, user)
     statuses: dict[str, int] = {}
@@ -83,10 +91,15 @@ def recording(store: Store, recording_id: int, user: UserRecord, annotations: li
 
 
 def annotation_json(annotation: AnnotationRecord) -> dict:
-    return {**vars(annotation), "evidence": [list(span) for span in annotation.evidence]}  # vars: asdict deep-copies, slowly
+    return {
+        **vars(annotation),
+        "evidence": [list(span) for span in annotation.evidence],
+    }  # vars: asdict deep-copies, slowly
 
 
-def segments(store: Store, recording_id: int, user: UserRecord, annotations: list[AnnotationRecord] | None = None) -> list[dict]:
+def segments(
+    store: Store, recording_id: int, user: UserRecord, annotations: list[AnnotationRecord] | None = None
+) -> list[dict]:
     """A recording's segments with their version, themes and evidence marked, in transcript order."""
     recording_record(store, recording_id, user)
     versions = store.segment_versions(recording_id)
@@ -97,12 +110,20 @@ def segments(store: Store, recording_id: int, user: UserRecord, annotations: lis
     for seg in store.segments(recording_id):
         annotations = themes.get(seg.id, [])
         spans = [span for a in annotations if a.status != "rejected" for span in a.evidence]
-        out.append({
-            "id": seg.id, "start": seg.start, "end": seg.end, "clock": clock(seg.start), "speaker": seg.speaker,
-            "text": seg.text, "language": seg.language, "version": versions[seg.id],
-            "annotations": [annotation_json(a) for a in annotations],
-            "pieces": [vars(p) for p in pieces(seg.text, spans)],
-        })
+        out.append(
+            {
+                "id": seg.id,
+                "start": seg.start,
+                "end": seg.end,
+                "clock": clock(seg.start),
+                "speaker": seg.speaker,
+                "text": seg.text,
+                "language": seg.language,
+                "version": versions[seg.id],
+                "annotations": [annotation_json(a) for a in annotations],
+                "pieces": [vars(p) for p in pieces(seg.text, spans)],
+            }
+        )
     return out
 
 
@@ -154,18 +175,35 @@ def search(store: Store, codebook: Codebook, params: SearchParams, user: UserRec
     query = parse_query(params.q)
     themes = (params.theme, *codebook.descendants(params.theme)) if params.theme else ()
     filters = SearchFilters(
-        themes=themes, theme_status=params.status, speaker=params.speaker or None, recording=params.recording,
-        language=params.language or None, interviewee=params.interviewee or None, place=params.place or None,
-        date_from=params.date_from or None, date_to=params.date_to or None, hide_closed=access.hides_closed(user),
-    )  # fmt: skip
+        themes=themes,
+        theme_status=params.status,
+        speaker=params.speaker or None,
+        recording=params.recording,
+        language=params.language or None,
+        interviewee=params.interviewee or None,
+        place=params.place or None,
+        date_from=params.date_from or None,
+        date_to=params.date_to or None,
+        hide_closed=access.hides_closed(user),
+    )
     results = store.search(query, filters, limit=params.limit, offset=params.offset)
     hits = []
     for hit in results.hits:
         snippet = highlight(hit.text, query)
-        hits.append({
-            "recording_id": hit.recording_id, "recording": Path(hit.recording_path).name, "segment_id": hit.segment_id,
-            "start": round(hit.start, 3), "end": round(hit.end, 3), "clock": clock(hit.start), "speaker": hit.speaker,
-            "text": hit.text, "snippet": snippet.text, "pieces": [vars(p) for p in pieces(snippet.text, snippet.spans)],
-            "themes": list(hit.themes), "link": f"/recordings/{hit.recording_id}?t={round(hit.start, 3)}#s{hit.segment_id}",
-        })
+        hits.append(
+            {
+                "recording_id": hit.recording_id,
+                "recording": Path(hit.recording_path).name,
+                "segment_id": hit.segment_id,
+                "start": round(hit.start, 3),
+                "end": round(hit.end, 3),
+                "clock": clock(hit.start),
+                "speaker": hit.speaker,
+                "text": hit.text,
+                "snippet": snippet.text,
+                "pieces": [vars(p) for p in pieces(snippet.text, snippet.spans)],
+                "themes": list(hit.themes),
+                "link": f"/recordings/{hit.recording_id}?t={round(hit.start, 3)}#s{hit.segment_id}",
+            }
+        )
     return {"total": results.total, "hits": hits}

@@ -52,8 +52,10 @@ def upgrade() -> None:
         sa.Column("engine", sa.String(length=64), nullable=False),
         sa.Column("model", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["recording_id"], ["recordings.id"],
-            name=op.f("fk_segments_recording_id_recordings"), ondelete="CASCADE",
+            ["recording_id"],
+            ["recordings.id"],
+            name=op.f("fk_segments_recording_id_recordings"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_segments")),
     )
@@ -68,8 +70,10 @@ def upgrade() -> None:
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("probability", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["segment_id"], ["segments.id"],
-            name=op.f("fk_words_segment_id_segments"), ondelete="CASCADE",
+            ["segment_id"],
+            ["segments.id"],
+            name=op.f("fk_words_segment_id_segments"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_words")),
     )
@@ -86,8 +90,10 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["recording_id"], ["recordings.id"],
-            name=op.f("fk_stages_recording_id_recordings"), ondelete="CASCADE",
+            ["recording_id"],
+            ["recordings.id"],
+            name=op.f("fk_stages_recording_id_recordings"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("recording_id", "stage", name=op.f("pk_stages")),
     )

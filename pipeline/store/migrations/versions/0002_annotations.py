@@ -31,8 +31,10 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["segment_id"], ["segments.id"],
-            name=op.f("fk_annotations_segment_id_segments"), ondelete="CASCADE",
+            ["segment_id"],
+            ["segments.id"],
+            name=op.f("fk_annotations_segment_id_segments"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_annotations")),
         sa.UniqueConstraint("segment_id", "theme", name=op.f("uq_annotations_segment_id_theme")),
@@ -47,8 +49,10 @@ def upgrade() -> None:
         sa.Column("start", sa.Integer(), nullable=False),
         sa.Column("end", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["segment_id"], ["segments.id"],
-            name=op.f("fk_entities_segment_id_segments"), ondelete="CASCADE",
+            ["segment_id"],
+            ["segments.id"],
+            name=op.f("fk_entities_segment_id_segments"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_entities")),
     )
@@ -65,8 +69,10 @@ def upgrade() -> None:
         sa.Column("before", sa.JSON(), nullable=True),
         sa.Column("after", sa.JSON(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["recording_id"], ["recordings.id"],
-            name=op.f("fk_history_recording_id_recordings"), ondelete="CASCADE",
+            ["recording_id"],
+            ["recordings.id"],
+            name=op.f("fk_history_recording_id_recordings"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_history")),
     )
