@@ -91,17 +91,17 @@ def save_tags(
         for row in s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id.in_(segment_ids)))
     }
     wanted = {(sid, t.theme): t for sid, found in suggestions.items() if sid in segment_ids for t in found}
-    for key, row in existing.items():
-        if row.status != "suggested" or row.source != "auto":
+    for key, stored in existing.items():
+        if stored.status != "suggested" or stored.source != "auto":
             counts["kept"] += 1
         elif key not in wanted:
-            before = annotation_state(row)
-            s.delete(row)
+            before = annotation_state(stored)
+            s.delete(stored)
             s.add(
                 HistoryRow(
                     recording_id=recording_id,
-                    segment_id=row.segment_id,
-                    annotation_id=row.id,
+                    segment_id=stored.segment_id,
+                    annotation_id=stored.id,
                     action="withdrawn",
                     changed_by="auto",
                     before=before,
