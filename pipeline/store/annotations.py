@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Row, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from pipeline.carry import annotation_state, reanchor
@@ -32,7 +33,7 @@ from pipeline.store.models import (
 )
 
 
-def annotation_record(row: AnnotationRow, recording_id: int) -> AnnotationRecord:
+def annotation_record(row: AnnotationRow | Row[Any], recording_id: int) -> AnnotationRecord:  # ORM or Core row
     return AnnotationRecord(
         id=row.id,
         segment_id=row.segment_id,
@@ -178,11 +179,11 @@ def save_result_tags(s: Session, recording_id: int, segments: list[Segment], res
         return spans if segments[i].text == read[i].text else reanchor(spans, read[i].text, segments[i].text)
 
     suggestions = {
-        segments[i].id: [replace(theme, evidence=moved(theme.evidence, i)) for theme in found]
+        segments[i].stored_id: [replace(theme, evidence=moved(theme.evidence, i)) for theme in found]
         for i, found in result.themes.items()
     }
     entities = {
-        segments[i].id: [Entity(e.label, e.text, a, b) for e in found for a, b in moved(((e.start, e.end),), i)]
+        segments[i].stored_id: [Entity(e.label, e.text, a, b) for e in found for a, b in moved(((e.start, e.end),), i)]
         for i, found in result.entities.items()
     }
     return save_tags(s, recording_id, suggestions, entities, result.tagger or "")
