@@ -287,11 +287,10 @@ def _find_speakers(
         profiles = {p.name: np.asarray(p.profile, dtype=np.float32) for p in people}
         names = match_profiles(samples, turns, profiles, device=options.device)
     ids = {p.name: p.id for p in people}
+    person_ids = {label: ids.get(name) for label, name in names.items()}
     result.transcript = replace(result.transcript, segments=segments)
     result.speakers = [
-        SpeakerRecord(
-            label, name := names.get(label), roles.get(label), person_id=None if name is None else ids.get(name)
-        )
+        SpeakerRecord(label, names.get(label), roles.get(label), person_id=person_ids.get(label))
         for label in dict.fromkeys(turn.speaker for turn in turns)
     ]
     result.stages["speakers"] = StageRun(
