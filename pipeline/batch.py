@@ -126,6 +126,7 @@ def _write_exports(
     store: Store,
     recording: RecordingRecord,
     export: RecordingExport | None,
+    out_dir: Path,
     options: RunOptions,
     taken_stems: set[str] | None,
 ) -> None:
@@ -135,9 +136,9 @@ def _write_exports(
         file.warnings.append(f"{file.path}: closed recording: no transcript files (ohp export --include-restricted)")
         return
     stem = export_stem(recording, taken_stems)
-    if export is None and all(export_path(options.out_dir, stem, fmt).exists() for fmt in options.formats):
+    if export is None and all(export_path(out_dir, stem, fmt).exists() for fmt in options.formats):
         return
-    write_exports(export or gather(store, recording, options.codebook), options.out_dir, options.formats, stem)
+    write_exports(export or gather(store, recording, options.codebook), out_dir, options.formats, stem)
 
 
 def process_file(
@@ -176,19 +177,22 @@ def process_file(
             file.segments = len(result.transcript.segments)
             file.warnings.extend(result.transcript.warnings)
             file.guards = result.transcript.guards
+            recording = export.recording
         else:
+            # Nothing pending: the transcribe stage is stored, so the recording is.
+            assert existing is not None
             result, export = None, None
+            recording = replace(existing, path=str(info.path))
             if existing.path != str(info.path):
                 store.update_path(existing.id, str(info.path))
             file.language, file.segments = existing.language, stages["transcribe"].report.get("segments", 0)
         speakers = _speakers_report(options, result, stages)
         if speakers:
             file.speakers, file.segments = speakers["speakers"], speakers["segments"]
-        recording = export.recording if export else replace(existing, path=str(info.path))
         file.recording_id, file.status = recording.id, "done" if changed else "skipped"
         if options.out_dir:
             stage = "export"
-            _write_exports(file, store, recording, export, options, taken_stems)
+            _write_exports(file, store, recording, export, options.out_dir, options, taken_stems)
     except Exception as exc:  # anything: reported against this file, and the batch goes on
         stage, cause = (exc.stage, exc.cause) if isinstance(exc, StageError) else (stage, exc)
         file.status, file.stage = "failed", stage

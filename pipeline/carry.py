@@ -10,7 +10,7 @@ history (`Move.before`, `Move.after`). The tagger's open suggestions are not car
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -176,12 +176,12 @@ def move_annotations(
     return moved
 
 
-def talk_overlap(old: Sequence[Segment], new: Sequence[Segment]) -> Counter[tuple[str, str]]:
+def talk_overlap(old: Sequence[Segment], new: Sequence[Segment]) -> dict[tuple[str, str], float]:
     """Seconds during which each (old label, new label) pair speak at once."""
     spoken = sorted((s.start, s.end, s.speaker) for s in old if s.speaker)
     starts = [start for start, _, _ in spoken]
     longest = max((end - start for start, end, _ in spoken), default=0.0)
-    found: Counter[tuple[str, str]] = Counter()
+    found: defaultdict[tuple[str, str], float] = defaultdict(float)
     for segment in new:
         if not segment.speaker:
             continue
@@ -201,7 +201,9 @@ def move_speakers(
     talks like loses what people set (the history keeps it)."""
     wanted = {speaker.label: speaker for speaker in people_set if speaker.named_by or speaker.role_by}
     moved, paired = [], set()
-    for (old_label, label), _ in talk_overlap(old, new).most_common():
+    # Longest first; sorted is stable, so ties keep their first-seen order (as Counter.most_common did).
+    longest_first = sorted(talk_overlap(old, new).items(), key=lambda pair: pair[1], reverse=True)
+    for (old_label, label), _ in longest_first:
         if old_label in wanted and label not in paired:
             paired.add(label)
             moved.append(MovedSpeaker(wanted.pop(old_label), label))

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import InvalidInputError
 from pipeline.stages.codebook import DEFAULT_CODEBOOK
@@ -65,18 +66,18 @@ class Config:
         The codebook's default is the project's annotations/codebook.yaml when the working folder has
         one, else the codebook that ships with ohp."""
         environ = os.environ if environ is None else environ
-        project = {"codebook": PROJECT_CODEBOOK.resolve()} if PROJECT_CODEBOOK.is_file() else {}
         from_environment = {name: environ.get(variable) or None for name, variable in ENVIRONMENT.items()}
-        return cls(**project).given(**from_environment).given(**flags)
+        defaults = cls(codebook=PROJECT_CODEBOOK.resolve()) if PROJECT_CODEBOOK.is_file() else cls()
+        return defaults.given(**from_environment).given(**flags)
 
     def given(self, **values: object) -> Config:
         """This configuration with the values given (None: not given) in place of its own."""
-        changes = {}
+        changes: dict[str, Any] = {}  # field by name; __post_init__ checks the values
         for name, value in values.items():
             if value is None:
                 continue
             if name in ("home", "codebook", "log_file"):
-                value = Path(value).expanduser()
+                value = Path(str(value)).expanduser()
             elif name == "log_level":
                 value = str(value).upper()
             elif name == "device":

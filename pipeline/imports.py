@@ -119,11 +119,12 @@ def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
                 report.warnings.append(
                     f"{coding.coder}'s {coding.theme} at {clock(coding.start)}-{clock(coding.end)} covers no segment"
                 )
+            quoted = (coding.text or "").strip()
             for target in covered:
-                at = target.text.find(coding.text.strip()) if coding.text and coding.text.strip() else -1
-                evidence = ((at, at + len(coding.text.strip())),) if at >= 0 else ()
-                had = existing.get((target.id, coding.theme))
-                item = (target.id, coding.theme, coding.coder, evidence)
+                at = target.text.find(quoted) if quoted else -1
+                evidence: tuple[tuple[int, int], ...] = ((at, at + len(quoted)),) if at >= 0 else ()
+                had = existing.get((target.stored_id, coding.theme))
+                item = (target.stored_id, coding.theme, coding.coder, evidence)
                 if (had and had.status == "accepted" and set(evidence) <= set(had.evidence)) or item in queued:
                     report.unchanged += 1  # or a coding a tool split in pieces over one segment
                 else:

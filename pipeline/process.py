@@ -255,6 +255,7 @@ def _transcribe(
 
 def _find_speakers(
     result: RecordingResult,
+    speaker_options: SpeakerOptions,
     options: RunOptions,
     people: Sequence[PersonRecord],
     audio: Audio | None,
@@ -264,14 +265,14 @@ def _find_speakers(
     changes, roles, and enrolled voices named. Without `audio` (a recording transcribed earlier) the file is
     decoded again; the transcript is not redone."""
     info, started = result.info, time.monotonic()
-    settings = speaker_settings(options.speakers, people)
+    settings = speaker_settings(speaker_options, people)
     with running(info.path, "speakers", progress, info.duration):
         decoded_again = audio is None
         if audio is None:
             samples = decode(info).samples
             audio = samples, speech_regions(samples, options.vad)
         samples, regions = audio
-        turns = diarize(samples, regions, options.speakers.count, settings["max_speakers"], device=options.device)
+        turns = diarize(samples, regions, speaker_options.count, settings["max_speakers"], device=options.device)
         before = result.transcript.segments
         # A segment whose text a person corrected is not split (its parts would take the words' text): it
         # keeps its text and takes the speaker who says most of it.
@@ -286,9 +287,10 @@ def _find_speakers(
         profiles = {p.name: np.asarray(p.profile, dtype=np.float32) for p in people}
         names = match_profiles(samples, turns, profiles, device=options.device)
     ids = {p.name: p.id for p in people}
+    person_ids = {label: ids.get(name) for label, name in names.items()}
     result.transcript = replace(result.transcript, segments=segments)
     result.speakers = [
-        SpeakerRecord(label, names.get(label), roles.get(label), person_id=ids.get(names.get(label)))
+        SpeakerRecord(label, names.get(label), roles.get(label), person_id=person_ids.get(label))
         for label in dict.fromkeys(turn.speaker for turn in turns)
     ]
     result.stages["speakers"] = StageRun(
@@ -353,8 +355,9 @@ def process_recording(
     nothing = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)
     result = RecordingResult(info, stored or nothing)
     audio = _transcribe(result, options, stored, progress) if "transcribe" in pending else None
-    if "speakers" in pending:
-        _find_speakers(result, options, people, audio, progress)
-    if "tag" in pending:
+    # pending_stages lists speakers and tag only when the options have what they need.
+    if "speakers" in pending and options.speakers is not None:
+        _find_speakers(result, options.speakers, options, people, audio, progress)
+    if "tag" in pending and options.codebook is not None:
         tag_result(result, options.codebook, progress)
     return result

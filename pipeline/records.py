@@ -80,6 +80,13 @@ class Segment:
     id: int | None = None  # the store's id, once stored
     version: int = 1  # bumped by every correction of its text: above 1, a person corrected it
 
+    @property
+    def stored_id(self) -> int:
+        """The store's id of a segment read from or saved to the store; one without an id is a bug."""
+        if self.id is None:
+            raise ValueError(f"segment at {self.start:.2f}-{self.end:.2f}s has no id: it is not stored")
+        return self.id
+
 
 @dataclass
 class Transcript:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Row, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from pipeline.carry import annotation_state, reanchor
@@ -32,7 +33,7 @@ from pipeline.store.models import (
 )
 
 
-def annotation_record(row: AnnotationRow, recording_id: int) -> AnnotationRecord:
+def annotation_record(row: AnnotationRow | Row[Any], recording_id: int) -> AnnotationRecord:  # ORM or Core row
     return AnnotationRecord(
         id=row.id,
         segment_id=row.segment_id,
@@ -91,17 +92,17 @@ def save_tags(
         for row in s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id.in_(segment_ids)))
     }
     wanted = {(sid, t.theme): t for sid, found in suggestions.items() if sid in segment_ids for t in found}
-    for key, row in existing.items():
-        if row.status != "suggested" or row.source != "auto":
+    for key, stored in existing.items():
+        if stored.status != "suggested" or stored.source != "auto":
             counts["kept"] += 1
         elif key not in wanted:
-            before = annotation_state(row)
-            s.delete(row)
+            before = annotation_state(stored)
+            s.delete(stored)
             s.add(
                 HistoryRow(
                     recording_id=recording_id,
-                    segment_id=row.segment_id,
-                    annotation_id=row.id,
+                    segment_id=stored.segment_id,
+                    annotation_id=stored.id,
                     action="withdrawn",
                     changed_by="auto",
                     before=before,
@@ -178,11 +179,11 @@ def save_result_tags(s: Session, recording_id: int, segments: list[Segment], res
         return spans if segments[i].text == read[i].text else reanchor(spans, read[i].text, segments[i].text)
 
     suggestions = {
-        segments[i].id: [replace(theme, evidence=moved(theme.evidence, i)) for theme in found]
+        segments[i].stored_id: [replace(theme, evidence=moved(theme.evidence, i)) for theme in found]
         for i, found in result.themes.items()
     }
     entities = {
-        segments[i].id: [Entity(e.label, e.text, a, b) for e in found for a, b in moved(((e.start, e.end),), i)]
+        segments[i].stored_id: [Entity(e.label, e.text, a, b) for e in found for a, b in moved(((e.start, e.end),), i)]
         for i, found in result.entities.items()
     }
     return save_tags(s, recording_id, suggestions, entities, result.tagger or "")

@@ -117,7 +117,10 @@ def _revisions() -> tuple[str, frozenset[str]]:
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(alembic_config())
-    return script.get_current_head(), frozenset(r.revision for r in script.walk_revisions())
+    head = script.get_current_head()
+    if head is None:  # alembic's None: no revisions at all (several heads raise in alembic itself)
+        raise RuntimeError(f"no migrations found in {MIGRATIONS / 'versions'}")
+    return head, frozenset(r.revision for r in script.walk_revisions())
 
 
 def _current_revision(conn: Connection) -> str | None:

@@ -7,7 +7,7 @@ The full-text index is no model (its shape differs by database): see pipeline.st
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -28,6 +29,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pipeline.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 
 
 def now() -> datetime:
@@ -38,7 +42,7 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def in_models(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
+def in_models(name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames) -> bool:
     """For Alembic's comparisons: everything but the full-text index (and FTS5's own tables) is a model."""
     return not (type_ == "table" and name and name.startswith("segment_index"))
 
@@ -71,6 +75,8 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
+    # Every model here maps one Table (SQLAlchemy types it as any FromClause): for Core insert/update/select.
+    __table__: ClassVar[Table]
 
 
 class RecordingRow(Base):

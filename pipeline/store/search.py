@@ -146,6 +146,7 @@ def _matches_query(conn: Connection, query: Query, filters: SearchFilters, ranke
     The full-text index is the first table: every segment is in it (the store keeps it so on every
     write), so a search without filters, or with a theme filter only, never touches the segments.
     """
+    rank: ColumnElement[Any]  # bm25 is negated on SQLite (lower is better there), a plain function on PostgreSQL
     if conn.dialect.name == "sqlite":
         segment_id = SEGMENT_INDEX.c.rowid
         match = literal_column("segment_index").op("MATCH")(to_fts5(query))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from pipeline.carry import speaker_state
@@ -15,7 +16,7 @@ from pipeline.records import SPEAKER_ROLES, PersonRecord, SpeakerRecord
 from pipeline.store.models import HistoryRow, PersonRow, SpeakerRow, iso, now
 
 
-def speaker_record(row: SpeakerRow) -> SpeakerRecord:
+def speaker_record(row: SpeakerRow | Row[Any]) -> SpeakerRecord:  # an ORM object or a Core row
     return SpeakerRecord(row.label, row.name, row.role, row.named_by, row.role_by, row.person_id)
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import CursorResult, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.carry import annotation_state, plan_carry, reanchor
@@ -97,16 +97,17 @@ def correct_text(s: Session, segment_id: int, text_: str, user: str, version: in
         raise NotFoundError(f"no segment with id {segment_id}")
     # The version check is in the UPDATE itself, so it holds on PostgreSQL's read committed too.
     old_text = row.text  # if the update below applies, nobody changed it since this version
-    done = s.execute(
+    updated = s.execute(
         update(SegmentRow.__table__)
         .where(SegmentRow.id == segment_id, SegmentRow.version == version)
         .values(text=text_, version=version + 1)
-    ).rowcount
+    )
+    done = cast(CursorResult[Any], updated).rowcount  # an UPDATE's result is a CursorResult (typed as Result)
     s.refresh(row)
     if not done:
         raise ConflictError(f"segment {segment_id} was changed since version {version}", _segment_state(s, row))
     before, after = {"text": old_text, "version": version}, {"text": text_, "version": version + 1}
-    _after_correction(s, row, before["text"])
+    _after_correction(s, row, old_text)
     s.add(
         HistoryRow(
             recording_id=row.recording_id,
@@ -263,7 +264,7 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
                 .values(text=text_, version=version)
             )
             # The engine's original no longer matches the corrected text: only the text is indexed.
-            index_rows(s.connection(), [(correction.segment_id, text_, text_)])
+            index_rows(s.connection(), [(segments[correction.target].stored_id, text_, text_)])
         note(correction, segment_id=correction.segment_id)
     for move in plan.annotations:
         was = move.old
@@ -286,11 +287,11 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
         label: SpeakerRow(recording_id=recording_id, label=label)
         for label in dict.fromkeys(seg.speaker for seg in segments if seg.speaker)
     }
-    for move in plan.speakers:
-        row, after = speakers[move.label], move.after
-        row.name, row.named_by = after["name"], after["named_by"]
-        row.role, row.role_by = after["role"], after["role_by"]
-        note(move)
+    for speaker_move in plan.speakers:
+        speaker, after = speakers[speaker_move.label], speaker_move.after
+        speaker.name, speaker.named_by = after["name"], after["named_by"]
+        speaker.role, speaker.role_by = after["role"], after["role_by"]
+        note(speaker_move)
     s.add_all(speakers.values())
     s.flush()
     return segments
@@ -348,9 +349,11 @@ def as_stored(s: Session, recording_id: int, segments: list[Segment]) -> list[Se
     now_text = dict(
         s.execute(select(SegmentRow.id, SegmentRow.text).where(SegmentRow.recording_id == recording_id)).all()
     )
-    gone = [seg.id for seg in segments if seg.id not in now_text]
+    gone = [seg.stored_id for seg in segments if seg.stored_id not in now_text]
     if gone:
         raise ConflictError(
             f"recording {recording_id} was transcribed again while it was worked on (segment {gone[0]} is gone)"
         )
-    return [seg if seg.text == now_text[seg.id] else replace(seg, text=now_text[seg.id]) for seg in segments]
+    return [
+        seg if seg.text == now_text[seg.stored_id] else replace(seg, text=now_text[seg.stored_id]) for seg in segments
+    ]

@@ -7,7 +7,7 @@ config's sqlalchemy.url. See the docstring of pipeline/store/database.py.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from alembic import context
 from sqlalchemy import create_engine, pool
@@ -15,8 +15,11 @@ from sqlalchemy.engine import Connection
 
 from pipeline.store.models import Base, UTCDateTime, in_models
 
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Write the store's UTC timestamps as plain timezone-aware DateTime in migrations."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
@@ -43,7 +46,9 @@ if context.is_offline_mode():
         context.run_migrations()
 elif (connection := config.attributes.get("connection")) is not None:
     run(connection)
-else:
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+elif (url := config.get_main_option("sqlalchemy.url")) is not None:
+    engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as conn:
         run(conn)
+else:
+    raise RuntimeError("alembic: no connection given and no sqlalchemy.url in the configuration")
