@@ -270,3 +270,11 @@ def test_a_coding_split_in_pieces_over_one_segment_is_one_annotation(db):
         report = import_codings(ImportedCodings(Path("x.eaf"), "eaf", {"cd" * 32: pieces}), store)
         assert (report.added, report.unchanged) == (1, 1)
         assert [a.action for a in store.history(recording_id=1) if a.changed_by == "bob"] == ["added"]
+
+
+def test_a_closed_recording_asked_for_by_name_is_an_error_not_an_empty_success(db, tmp_path):
+    assert invoke("describe", "1", "--consent", "closed", "--db", db).exit_code == 0
+    out = tmp_path / "out"
+    result = invoke("export", "1", "--format", "txt", "--out", out, "--db", db)
+    assert result.exit_code == 2 and not out.exists()
+    assert "left out 1 closed recording(s): 李秀英 访谈.wav" in result.stderr

@@ -164,6 +164,23 @@ def test_cli_malformed_queries_get_a_message_and_exit_2(tmp_path, query):
     assert "error:" in result.output and "Traceback" not in result.output
 
 
+def test_cli_a_query_may_start_with_an_exclusion(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ohp.db'}"
+    with Store(url) as store:
+        save(store, "zhang.wav", "aa", ZHANG, "zh")
+        save(store, "li.wav", "bb", LI, "en")
+    result = invoke("search", "-held wages", "--json", "--db", url)
+    assert result.exit_code == 0, result.output
+    assert [hit["text"] for hit in json.loads(result.stdout)["hits"]] == ["I was waged by the hour, the wage was low."]
+
+
+@pytest.mark.parametrize("option", ["--from", "--to"])
+def test_cli_a_date_that_is_no_date_is_named_by_its_option(tmp_path, option):
+    result = invoke("search", "工资", option, "2019-31-01", "--db", f"sqlite:///{tmp_path / 'ohp.db'}")
+    assert result.exit_code == 2
+    assert option in result.output and "'2019-31-01' is not a date" in result.output
+
+
 def test_cli_search_of_an_empty_database_says_so(tmp_path):
     result = invoke("search", "工资", "--db", f"sqlite:///{tmp_path / 'ohp.db'}")
     assert result.exit_code == 0 and "nothing to search" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -392,6 +393,8 @@ def export(
         path = folder.parent / f"{folder.name}-redactions.csv"  # beside the folder, not in what gets shared
         write_redaction_report(report.redactions, path)
         console.print(f"{len(report.redactions)} replacement(s), listed in {path}: check them before sharing the files")
+    if recordings and report.left_out:  # asked for by name and not written: that is no success
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -563,9 +566,20 @@ def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
     console.print(f"added {theme}")
 
 
-@app.command()
+def _iso_date(value: str | None) -> str | None:
+    """An option's date as YYYY-MM-DD, refused by the option's name when it is no date."""
+    if value is not None:
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    return value
+
+
+# A query may start with an exclusion ('-wages held'): an unknown "option" is the query's text, not an error.
+@app.command(context_settings={"ignore_unknown_options": True})
 def search(
-    query: Annotated[str, typer.Argument(help='Words, "phrases", AND / OR / NOT, prefix*')],
+    query: Annotated[str, typer.Argument(help='Words, "phrases", AND / OR / NOT or -word, prefix*')],
     theme: Annotated[str | None, typer.Option(help="Only segments with this theme (or one nested in it)")] = None,
     status: Annotated[
         list[AnnotationStatus], typer.Option(help="Theme status that counts for --theme (repeatable)")
@@ -579,8 +593,12 @@ def search(
     language: Annotated[str | None, typer.Option(help="Only segments in this language")] = None,
     interviewee: Annotated[str | None, typer.Option(help="Recording metadata: interviewee contains")] = None,
     place: Annotated[str | None, typer.Option(help="Recording metadata: place contains")] = None,
-    date_from: Annotated[str | None, typer.Option("--from", help="Recorded on or after (YYYY-MM-DD)")] = None,
-    date_to: Annotated[str | None, typer.Option("--to", help="Recorded on or before (YYYY-MM-DD)")] = None,
+    date_from: Annotated[
+        str | None, typer.Option("--from", help="Recorded on or after (YYYY-MM-DD)", callback=_iso_date)
+    ] = None,
+    date_to: Annotated[
+        str | None, typer.Option("--to", help="Recorded on or before (YYYY-MM-DD)", callback=_iso_date)
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Hits to show")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     codebook: CodebookOption = None,
