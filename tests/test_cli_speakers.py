@@ -134,3 +134,22 @@ def test_run_speakers_option(monkeypatch, tmp_path, given, expected):
 def test_run_speakers_option_refuses_what_is_not_a_number_of_speakers(tmp_path, given):
     result = invoke("run", "a.wav", "--speakers", given, "--db", f"sqlite:///{tmp_path / 'ohp.db'}")
     assert result.exit_code == 2 and "give auto, off or a number of speakers from 1 to 20" in result.output
+
+
+def test_status_counts_segments_and_speakers_after_the_speaker_split(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ohp.db'}"
+    whole = [Segment(0.0, 9.0, "您是哪年出来打工的？二零零八年。", "", "zh")]
+    split = [
+        Segment(0.0, 4.0, "您是哪年出来打工的？", "", "zh", speaker="S1"),
+        Segment(4.0, 9.0, "二零零八年。", "", "zh", speaker="S2"),
+    ]
+    with Store(url) as store:
+        transcript = Transcript("zh", 0.9, whole, "faster-whisper", "base")
+        rid = save_transcription(store, INFO, transcript, {}, "k", {"segments": 1})
+        speakers = [SpeakerRecord("S1"), SpeakerRecord("S2")]
+        save_speakers(store, rid, speakers, {}, "k", {"segments": 2, "speakers": 2}, segments=split)
+    result = invoke("status", "--db", url)
+    assert result.exit_code == 0, result.output
+    [row] = [line for line in result.stdout.splitlines() if "zhang.wav" in line]
+    cells = [cell.strip() for cell in row.split("│")]
+    assert cells[cells.index("zhang.wav") + 4 : cells.index("zhang.wav") + 6] == ["2", "2"]

@@ -273,14 +273,24 @@ def status(db: DbOption = None) -> None:
         console.print(f"no recordings in {store.url}")
         return
     table = Table()
-    for column in ("id", "file", "duration", "language", "stages", "segments", "sha256"):
+    for column in ("id", "file", "duration", "language", "stages", "segments", "speakers", "sha256"):
         table.add_column(column, overflow="fold")
     for r in recordings:
-        stages = store.stages(r.id)
-        state = ", ".join(f"{s.stage}: {s.status}" + (f" ({s.error})" if s.error else "") for s in stages) or "-"
-        segments = next((str(s.report.get("segments", "")) for s in stages if s.stage == "transcribe"), "")
+        stages = {s.stage: s for s in store.stages(r.id)}
+        state = ", ".join(f"{s.stage}: {s.status}" + (f" ({s.error})" if s.error else "") for s in stages.values())
+        # The speakers stage splits segments where the speaker changes: its count is the stored one.
+        counted = [stages[name].report for name in ("speakers", "transcribe") if name in stages]
+        segments = next((str(report["segments"]) for report in counted if "segments" in report), "")
+        speakers = str(stages["speakers"].report.get("speakers", "")) if "speakers" in stages else "-"
         table.add_row(
-            str(r.id), Path(r.path).name, clock(r.duration), r.language or "-", state, segments, r.sha256[:12]
+            str(r.id),
+            Path(r.path).name,
+            clock(r.duration),
+            r.language or "-",
+            state or "-",
+            segments,
+            speakers,
+            r.sha256[:12],
         )
     console.print(table)
 
