@@ -14,8 +14,19 @@ from pipeline.errors import InvalidInputError
 
 class Script(StrEnum):
     SIMPLIFIED = "simplified"
-    TRADITIONAL = "traditional"
+    TRADITIONAL = "traditional"  # OpenCC's standard forms (喫 for 吃), as in print dictionaries
+    TRADITIONAL_TW = "traditional-tw"  # as written in Taiwan, with its words (軟體, not 軟件)
+    TRADITIONAL_HK = "traditional-hk"  # as written in Hong Kong
     ORIGINAL = "original"  # as the recogniser wrote it
+
+
+# The OpenCC conversion to each script; Taiwan's is phrase-level, since its vocabulary differs too.
+OPENCC_CONFIGS = {
+    Script.SIMPLIFIED: "t2s",
+    Script.TRADITIONAL: "s2t",
+    Script.TRADITIONAL_TW: "s2twp",
+    Script.TRADITIONAL_HK: "s2hk",
+}
 
 
 SCRIPTS = tuple(Script)
@@ -40,7 +51,7 @@ def convert(text: str, script: str) -> str:
     check_script(script)  # first, so a misspelt script fails on the first call, not on the first Chinese text
     if script == Script.ORIGINAL or not text:
         return text
-    return _converter("t2s" if script == Script.SIMPLIFIED else "s2t").convert(text)
+    return _converter(OPENCC_CONFIGS[Script(script)]).convert(text)
 
 
 def convert_pieces(pieces: list[str], script: str) -> list[str]:

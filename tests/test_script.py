@@ -16,6 +16,19 @@ def test_traditional_to_simplified():
     assert to_simplified(TRADITIONAL) == SIMPLIFIED
 
 
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("traditional", "我們喫飯，用軟件和鼠標打印。"),  # OpenCC's standard form of 吃
+        ("traditional-tw", "我們吃飯，用軟體和滑鼠列印。"),  # Taiwan's characters and words
+        ("traditional-hk", "我們吃飯，用軟件和鼠標打印。"),
+    ],
+)
+def test_regional_traditional_scripts(target, expected):
+    assert convert("我们吃饭，用软件和鼠标打印。", target) == expected
+    assert convert_pieces(["我们", "吃饭"], target) == [expected[:2], expected[2:4]]
+
+
 def test_simplified_to_traditional():
     # One simplified character, several traditional ones: 发 is 髮 in 头发 (hair) but 發 in 发展.
     assert convert("头发", "traditional") == "頭髮"
@@ -47,7 +60,7 @@ def test_unknown_script_raises(name):
     for text in ("头发", ""):  # the check does not depend on the text
         with pytest.raises(ValueError, match="unknown script") as e:
             convert(text, name)
-        assert "simplified, traditional, original" in str(e.value)
+        assert "simplified, traditional, traditional-tw, traditional-hk, original" in str(e.value)
     with pytest.raises(ValueError):
         convert_pieces(["头", "发"], name)
 
