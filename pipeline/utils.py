@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from datetime import date, datetime
+
+from pipeline.errors import InvalidInputError
 
 # The one table of CJK characters, as ranges for a regular expression's character class.
 HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"  # ideographs, compatibility, planes 2-3
@@ -79,3 +82,17 @@ def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             merged.append((start, end))
     return merged
+
+
+def as_date(value: str | date, what: str = "recorded_on") -> date | None:
+    """A date given as text (ISO) or as a date; "" is none. InvalidInputError names `what` otherwise."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if value == "":
+        return None
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what} must be an ISO date (YYYY-MM-DD), not {value!r}") from None

@@ -178,7 +178,7 @@ def test_cli_a_query_may_start_with_an_exclusion(tmp_path):
 def test_cli_a_date_that_is_no_date_is_named_by_its_option(tmp_path, option):
     result = invoke("search", "工资", option, "2019-31-01", "--db", f"sqlite:///{tmp_path / 'ohp.db'}")
     assert result.exit_code == 2
-    assert option in result.output and "'2019-31-01' is not a date" in result.output
+    assert option in result.output and "must be an ISO date (YYYY-MM-DD), not '2019-31-01'" in result.output
 
 
 def test_cli_search_of_an_empty_database_says_so(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -47,7 +46,7 @@ from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
 from pipeline.stages.codebook import Codebook, CodebookError, load_codebook, validate_codebook
 from pipeline.stages.engines import DEFAULT_ENGINE, EngineName
-from pipeline.utils import clock
+from pipeline.utils import as_date, clock
 
 if TYPE_CHECKING:
     from pipeline.process import SpeakerOptions
@@ -577,12 +576,12 @@ def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
 
 
 def _iso_date(value: str | None) -> str | None:
-    """An option's date as YYYY-MM-DD, refused by the option's name when it is no date."""
+    """An option's date, checked as the store checks it, so that a bad one is refused by the option's name."""
     if value is not None:
         try:
-            date.fromisoformat(value)
-        except ValueError:
-            raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+            as_date(value, "the date")
+        except InvalidInputError as e:
+            raise typer.BadParameter(str(e)) from None
     return value
 
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date
 from pathlib import PurePath
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.records import CONSENT_LEVELS, AudioInfo, RecordingRecord, StageRecord
 from pipeline.store.models import RecordingRow, StageRow, iso, now
+from pipeline.utils import as_date
 
 
 def settings_key(settings: dict[str, Any]) -> str:
@@ -65,19 +66,6 @@ def _matches(rec: RecordingRecord, ref: str) -> bool:
         or ref in (rec.path, path.name, path.stem)
         or os.path.abspath(ref) == os.path.abspath(rec.path)
     )
-
-
-def as_date(value: str | date, what: str = "recorded_on") -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if value == "":
-        return None
-    try:
-        return date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{what} must be an ISO date (YYYY-MM-DD), not {value!r}") from None
 
 
 def _json(value: dict[str, Any], what: str) -> dict[str, Any]:

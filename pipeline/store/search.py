@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from pipeline.records import SearchFilters, SearchHit, SearchResults
 from pipeline.search.textindex import Query, index_terms, to_fts5, to_tsquery
 from pipeline.store.models import AnnotationRow, RecordingRow, SegmentRow, SpeakerRow
-from pipeline.store.recordings import as_date
+from pipeline.utils import as_date
 
 SEGMENT_INDEX = table("segment_index", column("rowid"), column("terms"), column("segment_id"), column("vector"))
 
