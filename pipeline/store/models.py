@@ -224,7 +224,9 @@ class UserRow(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)  # as given (normalised), shown
+    name_key: Mapped[str] = mapped_column(String(255), unique=True)  # as compared: users.name_key
     password_hash: Mapped[str] = mapped_column(Text)  # argon2id, with its parameters and salt
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")  # raised: its sessions end
