@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 
 
+# The largest id (and version) a row can have: ids are INTEGER columns, 32 bits on PostgreSQL. A larger
+# number names nothing; sent to the database it would be an error, not "not found".
+MAX_ID = 2**31 - 1
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

@@ -4,11 +4,13 @@ A name is kept as given after Unicode NFKC normalisation and stripping, and comp
 (`name_key`): "Ann", "ann " and "ａｎｎ" are one account. A session counts while its user's
 `session_version` is the one it was made under: logging out, a new password and removing the user raise
 or remove it, which ends every session of theirs, also those a server started before it restarted made.
+It starts at random, so that a new account of a removed one's name does not take over their sessions.
 """
 
 from __future__ import annotations
 
 import functools
+import secrets
 import unicodedata
 
 import argon2
@@ -64,10 +66,17 @@ def add_user(s: Session, name: str, password: str, role: str) -> UserRecord:
         raise InvalidInputError(f"a user's name needs 1 to {MAX_NAME_CHARS} printable characters")
     taken = _user_row(s, name)
     if taken is not None:
-        same = "exists already" if taken.name == name else f"is taken: user {taken.name!r} exists"
+        same = "exists already" if taken.name == name else f"is taken: user {taken.name!r} exists already"
         raise InvalidInputError(f"user {name!r} {same}")
     _check_password(password)
-    row = UserRow(name=name, name_key=name_key(name), password_hash=_hasher().hash(password), role=role)
+    row = UserRow(
+        name=name,
+        name_key=name_key(name),
+        password_hash=_hasher().hash(password),
+        role=role,
+        # Random, not 0: a session of a removed user must not fit a new account of the same name (and id).
+        session_version=secrets.randbelow(2**30),  # an INTEGER column: room left to count up
+    )
     s.add(row)
     s.flush()
     return _user(row)

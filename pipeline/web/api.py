@@ -17,6 +17,7 @@ from pipeline import access
 from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS, MAX_FIELD_CHARS, NOT_REJECTED, AnnotationStatus
 from pipeline.store import Store, UserRecord
 from pipeline.store.annotations import MAX_EVIDENCE_SPANS
+from pipeline.store.models import MAX_ID
 from pipeline.store.users import MAX_NAME_CHARS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
 
 from . import views
@@ -31,7 +32,6 @@ Reverter = Annotated[UserRecord, Depends(requires("text", "annotations"))]  # a 
 Describer = Annotated[UserRecord, Depends(requires("metadata"))]
 Admin = Annotated[UserRecord, Depends(requires("users"))]
 AccountChanger = Annotated[UserRecord, Depends(requires(writes=True))]  # access.check_account_change decides
-MAX_ID = 2**63 - 1  # the largest id a database holds (BIGINT): a larger one names nothing
 Id = Annotated[int, PathParameter(ge=1, le=MAX_ID)]  # out of range: 404 (see app)
 QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
