@@ -149,6 +149,7 @@ def session_after_password_change_and_removal(site: Site) -> None:
     )
     assert added.status_code == 201
     assert not _works(site, copied), "a new account of the same name takes over the old one's session"
+    assert "mallory" in {account["name"] for account in rita.get("/api/users").json()}
 
 
 def parallel_guesses(site: Site, guesses: int = 20) -> None:
