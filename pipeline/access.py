@@ -11,6 +11,8 @@ restriction ending on its release date (from that day the recording counts as op
   ones are exported, marked as restricted in every format that has a place for it.
 - `ohp run` writes no transcript files of a closed recording (a researcher's `ohp export` does).
 - Changing: CHANGES gives the least role for each kind of change.
+- Accounts: a researcher adds, removes and sets the password of others; anyone may set their own
+  password; nobody removes their own account (a slip would leave an archive without its researcher).
 
 The store's search applies the seeing rule in SQL (`SearchFilters.hide_closed`, from `hides_closed`);
 tests/test_access.py checks that the SQL and this module agree.
@@ -65,6 +67,18 @@ def check_change(user: UserRecord, *changes: str) -> None:
             raise ForbiddenError(f"changing {change} needs the {CHANGES[change]} role (yours is {user.role})")
 
 
+ACCOUNT_ACTIONS = ("add", "password", "remove")
+
+
+def check_account_change(user: UserRecord, action: str, account: UserRecord | None = None) -> None:
+    """ForbiddenError unless the user may do `action` (ACCOUNT_ACTIONS) to `account` (None: a new one)."""
+    own = account is not None and account.id == user.id
+    if own and action == "remove":
+        raise ForbiddenError("nobody removes their own account: another researcher (or ohp user remove) can")
+    if not (own and action == "password"):
+        check_change(user, "users")
+
+
 def hides_closed(user: UserRecord) -> bool:
     """Whether closed recordings are hidden from the user (`SearchFilters.hide_closed`)."""
     return not has_role(user.role, SEES_CLOSED)
@@ -74,11 +88,11 @@ def may_see(user: UserRecord, recording: RecordingRecord, today: date | None = N
     return not hides_closed(user) or consent_in_force(recording, today) != "closed"
 
 
-def check_see(user: UserRecord, recording: RecordingRecord) -> RecordingRecord:
+def check_see(user: UserRecord, recording: RecordingRecord, missing: str | None = None) -> RecordingRecord:
     """The recording, if the user may see it; NotFoundError, in the words used for a recording that does
-    not exist, if not."""
+    not exist (or `missing`: those for a part of it asked for, a segment), if not."""
     if not may_see(user, recording):
-        raise NotFoundError(f"no recording with id {recording.id}")
+        raise NotFoundError(missing or f"no recording with id {recording.id}")
     return recording
 
 

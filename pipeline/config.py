@@ -7,6 +7,7 @@ table lists every setting with its flag, variable and default.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import sys
@@ -34,6 +35,8 @@ ENVIRONMENT = {
     "log_level": "OHP_LOG_LEVEL",
     "log_file": "OHP_LOG_FILE",
     "user": "OHP_USER",
+    "trusted_proxies": "OHP_TRUSTED_PROXIES",
+    "secure_cookies": "OHP_SECURE_COOKIES",
 }
 
 
@@ -51,11 +54,21 @@ class Config:
     log_level: str = "WARNING"  # of what reaches standard error
     log_file: Path | None = None  # gets INFO and up (DEBUG with --verbose)
     user: str | None = None  # who is deciding, for the commands that record it
+    # The web app's: addresses or networks of proxies whose X-Forwarded-For and -Proto are believed
+    # (none: the peer's address is the client's, as it must be when nothing stands in front).
+    trusted_proxies: tuple[str, ...] = ()
+    secure_cookies: bool = False  # the session cookie only over HTTPS (it is anyway on a request that came by HTTPS)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             choices = ", ".join(DEVICES)
             raise InvalidInputError(f"device {self.device!r}: choose one of {choices} ({ENVIRONMENT['device']})")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                variable = ENVIRONMENT["trusted_proxies"]
+                raise InvalidInputError(f"trusted proxy {proxy!r} is no IP address or network ({variable})") from None
         if self.log_level not in LOG_LEVELS:
             choices, variable = ", ".join(LOG_LEVELS), ENVIRONMENT["log_level"]
             raise InvalidInputError(f"log level {self.log_level!r}: choose one of {choices} ({variable})")
@@ -82,6 +95,10 @@ class Config:
                 value = str(value).upper()
             elif name == "device":
                 value = str(value).lower()
+            elif name == "trusted_proxies" and isinstance(value, str):  # "10.0.0.1, 10.0.1.0/24"
+                value = tuple(part.strip() for part in value.split(",") if part.strip())
+            elif name == "secure_cookies" and isinstance(value, str):
+                value = value.strip().lower() in ("1", "true", "yes", "on")
             changes[name] = value
         return replace(self, **changes)
 

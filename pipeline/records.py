@@ -111,6 +111,8 @@ class Consent(StrEnum):
 
 
 CONSENT_LEVELS = tuple(Consent)
+# The longest name, place, label or other short string ohp takes from a file or a person.
+MAX_FIELD_CHARS = 1_000
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,7 @@ class UserRecord:
     name: str
     role: str  # one of ROLES
     created_at: str
+    session_version: int = 0  # a session made under another version has ended (see store.users)
 
 
 class AnnotationStatus(StrEnum):

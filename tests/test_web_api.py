@@ -92,8 +92,11 @@ def test_everything_needs_a_login(app):
     assert client.patch("/api/segments/1", json={"text": "x", "version": 1}).status_code == 401
 
 
-def test_openapi_lists_the_api(app):
-    client, _ = client_for(app)
+def test_openapi_lists_the_api_to_those_logged_in(app):
+    anonymous, _ = client_for(app)
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert anonymous.get(path).status_code in (401, 404), path  # the API's description is for users only
+    client, _ = client_for(app, "vera")
     paths = client.get("/openapi.json").json()["paths"]
     for path in (
         "/api/recordings",

@@ -39,7 +39,6 @@ from pipeline.records import (
     RecordingRecord,
     SearchFilters,
     SpeakerRole,
-    UserRole,
 )
 from pipeline.script import Script
 from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
@@ -736,39 +735,28 @@ def import_command(
 
 # ------------------------------------------------------------------------------------------- web
 
-user_app = typer.Typer(help="Accounts of the web app.", no_args_is_help=True)
-app.add_typer(user_app, name="user")
-
-
-@user_app.command("add")
-def user_add(
-    name: Annotated[str, typer.Argument(help="Login name")],
-    role: Annotated[
-        UserRole,
-        typer.Option(
-            help="viewer: read and search; annotator: also review and correct; researcher: also metadata and accounts"
-        ),
-    ],
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input")
-    ] = False,
-    db: DbOption = None,
-) -> None:
-    """Add a person who may use the web app (`ohp serve`); the password is stored hashed (argon2)."""
-    import sys
-
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    user = open_store(db).add_user(name, password, role.value)
-    console.print(f"user {user.name} ({user.role}) added", highlight=False)
-
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    trusted_proxies: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated addresses or networks of the proxies in front (TLS), whose X-Forwarded-For and "
+            f"-Proto are believed (default: ${ENVIRONMENT['trusted_proxies']}, else none)",
+            show_default=False,
+        ),
+    ] = None,
+    secure_cookies: Annotated[
+        bool | None,
+        typer.Option(
+            "--secure-cookies/--no-secure-cookies",
+            help="Send the session cookie over HTTPS only (default: "
+            f"${ENVIRONMENT['secure_cookies']}, else only on requests that came by HTTPS)",
+            show_default=False,
+        ),
+    ] = None,
     codebook: CodebookOption = None,
     db: DbOption = None,
 ) -> None:
@@ -779,7 +767,10 @@ def serve(
     from pipeline.web import create_app
 
     open_codebook(codebook)  # its problems reported here, before the server starts
-    uvicorn.run(create_app(open_store(db), config.given(codebook=codebook)), host=host, port=port)
+    served = config.given(codebook=codebook, trusted_proxies=trusted_proxies, secure_cookies=secure_cookies)
+    # The app reads forwarded headers itself, from the trusted proxies only; uvicorn's own would believe
+    # any client on loopback.
+    uvicorn.run(create_app(open_store(db), served), host=host, port=port, proxy_headers=False)
 
 
 # -------------------------------------------------------------------------------------- speakers
@@ -909,3 +900,10 @@ def speakers_list(
             + ", ".join(f"{p.name} (by {p.enrolled_by}, {p.enrolled_at[:10]})" for p in people.values()),
             highlight=False,
         )
+
+
+# -------------------------------------------------------------------------------- other modules
+
+from pipeline.cli import users  # noqa: E402  (its commands use the helpers above)
+
+app.add_typer(users.app, name="user")

@@ -27,7 +27,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from pipeline.errors import InvalidInputError
-from pipeline.records import CONSENT_LEVELS, SPEAKER_ROLES, Segment, Word
+from pipeline.records import CONSENT_LEVELS, MAX_FIELD_CHARS, SPEAKER_ROLES, Segment, Word
 from pipeline.utils import HAN_CHAR, HANGUL_CHAR, KANA_CHAR, join_texts
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ MAX_SECONDS = 48 * 3600.0
 END_SLACK = 1.0
 DURATION_SLACK = 0.05  # of the stated length, when that is more than END_SLACK
 MAX_TEXT_CHARS = 100_000  # a segment's text: a long paragraph of an untimed transcript fits many times over
-MAX_FIELD_CHARS = 1_000  # any other string: a name, a place, a label, a word, a path, a header's value
+# MAX_FIELD_CHARS (pipeline.records): any other string: a name, a place, a label, a word, a path, a header's value
 MAX_JSON_DEPTH = 16  # ohp's JSON nests 6 deep (segments, a segment, its themes, one, its evidence, a span)
 
 

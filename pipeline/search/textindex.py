@@ -37,6 +37,8 @@ from pipeline.utils import CJK_LETTERS, merge_spans
 
 MAX_TERM = 64  # characters: longer words are cut (PostgreSQL drops lexemes over 2 kB, FTS5 does not)
 MIN_PREFIX = 2  # characters before a * (a one-letter prefix would match half the index)
+MAX_QUERY_CHARS = 1_000  # a query longer than this is no search a person typed
+MAX_NESTING = 16  # parentheses inside parentheses: the parser recurses once per level
 CJK_CONTEXT_CHARS = 2  # characters of CJK text that count as one word of snippet context
 
 # A CJK run (runs split only by spaces are one: Chinese has no spaces, and transcripts sprinkle them),
@@ -270,6 +272,7 @@ class _Parser:
     def __init__(self, q: str) -> None:
         self.lexemes = _lex(q)
         self.i = 0
+        self.depth = 0  # parentheses open
         self.nots: dict[int, int] = {}  # id of each Not -> where its NOT or - was, for messages
 
     def peek(self) -> _Lexeme | None:
@@ -353,7 +356,11 @@ class _Parser:
     def parse_primary(self) -> Node | None:
         lexeme = self.take()
         if lexeme.kind == "(":
+            if self.depth == MAX_NESTING:
+                raise QuerySyntaxError(f"parentheses nest more than {MAX_NESTING} deep here", lexeme.position)
+            self.depth += 1
             node = self.parse_or()
+            self.depth -= 1
             close = self.peek()
             if close is None or close.kind != ")":
                 raise QuerySyntaxError("this ( is never closed", lexeme.position)
@@ -378,6 +385,8 @@ def parse_query(q: str) -> Query:
     """A user's query: words (all must appear), "quoted phrases", AND, OR, NOT or -word, parentheses,
     and prefix* searches. A word of several terms (工资条, well-known) must appear as a phrase.
     Raises QuerySyntaxError with a message for people."""
+    if len(q) > MAX_QUERY_CHARS:
+        raise QuerySyntaxError(f"the query has {len(q)} characters: at most {MAX_QUERY_CHARS}", MAX_QUERY_CHARS)
     return Query(q, _Parser(q).parse())
 
 

@@ -214,14 +214,20 @@ class Store:
         with self._session() as s:
             return transcripts.count_segments(s)
 
+    def segment_recording(self, segment_id: int) -> int:
+        """The id of the segment's recording (NotFoundError)."""
+        with self._session() as s:
+            return annotations.recording_of_segment(s, segment_id)
+
     def segment_versions(self, recording_id: int) -> dict[int, int]:
         """Each segment's version (see correct_text), by segment id."""
         with self._session() as s:
             return transcripts.segment_versions(s, recording_id)
 
-    def correct_text(self, segment_id: int, text_: str, user: str, version: int) -> Segment:
-        """A person's correction of a segment's text, based on `version` of it; ConflictError, carrying
-        the current text and version, if someone changed it since (see transcripts.correct_text)."""
+    def correct_text(self, segment_id: int, text_: str, user: str, version: int) -> tuple[Segment, int]:
+        """A person's correction of a segment's text, based on `version` of it: the segment and its version
+        now. ConflictError, carrying the current text and version, if someone changed it since; the same
+        text again changes nothing (see transcripts.correct_text)."""
         with self._session(write=True) as s:
             return transcripts.correct_text(s, segment_id, text_, user, version)
 
@@ -317,13 +323,35 @@ class Store:
     # ---------------------------------------------------------------------------------- users
 
     def add_user(self, name: str, password: str, role: str) -> UserRecord:
-        """A new account; InvalidInputError if the name is taken, the role unknown or the password empty."""
+        """A new account (see users.add_user): InvalidInputError if the name is taken (but for case or
+        spaces), the role unknown or the password shorter than 8 characters."""
         with self._session(write=True) as s:
             return users.add_user(s, name, password, role)
 
     def user(self, name: str) -> UserRecord | None:
+        """The account of this name (compared as users.name_key), or None."""
         with self._session() as s:
             return users.user(s, name)
+
+    def list_users(self) -> list[UserRecord]:
+        """Every account, by name."""
+        with self._session() as s:
+            return users.list_users(s)
+
+    def set_password(self, name: str, password: str) -> UserRecord:
+        """A new password for the user, whose sessions end (NotFoundError, InvalidInputError)."""
+        with self._session(write=True) as s:
+            return users.set_password(s, name, password)
+
+    def end_sessions(self, name: str) -> None:
+        """End every session of the user (logging out)."""
+        with self._session(write=True) as s:
+            users.end_sessions(s, name)
+
+    def remove_user(self, name: str) -> UserRecord:
+        """Remove the account; their sessions end, what they did stays (NotFoundError)."""
+        with self._session(write=True) as s:
+            return users.remove_user(s, name)
 
     def check_password(self, name: str, password: str) -> UserRecord | None:
         """The user, if the password is theirs; None otherwise (an unknown name costs a hash too)."""

@@ -50,6 +50,9 @@ def annotation_record(row: AnnotationRow | Row[Any], recording_id: int) -> Annot
     )
 
 
+MAX_EVIDENCE_SPANS = 100  # pieces of evidence a theme on a segment may have: a segment is a few sentences
+
+
 def history_record(row: HistoryRow) -> HistoryRecord:
     return HistoryRecord(
         id=row.id,
@@ -64,7 +67,7 @@ def history_record(row: HistoryRow) -> HistoryRecord:
     )
 
 
-def _recording_of_segment(s: Session, segment_id: int) -> int:
+def recording_of_segment(s: Session, segment_id: int) -> int:
     recording_id = s.scalar(select(SegmentRow.recording_id).where(SegmentRow.id == segment_id))
     if recording_id is None:
         raise NotFoundError(f"no segment with id {segment_id}")
@@ -215,7 +218,7 @@ def decide(s: Session, annotation_id: int, status: str, user: str, *, version: i
     row = s.get(AnnotationRow, annotation_id)
     if row is None:
         raise NotFoundError(f"no annotation with id {annotation_id}")
-    recording_id = _recording_of_segment(s, row.segment_id)
+    recording_id = recording_of_segment(s, row.segment_id)
     if version is not None and version != row.version:
         raise ConflictError(
             f"annotation {annotation_id} was changed by {row.updated_by} at {iso(row.updated_at)}",
@@ -246,8 +249,10 @@ def add_annotations(
     all of them or none."""
     out = []
     for segment_id, theme, user, evidence in added:
-        recording_id = _recording_of_segment(s, segment_id)
+        recording_id = recording_of_segment(s, segment_id)
         text = s.scalar(select(SegmentRow.text).where(SegmentRow.id == segment_id)) or ""
+        if len(evidence) > MAX_EVIDENCE_SPANS:
+            raise InvalidInputError(f"{len(evidence)} pieces of evidence: a theme takes at most {MAX_EVIDENCE_SPANS}")
         for start, end in evidence:
             if not 0 <= start < end <= len(text):
                 raise InvalidInputError(
@@ -257,14 +262,17 @@ def add_annotations(
             select(AnnotationRow).where(AnnotationRow.segment_id == segment_id, AnnotationRow.theme == theme)
         ).one_or_none()
         before = None if row is None else annotation_state(row)
-        spans = [list(span) for span in evidence]
+        spans = [list(span) for span in dict.fromkeys(evidence)]
         if row is None:
             row = AnnotationRow(
                 segment_id=segment_id, theme=theme, source=user, status="accepted", evidence=spans, updated_by=user
             )
             s.add(row)
         else:
-            row.evidence = (row.evidence or []) + [span for span in spans if span not in (row.evidence or [])]
+            kept = {tuple(span) for span in row.evidence or []}  # a set: thousands of spans must not cost n²
+            row.evidence = (row.evidence or []) + [span for span in spans if tuple(span) not in kept]
+            if len(row.evidence) > MAX_EVIDENCE_SPANS:
+                raise InvalidInputError(f"theme {theme} would have more than {MAX_EVIDENCE_SPANS} pieces of evidence")
             row.status, row.updated_by, row.updated_at, row.version = "accepted", user, now(), row.version + 1
         s.flush()
         s.add(

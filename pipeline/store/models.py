@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 
 
+# The largest id (and version) a row can have: ids are INTEGER columns, 32 bits on PostgreSQL. A larger
+# number names nothing; sent to the database it would be an error, not "not found".
+MAX_ID = 2**31 - 1
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -224,7 +229,9 @@ class UserRow(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)  # as given (normalised), shown
+    name_key: Mapped[str] = mapped_column(String(255), unique=True)  # as compared: users.name_key
     password_hash: Mapped[str] = mapped_column(Text)  # argon2id, with its parameters and salt
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")  # raised: its sessions end

@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import InvalidInputError, NotFoundError
-from pipeline.records import CONSENT_LEVELS, AudioInfo, RecordingRecord, StageRecord
+from pipeline.records import CONSENT_LEVELS, MAX_FIELD_CHARS, AudioInfo, RecordingRecord, StageRecord
 from pipeline.store.models import RecordingRow, StageRow, iso, now
 from pipeline.utils import as_date
 
@@ -142,6 +142,9 @@ def set_metadata(
     is removed)."""
     if consent is not None and consent not in CONSENT_LEVELS:
         raise InvalidInputError(f"unknown consent {consent!r}: choose one of {', '.join(CONSENT_LEVELS)}")
+    for what, value in (("interviewee", interviewee), ("place", place)):
+        if value is not None and len(value) > MAX_FIELD_CHARS:
+            raise InvalidInputError(f"{what} has {len(value)} characters: at most {MAX_FIELD_CHARS}")
     day = None if recorded_on is None else as_date(recorded_on)
     release = None if release_on is None else as_date(release_on, "release_on")
     row = recording_row(s, recording_id)

@@ -88,13 +88,16 @@ def count_segments(s: Session) -> int:
     return s.scalar(select(func.count()).select_from(SegmentRow)) or 0
 
 
-def correct_text(s: Session, segment_id: int, text_: str, user: str, version: int) -> Segment:
-    """A person's correction of a segment's text, based on `version` of it. Times and themes stay
-    (evidence is re-anchored on its words), the earlier text goes into the history, the index
-    follows. ConflictError, carrying the current text and version, if someone changed it since."""
+def correct_text(s: Session, segment_id: int, text_: str, user: str, version: int) -> tuple[Segment, int]:
+    """A person's correction of a segment's text, based on `version` of it; the segment and its version
+    now. Times and themes stay (evidence is re-anchored on its words), the earlier text goes into the
+    history, the index follows. ConflictError, carrying the current text and version, if someone changed
+    it since. The text it has already changes nothing: no new version, nothing in the history."""
     row = s.get(SegmentRow, segment_id)
     if row is None:
         raise NotFoundError(f"no segment with id {segment_id}")
+    if row.text == text_:
+        return _segment(row), row.version
     # The version check is in the UPDATE itself, so it holds on PostgreSQL's read committed too.
     old_text = row.text  # if the update below applies, nobody changed it since this version
     updated = s.execute(
@@ -118,7 +121,7 @@ def correct_text(s: Session, segment_id: int, text_: str, user: str, version: in
             after=after,
         )
     )
-    return _segment(row)
+    return _segment(row), version + 1
 
 
 def revert(s: Session, history_id: int, user: str) -> HistoryRecord:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import mimetypes
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as PathParameter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from pipeline import access
-from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS, NOT_REJECTED, AnnotationStatus
+from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS, MAX_FIELD_CHARS, NOT_REJECTED, AnnotationStatus
 from pipeline.store import Store, UserRecord
+from pipeline.store.annotations import MAX_EVIDENCE_SPANS
+from pipeline.store.models import MAX_ID
+from pipeline.store.users import MAX_NAME_CHARS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
 
 from . import views
 from .auth import requires
@@ -27,7 +30,9 @@ Corrector = Annotated[UserRecord, Depends(requires("text"))]
 Coder = Annotated[UserRecord, Depends(requires("annotations"))]
 Reverter = Annotated[UserRecord, Depends(requires("text", "annotations"))]  # a revert undoes either
 Describer = Annotated[UserRecord, Depends(requires("metadata"))]
-Admin = Annotated[UserRecord, Depends(requires("users"))]
+AccountChanger = Annotated[UserRecord, Depends(requires(writes=True))]  # access.check_account_change decides
+Id = Annotated[int, PathParameter(ge=1, le=MAX_ID)]  # out of range: 404 (see app)
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 def store_of(request: Request) -> Store:
@@ -50,28 +55,34 @@ async def write(request: Request, change: Callable[..., T], *args: Any, **kwargs
 
 class TextChange(BaseModel):
     text: str = Field(max_length=20_000)
-    version: int = Field(description="the segment version the new text was based on")
+    version: int = Field(ge=0, le=MAX_ID - 1, description="the segment version the new text was based on")
 
 
 class NewAnnotation(BaseModel):
     theme: str = Field(min_length=1, max_length=128)
-    evidence: list[tuple[int, int]] = Field(default=[], description="[start, end) character offsets into the text")
+    evidence: list[tuple[int, int]] = Field(
+        default=[], max_length=MAX_EVIDENCE_SPANS, description="[start, end) character offsets into the text"
+    )
 
 
 class Decision(BaseModel):
     status: str = Field(description=" or ".join(ANNOTATION_STATUSES))
-    version: int | None = Field(default=None, description="the annotation version decided on")
+    version: int | None = Field(default=None, ge=0, le=MAX_ID - 1, description="the annotation version decided on")
 
 
 class NewUser(BaseModel):
-    name: str = Field(min_length=1, max_length=255)
-    password: str = Field(min_length=8, max_length=1024)
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    password: str = Field(min_length=MIN_PASSWORD_CHARS, max_length=MAX_PASSWORD_CHARS)
     role: str = Field(description="viewer, annotator or researcher")
 
 
+class NewPassword(BaseModel):
+    password: str = Field(min_length=MIN_PASSWORD_CHARS, max_length=MAX_PASSWORD_CHARS)
+
+
 class Metadata(BaseModel):
-    interviewee: str | None = None
-    place: str | None = None
+    interviewee: str | None = Field(default=None, max_length=MAX_FIELD_CHARS)
+    place: str | None = Field(default=None, max_length=MAX_FIELD_CHARS)
     recorded_on: str | None = Field(default=None, description="YYYY-MM-DD")
     consent: str | None = Field(default=None, description=" or ".join(CONSENT_LEVELS))
     release_on: str | None = Field(
@@ -87,12 +98,12 @@ async def list_recordings(
 
 
 @router.get("/recordings/{recording_id}", summary="One recording")
-async def get_recording(request: Request, recording_id: int, user: Viewer) -> dict:
+async def get_recording(request: Request, recording_id: Id, user: Viewer) -> dict:
     return await run_in_threadpool(views.recording, store_of(request), recording_id, user)
 
 
 @router.patch("/recordings/{recording_id}", summary="Set a recording's metadata (researchers)")
-async def set_metadata(request: Request, recording_id: int, change: Metadata, user: Describer) -> dict:
+async def set_metadata(request: Request, recording_id: Id, change: Metadata, user: Describer) -> dict:
     if change.consent is not None or change.release_on is not None:
         access.check_change(user, "consent")
     record = await write(request, store_of(request).set_metadata, recording_id, **change.model_dump())
@@ -100,28 +111,34 @@ async def set_metadata(request: Request, recording_id: int, change: Metadata, us
 
 
 @router.get("/recordings/{recording_id}/segments", summary="A recording's segments, versions and themes")
-async def get_segments(request: Request, recording_id: int, user: Viewer) -> list[dict]:
+async def get_segments(request: Request, recording_id: Id, user: Viewer) -> list[dict]:
     return await run_in_threadpool(views.segments, store_of(request), recording_id, user)
 
 
 @router.get("/recordings/{recording_id}/audio", summary="The recording's audio file (HTTP range requests)")
-async def get_audio(request: Request, recording_id: int, user: Viewer) -> FileResponse:
-    # Only the path the database holds for this recording is ever served.
+async def get_audio(request: Request, recording_id: Id, user: Viewer) -> FileResponse:
+    # Only the path the database holds for this recording is ever served, and only as the audio ohp decoded
+    # there (a transcript imported without audio is no audio: it could be HTML or a script).
     found = await run_in_threadpool(views.recording_record, store_of(request), recording_id, user)
+    media_type = views.audio_type(found)
+    if media_type is None:
+        raise HTTPException(404, f"recording {recording_id} has no audio")
     path = Path(found.path)
     if not path.is_file():
         raise HTTPException(404, f"the audio of recording {recording_id} is not at {path.name} any more")
-    return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+    return FileResponse(path, media_type=media_type)
 
 
 @router.patch("/segments/{segment_id}", summary="Correct a segment's text (409 with the current version on conflict)")
-async def correct_text(request: Request, segment_id: int, change: TextChange, user: Corrector) -> dict:
-    seg = await write(request, store_of(request).correct_text, segment_id, change.text, user.name, change.version)
-    return {"id": seg.id, "text": seg.text, "version": change.version + 1, "start": seg.start, "end": seg.end}
+async def correct_text(request: Request, segment_id: Id, change: TextChange, user: Corrector) -> dict:
+    seg, version = await write(
+        request, store_of(request).correct_text, segment_id, change.text, user.name, change.version
+    )
+    return {"id": seg.id, "text": seg.text, "version": version, "start": seg.start, "end": seg.end}
 
 
 @router.post("/segments/{segment_id}/annotations", status_code=201, summary="Add a theme to a segment")
-async def add_annotation(request: Request, segment_id: int, new: NewAnnotation, user: Coder) -> dict:
+async def add_annotation(request: Request, segment_id: Id, new: NewAnnotation, user: Coder) -> dict:
     codebook = request.app.state.codebook
     if new.theme not in codebook.ids:
         raise HTTPException(400, f"{new.theme!r} is not a theme of the codebook")
@@ -132,7 +149,7 @@ async def add_annotation(request: Request, segment_id: int, new: NewAnnotation, 
 
 
 @router.patch("/annotations/{annotation_id}", summary="Accept, reject or un-decide an annotation (409 on conflict)")
-async def decide(request: Request, annotation_id: int, decision: Decision, user: Coder) -> dict:
+async def decide(request: Request, annotation_id: Id, decision: Decision, user: Coder) -> dict:
     record = await write(
         request, store_of(request).decide, annotation_id, decision.status, user.name, version=decision.version
     )
@@ -147,7 +164,7 @@ async def search(
     theme: str | None = None,
     status: Annotated[list[AnnotationStatus], Query()] = NOT_REJECTED,
     speaker: str | None = None,
-    recording: int | None = None,
+    recording: QueryId = None,
     language: str | None = None,
     interviewee: str | None = None,
     place: str | None = None,
@@ -163,9 +180,7 @@ async def search(
 
 
 @router.get("/history", summary="Changes to a recording or a segment, oldest first")
-async def history(
-    request: Request, user: Viewer, recording: int | None = None, segment: int | None = None
-) -> list[dict]:
+async def history(request: Request, user: Viewer, recording: QueryId = None, segment: QueryId = None) -> list[dict]:
     if recording is None and segment is None:
         raise HTTPException(400, "give recording or segment")
     found = await run_in_threadpool(views.history, store_of(request), user, recording, segment)
@@ -173,10 +188,31 @@ async def history(
 
 
 @router.post("/history/{history_id}/revert", summary="Undo a text correction or a decision")
-async def revert(request: Request, history_id: int, user: Reverter) -> dict:
+async def revert(request: Request, history_id: Id, user: Reverter) -> dict:
     return asdict(await write(request, store_of(request).revert, history_id, user.name))
 
 
+@router.get("/users", summary="The accounts (researchers)")
+async def list_users(request: Request, user: Viewer) -> list[dict]:
+    access.check_change(user, "users")  # a read: no CSRF token needed
+    return [views.account_json(account) for account in await run_in_threadpool(store_of(request).list_users)]
+
+
 @router.post("/users", status_code=201, summary="Add an account (researchers)")
-async def add_user(request: Request, new: NewUser, user: Admin) -> dict:
-    return asdict(await write(request, store_of(request).add_user, new.name, new.password, new.role))
+async def add_user(request: Request, new: NewUser, user: AccountChanger) -> dict:
+    access.check_account_change(user, "add")
+    return views.account_json(await write(request, store_of(request).add_user, new.name, new.password, new.role))
+
+
+@router.put(
+    "/users/{name}/password", summary="Set an account's password (researchers; anyone their own): its sessions end"
+)
+async def set_password(request: Request, name: str, new: NewPassword, user: AccountChanger) -> dict:
+    found = await run_in_threadpool(views.account, store_of(request), user, name, "password")
+    return views.account_json(await write(request, store_of(request).set_password, found.name, new.password))
+
+
+@router.delete("/users/{name}", summary="Remove an account (researchers): its sessions end, its work stays")
+async def remove_user(request: Request, name: str, user: AccountChanger) -> dict:
+    found = await run_in_threadpool(views.account, store_of(request), user, name, "remove")
+    return views.account_json(await write(request, store_of(request).remove_user, found.name))

@@ -1,8 +1,13 @@
 """The app: store, codebook, sessions, routes, and errors shown as messages (never a stack trace).
 
 ohp's own errors (pipeline.errors) are answered with their status: not found 404, invalid input 400,
-conflict 409 (with the current state), forbidden 403; a request FastAPI cannot read is 422. Anything else
+conflict 409 (with the current state), forbidden 403; a request FastAPI cannot read is 422, except a path
+that names nothing (an id out of range), which is 404. A body over MAX_BODY_BYTES is 413. Anything else
 is a bug: a 500 that says no more, and its traceback in the log.
+
+Every response, errors included, carries the headers of SECURITY_HEADERS (`OhpApp`), and its cookies are
+Secure when the request came by HTTPS (directly, or through a trusted proxy that says so) or when the
+configuration asks for secure cookies.
 """
 
 from __future__ import annotations
@@ -10,29 +15,76 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pipeline.config import Config
 from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from pipeline.stages.codebook import load_codebook
-from pipeline.store import Store, StoreError
+from pipeline.store import Store, StoreError, UserRecord
 
-from . import api, pages, views
-from .auth import Throttle, session_secret
+from . import accounts, api, pages, views
+from .auth import Throttle, requires, session_secret
 
 log = logging.getLogger(__name__)
 
+MAX_BODY_BYTES = 1024 * 1024  # the largest request: a correction of 20,000 characters fits many times over
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",  # a response is what its type says, never sniffed into a script
+    "Content-Security-Policy": "default-src 'self'; media-src 'self'; object-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class OhpApp(FastAPI):
+    """FastAPI, whose every response (its error pages too) carries SECURITY_HEADERS and Secure cookies
+    where they belong."""
+
+    secure_cookies = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+
+        async def send_safely(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                # The scheme as a trusted proxy gave it: ProxyHeadersMiddleware sets it in this scope.
+                if self.secure_cookies or scope.get("scheme") == "https":
+                    cookies = headers.getlist("set-cookie")
+                    del headers["set-cookie"]
+                    for cookie in cookies:
+                        headers.append("set-cookie", cookie if "; secure" in cookie.lower() else cookie + "; secure")
+            await send(message)
+
+        await super().__call__(scope, receive, send_safely)
+
 
 def create_app(store: Store, config: Config | None = None) -> FastAPI:
-    """The web app over `store`; its codebook, session secret and home from `config` (else read now)."""
+    """The web app over `store`; its codebook, session secret, home, proxies and cookie setting from
+    `config` (else read now)."""
     config = config or Config.load()
-    app = FastAPI(title="ohp", description="Oral-history interviews: listen, read, review themes, correct, search.")
+    app = OhpApp(
+        title="ohp",
+        description="Oral-history interviews: listen, read, review themes, correct, search.",
+        docs_url=None,  # the API's description is for signed-in users only: /openapi.json, below
+        redoc_url=None,
+        openapi_url=None,
+        max_body_size=MAX_BODY_BYTES,
+    )
+    app.secure_cookies = config.secure_cookies
     app.state.store = store
     app.state.codebook = load_codebook(config.codebook)
     app.state.throttle = Throttle()
@@ -42,19 +94,16 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
     app.add_middleware(
         SessionMiddleware, secret_key=secret, session_cookie="ohp_session", same_site="lax", max_age=12 * 3600
     )
+    if config.trusted_proxies:  # the client's address and scheme from their X-Forwarded-For and -Proto
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(config.trusted_proxies))
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(accounts.router)
 
-    @app.middleware("http")
-    async def no_framing(request: Request, call_next) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault(
-            "Content-Security-Policy", "default-src 'self'; media-src 'self'; object-src 'none'; frame-ancestors 'none'"
-        )
-        return response
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(user: Annotated[UserRecord, Depends(requires())]) -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     def error(request: Request, status: int, message: str, **extra) -> Response:
         if request.url.path.startswith("/api/") or request.url.path == "/openapi.json":
@@ -69,6 +118,8 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        if all(e["loc"][:1] == ("path",) for e in exc.errors()):  # /recordings/9223372036854775808: no such thing
+            return error(request, 404, f"nothing at {request.url.path}")
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return error(request, 422, f"invalid request: {problems}")
 

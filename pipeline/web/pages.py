@@ -17,8 +17,8 @@ from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS
 from pipeline.store import UserRecord
 
 from . import views
-from .api import write
-from .auth import check_csrf, csrf_token, login, requires
+from .api import Id, QueryId, write
+from .auth import check_csrf, csrf_token, login, requires, sign_in
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
@@ -55,14 +55,16 @@ async def login_submit(
     user = await login(request.app.state.store, request.app.state.throttle, name, password, address)
     if user is None:
         return page(request, "login.html", None, status_code=401, next=safe_next(next), error="wrong name or password")
-    request.session.clear()  # a fresh session (and CSRF token) for the signed-in user
-    request.session["user"] = user.name
+    sign_in(request, user)
     return RedirectResponse(safe_next(next), status_code=303)
 
 
 @router.post("/logout")
 async def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> RedirectResponse:
+    """Ends the user's sessions, on this browser and wherever a copy of its cookie is."""
     check_csrf(request, csrf_token)
+    if name := request.session.get("user"):
+        await write(request, request.app.state.store.end_sessions, name)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
@@ -102,14 +104,14 @@ async def _recording_page(request: Request, user: UserRecord, recording_id: int,
 
 
 @router.get("/recordings/{recording_id}")
-async def recording(request: Request, recording_id: int, user: Viewer) -> HTMLResponse:
+async def recording(request: Request, recording_id: Id, user: Viewer) -> HTMLResponse:
     return await _recording_page(request, user, recording_id, review=False)
 
 
 @router.post("/recordings/{recording_id}/details")
 async def details(
     request: Request,
-    recording_id: int,
+    recording_id: Id,
     user: Viewer,
     csrf_token: Annotated[str, Form()] = "",
     interviewee: Annotated[str, Form()] = "",
@@ -135,7 +137,7 @@ async def details(
 
 
 @router.get("/recordings/{recording_id}/review")
-async def review(request: Request, recording_id: int, user: Viewer) -> HTMLResponse:
+async def review(request: Request, recording_id: Id, user: Viewer) -> HTMLResponse:
     return await _recording_page(request, user, recording_id, review=True)
 
 
@@ -177,9 +179,7 @@ async def search(
 
 
 @router.get("/history")
-async def history(
-    request: Request, user: Viewer, recording: int | None = None, segment: int | None = None
-) -> HTMLResponse:
+async def history(request: Request, user: Viewer, recording: QueryId = None, segment: QueryId = None) -> HTMLResponse:
     store = request.app.state.store
     if recording is None and segment is None:
         return page(request, "error.html", user, status_code=400, message="give a recording or a segment")

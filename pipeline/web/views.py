@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline import access
+from pipeline.errors import NotFoundError
 from pipeline.records import (
     ANNOTATION_STATUSES,
     NOT_REJECTED,
@@ -38,6 +39,43 @@ def pieces(text: str, spans: list[tuple[int, int]]) -> list[Piece]:
         out.append(Piece(text[start:end], True))
         at = end
     return out + ([Piece(text[at:], False)] if at < len(text) or not text else [])
+
+
+# The media type of each container ffmpeg decodes that a browser may play (ffmpeg's format names).
+AUDIO_TYPES = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "aac": "audio/aac",
+    "aiff": "audio/aiff",
+    "mov,mp4,m4a,3gp,3g2,mj2": "audio/mp4",
+    "matroska,webm": "audio/webm",
+}
+
+
+def audio_type(recording: RecordingRecord) -> str | None:
+    """The media type to serve a recording's file as: by the format ohp decoded, audio (or bytes to
+    download, for a format no browser plays); None when it has no audio (a transcript imported alone,
+    whose file could be anything)."""
+    if recording.format.startswith("transcript/"):
+        return None
+    return AUDIO_TYPES.get(recording.format, "application/octet-stream")
+
+
+def account(store: Store, user: UserRecord, name: str, action: str) -> UserRecord:
+    """The account named, if the user may do `action` (access.ACCOUNT_ACTIONS) to it; NotFoundError if
+    there is none (told only to those who may manage accounts)."""
+    found = store.user(name)
+    access.check_account_change(user, action, found)
+    if found is None:
+        raise NotFoundError(f"no user {name!r}")
+    return found
+
+
+def account_json(user: UserRecord) -> dict:
+    """An account as the API shows it: no session version."""
+    return {"id": user.id, "name": user.name, "role": user.role, "created_at": user.created_at}
 
 
 def recording_summary(recording: RecordingRecord, stages: dict[str, str], statuses: dict[str, int]) -> dict:
@@ -134,7 +172,11 @@ def transcript(store: Store, recording_id: int, user: UserRecord) -> tuple[dict,
 
 
 def history(store: Store, user: UserRecord, recording_id: int | None = None, segment_id: int | None = None) -> list:
-    """Changes to a recording or a segment, oldest first, if the user may see the recording."""
+    """Changes to a recording or a segment, oldest first, if the user may see the recording (a segment of
+    one they may not see is not found, as a segment that does not exist)."""
+    if segment_id is not None:
+        recording = store.recording(store.segment_recording(segment_id))
+        access.check_see(user, recording, missing=f"no segment with id {segment_id}")
     changes = store.history(recording_id=recording_id, segment_id=segment_id)
     for rid in ({recording_id} | {change.recording_id for change in changes}) - {None}:
         recording_record(store, rid, user)
