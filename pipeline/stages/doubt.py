@@ -1,44 +1,48 @@
 """The doubt stage: which words an annotator should check, how sure each segment is, and whether the whole
 recording is likely poor.
 
-A word is doubtful when the recogniser was unsure of it, and more readily so in context: inside a run of
-unsure words (a misheard name or term comes out as several unsure pieces), in a segment that decoding or a
-guard touched (a loop cut out, a phantom phrase removed, audio the recogniser skipped and decoded again), or
-in a language or script the recording is not in. The thresholds were chosen by measuring them against
-reference transcripts (bench/doubt.py; the figures are in bench/RESULTS.md), not guessed. Text a person
-corrected is never doubtful.
+A word is doubtful when the recogniser was unsure of it, and more readily so in context: when, in Chinese,
+its characters make no word of the language with their neighbours (a misheard name or term comes out as
+rare single characters: 钦点 as 清典), in a segment that decoding or a guard touched (a loop cut out, a
+phantom phrase removed, audio the recogniser skipped and decoded again), next to a doubtful word (errors
+come in runs), or in a language or script the recording is not in. The weights and thresholds were chosen
+by measuring them against reference transcripts (bench/doubt.py; the figures are in bench/RESULTS.md), not
+guessed. Text a person corrected is never doubtful.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from functools import cache
 
 from pipeline.records import Segment, Transcript, Word
-from pipeline.script import CHINESE_LANGUAGES
+from pipeline.script import CHINESE_LANGUAGES, to_simplified
 from pipeline.utils import HAN_CHAR
 
+log = logging.getLogger(__name__)
+
 _LATIN = re.compile(r"[A-Za-z]")
+_FLOOR = 1e-3  # a probability of 0 is no surer than this
 
 
 @dataclass(frozen=True)
 class DoubtRule:
-    """When a word is doubtful. Chosen with bench/doubt.py."""
+    """When a word is doubtful: its doubt score, ln(probability) + fragment_weight * log10(how often its rarest
+    lone character is a word of its own, when jieba's dictionary puts it in no longer word) - touched_weight
+    (in a segment decoding or a guard touched), is below `threshold`; or below `neighbour_threshold` next to a
+    doubtful word. Chosen with bench/doubt.py."""
 
-    word_probability: float = 0.35  # a word this unsure is doubtful on its own
-    run_probability: float = 0.55  # ... and one whose run (itself and `run_width` words each side) averages below
-    run_width: int = 1
-    touched_probability: float = 0.7  # ... and, in a segment decoding or a guard touched, one below this
+    threshold: float = -1.0
+    fragment_weight: float = 0.25
+    touched_weight: float = 0.5
+    neighbour_threshold: float = -1.0  # at most `threshold` extends nothing
     foreign: bool = True  # words in a script the recording's language does not write are doubtful
 
     def settings(self) -> dict:
-        return {
-            "word_probability": self.word_probability,
-            "run_probability": self.run_probability,
-            "run_width": self.run_width,
-            "touched_probability": self.touched_probability,
-            "foreign": self.foreign,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -64,20 +68,60 @@ def is_foreign(word: Word, language: str | None) -> bool:
     return bool(HAN_CHAR.search(word.text))
 
 
+@cache
+def _dictionary() -> tuple[dict[str, int], int]:
+    import jieba  # not at the top: loading its dictionary takes a second, and only Chinese needs it
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba.dt.FREQ, jieba.dt.total
+
+
+def fragment_rarity(words: list[Word]) -> list[float]:
+    """Per word: log10 of how often the rarest of its characters that jieba leaves alone (in no word of two or
+    more characters with its neighbours) is a word of its own in jieba's dictionary; 0 for a word without
+    such a character. A lone character jieba does not know at all is as rare as can be."""
+    import jieba
+
+    frequencies, total = _dictionary()
+    text = to_simplified("".join(w.text for w in words))
+    lone: list[float] = []
+    for token in jieba.lcut(text, HMM=False):
+        if len(token) == 1 and HAN_CHAR.match(token):
+            lone.append(math.log10((frequencies.get(token, 0) + 1) / total))
+        else:
+            lone.extend([0.0] * len(token))
+    rarity, at = [], 0
+    for word in words:
+        # The conversion may change a text's length (rarely): then each word takes what is there.
+        rarity.append(min(lone[at : at + len(word.text)], default=0.0))
+        at += len(word.text)
+    return rarity
+
+
+def doubt_scores(segment: Segment, language: str | None, rule: DoubtRule) -> list[float]:
+    """Each word's doubt score (see DoubtRule): the lower, the more doubtful."""
+    chinese = segment.language in CHINESE_LANGUAGES
+    rarity = fragment_rarity(segment.words) if chinese else [0.0] * len(segment.words)
+    touched = rule.touched_weight if segment.marks else 0.0
+    return [
+        math.log(max(w.probability, _FLOOR)) + rule.fragment_weight * r - touched
+        for w, r in zip(segment.words, rarity, strict=True)
+    ]
+
+
 def _doubtful_words(segment: Segment, language: str | None, rule: DoubtRule) -> list[bool]:
-    words = segment.words
-    probabilities = [w.probability for w in words]
-    touched = bool(segment.marks)
+    scores = doubt_scores(segment, language, rule)
     other_language = bool(language) and segment.language != language
-    marks = []
-    for i, word in enumerate(words):
-        run = probabilities[max(0, i - rule.run_width) : i + rule.run_width + 1]
-        marks.append(
-            word.probability < rule.word_probability
-            or sum(run) / len(run) < rule.run_probability
-            or (touched and word.probability < rule.touched_probability)
-            or (rule.foreign and (other_language or is_foreign(word, language)))
-        )
+    marks = [
+        score < rule.threshold or (rule.foreign and (other_language or is_foreign(word, language)))
+        for word, score in zip(segment.words, scores, strict=True)
+    ]
+    # Errors come in runs: a word nearly as doubtful next to a doubtful one is part of the same misheard run.
+    seeds = list(marks)
+    for i, score in enumerate(scores):
+        if score < rule.neighbour_threshold and any(seeds[max(0, i - 1) : i + 2]):
+            marks[i] = True
     return marks
 
 
