@@ -306,6 +306,7 @@ class SearchFilters:
     date_from: str | None = None  # ISO dates, inclusive
     date_to: str | None = None
     hide_closed: bool = False  # leave out recordings closed today (pipeline.access.hides_closed: viewers)
+    doubtful: bool = False  # only segments with a doubtful word
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ recording is likely poor.
 A word is doubtful when the recogniser was unsure of it, and more readily so in context: when, in Chinese,
 its characters make no word of the language with their neighbours (a misheard name or term comes out as
 rare single characters: 钦点 as 清典), in a segment that decoding or a guard touched (a loop cut out, a
-phantom phrase removed, audio the recogniser skipped and decoded again), next to a doubtful word (errors
-come in runs), or in a language or script the recording is not in. The weights and thresholds were chosen
+phantom phrase removed, audio the recogniser skipped and decoded again), or in a language or script the
+recording is not in. The weights and thresholds were chosen
 by measuring them against reference transcripts (bench/doubt.py; the figures are in bench/RESULTS.md), not
 guessed. Text a person corrected is never doubtful.
 """
@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import cache
 
 from pipeline.records import Segment, Transcript, Word
 from pipeline.script import CHINESE_LANGUAGES, to_simplified
-from pipeline.utils import HAN_CHAR
+from pipeline.utils import HAN_CHAR, join_texts
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +30,15 @@ _FLOOR = 1e-3  # a probability of 0 is no surer than this
 
 @dataclass(frozen=True)
 class DoubtRule:
-    """When a word is doubtful: its doubt score, ln(probability) + fragment_weight * log10(how often its rarest
-    lone character is a word of its own, when jieba's dictionary puts it in no longer word) - touched_weight
-    (in a segment decoding or a guard touched), is below `threshold`; or below `neighbour_threshold` next to a
-    doubtful word. Chosen with bench/doubt.py."""
+    """When a word is doubtful: when its doubt score, ln(probability) + fragment_weight * log10(how often its
+    rarest lone character is a word of its own, when jieba's dictionary puts it in no longer word) -
+    touched_weight (in a segment decoding or a guard touched), is below `threshold`. Chosen with
+    bench/doubt.py --tune (bench/RESULTS.md)."""
 
-    threshold: float = -1.0
-    fragment_weight: float = 0.25
-    touched_weight: float = 0.5
-    neighbour_threshold: float = -1.0  # at most `threshold` extends nothing
+    threshold: float = -1.3
+    fragment_weight: float = 0.3
+    touched_weight: float = 0.3
     foreign: bool = True  # words in a script the recording's language does not write are doubtful
-
-    def settings(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -50,7 +46,7 @@ class WarningRule:
     """When a recording is likely poor. Chosen with bench/doubt.py."""
 
     language_probability: float = 0.8  # the recogniser was unsure which language it hears
-    doubtful_share: float = 0.3  # this share of the text is doubtful
+    doubtful_share: float = 0.45  # this share of the text is doubtful
     mean_probability: float = 0.65  # the words' mean probability (by characters) is below this
 
 
@@ -113,16 +109,10 @@ def doubt_scores(segment: Segment, language: str | None, rule: DoubtRule) -> lis
 def _doubtful_words(segment: Segment, language: str | None, rule: DoubtRule) -> list[bool]:
     scores = doubt_scores(segment, language, rule)
     other_language = bool(language) and segment.language != language
-    marks = [
+    return [
         score < rule.threshold or (rule.foreign and (other_language or is_foreign(word, language)))
         for word, score in zip(segment.words, scores, strict=True)
     ]
-    # Errors come in runs: a word nearly as doubtful next to a doubtful one is part of the same misheard run.
-    seeds = list(marks)
-    for i, score in enumerate(scores):
-        if score < rule.neighbour_threshold and any(seeds[max(0, i - 1) : i + 2]):
-            marks[i] = True
-    return marks
 
 
 def confidence(segment: Segment) -> float | None:
@@ -159,24 +149,25 @@ def mark_segment(segment: Segment, language: str | None, rule: DoubtRule = Doubt
 
 
 def recording_warnings(transcript: Transcript, rule: WarningRule = WarningRule()) -> list[str]:
-    """Why the transcript is likely poor, in words an annotator reads; empty when nothing says so."""
+    """Why the transcript is likely poor, in words an annotator reads; empty when nothing says so. (No ": " in
+    them: a run's summary line cuts a warning's path off at the first one.)"""
     warnings = []
     language, probability = transcript.language, transcript.language_probability
     if language and probability < rule.language_probability:
-        dialect = " (a dialect?)" if language in CHINESE_LANGUAGES else ""
-        warnings.append(f"language unsure{dialect}: {language} with probability {probability:.2f}")
+        dialect = ", a dialect?" if language in CHINESE_LANGUAGES else ""
+        warnings.append(f"language unsure ({language} at {probability:.0%}{dialect})")
     words = [w for s in transcript.segments if s.version == 1 for w in s.words]
     weights = [characters(w.text) for w in words]
     if sum(weights):
         mean = sum(w.probability * n for w, n in zip(words, weights, strict=True)) / sum(weights)
         if mean < rule.mean_probability:
-            warnings.append(f"the recogniser was unsure of much of it: mean word probability {mean:.2f}")
+            warnings.append(f"recogniser unsure (mean word probability {mean:.2f})")
     share = doubtful_share(transcript.segments)
     if share is not None and share >= rule.doubtful_share:
-        warnings.append(f"much doubtful text: {share:.0%} of it")
+        warnings.append(f"much doubtful text ({share:.0%})")
     loops = transcript.guards.get("repetition", 0)
     if loops:
-        warnings.append(f"the recogniser looped {loops} time(s): text may be missing there")
+        warnings.append(f"recogniser looped {loops} time(s), text may be missing")
     return warnings
 
 
@@ -185,3 +176,59 @@ def mark_doubt(transcript: Transcript, rule: DoubtRule = DoubtRule(), warn: Warn
     segments = [mark_segment(s, transcript.language, rule) for s in transcript.segments]
     marked = replace(transcript, segments=segments)
     return replace(marked, quality_warnings=recording_warnings(marked, warn))
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A run of doubtful words in one segment: what an annotator listens to again."""
+
+    segment: Segment
+    start: float  # its first word's start, its last word's end
+    end: float
+    text: str
+    words: tuple[int, int]  # [first, last + 1) into segment.words
+    chars: tuple[int, int] | None  # [start, end) into segment.text; None where the text no longer has its words
+
+    @property
+    def probability(self) -> float:
+        """Its words' mean probability: the lower, the likelier it is wrong."""
+        words = self.segment.words[self.words[0] : self.words[1]]
+        return sum(w.probability for w in words) / len(words)
+
+
+def _word_offsets(segment: Segment) -> list[int | None]:
+    """Where each word's text starts in the segment's text, found in order; None for a word not there."""
+    offsets: list[int | None] = []
+    cursor = 0
+    for word in segment.words:
+        at = segment.text.find(word.text.strip(), cursor) if word.text.strip() else -1
+        offsets.append(at if at >= 0 else None)
+        cursor = at + len(word.text.strip()) if at >= 0 else cursor
+    return offsets
+
+
+def doubtful_passages(segments: list[Segment]) -> list[Passage]:
+    """The doubtful words of the segments, consecutive ones in a segment joined, in the segments' order."""
+    passages = []
+    for segment in segments:
+        words = segment.words
+        offsets = _word_offsets(segment) if any(w.doubtful for w in words) else []
+        i = 0
+        while i < len(words):
+            if not words[i].doubtful:
+                i += 1
+                continue
+            end = i
+            while end < len(words) and words[end].doubtful:
+                end += 1
+            first, last = offsets[i], offsets[end - 1]
+            chars = (first, last + len(words[end - 1].text.strip())) if first is not None and last is not None else None
+            text = join_texts(w.text for w in words[i:end])
+            passages.append(Passage(segment, words[i].start, words[end - 1].end, text, (i, end), chars))
+            i = end
+    return passages
+
+
+def by_risk(passages: list[Passage]) -> list[Passage]:
+    """The passages most likely wrong first: by their words' mean probability, lowest first."""
+    return sorted(passages, key=lambda p: p.probability)
