@@ -48,12 +48,12 @@ class FileResult:
     segments: int = 0
     language: str | None = None
     speakers: int | None = None  # found by the speakers stage (None: it did not run)
-    doubtful: float | None = None  # share of the transcript's text in doubtful words (None: no words)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     guards: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     stage: str | None = None  # where it failed: probe, decode, segment, transcribe, speakers, tag, save or export
+    doubtful: float | None = None  # share of the transcript's text in doubtful words (None: no words)
 
 
 @dataclass
