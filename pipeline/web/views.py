@@ -86,7 +86,9 @@ def recordings(
         and (not language or (r["language"] or "").startswith(language))
     ]
     key = "suggested" if sort == "waiting" else sort if sort in SORTS else "path"
-    return sorted(found, key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0), reverse=descending)
+    # Unknown values last, whichever the direction: "most doubtful first" does not start with the untranscribed.
+    known = sorted((r for r in found if r[key] is not None), key=lambda r: r[key], reverse=descending)
+    return known + [r for r in found if r[key] is None]
 
 
 def recording(
