@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import xml.etree.ElementTree as ET
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -131,6 +133,30 @@ def test_passages_join_consecutive_doubtful_words_and_come_by_risk():
     assert passages[0].start == marked.words[2].start and passages[0].end == marked.words[3].end
     assert [p.text for p in by_risk(passages)] == ["Mr Sheen", "Tesco"]  # mean 0.15 before 0.25
     assert doubtful_share([marked]) == pytest.approx(len("MrSheenTesco") / len("ImetMrSheenatTesco"))
+
+
+# ------------------------------------------------------------------------------------------- context marks
+
+
+def test_transcribing_notes_what_decoding_and_the_guards_did():
+    from pipeline.stages.guards import guard
+    from pipeline.stages.transcribe import TranscribeOptions, transcribe
+
+    from test_transcribe import SR, ScriptedEngine, chunk, seg
+
+    options = TranscribeOptions(language="zh")
+    audio = np.zeros(40 * SR, np.float32)
+    # Whisper stopped after the first region: the second, decoded again, is marked so.
+    engine = ScriptedEngine([[seg(0.0, 2.0, "第一句")], [seg(0.1, 3.0, "第二句")]])
+    result = transcribe(audio, [chunk((1.0, 3.0), (8.0, 11.0))], engine, options)
+    assert [s.marks for s in result.segments] == [(), (DecodeMark.REDECODED,)]
+    # A loop decoded again at higher temperature; one that persists and is cut out.
+    engine = ScriptedEngine([[seg(0.0, 3.0, "是不是跟人家做的" + "整" * 20)], [seg(0.0, 3.0, "是不是跟人家说的")]])
+    assert transcribe(audio, [chunk((0.0, 5.5))], engine, options).segments[0].marks == (DecodeMark.LOOP,)
+    [collapsed] = guard([seg(0.0, 3.0, "我认为" * 10)], chunk((0.0, 5.5)), Counter())
+    assert collapsed.marks == (DecodeMark.LOOP,)
+    [stripped] = guard([seg(0.0, 3.0, "我们回家了。谢谢观看。")], chunk((0.0, 5.5)), Counter())
+    assert stripped.marks == (DecodeMark.PHANTOM,) and stripped.text == "我们回家了。"
 
 
 # ------------------------------------------------------------------------------------------- stored
