@@ -43,7 +43,7 @@ from pipeline.records import (
 )
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.codebook import Codebook
-from pipeline.stages.doubt import mark_doubt
+from pipeline.stages.doubt import confidence, mark_doubt
 from pipeline.stages.engines import load_engine
 from pipeline.stages.segment import VadOptions, segment, speech_regions
 from pipeline.stages.speakers import (
@@ -282,7 +282,7 @@ def _find_speakers(
         # A segment whose text a person corrected is not split (its parts would take the words' text): it
         # keeps its text and takes the speaker who says most of it.
         segments = [
-            part
+            replace(part, confidence=confidence(part))  # a part's own words' confidence
             for s in before
             for part in (
                 [replace(s, speaker=speaker_at(s.start, s.end, turns))] if s.version > 1 else split_segment(s, turns)
