@@ -53,6 +53,7 @@ class FileResult:
     guards: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     stage: str | None = None  # where it failed: probe, decode, segment, transcribe, speakers, tag, save or export
+    doubtful: float | None = None  # share of the transcript's text in doubtful words (None: no words)
 
 
 @dataclass
@@ -178,6 +179,8 @@ def process_file(
             file.warnings.extend(result.transcript.warnings)
             file.guards = result.transcript.guards
             recording = export.recording
+            if "transcribe" in result.stages:  # why the new transcript is likely poor
+                file.warnings.extend(recording.warnings)
         else:
             # Nothing pending: the transcribe stage is stored, so the recording is.
             assert existing is not None
@@ -190,6 +193,7 @@ def process_file(
         if speakers:
             file.speakers, file.segments = speakers["speakers"], speakers["segments"]
         file.recording_id, file.status = recording.id, "done" if changed else "skipped"
+        file.doubtful = recording.doubtful
         if options.out_dir:
             stage = "export"
             _write_exports(file, store, recording, export, options.out_dir, options, taken_stems)

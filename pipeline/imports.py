@@ -24,6 +24,7 @@ from pipeline.records import (
 )
 from pipeline.stages.audio import probe
 from pipeline.stages.codebook import Codebook
+from pipeline.stages.doubt import mark_doubt
 from pipeline.store import Store, settings_key
 from pipeline.utils import clock
 
@@ -55,9 +56,12 @@ def import_file(path: Path, store: Store, audio: Path | None = None, codebook: C
     # Its speakers are the file's: the labels its segments carry, with names and roles where it gives them.
     given = [SpeakerRecord(s["label"], s.get("name"), s.get("role")) for s in imported.metadata.get("speakers", [])]
     labels = dict.fromkeys([*(s.speaker for s in imported.segments if s.speaker), *(s.label for s in given)])
+    transcript = Transcript(imported.language, 1.0, imported.segments, "import", imported.source_format)
+    if any(s.words for s in transcript.segments):  # words with the recogniser's probabilities (ohp JSON)
+        transcript = mark_doubt(transcript)
     result = RecordingResult(
         info,
-        Transcript(imported.language, 1.0, imported.segments, "import", imported.source_format),
+        transcript,
         speakers=given,
         description={name: imported.metadata[name] for name in DESCRIPTION if name in imported.metadata},
         stages={

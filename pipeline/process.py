@@ -1,4 +1,5 @@
-"""One recording's pass through the pipeline, in memory: decode -> segment -> transcribe -> speakers -> tag.
+"""One recording's pass through the pipeline, in memory: decode -> segment -> transcribe (and doubt) -> speakers
+-> tag.
 
 `process_recording` takes plain inputs (the file, the run options, the enrolled voices, and what the store
 has of the recording) and returns a `RecordingResult`, which `Store.save_result` saves in one transaction.
@@ -42,6 +43,7 @@ from pipeline.records import (
 )
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.codebook import Codebook
+from pipeline.stages.doubt import confidence, mark_doubt
 from pipeline.stages.engines import load_engine
 from pipeline.stages.segment import VadOptions, segment, speech_regions
 from pipeline.stages.speakers import (
@@ -199,7 +201,8 @@ def _transcribe(
     result: RecordingResult, options: RunOptions, stored: Transcript | None, progress: StageProgress | None
 ) -> Audio:
     """Decode, segment and transcribe (stage "transcribe") into `result`; the audio, for the speakers stage.
-    Corrections people made to a stored transcript go onto the new text, so the tagger reads them."""
+    Corrections people made to a stored transcript go onto the new text, so the tagger reads them; then the
+    doubt stage marks the words to check (not those a person corrected)."""
     info, started = result.info, time.monotonic()
     settings = options.settings()
     key = settings_key(settings)
@@ -233,6 +236,7 @@ def _transcribe(
             transcript.segments[correction.target] = replace(
                 transcript.segments[correction.target], text=correction.old.text, version=correction.version
             )
+    transcript = mark_doubt(transcript)
     transcript.warnings = warnings
     # The decoded length is the truth when a container misstates it (truncated files).
     result.info, result.transcript = replace(info, duration=decoded.duration), transcript
@@ -246,6 +250,7 @@ def _transcribe(
             "language_probability": transcript.language_probability,
             "guards": transcript.guards,
             "warnings": warnings,
+            "quality_warnings": transcript.quality_warnings,
             "resumed_chunks": len(done),
             "seconds": round(time.monotonic() - started, 3),
         },
@@ -277,7 +282,7 @@ def _find_speakers(
         # A segment whose text a person corrected is not split (its parts would take the words' text): it
         # keeps its text and takes the speaker who says most of it.
         segments = [
-            part
+            replace(part, confidence=confidence(part))  # a part's own words' confidence
             for s in before
             for part in (
                 [replace(s, speaker=speaker_at(s.start, s.end, turns))] if s.version > 1 else split_segment(s, turns)

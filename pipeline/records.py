@@ -63,6 +63,15 @@ class Word:
     end: float
     text: str
     probability: float
+    doubtful: bool = False  # the doubt stage thinks the recogniser may have it wrong: worth a listen
+
+
+class DecodeMark(StrEnum):
+    """What decoding and the guards did to a segment: context that makes its words doubtful."""
+
+    LOOP = "loop"  # a repetition loop was cut out of it, or its audio looped and was decoded again
+    PHANTOM = "phantom"  # a phantom subtitle phrase was cut out of it
+    REDECODED = "redecoded"  # the recogniser skipped its audio at first, and it was decoded again
 
 
 @dataclass
@@ -79,6 +88,8 @@ class Segment:
     speaker: str | None = None
     id: int | None = None  # the store's id, once stored
     version: int = 1  # bumped by every correction of its text: above 1, a person corrected it
+    confidence: float | None = None  # 0..1, from the doubt stage; None when nothing said how sure it is
+    marks: tuple[str, ...] = ()  # DecodeMarks, set while transcribing (not stored)
 
     @property
     def stored_id(self) -> int:
@@ -100,6 +111,8 @@ class Transcript:
     # Whisper's long-form failures the guards removed, by kind ("silence", "repetition", ...).
     guards: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Why the transcript is likely poor (low language probability, much doubtful text, ...): the doubt stage's.
+    quality_warnings: list[str] = field(default_factory=list)
 
 
 class Consent(StrEnum):
@@ -132,6 +145,8 @@ class RecordingRecord:
     metadata: dict = field(default_factory=dict)  # anything else the project records
     consent: str = "open"  # one of CONSENT_LEVELS, as the interviewee agreed
     release_on: str | None = None  # ISO date from which a restricted or closed recording is open
+    warnings: tuple[str, ...] = ()  # why its transcript is likely poor (Transcript.quality_warnings)
+    doubtful: float | None = None  # share of its transcript's characters in doubtful words; None: no words
 
     def access(self, today: date | None = None) -> str:
         """The consent level in force, as pipeline.access decides it (a restriction ends on its release date)."""
@@ -294,6 +309,7 @@ class SearchFilters:
     date_from: str | None = None  # ISO dates, inclusive
     date_to: str | None = None
     hide_closed: bool = False  # leave out recordings closed today (pipeline.access.hides_closed: viewers)
+    doubtful: bool = False  # only segments with a doubtful word
 
 
 @dataclass(frozen=True)

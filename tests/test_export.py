@@ -86,6 +86,7 @@ def test_json_is_the_reference_format():
         "recorded_on": "1998-05-03",
         "consent": "open",
         "release_on": None,
+        "warnings": [],
         "speakers": [
             {"label": "SPEAKER_00", "name": "王秀英", "role": "interviewee"},
             {"label": "S2", "name": None, "role": "interviewer"},
@@ -102,6 +103,7 @@ def test_json_is_the_reference_format():
         "recorded_on",
         "consent",
         "release_on",
+        "warnings",
         "speakers",
     ]
     assert list(document["recording"]["speakers"][0]) == ["label", "name", "role"]
@@ -114,6 +116,7 @@ def test_json_is_the_reference_format():
         "original_text",
         "language",
         "speaker",
+        "confidence",
         "words",
         "themes",
         "entities",
@@ -126,15 +129,16 @@ def test_json_is_the_reference_format():
         "original_text": "我們那時候住在鄉下。",
         "language": "zh",
         "speaker": "SPEAKER_00",  # the label: the name is the recording's to give
+        "confidence": None,  # no doubt stage ran on these
         "words": [
-            {"start": 1.0, "end": 1.4, "text": "我们", "probability": 0.9877},
-            {"start": 1.4, "end": 2.0, "text": "那时候", "probability": 0.9},
-            {"start": 2.0, "end": 2.5, "text": "住在乡下。", "probability": 0.8123},
+            {"start": 1.0, "end": 1.4, "text": "我们", "probability": 0.9877, "doubtful": False},
+            {"start": 1.4, "end": 2.0, "text": "那时候", "probability": 0.9, "doubtful": False},
+            {"start": 2.0, "end": 2.5, "text": "住在乡下。", "probability": 0.8123, "doubtful": False},
         ],
         "themes": [],
         "entities": [],
     }
-    assert list(first["words"][0]) == ["start", "end", "text", "probability"]
+    assert list(first["words"][0]) == ["start", "end", "text", "probability", "doubtful"]
     assert [s["id"] for s in document["segments"]] == [101, 102, 103]
     assert document["segments"][1]["start"] == 61.0 and document["segments"][1]["speaker"] is None
     assert document["segments"][1]["words"] == []
@@ -191,6 +195,7 @@ def test_json_of_a_recording_without_speech():
             "recorded_on": None,
             "consent": "open",
             "release_on": None,
+            "warnings": [],
             "speakers": [],
         },
         "segments": [],

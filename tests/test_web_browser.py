@@ -11,6 +11,7 @@ import shutil
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ import uvicorn
 from saving import save_tags, save_transcription
 
 from pipeline.config import Config
-from pipeline.records import Segment, ThemeSuggestion, Transcript
+from pipeline.records import Segment, ThemeSuggestion, Transcript, Word
 from pipeline.stages.audio import probe
+from pipeline.stages.doubt import mark_doubt
 from pipeline.store import Store
 from pipeline.web import create_app
 
@@ -249,3 +251,53 @@ def test_a_researcher_closes_a_recording_and_a_viewer_no_longer_sees_it(site):
     assert viewer.goto(site["url"] + f"/recordings/{site['rid']}").status == 404
     viewer.context.close()
     site["store"].set_metadata(site["rid"], consent="open", release_on="")
+
+
+def test_doubtful_words_are_underlined_and_d_plays_each_from_a_little_before(site):
+    # A second recording of the same audio, whose words the doubt stage marked.
+    store = site["store"]
+    audio = Path(store.recording(site["rid"]).path)
+    copy = audio.with_name("doubtful.wav")
+    shutil.copy(audio, copy)
+    pieces = [
+        (0.0, 3.4, "So what's interesting here is I feel that you know", {"interesting": 0.2, "feel": 0.2}),
+        (3.4, 7.2, "brands knowing this when people sort of speak", {}),
+        (7.2, 10.5, "and if you want to be the brand.", {"brand.": 0.05}),
+    ]
+    segments = []
+    for start, end, text, unsure in pieces:
+        said = text.split()
+        step = (end - start) / len(said)
+        words = [Word(start + i * step, start + (i + 1) * step, w, unsure.get(w, 0.95)) for i, w in enumerate(said)]
+        segments.append(Segment(start, end, text, text, "en", words))
+    transcript = mark_doubt(Transcript("en", 0.6, segments, "faster-whisper", "base"))
+    info = replace(probe(copy), sha256="d0" * 32)
+    rid = save_transcription(store, info, transcript, {}, "k", {})
+    page = logged_in(site, "ann")
+    page.goto(site["url"] + f"/recordings/{rid}")
+    underlined = page.locator("u.doubtful")
+    assert underlined.all_inner_texts() == ["interesting", "feel", "brand."]
+    assert "Likely poor: language unsure (en at 60%)" in page.locator(".warnings").inner_text()
+    page.keyboard.press("d")  # the first passage, from 1.5 s before it (the recording's start here)
+    page.wait_for_function("document.querySelector('u.doubtful.current')")
+    assert underlined.nth(0).get_attribute("class") == "doubtful current"
+    page.keyboard.press("d")
+    page.keyboard.press("d")  # "brand." starts at 9.64 s: played from 8.14 s
+    page.wait_for_function("document.querySelectorAll('u.doubtful')[2].classList.contains('current')")
+    played_from = page.evaluate("document.getElementById('audio').currentTime")
+    assert 8.1 <= played_from < 9.64, played_from
+    page.wait_for_function("document.querySelectorAll('.segment')[2].classList.contains('playing')", timeout=10_000)
+    page.screenshot(path=SHOTS / "doubtful.png", full_page=True)
+    page.keyboard.press("Space")
+    # The queue by risk: the segment with the likeliest wrong passage ("brand.", 0.05) first.
+    page.goto(site["url"] + f"/recordings/{rid}/doubtful")
+    assert page.locator(".segment .text").all_inner_texts()[0] == "and if you want to be the brand."
+    assert page.locator(".segment").count() == 2
+    page.screenshot(path=SHOTS / "doubtful-first.png", full_page=True)
+    page.goto(site["url"] + "/?sort=doubtful&desc=true")
+    first = page.locator("table.recordings tbody tr").first
+    assert "doubtful.wav" in first.inner_text() and "⚠" in first.inner_text()
+    page.screenshot(path=SHOTS / "recordings-by-doubt.png", full_page=True)
+    page.goto(site["url"] + "/search?q=brand&doubtful=true")
+    assert page.locator(".hits li").count() == 1 and "doubtful.wav" in page.locator(".hits").inner_text()
+    page.context.close()

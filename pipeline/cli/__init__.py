@@ -263,16 +263,24 @@ def run(
 
 
 @app.command()
-def status(db: DbOption = None) -> None:
-    """List recordings and the state of their stages."""
+def status(
+    by_doubt: Annotated[
+        bool, typer.Option("--by-doubt", help="Most doubtful text first: the recordings that most need checking")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """List recordings and the state of their stages, how much of each is doubtful, and why one is likely poor."""
     store = open_store(db)
     recordings = store.list_recordings()
     if not recordings:
         console.print(f"no recordings in {store.url}")
         return
+    if by_doubt:
+        recordings.sort(key=lambda r: -(r.doubtful or 0.0))
     table = Table()
-    for column in ("id", "file", "duration", "language", "stages", "segments", "speakers", "sha256"):
+    for column in ("id", "file", "duration", "language", "stages", "segments", "speakers", "doubtful", "warnings"):
         table.add_column(column, overflow="fold")
+    table.add_column("sha256", overflow="fold")
     for r in recordings:
         stages = {s.stage: s for s in store.stages(r.id)}
         state = ", ".join(f"{s.stage}: {s.status}" + (f" ({s.error})" if s.error else "") for s in stages.values())
@@ -288,6 +296,8 @@ def status(db: DbOption = None) -> None:
             state or "-",
             segments,
             speakers,
+            "-" if r.doubtful is None else f"{r.doubtful:.0%}",
+            "; ".join(r.warnings),
             r.sha256[:12],
         )
     console.print(table)
@@ -509,17 +519,25 @@ def highlighted(text: str, spans: tuple[tuple[int, int], ...], style: str = "bol
 @app.command()
 def review(
     recording: Annotated[str, typer.Argument(help="The recording (id, hash prefix, path, name or stem)")],
+    doubtful: Annotated[
+        bool, typer.Option("--doubtful", help="Walk the doubtful passages instead, the likeliest wrong first")
+    ] = False,
     user: UserOption = None,
     codebook: CodebookOption = None,
     db: DbOption = None,
 ) -> None:
-    """Walk through a recording's theme suggestions: accept, reject, add a theme, or skip."""
+    """Walk through a recording's theme suggestions: accept, reject, add a theme, or skip. With --doubtful, its
+    doubtful passages: each with the moment to listen from, to correct or skip."""
     from pipeline.store import ConflictError
 
     user = need_user(user, "reviewing")
-    book = open_codebook(codebook)
     store = open_store(db)
     [chosen] = choose_recordings(store, [recording])
+    if doubtful:
+        from pipeline.cli.doubt import walk_doubtful
+
+        return walk_doubtful(store, chosen, user, console)
+    book = open_codebook(codebook)
     segments = {s.id: s for s in store.segments(chosen.id)}
     waiting = store.annotations(chosen.id, status="suggested")
     if not waiting:
@@ -607,6 +625,9 @@ def search(
     date_to: Annotated[
         str | None, typer.Option("--to", help="Recorded on or before (YYYY-MM-DD)", callback=_iso_date)
     ] = None,
+    doubtful: Annotated[
+        bool, typer.Option("--doubtful", help="Only segments with words the recogniser doubted")
+    ] = False,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Hits to show")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     codebook: CodebookOption = None,
@@ -636,6 +657,7 @@ def search(
         place=place,
         date_from=date_from,
         date_to=date_to,
+        doubtful=doubtful,
     )
     results = store.search(parsed, filters, limit=limit)
     if as_json:

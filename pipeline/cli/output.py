@@ -52,7 +52,10 @@ def file_line(result: FileResult) -> str:
     facts = [result.status, clock(result.duration), f"{result.segments} segments"]
     if result.speakers is not None:
         facts.append(f"{result.speakers} speakers")
-    facts += [result.language or "no language", f"{result.seconds:.1f} s"]
+    facts.append(result.language or "no language")
+    if result.doubtful is not None:
+        facts.append(f"{result.doubtful:.0%} doubtful")
+    facts.append(f"{result.seconds:.1f} s")
     return f"{path}: {', '.join(facts)}" + "".join(f"; {note}" for note in notes(result))
 
 
@@ -174,8 +177,8 @@ def batch_progress(console: Console) -> Iterator[BarProgress | LineProgress]:
 
 def summary_table(results: list[FileResult]) -> Table:
     table = Table(title="ohp run", title_justify="left")
-    for column in ("file", "status", "duration", "segments", "speakers", "language", "time", "warnings"):
-        right = column in ("duration", "segments", "speakers", "time")
+    for column in ("file", "status", "duration", "segments", "speakers", "language", "doubtful", "time", "warnings"):
+        right = column in ("duration", "segments", "speakers", "doubtful", "time")
         table.add_column(column, justify="right" if right else "left", overflow="fold", no_wrap=column == "file")
     for r in results:
         speakers = "-" if r.speakers is None else str(r.speakers)
@@ -187,6 +190,7 @@ def summary_table(results: list[FileResult]) -> Table:
             str(r.segments),
             speakers,
             r.language or "-",
+            "-" if r.doubtful is None else f"{r.doubtful:.0%}",
             f"{r.seconds:.1f} s",
             "; ".join(notes(r)),
         )

@@ -1,6 +1,7 @@
 """ELAN (.eaf) files: a recording's export for coding in ELAN, and the codings read back.
 
-The export links the recording's audio, has a tier per speaker with the transcript, the codebook as the
+The export links the recording's audio, has a tier per speaker with the transcript, a tier "doubtful" with
+the passages the recogniser may have wrong (stages/doubt.py), the codebook as the
 controlled vocabulary "themes", and a tier per theme and coder: alignable tiers cannot hold overlapping
 annotations and a segment can have several themes, so one tier per theme keeps every coding. The
 tagger's open suggestions are on tiers whose annotator is "ohp"; rejected themes are left out. Header
@@ -27,6 +28,7 @@ from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_c
 from pipeline.records import Coding, ImportedCodings, RecordingExport, Segment, coder
 from pipeline.stages.audio import file_sha256
 from pipeline.stages.codebook import Codebook
+from pipeline.stages.doubt import doubtful_passages
 from pipeline.utils import timestamp, xml_text
 
 SHA256_PROPERTY = "ohp:recording-sha256"
@@ -35,6 +37,7 @@ THEME_TYPE = "theme"
 THEMES_CV = "themes"
 TRANSCRIPT_TYPE = "transcript"
 TRANSCRIPT_TIER = "Transcript"  # segments nobody is known to say
+DOUBT_TYPE = DOUBT_TIER = "doubtful"  # the words the doubt stage marked, passage by passage
 SUGGESTER = "ohp"  # the coder of the tagger's open suggestions (records.coder)
 # The codebook's label languages as ELAN names languages (ISO 639-3).
 LANGUAGES = {"en": ("eng", "English (eng)"), "zh": ("zho", "Chinese (zho)")}
@@ -132,6 +135,11 @@ def to_eaf(export: RecordingExport) -> str:
         )
     for name, spans in said.items():
         _add_tier(eaf, name, spans, ling=TRANSCRIPT_TYPE, part=None if name == TRANSCRIPT_TIER else name)
+    passages = doubtful_passages(export.segments)
+    if passages:
+        eaf.add_linguistic_type(DOUBT_TYPE)
+        doubtful = [(round(p.start * 1000), round(p.end * 1000), xml_text(p.text)) for p in passages]
+        _add_tier(eaf, DOUBT_TIER, doubtful, ling=DOUBT_TYPE)
 
     themes = _vocabulary(export)
     _add_vocabulary(eaf, export, themes)

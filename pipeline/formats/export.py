@@ -69,6 +69,7 @@ def to_json(export: RecordingExport) -> str:
             "recorded_on": recording.recorded_on,
             "consent": recording.consent,
             "release_on": recording.release_on,
+            "warnings": list(recording.warnings),
             "speakers": [{"label": s.label, "name": s.name, "role": s.role} for s in export.speakers],
         },
         "segments": [
@@ -80,12 +81,14 @@ def to_json(export: RecordingExport) -> str:
                 "original_text": s.original_text,
                 "language": s.language,
                 "speaker": s.speaker,
+                "confidence": s.confidence,
                 "words": [
                     {
                         "start": round(w.start, 3),
                         "end": round(w.end, 3),
                         "text": w.text,
                         "probability": round(w.probability, 4),
+                        "doubtful": w.doubtful,
                     }
                     for w in s.words
                 ],

@@ -209,6 +209,7 @@ class Redactor:
         # The whole path: its folders may be named after the interviewee too, and ELAN, REFI-QDA and OHMS write it.
         fields["path"] = sub(recording.path, None, "file name")[0]
         fields["metadata"] = {key: scrub(value, f"metadata: {key}") for key, value in recording.metadata.items()}
+        fields["warnings"] = tuple(sub(warning, None, "warnings")[0] for warning in recording.warnings)
         return RecordingExport(replace(recording, **fields), segments, annotations, speakers, entities, export.codebook)
 
 

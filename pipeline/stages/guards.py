@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from pipeline.records import Chunk, Segment
+from pipeline.records import Chunk, DecodeMark, Segment
 from pipeline.script import to_simplified
 from pipeline.utils import HAN_CHAR, overlap
 
@@ -101,6 +101,11 @@ def _drop_spans(segment: Segment, spans: list[tuple[int, int]]) -> Segment | Non
     return replace(segment, text=new_text, words=words, start=start, end=end)
 
 
+def marked(segment: Segment, mark: DecodeMark) -> Segment:
+    """The segment noted as touched by decoding or a guard (the doubt stage reads it)."""
+    return segment if mark in segment.marks else replace(segment, marks=(*segment.marks, mark))
+
+
 def strip_phantoms(segment: Segment) -> Segment | None:
     # Matching on the simplified text finds traditional variants too; t2s keeps positions when it
     # keeps the length, which it does for these phrases.
@@ -163,15 +168,19 @@ def guard(
     kept = []
     for segment in segments:
         stripped = strip_phantoms(segment)
+        if stripped is None:
+            counts["phantom"] += 1
+            continue
         if stripped is not segment:
             counts["phantom"] += 1
-        if stripped is None:
-            continue
+            stripped = marked(stripped, DecodeMark.PHANTOM)
         collapsed = collapse_loops(stripped)
+        if collapsed is None:
+            counts["repetition"] += 1
+            continue
         if collapsed is not stripped:
             counts["repetition"] += 1
-        if collapsed is None:
-            continue
+            collapsed = marked(collapsed, DecodeMark.LOOP)
         # Drift first: text placed outside the chunk also lies outside its speech, and would
         # otherwise always be counted as silence.
         if is_drift(collapsed, chunk, options):

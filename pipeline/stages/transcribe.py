@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from pipeline.records import Chunk, Segment, Transcript, Word
+from pipeline.records import Chunk, DecodeMark, Segment, Transcript
 from pipeline.script import CHINESE_LANGUAGES, Script, check_script, convert, convert_pieces
 from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.stages.engines import DEFAULT_ENGINE, DecodeOptions, Engine
-from pipeline.stages.guards import GuardOptions, guard, has_loop
+from pipeline.stages.guards import GuardOptions, guard, has_loop, marked
 
 LANGUAGE_PROBES = 3  # chunks listened to when detecting a recording's language
 RESUME_TOLERANCE = 0.3  # s: a region starting this close before the last segment's end counts as skipped
@@ -59,7 +59,7 @@ def _shift(segment: Segment, offset: float) -> Segment:
         segment,
         start=segment.start + offset,
         end=segment.end + offset,
-        words=[Word(w.start + offset, w.end + offset, w.text, w.probability) for w in segment.words],
+        words=[replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words],
     )
 
 
@@ -94,7 +94,7 @@ def _decode_without_loops(
         return decoded
     counts["repetition"] += 1
     retry = engine.decode(samples, language, replace(options, temperatures=options.temperatures[1:]))
-    return decoded if any(has_loop(s) for s in retry) else retry
+    return [marked(s, DecodeMark.LOOP) for s in (decoded if any(has_loop(s) for s in retry) else retry)]
 
 
 def _decode_all(
@@ -110,7 +110,10 @@ def _decode_all(
     while pending:
         part = Chunk(pending[0].start, pending[-1].end, tuple(pending))
         decoded = _decode_without_loops(engine, _samples(samples, part), language, options, counts)
-        decoded = [_shift(s, part.start) for s in decoded]
+        decoded = [
+            _shift(s, part.start) if not segments else marked(_shift(s, part.start), DecodeMark.REDECODED)
+            for s in decoded
+        ]
         if not decoded:
             break
         segments.extend(decoded)

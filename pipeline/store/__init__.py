@@ -184,11 +184,13 @@ class Store:
             row = recordings.upsert_recording(s, result.info)
             if "transcribe" in result.stages:
                 row.language, row.duration = result.transcript.language, result.info.duration
+                row.warnings = result.transcript.quality_warnings
             recording_id = row.id
             if result.description:
                 recordings.set_metadata(s, recording_id, **result.description)
             if result.new_segments:
                 segments = transcripts.replace_segments(s, recording_id, result.transcript)
+                recordings.count_doubt(s, recording_id)
                 recordings.drop_stages(s, recording_id, keep=("transcribe", *result.stages))
             else:
                 segments = transcripts.as_stored(s, recording_id, result.transcript.segments)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -101,6 +102,8 @@ class RecordingRow(Base):
     extra: Mapped[dict] = mapped_column(JSON, default=dict)  # RecordingRecord.metadata
     consent: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
     release_on: Mapped[date | None] = mapped_column(Date)
+    warnings: Mapped[list | None] = mapped_column(JSON)  # why its transcript is likely poor (the doubt stage)
+    doubtful: Mapped[float | None] = mapped_column(Float)  # share of its words' characters in doubtful words
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
 
@@ -125,6 +128,7 @@ class SegmentRow(Base):
     model: Mapped[str] = mapped_column(Text)
     # web: bumped by every text correction, so two people editing one segment are detected
     version: Mapped[int] = mapped_column(default=1, server_default="1")
+    confidence: Mapped[float | None] = mapped_column(Float)  # the doubt stage's
 
 
 class WordRow(Base):
@@ -137,6 +141,7 @@ class WordRow(Base):
     end: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     probability: Mapped[float] = mapped_column(Float)
+    doubtful: Mapped[bool] = mapped_column(default=False, server_default=false())  # the doubt stage's
 
 
 class StageRow(Base):

@@ -10,12 +10,12 @@ from datetime import date
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.records import CONSENT_LEVELS, MAX_FIELD_CHARS, AudioInfo, RecordingRecord, StageRecord
-from pipeline.store.models import RecordingRow, StageRow, iso, now
+from pipeline.store.models import RecordingRow, SegmentRow, StageRow, WordRow, iso, now
 from pipeline.utils import as_date
 
 
@@ -40,7 +40,21 @@ def _recording(row: RecordingRow) -> RecordingRecord:
         metadata=dict(row.extra or {}),
         consent=row.consent,
         release_on=row.release_on.isoformat() if row.release_on else None,
+        warnings=tuple(row.warnings or ()),
+        doubtful=row.doubtful,
     )
+
+
+def count_doubt(s: Session, recording_id: int) -> None:
+    """Keep the recording's share of doubtful text (characters of its words in doubtful words; None without
+    words) in step with its words: after they are saved or a person corrected some."""
+    length = func.length(WordRow.text)
+    doubtful, total = s.execute(
+        select(func.sum(case((WordRow.doubtful, length), else_=0)), func.sum(length))
+        .join(SegmentRow, WordRow.segment_id == SegmentRow.id)
+        .where(SegmentRow.recording_id == recording_id)
+    ).one()
+    recording_row(s, recording_id).doubtful = doubtful / total if total else None
 
 
 def _stage(row: StageRow) -> StageRecord:

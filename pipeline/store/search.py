@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.records import SearchFilters, SearchHit, SearchResults
 from pipeline.search.textindex import Query, index_terms, to_fts5, to_tsquery
-from pipeline.store.models import AnnotationRow, RecordingRow, SegmentRow, SpeakerRow
+from pipeline.store.models import AnnotationRow, RecordingRow, SegmentRow, SpeakerRow, WordRow
 from pipeline.utils import as_date
 
 SEGMENT_INDEX = table("segment_index", column("rowid"), column("terms"), column("segment_id"), column("vector"))
@@ -180,6 +180,8 @@ def _filter_clauses(
                 AnnotationRow.status.in_(filters.theme_status),
             )
         )
+    if filters.doubtful:
+        clauses.append(exists().where(WordRow.segment_id == segment_id, WordRow.doubtful))
     if filters.speaker is not None:
         clauses.append(_speaker_clause(filters.speaker))
     if filters.recording is not None:

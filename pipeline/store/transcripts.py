@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from pipeline.carry import annotation_state, plan_carry, reanchor
 from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.records import ANNOTATION_STATUSES, HistoryRecord, Segment, Transcript, Word
+from pipeline.stages.doubt import mark_segment
 from pipeline.store.annotations import annotation_record, history_record
 from pipeline.store.models import (
     AnnotationRow,
@@ -26,7 +27,7 @@ from pipeline.store.models import (
     iso,
     now,
 )
-from pipeline.store.recordings import recording_row
+from pipeline.store.recordings import count_doubt, recording_row
 from pipeline.store.search import index_rows, unindex_recording
 from pipeline.store.speakers import speaker_record
 
@@ -51,14 +52,14 @@ def _segments(s: Session, recording_id: int, *order: Any) -> list[Segment]:
     query = select(SegmentRow.__table__).where(SegmentRow.recording_id == recording_id).order_by(*order)
     seg_rows = s.execute(query).all()
     word_rows = s.execute(
-        select(WordRow.segment_id, WordRow.start, WordRow.end, WordRow.text, WordRow.probability)
+        select(WordRow.segment_id, WordRow.start, WordRow.end, WordRow.text, WordRow.probability, WordRow.doubtful)
         .join(SegmentRow, WordRow.segment_id == SegmentRow.id)
         .where(SegmentRow.recording_id == recording_id)
         .order_by(WordRow.segment_id, WordRow.idx)
     ).all()
     words: dict[int, list[Word]] = defaultdict(list)
     for w in word_rows:
-        words[w.segment_id].append(Word(start=w.start, end=w.end, text=w.text, probability=w.probability))
+        words[w.segment_id].append(Word(w.start, w.end, w.text, w.probability, doubtful=w.doubtful))
     return [
         Segment(
             start=r.start,
@@ -73,6 +74,7 @@ def _segments(s: Session, recording_id: int, *order: Any) -> list[Segment]:
             speaker=r.speaker,
             id=r.id,
             version=r.version,
+            confidence=r.confidence,
         )
         for r in seg_rows
     ]
@@ -191,6 +193,7 @@ def _segment(row: SegmentRow) -> Segment:
         speaker=row.speaker,
         id=row.id,
         version=row.version,
+        confidence=row.confidence,
     )
 
 
@@ -213,10 +216,20 @@ def _segment_state(s: Session, row: SegmentRow) -> dict[str, Any]:
 
 def _after_correction(s: Session, row: SegmentRow, old_text: str) -> None:
     """Keep a corrected segment's themes on their words and its index entry on its new text (the
-    engine's original no longer matches it, so only the text is indexed)."""
+    engine's original no longer matches it, so only the text is indexed); a person read it, so it is not
+    doubtful any more."""
     for annotation in s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == row.id)):
         annotation.evidence = [list(span) for span in reanchor(annotation.evidence, old_text, row.text)]
     index_rows(s.connection(), [(row.id, row.text, row.text)])
+    _clear_doubt(s, row.id)
+    count_doubt(s, row.recording_id)
+
+
+def _clear_doubt(s: Session, segment_id: int) -> None:
+    """A segment a person corrected: none of its words doubtful, and it as sure as can be."""
+    no_sync = {"synchronize_session": False}
+    s.execute(update(WordRow).where(WordRow.segment_id == segment_id).values(doubtful=False), execution_options=no_sync)
+    s.execute(update(SegmentRow).where(SegmentRow.id == segment_id).values(confidence=1.0), execution_options=no_sync)
 
 
 def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> list[Segment]:
@@ -260,7 +273,9 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     for correction in plan.corrections:
         if correction.target is not None:
             text_, version = correction.old.text, correction.version
-            segments[correction.target] = replace(segments[correction.target], text=text_, version=version)
+            # A person's text: none of it doubtful (mark_segment clears a corrected segment's doubt).
+            corrected = replace(segments[correction.target], text=text_, version=version)
+            segments[correction.target] = mark_segment(corrected, corrected.language)
             s.execute(
                 update(SegmentRow.__table__)
                 .where(SegmentRow.id == correction.segment_id)
@@ -268,6 +283,7 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
             )
             # The engine's original no longer matches the corrected text: only the text is indexed.
             index_rows(s.connection(), [(segments[correction.target].stored_id, text_, text_)])
+            _clear_doubt(s, segments[correction.target].stored_id)
         note(correction, segment_id=correction.segment_id)
     for move in plan.annotations:
         was = move.old
@@ -322,6 +338,7 @@ def _insert_segments(s: Session, recording_id: int, transcript: Transcript) -> l
             engine=transcript.engine,
             model=transcript.model,
             version=seg.version,
+            confidence=seg.confidence,
         )
         for i, seg in enumerate(transcript.segments)
     ]
@@ -336,7 +353,15 @@ def _insert_segments(s: Session, recording_id: int, transcript: Transcript) -> l
         s.execute(insert(SegmentRow.__table__), rows)
     ids = dict(s.execute(select(SegmentRow.idx, SegmentRow.id).where(SegmentRow.recording_id == recording_id)).all())
     words = [
-        dict(segment_id=ids[i], idx=j, start=w.start, end=w.end, text=w.text, probability=w.probability)
+        dict(
+            segment_id=ids[i],
+            idx=j,
+            start=w.start,
+            end=w.end,
+            text=w.text,
+            probability=w.probability,
+            doubtful=w.doubtful,
+        )
         for i, seg in enumerate(transcript.segments)
         for j, w in enumerate(seg.words)
     ]

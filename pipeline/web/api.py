@@ -172,9 +172,22 @@ async def search(
     date_to: Annotated[str | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
+    doubtful: bool = False,
 ) -> dict:
     params = views.SearchParams(
-        q, theme, tuple(status), speaker, recording, language, interviewee, place, date_from, date_to, limit, offset
+        q,
+        theme,
+        tuple(status),
+        speaker,
+        recording,
+        language,
+        interviewee,
+        place,
+        date_from,
+        date_to,
+        limit,
+        offset,
+        doubtful,
     )
     return await run_in_threadpool(views.search, store_of(request), request.app.state.codebook, params, user)
 

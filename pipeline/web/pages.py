@@ -87,10 +87,14 @@ async def recordings(
     )
 
 
-async def _recording_page(request: Request, user: UserRecord, recording_id: int, review: bool) -> HTMLResponse:
+async def _recording_page(
+    request: Request, user: UserRecord, recording_id: int, review: bool, doubtful: bool = False
+) -> HTMLResponse:
     rec, segs = await run_in_threadpool(views.transcript, request.app.state.store, recording_id, user)
     if review:  # only the segments with themes to decide or decided
         segs = [s for s in segs if s["annotations"]]
+    if doubtful:  # only the segments with doubtful words, the likeliest wrong first
+        segs = sorted((s for s in segs if s["risk"] is not None), key=lambda s: s["risk"])
     return page(
         request,
         "recording.html",
@@ -98,6 +102,7 @@ async def _recording_page(request: Request, user: UserRecord, recording_id: int,
         recording=rec,
         turns=views.turns(segs),
         review=review,
+        doubtful=doubtful,
         themes=request.app.state.codebook.ids,
         consent_levels=CONSENT_LEVELS,
     )
@@ -106,6 +111,12 @@ async def _recording_page(request: Request, user: UserRecord, recording_id: int,
 @router.get("/recordings/{recording_id}")
 async def recording(request: Request, recording_id: Id, user: Viewer) -> HTMLResponse:
     return await _recording_page(request, user, recording_id, review=False)
+
+
+@router.get("/recordings/{recording_id}/doubtful")
+async def doubtful(request: Request, recording_id: int, user: Viewer) -> HTMLResponse:
+    """The review queue by risk: the doubtful passages, the likeliest wrong first."""
+    return await _recording_page(request, user, recording_id, review=False, doubtful=True)
 
 
 @router.post("/recordings/{recording_id}/details")
@@ -153,6 +164,7 @@ async def search(
     place: str = "",
     date_from: str = "",
     date_to: str = "",
+    doubtful: bool = False,
 ) -> HTMLResponse:
     params = views.SearchParams(
         q,
@@ -163,6 +175,7 @@ async def search(
         place=place,
         date_from=date_from,
         date_to=date_to,
+        doubtful=doubtful,
         limit=50,
     )
     results, error = None, None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from pipeline import access
@@ -17,28 +19,37 @@ from pipeline.records import (
 )
 from pipeline.search.textindex import highlight, parse_query
 from pipeline.stages.codebook import Codebook
+from pipeline.stages.doubt import Passage, doubtful_passages
 from pipeline.store import Store, UserRecord
 from pipeline.utils import clock, merge_spans
 
-SORTS = ("path", "duration", "language", "interviewee", "place", "waiting")
+SORTS = ("path", "duration", "language", "interviewee", "place", "waiting", "doubtful")
 
 
 @dataclass(frozen=True)
 class Piece:
-    """A stretch of a segment's text, marked if it is the evidence of a theme."""
+    """A stretch of a segment's text, marked if it is the evidence of a theme; in a doubtful passage, the time
+    the passage starts."""
 
     text: str
     marked: bool
+    doubtful: float | None = None
 
 
-def pieces(text: str, spans: list[tuple[int, int]]) -> list[Piece]:
-    """The text cut at the edges of the spans (overlapping spans merge)."""
-    out, at = [], 0
-    for start, end in merge_spans((max(a, 0), min(b, len(text))) for a, b in spans if b > a):
-        out += [Piece(text[at:start], False)] if start > at else []
-        out.append(Piece(text[start:end], True))
-        at = end
-    return out + ([Piece(text[at:], False)] if at < len(text) or not text else [])
+def pieces(text: str, spans: list[tuple[int, int]], doubtful: Sequence[Passage] = ()) -> list[Piece]:
+    """The text cut at the edges of the spans (overlapping spans merge) and of the doubtful passages."""
+    marked = merge_spans((max(a, 0), min(b, len(text))) for a, b in spans if b > a)
+    passages = [(p.chars, p.start) for p in doubtful if p.chars]
+    edges = sorted({0, len(text), *(e for span in marked for e in span), *(e for chars, _ in passages for e in chars)})
+    out = []
+    for start, end in pairwise(edges):
+        inside = any(a <= start < b for a, b in marked)
+        at = next((time for (a, b), time in passages if a <= start < b), None)
+        if out and out[-1].marked == inside and out[-1].doubtful == at:
+            out[-1] = Piece(out[-1].text + text[start:end], inside, at)
+        else:
+            out.append(Piece(text[start:end], inside, at))
+    return out or [Piece(text, False)]
 
 
 # The media type of each container ffmpeg decodes that a browser may play (ffmpeg's format names).
@@ -113,7 +124,9 @@ def recordings(
         and (not language or (r["language"] or "").startswith(language))
     ]
     key = "suggested" if sort == "waiting" else sort if sort in SORTS else "path"
-    return sorted(found, key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0), reverse=descending)
+    # Unknown values last, whichever the direction: "most doubtful first" does not start with the untranscribed.
+    known = sorted((r for r in found if r[key] is not None), key=lambda r: r[key], reverse=descending)
+    return known + [r for r in found if r[key] is None]
 
 
 def recording(
@@ -138,7 +151,8 @@ def annotation_json(annotation: AnnotationRecord) -> dict:
 def segments(
     store: Store, recording_id: int, user: UserRecord, annotations: list[AnnotationRecord] | None = None
 ) -> list[dict]:
-    """A recording's segments with their version, themes and evidence marked, in transcript order."""
+    """A recording's segments with their version, themes and evidence marked, and their doubtful passages
+    underlined (`risk`: the mean probability of the likeliest wrong one, None without any), in transcript order."""
     recording_record(store, recording_id, user)
     versions = store.segment_versions(recording_id)
     themes: dict[int, list[AnnotationRecord]] = {}
@@ -148,6 +162,7 @@ def segments(
     for seg in store.segments(recording_id):
         annotations = themes.get(seg.id, [])
         spans = [span for a in annotations if a.status != "rejected" for span in a.evidence]
+        passages = doubtful_passages([seg])
         out.append(
             {
                 "id": seg.id,
@@ -159,7 +174,9 @@ def segments(
                 "language": seg.language,
                 "version": versions[seg.id],
                 "annotations": [annotation_json(a) for a in annotations],
-                "pieces": [vars(p) for p in pieces(seg.text, spans)],
+                "pieces": [vars(p) for p in pieces(seg.text, spans, passages)],
+                "confidence": seg.confidence,
+                "risk": min((p.probability for p in passages), default=None),
             }
         )
     return out
@@ -210,6 +227,7 @@ class SearchParams:
     date_to: str | None = None
     limit: int = 20
     offset: int = 0
+    doubtful: bool = False  # only segments with doubtful words
 
 
 def search(store: Store, codebook: Codebook, params: SearchParams, user: UserRecord) -> dict:
@@ -227,6 +245,7 @@ def search(store: Store, codebook: Codebook, params: SearchParams, user: UserRec
         date_from=params.date_from or None,
         date_to=params.date_to or None,
         hide_closed=access.hides_closed(user),
+        doubtful=params.doubtful,
     )
     results = store.search(query, filters, limit=params.limit, offset=params.offset)
     hits = []

@@ -198,6 +198,23 @@ function edit(segment) {
   });
 }
 
+// ---- doubtful passages: d plays the next one (in page order) from a little before it
+
+const doubtful = Array.from(document.querySelectorAll(".doubtful"));
+const LEAD_IN = 1.5; // s of audio before a passage, to hear it in its context
+let doubt = -1;
+
+function nextDoubtful() {
+  if (!doubtful.length) return say("no doubtful words here", false);
+  if (doubt >= 0) doubtful[doubt].classList.remove("current");
+  doubt = (doubt + 1) % doubtful.length;
+  const passage = doubtful[doubt];
+  passage.classList.add("current");
+  audio.currentTime = Math.max(0, Number(passage.dataset.start) - LEAD_IN);
+  setCurrent(passage.closest(".segment"), true);
+  audio.play().catch(() => say("press play to listen", false));
+}
+
 // ---- keyboard
 
 document.addEventListener("keydown", (event) => {
@@ -210,4 +227,5 @@ document.addEventListener("keydown", (event) => {
   else if (event.key === "a" && waiting && canEdit) decide(waiting, "accepted");
   else if (event.key === "r" && waiting && canEdit) decide(waiting, "rejected");
   else if (event.key === "e" && current && canEdit) { event.preventDefault(); edit(current); }
+  else if (event.key === "d") { event.preventDefault(); nextDoubtful(); }
 });

@@ -1,0 +1,69 @@
+"""`ohp review --doubtful`: a recording's doubtful passages, the likeliest wrong first, each shown with the
+moment to listen from (a little before it) and corrected in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from pipeline.errors import ConflictError
+from pipeline.records import RecordingRecord
+from pipeline.stages.doubt import Passage, by_risk, doubtful_passages
+from pipeline.store import Store
+from pipeline.utils import timestamp
+
+LEAD_IN = 1.5  # s before a passage to listen from, to hear it in its context (as the web page plays it)
+
+
+def shown(passage: Passage) -> Text:
+    """The passage's segment with the passage underlined."""
+    text = Text(passage.segment.text)
+    if passage.chars:
+        text.stylize("bold underline red", *passage.chars)
+    return text
+
+
+def listen_from(passage: Passage) -> str:
+    """Where to play it from, and what it spans: recording time, to the tenth of a second."""
+    start = timestamp(max(0.0, passage.start - LEAD_IN))[:-2]
+    return f"listen from {start}: {timestamp(passage.start)[:-2]}-{timestamp(passage.end)[:-2]}"
+
+
+def walk_doubtful(store: Store, recording: RecordingRecord, user: str, console: Console) -> None:
+    """Walk the recording's doubtful passages by risk: c corrects the segment's text, s skips, q quits. A
+    corrected segment's other passages are passed over: a person has read it."""
+    passages = by_risk(doubtful_passages(store.segments(recording.id)))
+    name = Path(recording.path).name
+    if not passages:
+        console.print(f"{name}: no doubtful words")
+        return
+    console.print(
+        f"{name}: {len(passages)} doubtful passages, the likeliest wrong first. Keys: c correct, s skip, q quit"
+    )
+    corrected: set[int] = set()
+    for n, passage in enumerate(passages, 1):
+        segment = passage.segment
+        if segment.stored_id in corrected:
+            continue
+        console.rule(f"{n}/{len(passages)}  {listen_from(passage)}  (segment confidence {segment.confidence or 0:.2f})")
+        console.print(shown(passage))
+        while True:
+            key = typer.prompt("c/s/q", default="s", show_default=False).strip().lower()[:1]
+            if key == "q":
+                console.print(f"{len(corrected)} corrected")
+                return
+            if key == "c":
+                text = typer.prompt("text", default=segment.text).strip()
+                if text and text != segment.text:
+                    try:
+                        store.correct_text(segment.stored_id, text, user, segment.version)
+                        corrected.add(segment.stored_id)
+                    except ConflictError as e:
+                        console.print(f"[yellow]not saved:[/yellow] {e}")
+            elif key != "s":
+                continue
+            break
+    console.print(f"{len(corrected)} corrected")

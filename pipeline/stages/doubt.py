@@ -1,0 +1,234 @@
+"""The doubt stage: which words an annotator should check, how sure each segment is, and whether the whole
+recording is likely poor.
+
+A word is doubtful when the recogniser was unsure of it, and more readily so in context: when, in Chinese,
+its characters make no word of the language with their neighbours (a misheard name or term comes out as
+rare single characters: 钦点 as 清典), in a segment that decoding or a guard touched (a loop cut out, a
+phantom phrase removed, audio the recogniser skipped and decoded again), or in a language or script the
+recording is not in. The weights and thresholds were chosen
+by measuring them against reference transcripts (bench/doubt.py; the figures are in bench/RESULTS.md), not
+guessed. Text a person corrected is never doubtful.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, replace
+from functools import cache
+
+from pipeline.records import Segment, Transcript, Word
+from pipeline.script import CHINESE_LANGUAGES, to_simplified
+from pipeline.utils import HAN_CHAR, join_texts
+
+log = logging.getLogger(__name__)
+
+_LATIN = re.compile(r"[A-Za-z]")
+_FLOOR = 1e-3  # a probability of 0 is no surer than this
+
+
+@dataclass(frozen=True)
+class DoubtRule:
+    """When a word is doubtful: when its doubt score, ln(probability) + fragment_weight * log10(how often its
+    rarest lone character is a word of its own, when jieba's dictionary puts it in no longer word) -
+    touched_weight (in a segment decoding or a guard touched), is below `threshold`. Chosen with
+    bench/doubt.py --tune (bench/RESULTS.md)."""
+
+    threshold: float = -1.3
+    fragment_weight: float = 0.3
+    touched_weight: float = 0.3
+    foreign: bool = True  # words in a script the recording's language does not write are doubtful
+
+
+@dataclass(frozen=True)
+class WarningRule:
+    """When a recording is likely poor. Chosen with bench/doubt.py."""
+
+    language_probability: float = 0.8  # the recogniser was unsure which language it hears
+    doubtful_share: float = 0.45  # this share of the text is doubtful
+    mean_probability: float = 0.65  # the words' mean probability (by characters) is below this
+
+
+def characters(text: str) -> int:
+    """What a word weighs: its letters and digits (punctuation and spaces are not text to check)."""
+    return sum(1 for c in text if c.isalnum())
+
+
+def is_foreign(word: Word, language: str | None) -> bool:
+    """A word in a script the language does not write: Latin letters in Chinese, Chinese characters elsewhere."""
+    if not language:
+        return False
+    if language in CHINESE_LANGUAGES or language == "ja":
+        return bool(_LATIN.search(word.text)) and not HAN_CHAR.search(word.text)
+    return bool(HAN_CHAR.search(word.text))
+
+
+@cache
+def _dictionary() -> tuple[dict[str, int], int]:
+    import jieba  # not at the top: loading its dictionary takes a second, and only Chinese needs it
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba.dt.FREQ, jieba.dt.total
+
+
+def fragment_rarity(words: list[Word]) -> list[float]:
+    """Per word: log10 of how often the rarest of its characters that jieba leaves alone (in no word of two or
+    more characters with its neighbours) is a word of its own in jieba's dictionary; 0 for a word without
+    such a character. A lone character jieba does not know at all is as rare as can be."""
+    import jieba
+
+    frequencies, total = _dictionary()
+    text = to_simplified("".join(w.text for w in words))
+    lone: list[float] = []
+    for token in jieba.lcut(text, HMM=False):
+        if len(token) == 1 and HAN_CHAR.match(token):
+            lone.append(math.log10((frequencies.get(token, 0) + 1) / total))
+        else:
+            lone.extend([0.0] * len(token))
+    rarity, at = [], 0
+    for word in words:
+        # The conversion may change a text's length (rarely): then each word takes what is there.
+        rarity.append(min(lone[at : at + len(word.text)], default=0.0))
+        at += len(word.text)
+    return rarity
+
+
+def doubt_scores(segment: Segment, language: str | None, rule: DoubtRule) -> list[float]:
+    """Each word's doubt score (see DoubtRule): the lower, the more doubtful."""
+    chinese = segment.language in CHINESE_LANGUAGES
+    rarity = fragment_rarity(segment.words) if chinese else [0.0] * len(segment.words)
+    touched = rule.touched_weight if segment.marks else 0.0
+    return [
+        math.log(max(w.probability, _FLOOR)) + rule.fragment_weight * r - touched
+        for w, r in zip(segment.words, rarity, strict=True)
+    ]
+
+
+def _doubtful_words(segment: Segment, language: str | None, rule: DoubtRule) -> list[bool]:
+    scores = doubt_scores(segment, language, rule)
+    other_language = bool(language) and segment.language != language
+    return [
+        score < rule.threshold or (rule.foreign and (other_language or is_foreign(word, language)))
+        for word, score in zip(segment.words, scores, strict=True)
+    ]
+
+
+def confidence(segment: Segment) -> float | None:
+    """How sure the recogniser was of the segment: its words' probabilities averaged by characters, less the
+    share of characters in doubtful words; 1 for text a person corrected, None without words."""
+    if segment.version > 1:
+        return 1.0
+    weights = [max(characters(w.text), 1) for w in segment.words]
+    if not weights:
+        return None
+    total = sum(weights)
+    mean = sum(w.probability * n for w, n in zip(segment.words, weights, strict=True)) / total
+    doubtful = sum(n for w, n in zip(segment.words, weights, strict=True) if w.doubtful) / total
+    return round(mean * (1 - doubtful / 2), 3)
+
+
+def doubtful_share(segments: list[Segment]) -> float | None:
+    """The share of the segments' characters in doubtful words; None when they have no words."""
+    total = doubtful = 0
+    for segment in segments:
+        for word in segment.words:
+            n = characters(word.text)
+            total += n
+            doubtful += n if word.doubtful else 0
+    return doubtful / total if total else None
+
+
+def mark_segment(segment: Segment, language: str | None, rule: DoubtRule = DoubtRule()) -> Segment:
+    """The segment with its words' doubt and its confidence; a person's correction clears the doubt."""
+    marks = [False] * len(segment.words) if segment.version > 1 else _doubtful_words(segment, language, rule)
+    words = [replace(w, doubtful=m) for w, m in zip(segment.words, marks, strict=True)]
+    marked = replace(segment, words=words)
+    return replace(marked, confidence=confidence(marked))
+
+
+def recording_warnings(transcript: Transcript, rule: WarningRule = WarningRule()) -> list[str]:
+    """Why the transcript is likely poor, in words an annotator reads; empty when nothing says so. (No ": " in
+    them: a run's summary line cuts a warning's path off at the first one.)"""
+    warnings = []
+    language, probability = transcript.language, transcript.language_probability
+    if language and probability < rule.language_probability:
+        dialect = ", a dialect?" if language in CHINESE_LANGUAGES else ""
+        warnings.append(f"language unsure ({language} at {probability:.0%}{dialect})")
+    words = [w for s in transcript.segments if s.version == 1 for w in s.words]
+    weights = [characters(w.text) for w in words]
+    if sum(weights):
+        mean = sum(w.probability * n for w, n in zip(words, weights, strict=True)) / sum(weights)
+        if mean < rule.mean_probability:
+            warnings.append(f"recogniser unsure (mean word probability {mean:.2f})")
+    share = doubtful_share(transcript.segments)
+    if share is not None and share >= rule.doubtful_share:
+        warnings.append(f"much doubtful text ({share:.0%})")
+    loops = transcript.guards.get("repetition", 0)
+    if loops:
+        warnings.append(f"recogniser looped {loops} time(s), text may be missing")
+    return warnings
+
+
+def mark_doubt(transcript: Transcript, rule: DoubtRule = DoubtRule(), warn: WarningRule = WarningRule()) -> Transcript:
+    """The transcript with each word's doubt, each segment's confidence and the recording's warnings."""
+    segments = [mark_segment(s, transcript.language, rule) for s in transcript.segments]
+    marked = replace(transcript, segments=segments)
+    return replace(marked, quality_warnings=recording_warnings(marked, warn))
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A run of doubtful words in one segment: what an annotator listens to again."""
+
+    segment: Segment
+    start: float  # its first word's start, its last word's end
+    end: float
+    text: str
+    words: tuple[int, int]  # [first, last + 1) into segment.words
+    chars: tuple[int, int] | None  # [start, end) into segment.text; None where the text no longer has its words
+
+    @property
+    def probability(self) -> float:
+        """Its words' mean probability: the lower, the likelier it is wrong."""
+        words = self.segment.words[self.words[0] : self.words[1]]
+        return sum(w.probability for w in words) / len(words)
+
+
+def _word_offsets(segment: Segment) -> list[int | None]:
+    """Where each word's text starts in the segment's text, found in order; None for a word not there."""
+    offsets: list[int | None] = []
+    cursor = 0
+    for word in segment.words:
+        at = segment.text.find(word.text.strip(), cursor) if word.text.strip() else -1
+        offsets.append(at if at >= 0 else None)
+        cursor = at + len(word.text.strip()) if at >= 0 else cursor
+    return offsets
+
+
+def doubtful_passages(segments: list[Segment]) -> list[Passage]:
+    """The doubtful words of the segments, consecutive ones in a segment joined, in the segments' order."""
+    passages = []
+    for segment in segments:
+        words = segment.words
+        offsets = _word_offsets(segment) if any(w.doubtful for w in words) else []
+        i = 0
+        while i < len(words):
+            if not words[i].doubtful:
+                i += 1
+                continue
+            end = i
+            while end < len(words) and words[end].doubtful:
+                end += 1
+            first, last = offsets[i], offsets[end - 1]
+            chars = (first, last + len(words[end - 1].text.strip())) if first is not None and last is not None else None
+            text = join_texts(w.text for w in words[i:end])
+            passages.append(Passage(segment, words[i].start, words[end - 1].end, text, (i, end), chars))
+            i = end
+    return passages
+
+
+def by_risk(passages: list[Passage]) -> list[Passage]:
+    """The passages most likely wrong first: by their words' mean probability, lowest first."""
+    return sorted(passages, key=lambda p: p.probability)
