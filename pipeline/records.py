@@ -63,6 +63,7 @@ class Word:
     end: float
     text: str
     probability: float
+    corrected: bool = False  # a person's word, from a correction of the segment's text (pipeline.realign)
 
 
 @dataclass

@@ -86,6 +86,7 @@ def to_json(export: RecordingExport) -> str:
                         "end": round(w.end, 3),
                         "text": w.text,
                         "probability": round(w.probability, 4),
+                        "corrected": w.corrected,
                     }
                     for w in s.words
                 ],

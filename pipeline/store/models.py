@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -132,6 +133,7 @@ class WordRow(Base):
     end: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     probability: Mapped[float] = mapped_column(Float)
+    corrected: Mapped[bool] = mapped_column(default=False, server_default=false())  # a person's (pipeline.realign)
 
 
 class StageRow(Base):
@@ -228,3 +230,13 @@ class UserRow(Base):
     password_hash: Mapped[str] = mapped_column(Text)  # argon2id, with its parameters and salt
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class IgnoredTermRow(Base):
+    """A term `ohp vocabulary suggest` no longer offers: a researcher ignored it."""
+
+    __tablename__ = "ignored_terms"
+
+    term: Mapped[str] = mapped_column(String(255), primary_key=True)
+    ignored_by: Mapped[str] = mapped_column(String(255))
+    ignored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)

@@ -1,0 +1,252 @@
+"""The project's vocabulary: the words the recogniser is told to expect, and the guard against a hint that
+it writes instead of what was said.
+
+A project lists its people, places, factories and terms in `annotations/vocabulary.txt` (one a line, `#`
+comments). With the recording's own metadata (interviewee, place) and the codebook's theme labels they make
+the hint handed to Whisper on every chunk (faster-whisper's hotwords, openai-whisper's initial prompt).
+Told to expect a word, Whisper hears it far better; but it may also write the hint where it was not said.
+So a chunk whose hinted text holds a hint term is checked against its decode without the hint: a term
+nothing in that decode sounds like, or hinted text much shorter than the plain one, and the chunk keeps the
+plain decode (counted as the guard "vocabulary").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from difflib import SequenceMatcher
+from pathlib import Path
+
+from pipeline.errors import InvalidInputError
+from pipeline.records import Segment
+from pipeline.script import to_simplified
+from pipeline.stages.codebook import Codebook
+from pipeline.stages.engines import DecodeOptions
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 1_000_000
+MAX_LINE_BYTES = 1_000  # a line longer than this is no term list (a minified file, a binary)
+MAX_TERM_CHARS = 40
+MAX_TERMS = 5_000
+# Whisper's prompt holds at most 223 tokens and a Chinese character takes one or two: the hint keeps the
+# first terms (the recording's own, then the project's, then the codebook's) that fit in this many characters.
+MAX_HINT_CHARS = 120
+HINT_SEPARATOR = " "  # measured: a Chinese comma between terms gets copied into the text
+GUARD = "vocabulary"  # the guard's kind in a transcript's counts
+# A hint term the plain decode has nothing like: below this similarity of sound (pinyin for Chinese,
+# letters for other scripts) to any stretch of the plain text, the hint wrote it, not the audio.
+MIN_SUPPORT = 0.6
+# Hinted text with fewer than this share of the plain decode's letters: the hint swallowed speech.
+MIN_LENGTH_RATIO = 0.6
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The terms of a vocabulary file, in the file's order, each once."""
+
+    terms: tuple[str, ...] = ()
+    path: Path | None = None
+
+    @property
+    def version(self) -> str:
+        return version(self.terms)
+
+
+def version(terms: Iterable[str]) -> str:
+    """A short content hash of terms: part of the transcribe stage's settings, so a change re-transcribes."""
+    return hashlib.sha256("\n".join(terms).encode("utf-8")).hexdigest()[:16]
+
+
+def _line_error(path: Path, line: int, cause: str) -> InvalidInputError:
+    return InvalidInputError(f"{path}:{line}: {cause}")
+
+
+def parse_vocabulary(data: bytes, path: Path) -> Vocabulary:
+    """A vocabulary file's terms: one a line, `#` starting a comment, blank lines ignored. InvalidInputError
+    naming the file and line for anything that is no list of terms: binary data, text not UTF-8, lines or
+    terms of absurd length, control characters, more than MAX_TERMS terms."""
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidInputError(f"{path}: larger than {MAX_FILE_BYTES // 1_000_000} MB: not a vocabulary")
+    terms: dict[str, str] = {}  # by normalised form: 工資 and 工资 are one term
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            raise _line_error(path, number, f"line of {len(raw):,} bytes: a vocabulary has one term a line")
+        if b"\0" in raw:
+            raise _line_error(path, number, "binary data (a NUL byte): not a text file")
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise _line_error(path, number, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+        term = " ".join(line.split("#", 1)[0].split())
+        if not term:
+            continue
+        if any(unicodedata.category(c) in ("Cc", "Cf") for c in term):
+            raise _line_error(path, number, "control characters in a term")
+        if len(term) > MAX_TERM_CHARS:
+            raise _line_error(path, number, f"term of {len(term)} characters (at most {MAX_TERM_CHARS})")
+        terms.setdefault(normalise(term), term)
+        if len(terms) > MAX_TERMS:
+            raise _line_error(path, number, f"more than {MAX_TERMS:,} terms")
+    return Vocabulary(tuple(terms.values()), path)
+
+
+def read_vocabulary(path: Path) -> Vocabulary:
+    """The vocabulary file at `path` (see parse_vocabulary); NotFoundError-like InvalidInputError if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # a FIFO or a device is read no further than the limit
+    except OSError as e:
+        raise InvalidInputError(f"{path}: cannot read the vocabulary: {e.strerror or e}") from None
+    return parse_vocabulary(data, path)
+
+
+def check_term(term: str) -> str:
+    """A term as a vocabulary line holds it (spaces collapsed); InvalidInputError for one no file line could be."""
+    cleaned = " ".join(term.split())
+    if not cleaned or "#" in cleaned:
+        raise InvalidInputError(f"{term!r} is not a term: empty, or holding #")
+    if len(cleaned) > MAX_TERM_CHARS or any(unicodedata.category(c) in ("Cc", "Cf") for c in cleaned):
+        raise InvalidInputError(f"{term[:60]!r} is not a term: too long, or control characters")
+    return cleaned
+
+
+def add_term(path: Path, term: str) -> bool:
+    """Append a term to the vocabulary file (made if missing); False if the file has it already. The file is
+    read (and so checked) first: a term is never added to a file that is no vocabulary."""
+    term = check_term(term)
+    vocabulary = read_vocabulary(path) if path.exists() else Vocabulary()
+    if normalise(term) in {normalise(t) for t in vocabulary.terms}:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = path.read_bytes() if path.exists() else b""
+    with open(path, "ab") as f:
+        f.write((b"" if not existing or existing.endswith(b"\n") else b"\n") + term.encode("utf-8") + b"\n")
+    log.info("%s: added %s", path, term)
+    return True
+
+
+def normalise(text: str) -> str:
+    """Text as terms are compared: simplified script, case folded."""
+    return to_simplified(text).casefold()
+
+
+@dataclass(frozen=True)
+class Hint:
+    """The words to expect in one recording, most important first."""
+
+    terms: tuple[str, ...]
+
+    @property
+    def version(self) -> str:
+        return version(self.terms)
+
+    @property
+    def text(self) -> str:
+        return HINT_SEPARATOR.join(self.terms)
+
+    def found(self, text: str) -> list[str]:
+        """The hint terms written in `text`."""
+        haystack = normalise(text)
+        return [term for term in self.terms if normalise(term) in haystack]
+
+
+def codebook_terms(codebook: Codebook | None) -> list[str]:
+    """The codebook's key terms: its themes' labels, in each language."""
+    return [label for theme in codebook.themes for label in theme.label.values()] if codebook else []
+
+
+def build_hint(*sources: Iterable[str | None]) -> Hint | None:
+    """The hint from its sources in order of importance (the recording's interviewee and place, the project's
+    vocabulary, the codebook's theme labels): each term once, as many as fit in MAX_HINT_CHARS. None: no terms."""
+    terms: dict[str, str] = {}
+    size = 0
+    dropped = 0
+    for source in sources:
+        for term in source:
+            term = " ".join((term or "").split())
+            if not term or normalise(term) in terms:
+                continue
+            if size + len(term) + len(HINT_SEPARATOR) > MAX_HINT_CHARS:
+                dropped += 1
+                continue
+            terms[normalise(term)] = term
+            size += len(term) + len(HINT_SEPARATOR)
+    if dropped:
+        log.warning("the hint holds the first %d terms; %d more do not fit Whisper's prompt", len(terms), dropped)
+    return Hint(tuple(terms.values())) if terms else None
+
+
+def _sounds(text: str) -> list[str]:
+    """Text as sounds: a Chinese character its pinyin without tone, other words their lower-case letters."""
+    from pypinyin import lazy_pinyin  # its dictionaries load in a second: only where a hint is checked
+
+    sounds = []
+    for piece in lazy_pinyin(normalise(text)):
+        sounds.extend(re.findall(r"\w+", piece))
+    return sounds
+
+
+def support(term: str, plain_text: str) -> float:
+    """How much the plain decode sounds like it holds `term`: the best similarity (0..1) of the term's sounds to
+    a stretch of as many sounds of the plain text, a sound longer or shorter."""
+    if normalise(term) in normalise(plain_text):
+        return 1.0
+    wanted, heard = " ".join(_sounds(term)), _sounds(plain_text)
+    size = len(_sounds(term))
+    best = 0.0
+    for width in {max(1, size - 1), size, size + 1}:
+        for start in range(max(1, len(heard) - width + 1)):
+            window = " ".join(heard[start : start + width])
+            best = max(best, SequenceMatcher(None, wanted, window, autojunk=False).ratio())
+    return best
+
+
+def _letters(text: str) -> int:
+    return len(re.findall(r"\w", text))
+
+
+def unsupported(hint: Hint, hinted: list[Segment], plain: list[Segment]) -> list[str]:
+    """Why the hinted decode cannot be trusted, compared with the plain one: the hint terms it wrote that
+    nothing in the plain decode sounds like, or that it holds far less text. Empty: keep the hinted decode."""
+    hinted_text, plain_text = _text(hinted), _text(plain)
+    problems = []
+    for term in hint.found(hinted_text):
+        heard = support(term, plain_text)
+        if heard < MIN_SUPPORT:
+            problems.append(f"{term} (support {heard:.2f})")
+    if _letters(hinted_text) < MIN_LENGTH_RATIO * _letters(plain_text):
+        problems.append(f"{_letters(hinted_text)} letters against {_letters(plain_text)} without the hint")
+    return problems
+
+
+def decode_with_hint(
+    hint: Hint, options: DecodeOptions, decode: Callable[[DecodeOptions, Counter], list[Segment]], counts: Counter
+) -> list[Segment]:
+    """Decode a chunk with the hint (`options` are the engine's DecodeOptions; `decode(options, counts)` decodes
+    the chunk, counting what its own guards did); where the text holds a hint term, decode it again without
+    and keep the plain decode if the hinted one cannot be trusted (`unsupported`), counting it as GUARD."""
+    hinted_counts: Counter[str] = Counter()
+    hinted = decode(replace(options, hint=hint.text), hinted_counts)
+    if not hint.found(_text(hinted)):
+        counts.update(hinted_counts)
+        return hinted
+    plain_counts: Counter[str] = Counter()
+    plain = decode(options, plain_counts)
+    problems = unsupported(hint, hinted, plain)
+    if not problems:
+        counts.update(hinted_counts)
+        return hinted
+    log.debug("hinted decode %r dropped for %r: %s", _text(hinted), _text(plain), "; ".join(problems))
+    counts.update(plain_counts)
+    counts[GUARD] += 1
+    return plain
+
+
+def _text(segments: list[Segment]) -> str:
+    return "".join(s.text for s in segments)
