@@ -66,6 +66,15 @@ class Word:
     corrected: bool = False  # a person's word, from a correction of the segment's text (pipeline.realign)
 
 
+@dataclass(frozen=True)
+class CorrectedWord:
+    """A word a person wrote in a correction, beside what the recogniser heard there: what corrections teach."""
+
+    text: str
+    heard: str  # the recogniser's text of the segment (its original_text)
+    recording_id: int
+
+
 @dataclass
 class Segment:
     start: float

@@ -222,6 +222,7 @@ def run(
         Path | None,
         typer.Option("--report", help="Also write each file's result as JSON to this file", dir_okay=False),
     ] = None,
+    vocabulary: VocabularyOption = None,
 ) -> None:
     """Transcribe recordings (find who speaks, and tag their themes) into the database and transcript files.
     In a terminal it shows a progress bar and a table; elsewhere (a log) one plain line per file."""
@@ -248,6 +249,7 @@ def run(
         codebook=open_codebook(codebook) if tag else None,
         home=settings.home,
         device=settings.device,
+        vocabulary=open_vocabulary(vocabulary),
     )
     store = open_store(db)
     with batch_progress(console) as progress:
@@ -909,3 +911,8 @@ def speakers_list(
             + ", ".join(f"{p.name} (by {p.enrolled_by}, {p.enrolled_at[:10]})" for p in people.values()),
             highlight=False,
         )
+
+
+from pipeline.cli.vocabulary import VocabularyOption, open_vocabulary, vocabulary_app  # noqa: E402
+
+app.add_typer(vocabulary_app, name="vocabulary")

@@ -31,7 +31,6 @@ from pipeline.store.recordings import recording_row
 from pipeline.store.search import index_rows, unindex_recording
 from pipeline.store.speakers import speaker_record
 
-
 _NO_SYNC = {"synchronize_session": False}  # plain DELETEs: the rows are not loaded as ORM objects
 
 
@@ -237,8 +236,15 @@ def _realign_words(s: Session, segment: Segment) -> list[Word]:
 
 def _word_rows(segment_id: int, words: list[Word]) -> list[dict[str, Any]]:
     return [
-        dict(segment_id=segment_id, idx=j, start=w.start, end=w.end, text=w.text, probability=w.probability,
-             corrected=w.corrected)
+        dict(
+            segment_id=segment_id,
+            idx=j,
+            start=w.start,
+            end=w.end,
+            text=w.text,
+            probability=w.probability,
+            corrected=w.corrected,
+        )
         for j, w in enumerate(words)
     ]
 

@@ -23,7 +23,7 @@ from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, No
 from pipeline.stages.codebook import load_codebook
 from pipeline.store import Store, StoreError
 
-from . import api, pages, views
+from . import api, pages, views, vocabulary
 from .auth import Throttle, session_secret
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
     app = FastAPI(title="ohp", description="Oral-history interviews: listen, read, review themes, correct, search.")
     app.state.store = store
     app.state.codebook = load_codebook(config.codebook)
+    app.state.vocabulary = config.vocabulary  # where accepted suggestions go (pipeline.web.vocabulary)
     app.state.throttle = Throttle()
     app.state.write_lock = threading.Lock() if store.url.startswith("sqlite") else None  # see api.write
     # Signed (not readable by other sites), SameSite=Lax: a cross-site POST carries no session.
@@ -45,6 +46,7 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(vocabulary.router)
 
     @app.middleware("http")
     async def no_framing(request: Request, call_next) -> Response:
