@@ -41,14 +41,14 @@ CONDITIONS = ("none", "hotwords", "hotwords-unguarded", "prompt")
 # The rare words of the clips that hold them: names, places, technical terms (from MANIFEST.tsv's references).
 TERMS = {
     "zh/k2-fsa_sherpa___static_fun-asr-nano-2025-12-30_rag_chemistry.wav": ["酯", "含氧酸盐"],
-    "zh/k2-fsa_sherpa___static_fun-asr-nano-2025-12-30_rag_history.wav": ["罗马皇帝", "钦点", "犹地亚", "希律王"],
+    "zh/k2-fsa_sherpa___static_fun-asr-nano-2025-12-30_rag_history.wav": ["钦点", "犹地亚", "希律王"],
     "zh/k2-fsa_sherpa___static_fun-asr-nano-2025-12-30_far_2.wav": ["渣男", "沈杜公路", "8号线"],
     "zh/k2-fsa_sherpa___static_fun-asr-nano-2025-12-30_far_3.wav": ["露营", "帐篷", "暖宝宝", "火锅食材"],
     "zh/PaddlePaddle_PaddleSpeech__demos_speech_server_16_audio.wav": ["广州", "北马", "心跳骤停"],
     "zh/modelscope_FunASR__funasr_runtime_csharp_AliParaformerAsr.Examples_speech_paraformer-large_asr_nat-zh-cn"
-    "-16k-common-vocab8404-onnx_example_2.wav": ["英国脱欧", "欧盟", "产业链"],
+    "-16k-common-vocab8404-onnx_example_2.wav": ["英国脱欧", "产业链"],
     "zh/modelscope_FunASR__funasr_runtime_csharp_AliParaformerAsr.Examples_speech_paraformer-large_asr_nat-zh-cn"
-    "-16k-common-vocab8404-onnx_example_0.wav": ["达摩院", "语音识别"],
+    "-16k-common-vocab8404-onnx_example_0.wav": ["达摩院"],
     "zh/yeyupiaoling_MASR__dataset_test.wav": ["压岁钱", "压岁书"],
     "zh/FireRedTeam_FireRedASR__examples_wav_BAC009S0764W0121.wav": ["停滞"],
     "zh_dialect/k2-fsa_sherpa___static_sherpa-onnx-paraformer-zh-int8-2025-10-07_4.wav": ["四川话"],
@@ -119,7 +119,10 @@ def run(condition: str, chosen: list[tuple[str, str]]) -> dict:
 
     engine = load_engine("faster-whisper", "base", Config.load().home, "cpu")
     terms = [t for clip_terms in TERMS.values() for t in clip_terms]
-    hint = build_hint(terms + DECOYS, codebook_terms(load_codebook()))
+    # The decoys first: the hint keeps the first terms that fit, and a decoy left out would prove nothing.
+    hint = build_hint(DECOYS + terms, codebook_terms(load_codebook()))
+    assert hint is not None and all(d in hint.terms for d in DECOYS)
+    print(f"{condition}: the hint holds {len(hint.terms)} terms: {hint.text}", flush=True)
     options = TranscribeOptions(hint=None if condition == "none" else hint)
     found, wanted, decoys, stray = 0, 0, Counter(), Counter()
     errors = reference_chars = 0

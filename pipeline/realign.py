@@ -17,7 +17,7 @@ from pipeline.records import Word
 from pipeline.utils import HAN, HAN_CHAR
 
 # A unit of the diff: one Chinese character, or a run of anything else up to a space or a Chinese character;
-# compared without the punctuation around it, and left out if it is all punctuation (the text keeps that).
+# compared without the punctuation around it.
 _UNIT = re.compile(f"[{HAN}]|[^\\s{HAN}]+")
 PERSON_PROBABILITY = 1.0  # a word a person wrote
 
@@ -36,8 +36,21 @@ def _key(unit: str) -> str:
 
 
 def units(text: str) -> list[str]:
-    """The units of a text as written (punctuation around a word included), but those all punctuation."""
-    return [unit for unit in _UNIT.findall(text) if _key(unit)]
+    """The units of a text as written: punctuation goes with the unit before it (the first unit after it),
+    as Whisper's words carry it, so the words hold every character of the text but its spaces."""
+    found: list[str] = []
+    leading = ""
+    for unit in _UNIT.findall(text):
+        if _key(unit):
+            found.append(leading + unit)
+            leading = ""
+        elif found:
+            found[-1] += unit
+        else:
+            leading += unit
+    if leading and found:
+        found[-1] += leading
+    return found
 
 
 def keys(text: str) -> list[str]:
@@ -107,9 +120,21 @@ def _group(new: list[_Unit], words: list[Word]) -> list[Word]:
         origin = group[0].origin
         if origin is not None and all(u.kept for u in group) and keys(words[origin].text) == keys(text):
             result.append(words[origin])
-        else:
-            result.append(Word(group[0].start, group[-1].end, text, PERSON_PROBABILITY, corrected=True))
+            continue
+        for part in _phrases(group):
+            text = "".join(u.text for u in part)
+            result.append(Word(part[0].start, part[-1].end, text, PERSON_PROBABILITY, corrected=True))
     return result
+
+
+def _phrases(group: list[_Unit]) -> list[list[_Unit]]:
+    """A run of corrected Chinese characters cut after its punctuation (a comma inside is two words at least)."""
+    parts: list[list[_Unit]] = [[]]
+    for unit in group:
+        parts[-1].append(unit)
+        if _key(unit.text) != unit.text:
+            parts.append([])
+    return [part for part in parts if part]
 
 
 def new_terms(before: list[Word], after: list[Word]) -> list[str]:

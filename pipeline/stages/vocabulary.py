@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from difflib import SequenceMatcher
+from functools import cache
 from pathlib import Path
 
 from pipeline.errors import InvalidInputError
@@ -36,9 +37,9 @@ MAX_FILE_BYTES = 1_000_000
 MAX_LINE_BYTES = 1_000  # a line longer than this is no term list (a minified file, a binary)
 MAX_TERM_CHARS = 40
 MAX_TERMS = 5_000
-# Whisper's prompt holds at most 223 tokens and a Chinese character takes one or two: the hint keeps the
-# first terms (the recording's own, then the project's, then the codebook's) that fit in this many characters.
-MAX_HINT_CHARS = 120
+# Whisper's prompt holds at most 223 tokens (a Chinese character takes one to three): the hint keeps the first
+# terms (the recording's own, then the project's, then the codebook's) that fit in this many.
+MAX_HINT_TOKENS = 200
 HINT_SEPARATOR = " "  # measured: a Chinese comma between terms gets copied into the text
 GUARD = "hint"  # the guard's kind in a transcript's counts: "removed 1 hint"
 # A hint term the plain decode has nothing like: below this similarity of sound (pinyin for Chinese,
@@ -165,23 +166,32 @@ def codebook_terms(codebook: Codebook | None) -> list[str]:
 
 def build_hint(*sources: Iterable[str | None]) -> Hint | None:
     """The hint from its sources in order of importance (the recording's interviewee and place, the project's
-    vocabulary, the codebook's theme labels): each term once, as many as fit in MAX_HINT_CHARS. None: no terms."""
+    vocabulary, the codebook's theme labels): each term once, as many as fit in MAX_HINT_TOKENS of Whisper's
+    tokens. None: no terms."""
     terms: dict[str, str] = {}
-    size = 0
-    dropped = 0
+    size = dropped = 0
     for source in sources:
         for term in source:
             term = " ".join((term or "").split())
             if not term or normalise(term) in terms:
                 continue
-            if size + len(term) + len(HINT_SEPARATOR) > MAX_HINT_CHARS:
+            tokens = len(_tokenizer().encode(HINT_SEPARATOR + term))
+            if size + tokens > MAX_HINT_TOKENS:
                 dropped += 1
                 continue
             terms[normalise(term)] = term
-            size += len(term) + len(HINT_SEPARATOR)
+            size += tokens
     if dropped:
         log.warning("the hint holds the first %d terms; %d more do not fit Whisper's prompt", len(terms), dropped)
     return Hint(tuple(terms.values())) if terms else None
+
+
+@cache
+def _tokenizer():
+    """Whisper's multilingual tokenizer (the same for every multilingual model), to count a hint's tokens."""
+    from whisper.tokenizer import get_tokenizer
+
+    return get_tokenizer(multilingual=True)
 
 
 def _sounds(text: str) -> list[str]:
