@@ -7,7 +7,7 @@ the hint handed to Whisper on every chunk (faster-whisper's hotwords, openai-whi
 Told to expect a word, Whisper hears it far better; but it may also write the hint where it was not said.
 So a chunk whose hinted text holds a hint term is checked against its decode without the hint: a term
 nothing in that decode sounds like, or hinted text much shorter than the plain one, and the chunk keeps the
-plain decode (counted as the guard "vocabulary").
+plain decode (counted as the guard "hint").
 """
 
 from __future__ import annotations
