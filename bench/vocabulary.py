@@ -160,22 +160,29 @@ def run(condition: str, chosen: list[tuple[str, str]]) -> dict:
     }
 
 
+def row(result: dict) -> str:
+    stray = sum(result["stray_terms"].values())
+    cells = [result["condition"], result["term_recall"], result["decoys_written"], stray, result["cer"]]
+    cells += [result["guard_redecodes"], result["seconds"]]
+    return "| " + " | ".join(str(v) for v in cells) + " |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
     args = parser.parse_args()
     chosen = clips()
-    results = [run(condition, chosen) for condition in args.conditions]
     OUT.mkdir(exist_ok=True)
-    (OUT / "vocabulary.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    results = []
+    for condition in args.conditions:  # each condition's figures kept as soon as it is done
+        results.append(run(condition, chosen))
+        (OUT / f"vocabulary-{condition}.json").write_text(json.dumps(results[-1], ensure_ascii=False, indent=1))
+        print(row(results[-1]), flush=True)
     print(f"\n{len(chosen)} clips, {sum(len(t) for t in TERMS.values())} terms, {len(DECOYS)} decoys")
     print("| condition | term recall | decoys written | stray terms | CER | guard redecodes | seconds |")
     print("|---|---|---|---|---|---|---|")
-    for r in results:
-        stray = sum(r["stray_terms"].values())
-        row = [r["condition"], r["term_recall"], r["decoys_written"], stray, r["cer"], r["guard_redecodes"]]
-        row.append(r["seconds"])
-        print("| " + " | ".join(str(v) for v in row) + " |")
+    for result in results:
+        print(row(result))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from pipeline import cli
 from pipeline.config import ENVIRONMENT, PROJECT_VOCABULARY
-from pipeline.stages.vocabulary import Suggestion, Vocabulary, add_term, read_vocabulary, suggest
+from pipeline.stages.vocabulary import Vocabulary, add_term, known_terms, read_vocabulary, suggest
 
 vocabulary_app = typer.Typer(
     help="The project's vocabulary: names, places and terms the recogniser is told to expect.", no_args_is_help=True
@@ -43,12 +43,6 @@ def open_vocabulary(path: Path | None) -> Vocabulary | None:
     return read_vocabulary(chosen)
 
 
-def suggestions(store, path: Path) -> list[Suggestion]:
-    """The terms corrections in `store` suggest for the vocabulary at `path` (see stages.vocabulary.suggest)."""
-    known = read_vocabulary(path).terms if path.exists() else ()
-    return suggest(store.corrected_words(), known, store.ignored_terms())
-
-
 @vocabulary_app.command("suggest")
 def suggest_command(
     vocabulary: VocabularyOption = None,
@@ -58,7 +52,8 @@ def suggest_command(
 ) -> None:
     """Names, places and terms people wrote in corrections where the recogniser wrote something else: candidates
     for the vocabulary (`ohp vocabulary accept`, or `ohp vocabulary ignore`)."""
-    found = suggestions(cli.open_store(db), vocabulary_path(vocabulary))[:limit]
+    store = cli.open_store(db)
+    found = suggest(store.corrected_words(), known_terms(vocabulary_path(vocabulary)), store.ignored_terms())[:limit]
     if as_json:
         typer.echo(json.dumps([s.__dict__ for s in found], ensure_ascii=False, indent=1))
         return

@@ -109,6 +109,11 @@ def read_vocabulary(path: Path) -> Vocabulary:
     return parse_vocabulary(data, path)
 
 
+def known_terms(path: Path) -> tuple[str, ...]:
+    """The terms of the vocabulary file at `path`; none when there is no file yet."""
+    return read_vocabulary(path).terms if path.exists() else ()
+
+
 def check_term(term: str) -> str:
     """A term as a vocabulary line holds it (spaces collapsed); InvalidInputError for one no file line could be."""
     cleaned = " ".join(term.split())
@@ -123,8 +128,7 @@ def add_term(path: Path, term: str) -> bool:
     """Append a term to the vocabulary file (made if missing); False if the file has it already. The file is
     read (and so checked) first: a term is never added to a file that is no vocabulary."""
     term = check_term(term)
-    vocabulary = read_vocabulary(path) if path.exists() else Vocabulary()
-    if normalise(term) in {normalise(t) for t in vocabulary.terms}:
+    if normalise(term) in {normalise(t) for t in known_terms(path)}:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = path.read_bytes() if path.exists() else b""

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pipeline import access
 from pipeline.records import UserRecord
-from pipeline.stages.vocabulary import Suggestion, add_term, check_term, read_vocabulary, suggest
+from pipeline.stages.vocabulary import Suggestion, add_term, check_term, known_terms, suggest
 
 from .api import write
 from .auth import check_csrf, requires
@@ -24,9 +24,14 @@ _file_lock = threading.Lock()  # one accept at a time reads and appends the file
 
 
 def _suggestions(request: Request) -> list[Suggestion]:
-    store, path = request.app.state.store, request.app.state.vocabulary
-    known = read_vocabulary(path).terms if path.exists() else ()
-    return suggest(store.corrected_words(), known, store.ignored_terms())
+    store = request.app.state.store
+    return suggest(store.corrected_words(), known_terms(request.app.state.vocabulary), store.ignored_terms())
+
+
+def _check(request: Request, user: UserRecord, csrf_token: str) -> None:
+    """A change to the vocabulary: the session's CSRF token, and a user who may make it."""
+    check_csrf(request, csrf_token)
+    access.check_change(user, "vocabulary")
 
 
 @router.get("/vocabulary")
@@ -40,8 +45,7 @@ async def vocabulary(request: Request, user: Viewer, done: str = "") -> HTMLResp
 async def accept(
     request: Request, user: Viewer, term: Annotated[str, Form(max_length=200)], csrf_token: Annotated[str, Form()] = ""
 ) -> RedirectResponse:
-    check_csrf(request, csrf_token)
-    access.check_change(user, "vocabulary")
+    _check(request, user, csrf_token)
 
     def append() -> bool:
         with _file_lock:
@@ -55,7 +59,6 @@ async def accept(
 async def ignore(
     request: Request, user: Viewer, term: Annotated[str, Form(max_length=200)], csrf_token: Annotated[str, Form()] = ""
 ) -> RedirectResponse:
-    check_csrf(request, csrf_token)
-    access.check_change(user, "vocabulary")
+    _check(request, user, csrf_token)
     await write(request, request.app.state.store.ignore_term, check_term(term), user.name)
     return RedirectResponse("/vocabulary?done=ignored", status_code=303)
