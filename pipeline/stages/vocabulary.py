@@ -70,6 +70,15 @@ def _line_error(path: Path, line: int, cause: str) -> InvalidInputError:
     return InvalidInputError(f"{path}:{line}: {cause}")
 
 
+def _term_problem(term: str) -> str | None:
+    """What makes a term (spaces collapsed, no comment) no term; None for a good one."""
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in term):
+        return "control characters in a term"
+    if len(term) > MAX_TERM_CHARS:
+        return f"term of {len(term)} characters (at most {MAX_TERM_CHARS})"
+    return None
+
+
 def parse_vocabulary(data: bytes, path: Path) -> Vocabulary:
     """A vocabulary file's terms: one a line, `#` starting a comment, blank lines ignored. InvalidInputError
     naming the file and line for anything that is no list of terms: binary data, text not UTF-8, lines or
@@ -89,10 +98,9 @@ def parse_vocabulary(data: bytes, path: Path) -> Vocabulary:
         term = " ".join(line.split("#", 1)[0].split())
         if not term:
             continue
-        if any(unicodedata.category(c) in ("Cc", "Cf") for c in term):
-            raise _line_error(path, number, "control characters in a term")
-        if len(term) > MAX_TERM_CHARS:
-            raise _line_error(path, number, f"term of {len(term)} characters (at most {MAX_TERM_CHARS})")
+        problem = _term_problem(term)
+        if problem:
+            raise _line_error(path, number, problem)
         terms.setdefault(normalise(term), term)
         if len(terms) > MAX_TERMS:
             raise _line_error(path, number, f"more than {MAX_TERMS:,} terms")
@@ -100,7 +108,7 @@ def parse_vocabulary(data: bytes, path: Path) -> Vocabulary:
 
 
 def read_vocabulary(path: Path) -> Vocabulary:
-    """The vocabulary file at `path` (see parse_vocabulary); NotFoundError-like InvalidInputError if unreadable."""
+    """The vocabulary file at `path` (see parse_vocabulary); InvalidInputError naming it if it cannot be read."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)  # a FIFO or a device is read no further than the limit
@@ -117,10 +125,9 @@ def known_terms(path: Path) -> tuple[str, ...]:
 def check_term(term: str) -> str:
     """A term as a vocabulary line holds it (spaces collapsed); InvalidInputError for one no file line could be."""
     cleaned = " ".join(term.split())
-    if not cleaned or "#" in cleaned:
-        raise InvalidInputError(f"{term!r} is not a term: empty, or holding #")
-    if len(cleaned) > MAX_TERM_CHARS or any(unicodedata.category(c) in ("Cc", "Cf") for c in cleaned):
-        raise InvalidInputError(f"{term[:60]!r} is not a term: too long, or control characters")
+    problem = "empty, or holding #" if not cleaned or "#" in cleaned else _term_problem(cleaned)
+    if problem:
+        raise InvalidInputError(f"{term[:60]!r} is not a term: {problem}")
     return cleaned
 
 
