@@ -3,6 +3,7 @@ error rate over every clip.
 
     python bench/vocabulary.py                       # none, hotwords, hotwords-unguarded, prompt
     python bench/vocabulary.py --conditions none hotwords
+    python bench/vocabulary.py --conditions prompt --term-clips   # only the clips with terms
 
 One vocabulary for the whole run, as a project has one: the rare terms of the corpus clips whose references
 hold them (the rag_*, far_* clips and others), plus decoy terms said in no clip (微分几何, 肾小球, 挥发性物质,
@@ -170,13 +171,15 @@ def row(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
+    parser.add_argument("--term-clips", action="store_true", help="only the clips with terms (a quicker run)")
     args = parser.parse_args()
-    chosen = clips()
+    chosen = [(path, text) for path, text in clips() if path in TERMS or not args.term_clips]
     OUT.mkdir(exist_ok=True)
     results = []
     for condition in args.conditions:  # each condition's figures kept as soon as it is done
         results.append(run(condition, chosen))
-        (OUT / f"vocabulary-{condition}.json").write_text(json.dumps(results[-1], ensure_ascii=False, indent=1))
+        name = f"vocabulary-{condition}{'-term-clips' if args.term_clips else ''}.json"
+        (OUT / name).write_text(json.dumps(results[-1], ensure_ascii=False, indent=1))
         print(row(results[-1]), flush=True)
     print(f"\n{len(chosen)} clips, {sum(len(t) for t in TERMS.values())} terms, {len(DECOYS)} decoys")
     print("| condition | term recall | decoys written | stray terms | CER | guard redecodes | seconds |")

@@ -72,8 +72,7 @@ class Config:
         one, else the codebook that ships with ohp."""
         environ = os.environ if environ is None else environ
         from_environment = {name: environ.get(variable) or None for name, variable in ENVIRONMENT.items()}
-        defaults = cls(vocabulary=PROJECT_VOCABULARY.resolve())
-        defaults = replace(defaults, codebook=PROJECT_CODEBOOK.resolve()) if PROJECT_CODEBOOK.is_file() else defaults
+        defaults = cls(codebook=PROJECT_CODEBOOK.resolve()) if PROJECT_CODEBOOK.is_file() else cls()
         return defaults.given(**from_environment).given(**flags)
 
     def given(self, **values: object) -> Config:

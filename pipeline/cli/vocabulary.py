@@ -38,7 +38,7 @@ def open_vocabulary(path: Path | None) -> Vocabulary | None:
     """The vocabulary to hint the recogniser with: the file given (which must be a vocabulary), else the
     configured one; None when that is the project's default file and there is none."""
     chosen = vocabulary_path(path)
-    if chosen == PROJECT_VOCABULARY.resolve() and not chosen.exists():
+    if chosen == PROJECT_VOCABULARY and not chosen.exists():
         return None
     return read_vocabulary(chosen)
 
