@@ -34,6 +34,7 @@ CHANGES = {
     "metadata": "researcher",  # interviewee, place, date
     "consent": "researcher",  # consent and release date
     "users": "researcher",  # accounts
+    "vocabulary": "researcher",  # see and accept or ignore the terms corrections suggest
 }
 SEES_CLOSED = "annotator"  # the least role that sees closed recordings
 EXPORTS_CLOSED = "researcher"  # the least role that may export them

@@ -23,6 +23,7 @@ from pipeline.process import (
     StageError,
     StageProgress,
     clear_checkpoint,
+    for_recording,
     is_done,
     pending_stages,
     process_recording,
@@ -164,6 +165,7 @@ def process_file(
         file.duration = info.duration
         stage = "store"
         existing = store.recording_by_sha256(info.sha256)
+        options = for_recording(options, existing)
         stages = {s.stage: s for s in store.stages(existing.id)} if existing else {}
         if people is None:
             people = store.people() if options.speakers else []

@@ -21,6 +21,7 @@ from pipeline.stages.codebook import DEFAULT_CODEBOOK
 
 DEFAULT_DATABASE_URL = "sqlite:///ohp.db"
 PROJECT_CODEBOOK = Path("annotations/codebook.yaml")  # a project's own, in the folder ohp runs in
+PROJECT_VOCABULARY = Path("annotations/vocabulary.txt")  # the words the recogniser is told to expect
 DEVICES = ("auto", "cpu", "cuda")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -30,6 +31,7 @@ ENVIRONMENT = {
     "database_url": "OHP_DATABASE_URL",
     "home": "OHP_HOME",
     "codebook": "OHP_CODEBOOK",
+    "vocabulary": "OHP_VOCABULARY",
     "device": "OHP_DEVICE",
     "secret": "OHP_SECRET",
     "log_level": "OHP_LOG_LEVEL",
@@ -49,6 +51,9 @@ class Config:
     database_url: str = DEFAULT_DATABASE_URL
     home: Path = field(default_factory=default_home)  # model cache, partial transcripts, the web secret
     codebook: Path = DEFAULT_CODEBOOK
+    # The project's vocabulary (pipeline.stages.vocabulary), where `ohp vocabulary suggest` adds terms too;
+    # the recogniser is hinted only when the file exists.
+    vocabulary: Path = PROJECT_VOCABULARY
     device: str = "auto"  # auto: CUDA where torch sees a GPU, decided where a model loads
     secret: str | None = None  # the web app's session secret; None: one made once and kept in home
     log_level: str = "WARNING"  # of what reaches standard error
@@ -89,7 +94,7 @@ class Config:
         for name, value in values.items():
             if value is None:
                 continue
-            if name in ("home", "codebook", "log_file"):
+            if name in ("home", "codebook", "vocabulary", "log_file"):
                 value = Path(str(value)).expanduser()
             elif name == "log_level":
                 value = str(value).upper()

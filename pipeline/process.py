@@ -28,6 +28,7 @@ import numpy as np
 from pipeline.carry import carry_corrections
 from pipeline.config import default_home
 from pipeline.formats.export import DEFAULT_FORMATS
+from pipeline.realign import realign
 from pipeline.records import (
     AudioInfo,
     PersonRecord,
@@ -57,6 +58,7 @@ from pipeline.stages.speakers import (
 )
 from pipeline.stages.tag import TAGGER_VERSION, tag_segments
 from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, transcribe
+from pipeline.stages.vocabulary import Vocabulary, build_hint, codebook_terms
 from pipeline.store import settings_key
 
 log = logging.getLogger(__name__)
@@ -88,10 +90,22 @@ class RunOptions:
     codebook: Codebook | None = None  # themes to tag with; None skips the tag stage
     home: Path = field(default_factory=default_home)  # the model cache; partial transcripts are kept there too
     device: str = "auto"  # where models run: auto, cpu or cuda
+    # The project's vocabulary; with it each recording's hint (see for_recording). None: no hint.
+    vocabulary: Vocabulary | None = None
 
     def settings(self) -> dict:
         """The transcribe stage's settings: the same settings give the same transcript."""
         return {"transcribe": self.transcribe.settings(), "vad": asdict(self.vad)}
+
+
+def for_recording(options: RunOptions, recording: RecordingRecord | None) -> RunOptions:
+    """The options for one recording: with a vocabulary, the hint made of the recording's interviewee and place
+    (when the store knows them), the vocabulary's terms and the codebook's key terms, in that order."""
+    if options.vocabulary is None:
+        return options
+    own = (recording.interviewee, recording.place) if recording else ()
+    hint = build_hint(own, options.vocabulary.terms, codebook_terms(options.codebook))
+    return replace(options, transcribe=replace(options.transcribe, hint=hint))
 
 
 def speaker_settings(options: SpeakerOptions, people: Sequence[PersonRecord]) -> dict:
@@ -233,9 +247,9 @@ def _transcribe(
             transcript = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)
     for correction in carry_corrections(stored.segments if stored else [], transcript.segments):
         if correction.target is not None:
-            transcript.segments[correction.target] = replace(
-                transcript.segments[correction.target], text=correction.old.text, version=correction.version
-            )
+            new, text = transcript.segments[correction.target], correction.old.text
+            words = realign(new.words, text, new.start, new.end)
+            transcript.segments[correction.target] = replace(new, text=text, version=correction.version, words=words)
     transcript = mark_doubt(transcript)
     transcript.warnings = warnings
     # The decoded length is the truth when a container misstates it (truncated files).

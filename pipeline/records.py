@@ -64,6 +64,7 @@ class Word:
     text: str
     probability: float
     doubtful: bool = False  # the doubt stage thinks the recogniser may have it wrong: worth a listen
+    corrected: bool = False  # a person's word, from a correction of the segment's text (pipeline.realign)
 
 
 class DecodeMark(StrEnum):
@@ -72,6 +73,15 @@ class DecodeMark(StrEnum):
     LOOP = "loop"  # a repetition loop was cut out of it, or its audio looped and was decoded again
     PHANTOM = "phantom"  # a phantom subtitle phrase was cut out of it
     REDECODED = "redecoded"  # the recogniser skipped its audio at first, and it was decoded again
+
+
+@dataclass(frozen=True)
+class CorrectedWord:
+    """A word a person wrote in a correction, beside what the recogniser heard there: what corrections teach."""
+
+    text: str
+    heard: str  # the recogniser's text of the segment (its original_text)
+    recording_id: int
 
 
 @dataclass

@@ -131,14 +131,21 @@ def test_json_is_the_reference_format():
         "speaker": "SPEAKER_00",  # the label: the name is the recording's to give
         "confidence": None,  # no doubt stage ran on these
         "words": [
-            {"start": 1.0, "end": 1.4, "text": "我们", "probability": 0.9877, "doubtful": False},
-            {"start": 1.4, "end": 2.0, "text": "那时候", "probability": 0.9, "doubtful": False},
-            {"start": 2.0, "end": 2.5, "text": "住在乡下。", "probability": 0.8123, "doubtful": False},
+            {"start": 1.0, "end": 1.4, "text": "我们", "probability": 0.9877, "doubtful": False, "corrected": False},
+            {"start": 1.4, "end": 2.0, "text": "那时候", "probability": 0.9, "doubtful": False, "corrected": False},
+            {
+                "start": 2.0,
+                "end": 2.5,
+                "text": "住在乡下。",
+                "probability": 0.8123,
+                "doubtful": False,
+                "corrected": False,
+            },
         ],
         "themes": [],
         "entities": [],
     }
-    assert list(first["words"][0]) == ["start", "end", "text", "probability", "doubtful"]
+    assert list(first["words"][0]) == ["start", "end", "text", "probability", "doubtful", "corrected"]
     assert [s["id"] for s in document["segments"]] == [101, 102, 103]
     assert document["segments"][1]["start"] == 61.0 and document["segments"][1]["speaker"] is None
     assert document["segments"][1]["words"] == []

@@ -109,6 +109,7 @@ def test_migrates_to_head_and_schema_matches_models(db_url):
                 "people",
                 "speakers",
                 "segment_index",
+                "ignored_terms",
             }
     finally:
         engine.dispose()

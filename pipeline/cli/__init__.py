@@ -221,6 +221,7 @@ def run(
         Path | None,
         typer.Option("--report", help="Also write each file's result as JSON to this file", dir_okay=False),
     ] = None,
+    vocabulary: VocabularyOption = None,
 ) -> None:
     """Transcribe recordings (find who speaks, and tag their themes) into the database and transcript files.
     In a terminal it shows a progress bar and a table; elsewhere (a log) one plain line per file."""
@@ -247,6 +248,7 @@ def run(
         codebook=open_codebook(codebook) if tag else None,
         home=settings.home,
         device=settings.device,
+        vocabulary=open_vocabulary(vocabulary),
     )
     store = open_store(db)
     with batch_progress(console) as progress:
@@ -929,3 +931,7 @@ def speakers_list(
 from pipeline.cli import users  # noqa: E402  (its commands use the helpers above)
 
 app.add_typer(users.app, name="user")
+
+from pipeline.cli.vocabulary import VocabularyOption, open_vocabulary, vocabulary_app  # noqa: E402
+
+app.add_typer(vocabulary_app, name="vocabulary")

@@ -89,6 +89,7 @@ def to_json(export: RecordingExport) -> str:
                         "text": w.text,
                         "probability": round(w.probability, 4),
                         "doubtful": w.doubtful,
+                        "corrected": w.corrected,
                     }
                     for w in s.words
                 ],

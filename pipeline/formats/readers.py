@@ -460,6 +460,12 @@ def _number(path: Path, value: object, what: str) -> float:
         raise TranscriptFormatError(path, f"{what} is {_shown(value)}: too big a number") from None
 
 
+def _flag(path: Path, value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise TranscriptFormatError(path, f"{what} must be true or false, not {_shown(value)}")
+    return value
+
+
 def _text(path: Path, value: object, what: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise TranscriptFormatError(path, f"{what} must be text, not {_shown(value)}")
@@ -542,6 +548,7 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
                     end=_number(path, w.get("end"), f"{where}, word {j}: end"),
                     text=w["text"],
                     probability=_number(path, w.get("probability"), f"{where}, word {j}: probability"),
+                    corrected=_flag(path, w.get("corrected", False), f"{where}, word {j}: corrected"),
                 )
             )
         segments.append(

@@ -42,6 +42,9 @@ class DecodeOptions:
     compression_ratio_threshold: float = 2.4
     log_prob_threshold: float = -1.0
     no_speech_threshold: float = 0.6
+    # Words to expect (pipeline.stages.vocabulary): faster-whisper takes them as hotwords, openai-whisper
+    # as its initial prompt. None: no hint.
+    hint: str | None = None
 
 
 class Engine(Protocol):
@@ -105,6 +108,7 @@ class FasterWhisperEngine:
             condition_on_previous_text=False,  # chunks are independent: no loop carries over
             word_timestamps=True,
             vad_filter=False,  # the segment stage already did VAD
+            hotwords=options.hint,
         )
         return [
             _segment(
@@ -159,6 +163,7 @@ class OpenAIWhisperEngine:
             word_timestamps=True,
             fp16=False,
             verbose=None,
+            initial_prompt=options.hint,
         )
         return [
             _segment(

@@ -18,6 +18,7 @@ from pipeline.script import CHINESE_LANGUAGES, Script, check_script, convert, co
 from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.stages.engines import DEFAULT_ENGINE, DecodeOptions, Engine
 from pipeline.stages.guards import GuardOptions, guard, has_loop, marked
+from pipeline.stages.vocabulary import Hint, decode_with_hint
 
 LANGUAGE_PROBES = 3  # chunks listened to when detecting a recording's language
 RESUME_TOLERANCE = 0.3  # s: a region starting this close before the last segment's end counts as skipped
@@ -31,13 +32,21 @@ class TranscribeOptions:
     script: str = Script.SIMPLIFIED
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     guards: GuardOptions = field(default_factory=GuardOptions)
+    hint: Hint | None = None  # words to expect (pipeline.stages.vocabulary), handed to the engine on every chunk
 
     def __post_init__(self) -> None:
         check_script(self.script)
 
     def settings(self) -> dict:
-        """What decides the result: stored with it, so a re-run with the same settings is skipped."""
-        return asdict(self)
+        """What decides the result: stored with it, so a re-run with the same settings is skipped. The hint
+        counts by its version (a hash of its terms), and only when there is one: settings made before hints
+        existed stay the same."""
+        settings = asdict(self)
+        del settings["decode"]["hint"]  # set per chunk from `hint`
+        del settings["hint"]
+        if self.hint:
+            settings["vocabulary"] = self.hint.version
+        return settings
 
 
 def _samples(samples: np.ndarray, chunk: Chunk) -> np.ndarray:
@@ -129,7 +138,15 @@ def transcribe_chunk(
     engine: Engine, samples: np.ndarray, chunk: Chunk, language: str, options: TranscribeOptions
 ) -> ChunkResult:
     counts: Counter[str] = Counter()
-    kept = guard(_decode_all(engine, samples, chunk, language, options.decode, counts), chunk, counts, options.guards)
+
+    def decode(decode_options: DecodeOptions, decode_counts: Counter) -> list[Segment]:
+        return _decode_all(engine, samples, chunk, language, decode_options, decode_counts)
+
+    if options.hint:
+        decoded = decode_with_hint(options.hint, options.decode, decode, counts)
+    else:
+        decoded = decode(options.decode, counts)
+    kept = guard(decoded, chunk, counts, options.guards)
     return ChunkResult([_apply_script(s, options.script) for s in kept], dict(counts))
 
 

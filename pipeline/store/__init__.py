@@ -13,6 +13,7 @@ functions of the module that holds the concern, each taking the session:
     speakers     a recording's speakers, and enrolled voices
     search       the full-text index and the search SQL
     users        the web app's accounts and their password hashes
+    vocabulary   the words people wrote in corrections, and the suggested terms ignored
 
 Errors: pipeline.errors' NotFoundError, InvalidInputError and ConflictError; StoreError when the
 database cannot be used.
@@ -32,6 +33,7 @@ from pipeline.records import (
     ROLES,
     AnnotationRecord,
     AudioInfo,
+    CorrectedWord,
     Entity,
     HistoryRecord,
     PersonRecord,
@@ -48,7 +50,7 @@ from pipeline.records import (
     UserRecord,
 )
 from pipeline.search.textindex import Query
-from pipeline.store import annotations, database, recordings, search, transcripts, users
+from pipeline.store import annotations, database, recordings, search, transcripts, users, vocabulary
 from pipeline.store import speakers as speaker_store
 from pipeline.store.database import StoreError, alembic_config
 from pipeline.store.models import Base, UTCDateTime, in_models
@@ -238,6 +240,20 @@ class Store:
         latest one (ConflictError otherwise). The undoing is itself a change in the history."""
         with self._session(write=True) as s:
             return transcripts.revert(s, history_id, user)
+
+    def corrected_words(self) -> list[CorrectedWord]:
+        """Every word a person wrote in a correction (see vocabulary.corrected_words)."""
+        with self._session() as s:
+            return vocabulary.corrected_words(s)
+
+    def ignored_terms(self) -> set[str]:
+        """The terms researchers chose not to be suggested for the vocabulary."""
+        with self._session() as s:
+            return vocabulary.ignored_terms(s)
+
+    def ignore_term(self, term: str, user: str) -> None:
+        with self._session(write=True) as s:
+            vocabulary.ignore_term(s, term, user)
 
     # ---------------------------------------------------------------------------- annotations
 

@@ -142,6 +142,7 @@ class WordRow(Base):
     text: Mapped[str] = mapped_column(Text)
     probability: Mapped[float] = mapped_column(Float)
     doubtful: Mapped[bool] = mapped_column(default=False, server_default=false())  # the doubt stage's
+    corrected: Mapped[bool] = mapped_column(default=False, server_default=false())  # a person's (pipeline.realign)
 
 
 class StageRow(Base):
@@ -240,3 +241,13 @@ class UserRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")  # raised: its sessions end
+
+
+class IgnoredTermRow(Base):
+    """A term `ohp vocabulary suggest` no longer offers: a researcher ignored it."""
+
+    __tablename__ = "ignored_terms"
+
+    term: Mapped[str] = mapped_column(String(255), primary_key=True)
+    ignored_by: Mapped[str] = mapped_column(String(255))
+    ignored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.carry import annotation_state, plan_carry, reanchor
 from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
+from pipeline.realign import realign
 from pipeline.records import ANNOTATION_STATUSES, HistoryRecord, Segment, Transcript, Word
 from pipeline.stages.doubt import mark_segment
 from pipeline.store.annotations import annotation_record, history_record
@@ -30,6 +31,8 @@ from pipeline.store.models import (
 from pipeline.store.recordings import count_doubt, recording_row
 from pipeline.store.search import index_rows, unindex_recording
 from pipeline.store.speakers import speaker_record
+
+_NO_SYNC = {"synchronize_session": False}  # plain DELETEs: the rows are not loaded as ORM objects
 
 
 def segments(s: Session, recording_id: int) -> list[Segment]:
@@ -52,14 +55,24 @@ def _segments(s: Session, recording_id: int, *order: Any) -> list[Segment]:
     query = select(SegmentRow.__table__).where(SegmentRow.recording_id == recording_id).order_by(*order)
     seg_rows = s.execute(query).all()
     word_rows = s.execute(
-        select(WordRow.segment_id, WordRow.start, WordRow.end, WordRow.text, WordRow.probability, WordRow.doubtful)
+        select(
+            WordRow.segment_id,
+            WordRow.start,
+            WordRow.end,
+            WordRow.text,
+            WordRow.probability,
+            WordRow.doubtful,
+            WordRow.corrected,
+        )
         .join(SegmentRow, WordRow.segment_id == SegmentRow.id)
         .where(SegmentRow.recording_id == recording_id)
         .order_by(WordRow.segment_id, WordRow.idx)
     ).all()
     words: dict[int, list[Word]] = defaultdict(list)
     for w in word_rows:
-        words[w.segment_id].append(Word(w.start, w.end, w.text, w.probability, doubtful=w.doubtful))
+        words[w.segment_id].append(
+            Word(w.start, w.end, w.text, w.probability, doubtful=w.doubtful, corrected=w.corrected)
+        )
     return [
         Segment(
             start=r.start,
@@ -215,11 +228,16 @@ def _segment_state(s: Session, row: SegmentRow) -> dict[str, Any]:
 
 
 def _after_correction(s: Session, row: SegmentRow, old_text: str) -> None:
-    """Keep a corrected segment's themes on their words and its index entry on its new text (the
-    engine's original no longer matches it, so only the text is indexed); a person read it, so it is not
-    doubtful any more."""
+    """Keep a corrected segment's themes on their words, its words on its new text (pipeline.realign) and its
+    index entry on its new text (the engine's original no longer matches it, so only the text is indexed); a
+    person read it, so it is not doubtful any more."""
     for annotation in s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == row.id)):
         annotation.evidence = [list(span) for span in reanchor(annotation.evidence, old_text, row.text)]
+    words = [
+        Word(r.start, r.end, r.text, r.probability, doubtful=r.doubtful, corrected=r.corrected)
+        for r in s.scalars(select(WordRow).where(WordRow.segment_id == row.id).order_by(WordRow.idx))
+    ]
+    _realign_words(s, replace(_segment(row), words=words))
     index_rows(s.connection(), [(row.id, row.text, row.text)])
     _clear_doubt(s, row.id)
     count_doubt(s, row.recording_id)
@@ -230,6 +248,32 @@ def _clear_doubt(s: Session, segment_id: int) -> None:
     no_sync = {"synchronize_session": False}
     s.execute(update(WordRow).where(WordRow.segment_id == segment_id).values(doubtful=False), execution_options=no_sync)
     s.execute(update(SegmentRow).where(SegmentRow.id == segment_id).values(confidence=1.0), execution_options=no_sync)
+
+
+def _realign_words(s: Session, segment: Segment) -> list[Word]:
+    """A stored segment's words realigned to its text (pipeline.realign), and stored so where they changed."""
+    realigned = realign(segment.words, segment.text, segment.start, segment.end)
+    if realigned is not segment.words:
+        s.execute(delete(WordRow).where(WordRow.segment_id == segment.stored_id), execution_options=_NO_SYNC)
+        if realigned:
+            s.execute(insert(WordRow.__table__), _word_rows(segment.stored_id, realigned))
+    return realigned
+
+
+def _word_rows(segment_id: int, words: list[Word]) -> list[dict[str, Any]]:
+    return [
+        dict(
+            segment_id=segment_id,
+            idx=j,
+            start=w.start,
+            end=w.end,
+            text=w.text,
+            probability=w.probability,
+            doubtful=w.doubtful,
+            corrected=w.corrected,
+        )
+        for j, w in enumerate(words)
+    ]
 
 
 def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> list[Segment]:
@@ -257,11 +301,10 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     people_set = [speaker_record(row) for row in s.execute(query) if row.named_by or row.role_by]
     unindex_recording(s.connection(), recording_id)
     old_ids = select(SegmentRow.id).where(SegmentRow.recording_id == recording_id)
-    no_sync = {"synchronize_session": False}
-    s.execute(delete(WordRow).where(WordRow.segment_id.in_(old_ids)), execution_options=no_sync)
+    s.execute(delete(WordRow).where(WordRow.segment_id.in_(old_ids)), execution_options=_NO_SYNC)
     # Annotations and entities go with their segments (ON DELETE CASCADE).
-    s.execute(delete(SegmentRow).where(SegmentRow.recording_id == recording_id), execution_options=no_sync)
-    s.execute(delete(SpeakerRow).where(SpeakerRow.recording_id == recording_id), execution_options=no_sync)
+    s.execute(delete(SegmentRow).where(SegmentRow.recording_id == recording_id), execution_options=_NO_SYNC)
+    s.execute(delete(SpeakerRow).where(SpeakerRow.recording_id == recording_id), execution_options=_NO_SYNC)
     segments = _insert_segments(s, recording_id, transcript)
     plan = plan_carry(old, decided, people_set, segments)
 
@@ -273,17 +316,18 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     for correction in plan.corrections:
         if correction.target is not None:
             text_, version = correction.old.text, correction.version
+            target = replace(segments[correction.target], text=text_, version=version)
+            target = replace(target, words=_realign_words(s, target))
             # A person's text: none of it doubtful (mark_segment clears a corrected segment's doubt).
-            corrected = replace(segments[correction.target], text=text_, version=version)
-            segments[correction.target] = mark_segment(corrected, corrected.language)
+            segments[correction.target] = mark_segment(target, target.language)
             s.execute(
                 update(SegmentRow.__table__)
                 .where(SegmentRow.id == correction.segment_id)
                 .values(text=text_, version=version)
             )
             # The engine's original no longer matches the corrected text: only the text is indexed.
-            index_rows(s.connection(), [(segments[correction.target].stored_id, text_, text_)])
-            _clear_doubt(s, segments[correction.target].stored_id)
+            index_rows(s.connection(), [(target.stored_id, text_, text_)])
+            _clear_doubt(s, target.stored_id)
         note(correction, segment_id=correction.segment_id)
     for move in plan.annotations:
         was = move.old
@@ -352,19 +396,7 @@ def _insert_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     else:
         s.execute(insert(SegmentRow.__table__), rows)
     ids = dict(s.execute(select(SegmentRow.idx, SegmentRow.id).where(SegmentRow.recording_id == recording_id)).all())
-    words = [
-        dict(
-            segment_id=ids[i],
-            idx=j,
-            start=w.start,
-            end=w.end,
-            text=w.text,
-            probability=w.probability,
-            doubtful=w.doubtful,
-        )
-        for i, seg in enumerate(transcript.segments)
-        for j, w in enumerate(seg.words)
-    ]
+    words = [row for i, seg in enumerate(transcript.segments) for row in _word_rows(ids[i], seg.words)]
     if words:
         s.execute(insert(WordRow.__table__), words)
     index_rows(conn, [(ids[i], seg.text, seg.original_text) for i, seg in enumerate(transcript.segments)])

@@ -32,7 +32,7 @@ from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, No
 from pipeline.stages.codebook import load_codebook
 from pipeline.store import Store, StoreError, UserRecord
 
-from . import accounts, api, pages, views
+from . import accounts, api, pages, views, vocabulary
 from .auth import Throttle, requires, session_secret
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
     app.secure_cookies = config.secure_cookies
     app.state.store = store
     app.state.codebook = load_codebook(config.codebook)
+    app.state.vocabulary = config.vocabulary  # where accepted suggestions go (pipeline.web.vocabulary)
     app.state.throttle = Throttle()
     app.state.write_lock = threading.Lock() if store.url.startswith("sqlite") else None  # see api.write
     # Signed (not readable by other sites), SameSite=Lax: a cross-site POST carries no session.
@@ -100,6 +101,7 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(accounts.router)
+    app.include_router(vocabulary.router)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(user: Annotated[UserRecord, Depends(requires())]) -> JSONResponse:

@@ -1,0 +1,102 @@
+"""`ohp vocabulary`: the project's vocabulary, and the terms corrections suggest for it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pipeline import cli
+from pipeline.config import ENVIRONMENT, PROJECT_VOCABULARY
+from pipeline.stages.vocabulary import Vocabulary, add_term, known_terms, read_vocabulary, suggest
+
+vocabulary_app = typer.Typer(
+    help="The project's vocabulary: names, places and terms the recogniser is told to expect.", no_args_is_help=True
+)
+
+VocabularyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--vocabulary",
+        help=f"Vocabulary file, one term a line (default: ${ENVIRONMENT['vocabulary']}, else "
+        "annotations/vocabulary.txt when there is one)",
+        show_default=False,
+        dir_okay=False,
+    ),
+]
+
+
+def vocabulary_path(path: Path | None) -> Path:
+    """--vocabulary, else the configured vocabulary file."""
+    return cli.config.given(vocabulary=path).vocabulary
+
+
+def open_vocabulary(path: Path | None) -> Vocabulary | None:
+    """The vocabulary to hint the recogniser with: the file given (which must be a vocabulary), else the
+    configured one; None when that is the project's default file and there is none."""
+    chosen = vocabulary_path(path)
+    if chosen == PROJECT_VOCABULARY and not chosen.exists():
+        return None
+    return read_vocabulary(chosen)
+
+
+@vocabulary_app.command("suggest")
+def suggest_command(
+    vocabulary: VocabularyOption = None,
+    limit: Annotated[int, typer.Option(help="At most this many", min=1)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON")] = False,
+    db: cli.DbOption = None,
+) -> None:
+    """Names, places and terms people wrote in corrections where the recogniser wrote something else: candidates
+    for the vocabulary (`ohp vocabulary accept`, or `ohp vocabulary ignore`)."""
+    store = cli.open_store(db)
+    found = suggest(store.corrected_words(), known_terms(vocabulary_path(vocabulary)), store.ignored_terms())[:limit]
+    if as_json:
+        typer.echo(json.dumps([s.__dict__ for s in found], ensure_ascii=False, indent=1))
+        return
+    if not found:
+        cli.console.print("no suggestions: corrected words that the recogniser missed show here")
+        return
+    table = Table()
+    for column in ("term", "corrected", "recordings"):
+        table.add_column(column)
+    for s in found:
+        table.add_row(s.term, str(s.count), str(s.recordings))
+    cli.console.print(table)
+
+
+@vocabulary_app.command("accept")
+def accept(
+    terms: Annotated[list[str], typer.Argument(help="Terms to add to the vocabulary")],
+    vocabulary: VocabularyOption = None,
+) -> None:
+    """Add terms to the vocabulary file: the next `ohp run` hints them (and transcribes again with them)."""
+    path = vocabulary_path(vocabulary)
+    for term in terms:
+        added = add_term(path, term)
+        cli.console.print(f"{term}: {'added to' if added else 'already in'} {path}", highlight=False)
+
+
+@vocabulary_app.command("ignore")
+def ignore(
+    terms: Annotated[list[str], typer.Argument(help="Terms not to suggest again")],
+    user: cli.UserOption = None,
+    db: cli.DbOption = None,
+) -> None:
+    """Suggest these terms no more."""
+    who = cli.need_user(user, "ignoring the terms")
+    store = cli.open_store(db)
+    for term in terms:
+        store.ignore_term(term, who)
+        cli.console.print(f"{term}: ignored", highlight=False)
+
+
+@vocabulary_app.command("check")
+def check(vocabulary: VocabularyOption = None) -> None:
+    """Read the vocabulary file as `ohp run` does: its terms, or what is wrong with it and on which line."""
+    path = vocabulary_path(vocabulary)
+    terms = read_vocabulary(path).terms
+    cli.console.print(f"{path}: {len(terms)} terms", highlight=False)

@@ -1,0 +1,323 @@
+"""The project's vocabulary: the words the recogniser is told to expect, and the guard against a hint that
+it writes instead of what was said.
+
+A project lists its people, places, factories and terms in `annotations/vocabulary.txt` (one a line, `#`
+comments). With the recording's own metadata (interviewee, place) and the codebook's theme labels they make
+the hint handed to Whisper on every chunk (faster-whisper's hotwords, openai-whisper's initial prompt).
+Told to expect a word, Whisper hears it far better; but it may also write the hint where it was not said.
+So a chunk whose hinted text holds a hint term is checked against its decode without the hint: a term
+nothing in that decode sounds like, or hinted text much shorter than the plain one, and the chunk keeps the
+plain decode (counted as the guard "hint").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from difflib import SequenceMatcher
+from functools import cache
+from pathlib import Path
+
+from pipeline.errors import InvalidInputError
+from pipeline.records import CorrectedWord, Segment
+from pipeline.script import to_simplified
+from pipeline.stages.codebook import Codebook
+from pipeline.stages.engines import DecodeOptions
+from pipeline.utils import HAN
+
+log = logging.getLogger(__name__)
+HAN_WORD = re.compile(f"[{HAN}]+")
+
+MAX_FILE_BYTES = 1_000_000
+MAX_LINE_BYTES = 1_000  # a line longer than this is no term list (a minified file, a binary)
+MAX_TERM_CHARS = 40
+MAX_TERMS = 5_000
+# Whisper's prompt holds at most 223 tokens (a Chinese character takes one to three): the hint keeps the first
+# terms (the recording's own, then the project's, then the codebook's) that fit in this many.
+MAX_HINT_TOKENS = 200
+HINT_SEPARATOR = " "  # measured: a Chinese comma between terms gets copied into the text
+GUARD = "hint"  # the guard's kind in a transcript's counts: "removed 1 hint"
+# A hint term the plain decode has nothing like: below this similarity of sound (pinyin for Chinese,
+# letters for other scripts) to any stretch of the plain text, the hint wrote it, not the audio.
+MIN_SUPPORT = 0.6
+# Hinted text with fewer than this share of the plain decode's letters: the hint swallowed speech.
+MIN_LENGTH_RATIO = 0.6
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The terms of a vocabulary file, in the file's order, each once."""
+
+    terms: tuple[str, ...] = ()
+    path: Path | None = None
+
+    @property
+    def version(self) -> str:
+        return version(self.terms)
+
+
+def version(terms: Iterable[str]) -> str:
+    """A short content hash of terms: part of the transcribe stage's settings, so a change re-transcribes."""
+    return hashlib.sha256("\n".join(terms).encode("utf-8")).hexdigest()[:16]
+
+
+def _line_error(path: Path, line: int, cause: str) -> InvalidInputError:
+    return InvalidInputError(f"{path}:{line}: {cause}")
+
+
+def _term_problem(term: str) -> str | None:
+    """What makes a term (spaces collapsed, no comment) no term; None for a good one."""
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in term):
+        return "control characters in a term"
+    if len(term) > MAX_TERM_CHARS:
+        return f"term of {len(term)} characters (at most {MAX_TERM_CHARS})"
+    return None
+
+
+def parse_vocabulary(data: bytes, path: Path) -> Vocabulary:
+    """A vocabulary file's terms: one a line, `#` starting a comment, blank lines ignored. InvalidInputError
+    naming the file and line for anything that is no list of terms: binary data, text not UTF-8, lines or
+    terms of absurd length, control characters, more than MAX_TERMS terms."""
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidInputError(f"{path}: larger than {MAX_FILE_BYTES // 1_000_000} MB: not a vocabulary")
+    terms: dict[str, str] = {}  # by normalised form: 工資 and 工资 are one term
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            raise _line_error(path, number, f"line of {len(raw):,} bytes: a vocabulary has one term a line")
+        if b"\0" in raw:
+            raise _line_error(path, number, "binary data (a NUL byte): not a text file")
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise _line_error(path, number, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+        term = " ".join(line.split("#", 1)[0].split())
+        if not term:
+            continue
+        problem = _term_problem(term)
+        if problem:
+            raise _line_error(path, number, problem)
+        terms.setdefault(normalise(term), term)
+        if len(terms) > MAX_TERMS:
+            raise _line_error(path, number, f"more than {MAX_TERMS:,} terms")
+    return Vocabulary(tuple(terms.values()), path)
+
+
+def read_vocabulary(path: Path) -> Vocabulary:
+    """The vocabulary file at `path` (see parse_vocabulary); InvalidInputError naming it if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # a FIFO or a device is read no further than the limit
+    except OSError as e:
+        raise InvalidInputError(f"{path}: cannot read the vocabulary: {e.strerror or e}") from None
+    return parse_vocabulary(data, path)
+
+
+def known_terms(path: Path) -> tuple[str, ...]:
+    """The terms of the vocabulary file at `path`; none when there is no file yet."""
+    return read_vocabulary(path).terms if path.exists() else ()
+
+
+def check_term(term: str) -> str:
+    """A term as a vocabulary line holds it (spaces collapsed); InvalidInputError for one no file line could be."""
+    cleaned = " ".join(term.split())
+    problem = "empty, or holding #" if not cleaned or "#" in cleaned else _term_problem(cleaned)
+    if problem:
+        raise InvalidInputError(f"{term[:60]!r} is not a term: {problem}")
+    return cleaned
+
+
+def add_term(path: Path, term: str) -> bool:
+    """Append a term to the vocabulary file (made if missing); False if the file has it already. The file is
+    read (and so checked) first: a term is never added to a file that is no vocabulary."""
+    term = check_term(term)
+    if normalise(term) in {normalise(t) for t in known_terms(path)}:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = path.read_bytes() if path.exists() else b""
+    with open(path, "ab") as f:
+        f.write((b"" if not existing or existing.endswith(b"\n") else b"\n") + term.encode("utf-8") + b"\n")
+    log.info("%s: added %s", path, term)
+    return True
+
+
+def normalise(text: str) -> str:
+    """Text as terms are compared: simplified script, case folded."""
+    return to_simplified(text).casefold()
+
+
+@dataclass(frozen=True)
+class Hint:
+    """The words to expect in one recording, most important first."""
+
+    terms: tuple[str, ...]
+
+    @property
+    def version(self) -> str:
+        return version(self.terms)
+
+    @property
+    def text(self) -> str:
+        return HINT_SEPARATOR.join(self.terms)
+
+    def found(self, text: str) -> list[str]:
+        """The hint terms written in `text`."""
+        haystack = normalise(text)
+        return [term for term in self.terms if normalise(term) in haystack]
+
+
+def codebook_terms(codebook: Codebook | None) -> list[str]:
+    """The codebook's key terms: its themes' labels, in each language."""
+    return [label for theme in codebook.themes for label in theme.label.values()] if codebook else []
+
+
+def build_hint(*sources: Iterable[str | None]) -> Hint | None:
+    """The hint from its sources in order of importance (the recording's interviewee and place, the project's
+    vocabulary, the codebook's theme labels): each term once, as many as fit in MAX_HINT_TOKENS of Whisper's
+    tokens. None: no terms."""
+    terms: dict[str, str] = {}
+    size = dropped = 0
+    for source in sources:
+        for term in source:
+            term = " ".join((term or "").split())
+            if not term or normalise(term) in terms:
+                continue
+            tokens = len(_tokenizer().encode(HINT_SEPARATOR + term))
+            if size + tokens > MAX_HINT_TOKENS:
+                dropped += 1
+                continue
+            terms[normalise(term)] = term
+            size += tokens
+    if dropped:
+        log.warning("the hint holds the first %d terms; %d more do not fit Whisper's prompt", len(terms), dropped)
+    return Hint(tuple(terms.values())) if terms else None
+
+
+@cache
+def _tokenizer():
+    """Whisper's multilingual tokenizer (the same for every multilingual model), to count a hint's tokens."""
+    from whisper.tokenizer import get_tokenizer
+
+    return get_tokenizer(multilingual=True)
+
+
+def _sounds(text: str) -> list[str]:
+    """Text as sounds: a Chinese character its pinyin without tone, other words their lower-case letters."""
+    from pypinyin import lazy_pinyin  # its dictionaries load in a second: only where a hint is checked
+
+    sounds = []
+    for piece in lazy_pinyin(normalise(text)):
+        sounds.extend(re.findall(r"\w+", piece))
+    return sounds
+
+
+def support(term: str, plain_text: str) -> float:
+    """How much the plain decode sounds like it holds `term` (0..1): the best match of the term's sounds with a
+    stretch of as many sounds of the plain text, each sound scored by the square of its letters' similarity
+    (qin for qing 0.73, hao for bao 0.44), averaged. A homophone Whisper wrote without the hint (清典 for 钦点)
+    scores high; a term the hint made up scores low, however many letters random syllables share."""
+    if normalise(term) in normalise(plain_text):
+        return 1.0
+    wanted, heard = _sounds(term), _sounds(plain_text)
+    if not wanted or len(heard) < len(wanted):
+        return 0.0
+
+    def similarity(a: str, b: str) -> float:
+        return SequenceMatcher(None, a, b, autojunk=False).ratio() ** 2
+
+    return max(
+        sum(similarity(a, b) for a, b in zip(wanted, heard[start:], strict=False)) / len(wanted)
+        for start in range(len(heard) - len(wanted) + 1)
+    )
+
+
+def _letters(text: str) -> int:
+    return len(re.findall(r"\w", text))
+
+
+def unsupported(hint: Hint, hinted: list[Segment], plain: list[Segment]) -> list[str]:
+    """Why the hinted decode cannot be trusted, compared with the plain one: the hint terms it wrote that
+    nothing in the plain decode sounds like, or that it holds far less text. Empty: keep the hinted decode."""
+    hinted_text, plain_text = _text(hinted), _text(plain)
+    problems = []
+    for term in hint.found(hinted_text):
+        heard = support(term, plain_text)
+        if heard < MIN_SUPPORT:
+            problems.append(f"{term} (support {heard:.2f})")
+    if _letters(hinted_text) < MIN_LENGTH_RATIO * _letters(plain_text):
+        problems.append(f"{_letters(hinted_text)} letters against {_letters(plain_text)} without the hint")
+    return problems
+
+
+def decode_with_hint(
+    hint: Hint, options: DecodeOptions, decode: Callable[[DecodeOptions, Counter], list[Segment]], counts: Counter
+) -> list[Segment]:
+    """Decode a chunk with the hint (`options` are the engine's DecodeOptions; `decode(options, counts)` decodes
+    the chunk, counting what its own guards did); where the text holds a hint term, decode it again without
+    and keep the plain decode if the hinted one cannot be trusted (`unsupported`), counting it as GUARD."""
+    hinted_counts: Counter[str] = Counter()
+    hinted = decode(replace(options, hint=hint.text), hinted_counts)
+    if not hint.found(_text(hinted)):
+        counts.update(hinted_counts)
+        return hinted
+    plain_counts: Counter[str] = Counter()
+    plain = decode(options, plain_counts)
+    problems = unsupported(hint, hinted, plain)
+    if not problems:
+        counts.update(hinted_counts)
+        return hinted
+    log.debug("hinted decode %r dropped for %r: %s", _text(hinted), _text(plain), "; ".join(problems))
+    counts.update(plain_counts)
+    counts[GUARD] += 1
+    return plain
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A term people wrote where the recogniser wrote something else: a candidate for the vocabulary."""
+
+    term: str
+    count: int  # times people wrote it in corrections
+    recordings: int  # in how many recordings
+
+
+MAX_SUGGESTED_HAN = 8  # longer Chinese insertions are phrases, not names or terms
+
+
+def content_term(text: str) -> str | None:
+    """The word as a vocabulary term, if it is a content word: two to MAX_SUGGESTED_HAN Chinese characters, or a
+    word of three letters or more, and not a stop word (spaCy's lists). None for anything else."""
+    term = re.sub(r"^\W+|\W+$", "", text)
+    if HAN_WORD.fullmatch(term):
+        from spacy.lang.zh.stop_words import STOP_WORDS as CHINESE  # a plain set, no pipeline loads
+
+        return term if 2 <= len(term) <= MAX_SUGGESTED_HAN and term not in CHINESE else None
+    if re.fullmatch(r"[^\W\d_]+(?:[-'][^\W\d_]+)*", term) and len(term) >= 3:
+        from spacy.lang.en.stop_words import STOP_WORDS as ENGLISH
+
+        return term if term.casefold() not in ENGLISH else None
+    return None
+
+
+def suggest(words: Iterable[CorrectedWord], known: Iterable[str], ignored: Iterable[str]) -> list[Suggestion]:
+    """The vocabulary candidates among the words people wrote in corrections: content words the recogniser had
+    not written in that segment, neither in the vocabulary (`known`) nor ignored, most often corrected first."""
+    left_out = {normalise(t) for t in [*known, *ignored]}
+    counts: Counter[str] = Counter()
+    recordings: dict[str, set[int]] = {}
+    for word in words:
+        term = content_term(word.text)
+        if term is None or normalise(term) in normalise(word.heard) or normalise(term) in left_out:
+            continue
+        counts[term] += 1
+        recordings.setdefault(term, set()).add(word.recording_id)
+    found = [Suggestion(term, count, len(recordings[term])) for term, count in counts.items()]
+    return sorted(found, key=lambda s: (-s.count, -s.recordings, s.term))
+
+
+def _text(segments: list[Segment]) -> str:
+    return "".join(s.text for s in segments)

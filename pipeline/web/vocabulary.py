@@ -1,0 +1,64 @@
+"""The vocabulary page, for researchers: terms people wrote in corrections where the recogniser wrote
+something else, to accept into the project's vocabulary (the next `ohp run` hints them) or to ignore."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from pipeline import access
+from pipeline.records import UserRecord
+from pipeline.stages.vocabulary import Suggestion, add_term, check_term, known_terms, suggest
+
+from .api import write
+from .auth import check_csrf, requires
+from .pages import page
+
+router = APIRouter(include_in_schema=False)
+Viewer = Annotated[UserRecord, Depends(requires())]
+_file_lock = threading.Lock()  # one accept at a time reads and appends the file
+
+
+def _suggestions(request: Request) -> list[Suggestion]:
+    store = request.app.state.store
+    return suggest(store.corrected_words(), known_terms(request.app.state.vocabulary), store.ignored_terms())
+
+
+def _check(request: Request, user: UserRecord, csrf_token: str) -> None:
+    """A change to the vocabulary: the session's CSRF token, and a user who may make it."""
+    check_csrf(request, csrf_token)
+    access.check_change(user, "vocabulary")
+
+
+@router.get("/vocabulary")
+async def vocabulary(request: Request, user: Viewer, done: str = "") -> HTMLResponse:
+    access.check_change(user, "vocabulary")
+    found = await run_in_threadpool(_suggestions, request)
+    return page(request, "vocabulary.html", user, suggestions=found, path=request.app.state.vocabulary, done=done[:200])
+
+
+@router.post("/vocabulary/accept")
+async def accept(
+    request: Request, user: Viewer, term: Annotated[str, Form(max_length=200)], csrf_token: Annotated[str, Form()] = ""
+) -> RedirectResponse:
+    _check(request, user, csrf_token)
+
+    def append() -> bool:
+        with _file_lock:
+            return add_term(request.app.state.vocabulary, term)
+
+    added = await run_in_threadpool(append)
+    return RedirectResponse(f"/vocabulary?done={'added' if added else 'already there'}", status_code=303)
+
+
+@router.post("/vocabulary/ignore")
+async def ignore(
+    request: Request, user: Viewer, term: Annotated[str, Form(max_length=200)], csrf_token: Annotated[str, Form()] = ""
+) -> RedirectResponse:
+    _check(request, user, csrf_token)
+    await write(request, request.app.state.store.ignore_term, check_term(term), user.name)
+    return RedirectResponse("/vocabulary?done=ignored", status_code=303)

@@ -1,0 +1,399 @@
+"""The project's vocabulary: the file (hostile ones too), the hint, its guard (a real clip), a changed vocabulary
+re-transcribing with people's work carried over, words realigned to corrected text (store round trip on SQLite
+and PostgreSQL, exports), and the suggestions corrections make (CLI and web)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from saving import save_transcription
+from typer.testing import CliRunner
+
+from pipeline.cli import app as cli_app
+from pipeline.config import Config
+from pipeline.errors import InvalidInputError
+from pipeline.formats.export import gather, to_json
+from pipeline.formats.subtitles import cues
+from pipeline.realign import realign
+from pipeline.records import AudioInfo, CorrectedWord, Segment, Transcript, Word
+from pipeline.search.textindex import parse_query
+from pipeline.stages.engines import DecodeOptions
+from pipeline.stages.transcribe import TranscribeOptions
+from pipeline.stages.vocabulary import (
+    GUARD,
+    Hint,
+    Vocabulary,
+    add_term,
+    build_hint,
+    decode_with_hint,
+    parse_vocabulary,
+    read_vocabulary,
+    suggest,
+    support,
+)
+
+from conftest import REPO, corpus_path
+
+runner = CliRunner()
+HISTORY = "zh/k2-fsa_sherpa___static_fun-asr-nano-2025-12-30_rag_history.wav"
+FAR = "zh/k2-fsa_sherpa___static_fun-asr-nano-2025-12-30_far_2.wav"
+DECOYS = ("微分几何", "肾小球", "挥发性物质", "八宝鸭")
+
+
+# ------------------------------------------------------------------------------------------- the file
+
+
+def test_the_file_one_term_a_line_with_comments_each_term_once(tmp_path):
+    path = tmp_path / "vocabulary.txt"
+    path.write_bytes("\ufeff# people\n张长华\n\n东莞   # a place\n工資\n工资\nHukou  Office\n".encode())
+    vocabulary = read_vocabulary(path)
+    assert vocabulary.terms == ("张长华", "东莞", "工資", "Hukou Office")
+    assert vocabulary.version == read_vocabulary(path).version
+    path.write_text("张长华\n东莞\n", encoding="utf-8")
+    assert read_vocabulary(path).version != vocabulary.version
+
+
+def test_the_shipped_vocabulary_reads():
+    assert "户口" in read_vocabulary(REPO / "annotations" / "vocabulary.txt").terms
+
+
+@pytest.mark.parametrize(
+    ("data", "cause"),
+    [
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00", "1: binary data"),
+        ("东莞\n".encode() + b"\xff\xfe bad\n", "2: not UTF-8"),
+        (b"ok\n" + b"x" * 5000 + b"\n", "2: line of 5,000 bytes"),
+        ("东莞\n" + "长" * 41 + "\n", "2: term of 41 characters"),
+        ("东莞\nbell\x07\n", "2: control characters"),
+        ("东莞\nright\u202eleft\n", "2: control characters"),
+        ("".join(f"term{i}\n" for i in range(5001)), "5001: more than 5,000 terms"),
+    ],
+)
+def test_a_file_that_is_no_vocabulary_is_refused_naming_the_file_and_line(tmp_path, data, cause):
+    path = tmp_path / "vocabulary.txt"
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    with pytest.raises(InvalidInputError, match=f"^{path}:{cause}"):
+        read_vocabulary(path)
+
+
+def test_a_huge_file_or_a_fifo_is_read_no_further_than_the_limit(tmp_path):
+    huge = tmp_path / "huge.txt"
+    huge.write_bytes(b"term\n" * 300_000)
+    with pytest.raises(InvalidInputError, match=f"^{huge}: larger than 1 MB"):
+        read_vocabulary(huge)
+    with pytest.raises(InvalidInputError, match="cannot read the vocabulary"):
+        read_vocabulary(tmp_path / "missing.txt")
+    assert parse_vocabulary(b"", huge).terms == ()
+
+
+def test_accepting_a_term_appends_it_once_and_never_into_a_bad_file(tmp_path):
+    path = tmp_path / "annotations" / "vocabulary.txt"
+    assert add_term(path, "钦点") and add_term(path, " 犹地亚 ")
+    assert not add_term(path, "欽點")  # the same term in traditional script
+    assert path.read_text(encoding="utf-8") == "钦点\n犹地亚\n"
+    for bad in ("", "a # b", "x" * 41, "bell\x07"):
+        with pytest.raises(InvalidInputError):
+            add_term(path, bad)
+    assert add_term(path, "two\nlines") and path.read_text(encoding="utf-8").endswith("\ntwo lines\n")  # one line
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\x00\x01")
+    with pytest.raises(InvalidInputError, match="binary"):
+        add_term(binary, "钦点")
+    assert binary.read_bytes() == b"\x00\x01"
+
+
+# ------------------------------------------------------------------------------------------- the hint
+
+
+def test_the_hint_puts_the_recordings_own_terms_first_each_once_within_whispers_prompt():
+    hint = build_hint(("张长华", None, "东莞"), ["东莞", "钦点"], ["工资", "Wages"])
+    assert hint is not None and hint.terms == ("张长华", "东莞", "钦点", "工资", "Wages")
+    assert hint.text == "张长华 东莞 钦点 工资 Wages"
+    assert build_hint((), []) is None
+    many = build_hint([f"术语{i}" for i in range(500)])
+    assert many is not None and 20 < len(many.terms) < 500
+    assert Hint(("钦点", "犹地亚")).found("由羅馬皇帝欽點的犹地亚王") == ["钦点", "犹地亚"]
+
+
+def test_the_hint_is_part_of_the_settings_only_when_there_is_one():
+    plain = TranscribeOptions().settings()
+    assert "vocabulary" not in plain and "hint" not in plain["decode"]
+    one, other = (TranscribeOptions(hint=Hint(terms)).settings() for terms in (("钦点",), ("钦点", "犹地亚")))
+    assert one["vocabulary"] != other["vocabulary"]
+    assert {name: value for name, value in one.items() if name != "vocabulary"} == plain
+
+
+def test_support_is_how_much_the_plain_decode_sounds_like_the_term():
+    plain = "由羅馬皇帝清典的遊帝亞王大師律王統治之間"
+    assert support("犹地亚", plain) == 1.0  # the same sounds in other characters
+    assert support("钦点", plain) > 0.8  # qin dian, heard as qing dian
+    for decoy in DECOYS:
+        assert support(decoy, plain) < 0.5
+    assert support("Sheila", "I met Sheila Brown") == 1.0
+
+
+def _segment(text: str) -> Segment:
+    return Segment(0.0, 3.0, text, text, "zh", words=[Word(0.0, 3.0, text, 0.9)])
+
+
+def _decoder(hinted: str, plain: str):
+    calls = []
+
+    def decode(options: DecodeOptions, counts: Counter) -> list[Segment]:
+        calls.append(options.hint)
+        return [_segment(hinted if options.hint else plain)]
+
+    return decode, calls
+
+
+def test_a_chunk_that_writes_the_hint_instead_of_the_speech_is_decoded_again_without_it():
+    hint = Hint(("微分几何", "肾小球", "挥发性物质", "八宝鸭"))
+    decode, calls = _decoder("微分几何肾小球挥发性物质", "根据碰撞理论月面样本缺少会发性物质")
+    counts: Counter[str] = Counter()
+    kept = decode_with_hint(hint, DecodeOptions(), decode, counts)
+    assert [s.text for s in kept] == ["根据碰撞理论月面样本缺少会发性物质"] and counts == {GUARD: 1}
+    assert calls == [hint.text, None]
+
+
+def test_a_hinted_term_the_audio_supports_is_kept_and_a_chunk_without_hint_terms_decoded_once():
+    hint = Hint(("钦点", "犹地亚", "八宝鸭"))
+    decode, calls = _decoder("由罗马皇帝钦点的犹地亚王", "由羅馬皇帝清典的遊帝亞王")
+    counts: Counter[str] = Counter()
+    assert [s.text for s in decode_with_hint(hint, DecodeOptions(), decode, counts)] == ["由罗马皇帝钦点的犹地亚王"]
+    assert not counts and len(calls) == 2
+    decode, calls = _decoder("今天天气很好", "今天天气很好")
+    assert [s.text for s in decode_with_hint(hint, DecodeOptions(), decode, counts)] == ["今天天气很好"]
+    assert len(calls) == 1
+
+
+@pytest.mark.slow
+def test_the_guard_on_a_real_clip_keeps_decoys_out():
+    """far_2 (a metro announcement) with a vocabulary of terms said nowhere in it: without the guard base
+    writes 挥发性物质 and 八宝鸭 into it (bench/RESULTS.md); with it, none of them."""
+    from pipeline.stages.audio import decode
+    from pipeline.stages.audio import probe as probe_file
+    from pipeline.stages.engines import load_engine
+    from pipeline.stages.segment import segment
+    from pipeline.stages.transcribe import transcribe
+
+    samples = decode(probe_file(corpus_path(FAR))).samples
+    engine = load_engine("faster-whisper", "base", Config.load().home, "cpu")
+    transcript = transcribe(samples, segment(samples), engine, TranscribeOptions(language="zh", hint=Hint(DECOYS)))
+    text = "".join(s.text for s in transcript.segments)
+    assert text and not [d for d in DECOYS if d in text]
+
+
+# ------------------------------------------------------------------- a changed vocabulary re-transcribes
+
+
+class FakeEngine:
+    """Writes the terms of the hint it is given where the speech has them: a recogniser told what to expect."""
+
+    name = "faster-whisper"
+    model = "base"
+
+    def __init__(self) -> None:
+        self.hints: list[str | None] = []
+
+    def language_probabilities(self, samples) -> dict[str, float]:
+        return {"zh": 1.0}
+
+    def decode(self, samples, language: str, options: DecodeOptions) -> list[Segment]:
+        self.hints.append(options.hint)
+        text = "由罗马皇帝清典的游帝亚王"
+        for heard, term in (("清典", "钦点"), ("游帝亚", "犹地亚")):
+            if options.hint and term in options.hint:
+                text = text.replace(heard, term)
+        words = [Word(i * 0.5, i * 0.5 + 0.5, c, 0.8) for i, c in enumerate(text)]
+        return [Segment(0.0, len(text) * 0.5, text, text, language, words=words, avg_logprob=-0.2, no_speech_prob=0.01)]
+
+
+def test_a_changed_vocabulary_transcribes_again_keeping_corrections_and_decisions(store, tmp_path, monkeypatch):
+    from pipeline import process
+    from pipeline.batch import process_file
+    from pipeline.process import RunOptions
+
+    engine = FakeEngine()
+    monkeypatch.setattr(process, "load_engine", lambda *args: engine)
+    audio = corpus_path(HISTORY)
+    options = RunOptions(speakers=None, out_dir=None, home=tmp_path, vocabulary=Vocabulary(("钦点",)))
+    assert process_file(audio, store, options).status == "done"
+    rid = store.list_recordings()[0].id
+    (segment,) = store.segments(rid)
+    assert segment.text == "由罗马皇帝钦点的游帝亚王" and engine.hints[0] == "钦点"
+    corrected, _ = store.correct_text(segment.stored_id, "由罗马皇帝钦点的犹地亚王大希律王", "mei", segment.version)
+    store.add_annotation(corrected.stored_id, "family_separation", "mei", ((0, 4),))
+    assert process_file(audio, store, options).status == "skipped"
+
+    changed = RunOptions(speakers=None, out_dir=None, home=tmp_path, vocabulary=Vocabulary(("钦点", "犹地亚")))
+    assert process_file(audio, store, changed).status == "done"
+    (again,) = store.segments(rid)
+    assert again.text == "由罗马皇帝钦点的犹地亚王大希律王" and again.version > 1
+    assert "".join(w.text for w in again.words) == again.text
+    assert [w.text for w in again.words if w.corrected] == ["大希律王"]
+    assert [a.theme for a in store.annotations(rid)] == ["family_separation"]
+    hint = process.for_recording(changed, store.recording(rid)).transcribe.hint
+    assert hint is not None and store.stage(rid, "transcribe").settings["transcribe"]["vocabulary"] == hint.version
+
+
+def test_the_recordings_interviewee_and_place_lead_the_hint(store, tmp_path):
+    from pipeline.process import RunOptions, for_recording
+
+    info = AudioInfo(tmp_path / "a.wav", "cd" * 32, 10, "wav", "pcm_s16le", 16000, 1, 5.0)
+    rid = save_transcription(store, info, Transcript("zh", 1.0, [], "faster-whisper", "base"), {}, "k", {})
+    recording = store.set_metadata(rid, interviewee="张长华", place="东莞")
+    options = RunOptions(vocabulary=Vocabulary(("钦点",)))
+    hint = for_recording(options, recording).transcribe.hint
+    assert hint is not None and hint.terms == ("张长华", "东莞", "钦点")
+    assert for_recording(RunOptions(), recording).transcribe.hint is None  # no vocabulary: no hint
+
+
+# --------------------------------------------------------------------------------- words follow corrections
+
+
+def _words(*pieces: tuple[str, float, float]) -> list[Word]:
+    return [Word(start, end, text, 0.7) for text, start, end in pieces]
+
+
+def test_chinese_words_realigned_keep_the_times_of_unchanged_words():
+    words = _words(("由", 0.0, 0.5), ("罗马", 0.5, 1.2), ("清典", 1.2, 1.8), ("的", 1.8, 2.0), ("游帝亚", 2.0, 2.9))
+    new = realign(words, "由罗马钦点的犹地亚王。", 0.0, 4.0)
+    assert [(w.text, w.start, w.end, w.corrected) for w in new] == [
+        ("由", 0.0, 0.5, False),
+        ("罗马", 0.5, 1.2, False),
+        ("钦点", 1.2, 1.8, True),
+        ("的", 1.8, 2.0, False),
+        ("犹地亚", 2.0, 2.9, True),
+        ("王。", 2.9, 4.0, True),  # added at the end: between its neighbour and the segment's end
+    ]
+    assert new[0] is words[0] and new[2].probability == 1.0
+    assert realign(words, "由罗马清典的游帝亚", 0.0, 4.0) is words  # nothing changed
+    assert realign(words, "由的", 0.0, 4.0) == [words[0], words[3]]  # words taken out go
+
+
+def test_english_words_realigned_word_by_word():
+    words = _words(("I", 0.0, 0.3), ("met", 0.3, 0.6), ("Shayla", 0.6, 1.2), ("yesterday.", 1.2, 2.0))
+    new = realign(words, "Yes, I met Sheila yesterday.", 0.0, 2.0)
+    assert [(w.text, w.corrected) for w in new] == [
+        ("Yes,", True),
+        ("I", False),
+        ("met", False),
+        ("Sheila", True),
+        ("yesterday.", False),
+    ]
+    assert (new[0].start, new[0].end) == (0.0, 0.0)  # inserted before the first word: no time of its own
+    assert (new[3].start, new[3].end) == (0.6, 1.2)
+    assert realign([], "words where there were none", 3.0, 4.0)[0].start == 3.0
+
+
+def test_a_correction_realigns_the_stored_words_and_exports_read_them(store, tmp_path):
+    words = _words(("我们", 0.0, 0.6), ("在", 0.6, 0.8), ("东管", 0.8, 1.5), ("打工", 1.5, 2.0))
+    segment = Segment(0.0, 2.0, "我们在东管打工", "我们在东管打工", "zh", words=words)
+    info = AudioInfo(tmp_path / "a.wav", "ef" * 32, 10, "wav", "pcm_s16le", 16000, 1, 5.0)
+    rid = save_transcription(store, info, Transcript("zh", 1.0, [segment], "faster-whisper", "base"), {}, "k", {})
+    (stored,) = store.segments(rid)
+    store.correct_text(stored.stored_id, "我们在东莞打工", "mei", stored.version)
+    (corrected,) = store.segments(rid)
+    assert [(w.text, w.start, w.end, w.corrected) for w in corrected.words] == [
+        ("我们", 0.0, 0.6, False),
+        ("在", 0.6, 0.8, False),
+        ("东莞", 0.8, 1.5, True),
+        ("打工", 1.5, 2.0, False),
+    ]
+    export = gather(store, store.recording(rid))
+    words_json = json.loads(to_json(export))["segments"][0]["words"]
+    assert [(w["text"], w["corrected"]) for w in words_json][2] == ("东莞", True)
+    assert "东莞" in cues(export)[0].lines[0]
+    assert store.search(parse_query("东莞")).total == 1
+    assert store.corrected_words() == [CorrectedWord("东莞", "我们在东管打工", rid)]
+    change = store.history(recording_id=rid)[-1]
+    store.revert(change.id, "mei")
+    assert "".join(w.text for w in store.segments(rid)[0].words) == "我们在东管打工"
+
+
+# ------------------------------------------------------------------------------------ corrections that teach
+
+
+def test_suggestions_are_content_words_the_recogniser_missed_counted_across_the_collection():
+    words = [
+        CorrectedWord("钦点", "由罗马皇帝清典", 1),
+        CorrectedWord("钦点，", "清典", 2),
+        CorrectedWord("犹地亚", "游帝亚", 1),
+        CorrectedWord("Sheila", "I met Shayla", 3),
+        CorrectedWord("的", "得", 1),  # one character: no term
+        CorrectedWord("我们", "我门", 1),  # a stop word
+        CorrectedWord("the", "a", 3),
+        CorrectedWord("罗马", "由罗马皇帝", 1),  # the recogniser wrote it: nothing to teach
+        CorrectedWord("大希律王统治期间和以后", "", 1),  # a phrase, not a term
+    ]
+    found = suggest(words, known=["犹地亚"], ignored=[])
+    assert [(s.term, s.count, s.recordings) for s in found] == [("钦点", 2, 2), ("Sheila", 1, 1)]
+    assert [s.term for s in suggest(words, known=[], ignored=["欽點", "sheila"])] == ["犹地亚"]
+
+
+def _cli(*args: str, cwd: Path):
+    old = Path.cwd()
+    os.chdir(cwd)  # the default vocabulary is annotations/vocabulary.txt in the folder ohp runs in
+    try:
+        return runner.invoke(cli_app, list(args), env={"COLUMNS": "200", "OHP_USER": "", "OHP_VOCABULARY": ""})
+    finally:
+        os.chdir(old)
+
+
+def _corrected_recording(store, tmp_path) -> int:
+    words = _words(("由", 0.0, 0.5), ("罗马", 0.5, 1.2), ("清典", 1.2, 1.8), ("的", 1.8, 2.0), ("游帝亚", 2.0, 2.9))
+    segment = Segment(0.0, 3.0, "由罗马清典的游帝亚", "由罗马清典的游帝亚", "zh", words=words)
+    info = AudioInfo(tmp_path / "h.wav", "12" * 32, 10, "wav", "pcm_s16le", 16000, 1, 5.0)
+    rid = save_transcription(store, info, Transcript("zh", 1.0, [segment], "faster-whisper", "base"), {}, "k", {})
+    (stored,) = store.segments(rid)
+    store.correct_text(stored.stored_id, "由罗马钦点的犹地亚", "mei", stored.version)
+    return rid
+
+
+def test_ohp_vocabulary_suggest_accept_ignore_and_check(store, db_url, tmp_path):
+    _corrected_recording(store, tmp_path)
+    db = ("--db", db_url)
+    listed = _cli("vocabulary", "suggest", "--json", *db, cwd=tmp_path)
+    assert listed.exit_code == 0 and [s["term"] for s in json.loads(listed.output)] == ["犹地亚", "钦点"]
+    accepted = _cli("vocabulary", "accept", "钦点", cwd=tmp_path)
+    assert accepted.exit_code == 0 and "added to" in accepted.output
+    assert (tmp_path / "annotations" / "vocabulary.txt").read_text(encoding="utf-8") == "钦点\n"
+    assert _cli("vocabulary", "ignore", "犹地亚", *db, cwd=tmp_path).exit_code == 2  # who?
+    assert _cli("vocabulary", "ignore", "犹地亚", "--user", "rita", *db, cwd=tmp_path).exit_code == 0
+    assert "no suggestions" in _cli("vocabulary", "suggest", *db, cwd=tmp_path).output
+    assert "1 terms" in _cli("vocabulary", "check", cwd=tmp_path).output
+    (tmp_path / "bad.txt").write_bytes(b"ok\n\x00\n")
+    bad = _cli("vocabulary", "check", "--vocabulary", "bad.txt", cwd=tmp_path)
+    assert bad.exit_code == 2 and "bad.txt:2: binary data" in bad.output
+    run = _cli("run", str(tmp_path / "none.wav"), "--vocabulary", "bad.txt", *db, cwd=tmp_path)
+    assert run.exit_code == 2 and "bad.txt:2" in run.output  # refused before any file is transcribed
+
+
+def test_the_vocabulary_page_is_for_researchers(store, tmp_path):
+    from pipeline.web import create_app
+
+    from test_web_api import PASSWORD, client_for
+
+    for name, role in (("ann", "annotator"), ("rita", "researcher")):
+        store.add_user(name, PASSWORD, role)
+    _corrected_recording(store, tmp_path)
+    path = tmp_path / "vocabulary.txt"
+    web = create_app(store, Config(secret="test-secret", vocabulary=path))
+    ann, ann_token = client_for(web, "ann")
+    assert ann.get("/vocabulary").status_code == 403
+    assert ann.post("/vocabulary/accept", data={"term": "钦点", "csrf_token": ann_token}).status_code == 403
+    rita, token = client_for(web, "rita")
+    page = rita.get("/vocabulary").text
+    assert "钦点" in page and "犹地亚" in page and 'href="/vocabulary"' in page
+    assert rita.post("/vocabulary/accept", data={"term": "钦点"}).status_code == 403  # no CSRF token
+    accepted = rita.post("/vocabulary/accept", data={"term": "钦点", "csrf_token": token}, follow_redirects=False)
+    assert accepted.status_code == 303 and path.read_text(encoding="utf-8") == "钦点\n"
+    assert rita.post("/vocabulary/ignore", data={"term": "犹地亚", "csrf_token": token}).status_code == 200
+    assert "No suggestions" in rita.get("/vocabulary").text
+    hostile = rita.post("/vocabulary/accept", data={"term": "x\n# <script>", "csrf_token": token})
+    assert hostile.status_code == 400 and path.read_text(encoding="utf-8") == "钦点\n"
+    assert rita.post("/vocabulary/ignore", data={"term": "y" * 500, "csrf_token": token}).status_code == 422
