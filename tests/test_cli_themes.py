@@ -109,6 +109,7 @@ def test_tag_then_review_decisions_survive_retagging(db, tmp_path):
 
     themes = invoke("themes", "--db", db)
     assert "family_separation" in themes.stdout and "wang.wav" in themes.stdout
+    assert "Family separation / 家人分离" in themes.stdout  # as people read it, beside the id
 
 
 def test_review_needs_a_user(db, monkeypatch):

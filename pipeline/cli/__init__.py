@@ -40,6 +40,7 @@ from pipeline.records import (
     SearchFilters,
     SpeakerRole,
     UserRole,
+    speaker_title,
 )
 from pipeline.script import Script
 from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
@@ -439,7 +440,8 @@ def tag_text_command(
 
     if pipeline_language(language) is None:
         raise typer.BadParameter(f"no tagger for {language!r}: use zh or en", param_hint="--language")
-    result = tag_text(text, language, open_codebook(codebook))
+    book = open_codebook(codebook)
+    result = tag_text(text, language, book)
     if as_json:
         document = {
             "themes": [
@@ -451,7 +453,9 @@ def tag_text_command(
         print(json.dumps(document, ensure_ascii=False))
         return
     for theme in result.themes:
-        console.print(Text.assemble(f"{theme.theme} ({theme.score:.2f}): ", highlighted(text, theme.evidence)))
+        console.print(
+            Text.assemble(f"{book.label(theme.theme)} ({theme.score:.2f}): ", highlighted(text, theme.evidence))
+        )
     for entity in result.entities:
         console.print(f"{entity.label}: {entity.text}")
     if not result.themes and not result.entities:
@@ -479,8 +483,9 @@ def codebook_validate(path: Annotated[Path | None, typer.Argument(help="Codebook
 
 
 @app.command()
-def themes(db: DbOption = None) -> None:
+def themes(codebook: CodebookOption = None, db: DbOption = None) -> None:
     """Theme counts per recording: suggested, accepted, rejected."""
+    book = open_codebook(codebook)
     store = open_store(db)
     rows = store.theme_counts()
     if not rows:
@@ -490,13 +495,14 @@ def themes(db: DbOption = None) -> None:
     for column, justify in (
         ("recording", "left"),
         ("theme", "left"),
+        ("id", "left"),  # what --theme and the JSON take
         ("suggested", "right"),
         ("accepted", "right"),
         ("rejected", "right"),
     ):
         table.add_column(column, justify=justify)
     for _, path, theme, counts in rows:
-        table.add_row(Path(path).name, theme, *(str(counts[k]) for k in ANNOTATION_STATUSES))
+        table.add_row(Path(path).name, book.label(theme), theme, *(str(counts[k]) for k in ANNOTATION_STATUSES))
     console.print(table)
 
 
@@ -620,13 +626,15 @@ def search(
         errors.print(f"[red]error:[/red] {e.message}", markup=True, highlight=False)
         errors.print(f"  {query}\n  {' ' * cell_len(query[: e.position])}^", markup=False, highlight=False)
         raise typer.Exit(2) from None
+    book = open_codebook(codebook)
+    theme = book.theme_id(theme) if theme else None  # a label does too; an unknown theme is an error
     store = open_store(db)
     if store.count_segments() == 0:
         errors.print(f"nothing to search: no transcripts in {store.url} yet (ohp run or ohp import first)")
         if as_json:
             print(json.dumps({"total": 0, "hits": []}))
         return
-    themes = (theme, *open_codebook(codebook).descendants(theme)) if theme else ()
+    themes = (theme, *book.descendants(theme)) if theme else ()
     filters = SearchFilters(
         themes=themes,
         theme_status=tuple(s.value for s in status),
@@ -651,6 +659,8 @@ def search(
                     "start": round(hit.start, 3),
                     "end": round(hit.end, 3),
                     "speaker": hit.speaker,
+                    "speaker_name": hit.speaker_name,
+                    "speaker_role": hit.speaker_role,
                     "text": hit.text,
                     "snippet": snippet.text,
                     "themes": list(hit.themes),
@@ -668,9 +678,9 @@ def search(
             " ",
             (clock(hit.start), "cyan"),
             " ",
-            (f"{hit.speaker}: " if hit.speaker else "", "magenta"),
+            (f"{speaker_title(hit.speaker, hit.speaker_name, hit.speaker_role)}: " if hit.speaker else "", "magenta"),
             highlighted(snippet.text, tuple(snippet.spans), "bold red"),
-            (f"  [{', '.join(hit.themes)}]" if hit.themes else "", "green"),
+            (f"  [{', '.join(map(book.label, hit.themes))}]" if hit.themes else "", "green"),
         )
         console.print(line)
     shown = len(results.hits)
