@@ -18,6 +18,7 @@ from rich.text import Text
 # imported in the commands that use them, so that `ohp --help`, `ohp status` or `ohp search` start fast.
 from pipeline import access
 from pipeline.cli.failures import ReportingGroup
+from pipeline.cli.keys import read_key
 from pipeline.cli.output import batch_progress, write_report
 from pipeline.config import DEVICES, ENVIRONMENT, Config, setup_logging
 from pipeline.errors import InvalidInputError, NotFoundError
@@ -527,7 +528,9 @@ def review(
     book = open_codebook(codebook)
     store = open_store(db)
     [chosen] = choose_recordings(store, [recording])
-    segments = {s.id: s for s in store.segments(chosen.id)}
+    ordered = store.segments(chosen.id)
+    at = {s.id: i for i, s in enumerate(ordered)}
+    speakers = {s.label: s for s in store.speakers(chosen.id)}
     waiting = store.annotations(chosen.id, status="suggested")
     if not waiting:
         console.print(f"{Path(chosen.path).name}: no suggestions waiting")
@@ -535,18 +538,31 @@ def review(
     console.print(
         f"{Path(chosen.path).name}: {len(waiting)} suggestions. Keys: a accept, r reject, t add a theme, s skip, q quit"
     )
+
+    def said(segment, text: Text | str, style: str = "") -> Text:
+        """A segment as a line: its time, who says it, what."""
+        speaker = speakers.get(segment.speaker or "")
+        who = speaker_title(segment.speaker, speaker.name, speaker.role) if speaker else segment.speaker
+        return Text.assemble(
+            (f"{clock(segment.start)} ", "cyan"), (f"{who}: " if who else "", "magenta"), text, style=style
+        )
+
     decided = 0
     for n, annotation in enumerate(waiting, 1):
-        segment = segments[annotation.segment_id]
-        theme = book.theme(annotation.theme) if annotation.theme in book.ids else None
-        label = f"{theme.label.get('en', '')} / {theme.label.get('zh', '')}" if theme else annotation.theme
+        index = at[annotation.segment_id]
+        segment = ordered[index]
         console.rule(
             f"{n}/{len(waiting)}  {clock(segment.start)}-{clock(segment.end)}  "
-            f"{annotation.theme}: {label}  ({annotation.score or 0:.2f})"
+            f"{book.label(annotation.theme)}  ({annotation.score or 0:.2f})"
         )
-        console.print(highlighted(segment.text, annotation.evidence))
+        # The question before and the answer going on after: what the suggestion's words mean depends on them.
+        if index > 0:
+            console.print(said(ordered[index - 1], ordered[index - 1].text, "dim"))
+        console.print(said(segment, highlighted(segment.text, annotation.evidence)))
+        if index + 1 < len(ordered):
+            console.print(said(ordered[index + 1], ordered[index + 1].text, "dim"))
         while True:
-            key = typer.prompt("a/r/t/s/q", default="s", show_default=False).strip().lower()[:1]
+            key = read_key("a/r/t/s/q", default="s")
             if key in ("a", "r"):
                 try:
                     store.decide(
@@ -568,17 +584,25 @@ def review(
 
 
 def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
-    theme = typer.prompt(f"theme ({', '.join(book.ids)})").strip()
-    if theme not in book.ids:
-        console.print(f"[yellow]unknown theme {theme!r}[/yellow]")
-        return
-    words = typer.prompt("evidence: words from the text (empty for none)", default="", show_default=False).strip()
-    at = segment.text.find(words) if words else -1
-    if words and at < 0:
-        console.print(f"[yellow]{words!r} is not in the text[/yellow]")
-        return
+    """Ask for a theme (id or label) and the words that are its evidence, again until they are right;
+    an empty theme gives up."""
+    console.print("themes: " + "; ".join(f"{t} ({book.label(t)})" for t in book.ids), highlight=False)
+    while True:
+        name = typer.prompt("theme (empty to go back)", default="", show_default=False).strip()
+        if not name:
+            return
+        theme = book.find(name)
+        if theme:
+            break
+        console.print(f"[yellow]no theme {name!r} in the codebook[/yellow]")
+    while True:
+        words = typer.prompt("evidence: words from the text (empty for none)", default="", show_default=False).strip()
+        at = segment.text.find(words) if words else -1
+        if not words or at >= 0:
+            break
+        console.print(f"[yellow]{words!r} is not in the text: copy words from it[/yellow]")
     store.add_annotation(segment.id, theme, user, ((at, at + len(words)),) if words else ())
-    console.print(f"added {theme}")
+    console.print(f"added {book.label(theme)}")
 
 
 def _iso_date(value: str | None) -> str | None:

@@ -101,7 +101,7 @@ async def set_metadata(request: Request, recording_id: int, change: Metadata, us
 
 @router.get("/recordings/{recording_id}/segments", summary="A recording's segments, versions and themes")
 async def get_segments(request: Request, recording_id: int, user: Viewer) -> list[dict]:
-    return await run_in_threadpool(views.segments, store_of(request), recording_id, user)
+    return await run_in_threadpool(views.segments, store_of(request), request.app.state.codebook, recording_id, user)
 
 
 @router.get("/recordings/{recording_id}/audio", summary="The recording's audio file (HTTP range requests)")
@@ -128,7 +128,7 @@ async def add_annotation(request: Request, segment_id: int, new: NewAnnotation, 
     record = await write(
         request, store_of(request).add_annotation, segment_id, new.theme, user.name, tuple(new.evidence)
     )
-    return views.annotation_json(record)
+    return views.annotation_json(record, request.app.state.codebook)
 
 
 @router.patch("/annotations/{annotation_id}", summary="Accept, reject or un-decide an annotation (409 on conflict)")
@@ -136,7 +136,7 @@ async def decide(request: Request, annotation_id: int, decision: Decision, user:
     record = await write(
         request, store_of(request).decide, annotation_id, decision.status, user.name, version=decision.version
     )
-    return views.annotation_json(record)
+    return views.annotation_json(record, request.app.state.codebook)
 
 
 @router.get("/search", summary="Full-text search, with the filters of `ohp search`")

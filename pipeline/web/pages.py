@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from pipeline import access
 from pipeline.errors import InvalidInputError
 from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS
+from pipeline.stages.codebook import Codebook
 from pipeline.store import UserRecord
 
 from . import views
@@ -86,9 +87,10 @@ async def recordings(
 
 
 async def _recording_page(request: Request, user: UserRecord, recording_id: int, review: bool) -> HTMLResponse:
-    rec, segs = await run_in_threadpool(views.transcript, request.app.state.store, recording_id, user)
-    if review:  # only the segments with themes to decide or decided
-        segs = [s for s in segs if s["annotations"]]
+    codebook = request.app.state.codebook
+    rec, segs = await run_in_threadpool(views.transcript, request.app.state.store, codebook, recording_id, user)
+    if review:  # the segments with themes to decide or decided, and the ones around them
+        segs = views.review_segments(segs)
     return page(
         request,
         "recording.html",
@@ -96,9 +98,15 @@ async def _recording_page(request: Request, user: UserRecord, recording_id: int,
         recording=rec,
         turns=views.turns(segs),
         review=review,
-        themes=request.app.state.codebook.ids,
+        themes=themes_of(codebook),
+        legend=views.legend(codebook, segs),
         consent_levels=CONSENT_LEVELS,
     )
+
+
+def themes_of(codebook: Codebook) -> list[tuple[str, str]]:
+    """The codebook's themes as (id, label), for a list to choose from."""
+    return [(theme, codebook.label(theme)) for theme in codebook.ids]
 
 
 @router.get("/recordings/{recording_id}")
@@ -171,9 +179,8 @@ async def search(
             )
         except InvalidInputError as e:  # QuerySyntaxError names the place; or a date that is not a date
             error = str(e)
-    return page(
-        request, "search.html", user, params=params, results=results, error=error, themes=request.app.state.codebook.ids
-    )
+    codebook = request.app.state.codebook
+    return page(request, "search.html", user, params=params, results=results, error=error, themes=themes_of(codebook))
 
 
 @router.get("/history")
@@ -184,4 +191,13 @@ async def history(
     if recording is None and segment is None:
         return page(request, "error.html", user, status_code=400, message="give a recording or a segment")
     changes = await run_in_threadpool(views.history, store, user, recording, segment)
-    return page(request, "history.html", user, changes=changes[::-1], recording=recording, segment=segment)
+    codebook = request.app.state.codebook
+    return page(
+        request,
+        "history.html",
+        user,
+        changes=changes[::-1],
+        recording=recording,
+        segment=segment,
+        change_text=lambda state: views.change_text(state, codebook),
+    )
