@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline import access
-from pipeline.formats.export import export_path, export_stem, gather, shared_stems, write_exports
+from pipeline.formats.export import (
+    export_path,
+    export_stem,
+    gather,
+    shared_stems,
+    transcribed_paths,
+    write_exports,
+)
 from pipeline.process import (
     STAGES,
     RunOptions,
@@ -150,11 +157,12 @@ def process_file(
     progress: Progress | None = None,
     taken_stems: set[str] | None = None,
     people: list[PersonRecord] | None = None,
+    write_files: bool = True,
 ) -> FileResult:
     """One recording: its pass, its save and its files; never raises for a bad file, returns a failed result
     instead (the traceback of an unexpected failure goes to the log). Stages already done with the same
     settings are skipped; the result is "skipped" if all were. `people` are the enrolled voices (read from
-    the store if not given)."""
+    the store if not given). Without `write_files` its transcript files are left to the caller."""
     started = time.monotonic()
     file = FileResult(path, "failed")
     info, stage = None, "probe"
@@ -196,23 +204,28 @@ def process_file(
             file.speakers, file.segments = speakers["speakers"], speakers["segments"]
         file.recording_id, file.status = recording.id, "done" if changed else "skipped"
         file.doubtful = recording.doubtful
-        if options.out_dir:
+        if options.out_dir and write_files:
             stage = "export"
             _write_exports(file, store, recording, export, options.out_dir, options, taken_stems)
     except Exception as exc:  # anything: reported against this file, and the batch goes on
         stage, cause = (exc.stage, exc.cause) if isinstance(exc, StageError) else (stage, exc)
-        file.status, file.stage = "failed", stage
-        if isinstance(cause, AudioError):  # the file is bad, not ohp: its message says which and why
-            file.error = str(cause)
-            log.info("%s", cause)
-        else:
-            file.error = f"{path}: {stage}: {type(cause).__name__}: {cause} (the traceback is in the log)"
-            log.exception("%s: the %s stage failed", path, stage)
+        _failed(file, stage, cause)
         _record_failure(store, file, info, stage)
     finally:
         file.seconds = time.monotonic() - started
     log.info("%s: %s in %.1f s", path, file.status, file.seconds)
     return file
+
+
+def _failed(file: FileResult, stage: str, cause: Exception) -> None:
+    """The file failed at `stage`: why, for its report; the traceback of an unexpected failure to the log."""
+    file.status, file.stage = "failed", stage
+    if isinstance(cause, AudioError):  # the file is bad, not ohp: its message says which and why
+        file.error = str(cause)
+        log.info("%s", cause)
+    else:
+        file.error = f"{file.path}: {stage}: {type(cause).__name__}: {cause} (the traceback is in the log)"
+        log.exception("%s: the %s stage failed", file.path, stage)
 
 
 def _record_failure(store: Store, file: FileResult, info: AudioInfo | None, stage: str) -> None:
@@ -231,15 +244,34 @@ def run_batch(
     paths: list[Path | str], store: Store, options: RunOptions = RunOptions(), progress: Progress | None = None
 ) -> BatchReport:
     files, results = find_audio_files([Path(p) for p in paths])
-    # Stems shared by different files get the recording's short hash in their export names.
-    known = {f.resolve() for f in files} | {Path(r.path) for r in store.list_recordings() if Path(r.path).exists()}
-    taken = shared_stems(known)
+    # Stems shared by different files get the recording's short hash in their export names. A file that
+    # fails takes none: files sharing a stem write theirs once the batch knows which of them were read.
+    stored = {Path(p) for p in transcribed_paths(store) if Path(p).exists()}
+    shared = shared_stems({f.resolve() for f in files} | stored)
     people = store.people() if options.speakers else []  # the enrolled voices, read once for the batch
+    waiting = []
     for index, path in enumerate(files):
         if progress:
             progress.file_started(path, index, len(files))
-        result = process_file(path, store, options, progress, taken, people)
+        result = process_file(path, store, options, progress, people=people, write_files=path.stem not in shared)
         results.append(result)
+        if path.stem in shared and result.status != "failed":
+            waiting.append(result)
         if progress:
             progress.file_finished(result)
+    if options.out_dir and waiting:
+        taken = shared_stems({f.path.resolve() for f in results if f.status != "failed"} | stored)
+        for file in waiting:
+            _write_waiting_exports(file, store, options, taken)
     return BatchReport(results)
+
+
+def _write_waiting_exports(file: FileResult, store: Store, options: RunOptions, taken: set[str]) -> None:
+    """The transcript files of a recording whose stem another file of the batch has (see run_batch)."""
+    assert options.out_dir is not None and file.recording_id is not None
+    try:
+        recording = store.recording(file.recording_id)
+        export = gather(store, recording, options.codebook) if file.status == "done" else None  # changed: rewrite
+        _write_exports(file, store, recording, export, options.out_dir, options, taken)
+    except Exception as exc:
+        _failed(file, "export", exc)

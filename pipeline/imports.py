@@ -10,9 +10,10 @@ from pathlib import Path
 
 from pipeline.formats.elan import read_eaf
 from pipeline.formats.qdpx import read_qdpx
-from pipeline.formats.readers import DESCRIPTION, read_transcript
+from pipeline.formats.readers import DESCRIPTION, read_transcript, role_of_label
 from pipeline.process import tag_result
 from pipeline.records import (
+    TRANSCRIPT_FORMAT,
     AudioInfo,
     Coding,
     ImportedCodings,
@@ -45,7 +46,7 @@ def import_file(path: Path, store: Store, audio: Path | None = None, codebook: C
             path=path.resolve(),
             sha256=hashlib.sha256(data).hexdigest(),
             size_bytes=len(data),
-            format=f"transcript/{imported.source_format}",
+            format=f"{TRANSCRIPT_FORMAT}{imported.source_format}",
             codec="",
             sample_rate=0,
             channels=0,
@@ -53,16 +54,21 @@ def import_file(path: Path, store: Store, audio: Path | None = None, codebook: C
         )
     settings = {"imported": str(path.resolve()), "format": imported.source_format, "timed": imported.timed}
     key = settings_key(settings)
-    # Its speakers are the file's: the labels its segments carry, with names and roles where it gives them.
-    given = [SpeakerRecord(s["label"], s.get("name"), s.get("role")) for s in imported.metadata.get("speakers", [])]
-    labels = dict.fromkeys([*(s.speaker for s in imported.segments if s.speaker), *(s.label for s in given)])
+    # Its speakers are the file's: the labels its segments carry, with names and roles where it gives them,
+    # and the role a label says ("Interviewer:", "受访者：") where it gives none.
+    given = {s["label"]: (s.get("name"), s.get("role")) for s in imported.metadata.get("speakers", [])}
+    labels = dict.fromkeys([*(s.speaker for s in imported.segments if s.speaker), *given])
+    speakers = []
+    for label in labels:
+        name, role = given.get(label, (None, None))
+        speakers.append(SpeakerRecord(label, name, role or role_of_label(label)))
     transcript = Transcript(imported.language, 1.0, imported.segments, "import", imported.source_format)
     if any(s.words for s in transcript.segments):  # words with the recogniser's probabilities (ohp JSON)
         transcript = mark_doubt(transcript)
     result = RecordingResult(
         info,
         transcript,
-        speakers=given,
+        speakers=speakers,
         description={name: imported.metadata[name] for name in DESCRIPTION if name in imported.metadata},
         stages={
             "transcribe": StageRun(settings, key, {"segments": len(imported.segments), "metadata": imported.metadata}),

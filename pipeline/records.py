@@ -138,6 +138,9 @@ CONSENT_LEVELS = tuple(Consent)
 MAX_FIELD_CHARS = 1_000
 
 
+TRANSCRIPT_FORMAT = "transcript/"  # the format of a recording imported without audio: transcript/srt, ...
+
+
 @dataclass(frozen=True)
 class RecordingRecord:
     """A stored recording, as the store returns it."""
@@ -157,6 +160,11 @@ class RecordingRecord:
     release_on: str | None = None  # ISO date from which a restricted or closed recording is open
     warnings: tuple[str, ...] = ()  # why its transcript is likely poor (Transcript.quality_warnings)
     doubtful: float | None = None  # share of its transcript's characters in doubtful words; None: no words
+
+    @property
+    def has_audio(self) -> bool:
+        """False for a transcript imported without its audio: the file ohp holds is the transcript."""
+        return not self.format.startswith(TRANSCRIPT_FORMAT)
 
     def access(self, today: date | None = None) -> str:
         """The consent level in force, as pipeline.access decides it (a restriction ends on its release date)."""
@@ -212,6 +220,13 @@ class SpeakerRole(StrEnum):
 
 
 SPEAKER_ROLES = tuple(SpeakerRole)
+
+
+def speaker_title(label: str | None, name: str | None, role: str | None) -> str:
+    """A speaker as people read it: the name (else the label) and the role, "Zhang Changhua (interviewee)";
+    a label that already says the role ("Interviewer") is not followed by it again."""
+    shown = name or label or "speaker"
+    return f"{shown} ({role})" if role and role.casefold() != shown.casefold() else shown
 
 
 @dataclass(frozen=True)
@@ -334,6 +349,8 @@ class SearchHit:
     language: str
     themes: tuple[str, ...]  # themes on the segment that are not rejected
     rank: float  # higher is more relevant
+    speaker_name: str | None = None
+    speaker_role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -398,12 +415,13 @@ class RecordingExport:
             return []
         return [a for a in self.annotations.get(segment.id, []) if a.status != AnnotationStatus.REJECTED]
 
-    def theme_label(self, theme: str, language: str = "en") -> str:
-        """A theme as people read it: its codebook label in the language (English, else any), else its id."""
-        if self.codebook is None or theme not in self.codebook.ids:
-            return theme
-        labels = self.codebook.theme(theme).label
-        return labels.get(language) or labels.get("en") or next(iter(labels.values()), theme)
+    def theme_label(self, theme: str, language: str | None = None) -> str:
+        """A theme as people read it: the codebook's labels (see Codebook.label), else its id."""
+        return theme if self.codebook is None else self.codebook.label(theme, language)
+
+    def theme_labels(self, theme: str) -> list[str]:
+        """A theme's labels, one a language (terms for a catalogue), else its id."""
+        return [theme] if self.codebook is None else self.codebook.labels(theme)
 
     def turns(self) -> list[list[Segment]]:
         """The segments grouped into turns: runs of consecutive segments by one speaker."""

@@ -202,6 +202,22 @@ def test_export_rewrites_files_from_the_database(first_run, tmp_path):
     assert missing.returncode == 2 and "nobody" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_a_file_that_fails_takes_no_transcript_stem(first_run, tmp_path):
+    """A broken other/worker.wav beside the good worker.wav: the good one's files keep their plain name."""
+    ran, first = first_run
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "other").mkdir()
+    broken = tmp_path / "other" / "worker.wav"
+    broken.write_text("not audio at all\n" * 10)
+    db = f"sqlite:///{ran / 'ohp.db'}"
+    out = tmp_path / "out"
+    result = ohp("run", str(ran / "audio" / "worker.wav"), str(broken), "--db", db, "--out", str(out))
+    assert result.returncode == 1 and "other/worker.wav" in result.stdout  # reported, and the batch went on
+    assert sorted(p.name for p in out.iterdir()) == [f"worker.{ext}" for ext in ("json", "srt", "txt", "vtt")]
+    again = ohp("export", "worker", "--out", str(tmp_path / "again"), "--db", db)
+    assert again.returncode == 0 and [p.name for p in (tmp_path / "again").iterdir()] == ["worker.json"]
+
+
 # --- bad input: each reported with the file and the cause; the batch goes on ---------------------
 
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from saving import save_transcription
+from saving import save_speakers, save_tags, save_transcription
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.records import AudioInfo, Segment, Transcript
+from pipeline.records import AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript
 from pipeline.stages.codebook import DEFAULT_CODEBOOK
 from pipeline.store import Store
 
@@ -109,6 +109,7 @@ def test_tag_then_review_decisions_survive_retagging(db, tmp_path):
 
     themes = invoke("themes", "--db", db)
     assert "family_separation" in themes.stdout and "wang.wav" in themes.stdout
+    assert "Family separation / 家人分离" in themes.stdout  # as people read it, beside the id
 
 
 def test_review_needs_a_user(db, monkeypatch):
@@ -120,3 +121,35 @@ def test_review_needs_a_user(db, monkeypatch):
 def test_review_of_an_unknown_recording(db):
     result = invoke("review", "nobody", "--db", db, "--user", "mei")
     assert result.exit_code == 2 and "nobody" in result.output
+
+
+@pytest.fixture
+def interview(tmp_path) -> str:
+    """A question and its answer by two speakers (named, with roles), the answer with two suggestions."""
+    url = f"sqlite:///{tmp_path / 'interview.db'}"
+    lines = [("S1", TEXTS[0][0]), ("S2", TEXTS[1][0]), ("S1", "还有别的吗？")]
+    segments = [Segment(i * 5.0, i * 5.0 + 4.0, t, t, "zh", speaker=sp) for i, (sp, t) in enumerate(lines)]
+    with Store(url) as store:
+        rid = save_transcription(store, INFO, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
+        speakers = [SpeakerRecord("S1", role="interviewer"), SpeakerRecord("S2", role="interviewee")]
+        save_speakers(store, rid, speakers, {}, "k", {})
+        store.rename_speaker(rid, "S2", "王芳", "mei")
+        answer = store.segments(rid)[1].id
+        suggestions = [ThemeSuggestion("left_behind_children", 0.8, ((5, 9),)), ThemeSuggestion("wages", 0.5, ())]
+        save_tags(store, rid, {answer: suggestions}, {}, "t", {}, "k")
+    return url
+
+
+def test_review_shows_who_speaks_and_the_segments_around_and_asks_again_after_a_mistake(interview):
+    keys = "t\nsalary\n工资\n不在这里的话\n一年只回去一次\na\nq\n"  # an unknown theme, words not in the text
+    result = invoke("review", "wang", "--db", interview, "--user", "mei", input=keys)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Left-behind children / 留守儿童" in out
+    assert "S1 (interviewer): 你的孩子现在谁在带？" in out  # the question before
+    assert "王芳 (interviewee): 在老家" in out and "还有别的吗？" in out  # the answer, and what follows
+    assert "no theme 'salary'" in out and "'不在这里的话' is not in the text" in out
+    with Store(interview) as store:
+        decided = {(a.theme, a.status, a.evidence) for a in store.annotations() if a.updated_by == "mei"}
+    at = TEXTS[1][0].index("一年只回去一次")
+    assert decided == {("wages", "accepted", ((at, at + 7),)), ("left_behind_children", "accepted", ((5, 9),))}

@@ -106,10 +106,10 @@ def test_txt_turns_with_times_names_and_themes():
     assert paragraphs == [
         "[00:00:00] 李梅: 你在深圳做什么工作？",
         "[00:00:04] Wang Xiuying: 我在电子厂上班，每个月工资两千块。加班很多。"
-        "\nThemes: Wages; Working conditions (suggested)",
+        "\nThemes: Wages / 工资; Working conditions / 劳动条件 (suggested)",
         "[00:01:05] 李梅: What about your children?",
         "[00:01:10] Wang Xiuying: 孩子留在老家，跟奶奶一起。I miss them & call every week <sometimes>.\n"
-        "Themes: Left-behind children; Family separation (suggested)",
+        "Themes: Left-behind children / 留守儿童; Family separation / 家人分离 (suggested)",
         "[00:02:05] 李梅: 谢谢。\n",
     ]
     assert "Household registration" not in to_txt(EXPORT)  # rejected
@@ -119,7 +119,7 @@ def test_txt_odd_input():
     text = to_txt(ODD)
     assert "Access" not in text and "Speakers" not in text and "Interviewee" not in text
     assert "[00:00:01] a <b> & c\n" in text  # no speaker, no control characters
-    assert text.count("工资") == 20_000 and text.endswith("\nThemes: Wages\n")
+    assert text.count("工资") == 20_001 and text.endswith("\nThemes: Wages / 工资\n")  # the label has one
     empty = to_txt(RecordingExport(RECORDING, []))
     assert empty.startswith("访谈 01\n\nInterviewee: 王秀英\n") and "[" not in empty
 
@@ -163,18 +163,29 @@ def test_docx_title_header_and_turns():
     properties = document["properties"]
     assert properties["title"] == "访谈 01" and properties["creator"] == "ohp" and properties["language"] == "zh"
     assert properties["subject"] == "Oral history interview with 王秀英"
-    assert properties["keywords"] == "Wages; Working conditions; Left-behind children; Family separation"
+    assert (
+        properties["keywords"]
+        == "Wages / 工资; Working conditions / 劳动条件; Left-behind children / 留守儿童; Family separation / 家人分离"
+    )
     assert properties["identifier"] == RECORDING.sha256
     assert properties["description"] == "Transcript of 访谈 01.wav; access restricted until 2090-01-01"
 
 
 def test_docx_themes_are_comments_on_their_evidence():
     assert read_docx(to_docx(EXPORT))["comments"] == [
-        ("工资", "mei", "Wages (accepted)"),
-        ("我在电子厂上班，每个月工资两千块。", "ohp", "Working conditions (suggested)"),  # no evidence: the segment
-        ("加班很多。", "ohp", "Wages (suggested)"),
-        ("孩子", "李梅", "Left-behind children (accepted)"),
-        ("miss them &amp; call", "ohp", "Family separation (suggested)"),  # from its first evidence to its last
+        ("工资", "mei", "Wages / 工资 (accepted)"),
+        (
+            "我在电子厂上班，每个月工资两千块。",
+            "ohp",
+            "Working conditions / 劳动条件 (suggested)",
+        ),  # no evidence: the segment
+        ("加班很多。", "ohp", "Wages / 工资 (suggested)"),
+        ("孩子", "李梅", "Left-behind children / 留守儿童 (accepted)"),
+        (
+            "miss them &amp; call",
+            "ohp",
+            "Family separation / 家人分离 (suggested)",
+        ),  # from its first evidence to its last
     ]  # the rejected theme has none
 
 
@@ -193,7 +204,7 @@ def test_docx_odd_input():
     assert [row[0] for row in document["table"]] == ["<b>Duration</b>", "<b>Languages</b>"]
     assert document["turns"][0] == "[00:00:01] a &lt;b&gt; &amp; c"  # no speaker, no control characters
     assert document["turns"][1] == "[00:00:03] " + "工资" * 20_000
-    assert document["comments"] == [("工资", "ohp", "Wages (accepted)")]
+    assert document["comments"] == [("工资", "ohp", "Wages / 工资 (accepted)")]
     empty = read_docx(to_docx(RecordingExport(RECORDING, [])))
     assert (
         empty["title"] == ("Title", "访谈 01") and empty["comments"] == [] and len(empty["table"]) == 6

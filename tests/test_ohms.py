@@ -71,10 +71,14 @@ def test_record():
     assert field(record, "o:interviewee") == "王秀英" and field(record, "o:interviewer") == "李梅"
     assert [s.text for s in record.iterfind("o:subject", NS)] == [
         "Wages",
+        "工资",
         "Working conditions",
+        "劳动条件",
         "Left-behind children",
+        "留守儿童",
         "Family separation",
-    ]
+        "家人分离",
+    ]  # a catalogue's terms, one a language
     assert field(record, "o:language") == "Chinese"
     assert field(record, "o:userestrict") == "1" and "restricted until 2090-01-01" in field(record, "o:rights")
 
@@ -83,21 +87,21 @@ def test_index_points_at_topic_changes():
     assert points(parse(EXPORT)) == [
         {
             "time": "0",
-            "title": "Wages; Working conditions",
+            "title": "Wages / 工资; Working conditions / 劳动条件",
             "partial_transcript": "李梅: 你在深圳做什么工作？",
             "synopsis": "你在深圳做什么工作？ 我在电子厂上班，每个月工资两千块。加班很多。",
-            "keywords": "Wages;Working conditions;深圳;两千块",
-            "subjects": "Wages;Working conditions",
+            "keywords": "Wages;工资;Working conditions;劳动条件;深圳;两千块",
+            "subjects": "Wages;工资;Working conditions;劳动条件",
         },
         {
             # the question that leads to the new topic opens its point
             "time": "65",
-            "title": "Left-behind children; Family separation",
+            "title": "Left-behind children / 留守儿童; Family separation / 家人分离",
             "partial_transcript": "李梅: What about your children?",
             "synopsis": "What about your children? 孩子留在老家，跟奶奶一起。"
             "I miss them & call every week <sometimes>. 谢谢。",
-            "keywords": "Left-behind children;Family separation;老家",
-            "subjects": "Left-behind children;Family separation",
+            "keywords": "Left-behind children;留守儿童;Family separation;家人分离;老家",
+            "subjects": "Left-behind children;留守儿童;Family separation;家人分离",
         },
     ]  # the rejected theme (hukou) is nowhere
 
@@ -132,10 +136,10 @@ def test_points_only_where_the_themes_change():
     found = points(parse(export))
     assert [(p["time"], p["title"]) for p in found] == [
         ("2", "Hello. Shall we begin with your village?"),  # no themes: its first words
-        ("20", "Wages"),
-        ("40", "Wages; Housing"),
-        ("70", "Housing"),
-        ("95", "Household registration (hukou)"),
+        ("20", "Wages / 工资"),
+        ("40", "Wages / 工资; Housing / 住房"),
+        ("70", "Housing / 住房"),
+        ("95", "Household registration (hukou) / 户口"),
     ]
     assert found[0]["synopsis"] == "Hello. Shall we begin with your village? It was far from the city. We grew rice."
     assert (
@@ -211,7 +215,7 @@ def test_odd_input():
     assert lines[0] == "a <b> & c"  # escaped in the XML, no control characters
     assert "".join(lines[2:]) == "工资" * 20_000
     assert field(record, "o:interviewer") is None and field(record, "o:userestrict") == "0"
-    assert [(p["time"], p["title"]) for p in points(record)] == [("1", "a <b> & c"), ("3", "Wages")]
+    assert [(p["time"], p["title"]) for p in points(record)] == [("1", "a <b> & c"), ("3", "Wages / 工资")]
     empty = parse(RecordingExport(replace(RECORDING, language=None), []))
     assert points(empty) == [] and field(empty, "o:transcript") == "" and field(empty, "o:sync") == ""
     broken = Segment(0.0, 100.0, "one line\nbroken by an editor\r\n", "", "en", id=1)

@@ -156,10 +156,10 @@ def test_codebook_users_and_sources(qdpx):
 
     codes = root.find("q:CodeBook/q:Codes", NS)
     top = [c.get("name") for c in codes.iterfind("q:Code", NS)]
-    assert "Family separation" in top and "Left-behind children" not in top
-    nested = codes.find("q:Code[@name='Family separation']/q:Code", NS)
-    assert nested.get("name") == "Left-behind children"
-    assert "留守儿童" in nested.findtext("q:Description", namespaces=NS)
+    assert "Family separation / 家人分离" in top and "Left-behind children / 留守儿童" not in top
+    nested = codes.find("q:Code[@name='Family separation / 家人分离']/q:Code", NS)
+    assert nested.get("name") == "Left-behind children / 留守儿童"
+    assert "ohp theme: left_behind_children" in nested.findtext("q:Description", namespaces=NS)
     assert len(root.findall(".//q:Code", NS)) == len(CODEBOOK.themes)
 
     sources = root.findall("q:Sources/q:AudioSource", NS)
@@ -289,7 +289,7 @@ def test_codings_added_in_a_qda_tool_come_back(qdpx, tmp_path):
     bob = _guid()
     _element(root.find("q:Users", NS), "User", guid=bob, name="bob")
     codes = root.find("q:CodeBook/q:Codes", NS)
-    migration = codes.find("q:Code[@name='Migration and the journey home']", NS).get("guid")
+    migration = codes.find("q:Code[@name='Migration and the journey home / 外出与返乡路']", NS).get("guid")
     wages, food = _guid(), _guid()
     _element(codes, "Code", guid=wages, name="工资", isCodable="true")  # bob's own code, by a theme's Chinese label
     _element(codes, "Code", guid=food, name="Food", isCodable="true")  # no theme: a warning

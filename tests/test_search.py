@@ -148,6 +148,8 @@ def test_cli_search_json(tmp_path):
         "start",
         "end",
         "speaker",
+        "speaker_name",
+        "speaker_role",
         "text",
         "snippet",
         "themes",
@@ -201,6 +203,41 @@ def test_cli_import_then_search_and_bad_files_import_nothing(tmp_path):
         assert [Path(r.path).name for r in store.list_recordings()] == ["zhang.vtt"]
     found = json.loads(invoke("search", "拖欠", "--json", "--db", url).stdout)
     assert found["hits"][0]["speaker"] == "张长华" and found["hits"][0]["themes"] == ["wages"]
+
+
+def test_cli_a_speaker_imported_as_interviewer_has_the_role_and_is_found_by_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ohp.db'}"
+    srt = tmp_path / "chen.srt"
+    cues = [
+        "Interviewer: When did your wages stop?",
+        "陈秀兰: 工资从三月就停了。",
+        "采访者：那你怎么办？",
+        "陈秀兰: 回老家。",
+        "Interviewer: And then?",
+        "陈秀兰: 种地。",
+    ]
+    srt.write_text(
+        "\n".join(f"{i}\n00:00:0{i},000 --> 00:00:0{i},900\n{cue}\n" for i, cue in enumerate(cues, 1)),
+        encoding="utf-8",
+    )
+    assert invoke("import", str(srt), "--db", url).exit_code == 0
+    with Store(url) as store:
+        [rid] = [r.id for r in store.list_recordings()]
+        roles = {s.label: s.role for s in store.speakers(rid)}
+    assert roles == {"Interviewer": "interviewer", "陈秀兰": None, "采访者": "interviewer"}
+    found = json.loads(invoke("search", "wages OR 怎么办", "--speaker", "interviewer", "--json", "--db", url).stdout)
+    assert sorted(h["text"] for h in found["hits"]) == ["When did your wages stop?", "那你怎么办？"]
+    shown = invoke("search", "wages", "--db", url).stdout
+    assert "Interviewer: When did" in shown and "(interviewer)" not in shown  # the label says the role already
+
+
+def test_cli_an_unknown_theme_is_an_error_naming_the_known_ones(corpus, tmp_path):
+    url = str(corpus[0].url)
+    result = invoke("search", "工资", "--theme", "salary", "--db", url)
+    assert result.exit_code == 2 and "salary" in result.output
+    assert "wages (Wages / 工资)" in result.output and "Traceback" not in result.output
+    by_label = invoke("search", "拖欠", "--theme", "工资", "--db", url)  # a label names the theme too
+    assert by_label.exit_code == 0 and "[Wages / 工资]" in by_label.stdout
 
 
 # --- speakers ------------------------------------------------------------------------------------

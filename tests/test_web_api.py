@@ -321,7 +321,7 @@ def test_pages_render(app):
     listing = client.get("/", params={"sort": "waiting", "desc": "true"}).text
     assert "interview.wav" in listing and f"/recordings/{rid}/review" in listing
     page = client.get(f"/recordings/{rid}").text
-    assert "Keyboard shortcuts" in page and 'data-start="5.0"' in page and "<mark>" in page
+    assert "Keyboard shortcuts" in page and 'data-start="5.0"' in page and '<mark class="t' in page
     assert client.get("/recordings/999").status_code == 404
     assert "no recording" in client.get("/recordings/999").text
 

@@ -19,8 +19,10 @@ import uvicorn
 from saving import save_tags, save_transcription
 
 from pipeline.config import Config
+from pipeline.imports import import_file
 from pipeline.records import Segment, ThemeSuggestion, Transcript, Word
 from pipeline.stages.audio import probe
+from pipeline.stages.codebook import load_codebook
 from pipeline.stages.doubt import mark_doubt
 from pipeline.store import Store
 from pipeline.web import create_app
@@ -45,6 +47,16 @@ SEGMENTS = [
     (0.0, 3.4, "S1", "So what's interesting here is I feel that you know"),
     (3.4, 7.2, "S2", "brands knowing this when people sort of speak to the voice assistance at home"),
     (7.2, 10.5, "S1", "and if you want to be the brand."),
+]
+CHEN = [  # an interview transcribed by people, imported without its audio
+    "采访者：你们的工资是怎么算的？",
+    "陈秀兰：我们拿计件工资，老板拖欠了三个月的工资。",
+    "采访者：今天天气不错。",
+    "陈秀兰：是啊。",
+    "采访者：孩子呢？谁在带？",
+    "陈秀兰：孩子在老家跟爷爷奶奶，我一年只回去一次。",
+    "采访者：住的地方怎么样？",
+    "陈秀兰：我们住在厂里的宿舍，八个人一间，很挤。",
 ]
 
 
@@ -89,6 +101,14 @@ def site(tmp_path_factory):
         {},
         "t1",
     )
+    srt = folder / "chen.srt"
+    srt.write_text(
+        "\n".join(
+            f"{i}\n00:00:{i * 4:02d},000 --> 00:00:{i * 4 + 3:02d},500\n{line}\n" for i, line in enumerate(CHEN, 1)
+        ),
+        encoding="utf-8",
+    )
+    chen = import_file(srt, store, codebook=load_codebook())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -100,7 +120,7 @@ def site(tmp_path_factory):
         time.sleep(0.05)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield {"url": f"http://127.0.0.1:{port}", "store": store, "rid": rid, "browser": browser}
+        yield {"url": f"http://127.0.0.1:{port}", "store": store, "rid": rid, "chen": chen, "browser": browser}
         browser.close()
     server.should_exit = True
     thread.join(timeout=10)
@@ -300,4 +320,99 @@ def test_doubtful_words_are_underlined_and_d_plays_each_from_a_little_before(sit
     page.screenshot(path=SHOTS / "recordings-by-doubt.png", full_page=True)
     page.goto(site["url"] + "/search?q=brand&doubtful=true")
     assert page.locator(".hits li").count() == 1 and "doubtful.wav" in page.locator(".hits").inner_text()
+
+
+# --- what annotators meet: speakers, theme labels and colours, context, a page without audio ---------
+
+
+def test_speakers_show_their_names_and_roles_and_renames_are_in_the_history(site):
+    store, rid = site["store"], site["rid"]
+    store.rename_speaker(rid, "S1", "Mei Lin", "rita")
+    store.set_role(rid, "S1", "interviewer", "rita")
+    store.set_role(rid, "S2", "interviewee", "rita")
+    page = logged_in(site, "ann")
+    assert page.locator(".turn .speaker").all_inner_texts()[:2] == [
+        "Mei Lin (interviewer) 00:00:00",
+        "S2 (interviewee) 00:00:03",
+    ]
+    page.goto(site["url"] + f"/recordings/{rid}/review")
+    assert "S2 (interviewee)" in page.locator(".turn .speaker").all_inner_texts()[1]
+    page.goto(site["url"] + "/search?q=brand")
+    assert page.locator(".hits .speaker").all_inner_texts()[0] == "Mei Lin (interviewer):"
+    page.goto(site["url"] + f"/history?recording={rid}")
+    rows = [row.locator("td").all_inner_texts() for row in page.locator("table.history tbody tr").all()]
+    changes = {(r[2], r[3], r[4]) for r in rows}
+    assert ("renamed speaker S1", "S1", "Mei Lin") in changes
+    assert ("role speaker S1", "Mei Lin", "Mei Lin (interviewer)") in changes
+    assert ("role speaker S2", "S2", "S2 (interviewee)") in changes
+    page.screenshot(path=SHOTS / "history-speakers.png", full_page=True)
+    page.context.close()
+
+
+def test_a_transcript_without_audio_shows_labels_colours_and_no_player(site):
+    page = logged_in(site, "ann")
+    page.goto(site["url"] + f"/recordings/{site['chen']}")
+    page.wait_for_selector(".segment")
+    assert page.locator("audio").count() == 0 and page.locator(".no-audio").is_visible()
+    assert page.locator(".keys li").first.is_visible()  # the shortcuts are on the page, not folded away
+    assert page.locator(".turn .speaker").first.inner_text().startswith("采访者 (interviewer)")
+    legend = page.locator(".legend li").all_inner_texts()
+    assert "Wages / 工资" in legend and "Housing / 住房" in legend
+    # Each theme's evidence in its own colour, the legend's
+    colours = page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll('.legend li')].map(li => [li.dataset.theme,"
+        " getComputedStyle(li.querySelector('.swatch')).backgroundColor]))"
+    )
+    marks = page.evaluate(
+        "() => [...document.querySelectorAll('mark')].map(m => [m.title, getComputedStyle(m).backgroundColor])"
+    )
+    assert len(set(colours.values())) == len(colours) >= 2
+    assert {colour for _, colour in marks} == set(colours.values())
+    assert ["Wages / 工资", colours["wages"]] in marks
+    assert page.locator(".segment .theme .name").first.inner_text() == "Wages / 工资"
+    font = page.evaluate("getComputedStyle(document.querySelector('.segment .text')).fontFamily")
+    assert "Noto Sans CJK SC" in font and "WenQuanYi Micro Hei" in font
+    page.screenshot(path=SHOTS / "no-audio-chinese.png", full_page=True)
+    # Without audio a click or j still moves through the segments.
+    page.locator(".segment").nth(1).locator(".clock").click()
+    page.keyboard.press("j")
+    assert "playing" in page.locator(".segment").nth(2).get_attribute("class")
+    # The status line is not there while empty; shown, it covers nothing at the bottom.
+    assert not page.locator("#message").is_visible()
+    page.locator(".segment .theme button.accept").first.click()
+    page.wait_for_function("document.getElementById('message').textContent.includes('accepted')")
+    assert page.locator("#message").inner_text() == "Wages / 工资: accepted"
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    last = page.locator(".segment").last.bounding_box()
+    bar = page.locator("#message").bounding_box()
+    assert last["y"] + last["height"] <= bar["y"]
+    page.screenshot(path=SHOTS / "no-audio-chinese-bottom.png")
+    page.context.close()
+
+
+def test_review_shows_the_question_before_and_labels_to_add(site):
+    page = logged_in(site, "ann")
+    page.goto(site["url"] + f"/recordings/{site['chen']}/review")
+    page.wait_for_selector(".segment")
+    # Each suggestion with the segment before it (the question) and after it; the rest left out, marked.
+    shown = page.evaluate(
+        "() => [...document.querySelectorAll('.segment, .gap')].map(e => e.classList.contains('gap') ? '…' :"
+        " (e.classList.contains('context') ? 'context: ' : '') + e.querySelector('.text').textContent)"
+    )
+    assert shown[1:5] == [
+        "我们拿计件工资，老板拖欠了三个月的工资。",
+        "context: 今天天气不错。",
+        "…",
+        "context: 孩子呢？谁在带？",
+    ]
+    assert "是啊。" not in str(shown)
+    options = page.locator("#add-theme select option").all_inner_texts()
+    assert "Left-behind children / 留守儿童" in options
+    assert page.locator("#add-theme select option").first.get_attribute("value") == "family_separation"
+    page.screenshot(path=SHOTS / "review-context.png", full_page=True)
+    page.goto(site["url"] + "/search?q=工资")
+    hit = page.locator(".hits li").first.inner_text()
+    assert "陈秀兰:" in hit and "[Wages / 工资]" in hit
+    assert "Wages / 工资" in page.locator("select[name=theme]").inner_text()
+    page.screenshot(path=SHOTS / "search-chinese.png", full_page=True)
     page.context.close()

@@ -18,6 +18,7 @@ from rich.text import Text
 # imported in the commands that use them, so that `ohp --help`, `ohp status` or `ohp search` start fast.
 from pipeline import access
 from pipeline.cli.failures import ReportingGroup
+from pipeline.cli.keys import read_key
 from pipeline.cli.output import batch_progress, write_report
 from pipeline.config import DEVICES, ENVIRONMENT, Config, setup_logging
 from pipeline.errors import InvalidInputError, NotFoundError
@@ -39,6 +40,7 @@ from pipeline.records import (
     RecordingRecord,
     SearchFilters,
     SpeakerRole,
+    speaker_title,
 )
 from pipeline.script import Script
 from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
@@ -450,7 +452,8 @@ def tag_text_command(
 
     if pipeline_language(language) is None:
         raise typer.BadParameter(f"no tagger for {language!r}: use zh or en", param_hint="--language")
-    result = tag_text(text, language, open_codebook(codebook))
+    book = open_codebook(codebook)
+    result = tag_text(text, language, book)
     if as_json:
         document = {
             "themes": [
@@ -462,7 +465,9 @@ def tag_text_command(
         print(json.dumps(document, ensure_ascii=False))
         return
     for theme in result.themes:
-        console.print(Text.assemble(f"{theme.theme} ({theme.score:.2f}): ", highlighted(text, theme.evidence)))
+        console.print(
+            Text.assemble(f"{book.label(theme.theme)} ({theme.score:.2f}): ", highlighted(text, theme.evidence))
+        )
     for entity in result.entities:
         console.print(f"{entity.label}: {entity.text}")
     if not result.themes and not result.entities:
@@ -490,8 +495,9 @@ def codebook_validate(path: Annotated[Path | None, typer.Argument(help="Codebook
 
 
 @app.command()
-def themes(db: DbOption = None) -> None:
+def themes(codebook: CodebookOption = None, db: DbOption = None) -> None:
     """Theme counts per recording: suggested, accepted, rejected."""
+    book = open_codebook(codebook)
     store = open_store(db)
     rows = store.theme_counts()
     if not rows:
@@ -501,13 +507,14 @@ def themes(db: DbOption = None) -> None:
     for column, justify in (
         ("recording", "left"),
         ("theme", "left"),
+        ("id", "left"),  # what --theme and the JSON take
         ("suggested", "right"),
         ("accepted", "right"),
         ("rejected", "right"),
     ):
         table.add_column(column, justify=justify)
     for _, path, theme, counts in rows:
-        table.add_row(Path(path).name, theme, *(str(counts[k]) for k in ANNOTATION_STATUSES))
+        table.add_row(Path(path).name, book.label(theme), theme, *(str(counts[k]) for k in ANNOTATION_STATUSES))
     console.print(table)
 
 
@@ -540,7 +547,9 @@ def review(
 
         return walk_doubtful(store, chosen, user, console)
     book = open_codebook(codebook)
-    segments = {s.id: s for s in store.segments(chosen.id)}
+    ordered = store.segments(chosen.id)
+    at = {s.id: i for i, s in enumerate(ordered)}
+    speakers = {s.label: s for s in store.speakers(chosen.id)}
     waiting = store.annotations(chosen.id, status="suggested")
     if not waiting:
         console.print(f"{Path(chosen.path).name}: no suggestions waiting")
@@ -548,18 +557,31 @@ def review(
     console.print(
         f"{Path(chosen.path).name}: {len(waiting)} suggestions. Keys: a accept, r reject, t add a theme, s skip, q quit"
     )
+
+    def said(segment, text: Text | str, style: str = "") -> Text:
+        """A segment as a line: its time, who says it, what."""
+        speaker = speakers.get(segment.speaker or "")
+        who = speaker_title(segment.speaker, speaker.name, speaker.role) if speaker else segment.speaker
+        return Text.assemble(
+            (f"{clock(segment.start)} ", "cyan"), (f"{who}: " if who else "", "magenta"), text, style=style
+        )
+
     decided = 0
     for n, annotation in enumerate(waiting, 1):
-        segment = segments[annotation.segment_id]
-        theme = book.theme(annotation.theme) if annotation.theme in book.ids else None
-        label = f"{theme.label.get('en', '')} / {theme.label.get('zh', '')}" if theme else annotation.theme
+        index = at[annotation.segment_id]
+        segment = ordered[index]
         console.rule(
             f"{n}/{len(waiting)}  {clock(segment.start)}-{clock(segment.end)}  "
-            f"{annotation.theme}: {label}  ({annotation.score or 0:.2f})"
+            f"{book.label(annotation.theme)}  ({annotation.score or 0:.2f})"
         )
-        console.print(highlighted(segment.text, annotation.evidence))
+        # The question before and the answer going on after: what the suggestion's words mean depends on them.
+        if index > 0:
+            console.print(said(ordered[index - 1], ordered[index - 1].text, "dim"))
+        console.print(said(segment, highlighted(segment.text, annotation.evidence)))
+        if index + 1 < len(ordered):
+            console.print(said(ordered[index + 1], ordered[index + 1].text, "dim"))
         while True:
-            key = typer.prompt("a/r/t/s/q", default="s", show_default=False).strip().lower()[:1]
+            key = read_key("a/r/t/s/q", default="s")
             if key in ("a", "r"):
                 try:
                     store.decide(
@@ -581,17 +603,25 @@ def review(
 
 
 def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
-    theme = typer.prompt(f"theme ({', '.join(book.ids)})").strip()
-    if theme not in book.ids:
-        console.print(f"[yellow]unknown theme {theme!r}[/yellow]")
-        return
-    words = typer.prompt("evidence: words from the text (empty for none)", default="", show_default=False).strip()
-    at = segment.text.find(words) if words else -1
-    if words and at < 0:
-        console.print(f"[yellow]{words!r} is not in the text[/yellow]")
-        return
+    """Ask for a theme (id or label) and the words that are its evidence, again until they are right;
+    an empty theme gives up."""
+    console.print("themes: " + "; ".join(f"{t} ({book.label(t)})" for t in book.ids), highlight=False)
+    while True:
+        name = typer.prompt("theme (empty to go back)", default="", show_default=False).strip()
+        if not name:
+            return
+        theme = book.find(name)
+        if theme:
+            break
+        console.print(f"[yellow]no theme {name!r} in the codebook[/yellow]")
+    while True:
+        words = typer.prompt("evidence: words from the text (empty for none)", default="", show_default=False).strip()
+        at = segment.text.find(words) if words else -1
+        if not words or at >= 0:
+            break
+        console.print(f"[yellow]{words!r} is not in the text: copy words from it[/yellow]")
     store.add_annotation(segment.id, theme, user, ((at, at + len(words)),) if words else ())
-    console.print(f"added {theme}")
+    console.print(f"added {book.label(theme)}")
 
 
 def _iso_date(value: str | None) -> str | None:
@@ -642,13 +672,15 @@ def search(
         errors.print(f"[red]error:[/red] {e.message}", markup=True, highlight=False)
         errors.print(f"  {query}\n  {' ' * cell_len(query[: e.position])}^", markup=False, highlight=False)
         raise typer.Exit(2) from None
+    book = open_codebook(codebook)
+    theme = book.theme_id(theme) if theme else None  # a label does too; an unknown theme is an error
     store = open_store(db)
     if store.count_segments() == 0:
         errors.print(f"nothing to search: no transcripts in {store.url} yet (ohp run or ohp import first)")
         if as_json:
             print(json.dumps({"total": 0, "hits": []}))
         return
-    themes = (theme, *open_codebook(codebook).descendants(theme)) if theme else ()
+    themes = (theme, *book.descendants(theme)) if theme else ()
     filters = SearchFilters(
         themes=themes,
         theme_status=tuple(s.value for s in status),
@@ -674,6 +706,8 @@ def search(
                     "start": round(hit.start, 3),
                     "end": round(hit.end, 3),
                     "speaker": hit.speaker,
+                    "speaker_name": hit.speaker_name,
+                    "speaker_role": hit.speaker_role,
                     "text": hit.text,
                     "snippet": snippet.text,
                     "themes": list(hit.themes),
@@ -691,9 +725,9 @@ def search(
             " ",
             (clock(hit.start), "cyan"),
             " ",
-            (f"{hit.speaker}: " if hit.speaker else "", "magenta"),
+            (f"{speaker_title(hit.speaker, hit.speaker_name, hit.speaker_role)}: " if hit.speaker else "", "magenta"),
             highlighted(snippet.text, tuple(snippet.spans), "bold red"),
-            (f"  [{', '.join(hit.themes)}]" if hit.themes else "", "green"),
+            (f"  [{', '.join(map(book.label, hit.themes))}]" if hit.themes else "", "green"),
         )
         console.print(line)
     shown = len(results.hits)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
-from pipeline.records import AnnotationRecord, RecordingExport, Segment, coder
+from pipeline.records import AnnotationRecord, RecordingExport, Segment, coder, speaker_title
 from pipeline.utils import clock, join_texts, spacer, xml_text
 
 # In a font with CJK glyphs on Windows; LibreOffice substitutes its own CJK font for it elsewhere.
@@ -54,7 +54,7 @@ def access_note(export: RecordingExport) -> str | None:
 def header(export: RecordingExport) -> list[tuple[str, str]]:
     """The recording's particulars as (field, value), the fields it has."""
     recording = export.recording
-    speakers = [f"{s.name or s.label} ({s.role})" if s.role else s.name or s.label for s in export.speakers]
+    speakers = [speaker_title(s.label, s.name, s.role) for s in export.speakers]
     fields = [
         ("Interviewee", recording.interviewee),
         ("Date", recording.recorded_on),

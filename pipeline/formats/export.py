@@ -96,7 +96,7 @@ def to_json(export: RecordingExport) -> str:
                 "themes": [
                     {
                         "id": a.theme,
-                        "label": export.theme_label(a.theme),
+                        "label": export.theme_label(a.theme, "en"),
                         "status": a.status,
                         "source": a.source,
                         "coder": coder(a),
@@ -196,6 +196,13 @@ def shared_stems(paths: Iterable[Path | str]) -> set[str]:
     return {stem for stem, n in counts.items() if n > 1}
 
 
+def transcribed_paths(store) -> list[str]:
+    """The paths of the stored recordings that have a transcript: a file that failed to decode has a row
+    (its failed stage) but no transcript files, so its stem is no other file's concern."""
+    done = {rid for rid, stages in store.stage_statuses().items() if stages.get("transcribe") == "done"}
+    return [r.path for r in store.list_recordings() if r.id in done]
+
+
 def export_stem(recording: RecordingRecord, taken: set[str] | None = None) -> str:
     """The file stem of the recording; with a short hash when another recording has the same stem."""
     stem = Path(recording.path).stem
@@ -264,7 +271,7 @@ def export_recordings(
     `access.check_export_closed` who may)."""
     _check_formats(formats)
     report = ExportReport()
-    taken = shared_stems(r.path for r in store.list_recordings())
+    taken = shared_stems(transcribed_paths(store))
     exports = []
     for recording in {r.id: r for r in recordings}.values():  # each once, however often it was named
         if not access.exported(recording, include_closed):

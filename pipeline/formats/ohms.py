@@ -168,6 +168,7 @@ def _index(export: RecordingExport, turns: list[list[Segment]], index: etree._El
         # Turns kept apart by a space: a question's "?" would otherwise run into the Chinese answer.
         text = " ".join(said)
         labels = [export.theme_label(t) for t in themes]
+        terms = [term for t in themes for term in export.theme_labels(t)]  # a catalogue's terms: one a language
         entities = [e.text.strip() for s in segments for e in export.entities.get(s.id, [])]
         name = export.speaker_name(turns[start][0])
         point = _add(index, "point")
@@ -175,8 +176,8 @@ def _index(export: RecordingExport, turns: list[list[Segment]], index: etree._El
         _add(point, "title", "; ".join(labels) if labels else _shorten(text, TITLE_CHARS))
         _add(point, "partial_transcript", (f"{_clean(name).upper()}: " if name else "") + said[0])
         _add(point, "synopsis", _shorten(text, SYNOPSIS_CHARS))
-        _add(point, "keywords", ";".join(dict.fromkeys(labels + [e for e in entities if e])))
-        _add(point, "subjects", ";".join(labels))
+        _add(point, "keywords", ";".join(dict.fromkeys(terms + [e for e in entities if e])))
+        _add(point, "subjects", ";".join(terms))
 
 
 def _people(export: RecordingExport, role: str) -> list[str]:
@@ -195,8 +196,9 @@ def to_ohms(export: RecordingExport) -> str:
     _add(record, "title", title(export))
     _add(record, "accession", str(recording.metadata.get("accession") or ""))
     _add(record, "duration", clock(recording.duration))
-    for theme in dict.fromkeys(a.theme for s in export.segments for a in export.themes(s)):
-        _add(record, "subject", export.theme_label(theme))
+    themes = dict.fromkeys(a.theme for s in export.segments for a in export.themes(s))
+    for term in dict.fromkeys(term for theme in themes for term in export.theme_labels(theme)):
+        _add(record, "subject", term)
     for person in [recording.interviewee] if recording.interviewee else _people(export, "interviewee"):
         _add(record, "interviewee", person)
     for person in _people(export, "interviewer"):

@@ -189,10 +189,8 @@ def _recording(sources: etree._Element, export: RecordingExport) -> tuple[str, s
 def _codes(parent: etree._Element, codebook: Codebook, theme_parent: str | None) -> None:
     for theme in codebook.themes:
         if theme.parent == theme_parent:
-            code = _sub(
-                parent, "Code", guid=_guid("code", theme.id), name=theme.label.get("en") or theme.id, isCodable="true"
-            )
-            about = [theme.label.get("zh"), theme.description, f"ohp theme: {theme.id}"]
+            code = _sub(parent, "Code", guid=_guid("code", theme.id), name=codebook.label(theme.id), isCodable="true")
+            about = [theme.description, f"ohp theme: {theme.id}"]
             _sub(code, "Description", "\n".join(line for line in about if line))
             _codes(code, codebook, theme.id)
 

@@ -224,6 +224,22 @@ def guess_language(text: str) -> str | None:
 # "Interviewer: ...", "Mrs Chen: ...", "张：..." (a full-width colon needs no space after it).
 _LABEL = re.compile(r"(?P<label>[^\s:：\d][^\s:：]{0,23}(?: [^\s:：]{1,24}){0,2})(?::\s+|：\s*)(?P<rest>\S.*)", re.S)
 MAX_SPEAKER_LABELS = 8  # more different "Name:" prefixes than this are not speakers but text
+# Labels that say a speaker's role rather than their name, as transcribers write them.
+ROLE_LABELS = {
+    **dict.fromkeys(
+        ["interviewer", "q", "question", "host", "采访者", "采访人", "访谈者", "访问者", "记者", "主持人", "问"],
+        "interviewer",
+    ),
+    **dict.fromkeys(
+        ["interviewee", "narrator", "a", "answer", "受访者", "受访人", "被访者", "被采访者", "讲述者", "口述者", "答"],
+        "interviewee",
+    ),
+}
+
+
+def role_of_label(label: str) -> str | None:
+    """The role a speaker label names ("Interviewer", "受访者", "Q"), or None for a name or a code like S1."""
+    return ROLE_LABELS.get(" ".join(label.split()).casefold())
 
 
 def _speakers(texts: list[str]) -> list[tuple[str | None, str]]:

@@ -21,6 +21,7 @@ from pipeline.script import to_simplified
 
 DEFAULT_CODEBOOK = Path(__file__).with_name("codebook.yaml")  # package data: an installed ohp has it too
 LANGUAGES = ("zh", "en")  # the pattern languages: the tagger has a pipeline for each
+LABEL_ORDER = ("en", "zh")  # a theme's labels side by side: "Wages / 工资"
 DEFAULT_WEIGHT = 0.6  # a plain term: enough on its own (the tagger suggests from 0.5)
 THEME_KEYS = {"id", "label", "description", "parent", "patterns", "exclude"}
 ID = re.compile(r"[a-z][a-z0-9_]*")
@@ -81,13 +82,42 @@ class Codebook:
     def ids(self) -> list[str]:
         return [t.id for t in self.themes]
 
+    def labels(self, theme_id: str) -> list[str]:
+        """A theme's labels, one for each language it has (English first); a theme the codebook no longer
+        has, by its id."""
+        found = next((t for t in self.themes if t.id == theme_id), None)
+        if found is None:
+            return [theme_id]
+        return list(dict.fromkeys(found.label[lang] for lang in (*LABEL_ORDER, *found.label) if found.label.get(lang)))
+
+    def label(self, theme_id: str, language: str | None = None) -> str:
+        """A theme as people read it: its label in `language` (else English, else any), or with None its
+        labels in every language it has side by side ("Wages / 工资")."""
+        labels = self.labels(theme_id)
+        if language is None:
+            return " / ".join(labels)
+        found = next((t for t in self.themes if t.id == theme_id), None)
+        return (found.label.get(language) if found else None) or labels[0]
+
     def find(self, name: str) -> str | None:
         """The theme a person means by `name` in another tool: its id or a label, in any case and
         spacing (an id wins over a label); None if none."""
         key = " ".join(name.split()).casefold()
         ids = {t.id.casefold(): t.id for t in self.themes}
-        labels = {" ".join(label.split()).casefold(): t.id for t in self.themes for label in t.label.values()}
+        labels = {
+            " ".join(label.split()).casefold(): t.id
+            for t in self.themes
+            for label in (*t.label.values(), self.label(t.id))  # "Wages / 工资" as ohp's exports name it
+        }
         return ids.get(key) or labels.get(key)
+
+    def theme_id(self, name: str) -> str:
+        """The theme a person names (see find); InvalidInputError listing the known ones if none."""
+        found = self.find(name)
+        if found is None:
+            known = ", ".join(f"{t.id} ({self.label(t.id)})" for t in self.themes)
+            raise InvalidInputError(f"no theme {name!r} in the codebook: it has {known}")
+        return found
 
     def descendants(self, theme_id: str) -> list[str]:
         """The themes nested under a theme, at any depth (a search for a theme may include them)."""

@@ -97,12 +97,17 @@ def search(s: Session, query: Query, filters: SearchFilters, limit: int, offset:
             SegmentRow.speaker,
             SegmentRow.text,
             SegmentRow.language,
+            SpeakerRow.name.label("speaker_name"),
+            SpeakerRow.role.label("speaker_role"),
             matches.c.rank,
             total.label("total"),
         )
         .select_from(matches)
         .join(SegmentRow, SegmentRow.id == matches.c.segment_id)
         .join(RecordingRow, RecordingRow.id == SegmentRow.recording_id)
+        .outerjoin(
+            SpeakerRow, (SpeakerRow.recording_id == SegmentRow.recording_id) & (SpeakerRow.label == SegmentRow.speaker)
+        )
         .where(matches.c.rank >= func.coalesce(cut, matches.c.rank))  # all, when fewer match
         .order_by(matches.c.rank.desc(), RecordingRow.path, SegmentRow.start)
         .limit(limit)
@@ -133,6 +138,8 @@ def search(s: Session, query: Query, filters: SearchFilters, limit: int, offset:
             r.language,
             tuple(themes[r.id]),
             float(r.rank),
+            r.speaker_name,
+            r.speaker_role,
         )
         for r in rows
     ]

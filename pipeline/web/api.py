@@ -112,7 +112,7 @@ async def set_metadata(request: Request, recording_id: Id, change: Metadata, use
 
 @router.get("/recordings/{recording_id}/segments", summary="A recording's segments, versions and themes")
 async def get_segments(request: Request, recording_id: Id, user: Viewer) -> list[dict]:
-    return await run_in_threadpool(views.segments, store_of(request), recording_id, user)
+    return await run_in_threadpool(views.segments, store_of(request), request.app.state.codebook, recording_id, user)
 
 
 @router.get("/recordings/{recording_id}/audio", summary="The recording's audio file (HTTP range requests)")
@@ -145,7 +145,7 @@ async def add_annotation(request: Request, segment_id: Id, new: NewAnnotation, u
     record = await write(
         request, store_of(request).add_annotation, segment_id, new.theme, user.name, tuple(new.evidence)
     )
-    return views.annotation_json(record)
+    return views.annotation_json(record, request.app.state.codebook)
 
 
 @router.patch("/annotations/{annotation_id}", summary="Accept, reject or un-decide an annotation (409 on conflict)")
@@ -153,7 +153,7 @@ async def decide(request: Request, annotation_id: Id, decision: Decision, user: 
     record = await write(
         request, store_of(request).decide, annotation_id, decision.status, user.name, version=decision.version
     )
-    return views.annotation_json(record)
+    return views.annotation_json(record, request.app.state.codebook)
 
 
 @router.get("/search", summary="Full-text search, with the filters of `ohp search`")

@@ -127,9 +127,9 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
 
     @app.exception_handler(ConflictError)
     async def conflict(request: Request, exc: ConflictError) -> Response:
-        current = (
-            exc.current if isinstance(exc.current, dict) or exc.current is None else views.annotation_json(exc.current)
-        )
+        current = exc.current
+        if not (isinstance(current, dict) or current is None):
+            current = views.annotation_json(current, request.app.state.codebook)
         return error(request, 409, str(exc), current=current)
 
     @app.exception_handler(NotFoundError)

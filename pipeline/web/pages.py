@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from pipeline import access
 from pipeline.errors import InvalidInputError
 from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS
+from pipeline.stages.codebook import Codebook
 from pipeline.store import UserRecord
 
 from . import views
@@ -90,9 +91,10 @@ async def recordings(
 async def _recording_page(
     request: Request, user: UserRecord, recording_id: int, review: bool, doubtful: bool = False
 ) -> HTMLResponse:
-    rec, segs = await run_in_threadpool(views.transcript, request.app.state.store, recording_id, user)
-    if review:  # only the segments with themes to decide or decided
-        segs = [s for s in segs if s["annotations"]]
+    codebook = request.app.state.codebook
+    rec, segs = await run_in_threadpool(views.transcript, request.app.state.store, codebook, recording_id, user)
+    if review:  # the segments with themes to decide or decided, and the ones around them
+        segs = views.review_segments(segs)
     if doubtful:  # only the segments with doubtful words, the likeliest wrong first
         segs = sorted((s for s in segs if s["risk"] is not None), key=lambda s: s["risk"])
     return page(
@@ -103,9 +105,15 @@ async def _recording_page(
         turns=views.turns(segs),
         review=review,
         doubtful=doubtful,
-        themes=request.app.state.codebook.ids,
+        themes=themes_of(codebook),
+        legend=views.legend(codebook, segs),
         consent_levels=CONSENT_LEVELS,
     )
+
+
+def themes_of(codebook: Codebook) -> list[tuple[str, str]]:
+    """The codebook's themes as (id, label), for a list to choose from."""
+    return [(theme, codebook.label(theme)) for theme in codebook.ids]
 
 
 @router.get("/recordings/{recording_id}")
@@ -186,9 +194,8 @@ async def search(
             )
         except InvalidInputError as e:  # QuerySyntaxError names the place; or a date that is not a date
             error = str(e)
-    return page(
-        request, "search.html", user, params=params, results=results, error=error, themes=request.app.state.codebook.ids
-    )
+    codebook = request.app.state.codebook
+    return page(request, "search.html", user, params=params, results=results, error=error, themes=themes_of(codebook))
 
 
 @router.get("/history")
@@ -197,4 +204,13 @@ async def history(request: Request, user: Viewer, recording: QueryId = None, seg
     if recording is None and segment is None:
         return page(request, "error.html", user, status_code=400, message="give a recording or a segment")
     changes = await run_in_threadpool(views.history, store, user, recording, segment)
-    return page(request, "history.html", user, changes=changes[::-1], recording=recording, segment=segment)
+    codebook = request.app.state.codebook
+    return page(
+        request,
+        "history.html",
+        user,
+        changes=changes[::-1],
+        recording=recording,
+        segment=segment,
+        change_text=lambda state: views.change_text(state, codebook),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
@@ -16,40 +17,48 @@ from pipeline.records import (
     AnnotationStatus,
     RecordingRecord,
     SearchFilters,
+    speaker_title,
 )
 from pipeline.search.textindex import highlight, parse_query
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import Passage, doubtful_passages
 from pipeline.store import Store, UserRecord
-from pipeline.utils import clock, merge_spans
+from pipeline.utils import clock
 
 SORTS = ("path", "duration", "language", "interviewee", "place", "waiting", "doubtful")
 
 
+PALETTE = 10  # theme colours in style.css: .t0 ... .t9
+MATCH = "match"  # what a search hit's marked words are
+
+
 @dataclass(frozen=True)
 class Piece:
-    """A stretch of a segment's text, marked if it is the evidence of a theme; in a doubtful passage, the time
-    the passage starts."""
+    """A stretch of a segment's text: what it is evidence of (theme ids, or MATCH; () for none) and, in a
+    doubtful passage, the time the passage starts."""
 
     text: str
-    marked: bool
+    marks: tuple[str, ...]
     doubtful: float | None = None
 
 
-def pieces(text: str, spans: list[tuple[int, int]], doubtful: Sequence[Passage] = ()) -> list[Piece]:
-    """The text cut at the edges of the spans (overlapping spans merge) and of the doubtful passages."""
-    marked = merge_spans((max(a, 0), min(b, len(text))) for a, b in spans if b > a)
+def pieces(text: str, spans: list[tuple[int, int, str]], doubtful: Sequence[Passage] = ()) -> list[Piece]:
+    """The text cut wherever a span (start, end, what it marks) or a doubtful passage starts or ends; each
+    stretch says which spans cover it, in the order given, and when the passage it lies in starts."""
+    spans = [(max(a, 0), min(b, len(text)), key) for a, b, key in spans if min(b, len(text)) > max(a, 0)]
     passages = [(p.chars, p.start) for p in doubtful if p.chars]
-    edges = sorted({0, len(text), *(e for span in marked for e in span), *(e for chars, _ in passages for e in chars)})
-    out = []
-    for start, end in pairwise(edges):
-        inside = any(a <= start < b for a, b in marked)
+    cuts = sorted(
+        {0, len(text), *(e for a, b, _ in spans for e in (a, b)), *(e for chars, _ in passages for e in chars)}
+    )
+    out: list[Piece] = []
+    for start, end in pairwise(cuts):
+        marks = tuple(dict.fromkeys(key for a, b, key in spans if a <= start and end <= b))
         at = next((time for (a, b), time in passages if a <= start < b), None)
-        if out and out[-1].marked == inside and out[-1].doubtful == at:
-            out[-1] = Piece(out[-1].text + text[start:end], inside, at)
+        if out and out[-1].marks == marks and out[-1].doubtful == at:
+            out[-1] = Piece(out[-1].text + text[start:end], marks, at)
         else:
-            out.append(Piece(text[start:end], inside, at))
-    return out or [Piece(text, False)]
+            out.append(Piece(text[start:end], marks, at))
+    return out or [Piece(text, ())]
 
 
 # The media type of each container ffmpeg decodes that a browser may play (ffmpeg's format names).
@@ -69,7 +78,7 @@ def audio_type(recording: RecordingRecord) -> str | None:
     """The media type to serve a recording's file as: by the format ohp decoded, audio (or bytes to
     download, for a format no browser plays); None when it has no audio (a transcript imported alone,
     whose file could be anything)."""
-    if recording.format.startswith("transcript/"):
+    if not recording.has_audio:
         return None
     return AUDIO_TYPES.get(recording.format, "application/octet-stream")
 
@@ -89,10 +98,18 @@ def account_json(user: UserRecord) -> dict:
     return {"id": user.id, "name": user.name, "role": user.role, "created_at": user.created_at}
 
 
+def theme_colour(codebook: Codebook, theme: str) -> int:
+    """A theme's colour, the same on every page and every day: its place in the codebook (a theme the
+    codebook no longer has, by a checksum of its id)."""
+    ids = codebook.ids
+    return (ids.index(theme) if theme in ids else zlib.crc32(theme.encode())) % PALETTE
+
+
 def recording_summary(recording: RecordingRecord, stages: dict[str, str], statuses: dict[str, int]) -> dict:
     return {
         **asdict(recording),
         "name": Path(recording.path).name,
+        "has_audio": recording.has_audio,
         "stages": stages,
         "access": recording.access(),
         **{status.value: statuses.get(status, 0) for status in AnnotationStatus},
@@ -141,28 +158,38 @@ def recording(
     return recording_summary(found, stages, statuses)
 
 
-def annotation_json(annotation: AnnotationRecord) -> dict:
+def annotation_json(annotation: AnnotationRecord, codebook: Codebook) -> dict:
     return {
         **vars(annotation),
         "evidence": [list(span) for span in annotation.evidence],
+        "label": codebook.label(annotation.theme),
+        "colour": theme_colour(codebook, annotation.theme),
     }  # vars: asdict deep-copies, slowly
 
 
 def segments(
-    store: Store, recording_id: int, user: UserRecord, annotations: list[AnnotationRecord] | None = None
+    store: Store,
+    codebook: Codebook,
+    recording_id: int,
+    user: UserRecord,
+    annotations: list[AnnotationRecord] | None = None,
 ) -> list[dict]:
-    """A recording's segments with their version, themes and evidence marked, and their doubtful passages
-    underlined (`risk`: the mean probability of the likeliest wrong one, None without any), in transcript order."""
+    """A recording's segments with their speaker, version, themes and each theme's evidence marked, and their
+    doubtful passages underlined (`risk`: the mean probability of the likeliest wrong one, None without any),
+    in transcript order."""
     recording_record(store, recording_id, user)
     versions = store.segment_versions(recording_id)
+    speakers = {s.label: s for s in store.speakers(recording_id)}
     themes: dict[int, list[AnnotationRecord]] = {}
     for annotation in store.annotations(recording_id) if annotations is None else annotations:
         themes.setdefault(annotation.segment_id, []).append(annotation)
     out = []
     for seg in store.segments(recording_id):
         annotations = themes.get(seg.id, [])
-        spans = [span for a in annotations if a.status != "rejected" for span in a.evidence]
+        spans = [(*span, a.theme) for a in annotations if a.status != "rejected" for span in a.evidence]
         passages = doubtful_passages([seg])
+        speaker = speakers.get(seg.speaker or "")
+        name, role = (speaker.name, speaker.role) if speaker else (None, None)
         out.append(
             {
                 "id": seg.id,
@@ -170,11 +197,14 @@ def segments(
                 "end": seg.end,
                 "clock": clock(seg.start),
                 "speaker": seg.speaker,
+                "speaker_name": name,
+                "speaker_role": role,
+                "speaker_title": speaker_title(seg.speaker, name, role) if seg.speaker else None,
                 "text": seg.text,
                 "language": seg.language,
                 "version": versions[seg.id],
-                "annotations": [annotation_json(a) for a in annotations],
-                "pieces": [vars(p) for p in pieces(seg.text, spans, passages)],
+                "annotations": [annotation_json(a, codebook) for a in annotations],
+                "pieces": [evidence_piece(p, codebook) for p in pieces(seg.text, spans, passages)],
                 "confidence": seg.confidence,
                 "risk": min((p.probability for p in passages), default=None),
             }
@@ -182,10 +212,57 @@ def segments(
     return out
 
 
-def transcript(store: Store, recording_id: int, user: UserRecord) -> tuple[dict, list[dict]]:
+def evidence_piece(piece: Piece, codebook: Codebook) -> dict:
+    """A stretch of text for a page: the colour of the first theme it is evidence of, all their labels."""
+    if not piece.marks:
+        return vars(piece)
+    title = "; ".join(codebook.label(theme) for theme in piece.marks)
+    return {**vars(piece), "colour": theme_colour(codebook, piece.marks[0]), "title": title}
+
+
+def transcript(store: Store, codebook: Codebook, recording_id: int, user: UserRecord) -> tuple[dict, list[dict]]:
     """A recording and its segments, for its page: the annotations read once for both, in one thread."""
     annotations = store.annotations(recording_id)
-    return recording(store, recording_id, user, annotations), segments(store, recording_id, user, annotations)
+    return (
+        recording(store, recording_id, user, annotations),
+        segments(store, codebook, recording_id, user, annotations),
+    )
+
+
+def review_segments(segs: list[dict]) -> list[dict]:
+    """The segments with themes, each with the one before and the one after it as context (the question
+    asked, the answer going on); `gap` where segments were left out before it."""
+    keep = sorted(
+        {i + d for i, seg in enumerate(segs) if seg["annotations"] for d in (-1, 0, 1)} & set(range(len(segs)))
+    )
+    return [
+        {**segs[i], "context": not segs[i]["annotations"], "gap": n > 0 and i - keep[n - 1] > 1}
+        for n, i in enumerate(keep)
+    ]
+
+
+def legend(codebook: Codebook, segs: list[dict]) -> list[dict]:
+    """The themes on these segments with their colours and labels, in codebook order."""
+    shown = {a["theme"] for seg in segs for a in seg["annotations"]}
+    order = {theme: i for i, theme in enumerate(codebook.ids)}
+    return [
+        {"theme": t, "label": codebook.label(t), "colour": theme_colour(codebook, t)}
+        for t in sorted(shown, key=lambda t: (order.get(t, len(order)), t))
+    ]
+
+
+def change_text(state: dict | None, codebook: Codebook) -> str:
+    """One side of a change in the history, as people read it: a segment's text, a theme's decision, or
+    a speaker's name and role."""
+    if not state:
+        return ""
+    if "text" in state:
+        return state["text"]
+    if "theme" in state:
+        return f"{codebook.label(state['theme'])}: {state.get('status')}"
+    if "label" in state:
+        return speaker_title(state["label"], state.get("name"), state.get("role"))
+    return ", ".join(f"{k}: {v}" for k, v in state.items())
 
 
 def history(store: Store, user: UserRecord, recording_id: int | None = None, segment_id: int | None = None) -> list:
@@ -201,13 +278,22 @@ def history(store: Store, user: UserRecord, recording_id: int | None = None, seg
 
 
 def turns(segs: list[dict]) -> list[dict]:
-    """Consecutive segments of one speaker, as one turn."""
+    """Consecutive segments of one speaker, as one turn (segments left out between them end it)."""
     out: list[dict] = []
     for seg in segs:
-        if out and out[-1]["speaker"] == seg["speaker"]:
+        if out and out[-1]["speaker"] == seg["speaker"] and not seg.get("gap"):
             out[-1]["segments"].append(seg)
         else:
-            out.append({"speaker": seg["speaker"], "clock": seg["clock"], "segments": [seg]})
+            out.append(
+                {
+                    "speaker": seg["speaker"],
+                    "title": seg["speaker_title"],
+                    "role": seg["speaker_role"],
+                    "clock": seg["clock"],
+                    "gap": seg.get("gap", False),
+                    "segments": [seg],
+                }
+            )
     return out
 
 
@@ -233,7 +319,8 @@ class SearchParams:
 def search(store: Store, codebook: Codebook, params: SearchParams, user: UserRecord) -> dict:
     """Hits with snippets and the moment to open; InvalidInputError (QuerySyntaxError among them) for bad input."""
     query = parse_query(params.q)
-    themes = (params.theme, *codebook.descendants(params.theme)) if params.theme else ()
+    theme = codebook.theme_id(params.theme) if params.theme else None  # an unknown theme is an error
+    themes = (theme, *codebook.descendants(theme)) if theme else ()
     filters = SearchFilters(
         themes=themes,
         theme_status=params.status,
@@ -260,10 +347,16 @@ def search(store: Store, codebook: Codebook, params: SearchParams, user: UserRec
                 "end": round(hit.end, 3),
                 "clock": clock(hit.start),
                 "speaker": hit.speaker,
+                "speaker_name": hit.speaker_name,
+                "speaker_role": hit.speaker_role,
+                "speaker_title": speaker_title(hit.speaker, hit.speaker_name, hit.speaker_role)
+                if hit.speaker
+                else None,
                 "text": hit.text,
                 "snippet": snippet.text,
-                "pieces": [vars(p) for p in pieces(snippet.text, snippet.spans)],
+                "pieces": [vars(p) for p in pieces(snippet.text, [(a, b, MATCH) for a, b in snippet.spans])],
                 "themes": list(hit.themes),
+                "theme_labels": [codebook.label(t) for t in hit.themes],
                 "link": f"/recordings/{hit.recording_id}?t={round(hit.start, 3)}#s{hit.segment_id}",
             }
         )

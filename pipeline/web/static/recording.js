@@ -2,7 +2,7 @@
 // selection, correct text in place (with the conflict shown when someone else saved first).
 "use strict";
 
-const audio = document.getElementById("audio");
+const audio = document.getElementById("audio");  // null for a transcript imported without audio
 const segments = Array.from(document.querySelectorAll(".segment"));
 const canEdit = document.getElementById("transcript").dataset.canEdit === "yes";
 let current = null;
@@ -21,21 +21,24 @@ function segmentAt(time) {
 }
 
 function playFrom(segment) {
-  audio.currentTime = Number(segment.dataset.start);
   setCurrent(segment, true);
+  if (!audio) return;
+  audio.currentTime = Number(segment.dataset.start);
   audio.play().catch(() => say("press play to listen", false));
 }
 
-audio.addEventListener("timeupdate", () => {
-  const found = segmentAt(audio.currentTime);
-  if (found) setCurrent(found, true);
-});
+if (audio) {
+  audio.addEventListener("timeupdate", () => {
+    const found = segmentAt(audio.currentTime);
+    if (found) setCurrent(found, true);
+  });
+}
 
 // Opened from a search hit: ?t=seconds
 const startParam = new URLSearchParams(location.search).get("t");
 const startAt = Number(startParam);
 if (startParam !== null && Number.isFinite(startAt)) {
-  audio.currentTime = startAt;
+  if (audio) audio.currentTime = startAt;
   setCurrent(segmentAt(startAt + 0.001) || segments.find((s) => Number(s.dataset.start) >= startAt) || null, true);
 }
 
@@ -54,11 +57,11 @@ async function decide(item, status) {
   if (!result.ok && result.status !== 409) return say(result.data.detail, true);
   item.dataset.version = annotation.version;
   item.dataset.status = annotation.status;
-  item.className = `theme ${annotation.status}`;
+  item.className = `theme ${annotation.status} t${annotation.colour}`;
   item.querySelector(".status").textContent = annotation.status;
   progress((annotation.status !== "suggested" ? 1 : 0) - (before !== "suggested" ? 1 : 0));
   if (result.status === 409) say(`${result.data.detail}: it is now ${annotation.status}`, true);
-  else say(`${annotation.theme}: ${annotation.status}`, false);
+  else say(`${annotation.label}: ${annotation.status}`, false);
 }
 
 document.getElementById("transcript").addEventListener("click", (event) => {
@@ -109,9 +112,9 @@ popup.addEventListener("submit", async (event) => {
   const result = await api("POST", `/api/segments/${selection.segment.dataset.id}/annotations`, { theme, evidence: [[selection.start, selection.end]] });
   if (!result.ok) return say(result.data.detail, true);
   popup.hidden = true;
-  say(`${theme} added`, false);
+  say(`${result.data.label} added`, false);
   showTheme(selection.segment, result.data);
-  mark(selection.segment.querySelector(".text"), selection.start, selection.end);
+  mark(selection.segment.querySelector(".text"), selection.start, selection.end, result.data);
 });
 
 function showTheme(segment, annotation) {
@@ -119,12 +122,15 @@ function showTheme(segment, annotation) {
   let item = list.querySelector(`.theme[data-id="${annotation.id}"]`);
   if (!item) {
     item = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
     const name = document.createElement("span");
     name.className = "name";
-    name.textContent = annotation.theme;
+    name.title = annotation.theme;
+    name.textContent = annotation.label;
     const status = document.createElement("span");
     status.className = "status";
-    item.append(name, " ", status);
+    item.append(swatch, name, " ", status);
     for (const [cls, label] of [["accept", "Accept"], ["reject", "Reject"]]) {
       const button = document.createElement("button");
       button.type = "button";
@@ -138,17 +144,20 @@ function showTheme(segment, annotation) {
     document.getElementById("progress").max = Number(total.textContent);
     progress(1);
   }
-  item.className = `theme ${annotation.status}`;
+  item.className = `theme ${annotation.status} t${annotation.colour}`;
   item.dataset.id = annotation.id;
+  item.dataset.theme = annotation.theme;
   item.dataset.version = annotation.version;
   item.dataset.status = annotation.status;
   item.querySelector(".status").textContent = annotation.status;
 }
 
-function mark(element, start, end) {
+function mark(element, start, end, annotation) {
   // Re-render the text as plain text with one marked stretch (other marks come back on reload).
   const text = element.textContent;
   const highlighted = document.createElement("mark");
+  highlighted.className = `t${annotation.colour}`;
+  highlighted.title = annotation.label;
   highlighted.textContent = text.slice(start, end);
   element.replaceChildren(text.slice(0, start), highlighted, text.slice(end));
 }
@@ -221,7 +230,7 @@ document.addEventListener("keydown", (event) => {
   if (event.target.closest("input, textarea, select") || event.ctrlKey || event.metaKey || event.altKey) return;
   const index = current ? segments.indexOf(current) : -1;
   const waiting = current && current.querySelector('.theme[data-status="suggested"]');
-  if (event.key === " ") { event.preventDefault(); if (audio.paused) audio.play(); else audio.pause(); }
+  if (event.key === " " && audio) { event.preventDefault(); if (audio.paused) audio.play(); else audio.pause(); }
   else if ((event.key === "j" || event.key === "ArrowDown") && index + 1 < segments.length) { event.preventDefault(); playFrom(segments[index + 1]); }
   else if ((event.key === "k" || event.key === "ArrowUp") && index > 0) { event.preventDefault(); playFrom(segments[index - 1]); }
   else if (event.key === "a" && waiting && canEdit) decide(waiting, "accepted");
