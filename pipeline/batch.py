@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -31,7 +33,15 @@ from pipeline.process import (
     tag_result,
     tag_settings,
 )
-from pipeline.records import AudioInfo, PersonRecord, RecordingExport, RecordingRecord, RecordingResult, StageRecord
+from pipeline.records import (
+    AudioInfo,
+    PersonRecord,
+    RecordingExport,
+    RecordingRecord,
+    RecordingResult,
+    StageRecord,
+    Transcript,
+)
 from pipeline.stages.audio import AudioError, is_audio_file, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.store import Store
@@ -53,6 +63,7 @@ class FileResult:
     guards: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     stage: str | None = None  # where it failed: probe, decode, segment, transcribe, speakers, tag, save or export
+    worker: str | None = None  # the cluster's worker that ran its pass, and its node (pipeline.cluster)
 
 
 @dataclass
@@ -141,6 +152,122 @@ def _write_exports(
     write_exports(export or gather(store, recording, options.codebook), out_dir, options.formats, stem)
 
 
+@dataclass
+class Pass:
+    """What a recording's pass (process_recording) takes from the store, besides the run options."""
+
+    info: AudioInfo
+    people: list[PersonRecord]  # the enrolled voices
+    stages: dict[str, StageRecord]  # the stages the store has of it, by name
+    stored: Transcript | None  # its stored transcript, which a pass that does not transcribe works on
+
+    def run(self, options: RunOptions, progress: StageProgress | None = None) -> RecordingResult:
+        return process_recording(
+            self.info, options, people=self.people, stages=self.stages, stored=self.stored, progress=progress
+        )
+
+
+class FileRun:
+    """The steps of one file of a batch around its pass, wherever the pass runs: this process (process_file)
+    or a worker of a cluster (pipeline.cluster). `plan` probes the file and finds what the store has of it;
+    `save` saves the pass's result in one transaction and writes its files. Inside `reporting`, a failure is
+    recorded against the file (and the stage it happened in) and the batch goes on."""
+
+    def __init__(
+        self,
+        path: Path,
+        store: Store,
+        options: RunOptions,
+        progress: StageProgress | None = None,
+        taken_stems: set[str] | None = None,
+        people: list[PersonRecord] | None = None,
+    ) -> None:
+        self.store, self.options, self.progress, self.taken_stems = store, options, progress, taken_stems
+        self.people = people
+        self.file = FileResult(path, "failed")
+        self.info: AudioInfo | None = None
+        self.stage = "probe"  # the step under way, which a failure is recorded against
+        self.started = time.monotonic()
+        log.info("%s: started", path)
+
+    @contextmanager
+    def reporting(self) -> Iterator[FileResult]:
+        """A step of the file: never raises for a bad file, records a failed result instead (the traceback
+        of an unexpected failure goes to the log)."""
+        try:
+            yield self.file
+        except Exception as exc:  # anything: reported against this file, and the batch goes on
+            self._failed(exc)
+        self.file.seconds = time.monotonic() - self.started
+        if self.file.status != "failed" or self.file.error:  # finished, not waiting for its pass
+            log.info("%s: %s in %.1f s", self.file.path, self.file.status, self.file.seconds)
+
+    def plan(self) -> Pass | None:
+        """Probe the file and look it up in the store: the pass it needs, or None when every stage is done
+        with the same settings (then the file is "skipped", and its files are written if they are missing)."""
+        store, options, file = self.store, self.options, self.file
+        with running(file.path, "probe", self.progress):
+            info = self.info = probe(file.path.resolve())
+        file.duration = info.duration
+        self.stage = "store"
+        existing = store.recording_by_sha256(info.sha256)
+        stages = {s.stage: s for s in store.stages(existing.id)} if existing else {}
+        if self.people is None:
+            self.people = store.people() if options.speakers else []
+        if pending_stages(options, self.people, stages):
+            stored = store.transcript(existing.id) if existing else None
+            return Pass(info, self.people, stages, stored)
+        # Nothing pending: the transcribe stage is stored, so the recording is.
+        assert existing is not None
+        recording = replace(existing, path=str(info.path))
+        if existing.path != str(info.path):
+            store.update_path(existing.id, str(info.path))
+        file.language, file.segments = existing.language, stages["transcribe"].report.get("segments", 0)
+        self._finish("skipped", recording, None, None, stages)
+        return None
+
+    def save(self, planned: Pass, result: RecordingResult) -> None:
+        """Save the pass's result in one transaction, then write the recording's files."""
+        file, options = self.file, self.options
+        self.stage = "save"
+        export = replace(self.store.save_result(result).export, codebook=options.codebook)
+        clear_checkpoint(result, options.home)
+        file.duration, file.language = result.info.duration, result.transcript.language
+        file.segments = len(result.transcript.segments)
+        file.warnings.extend(result.transcript.warnings)
+        file.guards = result.transcript.guards
+        self._finish("done", export.recording, result, export, planned.stages)
+
+    def _finish(
+        self,
+        status: str,
+        recording: RecordingRecord,
+        result: RecordingResult | None,
+        export: RecordingExport | None,
+        stages: dict[str, StageRecord],
+    ) -> None:
+        file = self.file
+        speakers = _speakers_report(self.options, result, stages)
+        if speakers:
+            file.speakers, file.segments = speakers["speakers"], speakers["segments"]
+        file.recording_id, file.status = recording.id, status
+        if self.options.out_dir:
+            self.stage = "export"
+            _write_exports(file, self.store, recording, export, self.options.out_dir, self.options, self.taken_stems)
+
+    def _failed(self, exc: Exception) -> None:
+        file, path = self.file, self.file.path
+        stage, cause = (exc.stage, exc.cause) if isinstance(exc, StageError) else (self.stage, exc)
+        file.status, file.stage = "failed", stage
+        if isinstance(cause, AudioError):  # the file is bad, not ohp: its message says which and why
+            file.error = str(cause)
+            log.info("%s", cause)
+        else:
+            file.error = f"{path}: {stage}: {type(cause).__name__}: {cause} (the traceback is in the log)"
+            log.error("%s: the %s stage failed", path, stage, exc_info=exc)
+        _record_failure(self.store, file, self.info, stage)
+
+
 def process_file(
     path: Path,
     store: Store,
@@ -150,62 +277,13 @@ def process_file(
     people: list[PersonRecord] | None = None,
 ) -> FileResult:
     """One recording: its pass, its save and its files; never raises for a bad file, returns a failed result
-    instead (the traceback of an unexpected failure goes to the log). Stages already done with the same
-    settings are skipped; the result is "skipped" if all were. `people` are the enrolled voices (read from
-    the store if not given)."""
-    started = time.monotonic()
-    file = FileResult(path, "failed")
-    info, stage = None, "probe"
-    log.info("%s: started", path)
-    try:
-        with running(path, "probe", progress):
-            info = probe(path.resolve())
-        file.duration = info.duration
-        stage = "store"
-        existing = store.recording_by_sha256(info.sha256)
-        stages = {s.stage: s for s in store.stages(existing.id)} if existing else {}
-        if people is None:
-            people = store.people() if options.speakers else []
-        changed = bool(pending_stages(options, people, stages))
-        if changed:
-            stored = store.transcript(existing.id) if existing else None
-            result = process_recording(info, options, people=people, stages=stages, stored=stored, progress=progress)
-            stage = "save"
-            export = replace(store.save_result(result).export, codebook=options.codebook)
-            clear_checkpoint(result, options.home)
-            file.duration, file.language = result.info.duration, result.transcript.language
-            file.segments = len(result.transcript.segments)
-            file.warnings.extend(result.transcript.warnings)
-            file.guards = result.transcript.guards
-            recording = export.recording
-        else:
-            # Nothing pending: the transcribe stage is stored, so the recording is.
-            assert existing is not None
-            result, export = None, None
-            recording = replace(existing, path=str(info.path))
-            if existing.path != str(info.path):
-                store.update_path(existing.id, str(info.path))
-            file.language, file.segments = existing.language, stages["transcribe"].report.get("segments", 0)
-        speakers = _speakers_report(options, result, stages)
-        if speakers:
-            file.speakers, file.segments = speakers["speakers"], speakers["segments"]
-        file.recording_id, file.status = recording.id, "done" if changed else "skipped"
-        if options.out_dir:
-            stage = "export"
-            _write_exports(file, store, recording, export, options.out_dir, options, taken_stems)
-    except Exception as exc:  # anything: reported against this file, and the batch goes on
-        stage, cause = (exc.stage, exc.cause) if isinstance(exc, StageError) else (stage, exc)
-        file.status, file.stage = "failed", stage
-        if isinstance(cause, AudioError):  # the file is bad, not ohp: its message says which and why
-            file.error = str(cause)
-            log.info("%s", cause)
-        else:
-            file.error = f"{path}: {stage}: {type(cause).__name__}: {cause} (the traceback is in the log)"
-            log.exception("%s: the %s stage failed", path, stage)
-        _record_failure(store, file, info, stage)
-    finally:
-        file.seconds = time.monotonic() - started
-    log.info("%s: %s in %.1f s", path, file.status, file.seconds)
+    instead. Stages already done with the same settings are skipped; the result is "skipped" if all were.
+    `people` are the enrolled voices (read from the store if not given)."""
+    run = FileRun(path, store, options, progress, taken_stems, people)
+    with run.reporting() as file:
+        planned = run.plan()
+        if planned:
+            run.save(planned, planned.run(options, progress))
     return file
 
 
@@ -221,19 +299,33 @@ def _record_failure(store: Store, file: FileResult, info: AudioInfo | None, stag
         file.error = f"{file.error}; and recording the failure failed: {e}"
 
 
-def run_batch(
-    paths: list[Path | str], store: Store, options: RunOptions = RunOptions(), progress: Progress | None = None
-) -> BatchReport:
+@dataclass
+class Batch:
+    """The files of a batch, and what their steps share."""
+
+    files: list[Path]  # to run, in order
+    results: list[FileResult]  # of paths that are not there: reported with the rest
+    taken_stems: set[str]  # export file stems that more than one file has
+    people: list[PersonRecord]  # the enrolled voices, read once for the batch
+
+
+def plan_batch(paths: list[Path | str], store: Store, options: RunOptions) -> Batch:
     files, results = find_audio_files([Path(p) for p in paths])
     # Stems shared by different files get the recording's short hash in their export names.
     known = {f.resolve() for f in files} | {Path(r.path) for r in store.list_recordings() if Path(r.path).exists()}
-    taken = shared_stems(known)
-    people = store.people() if options.speakers else []  # the enrolled voices, read once for the batch
-    for index, path in enumerate(files):
+    people = store.people() if options.speakers else []
+    return Batch(files, results, shared_stems(known), people)
+
+
+def run_batch(
+    paths: list[Path | str], store: Store, options: RunOptions = RunOptions(), progress: Progress | None = None
+) -> BatchReport:
+    batch = plan_batch(paths, store, options)
+    for index, path in enumerate(batch.files):
         if progress:
-            progress.file_started(path, index, len(files))
-        result = process_file(path, store, options, progress, taken, people)
-        results.append(result)
+            progress.file_started(path, index, len(batch.files))
+        result = process_file(path, store, options, progress, batch.taken_stems, batch.people)
+        batch.results.append(result)
         if progress:
             progress.file_finished(result)
-    return BatchReport(results)
+    return BatchReport(batch.results)
