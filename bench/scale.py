@@ -37,7 +37,7 @@ LONG_FORM = ["longform_zh_dev.wav", "longform_dialect_dev.wav"]
 def batch(limit: int | None) -> tuple[list[Path], float]:
     """The recordings and their seconds of audio in all."""
     with open(CORPUS / "MANIFEST.tsv", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f, delimiter="\t") if float(r["duration_s"]) >= 10]
+        rows = [r for r in csv.DictReader(f, delimiter="\t") if float(r["duration_s"] or 0) >= 10]
     files = [CORPUS / name for name in LONG_FORM] + [CORPUS / r["file"] for r in rows]
     from pipeline.stages.audio import probe
 
@@ -69,7 +69,8 @@ class Memory:
                     rss, name = p.memory_info().rss, " ".join(p.cmdline())  # a worker's: ray::Recogniser...
                 except psutil.Error:
                     continue
-                role = "driver" if p.pid == self.root.pid else "worker" if "Recogniser" in name else "ray"
+                role = "driver" if p.pid == self.root.pid else "worker" if "Recogniser" in name else "other"
+                role = "ray" if role == "other" and "ray" in name else role  # else ffmpeg, decoding
                 total += rss
                 self.peaks[p.pid] = (role, max(rss, self.peaks.get(p.pid, ("", 0))[1]))
             self.peak_total = max(self.peak_total, total)
@@ -85,7 +86,7 @@ class Memory:
         return {
             "driver_mb": max(by_role["driver"], default=0) / mb,
             "worker_mb": [round(r / mb) for r in sorted(by_role["worker"], reverse=True)],
-            "ray_mb": sum(by_role["ray"]) / mb,  # Ray's own processes (gcs, raylet, ...), each at its peak
+            "ray_mb": sum(by_role["ray"]) / mb,  # Ray's own processes (gcs, raylet, idle workers), each at its peak
             "total_mb": self.peak_total / mb,
         }
 

@@ -1,6 +1,6 @@
 """Batch runs: many recordings, each through one pass (pipeline.process) -> one save -> its export files.
 
-    run_batch -> process_file -> process_recording -> Store.save_result -> write_exports
+    run_batch -> FileRun.process -> process_recording -> Store.save_result -> write_exports
 
 A bad file is reported and the batch goes on. A recording already done with the same settings is
 skipped; one that a killed run left half-way resumes from its last finished chunk (see pipeline.process;
@@ -168,7 +168,7 @@ class Pass:
 
 
 class FileRun:
-    """The steps of one file of a batch around its pass, wherever the pass runs: this process (process_file)
+    """The steps of one file of a batch around its pass, wherever the pass runs: this process (`process`)
     or a worker of a cluster (pipeline.cluster). `plan` probes the file and finds what the store has of it;
     `save` saves the pass's result in one transaction and writes its files. Inside `reporting`, a failure is
     recorded against the file (and the stage it happened in) and the batch goes on."""
@@ -201,6 +201,15 @@ class FileRun:
         self.file.seconds = time.monotonic() - self.started
         if self.file.status != "failed" or self.file.error:  # finished, not waiting for its pass
             log.info("%s: %s in %.1f s", self.file.path, self.file.status, self.file.seconds)
+
+    def process(self) -> FileResult:
+        """The file's pass here, its save and its files; never raises for a bad file, returns a failed result
+        instead. Stages already done with the same settings are skipped; the result is "skipped" if all were."""
+        with self.reporting() as file:
+            planned = self.plan()
+            if planned:
+                self.save(planned, planned.run(self.options, self.progress))
+        return file
 
     def plan(self) -> Pass | None:
         """Probe the file and look it up in the store: the pass it needs, or None when every stage is done
@@ -268,25 +277,6 @@ class FileRun:
         _record_failure(self.store, file, self.info, stage)
 
 
-def process_file(
-    path: Path,
-    store: Store,
-    options: RunOptions,
-    progress: Progress | None = None,
-    taken_stems: set[str] | None = None,
-    people: list[PersonRecord] | None = None,
-) -> FileResult:
-    """One recording: its pass, its save and its files; never raises for a bad file, returns a failed result
-    instead. Stages already done with the same settings are skipped; the result is "skipped" if all were.
-    `people` are the enrolled voices (read from the store if not given)."""
-    run = FileRun(path, store, options, progress, taken_stems, people)
-    with run.reporting() as file:
-        planned = run.plan()
-        if planned:
-            run.save(planned, planned.run(options, progress))
-    return file
-
-
 def _record_failure(store: Store, file: FileResult, info: AudioInfo | None, stage: str) -> None:
     """Mark the stage that failed as failed in the store; what an earlier run stored stays."""
     stage_row = "transcribe" if stage in ("decode", "segment") else stage
@@ -324,7 +314,7 @@ def run_batch(
     for index, path in enumerate(batch.files):
         if progress:
             progress.file_started(path, index, len(batch.files))
-        result = process_file(path, store, options, progress, batch.taken_stems, batch.people)
+        result = FileRun(path, store, options, progress, batch.taken_stems, batch.people).process()
         batch.results.append(result)
         if progress:
             progress.file_finished(result)

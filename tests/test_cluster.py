@@ -152,27 +152,28 @@ def test_a_worker_killed_in_the_middle_of_a_recording_loses_and_repeats_nothing(
 ):
     long = corpus_path(LONG)
     checkpoint = own_ohp_home / "partial" / f"{probe(long).sha256}-"
-    dispatches = Dispatches()
-    logging.getLogger("pipeline.cluster.driver").addHandler(dispatches)
+    dispatches, driver_log = Dispatches(), logging.getLogger("pipeline.cluster.driver")
+    driver_log.addHandler(dispatches)
+    level, batch_over = driver_log.level, threading.Event()
+    driver_log.setLevel(logging.INFO)
     killed: list[int] = []
 
     def kill_when_half_way() -> None:
         # The long recording's first chunk is in its worker's checkpoint: the worker is in the middle of it.
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
+        while not batch_over.wait(0.05):
             started = list(checkpoint.parent.glob(checkpoint.name + "*.jsonl")) if checkpoint.parent.exists() else []
             if started and started[0].stat().st_size and str(long) in dispatches.pids:
                 pid = dispatches.pids[str(long)]
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
                 return
-            time.sleep(0.05)
 
     killer = threading.Thread(target=kill_when_half_way)
     killer.start()
     try:
         with Store(db_url) as store:
             report = run_on_ray([long, *files], store, OPTIONS, address=cluster, workers=2)
+            batch_over.set()
             killer.join()
             assert killed, "the long recording finished before its worker could be killed"
             assert [f.status for f in report.files] == ["done"] * 4
@@ -184,8 +185,10 @@ def test_a_worker_killed_in_the_middle_of_a_recording_loses_and_repeats_nothing(
             [transcribe] = [s for s in store.stages(recording.id) if s.stage == "transcribe"]
             assert transcribe.report["resumed_chunks"] >= 1
     finally:
+        batch_over.set()
         killer.join()
-        logging.getLogger("pipeline.cluster.driver").removeHandler(dispatches)
+        driver_log.setLevel(level)
+        driver_log.removeHandler(dispatches)
 
 
 def test_a_killed_driver_started_again_finishes_the_rest_and_redoes_nothing(

@@ -62,7 +62,10 @@ def connect(address: str) -> Iterator[Cluster]:
             runtime_env={"env_vars": {"PYTHONPATH": paths}},
         )
     else:
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as e:
+            raise InvalidInputError(f"--ray {address}: no Ray cluster answers there ({e})") from e
     try:
         alive = [n for n in ray.nodes() if n["Alive"]]
         resources = ray.cluster_resources()
