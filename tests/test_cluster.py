@@ -86,16 +86,22 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
+def options(own_ohp_home):
+    """--speakers off --no-tag, half-done transcripts in the session's own model cache (as the workers')."""
+    return replace(OPTIONS, home=own_ohp_home)
+
+
+@pytest.fixture(scope="module")
 def files():
     return [corpus_path(name) for name in SHORT]
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, files):
+def uninterrupted(tmp_path_factory, files, options):
     """What the single-process batch stores of the short files and the long one: segments by sha256."""
     db = tmp_path_factory.mktemp("single") / "ohp.db"
     with Store(f"sqlite:///{db}") as store:
-        report = run_batch([*files, corpus_path(LONG)], store, OPTIONS)
+        report = run_batch([*files, corpus_path(LONG)], store, options)
         assert [f.status for f in report.files] == ["done"] * 4
         return stored(store)
 
@@ -112,12 +118,12 @@ def stored(store: Store) -> dict[str, list[tuple]]:
 
 
 def test_a_batch_on_the_cluster_stores_what_the_single_process_batch_does(
-    cluster, files, uninterrupted, db_url, tmp_path
+    cluster, files, uninterrupted, db_url, tmp_path, options
 ):
     bad = tmp_path / "notes.wav"
     bad.write_text("not audio at all")
     with Store(db_url) as store:
-        report = run_on_ray([files[0], bad, *files[1:]], store, OPTIONS, address=cluster, workers=2)
+        report = run_on_ray([files[0], bad, *files[1:]], store, options, address=cluster, workers=2)
         by_name = {f.path.name: f for f in report.files}
         assert [by_name[p.name].status for p in files] == ["done"] * 3
         assert all(re.fullmatch(r"worker [12] on [\d.]+", by_name[p.name].worker or "") for p in files)
@@ -127,11 +133,33 @@ def test_a_batch_on_the_cluster_stores_what_the_single_process_batch_does(
         got = stored(store)
         assert got == {sha: uninterrupted[sha] for sha in got} and len(got) == 3
 
-        again = run_on_ray(files, store, OPTIONS, address=cluster, workers=2)
+        again = run_on_ray(files, store, options, address=cluster, workers=2)
         assert [f.status for f in again.files] == ["skipped"] * 3
-        forced = run_on_ray(files[:1], store, replace(OPTIONS, force=True), address=cluster, workers=1)
+        forced = run_on_ray(files[:1], store, replace(options, force=True), address=cluster, workers=1)
         assert [f.status for f in forced.files] == ["done"]
         assert stored(store) == got
+
+
+def test_a_worker_that_does_not_see_the_file_gets_its_bytes_through_the_object_store(
+    cluster, files, uninterrupted, options
+):
+    from pipeline.batch import Pass
+    from pipeline.cluster.actors import Recogniser
+
+    info = probe(files[0].resolve())
+    elsewhere = replace(info, path=Path("/nowhere/on/this/machine") / files[0].name)  # the driver's path, not here
+    ray.init(address=cluster, log_to_driver=False)
+    try:
+        worker = ray.remote(Recogniser).remote(options, 1)
+        asked = ray.get(worker.process.remote(Pass(elsewhere, [], {}, None)))
+        assert asked.needs_audio and asked.result is None
+        sent = ray.get(worker.process.remote(Pass(elsewhere, [], {}, None), ray.put(files[0].read_bytes())))
+        assert sent.error is None and sent.result is not None
+        assert sent.result.info.path == elsewhere.path  # saved under the driver's path, not the worker's copy
+        got = [(s.start, s.end, s.text) for s in sent.result.transcript.segments]
+        assert got == [(start, end, text) for start, end, text, *_ in uninterrupted[info.sha256]]
+    finally:
+        ray.shutdown()
 
 
 class Dispatches(logging.Handler):
@@ -148,7 +176,7 @@ class Dispatches(logging.Handler):
 
 
 def test_a_worker_killed_in_the_middle_of_a_recording_loses_and_repeats_nothing(
-    cluster, files, uninterrupted, db_url, own_ohp_home
+    cluster, files, uninterrupted, db_url, own_ohp_home, options
 ):
     long = corpus_path(LONG)
     checkpoint = own_ohp_home / "partial" / f"{probe(long).sha256}-"
@@ -172,7 +200,7 @@ def test_a_worker_killed_in_the_middle_of_a_recording_loses_and_repeats_nothing(
     killer.start()
     try:
         with Store(db_url) as store:
-            report = run_on_ray([long, *files], store, OPTIONS, address=cluster, workers=2)
+            report = run_on_ray([long, *files], store, options, address=cluster, workers=2)
             batch_over.set()
             killer.join()
             assert killed, "the long recording finished before its worker could be killed"
