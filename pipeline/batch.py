@@ -1,6 +1,6 @@
 """Batch runs: many recordings, each through one pass (pipeline.process) -> one save -> its export files.
 
-    run_batch -> process_file -> process_recording -> Store.save_result -> write_exports
+    run_batch -> FileRun.process -> process_recording -> Store.save_result -> write_exports
 
 A bad file is reported and the batch goes on. A recording already done with the same settings is
 skipped; one that a killed run left half-way resumes from its last finished chunk (see pipeline.process;
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -39,7 +41,15 @@ from pipeline.process import (
     tag_result,
     tag_settings,
 )
-from pipeline.records import AudioInfo, PersonRecord, RecordingExport, RecordingRecord, RecordingResult, StageRecord
+from pipeline.records import (
+    AudioInfo,
+    PersonRecord,
+    RecordingExport,
+    RecordingRecord,
+    RecordingResult,
+    StageRecord,
+    Transcript,
+)
 from pipeline.stages.audio import AudioError, is_audio_file, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.store import Store
@@ -62,6 +72,7 @@ class FileResult:
     error: str | None = None
     stage: str | None = None  # where it failed: probe, decode, segment, transcribe, speakers, tag, save or export
     doubtful: float | None = None  # share of the transcript's text in doubtful words (None: no words)
+    worker: str | None = None  # the cluster's worker that ran its pass, and its node (pipeline.cluster)
 
 
 @dataclass
@@ -150,71 +161,133 @@ def _write_exports(
     write_exports(export or gather(store, recording, options.codebook), out_dir, options.formats, stem)
 
 
-def process_file(
-    path: Path,
-    store: Store,
-    options: RunOptions,
-    progress: Progress | None = None,
-    taken_stems: set[str] | None = None,
-    people: list[PersonRecord] | None = None,
-    write_files: bool = True,
-) -> FileResult:
-    """One recording: its pass, its save and its files; never raises for a bad file, returns a failed result
-    instead (the traceback of an unexpected failure goes to the log). Stages already done with the same
-    settings are skipped; the result is "skipped" if all were. `people` are the enrolled voices (read from
-    the store if not given). Without `write_files` its transcript files are left to the caller."""
-    started = time.monotonic()
-    file = FileResult(path, "failed")
-    info, stage = None, "probe"
-    log.info("%s: started", path)
-    try:
-        with running(path, "probe", progress):
-            info = probe(path.resolve())
+@dataclass
+class Pass:
+    """What a recording's pass (process_recording) takes from the store, besides the run options."""
+
+    info: AudioInfo
+    people: list[PersonRecord]  # the enrolled voices
+    stages: dict[str, StageRecord]  # the stages the store has of it, by name
+    stored: Transcript | None  # its stored transcript, which a pass that does not transcribe works on
+    recording: RecordingRecord | None = None  # as the store has it: its metadata is part of the vocabulary's hint
+
+    def run(self, options: RunOptions, progress: StageProgress | None = None) -> RecordingResult:
+        return process_recording(
+            self.info,
+            for_recording(options, self.recording),
+            people=self.people,
+            stages=self.stages,
+            stored=self.stored,
+            progress=progress,
+        )
+
+
+class FileRun:
+    """The steps of one file of a batch around its pass, wherever the pass runs: this process (`process`)
+    or a worker of a cluster (pipeline.cluster). `plan` probes the file and finds what the store has of it;
+    `save` saves the pass's result in one transaction and writes its files. Inside `reporting`, a failure is
+    recorded against the file (and the stage it happened in) and the batch goes on."""
+
+    def __init__(
+        self,
+        path: Path,
+        store: Store,
+        options: RunOptions,
+        progress: StageProgress | None = None,
+        taken_stems: set[str] | None = None,
+        people: list[PersonRecord] | None = None,
+        write_files: bool = True,
+    ) -> None:
+        self.store, self.options, self.progress, self.taken_stems = store, options, progress, taken_stems
+        self.people, self.write_files = people, write_files  # without write_files, its files are the batch's
+        self.file = FileResult(path, "failed")
+        self.info: AudioInfo | None = None
+        self.stage = "probe"  # the step under way, which a failure is recorded against
+        self.started = time.monotonic()
+        log.info("%s: started", path)
+
+    @contextmanager
+    def reporting(self) -> Iterator[FileResult]:
+        """A step of the file: never raises for a bad file, records a failed result instead (the traceback
+        of an unexpected failure goes to the log)."""
+        try:
+            yield self.file
+        except Exception as exc:  # anything: reported against this file, and the batch goes on
+            self._failed(exc)
+        self.file.seconds = time.monotonic() - self.started
+        if self.file.status != "failed" or self.file.error:  # finished, not waiting for its pass
+            log.info("%s: %s in %.1f s", self.file.path, self.file.status, self.file.seconds)
+
+    def process(self) -> FileResult:
+        """The file's pass here, its save and its files; never raises for a bad file, returns a failed result
+        instead. Stages already done with the same settings are skipped; the result is "skipped" if all were."""
+        with self.reporting() as file:
+            planned = self.plan()
+            if planned:
+                self.save(planned, planned.run(self.options, self.progress))
+        return file
+
+    def plan(self) -> Pass | None:
+        """Probe the file and look it up in the store: the pass it needs, or None when every stage is done
+        with the same settings (then the file is "skipped", and its files are written if they are missing)."""
+        store, options, file = self.store, self.options, self.file
+        with running(file.path, "probe", self.progress):
+            info = self.info = probe(file.path.resolve())
         file.duration = info.duration
-        stage = "store"
+        self.stage = "store"
         existing = store.recording_by_sha256(info.sha256)
         options = for_recording(options, existing)
         stages = {s.stage: s for s in store.stages(existing.id)} if existing else {}
-        if people is None:
-            people = store.people() if options.speakers else []
-        changed = bool(pending_stages(options, people, stages))
-        if changed:
+        if self.people is None:
+            self.people = store.people() if options.speakers else []
+        if pending_stages(options, self.people, stages):
             stored = store.transcript(existing.id) if existing else None
-            result = process_recording(info, options, people=people, stages=stages, stored=stored, progress=progress)
-            stage = "save"
-            export = replace(store.save_result(result).export, codebook=options.codebook)
-            clear_checkpoint(result, options.home)
-            file.duration, file.language = result.info.duration, result.transcript.language
-            file.segments = len(result.transcript.segments)
-            file.warnings.extend(result.transcript.warnings)
-            file.guards = result.transcript.guards
-            recording = export.recording
-            if "transcribe" in result.stages:  # why the new transcript is likely poor
-                file.warnings.extend(recording.warnings)
-        else:
-            # Nothing pending: the transcribe stage is stored, so the recording is.
-            assert existing is not None
-            result, export = None, None
-            recording = replace(existing, path=str(info.path))
-            if existing.path != str(info.path):
-                store.update_path(existing.id, str(info.path))
-            file.language, file.segments = existing.language, stages["transcribe"].report.get("segments", 0)
-        speakers = _speakers_report(options, result, stages)
+            return Pass(info, self.people, stages, stored, existing)
+        # Nothing pending: the transcribe stage is stored, so the recording is.
+        assert existing is not None
+        recording = replace(existing, path=str(info.path))
+        if existing.path != str(info.path):
+            store.update_path(existing.id, str(info.path))
+        file.language, file.segments = existing.language, stages["transcribe"].report.get("segments", 0)
+        self._finish("skipped", recording, None, None, stages)
+        return None
+
+    def save(self, planned: Pass, result: RecordingResult) -> None:
+        """Save the pass's result in one transaction, then write the recording's files."""
+        file, options = self.file, self.options
+        self.stage = "save"
+        export = replace(self.store.save_result(result).export, codebook=options.codebook)
+        clear_checkpoint(result, options.home)
+        file.duration, file.language = result.info.duration, result.transcript.language
+        file.segments = len(result.transcript.segments)
+        file.warnings.extend(result.transcript.warnings)
+        file.guards = result.transcript.guards
+        if "transcribe" in result.stages:  # why the new transcript is likely poor
+            file.warnings.extend(export.recording.warnings)
+        self._finish("done", export.recording, result, export, planned.stages)
+
+    def _finish(
+        self,
+        status: str,
+        recording: RecordingRecord,
+        result: RecordingResult | None,
+        export: RecordingExport | None,
+        stages: dict[str, StageRecord],
+    ) -> None:
+        file = self.file
+        speakers = _speakers_report(self.options, result, stages)
         if speakers:
             file.speakers, file.segments = speakers["speakers"], speakers["segments"]
-        file.recording_id, file.status = recording.id, "done" if changed else "skipped"
+        file.recording_id, file.status = recording.id, status
         file.doubtful = recording.doubtful
-        if options.out_dir and write_files:
-            stage = "export"
-            _write_exports(file, store, recording, export, options.out_dir, options, taken_stems)
-    except Exception as exc:  # anything: reported against this file, and the batch goes on
-        stage, cause = (exc.stage, exc.cause) if isinstance(exc, StageError) else (stage, exc)
-        _failed(file, stage, cause)
-        _record_failure(store, file, info, stage)
-    finally:
-        file.seconds = time.monotonic() - started
-    log.info("%s: %s in %.1f s", path, file.status, file.seconds)
-    return file
+        if self.options.out_dir and self.write_files:
+            self.stage = "export"
+            _write_exports(file, self.store, recording, export, self.options.out_dir, self.options, self.taken_stems)
+
+    def _failed(self, exc: Exception) -> None:
+        stage, cause = (exc.stage, exc.cause) if isinstance(exc, StageError) else (self.stage, exc)
+        _failed(self.file, stage, cause)
+        _record_failure(self.store, self.file, self.info, stage)
 
 
 def _failed(file: FileResult, stage: str, cause: Exception) -> None:
@@ -225,7 +298,7 @@ def _failed(file: FileResult, stage: str, cause: Exception) -> None:
         log.info("%s", cause)
     else:
         file.error = f"{file.path}: {stage}: {type(cause).__name__}: {cause} (the traceback is in the log)"
-        log.exception("%s: the %s stage failed", file.path, stage)
+        log.error("%s: the %s stage failed", file.path, stage, exc_info=cause)
 
 
 def _record_failure(store: Store, file: FileResult, info: AudioInfo | None, stage: str) -> None:
@@ -240,38 +313,62 @@ def _record_failure(store: Store, file: FileResult, info: AudioInfo | None, stag
         file.error = f"{file.error}; and recording the failure failed: {e}"
 
 
-def run_batch(
-    paths: list[Path | str], store: Store, options: RunOptions = RunOptions(), progress: Progress | None = None
-) -> BatchReport:
+@dataclass
+class Batch:
+    """The files of a batch, and what their steps share."""
+
+    files: list[Path]  # to run, in order
+    results: list[FileResult]  # of paths that are not there: reported with the rest
+    taken_stems: set[str]  # export file stems that more than one file has
+    people: list[PersonRecord]  # the enrolled voices, read once for the batch
+    stored: set[Path]  # the files of the recordings the store has transcripts of
+    waiting: list[FileResult] = field(default_factory=list)  # read, their files not yet written
+
+    def writes(self, path: Path) -> bool:
+        """Whether a file's run writes its transcript files itself: not when its stem is shared, since which
+        files take the stem depends on which of them fail."""
+        return path.stem not in self.taken_stems
+
+    def finished(self, result: FileResult) -> None:
+        self.results.append(result)
+        if not self.writes(result.path) and result.status != "failed":
+            self.waiting.append(result)
+
+    def write_waiting(self, store: Store, options: RunOptions) -> None:
+        """The transcript files of the recordings whose stem another file of the batch has, now that the
+        batch knows which files were read."""
+        if not (options.out_dir and self.waiting):
+            return
+        taken = shared_stems({f.path.resolve() for f in self.results if f.status != "failed"} | self.stored)
+        for file in self.waiting:
+            assert file.recording_id is not None  # read: saved or found in the store
+            try:
+                recording = store.recording(file.recording_id)
+                export = gather(store, recording, options.codebook) if file.status == "done" else None
+                _write_exports(file, store, recording, export, options.out_dir, options, taken)
+            except Exception as exc:  # reported against this file; the others' files are written
+                _failed(file, "export", exc)
+
+
+def plan_batch(paths: list[Path | str], store: Store, options: RunOptions) -> Batch:
     files, results = find_audio_files([Path(p) for p in paths])
     # Stems shared by different files get the recording's short hash in their export names. A file that
     # fails takes none: files sharing a stem write theirs once the batch knows which of them were read.
     stored = {Path(p) for p in transcribed_paths(store) if Path(p).exists()}
-    shared = shared_stems({f.resolve() for f in files} | stored)
     people = store.people() if options.speakers else []  # the enrolled voices, read once for the batch
-    waiting = []
-    for index, path in enumerate(files):
+    return Batch(files, results, shared_stems({f.resolve() for f in files} | stored), people, stored)
+
+
+def run_batch(
+    paths: list[Path | str], store: Store, options: RunOptions = RunOptions(), progress: Progress | None = None
+) -> BatchReport:
+    batch = plan_batch(paths, store, options)
+    for index, path in enumerate(batch.files):
         if progress:
-            progress.file_started(path, index, len(files))
-        result = process_file(path, store, options, progress, people=people, write_files=path.stem not in shared)
-        results.append(result)
-        if path.stem in shared and result.status != "failed":
-            waiting.append(result)
+            progress.file_started(path, index, len(batch.files))
+        result = FileRun(path, store, options, progress, batch.taken_stems, batch.people, batch.writes(path)).process()
+        batch.finished(result)
         if progress:
             progress.file_finished(result)
-    if options.out_dir and waiting:
-        taken = shared_stems({f.path.resolve() for f in results if f.status != "failed"} | stored)
-        for file in waiting:
-            _write_waiting_exports(file, store, options, taken)
-    return BatchReport(results)
-
-
-def _write_waiting_exports(file: FileResult, store: Store, options: RunOptions, taken: set[str]) -> None:
-    """The transcript files of a recording whose stem another file of the batch has (see run_batch)."""
-    assert options.out_dir is not None and file.recording_id is not None
-    try:
-        recording = store.recording(file.recording_id)
-        export = gather(store, recording, options.codebook) if file.status == "done" else None  # changed: rewrite
-        _write_exports(file, store, recording, export, options.out_dir, options, taken)
-    except Exception as exc:
-        _failed(file, "export", exc)
+    batch.write_waiting(store, options)
+    return BatchReport(batch.results)

@@ -154,6 +154,9 @@ class StageError(Exception):
         super().__init__(f"{path}: {stage}: {type(cause).__name__}: {cause}")
         self.path, self.stage, self.cause = path, stage, cause
 
+    def __reduce__(self) -> tuple:  # pickled whole: a pass on a cluster's worker reports its failure with it
+        return type(self), (self.path, self.stage, self.cause)
+
 
 @contextmanager
 def running(

@@ -214,23 +214,23 @@ class FakeEngine:
 
 def test_a_changed_vocabulary_transcribes_again_keeping_corrections_and_decisions(store, tmp_path, monkeypatch):
     from pipeline import process
-    from pipeline.batch import process_file
+    from pipeline.batch import FileRun
     from pipeline.process import RunOptions
 
     engine = FakeEngine()
     monkeypatch.setattr(process, "load_engine", lambda *args: engine)
     audio = corpus_path(HISTORY)
     options = RunOptions(speakers=None, out_dir=None, home=tmp_path, vocabulary=Vocabulary(("钦点",)))
-    assert process_file(audio, store, options).status == "done"
+    assert FileRun(audio, store, options).process().status == "done"
     rid = store.list_recordings()[0].id
     (segment,) = store.segments(rid)
     assert segment.text == "由罗马皇帝钦点的游帝亚王" and engine.hints[0] == "钦点"
     corrected, _ = store.correct_text(segment.stored_id, "由罗马皇帝钦点的犹地亚王大希律王", "mei", segment.version)
     store.add_annotation(corrected.stored_id, "family_separation", "mei", ((0, 4),))
-    assert process_file(audio, store, options).status == "skipped"
+    assert FileRun(audio, store, options).process().status == "skipped"
 
     changed = RunOptions(speakers=None, out_dir=None, home=tmp_path, vocabulary=Vocabulary(("钦点", "犹地亚")))
-    assert process_file(audio, store, changed).status == "done"
+    assert FileRun(audio, store, changed).process().status == "done"
     (again,) = store.segments(rid)
     assert again.text == "由罗马皇帝钦点的犹地亚王大希律王" and again.version > 1
     assert "".join(w.text for w in again.words) == again.text

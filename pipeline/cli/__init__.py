@@ -224,6 +224,18 @@ def run(
         typer.Option("--report", help="Also write each file's result as JSON to this file", dir_okay=False),
     ] = None,
     vocabulary: VocabularyOption = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Spread the batch over the Ray cluster at this address (host:6379, auto), "
+            "or over a Ray started on this machine only (local); needs ohp[cluster]",
+            metavar="ADDRESS|local",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --ray: recognisers at once (default one per GPU, or one per 2 CPU cores)"),
+    ] = None,
 ) -> None:
     """Transcribe recordings (find who speaks, and tag their themes) into the database and transcript files.
     In a terminal it shows a progress bar and a table; elsewhere (a log) one plain line per file."""
@@ -236,6 +248,8 @@ def run(
         raise typer.BadParameter(
             f"{', '.join(project)} cover many recordings: write them with `ohp export`", param_hint="--format"
         )
+    if workers is not None and ray is None:
+        raise typer.BadParameter("workers run on a Ray cluster: give --ray too", param_hint="--workers")
     if report_path and not report_path.parent.is_dir():  # found out now, not after hours of transcribing
         raise typer.BadParameter(f"{report_path}: folder {report_path.parent} does not exist", param_hint="--report")
     settings = config.given(device=device and device.value)
@@ -254,7 +268,15 @@ def run(
     )
     store = open_store(db)
     with batch_progress(console) as progress:
-        report = run_batch(paths, store, options, progress)
+        if ray is None:
+            report = run_batch(paths, store, options, progress)
+        else:
+            from pipeline.cluster import require_ray
+
+            require_ray()
+            from pipeline.cluster.driver import run_on_ray
+
+            report = run_on_ray(paths, store, options, progress, address=ray, workers=workers)
     if not report.files:
         errors.print("no audio files found in " + ", ".join(map(str, paths)))
         raise typer.Exit(1)

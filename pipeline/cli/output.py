@@ -48,7 +48,8 @@ def file_line(result: FileResult) -> str:
     and the warnings; or the cause of the failure."""
     path = result.path.resolve()
     if result.status == "failed":
-        return f"{path}: failed after {result.seconds:.1f} s: {cause(result)}"
+        by = f" by {result.worker}" if result.worker else ""
+        return f"{path}: failed after {result.seconds:.1f} s{by}: {cause(result)}"
     facts = [result.status, clock(result.duration), f"{result.segments} segments"]
     if result.speakers is not None:
         facts.append(f"{result.speakers} speakers")
@@ -56,6 +57,8 @@ def file_line(result: FileResult) -> str:
     if result.doubtful is not None:
         facts.append(f"{result.doubtful:.0%} doubtful")
     facts.append(f"{result.seconds:.1f} s")
+    if result.worker:
+        facts.append(f"by {result.worker}")
     return f"{path}: {', '.join(facts)}" + "".join(f"; {note}" for note in notes(result))
 
 
@@ -91,7 +94,8 @@ class BarProgress:
         self.audio = None
 
     def file_started(self, path: Path, index: int, total: int) -> None:
-        self.progress.update(self.files, total=total, completed=index, description=f"[{index + 1}/{total}] {path.name}")
+        # Files finish in the order they started here, but not on a cluster: file_finished counts them.
+        self.progress.update(self.files, total=total, description=f"[{index + 1}/{total}] {path.name}")
 
     def stage_started(self, path: Path, stage: str, audio_seconds: float) -> None:
         if self.audio is None:
@@ -177,7 +181,20 @@ def batch_progress(console: Console) -> Iterator[BarProgress | LineProgress]:
 
 def summary_table(results: list[FileResult]) -> Table:
     table = Table(title="ohp run", title_justify="left")
-    for column in ("file", "status", "duration", "segments", "speakers", "language", "doubtful", "time", "warnings"):
+    on_cluster = any(r.worker for r in results)
+    columns = (
+        "file",
+        "status",
+        "duration",
+        "segments",
+        "speakers",
+        "language",
+        "doubtful",
+        "time",
+        "worker",
+        "warnings",
+    )
+    for column in [c for c in columns if c != "worker" or on_cluster]:
         right = column in ("duration", "segments", "speakers", "doubtful", "time")
         table.add_column(column, justify="right" if right else "left", overflow="fold", no_wrap=column == "file")
     for r in results:
@@ -192,6 +209,7 @@ def summary_table(results: list[FileResult]) -> Table:
             r.language or "-",
             "-" if r.doubtful is None else f"{r.doubtful:.0%}",
             f"{r.seconds:.1f} s",
+            *([r.worker or "-"] if on_cluster else []),
             "; ".join(notes(r)),
         )
     return table

@@ -40,6 +40,9 @@ class AudioError(InvalidInputError):
         self.path = Path(path)
         self.cause = cause
 
+    def __reduce__(self) -> tuple:  # pickled whole: a pass on a cluster's worker reports its failure with it
+        return type(self), (self.path, self.cause)
+
 
 @dataclass
 class DecodedAudio:

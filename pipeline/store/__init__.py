@@ -79,6 +79,11 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
 
+    @property
+    def dialect(self) -> str:
+        """The database's kind as SQLAlchemy names it: sqlite, postgresql, ..."""
+        return self._engine.dialect.name
+
     def __enter__(self) -> Self:
         return self
 

@@ -1,0 +1,102 @@
+"""The cluster's workers: each a Ray actor that runs one recording's pass at a time (pipeline.process) and
+hands back its result as a plain record. No database here: the driver saves (pipeline.cluster.driver)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import ray
+
+from pipeline.batch import Pass
+from pipeline.config import Config
+from pipeline.process import Checkpoint, RunOptions, StageError
+from pipeline.records import AudioInfo, RecordingResult
+from pipeline.stages.audio import AudioError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Where:
+    """A worker: its number in the batch, its node, and its process."""
+
+    number: int
+    node_id: str
+    node: str  # the node's address
+    pid: int
+
+    def __str__(self) -> str:
+        return f"worker {self.number} on {self.node}"
+
+
+@dataclass
+class Outcome:
+    """What a worker hands back for a recording: its result, or the error of its pass (with the traceback as
+    the worker saw it), or that it cannot read the file and needs its bytes."""
+
+    where: Where
+    result: RecordingResult | None = None
+    error: Exception | None = None
+    traceback: str = ""
+    needs_audio: bool = False
+
+
+def readable(info: AudioInfo) -> bool:
+    """Whether this machine sees the file the driver probed: the same path, of the same size."""
+    try:
+        return info.path.is_file() and info.path.stat().st_size == info.size_bytes
+    except OSError:
+        return False
+
+
+class Recogniser:
+    """A worker. Its models load on its first recording and stay loaded (the engines are cached per process).
+    Run options come whole from the driver; half-done transcripts are kept in this machine's own model cache
+    (OHP_HOME), where its weights are."""
+
+    def __init__(self, options: RunOptions, number: int) -> None:
+        self.options = replace(options, home=Config.load().home)
+        self.number = number
+
+    def where(self) -> Where:
+        context = ray.get_runtime_context()
+        return Where(self.number, context.get_node_id(), ray.util.get_node_ip_address(), os.getpid())
+
+    def process(self, planned: Pass, audio: bytes | None = None) -> Outcome:
+        """The recording's pass. The file is read by its path when this machine sees it; else from `audio`,
+        its bytes, which the driver sends through Ray's object store when asked (needs_audio)."""
+        where = self.where()
+        if audio is None and not readable(planned.info):
+            return Outcome(where, needs_audio=True)
+        try:
+            if audio is None:
+                return Outcome(where, planned.run(self.options))
+            with tempfile.TemporaryDirectory(prefix="ohp-") as folder:
+                copy = Path(folder) / planned.info.path.name
+                copy.write_bytes(audio)
+                try:
+                    result = replace(planned, info=replace(planned.info, path=copy)).run(self.options)
+                except Exception as exc:
+                    raise _named(exc, planned.info.path) from exc
+                result.info = replace(result.info, path=planned.info.path)
+                return Outcome(where, result)
+        except Exception as exc:  # the driver reports it against the file, and the batch goes on
+            log.exception("%s: the pass failed on %s", planned.info.path, where)
+            return Outcome(where, error=exc, traceback=traceback.format_exc())
+
+    def forget(self, info: AudioInfo, settings_key: str) -> None:
+        """The recording is saved: its half-done transcript here goes."""
+        Checkpoint(info, settings_key, self.options.home).remove()
+
+
+def _named(exc: Exception, path: Path) -> Exception:
+    """The error of a pass over a copy of the file, naming the file itself."""
+    if not isinstance(exc, StageError):
+        return exc
+    cause = AudioError(path, exc.cause.cause) if isinstance(exc.cause, AudioError) else exc.cause
+    return StageError(path, exc.stage, cause)

@@ -1,0 +1,278 @@
+"""The driver of a cluster batch: connects to Ray, starts the workers, hands each one recording at a time,
+and saves each result as it comes back, through the single-process batch's own steps (batch.FileRun).
+
+A worker whose process or node dies is restarted by Ray (max_restarts); the recording it was working on
+goes back to the front of the queue, to whichever worker is free first, once more at most. Each result is
+saved once, by this process, in one transaction, so a retried recording is never stored twice; Ctrl-C
+cancels what runs on the workers and leaves what was saved as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import ObjectLostError, RayActorError
+
+import pipeline
+from pipeline.batch import Batch, BatchReport, FileResult, FileRun, Pass, Progress, plan_batch
+from pipeline.cluster.actors import Outcome, Recogniser, Where
+from pipeline.errors import InvalidInputError
+from pipeline.process import RunOptions
+from pipeline.store import Store
+
+log = logging.getLogger(__name__)
+
+LOCAL = "local"  # --ray local: a Ray of this machine only, started for the batch and stopped after it
+CORES_PER_WORKER = 2  # on CPUs, one worker per this many cores (bench/scale.py)
+ATTEMPTS = 2  # a recording whose worker died is tried once more; twice lost, it is reported as failed
+
+
+@dataclass
+class Cluster:
+    """What the driver knows of the Ray cluster it is connected to."""
+
+    nodes: int
+    cpus: float
+    gpus: float
+    largest_node_cpus: float
+    started: float  # seconds that connecting (and, for a local Ray, starting it) took
+
+
+@contextmanager
+def connect(address: str) -> Iterator[Cluster]:
+    """Connected to the Ray cluster at `address` (or a new local one) while the block runs. A local Ray's
+    workers import the same ohp as this process."""
+    started = time.monotonic()
+    if address == LOCAL:
+        package_root = str(Path(pipeline.__file__).resolve().parents[1])
+        paths = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": paths}},
+        )
+    else:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as e:
+            raise InvalidInputError(f"--ray {address}: no Ray cluster answers there ({e})") from e
+    try:
+        alive = [n for n in ray.nodes() if n["Alive"]]
+        resources = ray.cluster_resources()
+        yield Cluster(
+            nodes=len(alive),
+            cpus=resources.get("CPU", 0.0),
+            gpus=resources.get("GPU", 0.0),
+            largest_node_cpus=max((n["Resources"].get("CPU", 0.0) for n in alive), default=0.0),
+            started=time.monotonic() - started,
+        )
+    finally:
+        ray.shutdown()  # the batch's workers go with it
+
+
+def check_database(store: Store, cluster: Cluster) -> None:
+    """A batch over several machines keeps its results where all of them, and the people who work on the
+    results, can reach: PostgreSQL. A SQLite file lives on one machine's disk (and its locking is not safe
+    on a network file system)."""
+    if cluster.nodes > 1 and store.dialect == "sqlite":
+        raise InvalidInputError(
+            f"{store.url}: a SQLite file, and the Ray cluster has {cluster.nodes} machines: a batch over several "
+            "machines needs PostgreSQL (--db postgresql+psycopg://user@host/ohp)"
+        )
+
+
+@dataclass(frozen=True)
+class Sizing:
+    workers: int
+    cpus: float  # reserved for each worker
+    gpus: float
+
+
+def size_workers(cluster: Cluster, options: RunOptions, workers: int | None) -> Sizing:
+    """How many workers, and what each reserves: a GPU each when the models run on CUDA (and `auto` does
+    where the cluster has GPUs), one worker per GPU by default; else one per CORES_PER_WORKER cores, the
+    cluster's cores shared out among them."""
+    on_gpu = options.device == "cuda" or (options.device == "auto" and cluster.gpus >= 1)
+    if on_gpu:
+        count = workers or int(cluster.gpus)
+        if count > cluster.gpus:
+            raise InvalidInputError(
+                f"--workers {count}: the Ray cluster has {cluster.gpus:g} GPUs, one for each worker on CUDA"
+            )
+        return Sizing(count, 1.0, 1.0)
+    count = workers or max(1, int(cluster.cpus // CORES_PER_WORKER))
+    if count > cluster.cpus:
+        raise InvalidInputError(f"--workers {count}: the Ray cluster has {cluster.cpus:g} CPUs, one at least each")
+    return Sizing(count, float(max(1, min(cluster.cpus // count, cluster.largest_node_cpus))), 0.0)
+
+
+@dataclass
+class Job:
+    """A file of the batch on its way: planned here when a worker is free for it, its pass on a worker,
+    saved here."""
+
+    index: int
+    path: Path
+    run: FileRun | None = None  # its steps, from when it is planned
+    planned: Pass | None = None
+    attempts: int = 0
+
+    @property
+    def file(self) -> FileResult:
+        assert self.run is not None
+        return self.run.file
+
+
+@dataclass
+class Worker:
+    actor: Any  # the Ray actor handle of a Recogniser
+    where: Where | None = None  # known once it answers
+
+
+def run_on_ray(
+    paths: list[Path | str],
+    store: Store,
+    options: RunOptions,
+    progress: Progress | None = None,
+    *,
+    address: str,
+    workers: int | None = None,
+) -> BatchReport:
+    """The batch over a Ray cluster (or a local Ray): the same results, skips and failures as
+    batch.run_batch, each file's result telling which worker did it."""
+    batch = plan_batch(paths, store, options)
+    if not batch.files:
+        return BatchReport(batch.results)
+    with connect(address) as cluster:
+        check_database(store, cluster)
+        sizing = size_workers(cluster, options, workers)
+        log.info(
+            "Ray cluster of %d node(s), %g CPUs, %g GPUs, connected in %.1f s; %s",
+            *(cluster.nodes, cluster.cpus, cluster.gpus, cluster.started, sizing),
+        )
+        jobs = [Job(index, path) for index, path in enumerate(batch.files)]
+        Driver(store, options, progress, batch, sizing).run(jobs)
+    return BatchReport(batch.results + [job.file for job in jobs])
+
+
+class Driver:
+    def __init__(
+        self, store: Store, options: RunOptions, progress: Progress | None, batch: Batch, sizing: Sizing
+    ) -> None:
+        self.store, self.options, self.progress, self.batch = store, options, progress, batch
+        remote = ray.remote(Recogniser).options(
+            num_cpus=sizing.cpus, num_gpus=sizing.gpus, max_restarts=-1, max_task_retries=0
+        )
+        self.workers = [Worker(remote.remote(options, number)) for number in range(1, sizing.workers + 1)]
+        self.saved_sha256: set[str] = set()
+        self.nodes_seeing_files: dict[str, bool] = {}  # by node id; a node not in it is taken to see them
+
+    def run(self, jobs: list[Job]) -> None:
+        queue = deque(jobs)
+        idle: deque[Worker] = deque()
+        waiting: dict[ray.ObjectRef, tuple[Worker, Job | None]] = {
+            w.actor.where.remote(): (w, None) for w in self.workers
+        }
+        try:
+            while queue or any(job for _, job in waiting.values()):
+                while queue and idle:
+                    next_job = queue.popleft()
+                    if next_job.planned is None and not self._plan(next_job):
+                        continue
+                    free = idle.popleft()
+                    waiting[self._submit(free, next_job)] = (free, next_job)
+                [ref], _ = ray.wait(list(waiting), num_returns=1)
+                worker, job = waiting.pop(ref)
+                try:
+                    answer = ray.get(ref)
+                except (RayActorError, ObjectLostError) as e:
+                    # Ray restarts the worker; it rejoins when it answers. Its recording (or the result that
+                    # was lost with its node) goes to whoever is free.
+                    log.warning("%s died (%s)", worker.where or "a worker", e)
+                    waiting[worker.actor.where.remote()] = (worker, None)
+                    if job:
+                        self._lost(job, queue, e)
+                    continue
+                idle.append(worker)
+                if job is None:
+                    worker.where = answer
+                    log.info("%s ready (pid %d)", answer, answer.pid)
+                elif answer.needs_audio:
+                    self.nodes_seeing_files[answer.where.node_id] = False
+                    queue.appendleft(job)
+                else:
+                    self._save(worker, job, answer)
+        finally:  # done, or stopped (Ctrl-C): what runs on the workers stops, what was saved stays
+            for worker in self.workers:
+                ray.kill(worker.actor)
+
+    def _plan(self, job: Job) -> bool:
+        """Probe the file and look it up: whether it needs a pass (if not, it is finished: skipped or failed)."""
+        if self.progress:
+            self.progress.file_started(job.path, job.index, len(self.batch.files))
+        job.run = FileRun(job.path, self.store, self.options, None, self.batch.taken_stems, self.batch.people)
+        with job.run.reporting():
+            job.planned = job.run.plan()
+        if job.planned is None:
+            self._finished(job)
+        return job.planned is not None
+
+    def _submit(self, worker: Worker, job: Job) -> ray.ObjectRef:
+        assert job.planned is not None and worker.where is not None
+        audio = None
+        if not self.nodes_seeing_files.get(worker.where.node_id, True):
+            audio = ray.put(job.planned.info.path.read_bytes())
+        log.info("%s: to %s, pid %d", job.path, worker.where, worker.where.pid)
+        return worker.actor.process.remote(job.planned, audio)
+
+    def _lost(self, job: Job, queue: deque[Job], error: Exception) -> None:
+        job.attempts += 1
+        if job.attempts < ATTEMPTS:
+            log.warning("%s: its worker died; trying again on another", job.path)
+            queue.appendleft(job)
+            return
+        assert job.run is not None
+        with job.run.reporting():
+            raise WorkerLost(f"{job.path}: its worker died {job.attempts} times while on it ({error})")
+        self._finished(job)
+
+    def _save(self, worker: Worker, job: Job, outcome: Outcome) -> None:
+        run, planned = job.run, job.planned
+        assert run is not None and planned is not None
+        run.file.worker = str(outcome.where)
+        with run.reporting():
+            if outcome.error is not None:
+                outcome.error.add_note(f"on {outcome.where} (pid {outcome.where.pid}):\n{outcome.traceback}")
+                raise outcome.error
+            assert outcome.result is not None
+            sha256 = planned.info.sha256
+            # The same recording under two paths in one batch: the second is planned before the first is
+            # saved; as in the single-process batch, it is skipped once the first is (unless --force).
+            if sha256 in self.saved_sha256 and not self.options.force:
+                again = run.plan()
+                if again is None:
+                    self._finished(job)
+                    return
+            run.save(planned, outcome.result)
+            self.saved_sha256.add(sha256)
+            if "transcribe" in outcome.result.stages:
+                worker.actor.forget.remote(planned.info, outcome.result.stages["transcribe"].settings_key)
+        self._finished(job)
+
+    def _finished(self, job: Job) -> None:
+        if self.progress:
+            self.progress.file_finished(job.file)
+
+
+class WorkerLost(Exception):
+    """A recording whose workers kept dying on it (out of memory, say)."""

@@ -1,0 +1,295 @@
+"""Batches on a real Ray cluster (`ohp run --ray`): started here on 127.0.0.1 with two CPUs, so two workers.
+
+The cluster's processes import this checkout's pipeline (PYTHONPATH) and use the session's model cache
+(OHP_HOME, set before the cluster starts). It is started with `ray start --block` and stopped by ending that
+process, which takes down the processes it started and no other Ray on the machine (`ray stop` would stop
+them all)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import ray
+
+from pipeline.batch import run_batch
+from pipeline.cluster.driver import Cluster, Sizing, check_database, run_on_ray, size_workers
+from pipeline.errors import InvalidInputError
+from pipeline.process import RunOptions
+from pipeline.stages.audio import probe
+from pipeline.store import Store
+
+from conftest import REPO, corpus_path
+
+pytestmark = pytest.mark.slow
+
+SHORT = [
+    "zh/FireRedTeam_FireRedASR__examples_wav_IT0011W0001.wav",  # 2 s
+    "zh/FireRedTeam_FireRedASR__examples_wav_BAC009S0764W0121.wav",  # 4.2 s
+    "en/k2-fsa_sherpa___static_sense-voice_en.wav",  # 7.2 s
+]
+# 70 s of Mandarin: three chunks, long enough to kill its worker in the middle of it.
+LONG = (
+    "zh/modelscope_FunASR__funasr_runtime_csharp_AliFsmnVad.Examples_speech_fsmn_vad_"
+    "zh-cn-16k-common-onnx_example_0.wav"
+)
+OPTIONS = RunOptions(speakers=None, codebook=None, out_dir=None)  # --speakers off --no-tag
+RAY = str(Path(sys.executable).with_name("ray"))
+OHP = [sys.executable, "-c", "from pipeline.cli import app; app()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The address of a Ray cluster of this machine: a head node with two CPUs. Without token authentication
+    (which a Ray of 2.52 and later turns on where ~/.ray has a token): the test processes have no token."""
+    # Ray's unix sockets live under its temp dir, and a socket's path may be 107 bytes at most: keep it short.
+    temp = Path(tempfile.mkdtemp(prefix="ohpray", dir="/tmp"))
+    port = free_port()
+    start = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        head = subprocess.Popen(
+            [*start, "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not (temp / "ray_current_cluster").exists():  # written once the head is up
+                assert head.poll() is None, "ray start failed"
+                assert time.monotonic() < deadline, "the Ray cluster did not come up in 2 minutes"
+                time.sleep(0.2)
+            yield f"127.0.0.1:{port}"
+        finally:
+            head.terminate()  # ray start --block stops the processes it started
+            head.wait(timeout=60)
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def options(own_ohp_home):
+    """--speakers off --no-tag, half-done transcripts in the session's own model cache (as the workers')."""
+    return replace(OPTIONS, home=own_ohp_home)
+
+
+@pytest.fixture(scope="module")
+def files():
+    return [corpus_path(name) for name in SHORT]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, files, options):
+    """What the single-process batch stores of the short files and the long one: segments by sha256."""
+    db = tmp_path_factory.mktemp("single") / "ohp.db"
+    with Store(f"sqlite:///{db}") as store:
+        report = run_batch([*files, corpus_path(LONG)], store, options)
+        assert [f.status for f in report.files] == ["done"] * 4
+        return stored(store)
+
+
+def stored(store: Store) -> dict[str, list[tuple]]:
+    """Each recording's segments with their words, by sha256, as the database holds them."""
+    return {
+        r.sha256: [
+            (s.start, s.end, s.text, s.original_text, [(w.start, w.end, w.text) for w in s.words])
+            for s in store.segments(r.id)
+        ]
+        for r in store.list_recordings()
+    }
+
+
+def test_a_batch_on_the_cluster_stores_what_the_single_process_batch_does(
+    cluster, files, uninterrupted, db_url, tmp_path, options
+):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio at all")
+    with Store(db_url) as store:
+        report = run_on_ray([files[0], bad, *files[1:]], store, options, address=cluster, workers=2)
+        by_name = {f.path.name: f for f in report.files}
+        assert [by_name[p.name].status for p in files] == ["done"] * 3
+        assert all(re.fullmatch(r"worker [12] on [\d.]+", by_name[p.name].worker or "") for p in files)
+        # The bad file is named with its cause, and the batch went on.
+        failed = by_name["notes.wav"]
+        assert failed.status == "failed" and failed.error.startswith(f"{bad.resolve()}: not an audio file")
+        got = stored(store)
+        assert got == {sha: uninterrupted[sha] for sha in got} and len(got) == 3
+
+        again = run_on_ray(files, store, options, address=cluster, workers=2)
+        assert [f.status for f in again.files] == ["skipped"] * 3
+        forced = run_on_ray(files[:1], store, replace(options, force=True), address=cluster, workers=1)
+        assert [f.status for f in forced.files] == ["done"]
+        assert stored(store) == got
+
+
+def test_a_worker_that_does_not_see_the_file_gets_its_bytes_through_the_object_store(
+    cluster, files, uninterrupted, options
+):
+    from pipeline.batch import Pass
+    from pipeline.cluster.actors import Recogniser
+
+    info = probe(files[0].resolve())
+    elsewhere = replace(info, path=Path("/nowhere/on/this/machine") / files[0].name)  # the driver's path, not here
+    ray.init(address=cluster, log_to_driver=False)
+    try:
+        worker = ray.remote(Recogniser).remote(options, 1)
+        asked = ray.get(worker.process.remote(Pass(elsewhere, [], {}, None)))
+        assert asked.needs_audio and asked.result is None
+        sent = ray.get(worker.process.remote(Pass(elsewhere, [], {}, None), ray.put(files[0].read_bytes())))
+        assert sent.error is None and sent.result is not None
+        assert sent.result.info.path == elsewhere.path  # saved under the driver's path, not the worker's copy
+        got = [(s.start, s.end, s.text) for s in sent.result.transcript.segments]
+        assert got == [(start, end, text) for start, end, text, *_ in uninterrupted[info.sha256]]
+    finally:
+        ray.shutdown()
+
+
+class Dispatches(logging.Handler):
+    """The driver's "file: to worker N on NODE, pid P" lines: which process got which file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pids: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.search(r"^(.*): to worker \d+ on \S+, pid (\d+)$", record.getMessage())
+        if found:
+            self.pids[found[1]] = int(found[2])
+
+
+def test_a_worker_killed_in_the_middle_of_a_recording_loses_and_repeats_nothing(
+    cluster, files, uninterrupted, db_url, own_ohp_home, options
+):
+    long = corpus_path(LONG)
+    checkpoint = own_ohp_home / "partial" / f"{probe(long).sha256}-"
+    dispatches, driver_log = Dispatches(), logging.getLogger("pipeline.cluster.driver")
+    driver_log.addHandler(dispatches)
+    level, batch_over = driver_log.level, threading.Event()
+    driver_log.setLevel(logging.INFO)
+    killed: list[int] = []
+
+    def kill_when_half_way() -> None:
+        # The long recording's first chunk is in its worker's checkpoint: the worker is in the middle of it.
+        while not batch_over.wait(0.05):
+            started = list(checkpoint.parent.glob(checkpoint.name + "*.jsonl")) if checkpoint.parent.exists() else []
+            if started and started[0].stat().st_size and str(long) in dispatches.pids:
+                pid = dispatches.pids[str(long)]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+
+    killer = threading.Thread(target=kill_when_half_way)
+    killer.start()
+    try:
+        with Store(db_url) as store:
+            report = run_on_ray([long, *files], store, options, address=cluster, workers=2)
+            batch_over.set()
+            killer.join()
+            assert killed, "the long recording finished before its worker could be killed"
+            assert [f.status for f in report.files] == ["done"] * 4
+            # Exactly the rows of an uninterrupted run: every recording once, every segment once.
+            assert stored(store) == uninterrupted
+            assert store.count_segments() == sum(len(s) for s in uninterrupted.values())
+            # Its second try picked up the chunks the killed worker had finished.
+            [recording] = [r for r in store.list_recordings() if r.path == str(long.resolve())]
+            [transcribe] = [s for s in store.stages(recording.id) if s.stage == "transcribe"]
+            assert transcribe.report["resumed_chunks"] >= 1
+    finally:
+        batch_over.set()
+        killer.join()
+        driver_log.setLevel(level)
+        driver_log.removeHandler(dispatches)
+
+
+def test_a_killed_driver_started_again_finishes_the_rest_and_redoes_nothing(
+    cluster, files, uninterrupted, db_url, tmp_path
+):
+    long = corpus_path(LONG)
+    batch = [*files[:2], long, files[2]]  # one worker: in this order; killed once the first two are saved
+    run = [*OHP, "run", *map(str, batch), "--db", db_url, "--speakers", "off", "--no-tag", "--out", str(tmp_path)]
+    command = [*run, "--ray", cluster, "--workers", "1"]
+    driver = subprocess.Popen(
+        command, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    with Store(db_url) as store:
+        deadline = time.monotonic() + 600
+        while len(done_stages(store)) < 2 and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.05)
+        assert driver.poll() is None, driver.stderr.read() if driver.stderr else ""
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        finished = done_stages(store)
+        assert 2 <= len(finished) < 4
+
+        again = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        lines = {line.split(": ")[0]: line for line in again.stdout.splitlines() if ": " in line}
+        for recording in store.list_recordings():
+            status = "skipped" if recording.sha256 in finished else "done"
+            assert lines[recording.path].startswith(f"{recording.path}: {status}, ")
+        assert {sha: when for sha, when in done_stages(store).items() if sha in finished} == finished
+        assert stored(store) == {sha: uninterrupted[sha] for sha in stored(store)} and len(stored(store)) == 4
+
+
+def done_stages(store: Store) -> dict[str, str | None]:
+    """When each recording's transcription was saved, by sha256."""
+    return {
+        r.sha256: s.finished_at
+        for r in store.list_recordings()
+        for s in store.stages(r.id)
+        if s.stage == "transcribe" and s.status == "done"
+    }
+
+
+def test_a_batch_over_several_machines_needs_postgresql(tmp_path):
+    several = Cluster(nodes=2, cpus=16, gpus=0, largest_node_cpus=8, started=0.0)
+    with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store:
+        with pytest.raises(InvalidInputError, match=r"ohp\.db: a SQLite file, .* 2 machines: .* needs PostgreSQL"):
+            check_database(store, several)
+        check_database(store, replace(several, nodes=1))  # one machine: the driver alone writes to the file
+
+
+def test_workers_are_sized_to_the_cluster():
+    cpus = Cluster(nodes=2, cpus=16, gpus=0, largest_node_cpus=8, started=0.0)
+    assert size_workers(cpus, OPTIONS, None) == Sizing(8, 2.0, 0.0)  # one per two cores
+    assert size_workers(cpus, OPTIONS, 2) == Sizing(2, 8.0, 0.0)  # the cores shared out, a node's at most
+    gpus = replace(cpus, gpus=4)
+    assert size_workers(gpus, OPTIONS, None) == Sizing(4, 1.0, 1.0)  # one per GPU, each reserving it
+    assert size_workers(gpus, replace(OPTIONS, device="cpu"), 3) == Sizing(3, 5.0, 0.0)
+    with pytest.raises(InvalidInputError, match="--workers 5: the Ray cluster has 4 GPUs"):
+        size_workers(gpus, OPTIONS, 5)
+    with pytest.raises(InvalidInputError, match="--workers 17: the Ray cluster has 16 CPUs"):
+        size_workers(cpus, OPTIONS, 17)
+
+
+def test_without_ray_the_run_says_which_extra_to_install(tmp_path):
+    hidden = tmp_path / "no-ray"
+    (hidden / "ray").mkdir(parents=True)
+    (hidden / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    result = subprocess.run(
+        [*OHP, "run", str(corpus_path(SHORT[0])), "--ray", "local", "--db", f"sqlite:///{tmp_path / 'ohp.db'}"],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(hidden), str(REPO)])},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "ohp run --ray needs Ray" in result.stderr and "pip install 'ohp[cluster]'" in result.stderr
+    assert ray.__name__ == "ray"  # the real one, for the other tests
