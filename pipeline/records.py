@@ -403,6 +403,18 @@ def coder(annotation: AnnotationRecord) -> str:
 
 
 @dataclass(frozen=True)
+class CoderDecision:
+    """One coder's own decision on a theme of a segment: there (accepted, added) or not (rejected)."""
+
+    segment_id: int
+    theme: str
+    coder: str
+    present: bool
+    via: str  # "review" (web app, `ohp review`) or "import" (ELAN, a QDA program: the whole transcript coded)
+    decided_at: str = ""
+
+
+@dataclass(frozen=True)
 class Coding:
     """A theme someone put on part of a recording in another tool (ELAN, a QDA program), on its way back."""
 

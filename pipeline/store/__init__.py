@@ -32,6 +32,7 @@ from pipeline.records import (
     ROLES,
     AnnotationRecord,
     AudioInfo,
+    CoderDecision,
     Entity,
     HistoryRecord,
     PersonRecord,
@@ -254,12 +255,17 @@ class Store:
         return self.add_annotations([(segment_id, theme, user, evidence)])[0]
 
     def add_annotations(
-        self, added: Sequence[tuple[int, str, str, tuple[tuple[int, int], ...]]]
+        self, added: Sequence[tuple[int, str, str, tuple[tuple[int, int], ...]]], via: str = "review"
     ) -> list[AnnotationRecord]:
         """Several `add_annotation`s, (segment id, theme, user, evidence) each, in one transaction:
-        all of them or none."""
+        all of them or none; `via` "import" for codes coded in another tool over a whole transcript."""
         with self._session(write=True) as s:
-            return annotations.add_annotations(s, added)
+            return annotations.add_annotations(s, added, via)
+
+    def decisions(self, recording_id: int) -> list[CoderDecision]:
+        """Every coder's own decisions on a recording's themes, in transcript order."""
+        with self._session() as s:
+            return annotations.decisions(s, recording_id)
 
     def history(
         self, *, recording_id: int | None = None, segment_id: int | None = None, annotation_id: int | None = None
