@@ -162,7 +162,9 @@ def nearest(was: Segment, new: Sequence[Segment]) -> int | None:
     )
 
 
-def move_decisions(decisions: Sequence[CoderDecision], old: Sequence[Segment], new: Sequence[Segment]) -> list[CoderDecision]:
+def move_decisions(
+    decisions: Sequence[CoderDecision], old: Sequence[Segment], new: Sequence[Segment]
+) -> list[CoderDecision]:
     """Each coder's own decisions to the new segment their old one goes to (as `move_annotations` moves the
     annotation), with the new segment's id; one per theme, segment and coder, the first one kept."""
     by_id = {segment.id: segment for segment in old}

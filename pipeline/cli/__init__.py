@@ -909,3 +909,6 @@ def speakers_list(
             + ", ".join(f"{p.name} (by {p.enrolled_by}, {p.enrolled_at[:10]})" for p in people.values()),
             highlight=False,
         )
+
+
+from pipeline.cli import agreement as _agreement  # noqa: E402,F401  (ohp agreement, ohp report)

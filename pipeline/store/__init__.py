@@ -20,7 +20,7 @@ database cannot be used.
 
 # No `from __future__ import annotations` here: in a package's __init__ it binds the name of the
 # submodule `annotations`.
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any, Self
@@ -33,6 +33,9 @@ from pipeline.records import (
     AnnotationRecord,
     AudioInfo,
     CoderDecision,
+    CollectionCounts,
+    DecisionCounts,
+    Disagreement,
     Entity,
     HistoryRecord,
     PersonRecord,
@@ -49,7 +52,7 @@ from pipeline.records import (
     UserRecord,
 )
 from pipeline.search.textindex import Query
-from pipeline.store import annotations, database, recordings, search, transcripts, users
+from pipeline.store import analysis, annotations, database, recordings, search, transcripts, users
 from pipeline.store import speakers as speaker_store
 from pipeline.store.database import StoreError, alembic_config
 from pipeline.store.models import Base, UTCDateTime, in_models
@@ -283,6 +286,28 @@ class Store:
         """A recording's named entities, by segment id."""
         with self._session() as s:
             return annotations.entities(s, recording_id)
+
+    # ------------------------------------------------------------------------------- analysis
+
+    def coders(self, scope: Sequence[int] | None = None) -> list[str]:
+        """Everyone who decided a theme on these recordings (None: all), by name."""
+        with self._session() as s:
+            return analysis.coders(s, scope)
+
+    def decision_counts(self, scope: Sequence[int] | None, coders: Sequence[str]) -> DecisionCounts:
+        """The counts behind the coders' agreement on these recordings (see analysis.decision_counts)."""
+        with self._session() as s:
+            return analysis.decision_counts(s, scope, coders)
+
+    def disagreements(self, scope: Sequence[int] | None, coders: Sequence[str]) -> Iterator[Disagreement]:
+        """Where the coders differ, in transcript order, streamed from one query."""
+        with self._session() as s:
+            yield from analysis.disagreements(s, scope, coders)
+
+    def collection_counts(self, scope: Sequence[int] | None = None) -> CollectionCounts:
+        """Theme frequency, co-occurrence and coverage of these recordings (see analysis.collection_counts)."""
+        with self._session() as s:
+            return analysis.collection_counts(s, scope)
 
     # ------------------------------------------------------------------------------- speakers
 

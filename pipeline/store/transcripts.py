@@ -296,7 +296,8 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
         s.flush()
         note(move, segment_id=move.segment_id, annotation_id=row.id)
     moved_decisions = [
-        {**asdict(d), "decided_at": datetime.fromisoformat(d.decided_at)} for d in move_decisions(decisions, old, segments)
+        {**asdict(d), "decided_at": datetime.fromisoformat(d.decided_at)}
+        for d in move_decisions(decisions, old, segments)
     ]
     if moved_decisions:
         s.execute(insert(DecisionRow.__table__), moved_decisions)
