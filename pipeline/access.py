@@ -111,7 +111,11 @@ def writes_transcript_files(recording: RecordingRecord, today: date | None = Non
     return exported(recording, include_closed=False, today=today)
 
 
+def may_see_analysis(user: UserRecord) -> bool:
+    return has_role(user.role, SEES_ANALYSIS)
+
+
 def check_analysis(user: UserRecord) -> None:
     """ForbiddenError unless the user may see the agreement and collection pages."""
-    if not has_role(user.role, SEES_ANALYSIS):
+    if not may_see_analysis(user):
         raise ForbiddenError(f"the collection's numbers are for the {SEES_ANALYSIS} role (yours is {user.role})")

@@ -268,3 +268,45 @@ def test_ohp_report_writes_charts_and_csvs(coded, db_url, tmp_path):
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     for path in out.glob("*.svg"):
         assert not re.search(r"""(href|src)=["'](https?:)?//""", path.read_text())
+
+
+# ------------------------------------------------------------------------------------------ the web
+
+
+def test_the_pages_are_for_researchers_and_count_what_they_see(coded):
+    from test_web_api import PASSWORD, client_for
+
+    from pipeline.config import Config
+    from pipeline.web import create_app
+
+    store, rid = coded
+    for name, role in (("vera", "viewer"), ("ann", "annotator"), ("rita", "researcher")):
+        store.add_user(name, PASSWORD, role)
+    web = create_app(store, Config(secret="test-secret"))
+    for name in ("vera", "ann"):
+        client, _ = client_for(web, name)
+        for path in ("/agreement", "/collection", "/collection/coverage.csv", "/agreement/disagreements.csv"):
+            assert client.get(path).status_code == 403, (name, path)
+        assert 'href="/agreement"' not in client.get("/").text
+    client, _ = client_for(web, "rita")
+    assert 'href="/agreement"' in client.get("/").text
+    page = client.get("/agreement?coders=alice,bob")
+    assert page.status_code == 200 and "<svg" in page.text and "0.400" in page.text
+    assert "counts as not there" in page.text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text)  # nothing from elsewhere
+    collection = client.get("/collection")
+    assert collection.status_code == 200 and collection.text.count("<svg") >= 8
+    png = client.get("/collection/themes-by-role.png")
+    assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    assert "attachment" in png.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(client.get("/collection/coverage.csv").content.decode("utf-8-sig"))))
+    assert rows[1][2] == "6"  # segments
+    disputed = client.get("/agreement/disagreements.csv?coders=alice,bob").content.decode("utf-8-sig")
+    assert len(list(csv.DictReader(io.StringIO(disputed)))) == 2
+    assert client.get("/collection/../etc/passwd.csv").status_code == 404
+    assert client.get("/collection/nothing.svg").status_code == 404
+    assert client.get("/collection/coverage.exe").status_code == 404
+    # A closed recording is left out for someone who may not see it (everyone sees it here: researchers
+    # see closed recordings), so the figures stay; the policy says who sees what (pipeline.access).
+    store.set_metadata(rid, consent="closed")
+    assert "0.400" in client.get("/agreement?coders=alice,bob").text

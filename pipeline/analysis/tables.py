@@ -11,13 +11,14 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.analysis.agreement import ALL_THEMES, AgreementReport, ordered_themes
 from pipeline.formats.export import csv_cell
-from pipeline.records import COVERAGE_KINDS, CollectionCounts
+from pipeline.records import COVERAGE_KINDS, CollectionCounts, Disagreement
+from pipeline.utils import clock
 
 TENTHS = [f"{10 * i}-{10 * (i + 1)} %" for i in range(10)]
 ROLE_NAMES = {"": "(no role)", "interviewer": "interviewer", "interviewee": "interviewee", "other": "other"}
@@ -177,3 +178,38 @@ def agreement_tables(report: AgreementReport, label: Callable[[str], str]) -> li
         Table("agreement", f"Agreement between {coders_title}", columns, rows, "agreement"),
         Table("agreement-tagger", "The tagger against each coder", tagger_columns, tagger_rows, "tagger"),
     ]
+
+
+def disagreements_csv(found: Iterable[Disagreement], label: Callable[[str], str]) -> tuple[str, int]:
+    """The themes and segments on which the coders differ, a row each, for the coders to talk over; and how
+    many. "not there" says whether the coder rejected the theme or left it undecided on a segment they reviewed."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(
+        ("recording", "start", "end", "time", "speaker", "theme", "label", "there", "not there", "tagger", "text")
+    )
+    n = 0
+    for d in found:
+        there = [coder for coder, said in d.decisions.items() if said]
+        not_there = [
+            f"{coder} ({'rejected' if said is False else 'left undecided'})"
+            for coder, said in d.decisions.items()
+            if not said
+        ]
+        writer.writerow(
+            (
+                csv_cell(Path(d.path).name),
+                f"{d.start:.3f}",
+                f"{d.end:.3f}",
+                clock(d.start),
+                csv_cell(d.speaker or ""),
+                d.theme,
+                label(d.theme),
+                csv_cell(", ".join(there)),
+                csv_cell(", ".join(not_there)),
+                "suggested" if d.tagger else "",
+                csv_cell(d.text),
+            )
+        )
+        n += 1
+    return "\ufeff" + buffer.getvalue(), n

@@ -4,7 +4,6 @@ only when a researcher asks (--include-restricted --user NAME)."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Annotated
 
@@ -24,8 +23,7 @@ from pipeline.cli import (
     open_codebook,
     open_store,
 )
-from pipeline.formats.export import csv_cell, write_atomic
-from pipeline.utils import clock
+from pipeline.formats.export import write_atomic
 
 Recordings = Annotated[
     list[str] | None, typer.Argument(help="Recording ids, hash prefixes, paths or names (default: all)")
@@ -72,6 +70,7 @@ def agreement(
     agreement, the counts behind them), and between the tagger and each coder."""
     from pipeline.analysis.agreement import ALL_THEMES
     from pipeline.analysis.report import agreement_report, theme_label
+    from pipeline.analysis.tables import disagreements_csv
 
     store = open_store(db)
     book = open_codebook(codebook)
@@ -121,43 +120,9 @@ def agreement(
     console.print(tagger)
     console.print(found.rule, highlight=False)
     if disagreements is not None:
-        n = write_disagreements(store, scope, list(found.coders), disagreements, label)
+        text, n = disagreements_csv(store.disagreements(scope, list(found.coders)), label)
+        write_atomic(disagreements, text)
         console.print(f"{n} disagreement(s) written to {disagreements}")
-
-
-def write_disagreements(store, scope: list[int] | None, coders: list[str], path: Path, label) -> int:
-    """The themes and segments on which the coders differ, one row each, for the coders to talk over."""
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(
-        ("recording", "start", "end", "time", "speaker", "theme", "label", "there", "not there", "tagger", "text")
-    )
-    n = 0
-    for d in store.disagreements(scope, coders):
-        there = [c for c, said in d.decisions.items() if said]
-        not_there = [
-            f"{c} ({'rejected' if said is False else 'left undecided'})" for c, said in d.decisions.items() if not said
-        ]
-        writer.writerow(
-            (
-                csv_cell(Path(d.path).name),
-                f"{d.start:.3f}",
-                f"{d.end:.3f}",
-                clock(d.start),
-                csv_cell(d.speaker or ""),
-                d.theme,
-                label(d.theme),
-                csv_cell(", ".join(there)),
-                csv_cell(", ".join(not_there)),
-                "suggested" if d.tagger else "",
-                csv_cell(d.text),
-            )
-        )
-        n += 1
-    write_atomic(path, "\ufeff" + buffer.getvalue())
-    return n
 
 
 @app.command()

@@ -23,7 +23,7 @@ from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, No
 from pipeline.stages.codebook import load_codebook
 from pipeline.store import Store, StoreError
 
-from . import api, pages, views
+from . import analysis, api, pages, views
 from .auth import Throttle, session_secret
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(analysis.router)  # /agreement, /collection
 
     @app.middleware("http")
     async def no_framing(request: Request, call_next) -> Response:
