@@ -114,9 +114,17 @@ def agreement(
         if t.theme == ALL_THEMES or t.tagger or t.coder_present:
             theme = t.theme if t.theme == ALL_THEMES else label(t.theme)
             tagger.add_row(
-                t.coder, theme, str(t.units), str(t.tagger), str(t.coder_present), str(t.both), _share(t.percent),
-                _figure(t.kappa), _share(t.precision), _share(t.recall),
-            )  # fmt: skip
+                t.coder,
+                theme,
+                str(t.units),
+                str(t.tagger),
+                str(t.coder_present),
+                str(t.both),
+                _share(t.percent),
+                _figure(t.kappa),
+                _share(t.precision),
+                _share(t.recall),
+            )
     console.print(tagger)
     console.print(found.rule, highlight=False)
     if disagreements is not None:

@@ -30,7 +30,7 @@ Scope = Sequence[int] | None
 TENTHS = 10
 
 
-def _in_scope(query: Select[Any], scope: Scope, column: Any = SegmentRow.recording_id) -> Select[Any]:
+def _in_scope(query: Any, scope: Scope, column: Any = SegmentRow.recording_id) -> Any:  # a Select of any columns
     return query if scope is None else query.where(column.in_(scope))
 
 
