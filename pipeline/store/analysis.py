@@ -64,6 +64,12 @@ def _reviewed(scope: Scope, names: Sequence[str]) -> CTE:
     return union(decided, whole).cte("reviewed")
 
 
+def _shared(reviewed: CTE) -> CTE:
+    """(segment_id, m): the segments two or more of the coders reviewed, and by how many."""
+    query = select(reviewed.c.segment_id, func.count().label("m")).group_by(reviewed.c.segment_id)
+    return query.having(func.count() >= 2).cte("shared")
+
+
 def _present() -> Any:
     return case((DecisionRow.present.is_(True), 1), else_=0)
 
@@ -71,12 +77,7 @@ def _present() -> Any:
 def decision_counts(s: Session, scope: Scope, names: Sequence[str]) -> DecisionCounts:
     """The counts behind the agreement of these coders, and of the tagger with each of them."""
     reviewed = _reviewed(scope, names)
-    shared = (
-        select(reviewed.c.segment_id, func.count().label("m"))
-        .group_by(reviewed.c.segment_id)
-        .having(func.count() >= 2)
-        .cte("shared")
-    )
+    shared = _shared(reviewed)
     by_reviewers = {m: n for m, n in s.execute(select(shared.c.m, func.count()).group_by(shared.c.m))}
     units = (
         select(DecisionRow.theme, shared.c.m, func.sum(_present()).label("k"))
@@ -139,12 +140,7 @@ def decision_counts(s: Session, scope: Scope, names: Sequence[str]) -> DecisionC
 def disagreements(s: Session, scope: Scope, names: Sequence[str]) -> Iterator[Disagreement]:
     """The segments and themes on which the coders who reviewed them differ, in transcript order; streamed."""
     reviewed = _reviewed(scope, names)
-    shared = (
-        select(reviewed.c.segment_id, func.count().label("m"))
-        .group_by(reviewed.c.segment_id)
-        .having(func.count() >= 2)
-        .cte("shared")
-    )
+    shared = _shared(reviewed)
     split = (
         select(DecisionRow.segment_id, DecisionRow.theme)
         .join(shared, DecisionRow.segment_id == shared.c.segment_id)
