@@ -13,6 +13,9 @@ restriction ending on its release date (from that day the recording counts as op
 - Changing: CHANGES gives the least role for each kind of change.
 - Accounts: a researcher adds, removes and sets the password of others; anyone may set their own
   password; nobody removes their own account (a slip would leave an archive without its researcher).
+- The collection's numbers (agreement between coders, theme frequency and co-occurrence, coverage): in the
+  web app for researchers only, over the recordings they see; `ohp agreement` and `ohp report` count the
+  recordings an export would write (closed ones only for a researcher who asks).
 
 The store's search applies the seeing rule in SQL (`SearchFilters.hide_closed`, from `hides_closed`);
 tests/test_access.py checks that the SQL and this module agree.
@@ -38,6 +41,7 @@ CHANGES = {
 }
 SEES_CLOSED = "annotator"  # the least role that sees closed recordings
 EXPORTS_CLOSED = "researcher"  # the least role that may export them
+SEES_ANALYSIS = "researcher"  # the least role that sees the agreement and collection pages
 
 
 def consent_in_force(recording: RecordingRecord, today: date | None = None) -> str:
@@ -120,3 +124,13 @@ def exported(recording: RecordingRecord, include_closed: bool, today: date | Non
 def writes_transcript_files(recording: RecordingRecord, today: date | None = None) -> bool:
     """Whether `ohp run` writes the recording's transcript files: not of a closed one."""
     return exported(recording, include_closed=False, today=today)
+
+
+def may_see_analysis(user: UserRecord) -> bool:
+    return has_role(user.role, SEES_ANALYSIS)
+
+
+def check_analysis(user: UserRecord) -> None:
+    """ForbiddenError unless the user may see the agreement and collection pages."""
+    if not may_see_analysis(user):
+        raise ForbiddenError(f"the collection's numbers are for the {SEES_ANALYSIS} role (yours is {user.role})")

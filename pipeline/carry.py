@@ -12,9 +12,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from pipeline.records import AnnotationRecord, Segment, SpeakerRecord
+from pipeline.records import AnnotationRecord, CoderDecision, Segment, SpeakerRecord
 from pipeline.utils import overlap
 
 Evidence = tuple[tuple[int, int], ...]
@@ -153,6 +153,31 @@ def carry_corrections(old: Sequence[Segment], new: Sequence[Segment]) -> list[Ca
     return carried
 
 
+def nearest(was: Segment, new: Sequence[Segment]) -> int | None:
+    """The new segment that overlaps an old one most (the nearest by start when none does)."""
+    return max(
+        range(len(new)),
+        key=lambda i: (overlap(was.start, was.end, new[i].start, new[i].end), -abs(new[i].start - was.start)),
+        default=None,
+    )
+
+
+def move_decisions(
+    decisions: Sequence[CoderDecision], old: Sequence[Segment], new: Sequence[Segment]
+) -> list[CoderDecision]:
+    """Each coder's own decisions to the new segment their old one goes to (as `move_annotations` moves the
+    annotation), with the new segment's id; one per theme, segment and coder, the first one kept."""
+    by_id = {segment.id: segment for segment in old}
+    moved, taken = [], set()
+    for decision in decisions:
+        target = nearest(by_id[decision.segment_id], new)
+        if target is None or (target, decision.theme, decision.coder) in taken:
+            continue
+        taken.add((target, decision.theme, decision.coder))
+        moved.append(replace(decision, segment_id=new[target].stored_id))
+    return moved
+
+
 def move_annotations(
     decided: Sequence[AnnotationRecord], old: Sequence[Segment], new: Sequence[Segment], texts: Sequence[str]
 ) -> list[MovedAnnotation]:
@@ -163,11 +188,7 @@ def move_annotations(
     moved, taken = [], set()
     for annotation in decided:
         was = by_id[annotation.segment_id]
-        target = max(
-            range(len(new)),
-            key=lambda i: (overlap(was.start, was.end, new[i].start, new[i].end), -abs(new[i].start - was.start)),
-            default=None,
-        )
+        target = nearest(was, new)
         if target is None or (target, annotation.theme) in taken:
             continue
         taken.add((target, annotation.theme))

@@ -86,7 +86,7 @@ class CodingsReport:
 
     codings: int = 0
     added: int = 0  # annotations made or accepted by the coder
-    unchanged: int = 0  # the coder's theme was already there, accepted, on that text
+    unchanged: int = 0  # the coder's theme was already there, imported from them, on that text
     recordings: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -122,6 +122,10 @@ def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
         report.recordings.append(recording.id)
         segments = store.segments(recording.id)
         existing = {(a.segment_id, a.theme): a for a in store.annotations(recording.id)}
+        # Each coder's own: a second coder's code on a theme the first one accepted is theirs too.
+        imported_before = {
+            (d.segment_id, d.theme, d.coder) for d in store.decisions(recording.id) if d.present and d.via == "import"
+        }
         for coding in codings:
             report.codings += 1
             covered = _coded_segments(segments, coding)
@@ -135,11 +139,12 @@ def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
                 evidence: tuple[tuple[int, int], ...] = ((at, at + len(quoted)),) if at >= 0 else ()
                 had = existing.get((target.stored_id, coding.theme))
                 item = (target.stored_id, coding.theme, coding.coder, evidence)
-                if (had and had.status == "accepted" and set(evidence) <= set(had.evidence)) or item in queued:
+                known = had is not None and set(evidence) <= set(had.evidence)
+                if (known and (target.stored_id, coding.theme, coding.coder) in imported_before) or item in queued:
                     report.unchanged += 1  # or a coding a tool split in pieces over one segment
                 else:
                     added.append(item)
                     queued.add(item)
-    store.add_annotations(added)
+    store.add_annotations(added, via="import")
     report.added = len(added)
     return report

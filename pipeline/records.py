@@ -450,6 +450,18 @@ def coder(annotation: AnnotationRecord) -> str:
 
 
 @dataclass(frozen=True)
+class CoderDecision:
+    """One coder's own decision on a theme of a segment: there (accepted, added) or not (rejected)."""
+
+    segment_id: int
+    theme: str
+    coder: str
+    present: bool
+    via: str  # "review" (web app, `ohp review`) or "import" (ELAN, a QDA program: the whole transcript coded)
+    decided_at: str = ""
+
+
+@dataclass(frozen=True)
 class Coding:
     """A theme someone put on part of a recording in another tool (ELAN, a QDA program), on its way back."""
 
@@ -468,3 +480,60 @@ class ImportedCodings:
     source_format: str  # "eaf", "qdpx"
     codings: dict[str, list[Coding]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # codes that map to no theme, and the like
+
+
+# ------------------------------------------------------------------------------------- analysis
+
+FREQUENCY_DIMENSIONS = ("recording", "interviewee", "place", "role", "position")
+COVERAGE_KINDS = ("suggested", "coded", "reviewed")  # see store.analysis.coverage
+
+
+@dataclass(frozen=True)
+class DecisionCounts:
+    """The counts behind the agreement of some coders (store.analysis.decision_counts). A unit is a theme on
+    a segment that two or more of the coders reviewed; a coder says it is there (accepted, added) or not."""
+
+    coders: tuple[str, ...]
+    shared: dict[int, int]  # m -> segments reviewed by m of the coders (m >= 2)
+    present: dict[tuple[str, int, int], int]  # (theme, m, k) -> units on which k of m say there (k >= 1)
+    marginals: dict[tuple[str, str], int]  # (theme, coder) -> units the coder says there
+    tagger_reviewed: dict[str, int]  # coder -> segments they reviewed in recordings the tagger ran on
+    # (coder, theme) -> (segments the tagger suggested it on, the coder says it is there, both), of those
+    tagger: dict[tuple[str, str], tuple[int, int, int]]
+
+
+@dataclass
+class Disagreement:
+    """A theme on a segment on which the coders who reviewed it differ."""
+
+    segment_id: int
+    theme: str
+    path: str
+    start: float
+    end: float
+    speaker: str | None
+    text: str
+    tagger: bool  # the tagger suggested it
+    decisions: dict[str, bool | None]  # coder -> there, not there (rejected), None: reviewed, left undecided
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    """How much of a recording is marked, per COVERAGE_KINDS: (segments, seconds)."""
+
+    recording_id: int
+    path: str
+    duration: float
+    segments: int
+    seconds: float  # of speech, in segments
+    marked: dict[str, tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class CollectionCounts:
+    """The collection at a glance (store.analysis.collection_counts); themes standing (not rejected)."""
+
+    frequency: dict[str, dict[tuple[str, str, str], int]]  # dimension -> (value, theme, status) -> segments
+    in_segments: dict[tuple[str, str], int]  # (theme, theme) -> segments carrying both; (t, t): carrying t
+    in_turns: dict[tuple[str, str], int]  # the same by speaker turn
+    coverage: list[CoverageRow]

@@ -103,6 +103,7 @@ def test_migrates_to_head_and_schema_matches_models(db_url):
                 "words",
                 "stages",
                 "annotations",
+                "decisions",
                 "entities",
                 "history",
                 "users",

@@ -991,3 +991,5 @@ app.add_typer(users.app, name="user")
 from pipeline.cli.vocabulary import VocabularyOption, open_vocabulary, vocabulary_app  # noqa: E402
 
 app.add_typer(vocabulary_app, name="vocabulary")
+
+from pipeline.cli import agreement as _agreement  # noqa: E402,F401  (ohp agreement, ohp report)

@@ -131,7 +131,7 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value: str) -> str:
+def csv_cell(value: str) -> str:
     # A spreadsheet runs a cell that starts with = + - @ as a formula (CSV injection): a transcript
     # line like "=HYPERLINK(...)" must stay text. The apostrophe is Excel's own "this is text" mark.
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
@@ -154,13 +154,13 @@ def to_csv(exports: list[RecordingExport], codebook: Codebook | None = None) -> 
                         f"{segment.start:.3f}",
                         f"{segment.end:.3f}",
                         clock(segment.start),
-                        _cell(export.speaker_name(segment) or ""),
-                        _cell(segment.text),
+                        csv_cell(export.speaker_name(segment) or ""),
+                        csv_cell(segment.text),
                         annotation.theme,
                         export.theme_label(annotation.theme),
                         annotation.status,
-                        _cell(coder(annotation)),
-                        _cell(evidence),
+                        csv_cell(coder(annotation)),
+                        csv_cell(evidence),
                         export.recording.access(),
                     )
                 )
@@ -209,7 +209,7 @@ def export_stem(recording: RecordingRecord, taken: set[str] | None = None) -> st
     return f"{stem}-{recording.sha256[:8]}" if taken and stem in taken else stem
 
 
-def _write_atomic(path: Path, content: str | bytes) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
     # A reader (or a crash) never sees half a transcript file. Not mkstemp: its files are private
     # (0600), and the transcript would keep that mode; open(..., "x") gives the umask's mode.
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -244,7 +244,7 @@ def write_exports(
     for fmt in formats:
         if fmt in WRITERS:
             path = export_path(out_dir, stem, fmt)
-            _write_atomic(path, WRITERS[fmt][0](export))
+            write_atomic(path, WRITERS[fmt][0](export))
             paths.append(path)
     return paths
 
@@ -293,7 +293,7 @@ def export_recordings(
         if fmt in PROJECT_WRITERS and exports:
             writer, name = PROJECT_WRITERS[fmt]
             out_dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(out_dir / name, writer(exports, codebook))
+            write_atomic(out_dir / name, writer(exports, codebook))
             report.files.append(out_dir / name)
     return report
 
@@ -311,11 +311,11 @@ def write_redaction_report(redactions: list[Redaction], path: Path) -> None:
                 f"{r.start:.3f}",
                 f"{r.end:.3f}",
                 r.field,
-                _cell(r.found),
+                csv_cell(r.found),
                 r.replacement,
                 r.source,
-                _cell(r.context),
+                csv_cell(r.context),
             )
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, "\ufeff" + buffer.getvalue())
+    write_atomic(path, "\ufeff" + buffer.getvalue())

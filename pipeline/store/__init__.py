@@ -21,7 +21,7 @@ database cannot be used.
 
 # No `from __future__ import annotations` here: in a package's __init__ it binds the name of the
 # submodule `annotations`.
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any, Self
@@ -33,7 +33,11 @@ from pipeline.records import (
     ROLES,
     AnnotationRecord,
     AudioInfo,
+    CoderDecision,
+    CollectionCounts,
     CorrectedWord,
+    DecisionCounts,
+    Disagreement,
     Entity,
     HistoryRecord,
     PersonRecord,
@@ -50,7 +54,7 @@ from pipeline.records import (
     UserRecord,
 )
 from pipeline.search.textindex import Query
-from pipeline.store import annotations, database, recordings, search, transcripts, users, vocabulary
+from pipeline.store import analysis, annotations, database, recordings, search, transcripts, users, vocabulary
 from pipeline.store import speakers as speaker_store
 from pipeline.store.database import StoreError, alembic_config
 from pipeline.store.models import Base, UTCDateTime, in_models
@@ -283,12 +287,17 @@ class Store:
         return self.add_annotations([(segment_id, theme, user, evidence)])[0]
 
     def add_annotations(
-        self, added: Sequence[tuple[int, str, str, tuple[tuple[int, int], ...]]]
+        self, added: Sequence[tuple[int, str, str, tuple[tuple[int, int], ...]]], via: str = "review"
     ) -> list[AnnotationRecord]:
         """Several `add_annotation`s, (segment id, theme, user, evidence) each, in one transaction:
-        all of them or none."""
+        all of them or none; `via` "import" for codes coded in another tool over a whole transcript."""
         with self._session(write=True) as s:
-            return annotations.add_annotations(s, added)
+            return annotations.add_annotations(s, added, via)
+
+    def decisions(self, recording_id: int) -> list[CoderDecision]:
+        """Every coder's own decisions on a recording's themes, in transcript order."""
+        with self._session() as s:
+            return annotations.decisions(s, recording_id)
 
     def history(
         self, *, recording_id: int | None = None, segment_id: int | None = None, annotation_id: int | None = None
@@ -306,6 +315,28 @@ class Store:
         """A recording's named entities, by segment id."""
         with self._session() as s:
             return annotations.entities(s, recording_id)
+
+    # ------------------------------------------------------------------------------- analysis
+
+    def coders(self, scope: Sequence[int] | None = None) -> list[str]:
+        """Everyone who decided a theme on these recordings (None: all), by name."""
+        with self._session() as s:
+            return analysis.coders(s, scope)
+
+    def decision_counts(self, scope: Sequence[int] | None, coders: Sequence[str]) -> DecisionCounts:
+        """The counts behind the coders' agreement on these recordings (see analysis.decision_counts)."""
+        with self._session() as s:
+            return analysis.decision_counts(s, scope, coders)
+
+    def disagreements(self, scope: Sequence[int] | None, coders: Sequence[str]) -> Iterator[Disagreement]:
+        """Where the coders differ, in transcript order, streamed from one query."""
+        with self._session() as s:
+            yield from analysis.disagreements(s, scope, coders)
+
+    def collection_counts(self, scope: Sequence[int] | None = None) -> CollectionCounts:
+        """Theme frequency, co-occurrence and coverage of these recordings (see analysis.collection_counts)."""
+        with self._session() as s:
+            return analysis.collection_counts(s, scope)
 
     # ------------------------------------------------------------------------------- speakers
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, delete, func, insert, select
+from sqlalchemy import CursorResult, Row, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.carry import annotation_state, reanchor
@@ -16,6 +16,7 @@ from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.records import (
     ANNOTATION_STATUSES,
     AnnotationRecord,
+    CoderDecision,
     Entity,
     HistoryRecord,
     RecordingResult,
@@ -24,6 +25,7 @@ from pipeline.records import (
 )
 from pipeline.store.models import (
     AnnotationRow,
+    DecisionRow,
     EntityRow,
     HistoryRow,
     RecordingRow,
@@ -64,6 +66,30 @@ def history_record(row: HistoryRow) -> HistoryRecord:
         changed_at=iso(row.changed_at) or "",
         before=row.before,
         after=row.after,
+    )
+
+
+def record_decision(s: Session, segment_id: int, theme: str, coder: str, present: bool, via: str) -> None:
+    """A coder's own decision on a theme of a segment (DecisionRow), replacing their earlier one."""
+    updated = s.execute(
+        update(DecisionRow.__table__)
+        .where(DecisionRow.segment_id == segment_id, DecisionRow.theme == theme, DecisionRow.coder == coder)
+        .values(present=present, via=via, decided_at=now())
+    )
+    if not cast(CursorResult[Any], updated).rowcount:  # an UPDATE's result is a CursorResult
+        s.execute(
+            insert(DecisionRow.__table__).values(
+                segment_id=segment_id, theme=theme, coder=coder, present=present, via=via, decided_at=now()
+            )
+        )
+
+
+def forget_decision(s: Session, segment_id: int, theme: str, coder: str) -> None:
+    """A coder takes their decision back (put back to suggested, or their change reverted)."""
+    s.execute(
+        delete(DecisionRow.__table__).where(
+            DecisionRow.segment_id == segment_id, DecisionRow.theme == theme, DecisionRow.coder == coder
+        )
     )
 
 
@@ -224,6 +250,10 @@ def decide(s: Session, annotation_id: int, status: str, user: str, *, version: i
             f"annotation {annotation_id} was changed by {row.updated_by} at {iso(row.updated_at)}",
             annotation_record(row, recording_id),
         )
+    if status == "suggested":
+        forget_decision(s, row.segment_id, row.theme, user)
+    else:
+        record_decision(s, row.segment_id, row.theme, user, status == "accepted", "review")
     if row.status != status:
         before = annotation_state(row)
         row.status, row.updated_by, row.updated_at, row.version = status, user, now(), row.version + 1
@@ -243,10 +273,11 @@ def decide(s: Session, annotation_id: int, status: str, user: str, *, version: i
 
 
 def add_annotations(
-    s: Session, added: Sequence[tuple[int, str, str, tuple[tuple[int, int], ...]]]
+    s: Session, added: Sequence[tuple[int, str, str, tuple[tuple[int, int], ...]]], via: str = "review"
 ) -> list[AnnotationRecord]:
     """Several `add_annotation`s, (segment id, theme, user, evidence) each, in one transaction:
-    all of them or none."""
+    all of them or none. Each is the user's decision (DecisionRow) that the theme is there, made `via`
+    review or import."""
     out = []
     for segment_id, theme, user, evidence in added:
         recording_id = recording_of_segment(s, segment_id)
@@ -275,6 +306,7 @@ def add_annotations(
                 raise InvalidInputError(f"theme {theme} would have more than {MAX_EVIDENCE_SPANS} pieces of evidence")
             row.status, row.updated_by, row.updated_at, row.version = "accepted", user, now(), row.version + 1
         s.flush()
+        record_decision(s, segment_id, theme, user, True, via)
         s.add(
             HistoryRow(
                 recording_id=recording_id,
@@ -288,6 +320,20 @@ def add_annotations(
         )
         out.append(annotation_record(row, recording_id))
     return out
+
+
+def decisions(s: Session, recording_id: int) -> list[CoderDecision]:
+    """Every coder's own decisions on a recording's themes, in transcript order."""
+    query = (
+        select(DecisionRow)
+        .join(SegmentRow, DecisionRow.segment_id == SegmentRow.id)
+        .where(SegmentRow.recording_id == recording_id)
+        .order_by(SegmentRow.start, DecisionRow.theme, DecisionRow.coder)
+    )
+    return [
+        CoderDecision(row.segment_id, row.theme, row.coder, row.present, row.via, iso(row.decided_at) or "")
+        for row in s.scalars(query)
+    ]
 
 
 def history(

@@ -179,6 +179,27 @@ class AnnotationRow(Base):
     version: Mapped[int] = mapped_column(default=1)
 
 
+class DecisionRow(Base):
+    """One coder's own decision on a theme of a segment. An annotation holds the latest decision of anyone;
+    these keep every coder's, for the agreement between them (pipeline.analysis.agreement)."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        UniqueConstraint("segment_id", "theme", "coder"),
+        CheckConstraint("via IN ('review', 'import')", name="via"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
+    theme: Mapped[str] = mapped_column(String(128))
+    coder: Mapped[str] = mapped_column(String(255))
+    present: Mapped[bool]  # accepted or added: True; rejected: False
+    # review: decided in the web app or `ohp review`, segment by segment; import: coded in ELAN or a QDA
+    # program over the whole transcript, so every segment of that recording counts as reviewed by the coder.
+    via: Mapped[str] = mapped_column(String(16))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
 class EntityRow(Base):
     __tablename__ = "entities"
 

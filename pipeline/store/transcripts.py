@@ -5,21 +5,22 @@ them anew) with people's work carried over (pipeline.carry), and corrected one s
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from pipeline.carry import annotation_state, plan_carry, reanchor
+from pipeline.carry import annotation_state, move_decisions, plan_carry, reanchor
 from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.realign import realign
-from pipeline.records import ANNOTATION_STATUSES, HistoryRecord, Segment, Transcript, Word
+from pipeline.records import ANNOTATION_STATUSES, CoderDecision, HistoryRecord, Segment, Transcript, Word
 from pipeline.stages.doubt import mark_segment
-from pipeline.store.annotations import annotation_record, history_record
+from pipeline.store.annotations import annotation_record, forget_decision, history_record
 from pipeline.store.models import (
     AnnotationRow,
+    DecisionRow,
     HistoryRow,
     SegmentRow,
     SpeakerRow,
@@ -177,6 +178,8 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
             now(),
             annotation.version + 1,
         )
+        if change.action in ("accepted", "rejected", "added"):  # the decision is taken back: its coder's goes
+            forget_decision(s, annotation.segment_id, annotation.theme, change.changed_by)
         undo = HistoryRow(
             recording_id=change.recording_id,
             segment_id=annotation.segment_id,
@@ -297,6 +300,15 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
             .order_by(SegmentRow.start, AnnotationRow.theme)
         )
     ]
+    decisions = [
+        CoderDecision(row.segment_id, row.theme, row.coder, row.present, row.via, iso(row.decided_at) or "")
+        for row in s.execute(
+            select(DecisionRow.__table__)
+            .join(SegmentRow, DecisionRow.segment_id == SegmentRow.id)
+            .where(SegmentRow.recording_id == recording_id)
+            .order_by(SegmentRow.start, DecisionRow.id)
+        )
+    ]
     query = select(SpeakerRow.__table__).where(SpeakerRow.recording_id == recording_id).order_by(SpeakerRow.id)
     people_set = [speaker_record(row) for row in s.execute(query) if row.named_by or row.role_by]
     unindex_recording(s.connection(), recording_id)
@@ -346,6 +358,12 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
         s.add(row)
         s.flush()
         note(move, segment_id=move.segment_id, annotation_id=row.id)
+    moved_decisions = [
+        {**asdict(d), "decided_at": datetime.fromisoformat(d.decided_at)}
+        for d in move_decisions(decisions, old, segments)
+    ]
+    if moved_decisions:
+        s.execute(insert(DecisionRow.__table__), moved_decisions)
     speakers = {
         label: SpeakerRow(recording_id=recording_id, label=label)
         for label in dict.fromkeys(seg.speaker for seg in segments if seg.speaker)

@@ -32,7 +32,7 @@ from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, No
 from pipeline.stages.codebook import load_codebook
 from pipeline.store import Store, StoreError, UserRecord
 
-from . import accounts, api, pages, views, vocabulary
+from . import accounts, analysis, api, pages, views, vocabulary
 from .auth import Throttle, requires, session_secret
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(accounts.router)
     app.include_router(vocabulary.router)
+    app.include_router(analysis.router)  # /agreement, /collection
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(user: Annotated[UserRecord, Depends(requires())]) -> JSONResponse:

@@ -1,0 +1,134 @@
+"""Charts of the analysis tables (pipeline.analysis.tables), drawn with matplotlib on the server, offline,
+as SVG or PNG bytes: no pyplot (no global state, safe in the web app's threads), nothing fetched.
+
+Fonts: a CJK font when the machine has one (Noto Sans CJK, Source Han Sans, WenQuanYi...), so Chinese
+names draw; without one, Chinese characters in names show as empty boxes (the CSV has them right).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+
+from pipeline.analysis.tables import Table
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"svg": "image/svg+xml", "png": "image/png"}
+MOST_ROWS = 50  # rows a heatmap or bar chart shows; the CSV has them all
+FONTS = ["DejaVu Sans", "Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "Microsoft YaHei", "PingFang SC"]
+
+
+def _figure(width: float, height: float):
+    from matplotlib import font_manager, rcParams
+    from matplotlib.figure import Figure
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    rcParams["font.family"] = [f for f in FONTS if f in installed] or ["sans-serif"]  # glyph by glyph fallback
+    rcParams["svg.hashsalt"] = "ohp"  # the same chart gives the same SVG
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _heatmap(table: Table):
+    rows = table.rows
+    if len(rows) > MOST_ROWS:  # the groups with most themes
+        rows = sorted(rows, key=lambda r: -sum(v for v in r[1:]))[:MOST_ROWS]
+    columns = table.columns[1:]
+    fig = _figure(max(6.0, 0.55 * len(columns) + 3), max(3.0, 0.32 * len(rows) + 2))
+    ax = fig.add_subplot()
+    values = [[float(v) for v in row[1:]] for row in rows] or [[0.0] * len(columns)]
+    image = ax.imshow(values, cmap="Blues", aspect="auto")
+    ax.set_xticks(range(len(columns)), labels=columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), labels=[str(r[0]) for r in rows])
+    top = max((v for row in values for v in row), default=0)
+    if len(rows) * len(columns) <= 400:
+        for i, row in enumerate(values):
+            for j, v in enumerate(row):
+                ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=7, color="white" if v > top / 2 else "black")
+    fig.colorbar(image, ax=ax, label="segments" if "turn" not in table.title else "turns")
+    shown = f" ({len(rows)} of {len(table.rows)} with most themes)" if len(rows) < len(table.rows) else ""
+    ax.set_title(table.title + shown)
+    return fig
+
+
+def _lines(table: Table):
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    positions = [str(r[0]) for r in table.rows]
+    for j, theme in enumerate(table.columns[1:], start=1):
+        ax.plot(positions, [r[j] for r in table.rows], marker="o", label=theme)
+    ax.set_xlabel("part of the interview")
+    ax.set_ylabel("segments")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    ax.set_title(table.title)
+    return fig
+
+
+def _coverage(table: Table):
+    rows = table.rows[:MOST_ROWS]
+    kinds = [c.removesuffix(" % of segments") for c in table.columns if c.endswith(" % of segments")]
+    fig = _figure(8, max(3.0, 0.3 * len(rows) * len(kinds) / 2 + 2))
+    ax = fig.add_subplot()
+    height = 0.8 / max(1, len(kinds))
+    for j, kind in enumerate(kinds):
+        at = table.columns.index(f"{kind} % of segments")
+        ax.barh([i + j * height for i in range(len(rows))], [r[at] for r in rows], height=height, label=kind)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))], labels=[str(r[0]) for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of segments")
+    ax.legend(fontsize=8)
+    shown = f" (first {len(rows)} of {len(table.rows)})" if len(rows) < len(table.rows) else ""
+    ax.set_title(table.title + shown)
+    return fig
+
+
+def _agreement(table: Table):
+    """Kappa (two coders) or alpha per theme, as bars."""
+    fig = _figure(8, max(3.0, 0.35 * len(table.rows) + 1.5))
+    ax = fig.add_subplot()
+    names = [str(r[0]) for r in table.rows]
+    for column, offset in (("Cohen's kappa", -0.2), ("Krippendorff's alpha", 0.2)):
+        at = table.columns.index(column)
+        values = [r[at] for r in table.rows]
+        if any(v is not None for v in values):
+            ax.barh([i + offset for i in range(len(names))], [v or 0 for v in values], height=0.4, label=column)
+    ax.set_yticks(range(len(names)), labels=names)
+    ax.invert_yaxis()
+    ax.set_xlim(-1, 1)
+    ax.axvline(0, color="grey", linewidth=0.5)
+    ax.legend(fontsize=8)
+    ax.set_title(table.title + " (undefined: no bar)")
+    return fig
+
+
+def _tagger(table: Table):
+    """The tagger's kappa against each coder, over all themes pooled and per theme."""
+    fig = _figure(8, max(3.0, 0.3 * len(table.rows) + 1.5))
+    ax = fig.add_subplot()
+    names = [f"{r[1]} ({r[0]})" for r in table.rows]
+    at = table.columns.index("Cohen's kappa")
+    ax.barh(range(len(names)), [r[at] or 0 for r in table.rows])
+    ax.set_yticks(range(len(names)), labels=names)
+    ax.invert_yaxis()
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("Cohen's kappa, tagger against coder")
+    ax.set_title(table.title)
+    return fig
+
+
+DRAW = {"heatmap": _heatmap, "lines": _lines, "bars": _coverage, "agreement": _agreement, "tagger": _tagger}
+
+
+def render(table: Table, fmt: str) -> bytes:
+    """The table's chart as SVG or PNG bytes."""
+    if fmt not in FORMATS:
+        raise ValueError(f"no chart format {fmt!r}: {', '.join(FORMATS)}")
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # without a CJK font, Chinese names draw as boxes (see the module's doc)
+        warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
+        fig = DRAW[table.chart](table)
+        fig.savefig(buffer, format=fmt, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
+    return buffer.getvalue()

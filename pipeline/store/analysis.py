@@ -1,0 +1,321 @@
+"""The collection in numbers, counted by the database (GROUP BY, never a row per segment into Python):
+each coder's decisions for the agreement between coders, theme frequency, co-occurrence and how much of
+each interview is coded and reviewed. The arithmetic on these counts is pipeline.analysis's.
+
+A segment is reviewed by a coder when they decided a theme on it (accepted, rejected, added), or when it
+belongs to a recording whose codes they brought back from ELAN or a QDA program (they coded its whole
+transcript there). `scope` is the recordings to count (None: all); callers pass only those the person
+may see (pipeline.access).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import CTE, Select, and_, case, exists, func, literal, select, union
+from sqlalchemy.orm import Session
+
+from pipeline.records import (
+    COVERAGE_KINDS,
+    FREQUENCY_DIMENSIONS,
+    CollectionCounts,
+    CoverageRow,
+    DecisionCounts,
+    Disagreement,
+)
+from pipeline.store.models import AnnotationRow, DecisionRow, RecordingRow, SegmentRow, SpeakerRow, StageRow
+
+Scope = Sequence[int] | None
+TENTHS = 10
+
+
+def _in_scope(query: Any, scope: Scope, column: Any = SegmentRow.recording_id) -> Any:  # a Select of any columns
+    return query if scope is None else query.where(column.in_(scope))
+
+
+def coders(s: Session, scope: Scope) -> list[str]:
+    """Everyone who decided a theme on these recordings, by name."""
+    query = select(DecisionRow.coder).join(SegmentRow, DecisionRow.segment_id == SegmentRow.id).distinct()
+    return sorted(s.scalars(_in_scope(query, scope)))
+
+
+def _reviewed(scope: Scope, names: Sequence[str]) -> CTE:
+    """(segment_id, coder): the segments each coder reviewed."""
+    decided = _in_scope(
+        select(DecisionRow.segment_id, DecisionRow.coder)
+        .join(SegmentRow, DecisionRow.segment_id == SegmentRow.id)
+        .where(DecisionRow.coder.in_(names)),
+        scope,
+    )
+    imported = (
+        _in_scope(
+            select(SegmentRow.recording_id, DecisionRow.coder)
+            .join(SegmentRow, DecisionRow.segment_id == SegmentRow.id)
+            .where(DecisionRow.via == "import", DecisionRow.coder.in_(names)),
+            scope,
+        )
+        .distinct()
+        .subquery()
+    )
+    whole = select(SegmentRow.id.label("segment_id"), imported.c.coder).join(
+        imported, SegmentRow.recording_id == imported.c.recording_id
+    )
+    return union(decided, whole).cte("reviewed")
+
+
+def _shared(reviewed: CTE) -> CTE:
+    """(segment_id, m): the segments two or more of the coders reviewed, and by how many."""
+    query = select(reviewed.c.segment_id, func.count().label("m")).group_by(reviewed.c.segment_id)
+    return query.having(func.count() >= 2).cte("shared")
+
+
+def _present() -> Any:
+    return case((DecisionRow.present.is_(True), 1), else_=0)
+
+
+def decision_counts(s: Session, scope: Scope, names: Sequence[str]) -> DecisionCounts:
+    """The counts behind the agreement of these coders, and of the tagger with each of them."""
+    reviewed = _reviewed(scope, names)
+    shared = _shared(reviewed)
+    by_reviewers = {m: n for m, n in s.execute(select(shared.c.m, func.count()).group_by(shared.c.m))}
+    units = (
+        select(DecisionRow.theme, shared.c.m, func.sum(_present()).label("k"))
+        .join(shared, DecisionRow.segment_id == shared.c.segment_id)
+        .where(DecisionRow.coder.in_(names))
+        .group_by(DecisionRow.segment_id, DecisionRow.theme, shared.c.m)
+        .subquery()
+    )
+    present = {
+        (theme, m, k): n
+        for theme, m, k, n in s.execute(
+            select(units.c.theme, units.c.m, units.c.k, func.count())
+            .where(units.c.k > 0)
+            .group_by(units.c.theme, units.c.m, units.c.k)
+        )
+    }
+    marginals = {
+        (theme, coder): n
+        for theme, coder, n in s.execute(
+            select(DecisionRow.theme, DecisionRow.coder, func.count())
+            .join(shared, DecisionRow.segment_id == shared.c.segment_id)
+            .where(DecisionRow.coder.in_(names), DecisionRow.present.is_(True))
+            .group_by(DecisionRow.theme, DecisionRow.coder)
+        )
+    }
+    # The tagger against each coder, on the segments the coder reviewed in recordings the tagger ran on.
+    tagged = select(SegmentRow.id).join(StageRow, StageRow.recording_id == SegmentRow.recording_id)
+    tagged = tagged.where(StageRow.stage == "tag", StageRow.status == "done")
+    seen = select(reviewed.c.segment_id, reviewed.c.coder).where(reviewed.c.segment_id.in_(tagged)).cte("seen")
+    tagger_reviewed = {c: n for c, n in s.execute(select(seen.c.coder, func.count()).group_by(seen.c.coder))}
+    suggested = and_(AnnotationRow.segment_id == seen.c.segment_id, AnnotationRow.source == "auto")
+    by_tagger = s.execute(
+        select(seen.c.coder, AnnotationRow.theme, func.count())
+        .join(AnnotationRow, suggested)
+        .group_by(seen.c.coder, AnnotationRow.theme)
+    )
+    said = and_(
+        DecisionRow.segment_id == seen.c.segment_id,
+        DecisionRow.coder == seen.c.coder,
+        DecisionRow.present.is_(True),
+    )
+    tagger_too = exists().where(
+        AnnotationRow.segment_id == DecisionRow.segment_id,
+        AnnotationRow.theme == DecisionRow.theme,
+        AnnotationRow.source == "auto",
+    )
+    by_coder = s.execute(
+        select(seen.c.coder, DecisionRow.theme, func.count(), func.sum(case((tagger_too, 1), else_=0)))
+        .join(DecisionRow, said)
+        .group_by(seen.c.coder, DecisionRow.theme)
+    )
+    tagger: dict[tuple[str, str], tuple[int, int, int]] = {}
+    for coder, theme, n in by_tagger:
+        tagger[coder, theme] = (n, 0, 0)
+    for coder, theme, n, both in by_coder:
+        tagger[coder, theme] = (tagger.get((coder, theme), (0, 0, 0))[0], n, int(both or 0))
+    return DecisionCounts(tuple(names), by_reviewers, present, marginals, tagger_reviewed, tagger)
+
+
+def disagreements(s: Session, scope: Scope, names: Sequence[str]) -> Iterator[Disagreement]:
+    """The segments and themes on which the coders who reviewed them differ, in transcript order; streamed."""
+    reviewed = _reviewed(scope, names)
+    shared = _shared(reviewed)
+    split = (
+        select(DecisionRow.segment_id, DecisionRow.theme)
+        .join(shared, DecisionRow.segment_id == shared.c.segment_id)
+        .where(DecisionRow.coder.in_(names))
+        .group_by(DecisionRow.segment_id, DecisionRow.theme, shared.c.m)
+        .having(and_(func.sum(_present()) > 0, func.sum(_present()) < shared.c.m))
+        .cte("split")
+    )
+    own = and_(
+        DecisionRow.segment_id == split.c.segment_id,
+        DecisionRow.theme == split.c.theme,
+        DecisionRow.coder == reviewed.c.coder,
+    )
+    suggested = exists().where(
+        AnnotationRow.segment_id == split.c.segment_id,
+        AnnotationRow.theme == split.c.theme,
+        AnnotationRow.source == "auto",
+    )
+    query = (
+        select(
+            split.c.segment_id,
+            split.c.theme,
+            RecordingRow.path,
+            SegmentRow.start,
+            SegmentRow.end,
+            SegmentRow.speaker,
+            SegmentRow.text,
+            suggested.label("tagger"),
+            reviewed.c.coder,
+            DecisionRow.present,
+        )
+        .join(SegmentRow, SegmentRow.id == split.c.segment_id)
+        .join(RecordingRow, RecordingRow.id == SegmentRow.recording_id)
+        .join(reviewed, reviewed.c.segment_id == split.c.segment_id)
+        .outerjoin(DecisionRow, own)
+        .order_by(RecordingRow.path, SegmentRow.start, split.c.segment_id, split.c.theme, reviewed.c.coder)
+    )
+    current: Disagreement | None = None
+    for row in s.execute(query.execution_options(yield_per=2000)):
+        if current is None or (current.segment_id, current.theme) != (row.segment_id, row.theme):
+            if current is not None:
+                yield current
+            current = Disagreement(
+                row.segment_id, row.theme, row.path, row.start, row.end, row.speaker, row.text, bool(row.tagger), {}
+            )
+        current.decisions[row.coder] = None if row.present is None else bool(row.present)
+    if current is not None:
+        yield current
+
+
+def _tenth() -> Any:
+    """Which tenth of its interview a segment starts in (0-9), by its start over the recording's length."""
+    return case(
+        *((SegmentRow.start < RecordingRow.duration * (i + 1) / TENTHS, literal(i)) for i in range(TENTHS - 1)),
+        else_=literal(TENTHS - 1),
+    )
+
+
+def _dimension(name: str) -> Any:
+    speaker_role = func.coalesce(SpeakerRow.role, "")
+    return {
+        "recording": RecordingRow.id,
+        "interviewee": func.coalesce(RecordingRow.interviewee, ""),
+        "place": func.coalesce(RecordingRow.place, ""),
+        "role": speaker_role,
+        "position": _tenth(),
+    }[name]
+
+
+def collection_counts(s: Session, scope: Scope) -> CollectionCounts:
+    """Theme frequency by each dimension, co-occurrence in a segment and in a turn, and coverage."""
+    standing = AnnotationRow.status != "rejected"
+    frequency = {}
+    for name in FREQUENCY_DIMENSIONS:
+        key = _dimension(name)
+        query = (
+            select(key, AnnotationRow.theme, AnnotationRow.status, func.count())
+            .select_from(AnnotationRow)
+            .join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
+            .join(RecordingRow, RecordingRow.id == SegmentRow.recording_id)
+            .where(standing)
+            .group_by(key, AnnotationRow.theme, AnnotationRow.status)
+        )
+        if name == "role":
+            speaker = and_(SpeakerRow.recording_id == SegmentRow.recording_id, SpeakerRow.label == SegmentRow.speaker)
+            query = query.outerjoin(SpeakerRow, speaker)
+        frequency[name] = {(str(k), theme, status): n for k, theme, status, n in s.execute(_in_scope(query, scope))}
+    return CollectionCounts(
+        frequency, _cooccurrence_in_segments(s, scope), _cooccurrence_in_turns(s, scope), coverage(s, scope)
+    )
+
+
+def _pairs(themed: Any, unit: Sequence[str]) -> Select[Any]:
+    """(theme, theme, units carrying both) over a subquery of distinct (unit..., theme); the diagonal too."""
+    a, b = themed.alias("a"), themed.alias("b")
+    same = and_(*(a.c[col] == b.c[col] for col in unit), a.c.theme <= b.c.theme)
+    return select(a.c.theme, b.c.theme, func.count()).join(b, same).group_by(a.c.theme, b.c.theme)
+
+
+def _cooccurrence_in_segments(s: Session, scope: Scope) -> dict[tuple[str, str], int]:
+    themed = _in_scope(
+        select(AnnotationRow.segment_id, AnnotationRow.theme)
+        .join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
+        .where(AnnotationRow.status != "rejected"),
+        scope,
+    ).subquery()
+    return {(a, b): n for a, b, n in s.execute(_pairs(themed, ["segment_id"]))}
+
+
+def _cooccurrence_in_turns(s: Session, scope: Scope) -> dict[tuple[str, str], int]:
+    """A turn is a run of consecutive segments of one speaker; numbered with window functions."""
+    order = (SegmentRow.start, SegmentRow.idx)
+    previous = func.lag(SegmentRow.speaker).over(partition_by=SegmentRow.recording_id, order_by=order)
+    changes = _in_scope(
+        select(
+            SegmentRow.id,
+            SegmentRow.recording_id,
+            SegmentRow.start,
+            SegmentRow.idx,
+            case((previous.is_(None), 1), (previous == SegmentRow.speaker, 0), else_=1).label("change"),
+        ),
+        scope,
+    ).subquery()
+    turns = select(
+        changes.c.id,
+        changes.c.recording_id,
+        func.sum(changes.c.change)
+        .over(partition_by=changes.c.recording_id, order_by=(changes.c.start, changes.c.idx))
+        .label("turn"),
+    ).subquery()
+    themed = (
+        select(turns.c.recording_id, turns.c.turn, AnnotationRow.theme)
+        .join(AnnotationRow, AnnotationRow.segment_id == turns.c.id)
+        .where(AnnotationRow.status != "rejected")
+        .distinct()
+        .subquery()
+    )
+    return {(a, b): n for a, b, n in s.execute(_pairs(themed, ["recording_id", "turn"]))}
+
+
+def coverage(s: Session, scope: Scope) -> list[CoverageRow]:
+    """How much of each recording is marked in each of COVERAGE_KINDS, in segments and seconds. A new kind
+    (doubtful words, say) is one more entry in `marked`: the table, chart and CSV follow COVERAGE_KINDS."""
+    length = SegmentRow.end - SegmentRow.start
+    marked = {
+        "suggested": select(AnnotationRow.segment_id).where(AnnotationRow.status == "suggested"),
+        "coded": select(AnnotationRow.segment_id).where(AnnotationRow.status == "accepted"),
+        "reviewed": select(DecisionRow.segment_id),
+    }
+    counts: dict[str, dict[int, tuple[int, float]]] = {}
+    for kind in COVERAGE_KINDS:
+        ids = marked[kind].distinct().subquery()
+        query = _in_scope(
+            select(SegmentRow.recording_id, func.count(), func.sum(length))
+            .join(ids, ids.c.segment_id == SegmentRow.id)
+            .group_by(SegmentRow.recording_id),
+            scope,
+        )
+        counts[kind] = {rid: (n, float(seconds or 0)) for rid, n, seconds in s.execute(query)}
+    totals = _in_scope(
+        select(RecordingRow.id, RecordingRow.path, RecordingRow.duration, func.count(SegmentRow.id), func.sum(length))
+        .outerjoin(SegmentRow, SegmentRow.recording_id == RecordingRow.id)
+        .group_by(RecordingRow.id, RecordingRow.path, RecordingRow.duration)
+        .order_by(RecordingRow.path, RecordingRow.id),
+        scope,
+        RecordingRow.id,
+    )
+    return [
+        CoverageRow(
+            rid,
+            path,
+            float(duration),
+            n,
+            float(seconds or 0),
+            {k: counts[k].get(rid, (0, 0.0)) for k in COVERAGE_KINDS},
+        )
+        for rid, path, duration, n, seconds in s.execute(totals)
+    ]
