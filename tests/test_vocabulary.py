@@ -170,6 +170,13 @@ def test_a_hinted_term_the_audio_supports_is_kept_and_a_chunk_without_hint_terms
     assert len(calls) == 1
 
 
+def test_a_hinted_decode_that_stops_early_is_checked_without_hint_terms_in_it():
+    decode, calls = _decoder("说不配合就不配合的", "说不配合就不配合的以上的话我们再去八九十三条因为这三条的话比较典型")
+    counts: Counter[str] = Counter()
+    kept = decode_with_hint(Hint(("钦点",)), DecodeOptions(), decode, counts, speech_seconds=25.0)
+    assert kept[0].text.endswith("比较典型") and counts == {GUARD: 1} and len(calls) == 2
+
+
 @pytest.mark.slow
 def test_the_guard_on_a_real_clip_keeps_decoys_out():
     """far_2 (a metro announcement) with a vocabulary of terms said nowhere in it: without the guard base

@@ -143,7 +143,7 @@ def transcribe_chunk(
         return _decode_all(engine, samples, chunk, language, decode_options, decode_counts)
 
     if options.hint:
-        decoded = decode_with_hint(options.hint, options.decode, decode, counts)
+        decoded = decode_with_hint(options.hint, options.decode, decode, counts, chunk.speech_duration)
     else:
         decoded = decode(options.decode, counts)
     kept = guard(decoded, chunk, counts, options.guards)

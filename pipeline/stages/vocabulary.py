@@ -47,6 +47,9 @@ GUARD = "hint"  # the guard's kind in a transcript's counts: "removed 1 hint"
 MIN_SUPPORT = 0.6
 # Hinted text with fewer than this share of the plain decode's letters: the hint swallowed speech.
 MIN_LENGTH_RATIO = 0.6
+# Hinted text with fewer letters than this a second of speech may have stopped early (measured: a hint cut a
+# 25 s chunk off after 8 s, with no hint term in what it wrote): it is checked against the plain decode too.
+MIN_LETTERS_PER_SECOND = 2.0
 
 
 @dataclass(frozen=True)
@@ -254,14 +257,20 @@ def unsupported(hint: Hint, hinted: list[Segment], plain: list[Segment]) -> list
 
 
 def decode_with_hint(
-    hint: Hint, options: DecodeOptions, decode: Callable[[DecodeOptions, Counter], list[Segment]], counts: Counter
+    hint: Hint,
+    options: DecodeOptions,
+    decode: Callable[[DecodeOptions, Counter], list[Segment]],
+    counts: Counter,
+    speech_seconds: float = 0.0,
 ) -> list[Segment]:
     """Decode a chunk with the hint (`options` are the engine's DecodeOptions; `decode(options, counts)` decodes
-    the chunk, counting what its own guards did); where the text holds a hint term, decode it again without
-    and keep the plain decode if the hinted one cannot be trusted (`unsupported`), counting it as GUARD."""
+    the chunk, counting what its own guards did); where the text holds a hint term, or is sparse for the chunk's
+    `speech_seconds`, decode it again without and keep the plain decode if the hinted one cannot be trusted
+    (`unsupported`), counting it as GUARD."""
     hinted_counts: Counter[str] = Counter()
     hinted = decode(replace(options, hint=hint.text), hinted_counts)
-    if not hint.found(_text(hinted)):
+    sparse = _letters(_text(hinted)) < MIN_LETTERS_PER_SECOND * speech_seconds
+    if not hint.found(_text(hinted)) and not sparse:
         counts.update(hinted_counts)
         return hinted
     plain_counts: Counter[str] = Counter()
