@@ -5,7 +5,7 @@
     python bench/themes.py --corpus   # themes in transcripts vs reference texts: longform_zh_dev.wav and the
                                       # demo interview (audio/demo_interview.mp3, English, on these themes)
 
-The labelled set (tests/data/themes_labelled.jsonl) was written in batches (`batch`, 1 when absent), each
+The labelled set (pipeline/stages/themes_labelled.jsonl) was written in batches (`batch`, 1 when absent), each
 before the codebook was tuned on it: the figure on the latest batch is the fair estimate for new
 interviews, the others are figures on lines the patterns were made to fit. Consecutive interview turns
 carry the same `dialogue` id; with context on, each dialogue is tagged as one sequence (so a question can support its
@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-LABELLED = REPO / "tests" / "data" / "themes_labelled.jsonl"
+LABELLED = REPO / "pipeline" / "stages" / "themes_labelled.jsonl"
 CORPUS = REPO.parent / "shared" / "corpus"
 LONGFORM = CORPUS / "longform_zh_dev.wav"
 DEMO = REPO / "audio" / "demo_interview.mp3"  # synthetic English interview on these themes; script in make_demo.py

@@ -50,6 +50,7 @@ from pipeline.utils import as_date, clock
 
 if TYPE_CHECKING:
     from pipeline.process import SpeakerOptions
+    from pipeline.stages.learned import ThemeModel
     from pipeline.store import Store
 
 # resemblyzer warns about pkg_resources at import.
@@ -163,6 +164,13 @@ def open_codebook(path: Path | None) -> Codebook:
         raise typer.Exit(2) from None
 
 
+def open_model() -> ThemeModel:
+    """The tagger's learned model: the project's (ohp tag-learn), else the one ohp ships."""
+    from pipeline.stages.learned import load_model
+
+    return load_model(config.themes_model)
+
+
 def choose_recordings(store: Store, refs: list[str] | None) -> list:
     """The recordings named (by id, hash prefix, path, name or stem), or all of them."""
     return store.find_recordings(refs) if refs else store.list_recordings()
@@ -246,6 +254,7 @@ def run(
         out_dir=out,
         formats=tuple(f.value for f in formats),
         codebook=open_codebook(codebook) if tag else None,
+        model=open_model() if tag else None,
         home=settings.home,
         device=settings.device,
     )
@@ -413,16 +422,17 @@ def tag(
     codebook: CodebookOption = None,
     db: DbOption = None,
 ) -> None:
-    """Tag stored transcripts with the codebook's themes (human decisions are kept)."""
+    """Tag stored transcripts with the codebook's themes and the learned model (human decisions are kept).
+    `ohp tag-learn` teaches the model from people's decisions."""
     from pipeline.batch import tag_recording
 
-    book = open_codebook(codebook)
+    book, model = open_codebook(codebook), open_model()
     store = open_store(db)
     for recording in choose_recordings(store, recordings):
-        counts = tag_recording(store, recording.id, book, force)
+        counts = tag_recording(store, recording.id, book, force, model)
         name = Path(recording.path).name
         if counts is None:
-            console.print(f"{name}: already tagged with codebook {book.version}")
+            console.print(f"{name}: already tagged with codebook {book.version} and model {model.version}")
         else:
             console.print(f"{name}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
 
@@ -439,11 +449,11 @@ def tag_text_command(
 
     if pipeline_language(language) is None:
         raise typer.BadParameter(f"no tagger for {language!r}: use zh or en", param_hint="--language")
-    result = tag_text(text, language, open_codebook(codebook))
+    result = tag_text(text, language, open_codebook(codebook), open_model())
     if as_json:
         document = {
             "themes": [
-                {"id": t.theme, "score": t.score, "evidence": [list(span) for span in t.evidence]}
+                {"id": t.theme, "score": t.score, "origin": t.origin, "evidence": [list(span) for span in t.evidence]}
                 for t in result.themes
             ],
             "entities": [{"label": e.label, "text": e.text, "start": e.start, "end": e.end} for e in result.entities],
@@ -451,7 +461,9 @@ def tag_text_command(
         print(json.dumps(document, ensure_ascii=False))
         return
     for theme in result.themes:
-        console.print(Text.assemble(f"{theme.theme} ({theme.score:.2f}): ", highlighted(text, theme.evidence)))
+        console.print(
+            Text.assemble(f"{theme.theme} ({theme.score:.2f}, {theme.origin}): ", highlighted(text, theme.evidence))
+        )
     for entity in result.entities:
         console.print(f"{entity.label}: {entity.text}")
     if not result.themes and not result.entities:
@@ -708,6 +720,7 @@ def import_command(
             f"{coded[0].name} names its recordings itself: --audio is for transcripts", param_hint="--audio"
         )
     book = open_codebook(codebook) if tag or coded else None
+    model = open_model() if tag else None
     store = open_store(db)
     failed = 0
     for path in files:
@@ -715,7 +728,7 @@ def import_command(
             if path in coded:
                 report = import_codings(CODINGS_READERS[path.suffix.lower()](path, book), store)
             else:
-                recording_id = import_file(path, store, audio, book if tag else None)
+                recording_id = import_file(path, store, audio, book if tag else None, model)
         except (TranscriptFormatError, AudioError) as e:
             errors.print(f"[red]failed:[/red] {e}", highlight=False)
             failed += 1
@@ -909,3 +922,6 @@ def speakers_list(
             + ", ".join(f"{p.name} (by {p.enrolled_by}, {p.enrolled_at[:10]})" for p in people.values()),
             highlight=False,
         )
+
+
+from pipeline.cli import learn  # noqa: E402  (registers `ohp tag-learn`)
