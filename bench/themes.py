@@ -35,7 +35,9 @@ BATCHES = {
     2: "written after codebook v1 (which scored micro-F1 0.55 on them), then used to improve it",
     3: "written after codebook v2 (which scored micro-F1 0.51 on them), then used to improve it",
     4: "written after codebook v3 (which scored micro-F1 0.71 on them), then used to improve it",
-    5: "written after codebook v4, not used to tune it (held out)",
+    5: "written after codebook v4, not used to tune it (held out until v5)",
+    6: "paraphrase groups, and a filmmaker's lines on the film: written to train the model, then used to improve "
+    "codebook v5 (which scored micro-F1 0.83 on the whole set with them)",
 }
 
 

@@ -419,6 +419,9 @@ def export(
 def tag(
     recordings: Annotated[list[str] | None, typer.Argument(help="Recordings to tag; all if none")] = None,
     force: Annotated[bool, typer.Option(help="Tag again even if this codebook already tagged them")] = False,
+    model: Annotated[
+        bool, typer.Option(help="Let the learned model add to the codebook's patterns (--no-model: patterns alone)")
+    ] = True,
     codebook: CodebookOption = None,
     db: DbOption = None,
 ) -> None:
@@ -426,13 +429,14 @@ def tag(
     `ohp tag-learn` teaches the model from people's decisions."""
     from pipeline.batch import tag_recording
 
-    book, model = open_codebook(codebook), open_model()
+    book, learned = open_codebook(codebook), open_model() if model else None
     store = open_store(db)
     for recording in choose_recordings(store, recordings):
-        counts = tag_recording(store, recording.id, book, force, model)
+        counts = tag_recording(store, recording.id, book, force, learned)
         name = Path(recording.path).name
         if counts is None:
-            console.print(f"{name}: already tagged with codebook {book.version} and model {model.version}")
+            with_model = f" and model {learned.version}" if learned else ""
+            console.print(f"{name}: already tagged with codebook {book.version}{with_model}")
         else:
             console.print(f"{name}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
 

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "ohp-themes-model"
 FORMAT_VERSION = 1
-THRESHOLD = 0.5  # a theme's probability from which the model suggests it
+THRESHOLD = 0.6  # a theme's probability from which the model suggests it (chosen for precision by bench/themes.py)
 EVIDENCE_FEATURES = 3  # at most this many features (with every place they stand) as a suggestion's evidence
 MAX_FILE_BYTES = 50_000_000
 MAX_FEATURE_CHARACTERS = 100
