@@ -70,7 +70,7 @@ def learn(
     codebook: Codebook, decisions: Sequence[ThemeDecision] = (), labelled: Sequence[dict] | None = None
 ) -> ThemeModel:
     """A model from the labelled sentences (ohp's own unless given) and a collection's decisions."""
-    rows = load_labelled() if labelled is None else labelled
+    rows = load_labelled(LABELLED) if labelled is None else labelled
     examples = labelled_examples(rows, codebook) + decision_examples(decisions, codebook)
     trained_on = {"labelled": len(rows), "decisions": len(decisions), "codebook": codebook.version}
     log.info("learning themes from %d labelled sentences and %d decisions", len(rows), len(decisions))

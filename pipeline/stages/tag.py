@@ -384,13 +384,16 @@ def features(texts: list[str], languages: list[str], codebook: Codebook) -> list
     return found
 
 
-def _learned(segment: _Found, language: str, model: ThemeModel, codebook: Codebook) -> list[ThemeSuggestion]:
-    """The model's suggestions for a segment, where the codebook allows them (see the module's docstring)."""
+def _learned(
+    segment: _Found, language: str, model: ThemeModel, codebook: Codebook, suggested: set[str]
+) -> list[ThemeSuggestion]:
+    """The model's suggestions for a segment, but for the themes the patterns `suggested` there, where the
+    codebook allows them (see the module's docstring)."""
     if segment.no_theme:
         return []
     suggestions = []
     for found in model.suggest(language, segment.features):
-        if found.theme not in codebook.ids or found.theme in segment.themes:
+        if found.theme not in codebook.ids or found.theme in suggested:
             continue
         evidence = tuple(
             (s, e) for s, e in found.evidence if not any(t == found.theme and s < xe and xs < e for t, xs, xe in segment.excluded)
@@ -426,7 +429,7 @@ def tag_segments(
                 suggestions.append(ThemeSuggestion(theme, round(score, 3), evidence, ThemeOrigin.PATTERN))
         language = pipeline_language(languages[i])
         if model is not None and language is not None:
-            suggestions += _learned(segment, language, model, codebook)
+            suggestions += _learned(segment, language, model, codebook, {s.theme for s in suggestions})
         suggestions.sort(key=lambda s: (-s.score, order[s.theme]))
         results.append(TagResult(suggestions, segment.entities))
     return results
