@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.learning import labelled_examples, learn, load_labelled  # noqa: E402
+
 FROZEN = REPO / "bench" / "data" / "themes_frozen.jsonl"
 FOLDS = 5
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -219,7 +220,9 @@ def _tagged(rows: list[dict], codebook, model) -> list[set[str]]:
     """Themes the tagger suggests for each row alone (context off): the patterns, and the model if given."""
     from pipeline.stages.tag import tag_segments
 
-    results = tag_segments([r["text"] for r in rows], [r["language"] for r in rows], codebook, model=model, context=False)
+    results = tag_segments(
+        [r["text"] for r in rows], [r["language"] for r in rows], codebook, model=model, context=False
+    )
     return [{s.theme for s in result.themes} for result in results]
 
 
@@ -351,13 +354,14 @@ def decisions_report(codebook, rows: list[dict]) -> None:
         )
         for learned_half, measured_half in (halves, halves[::-1]):
             learned_ids = {recording_id for recording_id, _ in learned_half}
-            own = learn(codebook, [d for d in decisions if d.recording_id in learned_ids], labelled=base_rows)
+            own_decisions = [d for d in decisions if d.recording_id in learned_ids]
+            own = learn(codebook, own_decisions, labelled=base_rows)
             measured = [row for _, chunk in measured_half for row in chunk]
             without = scores(measured, _tagged(measured, codebook, base), codebook.ids)["micro"]
             with_own = scores(measured, _tagged(measured, codebook, own), codebook.ids)["micro"]
             print(
                 f"  {len(measured)} sentences: without the collection's decisions P {without['precision']:.2f} "
-                f"R {without['recall']:.2f} F1 {without['f1']:.2f}; with {sum(d.recording_id in learned_ids for d in decisions)} "
+                f"R {without['recall']:.2f} F1 {without['f1']:.2f}; with {len(own_decisions)} "
                 f"decisions of the other half P {with_own['precision']:.2f} R {with_own['recall']:.2f} "
                 f"F1 {with_own['f1']:.2f}"
             )

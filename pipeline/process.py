@@ -42,8 +42,8 @@ from pipeline.records import (
 )
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.codebook import Codebook
-from pipeline.stages.learned import ThemeModel
 from pipeline.stages.engines import load_engine
+from pipeline.stages.learned import ThemeModel
 from pipeline.stages.segment import VadOptions, segment, speech_regions
 from pipeline.stages.speakers import (
     MAX_ESTIMATED_SPEAKERS,

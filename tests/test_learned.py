@@ -82,6 +82,13 @@ def _set(document: dict, path: tuple, value) -> str:
     return json.dumps(document)
 
 
+def _zh(key: str, value) -> object:
+    """A change to the Chinese model's `key`; `value` may be a function of the number of themes."""
+    return lambda d: _set(
+        d, ("languages", "zh", key), value(len(d["languages"]["zh"]["themes"])) if callable(value) else value
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "why"),
     [
@@ -90,14 +97,17 @@ def _set(document: dict, path: tuple, value) -> str:
         (lambda d: json.dumps(d).replace('"idf": [', '"idf": [NaN, ', 1), "not JSON"),
         (lambda d: _set(d, ("format",), "pickle"), "format"),
         (lambda d: _set(d, ("format_version",), 99), "format_version"),
-        (lambda d: _set(d, ("languages", "zh", "idf"), [1.0]), "idf must be numbers"),
-        (lambda d: _set(d, ("languages", "zh", "intercept"), [True] * len(d["languages"]["zh"]["themes"])), "intercept"),
-        (lambda d: _set(d, ("languages", "zh", "coef"), "__import__('os')"), "coef must be numbers"),
-        (lambda d: _set(d, ("languages", "zh", "features"), ["x" * 1000] * len(d["languages"]["zh"]["features"])), "features"),
-        (lambda d: _set(d, ("languages", "zh", "themes"), [1] * len(d["languages"]["zh"]["themes"])), "themes"),
-        (lambda d: _set(d, ("languages", "zh", "extra"), 1), "expected features"),
-        (lambda d: _set(d, ("languages", "zh", "intercept"), ["BIG"] * len(d["languages"]["zh"]["themes"])).replace('"BIG"', "1e400"), "finite"),
-        (lambda d: _set(d, ("languages", "zh", "intercept"), [9.0] * len(d["languages"]["zh"]["themes"])), "version"),
+        (_zh("idf", [1.0]), "idf must be numbers"),
+        (_zh("intercept", lambda n: [True] * n), "intercept"),
+        (_zh("coef", "__import__('os')"), "coef must be numbers"),
+        (
+            lambda d: _set(d, ("languages", "zh", "features"), ["x" * 1000] * len(d["languages"]["zh"]["features"])),
+            "features",
+        ),
+        (_zh("themes", lambda n: [1] * n), "themes"),
+        (_zh("extra", 1), "expected features"),
+        (lambda d: _zh("intercept", lambda n: ["BIG"] * n)(d).replace('"BIG"', "1e400"), "finite"),
+        (_zh("intercept", lambda n: [9.0] * n), "version"),
     ],
 )
 def test_a_hostile_model_file_is_refused_by_name(tmp_path, change, why):

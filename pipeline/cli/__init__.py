@@ -928,4 +928,4 @@ def speakers_list(
         )
 
 
-from pipeline.cli import learn  # noqa: E402  (registers `ohp tag-learn`)
+from pipeline.cli import learn  # noqa: E402, F401  (registers `ohp tag-learn`)

@@ -18,6 +18,7 @@ checked on load, and is part of the tag stage's settings, so a retrained model r
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -62,11 +63,9 @@ def chinese_features(text: str, origin: Sequence[int] | None = None) -> list[Fea
 def english_features(tokens: Iterable) -> list[Feature]:
     """Lemmas (lower case) of a spaCy doc's words, and each pair of neighbouring ones."""
     words = [
-        ((t.lemma_ or t.text).lower(), t.idx, t.idx + len(t.text))
-        for t in tokens
-        if not (t.is_punct or t.is_space)
+        ((t.lemma_ or t.text).lower(), t.idx, t.idx + len(t.text)) for t in tokens if not (t.is_punct or t.is_space)
     ]
-    pairs = [(f"{a} {b}", s, e) for (a, s, _), (b, _, e) in zip(words, words[1:], strict=False)]
+    pairs = [(f"{a} {b}", s, e) for (a, s, _), (b, _, e) in itertools.pairwise(words)]
     return words + pairs
 
 
@@ -172,7 +171,9 @@ def train(examples: Sequence[Example], themes: Sequence[str], trained_on: dict |
             labels = np.array([theme in rows[i].positive for i in usable])
             if labels.sum() < 2 or (~labels).sum() < 2:
                 continue  # too few of one kind to learn from
-            classifier = LogisticRegression(C=REGULARISATION, solver="liblinear", max_iter=1000, class_weight=CLASS_WEIGHT)
+            classifier = LogisticRegression(
+                C=REGULARISATION, solver="liblinear", max_iter=1000, class_weight=CLASS_WEIGHT
+            )
             classifier.fit(matrix[usable], labels)
             learned.append(theme)
             coef.append(classifier.coef_[0])
@@ -277,8 +278,10 @@ def _language(entry, where: str, bad) -> LanguageModel:
         raise bad(f"{where}: features must be strings of 1 to {MAX_FEATURE_CHARACTERS} characters")
     if len(set(features)) != len(features):
         raise bad(f"{where}: a feature is listed twice")
-    if not isinstance(themes, list) or not all(isinstance(t, str) and t for t in themes) or len(set(themes)) != len(
-        themes
+    if (
+        not isinstance(themes, list)
+        or not all(isinstance(t, str) and t for t in themes)
+        or len(set(themes)) != len(themes)
     ):
         raise bad(f"{where}: themes must be distinct names")
     idf = _numbers(entry["idf"], (len(features),), f"{where}: idf", bad)

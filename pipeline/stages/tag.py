@@ -396,7 +396,9 @@ def _learned(
         if found.theme not in codebook.ids or found.theme in suggested:
             continue
         evidence = tuple(
-            (s, e) for s, e in found.evidence if not any(t == found.theme and s < xe and xs < e for t, xs, xe in segment.excluded)
+            (s, e)
+            for s, e in found.evidence
+            if not any(t == found.theme and s < xe and xs < e for t, xs, xe in segment.excluded)
         )
         if evidence:
             suggestions.append(ThemeSuggestion(found.theme, found.score, evidence, ThemeOrigin.MODEL))
