@@ -159,20 +159,21 @@ def _named_words(tokens: list[dict]) -> set[str]:
 
 
 def _patterns(codebook: Codebook, language: str) -> list[dict]:
-    """The codebook's patterns for a language, as the component's configuration (plain data)."""
+    """The codebook's patterns for a language, as the component's configuration (plain data); the no_theme
+    patterns as a theme of their own, NO_THEME."""
+    groups = [
+        (theme.id, exclude, group)
+        for theme in codebook.themes
+        for exclude, group in ((False, theme.patterns), (True, theme.exclude))
+    ]
+    groups.append((NO_THEME, False, codebook.no_theme))
     patterns = []
-    for theme in codebook.themes:
-        for exclude, group in ((False, theme.patterns), (True, theme.exclude)):
-            for p in group:
-                if p.language == language:
-                    entry = {"theme": theme.id, "weight": p.weight, "exclude": exclude}
-                    entry.update({"term": p.term} if p.term else {"tokens": list(p.tokens or ())})
-                    patterns.append(entry)
-    for p in codebook.no_theme:
-        if p.language == language:
-            entry = {"theme": NO_THEME, "weight": 1.0, "exclude": False}
-            entry.update({"term": p.term} if p.term else {"tokens": list(p.tokens or ())})
-            patterns.append(entry)
+    for theme_id, exclude, group in groups:
+        for p in group:
+            if p.language == language:
+                entry = {"theme": theme_id, "weight": p.weight, "exclude": exclude}
+                entry.update({"term": p.term} if p.term else {"tokens": list(p.tokens or ())})
+                patterns.append(entry)
     return patterns
 
 
