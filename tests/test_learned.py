@@ -3,7 +3,9 @@ with the codebook's patterns, `origin` stored and shown, and `ohp tag-learn` (SQ
 
 from __future__ import annotations
 
+import functools
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -65,10 +67,16 @@ def test_ohp_ships_a_model_learned_from_its_examples():
     assert set(shipped.languages) == {"zh", "en"} and set(shipped.languages["zh"].themes) <= set(CODEBOOK.ids)
 
 
+@functools.cache
+def _saved_model() -> str:
+    """A small model's file, as text (learned once for all the hostile variants made of it)."""
+    with tempfile.TemporaryDirectory() as folder:
+        save_model(learning.learn(CODEBOOK, labelled=SMALL[:20]), Path(folder) / "model.json")
+        return (Path(folder) / "model.json").read_text(encoding="utf-8")
+
+
 def _hostile(tmp_path: Path, change) -> Path:
-    model = learning.learn(CODEBOOK, labelled=SMALL[:20])
-    save_model(model, tmp_path / "model.json")
-    document = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
+    document = json.loads(_saved_model())
     path = tmp_path / "hostile.json"
     path.write_text(change(document) if callable(change) else change, encoding="utf-8")
     return path
