@@ -6,7 +6,7 @@
 
 The transcripts are made from real sentences: the reference texts of ../shared/corpus (MANIFEST.tsv's
 `reference_transcript`, the longform .json references, sample.stm), the lines of the labelled theme set
-(tests/data/themes_labelled.jsonl) and the demo interview's script (audio/make_demo.py). They are split
+(pipeline/stages/themes_labelled.jsonl) and the demo interview's script (audio/make_demo.py). They are split
 into sentences (some 190 Chinese, 290 English) and recombined at random (one to three per segment) into
 1000 recordings of size/1000 segments each, in Chinese (70 %) or English (30 %), with speaker labels,
 written as SRT and ohp JSON files (every other one) in a temporary folder and imported one file at a time
@@ -51,7 +51,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpus"
-LABELLED = REPO / "tests" / "data" / "themes_labelled.jsonl"
+LABELLED = REPO / "pipeline" / "stages" / "themes_labelled.jsonl"
 DEMO = REPO / "audio" / "make_demo.py"
 
 from sqlalchemy import create_engine, text  # noqa: E402

@@ -52,6 +52,7 @@ from pipeline.records import (
 )
 from pipeline.stages.audio import AudioError, is_audio_file, probe
 from pipeline.stages.codebook import Codebook
+from pipeline.stages.learned import ThemeModel
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -116,14 +117,16 @@ def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
     return list(unique.values()), missing
 
 
-def tag_recording(store: Store, recording_id: int, codebook: Codebook, force: bool = False) -> dict[str, int] | None:
-    """Tag a stored recording again with the codebook's themes (stage "tag"), saved as a pass's result;
-    what changed (added, updated, withdrawn, kept), or None when this tagger and codebook tagged it already.
-    Human decisions are never touched."""
-    if is_done(store.stage(recording_id, "tag"), tag_settings(codebook)) and not force:
+def tag_recording(
+    store: Store, recording_id: int, codebook: Codebook, force: bool = False, model: ThemeModel | None = None
+) -> dict[str, int] | None:
+    """Tag a stored recording again with the codebook's themes and the model (stage "tag"), saved as a pass's
+    result; what changed (added, updated, withdrawn, kept), or None when this tagger, codebook and model
+    tagged it already. Human decisions are never touched."""
+    if is_done(store.stage(recording_id, "tag"), tag_settings(codebook, model)) and not force:
         return None
     result = stored_result(store.recording(recording_id), store.transcript(recording_id))
-    tag_result(result, codebook)
+    tag_result(result, codebook, model=model)
     return store.save_result(result).tag_counts
 
 

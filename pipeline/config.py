@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InvalidInputError
-from pipeline.stages.codebook import DEFAULT_CODEBOOK
+from pipeline.stages.codebook import DEFAULT_CODEBOOK, DEFAULT_MODEL
 
 DEFAULT_DATABASE_URL = "sqlite:///ohp.db"
 PROJECT_CODEBOOK = Path("annotations/codebook.yaml")  # a project's own, in the folder ohp runs in
 PROJECT_VOCABULARY = Path("annotations/vocabulary.txt")  # the words the recogniser is told to expect
+PROJECT_THEMES_MODEL = Path("annotations/themes-model.json")  # what `ohp tag-learn` learned from its decisions
 DEVICES = ("auto", "cpu", "cuda")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -32,6 +33,7 @@ ENVIRONMENT = {
     "home": "OHP_HOME",
     "codebook": "OHP_CODEBOOK",
     "vocabulary": "OHP_VOCABULARY",
+    "themes_model": "OHP_THEMES_MODEL",
     "device": "OHP_DEVICE",
     "secret": "OHP_SECRET",
     "log_level": "OHP_LOG_LEVEL",
@@ -54,6 +56,7 @@ class Config:
     # The project's vocabulary (pipeline.stages.vocabulary), where `ohp vocabulary suggest` adds terms too;
     # the recogniser is hinted only when the file exists.
     vocabulary: Path = PROJECT_VOCABULARY
+    themes_model: Path = DEFAULT_MODEL  # the tagger's learned model
     device: str = "auto"  # auto: CUDA where torch sees a GPU, decided where a model loads
     secret: str | None = None  # the web app's session secret; None: one made once and kept in home
     log_level: str = "WARNING"  # of what reaches standard error
@@ -82,11 +85,15 @@ class Config:
     def load(cls, environ: Mapping[str, str] | None = None, **flags: object) -> Config:
         """Flags (None: not given) over environment variables (unset or empty: not given) over defaults.
         The codebook's default is the project's annotations/codebook.yaml when the working folder has
-        one, else the codebook that ships with ohp."""
+        one, else the codebook that ships with ohp; the themes model's likewise annotations/themes-model.json."""
         environ = os.environ if environ is None else environ
         from_environment = {name: environ.get(variable) or None for name, variable in ENVIRONMENT.items()}
-        defaults = cls(codebook=PROJECT_CODEBOOK.resolve()) if PROJECT_CODEBOOK.is_file() else cls()
-        return defaults.given(**from_environment).given(**flags)
+        project = {
+            name: path.resolve()
+            for name, path in (("codebook", PROJECT_CODEBOOK), ("themes_model", PROJECT_THEMES_MODEL))
+            if path.is_file()
+        }
+        return cls().given(**project).given(**from_environment).given(**flags)
 
     def given(self, **values: object) -> Config:
         """This configuration with the values given (None: not given) in place of its own."""
@@ -94,7 +101,7 @@ class Config:
         for name, value in values.items():
             if value is None:
                 continue
-            if name in ("home", "codebook", "vocabulary", "log_file"):
+            if name in ("home", "codebook", "vocabulary", "themes_model", "log_file"):
                 value = Path(str(value)).expanduser()
             elif name == "log_level":
                 value = str(value).upper()

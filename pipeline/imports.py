@@ -26,11 +26,18 @@ from pipeline.records import (
 from pipeline.stages.audio import probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import mark_doubt
+from pipeline.stages.learned import ThemeModel
 from pipeline.store import Store, settings_key
 from pipeline.utils import clock
 
 
-def import_file(path: Path, store: Store, audio: Path | None = None, codebook: Codebook | None = None) -> int:
+def import_file(
+    path: Path,
+    store: Store,
+    audio: Path | None = None,
+    codebook: Codebook | None = None,
+    model: ThemeModel | None = None,
+) -> int:
     """Load an existing transcript (ohp JSON, SRT, WebVTT, plain text) as a recording's transcript; its id.
 
     With `audio` the transcript belongs to that recording; without, the transcript file itself is the
@@ -76,7 +83,7 @@ def import_file(path: Path, store: Store, audio: Path | None = None, codebook: C
         },
     )
     if codebook:
-        tag_result(result, codebook)
+        tag_result(result, codebook, model=model)
     return store.save_result(result).export.recording.id
 
 

@@ -46,6 +46,7 @@ from pipeline.stages.audio import decode, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import confidence, mark_doubt
 from pipeline.stages.engines import load_engine
+from pipeline.stages.learned import ThemeModel
 from pipeline.stages.segment import VadOptions, segment, speech_regions
 from pipeline.stages.speakers import (
     MAX_ESTIMATED_SPEAKERS,
@@ -88,6 +89,7 @@ class RunOptions:
     out_dir: Path | None = Path("transcripts")
     formats: tuple[str, ...] = DEFAULT_FORMATS
     codebook: Codebook | None = None  # themes to tag with; None skips the tag stage
+    model: ThemeModel | None = None  # the learned model that adds to the codebook's patterns; None: patterns alone
     home: Path = field(default_factory=default_home)  # the model cache; partial transcripts are kept there too
     device: str = "auto"  # where models run: auto, cpu or cuda
     # The project's vocabulary; with it each recording's hint (see for_recording). None: no hint.
@@ -113,8 +115,9 @@ def speaker_settings(options: SpeakerOptions, people: Sequence[PersonRecord]) ->
     return {**options.settings(), "people": settings_key({p.name: p.enrolled_at for p in people})}
 
 
-def tag_settings(codebook: Codebook) -> dict:
-    return {"tagger": TAGGER_VERSION, "codebook": codebook.version}
+def tag_settings(codebook: Codebook, model: ThemeModel | None = None) -> dict:
+    """The tag stage's settings: a changed codebook or a retrained model tags again."""
+    return {"tagger": TAGGER_VERSION, "codebook": codebook.version, "model": model.version if model else None}
 
 
 def is_done(stage: StageRecord | None, settings: dict) -> bool:
@@ -134,7 +137,7 @@ def pending_stages(options: RunOptions, people: Sequence[PersonRecord], stages: 
     if options.speakers and (pending or not imported) and (pending or options.force or not speakers_done):
         pending.append("speakers")
     # New segments are tagged anew.
-    tagged = options.codebook and is_done(stages.get("tag"), tag_settings(options.codebook))
+    tagged = options.codebook and is_done(stages.get("tag"), tag_settings(options.codebook, options.model))
     if options.codebook and (pending or options.force or not tagged):
         pending.append("tag")
     return pending
@@ -331,16 +334,22 @@ def _find_speakers(
     )
 
 
-def tag_result(result: RecordingResult, codebook: Codebook, progress: StageProgress | None = None) -> None:
-    """Tag the result's segments with the codebook's themes and find their entities (stage "tag"). What the
-    tagging changes in the store (added, updated, withdrawn) the store adds to the report when it saves."""
-    settings = tag_settings(codebook)
+def tag_result(
+    result: RecordingResult,
+    codebook: Codebook,
+    progress: StageProgress | None = None,
+    model: ThemeModel | None = None,
+) -> None:
+    """Tag the result's segments with the codebook's themes (and the model's, if given) and find their entities
+    (stage "tag"). What the tagging changes in the store (added, updated, withdrawn) the store adds to the
+    report when it saves."""
+    settings = tag_settings(codebook, model)
     segments = result.transcript.segments
     with running(result.info.path, "tag", progress, result.info.duration):
-        found = tag_segments([s.text for s in segments], [s.language for s in segments], codebook)
+        found = tag_segments([s.text for s in segments], [s.language for s in segments], codebook, model=model)
     result.themes = {i: r.themes for i, r in enumerate(found) if r.themes}
     result.entities = {i: r.entities for i, r in enumerate(found) if r.entities}
-    result.tagger = f"{TAGGER_VERSION}/{codebook.version}"
+    result.tagger = f"{TAGGER_VERSION}/{codebook.version}" + (f"/{model.version}" if model else "")
     result.stages["tag"] = StageRun(settings, settings_key(settings), {})
 
 
@@ -381,5 +390,5 @@ def process_recording(
     if "speakers" in pending and options.speakers is not None:
         _find_speakers(result, options.speakers, options, people, audio, progress)
     if "tag" in pending and options.codebook is not None:
-        tag_result(result, options.codebook, progress)
+        tag_result(result, options.codebook, progress, options.model)
     return result

@@ -187,6 +187,13 @@ class StageRecord:
     finished_at: str | None
 
 
+class ThemeOrigin(StrEnum):
+    """Which part of the tagger suggested a theme: the codebook's patterns or the learned model."""
+
+    PATTERN = "pattern"
+    MODEL = "model"
+
+
 @dataclass(frozen=True)
 class ThemeSuggestion:
     """A codebook theme the tagger found in a segment, with the text that made it think so."""
@@ -194,6 +201,7 @@ class ThemeSuggestion:
     theme: str  # codebook id, e.g. "left_behind_children"
     score: float  # 0..1
     evidence: tuple[tuple[int, int], ...]  # [start, end) character offsets into the segment text
+    origin: str = ThemeOrigin.PATTERN
 
 
 @dataclass(frozen=True)
@@ -303,6 +311,20 @@ class AnnotationRecord:
     updated_by: str | None
     updated_at: str
     version: int  # bumped on every change, so concurrent edits are detected
+    origin: str | None = None  # the tagger's suggestions: "pattern" or "model" (ThemeOrigin); None for a person's
+
+
+@dataclass(frozen=True)
+class ThemeDecision:
+    """A person's decision on a theme of a segment, with the segment's text: what the tagger learns from."""
+
+    segment_id: int
+    recording_id: int
+    text: str
+    language: str
+    theme: str
+    accepted: bool  # accepted or added; False: rejected
+    evidence: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,7 @@ def test_json_segments_carry_their_themes():
         updated_by="mei",
         updated_at="2026-11-25T10:00:00+00:00",
         version=2,
+        origin="model",
     )
     document = json.loads(to_json(RecordingExport(RECORDING, SEGMENTS, {101: [annotation]})))
     assert document["segments"][0]["themes"] == [
@@ -175,6 +176,7 @@ def test_json_segments_carry_their_themes():
             "label": "housing",
             "status": "accepted",
             "source": "auto",
+            "origin": "model",
             "coder": "mei",
             "evidence": [[5, 7]],
         }

@@ -95,6 +95,7 @@ def test_json_round_trip(tmp_path):
                     "label": "migration",
                     "status": "accepted",
                     "source": "auto",
+                    "origin": None,
                     "coder": "ohp",
                     "evidence": [[2, 4]],
                 }

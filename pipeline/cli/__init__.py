@@ -51,6 +51,7 @@ from pipeline.utils import as_date, clock
 
 if TYPE_CHECKING:
     from pipeline.process import SpeakerOptions
+    from pipeline.stages.learned import ThemeModel
     from pipeline.store import Store
 
 # resemblyzer warns about pkg_resources at import.
@@ -164,6 +165,13 @@ def open_codebook(path: Path | None) -> Codebook:
         raise typer.Exit(2) from None
 
 
+def open_model() -> ThemeModel:
+    """The tagger's learned model: the project's (ohp tag-learn), else the one ohp ships."""
+    from pipeline.stages.learned import load_model
+
+    return load_model(config.themes_model)
+
+
 def choose_recordings(store: Store, refs: list[str] | None) -> list:
     """The recordings named (by id, hash prefix, path, name or stem), or all of them."""
     return store.find_recordings(refs) if refs else store.list_recordings()
@@ -262,6 +270,7 @@ def run(
         out_dir=out,
         formats=tuple(f.value for f in formats),
         codebook=open_codebook(codebook) if tag else None,
+        model=open_model() if tag else None,
         home=settings.home,
         device=settings.device,
         vocabulary=open_vocabulary(vocabulary),
@@ -445,19 +454,24 @@ def export(
 def tag(
     recordings: Annotated[list[str] | None, typer.Argument(help="Recordings to tag; all if none")] = None,
     force: Annotated[bool, typer.Option(help="Tag again even if this codebook already tagged them")] = False,
+    model: Annotated[
+        bool, typer.Option(help="Let the learned model add to the codebook's patterns (--no-model: patterns alone)")
+    ] = True,
     codebook: CodebookOption = None,
     db: DbOption = None,
 ) -> None:
-    """Tag stored transcripts with the codebook's themes (human decisions are kept)."""
+    """Tag stored transcripts with the codebook's themes and the learned model (human decisions are kept).
+    `ohp tag-learn` teaches the model from people's decisions."""
     from pipeline.batch import tag_recording
 
-    book = open_codebook(codebook)
+    book, learned = open_codebook(codebook), open_model() if model else None
     store = open_store(db)
     for recording in choose_recordings(store, recordings):
-        counts = tag_recording(store, recording.id, book, force)
+        counts = tag_recording(store, recording.id, book, force, learned)
         name = Path(recording.path).name
         if counts is None:
-            console.print(f"{name}: already tagged with codebook {book.version}")
+            with_model = f" and model {learned.version}" if learned else ""
+            console.print(f"{name}: already tagged with codebook {book.version}{with_model}")
         else:
             console.print(f"{name}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
 
@@ -475,11 +489,11 @@ def tag_text_command(
     if pipeline_language(language) is None:
         raise typer.BadParameter(f"no tagger for {language!r}: use zh or en", param_hint="--language")
     book = open_codebook(codebook)
-    result = tag_text(text, language, book)
+    result = tag_text(text, language, book, open_model())
     if as_json:
         document = {
             "themes": [
-                {"id": t.theme, "score": t.score, "evidence": [list(span) for span in t.evidence]}
+                {"id": t.theme, "score": t.score, "origin": t.origin, "evidence": [list(span) for span in t.evidence]}
                 for t in result.themes
             ],
             "entities": [{"label": e.label, "text": e.text, "start": e.start, "end": e.end} for e in result.entities],
@@ -488,7 +502,9 @@ def tag_text_command(
         return
     for theme in result.themes:
         console.print(
-            Text.assemble(f"{book.label(theme.theme)} ({theme.score:.2f}): ", highlighted(text, theme.evidence))
+            Text.assemble(
+                f"{book.label(theme.theme)} ({theme.score:.2f}, {theme.origin}): ", highlighted(text, theme.evidence)
+            )
         )
     for entity in result.entities:
         console.print(f"{entity.label}: {entity.text}")
@@ -787,6 +803,7 @@ def import_command(
             f"{coded[0].name} names its recordings itself: --audio is for transcripts", param_hint="--audio"
         )
     book = open_codebook(codebook) if tag or coded else None
+    model = open_model() if tag else None
     store = open_store(db)
     failed = 0
     for path in files:
@@ -794,7 +811,7 @@ def import_command(
             if path in coded:
                 report = import_codings(CODINGS_READERS[path.suffix.lower()](path, book), store)
             else:
-                recording_id = import_file(path, store, audio, book if tag else None)
+                recording_id = import_file(path, store, audio, book if tag else None, model)
         except (TranscriptFormatError, AudioError) as e:
             errors.print(f"[red]failed:[/red] {e}", highlight=False)
             failed += 1
@@ -993,3 +1010,4 @@ from pipeline.cli.vocabulary import VocabularyOption, open_vocabulary, vocabular
 app.add_typer(vocabulary_app, name="vocabulary")
 
 from pipeline.cli import agreement as _agreement  # noqa: E402,F401  (ohp agreement, ohp report)
+from pipeline.cli import learn  # noqa: E402, F401  (registers `ohp tag-learn`)

@@ -99,6 +99,7 @@ def to_json(export: RecordingExport) -> str:
                         "label": export.theme_label(a.theme, "en"),
                         "status": a.status,
                         "source": a.source,
+                        "origin": a.origin,
                         "coder": coder(a),
                         "evidence": [list(span) for span in a.evidence],
                     }

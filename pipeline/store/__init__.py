@@ -50,6 +50,7 @@ from pipeline.records import (
     Segment,
     SpeakerRecord,
     StageRecord,
+    ThemeDecision,
     Transcript,
     UserRecord,
 )
@@ -272,6 +273,11 @@ class Store:
         """Annotations of a recording or a segment (or all), in transcript order."""
         with self._session() as s:
             return annotations.list_annotations(s, recording_id, segment_id=segment_id, status=status)
+
+    def theme_decisions(self) -> list[ThemeDecision]:
+        """Every theme people decided on, with the segment's text (what `ohp tag-learn` learns from)."""
+        with self._session() as s:
+            return annotations.list_decisions(s)
 
     def decide(self, annotation_id: int, status: str, user: str, *, version: int | None = None) -> AnnotationRecord:
         """Accept or reject an annotation (or put it back to suggested), as `user`. With `version`,

@@ -21,6 +21,7 @@ from pipeline.records import (
     HistoryRecord,
     RecordingResult,
     Segment,
+    ThemeDecision,
     ThemeSuggestion,
 )
 from pipeline.store.models import (
@@ -49,6 +50,7 @@ def annotation_record(row: AnnotationRow | Row[Any], recording_id: int) -> Annot
         updated_by=row.updated_by,
         updated_at=iso(row.updated_at) or "",
         version=row.version,
+        origin=row.origin,
     )
 
 
@@ -150,6 +152,7 @@ def save_tags(
                 score=found.score,
                 evidence=evidence,
                 tagger=tagger,
+                origin=found.origin,
                 updated_by="auto",
             )
             s.add(row)
@@ -168,10 +171,10 @@ def save_tags(
         elif (
             row.status == "suggested"
             and row.source == "auto"
-            and (row.score, row.evidence, row.tagger) != (found.score, evidence, tagger)
+            and (row.score, row.evidence, row.tagger, row.origin) != (found.score, evidence, tagger, found.origin)
         ):
             before = annotation_state(row)
-            row.score, row.evidence, row.tagger = found.score, evidence, tagger
+            row.score, row.evidence, row.tagger, row.origin = found.score, evidence, tagger, found.origin
             row.updated_at, row.updated_by, row.version = now(), "auto", row.version + 1
             s.add(
                 HistoryRow(
@@ -216,6 +219,28 @@ def save_result_tags(s: Session, recording_id: int, segments: list[Segment], res
         for i, found in result.entities.items()
     }
     return save_tags(s, recording_id, suggestions, entities, result.tagger or "")
+
+
+def list_decisions(s: Session) -> list[ThemeDecision]:
+    """Every theme people decided (accepted, added or rejected), with its segment's text, in segment order."""
+    query = (
+        select(AnnotationRow, SegmentRow.recording_id, SegmentRow.text, SegmentRow.language)
+        .join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
+        .where(AnnotationRow.status != "suggested")
+        .order_by(SegmentRow.recording_id, SegmentRow.start, SegmentRow.id, AnnotationRow.theme)
+    )
+    return [
+        ThemeDecision(
+            row.segment_id,
+            recording_id,
+            text,
+            language,
+            row.theme,
+            row.status == "accepted",
+            tuple((int(a), int(b)) for a, b in row.evidence or ()),
+        )
+        for row, recording_id, text, language in s.execute(query).all()
+    ]
 
 
 def list_annotations(

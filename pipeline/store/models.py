@@ -174,6 +174,7 @@ class AnnotationRow(Base):
     score: Mapped[float | None] = mapped_column(Float)
     evidence: Mapped[list] = mapped_column(JSON)  # [[start, end], ...] into the segment text
     tagger: Mapped[str | None] = mapped_column(String(128))
+    origin: Mapped[str | None] = mapped_column(String(16))  # the tagger's: "pattern" or "model"; None: a person's
     updated_by: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     version: Mapped[int] = mapped_column(default=1)

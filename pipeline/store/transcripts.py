@@ -351,6 +351,7 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
             score=was.score,
             evidence=[list(span) for span in move.evidence],
             tagger=was.tagger,
+            origin=was.origin,
             updated_by=was.updated_by,
             updated_at=datetime.fromisoformat(was.updated_at),
             version=was.version + 1,
