@@ -129,10 +129,9 @@ def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
         report.recordings.append(recording.id)
         segments = store.segments(recording.id)
         existing = {(a.segment_id, a.theme): a for a in store.annotations(recording.id)}
-        # Each coder's own: a second coder's code on a theme the first one accepted is theirs too.
-        imported_before = {
-            (d.segment_id, d.theme, d.coder) for d in store.decisions(recording.id) if d.present and d.via == "import"
-        }
+        # Each coder's own: a second coder's code on a theme the first one accepted is theirs too; a code the
+        # coder already decided is there (in review, or an earlier import) is not new.
+        decided_there = {(d.segment_id, d.theme, d.coder) for d in store.decisions(recording.id) if d.present}
         for coding in codings:
             report.codings += 1
             covered = _coded_segments(segments, coding)
@@ -147,7 +146,7 @@ def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
                 had = existing.get((target.stored_id, coding.theme))
                 item = (target.stored_id, coding.theme, coding.coder, evidence)
                 known = had is not None and set(evidence) <= set(had.evidence)
-                if (known and (target.stored_id, coding.theme, coding.coder) in imported_before) or item in queued:
+                if (known and (target.stored_id, coding.theme, coding.coder) in decided_there) or item in queued:
                     report.unchanged += 1  # or a coding a tool split in pieces over one segment
                 else:
                     added.append(item)

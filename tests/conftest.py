@@ -51,6 +51,16 @@ def own_ohp_home(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def empty_project_folder(tmp_path_factory):
+    """Tests run in a folder with no project files of its own: ohp reads a project's vocabulary, codebook and
+    tagger model from the folder it runs in, and this repository's annotations/vocabulary.txt (the demo
+    project's) would hint every transcription the tests make. A test of those files makes its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("project"))
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def cheap_password_hashes():
     """Passwords hashed with argon2's cheapest parameters (argon2.profiles.CHEAPEST, made for tests): the
     web tests add and check passwords by the dozen, and the default parameters cost most of a second each.

@@ -99,6 +99,7 @@ def test_run_writes_database_and_transcripts_then_skips_on_rerun(first_run):
         "consent",
         "release_on",
         "speakers",
+        "warnings",
     }
     assert doc["recording"]["language"] == "zh" and doc["recording"]["duration"] == pytest.approx(4.2, abs=0.05)
     first_segment = doc["segments"][0]
@@ -110,6 +111,7 @@ def test_run_writes_database_and_transcripts_then_skips_on_rerun(first_run):
         "original_text",
         "language",
         "speaker",
+        "confidence",
         "words",
         "themes",
         "entities",
@@ -117,7 +119,7 @@ def test_run_writes_database_and_transcripts_then_skips_on_rerun(first_run):
     assert first_segment["speaker"] == "S1"
     assert {s["speaker"] for s in doc["segments"]} <= {s["label"] for s in doc["recording"]["speakers"]}
     assert "交易" in "".join(s["text"] for s in doc["segments"])
-    assert set(first_segment["words"][0]) == {"start", "end", "text", "probability"}
+    assert set(first_segment["words"][0]) == {"start", "end", "text", "probability", "doubtful", "corrected"}
     english = json.loads((out / "interviewer.json").read_text(encoding="utf-8"))
     assert english["recording"]["language"] == "en"
     assert "admiration" in " ".join(s["text"] for s in english["segments"]).lower()
@@ -331,6 +333,7 @@ def test_unreadable_file(tmp_path):
         command,
         capture_output=True,
         text=True,
+        cwd=tmp_path,  # a folder the ordinary user may use
         env={**os.environ, "OHP_HOME": str(tmp_path / "home"), "COLUMNS": "200"},
     )
     assert result.returncode == 1

@@ -226,9 +226,9 @@ def test_a_killed_driver_started_again_finishes_the_rest_and_redoes_nothing(
     batch = [*files[:2], long, files[2]]  # one worker: in this order; killed once the first two are saved
     run = [*OHP, "run", *map(str, batch), "--db", db_url, "--speakers", "off", "--no-tag", "--out", str(tmp_path)]
     command = [*run, "--ray", cluster, "--workers", "1"]
-    driver = subprocess.Popen(
-        command, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    # Run where no project vocabulary is (the repository has one): as the uninterrupted batch, without a hint.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    driver = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     with Store(db_url) as store:
         deadline = time.monotonic() + 600
         while len(done_stages(store)) < 2 and time.monotonic() < deadline and driver.poll() is None:
@@ -239,7 +239,7 @@ def test_a_killed_driver_started_again_finishes_the_rest_and_redoes_nothing(
         finished = done_stages(store)
         assert 2 <= len(finished) < 4
 
-        again = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+        again = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
         assert again.returncode == 0, again.stderr
         lines = {line.split(": ")[0]: line for line in again.stdout.splitlines() if ": " in line}
         for recording in store.list_recordings():

@@ -153,4 +153,4 @@ def test_jieba_says_nothing_on_the_terminal():
     command = [*ohp, "tag-text", "孩子在老家跟爷爷奶奶", "--language", "zh"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr
-    assert "left_behind_children" in result.stdout and "prefix dict" not in result.stderr
+    assert "Left-behind children / 留守儿童" in result.stdout and "prefix dict" not in result.stderr

@@ -231,8 +231,8 @@ def test_cli_a_speaker_imported_as_interviewer_has_the_role_and_is_found_by_it(t
     assert "Interviewer: When did" in shown and "(interviewer)" not in shown  # the label says the role already
 
 
-def test_cli_an_unknown_theme_is_an_error_naming_the_known_ones(corpus, tmp_path):
-    url = str(corpus[0].url)
+def test_cli_an_unknown_theme_is_an_error_naming_the_known_ones(corpus, db_url):
+    url = db_url  # the store's own URL prints its password as ***
     result = invoke("search", "工资", "--theme", "salary", "--db", url)
     assert result.exit_code == 2 and "salary" in result.output
     assert "wages (Wages / 工资)" in result.output and "Traceback" not in result.output

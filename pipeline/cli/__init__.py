@@ -117,10 +117,14 @@ def main(
     global config
     try:
         config = Config.load(log_level="DEBUG" if verbose else None, log_file=log_file)
-        setup_logging(config)
     except InvalidInputError as e:
         errors.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(2) from None
+    except OSError as e:  # the working folder, where a project's own files are looked for
+        errors.print(f"[red]error:[/red] cannot read {e.filename or 'the working folder'}: {e.strerror or e}")
+        raise typer.Exit(2) from None
+    try:
+        setup_logging(config)
     except OSError as e:
         errors.print(
             f"[red]error:[/red] cannot write the log file {config.log_file}: {e.strerror or e}", highlight=False
@@ -152,10 +156,12 @@ def codebook_path(path: Path | None) -> Path:
     return config.given(codebook=path).codebook
 
 
-def open_codebook(path: Path | None) -> Codebook:
+def open_codebook(path: Path | None, *, for_labels: bool = False) -> Codebook:
+    """The codebook in use; `for_labels`: only its labels are read, so spaCy's check of its token patterns
+    waits for the tagger (see load_codebook)."""
     path = codebook_path(path)
     try:
-        return load_codebook(path)
+        return load_codebook(path, check_tokens=not for_labels)
     except FileNotFoundError:
         raise NotFoundError(f"no codebook at {path}") from None
     except CodebookError as e:
@@ -535,7 +541,7 @@ def codebook_validate(path: Annotated[Path | None, typer.Argument(help="Codebook
 @app.command()
 def themes(codebook: CodebookOption = None, db: DbOption = None) -> None:
     """Theme counts per recording: suggested, accepted, rejected."""
-    book = open_codebook(codebook)
+    book = open_codebook(codebook, for_labels=True)
     store = open_store(db)
     rows = store.theme_counts()
     if not rows:
@@ -710,7 +716,7 @@ def search(
         errors.print(f"[red]error:[/red] {e.message}", markup=True, highlight=False)
         errors.print(f"  {query}\n  {' ' * cell_len(query[: e.position])}^", markup=False, highlight=False)
         raise typer.Exit(2) from None
-    book = open_codebook(codebook)
+    book = open_codebook(codebook, for_labels=True)
     theme = book.theme_id(theme) if theme else None  # a label does too; an unknown theme is an error
     store = open_store(db)
     if store.count_segments() == 0:

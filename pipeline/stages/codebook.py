@@ -146,9 +146,11 @@ class CodebookError(InvalidInputError):
         super().__init__(f"{path}: " + "; ".join(map(str, problems)))
 
 
-def load_codebook(path: Path | str = DEFAULT_CODEBOOK) -> Codebook:
-    """The codebook in a file; CodebookError lists every problem when it has any."""
-    codebook, problems = parse_codebook(Path(path).read_text(encoding="utf-8"))
+def load_codebook(path: Path | str = DEFAULT_CODEBOOK, *, check_tokens: bool = True) -> Codebook:
+    """The codebook in a file; CodebookError lists every problem when it has any. Without `check_tokens`,
+    spaCy's check of the token patterns is left to the tagger, for commands that only read the labels
+    (spaCy takes seconds to import)."""
+    codebook, problems = parse_codebook(Path(path).read_text(encoding="utf-8"), check_tokens=check_tokens)
     if problems or codebook is None:
         raise CodebookError(Path(path), problems)
     return codebook
@@ -165,8 +167,9 @@ def _line(node: yaml.Node) -> int:
 class _Parser:
     """Walks the YAML node tree (which keeps line numbers), building themes and collecting problems."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, check_tokens: bool = True):
         self.loader = yaml.SafeLoader(text)
+        self.check_tokens = check_tokens
         self.problems: list[CodebookProblem] = []
         self.without_patterns: set[str] = set()  # themes that declare none (not: whose patterns were all bad)
 
@@ -311,12 +314,13 @@ class _Parser:
 
     def tokens(self, node: yaml.Node, language: str, where: str) -> tuple[dict, ...] | None:
         """A token pattern, checked the way spaCy's Matcher checks it, plus attributes the pipeline lacks."""
-        from spacy.matcher import Matcher
-        from spacy.vocab import Vocab
-
         tokens = self.value(node)
         try:
-            Matcher(Vocab(), validate=True).add("check", [tokens])
+            if self.check_tokens:
+                from spacy.matcher import Matcher
+                from spacy.vocab import Vocab
+
+                Matcher(Vocab(), validate=True).add("check", [tokens])
         except Exception as error:  # spaCy raises MatchPatternError, ValueError or re.error by case
             # spaCy's text names its own check ("for matcher rule 'check' ... Pattern 0:"): keep the rest
             message = re.sub(
@@ -376,9 +380,9 @@ def _version(themes: list[Theme], no_theme: list[Pattern]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
 
 
-def parse_codebook(text: str) -> tuple[Codebook | None, list[CodebookProblem]]:
+def parse_codebook(text: str, check_tokens: bool = True) -> tuple[Codebook | None, list[CodebookProblem]]:
     """The codebook in a YAML text and its problems; no codebook when there is any problem."""
-    parser = _Parser(text)
+    parser = _Parser(text, check_tokens)
     try:
         themes, no_theme = parser.codebook()
     finally:
