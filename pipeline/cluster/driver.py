@@ -162,7 +162,10 @@ def run_on_ray(
         )
         jobs = [Job(index, path) for index, path in enumerate(batch.files)]
         Driver(store, options, progress, batch, sizing).run(jobs)
-    return BatchReport(batch.results + [job.file for job in jobs])
+    for job in jobs:
+        batch.finished(job.file)
+    batch.write_waiting(store, options)
+    return BatchReport(batch.results)
 
 
 class Driver:
@@ -220,7 +223,15 @@ class Driver:
         """Probe the file and look it up: whether it needs a pass (if not, it is finished: skipped or failed)."""
         if self.progress:
             self.progress.file_started(job.path, job.index, len(self.batch.files))
-        job.run = FileRun(job.path, self.store, self.options, None, self.batch.taken_stems, self.batch.people)
+        job.run = FileRun(
+            job.path,
+            self.store,
+            self.options,
+            None,
+            self.batch.taken_stems,
+            self.batch.people,
+            self.batch.writes(job.path),
+        )
         with job.run.reporting():
             job.planned = job.run.plan()
         if job.planned is None:
