@@ -4,6 +4,9 @@
     python bench/doubt.py --tune     # also choose the rule's weights and thresholds from a grid: on half the
                                      # clips (scored on the other half, both ways round), then on all
 
+Each recording is scored twice: as `ohp run` marks it, and as `ohp run --second-decode` does (a second,
+greedy decode of the recording, whose disagreement makes words more doubtful).
+
 For each recording ohp's characters (letters and digits, lower case, simplified script) are aligned with
 the reference's (rapidfuzz's Levenshtein opcodes); a character ohp wrote is wrong when the alignment
 substitutes or deletes it. Recall is the share of wrong characters inside doubtful words; the flag rate the
@@ -15,8 +18,11 @@ with the words nearest it in time). Every corpus clip with an exact or documente
 them, so the check against overfitting is by halves: the rule is tuned on every other clip of each
 long-form and scored on the clips it did not see, both ways round (--tune prints both).
 
-The recogniser's output (words, probabilities, what decoding and the guards did) is cached once per file in
-bench/out/doubt/, so the rule can be tuned offline: ASR runs are slow on a shared machine.
+The recogniser's output (words, probabilities, what decoding and the guards did), and that of the second
+decode, is cached once per file in bench/out/doubt/, so the rule can be tuned offline: ASR runs are slow on
+a shared machine. The rule is tuned in two steps: its weights and threshold without a second decode, then,
+with those held, the weight of the second decode's disagreement (so that `ohp run` without it keeps the
+rule that is best without it).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import itertools
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.records import Segment, Transcript, Word  # noqa: E402
 from pipeline.script import to_simplified  # noqa: E402
-from pipeline.stages.doubt import DoubtRule, mark_doubt  # noqa: E402
+from pipeline.stages.doubt import SECOND_DECODE, DoubtRule, mark_doubt  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus"
 CACHE = REPO / "bench" / "out" / "doubt"
@@ -58,7 +64,7 @@ def reference_clips(name: str) -> list[dict]:
 
 def transcribe_files(files: dict[str, Path]) -> None:
     """Transcribe as `ohp run` does (decode, silero-vad chunks, faster-whisper base on the CPU, guards) and
-    cache each transcript, undoubted, as JSON."""
+    cache each transcript, undoubted, as JSON; then the second decode, as `ohp run --second-decode` makes it."""
     from pipeline.config import Config
     from pipeline.stages.audio import decode, probe
     from pipeline.stages.engines import load_engine
@@ -68,23 +74,30 @@ def transcribe_files(files: dict[str, Path]) -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     engine = load_engine("faster-whisper", "base", Config.load().home, "cpu")
     for name, path in files.items():
-        target = cache_path(name)
-        if target.exists():
+        if cache_path(name).exists() and cache_path(name, second=True).exists():
             continue
         started = time.perf_counter()
         samples = decode(probe(path)).samples
         chunks = segment(samples)
-        transcript = transcribe(samples, chunks, engine, TranscribeOptions(engine="faster-whisper"))
-        target.write_text(json.dumps(asdict(transcript), ensure_ascii=False), encoding="utf-8")
+        if not cache_path(name).exists():
+            transcript = transcribe(samples, chunks, engine, TranscribeOptions(engine="faster-whisper"))
+            cache_path(name).write_text(json.dumps(asdict(transcript), ensure_ascii=False), encoding="utf-8")
+        options = TranscribeOptions(engine="faster-whisper", language=cached(name).language, decode=SECOND_DECODE)
+        second = transcribe(samples, chunks, engine, options)
+        cache_path(name, second=True).write_text(json.dumps(asdict(second), ensure_ascii=False), encoding="utf-8")
         print(f"transcribed {name} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 
-def cache_path(name: str) -> Path:
-    return CACHE / (name.replace("/", "_").replace(":", "_") + ".json")
+def cache_path(name: str, second: bool = False) -> Path:
+    return CACHE / (name.replace("/", "_").replace(":", "_") + (".second" if second else "") + ".json")
 
 
-def cached(name: str) -> Transcript:
-    data = json.loads(cache_path(name).read_text(encoding="utf-8"))
+def cached(name: str, second: bool = False) -> Transcript:
+    return read_transcript(cache_path(name, second))
+
+
+def read_transcript(path: Path) -> Transcript:
+    data = json.loads(path.read_text(encoding="utf-8"))
     segments = [
         Segment(**{**s, "words": [Word(**w) for w in s["words"]], "marks": tuple(s["marks"])}) for s in data["segments"]
     ]
@@ -180,10 +193,16 @@ class Row:
 
 
 def evaluate(
-    name: str, transcript: Transcript, clips: list[dict], rule: DoubtRule, only: set[int] | None = None
+    name: str,
+    transcript: Transcript,
+    clips: list[dict],
+    rule: DoubtRule,
+    only: set[int] | None = None,
+    second: Transcript | None = None,
 ) -> Row:
-    """The rule on one recording (on the clips numbered in `only`, if given), beside its baseline."""
-    marked = mark_doubt(transcript, rule)
+    """The rule on one recording (on the clips numbered in `only`, if given; with its `second` decode, if
+    given), beside its baseline."""
+    marked = mark_doubt(transcript, rule, second=second)
     parts = [s for i, s in enumerate(by_clip(marked, clips)) if only is None or i in only]
     scored = sum(parts[1:], parts[0])
     recall, flag_rate = figures(scored, [w.doubtful for w in scored.words])
@@ -198,6 +217,7 @@ GRID = {
     "fragment_weight": (0.0, 0.1, 0.2, 0.25, 0.3, 0.35),
     "touched_weight": (0.0, 0.3, 0.6),
 }
+DISPUTED_WEIGHTS = (0.0, 0.3, 0.6, 1.0, 1.5)  # tuned after the rest, on the second decode
 
 
 def objective(rows: dict[str, Row]) -> float:
@@ -210,16 +230,26 @@ def objective(rows: dict[str, Row]) -> float:
     return min(zh.gain, dialect.gain)
 
 
-def tune(transcripts: dict[str, Transcript], clips: dict[str, list[dict]], only: dict[str, set[int]]) -> DoubtRule:
-    """The rule of the grid that does best on the given clips of each recording."""
-    best, best_score = DoubtRule(), -2.0
-    for values in itertools.product(*GRID.values()):
-        rule = DoubtRule(**dict(zip(GRID, values, strict=True)))
-        rows = {n: evaluate(n, t, clips[n], rule, only[n]) for n, t in transcripts.items()}
-        score = objective(rows)
-        if score > best_score:
-            best, best_score = rule, score
-    return best
+def tune(
+    transcripts: dict[str, Transcript],
+    seconds: dict[str, Transcript],
+    clips: dict[str, list[dict]],
+    only: dict[str, set[int]],
+) -> DoubtRule:
+    """The rule of the grid that does best on the given clips of each recording without a second decode; then,
+    the rest held, the weight of the second decode's disagreement that does best with it."""
+
+    def score(rule: DoubtRule, with_second: bool) -> float:
+        return objective(
+            {
+                n: evaluate(n, t, clips[n], rule, only[n], seconds[n] if with_second else None)
+                for n, t in transcripts.items()
+            }
+        )
+
+    rules = [DoubtRule(**dict(zip(GRID, values, strict=True))) for values in itertools.product(*GRID.values())]
+    best = max(rules, key=lambda rule: score(rule, False))  # the first of equals: the grid's order decides
+    return max((replace(best, disputed_weight=w) for w in DISPUTED_WEIGHTS), key=lambda rule: score(rule, True))
 
 
 def table(rows: list[Row]) -> str:
@@ -235,6 +265,22 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def scored(
+    transcripts: dict[str, Transcript],
+    seconds: dict[str, Transcript],
+    clips: dict[str, list[dict]],
+    rule: DoubtRule,
+    only: dict[str, set[int]] | None = None,
+) -> list[Row]:
+    """Each recording as `ohp run` marks it, then as `ohp run --second-decode` does (on the clips in `only`)."""
+    return [
+        evaluate(f"{n}{', second decode' if second else ''}", t, clips[n], rule, only and only[n], second)
+        for second_decode in (False, True)
+        for n, t in transcripts.items()
+        for second in [seconds[n] if second_decode else None]
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tune", action="store_true", help="search the rule's thresholds on the long-forms")
@@ -242,20 +288,19 @@ def main() -> None:
     longforms = {name: path for name, path in LONGFORMS.items() if path.exists()}
     transcribe_files(longforms)
     transcripts = {name: cached(name) for name in longforms}
+    seconds = {name: cached(name, second=True) for name in longforms}
     clips = {name: reference_clips(name) for name in longforms}
     rule = DoubtRule()
     if args.tune:
         # Held out: tuned on every other clip of each long-form, scored on the clips it did not see, and back.
         folds = [{n: set(range(k, len(c), 2)) for n, c in clips.items()} for k in (0, 1)]
         for seen, unseen in ((0, 1), (1, 0)):
-            fold_rule = tune(transcripts, clips, folds[seen])
-            rows = [
-                evaluate(f"{n}, clips {unseen + 1}, {unseen + 3}, ...", t, clips[n], fold_rule, folds[unseen][n])
-                for n, t in transcripts.items()
-            ]
-            print(f"tuned on clips {seen + 1}, {seen + 3}, ... of each: {fold_rule}\n{table(rows)}\n")
-        rule = tune(transcripts, clips, {n: set(range(len(c))) for n, c in clips.items()})
-    rows = [evaluate(name, transcripts[name], clips[name], rule) for name in longforms]
+            fold_rule = tune(transcripts, seconds, clips, folds[seen])
+            rows = scored(transcripts, seconds, clips, fold_rule, folds[unseen])
+            print(f"tuned on clips {seen + 1}, {seen + 3}, ... of each: {fold_rule}")
+            print(f"scored on clips {unseen + 1}, {unseen + 3}, ...:\n{table(rows)}\n")
+        rule = tune(transcripts, seconds, clips, {n: set(range(len(c))) for n, c in clips.items()})
+    rows = scored(transcripts, seconds, clips, rule)
     print(f"rule: {rule}\n")
     print(table(rows))
     out = CACHE / "results.json"

@@ -44,7 +44,7 @@ from pipeline.records import (
 )
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.codebook import Codebook
-from pipeline.stages.doubt import confidence, mark_doubt
+from pipeline.stages.doubt import SECOND_DECODE, confidence, mark_doubt
 from pipeline.stages.engines import load_engine
 from pipeline.stages.learned import ThemeModel
 from pipeline.stages.segment import VadOptions, segment, speech_regions
@@ -94,10 +94,15 @@ class RunOptions:
     device: str = "auto"  # where models run: auto, cpu or cuda
     # The project's vocabulary; with it each recording's hint (see for_recording). None: no hint.
     vocabulary: Vocabulary | None = None
+    # Decode each recording a second time (greedy), and doubt more the words it writes differently: marks more
+    # of the wrong words at the same share of text (bench/RESULTS.md), and costs that second decode.
+    second_decode: bool = False
 
     def settings(self) -> dict:
-        """The transcribe stage's settings: the same settings give the same transcript."""
-        return {"transcribe": self.transcribe.settings(), "vad": asdict(self.vad)}
+        """The transcribe stage's settings: the same settings give the same transcript (and the same doubt). The
+        second decode counts only when asked for: settings made before it existed stay the same."""
+        settings = {"transcribe": self.transcribe.settings(), "vad": asdict(self.vad)}
+        return {**settings, "second_decode": True} if self.second_decode else settings
 
 
 def for_recording(options: RunOptions, recording: RecordingRecord | None) -> RunOptions:
@@ -243,11 +248,15 @@ def _transcribe(
             if progress:
                 progress.audio_done(info.path, chunks[index].end)
 
+        second = None
         if chunks:
             engine = load_engine(options.transcribe.engine, options.transcribe.model, options.home, options.device)
             transcript = transcribe(
                 decoded.samples, chunks, engine, options.transcribe, done=done, on_chunk=chunk_finished
             )
+            if options.second_decode:  # the same but the decoding: where they differ, the recogniser wavered
+                again = replace(options.transcribe, language=transcript.language, decode=SECOND_DECODE)
+                second = transcribe(decoded.samples, chunks, engine, again)
         else:  # silence: a valid recording with nothing to transcribe, and no model to load for it
             warnings.append(f"{info.path}: no speech found")
             transcript = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)
@@ -256,7 +265,7 @@ def _transcribe(
             new, text = transcript.segments[correction.target], correction.old.text
             words = realign(new.words, text, new.start, new.end)
             transcript.segments[correction.target] = replace(new, text=text, version=correction.version, words=words)
-    transcript = mark_doubt(transcript)
+    transcript = mark_doubt(transcript, second=second)
     transcript.warnings = warnings
     # The decoded length is the truth when a container misstates it (truncated files).
     result.info, result.transcript = replace(info, duration=decoded.duration), transcript

@@ -24,10 +24,12 @@ from pipeline.imports import import_file
 from pipeline.process import RunOptions, process_recording
 from pipeline.records import (
     AudioInfo,
+    Chunk,
     DecodeMark,
     RecordingResult,
     SearchFilters,
     Segment,
+    SpeechRegion,
     StageRun,
     Transcript,
     Word,
@@ -37,6 +39,7 @@ from pipeline.stages.audio import ffmpeg_exe
 from pipeline.stages.doubt import (
     by_risk,
     confidence,
+    disputed,
     doubtful_passages,
     doubtful_share,
     mark_doubt,
@@ -89,6 +92,19 @@ def test_words_in_a_language_the_recording_is_not_in_are_doubtful():
     assert doubted(segment([("my", 0.99), ("工资", 0.99)], "en"), "en") == ["工资"]
     # a segment in another language than the recording's: every word of it
     assert doubted(segment([("gracias", 0.99)], "es"), "en") == ["gracias"]
+
+
+def test_words_a_second_decode_wrote_differently_are_more_doubtful():
+    first = Transcript(
+        "en", 0.9, [segment([("the", 0.95), ("wages", 0.35), ("were", 0.99), ("owed", 0.99)], "en")], "", ""
+    )
+    second = Transcript(
+        "en", 0.9, [segment([("the", 0.9), ("fees", 0.5), ("where", 0.6), ("owed", 0.9)], "en")], "", ""
+    )
+    assert [w.text for s in mark_doubt(first).segments for w in s.words if w.doubtful] == []
+    # "wages" was unsure and the second decode wrote it otherwise; "were" was sure, whatever the second wrote.
+    assert [w.text for s in mark_doubt(first, second=second).segments for w in s.words if w.doubtful] == ["wages"]
+    assert disputed(first, second) == [[0.0, pytest.approx(0.6), 0.0, 0.0]]  # "es" kept; "where" holds "were"
 
 
 def test_a_segment_a_person_corrected_is_never_doubtful():
@@ -269,6 +285,43 @@ def test_the_run_summary_says_how_much_is_doubtful():
 
 
 # ------------------------------------------------------------------------------------------- real audio
+
+
+class WaveringEngine:
+    """Hears "wages" unsure in a beam search, and "fees" when decoding greedily."""
+
+    name = "faster-whisper"
+    model = "base"
+
+    def __init__(self) -> None:
+        self.beams: list[int] = []
+
+    def language_probabilities(self, samples) -> dict[str, float]:
+        return {"en": 0.9}
+
+    def decode(self, samples, language: str, options) -> list[Segment]:
+        self.beams.append(options.beam_size)
+        middle = ("fees", 0.6) if options.beam_size == 1 else ("wages", 0.35)
+        return [segment([("the", 0.95), middle, ("were", 0.99), ("owed", 0.99)], "en")]
+
+
+def test_a_run_with_a_second_decode_doubts_what_it_heard_otherwise(tmp_path, monkeypatch):
+    from pipeline import process
+
+    engine = WaveringEngine()
+    monkeypatch.setattr(process, "load_engine", lambda *args: engine)
+    clip = tmp_path / "tone.wav"
+    tone = "sine=frequency=220:duration=3"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", tone, str(clip)], check=True)
+    monkeypatch.setattr(process, "segment", lambda samples, vad: [Chunk(0.0, 3.0, (SpeechRegion(0.0, 3.0),))])
+    once = process_recording(clip, RunOptions(speakers=None, out_dir=None, home=tmp_path))
+    assert engine.beams == [5] and [w.text for w in once.transcript.segments[0].words if w.doubtful] == []
+    twice = process_recording(clip, RunOptions(speakers=None, out_dir=None, home=tmp_path, second_decode=True))
+    assert engine.beams == [5, 5, 1]
+    assert [w.text for w in twice.transcript.segments[0].words if w.doubtful] == ["wages"]
+    # Part of the settings, so a run asking for it transcribes again; only then: older settings stay as they were.
+    assert twice.stages["transcribe"].settings["second_decode"] is True
+    assert "second_decode" not in once.stages["transcribe"].settings
 
 
 @pytest.mark.slow

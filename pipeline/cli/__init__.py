@@ -238,6 +238,13 @@ def run(
         typer.Option("--report", help="Also write each file's result as JSON to this file", dir_okay=False),
     ] = None,
     vocabulary: VocabularyOption = None,
+    second_decode: Annotated[
+        bool,
+        typer.Option(
+            help="Decode each recording a second time (greedy) and doubt the words it writes differently: "
+            "more of the wrong words marked, for that second decode's time"
+        ),
+    ] = False,
     ray: Annotated[
         str | None,
         typer.Option(
@@ -280,6 +287,7 @@ def run(
         home=settings.home,
         device=settings.device,
         vocabulary=open_vocabulary(vocabulary),
+        second_decode=second_decode,
     )
     store = open_store(db)
     with batch_progress(console) as progress:

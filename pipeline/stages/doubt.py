@@ -5,7 +5,8 @@ A word is doubtful when the recogniser was unsure of it, and more readily so in 
 its characters make no word of the language with their neighbours (a misheard name or term comes out as
 rare single characters: 钦点 as 清典), in a segment that decoding or a guard touched (a loop cut out, a
 phantom phrase removed, audio the recogniser skipped and decoded again), or in a language or script the
-recording is not in. The weights and thresholds were chosen
+recording is not in; and, when a second decode was made (`ohp run --second-decode`), where it wrote the
+word differently. The weights and thresholds were chosen
 by measuring them against reference transcripts (bench/doubt.py; the figures are in bench/RESULTS.md), not
 guessed. Text a person corrected is never doubtful.
 """
@@ -20,6 +21,7 @@ from functools import cache
 
 from pipeline.records import Segment, Transcript, Word
 from pipeline.script import CHINESE_LANGUAGES, to_simplified
+from pipeline.stages.engines import DecodeOptions
 from pipeline.utils import HAN_CHAR, join_texts
 
 log = logging.getLogger(__name__)
@@ -32,13 +34,21 @@ _FLOOR = 1e-3  # a probability of 0 is no surer than this
 class DoubtRule:
     """When a word is doubtful: when its doubt score, ln(probability) + fragment_weight * log10(how often its
     rarest lone character is a word of its own, when jieba's dictionary puts it in no longer word) -
-    touched_weight (in a segment decoding or a guard touched), is below `threshold`. Chosen with
+    touched_weight (in a segment decoding or a guard touched) - disputed_weight * (the share of its
+    characters a second decode wrote differently, when there is one), is below `threshold`. Chosen with
     bench/doubt.py --tune (bench/RESULTS.md)."""
 
     threshold: float = -1.3
     fragment_weight: float = 0.3
     touched_weight: float = 0.3
+    disputed_weight: float = 0.6
     foreign: bool = True  # words in a script the recording's language does not write are doubtful
+
+
+# The second decode whose disagreement makes words doubtful: greedy, where the first decode searches a beam.
+# Measured beside sampling at temperature 0.6, which did as well on all the reference clips but worse on
+# halves it was not tuned on (bench/doubt_signals.py, bench/RESULTS.md).
+SECOND_DECODE = DecodeOptions(beam_size=1, best_of=1, temperatures=(0.0,))
 
 
 @dataclass(frozen=True)
@@ -95,19 +105,54 @@ def fragment_rarity(words: list[Word]) -> list[float]:
     return rarity
 
 
-def doubt_scores(segment: Segment, language: str | None, rule: DoubtRule) -> list[float]:
-    """Each word's doubt score (see DoubtRule): the lower, the more doubtful."""
+def _letters(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def disputed(transcript: Transcript, second: Transcript) -> list[list[float]]:
+    """Per segment, per word: the share of the word's letters and digits that the second decode of the same
+    recording wrote differently (the two texts aligned by edit distance, rapidfuzz's Levenshtein)."""
+    from rapidfuzz.distance import Levenshtein
+
+    words = [w for s in transcript.segments for w in s.words]
+    owner = [i for i, w in enumerate(words) for _ in _letters(w.text)]
+    text = "".join(_letters(w.text) for w in words)
+    other = "".join(_letters(w.text) for s in second.segments for w in s.words)
+    changed = [0] * len(text)
+    for tag, start, end, _, _ in Levenshtein.opcodes(text, other):
+        if tag in ("replace", "delete"):
+            changed[start:end] = [1] * (end - start)
+    letters, differ = [0] * len(words), [0] * len(words)
+    for at, i in enumerate(owner):
+        letters[i] += 1
+        differ[i] += changed[at]
+    share = [d / n if n else 0.0 for d, n in zip(differ, letters, strict=True)]
+    shares, at = [], 0
+    for s in transcript.segments:
+        shares.append(share[at : at + len(s.words)])
+        at += len(s.words)
+    return shares
+
+
+def doubt_scores(
+    segment: Segment, language: str | None, rule: DoubtRule, disputes: list[float] | None = None
+) -> list[float]:
+    """Each word's doubt score (see DoubtRule): the lower, the more doubtful. `disputes`: per word, the share
+    a second decode wrote differently (`disputed`); None without a second decode."""
     chinese = segment.language in CHINESE_LANGUAGES
     rarity = fragment_rarity(segment.words) if chinese else [0.0] * len(segment.words)
     touched = rule.touched_weight if segment.marks else 0.0
+    disputes = disputes or [0.0] * len(segment.words)
     return [
-        math.log(max(w.probability, _FLOOR)) + rule.fragment_weight * r - touched
-        for w, r in zip(segment.words, rarity, strict=True)
+        math.log(max(w.probability, _FLOOR)) + rule.fragment_weight * r - touched - rule.disputed_weight * d
+        for w, r, d in zip(segment.words, rarity, disputes, strict=True)
     ]
 
 
-def _doubtful_words(segment: Segment, language: str | None, rule: DoubtRule) -> list[bool]:
-    scores = doubt_scores(segment, language, rule)
+def _doubtful_words(
+    segment: Segment, language: str | None, rule: DoubtRule, disputes: list[float] | None
+) -> list[bool]:
+    scores = doubt_scores(segment, language, rule, disputes)
     other_language = bool(language) and segment.language != language
     return [
         score < rule.threshold or (rule.foreign and (other_language or is_foreign(word, language)))
@@ -140,9 +185,12 @@ def doubtful_share(segments: list[Segment]) -> float | None:
     return doubtful / total if total else None
 
 
-def mark_segment(segment: Segment, language: str | None, rule: DoubtRule = DoubtRule()) -> Segment:
+def mark_segment(
+    segment: Segment, language: str | None, rule: DoubtRule = DoubtRule(), disputes: list[float] | None = None
+) -> Segment:
     """The segment with its words' doubt and its confidence; a person's correction clears the doubt."""
-    marks = [False] * len(segment.words) if segment.version > 1 else _doubtful_words(segment, language, rule)
+    corrected = segment.version > 1
+    marks = [False] * len(segment.words) if corrected else _doubtful_words(segment, language, rule, disputes)
     words = [replace(w, doubtful=m) for w, m in zip(segment.words, marks, strict=True)]
     marked = replace(segment, words=words)
     return replace(marked, confidence=confidence(marked))
@@ -171,9 +219,18 @@ def recording_warnings(transcript: Transcript, rule: WarningRule = WarningRule()
     return warnings
 
 
-def mark_doubt(transcript: Transcript, rule: DoubtRule = DoubtRule(), warn: WarningRule = WarningRule()) -> Transcript:
-    """The transcript with each word's doubt, each segment's confidence and the recording's warnings."""
-    segments = [mark_segment(s, transcript.language, rule) for s in transcript.segments]
+def mark_doubt(
+    transcript: Transcript,
+    rule: DoubtRule = DoubtRule(),
+    warn: WarningRule = WarningRule(),
+    second: Transcript | None = None,
+) -> Transcript:
+    """The transcript with each word's doubt, each segment's confidence and the recording's warnings; with
+    `second`, a second decode of the recording (SECOND_DECODE), the words it wrote differently more doubtful."""
+    disputes = disputed(transcript, second) if second else [None] * len(transcript.segments)
+    segments = [
+        mark_segment(s, transcript.language, rule, d) for s, d in zip(transcript.segments, disputes, strict=True)
+    ]
     marked = replace(transcript, segments=segments)
     return replace(marked, quality_warnings=recording_warnings(marked, warn))
 
