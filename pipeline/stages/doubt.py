@@ -119,9 +119,9 @@ def disputed(transcript: Transcript, second: Transcript) -> list[list[float]]:
     text = "".join(_letters(w.text) for w in words)
     other = "".join(_letters(w.text) for s in second.segments for w in s.words)
     changed = [0] * len(text)
-    for tag, start, end, _, _ in Levenshtein.opcodes(text, other):
-        if tag in ("replace", "delete"):
-            changed[start:end] = [1] * (end - start)
+    for op in Levenshtein.opcodes(text, other):
+        if op.tag in ("replace", "delete"):
+            changed[op.src_start : op.src_end] = [1] * (op.src_end - op.src_start)
     letters, differ = [0] * len(words), [0] * len(words)
     for at, i in enumerate(owner):
         letters[i] += 1
