@@ -324,6 +324,21 @@ def test_a_run_with_a_second_decode_doubts_what_it_heard_otherwise(tmp_path, mon
     assert "second_decode" not in once.stages["transcribe"].settings
 
 
+def test_ohp_run_second_decode_asks_for_it(monkeypatch, tmp_path):
+    from pipeline import batch
+
+    seen = []
+
+    def run_batch(paths, store, options, progress):
+        seen.append(options.second_decode)
+        return batch.BatchReport([])
+
+    monkeypatch.setattr(batch, "run_batch", run_batch)  # the command imports it when it runs
+    for given in ([], ["--second-decode"]):
+        runner.invoke(app, ["run", "a.wav", "--no-tag", "--db", f"sqlite:///{tmp_path / 'ohp.db'}", *given])
+    assert seen == [False, True]
+
+
 @pytest.mark.slow
 def test_the_dialect_long_form_is_warned_about(tmp_path):
     # Its first 18 s (two Sichuanese clips), to spare the machine: the recogniser is as lost on them.
