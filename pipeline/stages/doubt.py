@@ -227,7 +227,7 @@ def mark_doubt(
 ) -> Transcript:
     """The transcript with each word's doubt, each segment's confidence and the recording's warnings; with
     `second`, a second decode of the recording (SECOND_DECODE), the words it wrote differently more doubtful."""
-    disputes = disputed(transcript, second) if second else [None] * len(transcript.segments)
+    disputes = disputed(transcript, second) if second is not None else [None] * len(transcript.segments)
     segments = [
         mark_segment(s, transcript.language, rule, d) for s, d in zip(transcript.segments, disputes, strict=True)
     ]
