@@ -135,7 +135,7 @@ def test_a_model_file_too_large_or_missing_is_refused(tmp_path, monkeypatch):
 
 
 def test_patterns_keep_what_they_find_and_the_model_adds_with_evidence():
-    texts = ["我在车间里踩缝纫机", "老板拖欠工资三个月", "拖欠工资，天天踩缝纫机"]
+    texts = ["我在家里踩缝纫机", "老板拖欠工资三个月", "拖欠工资，天天踩缝纫机"]
     alone = tag_segments(texts, ["zh"] * 3, CODEBOOK, context=False)
     combined = tag_segments(texts, ["zh"] * 3, CODEBOOK, model=SEWING, context=False)
     assert alone[0].themes == []
@@ -147,6 +147,28 @@ def test_patterns_keep_what_they_find_and_the_model_adds_with_evidence():
     themes = {t.theme: t for t in combined[2].themes}
     assert themes["wages"] == next(t for t in alone[2].themes if t.theme == "wages")
     assert themes["working_conditions"].origin == "model"
+
+
+def test_the_model_needs_less_where_the_patterns_found_some_evidence():
+    unsure = crafted({"working_conditions": {"缝纫": 1.0}, "wages": {"工资": 1.0}})  # probability 0.5 where present
+    assert tag_text("我在家里踩缝纫机", "zh", CODEBOOK, unsure).themes == []
+    # 车间 alone is too little for the patterns (0.3), the model alone too unsure: together they suggest the theme.
+    text = "我在车间里踩缝纫机"
+    assert tag_text(text, "zh", CODEBOOK).themes == []
+    [found] = tag_text(text, "zh", CODEBOOK, unsure).themes
+    assert (found.theme, found.origin) == ("working_conditions", "model")
+    assert [text[a:b] for a, b in found.evidence] == ["车间", "缝纫"]
+
+
+def test_english_features_are_lemmas_pairs_and_runs_of_characters_standing_where_their_word_does():
+    from pipeline.stages.learned import english_features
+    from pipeline.stages.tag import pipeline
+
+    text = "Soldering hurts."
+    found = english_features(pipeline("en", CODEBOOK)(text))
+    assert ("soldering", 0, 9) in found and ("soldering hurt", 0, 15) in found
+    assert ("# so", 0, 9) in found and ("#ing ", 0, 9) in found and ("#urts ", 10, 15) in found
+    assert not any("." in f for f, _, _ in found)  # punctuation is no word
 
 
 def test_the_model_never_tags_what_the_codebook_says_carries_no_theme():

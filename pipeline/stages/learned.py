@@ -2,8 +2,10 @@
 
 Features are what a segment says: in Chinese, characters and runs of two and three characters of the
 simplified text (a word segmenter's words would split 留守 from 儿童 one day and not the next); in English,
-spaCy's lemmas and pairs of neighbouring lemmas. Each feature keeps where it stands in the text, so a
-suggestion's evidence is the features that pushed hardest towards it, as character spans of the segment.
+spaCy's lemmas, pairs of neighbouring lemmas, and runs of three to five characters of each word (so that
+"soldering" and "solderer", "grandkids" and "grandkid's" share something a lemma does not). Each feature
+keeps where it stands in the text (a run of characters, the whole word it is part of), so a suggestion's
+evidence is the features that pushed hardest towards it, as character spans of the segment.
 
 A theme is a logistic regression over TF-IDF-weighted features (scikit-learn trains it), learned from
 sentences whose themes are known: the labelled examples ohp ships, and the decisions people made in a
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 FORMAT = "ohp-themes-model"
 FORMAT_VERSION = 1
 THRESHOLD = 0.6  # a theme's probability from which the model suggests it (chosen for precision by bench/themes.py)
+# ... and from which it suggests a theme the codebook's patterns found some evidence of, not enough on their own:
+# two kinds of evidence agreeing (chosen on the second frozen batch, before it joined the labelled set).
+SUPPORTED_THRESHOLD = 0.4
+CHARACTER_RUNS = (3, 5)  # lengths of the runs of characters of English words
 EVIDENCE_FEATURES = 3  # at most this many features (with every place they stand) as a suggestion's evidence
 MAX_FILE_BYTES = 50_000_000
 MAX_FEATURE_CHARACTERS = 100
@@ -61,12 +67,19 @@ def chinese_features(text: str, origin: Sequence[int] | None = None) -> list[Fea
 
 
 def english_features(tokens: Iterable) -> list[Feature]:
-    """Lemmas (lower case) of a spaCy doc's words, and each pair of neighbouring ones."""
-    words = [
-        ((t.lemma_ or t.text).lower(), t.idx, t.idx + len(t.text)) for t in tokens if not (t.is_punct or t.is_space)
-    ]
+    """Lemmas (lower case) of a spaCy doc's words, each pair of neighbouring ones, and the runs of
+    CHARACTER_RUNS characters of each word (lower case, with a space before and after it; marked "#" so that
+    none is ever taken for a lemma), a run standing where its whole word does."""
+    spoken = [t for t in tokens if not (t.is_punct or t.is_space)]
+    words = [((t.lemma_ or t.text).lower(), t.idx, t.idx + len(t.text)) for t in spoken]
     pairs = [(f"{a} {b}", s, e) for (a, s, _), (b, _, e) in itertools.pairwise(words)]
-    return words + pairs
+    shortest, longest = CHARACTER_RUNS
+    runs = []
+    for t in spoken:
+        padded = f" {t.text.lower()} "
+        for n in range(shortest, longest + 1):
+            runs += [(f"#{padded[i : i + n]}", t.idx, t.idx + len(t.text)) for i in range(len(padded) - n + 1)]
+    return words + pairs + runs
 
 
 @dataclass(frozen=True)
@@ -102,9 +115,12 @@ class ThemeModel:
     trained_on: dict = field(default_factory=dict)  # what it learned from: counts, for people to read
     version: str = ""
 
-    def suggest(self, language: str, features: Sequence[Feature]) -> list[ModelSuggestion]:
+    def suggest(
+        self, language: str, features: Sequence[Feature], supported: Iterable[str] = ()
+    ) -> list[ModelSuggestion]:
         """Themes the model finds in one segment's features, best first, each with its evidence: the spans of
-        the (at most EVIDENCE_FEATURES) features contributing most to it."""
+        the (at most EVIDENCE_FEATURES) features contributing most to it. A theme is found from probability
+        THRESHOLD, or SUPPORTED_THRESHOLD when it is one of the `supported` (other evidence points to it)."""
         model = self.languages.get(language)
         if model is None or not features:
             return []
@@ -115,16 +131,18 @@ class ThemeModel:
         probabilities = 1 / (1 + np.exp(-(contributions.sum(axis=1) + model.intercept)))
         names = {column: name for name, column in model.features.items() if column in set(columns.tolist())}
         found = []
-        for t in np.flatnonzero(probabilities >= THRESHOLD):
+        backed = set(supported)
+        thresholds = np.array([SUPPORTED_THRESHOLD if theme in backed else THRESHOLD for theme in model.themes])
+        for t in np.flatnonzero(probabilities >= thresholds):
             order = np.argsort(-contributions[t], kind="stable")[:EVIDENCE_FEATURES]
             strongest = {names[int(columns[i])] for i in order if contributions[t, i] > 0}
-            evidence = _merged([(s, e) for f, s, e in features if f in strongest])
+            evidence = merged_spans([(s, e) for f, s, e in features if f in strongest])
             if evidence:
                 found.append(ModelSuggestion(model.themes[t], round(float(probabilities[t]), 3), evidence))
         return sorted(found, key=lambda s: -s.score)
 
 
-def _merged(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+def merged_spans(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     merged: list[list[int]] = []
     for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:
@@ -147,6 +165,7 @@ class Example:
 
 def train(examples: Sequence[Example], themes: Sequence[str], trained_on: dict | None = None) -> ThemeModel:
     """A model per language from the examples; the same examples in the same order give the same model."""
+    from scipy import sparse
     from sklearn.linear_model import LogisticRegression
 
     languages = {}
@@ -161,10 +180,17 @@ def train(examples: Sequence[Example], themes: Sequence[str], trained_on: dict |
         columns = {f: i for i, f in enumerate(vocabulary)}
         idf = np.array([math.log((1 + len(rows)) / (1 + counts[f])) + 1 for f in vocabulary])
         empty = LanguageModel(columns, idf, (), np.zeros((0, len(vocabulary))), np.zeros(0))
-        matrix = np.zeros((len(rows), len(vocabulary)))
-        for i, e in enumerate(rows):
-            present, weights = empty.vector(e.features)
-            matrix[i, present] = weights
+        vectors = [empty.vector(e.features) for e in rows]
+        matrix = sparse.csr_matrix(
+            (
+                np.concatenate([weights for _, weights in vectors]),
+                (
+                    np.repeat(np.arange(len(rows)), [len(present) for present, _ in vectors]),
+                    np.concatenate([present for present, _ in vectors]),
+                ),
+            ),
+            shape=(len(rows), len(vocabulary)),
+        )
         learned, coef, intercept = [], [], []
         for theme in themes:
             usable = [i for i, e in enumerate(rows) if e.known is None or theme in e.known]

@@ -16,7 +16,9 @@ are suggested, with every matched span as evidence, in character offsets into th
 
 The learned model (pipeline.stages.learned), when given, adds themes the patterns miss: a theme the
 patterns suggest stays exactly as they suggest it (origin "pattern"); a theme they do not, the model
-suggests from its probability (origin "model"), its evidence the words that weighed most. The model never
+suggests from its probability (origin "model"), its evidence the words that weighed most. Where the
+patterns found some evidence of a theme but not enough to suggest it, the model needs less to be sure
+(learned.SUPPORTED_THRESHOLD), and the patterns' words join its evidence. The model never
 suggests anything in a segment where the codebook's `no_theme` patterns match, nor a theme whose evidence
 would lie on one of that theme's exclusions.
 
@@ -42,7 +44,7 @@ from spacy.util import get_words_and_spaces
 from pipeline.records import Entity, ThemeOrigin, ThemeSuggestion
 from pipeline.script import Script, convert_pieces
 from pipeline.stages.codebook import Codebook
-from pipeline.stages.learned import Feature, ThemeModel, chinese_features, english_features
+from pipeline.stages.learned import Feature, ThemeModel, chinese_features, english_features, merged_spans
 
 log = logging.getLogger(__name__)
 TAGGER_VERSION = "2"  # bump when the algorithm changes: stored with each suggestion, beside the codebook version
@@ -392,8 +394,9 @@ def _learned(
     codebook allows them (see the module's docstring)."""
     if segment.no_theme:
         return []
+    weak = {theme: evidence for theme, (_, evidence) in segment.themes.items() if theme not in suggested}
     suggestions = []
-    for found in model.suggest(language, segment.features):
+    for found in model.suggest(language, segment.features, supported=weak):
         if found.theme not in codebook.ids or found.theme in suggested:
             continue
         evidence = tuple(
@@ -402,6 +405,7 @@ def _learned(
             if not any(t == found.theme and s < xe and xs < e for t, xs, xe in segment.excluded)
         )
         if evidence:
+            evidence = merged_spans([*evidence, *weak.get(found.theme, ())])
             suggestions.append(ThemeSuggestion(found.theme, found.score, evidence, ThemeOrigin.MODEL))
     return suggestions
 
