@@ -571,6 +571,7 @@ class CoverageRow:
     segments: int
     seconds: float  # of speech, in segments
     marked: dict[str, tuple[int, float]]
+    doubtful: float | None = None  # share of its text in doubtful words (the doubt stage's); None: not checked
 
 
 @dataclass(frozen=True)
