@@ -369,9 +369,10 @@ def test_ohp_report_writes_charts_and_csvs(coded, db_url, tmp_path):
 
     assert ElementTree.parse(out / "themes-by-place.svg").getroot().tag.endswith("svg")
     by_interviewee = list(csv.reader(io.StringIO((out / "themes-by-interviewee.csv").read_text(encoding="utf-8-sig"))))
-    assert by_interviewee[0][:3] == ["interviewee", "Family separation", "Left-behind children"]  # the labels
-    assert "Wages" in by_interviewee[0] and by_interviewee[1][0] == "interviewee 1"  # redacted
-    assert by_interviewee[1][by_interviewee[0].index("Wages")] == "3"
+    # The labels in the codebook's languages.
+    assert by_interviewee[0][:3] == ["interviewee", "Family separation / 家人分离", "Left-behind children / 留守儿童"]
+    assert "Wages / 工资" in by_interviewee[0] and by_interviewee[1][0] == "interviewee 1"  # redacted
+    assert by_interviewee[1][by_interviewee[0].index("Wages / 工资")] == "3"
     page = (out / "index.html").read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     for path in out.glob("*.svg"):

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def theme_label(codebook: Codebook) -> Callable[[str], str]:
-    """A theme's English label from the codebook (its id when the codebook has no such theme)."""
-    known = {theme.id: theme.label.get("en") or theme.id for theme in codebook.themes}
+    """A theme as people read it: its labels in the codebook's languages ("Wages / 工资"; its id when the
+    codebook has no such theme), as everywhere else in ohp."""
+    known = {theme.id: codebook.label(theme.id) for theme in codebook.themes}
     return lambda theme: known.get(theme, theme)
 
 
