@@ -276,7 +276,8 @@ def _cooccurrence_in_turns(s: Session, scope: Scope) -> dict[tuple[str, str], in
             SegmentRow.recording_id,
             SegmentRow.start,
             SegmentRow.idx,
-            case((previous.is_(None), 1), (previous == SegmentRow.speaker, 0), else_=1).label("change"),
+            # A first segment (no previous speaker) or no speaker: NULL compares as not equal, a new turn.
+            case((previous == SegmentRow.speaker, 0), else_=1).label("change"),
         ),
         scope,
     ).subquery()
