@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import xmlschema
 from lxml import etree
 from saving import save_tags, save_transcription
 
@@ -22,6 +23,8 @@ from pipeline.imports import import_codings
 from pipeline.records import AudioInfo, Coding, ImportedCodings, Segment, ThemeSuggestion, Transcript
 from pipeline.stages.codebook import load_codebook
 from pipeline.store import Store
+
+from conftest import STANDARDS, corpus_path
 
 CODEBOOK = load_codebook()
 INFO = AudioInfo(Path("/audio/li.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 40.0)
@@ -163,3 +166,11 @@ def test_a_coder_name_longer_than_the_database_holds_is_refused(coded, tmp_path)
     path.write_bytes(_renamed(project, "alice", "y" * 256))
     with pytest.raises(TranscriptFormatError, match="256 characters long"):
         read_qdpx(path, CODEBOOK)
+
+
+def test_a_project_of_several_coders_is_valid_against_the_schema(coded):
+    store, rid = coded
+    project = to_qdpx([gather(store, store.recording(rid), CODEBOOK)], CODEBOOK)
+    schema = xmlschema.XMLSchema(str(corpus_path("refi-qda-Project-mrt2019.xsd", STANDARDS)))
+    with zipfile.ZipFile(io.BytesIO(project)) as archive:
+        schema.validate(archive.read("project.qde").decode("utf-8"))
