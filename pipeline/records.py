@@ -136,6 +136,8 @@ class Consent(StrEnum):
 CONSENT_LEVELS = tuple(Consent)
 # The longest name, place, label or other short string ohp takes from a file or a person.
 MAX_FIELD_CHARS = 1_000
+# The longest name of a person who codes, decides or changes something (the database's columns hold 255).
+MAX_NAME_CHARS = 255
 
 
 TRANSCRIPT_FORMAT = "transcript/"  # the format of a recording imported without audio: transcript/srt, ...
@@ -425,6 +427,7 @@ class RecordingExport:
     speakers: list[SpeakerRecord] = field(default_factory=list)
     entities: dict[int, list[Entity]] = field(default_factory=dict)  # by segment id
     codebook: Codebook | None = None  # theme labels and nesting; ids stand in without it
+    decisions: dict[int, list[CoderDecision]] = field(default_factory=dict)  # each coder's own, by segment id
 
     def speaker_name(self, segment: Segment) -> str | None:
         """Who says the segment, as people read it: the speaker's display name, else its label."""
@@ -436,6 +439,25 @@ class RecordingExport:
         if segment.id is None:
             return []
         return [a for a in self.annotations.get(segment.id, []) if a.status != AnnotationStatus.REJECTED]
+
+    def coded(self, segment: Segment) -> list[tuple[AnnotationRecord, str]]:
+        """The segment's themes as each coder put them, (annotation, coder): a pair for every coder whose own
+        decision says the theme is there (accepted, added, or imported from ELAN or a QDA program), so that
+        two coders of one theme are both written; an accepted theme no decision says is there (kept before
+        decisions were) by whoever accepted or added it. The tagger's open suggestions are not codings."""
+        if segment.id is None:
+            return []
+        there: dict[str, list[str]] = {}
+        for decision in self.decisions.get(segment.id, []):
+            if decision.present:
+                there.setdefault(decision.theme, []).append(decision.coder)
+        pairs = []
+        for annotation in self.annotations.get(segment.id, []):
+            coders = sorted(there.get(annotation.theme, []))
+            if not coders and annotation.status == AnnotationStatus.ACCEPTED:
+                coders = [coder(annotation)]
+            pairs += [(annotation, name) for name in coders]
+        return pairs
 
     def theme_label(self, theme: str, language: str | None = None) -> str:
         """A theme as people read it: the codebook's labels (see Codebook.label), else its id."""
@@ -549,6 +571,7 @@ class CoverageRow:
     segments: int
     seconds: float  # of speech, in segments
     marked: dict[str, tuple[int, float]]
+    doubtful: float | None = None  # share of its text in doubtful words (the doubt stage's); None: not checked
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 import re
+from collections import Counter
 from pathlib import Path
 
 import krippendorff
@@ -237,6 +239,91 @@ def test_collection_counts(coded):
     assert store.collection_counts([]).coverage == []
 
 
+def _recounted(store: Store) -> tuple[dict, dict, dict, list]:
+    """The collection's numbers counted the plain way, in Python from the records: what the database's
+    GROUP BYs must give (frequency by dimension, co-occurrence in segments and in turns, coverage)."""
+    frequency: dict = {name: Counter() for name in ("recording", "interviewee", "place", "role", "position")}
+    in_segments: Counter = Counter()
+    in_turns: Counter = Counter()
+    coverage = []
+    for recording in sorted(store.list_recordings(), key=lambda r: (r.path, r.id)):
+        roles = {s.label: s.role or "" for s in store.speakers(recording.id)}
+        segments = sorted(store.segments(recording.id), key=lambda s: s.start)
+        themes = {s.id: {} for s in segments}
+        for a in store.annotations(recording.id):
+            if a.status != "rejected":
+                themes[a.segment_id][a.theme] = a.status
+        reviewed = {d.segment_id for d in store.decisions(recording.id)}
+        turns: list[set] = []
+        for i, segment in enumerate(segments):
+            tenth = next((k for k in range(9) if segment.start < recording.duration * (k + 1) / 10), 9)
+            keys = {
+                "recording": str(recording.id),
+                "interviewee": recording.interviewee or "",
+                "place": recording.place or "",
+                "role": roles.get(segment.speaker or "", ""),
+                "position": str(tenth),
+            }
+            for theme, status in themes[segment.id].items():
+                for name, key in keys.items():
+                    frequency[name][key, theme, status] += 1
+            ordered = sorted(themes[segment.id])
+            in_segments.update((a, b) for a in ordered for b in ordered if a <= b)
+            if i and segment.speaker is not None and segments[i - 1].speaker == segment.speaker:
+                turns[-1] |= set(ordered)
+            else:
+                turns.append(set(ordered))
+        for turn in turns:
+            ordered = sorted(turn)
+            in_turns.update((a, b) for a in ordered for b in ordered if a <= b)
+        marked = {
+            "suggested": [s for s in segments if "suggested" in themes[s.id].values()],
+            "coded": [s for s in segments if "accepted" in themes[s.id].values()],
+            "reviewed": [s for s in segments if s.id in reviewed],
+        }
+        coverage.append(
+            (
+                recording.path,
+                len(segments),
+                {k: (len(v), sum(s.end - s.start for s in v)) for k, v in marked.items()},
+                recording.doubtful,
+            )
+        )
+    return {k: dict(v) for k, v in frequency.items()}, dict(in_segments), dict(in_turns), coverage
+
+
+def test_the_databases_counts_are_the_plain_counts_of_a_random_collection(store):
+    rng = random.Random(16)
+    themes = ["wages", "housing", "hukou", "schooling"]
+    for r in range(3):
+        info = AudioInfo(Path(f"/audio/r{r}.wav"), f"{r:02d}" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 300.0)
+        speakers, segments, at = ["S1", "S2", None], [], 0.0
+        for i in range(40):
+            at += rng.choice([2.0, 5.0, 9.0])
+            speaker = speakers[0] if rng.random() < 0.5 else rng.choice(speakers)  # runs of one speaker
+            segments.append(Segment(at, at + 1.5, f"line {i}", f"line {i}", "en", speaker=speaker))
+        rid = save_transcription(store, info, Transcript("en", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
+        roles = [SpeakerRecord("S1", None, "interviewer"), SpeakerRecord("S2", None, None)]
+        save_speakers(store, rid, roles, {}, "k", {})
+        if r:
+            store.set_metadata(rid, interviewee=f"person {r % 2}", place="东莞" if r == 1 else None)
+        ids = [s.id for s in store.segments(rid)]
+        found = {sid: [ThemeSuggestion(t, 0.7, ()) for t in rng.sample(themes, rng.randint(1, 3))] for sid in ids}
+        save_tags(store, rid, {sid: f for sid, f in found.items() if rng.random() < 0.6}, {}, "t", {}, "t")
+        for a in store.annotations(rid):
+            if rng.random() < 0.5:
+                store.decide(a.id, rng.choice(["accepted", "rejected"]), rng.choice(["alice", "bob"]))
+        store.add_annotations([(sid, rng.choice(themes), "carol", ()) for sid in rng.sample(ids, 5)])
+    counts = store.collection_counts()
+    frequency, in_segments, in_turns, coverage = _recounted(store)
+    assert counts.frequency == frequency
+    assert counts.in_segments == in_segments and counts.in_turns == in_turns
+    assert [
+        (row.path, row.segments, {k: (n, pytest.approx(sec)) for k, (n, sec) in row.marked.items()}, row.doubtful)
+        for row in counts.coverage
+    ] == coverage
+
+
 # ----------------------------------------------------------------------------------------- the CLI
 
 runner = CliRunner()
@@ -282,9 +369,10 @@ def test_ohp_report_writes_charts_and_csvs(coded, db_url, tmp_path):
 
     assert ElementTree.parse(out / "themes-by-place.svg").getroot().tag.endswith("svg")
     by_interviewee = list(csv.reader(io.StringIO((out / "themes-by-interviewee.csv").read_text(encoding="utf-8-sig"))))
-    assert by_interviewee[0][:3] == ["interviewee", "Family separation", "Left-behind children"]  # the labels
-    assert "Wages" in by_interviewee[0] and by_interviewee[1][0] == "interviewee 1"  # redacted
-    assert by_interviewee[1][by_interviewee[0].index("Wages")] == "3"
+    # The labels in the codebook's languages.
+    assert by_interviewee[0][:3] == ["interviewee", "Family separation / 家人分离", "Left-behind children / 留守儿童"]
+    assert "Wages / 工资" in by_interviewee[0] and by_interviewee[1][0] == "interviewee 1"  # redacted
+    assert by_interviewee[1][by_interviewee[0].index("Wages / 工资")] == "3"
     page = (out / "index.html").read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     for path in out.glob("*.svg"):

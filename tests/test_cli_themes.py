@@ -154,3 +154,18 @@ def test_review_shows_who_speaks_and_the_segments_around_and_asks_again_after_a_
         decided = {(a.theme, a.status, a.evidence) for a in store.annotations() if a.updated_by == "mei"}
     at = TEXTS[1][0].index("一年只回去一次")
     assert decided == {("wages", "accepted", ((at, at + 7),)), ("left_behind_children", "accepted", ((5, 9),))}
+
+
+def test_review_says_where_each_suggestion_came_from(interview):
+    with Store(interview) as store:
+        [recording] = store.list_recordings()
+        answer = store.segments(recording.id)[1].id
+        found = [
+            ThemeSuggestion("left_behind_children", 0.8, ((5, 9),), origin="pattern"),
+            ThemeSuggestion("wages", 0.5, (), origin="model"),
+        ]
+        save_tags(store, recording.id, {answer: found}, {}, "t2", {}, "k2")
+    result = invoke("review", "wang", "--db", interview, "--user", "mei", input="s\ns\n")
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "Left-behind children / 留守儿童 (0.80, pattern)" in out and "Wages / 工资 (0.50, model)" in out

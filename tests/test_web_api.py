@@ -512,3 +512,20 @@ def test_researchers_set_details_and_consent_on_the_recording_page(app, store):
     assert "restricted until 2030-01-01" in rita.get(f"/recordings/{rid}").text
     bad = rita.post(f"/recordings/{rid}/details", data={**form, "consent": "secret", "csrf_token": rita_token})
     assert bad.status_code == 400 and store.recording(rid).consent == "restricted"
+
+
+def test_the_review_page_says_where_each_suggestion_came_from(app, store):
+    rid = app.state.recording_id
+    ids = [s.id for s in store.segments(rid)]
+    found = {
+        ids[1]: [ThemeSuggestion("left_behind_children", 0.9, ((10, 25),), origin="model")],
+        ids[2]: [ThemeSuggestion("wages", 0.8, ((4, 9),), origin="pattern")],
+    }
+    save_tags(store, rid, found, {}, "t2", {}, "t2")
+    client, _ = client_for(app, "ann")
+    page = client.get(f"/recordings/{rid}/review").text
+    origins = dict(re.findall(r'data-theme="([a-z_]+)".*?<span class="origin"[^>]*>(\w+)</span>', page, re.S))
+    assert origins == {"left_behind_children": "model", "wages": "pattern"}
+    assert {
+        a["theme"]: a["origin"] for s in client.get(f"/api/recordings/{rid}/segments").json() for a in s["annotations"]
+    } == {"left_behind_children": "model", "wages": "pattern"}

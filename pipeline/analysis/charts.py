@@ -11,7 +11,7 @@ import io
 import logging
 import warnings
 
-from pipeline.analysis.tables import Table
+from pipeline.analysis.tables import DOUBTFUL, Table
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +68,21 @@ def _lines(table: Table):
 
 def _coverage(table: Table):
     rows = table.rows[:MOST_ROWS]
-    kinds = [c.removesuffix(" % of segments") for c in table.columns if c.endswith(" % of segments")]
+    # Each kind's share of segments, and the doubtful share of the text (no bar where it was not checked).
+    shares = [(c.removesuffix(" % of segments"), c) for c in table.columns if c.endswith(" % of segments")]
+    shares += [(c, c) for c in table.columns if c == DOUBTFUL]
+    kinds = [kind for kind, _ in shares]
     fig = _figure(8, max(3.0, 0.3 * len(rows) * len(kinds) / 2 + 2))
     ax = fig.add_subplot()
     height = 0.8 / max(1, len(kinds))
-    for j, kind in enumerate(kinds):
-        at = table.columns.index(f"{kind} % of segments")
-        ax.barh([i + j * height for i in range(len(rows))], [r[at] for r in rows], height=height, label=kind)
+    for j, (kind, column) in enumerate(shares):
+        at = table.columns.index(column)
+        values = [r[at] or 0 for r in rows]
+        ax.barh([i + j * height for i in range(len(rows))], values, height=height, label=kind)
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))], labels=[str(r[0]) for r in rows])
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
-    ax.set_xlabel("% of segments")
+    ax.set_xlabel("% of segments (doubtful: % of text)")
     ax.legend(fontsize=8)
     shown = f" (first {len(rows)} of {len(table.rows)})" if len(rows) < len(table.rows) else ""
     ax.set_title(table.title + shown)

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def theme_label(codebook: Codebook) -> Callable[[str], str]:
-    """A theme's English label from the codebook (its id when the codebook has no such theme)."""
-    known = {theme.id: theme.label.get("en") or theme.id for theme in codebook.themes}
+    """A theme as people read it: its labels in the codebook's languages ("Wages / 工资"; its id when the
+    codebook has no such theme), as everywhere else in ohp."""
+    known = {theme.id: codebook.label(theme.id) for theme in codebook.themes}
     return lambda theme: known.get(theme, theme)
 
 
@@ -56,12 +57,16 @@ def report_tables(
     coders: Sequence[str] | None = None,
     accepted_only: bool = False,
     pseudonyms: Callable[[str, str], str] | None = None,
+    with_agreement: bool = True,
 ) -> list[Table]:
-    """Every table of the report: the collection's, then agreement (when anybody decided themes)."""
+    """Every table of the report: the collection's, then agreement (when anybody decided themes and
+    `with_agreement`: the web app's collection page leaves it to the agreement page)."""
     label = theme_label(codebook)
     tables = collection_tables(
         store.collection_counts(scope), codebook.ids, label, accepted_only=accepted_only, pseudonyms=pseudonyms
     )
+    if not with_agreement:
+        return tables
     found = agreement_report(store, scope, codebook, coders)
     return tables + (agreement_tables(found, label) if found.coders else [])
 

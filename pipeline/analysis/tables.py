@@ -21,6 +21,7 @@ from pipeline.records import COVERAGE_KINDS, CollectionCounts, Disagreement
 from pipeline.utils import clock
 
 TENTHS = [f"{10 * i}-{10 * (i + 1)} %" for i in range(10)]
+DOUBTFUL = "doubtful % of text"  # the share of a recording's text in words the recogniser doubted (empty: not checked)
 ROLE_NAMES = {"": "(no role)", "interviewer": "interviewer", "interviewee": "interviewee", "other": "other"}
 
 
@@ -107,6 +108,7 @@ def collection_tables(
     columns = ["recording", "duration (s)", "segments", "speech (s)"]
     for kind in COVERAGE_KINDS:
         columns += [f"{kind} segments", f"{kind} % of segments", f"{kind} % of speech"]
+    columns.append(DOUBTFUL)
     coverage_rows = []
     for row in counts.coverage:
         cells: list = [
@@ -118,9 +120,16 @@ def collection_tables(
         for kind in COVERAGE_KINDS:
             n, seconds = row.marked[kind]
             cells += [n, _percent(n, row.segments), _percent(seconds, row.seconds)]
+        cells.append(None if row.doubtful is None else round(100 * row.doubtful, 1))
         coverage_rows.append(tuple(cells))
     tables.append(
-        Table("coverage", "How much of each interview is coded and reviewed", tuple(columns), coverage_rows, "bars")
+        Table(
+            "coverage",
+            "How much of each interview is coded, reviewed and doubtful",
+            tuple(columns),
+            coverage_rows,
+            "bars",
+        )
     )
     return tables
 

@@ -624,7 +624,7 @@ def review(
         segment = ordered[index]
         console.rule(
             f"{n}/{len(waiting)}  {clock(segment.start)}-{clock(segment.end)}  "
-            f"{book.label(annotation.theme)}  ({annotation.score or 0:.2f})"
+            f"{book.label(annotation.theme)}  ({annotation.score or 0:.2f}, {annotation.origin or 'a person'})"
         )
         # The question before and the answer going on after: what the suggestion's words mean depends on them.
         if index > 0:

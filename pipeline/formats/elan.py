@@ -3,13 +3,14 @@
 The export links the recording's audio, has a tier per speaker with the transcript, a tier "doubtful" with
 the passages the recogniser may have wrong (stages/doubt.py), the codebook as the
 controlled vocabulary "themes", and a tier per theme and coder: alignable tiers cannot hold overlapping
-annotations and a segment can have several themes, so one tier per theme keeps every coding. The
-tagger's open suggestions are on tiers whose annotator is "ohp"; rejected themes are left out. Header
+annotations and a segment can have several themes, so one tier per theme keeps every coding. A coder's
+tier holds what their own decisions say is there (RecordingExport.coded), so two coders of a theme are
+both written. The tagger's open suggestions are on tiers "<theme> (suggested by ohp)", annotator "ohp". Header
 properties name the recording (sha256 and store id) so that its codings find it again.
 
 Reading back, every tier of linguistic type "theme" (or of a type using the themes vocabulary) gives
-codings by its annotator, else its participant, else the tier's name; the "ohp" tiers are skipped (they
-are the tagger's, not a coder's). Values are theme ids or labels; others are warnings, not failures.
+codings by its annotator, else its participant, else the tier's name; the tagger's suggestions tiers are
+skipped (not a coder's; a coder named "ohp" has a tier of their own). Values are theme ids or labels; others are warnings, not failures.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from xml.parsers.expat import ErrorString
 import pympi
 
 from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars, read_limited
-from pipeline.records import Coding, ImportedCodings, RecordingExport, Segment, coder
+from pipeline.records import MAX_NAME_CHARS, AnnotationStatus, Coding, ImportedCodings, RecordingExport, Segment
 from pipeline.stages.audio import file_sha256
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import doubtful_passages
@@ -38,7 +39,8 @@ THEMES_CV = "themes"
 TRANSCRIPT_TYPE = "transcript"
 TRANSCRIPT_TIER = "Transcript"  # segments nobody is known to say
 DOUBT_TYPE = DOUBT_TIER = "doubtful"  # the words the doubt stage marked, passage by passage
-SUGGESTER = "ohp"  # the coder of the tagger's open suggestions (records.coder)
+SUGGESTER = "ohp"  # the annotator of the tagger's open suggestions (records.coder)
+SUGGESTIONS = "suggested by ohp"  # their tiers' names end "(suggested by ohp)"; a coder's, "(name)"
 # The codebook's label languages as ELAN names languages (ISO 639-3).
 LANGUAGES = {"en": ("eng", "English (eng)"), "zh": ("zho", "Chinese (zho)")}
 # As ELAN itself writes them: it plays a file as audio only when the type is audio/x-wav or audio/*.
@@ -143,16 +145,18 @@ def to_eaf(export: RecordingExport) -> str:
 
     themes = _vocabulary(export)
     _add_vocabulary(eaf, export, themes)
-    coded: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
+    # (theme, coder, the tagger's suggestions?) -> spans: a coder named "ohp" is not the tagger.
+    coded: dict[tuple[str, str, bool], list[tuple[int, int, str]]] = {}
     for segment in export.segments:
+        for annotation, who in export.coded(segment):
+            coded.setdefault((annotation.theme, xml_text(who), False), []).append(_span(segment, annotation.theme))
         for annotation in export.themes(segment):
-            coded.setdefault((annotation.theme, xml_text(coder(annotation))), []).append(
-                _span(segment, annotation.theme)
-            )
+            if annotation.status == AnnotationStatus.SUGGESTED:
+                coded.setdefault((annotation.theme, SUGGESTER, True), []).append(_span(segment, annotation.theme))
     # The codebook's order, each theme's coders by name and the tagger's suggestions after them.
-    for theme, who in sorted(coded, key=lambda key: (themes.index(key[0]), key[1] == SUGGESTER, key[1])):
-        tier = f"{theme} ({'suggested by ohp' if who == SUGGESTER else who})"
-        _add_tier(eaf, tier, coded[theme, who], ling=THEME_TYPE, ann=who)
+    for theme, who, suggested in sorted(coded, key=lambda key: (themes.index(key[0]), key[2], key[1])):
+        tier = f"{theme} ({SUGGESTIONS if suggested else who})"
+        _add_tier(eaf, tier, coded[theme, who, suggested], ling=THEME_TYPE, ann=who)
 
     # ELAN numbers new annotations after lastUsedAnnotationId (pympi would write another name, at 0).
     eaf.properties = [
@@ -283,12 +287,13 @@ def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
     codings: list[Coding] = []
     for tier in root.iterfind("TIER"):
         annotator = (tier.get("ANNOTATOR") or "").strip()
-        if tier.get("LINGUISTIC_TYPE_REF") not in theme_types or annotator == SUGGESTER:
-            continue
         # What a tier says goes into warnings and, as the coder, into the database: of a sane length.
         name = check_chars(path, tier.get("TIER_ID", ""), "a tier's name")
+        suggestions = annotator == SUGGESTER and name.endswith(f"({SUGGESTIONS})")
+        if tier.get("LINGUISTIC_TYPE_REF") not in theme_types or suggestions:
+            continue
         who = annotator or (tier.get("PARTICIPANT") or "").strip() or name
-        check_chars(path, who, f"the coder of tier {name!r}")
+        check_chars(path, who, f"the coder of tier {name!r}", MAX_NAME_CHARS)
         for annotation in tier.iterfind("ANNOTATION/*"):
             value = (annotation.findtext("ANNOTATION_VALUE") or "").strip()
             check_chars(path, value, f"a value on tier {name!r}")

@@ -31,7 +31,7 @@ from pipeline.formats.ohms import to_ohms
 from pipeline.formats.qdpx import to_qdpx
 from pipeline.formats.redact import Redaction, Redactor
 from pipeline.formats.subtitles import to_srt, to_vtt
-from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, coder
+from pipeline.records import AnnotationRecord, CoderDecision, RecordingExport, RecordingRecord, coder
 from pipeline.stages.codebook import Codebook
 from pipeline.utils import clock
 
@@ -45,6 +45,9 @@ def gather(store, recording: RecordingRecord, codebook: Codebook | None = None) 
     annotations: dict[int, list[AnnotationRecord]] = {}
     for annotation in store.annotations(recording.id):
         annotations.setdefault(annotation.segment_id, []).append(annotation)
+    decisions: dict[int, list[CoderDecision]] = {}
+    for decision in store.decisions(recording.id):
+        decisions.setdefault(decision.segment_id, []).append(decision)
     return RecordingExport(
         recording,
         store.segments(recording.id),
@@ -52,6 +55,7 @@ def gather(store, recording: RecordingRecord, codebook: Codebook | None = None) 
         store.speakers(recording.id),
         store.entities(recording.id),
         codebook,
+        decisions,
     )
 
 

@@ -1,5 +1,6 @@
-"""REFI-QDA projects (.qdpx): recordings, transcripts and accepted themes out to NVivo, ATLAS.ti, MAXQDA
-and QualCoder, and the codings people add there back in.
+"""REFI-QDA projects (.qdpx): recordings, transcripts and each coder's themes out to NVivo, ATLAS.ti, MAXQDA
+and QualCoder, and the codings people add there back in. A coding is one coder's (RecordingExport.coded:
+their own decision, accepted, added or imported), its creatingUser that coder, the coders the project's users.
 
 A .qdpx is a zip of project.qde (XML of the QDA-XML 1.0 project schema) and a sources/ folder. Each
 recording is an AudioSource linked to its audio file where it lies (absolute://: interviews are hundreds of
@@ -35,7 +36,15 @@ from pathlib import Path, PurePosixPath
 from lxml import etree
 
 from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars
-from pipeline.records import AnnotationRecord, Coding, ImportedCodings, RecordingExport, RecordingRecord, Segment, coder
+from pipeline.records import (
+    MAX_NAME_CHARS,
+    AnnotationRecord,
+    Coding,
+    ImportedCodings,
+    RecordingExport,
+    RecordingRecord,
+    Segment,
+)
 from pipeline.stages.codebook import Codebook
 from pipeline.utils import clock, spacer, xml_text
 
@@ -75,10 +84,6 @@ def _when(moment: datetime | str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- export
-
-
-def _accepted(export: RecordingExport, segment: Segment) -> list[AnnotationRecord]:
-    return [a for a in export.annotations.get(segment.id, []) if a.status == "accepted"]
 
 
 def _transcript_text(export: RecordingExport) -> tuple[str, list[int]]:
@@ -153,20 +158,21 @@ def _recording(sources: etree._Element, export: RecordingExport) -> tuple[str, s
     )
 
     keys: list[tuple[int, int]] = []  # (position, ms) of each SyncPoint
-    codings: list[tuple[AnnotationRecord, tuple[int, int], tuple[int, int]]] = []
+    codings: list[tuple[AnnotationRecord, str, tuple[int, int], tuple[int, int]]] = []
     for segment, offset in zip(export.segments, offsets, strict=True):
         keys += [_moment(segment, offset, 0), _moment(segment, offset, len(segment.text))]
-        for annotation in _accepted(export, segment):
+        for annotation, who in export.coded(segment):
             for span in _spans(annotation, len(segment.text)):
                 start, end = (_moment(segment, offset, char) for char in span)
-                codings.append((annotation, start, end))
+                codings.append((annotation, who, start, end))
                 keys += [start, end]
     # One point per (position, time): evidence at a segment's ends shares the segment's points.
     points = {key: _guid("sync", recording.sha256, *key) for key in sorted(set(keys))}
     for (position, ms), guid in points.items():
         _sub(transcript, "SyncPoint", guid=guid, position=str(position), timeStamp=str(ms))
-    for annotation, start, end in codings:
-        user, when, key = _guid("user", coder(annotation)), _when(annotation.updated_at), (annotation.id, start, end)
+    for annotation, who, start, end in codings:
+        # A selection per coder: each coding's creatingUser is the one who coded it.
+        user, when, key = _guid("user", who), _when(annotation.updated_at), (annotation.id, who, start, end)
         selection = _sub(
             transcript,
             "TranscriptSelection",
@@ -197,11 +203,11 @@ def _codes(parent: etree._Element, codebook: Codebook, theme_parent: str | None)
 
 def to_qdpx(exports: list[RecordingExport], codebook: Codebook | None = None) -> bytes:
     """One REFI-QDA project of the recordings: the codebook as codes, each recording's audio (linked, not
-    copied) with its transcript, and each accepted theme as a coding of its evidence by its coder. Without
+    copied) with its transcript, and each coder's themes as codings of the evidence by that coder. Without
     a codebook, the recordings' own is used; without any, codes are the theme ids coded."""
     codebook = codebook or next((e.codebook for e in exports if e.codebook), None)
     known = codebook.ids if codebook else []
-    accepted = [a for e in exports for s in e.segments for a in _accepted(e, s)]
+    coded = [pair for e in exports for s in e.segments for pair in e.coded(s)]
     ohp = _guid("user", PROJECT_USER)
     project = etree.Element(
         _q("Project"),
@@ -212,10 +218,10 @@ def to_qdpx(exports: list[RecordingExport], codebook: Codebook | None = None) ->
         creationDateTime=_when(datetime.now(UTC)),
     )
     users = _sub(project, "Users")
-    for name in sorted({coder(a) for a in accepted} | {PROJECT_USER}):
+    for name in sorted({who for _, who in coded} | {PROJECT_USER}):
         _sub(users, "User", guid=_guid("user", name), name=name)
     # Themes coded but gone from the codebook still need a code for their codings to point at.
-    missing = sorted({a.theme for a in accepted} - set(known))
+    missing = sorted({a.theme for a, _ in coded} - set(known))
     if known or missing:
         codes = _sub(_sub(project, "CodeBook"), "Codes")
         if codebook:
@@ -356,7 +362,9 @@ class _Reader:
         self.root = _project(path, _member(path, archive, self.members["project.qde"]))
         # Names go into warnings and, as coders, into the database: of a sane length.
         self.users = {
-            _norm(u.get("guid")): check_chars(path, u.get("name") or u.get("guid") or "", "a user's name")
+            _norm(u.get("guid")): check_chars(
+                path, u.get("name") or u.get("guid") or "", "a user's name", MAX_NAME_CHARS
+            )
             for u in self.root.iter(_q("User"))
         }
         self.variables = {

@@ -210,7 +210,15 @@ class Redactor:
         fields["path"] = sub(recording.path, None, "file name")[0]
         fields["metadata"] = {key: scrub(value, f"metadata: {key}") for key, value in recording.metadata.items()}
         fields["warnings"] = tuple(sub(warning, None, "warnings")[0] for warning in recording.warnings)
-        return RecordingExport(replace(recording, **fields), segments, annotations, speakers, entities, export.codebook)
+        # Coders stay (the policy: they are the project's own people, named as the annotators who decided).
+        return replace(
+            export,
+            recording=replace(recording, **fields),
+            segments=segments,
+            annotations=annotations,
+            speakers=speakers,
+            entities=entities,
+        )
 
 
 def _names_someone(said: str | None) -> bool:

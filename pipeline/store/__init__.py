@@ -426,6 +426,9 @@ def _saved_export(s: Session, recording_id: int, segments: list[Segment]) -> Rec
     themes: dict[int, list[AnnotationRecord]] = {}
     for annotation in annotations.list_annotations(s, recording_id):
         themes.setdefault(annotation.segment_id, []).append(annotation)
+    decided: dict[int, list[CoderDecision]] = {}
+    for decision in annotations.decisions(s, recording_id):
+        decided.setdefault(decision.segment_id, []).append(decision)
     ordered = sorted(segments, key=lambda segment: segment.start)
     return RecordingExport(
         recordings.recording(s, recording_id),
@@ -433,4 +436,5 @@ def _saved_export(s: Session, recording_id: int, segments: list[Segment]) -> Rec
         themes,
         speaker_store.speakers(s, recording_id),
         annotations.entities(s, recording_id),
+        decisions=decided,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import CTE, Select, and_, case, exists, func, literal, select, union
+from sqlalchemy import CTE, Select, String, and_, case, cast, exists, func, literal, select, union, union_all
 from sqlalchemy.orm import Session
 
 from pipeline.records import (
@@ -199,37 +199,53 @@ def _tenth() -> Any:
     )
 
 
-def _dimension(name: str) -> Any:
-    speaker_role = func.coalesce(SpeakerRow.role, "")
-    return {
+def _frequency(s: Session, scope: Scope) -> dict[str, dict[tuple[str, str, str], int]]:
+    """Segments carrying each standing theme, by status and by each of FREQUENCY_DIMENSIONS: one pass over
+    the annotations grouped by recording, speaker role and tenth (interviewee and place go with the
+    recording), then each dimension summed from that in the same statement (GROUPING SETS, which SQLite
+    lacks, as a UNION ALL)."""
+    speaker = and_(SpeakerRow.recording_id == SegmentRow.recording_id, SpeakerRow.label == SegmentRow.speaker)
+    keys = {
         "recording": RecordingRow.id,
         "interviewee": func.coalesce(RecordingRow.interviewee, ""),
         "place": func.coalesce(RecordingRow.place, ""),
-        "role": speaker_role,
+        "role": func.coalesce(SpeakerRow.role, ""),
         "position": _tenth(),
-    }[name]
+    }
+    grouped = (*keys.values(), AnnotationRow.theme, AnnotationRow.status)
+    standing = _in_scope(
+        select(*(key.label(name) for name, key in keys.items()), AnnotationRow.theme, AnnotationRow.status)
+        .add_columns(func.count().label("n"))
+        .select_from(AnnotationRow)
+        .join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
+        .join(RecordingRow, RecordingRow.id == SegmentRow.recording_id)
+        .outerjoin(SpeakerRow, speaker)
+        .where(AnnotationRow.status != "rejected")
+        .group_by(*grouped),
+        scope,
+    ).cte("standing")
+    by_dimension = union_all(
+        *(
+            select(
+                literal(name).label("dimension"),
+                cast(standing.c[name], String).label("value"),
+                standing.c.theme,
+                standing.c.status,
+                func.sum(standing.c.n),
+            ).group_by(standing.c[name], standing.c.theme, standing.c.status)
+            for name in FREQUENCY_DIMENSIONS
+        )
+    )
+    frequency: dict[str, dict[tuple[str, str, str], int]] = {name: {} for name in FREQUENCY_DIMENSIONS}
+    for name, value, theme, status, n in s.execute(by_dimension):
+        frequency[name][value, theme, status] = int(n)
+    return frequency
 
 
 def collection_counts(s: Session, scope: Scope) -> CollectionCounts:
     """Theme frequency by each dimension, co-occurrence in a segment and in a turn, and coverage."""
-    standing = AnnotationRow.status != "rejected"
-    frequency = {}
-    for name in FREQUENCY_DIMENSIONS:
-        key = _dimension(name)
-        query = (
-            select(key, AnnotationRow.theme, AnnotationRow.status, func.count())
-            .select_from(AnnotationRow)
-            .join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
-            .join(RecordingRow, RecordingRow.id == SegmentRow.recording_id)
-            .where(standing)
-            .group_by(key, AnnotationRow.theme, AnnotationRow.status)
-        )
-        if name == "role":
-            speaker = and_(SpeakerRow.recording_id == SegmentRow.recording_id, SpeakerRow.label == SegmentRow.speaker)
-            query = query.outerjoin(SpeakerRow, speaker)
-        frequency[name] = {(str(k), theme, status): n for k, theme, status, n in s.execute(_in_scope(query, scope))}
     return CollectionCounts(
-        frequency, _cooccurrence_in_segments(s, scope), _cooccurrence_in_turns(s, scope), coverage(s, scope)
+        _frequency(s, scope), _cooccurrence_in_segments(s, scope), _cooccurrence_in_turns(s, scope), coverage(s, scope)
     )
 
 
@@ -260,7 +276,8 @@ def _cooccurrence_in_turns(s: Session, scope: Scope) -> dict[tuple[str, str], in
             SegmentRow.recording_id,
             SegmentRow.start,
             SegmentRow.idx,
-            case((previous.is_(None), 1), (previous == SegmentRow.speaker, 0), else_=1).label("change"),
+            # A first segment (no previous speaker) or no speaker: NULL compares as not equal, a new turn.
+            case((previous == SegmentRow.speaker, 0), else_=1).label("change"),
         ),
         scope,
     ).subquery()
@@ -300,10 +317,11 @@ def coverage(s: Session, scope: Scope) -> list[CoverageRow]:
             scope,
         )
         counts[kind] = {rid: (n, float(seconds or 0)) for rid, n, seconds in s.execute(query)}
+    recording = (RecordingRow.id, RecordingRow.path, RecordingRow.duration, RecordingRow.doubtful)
     totals = _in_scope(
-        select(RecordingRow.id, RecordingRow.path, RecordingRow.duration, func.count(SegmentRow.id), func.sum(length))
+        select(*recording, func.count(SegmentRow.id), func.sum(length))
         .outerjoin(SegmentRow, SegmentRow.recording_id == RecordingRow.id)
-        .group_by(RecordingRow.id, RecordingRow.path, RecordingRow.duration)
+        .group_by(*recording)
         .order_by(RecordingRow.path, RecordingRow.id),
         scope,
         RecordingRow.id,
@@ -316,6 +334,7 @@ def coverage(s: Session, scope: Scope) -> list[CoverageRow]:
             n,
             float(seconds or 0),
             {k: counts[k].get(rid, (0, 0.0)) for k in COVERAGE_KINDS},
+            doubtful,
         )
-        for rid, path, duration, n, seconds in s.execute(totals)
+        for rid, path, duration, doubtful, n, seconds in s.execute(totals)
     ]

@@ -46,9 +46,7 @@ def tables(request: Request, user: UserRecord, kind: str, coders: str, accepted_
     if kind == "agreement":
         found = agreement_report(store, scope, codebook, _coders(coders))
         return agreement_tables(found, theme_label(codebook)) if found.coders else []
-    return [
-        t for t in report_tables(store, scope, codebook, accepted_only=accepted_only) if not t.name.startswith("agree")
-    ]
+    return report_tables(store, scope, codebook, accepted_only=accepted_only, with_agreement=False)
 
 
 def _inline(svg: bytes) -> str:

@@ -1,0 +1,176 @@
+"""Exports keep who coded what: ELAN writes a themes tier per theme and coder, REFI-QDA a coding per coder
+(its creatingUser, the coders as users), from each coder's own decisions; exported and imported again,
+every coder's codes come back as theirs. Hostile coder names too. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import xmlschema
+from lxml import etree
+from saving import save_tags, save_transcription
+
+from pipeline.formats.elan import read_eaf, to_eaf
+from pipeline.formats.export import gather
+from pipeline.formats.qdpx import NS, read_qdpx, to_qdpx
+from pipeline.formats.readers import TranscriptFormatError
+from pipeline.formats.redact import Redactor
+from pipeline.imports import import_codings
+from pipeline.records import AudioInfo, Coding, ImportedCodings, Segment, ThemeSuggestion, Transcript
+from pipeline.stages.codebook import load_codebook
+from pipeline.store import Store
+
+from conftest import STANDARDS, corpus_path
+
+CODEBOOK = load_codebook()
+INFO = AudioInfo(Path("/audio/li.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 40.0)
+COPY = replace(INFO, path=Path("/audio/li-copy.wav"), sha256="cd" * 32)  # the same interview, stored again
+TEXTS = [
+    "They held back our wages for two months.",
+    "Eight of us slept in one dormitory room.",
+    "My children stayed with their grandparents.",
+    "The boss paid us late again.",
+]
+# Names people and files give coders: markup, quotes, the tagger's own name, right-to-left, the longest.
+HOSTILE = ['<b>"Zoë" & O\'Brien</b>', "ohp", "\u202eevil", "x" * 255]
+
+
+def _recording(store: Store, info: AudioInfo) -> int:
+    segments = [Segment(i * 10.0, i * 10.0 + 8.0, t, t, "en", speaker="S1") for i, t in enumerate(TEXTS)]
+    rid = save_transcription(store, info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
+    ids = [s.id for s in store.segments(rid)]
+    found = {ids[0]: [ThemeSuggestion("wages", 0.8, ((14, 19),))], ids[3]: [ThemeSuggestion("wages", 0.6, ())]}
+    save_tags(store, rid, found, {}, "t1", {}, "t1")
+    return rid
+
+
+@pytest.fixture
+def coded(store) -> tuple[Store, int]:
+    """alice accepts wages on segment 0; bob's codes come from ELAN (wages on 0, housing on 1); the hostile
+    names each add left_behind_children on 2; carol rejects wages on 0 after them; wages on 3 stays a
+    suggestion."""
+    rid = _recording(store, INFO)
+    ids = [s.id for s in store.segments(rid)]
+    wages = next(a for a in store.annotations(rid) if a.segment_id == ids[0])
+    store.decide(wages.id, "accepted", "alice")
+    bob = [Coding("wages", "bob", 0.0, 8.0), Coding("housing", "bob", 10.0, 18.0)]
+    import_codings(ImportedCodings(Path("bob.eaf"), "eaf", {INFO.sha256: bob}), store)
+    store.add_annotations([(ids[2], "left_behind_children", name, ()) for name in HOSTILE])
+    store.decide(wages.id, "rejected", "carol")
+    return store, rid
+
+
+def _there(store: Store, rid: int) -> set[tuple[int, str, str]]:
+    """(segment index, theme, coder) for every coder's own decision that a theme is there."""
+    index = {s.id: i for i, s in enumerate(store.segments(rid))}
+    return {(index[d.segment_id], d.theme, d.coder) for d in store.decisions(rid) if d.present}
+
+
+def _as_copy(data: bytes) -> bytes:
+    """An exported file pointed at the copy of the recording (its sha256 is how codes find it)."""
+    return data.replace(INFO.sha256.encode(), COPY.sha256.encode())
+
+
+def _rezipped(qdpx: bytes, change) -> bytes:
+    """The project with each of its files changed by `change` (bytes to bytes)."""
+    with zipfile.ZipFile(io.BytesIO(qdpx)) as source:
+        members = {info.filename: source.read(info) for info in source.infolist()}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as target:
+        for name, data in members.items():
+            target.writestr(name, change(data))
+    return buffer.getvalue()
+
+
+def _renamed(qdpx: bytes, old: str, new: str) -> bytes:
+    return _rezipped(qdpx, lambda data: data.replace(f'name="{old}"'.encode(), f'name="{new}"'.encode()))
+
+
+EXPECTED = {
+    (0, "wages", "alice"),
+    (0, "wages", "bob"),
+    (1, "housing", "bob"),
+    *((2, "left_behind_children", name) for name in HOSTILE),
+}
+
+
+def test_every_coders_codes_are_exported_as_theirs(coded, tmp_path):
+    store, rid = coded
+    assert _there(store, rid) == EXPECTED  # carol's rejection is no coding; the annotation says rejected
+    export = gather(store, store.recording(rid), CODEBOOK)
+    eaf = tmp_path / "li.eaf"
+    eaf.write_text(to_eaf(export), encoding="utf-8")
+    tiers = {(t.get("TIER_ID"), t.get("ANNOTATOR")) for t in etree.parse(str(eaf)).getroot().iterfind("TIER")}
+    assert {("wages (alice)", "alice"), ("wages (bob)", "bob"), ("housing (bob)", "bob")} <= tiers
+    assert ("left_behind_children (ohp)", "ohp") in tiers  # a coder named ohp is a coder
+    assert ("wages (suggested by ohp)", "ohp") in tiers  # the open suggestion on segment 3
+    back = read_eaf(eaf, CODEBOOK).codings[INFO.sha256]
+    assert {(c.theme, c.coder) for c in back} == {(theme, who) for _, theme, who in EXPECTED}
+
+    project = to_qdpx([export], CODEBOOK)
+    with zipfile.ZipFile(io.BytesIO(project)) as archive:
+        root = etree.fromstring(archive.read("project.qde"))
+    users = {u.get("guid"): u.get("name") for u in root.iter(f"{{{NS}}}User")}
+    assert set(users.values()) == {"alice", "bob", "ohp", *HOSTILE}
+    codings = [(c.getparent().get("creatingUser"), c) for c in root.iter(f"{{{NS}}}Coding")]
+    assert all(user == coding.get("creatingUser") for user, coding in codings)
+    assert sorted(users[user] for user, _ in codings) == sorted(who for _, _, who in EXPECTED)
+    path = tmp_path / "project.qdpx"
+    path.write_bytes(project)
+    back = read_qdpx(path, CODEBOOK).codings[INFO.sha256]
+    assert sorted((c.theme, c.coder) for c in back) == sorted((theme, who) for _, theme, who in EXPECTED)
+
+
+@pytest.mark.parametrize("fmt", ["eaf", "qdpx"])
+def test_a_round_trip_keeps_who_coded_what(coded, tmp_path, fmt):
+    store, rid = coded
+    copy = _recording(store, COPY)
+    export = gather(store, store.recording(rid), CODEBOOK)
+    path = tmp_path / f"li.{fmt}"
+    if fmt == "eaf":
+        path.write_bytes(_as_copy(to_eaf(export).encode("utf-8")))
+        imported = read_eaf(path, CODEBOOK)
+    else:
+        path.write_bytes(_rezipped(to_qdpx([export], CODEBOOK), _as_copy))
+        imported = read_qdpx(path, CODEBOOK)
+    report = import_codings(imported, store)
+    assert report.recordings == [copy] and not report.warnings
+    assert _there(store, copy) == EXPECTED
+    assert (import_codings(imported, store).added, _there(store, copy)) == (0, EXPECTED)  # again: nothing new
+
+
+def test_redacted_exports_keep_the_coders(coded, tmp_path):
+    """The policy (README, Redaction): coders are the project's annotators and stay; names in the text go."""
+    store, rid = coded
+    store.set_metadata(rid, interviewee="Li Hua")
+    export = gather(store, store.recording(rid), CODEBOOK)
+    [redacted], _ = Redactor({"names"}).redact([export])
+    assert redacted.decisions == export.decisions
+    tiers = {t.get("ANNOTATOR") for t in etree.fromstring(to_eaf(redacted).encode()).iterfind("TIER")}
+    assert {"alice", "bob", *HOSTILE} <= tiers
+
+
+def test_a_coder_name_longer_than_the_database_holds_is_refused(coded, tmp_path):
+    store, rid = coded
+    text = to_eaf(gather(store, store.recording(rid), CODEBOOK))
+    path = tmp_path / "long.eaf"
+    path.write_text(text.replace('ANNOTATOR="alice"', f'ANNOTATOR="{"y" * 256}"'), encoding="utf-8")
+    with pytest.raises(TranscriptFormatError, match="256 characters long"):
+        read_eaf(path, CODEBOOK)
+    project = to_qdpx([gather(store, store.recording(rid), CODEBOOK)], CODEBOOK)
+    path = tmp_path / "long.qdpx"
+    path.write_bytes(_renamed(project, "alice", "y" * 256))
+    with pytest.raises(TranscriptFormatError, match="256 characters long"):
+        read_qdpx(path, CODEBOOK)
+
+
+def test_a_project_of_several_coders_is_valid_against_the_schema(coded):
+    store, rid = coded
+    project = to_qdpx([gather(store, store.recording(rid), CODEBOOK)], CODEBOOK)
+    schema = xmlschema.XMLSchema(str(corpus_path("refi-qda-Project-mrt2019.xsd", STANDARDS)))
+    with zipfile.ZipFile(io.BytesIO(project)) as archive:
+        schema.validate(archive.read("project.qde").decode("utf-8"))
