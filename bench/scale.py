@@ -91,6 +91,16 @@ class Memory:
         }
 
 
+def uptime() -> str:
+    """The machine's load as `uptime` tells it (other processes share the cores)."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def load(uptime: str) -> str:
+    """The load averages of an `uptime` line."""
+    return uptime.rsplit("load average: ", 1)[-1]
+
+
 def run(label: str, files: list[Path], scratch: Path, extra: list[str]) -> dict:
     folder = scratch / label
     home = folder / "home"
@@ -103,12 +113,15 @@ def run(label: str, files: list[Path], scratch: Path, extra: list[str]) -> dict:
     command += [*map(str, files), "--db", f"sqlite:///{folder / 'ohp.db'}", "--out", str(folder / "out")]
     command += ["--speakers", "off", "--no-tag", "--report", str(report), *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OHP_HOME": str(home)}
+    load_before = uptime()
+    print(f"{label}: starting; uptime: {load_before}", flush=True)
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     memory = Memory(process.pid)
     _, errors = process.communicate()
     wall = time.perf_counter() - started
     figures = memory.stop()
+    figures.update(load_before=load_before, load_after=uptime())
     if process.returncode != 0:
         raise SystemExit(f"{label}: ohp run failed ({process.returncode}): {errors}")
     results = json.loads(report.read_text(encoding="utf-8"))["files"]
@@ -133,25 +146,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--limit", type=int, help="only the first N recordings (a quick try)")
+    parser.add_argument("--keep", type=Path, help="keep each run's database, log and report in this new folder")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     options = parser.parse_args()
     files, audio = batch(options.limit)
-    print(f"{len(files)} recordings, {audio:.1f} s of audio; load before: {os.getloadavg()}", flush=True)
+    print(f"{len(files)} recordings, {audio:.1f} s of audio; uptime: {uptime()}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="ohp-scale-") as folder:
-        scratch = Path(folder)
-        rows.append(run("single process", files, scratch, []))
-        print(rows[-1], flush=True)
-        for n in options.workers:
-            rows.append(
-                run(f"ray, {n} worker{'s' if n > 1 else ''}", files, scratch, ["--ray", "local", "--workers", str(n)])
-            )
+        scratch = options.keep or Path(folder)
+        configurations = [("single process", [])] + [
+            (f"ray, {n} worker{'s' if n > 1 else ''}", ["--ray", "local", "--workers", str(n)]) for n in options.workers
+        ]
+        for label, extra in configurations:
+            rows.append(run(label, files, scratch, extra))
             print(rows[-1], flush=True)
-    print(f"load after: {os.getloadavg()}")
+            if options.json:
+                options.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    print(f"uptime after: {uptime()}")
     print(
         "| run | wall s | audio s / s | Ray start s | workers ready s | audio s / s per worker"
-        " | peak MB: driver | each worker | Ray's own | all |"
+        " | peak MB: driver | each worker | Ray's own | all | load average before, after |"
     )
-    print("|---|---:|---:|---:|---:|---|---:|---|---:|---:|")
+    print("|---|---:|---:|---:|---:|---|---:|---|---:|---:|---|")
     for r in rows:
         ray_start = f"{r['ray_connect']:.1f}" if "ray_connect" in r else "-"
         ready = f"{r['workers_ready']:.1f}" if r.get("workers_ready") else "-"
@@ -159,7 +175,8 @@ def main() -> None:
         workers = ", ".join(map(str, r["worker_mb"])) or "-"
         print(
             f"| {r['label']} | {r['wall']:.1f} | {r['audio'] / r['wall']:.2f} | {ray_start} | {ready} | {per_worker}"
-            f" | {r['driver_mb']:.0f} | {workers} | {r['ray_mb']:.0f} | {r['total_mb']:.0f} |"
+            f" | {r['driver_mb']:.0f} | {workers} | {r['ray_mb']:.0f} | {r['total_mb']:.0f}"
+            f" | {load(r['load_before'])}; {load(r['load_after'])} |"
         )
 
 

@@ -27,7 +27,7 @@ import ray
 from pipeline.batch import run_batch
 from pipeline.cluster.driver import Cluster, Sizing, check_database, run_on_ray, size_workers
 from pipeline.errors import InvalidInputError
-from pipeline.process import RunOptions
+from pipeline.process import RunOptions, SpeakerOptions
 from pipeline.stages.audio import probe
 from pipeline.store import Store
 
@@ -293,3 +293,39 @@ def test_without_ray_the_run_says_which_extra_to_install(tmp_path):
     assert result.returncode == 2
     assert "ohp run --ray needs Ray" in result.stderr and "pip install 'ohp[cluster]'" in result.stderr
     assert ray.__name__ == "ray"  # the real one, for the other tests
+
+
+def test_a_workers_models_use_the_cpus_it_reserved_not_every_core(cluster, files, options):
+    """Two workers on two cores must not each take both: the CPUs a worker reserves decide the threads of the
+    recogniser (CTranslate2), the VAD (onnxruntime) and torch (the speaker encoder), whatever OMP_NUM_THREADS
+    it inherited. Run as a task reserving one CPU in a fresh process, which sees what the models were given."""
+
+    def one_pass(options: RunOptions, path: Path) -> tuple:
+        import faster_whisper
+        import torch
+
+        from pipeline.batch import Pass
+        from pipeline.cluster.actors import Recogniser
+        from pipeline.stages import segment
+
+        given: list[int] = []
+
+        class Recorded(faster_whisper.WhisperModel):
+            def __init__(self, *args, **kwargs) -> None:
+                given.append(kwargs["cpu_threads"])
+                super().__init__(*args, **kwargs)
+
+        faster_whisper.WhisperModel = Recorded
+        outcome = Recogniser(options, 1).process(Pass(probe(path), [], {}, None))
+        assert outcome.result is not None and "speakers" in outcome.result.stages, outcome.traceback
+        vad = segment._model().session.get_session_options().intra_op_num_threads
+        return given, vad, torch.get_num_threads()
+
+    ray.init(address=cluster, log_to_driver=False)
+    try:
+        inherited = {"env_vars": {"OMP_NUM_THREADS": "2"}}
+        task = ray.remote(one_pass).options(num_cpus=1, max_calls=1, runtime_env=inherited)
+        recogniser, vad, speaker_encoder = ray.get(task.remote(replace(options, speakers=SpeakerOptions()), files[0]))
+    finally:
+        ray.shutdown()
+    assert (recogniser, vad, speaker_encoder) == ([1], 1, 1)
