@@ -53,6 +53,7 @@ class Memory:
         self.root = psutil.Process(pid)
         self.peak_total = 0
         self.peaks: dict[int, tuple[str, int]] = {}
+        self.cpu: dict[int, tuple[str, float]] = {}  # CPU seconds (user and system) of each, as last seen
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.sample, daemon=True)
         self.thread.start()
@@ -67,12 +68,14 @@ class Memory:
             for p in processes:
                 try:
                     rss, name = p.memory_info().rss, " ".join(p.cmdline())  # a worker's: ray::Recogniser...
+                    cpu = p.cpu_times()
                 except psutil.Error:
                     continue
                 role = "driver" if p.pid == self.root.pid else "worker" if "Recogniser" in name else "other"
                 role = "ray" if role == "other" and "ray" in name else role  # else ffmpeg, decoding
                 total += rss
                 self.peaks[p.pid] = (role, max(rss, self.peaks.get(p.pid, ("", 0))[1]))
+                self.cpu[p.pid] = (role, cpu.user + cpu.system)
             self.peak_total = max(self.peak_total, total)
             time.sleep(0.2)
 
@@ -83,7 +86,11 @@ class Memory:
         for role, rss in self.peaks.values():
             by_role[role].append(rss)
         mb = 1 << 20
+        cpu: dict[str, float] = defaultdict(float)
+        for role, seconds in self.cpu.values():
+            cpu[role] += seconds
         return {
+            "cpu_s": dict(cpu),  # by role; the processes' own, those that ended before a sample are missed
             "driver_mb": max(by_role["driver"], default=0) / mb,
             "worker_mb": [round(r / mb) for r in sorted(by_role["worker"], reverse=True)],
             "ray_mb": sum(by_role["ray"]) / mb,  # Ray's own processes (gcs, raylet, idle workers), each at its peak
@@ -112,7 +119,10 @@ def run(label: str, files: list[Path], scratch: Path, extra: list[str]) -> dict:
     command = [sys.executable, "-c", "from pipeline.cli import app; app()", "--log-file", str(log), "run"]
     command += [*map(str, files), "--db", f"sqlite:///{folder / 'ohp.db'}", "--out", str(folder / "out")]
     command += ["--speakers", "off", "--no-tag", "--report", str(report), *extra]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OHP_HOME": str(home)}
+    # Ray starts its workers at nice 15 (its worker_niceness) so that its own processes stay responsive; on a
+    # machine that others share that makes them yield to everything. They run at the single process's
+    # priority here, so that the runs compare ohp and Ray, not priorities.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OHP_HOME": str(home), "RAY_worker_niceness": "0"}
     load_before = uptime()
     print(f"{label}: starting; uptime: {load_before}", flush=True)
     started = time.perf_counter()
@@ -148,13 +158,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N recordings (a quick try)")
     parser.add_argument("--keep", type=Path, help="keep each run's database, log and report in this new folder")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--skip-single", action="store_true", help="only the Ray runs")
     options = parser.parse_args()
     files, audio = batch(options.limit)
     print(f"{len(files)} recordings, {audio:.1f} s of audio; uptime: {uptime()}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="ohp-scale-") as folder:
         scratch = options.keep or Path(folder)
-        configurations = [("single process", [])] + [
+        configurations = [("single process", [])] * (not options.skip_single) + [
             (f"ray, {n} worker{'s' if n > 1 else ''}", ["--ray", "local", "--workers", str(n)]) for n in options.workers
         ]
         for label, extra in configurations:
@@ -165,9 +176,9 @@ def main() -> None:
     print(f"uptime after: {uptime()}")
     print(
         "| run | wall s | audio s / s | Ray start s | workers ready s | audio s / s per worker"
-        " | peak MB: driver | each worker | Ray's own | all | load average before, after |"
+        " | peak MB: driver | each worker | Ray's own | all | CPU s: driver, workers | load average before, after |"
     )
-    print("|---|---:|---:|---:|---:|---|---:|---|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---|---:|---|---:|---:|---|---|")
     for r in rows:
         ray_start = f"{r['ray_connect']:.1f}" if "ray_connect" in r else "-"
         ready = f"{r['workers_ready']:.1f}" if r.get("workers_ready") else "-"
@@ -176,6 +187,7 @@ def main() -> None:
         print(
             f"| {r['label']} | {r['wall']:.1f} | {r['audio'] / r['wall']:.2f} | {ray_start} | {ready} | {per_worker}"
             f" | {r['driver_mb']:.0f} | {workers} | {r['ray_mb']:.0f} | {r['total_mb']:.0f}"
+            f" | {r['cpu_s'].get('driver', 0):.0f}, {r['cpu_s'].get('worker', 0):.0f}"
             f" | {load(r['load_before'])}; {load(r['load_after'])} |"
         )
 

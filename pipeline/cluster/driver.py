@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 LOCAL = "local"  # --ray local: a Ray of this machine only, started for the batch and stopped after it
 CORES_PER_WORKER = 2  # on CPUs, one worker per this many cores (bench/scale.py)
 ATTEMPTS = 2  # a recording whose worker died is tried once more; twice lost, it is reported as failed
+# Waiting for the workers in steps this long: a Ctrl-C is acted on between two (Ray's wait does not return
+# for it), not once the recordings on the workers are finished.
+WAIT_SECONDS = 0.5
 
 
 @dataclass
@@ -195,7 +198,10 @@ class Driver:
                     sent = self._submit(idle[0], next_job)
                     if sent is not None:
                         waiting[sent] = (idle.popleft(), next_job)
-                [ref], _ = ray.wait(list(waiting), num_returns=1)
+                ready, _ = ray.wait(list(waiting), num_returns=1, timeout=WAIT_SECONDS)
+                if not ready:
+                    continue
+                [ref] = ready
                 worker, job = waiting.pop(ref)
                 try:
                     answer = ray.get(ref)
