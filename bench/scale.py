@@ -3,12 +3,13 @@
 The batch: every corpus recording of 10 s or more and the two long-form ones, by path (over ten minutes of
 audio), transcribed only (--speakers off --no-tag: the recogniser is what is spread). Each configuration
 runs as its own `ohp run` process on a fresh SQLite database and a fresh model cache (the weights linked,
-no half-done transcripts to resume from), one after the other in the same run. Measured: wall time, audio
-seconds per wall second, the peak resident memory of each process of the run (the driver, Ray's own
-processes, each worker) and of them all at once, and for Ray its start-up: connecting (starting a local
-Ray) and the workers answering, from the driver's log.
+no half-done transcripts to resume from), one after the other in the same run, Ray's workers at the single
+process's priority. Measured: wall time, audio seconds per wall second, the peak resident memory of each
+process of the run (the driver, Ray's own processes, each worker) and of them all at once, their CPU
+seconds (which, unlike wall time, hardly depend on what else the machine runs), the load before and after,
+and for Ray its start-up: connecting (starting a local Ray) and the workers answering, from the driver's log.
 
-    python bench/scale.py [--workers 1 2] [--limit N]
+    python bench/scale.py [--workers 1 2] [--limit N] [--skip-single] [--keep DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class Memory:
                     cpu = p.cpu_times()
                 except psutil.Error:
                     continue
-                role = "driver" if p.pid == self.root.pid else "worker" if "Recogniser" in name else "other"
+                was = self.peaks.get(p.pid, ("", 0))[0]  # a worker exiting has no command line any more
+                role = "driver" if p.pid == self.root.pid else "worker" if "Recogniser" in name else was or "other"
                 role = "ray" if role == "other" and "ray" in name else role  # else ffmpeg, decoding
                 total += rss
                 self.peaks[p.pid] = (role, max(rss, self.peaks.get(p.pid, ("", 0))[1]))

@@ -332,7 +332,7 @@ def test_a_workers_models_use_the_cpus_it_reserved_not_every_core(cluster, files
 
 
 def test_ctrl_c_stops_the_batch_with_what_finished_saved_and_the_workers_stopped(
-    cluster, files, uninterrupted, db_url, tmp_path
+    cluster, files, uninterrupted, db_url, own_ohp_home, tmp_path
 ):
     long = corpus_path(LONG)
     run = [*OHP, "run", str(files[0]), str(long), "--db", db_url, "--speakers", "off", "--no-tag"]
@@ -359,6 +359,10 @@ def test_ctrl_c_stops_the_batch_with_what_finished_saved_and_the_workers_stopped
         saved = stored(store)
         assert list(saved) == [probe(files[0]).sha256] and saved == {sha: uninterrupted[sha] for sha in saved}
         assert (tmp_path / f"{files[0].stem}.json").exists() and not (tmp_path / f"{long.stem}.json").exists()
+        # It stopped at once, not once the worker was done: the long recording's three chunks are not all in
+        # its checkpoint.
+        chunks = own_ohp_home.glob(f"partial/{probe(long).sha256}-*.jsonl")
+        assert sum(len(c.read_text().splitlines()) for c in chunks) < 3
         # The plain line of the file that finished names the worker and its node.
         [line] = [line for line in out.splitlines() if line.startswith(f"{files[0].resolve()}: done, ")]
         assert re.search(r", by worker 1 on [\d.]+(;|$)", line), line
