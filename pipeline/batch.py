@@ -10,6 +10,8 @@ the database only ever holds whole recordings).
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,7 +73,7 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
     guards: dict[str, int] = field(default_factory=dict)
     error: str | None = None
-    stage: str | None = None  # where it failed: probe, decode, segment, transcribe, speakers, tag, save or export
+    stage: str | None = None  # where it failed: probe, send, decode, segment, transcribe, speakers, tag, save or export
     doubtful: float | None = None  # share of the transcript's text in doubtful words (None: no words)
     worker: str | None = None  # the cluster's worker that ran its pass, and its node (pipeline.cluster)
 
@@ -256,7 +258,12 @@ class FileRun:
         return None
 
     def save(self, planned: Pass, result: RecordingResult) -> None:
-        """Save the pass's result in one transaction, then write the recording's files."""
+        """Save the pass's result in one transaction, then write the recording's files; a Ctrl-C meanwhile
+        stops the batch once the file is finished (stop_if_asked)."""
+        with finishing():
+            self._save(planned, result)
+
+    def _save(self, planned: Pass, result: RecordingResult) -> None:
         file, options = self.file, self.options
         self.stage = "save"
         export = replace(self.store.save_result(result).export, codebook=options.codebook)
@@ -291,6 +298,34 @@ class FileRun:
         stage, cause = (exc.stage, exc.cause) if isinstance(exc, StageError) else (self.stage, exc)
         _failed(self.file, stage, cause)
         _record_failure(self.store, self.file, self.info, stage)
+
+
+_stop_asked = threading.Event()  # a Ctrl-C came while a recording was being saved (signals are per process)
+
+
+@contextmanager
+def finishing() -> Iterator[None]:
+    """A Ctrl-C (SIGINT) while the block runs does not stop it: it is kept for `stop_if_asked`, where the batch
+    stops once the file is finished (saved, its files written, reported). So a recording is never saved without
+    the files that a run skipping it would not write again. Signals reach the main thread only; in another
+    this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda number, frame: _stop_asked.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stop_if_asked() -> None:
+    """Stop the batch (Python's KeyboardInterrupt, or whatever handles SIGINT here) if a Ctrl-C came while a
+    recording was being saved."""
+    if _stop_asked.is_set():
+        _stop_asked.clear()
+        log.warning("Ctrl-C while a recording was being saved: stopping now that it is")
+        signal.raise_signal(signal.SIGINT)
 
 
 def _failed(file: FileResult, stage: str, cause: Exception) -> None:
@@ -373,5 +408,6 @@ def run_batch(
         batch.finished(result)
         if progress:
             progress.file_finished(result)
+        stop_if_asked()
     batch.write_waiting(store, options)
     return BatchReport(batch.results)

@@ -92,6 +92,8 @@ class RunOptions:
     model: ThemeModel | None = None  # the learned model that adds to the codebook's patterns; None: patterns alone
     home: Path = field(default_factory=default_home)  # the model cache; partial transcripts are kept there too
     device: str = "auto"  # where models run: auto, cpu or cuda
+    # CPU threads for the recogniser; None: one per core. Not a setting: the same text with any number.
+    threads: int | None = None
     # The project's vocabulary; with it each recording's hint (see for_recording). None: no hint.
     vocabulary: Vocabulary | None = None
     # Decode each recording a second time (greedy), and doubt more the words it writes differently: marks more
@@ -250,7 +252,9 @@ def _transcribe(
 
         second = None
         if chunks:
-            engine = load_engine(options.transcribe.engine, options.transcribe.model, options.home, options.device)
+            engine = load_engine(
+                options.transcribe.engine, options.transcribe.model, options.home, options.device, options.threads
+            )
             transcript = transcribe(
                 decoded.samples, chunks, engine, options.transcribe, done=done, on_chunk=chunk_finished
             )

@@ -490,3 +490,20 @@ def test_an_imported_transcript_keeps_the_speakers_of_its_file(tmp_path, store):
     assert result.status == "skipped" and result.speakers is None
     assert [s.label for s in store.speakers(recording_id)] == ["采访者", "张长华"]
     assert "imported" in store.stage(recording_id, "speakers").settings
+
+
+def test_a_ctrl_c_while_a_recording_is_saved_stops_the_batch_once_it_is_finished():
+    from pipeline.batch import finishing, stop_if_asked
+
+    stop_if_asked()  # nothing asked: goes on
+    steps = []
+    with finishing():
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of the save
+        steps.append("saved and written")
+    steps.append("reported")
+    with pytest.raises(KeyboardInterrupt):
+        stop_if_asked()
+    assert steps == ["saved and written", "reported"]
+    stop_if_asked()  # asked once, stopped once
+    with pytest.raises(KeyboardInterrupt):  # outside a save, Ctrl-C stops at once, as always
+        signal.raise_signal(signal.SIGINT)

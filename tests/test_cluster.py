@@ -27,7 +27,7 @@ import ray
 from pipeline.batch import run_batch
 from pipeline.cluster.driver import Cluster, Sizing, check_database, run_on_ray, size_workers
 from pipeline.errors import InvalidInputError
-from pipeline.process import RunOptions
+from pipeline.process import RunOptions, SpeakerOptions
 from pipeline.stages.audio import probe
 from pipeline.store import Store
 
@@ -293,3 +293,154 @@ def test_without_ray_the_run_says_which_extra_to_install(tmp_path):
     assert result.returncode == 2
     assert "ohp run --ray needs Ray" in result.stderr and "pip install 'ohp[cluster]'" in result.stderr
     assert ray.__name__ == "ray"  # the real one, for the other tests
+
+
+def test_a_workers_models_use_the_cpus_it_reserved_not_every_core(cluster, files, options):
+    """Two workers on two cores must not each take both: the CPUs a worker reserves decide the threads of the
+    recogniser (CTranslate2), the VAD (onnxruntime) and torch (the speaker encoder), whatever OMP_NUM_THREADS
+    it inherited. Run as a task reserving one CPU in a fresh process, which sees what the models were given."""
+
+    def one_pass(options: RunOptions, path: Path) -> tuple:
+        import faster_whisper
+        import torch
+
+        from pipeline.batch import Pass
+        from pipeline.cluster.actors import Recogniser
+        from pipeline.stages import segment
+
+        given: list[int] = []
+
+        class Recorded(faster_whisper.WhisperModel):
+            def __init__(self, *args, **kwargs) -> None:
+                given.append(kwargs["cpu_threads"])
+                super().__init__(*args, **kwargs)
+
+        faster_whisper.WhisperModel = Recorded
+        outcome = Recogniser(options, 1).process(Pass(probe(path), [], {}, None))
+        assert outcome.result is not None and "speakers" in outcome.result.stages, outcome.traceback
+        vad = segment._model().session.get_session_options().intra_op_num_threads
+        return given, vad, torch.get_num_threads()
+
+    ray.init(address=cluster, log_to_driver=False)
+    try:
+        inherited = {"env_vars": {"OMP_NUM_THREADS": "2"}}
+        task = ray.remote(max_calls=1)(one_pass).options(num_cpus=1, runtime_env=inherited)
+        recogniser, vad, speaker_encoder = ray.get(task.remote(replace(options, speakers=SpeakerOptions()), files[0]))
+    finally:
+        ray.shutdown()
+    assert (recogniser, vad, speaker_encoder) == ([1], 1, 1)
+
+
+def test_ctrl_c_stops_the_batch_with_what_finished_saved_and_the_workers_stopped(
+    cluster, files, uninterrupted, db_url, own_ohp_home, tmp_path
+):
+    long = corpus_path(LONG)
+    run = [*OHP, "run", str(files[0]), str(long), "--db", db_url, "--speakers", "off", "--no-tag"]
+    run += ["--out", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    driver = subprocess.Popen(
+        [*run, "--ray", cluster, "--workers", "1"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with Store(db_url) as store:
+        deadline = time.monotonic() + 600
+        while not done_stages(store) and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.05)
+        assert driver.poll() is None, driver.communicate()
+        driver.send_signal(signal.SIGINT)  # the long recording is on the worker
+        out, err = driver.communicate(timeout=300)
+        assert driver.returncode == 130, err
+        assert "stopped (Ctrl-C); the recordings finished are saved" in err and "Traceback" not in err
+        # What finished is saved whole, with its file; the one on the worker is not saved at all.
+        saved = stored(store)
+        assert list(saved) == [probe(files[0]).sha256] and saved == {sha: uninterrupted[sha] for sha in saved}
+        assert (tmp_path / f"{files[0].stem}.json").exists() and not (tmp_path / f"{long.stem}.json").exists()
+        # It stopped at once, not once the worker was done: the long recording's three chunks are not all in
+        # its checkpoint.
+        chunks = own_ohp_home.glob(f"partial/{probe(long).sha256}-*.jsonl")
+        assert sum(len(c.read_text().splitlines()) for c in chunks) < 3
+        # The plain line of the file that finished names the worker and its node.
+        [line] = [line for line in out.splitlines() if line.startswith(f"{files[0].resolve()}: done, ")]
+        assert re.search(r", by worker 1 on [\d.]+(;|$)", line), line
+    # The worker stopped with the batch: the CPUs it reserved are free again.
+    ray.init(address=cluster, log_to_driver=False)
+    try:
+        while ray.available_resources().get("CPU", 0) < 2:
+            assert time.monotonic() < deadline, "the worker still holds its CPUs"
+            time.sleep(0.2)
+    finally:
+        ray.shutdown()
+
+
+def alive_nodes(address: str) -> int:
+    ray.init(address=address, log_to_driver=False)
+    try:
+        return sum(node["Alive"] for node in ray.nodes())
+    finally:
+        ray.shutdown()
+
+
+def test_a_cluster_of_two_machines_refuses_a_sqlite_file(cluster, files, options, tmp_path):
+    """A second node joins the cluster (a raylet of its own on this machine, as another machine would run
+    one: `ray start --address`), with no CPUs so that nothing runs there; the batch is refused before any
+    worker starts, and the database is left as it was."""
+    join = [RAY, "start", "--block", f"--address={cluster}", "--node-ip-address=127.0.0.1", "--num-cpus=0"]
+    node = subprocess.Popen(
+        [*join, "--disable-usage-stats"],
+        env={**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while alive_nodes(cluster) < 2:
+            assert node.poll() is None, "ray start --address failed"
+            assert time.monotonic() < deadline, "the second node did not join in 2 minutes"
+            time.sleep(0.5)
+        db = tmp_path / "ohp.db"
+        with Store(f"sqlite:///{db}") as store:
+            refused = rf"{re.escape(str(db))}: a SQLite file, and the Ray cluster has 2 machines"
+            with pytest.raises(InvalidInputError, match=refused):
+                run_on_ray(files[:1], store, options, address=cluster)
+            assert store.list_recordings() == []
+    finally:
+        node.terminate()  # ray start --block stops its raylet, which leaves the cluster
+        node.wait(timeout=60)
+        while alive_nodes(cluster) > 1 and time.monotonic() < deadline + 120:  # the next test sees one machine
+            time.sleep(0.5)
+
+
+def test_a_file_that_cannot_be_sent_to_a_worker_is_reported_and_the_batch_goes_on(
+    cluster, files, uninterrupted, options, tmp_path
+):
+    """For a worker that does not see the files the driver sends their bytes; one gone since it was hashed
+    fails at "send", named, and the next goes through the object store and is saved."""
+    from pipeline.batch import FileRun, plan_batch
+    from pipeline.cluster.driver import Driver, Job
+
+    gone = tmp_path / "gone.wav"
+    shutil.copy(files[0], gone)
+    with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store:
+        batch = plan_batch([gone, files[1]], store, options)
+        jobs = []
+        for index, path in enumerate(batch.files):  # hashed and looked up, as when a worker is free for it
+            run = FileRun(path, store, options, None, batch.taken_stems, batch.people, False)
+            jobs.append(Job(index, path, run, run.plan()))
+        gone.unlink()
+        ray.init(address=cluster, log_to_driver=False)
+        try:
+            driver = Driver(store, options, None, batch, Sizing(1, 1.0, 0.0))
+            driver.nodes_seeing_files[ray.get_runtime_context().get_node_id()] = False  # the only node
+            driver.run(jobs)
+        finally:
+            ray.shutdown()
+        failed, done = (job.file for job in jobs)
+        assert (failed.status, failed.stage) == ("failed", "send")
+        assert failed.error and failed.error.startswith(f"{gone}: send: FileNotFoundError")
+        assert done.status == "done" and done.worker and done.worker.startswith("worker 1 on ")
+        sha256 = probe(files[1]).sha256
+        assert stored(store) == {sha256: uninterrupted[sha256]}

@@ -290,16 +290,20 @@ def run(
         second_decode=second_decode,
     )
     store = open_store(db)
-    with batch_progress(console) as progress:
-        if ray is None:
-            report = run_batch(paths, store, options, progress)
-        else:
-            from pipeline.cluster import require_ray
+    try:
+        with batch_progress(console) as progress:
+            if ray is None:
+                report = run_batch(paths, store, options, progress)
+            else:
+                from pipeline.cluster import require_ray
 
-            require_ray()
-            from pipeline.cluster.driver import run_on_ray
+                require_ray()
+                from pipeline.cluster.driver import run_on_ray
 
-            report = run_on_ray(paths, store, options, progress, address=ray, workers=workers)
+                report = run_on_ray(paths, store, options, progress, address=ray, workers=workers)
+    except KeyboardInterrupt:
+        errors.print("ohp run: stopped (Ctrl-C); the recordings finished are saved: the same command does the rest")
+        raise typer.Exit(130) from None
     if not report.files:
         errors.print("no audio files found in " + ", ".join(map(str, paths)))
         raise typer.Exit(1)

@@ -54,13 +54,24 @@ def readable(info: AudioInfo) -> bool:
         return False
 
 
+def reserved_threads() -> int:
+    """The CPU threads a worker's models may use: the CPUs its actor reserved (Ray's num_cpus), at least one.
+    Not the machine's cores: the other workers on the machine use theirs."""
+    return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+
+
 class Recogniser:
     """A worker. Its models load on its first recording and stay loaded (the engines are cached per process).
     Run options come whole from the driver; half-done transcripts are kept in this machine's own model cache
-    (OHP_HOME), where its weights are."""
+    (OHP_HOME), where its weights are. Its models run on as many threads as the CPUs it reserved."""
 
     def __init__(self, options: RunOptions, number: int) -> None:
-        self.options = replace(options, home=Config.load().home)
+        import torch
+
+        threads = reserved_threads()
+        # The recogniser takes them as an option; torch's (the speaker encoder's) are the process's.
+        torch.set_num_threads(threads)
+        self.options = replace(options, home=Config.load().home, threads=threads)
         self.number = number
 
     def where(self) -> Where:

@@ -23,7 +23,7 @@ import ray
 from ray.exceptions import ObjectLostError, RayActorError
 
 import pipeline
-from pipeline.batch import Batch, BatchReport, FileResult, FileRun, Pass, Progress, plan_batch
+from pipeline.batch import Batch, BatchReport, FileResult, FileRun, Pass, Progress, plan_batch, stop_if_asked
 from pipeline.cluster.actors import Outcome, Recogniser, Where
 from pipeline.errors import InvalidInputError
 from pipeline.process import RunOptions
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 LOCAL = "local"  # --ray local: a Ray of this machine only, started for the batch and stopped after it
 CORES_PER_WORKER = 2  # on CPUs, one worker per this many cores (bench/scale.py)
 ATTEMPTS = 2  # a recording whose worker died is tried once more; twice lost, it is reported as failed
+# Waiting for the workers in steps this long: a Ctrl-C is acted on between two (Ray's wait does not return
+# for it), not once the recordings on the workers are finished.
+WAIT_SECONDS = 0.5
 
 
 @dataclass
@@ -192,9 +195,13 @@ class Driver:
                     next_job = queue.popleft()
                     if next_job.planned is None and not self._plan(next_job):
                         continue
-                    free = idle.popleft()
-                    waiting[self._submit(free, next_job)] = (free, next_job)
-                [ref], _ = ray.wait(list(waiting), num_returns=1)
+                    sent = self._submit(idle[0], next_job)
+                    if sent is not None:
+                        waiting[sent] = (idle.popleft(), next_job)
+                ready, _ = ray.wait(list(waiting), num_returns=1, timeout=WAIT_SECONDS)
+                if not ready:
+                    continue
+                [ref] = ready
                 worker, job = waiting.pop(ref)
                 try:
                     answer = ray.get(ref)
@@ -215,6 +222,7 @@ class Driver:
                     queue.appendleft(job)
                 else:
                     self._save(worker, job, answer)
+                    stop_if_asked()
         finally:  # done, or stopped (Ctrl-C): what runs on the workers stops, what was saved stays
             for worker in self.workers:
                 ray.kill(worker.actor)
@@ -238,11 +246,19 @@ class Driver:
             self._finished(job)
         return job.planned is not None
 
-    def _submit(self, worker: Worker, job: Job) -> ray.ObjectRef:
-        assert job.planned is not None and worker.where is not None
+    def _submit(self, worker: Worker, job: Job) -> ray.ObjectRef | None:
+        """The job's pass started on the worker; None if its bytes, for a worker that does not see the file,
+        could not be read or put in the object store (gone since it was hashed, larger than the store): the
+        file is reported as failed, and the batch goes on."""
+        assert job.planned is not None and job.run is not None and worker.where is not None
         audio = None
         if not self.nodes_seeing_files.get(worker.where.node_id, True):
-            audio = ray.put(job.planned.info.path.read_bytes())
+            job.run.stage = "send"
+            with job.run.reporting():
+                audio = ray.put(job.planned.info.path.read_bytes())
+            if audio is None:
+                self._finished(job)
+                return None
         log.info("%s: to %s, pid %d", job.path, worker.where, worker.where.pid)
         return worker.actor.process.remote(job.planned, audio)
 

@@ -78,7 +78,9 @@ def _segment(start, end, text, language, words, avg_logprob, no_speech_prob, com
 class FasterWhisperEngine:
     name = EngineName.FASTER_WHISPER
 
-    def __init__(self, model: str, home: Path, device: str = "auto", compute_type: str = "int8") -> None:
+    def __init__(
+        self, model: str, home: Path, device: str = "auto", compute_type: str = "int8", threads: int | None = None
+    ) -> None:
         import ctranslate2
         from faster_whisper import WhisperModel
 
@@ -87,8 +89,10 @@ class FasterWhisperEngine:
         self.model = model
         self._ct2 = ctranslate2
         path = resolve_model(model, self.name, home)
-        log.info("loading faster-whisper model %s on %s", path, device)  # CTranslate2 decides "auto" itself
-        self._model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=os.cpu_count() or 1)
+        threads = threads or os.cpu_count() or 1
+        # CTranslate2 decides "auto" itself
+        log.info("loading faster-whisper model %s on %s (%d CPU threads)", path, device, threads)
+        self._model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=threads)
 
     def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
         _, _, probs = self._model.detect_language(samples)
@@ -128,17 +132,18 @@ class FasterWhisperEngine:
 class OpenAIWhisperEngine:
     name = EngineName.OPENAI_WHISPER
 
-    def __init__(self, model: str, home: Path, device: str = "auto") -> None:
+    def __init__(self, model: str, home: Path, device: str = "auto", threads: int | None = None) -> None:
         import torch
 
         from pipeline.config import torch_device
         from pipeline.weights import load_openai_whisper
 
-        torch.set_num_threads(os.cpu_count() or 1)
+        threads = threads or os.cpu_count() or 1
+        torch.set_num_threads(threads)
         self.model = model
         self._torch = torch
         device = torch_device(device)
-        log.info("loading openai-whisper model %s on %s", model, device)
+        log.info("loading openai-whisper model %s on %s (%d CPU threads)", model, device, threads)
         self._model = load_openai_whisper(model, home, device)
 
     def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
@@ -181,11 +186,12 @@ class OpenAIWhisperEngine:
 
 
 @cache
-def load_engine(name: str, model: str, home: Path, device: str = "auto") -> Engine:
-    """One loaded model per (engine, model, model cache, device) in a process: loading takes seconds,
-    decoding reuses it. `home` is the model cache; device auto, cpu or cuda."""
+def load_engine(name: str, model: str, home: Path, device: str = "auto", threads: int | None = None) -> Engine:
+    """One loaded model per (engine, model, model cache, device, threads) in a process: loading takes seconds,
+    decoding reuses it. `home` is the model cache; device auto, cpu or cuda; threads on the CPU (None: one per
+    core of the machine; a cluster's worker gives the cores it reserved, pipeline.cluster.actors)."""
     if name == EngineName.FASTER_WHISPER:
-        return FasterWhisperEngine(model, home, device)
+        return FasterWhisperEngine(model, home, device, threads=threads)
     if name == EngineName.OPENAI_WHISPER:
-        return OpenAIWhisperEngine(model, home, device)
+        return OpenAIWhisperEngine(model, home, device, threads)
     raise InvalidInputError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
