@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import uuid
 from pathlib import Path
 
 import argon2
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
 from pipeline.config import Config
 from pipeline.store import Store
+from pipeline.store.database import head_revision
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -71,6 +73,67 @@ def cheap_password_hashes():
         yield
 
 
+# A test of db_url whose database plays no part in what it checks (Ray workers killed, say: they never touch
+# it), where a PostgreSQL variant would only repeat the SQLite one at great cost.
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+class PostgresSchemas:
+    """A schema of its own for each PostgreSQL test. A test whose store will migrate it anyway gets one a test
+    before it migrated, then emptied (TRUNCATE ... RESTART IDENTITY: its rows and counters as new), if that one
+    was left at the newest revision with its tables; else, and for every other test, a new empty schema. The
+    migrations cost PostgreSQL tests most of their set-up; test_store runs them on new schemas."""
+
+    def __init__(self) -> None:
+        self.admin = create_engine(POSTGRES_URL)
+        self.migrated: list[str] = []  # free: migrated and empty
+        self.tables: set[str] | None = None  # a migrated schema's tables
+
+    def url(self, schema: str) -> str:
+        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+        return url.render_as_string(hide_password=False)
+
+    def take(self, migrated: bool) -> str:
+        if migrated and self.migrated:
+            return self.migrated.pop()
+        schema = f"ohp_test_{uuid.uuid4().hex[:12]}"
+        with self.admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        return schema
+
+    def give_back(self, schema: str, migrated: bool) -> None:
+        if migrated and self._emptied(schema):
+            self.migrated.append(schema)
+        else:
+            self.drop(schema)
+
+    def _emptied(self, schema: str) -> bool:
+        with self.admin.begin() as conn:
+            tables = set(inspect(conn).get_table_names(schema=schema))
+            if "alembic_version" not in tables or tables != (self.tables or tables):
+                return False
+            revision = conn.exec_driver_sql(f'SELECT version_num FROM "{schema}".alembic_version').scalar()
+            if revision != head_revision():
+                return False
+            self.tables = tables
+            rows = ", ".join(f'"{schema}"."{table}"' for table in sorted(tables - {"alembic_version"}))
+            conn.exec_driver_sql(f"TRUNCATE {rows} RESTART IDENTITY CASCADE")
+        return True
+
+    def drop(self, schema: str) -> None:
+        with self.admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def postgres_schemas():
+    schemas = PostgresSchemas()
+    yield schemas
+    for schema in schemas.migrated:
+        schemas.drop(schema)
+    schemas.admin.dispose()
+
+
 @pytest.fixture(
     params=[
         "sqlite",
@@ -81,24 +144,35 @@ def cheap_password_hashes():
     ]
 )
 def db_url(request, tmp_path):
-    """A URL of an empty database: a temp SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
+    """A URL of a new database: a temp SQLite file, or a PostgreSQL schema of its own, dropped afterwards (see
+    PostgresSchemas). Empty, unless the test's store would migrate it anyway."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ohp.db'}"
         return
-    schema = f"ohp_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    schemas = request.getfixturevalue("postgres_schemas")
+    migrated = "store" in request.fixturenames
+    schema = schemas.take(migrated)
     try:
-        yield url.render_as_string(hide_password=False)
+        yield schemas.url(schema)
     finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+        schemas.give_back(schema, migrated)
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """A SQLite database migrated to the newest schema, once a session: the `store` of a test starts from a
+    copy of it, not by running every migration again (a quarter of a second a database). The migrations
+    themselves are tested on empty databases (db_url) in test_store."""
+    path = tmp_path_factory.mktemp("migrated") / "ohp.db"
+    Store(f"sqlite:///{path}").close()  # the last connection closed: everything is in the file, no -wal beside it
+    return path
 
 
 @pytest.fixture
-def store(db_url):
+def store(db_url, request):
+    """A store on db_url's database, at the newest schema."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), url.database)
     with Store(db_url) as s:
         yield s

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pipeline.process import stored_result
 from pipeline.records import (
     AudioInfo,
     Entity,
@@ -29,6 +28,9 @@ def save_transcription(
 
 
 def _stored(store: Store, recording_id: int) -> RecordingResult:
+    # Imported here: pipeline.process brings spaCy and torch, which the store tests' writer processes do without.
+    from pipeline.process import stored_result
+
     return stored_result(store.recording(recording_id), store.transcript(recording_id))
 
 

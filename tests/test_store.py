@@ -6,9 +6,13 @@ OHP_TEST_POSTGRES_URL is set, e.g. postgresql+psycopg://user:pw@localhost/ohp_te
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +22,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from saving import save_transcription
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.pool import Pool
 
 from pipeline.records import AudioInfo, Segment, Transcript, Word
 from pipeline.store import (
@@ -400,8 +405,10 @@ WRITER = textwrap.dedent(
     from tests.test_store import SETTINGS, KEY, audio, transcript
     from pipeline.store import Store
     url, name = sys.argv[1], sys.argv[2]
-    with Store(url) as store:  # both processes open a new file at once: one migrates, the other waits
-        for i in range(10):
+    print("ready", flush=True)
+    sys.stdin.readline()  # the writers open the new file at the same moment: one migrates, the others wait
+    with Store(url) as store:
+        for i in range(5):
             info = audio(f"{name}{i}.wav", (name + format(i, "x")).ljust(64, "0"))
             store.start_stage(info, "transcribe", SETTINGS, KEY)
             save_transcription(store, info, transcript(20, 10, name), SETTINGS, KEY, {})
@@ -409,15 +416,58 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_two_processes_write_to_one_file_at_once(tmp_path):
+def test_processes_write_to_one_new_file_at_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'busy.db'}"
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, url, name], cwd=REPO, stderr=subprocess.PIPE, text=True)
-        for name in ("a", "b")
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, url, name],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in "abcd"
     ]
+    for writer in writers:
+        writer.stdout.readline()  # imported: ready to open the store (or failed, as its stderr will say)
+    for writer in writers:
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
     errors = [w.communicate(timeout=120)[1] for w in writers]
-    assert [w.returncode for w in writers] == [0, 0], errors
+    assert [w.returncode for w in writers] == [0] * len(writers), errors
     with Store(url) as s:
         recordings = s.list_recordings()
         assert len(recordings) == 20
         assert all(len(s.segments(r.id)) == 20 for r in recordings)
+
+
+def test_a_new_file_another_process_is_writing_is_waited_for(tmp_path):
+    """The race behind a flaky multi-writer run, made certain: a store opening a new SQLite file switches it to
+    WAL, which reads the file and then writes it; another process holding the write lock meanwhile (as it does
+    while switching the new file itself) makes SQLite refuse the write at once, busy timeout or not. The store
+    must wait for that lock, not fail with "database is locked"."""
+    path = tmp_path / "new.db"
+    rival = sqlite3.connect(path, isolation_level=None)  # the other process: SQLite locks its connections alike
+    rival.execute("BEGIN IMMEDIATE")
+    rival.execute("CREATE TABLE rival (x)")
+    waiting = threading.Event()
+
+    def trace(dbapi_connection, _record):
+        dbapi_connection.set_trace_callback(lambda sql: sql == "BEGIN IMMEDIATE" and waiting.set())
+
+    event.listen(Pool, "connect", trace)  # before the store's own connect hook (class listeners come first)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            opening = pool.submit(Store, f"sqlite:///{path}")
+            opening.add_done_callback(lambda _: waiting.set())  # failed at once (the bug): nothing to wait for
+            assert waiting.wait(120)
+            rival.execute("COMMIT")
+            with opening.result() as store:
+                assert store.list_recordings() == []
+    finally:
+        event.remove(Pool, "connect", trace)
+    assert rival.execute("SELECT count(*) FROM rival").fetchone() == (0,)  # the other process's write is there
+    rival.close()
+    with closing(sqlite3.connect(path)) as again:
+        assert again.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -6,7 +6,10 @@ which. Opening a database upgrades its schema to the newest Alembic revision of
 
 Several processes (a batch, a web app) may share one SQLite file: connections run in WAL mode
 with a 30 s busy timeout, and every write transaction starts with BEGIN IMMEDIATE, so it takes
-the write lock before it reads what it will change.
+the write lock before it reads what it will change (a transaction that reads and then asks for the
+lock gets SQLITE_BUSY at once, without the timeout, when another holds it). Switching a new file to
+WAL is such a read-then-write inside SQLite: a connection refused there waits for the lock the same
+way and tries again.
 
 A new schema version: change the models (pipeline/store/models.py), then write the next migration, e.g.
     from alembic import command
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,8 +144,22 @@ def _stamped_revision(conn: Connection) -> str | None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    for pragma in ("foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000"):
+    # The busy timeout first: switching to WAL below may have to wait for another process.
+    for pragma in ("busy_timeout=30000", "foreign_keys=ON", "synchronous=NORMAL"):
         cursor.execute(f"PRAGMA {pragma}")
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        # A new file: the switch reads its header, then writes it. When another process is writing the file
+        # (switching it too: two `ohp run`s starting on a new database), SQLite refuses the second step at
+        # once, without the busy timeout (waiting there could deadlock). So wait for the other one's write
+        # as a write transaction from the start does, then switch (or find it switched: a read only).
+        if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+            raise
+        log.debug("SQLite database busy while switching to WAL: waiting for the other writer")
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute("ROLLBACK")
+        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 
