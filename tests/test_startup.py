@@ -41,6 +41,7 @@ COMMANDS = {
     "status": ["status"],
     "search": ["search", "工资"],
     "themes": ["themes"],
+    "export": ["export", "--all", "--format", "json", "--out", "exported"],
 }
 
 

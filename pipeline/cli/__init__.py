@@ -447,7 +447,7 @@ def export(
         chosen,
         tuple(f.value for f in formats),
         out,
-        codebook=open_codebook(codebook),
+        codebook=open_codebook(codebook, for_labels=True),
         include_closed=include_restricted,
         redactor=redactor,
     )
@@ -602,7 +602,7 @@ def review(
         from pipeline.cli.doubt import walk_doubtful
 
         return walk_doubtful(store, chosen, user, console)
-    book = open_codebook(codebook)
+    book = open_codebook(codebook, for_labels=True)
     ordered = store.segments(chosen.id)
     at = {s.id: i for i, s in enumerate(ordered)}
     speakers = {s.label: s for s in store.speakers(chosen.id)}

@@ -73,7 +73,7 @@ def agreement(
     from pipeline.analysis.tables import disagreements_csv
 
     store = open_store(db)
-    book = open_codebook(codebook)
+    book = open_codebook(codebook, for_labels=True)
     scope = _scope(store, recordings, include_restricted, user)
     wanted = [name.strip() for name in coders.split(",") if name.strip()] if coders else None
     found = agreement_report(store, scope, book, wanted)
@@ -160,7 +160,7 @@ def report(
     from pipeline.analysis.report import Pseudonyms, report_tables, write_report
 
     store = open_store(db)
-    book = open_codebook(codebook)
+    book = open_codebook(codebook, for_labels=True)
     scope = _scope(store, recordings, include_restricted, user)
     pseudonyms = Pseudonyms({k.strip() for k in redact.split(",") if k.strip()}) if redact else None
     wanted = [name.strip() for name in coders.split(",") if name.strip()] if coders else None
