@@ -10,7 +10,8 @@ properties name the recording (sha256 and store id) so that its codings find it 
 
 Reading back, every tier of linguistic type "theme" (or of a type using the themes vocabulary) gives
 codings by its annotator, else its participant, else the tier's name; the tagger's suggestions tiers are
-skipped (not a coder's; a coder named "ohp" has a tier of their own). Values are theme ids or labels; others are warnings, not failures.
+skipped (not a coder's; a coder named "ohp" has a tier of their own). Values are theme ids or labels; others
+are warnings, not failures.
 """
 
 from __future__ import annotations
