@@ -280,7 +280,7 @@ def test_a_batch_over_several_machines_needs_postgresql(tmp_path):
 
 def test_workers_are_sized_to_the_cluster():
     cpus = Cluster(nodes=2, cpus=16, gpus=0, largest_node_cpus=8, started=0.0)
-    assert size_workers(cpus, OPTIONS, None) == Sizing(8, 2.0, 0.0)  # one per two cores
+    assert size_workers(cpus, OPTIONS, None) == Sizing(16, 1.0, 0.0)  # one per core
     assert size_workers(cpus, OPTIONS, 2) == Sizing(2, 8.0, 0.0)  # the cores shared out, a node's at most
     gpus = replace(cpus, gpus=4)
     assert size_workers(gpus, OPTIONS, None) == Sizing(4, 1.0, 1.0)  # one per GPU, each reserving it

@@ -32,7 +32,7 @@ from pipeline.store import Store
 log = logging.getLogger(__name__)
 
 LOCAL = "local"  # --ray local: a Ray of this machine only, started for the batch and stopped after it
-CORES_PER_WORKER = 2  # on CPUs, one worker per this many cores (bench/scale.py)
+CORES_PER_WORKER = 1  # on CPUs, one worker per core: two one-thread workers beat one of two threads (bench/scale.py)
 ATTEMPTS = 2  # a recording whose worker died is tried once more; twice lost, it is reported as failed
 # Waiting for the workers in steps this long: a Ctrl-C is acted on between two (Ray's wait does not return
 # for it), not once the recordings on the workers are finished.
