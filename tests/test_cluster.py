@@ -229,7 +229,6 @@ def test_a_worker_killed_in_the_middle_of_a_recording_loses_and_repeats_nothing(
         driver_log.removeHandler(dispatches)
 
 
-@SQLITE_ONLY  # a save cut off part-way leaves nothing: on both databases in test_store and test_save_result
 def test_a_killed_driver_started_again_finishes_the_rest_and_redoes_nothing(
     cluster, files, long_clip, uninterrupted, db_url, tmp_path
 ):
