@@ -26,6 +26,12 @@ POSTGRES_URL = os.environ.get("OHP_TEST_POSTGRES_URL")
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 # The configured model cache ($OHP_HOME or the user's): the real weights are assembled there once.
 MODEL_CACHE = Config.load().home
+# The tests give each command its width as COLUMNS in CliRunner's env, which rich reads on every print unless
+# COLUMNS was set when the console was made (pipeline.cli's, at import): then that width is fixed. A
+# pytest-xdist worker starts with COLUMNS=80 and LINES=24 (GNU readline, which pytest imports at start-up, puts
+# them in the environment its child processes inherit): dropped before a test module imports the CLI.
+for name in ("COLUMNS", "LINES"):
+    os.environ.pop(name, None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
