@@ -21,8 +21,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/ohp run audio/ --out transcripts/ --db sqlite:///ohp.db
 
+# The tests on every core (pytest-xdist), whole files to a worker: a file's module fixtures (its Ray cluster,
+# its served site, its transcribed clips) are made once, and the Ray tests run in one worker. The files with
+# recogniser runs go first (tests/conftest.py). PYTEST_WORKERS=0 runs everything in one process;
+# PYTEST_ARGS adds pytest options or picks tests.
+PYTEST_WORKERS ?= auto
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Lint, layout and types: ruff over the package, the tests and the benchmarks; mypy where pyproject says.
 lint: $(VENV)/.installed-test

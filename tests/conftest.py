@@ -21,8 +21,27 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 STANDARDS = REPO.parent / "shared" / "standards"
 POSTGRES_URL = os.environ.get("OHP_TEST_POSTGRES_URL")
+# The pytest-xdist worker running this process (gw0, gw1, ...), "main" without xdist: in the names of the
+# PostgreSQL schemas it makes, so that a schema left behind says which worker made it.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 # The configured model cache ($OHP_HOME or the user's): the real weights are assembled there once.
 MODEL_CACHE = Config.load().home
+# The tests give each command its width as COLUMNS in CliRunner's env, which rich reads on every print unless
+# COLUMNS was set when the console was made (pipeline.cli's, at import): then that width is fixed. A
+# pytest-xdist worker starts with COLUMNS=80 and LINES=24 (GNU readline, which pytest imports at start-up, puts
+# them in the environment its child processes inherit): dropped before a test module imports the CLI.
+for name in ("COLUMNS", "LINES"):
+    os.environ.pop(name, None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the files with recogniser runs (tests marked slow) first, each file's tests in their
+    order: `make test` hands whole files to the workers in this order (--dist loadfile --no-loadscope-reorder),
+    and a long file handed out last would keep one worker busy after the other has finished."""
+    if WORKER == "main":
+        return
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within each group stays
 
 
 def corpus_path(relative: str, folder: Path = CORPUS) -> Path:
@@ -82,7 +101,8 @@ class PostgresSchemas:
     """A schema of its own for each PostgreSQL test. A test whose store will migrate it anyway gets one a test
     before it migrated, then emptied (TRUNCATE ... RESTART IDENTITY: its rows and counters as new), if that one
     was left at the newest revision with its tables; else, and for every other test, a new empty schema. The
-    migrations cost PostgreSQL tests most of their set-up; test_store runs them on new schemas."""
+    migrations cost PostgreSQL tests most of their set-up; test_store runs them on new schemas. Each pytest-xdist
+    worker has its own (a session fixture of its process), so no worker takes, empties or drops another's."""
 
     def __init__(self) -> None:
         self.admin = create_engine(POSTGRES_URL)
@@ -96,7 +116,7 @@ class PostgresSchemas:
     def take(self, migrated: bool) -> str:
         if migrated and self.migrated:
             return self.migrated.pop()
-        schema = f"ohp_test_{uuid.uuid4().hex[:12]}"
+        schema = f"ohp_test_{WORKER}_{uuid.uuid4().hex[:12]}"
         with self.admin.begin() as conn:
             conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
         return schema
