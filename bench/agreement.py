@@ -3,6 +3,7 @@
     python bench/agreement.py                       # checks, then the report on a 1,000,000-segment database
     python bench/agreement.py --size 100000         # a quicker look
     python bench/agreement.py --db sqlite:///x.db   # time an existing database (one bench/search.py --keep left)
+    python bench/agreement.py --pg-url postgresql+psycopg://ohp:ohp@localhost/ohp_test   # build on PostgreSQL
 
 Checks: Cohen's kappa and Krippendorff's alpha (pipeline.analysis.agreement, from counts) against a
 hand-computed example and against scikit-learn's cohen_kappa_score and the krippendorff package on random
@@ -15,7 +16,9 @@ the recordings, deciding every suggestion there (agreeing with the tagger 85 % o
 theme on 2 % of the segments they review; their decisions also go onto the annotations (accepted or
 rejected). Then timed, as `ohp report` and `ohp agreement --disagreements` run them: the agreement counts
 (Store.decision_counts) and the arithmetic, the collection counts (frequency by five dimensions,
-co-occurrence in segments and in turns, coverage), and streaming every disagreement; the charts apart.
+co-occurrence in segments and in turns, coverage; each of these queries also alone), and streaming every
+disagreement; the charts apart. On PostgreSQL the database works in server processes: their CPU seconds
+(of the connections to the benchmark's database, from /proc) are given beside this process's.
 """
 
 from __future__ import annotations
@@ -37,13 +40,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import create_engine, insert, select, update  # noqa: E402
+from sqlalchemy import create_engine, insert, select, text, update  # noqa: E402
 
 from pipeline.analysis.agreement import agreement, cohen_kappa, krippendorff_alpha  # noqa: E402
 from pipeline.analysis.charts import render  # noqa: E402
 from pipeline.analysis.report import report_tables  # noqa: E402
 from pipeline.stages.codebook import load_codebook  # noqa: E402
-from pipeline.store import Store  # noqa: E402
+from pipeline.store import Store, analysis  # noqa: E402
 from pipeline.store.models import AnnotationRow, DecisionRow, SegmentRow  # noqa: E402
 
 
@@ -156,38 +159,71 @@ def add_coders(url: str, seed: int, coders=("alice", "bob", "chen"), share: floa
 # ------------------------------------------------------------------------------------------ timing
 
 
+def _server_cpu(url: str) -> float | None:
+    """CPU seconds so far of the PostgreSQL server processes connected to url's database (None: SQLite, or a
+    server on another machine)."""
+    if not url.startswith("postgresql"):
+        return None
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars()
+        total = 0.0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return None
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    engine.dispose()
+    return total
+
+
 class _Clock:
     """Wall-clock and this process's CPU seconds of a step (SQLite works in this process: its CPU time is the
-    counting's own, whatever else the shared machine runs)."""
+    counting's own, whatever else the shared machine runs), and on PostgreSQL the server's CPU seconds."""
 
-    def __init__(self, timings: dict, name: str):
-        self.timings, self.name = timings, name
+    def __init__(self, timings: dict, name: str, url: str):
+        self.timings, self.name, self.url = timings, name, url
 
     def __enter__(self):
+        self.server = _server_cpu(self.url)
         self.wall, self.cpu = time.perf_counter(), time.process_time()
 
     def __exit__(self, *_):
-        self.timings[self.name] = (time.perf_counter() - self.wall, time.process_time() - self.cpu)
+        wall, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        server = _server_cpu(self.url)
+        self.timings[self.name] = (wall, cpu, None if server is None else server - self.server)
+
+
+COLLECTION_QUERIES = {
+    "frequency (5 dimensions, one statement)": analysis._frequency,
+    "co-occurrence in segments": analysis._cooccurrence_in_segments,
+    "co-occurrence in turns": analysis._cooccurrence_in_turns,
+    "coverage": analysis.coverage,
+}
 
 
 def time_report(url: str, charts: bool = True) -> dict:
     book = load_codebook()
     timings: dict = {}
     with Store(url) as store:
-        with _Clock(timings, "agreement (counts + arithmetic)"):
+        with _Clock(timings, "agreement (counts + arithmetic)", url):
             names = store.coders()
             counts = store.decision_counts(None, names)
             found = agreement(counts, book.ids)
-        with _Clock(timings, "frequency, co-occurrence, coverage"):
+        with _Clock(timings, "frequency, co-occurrence, coverage", url):
             collection = store.collection_counts(None)
-        with _Clock(timings, "disagreements, streamed"):
+        with _Clock(timings, "disagreements, streamed", url):
             disputed = sum(1 for _ in store.disagreements(None, names))
-        with _Clock(timings, "every table of ohp report (again, all at once)"):
+        with _Clock(timings, "every table of ohp report (again, all at once)", url):
             tables = report_tables(store, None, book)
-        with _Clock(timings, f"charts: {len(tables)} as SVG and PNG"):
+        with _Clock(timings, f"charts: {len(tables)} as SVG and PNG", url):
             for table in tables if charts else ():
                 render(table, "svg")
                 render(table, "png")
+        for name, query in COLLECTION_QUERIES.items():  # what collection_counts is made of, each alone
+            with store._session() as s, _Clock(timings, f"  of which: {name}", url):
+                query(s, None)
     overall = found.themes[-1]
     timings.update(time_commands(url))
     timings["_figures"] = (
@@ -210,7 +246,7 @@ def time_commands(url: str) -> dict:
     timings: dict = {}
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-c", "from pipeline.cli import app; app()", "agreement", "--db", url]
-    with _Clock(timings, "`ohp agreement` (a process of its own, start-up included)"):
+    with _Clock(timings, "`ohp agreement` (a process of its own, start-up included)", url):
         subprocess.run(command, check=True, capture_output=True, cwd=REPO, env=env)
     password = "bench password 1"
     with Store(url) as store:
@@ -219,9 +255,9 @@ def time_commands(url: str) -> dict:
         client = TestClient(create_app(store, Config(secret="bench")))
         token = client.get("/login").text.split('name="csrf-token" content="')[1].split('"')[0]
         client.post("/login", data={"name": "bench", "password": password, "csrf_token": token})
-        with _Clock(timings, "web: GET /collection (counts and 8 SVG charts)"):
+        with _Clock(timings, "web: GET /collection (counts and 8 SVG charts)", url):
             assert client.get("/collection").status_code == 200
-    return {name: (wall, None) for name, (wall, _) in timings.items()}  # CPU: in other processes too
+    return {name: (wall, None, server) for name, (wall, _, server) in timings.items()}  # CPU: in other processes too
 
 
 def main() -> None:
@@ -230,6 +266,7 @@ def main() -> None:
     parser.add_argument("--db", default=None, help="time this database instead of building one")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--pg-url", default=None, help="build on a new database of this PostgreSQL server (kept)")
     parser.add_argument("--no-coders", action="store_true", help="with --db: its decisions are there already")
     parser.add_argument("--no-charts", action="store_true", help="time the counting only")
     args = parser.parse_args()
@@ -247,7 +284,10 @@ def main() -> None:
         pool = search.source_sentences()
         themes = search.sentence_themes(pool)
         recordings = search.generate(work / "transcripts", args.size, pool, themes, args.seed + args.size)
-        url = f"sqlite:///{work / 'ohp.db'}"
+        if args.pg_url:
+            url, _drop = search.pg_database(args.pg_url, f"ohp_bench_agreement_{os.getpid()}")
+        else:
+            url = f"sqlite:///{work / 'ohp.db'}"
         log(f"building {url} with bench/search.py's builder ({args.size:,} segments)")
         with Store(url) as store:
             search.build(store, recordings, themes, search.Result("sqlite", args.size), log)
@@ -258,8 +298,8 @@ def main() -> None:
     log("timing the report")
     timings = time_report(url, charts=not args.no_charts)
     figures = timings.pop("_figures")
-    steps = [v for k, v in timings.items() if not k.startswith(("charts", "every", "`", "web"))]
-    total = (sum(wall for wall, _ in steps), sum(cpu for _, cpu in steps))
+    steps = [v for k, v in timings.items() if not k.startswith(("charts", "every", "`", "web", " "))]
+    total = tuple(sum(step[i] or 0 for step in steps) for i in range(3))
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print()
     print(f"## Agreement and the collection report ({datetime.date.today().isoformat()}, bench/agreement.py)")
@@ -271,15 +311,19 @@ def main() -> None:
     print("|---|---|---|---|")
     print("\n".join(checks))
     print()
-    print(f"SQLite, {args.size:,} segments: {figures}.")
+    print(f"{url.split(':')[0].split('+')[0]}, {args.size:,} segments: {figures}.")
     print()
-    print("| step | seconds (wall clock) | CPU seconds of this process |")
-    print("|---|---|---|")
-    for name, (wall, cpu) in timings.items():
-        print(f"| {name} | {wall:.2f} | {'-' if cpu is None else f'{cpu:.2f}'} |")
+    print("| step | seconds (wall clock) | CPU seconds of this process | CPU seconds of the PostgreSQL server |")
+    print("|---|---|---|---|")
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    for name, (wall, cpu, server) in timings.items():
+        print(f"| {name} | {wall:.2f} | {seconds(cpu)} | {seconds(server)} |")
     print(
         f"| **agreement + frequency + co-occurrence + coverage + disagreements** | **{total[0]:.2f}** | "
-        f"**{total[1]:.2f}** |"
+        f"**{total[1]:.2f}** | **{total[2]:.2f}** |"
     )
 
 

@@ -10,10 +10,11 @@ may see (pipeline.access).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import CTE, Select, String, and_, case, cast, exists, func, literal, select, union, union_all
+from sqlalchemy import CTE, String, and_, case, cast, distinct, exists, func, literal, select, union, union_all
 from sqlalchemy.orm import Session
 
 from pipeline.records import (
@@ -41,9 +42,9 @@ def coders(s: Session, scope: Scope) -> list[str]:
 
 
 def _reviewed(scope: Scope, names: Sequence[str]) -> CTE:
-    """(segment_id, coder): the segments each coder reviewed."""
+    """(segment_id, coder, recording_id): the segments each coder reviewed, and their recordings."""
     decided = _in_scope(
-        select(DecisionRow.segment_id, DecisionRow.coder)
+        select(DecisionRow.segment_id, DecisionRow.coder, SegmentRow.recording_id)
         .join(SegmentRow, DecisionRow.segment_id == SegmentRow.id)
         .where(DecisionRow.coder.in_(names)),
         scope,
@@ -58,7 +59,7 @@ def _reviewed(scope: Scope, names: Sequence[str]) -> CTE:
         .distinct()
         .subquery()
     )
-    whole = select(SegmentRow.id.label("segment_id"), imported.c.coder).join(
+    whole = select(SegmentRow.id.label("segment_id"), imported.c.coder, SegmentRow.recording_id).join(
         imported, SegmentRow.recording_id == imported.c.recording_id
     )
     return union(decided, whole).cte("reviewed")
@@ -104,9 +105,8 @@ def decision_counts(s: Session, scope: Scope, names: Sequence[str]) -> DecisionC
         )
     }
     # The tagger against each coder, on the segments the coder reviewed in recordings the tagger ran on.
-    tagged = select(SegmentRow.id).join(StageRow, StageRow.recording_id == SegmentRow.recording_id)
-    tagged = tagged.where(StageRow.stage == "tag", StageRow.status == "done")
-    seen = select(reviewed.c.segment_id, reviewed.c.coder).where(reviewed.c.segment_id.in_(tagged)).cte("seen")
+    tagged = select(StageRow.recording_id).where(StageRow.stage == "tag", StageRow.status == "done")
+    seen = select(reviewed.c.segment_id, reviewed.c.coder).where(reviewed.c.recording_id.in_(tagged)).cte("seen")
     tagger_reviewed = {c: n for c, n in s.execute(select(seen.c.coder, func.count()).group_by(seen.c.coder))}
     suggested = and_(AnnotationRow.segment_id == seen.c.segment_id, AnnotationRow.source == "auto")
     by_tagger = s.execute(
@@ -249,53 +249,48 @@ def collection_counts(s: Session, scope: Scope) -> CollectionCounts:
     )
 
 
-def _pairs(themed: Any, unit: Sequence[str]) -> Select[Any]:
-    """(theme, theme, units carrying both) over a subquery of distinct (unit..., theme); the diagonal too."""
-    a, b = themed.alias("a"), themed.alias("b")
-    same = and_(*(a.c[col] == b.c[col] for col in unit), a.c.theme <= b.c.theme)
-    return select(a.c.theme, b.c.theme, func.count()).join(b, same).group_by(a.c.theme, b.c.theme)
+# Themes per bit mask: SQLite's and PostgreSQL's integers have 63 bits for a sum of distinct powers of two.
+BITS = 62
+
+
+def _pairs(s: Session, scope: Scope, *unit: Any) -> dict[tuple[str, str], int]:
+    """(theme, theme) -> units (segments, turns: `unit` names one by its SegmentRow columns) carrying both
+    among their standing themes; the diagonal too. The database gives each unit its set of themes as bit
+    masks (a GROUP BY, no join of the themes with themselves) and counts the units of each set; the pairs
+    are read off those few sets here."""
+    standing = AnnotationRow.status != "rejected"
+    themes = sorted(s.scalars(select(AnnotationRow.theme).where(standing).distinct()))
+    if not themes:
+        return {}
+    chunks = [themes[k : k + BITS] for k in range(0, len(themes), BITS)]
+    masks = [
+        func.sum(
+            distinct(case({theme: 1 << j for j, theme in enumerate(chunk)}, value=AnnotationRow.theme, else_=0))
+        ).label(f"mask{k}")
+        for k, chunk in enumerate(chunks)
+    ]
+    grouped = select(*masks).where(standing).group_by(*unit)
+    if scope is not None or any(column.table is SegmentRow.__table__ for column in unit):
+        grouped = _in_scope(grouped.join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id), scope)
+    sets = grouped.subquery()
+    columns = [sets.c[f"mask{k}"] for k in range(len(chunks))]
+    pairs: Counter[tuple[str, str]] = Counter()
+    for *found, n in s.execute(select(*columns, func.count()).group_by(*columns)):
+        bits = [int(mask) for mask in found]  # PostgreSQL may sum as numeric
+        carried = [
+            theme for chunk, mask in zip(chunks, bits, strict=True) for j, theme in enumerate(chunk) if mask >> j & 1
+        ]
+        pairs.update(dict.fromkeys(((a, b) for i, a in enumerate(carried) for b in carried[i:]), n))
+    return dict(pairs)
 
 
 def _cooccurrence_in_segments(s: Session, scope: Scope) -> dict[tuple[str, str], int]:
-    themed = _in_scope(
-        select(AnnotationRow.segment_id, AnnotationRow.theme)
-        .join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
-        .where(AnnotationRow.status != "rejected"),
-        scope,
-    ).subquery()
-    return {(a, b): n for a, b, n in s.execute(_pairs(themed, ["segment_id"]))}
+    return _pairs(s, scope, AnnotationRow.segment_id)
 
 
 def _cooccurrence_in_turns(s: Session, scope: Scope) -> dict[tuple[str, str], int]:
-    """A turn is a run of consecutive segments of one speaker; numbered with window functions."""
-    order = (SegmentRow.start, SegmentRow.idx)
-    previous = func.lag(SegmentRow.speaker).over(partition_by=SegmentRow.recording_id, order_by=order)
-    changes = _in_scope(
-        select(
-            SegmentRow.id,
-            SegmentRow.recording_id,
-            SegmentRow.start,
-            SegmentRow.idx,
-            # A first segment (no previous speaker) or no speaker: NULL compares as not equal, a new turn.
-            case((previous == SegmentRow.speaker, 0), else_=1).label("change"),
-        ),
-        scope,
-    ).subquery()
-    turns = select(
-        changes.c.id,
-        changes.c.recording_id,
-        func.sum(changes.c.change)
-        .over(partition_by=changes.c.recording_id, order_by=(changes.c.start, changes.c.idx))
-        .label("turn"),
-    ).subquery()
-    themed = (
-        select(turns.c.recording_id, turns.c.turn, AnnotationRow.theme)
-        .join(AnnotationRow, AnnotationRow.segment_id == turns.c.id)
-        .where(AnnotationRow.status != "rejected")
-        .distinct()
-        .subquery()
-    )
-    return {(a, b): n for a, b, n in s.execute(_pairs(themed, ["recording_id", "turn"]))}
+    """A turn is a run of consecutive segments of one speaker: the store numbers them as it saves segments."""
+    return _pairs(s, scope, SegmentRow.recording_id, SegmentRow.turn)
 
 
 def coverage(s: Session, scope: Scope) -> list[CoverageRow]:

@@ -129,6 +129,9 @@ class SegmentRow(Base):
     # web: bumped by every text correction, so two people editing one segment are detected
     version: Mapped[int] = mapped_column(default=1, server_default="1")
     confidence: Mapped[float | None] = mapped_column(Float)  # the doubt stage's
+    # Which speaker turn of its recording it is in (1, 2, ...; transcripts.turn_numbers): set when the segments
+    # are saved, the only time their speakers, starts or order change, so the report counts turns by GROUP BY.
+    turn: Mapped[int] = mapped_column(server_default="0")
 
 
 class WordRow(Base):

@@ -5,6 +5,7 @@ them anew) with people's work carried over (pipeline.carry), and corrected one s
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any, cast
@@ -385,6 +386,7 @@ def _insert_segments(s: Session, recording_id: int, transcript: Transcript) -> l
         return []
     # Core executemany, no ORM bookkeeping per row; then the new ids in one query (RETURNING
     # would cost one statement per row on SQLite when the ids must come back in order).
+    turns = turn_numbers(transcript.segments)
     rows = [
         dict(
             recording_id=recording_id,
@@ -402,6 +404,7 @@ def _insert_segments(s: Session, recording_id: int, transcript: Transcript) -> l
             model=transcript.model,
             version=seg.version,
             confidence=seg.confidence,
+            turn=turns[i],
         )
         for i, seg in enumerate(transcript.segments)
     ]
@@ -420,6 +423,20 @@ def _insert_segments(s: Session, recording_id: int, transcript: Transcript) -> l
         s.execute(insert(WordRow.__table__), words)
     index_rows(conn, [(ids[i], seg.text, seg.original_text) for i, seg in enumerate(transcript.segments)])
     return [replace(seg, id=ids[i]) for i, seg in enumerate(transcript.segments)]
+
+
+def turn_numbers(segments: Sequence[Segment]) -> list[int]:
+    """Each segment's speaker turn (1, 2, ...), by its place in `segments`: a turn is a run of segments of one
+    speaker in order of start (then of place); a segment without a speaker is a turn of its own. Migration
+    0012 numbers stored segments the same way in SQL."""
+    turns = [0] * len(segments)
+    turn, previous = 0, None
+    for i in sorted(range(len(segments)), key=lambda i: (segments[i].start, i)):
+        speaker = segments[i].speaker
+        if speaker is None or speaker != previous:
+            turn += 1
+        turns[i], previous = turn, speaker
+    return turns
 
 
 def as_stored(s: Session, recording_id: int, segments: list[Segment]) -> list[Segment]:
