@@ -94,7 +94,7 @@ class RunOptions:
     device: str = "auto"  # where models run: auto, cpu or cuda
     # CPU threads for the recogniser; None: one per core. Not a setting: the same text with any number.
     threads: int | None = None
-    # The project's vocabulary, in each recording's hint with the codebook's terms (see for_recording). None: none.
+    # The project's vocabulary; with it each recording's hint (see for_recording). None: no hint.
     vocabulary: Vocabulary | None = None
     # Decode each recording a second time (greedy), and doubt more the words it writes differently: marks more
     # of the wrong words at the same share of text (bench/RESULTS.md), and costs that second decode.
@@ -108,14 +108,14 @@ class RunOptions:
 
 
 def for_recording(options: RunOptions, recording: RecordingRecord | None) -> RunOptions:
-    """The options for one recording: the hint made of the recording's interviewee and place (when the store knows
-    them) and, with a project vocabulary, its terms and then the codebook's key terms. Without a vocabulary the
-    codebook's terms are not hinted: alone on every chunk they made the error rate worse (bench/RESULTS.md)."""
-    own = (recording.interviewee, recording.place) if recording else ()
+    """The options for one recording: with a vocabulary, the hint made of the recording's interviewee and place
+    (when the store knows them), the vocabulary's terms and the codebook's key terms, in that order. Without a
+    vocabulary file, no hint: the interviewee and place alone, or the codebook's key terms alone, made the error
+    rate worse where they were not said (bench/RESULTS.md), and a vocabulary's many terms made it better."""
     if options.vocabulary is None:
-        hint = build_hint(own)
-    else:
-        hint = build_hint(own, options.vocabulary.terms, codebook_terms(options.codebook))
+        return options
+    own = (recording.interviewee, recording.place) if recording else ()
+    hint = build_hint(own, options.vocabulary.terms, codebook_terms(options.codebook))
     return replace(options, transcribe=replace(options.transcribe, hint=hint))
 
 

@@ -299,25 +299,20 @@ def test_a_changed_vocabulary_transcribes_again_keeping_corrections_and_decision
     assert hint is not None and store.stage(rid, "transcribe").settings["transcribe"]["vocabulary"] == hint.version
 
 
-def test_the_recordings_interviewee_and_place_lead_the_hint_with_or_without_a_vocabulary_file(store, tmp_path):
+def test_the_recordings_interviewee_and_place_lead_the_hint(store, tmp_path):
     from pipeline.process import RunOptions, for_recording
 
     info = AudioInfo(tmp_path / "a.wav", "cd" * 32, 10, "wav", "pcm_s16le", 16000, 1, 5.0)
-    empty = Transcript("zh", 1.0, [], "faster-whisper", "base")
-    rid = save_transcription(store, info, empty, {}, "k", {})
+    rid = save_transcription(store, info, Transcript("zh", 1.0, [], "faster-whisper", "base"), {}, "k", {})
     recording = store.set_metadata(rid, interviewee="张长华", place="东莞")
     options = RunOptions(vocabulary=Vocabulary(("钦点",)))
     hint = for_recording(options, recording).transcribe.hint
     assert hint is not None and hint.terms == ("张长华", "东莞", "钦点")
     codebook = load_codebook()
-    alone = for_recording(RunOptions(codebook=codebook), recording).transcribe.hint  # no vocabulary file
-    assert alone is not None and alone.terms == ("张长华", "东莞")  # the codebook's terms only with a vocabulary
-    with_vocabulary = for_recording(RunOptions(codebook=codebook, vocabulary=Vocabulary(("钦点",))), recording)
-    assert with_vocabulary.transcribe.hint is not None and "工资" in with_vocabulary.transcribe.hint.terms
-    other = replace(info, path=tmp_path / "b.wav", sha256="ef" * 32)
-    bare = store.recording(save_transcription(store, other, empty, {}, "k", {}))
-    for undescribed in (bare, None):  # no interviewee nor place, no vocabulary: no hint, the settings as before
-        assert for_recording(RunOptions(codebook=codebook), undescribed).transcribe.hint is None
+    with_codebook = for_recording(RunOptions(codebook=codebook, vocabulary=Vocabulary(("钦点",))), recording)
+    assert with_codebook.transcribe.hint is not None and "工资" in with_codebook.transcribe.hint.terms
+    # No vocabulary file: no hint, measured (the metadata or the codebook alone made the error rate worse).
+    assert for_recording(RunOptions(codebook=codebook), recording).transcribe.hint is None
 
 
 # --------------------------------------------------------------------------------- words follow corrections
