@@ -187,16 +187,18 @@ def pieces(terms: tuple[str, ...]) -> tuple[str, ...]:
     """The pieces of Chinese terms a hint may write without the rest (量子 of 量子纠缠, measured: for 亮着): the
     words of two or more characters jieba's dictionary makes of a term (without its guesses at unknown words),
     other than the term itself and other terms; normalised, each once."""
-    import jieba
+    whole = dict.fromkeys(normalise(t) for t in terms)  # in the hint's order
+    chinese = [term for term in whole if HAN_WORD.fullmatch(term) and len(term) >= 3]
+    if not chinese:
+        return ()
+    import jieba  # its dictionary takes a second to load: only for Chinese terms
 
     from pipeline.stages.doubt import jieba_dictionary
 
     jieba_dictionary()  # loaded once, quietly
-    whole = dict.fromkeys(normalise(t) for t in terms)  # in the hint's order
     found: dict[str, None] = {}
-    for term in whole:
-        if HAN_WORD.fullmatch(term) and len(term) >= 3:
-            found.update((w, None) for w in jieba.lcut(term, HMM=False) if len(w) >= 2 and w not in whole)
+    for term in chinese:
+        found.update((w, None) for w in jieba.lcut(term, HMM=False) if len(w) >= 2 and w not in whole)
     return tuple(found)
 
 
