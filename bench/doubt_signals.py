@@ -105,6 +105,8 @@ def features(name: str, transcript: Transcript) -> list[dict[str, float]]:
     for r in rows:
         r["duration"] = abs(r["pace"] - paces[len(paces) // 2])
     for kind in SECOND_DECODES:
+        if not second_decode_path(name, kind).exists():  # not made yet (bench/doubt_model.py reads what is there)
+            continue
         second = bench.read_transcript(second_decode_path(name, kind))
         shares = [share for segment in stage.disputed(transcript, second) for share in segment]
         for r, share in zip(rows, shares, strict=True):
@@ -116,7 +118,7 @@ def made_up_words(words: list) -> list[bool]:
     """Per word: in a word of two or more Chinese characters jieba's HMM made up (not in its dictionary)."""
     import jieba
 
-    frequencies, _ = stage._dictionary()
+    frequencies, _ = stage.jieba_dictionary()
     flags: list[bool] = []
     for token in jieba.lcut(stage.to_simplified("".join(w.text for w in words)), HMM=True):
         flags.extend([len(token) > 1 and bool(stage.HAN_CHAR.match(token)) and not frequencies.get(token)] * len(token))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from pipeline.formats.subtitles import cues
 from pipeline.realign import realign
 from pipeline.records import AudioInfo, CorrectedWord, Segment, Transcript, Word
 from pipeline.search.textindex import parse_query
+from pipeline.stages.codebook import load_codebook
 from pipeline.stages.engines import DecodeOptions
 from pipeline.stages.transcribe import TranscribeOptions
 from pipeline.stages.vocabulary import (
@@ -30,6 +32,7 @@ from pipeline.stages.vocabulary import (
     add_term,
     build_hint,
     decode_with_hint,
+    failed,
     parse_vocabulary,
     read_vocabulary,
     suggest,
@@ -117,6 +120,7 @@ def test_the_hint_puts_the_recordings_own_terms_first_each_once_within_whispers_
     many = build_hint([f"术语{i}" for i in range(500)])
     assert many is not None and 20 < len(many.terms) < 500
     assert Hint(("钦点", "犹地亚")).found("由羅馬皇帝欽點的犹地亚王") == ["钦点", "犹地亚"]
+    assert Hint(("量子纠缠", "红烧狮子头", "钦点")).pieces_found("灯量子 狮子头") == ["量子", "狮子头"]
 
 
 def test_the_hint_is_part_of_the_settings_only_when_there_is_one():
@@ -140,12 +144,15 @@ def _segment(text: str) -> Segment:
     return Segment(0.0, 3.0, text, text, "zh", words=[Word(0.0, 3.0, text, 0.9)])
 
 
-def _decoder(hinted: str, plain: str):
+def _decoder(hinted: str | Segment, plain: str):
     calls = []
 
     def decode(options: DecodeOptions, counts: Counter) -> list[Segment]:
         calls.append(options.hint)
-        return [_segment(hinted if options.hint else plain)]
+        if not options.hint:
+            return [_segment(plain)]
+        assert options.temperatures == (0.0,)  # the hinted pass never falls back to sampling
+        return [hinted if isinstance(hinted, Segment) else _segment(hinted)]
 
     return decode, calls
 
@@ -175,6 +182,51 @@ def test_a_hinted_decode_that_stops_early_is_checked_without_hint_terms_in_it():
     counts: Counter[str] = Counter()
     kept = decode_with_hint(Hint(("钦点",)), DecodeOptions(), decode, counts, speech_seconds=25.0)
     assert kept[0].text.endswith("比较典型") and counts == {GUARD: 1} and len(calls) == 2
+
+
+def test_a_piece_of_a_term_written_where_the_plain_decode_has_nothing_like_it_is_checked():
+    hint = Hint(("量子纠缠", "英国脱欧"))
+    decode, calls = _decoder("他一定在家因为灯量子", "他一定在家因为灯亮着")
+    counts: Counter[str] = Counter()
+    kept = decode_with_hint(hint, DecodeOptions(), decode, counts)
+    assert [s.text for s in kept] == ["他一定在家因为灯亮着"] and counts == {GUARD: 1} and len(calls) == 2
+    decode, calls = _decoder("英国的产业链", "英国的产业链")  # a piece the audio supports
+    assert [s.text for s in decode_with_hint(hint, DecodeOptions(), decode, counts)] == ["英国的产业链"]
+    assert len(calls) == 2 and counts == {GUARD: 1}
+
+
+@pytest.mark.parametrize(
+    ("quality", "cause"),
+    [
+        ({"compression_ratio": 2.9}, "compression ratio 2.90"),
+        ({"avg_logprob": -1.4, "no_speech_prob": 0.1}, "average log probability -1.40"),
+        ({"avg_logprob": -0.3, "compression_ratio": 1.2}, "a loop"),
+    ],
+)
+def test_a_stretch_of_the_hinted_decode_failing_whispers_checks_is_left_out_unless_the_plain_decode_heard_it(
+    quality, cause
+):
+    """Measured: the hint writes 法院 法院 法院 after 心跳骤停 into what is left of a chunk after its speech."""
+    text = "法院法院法院法院法院法院法院法院" if cause == "a loop" else "法院 法院 法院"
+    tail = Segment(3.0, 6.0, text, text, "zh", words=[Word(3.0, 6.0, text, 0.3)], **quality)
+    assert failed(tail, DecodeOptions()) == [cause]
+    speech = _segment("广州医生跑北马中段比赛就心跳骤停")
+    hint = Hint(("心跳骤停",))
+
+    def decode(options: DecodeOptions, counts: Counter) -> list[Segment]:
+        calls.append(options.hint)
+        if options.hint:
+            assert options.temperatures == (0.0,)  # the hinted pass never falls back to sampling
+            return [speech, tail]
+        return plain
+
+    for plain, kept in (([_segment("广州医生跑北马中段比赛就心跳臭停")], [speech]), ([speech, tail], [speech, tail])):
+        calls: list[str | None] = []
+        counts: Counter[str] = Counter()
+        assert decode_with_hint(hint, DecodeOptions(), decode, counts) == (kept if kept == [speech] else plain)
+        assert len(calls) == 2 and counts == ({} if kept == [speech] else {GUARD: 1})
+    silence = replace(tail, text="法院", avg_logprob=-1.4, no_speech_prob=0.9, compression_ratio=None)
+    assert not failed(silence, DecodeOptions())  # improbable text in silence: Whisper would not fall back
 
 
 @pytest.mark.slow
@@ -256,7 +308,11 @@ def test_the_recordings_interviewee_and_place_lead_the_hint(store, tmp_path):
     options = RunOptions(vocabulary=Vocabulary(("钦点",)))
     hint = for_recording(options, recording).transcribe.hint
     assert hint is not None and hint.terms == ("张长华", "东莞", "钦点")
-    assert for_recording(RunOptions(), recording).transcribe.hint is None  # no vocabulary: no hint
+    codebook = load_codebook()
+    with_codebook = for_recording(RunOptions(codebook=codebook, vocabulary=Vocabulary(("钦点",))), recording)
+    assert with_codebook.transcribe.hint is not None and "工资" in with_codebook.transcribe.hint.terms
+    # No vocabulary file: no hint, measured (the metadata or the codebook alone made the error rate worse).
+    assert for_recording(RunOptions(codebook=codebook), recording).transcribe.hint is None
 
 
 # --------------------------------------------------------------------------------- words follow corrections

@@ -75,7 +75,7 @@ def is_foreign(word: Word, language: str | None) -> bool:
 
 
 @cache
-def _dictionary() -> tuple[dict[str, int], int]:
+def jieba_dictionary() -> tuple[dict[str, int], int]:
     import jieba  # not at the top: loading its dictionary takes a second, and only Chinese needs it
 
     jieba.setLogLevel(logging.WARNING)
@@ -89,7 +89,7 @@ def fragment_rarity(words: list[Word]) -> list[float]:
     such a character. A lone character jieba does not know at all is as rare as can be."""
     import jieba
 
-    frequencies, total = _dictionary()
+    frequencies, total = jieba_dictionary()
     text = to_simplified("".join(w.text for w in words))
     lone: list[float] = []
     for token in jieba.lcut(text, HMM=False):

@@ -5,9 +5,12 @@ A project lists its people, places, factories and terms in `annotations/vocabula
 comments). With the recording's own metadata (interviewee, place) and the codebook's theme labels they make
 the hint handed to Whisper on every chunk (faster-whisper's hotwords, openai-whisper's initial prompt).
 Told to expect a word, Whisper hears it far better; but it may also write the hint where it was not said.
-So a chunk whose hinted text holds a hint term is checked against its decode without the hint: a term
-nothing in that decode sounds like, or hinted text much shorter than the plain one, and the chunk keeps the
-plain decode (counted as the guard "hint").
+So a chunk whose hinted text holds a hint term, or a piece of one (量子 of 量子纠缠), is checked against its
+decode without the hint: a term or piece nothing in that decode sounds like, or hinted text much shorter
+than the plain one, and the chunk keeps the plain decode (counted as the guard "hint"). The hinted pass
+decodes at temperature 0 only: a stretch where Whisper would fall back to sampling (its text too repetitive
+or too improbable) is left out, and checked against the plain decode (which keeps its own fallbacks): a plain
+decode costs one decode where sampling the hinted one cost up to five more.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pipeline.records import CorrectedWord, Segment
 from pipeline.script import to_simplified
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.engines import DecodeOptions
+from pipeline.stages.guards import has_loop
 from pipeline.utils import HAN
 
 log = logging.getLogger(__name__)
@@ -172,6 +176,31 @@ class Hint:
         haystack = normalise(text)
         return [term for term in self.terms if normalise(term) in haystack]
 
+    def pieces_found(self, text: str) -> list[str]:
+        """The pieces of hint terms (`pieces`) written in `text`."""
+        haystack = normalise(text)
+        return [piece for piece in pieces(self.terms) if piece in haystack]
+
+
+@cache
+def pieces(terms: tuple[str, ...]) -> tuple[str, ...]:
+    """The pieces of Chinese terms a hint may write without the rest (量子 of 量子纠缠, measured: for 亮着): the
+    words of two or more characters jieba's dictionary makes of a term (without its guesses at unknown words),
+    other than the term itself and other terms; normalised, each once."""
+    whole = dict.fromkeys(normalise(t) for t in terms)  # in the hint's order
+    chinese = [term for term in whole if HAN_WORD.fullmatch(term) and len(term) >= 3]
+    if not chinese:
+        return ()
+    import jieba  # its dictionary takes a second to load: only for Chinese terms
+
+    from pipeline.stages.doubt import jieba_dictionary
+
+    jieba_dictionary()  # loaded once, quietly
+    found: dict[str, None] = {}
+    for term in chinese:
+        found.update((w, None) for w in jieba.lcut(term, HMM=False) if len(w) >= 2 and w not in whole)
+    return tuple(found)
+
 
 def codebook_terms(codebook: Codebook | None) -> list[str]:
     """The codebook's key terms: its themes' labels, in each language."""
@@ -243,17 +272,43 @@ def _letters(text: str) -> int:
 
 
 def unsupported(hint: Hint, hinted: list[Segment], plain: list[Segment]) -> list[str]:
-    """Why the hinted decode cannot be trusted, compared with the plain one: the hint terms it wrote that
-    nothing in the plain decode sounds like, or that it holds far less text. Empty: keep the hinted decode."""
+    """Why the hinted decode cannot be trusted, compared with the plain one: the hint terms, or pieces of them, it
+    wrote that nothing in the plain decode sounds like, or that it holds far less text. Empty: keep the hinted
+    decode."""
     hinted_text, plain_text = _text(hinted), _text(plain)
     problems = []
-    for term in hint.found(hinted_text):
+    for term in hint.found(hinted_text) + hint.pieces_found(hinted_text):
         heard = support(term, plain_text)
         if heard < MIN_SUPPORT:
             problems.append(f"{term} (support {heard:.2f})")
     if _letters(hinted_text) < MIN_LENGTH_RATIO * _letters(plain_text):
         problems.append(f"{_letters(hinted_text)} letters against {_letters(plain_text)} without the hint")
     return problems
+
+
+def hinted_options(hint: Hint, options: DecodeOptions) -> DecodeOptions:
+    """The hinted pass's options: the hint, and only the first temperature (no sampling fallbacks)."""
+    return replace(options, hint=hint.text, temperatures=options.temperatures[:1])
+
+
+def failed(segment: Segment, options: DecodeOptions) -> list[str]:
+    """Why a segment decoded at one temperature fails Whisper's own checks, those that would have made it fall
+    back to sampling that stretch of audio (text too repetitive, or too improbable unless it is silence), or
+    loops; empty: it passes."""
+    problems = []
+    if segment.compression_ratio is not None and segment.compression_ratio > options.compression_ratio_threshold:
+        problems.append(f"compression ratio {segment.compression_ratio:.2f}")
+    silence = segment.no_speech_prob is not None and segment.no_speech_prob > options.no_speech_threshold
+    if segment.avg_logprob is not None and segment.avg_logprob < options.log_prob_threshold and not silence:
+        problems.append(f"average log probability {segment.avg_logprob:.2f}")
+    if has_loop(segment):
+        problems.append("a loop")
+    return problems
+
+
+def _heard_during(segments: list[Segment], start: float, end: float) -> bool:
+    """Whether the segments have a word whose middle lies between start and end."""
+    return any(start <= (w.start + w.end) / 2 <= end for s in segments for w in s.words)
 
 
 def decode_with_hint(
@@ -264,18 +319,29 @@ def decode_with_hint(
     speech_seconds: float = 0.0,
 ) -> list[Segment]:
     """Decode a chunk with the hint (`options` are the engine's DecodeOptions; `decode(options, counts)` decodes
-    the chunk, counting what its own guards did); where the text holds a hint term, or is sparse for the chunk's
-    `speech_seconds`, decode it again without and keep the plain decode if the hinted one cannot be trusted
-    (`unsupported`), counting it as GUARD."""
+    the chunk, counting what its own guards did), at the first temperature only, and leave out the stretches
+    whose text fails Whisper's checks (`failed`: measured, the hint writes 法院 法院 法院 or 剧剧剧 into what is left
+    of a chunk after its speech). Where a stretch was left out, or the text holds a hint term or a piece of one,
+    or is sparse for the chunk's `speech_seconds`, decode the chunk again without the hint and keep that plain
+    decode if the hinted one cannot be trusted: the plain decode heard words in a stretch left out, or
+    `unsupported`. A plain decode kept counts as GUARD."""
     hinted_counts: Counter[str] = Counter()
-    hinted = decode(replace(options, hint=hint.text), hinted_counts)
+    decoded = decode(hinted_options(hint, options), hinted_counts)
+    verdicts = [(s, failed(s, options)) for s in decoded]
+    left_out = [(s, why) for s, why in verdicts if why]
+    hinted = [s for s, why in verdicts if not why]
     sparse = _letters(_text(hinted)) < MIN_LETTERS_PER_SECOND * speech_seconds
-    if not hint.found(_text(hinted)) and not sparse:
+    if not left_out and not hint.found(_text(hinted)) and not hint.pieces_found(_text(hinted)) and not sparse:
         counts.update(hinted_counts)
         return hinted
     plain_counts: Counter[str] = Counter()
     plain = decode(options, plain_counts)
-    problems = unsupported(hint, hinted, plain)
+    problems = [
+        f"{s.text[:20]!r} ({'; '.join(why)}) where the plain decode heard words"
+        for s, why in left_out
+        if _heard_during(plain, s.start, s.end)
+    ]
+    problems += unsupported(hint, hinted, plain)
     if not problems:
         counts.update(hinted_counts)
         return hinted
