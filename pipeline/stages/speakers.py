@@ -22,7 +22,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
 from pipeline.script import CHINESE_LANGUAGES
 from pipeline.stages.audio import SAMPLE_RATE
-from pipeline.utils import overlap
+from pipeline.utils import overlap, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,15 @@ class DiarizeOptions:
 
 
 @cache
-def _encoder(device: str):
+def _encoder(device: str, threads: int):
+    import torch
     from resemblyzer import VoiceEncoder
 
     from pipeline.config import torch_device
 
     device = torch_device(device)
-    log.info("loading the resemblyzer voice encoder on %s", device)
+    torch.set_num_threads(threads)
+    log.info("loading the resemblyzer voice encoder on %s (%d threads)", device, threads)
     return VoiceEncoder(device, verbose=False)
 
 
@@ -82,7 +84,7 @@ def _embed(mels: list[np.ndarray], device: str) -> np.ndarray:
     """Embeddings (L2-normed) of mel windows; windows of one length go through the encoder together."""
     import torch
 
-    encoder = _encoder(device)
+    encoder = _encoder(device, usable_cores())
     out = np.empty((len(mels), 256), dtype=np.float32)
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, mel in enumerate(mels):
@@ -446,7 +448,7 @@ def voice_profile(samples_list: list[np.ndarray], device: str = "auto") -> np.nd
 
     voices = []
     for samples in samples_list:
-        regions = speech_regions(samples)
+        regions = speech_regions(samples, device=device)
         _, embeddings = window_embeddings(samples, regions, device=device)
         if len(embeddings):
             voices.append(_normalise(embeddings.mean(axis=0)))
