@@ -45,7 +45,7 @@ from pipeline.records import (
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import confidence, mark_doubt
-from pipeline.stages.engines import load_engine
+from pipeline.stages.engines import default_compute_type, load_engine
 from pipeline.stages.learned import ThemeModel
 from pipeline.stages.segment import VadOptions, segment, speech_regions
 from pipeline.stages.speakers import (
@@ -95,9 +95,19 @@ class RunOptions:
     # The project's vocabulary; with it each recording's hint (see for_recording). None: no hint.
     vocabulary: Vocabulary | None = None
 
+    @property
+    def compute_type(self) -> str:
+        """The recogniser's arithmetic: as given, else the device's default (int8 on the CPU, float16 on CUDA)."""
+        return self.transcribe.compute_type or default_compute_type(self.device)
+
     def settings(self) -> dict:
-        """The transcribe stage's settings: the same settings give the same transcript."""
-        return {"transcribe": self.transcribe.settings(), "vad": asdict(self.vad)}
+        """The transcribe stage's settings: the same settings give the same transcript. The device, the threads
+        and the batch size are not among them (the same arithmetic gives the same text anywhere); the compute
+        type the device chooses is."""
+        return {
+            "transcribe": {**self.transcribe.settings(), "compute_type": self.compute_type},
+            "vad": asdict(self.vad),
+        }
 
 
 def for_recording(options: RunOptions, recording: RecordingRecord | None) -> RunOptions:
@@ -230,7 +240,7 @@ def _transcribe(
         decoded = decode(info)
     warnings = list(decoded.warnings)
     with running(info.path, "segment", progress, decoded.duration):
-        chunks = segment(decoded.samples, options.vad)
+        chunks = segment(decoded.samples, options.vad, options.device)
     with running(info.path, "transcribe", progress, decoded.duration):
         checkpoint = Checkpoint(info, key, options.home)
         if options.force:
@@ -244,7 +254,9 @@ def _transcribe(
                 progress.audio_done(info.path, chunks[index].end)
 
         if chunks:
-            engine = load_engine(options.transcribe.engine, options.transcribe.model, options.home, options.device)
+            engine = load_engine(
+                options.transcribe.engine, options.transcribe.model, options.home, options.device, options.compute_type
+            )
             transcript = transcribe(
                 decoded.samples, chunks, engine, options.transcribe, done=done, on_chunk=chunk_finished
             )
@@ -295,7 +307,7 @@ def _find_speakers(
         decoded_again = audio is None
         if audio is None:
             samples = decode(info).samples
-            audio = samples, speech_regions(samples, options.vad)
+            audio = samples, speech_regions(samples, options.vad, options.device)
         samples, regions = audio
         turns = diarize(samples, regions, speaker_options.count, settings["max_speakers"], device=options.device)
         before = result.transcript.segments

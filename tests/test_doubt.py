@@ -151,7 +151,8 @@ def test_transcribing_notes_what_decoding_and_the_guards_did():
     result = transcribe(audio, [chunk((1.0, 3.0), (8.0, 11.0))], engine, options)
     assert [s.marks for s in result.segments] == [(), (DecodeMark.REDECODED,)]
     # A loop decoded again at higher temperature; one that persists and is cut out.
-    engine = ScriptedEngine([[seg(0.0, 3.0, "是不是跟人家做的" + "整" * 20)], [seg(0.0, 3.0, "是不是跟人家说的")]])
+    # (The retry's text reaches the region's end: no speech is left to decode again.)
+    engine = ScriptedEngine([[seg(0.0, 3.0, "是不是跟人家做的" + "整" * 20)], [seg(0.0, 5.0, "是不是跟人家说的")]])
     assert transcribe(audio, [chunk((0.0, 5.5))], engine, options).segments[0].marks == (DecodeMark.LOOP,)
     [collapsed] = guard([seg(0.0, 3.0, "我认为" * 10)], chunk((0.0, 5.5)), Counter())
     assert collapsed.marks == (DecodeMark.LOOP,)

@@ -13,6 +13,7 @@ from pipeline.stages.audio import decode, probe
 from pipeline.stages.engines import DecodeOptions, load_engine
 from pipeline.stages.segment import segment
 from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, detect_language, main_language, transcribe
+from pipeline.stages.vocabulary import Hint
 from pipeline.utils import HAN_CHAR
 
 from conftest import MODEL_CACHE, corpus_path
@@ -53,6 +54,9 @@ class ScriptedEngine:
     def encode(self, pieces):
         self.batches.append(len(pieces))
         return [len(p) for p in pieces]
+
+    def select(self, encoded, indices):
+        return [encoded[i] for i in indices]
 
     def language_probabilities(self, encoded) -> list[dict[str, float]]:
         return [self.languages.pop(0) for _ in encoded]
@@ -294,3 +298,15 @@ def test_an_interview_switching_between_english_and_mandarin_keeps_both(mandarin
     assert result.language == "en"  # the main one: most of the speech
     assert "交易" in by_language["zh"] and "情况" in by_language["zh"]
     assert "gold" in by_language["en"].lower() and not re.search(HAN_CHAR, by_language["en"])
+
+
+def test_a_suspect_hinted_chunk_is_decoded_again_without_the_hint_from_the_same_encoder_pass():
+    hint = Hint(("八宝鸭",))
+    plain, other = "今天天气很好我们去公园散步吧", "我们的工资很低一直都没有涨过"
+    engine = ScriptedEngine([[seg(0.0, 4.0, "八宝鸭")], [seg(0.0, 4.0, other)], [seg(0.0, 4.0, plain)]])
+    chunks = [chunk((0.0, 4.5)), chunk((10.0, 14.5))]
+    result = transcribe(np.zeros(20 * SR, np.float32), chunks, engine, TranscribeOptions(language="zh", hint=hint))
+    assert [s.text for s in result.segments] == [plain, other]
+    assert result.guards == {"hint": 1}
+    assert engine.batches == [2]  # the plain decode reads the batch's encoder pass
+    assert [o.hint for o in engine.options] == [hint.text, hint.text, None]
