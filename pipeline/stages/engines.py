@@ -169,7 +169,12 @@ class FasterWhisperEngine:
         features = [extractor(piece)[..., :-1] for piece in pieces]  # as transcribe() cuts the last frame
         frames = [min(f.shape[-1], extractor.nb_max_frames) for f in features]
         stacked = np.stack([pad_or_trim(f) for f in features])
-        return _FasterEncoded(stacked, frames, self._model.encode(stacked))
+        if self._model.model.device != "cpu":
+            return _FasterEncoded(stacked, frames, self._model.encode(stacked))
+        # On the CPU a piece at a time and the outputs put together: a batch's activations outgrow the caches,
+        # and encoding 8 pieces together costs 20-30% more CPU time than one by one (bench/RESULTS.md).
+        outputs = [np.asarray(self._model.encode(piece[None])) for piece in stacked]
+        return _FasterEncoded(stacked, frames, self._ct2.StorageView.from_array(np.concatenate(outputs)))
 
     def select(self, encoded: _FasterEncoded, indices: Sequence[int]) -> _FasterEncoded:
         """Taken from the batch's encoder output on the CPU; encoded again on a GPU (a CUDA StorageView
