@@ -326,10 +326,10 @@ def test_a_run_with_a_second_decode_doubts_what_it_heard_otherwise(tmp_path, mon
     monkeypatch.setattr(process, "segment", lambda samples, *vad: [Chunk(0.0, 3.0, (SpeechRegion(0.0, 3.0),))])
     once = process_recording(clip, RunOptions(speakers=None, out_dir=None, home=tmp_path))
     assert engine.beams == [5] and [w.text for w in once.transcript.segments[0].words if w.doubtful] == []
-    assert engine.encoded == 2  # the language's encoder pass and the chunk's
+    assert engine.encoded == 1  # the chunk's language is read from the pass that decodes it
     twice = process_recording(clip, RunOptions(speakers=None, out_dir=None, home=tmp_path, second_decode=True))
     assert engine.beams == [5, 5, 1]
-    assert engine.encoded == 4  # the second decode reads the first's encoder pass: no pass of its own
+    assert engine.encoded == 2  # the second decode reads the first's encoder pass: no pass of its own
     assert [w.text for w in twice.transcript.segments[0].words if w.doubtful] == ["wages"]
     # Part of the settings, so a run asking for it transcribes again; only then: older settings stay as they were.
     assert twice.stages["transcribe"].settings["second_decode"] is True

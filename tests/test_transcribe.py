@@ -162,6 +162,16 @@ def test_chunks_are_decoded_in_batches_of_the_batch_size():
     assert seen == [(0, 1), (1, 1), (2, 2), (3, 2), (4, 3)]  # each chunk kept as soon as its batch finishes
 
 
+def test_the_chunk_the_language_was_heard_from_is_not_encoded_again():
+    chunks = [chunk((0.0, 2.0)), chunk((10.0, 18.0)), chunk((20.0, 23.0))]
+    answers = [[seg(0.0, c.end - c.start, str(i))] for i, c in enumerate(chunks)]  # whole: no second pass
+    engine = ScriptedEngine(answers, languages=[{"zh": 0.9}] * 4)
+    result = transcribe(np.zeros(30 * SR, np.float32), chunks, engine, TranscribeOptions(batch_size=1))
+    # The 8 s chunk's encoder pass told the language and is decoded; the others are encoded once each.
+    assert engine.batches == [1, 1, 1] and engine.calls == [2 * SR, 8 * SR, 3 * SR]
+    assert [s.text for s in result.segments] == ["0", "1", "2"]
+
+
 @pytest.mark.parametrize(("device", "batches"), [("cpu", [1, 1, 1, 1, 1]), ("cuda", [5])])
 def test_the_batch_size_by_default_is_the_devices(device, batches):
     # One chunk at a time on the CPU, where a batch gains nothing and costs memory; 8 at once on a GPU.

@@ -74,16 +74,22 @@ def _top(probabilities: dict[str, float]) -> tuple[str, float]:
     return max(probabilities.items(), key=lambda item: item[1])
 
 
-def detect_language(engine: Engine, samples: np.ndarray, chunks: list[Chunk]) -> tuple[str, float]:
+def detect_language(
+    engine: Engine, samples: np.ndarray, chunks: list[Chunk], heard: dict[int, Encoded] | None = None
+) -> tuple[str, float]:
     """The recording's language: one encoder pass over the chunk with the most speech; when that chunk is
-    unsure, probabilities summed over the LANGUAGE_PROBES chunks with the most speech."""
-    ranked = sorted(chunks, key=lambda c: c.speech_duration, reverse=True)
-    [first] = engine.language_probabilities(engine.encode([_samples(samples, ranked[0])]))
+    unsure, probabilities summed over the LANGUAGE_PROBES chunks with the most speech. That first encoder pass
+    goes into `heard` by the chunk's index, for decoding it."""
+    ranked = sorted(range(len(chunks)), key=lambda i: chunks[i].speech_duration, reverse=True)
+    encoded = engine.encode([_samples(samples, chunks[ranked[0]])])
+    if heard is not None:
+        heard[ranked[0]] = encoded
+    [first] = engine.language_probabilities(encoded)
     language, probability = _top(first)
     if probability >= LANGUAGE_SURE or len(ranked) == 1:
         return language, probability
     total: Counter[str] = Counter(first)
-    more = [_samples(samples, c) for c in ranked[1:LANGUAGE_PROBES]]
+    more = [_samples(samples, chunks[i]) for i in ranked[1:LANGUAGE_PROBES]]
     for found in engine.language_probabilities(engine.encode(more)):
         total.update(found)
     language, score = total.most_common(1)[0]
@@ -251,12 +257,14 @@ def transcribe_chunks(
     language: str,
     options: TranscribeOptions,
     second: DecodeOptions | None = None,
+    encoded: Encoded | None = None,
 ) -> list[ChunkResult]:
-    """Chunks decoded as one batch (one encoder pass), each guarded and put in the project's script;
-    `language` is the recording's. Unless `options` gives the language, a chunk sure of another keeps its own
-    (read from the encoder pass that decodes it). With `second`, each chunk is decoded a second time with
-    those decoding options, in the same language, from the same encoder pass."""
-    encoded = engine.encode([_samples(samples, c) for c in chunks])
+    """Chunks decoded as one batch (one encoder pass, or `encoded` when it was made already), each guarded and
+    put in the project's script; `language` is the recording's. Unless `options` gives the language, a chunk
+    sure of another keeps its own (read from the encoder pass that decodes it). With `second`, each chunk is
+    decoded a second time with those decoding options, in the same language, from the same encoder pass."""
+    if encoded is None:
+        encoded = engine.encode([_samples(samples, c) for c in chunks])
     if options.language:
         languages = [options.language] * len(chunks)
     else:
@@ -295,10 +303,11 @@ def transcribe_twice(
     done = done or {}
     batch_size = options.batch_size or default_batch_size(engine.device)
     counts: Counter[str] = Counter()
+    heard: dict[int, Encoded] = {}  # the chunk the language was heard from: its batch of one is not encoded again
     if options.language:
         language, probability = options.language, 1.0
     elif chunks:
-        language, probability = detect_language(engine, samples, chunks)
+        language, probability = detect_language(engine, samples, chunks, heard)
     else:
         language, probability = None, 0.0
     segments: list[Segment] = []
@@ -312,7 +321,8 @@ def transcribe_twice(
         fresh: dict[int, ChunkResult] = {}
         if not all(finished(i) for i in indices):
             assert language is not None  # given, or detected from the chunks
-            batch = transcribe_chunks(engine, samples, [chunks[i] for i in indices], language, options, second)
+            encoded = heard.get(indices[0]) if len(indices) == 1 else None
+            batch = transcribe_chunks(engine, samples, [chunks[i] for i in indices], language, options, second, encoded)
             fresh = dict(zip(indices, batch, strict=True))
         for index in indices:
             result = done[index] if finished(index) else fresh[index]
