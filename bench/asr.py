@@ -4,6 +4,8 @@
     python bench/asr.py                  # every system on the three long-forms
     python bench/asr.py --long           # also ohp on a 2-hour recording made by repeating longform_zh_dev.wav
     python bench/asr.py --systems ohp fw-batched --repeats 1
+    python bench/asr.py --systems ohp --files zh --ohp-args="--batch-size 8"   # ohp with other options
+    python bench/asr.py --systems ohp --ohp-repo ../../main                   # another checkout's ohp
 
 Each run is a fresh process timed whole, from its start to its exit (start-up, model load, decoding, and for
 ohp the database and the transcript files), on the same Whisper base weights (pipeline/weights.py). Sampling
@@ -27,11 +29,13 @@ import json
 import os
 import re
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,12 +161,15 @@ def score(segments: list[dict], path: Path) -> dict:
     }
 
 
-def run_system(system: str, path: Path, scored: bool = True) -> dict:
-    """One fresh process: its wall time from start to exit, peak memory, and the score of what it wrote."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def run_system(
+    system: str, path: Path, scored: bool = True, ohp_repo: Path = REPO, ohp_args: Sequence[str] = ()
+) -> dict:
+    """One fresh process: its wall time from start to exit, peak memory, and the score of what it wrote. ohp
+    runs from `ohp_repo` (this checkout by default) with `ohp_args` added to its command."""
+    env = {**os.environ, "PYTHONPATH": str(ohp_repo if system.startswith("ohp") else REPO)}
     with tempfile.TemporaryDirectory(prefix="ohp-asr-") as folder:
         if system.startswith("ohp"):
-            extra = ["--speakers", "off", "--no-tag"] if system == "ohp" else []
+            extra = [*(["--speakers", "off", "--no-tag"] if system == "ohp" else []), *ohp_args]
             cli = [sys.executable, "-c", "from pipeline.cli import app; app()"]
             where = ["--db", f"sqlite:///{folder}/ohp.db", "--out", folder, "--format", "json", "--force"]
             command = [*cli, "run", str(path), *extra, *where]
@@ -235,6 +242,9 @@ def main() -> None:
     parser.add_argument("--systems", nargs="*", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--repeats", type=int, default=3, help="runs of each faster-whisper peer per file")
     parser.add_argument("--long", action="store_true", help="also time ohp on a 2-hour recording")
+    parser.add_argument("--files", nargs="*", help="only the long-forms whose names contain these (zh, dialect, en)")
+    parser.add_argument("--ohp-repo", type=Path, default=REPO, help="the checkout whose ohp runs (default: this)")
+    parser.add_argument("--ohp-args", default="", help="options added to ohp's command, e.g. '--batch-size 8'")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], Path(args.worker[1])), ensure_ascii=False))
@@ -244,15 +254,17 @@ def main() -> None:
         sys.exit(f"missing: {', '.join(missing)} (python bench/make_longform_en.py builds the English one)")
 
     OUT.mkdir(parents=True, exist_ok=True)
-    results: dict = {"uptime_before": uptime(), "runs": {}}
+    files = [f for f in FILES if not args.files or any(part in f.name for part in args.files)]
+    ohp = {"ohp_repo": args.ohp_repo.resolve(), "ohp_args": shlex.split(args.ohp_args)}
+    results: dict = {"uptime_before": uptime(), "ohp": {k: str(v) for k, v in ohp.items()}, "runs": {}}
     print(results["uptime_before"])
     print(
         f"{'system':<13} {'file':<25} {'time s':>17} {'CPU s':>17} {'CER':>19} {'raw CER':>8} {'gap chars':>12} "
         f"{'peak MB':>8}"
     )
     for system in args.systems:
-        for path in FILES:
-            runs = [run_system(system, path) for _ in range(args.repeats if system in REPEATED else 1)]
+        for path in files:
+            runs = [run_system(system, path, **ohp) for _ in range(args.repeats if system in REPEATED else 1)]
             results["runs"].setdefault(system, {})[path.name] = [
                 {k: v for k, v in r.items() if k != "segments"} for r in runs
             ]
@@ -270,7 +282,7 @@ def main() -> None:
         print(f"{system:<13} three files: {total:6.1f} s, {cpu:6.1f} CPU s (medians summed)")
     if args.long:
         long_path = make_long(FILES[0], 2.0)
-        run = run_system("ohp", long_path, scored=False)
+        run = run_system("ohp", long_path, scored=False, **ohp)
         run["audio_seconds"] = 2 * 3600
         print(
             f"\nohp on {long_path.name}: 2 h of audio in {run['seconds']:.0f} s "
