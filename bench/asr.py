@@ -2,7 +2,7 @@
 
     python bench/make_longform_en.py     # once: builds bench/out/longform_en_dev.wav
     python bench/asr.py                  # every system on the three long-forms
-    python bench/asr.py --long           # also ohp on a 2-hour recording made by repeating longform_zh_dev.wav
+    python bench/asr.py --long           # also ohp on a 2-hour recording (bench/make_interview_2h.py)
     python bench/asr.py --systems ohp fw-batched --repeats 1
     python bench/asr.py --systems ohp --files zh --ohp-args="--batch-size 8"   # ohp with other options
     python bench/asr.py --systems ohp --ohp-repo ../../main                   # another checkout's ohp
@@ -45,6 +45,7 @@ OUT = REPO / "bench" / "out"
 FILES = (CORPUS / "longform_zh_dev.wav", CORPUS / "longform_dialect_dev.wav", OUT / "longform_en_dev.wav")
 SYSTEMS = ("ohp", "ohp-full", "fw-vad", "fw-batched", "plain-openai")
 REPEATED = ("fw-vad", "fw-batched")  # sampled peers: run --repeats times
+LONG = Path("/tmp/ohp-bench/interview_2h.wav")  # made by bench/make_interview_2h.py
 GAP_MARGIN = 0.25  # s inside a gap's edges that still counts as the clip (reference times are not exact)
 
 
@@ -208,34 +209,6 @@ def summary(runs: list[dict], key: str, fmt: str) -> str:
     return f"{format(median, fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
 
 
-def make_long(path: Path, hours: float) -> Path:
-    """A long recording made by repeating a real one (ffmpeg stream copy, so it costs no decoding)."""
-    from pipeline.stages.audio import ffmpeg_exe, probe
-
-    target = OUT / f"{path.stem}_x{hours:g}h.wav"
-    if not target.exists():
-        repeats = int(hours * 3600 / probe(path).duration) + 1
-        subprocess.run(
-            [
-                ffmpeg_exe(),
-                "-v",
-                "error",
-                "-y",
-                "-stream_loop",
-                str(repeats - 1),
-                "-i",
-                str(path),
-                "-t",
-                str(hours * 3600),
-                "-c",
-                "copy",
-                str(target),
-            ],
-            check=True,
-        )
-    return target
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", nargs=2, metavar=("SYSTEM", "FILE"), help=argparse.SUPPRESS)
@@ -281,7 +254,11 @@ def main() -> None:
         cpu = sum(statistics.median(r["cpu_seconds"] for r in runs) for runs in files.values())
         print(f"{system:<13} three files: {total:6.1f} s, {cpu:6.1f} CPU s (medians summed)")
     if args.long:
-        long_path = make_long(FILES[0], 2.0)
+        long_path = LONG
+        if not long_path.exists():
+            subprocess.run(
+                [sys.executable, str(REPO / "bench" / "make_interview_2h.py"), "--out", str(long_path)], check=True
+            )
         run = run_system("ohp", long_path, scored=False, **ohp)
         run["audio_seconds"] = 2 * 3600
         print(
