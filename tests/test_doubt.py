@@ -336,6 +336,22 @@ def test_a_run_with_a_second_decode_doubts_what_it_heard_otherwise(tmp_path, mon
     assert "second_decode" not in once.stages["transcribe"].settings
 
 
+def test_a_checkpoint_keeps_a_chunks_second_decode_and_its_marks(tmp_path):
+    # A run with the second decode killed part-way resumes with both decodes of the chunks it finished.
+    from pipeline.process import Checkpoint
+    from pipeline.stages.audio import probe
+    from pipeline.stages.transcribe import ChunkResult
+
+    clip = tmp_path / "tone.wav"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=1", str(clip)], check=True)
+    checkpoint = Checkpoint(probe(clip), "key", tmp_path)
+    looped = replace(segment([("the", 0.95), ("wages", 0.35)], "en"), marks=(DecodeMark.LOOP,))
+    both = ChunkResult([looped], {"repetition": 1}, second=[segment([("the", 0.9), ("fees", 0.6)], "en")])
+    checkpoint.add(0, both)
+    checkpoint.add(1, ChunkResult([looped], {}))
+    assert checkpoint.load() == {0: both, 1: ChunkResult([looped], {})}
+
+
 def test_ohp_run_second_decode_asks_for_it(monkeypatch, tmp_path):
     from pipeline import batch
 
