@@ -36,6 +36,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed-test
+	$(BIN)/python bench/make_longform_en.py
 	$(BIN)/python bench/asr.py
 
 clean:

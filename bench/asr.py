@@ -1,37 +1,51 @@
-"""Accuracy, speed and memory of ohp's transcription on the interview-like corpus recordings.
+"""ohp against faster-whisper and openai-whisper on interview-like long-forms: time, accuracy, text in the gaps.
 
-    python bench/asr.py            # ohp (both engines), plain openai-whisper, clips alone
-    python bench/asr.py --long     # also a 2-hour recording made by repeating longform_zh_dev.wav
-    python bench/asr.py --systems ohp clips-alone
+    python bench/make_longform_en.py     # once: builds bench/out/longform_en_dev.wav
+    python bench/asr.py                  # every system on the three long-forms
+    python bench/asr.py --long           # also ohp on a 2-hour recording (bench/make_interview_2h.py)
+    python bench/asr.py --systems ohp fw-batched --repeats 1
+    python bench/asr.py --systems ohp --files zh --ohp-args="--batch-size 8"   # ohp with other options
+    python bench/asr.py --systems ohp --ohp-repo ../../main                   # another checkout's ohp
 
-Each system runs in its own process so its peak memory (VmHWM) is its own. Figures print side by side;
-results go to bench/out/asr.json. Copy the table into bench/RESULTS.md.
+Each run is a fresh process timed whole, from its start to its exit (start-up, model load, decoding, and for
+ohp the database and the transcript files), on the same Whisper base weights (pipeline/weights.py). Sampling
+makes single runs noisy, so the faster-whisper peers run --repeats times (median and range); plain
+openai-whisper once (it takes many minutes). Results go to bench/out/asr.json; copy the table into
+bench/RESULTS.md.
 
 Systems:
-  ohp            the pipeline as `ohp run` runs it: decode, silero-vad chunks, faster-whisper, guards
-  ohp-openai     the same pipeline with the openai-whisper engine
+  ohp            `ohp run --speakers off --no-tag` with its defaults (batched faster-whisper, guards)
+  ohp-full       `ohp run` with everything on (speakers and theme tagging too)
+  fw-vad         faster-whisper's WhisperModel.transcribe(vad_filter=True, beam_size=5), int8 on the CPU
+  fw-batched     faster-whisper's BatchedInferencePipeline.transcribe(batch_size=8), int8 on the CPU
   plain-openai   openai-whisper's transcribe() on the whole file with the `whisper` command's defaults
-                 (beam 5, best of 5, temperature fallback, conditioning on previous text), same weights
-  clips-alone    each reference clip transcribed on its own (the reference's own times as chunks):
-                 the best this model can do on these clips
+                 (beam 5, best of 5, temperature fallback, conditioning on previous text)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import resource
+import shlex
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpus"
 OUT = REPO / "bench" / "out"
-FILES = ("longform_zh_dev.wav", "longform_dialect_dev.wav")
-SYSTEMS = ("ohp", "ohp-openai", "plain-openai", "clips-alone")
+FILES = (CORPUS / "longform_zh_dev.wav", CORPUS / "longform_dialect_dev.wav", OUT / "longform_en_dev.wav")
+SYSTEMS = ("ohp", "ohp-full", "fw-vad", "fw-batched", "plain-openai")
+REPEATED = ("fw-vad", "fw-batched")  # sampled peers: run --repeats times
+LONG = Path("/tmp/ohp-bench/interview_2h.wav")  # made by bench/make_interview_2h.py
 GAP_MARGIN = 0.25  # s inside a gap's edges that still counts as the clip (reference times are not exact)
 
 
@@ -44,52 +58,60 @@ def peak_mb() -> float:
 
 def _segments(segments) -> list[dict]:
     return [
-        {"start": s.start, "end": s.end, "text": s.text, "words": [[w.start, w.end, w.text] for w in s.words]}
+        {
+            "start": s.start,
+            "end": s.end,
+            "text": s.text,
+            "words": [[w.start, w.end, w.word] for w in s.words or []],
+        }
         for s in segments
     ]
 
 
 def worker(system: str, path: Path) -> dict:
-    """Run one system on one file, in this process; return its segments and figures."""
+    """Run a peer on one file, in this process: its segments and peak memory."""
     from pipeline.config import Config
-    from pipeline.records import Chunk, SpeechRegion
-    from pipeline.stages.audio import decode, probe
-    from pipeline.stages.engines import load_engine
-    from pipeline.stages.segment import segment
-    from pipeline.stages.transcribe import TranscribeOptions, transcribe
+    from pipeline.stages.engines import EngineName
+    from pipeline.utils import usable_cores
+    from pipeline.weights import resolve_model
 
     home = Config.load().home
-    started = time.perf_counter()
     if system == "plain-openai":
+        from pipeline.stages.audio import decode, probe
         from pipeline.weights import load_openai_whisper
 
-        model = load_openai_whisper("base", home)
-        loaded = time.perf_counter()
-        samples = decode(probe(path)).samples
-        result = model.transcribe(samples, beam_size=5, best_of=5, fp16=False, verbose=None)
+        model = load_openai_whisper("base", home, "cpu")
+        result = model.transcribe(decode(probe(path)).samples, beam_size=5, best_of=5, fp16=False, verbose=None)
         segments = [
             {"start": s["start"], "end": s["end"], "text": s["text"].strip(), "words": []} for s in result["segments"]
         ]
     else:
-        engine_name = "openai-whisper" if system == "ohp-openai" else "faster-whisper"
-        engine = load_engine(engine_name, "base", home, "cpu")  # the CPU, as the figures in RESULTS.md
-        loaded = time.perf_counter()
-        samples = decode(probe(path)).samples
-        if system == "clips-alone":
-            reference = json.loads(path.with_suffix(".json").read_text())["segments"]
-            chunks = [Chunk(c["start"], c["end"], (SpeechRegion(c["start"], c["end"]),)) for c in reference]
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        model = WhisperModel(
+            resolve_model("base", EngineName.FASTER_WHISPER, home),
+            "cpu",
+            compute_type="int8",
+            cpu_threads=usable_cores(),
+        )
+        if system == "fw-vad":
+            found, _ = model.transcribe(str(path), beam_size=5, vad_filter=True)
         else:
-            chunks = segment(samples)
-        transcript = transcribe(samples, chunks, engine, TranscribeOptions(engine=engine_name))
-        segments = _segments(transcript.segments)
-    done = time.perf_counter()
-    return {
-        "segments": segments,
-        "load_seconds": loaded - started,
-        "seconds": done - loaded,
-        "peak_mb": peak_mb(),
-        "audio_seconds": len(samples) / 16000,
-    }
+            found, _ = BatchedInferencePipeline(model).transcribe(str(path), batch_size=8)
+        segments = _segments(list(found))
+    return {"segments": segments, "peak_mb": peak_mb()}
+
+
+def _ohp_segments(document: dict) -> list[dict]:
+    return [
+        {
+            "start": s["start"],
+            "end": s["end"],
+            "text": s["text"],
+            "words": [[w["start"], w["end"], w["text"]] for w in s.get("words", [])],
+        }
+        for s in document["segments"]
+    ]
 
 
 def normalise(text: str, simplify: bool) -> str:
@@ -125,104 +147,128 @@ def gap_characters(segments: list[dict], reference: list[dict], duration: float)
     return count
 
 
-def score(run: dict, path: Path) -> dict:
-    reference = json.loads(path.with_suffix(".json").read_text())
+def reference_of(path: Path) -> dict:
+    return json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+
+
+def score(segments: list[dict], path: Path) -> dict:
+    reference = reference_of(path)
     ref_text = "".join(c["text"] for c in reference["segments"])
-    hyp_text = "".join(s["text"] for s in sorted(run["segments"], key=lambda s: s["start"]))
+    hyp_text = "".join(s["text"] for s in sorted(segments, key=lambda s: s["start"]))
     return {
         "cer": cer(normalise(hyp_text, True), normalise(ref_text, True)),
         "raw_cer": cer(normalise(hyp_text, False), normalise(ref_text, False)),
-        "gap_chars": gap_characters(run["segments"], reference["segments"], reference["duration_s"]),
+        "gap_chars": gap_characters(segments, reference["segments"], reference["duration_s"]),
     }
 
 
-def run_in_subprocess(system: str, path: Path) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", system, str(path)], capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"{system} on {path.name} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.splitlines()[-1])
+def run_system(
+    system: str, path: Path, scored: bool = True, ohp_repo: Path = REPO, ohp_args: Sequence[str] = ()
+) -> dict:
+    """One fresh process: its wall time from start to exit, peak memory, and the score of what it wrote. ohp
+    runs from `ohp_repo` (this checkout by default) with `ohp_args` added to its command."""
+    env = {**os.environ, "PYTHONPATH": str(ohp_repo if system.startswith("ohp") else REPO)}
+    with tempfile.TemporaryDirectory(prefix="ohp-asr-") as folder:
+        if system.startswith("ohp"):
+            extra = [*(["--speakers", "off", "--no-tag"] if system == "ohp" else []), *ohp_args]
+            cli = [sys.executable, "-c", "from pipeline.cli import app; app()"]
+            where = ["--db", f"sqlite:///{folder}/ohp.db", "--out", folder, "--format", "json", "--force"]
+            command = [*cli, "run", str(path), *extra, *where]
+            command = ["/usr/bin/time", "-f", "%M", *command]  # peak resident KB on stderr's last line
+        else:
+            command = [sys.executable, __file__, "--worker", system, str(path)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        out = subprocess.run(command, capture_output=True, text=True, check=False, env=env, cwd=folder)
+        seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if out.returncode != 0:
+            raise RuntimeError(f"{system} on {path.name} failed:\n{out.stderr[-3000:]}")
+        if system.startswith("ohp"):
+            document = json.loads((Path(folder) / f"{path.stem}.json").read_text(encoding="utf-8"))
+            run = {"segments": _ohp_segments(document), "peak_mb": int(out.stderr.split()[-1]) / 1024}
+        else:
+            run = json.loads(out.stdout.splitlines()[-1])
+    run["seconds"] = seconds
+    # The process's CPU time (user and system): steadier than the wall time on a shared machine.
+    run["cpu_seconds"] = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    if scored:
+        run.update(score(run["segments"], path), audio_seconds=reference_of(path)["duration_s"])
+    return run
 
 
-def make_long(path: Path, hours: float) -> Path:
-    """A long recording made by repeating a real one (ffmpeg stream copy, so it costs no decoding)."""
-    from pipeline.stages.audio import ffmpeg_exe, probe
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
-    target = OUT / f"{path.stem}_x{hours:g}h.wav"
-    if not target.exists():
-        repeats = int(hours * 3600 / probe(path).duration) + 1
-        subprocess.run(
-            [
-                ffmpeg_exe(),
-                "-v",
-                "error",
-                "-y",
-                "-stream_loop",
-                str(repeats - 1),
-                "-i",
-                str(path),
-                "-t",
-                str(hours * 3600),
-                "-c",
-                "copy",
-                str(target),
-            ],
-            check=True,
-        )
-    return target
+
+def summary(runs: list[dict], key: str, fmt: str) -> str:
+    values = [r[key] for r in runs]
+    median = statistics.median(values)
+    if len(values) == 1:
+        return format(median, fmt)
+    return f"{format(median, fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", nargs=2, metavar=("SYSTEM", "FILE"), help=argparse.SUPPRESS)
-    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--systems", nargs="*", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each faster-whisper peer per file")
     parser.add_argument("--long", action="store_true", help="also time ohp on a 2-hour recording")
+    parser.add_argument("--files", nargs="*", help="only the long-forms whose names contain these (zh, dialect, en)")
+    parser.add_argument("--ohp-repo", type=Path, default=REPO, help="the checkout whose ohp runs (default: this)")
+    parser.add_argument("--ohp-args", default="", help="options added to ohp's command, e.g. '--batch-size 8'")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], Path(args.worker[1])), ensure_ascii=False))
         return
+    missing = [str(f) for f in FILES if not f.exists()]
+    if missing:
+        sys.exit(f"missing: {', '.join(missing)} (python bench/make_longform_en.py builds the English one)")
 
     OUT.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, dict]] = {}
+    files = [f for f in FILES if not args.files or any(part in f.name for part in args.files)]
+    ohp = {"ohp_repo": args.ohp_repo.resolve(), "ohp_args": shlex.split(args.ohp_args)}
+    results: dict = {"uptime_before": uptime(), "ohp": {k: str(v) for k, v in ohp.items()}, "runs": {}}
+    print(results["uptime_before"])
     print(
-        f"{'system':<13} {'file':<26} {'CER':>6} {'raw CER':>8} {'gap chars':>9} "
-        f"{'time s':>7} {'load s':>6} {'x realtime':>10} {'peak MB':>8}"
+        f"{'system':<13} {'file':<25} {'time s':>17} {'CPU s':>17} {'CER':>19} {'raw CER':>8} {'gap chars':>12} "
+        f"{'peak MB':>8}"
     )
     for system in args.systems:
-        for name in FILES:
-            path = CORPUS / name
-            run = run_in_subprocess(system, path)
-            run.update(score(run, path))
-            results.setdefault(system, {})[name] = run
+        for path in files:
+            runs = [run_system(system, path, **ohp) for _ in range(args.repeats if system in REPEATED else 1)]
+            results["runs"].setdefault(system, {})[path.name] = [
+                {k: v for k, v in r.items() if k != "segments"} for r in runs
+            ]
             print(
-                f"{system:<13} {name:<26} {run['cer']:6.3f} {run['raw_cer']:8.3f} {run['gap_chars']:9d} "
-                f"{run['seconds']:7.1f} {run['load_seconds']:6.1f} "
-                f"{run['audio_seconds'] / run['seconds']:10.1f} {run['peak_mb']:8.0f}",
+                f"{system:<13} {path.name:<25} {summary(runs, 'seconds', '.1f'):>17} "
+                f"{summary(runs, 'cpu_seconds', '.1f'):>17} {summary(runs, 'cer', '.3f'):>19} "
+                f"{summary(runs, 'raw_cer', '.3f'):>8} {summary(runs, 'gap_chars', 'd'):>12} "
+                f"{max(r['peak_mb'] for r in runs):8.0f}",
                 flush=True,
             )
     print()
-    for system, runs in results.items():
-        seconds = sum(r["seconds"] for r in runs.values())
-        line = f"{system:<13} both files: {seconds:6.1f} s"
-        if "plain-openai" in results and system != "plain-openai":
-            plain = sum(r["seconds"] for r in results["plain-openai"].values())
-            line += f", {plain / seconds:4.1f}x faster than plain-openai"
-        if "clips-alone" in results and system != "clips-alone":
-            for name, run in runs.items():
-                line += (
-                    f"; {name.split('_')[1]} CER {run['cer'] - results['clips-alone'][name]['cer']:+.3f} vs clips alone"
-                )
-        print(line)
+    for system, files in results["runs"].items():
+        total = sum(statistics.median(r["seconds"] for r in runs) for runs in files.values())
+        cpu = sum(statistics.median(r["cpu_seconds"] for r in runs) for runs in files.values())
+        print(f"{system:<13} three files: {total:6.1f} s, {cpu:6.1f} CPU s (medians summed)")
     if args.long:
-        long_path = make_long(CORPUS / FILES[0], 2.0)
-        run = run_in_subprocess("ohp", long_path)
+        long_path = LONG
+        if not long_path.exists():
+            subprocess.run(
+                [sys.executable, str(REPO / "bench" / "make_interview_2h.py"), "--out", str(long_path)], check=True
+            )
+        run = run_system("ohp", long_path, scored=False, **ohp)
+        run["audio_seconds"] = 2 * 3600
         print(
-            f"\nohp on {long_path.name}: {run['audio_seconds'] / 3600:.2f} h of audio in {run['seconds']:.0f} s "
-            f"({run['audio_seconds'] / run['seconds']:.1f}x realtime), peak memory {run['peak_mb']:.0f} MB, "
-            f"{len(run['segments'])} segments"
+            f"\nohp on {long_path.name}: 2 h of audio in {run['seconds']:.0f} s "
+            f"({run['audio_seconds'] / run['seconds']:.1f}x real time, {run['cpu_seconds']:.0f} CPU s), "
+            f"peak memory {run['peak_mb']:.0f} MB"
         )
-        results["long"] = {long_path.name: {k: v for k, v in run.items() if k != "segments"}}
+        results["long"] = {k: v for k, v in run.items() if k != "segments"}
+    results["uptime_after"] = uptime()
+    print(results["uptime_after"])
     (OUT / "asr.json").write_text(json.dumps(results, ensure_ascii=False, indent=1))
 
 

@@ -45,7 +45,7 @@ from pipeline.records import (
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import SECOND_DECODE, confidence, mark_doubt
-from pipeline.stages.engines import load_engine
+from pipeline.stages.engines import default_compute_type, load_engine
 from pipeline.stages.learned import ThemeModel
 from pipeline.stages.segment import VadOptions, segment, speech_regions
 from pipeline.stages.speakers import (
@@ -58,12 +58,14 @@ from pipeline.stages.speakers import (
     split_segment,
 )
 from pipeline.stages.tag import TAGGER_VERSION, tag_segments
-from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, transcribe
+from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, transcribe_twice
 from pipeline.stages.vocabulary import Vocabulary, build_hint, codebook_terms
 from pipeline.store import settings_key
 
 log = logging.getLogger(__name__)
 
+# The recogniser's arithmetic of every transcript made before it could be chosen: it stays out of the settings.
+STORED_COMPUTE_TYPE = "int8"
 STAGES = ("transcribe", "speakers", "tag")  # the stages with a row in the store, in the order they run
 
 
@@ -92,7 +94,8 @@ class RunOptions:
     model: ThemeModel | None = None  # the learned model that adds to the codebook's patterns; None: patterns alone
     home: Path = field(default_factory=default_home)  # the model cache; partial transcripts are kept there too
     device: str = "auto"  # where models run: auto, cpu or cuda
-    # CPU threads for the recogniser; None: one per core. Not a setting: the same text with any number.
+    # CPU threads for every model (recogniser, VAD, speaker encoder); None: every core the process may use.
+    # Not a setting: the same text with any number.
     threads: int | None = None
     # The project's vocabulary; with it each recording's hint (see for_recording). None: no hint.
     vocabulary: Vocabulary | None = None
@@ -100,10 +103,21 @@ class RunOptions:
     # of the wrong words at the same share of text (bench/RESULTS.md), and costs that second decode.
     second_decode: bool = False
 
+    @property
+    def compute_type(self) -> str:
+        """The recogniser's arithmetic: as given, else the device's default (int8 on the CPU, float16 on CUDA)."""
+        return self.transcribe.compute_type or default_compute_type(self.device)
+
     def settings(self) -> dict:
         """The transcribe stage's settings: the same settings give the same transcript (and the same doubt). The
-        second decode counts only when asked for: settings made before it existed stay the same."""
-        settings = {"transcribe": self.transcribe.settings(), "vad": asdict(self.vad)}
+        device, the threads and the batch size are not among them (the same arithmetic gives the same text
+        anywhere). The compute type is, unless it is int8, which every transcript made before it could be
+        chosen was made with; the second decode counts only when asked for: settings made before either
+        existed stay the same."""
+        transcribe = self.transcribe.settings()
+        if self.compute_type != STORED_COMPUTE_TYPE:
+            transcribe["compute_type"] = self.compute_type
+        settings = {"transcribe": transcribe, "vad": asdict(self.vad)}
         return {**settings, "second_decode": True} if self.second_decode else settings
 
 
@@ -186,6 +200,11 @@ def running(
         raise StageError(path, stage, exc) from exc
 
 
+def _segments(stored: list[dict]) -> list[Segment]:
+    """Segments as a checkpoint keeps them (JSON) made whole again."""
+    return [Segment(**{**s, "words": [Word(**w) for w in s["words"]], "marks": tuple(s["marks"])}) for s in stored]
+
+
 class Checkpoint:
     """Finished chunks of a recording being transcribed, one JSON line each, so a killed run resumes."""
 
@@ -203,12 +222,16 @@ class Checkpoint:
                 entry = json.loads(line)
             except json.JSONDecodeError:  # the line being written when the run was killed
                 break
-            segments = [Segment(**{**s, "words": [Word(**w) for w in s["words"]]}) for s in entry["segments"]]
-            done[entry["index"]] = ChunkResult(segments, entry["guards"])
+            second = entry.get("second")
+            done[entry["index"]] = ChunkResult(
+                _segments(entry["segments"]), entry["guards"], None if second is None else _segments(second)
+            )
         return done
 
     def add(self, index: int, result: ChunkResult) -> None:
-        entry = {"index": index, "segments": [asdict(s) for s in result.segments], "guards": result.guards}
+        entry: dict = {"index": index, "segments": [asdict(s) for s in result.segments], "guards": result.guards}
+        if result.second is not None:
+            entry["second"] = [asdict(s) for s in result.second]
         line = json.dumps(entry, ensure_ascii=False)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
@@ -239,7 +262,7 @@ def _transcribe(
         decoded = decode(info)
     warnings = list(decoded.warnings)
     with running(info.path, "segment", progress, decoded.duration):
-        chunks = segment(decoded.samples, options.vad)
+        chunks = segment(decoded.samples, options.vad, options.device, options.threads)
     with running(info.path, "transcribe", progress, decoded.duration):
         checkpoint = Checkpoint(info, key, options.home)
         if options.force:
@@ -252,17 +275,27 @@ def _transcribe(
             if progress:
                 progress.audio_done(info.path, chunks[index].end)
 
-        second = None
+        second: Transcript | None = None
         if chunks:
             engine = load_engine(
-                options.transcribe.engine, options.transcribe.model, options.home, options.device, options.threads
+                options.transcribe.engine,
+                options.transcribe.model,
+                options.home,
+                options.device,
+                options.compute_type,
+                options.threads,
             )
-            transcript = transcribe(
-                decoded.samples, chunks, engine, options.transcribe, done=done, on_chunk=chunk_finished
+            # With the second decode, the same but the decoding, from the same encoder pass: where they differ,
+            # the recogniser wavered.
+            transcript, second = transcribe_twice(
+                decoded.samples,
+                chunks,
+                engine,
+                options.transcribe,
+                SECOND_DECODE if options.second_decode else None,
+                done=done,
+                on_chunk=chunk_finished,
             )
-            if options.second_decode:  # the same but the decoding: where they differ, the recogniser wavered
-                again = replace(options.transcribe, language=transcript.language, decode=SECOND_DECODE)
-                second = transcribe(decoded.samples, chunks, engine, again)
         else:  # silence: a valid recording with nothing to transcribe, and no model to load for it
             warnings.append(f"{info.path}: no speech found")
             transcript = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)
@@ -310,9 +343,16 @@ def _find_speakers(
         decoded_again = audio is None
         if audio is None:
             samples = decode(info).samples
-            audio = samples, speech_regions(samples, options.vad)
+            audio = samples, speech_regions(samples, options.vad, options.device, options.threads)
         samples, regions = audio
-        turns = diarize(samples, regions, speaker_options.count, settings["max_speakers"], device=options.device)
+        turns = diarize(
+            samples,
+            regions,
+            speaker_options.count,
+            settings["max_speakers"],
+            device=options.device,
+            threads=options.threads,
+        )
         before = result.transcript.segments
         # A segment whose text a person corrected is not split (its parts would take the words' text): it
         # keeps its text and takes the speaker who says most of it.
@@ -325,7 +365,7 @@ def _find_speakers(
         ]
         roles = label_roles(segments, turns)
         profiles = {p.name: np.asarray(p.profile, dtype=np.float32) for p in people}
-        names = match_profiles(samples, turns, profiles, device=options.device)
+        names = match_profiles(samples, turns, profiles, device=options.device, threads=options.threads)
     ids = {p.name: p.id for p in people}
     person_ids = {label: ids.get(name) for label, name in names.items()}
     result.transcript = replace(result.transcript, segments=segments)

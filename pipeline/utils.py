@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -23,6 +24,12 @@ HANGUL_CHAR = re.compile(f"[{HANGUL}]")
 CJK = re.compile(f"[{CJK_LETTERS}{CJK_MARKS}]")
 # What XML 1.0 cannot hold (python-docx and lxml refuse it): control characters other than tab and newline.
 NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, which a container, `taskset` or a cluster
+    worker narrows (os.cpu_count counts the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def timestamp(seconds: float, separator: str = ".", hours: bool = True) -> str:

@@ -364,7 +364,8 @@ def test_killed_batch_resumes_and_matches_an_uninterrupted_run(tmp_path):
     audio = tmp_path / "audio"
     audio.mkdir()
     shutil.copy(corpus_path(MANDARIN), audio / "a_short.wav")
-    # The first 40 s of the long-form recording: four chunks, enough to be killed part-way (after two).
+    # The first 40 s of the long-form recording: four chunks, two batches of two, killed once the first batch
+    # is kept (while the second is decoded: a kill timed by the last batch would race the recording's save).
     ffmpeg("-i", str(corpus_path("longform_zh_dev.wav")), "-t", "40", str(audio / "b_long.wav"))
     shutil.copy(corpus_path(ENGLISH), audio / "c_english.wav")
     env = {"OHP_HOME": str(tmp_path / "home")}
@@ -375,23 +376,27 @@ def test_killed_batch_resumes_and_matches_an_uninterrupted_run(tmp_path):
     (tmp_path / "home" / "models").symlink_to(faster_whisper_base_dir(MODEL_CACHE).parent)
     db = tmp_path / "killed.db"
 
+    batches = ["--batch-size", "2"]
     proc = subprocess.Popen(
-        [*OHP, "run", str(audio), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "out")],
+        [*OHP, "run", str(audio), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "out"), *batches],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     partial = tmp_path / "home" / "partial"
-    deadline = time.monotonic() + 300
-    # Kill once the long recording has at least two finished chunks in its checkpoint.
-    while time.monotonic() < deadline and proc.poll() is None:
-        lines = sum(len(p.read_text().splitlines()) for p in partial.glob("*.jsonl")) if partial.exists() else 0
-        if lines >= 2:
-            break
+
+    def kept() -> int:  # chunks in checkpoints: the short recording's one, then the long one's, a batch at a time
+        return sum(len(p.read_text().splitlines()) for p in partial.glob("*.jsonl")) if partial.exists() else 0
+
+    # Kill once the long recording has its first batch in its checkpoint, however long that takes (no deadline:
+    # on a loaded machine the short recording alone can take minutes, and a kill before it was saved tests
+    # nothing).
+    while proc.poll() is None and kept() < 2:
         time.sleep(0.05)
     assert proc.poll() is None, "the batch finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    killed_with = kept()  # 2, or 4 when the second batch too was kept before the kill landed
 
     with sqlite3.connect(db) as conn:
         finished = dict(
@@ -406,7 +411,7 @@ def test_killed_batch_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert [Path(p).name for p in finished] == ["a_short.wav"]
     assert half == 0  # nothing of the recording being transcribed reached the database
 
-    rerun = ohp("run", str(audio), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "out"), env=env)
+    rerun = ohp("run", str(audio), "--db", f"sqlite:///{db}", "--out", str(tmp_path / "out"), *batches, env=env)
     assert rerun.returncode == 0, rerun.stderr
     with sqlite3.connect(db) as conn:
         after = dict(
@@ -421,12 +426,15 @@ def test_killed_batch_resumes_and_matches_an_uninterrupted_run(tmp_path):
             ).fetchone()[0]
         )
     assert {p: after[p] for p in finished} == finished  # nothing finished was redone
-    assert resumed["resumed_chunks"] >= 2
+    assert resumed["resumed_chunks"] == killed_with >= 2  # what the killed run kept, and nothing else
     assert not list(partial.glob("*.jsonl"))
 
     clean = tmp_path / "clean.db"
     assert (
-        ohp("run", str(audio), "--db", f"sqlite:///{clean}", "--out", str(tmp_path / "out2"), env=env).returncode == 0
+        ohp(
+            "run", str(audio), "--db", f"sqlite:///{clean}", "--out", str(tmp_path / "out2"), *batches, env=env
+        ).returncode
+        == 0
     )
     assert segment_rows(db) == segment_rows(clean)
 

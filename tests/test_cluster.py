@@ -312,24 +312,30 @@ def test_a_workers_models_use_the_cpus_it_reserved_not_every_core(cluster, files
 
     def one_pass(options: RunOptions, path: Path) -> tuple:
         import faster_whisper
+        import onnxruntime
         import torch
 
         from pipeline.batch import Pass
         from pipeline.cluster.actors import Recogniser
-        from pipeline.stages import segment
 
         given: list[int] = []
+        vad: list[int] = []
 
         class Recorded(faster_whisper.WhisperModel):
             def __init__(self, *args, **kwargs) -> None:
                 given.append(kwargs["cpu_threads"])
                 super().__init__(*args, **kwargs)
 
+        class RecordedSession(onnxruntime.InferenceSession):
+            def __init__(self, *args, **kwargs) -> None:
+                vad.append(kwargs["sess_options"].intra_op_num_threads if "sess_options" in kwargs else None)
+                super().__init__(*args, **kwargs)
+
         faster_whisper.WhisperModel = Recorded
+        onnxruntime.InferenceSession = RecordedSession
         outcome = Recogniser(options, 1).process(Pass(probe(path), [], {}, None))
         assert outcome.result is not None and "speakers" in outcome.result.stages, outcome.traceback
-        vad = segment._model().session.get_session_options().intra_op_num_threads
-        return given, vad, torch.get_num_threads()
+        return given, vad[-1], torch.get_num_threads()  # the VAD's session: the last opened (after silero's own)
 
     ray.init(address=cluster, log_to_driver=False)
     try:

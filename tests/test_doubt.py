@@ -167,7 +167,8 @@ def test_transcribing_notes_what_decoding_and_the_guards_did():
     result = transcribe(audio, [chunk((1.0, 3.0), (8.0, 11.0))], engine, options)
     assert [s.marks for s in result.segments] == [(), (DecodeMark.REDECODED,)]
     # A loop decoded again at higher temperature; one that persists and is cut out.
-    engine = ScriptedEngine([[seg(0.0, 3.0, "是不是跟人家做的" + "整" * 20)], [seg(0.0, 3.0, "是不是跟人家说的")]])
+    # (The retry's text reaches the region's end: no speech is left to decode again.)
+    engine = ScriptedEngine([[seg(0.0, 3.0, "是不是跟人家做的" + "整" * 20)], [seg(0.0, 5.0, "是不是跟人家说的")]])
     assert transcribe(audio, [chunk((0.0, 5.5))], engine, options).segments[0].marks == (DecodeMark.LOOP,)
     [collapsed] = guard([seg(0.0, 3.0, "我认为" * 10)], chunk((0.0, 5.5)), Counter())
     assert collapsed.marks == (DecodeMark.LOOP,)
@@ -292,17 +293,26 @@ class WaveringEngine:
 
     name = "faster-whisper"
     model = "base"
+    device = "cpu"
 
     def __init__(self) -> None:
         self.beams: list[int] = []
+        self.encoded = 0  # pieces through the encoder
 
-    def language_probabilities(self, samples) -> dict[str, float]:
-        return {"en": 0.9}
+    def encode(self, pieces):
+        self.encoded += len(pieces)
+        return list(pieces)
 
-    def decode(self, samples, language: str, options) -> list[Segment]:
+    def select(self, encoded, indices):
+        return [encoded[i] for i in indices]
+
+    def language_probabilities(self, encoded) -> list[dict[str, float]]:
+        return [{"en": 0.9} for _ in encoded]
+
+    def decode(self, encoded, languages, options) -> list[list[Segment]]:
         self.beams.append(options.beam_size)
         middle = ("fees", 0.6) if options.beam_size == 1 else ("wages", 0.35)
-        return [segment([("the", 0.95), middle, ("were", 0.99), ("owed", 0.99)], "en")]
+        return [[segment([("the", 0.95), middle, ("were", 0.99), ("owed", 0.99)], "en")] for _ in encoded]
 
 
 def test_a_run_with_a_second_decode_doubts_what_it_heard_otherwise(tmp_path, monkeypatch):
@@ -313,15 +323,33 @@ def test_a_run_with_a_second_decode_doubts_what_it_heard_otherwise(tmp_path, mon
     clip = tmp_path / "tone.wav"
     tone = "sine=frequency=220:duration=3"
     subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", tone, str(clip)], check=True)
-    monkeypatch.setattr(process, "segment", lambda samples, vad: [Chunk(0.0, 3.0, (SpeechRegion(0.0, 3.0),))])
+    monkeypatch.setattr(process, "segment", lambda samples, *vad: [Chunk(0.0, 3.0, (SpeechRegion(0.0, 3.0),))])
     once = process_recording(clip, RunOptions(speakers=None, out_dir=None, home=tmp_path))
     assert engine.beams == [5] and [w.text for w in once.transcript.segments[0].words if w.doubtful] == []
+    assert engine.encoded == 1  # the chunk's language is read from the pass that decodes it
     twice = process_recording(clip, RunOptions(speakers=None, out_dir=None, home=tmp_path, second_decode=True))
     assert engine.beams == [5, 5, 1]
+    assert engine.encoded == 2  # the second decode reads the first's encoder pass: no pass of its own
     assert [w.text for w in twice.transcript.segments[0].words if w.doubtful] == ["wages"]
     # Part of the settings, so a run asking for it transcribes again; only then: older settings stay as they were.
     assert twice.stages["transcribe"].settings["second_decode"] is True
     assert "second_decode" not in once.stages["transcribe"].settings
+
+
+def test_a_checkpoint_keeps_a_chunks_second_decode_and_its_marks(tmp_path):
+    # A run with the second decode killed part-way resumes with both decodes of the chunks it finished.
+    from pipeline.process import Checkpoint
+    from pipeline.stages.audio import probe
+    from pipeline.stages.transcribe import ChunkResult
+
+    clip = tmp_path / "tone.wav"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=1", str(clip)], check=True)
+    checkpoint = Checkpoint(probe(clip), "key", tmp_path)
+    looped = replace(segment([("the", 0.95), ("wages", 0.35)], "en"), marks=(DecodeMark.LOOP,))
+    both = ChunkResult([looped], {"repetition": 1}, second=[segment([("the", 0.9), ("fees", 0.6)], "en")])
+    checkpoint.add(0, both)
+    checkpoint.add(1, ChunkResult([looped], {}))
+    assert checkpoint.load() == {0: both, 1: ChunkResult([looped], {})}
 
 
 def test_ohp_run_second_decode_asks_for_it(monkeypatch, tmp_path):

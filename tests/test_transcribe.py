@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -9,7 +12,9 @@ from pipeline.records import Chunk, Segment, SpeechRegion, Word
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.engines import DecodeOptions, load_engine
 from pipeline.stages.segment import segment
-from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, detect_language, transcribe
+from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, detect_language, main_language, transcribe
+from pipeline.stages.vocabulary import Hint
+from pipeline.utils import HAN_CHAR
 
 from conftest import MODEL_CACHE, corpus_path
 
@@ -32,24 +37,39 @@ def seg(start: float, end: float, text: str, words: list[tuple[float, float, str
 
 
 class ScriptedEngine:
-    """Answers decode calls from a list, recording what it was asked (start sample, length)."""
+    """Answers each decoded piece from a list, recording what it was asked: each piece's length, the pieces
+    encoded together, the languages and options it decoded with."""
 
     name = "scripted"
     model = "none"
+    device = "cpu"
 
     def __init__(self, answers: list[list[Segment]], languages: list[dict[str, float]] | None = None) -> None:
         self.answers = list(answers)
         self.languages = list(languages or [])
         self.calls: list[int] = []
+        self.batches: list[int] = []
+        self.decoded_in: list[str] = []
         self.options: list[DecodeOptions] = []
 
-    def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
-        return self.languages.pop(0)
+    def encode(self, pieces):
+        self.batches.append(len(pieces))
+        return [len(p) for p in pieces]
 
-    def decode(self, samples: np.ndarray, language: str, options: DecodeOptions) -> list[Segment]:
-        self.calls.append(len(samples))
-        self.options.append(options)
-        return self.answers.pop(0)
+    def select(self, encoded, indices):
+        return [encoded[i] for i in indices]
+
+    def language_probabilities(self, encoded) -> list[dict[str, float]]:
+        return [self.languages.pop(0) for _ in encoded]
+
+    def decode(self, encoded, languages, options: DecodeOptions) -> list[list[Segment]]:
+        found = []
+        for length, language in zip(encoded, languages, strict=True):
+            self.calls.append(length)
+            self.decoded_in.append(language)
+            self.options.append(options)
+            found.append([replace(s, language=language) for s in self.answers.pop(0)])
+        return found
 
 
 def chunk(*regions: tuple[float, float]) -> Chunk:
@@ -109,13 +129,100 @@ def test_english_is_not_converted():
     assert s.text == s.original_text == "Hello there"
 
 
-def test_language_is_detected_once_per_recording_from_the_longest_chunks():
-    chunks = [chunk((0.0, 1.0)), chunk((5.0, 20.0)), chunk((30.0, 40.0)), chunk((50.0, 52.0)), chunk((60.0, 75.0))]
-    engine = ScriptedEngine([], languages=[{"zh": 0.6, "en": 0.4}, {"zh": 0.3, "en": 0.7}, {"zh": 0.9, "en": 0.1}])
-    language, probability = detect_language(engine, np.zeros(80 * SR, np.float32), chunks)
+CHUNKS = [chunk((0.0, 1.0)), chunk((5.0, 20.0)), chunk((30.0, 40.0)), chunk((50.0, 52.0)), chunk((60.0, 76.0))]
+
+
+def test_language_is_one_encoder_pass_over_the_chunk_with_most_speech():
+    engine = ScriptedEngine([], languages=[{"zh": 0.6, "en": 0.4}, {"en": 1.0}])
+    assert detect_language(engine, np.zeros(80 * SR, np.float32), CHUNKS) == ("zh", 0.6)
+    assert engine.batches == [1] and len(engine.languages) == 1  # one probe: the 16 s chunk
+
+
+def test_an_unsure_chunk_has_the_next_longest_chunks_heard_too():
+    engine = ScriptedEngine([], languages=[{"zh": 0.45, "en": 0.4}, {"zh": 0.3, "en": 0.7}, {"zh": 0.9, "en": 0.1}])
+    language, probability = detect_language(engine, np.zeros(80 * SR, np.float32), CHUNKS)
     assert language == "zh"
-    assert probability == pytest.approx((0.6 + 0.3 + 0.9) / 3)
-    assert not engine.languages  # exactly three probes
+    assert probability == pytest.approx((0.45 + 0.3 + 0.9) / 3)
+    assert engine.batches == [1, 2] and not engine.languages
+
+
+def test_chunks_are_decoded_in_batches_of_the_batch_size():
+    chunks = [chunk((i * 10.0, i * 10.0 + 2.0)) for i in range(5)]
+    engine = ScriptedEngine([[seg(0.0, 1.0, str(i))] for i in range(5)])
+    seen = []
+
+    def finished(index, result):
+        seen.append((index, len(engine.batches)))  # the batches encoded when the chunk is handed over
+
+    result = transcribe(
+        np.zeros(60 * SR, np.float32), chunks, engine, TranscribeOptions(language="zh", batch_size=2), on_chunk=finished
+    )
+    assert engine.batches == [2, 2, 1]
+    assert [s.text for s in result.segments] == ["0", "1", "2", "3", "4"]
+    assert seen == [(0, 1), (1, 1), (2, 2), (3, 2), (4, 3)]  # each chunk kept as soon as its batch finishes
+
+
+def test_the_chunk_the_language_was_heard_from_is_not_encoded_again():
+    chunks = [chunk((0.0, 2.0)), chunk((10.0, 18.0)), chunk((20.0, 23.0))]
+    answers = [[seg(0.0, c.end - c.start, str(i))] for i, c in enumerate(chunks)]  # whole: no second pass
+    engine = ScriptedEngine(answers, languages=[{"zh": 0.9}] * 4)
+    result = transcribe(np.zeros(30 * SR, np.float32), chunks, engine, TranscribeOptions(batch_size=1))
+    # The 8 s chunk's encoder pass told the language and is decoded; the others are encoded once each.
+    assert engine.batches == [1, 1, 1] and engine.calls == [2 * SR, 8 * SR, 3 * SR]
+    assert [s.text for s in result.segments] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize(("device", "batches"), [("cpu", [1, 1, 1, 1, 1]), ("cuda", [5])])
+def test_the_batch_size_by_default_is_the_devices(device, batches):
+    # One chunk at a time on the CPU, where a batch gains nothing and costs memory; 8 at once on a GPU.
+    chunks = [chunk((i * 10.0, i * 10.0 + 2.0)) for i in range(5)]
+    engine = ScriptedEngine([[seg(0.0, 1.0, str(i))] for i in range(5)])
+    engine.device = device
+    transcribe(np.zeros(60 * SR, np.float32), chunks, engine, TranscribeOptions(language="zh"))
+    assert engine.batches == batches
+
+
+def test_a_chunk_sure_of_another_language_keeps_it():
+    # An interpreter: the recording is Mandarin, the second chunk English.
+    chunks = [chunk((0.0, 20.0)), chunk((30.0, 35.0)), chunk((40.0, 45.0))]
+    engine = ScriptedEngine(
+        [[seg(0.0, 19.5, "我们的工资")], [seg(0.0, 4.0, "our wages")], [seg(0.0, 4.0, "工资")]],
+        languages=[{"zh": 0.95}, {"zh": 0.95}, {"en": 0.97, "zh": 0.02}, {"en": 0.6, "zh": 0.3}],
+    )
+    result = transcribe(np.zeros(50 * SR, np.float32), chunks, engine, TranscribeOptions())
+    assert engine.decoded_in == ["zh", "en", "zh"]  # the third is unsure: the recording's language
+    assert [s.language for s in result.segments] == ["zh", "en", "zh"]
+    assert result.language == "zh"  # the main one
+
+
+def test_a_forced_language_is_not_detected():
+    engine = ScriptedEngine([[seg(0.0, 1.0, "hello")]])
+    transcribe(np.zeros(5 * SR, np.float32), [chunk((0.0, 2.0))], engine, TranscribeOptions(language="en"))
+    assert engine.decoded_in == ["en"] and engine.batches == [1]
+
+
+def test_the_recording_language_is_the_one_most_text_is_in():
+    segments = [
+        replace(seg(0.0, 2.0, "a"), language="en"),
+        seg(2.0, 10.0, "b"),
+        replace(seg(10, 12, "c"), language="en"),
+    ]
+    assert main_language(segments, "en") == "zh"
+    assert main_language([], "en") == "en"
+
+
+def test_the_rest_of_a_region_after_an_early_end_is_decoded_again():
+    # Whisper stopped 6 s into a 12 s region: the rest is decoded on its own, not lost.
+    engine = ScriptedEngine([[seg(0.0, 6.0, "前半")], [seg(0.0, 5.0, "后半")]])
+    result = transcribe(np.zeros(20 * SR, np.float32), [chunk((2.0, 14.0))], engine, TranscribeOptions(language="zh"))
+    assert [s.text for s in result.segments] == ["前半", "后半"]
+    assert engine.calls == [12 * SR, 6 * SR]
+    assert result.segments[1].start == pytest.approx(8.0)
+
+
+def test_batch_size_must_be_positive():
+    with pytest.raises(ValueError, match="batch size"):
+        TranscribeOptions(batch_size=0)
 
 
 def test_guards_are_counted_in_the_transcript():
@@ -126,19 +233,20 @@ def test_guards_are_counted_in_the_transcript():
 
 
 def test_finished_chunks_are_reused_and_reported():
-    engine = ScriptedEngine([[seg(0.0, 1.0, "二")]])
+    # The batch is decoded whole (so its sampled chunks draw as in an uninterrupted run); the kept chunk stays.
+    engine = ScriptedEngine([[seg(0.0, 1.0, "again")], [seg(0.0, 1.0, "二")]])
     kept = ChunkResult([seg(0.0, 1.0, "一")], {"silence": 2})
     seen = []
     result = transcribe(
         np.zeros(30 * SR, np.float32),
         [chunk((0.0, 2.0)), chunk((10.0, 12.0))],
         engine,
-        TranscribeOptions(language="zh"),
+        TranscribeOptions(language="zh", batch_size=2),
         done={0: kept},
         on_chunk=lambda i, r: seen.append(i),
     )
     assert [s.text for s in result.segments] == ["一", "二"]
-    assert len(engine.calls) == 1 and seen == [0, 1]
+    assert engine.batches == [2] and seen == [0, 1]
     assert result.guards == {"silence": 2}
 
 
@@ -183,8 +291,44 @@ def test_a_loop_is_decoded_again_at_higher_temperature():
 
 
 def test_a_loop_that_persists_is_collapsed():
-    looping = seg(0.0, 3.0, "我认为" * 10)
+    looping = seg(0.0, 5.0, "我认为" * 10)
     engine = ScriptedEngine([[looping], [looping]])
     result = transcribe(np.zeros(6 * SR, np.float32), [chunk((0.0, 5.5))], engine, TranscribeOptions(language="zh"))
     assert [s.text for s in result.segments] == ["我认为"]
     assert result.guards == {"repetition": 2}  # the retry, and the collapse
+
+
+@pytest.mark.slow
+def test_an_interview_switching_between_english_and_mandarin_keeps_both(mandarin_clip):
+    # An interviewer speaking English, answers in Mandarin (as through an interpreter): clips of the
+    # corpus put one after the other with pauses long enough to be chunks of their own.
+    pause = np.zeros(3 * SR, np.float32)
+    english = [
+        decode(probe(corpus_path(f"en/{name}"))).samples
+        for name in (
+            "k2-fsa_sherpa___static_sense-voice_en.wav",
+            "k2-fsa_sherpa___static_fun-asr-nano-2025-12-30_noise_en.wav",
+        )
+    ]
+    samples = np.concatenate([english[0], pause, mandarin_clip[0], pause, english[1], pause, mandarin_clip[0]])
+    engine = load_engine("faster-whisper", "base", MODEL_CACHE)
+    result = transcribe(samples, segment(samples), engine)
+    by_language: dict[str, str] = {}
+    for s in result.segments:
+        by_language[s.language] = by_language.get(s.language, "") + s.text
+    assert result.language == "en"  # the main one: most of the speech
+    assert "交易" in by_language["zh"] and "情况" in by_language["zh"]
+    assert "gold" in by_language["en"].lower() and not re.search(HAN_CHAR, by_language["en"])
+
+
+def test_a_suspect_hinted_chunk_is_decoded_again_without_the_hint_from_the_same_encoder_pass():
+    hint = Hint(("八宝鸭",))
+    plain, other = "今天天气很好我们去公园散步吧", "我们的工资很低一直都没有涨过"
+    engine = ScriptedEngine([[seg(0.0, 4.0, "八宝鸭")], [seg(0.0, 4.0, other)], [seg(0.0, 4.0, plain)]])
+    chunks = [chunk((0.0, 4.5)), chunk((10.0, 14.5))]
+    options = TranscribeOptions(language="zh", hint=hint, batch_size=2)
+    result = transcribe(np.zeros(20 * SR, np.float32), chunks, engine, options)
+    assert [s.text for s in result.segments] == [plain, other]
+    assert result.guards == {"hint": 1}
+    assert engine.batches == [2]  # the plain decode reads the batch's encoder pass
+    assert [o.hint for o in engine.options] == [hint.text, hint.text, None]

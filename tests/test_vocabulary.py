@@ -254,14 +254,24 @@ class FakeEngine:
 
     name = "faster-whisper"
     model = "base"
+    device = "cpu"
 
     def __init__(self) -> None:
         self.hints: list[str | None] = []
 
-    def language_probabilities(self, samples) -> dict[str, float]:
-        return {"zh": 1.0}
+    def encode(self, pieces):
+        return list(pieces)
 
-    def decode(self, samples, language: str, options: DecodeOptions) -> list[Segment]:
+    def select(self, encoded, indices):
+        return [encoded[i] for i in indices]
+
+    def language_probabilities(self, encoded) -> list[dict[str, float]]:
+        return [{"zh": 1.0} for _ in encoded]
+
+    def decode(self, encoded, languages, options: DecodeOptions) -> list[list[Segment]]:
+        return [self._decode(language, options) for language in languages]
+
+    def _decode(self, language: str, options: DecodeOptions) -> list[Segment]:
         self.hints.append(options.hint)
         text = "由罗马皇帝清典的游帝亚王"
         for heard, term in (("清典", "钦点"), ("游帝亚", "犹地亚")):

@@ -46,7 +46,7 @@ from pipeline.script import Script
 from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
 from pipeline.stages.codebook import Codebook, CodebookError, load_codebook, validate_codebook
-from pipeline.stages.engines import DEFAULT_ENGINE, EngineName
+from pipeline.stages.engines import COMPUTE_TYPES, DEFAULT_BATCH_SIZES, DEFAULT_ENGINE, EngineName
 from pipeline.utils import as_date, clock
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ DbOption = Annotated[
     ),
 ]
 Device = StrEnum("Device", {name: name for name in DEVICES})
+ComputeType = StrEnum("ComputeType", {name: name for name in COMPUTE_TYPES})
 DeviceOption = Annotated[
     Device | None,
     typer.Option(
@@ -233,6 +234,21 @@ def run(
     tag: Annotated[bool, typer.Option(help="Tag themes from the codebook after transcribing")] = True,
     codebook: CodebookOption = None,
     device: DeviceOption = None,
+    compute_type: Annotated[
+        ComputeType | None,
+        typer.Option(
+            help="The recogniser's arithmetic (default: int8 on the CPU, float16 on CUDA)", show_default=False
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=f"Chunks of speech decoded at once (default: {DEFAULT_BATCH_SIZES['cpu']} on the CPU, "
+            f"{DEFAULT_BATCH_SIZES['cuda']} on CUDA)",
+            show_default=False,
+        ),
+    ] = None,
     report_path: Annotated[
         Path | None,
         typer.Option("--report", help="Also write each file's result as JSON to this file", dir_okay=False),
@@ -276,7 +292,12 @@ def run(
     settings = config.given(device=device and device.value)
     options = RunOptions(
         transcribe=TranscribeOptions(
-            engine=engine.value, model=model, language=_check_language(language), script=script.value
+            engine=engine.value,
+            model=model,
+            language=_check_language(language),
+            script=script.value,
+            compute_type=compute_type and compute_type.value,
+            batch_size=batch_size,
         ),
         speakers=_speakers_option(speakers),
         force=force,

@@ -66,12 +66,8 @@ class Recogniser:
     (OHP_HOME), where its weights are. Its models run on as many threads as the CPUs it reserved."""
 
     def __init__(self, options: RunOptions, number: int) -> None:
-        import torch
-
-        threads = reserved_threads()
-        # The recogniser takes them as an option; torch's (the speaker encoder's) are the process's.
-        torch.set_num_threads(threads)
-        self.options = replace(options, home=Config.load().home, threads=threads)
+        # Every model (recogniser, VAD, speaker encoder) takes them from the options.
+        self.options = replace(options, home=Config.load().home, threads=reserved_threads())
         self.number = number
 
     def where(self) -> Where:

@@ -1,21 +1,23 @@
 """The two Whisper engines, faster-whisper and openai-whisper, behind one small interface.
 
-An engine decodes one chunk of audio and answers which language it hears; everything about long-form
-audio (chunking, timing, guards, script) is the transcribe stage's business, the same for both.
+An engine encodes a batch of pieces of audio (each at most Whisper's 30 s window), answers which language
+it hears in each and decodes them; everything about long-form audio (chunking, timing, guards, second
+passes, script) is the transcribe stage's business, the same for both.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.errors import InvalidInputError
 from pipeline.records import Segment, Word
+from pipeline.utils import usable_cores
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,6 +33,11 @@ class EngineName(StrEnum):
 ENGINES = tuple(EngineName)
 # 4-5x faster than openai-whisper on CPU at the same accuracy: bench/RESULTS.md
 DEFAULT_ENGINE = EngineName.FASTER_WHISPER
+# Chunks decoded at once, by device. On a GPU 8, faster-whisper's batched pipeline's default (a batch keeps it
+# busy); on the CPU one: a batch gained nothing there and cost memory (bench/RESULTS.md).
+DEFAULT_BATCH_SIZES = {"cpu": 1, "cuda": 8}
+# CTranslate2's compute types; openai-whisper computes in float16 (on CUDA) or float32 whatever is asked.
+COMPUTE_TYPES = ("int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 SEED = 1234  # sampling at temperature > 0 is seeded per chunk, so a re-run gives the same text
 
 
@@ -47,16 +54,36 @@ class DecodeOptions:
     hint: str | None = None
 
 
+# Pieces of audio as an engine holds them after its encode(): their language is read and their text decoded
+# (again, at other temperatures or without the hint) from the same encoder pass. What it is is the engine's.
+Encoded = Any
+
+
 class Engine(Protocol):
     @property
     def name(self) -> str: ...
 
     model: str
 
-    def language_probabilities(self, samples: np.ndarray) -> dict[str, float]: ...
+    @property
+    def device(self) -> str:
+        """Where the model runs: cpu or cuda."""
+        ...
 
-    def decode(self, samples: np.ndarray, language: str, options: DecodeOptions) -> list[Segment]:
-        """Segments with words, times relative to the start of `samples`; text as the model wrote it."""
+    def encode(self, pieces: Sequence[np.ndarray]) -> Encoded:
+        """Pieces of at most 30 s each, encoded together (one batch)."""
+        ...
+
+    def select(self, encoded: Encoded, indices: Sequence[int]) -> Encoded:
+        """Some of an encoded batch's pieces, as a batch of their own, without encoding them again."""
+        ...
+
+    def language_probabilities(self, encoded: Encoded) -> list[dict[str, float]]:
+        """Each piece's language probabilities."""
+        ...
+
+    def decode(self, encoded: Encoded, languages: Sequence[str], options: DecodeOptions) -> list[list[Segment]]:
+        """Each piece's segments with words, times relative to the piece's start; text as the model wrote it."""
         ...
 
 
@@ -75,12 +102,58 @@ def _segment(start, end, text, language, words, avg_logprob, no_speech_prob, com
     )
 
 
+def ctranslate2_device(device: str) -> str:
+    """The recogniser's device for a configured one: "auto" is CUDA when CTranslate2 sees a GPU."""
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def default_compute_type(device: str) -> str:
+    """int8 on the CPU (fastest there, and base's accuracy holds: bench/RESULTS.md), float16 on a GPU."""
+    return "float16" if ctranslate2_device(device) == "cuda" else "int8"
+
+
+def default_batch_size(device: str) -> int:
+    """Chunks decoded at once on a device (cpu or cuda): DEFAULT_BATCH_SIZES."""
+    return DEFAULT_BATCH_SIZES.get(device, 1)
+
+
+MAX_INITIAL_TIMESTAMP = 1.0  # s: the first timestamp may not come later (as in faster-whisper's transcribe)
+# faster-whisper's default punctuation merged into the next word, and into the previous one.
+PREPEND_PUNCTUATION = "\"'“¿([{-"
+APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass
+class _Attempt:
+    tokens: list[int]
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+
+
+@dataclass
+class _FasterEncoded:
+    features: np.ndarray  # (pieces, mels, frames), each padded to the 30 s window
+    frames: list[int]  # each piece's frames of audio, before padding
+    output: object  # the encoder's output, a ctranslate2.StorageView
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
 class FasterWhisperEngine:
+    """faster-whisper's model driven batch-wise: CTranslate2 encodes and generates a batch of pieces at once
+    (as faster-whisper's BatchedInferencePipeline does), while the decoding rules are those of its one-piece
+    transcribe(): beam search, temperature fallback per piece, Whisper's silence rule, first timestamp within
+    a second, hotwords, word timestamps from the cross-attention alignment."""
+
     name = EngineName.FASTER_WHISPER
 
-    def __init__(
-        self, model: str, home: Path, device: str = "auto", compute_type: str = "int8", threads: int | None = None
-    ) -> None:
+    def __init__(self, model: str, home: Path, device: str, compute_type: str, threads: int) -> None:
         import ctranslate2
         from faster_whisper import WhisperModel
 
@@ -89,71 +162,237 @@ class FasterWhisperEngine:
         self.model = model
         self._ct2 = ctranslate2
         path = resolve_model(model, self.name, home)
-        threads = threads or os.cpu_count() or 1
-        # CTranslate2 decides "auto" itself
-        log.info("loading faster-whisper model %s on %s (%d CPU threads)", path, device, threads)
+        log.info("loading faster-whisper model %s on %s (%s, %d threads)", path, device, compute_type, threads)
         self._model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=threads)
+        self._tokenizers: dict[str, Any] = {}
 
-    def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
-        _, _, probs = self._model.detect_language(samples)
-        return dict(probs)
+    @property
+    def device(self) -> str:
+        return self._model.model.device
 
-    def decode(self, samples: np.ndarray, language: str, options: DecodeOptions) -> list[Segment]:
-        self._ct2.set_random_seed(SEED)
-        segments, _ = self._model.transcribe(
-            samples,
-            language=language,
-            beam_size=options.beam_size,
-            best_of=options.best_of,
-            temperature=list(options.temperatures),
-            compression_ratio_threshold=options.compression_ratio_threshold,
-            log_prob_threshold=options.log_prob_threshold,
-            no_speech_threshold=options.no_speech_threshold,
-            condition_on_previous_text=False,  # chunks are independent: no loop carries over
-            word_timestamps=True,
-            vad_filter=False,  # the segment stage already did VAD
-            hotwords=options.hint,
+    def _tokenizer(self, language: str):
+        from faster_whisper.tokenizer import Tokenizer
+
+        if language not in self._tokenizers:
+            self._tokenizers[language] = Tokenizer(self._model.hf_tokenizer, True, "transcribe", language)
+        return self._tokenizers[language]
+
+    def encode(self, pieces: Sequence[np.ndarray]) -> _FasterEncoded:
+        import numpy as np
+        from faster_whisper.audio import pad_or_trim
+
+        extractor = self._model.feature_extractor
+        features = [extractor(piece)[..., :-1] for piece in pieces]  # as transcribe() cuts the last frame
+        frames = [min(f.shape[-1], extractor.nb_max_frames) for f in features]
+        stacked = np.stack([pad_or_trim(f) for f in features])
+        if self.device != "cpu":
+            return _FasterEncoded(stacked, frames, self._model.encode(stacked))
+        # On the CPU a piece at a time and the outputs put together: a batch's activations outgrow the caches,
+        # and encoding 8 pieces together costs 20-30% more CPU time than one by one (bench/RESULTS.md).
+        outputs = [np.asarray(self._model.encode(piece[None])) for piece in stacked]
+        return _FasterEncoded(stacked, frames, self._ct2.StorageView.from_array(np.concatenate(outputs)))
+
+    def select(self, encoded: _FasterEncoded, indices: Sequence[int]) -> _FasterEncoded:
+        """Taken from the batch's encoder output on the CPU; encoded again on a GPU (a CUDA StorageView
+        cannot be sliced)."""
+        import numpy as np
+
+        indices = list(indices)
+        if indices == list(range(len(encoded))):
+            return encoded
+        features = encoded.features[indices]
+        if getattr(encoded.output, "device", "cpu") == "cpu":
+            output = self._ct2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded.output)[indices]))
+        else:
+            output = self._model.encode(features)
+        return _FasterEncoded(features, [encoded.frames[i] for i in indices], output)
+
+    def language_probabilities(self, encoded: _FasterEncoded) -> list[dict[str, float]]:
+        # One decoder step on the encoder's output: the language costs no pass of its own.
+        results = self._model.model.detect_language(encoded.output)
+        return [{token[2:-2]: probability for token, probability in result} for result in results]
+
+    def _generate(
+        self, encoded: _FasterEncoded, languages: Sequence[str], temperature: float, options: DecodeOptions
+    ) -> list[_Attempt]:
+        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+        tokenizers = [self._tokenizer(language) for language in languages]
+        if temperature > 0:
+            kwargs = {"beam_size": 1, "num_hypotheses": options.best_of, "sampling_topk": 0}
+        else:
+            kwargs = {"beam_size": options.beam_size}
+        results = self._model.model.generate(
+            encoded.output,
+            [self._model.get_prompt(t, [], hotwords=options.hint) for t in tokenizers],
+            sampling_temperature=temperature,
+            max_length=self._model.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizers[0], [-1]),
+            max_initial_timestamp_index=round(MAX_INITIAL_TIMESTAMP / self._model.time_precision),
+            **kwargs,
         )
-        return [
-            _segment(
-                s.start,
-                s.end,
-                s.text,
-                language,
-                [(w.start, w.end, w.word, w.probability) for w in s.words or []],
-                s.avg_logprob,
-                s.no_speech_prob,
-                s.compression_ratio,
-            )
-            for s in segments
+        attempts = []
+        for tokenizer, result in zip(tokenizers, results, strict=True):
+            tokens = result.sequences_ids[0]
+            text = tokenizer.decode(tokens).strip()
+            # The score is the length-normalised sum of log probabilities (length penalty 1).
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            attempts.append(_Attempt(tokens, avg_logprob, result.no_speech_prob, get_compression_ratio(text)))
+        return attempts
+
+    def decode(self, encoded: _FasterEncoded, languages: Sequence[str], options: DecodeOptions) -> list[list[Segment]]:
+        chosen = self._decode_with_fallback(encoded, languages, options)
+        # Whisper's own silence rule: a window it finds silent and unsure of gives no text.
+        pieces = [
+            []
+            if a.no_speech_prob > options.no_speech_threshold and a.avg_logprob < options.log_prob_threshold
+            else self._split(a.tokens, language, frames)
+            for a, language, frames in zip(chosen, languages, encoded.frames, strict=True)
         ]
+        self._add_words(encoded, pieces, languages)
+        return [
+            [
+                _segment(
+                    s["start"],
+                    s["end"],
+                    s["text"],
+                    language,
+                    [(w["start"], w["end"], w["word"], w["probability"]) for w in s["words"]],
+                    a.avg_logprob,
+                    a.no_speech_prob,
+                    a.compression_ratio,
+                )
+                for s in piece
+            ]
+            for piece, language, a in zip(pieces, languages, chosen, strict=True)
+        ]
+
+    def _failed(self, attempt: _Attempt, options: DecodeOptions) -> bool:
+        """Text too repetitive or too unlikely, unless Whisper finds the window silent (faster-whisper's rule)."""
+        unlikely = attempt.avg_logprob < options.log_prob_threshold
+        silent = attempt.no_speech_prob > options.no_speech_threshold and unlikely
+        return not silent and (attempt.compression_ratio > options.compression_ratio_threshold or unlikely)
+
+    def _decode_with_fallback(
+        self, encoded: _FasterEncoded, languages: Sequence[str], options: DecodeOptions
+    ) -> list[_Attempt]:
+        """Each piece decoded at the first temperature that gives text that does not fail (faster-whisper's
+        generate_with_fallback). Beam search (temperature 0) takes the batch at once; sampling takes a piece at
+        a time, seeded, so that its draws, and so its text, do not depend on the batch it came in."""
+        attempts: list[list[_Attempt]] = [[] for _ in languages]
+        temperatures = options.temperatures
+        todo = list(range(len(languages)))
+        if temperatures[0] == 0:
+            for i, attempt in enumerate(self._generate(encoded, languages, 0.0, options)):
+                attempts[i].append(attempt)
+            todo = [i for i in todo if self._failed(attempts[i][-1], options)]
+            temperatures = temperatures[1:]
+        for i in todo:
+            self._ct2.set_random_seed(SEED)
+            one = self.select(encoded, [i])
+            for temperature in temperatures:
+                [attempt] = self._generate(one, [languages[i]], temperature, options)
+                attempts[i].append(attempt)
+                if not self._failed(attempt, options):
+                    break
+        chosen = []
+        for tried in attempts:
+            if not self._failed(tried[-1], options):
+                chosen.append(tried[-1])
+            else:  # every temperature failed: the likeliest attempt that is not too repetitive
+                readable = [a for a in tried if a.compression_ratio <= options.compression_ratio_threshold]
+                chosen.append(max(readable or tried, key=lambda a: a.avg_logprob))
+        return chosen
+
+    def _split(self, tokens: list[int], language: str, frames: int) -> list[dict]:
+        """A piece's tokens cut into segments at its timestamp tokens (an unfinished last one left out, as
+        transcribe() leaves it for its next window: the transcribe stage decodes that speech again)."""
+        tokenizer = self._tokenizer(language)
+        segments, _, _ = self._model._split_segments_by_timestamps(
+            tokenizer=tokenizer,
+            tokens=tokens,
+            time_offset=0.0,
+            segment_size=frames,
+            segment_duration=frames / self._model.frames_per_second,
+            seek=0,
+        )
+        kept = []
+        for s in segments:
+            s["text"] = tokenizer.decode(s["tokens"])
+            if s["text"].strip() and s["start"] != s["end"]:  # as transcribe() skips them
+                kept.append(s)
+        return kept
+
+    def _add_words(self, encoded: _FasterEncoded, pieces: list[list[dict]], languages: Sequence[str]) -> None:
+        """Word timestamps, aligned for all the pieces of a language at once."""
+        for language in dict.fromkeys(languages):
+            indices = [i for i, piece in enumerate(pieces) if piece and languages[i] == language]
+            if indices:
+                self._model.add_word_timestamps(
+                    [pieces[i] for i in indices],
+                    self._tokenizer(language),
+                    self.select(encoded, indices).output,
+                    [encoded.frames[i] for i in indices],
+                    PREPEND_PUNCTUATION,
+                    APPEND_PUNCTUATION,
+                    0.0,
+                )
+        for piece in pieces:
+            for s in piece:
+                s.setdefault("words", [])
 
 
 class OpenAIWhisperEngine:
+    """openai-whisper decodes one piece at a time (its transcribe() has no batch), behind the same interface:
+    its "encoded" pieces are the pieces themselves."""
+
     name = EngineName.OPENAI_WHISPER
 
-    def __init__(self, model: str, home: Path, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, model: str, home: Path, device: str, compute_type: str, threads: int) -> None:
         import torch
 
         from pipeline.config import torch_device
         from pipeline.weights import load_openai_whisper
 
-        threads = threads or os.cpu_count() or 1
         torch.set_num_threads(threads)
         self.model = model
         self._torch = torch
         device = torch_device(device)
-        log.info("loading openai-whisper model %s on %s (%d CPU threads)", model, device, threads)
+        # openai-whisper computes in float16 or float32; int8 is CTranslate2's alone.
+        self._fp16 = compute_type == "float16" and device == "cuda"
+        log.info("loading openai-whisper model %s on %s (%d threads)", model, device, threads)
         self._model = load_openai_whisper(model, home, device)
+        self._device = device
 
-    def language_probabilities(self, samples: np.ndarray) -> dict[str, float]:
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def encode(self, pieces: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return list(pieces)
+
+    def select(self, encoded: list[np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
+        return [encoded[i] for i in indices]
+
+    def language_probabilities(self, encoded: list[np.ndarray]) -> list[dict[str, float]]:
         import whisper
 
-        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(samples), self._model.dims.n_mels)
-        _, probs = self._model.detect_language(mel.to(self._model.device))
-        return dict(probs)
+        found = []
+        for samples in encoded:
+            mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(samples), self._model.dims.n_mels)
+            _, probs = self._model.detect_language(mel.to(self._model.device))
+            found.append(dict(probs))
+        return found
 
-    def decode(self, samples: np.ndarray, language: str, options: DecodeOptions) -> list[Segment]:
+    def decode(
+        self, encoded: list[np.ndarray], languages: Sequence[str], options: DecodeOptions
+    ) -> list[list[Segment]]:
+        return [self._decode(piece, language, options) for piece, language in zip(encoded, languages, strict=True)]
+
+    def _decode(self, samples: np.ndarray, language: str, options: DecodeOptions) -> list[Segment]:
         self._torch.manual_seed(SEED)
         result = self._model.transcribe(
             samples,
@@ -166,7 +405,7 @@ class OpenAIWhisperEngine:
             no_speech_threshold=options.no_speech_threshold,
             condition_on_previous_text=False,
             word_timestamps=True,
-            fp16=False,
+            fp16=self._fp16,
             verbose=None,
             initial_prompt=options.hint,
         )
@@ -186,12 +425,17 @@ class OpenAIWhisperEngine:
 
 
 @cache
-def load_engine(name: str, model: str, home: Path, device: str = "auto", threads: int | None = None) -> Engine:
-    """One loaded model per (engine, model, model cache, device, threads) in a process: loading takes seconds,
-    decoding reuses it. `home` is the model cache; device auto, cpu or cuda; threads on the CPU (None: one per
-    core of the machine; a cluster's worker gives the cores it reserved, pipeline.cluster.actors)."""
+def load_engine(
+    name: str, model: str, home: Path, device: str = "auto", compute_type: str | None = None, threads: int | None = None
+) -> Engine:
+    """One loaded model per (engine, model, model cache, device, compute type, threads) in a process: loading
+    takes seconds, decoding reuses it. `home` is the model cache; device auto, cpu or cuda; compute type
+    None for the device's default (default_compute_type); threads None for every core the process may use (a
+    cluster's worker gives the CPUs it reserved, pipeline.cluster.actors)."""
+    compute_type = compute_type or default_compute_type(device)
+    threads = threads or usable_cores()
     if name == EngineName.FASTER_WHISPER:
-        return FasterWhisperEngine(model, home, device, threads=threads)
+        return FasterWhisperEngine(model, home, device, compute_type, threads)
     if name == EngineName.OPENAI_WHISPER:
-        return OpenAIWhisperEngine(model, home, device, threads)
+        return OpenAIWhisperEngine(model, home, device, compute_type, threads)
     raise InvalidInputError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")

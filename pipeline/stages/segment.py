@@ -14,6 +14,7 @@ import numpy as np
 
 from pipeline.records import Chunk, SpeechRegion
 from pipeline.stages.audio import SAMPLE_RATE
+from pipeline.utils import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +34,33 @@ class VadOptions:
 
 
 @cache
-def _model():
+def _model(device: str, threads: int):
     # The "sequence" model gives the stock model's probabilities frame for frame, but runs a block of
     # 512 frames per ONNX call instead of one Python call per 32 ms frame (about 8x faster).
+    from importlib.resources import files
+
+    import onnxruntime
     from silero_vad import load_silero_vad
 
-    log.info("loading the silero-vad model")
-    return load_silero_vad(sequence=True)
+    model = load_silero_vad(sequence=True)
+    # silero opens the model's ONNX session on one CPU thread; it is opened again with the process's
+    # cores, and on the GPU when one is wanted and onnxruntime has it.
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    providers = ["CPUExecutionProvider"]
+    if device != "cpu" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    log.info("loading the silero-vad model on %s (%d threads)", providers[0], threads)
+    path = str(files("silero_vad.data") / "silero_vad_16k_sequence.onnx")  # the file load_silero_vad opened
+    model.session = onnxruntime.InferenceSession(path, sess_options=options, providers=providers)
+    return model
 
 
-def speech_probabilities(samples: np.ndarray) -> np.ndarray:
-    """Per-frame (32 ms) speech probability."""
-    return _model().audio_forward(np.ascontiguousarray(samples, dtype=np.float32), sampling_rate=SAMPLE_RATE)
+def speech_probabilities(samples: np.ndarray, device: str = "auto", threads: int | None = None) -> np.ndarray:
+    """Per-frame (32 ms) speech probability; device auto, cpu or cuda; threads None: every core the process
+    may use."""
+    model = _model(device, threads or usable_cores())
+    return model.audio_forward(np.ascontiguousarray(samples, dtype=np.float32), sampling_rate=SAMPLE_RATE)
 
 
 _FRAME = 512  # samples: silero's frame, 32 ms
@@ -93,13 +109,15 @@ def extend_by_energy(regions: list[SpeechRegion], levels: np.ndarray, options: V
     return grown
 
 
-def speech_regions(samples: np.ndarray, options: VadOptions = VadOptions()) -> list[SpeechRegion]:
+def speech_regions(
+    samples: np.ndarray, options: VadOptions = VadOptions(), device: str = "auto", threads: int | None = None
+) -> list[SpeechRegion]:
     from silero_vad import get_speech_timestamps_from_probs
 
     if len(samples) == 0:
         return []
     stamps = get_speech_timestamps_from_probs(
-        speech_probabilities(samples).tolist(),
+        speech_probabilities(samples, device, threads).tolist(),
         sampling_rate=SAMPLE_RATE,
         threshold=options.threshold,
         min_speech_duration_ms=int(options.min_speech * 1000),
@@ -128,6 +146,8 @@ def make_chunks(regions: list[SpeechRegion], options: VadOptions = VadOptions())
     return chunks
 
 
-def segment(samples: np.ndarray, options: VadOptions = VadOptions()) -> list[Chunk]:
+def segment(
+    samples: np.ndarray, options: VadOptions = VadOptions(), device: str = "auto", threads: int | None = None
+) -> list[Chunk]:
     """The stage: audio in, chunks of speech out. Silence gives no chunks."""
-    return make_chunks(speech_regions(samples, options), options)
+    return make_chunks(speech_regions(samples, options, device, threads), options)

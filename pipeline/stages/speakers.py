@@ -22,7 +22,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
 from pipeline.script import CHINESE_LANGUAGES
 from pipeline.stages.audio import SAMPLE_RATE
-from pipeline.utils import overlap
+from pipeline.utils import overlap, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,15 @@ class DiarizeOptions:
 
 
 @cache
-def _encoder(device: str):
+def _encoder(device: str, threads: int):
+    import torch
     from resemblyzer import VoiceEncoder
 
     from pipeline.config import torch_device
 
     device = torch_device(device)
-    log.info("loading the resemblyzer voice encoder on %s", device)
+    torch.set_num_threads(threads)
+    log.info("loading the resemblyzer voice encoder on %s (%d threads)", device, threads)
     return VoiceEncoder(device, verbose=False)
 
 
@@ -78,11 +80,11 @@ def _mel(samples: np.ndarray) -> np.ndarray:
     return wav_to_mel_spectrogram(normalize_volume(samples, -30))
 
 
-def _embed(mels: list[np.ndarray], device: str) -> np.ndarray:
+def _embed(mels: list[np.ndarray], device: str, threads: int | None) -> np.ndarray:
     """Embeddings (L2-normed) of mel windows; windows of one length go through the encoder together."""
     import torch
 
-    encoder = _encoder(device)
+    encoder = _encoder(device, threads or usable_cores())
     out = np.empty((len(mels), 256), dtype=np.float32)
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, mel in enumerate(mels):
@@ -95,10 +97,14 @@ def _embed(mels: list[np.ndarray], device: str) -> np.ndarray:
 
 
 def window_embeddings(
-    samples: np.ndarray, regions: list[SpeechRegion], options: DiarizeOptions = DiarizeOptions(), device: str = "auto"
+    samples: np.ndarray,
+    regions: list[SpeechRegion],
+    options: DiarizeOptions = DiarizeOptions(),
+    device: str = "auto",
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Windows over the speech regions: their (start, end) times, shape (n, 2), and embeddings (n, 256),
-    computed on `device` (auto, cpu or cuda).
+    computed on `device` (auto, cpu or cuda) with `threads` CPU threads (None: every core the process may use).
 
     Windows stay inside a region; a region shorter than a window is one window of its own length.
     Only one region's audio is copied at a time.
@@ -121,10 +127,10 @@ def window_embeddings(
             begin = first / SAMPLE_RATE + s * _MEL_STEP
             times.append((begin, min(region.end, begin + min(width, n) * _MEL_STEP)))
         if len(pending) >= options.batch:
-            embeddings.append(_embed(pending, device))
+            embeddings.append(_embed(pending, device, threads))
             pending = []
     if pending:
-        embeddings.append(_embed(pending, device))
+        embeddings.append(_embed(pending, device, threads))
     if not times:
         return np.empty((0, 2)), np.empty((0, 256), dtype=np.float32)
     return np.array(times), np.concatenate(embeddings)
@@ -280,9 +286,10 @@ def diarize(
     max_speakers: int = MAX_ESTIMATED_SPEAKERS,
     options: DiarizeOptions = DiarizeOptions(),
     device: str = "auto",
+    threads: int | None = None,
 ) -> list[SpeakerTurn]:
     """Speaker turns over the speech regions. n_speakers None: estimated, at most max_speakers."""
-    times, embeddings = window_embeddings(samples, regions, options, device)
+    times, embeddings = window_embeddings(samples, regions, options, device, threads)
     if not len(times):
         return []
     centroids = cluster(embeddings, n_speakers, max_speakers, options)
@@ -425,7 +432,11 @@ def label_roles(segments: list[Segment], turns: list[SpeakerTurn]) -> dict[str, 
 
 
 def speaker_embeddings(
-    samples: np.ndarray, turns: list[SpeakerTurn], options: DiarizeOptions = DiarizeOptions(), device: str = "auto"
+    samples: np.ndarray,
+    turns: list[SpeakerTurn],
+    options: DiarizeOptions = DiarizeOptions(),
+    device: str = "auto",
+    threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Each speaker's voice: the normalised mean of the window embeddings over their turns."""
     by_speaker: dict[str, list[SpeechRegion]] = defaultdict(list)
@@ -433,7 +444,7 @@ def speaker_embeddings(
         by_speaker[turn.speaker].append(SpeechRegion(turn.start, turn.end))
     voices = {}
     for speaker, regions in by_speaker.items():
-        _, embeddings = window_embeddings(samples, regions, options, device)
+        _, embeddings = window_embeddings(samples, regions, options, device, threads)
         if len(embeddings):
             voices[speaker] = _normalise(embeddings.mean(axis=0))
     return voices
@@ -446,7 +457,7 @@ def voice_profile(samples_list: list[np.ndarray], device: str = "auto") -> np.nd
 
     voices = []
     for samples in samples_list:
-        regions = speech_regions(samples)
+        regions = speech_regions(samples, device=device)
         _, embeddings = window_embeddings(samples, regions, device=device)
         if len(embeddings):
             voices.append(_normalise(embeddings.mean(axis=0)))
@@ -468,6 +479,7 @@ def match_profiles(
     profiles: dict[str, np.ndarray],
     threshold: float = MATCH_THRESHOLD,
     device: str = "auto",
+    threads: int | None = None,
 ) -> dict[str, str]:
     """Speaker label -> enrolled name, where the speaker's voice is more similar to the profile than
     threshold (cosine). A name goes to at most one speaker, the most similar."""
@@ -476,7 +488,7 @@ def match_profiles(
     names = list(profiles)
     matrix = _normalise(np.stack([profiles[n] for n in names]))
     candidates: list[tuple[float, str, str]] = []
-    for speaker, voice in speaker_embeddings(samples, turns, device=device).items():
+    for speaker, voice in speaker_embeddings(samples, turns, device=device, threads=threads).items():
         similarities = matrix @ voice
         candidates.extend(
             (float(s), speaker, name) for s, name in zip(similarities, names, strict=True) if s > threshold

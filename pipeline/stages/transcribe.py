@@ -1,41 +1,57 @@
 """The transcribe stage: chunks of speech in, a timed transcript out.
 
-Each chunk is decoded on its own (no text carried from one chunk to the next, so a loop cannot spread),
-its times moved into the recording's own time, checked by the guards, and put in the script the
-project asked for, keeping the engine's original text beside it.
+Chunks are decoded in batches, each on its own (no text carried from one chunk to the next, so a loop
+cannot spread), their times moved into the recording's own time, checked by the guards, and put in the
+script the project asked for, keeping the engine's original text beside it. A recording's language is
+detected once, and a chunk sure of another language (an interpreter, a switch to English) keeps its own.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from pipeline.records import Chunk, DecodeMark, Segment, Transcript
+from pipeline.errors import InvalidInputError
+from pipeline.records import Chunk, DecodeMark, Segment, SpeechRegion, Transcript
 from pipeline.script import CHINESE_LANGUAGES, Script, check_script, convert, convert_pieces
 from pipeline.stages.audio import SAMPLE_RATE
-from pipeline.stages.engines import DEFAULT_ENGINE, DecodeOptions, Engine
+from pipeline.stages.engines import DEFAULT_ENGINE, DecodeOptions, Encoded, Engine, default_batch_size
 from pipeline.stages.guards import GuardOptions, guard, has_loop, marked
 from pipeline.stages.vocabulary import Hint, decode_with_hint
 
-LANGUAGE_PROBES = 3  # chunks listened to when detecting a recording's language
+LANGUAGE_PROBES = 3  # chunks listened to when the one with most speech leaves the recording's language unsure
+LANGUAGE_SURE = 0.5  # a chunk's top language at least this likely settles the recording's language
+# A chunk is decoded in a language other than the recording's only when it is this sure of it (mixed-language
+# interviews); the monolingual dev recordings never reach it (bench/RESULTS.md).
+CHUNK_LANGUAGE_SURE = 0.9
 RESUME_TOLERANCE = 0.3  # s: a region starting this close before the last segment's end counts as skipped
+MIN_SKIPPED = 1.5  # s: speech left in a region after the decoded text ends that is decoded again
+MAX_PASSES = 4  # decodes of one chunk at most (the first and the second passes over what it skipped)
 
 
 @dataclass(frozen=True)
 class TranscribeOptions:
     engine: str = DEFAULT_ENGINE
     model: str = "base"
-    language: str | None = None  # None: detect once per recording
+    language: str | None = None  # None: detected per recording, and per chunk where a chunk is sure of another
     script: str = Script.SIMPLIFIED
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     guards: GuardOptions = field(default_factory=GuardOptions)
     hint: Hint | None = None  # words to expect (pipeline.stages.vocabulary), handed to the engine on every chunk
+    # The recogniser's arithmetic decides the text (int8 and float16 give slightly different words), so it is a
+    # setting; None: the device's default (engines.default_compute_type), which RunOptions.settings resolves.
+    compute_type: str | None = None
+    # Not a setting: a chunk's text does not depend on the batch it is decoded in (beam search is the same
+    # in a batch, sampling is seeded per chunk). None: the device's default (engines.DEFAULT_BATCH_SIZES).
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         check_script(self.script)
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InvalidInputError(f"batch size {self.batch_size}: must be at least 1")
 
     def settings(self) -> dict:
         """What decides the result: stored with it, so a re-run with the same settings is skipped. The hint
@@ -43,7 +59,8 @@ class TranscribeOptions:
         existed stay the same."""
         settings = asdict(self)
         del settings["decode"]["hint"]  # set per chunk from `hint`
-        del settings["hint"]
+        # The compute type joins the settings in RunOptions.settings, which resolves the device's default.
+        del settings["hint"], settings["batch_size"], settings["compute_type"]
         if self.hint:
             settings["vocabulary"] = self.hint.version
         return settings
@@ -53,14 +70,36 @@ def _samples(samples: np.ndarray, chunk: Chunk) -> np.ndarray:
     return samples[int(chunk.start * SAMPLE_RATE) : int(chunk.end * SAMPLE_RATE)]
 
 
-def detect_language(engine: Engine, samples: np.ndarray, chunks: list[Chunk]) -> tuple[str, float]:
-    """The recording's language: probabilities summed over the chunks with the most speech."""
-    probes = sorted(chunks, key=lambda c: c.speech_duration, reverse=True)[:LANGUAGE_PROBES]
-    total: Counter[str] = Counter()
-    for chunk in probes:
-        total.update(engine.language_probabilities(_samples(samples, chunk)))
+def _top(probabilities: dict[str, float]) -> tuple[str, float]:
+    return max(probabilities.items(), key=lambda item: item[1])
+
+
+def detect_language(
+    engine: Engine, samples: np.ndarray, chunks: list[Chunk], heard: dict[int, Encoded] | None = None
+) -> tuple[str, float]:
+    """The recording's language: one encoder pass over the chunk with the most speech; when that chunk is
+    unsure, probabilities summed over the LANGUAGE_PROBES chunks with the most speech. That first encoder pass
+    goes into `heard` by the chunk's index, for decoding it."""
+    ranked = sorted(range(len(chunks)), key=lambda i: chunks[i].speech_duration, reverse=True)
+    encoded = engine.encode([_samples(samples, chunks[ranked[0]])])
+    if heard is not None:
+        heard[ranked[0]] = encoded
+    [first] = engine.language_probabilities(encoded)
+    language, probability = _top(first)
+    if probability >= LANGUAGE_SURE or len(ranked) == 1:
+        return language, probability
+    total: Counter[str] = Counter(first)
+    more = [_samples(samples, chunks[i]) for i in ranked[1:LANGUAGE_PROBES]]
+    for found in engine.language_probabilities(engine.encode(more)):
+        total.update(found)
     language, score = total.most_common(1)[0]
-    return language, score / len(probes)
+    return language, score / min(len(ranked), LANGUAGE_PROBES)
+
+
+def chunk_language(probabilities: dict[str, float], recording_language: str) -> str:
+    """A chunk's language: the recording's, unless the chunk is sure it hears another."""
+    language, probability = _top(probabilities)
+    return language if probability >= CHUNK_LANGUAGE_SURE else recording_language
 
 
 def _shift(segment: Segment, offset: float) -> Segment:
@@ -88,66 +127,222 @@ def _apply_script(segment: Segment, script: str) -> Segment:
 class ChunkResult:
     segments: list[Segment]
     guards: dict[str, int]  # what the guards removed from this chunk, by kind
+    second: list[Segment] | None = None  # the second decode's segments, when one was asked for
+
+
+def _undecoded(pending: list[SpeechRegion], covered: float) -> list[SpeechRegion]:
+    """The speech after the decoded text's end: regions starting after it, and the rest of a region it ends
+    inside when that rest is long enough to hold words."""
+    rest = []
+    for region in pending:
+        if region.start >= covered - RESUME_TOLERANCE:
+            rest.append(region)
+        elif region.end - covered >= MIN_SKIPPED:
+            rest.append(SpeechRegion(covered, region.end))
+    return rest
+
+
+@dataclass
+class _Decoding:
+    """A chunk being decoded: its language, the speech still to decode, the text and guard counts so far."""
+
+    chunk: Chunk
+    language: str
+    pending: list[SpeechRegion]
+    segments: list[Segment] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def part(self) -> Chunk:
+        return Chunk(self.pending[0].start, self.pending[-1].end, tuple(self.pending))
 
 
 def _decode_without_loops(
-    engine: Engine, samples: np.ndarray, language: str, options: DecodeOptions, counts: Counter
-) -> list[Segment]:
-    """Decode; if the text loops, decode again sampling at the next temperatures.
+    engine: Engine, encoded: Encoded, work: list[_Decoding], options: DecodeOptions
+) -> list[list[Segment]]:
+    """Decode a batch; the pieces whose text loops are decoded again (from the same encoder pass), sampling at
+    the next temperatures.
 
     Whisper falls back to sampling only when a whole window compresses too well (ratio > 2.4); a loop
     in part of a window slips under that, and collapsing it afterwards loses the rest of the speech.
     """
-    decoded = engine.decode(samples, language, options)
-    if not any(has_loop(s) for s in decoded) or len(options.temperatures) < 2:
+    decoded = engine.decode(encoded, [w.language for w in work], options)
+    looping = [i for i, segments in enumerate(decoded) if any(has_loop(s) for s in segments)]
+    if not looping or len(options.temperatures) < 2:
         return decoded
-    counts["repetition"] += 1
-    retry = engine.decode(samples, language, replace(options, temperatures=options.temperatures[1:]))
-    return [marked(s, DecodeMark.LOOP) for s in (decoded if any(has_loop(s) for s in retry) else retry)]
+    retry = engine.decode(
+        engine.select(encoded, looping),
+        [work[i].language for i in looping],
+        replace(options, temperatures=options.temperatures[1:]),
+    )
+    for i, segments in zip(looping, retry, strict=True):
+        work[i].counts["repetition"] += 1
+        kept = decoded[i] if any(has_loop(s) for s in segments) else segments
+        decoded[i] = [marked(s, DecodeMark.LOOP) for s in kept]
+    return decoded
 
 
-def _decode_all(
-    engine: Engine, samples: np.ndarray, chunk: Chunk, language: str, options: DecodeOptions, counts: Counter
-) -> list[Segment]:
-    """Decode a chunk, and decode again what the model skipped.
+def _decode_passes(
+    engine: Engine, samples: np.ndarray, work: list[_Decoding], options: DecodeOptions, encoded: Encoded
+) -> None:
+    """Decode the chunks of `work` (in place) as one batch, `encoded` their encoder pass; then what Whisper
+    skipped, in a batch of the chunks with speech left.
 
     After a pause or a change of voice Whisper often ends its output early and skips the rest of its
-    30 s window; speech regions that start after the last decoded segment are decoded once more.
+    30 s window; the speech after a chunk's last decoded segment is decoded once more.
     """
-    segments: list[Segment] = []
-    pending = list(chunk.regions)
-    while pending:
-        part = Chunk(pending[0].start, pending[-1].end, tuple(pending))
-        decoded = _decode_without_loops(engine, _samples(samples, part), language, options, counts)
-        decoded = [
-            _shift(s, part.start) if not segments else marked(_shift(s, part.start), DecodeMark.REDECODED)
-            for s in decoded
-        ]
-        if not decoded:
+    active = work
+    for attempt in range(MAX_PASSES):
+        parts = [item.part for item in active]
+        if attempt:
+            encoded = engine.encode([_samples(samples, part) for part in parts])
+        still = []
+        decoded = _decode_without_loops(engine, encoded, active, options)
+        for item, part, segments in zip(active, parts, decoded, strict=True):
+            segments = [_shift(s, part.start) for s in segments]
+            if not segments:
+                continue
+            item.segments.extend(marked(s, DecodeMark.REDECODED) if attempt else s for s in segments)
+            rest = _undecoded(item.pending, segments[-1].end)
+            if rest and rest != item.pending:
+                item.pending = rest
+                still.append(item)
+        active = still
+        if not active:
             break
-        segments.extend(decoded)
-        covered = decoded[-1].end
-        skipped = [r for r in pending if r.start >= covered - RESUME_TOLERANCE]
-        if len(skipped) == len(pending):
-            break
-        pending = skipped
-    return segments
 
 
-def transcribe_chunk(
-    engine: Engine, samples: np.ndarray, chunk: Chunk, language: str, options: TranscribeOptions
-) -> ChunkResult:
-    counts: Counter[str] = Counter()
+def _decode_batch(
+    engine: Engine,
+    samples: np.ndarray,
+    chunks: list[Chunk],
+    languages: list[str],
+    encoded: Encoded,
+    options: TranscribeOptions,
+    decode_options: DecodeOptions,
+) -> list[ChunkResult]:
+    """The chunks of a batch decoded with `decode_options` from their encoder pass `encoded`, each guarded and
+    put in the project's script. With a hint, a chunk whose hinted text is suspect is decoded again without it
+    from the same encoder pass (vocabulary.decode_with_hint)."""
+    hint = options.hint
+    first = replace(decode_options, hint=hint.text) if hint else decode_options
+    work = [_Decoding(c, lang, list(c.regions)) for c, lang in zip(chunks, languages, strict=True)]
+    _decode_passes(engine, samples, work, first, encoded)
+    results = []
+    for index, item in enumerate(work):
 
-    def decode(decode_options: DecodeOptions, decode_counts: Counter) -> list[Segment]:
-        return _decode_all(engine, samples, chunk, language, decode_options, decode_counts)
+        def decode(decode_options: DecodeOptions, counts: Counter, index: int = index, item: _Decoding = item):
+            if decode_options.hint:  # the batch's decode, made above
+                counts.update(item.counts)
+                return item.segments
+            plain = _Decoding(item.chunk, item.language, list(item.chunk.regions))
+            _decode_passes(engine, samples, [plain], decode_options, engine.select(encoded, [index]))
+            counts.update(plain.counts)
+            return plain.segments
 
-    if options.hint:
-        decoded = decode_with_hint(options.hint, options.decode, decode, counts, chunk.speech_duration)
+        if hint:
+            counts: Counter[str] = Counter()
+            decoded = decode_with_hint(hint, decode_options, decode, counts, item.chunk.speech_duration)
+        else:
+            decoded, counts = item.segments, item.counts
+        kept = guard(decoded, item.chunk, counts, options.guards)
+        results.append(ChunkResult([_apply_script(s, options.script) for s in kept], dict(counts)))
+    return results
+
+
+def transcribe_chunks(
+    engine: Engine,
+    samples: np.ndarray,
+    chunks: list[Chunk],
+    language: str,
+    options: TranscribeOptions,
+    second: DecodeOptions | None = None,
+    encoded: Encoded | None = None,
+) -> list[ChunkResult]:
+    """Chunks decoded as one batch (one encoder pass, or `encoded` when it was made already), each guarded and
+    put in the project's script; `language` is the recording's. Unless `options` gives the language, a chunk
+    sure of another keeps its own (read from the encoder pass that decodes it). With `second`, each chunk is
+    decoded a second time with those decoding options, in the same language, from the same encoder pass."""
+    if encoded is None:
+        encoded = engine.encode([_samples(samples, c) for c in chunks])
+    if options.language:
+        languages = [options.language] * len(chunks)
     else:
-        decoded = decode(options.decode, counts)
-    kept = guard(decoded, chunk, counts, options.guards)
-    return ChunkResult([_apply_script(s, options.script) for s in kept], dict(counts))
+        languages = [chunk_language(p, language) for p in engine.language_probabilities(encoded)]
+    results = _decode_batch(engine, samples, chunks, languages, encoded, options, options.decode)
+    if second is not None:
+        again = _decode_batch(engine, samples, chunks, languages, encoded, options, second)
+        results = [replace(result, second=other.segments) for result, other in zip(results, again, strict=True)]
+    return results
+
+
+def main_language(segments: list[Segment], default: str | None) -> str | None:
+    """The language most of the text's time is in."""
+    time: defaultdict[str, float] = defaultdict(float)
+    for s in segments:
+        time[s.language] += s.end - s.start
+    return max(time, key=time.__getitem__) if time else default
+
+
+def transcribe_twice(
+    samples: np.ndarray,
+    chunks: list[Chunk],
+    engine: Engine,
+    options: TranscribeOptions = TranscribeOptions(),
+    second: DecodeOptions | None = None,
+    *,
+    done: Mapping[int, ChunkResult] | None = None,
+    on_chunk: Callable[[int, ChunkResult], None] | None = None,
+) -> tuple[Transcript, Transcript | None]:
+    """Transcribe a recording's chunks, `options.batch_size` at a time (None: the engine's device's default),
+    and with `second` decode each chunk a second time with those options from the same encoder pass: the
+    transcript and the second decode's (None without `second`). `done` holds chunks finished by an interrupted
+    run (by index), which are reused; `on_chunk` is told of each chunk as its batch finishes, so a caller can
+    keep them. A batch with any chunk left is decoded whole, so a resumed run writes what an uninterrupted one
+    would."""
+    done = done or {}
+    batch_size = options.batch_size or default_batch_size(engine.device)
+    counts: Counter[str] = Counter()
+    heard: dict[int, Encoded] = {}  # the chunk the language was heard from: its batch of one is not encoded again
+    if options.language:
+        language, probability = options.language, 1.0
+    elif chunks:
+        language, probability = detect_language(engine, samples, chunks, heard)
+    else:
+        language, probability = None, 0.0
+    segments: list[Segment] = []
+    seconds: list[Segment] = []
+
+    def finished(index: int) -> bool:
+        return index in done and (second is None or done[index].second is not None)
+
+    for first in range(0, len(chunks), batch_size):
+        indices = range(first, min(first + batch_size, len(chunks)))
+        fresh: dict[int, ChunkResult] = {}
+        if not all(finished(i) for i in indices):
+            assert language is not None  # given, or detected from the chunks
+            encoded = heard.get(indices[0]) if len(indices) == 1 else None
+            batch = transcribe_chunks(engine, samples, [chunks[i] for i in indices], language, options, second, encoded)
+            fresh = dict(zip(indices, batch, strict=True))
+        for index in indices:
+            result = done[index] if finished(index) else fresh[index]
+            if on_chunk:
+                on_chunk(index, result)
+            segments.extend(result.segments)
+            seconds.extend(result.second or [])
+            counts.update(result.guards)
+
+    def made(segments: list[Segment], guards: dict[str, int]) -> Transcript:
+        return Transcript(
+            language=main_language(segments, language),
+            language_probability=probability,
+            segments=segments,
+            engine=engine.name,
+            model=engine.model,
+            guards=guards,
+        )
+
+    return made(segments, dict(counts)), made(seconds, {}) if second is not None else None
 
 
 def transcribe(
@@ -159,29 +354,5 @@ def transcribe(
     done: Mapping[int, ChunkResult] | None = None,
     on_chunk: Callable[[int, ChunkResult], None] | None = None,
 ) -> Transcript:
-    """Transcribe a recording's chunks. `done` holds chunks finished by an interrupted run (by index),
-    which are reused; `on_chunk` is told of each chunk as it finishes, so a caller can keep them."""
-    done = done or {}
-    counts: Counter[str] = Counter()
-    if options.language:
-        language, probability = options.language, 1.0
-    elif chunks:
-        language, probability = detect_language(engine, samples, chunks)
-    else:
-        language, probability = None, 0.0
-    segments: list[Segment] = []
-    for index, chunk in enumerate(chunks):
-        assert language is not None  # given, or detected from the chunks
-        result = done.get(index) or transcribe_chunk(engine, samples, chunk, language, options)
-        if on_chunk:
-            on_chunk(index, result)
-        segments.extend(result.segments)
-        counts.update(result.guards)
-    return Transcript(
-        language=language,
-        language_probability=probability,
-        segments=segments,
-        engine=engine.name,
-        model=engine.model,
-        guards=dict(counts),
-    )
+    """Transcribe a recording's chunks (transcribe_twice without a second decode)."""
+    return transcribe_twice(samples, chunks, engine, options, done=done, on_chunk=on_chunk)[0]

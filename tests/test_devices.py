@@ -1,0 +1,163 @@
+"""Device, compute type, threads and batch size reach every model ohp loads: the recogniser, the VAD and the
+speaker encoder. No GPU here: the models' constructors are replaced by recorders of what they were given."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from pipeline import process
+from pipeline.process import RunOptions, SpeakerOptions
+from pipeline.records import Segment
+from pipeline.stages import engines, segment, speakers
+from pipeline.stages.audio import SAMPLE_RATE
+from pipeline.stages.transcribe import TranscribeOptions
+from pipeline.store import settings_key
+from pipeline.utils import usable_cores
+
+from conftest import corpus_path
+
+
+class Recorder:
+    """Stands in for a model class: keeps the arguments of every construction."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple, dict]] = []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return self
+
+
+def test_threads_are_the_cores_the_process_may_use(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    assert usable_cores() == 1
+
+
+@pytest.mark.parametrize(
+    ("device", "compute_type", "expected"),
+    [
+        ("cuda", None, "float16"),
+        ("cpu", None, "int8"),
+        ("cuda", "int8_float16", "int8_float16"),
+        ("auto", None, "int8"),
+    ],
+)
+def test_the_recogniser_gets_device_compute_type_and_threads(monkeypatch, tmp_path, device, compute_type, expected):
+    import faster_whisper
+
+    import pipeline.weights
+
+    model = Recorder()
+    monkeypatch.setattr(faster_whisper, "WhisperModel", model)
+    monkeypatch.setattr(pipeline.weights, "resolve_model", lambda name, engine, home: "weights")
+    monkeypatch.setattr(engines, "usable_cores", lambda: 3)
+    engines.load_engine.__wrapped__("faster-whisper", "base", tmp_path, device, compute_type)
+    assert model.calls == [(("weights",), {"device": device, "compute_type": expected, "cpu_threads": 3})]
+
+
+def test_the_vad_gets_the_threads_and_the_gpu_when_onnxruntime_has_one(monkeypatch):
+    import onnxruntime
+
+    session = Recorder()
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    segment._model.__wrapped__("cuda", 3)
+    segment._model.__wrapped__("cpu", 2)
+    (_, on_gpu), (_, on_cpu) = session.calls[1], session.calls[3]  # after silero's own one-thread sessions
+    assert on_gpu["providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert on_gpu["sess_options"].intra_op_num_threads == 3
+    assert on_cpu["providers"] == ["CPUExecutionProvider"] and on_cpu["sess_options"].intra_op_num_threads == 2
+
+
+def test_the_speaker_encoder_gets_the_device_and_threads(monkeypatch):
+    import resemblyzer
+    import torch
+
+    encoder, threads = Recorder(), Recorder()
+    monkeypatch.setattr(resemblyzer, "VoiceEncoder", encoder)
+    monkeypatch.setattr(torch, "set_num_threads", threads)
+    speakers._encoder.__wrapped__("cuda", 3)
+    assert encoder.calls == [(("cuda",), {"verbose": False})]
+    assert threads.calls == [((3,), {})]
+
+
+class OneAnswerEngine:
+    name, model, device = "scripted", "none", "cuda"
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def encode(self, pieces):
+        self.batches.append(len(pieces))
+        return pieces
+
+    def select(self, encoded, indices):
+        return [encoded[i] for i in indices]
+
+    def language_probabilities(self, encoded):
+        return [{"zh": 1.0} for _ in encoded]
+
+    def decode(self, encoded, languages, options):
+        # A segment over each whole piece, so no second pass follows.
+        return [[Segment(0.0, len(piece) / SAMPLE_RATE, "好", "好", "zh")] for piece in encoded]
+
+
+def test_a_run_hands_device_compute_type_threads_and_batch_size_to_its_models(monkeypatch, tmp_path):
+    path = corpus_path("longform_zh_dev.wav")
+    loaded, vad, voice, engine = [], [], [], OneAnswerEngine()
+    monkeypatch.setattr(process, "load_engine", lambda *args: loaded.append(args) or engine)
+    real_segment, real_encoder = process.segment, speakers._encoder
+    monkeypatch.setattr(process, "segment", lambda *args: vad.append(args[2:]) or real_segment(*args))
+    # The speaker encoder is told what it was given, and runs on the CPU here.
+    monkeypatch.setattr(
+        speakers, "_encoder", lambda device, threads: voice.append((device, threads)) or real_encoder("cpu", threads)
+    )
+    monkeypatch.setattr(speakers, "usable_cores", lambda: 5)  # not what the run gives
+    options = RunOptions(
+        transcribe=TranscribeOptions(batch_size=3, compute_type="float16"),
+        speakers=SpeakerOptions(),
+        out_dir=None,
+        home=tmp_path,
+        device="cuda",
+        threads=1,
+    )
+    result = process.process_recording(path, options)
+    assert loaded == [("faster-whisper", "base", tmp_path, "cuda", "float16", 1)]
+    assert vad == [("cuda", 1)]
+    assert set(voice) == {("cuda", 1)}
+    chunks = result.stages["transcribe"].report["chunks"]
+    assert engine.batches[1:] == [3] * (chunks // 3) + ([chunks % 3] if chunks % 3 else [])  # after the language
+    # The compute type decides the text, so it is stored with it (another transcribes again); the batch not.
+    settings = result.stages["transcribe"].settings["transcribe"]
+    assert settings["compute_type"] == "float16" and "batch_size" not in settings
+    assert np.isclose(result.transcript.language_probability, 1.0)
+
+
+# The settings key of every transcript main made on the CPU before the compute type could be chosen.
+MAIN_SETTINGS_KEY = "bfe2971d5835b316"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        RunOptions(device="cpu"),
+        RunOptions(device="auto"),  # no GPU here
+        RunOptions(device="cpu", transcribe=TranscribeOptions(compute_type="int8", batch_size=8), threads=1),
+    ],
+)
+def test_the_default_arithmetic_on_the_cpu_keeps_the_settings_of_stored_transcripts(options):
+    # Nothing stored is transcribed again for the new options: int8 was what every transcript was made with.
+    assert settings_key(options.settings()) == MAIN_SETTINGS_KEY
+    assert "compute_type" not in options.settings()["transcribe"]
+
+
+@pytest.mark.parametrize(("device", "compute_type"), [("cpu", "float32"), ("cuda", None), ("cuda", "int8_float16")])
+def test_another_arithmetic_joins_the_settings(device, compute_type):
+    options = RunOptions(device=device, transcribe=TranscribeOptions(compute_type=compute_type))
+    assert options.settings()["transcribe"]["compute_type"] == (compute_type or "float16")
+    assert settings_key(options.settings()) != MAIN_SETTINGS_KEY
