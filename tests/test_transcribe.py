@@ -332,3 +332,15 @@ def test_a_suspect_hinted_chunk_is_decoded_again_without_the_hint_from_the_same_
     assert result.guards == {"hint": 1}
     assert engine.batches == [2]  # the plain decode reads the batch's encoder pass
     assert [o.hint for o in engine.options] == [hint.text, hint.text, None]
+
+
+def test_the_hinted_pass_of_a_batch_decodes_at_the_first_temperature_only():
+    """The batch's own decode is the hinted pass when there is a hint: no sampling fallbacks on it (the plain
+    decode, made only when the hinted text is suspect, keeps them)."""
+    said = seg(0.0, 3.0, "广州医生跑北马中段比赛就心跳骤停")
+    engine = ScriptedEngine([[said], [said]])  # the hint's term in the text: the plain decode checks it
+    options = TranscribeOptions(language="zh", hint=Hint(("心跳骤停",)))
+    transcribe(np.zeros(4 * SR, np.float32), [chunk((0.0, 3.5))], engine, options)
+    hinted, plain = engine.options
+    assert hinted.hint and hinted.temperatures == DecodeOptions().temperatures[:1]
+    assert not plain.hint and plain.temperatures == DecodeOptions().temperatures

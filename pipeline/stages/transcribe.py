@@ -20,7 +20,7 @@ from pipeline.script import CHINESE_LANGUAGES, Script, check_script, convert, co
 from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.stages.engines import DEFAULT_ENGINE, DecodeOptions, Encoded, Engine, default_batch_size
 from pipeline.stages.guards import GuardOptions, guard, has_loop, marked
-from pipeline.stages.vocabulary import Hint, decode_with_hint
+from pipeline.stages.vocabulary import Hint, decode_with_hint, hinted_options
 
 LANGUAGE_PROBES = 3  # chunks listened to when the one with most speech leaves the recording's language unsure
 LANGUAGE_SURE = 0.5  # a chunk's top language at least this likely settles the recording's language
@@ -225,7 +225,7 @@ def _decode_batch(
     put in the project's script. With a hint, a chunk whose hinted text is suspect is decoded again without it
     from the same encoder pass (vocabulary.decode_with_hint)."""
     hint = options.hint
-    first = replace(decode_options, hint=hint.text) if hint else decode_options
+    first = hinted_options(hint, decode_options) if hint else decode_options
     work = [_Decoding(c, lang, list(c.regions)) for c, lang in zip(chunks, languages, strict=True)]
     _decode_passes(engine, samples, work, first, encoded)
     results = []
