@@ -27,6 +27,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    text,
     union,
     union_all,
 )
@@ -44,6 +45,15 @@ from pipeline.store.models import AnnotationRow, DecisionRow, RecordingRow, Segm
 
 Scope = Sequence[int] | None
 TENTHS = 10
+# Memory for one sort or hash of the counts, on PostgreSQL (its default, 4 MB, sends the grouping of a large
+# collection to disk: measured at 1M segments, frequency 4.1 -> 2.1 s with 64 MB); for the counting's
+# transaction only.
+POSTGRES_WORK_MEM = "64MB"
+
+
+def _room_to_group(s: Session) -> None:
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'"))
 
 
 def _in_scope(query: Any, scope: Scope, column: Any = SegmentRow.recording_id) -> Any:  # a Select of any columns
@@ -112,6 +122,7 @@ def decision_counts(s: Session, scope: Scope, names: Sequence[str]) -> DecisionC
     """The counts behind the agreement of these coders, and of the tagger with each of them: one statement,
     so that the database works out the segments each coder reviewed once (as six statements it did so six
     times: 7 of PostgreSQL's 9 s at 1M segments)."""
+    _room_to_group(s)
     reviewed = _reviewed(scope, names)
     shared = _shared(reviewed)
     units = (
@@ -282,6 +293,7 @@ def _frequency(s: Session, scope: Scope) -> dict[str, dict[tuple[str, str, str],
 
 def collection_counts(s: Session, scope: Scope) -> CollectionCounts:
     """Theme frequency by each dimension, co-occurrence in a segment and in a turn, and coverage."""
+    _room_to_group(s)
     return CollectionCounts(
         _frequency(s, scope), _cooccurrence_in_segments(s, scope), _cooccurrence_in_turns(s, scope), coverage(s, scope)
     )
