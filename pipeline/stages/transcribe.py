@@ -232,13 +232,13 @@ def _decode_batch(
     for index, item in enumerate(work):
 
         def decode(decode_options: DecodeOptions, counts: Counter, index: int = index, item: _Decoding = item):
-            if decode_options.hint:  # the batch's decode, made above
+            if decode_options == first:  # the batch's decode, made above with these options
                 counts.update(item.counts)
                 return item.segments
-            plain = _Decoding(item.chunk, item.language, list(item.chunk.regions))
-            _decode_passes(engine, samples, [plain], decode_options, engine.select(encoded, [index]))
-            counts.update(plain.counts)
-            return plain.segments
+            again = _Decoding(item.chunk, item.language, list(item.chunk.regions))
+            _decode_passes(engine, samples, [again], decode_options, engine.select(encoded, [index]))
+            counts.update(again.counts)
+            return again.segments
 
         if hint:
             counts: Counter[str] = Counter()
