@@ -471,3 +471,23 @@ def test_a_new_file_another_process_is_writing_is_waited_for(tmp_path):
     rival.close()
     with closing(sqlite3.connect(path)) as again:
         assert again.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_read_sees_one_snapshot_while_another_writes(store):
+    """Everything a read session reads in several statements (a page, a report's tables) comes from one moment:
+    a recording saved meanwhile by another connection shows in the next session, not half-way through this
+    one."""
+    save_transcription(store, audio("first.wav", "aa" * 32), transcript(), SETTINGS, KEY, {})
+    with database.session(store._engine, store.url) as s:
+        assert len(recordings.list_recordings(s)) == 1
+        # another connection saves a recording and commits
+        save_transcription(store, audio("second.wav", "bb" * 32), transcript(), SETTINGS, KEY, {})
+        assert len(recordings.list_recordings(s)) == 1
+    assert len(store.list_recordings()) == 2
+
+
+def test_a_read_session_cannot_write_on_postgresql(store):
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite has no read-only transactions; its reads take no write lock")
+    with pytest.raises(StoreError, match="read-only"), database.session(store._engine, store.url) as s:
+        s.execute(text("DELETE FROM recordings"))

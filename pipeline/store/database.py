@@ -94,11 +94,16 @@ def open_engine(url: str) -> tuple[Engine, str]:
 @contextmanager
 def session(engine: Engine, shown: str, write: bool = False) -> Iterator[Session]:
     """A session in one transaction: committed at the end, rolled back on any exception. A `write`
-    one on SQLite holds the write lock from its start."""
+    one on SQLite holds the write lock from its start. Any other reads one snapshot of the database
+    from its first statement to its end, so that what it reads in several statements (a page, a
+    report's tables) agrees even while others write; on PostgreSQL it is also read-only."""
     try:
         with Session(engine, expire_on_commit=False) as s, s.begin():
-            if write and engine.dialect.name == "sqlite":
-                s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            if engine.dialect.name == "sqlite":
+                # pysqlite begins no transaction before a SELECT: each would read the newest data
+                s.connection().exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            elif not write:
+                s.connection().exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield s
     except SQLAlchemyError as exc:
         raise StoreError(f"database error on {shown}: {reason(exc)}") from exc
