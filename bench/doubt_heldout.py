@@ -25,6 +25,8 @@ Candidates (per word, higher: more doubtful; carried onto the first decode's wor
   homophone              a window of 2-3 characters, one at least alone in jieba's cut, that is no word but
                          sounds (toneless pinyin) like a word of the dictionary
   lone_run               the rarity of the other lone characters in the run of lone characters it is in
+  surprisal              -log10 of the frequency of the dictionary word jieba cut it into, per character (the
+                         fragment signal generalised to rare words of two characters and more)
   pause                  the word after a pause of a second or more
 Each is added to the rule as - weight x signal and the rule re-tuned on bench/doubt.py's grid with the weight in
 it (with the second decode's weight too, for the signals that need that decode). Beside them: the threshold
@@ -366,17 +368,37 @@ def lone_runs(words: list[Word]) -> np.ndarray:
     return out
 
 
+def surprisal(words: list[Word]) -> np.ndarray:
+    """Per word: the highest, over its characters, of -log10 of the frequency of the dictionary word jieba cut
+    it into, shared among that word's characters (the fragment signal generalised: rare longer words too)."""
+    import jieba
+
+    frequencies, total = stage.jieba_dictionary()
+    text = to_simplified("".join(w.text for w in words))
+    per_char = []
+    for token in jieba.lcut(text, HMM=False):
+        han = all("\u4e00" <= c <= "\u9fff" for c in token)
+        value = -math.log10((frequencies.get(token, 0) + 1) / total) / len(token) if han else 0.0
+        per_char.extend([value] * len(token))
+    out, at = np.zeros(len(words)), 0
+    for i, w in enumerate(words):
+        out[i] = max(per_char[at : at + len(w.text)], default=0.0)
+        at += len(w.text)
+    return out
+
+
 def load_recording(name: str) -> Recording:
     transcript, second = bench.cached(name), bench.cached(name, second=True)
     clips = bench.reference_clips(name)
     calls = json.loads(calls_path(name).read_text(encoding="utf-8"))
     words = [w for s in transcript.segments for w in s.words]
-    rarity, touched, foreign, sounds, runs = [], [], [], [], []
+    rarity, touched, foreign, sounds, runs, surprise = [], [], [], [], [], []
     for s in transcript.segments:
         chinese = s.language in stage.CHINESE_LANGUAGES
         rarity.extend(stage.fragment_rarity(s.words) if chinese else [0.0] * len(s.words))
         sounds.extend(homophone(s.words) if chinese else [0.0] * len(s.words))
         runs.extend(lone_runs(s.words) if chinese else [0.0] * len(s.words))
+        surprise.extend(surprisal(s.words) if chinese else [0.0] * len(s.words))
         touched.extend([float(bool(s.marks))] * len(s.words))
         other = bool(transcript.language) and s.language != transcript.language
         foreign.extend(float(other or stage.is_foreign(w, transcript.language)) for w in s.words)
@@ -400,6 +422,7 @@ def load_recording(name: str) -> Recording:
         "second_probability": -_onto_words(words, *_second_letters(second), how=min),
         "homophone": np.array(sounds),
         "lone_run": np.array(runs),
+        "surprisal": np.array(surprise),
     }
     # Where each word is scored: bench/doubt.py's clip by clip alignment.
     clip_of = np.zeros(len(words), dtype=int)
@@ -460,6 +483,7 @@ SIGNAL_WEIGHTS = {
     "first_token": (0.0, 0.25, 0.5, 0.75, 1.0),
     "second_probability": (0.0, 0.3, 0.6, 1.0, 1.5),
     "lone_run": (0.0, 0.02, 0.05, 0.1, 0.2),
+    "surprisal": (0.0, 0.05, 0.1, 0.2, 0.3),
 }
 
 
@@ -650,7 +674,7 @@ def _fixed(rule: stage.DoubtRule, disputed: bool) -> list[Rule]:
 
 
 SHIPPED = stage.DoubtRule()
-WITHOUT_SECOND_DECODE = ("nbest", "nbest_weighted", "gap", "pause", "homophone", "lone_run", "first_token")
+WITHOUT_SECOND_DECODE = ("nbest", "nbest_weighted", "gap", "pause", "homophone", "lone_run", "surprisal", "first_token")
 WITH_SECOND_DECODE = ("nbest", "entropy", "margin", "second_probability", "first_token")  # entropy, margin: its own
 VARIANTS = {
     "rule": rules((), False),
