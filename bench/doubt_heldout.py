@@ -588,19 +588,20 @@ def pooled_mandarin(tallies: dict[str, Tally]) -> Tally | None:
 BOOTSTRAP = 1000  # resamples of the clips, for the held-out gains' intervals
 
 
-def _gain_interval(
-    scorer: Scorer, marks: dict[str, np.ndarray], tested: dict[str, set[int]], names: tuple[str, ...]
-) -> tuple[float, float]:
-    """The 5th and 95th percentiles of the held-out gain (points) over the named recordings pooled, when their
-    tested clips are drawn again with replacement, each recording's apart (the baseline recomputed on each
-    draw at its flag rate)."""
+def _drawn_gains(
+    recordings: dict[str, Recording], marks: dict[str, np.ndarray], tested: dict[str, set[int]], names: tuple[str, ...]
+) -> np.ndarray:
+    """The held-out gain (points) over the named recordings pooled, on BOOTSTRAP draws of their tested clips
+    with replacement, each recording's apart (the baseline recomputed on each draw at its flag rate). The draws
+    depend only on the number of clips: every variant is scored on the same draws, so they can be compared pair
+    by pair."""
     rng = np.random.default_rng(20261130)
-    members = {n: [np.flatnonzero(scorer.recordings[n].clip == c) for c in sorted(tested[n])] for n in names}
-    gains = []
-    for _ in range(BOOTSTRAP):
+    members = {n: [np.flatnonzero(recordings[n].clip == c) for c in sorted(tested[n])] for n in names}
+    gains = np.zeros(BOOTSTRAP)
+    for draw in range(BOOTSTRAP):
         hits = baseline = errors = 0.0
         for n in names:
-            r, clips = scorer.recordings[n], members[n]
+            r, clips = recordings[n], members[n]
             words = np.concatenate([clips[i] for i in rng.integers(0, len(clips), len(clips))])
             marked = marks[n][0, words]
             chars, wrong = r.chars[words], r.wrong[words]
@@ -610,9 +611,8 @@ def _gain_interval(
             at = int(np.searchsorted(cum_chars, flagged, side="left"))
             baseline += float(cum_wrong[min(at, len(order) - 1)]) if flagged > 0 else 0.0
             hits, errors = hits + float(marked @ wrong), errors + float(wrong.sum())
-        gains.append(100 * (hits - baseline) / max(errors, 1))
-    low, high = np.percentile(gains, [5, 95])
-    return round(float(low), 1), round(float(high), 1)
+        gains[draw] = 100 * (hits - baseline) / max(errors, 1)
+    return gains
 
 
 def held_out_marks(
@@ -634,10 +634,12 @@ def held_out_marks(
     return marks, tested, chosen
 
 
-def report(recordings: dict[str, Recording], variants: dict[str, list[Rule]], intervals: bool = True) -> dict:
+def report(recordings: dict[str, Recording], variants: dict[str, list[Rule]]) -> dict:
     """Per variant (its candidate rules): the rule chosen on the three dev long-forms and on all four, and the
-    held-out figures of each scheme, with intervals for the pooled ones."""
+    held-out figures of each scheme, with their 90% intervals over drawn clips; and against the variant it
+    extends (the rule, with or without the second decode), on the same draws, how often it gains more."""
     out: dict = {}
+    drawn: dict[tuple[str, str, str], np.ndarray] = {}
     plans = schemes(recordings)
     every = {n: set(range(r.clips)) for n, r in recordings.items()}
     dev = {n: c for n, c in every.items() if n != "zh_model"}
@@ -652,19 +654,32 @@ def report(recordings: dict[str, Recording], variants: dict[str, list[Rule]], in
             if scheme != "fourth":
                 tallies["Mandarin pooled"] = pooled_mandarin(tallies)
                 groups["Mandarin pooled"] = MANDARIN
-            out[label][scheme] = {
-                n: {
+            rows = {}
+            for n, t in tallies.items():
+                drawn[label, scheme, n] = _drawn_gains(recordings, marks, tested, groups[n])
+                low, high = np.percentile(drawn[label, scheme, n], [5, 95])
+                rows[n] = {
                     "chars": t.chars,
                     "errors": t.errors,
                     "flagged": round(float(t.flag_rate[0]), 4),
                     "recall": round(float(t.recall[0]), 4),
                     "baseline": round(float(t.baseline_hits[0] / max(t.errors, 1)), 4),
                     "gain": round(float(100 * t.gain[0]), 1),
-                    **({"interval": _gain_interval(scorer, marks, tested, groups[n])} if intervals else {}),
+                    "interval": (round(float(low), 1), round(float(high), 1)),
                 }
-                for n, t in tallies.items()
+            out[label][scheme] = rows
+            out[label][scheme + " rules chosen"] = len(set(chosen))
+        base = "rule + second decode" if "second decode" in label else "rule"
+        if label.startswith("rule + ") and label != base:
+            out[label]["against " + base] = {
+                f"{scheme}: {n}": {
+                    "median difference": round(float(np.median(drawn[label, scheme, n] - drawn[base, scheme, n])), 1),
+                    "more often": round(float(np.mean(drawn[label, scheme, n] > drawn[base, scheme, n])), 2),
+                    "less often": round(float(np.mean(drawn[label, scheme, n] < drawn[base, scheme, n])), 2),
+                }
+                for scheme in ("clip", "file")
+                for n in ("Mandarin pooled", "dialect", "en")
             }
-            out[label][scheme]["distinct rules chosen"] = len(set(chosen))
         print(f"measured: {label}", file=sys.stderr, flush=True)
     return out
 
@@ -724,6 +739,14 @@ def tables(results: dict) -> str:
         lines.append("|---|" + "---:|" * len(names))
         for label, result in results.items():
             lines.append(f"| {label} | " + " | ".join(cell(result[scheme].get(n)) for n in names) + " |")
+    lines += ["\nagainst the variant it extends, on the same draws: share of draws it gains more / less"]
+    columns = [f"{scheme}: {n}" for scheme in ("clip", "file") for n in ("Mandarin pooled", "dialect", "en")]
+    lines += ["| variant | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for label, result in results.items():
+        paired = next((v for k, v in result.items() if k.startswith("against ")), None)
+        if paired:
+            cells = [f"{paired[c]['more often']:.2f} / {paired[c]['less often']:.2f}" for c in columns]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["\nthe rule tuned on the three dev long-forms, scored on the fourth", "| variant | rule | zh_model |"]
     lines.append("|---|---|---:|")
     for label, result in results.items():
