@@ -296,6 +296,15 @@ def _pauses(transcript: Transcript) -> np.ndarray:
     return np.array([1.0 if i == 0 or w.start - words[i - 1].end >= 1.0 else 0.0 for i, w in enumerate(words)])
 
 
+def _highest_per_word(words: list[Word], per_character: list[float]) -> np.ndarray:
+    """Per word: the highest of the values of its characters (given for the words' texts one after another)."""
+    out, at = np.zeros(len(words)), 0
+    for i, w in enumerate(words):
+        out[i] = max(per_character[at : at + len(w.text)], default=0.0)
+        at += len(w.text)
+    return out
+
+
 @cache
 def _homophones() -> dict[str, tuple[str, int]]:
     """Toneless pinyin of jieba's words of 2-4 characters (seen 50 times or more) -> its most frequent word."""
@@ -332,11 +341,7 @@ def homophone(words: list[Word]) -> np.ndarray:
             found = index.get(" ".join(lazy_pinyin(window)))
             if found and found[0] != window and frequencies.get(window, 0) < found[1]:
                 flagged[at : at + size] = [1.0] * size
-    out, at = np.zeros(len(words)), 0
-    for i, w in enumerate(words):
-        out[i] = max(flagged[at : at + len(w.text)], default=0.0)
-        at += len(w.text)
-    return out
+    return _highest_per_word(words, flagged)
 
 
 def lone_runs(words: list[Word]) -> np.ndarray:
@@ -361,11 +366,7 @@ def lone_runs(words: list[Word]) -> np.ndarray:
             run = rare[at:end]
             run_value[at:end] = [sum(run) - max(run)] * (end - at)
         at = max(end, at + 1)
-    out, at = np.zeros(len(words)), 0
-    for i, w in enumerate(words):
-        out[i] = max(run_value[at : at + len(w.text)], default=0.0)
-        at += len(w.text)
-    return out
+    return _highest_per_word(words, run_value)
 
 
 def surprisal(words: list[Word]) -> np.ndarray:
@@ -380,11 +381,7 @@ def surprisal(words: list[Word]) -> np.ndarray:
         han = all("\u4e00" <= c <= "\u9fff" for c in token)
         value = -math.log10((frequencies.get(token, 0) + 1) / total) / len(token) if han else 0.0
         per_char.extend([value] * len(token))
-    out, at = np.zeros(len(words)), 0
-    for i, w in enumerate(words):
-        out[i] = max(per_char[at : at + len(w.text)], default=0.0)
-        at += len(w.text)
-    return out
+    return _highest_per_word(words, per_char)
 
 
 def load_recording(name: str) -> Recording:
