@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -127,29 +128,34 @@ def room_noise(seconds: float, source: np.ndarray, rng: np.random.Generator) -> 
     return np.resize(np.roll(source, -offset), count)
 
 
-def build() -> tuple[np.ndarray, dict]:
+def build(
+    clips: tuple[tuple[str, int | None, float, float | None, str | None], ...] = CLIPS,
+    language: str = "en",
+    text_of: Callable[[str, float], str] = lambda _name, start: stm_text(start),
+) -> tuple[np.ndarray, dict]:
+    """The long-form of the clips (a clip's text None: `text_of(its file, its start)`), and its reference."""
     rng = np.random.default_rng(SEED)
     noise_file, noise_start, noise_end = NOISE_SOURCE
     noise = read_clip(noise_file, None, noise_start, noise_end)
     pieces = [room_noise(LEAD_IN, noise, rng)]
     position = LEAD_IN
     segments = []
-    middle = len(CLIPS) // 2
-    for index, (name, channel, start, end, text) in enumerate(CLIPS):
+    middle = len(clips) // 2
+    for index, (name, channel, start, end, text) in enumerate(clips):
         clip = normalised(read_clip(name, channel, start, end))
         duration = len(clip) / SAMPLE_RATE
         segments.append(
             {
                 "start": round(position, 3),
                 "end": round(position + duration, 3),
-                "text": text if text is not None else stm_text(start),
-                "language": "en",
+                "text": text if text is not None else text_of(name, start),
+                "language": language,
                 "source": name if channel is None else f"{name}#channel{channel}",
             }
         )
         pieces.append(clip)
         position += duration
-        if index == len(CLIPS) - 1:
+        if index == len(clips) - 1:
             gap = TAIL
         elif index == middle:
             gap = LONG_GAP
@@ -162,22 +168,23 @@ def build() -> tuple[np.ndarray, dict]:
     return audio, {"duration_s": round(len(audio) / SAMPLE_RATE, 2), "segments": segments}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=OUT, help="where to write the audio (default: %(default)s)")
+def main(description: str = __doc__, out: Path = OUT, reference_path: Path = REFERENCE, **build_args) -> None:
+    """Build the long-form (`build`'s arguments), write it, and check it against the kept reference."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=out, help="where to write the audio (default: %(default)s)")
     parser.add_argument("--update-reference", action="store_true", help="rewrite bench/data's reference")
     args = parser.parse_args()
     import soundfile
 
-    audio, reference = build()
+    audio, reference = build(**build_args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(args.out, audio, SAMPLE_RATE, subtype="PCM_16")
     reference["sha256"] = hashlib.sha256(args.out.read_bytes()).hexdigest()
-    if args.update_reference or not REFERENCE.exists():
-        REFERENCE.write_text(json.dumps(reference, ensure_ascii=False, indent=1) + "\n")
-    elif json.loads(REFERENCE.read_text()) != reference:
-        raise SystemExit(f"{args.out} differs from {REFERENCE}: rebuild with --update-reference if that is meant")
-    args.out.with_suffix(".json").write_text(REFERENCE.read_text())
+    if args.update_reference or not reference_path.exists():
+        reference_path.write_text(json.dumps(reference, ensure_ascii=False, indent=1) + "\n")
+    elif json.loads(reference_path.read_text()) != reference:
+        raise SystemExit(f"{args.out} differs from {reference_path}: rebuild with --update-reference if that is meant")
+    args.out.with_suffix(".json").write_text(reference_path.read_text())
     print(f"{args.out}: {reference['duration_s']} s, {len(reference['segments'])} clips")
 
 
