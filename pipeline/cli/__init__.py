@@ -432,7 +432,9 @@ def export(
     formats: Annotated[
         list[ExportFormat] | None,
         typer.Option(
-            "--format", help=f"Formats to write (repeat for several): {', '.join(FORMATS)}", show_default="json"
+            "--format",
+            help=f"Formats to write (repeat for several): {', '.join(FORMATS)}",
+            show_default=ExportFormat.JSON,
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Folder for the files")] = Path("transcripts"),

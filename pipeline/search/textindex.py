@@ -342,7 +342,7 @@ class _Parser:
         return items[0] if len(items) == 1 else And(_flat(items, And))
 
     def parse_unary(self, lexeme: _Lexeme) -> Node | None:
-        """From `lexeme`, the next one (peeked, not yet taken)."""
+        """A NOT, a - or neither, then a primary, from `lexeme`: the next one, peeked and not yet taken."""
         if lexeme.kind not in ("NOT", "-"):
             return self.parse_primary()
         self.take()
