@@ -29,7 +29,7 @@ PYTEST_WORKERS ?= auto
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
-# Lint, layout and types: ruff over the package, the tests and the benchmarks; mypy where pyproject says.
+# Lint, layout and types: ruff over the package, the tests and the benchmarks; mypy over the package.
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/ruff format --check pipeline tests bench

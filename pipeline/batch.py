@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -388,7 +388,7 @@ class Batch:
                 _failed(file, "export", exc)
 
 
-def plan_batch(paths: list[Path | str], store: Store, options: RunOptions) -> Batch:
+def plan_batch(paths: Sequence[Path | str], store: Store, options: RunOptions) -> Batch:
     files, results = find_audio_files([Path(p) for p in paths])
     # Stems shared by different files get the recording's short hash in their export names. A file that
     # fails takes none: files sharing a stem write theirs once the batch knows which of them were read.
@@ -398,7 +398,7 @@ def plan_batch(paths: list[Path | str], store: Store, options: RunOptions) -> Ba
 
 
 def run_batch(
-    paths: list[Path | str], store: Store, options: RunOptions = RunOptions(), progress: Progress | None = None
+    paths: Sequence[Path | str], store: Store, options: RunOptions = RunOptions(), progress: Progress | None = None
 ) -> BatchReport:
     batch = plan_batch(paths, store, options)
     for index, path in enumerate(batch.files):

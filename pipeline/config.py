@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,17 @@ DEFAULT_DATABASE_URL = "sqlite:///ohp.db"
 PROJECT_CODEBOOK = Path("annotations/codebook.yaml")  # a project's own, in the folder ohp runs in
 PROJECT_VOCABULARY = Path("annotations/vocabulary.txt")  # the words the recogniser is told to expect
 PROJECT_THEMES_MODEL = Path("annotations/themes-model.json")  # what `ohp tag-learn` learned from its decisions
-DEVICES = ("auto", "cpu", "cuda")
+
+
+class Device(StrEnum):
+    """Where models run: auto is CUDA where torch sees a GPU, decided where a model loads."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+DEVICES = tuple(Device)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -434,11 +434,17 @@ class RecordingExport:
         names = {s.label: s.name for s in self.speakers if s.name}
         return names.get(segment.speaker, segment.speaker) if segment.speaker else None
 
+    def annotations_of(self, segment: Segment) -> list[AnnotationRecord]:
+        """The segment's themes, rejected ones too (a segment that is not stored has none)."""
+        return self.annotations.get(segment.id, []) if segment.id is not None else []
+
+    def entities_of(self, segment: Segment) -> list[Entity]:
+        """The names found in the segment (a segment that is not stored has none)."""
+        return self.entities.get(segment.id, []) if segment.id is not None else []
+
     def themes(self, segment: Segment) -> list[AnnotationRecord]:
         """The segment's themes that nobody rejected."""
-        if segment.id is None:
-            return []
-        return [a for a in self.annotations.get(segment.id, []) if a.status != AnnotationStatus.REJECTED]
+        return [a for a in self.annotations_of(segment) if a.status != AnnotationStatus.REJECTED]
 
     def coded(self, segment: Segment) -> list[tuple[AnnotationRecord, str]]:
         """The segment's themes as each coder put them, (annotation, coder): a pair for every coder whose own
@@ -452,7 +458,7 @@ class RecordingExport:
             if decision.present:
                 there.setdefault(decision.theme, []).append(decision.coder)
         pairs = []
-        for annotation in self.annotations.get(segment.id, []):
+        for annotation in self.annotations_of(segment):
             coders = sorted(there.get(annotation.theme, []))
             if not coders and annotation.status == AnnotationStatus.ACCEPTED:
                 coders = [coder(annotation)]

@@ -12,7 +12,17 @@ import pytest
 
 from pipeline.formats.documents import to_txt
 from pipeline.formats.export import DEFAULT_FORMATS as FORMATS
-from pipeline.formats.export import export_stem, shared_stems, to_json, to_srt, to_vtt, write_exports
+from pipeline.formats.export import (
+    PROJECT_WRITERS,
+    WRITERS,
+    ExportFormat,
+    export_stem,
+    shared_stems,
+    to_json,
+    to_srt,
+    to_vtt,
+    write_exports,
+)
 from pipeline.formats.readers import read_transcript
 from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 from pipeline.utils import clock, timestamp
@@ -286,6 +296,10 @@ def test_write_exports_rejects_unknown_formats_before_writing(tmp_path):
         write_exports(RecordingExport(RECORDING, SEGMENTS), out, ("json", "pdf"))
     assert "json, srt, vtt, txt, docx, eaf, ohms, csv, qdpx" in str(e.value)
     assert not out.exists()
+
+
+def test_every_format_has_one_writer():
+    assert sorted([*WRITERS, *PROJECT_WRITERS]) == sorted(ExportFormat)
 
 
 def test_files_get_the_usual_mode(tmp_path):

@@ -61,6 +61,7 @@ JSON_ATTACKS = {
     ),
     "object for a list": (one_segment(words={"start": 0}), 'segment 1: "words" must be a list'),
     "number for text": (one_segment(text=5), "segment 1: text must be text, not 5"),
+    "null for text": (one_segment(text=None), "segment 1 has no text"),
 }
 TEXT_ATTACKS = {
     "hours.srt": ("1\n999999:00:00,000 --> 999999:00:01,000\nx\n", "line 2: '999999:00:00,000' is 3.6e+09 s"),
@@ -168,14 +169,30 @@ def test_hostile_elan_times_and_names(db, exchange, tmp_path):
         refused(db, tmp_path / name, cause)
 
 
-def test_hostile_project_times(db, exchange, tmp_path):
-    project = exchange / "ohp-project.qdpx"
-    with zipfile.ZipFile(project) as z:
+def edited_project(exchange: Path, path: Path, pattern: str, replacement: str) -> Path:
+    """The exported project with the first match of `pattern` in its project.qde replaced."""
+    with zipfile.ZipFile(exchange / "ohp-project.qdpx") as z:
         members = {name: z.read(name) for name in z.namelist()}
     qde = members["project.qde"].decode("utf-8")
+    edited = re.sub(pattern, replacement, qde, count=1)
+    assert edited != qde
+    with zipfile.ZipFile(path, "w") as out:
+        for member, data in members.items():
+            out.writestr(member, edited.encode("utf-8") if member == "project.qde" else data)
+    return path
+
+
+def test_hostile_project_times(db, exchange, tmp_path):
     for name, value in [("negative.qdpx", "-1"), ("huge.qdpx", str(10**30))]:
-        with zipfile.ZipFile(tmp_path / name, "w") as out:
-            for member, data in members.items():
-                edited = re.sub(r'timeStamp="\d+"', f'timeStamp="{value}"', qde, count=1)
-                out.writestr(member, edited.encode("utf-8") if member == "project.qde" else data)
-        refused(db, tmp_path / name, f"SyncPoint timeStamp is {value}: not from 0 to 172800000")
+        project = edited_project(exchange, tmp_path / name, r'timeStamp="\d+"', f'timeStamp="{value}"')
+        refused(db, project, f"SyncPoint timeStamp is {value}: not from 0 to 172800000")
+    # A stretch of the audio coded without its start (was a TypeError on the missing value).
+    untimed = '<AudioSelection guid="00000000-0000-0000-0000-000000000001" end="1000"/></AudioSource>'
+    project = edited_project(exchange, tmp_path / "untimed.qdpx", "</AudioSource>", untimed)
+    refused(db, project, "project.qde: AudioSelection begin is missing")
+
+
+def test_a_comment_among_a_projects_sources_is_no_source(db, exchange, tmp_path):
+    project = edited_project(exchange, tmp_path / "commented.qdpx", "<AudioSource ", "<!-- notes --><AudioSource ")
+    result = invoke("import", project, "--db", db)
+    assert result.exit_code == 0, result.output

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import warnings
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.cells import cell_len
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -20,7 +19,7 @@ from pipeline import access
 from pipeline.cli.failures import ReportingGroup
 from pipeline.cli.keys import read_key
 from pipeline.cli.output import batch_progress, write_report
-from pipeline.config import DEVICES, ENVIRONMENT, Config, setup_logging
+from pipeline.config import ENVIRONMENT, Config, Device, setup_logging
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.formats.export import (
     DEFAULT_FORMATS,
@@ -46,7 +45,7 @@ from pipeline.script import Script
 from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
 from pipeline.stages.codebook import Codebook, CodebookError, load_codebook, validate_codebook
-from pipeline.stages.engines import COMPUTE_TYPES, DEFAULT_BATCH_SIZES, DEFAULT_ENGINE, EngineName
+from pipeline.stages.engines import DEFAULT_BATCH_SIZES, DEFAULT_ENGINE, ComputeType, EngineName
 from pipeline.utils import as_date, clock
 
 if TYPE_CHECKING:
@@ -66,7 +65,7 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 config = Config()  # replaced by the configuration read when a command starts (see main)
-RUN_FORMATS = tuple(ExportFormat(f) for f in DEFAULT_FORMATS)  # the transcript files ohp run writes by default
+RUN_FORMATS = tuple(map(ExportFormat, DEFAULT_FORMATS))  # the transcript files ohp run writes by default
 
 
 CodebookOption = Annotated[
@@ -88,8 +87,6 @@ DbOption = Annotated[
         show_default=False,
     ),
 ]
-Device = StrEnum("Device", {name: name for name in DEVICES})
-ComputeType = StrEnum("ComputeType", {name: name for name in COMPUTE_TYPES})
 DeviceOption = Annotated[
     Device | None,
     typer.Option(
@@ -225,8 +222,11 @@ def run(
         Script, typer.Option(help="Chinese script of the text (the original is kept beside it)")
     ] = Script.SIMPLIFIED,
     formats: Annotated[
-        list[ExportFormat], typer.Option("--format", help="Transcript files to write (repeat for several)")
-    ] = RUN_FORMATS,
+        list[ExportFormat] | None,
+        typer.Option(
+            "--format", help="Transcript files to write (repeat for several)", show_default=", ".join(RUN_FORMATS)
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Redo recordings already done with the same settings")] = False,
     speakers: Annotated[
         str, typer.Option(help="Speakers per recording: auto (estimated), a number, or off", metavar="auto|N|off")
@@ -280,6 +280,7 @@ def run(
     from pipeline.process import RunOptions
     from pipeline.stages.transcribe import TranscribeOptions
 
+    formats = formats or list(RUN_FORMATS)
     project = [f.value for f in formats if f.value in PROJECT_WRITERS]
     if project:
         raise typer.BadParameter(
@@ -417,8 +418,10 @@ def describe(
     for column in ("id", "file", "interviewee", "place", "date", "consent"):
         table.add_column(column, overflow="fold")
     for r in chosen:
-        consent = access.consent_label(r)
-        table.add_row(str(r.id), Path(r.path).name, r.interviewee or "-", r.place or "-", r.recorded_on or "-", consent)
+        in_force = access.consent_label(r)
+        table.add_row(
+            str(r.id), Path(r.path).name, r.interviewee or "-", r.place or "-", r.recorded_on or "-", in_force
+        )
     console.print(table)
 
 
@@ -427,9 +430,13 @@ def export(
     recordings: Annotated[list[str] | None, typer.Argument(help="Recording ids, hash prefixes, paths or names")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every recording (the default when none is named)")] = False,
     formats: Annotated[
-        list[ExportFormat],
-        typer.Option("--format", help=f"Formats to write (repeat for several): {', '.join(FORMATS)}"),
-    ] = (ExportFormat.json,),
+        list[ExportFormat] | None,
+        typer.Option(
+            "--format",
+            help=f"Formats to write (repeat for several): {', '.join(FORMATS)}",
+            show_default=ExportFormat.JSON,
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder for the files")] = Path("transcripts"),
     include_restricted: Annotated[
         bool, typer.Option(help="Export closed recordings too (researchers only: give --user)")
@@ -466,7 +473,7 @@ def export(
     report = export_recordings(
         store,
         chosen,
-        tuple(f.value for f in formats),
+        tuple(f.value for f in formats or [ExportFormat.JSON]),
         out,
         codebook=open_codebook(codebook, for_labels=True),
         include_closed=include_restricted,
@@ -581,14 +588,15 @@ def themes(codebook: CodebookOption = None, db: DbOption = None) -> None:
         console.print("no themes yet: run `ohp tag` or `ohp run`")
         return
     table = Table()
-    for column, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("recording", "left"),
         ("theme", "left"),
         ("id", "left"),  # what --theme and the JSON take
         ("suggested", "right"),
         ("accepted", "right"),
         ("rejected", "right"),
-    ):
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for _, path, theme, counts in rows:
         table.add_row(Path(path).name, book.label(theme), theme, *(str(counts[k]) for k in ANNOTATION_STATUSES))
@@ -717,8 +725,9 @@ def search(
     query: Annotated[str, typer.Argument(help='Words, "phrases", AND / OR / NOT or -word, prefix*')],
     theme: Annotated[str | None, typer.Option(help="Only segments with this theme (or one nested in it)")] = None,
     status: Annotated[
-        list[AnnotationStatus], typer.Option(help="Theme status that counts for --theme (repeatable)")
-    ] = NOT_REJECTED,
+        list[AnnotationStatus] | None,
+        typer.Option(help="Theme status that counts for --theme (repeatable)", show_default=", ".join(NOT_REJECTED)),
+    ] = None,
     speaker: Annotated[
         str | None, typer.Option(help="Only this speaker: a label (S1), a name, or a role (interviewee)")
     ] = None,
@@ -760,7 +769,7 @@ def search(
     themes = (theme, *book.descendants(theme)) if theme else ()
     filters = SearchFilters(
         themes=themes,
-        theme_status=tuple(s.value for s in status),
+        theme_status=tuple(s.value for s in status or NOT_REJECTED),
         speaker=speaker,
         recording=choose_recordings(store, [recording])[0].id if recording else None,
         language=language,
@@ -848,6 +857,7 @@ def import_command(
     for path in files:
         try:
             if path in coded:
+                assert book is not None  # opened above for the files of codings
                 report = import_codings(CODINGS_READERS[path.suffix.lower()](path, book), store)
             else:
                 recording_id = import_file(path, store, audio, book if tag else None, model)
@@ -1001,14 +1011,15 @@ def speakers_list(
     store = open_store(db)
     people = {p.id: p for p in store.people()}
     table = Table()
-    for column, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("recording", "left"),
         ("speaker", "left"),
         ("name", "left"),
         ("role", "left"),
         ("segments", "right"),
         ("time", "right"),
-    ):
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify, overflow="fold")
     for chosen in choose_recordings(store, recordings):
         segments = store.segments(chosen.id)

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer import _click
 from typer.core import TyperGroup
 
 from pipeline.errors import OhpError
@@ -31,7 +32,9 @@ def report_error(message: str) -> None:
 class ReportingGroup(TyperGroup):
     """The `ohp` command group: runs the command asked for and reports what it raises."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    # typer vendors click as typer._click: a group is invoked with its Context (typer.Context, a subclass of
+    # it, is what commands get).
+    def invoke(self, ctx: _click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -91,22 +100,25 @@ class BarProgress:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.files = progress.add_task("files", total=None, stage="")
-        self.audio = None
+        self.audio: TaskID | None = None  # the bar of the file being transcribed, added when a stage first starts
 
     def file_started(self, path: Path, index: int, total: int) -> None:
         # Files finish in the order they started here, but not on a cluster: file_finished counts them.
         self.progress.update(self.files, total=total, description=f"[{index + 1}/{total}] {path.name}")
 
-    def stage_started(self, path: Path, stage: str, audio_seconds: float) -> None:
+    def audio_task(self) -> TaskID:
         if self.audio is None:
             self.audio = self.progress.add_task("audio", total=None, stage="")
+        return self.audio
+
+    def stage_started(self, path: Path, stage: str, audio_seconds: float) -> None:
         if stage == "probe":
-            self.progress.reset(self.audio, total=None, description=f"  {path.name}", stage=stage)
+            self.progress.reset(self.audio_task(), total=None, description=f"  {path.name}", stage=stage)
         else:
-            self.progress.update(self.audio, total=audio_seconds or None, stage=stage)
+            self.progress.update(self.audio_task(), total=audio_seconds or None, stage=stage)
 
     def audio_done(self, path: Path, audio_seconds: float) -> None:
-        self.progress.update(self.audio, completed=audio_seconds)
+        self.progress.update(self.audio_task(), completed=audio_seconds)
 
     def file_finished(self, result: FileResult) -> None:
         self.progress.advance(self.files)

@@ -16,7 +16,8 @@ from pipeline.cli import DbOption, console, open_store
 from pipeline.errors import NotFoundError
 from pipeline.records import UserRole
 
-app = typer.Typer(help="Accounts of the web app.", no_args_is_help=True)
+# Annotated: pipeline.cli imports this module at its end, and mypy cannot infer a type across that cycle.
+app: typer.Typer = typer.Typer(help="Accounts of the web app.", no_args_is_help=True)
 
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input")]
 

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +143,7 @@ class Worker:
 
 
 def run_on_ray(
-    paths: list[Path | str],
+    paths: Sequence[Path | str],
     store: Store,
     options: RunOptions,
     progress: Progress | None = None,

@@ -219,8 +219,8 @@ def _recording_sha256(path: Path, root: ET.Element) -> str:
     for media in root.iterfind("HEADER/MEDIA_DESCRIPTOR"):
         url = urlparse(media.get("MEDIA_URL", ""))
         candidates = [Path(url2pathname(url.path))] if url.scheme == "file" else []
-        if media.get("RELATIVE_MEDIA_URL"):
-            candidates.append(path.parent / url2pathname(media.get("RELATIVE_MEDIA_URL")))
+        if relative := media.get("RELATIVE_MEDIA_URL"):
+            candidates.append(path.parent / url2pathname(relative))
         for local in filter(Path.is_file, candidates):
             try:
                 return file_sha256(local)
@@ -298,7 +298,8 @@ def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
         for annotation in tier.iterfind("ANNOTATION/*"):
             value = (annotation.findtext("ANNOTATION_VALUE") or "").strip()
             check_chars(path, value, f"a value on tier {name!r}")
-            start, end = times.get(annotation.get("ANNOTATION_ID"), (None, None))
+            ident = annotation.get("ANNOTATION_ID")
+            start, end = times.get(ident, (None, None)) if ident is not None else (None, None)
             theme = codebook.find(value)
             if start is not None and end is not None and end < start:
                 where = f"annotation {annotation.get('ANNOTATION_ID', '')[:40]} on tier {name!r}"

@@ -107,11 +107,10 @@ def to_json(export: RecordingExport) -> str:
                         "coder": coder(a),
                         "evidence": [list(span) for span in a.evidence],
                     }
-                    for a in export.annotations.get(s.id, [])
+                    for a in export.annotations_of(s)
                 ],
                 "entities": [
-                    {"label": e.label, "text": e.text, "start": e.start, "end": e.end}
-                    for e in export.entities.get(s.id, [])
+                    {"label": e.label, "text": e.text, "start": e.start, "end": e.end} for e in export.entities_of(s)
                 ],
             }
             for s in export.segments
@@ -172,23 +171,36 @@ def to_csv(exports: list[RecordingExport], codebook: Codebook | None = None) -> 
     return "\ufeff" + buffer.getvalue()
 
 
+class ExportFormat(StrEnum):
+    """The formats ohp writes (the CLI's --format choices): each has its writer below."""
+
+    JSON = "json"
+    SRT = "srt"
+    VTT = "vtt"
+    TXT = "txt"
+    DOCX = "docx"
+    EAF = "eaf"
+    OHMS = "ohms"
+    CSV = "csv"
+    QDPX = "qdpx"
+
+
+FORMATS = tuple(ExportFormat)
 # Each format of one recording: its writer, and the file's extension.
 WRITERS: dict[str, tuple[Callable[[RecordingExport], str | bytes], str]] = {
-    "json": (to_json, "json"),
-    "srt": (to_srt, "srt"),
-    "vtt": (to_vtt, "vtt"),
-    "txt": (to_txt, "txt"),
-    "docx": (to_docx, "docx"),
-    "eaf": (to_eaf, "eaf"),
-    "ohms": (to_ohms, "ohms.xml"),
+    ExportFormat.JSON: (to_json, "json"),
+    ExportFormat.SRT: (to_srt, "srt"),
+    ExportFormat.VTT: (to_vtt, "vtt"),
+    ExportFormat.TXT: (to_txt, "txt"),
+    ExportFormat.DOCX: (to_docx, "docx"),
+    ExportFormat.EAF: (to_eaf, "eaf"),
+    ExportFormat.OHMS: (to_ohms, "ohms.xml"),
 }
 # Formats of many recordings at once (a project for a QDA program, a table): their writer and file name.
 PROJECT_WRITERS: dict[str, tuple[Callable[[list[RecordingExport], Codebook | None], str | bytes], str]] = {
-    "csv": (to_csv, "coded-segments.csv"),
-    "qdpx": (to_qdpx, "ohp-project.qdpx"),
+    ExportFormat.CSV: (to_csv, "coded-segments.csv"),
+    ExportFormat.QDPX: (to_qdpx, "ohp-project.qdpx"),
 }
-FORMATS = (*WRITERS, *PROJECT_WRITERS)
-ExportFormat = StrEnum("ExportFormat", {name: name for name in FORMATS})  # for choices (the CLI's --format)
 
 
 def export_path(out_dir: Path, stem: str, fmt: str) -> Path:

@@ -144,7 +144,8 @@ def _points(export: RecordingExport, turns: list[list[Segment]]) -> list[tuple[i
         if not points:
             points.append((i, themes))
         elif themes and set(themes) != set(points[-1][1]):
-            question = roles.get(turns[i - 1][0].speaker) == "interviewer" and not turn_themes(export, turns[i - 1])
+            asker = turns[i - 1][0].speaker
+            question = asker is not None and roles.get(asker) == "interviewer" and not turn_themes(export, turns[i - 1])
             begin = i - 1 if question else i
             if begin == points[-1][0]:  # the opening was just this topic's question
                 points[-1] = (begin, themes)
@@ -169,7 +170,7 @@ def _index(export: RecordingExport, turns: list[list[Segment]], index: etree._El
         text = " ".join(said)
         labels = [export.theme_label(t) for t in themes]
         terms = [term for t in themes for term in export.theme_labels(t)]  # a catalogue's terms: one a language
-        entities = [e.text.strip() for s in segments for e in export.entities.get(s.id, [])]
+        entities = [e.text.strip() for s in segments for e in export.entities_of(s)]
         name = export.speaker_name(turns[start][0])
         point = _add(index, "point")
         _add(point, "time", str(int(turns[start][0].start)))

@@ -255,17 +255,20 @@ def _norm(guid: str | None) -> str:
     return (guid or "").strip().strip("{}").lower()
 
 
-def _number(
-    path: Path, element: etree._Element, attribute: str, required: bool = False, most: float = MAX_MEMBER_BYTES
-) -> int | None:
-    """A whole number from 0 to `most` (a position in a text, by default; a time in ms: MAX_MS)."""
+def _number(path: Path, element: etree._Element, attribute: str, most: float = MAX_MEMBER_BYTES) -> int | None:
+    """A whole number from 0 to `most` (a position in a text, by default; a time in ms: MAX_MS), None without one."""
+    return None if element.get(attribute) is None else _whole(path, element, attribute, most)
+
+
+def _whole(path: Path, element: etree._Element, attribute: str, most: float = MAX_MEMBER_BYTES) -> int:
+    """A whole number from 0 to `most` that the element must have."""
     value = element.get(attribute)
-    if value is None and not required:
-        return None
     where = f"project.qde: {etree.QName(element).localname} {attribute}"
+    if value is None:
+        raise TranscriptFormatError(path, f"{where} is missing", element.sourceline)
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except ValueError:
         why = f"{where} is {value[:40]!r}, not a whole number"
         raise TranscriptFormatError(path, why, element.sourceline) from None
     if not 0 <= number <= most:
@@ -405,22 +408,25 @@ class _Reader:
     def transcript(self, transcript: etree._Element, source_name: str) -> list[Coding]:
         text = self.text_of(transcript)
         points = {
-            _norm(p.get("guid")): (_number(self.path, p, "position"), _number(self.path, p, "timeStamp", most=MAX_MS))
+            _norm(p.get("guid")): (_number(self.path, p, "position"), _number(self.path, p, "timeStamp", MAX_MS))
             for p in transcript.findall(_q("SyncPoint"))
         }
         timed = sorted((pos, ms) for pos, ms in points.values() if pos is not None and ms is not None)
         selections = transcript.findall(_q("TranscriptSelection"))
-        if selections and (text is None or not timed):
+        if not selections:
+            return []
+        if text is None or not timed:
             why = "its text is outside the project" if text is None else "it has no timed sync points"
             self.warnings.append(f"transcript of {source_name!r}: {len(selections)} coded selections skipped, {why}")
             return []
         found = []
         for selection in selections:
-            ends = [points.get(_norm(selection.get(side))) for side in ("fromSyncPoint", "toSyncPoint")]
-            if any(p is None or p[0] is None or not 0 <= p[0] <= len(text) for p in ends) or ends[0][0] > ends[1][0]:
+            (start, start_ms), (end, end_ms) = (
+                points.get(_norm(selection.get(side)), (None, None)) for side in ("fromSyncPoint", "toSyncPoint")
+            )
+            if start is None or end is None or not 0 <= start <= end <= len(text):
                 why = f"project.qde: a transcript selection of {source_name!r} is not between sync points of its text"
                 raise TranscriptFormatError(self.path, why, selection.sourceline)
-            (start, start_ms), (end, end_ms) = ends
             found += self.codings(
                 selection,
                 start_ms / 1000 if start_ms is not None else _seconds(timed, start, end=False),
@@ -432,7 +438,8 @@ class _Reader:
     def read(self) -> ImportedCodings:
         result = ImportedCodings(self.path, "qdpx")
         sources = self.root.find(_q("Sources"))
-        for source in [] if sources is None else sources:
+        # Elements only: a comment among the sources is no source (etree.QName fails on it).
+        for source in [] if sources is None else sources.iterchildren(etree.Element):
             kind, name = etree.QName(source).localname, source.get("name") or source.get("guid") or ""
             check_chars(self.path, name, "a source's name")
             sha256 = _sha256(source, self.variables) if kind in ("AudioSource", "VideoSource") else None
@@ -446,7 +453,7 @@ class _Reader:
                 found += self.transcript(transcript, name)
             # Codes put on the audio's timeline rather than on the transcript's words.
             for selection in source.findall(_q(kind.replace("Source", "Selection"))):
-                begin, end = (_number(self.path, selection, side, True, MAX_MS) for side in ("begin", "end"))
+                begin, end = (_whole(self.path, selection, side, MAX_MS) for side in ("begin", "end"))
                 if end < begin:
                     why = f"project.qde: {kind} {name!r}: a selection ends before it begins"
                     raise TranscriptFormatError(self.path, why, selection.sourceline)

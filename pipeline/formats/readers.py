@@ -23,7 +23,6 @@ import re
 import stat
 from dataclasses import dataclass, field
 from datetime import date
-from itertools import pairwise
 from pathlib import Path
 
 from pipeline.errors import InvalidInputError
@@ -350,8 +349,9 @@ def _vtt_parts(payload: str) -> list[tuple[str | None, str]]:
     marks = list(_VOICE.finditer(payload))
     if not marks:
         return [(None, payload)]
-    parts = [(None, payload[: marks[0].start()])] if payload[: marks[0].start()].strip() else []
-    for m, nxt in pairwise([*marks, None]):
+    before = payload[: marks[0].start()]
+    parts: list[tuple[str | None, str]] = [(None, before)] if before.strip() else []
+    for m, nxt in zip(marks, [*marks[1:], None], strict=True):
         parts.append((html.unescape(m.group(1).strip()), payload[m.end() : nxt.start() if nxt else len(payload)]))
     return parts
 
@@ -443,8 +443,8 @@ def _read_txt(path: Path, text: str) -> ImportedTranscript:
         raise TranscriptFormatError(path, "the file has a header but no text")
     language = metadata.pop("language", None)
     language = None if language in (None, "unknown") else language
-    stamped = [_STAMP.fullmatch(line) for _, line in lines]
-    if all(stamped):
+    stamped = [m for _, line in lines if (m := _STAMP.fullmatch(line))]
+    if len(stamped) == len(lines):
         starts = [_seconds(path, m.group(1), n) for m, (n, _) in zip(stamped, lines, strict=True)]
         for k in range(1, len(starts)):
             if starts[k] < starts[k - 1]:
@@ -550,7 +550,8 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
             if key not in item:
                 raise TranscriptFormatError(path, f'{where} has no "{key}"')
         start, end = _number(path, item["start"], f"{where}: start"), _number(path, item["end"], f"{where}: end")
-        if not _text(path, item["text"], f"{where}: text").strip():
+        said = _text(path, item["text"], f"{where}: text")
+        if said is None or not said.strip():
             raise TranscriptFormatError(path, f"{where} has no text")
         if not isinstance(item.get("words") or [], list):
             raise TranscriptFormatError(path, f'{where}: "words" must be a list')
@@ -571,8 +572,8 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
             Segment(
                 start=start,
                 end=end,
-                text=item["text"],
-                original_text=_text(path, item.get("original_text"), f"{where}: original_text") or item["text"],
+                text=said,
+                original_text=_text(path, item.get("original_text"), f"{where}: original_text") or said,
                 language=_text(path, item.get("language"), f"{where}: language") or language or "",
                 words=words,
                 speaker=_text(path, item.get("speaker"), f"{where}: speaker"),

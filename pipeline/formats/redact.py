@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
+from typing import TypeGuard
 
 from pipeline.errors import InvalidInputError
-from pipeline.records import Entity, RecordingExport, Segment, SpeakerRecord, Word
+from pipeline.records import AnnotationRecord, Entity, RecordingExport, Segment, SpeakerRecord, Word
 from pipeline.script import convert, to_simplified
 from pipeline.utils import CJK, is_wide
 
@@ -161,6 +162,10 @@ class Redactor:
                 done.append(Redaction(name, *where, field, found, spans[-1][2], kind(found)[1], context))
             return _apply(text, spans), spans
 
+        def described(value: str | None, field: str) -> str | None:
+            """A description of the recording (which it may not have) redacted."""
+            return None if value is None else sub(value, None, field)[0]
+
         def scrub(value: object, field: str) -> object:
             """Every string in a metadata value (which may nest) redacted."""
             if isinstance(value, str):
@@ -179,7 +184,9 @@ class Redactor:
             if before.name and before.name != after.name:
                 rename = (before.name, after.name or after.label, "speaker", before.label)
                 done.append(Redaction(name, None, 0.0, 0.0, "speaker", *rename))
-        segments, annotations, entities = [], {}, {}
+        segments: list[Segment] = []
+        annotations: dict[int, list[AnnotationRecord]] = {}
+        entities: dict[int, list[Entity]] = {}
         for segment in export.segments:
             text, spans = sub(segment.text, segment, "text")
             words, in_words = _words(segment.words, pattern, label)
@@ -189,31 +196,35 @@ class Redactor:
                     where = (segment.id, segment.start, segment.end)
                     done.append(Redaction(name, *where, "words", found, label(found), kind(found)[1], context))
             # The original script goes: names in it would need finding again in the other script.
-            speaker = relabelled.get(segment.speaker, segment.speaker)
+            speaker = relabelled.get(segment.speaker, segment.speaker) if segment.speaker is not None else None
             segments.append(replace(segment, text=text, original_text=text, words=words, speaker=speaker))
-            annotations[segment.id] = [
+            # An export's segments are stored ones: its themes and names are by their ids.
+            annotations[segment.stored_id] = [
                 replace(a, evidence=tuple((_moved(s, spans), _moved(e, spans, end=True)) for s, e in a.evidence))
-                for a in export.annotations.get(segment.id, [])
+                for a in export.annotations_of(segment)
             ]
-            entities[segment.id] = []
-            for entity in export.entities.get(segment.id, []):
+            entities[segment.stored_id] = []
+            for entity in export.entities_of(segment):
                 moved = _entity(entity, spans)
                 # On no name replaced (found before a correction moved the text under it): its own text.
                 if moved.text == entity.text:
                     moved = replace(moved, text=sub(entity.text, segment, "entity")[0])
-                entities[segment.id].append(moved)
+                entities[segment.stored_id].append(moved)
 
         recording = export.recording
-        described = {"interviewee": recording.interviewee, "place": recording.place}
-        fields = {key: sub(value, None, key)[0] for key, value in described.items() if value}
-        # The whole path: its folders may be named after the interviewee too, and ELAN, REFI-QDA and OHMS write it.
-        fields["path"] = sub(recording.path, None, "file name")[0]
-        fields["metadata"] = {key: scrub(value, f"metadata: {key}") for key, value in recording.metadata.items()}
-        fields["warnings"] = tuple(sub(warning, None, "warnings")[0] for warning in recording.warnings)
         # Coders stay (the policy: they are the project's own people, named as the annotators who decided).
         return replace(
             export,
-            recording=replace(recording, **fields),
+            recording=replace(
+                recording,
+                interviewee=described(recording.interviewee, "interviewee"),
+                place=described(recording.place, "place"),
+                # The whole path: its folders may be named after the interviewee too, and ELAN, REFI-QDA and
+                # OHMS write it.
+                path=sub(recording.path, None, "file name")[0],
+                metadata={key: scrub(value, f"metadata: {key}") for key, value in recording.metadata.items()},
+                warnings=tuple(sub(warning, None, "warnings")[0] for warning in recording.warnings),
+            ),
             segments=segments,
             annotations=annotations,
             speakers=speakers,
@@ -221,8 +232,8 @@ class Redactor:
         )
 
 
-def _names_someone(said: str | None) -> bool:
-    return bool(said and said.strip()) and not ANONYMOUS_SPEAKER.fullmatch(said.strip())
+def _names_someone(said: str | None) -> TypeGuard[str]:
+    return bool(said and said.strip() and not ANONYMOUS_SPEAKER.fullmatch(said.strip()))
 
 
 def _speaker_names(export: RecordingExport) -> list[str]:
@@ -267,8 +278,8 @@ def _surname_in_context() -> str:
     """A surname after 姓 or before a title, in either script (張老闆 as well as 张老板)."""
     surnames = "".join(dict.fromkeys(SURNAMES + "".join(convert(c, "traditional") for c in SURNAMES)))
     titles = TITLES.split("|")
-    titles = "|".join(dict.fromkeys(titles + [convert(t, "traditional") for t in titles]))
-    return f"(?<=姓)[{surnames}]|[{surnames}](?=(?:{titles}))"
+    either = "|".join(dict.fromkeys(titles + [convert(t, "traditional") for t in titles]))
+    return f"(?<=姓)[{surnames}]|[{surnames}](?=(?:{either}))"
 
 
 def _pattern(terms: dict[str, tuple[str, str]], surnames: bool) -> re.Pattern | None:

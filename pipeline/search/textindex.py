@@ -104,7 +104,8 @@ def _stem(word: str) -> str:
 
 
 def _is_cjk(term: str) -> bool:
-    return _TOKEN.match(term).lastgroup == "cjk"
+    token = _TOKEN.match(term)
+    return token is not None and token.lastgroup == "cjk"
 
 
 def _bigrams(run: str) -> list[str]:
@@ -302,18 +303,22 @@ class _Parser:
         return node
 
     def parse_or(self) -> Node | None:
-        items = [self.parse_and()]
+        first = self.parse_and()
+        if (op := self.peek()) is None or op.kind != "OR":
+            return first
+        if first is None:
+            raise QuerySyntaxError("OR needs something to search for before it", op.position)
+        items = [first]
         while (op := self.peek()) is not None and op.kind == "OR":
             self.take()
-            if items[-1] is None:
-                raise QuerySyntaxError("OR needs something to search for before it", op.position)
-            items.append(self.parse_and())
-            if items[-1] is None:
+            item = self.parse_and()
+            if item is None:
                 raise QuerySyntaxError("OR needs something to search for after it", op.position)
+            items.append(item)
         for item in items:
-            if len(items) > 1 and isinstance(item, Not):
+            if isinstance(item, Not):
                 raise self.lone_not(item)
-        return items[0] if len(items) == 1 else Or(_flat(items, Or))
+        return Or(_flat(items, Or))
 
     def parse_and(self) -> Node | None:
         items: list[Node] = []
@@ -323,11 +328,11 @@ class _Parser:
                 if not items:
                     raise QuerySyntaxError("AND needs something to search for before it", lexeme.position)
                 nxt = self.peek()
-                node = None if nxt is None or nxt.kind in ("AND", "OR", ")") else self.parse_unary()
+                node = None if nxt is None or nxt.kind in ("AND", "OR", ")") else self.parse_unary(nxt)
                 if node is None:
                     raise QuerySyntaxError("AND needs something to search for after it", lexeme.position)
             else:
-                node = self.parse_unary()
+                node = self.parse_unary(lexeme)
             if node is not None:
                 items.append(node)
         if len(items) > 1 and all(isinstance(n, Not) for n in items):
@@ -336,8 +341,8 @@ class _Parser:
             return None
         return items[0] if len(items) == 1 else And(_flat(items, And))
 
-    def parse_unary(self) -> Node | None:
-        lexeme = self.peek()
+    def parse_unary(self, lexeme: _Lexeme) -> Node | None:
+        """A NOT, a - or neither, then a primary, from `lexeme`: the next one, peeked and not yet taken."""
         if lexeme.kind not in ("NOT", "-"):
             return self.parse_primary()
         self.take()

@@ -31,13 +31,26 @@ class EngineName(StrEnum):
 
 
 ENGINES = tuple(EngineName)
+
+
+class ComputeType(StrEnum):
+    """CTranslate2's compute types; openai-whisper computes in float16 (on CUDA) or float32 whatever is asked."""
+
+    INT8 = "int8"
+    INT8_FLOAT16 = "int8_float16"
+    INT8_FLOAT32 = "int8_float32"
+    INT8_BFLOAT16 = "int8_bfloat16"
+    INT16 = "int16"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+    FLOAT32 = "float32"
+
+
 # 4-5x faster than openai-whisper on CPU at the same accuracy: bench/RESULTS.md
 DEFAULT_ENGINE = EngineName.FASTER_WHISPER
 # Chunks decoded at once, by device. On a GPU 8, faster-whisper's batched pipeline's default (a batch keeps it
 # busy); on the CPU one: a batch gained nothing there and cost memory (bench/RESULTS.md).
 DEFAULT_BATCH_SIZES = {"cpu": 1, "cuda": 8}
-# CTranslate2's compute types; openai-whisper computes in float16 (on CUDA) or float32 whatever is asked.
-COMPUTE_TYPES = ("int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 SEED = 1234  # sampling at temperature > 0 is seeded per chunk, so a re-run gives the same text
 
 

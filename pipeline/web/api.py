@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -162,7 +162,7 @@ async def search(
     user: Viewer,
     q: str,
     theme: str | None = None,
-    status: Annotated[list[AnnotationStatus], Query()] = NOT_REJECTED,
+    status: Annotated[Sequence[AnnotationStatus], Query()] = NOT_REJECTED,
     speaker: str | None = None,
     recording: QueryId = None,
     language: str | None = None,

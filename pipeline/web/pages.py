@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
@@ -50,7 +50,7 @@ async def login_submit(
     password: Annotated[str, Form()],
     csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
-) -> HTMLResponse:
+) -> Response:
     check_csrf(request, csrf_token)
     address = request.client.host if request.client else "?"
     user = await login(request.app.state.store, request.app.state.throttle, name, password, address)

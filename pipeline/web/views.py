@@ -185,7 +185,7 @@ def segments(
         themes.setdefault(annotation.segment_id, []).append(annotation)
     out = []
     for seg in store.segments(recording_id):
-        annotations = themes.get(seg.id, [])
+        annotations = themes.get(seg.stored_id, [])
         spans = [(*span, a.theme) for a in annotations if a.status != "rejected" for span in a.evidence]
         passages = doubtful_passages([seg])
         speaker = speakers.get(seg.speaker or "")
@@ -202,7 +202,7 @@ def segments(
                 "speaker_title": speaker_title(seg.speaker, name, role) if seg.speaker else None,
                 "text": seg.text,
                 "language": seg.language,
-                "version": versions[seg.id],
+                "version": versions[seg.stored_id],
                 "annotations": [annotation_json(a, codebook) for a in annotations],
                 "pieces": [evidence_piece(p, codebook) for p in pieces(seg.text, spans, passages)],
                 "confidence": seg.confidence,
@@ -272,7 +272,10 @@ def history(store: Store, user: UserRecord, recording_id: int | None = None, seg
         recording = store.recording(store.segment_recording(segment_id))
         access.check_see(user, recording, missing=f"no segment with id {segment_id}")
     changes = store.history(recording_id=recording_id, segment_id=segment_id)
-    for rid in ({recording_id} | {change.recording_id for change in changes}) - {None}:
+    shown = {change.recording_id for change in changes}
+    if recording_id is not None:
+        shown.add(recording_id)
+    for rid in shown:
         recording_record(store, rid, user)
     return changes
 
