@@ -57,7 +57,6 @@ from pipeline.stages.speakers import (
     speaker_at,
     split_segment,
 )
-from pipeline.stages.tag import TAGGER_VERSION, tag_segments
 from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, transcribe_twice
 from pipeline.stages.vocabulary import Vocabulary, build_hint, codebook_terms
 from pipeline.store import settings_key
@@ -140,6 +139,8 @@ def speaker_settings(options: SpeakerOptions, people: Sequence[PersonRecord]) ->
 
 def tag_settings(codebook: Codebook, model: ThemeModel | None = None) -> dict:
     """The tag stage's settings: a changed codebook or a retrained model tags again."""
+    from pipeline.stages.tag import TAGGER_VERSION  # spaCy (and torch under it) load only for a run that tags
+
     return {"tagger": TAGGER_VERSION, "codebook": codebook.version, "model": model.version if model else None}
 
 
@@ -398,6 +399,8 @@ def tag_result(
     """Tag the result's segments with the codebook's themes (and the model's, if given) and find their entities
     (stage "tag"). What the tagging changes in the store (added, updated, withdrawn) the store adds to the
     report when it saves."""
+    from pipeline.stages.tag import TAGGER_VERSION, tag_segments
+
     settings = tag_settings(codebook, model)
     segments = result.transcript.segments
     with running(result.info.path, "tag", progress, result.info.duration):
