@@ -45,7 +45,7 @@ from pipeline.records import (
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import SECOND_DECODE, confidence, mark_doubt
-from pipeline.stages.engines import default_compute_type, load_engine
+from pipeline.stages.engines import decoder_count, default_compute_type, load_engine
 from pipeline.stages.learned import ThemeModel
 from pipeline.stages.segment import VadOptions, segment, speech_regions
 from pipeline.stages.speakers import (
@@ -60,6 +60,7 @@ from pipeline.stages.speakers import (
 from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, transcribe_twice
 from pipeline.stages.vocabulary import Vocabulary, build_hint, codebook_terms
 from pipeline.store import settings_key
+from pipeline.utils import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -278,20 +279,27 @@ def _transcribe(
 
         second: Transcript | None = None
         if chunks:
-            engine = load_engine(
-                options.transcribe.engine,
-                options.transcribe.model,
-                options.home,
-                options.device,
-                options.compute_type,
-                options.threads,
-            )
+            # Models decoding side by side share the threads the run may use.
+            threads = options.threads or usable_cores()
+            count = decoder_count(options.transcribe.engine, options.device, threads)
+            engines = [
+                load_engine(
+                    options.transcribe.engine,
+                    options.transcribe.model,
+                    options.home,
+                    options.device,
+                    options.compute_type,
+                    threads // count + (replica < threads % count),
+                    replica,
+                )
+                for replica in range(count)
+            ]
             # With the second decode, the same but the decoding, from the same encoder pass: where they differ,
             # the recogniser wavered.
             transcript, second = transcribe_twice(
                 decoded.samples,
                 chunks,
-                engine,
+                engines,
                 options.transcribe,
                 SECOND_DECODE if options.second_decode else None,
                 done=done,

@@ -121,6 +121,16 @@ def default_batch_size(device: str) -> int:
     return DEFAULT_BATCH_SIZES.get(device, 1)
 
 
+def decoder_count(engine: str, device: str, threads: int) -> int:
+    """Models of the recogniser decoding a recording's batches side by side, each with its share of the threads:
+    two on a CPU given two threads or more (two one-thread models decode more in the same time than one
+    two-thread model, which leaves cores waiting on its steps: bench/RESULTS.md); one on a GPU (batches keep it
+    busy) and for openai-whisper."""
+    if engine != EngineName.FASTER_WHISPER or threads < 2 or ctranslate2_device(device) != "cpu":
+        return 1
+    return 2
+
+
 MAX_INITIAL_TIMESTAMP = 1.0  # s: the first timestamp may not come later (as in faster-whisper's transcribe)
 # faster-whisper's default punctuation merged into the next word, and into the previous one.
 PREPEND_PUNCTUATION = "\"'“¿([{-"
@@ -426,12 +436,19 @@ class OpenAIWhisperEngine:
 
 @cache
 def load_engine(
-    name: str, model: str, home: Path, device: str = "auto", compute_type: str | None = None, threads: int | None = None
+    name: str,
+    model: str,
+    home: Path,
+    device: str = "auto",
+    compute_type: str | None = None,
+    threads: int | None = None,
+    replica: int = 0,
 ) -> Engine:
-    """One loaded model per (engine, model, model cache, device, compute type, threads) in a process: loading
-    takes seconds, decoding reuses it. `home` is the model cache; device auto, cpu or cuda; compute type
+    """One loaded model per (engine, model, model cache, device, compute type, threads, replica) in a process:
+    loading takes seconds, decoding reuses it. `home` is the model cache; device auto, cpu or cuda; compute type
     None for the device's default (default_compute_type); threads None for every core the process may use (a
-    cluster's worker gives the CPUs it reserved, pipeline.cluster.actors)."""
+    cluster's worker gives the CPUs it reserved, pipeline.cluster.actors); replica: which of the models decoding
+    side by side (decoder_count), each a model of its own."""
     compute_type = compute_type or default_compute_type(device)
     threads = threads or usable_cores()
     if name == EngineName.FASTER_WHISPER:
