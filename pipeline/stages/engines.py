@@ -38,7 +38,7 @@ DEFAULT_ENGINE = EngineName.FASTER_WHISPER
 DEFAULT_BATCH_SIZES = {"cpu": 1, "cuda": 8}
 # CTranslate2's compute types; openai-whisper computes in float16 (on CUDA) or float32 whatever is asked.
 COMPUTE_TYPES = ("int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
-SEED = 1234  # sampling at temperature > 0 is seeded per chunk, so a re-run gives the same text
+SEED = 1234  # sampling at temperature > 0 is seeded, so a re-run gives the same text
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,9 @@ class FasterWhisperEngine:
         self._ct2 = ctranslate2
         path = resolve_model(model, self.name, home)
         log.info("loading faster-whisper model %s on %s (%s, %d threads)", path, device, compute_type, threads)
+        # CTranslate2 seeds a worker's random generator once, at its first draw (a later seed does not reseed it):
+        # a model's fallbacks draw in the order its chunks come, the same in every run with the same chunks.
+        ctranslate2.set_random_seed(SEED)
         self._model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=threads)
         self._tokenizers: dict[str, Any] = {}
 
@@ -291,7 +294,7 @@ class FasterWhisperEngine:
     ) -> list[_Attempt]:
         """Each piece decoded at the first temperature that gives text that does not fail (faster-whisper's
         generate_with_fallback). Beam search (temperature 0) takes the batch at once; sampling takes a piece at
-        a time, seeded, so that its draws, and so its text, do not depend on the batch it came in."""
+        a time, in order, so that its draws, and so its text, do not depend on the batch it came in."""
         attempts: list[list[_Attempt]] = [[] for _ in languages]
         temperatures = options.temperatures
         todo = list(range(len(languages)))
@@ -301,7 +304,6 @@ class FasterWhisperEngine:
             todo = [i for i in todo if self._failed(attempts[i][-1], options)]
             temperatures = temperatures[1:]
         for i in todo:
-            self._ct2.set_random_seed(SEED)
             one = self.select(encoded, [i])
             for temperature in temperatures:
                 [attempt] = self._generate(one, [languages[i]], temperature, options)

@@ -1,9 +1,10 @@
 """The transcribe stage: chunks of speech in, a timed transcript out.
 
-Chunks are decoded in batches, each on its own (no text carried from one chunk to the next, so a loop
-cannot spread), their times moved into the recording's own time, checked by the guards, and put in the
-script the project asked for, keeping the engine's original text beside it. A recording's language is
-detected once, and a chunk sure of another language (an interpreter, a switch to English) keeps its own.
+Chunks are decoded in batches (on a CPU by two models side by side, batches taken in turn), each on its own
+(no text carried from one chunk to the next, so a loop cannot spread), their times moved into the recording's
+own time, checked by the guards, and put in the script the project asked for, keeping the engine's original
+text beside it. A recording's language is detected once, and a chunk sure of another language (an
+interpreter, a switch to English) keeps its own.
 """
 
 from __future__ import annotations
