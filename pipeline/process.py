@@ -94,7 +94,8 @@ class RunOptions:
     model: ThemeModel | None = None  # the learned model that adds to the codebook's patterns; None: patterns alone
     home: Path = field(default_factory=default_home)  # the model cache; partial transcripts are kept there too
     device: str = "auto"  # where models run: auto, cpu or cuda
-    # CPU threads for every model (recogniser, VAD, speaker encoder); None: every core the process may use.
+    # CPU threads for every model (recogniser, VAD, speaker encoder; two recognisers side by side share them);
+    # None: every core the process may use.
     # Not a setting: the same text with any number.
     threads: int | None = None
     # The project's vocabulary; with it each recording's hint (see for_recording). None: no hint.
