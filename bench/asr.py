@@ -11,7 +11,10 @@ Each run is a fresh process timed whole, from its start to its exit (start-up, m
 ohp the database and the transcript files), on the same Whisper base weights (pipeline/weights.py). Sampling
 makes single runs noisy, so the faster-whisper peers run --repeats times (median and range); plain
 openai-whisper once (it takes many minutes). Results go to bench/out/asr.json; copy the table into
-bench/RESULTS.md.
+bench/RESULTS.md. CER: Chinese after converting both texts to simplified, English after Whisper's
+EnglishTextNormalizer (numbers, spellings, contractions written one way, as the Whisper paper scores), for
+every system alike; raw CER without either (English's CER before 2026-11-30's fourth round); both on
+characters without punctuation or spaces.
 
 Systems:
   ohp            `ohp run --speakers off --no-tag` with its defaults (batched faster-whisper, guards)
@@ -151,12 +154,26 @@ def reference_of(path: Path) -> dict:
     return json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
 
 
+def english(text: str) -> str:
+    """English as the Whisper paper and the leaderboards score it: Whisper's EnglishTextNormalizer writes numbers,
+    spellings and contractions one way ("eighteen thirteen" and "1813" both become 1813)."""
+    from whisper.normalizers import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()(text)
+
+
 def score(segments: list[dict], path: Path) -> dict:
+    """CER (Chinese in simplified; English after Whisper's English normaliser, for every system alike), raw CER
+    (neither: what a reader sees; English's CER before 2026-11-30's fourth round) and characters in the gaps."""
     reference = reference_of(path)
-    ref_text = "".join(c["text"] for c in reference["segments"])
-    hyp_text = "".join(s["text"] for s in sorted(segments, key=lambda s: s["start"]))
+    ref_text = " ".join(c["text"] for c in reference["segments"])
+    hyp_text = " ".join(s["text"] for s in sorted(segments, key=lambda s: s["start"]))
+    if all(c.get("language") == "en" for c in reference["segments"]):
+        ref_scored, hyp_scored = normalise(english(ref_text), False), normalise(english(hyp_text), False)
+    else:
+        ref_scored, hyp_scored = normalise(ref_text, True), normalise(hyp_text, True)
     return {
-        "cer": cer(normalise(hyp_text, True), normalise(ref_text, True)),
+        "cer": cer(hyp_scored, ref_scored),
         "raw_cer": cer(normalise(hyp_text, False), normalise(ref_text, False)),
         "gap_chars": gap_characters(segments, reference["segments"], reference["duration_s"]),
     }

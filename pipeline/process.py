@@ -45,7 +45,7 @@ from pipeline.records import (
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import SECOND_DECODE, confidence, mark_doubt
-from pipeline.stages.engines import default_compute_type, load_engine
+from pipeline.stages.engines import decoder_count, default_compute_type, load_engine
 from pipeline.stages.learned import ThemeModel
 from pipeline.stages.segment import VadOptions, segment, speech_regions
 from pipeline.stages.speakers import (
@@ -57,10 +57,10 @@ from pipeline.stages.speakers import (
     speaker_at,
     split_segment,
 )
-from pipeline.stages.tag import TAGGER_VERSION, tag_segments
 from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, transcribe_twice
 from pipeline.stages.vocabulary import Vocabulary, build_hint, codebook_terms
 from pipeline.store import settings_key
+from pipeline.utils import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,8 @@ class RunOptions:
     model: ThemeModel | None = None  # the learned model that adds to the codebook's patterns; None: patterns alone
     home: Path = field(default_factory=default_home)  # the model cache; partial transcripts are kept there too
     device: str = "auto"  # where models run: auto, cpu or cuda
-    # CPU threads for every model (recogniser, VAD, speaker encoder); None: every core the process may use.
+    # CPU threads for every model (recogniser, VAD, speaker encoder; two recognisers side by side share them);
+    # None: every core the process may use.
     # Not a setting: the same text with any number.
     threads: int | None = None
     # The project's vocabulary; with it each recording's hint (see for_recording). None: no hint.
@@ -140,6 +141,8 @@ def speaker_settings(options: SpeakerOptions, people: Sequence[PersonRecord]) ->
 
 def tag_settings(codebook: Codebook, model: ThemeModel | None = None) -> dict:
     """The tag stage's settings: a changed codebook or a retrained model tags again."""
+    from pipeline.stages.tag import TAGGER_VERSION  # spaCy (and torch under it) load only for a run that tags
+
     return {"tagger": TAGGER_VERSION, "codebook": codebook.version, "model": model.version if model else None}
 
 
@@ -277,20 +280,27 @@ def _transcribe(
 
         second: Transcript | None = None
         if chunks:
-            engine = load_engine(
-                options.transcribe.engine,
-                options.transcribe.model,
-                options.home,
-                options.device,
-                options.compute_type,
-                options.threads,
-            )
+            # Models decoding side by side share the threads the run may use.
+            threads = options.threads or usable_cores()
+            count = decoder_count(options.transcribe.engine, options.device, threads)
+            engines = [
+                load_engine(
+                    options.transcribe.engine,
+                    options.transcribe.model,
+                    options.home,
+                    options.device,
+                    options.compute_type,
+                    threads // count + (replica < threads % count),
+                    replica,
+                )
+                for replica in range(count)
+            ]
             # With the second decode, the same but the decoding, from the same encoder pass: where they differ,
             # the recogniser wavered.
             transcript, second = transcribe_twice(
                 decoded.samples,
                 chunks,
-                engine,
+                engines,
                 options.transcribe,
                 SECOND_DECODE if options.second_decode else None,
                 done=done,
@@ -398,6 +408,8 @@ def tag_result(
     """Tag the result's segments with the codebook's themes (and the model's, if given) and find their entities
     (stage "tag"). What the tagging changes in the store (added, updated, withdrawn) the store adds to the
     report when it saves."""
+    from pipeline.stages.tag import TAGGER_VERSION, tag_segments
+
     settings = tag_settings(codebook, model)
     segments = result.transcript.segments
     with running(result.info.path, "tag", progress, result.info.duration):

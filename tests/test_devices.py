@@ -127,7 +127,7 @@ def test_a_run_hands_device_compute_type_threads_and_batch_size_to_its_models(mo
         threads=1,
     )
     result = process.process_recording(path, options)
-    assert loaded == [("faster-whisper", "base", tmp_path, "cuda", "float16", 1)]
+    assert loaded == [("faster-whisper", "base", tmp_path, "cuda", "float16", 1, 0)]
     assert vad == [("cuda", 1)]
     assert set(voice) == {("cuda", 1)}
     chunks = result.stages["transcribe"].report["chunks"]
@@ -161,3 +161,36 @@ def test_another_arithmetic_joins_the_settings(device, compute_type):
     options = RunOptions(device=device, transcribe=TranscribeOptions(compute_type=compute_type))
     assert options.settings()["transcribe"]["compute_type"] == (compute_type or "float16")
     assert settings_key(options.settings()) != MAIN_SETTINGS_KEY
+
+
+@pytest.mark.parametrize(
+    ("engine_name", "device", "threads", "expected"),
+    [
+        ("faster-whisper", "cpu", 3, [("cpu", "int8", 2, 0), ("cpu", "int8", 1, 1)]),
+        ("faster-whisper", "cpu", 1, [("cpu", "int8", 1, 0)]),
+        ("faster-whisper", "cuda", 4, [("cuda", "float16", 4, 0)]),
+        ("openai-whisper", "cpu", 2, [("cpu", "int8", 2, 0)]),
+    ],
+)
+def test_two_models_share_the_threads_on_the_cpu(monkeypatch, tmp_path, engine_name, device, threads, expected):
+    # Two recognisers decode side by side on a CPU, each with its share of the threads the run may use.
+    import subprocess
+
+    from pipeline.records import Chunk, SpeechRegion
+    from pipeline.stages.audio import ffmpeg_exe
+
+    loaded, engine = [], OneAnswerEngine()
+    monkeypatch.setattr(process, "load_engine", lambda *args: loaded.append(args[3:]) or engine)
+    monkeypatch.setattr(process, "segment", lambda *args: [Chunk(0.0, 3.0, (SpeechRegion(0.0, 3.0),))])
+    clip = tmp_path / "tone.wav"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=3", str(clip)], check=True)
+    options = RunOptions(
+        transcribe=TranscribeOptions(engine=engine_name),
+        speakers=None,
+        out_dir=None,
+        home=tmp_path,
+        device=device,
+        threads=threads,
+    )
+    assert process.process_recording(clip, options).transcript.segments[0].text == "好"
+    assert loaded == expected

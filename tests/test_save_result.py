@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, event, inspect, text
 
-from pipeline import process
 from pipeline.batch import run_batch, tag_recording
 from pipeline.formats.export import gather
 from pipeline.imports import import_file
@@ -25,6 +24,7 @@ from pipeline.records import (
     Transcript,
     Word,
 )
+from pipeline.stages import tag
 from pipeline.stages.audio import probe
 from pipeline.stages.codebook import load_codebook
 from pipeline.store import Store, settings_key
@@ -220,7 +220,7 @@ def test_a_failed_stage_is_named_with_its_traceback_in_the_log(tmp_path, store, 
     def broken(*args, **kwargs):
         raise RuntimeError("the tagger broke")
 
-    monkeypatch.setattr(process, "tag_segments", broken)
+    monkeypatch.setattr(tag, "tag_segments", broken)  # the tag stage's module, imported by a run that tags
     [failed] = run_batch([audio], store, options).files
     assert (failed.status, failed.stage) == ("failed", "tag")
     assert failed.error == f"{audio}: tag: RuntimeError: the tagger broke (the traceback is in the log)"

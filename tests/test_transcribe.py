@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -248,6 +249,57 @@ def test_finished_chunks_are_reused_and_reported():
     assert [s.text for s in result.segments] == ["一", "二"]
     assert engine.batches == [2] and seen == [0, 1]
     assert result.guards == {"silence": 2}
+
+
+class PacedEngine(ScriptedEngine):
+    """A scripted engine that decodes only once `after` is set, and sets `finished` when its answers are out."""
+
+    def __init__(self, answers: list[list[Segment]], after: threading.Event | None = None) -> None:
+        super().__init__(answers)
+        self.after, self.finished = after, threading.Event()
+
+    def decode(self, encoded, languages, options: DecodeOptions) -> list[list[Segment]]:
+        assert self.after is None or self.after.wait(timeout=60)  # (the timeout only ends a broken run)
+        found = super().decode(encoded, languages, options)
+        if not self.answers:
+            self.finished.set()
+        return found
+
+
+def test_two_models_decode_alternate_batches_and_hand_the_chunks_over_in_order():
+    chunks = [chunk((i * 10.0, i * 10.0 + 2.0)) for i in range(4)]
+    second = PacedEngine([[seg(0.0, 1.0, "1")], [seg(0.0, 1.0, "3")]])
+    # The first model decodes only once the second has finished both its batches: it still comes first.
+    first = PacedEngine([[seg(0.0, 1.0, "0")], [seg(0.0, 1.0, "2")]], after=second.finished)
+    kept = []
+    result = transcribe(
+        np.zeros(40 * SR, np.float32),
+        chunks,
+        [first, second],
+        TranscribeOptions(language="zh", batch_size=1),
+        on_chunk=lambda i, r: kept.append((i, r.segments[0].text)),
+    )
+    assert first.batches == [1, 1] and second.batches == [1, 1]
+    assert kept == [(0, "0"), (1, "1"), (2, "2"), (3, "3")]
+    assert [s.text for s in result.segments] == ["0", "1", "2", "3"]
+
+
+def test_a_failing_model_fails_the_transcription_keeping_the_chunks_before_it():
+    class FailingEngine(ScriptedEngine):
+        def decode(self, encoded, languages, options):
+            raise RuntimeError("out of memory")
+
+    first = ScriptedEngine([[seg(0.0, 1.0, str(i))] for i in range(4)])
+    kept = []
+    with pytest.raises(RuntimeError, match="out of memory"):
+        transcribe(
+            np.zeros(60 * SR, np.float32),
+            [chunk((i * 10.0, i * 10.0 + 2.0)) for i in range(6)],
+            [first, FailingEngine([])],
+            TranscribeOptions(language="zh", batch_size=1),
+            on_chunk=lambda i, r: kept.append(i),
+        )
+    assert kept == [0]  # what came before the failure was kept
 
 
 def test_unknown_script_is_refused():

@@ -51,7 +51,7 @@ DEFAULT_ENGINE = EngineName.FASTER_WHISPER
 # Chunks decoded at once, by device. On a GPU 8, faster-whisper's batched pipeline's default (a batch keeps it
 # busy); on the CPU one: a batch gained nothing there and cost memory (bench/RESULTS.md).
 DEFAULT_BATCH_SIZES = {"cpu": 1, "cuda": 8}
-SEED = 1234  # sampling at temperature > 0 is seeded per chunk, so a re-run gives the same text
+SEED = 1234  # sampling at temperature > 0 is seeded, so a re-run gives the same text
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,16 @@ def default_batch_size(device: str) -> int:
     return DEFAULT_BATCH_SIZES.get(device, 1)
 
 
+def decoder_count(engine: str, device: str, threads: int) -> int:
+    """Models of the recogniser decoding a recording's batches side by side, each with its share of the threads:
+    two on a CPU given two threads or more (two one-thread models decode more in the same time than one
+    two-thread model, which leaves cores waiting on its steps: bench/RESULTS.md); one on a GPU (batches keep it
+    busy) and for openai-whisper."""
+    if engine != EngineName.FASTER_WHISPER or threads < 2 or ctranslate2_device(device) != "cpu":
+        return 1
+    return 2
+
+
 MAX_INITIAL_TIMESTAMP = 1.0  # s: the first timestamp may not come later (as in faster-whisper's transcribe)
 # faster-whisper's default punctuation merged into the next word, and into the previous one.
 PREPEND_PUNCTUATION = "\"'“¿([{-"
@@ -176,6 +186,9 @@ class FasterWhisperEngine:
         self._ct2 = ctranslate2
         path = resolve_model(model, self.name, home)
         log.info("loading faster-whisper model %s on %s (%s, %d threads)", path, device, compute_type, threads)
+        # CTranslate2 seeds a worker's random generator once, at its first draw (a later seed does not reseed it):
+        # a model's fallbacks draw in the order its chunks come, the same in every run with the same chunks.
+        ctranslate2.set_random_seed(SEED)
         self._model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=threads)
         self._tokenizers: dict[str, Any] = {}
 
@@ -294,7 +307,7 @@ class FasterWhisperEngine:
     ) -> list[_Attempt]:
         """Each piece decoded at the first temperature that gives text that does not fail (faster-whisper's
         generate_with_fallback). Beam search (temperature 0) takes the batch at once; sampling takes a piece at
-        a time, seeded, so that its draws, and so its text, do not depend on the batch it came in."""
+        a time, in order, so that its draws, and so its text, do not depend on the batch it came in."""
         attempts: list[list[_Attempt]] = [[] for _ in languages]
         temperatures = options.temperatures
         todo = list(range(len(languages)))
@@ -304,7 +317,6 @@ class FasterWhisperEngine:
             todo = [i for i in todo if self._failed(attempts[i][-1], options)]
             temperatures = temperatures[1:]
         for i in todo:
-            self._ct2.set_random_seed(SEED)
             one = self.select(encoded, [i])
             for temperature in temperatures:
                 [attempt] = self._generate(one, [languages[i]], temperature, options)
@@ -439,12 +451,19 @@ class OpenAIWhisperEngine:
 
 @cache
 def load_engine(
-    name: str, model: str, home: Path, device: str = "auto", compute_type: str | None = None, threads: int | None = None
+    name: str,
+    model: str,
+    home: Path,
+    device: str = "auto",
+    compute_type: str | None = None,
+    threads: int | None = None,
+    replica: int = 0,
 ) -> Engine:
-    """One loaded model per (engine, model, model cache, device, compute type, threads) in a process: loading
-    takes seconds, decoding reuses it. `home` is the model cache; device auto, cpu or cuda; compute type
+    """One loaded model per (engine, model, model cache, device, compute type, threads, replica) in a process:
+    loading takes seconds, decoding reuses it. `home` is the model cache; device auto, cpu or cuda; compute type
     None for the device's default (default_compute_type); threads None for every core the process may use (a
-    cluster's worker gives the CPUs it reserved, pipeline.cluster.actors)."""
+    cluster's worker gives the CPUs it reserved, pipeline.cluster.actors); replica: which of the models decoding
+    side by side (decoder_count), each a model of its own."""
     compute_type = compute_type or default_compute_type(device)
     threads = threads or usable_cores()
     if name == EngineName.FASTER_WHISPER:

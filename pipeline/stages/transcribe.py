@@ -1,15 +1,18 @@
 """The transcribe stage: chunks of speech in, a timed transcript out.
 
-Chunks are decoded in batches, each on its own (no text carried from one chunk to the next, so a loop
-cannot spread), their times moved into the recording's own time, checked by the guards, and put in the
-script the project asked for, keeping the engine's original text beside it. A recording's language is
-detected once, and a chunk sure of another language (an interpreter, a switch to English) keeps its own.
+Chunks are decoded in batches (on a CPU by two models side by side, batches taken in turn), each on its own
+(no text carried from one chunk to the next, so a loop cannot spread), their times moved into the recording's
+own time, checked by the guards, and put in the script the project asked for, keeping the engine's original
+text beside it. A recording's language is detected once, and a chunk sure of another language (an
+interpreter, a switch to English) keeps its own.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -287,7 +290,7 @@ def main_language(segments: list[Segment], default: str | None) -> str | None:
 def transcribe_twice(
     samples: np.ndarray,
     chunks: list[Chunk],
-    engine: Engine,
+    engine: Engine | Sequence[Engine],
     options: TranscribeOptions = TranscribeOptions(),
     second: DecodeOptions | None = None,
     *,
@@ -296,18 +299,21 @@ def transcribe_twice(
 ) -> tuple[Transcript, Transcript | None]:
     """Transcribe a recording's chunks, `options.batch_size` at a time (None: the engine's device's default),
     and with `second` decode each chunk a second time with those options from the same encoder pass: the
-    transcript and the second decode's (None without `second`). `done` holds chunks finished by an interrupted
-    run (by index), which are reused; `on_chunk` is told of each chunk as its batch finishes, so a caller can
-    keep them. A batch with any chunk left is decoded whole, so a resumed run writes what an uninterrupted one
+    transcript and the second decode's (None without `second`). `engine` is one engine, or several models of
+    the same recogniser (engines.decoder_count) that decode batches side by side, the first also telling the
+    language. `done` holds chunks finished by an interrupted run (by index), which are reused; `on_chunk` is
+    told of each chunk, in the chunks' order, as its batch and those before it finish, so a caller can keep
+    them. A batch with any chunk left is decoded whole, so a resumed run writes what an uninterrupted one
     would."""
+    engines = list(engine) if isinstance(engine, Sequence) else [engine]
     done = done or {}
-    batch_size = options.batch_size or default_batch_size(engine.device)
+    batch_size = options.batch_size or default_batch_size(engines[0].device)
     counts: Counter[str] = Counter()
     heard: dict[int, Encoded] = {}  # the chunk the language was heard from: its batch of one is not encoded again
     if options.language:
         language, probability = options.language, 1.0
     elif chunks:
-        language, probability = detect_language(engine, samples, chunks, heard)
+        language, probability = detect_language(engines[0], samples, chunks, heard)
     else:
         language, probability = None, 0.0
     segments: list[Segment] = []
@@ -316,29 +322,48 @@ def transcribe_twice(
     def finished(index: int) -> bool:
         return index in done and (second is None or done[index].second is not None)
 
-    for first in range(0, len(chunks), batch_size):
-        indices = range(first, min(first + batch_size, len(chunks)))
-        fresh: dict[int, ChunkResult] = {}
-        if not all(finished(i) for i in indices):
-            assert language is not None  # given, or detected from the chunks
-            encoded = heard.get(indices[0]) if len(indices) == 1 else None
-            batch = transcribe_chunks(engine, samples, [chunks[i] for i in indices], language, options, second, encoded)
-            fresh = dict(zip(indices, batch, strict=True))
-        for index in indices:
-            result = done[index] if finished(index) else fresh[index]
-            if on_chunk:
-                on_chunk(index, result)
-            segments.extend(result.segments)
-            seconds.extend(result.second or [])
-            counts.update(result.guards)
+    def decode(indices: range, engine: Engine) -> list[ChunkResult]:
+        """A batch's chunks: those an interrupted run finished as it kept them, the others decoded."""
+        if all(finished(i) for i in indices):
+            return [done[i] for i in indices]
+        assert language is not None  # given, or detected from the chunks
+        encoded = heard.get(indices[0]) if len(indices) == 1 else None
+        batch = transcribe_chunks(engine, samples, [chunks[i] for i in indices], language, options, second, encoded)
+        return [done[i] if finished(i) else result for i, result in zip(indices, batch, strict=True)]
+
+    batches = [range(first, min(first + batch_size, len(chunks))) for first in range(0, len(chunks), batch_size)]
+    with ExitStack() as stack:
+        if len(engines) == 1:  # in this thread, a batch at a time
+            results: Iterable[list[ChunkResult]] = (decode(indices, engines[0]) for indices in batches)
+        else:
+            # Each model decodes every len(engines)-th batch, in order, on a thread of its own (CTranslate2 lets go
+            # of the GIL while it computes): which model decodes a chunk does not depend on timing, and so neither
+            # does a sampled fallback's text (each model draws from its own random generator, in its own order).
+            decoders = [ThreadPoolExecutor(1, f"decoder{i}") for i in range(len(engines))]
+            for decoder in decoders:  # on leaving (the last first): no queued batch starts, the running ones end
+                stack.callback(decoder.shutdown)
+            for decoder in decoders:
+                stack.callback(decoder.shutdown, wait=False, cancel_futures=True)
+            futures = [
+                decoders[k % len(engines)].submit(decode, indices, engines[k % len(engines)])
+                for k, indices in enumerate(batches)
+            ]
+            results = (future.result() for future in futures)
+        for indices, batch in zip(batches, results, strict=True):
+            for index, result in zip(indices, batch, strict=True):
+                if on_chunk:
+                    on_chunk(index, result)
+                segments.extend(result.segments)
+                seconds.extend(result.second or [])
+                counts.update(result.guards)
 
     def made(segments: list[Segment], guards: dict[str, int]) -> Transcript:
         return Transcript(
             language=main_language(segments, language),
             language_probability=probability,
             segments=segments,
-            engine=engine.name,
-            model=engine.model,
+            engine=engines[0].name,
+            model=engines[0].model,
             guards=guards,
         )
 
@@ -348,7 +373,7 @@ def transcribe_twice(
 def transcribe(
     samples: np.ndarray,
     chunks: list[Chunk],
-    engine: Engine,
+    engine: Engine | Sequence[Engine],
     options: TranscribeOptions = TranscribeOptions(),
     *,
     done: Mapping[int, ChunkResult] | None = None,
