@@ -282,7 +282,9 @@ def _transcribe(
         if chunks:
             # Models decoding side by side share the threads the run may use.
             threads = options.threads or usable_cores()
-            count = decoder_count(options.transcribe.engine, options.device, threads)
+            count = decoder_count(
+                options.transcribe.engine, options.device, threads, len(chunks), options.transcribe.batch_size
+            )
             engines = [
                 load_engine(
                     options.transcribe.engine,

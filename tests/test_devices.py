@@ -164,16 +164,21 @@ def test_another_arithmetic_joins_the_settings(device, compute_type):
 
 
 @pytest.mark.parametrize(
-    ("engine_name", "device", "threads", "expected"),
+    ("engine_name", "device", "threads", "chunks", "batch_size", "expected"),
     [
-        ("faster-whisper", "cpu", 3, [("cpu", "int8", 2, 0), ("cpu", "int8", 1, 1)]),
-        ("faster-whisper", "cpu", 1, [("cpu", "int8", 1, 0)]),
-        ("faster-whisper", "cuda", 4, [("cuda", "float16", 4, 0)]),
-        ("openai-whisper", "cpu", 2, [("cpu", "int8", 2, 0)]),
+        ("faster-whisper", "cpu", 3, 12, None, [("cpu", "int8", 2, 0), ("cpu", "int8", 1, 1)]),
+        ("faster-whisper", "cpu", 3, 11, None, [("cpu", "int8", 3, 0)]),  # too few to pay for a second model
+        ("faster-whisper", "cpu", 2, 12, 2, [("cpu", "int8", 2, 0)]),  # 6 batches
+        ("faster-whisper", "cpu", 1, 12, None, [("cpu", "int8", 1, 0)]),
+        ("faster-whisper", "cuda", 4, 12, None, [("cuda", "float16", 4, 0)]),
+        ("openai-whisper", "cpu", 2, 12, None, [("cpu", "int8", 2, 0)]),
     ],
 )
-def test_two_models_share_the_threads_on_the_cpu(monkeypatch, tmp_path, engine_name, device, threads, expected):
-    # Two recognisers decode side by side on a CPU, each with its share of the threads the run may use.
+def test_two_models_share_the_threads_on_the_cpu_for_a_recording_of_many_batches(
+    monkeypatch, tmp_path, engine_name, device, threads, chunks, batch_size, expected
+):
+    # Two recognisers decode side by side on a CPU, each with its share of the threads the run may use, once a
+    # recording has enough batches for both to stay busy.
     import subprocess
 
     from pipeline.records import Chunk, SpeechRegion
@@ -181,16 +186,20 @@ def test_two_models_share_the_threads_on_the_cpu(monkeypatch, tmp_path, engine_n
 
     loaded, engine = [], OneAnswerEngine()
     monkeypatch.setattr(process, "load_engine", lambda *args: loaded.append(args[3:]) or engine)
-    monkeypatch.setattr(process, "segment", lambda *args: [Chunk(0.0, 3.0, (SpeechRegion(0.0, 3.0),))])
+    cut = [Chunk(2.0 * i, 2.0 * i + 1.5, (SpeechRegion(2.0 * i, 2.0 * i + 1.5),)) for i in range(chunks)]
+    monkeypatch.setattr(process, "segment", lambda *args: cut)
     clip = tmp_path / "tone.wav"
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=3", str(clip)], check=True)
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", f"sine=duration={2 * chunks}", str(clip)], check=True
+    )
     options = RunOptions(
-        transcribe=TranscribeOptions(engine=engine_name),
+        transcribe=TranscribeOptions(engine=engine_name, batch_size=batch_size),
         speakers=None,
         out_dir=None,
         home=tmp_path,
         device=device,
         threads=threads,
     )
-    assert process.process_recording(clip, options).transcript.segments[0].text == "好"
+    segments = process.process_recording(clip, options).transcript.segments
+    assert [s.text for s in segments] == ["好"] * chunks
     assert loaded == expected

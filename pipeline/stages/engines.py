@@ -134,12 +134,21 @@ def default_batch_size(device: str) -> int:
     return DEFAULT_BATCH_SIZES.get(device, 1)
 
 
-def decoder_count(engine: str, device: str, threads: int) -> int:
+# Batches a recording must have before a second model pays on the CPU: with fewer, one slow chunk (a fallback
+# through every temperature) keeps one model busy while the other waits, and loading the second is not won back.
+# Measured on the idle machine (bench/RESULTS.md): 7 and 9 chunks 4-22% slower with two models, 15 chunks 5%
+# faster, 22 and 48 chunks 15-18% faster.
+MIN_BATCHES_SIDE_BY_SIDE = 12
+
+
+def decoder_count(engine: str, device: str, threads: int, chunks: int, batch_size: int | None) -> int:
     """Models of the recogniser decoding a recording's batches side by side, each with its share of the threads:
-    two on a CPU given two threads or more (two one-thread models decode more in the same time than one
-    two-thread model, which leaves cores waiting on its steps: bench/RESULTS.md); one on a GPU (batches keep it
-    busy) and for openai-whisper."""
-    if engine != EngineName.FASTER_WHISPER or threads < 2 or ctranslate2_device(device) != "cpu":
+    two on a CPU given two threads or more, for a recording of MIN_BATCHES_SIDE_BY_SIDE batches or more (two
+    one-thread models decode more in the same time than one two-thread model, which leaves cores waiting on
+    its steps: bench/RESULTS.md); one on a GPU (batches keep it busy) and for openai-whisper."""
+    where = ctranslate2_device(device)
+    batches = -(-chunks // (batch_size or default_batch_size(where)))
+    if engine != EngineName.FASTER_WHISPER or threads < 2 or where != "cpu" or batches < MIN_BATCHES_SIDE_BY_SIDE:
         return 1
     return 2
 
