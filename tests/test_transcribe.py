@@ -234,7 +234,7 @@ def test_guards_are_counted_in_the_transcript():
 
 
 def test_finished_chunks_are_reused_and_reported():
-    # The batch is decoded whole (so its sampled chunks draw as in an uninterrupted run); the kept chunk stays.
+    # The batch is decoded whole (as an uninterrupted run decodes it); the kept chunk stays.
     engine = ScriptedEngine([[seg(0.0, 1.0, "again")], [seg(0.0, 1.0, "二")]])
     kept = ChunkResult([seg(0.0, 1.0, "一")], {"silence": 2})
     seen = []

@@ -280,11 +280,8 @@ class FasterWhisperEngine:
 
     def decode(self, encoded: _FasterEncoded, languages: Sequence[str], options: DecodeOptions) -> list[list[Segment]]:
         chosen = self._decode_with_fallback(encoded, languages, options)
-        # Whisper's own silence rule: a window it finds silent and unsure of gives no text.
         pieces = [
-            []
-            if a.no_speech_prob > options.no_speech_threshold and a.avg_logprob < options.log_prob_threshold
-            else self._split(a.tokens, language, frames)
+            [] if self._silent(a, options) else self._split(a.tokens, language, frames)
             for a, language, frames in zip(chosen, languages, encoded.frames, strict=True)
         ]
         self._add_words(encoded, pieces, languages)
@@ -305,11 +302,18 @@ class FasterWhisperEngine:
             for piece, language, a in zip(pieces, languages, chosen, strict=True)
         ]
 
+    @staticmethod
+    def _silent(attempt: _Attempt, options: DecodeOptions) -> bool:
+        """Whisper's own silence rule: a window it finds silent and is unsure of gives no text."""
+        unlikely = attempt.avg_logprob < options.log_prob_threshold
+        return attempt.no_speech_prob > options.no_speech_threshold and unlikely
+
     def _failed(self, attempt: _Attempt, options: DecodeOptions) -> bool:
         """Text too repetitive or too unlikely, unless Whisper finds the window silent (faster-whisper's rule)."""
-        unlikely = attempt.avg_logprob < options.log_prob_threshold
-        silent = attempt.no_speech_prob > options.no_speech_threshold and unlikely
-        return not silent and (attempt.compression_ratio > options.compression_ratio_threshold or unlikely)
+        too_repetitive = attempt.compression_ratio > options.compression_ratio_threshold
+        return not self._silent(attempt, options) and (
+            too_repetitive or attempt.avg_logprob < options.log_prob_threshold
+        )
 
     def _decode_with_fallback(
         self, encoded: _FasterEncoded, languages: Sequence[str], options: DecodeOptions

@@ -47,8 +47,8 @@ class TranscribeOptions:
     # The recogniser's arithmetic decides the text (int8 and float16 give slightly different words), so it is a
     # setting; None: the device's default (engines.default_compute_type), which RunOptions.settings resolves.
     compute_type: str | None = None
-    # Not a setting: a chunk's text does not depend on the batch it is decoded in (beam search is the same
-    # in a batch, sampling is seeded per chunk). None: the device's default (engines.DEFAULT_BATCH_SIZES).
+    # Not a setting: beam search writes a chunk's text the same in any batch (a sampled fallback draws from
+    # its model's seeded generator, README). None: the device's default (engines.DEFAULT_BATCH_SIZES).
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
