@@ -2,6 +2,8 @@
 
     python bench/doubt_heldout.py --cache      # transcribe what is not cached yet (watching decoding), then:
     python bench/doubt_heldout.py              # offline: each signal's AUC, every variant held out three ways
+    python bench/doubt_heldout.py --fifth      # offline: only the fifth round's pre-registered variants, beside
+                                               # the rule (bench/RESULTS.md)
 
 The four recordings: bench/doubt.py's three dev long-forms (Mandarin, dialect, English) and the fourth,
 bench/make_longform_zh_model.py's Mandarin clips whose references are a stronger recogniser's output.
@@ -31,6 +33,13 @@ Candidates (per word, higher: more doubtful; carried onto the first decode's wor
 Each is added to the rule as - weight x signal and the rule re-tuned on bench/doubt.py's grid with the weight in
 it (with the second decode's weight too, for the signals that need that decode). Beside them: the threshold
 alone tuned (the weights as shipped), and the shipped rule untouched.
+
+The fifth round's variants, pre-registered in bench/RESULTS.md, change the rule's form instead of adding a signal:
+  relative threshold (a) the threshold moved by k x (the recording's mean ln p by characters + 0.5), k on the grid
+  spread (b)             doubt spread forward along a Chinese segment's units (jieba's words of two characters or
+                         more, runs of two or more lone Han characters): a word after a doubtful one in its unit
+                         is doubtful too (a misheard word's later characters follow the first with confidence)
+  both (c)
 
 Held out three ways, each scoring only clips the rule was not tuned on:
   clip     tuned on all the other clips of all four recordings, scored on the one left out (leave one clip
@@ -254,6 +263,9 @@ class Recording:
     wrong: np.ndarray  # per word: its wrong letters
     clips: int = 0
     warnings: list[str] = field(default_factory=list)
+    mean: float = 0.0  # the recording's mean ln p by characters (fifth round's relative threshold)
+    unit_chars: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # per character in a unit: its word
+    unit_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # per such character: its unit's first
 
 
 def _second_letters(second: Transcript) -> tuple[str, list[float]]:
@@ -384,14 +396,61 @@ def surprisal(words: list[Word]) -> np.ndarray:
     return _highest_per_word(words, per_char)
 
 
+def units(words: list[Word]) -> list[tuple[int, ...]]:
+    """A Chinese segment's units along which doubt spreads (fifth round's variant b): jieba's words of two
+    characters or more (HMM off, as the fragment signal cuts) and the runs of two or more consecutive lone Han
+    characters; each unit as the index of the word each of its characters is in, in reading order."""
+    import jieba
+
+    owner = [i for i, w in enumerate(words) for _ in w.text]
+    text = to_simplified("".join(w.text for w in words))
+    if len(text) != len(owner):  # the conversion changed the text's length (rarely): no units
+        return []
+    found: list[tuple[int, ...]] = []
+    run: list[int] = []
+    at = 0
+    for token in jieba.lcut(text, HMM=False):
+        lone = len(token) == 1 and bool(stage.HAN_CHAR.match(token))
+        if lone:
+            run.append(owner[at])
+        else:
+            if len(run) > 1:
+                found.append(tuple(run))
+            run = []
+            if len(token) > 1 and all(stage.HAN_CHAR.match(c) for c in token):
+                found.append(tuple(owner[at : at + len(token)]))
+        at += len(token)
+    if len(run) > 1:
+        found.append(tuple(run))
+    return found
+
+
+def spread(marks: np.ndarray, r: Recording) -> np.ndarray:
+    """Doubt spread forward within each unit: a word is doubtful as well when a character before one of its
+    own in the same unit is in a doubtful word. `marks`: one rule's words."""
+    if not len(r.unit_chars):
+        return marks
+    marked = marks[r.unit_chars].astype(int)
+    before = np.cumsum(marked) - marked  # doubtful characters before each, over all units
+    after_doubt = (before - before[r.unit_starts]) > 0  # ... within its own unit
+    return marks | (np.bincount(r.unit_chars[after_doubt], minlength=len(marks)) > 0)
+
+
 def load_recording(name: str) -> Recording:
     transcript, second = bench.cached(name), bench.cached(name, second=True)
     clips = bench.reference_clips(name)
     calls = json.loads(calls_path(name).read_text(encoding="utf-8"))
     words = [w for s in transcript.segments for w in s.words]
     rarity, touched, foreign, sounds, runs, surprise = [], [], [], [], [], []
+    unit_chars: list[int] = []
+    unit_starts: list[int] = []
+    offset = 0
     for s in transcript.segments:
         chinese = s.language in stage.CHINESE_LANGUAGES
+        for unit in units(s.words) if chinese else []:
+            unit_starts.extend([len(unit_chars)] * len(unit))
+            unit_chars.extend(offset + i for i in unit)
+        offset += len(s.words)
         rarity.extend(stage.fragment_rarity(s.words) if chinese else [0.0] * len(s.words))
         sounds.extend(homophone(s.words) if chinese else [0.0] * len(s.words))
         runs.extend(lone_runs(s.words) if chinese else [0.0] * len(s.words))
@@ -431,7 +490,23 @@ def load_recording(name: str) -> Recording:
             clip_of[i] = c
             chars[i] += 1
             wrong[i] += is_wrong
-    return Recording(name, words, probability, base, signals, clip_of, chars, wrong, len(clips))
+    weights = np.array([stage.characters(w.text) for w in words], dtype=float)
+    mean = float((weights * base["lnp"]).sum() / max(weights.sum(), 1))
+    return Recording(
+        name,
+        words,
+        probability,
+        base,
+        signals,
+        clip_of,
+        chars,
+        wrong,
+        len(clips),
+        [],
+        mean,
+        np.array(unit_chars, dtype=int),
+        np.array(unit_starts, dtype=int),
+    )
 
 
 def auc(recording: Recording, values: np.ndarray) -> float:
@@ -455,13 +530,23 @@ class Rule:
     touched: float
     disputed: float = 0.0
     weights: tuple[tuple[str, float], ...] = ()  # candidate signal, its weight
+    relative: float = (
+        0.0  # fifth round (a): the threshold moved by this times the recording's mean ln p less REFERENCE_MEAN
+    )
+    spread: bool = False  # fifth round (b): doubt spread forward along jieba's words and runs of lone characters
 
     def doubtful(self, r: Recording) -> np.ndarray:
         score = r.base["lnp"] + self.fragment * r.base["rarity"] - self.touched * r.base["touched"]
         score = score - self.disputed * r.base["disputed"]
         for signal, weight in self.weights:
             score = score - weight * r.signals[signal]
-        return (score < self.threshold) | (r.base["foreign"] > 0)
+        threshold = self.threshold + self.relative * (r.mean - REFERENCE_MEAN)
+        marks = (score < threshold) | (r.base["foreign"] > 0)
+        return spread(marks, r) if self.spread else marks
+
+
+REFERENCE_MEAN = -0.5  # the mean ln p at which the relative threshold is the threshold (near the dev Mandarin's)
+RELATIVE = (0.0, 0.5, 1.0, 1.5)  # fifth round (a): k on the grid
 
 
 GRID = {
@@ -484,13 +569,18 @@ SIGNAL_WEIGHTS = {
 }
 
 
-def rules(signals: tuple[str, ...], disputed: bool) -> list[Rule]:
-    """The grid: the rule's weights and threshold, the second decode's weight (when asked), each signal's."""
+def rules(signals: tuple[str, ...], disputed: bool, relative: bool = False, spreading: bool = False) -> list[Rule]:
+    """The grid: the rule's weights and threshold, the second decode's weight (when asked), each signal's, and
+    the fifth round's relative threshold (k on its grid) and spread, when asked."""
     extra = [SIGNAL_WEIGHTS[s] for s in signals]
     found = []
-    for values in itertools.product(*GRID.values(), bench.DISPUTED_WEIGHTS if disputed else (0.0,), *extra):
-        threshold, fragment, touched, dispute, *weights = values
-        found.append(Rule(threshold, fragment, touched, dispute, tuple(zip(signals, weights, strict=True))))
+    for values in itertools.product(
+        *GRID.values(), bench.DISPUTED_WEIGHTS if disputed else (0.0,), RELATIVE if relative else (0.0,), *extra
+    ):
+        threshold, fragment, touched, dispute, k, *weights = values
+        found.append(
+            Rule(threshold, fragment, touched, dispute, tuple(zip(signals, weights, strict=True)), k, spreading)
+        )
     return found
 
 
@@ -701,9 +791,24 @@ VARIANTS = {
     "shipped rule (not tuned)": _fixed(SHIPPED, False),
     "shipped rule + second decode (not tuned)": _fixed(SHIPPED, True),
 }
+# The fifth round's pre-registered variants (bench/RESULTS.md): (a) the threshold relative to the recording's mean
+# ln p, (b) doubt spread along jieba's words and runs of lone characters, (c) both; each beside "rule".
+FIFTH = {
+    "rule": VARIANTS["rule"],
+    "rule + second decode": VARIANTS["rule + second decode"],
+    **{
+        f"rule{' + second decode' if second else ''} + {label}": rules((), second, relative, spreading)
+        for second in (False, True)
+        for label, relative, spreading in (
+            ("relative threshold (a)", True, False),
+            ("spread (b)", False, True),
+            ("relative threshold + spread (c)", True, True),
+        )
+    },
+}
 
 
-def main() -> None:
+def main(variants: dict[str, list[Rule]]) -> None:
     recordings = {n: load_recording(n) for n, path in FILES.items() if path.exists()}
     print("AUC by letters (0.5: no better than chance)")
     columns = ["lnp (negated)", "rarity (negated)", "disputed", *SIGNAL_WEIGHTS]
@@ -715,7 +820,7 @@ def main() -> None:
             "disputed": lambda r: r.base["disputed"],
         }.get(column, lambda r, c=column: r.signals[c])
         print(f"| {column} | " + " | ".join(f"{auc(r, values(r)):.2f}" for r in recordings.values()) + " |")
-    results = report(recordings, VARIANTS)
+    results = report(recordings, variants)
     (bench.CACHE / "heldout.json").write_text(json.dumps(results, ensure_ascii=False, indent=1))
     print(tables(results))
 
@@ -754,7 +859,8 @@ def tables(results: dict) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", action="store_true", help="transcribe what is not cached yet")
+    parser.add_argument("--fifth", action="store_true", help="only the fifth round's variants, beside the rule")
     args = parser.parse_args()
     if args.cache:
         transcribe_watched()
-    main()
+    main(FIFTH if args.fifth else VARIANTS)
