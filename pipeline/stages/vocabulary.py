@@ -27,7 +27,7 @@ from functools import cache
 from pathlib import Path
 
 from pipeline.errors import InvalidInputError
-from pipeline.records import CorrectedWord, Segment
+from pipeline.records import CorrectedWord, DecodeMark, Segment
 from pipeline.script import to_simplified
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.engines import DecodeOptions
@@ -301,7 +301,7 @@ def failed(segment: Segment, options: DecodeOptions) -> list[str]:
     silence = segment.no_speech_prob is not None and segment.no_speech_prob > options.no_speech_threshold
     if segment.avg_logprob is not None and segment.avg_logprob < options.log_prob_threshold and not silence:
         problems.append(f"average log probability {segment.avg_logprob:.2f}")
-    if has_loop(segment):
+    if has_loop(segment) or DecodeMark.LOOP in segment.marks:  # the mark: the decode ran out of tokens
         problems.append("a loop")
     return problems
 
