@@ -143,16 +143,14 @@ def default_batch_size(device: str) -> int:
 MIN_BATCHES_SIDE_BY_SIDE = 12
 
 
-def decoder_count(engine: str, device: str, threads: int, chunks: int, batch_size: int | None) -> int:
-    """Models of the recogniser decoding a recording's batches side by side, each with its share of the threads:
+def decoder_count(engine: str, device: str, threads: int, batches: int) -> int:
+    """Models of the recogniser decoding a recording's `batches` side by side, each with its share of the threads:
     two on a CPU given two threads or more, for a recording of MIN_BATCHES_SIDE_BY_SIDE batches or more (two
     one-thread models decode more in the same time than one two-thread model, which leaves cores waiting on
     its steps: bench/RESULTS.md); one on a GPU (batches keep it busy) and for openai-whisper."""
-    where = ctranslate2_device(device)
-    batches = -(-chunks // (batch_size or default_batch_size(where)))
-    if engine != EngineName.FASTER_WHISPER or threads < 2 or where != "cpu" or batches < MIN_BATCHES_SIDE_BY_SIDE:
+    if engine != EngineName.FASTER_WHISPER or threads < 2 or batches < MIN_BATCHES_SIDE_BY_SIDE:
         return 1
-    return 2
+    return 2 if ctranslate2_device(device) == "cpu" else 1
 
 
 MAX_INITIAL_TIMESTAMP = 1.0  # s: the first timestamp may not come later (as in faster-whisper's transcribe)
