@@ -153,6 +153,29 @@ def decoder_count(engine: str, device: str, threads: int, batches: int) -> int:
     return 2 if ctranslate2_device(device) == "cpu" else 1
 
 
+def silent(avg_logprob: float | None, no_speech_prob: float | None, options: DecodeOptions) -> bool:
+    """Whisper's own silence rule: a window it finds silent and is unsure of gives no text."""
+    if avg_logprob is None or no_speech_prob is None:
+        return False
+    return no_speech_prob > options.no_speech_threshold and avg_logprob < options.log_prob_threshold
+
+
+def failures(
+    compression_ratio: float | None, avg_logprob: float | None, no_speech_prob: float | None, options: DecodeOptions
+) -> list[str]:
+    """Why text decoded at one temperature fails Whisper's checks, those that make it fall back to the next
+    temperature (faster-whisper's and openai-whisper's rule): text too repetitive (its compression ratio) or too
+    unlikely, unless the window is `silent` (which gives no text, however it compresses); empty: it passes."""
+    if silent(avg_logprob, no_speech_prob, options):
+        return []
+    problems = []
+    if compression_ratio is not None and compression_ratio > options.compression_ratio_threshold:
+        problems.append(f"compression ratio {compression_ratio:.2f}")
+    if avg_logprob is not None and avg_logprob < options.log_prob_threshold:
+        problems.append(f"average log probability {avg_logprob:.2f}")
+    return problems
+
+
 MAX_INITIAL_TIMESTAMP = 1.0  # s: the first timestamp may not come later (as in faster-whisper's transcribe)
 # Tokens a second of audio may take (text and timestamp tokens; the prompt is not among them). Measured on the
 # corpus (bench/token_rate.py: the long-forms and every clip, bench/RESULTS.md), speech took at most 9.9 a second
@@ -327,9 +350,7 @@ class FasterWhisperEngine:
 
     @staticmethod
     def _silent(attempt: _Attempt, options: DecodeOptions) -> bool:
-        """Whisper's own silence rule: a window it finds silent and is unsure of gives no text."""
-        unlikely = attempt.avg_logprob < options.log_prob_threshold
-        return attempt.no_speech_prob > options.no_speech_threshold and unlikely
+        return silent(attempt.avg_logprob, attempt.no_speech_prob, options)
 
     @staticmethod
     def _too_repetitive(attempt: _Attempt, options: DecodeOptions) -> bool:
@@ -337,10 +358,8 @@ class FasterWhisperEngine:
         return attempt.cut_off or attempt.compression_ratio > options.compression_ratio_threshold
 
     def _failed(self, attempt: _Attempt, options: DecodeOptions) -> bool:
-        """Text too repetitive or too unlikely, unless Whisper finds the window silent (faster-whisper's rule)."""
-        return not self._silent(attempt, options) and (
-            self._too_repetitive(attempt, options) or attempt.avg_logprob < options.log_prob_threshold
-        )
+        failed = failures(attempt.compression_ratio, attempt.avg_logprob, attempt.no_speech_prob, options)
+        return bool(failed) or (attempt.cut_off and not self._silent(attempt, options))
 
     def _decode_with_fallback(
         self, encoded: _FasterEncoded, languages: Sequence[str], options: DecodeOptions
