@@ -100,10 +100,10 @@ class RunOptions:
     model: ThemeModel | None = None  # the learned model that adds to the codebook's patterns; None: patterns alone
     home: Path = field(default_factory=default_home)  # the model cache; partial transcripts are kept there too
     device: str = "auto"  # where models run: auto, cpu or cuda
-    # CPU threads for every model (recogniser, VAD, speaker encoder; two recognisers side by side share them);
-    # None: every core the process may use.
-    # Not a setting: the same text with any number.
-    threads: int | None = None
+    # CPU threads for every model (recogniser, VAD, speaker encoder; two recognisers side by side share them):
+    # resolved here, when the options are made, and handed to each model; by default every core the process may
+    # use (a cluster's worker gives the CPUs it reserved). Not a setting: the same text with any number.
+    threads: int = field(default_factory=usable_cores)
     # The project's vocabulary; with it each recording's hint (see for_recording). None: no hint.
     vocabulary: Vocabulary | None = None
     # Decode each recording a second time (greedy), and doubt more the words it writes differently: marks more
@@ -288,7 +288,7 @@ def _transcribe(
         if chunks:
             # Models decoding side by side share the threads the run may use; the batches are counted once, and
             # the batch size resolved for the device is the one the transcription takes.
-            threads = options.threads or usable_cores()
+            threads = options.threads
             batch_size = options.transcribe.batch_size or default_batch_size(ctranslate2_device(options.device))
             count = decoder_count(
                 options.transcribe.engine, options.device, threads, len(batches(len(chunks), batch_size))
