@@ -45,7 +45,13 @@ from pipeline.records import (
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import SECOND_DECODE, confidence, mark_doubt
-from pipeline.stages.engines import decoder_count, default_compute_type, load_engine
+from pipeline.stages.engines import (
+    ctranslate2_device,
+    decoder_count,
+    default_batch_size,
+    default_compute_type,
+    load_engine,
+)
 from pipeline.stages.learned import ThemeModel
 from pipeline.stages.segment import VadOptions, segment, speech_regions
 from pipeline.stages.speakers import (
@@ -57,7 +63,7 @@ from pipeline.stages.speakers import (
     speaker_at,
     split_segment,
 )
-from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, transcribe_twice
+from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, batches, transcribe_twice
 from pipeline.stages.vocabulary import Vocabulary, build_hint, codebook_terms
 from pipeline.store import settings_key
 from pipeline.utils import usable_cores
@@ -94,10 +100,10 @@ class RunOptions:
     model: ThemeModel | None = None  # the learned model that adds to the codebook's patterns; None: patterns alone
     home: Path = field(default_factory=default_home)  # the model cache; partial transcripts are kept there too
     device: str = "auto"  # where models run: auto, cpu or cuda
-    # CPU threads for every model (recogniser, VAD, speaker encoder; two recognisers side by side share them);
-    # None: every core the process may use.
-    # Not a setting: the same text with any number.
-    threads: int | None = None
+    # CPU threads for every model (recogniser, VAD, speaker encoder; two recognisers side by side share them):
+    # resolved here, when the options are made, and handed to each model; by default every core the process may
+    # use (a cluster's worker gives the CPUs it reserved). Not a setting: the same text with any number.
+    threads: int = field(default_factory=usable_cores)
     # The project's vocabulary; with it each recording's hint (see for_recording). None: no hint.
     vocabulary: Vocabulary | None = None
     # Decode each recording a second time (greedy), and doubt more the words it writes differently: marks more
@@ -280,10 +286,12 @@ def _transcribe(
 
         second: Transcript | None = None
         if chunks:
-            # Models decoding side by side share the threads the run may use.
-            threads = options.threads or usable_cores()
+            # Models decoding side by side share the threads the run may use; the batches are counted once, and
+            # the batch size resolved for the device is the one the transcription takes.
+            threads = options.threads
+            batch_size = options.transcribe.batch_size or default_batch_size(ctranslate2_device(options.device))
             count = decoder_count(
-                options.transcribe.engine, options.device, threads, len(chunks), options.transcribe.batch_size
+                options.transcribe.engine, options.device, threads, len(batches(len(chunks), batch_size))
             )
             engines = [
                 load_engine(
@@ -303,7 +311,7 @@ def _transcribe(
                 decoded.samples,
                 chunks,
                 engines,
-                options.transcribe,
+                replace(options.transcribe, batch_size=batch_size),
                 SECOND_DECODE if options.second_decode else None,
                 done=done,
                 on_chunk=chunk_finished,

@@ -335,7 +335,7 @@ def test_a_workers_models_use_the_cpus_it_reserved_not_every_core(cluster, files
         onnxruntime.InferenceSession = RecordedSession
         outcome = Recogniser(options, 1).process(Pass(probe(path), [], {}, None))
         assert outcome.result is not None and "speakers" in outcome.result.stages, outcome.traceback
-        return given, vad[-1], torch.get_num_threads()  # the VAD's session: the last opened (after silero's own)
+        return given, vad[-1], torch.get_num_threads()  # the VAD's session: the last opened
 
     ray.init(address=cluster, log_to_driver=False)
     try:

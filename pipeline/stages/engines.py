@@ -8,6 +8,7 @@ passes, script) is the transcribe stage's business, the same for both.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.errors import InvalidInputError
-from pipeline.records import Segment, Word
+from pipeline.records import DecodeMark, Segment, Word
 from pipeline.utils import usable_cores
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class Engine(Protocol):
         ...
 
 
-def _segment(start, end, text, language, words, avg_logprob, no_speech_prob, compression_ratio) -> Segment:
+def _segment(start, end, text, language, words, avg_logprob, no_speech_prob, compression_ratio, marks=()) -> Segment:
     text = text.strip()
     return Segment(
         start=float(start),
@@ -112,6 +113,7 @@ def _segment(start, end, text, language, words, avg_logprob, no_speech_prob, com
         avg_logprob=float(avg_logprob),
         no_speech_prob=float(no_speech_prob),
         compression_ratio=float(compression_ratio),
+        marks=tuple(marks),
     )
 
 
@@ -141,19 +143,54 @@ def default_batch_size(device: str) -> int:
 MIN_BATCHES_SIDE_BY_SIDE = 12
 
 
-def decoder_count(engine: str, device: str, threads: int, chunks: int, batch_size: int | None) -> int:
-    """Models of the recogniser decoding a recording's batches side by side, each with its share of the threads:
+def decoder_count(engine: str, device: str, threads: int, batches: int) -> int:
+    """Models of the recogniser decoding a recording's `batches` side by side, each with its share of the threads:
     two on a CPU given two threads or more, for a recording of MIN_BATCHES_SIDE_BY_SIDE batches or more (two
     one-thread models decode more in the same time than one two-thread model, which leaves cores waiting on
     its steps: bench/RESULTS.md); one on a GPU (batches keep it busy) and for openai-whisper."""
-    where = ctranslate2_device(device)
-    batches = -(-chunks // (batch_size or default_batch_size(where)))
-    if engine != EngineName.FASTER_WHISPER or threads < 2 or where != "cpu" or batches < MIN_BATCHES_SIDE_BY_SIDE:
+    if engine != EngineName.FASTER_WHISPER or threads < 2 or batches < MIN_BATCHES_SIDE_BY_SIDE:
         return 1
-    return 2
+    return 2 if ctranslate2_device(device) == "cpu" else 1
+
+
+def silent(avg_logprob: float | None, no_speech_prob: float | None, options: DecodeOptions) -> bool:
+    """Whisper's own silence rule: a window it finds silent and is unsure of gives no text."""
+    if avg_logprob is None or no_speech_prob is None:
+        return False
+    return no_speech_prob > options.no_speech_threshold and avg_logprob < options.log_prob_threshold
+
+
+def failures(
+    compression_ratio: float | None, avg_logprob: float | None, no_speech_prob: float | None, options: DecodeOptions
+) -> list[str]:
+    """Why text decoded at one temperature fails Whisper's checks, those that make it fall back to the next
+    temperature (faster-whisper's and openai-whisper's rule): text too repetitive (its compression ratio) or too
+    unlikely, unless the window is `silent` (which gives no text, however it compresses); empty: it passes."""
+    if silent(avg_logprob, no_speech_prob, options):
+        return []
+    problems = []
+    if compression_ratio is not None and compression_ratio > options.compression_ratio_threshold:
+        problems.append(f"compression ratio {compression_ratio:.2f}")
+    if avg_logprob is not None and avg_logprob < options.log_prob_threshold:
+        problems.append(f"average log probability {avg_logprob:.2f}")
+    return problems
 
 
 MAX_INITIAL_TIMESTAMP = 1.0  # s: the first timestamp may not come later (as in faster-whisper's transcribe)
+# Tokens a second of audio may take (text and timestamp tokens; the prompt is not among them). Measured on the
+# corpus (bench/token_rate.py: the long-forms and every clip, bench/RESULTS.md), speech took at most 9.9 a second
+# (a Mandarin clip read fast; English at most 6.4); twice that is a piece's budget. Speech never reaches it, and a
+# decode that does is looping: it stops there instead of at Whisper's limit of 224 tokens whatever the piece's
+# length (a loop in a 7 s piece took 3.5-3.9 s to reach it), and counts as too repetitive.
+MAX_TOKENS_PER_SECOND = 20
+TOKEN_MARGIN = 10  # tokens more in every budget: a short piece's timestamps (a 1 s piece wrote 8 tokens)
+
+
+def token_budget(seconds: float) -> int:
+    """The tokens a decode of a piece of `seconds` of audio may write: MAX_TOKENS_PER_SECOND."""
+    return math.ceil(MAX_TOKENS_PER_SECOND * seconds) + TOKEN_MARGIN
+
+
 # faster-whisper's default punctuation merged into the next word, and into the previous one.
 PREPEND_PUNCTUATION = "\"'“¿([{-"
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
@@ -165,6 +202,7 @@ class _Attempt:
     avg_logprob: float
     no_speech_prob: float
     compression_ratio: float
+    cut_off: bool = False  # stopped by its token budget (a loop), not by Whisper's own limit or its end
 
 
 @dataclass
@@ -257,11 +295,17 @@ class FasterWhisperEngine:
             kwargs = {"beam_size": 1, "num_hypotheses": options.best_of, "sampling_topk": 0}
         else:
             kwargs = {"beam_size": options.beam_size}
+        prompts = [self._model.get_prompt(t, [], hotwords=options.hint) for t in tokenizers]
+        budget = token_budget(max(encoded.frames) / self._model.frames_per_second)
+        # CTranslate2 writes at most min(max_length / 2, max_length - the prompt's tokens before its last one):
+        # the max_length that allows `budget`, at most the model's own (448, the budget then not reached).
+        before = max(len(prompt) for prompt in prompts) - 1
+        max_length = min(self._model.max_length, max(2 * budget, budget + before))
         results = self._model.model.generate(
             encoded.output,
-            [self._model.get_prompt(t, [], hotwords=options.hint) for t in tokenizers],
+            prompts,
             sampling_temperature=temperature,
-            max_length=self._model.max_length,
+            max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -275,7 +319,8 @@ class FasterWhisperEngine:
             text = tokenizer.decode(tokens).strip()
             # The score is the length-normalised sum of log probabilities (length penalty 1).
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-            attempts.append(_Attempt(tokens, avg_logprob, result.no_speech_prob, get_compression_ratio(text)))
+            cut_off = max_length < self._model.max_length and len(tokens) >= budget
+            attempts.append(_Attempt(tokens, avg_logprob, result.no_speech_prob, get_compression_ratio(text), cut_off))
         return attempts
 
     def decode(self, encoded: _FasterEncoded, languages: Sequence[str], options: DecodeOptions) -> list[list[Segment]]:
@@ -296,6 +341,7 @@ class FasterWhisperEngine:
                     a.avg_logprob,
                     a.no_speech_prob,
                     a.compression_ratio,
+                    (DecodeMark.LOOP,) if a.cut_off else (),  # it looped until its budget stopped it
                 )
                 for s in piece
             ]
@@ -304,16 +350,16 @@ class FasterWhisperEngine:
 
     @staticmethod
     def _silent(attempt: _Attempt, options: DecodeOptions) -> bool:
-        """Whisper's own silence rule: a window it finds silent and is unsure of gives no text."""
-        unlikely = attempt.avg_logprob < options.log_prob_threshold
-        return attempt.no_speech_prob > options.no_speech_threshold and unlikely
+        return silent(attempt.avg_logprob, attempt.no_speech_prob, options)
+
+    @staticmethod
+    def _too_repetitive(attempt: _Attempt, options: DecodeOptions) -> bool:
+        """Text that compresses too well, or a decode its token budget stopped (a loop cut short may not)."""
+        return attempt.cut_off or attempt.compression_ratio > options.compression_ratio_threshold
 
     def _failed(self, attempt: _Attempt, options: DecodeOptions) -> bool:
-        """Text too repetitive or too unlikely, unless Whisper finds the window silent (faster-whisper's rule)."""
-        too_repetitive = attempt.compression_ratio > options.compression_ratio_threshold
-        return not self._silent(attempt, options) and (
-            too_repetitive or attempt.avg_logprob < options.log_prob_threshold
-        )
+        failed = failures(attempt.compression_ratio, attempt.avg_logprob, attempt.no_speech_prob, options)
+        return bool(failed) or (attempt.cut_off and not self._silent(attempt, options))
 
     def _decode_with_fallback(
         self, encoded: _FasterEncoded, languages: Sequence[str], options: DecodeOptions
@@ -341,7 +387,7 @@ class FasterWhisperEngine:
             if not self._failed(tried[-1], options):
                 chosen.append(tried[-1])
             else:  # every temperature failed: the likeliest attempt that is not too repetitive
-                readable = [a for a in tried if a.compression_ratio <= options.compression_ratio_threshold]
+                readable = [a for a in tried if not self._too_repetitive(a, options)]
                 chosen.append(max(readable or tried, key=lambda a: a.avg_logprob))
         return chosen
 

@@ -40,20 +40,23 @@ def _model(device: str, threads: int):
     from importlib.resources import files
 
     import onnxruntime
-    from silero_vad import load_silero_vad
+    from silero_vad.sequence_vad import DEFAULT_MAX_FRAMES, SileroVADSequence
 
-    model = load_silero_vad(sequence=True)
-    # silero opens the model's ONNX session on one CPU thread; it is opened again with the process's
-    # cores, and on the GPU when one is wanted and onnxruntime has it.
+    class Sequence(SileroVADSequence):
+        """silero's sequence model on a session of ours: its own constructor opens one on one CPU thread, which
+        would be opened for nothing and then again with the process's cores, or on the GPU."""
+
+        def __init__(self, session: onnxruntime.InferenceSession) -> None:
+            self.session, self.sampling_rate, self.max_frames = session, SAMPLE_RATE, DEFAULT_MAX_FRAMES
+
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     providers = ["CPUExecutionProvider"]
     if device != "cpu" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
     log.info("loading the silero-vad model on %s (%d threads)", providers[0], threads)
-    path = str(files("silero_vad.data") / "silero_vad_16k_sequence.onnx")  # the file load_silero_vad opened
-    model.session = onnxruntime.InferenceSession(path, sess_options=options, providers=providers)
-    return model
+    path = str(files("silero_vad.data") / "silero_vad_16k_sequence.onnx")  # what load_silero_vad(sequence=True) opens
+    return Sequence(onnxruntime.InferenceSession(path, sess_options=options, providers=providers))
 
 
 def speech_probabilities(samples: np.ndarray, device: str = "auto", threads: int | None = None) -> np.ndarray:

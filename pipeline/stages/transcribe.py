@@ -279,6 +279,11 @@ def transcribe_chunks(
     return results
 
 
+def batches(chunks: int, batch_size: int) -> list[range]:
+    """The indices of a recording's `chunks` in batches of `batch_size`, in order."""
+    return [range(first, min(first + batch_size, chunks)) for first in range(0, chunks, batch_size)]
+
+
 def main_language(segments: list[Segment], default: str | None) -> str | None:
     """The language most of the text's time is in."""
     time: defaultdict[str, float] = defaultdict(float)
@@ -331,10 +336,10 @@ def transcribe_twice(
         batch = transcribe_chunks(engine, samples, [chunks[i] for i in indices], language, options, second, encoded)
         return [done[i] if finished(i) else result for i, result in zip(indices, batch, strict=True)]
 
-    batches = [range(first, min(first + batch_size, len(chunks))) for first in range(0, len(chunks), batch_size)]
+    in_batches = batches(len(chunks), batch_size)
     with ExitStack() as stack:
         if len(engines) == 1:  # in this thread, a batch at a time
-            results: Iterable[list[ChunkResult]] = (decode(indices, engines[0]) for indices in batches)
+            results: Iterable[list[ChunkResult]] = (decode(indices, engines[0]) for indices in in_batches)
         else:
             # Each model decodes every len(engines)-th batch, in order, on a thread of its own (CTranslate2 lets go
             # of the GIL while it computes): which model decodes a chunk does not depend on timing, and so neither
@@ -346,10 +351,10 @@ def transcribe_twice(
                 stack.callback(decoder.shutdown, wait=False, cancel_futures=True)
             futures = [
                 decoders[k % len(engines)].submit(decode, indices, engines[k % len(engines)])
-                for k, indices in enumerate(batches)
+                for k, indices in enumerate(in_batches)
             ]
             results = (future.result() for future in futures)
-        for indices, batch in zip(batches, results, strict=True):
+        for indices, batch in zip(in_batches, results, strict=True):
             for index, result in zip(indices, batch, strict=True):
                 if on_chunk:
                     on_chunk(index, result)

@@ -27,10 +27,10 @@ from functools import cache
 from pathlib import Path
 
 from pipeline.errors import InvalidInputError
-from pipeline.records import CorrectedWord, Segment
+from pipeline.records import CorrectedWord, DecodeMark, Segment
 from pipeline.script import to_simplified
 from pipeline.stages.codebook import Codebook
-from pipeline.stages.engines import DecodeOptions
+from pipeline.stages.engines import DecodeOptions, failures
 from pipeline.stages.guards import has_loop
 from pipeline.utils import HAN
 
@@ -293,15 +293,9 @@ def hinted_options(hint: Hint, options: DecodeOptions) -> DecodeOptions:
 
 def failed(segment: Segment, options: DecodeOptions) -> list[str]:
     """Why a segment decoded at one temperature fails Whisper's own checks, those that would have made it fall
-    back to sampling that stretch of audio (text too repetitive, or too improbable unless it is silence), or
-    loops; empty: it passes."""
-    problems = []
-    if segment.compression_ratio is not None and segment.compression_ratio > options.compression_ratio_threshold:
-        problems.append(f"compression ratio {segment.compression_ratio:.2f}")
-    silence = segment.no_speech_prob is not None and segment.no_speech_prob > options.no_speech_threshold
-    if segment.avg_logprob is not None and segment.avg_logprob < options.log_prob_threshold and not silence:
-        problems.append(f"average log probability {segment.avg_logprob:.2f}")
-    if has_loop(segment):
+    back to sampling that stretch of audio (engines.failures), or loops; empty: it passes."""
+    problems = failures(segment.compression_ratio, segment.avg_logprob, segment.no_speech_prob, options)
+    if has_loop(segment) or DecodeMark.LOOP in segment.marks:  # the mark: the decode ran out of tokens
         problems.append("a loop")
     return problems
 

@@ -1,0 +1,84 @@
+"""The faster-whisper engine's decoding rules, around CTranslate2's generate: the real model's tokenizer and
+prompts, with a spy standing in for the generation (no recogniser runs)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from pipeline.records import DecodeMark
+from pipeline.stages.engines import DecodeOptions, _FasterEncoded, load_engine, token_budget
+
+from conftest import MODEL_CACHE
+
+FRAMES_PER_SECOND = 100  # Whisper's mel frames
+
+
+class SpyGenerator:
+    """Stands in for CTranslate2's Whisper model: keeps each generate call's max_length and answers with text of
+    `tokens` distinct tokens a piece (no more than max_length lets CTranslate2 write), plain enough to pass
+    the compression check."""
+
+    def __init__(self, tokens: int) -> None:
+        self.tokens = tokens
+        self.calls: list[dict] = []
+
+    def generate(self, features, prompts, **kwargs):
+        self.calls.append({"prompts": [len(p) for p in prompts], **kwargs})
+        length = kwargs["max_length"]
+        allowed = min(length // 2, length - (max(len(p) for p in prompts) - 1))  # CTranslate2's own rule
+        count = min(self.tokens, allowed)
+        return [SimpleNamespace(sequences_ids=[list(range(1000, 1000 + count))], scores=[-0.1], no_speech_prob=0.0)]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return load_engine.__wrapped__("faster-whisper", "base", MODEL_CACHE, "cpu", None, 1)
+
+
+def spied(engine, monkeypatch, tokens: int) -> SpyGenerator:
+    spy = SpyGenerator(tokens)
+    monkeypatch.setattr(engine._model, "model", spy)
+    monkeypatch.setattr(engine._model, "add_word_timestamps", lambda *args: None)  # nothing was encoded to align
+    return spy
+
+
+def piece(seconds: float) -> _FasterEncoded:
+    return _FasterEncoded(features=None, frames=[int(seconds * FRAMES_PER_SECOND)], output=None)
+
+
+def test_a_short_piece_may_write_fewer_tokens_than_a_long_one(engine, monkeypatch):
+    spy = spied(engine, monkeypatch, tokens=5)
+    for seconds in (1.0, 6.0, 30.0):
+        engine.decode(piece(seconds), ["zh"], DecodeOptions())
+    short, middle, whole = (call["max_length"] for call in spy.calls)
+    assert short == 2 * token_budget(1.0) < middle == 2 * token_budget(6.0) < whole
+    assert whole == engine._model.max_length  # a 30 s window: Whisper's own limit, as before the budget
+
+
+def test_a_long_prompt_leaves_the_budget_whole(engine, monkeypatch):
+    # CTranslate2 counts the prompt in max_length: a hint's tokens are added to it, not taken from the budget.
+    spy = spied(engine, monkeypatch, tokens=5)
+    hint = " ".join(["工资", "户口", "东莞", "深圳", "留守儿童", "打工", "老家", "春节", "工厂", "加班"] * 3)
+    engine.decode(piece(2.0), ["zh"], DecodeOptions(hint=hint))
+    [call] = spy.calls
+    before = call["prompts"][0] - 1
+    assert before > token_budget(2.0)
+    assert call["max_length"] == token_budget(2.0) + before
+
+
+def test_a_decode_its_budget_stops_is_a_loop_that_falls_back(engine, monkeypatch):
+    # Plain text as long as the budget allows: only the budget tells it from speech, and every temperature fails.
+    spy = spied(engine, monkeypatch, tokens=1000)
+    [segments] = engine.decode(piece(3.0), ["zh"], DecodeOptions())
+    assert len(spy.calls) == len(DecodeOptions().temperatures)
+    assert segments and all(DecodeMark.LOOP in s.marks for s in segments)
+    assert all(s.compression_ratio <= DecodeOptions().compression_ratio_threshold for s in segments)
+
+
+def test_a_decode_within_its_budget_is_kept_at_the_first_temperature(engine, monkeypatch):
+    spy = spied(engine, monkeypatch, tokens=token_budget(3.0) - 1)
+    [segments] = engine.decode(piece(3.0), ["zh"], DecodeOptions())
+    assert len(spy.calls) == 1
+    assert segments and not any(s.marks for s in segments)
