@@ -20,8 +20,9 @@ class SpyGenerator:
     `tokens` distinct tokens a piece (no more than max_length lets CTranslate2 write), plain enough to pass
     the compression check."""
 
-    def __init__(self, tokens: int) -> None:
+    def __init__(self, tokens: int, scores: tuple[float, ...] = (-0.1,)) -> None:
         self.tokens = tokens
+        self.scores = scores  # one call's score each, in turn; the last one for every call after
         self.calls: list[dict] = []
 
     def generate(self, features, prompts, **kwargs):
@@ -29,7 +30,8 @@ class SpyGenerator:
         length = kwargs["max_length"]
         allowed = min(length // 2, length - (max(len(p) for p in prompts) - 1))  # CTranslate2's own rule
         count = min(self.tokens, allowed)
-        return [SimpleNamespace(sequences_ids=[list(range(1000, 1000 + count))], scores=[-0.1], no_speech_prob=0.0)]
+        score = self.scores[min(len(self.calls), len(self.scores)) - 1]
+        return [SimpleNamespace(sequences_ids=[list(range(1000, 1000 + count))], scores=[score], no_speech_prob=0.0)]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +39,8 @@ def engine():
     return load_engine.__wrapped__("faster-whisper", "base", MODEL_CACHE, "cpu", None, 1)
 
 
-def spied(engine, monkeypatch, tokens: int) -> SpyGenerator:
-    spy = SpyGenerator(tokens)
+def spied(engine, monkeypatch, tokens: int, scores: tuple[float, ...] = (-0.1,)) -> SpyGenerator:
+    spy = SpyGenerator(tokens, scores)
     monkeypatch.setattr(engine._model, "model", spy)
     monkeypatch.setattr(engine._model, "add_word_timestamps", lambda *args: None)  # nothing was encoded to align
     return spy
@@ -82,3 +84,24 @@ def test_a_decode_within_its_budget_is_kept_at_the_first_temperature(engine, mon
     [segments] = engine.decode(piece(3.0), ["zh"], DecodeOptions())
     assert len(spy.calls) == 1
     assert segments and not any(s.marks for s in segments)
+
+
+def avg_logprob(score: float, tokens: int = 5) -> float:
+    return score * tokens / (tokens + 1)  # the engine's length normalisation of CTranslate2's score
+
+
+def test_sampling_stops_when_it_draws_readable_text_less_likely_than_it_had(engine, monkeypatch):
+    # Too unlikely at every temperature, each draw less likely than the beam's: one draw, not five, and the
+    # beam's text kept, as it would be after all six.
+    spy = spied(engine, monkeypatch, tokens=5, scores=(-1.3, -1.4, -1.6, -2.0, -2.5, -4.0))
+    [segments] = engine.decode(piece(5.0), ["zh"], DecodeOptions())
+    assert [call["sampling_temperature"] for call in spy.calls] == [0.0, 0.2]
+    assert segments and segments[0].avg_logprob == pytest.approx(avg_logprob(-1.3))
+
+
+def test_sampling_goes_on_while_its_draws_are_likelier(engine, monkeypatch):
+    # The draw at 0.2 is likelier than the beam (still too unlikely): 0.4 is drawn, and passes.
+    spy = spied(engine, monkeypatch, tokens=5, scores=(-1.3, -1.25, -0.5))
+    [segments] = engine.decode(piece(5.0), ["zh"], DecodeOptions())
+    assert [call["sampling_temperature"] for call in spy.calls] == [0.0, 0.2, 0.4]
+    assert segments[0].avg_logprob == pytest.approx(avg_logprob(-0.5))
