@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline.records import DecodeMark
-from pipeline.stages.engines import DecodeOptions, _FasterEncoded, load_engine, token_budget
+from pipeline.stages.engines import DecodeOptions, _FasterEncoded, encoder_window, load_engine, token_budget
 
 from conftest import MODEL_CACHE
 
@@ -105,3 +105,18 @@ def test_sampling_goes_on_while_its_draws_are_likelier(engine, monkeypatch):
     [segments] = engine.decode(piece(5.0), ["zh"], DecodeOptions())
     assert [call["sampling_temperature"] for call in spy.calls] == [0.0, 0.2, 0.4]
     assert segments[0].avg_logprob == pytest.approx(avg_logprob(-0.5))
+
+
+def test_a_pieces_encoder_window_is_its_audio_and_a_margin_at_most_30_s():
+    assert encoder_window(230, 3000) == 800  # a 2.3 s piece: 2.3 s, 5 s of margin, rounded up to the second
+    assert encoder_window(2700, 3000) == 3000  # never more than Whisper's 30 s
+    assert all(encoder_window(frames, 3000) % 2 == 0 for frames in range(1, 3001))  # the encoder halves them
+
+
+def test_a_short_piece_is_encoded_in_a_short_window(engine):
+    import numpy as np
+
+    encoded = engine.encode([np.zeros(16000 * 3, dtype=np.float32), np.zeros(16000 * 2, dtype=np.float32)])
+    window = encoder_window(300, 3000)
+    assert encoded.features.shape[-1] == window and encoded.frames == [300, 200]
+    assert np.asarray(encoded.output).shape[:2] == (2, window // 2)
