@@ -11,7 +11,7 @@ import pytest
 from pipeline import process
 from pipeline.process import RunOptions, SpeakerOptions
 from pipeline.records import Segment
-from pipeline.stages import engines, segment, speakers
+from pipeline.stages import engines, speakers, vad
 from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.stages.transcribe import TranscribeOptions
 from pipeline.store import settings_key
@@ -66,9 +66,9 @@ def test_the_vad_gets_the_threads_and_the_gpu_when_onnxruntime_has_one(monkeypat
     monkeypatch.setattr(
         onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
     )
-    segment._model.__wrapped__("cuda", 3)
-    segment._model.__wrapped__("cpu", 2)
-    (_, on_gpu), (_, on_cpu) = session.calls  # each model's one session: silero's one-thread one is not opened
+    vad._session.__wrapped__("cuda", 3)
+    vad._session.__wrapped__("cpu", 2)
+    (_, on_gpu), (_, on_cpu) = session.calls  # one session each
     assert on_gpu["providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert on_gpu["sess_options"].intra_op_num_threads == 3
     assert on_cpu["providers"] == ["CPUExecutionProvider"] and on_cpu["sess_options"].intra_op_num_threads == 2

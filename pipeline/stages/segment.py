@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 
 from pipeline.records import Chunk, SpeechRegion
 from pipeline.stages.audio import SAMPLE_RATE
+from pipeline.stages.vad import FRAME, TimestampOptions, speech_probabilities, speech_timestamps
 from pipeline.utils import usable_cores
 
 log = logging.getLogger(__name__)
@@ -33,49 +33,13 @@ class VadOptions:
     max_extend: float = 2.0
 
 
-@cache
-def _model(device: str, threads: int):
-    # The "sequence" model gives the stock model's probabilities frame for frame, but runs a block of
-    # 512 frames per ONNX call instead of one Python call per 32 ms frame (about 8x faster).
-    from importlib.resources import files
-
-    import onnxruntime
-    from silero_vad.sequence_vad import DEFAULT_MAX_FRAMES, SileroVADSequence
-
-    class Sequence(SileroVADSequence):
-        """silero's sequence model on a session of ours: its own constructor opens one on one CPU thread, which
-        would be opened for nothing and then again with the process's cores, or on the GPU."""
-
-        def __init__(self, session: onnxruntime.InferenceSession) -> None:
-            self.session, self.sampling_rate, self.max_frames = session, SAMPLE_RATE, DEFAULT_MAX_FRAMES
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    providers = ["CPUExecutionProvider"]
-    if device != "cpu" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    log.info("loading the silero-vad model on %s (%d threads)", providers[0], threads)
-    path = str(files("silero_vad.data") / "silero_vad_16k_sequence.onnx")  # what load_silero_vad(sequence=True) opens
-    return Sequence(onnxruntime.InferenceSession(path, sess_options=options, providers=providers))
-
-
-def speech_probabilities(samples: np.ndarray, device: str = "auto", threads: int | None = None) -> np.ndarray:
-    """Per-frame (32 ms) speech probability; device auto, cpu or cuda; threads None: every core the process
-    may use."""
-    model = _model(device, threads or usable_cores())
-    return model.audio_forward(np.ascontiguousarray(samples, dtype=np.float32), sampling_rate=SAMPLE_RATE)
-
-
-_FRAME = 512  # samples: silero's frame, 32 ms
-
-
 def frame_levels(samples: np.ndarray) -> np.ndarray:
     """Level of each 32 ms frame in dB (RMS), computed a block at a time to keep memory flat."""
-    n = len(samples) // _FRAME
+    n = len(samples) // FRAME
     levels = np.empty(n, dtype=np.float32)
     block = 4096  # frames
     for first in range(0, n, block):
-        frames = samples[first * _FRAME : min(n, first + block) * _FRAME].reshape(-1, _FRAME)
+        frames = samples[first * FRAME : min(n, first + block) * FRAME].reshape(-1, FRAME)
         levels[first : first + len(frames)] = 10 * np.log10(
             np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-12
         )
@@ -87,7 +51,7 @@ def extend_by_energy(regions: list[SpeechRegion], levels: np.ndarray, options: V
     if not regions or not len(levels):
         return regions
     loud = levels > np.percentile(levels, 10) + options.energy_margin_db
-    frame_seconds = _FRAME / SAMPLE_RATE
+    frame_seconds = FRAME / SAMPLE_RATE
     limit = int(options.max_extend / frame_seconds)
     grown: list[SpeechRegion] = []
     for region in regions:
@@ -115,21 +79,20 @@ def extend_by_energy(regions: list[SpeechRegion], levels: np.ndarray, options: V
 def speech_regions(
     samples: np.ndarray, options: VadOptions = VadOptions(), device: str = "auto", threads: int | None = None
 ) -> list[SpeechRegion]:
-    from silero_vad import get_speech_timestamps_from_probs
-
+    """Where silero-vad hears speech (device auto, cpu or cuda; threads None: every core the process may use),
+    grown by `extend_by_energy`."""
     if len(samples) == 0:
         return []
-    stamps = get_speech_timestamps_from_probs(
-        speech_probabilities(samples, device, threads).tolist(),
-        sampling_rate=SAMPLE_RATE,
+    probabilities = speech_probabilities(samples, device, threads or usable_cores())
+    rule = TimestampOptions(
         threshold=options.threshold,
-        min_speech_duration_ms=int(options.min_speech * 1000),
-        max_speech_duration_s=options.max_chunk,
-        min_silence_duration_ms=int(options.min_silence * 1000),
-        speech_pad_ms=int(options.pad * 1000),
-        audio_length_samples=len(samples),
+        min_speech=options.min_speech * SAMPLE_RATE,
+        max_speech=options.max_chunk * SAMPLE_RATE,
+        min_silence=options.min_silence * SAMPLE_RATE,
+        pad=options.pad * SAMPLE_RATE,
     )
-    regions = [SpeechRegion(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+    stamps = speech_timestamps(probabilities, len(samples), rule)
+    regions = [SpeechRegion(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in stamps]
     return extend_by_energy(regions, frame_levels(samples), options)
 
 
