@@ -56,14 +56,15 @@ def test_commands_without_models_do_not_import_heavy_libraries(args, tmp_path):
 
 
 def test_a_run_without_speakers_or_tagging_does_not_import_their_libraries(tmp_path):
-    # spaCy (with thinc and torch under it) costs 2.3 s to import: only a run that tags needs it. (torch itself still
-    # comes in with silero-vad, whose package imports it even for its ONNX model.)
+    # spaCy (with thinc and torch under it) costs 2.3 s to import: only a run that tags needs it. torch and
+    # openai-whisper's package cost 2 s more: the VAD and the hint's token count read their files without them.
     import numpy as np
     import soundfile
 
     soundfile.write(tmp_path / "quiet.wav", np.zeros(16_000 * 2, np.float32), 16_000)
     args = ["run", "quiet.wav", "--speakers", "off", "--no-tag", "--db", f"sqlite:///{tmp_path / 'ohp.db'}"]
-    command = [sys.executable, "-c", PROBE.format(heavy=("spacy", "thinc", "resemblyzer", "sklearn")), *args]
+    heavy = ("spacy", "thinc", "resemblyzer", "sklearn", "torch", "whisper")
+    command = [sys.executable, "-c", PROBE.format(heavy=heavy), *args]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OHP_HOME": str(tmp_path / "home")}
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)
     assert "no speech found" in result.stdout + result.stderr  # it did run the pass
