@@ -44,7 +44,7 @@ from pipeline.records import (
 )
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.codebook import Codebook
-from pipeline.stages.doubt import SECOND_DECODE, confidence, mark_doubt
+from pipeline.stages.doubt import SECOND_DECODE, confidence, mark_doubt, prepare_doubt
 from pipeline.stages.engines import (
     ctranslate2_device,
     decoder_count,
@@ -315,6 +315,7 @@ def _transcribe(
                 SECOND_DECODE if options.second_decode else None,
                 done=done,
                 on_chunk=chunk_finished,
+                on_language=prepare_doubt,
             )
         else:  # silence: a valid recording with nothing to transcribe, and no model to load for it
             warnings.append(f"{info.path}: no speech found")

@@ -44,6 +44,7 @@ from pipeline.stages.doubt import (
     doubtful_share,
     mark_doubt,
     mark_segment,
+    prepare_doubt,
     recording_warnings,
 )
 from pipeline.store import Store
@@ -378,3 +379,13 @@ def test_the_dialect_long_form_is_warned_about(tmp_path):
     assert any(w.startswith("language unsure (zh") for w in warnings), warnings
     assert result.stages["transcribe"].report["quality_warnings"] == warnings
     assert doubtful_share(result.transcript.segments) > 0.3
+
+
+def test_doubt_prepares_jieba_for_chinese_only(monkeypatch):
+    import threading
+
+    started: list[str] = []
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread.name))
+    prepare_doubt("en")
+    prepare_doubt("zh")
+    assert started == ["jieba-dictionary"]

@@ -13,7 +13,14 @@ from pipeline.records import Chunk, Segment, SpeechRegion, Word
 from pipeline.stages.audio import decode, probe
 from pipeline.stages.engines import DecodeOptions, load_engine
 from pipeline.stages.segment import segment
-from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, detect_language, main_language, transcribe
+from pipeline.stages.transcribe import (
+    ChunkResult,
+    TranscribeOptions,
+    detect_language,
+    main_language,
+    transcribe,
+    transcribe_twice,
+)
 from pipeline.stages.vocabulary import Hint
 from pipeline.utils import HAN_CHAR
 
@@ -200,6 +207,21 @@ def test_a_forced_language_is_not_detected():
     engine = ScriptedEngine([[seg(0.0, 1.0, "hello")]])
     transcribe(np.zeros(5 * SR, np.float32), [chunk((0.0, 2.0))], engine, TranscribeOptions(language="en"))
     assert engine.decoded_in == ["en"] and engine.batches == [1]
+
+
+@pytest.mark.parametrize(("given", "told"), [(None, "yue"), ("en", "en")])
+def test_the_caller_is_told_the_language_before_any_chunk_is_decoded(given, told):
+    # So that what the language needs afterwards (jieba's dictionary for doubt) loads while the chunks decode.
+    engine = ScriptedEngine([[seg(0.0, 1.0, "一")], [seg(0.0, 1.0, "二")]], languages=[{"yue": 0.95}] * 3)
+    heard: list[tuple[str, int]] = []
+    transcribe_twice(
+        np.zeros(20 * SR, np.float32),
+        [chunk((0.0, 2.0)), chunk((10.0, 12.0))],
+        engine,
+        TranscribeOptions(language=given, batch_size=1),
+        on_language=lambda language: heard.append((language, len(engine.calls))),
+    )
+    assert heard == [(told, 0)]
 
 
 def test_the_recording_language_is_the_one_most_text_is_in():

@@ -301,6 +301,7 @@ def transcribe_twice(
     *,
     done: Mapping[int, ChunkResult] | None = None,
     on_chunk: Callable[[int, ChunkResult], None] | None = None,
+    on_language: Callable[[str], None] | None = None,
 ) -> tuple[Transcript, Transcript | None]:
     """Transcribe a recording's chunks, `options.batch_size` at a time (None: the engine's device's default),
     and with `second` decode each chunk a second time with those options from the same encoder pass: the
@@ -309,7 +310,8 @@ def transcribe_twice(
     language. `done` holds chunks finished by an interrupted run (by index), which are reused; `on_chunk` is
     told of each chunk, in the chunks' order, as its batch and those before it finish, so a caller can keep
     them. A batch with any chunk left is decoded whole, so a resumed run writes what an uninterrupted one
-    would."""
+    would. `on_language` is told the recording's language once it is known, before the chunks are decoded, so
+    a caller can prepare what the language needs meanwhile."""
     engines = list(engine) if isinstance(engine, Sequence) else [engine]
     done = done or {}
     batch_size = options.batch_size or default_batch_size(engines[0].device)
@@ -321,6 +323,8 @@ def transcribe_twice(
         language, probability = detect_language(engines[0], samples, chunks, heard)
     else:
         language, probability = None, 0.0
+    if on_language and language:
+        on_language(language)
     segments: list[Segment] = []
     seconds: list[Segment] = []
 
