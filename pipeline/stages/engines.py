@@ -66,17 +66,6 @@ class DecodeOptions:
     # Words to expect (pipeline.stages.vocabulary): faster-whisper takes them as hotwords, openai-whisper
     # as its initial prompt. None: no hint.
     hint: str | None = None
-    # The text before the piece (the transcribe stage's previous chunk), the decode conditioned on it as
-    # Whisper's condition_on_previous_text does, for pieces in its language. None: no previous text.
-    previous: PreviousText | None = None
-
-
-@dataclass(frozen=True)
-class PreviousText:
-    """Text a decode is conditioned on, and the language it is in."""
-
-    language: str
-    text: str
 
 
 # Pieces of audio as an engine holds them after its encode(): their language is read and their text decoded
@@ -322,10 +311,7 @@ class FasterWhisperEngine:
             kwargs = {"beam_size": 1, "num_hypotheses": options.best_of, "sampling_topk": 0}
         else:
             kwargs = {"beam_size": options.beam_size}
-        prompts = [
-            self._model.get_prompt(t, self._previous_tokens(t, language, options), hotwords=options.hint)
-            for t, language in zip(tokenizers, languages, strict=True)
-        ]
+        prompts = [self._model.get_prompt(t, [], hotwords=options.hint) for t in tokenizers]
         budget = token_budget(max(encoded.frames) / self._model.frames_per_second)
         # CTranslate2 writes at most min(max_length / 2, max_length - the prompt's tokens before its last one):
         # the max_length that allows `budget`, at most the model's own (448, the budget then not reached).
@@ -352,17 +338,6 @@ class FasterWhisperEngine:
             cut_off = max_length < self._model.max_length and len(tokens) >= budget
             attempts.append(_Attempt(tokens, avg_logprob, result.no_speech_prob, get_compression_ratio(text), cut_off))
         return attempts
-
-    def _previous_tokens(self, tokenizer, language: str, options: DecodeOptions) -> list[int]:
-        """The previous text's last tokens, for a piece in its language: as many as fit, with the hint's, in half
-        the model's context (get_prompt keeps at most that many of each)."""
-        previous = options.previous
-        if previous is None or previous.language != language or not previous.text.strip():
-            return []
-        room = self._model.max_length // 2 - 1
-        if options.hint:
-            room -= min(room, len(tokenizer.encode(" " + options.hint.strip())))
-        return tokenizer.encode(" " + previous.text.strip())[-room:] if room else []
 
     def decode(self, encoded: _FasterEncoded, languages: Sequence[str], options: DecodeOptions) -> list[list[Segment]]:
         chosen = self._decode_with_fallback(encoded, languages, options)
@@ -545,10 +520,7 @@ class OpenAIWhisperEngine:
             word_timestamps=True,
             fp16=self._fp16,
             verbose=None,
-            initial_prompt=" ".join(
-                p for p in (options.hint, options.previous and options.previous.language == language and options.previous.text) if p
-            )
-            or None,
+            initial_prompt=options.hint,
         )
         return [
             _segment(

@@ -21,15 +21,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.records import Chunk, DecodeMark, Segment, SpeechRegion, Transcript
 from pipeline.script import CHINESE_LANGUAGES, Script, check_script, convert, convert_pieces
 from pipeline.stages.audio import SAMPLE_RATE
-from pipeline.stages.engines import (
-    DEFAULT_ENGINE,
-    DecodeOptions,
-    Encoded,
-    Engine,
-    PreviousText,
-    default_batch_size,
-    failures,
-)
+from pipeline.stages.engines import DEFAULT_ENGINE, DecodeOptions, Encoded, Engine, default_batch_size
 from pipeline.stages.guards import GuardOptions, guard, has_loop, marked
 from pipeline.stages.vocabulary import Hint, decode_with_hint, hinted_options
 
@@ -58,8 +50,6 @@ class TranscribeOptions:
     # Not a setting: beam search writes a chunk's text the same in any batch (a sampled fallback draws from
     # its model's seeded generator, README). None: the device's default (engines.DEFAULT_BATCH_SIZES).
     batch_size: int | None = None
-    # Each chunk's decode conditioned on the text of the chunk before it (previous_text).
-    condition: bool = True
 
     def __post_init__(self) -> None:
         check_script(self.script)
@@ -263,22 +253,6 @@ def _decode_batch(
     return results
 
 
-def previous_text(result: ChunkResult, options: DecodeOptions) -> PreviousText | None:
-    """What the chunk after `result` is conditioned on: its text, unless the guards removed anything from it, it
-    looped, or its text fails Whisper's checks (a loop or a hallucination would spread)."""
-    segments = result.segments
-    if not segments or any(result.guards.values()):
-        return None
-    for s in segments:
-        if DecodeMark.LOOP in s.marks or DecodeMark.PHANTOM in s.marks:
-            return None
-        if failures(s.compression_ratio, s.avg_logprob, s.no_speech_prob, options):
-            return None
-    language = segments[-1].language
-    joiner = "" if language in CHINESE_LANGUAGES or language in ("ja", "yue") else " "
-    return PreviousText(language, joiner.join(s.original_text for s in segments if s.language == language))
-
-
 def transcribe_chunks(
     engine: Engine,
     samples: np.ndarray,
@@ -287,7 +261,6 @@ def transcribe_chunks(
     options: TranscribeOptions,
     second: DecodeOptions | None = None,
     encoded: Encoded | None = None,
-    previous: PreviousText | None = None,
 ) -> list[ChunkResult]:
     """Chunks decoded as one batch (one encoder pass, or `encoded` when it was made already), each guarded and
     put in the project's script; `language` is the recording's. Unless `options` gives the language, a chunk
@@ -299,9 +272,9 @@ def transcribe_chunks(
         languages = [options.language] * len(chunks)
     else:
         languages = [chunk_language(p, language) for p in engine.language_probabilities(encoded)]
-    results = _decode_batch(engine, samples, chunks, languages, encoded, options, replace(options.decode, previous=previous))
+    results = _decode_batch(engine, samples, chunks, languages, encoded, options, options.decode)
     if second is not None:
-        again = _decode_batch(engine, samples, chunks, languages, encoded, options, replace(second, previous=previous))
+        again = _decode_batch(engine, samples, chunks, languages, encoded, options, second)
         results = [replace(result, second=other.segments) for result, other in zip(results, again, strict=True)]
     return results
 
@@ -354,31 +327,19 @@ def transcribe_twice(
     def finished(index: int) -> bool:
         return index in done and (second is None or done[index].second is not None)
 
-    in_batches = batches(len(chunks), batch_size)
-    kept: dict[int, ChunkResult] = {}
-
-    def decode(k: int, engine: Engine) -> list[ChunkResult]:
-        """Batch k's chunks: those an interrupted run finished as it kept them, the others decoded."""
-        indices = in_batches[k]
+    def decode(indices: range, engine: Engine) -> list[ChunkResult]:
+        """A batch's chunks: those an interrupted run finished as it kept them, the others decoded."""
         if all(finished(i) for i in indices):
-            batch = [done[i] for i in indices]
-        else:
-            assert language is not None  # given, or detected from the chunks
-            encoded = heard.get(indices[0]) if len(indices) == 1 else None
-            # Conditioned on the last chunk of the batch the same model decoded before: finished whatever the timing.
-            before = k - len(engines)
-            previous = (
-                previous_text(kept[in_batches[before][-1]], options.decode) if options.condition and before >= 0 else None
-            )
-            chunk_list = [chunks[i] for i in indices]
-            batch = transcribe_chunks(engine, samples, chunk_list, language, options, second, encoded, previous)
-            batch = [done[i] if finished(i) else result for i, result in zip(indices, batch, strict=True)]
-        kept.update(zip(indices, batch, strict=True))
-        return batch
+            return [done[i] for i in indices]
+        assert language is not None  # given, or detected from the chunks
+        encoded = heard.get(indices[0]) if len(indices) == 1 else None
+        batch = transcribe_chunks(engine, samples, [chunks[i] for i in indices], language, options, second, encoded)
+        return [done[i] if finished(i) else result for i, result in zip(indices, batch, strict=True)]
 
+    in_batches = batches(len(chunks), batch_size)
     with ExitStack() as stack:
         if len(engines) == 1:  # in this thread, a batch at a time
-            results: Iterable[list[ChunkResult]] = (decode(k, engines[0]) for k in range(len(in_batches)))
+            results: Iterable[list[ChunkResult]] = (decode(indices, engines[0]) for indices in in_batches)
         else:
             # Each model decodes every len(engines)-th batch, in order, on a thread of its own (CTranslate2 lets go
             # of the GIL while it computes): which model decodes a chunk does not depend on timing, and so neither
@@ -389,8 +350,8 @@ def transcribe_twice(
             for decoder in decoders:
                 stack.callback(decoder.shutdown, wait=False, cancel_futures=True)
             futures = [
-                decoders[k % len(engines)].submit(decode, k, engines[k % len(engines)])
-                for k in range(len(in_batches))
+                decoders[k % len(engines)].submit(decode, indices, engines[k % len(engines)])
+                for k, indices in enumerate(in_batches)
             ]
             results = (future.result() for future in futures)
         for indices, batch in zip(in_batches, results, strict=True):
