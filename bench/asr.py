@@ -20,6 +20,8 @@ Systems:
   ohp            `ohp run --speakers off --no-tag` with its defaults (batched faster-whisper, guards)
   ohp-full       `ohp run` with everything on (speakers and theme tagging too)
   fw-vad         faster-whisper's WhisperModel.transcribe(vad_filter=True, beam_size=5), int8 on the CPU
+  fw-vad-independent  the same with condition_on_previous_text=False: each window not conditioned on the text
+                 before it, as ohp decodes its chunks (not run unless named)
   fw-batched     faster-whisper's BatchedInferencePipeline.transcribe(batch_size=8), int8 on the CPU
   plain-openai   openai-whisper's transcribe() on the whole file with the `whisper` command's defaults
                  (beam 5, best of 5, temperature fallback, conditioning on previous text)
@@ -46,9 +48,10 @@ sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpus"
 OUT = REPO / "bench" / "out"
 FILES = (CORPUS / "longform_zh_dev.wav", CORPUS / "longform_dialect_dev.wav", OUT / "longform_en_dev.wav")
-SYSTEMS = ("ohp", "ohp-full", "fw-vad", "fw-batched", "plain-openai")
-REPEATED = ("fw-vad", "fw-batched")  # sampled peers: run --repeats times
+SYSTEMS = ("ohp", "ohp-full", "fw-vad", "fw-vad-independent", "fw-batched", "plain-openai")
+REPEATED = ("fw-vad", "fw-vad-independent", "fw-batched")  # sampled peers: run --repeats times
 LONG = Path("/tmp/ohp-bench/interview_2h.wav")  # made by bench/make_interview_2h.py
+OHP_CLI = (sys.executable, "-c", "from pipeline.cli import app; app()")  # the `ohp` command
 GAP_MARGIN = 0.25  # s inside a gap's edges that still counts as the clip (reference times are not exact)
 
 
@@ -97,8 +100,9 @@ def worker(system: str, path: Path) -> dict:
             compute_type="int8",
             cpu_threads=usable_cores(),
         )
-        if system == "fw-vad":
-            found, _ = model.transcribe(str(path), beam_size=5, vad_filter=True)
+        if system in ("fw-vad", "fw-vad-independent"):
+            conditioned = system == "fw-vad"  # faster-whisper's default; ohp decodes each chunk on its own
+            found, _ = model.transcribe(str(path), beam_size=5, vad_filter=True, condition_on_previous_text=conditioned)
         else:
             found, _ = BatchedInferencePipeline(model).transcribe(str(path), batch_size=8)
         segments = _segments(list(found))
@@ -180,17 +184,23 @@ def score(segments: list[dict], path: Path) -> dict:
 
 
 def run_system(
-    system: str, path: Path, scored: bool = True, ohp_repo: Path = REPO, ohp_args: Sequence[str] = ()
+    system: str,
+    path: Path,
+    scored: bool = True,
+    ohp_repo: Path = REPO,
+    ohp_args: Sequence[str] = (),
+    ohp_cli: Sequence[str] = OHP_CLI,
 ) -> dict:
     """One fresh process: its wall time from start to exit, peak memory, and the score of what it wrote. ohp
-    runs from `ohp_repo` (this checkout by default) with `ohp_args` added to its command."""
+    runs from `ohp_repo` (this checkout by default) with `ohp_args` added to its command, `ohp_cli` the command
+    (another script may stand in for `ohp`)."""
     env = {**os.environ, "PYTHONPATH": str(ohp_repo if system.startswith("ohp") else REPO)}
     with tempfile.TemporaryDirectory(prefix="ohp-asr-") as folder:
         if system.startswith("ohp"):
             extra = [*(["--speakers", "off", "--no-tag"] if system == "ohp" else []), *ohp_args]
-            cli = [sys.executable, "-c", "from pipeline.cli import app; app()"]
             where = ["--db", f"sqlite:///{folder}/ohp.db", "--out", folder, "--format", "json", "--force"]
-            command = [*cli, "run", str(path), *extra, *where]
+            where += ["--report", f"{folder}/report.json"]
+            command = [*ohp_cli, "run", str(path), *extra, *where]
             command = ["/usr/bin/time", "-f", "%M", *command]  # peak resident KB on stderr's last line
         else:
             command = [sys.executable, __file__, "--worker", system, str(path)]
@@ -204,6 +214,8 @@ def run_system(
         if system.startswith("ohp"):
             document = json.loads((Path(folder) / f"{path.stem}.json").read_text(encoding="utf-8"))
             run = {"segments": _ohp_segments(document), "peak_mb": int(out.stderr.split()[-1]) / 1024}
+            [report] = json.loads((Path(folder) / "report.json").read_text(encoding="utf-8"))["files"]
+            run["guards"] = report["guards"]  # what the guards removed, and the loops decoded again
         else:
             run = json.loads(out.stdout.splitlines()[-1])
     run["seconds"] = seconds
@@ -229,7 +241,8 @@ def summary(runs: list[dict], key: str, fmt: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", nargs=2, metavar=("SYSTEM", "FILE"), help=argparse.SUPPRESS)
-    parser.add_argument("--systems", nargs="*", choices=SYSTEMS, default=list(SYSTEMS))
+    default = [s for s in SYSTEMS if s != "fw-vad-independent"]
+    parser.add_argument("--systems", nargs="*", choices=SYSTEMS, default=default)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each faster-whisper peer per file")
     parser.add_argument("--long", action="store_true", help="also time ohp on a 2-hour recording")
     parser.add_argument("--files", nargs="*", help="only the long-forms whose names contain these (zh, dialect, en)")
