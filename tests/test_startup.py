@@ -63,7 +63,7 @@ def test_a_run_without_speakers_or_tagging_does_not_import_their_libraries(tmp_p
 
     soundfile.write(tmp_path / "quiet.wav", np.zeros(16_000 * 2, np.float32), 16_000)
     args = ["run", "quiet.wav", "--speakers", "off", "--no-tag", "--db", f"sqlite:///{tmp_path / 'ohp.db'}"]
-    heavy = ("spacy", "thinc", "resemblyzer", "sklearn", "torch", "whisper")
+    heavy = ("spacy", "thinc", "resemblyzer", "sklearn", "scipy", "torch", "whisper")
     command = [sys.executable, "-c", PROBE.format(heavy=heavy), *args]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OHP_HOME": str(tmp_path / "home")}
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)

@@ -184,11 +184,12 @@ def choose_recordings(store: Store, refs: list[str] | None) -> list:
 def _check_language(language: str | None) -> str | None:
     if language is None:
         return None
-    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+    from pipeline.whisper_tables import whisper_tokenizer
 
+    tables = whisper_tokenizer()
     code = language.lower()
-    code = TO_LANGUAGE_CODE.get(code, code)
-    if code not in LANGUAGES:
+    code = tables.TO_LANGUAGE_CODE.get(code, code)
+    if code not in tables.LANGUAGES:
         raise typer.BadParameter(f"{language!r} is not a Whisper language (e.g. zh, en, yue)")
     return code
 

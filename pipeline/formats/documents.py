@@ -26,10 +26,11 @@ CJK_FONT = "SimSun"
 
 @cache
 def language_name(code: str) -> str:
-    """ "Chinese" for "zh": Whisper's name for the language, else the code (imported late: whisper imports torch)."""
-    from whisper.tokenizer import LANGUAGES
+    """ "Chinese" for "zh": Whisper's name for the language, else the code."""
+    from pipeline.whisper_tables import whisper_tokenizer
 
-    return LANGUAGES[code].title() if code in LANGUAGES else code
+    languages = whisper_tokenizer().LANGUAGES
+    return languages[code].title() if code in languages else code
 
 
 def languages(export: RecordingExport) -> list[str]:

@@ -33,6 +33,7 @@ from pipeline.stages.codebook import Codebook
 from pipeline.stages.engines import DecodeOptions, failures
 from pipeline.stages.guards import has_loop
 from pipeline.utils import HAN
+from pipeline.whisper_tables import whisper_tokenizer
 
 log = logging.getLogger(__name__)
 HAN_WORD = re.compile(f"[{HAN}]+")
@@ -229,25 +230,10 @@ def build_hint(*sources: Iterable[str | None]) -> Hint | None:
     return Hint(tuple(terms.values())) if terms else None
 
 
-# openai-whisper's pattern for splitting text before byte-pair encoding (whisper.tokenizer.get_encoding).
-_WHISPER_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-
-
 @cache
 def _tokenizer():
-    """Whisper's multilingual tokenizer (the same for every multilingual model), to count a hint's tokens: its
-    byte-pair ranks read from openai-whisper's assets with tiktoken, without importing `whisper`, whose package
-    imports torch (2 s of every run's start-up)."""
-    from importlib.util import find_spec
-
-    import tiktoken
-    from tiktoken.load import load_tiktoken_bpe
-
-    spec = find_spec("whisper")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("openai-whisper is not installed: its tokenizer counts the hint's tokens")
-    ranks = load_tiktoken_bpe(str(Path(next(iter(spec.submodule_search_locations))) / "assets/multilingual.tiktoken"))
-    return tiktoken.Encoding(name="multilingual", pat_str=_WHISPER_SPLIT, mergeable_ranks=ranks, special_tokens={})
+    """Whisper's multilingual tokenizer (the same for every multilingual model), to count a hint's tokens."""
+    return whisper_tokenizer().get_encoding("multilingual")
 
 
 def _sounds(text: str) -> list[str]:
