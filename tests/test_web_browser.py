@@ -139,6 +139,9 @@ def logged_in(site, name: str, shot: str | None = None):
         page.screenshot(path=SHOTS / shot)
     page.click("button[type=submit]")
     page.wait_for_selector(".segment")
+    # The segments are in the document before the page's script has run: a click on Edit before then would do
+    # nothing (it timed out under a load of 5). The script is in the page, so it has run by the load event.
+    page.wait_for_load_state("load")
     return page
 
 
