@@ -7,6 +7,8 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from datetime import date, datetime
+from importlib.util import find_spec
+from pathlib import Path
 
 from pipeline.errors import InvalidInputError
 
@@ -24,6 +26,16 @@ HANGUL_CHAR = re.compile(f"[{HANGUL}]")
 CJK = re.compile(f"[{CJK_LETTERS}{CJK_MARKS}]")
 # What XML 1.0 cannot hold (python-docx and lxml refuse it): control characters other than tab and newline.
 NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def package_folder(package: str, needed_for: str) -> Path:
+    """The folder of an installed package, found without importing it (silero-vad's and openai-whisper's
+    `__init__` import torch, which ohp reads their files without); ModuleNotFoundError saying what it is
+    `needed_for` when it is not installed."""
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{package} is not installed: {needed_for}")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def usable_cores() -> int:

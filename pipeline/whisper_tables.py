@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import sys
 from functools import cache
-from importlib.util import find_spec, module_from_spec, spec_from_file_location
-from pathlib import Path
+from importlib.util import module_from_spec, spec_from_file_location
 from types import ModuleType
+
+from pipeline.utils import package_folder
 
 
 @cache
@@ -16,10 +17,7 @@ def whisper_tokenizer() -> ModuleType:
     """openai-whisper's `whisper.tokenizer` (LANGUAGES, TO_LANGUAGE_CODE, get_encoding, ...)."""
     if "whisper.tokenizer" in sys.modules:  # imported already (the openai-whisper engine): the same tables
         return sys.modules["whisper.tokenizer"]
-    package = find_spec("whisper")
-    if package is None or not package.submodule_search_locations:
-        raise ModuleNotFoundError("openai-whisper is not installed: its tokenizer holds Whisper's languages")
-    path = Path(next(iter(package.submodule_search_locations))) / "tokenizer.py"
+    path = package_folder("whisper", "its tokenizer holds Whisper's languages") / "tokenizer.py"
     spec = spec_from_file_location("ohp_whisper_tokenizer", path)
     if spec is None or spec.loader is None:
         raise ModuleNotFoundError(f"cannot load openai-whisper's tokenizer from {path}")

@@ -14,14 +14,15 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.stages.audio import SAMPLE_RATE  # the model's rate too
+from pipeline.utils import package_folder
+
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000  # the model's; the only rate ohp gives it (stages.audio decodes to it)
 FRAME = 512  # samples a probability is given for: 32 ms
 CONTEXT = 64  # samples of the frame before that the model reads with each frame
 BLOCK = 512  # frames per ONNX call (16.4 s): one Python step per block, not per frame
@@ -31,10 +32,7 @@ MODEL_FILE = "silero_vad_16k_sequence.onnx"
 
 def model_path() -> Path:
     """The sequence model inside the installed silero-vad package, found without importing the package."""
-    spec = find_spec("silero_vad")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("silero-vad is not installed: its model is ohp's voice activity detector")
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / MODEL_FILE
+    return package_folder("silero_vad", "its model is ohp's voice activity detector") / "data" / MODEL_FILE
 
 
 @cache
@@ -123,9 +121,9 @@ def speech_timestamps(probabilities: np.ndarray, length: int, options: Timestamp
             else:  # no pause to cut at: cut here, and speech starts again only above the threshold
                 speeches.append([start, sample])
                 start = None
-                pause_start, pauses = 0, []
-                continue
             pause_start, pauses = 0, []
+            if start is None:
+                continue
         if probability < options.negative_threshold and start is not None:
             pause_start = pause_start or sample
             if sample - pause_start < options.min_silence:
