@@ -14,7 +14,9 @@ openai-whisper once (it takes many minutes). Results go to bench/out/asr.json; c
 bench/RESULTS.md. CER: Chinese after converting both texts to simplified, English after Whisper's
 EnglishTextNormalizer (numbers, spellings, contractions written one way, as the Whisper paper scores), for
 every system alike; raw CER without either (English's CER before 2026-11-30's fourth round); both on
-characters without punctuation or spaces.
+characters without punctuation or spaces. "missed" is the share of the reference's characters a system left out
+(deletions in the alignment behind the CER): a system that skips speech writes fewer tokens, so it is faster for
+it, and this column shows how much.
 
 Systems:
   ohp            `ohp run --speakers off --no-tag` with its defaults (batched faster-whisper, guards)
@@ -22,7 +24,11 @@ Systems:
   fw-vad         faster-whisper's WhisperModel.transcribe(vad_filter=True, beam_size=5), int8 on the CPU
   fw-vad-independent  the same with condition_on_previous_text=False: each window not conditioned on the text
                  before it, as ohp decodes its chunks (not run unless named)
+  fw-vad-words   fw-vad with word_timestamps=True: word times, as ohp always writes them (not run unless named;
+                 faster-whisper then moves its windows on from the last word, so its text changes). The
+                 characters in the gaps are then placed by word, not spread over a segment that may span a gap
   fw-batched     faster-whisper's BatchedInferencePipeline.transcribe(batch_size=8), int8 on the CPU
+  fw-batched-words  the same with word_timestamps=True (not run unless named)
   plain-openai   openai-whisper's transcribe() on the whole file with the `whisper` command's defaults
                  (beam 5, best of 5, temperature fallback, conditioning on previous text)
 """
@@ -48,8 +54,18 @@ sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpus"
 OUT = REPO / "bench" / "out"
 FILES = (CORPUS / "longform_zh_dev.wav", CORPUS / "longform_dialect_dev.wav", OUT / "longform_en_dev.wav")
-SYSTEMS = ("ohp", "ohp-full", "fw-vad", "fw-vad-independent", "fw-batched", "plain-openai")
-REPEATED = ("fw-vad", "fw-vad-independent", "fw-batched")  # sampled peers: run --repeats times
+SYSTEMS = (
+    "ohp",
+    "ohp-full",
+    "fw-vad",
+    "fw-vad-independent",
+    "fw-vad-words",
+    "fw-batched",
+    "fw-batched-words",
+    "plain-openai",
+)
+NAMED_ONLY = ("fw-vad-independent", "fw-vad-words", "fw-batched-words")  # run only when --systems names them
+REPEATED = tuple(s for s in SYSTEMS if s.startswith("fw-"))  # sampled peers: run --repeats times
 LONG = Path("/tmp/ohp-bench/interview_2h.wav")  # made by bench/make_interview_2h.py
 OHP_CLI = (sys.executable, "-c", "from pipeline.cli import app; app()")  # the `ohp` command
 GAP_MARGIN = 0.25  # s inside a gap's edges that still counts as the clip (reference times are not exact)
@@ -100,11 +116,19 @@ def worker(system: str, path: Path) -> dict:
             compute_type="int8",
             cpu_threads=usable_cores(),
         )
-        if system in ("fw-vad", "fw-vad-independent"):
-            conditioned = system == "fw-vad"  # faster-whisper's default; ohp decodes each chunk on its own
-            found, _ = model.transcribe(str(path), beam_size=5, vad_filter=True, condition_on_previous_text=conditioned)
+        if system.startswith("fw-vad"):
+            found, _ = model.transcribe(
+                str(path),
+                beam_size=5,
+                vad_filter=True,
+                # faster-whisper's default; ohp decodes each chunk on its own
+                condition_on_previous_text=system != "fw-vad-independent",
+                word_timestamps=system.endswith("-words"),
+            )
         else:
-            found, _ = BatchedInferencePipeline(model).transcribe(str(path), batch_size=8)
+            found, _ = BatchedInferencePipeline(model).transcribe(
+                str(path), batch_size=8, word_timestamps=system.endswith("-words")
+            )
         segments = _segments(list(found))
     return {"segments": segments, "peak_mb": peak_mb()}
 
@@ -132,6 +156,15 @@ def cer(hypothesis: str, reference: str) -> float:
     from rapidfuzz.distance import Levenshtein
 
     return Levenshtein.distance(hypothesis, reference) / max(1, len(reference))
+
+
+def missed(hypothesis: str, reference: str) -> float:
+    """The share of the reference's characters the hypothesis leaves out: the insertions that turn it into
+    the reference, in one alignment of least edits."""
+    from rapidfuzz.distance import Levenshtein
+
+    inserted = sum(op.tag == "insert" for op in Levenshtein.editops(hypothesis, reference))
+    return inserted / max(1, len(reference))
 
 
 def gap_characters(segments: list[dict], reference: list[dict], duration: float) -> int:
@@ -179,6 +212,7 @@ def score(segments: list[dict], path: Path) -> dict:
     return {
         "cer": cer(hyp_scored, ref_scored),
         "raw_cer": cer(normalise(hyp_text, False), normalise(ref_text, False)),
+        "missed": missed(hyp_scored, ref_scored),
         "gap_chars": gap_characters(segments, reference["segments"], reference["duration_s"]),
     }
 
@@ -241,7 +275,7 @@ def summary(runs: list[dict], key: str, fmt: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", nargs=2, metavar=("SYSTEM", "FILE"), help=argparse.SUPPRESS)
-    default = [s for s in SYSTEMS if s != "fw-vad-independent"]
+    default = [s for s in SYSTEMS if s not in NAMED_ONLY]
     parser.add_argument("--systems", nargs="*", choices=SYSTEMS, default=default)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each faster-whisper peer per file")
     parser.add_argument("--long", action="store_true", help="also time ohp on a 2-hour recording")
@@ -262,8 +296,8 @@ def main() -> None:
     results: dict = {"uptime_before": uptime(), "ohp": {k: str(v) for k, v in ohp.items()}, "runs": {}}
     print(results["uptime_before"])
     print(
-        f"{'system':<13} {'file':<25} {'time s':>17} {'CPU s':>17} {'CER':>19} {'raw CER':>8} {'gap chars':>12} "
-        f"{'peak MB':>8}"
+        f"{'system':<16} {'file':<25} {'time s':>17} {'CPU s':>17} {'CER':>19} {'raw CER':>8} {'missed':>7} "
+        f"{'gap chars':>12} {'peak MB':>8}"
     )
     for system in args.systems:
         for path in files:
@@ -272,9 +306,10 @@ def main() -> None:
                 {k: v for k, v in r.items() if k != "segments"} for r in runs
             ]
             print(
-                f"{system:<13} {path.name:<25} {summary(runs, 'seconds', '.1f'):>17} "
+                f"{system:<16} {path.name:<25} {summary(runs, 'seconds', '.1f'):>17} "
                 f"{summary(runs, 'cpu_seconds', '.1f'):>17} {summary(runs, 'cer', '.3f'):>19} "
-                f"{summary(runs, 'raw_cer', '.3f'):>8} {summary(runs, 'gap_chars', 'd'):>12} "
+                f"{summary(runs, 'raw_cer', '.3f'):>8} {summary(runs, 'missed', '.2f'):>7} "
+                f"{summary(runs, 'gap_chars', 'd'):>12} "
                 f"{max(r['peak_mb'] for r in runs):8.0f}",
                 flush=True,
             )
@@ -282,7 +317,7 @@ def main() -> None:
     for system, files in results["runs"].items():
         total = sum(statistics.median(r["seconds"] for r in runs) for runs in files.values())
         cpu = sum(statistics.median(r["cpu_seconds"] for r in runs) for runs in files.values())
-        print(f"{system:<13} three files: {total:6.1f} s, {cpu:6.1f} CPU s (medians summed)")
+        print(f"{system:<16} three files: {total:6.1f} s, {cpu:6.1f} CPU s (medians summed)")
     if args.long:
         long_path = LONG
         if not long_path.exists():
