@@ -4,6 +4,7 @@
     python bench/doubt_heldout.py              # offline: each signal's AUC, every variant held out three ways
     python bench/doubt_heldout.py --fifth      # offline: only the fifth round's pre-registered variants, beside
                                                # the rule (bench/RESULTS.md)
+    python bench/doubt_heldout.py --sixth      # offline: only the sixth round's (a word's time per letter)
 
 The four recordings: bench/doubt.py's three dev long-forms (Mandarin, dialect, English) and the fourth,
 bench/make_longform_zh_model.py's Mandarin clips whose references are a stronger recogniser's output.
@@ -30,6 +31,10 @@ Candidates (per word, higher: more doubtful; carried onto the first decode's wor
   surprisal              -log10 of the frequency of the dictionary word jieba cut it into, per character (the
                          fragment signal generalised to rare words of two characters and more)
   pause                  the word after a pause of a second or more
+  squeezed, stretched    how much less (squeezed) or more (stretched) time the word's alignment gives each of its
+                         letters than the recording's median word does, in ln (0 on the other side): a word heard
+                         into audio that does not hold it tends to be squeezed between its neighbours or spread
+                         over a pause
 Each is added to the rule as - weight x signal and the rule re-tuned on bench/doubt.py's grid with the weight in
 it (with the second decode's weight too, for the signals that need that decode). Beside them: the threshold
 alone tuned (the weights as shipped), and the shipped rule untouched.
@@ -308,6 +313,18 @@ def _pauses(transcript: Transcript) -> np.ndarray:
     return np.array([1.0 if i == 0 or w.start - words[i - 1].end >= 1.0 else 0.0 for i, w in enumerate(words)])
 
 
+def time_per_letter(words: list[Word]) -> np.ndarray:
+    """Per word: ln of its aligned seconds per letter less the median of that over the words (0 for a word
+    without letters). Whisper's alignment gives a word at least one 20 ms frame."""
+    letters = np.array([stage.characters(w.text) for w in words], dtype=float)
+    seconds = np.array([max(w.end - w.start, 0.02) for w in words])
+    rate = np.log(seconds / np.maximum(letters, 1))
+    has = letters > 0
+    if not has.any():
+        return np.zeros(len(words))
+    return np.where(has, rate - np.median(rate[has]), 0.0)
+
+
 def _highest_per_word(words: list[Word], per_character: list[float]) -> np.ndarray:
     """Per word: the highest of the values of its characters (given for the words' texts one after another)."""
     out, at = np.zeros(len(words)), 0
@@ -479,6 +496,8 @@ def load_recording(name: str) -> Recording:
         "homophone": np.array(sounds),
         "lone_run": np.array(runs),
         "surprisal": np.array(surprise),
+        "squeezed": np.maximum(-time_per_letter(words), 0.0),
+        "stretched": np.maximum(time_per_letter(words), 0.0),
     }
     # Where each word is scored: bench/doubt.py's clip by clip alignment.
     clip_of = np.zeros(len(words), dtype=int)
@@ -566,6 +585,8 @@ SIGNAL_WEIGHTS = {
     "second_probability": (0.0, 0.3, 0.6, 1.0, 1.5),
     "lone_run": (0.0, 0.02, 0.05, 0.1, 0.2),
     "surprisal": (0.0, 0.05, 0.1, 0.2, 0.3),
+    "squeezed": (0.0, 0.1, 0.2, 0.4, 0.8),
+    "stretched": (0.0, 0.1, 0.2, 0.4, 0.8),
 }
 
 
@@ -776,7 +797,18 @@ def _fixed(rule: stage.DoubtRule, disputed: bool) -> list[Rule]:
 
 
 SHIPPED = stage.DoubtRule()
-WITHOUT_SECOND_DECODE = ("nbest", "nbest_weighted", "gap", "pause", "homophone", "lone_run", "surprisal", "first_token")
+WITHOUT_SECOND_DECODE = (
+    "nbest",
+    "nbest_weighted",
+    "gap",
+    "pause",
+    "homophone",
+    "lone_run",
+    "surprisal",
+    "first_token",
+    "squeezed",
+    "stretched",
+)
 WITH_SECOND_DECODE = ("nbest", "entropy", "margin", "second_probability", "first_token")  # entropy, margin: its own
 VARIANTS = {
     "rule": rules((), False),
@@ -805,6 +837,12 @@ FIFTH = {
             ("relative threshold + spread (c)", True, True),
         )
     },
+}
+# The sixth round's (bench/RESULTS.md): a word's aligned time per letter, squeezed or stretched, beside "rule".
+SIXTH = {
+    "rule": VARIANTS["rule"],
+    **{f"rule + {s}": VARIANTS[f"rule + {s}"] for s in ("squeezed", "stretched")},
+    "rule + squeezed + stretched": rules(("squeezed", "stretched"), False),
 }
 
 
@@ -860,7 +898,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", action="store_true", help="transcribe what is not cached yet")
     parser.add_argument("--fifth", action="store_true", help="only the fifth round's variants, beside the rule")
+    parser.add_argument("--sixth", action="store_true", help="only the sixth round's variants, beside the rule")
     args = parser.parse_args()
     if args.cache:
         transcribe_watched()
-    main(FIFTH if args.fifth else VARIANTS)
+    main(FIFTH if args.fifth else SIXTH if args.sixth else VARIANTS)
