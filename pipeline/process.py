@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -46,6 +47,7 @@ from pipeline.stages.audio import decode, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import SECOND_DECODE, confidence, mark_doubt, prepare_doubt
 from pipeline.stages.engines import (
+    Engine,
     ctranslate2_device,
     decoder_count,
     default_batch_size,
@@ -293,8 +295,9 @@ def _transcribe(
             count = decoder_count(
                 options.transcribe.engine, options.device, threads, len(batches(len(chunks), batch_size))
             )
-            engines = [
-                load_engine(
+
+            def load(replica: int) -> Engine:
+                return load_engine(
                     options.transcribe.engine,
                     options.transcribe.model,
                     options.home,
@@ -303,20 +306,24 @@ def _transcribe(
                     threads // count + (replica < threads % count),
                     replica,
                 )
-                for replica in range(count)
-            ]
-            # With the second decode, the same but the decoding, from the same encoder pass: where they differ,
-            # the recogniser wavered.
-            transcript, second = transcribe_twice(
-                decoded.samples,
-                chunks,
-                engines,
-                replace(options.transcribe, batch_size=batch_size),
-                SECOND_DECODE if options.second_decode else None,
-                done=done,
-                on_chunk=chunk_finished,
-                on_language=prepare_doubt,
-            )
+
+            first = load(0)
+            with ThreadPoolExecutor(1, "model-loader") as loader:
+                # The other models load while the first tells the language and decodes its first batch: a load
+                # beside the decoding costs it little (bench/RESULTS.md), where loading first would hold it up.
+                others = [loader.submit(load, replica) for replica in range(1, count)]
+                # With the second decode, the same but the decoding, from the same encoder pass: where they
+                # differ, the recogniser wavered.
+                transcript, second = transcribe_twice(
+                    decoded.samples,
+                    chunks,
+                    [first, *others],
+                    replace(options.transcribe, batch_size=batch_size),
+                    SECOND_DECODE if options.second_decode else None,
+                    done=done,
+                    on_chunk=chunk_finished,
+                    on_language=prepare_doubt,
+                )
         else:  # silence: a valid recording with nothing to transcribe, and no model to load for it
             warnings.append(f"{info.path}: no speech found")
             transcript = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)

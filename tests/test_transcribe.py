@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from concurrent.futures import Future
 from dataclasses import replace
 
 import numpy as np
@@ -322,6 +323,38 @@ def test_a_failing_model_fails_the_transcription_keeping_the_chunks_before_it():
             on_chunk=lambda i, r: kept.append(i),
         )
     assert kept == [0]  # what came before the failure was kept
+
+
+def test_a_model_still_loading_takes_its_batches_once_loaded_while_the_first_decodes():
+    chunks = [chunk((i * 10.0, i * 10.0 + 2.0)) for i in range(4)]
+    first = PacedEngine([[seg(0.0, 1.0, "0")], [seg(0.0, 1.0, "2")]])
+    second = ScriptedEngine([[seg(0.0, 1.0, "1")], [seg(0.0, 1.0, "3")]])
+    loading: Future = Future()
+    # The second model's load ends only once the first has decoded both its batches: they did not wait for it.
+    threading.Thread(target=lambda: first.finished.wait(60) and loading.set_result(second), daemon=True).start()
+    result = transcribe(
+        np.zeros(40 * SR, np.float32), chunks, [first, loading], TranscribeOptions(language="zh", batch_size=1)
+    )
+    assert first.batches == [1, 1] and second.batches == [1, 1]
+    assert [s.text for s in result.segments] == ["0", "1", "2", "3"]
+
+
+def test_a_model_that_fails_to_load_fails_the_transcription():
+    loading: Future = Future()
+    loading.set_exception(OSError("model.bin: no space left on device"))
+    with pytest.raises(OSError, match="no space left"):
+        transcribe(
+            np.zeros(40 * SR, np.float32),
+            [chunk((i * 10.0, i * 10.0 + 2.0)) for i in range(4)],
+            [ScriptedEngine([[seg(0.0, 1.0, str(i))] for i in range(2)]), loading],
+            TranscribeOptions(language="zh", batch_size=1),
+        )
+
+
+def test_the_first_model_must_be_loaded():
+    loading: Future = Future()
+    with pytest.raises(TypeError, match="first engine"):
+        transcribe(np.zeros(SR, np.float32), [chunk((0.0, 1.0))], [loading], TranscribeOptions(language="zh"))
 
 
 def test_unknown_script_is_refused():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 
@@ -295,7 +295,7 @@ def main_language(segments: list[Segment], default: str | None) -> str | None:
 def transcribe_twice(
     samples: np.ndarray,
     chunks: list[Chunk],
-    engine: Engine | Sequence[Engine],
+    engine: Engine | Sequence[Engine | Future[Engine]],
     options: TranscribeOptions = TranscribeOptions(),
     second: DecodeOptions | None = None,
     *,
@@ -307,20 +307,24 @@ def transcribe_twice(
     and with `second` decode each chunk a second time with those options from the same encoder pass: the
     transcript and the second decode's (None without `second`). `engine` is one engine, or several models of
     the same recogniser (engines.decoder_count) that decode batches side by side, the first also telling the
-    language. `done` holds chunks finished by an interrupted run (by index), which are reused; `on_chunk` is
+    language; the others may still be loading (futures), each waited for by its first batch. `done` holds
+    chunks finished by an interrupted run (by index), which are reused; `on_chunk` is
     told of each chunk, in the chunks' order, as its batch and those before it finish, so a caller can keep
     them. A batch with any chunk left is decoded whole, so a resumed run writes what an uninterrupted one
     would. `on_language` is told the recording's language once it is known, before the chunks are decoded, so
     a caller can prepare what the language needs meanwhile."""
     engines = list(engine) if isinstance(engine, Sequence) else [engine]
+    first = engines[0]
+    if isinstance(first, Future):
+        raise TypeError("the first engine tells the language: it must be loaded")
     done = done or {}
-    batch_size = options.batch_size or default_batch_size(engines[0].device)
+    batch_size = options.batch_size or default_batch_size(first.device)
     counts: Counter[str] = Counter()
     heard: dict[int, Encoded] = {}  # the chunk the language was heard from: its batch of one is not encoded again
     if options.language:
         language, probability = options.language, 1.0
     elif chunks:
-        language, probability = detect_language(engines[0], samples, chunks, heard)
+        language, probability = detect_language(first, samples, chunks, heard)
     else:
         language, probability = None, 0.0
     if on_language and language:
@@ -331,11 +335,13 @@ def transcribe_twice(
     def finished(index: int) -> bool:
         return index in done and (second is None or done[index].second is not None)
 
-    def decode(indices: range, engine: Engine) -> list[ChunkResult]:
+    def decode(indices: range, engine: Engine | Future[Engine]) -> list[ChunkResult]:
         """A batch's chunks: those an interrupted run finished as it kept them, the others decoded."""
         if all(finished(i) for i in indices):
             return [done[i] for i in indices]
         assert language is not None  # given, or detected from the chunks
+        if isinstance(engine, Future):
+            engine = engine.result()
         encoded = heard.get(indices[0]) if len(indices) == 1 else None
         batch = transcribe_chunks(engine, samples, [chunks[i] for i in indices], language, options, second, encoded)
         return [done[i] if finished(i) else result for i, result in zip(indices, batch, strict=True)]
@@ -343,7 +349,7 @@ def transcribe_twice(
     in_batches = batches(len(chunks), batch_size)
     with ExitStack() as stack:
         if len(engines) == 1:  # in this thread, a batch at a time
-            results: Iterable[list[ChunkResult]] = (decode(indices, engines[0]) for indices in in_batches)
+            results: Iterable[list[ChunkResult]] = (decode(indices, first) for indices in in_batches)
         else:
             # Each model decodes every len(engines)-th batch, in order, on a thread of its own (CTranslate2 lets go
             # of the GIL while it computes): which model decodes a chunk does not depend on timing, and so neither
@@ -371,8 +377,8 @@ def transcribe_twice(
             language=main_language(segments, language),
             language_probability=probability,
             segments=segments,
-            engine=engines[0].name,
-            model=engines[0].model,
+            engine=first.name,
+            model=first.model,
             guards=guards,
         )
 
@@ -382,7 +388,7 @@ def transcribe_twice(
 def transcribe(
     samples: np.ndarray,
     chunks: list[Chunk],
-    engine: Engine | Sequence[Engine],
+    engine: Engine | Sequence[Engine | Future[Engine]],
     options: TranscribeOptions = TranscribeOptions(),
     *,
     done: Mapping[int, ChunkResult] | None = None,
