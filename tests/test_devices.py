@@ -167,8 +167,9 @@ def test_another_arithmetic_joins_the_settings(device, compute_type):
     ("engine_name", "device", "threads", "chunks", "batch_size", "expected"),
     [
         ("faster-whisper", "cpu", 3, 12, None, [("cpu", "int8", 2, 0), ("cpu", "int8", 1, 1)]),
-        ("faster-whisper", "cpu", 3, 11, None, [("cpu", "int8", 3, 0)]),  # too few to pay for a second model
-        ("faster-whisper", "cpu", 2, 12, 2, [("cpu", "int8", 2, 0)]),  # 6 batches
+        ("faster-whisper", "cpu", 3, 2, None, [("cpu", "int8", 2, 0), ("cpu", "int8", 1, 1)]),
+        ("faster-whisper", "cpu", 3, 1, None, [("cpu", "int8", 3, 0)]),  # one batch: nothing for a second model
+        ("faster-whisper", "cpu", 2, 4, 4, [("cpu", "int8", 2, 0)]),  # 1 batch of 4
         ("faster-whisper", "cpu", 1, 12, None, [("cpu", "int8", 1, 0)]),
         ("faster-whisper", "cuda", 4, 12, None, [("cuda", "float16", 4, 0)]),
         ("openai-whisper", "cpu", 2, 12, None, [("cpu", "int8", 2, 0)]),

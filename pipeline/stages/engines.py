@@ -136,11 +136,11 @@ def default_batch_size(device: str) -> int:
     return DEFAULT_BATCH_SIZES.get(device, 1)
 
 
-# Batches a recording must have before a second model pays on the CPU: with fewer, one slow chunk (a fallback
-# through every temperature) keeps one model busy while the other waits, and loading the second is not won back.
-# Measured on the idle machine (bench/RESULTS.md): 7 and 9 chunks 4-22% slower with two models, 15 chunks 5%
-# faster, 22 and 48 chunks 15-18% faster.
-MIN_BATCHES_SIDE_BY_SIDE = 12
+# Batches a recording must have before a second model decodes beside the first on the CPU. Since the second loads
+# while the first decodes (pipeline.process), two pay from two batches on: recordings of 2-5 chunks were as fast
+# or faster with two than with one, the three long-forms (7-9 chunks) 11% faster, the text the same
+# (bench/RESULTS.md).
+MIN_BATCHES_SIDE_BY_SIDE = 2
 
 
 def decoder_count(engine: str, device: str, threads: int, batches: int) -> int:
