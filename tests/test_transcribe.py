@@ -17,10 +17,8 @@ from pipeline.stages.segment import segment
 from pipeline.stages.transcribe import (
     ChunkResult,
     TranscribeOptions,
-    batches,
     detect_language,
     main_language,
-    share_batches,
     transcribe,
     transcribe_twice,
 )
@@ -325,22 +323,6 @@ def test_a_failing_model_fails_the_transcription_keeping_the_chunks_before_it():
             on_chunk=lambda i, r: kept.append(i),
         )
     assert kept == [0]  # what came before the failure was kept
-
-
-def test_two_models_share_the_batches_by_their_length_in_order():
-    # An interview's long turn: taking every other batch would give one model 60 s of audio and the other 27.
-    lengths = [11.1, 2.3, 23.3, 3.1, 5.1, 6.4, 3.2, 2.8, 2.2]
-    chunks, start = [], 0.0
-    for length in lengths:
-        chunks.append(chunk((start, start + length)))
-        start += length + 3.0
-    shared = share_batches(chunks, batches(len(chunks), 1), 2)
-    assert shared == [0, 1, 1, 0, 0, 0, 1, 0, 1]
-    audio = [sum(lengths[i] for i, model in enumerate(shared) if model == m) for m in (0, 1)]
-    assert audio == pytest.approx([28.5, 31.0])
-    # Equal chunks alternate; batches of two are shared as wholes.
-    assert share_batches([chunk((i * 5.0, i * 5.0 + 2.0)) for i in range(4)], batches(4, 1), 2) == [0, 1, 0, 1]
-    assert share_batches(chunks, batches(len(chunks), 2), 2) == [0, 1, 0, 1, 0]
 
 
 def test_a_model_still_loading_takes_its_batches_once_loaded_while_the_first_decodes():

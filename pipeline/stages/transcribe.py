@@ -1,8 +1,8 @@
 """The transcribe stage: chunks of speech in, a timed transcript out.
 
-Chunks are decoded in batches (on a CPU by two models side by side, sharing the batches by their length), each
-on its own (no text carried from one chunk to the next, so a loop cannot spread), their times moved into the
-recording's own time, checked by the guards, and put in the script the project asked for, keeping the engine's original
+Chunks are decoded in batches (on a CPU by two models side by side, batches taken in turn), each on its own
+(no text carried from one chunk to the next, so a loop cannot spread), their times moved into the recording's
+own time, checked by the guards, and put in the script the project asked for, keeping the engine's original
 text beside it. A recording's language is detected once, and a chunk sure of another language (an
 interpreter, a switch to English) keeps its own.
 """
@@ -284,23 +284,6 @@ def batches(chunks: int, batch_size: int) -> list[range]:
     return [range(first, min(first + batch_size, chunks)) for first in range(0, chunks, batch_size)]
 
 
-# Seconds of audio a batch's decoding costs beyond its own: its encoder window's padding and its fixed steps.
-BATCH_OVERHEAD = 3.0
-
-
-def share_batches(chunks: Sequence[Chunk], in_batches: Sequence[range], models: int) -> list[int]:
-    """Which of `models` decodes each batch: in order, each to the model with the least audio so far (the first
-    on a tie). From the chunks' lengths alone, never from timing, so that a model's sampled fallbacks, and so
-    the text, are the same in every run; a model given a long chunk is not also given every other batch."""
-    load = [0.0] * models
-    shared = []
-    for indices in in_batches:
-        model = load.index(min(load))
-        load[model] += sum(chunks[i].duration for i in indices) + BATCH_OVERHEAD
-        shared.append(model)
-    return shared
-
-
 def main_language(segments: list[Segment], default: str | None) -> str | None:
     """The language most of the text's time is in."""
     time: defaultdict[str, float] = defaultdict(float)
@@ -368,19 +351,17 @@ def transcribe_twice(
         if len(engines) == 1:  # in this thread, a batch at a time
             results: Iterable[list[ChunkResult]] = (decode(indices, first) for indices in in_batches)
         else:
-            # Each model decodes its share of the batches (share_batches), in order, on a thread of its own
-            # (CTranslate2 lets go of the GIL while it computes): which model decodes a chunk does not depend on
-            # timing, and so neither does a sampled fallback's text (each model draws from its own random
-            # generator, in its own order).
-            shared = share_batches(chunks, in_batches, len(engines))
+            # Each model decodes every len(engines)-th batch, in order, on a thread of its own (CTranslate2 lets go
+            # of the GIL while it computes): which model decodes a chunk does not depend on timing, and so neither
+            # does a sampled fallback's text (each model draws from its own random generator, in its own order).
             decoders = [ThreadPoolExecutor(1, f"decoder{i}") for i in range(len(engines))]
             for decoder in decoders:  # on leaving (the last first): no queued batch starts, the running ones end
                 stack.callback(decoder.shutdown)
             for decoder in decoders:
                 stack.callback(decoder.shutdown, wait=False, cancel_futures=True)
             futures = [
-                decoders[model].submit(decode, indices, engines[model])
-                for model, indices in zip(shared, in_batches, strict=True)
+                decoders[k % len(engines)].submit(decode, indices, engines[k % len(engines)])
+                for k, indices in enumerate(in_batches)
             ]
             results = (future.result() for future in futures)
         for indices, batch in zip(in_batches, results, strict=True):
