@@ -308,11 +308,11 @@ def transcribe_twice(
     transcript and the second decode's (None without `second`). `engine` is one engine, or several models of
     the same recogniser (engines.decoder_count) that decode batches side by side, the first also telling the
     language; the others may still be loading (futures), each waited for by its first batch. `done` holds
-    chunks finished by an interrupted run (by index), which are reused; `on_chunk` is
-    told of each chunk, in the chunks' order, as its batch and those before it finish, so a caller can keep
-    them. A batch with any chunk left is decoded whole, so a resumed run writes what an uninterrupted one
-    would. `on_language` is told the recording's language once it is known, before the chunks are decoded, so
-    a caller can prepare what the language needs meanwhile."""
+    chunks finished by an interrupted run (by index), which are reused; `on_chunk` is told of each chunk, in
+    the chunks' order, as its batch and those before it finish, so a caller can keep them. A batch with any
+    chunk left is decoded whole, so a resumed run writes what an uninterrupted one would. `on_language` is told
+    the recording's language once it is known, before the chunks are decoded, so a caller can prepare what the
+    language needs meanwhile."""
     engines = list(engine) if isinstance(engine, Sequence) else [engine]
     first = engines[0]
     if isinstance(first, Future):
