@@ -23,7 +23,7 @@ from typing import TypeGuard
 from pipeline.errors import InvalidInputError
 from pipeline.records import AnnotationRecord, Entity, RecordingExport, Segment, SpeakerRecord, Word
 from pipeline.script import convert, to_simplified
-from pipeline.utils import CJK, is_wide
+from pipeline.utils import CJK, CJK_LETTERS, is_wide
 
 KINDS = {"names": ("PERSON", "[NAME]"), "places": ("PLACE", "[PLACE]")}
 DEFAULT_LIST = Path("annotations/redact.txt")
@@ -40,6 +40,10 @@ SURNAMES = (
 TITLES = (
     "老板|老板娘|师傅|老师|阿姨|叔叔|大叔|大爷|大妈|奶奶|爷爷|姐|哥|嫂|叔|总|经理|厂长|主任|组长|班长|主管|医生|书记"
 )
+# A Latin name is a whole word: no letter of another word beside it (Mariana is not Maria). Chinese, digits
+# and underscores are no such letters, though \w counts them: "我叫Sheila" and "Sheila_Brown_2003.wav" name her.
+_LATIN_LETTER = f"[^\\W\\d_{CJK_LETTERS}]"
+_LATIN_START, _LATIN_END = f"(?<!{_LATIN_LETTER})", f"(?!{_LATIN_LETTER})"
 # Speaker labels that name nobody: ohp's own (S1, S2, ...) and what transcribers write instead of a name.
 ANONYMOUS_SPEAKER = re.compile(
     r"S\d+|speaker ?\d*|interviewer|interviewee|other|unknown|Q|A|问|答|采访者|受访者|访谈者|被访者|主持人|记者",
@@ -291,7 +295,7 @@ def _pattern(terms: dict[str, tuple[str, str]], surnames: bool) -> re.Pattern | 
     for term in sorted(terms, key=len, reverse=True):
         escaped = re.escape(term)
         latin = term[0].isascii() and term[0].isalnum(), term[-1].isascii() and term[-1].isalnum()
-        parts.append(("(?<!\\w)" if latin[0] else "") + escaped + ("(?!\\w)" if latin[1] else ""))
+        parts.append((_LATIN_START if latin[0] else "") + escaped + (_LATIN_END if latin[1] else ""))
     return re.compile("|".join(parts + ([_surname_in_context()] if surnames else [])), re.IGNORECASE)
 
 

@@ -1,0 +1,77 @@
+"""Redaction and consent over strings the entity stage does not give: Latin names run into Chinese text or
+joined by underscores in file names, and the consent mark of every format that has a place for one."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from pipeline.formats.export import PROJECT_WRITERS, WRITERS
+from pipeline.formats.redact import Redactor
+from pipeline.records import AnnotationRecord, Entity, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
+
+NAMES = ("sheila", "brown", "dongguan", "tomasz", "baker")
+
+
+def written(data: str | bytes) -> bytes:
+    """Every byte a format writes, the members of a zip (docx, qdpx) with their names, in lower case."""
+    data = data.encode("utf-8") if isinstance(data, str) else data
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            data = b"".join(name.encode() + z.read(name) for name in z.namelist())
+    return data.lower()
+
+
+@pytest.fixture
+def code_switched() -> RecordingExport:
+    """A Chinese interview with English names in it, as migrant workers use them and the recogniser writes
+    them: no space between the name and the Chinese around it; a file named with underscores and digits."""
+    recording = RecordingRecord(
+        1,
+        "ab" * 32,
+        "/data/Sheila_Brown_2003/tape_sheila2.wav",
+        10,
+        "wav",
+        60.0,
+        "zh",
+        interviewee="Sheila Brown",
+        place="Dongguan",
+        metadata={"media_url": "https://archive.example/Sheila_Brown.mp3"},
+    )
+    words = [Word(0.0, 1.0, "我叫Sheila", 0.5, doubtful=True), Word(1.0, 2.0, "，在Dongguan打工", 0.5, doubtful=True)]
+    segments = [
+        Segment(0.0, 2.0, "我叫Sheila，在Dongguan打工", "我叫Sheila，在Dongguan打工", "zh", words, speaker="S1", id=1),
+        Segment(2.0, 4.0, "Tomasz问：Sheila好吗", "", "zh", speaker="S2", id=2),
+    ]
+    coded = AnnotationRecord(1, 1, 1, "wages", "alice", "accepted", 0.9, ((0, 9),), None, "alice", "2026-01-01", 1)
+    annotations = {1: [coded]}
+    speakers = [SpeakerRecord("S1", "Sheila Brown", "interviewee"), SpeakerRecord("S2", "Tomasz Baker", "interviewer")]
+    entities = {1: [Entity("PLACE", "Dongguan", 10, 18)]}
+    return RecordingExport(recording, segments, annotations, speakers, entities)
+
+
+def test_latin_names_beside_chinese_underscores_and_digits_go(code_switched):
+    """A Latin name is replaced as a whole word, and Chinese, digits and underscores are not part of a word:
+    "我叫Sheila" and "Sheila_Brown_2003" name her as plainly as "Sheila Brown" does."""
+    redacted, report = Redactor({"names", "places"})(code_switched)
+    assert [s.text for s in redacted.segments] == ["我叫[NAME]，在[PLACE]打工", "[NAME]问：[NAME]好吗"]
+    assert [w.text for w in redacted.segments[0].words] == ["我叫[NAME]", "，在[PLACE]打工"]
+    assert redacted.recording.path == "/data/[NAME]_[NAME]_2003/tape_[NAME]2.wav"
+    assert redacted.recording.metadata == {"media_url": "https://archive.example/[NAME]_[NAME].mp3"}
+    assert ("text", "Dongguan", "[PLACE]") in {(r.field, r.found, r.replacement) for r in report}
+    for writer, _ in WRITERS.values():
+        data = written(writer(redacted))
+        assert not [name for name in NAMES if name.encode() in data], writer.__name__
+    for project_writer, _ in PROJECT_WRITERS.values():
+        data = written(project_writer([redacted], None))
+        assert not [name for name in NAMES if name.encode() in data], project_writer.__name__
+
+
+def test_a_latin_name_inside_a_longer_word_stays(code_switched):
+    """Letters on either side make another word: Mariana is not Maria, Tomato not Tom."""
+    segment = Segment(0.0, 1.0, "Mariana吃Tomato，Maria_2 说", "", "zh", id=1)
+    bare = RecordingExport(code_switched.recording, [segment])
+    redacted, _ = Redactor({"names"}, {"Maria": "names", "Tom": "names"})(bare)
+    assert redacted.segments[0].text == "Mariana吃Tomato，[NAME]_2 说"
