@@ -4,11 +4,14 @@ joined by underscores in file names, and the consent mark of every format that h
 from __future__ import annotations
 
 import io
+import xml.etree.ElementTree as ET
 import zipfile
+from dataclasses import replace
 
 import pytest
 
-from pipeline.formats.export import PROJECT_WRITERS, WRITERS
+from pipeline.formats.elan import to_eaf
+from pipeline.formats.export import PROJECT_WRITERS, WRITERS, ExportFormat
 from pipeline.formats.redact import Redactor
 from pipeline.records import AnnotationRecord, Entity, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 
@@ -75,3 +78,21 @@ def test_a_latin_name_inside_a_longer_word_stays(code_switched):
     bare = RecordingExport(code_switched.recording, [segment])
     redacted, _ = Redactor({"names"}, {"Maria": "names", "Tom": "names"})(bare)
     assert redacted.segments[0].text == "Mariana吃Tomato，[NAME]_2 说"
+
+
+def test_a_restriction_is_marked_in_every_format_that_has_a_place_for_it(code_switched):
+    """The consent policy: a restricted recording is exported marked as restricted wherever the format can
+    say so (SRT has no place for a note); ELAN's is a header property."""
+    restricted = replace(code_switched.recording, consent="restricted", release_on="2999-01-01")
+    export = replace(code_switched, recording=restricted)
+    for fmt, (writer, _) in WRITERS.items():
+        if fmt != ExportFormat.SRT:
+            data = written(writer(export))
+            assert b"restricted" in data and b"2999-01-01" in data, fmt
+    for fmt, (project_writer, _) in PROJECT_WRITERS.items():
+        assert b"restricted" in written(project_writer([export], None)), fmt
+    eaf = ET.fromstring(to_eaf(export))
+    properties = {p.get("NAME"): p.text for p in eaf.iterfind("HEADER/PROPERTY")}
+    assert properties["ohp:consent"] == "restricted until 2999-01-01"
+    opened = replace(export, recording=replace(restricted, release_on="2000-01-01"))  # released: open now
+    assert "ohp:consent" not in {p.get("NAME") for p in ET.fromstring(to_eaf(opened)).iterfind("HEADER/PROPERTY")}

@@ -6,7 +6,8 @@ controlled vocabulary "themes", and a tier per theme and coder: alignable tiers 
 annotations and a segment can have several themes, so one tier per theme keeps every coding. A coder's
 tier holds what their own decisions say is there (RecordingExport.coded), so two coders of a theme are
 both written. The tagger's open suggestions are on tiers "<theme> (suggested by ohp)", annotator "ohp". Header
-properties name the recording (sha256 and store id) so that its codings find it again.
+properties name the recording (sha256 and store id) so that its codings find it again, and say a
+restricted recording's consent.
 
 Reading back, every tier of linguistic type "theme" (or of a type using the themes vocabulary) gives
 codings by its annotator, else its participant, else the tier's name; the tagger's suggestions tiers are
@@ -26,6 +27,7 @@ from xml.parsers.expat import ErrorString
 
 import pympi
 
+from pipeline.formats.documents import access_note
 from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars, read_limited
 from pipeline.records import MAX_NAME_CHARS, AnnotationStatus, Coding, ImportedCodings, RecordingExport, Segment
 from pipeline.stages.audio import file_sha256
@@ -35,6 +37,7 @@ from pipeline.utils import timestamp, xml_text
 
 SHA256_PROPERTY = "ohp:recording-sha256"
 ID_PROPERTY = "ohp:recording-id"
+CONSENT_PROPERTY = "ohp:consent"  # the restriction in force, "restricted until 2040-01-01"; absent when open
 THEME_TYPE = "theme"
 THEMES_CV = "themes"
 TRANSCRIPT_TYPE = "transcript"
@@ -165,6 +168,9 @@ def to_eaf(export: RecordingExport) -> str:
         (ID_PROPERTY, recording.id),
         ("lastUsedAnnotationId", eaf.maxaid),
     ]
+    # A restricted recording is marked so in every format with a place for it (pipeline.access): here a property.
+    if restriction := access_note(export):
+        eaf.properties.append((CONSENT_PROPERTY, restriction))
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + pympi.Elan.to_string(eaf)
 
 
