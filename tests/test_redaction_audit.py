@@ -7,11 +7,13 @@ import io
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import replace
+from urllib.parse import quote
 
 import pytest
 
 from pipeline.formats.elan import to_eaf
 from pipeline.formats.export import PROJECT_WRITERS, WRITERS, ExportFormat
+from pipeline.formats.ohms import to_ohms
 from pipeline.formats.redact import Redactor
 from pipeline.records import AnnotationRecord, Entity, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 
@@ -96,3 +98,28 @@ def test_a_restriction_is_marked_in_every_format_that_has_a_place_for_it(code_sw
     assert properties["ohp:consent"] == "restricted until 2999-01-01"
     opened = replace(export, recording=replace(restricted, release_on="2000-01-01"))  # released: open now
     assert "ohp:consent" not in {p.get("NAME") for p in ET.fromstring(to_eaf(opened)).iterfind("HEADER/PROPERTY")}
+
+
+def test_a_name_percent_encoded_in_a_url_goes(code_switched):
+    """A browser's address bar copies a link's Chinese percent-encoded (李秀英 as %E6%9D%8E...), and curl -O
+    names the file it saves so: the OHMS media_url and the file name named her in that form."""
+    media_url = "https://archive.example/audio/" + quote("李秀英访谈.mp3") + "?from=" + quote("东莞")
+    recording = replace(
+        code_switched.recording,
+        path="/downloads/" + quote("李秀英访谈.mp3"),
+        interviewee="李秀英",
+        place="东莞",
+        metadata={"media_url": media_url, "n": 1},
+    )
+    redacted, report = Redactor({"names", "places"})(replace(code_switched, recording=recording))
+    assert redacted.recording.path == "/downloads/[NAME]访谈.mp3"
+    assert redacted.recording.metadata == {
+        "media_url": "https://archive.example/audio/[NAME]访谈.mp3?from=[PLACE]",
+        "n": 1,
+    }
+    assert {("metadata: media_url", "李秀英"), ("metadata: media_url", "东莞")} <= {(r.field, r.found) for r in report}
+    ohms = to_ohms(redacted)
+    assert "李秀英" not in ohms and quote("李秀英") not in ohms and quote("东莞") not in ohms
+    plain = {"media_url": "https://archive.example/audio/clip%20one.mp3"}  # nothing to redact: kept as it was
+    untouched = replace(code_switched, recording=replace(recording, metadata=plain))
+    assert Redactor({"names", "places"})(untouched)[0].recording.metadata == plain

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import TypeGuard
+from urllib.parse import unquote
 
 from pipeline.errors import InvalidInputError
 from pipeline.records import AnnotationRecord, Entity, RecordingExport, Segment, SpeakerRecord, Word
@@ -166,14 +167,21 @@ class Redactor:
                 done.append(Redaction(name, *where, field, found, spans[-1][2], kind(found)[1], context))
             return _apply(text, spans), spans
 
+        def own(value: str, field: str) -> str:
+            """One of the recording's own strings redacted. A link, or a file saved from one, holds names
+            percent-encoded (李秀英 as %E6%9D%8E...): one that does is redacted decoded."""
+            decoded = unquote(value)
+            encoded = decoded != value and pattern is not None and pattern.search(decoded) is not None
+            return sub(decoded if encoded else value, None, field)[0]
+
         def described(value: str | None, field: str) -> str | None:
             """A description of the recording (which it may not have) redacted."""
-            return None if value is None else sub(value, None, field)[0]
+            return None if value is None else own(value, field)
 
         def scrub(value: object, field: str) -> object:
             """Every string in a metadata value (which may nest) redacted."""
             if isinstance(value, str):
-                return sub(value, None, field)[0]
+                return own(value, field)
             if isinstance(value, dict):
                 return {key: scrub(item, f"{field}: {key}") for key, item in value.items()}
             if isinstance(value, list):
@@ -225,9 +233,9 @@ class Redactor:
                 place=described(recording.place, "place"),
                 # The whole path: its folders may be named after the interviewee too, and ELAN, REFI-QDA and
                 # OHMS write it.
-                path=sub(recording.path, None, "file name")[0],
+                path=own(recording.path, "file name"),
                 metadata={key: scrub(value, f"metadata: {key}") for key, value in recording.metadata.items()},
-                warnings=tuple(sub(warning, None, "warnings")[0] for warning in recording.warnings),
+                warnings=tuple(own(warning, "warnings") for warning in recording.warnings),
             ),
             segments=segments,
             annotations=annotations,
