@@ -123,3 +123,17 @@ def test_a_name_percent_encoded_in_a_url_goes(code_switched):
     plain = {"media_url": "https://archive.example/audio/clip%20one.mp3"}  # nothing to redact: kept as it was
     untouched = replace(code_switched, recording=replace(recording, metadata=plain))
     assert Redactor({"names", "places"})(untouched)[0].recording.metadata == plain
+
+
+def test_each_of_several_people_or_places_a_field_lists_goes(code_switched):
+    """A couple interviewed together: the interviewee field lists both, as the place field may list two
+    places; each is a name on its own wherever the text says it."""
+    recording = replace(code_switched.recording, interviewee="李秀英、王建国", place="东莞; Shenzhen", path="/a.wav")
+    text = "王建国和李秀英先到东莞，后来去Shenzhen。"
+    segment = Segment(0.0, 2.0, text, text, "zh", id=1)
+    bare = RecordingExport(recording, [segment], speakers=[SpeakerRecord("S1", "Sheila Brown, Tomasz Baker")])
+    redacted, _ = Redactor({"names", "places"})(bare)
+    assert redacted.segments[0].text == "[NAME]和[NAME]先到[PLACE]，后来去[PLACE]。"
+    assert (redacted.recording.interviewee, redacted.recording.place) == ("[NAME]", "[PLACE]")  # each field whole
+    said = replace(segment, text="Tomasz and Brown came.", original_text="")
+    assert Redactor({"names"})(replace(bare, segments=[said]))[0].segments[0].text == "[NAME] and [NAME] came."

@@ -45,6 +45,8 @@ TITLES = (
 # and underscores are no such letters, though \w counts them: "我叫Sheila" and "Sheila_Brown_2003.wav" name her.
 _LATIN_LETTER = f"[^\\W\\d_{CJK_LETTERS}]"
 _LATIN_START, _LATIN_END = f"(?<!{_LATIN_LETTER})", f"(?!{_LATIN_LETTER})"
+# What separates the people or places a field lists (not spaces: they are inside a Latin name).
+LIST_SEPARATOR = re.compile(r"[,，、;；/|]")
 # Speaker labels that name nobody: ohp's own (S1, S2, ...) and what transcribers write instead of a name.
 ANONYMOUS_SPEAKER = re.compile(
     r"S\d+|speaker ?\d*|interviewer|interviewee|other|unknown|Q|A|问|答|采访者|受访者|访谈者|被访者|主持人|记者",
@@ -101,11 +103,11 @@ class Redactor:
         for export in exports:
             if "names" in self.kinds:
                 for said in _speaker_names(export):
-                    terms[said] = ("names", "speaker")
+                    terms.update(dict.fromkeys(_each(said), ("names", "speaker")))
                 if export.recording.interviewee:
-                    terms[export.recording.interviewee.strip()] = ("names", "interviewee")
+                    terms.update(dict.fromkeys(_each(export.recording.interviewee), ("names", "interviewee")))
             if "places" in self.kinds and export.recording.place:
-                terms[export.recording.place.strip()] = ("places", "place")
+                terms.update(dict.fromkeys(_each(export.recording.place), ("places", "place")))
             for entities in export.entities.values():
                 for entity in entities:
                     text = entity.text.strip()
@@ -242,6 +244,13 @@ class Redactor:
             speakers=speakers,
             entities=entities,
         )
+
+
+def _each(field: str) -> list[str]:
+    """A field as written, and each name it lists: "李秀英、王建国" (a couple interviewed together), "东莞; 深圳".
+    A listed name of one character is left to the project list, as an entity of one is."""
+    listed = [part.strip() for part in LIST_SEPARATOR.split(field)]
+    return list(dict.fromkeys([field.strip()] + [part for part in listed if len(part) >= MIN_ENTITY_CHARS]))
 
 
 def _names_someone(said: str | None) -> TypeGuard[str]:
