@@ -238,13 +238,15 @@ def nested_query(site: Site) -> None:
 
 
 def huge_ids(site: Site) -> None:
-    """5. An id of 2^63 answered 500 (the database's integer overflows)."""
+    """5. An id of 2^63 answered 500 (the database's integer overflows); so did one in the doubtful page's
+    path, and a search's offset of 2^63 (audit-web)."""
     ann, token = signed_in(site, "ann")
     headers = {"X-CSRF-Token": token}
     answers = {
         "recording": ann.get(f"/api/recordings/{HUGE_ID}"),
         "audio": ann.get(f"/api/recordings/{HUGE_ID}/audio"),
         "page": ann.get(f"/recordings/{HUGE_ID}"),
+        "doubtful page": ann.get(f"/recordings/{HUGE_ID}/doubtful"),
         "segment": ann.patch(f"/api/segments/{HUGE_ID}", json={"text": "x", "version": 1}, headers=headers),
         "version": ann.patch(
             f"/api/segments/{site.ids['segment']}", json={"text": "x", "version": HUGE_ID}, headers=headers
@@ -252,6 +254,7 @@ def huge_ids(site: Site) -> None:
         "decision": ann.patch(f"/api/annotations/{HUGE_ID}", json={"status": "accepted"}, headers=headers),
         "history": ann.get("/api/history", params={"segment": HUGE_ID}),
         "search": ann.get("/api/search", params={"q": "wages", "recording": HUGE_ID}),
+        "search offset": ann.get("/api/search", params={"q": "wages", "offset": HUGE_ID}),
         "negative": ann.get(f"/api/recordings/-{HUGE_ID}"),
     }
     wrong = {what: answer.status_code for what, answer in answers.items() if answer.status_code not in (400, 404, 422)}

@@ -171,7 +171,7 @@ async def search(
     date_from: Annotated[str | None, Query(alias="from")] = None,
     date_to: Annotated[str | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,  # past it: 422, not the database's overflow
     doubtful: bool = False,
 ) -> dict:
     params = views.SearchParams(

@@ -122,7 +122,7 @@ async def recording(request: Request, recording_id: Id, user: Viewer) -> HTMLRes
 
 
 @router.get("/recordings/{recording_id}/doubtful")
-async def doubtful(request: Request, recording_id: int, user: Viewer) -> HTMLResponse:
+async def doubtful(request: Request, recording_id: Id, user: Viewer) -> HTMLResponse:
     """The review queue by risk: the doubtful passages, the likeliest wrong first."""
     return await _recording_page(request, user, recording_id, review=False, doubtful=True)
 
