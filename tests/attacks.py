@@ -7,6 +7,7 @@ audio as x.js and x.html, a closed recording) and a way to make HTTP clients for
 
 from __future__ import annotations
 
+import base64
 import re
 import threading
 from collections.abc import Callable
@@ -310,6 +311,29 @@ def unchanged_text(site: Site) -> None:
     assert ann.get("/api/history", params={"segment": segment}).json() == before
 
 
+def nul_bytes(site: Site) -> None:
+    """audit-web. A NUL byte in a login name, HTTP Basic credentials, a search filter or a correction
+    answered 503, "the database cannot be used just now" (PostgreSQL's text holds no NUL), and logged a
+    database error: anyone could fill the log and feign an outage. It is input the database cannot hold: 400."""
+    _, answer = login(site, "ve\x00ra", "guess")
+    basic = base64.b64encode(b"ve\x00ra:guess").decode()
+    answers = {
+        "login": answer,
+        "basic": site.new_client().get("/api/recordings", headers={"Authorization": f"Basic {basic}"}),
+    }
+    vera, _ = signed_in(site, "vera")
+    for name in ("speaker", "interviewee", "place", "language"):
+        answers[name] = vera.get("/api/search", params={"q": "wages", name: "a\x00b"})
+        answers[f"{name} page"] = vera.get("/search", params={"q": "wages", name: "a\x00b"})
+    ann, token = signed_in(site, "ann")
+    stale = {"text": "a\x00b", "version": 0}  # where NUL is stored (SQLite), a conflict that changes nothing
+    answers["correction"] = ann.patch(
+        f"/api/segments/{site.ids['segment']}", json=stale, headers={"X-CSRF-Token": token}
+    )
+    wrong = {what: answer.status_code for what, answer in answers.items() if answer.status_code >= 500}
+    assert not wrong, wrong
+
+
 def cookies_over_https(site: Site) -> None:
     """6. The session cookie went without Secure behind TLS. On a site served with --secure-cookies, or
     reached by HTTPS through a trusted proxy, it is Secure."""
@@ -318,6 +342,7 @@ def cookies_over_https(site: Site) -> None:
 
 
 ATTACKS: dict[str, Callable[[Site], Any]] = {
+    "audit NUL bytes in a login, a search filter, a correction": nul_bytes,  # before the throttle's limits
     "1 stored script through the audio route": stored_script,
     "2 copied cookie after logout (and a restart)": session_after_logout,
     "2 copied cookie after a new password, a removal": session_after_password_change_and_removal,

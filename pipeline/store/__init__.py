@@ -15,8 +15,8 @@ functions of the module that holds the concern, each taking the session:
     users        the web app's accounts and their password hashes
     vocabulary   the words people wrote in corrections, and the suggested terms ignored
 
-Errors: pipeline.errors' NotFoundError, InvalidInputError and ConflictError; StoreError when the
-database cannot be used.
+Errors: pipeline.errors' NotFoundError, InvalidInputError (a value the database cannot hold among them)
+and ConflictError; StoreError when the database cannot be used.
 """
 
 # No `from __future__ import annotations` here: in a package's __init__ it binds the name of the

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DataError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from pipeline.errors import OhpError
+from pipeline.errors import InvalidInputError, OhpError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -96,7 +96,8 @@ def session(engine: Engine, shown: str, write: bool = False) -> Iterator[Session
     """A session in one transaction: committed at the end, rolled back on any exception. A `write`
     one on SQLite holds the write lock from its start. Any other reads one snapshot of the database
     from its first statement to its end, so that what it reads in several statements (a page, a
-    report's tables) agrees even while others write; on PostgreSQL it is also read-only."""
+    report's tables) agrees even while others write; on PostgreSQL it is also read-only. A value the
+    database cannot hold is the caller's: InvalidInputError, not StoreError (the database works)."""
     try:
         with Session(engine, expire_on_commit=False) as s, s.begin():
             if engine.dialect.name == "sqlite":
@@ -105,6 +106,8 @@ def session(engine: Engine, shown: str, write: bool = False) -> Iterator[Session
             elif not write:
                 s.connection().exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield s
+    except DataError as exc:  # a value given it cannot hold: a NUL in PostgreSQL's text, an integer past its range
+        raise InvalidInputError(f"the database cannot hold a value given: {reason(exc)}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"database error on {shown}: {reason(exc)}") from exc
 
