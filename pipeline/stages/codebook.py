@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +29,10 @@ DEFAULT_WEIGHT = 0.6  # a plain term: enough on its own (the tagger suggests fro
 THEME_KEYS = {"id", "label", "description", "parent", "patterns", "exclude"}
 CODEBOOK_KEYS = {"themes", "no_theme"}
 ID = re.compile(r"[a-z][a-z0-9_]*")
+MAX_FILE_BYTES = 10 * 2**20  # the shipped codebook is 40 kB
+# A token pattern's values, aliases expanded: a real one has a few dozen; YAML aliases of aliases make 9**9
+# of 600 bytes (billion laughs), which the codebook's version would serialise for ever.
+MAX_TOKEN_VALUES = 10_000
 # Token attributes the tagger's pipelines leave unset, so a pattern using them could never match:
 # the Chinese pipeline only segments words; the English one does not parse (for speed).
 UNSET_ATTRIBUTES = {
@@ -150,14 +155,39 @@ def load_codebook(path: Path | str = DEFAULT_CODEBOOK, *, check_tokens: bool = T
     """The codebook in a file; CodebookError lists every problem when it has any. Without `check_tokens`,
     spaCy's check of the token patterns is left to the tagger, for commands that only read the labels
     (spaCy takes seconds to import)."""
-    codebook, problems = parse_codebook(Path(path).read_text(encoding="utf-8"), check_tokens=check_tokens)
+    codebook, problems = parse_codebook(_read(Path(path)), check_tokens=check_tokens)
     if problems or codebook is None:
         raise CodebookError(Path(path), problems)
     return codebook
 
 
 def validate_codebook(path: Path | str = DEFAULT_CODEBOOK) -> list[CodebookProblem]:
-    return parse_codebook(Path(path).read_text(encoding="utf-8"))[1]
+    return parse_codebook(_read(Path(path)))[1]
+
+
+def _read(path: Path) -> str:
+    """The codebook's text; CodebookError for a file that is no text (at the line of a bad byte). A missing
+    file raises FileNotFoundError: the caller says there is no codebook."""
+
+    def refused(line: int, why: str) -> CodebookError:
+        return CodebookError(path, [CodebookProblem(line, why)])
+
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read, a device never end it
+            raise refused(1, "not a file (a folder, a FIFO or a device)")
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise refused(1, f"cannot read it: {e.strerror or e}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise refused(1, f"too big for a codebook (more than {MAX_FILE_BYTES // 2**20} MB)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise refused(line, f"not UTF-8 text (byte 0x{data[e.start]:02x}); save it as UTF-8") from None
 
 
 def _line(node: yaml.Node) -> int:
@@ -177,7 +207,14 @@ class _Parser:
         self.problems.append(CodebookProblem(_line(node), message))
 
     def value(self, node: yaml.Node):
-        return self.loader.construct_object(node, deep=True)
+        """The node as Python; None, and a problem, for a tag the safe loader has no type for (!!python/...)."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as error:
+            self.problem(node, f"not allowed in a codebook: {error.problem}")
+        except RecursionError:
+            self.problem(node, "lists and mappings nest too deep")
+        return None
 
     def mapping(self, node: yaml.Node, what: str, allowed: set[str]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         """A mapping's entries by key, with their nodes; unknown and repeated keys are problems."""
@@ -186,6 +223,9 @@ class _Parser:
             return {}
         entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):  # a list or a mapping as a key
+                self.problem(key, f"{what}: a key must be text")
+                continue
             name = self.value(key)
             if name in entries:
                 self.problem(key, f"{what}: {name!r} given twice")
@@ -209,6 +249,9 @@ class _Parser:
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark or error.context_mark
             self.problems.append(CodebookProblem(mark.line + 1 if mark else 1, f"not valid YAML: {error.problem}"))
+            return [], []
+        except RecursionError:  # the composer recurses once per level
+            self.problems.append(CodebookProblem(1, "not valid YAML: lists and mappings nest too deep"))
             return [], []
         if root is None:
             self.problems.append(CodebookProblem(1, "the codebook is empty"))
@@ -314,7 +357,14 @@ class _Parser:
 
     def tokens(self, node: yaml.Node, language: str, where: str) -> tuple[dict, ...] | None:
         """A token pattern, checked the way spaCy's Matcher checks it, plus attributes the pipeline lacks."""
+        if _expanded_size(node, MAX_TOKEN_VALUES) > MAX_TOKEN_VALUES:
+            self.problem(node, f"{where}: a {language} token pattern of more than {MAX_TOKEN_VALUES:,} values")
+            return None
         tokens = self.value(node)
+        # Checked here too, as the labels-only load skips spaCy's check and reads each token's keys.
+        if not isinstance(tokens, list) or not all(isinstance(token, dict) for token in tokens):
+            self.problem(node, f"{where}: a token pattern must be a list of mappings, one a token")
+            return None
         try:
             if self.check_tokens:
                 from spacy.matcher import Matcher
@@ -337,6 +387,19 @@ class _Parser:
             )
             return None
         return tuple(tokens)
+
+
+def _expanded_size(node: yaml.Node, limit: int) -> int:
+    """How many nodes a node holds with its aliases expanded, counted no further than just past `limit`."""
+    count, todo = 0, [node]
+    while todo and count <= limit:
+        item = todo.pop()
+        count += 1
+        if isinstance(item, yaml.SequenceNode):
+            todo += item.value
+        elif isinstance(item, yaml.MappingNode):
+            todo += [part for pair in item.value for part in pair]
+    return count
 
 
 def _text_booleans(tokens) -> bool:
@@ -382,7 +445,11 @@ def _version(themes: list[Theme], no_theme: list[Pattern]) -> str:
 
 def parse_codebook(text: str, check_tokens: bool = True) -> tuple[Codebook | None, list[CodebookProblem]]:
     """The codebook in a YAML text and its problems; no codebook when there is any problem."""
-    parser = _Parser(text, check_tokens)
+    try:
+        parser = _Parser(text, check_tokens)
+    except yaml.reader.ReaderError as error:  # the reader checks the whole text for control characters first
+        line = text.count("\n", 0, error.position) + 1
+        return None, [CodebookProblem(line, f"not valid YAML: control character #x{error.character:02x} in it")]
     try:
         themes, no_theme = parser.codebook()
     finally:

@@ -1,0 +1,69 @@
+"""Files made to break ohp beyond the imported transcripts (tests/test_hostile_imports.py): the codebook, REFI-QDA
+projects, checkpoints, audio. Each is refused with a message naming the file and the cause, never a traceback."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.stages.codebook import CodebookError, load_codebook, parse_codebook
+
+runner = CliRunner()
+THEME = "themes:\n  - id: wages\n    label: {en: Wages, zh: 工资}\n    patterns: {zh: [工资]}\n"
+# Each level nine aliases of the one before: 9**9 values once expanded, in 600 bytes of YAML.
+LAUGHS = (
+    "no_theme: [&l0 [x, x, x, x, x, x, x, x, x], "
+    + ", ".join(f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9))
+    + "]\n"
+)
+LATIN1 = THEME.replace("Wages", "Wagés").encode("latin-1", "replace")
+CODEBOOK_ATTACKS = {
+    "python tag": (THEME.replace("id: wages", "id: !!python/object/apply:os.system [echo hi]"), "line 2", "python"),
+    "list as a key": (THEME + "  - ? [a, b]\n    : x\n", "line 5", "a theme: a key must be text"),
+    "a NUL byte": (THEME.replace("Wages", "Wa\x00ges"), "line 3", "control character #x00"),
+    "100000 deep": ("themes: " + "[" * 100_000 + "]" * 100_000 + "\n", "line 1", "nest too deep"),
+    "a date for tokens": (
+        THEME.replace("zh: [工资]", "en: [{tokens: 2020-01-01}]"),
+        "line 4",
+        "a token pattern must be a list of mappings",
+    ),
+    "laughing tokens": (
+        LAUGHS + THEME.replace("zh: [工资]", "en: [{tokens: [{LOWER: {IN: *l8}}]}]"),
+        "line 5",
+        "more than",
+    ),
+}
+
+
+@pytest.mark.parametrize("check_tokens", [True, False], ids=["checked", "labels only"])
+@pytest.mark.parametrize("attack", CODEBOOK_ATTACKS)
+def test_a_hostile_codebook_is_a_problem_at_its_line(attack, check_tokens):
+    text, line, cause = CODEBOOK_ATTACKS[attack]
+    codebook, problems = parse_codebook(text, check_tokens=check_tokens)
+    assert codebook is None
+    assert any(str(p).startswith(line) and cause in str(p) for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("make", "cause"),
+    [
+        (lambda p: p.write_bytes(LATIN1), "line 3: not UTF-8 text"),
+        (lambda p: p.write_bytes(THEME.encode("utf-16")), "line 1: not UTF-8 text"),
+        (lambda p: p.mkdir(), "line 1: not a file"),
+        (lambda p: os.mkfifo(p), "line 1: not a file"),
+        (lambda p: p.symlink_to("/dev/zero"), "line 1: not a file"),
+        (lambda p: p.write_bytes(b"#" * (11 * 2**20)), "line 1: too big for a codebook"),
+    ],
+    ids=["latin-1", "utf-16", "folder", "fifo", "device", "11 MB"],
+)
+def test_a_codebook_file_that_is_no_text_is_refused_naming_it(tmp_path, make, cause):
+    path = tmp_path / "codebook.yaml"
+    make(path)
+    with pytest.raises(CodebookError, match=cause):
+        load_codebook(path)
+    result = runner.invoke(app, ["codebook", "validate", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert str(path) in result.stderr and cause.split(": ", 1)[1] in result.stderr, result.stderr
