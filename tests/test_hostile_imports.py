@@ -196,3 +196,31 @@ def test_a_comment_among_a_projects_sources_is_no_source(db, exchange, tmp_path)
     project = edited_project(exchange, tmp_path / "commented.qdpx", "<AudioSource ", "<!-- notes --><AudioSource ")
     result = invoke("import", project, "--db", db)
     assert result.exit_code == 0, result.output
+
+
+def packed(exchange: Path, path: Path, method: int = zipfile.ZIP_DEFLATED) -> Path:
+    """The exported project zipped again with another compression method."""
+    with zipfile.ZipFile(exchange / "ohp-project.qdpx") as z, zipfile.ZipFile(path, "w", method) as out:
+        for info in z.infolist():
+            out.writestr(info.filename, z.read(info))
+    return path
+
+
+def test_an_encrypted_or_corrupt_project_is_refused_and_the_batch_goes_on(db, exchange, tmp_path):
+    data = bytearray(packed(exchange, tmp_path / "plain.qdpx").read_bytes())
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # a password's flag, in each file's local and central header
+        at = data.find(header)
+        while at >= 0:
+            data[at + (6 if header == b"PK\x03\x04" else 8)] |= 1
+            at = data.find(header, at + 4)
+    (tmp_path / "locked.qdpx").write_bytes(data)
+    refused(db, tmp_path / "locked.qdpx", "project.qde is encrypted")
+    # LZMA's own error on corrupt data (a zlib error or an OSError for the others).
+    data = bytearray(packed(exchange, tmp_path / "lzma.qdpx", zipfile.ZIP_LZMA).read_bytes())
+    data[80:88] = bytes(b ^ 0x55 for b in data[80:88])
+    (tmp_path / "corrupt.qdpx").write_bytes(data)
+    refused(db, tmp_path / "corrupt.qdpx", "not a .qdpx project (a zip file): Corrupt input data")
+    (tmp_path / "next.srt").write_text(GOOD_SRT.replace("孩子", "我的孩子"), encoding="utf-8")
+    result = invoke("import", tmp_path / "locked.qdpx", tmp_path / "next.srt", "--no-tag", "--db", db)
+    assert result.exit_code == REFUSED and "Traceback" not in result.output
+    assert f"{tmp_path / 'next.srt'}: recording" in result.stdout, result.output

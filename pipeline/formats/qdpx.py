@@ -23,6 +23,7 @@ same project and a code keeps its identity across exports and tools.
 from __future__ import annotations
 
 import io
+import lzma
 import re
 import stat
 import uuid
@@ -282,6 +283,8 @@ def _member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> byte
         size, limit = info.file_size / 2**20, MAX_MEMBER_BYTES // 2**20
         why = f"{info.filename} would inflate to {size:.0f} MB (at most {limit} MB): not a project, maybe a zip bomb"
         raise TranscriptFormatError(path, why)
+    if info.flag_bits & 0x1:  # zipfile would raise a RuntimeError asking for the password
+        raise TranscriptFormatError(path, f"{info.filename} is encrypted: export the project without a password")
     with archive.open(info) as f:
         return f.read()
 
@@ -479,7 +482,7 @@ def read_qdpx(path: Path, codebook: Codebook) -> ImportedCodings:
             raise TranscriptFormatError(path, "not a .qdpx project: a folder, a FIFO or a device, not a file")
         with zipfile.ZipFile(path) as archive:
             return _Reader(path, archive, codebook).read()
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError) as exc:
         raise TranscriptFormatError(path, f"not a .qdpx project (a zip file): {exc}") from None
     except NotImplementedError as exc:  # a compression method zipfile lacks (deflate64)
         raise TranscriptFormatError(path, f"cannot unpack it: {exc}") from None
