@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipeline.formats.elan import read_eaf
 from pipeline.formats.qdpx import read_qdpx
-from pipeline.formats.readers import DESCRIPTION, read_transcript, role_of_label
+from pipeline.formats.readers import DESCRIPTION, read_limited, read_transcript, role_of_label
 from pipeline.process import tag_result
 from pipeline.records import (
     TRANSCRIPT_FORMAT,
@@ -44,11 +44,13 @@ def import_file(
     recording (identified by its bytes). Nothing is stored unless the whole file reads (see importers).
     A transcript imported this way is never replaced by `ohp run`, except with --force.
     """
-    imported = read_transcript(path)
+    # Read once: the recording is the hash of the bytes imported (a second read of a pipe, `ohp import <(...)`,
+    # was empty, and made every transcript imported so one recording; a file may change meanwhile).
+    data = read_limited(path, "a transcript file")
+    imported = read_transcript(path, data)
     if audio is not None:
         info = probe(audio.resolve())
     else:
-        data = path.read_bytes()
         info = AudioInfo(
             path=path.resolve(),
             sha256=hashlib.sha256(data).hexdigest(),

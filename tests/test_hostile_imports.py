@@ -224,3 +224,24 @@ def test_an_encrypted_or_corrupt_project_is_refused_and_the_batch_goes_on(db, ex
     result = invoke("import", tmp_path / "locked.qdpx", tmp_path / "next.srt", "--no-tag", "--db", db)
     assert result.exit_code == REFUSED and "Traceback" not in result.output
     assert f"{tmp_path / 'next.srt'}: recording" in result.stdout, result.output
+
+
+def test_a_transcript_read_from_a_pipe_is_the_recording_of_its_own_bytes(db, request):
+    """`ohp import <(curl ...)`: a pipe reads once. The recording was the hash of a second read, empty: each
+    transcript imported so was one recording, and the next replaced the one before."""
+
+    def piped(text: str) -> Path:
+        read, write = os.pipe()
+        os.write(write, text.encode("utf-8"))
+        os.close(write)
+        request.addfinalizer(lambda: os.close(read))
+        return Path(f"/dev/fd/{read}")
+
+    first = piped(GOOD_SRT.replace("孩子", "第一个孩子"))
+    assert invoke("import", first, "--no-tag", "--db", db).exit_code == 0
+    before = rows(db)
+    second = piped(GOOD_SRT.replace("孩子", "第二个孩子"))
+    assert invoke("import", second, "--no-tag", "--db", db).exit_code == 0
+    after = rows(db)
+    assert all(row in after["segments"] for row in before["segments"])  # the first stays as it was
+    assert len(after["recordings"]) == len(before["recordings"]) + 1

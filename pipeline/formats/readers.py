@@ -114,10 +114,11 @@ def read_limited(path: Path, what: str) -> bytes:
     return data
 
 
-def read_transcript(path: Path) -> ImportedTranscript:
-    """The transcript in `path`, whichever of FORMATS it is in, its times and strings checked."""
+def read_transcript(path: Path, data: bytes | None = None) -> ImportedTranscript:
+    """The transcript in `path`, whichever of FORMATS it is in, its times and strings checked; from `data`
+    when the caller has read the file already (a pipe reads once)."""
     path = Path(path)
-    text = _decode(path, read_limited(path, "a transcript file"))
+    text = _decode(path, read_limited(path, "a transcript file") if data is None else data)
     if not text.strip():
         raise TranscriptFormatError(path, "the file is empty")
     source_format = _detect(path, text)
