@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -212,8 +213,23 @@ def running(
 
 
 def _segments(stored: list[dict]) -> list[Segment]:
-    """Segments as a checkpoint keeps them (JSON) made whole again."""
-    return [Segment(**{**s, "words": [Word(**w) for w in s["words"]], "marks": tuple(s["marks"])}) for s in stored]
+    """Segments as a checkpoint keeps them (JSON) made whole again; ValueError for times no recording has."""
+    segments = [Segment(**{**s, "words": [Word(**w) for w in s["words"]], "marks": tuple(s["marks"])}) for s in stored]
+    for s in segments:
+        times = [s.start, s.end, *(t for w in s.words for t in (w.start, w.end))]
+        if not all(isinstance(t, (int, float)) and 0 <= t < math.inf for t in times) or s.end < s.start:
+            raise ValueError(f"a segment's times are {s.start}-{s.end}")
+    return segments
+
+
+def _chunk(entry: object) -> tuple[int, ChunkResult]:
+    """A checkpoint's line made whole again; KeyError, TypeError or ValueError for one not as ohp writes it."""
+    if not isinstance(entry, dict) or not isinstance(entry["index"], int) or not isinstance(entry["guards"], dict):
+        raise TypeError("not a finished chunk")
+    second = entry.get("second")
+    return entry["index"], ChunkResult(
+        _segments(entry["segments"]), entry["guards"], None if second is None else _segments(second)
+    )
 
 
 class Checkpoint:
@@ -225,18 +241,19 @@ class Checkpoint:
         self.path = folder / f"{info.sha256}-{key}.jsonl"
 
     def load(self) -> dict[int, ChunkResult]:
+        """The chunks finished before, by index. A line not whole (the one being written when the run was
+        killed, maybe cut inside a character) or not as ohp writes it (edited) is not trusted: its chunk is
+        transcribed again."""
         done: dict[int, ChunkResult] = {}
         if not self.path.exists():
             return done
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate(self.path.read_bytes().splitlines(), 1):
             try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:  # the line being written when the run was killed
-                break
-            second = entry.get("second")
-            done[entry["index"]] = ChunkResult(
-                _segments(entry["segments"]), entry["guards"], None if second is None else _segments(second)
-            )
+                index, result = _chunk(json.loads(line))  # bytes: json reads them as UTF-8
+            except (ValueError, KeyError, TypeError, RecursionError) as e:  # JSON's and UTF-8's errors too
+                log.warning("%s, line %d: not a finished chunk (%s); transcribed again", self.path, number, e)
+                continue
+            done[index] = result
         return done
 
     def add(self, index: int, result: ChunkResult) -> None:

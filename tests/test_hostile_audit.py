@@ -3,13 +3,19 @@ projects, checkpoints, audio. Each is refused with a message naming the file and
 
 from __future__ import annotations
 
+import json
+import math
 import os
+from dataclasses import asdict
 
 import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.process import Checkpoint
+from pipeline.records import AudioInfo, Segment, Word
 from pipeline.stages.codebook import CodebookError, load_codebook, parse_codebook
+from pipeline.stages.transcribe import ChunkResult
 
 runner = CliRunner()
 THEME = "themes:\n  - id: wages\n    label: {en: Wages, zh: 工资}\n    patterns: {zh: [工资]}\n"
@@ -67,3 +73,22 @@ def test_a_codebook_file_that_is_no_text_is_refused_naming_it(tmp_path, make, ca
     result = runner.invoke(app, ["codebook", "validate", str(path)], env={"COLUMNS": "200"})
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert str(path) in result.stderr and cause.split(": ", 1)[1] in result.stderr, result.stderr
+
+
+def test_a_checkpoint_cut_short_or_edited_resumes_with_only_the_chunks_it_holds_whole(tmp_path):
+    """A resume trusted every line: one cut inside a character (a run killed as it wrote Chinese), or not in
+    the shape ohp writes, failed the recording at every run until --force; edited times went into the store."""
+    info = AudioInfo(tmp_path / "a.wav", "ab" * 32, 1, "wav", "pcm_s16le", 16000, 1, 10.0)
+    checkpoint = Checkpoint(info, "key", tmp_path)
+    good = ChunkResult([Segment(0.0, 1.0, "工资", "工资", "zh", words=[Word(0.0, 1.0, "工资", 0.9)])], {})
+    checkpoint.add(0, good)
+
+    def line(index: object, **changes: object) -> bytes:
+        entry = {"index": index, "segments": [{**asdict(good.segments[0]), **changes}], "guards": {}}
+        return json.dumps(entry, ensure_ascii=False).encode("utf-8") + b"\n"
+
+    with open(checkpoint.path, "ab") as f:
+        f.write(b"[]\n" + b'{"index": 2}\n' + line("3") + line(5, start=math.nan) + line(6, start=5.0, end=1.0))
+        cut = line(8)
+        f.write(line(7, speakers="x") + line(4) + cut[: cut.rindex("资".encode()) + 1])  # the last cut inside 资
+    assert checkpoint.load() == {0: good, 4: good}
