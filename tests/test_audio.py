@@ -317,6 +317,20 @@ def test_file_deleted_between_probe_and_decode(media, tmp_path):
     assert e.value.path == path
 
 
+def test_what_a_files_tags_say_is_not_taken_for_what_it_holds(tmp_path):
+    # Tags are the file's own text, and ffmpeg prints them among its lines: a title was read as the length
+    # (a 2 s file then refused as 99 h long), a comment as an audio stream of a film without one.
+    lying = lavfi("sine=d=2", tmp_path / "lying.mp3", "-metadata", "title=x Duration: 99:00:00.00, start")
+    info = probe(lying)
+    assert info.duration == pytest.approx(2.0, abs=0.1)
+    assert decode(info).duration == pytest.approx(2.0, abs=0.1)
+    film = tmp_path / "film.mp4"
+    stream = "Stream #0:1: Audio: mp3, 44100 Hz, stereo"
+    ffmpeg(*VIDEO_2S, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-metadata", f"comment=x\n  {stream}", film)
+    with pytest.raises(AudioError, match="no audio stream"):
+        probe(film)
+
+
 # --- memory ------------------------------------------------------------------------------------------
 
 

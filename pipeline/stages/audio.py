@@ -130,6 +130,21 @@ def _ffmpeg_cause(stderr: str, opening: bool = True) -> str:
     return lines[-1] if lines else "ffmpeg failed without a message"
 
 
+def _without_tags(stderr: str) -> str:
+    """ffmpeg's report without its Metadata blocks: tags are the file's own text (a title may read "Duration:
+    99:00:00" or "Stream #0:1: Audio: ..."), and only ffmpeg's own lines say what the file holds. A block is
+    the lines indented under its "Metadata:" line (a tag's value over several lines included)."""
+    kept, block = [], None  # the indentation of the Metadata: line whose block is being skipped
+    for line in stderr.splitlines():
+        indent = len(line) - len(line.lstrip(" "))
+        if block is not None and indent > block:
+            continue
+        block = indent if line.strip() == "Metadata:" else None
+        if block is None:
+            kept.append(line)
+    return "\n".join(kept)
+
+
 def _channel_count(layout: str) -> int:
     layout = layout.split("(")[0].strip()
     if layout in _CHANNELS:
@@ -149,7 +164,7 @@ def probe(path: Path | str) -> AudioInfo:
         errors="replace",
     )
     # Without an output file ffmpeg always exits 1; what matters is whether it found an input.
-    out = result.stderr
+    out = _without_tags(result.stderr)
     input_match = _INPUT.search(out)
     if not input_match:
         raise AudioError(path, _ffmpeg_cause(out))
