@@ -331,6 +331,16 @@ def test_what_a_files_tags_say_is_not_taken_for_what_it_holds(tmp_path):
         probe(film)
 
 
+def test_a_script_naming_other_recordings_is_no_recording(media, tmp_path):
+    # ffmpeg reads an ffconcat script by its content, whatever its name: this one's "audio" was the closed
+    # interview beside it, twice, under the script's hash and as a recording of its own.
+    shutil.copy(media["wav"], tmp_path / "closed.wav")
+    script = tmp_path / "new.wav"
+    script.write_text("ffconcat version 1.0\nfile closed.wav\nfile closed.wav\n", encoding="utf-8")
+    with pytest.raises(AudioError, match="names other files"):
+        probe(script)
+
+
 # --- memory ------------------------------------------------------------------------------------------
 
 

@@ -30,6 +30,10 @@ AUDIO_EXTENSIONS = frozenset(
 )
 MAX_DURATION = 12 * 3600.0  # longer than any interview; guards against files that claim days of audio
 _READ_BLOCK = 1 << 20  # bytes of decoded audio read from ffmpeg at a time
+# Demuxers that play other files a file names (an ffconcat script, a playlist), which ffmpeg picks by content
+# whatever the extension: a recording is its file's own bytes, hashed as its identity; such a file could bring
+# in the recordings beside it under another identity (and consent).
+_REFERENCING_FORMATS = frozenset({"concat", "hls", "dash"})
 
 
 class AudioError(InvalidInputError):
@@ -168,6 +172,8 @@ def probe(path: Path | str) -> AudioInfo:
     input_match = _INPUT.search(out)
     if not input_match:
         raise AudioError(path, _ffmpeg_cause(out))
+    if input_match["format"] in _REFERENCING_FORMATS:
+        raise AudioError(path, f"a {input_match['format']} file names other files to play: give the recording itself")
     stream = _AUDIO_STREAM.search(out)
     if not stream:
         raise AudioError(path, "no audio stream in this file")
