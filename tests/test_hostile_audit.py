@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from dataclasses import asdict
 
 import pytest
@@ -16,6 +17,7 @@ from pipeline.process import Checkpoint
 from pipeline.records import AudioInfo, Segment, Word
 from pipeline.stages.codebook import CodebookError, load_codebook, parse_codebook
 from pipeline.stages.transcribe import ChunkResult
+from pipeline.stages.vocabulary import read_vocabulary
 
 runner = CliRunner()
 THEME = "themes:\n  - id: wages\n    label: {en: Wages, zh: 工资}\n    patterns: {zh: [工资]}\n"
@@ -92,3 +94,17 @@ def test_a_checkpoint_cut_short_or_edited_resumes_with_only_the_chunks_it_holds_
         cut = line(8)
         f.write(line(7, speakers="x") + line(4) + cut[: cut.rindex("资".encode()) + 1])  # the last cut inside 资
     assert checkpoint.load() == {0: good, 4: good}
+
+
+def test_a_vocabulary_that_is_a_fifo_nobody_writes_to_is_not_waited_for(tmp_path):
+    fifo = tmp_path / "vocabulary.txt"
+    os.mkfifo(fifo)
+    found = []
+    reader = threading.Thread(target=lambda: found.append(read_vocabulary(fifo).terms), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    waited = reader.is_alive()
+    if waited:  # the open waits for a writer: be one, so the thread ends
+        os.close(os.open(fifo, os.O_WRONLY))
+        reader.join()
+    assert not waited and found == [()]

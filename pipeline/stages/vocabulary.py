@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import unicodedata
 from collections import Counter
@@ -118,7 +119,10 @@ def parse_vocabulary(data: bytes, path: Path) -> Vocabulary:
 def read_vocabulary(path: Path) -> Vocabulary:
     """The vocabulary file at `path` (see parse_vocabulary); InvalidInputError naming it if it cannot be read."""
     try:
-        with open(path, "rb") as f:
+        # Opened without blocking: a FIFO nobody writes to would wait for ever (it reads as empty instead).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as f:
+            os.set_blocking(fd, True)
             data = f.read(MAX_FILE_BYTES + 1)  # a FIFO or a device is read no further than the limit
     except OSError as e:
         raise InvalidInputError(f"{path}: cannot read the vocabulary: {e.strerror or e}") from None
