@@ -70,6 +70,11 @@ TEXT_ATTACKS = {
         "segment 1: speaker is 5,000 characters long",
     ),
     "stamp.txt": ("[9999999:00:00] x\n[9999999:00:01] y\n", "line 1: '9999999:00:00' is 3.6e+10 s"),
+    # More digits than int() takes (4,300): was a ValueError and a traceback.
+    "digits.srt": ("1\n" + "9" * 5000 + ":00:00,000 --> 00:00:01,000\nx\n", "line 2: '99999999999999999"),
+    "digits.txt": ("[" + "9" * 5000 + ":00:00] x\n", "is inf s: a time must be from 0 to 48 hours"),
+    # A 1 MB line is quoted short, not printed whole.
+    "line.srt": ("x" * 1_000_000 + "\n", "found '" + "x" * 39 + "…'"),
 }
 
 

@@ -257,15 +257,22 @@ def _speakers(texts: list[str]) -> list[tuple[str | None, str]]:
 _TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[.,](\d{1,3}))?")
 
 
+def _quoted(text: str) -> str:
+    """Text from a file as an error message quotes it: short (a line may be 10 MB long)."""
+    return repr(text if len(text) <= 40 else text[:39] + "…")
+
+
 def _seconds(path: Path, stamp: str, line: int) -> float:
-    m = _TIME.fullmatch(stamp.strip())
+    stamp = stamp.strip()
+    m = _TIME.fullmatch(stamp)
     if not m:
-        raise TranscriptFormatError(path, f"{stamp.strip()!r} is not a time like 00:01:02,500", line)
+        raise TranscriptFormatError(path, f"{_quoted(stamp)} is not a time like 00:01:02,500", line)
     hours, minutes, seconds, fraction = m.groups()
     if int(minutes) > 59 or int(seconds) > 59:
-        raise TranscriptFormatError(path, f"{stamp.strip()!r}: minutes and seconds go up to 59", line)
-    value = int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + float(f"0.{fraction or 0}")
-    return check_time(path, value, repr(stamp.strip()), line)
+        raise TranscriptFormatError(path, f"{_quoted(stamp)}: minutes and seconds go up to 59", line)
+    # Hours as a float: int() refuses over 4,300 digits (a ValueError), a float of them is inf, refused below.
+    value = float(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + float(f"0.{fraction or 0}")
+    return check_time(path, value, _quoted(stamp), line)
 
 
 def _timing(path: Path, text: str, line: int) -> tuple[float, float]:
@@ -329,7 +336,7 @@ def _read_srt(path: Path, text: str) -> ImportedTranscript:
             lines, number = lines[1:], number + 1
         if "-->" not in lines[0]:
             expected = "expected a cue's times (00:00:01,000 --> 00:00:02,500)"
-            raise TranscriptFormatError(path, f"{expected}, found {lines[0].strip()!r}", number)
+            raise TranscriptFormatError(path, f"{expected}, found {_quoted(lines[0].strip())}", number)
         start, end = _timing(path, lines[0], number)
         body = join_texts(_SRT_TAGS.sub("", line) for line in lines[1:])
         if not body:
