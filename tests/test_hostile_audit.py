@@ -7,12 +7,15 @@ import json
 import math
 import os
 import threading
+import zipfile
 from dataclasses import asdict
 
 import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.formats import qdpx
+from pipeline.formats.readers import TranscriptFormatError
 from pipeline.process import Checkpoint
 from pipeline.records import AudioInfo, Segment, Word
 from pipeline.stages.codebook import CodebookError, load_codebook, parse_codebook
@@ -108,3 +111,20 @@ def test_a_vocabulary_that_is_a_fifo_nobody_writes_to_is_not_waited_for(tmp_path
         os.close(os.open(fifo, os.O_WRONLY))
         reader.join()
     assert not waited and found == [()]
+
+
+def test_a_project_naming_one_big_transcript_many_times_inflates_it_no_further_than_its_limit(tmp_path, monkeypatch):
+    """A 200 MB transcript deflates to 200 kB; a thousand Transcripts naming it were a thousand inflations of it
+    (200 GB, minutes of work) from a project of under 1 MB."""
+    monkeypatch.setattr(qdpx, "MAX_INFLATED_BYTES", 10 * 2**20)
+    transcript = '<Transcript guid="t" plainTextPath="internal://t.txt"/>'
+    project = (
+        f'<Project xmlns="{qdpx.NS}"><Sources><AudioSource guid="a" name="a.wav">'
+        f"<Description>sha256: {'ab' * 32}</Description>{transcript * 20}</AudioSource></Sources></Project>"
+    )
+    path = tmp_path / "bomb.qdpx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("project.qde", project)
+        z.writestr("sources/t.txt", "x" * 2**20)
+    with pytest.raises(TranscriptFormatError, match="inflates to more than 10 MB"):
+        qdpx.read_qdpx(path, load_codebook(check_tokens=False))

@@ -54,6 +54,8 @@ _GUIDS = uuid.UUID("5b0f6c1e-8a43-5d2e-9f17-3c6a0e4d2b71")  # ohp's uuid5 namesp
 PROJECT_USER = "ohp"
 SHA256 = "sha256"  # the source variable that names the recording
 MAX_MEMBER_BYTES = 200 * 2**20  # project.qde or a transcript; a bigger one is a zip bomb, not a project
+# All a project's files inflated, counted each time one is read: many Transcripts may name one file.
+MAX_INFLATED_BYTES = 1024 * 2**20
 MAX_MS = MAX_SECONDS * 1000  # a time in a project, in ms
 _SHA256_LINE = re.compile(r"^sha256: ([0-9a-f]{64})$", re.MULTILINE)
 
@@ -365,7 +367,8 @@ class _Reader:
         self.members = _members(path, archive)
         if "project.qde" not in self.members:
             raise TranscriptFormatError(path, "no project.qde in the zip: not a REFI-QDA project")
-        self.root = _project(path, _member(path, archive, self.members["project.qde"]))
+        self.inflated = 0  # bytes, of MAX_INFLATED_BYTES
+        self.root = _project(path, self.inflate(self.members["project.qde"]))
         # Names go into warnings and, as coders, into the database: of a sane length.
         self.users = {
             _norm(u.get("guid")): check_chars(
@@ -379,6 +382,15 @@ class _Reader:
         self.themes = _themes(path, self.root, codebook)
         self.unmatched: Counter[str] = Counter()  # code name -> codings skipped
         self.warnings: list[str] = []
+
+    def inflate(self, info: zipfile.ZipInfo) -> bytes:
+        """A file of the zip; refused once the project has inflated more than MAX_INFLATED_BYTES in all (a
+        thousand Transcripts naming one 200 MB file that deflates to 200 kB)."""
+        self.inflated += info.file_size
+        if self.inflated > MAX_INFLATED_BYTES:
+            limit = MAX_INFLATED_BYTES // 2**20
+            raise TranscriptFormatError(self.path, f"the project inflates to more than {limit} MB: maybe a zip bomb")
+        return _member(self.path, self.archive, info)
 
     def codings(self, selection: etree._Element, start: float, end: float, text: str | None) -> list[Coding]:
         found = []
@@ -404,7 +416,7 @@ class _Reader:
         if info is None:
             raise TranscriptFormatError(self.path, f"the transcript {location} is not in the zip")
         try:
-            return _member(self.path, self.archive, info).decode("utf-8-sig")
+            return self.inflate(info).decode("utf-8-sig")
         except UnicodeDecodeError:
             raise TranscriptFormatError(self.path, f"the transcript {location} is not UTF-8 text") from None
 
