@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -26,6 +27,41 @@ HANGUL_CHAR = re.compile(f"[{HANGUL}]")
 CJK = re.compile(f"[{CJK_LETTERS}{CJK_MARKS}]")
 # What XML 1.0 cannot hold (python-docx and lxml refuse it): control characters other than tab and newline.
 NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+class UnreadableFileError(InvalidInputError):
+    """A file a user gave that cannot be read as one; `cause` says why, for the caller to put in its terms."""
+
+    def __init__(self, path: Path, cause: str) -> None:
+        super().__init__(f"{path}: {cause}")
+        self.path = path
+        self.cause = cause
+
+
+def read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of a file a user gave (`what` it should be) of at most `limit` bytes; UnreadableFileError for
+    a folder, a file too big or one that cannot be read. A regular file's size is checked before reading it,
+    and nothing is read past the limit: a device has no size and a file may grow meanwhile. Opened without
+    blocking, so a FIFO nobody writes to reads as empty instead of waiting for ever (`<(...)` still works)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            mode = os.fstat(fd)
+            if stat.S_ISDIR(mode.st_mode):
+                raise UnreadableFileError(path, f"is a folder, not {what}")
+            if stat.S_ISREG(mode.st_mode) and mode.st_size > limit:
+                size = f"{mode.st_size / 2**20:.1f} MB"
+                raise UnreadableFileError(path, f"{size} is too big for {what} (at most {limit // 2**20} MB)")
+            os.set_blocking(fd, True)
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read(limit + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise UnreadableFileError(path, f"cannot read it: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise UnreadableFileError(path, f"too big for {what}: more than {limit // 2**20} MB")
+    return data
 
 
 def package_folder(package: str, needed_for: str) -> Path:

@@ -182,6 +182,29 @@ def test_redaction_covers_every_text_format_and_reports(db, tmp_path):
     assert bad.exit_code == 2 and "cannot redact faces" in bad.output
 
 
+@pytest.mark.parametrize(
+    ("make", "cause"),
+    [
+        (lambda p: None, "cannot read it: No such file"),
+        (lambda p: p.mkdir(), "is a folder, not a list of names"),
+        (lambda p: p.write_bytes("李秀英\n".encode("gbk")), "line 1: not UTF-8 text"),
+        (lambda p: p.write_bytes(b"\x00" * 8), "not a text file"),
+    ],
+    ids=["missing", "folder", "gbk", "binary"],
+)
+def test_a_redaction_list_given_and_unreadable_is_an_error_not_an_export_with_its_names_left_in(
+    db, tmp_path, make, cause
+):
+    """A list that was not a file (a typo, a folder) used to be taken as no list: the export went out with
+    every name it held."""
+    listed, out = tmp_path / "names.txt", tmp_path / "share"
+    make(listed)
+    result = invoke("export", "--out", out, "--redact", "names", "--redact-list", listed, "--db", db)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert str(listed) in result.stderr and cause in result.stderr, result.stderr
+    assert not out.exists()
+
+
 def test_codes_added_in_elan_come_back_by_their_coder(db, tmp_path):
     from pipeline.store import Store
 

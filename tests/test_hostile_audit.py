@@ -63,12 +63,11 @@ def test_a_hostile_codebook_is_a_problem_at_its_line(attack, check_tokens):
     [
         (lambda p: p.write_bytes(LATIN1), "line 3: not UTF-8 text"),
         (lambda p: p.write_bytes(THEME.encode("utf-16")), "line 1: not UTF-8 text"),
-        (lambda p: p.mkdir(), "line 1: not a file"),
-        (lambda p: os.mkfifo(p), "line 1: not a file"),
-        (lambda p: p.symlink_to("/dev/zero"), "line 1: not a file"),
-        (lambda p: p.write_bytes(b"#" * (11 * 2**20)), "line 1: too big for a codebook"),
+        (lambda p: p.mkdir(), "line 1: is a folder, not a codebook"),
+        (lambda p: p.symlink_to("/dev/zero"), "line 1: too big for a codebook"),
+        (lambda p: p.write_bytes(b"#" * (11 * 2**20)), "line 1: 11.0 MB is too big for a codebook"),
     ],
-    ids=["latin-1", "utf-16", "folder", "fifo", "device", "11 MB"],
+    ids=["latin-1", "utf-16", "folder", "device", "11 MB"],
 )
 def test_a_codebook_file_that_is_no_text_is_refused_naming_it(tmp_path, make, cause):
     path = tmp_path / "codebook.yaml"
@@ -78,6 +77,13 @@ def test_a_codebook_file_that_is_no_text_is_refused_naming_it(tmp_path, make, ca
     result = runner.invoke(app, ["codebook", "validate", str(path)], env={"COLUMNS": "200"})
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert str(path) in result.stderr and cause.split(": ", 1)[1] in result.stderr, result.stderr
+
+
+def test_a_codebook_that_is_a_fifo_nobody_writes_to_reads_as_empty_not_waited_for(tmp_path):
+    path = tmp_path / "codebook.yaml"
+    os.mkfifo(path)
+    with pytest.raises(CodebookError, match="line 1: the codebook is empty"):
+        load_codebook(path)
 
 
 def test_a_checkpoint_cut_short_or_edited_resumes_with_only_the_chunks_it_holds_whole(tmp_path):

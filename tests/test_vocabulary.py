@@ -86,7 +86,7 @@ def test_a_file_that_is_no_vocabulary_is_refused_naming_the_file_and_line(tmp_pa
 def test_a_huge_file_or_a_fifo_is_read_no_further_than_the_limit(tmp_path):
     huge = tmp_path / "huge.txt"
     huge.write_bytes(b"term\n" * 300_000)
-    with pytest.raises(InvalidInputError, match=f"^{huge}: larger than 1 MB"):
+    with pytest.raises(InvalidInputError, match=f"^{huge}: cannot read the vocabulary: 1.4 MB is too big for a"):
         read_vocabulary(huge)
     with pytest.raises(InvalidInputError, match="cannot read the vocabulary"):
         read_vocabulary(tmp_path / "missing.txt")

@@ -466,9 +466,12 @@ def export(
     redactor = None
     if redact:
         try:
-            listed = load_list(redact_list) if redact_list.is_file() else {}
+            # No list is no names listed only when none was asked for: a list given and unreadable (missing, a
+            # folder) is an error, not an export with the names it holds left in.
+            given = redact_list != DEFAULT_LIST or redact_list.exists()
+            listed = load_list(redact_list) if given else {}
             redactor = Redactor({kind.strip() for kind in redact.split(",") if kind.strip()}, listed)
-        except (InvalidInputError, OSError) as e:
+        except InvalidInputError as e:
             raise typer.BadParameter(str(e), param_hint="--redact") from None
     chosen = choose_recordings(store, recordings)
     report = export_recordings(

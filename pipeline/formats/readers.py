@@ -18,16 +18,14 @@ import html
 import json
 import logging
 import math
-import os
 import re
-import stat
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from pipeline.errors import InvalidInputError
 from pipeline.records import CONSENT_LEVELS, MAX_FIELD_CHARS, SPEAKER_ROLES, Segment, Word
-from pipeline.utils import HAN_CHAR, HANGUL_CHAR, KANA_CHAR, join_texts
+from pipeline.utils import HAN_CHAR, HANGUL_CHAR, KANA_CHAR, UnreadableFileError, join_texts, read_bounded
 
 log = logging.getLogger(__name__)
 MAX_BYTES = 50 * 1024 * 1024
@@ -89,29 +87,12 @@ def _decode(path: Path, data: bytes) -> str:
 
 
 def read_limited(path: Path, what: str) -> bytes:
-    """The bytes of a file of at most MAX_BYTES. A regular file's size is checked before reading it; and
-    nothing is read past the limit, since a FIFO or a device has no size and a file may grow meanwhile."""
-    limit = MAX_BYTES
+    """The bytes of a file of at most MAX_BYTES (utils.read_bounded); TranscriptFormatError for one that
+    cannot be read as one."""
     try:
-        # Opened without blocking: a FIFO nobody writes to would wait for ever (it reads as empty instead).
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        try:
-            mode = os.fstat(fd)
-            if stat.S_ISDIR(mode.st_mode):
-                raise TranscriptFormatError(path, f"is a folder, not {what}")
-            if stat.S_ISREG(mode.st_mode) and mode.st_size > limit:
-                size = f"{mode.st_size / 2**20:.0f} MB"
-                raise TranscriptFormatError(path, f"{size} is too big for {what} (at most {limit // 2**20} MB)")
-            os.set_blocking(fd, True)
-            with open(fd, "rb", closefd=False) as f:
-                data = f.read(limit + 1)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise TranscriptFormatError(path, f"cannot read it: {exc.strerror or exc}") from None
-    if len(data) > limit:
-        raise TranscriptFormatError(path, f"too big for {what}: more than {limit // 2**20} MB")
-    return data
+        return read_bounded(path, MAX_BYTES, what)
+    except UnreadableFileError as exc:
+        raise TranscriptFormatError(path, exc.cause) from None
 
 
 def read_transcript(path: Path, data: bytes | None = None) -> ImportedTranscript:

@@ -24,10 +24,11 @@ from urllib.parse import unquote
 from pipeline.errors import InvalidInputError
 from pipeline.records import AnnotationRecord, Entity, RecordingExport, Segment, SpeakerRecord, Word
 from pipeline.script import convert, to_simplified
-from pipeline.utils import CJK, CJK_LETTERS, is_wide
+from pipeline.utils import CJK, CJK_LETTERS, is_wide, read_bounded
 
 KINDS = {"names": ("PERSON", "[NAME]"), "places": ("PLACE", "[PLACE]")}
 DEFAULT_LIST = Path("annotations/redact.txt")
+MAX_LIST_BYTES = 10 * 2**20  # a project's names and places: thousands of lines, not megabytes
 # Shorter entities are mostly jieba's misreadings (a surname alone, 王, is in many words): the project
 # list is where a one-character name goes. Speakers called by one character are relabelled all the same.
 MIN_ENTITY_CHARS = 2
@@ -71,9 +72,18 @@ class Redaction:
 
 
 def load_list(path: Path) -> dict[str, str]:
-    """The project's names: {name: kind}. One per line; "place: X" marks a place; # starts a comment."""
+    """The project's names: {name: kind}. One per line; "place: X" marks a place; # starts a comment.
+    InvalidInputError naming the file for one that is not such a list's text."""
+    data = read_bounded(path, MAX_LIST_BYTES, "a list of names")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        number = data.count(b"\n", 0, e.start) + 1
+        raise InvalidInputError(f"{path}, line {number}: not UTF-8 text (byte 0x{data[e.start]:02x})") from None
+    if "\x00" in text:
+        raise InvalidInputError(f"{path}: not a text file (it has NUL bytes)")
     found: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8-sig").splitlines():
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue

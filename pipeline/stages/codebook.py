@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import yaml
 
 from pipeline.errors import InvalidInputError
 from pipeline.script import to_simplified
+from pipeline.utils import UnreadableFileError, read_bounded
 
 DEFAULT_CODEBOOK = Path(__file__).with_name("codebook.yaml")  # package data: an installed ohp has it too
 # The tagger's learned model that ships with ohp, learned with the default codebook (pipeline.stages.learned).
@@ -172,17 +172,12 @@ def _read(path: Path) -> str:
     def refused(line: int, why: str) -> CodebookError:
         return CodebookError(path, [CodebookProblem(line, why)])
 
+    if not path.exists():
+        raise FileNotFoundError(path)
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read, a device never end it
-            raise refused(1, "not a file (a folder, a FIFO or a device)")
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise refused(1, f"cannot read it: {e.strerror or e}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise refused(1, f"too big for a codebook (more than {MAX_FILE_BYTES // 2**20} MB)")
+        data = read_bounded(path, MAX_FILE_BYTES, "a codebook")
+    except UnreadableFileError as e:
+        raise refused(1, e.cause) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import unicodedata
 from collections import Counter
@@ -33,13 +32,13 @@ from pipeline.script import to_simplified
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.engines import DecodeOptions, failures
 from pipeline.stages.guards import has_loop
-from pipeline.utils import HAN
+from pipeline.utils import HAN, UnreadableFileError, read_bounded
 from pipeline.whisper_tables import whisper_tokenizer
 
 log = logging.getLogger(__name__)
 HAN_WORD = re.compile(f"[{HAN}]+")
 
-MAX_FILE_BYTES = 1_000_000
+MAX_FILE_BYTES = 2**20
 MAX_LINE_BYTES = 1_000  # a line longer than this is no term list (a minified file, a binary)
 MAX_TERM_CHARS = 40
 MAX_TERMS = 5_000
@@ -93,7 +92,7 @@ def parse_vocabulary(data: bytes, path: Path) -> Vocabulary:
     naming the file and line for anything that is no list of terms: binary data, text not UTF-8, lines or
     terms of absurd length, control characters, more than MAX_TERMS terms."""
     if len(data) > MAX_FILE_BYTES:
-        raise InvalidInputError(f"{path}: larger than {MAX_FILE_BYTES // 1_000_000} MB: not a vocabulary")
+        raise InvalidInputError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MB: not a vocabulary")
     terms: dict[str, str] = {}  # by normalised form: 工資 and 工资 are one term
     for number, raw in enumerate(data.split(b"\n"), start=1):
         if len(raw) > MAX_LINE_BYTES:
@@ -119,13 +118,9 @@ def parse_vocabulary(data: bytes, path: Path) -> Vocabulary:
 def read_vocabulary(path: Path) -> Vocabulary:
     """The vocabulary file at `path` (see parse_vocabulary); InvalidInputError naming it if it cannot be read."""
     try:
-        # Opened without blocking: a FIFO nobody writes to would wait for ever (it reads as empty instead).
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with open(fd, "rb") as f:
-            os.set_blocking(fd, True)
-            data = f.read(MAX_FILE_BYTES + 1)  # a FIFO or a device is read no further than the limit
-    except OSError as e:
-        raise InvalidInputError(f"{path}: cannot read the vocabulary: {e.strerror or e}") from None
+        data = read_bounded(path, MAX_FILE_BYTES, "a vocabulary")
+    except UnreadableFileError as e:
+        raise InvalidInputError(f"{path}: cannot read the vocabulary: {e.cause}") from None
     return parse_vocabulary(data, path)
 
 
