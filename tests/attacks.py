@@ -252,7 +252,9 @@ def huge_ids(site: Site) -> None:
         "version": ann.patch(
             f"/api/segments/{site.ids['segment']}", json={"text": "x", "version": HUGE_ID}, headers=headers
         ),
-        "decision": ann.patch(f"/api/annotations/{HUGE_ID}", json={"status": "accepted"}, headers=headers),
+        "decision": ann.patch(
+            f"/api/annotations/{HUGE_ID}", json={"status": "accepted", "version": 0}, headers=headers
+        ),
         "history": ann.get("/api/history", params={"segment": HUGE_ID}),
         "search": ann.get("/api/search", params={"q": "wages", "recording": HUGE_ID}),
         "search offset": ann.get("/api/search", params={"q": "wages", "offset": HUGE_ID}),

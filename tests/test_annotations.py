@@ -77,6 +77,15 @@ def test_a_stale_decision_is_a_conflict_not_an_overwrite(store, recording):
     assert by_theme(store, recording)["wages"].status == "accepted"
 
 
+def test_adding_a_theme_someone_rejected_is_a_conflict_not_an_overturn(store, recording):
+    wages = by_theme(store, recording)["wages"]
+    store.decide(wages.id, "rejected", "jun", version=wages.version)
+    with pytest.raises(ConflictError, match="rejected by jun") as conflict:
+        store.add_annotation(store.segments(recording)[2].id, "wages", "mei", ((3, 5),))
+    assert conflict.value.current.status == "rejected" and conflict.value.current.updated_by == "jun"
+    assert by_theme(store, recording)["wages"].status == "rejected"
+
+
 def test_retagging_never_touches_human_decisions(store, recording):
     found = by_theme(store, recording)
     store.decide(found["wages"].id, "rejected", "mei")

@@ -113,6 +113,24 @@ def test_tag_then_review_decisions_survive_retagging(db, tmp_path):
     assert "Family separation / 家人分离" in themes.stdout  # as people read it, beside the id
 
 
+def test_review_asks_before_adding_a_theme_someone_rejected(db):
+    assert invoke("tag", "--no-model", "--db", db).exit_code == 0
+    with Store(db) as store:
+        segment = store.segments(store.list_recordings()[0].id)[1]  # the first suggestion's segment
+        theirs = store.add_annotation(segment.id, "family_separation", "jun")
+        store.decide(theirs.id, "rejected", "jun", version=theirs.version)
+    add = "t\nfamily_separation\n一年只回去一次\n"
+    result = invoke("review", "wang", "--db", db, "--user", "mei", input=f"{add}n\n{add}y\nq\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("rejected by jun") == 2  # said each time, before anything is changed
+    with Store(db) as store:
+        [now] = store.annotations(segment_id=segment.id, status="accepted")
+        history = [(h.action, h.changed_by) for h in store.history(annotation_id=theirs.id)]
+    evidence = TEXTS[1][0][slice(*now.evidence[0])]
+    assert (now.theme, now.updated_by, evidence) == ("family_separation", "mei", "一年只回去一次")
+    assert history[-3:] == [("rejected", "jun"), ("accepted", "mei"), ("added", "mei")]
+
+
 def test_review_needs_a_user(db, monkeypatch):
     monkeypatch.delenv("OHP_USER", raising=False)
     result = invoke("review", "wang", "--db", db)

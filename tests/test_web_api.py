@@ -238,6 +238,10 @@ def test_decisions_and_added_themes(app):
         headers={"X-CSRF-Token": token},
     )
     assert stale.status_code == 409 and stale.json()["current"]["status"] == "accepted"
+    unversioned = client.patch(
+        f"/api/annotations/{suggestion['id']}", json={"status": "rejected"}, headers={"X-CSRF-Token": token}
+    )
+    assert unversioned.status_code == 422  # a decision says which version it was made on
     added = client.post(
         f"/api/segments/{segs[0]['id']}/annotations",
         json={"theme": "family_separation", "evidence": [[15, 27]]},
@@ -256,6 +260,26 @@ def test_decisions_and_added_themes(app):
         headers={"X-CSRF-Token": token},
     )
     assert unknown.status_code == 400
+
+
+def test_adding_a_theme_someone_rejected_does_not_overturn_it(app):
+    rid = app.state.recording_id
+    client, token = client_for(app, "ann")
+    segs = client.get(f"/api/recordings/{rid}/segments").json()
+    wages = segs[2]["annotations"][0]
+    rejected = client.patch(
+        f"/api/annotations/{wages['id']}",
+        json={"status": "rejected", "version": wages["version"]},
+        headers={"X-CSRF-Token": token},
+    )
+    assert rejected.status_code == 200
+    readded = client.post(
+        f"/api/segments/{segs[2]['id']}/annotations",
+        json={"theme": "wages", "evidence": [[0, 3]]},
+        headers={"X-CSRF-Token": token},
+    )
+    assert readded.status_code == 409 and readded.json()["current"]["status"] == "rejected"
+    assert client.get(f"/api/recordings/{rid}/segments").json()[2]["annotations"][0]["status"] == "rejected"
 
 
 def test_transcript_text_is_escaped(app):
@@ -296,7 +320,11 @@ def test_history_and_revert(app, store):
         headers={"X-CSRF-Token": token},
     )
     suggestion = client.get(f"/api/recordings/{rid}/segments").json()[2]["annotations"][0]
-    client.patch(f"/api/annotations/{suggestion['id']}", json={"status": "rejected"}, headers={"X-CSRF-Token": token})
+    client.patch(
+        f"/api/annotations/{suggestion['id']}",
+        json={"status": "rejected", "version": suggestion["version"]},
+        headers={"X-CSRF-Token": token},
+    )
     changes = client.get("/api/history", params={"recording": rid}).json()
     corrected = next(c for c in changes if c["action"] == "corrected")
     assert (corrected["changed_by"], corrected["before"]["text"], corrected["after"]["text"]) == (

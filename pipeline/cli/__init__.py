@@ -20,7 +20,7 @@ from pipeline.cli.failures import ReportingGroup
 from pipeline.cli.keys import read_key
 from pipeline.cli.output import batch_progress, write_report
 from pipeline.config import ENVIRONMENT, Config, Device, setup_logging
-from pipeline.errors import InvalidInputError, NotFoundError
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.formats.export import (
     DEFAULT_FORMATS,
     FORMATS,
@@ -626,8 +626,6 @@ def review(
 ) -> None:
     """Walk through a recording's theme suggestions: accept, reject, add a theme, or skip. With --doubtful, its
     doubtful passages: each with the moment to listen from, to correct or skip."""
-    from pipeline.store import ConflictError
-
     user = need_user(user, "reviewing")
     store = open_store(db)
     [chosen] = choose_recordings(store, [recording])
@@ -709,7 +707,15 @@ def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
         if not words or at >= 0:
             break
         console.print(f"[yellow]{words!r} is not in the text: copy words from it[/yellow]")
-    store.add_annotation(segment.id, theme, user, ((at, at + len(words)),) if words else ())
+    evidence = ((at, at + len(words)),) if words else ()
+    try:
+        store.add_annotation(segment.id, theme, user, evidence)
+    except ConflictError as e:  # someone rejected it: overturning that is a decision on what they decided
+        console.print(f"[yellow]{e}[/yellow]")
+        if not typer.confirm("accept it anyway?", default=False):
+            return
+        store.decide(e.current.id, "accepted", user, version=e.current.version)
+        store.add_annotation(segment.id, theme, user, evidence)
     console.print(f"added {book.label(theme)}")
 
 

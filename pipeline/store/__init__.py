@@ -289,7 +289,8 @@ class Store:
         self, segment_id: int, theme: str, user: str, evidence: tuple[tuple[int, int], ...] = ()
     ) -> AnnotationRecord:
         """A person puts a theme on a segment (accepted, theirs). If the theme is already there, it
-        becomes accepted by them and the given evidence is added to it."""
+        becomes accepted by them and the given evidence is added to it; if a person rejected it,
+        ConflictError carries it (overturning a rejection is a `decide` on its version)."""
         return self.add_annotations([(segment_id, theme, user, evidence)])[0]
 
     def add_annotations(

@@ -262,7 +262,9 @@ def decide(s: Session, annotation_id: int, status: str, user: str, *, version: i
     """Accept or reject an annotation (or put it back to suggested), as `user`.
 
     With `version`, the change applies only if nobody changed the annotation since the caller
-    read that version; otherwise ConflictError carries the current one.
+    read that version; otherwise ConflictError carries the current one. The web API and `ohp review`
+    always give it; without it (tests, the benchmark, deciding what was just read) the change applies
+    to the annotation as it is now.
     """
     if status not in ANNOTATION_STATUSES:
         raise InvalidInputError(f"unknown status {status!r}: choose one of {', '.join(ANNOTATION_STATUSES)}")
@@ -297,12 +299,24 @@ def decide(s: Session, annotation_id: int, status: str, user: str, *, version: i
     return annotation_record(row, recording_id)
 
 
+def refuse_overturning(row: AnnotationRow | None, recording_id: int) -> None:
+    """ConflictError if a person rejected the theme: adding it again must not overturn their decision
+    unseen. Overturning it is a decision on the version one saw (`decide`)."""
+    if row is not None and row.status == "rejected":
+        raise ConflictError(
+            f"theme {row.theme} on segment {row.segment_id} was rejected by {row.updated_by} at "
+            f"{iso(row.updated_at)}: accept it to overturn that",
+            annotation_record(row, recording_id),
+        )
+
+
 def add_annotations(
     s: Session, added: Sequence[tuple[int, str, str, tuple[tuple[int, int], ...]]], via: str = "review"
 ) -> list[AnnotationRecord]:
     """Several `add_annotation`s, (segment id, theme, user, evidence) each, in one transaction:
     all of them or none. Each is the user's decision (DecisionRow) that the theme is there, made `via`
-    review or import."""
+    review or import. In review, a theme a person rejected is a ConflictError (see refuse_overturning);
+    an import brings a coder's codes from another tool whole, as before."""
     out = []
     for segment_id, theme, user, evidence in added:
         recording_id = recording_of_segment(s, segment_id)
@@ -317,6 +331,8 @@ def add_annotations(
         row = s.scalars(
             select(AnnotationRow).where(AnnotationRow.segment_id == segment_id, AnnotationRow.theme == theme)
         ).one_or_none()
+        if via == "review":
+            refuse_overturning(row, recording_id)
         before = None if row is None else annotation_state(row)
         spans = [list(span) for span in dict.fromkeys(evidence)]
         if row is None:

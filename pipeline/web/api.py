@@ -67,7 +67,8 @@ class NewAnnotation(BaseModel):
 
 class Decision(BaseModel):
     status: str = Field(description=" or ".join(ANNOTATION_STATUSES))
-    version: int | None = Field(default=None, ge=0, le=MAX_ID - 1, description="the annotation version decided on")
+    # Required, as for a text correction: a decision made without one would overwrite a newer one unseen.
+    version: int = Field(ge=0, le=MAX_ID - 1, description="the annotation version decided on")
 
 
 class NewUser(BaseModel):
@@ -137,7 +138,11 @@ async def correct_text(request: Request, segment_id: Id, change: TextChange, use
     return {"id": seg.id, "text": seg.text, "version": version, "start": seg.start, "end": seg.end}
 
 
-@router.post("/segments/{segment_id}/annotations", status_code=201, summary="Add a theme to a segment")
+@router.post(
+    "/segments/{segment_id}/annotations",
+    status_code=201,
+    summary="Add a theme to a segment (409 if someone rejected it: accept it with PATCH to overturn that)",
+)
 async def add_annotation(request: Request, segment_id: Id, new: NewAnnotation, user: Coder) -> dict:
     codebook = request.app.state.codebook
     if new.theme not in codebook.ids:
