@@ -12,7 +12,8 @@ restriction ending on its release date (from that day the recording counts as op
 - `ohp run` writes no transcript files of a closed recording (a researcher's `ohp export` does).
 - Changing: CHANGES gives the least role for each kind of change.
 - Accounts: a researcher adds, removes and sets the password of others; anyone may set their own
-  password; nobody removes their own account (a slip would leave an archive without its researcher).
+  password, giving the current one; nobody removes their own account (a slip would leave an archive
+  without its researcher).
 - The collection's numbers (agreement between coders, theme frequency and co-occurrence, coverage): in the
   web app for researchers only, over the recordings they see; `ohp agreement` and `ohp report` count the
   recordings an export would write (closed ones only for a researcher who asks).
@@ -82,6 +83,12 @@ def check_account_change(user: UserRecord, action: str, account: UserRecord | No
         raise ForbiddenError("nobody removes their own account: another researcher (or ohp user remove) can")
     if not (own and action == "password"):
         check_change(user, "users")
+
+
+def needs_current_password(user: UserRecord, account: UserRecord) -> bool:
+    """Whether setting `account`'s password needs the user's current one: their own does (a stolen session
+    must not lock its owner out); a researcher setting another's does not (that is how a forgotten one is reset)."""
+    return account.id == user.id
 
 
 def hides_closed(user: UserRecord) -> bool:

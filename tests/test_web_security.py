@@ -140,9 +140,39 @@ def test_accounts_page(site):
     vera, vera_token = attacks.signed_in(site, "vera")
     assert "Add an account" not in vera.get("/users").text
     assert vera.post("/users/ann/password", data={"password": "x" * 9, "csrf_token": vera_token}).status_code == 403
-    mine = vera.post("/users/vera/password", data={"password": "a new one!", "csrf_token": vera_token})
+    mine = vera.post(
+        "/users/vera/password",
+        data={"password": "a new one!", "current_password": attacks.PASSWORD, "csrf_token": vera_token},
+    )
     assert mine.url.path == "/login"  # one's own new password ends one's own session too
     assert attacks.login(site, "vera", "a new one!")[1].status_code == 303
+
+
+def test_ones_own_new_password_needs_the_current_one(site, no_waits):
+    """A stolen session must not lock its owner out: the current password, each wrong one a failed login."""
+    vera, token = attacks.signed_in(site, "vera")
+    no_waits.clear()  # the waits of the guesses below, not of signing in
+    new = {"password": "a new one!", "csrf_token": token}
+    missing = vera.post("/users/vera/password", data=new)
+    assert missing.status_code == 403 and "current password" in missing.text
+    wrong = vera.post("/users/vera/password", data=new | {"current_password": "a guess"})
+    assert wrong.status_code == 403 and "current password" in wrong.text
+    for n in range(auth.ACCOUNT_LIMIT - 1):  # with the page's, the account's limit
+        api = vera.put(
+            "/api/users/vera/password",
+            json={"password": "a new one!", "current_password": f"guess {n}"},
+            headers={"X-CSRF-Token": token},
+        )
+        assert api.status_code == 403
+    assert no_waits[:3] == [0.0, 0.25, 0.5]  # slowed down as wrong logins are
+    right = {"password": "a new one!", "current_password": attacks.PASSWORD}
+    assert vera.put("/api/users/vera/password", json=right, headers={"X-CSRF-Token": token}).status_code == 429
+    assert attacks.login(site, "vera")[1].status_code == 429  # the owner's own login waits too, as after guesses
+    # A researcher setting another's password needs only the new one (forgotten passwords are reset so).
+    rita, rita_token = attacks.signed_in(site, "rita")
+    reset = rita.put("/api/users/ann/password", json={"password": "a new one!"}, headers={"X-CSRF-Token": rita_token})
+    assert reset.status_code == 200
+    assert rita.get("/users").text.count('name="current_password"') == 1  # in her own row's form only
 
 
 def test_store_limits(store, tmp_path):

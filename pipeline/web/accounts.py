@@ -1,4 +1,5 @@
-"""The accounts page: researchers list, add and remove accounts and set passwords; anyone sets their own.
+"""The accounts page: researchers list, add and remove accounts and set passwords; anyone sets their own
+(giving the current one).
 
 Who may do what is pipeline.access's (check_account_change); the forms carry the session's CSRF token.
 A new password or a removal ends the account's sessions (pipeline.store.users).
@@ -18,7 +19,7 @@ from pipeline.store import UserRecord
 
 from . import views
 from .api import write
-from .auth import check_csrf, requires
+from .auth import check_csrf, check_current_password, requires
 from .pages import page
 
 router = APIRouter(include_in_schema=False)
@@ -53,10 +54,12 @@ async def set_password(
     user: Viewer,
     name: str,
     password: Annotated[str, Form()],
+    current_password: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
     check_csrf(request, csrf_token)
     found = await run_in_threadpool(views.account, request.app.state.store, user, name, "password")
+    await check_current_password(request, user, found, current_password)
     await write(request, request.app.state.store.set_password, found.name, password)
     # One's own new password ends one's own session too: log in again with it.
     target = "/login" if found.id == user.id else f"/users?done=new password for {found.name}"

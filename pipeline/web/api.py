@@ -21,7 +21,7 @@ from pipeline.store.models import MAX_ID
 from pipeline.store.users import MAX_NAME_CHARS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
 
 from . import views
-from .auth import requires
+from .auth import check_current_password, requires
 
 T = TypeVar("T")
 router = APIRouter(prefix="/api", tags=["api"])
@@ -79,6 +79,9 @@ class NewUser(BaseModel):
 
 class NewPassword(BaseModel):
     password: str = Field(min_length=MIN_PASSWORD_CHARS, max_length=MAX_PASSWORD_CHARS)
+    current_password: str = Field(
+        default="", max_length=MAX_PASSWORD_CHARS, description="your current password: needed to set your own"
+    )
 
 
 class Metadata(BaseModel):
@@ -223,10 +226,12 @@ async def add_user(request: Request, new: NewUser, user: AccountChanger) -> dict
 
 
 @router.put(
-    "/users/{name}/password", summary="Set an account's password (researchers; anyone their own): its sessions end"
+    "/users/{name}/password",
+    summary="Set an account's password (researchers; anyone their own, giving the current one): its sessions end",
 )
 async def set_password(request: Request, name: str, new: NewPassword, user: AccountChanger) -> dict:
     found = await run_in_threadpool(views.account, store_of(request), user, name, "password")
+    await check_current_password(request, user, found, new.current_password)
     return views.account_json(await write(request, store_of(request).set_password, found.name, new.password))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import HTTPException, Request
 
 from pipeline import access
+from pipeline.errors import ForbiddenError
 from pipeline.store import Store, UserRecord
 from pipeline.store.users import MAX_NAME_CHARS, name_key
 
@@ -120,6 +121,21 @@ async def login(store: Store, throttle: Throttle, name: str, password: str, addr
     return user
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+async def check_current_password(request: Request, user: UserRecord, account: UserRecord, password: str) -> None:
+    """ForbiddenError if setting `account`'s password needs the user's current one (access.needs_current_password)
+    and `password` is not it. A wrong one is a failed login (its waits and limits): a stolen session guesses no
+    faster than the login page lets anyone."""
+    if not access.needs_current_password(user, account):
+        return
+    store, throttle = request.app.state.store, request.app.state.throttle
+    if not password or await login(store, throttle, user.name, password, client_address(request)) is None:
+        raise ForbiddenError("your current password is missing or wrong: a new one needs it")
+
+
 def sign_in(request: Request, user: UserRecord) -> None:
     """A fresh session (and CSRF token) for the user, valid while their session version stays."""
     request.session.clear()
@@ -148,8 +164,7 @@ async def current_user(request: Request) -> UserRecord | None:
             return None
         return user
     if credentials := basic_credentials(request):
-        address = request.client.host if request.client else "?"
-        return await login(store, request.app.state.throttle, *credentials, address)
+        return await login(store, request.app.state.throttle, *credentials, client_address(request))
     return None
 
 

@@ -19,7 +19,7 @@ from pipeline.store import UserRecord
 
 from . import views
 from .api import Id, QueryId, write
-from .auth import check_csrf, csrf_token, login, requires, sign_in
+from .auth import check_csrf, client_address, csrf_token, login, requires, sign_in
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
@@ -52,8 +52,7 @@ async def login_submit(
     next: Annotated[str, Form()] = "/",
 ) -> Response:
     check_csrf(request, csrf_token)
-    address = request.client.host if request.client else "?"
-    user = await login(request.app.state.store, request.app.state.throttle, name, password, address)
+    user = await login(request.app.state.store, request.app.state.throttle, name, password, client_address(request))
     if user is None:
         return page(request, "login.html", None, status_code=401, next=safe_next(next), error="wrong name or password")
     sign_in(request, user)
