@@ -135,6 +135,8 @@ def test_accounts_page(site):
     assert added.status_code == 200 and "added Mei" in added.text
     again = rita.post("/users", data={"name": " mei", "password": "long enough", "role": "viewer", "csrf_token": token})
     assert again.status_code == 400 and "taken" in again.text
+    slash = rita.post("/users", data={"name": "a/b", "password": "long enough", "role": "viewer", "csrf_token": token})
+    assert slash.status_code == 400 and "cannot hold" in slash.text
     assert rita.post("/users/Mei/remove", data={"csrf_token": token}).status_code == 200
     assert rita.post("/users/rita/remove", data={"csrf_token": token}).status_code == 403  # not oneself
     vera, vera_token = attacks.signed_in(site, "vera")
@@ -184,6 +186,12 @@ def test_store_limits(store, tmp_path):
     with pytest.raises(InvalidInputError, match="8"):
         store.add_user("bo", "short", "viewer")
     assert store.user("ANNA ").name == "Anna"
+    # A name is one segment of the accounts page's addresses (/users/NAME/password): "/" and dot segments
+    # would make another path, and the account could not be managed there.
+    for name in ("a/b", "/", ".", " .. ", "．．"):
+        with pytest.raises(InvalidInputError, match="'/'"):
+            store.add_user(name, "long enough", "viewer")
+    assert store.add_user("a.b", "long enough", "viewer").name == "a.b"
     ids = attacks.prepare(store, tmp_path)
     with pytest.raises(InvalidInputError, match="interviewee"):
         store.set_metadata(ids["interview"], interviewee="x" * 10_000_000)
@@ -222,6 +230,8 @@ def test_user_commands(db_url):
     assert short.exit_code == 2 and "8" in short.output
     twin = ohp("user", "add", "Mei ", "--role", "viewer", "--password-stdin", input="long enough\n")
     assert twin.exit_code == 2 and "taken" in twin.output
+    slash = ohp("user", "add", "mei/ops", "--role", "viewer", "--password-stdin", input="long enough\n")
+    assert slash.exit_code == 2 and "'/'" in slash.output
     listed = ohp("user", "list")
     assert listed.exit_code == 0 and "mei" in listed.output and "annotator" in listed.output
     with Store(db_url) as store:

@@ -1,6 +1,6 @@
 """`ohp user`: the web app's accounts (add, list, passwd, remove).
 
-The store checks names (normalised, unique but for case and spaces) and passwords (8 characters or more)
+The store checks names (normalised, unique but for case and spaces, no "/") and passwords (8 characters or more)
 as it does for the web app's accounts page; a new password or a removal ends the user's sessions.
 """
 

@@ -47,6 +47,18 @@ def name_key(name: str) -> str:
     return clean_name(name).casefold()
 
 
+def _check_name(name: str) -> None:
+    """InvalidInputError unless a (clean) name can be an account's: 1 to MAX_NAME_CHARS printable characters,
+    one segment of the web app's addresses (/users/NAME/password). A "/" or a dot segment would be
+    another path there (a browser resolves "." and ".."): the account could not be managed on its page."""
+    if not name or len(name) > MAX_NAME_CHARS or not name.isprintable():
+        raise InvalidInputError(f"a user's name needs 1 to {MAX_NAME_CHARS} printable characters")
+    if "/" in name or name in (".", ".."):
+        raise InvalidInputError(
+            f"a user's name cannot hold '/' or be '.' or '..' (it is part of the web pages' addresses): {name!r}"
+        )
+
+
 def _check_password(password: str) -> None:
     if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
         raise InvalidInputError(f"a password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters")
@@ -57,13 +69,12 @@ def _user(row: UserRow) -> UserRecord:
 
 
 def add_user(s: Session, name: str, password: str, role: str) -> UserRecord:
-    """A new account; InvalidInputError if the name is taken (but for case or spaces), empty or too long,
-    the role unknown or the password too short."""
+    """A new account; InvalidInputError if the name is taken (but for case or spaces), empty, too long or
+    not one segment of an address (_check_name), the role unknown or the password too short."""
     if role not in ROLES:
         raise InvalidInputError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
     name = clean_name(name)
-    if not name or len(name) > MAX_NAME_CHARS or not name.isprintable():
-        raise InvalidInputError(f"a user's name needs 1 to {MAX_NAME_CHARS} printable characters")
+    _check_name(name)
     taken = _user_row(s, name)
     if taken is not None:
         same = "exists already" if taken.name == name else f"is taken: user {taken.name!r} exists already"
