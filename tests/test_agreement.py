@@ -313,7 +313,10 @@ def test_the_databases_counts_are_the_plain_counts_of_a_random_collection(store)
         for a in store.annotations(rid):
             if rng.random() < 0.5:
                 store.decide(a.id, rng.choice(["accepted", "rejected"]), rng.choice(["alice", "bob"]))
-        store.add_annotations([(sid, rng.choice(themes), "carol", ()) for sid in rng.sample(ids, 5)])
+        rejected = {(a.segment_id, a.theme) for a in store.annotations(rid, status="rejected")}
+        added = [(sid, rng.choice(themes)) for sid in rng.sample(ids, 5)]
+        # Adding a theme someone rejected is a conflict: carol's themes are the others.
+        store.add_annotations([(sid, theme, "carol", ()) for sid, theme in added if (sid, theme) not in rejected])
     counts = store.collection_counts()
     frequency, in_segments, in_turns, coverage = _recounted(store)
     assert counts.frequency == frequency
