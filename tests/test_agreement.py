@@ -18,6 +18,7 @@ from sklearn.metrics import cohen_kappa_score
 from typer.testing import CliRunner
 
 from pipeline.analysis.agreement import ALL_THEMES, agreement, cohen_kappa, krippendorff_alpha, percent_agreement
+from pipeline.analysis.tables import disagreements_csv
 from pipeline.cli import app
 from pipeline.config import Config
 from pipeline.imports import import_codings
@@ -25,6 +26,7 @@ from pipeline.records import (
     AudioInfo,
     Coding,
     DecisionCounts,
+    Disagreement,
     ImportedCodings,
     Segment,
     SpeakerRecord,
@@ -417,3 +419,13 @@ def test_the_pages_are_for_researchers_and_count_what_they_see(coded):
     # see closed recordings), so the figures stay; the policy says who sees what (pipeline.access).
     store.set_metadata(rid, consent="closed")
     assert "0.400" in client.get("/agreement?coders=alice,bob").text
+
+
+def test_the_disagreements_csv_keeps_formulas_as_text():
+    """Theme ids and labels come from a project's codebook and imported codes: a spreadsheet must not run them."""
+    formula = '=HYPERLINK("http://evil.example","x")'
+    found = [Disagreement(1, formula, "/a/+1.wav", 0.0, 4.0, "@S1", "-text", True, {"=alice": True, "bob": False})]
+    text, n = disagreements_csv(found, lambda theme: "\t" + theme)
+    [_, row] = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
+    assert n == 1 and [cell for cell in row if cell.startswith(("=", "+", "-", "@", "\t", "\r"))] == []
+    assert row[5:7] == ["'" + formula, "'\t" + formula]  # Excel's own "this is text" mark, the rest as it was

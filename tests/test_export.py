@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from pipeline.formats.export import (
     ExportFormat,
     export_stem,
     shared_stems,
+    to_csv,
     to_json,
     to_srt,
     to_vtt,
@@ -349,3 +353,19 @@ def test_same_stem_from_two_folders_gives_two_files(tmp_path):
 def test_shared_stems_are_the_stems_of_more_than_one_file():
     paths = ["/a/zhang.wav", "/b/zhang.m4a", "/a/li.wav", Path("/a/li.wav"), "/c/wang.mp3"]
     assert shared_stems(paths) == {"zhang"}  # the same file named twice is one file
+
+
+def test_coded_segments_csv_keeps_formulas_as_text():
+    """A theme id and its label (a project's codebook), a file name: a spreadsheet must not run them."""
+    formula = '=HYPERLINK("http:evil.example","x")'
+    recording = replace(RECORDING, path=f"/archive/{formula}.wav")
+    note = AnnotationRecord(1, 101, 7, formula, "mei", "accepted", None, (), None, "mei", "", 1)
+    export = RecordingExport(recording, SEGMENTS[:1], annotations={101: [note]}, speakers=SPEAKERS)
+    [columns, row] = list(csv.reader(io.StringIO(to_csv([export]).removeprefix("\ufeff"))))
+    assert [cell for cell in row if cell.startswith(("=", "+", "-", "@", "\t", "\r"))] == []
+    cells = dict(zip(columns, row, strict=True))
+    assert (cells["recording"], cells["theme"], cells["theme_label"]) == (
+        f"'{formula}.wav",
+        f"'{formula}",
+        f"'{formula}",
+    )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import replace
 
 import pytest
 
-from pipeline.formats.export import to_json
-from pipeline.formats.redact import Redactor, load_list
+from pipeline.formats.export import to_json, write_redaction_report
+from pipeline.formats.redact import Redaction, Redactor, load_list
 from pipeline.records import AnnotationRecord, Entity, RecordingExport, RecordingRecord, Segment, SpeakerRecord, Word
 
 NAMES = ("张伟", "石门村", "Maria", "Li Hua", "Dongguan")
@@ -175,3 +176,13 @@ def test_a_name_left_in_the_words_by_a_correction_goes_and_is_reported(export):
     assert [w.text for w in redacted.segments[0].words] == [" [NAME]", " came"]
     reported = [(r.field, r.found, r.context) for r in report if r.field != "file name"]
     assert reported == [("words", "Mandy", " Mandy came")]
+
+
+def test_the_redaction_report_keeps_formulas_as_text(tmp_path):
+    """A file name (and any cell) a spreadsheet would run as a formula stays text in the report."""
+    path = tmp_path / "share-redactions.csv"
+    write_redaction_report([Redaction("=1+1.wav", None, 0.0, 0.0, "file name", "-Li", "@NAME", "list", "+ctx")], path)
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        [_, row] = list(csv.reader(f))
+    assert [cell for cell in row if cell.startswith(("=", "+", "-", "@", "\t", "\r"))] == []
+    assert row[0] == "'=1+1.wav"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.analysis.agreement import ALL_THEMES, AgreementReport, ordered_themes
-from pipeline.formats.export import csv_cell
+from pipeline.formats.export import csv_cell, csv_row
 from pipeline.records import COVERAGE_KINDS, CollectionCounts, Disagreement
 from pipeline.utils import clock
 
@@ -206,18 +206,20 @@ def disagreements_csv(found: Iterable[Disagreement], label: Callable[[str], str]
             if not said
         ]
         writer.writerow(
-            (
-                csv_cell(Path(d.path).name),
-                f"{d.start:.3f}",
-                f"{d.end:.3f}",
-                clock(d.start),
-                csv_cell(d.speaker or ""),
-                d.theme,
-                label(d.theme),
-                csv_cell(", ".join(there)),
-                csv_cell(", ".join(not_there)),
-                "suggested" if d.tagger else "",
-                csv_cell(d.text),
+            csv_row(
+                (
+                    Path(d.path).name,
+                    f"{d.start:.3f}",
+                    f"{d.end:.3f}",
+                    clock(d.start),
+                    d.speaker or "",
+                    d.theme,
+                    label(d.theme),
+                    ", ".join(there),
+                    ", ".join(not_there),
+                    "suggested" if d.tagger else "",
+                    d.text,
+                )
             )
         )
         n += 1

@@ -141,6 +141,12 @@ def csv_cell(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
+def csv_row(values: Iterable[object]) -> list[object]:
+    """A row whose every text cell is safe from formulas (csv_cell): not only the free-text columns, as a
+    file name, a theme id or a codebook's label may start like a formula too. Numbers stay numbers."""
+    return [csv_cell(value) if isinstance(value, str) else value for value in values]
+
+
 def to_csv(exports: list[RecordingExport], codebook: Codebook | None = None) -> str:
     """One row per coded segment and theme (rejected ones left out), for NVivo, ATLAS.ti, MAXQDA or a
     spreadsheet. UTF-8 with a byte-order mark: without it Excel reads Chinese as mojibake."""
@@ -153,19 +159,21 @@ def to_csv(exports: list[RecordingExport], codebook: Codebook | None = None) -> 
             for annotation in export.themes(segment):
                 evidence = " … ".join(segment.text[a:b] for a, b in annotation.evidence)
                 writer.writerow(
-                    (
-                        name,
-                        f"{segment.start:.3f}",
-                        f"{segment.end:.3f}",
-                        clock(segment.start),
-                        csv_cell(export.speaker_name(segment) or ""),
-                        csv_cell(segment.text),
-                        annotation.theme,
-                        export.theme_label(annotation.theme),
-                        annotation.status,
-                        csv_cell(coder(annotation)),
-                        csv_cell(evidence),
-                        export.recording.access(),
+                    csv_row(
+                        (
+                            name,
+                            f"{segment.start:.3f}",
+                            f"{segment.end:.3f}",
+                            clock(segment.start),
+                            export.speaker_name(segment) or "",
+                            segment.text,
+                            annotation.theme,
+                            export.theme_label(annotation.theme),
+                            annotation.status,
+                            coder(annotation),
+                            evidence,
+                            export.recording.access(),
+                        )
                     )
                 )
     return "\ufeff" + buffer.getvalue()
@@ -322,16 +330,18 @@ def write_redaction_report(redactions: list[Redaction], path: Path) -> None:
     writer.writerow(("recording", "segment", "start", "end", "field", "found", "replaced with", "because", "context"))
     for r in redactions:
         writer.writerow(
-            (
-                r.recording,
-                r.segment_id or "",
-                f"{r.start:.3f}",
-                f"{r.end:.3f}",
-                r.field,
-                csv_cell(r.found),
-                r.replacement,
-                r.source,
-                csv_cell(r.context),
+            csv_row(
+                (
+                    r.recording,
+                    r.segment_id or "",
+                    f"{r.start:.3f}",
+                    f"{r.end:.3f}",
+                    r.field,
+                    r.found,
+                    r.replacement,
+                    r.source,
+                    r.context,
+                )
             )
         )
     path.parent.mkdir(parents=True, exist_ok=True)
