@@ -3,13 +3,15 @@ re-transcription. Runs on SQLite, and on PostgreSQL when OHP_TEST_POSTGRES_URL i
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from saving import save_tags, save_transcription
 
 from pipeline.records import AudioInfo, Entity, Segment, ThemeSuggestion, Transcript
-from pipeline.store import ConflictError
+from pipeline.store import ConflictError, Store, annotations
 
 INFO = AudioInfo(Path("/audio/li.wav"), "cd" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 30.0)
 TEXTS = ["你的孩子现在在哪里？", "在老家，跟爷爷奶奶一起住。", "工资是计件的，一个月三千块。"]
@@ -74,6 +76,31 @@ def test_a_stale_decision_is_a_conflict_not_an_overwrite(store, recording):
     with pytest.raises(ConflictError) as conflict:
         store.decide(wages.id, "rejected", "jun", version=wages.version)
     assert conflict.value.current.status == "accepted" and conflict.value.current.updated_by == "mei"
+    assert by_theme(store, recording)["wages"].status == "accepted"
+
+
+def test_two_decisions_on_one_version_at_once_are_one_decision_and_one_conflict(store, recording, db_url):
+    """Each read the version, then compared it: on PostgreSQL (read committed) two decisions made at the
+    same moment on the same version both went through, the second overwriting the first unseen."""
+    wages = by_theme(store, recording)["wages"]
+    first_holds_it, second_started = threading.Event(), threading.Event()
+
+    def decide_and_wait() -> None:
+        with store._session(write=True) as s:
+            annotations.decide(s, wages.id, "accepted", "mei", version=wages.version)
+            first_holds_it.set()
+            second_started.wait(10)
+            time.sleep(0.5)  # the second decision is waiting on this one: it must then see its version
+
+    first = threading.Thread(target=decide_and_wait)
+    first.start()
+    assert first_holds_it.wait(10)
+    with Store(db_url) as other:
+        second_started.set()
+        with pytest.raises(ConflictError) as conflict:
+            other.decide(wages.id, "rejected", "jun", version=wages.version)
+    first.join()
+    assert conflict.value.current.updated_by == "mei"
     assert by_theme(store, recording)["wages"].status == "accepted"
 
 

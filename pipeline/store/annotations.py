@@ -268,7 +268,9 @@ def decide(s: Session, annotation_id: int, status: str, user: str, *, version: i
     """
     if status not in ANNOTATION_STATUSES:
         raise InvalidInputError(f"unknown status {status!r}: choose one of {', '.join(ANNOTATION_STATUSES)}")
-    row = s.get(AnnotationRow, annotation_id)
+    # Locked as it is read: a decision made meanwhile on the same version (on PostgreSQL, which does not hold
+    # a write's lock from its start as SQLite does) waits for this one, then reads its version: a conflict.
+    row = s.get(AnnotationRow, annotation_id, with_for_update=True)
     if row is None:
         raise NotFoundError(f"no annotation with id {annotation_id}")
     recording_id = recording_of_segment(s, row.segment_id)
