@@ -173,6 +173,14 @@ def test_errors_mask_the_password():
     assert "s3cret" not in str(caught.value) and "ohp:***@127.0.0.1:1/ohp" in str(caught.value)
 
 
+def test_a_url_whose_port_is_not_a_number_is_refused_without_its_password():
+    # The host left out: SQLAlchemy reads the password as the port, and its ValueError quoted it.
+    for url in ("postgresql+psycopg://ohp:s3cret/ohp", "postgresql+psycopg://ohp:pw@localhost:s3cret/ohp"):
+        with pytest.raises(StoreError, match=r"not a database URL: its port is not a number") as caught:
+            Store(url)
+        assert "s3cret" not in str(caught.value)
+
+
 def test_settings_key_is_canonical():
     assert settings_key({"a": 1, "b": [1, 2]}) == settings_key({"b": [1, 2], "a": 1})
     assert settings_key({"a": 1}) != settings_key({"a": 2})

@@ -68,6 +68,8 @@ def open_engine(url: str) -> tuple[Engine, str]:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise StoreError(f"not a database URL ({exc})") from None
+    except ValueError:  # SQLAlchemy's int() of the port, whose message quotes it: a password when the host is left out
+        raise StoreError("not a database URL: its port is not a number") from None
     shown = parsed.render_as_string(hide_password=True)
     sqlite = parsed.get_backend_name() == "sqlite"
     database = parsed.database or ""
