@@ -18,7 +18,7 @@ from rich.text import Text
 from pipeline import access
 from pipeline.cli.failures import ReportingGroup
 from pipeline.cli.keys import read_key
-from pipeline.cli.output import batch_progress, write_report
+from pipeline.cli.output import batch_progress, check_folder, write_report
 from pipeline.config import ENVIRONMENT, Config, Device, setup_logging
 from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.formats.export import (
@@ -291,6 +291,10 @@ def run(
         raise typer.BadParameter("workers run on a Ray cluster: give --ray too", param_hint="--workers")
     if report_path and not report_path.parent.is_dir():  # found out now, not after hours of transcribing
         raise typer.BadParameter(f"{report_path}: folder {report_path.parent} does not exist", param_hint="--report")
+    if report_path:
+        check_folder(report_path.parent, "--report")
+    if out:
+        check_folder(out, "--out")
     settings = config.given(device=device and device.value)
     options = RunOptions(
         transcribe=TranscribeOptions(
@@ -459,6 +463,7 @@ def export(
     MAXQDA, QualCoder), OHMS, CSV. Closed recordings are left out unless a researcher asks for them."""
     if all_ and recordings:
         raise typer.BadParameter("name recordings or give --all, not both", param_hint="--all")
+    check_folder(out, "--out")
     store = open_store(db)
     if include_restricted:
         name = need_user(user, "exporting closed recordings")

@@ -23,6 +23,7 @@ from pipeline.cli import (
     open_codebook,
     open_store,
 )
+from pipeline.cli.output import check_folder
 from pipeline.formats.export import write_atomic
 
 Recordings = Annotated[
@@ -159,6 +160,7 @@ def report(
     is coded and reviewed; agreement. Each chart as SVG and PNG with the CSV behind it, and an index.html."""
     from pipeline.analysis.report import Pseudonyms, report_tables, write_report
 
+    check_folder(out, "--out")
     store = open_store(db)
     book = open_codebook(codebook, for_labels=True)
     scope = _scope(store, recordings, include_restricted, user)

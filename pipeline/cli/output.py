@@ -8,6 +8,7 @@ the table cannot fit the names whole, the files are listed as lines instead). An
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -76,6 +78,18 @@ def total_line(results: list[FileResult]) -> str:
     seconds = sum(r.seconds for r in results)
     said = ", ".join(f"{counts[status]} {status}" for status in STATUS_STYLES if counts[status])
     return f"ohp run: {len(results)} file(s) in {seconds:.1f} s: {said}"
+
+
+def check_folder(folder: Path, option: str) -> None:
+    """A folder ohp will write in, checked before the work (hours of transcribing, say): a file where it should
+    be, or a folder ohp may not write in, is a usage error naming it, not a traceback once the work is done."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:  # the folder, or the nearest one it goes in
+        existing = existing.parent
+    if not existing.is_dir():
+        raise typer.BadParameter(f"{existing} is a file, not a folder", param_hint=option)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write in {existing}: permission denied", param_hint=option)
 
 
 def write_report(results: list[FileResult], path: Path) -> None:
