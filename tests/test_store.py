@@ -12,7 +12,7 @@ import sys
 import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from pipeline.store import (
     in_models,
     recordings,
     settings_key,
+    transcripts,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -479,6 +480,39 @@ def test_a_new_file_another_process_is_writing_is_waited_for(tmp_path):
     rival.close()
     with closing(sqlite3.connect(path)) as again:
         assert again.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_two_processes_saving_one_recording_at_once_store_it_once(db_url, monkeypatch):
+    """Two `ohp run`s on one folder save the same recording at nearly the same moment, each from a store of its
+    own: both saves read what is stored before either writes. The second must see the first's whole save, as
+    one after the other would: one recording, its segments once, and no failure. (On PostgreSQL the second
+    insert of the new recording failed on its unique hash: the file failed, and its failure was recorded over
+    the transcript the other run had just saved.)"""
+    first, second = Store(db_url), Store(db_url)
+    met = threading.Barrier(2)
+    replace_segments = transcripts.replace_segments
+
+    def meeting(*args, **kwargs):
+        # Both inside their transactions, having read; or one waits for the other's whole save.
+        with suppress(threading.BrokenBarrierError):
+            met.wait(timeout=2)
+        return replace_segments(*args, **kwargs)
+
+    monkeypatch.setattr(transcripts, "replace_segments", meeting)
+    try:
+        for round in ("new", "again"):
+            met.reset()
+            with ThreadPoolExecutor(2) as pool:
+                saves = [
+                    pool.submit(save_transcription, store, audio(), transcript(tag=round), SETTINGS, KEY, {})
+                    for store in (first, second)
+                ]
+                [a, b] = [save.result() for save in saves]
+            assert a == b and [r.id for r in first.list_recordings()] == [a]
+            assert [s.text for s in first.segments(a)] == [s.text for s in transcript(tag=round).segments]
+    finally:
+        first.close()
+        second.close()
 
 
 def test_a_read_sees_one_snapshot_while_another_writes(store):

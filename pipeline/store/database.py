@@ -7,7 +7,8 @@ which. Opening a database upgrades its schema to the newest Alembic revision of
 Several processes (a batch, a web app) may share one SQLite file: connections run in WAL mode
 with a 30 s busy timeout, and every write transaction starts with BEGIN IMMEDIATE, so it takes
 the write lock before it reads what it will change (a transaction that reads and then asks for the
-lock gets SQLITE_BUSY at once, without the timeout, when another holds it). Switching a new file to
+lock gets SQLITE_BUSY at once, without the timeout, when another holds it). On PostgreSQL every write
+transaction likewise starts by taking one advisory lock. Switching a new file to
 WAL is such a read-then-write inside SQLite: a connection refused there waits for the lock the same
 way and tries again.
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6F6870  # "ohp": key of the pg_advisory_xact_lock held while migrating
+_PG_WRITE_LOCK = 0x6F687077  # "ohpw": key of the pg_advisory_xact_lock every write transaction holds
 
 
 class StoreError(OhpError, RuntimeError):
@@ -107,6 +109,10 @@ def session(engine: Engine, shown: str, write: bool = False) -> Iterator[Session
                 s.connection().exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
             elif not write:
                 s.connection().exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            elif engine.dialect.name == "postgresql":
+                # One writer at a time, as on SQLite: a write reads what it will change only once the writer
+                # before it committed (two runs saving one new recording both inserted it, and one failed).
+                s.connection().exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
             yield s
     except DataError as exc:  # a value given it cannot hold: a NUL in PostgreSQL's text, an integer past its range
         raise InvalidInputError(f"the database cannot hold a value given: {reason(exc)}") from exc
