@@ -300,32 +300,35 @@ class FileRun:
         _record_failure(self.store, self.file, self.info, stage)
 
 
-_stop_asked = threading.Event()  # a Ctrl-C came while a recording was being saved (signals are per process)
+STOPPING = (signal.SIGINT, signal.SIGTERM)  # the signals a save holds back until its file is finished
+_stop_asked: list[int] = []  # those that came while a recording was being saved (signals are per process)
 
 
 @contextmanager
 def finishing() -> Iterator[None]:
-    """A Ctrl-C (SIGINT) while the block runs does not stop it: it is kept for `stop_if_asked`, where the batch
-    stops once the file is finished (saved, its files written, reported). So a recording is never saved without
-    the files that a run skipping it would not write again. Signals reach the main thread only; in another
-    this does nothing."""
+    """A Ctrl-C (SIGINT) or a SIGTERM (`kill`, a service stopped) while the block runs does not stop it: it is kept
+    for `stop_if_asked`, where the batch stops once the file is finished (saved, its files written, reported). So
+    a recording is never saved without the files that a run skipping it would not write again. Signals reach the
+    main thread only; in another this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, lambda number, frame: _stop_asked.set())
+    previous = {number: signal.signal(number, lambda n, frame: _stop_asked.append(n)) for number in STOPPING}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def stop_if_asked() -> None:
-    """Stop the batch (Python's KeyboardInterrupt, or whatever handles SIGINT here) if a Ctrl-C came while a
-    recording was being saved."""
-    if _stop_asked.is_set():
+    """Stop the batch, as the signal that came while a recording was being saved would have (Python's
+    KeyboardInterrupt for a Ctrl-C, the end of the process for a SIGTERM, or whatever handles it here)."""
+    if _stop_asked:
+        number = _stop_asked[0]
         _stop_asked.clear()
-        log.warning("Ctrl-C while a recording was being saved: stopping now that it is")
-        signal.raise_signal(signal.SIGINT)
+        log.warning("%s while a recording was being saved: stopping now that it is", signal.Signals(number).name)
+        signal.raise_signal(number)
 
 
 def _failed(file: FileResult, stage: str, cause: Exception) -> None:

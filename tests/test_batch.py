@@ -515,3 +515,32 @@ def test_a_ctrl_c_while_a_recording_is_saved_stops_the_batch_once_it_is_finished
     stop_if_asked()  # asked once, stopped once
     with pytest.raises(KeyboardInterrupt):  # outside a save, Ctrl-C stops at once, as always
         signal.raise_signal(signal.SIGINT)
+
+
+def test_a_sigterm_while_a_recording_is_saved_stops_the_batch_once_it_is_finished():
+    """`kill`, a service stopped, a CI timeout: killed between the save and the files, a run that had made the
+    recording's files before (--force, a new codebook) left them as they were, and the next run, finding the
+    recording done and its files there, never wrote them again."""
+    from pipeline.batch import finishing, stop_if_asked
+
+    class Terminated(Exception):
+        pass
+
+    def terminate(number, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)  # the default ends the process: this test's too
+    try:
+        steps = []
+        with finishing():
+            signal.raise_signal(signal.SIGTERM)
+            steps.append("saved and written")
+        steps.append("reported")
+        with pytest.raises(Terminated):
+            stop_if_asked()
+        assert steps == ["saved and written", "reported"]
+        stop_if_asked()
+        with pytest.raises(Terminated):  # outside a save, it stops at once
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
