@@ -354,6 +354,13 @@ def test_ohp_agreement_prints_figures_and_writes_disagreements(coded, db_url, tm
     assert refused.exit_code == 2 and "nobody" in refused.output
 
 
+def test_ohp_agreement_refuses_a_disagreements_file_it_cannot_write_before_the_figures(coded, db_url, tmp_path):
+    for where, said in ((tmp_path / "no" / "d.csv", "folder"), (tmp_path, "is a directory")):
+        result = invoke("agreement", "--db", db_url, "--disagreements", str(where))
+        assert result.exit_code == 2 and said in result.stderr and "Traceback" not in result.output
+        assert "Wages" not in result.stdout  # found out first, not after the report
+
+
 def test_ohp_agreement_leaves_closed_recordings_out(coded, db_url):
     store, rid = coded
     store.set_metadata(rid, consent="closed")

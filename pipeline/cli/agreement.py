@@ -60,7 +60,8 @@ def agreement(
         str | None, typer.Option(help="Coders to compare, separated by commas (default: everyone who decided)")
     ] = None,
     disagreements: Annotated[
-        Path | None, typer.Option(help="Write the themes and segments the coders differ on to this CSV file")
+        Path | None,
+        typer.Option(help="Write the themes and segments the coders differ on to this CSV file", dir_okay=False),
     ] = None,
     include_restricted: IncludeRestricted = False,
     user: UserOption = None,
@@ -73,6 +74,11 @@ def agreement(
     from pipeline.analysis.report import agreement_report, theme_label
     from pipeline.analysis.tables import disagreements_csv
 
+    if disagreements is not None:  # found out now, not once the figures are made
+        if not disagreements.parent.is_dir():
+            message = f"{disagreements}: folder {disagreements.parent} does not exist"
+            raise typer.BadParameter(message, param_hint="--disagreements")
+        check_folder(disagreements.parent, "--disagreements")
     store = open_store(db)
     book = open_codebook(codebook, for_labels=True)
     scope = _scope(store, recordings, include_restricted, user)
