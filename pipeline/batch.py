@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline import access
+from pipeline.errors import OhpError
 from pipeline.formats.export import (
     export_path,
     export_stem,
@@ -337,6 +338,9 @@ def _failed(file: FileResult, stage: str, cause: Exception) -> None:
     if isinstance(cause, AudioError):  # the file is bad, not ohp: its message says which and why
         file.error = str(cause)
         log.info("%s", cause)
+    elif isinstance(cause, OhpError):  # ohp's own (the database locked or gone, a conflict): it says what, no bug
+        file.error = f"{file.path}: {stage}: {cause}"
+        log.info("%s", file.error)
     else:
         file.error = f"{file.path}: {stage}: {type(cause).__name__}: {cause} (the traceback is in the log)"
         log.error("%s: the %s stage failed", file.path, stage, exc_info=cause)

@@ -27,7 +27,7 @@ from pipeline.records import (
 from pipeline.stages import tag
 from pipeline.stages.audio import probe
 from pipeline.stages.codebook import load_codebook
-from pipeline.store import Store, settings_key
+from pipeline.store import Store, StoreError, settings_key
 
 INFO = AudioInfo(Path("/audio/zhang.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
 LINES = [
@@ -199,6 +199,27 @@ def test_a_correction_made_while_a_pass_ran_keeps_the_suggestions_on_their_words
 
 
 # --- the batch around it ------------------------------------------------------------------------------
+
+
+def test_a_database_error_on_a_file_is_said_without_a_traceback(tmp_path, store, monkeypatch, caplog):
+    """The database locked by another writer past the busy timeout, or gone, while a batch runs: ohp's own
+    error, which says what; the file fails with it, and no traceback fills the terminal as if ohp had a bug."""
+    audio = tmp_path / "zhang.wav"
+    with wave.open(str(audio), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 16000)
+    locked = StoreError(f"database error on {store.url}: database is locked")
+
+    def busy(*args, **kwargs):
+        raise locked
+
+    monkeypatch.setattr(Store, "recording_by_sha256", busy)
+    [failed] = run_batch([audio], store, RunOptions(speakers=None, out_dir=None)).files
+    assert (failed.status, failed.stage) == ("failed", "store")
+    assert failed.error == f"{audio}: store: {locked}"
+    assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
 
 
 def test_a_failed_stage_is_named_with_its_traceback_in_the_log(tmp_path, store, monkeypatch, caplog):
