@@ -1,6 +1,6 @@
-"""What `ohp` does with the files and folders it is told to write to, and with runs stopped part-way: a
-usage error before any work, never a traceback after it. Through the CLI on a real database (SQLite, and
-PostgreSQL when OHP_TEST_POSTGRES_URL is set)."""
+"""What `ohp` does with the folders it is told to write to (a usage error before any work, never a traceback
+after it), and `ohp tag` going on past a recording it cannot tag. Through the CLI on a real database
+(SQLite, and PostgreSQL when OHP_TEST_POSTGRES_URL is set)."""
 
 from __future__ import annotations
 
@@ -54,3 +54,27 @@ def test_report_to_a_file_given_as_out_is_a_usage_error(imported, tmp_path):
     taken.write_text("", encoding="utf-8")
     result = invoke("report", "--out", taken, "--db", imported)
     assert result.exit_code == 2 and f"{taken} is a file, not a folder" in result.stderr
+
+
+def test_tag_goes_on_past_a_recording_transcribed_again_meanwhile(db_url, tmp_path, monkeypatch):
+    """`ohp tag` over the collection while an `ohp run --force` replaces one recording's segments: that one
+    fails (its new segments are the run's to tag), and the others are still tagged."""
+    from pipeline.errors import ConflictError
+
+    for name in ("first", "second"):
+        srt = tmp_path / f"{name}.srt"
+        srt.write_text(f"1\n00:00:00,000 --> 00:00:02,000\nThe {name} one.\n", encoding="utf-8")
+        assert invoke("import", srt, "--no-tag", "--db", db_url).exit_code == 0
+    tagged = []
+
+    def tag_recording(store, recording_id, *args):
+        if recording_id == 1:
+            raise ConflictError("recording 1 was transcribed again while it was worked on (segment 1 is gone)")
+        tagged.append(recording_id)
+        return {"added": 0}
+
+    monkeypatch.setattr(batch, "tag_recording", tag_recording)
+    result = invoke("tag", "--no-model", "--db", db_url)
+    assert result.exit_code == 1, result.output
+    assert "first.srt: recording 1 was transcribed again" in result.stderr and tagged == [2]
+    assert "second.srt: 0 added" in result.stdout

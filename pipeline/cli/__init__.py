@@ -521,14 +521,22 @@ def tag(
 
     book, learned = open_codebook(codebook), open_model() if model else None
     store = open_store(db)
+    failed = 0
     for recording in choose_recordings(store, recordings):
-        counts = tag_recording(store, recording.id, book, force, learned)
         name = Path(recording.path).name
+        try:
+            counts = tag_recording(store, recording.id, book, force, learned)
+        except (ConflictError, NotFoundError) as e:  # transcribed again or deleted meanwhile: the others go on
+            errors.print(Text.assemble(("failed:", "red"), f" {name}: {e}"), highlight=False)
+            failed += 1
+            continue
         if counts is None:
             with_model = f" and model {learned.version}" if learned else ""
             console.print(f"{name}: already tagged with codebook {book.version}{with_model}")
         else:
             console.print(f"{name}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("tag-text")
