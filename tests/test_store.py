@@ -515,6 +515,16 @@ def test_two_processes_saving_one_recording_at_once_store_it_once(db_url, monkey
         second.close()
 
 
+def test_a_write_waiting_for_a_writer_stuck_elsewhere_gives_up_with_an_error(store, db_url, monkeypatch):
+    """A writer holding the lock (a hung process, an open psql transaction) held every later write up for ever
+    on PostgreSQL; SQLite's busy timeout gives up. Both now give up after LOCK_WAIT_MS."""
+    monkeypatch.setattr(database, "LOCK_WAIT_MS", 300)
+    with database.session(store._engine, store.url, write=True) as holding, pytest.raises(StoreError, match="lock"):
+        holding.execute(text("SELECT 1"))
+        with Store(db_url) as other:
+            save_transcription(other, audio(), transcript(), SETTINGS, KEY, {})
+
+
 def test_a_read_sees_one_snapshot_while_another_writes(store):
     """Everything a read session reads in several statements (a page, a report's tables) comes from one moment:
     a recording saved meanwhile by another connection shows in the next session, not half-way through this

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6F6870  # "ohp": key of the pg_advisory_xact_lock held while migrating
 _PG_WRITE_LOCK = 0x6F687077  # "ohpw": key of the pg_advisory_xact_lock every write transaction holds
+LOCK_WAIT_MS = 30_000  # how long a write waits for the one before it, on either database
 
 
 class StoreError(OhpError, RuntimeError):
@@ -112,6 +113,8 @@ def session(engine: Engine, shown: str, write: bool = False) -> Iterator[Session
             elif engine.dialect.name == "postgresql":
                 # One writer at a time, as on SQLite: a write reads what it will change only once the writer
                 # before it committed (two runs saving one new recording both inserted it, and one failed).
+                # Given up after SQLite's busy timeout: a writer stuck elsewhere is an error, not a hang.
+                s.connection().exec_driver_sql(f"SET LOCAL lock_timeout = {LOCK_WAIT_MS}")
                 s.connection().exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
             yield s
     except DataError as exc:  # a value given it cannot hold: a NUL in PostgreSQL's text, an integer past its range
@@ -161,7 +164,7 @@ def _stamped_revision(conn: Connection) -> str | None:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # The busy timeout first: switching to WAL below may have to wait for another process.
-    for pragma in ("busy_timeout=30000", "foreign_keys=ON", "synchronous=NORMAL"):
+    for pragma in (f"busy_timeout={LOCK_WAIT_MS}", "foreign_keys=ON", "synchronous=NORMAL"):
         cursor.execute(f"PRAGMA {pragma}")
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
