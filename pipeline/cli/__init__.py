@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.cells import cell_len
-from rich.console import Console, JustifyMethod
+from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
 # Only what the commands' definitions need is imported here; the stages, the store and the batch are
 # imported in the commands that use them, so that `ohp --help`, `ohp status` or `ohp search` start fast.
 from pipeline import access
-from pipeline.cli.failures import ReportingGroup
+from pipeline.cli.failures import ReportingGroup, report_error
 from pipeline.cli.keys import read_key
-from pipeline.cli.output import batch_progress, check_folder, write_report
+from pipeline.cli.output import Terminal, batch_progress, check_folder, inert, write_report
 from pipeline.config import ENVIRONMENT, Config, Device, setup_logging
 from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.formats.export import (
@@ -62,8 +62,9 @@ app = typer.Typer(
     add_completion=False,
     cls=ReportingGroup,  # ohp's errors as messages and exit code 2, any other with its traceback in the log
 )
-console = Console()
-errors = Console(stderr=True)
+# Outside text (transcripts, names, labels, file names) is printed as it is written: see Terminal.
+console = Terminal()
+errors = Terminal(stderr=True)
 config = Config()  # replaced by the configuration read when a command starts (see main)
 RUN_FORMATS = tuple(map(ExportFormat, DEFAULT_FORMATS))  # the transcript files ohp run writes by default
 
@@ -116,24 +117,22 @@ def main(
     try:
         config = Config.load(log_level="DEBUG" if verbose else None, log_file=log_file)
     except InvalidInputError as e:
-        errors.print(f"[red]error:[/red] {e}", highlight=False)
+        report_error(str(e))
         raise typer.Exit(2) from None
     except OSError as e:  # the working folder, where a project's own files are looked for
-        errors.print(f"[red]error:[/red] cannot read {e.filename or 'the working folder'}: {e.strerror or e}")
+        report_error(f"cannot read {e.filename or 'the working folder'}: {e.strerror or e}")
         raise typer.Exit(2) from None
     try:
         setup_logging(config)
     except OSError as e:
-        errors.print(
-            f"[red]error:[/red] cannot write the log file {config.log_file}: {e.strerror or e}", highlight=False
-        )
+        report_error(f"cannot write the log file {config.log_file}: {e.strerror or e}")
         raise typer.Exit(2) from None
 
 
 def need_user(user: str | None, doing: str) -> str:
     user = config.given(user=user).user
     if not user:
-        errors.print(f"[red]error:[/red] who is {doing}? pass --user NAME or set {ENVIRONMENT['user']}")
+        report_error(f"who is {doing}? pass --user NAME or set {ENVIRONMENT['user']}")
         raise typer.Exit(2)
     return user
 
@@ -145,7 +144,7 @@ def open_store(url: str | None) -> Store:
     try:
         return Store(config.given(database_url=url).database_url)
     except StoreError as e:
-        errors.print(f"[red]error:[/red] {e}")
+        report_error(str(e))
         raise typer.Exit(2) from None
 
 
@@ -163,7 +162,7 @@ def open_codebook(path: Path | None, *, for_labels: bool = False) -> Codebook:
     except FileNotFoundError:
         raise NotFoundError(f"no codebook at {path}") from None
     except CodebookError as e:
-        errors.print(f"[red]error:[/red] {path} has problems (see `ohp codebook validate`):")
+        report_error(f"{path} has problems (see `ohp codebook validate`):")
         for problem in e.problems:
             errors.print(f"  {path}:{problem.line}: {problem.message}")
         raise typer.Exit(2) from None
@@ -338,7 +337,7 @@ def run(
     if report_path:
         write_report(report.files, report_path)
     if report.failed:
-        errors.print(f"[red]{len(report.failed)} of {len(report.files)} file(s) failed[/red]")
+        errors.print(Text(f"{len(report.failed)} of {len(report.files)} file(s) failed", style="red"))
         raise typer.Exit(1)
 
 
@@ -689,7 +688,7 @@ def review(
                     )
                     decided += 1
                 except ConflictError as e:
-                    console.print(f"[yellow]not saved:[/yellow] {e} (now {e.current.status})")
+                    console.print(Text.assemble(("not saved:", "yellow"), f" {e} (now {e.current.status})"))
             elif key == "t":
                 _add_theme(store, book, segment, user)
                 continue
@@ -713,18 +712,18 @@ def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
         theme = book.find(name)
         if theme:
             break
-        console.print(f"[yellow]no theme {name!r} in the codebook[/yellow]")
+        console.print(Text(f"no theme {name!r} in the codebook", style="yellow"))
     while True:
         words = typer.prompt("evidence: words from the text (empty for none)", default="", show_default=False).strip()
         at = segment.text.find(words) if words else -1
         if not words or at >= 0:
             break
-        console.print(f"[yellow]{words!r} is not in the text: copy words from it[/yellow]")
+        console.print(Text(f"{words!r} is not in the text: copy words from it", style="yellow"))
     evidence = ((at, at + len(words)),) if words else ()
     try:
         store.add_annotation(segment.id, theme, user, evidence)
     except ConflictError as e:  # someone rejected it: overturning that is a decision on what they decided
-        console.print(f"[yellow]{e}[/yellow]")
+        console.print(Text(str(e), style="yellow"))
         if not typer.confirm("accept it anyway?", default=False):
             return
         store.decide(e.current.id, "accepted", user, version=e.current.version)
@@ -778,8 +777,8 @@ def search(
     try:
         parsed = parse_query(query)
     except QuerySyntaxError as e:
-        errors.print(f"[red]error:[/red] {e.message}", markup=True, highlight=False)
-        errors.print(f"  {query}\n  {' ' * cell_len(query[: e.position])}^", markup=False, highlight=False)
+        report_error(e.message)
+        errors.print(f"  {query}\n  {' ' * cell_len(inert(query[: e.position]))}^", markup=False, highlight=False)
         raise typer.Exit(2) from None
     book = open_codebook(codebook, for_labels=True)
     theme = book.theme_id(theme) if theme else None  # a label does too; an unknown theme is an error
@@ -840,9 +839,7 @@ def search(
         )
         console.print(line)
     shown = len(results.hits)
-    console.print(
-        f"[dim]{shown} of {results.total} hits[/dim]" if results.total > shown else f"[dim]{shown} hits[/dim]"
-    )
+    console.print(Text(f"{shown} of {results.total} hits" if results.total > shown else f"{shown} hits", style="dim"))
 
 
 @app.command("import")
@@ -885,7 +882,7 @@ def import_command(
             else:
                 recording_id = import_file(path, store, audio, book if tag else None, model)
         except (TranscriptFormatError, AudioError) as e:
-            errors.print(f"[red]failed:[/red] {e}", highlight=False)
+            errors.print(Text.assemble(("failed:", "red"), f" {e}"), highlight=False)
             failed += 1
             continue
         if path in coded:
@@ -895,7 +892,7 @@ def import_command(
                 f"{report.added} annotation(s) added or accepted, {report.unchanged} already there"
             )
             for warning in report.warnings:
-                errors.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
+                errors.print(Text.assemble("  ", ("warning:", "yellow"), f" {warning}"), highlight=False)
         else:
             console.print(f"{path}: recording {recording_id}, {len(store.segments(recording_id))} segments")
     if failed:
@@ -967,7 +964,7 @@ def speakers_enroll(
         samples = [decode(probe(path.resolve())).samples for path in files]
         profile = voice_profile(samples, config.given(device=device and device.value).device)
     except (AudioError, ValueError) as e:
-        errors.print(f"[red]error:[/red] {e}", highlight=False)
+        report_error(str(e))
         raise typer.Exit(2) from None
     person = open_store(db).enroll(name, profile.tolist(), user, [str(path.resolve()) for path in files])
     seconds = sum(len(s) for s in samples) / SAMPLE_RATE

@@ -62,7 +62,7 @@ def walk_doubtful(store: Store, recording: RecordingRecord, user: str, console: 
                         store.correct_text(segment.stored_id, text, user, segment.version)
                         corrected.add(segment.stored_id)
                     except ConflictError as e:
-                        console.print(f"[yellow]not saved:[/yellow] {e}")
+                        console.print(Text.assemble(("not saved:", "yellow"), f" {e}"))
             elif key != "s":
                 continue
             break

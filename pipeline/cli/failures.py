@@ -13,15 +13,15 @@ import sys
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.text import Text
 from typer import _click
 from typer.core import TyperGroup
 
+from pipeline.cli.output import Terminal
 from pipeline.errors import OhpError
 
 log = logging.getLogger(__name__)
-stderr = Console(stderr=True)
+stderr = Terminal(stderr=True)
 
 
 def report_error(message: str) -> None:

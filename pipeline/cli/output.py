@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
 from rich.progress import (
     BarColumn,
     Progress,
@@ -28,6 +28,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -37,6 +38,41 @@ if TYPE_CHECKING:
     from pipeline.batch import FileResult
 
 STATUS_STYLES = {"done": "green", "skipped": "dim", "failed": "red"}
+
+# What ohp prints holds outside text (transcripts, speaker names, codebook labels, file names, messages that
+# quote them). Its control characters written to a terminal act: ESC starts sequences that clear the screen,
+# move the cursor, recolour or make a hidden link (OSC 8), and bidi controls (U+202E) reorder what an
+# annotator reads. Each is shown as one visible character instead (C0 as its control picture, ␛ for ESC),
+# so lengths, and the spans of highlights into the text, hold. Tab and newline stay.
+_INERT = {
+    **{c: 0x2400 + c for c in range(0x20) if chr(c) not in "\t\n"},
+    0x7F: 0x2421,
+    **dict.fromkeys(range(0x80, 0xA0), 0xFFFD),
+    **dict.fromkeys([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)], 0xFFFD),
+}
+
+
+def inert(text: str) -> str:
+    """The text with every character that would act on a terminal replaced by one that shows."""
+    return text.translate(_INERT)
+
+
+class Terminal(Console):
+    """ohp's console, the one place outside text is made safe to print: a string is never markup unless
+    the call says markup=True (for ohp's own words only: styles are given as Text), and no control character
+    of a string or a Text reaches the terminal (`inert`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(markup=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(inert(text), **kwargs)
+
+    def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        if isinstance(renderable, Text) and inert(renderable.plain) != renderable.plain:
+            renderable = renderable.copy()
+            renderable.plain = inert(renderable.plain)  # one character for one: its styles' spans hold
+        return super().render(renderable, options)
 
 
 def cause(result: FileResult) -> str:
@@ -137,7 +173,7 @@ class BarProgress:
     def file_finished(self, result: FileResult) -> None:
         self.progress.advance(self.files)
         if result.status == "failed":
-            self.progress.console.print(f"[red]failed:[/red] {result.error}", highlight=False)
+            self.progress.console.print(Text.assemble(("failed:", "red"), " ", result.error or ""), highlight=False)
 
     def finish(self, results: list[FileResult]) -> None:
         """The table, or the files' lines where the terminal is too narrow for the names whole."""
@@ -145,7 +181,7 @@ class BarProgress:
         table = summary_table(results)
         # Rich squeezes even a no-wrap column when nothing else gives: look at the table as it would be drawn.
         drawn = "\n".join("".join(piece.text for piece in line) for line in console.render_lines(table))
-        if all(r.path.name in drawn for r in results):
+        if all(inert(r.path.name) in drawn for r in results):
             console.print(table)
         else:
             for result in results:
@@ -194,8 +230,8 @@ def batch_progress(console: Console) -> Iterator[BarProgress | LineProgress]:
         yield LineProgress(console)
         return
     columns = (
-        TextColumn("{task.description}"),
-        TextColumn("[magenta]{task.fields[stage]}"),
+        TextColumn("{task.description}", markup=False),  # a file's name
+        TextColumn("{task.fields[stage]}", style="magenta", markup=False),
         BarColumn(),
         TaskProgressColumn(),
         SpeedColumn(),
@@ -225,7 +261,7 @@ def summary_table(results: list[FileResult]) -> Table:
         table.add_column(column, justify="right" if right else "left", overflow="fold", no_wrap=column == "file")
     for r in results:
         speakers = "-" if r.speakers is None else str(r.speakers)
-        status = f"[{STATUS_STYLES[r.status]}]{r.status}[/]"
+        status = Text(r.status, style=STATUS_STYLES[r.status])
         table.add_row(
             r.path.name,
             status,

@@ -1,0 +1,112 @@
+"""audit-search: what the command line shows of outside text (transcripts, speaker names, codebook labels,
+file names, queries) it shows as written. Never read as rich markup (a "[/]" crashed the command, a
+"[bold]" or "[link=...]" restyled or linked what follows and vanished), and no control character of it
+reaches the terminal (ESC clears the screen, recolours, or hides a link, OSC 8; U+202E reverses what follows)."""
+
+from __future__ import annotations
+
+import io
+import wave
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline import cli
+from pipeline.cli.output import Terminal
+from pipeline.stages.codebook import DEFAULT_CODEBOOK
+
+runner = CliRunner()
+
+# A file name may hold markup and control characters (not "/").
+NAME = "zhang [bold red]x\x1b]8;;file:evil\x1b\\y.srt"
+SHOWN_NAME = "zhang [bold red]x␛]8;;file:evil␛\\y.srt"  # ESC as the control picture ␛, one character for one
+TEXT = "我们工资[/]被\u202e拖欠了\x1b[2J三个月 [link=https://evil.example]here[/link]"
+SHOWN_TEXT = "我们工资[/]被\ufffd拖欠了␛[2J三个月 [link=https://evil.example]here[/link]"
+SNIPPET = SHOWN_TEXT[:14]  # what a search hit shows of it
+
+
+def invoke(*args: str, input: str | None = None):
+    return runner.invoke(cli.app, list(args), env={"COLUMNS": "250"}, input=input)
+
+
+@pytest.fixture
+def imported(tmp_path) -> tuple[str, str]:
+    """A transcript with a hostile name, text and speaker, imported (and tagged: 工资 is wages); the
+    database's URL and what `ohp import` said."""
+    url = f"sqlite:///{tmp_path / 'ohp.db'}"
+    srt = tmp_path / NAME
+    srt.write_text(f"1\n00:00:01,000 --> 00:00:04,000\n王[/]: {TEXT}\n", encoding="utf-8")
+    result = invoke("import", str(srt), "--db", url)
+    assert result.exit_code == 0, result.output
+    return url, result.output
+
+
+@pytest.fixture
+def codebook(tmp_path) -> Path:
+    """ohp's codebook with a hostile label for wages."""
+    path = tmp_path / "codebook.yaml"
+    hostile = 'label: {en: "Wages [/][link=https://evil.example]\\e[2J", zh: 工资}'  # \\e: ESC, in YAML
+    path.write_text(DEFAULT_CODEBOOK.read_text(encoding="utf-8").replace("label: {en: Wages, zh: 工资}", hostile))
+    return path
+
+
+def assert_shown_as_written(output: str, *pieces: str) -> None:
+    for piece in pieces:
+        assert piece in output, output
+    assert "\x1b" not in output and "\u202e" not in output, output
+
+
+def test_import_and_search_show_names_and_text_as_written(imported):
+    url, said = imported
+    assert_shown_as_written(said, SHOWN_NAME)
+    found = invoke("search", "工资", "--db", url)
+    assert found.exit_code == 0
+    assert_shown_as_written(found.stdout, SHOWN_NAME, "王[/]: ", SNIPPET)
+
+
+def test_a_query_with_markup_that_matches_nothing_is_said_as_written(imported):
+    url, _ = imported
+    result = invoke("search", "nothing [/] [bold]", "--db", url)  # was a MarkupError, exit code 1
+    assert result.exit_code == 0 and "no matches for 'nothing [/] [bold]'" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["status", "describe", "themes"])
+def test_tables_show_file_names_as_written(imported, command):
+    url, _ = imported
+    result = invoke(command, "--db", url)
+    assert result.exit_code == 0
+    assert_shown_as_written(result.stdout.replace("│", " "), "[bold red]x␛]8;;")  # the name may fold in its cell
+
+
+def test_theme_labels_are_shown_as_written(imported, codebook):
+    url, _ = imported
+    label = "Wages [/][link=https://evil.example]␛[2J"
+    themes = invoke("themes", "--db", url, "--codebook", str(codebook))
+    assert themes.exit_code == 0
+    assert_shown_as_written(themes.stdout, label)
+    review = invoke("review", "1", "--db", url, "--codebook", str(codebook), "--user", "mei", input="q\n")
+    assert review.exit_code == 0, review.output
+    assert_shown_as_written(review.stdout, label, "王[/]: ", SHOWN_TEXT)
+
+
+def test_run_in_a_terminal_shows_file_names_as_written(tmp_path, monkeypatch):
+    """The progress bar, the failure as it happens and the table of `ohp run`."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    with wave.open(str(audio / "[bold red]quiet\x1b[2J.wav"), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes(b"\0" * 32000)
+    (audio / "[link=file:evil]broken.wav").write_text("not audio")
+    screen = io.StringIO()
+    terminal = Terminal(file=screen, force_terminal=True, width=250, color_system=None)
+    monkeypatch.setattr(cli, "console", terminal)
+    db = f"sqlite:///{tmp_path / 'ohp.db'}"
+    result = invoke("run", str(audio), "--db", db, "--out", str(tmp_path / "out"), "--no-tag", "--speakers", "off")
+    assert result.exit_code == 1
+    shown = screen.getvalue()
+    assert "│ [bold red]quiet␛[2J.wav " in shown and "│ [link=file:evil]broken.wav │" in shown
+    assert "failed: " + str(audio / "[link=file:evil]broken.wav") in shown
+    assert "\x1b[2J" not in shown
