@@ -14,7 +14,10 @@ from typer.testing import CliRunner
 
 from pipeline import cli
 from pipeline.cli.output import Terminal
+from pipeline.records import AudioInfo, RecordingResult, Segment, StageRun, Transcript, Word
 from pipeline.stages.codebook import DEFAULT_CODEBOOK
+from pipeline.stages.doubt import mark_doubt
+from pipeline.store import Store
 
 runner = CliRunner()
 
@@ -110,3 +113,22 @@ def test_run_in_a_terminal_shows_file_names_as_written(tmp_path, monkeypatch):
     assert "│ [bold red]quiet␛[2J.wav " in shown and "│ [link=file:evil]broken.wav │" in shown
     assert "failed: " + str(audio / "[link=file:evil]broken.wav") in shown
     assert "\x1b[2J" not in shown
+
+
+def test_a_doubtful_passage_is_shown_and_asked_about_as_written(tmp_path):
+    """`ohp review --doubtful`: the text to correct was the prompt's default, echoed raw by click."""
+    url = f"sqlite:///{tmp_path / 'ohp.db'}"
+    pieces = [("我们", 0.95), ("工资\x1b[2J", 0.05), ("\u202e拖欠", 0.9)]
+    words = [Word(i * 0.5, i * 0.5 + 0.4, text, p) for i, (text, p) in enumerate(pieces)]
+    text = "".join(w.text for w in words)
+    segments = [Segment(0.0, 1.4, text, text, "zh", words)]
+    transcript = mark_doubt(Transcript("zh", 0.9, segments, "faster-whisper", "base"))
+    info = AudioInfo(Path("/audio/li.wav"), "cd" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 2.0)
+    with Store(url) as store:
+        rid = store.save_result(RecordingResult(info, transcript, stages={"transcribe": StageRun({}, "t", {})}))
+        rid = rid.export.recording.id
+    result = invoke("review", str(rid), "--doubtful", "--user", "mei", "--db", url, input="c\n\n")  # Enter keeps it
+    assert result.exit_code == 0, result.output
+    assert_shown_as_written(result.output, "我们工资␛[2J\ufffd拖欠", "0 corrected")
+    with Store(url) as store:
+        assert store.segments(rid)[0].text == text

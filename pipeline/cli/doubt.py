@@ -56,7 +56,8 @@ def walk_doubtful(store: Store, recording: RecordingRecord, user: str, console: 
                 console.print(f"{len(corrected)} corrected")
                 return
             if key == "c":
-                text = typer.prompt("text", default=segment.text).strip()
+                # Not shown as the default: click would write it raw, control characters and all (it is above).
+                text = typer.prompt("text (empty keeps it)", default=segment.text, show_default=False).strip()
                 if text and text != segment.text:
                     try:
                         store.correct_text(segment.stored_id, text, user, segment.version)
