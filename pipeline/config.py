@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline.errors import InvalidInputError
 from pipeline.stages.codebook import DEFAULT_CODEBOOK, DEFAULT_MODEL
+from pipeline.utils import inert
 
 DEFAULT_DATABASE_URL = "sqlite:///ohp.db"
 PROJECT_CODEBOOK = Path("annotations/codebook.yaml")  # a project's own, in the folder ohp runs in
@@ -146,6 +147,11 @@ class StandardError(logging.StreamHandler):
     @stream.setter
     def stream(self, _) -> None:
         pass
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Records quote file names and messages about outside text: their control characters would act on
+        # the terminal. The log file keeps them as they are.
+        return inert(super().format(record))
 
 
 def setup_logging(config: Config) -> None:

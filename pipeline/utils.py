@@ -29,6 +29,24 @@ CJK = re.compile(f"[{CJK_LETTERS}{CJK_MARKS}]")
 NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
+# Characters that act on a terminal rather than show: C0 controls but tab and newline (ESC starts sequences
+# that clear the screen, move the cursor, recolour or make a hidden link, OSC 8), DEL, C1 controls, and the
+# bidi controls that reorder what is read (U+202E). `inert` shows each as one visible character: C0 as its
+# control picture (␛ for ESC), the others as U+FFFD; one for one, so lengths and spans into the text hold.
+_INERT = {
+    **{c: 0x2400 + c for c in range(0x20) if chr(c) not in "\t\n"},
+    0x7F: 0x2421,
+    **dict.fromkeys(range(0x80, 0xA0), 0xFFFD),
+    **dict.fromkeys([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)], 0xFFFD),
+}
+
+
+def inert(text: str) -> str:
+    """The text with every character that would act on a terminal replaced by one that shows (for what
+    ohp writes to a terminal: the CLI's console and the log on standard error)."""
+    return text.translate(_INERT)
+
+
 class UnreadableFileError(InvalidInputError):
     """A file a user gave that cannot be read as one; `cause` says why, for the caller to put in its terms."""
 

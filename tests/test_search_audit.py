@@ -132,3 +132,15 @@ def test_a_doubtful_passage_is_shown_and_asked_about_as_written(tmp_path):
     assert_shown_as_written(result.output, "我们工资␛[2J\ufffd拖欠", "0 corrected")
     with Store(url) as store:
         assert store.segments(rid)[0].text == text
+
+
+def test_log_records_on_standard_error_hold_no_control_characters(tmp_path):
+    """--verbose: a bad file's message names it; a name with ESC sequences reached the terminal raw."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    (audio / "li\x1b[2J.wav").write_text("not audio")
+    db = f"sqlite:///{tmp_path / 'ohp.db'}"
+    out = str(tmp_path / "out")
+    result = invoke("--verbose", "run", str(audio), "--db", db, "--out", out, "--no-tag", "--speakers", "off")
+    assert result.exit_code == 1
+    assert_shown_as_written(result.stderr, "li␛[2J.wav: not an audio file")

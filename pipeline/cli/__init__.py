@@ -18,7 +18,7 @@ from rich.text import Text
 from pipeline import access
 from pipeline.cli.failures import ReportingGroup, report_error
 from pipeline.cli.keys import read_key
-from pipeline.cli.output import Terminal, batch_progress, check_folder, inert, write_report
+from pipeline.cli.output import Terminal, batch_progress, check_folder, write_report
 from pipeline.config import ENVIRONMENT, Config, Device, setup_logging
 from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.formats.export import (
@@ -46,7 +46,7 @@ from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
 from pipeline.stages.codebook import Codebook, CodebookError, load_codebook, validate_codebook
 from pipeline.stages.engines import DEFAULT_BATCH_SIZES, DEFAULT_ENGINE, ComputeType, EngineName
-from pipeline.utils import as_date, clock
+from pipeline.utils import as_date, clock, inert
 
 if TYPE_CHECKING:
     from pipeline.process import SpeakerOptions

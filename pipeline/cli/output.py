@@ -32,35 +32,19 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.utils import clock
+from pipeline.utils import clock, inert
 
 if TYPE_CHECKING:
     from pipeline.batch import FileResult
 
 STATUS_STYLES = {"done": "green", "skipped": "dim", "failed": "red"}
 
-# What ohp prints holds outside text (transcripts, speaker names, codebook labels, file names, messages that
-# quote them). Its control characters written to a terminal act: ESC starts sequences that clear the screen,
-# move the cursor, recolour or make a hidden link (OSC 8), and bidi controls (U+202E) reorder what an
-# annotator reads. Each is shown as one visible character instead (C0 as its control picture, ␛ for ESC),
-# so lengths, and the spans of highlights into the text, hold. Tab and newline stay.
-_INERT = {
-    **{c: 0x2400 + c for c in range(0x20) if chr(c) not in "\t\n"},
-    0x7F: 0x2421,
-    **dict.fromkeys(range(0x80, 0xA0), 0xFFFD),
-    **dict.fromkeys([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)], 0xFFFD),
-}
-
-
-def inert(text: str) -> str:
-    """The text with every character that would act on a terminal replaced by one that shows."""
-    return text.translate(_INERT)
-
 
 class Terminal(Console):
-    """ohp's console, the one place outside text is made safe to print: a string is never markup unless
-    the call says markup=True (for ohp's own words only: styles are given as Text), and no control character
-    of a string or a Text reaches the terminal (`inert`)."""
+    """ohp's console, the one place outside text (transcripts, speaker names, codebook labels, file names,
+    messages that quote them) is made safe to print: a string is never markup unless the call says
+    markup=True (for ohp's own words only: styles are given as Text), and no control character of a string
+    or a Text reaches the terminal (`inert`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(markup=False, **kwargs)
