@@ -10,11 +10,13 @@ import wave
 from pathlib import Path
 
 import pytest
+from saving import save_transcription
 from typer.testing import CliRunner
 
 from pipeline import cli
 from pipeline.cli.output import Terminal
-from pipeline.records import AudioInfo, RecordingResult, Segment, StageRun, Transcript, Word
+from pipeline.records import AudioInfo, RecordingResult, SearchFilters, Segment, StageRun, Transcript, Word
+from pipeline.search.textindex import parse_query
 from pipeline.stages.codebook import DEFAULT_CODEBOOK
 from pipeline.stages.doubt import mark_doubt
 from pipeline.store import Store
@@ -144,3 +146,23 @@ def test_log_records_on_standard_error_hold_no_control_characters(tmp_path):
     result = invoke("--verbose", "run", str(audio), "--db", db, "--out", out, "--no-tag", "--speakers", "off")
     assert result.exit_code == 1
     assert_shown_as_written(result.stderr, "li␛[2J.wav: not an audio file")
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("zh", ["我们的工资", "工资條"]),
+        ("ZH", ["我们的工资", "工资條"]),  # a language code in any case, on every database (LIKE folds on SQLite)
+        ("zh-tw", ["工资條"]),
+        ("%", []),  # LIKE's wildcards are letters here: "%" was every language with a subtag
+        ("_h", []),
+        ("z_", []),
+    ],
+)
+def test_the_language_filter_takes_its_value_as_written(store, language, expected):
+    for n, (text, code) in enumerate([("我们的工资", "zh"), ("工资條", "zh-TW"), ("wages 工资", "en-GB")]):
+        segments = [Segment(0.0, 2.0, text, text, code)]
+        info = AudioInfo(Path(f"/audio/{n}.wav"), str(n) * 64, 1000, "wav", "pcm_s16le", 16000, 1, 2.0)
+        save_transcription(store, info, Transcript(code, 1.0, segments, "faster-whisper", "base"), {}, "k", {})
+    hits = store.search(parse_query("工资"), SearchFilters(language=language)).hits
+    assert sorted(h.text for h in hits) == sorted(expected)

@@ -194,7 +194,10 @@ def _filter_clauses(
     if filters.recording is not None:
         clauses.append(SegmentRow.recording_id == filters.recording)
     if filters.language:
-        clauses.append(or_(SegmentRow.language == filters.language, SegmentRow.language.like(f"{filters.language}-%")))
+        # The code and its subtags (zh finds zh-TW), in any case (SQLite's LIKE folds case, PostgreSQL's does
+        # not: both sides lower), and as written: % and _ in it are no wildcards.
+        language, stored = filters.language.lower(), func.lower(SegmentRow.language)
+        clauses.append(or_(stored == language, stored.startswith(f"{language}-", autoescape=True)))
     if filters.interviewee:
         clauses.append(func.lower(RecordingRow.interviewee).contains(filters.interviewee.lower(), autoescape=True))
     if filters.place:
