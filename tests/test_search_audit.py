@@ -10,12 +10,21 @@ import wave
 from pathlib import Path
 
 import pytest
-from saving import save_transcription
+from saving import save_speakers, save_transcription
 from typer.testing import CliRunner
 
 from pipeline import cli
 from pipeline.cli.output import Terminal
-from pipeline.records import AudioInfo, RecordingResult, SearchFilters, Segment, StageRun, Transcript, Word
+from pipeline.records import (
+    AudioInfo,
+    RecordingResult,
+    SearchFilters,
+    Segment,
+    SpeakerRecord,
+    StageRun,
+    Transcript,
+    Word,
+)
 from pipeline.search.textindex import parse_query
 from pipeline.stages.codebook import DEFAULT_CODEBOOK
 from pipeline.stages.doubt import mark_doubt
@@ -166,3 +175,20 @@ def test_the_language_filter_takes_its_value_as_written(store, language, expecte
         save_transcription(store, info, Transcript(code, 1.0, segments, "faster-whisper", "base"), {}, "k", {})
     hits = store.search(parse_query("工资"), SearchFilters(language=language)).hits
     assert sorted(h.text for h in hits) == sorted(expected)
+
+
+def test_metadata_and_speaker_filters_fold_case_beyond_ascii_on_every_database(store):
+    """SQLite's lower() folds ASCII only, PostgreSQL's every letter: --interviewee élodie found Élodie on one."""
+    segments = [Segment(0.0, 2.0, "工资很低", "工资很低", "zh", speaker="S1")]
+    info = AudioInfo(Path("/audio/e.wav"), "e" * 64, 1000, "wav", "pcm_s16le", 16000, 1, 2.0)
+    rid = save_transcription(store, info, Transcript("zh", 1.0, segments, "faster-whisper", "base"), {}, "k", {})
+    store.set_metadata(rid, interviewee="Élodie Ölmez", place="Ürümqi")
+    save_speakers(store, rid, [SpeakerRecord("S1")], {}, "k", {})
+    store.rename_speaker(rid, "S1", "Иван Ёлкин", "mei")
+    for filters in (
+        SearchFilters(interviewee="élodie"),
+        SearchFilters(interviewee="ÉLODIE ÖLMEZ"),
+        SearchFilters(place="ürümqi"),
+        SearchFilters(speaker="иван ёлкин"),
+    ):
+        assert [h.text for h in store.search(parse_query("工资"), filters).hits] == ["工资很低"], filters

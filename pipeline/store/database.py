@@ -180,6 +180,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("ROLLBACK")
         cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+    # lower() as PostgreSQL's: SQLite's own folds ASCII only, so a search by interviewee, place or speaker
+    # name for élodie found Élodie on PostgreSQL and not here.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _upgrade(engine: Engine, shown: str) -> None:
