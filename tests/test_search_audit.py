@@ -6,6 +6,7 @@ reaches the terminal (ESC clears the screen, recolours, or hides a link, OSC 8; 
 from __future__ import annotations
 
 import io
+import time
 import wave
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from pipeline import cli
 from pipeline.cli.output import Terminal
+from pipeline.formats.readers import MAX_TEXT_CHARS
 from pipeline.records import (
     AudioInfo,
     RecordingResult,
@@ -25,7 +27,7 @@ from pipeline.records import (
     Transcript,
     Word,
 )
-from pipeline.search.textindex import parse_query
+from pipeline.search.textindex import highlight, parse_query
 from pipeline.stages.codebook import DEFAULT_CODEBOOK
 from pipeline.stages.doubt import mark_doubt
 from pipeline.store import Store
@@ -192,3 +194,24 @@ def test_metadata_and_speaker_filters_fold_case_beyond_ascii_on_every_database(s
         SearchFilters(speaker="иван ёлкин"),
     ):
         assert [h.text for h in store.search(parse_query("工资"), filters).hits] == ["工资很低"], filters
+
+
+# A segment may be this long.
+LONG = ("我们拿工资是计件的，老板拖欠了三个月。 wages were held back. " * 3000)[:MAX_TEXT_CHARS]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "wages OR held OR 工资",  # matches all through: the snippet was the whole text, in 24 s
+        " OR ".join(f"w{i}x" for i in range(100)),  # many words, none there: each against every word, 3 s
+        " OR ".join(f"w{i}*" for i in range(100)),
+    ],
+)
+def test_a_snippet_of_a_long_segment_is_short_and_quick(query):
+    """A search shows a snippet of each hit (up to 1,000 of them): its time may not grow with the text
+    times the matches, nor with the text times the query's words."""
+    started = time.perf_counter()
+    snippet = highlight(LONG, parse_query(query))
+    assert time.perf_counter() - started < 2
+    assert len(snippet.text) < 200 and snippet.text.endswith("…")
