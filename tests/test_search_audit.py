@@ -6,7 +6,6 @@ reaches the terminal (ESC clears the screen, recolours, or hides a link, OSC 8; 
 from __future__ import annotations
 
 import io
-import time
 import wave
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from pipeline.records import (
     Transcript,
     Word,
 )
+from pipeline.search import textindex
 from pipeline.search.textindex import highlight, parse_query
 from pipeline.stages.codebook import DEFAULT_CODEBOOK
 from pipeline.stages.doubt import mark_doubt
@@ -200,18 +200,20 @@ def test_metadata_and_speaker_filters_fold_case_beyond_ascii_on_every_database(s
 LONG = ("我们拿工资是计件的，老板拖欠了三个月。 wages were held back. " * 3000)[:MAX_TEXT_CHARS]
 
 
-@pytest.mark.parametrize(
-    "query",
-    [
-        "wages OR held OR 工资",  # matches all through: the snippet was the whole text, in 24 s
-        " OR ".join(f"w{i}x" for i in range(100)),  # many words, none there: each against every word, 3 s
-        " OR ".join(f"w{i}*" for i in range(100)),
-    ],
-)
-def test_a_snippet_of_a_long_segment_is_short_and_quick(query):
-    """A search shows a snippet of each hit (up to 1,000 of them): its time may not grow with the text
-    times the matches, nor with the text times the query's words."""
-    started = time.perf_counter()
-    snippet = highlight(LONG, parse_query(query))
-    assert time.perf_counter() - started < 2
+def test_a_snippet_of_a_long_segment_full_of_matches_is_a_snippet():
+    """A search shows a snippet of each hit (up to 1,000 of them): of a segment with matches all through, it
+    was the whole text (and took 24 s to make)."""
+    snippet = highlight(LONG, parse_query("wages OR held OR 工资"))
     assert len(snippet.text) < 200 and snippet.text.endswith("…")
+
+
+@pytest.mark.parametrize(
+    "query", [" OR ".join(f"w{i}x" for i in range(100)), " OR ".join(f"w{i}*" for i in range(100))]
+)
+def test_a_snippet_looks_words_up_not_every_word_against_every_query_word(query, monkeypatch):
+    """A query of 100 words none of which is in a long segment: each was compared with every word of it (3 s a
+    snippet). Where the words are is now a look-up: none of them is there, so no word is compared."""
+    compared = []
+    monkeypatch.setattr(textindex, "_matches", lambda term, token: compared.append(token) or False)
+    snippet = highlight(LONG, parse_query(query))
+    assert compared == [] and snippet.spans == []
