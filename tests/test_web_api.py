@@ -221,22 +221,23 @@ def test_correction_conflict_returns_the_other_version(app, store):
     assert [now.text[a:b] for a, b in theme.evidence] == ["with my parents"]
 
 
+def decide(client, token: str, annotation: dict, status: str):
+    """PATCH a decision on `annotation`, on the version read with it."""
+    return client.patch(
+        f"/api/annotations/{annotation['id']}",
+        json={"status": status, "version": annotation["version"]},
+        headers={"X-CSRF-Token": token},
+    )
+
+
 def test_decisions_and_added_themes(app):
     rid = app.state.recording_id
     client, token = client_for(app, "ann")
     segs = client.get(f"/api/recordings/{rid}/segments").json()
     suggestion = segs[1]["annotations"][0]
-    decided = client.patch(
-        f"/api/annotations/{suggestion['id']}",
-        json={"status": "accepted", "version": suggestion["version"]},
-        headers={"X-CSRF-Token": token},
-    )
+    decided = decide(client, token, suggestion, "accepted")
     assert decided.status_code == 200 and decided.json()["status"] == "accepted"
-    stale = client.patch(
-        f"/api/annotations/{suggestion['id']}",
-        json={"status": "rejected", "version": suggestion["version"]},
-        headers={"X-CSRF-Token": token},
-    )
+    stale = decide(client, token, suggestion, "rejected")
     assert stale.status_code == 409 and stale.json()["current"]["status"] == "accepted"
     unversioned = client.patch(
         f"/api/annotations/{suggestion['id']}", json={"status": "rejected"}, headers={"X-CSRF-Token": token}
@@ -267,11 +268,7 @@ def test_adding_a_theme_someone_rejected_does_not_overturn_it(app):
     client, token = client_for(app, "ann")
     segs = client.get(f"/api/recordings/{rid}/segments").json()
     wages = segs[2]["annotations"][0]
-    rejected = client.patch(
-        f"/api/annotations/{wages['id']}",
-        json={"status": "rejected", "version": wages["version"]},
-        headers={"X-CSRF-Token": token},
-    )
+    rejected = decide(client, token, wages, "rejected")
     assert rejected.status_code == 200
     readded = client.post(
         f"/api/segments/{segs[2]['id']}/annotations",
@@ -320,11 +317,7 @@ def test_history_and_revert(app, store):
         headers={"X-CSRF-Token": token},
     )
     suggestion = client.get(f"/api/recordings/{rid}/segments").json()[2]["annotations"][0]
-    client.patch(
-        f"/api/annotations/{suggestion['id']}",
-        json={"status": "rejected", "version": suggestion["version"]},
-        headers={"X-CSRF-Token": token},
-    )
+    decide(client, token, suggestion, "rejected")
     changes = client.get("/api/history", params={"recording": rid}).json()
     corrected = next(c for c in changes if c["action"] == "corrected")
     assert (corrected["changed_by"], corrected["before"]["text"], corrected["after"]["text"]) == (
