@@ -230,6 +230,15 @@ def decide(client, token: str, annotation: dict, status: str):
     )
 
 
+def add_theme(client, token: str, segment: dict, theme: str, evidence: list):
+    """POST a theme a person puts on `segment`, with the evidence's [start, end) offsets."""
+    return client.post(
+        f"/api/segments/{segment['id']}/annotations",
+        json={"theme": theme, "evidence": evidence},
+        headers={"X-CSRF-Token": token},
+    )
+
+
 def test_decisions_and_added_themes(app):
     rid = app.state.recording_id
     client, token = client_for(app, "ann")
@@ -243,23 +252,11 @@ def test_decisions_and_added_themes(app):
         f"/api/annotations/{suggestion['id']}", json={"status": "rejected"}, headers={"X-CSRF-Token": token}
     )
     assert unversioned.status_code == 422  # a decision says which version it was made on
-    added = client.post(
-        f"/api/segments/{segs[0]['id']}/annotations",
-        json={"theme": "family_separation", "evidence": [[15, 27]]},
-        headers={"X-CSRF-Token": token},
-    )
+    added = add_theme(client, token, segs[0], "family_separation", [[15, 27]])
     assert added.status_code == 201 and added.json()["evidence"] == [[15, 27]] and added.json()["source"] == "ann"
-    outside = client.post(
-        f"/api/segments/{segs[0]['id']}/annotations",
-        json={"theme": "wages", "evidence": [[0, 999]]},
-        headers={"X-CSRF-Token": token},
-    )
+    outside = add_theme(client, token, segs[0], "wages", [[0, 999]])
     assert outside.status_code == 400
-    unknown = client.post(
-        f"/api/segments/{segs[0]['id']}/annotations",
-        json={"theme": "nonsense", "evidence": []},
-        headers={"X-CSRF-Token": token},
-    )
+    unknown = add_theme(client, token, segs[0], "nonsense", [])
     assert unknown.status_code == 400
 
 
@@ -270,11 +267,7 @@ def test_adding_a_theme_someone_rejected_does_not_overturn_it(app):
     wages = segs[2]["annotations"][0]
     rejected = decide(client, token, wages, "rejected")
     assert rejected.status_code == 200
-    readded = client.post(
-        f"/api/segments/{segs[2]['id']}/annotations",
-        json={"theme": "wages", "evidence": [[0, 3]]},
-        headers={"X-CSRF-Token": token},
-    )
+    readded = add_theme(client, token, segs[2], "wages", [[0, 3]])
     assert readded.status_code == 409 and readded.json()["current"]["status"] == "rejected"
     assert client.get(f"/api/recordings/{rid}/segments").json()[2]["annotations"][0]["status"] == "rejected"
 
