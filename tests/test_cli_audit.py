@@ -49,6 +49,21 @@ def test_run_to_a_file_given_as_out_is_refused_before_transcribing(db_url, tmp_p
     assert not ran
 
 
+@pytest.mark.parametrize(
+    ("force", "said"),
+    [([], "the same command does the rest"), (["--force"], "without --force those not reached keep their earlier")],
+)
+def test_a_run_stopped_by_ctrl_c_says_what_running_it_again_does(db_url, tmp_path, monkeypatch, force, said):
+    """Stopped, a --force run said "the same command does the rest": that command redoes them all again."""
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "run_batch", stopped)
+    result = invoke("run", tmp_path, *force, "--speakers", "off", "--no-tag", "--db", db_url)
+    assert result.exit_code == 130 and said in result.stderr, result.stderr
+
+
 def test_report_to_a_file_given_as_out_is_a_usage_error(imported, tmp_path):
     taken = tmp_path / "taken"
     taken.write_text("", encoding="utf-8")

@@ -328,7 +328,13 @@ def run(
 
                 report = run_on_ray(paths, store, options, progress, address=ray, workers=workers)
     except KeyboardInterrupt:
-        errors.print("ohp run: stopped (Ctrl-C); the recordings finished are saved: the same command does the rest")
+        # --force redoes every recording again, those this run redid too: the same command would start over.
+        rest = (
+            "the same command redoes them all again; without --force those not reached keep their earlier result"
+            if force
+            else "the same command does the rest"
+        )
+        errors.print(f"ohp run: stopped (Ctrl-C); the recordings finished are saved: {rest}")
         raise typer.Exit(130) from None
     if not report.files:
         errors.print("no audio files found in " + ", ".join(map(str, paths)))

@@ -32,6 +32,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from pipeline.formats.export import write_atomic
 from pipeline.utils import clock, inert
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def write_report(results: list[FileResult], path: Path) -> None:
     files = [{**asdict(r), "path": str(r.path.resolve())} for r in results]
     counts = Counter(r.status for r in results)
     document = {"files": files, "counts": {status: counts[status] for status in STATUS_STYLES}}
-    path.write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    write_atomic(path, json.dumps(document, ensure_ascii=False, indent=1) + "\n")
 
 
 class SpeedColumn(ProgressColumn):
