@@ -13,9 +13,10 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -147,6 +148,11 @@ def _speakers_report(
     return stored.report if stored and "imported" not in stored.settings and not superseded else None
 
 
+def _saved_at(stages: Iterable[StageRecord]) -> float:
+    """When a recording was last saved, as a file time: the end of its latest stage."""
+    return max((datetime.fromisoformat(s.finished_at).timestamp() for s in stages if s.finished_at), default=0.0)
+
+
 def _write_exports(
     file: FileResult,
     store: Store,
@@ -155,14 +161,17 @@ def _write_exports(
     out_dir: Path,
     options: RunOptions,
     taken_stems: set[str] | None,
+    saved_at: float = 0.0,
 ) -> None:
     """The recording's transcript files: from `export`, the recording as just saved; without it (nothing
-    changed) the files stay, unless someone removed them."""
+    changed) the files stay, unless someone removed them or they are older than its last save (`saved_at`, a
+    file time: a run killed between a save and its files left those of the save before)."""
     if not access.writes_transcript_files(recording):
         file.warnings.append(f"{file.path}: closed recording: no transcript files (ohp export --include-restricted)")
         return
     stem = export_stem(recording, taken_stems)
-    if export is None and all(export_path(out_dir, stem, fmt).exists() for fmt in options.formats):
+    paths = [export_path(out_dir, stem, fmt) for fmt in options.formats]
+    if export is None and all(p.exists() and p.stat().st_mtime >= saved_at for p in paths):
         return
     write_exports(export or gather(store, recording, options.codebook), out_dir, options.formats, stem)
 
@@ -293,7 +302,9 @@ class FileRun:
         file.doubtful = recording.doubtful
         if self.options.out_dir and self.write_files:
             self.stage = "export"
-            _write_exports(file, self.store, recording, export, self.options.out_dir, self.options, self.taken_stems)
+            saved_at = _saved_at(stages.values()) if export is None else 0.0
+            out_dir, taken = self.options.out_dir, self.taken_stems
+            _write_exports(file, self.store, recording, export, out_dir, self.options, taken, saved_at)
 
     def _failed(self, exc: Exception) -> None:
         stage, cause = (exc.stage, exc.cause) if isinstance(exc, StageError) else (self.stage, exc)
@@ -390,7 +401,8 @@ class Batch:
             try:
                 recording = store.recording(file.recording_id)
                 export = gather(store, recording, options.codebook) if file.status == "done" else None
-                _write_exports(file, store, recording, export, options.out_dir, options, taken)
+                saved_at = 0.0 if export else _saved_at(store.stages(recording.id))
+                _write_exports(file, store, recording, export, options.out_dir, options, taken, saved_at)
             except Exception as exc:  # reported against this file; the others' files are written
                 _failed(file, "export", exc)
 

@@ -136,6 +136,15 @@ def test_run_writes_database_and_transcripts_then_skips_on_rerun(first_run):
     status = ohp("status", "--db", f"sqlite:///{db}")
     assert "worker.wav" in status.stdout and "transcribe: done" in status.stdout
 
+    # A run killed between a save and its files leaves those of the save before: older than the save, they
+    # are written again by the run that skips the recording (they were kept as they were).
+    kept = (out / "worker.json").read_bytes()
+    (out / "worker.json").write_text("{}", encoding="utf-8")
+    os.utime(out / "worker.json", (946684800, 946684800))  # 2000-01-01: before the save
+    third = ohp("run", str(audio), "--db", f"sqlite:///{db}", "--out", str(out))
+    assert third.returncode == 0 and third.stdout.splitlines()[2].endswith(": 2 skipped")
+    assert (out / "worker.json").read_bytes() == kept
+
 
 def test_moved_file_is_the_same_recording_and_force_redoes(tmp_path, store):
     first = tmp_path / "a" / "zhang.wav"
