@@ -215,6 +215,16 @@ def test_the_name_counts_toward_the_line():
     assert squeeze("".join(line for _, _, lines in found for line in lines)).endswith(squeeze(text))
 
 
+def test_a_name_longer_than_a_cue_still_gives_subtitles():
+    # A name may be 255 characters: one wider than a cue's two lines is cut, and a cue begins inside it.
+    name = "Margaret Elizabeth Thompson-Hughes, Professor of Sociology, Peking University (interviewer)"
+    segment = Segment(2.0, 6.0, "We moved to the city when I was ten.", "", "en", speaker="S1")
+    found = read_srt(to_srt(export(segment, speakers=[SpeakerRecord("S1", name)])))
+    assert squeeze("".join(line for _, _, lines in found for line in lines)) == squeeze(f"{name}: {segment.text}")
+    assert found[0][0] == 2.0 and found[-1][1] == 6.0
+    assert all(b[0] - a[0] >= MIN_DURATION - 1e-9 for a, b in itertools.pairwise(found))
+
+
 def test_markup_is_escaped_in_vtt():
     text = "Thank you & goodbye <laughs> a<&>b"
     segment = Segment(1.0, 3.0, text, text, "en", speaker="S1")

@@ -172,7 +172,8 @@ def cues(export: RecordingExport, name_changes: bool = False) -> list[Cue]:
         following = segments[n + 1].start if n + 1 < len(segments) else math.inf
         end = max(min(segment.end, following), start + len(layout) * MIN_DURATION)
         char_starts = _char_starts(segment, text, len(prefix))
-        bounds = _bounds(start, end, [char_starts[pieces[i][0]] for i, _, _ in layout[1:]])
+        # A name wider than a cue is cut like a URL, so a cue may begin inside it: before any word is said.
+        bounds = _bounds(start, end, [char_starts.get(pieces[i][0], start) for i, _, _ in layout[1:]])
         for (i, j, split), (a, b) in zip(layout, pairwise(bounds), strict=True):
             breaks = [i, j] if split is None else [i, split, j]
             lines = tuple(text[pieces[p][0] : pieces[q - 1][1]] for p, q in pairwise(breaks))
