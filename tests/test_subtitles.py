@@ -234,6 +234,17 @@ def test_markup_is_escaped_in_vtt():
     assert read_srt(to_srt(export(segment))) == [(1.0, 3.0, ["S1: " + text])]  # SRT has no escapes
 
 
+@pytest.mark.parametrize("name", ["Wang --", "王秀英--"])
+def test_a_voice_name_ending_in_dashes_does_not_end_the_cue(name):
+    # "<v Wang -->": the tag's ">" after the name's "--" makes "-->", and a WebVTT parser takes a cue
+    # line holding "-->" for the timing of a new cue: the cue lost its text and the file had one more.
+    segment = Segment(1.0, 3.0, "我们那时候住在乡下。", "", "zh", speaker="S1")
+    vtt = to_vtt(export(segment, speakers=[SpeakerRecord("S1", name)]))
+    assert all("-->" not in line for line in vtt.splitlines() if not re.match(r"[\d:.]+ --> ", line))
+    [(start, end, lines, voice)] = read_vtt(vtt)
+    assert (start, end, lines, voice.strip()) == (1.0, 3.0, ["我们那时候住在乡下。"], name)
+
+
 def test_srt_numbers_cues_from_one_with_comma_milliseconds():
     text = to_srt(export(Segment(3723.25, 3760.0, ZH, ZH, "zh"), Segment(3800.0, 3801.5, "Thank you.", "", "en")))
     blocks = text.split("\n\n")

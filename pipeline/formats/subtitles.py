@@ -195,7 +195,12 @@ def _vtt_text(cue: Cue) -> str:
     # Cue text is markup in WebVTT: "<" opens a tag (the text after it vanishes) and "&" an entity; the
     # speaker is a voice tag, <v Name>, on every cue, whose name is escaped alike.
     text = "\n".join(html.escape(line, quote=False) for line in cue.lines)
-    return f"<v {html.escape(cue.speaker, quote=False)}>{text}" if cue.speaker else text
+    if not cue.speaker:
+        return text
+    # A name ending in "--" and the tag's ">" would make "-->", which ends the cue for a WebVTT parser; a
+    # space keeps them apart (parsers strip the annotation's spaces).
+    name = html.escape(cue.speaker, quote=False)
+    return f"<v {name} >{text}" if name.endswith("-") else f"<v {name}>{text}"
 
 
 def to_vtt(export: RecordingExport) -> str:
