@@ -15,7 +15,15 @@ from lxml import etree
 
 from pipeline.formats.elan import SHA256_PROPERTY, read_eaf, to_eaf
 from pipeline.formats.readers import TranscriptFormatError
-from pipeline.records import AnnotationRecord, Coding, RecordingExport, RecordingRecord, Segment, SpeakerRecord
+from pipeline.records import (
+    AnnotationRecord,
+    Coding,
+    RecordingExport,
+    RecordingRecord,
+    Segment,
+    SpeakerRecord,
+    Word,
+)
 from pipeline.stages.codebook import load_codebook
 
 CODEBOOK = load_codebook()
@@ -200,6 +208,25 @@ def test_a_recording_without_codebook_or_segments(tmp_path):
     assert tiers(eaf)["retired_theme (alice)"] == [(0, 3200, "retired_theme")]
     path.write_text(to_eaf(RecordingExport(RECORDING, [])), encoding="utf-8")
     assert pympi.Elan.Eaf(str(path)).get_tier_names() == {}.keys()
+
+
+def test_a_speaker_named_like_another_tier_keeps_their_transcript(tmp_path):
+    # pympi replaces a tier of the same name, annotations and all: the speaker's transcript vanished.
+    said = Segment(
+        0.0, 2.0, "我们那时候", "", "zh", [Word(0.0, 2.0, "我们那时候", 0.1, doubtful=True)], speaker="S1", id=1
+    )
+    coded = {1: [annotation(1, 1, "wages", "alice", "accepted")]}
+    speakers = [SpeakerRecord("S1", "doubtful"), SpeakerRecord("S2", "wages (alice)")]
+    heard = Segment(3.0, 4.0, "对", "", "zh", speaker="S2", id=2)
+    path = tmp_path / "a.eaf"
+    path.write_text(
+        to_eaf(RecordingExport(RECORDING, [said, heard], coded, speakers, codebook=CODEBOOK)), encoding="utf-8"
+    )
+    found = sorted(tiers(pympi.Elan.Eaf(str(path))).values())
+    assert found == sorted(
+        [[(0, 2000, "我们那时候")], [(0, 2000, "我们那时候")], [(3000, 4000, "对")], [(0, 2000, "wages")]]
+    )
+    assert read_eaf(path, CODEBOOK).codings[RECORDING.sha256] == [Coding("wages", "alice", 0.0, 2.0)]
 
 
 # --- coded in ELAN, read back ----------------------------------------------------------------------

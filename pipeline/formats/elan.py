@@ -17,6 +17,7 @@ are warnings, not failures.
 
 from __future__ import annotations
 
+import itertools
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
@@ -115,9 +116,13 @@ def _add_vocabulary(eaf: pympi.Elan.Eaf, export: RecordingExport, themes: list[s
 
 
 def _add_tier(eaf: pympi.Elan.Eaf, tier: str, spans: list[tuple[int, int, str]], **attributes: str | None) -> None:
-    eaf.add_tier(tier, **attributes)
+    # pympi replaces a tier of the same name, annotations and all: a speaker named "doubtful" or like a
+    # theme tier would lose their transcript. Another gets a number (codings are read by type and annotator).
+    names = (tier if n == 1 else f"{tier} {n}" for n in itertools.count(1))
+    name = next(name for name in names if name not in eaf.tiers)
+    eaf.add_tier(name, **attributes)
     for start, end, value in _laid_out(spans):
-        eaf.add_annotation(tier, start, end, value)
+        eaf.add_annotation(name, start, end, value)
 
 
 def to_eaf(export: RecordingExport) -> str:
