@@ -215,16 +215,29 @@ def test_a_speaker_named_like_another_tier_keeps_their_transcript(tmp_path):
     said = Segment(
         0.0, 2.0, "我们那时候", "", "zh", [Word(0.0, 2.0, "我们那时候", 0.1, doubtful=True)], speaker="S1", id=1
     )
-    coded = {1: [annotation(1, 1, "wages", "alice", "accepted")]}
-    speakers = [SpeakerRecord("S1", "doubtful"), SpeakerRecord("S2", "wages (alice)")]
+    coded = {1: [annotation(1, 1, "wages", "alice", "accepted"), annotation(2, 1, "hukou", "auto", "suggested")]}
+    # Named like the tagger's suggestions tier too: renumbered, that tier is still not read back as codings.
+    speakers = [
+        SpeakerRecord("S1", "doubtful"),
+        SpeakerRecord("S2", "wages (alice)"),
+        SpeakerRecord("S3", "hukou (suggested by ohp)"),
+    ]
     heard = Segment(3.0, 4.0, "对", "", "zh", speaker="S2", id=2)
+    asked = Segment(4.0, 5.0, "嗯", "", "zh", speaker="S3", id=3)
     path = tmp_path / "a.eaf"
     path.write_text(
-        to_eaf(RecordingExport(RECORDING, [said, heard], coded, speakers, codebook=CODEBOOK)), encoding="utf-8"
+        to_eaf(RecordingExport(RECORDING, [said, heard, asked], coded, speakers, codebook=CODEBOOK)), encoding="utf-8"
     )
     found = sorted(tiers(pympi.Elan.Eaf(str(path))).values())
     assert found == sorted(
-        [[(0, 2000, "我们那时候")], [(0, 2000, "我们那时候")], [(3000, 4000, "对")], [(0, 2000, "wages")]]
+        [
+            [(0, 2000, "我们那时候")],
+            [(0, 2000, "我们那时候")],
+            [(3000, 4000, "对")],
+            [(4000, 5000, "嗯")],
+            [(0, 2000, "wages")],
+            [(0, 2000, "hukou")],
+        ]
     )
     assert read_eaf(path, CODEBOOK).codings[RECORDING.sha256] == [Coding("wages", "alice", 0.0, 2.0)]
 

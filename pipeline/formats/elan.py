@@ -301,7 +301,8 @@ def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
         annotator = (tier.get("ANNOTATOR") or "").strip()
         # What a tier says goes into warnings and, as the coder, into the database: of a sane length.
         name = check_chars(path, tier.get("TIER_ID", ""), "a tier's name")
-        suggestions = annotator == SUGGESTER and name.endswith(f"({SUGGESTIONS})")
+        # Its name as written, or numbered by _add_tier where a speaker's tier took it.
+        suggestions = annotator == SUGGESTER and re.sub(r" \d+$", "", name).endswith(f"({SUGGESTIONS})")
         if tier.get("LINGUISTIC_TYPE_REF") not in theme_types or suggestions:
             continue
         who = annotator or (tier.get("PARTICIPANT") or "").strip() or name
