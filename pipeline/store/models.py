@@ -110,7 +110,10 @@ class RecordingRow(Base):
 
 class SegmentRow(Base):
     __tablename__ = "segments"
-    __table_args__ = (Index("ix_segments_recording_id_start", "recording_id", "start"),)
+    # AUTOINCREMENT on SQLite (migration 0013): an id is never given again, as PostgreSQL's sequences never
+    # give one again. Without it SQLite reused the ids of a recording's segments replaced by a re-transcription,
+    # and a correction, decision or revert meant for a segment (or annotation) that is gone hit its new namesake.
+    __table_args__ = (Index("ix_segments_recording_id_start", "recording_id", "start"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
@@ -167,7 +170,7 @@ class AnnotationRow(Base):
     __tablename__ = "annotations"
     # One annotation per theme and segment: a person accepting the tagger's suggestion decides it,
     # a person adding a theme the tagger also finds keeps theirs.
-    __table_args__ = (UniqueConstraint("segment_id", "theme"),)
+    __table_args__ = (UniqueConstraint("segment_id", "theme"), {"sqlite_autoincrement": True})  # as segments
 
     id: Mapped[int] = mapped_column(primary_key=True)
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)

@@ -286,7 +286,7 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     decided and person-added themes, and the names and roles people gave speakers, each move in the
     history. The tagger's open suggestions and the entities go with the old segments. Returns the segments
     as stored (with their ids), in the transcript's order."""
-    # Plain rows, not ORM objects: the new rows may get the ids of the deleted ones.
+    # Plain rows, not ORM objects: nothing of the deleted rows stays in the session.
     old = [
         Segment(r.start, r.end, r.text, r.original_text, r.language, speaker=r.speaker, id=r.id, version=r.version)
         for r in s.execute(select(SegmentRow.__table__).where(SegmentRow.recording_id == recording_id))

@@ -1,0 +1,89 @@
+"""What the store keeps of people's work through re-transcription and migrations, alike on SQLite and
+PostgreSQL: ids that name what is gone stay gone, and upgrading a database changes none of its rows."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from alembic import command
+from saving import save_tags, save_transcription
+from sqlalchemy import create_engine, inspect, text
+
+from pipeline.errors import NotFoundError
+from pipeline.records import SearchFilters, ThemeSuggestion
+from pipeline.search.textindex import parse_query
+from pipeline.store import Store, alembic_config
+
+from test_store import KEY, SETTINGS, audio, transcript
+
+
+def later(tag: str, shift: float = 100.0):
+    """A new transcript of the same recording: other segments, later in the audio."""
+    made = transcript(tag=tag)
+    return replace(made, segments=[replace(s, start=s.start + shift, end=s.end + shift) for s in made.segments])
+
+
+def rows(db_url: str) -> dict[str, list[tuple]]:
+    """Every row of every table and of the full-text index (but Alembic's and SQLite's own), in key order."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            own = ("alembic_version", "sqlite_sequence")
+            tables = [t for t in inspect(conn).get_table_names() if not t.startswith("segment_index") and t not in own]
+            found = {t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2"))] for t in tables}
+            index = "rowid, terms" if conn.dialect.name == "sqlite" else "segment_id, vector::text"
+            indexed = conn.execute(text(f"SELECT {index} FROM segment_index ORDER BY 1"))
+            found["segment_index"] = [tuple(r) for r in indexed]
+            return found
+    finally:
+        engine.dispose()
+
+
+def test_ids_of_replaced_segments_and_annotations_are_never_given_again(store):
+    """SQLite gave the largest id + 1: a re-transcription's segments and the tagger's new suggestions took the ids
+    of those just deleted, and a correction or decision meant for what was gone changed its new namesake."""
+    rid = save_transcription(store, audio(), transcript(tag="a"), SETTINGS, KEY, {})
+    first = store.segments(rid)
+    save_tags(store, rid, {first[0].id: [ThemeSuggestion("war", 0.9, ())]}, {}, "t", {}, "k1")
+    (suggested,) = store.annotations(rid)
+    save_transcription(store, audio(), later("b"), SETTINGS, KEY, {})  # a web page still shows the first ones
+    second = store.segments(rid)
+    save_tags(store, rid, {second[0].id: [ThemeSuggestion("family", 0.9, ())]}, {}, "t", {}, "k2")
+    assert not {s.id for s in first} & {s.id for s in second}
+    assert suggested.id not in {a.id for a in store.annotations(rid)}
+    with pytest.raises(NotFoundError):
+        store.correct_text(first[0].id, "meant for the first transcript", "ann", first[0].version)
+    with pytest.raises(NotFoundError):
+        store.decide(suggested.id, "accepted", "ann", version=suggested.version)
+    assert [s.text for s in store.segments(rid)] == [s.text for s in second]
+    assert [(a.theme, a.status) for a in store.annotations(rid)] == [("family", "suggested")]
+
+
+def test_upgrading_from_0012_keeps_every_row_and_ids_are_not_given_again(db_url):
+    with Store(db_url) as store:
+        rid = save_transcription(store, audio(), transcript(tag="a"), SETTINGS, KEY, {})
+        segs = store.segments(rid)
+        store.correct_text(segs[1].id, "a corrected", "ann", segs[1].version)
+        store.add_annotation(segs[2].id, "family", "ann", ((0, 1),))
+        save_tags(store, rid, {segs[0].id: [ThemeSuggestion("war", 0.5, ((0, 1),))]}, {}, "t", {}, "k1")
+        (war,) = store.annotations(rid, segment_id=segs[0].id)
+        store.decide(war.id, "rejected", "bob", version=war.version)
+        store.rename_speaker(rid, "A", "Mrs Li", "ann")
+        hits = store.search(parse_query("corrected"), SearchFilters()).total
+    command.downgrade(alembic_config(db_url), "0012")
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            made = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'segments'")).scalar_one()
+            assert "AUTOINCREMENT" not in made
+    engine.dispose()
+    before = rows(db_url)
+    with Store(db_url) as store:  # upgrades to the newest revision
+        after = rows(db_url)
+        assert after == before
+        assert store.search(parse_query("corrected"), SearchFilters()).total == hits == 1
+        old_ids = {s.id for s in store.segments(rid)}
+        save_transcription(store, audio(), later("b", shift=0.01), SETTINGS, KEY, {})
+        assert not old_ids & {s.id for s in store.segments(rid)}
+        assert "a corrected" in [s.text for s in store.segments(rid)]
