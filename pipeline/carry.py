@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from pipeline.records import AnnotationRecord, CoderDecision, Segment, SpeakerRecord
 from pipeline.utils import overlap
@@ -101,6 +101,21 @@ class MovedAnnotation:
 
 
 @dataclass(frozen=True)
+class DroppedAnnotation:
+    """A decided or person-added annotation with nowhere to go: no new segments, or its new segment has the
+    theme already from another old segment (the first one kept). Noted in the history, as a dropped correction."""
+
+    old: AnnotationRecord
+
+    action = "dropped"
+    after = None
+
+    @property
+    def before(self) -> dict:
+        return {**annotation_state(self.old), "annotation_id": self.old.id}
+
+
+@dataclass(frozen=True)
 class MovedSpeaker:
     """The name and role people gave an old speaker, given to the new speaker `label` who talks when they did."""
 
@@ -132,10 +147,11 @@ class CarryPlan:
     annotations: list[MovedAnnotation]
     speakers: list[MovedSpeaker]
     texts: list[str]  # each new segment's text once the corrections are on it
+    dropped: list[DroppedAnnotation] = field(default_factory=list)  # the annotations not moved
 
     @property
-    def moves(self) -> list[CarriedCorrection | MovedAnnotation | MovedSpeaker]:
-        return [*self.corrections, *self.annotations, *self.speakers]
+    def moves(self) -> list[CarriedCorrection | MovedAnnotation | DroppedAnnotation | MovedSpeaker]:
+        return [*self.corrections, *self.annotations, *self.dropped, *self.speakers]
 
 
 def carry_corrections(old: Sequence[Segment], new: Sequence[Segment]) -> list[CarriedCorrection]:
@@ -245,4 +261,6 @@ def plan_carry(
         if correction.target is not None:
             texts[correction.target] = correction.old.text
     moved = move_annotations(decided, old, new, texts)
-    return CarryPlan(corrections, moved, move_speakers(people_set, old, new), texts)
+    kept = {move.old.id for move in moved}
+    dropped = [DroppedAnnotation(annotation) for annotation in decided if annotation.id not in kept]
+    return CarryPlan(corrections, moved, move_speakers(people_set, old, new), texts, dropped)

@@ -88,12 +88,14 @@ def test_rejected_and_person_added_themes_move_too_one_per_theme_and_segment():
         merged,
     )
     assert [(m.old.id, m.target) for m in plan.annotations] == [(1, 0), (3, 0)]
+    assert [(d.old.id, d.action, d.before["source"], d.after) for d in plan.dropped] == [(2, "dropped", "jun", None)]
 
 
 def test_a_decision_goes_to_the_nearest_segment_when_none_overlaps():
     plan = plan_carry([seg(20.0, 22.0, "好的", 4)], [decided(1, 4, "health")], [], NEW)
     assert [m.segment_id for m in plan.annotations] == [13]
-    assert plan_carry(OLD, [decided(1, 2, "health")], [], []).annotations == []  # nowhere to go
+    nowhere = plan_carry(OLD, [decided(1, 2, "health")], [], [])
+    assert nowhere.annotations == [] and [d.old.id for d in nowhere.dropped] == [1]  # noted in the history
 
 
 def test_a_correction_is_kept_where_the_same_audio_is_and_dropped_where_it_is_not():

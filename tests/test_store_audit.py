@@ -87,3 +87,25 @@ def test_upgrading_from_0012_keeps_every_row_and_ids_are_not_given_again(db_url)
         save_transcription(store, audio(), later("b", shift=0.01), SETTINGS, KEY, {})
         assert not old_ids & {s.id for s in store.segments(rid)}
         assert "a corrected" in [s.text for s in store.segments(rid)]
+
+
+@pytest.mark.parametrize("merged", [False, True], ids=["no segments left", "segments merged"])
+def test_a_decided_theme_with_nowhere_to_go_is_dropped_in_the_history(store, merged):
+    """A re-transcription with no segment left for a person's theme, or one segment where two old ones each had
+    it (the first kept), lost it without a word in the history; a dropped correction is noted there."""
+    rid = save_transcription(store, audio(), transcript(tag="a"), SETTINGS, KEY, {})
+    first, second, _ = store.segments(rid)
+    save_tags(store, rid, {first.id: [ThemeSuggestion("war", 0.9, ())]}, {}, "t", {}, "k1")
+    (war,) = store.annotations(rid)
+    store.decide(war.id, "rejected", "bob", version=war.version)
+    (added,) = store.add_annotations([(second.id, "war", "jun", ())])
+    made = transcript(1, tag="b")
+    whole = replace(made.segments[0], start=first.start, end=second.end)
+    save_transcription(store, audio(), replace(made, segments=[whole] if merged else []), SETTINGS, KEY, {})
+    kept = [(a.theme, a.status, a.source) for a in store.annotations(rid)]
+    assert kept == ([("war", "rejected", "auto")] if merged else [])
+    dropped = [h for h in store.history(recording_id=rid) if h.action == "dropped"]
+    assert [(h.annotation_id, h.before["status"], h.before["source"]) for h in dropped] == (
+        [(added.id, "accepted", "jun")] if merged else [(war.id, "rejected", "auto"), (added.id, "accepted", "jun")]
+    )
+    assert all(h.changed_by == "ohp" and h.after is None for h in dropped)

@@ -283,9 +283,9 @@ def _word_rows(segment_id: int, words: list[Word]) -> list[dict[str, Any]]:
 def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> list[Segment]:
     """Put a transcript's segments, with their words, index entries and a speaker row per label, in place of
     a recording's, and carry people's work on the old segments over to them (pipeline.carry): corrections,
-    decided and person-added themes, and the names and roles people gave speakers, each move in the
-    history. The tagger's open suggestions and the entities go with the old segments. Returns the segments
-    as stored (with their ids), in the transcript's order."""
+    decided and person-added themes, and the names and roles people gave speakers, each move (and each theme
+    with nowhere to go) in the history. The tagger's open suggestions and the entities go with the old
+    segments. Returns the segments as stored (with their ids), in the transcript's order."""
     # Plain rows, not ORM objects: nothing of the deleted rows stays in the session.
     old = [
         Segment(r.start, r.end, r.text, r.original_text, r.language, speaker=r.speaker, id=r.id, version=r.version)
@@ -360,6 +360,8 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
         s.add(row)
         s.flush()
         note(move, segment_id=move.segment_id, annotation_id=row.id)
+    for lost in plan.dropped:
+        note(lost, annotation_id=lost.old.id)
     moved_decisions = [
         {**asdict(d), "decided_at": datetime.fromisoformat(d.decided_at)}
         for d in move_decisions(decisions, old, segments)
