@@ -10,7 +10,7 @@ from alembic import command
 from saving import save_tags, save_transcription
 from sqlalchemy import create_engine, inspect, text
 
-from pipeline.errors import NotFoundError
+from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.records import SearchFilters, ThemeSuggestion
 from pipeline.search.textindex import parse_query
 from pipeline.store import Store, alembic_config
@@ -109,3 +109,17 @@ def test_a_decided_theme_with_nowhere_to_go_is_dropped_in_the_history(store, mer
         [(added.id, "accepted", "jun")] if merged else [(war.id, "rejected", "auto"), (added.id, "accepted", "jun")]
     )
     assert all(h.changed_by == "ohp" and h.after is None for h in dropped)
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf")], ids=["nan", "infinity"])
+def test_a_number_json_has_not_is_refused_on_every_database(store, number):
+    """SQLite kept NaN and infinity in a JSON column (as no JSON reader outside Python reads it), PostgreSQL's json
+    refused them: a report or metadata saved on one was an error on the other."""
+    rid = save_transcription(store, audio(), transcript(), SETTINGS, KEY, {"run": 1})
+    with pytest.raises(InvalidInputError):
+        save_transcription(store, audio(), transcript(tag="b"), SETTINGS, KEY, {"run": 2, "rate": number})
+    with pytest.raises(InvalidInputError):
+        store.set_metadata(rid, rate=number)
+    assert store.stage(rid, "transcribe").report == {"run": 1}
+    assert [s.text for s in store.segments(rid)] == [s.text for s in transcript().segments]
+    assert store.recording(rid).metadata == {}

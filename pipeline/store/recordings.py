@@ -83,10 +83,13 @@ def _matches(rec: RecordingRecord, ref: str) -> bool:
 
 
 def _json(value: dict[str, Any], what: str) -> dict[str, Any]:
-    """A copy of value as JSON gives it back (tuples become lists...), the same on every backend."""
+    """A copy of value as JSON gives it back (tuples become lists...), the same on every backend: NaN and
+    infinity are no JSON, which PostgreSQL's json refuses and SQLite kept, so both refuse them here."""
     try:
-        return json.loads(json.dumps(value))
-    except (TypeError, ValueError) as exc:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except ValueError as exc:  # NaN or infinity (or a value that contains itself)
+        raise InvalidInputError(f"{what} cannot be stored: {exc}") from None
+    except TypeError as exc:
         raise TypeError(f"{what} must be JSON-serializable: {exc}") from None
 
 
