@@ -123,3 +123,20 @@ def test_a_number_json_has_not_is_refused_on_every_database(store, number):
     assert store.stage(rid, "transcribe").report == {"run": 1}
     assert [s.text for s in store.segments(rid)] == [s.text for s in transcript().segments]
     assert store.recording(rid).metadata == {}
+
+
+def test_a_string_longer_than_its_column_is_refused_on_every_database(store):
+    """A speaker label of 300 characters (an import allows 1,000) was kept by SQLite and refused by PostgreSQL:
+    an import worked on one database and failed on the other. Both refuse it, with nothing saved, through the
+    raw insert of segments and through the ORM alike."""
+    made = transcript(tag="a")
+    long_label = replace(
+        made, segments=[made.segments[0], replace(made.segments[1], speaker="李" * 300), *made.segments[2:]]
+    )
+    with pytest.raises(InvalidInputError, match="300 characters: at most 255"):
+        save_transcription(store, audio(), long_label, SETTINGS, KEY, {})
+    assert store.list_recordings() == []
+    rid = save_transcription(store, audio(), made, SETTINGS, KEY, {})
+    with pytest.raises(InvalidInputError, match="at most 255"):
+        store.rename_speaker(rid, "A", "李秀英", "u" * 256)  # by a user of a name longer than users have
+    assert [s.name for s in store.speakers(rid)] == [None]

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DataError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DataError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session
 
 from pipeline.errors import InvalidInputError, OhpError
@@ -119,6 +119,10 @@ def session(engine: Engine, shown: str, write: bool = False) -> Iterator[Session
             yield s
     except DataError as exc:  # a value given it cannot hold: a NUL in PostgreSQL's text, an integer past its range
         raise InvalidInputError(f"the database cannot hold a value given: {reason(exc)}") from exc
+    except StatementError as exc:  # a column type's own refusal (models.Bounded, UTCDateTime) is the caller's
+        if isinstance(exc.orig, OhpError):
+            raise exc.orig from exc
+        raise StoreError(f"database error on {shown}: {reason(exc)}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"database error on {shown}: {reason(exc)}") from exc
 

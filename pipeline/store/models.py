@@ -6,6 +6,7 @@ The full-text index is no model (its shape differs by database): see pipeline.st
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -70,6 +71,35 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class Bounded(TypeDecorator[str]):
+    """A string of at most `length` characters on every backend. PostgreSQL refuses a longer one and SQLite
+    keeps it, so a save (a long speaker label an import allows) worked on one database and failed on the other;
+    both refuse it now, with InvalidInputError."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        limit = self.length
+        if value is not None and len(value) > limit:
+            raise InvalidInputError(f"{value[:40]!r}... is {len(value):,} characters: at most {limit} are kept here")
+        return value
+
+
+def check_lengths(table: Table, rows: Sequence[Mapping[str, object]]) -> None:
+    """What the Bounded columns would refuse in rows written around the ORM (raw inserts): InvalidInputError."""
+    bounded = [(name, column.type) for name, column in table.c.items() if isinstance(column.type, Bounded)]
+    for row in rows:
+        for name, type_ in bounded:
+            value = row.get(name)
+            if isinstance(value, str):
+                type_.process_bind_param(value, None)
+
+
 class Base(DeclarativeBase):
     # Named constraints: future migrations on SQLite (batch mode) can only drop what has a name.
     metadata = MetaData(
@@ -90,17 +120,17 @@ class RecordingRow(Base):
     __table_args__ = (CheckConstraint("consent IN ('open', 'restricted', 'closed')", name="consent"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    sha256: Mapped[str] = mapped_column(Bounded(64), unique=True)
     path: Mapped[str] = mapped_column(Text)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     format: Mapped[str] = mapped_column(Text)
     duration: Mapped[float] = mapped_column(Float)
-    language: Mapped[str | None] = mapped_column(String(32))
+    language: Mapped[str | None] = mapped_column(Bounded(32))
     interviewee: Mapped[str | None] = mapped_column(Text)
     place: Mapped[str | None] = mapped_column(Text)
     recorded_on: Mapped[date | None] = mapped_column(Date)
     extra: Mapped[dict] = mapped_column(JSON, default=dict)  # RecordingRecord.metadata
-    consent: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    consent: Mapped[str] = mapped_column(Bounded(16), default="open", server_default="open")
     release_on: Mapped[date | None] = mapped_column(Date)
     warnings: Mapped[list | None] = mapped_column(JSON)  # why its transcript is likely poor (the doubt stage)
     doubtful: Mapped[float | None] = mapped_column(Float)  # share of its words' characters in doubtful words
@@ -122,12 +152,12 @@ class SegmentRow(Base):
     end: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     original_text: Mapped[str] = mapped_column(Text)
-    language: Mapped[str] = mapped_column(String(32))
-    speaker: Mapped[str | None] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(Bounded(32))
+    speaker: Mapped[str | None] = mapped_column(Bounded(255))
     avg_logprob: Mapped[float | None] = mapped_column(Float)
     no_speech_prob: Mapped[float | None] = mapped_column(Float)
     compression_ratio: Mapped[float | None] = mapped_column(Float)
-    engine: Mapped[str] = mapped_column(String(64))
+    engine: Mapped[str] = mapped_column(Bounded(64))
     model: Mapped[str] = mapped_column(Text)
     # web: bumped by every text correction, so two people editing one segment are detected
     version: Mapped[int] = mapped_column(default=1, server_default="1")
@@ -156,10 +186,10 @@ class StageRow(Base):
 
     # The primary key (recording_id, stage) is the unique constraint: one row per stage and recording.
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True)
-    stage: Mapped[str] = mapped_column(String(64), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))  # "running", "done", "failed"
+    stage: Mapped[str] = mapped_column(Bounded(64), primary_key=True)
+    status: Mapped[str] = mapped_column(Bounded(16))  # "running", "done", "failed"
     settings: Mapped[dict] = mapped_column(JSON)
-    settings_key: Mapped[str] = mapped_column(String(64))
+    settings_key: Mapped[str] = mapped_column(Bounded(64))
     report: Mapped[dict] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -174,14 +204,14 @@ class AnnotationRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
-    theme: Mapped[str] = mapped_column(String(128))
-    source: Mapped[str] = mapped_column(String(255))  # "auto" or the user who added it
-    status: Mapped[str] = mapped_column(String(16))  # suggested, accepted, rejected
+    theme: Mapped[str] = mapped_column(Bounded(128))
+    source: Mapped[str] = mapped_column(Bounded(255))  # "auto" or the user who added it
+    status: Mapped[str] = mapped_column(Bounded(16))  # suggested, accepted, rejected
     score: Mapped[float | None] = mapped_column(Float)
     evidence: Mapped[list] = mapped_column(JSON)  # [[start, end], ...] into the segment text
-    tagger: Mapped[str | None] = mapped_column(String(128))
-    origin: Mapped[str | None] = mapped_column(String(16))  # the tagger's: "pattern" or "model"; None: a person's
-    updated_by: Mapped[str | None] = mapped_column(String(255))
+    tagger: Mapped[str | None] = mapped_column(Bounded(128))
+    origin: Mapped[str | None] = mapped_column(Bounded(16))  # the tagger's: "pattern" or "model"; None: a person's
+    updated_by: Mapped[str | None] = mapped_column(Bounded(255))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     version: Mapped[int] = mapped_column(default=1)
 
@@ -198,12 +228,12 @@ class DecisionRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
-    theme: Mapped[str] = mapped_column(String(128))
-    coder: Mapped[str] = mapped_column(String(255))
+    theme: Mapped[str] = mapped_column(Bounded(128))
+    coder: Mapped[str] = mapped_column(Bounded(255))
     present: Mapped[bool]  # accepted or added: True; rejected: False
     # review: decided in the web app or `ohp review`, segment by segment; import: coded in ELAN or a QDA
     # program over the whole transcript, so every segment of that recording counts as reviewed by the coder.
-    via: Mapped[str] = mapped_column(String(16))
+    via: Mapped[str] = mapped_column(Bounded(16))
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
@@ -212,7 +242,7 @@ class EntityRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
-    label: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(Bounded(16))
     text: Mapped[str] = mapped_column(Text)
     start: Mapped[int]
     end: Mapped[int]
@@ -227,8 +257,8 @@ class HistoryRow(Base):
     # No foreign keys: history outlives the segments and annotations it speaks of.
     segment_id: Mapped[int | None]
     annotation_id: Mapped[int | None]
-    action: Mapped[str] = mapped_column(String(32))
-    changed_by: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(Bounded(32))
+    changed_by: Mapped[str] = mapped_column(Bounded(255))
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     before: Mapped[dict | None] = mapped_column(JSON)
     after: Mapped[dict | None] = mapped_column(JSON)
@@ -238,10 +268,10 @@ class PersonRow(Base):
     __tablename__ = "people"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(Bounded(255), unique=True)
     profile: Mapped[bytes] = mapped_column(LargeBinary)  # little-endian float32 (see speakers.profile_bytes)
     sources: Mapped[list] = mapped_column(JSON)
-    enrolled_by: Mapped[str] = mapped_column(String(255))
+    enrolled_by: Mapped[str] = mapped_column(Bounded(255))
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
@@ -251,11 +281,11 @@ class SpeakerRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
-    label: Mapped[str] = mapped_column(String(255))  # as segments.speaker has it
+    label: Mapped[str] = mapped_column(Bounded(255))  # as segments.speaker has it
     name: Mapped[str | None] = mapped_column(Text)
-    named_by: Mapped[str | None] = mapped_column(String(255))  # None: the pipeline named it
-    role: Mapped[str | None] = mapped_column(String(16))
-    role_by: Mapped[str | None] = mapped_column(String(255))  # None: the heuristics chose it
+    named_by: Mapped[str | None] = mapped_column(Bounded(255))  # None: the pipeline named it
+    role: Mapped[str | None] = mapped_column(Bounded(16))
+    role_by: Mapped[str | None] = mapped_column(Bounded(255))  # None: the heuristics chose it
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
 
 
@@ -263,10 +293,10 @@ class UserRow(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)  # as given (normalised), shown
-    name_key: Mapped[str] = mapped_column(String(255), unique=True)  # as compared: users.name_key
+    name: Mapped[str] = mapped_column(Bounded(255), unique=True)  # as given (normalised), shown
+    name_key: Mapped[str] = mapped_column(Bounded(255), unique=True)  # as compared: users.name_key
     password_hash: Mapped[str] = mapped_column(Text)  # argon2id, with its parameters and salt
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(Bounded(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")  # raised: its sessions end
 
@@ -276,6 +306,6 @@ class IgnoredTermRow(Base):
 
     __tablename__ = "ignored_terms"
 
-    term: Mapped[str] = mapped_column(String(255), primary_key=True)
-    ignored_by: Mapped[str] = mapped_column(String(255))
+    term: Mapped[str] = mapped_column(Bounded(255), primary_key=True)
+    ignored_by: Mapped[str] = mapped_column(Bounded(255))
     ignored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
