@@ -99,6 +99,19 @@ def test_enroll_a_voice_from_files(db, tmp_path):
     assert missing.exit_code == 2 and "nowhere.wav" in missing.output and "Traceback" not in missing.output
 
 
+def test_forget_a_voice(db):
+    with Store(db) as store:
+        person = store.enroll("Wang Fang", [1.0] * 256, "mei")
+        save_speakers(store, 1, [SpeakerRecord("S1", "Wang Fang", "interviewer", person_id=person.id)], {}, "k2", {})
+    forgot = invoke("speakers", "forget", "Wang Fang", "--db", db)
+    assert forgot.exit_code == 0, forgot.output
+    assert "forgot the voice of Wang Fang; 1 speaker(s) known by their label again" in forgot.output
+    listed = invoke("speakers", "list", "--db", db).output
+    assert "Wang Fang" not in listed and "enrolled voices" not in listed
+    again = invoke("speakers", "forget", "Wang Fang", "--db", db)
+    assert again.exit_code == 2 and "no enrolled voice 'Wang Fang'" in again.output
+
+
 def test_list_of_a_recording_without_speakers(tmp_path):
     url = f"sqlite:///{tmp_path / 'ohp.db'}"
     with Store(url) as store:

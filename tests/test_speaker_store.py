@@ -4,6 +4,7 @@ carried through re-splits and re-transcriptions), enrolled voices, and migration
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,38 @@ def test_enroll_and_people(store):
     rid = transcribed(store, SPLIT)
     save_speakers(store, rid, [SpeakerRecord("S1", "Wang Fang", "interviewer", person_id=person.id)], {}, "k", {})
     assert store.speakers(rid)[0] == SpeakerRecord("S1", "Wang Fang", "interviewer", person_id=person.id)
+
+
+def test_forgetting_a_person_removes_the_profile_and_the_names_it_gave(store):
+    wang = store.enroll("Wang Fang", [1.0] * 256, "mei")
+    chen = store.enroll("Chen Jie", [0.5] * 256, "mei")
+    rid = transcribed(store, SPLIT)
+    found = [
+        SpeakerRecord("S1", "Wang Fang", "interviewer", person_id=wang.id),
+        SpeakerRecord("S2", "Chen Jie", "interviewee", person_id=chen.id),
+    ]
+    save_speakers(store, rid, found, {}, "k", {"enrolled": {"S1": "Wang Fang", "S2": "Chen Jie"}})
+    other = save_transcription(
+        store,
+        replace(INFO, path=Path("/audio/li.wav"), sha256="ef" * 32),
+        Transcript("en", 0.9, SPLIT, "faster-whisper", "base"),
+        {},
+        "t",
+        {},
+    )
+    save_speakers(store, other, [SpeakerRecord("S1", "Wang Fang", person_id=wang.id)], {}, "k", {})
+    store.rename_speaker(other, "S1", "Wang Fang (teacher)", "li")  # a person's name stays
+
+    assert store.forget_person(" Wang  Fang") == 1
+    assert [p.name for p in store.people()] == ["Chen Jie"]
+    assert store.speakers(rid) == [
+        SpeakerRecord("S1", None, "interviewer"),
+        SpeakerRecord("S2", "Chen Jie", "interviewee", person_id=chen.id),
+    ]
+    assert store.speakers(other)[0] == SpeakerRecord("S1", "Wang Fang (teacher)", named_by="li")
+    assert store.stage(rid, "speakers").report == {"enrolled": {"S2": "Chen Jie"}}
+    with pytest.raises(LookupError, match="no enrolled voice 'Wang Fang' \\(there are Chen Jie\\)"):
+        store.forget_person("Wang Fang")
 
 
 def test_migration_gives_stored_labels_their_speaker_rows(db_url):

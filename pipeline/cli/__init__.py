@@ -981,6 +981,16 @@ def speakers_enroll(
     )
 
 
+@speakers_app.command("forget")
+def speakers_forget(
+    name: Annotated[str, typer.Argument(help="The enrolled person's name")],
+    db: DbOption = None,
+) -> None:
+    """Remove an enrolled voice (its profile) and the name it gave speakers; names people set stay."""
+    unnamed = open_store(db).forget_person(name)
+    console.print(f"forgot the voice of {name}; {unnamed} speaker(s) known by their label again", highlight=False)
+
+
 RecordingArgument = Annotated[str, typer.Argument(help="The recording (id, hash prefix, path, name or stem)")]
 LabelArgument = Annotated[str, typer.Argument(help="The speaker's label: S1, S2, ...")]
 

@@ -367,6 +367,11 @@ class Store:
         with self._session(write=True) as s:
             return speaker_store.enroll(s, name, profile, user, sources)
 
+    def forget_person(self, name: str) -> int:
+        """Remove a person's enrolled voice and the name it gave speakers; how many it had named."""
+        with self._session(write=True) as s:
+            return speaker_store.forget(s, name)
+
     def people(self) -> list[PersonRecord]:
         """The enrolled voices, by name."""
         with self._session() as s:

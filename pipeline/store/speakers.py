@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from pipeline.carry import speaker_state
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.records import SPEAKER_ROLES, PersonRecord, SpeakerRecord
-from pipeline.store.models import HistoryRow, PersonRow, SpeakerRow, iso, now
+from pipeline.store.models import HistoryRow, PersonRow, SpeakerRow, StageRow, iso, now
 
 
 def speaker_record(row: SpeakerRow | Row[Any]) -> SpeakerRecord:  # an ORM object or a Core row
@@ -122,3 +122,27 @@ def enroll(s: Session, name: str, profile: Sequence[float], user: str, sources: 
 def people(s: Session) -> list[PersonRecord]:
     """The enrolled voices, by name."""
     return [_person(row) for row in s.scalars(select(PersonRow).order_by(PersonRow.name))]
+
+
+def forget(s: Session, name: str) -> int:
+    """Remove a person's enrolled voice and the name it gave speakers (those a person named keep theirs);
+    how many speakers lose the name. A voice profile is biometric data: it goes with what its matches wrote
+    (the speakers stage's report too), and no history row is written (it would keep the name again)."""
+    name = " ".join(name.split())
+    row = s.scalars(select(PersonRow).where(PersonRow.name == name)).one_or_none()
+    if row is None:
+        known = s.scalars(select(PersonRow.name).order_by(PersonRow.name)).all()
+        raise NotFoundError(f"no enrolled voice {name!r}" + (f" (there are {', '.join(known)})" if known else ""))
+    named = s.scalars(select(SpeakerRow).where(SpeakerRow.person_id == row.id)).all()
+    for speaker in named:
+        if speaker.named_by is None:
+            speaker.name = None
+        speaker.person_id = None
+    # The speakers stage's report says which label the voice matched, by name.
+    for stage in s.scalars(select(StageRow).where(StageRow.stage == "speakers")):
+        enrolled = (stage.report or {}).get("enrolled")
+        if isinstance(enrolled, dict) and name in enrolled.values():
+            stage.report = {**stage.report, "enrolled": {k: v for k, v in enrolled.items() if v != name}}
+    s.delete(row)
+    s.flush()
+    return sum(speaker.named_by is None for speaker in named)
