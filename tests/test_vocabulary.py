@@ -5,6 +5,7 @@ and PostgreSQL, exports), and the suggestions corrections make (CLI and web)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from dataclasses import replace
@@ -182,6 +183,20 @@ def test_a_hinted_decode_that_stops_early_is_checked_without_hint_terms_in_it():
     counts: Counter[str] = Counter()
     kept = decode_with_hint(Hint(("钦点",)), DecodeOptions(), decode, counts, speech_seconds=25.0)
     assert kept[0].text.endswith("比较典型") and counts == {GUARD: 1} and len(calls) == 2
+
+
+def test_a_dropped_hinted_decode_is_logged_without_its_text_or_the_hint_terms(caplog):
+    # Logs go into bug reports: what was said (of a closed recording too) and the names the hint holds stay out.
+    hint = Hint(("张长华", "东莞"))
+    speech = _segment("张长华在东莞")
+    looping = replace(speech, text="剧剧剧剧剧剧剧剧剧剧剧剧", compression_ratio=9.0)
+    decode, _ = _decoder(looping, "张常华在东莞打工")
+    with caplog.at_level(logging.DEBUG, logger="pipeline"):
+        decode_with_hint(hint, DecodeOptions(), decode, Counter())
+    [record] = [r for r in caplog.records if "hinted decode" in r.getMessage()]
+    logged = record.getMessage()
+    assert "dropped" in logged
+    assert not any(said in logged for said in ("张", "东莞", "剧", "打工"))
 
 
 def test_a_piece_of_a_term_written_where_the_plain_decode_has_nothing_like_it_is_checked():

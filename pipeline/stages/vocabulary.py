@@ -278,7 +278,7 @@ def unsupported(hint: Hint, hinted: list[Segment], plain: list[Segment]) -> list
     for term in hint.found(hinted_text) + hint.pieces_found(hinted_text):
         heard = support(term, plain_text)
         if heard < MIN_SUPPORT:
-            problems.append(f"{term} (support {heard:.2f})")
+            problems.append(f"a hint term of {len(term)} characters (support {heard:.2f})")
     if _letters(hinted_text) < MIN_LENGTH_RATIO * _letters(plain_text):
         problems.append(f"{_letters(hinted_text)} letters against {_letters(plain_text)} without the hint")
     return problems
@@ -328,8 +328,9 @@ def decode_with_hint(
         return hinted
     plain_counts: Counter[str] = Counter()
     plain = decode(options, plain_counts)
+    # The problems go into the log: they say when and why, never what was said nor which hint term (names).
     problems = [
-        f"{s.text[:20]!r} ({'; '.join(why)}) where the plain decode heard words"
+        f"{s.start:.1f}-{s.end:.1f} s ({'; '.join(why)}) where the plain decode heard words"
         for s, why in left_out
         if _heard_during(plain, s.start, s.end)
     ]
@@ -337,7 +338,7 @@ def decode_with_hint(
     if not problems:
         counts.update(hinted_counts)
         return hinted
-    log.debug("hinted decode %r dropped for %r: %s", _text(hinted), _text(plain), "; ".join(problems))
+    log.debug("hinted decode dropped for the plain one: %s", "; ".join(problems))
     counts.update(plain_counts)
     counts[GUARD] += 1
     return plain
