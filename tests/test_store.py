@@ -174,6 +174,14 @@ def test_errors_mask_the_password():
     assert "s3cret" not in str(caught.value) and "ohp:***@127.0.0.1:1/ohp" in str(caught.value)
 
 
+def test_errors_mask_a_password_given_in_the_query():
+    # libpq (so psycopg) also takes the password, and a client key's, as query parameters.
+    with pytest.raises(StoreError) as caught:
+        Store("postgresql+psycopg://ohp@127.0.0.1:1/ohp?password=s3cret&sslpassword=k3y&sslmode=disable")
+    assert "s3cret" not in str(caught.value) and "k3y" not in str(caught.value)
+    assert "ohp@127.0.0.1:1/ohp?password=***&sslmode=disable&sslpassword=***" in str(caught.value)
+
+
 def test_a_url_whose_port_is_not_a_number_is_refused_without_its_password():
     # The host left out: SQLAlchemy reads the password as the port, and its ValueError quoted it.
     for url in ("postgresql+psycopg://ohp:s3cret/ohp", "postgresql+psycopg://ohp:pw@localhost:s3cret/ohp"):

@@ -73,7 +73,7 @@ def open_engine(url: str) -> tuple[Engine, str]:
         raise StoreError(f"not a database URL ({exc})") from None
     except ValueError:  # SQLAlchemy's int() of the port, whose message quotes it: a password when the host is left out
         raise StoreError("not a database URL: its port is not a number") from None
-    shown = parsed.render_as_string(hide_password=True)
+    shown = shown_url(parsed)
     sqlite = parsed.get_backend_name() == "sqlite"
     database = parsed.database or ""
     if sqlite and database not in ("", ":memory:") and not database.startswith("file:"):
@@ -94,6 +94,14 @@ def open_engine(url: str) -> tuple[Engine, str]:
             raise StoreError(f"cannot open database {shown}: {reason(exc)}") from exc
         raise
     return engine, shown
+
+
+def shown_url(url: URL) -> str:
+    """The URL as messages and the log show it: its password masked, and those given as query parameters
+    too (libpq takes `password` and `sslpassword` there)."""
+    masked = {name: "***" for name in url.query if "password" in name.lower()}
+    shown = url.update_query_dict(masked).render_as_string(hide_password=True)
+    return shown.replace("=%2A%2A%2A", "=***")  # as the user part shows it
 
 
 @contextmanager
