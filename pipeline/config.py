@@ -154,6 +154,21 @@ class StandardError(logging.StreamHandler):
         return inert(super().format(record))
 
 
+class WithoutQuery(logging.Filter):
+    """Leaves the query out of the web server's access lines (uvicorn's, which go to standard error): a
+    search's words (what was said, a person's name) and its filters are in it, and logs go into bug reports."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                arg.split("?", 1)[0] if isinstance(arg, str) and arg.startswith("/") else arg for arg in record.args
+            )
+        return True
+
+
+WITHOUT_QUERY = WithoutQuery()
+
+
 def setup_logging(config: Config) -> None:
     """Log records to standard error from the configured level, and to the log file (if any) from INFO
     (DEBUG when that is the level). Other libraries' records count from INFO at most, so --verbose shows
@@ -178,3 +193,5 @@ def setup_logging(config: Config) -> None:
     root.setLevel(max(lowest, logging.INFO))
     logging.getLogger("pipeline").setLevel(lowest)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO is set-up chatter; the store logs migrations
+    # On the logger, not a handler: uvicorn's own handlers write its access lines (addFilter adds it once).
+    logging.getLogger("uvicorn.access").addFilter(WITHOUT_QUERY)

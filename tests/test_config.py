@@ -147,6 +147,26 @@ def test_a_failed_files_traceback_is_in_the_log(tmp_path, monkeypatch, restore_l
     assert 'raise RuntimeError("the probe broke")' in logged
 
 
+def test_the_web_servers_access_lines_leave_the_query_out(restore_logging):
+    # A search's words (what was said, a person's name) and filters are in its query; logs go into bug reports.
+    import uvicorn
+
+    setup_logging(Config())
+    uvicorn.Config(app=None, log_config=uvicorn.config.LOGGING_CONFIG)  # as `ohp serve` has it set its loggers up
+    access = logging.getLogger("uvicorn.access")
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    access.addHandler(handler)
+    try:
+        # As uvicorn's protocols log a request.
+        path = "/search?q=%E5%BC%A0%E9%95%BF%E5%8D%8E&speaker=Zhang+Changhua"
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", 200)
+    finally:
+        access.removeHandler(handler)
+    assert lines == ['127.0.0.1:5000 - "GET /search HTTP/1.1" 200']
+
+
 def test_jieba_says_nothing_on_the_terminal():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ohp = [sys.executable, "-c", "from pipeline.cli import app; app()"]
