@@ -185,6 +185,14 @@ def test_a_hinted_decode_that_stops_early_is_checked_without_hint_terms_in_it():
     assert kept[0].text.endswith("比较典型") and counts == {GUARD: 1} and len(calls) == 2
 
 
+def test_an_added_term_is_logged_without_the_term(tmp_path, caplog):
+    # A term is what people wrote in corrections, often a person's name; logs go into bug reports.
+    path = tmp_path / "vocabulary.txt"
+    with caplog.at_level(logging.DEBUG, logger="pipeline"):
+        add_term(path, "张长华")
+    assert [r.getMessage() for r in caplog.records] == [f"{path}: added a term"]
+
+
 def test_a_dropped_hinted_decode_is_logged_without_its_text_or_the_hint_terms(caplog):
     # Logs go into bug reports: what was said (of a closed recording too) and the names the hint holds stay out.
     hint = Hint(("张长华", "东莞"))

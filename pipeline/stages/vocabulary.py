@@ -148,7 +148,7 @@ def add_term(path: Path, term: str) -> bool:
     existing = path.read_bytes() if path.exists() else b""
     with open(path, "ab") as f:
         f.write((b"" if not existing or existing.endswith(b"\n") else b"\n") + term.encode("utf-8") + b"\n")
-    log.info("%s: added %s", path, term)
+    log.info("%s: added a term", path)  # not which: often a name, from what people wrote in corrections
     return True
 
 
