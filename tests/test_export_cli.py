@@ -182,6 +182,24 @@ def test_redaction_covers_every_text_format_and_reports(db, tmp_path):
     assert bad.exit_code == 2 and "cannot redact faces" in bad.output
 
 
+def test_names_a_person_typed_in_a_correction_are_redacted_too(db, tmp_path):
+    """The names the tagger stored were those of the text it read: a name an annotator typed into a correction
+    since (or any name in a recording never tagged) went out with --redact names."""
+    from pipeline.store import Store
+
+    with Store(db) as store:
+        [recording] = store.list_recordings()
+        first, *_, last = store.segments(recording.id)
+        store.correct_text(first.id, "你的孩子现在谁在带？邻居周秀兰吗？", "ann", first.version)
+        store.correct_text(last.id, "Tom Baker held back our wages in Houston.", "ann", last.version)
+    out = tmp_path / "share"
+    result = invoke("export", "--format", "txt", "--out", out, "--redact", "names,places", "--db", db)
+    assert result.exit_code == 0, result.output
+    text = next(out.glob("*.txt")).read_text(encoding="utf-8")
+    for name in ("周秀兰", "Tom Baker", "Houston"):
+        assert name not in text, name
+
+
 @pytest.mark.parametrize(
     ("make", "cause"),
     [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -480,7 +481,10 @@ def export(
             # folder) is an error, not an export with the names it holds left in.
             given = redact_list != DEFAULT_LIST or redact_list.exists()
             listed = load_list(redact_list) if given else {}
-            redactor = Redactor({kind.strip() for kind in redact.split(",") if kind.strip()}, listed)
+            from pipeline.stages.tag import find_entities  # spaCy: only when redacting
+
+            kinds = {kind.strip() for kind in redact.split(",") if kind.strip()}
+            redactor = Redactor(kinds, listed, partial(find_entities, codebook=open_codebook(codebook)))
         except InvalidInputError as e:
             raise typer.BadParameter(str(e), param_hint="--redact") from None
     chosen = choose_recordings(store, recordings)

@@ -298,8 +298,11 @@ def _transcript(
     texts = [text for _, _, text in cues]
     labelled = _speakers(texts) if voices is None or not any(voices) else list(zip(voices, texts, strict=True))
     language = language or guess_language("\n".join(texts))
+    # Each segment in the language its own text is in, else the file's: an interview through an interpreter
+    # holds both, and the tagger's names (which redaction removes), the themes and search read a segment by
+    # its language (an English answer taken as Chinese kept "Sheila Brown" through --redact names).
     segments = [
-        _segment(start, end, text, language, speaker)
+        _segment(start, end, text, guess_language(text) or language, speaker)
         for (start, end, _), (speaker, text) in zip(cues, labelled, strict=True)
     ]
     return ImportedTranscript(segments, language, source_format, timed, metadata)

@@ -93,18 +93,24 @@ def load_list(path: Path) -> dict[str, str]:
 
 
 Span = tuple[int, int, str]  # (start, end, replacement) in the text before
+# Texts and their languages to the entities found in each (the entity stage's, run at export).
+EntityFinder = Callable[[list[str], list[str]], list[list[Entity]]]
 
 
 class Redactor:
     """Replaces the names of the chosen kinds ("names", "places") in exports."""
 
-    def __init__(self, kinds: set[str], listed: dict[str, str] | None = None) -> None:
+    def __init__(self, kinds: set[str], listed: dict[str, str] | None = None, find: EntityFinder | None = None) -> None:
+        """`find`: the entity stage, run over the text as it is now (pipeline.stages.tag.find_entities): the
+        entities stored with a segment are those of the text the tagger read, and none of a person's
+        correction typed since, nor of a recording never tagged. Without it, only the stored ones count."""
         unknown = kinds - KINDS.keys()
         if unknown or not kinds:
             asked = ", ".join(sorted(unknown)) or "nothing"
             raise InvalidInputError(f"cannot redact {asked}: choose from {', '.join(KINDS)}")
         self.kinds = kinds
         self.listed = {name: kind for name, kind in (listed or {}).items() if kind in kinds and name}
+        self.find = find
 
     def terms(self, exports: Iterable[RecordingExport]) -> dict[str, tuple[str, str]]:
         """Every name to replace in these recordings, in both Chinese scripts: {text: (kind, source)}."""
@@ -118,11 +124,13 @@ class Redactor:
                     terms.update(dict.fromkeys(_each(export.recording.interviewee), ("names", "interviewee")))
             if "places" in self.kinds and export.recording.place:
                 terms.update(dict.fromkeys(_each(export.recording.place), ("places", "place")))
-            for entities in export.entities.values():
-                for entity in entities:
-                    text = entity.text.strip()
-                    if entity.label in by_label and len(text) >= MIN_ENTITY_CHARS:
-                        terms.setdefault(text, (by_label[entity.label], "entity"))
+            found = list(export.entities.values())
+            if self.find:
+                found += self.find([s.text for s in export.segments], [s.language for s in export.segments])
+            for entity in (entity for entities in found for entity in entities):
+                text = entity.text.strip()
+                if entity.label in by_label and len(text) >= MIN_ENTITY_CHARS:
+                    terms.setdefault(text, (by_label[entity.label], "entity"))
         terms.update({name: (kind, "list") for name, kind in self.listed.items()})
         terms.pop("", None)
         # People are called by part of their name too: Sheila, Brown (in sheila-brown.wav), 秀英.

@@ -374,6 +374,12 @@ def _find(texts: list[str], languages: list[str], codebook: Codebook) -> list[_F
     return found
 
 
+def find_entities(texts: list[str], languages: list[str], codebook: Codebook) -> list[list[Entity]]:
+    """The names, places and other entities the tag stage finds in each text, read in its language: for
+    redaction, in text that no stored entity covers (a person's correction, a recording never tagged)."""
+    return [found.entities for found in _find(texts, languages, codebook)]
+
+
 def features(texts: list[str], languages: list[str], codebook: Codebook) -> list[list[Feature]]:
     """What the learned model reads of each text (pipeline.stages.learned): the same features tagging gives it."""
     found: list[list[Feature]] = [[] for _ in texts]
