@@ -10,11 +10,12 @@ from datetime import date
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import InvalidInputError, NotFoundError
-from pipeline.records import CONSENT_LEVELS, MAX_FIELD_CHARS, AudioInfo, RecordingRecord, StageRecord
+from pipeline.records import CONSENT_LEVELS, MAX_FIELD_CHARS, AudioInfo, RecordingRecord, Segment, StageRecord, Word
+from pipeline.stages.doubt import doubtful_share
 from pipeline.store.models import RecordingRow, SegmentRow, StageRow, WordRow, iso, now
 from pipeline.utils import as_date
 
@@ -45,16 +46,26 @@ def _recording(row: RecordingRow) -> RecordingRecord:
     )
 
 
-def count_doubt(s: Session, recording_id: int) -> None:
-    """Keep the recording's share of doubtful text (characters of its words in doubtful words; None without
-    words) in step with its words: after they are saved or a person corrected some."""
-    length = func.length(WordRow.text)
-    doubtful, total = s.execute(
-        select(func.sum(case((WordRow.doubtful, length), else_=0)), func.sum(length))
+def _stored_words(s: Session, recording_id: int) -> list[Segment]:
+    """A recording's segments as far as their doubt goes: each one's version and its words (no times)."""
+    rows = s.execute(
+        select(SegmentRow.id, SegmentRow.version, WordRow.text, WordRow.probability, WordRow.doubtful)
         .join(SegmentRow, WordRow.segment_id == SegmentRow.id)
         .where(SegmentRow.recording_id == recording_id)
-    ).one()
-    recording_row(s, recording_id).doubtful = doubtful / total if total else None
+        .order_by(SegmentRow.id, WordRow.idx)
+    )
+    segments: dict[int, Segment] = {}
+    for segment_id, version, text, probability, doubtful in rows:
+        segment = segments.setdefault(segment_id, Segment(0.0, 0.0, "", "", "", version=version))
+        segment.words.append(Word(0.0, 0.0, text, probability, doubtful=doubtful))
+    return list(segments.values())
+
+
+def count_doubt(s: Session, recording_id: int) -> None:
+    """Keep the recording's share of doubtful text in step with its words: after they are saved or a person
+    corrected some. Counted as the doubt stage counts it (doubtful_share: letters and digits, not a word's
+    punctuation or spaces), so that the share the list shows is the one its warning names."""
+    recording_row(s, recording_id).doubtful = doubtful_share(_stored_words(s, recording_id))
 
 
 def _stage(row: StageRow) -> StageRecord:

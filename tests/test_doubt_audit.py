@@ -1,0 +1,43 @@
+"""The doubt as people's work changes it: the recording's share of doubtful text and its warnings, as the
+list, `ohp status`, the page and the JSON show them, after corrections and reverts (SQLite, and PostgreSQL
+when OHP_TEST_POSTGRES_URL is set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.records import AudioInfo, RecordingResult, Segment, StageRun, Transcript, Word
+from pipeline.stages.doubt import doubtful_share, mark_doubt
+from pipeline.store import Store
+
+INFO = AudioInfo(Path("/audio/zhou.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
+
+
+def zh_segment(start: float, pieces: list[tuple[str, float]]) -> Segment:
+    words = [Word(start + i * 0.5, start + i * 0.5 + 0.4, text, p) for i, (text, p) in enumerate(pieces)]
+    text = "".join(w.text for w in words)
+    return Segment(start, words[-1].end, text, text, "zh", words)
+
+
+def poor_result() -> RecordingResult:
+    """A Mandarin transcript with much doubtful text, its words carrying their punctuation as Whisper's do."""
+    segments = [
+        zh_segment(0.0, [("我们", 0.99), ("清典，", 0.7)]),  # rare lone characters: doubtful however sure
+        zh_segment(5.0, [("工资。", 0.99)]),
+        zh_segment(10.0, [("东莞", 0.99), ("钦州，", 0.2), ("宿舍。", 0.2)]),
+    ]
+    transcript = mark_doubt(Transcript("zh", 0.99, segments, "faster-whisper", "base"))
+    return RecordingResult(INFO, transcript, stages={"transcribe": StageRun({}, "t1", {})})
+
+
+def test_the_share_of_doubtful_text_counts_letters_as_the_warning_does(store: Store):
+    """The list's share counted a word's punctuation, the warning (and the bench's rule) only its letters:
+    the same recording was "56% doubtful" beside "much doubtful text (50%)"."""
+    result = poor_result()
+    share = doubtful_share(result.transcript.segments)
+    assert result.transcript.quality_warnings == [f"much doubtful text ({share:.0%})"]
+    rid = store.save_result(result).export.recording.id
+    assert store.recording(rid).doubtful == pytest.approx(share)
+    assert [r.doubtful for r in store.list_recordings()] == [pytest.approx(share)]
