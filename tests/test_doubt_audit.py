@@ -4,10 +4,12 @@ when OHP_TEST_POSTGRES_URL is set)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from pipeline.formats.export import gather, to_json
 from pipeline.records import AudioInfo, RecordingResult, Segment, StageRun, Transcript, Word
 from pipeline.stages.doubt import doubtful_share, mark_doubt
 from pipeline.store import Store
@@ -41,3 +43,19 @@ def test_the_share_of_doubtful_text_counts_letters_as_the_warning_does(store: St
     rid = store.save_result(result).export.recording.id
     assert store.recording(rid).doubtful == pytest.approx(share)
     assert [r.doubtful for r in store.list_recordings()] == [pytest.approx(share)]
+
+
+def test_a_correction_updates_the_warnings_as_it_does_the_share(store: Store):
+    """The warning "much doubtful text" stayed on the recording (its list, `ohp status`, the page, the JSON)
+    once people had corrected the doubtful text away, beside a share that had followed them."""
+    rid = store.save_result(poor_result()).export.recording.id
+    assert store.recording(rid).warnings == ("much doubtful text (50%)",)
+    last = store.segments(rid)[2]
+    store.correct_text(last.stored_id, "东莞钦州，宿舍！", "mei", last.version)  # read, and found right but a stop
+    recording = store.recording(rid)
+    assert recording.doubtful == pytest.approx(2 / 12)
+    assert recording.warnings == ()
+    assert json.loads(to_json(gather(store, recording)))["recording"]["warnings"] == []
+    first = store.segments(rid)[0]
+    store.correct_text(first.stored_id, "我们钦点，", "mei", first.version)
+    assert store.recording(rid).doubtful == 0.0 and store.recording(rid).warnings == ()

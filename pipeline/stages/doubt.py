@@ -205,6 +205,28 @@ def mark_segment(
     return replace(marked, confidence=confidence(marked))
 
 
+# The warnings about the text itself, which people's corrections change (text_warnings), and the others,
+# about how it was transcribed, which they do not: by how they start, as the store keeps them as text.
+_LANGUAGE_WARNING = "language unsure ("
+_TEXT_WARNINGS = ("recogniser unsure (", "much doubtful text (")
+
+
+def text_warnings(segments: list[Segment], rule: WarningRule = WarningRule()) -> list[str]:
+    """The warnings about the segments' text: the recogniser's mean word probability (where no person
+    corrected it) and the share of doubtful text."""
+    warnings = []
+    words = [w for s in segments if s.version == 1 for w in s.words]
+    weights = [characters(w.text) for w in words]
+    if sum(weights):
+        mean = sum(w.probability * n for w, n in zip(words, weights, strict=True)) / sum(weights)
+        if mean < rule.mean_probability:
+            warnings.append(f"{_TEXT_WARNINGS[0]}mean word probability {mean:.2f})")
+    share = doubtful_share(segments)
+    if share is not None and share >= rule.doubtful_share:
+        warnings.append(f"{_TEXT_WARNINGS[1]}{share:.0%})")
+    return warnings
+
+
 def recording_warnings(transcript: Transcript, rule: WarningRule = WarningRule()) -> list[str]:
     """Why the transcript is likely poor, in words an annotator reads; empty when nothing says so. (No ": " in
     them: a run's summary line cuts a warning's path off at the first one.)"""
@@ -212,20 +234,20 @@ def recording_warnings(transcript: Transcript, rule: WarningRule = WarningRule()
     language, probability = transcript.language, transcript.language_probability
     if language and probability < rule.language_probability:
         dialect = ", a dialect?" if language in CHINESE_LANGUAGES else ""
-        warnings.append(f"language unsure ({language} at {probability:.0%}{dialect})")
-    words = [w for s in transcript.segments if s.version == 1 for w in s.words]
-    weights = [characters(w.text) for w in words]
-    if sum(weights):
-        mean = sum(w.probability * n for w, n in zip(words, weights, strict=True)) / sum(weights)
-        if mean < rule.mean_probability:
-            warnings.append(f"recogniser unsure (mean word probability {mean:.2f})")
-    share = doubtful_share(transcript.segments)
-    if share is not None and share >= rule.doubtful_share:
-        warnings.append(f"much doubtful text ({share:.0%})")
+        warnings.append(f"{_LANGUAGE_WARNING}{language} at {probability:.0%}{dialect})")
+    warnings.extend(text_warnings(transcript.segments, rule))
     loops = transcript.guards.get("repetition", 0)
     if loops:
         warnings.append(f"recogniser looped {loops} time(s), text may be missing")
     return warnings
+
+
+def rewarn(warnings: list[str], segments: list[Segment], rule: WarningRule = WarningRule()) -> list[str]:
+    """A recording's warnings once people corrected some of its text: those about the text made anew from
+    `segments`, the others (the language, loops) kept as transcribing found them, in the same order."""
+    kept = [w for w in warnings if not w.startswith(_TEXT_WARNINGS)]
+    at = sum(1 for w in kept if w.startswith(_LANGUAGE_WARNING))
+    return [*kept[:at], *text_warnings(segments, rule), *kept[at:]]
 
 
 def mark_doubt(

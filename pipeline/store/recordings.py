@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.records import CONSENT_LEVELS, MAX_FIELD_CHARS, AudioInfo, RecordingRecord, Segment, StageRecord, Word
-from pipeline.stages.doubt import doubtful_share
+from pipeline.stages.doubt import doubtful_share, rewarn
 from pipeline.store.models import RecordingRow, SegmentRow, StageRow, WordRow, iso, now
 from pipeline.utils import as_date
 
@@ -62,10 +62,13 @@ def _stored_words(s: Session, recording_id: int) -> list[Segment]:
 
 
 def count_doubt(s: Session, recording_id: int) -> None:
-    """Keep the recording's share of doubtful text in step with its words: after they are saved or a person
-    corrected some. Counted as the doubt stage counts it (doubtful_share: letters and digits, not a word's
-    punctuation or spaces), so that the share the list shows is the one its warning names."""
-    recording_row(s, recording_id).doubtful = doubtful_share(_stored_words(s, recording_id))
+    """Keep the recording's share of doubtful text, and its warnings about its text, in step with its words:
+    after they are saved or a person corrected some. Counted as the doubt stage counts it (doubtful_share:
+    letters and digits, not a word's punctuation or spaces), so that the share the list shows is the one its
+    warning names."""
+    segments, row = _stored_words(s, recording_id), recording_row(s, recording_id)
+    row.doubtful = doubtful_share(segments)
+    row.warnings = rewarn(list(row.warnings or ()), segments)
 
 
 def _stage(row: StageRow) -> StageRecord:
