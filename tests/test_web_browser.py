@@ -276,11 +276,12 @@ def test_a_researcher_closes_a_recording_and_a_viewer_no_longer_sees_it(site):
     site["store"].set_metadata(site["rid"], consent="open", release_on="")
 
 
-def test_doubtful_words_are_underlined_and_d_plays_each_from_a_little_before(site):
-    # A second recording of the same audio, whose words the doubt stage marked.
+def doubtful_recording(site, name: str, sha256: str) -> int:
+    """A copy of the recording's audio, whose words the doubt stage marked: "interesting" and "feel" in the
+    first segment, "brand." in the last; its id."""
     store = site["store"]
     audio = Path(store.recording(site["rid"]).path)
-    copy = audio.with_name("doubtful.wav")
+    copy = audio.with_name(name)
     shutil.copy(audio, copy)
     pieces = [
         (0.0, 3.4, "So what's interesting here is I feel that you know", {"interesting": 0.2, "feel": 0.2}),
@@ -294,8 +295,11 @@ def test_doubtful_words_are_underlined_and_d_plays_each_from_a_little_before(sit
         words = [Word(start + i * step, start + (i + 1) * step, w, unsure.get(w, 0.95)) for i, w in enumerate(said)]
         segments.append(Segment(start, end, text, text, "en", words))
     transcript = mark_doubt(Transcript("en", 0.6, segments, "faster-whisper", "base"))
-    info = replace(probe(copy), sha256="d0" * 32)
-    rid = save_transcription(store, info, transcript, {}, "k", {})
+    return save_transcription(store, replace(probe(copy), sha256=sha256), transcript, {}, "k", {})
+
+
+def test_doubtful_words_are_underlined_and_d_plays_each_from_a_little_before(site):
+    rid = doubtful_recording(site, "doubtful.wav", "d0" * 32)
     page = logged_in(site, "ann")
     page.goto(site["url"] + f"/recordings/{rid}")
     underlined = page.locator("u.doubtful")
@@ -323,6 +327,27 @@ def test_doubtful_words_are_underlined_and_d_plays_each_from_a_little_before(sit
     page.screenshot(path=SHOTS / "recordings-by-doubt.png", full_page=True)
     page.goto(site["url"] + "/search?q=brand&doubtful=true")
     assert page.locator(".hits li").count() == 1 and "doubtful.wav" in page.locator(".hits").inner_text()
+
+
+def test_once_a_doubtful_segment_is_corrected_d_goes_on_to_the_next_passage(site):
+    """d went on through the passages the page had at its load: after a correction saved in place took a
+    segment's underlines away, it played them still, from nowhere on the page."""
+    rid = doubtful_recording(site, "corrected.wav", "d1" * 32)
+    page = logged_in(site, "ann")
+    page.goto(site["url"] + f"/recordings/{rid}")
+    page.wait_for_load_state("load")
+    page.keyboard.press("d")  # "interesting", in the first segment: the one e edits
+    page.wait_for_function("document.querySelector('u.doubtful.current')")
+    page.keyboard.press("e")
+    page.fill(".editor textarea", "So what's interesting here is I think that you know")
+    page.click(".editor button:text('Save')")
+    page.wait_for_function("!document.querySelector('.segment .editor')")
+    assert page.locator("u.doubtful").all_inner_texts() == ["brand."]
+    page.keyboard.press("d")  # not "feel", corrected away: "brand."
+    page.wait_for_function("document.querySelector('u.doubtful.current')")
+    assert page.locator("u.doubtful.current").inner_text() == "brand."
+    assert "playing" in (segment(page, 2).get_attribute("class") or "")
+    page.keyboard.press("Space")
 
 
 # --- what annotators meet: speakers, theme labels and colours, context, a page without audio ---------

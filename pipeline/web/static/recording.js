@@ -207,20 +207,26 @@ function edit(segment) {
   });
 }
 
-// ---- doubtful passages: d plays the next one (in page order) from a little before it
+// ---- doubtful passages: d plays the next one (in page order) from a little before it. Looked up at each
+// press: a correction saved here writes its segment's text anew, without them (a person's text is not doubtful).
 
-const doubtful = Array.from(document.querySelectorAll(".doubtful"));
 const LEAD_IN = 1.5; // s of audio before a passage, to hear it in its context
-let doubt = -1;
+let played = null; // the passage d played last, and its segment
+let playedSegment = null;
 
 function nextDoubtful() {
+  const doubtful = Array.from(document.querySelectorAll(".doubtful"));
+  if (played) played.classList.remove("current");
   if (!doubtful.length) return say("no doubtful words here", false);
-  if (doubt >= 0) doubtful[doubt].classList.remove("current");
-  doubt = (doubt + 1) % doubtful.length;
-  const passage = doubtful[doubt];
+  // The next after the last one played; when a correction took that one away, the next after its segment.
+  const after = played && (played.isConnected ? played : playedSegment);
+  const follows = (p) => (after.compareDocumentPosition(p) & Node.DOCUMENT_POSITION_FOLLOWING) && !after.contains(p);
+  const passage = (after && doubtful.find(follows)) || doubtful[0];
+  played = passage;
+  playedSegment = passage.closest(".segment");
   passage.classList.add("current");
   audio.currentTime = Math.max(0, Number(passage.dataset.start) - LEAD_IN);
-  setCurrent(passage.closest(".segment"), true);
+  setCurrent(playedSegment, true);
   audio.play().catch(() => say("press play to listen", false));
 }
 
