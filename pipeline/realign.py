@@ -2,9 +2,10 @@
 
 The recogniser's words carry times; a person's correction carries the truth. `realign` diffs the two (over
 characters for Chinese, over words for other scripts, with difflib's opcodes): a word the correction left as
-it was keeps its time and probability; what the person wrote instead takes the time of what it replaces, and
-what they added the time between its neighbours. Those words are `corrected` (a person's, never doubtful),
-and `new_terms` are the ones the recogniser had not written at all: the candidates for the vocabulary.
+it was keeps its time and probability, with the punctuation the person wrote around it; what the person
+wrote instead takes the time of what it replaces, and what they added the time between its neighbours.
+Those words are `corrected` (a person's, never doubtful), and `new_terms` are the ones the recogniser had
+not written at all: the candidates for the vocabulary.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _spread(start: float, end: float, count: int) -> list[tuple[float, float]]:
 def realign(words: list[Word], text: str, start: float, end: float) -> list[Word]:
     """The words of a segment ([start, end] in the recording) whose text is now `text`."""
     new_texts = units(text)
-    if [k for w in words for k in keys(w.text)] == keys(text):
+    if [u for w in words for u in units(w.text)] == new_texts:
         return words
     old: list[_Unit] = []
     for index, word in enumerate(words):
@@ -119,7 +120,8 @@ def _group(new: list[_Unit], words: list[Word]) -> list[Word]:
         text = "".join(u.text for u in group)
         origin = group[0].origin
         if origin is not None and all(u.kept for u in group) and keys(words[origin].text) == keys(text):
-            result.append(words[origin])
+            # The recogniser's word, with the punctuation the person wrote around it: the words make the text.
+            result.append(words[origin] if words[origin].text == text else replace(words[origin], text=text))
             continue
         for part in _phrases(group):
             text = "".join(u.text for u in part)

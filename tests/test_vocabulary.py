@@ -388,6 +388,22 @@ def test_english_words_realigned_word_by_word():
     assert realign([], "words where there were none", 3.0, 4.0)[0].start == 3.0
 
 
+def test_punctuation_a_person_changed_is_on_the_words_that_stay_the_recogniser_s():
+    """The words kept the recogniser's punctuation where a person changed only that (or that and other words):
+    the JSON's words no longer made the segment's text, and subtitles lost their times for it."""
+    words = _words(("东莞", 0.0, 0.5), ("钦州，", 0.5, 1.0), ("宿舍。", 1.0, 1.5))
+    new = realign(words, "东莞，钦州宿舍！", 0.0, 1.5)
+    assert [(w.text, w.start, w.end, w.probability, w.corrected) for w in new] == [
+        ("东莞，", 0.0, 0.5, 0.7, False),
+        ("钦州", 0.5, 1.0, 0.7, False),
+        ("宿舍！", 1.0, 1.5, 0.7, False),
+    ]
+    english = _words(("I", 0.0, 0.3), ("met", 0.3, 0.6), ("Shayla", 0.6, 1.2), ("yesterday.", 1.2, 2.0))
+    new = realign(english, "I met Sheila yesterday!", 0.0, 2.0)
+    assert [(w.text, w.corrected) for w in new][2:] == [("Sheila", True), ("yesterday!", False)]
+    assert new[0] is english[0]
+
+
 def test_a_correction_realigns_the_stored_words_and_exports_read_them(store, tmp_path):
     words = _words(("我们", 0.0, 0.6), ("在", 0.6, 0.8), ("东管", 0.8, 1.5), ("打工", 1.5, 2.0))
     segment = Segment(0.0, 2.0, "我们在东管打工", "我们在东管打工", "zh", words=words)
