@@ -331,13 +331,19 @@ def test_doubtful_words_are_underlined_and_d_plays_each_from_a_little_before(sit
 
 def test_once_a_doubtful_segment_is_corrected_d_goes_on_to_the_next_passage(site):
     """d went on through the passages the page had at its load: after a correction saved in place took a
-    segment's underlines away, it played them still, from nowhere on the page."""
+    segment's underlines away, it played them still, from nowhere on the page. And a save that changed nothing
+    took the underlines away too, where the words stayed doubtful (in the queue, the list, search)."""
     rid = doubtful_recording(site, "corrected.wav", "d1" * 32)
     page = logged_in(site, "ann")
     page.goto(site["url"] + f"/recordings/{rid}")
     page.wait_for_load_state("load")
     page.keyboard.press("d")  # "interesting", in the first segment: the one e edits
     page.wait_for_function("document.querySelector('u.doubtful.current')")
+    # Saved as it was, the text changes nothing (no new version): its words stay doubtful, and underlined.
+    page.keyboard.press("e")
+    page.click(".editor button:text('Save')")
+    page.wait_for_function("!document.querySelector('.segment .editor')")
+    assert page.locator("u.doubtful").all_inner_texts() == ["interesting", "feel", "brand."]
     page.keyboard.press("e")
     page.fill(".editor textarea", "So what's interesting here is I think that you know")
     page.click(".editor button:text('Save')")

@@ -200,8 +200,9 @@ function edit(segment) {
       return say("conflict: someone else changed this segment", true);
     }
     if (!result.ok) return say(result.data.detail, true);
+    // The text it had changes nothing (no new version): its doubtful words stay doubtful, and underlined.
+    if (result.data.version !== Number(segment.dataset.version)) text.textContent = result.data.text;
     segment.dataset.version = result.data.version;
-    text.textContent = result.data.text;
     close();
     say("text saved", false);
   });
