@@ -63,7 +63,7 @@ class WarningRule:
 
 def characters(text: str) -> int:
     """What a word weighs: its letters and digits (punctuation and spaces are not text to check)."""
-    return sum(1 for c in text if c.isalnum())
+    return sum(map(str.isalnum, text))  # map: half the time of a generator (the store recounts on each correction)
 
 
 def is_foreign(word: Word, language: str | None) -> bool:

@@ -47,18 +47,17 @@ def _recording(row: RecordingRow) -> RecordingRecord:
 
 
 def _stored_words(s: Session, recording_id: int) -> list[Segment]:
-    """A recording's segments as far as their doubt goes: each one's version and its words (no times)."""
-    rows = s.execute(
-        select(SegmentRow.id, SegmentRow.version, WordRow.text, WordRow.probability, WordRow.doubtful)
+    """A recording's words as far as their doubt goes (no times), in two segments: those nobody corrected
+    (version 1) and the others. One query without ORDER BY: all a recount needs, for every correction."""
+    rows = s.execute(  # the session's: it flushes what is pending first (a revert's new version)
+        select(SegmentRow.version, WordRow.text, WordRow.probability, WordRow.doubtful)
         .join(SegmentRow, WordRow.segment_id == SegmentRow.id)
         .where(SegmentRow.recording_id == recording_id)
-        .order_by(SegmentRow.id, WordRow.idx)
     )
-    segments: dict[int, Segment] = {}
-    for segment_id, version, text, probability, doubtful in rows:
-        segment = segments.setdefault(segment_id, Segment(0.0, 0.0, "", "", "", version=version))
-        segment.words.append(Word(0.0, 0.0, text, probability, doubtful=doubtful))
-    return list(segments.values())
+    segments = [Segment(0.0, 0.0, "", "", "", version=version) for version in (1, 2)]
+    for version, text, probability, doubtful in rows:
+        segments[version > 1].words.append(Word(0.0, 0.0, text, probability, doubtful=doubtful))
+    return segments
 
 
 def count_doubt(s: Session, recording_id: int) -> None:
