@@ -24,10 +24,11 @@ from pathlib import Path
 import pytest
 import ray
 
-from pipeline.batch import run_batch
+from pipeline.batch import Pass, run_batch
+from pipeline.cluster.actors import Recogniser
 from pipeline.cluster.driver import Cluster, Sizing, check_database, run_on_ray, size_workers
 from pipeline.errors import InvalidInputError
-from pipeline.process import RunOptions, SpeakerOptions
+from pipeline.process import RunOptions, SpeakerOptions, StageError
 from pipeline.stages.audio import ffmpeg_exe, probe
 from pipeline.store import Store
 
@@ -460,3 +461,66 @@ def test_a_file_that_cannot_be_sent_to_a_worker_is_reported_and_the_batch_goes_o
         assert done.status == "done" and done.worker and done.worker.startswith("worker 1 on ")
         sha256 = probe(files[1]).sha256
         assert stored(store) == {sha256: uninterrupted[sha256]}
+
+
+class OddError(Exception):
+    """A library's error that does not unpickle: its __init__ takes two arguments, its args hold one."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what}: {why}")
+
+
+class FailsOddly(Recogniser):
+    """A worker whose passes fail with an OddError, raised where a library's would be."""
+
+    def __init__(self, options: RunOptions, number: int) -> None:
+        super().__init__(options, number)
+
+        def run(planned: Pass, options: RunOptions, progress: object = None) -> None:
+            raise StageError(planned.info.path, "transcribe", OddError(planned.info.path.name, "the decoder gave up"))
+
+        Pass.run = run  # type: ignore[method-assign,assignment]  # in this actor's process only
+
+
+@pytest.fixture
+def fake_worker(monkeypatch):
+    """The batch's workers made of a class of this module, which the workers get by value (they do not
+    import the tests)."""
+    module = sys.modules[__name__]
+    ray.cloudpickle.register_pickle_by_value(module)
+    try:
+        yield lambda worker: monkeypatch.setattr("pipeline.cluster.driver.Recogniser", worker)
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(module)
+
+
+def in_time(run, seconds: float = 120):
+    """run() in a thread, which must end within `seconds`: its result (or what it raised)."""
+    outcome: list = []
+
+    def target() -> None:
+        try:
+            outcome.append(run())
+        except BaseException as e:  # handed to the test
+            outcome.append(e)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def test_an_error_of_a_pass_that_does_not_unpickle_is_reported_and_the_batch_goes_on(
+    cluster, files, options, fake_worker, tmp_path
+):
+    fake_worker(FailsOddly)
+    with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store:
+        report = in_time(lambda: run_on_ray(files[:2], store, options, address=cluster, workers=1))
+        assert [f.status for f in report.files] == ["failed"] * 2
+        for f in report.files:
+            assert f.error and "OddError" in f.error and f"{f.path.name}: the decoder gave up" in f.error, f.error
+            assert "Traceback" not in f.error
+        assert store.count_segments() == 0  # only the failure is recorded

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import tempfile
 import traceback
 from dataclasses import dataclass, replace
@@ -94,11 +95,35 @@ class Recogniser:
                 return Outcome(where, result)
         except Exception as exc:  # the driver reports it against the file, and the batch goes on
             log.exception("%s: the pass failed on %s", planned.info.path, where)
-            return Outcome(where, error=exc, traceback=traceback.format_exc())
+            return Outcome(where, error=portable(exc), traceback=traceback.format_exc())
 
     def forget(self, info: AudioInfo, settings_key: str) -> None:
         """The recording is saved: its half-done transcript here goes."""
         Checkpoint(info, settings_key, self.options.home).remove()
+
+
+class WorkerError(Exception):
+    """An error of a worker's pass whose class would not come back through Ray whole (a library's exception
+    whose __init__ does not take its args back): its type's name and its message."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name, self.message = name, message
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.name, self.message)
+
+
+def portable(exc: Exception) -> Exception:
+    """The error as it travels to the driver: itself when it unpickles, else a WorkerError saying what it was
+    (a StageError keeps its file and stage). Ray would fail to read the whole answer back on the driver."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        if isinstance(exc, StageError):
+            return StageError(exc.path, exc.stage, portable(exc.cause))
+        return WorkerError(type(exc).__name__, str(exc))
 
 
 def _named(exc: Exception, path: Path) -> Exception:

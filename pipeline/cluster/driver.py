@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import ObjectLostError, RayActorError
+from ray.exceptions import ObjectLostError, RayActorError, RayError
 
 import pipeline
 from pipeline.batch import Batch, BatchReport, FileResult, FileRun, Pass, Progress, plan_batch, stop_if_asked
@@ -213,6 +213,13 @@ class Driver:
                     if job:
                         self._lost(job, queue, e)
                     continue
+                except RayError as e:  # its answer could not be read back here: reported, the batch goes on
+                    if job:
+                        idle.append(worker)
+                        self._unreadable(job, e)
+                    else:  # it cannot tell where it is: not used
+                        log.error("a worker did not answer: %s", e)
+                    continue
                 idle.append(worker)
                 if job is None:
                     worker.where = answer
@@ -271,6 +278,14 @@ class Driver:
         assert job.run is not None
         with job.run.reporting():
             raise WorkerLost(f"{job.path}: its worker died {job.attempts} times while on it ({error})")
+        self._finished(job)
+
+    def _unreadable(self, job: Job, error: RayError) -> None:
+        assert job.run is not None
+        log.error("%s: the answer of its worker could not be read", job.path, exc_info=error)
+        first = str(error).strip().splitlines()[0]  # the rest is Ray's traceback, in the log
+        with job.run.reporting():
+            raise WorkerLost(f"{job.path}: its worker's answer could not be read back ({first})")
         self._finished(job)
 
     def _save(self, worker: Worker, job: Job, outcome: Outcome) -> None:
