@@ -482,6 +482,13 @@ class FailsOddly(Recogniser):
         Pass.run = run  # type: ignore[method-assign,assignment]  # in this actor's process only
 
 
+class CannotStart(Recogniser):
+    """A worker that cannot start on its machine (no model cache there, ohp not installed, ...)."""
+
+    def __init__(self, options: RunOptions, number: int) -> None:
+        raise RuntimeError("no model cache on this machine")
+
+
 @pytest.fixture
 def fake_worker(monkeypatch):
     """The batch's workers made of a class of this module, which the workers get by value (they do not
@@ -524,3 +531,15 @@ def test_an_error_of_a_pass_that_does_not_unpickle_is_reported_and_the_batch_goe
             assert f.error and "OddError" in f.error and f"{f.path.name}: the decoder gave up" in f.error, f.error
             assert "Traceback" not in f.error
         assert store.count_segments() == 0  # only the failure is recorded
+
+
+def test_workers_that_cannot_start_fail_the_batch_with_their_cause_not_hang_it(
+    cluster, files, options, fake_worker, tmp_path
+):
+    fake_worker(CannotStart)
+    with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store:
+        report = in_time(lambda: run_on_ray(files[:2], store, options, address=cluster, workers=2))
+        assert [f.status for f in report.files] == ["failed"] * 2
+        for f in report.files:
+            assert f.error and "no worker could start" in f.error, f.error
+            assert "RuntimeError: no model cache on this machine" in f.error and "Traceback" not in f.error

@@ -2,9 +2,10 @@
 and saves each result as it comes back, through the single-process batch's own steps (batch.FileRun).
 
 A worker whose process or node dies is restarted by Ray (max_restarts); the recording it was working on
-goes back to the front of the queue, to whichever worker is free first, once more at most. Each result is
-saved once, by this process, in one transaction, so a retried recording is never stored twice; Ctrl-C
-cancels what runs on the workers and leaves what was saved as it is.
+goes back to the front of the queue, to whichever worker is free first, once more at most. A worker that
+cannot start (its __init__ fails on its machine) is not used; when none can, the files are reported failed
+with its cause. Each result is saved once, by this process, in one transaction, so a retried recording is
+never stored twice; Ctrl-C cancels what runs on the workers and leaves what was saved as it is.
 """
 
 from __future__ import annotations
@@ -182,6 +183,7 @@ class Driver:
         self.workers = [Worker(remote.remote(options, number)) for number in range(1, sizing.workers + 1)]
         self.saved_sha256: set[str] = set()
         self.nodes_seeing_files: dict[str, bool] = {}  # by node id; a node not in it is taken to see them
+        self.broken: list[str] = []  # why each worker that could not start did not
 
     def run(self, jobs: list[Job]) -> None:
         queue = deque(jobs)
@@ -206,6 +208,16 @@ class Driver:
                 try:
                     answer = ray.get(ref)
                 except (RayActorError, ObjectLostError) as e:
+                    if isinstance(e, RayActorError) and e.actor_init_failed:
+                        # It cannot start on its machine (ohp or its models missing there): Ray does not
+                        # restart it, and asking it again would go round for ever.
+                        self._cannot_start(e)
+                        if job:
+                            queue.appendleft(job)
+                        if len(self.broken) == len(self.workers):
+                            while queue:
+                                self._unsent(queue.popleft(), f"no worker could start ({self.broken[0]})")
+                        continue
                     # Ray restarts the worker; it rejoins when it answers. Its recording (or the result that
                     # was lost with its node) goes to whoever is free.
                     log.warning("%s died (%s)", worker.where or "a worker", e)
@@ -234,8 +246,7 @@ class Driver:
             for worker in self.workers:
                 ray.kill(worker.actor)
 
-    def _plan(self, job: Job) -> bool:
-        """Probe the file and look it up: whether it needs a pass (if not, it is finished: skipped or failed)."""
+    def _start(self, job: Job) -> FileRun:
         if self.progress:
             self.progress.file_started(job.path, job.index, len(self.batch.files))
         job.run = FileRun(
@@ -247,8 +258,13 @@ class Driver:
             self.batch.people,
             self.batch.writes(job.path),
         )
-        with job.run.reporting():
-            job.planned = job.run.plan()
+        return job.run
+
+    def _plan(self, job: Job) -> bool:
+        """Probe the file and look it up: whether it needs a pass (if not, it is finished: skipped or failed)."""
+        run = self._start(job)
+        with run.reporting():
+            job.planned = run.plan()
         if job.planned is None:
             self._finished(job)
         return job.planned is not None
@@ -268,6 +284,20 @@ class Driver:
                 return None
         log.info("%s: to %s, pid %d", job.path, worker.where, worker.where.pid)
         return worker.actor.process.remote(job.planned, audio)
+
+    def _cannot_start(self, error: RayActorError) -> None:
+        log.error("a worker could not start: %s", error)
+        # The message ends with the traceback of its __init__, whose last line is the exception and its message.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        self.broken.append(lines[-1] if lines else type(error).__name__)
+
+    def _unsent(self, job: Job, why: str) -> None:
+        """A file that no worker can take: reported as failed."""
+        run = job.run or self._start(job)
+        run.stage = "send"
+        with run.reporting():
+            raise WorkerLost(f"{job.path}: {why}")
+        self._finished(job)
 
     def _lost(self, job: Job, queue: deque[Job], error: Exception) -> None:
         job.attempts += 1
