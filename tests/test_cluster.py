@@ -543,3 +543,44 @@ def test_workers_that_cannot_start_fail_the_batch_with_their_cause_not_hang_it(
         for f in report.files:
             assert f.error and "no worker could start" in f.error, f.error
             assert "RuntimeError: no model cache on this machine" in f.error and "Traceback" not in f.error
+
+
+def backwards(source: Path, target: Path) -> None:
+    """A WAV file of the same size as `source` with other bytes: its samples (16-bit) in reverse order."""
+    data = source.read_bytes()
+    start = data.index(b"data") + 8
+    samples = [data[i : i + 2] for i in range(start, len(data) - 1, 2)]
+    target.write_bytes(data[:start] + b"".join(reversed(samples)) + data[start + 2 * len(samples) :])
+
+
+def test_a_file_that_changed_since_it_was_hashed_is_not_saved_under_its_old_identity(cluster, files, options, tmp_path):
+    """The driver hashes a file when a worker is free for it; the worker reads it afterwards. Where it has
+    changed since (rewritten in place, the same size), or the worker's machine has another file at that path,
+    the worker must not transcribe what it finds as the recording the driver hashed."""
+    from pipeline.batch import FileRun, plan_batch
+    from pipeline.cluster.driver import Driver, Job
+
+    here = tmp_path / "here.wav"
+    backwards(files[0], here)
+    assert here.stat().st_size == files[0].stat().st_size and probe(here).sha256 != probe(files[0]).sha256
+    ray.init(address=cluster, log_to_driver=False)
+    try:
+        # The worker's machine has another file of the same size where the driver's is: it asks for the bytes.
+        worker = ray.remote(Recogniser).remote(options, 1)
+        asked = ray.get(worker.process.remote(Pass(replace(probe(files[0]), path=here), [], {}, None)))
+        assert asked.needs_audio and asked.result is None
+
+        # The driver's own file changed after it was hashed: reported, nothing saved.
+        changed = tmp_path / "changed.wav"
+        shutil.copy(files[0], changed)
+        with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store:
+            batch = plan_batch([changed], store, options)
+            run = FileRun(changed, store, options, None, batch.taken_stems, batch.people, False)
+            job = Job(0, changed, run, run.plan())
+            backwards(files[0], changed)
+            Driver(store, options, None, batch, Sizing(1, 1.0, 0.0)).run([job])
+            assert job.file.status == "failed" and job.file.error, job.file
+            assert "changed since" in job.file.error and job.file.error.startswith(str(changed))
+            assert store.list_recordings() == []
+    finally:
+        ray.shutdown()

@@ -3,6 +3,7 @@ hands back its result as a plain record. No database here: the driver saves (pip
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -17,7 +18,7 @@ from pipeline.batch import Pass
 from pipeline.config import Config
 from pipeline.process import Checkpoint, RunOptions, StageError
 from pipeline.records import AudioInfo, RecordingResult
-from pipeline.stages.audio import AudioError
+from pipeline.stages.audio import AudioError, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,12 @@ class Outcome:
 
 
 def readable(info: AudioInfo) -> bool:
-    """Whether this machine sees the file the driver probed: the same path, of the same size."""
+    """Whether this machine sees the file the driver probed: the same path, of the same bytes. Its sha256 is
+    checked, not only its size: a file rewritten since the driver hashed it, or another machine's file at that
+    path, would be transcribed and saved as the recording the driver hashed."""
     try:
-        return info.path.is_file() and info.path.stat().st_size == info.size_bytes
+        same_size = info.path.is_file() and info.path.stat().st_size == info.size_bytes
+        return same_size and file_sha256(info.path) == info.sha256
     except OSError:
         return False
 
@@ -81,6 +85,10 @@ class Recogniser:
         where = self.where()
         if audio is None and not readable(planned.info):
             return Outcome(where, needs_audio=True)
+        if audio is not None and hashlib.sha256(audio).hexdigest() != planned.info.sha256:
+            # The driver's file itself changed after it was hashed: its pass is not that recording's.
+            changed = AudioError(planned.info.path, "changed since this batch read it: run the batch again for it")
+            return Outcome(where, error=StageError(planned.info.path, "send", changed))
         try:
             if audio is None:
                 return Outcome(where, planned.run(self.options))
