@@ -545,6 +545,12 @@ def test_workers_that_cannot_start_fail_the_batch_with_their_cause_not_hang_it(
             assert "RuntimeError: no model cache on this machine" in f.error and "Traceback" not in f.error
 
 
+def test_a_wrong_cluster_address_is_the_users_error(files, options, tmp_path):
+    refused = pytest.raises(InvalidInputError, match=r"--ray nonsense: .*Invalid address format")
+    with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store, refused:
+        run_on_ray(files[:1], store, options, address="nonsense")
+
+
 def backwards(source: Path, target: Path) -> None:
     """A WAV file of the same size as `source` with other bytes: its samples (16-bit) in reverse order."""
     data = source.read_bytes()

@@ -70,6 +70,8 @@ def connect(address: str) -> Iterator[Cluster]:
             ray.init(address=address, log_to_driver=False)
         except ConnectionError as e:
             raise InvalidInputError(f"--ray {address}: no Ray cluster answers there ({e})") from e
+        except ValueError as e:  # Ray's word on an address it cannot use: "Invalid address format", ray:// ...
+            raise InvalidInputError(f"--ray {address}: {e}") from e
     try:
         alive = [n for n in ray.nodes() if n["Alive"]]
         resources = ray.cluster_resources()
