@@ -590,3 +590,18 @@ def test_a_file_that_changed_since_it_was_hashed_is_not_saved_under_its_old_iden
             assert store.list_recordings() == []
     finally:
         ray.shutdown()
+
+
+def test_the_traceback_of_a_pass_that_failed_on_a_worker_is_in_the_drivers_log(
+    cluster, files, options, fake_worker, tmp_path, caplog
+):
+    """The report says "the traceback is in the log": the driver's, where the worker's is (the workers' own
+    logs stay on their machines)."""
+    fake_worker(FailsOddly)
+    with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store, caplog.at_level(logging.ERROR, "pipeline.batch"):
+        [failed] = in_time(lambda: run_on_ray(files[:1], store, options, address=cluster, workers=1)).files
+    assert failed.error and failed.error.endswith("(the traceback is in the log)")
+    [logged] = [r for r in caplog.records if r.name == "pipeline.batch" and r.exc_info]
+    text = logging.Formatter().formatException(logged.exc_info)  # type: ignore[arg-type]
+    assert "on worker 1 on " in text and "Traceback (most recent call last)" in text
+    assert 'raise StageError(planned.info.path, "transcribe"' in text, text

@@ -27,7 +27,7 @@ import pipeline
 from pipeline.batch import Batch, BatchReport, FileResult, FileRun, Pass, Progress, plan_batch, stop_if_asked
 from pipeline.cluster.actors import Outcome, Recogniser, Where
 from pipeline.errors import InvalidInputError
-from pipeline.process import RunOptions
+from pipeline.process import RunOptions, StageError
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -326,7 +326,10 @@ class Driver:
         run.file.worker = str(outcome.where)
         with run.reporting():
             if outcome.error is not None:
-                outcome.error.add_note(f"on {outcome.where} (pid {outcome.where.pid}):\n{outcome.traceback}")
+                # On the cause of a stage's failure, which is what the batch logs (batch._failed).
+                error = outcome.error
+                logged = error.cause if isinstance(error, StageError) else error
+                logged.add_note(f"on {outcome.where} (pid {outcome.where.pid}):\n{outcome.traceback}")
                 raise outcome.error
             assert outcome.result is not None
             sha256 = planned.info.sha256
