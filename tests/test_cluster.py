@@ -605,3 +605,34 @@ def test_the_traceback_of_a_pass_that_failed_on_a_worker_is_in_the_drivers_log(
     text = logging.Formatter().formatException(logged.exc_info)  # type: ignore[arg-type]
     assert "on worker 1 on " in text and "Traceback (most recent call last)" in text
     assert 'raise StageError(planned.info.path, "transcribe"' in text, text
+
+
+class HangsOnTheFirst(Recogniser):
+    """A worker whose pass hangs on the batch's first short file (a decoder waiting for ever) and runs the
+    others."""
+
+    def __init__(self, options: RunOptions, number: int) -> None:
+        super().__init__(options, number)
+        run = Pass.run
+
+        def hanging(planned: Pass, options: RunOptions, progress: object = None) -> object:
+            if planned.info.path.name == Path(SHORT[0]).name:
+                time.sleep(3600)
+            return run(planned, options, progress)
+
+        Pass.run = hanging  # type: ignore[method-assign]  # in this actor's process only
+
+
+def test_a_worker_that_hangs_is_stopped_its_file_reported_and_the_batch_goes_on(
+    cluster, files, options, fake_worker, tmp_path, monkeypatch
+):
+    fake_worker(HangsOnTheFirst)
+    # A pass is taken to hang after its allowance and so many times its recording's length: here 8 s and none.
+    monkeypatch.setattr("pipeline.cluster.driver.HANG_ALLOWANCE", 8.0)
+    monkeypatch.setattr("pipeline.cluster.driver.HANG_FACTOR", 0.0)
+    with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store:
+        report = in_time(lambda: run_on_ray(files[:2], store, options, address=cluster, workers=1), 120)
+        hung, done = report.files
+        assert hung.status == "failed" and hung.error, hung
+        assert "no answer from its worker in 8 s, 2 times" in hung.error and "\n" not in hung.error, hung.error
+        assert done.status == "done" and done.worker and done.worker.startswith("worker 1 on ")

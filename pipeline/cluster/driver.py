@@ -2,7 +2,8 @@
 and saves each result as it comes back, through the single-process batch's own steps (batch.FileRun).
 
 A worker whose process or node dies is restarted by Ray (max_restarts); the recording it was working on
-goes back to the front of the queue, to whichever worker is free first, once more at most. A worker that
+goes back to the front of the queue, to whichever worker is free first, once more at most; so does one whose
+pass hangs (no answer long past its recording's length), its worker restarted. A worker that
 cannot start (its __init__ fails on its machine) is not used; when none can, the files are reported failed
 with its cause. Each result is saved once, by this process, in one transaction, so a retried recording is
 never stored twice; Ctrl-C cancels what runs on the workers and leaves what was saved as it is.
@@ -38,6 +39,11 @@ ATTEMPTS = 2  # a recording whose worker died is tried once more; twice lost, it
 # Waiting for the workers in steps this long: a Ctrl-C is acted on between two (Ray's wait does not return
 # for it), not once the recordings on the workers are finished.
 WAIT_SECONDS = 0.5
+# A pass with no answer after HANG_ALLOWANCE seconds (its worker loading the models) and HANG_FACTOR times its
+# recording's length is taken to hang (a decoder waiting for ever): its worker is restarted and the recording
+# tried again (ATTEMPTS). Generous: a one-thread worker on a large model is a few times slower than real time.
+HANG_ALLOWANCE = 900.0
+HANG_FACTOR = 20.0
 
 
 @dataclass
@@ -132,6 +138,7 @@ class Job:
     run: FileRun | None = None  # its steps, from when it is planned
     planned: Pass | None = None
     attempts: int = 0
+    hung: float = 0.0  # the seconds after which its pass was taken to hang, and its worker stopped
 
     @property
     def file(self) -> FileResult:
@@ -193,6 +200,7 @@ class Driver:
         waiting: dict[ray.ObjectRef, tuple[Worker, Job | None]] = {
             w.actor.where.remote(): (w, None) for w in self.workers
         }
+        deadlines: dict[ray.ObjectRef, float] = {}  # of the passes under way
         try:
             while queue or any(job for _, job in waiting.values()):
                 while queue and idle:
@@ -202,11 +210,14 @@ class Driver:
                     sent = self._submit(idle[0], next_job)
                     if sent is not None:
                         waiting[sent] = (idle.popleft(), next_job)
+                        deadlines[sent] = time.monotonic() + self._patience(next_job)
                 ready, _ = ray.wait(list(waiting), num_returns=1, timeout=WAIT_SECONDS)
                 if not ready:
+                    self._stop_hung(waiting, deadlines)
                     continue
                 [ref] = ready
                 worker, job = waiting.pop(ref)
+                deadlines.pop(ref, None)
                 try:
                     answer = ray.get(ref)
                 except (RayActorError, ObjectLostError) as e:
@@ -301,15 +312,35 @@ class Driver:
             raise WorkerLost(f"{job.path}: {why}")
         self._finished(job)
 
+    def _patience(self, job: Job) -> float:
+        assert job.planned is not None
+        return HANG_ALLOWANCE + HANG_FACTOR * job.planned.info.duration
+
+    def _stop_hung(self, waiting: dict[ray.ObjectRef, tuple[Worker, Job | None]], deadlines: dict) -> None:
+        """Restart the workers of the passes past their deadline: each pass then ends as its worker's death."""
+        now = time.monotonic()
+        for ref, deadline in list(deadlines.items()):
+            if now > deadline:
+                worker, job = waiting[ref]
+                assert job is not None
+                del deadlines[ref]
+                job.hung = self._patience(job)
+                log.warning("%s: no answer from %s in %.0f s: restarting it", job.path, worker.where, job.hung)
+                ray.kill(worker.actor, no_restart=False)
+
     def _lost(self, job: Job, queue: deque[Job], error: Exception) -> None:
         job.attempts += 1
+        # Ray's message runs over several lines (the actor's ids, its pid, ...): the log has it whole.
+        why = f"no answer from its worker in {job.hung:.0f} s" if job.hung else "its worker died"
+        job.hung = 0.0
         if job.attempts < ATTEMPTS:
-            log.warning("%s: its worker died; trying again on another", job.path)
+            log.warning("%s: %s; trying again on another", job.path, why)
             queue.appendleft(job)
             return
         assert job.run is not None
+        last = str(error).strip().splitlines()[-1:] or [type(error).__name__]
         with job.run.reporting():
-            raise WorkerLost(f"{job.path}: its worker died {job.attempts} times while on it ({error})")
+            raise WorkerLost(f"{job.path}: {why}, {job.attempts} times ({last[0].strip()})")
         self._finished(job)
 
     def _unreadable(self, job: Job, error: RayError) -> None:
