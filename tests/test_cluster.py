@@ -636,3 +636,13 @@ def test_a_worker_that_hangs_is_stopped_its_file_reported_and_the_batch_goes_on(
         assert hung.status == "failed" and hung.error, hung
         assert "no answer from its worker in 8 s, 2 times" in hung.error and "\n" not in hung.error, hung.error
         assert done.status == "done" and done.worker and done.worker.startswith("worker 1 on ")
+
+
+def test_an_address_where_no_cluster_answers_is_refused_at_once(files, options, tmp_path):
+    """Ray itself tries an address that does not answer for minutes, writing warnings as it goes."""
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    refused = pytest.raises(InvalidInputError, match=rf"--ray {re.escape(address)}: no Ray cluster answers there")
+    with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store, refused:
+        in_time(lambda: run_on_ray(files[:1], store, options, address=address), 60)
+    assert time.monotonic() - started < 30

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -72,6 +73,7 @@ def connect(address: str) -> Iterator[Cluster]:
             runtime_env={"env_vars": {"PYTHONPATH": paths}},
         )
     else:
+        check_answers(address)
         try:
             ray.init(address=address, log_to_driver=False)
         except ConnectionError as e:
@@ -90,6 +92,17 @@ def connect(address: str) -> Iterator[Cluster]:
         )
     finally:
         ray.shutdown()  # the batch's workers go with it
+
+
+def check_answers(address: str, seconds: float = 10.0) -> None:
+    """Refuse at once an address HOST:PORT where nothing listens: Ray tries one for minutes, with warnings."""
+    host, _, port = address.rpartition(":")
+    if not (host and port.isdigit()):
+        return  # not HOST:PORT (auto, ray://...): Ray says what it makes of it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
+    except OSError as e:
+        raise InvalidInputError(f"--ray {address}: no Ray cluster answers there ({e.strerror or e})") from e
 
 
 def check_database(store: Store, cluster: Cluster) -> None:
