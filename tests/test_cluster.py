@@ -646,3 +646,20 @@ def test_an_address_where_no_cluster_answers_is_refused_at_once(files, options, 
     with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store, refused:
         in_time(lambda: run_on_ray(files[:1], store, options, address=address), 60)
     assert time.monotonic() - started < 30
+
+
+def test_a_cluster_that_refuses_the_driver_is_not_said_to_be_absent(files, options, tmp_path, monkeypatch):
+    """A Ray with token authentication (2.52 and later) takes the connection and refuses a driver without its
+    token: after 20 s, Ray's ConnectionError says only that it failed to connect."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+
+        def refusing(**kwargs: object) -> None:
+            raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+        monkeypatch.setattr(ray, "init", refusing)
+        refused = pytest.raises(InvalidInputError, match=r"refused this driver.*RAY_AUTH_TOKEN")
+        with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store, refused:
+            run_on_ray(files[:1], store, options, address=address)

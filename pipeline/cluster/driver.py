@@ -73,10 +73,16 @@ def connect(address: str) -> Iterator[Cluster]:
             runtime_env={"env_vars": {"PYTHONPATH": paths}},
         )
     else:
-        check_answers(address)
+        answers = check_answers(address)
         try:
             ray.init(address=address, log_to_driver=False)
         except ConnectionError as e:
+            if answers:  # something there took the connection: a Ray that would not have this driver
+                raise InvalidInputError(
+                    f"--ray {address}: the Ray cluster there refused this driver ({e}): a cluster with token "
+                    "authentication (Ray 2.52 and later) needs its token here, in ~/.ray/auth_token or "
+                    "RAY_AUTH_TOKEN; and the driver needs the cluster's Ray version"
+                ) from e
             raise InvalidInputError(f"--ray {address}: no Ray cluster answers there ({e})") from e
         except ValueError as e:  # Ray's word on an address it cannot use: "Invalid address format", ray:// ...
             raise InvalidInputError(f"--ray {address}: {e}") from e
@@ -94,15 +100,17 @@ def connect(address: str) -> Iterator[Cluster]:
         ray.shutdown()  # the batch's workers go with it
 
 
-def check_answers(address: str, seconds: float = 10.0) -> None:
-    """Refuse at once an address HOST:PORT where nothing listens: Ray tries one for minutes, with warnings."""
+def check_answers(address: str, seconds: float = 10.0) -> bool:
+    """Refuse at once an address HOST:PORT where nothing listens (Ray tries one for minutes, with warnings);
+    whether it was checked."""
     host, _, port = address.rpartition(":")
     if not (host and port.isdigit()):
-        return  # not HOST:PORT (auto, ray://...): Ray says what it makes of it
+        return False  # not HOST:PORT (auto, ray://...): Ray says what it makes of it
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
     except OSError as e:
         raise InvalidInputError(f"--ray {address}: no Ray cluster answers there ({e.strerror or e})") from e
+    return True
 
 
 def check_database(store: Store, cluster: Cluster) -> None:
