@@ -233,12 +233,13 @@ class Driver:
                         waiting[sent] = (idle.popleft(), next_job)
                         deadlines[sent] = time.monotonic() + self._patience(next_job)
                 ready, _ = ray.wait(list(waiting), num_returns=1, timeout=WAIT_SECONDS)
+                for answered in ready:
+                    deadlines.pop(answered, None)
+                self._stop_hung(waiting, deadlines)  # every turn: the other workers' answers may never stop
                 if not ready:
-                    self._stop_hung(waiting, deadlines)
                     continue
                 [ref] = ready
                 worker, job = waiting.pop(ref)
-                deadlines.pop(ref, None)
                 try:
                     answer = ray.get(ref)
                 except (RayActorError, ObjectLostError) as e:
