@@ -13,6 +13,7 @@ from pipeline.formats.qdpx import read_qdpx
 from pipeline.formats.readers import DESCRIPTION, read_limited, read_transcript, role_of_label
 from pipeline.process import tag_result
 from pipeline.records import (
+    IMPORTED,
     TRANSCRIPT_FORMAT,
     AudioInfo,
     Coding,
@@ -71,7 +72,7 @@ def import_file(
     for label in labels:
         name, role = given.get(label, (None, None))
         speakers.append(SpeakerRecord(label, name, role or role_of_label(label)))
-    transcript = Transcript(imported.language, 1.0, imported.segments, "import", imported.source_format)
+    transcript = Transcript(imported.language, 1.0, imported.segments, IMPORTED, imported.source_format)
     if any(s.words for s in transcript.segments):  # words with the recogniser's probabilities (ohp JSON)
         transcript = mark_doubt(transcript)
     result = RecordingResult(

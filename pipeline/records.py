@@ -109,6 +109,9 @@ class Segment:
         return self.id
 
 
+IMPORTED = "import"  # the engine of a transcript people made elsewhere (pipeline.imports)
+
+
 @dataclass
 class Transcript:
     """A recording's transcription: its segments and how they were made."""

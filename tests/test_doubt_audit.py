@@ -59,3 +59,16 @@ def test_a_correction_updates_the_warnings_as_it_does_the_share(store: Store):
     first = store.segments(rid)[0]
     store.correct_text(first.stored_id, "我们钦点，", "mei", first.version)
     assert store.recording(rid).doubtful == 0.0 and store.recording(rid).warnings == ()
+
+
+def test_an_imported_transcript_corrected_stays_unchecked_not_0_percent_doubtful(store: Store):
+    """An imported transcript has no recogniser's words: its share is empty (the doubt stage did not run). A
+    correction gave its segment a person's words, and the share became "0% doubtful", as if checked."""
+    segments = [Segment(i * 5.0, i * 5.0 + 4.0, t, t, "zh") for i, t in enumerate(["我们那时候", "住在乡下"])]
+    transcript = Transcript("zh", 1.0, segments, "import", "srt")  # as pipeline.imports makes it
+    rid = store.save_result(RecordingResult(INFO, transcript, stages={"transcribe": StageRun({}, "i", {})})).export
+    rid = rid.recording.id
+    assert store.recording(rid).doubtful is None
+    first = store.segments(rid)[0]
+    store.correct_text(first.stored_id, "我们那个时候", "mei", first.version)
+    assert store.recording(rid).doubtful is None

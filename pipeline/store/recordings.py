@@ -14,7 +14,16 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pipeline.errors import InvalidInputError, NotFoundError
-from pipeline.records import CONSENT_LEVELS, MAX_FIELD_CHARS, AudioInfo, RecordingRecord, Segment, StageRecord, Word
+from pipeline.records import (
+    CONSENT_LEVELS,
+    IMPORTED,
+    MAX_FIELD_CHARS,
+    AudioInfo,
+    RecordingRecord,
+    Segment,
+    StageRecord,
+    Word,
+)
 from pipeline.stages.doubt import doubtful_share, rewarn
 from pipeline.store.models import RecordingRow, SegmentRow, StageRow, WordRow, iso, now
 from pipeline.utils import as_date
@@ -66,7 +75,17 @@ def count_doubt(s: Session, recording_id: int) -> None:
     letters and digits, not a word's punctuation or spaces), so that the share the list shows is the one its
     warning names."""
     segments, row = _stored_words(s, recording_id), recording_row(s, recording_id)
-    row.doubtful = doubtful_share(segments)
+    # Unchecked, not "0% doubtful", where no recogniser wrote any of it: a person's words in a correction of an
+    # imported transcript without words are no check the doubt stage made. (An ohp JSON imported back keeps
+    # the recogniser's words; a transcribed recording stays checked however much people rewrote.)
+    recognised = s.scalar(
+        select(SegmentRow.id)
+        .outerjoin(WordRow, WordRow.segment_id == SegmentRow.id)
+        .where(SegmentRow.recording_id == recording_id)
+        .where((SegmentRow.engine != IMPORTED) | WordRow.corrected.is_(False))
+        .limit(1)
+    )
+    row.doubtful = doubtful_share(segments) if recognised is not None else None
     row.warnings = rewarn(list(row.warnings or ()), segments)
 
 
