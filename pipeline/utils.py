@@ -48,12 +48,14 @@ def inert(text: str) -> str:
 
 
 class UnreadableFileError(InvalidInputError):
-    """A file a user gave that cannot be read as one; `cause` says why, for the caller to put in its terms."""
+    """A file a user gave that cannot be read as one; `cause` says why, for the caller to put in its terms;
+    `line` (1-based) where it is one line's fault, else None."""
 
-    def __init__(self, path: Path, cause: str) -> None:
-        super().__init__(f"{path}: {cause}")
+    def __init__(self, path: Path, cause: str, line: int | None = None) -> None:
+        super().__init__(f"{path}{f', line {line}' if line else ''}: {cause}")
         self.path = path
         self.cause = cause
+        self.line = line
 
 
 def read_bounded(path: Path, limit: int, what: str) -> bytes:
@@ -80,6 +82,25 @@ def read_bounded(path: Path, limit: int, what: str) -> bytes:
     if len(data) > limit:
         raise UnreadableFileError(path, f"too big for {what}: more than {limit // 2**20} MB")
     return data
+
+
+def decode_text(path: Path, data: bytes) -> str:
+    """A user's text file's bytes as text (UTF-8, a BOM allowed), its line ends made "\n"; UnreadableFileError
+    at the line of a byte that is no UTF-8, or of a NUL (a binary file)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UnreadableFileError(
+            path,
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} cannot start a character); if it is GBK, Big5 or "
+            "Latin-1, convert it first, e.g. iconv -f GBK -t UTF-8",
+            line,
+        ) from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise UnreadableFileError(path, "not a text file (it has NUL bytes)", line)
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def package_folder(package: str, needed_for: str) -> Path:

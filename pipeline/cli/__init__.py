@@ -474,6 +474,8 @@ def export(
     if include_restricted:
         name = need_user(user, "exporting closed recordings")
         access.check_export_closed(store.user(name), name)
+    # Its token patterns checked only when redacting: the tagger then finds names; else its labels are all.
+    book = open_codebook(codebook, for_labels=not redact)
     redactor = None
     if redact:
         try:
@@ -484,7 +486,7 @@ def export(
             from pipeline.stages.tag import find_entities  # spaCy: only when redacting
 
             kinds = {kind.strip() for kind in redact.split(",") if kind.strip()}
-            redactor = Redactor(kinds, listed, partial(find_entities, codebook=open_codebook(codebook)))
+            redactor = Redactor(kinds, listed, partial(find_entities, codebook=book))
         except InvalidInputError as e:
             raise typer.BadParameter(str(e), param_hint="--redact") from None
     chosen = choose_recordings(store, recordings)
@@ -493,7 +495,7 @@ def export(
         chosen,
         tuple(f.value for f in formats or [ExportFormat.JSON]),
         out,
-        codebook=open_codebook(codebook, for_labels=True),
+        codebook=book,
         include_closed=include_restricted,
         redactor=redactor,
     )

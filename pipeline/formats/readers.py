@@ -25,7 +25,15 @@ from pathlib import Path
 
 from pipeline.errors import InvalidInputError
 from pipeline.records import CONSENT_LEVELS, MAX_FIELD_CHARS, SPEAKER_ROLES, Segment, Word
-from pipeline.utils import HAN_CHAR, HANGUL_CHAR, KANA_CHAR, UnreadableFileError, join_texts, read_bounded
+from pipeline.utils import (
+    HAN_CHAR,
+    HANGUL_CHAR,
+    KANA_CHAR,
+    UnreadableFileError,
+    decode_text,
+    join_texts,
+    read_bounded,
+)
 
 log = logging.getLogger(__name__)
 MAX_BYTES = 50 * 1024 * 1024
@@ -71,19 +79,9 @@ def _decode(path: Path, data: bytes) -> str:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise TranscriptFormatError(path, "the file is UTF-16; save it as UTF-8 and import it again")
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise TranscriptFormatError(
-            path,
-            f"not UTF-8 text (byte 0x{data[exc.start]:02x} cannot start a character); if it is GBK, Big5 or "
-            "Latin-1, convert it first, e.g. iconv -f GBK -t UTF-8",
-            line,
-        ) from None
-    if "\x00" in text:
-        line = text.count("\n", 0, text.index("\x00")) + 1
-        raise TranscriptFormatError(path, "not a text file (it has NUL bytes)", line)
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+        return decode_text(path, data)
+    except UnreadableFileError as exc:
+        raise TranscriptFormatError(path, exc.cause, exc.line) from None
 
 
 def read_limited(path: Path, what: str) -> bytes:

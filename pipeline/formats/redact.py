@@ -24,7 +24,7 @@ from urllib.parse import unquote
 from pipeline.errors import InvalidInputError
 from pipeline.records import AnnotationRecord, Entity, RecordingExport, Segment, SpeakerRecord, Word
 from pipeline.script import convert, to_simplified
-from pipeline.utils import CJK, CJK_LETTERS, is_wide, read_bounded
+from pipeline.utils import CJK, CJK_LETTERS, decode_text, is_wide, read_bounded
 
 KINDS = {"names": ("PERSON", "[NAME]"), "places": ("PLACE", "[PLACE]")}
 DEFAULT_LIST = Path("annotations/redact.txt")
@@ -74,14 +74,7 @@ class Redaction:
 def load_list(path: Path) -> dict[str, str]:
     """The project's names: {name: kind}. One per line; "place: X" marks a place; # starts a comment.
     InvalidInputError naming the file for one that is not such a list's text."""
-    data = read_bounded(path, MAX_LIST_BYTES, "a list of names")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        number = data.count(b"\n", 0, e.start) + 1
-        raise InvalidInputError(f"{path}, line {number}: not UTF-8 text (byte 0x{data[e.start]:02x})") from None
-    if "\x00" in text:
-        raise InvalidInputError(f"{path}: not a text file (it has NUL bytes)")
+    text = decode_text(path, read_bounded(path, MAX_LIST_BYTES, "a list of names"))
     found: dict[str, str] = {}
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()

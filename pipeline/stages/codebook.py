@@ -18,7 +18,7 @@ import yaml
 
 from pipeline.errors import InvalidInputError
 from pipeline.script import to_simplified
-from pipeline.utils import UnreadableFileError, read_bounded
+from pipeline.utils import UnreadableFileError, decode_text, read_bounded
 
 DEFAULT_CODEBOOK = Path(__file__).with_name("codebook.yaml")  # package data: an installed ohp has it too
 # The tagger's learned model that ships with ohp, learned with the default codebook (pipeline.stages.learned).
@@ -168,21 +168,12 @@ def validate_codebook(path: Path | str = DEFAULT_CODEBOOK) -> list[CodebookProbl
 def _read(path: Path) -> str:
     """The codebook's text; CodebookError for a file that is no text (at the line of a bad byte). A missing
     file raises FileNotFoundError: the caller says there is no codebook."""
-
-    def refused(line: int, why: str) -> CodebookError:
-        return CodebookError(path, [CodebookProblem(line, why)])
-
     if not path.exists():
         raise FileNotFoundError(path)
     try:
-        data = read_bounded(path, MAX_FILE_BYTES, "a codebook")
+        return decode_text(path, read_bounded(path, MAX_FILE_BYTES, "a codebook"))
     except UnreadableFileError as e:
-        raise refused(1, e.cause) from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise refused(line, f"not UTF-8 text (byte 0x{data[e.start]:02x}); save it as UTF-8") from None
+        raise CodebookError(path, [CodebookProblem(e.line or 1, e.cause)]) from None
 
 
 def _line(node: yaml.Node) -> int:
