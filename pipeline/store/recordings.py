@@ -55,18 +55,30 @@ def _recording(row: RecordingRow) -> RecordingRecord:
     )
 
 
-def _stored_words(s: Session, recording_id: int) -> list[Segment]:
+def _stored_words(s: Session, recording_id: int) -> tuple[list[Segment], bool]:
     """A recording's words as far as their doubt goes (no times), in two segments: those nobody corrected
-    (version 1) and the others. One query without ORDER BY: all a recount needs, for every correction."""
+    (version 1) and the others; and whether a recogniser wrote any of it (a segment not imported, or a word
+    that is not a person's: an ohp JSON imported back keeps the recogniser's words). One query without ORDER
+    BY: all a recount needs, for every correction."""
     rows = s.execute(  # the session's: it flushes what is pending first (a revert's new version)
-        select(SegmentRow.version, WordRow.text, WordRow.probability, WordRow.doubtful)
-        .join(SegmentRow, WordRow.segment_id == SegmentRow.id)
+        select(
+            SegmentRow.version,
+            SegmentRow.engine,
+            WordRow.text,
+            WordRow.probability,
+            WordRow.doubtful,
+            WordRow.corrected,
+        )
+        .outerjoin(WordRow, WordRow.segment_id == SegmentRow.id)
         .where(SegmentRow.recording_id == recording_id)
     )
     segments = [Segment(0.0, 0.0, "", "", "", version=version) for version in (1, 2)]
-    for version, text, probability, doubtful in rows:
-        segments[version > 1].words.append(Word(0.0, 0.0, text, probability, doubtful=doubtful))
-    return segments
+    recognised = False
+    for version, engine, text, probability, doubtful, corrected in rows:
+        recognised = recognised or engine != IMPORTED or corrected is False
+        if text is not None:  # a segment without words (an imported transcript's)
+            segments[version > 1].words.append(Word(0.0, 0.0, text, probability, doubtful=doubtful))
+    return segments, recognised
 
 
 def count_doubt(s: Session, recording_id: int) -> None:
@@ -74,18 +86,10 @@ def count_doubt(s: Session, recording_id: int) -> None:
     after they are saved or a person corrected some. Counted as the doubt stage counts it (doubtful_share:
     letters and digits, not a word's punctuation or spaces), so that the share the list shows is the one its
     warning names."""
-    segments, row = _stored_words(s, recording_id), recording_row(s, recording_id)
+    (segments, recognised), row = _stored_words(s, recording_id), recording_row(s, recording_id)
     # Unchecked, not "0% doubtful", where no recogniser wrote any of it: a person's words in a correction of an
-    # imported transcript without words are no check the doubt stage made. (An ohp JSON imported back keeps
-    # the recogniser's words; a transcribed recording stays checked however much people rewrote.)
-    recognised = s.scalar(
-        select(SegmentRow.id)
-        .outerjoin(WordRow, WordRow.segment_id == SegmentRow.id)
-        .where(SegmentRow.recording_id == recording_id)
-        .where((SegmentRow.engine != IMPORTED) | WordRow.corrected.is_(False))
-        .limit(1)
-    )
-    row.doubtful = doubtful_share(segments) if recognised is not None else None
+    # imported transcript without words are no check the doubt stage made.
+    row.doubtful = doubtful_share(segments) if recognised else None
     row.warnings = rewarn(list(row.warnings or ()), segments)
 
 
