@@ -155,11 +155,11 @@ class CarryPlan:
 
 
 def carry_corrections(old: Sequence[Segment], new: Sequence[Segment]) -> list[CarriedCorrection]:
-    """Each corrected old segment (version > 1) to the new segment that overlaps it most, when most of both
+    """Each corrected old segment (its text a person's) to the new segment that overlaps it most, when most of both
     overlap; else dropped (its text stays in the history)."""
     carried = []
     for segment in old:
-        if segment.version <= 1:
+        if not segment.corrected:
             continue
         shared = [overlap(segment.start, segment.end, n.start, n.end) for n in new]
         best = max(range(len(new)), key=shared.__getitem__, default=None)

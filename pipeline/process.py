@@ -348,7 +348,9 @@ def _transcribe(
         if correction.target is not None:
             new, text = transcript.segments[correction.target], correction.old.text
             words = realign(new.words, text, new.start, new.end)
-            transcript.segments[correction.target] = replace(new, text=text, version=correction.version, words=words)
+            transcript.segments[correction.target] = replace(
+                new, text=text, version=correction.version, corrected=True, words=words
+            )
     transcript = mark_doubt(transcript, second=second)
     transcript.warnings = warnings
     # The decoded length is the truth when a container misstates it (truncated files).
@@ -405,7 +407,7 @@ def _find_speakers(
             replace(part, confidence=confidence(part))  # a part's own words' confidence
             for s in before
             for part in (
-                [replace(s, speaker=speaker_at(s.start, s.end, turns))] if s.version > 1 else split_segment(s, turns)
+                [replace(s, speaker=speaker_at(s.start, s.end, turns))] if s.corrected else split_segment(s, turns)
             )
         ]
         roles = label_roles(segments, turns)

@@ -97,7 +97,8 @@ class Segment:
     compression_ratio: float | None = None
     speaker: str | None = None
     id: int | None = None  # the store's id, once stored
-    version: int = 1  # bumped by every correction of its text: above 1, a person corrected it
+    version: int = 1  # bumped by every change of its text (a correction, a revert): concurrent edits are detected
+    corrected: bool = False  # its text is a person's (a revert to the recogniser's version makes it false again)
     confidence: float | None = None  # 0..1, from the doubt stage; None when nothing said how sure it is
     marks: tuple[str, ...] = ()  # DecodeMarks, set while transcribing (not stored)
 

@@ -23,9 +23,15 @@ from pipeline.records import (
 
 
 def seg(
-    start: float, end: float, text: str, id_: int | None = None, speaker: str | None = None, version: int = 1
+    start: float,
+    end: float,
+    text: str,
+    id_: int | None = None,
+    speaker: str | None = None,
+    version: int = 1,
+    corrected: bool = False,
 ) -> Segment:
-    return Segment(start, end, text, text, "zh", speaker=speaker, id=id_, version=version)
+    return Segment(start, end, text, text, "zh", speaker=speaker, id=id_, version=version, corrected=corrected)
 
 
 def decided(
@@ -100,9 +106,9 @@ def test_a_decision_goes_to_the_nearest_segment_when_none_overlaps():
 
 def test_a_correction_is_kept_where_the_same_audio_is_and_dropped_where_it_is_not():
     old = [
-        seg(5.0, 9.0, "在老家，跟爷爷奶奶一起住。", 2, version=3),
-        seg(30.0, 40.0, "corrected but gone", 5, version=2),
-        OLD[2],
+        seg(5.0, 9.0, "在老家，跟爷爷奶奶一起住。", 2, version=3, corrected=True),
+        seg(30.0, 40.0, "corrected but gone", 5, version=2, corrected=True),
+        seg(10.0, 14.0, "工资是计件的，一个月三千块。", 3, version=3),  # corrected, then reverted to the recogniser's
     ]
     plan = plan_carry(old, [], [], NEW)
     kept, dropped = plan.corrections
@@ -116,17 +122,18 @@ def test_a_correction_is_kept_where_the_same_audio_is_and_dropped_where_it_is_no
         NEW[0].text,
         "在老家，跟爷爷奶奶一起住。",
         NEW[2].text,
-    ]  # an uncorrected segment is not carried
+    ]  # an uncorrected segment is not carried, nor one reverted to the recogniser's text
 
 
 def test_a_correction_needs_most_of_both_segments_to_overlap():
     # The new segment covers the old one's audio, but is mostly something else: the correction is dropped.
-    plan = plan_carry([seg(5.0, 7.0, "corrected", 2, version=2)], [], [], [seg(5.0, 12.0, "much longer", 12)])
+    old = [seg(5.0, 7.0, "corrected", 2, version=2, corrected=True)]
+    plan = plan_carry(old, [], [], [seg(5.0, 12.0, "much longer", 12)])
     assert [c.action for c in plan.corrections] == ["dropped"]
 
 
 def test_decisions_are_reanchored_on_the_corrected_text():
-    old = [seg(5.0, 9.0, "在老家，跟爷爷奶奶一起住。", 2, version=2)]
+    old = [seg(5.0, 9.0, "在老家，跟爷爷奶奶一起住。", 2, version=2, corrected=True)]
     plan = plan_carry(old, [decided(1, 2, "left_behind_children", [(5, 9)])], [], [seg(5.2, 9.1, "在老家跟爷奶住", 12)])
     [moved] = plan.annotations
     assert moved.evidence == ((5, 9),)  # on 爷爷奶奶 in the corrected text the segment keeps

@@ -109,7 +109,7 @@ def test_words_a_second_decode_wrote_differently_are_more_doubtful():
 
 
 def test_a_segment_a_person_corrected_is_never_doubtful():
-    corrected = mark_segment(segment([("owed", 0.05), ("清", 0.2)], "zh", version=2), "zh")
+    corrected = mark_segment(segment([("owed", 0.05), ("清", 0.2)], "zh", version=2, corrected=True), "zh")
     assert not any(w.doubtful for w in corrected.words)
     assert corrected.confidence == 1.0
 

@@ -172,7 +172,7 @@ def _doubtful_words(
 def confidence(segment: Segment) -> float | None:
     """How sure the recogniser was of the segment: its words' probabilities averaged by characters, less the
     share of characters in doubtful words; 1 for text a person corrected, None without words."""
-    if segment.version > 1:
+    if segment.corrected:
         return 1.0
     weights = [max(characters(w.text), 1) for w in segment.words]
     if not weights:
@@ -198,8 +198,7 @@ def mark_segment(
     segment: Segment, language: str | None, rule: DoubtRule = DoubtRule(), disputes: list[float] | None = None
 ) -> Segment:
     """The segment with its words' doubt and its confidence; a person's correction clears the doubt."""
-    corrected = segment.version > 1
-    marks = [False] * len(segment.words) if corrected else _doubtful_words(segment, language, rule, disputes)
+    marks = [False] * len(segment.words) if segment.corrected else _doubtful_words(segment, language, rule, disputes)
     words = [replace(w, doubtful=m) for w, m in zip(segment.words, marks, strict=True)]
     marked = replace(segment, words=words)
     return replace(marked, confidence=confidence(marked))
@@ -215,7 +214,7 @@ def text_warnings(segments: list[Segment], rule: WarningRule = WarningRule()) ->
     """The warnings about the segments' text: the recogniser's mean word probability (where no person
     corrected it) and the share of doubtful text."""
     warnings = []
-    words = [w for s in segments if s.version == 1 for w in s.words]
+    words = [w for s in segments if not s.corrected for w in s.words]
     weights = [characters(w.text) for w in words]
     if sum(weights):
         mean = sum(w.probability * n for w, n in zip(words, weights, strict=True)) / sum(weights)

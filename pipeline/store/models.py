@@ -159,8 +159,10 @@ class SegmentRow(Base):
     compression_ratio: Mapped[float | None] = mapped_column(Float)
     engine: Mapped[str] = mapped_column(Bounded(64))
     model: Mapped[str] = mapped_column(Text)
-    # web: bumped by every text correction, so two people editing one segment are detected
+    # web: bumped by every change of its text, so two people editing one segment are detected
     version: Mapped[int] = mapped_column(default=1, server_default="1")
+    # Its text is a person's (migration 0014): a correction sets it, a revert to the recogniser's text clears it.
+    corrected: Mapped[bool] = mapped_column(default=False, server_default=false())
     confidence: Mapped[float | None] = mapped_column(Float)  # the doubt stage's
     # Which speaker turn of its recording it is in (1, 2, ...; transcripts.turn_numbers): set when the segments
     # are saved, the only time their speakers, starts or order change, so the report counts turns by GROUP BY.

@@ -56,13 +56,13 @@ def _recording(row: RecordingRow) -> RecordingRecord:
 
 
 def _stored_words(s: Session, recording_id: int) -> tuple[list[Segment], bool]:
-    """A recording's words as far as their doubt goes (no times), in two segments: those nobody corrected
-    (version 1) and the others; and whether a recogniser wrote any of it (a segment not imported, or a word
-    that is not a person's: an ohp JSON imported back keeps the recogniser's words). One query without ORDER
-    BY: all a recount needs, for every correction."""
-    rows = s.execute(  # the session's: it flushes what is pending first (a revert's new version)
+    """A recording's words as far as their doubt goes (no times), in two segments: those of the recogniser's
+    text and those of a person's (Segment.corrected); and whether a recogniser wrote any of it (a segment not
+    imported, or a word that is not a person's: an ohp JSON imported back keeps the recogniser's words). One
+    query without ORDER BY: all a recount needs, for every correction."""
+    rows = s.execute(  # the session's: it flushes what is pending first (what a revert set on the segment)
         select(
-            SegmentRow.version,
+            SegmentRow.corrected,
             SegmentRow.engine,
             WordRow.text,
             WordRow.probability,
@@ -72,12 +72,12 @@ def _stored_words(s: Session, recording_id: int) -> tuple[list[Segment], bool]:
         .outerjoin(WordRow, WordRow.segment_id == SegmentRow.id)
         .where(SegmentRow.recording_id == recording_id)
     )
-    segments = [Segment(0.0, 0.0, "", "", "", version=version) for version in (1, 2)]
+    segments = [Segment(0.0, 0.0, "", "", "", corrected=corrected) for corrected in (False, True)]
     recognised = False
-    for version, engine, text, probability, doubtful, corrected in rows:
+    for person_text, engine, text, probability, doubtful, corrected in rows:
         recognised = recognised or engine != IMPORTED or corrected is False
         if text is not None:  # a segment without words (an imported transcript's)
-            segments[version > 1].words.append(Word(0.0, 0.0, text, probability, doubtful=doubtful))
+            segments[person_text].words.append(Word(0.0, 0.0, text, probability, doubtful=doubtful))
     return segments, recognised
 
 

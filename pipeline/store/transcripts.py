@@ -90,6 +90,7 @@ def _segments(s: Session, recording_id: int, *order: Any) -> list[Segment]:
             speaker=r.speaker,
             id=r.id,
             version=r.version,
+            corrected=r.corrected,
             confidence=r.confidence,
         )
         for r in seg_rows
@@ -109,8 +110,9 @@ def count_segments(s: Session) -> int:
 def correct_text(s: Session, segment_id: int, text_: str, user: str, version: int) -> tuple[Segment, int]:
     """A person's correction of a segment's text, based on `version` of it; the segment and its version
     now. Times and themes stay (evidence is re-anchored on its words), the earlier text goes into the
-    history, the index follows. ConflictError, carrying the current text and version, if someone changed
-    it since. The text it has already changes nothing: no new version, nothing in the history."""
+    history with its words (_text_state: what a revert puts back), the index follows. ConflictError, carrying
+    the current text and version, if someone changed it since. The text it has already changes nothing: no
+    new version, nothing in the history."""
     row = s.get(SegmentRow, segment_id)
     if row is None:
         raise NotFoundError(f"no segment with id {segment_id}")
@@ -127,7 +129,9 @@ def correct_text(s: Session, segment_id: int, text_: str, user: str, version: in
     s.refresh(row)
     if not done:
         raise ConflictError(f"segment {segment_id} was changed since version {version}", _segment_state(s, row))
-    before, after = {"text": old_text, "version": version}, {"text": text_, "version": version + 1}
+    # The update holds the row: its words, confidence and who wrote it are still those of this version.
+    before = {**_text_state(s, row), "text": old_text, "version": version}
+    row.corrected = True
     _after_correction(s, row, old_text)
     s.add(
         HistoryRow(
@@ -136,7 +140,7 @@ def correct_text(s: Session, segment_id: int, text_: str, user: str, version: in
             action="corrected",
             changed_by=user,
             before=before,
-            after=after,
+            after={"text": text_, "version": version + 1},
         )
     )
     return _segment(row), version + 1
@@ -155,15 +159,19 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
             raise ConflictError(
                 "the text was changed again since: revert the later change first", row and _segment_state(s, row)
             )
-        old_text, row.version = row.text, row.version + 1
-        row.text = before["text"]
-        _after_correction(s, row, old_text)
+        state = _text_state(s, row)
+        row.text, row.version = before["text"], row.version + 1
+        if "words" in before:
+            _restore_text(s, row, state["text"], before)
+        else:  # a change the history kept no words of (made before it kept them): the text is a person's now
+            row.corrected = True
+            _after_correction(s, row, state["text"])
         undo = HistoryRow(
             recording_id=row.recording_id,
             segment_id=row.id,
             action="reverted",
             changed_by=user,
-            before={"text": old_text, "version": row.version - 1},
+            before=state,  # with its words: the revert can be reverted in turn
             after={"text": row.text, "version": row.version, "reverts": change.id},
         )
     elif change.annotation_id is not None and before.get("status") in ANNOTATION_STATUSES:
@@ -211,6 +219,7 @@ def _segment(row: SegmentRow) -> Segment:
         speaker=row.speaker,
         id=row.id,
         version=row.version,
+        corrected=row.corrected,
         confidence=row.confidence,
     )
 
@@ -232,19 +241,52 @@ def _segment_state(s: Session, row: SegmentRow) -> dict[str, Any]:
     }
 
 
+def _text_state(s: Session, row: SegmentRow) -> dict[str, Any]:
+    """What the history keeps of a segment's text before a correction or a revert changes it: the text and its
+    version, whether a person wrote it, the segment's confidence and its words as they were (the recogniser's
+    times, probabilities and doubt, or a person's), so that a revert puts back exactly what was there."""
+    return {
+        "text": row.text,
+        "version": row.version,
+        "corrected": row.corrected,
+        "confidence": row.confidence,
+        "words": [asdict(w) for w in _words_of(s, row.id)],
+    }
+
+
+def _words_of(s: Session, segment_id: int) -> list[Word]:
+    return [
+        Word(r.start, r.end, r.text, r.probability, doubtful=r.doubtful, corrected=r.corrected)
+        for r in s.scalars(select(WordRow).where(WordRow.segment_id == segment_id).order_by(WordRow.idx))
+    ]
+
+
+def _reanchor_themes(s: Session, row: SegmentRow, old_text: str) -> None:
+    for annotation in s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == row.id)):
+        annotation.evidence = [list(span) for span in reanchor(annotation.evidence, old_text, row.text)]
+
+
 def _after_correction(s: Session, row: SegmentRow, old_text: str) -> None:
     """Keep a corrected segment's themes on their words, its words on its new text (pipeline.realign) and its
     index entry on its new text (the engine's original no longer matches it, so only the text is indexed); a
     person read it, so it is not doubtful any more."""
-    for annotation in s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == row.id)):
-        annotation.evidence = [list(span) for span in reanchor(annotation.evidence, old_text, row.text)]
-    words = [
-        Word(r.start, r.end, r.text, r.probability, doubtful=r.doubtful, corrected=r.corrected)
-        for r in s.scalars(select(WordRow).where(WordRow.segment_id == row.id).order_by(WordRow.idx))
-    ]
-    _realign_words(s, replace(_segment(row), words=words))
+    _reanchor_themes(s, row, old_text)
+    _realign_words(s, replace(_segment(row), words=_words_of(s, row.id)))
     index_rows(s.connection(), [(row.id, row.text, row.text)])
     _clear_doubt(s, row.id)
+    count_doubt(s, row.recording_id)
+
+
+def _restore_text(s: Session, row: SegmentRow, old_text: str, state: dict[str, Any]) -> None:
+    """Put back what the history kept of a segment's text (_text_state) under its text, reverted to it: its
+    words, confidence and whether a person wrote it; the recogniser's text is doubtful again where it was, and
+    indexed with the engine's original beside it, as when it was saved."""
+    _reanchor_themes(s, row, old_text)
+    s.execute(delete(WordRow).where(WordRow.segment_id == row.id), execution_options=_NO_SYNC)
+    if state["words"]:
+        s.execute(insert(WordRow.__table__), _word_rows(row.id, [Word(**word) for word in state["words"]]))
+    row.corrected, row.confidence = state["corrected"], state["confidence"]
+    index_rows(s.connection(), [(row.id, row.text, row.text if row.corrected else row.original_text)])
     count_doubt(s, row.recording_id)
 
 
@@ -289,7 +331,17 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     segments. Returns the segments as stored (with their ids), in the transcript's order."""
     # Plain rows, not ORM objects: nothing of the deleted rows stays in the session.
     old = [
-        Segment(r.start, r.end, r.text, r.original_text, r.language, speaker=r.speaker, id=r.id, version=r.version)
+        Segment(
+            r.start,
+            r.end,
+            r.text,
+            r.original_text,
+            r.language,
+            speaker=r.speaker,
+            id=r.id,
+            version=r.version,
+            corrected=r.corrected,
+        )
         for r in s.execute(select(SegmentRow.__table__).where(SegmentRow.recording_id == recording_id))
     ]
     decided = [
@@ -330,14 +382,14 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     for correction in plan.corrections:
         if correction.target is not None:
             text_, version = correction.old.text, correction.version
-            target = replace(segments[correction.target], text=text_, version=version)
+            target = replace(segments[correction.target], text=text_, version=version, corrected=True)
             target = replace(target, words=_realign_words(s, target))
             # A person's text: none of it doubtful (mark_segment clears a corrected segment's doubt).
             segments[correction.target] = mark_segment(target, target.language)
             s.execute(
                 update(SegmentRow.__table__)
                 .where(SegmentRow.id == correction.segment_id)
-                .values(text=text_, version=version)
+                .values(text=text_, version=version, corrected=True)
             )
             # The engine's original no longer matches the corrected text: only the text is indexed.
             index_rows(s.connection(), [(target.stored_id, text_, text_)])
@@ -406,6 +458,7 @@ def _insert_segments(s: Session, recording_id: int, transcript: Transcript) -> l
             engine=transcript.engine,
             model=transcript.model,
             version=seg.version,
+            corrected=seg.corrected,
             confidence=seg.confidence,
             turn=turns[i],
         )
