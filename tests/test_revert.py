@@ -45,9 +45,10 @@ def test_reverting_to_the_recognisers_version_brings_its_words_and_doubt_back(st
     recognised, recording = store.segments(rid)[2], store.recording(rid)
     assert any(w.doubtful for w in recognised.words) and recording.warnings == ("much doubtful text (50%)",)
     store.correct_text(recognised.stored_id, "东莞青州，宿舍。", "mei", recognised.version)
-    assert store.recording(rid).warnings == ()
+    assert store.recording(rid).warnings == () and [w.text for w in store.corrected_words()] == ["青州，"]
     (correction,) = store.history(segment_id=recognised.stored_id)
     store.revert(correction.id, "ann")
+    assert store.corrected_words() == []  # nothing a person wrote left to suggest for the vocabulary
     reverted = store.segments(rid)[2]
     assert (reverted.text, reverted.version) == (recognised.text, recognised.version + 2)
     assert reverted.words == recognised.words  # times, probabilities, doubtful marks; none of them a person's
