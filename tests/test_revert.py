@@ -7,17 +7,21 @@ OHP_TEST_POSTGRES_URL is set."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
+import pytest
 from alembic import command
 from sqlalchemy import JSON, bindparam, create_engine, text
 from typer.testing import CliRunner
 
 from pipeline.cli import app as cli
 from pipeline.config import Config
+from pipeline.errors import ConflictError
 from pipeline.formats.export import gather, to_json
 from pipeline.records import RecordingResult, StageRun, Transcript
 from pipeline.stages.doubt import mark_doubt
-from pipeline.store import Store, alembic_config
+from pipeline.store import Store, alembic_config, transcripts
 from pipeline.web import create_app
 
 from test_doubt_audit import INFO, poor_result, zh_segment
@@ -174,3 +178,32 @@ def test_a_correction_the_history_kept_no_words_of_reverts_to_a_persons_text(sto
     reverted = store.segments(rid)[2]
     assert reverted.text == recognised.text and reverted.corrected and reverted.confidence == 1.0
     assert not any(w.doubtful for w in reverted.words)
+
+
+def test_two_reverts_of_one_change_at_once_are_one_revert_and_one_conflict(store: Store, db_url):
+    """A revert compares the segment's text with the change's in Python: two reverts of one correction at the
+    same moment must not both pass that check (on PostgreSQL, read committed, each would see the text before the
+    other's commit). The store's one writer at a time (the advisory lock) makes the second read after the first."""
+    rid = store.save_result(poor_result()).export.recording.id
+    last = store.segments(rid)[2]
+    store.correct_text(last.stored_id, "东莞青州，宿舍。", "mei", last.version)
+    (correction,) = store.history(segment_id=last.stored_id)
+    first_holds_it, second_started = threading.Event(), threading.Event()
+
+    def revert_and_wait() -> None:
+        with store._session(write=True) as s:
+            transcripts.revert(s, correction.id, "ann")
+            first_holds_it.set()
+            second_started.wait(10)
+            time.sleep(0.5)  # the second revert is waiting on this one: it must then see the text it left
+
+    first = threading.Thread(target=revert_and_wait)
+    first.start()
+    assert first_holds_it.wait(10)
+    with Store(db_url) as other:
+        second_started.set()
+        with pytest.raises(ConflictError):
+            other.revert(correction.id, "jun")
+    first.join()
+    assert [h.action for h in store.history(segment_id=last.stored_id)].count("reverted") == 1
+    assert store.segments(rid)[2].version == last.version + 2
