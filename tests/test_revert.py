@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app as cli
 from pipeline.config import Config
-from pipeline.errors import ConflictError
+from pipeline.errors import ConflictError, InvalidInputError
 from pipeline.formats.export import gather, to_json
 from pipeline.records import RecordingResult, StageRun, Transcript
 from pipeline.stages.doubt import mark_doubt
@@ -207,3 +207,23 @@ def test_two_reverts_of_one_change_at_once_are_one_revert_and_one_conflict(store
     first.join()
     assert [h.action for h in store.history(segment_id=last.stored_id)].count("reverted") == 1
     assert store.segments(rid)[2].version == last.version + 2
+
+
+def test_a_carried_correction_is_not_a_change_to_revert(store: Store):
+    """A re-transcription's carry-over keeps the person's text as it was (before and after the same): reverting
+    it raised the version, wrote a 'reverted' entry and changed nothing."""
+    rid = store.save_result(poor_result()).export.recording.id
+    last = store.segments(rid)[2]
+    store.correct_text(last.stored_id, "东莞青州，宿舍。", "mei", last.version)
+    heard = zh_segment(10.0, [("东莞", 0.99), ("秦州，", 0.9), ("宿舍。", 0.9)])
+    transcript = mark_doubt(
+        Transcript("zh", 0.99, [*poor_result().transcript.segments[:2], heard], "faster-whisper", "base")
+    )
+    store.save_result(RecordingResult(INFO, transcript, stages={"transcribe": StageRun({}, "t2", {})}))
+    (carried,) = [c for c in store.history(recording_id=rid) if c.action == "carried"]
+    before = store.segments(rid)[2]
+    with pytest.raises(InvalidInputError, match="'carried' cannot be reverted"):
+        store.revert(carried.id, "ann")
+    after = store.segments(rid)[2]
+    assert (after.text, after.version, after.corrected) == (before.text, before.version, True)
+    assert [c.action for c in store.history(recording_id=rid)].count("reverted") == 0

@@ -153,7 +153,8 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
     if change is None:
         raise NotFoundError(f"no change with id {history_id}")
     before, after = change.before or {}, change.after or {}
-    if "text" in before and change.segment_id is not None:
+    # A carry-over or a drop by a re-transcription is ohp's move, not a change of the text: nothing to undo.
+    if change.action in ("corrected", "reverted") and "text" in before and change.segment_id is not None:
         row = s.get(SegmentRow, change.segment_id)
         if row is None or row.text != after.get("text"):
             raise ConflictError(
