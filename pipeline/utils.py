@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -29,22 +30,45 @@ CJK = re.compile(f"[{CJK_LETTERS}{CJK_MARKS}]")
 NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
-# Characters that act on a terminal rather than show: C0 controls but tab and newline (ESC starts sequences
-# that clear the screen, move the cursor, recolour or make a hidden link, OSC 8), DEL, C1 controls, and the
-# bidi controls that reorder what is read (U+202E). `inert` shows each as one visible character: C0 as its
-# control picture (␛ for ESC), the others as U+FFFD; one for one, so lengths and spans into the text hold.
-_INERT = {
-    **{c: 0x2400 + c for c in range(0x20) if chr(c) not in "\t\n"},
-    0x7F: 0x2421,
-    **dict.fromkeys(range(0x80, 0xA0), 0xFFFD),
-    **dict.fromkeys([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)], 0xFFFD),
-}
+# Characters that act on a terminal rather than show, or hide what the text says: C0 controls but tab and newline
+# (ESC starts sequences that clear the screen, move the cursor, recolour or make a hidden link, OSC 8), DEL, C1
+# controls (CSI, U+009B, starts the same sequences on a terminal that takes 8-bit controls), the bidi controls that
+# reorder what is read (U+202E), and the invisible ones that make two texts look the same (zero-width space, word
+# joiner, invisible operators, BOM, interlinear annotation marks, tag characters). ZWJ and ZWNJ stay: emoji and
+# Persian need them.
+DISGUISING = (
+    *(c for c in range(0x20) if chr(c) not in "\t\n"),
+    0x7F,
+    *range(0x80, 0xA0),
+    0x061C,
+    0x200B,
+    0x200E,
+    0x200F,
+    *range(0x202A, 0x202F),
+    *range(0x2060, 0x2070),
+    0xFEFF,
+    *range(0xFFF9, 0xFFFC),
+    *range(0xE0000, 0xE0080),
+)
+# `inert` shows each as one visible character: C0 as its control picture (␛ for ESC), DEL as ␡, the others as
+# U+FFFD; one for one, so lengths and spans into the text hold.
+_INERT = {c: 0x2400 + c if c < 0x20 else 0x2421 if c == 0x7F else 0xFFFD for c in DISGUISING}
+# JSON's escapes of them (a surrogate pair past U+FFFF), for `terminal_json`.
+_JSON_ESCAPES = {c: json.dumps(chr(c))[1:-1] for c in DISGUISING}
 
 
 def inert(text: str) -> str:
-    """The text with every character that would act on a terminal replaced by one that shows (for what
-    ohp writes to a terminal: the CLI's console and the log on standard error)."""
+    """The text with every character that would act on a terminal or disguise the text replaced by one that shows
+    (for what ohp writes to a terminal: the CLI's console and the log on standard error)."""
     return text.translate(_INERT)
+
+
+def terminal_json(value: object, indent: int | None = None) -> str:
+    """The value as JSON for standard output: text as written, not ASCII escapes, but with each character `inert`
+    changes written as its \\uXXXX escape, so the JSON still reads back to the same strings."""
+    # Outside its strings JSON is ASCII punctuation, digits, spaces and newlines, none of them escaped here; inside,
+    # json.dumps has escaped C0 and backslashes already: an escape goes only where a character stood in a string.
+    return json.dumps(value, ensure_ascii=False, indent=indent).translate(_JSON_ESCAPES)
 
 
 class UnreadableFileError(InvalidInputError):

@@ -6,6 +6,7 @@ reaches the terminal (ESC clears the screen, recolours, or hides a link, OSC 8; 
 from __future__ import annotations
 
 import io
+import json
 import wave
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pipeline.cli.output import Terminal
 from pipeline.formats.readers import MAX_TEXT_CHARS
 from pipeline.records import (
     AudioInfo,
+    Entity,
     RecordingResult,
     SearchFilters,
     Segment,
@@ -217,3 +219,53 @@ def test_a_snippet_looks_words_up_not_every_word_against_every_query_word(query,
     monkeypatch.setattr(textindex, "_matches", lambda term, token: compared.append(token) or False)
     snippet = highlight(LONG, parse_query(query))
     assert compared == [] and snippet.spans == []
+
+
+# ------------------------------------------------------------------------------------ --json
+
+# What reorders, hides or acts on what a terminal shows: bidi embeddings, overrides, isolates and marks, C0 and C1
+# controls (\x9b is CSI on a terminal that takes 8-bit controls), DEL, zero-width and invisible tag characters.
+DISGUISING = "\u202a\u202e\u2066\u2069\u200f\u061c\x1b\x9b\x7f\u200b\u2060\ufeff\U000e0041"
+HOSTILE_TEXT = "我们工资\u202e被拖欠\u2066了\u2069三个月\x9b2J\x7f\u200b\U000e0041"
+HOSTILE_NAME = "王\u202e梅\x1b[2J"
+
+
+def assert_json_escapes_disguising_characters(output: str) -> None:
+    assert not [c for c in DISGUISING if c in output], output
+    assert "\\u202e" in output, output
+
+
+def test_search_json_escapes_what_disguises_text_and_reads_back_as_written(store, db_url):
+    segments = [Segment(0.0, 2.0, HOSTILE_TEXT, HOSTILE_TEXT, "zh", speaker="S1")]
+    info = AudioInfo(Path("/audio/li\u202eyrots.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 2.0)
+    rid = save_transcription(store, info, Transcript("zh", 1.0, segments, "faster-whisper", "base"), {}, "k", {})
+    save_speakers(store, rid, [SpeakerRecord("S1", HOSTILE_NAME, "interviewee")], {}, "k", {})
+    result = invoke("search", "工资", "--json", "--db", db_url)
+    assert result.exit_code == 0, result.output
+    assert_json_escapes_disguising_characters(result.stdout)
+    (hit,) = json.loads(result.stdout)["hits"]
+    assert (hit["text"], hit["speaker_name"], hit["recording"]) == (HOSTILE_TEXT, HOSTILE_NAME, "li\u202eyrots.wav")
+
+
+def test_tag_text_json_escapes_what_disguises_text(monkeypatch):
+    from pipeline.stages import tag
+
+    entity = Entity("PLACE", "东莞\u202e\x9b", 0, 4)
+    monkeypatch.setattr(tag, "tag_text", lambda text, *args: tag.TagResult([], [entity]))
+    result = invoke("tag-text", "东莞\u202e\x9b", "--json")
+    assert result.exit_code == 0, result.output
+    assert_json_escapes_disguising_characters(result.stdout)
+    assert json.loads(result.stdout)["entities"][0]["text"] == entity.text
+
+
+def test_vocabulary_suggest_json_escapes_what_disguises_text(monkeypatch, db_url):
+    from pipeline.cli import vocabulary
+    from pipeline.stages.vocabulary import Suggestion
+
+    found = [Suggestion("犹地\u202e亚\u2066", 2, 1)]
+    monkeypatch.setattr(vocabulary, "suggest", lambda *args: found)
+    result = invoke("vocabulary", "suggest", "--json", "--db", db_url)
+    assert result.exit_code == 0, result.output
+    assert_json_escapes_disguising_characters(result.stdout)
+    assert json.loads(result.stdout)[0]["term"] == found[0].term
+

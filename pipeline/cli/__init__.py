@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from functools import partial
 from pathlib import Path
@@ -47,7 +46,7 @@ from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
 from pipeline.stages.codebook import Codebook, CodebookError, load_codebook, validate_codebook
 from pipeline.stages.engines import DEFAULT_BATCH_SIZES, DEFAULT_ENGINE, ComputeType, EngineName
-from pipeline.utils import as_date, clock, inert
+from pipeline.utils import as_date, clock, inert, terminal_json
 
 if TYPE_CHECKING:
     from pipeline.process import SpeakerOptions
@@ -572,7 +571,7 @@ def tag_text_command(
             ],
             "entities": [{"label": e.label, "text": e.text, "start": e.start, "end": e.end} for e in result.entities],
         }
-        print(json.dumps(document, ensure_ascii=False))
+        print(terminal_json(document))
         return
     for theme in result.themes:
         console.print(
@@ -798,7 +797,7 @@ def search(
     if store.count_segments() == 0:
         errors.print(f"nothing to search: no transcripts in {store.url} yet (ohp run or ohp import first)")
         if as_json:
-            print(json.dumps({"total": 0, "hits": []}))
+            print(terminal_json({"total": 0, "hits": []}))
         return
     themes = (theme, *book.descendants(theme)) if theme else ()
     filters = SearchFilters(
@@ -833,7 +832,7 @@ def search(
                     "themes": list(hit.themes),
                 }
             )
-        print(json.dumps({"total": results.total, "hits": hits}, ensure_ascii=False))
+        print(terminal_json({"total": results.total, "hits": hits}))
         return
     if not results.hits:
         console.print(f"no matches for {query!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from rich.table import Table
 from pipeline import cli
 from pipeline.config import ENVIRONMENT, PROJECT_VOCABULARY
 from pipeline.stages.vocabulary import Vocabulary, add_term, known_terms, read_vocabulary, suggest
+from pipeline.utils import terminal_json
 
 vocabulary_app = typer.Typer(
     help="The project's vocabulary: names, places and terms the recogniser is told to expect.", no_args_is_help=True
@@ -55,7 +55,7 @@ def suggest_command(
     store = cli.open_store(db)
     found = suggest(store.corrected_words(), known_terms(vocabulary_path(vocabulary)), store.ignored_terms())[:limit]
     if as_json:
-        typer.echo(json.dumps([s.__dict__ for s in found], ensure_ascii=False, indent=1))
+        typer.echo(terminal_json([s.__dict__ for s in found], indent=1))
         return
     if not found:
         cli.console.print("no suggestions: corrected words that the recogniser missed show here")
