@@ -269,3 +269,11 @@ def test_vocabulary_suggest_json_escapes_what_disguises_text(monkeypatch, db_url
     assert_json_escapes_disguising_characters(result.stdout)
     assert json.loads(result.stdout)[0]["term"] == found[0].term
 
+
+def test_a_usage_error_quoting_a_file_name_shows_it_as_written(tmp_path):
+    """Typer draws a usage error's panel itself, outside ohp's console: the message's name reached the terminal raw."""
+    hostile = tmp_path / "out\x1b[2J\u202etxt"
+    hostile.write_text("a file, not a folder")
+    result = invoke("export", "--out", str(hostile), "--db", f"sqlite:///{tmp_path / 'ohp.db'}")
+    assert result.exit_code == 2
+    assert_shown_as_written(result.stderr, "out␛[2J\ufffdtxt")

@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from pipeline.cli.output import Terminal
 from pipeline.errors import OhpError
+from pipeline.utils import inert
 
 log = logging.getLogger(__name__)
 stderr = Terminal(stderr=True)
@@ -37,8 +38,12 @@ class ReportingGroup(TyperGroup):
     def invoke(self, ctx: _click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except _click.ClickException as e:
+            # A usage error: typer draws it, outside ohp's console, and its message may quote a file name or a value.
+            e.message = inert(e.message)
+            raise
         except (typer.Exit, typer.Abort, typer.TyperException):
-            raise  # the command line's own: an exit code a command chose, a usage error
+            raise  # the command line's own: an exit code a command chose
         except OhpError as e:
             report_error(str(e))
             raise typer.Exit(2) from None
