@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
+import secrets
+import socket
 import stat
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from importlib.util import find_spec
 from pathlib import Path
+from typing import BinaryIO
 
 from pipeline.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
 
 # The one table of CJK characters, as ranges for a regular expression's character class.
 HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"  # ideographs, compatibility, planes 2-3
@@ -69,6 +77,72 @@ def terminal_json(value: object, indent: int | None = None) -> str:
     # Outside its strings JSON is ASCII punctuation, digits, spaces and newlines, none of them escaped here; inside,
     # json.dumps has escaped C0 and backslashes already: an escape goes only where a character stood in a string.
     return json.dumps(value, ensure_ascii=False, indent=indent).translate(_JSON_ESCAPES)
+
+
+# ohp's temporary files: hidden, beside the file each becomes, named by the machine (a hash of its name: its pids are
+# its own) and the process writing it, so that a later write can tell one left by a killed process from one being
+# written, in a folder that other machines or containers share too.
+_MACHINE = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_OUR_TEMPORARY = re.compile(r"\..+\.ohp-(?P<machine>[0-9a-f]{8})-(?P<pid>[0-9]+)-[0-9a-f]{12}\.tmp", re.DOTALL)
+_swept: set[str] = set()  # the folders this process has removed leftovers from
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Remove the temporary files that ohp's writes into the folder left when their process was killed (SIGKILL, a
+    power cut): ohp's by their name, of this machine, their process gone. A live process's, another machine's and
+    files that are not ohp's stay. A leftover that cannot be removed is logged, not raised: the write goes on."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        found = _OUR_TEMPORARY.fullmatch(entry.name)
+        if not found or found["machine"] != _MACHINE or _running(int(found["pid"])):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                log.info("removed %s, left by a write whose process ended before it did", entry.path)
+        except OSError as exc:
+            log.warning("cannot remove %s, left by a killed write: %s", entry.path, exc.strerror or exc)
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A file to write `path` through: a temporary file beside it, given the final name only when the block ends
+    without an error, its bytes on disk first. Neither a reader nor a crash ever sees half a file under that name;
+    the first write of a process into a folder removes the leftovers of killed ones (`remove_leftovers`)."""
+    folder = os.path.abspath(path.parent)
+    if folder not in _swept:
+        _swept.add(folder)
+        remove_leftovers(path.parent)
+    # Not mkstemp: its files are private (0600), and the file would keep that mode; "x" gives the umask's mode.
+    tmp = path.with_name(f".{path.name}.ohp-{_MACHINE}-{os.getpid()}-{secrets.token_hex(6)}.tmp")
+    try:
+        with open(tmp, "xb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+        log.info("wrote %s", path)
+    finally:
+        tmp.unlink(missing_ok=True)  # an error's (after the rename, there is nothing there)
+
+
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write text (as UTF-8) or bytes to `path` whole or not at all (`atomic_file`)."""
+    with atomic_file(path) as file:
+        file.write(content.encode("utf-8") if isinstance(content, str) else content)
 
 
 class UnreadableFileError(InvalidInputError):

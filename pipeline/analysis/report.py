@@ -14,9 +14,9 @@ from pipeline.analysis.agreement import AgreementReport, agreement
 from pipeline.analysis.charts import render
 from pipeline.analysis.tables import Table, agreement_tables, collection_tables
 from pipeline.errors import InvalidInputError
-from pipeline.formats.export import write_atomic
 from pipeline.stages.codebook import Codebook
 from pipeline.store import Store
+from pipeline.utils import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pipeline.cli import (
     open_store,
 )
 from pipeline.cli.output import check_folder
-from pipeline.formats.export import write_atomic
+from pipeline.utils import write_atomic
 
 Recordings = Annotated[
     list[str] | None, typer.Argument(help="Recording ids, hash prefixes, paths or names (default: all)")

@@ -32,8 +32,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.formats.export import write_atomic
-from pipeline.utils import clock, inert
+from pipeline.utils import clock, inert, write_atomic
 
 if TYPE_CHECKING:
     from pipeline.batch import FileResult

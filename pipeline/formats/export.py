@@ -15,8 +15,6 @@ import csv
 import io
 import json
 import logging
-import os
-import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,7 +31,7 @@ from pipeline.formats.redact import Redaction, Redactor
 from pipeline.formats.subtitles import to_srt, to_vtt
 from pipeline.records import AnnotationRecord, CoderDecision, RecordingExport, RecordingRecord, coder
 from pipeline.stages.codebook import Codebook
-from pipeline.utils import clock
+from pipeline.utils import clock, write_atomic
 
 DEFAULT_FORMATS = ("json", "srt", "vtt", "txt")
 
@@ -232,23 +230,6 @@ def export_stem(recording: RecordingRecord, taken: set[str] | None = None) -> st
     """The file stem of the recording; with a short hash when another recording has the same stem."""
     stem = Path(recording.path).stem
     return f"{stem}-{recording.sha256[:8]}" if taken and stem in taken else stem
-
-
-def write_atomic(path: Path, content: str | bytes) -> None:
-    # A reader (or a crash) never sees half a transcript file. Not mkstemp: its files are private
-    # (0600), and the transcript would keep that mode; open(..., "x") gives the umask's mode.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-        log.info("wrote %s", path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _check_formats(formats: tuple[str, ...]) -> None:

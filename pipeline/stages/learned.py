@@ -32,6 +32,7 @@ import numpy as np
 
 from pipeline.errors import InvalidInputError
 from pipeline.stages.codebook import DEFAULT_MODEL
+from pipeline.utils import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -244,9 +245,7 @@ def save_model(model: ThemeModel, path: Path) -> None:
     """Write the model as JSON, whole or not at all (a temporary file renamed over the old one)."""
     content = {**_content(model.languages, model.trained_on), "version": model.version}
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(content, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
-    partial.replace(path)
+    write_atomic(path, json.dumps(content, ensure_ascii=False, sort_keys=True) + "\n")
     log.info("saved the themes model %s to %s", model.version, path)
 
 

@@ -1,0 +1,112 @@
+"""audit-exportfiles: what a write of ohp killed mid-way (SIGKILL, a power cut) leaves in the folder. Nothing under a
+final name but whole files; its temporary file, named as ohp's own, is removed by the next write into the folder
+once no live process owns it; a live writer's temporary file and files that are not ohp's are left alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import pytest
+from saving import save_transcription
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.records import AudioInfo, Segment, Transcript
+from pipeline.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+
+# `ohp` with a hook in os.fsync: a file being written into the folder argv[2] blocks there, its bytes written and its
+# final name not yet given, after touching argv[1] to say so.
+STUCK_OHP = """
+import os, sys, time
+from pathlib import Path
+
+marker, folder = Path(sys.argv[1]), os.path.realpath(sys.argv[2])
+fsync = os.fsync
+
+def stuck(fd):
+    if os.path.dirname(os.readlink(f"/proc/self/fd/{fd}")) != folder:
+        return fsync(fd)
+    marker.touch()
+    time.sleep(600)
+
+os.fsync = stuck
+from pipeline.cli import app
+app(sys.argv[3:])
+"""
+NOT_OHPS = (".notes.txt.tmp", "zhang.json.tmp", ".zhang.json.ohp-x.tmp", "~$zhang.docx")
+
+
+def stuck_ohp(marker: Path, folder: Path, *args: str) -> subprocess.Popen:
+    """`ohp ARGS` in a process of its own, returned once it is stuck writing a file into the folder."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK_OHP, str(marker), str(folder), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    while not marker.exists():  # no deadline: on a loaded machine the start alone can take long
+        if proc.poll() is not None:
+            pytest.fail(f"ohp {' '.join(args)} ended without writing: {proc.stderr.read().decode()}")  # type: ignore[union-attr]
+        time.sleep(0.05)
+    return proc
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()  # reaped: a killed process not yet waited for is still a process
+
+
+def recording(db: Path, name: str, sha: str) -> str:
+    url = f"sqlite:///{db}"
+    segments = [Segment(0.0, 2.0, "我在东莞的工厂加班。", "我在东莞的工厂加班。", "zh")]
+    info = AudioInfo(Path(f"/audio/{name}"), sha * 32, 1000, "wav", "pcm_s16le", 16000, 1, 2.0)
+    with Store(url) as store:
+        save_transcription(store, info, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
+    return url
+
+
+def quiet_wav(path: Path) -> Path:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes(b"\0" * 32000)
+    return path
+
+
+@pytest.mark.parametrize("command", ["export", "run"])
+def test_a_write_killed_mid_way_leaves_nothing_the_next_one_does_not_remove(tmp_path, command):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in NOT_OHPS:
+        (out / name).write_text("not ohp's")
+    if command == "export":
+        url = recording(tmp_path / "ohp.db", "zhang.wav", "ab")
+        args = ["export", "--all", "--format", "json", "--format", "srt", "--out", str(out), "--db", url]
+    else:
+        url = f"sqlite:///{tmp_path / 'ohp.db'}"
+        wav = quiet_wav(tmp_path / "zhang.wav")
+        args = ["run", str(wav), "--out", str(out), "--db", url, "--no-tag", "--speakers", "off"]
+    kill(stuck_ohp(tmp_path / "killed", out, *args))
+    (left,) = {p.name for p in out.iterdir()} - set(NOT_OHPS)  # no zhang.json: nothing half-written is seen
+    assert left.startswith(".zhang.json."), left
+
+    live_url = recording(tmp_path / "live.db", "live.wav", "cd")
+    live = stuck_ohp(tmp_path / "live", out, "export", "--all", "--out", str(out), "--db", live_url)
+    try:
+        (live_temporary,) = [p.name for p in out.glob(".live.json.*")]
+        again = CliRunner().invoke(app, args)
+        assert again.exit_code == 0, again.output
+        expected = {"zhang.json", *(["zhang.srt"] if command == "export" else ["zhang.srt", "zhang.vtt", "zhang.txt"])}
+        assert {p.name for p in out.iterdir()} == {*expected, *NOT_OHPS, live_temporary}
+    finally:
+        kill(live)
