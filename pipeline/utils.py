@@ -84,6 +84,7 @@ def terminal_json(value: object, indent: int | None = None) -> str:
 # written, in a folder that other machines or containers share too.
 _MACHINE = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _OUR_TEMPORARY = re.compile(r"\..+\.ohp-(?P<machine>[0-9a-f]{8})-(?P<pid>[0-9]+)-[0-9a-f]{12}\.tmp", re.DOTALL)
+_NAME_MAX = 255  # bytes in a file name (ext4, XFS, Btrfs, tmpfs)
 _swept: set[str] = set()  # the folders this process has removed leftovers from
 
 
@@ -127,7 +128,10 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
         _swept.add(folder)
         remove_leftovers(path.parent)
     # Not mkstemp: its files are private (0600), and the file would keep that mode; "x" gives the umask's mode.
-    tmp = path.with_name(f".{path.name}.ohp-{_MACHINE}-{os.getpid()}-{secrets.token_hex(6)}.tmp")
+    ours = f".ohp-{_MACHINE}-{os.getpid()}-{secrets.token_hex(6)}.tmp"
+    # The name cut to what a file system's 255 bytes leave it: a final name may take them all.
+    name = path.name.encode()[: _NAME_MAX - 1 - len(ours)].decode("utf-8", "ignore")
+    tmp = path.with_name(f".{name}{ours}")
     try:
         with open(tmp, "xb") as file:
             yield file

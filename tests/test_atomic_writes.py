@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.records import AudioInfo, Segment, Transcript
 from pipeline.store import Store
+from pipeline.utils import write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,3 +111,12 @@ def test_a_write_killed_mid_way_leaves_nothing_the_next_one_does_not_remove(tmp_
         assert {p.name for p in out.iterdir()} == {*expected, *NOT_OHPS, live_temporary}
     finally:
         kill(live)
+
+
+def test_a_file_whose_name_is_as_long_as_the_file_system_allows_is_written(tmp_path):
+    """255 bytes, a recording named in 82 Chinese characters exported as OHMS: its temporary file's name, the final
+    one and ohp's characters beside it, was too long to make, and the export failed."""
+    path = tmp_path / ("访谈" * 41 + ".ohms.xml")
+    assert len(path.name.encode()) == 255
+    write_atomic(path, "<ohms/>")
+    assert [p.name for p in tmp_path.iterdir()] == [path.name] and path.read_text() == "<ohms/>"
