@@ -91,7 +91,7 @@ _swept: set[str] = set()  # the folders this process has removed leftovers from
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # none has it (OverflowError: none could, past a C int)
         return False
     except PermissionError:  # another user's
         return True

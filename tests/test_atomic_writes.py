@@ -5,6 +5,7 @@ once no live process owns it; a live writer's temporary file and files that are 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -120,3 +121,17 @@ def test_a_file_whose_name_is_as_long_as_the_file_system_allows_is_written(tmp_p
     assert len(path.name.encode()) == 255
     write_atomic(path, "<ohms/>")
     assert [p.name for p in tmp_path.iterdir()] == [path.name] and path.read_text() == "<ohms/>"
+
+
+def test_a_leftover_named_with_a_pid_no_process_can_have_does_not_stop_a_write(tmp_path):
+    """os.kill raised OverflowError for a pid past the C int: a name in a shared folder stopped every export there."""
+    out = tmp_path / "out"
+    out.mkdir()
+    url = recording(tmp_path / "ohp.db", "zhang.wav", "ab")
+    args = ["export", "--all", "--out", str(out), "--db", url]
+    kill(stuck_ohp(tmp_path / "killed", out, *args))
+    (left,) = out.iterdir()
+    left.rename(out / re.sub(r"-[0-9]+-([0-9a-f]{12})\.tmp$", r"-99999999999999999999-\1.tmp", left.name))
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert [p.name for p in out.iterdir()] == ["zhang.json"]
