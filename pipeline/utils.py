@@ -119,28 +119,33 @@ def remove_leftovers(folder: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
+def atomic_file(path: Path, *, private: bool = False, exclusive: bool = False) -> Iterator[BinaryIO]:
     """A file to write `path` through: a temporary file beside it, given the final name only when the block ends
     without an error, its bytes on disk first. Neither a reader nor a crash ever sees half a file under that name;
-    the first write of a process into a folder removes the leftovers of killed ones (`remove_leftovers`)."""
+    the first write of a process into a folder removes the leftovers of killed ones (`remove_leftovers`). `private`:
+    readable by its owner only. `exclusive`: FileExistsError, and the file there kept, when one has the name."""
     folder = os.path.abspath(path.parent)
     if folder not in _swept:
         _swept.add(folder)
         remove_leftovers(path.parent)
-    # Not mkstemp: its files are private (0600), and the file would keep that mode; "x" gives the umask's mode.
     ours = f".ohp-{_MACHINE}-{os.getpid()}-{secrets.token_hex(6)}.tmp"
     # The name cut to what a file system's 255 bytes leave it: a final name may take them all.
     name = path.name.encode()[: _NAME_MAX - 1 - len(ours)].decode("utf-8", "ignore")
     tmp = path.with_name(f".{name}{ours}")
+    # Not mkstemp: its files are private (0600) whatever is asked, and the file would keep that mode.
+    mode = 0o600 if private else 0o666  # less the umask
     try:
-        with open(tmp, "xb") as file:
+        with open(tmp, "xb", opener=lambda file, flags: os.open(file, flags, mode)) as file:
             yield file
             file.flush()
             os.fsync(file.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)  # unlike a rename, never over a file
+        else:
+            os.replace(tmp, path)
         log.info("wrote %s", path)
     finally:
-        tmp.unlink(missing_ok=True)  # an error's (after the rename, there is nothing there)
+        tmp.unlink(missing_ok=True)  # an error's, or the link's other name
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

@@ -135,3 +135,42 @@ def test_a_leftover_named_with_a_pid_no_process_can_have_does_not_stop_a_write(t
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert [p.name for p in out.iterdir()] == ["zhang.json"]
+
+
+# `session_secret` in a process of its own, blocked once it is making the secret (argv[2], the home) until killed.
+STUCK_SECRET = """
+import sys, time
+from pathlib import Path
+from pipeline.web import auth
+
+def stuck(n):
+    Path(sys.argv[1]).touch()
+    time.sleep(600)
+
+auth.secrets.token_urlsafe = stuck
+auth.session_secret(Path(sys.argv[2]))
+"""
+
+
+def test_a_web_secret_whose_making_was_killed_is_made_again_never_empty(tmp_path):
+    """The secret file was created empty, then written: a server killed between the two (or a power cut before
+    the bytes reached the disk) left an empty secret, which the next server signed every session cookie with."""
+    from pipeline.web.auth import session_secret
+
+    home, marker = tmp_path / "home", tmp_path / "making"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK_SECRET, str(marker), str(home)], env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    while not marker.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    kill(proc)
+    secret = session_secret(home)
+    assert len(secret) >= 32 and session_secret(home) == secret
+    assert (home / "web-secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_empty_web_secret_an_earlier_ohp_left_is_made_again(tmp_path):
+    (tmp_path / "web-secret").touch(mode=0o600)
+    from pipeline.web.auth import session_secret
+
+    assert len(session_secret(tmp_path)) >= 32

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import os
 import secrets
 import time
 from collections import OrderedDict
@@ -18,19 +17,30 @@ from pipeline import access
 from pipeline.errors import ForbiddenError
 from pipeline.store import Store, UserRecord
 from pipeline.store.users import MAX_NAME_CHARS, name_key
+from pipeline.utils import atomic_file
 
 CSRF_HEADER = "X-CSRF-Token"
+MIN_SECRET_CHARS = 32  # of the session secret: ohp makes 64 (48 random bytes)
 
 
 def session_secret(home: Path) -> str:
     """A random secret made once and kept (readable by its owner only) in `home` (the configuration's)."""
     path = home / "web-secret"
-    if not path.exists():
+    try:
+        secret: str | None = path.read_text().strip()
+    except FileNotFoundError:
+        secret = None
+    if secret is None or len(secret) < MIN_SECRET_CHARS:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # two servers starting: one wins
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
-    return Path(path).read_text().strip()
+        try:
+            # Two servers starting where there is none: the first's is kept. A short one is replaced: the empty file
+            # an ohp before atomic writes left when killed (or cut off by a power cut) while making it.
+            with atomic_file(path, private=True, exclusive=secret is None) as file:
+                file.write(secrets.token_urlsafe(48).encode())
+        except FileExistsError:
+            pass
+        secret = path.read_text().strip()
+    return secret
 
 
 def csrf_token(request: Request) -> str:
