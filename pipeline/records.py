@@ -142,6 +142,9 @@ CONSENT_LEVELS = tuple(Consent)
 MAX_FIELD_CHARS = 1_000
 # The longest name of a person who codes, decides or changes something (the database's columns hold 255).
 MAX_NAME_CHARS = 255
+# The coder of codes a file brings back without saying who made them (an ELAN tier with no ANNOTATOR, a
+# REFI-QDA coding with no user): never a name the file gives for something else, such as ELAN's PARTICIPANT.
+UNNAMED_CODER = "unknown"
 
 
 TRANSCRIPT_FORMAT = "transcript/"  # the format of a recording imported without audio: transcript/srt, ...

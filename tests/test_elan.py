@@ -16,6 +16,7 @@ from lxml import etree
 from pipeline.formats.elan import SHA256_PROPERTY, read_eaf, to_eaf
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import (
+    UNNAMED_CODER,
     AnnotationRecord,
     Coding,
     RecordingExport,
@@ -246,7 +247,8 @@ def test_a_speaker_named_like_another_tier_keeps_their_transcript(tmp_path):
 
 
 def code_as_bob(eaf_path: Path) -> Path:
-    """The export as a coder leaves it: bob's themes tier, a tier by participant only, a dependent tier."""
+    """The export as a coder leaves it: bob's themes tier, a tier by participant only (the speaker carol, not a
+    coder), a dependent tier."""
     eaf = pympi.Elan.Eaf(str(eaf_path))
     eaf.add_tier("bob's themes", ling="theme", ann="bob")
     eaf.add_annotation("bob's themes", 20000, 21500, "hukou")
@@ -279,12 +281,12 @@ def test_codings_come_back_by_coder(eaf_path):
     assert list(imported.codings) == [RECORDING.sha256]
     assert imported.codings[RECORDING.sha256] == [
         Coding("migration_journey", "alice", 0.0, 3.2),
-        Coding("schooling", "aunt's themes", 0.0, 3.2),  # no annotator or participant: the tier's name
+        Coding("schooling", UNNAMED_CODER, 0.0, 3.2),  # no annotator: neither the tier's name nor its participant
         Coding("migration_journey", "alice", 3.2, 5.0),
         Coding("wages", "alice", 5.0, 9.5),
         Coding("hukou", "bob", 20.0, 21.5),
         Coding("wages", "bob", 22.0, 23.0),
-        Coding("housing", "carol", 40.0, 41.0),
+        Coding("housing", UNNAMED_CODER, 40.0, 41.0),
     ]  # the tagger's suggestions (annotator ohp) are not read back as anybody's coding
     assert imported.warnings == [
         "tier \"bob's themes\" at 00:00:30.000: 'overtime??' is not a theme of the codebook; left out"

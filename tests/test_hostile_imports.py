@@ -11,11 +11,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from pympi.Elan import Eaf
 from sqlalchemy import MetaData, create_engine, select
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.formats.readers import MAX_BYTES
+from pipeline.records import UNNAMED_CODER
+from pipeline.store import Store
 
 runner = CliRunner()
 # What `ohp import` exits with when a file is refused (it goes on with the other files, as `ohp run` does).
@@ -172,6 +175,25 @@ def test_hostile_elan_times_and_names(db, exchange, tmp_path):
         assert edited != eaf
         (tmp_path / name).write_text(edited, encoding="utf-8")
         refused(db, tmp_path / name, cause)
+
+
+def test_an_elan_tier_names_its_coder_by_annotator_never_by_participant(db, exchange, tmp_path):
+    """ELAN's PARTICIPANT is the person a tier is about, mostly the speaker (the interviewee): a themes tier
+    without an ANNOTATOR took it as the coder, and the interviewee's name went into the database as a coder's
+    and out again, as one, into every export."""
+    assert invoke("describe", "1", "--interviewee", "李秀英", "--db", db).exit_code == 0
+    eaf = Eaf(str(next(exchange.glob("*.eaf"))))
+    eaf.add_tier("李秀英", ling="theme", part="李秀英")  # by the speaker, as ELAN users name tiers
+    eaf.add_annotation("李秀英", 1000, 4000, "wages")
+    eaf.add_tier("housing", ling="theme", part="李秀英", ann="mei")
+    eaf.add_annotation("housing", 5000, 8000, "housing")
+    path = tmp_path / "participant.eaf"
+    eaf.to_file(str(path))
+    result = invoke("import", path, "--db", db)
+    assert result.exit_code == 0, result.output
+    with Store(db) as store:
+        coders = {(d.theme, d.coder) for d in store.decisions(1)}
+    assert coders == {("wages", UNNAMED_CODER), ("housing", "mei")}
 
 
 def edited_project(exchange: Path, path: Path, pattern: str, replacement: str) -> Path:

@@ -10,9 +10,10 @@ properties name the recording (sha256 and store id) so that its codings find it 
 restricted recording's consent.
 
 Reading back, every tier of linguistic type "theme" (or of a type using the themes vocabulary) gives
-codings by its annotator, else its participant, else the tier's name; the tagger's suggestions tiers are
-skipped (not a coder's; a coder named "ohp" has a tier of their own). Values are theme ids or labels; others
-are warnings, not failures.
+codings by its annotator, else by records.UNNAMED_CODER: never by its participant or its name, which are
+mostly the speaker's (the interviewee's name was kept, and exported, as a coder's); the tagger's suggestions
+tiers are skipped (not a coder's; a coder named "ohp" has a tier of their own). Values are theme ids or
+labels; others are warnings, not failures.
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ import pympi
 
 from pipeline.formats.documents import access_note
 from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars, read_limited
-from pipeline.records import MAX_NAME_CHARS, AnnotationStatus, Coding, ImportedCodings, RecordingExport, Segment
+from pipeline.records import (
+    MAX_NAME_CHARS,
+    UNNAMED_CODER,
+    AnnotationStatus,
+    Coding,
+    ImportedCodings,
+    RecordingExport,
+    Segment,
+)
 from pipeline.stages.audio import file_sha256
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import doubtful_passages
@@ -305,8 +314,7 @@ def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
         suggestions = annotator == SUGGESTER and re.sub(r" \d+$", "", name).endswith(f"({SUGGESTIONS})")
         if tier.get("LINGUISTIC_TYPE_REF") not in theme_types or suggestions:
             continue
-        who = annotator or (tier.get("PARTICIPANT") or "").strip() or name
-        check_chars(path, who, f"the coder of tier {name!r}", MAX_NAME_CHARS)
+        who = check_chars(path, annotator, f"the coder of tier {name!r}", MAX_NAME_CHARS) or UNNAMED_CODER
         for annotation in tier.iterfind("ANNOTATION/*"):
             value = (annotation.findtext("ANNOTATION_VALUE") or "").strip()
             check_chars(path, value, f"a value on tier {name!r}")

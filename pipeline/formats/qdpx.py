@@ -39,6 +39,7 @@ from lxml import etree
 from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars
 from pipeline.records import (
     MAX_NAME_CHARS,
+    UNNAMED_CODER,
     AnnotationRecord,
     Coding,
     ImportedCodings,
@@ -402,7 +403,7 @@ class _Reader:
                 self.unmatched[name] += 1
                 continue
             who = _norm(coding.get("creatingUser") or selection.get("creatingUser"))
-            found.append(Coding(theme, self.users.get(who) or "unknown", start, end, text))
+            found.append(Coding(theme, self.users.get(who) or UNNAMED_CODER, start, end, text))
         return found
 
     def text_of(self, transcript: etree._Element) -> str | None:
