@@ -499,9 +499,12 @@ class SavedRecording:
     tag_counts: dict[str, int] | None = None  # what tagging changed (added, updated, withdrawn, kept); None: no tagging
 
 
+TAGGER = "auto"  # the source (and updated_by) of what the tagger suggested and changed: no person
+
+
 def coder(annotation: AnnotationRecord) -> str:
     """Who coded it: the person who added or decided it; "ohp" for the tagger's open suggestions."""
-    if annotation.source != "auto":
+    if annotation.source != TAGGER:
         return annotation.source
     return annotation.updated_by if annotation.status != "suggested" and annotation.updated_by else "ohp"
 

@@ -5,6 +5,7 @@ every coder's codes come back as theirs. Hostile coder names too. On SQLite and 
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,15 @@ from pipeline.formats.qdpx import NS, read_qdpx, to_qdpx
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.formats.redact import Redactor
 from pipeline.imports import import_codings
-from pipeline.records import AudioInfo, Coding, ImportedCodings, Segment, ThemeSuggestion, Transcript
+from pipeline.records import (
+    AudioInfo,
+    Coding,
+    ImportedCodings,
+    RecordingExport,
+    Segment,
+    ThemeSuggestion,
+    Transcript,
+)
 from pipeline.stages.codebook import load_codebook
 from pipeline.store import Store
 
@@ -143,15 +152,35 @@ def test_a_round_trip_keeps_who_coded_what(coded, tmp_path, fmt):
     assert (import_codings(imported, store).added, _there(store, copy)) == (0, EXPECTED)  # again: nothing new
 
 
-def test_redacted_exports_keep_the_coders(coded, tmp_path):
-    """The policy (README, Redaction): coders are the project's annotators and stay; names in the text go."""
+def _tiers(export: RecordingExport) -> set[tuple[str, str]]:
+    """The ELAN export's tiers, (name, annotator)."""
+    return {(t.get("TIER_ID"), t.get("ANNOTATOR")) for t in etree.fromstring(to_eaf(export).encode()).iter("TIER")}
+
+
+def test_redacted_exports_give_each_coder_a_pseudonym(coded):
+    """Coders are people too: with names redacted each is "Coder N" (hostile names and a person called ohp
+    alike), one coder one pseudonym in every recording and format of the export, so that who coded what with
+    whom still reads; the tagger's suggestions stay the tagger's. Places alone leave the coders as they are."""
     store, rid = coded
     store.set_metadata(rid, interviewee="Li Hua")
-    export = gather(store, store.recording(rid), CODEBOOK)
-    [redacted], _ = Redactor({"names"}).redact([export])
-    assert redacted.decisions == export.decisions
-    tiers = {t.get("ANNOTATOR") for t in etree.fromstring(to_eaf(redacted).encode()).iterfind("TIER")}
-    assert {"alice", "bob", *HOSTILE} <= tiers
+    copy = _recording(store, COPY)
+    store.decide(store.annotations(copy)[0].id, "accepted", "bob")  # bob coded both recordings
+    exports = [gather(store, store.recording(recording), CODEBOOK) for recording in (rid, copy)]
+    redacted, done = Redactor({"names"}).redact(exports)
+    coders = {r.found: r.replacement for r in done if r.field == "coder"}
+    assert set(coders) == {"alice", "bob", "carol", *HOSTILE} and len(set(coders.values())) == len(coders)
+    assert all(re.fullmatch(r"Coder \d+", pseudonym) for pseudonym in coders.values())
+    assert [[replace(d, coder=coders[d.coder]) for d in ds] for e in exports for ds in e.decisions.values()] == [
+        ds for e in redacted for ds in e.decisions.values()
+    ]
+    bob, alice = (f"wages ({coders['bob']})", coders["bob"]), (f"wages ({coders['alice']})", coders["alice"])
+    assert {bob, alice, ("wages (suggested by ohp)", "ohp")} <= _tiers(redacted[0])
+    assert bob in _tiers(redacted[1])
+    with zipfile.ZipFile(io.BytesIO(to_qdpx(redacted, CODEBOOK))) as archive:
+        users = {u.get("name") for u in etree.fromstring(archive.read("project.qde")).iter(f"{{{NS}}}User")}
+    assert users == {"ohp"} | {coders[name] for name in ("alice", "bob", *HOSTILE)}  # carol rejected, coded nothing
+    [kept], _ = Redactor({"places"}).redact(exports[:1])
+    assert (kept.decisions, kept.annotations) == (exports[0].decisions, exports[0].annotations)
 
 
 def test_a_coder_name_longer_than_the_database_holds_is_refused(coded, tmp_path):

@@ -3,12 +3,14 @@
 What is a name comes from three places: the entity stage (spaCy NER / jieba), the project's own list
 (annotations/redact.txt: what the tagger misses, such as a village's name), and the recordings themselves
 (speaker names, and speaker labels that are names, as an imported transcript's "李秀英:" lines make; the
-interviewee, the place). A name found once is replaced everywhere it occurs in every recording exported
-together, in either Chinese script, since the entity stage finds some mentions and misses others of the
-same name. The result is new RecordingExports, every string a writer can reach redacted (text, words,
-speakers, the recording's fields, path and metadata, entities), so every format is redacted alike;
-`Redaction`s say what went where, for a person to check before the files leave the project. Coders
-(the users who decided themes) are the project's own annotators, not interviewees, and stay.
+interviewee, the place; the coders). A name found once is replaced everywhere it occurs in every recording
+exported together, in either Chinese script, since the entity stage finds some mentions and misses others of
+the same name. The result is new RecordingExports, every string a writer can reach redacted (text, words,
+speakers, the recording's fields, path and metadata, entities, coders), so every format is redacted alike;
+`Redaction`s say what went where, for a person to check before the files leave the project. Coders (who
+added, decided or imported a theme) are people too, and a coder's name may be anybody's (an ELAN tier's
+participant, mostly the interviewee, was taken as one): each becomes "Coder N", the same in every recording
+and file of one export so that who agrees with whom still reads.
 """
 
 from __future__ import annotations
@@ -22,7 +24,17 @@ from typing import TypeGuard
 from urllib.parse import unquote
 
 from pipeline.errors import InvalidInputError
-from pipeline.records import AnnotationRecord, Entity, RecordingExport, Segment, SpeakerRecord, Word
+from pipeline.records import (
+    TAGGER,
+    UNNAMED_CODER,
+    AnnotationRecord,
+    CoderDecision,
+    Entity,
+    RecordingExport,
+    Segment,
+    SpeakerRecord,
+    Word,
+)
 from pipeline.script import convert, to_simplified
 from pipeline.utils import CJK, CJK_LETTERS, decode_text, is_wide, read_bounded
 
@@ -63,11 +75,13 @@ class Redaction:
     segment_id: int | None  # None for the recording's own fields
     start: float
     end: float
-    # "text", "words", "entity", "interviewee", "place", "file name", "metadata: KEY", "speaker", "speaker label"
+    # "text", "words", "entity", "interviewee", "place", "file name", "metadata: KEY", "speaker", "speaker label",
+    # "coder"
     field: str
     found: str
     replacement: str
-    source: str  # why it counts as a name: "entity", "list", "speaker", "interviewee", "place", "surname"
+    # why it counts as a name: "entity", "list", "speaker", "interviewee", "place", "surname", "coder"
+    source: str
     context: str  # the words around it, as they were
 
 
@@ -115,6 +129,9 @@ class Redactor:
                     terms.update(dict.fromkeys(_each(said), ("names", "speaker")))
                 if export.recording.interviewee:
                     terms.update(dict.fromkeys(_each(export.recording.interviewee), ("names", "interviewee")))
+                for name in _coders(export):
+                    for term in _each(name):
+                        terms.setdefault(term, ("names", "coder"))
             if "places" in self.kinds and export.recording.place:
                 terms.update(dict.fromkeys(_each(export.recording.place), ("places", "place")))
             found = list(export.entities.values())
@@ -142,8 +159,10 @@ class Redactor:
         """The recordings with the names any of them gives replaced in all of them, and the replacements."""
         terms = self.terms(exports)
         pattern = _pattern(terms, "names" in self.kinds)
+        coders = dict.fromkeys(name for export in exports for name in _coders(export))
+        pseudonyms = {name: f"Coder {n}" for n, name in enumerate(coders, 1)} if "names" in self.kinds else {}
         done: list[Redaction] = []
-        return [self._recording(export, terms, pattern, done) for export in exports], done
+        return [self._recording(export, terms, pattern, pseudonyms, done) for export in exports], done
 
     def __call__(self, export: RecordingExport) -> tuple[RecordingExport, list[Redaction]]:
         """One recording on its own."""
@@ -155,6 +174,7 @@ class Redactor:
         export: RecordingExport,
         terms: dict[str, tuple[str, str]],
         pattern: re.Pattern | None,
+        pseudonyms: dict[str, str],
         done: list[Redaction],
     ) -> RecordingExport:
         name = Path(export.recording.path).name
@@ -209,8 +229,12 @@ class Redactor:
             if before.name and before.name != after.name:
                 rename = (before.name, after.name or after.label, "speaker", before.label)
                 done.append(Redaction(name, None, 0.0, 0.0, "speaker", *rename))
+        for coder in _coders(export):
+            if coder in pseudonyms:
+                done.append(Redaction(name, None, 0.0, 0.0, "coder", coder, pseudonyms[coder], "coder", ""))
         segments: list[Segment] = []
         annotations: dict[int, list[AnnotationRecord]] = {}
+        decisions: dict[int, list[CoderDecision]] = {}
         entities: dict[int, list[Entity]] = {}
         for segment in export.segments:
             text, spans = sub(segment.text, segment, "text")
@@ -225,9 +249,17 @@ class Redactor:
             segments.append(replace(segment, text=text, original_text=text, words=words, speaker=speaker))
             # An export's segments are stored ones: its themes and names are by their ids.
             annotations[segment.stored_id] = [
-                replace(a, evidence=tuple((_moved(s, spans), _moved(e, spans, end=True)) for s, e in a.evidence))
+                replace(
+                    a,
+                    evidence=tuple((_moved(s, spans), _moved(e, spans, end=True)) for s, e in a.evidence),
+                    source=pseudonyms.get(a.source, a.source),
+                    updated_by=a.updated_by and pseudonyms.get(a.updated_by, a.updated_by),
+                )
                 for a in export.annotations_of(segment)
             ]
+            if segment.stored_id in export.decisions:
+                coded = export.decisions[segment.stored_id]
+                decisions[segment.stored_id] = [replace(d, coder=pseudonyms.get(d.coder, d.coder)) for d in coded]
             entities[segment.stored_id] = []
             for entity in export.entities_of(segment):
                 moved = _entity(entity, spans)
@@ -237,7 +269,6 @@ class Redactor:
                 entities[segment.stored_id].append(moved)
 
         recording = export.recording
-        # Coders stay (the policy: they are the project's own people, named as the annotators who decided).
         return replace(
             export,
             recording=replace(
@@ -252,6 +283,7 @@ class Redactor:
             ),
             segments=segments,
             annotations=annotations,
+            decisions=decisions,
             speakers=speakers,
             entities=entities,
         )
@@ -262,6 +294,16 @@ def _each(field: str) -> list[str]:
     A listed name of one character is left to the project list, as an entity of one is."""
     listed = [part.strip() for part in LIST_SEPARATOR.split(field)]
     return list(dict.fromkeys([field.strip()] + [part for part in listed if len(part) >= MIN_ENTITY_CHARS]))
+
+
+def _coders(export: RecordingExport) -> list[str]:
+    """The people the recording's themes name, in transcript order: who added, decided or imported one (not
+    the tagger, nor the coder a file did not name)."""
+    named: list[str | None] = []
+    for segment in export.segments:
+        named += [who for a in export.annotations_of(segment) for who in (a.source, a.updated_by)]
+        named += [d.coder for d in export.decisions.get(segment.id, [])] if segment.id is not None else []
+    return list(dict.fromkeys(who for who in named if who and who not in (TAGGER, UNNAMED_CODER)))
 
 
 def _names_someone(said: str | None) -> TypeGuard[str]:
