@@ -391,6 +391,25 @@ def test_ohp_report_writes_charts_and_csvs(coded, db_url, tmp_path):
         assert not re.search(r"""(href|src)=["'](https?:)?//""", path.read_text())
 
 
+def test_ohp_report_with_names_redacted_numbers_the_coders(coded, db_url, tmp_path):
+    """The agreement tables named each coder (columns, rows, the title, index.html), though --redact names
+    numbers the interviewees: each coder is "coder N", the same in every table, so agreement still reads."""
+    out = tmp_path / "report"
+    result = invoke("report", "--db", db_url, "--out", str(out), "--redact", "names")
+    assert result.exit_code == 0, result.output
+    for path in out.iterdir():
+        data = path.read_bytes().lower()
+        assert b"alice" not in data and b"bob" not in data, path.name
+    agreement = next(csv.reader(io.StringIO((out / "agreement.csv").read_text(encoding="utf-8-sig"))))
+    assert [column for column in agreement if column.endswith(" says there")] == [
+        "coder 1 says there",
+        "coder 2 says there",
+    ]
+    tagger = csv.DictReader(io.StringIO((out / "agreement-tagger.csv").read_text(encoding="utf-8-sig")))
+    assert {row["coder"] for row in tagger} == {"coder 1", "coder 2"}
+    assert "Agreement between coder 1 and coder 2" in (out / "index.html").read_text(encoding="utf-8")
+
+
 # ------------------------------------------------------------------------------------------ the web
 
 

@@ -68,17 +68,18 @@ def report_tables(
     if not with_agreement:
         return tables
     found = agreement_report(store, scope, codebook, coders)
-    return tables + (agreement_tables(found, label) if found.coders else [])
+    return tables + (agreement_tables(found, label, pseudonyms) if found.coders else [])
 
 
 class Pseudonyms:
-    """Names in a report replaced by numbered stand-ins (redaction): "interviewee 3", "place 2", "recording 7"."""
+    """Names in a report replaced by numbered stand-ins (redaction): "interviewee 3", "place 2", "recording 7",
+    "coder 2"."""
 
     def __init__(self, kinds: set[str]):
         unknown = kinds - {"names", "places"}
         if unknown:
             raise InvalidInputError(f"cannot redact {', '.join(sorted(unknown))}: names, places or names,places")
-        hidden = {"names": ("interviewee", "recording"), "places": ("place",)}
+        hidden = {"names": ("interviewee", "recording", "coder"), "places": ("place",)}
         self.dimensions = {d for kind in kinds for d in hidden[kind]}
         self.given: dict[tuple[str, str], str] = {}
 

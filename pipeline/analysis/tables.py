@@ -134,13 +134,17 @@ def collection_tables(
     return tables
 
 
-def agreement_tables(report: AgreementReport, label: Callable[[str], str]) -> list[Table]:
-    """Agreement between the coders per theme, and the tagger against each coder."""
+def agreement_tables(
+    report: AgreementReport, label: Callable[[str], str], pseudonyms: Callable[[str, str], str] | None = None
+) -> list[Table]:
+    """Agreement between the coders per theme, and the tagger against each coder. `pseudonyms(dimension,
+    value)` replaces the coders' names (redaction), each by one stand-in in every table."""
 
     def name(theme: str) -> str:
         return theme if theme == ALL_THEMES else label(theme)
 
-    coders = report.coders
+    hide = pseudonyms or (lambda _dimension, value: value)
+    coders = tuple(hide("coder", c) for c in report.coders)
     columns = (
         "theme",
         "units",
@@ -159,7 +163,7 @@ def agreement_tables(report: AgreementReport, label: Callable[[str], str]) -> li
             r.agreed_present,
             r.agreed_absent,
             r.split,
-            *(r.present_by[c] for c in coders),
+            *(r.present_by[c] for c in report.coders),
             r.percent,
             r.kappa,
             r.alpha,
@@ -180,7 +184,18 @@ def agreement_tables(report: AgreementReport, label: Callable[[str], str]) -> li
         "tagger's recall",
     )
     tagger_rows = [
-        (t.coder, name(t.theme), t.units, t.tagger, t.coder_present, t.both, t.percent, t.kappa, t.precision, t.recall)
+        (
+            hide("coder", t.coder),
+            name(t.theme),
+            t.units,
+            t.tagger,
+            t.coder_present,
+            t.both,
+            t.percent,
+            t.kappa,
+            t.precision,
+            t.recall,
+        )
         for t in report.tagger
     ]
     return [

@@ -153,7 +153,8 @@ def report(
     redact: Annotated[
         str | None,
         typer.Option(
-            help="Number interviewees and recordings (names) and/or places instead of naming them", metavar="KINDS"
+            help="Number interviewees, recordings and coders (names) and/or places instead of naming them",
+            metavar="KINDS",
         ),
     ] = None,
     include_restricted: IncludeRestricted = False,
