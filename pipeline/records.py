@@ -191,7 +191,7 @@ class StageRecord:
     settings: dict
     settings_key: str  # hash of settings: a re-run with the same key is skipped
     report: dict
-    error: str | None
+    error: str | None  # why it failed; on a "done" stage, why the latest run of it failed since
     started_at: str | None  # ISO timestamps, UTC
     finished_at: str | None
 

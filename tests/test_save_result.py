@@ -3,13 +3,17 @@ it returns the same as the store reads back. On SQLite, and on PostgreSQL when O
 
 from __future__ import annotations
 
+import contextlib
 import wave
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, event, inspect, text
+from typer.testing import CliRunner
 
+from pipeline import process
 from pipeline.batch import run_batch, tag_recording
+from pipeline.cli import app
 from pipeline.formats.export import gather
 from pipeline.imports import import_file
 from pipeline.process import RunOptions, stored_result, tag_result
@@ -25,8 +29,9 @@ from pipeline.records import (
     Word,
 )
 from pipeline.stages import tag
-from pipeline.stages.audio import probe
+from pipeline.stages.audio import AudioError, probe
 from pipeline.stages.codebook import load_codebook
+from pipeline.stages.transcribe import TranscribeOptions
 from pipeline.store import Store, StoreError, settings_key
 
 INFO = AudioInfo(Path("/audio/zhang.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
@@ -99,6 +104,16 @@ def snapshot(url: str) -> dict[str, list]:
             return state
     finally:
         engine.dispose()
+
+
+def quiet_wav(path: Path) -> Path:
+    """A second of quiet: a real file to probe."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 16000)
+    return path
 
 
 def test_a_whole_result_is_one_write_transaction(tmp_path):
@@ -205,11 +220,7 @@ def test_a_database_error_on_a_file_is_said_without_a_traceback(tmp_path, store,
     """The database locked by another writer past the busy timeout, or gone, while a batch runs: ohp's own
     error, which says what; the file fails with it, and no traceback fills the terminal as if ohp had a bug."""
     audio = tmp_path / "zhang.wav"
-    with wave.open(str(audio), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\0\0" * 16000)
+    quiet_wav(audio)
     locked = StoreError(f"database error on {store.url}: database is locked")
 
     def busy(*args, **kwargs):
@@ -225,11 +236,7 @@ def test_a_database_error_on_a_file_is_said_without_a_traceback(tmp_path, store,
 def test_a_failed_stage_is_named_with_its_traceback_in_the_log(tmp_path, store, monkeypatch, caplog):
     """A recording whose transcript is stored, tagged again after a codebook change: the tagger fails."""
     audio = tmp_path / "zhang.wav"
-    with wave.open(str(audio), "wb") as w:  # a second of quiet: a real file to probe
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\0\0" * 16000)
+    quiet_wav(audio)
     options = RunOptions(speakers=None, out_dir=None, codebook=load_codebook())
     done = StageRun(options.settings(), settings_key(options.settings()), {"segments": 4})
     rid = store.save_result(
@@ -249,3 +256,53 @@ def test_a_failed_stage_is_named_with_its_traceback_in_the_log(tmp_path, store, 
     assert logged.name == "pipeline.batch" and logged.exc_info and "the tagger broke" in str(logged.exc_info[1])
     assert store.stage(rid, "tag").status == "failed" and store.stage(rid, "transcribe").status == "done"
     assert len(store.segments(rid)) == 4  # what was stored stays
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        AudioError("zhang.wav", "not an audio file ffmpeg can read"),  # the file is bad now
+        RuntimeError("the recogniser broke"),
+        KeyboardInterrupt(),  # Ctrl-C in the middle of the pass
+    ],
+    ids=["bad audio", "exception", "ctrl-c"],
+)
+def test_a_failed_run_keeps_the_last_result_and_its_settings(tmp_path, store, db_url, monkeypatch, failure):
+    """A run with new settings that fails leaves the recording's last successful transcript and its settings
+    as they were: the same run with the old settings skips it, one with the new settings tries again; the
+    failure is recorded and shown."""
+    audio = quiet_wav(tmp_path / "zhang.wav")
+    old = RunOptions(speakers=None, out_dir=None)
+    new = RunOptions(transcribe=TranscribeOptions(language="en"), speakers=None, out_dir=None)
+    done = StageRun(old.settings(), settings_key(old.settings()), {"segments": 4})
+    rid = store.save_result(
+        RecordingResult(
+            probe(audio), Transcript("zh", 0.9, segments(), "faster-whisper", "base"), stages={"transcribe": done}
+        )
+    ).export.recording.id
+
+    decoded = []
+
+    def broken(info, *args, **kwargs):
+        decoded.append(info.path)
+        raise failure
+
+    monkeypatch.setattr(process, "decode", broken)
+    if isinstance(failure, KeyboardInterrupt):  # the batch stops; nothing of the file is recorded
+        with pytest.raises(KeyboardInterrupt):
+            run_batch([audio], store, new)
+    else:
+        [failed] = run_batch([audio], store, new).files
+        assert (failed.status, failed.stage) == ("failed", "decode")
+        assert store.stage(rid, "transcribe").error == failed.error  # recorded, and shown
+        shown = CliRunner().invoke(app, ["status", "--db", db_url], env={"COLUMNS": "1000"})
+        assert f"transcribe: done; its last run failed: {failed.error}" in shown.stdout
+    kept = store.stage(rid, "transcribe")
+    assert (kept.status, kept.settings_key, kept.report) == ("done", done.settings_key, done.report)
+    assert len(store.segments(rid)) == 4 and len(decoded) == 1
+
+    [skipped] = run_batch([audio], store, old).files
+    assert (skipped.status, skipped.segments, len(decoded)) == ("skipped", 4, 1)
+    with contextlib.suppress(KeyboardInterrupt):
+        run_batch([audio], store, new)
+    assert len(decoded) == 2  # the new settings are tried again

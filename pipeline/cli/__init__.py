@@ -39,6 +39,7 @@ from pipeline.records import (
     RecordingRecord,
     SearchFilters,
     SpeakerRole,
+    StageRecord,
     speaker_title,
 )
 from pipeline.script import Script
@@ -347,6 +348,14 @@ def run(
         raise typer.Exit(1)
 
 
+def stage_state(stage: StageRecord) -> str:
+    """A stage's status for `ohp status`, and why it failed: a done stage's failure came after its result, which
+    stays."""
+    if stage.status == "done" and stage.error:
+        return f"{stage.stage}: done; its last run failed: {stage.error}"
+    return f"{stage.stage}: {stage.status}" + (f" ({stage.error})" if stage.error else "")
+
+
 @app.command()
 def status(
     by_doubt: Annotated[
@@ -368,7 +377,7 @@ def status(
     table.add_column("sha256", overflow="fold")
     for r in recordings:
         stages = {s.stage: s for s in store.stages(r.id)}
-        state = ", ".join(f"{s.stage}: {s.status}" + (f" ({s.error})" if s.error else "") for s in stages.values())
+        state = ", ".join(map(stage_state, stages.values()))
         # The speakers stage splits segments where the speaker changes: its count is the stored one.
         counted = [stages[name].report for name in ("speakers", "transcribe") if name in stages]
         segments = next((str(report["segments"]) for report in counted if "segments" in report), "")

@@ -174,10 +174,11 @@ class Store:
             return recording_id
 
     def fail_stage(self, info: AudioInfo, stage: str, settings: dict[str, Any], settings_key: str, error: str) -> None:
-        """Record that a stage failed on this file; what an earlier run stored stays."""
+        """Record that a stage failed on this file; what an earlier run stored stays, a done stage with its
+        settings (recordings.fail_stage)."""
         with self._session(write=True) as s:
             recording_id = recordings.upsert_recording(s, info).id
-            recordings.set_stage(s, recording_id, stage, "failed", settings, settings_key, {}, error)
+            recordings.fail_stage(s, recording_id, stage, settings, settings_key, error)
 
     # ------------------------------------------------------------------------------ transcripts
 

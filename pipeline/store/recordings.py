@@ -271,7 +271,8 @@ def set_stage(
     report: dict[str, Any],
     error: str | None,
 ) -> None:
-    """Where a stage is on a recording: "running", "done" or "failed", with what it ran with and found."""
+    """Where a stage is on a recording: "running", "done" or "failed", with what it ran with and found (a failure
+    after a done run: fail_stage)."""
     row = s.get(StageRow, (recording_id, stage))
     if row is None:
         row = StageRow(recording_id=recording_id, stage=stage)
@@ -283,3 +284,15 @@ def set_stage(
     row.status, row.settings, row.settings_key = status, _json(settings, "settings"), key
     row.report, row.error = _json(report, "report"), error
     s.flush()
+
+
+def fail_stage(s: Session, recording_id: int, stage: str, settings: dict[str, Any], key: str, error: str) -> None:
+    """A stage failed on the recording. Where it was done before, its result and settings stay, the failure noted
+    beside them (until it is done again): a later run with those settings skips it, one with others tries again.
+    Otherwise the stage is "failed", with the settings it failed with."""
+    row = s.get(StageRow, (recording_id, stage))
+    if row is not None and row.status == "done":
+        row.error = error
+        s.flush()
+    else:
+        set_stage(s, recording_id, stage, "failed", settings, key, {}, error)
