@@ -18,6 +18,7 @@ from pipeline.records import (
     AudioInfo,
     Coding,
     ImportedCodings,
+    KeptDecision,
     RecordingResult,
     Segment,
     SpeakerRecord,
@@ -97,6 +98,8 @@ class CodingsReport:
     codings: int = 0
     added: int = 0  # annotations made or accepted by the coder
     unchanged: int = 0  # the coder's theme was already there, imported from them, on that text
+    # Codes on themes a person rejected in ohp: the rejection stays (Store.import_annotations).
+    kept: list[KeptDecision] = field(default_factory=list)
     recordings: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -119,7 +122,8 @@ CODINGS_READERS: dict[str, Callable[[Path, Codebook], ImportedCodings]] = {".eaf
 
 
 def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
-    """The codes of an exchange file, as annotations by their coders: all of them in one transaction."""
+    """The codes of an exchange file, as annotations by their coders: all of them in one transaction, but those
+    on themes a person rejected in ohp, which stay rejected (the report's `kept`)."""
     report = CodingsReport(warnings=list(imported.warnings))
     added, queued = [], set()
     for sha256, codings in imported.codings.items():
@@ -148,12 +152,13 @@ def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
                 evidence: tuple[tuple[int, int], ...] = ((at, at + len(quoted)),) if at >= 0 else ()
                 had = existing.get((target.stored_id, coding.theme))
                 item = (target.stored_id, coding.theme, coding.coder, evidence)
-                known = had is not None and set(evidence) <= set(had.evidence)
+                # A rejected theme is the store's to keep, and to name in the report.
+                known = had is not None and had.status != "rejected" and set(evidence) <= set(had.evidence)
                 if (known and (target.stored_id, coding.theme, coding.coder) in decided_there) or item in queued:
                     report.unchanged += 1  # or a coding a tool split in pieces over one segment
                 else:
                     added.append(item)
                     queued.add(item)
-    store.add_annotations(added, via="import")
-    report.added = len(added)
+    accepted, report.kept = store.import_annotations(added)
+    report.added = len(accepted)
     return report

@@ -522,6 +522,21 @@ class CoderDecision:
 
 
 @dataclass(frozen=True)
+class KeptDecision:
+    """A code an import carried onto a theme a person rejected in ohp (anyone, on the annotation, or the coder
+    themselves): the rejection stays, and the import says so."""
+
+    recording_id: int
+    segment_id: int
+    start: float  # the segment's times
+    end: float
+    theme: str
+    coder: str  # whose code the file carried
+    decided_by: str  # who rejected the theme
+    decided_at: str
+
+
+@dataclass(frozen=True)
 class Coding:
     """A theme someone put on part of a recording in another tool (ELAN, a QDA program), on its way back."""
 

@@ -191,7 +191,7 @@ def test_disagreements_list_who_said_what(coded):
 def test_imported_codes_count_the_whole_recording_as_reviewed(coded):
     store, rid = coded
     ids = [s.id for s in store.segments(rid)]
-    store.add_annotations([(ids[0], "wages", "carol", ())], via="import")
+    store.import_annotations([(ids[0], "wages", "carol", ())])
     counts = store.decision_counts(None, ["alice", "carol"])
     # carol coded the whole transcript: the segments alice reviewed (0, 1, 2, 4) are shared with her.
     assert counts.shared == {2: 4}

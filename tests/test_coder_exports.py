@@ -203,3 +203,58 @@ def test_a_project_of_several_coders_is_valid_against_the_schema(coded):
     schema = xmlschema.XMLSchema(str(corpus_path("refi-qda-Project-mrt2019.xsd", STANDARDS)))
     with zipfile.ZipFile(io.BytesIO(project)) as archive:
         schema.validate(archive.read("project.qde").decode("utf-8"))
+
+
+@pytest.mark.parametrize("fmt", ["eaf", "qdpx"])
+def test_an_import_never_overturns_a_theme_a_person_rejected(coded, tmp_path, fmt):
+    """carol rejected wages on segment 0 after alice and bob coded it. The file exported before, coded further
+    elsewhere (dana: wages on 0, housing on 3), comes back: wages stays rejected, each code on it a kept
+    decision the report names (the coders' own decisions kept as theirs, for agreement); the rest goes in."""
+    store, rid = coded
+    ids = [s.id for s in store.segments(rid)]
+    export = gather(store, store.recording(rid), CODEBOOK)
+    path = tmp_path / f"li.{fmt}"
+    if fmt == "eaf":
+        path.write_text(to_eaf(export), encoding="utf-8")
+        imported = read_eaf(path, CODEBOOK)
+    else:
+        path.write_bytes(to_qdpx([export], CODEBOOK))
+        imported = read_qdpx(path, CODEBOOK)
+    imported.codings[INFO.sha256] += [Coding("wages", "dana", 0.0, 8.0), Coding("housing", "dana", 30.0, 38.0)]
+    rejected = next(a for a in store.annotations(rid) if (a.segment_id, a.theme) == (ids[0], "wages"))
+
+    report = import_codings(imported, store)
+    wages = next(a for a in store.annotations(rid) if (a.segment_id, a.theme) == (ids[0], "wages"))
+    assert (wages.status, wages.updated_by, wages.version) == ("rejected", "carol", rejected.version)
+    assert sorted((k.segment_id, k.theme, k.coder, k.decided_by) for k in report.kept) == [
+        (ids[0], "wages", coder, "carol") for coder in ("alice", "bob", "dana")
+    ]
+    assert all((k.recording_id, k.start, k.end) == (rid, 0.0, 8.0) for k in report.kept)
+    # The rest as before: dana's housing, bob's housing and the hostile names' (their quoted words new evidence
+    # in a project's codings).
+    assert report.added + report.unchanged == 6 and len(report.kept) + 6 == report.codings
+    assert _there(store, rid) == EXPECTED | {(0, "wages", "dana"), (3, "housing", "dana")}
+    assert not [h for h in store.history(recording_id=rid) if h.annotation_id == wages.id and h.changed_by == "dana"]
+
+    before = (store.annotations(rid), _there(store, rid))
+    again = import_codings(imported, store)  # the same file again changes nothing, and says so again
+    assert (again.added, len(again.kept)) == (0, 3) and (store.annotations(rid), _there(store, rid)) == before
+
+
+def test_an_import_keeps_a_coders_own_rejection(coded):
+    """bob's housing on segment 1 (his ELAN import): he rejects it in review, then dana accepts it. A file of
+    bob's carrying the code again does not turn his own rejection back into a code."""
+    store, rid = coded
+    ids = [s.id for s in store.segments(rid)]
+    housing = next(a for a in store.annotations(rid) if (a.segment_id, a.theme) == (ids[1], "housing"))
+    store.decide(housing.id, "accepted", "dana")
+    rejected = store.decide(housing.id, "rejected", "bob")
+    store.decide(housing.id, "accepted", "dana", version=rejected.version)
+    before = store.annotations(rid)
+    bob = ImportedCodings(Path("bob.eaf"), "eaf", {INFO.sha256: [Coding("housing", "bob", 10.0, 18.0)]})
+    report = import_codings(bob, store)
+    [kept] = report.kept
+    assert (kept.segment_id, kept.theme, kept.coder, kept.decided_by) == (ids[1], "housing", "bob", "bob")
+    assert report.added == 0
+    own = {(d.segment_id, d.theme, d.coder): d.present for d in store.decisions(rid)}
+    assert own[ids[1], "housing", "bob"] is False and store.annotations(rid) == before

@@ -22,6 +22,7 @@ from pipeline.batch import tag_recording
 from pipeline.cli import app
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript
 from pipeline.stages.codebook import load_codebook
+from pipeline.utils import clock
 
 runner = CliRunner()
 TEXTS = [
@@ -242,6 +243,31 @@ def test_codes_added_in_elan_come_back_by_their_coder(db, tmp_path):
         assert [(a.source, a.status, a.segment_id) for a in housing] == [("bob", "accepted", store.segments(1)[1].id)]
     again = invoke("import", path, "--db", db)
     assert "0 annotation(s) added or accepted, 2 already there" in again.stdout
+
+
+def test_an_imported_code_on_a_rejected_theme_is_kept_out_and_named(db, tmp_path):
+    """alice accepted wages and exported her codes; rita rejects wages meanwhile. alice's file back: wages stays
+    rejected, and the import says so, naming it; bob's new code in the file goes in."""
+    from pipeline.store import Store
+
+    assert invoke("export", "--format", "eaf", "--out", tmp_path, "--db", db).exit_code == 0
+    path = tmp_path / "李秀英 访谈.eaf"
+    eaf = Eaf(str(path))
+    eaf.add_tier("housing (bob)", ling="theme", part="bob", ann="bob")
+    eaf.add_annotation("housing (bob)", 5000, 9000, "housing")
+    eaf.to_file(str(path))
+    with Store(db) as store:
+        wages = next(a for a in store.annotations(1) if a.theme == "wages")
+        store.decide(wages.id, "rejected", "rita")
+        segment = next(s for s in store.segments(1) if s.id == wages.segment_id)
+    result = invoke("import", path, "--db", db)
+    assert result.exit_code == 0, result.output
+    assert "1 annotation(s) added or accepted, 0 already there, 1 kept as decided in ohp" in result.stdout
+    span = f"{clock(segment.start)}-{clock(segment.end)}"
+    assert f"kept: alice's Wages / 工资 at {span} of recording 1: rejected by rita" in result.stdout
+    with Store(db) as store:
+        assert next(a for a in store.annotations(1) if a.id == wages.id).status == "rejected"
+        assert [a.status for a in store.annotations(1) if a.theme == "housing" and a.source == "bob"] == ["accepted"]
 
 
 def test_codes_added_in_a_qda_program_come_back_by_their_coder(db, tmp_path):

@@ -909,8 +909,17 @@ def import_command(
             console.print(
                 f"{path}: {report.codings} coding(s) for recording(s) "
                 f"{', '.join(map(str, report.recordings)) or '-'}: "
-                f"{report.added} annotation(s) added or accepted, {report.unchanged} already there"
+                f"{report.added} annotation(s) added or accepted, {report.unchanged} already there, "
+                f"{len(report.kept)} kept as decided in ohp"
             )
+            assert book is not None  # as above
+            for kept in report.kept:  # a person's rejection the file's code did not overturn: theirs to look at
+                console.print(
+                    f"  kept: {kept.coder}'s {book.label(kept.theme)} at {clock(kept.start)}-{clock(kept.end)} "
+                    f"of recording {kept.recording_id}: rejected by {kept.decided_by} on {kept.decided_at[:10]}, "
+                    "stays rejected",
+                    highlight=False,
+                )
             for warning in report.warnings:
                 errors.print(Text.assemble("  ", ("warning:", "yellow"), f" {warning}"), highlight=False)
         else:

@@ -40,6 +40,7 @@ from pipeline.records import (
     Disagreement,
     Entity,
     HistoryRecord,
+    KeptDecision,
     PersonRecord,
     RecordingExport,
     RecordingRecord,
@@ -57,6 +58,7 @@ from pipeline.records import (
 from pipeline.search.textindex import Query
 from pipeline.store import analysis, annotations, database, recordings, search, transcripts, users, vocabulary
 from pipeline.store import speakers as speaker_store
+from pipeline.store.annotations import Added
 from pipeline.store.database import StoreError, alembic_config
 from pipeline.store.models import Base, UTCDateTime, in_models
 from pipeline.store.recordings import settings_key
@@ -294,13 +296,18 @@ class Store:
         ConflictError carries it (overturning a rejection is a `decide` on its version)."""
         return self.add_annotations([(segment_id, theme, user, evidence)])[0]
 
-    def add_annotations(
-        self, added: Sequence[tuple[int, str, str, tuple[tuple[int, int], ...]]], via: str = "review"
-    ) -> list[AnnotationRecord]:
+    def add_annotations(self, added: Sequence[Added]) -> list[AnnotationRecord]:
         """Several `add_annotation`s, (segment id, theme, user, evidence) each, in one transaction:
-        all of them or none; `via` "import" for codes coded in another tool over a whole transcript."""
+        all of them or none."""
         with self._session(write=True) as s:
-            return annotations.add_annotations(s, added, via)
+            return annotations.add_annotations(s, added)
+
+    def import_annotations(self, added: Sequence[Added]) -> tuple[list[AnnotationRecord], list[KeptDecision]]:
+        """Codes coded in another tool over a whole transcript, (segment id, theme, coder, evidence) each, in one
+        transaction: the annotations accepted, and the codes on themes a person rejected in ohp, which stay
+        rejected (annotations.import_annotations)."""
+        with self._session(write=True) as s:
+            return annotations.import_annotations(s, added)
 
     def decisions(self, recording_id: int) -> list[CoderDecision]:
         """Every coder's own decisions on a recording's themes, in transcript order."""

@@ -19,6 +19,7 @@ from pipeline.records import (
     CoderDecision,
     Entity,
     HistoryRecord,
+    KeptDecision,
     RecordingResult,
     Segment,
     ThemeDecision,
@@ -312,57 +313,111 @@ def refuse_overturning(row: AnnotationRow | None, recording_id: int) -> None:
         )
 
 
-def add_annotations(
-    s: Session, added: Sequence[tuple[int, str, str, tuple[tuple[int, int], ...]]], via: str = "review"
-) -> list[AnnotationRecord]:
-    """Several `add_annotation`s, (segment id, theme, user, evidence) each, in one transaction:
-    all of them or none. Each is the user's decision (DecisionRow) that the theme is there, made `via`
-    review or import. In review, a theme a person rejected is a ConflictError (see refuse_overturning);
-    an import brings a coder's codes from another tool whole, as before."""
-    out = []
-    for segment_id, theme, user, evidence in added:
-        recording_id = recording_of_segment(s, segment_id)
-        text = s.scalar(select(SegmentRow.text).where(SegmentRow.id == segment_id)) or ""
-        if len(evidence) > MAX_EVIDENCE_SPANS:
-            raise InvalidInputError(f"{len(evidence)} pieces of evidence: a theme takes at most {MAX_EVIDENCE_SPANS}")
-        for start, end in evidence:
-            if not 0 <= start < end <= len(text):
-                raise InvalidInputError(
-                    f"evidence [{start}, {end}] is outside the segment's text ({len(text)} characters)"
-                )
-        row = s.scalars(
-            select(AnnotationRow).where(AnnotationRow.segment_id == segment_id, AnnotationRow.theme == theme)
-        ).one_or_none()
-        if via == "review":
-            refuse_overturning(row, recording_id)
-        before = None if row is None else annotation_state(row)
-        spans = [list(span) for span in dict.fromkeys(evidence)]
-        if row is None:
-            row = AnnotationRow(
-                segment_id=segment_id, theme=theme, source=user, status="accepted", evidence=spans, updated_by=user
-            )
-            s.add(row)
-        else:
-            kept = {tuple(span) for span in row.evidence or []}  # a set: thousands of spans must not cost n²
-            row.evidence = (row.evidence or []) + [span for span in spans if tuple(span) not in kept]
-            if len(row.evidence) > MAX_EVIDENCE_SPANS:
-                raise InvalidInputError(f"theme {theme} would have more than {MAX_EVIDENCE_SPANS} pieces of evidence")
-            row.status, row.updated_by, row.updated_at, row.version = "accepted", user, now(), row.version + 1
-        s.flush()
-        record_decision(s, segment_id, theme, user, True, via)
-        s.add(
-            HistoryRow(
-                recording_id=recording_id,
-                segment_id=segment_id,
-                annotation_id=row.id,
-                action="added",
-                changed_by=user,
-                before=before,
-                after=annotation_state(row),
-            )
+# A theme put on a segment: (segment id, theme, user, evidence).
+Added = tuple[int, str, str, tuple[tuple[int, int], ...]]
+
+
+def _coded_segment(s: Session, segment_id: int, evidence: tuple[tuple[int, int], ...]) -> Row[int, float, float, str]:
+    """The segment a theme is put on (recording_id, start, end), once the evidence is checked against its text."""
+    segment = s.execute(
+        select(SegmentRow.recording_id, SegmentRow.start, SegmentRow.end, SegmentRow.text).where(
+            SegmentRow.id == segment_id
         )
-        out.append(annotation_record(row, recording_id))
+    ).one_or_none()
+    if segment is None:
+        raise NotFoundError(f"no segment with id {segment_id}")
+    if len(evidence) > MAX_EVIDENCE_SPANS:
+        raise InvalidInputError(f"{len(evidence)} pieces of evidence: a theme takes at most {MAX_EVIDENCE_SPANS}")
+    for start, end in evidence:
+        if not 0 <= start < end <= len(segment.text or ""):
+            raise InvalidInputError(
+                f"evidence [{start}, {end}] is outside the segment's text ({len(segment.text or '')} characters)"
+            )
+    return segment
+
+
+def _annotation_row(s: Session, segment_id: int, theme: str) -> AnnotationRow | None:
+    query = select(AnnotationRow).where(AnnotationRow.segment_id == segment_id, AnnotationRow.theme == theme)
+    return s.scalars(query).one_or_none()
+
+
+def _accept(s: Session, recording_id: int, row: AnnotationRow | None, added: Added, via: str) -> AnnotationRecord:
+    """The theme on the segment, accepted by the user with the evidence added to it, and their decision (made
+    `via` review or import) that it is there; in the history."""
+    segment_id, theme, user, evidence = added
+    before = None if row is None else annotation_state(row)
+    spans = [list(span) for span in dict.fromkeys(evidence)]
+    if row is None:
+        row = AnnotationRow(
+            segment_id=segment_id, theme=theme, source=user, status="accepted", evidence=spans, updated_by=user
+        )
+        s.add(row)
+    else:
+        kept = {tuple(span) for span in row.evidence or []}  # a set: thousands of spans must not cost n²
+        row.evidence = (row.evidence or []) + [span for span in spans if tuple(span) not in kept]
+        if len(row.evidence) > MAX_EVIDENCE_SPANS:
+            raise InvalidInputError(f"theme {theme} would have more than {MAX_EVIDENCE_SPANS} pieces of evidence")
+        row.status, row.updated_by, row.updated_at, row.version = "accepted", user, now(), row.version + 1
+    s.flush()
+    record_decision(s, segment_id, theme, user, True, via)
+    s.add(
+        HistoryRow(
+            recording_id=recording_id,
+            segment_id=segment_id,
+            annotation_id=row.id,
+            action="added",
+            changed_by=user,
+            before=before,
+            after=annotation_state(row),
+        )
+    )
+    return annotation_record(row, recording_id)
+
+
+def add_annotations(s: Session, added: Sequence[Added]) -> list[AnnotationRecord]:
+    """Several `add_annotation`s, (segment id, theme, user, evidence) each, in one transaction: all of them or
+    none. Each is the user's decision (DecisionRow) that the theme is there, made in review; a theme a person
+    rejected is a ConflictError (see refuse_overturning)."""
+    out = []
+    for item in added:
+        segment_id, theme, _, evidence = item
+        recording_id = _coded_segment(s, segment_id, evidence).recording_id
+        row = _annotation_row(s, segment_id, theme)
+        refuse_overturning(row, recording_id)
+        out.append(_accept(s, recording_id, row, item, "review"))
     return out
+
+
+def import_annotations(s: Session, added: Sequence[Added]) -> tuple[list[AnnotationRecord], list[KeptDecision]]:
+    """Codes coded in another tool over a whole transcript, (segment id, theme, coder, evidence) each, in one
+    transaction, as add_annotations but made via import: the annotations accepted, and the codes kept out.
+
+    An import never overturns a rejection made in ohp, which the coder did not see in the other tool: a theme a
+    person rejected on the segment stays rejected, and so does a coder's own rejection. Such a code is a
+    KeptDecision; where the coder decided nothing on the theme, it is still their own decision that the theme
+    is there (for agreement, and their codes exported again)."""
+    accepted, kept = [], []
+    for item in added:
+        segment_id, theme, coder, evidence = item
+        segment = _coded_segment(s, segment_id, evidence)
+        row = _annotation_row(s, segment_id, theme)
+        own = s.scalars(
+            select(DecisionRow).where(
+                DecisionRow.segment_id == segment_id, DecisionRow.theme == theme, DecisionRow.coder == coder
+            )
+        ).one_or_none()
+        if own is not None and not own.present:
+            rejected_by, rejected_at = coder, own.decided_at
+        elif row is not None and row.status == "rejected":
+            rejected_by, rejected_at = row.updated_by or row.source, row.updated_at
+            if own is None:
+                record_decision(s, segment_id, theme, coder, True, "import")
+        else:
+            accepted.append(_accept(s, segment.recording_id, row, item, "import"))
+            continue
+        where = (segment.recording_id, segment_id, segment.start, segment.end, theme, coder)
+        kept.append(KeptDecision(*where, rejected_by, iso(rejected_at) or ""))
+    return accepted, kept
 
 
 def decisions(s: Session, recording_id: int) -> list[CoderDecision]:
