@@ -638,6 +638,28 @@ def test_a_worker_that_hangs_is_stopped_its_file_reported_and_the_batch_goes_on(
         assert done.status == "done" and done.worker and done.worker.startswith("worker 1 on ")
 
 
+def test_a_worker_the_cluster_never_starts_fails_the_batch_in_time_not_hangs_it(
+    cluster, files, options, tmp_path, monkeypatch
+):
+    """A worker asking for more than any machine has (here 3 CPUs of a machine of two) is never started by Ray,
+    which keeps it pending without an error: the batch gives up on it after START_TIMEOUT (here 5 s), and what
+    the store has stays as it was (a recording transcribed before, which --force would have done again)."""
+    with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store:
+        assert [f.status for f in run_batch(files[:1], store, options).files] == ["done"]
+        before = stored(store)
+        monkeypatch.setattr("pipeline.cluster.driver.size_workers", lambda *args: Sizing(1, 3.0, 0.0))
+        monkeypatch.setattr("pipeline.cluster.driver.START_TIMEOUT", 5.0)
+        forced = replace(options, force=True)
+        report = in_time(lambda: run_on_ray(files[:2], store, forced, address=cluster))
+        assert [f.status for f in report.files] == ["failed"] * 2
+        for f in report.files:
+            assert f.error and "no worker could start" in f.error and "\n" not in f.error, f.error
+            assert "worker 1 was not started in 5 s" in f.error and "3 CPUs" in f.error, f.error
+        assert stored(store) == before
+        [recording] = store.list_recordings()
+        assert {s.stage: s.status for s in store.stages(recording.id)} == {"transcribe": "done"}
+
+
 def test_an_address_where_no_cluster_answers_is_refused_at_once(files, options, tmp_path):
     """Ray itself tries an address that does not answer for minutes, writing warnings as it goes."""
     address = f"127.0.0.1:{free_port()}"  # nothing listens there

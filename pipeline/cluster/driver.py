@@ -4,8 +4,9 @@ and saves each result as it comes back, through the single-process batch's own s
 A worker whose process or node dies is restarted by Ray (max_restarts); the recording it was working on
 goes back to the front of the queue, to whichever worker is free first, once more at most; so does one whose
 pass hangs (no answer long past its recording's length), its worker restarted. A worker that
-cannot start (its __init__ fails on its machine) is not used; when none can, the files are reported failed
-with its cause. Each result is saved once, by this process, in one transaction, so a retried recording is
+cannot start (its __init__ fails on its machine), or that Ray has not started in START_TIMEOUT (no machine has
+the CPUs or GPUs it asks for free, or its restart finds none), is not used; when none can, the files are reported
+failed with its cause. Each result is saved once, by this process, in one transaction, so a retried recording is
 never stored twice; Ctrl-C cancels what runs on the workers and leaves what was saved as it is.
 """
 
@@ -45,6 +46,10 @@ WAIT_SECONDS = 0.5
 # tried again (ATTEMPTS). Generous: a one-thread worker on a large model is a few times slower than real time.
 HANG_ALLOWANCE = 900.0
 HANG_FACTOR = 20.0
+# A worker that Ray has not started START_TIMEOUT seconds after it was asked for (or restarted) is not used: Ray
+# keeps an actor that no machine has room for pending, without an error. Room for an autoscaler to add a machine
+# (a few minutes); a worker's start itself takes seconds (its models load with its first recording).
+START_TIMEOUT = 600.0
 
 
 @dataclass
@@ -170,6 +175,7 @@ class Job:
 @dataclass
 class Worker:
     actor: Any  # the Ray actor handle of a Recogniser
+    number: int
     where: Where | None = None  # known once it answers
 
 
@@ -206,11 +212,11 @@ class Driver:
     def __init__(
         self, store: Store, options: RunOptions, progress: Progress | None, batch: Batch, sizing: Sizing
     ) -> None:
-        self.store, self.options, self.progress, self.batch = store, options, progress, batch
+        self.store, self.options, self.progress, self.batch, self.sizing = store, options, progress, batch, sizing
         remote = ray.remote(Recogniser).options(
             num_cpus=sizing.cpus, num_gpus=sizing.gpus, max_restarts=-1, max_task_retries=0
         )
-        self.workers = [Worker(remote.remote(options, number)) for number in range(1, sizing.workers + 1)]
+        self.workers = [Worker(remote.remote(options, number), number) for number in range(1, sizing.workers + 1)]
         self.saved_sha256: set[str] = set()
         self.nodes_seeing_files: dict[str, bool] = {}  # by node id; a node not in it is taken to see them
         self.broken: list[str] = []  # why each worker that could not start did not
@@ -218,10 +224,10 @@ class Driver:
     def run(self, jobs: list[Job]) -> None:
         queue = deque(jobs)
         idle: deque[Worker] = deque()
-        waiting: dict[ray.ObjectRef, tuple[Worker, Job | None]] = {
-            w.actor.where.remote(): (w, None) for w in self.workers
-        }
-        deadlines: dict[ray.ObjectRef, float] = {}  # of the passes under way
+        waiting: dict[ray.ObjectRef, tuple[Worker, Job | None]] = {}
+        deadlines: dict[ray.ObjectRef, float] = {}  # of the workers starting and the passes under way
+        for worker in self.workers:
+            self._ask_where(worker, waiting, deadlines)
         try:
             while queue or any(job for _, job in waiting.values()):
                 while queue and idle:
@@ -235,7 +241,7 @@ class Driver:
                 ready, _ = ray.wait(list(waiting), num_returns=1, timeout=WAIT_SECONDS)
                 for answered in ready:
                     deadlines.pop(answered, None)
-                self._stop_hung(waiting, deadlines)  # every turn: the other workers' answers may never stop
+                self._stop_late(queue, waiting, deadlines)  # every turn: the other workers' answers may never stop
                 if not ready:
                     continue
                 [ref] = ready
@@ -246,17 +252,15 @@ class Driver:
                     if isinstance(e, RayActorError) and e.actor_init_failed:
                         # It cannot start on its machine (ohp or its models missing there): Ray does not
                         # restart it, and asking it again would go round for ever.
-                        self._cannot_start(e)
+                        log.error("a worker could not start: %s", e)
                         if job:
                             queue.appendleft(job)
-                        if len(self.broken) == len(self.workers):
-                            while queue:
-                                self._unsent(queue.popleft(), f"no worker could start ({self.broken[0]})")
+                        self._not_started(init_error(e), queue)
                         continue
                     # Ray restarts the worker; it rejoins when it answers. Its recording (or the result that
                     # was lost with its node) goes to whoever is free.
                     log.warning("%s died (%s)", worker.where or "a worker", e)
-                    waiting[worker.actor.where.remote()] = (worker, None)
+                    self._ask_where(worker, waiting, deadlines)
                     if job:
                         self._lost(job, queue, e)
                     continue
@@ -320,11 +324,20 @@ class Driver:
         log.info("%s: to %s, pid %d", job.path, worker.where, worker.where.pid)
         return worker.actor.process.remote(job.planned, audio)
 
-    def _cannot_start(self, error: RayActorError) -> None:
-        log.error("a worker could not start: %s", error)
-        # The message ends with the traceback of its __init__, whose last line is the exception and its message.
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        self.broken.append(lines[-1] if lines else type(error).__name__)
+    def _ask_where(
+        self, worker: Worker, waiting: dict[ray.ObjectRef, tuple[Worker, Job | None]], deadlines: dict
+    ) -> None:
+        """Ask a worker starting (or restarting) where it is: its answer says it is ready, by START_TIMEOUT."""
+        asked = worker.actor.where.remote()
+        waiting[asked] = (worker, None)
+        deadlines[asked] = time.monotonic() + START_TIMEOUT
+
+    def _not_started(self, why: str, queue: deque[Job]) -> None:
+        """A worker is not used; when none is left, the files not finished are reported failed."""
+        self.broken.append(why)
+        if len(self.broken) == len(self.workers):
+            while queue:
+                self._unsent(queue.popleft(), f"no worker could start ({self.broken[0]})")
 
     def _unsent(self, job: Job, why: str) -> None:
         """A file that no worker can take: reported as failed."""
@@ -338,17 +351,32 @@ class Driver:
         assert job.planned is not None
         return HANG_ALLOWANCE + HANG_FACTOR * job.planned.info.duration
 
-    def _stop_hung(self, waiting: dict[ray.ObjectRef, tuple[Worker, Job | None]], deadlines: dict) -> None:
-        """Restart the workers of the passes past their deadline: each pass then ends as its worker's death."""
+    def _stop_late(
+        self, queue: deque[Job], waiting: dict[ray.ObjectRef, tuple[Worker, Job | None]], deadlines: dict
+    ) -> None:
+        """Give up on the workers not started by their deadline, and restart those of the passes past theirs:
+        each pass then ends as its worker's death."""
         now = time.monotonic()
         for ref, deadline in list(deadlines.items()):
-            if now > deadline:
-                worker, job = waiting[ref]
-                assert job is not None
-                del deadlines[ref]
-                job.hung = self._patience(job)
-                log.warning("%s: no answer from %s in %.0f s: restarting it", job.path, worker.where, job.hung)
-                ray.kill(worker.actor, no_restart=False)
+            if now <= deadline:
+                continue
+            del deadlines[ref]
+            worker, job = waiting[ref]
+            if job is None:
+                del waiting[ref]
+                ray.kill(worker.actor)  # its request for a machine's CPUs (or GPUs) goes with it
+                cpus, gpus = self.sizing.cpus, self.sizing.gpus
+                wanted = f"{cpus:g} CPUs" + (f" and {gpus:g} GPUs" if gpus else "")
+                why = (
+                    f"worker {worker.number} was not started in {START_TIMEOUT:.0f} s: no machine of the Ray "
+                    f"cluster had {wanted} free for it, or it did not come up there"
+                )
+                log.error("%s", why)
+                self._not_started(why, queue)
+                continue
+            job.hung = self._patience(job)
+            log.warning("%s: no answer from %s in %.0f s: restarting it", job.path, worker.where, job.hung)
+            ray.kill(worker.actor, no_restart=False)
 
     def _lost(self, job: Job, queue: deque[Job], error: Exception) -> None:
         job.attempts += 1
@@ -402,6 +430,13 @@ class Driver:
     def _finished(self, job: Job) -> None:
         if self.progress:
             self.progress.file_finished(job.file)
+
+
+def init_error(error: RayActorError) -> str:
+    """Why a worker's __init__ failed: Ray's message ends with its traceback, whose last line is the exception and
+    its message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 class WorkerLost(Exception):
