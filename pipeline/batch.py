@@ -57,7 +57,7 @@ from pipeline.records import (
 from pipeline.stages.audio import AudioError, is_audio_file, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.learned import ThemeModel
-from pipeline.store import Store
+from pipeline.store import Store, settings_key
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,10 @@ class Pass:
             stored=self.stored,
             progress=progress,
         )
+
+    def checkpoint_key(self, options: RunOptions) -> str:
+        """The settings key under which its transcription keeps its finished chunks (process.Checkpoint)."""
+        return settings_key(for_recording(options, self.recording).settings())
 
 
 class FileRun:

@@ -638,6 +638,56 @@ def test_a_worker_that_hangs_is_stopped_its_file_reported_and_the_batch_goes_on(
         assert done.status == "done" and done.worker and done.worker.startswith("worker 1 on ")
 
 
+def until(condition, seconds: float = 120) -> None:
+    """Wait for condition() to hold, at most `seconds` (then go on: the test's assertions say what went wrong)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+class LateAndFailing(Recogniser):
+    """A worker whose pass over a file in a folder named "copy" (a second path of a recording of the batch) starts
+    only once that recording's checkpoint has come and gone (its first path saved, its checkpoint removed), so that
+    the copy's chunks are written after the driver's cleanup; and whose pass over the batch's second short file
+    fails after transcribing it, its chunks in its checkpoint."""
+
+    def __init__(self, options: RunOptions, number: int) -> None:
+        super().__init__(options, number)
+        run, partial = Pass.run, self.options.home / "partial"
+
+        def late_or_failing(planned: Pass, options: RunOptions, progress: object = None) -> object:
+            if planned.info.path.parent.name == "copy":
+                kept = lambda: list(partial.glob(f"{planned.info.sha256}-*.jsonl"))  # noqa: E731
+                until(lambda: bool(kept()))
+                until(lambda: not kept())
+            result = run(planned, options, progress)
+            if planned.info.path.name == Path(SHORT[1]).name:
+                raise StageError(planned.info.path, "speakers", RuntimeError("the speaker encoder gave up"))
+            return result
+
+        Pass.run = late_or_failing  # type: ignore[method-assign,assignment]  # in this actor's process only
+
+
+def test_no_checkpoint_outlives_its_recording_on_the_workers(
+    cluster, files, options, fake_worker, own_ohp_home, tmp_path
+):
+    """A recording saved, one that failed after its chunks were kept, and a second path of the first, whose
+    pass would write its chunks after the first was saved: once the batch is over, none has a checkpoint left."""
+    fake_worker(LateAndFailing)
+    copy = tmp_path / "copy" / files[0].name
+    copy.parent.mkdir()
+    shutil.copy(files[0], copy)
+    with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store:
+        report = in_time(lambda: run_on_ray([files[0], copy, files[1]], store, options, address=cluster, workers=2))
+        saved, again, failed = report.files
+        assert (saved.status, again.status, failed.status) == ("done", "skipped", "failed"), report.files
+        assert again.worker is None  # transcribed once
+        assert failed.error and "the speaker encoder gave up" in failed.error
+    recordings = {probe(f).sha256 for f in files[:2]}
+    left = [p.name for p in (own_ohp_home / "partial").glob("*.jsonl") if p.name.split("-")[0] in recordings]
+    assert left == []
+
+
 def test_a_worker_the_cluster_never_starts_fails_the_batch_in_time_not_hangs_it(
     cluster, files, options, tmp_path, monkeypatch
 ):

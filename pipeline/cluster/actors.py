@@ -105,9 +105,12 @@ class Recogniser:
             log.exception("%s: the pass failed on %s", planned.info.path, where)
             return Outcome(where, error=portable(exc), traceback=traceback.format_exc())
 
-    def forget(self, info: AudioInfo, settings_key: str) -> None:
-        """The recording is saved: its half-done transcript here goes."""
-        Checkpoint(info, settings_key, self.options.home).remove()
+
+def forget(info: AudioInfo, settings_key: str) -> None:
+    """The recording is finished (saved, or failed for good): its half-done transcript on this machine goes. A
+    Ray task of its own on each machine, not a worker's method: a worker's would wait behind the pass it runs, and
+    be lost when the batch stops its workers."""
+    Checkpoint(info, settings_key, Config.load().home).remove()
 
 
 class WorkerError(Exception):

@@ -8,6 +8,11 @@ cannot start (its __init__ fails on its machine), or that Ray has not started in
 the CPUs or GPUs it asks for free, or its restart finds none), is not used; when none can, the files are reported
 failed with its cause. Each result is saved once, by this process, in one transaction, so a retried recording is
 never stored twice; Ctrl-C cancels what runs on the workers and leaves what was saved as it is.
+
+A recording's pass keeps its finished chunks in a checkpoint on its worker's machine. Once the recording is
+finished (saved, or failed for good) its checkpoint is removed on every machine of the cluster (a try on a worker
+that died may have left one on another); a second path of a recording waits for the first's pass and that removal,
+so no pass writes a checkpoint that a removal has gone past, and none being written is removed.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from typing import Any
 
 import ray
 from ray.exceptions import ObjectLostError, RayActorError, RayError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import pipeline
 from pipeline.batch import Batch, BatchReport, FileResult, FileRun, Pass, Progress, plan_batch, stop_if_asked
-from pipeline.cluster.actors import Outcome, Recogniser, Where
+from pipeline.cluster.actors import Outcome, Recogniser, Where, forget
 from pipeline.errors import InvalidInputError
 from pipeline.process import RunOptions, StageError
 from pipeline.store import Store
@@ -163,6 +169,7 @@ class Job:
     path: Path
     run: FileRun | None = None  # its steps, from when it is planned
     planned: Pass | None = None
+    sent: Pass | None = None  # the pass last sent to a worker, whose chunks a checkpoint there may keep
     attempts: int = 0
     hung: float = 0.0  # the seconds after which its pass was taken to hang, and its worker stopped
 
@@ -220,6 +227,8 @@ class Driver:
         self.saved_sha256: set[str] = set()
         self.nodes_seeing_files: dict[str, bool] = {}  # by node id; a node not in it is taken to see them
         self.broken: list[str] = []  # why each worker that could not start did not
+        self.forget = ray.remote(num_cpus=0)(forget)  # a checkpoint's removal, on a machine given
+        self.forgetting: dict[ray.ObjectRef, Job] = {}  # the removals under way, of each finished job's checkpoints
 
     def run(self, jobs: list[Job]) -> None:
         queue = deque(jobs)
@@ -230,14 +239,24 @@ class Driver:
             self._ask_where(worker, waiting, deadlines)
         try:
             while queue or any(job for _, job in waiting.values()):
+                self._wait_forgetting(0.0)
+                held: list[Job] = []
                 while queue and idle:
                     next_job = queue.popleft()
-                    if next_job.planned is None and not self._plan(next_job):
+                    if self._stale(next_job) and not self._plan(next_job):
+                        continue
+                    assert next_job.planned is not None
+                    if next_job.planned.info.sha256 in self._under_way(waiting):
+                        held.append(next_job)  # the same recording by another path: after it is finished
                         continue
                     sent = self._submit(idle[0], next_job)
                     if sent is not None:
                         waiting[sent] = (idle.popleft(), next_job)
                         deadlines[sent] = time.monotonic() + self._patience(next_job)
+                queue.extendleft(reversed(held))
+                if not waiting:  # nothing on the workers: only a checkpoint's removal holds a recording back
+                    self._wait_forgetting(WAIT_SECONDS)
+                    continue
                 ready, _ = ray.wait(list(waiting), num_returns=1, timeout=WAIT_SECONDS)
                 for answered in ready:
                     deadlines.pop(answered, None)
@@ -279,11 +298,13 @@ class Driver:
                     self.nodes_seeing_files[answer.where.node_id] = False
                     queue.appendleft(job)
                 else:
-                    self._save(worker, job, answer)
+                    self._save(job, answer)
                     stop_if_asked()
         finally:  # done, or stopped (Ctrl-C): what runs on the workers stops, what was saved stays
             for worker in self.workers:
                 ray.kill(worker.actor)
+            # The finished recordings' checkpoints go before the batch ends (with a local Ray, the machine's Ray).
+            self._wait_forgetting(START_TIMEOUT)
 
     def _start(self, job: Job) -> FileRun:
         if self.progress:
@@ -299,9 +320,16 @@ class Driver:
         )
         return job.run
 
+    def _stale(self, job: Job) -> bool:
+        """Whether the job is to be planned: not yet, or planned before its recording was saved by another path
+        of the batch (then, as in the single-process batch, it is skipped unless --force)."""
+        if job.planned is None:
+            return True
+        return job.planned.info.sha256 in self.saved_sha256 and not self.options.force
+
     def _plan(self, job: Job) -> bool:
         """Probe the file and look it up: whether it needs a pass (if not, it is finished: skipped or failed)."""
-        run = self._start(job)
+        run = job.run or self._start(job)
         with run.reporting():
             job.planned = run.plan()
         if job.planned is None:
@@ -322,6 +350,7 @@ class Driver:
                 self._finished(job)
                 return None
         log.info("%s: to %s, pid %d", job.path, worker.where, worker.where.pid)
+        job.sent = job.planned
         return worker.actor.process.remote(job.planned, audio)
 
     def _ask_where(
@@ -401,7 +430,7 @@ class Driver:
             raise WorkerLost(f"{job.path}: its worker's answer could not be read back ({first})")
         self._finished(job)
 
-    def _save(self, worker: Worker, job: Job, outcome: Outcome) -> None:
+    def _save(self, job: Job, outcome: Outcome) -> None:
         run, planned = job.run, job.planned
         assert run is not None and planned is not None
         run.file.worker = str(outcome.where)
@@ -413,23 +442,48 @@ class Driver:
                 logged.add_note(f"on {outcome.where} (pid {outcome.where.pid}):\n{outcome.traceback}")
                 raise outcome.error
             assert outcome.result is not None
-            sha256 = planned.info.sha256
-            # The same recording under two paths in one batch: the second is planned before the first is
-            # saved; as in the single-process batch, it is skipped once the first is (unless --force).
-            if sha256 in self.saved_sha256 and not self.options.force:
-                again = run.plan()
-                if again is None:
-                    self._finished(job)
-                    return
             run.save(planned, outcome.result)
-            self.saved_sha256.add(sha256)
-            if "transcribe" in outcome.result.stages:
-                worker.actor.forget.remote(planned.info, outcome.result.stages["transcribe"].settings_key)
+            self.saved_sha256.add(planned.info.sha256)
         self._finished(job)
 
     def _finished(self, job: Job) -> None:
+        if job.sent is not None:
+            self._forget(job)
         if self.progress:
             self.progress.file_finished(job.file)
+
+    def _forget(self, job: Job) -> None:
+        """Remove the finished job's checkpoint on every machine of the cluster: its tries may have left one on
+        the machines of workers that died, or a run stopped before this one on any."""
+        assert job.sent is not None
+        info, key = job.sent.info, job.sent.checkpoint_key(self.options)
+        for node in ray.nodes():
+            if node["Alive"]:
+                on_node = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+                self.forgetting[self.forget.options(scheduling_strategy=on_node).remote(info, key)] = job
+
+    def _wait_forgetting(self, seconds: float) -> None:
+        """Let the checkpoint removals under way finish, for `seconds` at most (in steps of WAIT_SECONDS, so that a
+        Ctrl-C is acted on); one that failed is logged."""
+        deadline = time.monotonic() + seconds
+        while self.forgetting:
+            step = min(WAIT_SECONDS, max(0.0, deadline - time.monotonic()))
+            done, _ = ray.wait(list(self.forgetting), num_returns=len(self.forgetting), timeout=step)
+            for ref in done:
+                job = self.forgetting.pop(ref)
+                try:
+                    ray.get(ref)
+                except RayError as e:
+                    log.warning("%s: its checkpoint on a machine of the cluster was not removed: %s", job.path, e)
+            if time.monotonic() >= deadline:
+                break
+        if seconds and self.forgetting:
+            log.warning("%d checkpoint removals not done in %.0f s", len(self.forgetting), seconds)
+
+    def _under_way(self, waiting: dict[ray.ObjectRef, tuple[Worker, Job | None]]) -> set[str]:
+        """The recordings (sha256) whose passes are on the workers or whose checkpoints are being removed."""
+        jobs = [job for _, job in waiting.values() if job] + list(self.forgetting.values())
+        return {job.sent.info.sha256 for job in jobs if job.sent is not None}
 
 
 def init_error(error: RayActorError) -> str:
