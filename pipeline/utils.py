@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import socket
 import stat
 import unicodedata
@@ -99,9 +100,10 @@ def _running(pid: int) -> bool:
 
 
 def remove_leftovers(folder: Path) -> None:
-    """Remove the temporary files that ohp's writes into the folder left when their process was killed (SIGKILL, a
-    power cut): ohp's by their name, of this machine, their process gone. A live process's, another machine's and
-    files that are not ohp's stay. A leftover that cannot be removed is logged, not raised: the write goes on."""
+    """Remove the temporary files and folders (private_folder) that ohp's processes left in the folder when they were
+    killed (SIGKILL, a power cut): ohp's by their name, of this machine, their process gone. A live process's,
+    another machine's and files that are not ohp's stay. A leftover that cannot be removed is logged, not raised:
+    the write goes on."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -111,9 +113,13 @@ def remove_leftovers(folder: Path) -> None:
         if not found or found["machine"] != _MACHINE or _running(int(found["pid"])):
             continue
         try:
-            if entry.is_file(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False):  # a private_folder's
+                shutil.rmtree(entry.path)
+            elif entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
-                log.info("removed %s, left by a write whose process ended before it did", entry.path)
+            else:
+                continue
+            log.info("removed %s, left by a write whose process ended before it did", entry.path)
         except OSError as exc:
             log.warning("cannot remove %s, left by a killed write: %s", entry.path, exc.strerror or exc)
 
@@ -124,11 +130,8 @@ def atomic_file(path: Path, *, private: bool = False, exclusive: bool = False) -
     without an error, its bytes on disk first. Neither a reader nor a crash ever sees half a file under that name;
     the first write of a process into a folder removes the leftovers of killed ones (`remove_leftovers`). `private`:
     readable by its owner only. `exclusive`: FileExistsError, and the file there kept, when one has the name."""
-    folder = os.path.abspath(path.parent)
-    if folder not in _swept:
-        _swept.add(folder)
-        remove_leftovers(path.parent)
-    ours = f".ohp-{_MACHINE}-{os.getpid()}-{secrets.token_hex(6)}.tmp"
+    _sweep_once(path.parent)
+    ours = _our_suffix()
     # The name cut to what a file system's 255 bytes leave it: a final name may take them all.
     name = path.name.encode()[: _NAME_MAX - 1 - len(ours)].decode("utf-8", "ignore")
     tmp = path.with_name(f".{name}{ours}")
@@ -146,6 +149,32 @@ def atomic_file(path: Path, *, private: bool = False, exclusive: bool = False) -
         log.info("wrote %s", path)
     finally:
         tmp.unlink(missing_ok=True)  # an error's, or the link's other name
+
+
+@contextmanager
+def private_folder(parent: Path) -> Iterator[Path]:
+    """A folder of this process's own in `parent`, readable by its owner only, removed with all it holds when the
+    block ends. Named as ohp's temporary files are: one that a killed process left (a worker's copy of an interview
+    in /tmp, its process killed by the kernel for memory) is removed by the next process to make one there."""
+    _sweep_once(parent)
+    folder = parent / f".received{_our_suffix()}"
+    folder.mkdir(mode=0o700)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _our_suffix() -> str:
+    return f".ohp-{_MACHINE}-{os.getpid()}-{secrets.token_hex(6)}.tmp"
+
+
+def _sweep_once(folder: Path) -> None:
+    """remove_leftovers, on a process's first temporary file or folder in the folder."""
+    where = os.path.abspath(folder)
+    if where not in _swept:
+        _swept.add(where)
+        remove_leftovers(folder)
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

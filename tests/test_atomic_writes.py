@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.records import AudioInfo, Segment, Transcript
 from pipeline.store import Store
-from pipeline.utils import write_atomic
+from pipeline.utils import private_folder, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -174,3 +174,30 @@ def test_an_empty_web_secret_an_earlier_ohp_left_is_made_again(tmp_path):
     from pipeline.web.auth import session_secret
 
     assert len(session_secret(tmp_path)) >= 32
+
+
+def test_a_private_folder_a_killed_process_left_is_removed_by_the_next(tmp_path):
+    """A cluster worker's copy of an interview (sent by the driver) was in a TemporaryDirectory in /tmp: a worker
+    killed outright (by the kernel, for memory) left the recording there until the machine's /tmp was cleaned."""
+    killed = subprocess.run(
+        [sys.executable, "-c", LEFT_BEHIND, str(tmp_path)], env={**os.environ, "PYTHONPATH": str(REPO)}, check=True
+    )
+    assert killed.returncode == 0
+    (left,) = tmp_path.iterdir()
+    assert (left / "zhang.wav").read_bytes() == b"RIFF" and left.stat().st_mode & 0o777 == 0o700
+    with private_folder(tmp_path) as folder:
+        assert list(tmp_path.iterdir()) == [folder] and folder.stat().st_mode & 0o777 == 0o700
+        (folder / "li.wav").write_bytes(b"RIFF")
+    assert list(tmp_path.iterdir()) == []
+
+
+# A process that makes a private folder in argv[1], puts a recording in it and ends without leaving the block.
+LEFT_BEHIND = """
+import os, sys
+from pathlib import Path
+from pipeline.utils import private_folder
+
+with private_folder(Path(sys.argv[1])) as folder:
+    (folder / "zhang.wav").write_bytes(b"RIFF")
+    os._exit(0)
+"""

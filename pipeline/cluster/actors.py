@@ -19,6 +19,7 @@ from pipeline.config import Config
 from pipeline.process import Checkpoint, RunOptions, StageError
 from pipeline.records import AudioInfo, RecordingResult
 from pipeline.stages.audio import AudioError, file_sha256
+from pipeline.utils import private_folder
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,8 @@ class Recogniser:
         try:
             if audio is None:
                 return Outcome(where, planned.run(self.options))
-            with tempfile.TemporaryDirectory(prefix="ohp-") as folder:
-                copy = Path(folder) / planned.info.path.name
+            with private_folder(Path(tempfile.gettempdir())) as folder:
+                copy = folder / planned.info.path.name
                 copy.write_bytes(audio)
                 try:
                     result = replace(planned, info=replace(planned.info, path=copy)).run(self.options)
