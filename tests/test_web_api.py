@@ -543,3 +543,18 @@ def test_the_review_page_says_where_each_suggestion_came_from(app, store):
     assert {
         a["theme"]: a["origin"] for s in client.get(f"/api/recordings/{rid}/segments").json() for a in s["annotations"]
     } == {"left_behind_children": "model", "wages": "pattern"}
+
+
+def test_the_recordings_list_shows_a_done_stage_whose_last_run_failed(app, store, tmp_path):
+    """A failed re-run keeps the stage done (its last result stays): the list said only "done", and nobody
+    browsing it learned that the last run had failed, nor why."""
+    audio = tmp_path / "interview.wav"
+    info = AudioInfo(audio, "ab" * 32, audio.stat().st_size, "wav", "pcm_s16le", 16000, 1, 15.0)
+    store.fail_stage(info, "transcribe", {}, "", "decode: the file is unreadable now <b>")
+    client, _ = client_for(app, "vera")
+    (listed,) = client.get("/api/recordings").json()
+    assert listed["stages"]["transcribe"] == "done"
+    assert listed["failures"] == {"transcribe": "decode: the file is unreadable now <b>"}
+    page = client.get("/").text
+    assert 'title="decode: the file is unreadable now &lt;b&gt;"' in page
+    assert "transcribe: done, its last run failed" in page

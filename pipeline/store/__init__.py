@@ -168,6 +168,11 @@ class Store:
         with self._session() as s:
             return recordings.stage_statuses(s)
 
+    def stage_failures(self) -> dict[int, dict[str, str]]:
+        """The error of every stage whose last run failed, by recording id (recordings.stage_failures)."""
+        with self._session() as s:
+            return recordings.stage_failures(s)
+
     def start_stage(self, info: AudioInfo, stage: str, settings: dict[str, Any], settings_key: str) -> int:
         """Record that a stage is running on this file (added as a recording if new); its id."""
         with self._session(write=True) as s:

@@ -261,6 +261,16 @@ def stage_statuses(s: Session) -> dict[int, dict[str, str]]:
     return dict(found)
 
 
+def stage_failures(s: Session) -> dict[int, dict[str, str]]:
+    """The error of every stage whose last run failed, by recording id: those "failed", and those done whose last
+    run failed (fail_stage: the result kept), for listings beside stage_statuses."""
+    found: dict[int, dict[str, str]] = defaultdict(dict)
+    query = select(StageRow.recording_id, StageRow.stage, StageRow.error).where(StageRow.error.is_not(None))
+    for rid, name, error in s.execute(query):
+        found[rid][name] = str(error)
+    return dict(found)
+
+
 def set_stage(
     s: Session,
     recording_id: int,

@@ -105,12 +105,15 @@ def theme_colour(codebook: Codebook, theme: str) -> int:
     return (ids.index(theme) if theme in ids else zlib.crc32(theme.encode())) % PALETTE
 
 
-def recording_summary(recording: RecordingRecord, stages: dict[str, str], statuses: dict[str, int]) -> dict:
+def recording_summary(
+    recording: RecordingRecord, stages: dict[str, str], failures: dict[str, str], statuses: dict[str, int]
+) -> dict:
     return {
         **asdict(recording),
         "name": Path(recording.path).name,
         "has_audio": recording.has_audio,
         "stages": stages,
+        "failures": failures,  # a stage's error, where its last run failed (done, its last result kept, or failed)
         "access": recording.access(),
         **{status.value: statuses.get(status, 0) for status in AnnotationStatus},
     }
@@ -130,9 +133,12 @@ def recordings(
         for status in ANNOTATION_STATUSES:
             by_recording.setdefault(rid, {}).setdefault(status, 0)
             by_recording[rid][status] += counts[status]
-    stages = store.stage_statuses()
+    stages, failures = store.stage_statuses(), store.stage_failures()
     visible = access.visible(user, store.list_recordings())
-    found = [recording_summary(rec, stages.get(rec.id, {}), by_recording.get(rec.id, {})) for rec in visible]
+    found = [
+        recording_summary(rec, stages.get(rec.id, {}), failures.get(rec.id, {}), by_recording.get(rec.id, {}))
+        for rec in visible
+    ]
     needle = contains.casefold()
     found = [
         r
@@ -154,8 +160,10 @@ def recording(
     statuses: dict[str, int] = {}
     for annotation in store.annotations(recording_id) if annotations is None else annotations:
         statuses[annotation.status] = statuses.get(annotation.status, 0) + 1
-    stages = {stage.stage: stage.status for stage in store.stages(recording_id)}
-    return recording_summary(found, stages, statuses)
+    ran = store.stages(recording_id)
+    stages = {stage.stage: stage.status for stage in ran}
+    failures = {stage.stage: stage.error for stage in ran if stage.error is not None}
+    return recording_summary(found, stages, failures, statuses)
 
 
 def annotation_json(annotation: AnnotationRecord, codebook: Codebook) -> dict:
