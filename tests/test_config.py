@@ -167,6 +167,41 @@ def test_the_web_servers_access_lines_leave_the_query_out(restore_logging):
     assert lines == ['127.0.0.1:5000 - "GET /search HTTP/1.1" 200']
 
 
+def test_the_web_servers_own_lines_show_control_characters_rather_than_act_on_them(restore_logging, capsys):
+    """uvicorn's handlers write its errors (with tracebacks quoting what a request sent) and access lines to the
+    terminal themselves, past ohp's inert standard error: an ESC sequence or U+202E in them acted on it."""
+    import uvicorn
+
+    from pipeline.web.logs import server_logging
+
+    setup_logging(Config())
+    uvicorn.Config(app=None, log_config=server_logging())  # as `ohp serve` has it set its loggers up
+    try:
+        raise ValueError("header \x1b]8;;http://evil.example\x07click\x1b]8;;\x07 \u202ecod.exe")
+    except ValueError:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application \x1b[2J")
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/\x1b[2J", "1.1", 400)
+    captured = capsys.readouterr()
+    written = captured.out + captured.err
+    assert (
+        "ValueError: header ␛]8;;http://evil.example␇click" in written
+        and "Exception in ASGI application ␛[2J" in written
+    )
+    assert '"GET /␛[2J HTTP/1.1" 400' in written
+    assert "\x1b" not in written and "\u202e" not in written and "\x07" not in written
+
+
+def test_ohp_serve_gives_the_web_server_the_inert_logging(monkeypatch, tmp_path):
+    import uvicorn
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(options))
+    result = invoke("serve", "--db", f"sqlite:///{tmp_path / 'ohp.db'}")
+    assert result.exit_code == 0, result.output
+    formatters = served["log_config"]["formatters"]
+    assert [f["()"] for f in formatters.values()] == ["pipeline.web.logs.InertDefault", "pipeline.web.logs.InertAccess"]
+
+
 def test_jieba_says_nothing_on_the_terminal():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ohp = [sys.executable, "-c", "from pipeline.cli import app; app()"]

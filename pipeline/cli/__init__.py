@@ -960,12 +960,14 @@ def serve(
     import uvicorn
 
     from pipeline.web import create_app
+    from pipeline.web.logs import server_logging
 
     open_codebook(codebook)  # its problems reported here, before the server starts
     served = config.given(codebook=codebook, trusted_proxies=trusted_proxies, secure_cookies=secure_cookies)
     # The app reads forwarded headers itself, from the trusted proxies only; uvicorn's own would believe
     # any client on loopback.
-    uvicorn.run(create_app(open_store(db), served), host=host, port=port, proxy_headers=False)
+    web = create_app(open_store(db), served)
+    uvicorn.run(web, host=host, port=port, proxy_headers=False, log_config=server_logging())
 
 
 # -------------------------------------------------------------------------------------- speakers
