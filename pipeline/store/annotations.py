@@ -130,16 +130,7 @@ def save_tags(
         elif key not in wanted:
             before = annotation_state(stored)
             s.delete(stored)
-            s.add(
-                HistoryRow(
-                    recording_id=recording_id,
-                    segment_id=stored.segment_id,
-                    annotation_id=stored.id,
-                    action="withdrawn",
-                    changed_by="auto",
-                    before=before,
-                )
-            )
+            _note(s, recording_id, stored, "withdrawn", "auto", before, gone=True)
             counts["withdrawn"] += 1
     for (segment_id, theme), found in wanted.items():
         evidence = [list(span) for span in found.evidence]
@@ -158,16 +149,7 @@ def save_tags(
             )
             s.add(row)
             s.flush()
-            s.add(
-                HistoryRow(
-                    recording_id=recording_id,
-                    segment_id=segment_id,
-                    annotation_id=row.id,
-                    action="suggested",
-                    changed_by="auto",
-                    after=annotation_state(row),
-                )
-            )
+            _note(s, recording_id, row, "suggested", "auto")
             counts["added"] += 1
         elif (
             row.status == "suggested"
@@ -177,17 +159,7 @@ def save_tags(
             before = annotation_state(row)
             row.score, row.evidence, row.tagger, row.origin = found.score, evidence, tagger, found.origin
             row.updated_at, row.updated_by, row.version = now(), "auto", row.version + 1
-            s.add(
-                HistoryRow(
-                    recording_id=recording_id,
-                    segment_id=segment_id,
-                    annotation_id=row.id,
-                    action="retagged",
-                    changed_by="auto",
-                    before=before,
-                    after=annotation_state(row),
-                )
-            )
+            _note(s, recording_id, row, "retagged", "auto", before)
             counts["updated"] += 1
     no_sync = {"synchronize_session": False}
     s.execute(delete(EntityRow).where(EntityRow.segment_id.in_(segment_ids)), execution_options=no_sync)
@@ -287,17 +259,7 @@ def decide(s: Session, annotation_id: int, status: str, user: str, *, version: i
     if row.status != status:
         before = annotation_state(row)
         row.status, row.updated_by, row.updated_at, row.version = status, user, now(), row.version + 1
-        s.add(
-            HistoryRow(
-                recording_id=recording_id,
-                segment_id=row.segment_id,
-                annotation_id=row.id,
-                action=status,
-                changed_by=user,
-                before=before,
-                after=annotation_state(row),
-            )
-        )
+        _note(s, recording_id, row, status, user, before)
     s.flush()
     return annotation_record(row, recording_id)
 
@@ -360,17 +322,7 @@ def _accept(s: Session, recording_id: int, row: AnnotationRow | None, added: Add
         row.status, row.updated_by, row.updated_at, row.version = "accepted", user, now(), row.version + 1
     s.flush()
     record_decision(s, segment_id, theme, user, True, via)
-    s.add(
-        HistoryRow(
-            recording_id=recording_id,
-            segment_id=segment_id,
-            annotation_id=row.id,
-            action="added",
-            changed_by=user,
-            before=before,
-            after=annotation_state(row),
-        )
-    )
+    _note(s, recording_id, row, "added", user, before)
     return annotation_record(row, recording_id)
 
 
@@ -479,3 +431,29 @@ def entities(s: Session, recording_id: int) -> dict[int, list[Entity]]:
     for row in s.scalars(query):
         found[row.segment_id].append(Entity(row.label, row.text, row.start, row.end))
     return dict(found)
+
+
+def _note(
+    s: Session,
+    recording_id: int,
+    row: AnnotationRow,
+    action: str,
+    by: str,
+    before: dict[str, Any] | None = None,
+    *,
+    gone: bool = False,
+) -> None:
+    """A change of an annotation in the history: what it was before (if it was), and what it is after (unless it
+    went)."""
+    after = None if gone else annotation_state(row)
+    s.add(
+        HistoryRow(
+            recording_id=recording_id,
+            segment_id=row.segment_id,
+            annotation_id=row.id,
+            action=action,
+            changed_by=by,
+            before=before,
+            after=after,
+        )
+    )
