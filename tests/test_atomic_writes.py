@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,8 @@ from pipeline.cli import app
 from pipeline.records import AudioInfo, Segment, Transcript
 from pipeline.store import Store
 from pipeline.utils import private_folder, write_atomic
+
+from test_save_result import quiet_wav
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -74,15 +75,6 @@ def recording(db: Path, name: str, sha: str) -> str:
     with Store(url) as store:
         save_transcription(store, info, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
     return url
-
-
-def quiet_wav(path: Path) -> Path:
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(16000)
-        f.writeframes(b"\0" * 32000)
-    return path
 
 
 @pytest.mark.parametrize("command", ["export", "run"])
