@@ -8,6 +8,7 @@ audio as x.js and x.html, a closed recording) and a way to make HTTP clients for
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import threading
 from collections.abc import Callable
@@ -46,10 +47,11 @@ def prepare(store: Store, folder: Path) -> dict[str, int]:
     for name, role in USERS.items():
         store.add_user(name, PASSWORD, role)
     ids = {}
-    for name, sha in (("interview", "ab"), ("closed", "cd")):
+    for n, name in enumerate(("interview", "closed")):
         audio = folder / f"{name}.wav"
-        audio.write_bytes(bytes(range(256)) * 64)
-        info = AudioInfo(audio, sha * 32, audio.stat().st_size, "wav", "pcm_s16le", 16000, 1, 15.0)
+        data = bytes([n]) + bytes(range(256)) * 64  # each file its own bytes: the audio route checks them
+        audio.write_bytes(data)
+        info = AudioInfo(audio, hashlib.sha256(data).hexdigest(), len(data), "wav", "pcm_s16le", 16000, 1, 15.0)
         segments = [Segment(i * 5.0, i * 5.0 + 4.0, t, t, "en", speaker="S1") for i, t in enumerate(TEXTS)]
         transcript = Transcript("en", 0.99, segments, "faster-whisper", "base")
         ids[name] = save_transcription(store, info, transcript, {}, "k", {})

@@ -4,6 +4,7 @@ escaping, search, history and revert. On SQLite, and on PostgreSQL when OHP_TEST
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import re
 from pathlib import Path
@@ -27,8 +28,9 @@ PASSWORD = "correct horse battery"
 
 
 def add_recording(store, audio: Path) -> int:
-    audio.write_bytes(bytes(range(256)) * 64)  # 16 KiB whose every byte says where it is
-    info = AudioInfo(audio, "ab" * 32, audio.stat().st_size, "wav", "pcm_s16le", 16000, 1, 15.0)
+    data = bytes(range(256)) * 64  # 16 KiB whose every byte says where it is
+    audio.write_bytes(data)
+    info = AudioInfo(audio, hashlib.sha256(data).hexdigest(), len(data), "wav", "pcm_s16le", 16000, 1, 15.0)
     segments = [
         Segment(i * 5.0, i * 5.0 + 4.0, t, t, "en", speaker="S1" if i % 2 == 0 else "S2") for i, t in enumerate(TEXTS)
     ]

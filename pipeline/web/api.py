@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -121,15 +120,10 @@ async def get_segments(request: Request, recording_id: Id, user: Viewer) -> list
 
 @router.get("/recordings/{recording_id}/audio", summary="The recording's audio file (HTTP range requests)")
 async def get_audio(request: Request, recording_id: Id, user: Viewer) -> FileResponse:
-    # Only the path the database holds for this recording is ever served, and only as the audio ohp decoded
-    # there (a transcript imported without audio is no audio: it could be HTML or a script).
-    found = await run_in_threadpool(views.recording_record, store_of(request), recording_id, user)
-    media_type = views.audio_type(found)
-    if media_type is None:
-        raise HTTPException(404, f"recording {recording_id} has no audio")
-    path = Path(found.path)
-    if not path.is_file():
-        raise HTTPException(404, f"the audio of recording {recording_id} is not at {path.name} any more")
+    # Only the path the database holds for this recording is ever served, only while the file there is the
+    # recording's, and only as the audio ohp decoded there (a transcript imported without audio is no audio:
+    # it could be HTML or a script).
+    path, media_type = await run_in_threadpool(views.recording_audio, store_of(request), recording_id, user)
     return FileResponse(path, media_type=media_type)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import stat
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -20,6 +22,7 @@ from pipeline.records import (
     speaker_title,
 )
 from pipeline.search.textindex import highlight, parse_query
+from pipeline.stages.audio import file_sha256
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import Passage, doubtful_passages
 from pipeline.store import Store, UserRecord
@@ -81,6 +84,38 @@ def audio_type(recording: RecordingRecord) -> str | None:
     if not recording.has_audio:
         return None
     return AUDIO_TYPES.get(recording.format, "application/octet-stream")
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(path: str, size: int, modified_ns: int, inode: int) -> str:
+    # Keyed by what changes when the file does: a player's range requests hash it once, not once each.
+    return file_sha256(Path(path))
+
+
+def _is_file_of(path: Path, recording: RecordingRecord) -> bool:
+    """Whether the file at `path` is the recording's: its size, then its sha256. Another recording's file can
+    be at the path the store holds (the files were moved, and a run found the other one there), and the path
+    alone would serve it as this one, to people who may not hear that one."""
+    try:
+        found = path.stat()
+        if not stat.S_ISREG(found.st_mode) or found.st_size != recording.size_bytes:
+            return False
+        return _sha256(str(path), found.st_size, found.st_mtime_ns, found.st_ino) == recording.sha256
+    except OSError:  # gone, or unreadable: not there to serve
+        return False
+
+
+def recording_audio(store: Store, recording_id: int, user: UserRecord) -> tuple[Path, str]:
+    """The recording's audio file and the media type to serve it as, if the user may see the recording and
+    its file is still where the store says (NotFoundError otherwise)."""
+    found = recording_record(store, recording_id, user)
+    media_type = audio_type(found)
+    if media_type is None:
+        raise NotFoundError(f"recording {recording_id} has no audio")
+    path = Path(found.path)
+    if not _is_file_of(path, found):
+        raise NotFoundError(f"the audio of recording {recording_id} is not at {path.name} any more")
+    return path, media_type
 
 
 def account(store: Store, user: UserRecord, name: str, action: str) -> UserRecord:

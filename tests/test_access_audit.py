@@ -1,0 +1,249 @@
+"""The access policy's audit (pipeline.access) over every read path, on SQLite and PostgreSQL: a viewer (the
+web app's least role) and an anonymous visitor must not learn a closed recording's content nor its existence,
+and a researcher's export, report or agreement of the open recordings must be what it would be without the
+closed ones. Each test compares with a twin: a closed recording that does not exist, or the answers from
+before it was added. The closed twin says everything the open interview says (the same words, speaker name,
+interviewee, place, themes, coders, corrections and file stem), so that any part of it that leaks shows."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from saving import save_speakers, save_tags, save_transcription
+from typer.testing import CliRunner
+
+from pipeline.cli import app as cli_app
+from pipeline.config import Config
+from pipeline.records import AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript
+from pipeline.store import Store
+from pipeline.web import create_app
+
+PASSWORD = "correct horse battery"
+MISSING = 999_999  # an id nothing in a test database has
+TEXTS = [
+    ("S1", "Where are your children now?"),
+    ("S2", "They stay with my parents back home in Shimen."),
+    ("S2", "The wages were paid by the piece."),
+]
+
+
+def add_interview(store: Store, audio: Path, fill: int, *, consent: str = "open") -> int:
+    """An interview by Zhang Wei at `audio` (bytes of its own, so a sha256 of its own), with speakers, themes
+    decided by two coders and a correction; its id."""
+    audio.parent.mkdir(parents=True, exist_ok=True)
+    audio.write_bytes(bytes([fill]) * 4096 + bytes(range(256)) * 16)
+    data = audio.read_bytes()
+    info = AudioInfo(audio, hashlib.sha256(data).hexdigest(), len(data), "wav", "pcm_s16le", 16000, 1, 15.0)
+    segments = [Segment(i * 5.0, i * 5.0 + 4.0, text, text, "en", speaker=who) for i, (who, text) in enumerate(TEXTS)]
+    rid = save_transcription(store, info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
+    speakers = [SpeakerRecord("S1", "Wang Mei", "interviewer"), SpeakerRecord("S2", "Zhang Wei", "interviewee")]
+    save_speakers(store, rid, speakers, {}, "s", {})
+    ids = [s.id for s in store.segments(rid)]
+    suggestions = {
+        ids[1]: [ThemeSuggestion("left_behind_children", 0.9, ((5, 9),))],
+        ids[2]: [ThemeSuggestion("wages", 0.8, ((4, 9),))],
+    }
+    save_tags(store, rid, suggestions, {}, "t1", {}, "t1")
+    for annotation in store.annotations(rid):
+        store.decide(annotation.id, "accepted", "alice")
+        store.decide(annotation.id, "rejected" if annotation.theme == "wages" else "accepted", "bob")
+    store.correct_text(ids[0], "Where are your children now, Zhang Wei?", "alice", 1)
+    store.set_metadata(rid, interviewee="Zhang Wei", place="Dongguan", recorded_on="2019-02-03", consent=consent)
+    return rid
+
+
+@pytest.fixture
+def web(store, tmp_path) -> TestClient:
+    for name, role in (("vera", "viewer"), ("ann", "annotator"), ("rita", "researcher")):
+        store.add_user(name, PASSWORD, role)
+    web = create_app(store, Config(secret="test-secret", home=tmp_path / "home"))
+    web.state.open_id = add_interview(store, tmp_path / "audio" / "zhang.wav", 1)
+    return web
+
+
+def routes(app) -> list[tuple[str, APIRoute]]:
+    """Every route of the app with its whole path, those of the routers it includes too."""
+    found = []
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            found.append((route.path, route))
+        elif hasattr(route, "original_router"):  # FastAPI 0.16x keeps an included router as one route
+            prefix = route.include_context.prefix
+            found += [(prefix + path, each) for path, each in routes(route.original_router)]
+    return found
+
+
+def client_for(app, name: str | None = None) -> tuple[TestClient, str]:
+    """A client, logged in as `name` if given, and its CSRF token."""
+    client = TestClient(app)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/login").text).group(1)
+    if name:
+        response = client.post(
+            "/login", data={"name": name, "password": PASSWORD, "csrf_token": token}, follow_redirects=False
+        )
+        assert response.status_code == 303
+        token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text).group(1)
+    return client, token
+
+
+# ------------------------------------------------------------------------------------------ the web app
+
+
+def test_the_audio_route_serves_a_recordings_own_bytes_only(web, store, tmp_path):
+    """The closed interview's file was moved to where the open one's was (the open one moved too, but no run
+    has seen it since): the store holds that path for both. The open recording's audio was the closed
+    recording's bytes, to anyone who may hear the open one."""
+    open_id = web.state.open_id
+    opened = tmp_path / "audio" / "zhang.wav"
+    closed_id = add_interview(store, tmp_path / "closed" / "zhang-2.wav", 2, consent="closed")
+    closed_bytes = Path(store.recording(closed_id).path).read_bytes()
+    opened.rename(tmp_path / "audio" / "zhang-1.wav")
+    (tmp_path / "closed" / "zhang-2.wav").rename(opened)
+    store.update_path(closed_id, str(opened))  # as `ohp run audio/zhang.wav` records the closed one found there
+    for name in ("vera", "ann"):
+        client, _ = client_for(web, name)
+        answer = client.get(f"/api/recordings/{open_id}/audio")
+        assert answer.status_code == 404 and closed_bytes not in answer.content, name
+        assert answer.json()["detail"] == f"the audio of recording {open_id} is not at zhang.wav any more"
+    ann, _ = client_for(web, "ann")
+    assert ann.get(f"/api/recordings/{closed_id}/audio").content == closed_bytes  # its own file is served
+    # Rewritten in place, later, with other bytes of the same size: not the recording's audio either.
+    served = opened.stat()
+    opened.write_bytes(bytes(reversed(closed_bytes)))
+    os.utime(opened, ns=(served.st_atime_ns, served.st_mtime_ns + 1_000_000_000))  # a clock's tick can be coarse
+    assert ann.get(f"/api/recordings/{closed_id}/audio").status_code == 404
+
+
+def _same_answer(first, second, first_id: int, second_id: int) -> tuple:
+    """A response as a viewer reads it, with the id asked for made the same."""
+
+    def read(response, rid: int) -> tuple:
+        return response.status_code, re.sub(rf"\b{rid}\b", "N", response.text)
+
+    return read(first, first_id), read(second, second_id)
+
+
+def test_a_closed_recording_answers_as_one_that_does_not_exist(web, store, tmp_path):
+    """Every route of the app that takes a recording or a segment, read and written: a viewer gets the same
+    status and the same words for the closed recording (or its segment, its annotation) as for an id nothing
+    has; an anonymous visitor is sent to log in either way. The routes are read from the app, so a route added
+    later is checked too."""
+    closed_id = add_interview(store, tmp_path / "closed" / "zhang.wav", 2, consent="closed")
+    closed = {
+        "recording_id": closed_id,
+        "segment_id": store.segments(closed_id)[0].id,
+        "annotation_id": store.annotations(closed_id)[0].id,
+        "history_id": store.history(recording_id=closed_id)[0].id,
+    }
+    vera, token = client_for(web, "vera")
+    anonymous, _ = client_for(web)
+    checked = []
+    for template, route in routes(web):
+        names = set(route.param_convertors)
+        if not names or not names <= set(closed):
+            continue
+        for method in route.methods:
+            asked = {}
+            for which in ("closed", "missing"):
+                path = template.format(**{n: closed[n] if which == "closed" else MISSING for n in names})
+                form = {} if method == "GET" else {"data": {"csrf_token": token}}
+                asked[which] = vera.request(method, path, headers={"X-CSRF-Token": token}, **form)
+                shut_out = anonymous.request(method, path, follow_redirects=False)
+                assert shut_out.status_code in (303, 401, 403), (method, path)
+            (name,) = names
+            first, second = _same_answer(asked["closed"], asked["missing"], closed[name], MISSING)
+            assert first == second, (method, template)
+            checked.append((method, template))
+    assert ("GET", "/api/recordings/{recording_id}/audio") in checked and len(checked) >= 10
+    for page, which in itertools.product(("/api/history", "/history"), ("segment", "recording")):
+        given = closed[f"{which}_id"]
+        asked = [vera.get(page, params={which: rid}) for rid in (given, MISSING)]
+        first, second = _same_answer(*asked, given, MISSING)
+        assert first == second, (page, which)
+    searched = [vera.get("/api/search", params={"q": "wages", "recording": rid}).json() for rid in (closed_id, MISSING)]
+    assert searched[0] == searched[1] == {"total": 0, "hits": []}
+
+
+VIEWER_READS = [
+    "/api/recordings",
+    "/api/recordings?q=zhang",
+    "/",
+    "/?sort=doubtful&desc=true",
+    "/api/search?q=wages",
+    "/api/search?q=children&speaker=Zhang%20Wei&interviewee=zhang&place=dongguan&from=2019-01-01",
+    "/api/search?q=wages&theme=wages&status=accepted&status=rejected",
+    "/api/search?q=Shimen&limit=1&offset=5",
+    "/api/search?q=wag*&doubtful=false",
+    "/search?q=wages",
+    "/search?q=zhang&speaker=interviewee",
+    "/api/recordings/{open}",
+    "/api/recordings/{open}/segments",
+    "/recordings/{open}",
+    "/recordings/{open}/review",
+    "/recordings/{open}/doubtful",
+    "/api/history?recording={open}",
+    "/history?recording={open}",
+]
+
+
+def test_what_a_viewer_reads_is_the_same_with_a_closed_recording_as_without(web, store, tmp_path):
+    """Lists, counts, search (hits, totals, pagination, every filter), a recording's pages and its history:
+    byte for byte what they were before a closed interview saying all the same things was added."""
+    vera, _ = client_for(web, "vera")
+    paths = [path.format(open=web.state.open_id) for path in VIEWER_READS]
+    before = {path: (r.status_code, r.text) for path in paths for r in [vera.get(path)]}
+    assert before["/api/search?q=wages"][0] == 200 and json.loads(before["/api/search?q=wages"][1])["total"] == 1
+    add_interview(store, tmp_path / "closed" / "zhang.wav", 2, consent="closed")
+    after = {path: (r.status_code, r.text) for path in paths for r in [vera.get(path)]}
+    assert after == before
+    ann, _ = client_for(web, "ann")
+    assert ann.get("/api/search?q=wages").json()["total"] == 2  # the closed one is there, for those who see it
+
+
+# ----------------------------------------------------------------------------- exports, report, agreement
+
+runner = CliRunner()
+
+
+def ohp(*args: object):
+    result = runner.invoke(cli_app, [str(a) for a in args], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def files_in(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """The files of a folder by name, their content without the moment they were made (ELAN's DATE)."""
+    return {
+        p.name: re.sub(rb' DATE="[^"]*"', b"", p.read_bytes()) for p in sorted(folder.iterdir()) if p.suffix not in skip
+    }
+
+
+def test_the_report_and_agreement_of_the_open_recordings_leave_no_trace_of_a_closed_one(store, db_url, tmp_path):
+    """`ohp report` (every table, with and without pseudonyms) and `ohp agreement` (its figures and the
+    disagreements' CSV) count what an export writes: the same with a closed interview as without it."""
+    add_interview(store, tmp_path / "audio" / "zhang.wav", 1)
+
+    def counted(run: str) -> dict:
+        folder = tmp_path / run
+        ohp("report", "--out", folder / "report", "--db", db_url)
+        ohp("report", "--out", folder / "redacted", "--redact", "names,places", "--db", db_url)
+        figures = ohp("agreement", "--disagreements", folder / "split.csv", "--db", db_url).stdout
+        return {
+            "report": files_in(folder / "report", skip=(".png", ".svg")),
+            "redacted": files_in(folder / "redacted", skip=(".png", ".svg")),
+            "split": (folder / "split.csv").read_bytes(),
+            "figures": figures.replace(str(folder), "FOLDER"),
+        }
+
+    before = counted("before")
+    assert b"wages" in before["split"].lower() and "alice" in before["figures"]
+    add_interview(store, tmp_path / "closed" / "zhang.wav", 2, consent="closed")
+    assert counted("after") == before
