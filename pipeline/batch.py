@@ -399,7 +399,10 @@ class Batch:
         batch knows which files were read."""
         if not (options.out_dir and self.waiting):
             return
-        taken = shared_stems({f.path.resolve() for f in self.results if f.status != "failed"} | self.stored)
+        # A closed recording writes no files (access.writes_transcript_files), so it takes no stem either.
+        closed = {r.id for r in store.list_recordings() if not access.writes_transcript_files(r)}
+        read = {f.path.resolve() for f in self.results if f.status != "failed" and f.recording_id not in closed}
+        taken = shared_stems(read | self.stored)
         for file in self.waiting:
             assert file.recording_id is not None  # read: saved or found in the store
             try:

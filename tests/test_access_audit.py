@@ -20,8 +20,10 @@ from fastapi.testclient import TestClient
 from saving import save_speakers, save_tags, save_transcription
 from typer.testing import CliRunner
 
+from pipeline.batch import FileResult, plan_batch
 from pipeline.cli import app as cli_app
 from pipeline.config import Config
+from pipeline.process import RunOptions
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript
 from pipeline.store import Store
 from pipeline.web import create_app
@@ -226,6 +228,28 @@ def files_in(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
     }
 
 
+def test_an_open_export_is_the_same_with_a_closed_recording_as_without(store, db_url, tmp_path):
+    """`ohp export` of every recording it may write (consent: the open ones), redacted or not, and the report of
+    the redactions: the same files, named the same, with the same content, as before a closed interview of the
+    same file stem and the same words was added."""
+    add_interview(store, tmp_path / "audio" / "zhang.wav", 1)
+    formats = [a for fmt in ("json", "txt", "srt", "vtt", "eaf", "ohms", "csv") for a in ("--format", fmt)]
+
+    def exported(run: str) -> tuple[dict, dict]:
+        plain, redacted = tmp_path / run / "plain", tmp_path / run / "redacted"
+        ohp("export", "--all", *formats, "--out", plain, "--db", db_url)
+        ohp("export", "--all", "--format", "json", "--redact", "names,places", "--out", redacted, "--db", db_url)
+        report = (tmp_path / run / "redacted-redactions.csv").read_bytes()
+        return files_in(plain), {**files_in(redacted), "report": report}
+
+    before = exported("before")
+    assert "zhang.json" in before[0]
+    add_interview(store, tmp_path / "closed" / "zhang.wav", 2, consent="closed")
+    after = exported("after")
+    assert [sorted(files) for files in after] == [sorted(files) for files in before]  # not zhang-<its hash>.json
+    assert after == before
+
+
 def test_the_report_and_agreement_of_the_open_recordings_leave_no_trace_of_a_closed_one(store, db_url, tmp_path):
     """`ohp report` (every table, with and without pseudonyms) and `ohp agreement` (its figures and the
     disagreements' CSV) count what an export writes: the same with a closed interview as without it."""
@@ -247,3 +271,20 @@ def test_the_report_and_agreement_of_the_open_recordings_leave_no_trace_of_a_clo
     assert b"wages" in before["split"].lower() and "alice" in before["figures"]
     add_interview(store, tmp_path / "closed" / "zhang.wav", 2, consent="closed")
     assert counted("after") == before
+
+
+def test_a_run_names_an_open_recordings_files_as_the_export_does_beside_a_closed_one(store, tmp_path):
+    """`ohp run` over an open and a closed recording of one file name (both transcribed already: skipped, their
+    files written again): the closed one writes no files, so it takes no stem, and the open one's files have
+    the plain name its export gives them, no hash that tells of the other."""
+    open_id = add_interview(store, tmp_path / "audio" / "zhang.wav", 1)
+    closed_id = add_interview(store, tmp_path / "closed" / "zhang.wav", 2, consent="closed")
+    files = {rid: Path(store.recording(rid).path) for rid in (open_id, closed_id)}
+    options = RunOptions(out_dir=tmp_path / "out", formats=("json",))
+    batch = plan_batch(list(files.values()), store, options)
+    for rid, path in files.items():
+        assert not batch.writes(path)  # a stem two files of the batch have: written once the batch knows which read
+        batch.finished(FileResult(path, "skipped", recording_id=rid))
+    batch.write_waiting(store, options)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["zhang.json"]
+    assert json.loads((tmp_path / "out" / "zhang.json").read_text(encoding="utf-8"))["recording"]["id"] == open_id

@@ -219,11 +219,13 @@ def shared_stems(paths: Iterable[Path | str]) -> set[str]:
     return {stem for stem, n in counts.items() if n > 1}
 
 
-def transcribed_paths(store) -> list[str]:
-    """The paths of the stored recordings that have a transcript: a file that failed to decode has a row
-    (its failed stage) but no transcript files, so its stem is no other file's concern."""
+def transcribed_paths(store, include_closed: bool = False) -> list[str]:
+    """The paths of the stored recordings that have transcript files: a file that failed to decode has a row
+    (its failed stage) but no transcript, and a closed recording no files (unless `include_closed`: exported
+    on request), so their stems are no other file's concern. A closed one's would be worse than none: the
+    hash it added to an open recording's file names would tell whoever gets the files that it exists."""
     done = {rid for rid, stages in store.stage_statuses().items() if stages.get("transcribe") == "done"}
-    return [r.path for r in store.list_recordings() if r.id in done]
+    return [r.path for r in store.list_recordings() if r.id in done and access.exported(r, include_closed)]
 
 
 def export_stem(recording: RecordingRecord, taken: set[str] | None = None) -> str:
@@ -277,7 +279,7 @@ def export_recordings(
     `access.check_export_closed` who may)."""
     _check_formats(formats)
     report = ExportReport()
-    taken = shared_stems(transcribed_paths(store))
+    taken = shared_stems(transcribed_paths(store, include_closed))
     exports = []
     for recording in {r.id: r for r in recordings}.values():  # each once, however often it was named
         if not access.exported(recording, include_closed):
