@@ -17,6 +17,8 @@ restriction ending on its release date (from that day the recording counts as op
 - The collection's numbers (agreement between coders, theme frequency and co-occurrence, coverage): in the
   web app for researchers only, over the recordings they see; `ohp agreement` and `ohp report` count the
   recordings an export would write (closed ones only for a researcher who asks).
+- The tagger's learned model (`ohp tag-learn`) learns from the decisions on the recordings an export would
+  write, alike: its file, in the project's folder, holds the words it learnt from.
 
 The store's search applies the seeing rule in SQL (`SearchFilters.hide_closed`, from `hides_closed`);
 tests/test_access.py checks that the SQL and this module agree.

@@ -288,3 +288,40 @@ def test_a_run_names_an_open_recordings_files_as_the_export_does_beside_a_closed
     batch.write_waiting(store, options)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["zhang.json"]
     assert json.loads((tmp_path / "out" / "zhang.json").read_text(encoding="utf-8"))["recording"]["id"] == open_id
+
+
+def test_the_learned_model_holds_no_words_of_a_closed_recording(store, db_url, tmp_path, monkeypatch):
+    """`ohp tag-learn` writes the model into the project's folder (annotations/themes-model.json), plain JSON
+    whose features are the words (in Chinese, runs of characters) of the segments people decided on: learnt from
+    a closed interview's decisions, it held the interviewee's name and village. It learns from the recordings an
+    export writes, closed ones only when a researcher asks, as `ohp report` counts them."""
+    from pipeline import learning
+
+    labelled = tmp_path / "labelled.jsonl"
+    rows = [r for r in learning.load_labelled() if r["language"] == "zh"][:40]  # few: the test is about the input
+    labelled.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    monkeypatch.setattr(learning, "LABELLED", labelled)
+    store.add_user("rita", PASSWORD, "researcher")
+    store.add_user("vera", PASSWORD, "viewer")
+    said = {"open": "老板拖欠工资三个月", "closed": "秀英在石门村的鞋厂加班工资很低"}
+    for n, (consent, text) in enumerate(said.items()):
+        audio = tmp_path / f"{consent}.wav"
+        info = AudioInfo(audio, f"{n:064x}", 1000, "wav", "pcm_s16le", 16000, 1, 5.0)
+        transcript = Transcript("zh", 0.9, [Segment(0.0, 4.0, text, text, "zh")], "faster-whisper", "base")
+        rid = save_transcription(store, info, transcript, {}, "k", {})
+        store.add_annotation(store.segments(rid)[0].id, "wages", "alice")
+        store.set_metadata(rid, consent=consent)
+
+    def learned(*extra: str) -> str:
+        model = tmp_path / "annotations" / "themes-model.json"
+        model.unlink(missing_ok=True)
+        ohp("tag-learn", "--out", model, "--db", db_url, *extra)
+        return model.read_text(encoding="utf-8")
+
+    shared = learned()
+    assert "拖欠" in shared and not [word for word in ("秀英", "石门", "鞋厂") if word in shared]
+    assert json.loads(shared)["trained_on"]["decisions"] == 1
+    asked = learned("--include-restricted", "--user", "rita")
+    assert "秀英" in asked and json.loads(asked)["trained_on"]["decisions"] == 2
+    refused = runner.invoke(cli_app, ["tag-learn", "--include-restricted", "--user", "vera", "--db", db_url])
+    assert refused.exit_code != 0 and "only a researcher" in refused.output

@@ -81,6 +81,7 @@ CodebookOption = Annotated[
 UserOption = Annotated[
     str | None, typer.Option("--user", help=f"Who is deciding (default: ${ENVIRONMENT['user']})", show_default=False)
 ]
+IncludeRestricted = Annotated[bool, typer.Option(help="Closed recordings too (researchers only: give --user)")]
 DbOption = Annotated[
     str | None,
     typer.Option(
@@ -179,6 +180,22 @@ def open_model() -> ThemeModel:
 def choose_recordings(store: Store, refs: list[str] | None) -> list:
     """The recordings named (by id, hash prefix, path, name or stem), or all of them."""
     return store.find_recordings(refs) if refs else store.list_recordings()
+
+
+def exported_scope(
+    store: Store, refs: list[str] | None, include_restricted: bool, user: str | None
+) -> list[int] | None:
+    """The recordings named (or all) that an export would write, as ids (None: every recording), for what is
+    counted or learnt from them; closed ones only for a researcher who asks. Says which closed ones are left out."""
+    if include_restricted:
+        name = need_user(user, "using closed recordings")
+        access.check_export_closed(store.user(name), name)
+    chosen = choose_recordings(store, refs)
+    kept = [r for r in chosen if access.exported(r, include_restricted)]
+    if len(kept) < len(chosen):
+        names = ", ".join(Path(r.path).name for r in chosen if r not in kept)
+        errors.print(f"left out {len(chosen) - len(kept)} closed recording(s): {names}", highlight=False)
+    return None if not refs and len(kept) == len(chosen) else [r.id for r in kept]
 
 
 def _check_language(language: str | None) -> str | None:

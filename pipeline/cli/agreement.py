@@ -10,16 +10,14 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from pipeline import access
 from pipeline.cli import (
     CodebookOption,
     DbOption,
+    IncludeRestricted,
     UserOption,
     app,
-    choose_recordings,
     console,
-    errors,
-    need_user,
+    exported_scope,
     open_codebook,
     open_store,
 )
@@ -29,20 +27,6 @@ from pipeline.utils import write_atomic
 Recordings = Annotated[
     list[str] | None, typer.Argument(help="Recording ids, hash prefixes, paths or names (default: all)")
 ]
-IncludeRestricted = Annotated[bool, typer.Option(help="Count closed recordings too (researchers only: give --user)")]
-
-
-def _scope(store, refs: list[str] | None, include_restricted: bool, user: str | None) -> list[int] | None:
-    """The recordings to count, as ids (None: every recording); says which closed ones are left out."""
-    if include_restricted:
-        name = need_user(user, "counting closed recordings")
-        access.check_export_closed(store.user(name), name)
-    chosen = choose_recordings(store, refs)
-    kept = [r for r in chosen if access.exported(r, include_restricted)]
-    if len(kept) < len(chosen):
-        names = ", ".join(Path(r.path).name for r in chosen if r not in kept)
-        errors.print(f"left out {len(chosen) - len(kept)} closed recording(s): {names}", highlight=False)
-    return None if not refs and len(kept) == len(chosen) else [r.id for r in kept]
 
 
 def _figure(value: float | None) -> str:
@@ -81,7 +65,7 @@ def agreement(
         check_folder(disagreements.parent, "--disagreements")
     store = open_store(db)
     book = open_codebook(codebook, for_labels=True)
-    scope = _scope(store, recordings, include_restricted, user)
+    scope = exported_scope(store, recordings, include_restricted, user)
     wanted = [name.strip() for name in coders.split(",") if name.strip()] if coders else None
     found = agreement_report(store, scope, book, wanted)
     label = theme_label(book)
@@ -170,7 +154,7 @@ def report(
     check_folder(out, "--out")
     store = open_store(db)
     book = open_codebook(codebook, for_labels=True)
-    scope = _scope(store, recordings, include_restricted, user)
+    scope = exported_scope(store, recordings, include_restricted, user)
     pseudonyms = Pseudonyms({k.strip() for k in redact.split(",") if k.strip()}) if redact else None
     wanted = [name.strip() for name in coders.split(",") if name.strip()] if coders else None
     tables = report_tables(store, scope, book, coders=wanted, accepted_only=accepted_only, pseudonyms=pseudonyms)

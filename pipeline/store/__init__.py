@@ -282,10 +282,11 @@ class Store:
         with self._session() as s:
             return annotations.list_annotations(s, recording_id, segment_id=segment_id, status=status)
 
-    def theme_decisions(self) -> list[ThemeDecision]:
-        """Every theme people decided on, with the segment's text (what `ohp tag-learn` learns from)."""
+    def theme_decisions(self, scope: Sequence[int] | None = None) -> list[ThemeDecision]:
+        """Every theme people decided on in these recordings (None: all), with the segment's text (what
+        `ohp tag-learn` learns from)."""
         with self._session() as s:
-            return annotations.list_decisions(s)
+            return annotations.list_decisions(s, scope)
 
     def decide(self, annotation_id: int, status: str, user: str, *, version: int | None = None) -> AnnotationRecord:
         """Accept or reject an annotation (or put it back to suggested), as `user`. With `version`,

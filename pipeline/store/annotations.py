@@ -194,14 +194,17 @@ def save_result_tags(s: Session, recording_id: int, segments: list[Segment], res
     return save_tags(s, recording_id, suggestions, entities, result.tagger or "")
 
 
-def list_decisions(s: Session) -> list[ThemeDecision]:
-    """Every theme people decided (accepted, added or rejected), with its segment's text, in segment order."""
+def list_decisions(s: Session, scope: Sequence[int] | None = None) -> list[ThemeDecision]:
+    """Every theme people decided (accepted, added or rejected) in these recordings (None: all), with its
+    segment's text, in segment order."""
     query = (
         select(AnnotationRow, SegmentRow.recording_id, SegmentRow.text, SegmentRow.language)
         .join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
         .where(AnnotationRow.status != "suggested")
         .order_by(SegmentRow.recording_id, SegmentRow.start, SegmentRow.id, AnnotationRow.theme)
     )
+    if scope is not None:
+        query = query.where(SegmentRow.recording_id.in_(scope))
     return [
         ThemeDecision(
             row.segment_id,
