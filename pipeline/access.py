@@ -10,7 +10,8 @@ restriction ending on its release date (from that day the recording counts as op
 - Exporting: closed recordings are left out unless asked for, and only a researcher may ask. Restricted
   ones are exported, marked as restricted in every format that has a place for it.
 - `ohp run` writes no transcript files of a closed recording (a researcher's `ohp export` does).
-- Changing: CHANGES gives the least role for each kind of change.
+- Changing: CHANGES gives the least role for each kind of change, each a role that sees closed recordings (the
+  write routes ask no consent: tests/test_access_audit.py checks that this holds).
 - Accounts: a researcher adds, removes and sets the password of others; anyone may set their own
   password, giving the current one; nobody removes their own account (a slip would leave an archive
   without its researcher).

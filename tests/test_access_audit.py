@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from saving import save_speakers, save_tags, save_transcription
 from typer.testing import CliRunner
 
+from pipeline import access
 from pipeline.batch import FileResult, plan_batch
 from pipeline.cli import app as cli_app
 from pipeline.config import Config
@@ -172,6 +173,50 @@ def test_a_closed_recording_answers_as_one_that_does_not_exist(web, store, tmp_p
         assert first == second, (page, which)
     searched = [vera.get("/api/search", params={"q": "wages", "recording": rid}).json() for rid in (closed_id, MISSING)]
     assert searched[0] == searched[1] == {"total": 0, "hits": []}
+
+
+def test_no_route_a_viewer_or_a_visitor_reaches_shows_a_closed_recording(web, store, tmp_path):
+    """Every GET route of the app (read from it: one added later is checked too), with the open recording's
+    ids where it takes one and a search for what both interviews say: not a word that only the closed one has
+    (its file's name, interviewee, speaker, text) reaches a viewer or an anonymous visitor; the researchers'
+    pages (vocabulary, agreement, collection) refuse the viewer."""
+    closed_id = add_interview(store, tmp_path / "closed" / "secret-tape.wav", 2, consent="closed")
+    segment = store.segments(closed_id)[2]
+    store.correct_text(segment.id, "The wages Xiuying got were paid by the piece.", "alice", 1)
+    store.rename_speaker(closed_id, "S2", "Li Xiuying", "alice")
+    store.set_metadata(closed_id, interviewee="Li Xiuying", place="Huangshan")
+    store.add_user("noor", PASSWORD, "annotator")
+    opened = {
+        "recording_id": web.state.open_id,
+        "segment_id": store.segments(web.state.open_id)[0].id,
+        "kind": "collection",
+        "name": "coverage",
+        "fmt": "csv",
+    }
+    query = {"q": "wages", "recording": web.state.open_id, "segment": opened["segment_id"]}
+    vera, _ = client_for(web, "vera")
+    anonymous, _ = client_for(web)
+    refused = set()
+    for template, route in routes(web):
+        if "GET" not in route.methods or not set(route.param_convertors) <= set(opened):
+            continue
+        path = template.format(**{n: opened[n] for n in route.param_convertors})
+        for client in (vera, anonymous):
+            answer = client.get(path, params=query, follow_redirects=False)
+            shown = answer.text + answer.headers.get("content-disposition", "")
+            assert not re.search("xiuying|secret|huangshan", shown, re.I), (path, answer.status_code)
+        if answer.status_code != 303 or vera.get(path, params=query).status_code == 403:
+            refused.add(template)
+    assert {"/vocabulary", "/agreement", "/collection", "/{kind}/{name}.{fmt}"} <= refused
+    ann, _ = client_for(web, "noor")
+    assert "Xiuying" in ann.get("/api/search", params={"q": "wages"}).text  # there, for those who see it
+
+
+def test_every_change_needs_a_role_that_sees_closed_recordings():
+    """The write routes (text, themes, speakers, reverts, metadata) ask no consent, which holds only while every
+    change needs a role that sees closed recordings: a change open to viewers would tell them of closed ones
+    (a 409 answers with the current text, a segment of a closed recording would not be 404)."""
+    assert all(access.has_role(least, access.SEES_CLOSED) for least in access.CHANGES.values())
 
 
 VIEWER_READS = [
