@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -266,11 +267,20 @@ def ohp(*args: object):
     return result
 
 
-def files_in(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
-    """The files of a folder by name, their content without the moment they were made (ELAN's DATE)."""
-    return {
-        p.name: re.sub(rb' DATE="[^"]*"', b"", p.read_bytes()) for p in sorted(folder.iterdir()) if p.suffix not in skip
-    }
+MADE_AT = re.compile(rb' (DATE|creationDateTime|modifiedDateTime|w:date)="[^"]*"|<dcterms:(created|modified)[^<]*<')
+
+
+def content(path: Path) -> bytes | dict[str, bytes]:
+    """A file's content without the moments it was made (ELAN's DATE, REFI-QDA's and Word's times); a zip's
+    (docx, qdpx) as its members."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return {name: MADE_AT.sub(b"", archive.read(name)) for name in archive.namelist()}
+    return MADE_AT.sub(b"", path.read_bytes())
+
+
+def files_in(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes | dict[str, bytes]]:
+    return {p.name: content(p) for p in sorted(folder.iterdir()) if p.suffix not in skip}
 
 
 def test_an_open_export_is_the_same_with_a_closed_recording_as_without(store, db_url, tmp_path):
@@ -278,7 +288,7 @@ def test_an_open_export_is_the_same_with_a_closed_recording_as_without(store, db
     the redactions: the same files, named the same, with the same content, as before a closed interview of the
     same file stem and the same words was added."""
     add_interview(store, tmp_path / "audio" / "zhang.wav", 1)
-    formats = [a for fmt in ("json", "txt", "srt", "vtt", "eaf", "ohms", "csv") for a in ("--format", fmt)]
+    formats = [f"--format={fmt}" for fmt in ("json", "txt", "docx", "srt", "vtt", "eaf", "ohms", "csv", "qdpx")]
 
     def exported(run: str) -> tuple[dict, dict]:
         plain, redacted = tmp_path / run / "plain", tmp_path / run / "redacted"
@@ -288,7 +298,7 @@ def test_an_open_export_is_the_same_with_a_closed_recording_as_without(store, db
         return files_in(plain), {**files_in(redacted), "report": report}
 
     before = exported("before")
-    assert "zhang.json" in before[0]
+    assert "zhang.json" in before[0] and b"Zhang Wei" in before[1]["report"]  # names were found and redacted
     add_interview(store, tmp_path / "closed" / "zhang.wav", 2, consent="closed")
     after = exported("after")
     assert [sorted(files) for files in after] == [sorted(files) for files in before]  # not zhang-<its hash>.json
