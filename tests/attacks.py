@@ -12,7 +12,7 @@ import hashlib
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ class Site:
 
 def prepare(store: Store, folder: Path) -> dict[str, int]:
     """Users, an interview with audio, the two files of the stored-script attack imported as transcripts
-    without audio (the HTML loading the script's "audio"), and a closed recording with a corrected segment."""
+    without audio (the HTML loading the script's "audio"), a closed recording with a corrected segment, and an
+    open one whose stored path is where the closed one's file now is."""
     from saving import save_transcription
 
     for name, role in USERS.items():
@@ -55,6 +56,11 @@ def prepare(store: Store, folder: Path) -> dict[str, int]:
         segments = [Segment(i * 5.0, i * 5.0 + 4.0, t, t, "en", speaker="S1") for i, t in enumerate(TEXTS)]
         transcript = Transcript("en", 0.99, segments, "faster-whisper", "base")
         ids[name] = save_transcription(store, info, transcript, {}, "k", {})
+    # An open recording whose file was moved away, the closed one's moved to where it was: the store holds the
+    # open one's old path, where the closed recording's bytes are now.
+    info = replace(info, path=folder / "moved.wav", sha256=hashlib.sha256(b"moved").hexdigest())
+    ids["moved"] = save_transcription(store, info, transcript, {}, "k", {})
+    store.update_path(ids["moved"], str(folder / "closed.wav"))
     ids["closed_segment"] = store.segments(ids["closed"])[0].id
     store.correct_text(ids["closed_segment"], "Where are the children now?", "ann", 1)
     store.set_metadata(ids["closed"], consent="closed")
@@ -285,6 +291,14 @@ def closed_segment_history(site: Site) -> None:
     assert shown == missing.json()["detail"].replace(str(MISSING_ID), "N"), (closed.json(), missing.json())
 
 
+def closed_audio_at_a_stale_path(site: Site) -> None:
+    """audit. A viewer heard a closed recording through an open one whose file had been moved away: the audio
+    route served whatever lay at the path the store held, the closed recording's file moved there."""
+    vera, _ = signed_in(site, "vera")
+    answer = vera.get(f"/api/recordings/{site.ids['moved']}/audio")
+    assert answer.status_code == 404, f"{answer.status_code}, {len(answer.content)} bytes of another recording"
+
+
 def huge_metadata(site: Site) -> None:
     """6. A 10 MB interviewee name was stored."""
     rita, token = signed_in(site, "rita")
@@ -356,6 +370,7 @@ ATTACKS: dict[str, Callable[[Site], Any]] = {
     "5 ids of 2^63": huge_ids,
     "6 /docs, /redoc, /openapi.json without login": open_docs,
     "6 closed recording found through history?segment=": closed_segment_history,
+    "audit closed recording's audio through an open one's stale path": closed_audio_at_a_stale_path,
     "6 10 MB interviewee name": huge_metadata,
     "6 unchanged text saved": unchanged_text,
 }
