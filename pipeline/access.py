@@ -10,6 +10,8 @@ restriction ending on its release date (from that day the recording counts as op
 - Exporting: closed recordings are left out unless asked for, and only a researcher may ask. Restricted
   ones are exported, marked as restricted in every format that has a place for it.
 - `ohp run` writes no transcript files of a closed recording (a researcher's `ohp export` does).
+- A file imported for a recording (an ohp JSON's consent) never loosens the consent the store has
+  (`loosens`): an export made before a recording was closed, imported again, must not open it.
 - Changing: CHANGES gives the least role for each kind of change, each a role that sees closed recordings (the
   write routes ask no consent: tests/test_access_audit.py checks that this holds).
 - Accounts: a researcher adds, removes and sets the password of others; anyone may set their own
@@ -31,7 +33,7 @@ from collections.abc import Iterable
 from datetime import date
 
 from pipeline.errors import ForbiddenError, NotFoundError
-from pipeline.records import ROLES, RecordingRecord, UserRecord
+from pipeline.records import CONSENT_LEVELS, ROLES, RecordingRecord, UserRecord
 
 # The least role for each kind of change to what is stored.
 CHANGES = {
@@ -52,6 +54,19 @@ def consent_in_force(recording: RecordingRecord, today: date | None = None) -> s
     """The consent level that applies today: a restricted or closed recording is open from its release date."""
     released = recording.release_on and (today or date.today()).isoformat() >= recording.release_on
     return "open" if recording.consent != "open" and released else recording.consent
+
+
+def loosens(current: RecordingRecord, proposed: RecordingRecord, today: date | None = None) -> bool:
+    """Whether the proposed consent (and release date) would let more people see or export the recording than
+    its current one, on some day from today: a lower level, or a restriction that ends sooner (or ends, where
+    the current one does not). Levels in force change only on release dates: those and today are the days to
+    compare."""
+    today = today or date.today()
+    days = {today, *(date.fromisoformat(d) for d in (current.release_on, proposed.release_on) if d)}
+    level = CONSENT_LEVELS.index
+    return any(
+        level(consent_in_force(proposed, day)) < level(consent_in_force(current, day)) for day in days if day >= today
+    )
 
 
 def consent_label(recording: RecordingRecord) -> str:

@@ -50,6 +50,24 @@ def test_a_restriction_ends_on_its_release_date(consent, release, in_force):
     assert found.access(TODAY) == in_force  # the record asks the policy
 
 
+@pytest.mark.parametrize(
+    ("current", "proposed", "looser"),
+    [
+        (("closed", "none"), ("open", "none"), True),
+        (("closed", "none"), ("restricted", "none"), True),
+        (("closed", "none"), ("closed", "future"), True),  # it would end, where it does not
+        (("closed", "future"), ("closed", "none"), False),
+        (("restricted", "none"), ("closed", "future"), True),  # closed until tomorrow, then open: looser after
+        (("closed", "past"), ("open", "none"), False),  # open already
+        (("open", "none"), ("restricted", "none"), False),
+        (("restricted", "future"), ("restricted", "future"), False),
+    ],
+)
+def test_a_consent_loosens_when_it_opens_the_recording_to_more_on_any_day_from_today(current, proposed, looser):
+    now, then = (recording(consent, RELEASES[release]) for consent, release in (current, proposed))
+    assert access.loosens(now, then, TODAY) is looser
+
+
 def test_the_consent_label_names_the_release_date_of_a_restriction():
     assert access.consent_label(recording("closed", "2040-01-01")) == "closed until 2040-01-01"
     assert access.consent_label(recording("restricted")) == "restricted"

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import re
+import wave
 import zipfile
 from pathlib import Path
 
@@ -380,3 +381,45 @@ def test_the_learned_model_holds_no_words_of_a_closed_recording(store, db_url, t
     assert "秀英" in asked and json.loads(asked)["trained_on"]["decisions"] == 2
     refused = runner.invoke(cli_app, ["tag-learn", "--include-restricted", "--user", "vera", "--db", db_url])
     assert refused.exit_code != 0 and "only a researcher" in refused.output
+
+
+def test_an_imported_file_never_opens_a_recording_further_than_the_store_has_it(store, tmp_path, caplog):
+    """`ohp import FILE --audio AUDIO` takes what an ohp JSON file says of its recording, consent included (so
+    that a closed interview does not come back open). But a file exported before a researcher closed the
+    recording, imported again (text corrected elsewhere, an older copy restored), opened it: viewers saw it and
+    exports wrote it. The file's consent now counts only where it is as strict as the stored one or stricter,
+    on every day from today."""
+    from pipeline.formats.export import gather, to_json
+    from pipeline.imports import import_file
+
+    audio = tmp_path / "li.wav"
+    with wave.open(str(audio), "wb") as sound:
+        sound.setnchannels(1), sound.setsampwidth(2), sound.setframerate(16000)
+        sound.writeframes(bytes(32000))
+    said = {"recording": {"consent": "open"}, "segments": [{"start": 0.0, "end": 1.0, "text": "The wages were low."}]}
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps(said), encoding="utf-8")
+    rid = import_file(first, store, audio)
+    exported_then = tmp_path / "exported-while-open.json"
+    exported_then.write_text(to_json(gather(store, store.recording(rid))), encoding="utf-8")
+
+    def imported(consent: str, release_on: str | None = None) -> tuple[str, str | None]:
+        document = json.loads(exported_then.read_text(encoding="utf-8"))
+        document["recording"].update(consent=consent, release_on=release_on)
+        again = tmp_path / f"{consent}-{release_on}.json"
+        again.write_text(json.dumps(document), encoding="utf-8")
+        assert import_file(again, store, audio) == rid
+        found = store.recording(rid)
+        return found.consent, found.release_on
+
+    store.set_metadata(rid, consent="closed", release_on="2999-01-01")
+    assert import_file(exported_then, store, audio) == rid
+    assert (store.recording(rid).consent, store.recording(rid).release_on) == ("closed", "2999-01-01")
+    kept = f"recording {rid}: its consent stays closed until 2999-01-01, where the file imported says open"
+    assert kept in caplog.text
+    assert imported("restricted") == ("closed", "2999-01-01")
+    assert imported("closed", "2030-01-01") == ("closed", "2999-01-01")  # released sooner: more open
+    assert imported("closed", "3000-01-01") == ("closed", "3000-01-01")  # later: stricter, taken
+    store.set_metadata(rid, consent="open", release_on="")
+    assert imported("restricted", "2999-01-01") == ("restricted", "2999-01-01")  # stricter than open
+    assert imported("closed") == ("closed", "2999-01-01")  # stricter still (the file names no release date)

@@ -207,7 +207,7 @@ class Store:
                 row.warnings = result.transcript.quality_warnings
             recording_id = row.id
             if result.description:
-                recordings.set_metadata(s, recording_id, **result.description)
+                recordings.describe_from_file(s, row, result.description)
             if result.new_segments:
                 segments = transcripts.replace_segments(s, recording_id, result.transcript)
                 recordings.count_doubt(s, recording_id)

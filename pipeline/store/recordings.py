@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections import defaultdict
+from dataclasses import replace
 from datetime import date
 from pathlib import PurePath
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from pipeline import access
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.records import (
     CONSENT_LEVELS,
@@ -27,6 +30,8 @@ from pipeline.records import (
 from pipeline.stages.doubt import doubtful_share, rewarn
 from pipeline.store.models import RecordingRow, SegmentRow, StageRow, WordRow, iso, now
 from pipeline.utils import as_date
+
+log = logging.getLogger(__name__)
 
 
 def settings_key(settings: dict[str, Any]) -> str:
@@ -216,6 +221,28 @@ def set_metadata(
         row.extra = {key: value for key, value in merged.items() if value is not None}
     s.flush()
     return _recording(row)
+
+
+def describe_from_file(s: Session, row: RecordingRow, description: dict[str, Any]) -> None:
+    """Set what an imported file says of its recording (pipeline.formats.readers.DESCRIPTION), except a consent
+    that would open it further than the store has it (access.loosens): a file exported before the recording
+    was closed, imported again, leaves it closed."""
+    stored = _recording(row)
+    given = description.get("release_on")
+    said = replace(
+        stored,
+        consent=description.get("consent") or stored.consent,
+        release_on=stored.release_on if given is None else given or None,  # None leaves it, "" clears it
+    )
+    if access.loosens(stored, said):
+        log.warning(
+            "recording %d: its consent stays %s, where the file imported says %s (ohp describe --consent changes it)",
+            row.id,
+            access.consent_label(stored),
+            access.consent_label(said),
+        )
+        description = {key: value for key, value in description.items() if key not in ("consent", "release_on")}
+    set_metadata(s, row.id, **description)
 
 
 def upsert_recording(s: Session, info: AudioInfo) -> RecordingRow:
