@@ -10,6 +10,8 @@ restriction ending on its release date (from that day the recording counts as op
 - Exporting: closed recordings are left out unless asked for, and only a researcher may ask. Restricted
   ones are exported, marked as restricted in every format that has a place for it.
 - `ohp run` writes no transcript files of a closed recording (a researcher's `ohp export` does).
+- A new recording at the path of a stored one starts with that one's consent (`first_consent`): a closed
+  interview's file edited in place has new bytes, so it is a new recording, and must not start open.
 - A file imported for a recording (an ohp JSON's consent) never loosens the consent the store has
   (`loosens`): an export made before a recording was closed, imported again, must not open it.
 - Changing: CHANGES gives the least role for each kind of change, each a role that sees closed recordings (the
@@ -67,6 +69,13 @@ def loosens(current: RecordingRecord, proposed: RecordingRecord, today: date | N
     return any(
         level(consent_in_force(proposed, day)) < level(consent_in_force(current, day)) for day in days if day >= today
     )
+
+
+def first_consent(before: RecordingRecord | None) -> tuple[str, str | None]:
+    """The consent (and release date) a new recording starts with: that of `before`, the recording last stored
+    at its path, whose file was edited there (trimmed, denoised, converted: the same interview, new bytes);
+    open where there was none."""
+    return (before.consent, before.release_on) if before else ("open", None)
 
 
 def consent_label(recording: RecordingRecord) -> str:

@@ -40,9 +40,9 @@ TEXTS = [
 ]
 
 
-def add_interview(store: Store, audio: Path, fill: int, *, consent: str = "open") -> int:
+def add_interview(store: Store, audio: Path, fill: int, *, consent: str | None = None) -> int:
     """An interview by Zhang Wei at `audio` (bytes of its own, so a sha256 of its own), with speakers, themes
-    decided by two coders and a correction; its id."""
+    decided by two coders and a correction, and the consent given (else as the store has it: new, open); its id."""
     audio.parent.mkdir(parents=True, exist_ok=True)
     audio.write_bytes(bytes([fill]) * 4096 + bytes(range(256)) * 16)
     data = audio.read_bytes()
@@ -423,3 +423,17 @@ def test_an_imported_file_never_opens_a_recording_further_than_the_store_has_it(
     store.set_metadata(rid, consent="open", release_on="")
     assert imported("restricted", "2999-01-01") == ("restricted", "2999-01-01")  # stricter than open
     assert imported("closed") == ("closed", "2999-01-01")  # stricter still (the file names no release date)
+
+
+def test_a_closed_recordings_file_edited_in_place_stays_closed(store, tmp_path):
+    """A closed interview's file edited where it is (trimmed, denoised, converted): its bytes are another
+    recording's (ohp knows recordings by their sha256), which started open, so the next `ohp run` wrote its
+    transcript files and viewers read it. A recording new at the path of a stored one starts with that one's
+    consent (the newest there); one at a path of its own starts open, as ever."""
+    closed = tmp_path / "audio" / "li.wav"
+    closed_id = add_interview(store, closed, 1, consent="closed")
+    store.set_metadata(closed_id, release_on="2999-01-01")
+    edited = add_interview(store, closed, 2)  # the same path, other bytes: as ohp run saves it
+    assert edited != closed_id
+    assert (store.recording(edited).consent, store.recording(edited).release_on) == ("closed", "2999-01-01")
+    assert store.recording(add_interview(store, tmp_path / "audio" / "wang.wav", 3)).consent == "open"

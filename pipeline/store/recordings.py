@@ -249,14 +249,21 @@ def upsert_recording(s: Session, info: AudioInfo) -> RecordingRow:
     """The recording with this sha256, added if new; a moved or renamed file only updates its path."""
     row = s.scalars(select(RecordingRow).where(RecordingRow.sha256 == info.sha256)).one_or_none()
     if row is None:
+        at_path = select(RecordingRow).where(RecordingRow.path == str(info.path)).order_by(RecordingRow.id.desc())
+        before = s.scalars(at_path.limit(1)).first()
+        consent, release_on = access.first_consent(_recording(before) if before else None)
         row = RecordingRow(
             sha256=info.sha256,
             path=str(info.path),
             size_bytes=info.size_bytes,
             format=info.format,
             duration=info.duration,
+            consent=consent,
+            release_on=as_date(release_on, "release_on") if release_on else None,
         )
         s.add(row)
+        if before is not None and consent != "open":
+            log.info("%s: new bytes where recording %d was: %s, as it is", info.path, before.id, consent)
     elif row.path != str(info.path):
         row.path = str(info.path)
     s.flush()
