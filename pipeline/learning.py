@@ -1,7 +1,9 @@
 """What the tagger's model learns from: the labelled sentences ohp ships, and a collection's decisions.
 
-    ohp tag-learn                  -> learn(codebook, store.theme_decisions())
+    ohp tag-learn                  -> learn(codebook, store.theme_decisions(scope))
                                    -> save_model(annotations/themes-model.json)
+
+(scope: the recordings an export writes, closed ones only for a researcher who asks; pipeline.access.)
     ohp tag-learn --from-examples  -> learn(codebook) -> save_model(the model ohp ships)
 
 The labelled sentences (stages/themes_labelled.jsonl, package data) are JSON lines: `text`, `language`,
