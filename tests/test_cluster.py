@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pytest
 import ray
+import typer
 
 from pipeline.batch import Pass, run_batch
+from pipeline.cli import app
 from pipeline.cluster.actors import Recogniser
 from pipeline.cluster.driver import Cluster, Sizing, check_database, run_on_ray, size_workers
 from pipeline.errors import InvalidInputError
@@ -289,6 +291,15 @@ def test_workers_are_sized_to_the_cluster():
         size_workers(gpus, OPTIONS, 5)
     with pytest.raises(InvalidInputError, match="--workers 17: the Ray cluster has 16 CPUs"):
         size_workers(cpus, OPTIONS, 17)
+
+
+def test_the_help_of_workers_gives_the_default_the_driver_uses():
+    """`ohp run --help` said one worker per 2 CPU cores, after the default had become one per core."""
+    cpus = Cluster(nodes=1, cpus=8, gpus=0, largest_node_cpus=8, started=0.0)
+    assert size_workers(cpus, OPTIONS, None).workers == 8  # one per core
+    run = typer.main.get_command(app).commands["run"]
+    (workers,) = [param for param in run.params if param.name == "workers"]
+    assert workers.help.endswith("(default one per GPU, or one per CPU core)")
 
 
 def test_without_ray_the_run_says_which_extra_to_install(tmp_path):

@@ -289,7 +289,7 @@ def run(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="With --ray: recognisers at once (default one per GPU, or one per 2 CPU cores)"),
+        typer.Option(min=1, help="With --ray: recognisers at once (default one per GPU, or one per CPU core)"),
     ] = None,
 ) -> None:
     """Transcribe recordings (find who speaks, and tag their themes) into the database and transcript files.
