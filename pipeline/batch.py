@@ -75,7 +75,8 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
     guards: dict[str, int] = field(default_factory=dict)
     error: str | None = None
-    stage: str | None = None  # where it failed: probe, send, decode, segment, transcribe, speakers, tag, save or export
+    # Where it failed: probe, store (its look-up), send, decode, segment, transcribe, speakers, tag, save or export.
+    stage: str | None = None
     doubtful: float | None = None  # share of the transcript's text in doubtful words (None: no words)
     worker: str | None = None  # the cluster's worker that ran its pass, and its node (pipeline.cluster)
 
