@@ -7,6 +7,7 @@ import csv
 import io
 import random
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -455,3 +456,16 @@ def test_the_disagreements_csv_keeps_formulas_as_text():
     [_, row] = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
     assert n == 1 and [cell for cell in row if cell.startswith(("=", "+", "-", "@", "\t", "\r"))] == []
     assert row[5:7] == ["'" + formula, "'\t" + formula]  # Excel's own "this is text" mark, the rest as it was
+
+
+def test_an_agreement_chart_with_every_measure_undefined_draws_without_warnings():
+    """No bar to draw (one coder, or all decisions alike): the legend had nothing to show, and `ohp report` printed
+    matplotlib's "No artists with labels found to put in legend" on standard error."""
+    from pipeline.analysis.charts import render
+    from pipeline.analysis.tables import Table
+
+    columns = ("theme", "Cohen's kappa", "Krippendorff's alpha")
+    table = Table("agreement", "Agreement", columns, [("wages", None, None)], "agreement")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert render(table, "svg").startswith(b"<?xml")

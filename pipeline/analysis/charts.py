@@ -103,7 +103,8 @@ def _agreement(table: Table):
     ax.invert_yaxis()
     ax.set_xlim(-1, 1)
     ax.axvline(0, color="grey", linewidth=0.5)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # every measure undefined: no bar, nothing to name
+        ax.legend(fontsize=8)
     ax.set_title(table.title + " (undefined: no bar)")
     return fig
 
