@@ -25,6 +25,11 @@ restriction ending on its release date (from that day the recording counts as op
 - The tagger's learned model (`ohp tag-learn`) learns from the decisions on the recordings an export would
   write, alike: its file, in the project's folder, holds the words it learnt from.
 
+- Enrolled voices: a voice profile is derived from the recordings it was enrolled from, and shares their
+  restriction. While any of them is closed, the voice names nobody in another recording (its speakers keep
+  their labels); in its own recordings it names them as before. A voice whose origin ohp does not know
+  (enrolled before ohp kept it) is withheld alike: it may have been cut from a closed interview.
+
 The store's search applies the seeing rule in SQL (`SearchFilters.hide_closed`, from `hides_closed`);
 tests/test_access.py checks that the SQL and this module agree.
 """
@@ -33,9 +38,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
+from pathlib import PurePath
 
 from pipeline.errors import ForbiddenError, NotFoundError
-from pipeline.records import CONSENT_LEVELS, ROLES, RecordingRecord, UserRecord
+from pipeline.records import CONSENT_LEVELS, ROLES, PersonRecord, RecordingRecord, UserRecord
 
 # The least role for each kind of change to what is stored.
 CHANGES = {
@@ -82,6 +88,20 @@ def consent_label(recording: RecordingRecord) -> str:
     """The consent as agreed, with the day a restriction ends: "closed until 2040-01-01"."""
     until = f" until {recording.release_on}" if recording.release_on and recording.consent != "open" else ""
     return recording.consent + until
+
+
+def voice_withheld(person: PersonRecord, recording_sha256: str | None = None, today: date | None = None) -> str | None:
+    """Why the enrolled voice may not name a speaker of the recording with this sha256 (None: of a recording that
+    is not one of its origins), or None when it may: the store clears the names it gave where it is withheld, and
+    a run looks for it only where it is not."""
+    if recording_sha256 in person.origins:
+        return None
+    if not person.origin_known:
+        return "where it was enrolled from is not known"
+    closed = [r for r in person.from_recordings if consent_in_force(r, today) == "closed"]
+    if closed:
+        return "enrolled from " + ", ".join(f"{PurePath(r.path).name}, {consent_label(r)}" for r in closed)
+    return None
 
 
 def has_role(role: str, least: str) -> bool:

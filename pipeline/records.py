@@ -271,6 +271,11 @@ class PersonRecord:
     sources: tuple[str, ...]  # the files it was made from
     enrolled_by: str
     enrolled_at: str  # ISO timestamp, UTC
+    # Where the voice comes from (a profile is derived from recordings, and shares their restriction): the sha256
+    # of the files enrolled and of the recordings they were cut from; False for a voice enrolled before ohp kept it.
+    origins: tuple[str, ...] = ()
+    origin_known: bool = True
+    from_recordings: tuple[RecordingRecord, ...] = ()  # the stored recordings among its origins
 
 
 class UserRole(StrEnum):

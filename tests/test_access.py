@@ -5,6 +5,7 @@ OHP_TEST_POSTGRES_URL is set."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -13,7 +14,16 @@ from saving import save_transcription
 
 from pipeline import access
 from pipeline.errors import ForbiddenError, NotFoundError
-from pipeline.records import CONSENT_LEVELS, AudioInfo, RecordingRecord, SearchFilters, Segment, Transcript, UserRecord
+from pipeline.records import (
+    CONSENT_LEVELS,
+    AudioInfo,
+    PersonRecord,
+    RecordingRecord,
+    SearchFilters,
+    Segment,
+    Transcript,
+    UserRecord,
+)
 from pipeline.search.textindex import parse_query
 
 TODAY = date(2026, 3, 15)
@@ -145,3 +155,47 @@ def test_the_search_sql_agrees_with_the_policy(store, tmp_path):
         assert {hit.recording_id for hit in found.hits} == expected, role
     # the viewer's search must leave something out, or the test shows nothing
     assert len(access.visible(user("viewer"), recordings)) == len(recordings) - 2
+
+
+# --- enrolled voices ------------------------------------------------------------------------------------
+
+HERE, ELSEWHERE = "ab" * 32, "ef" * 32  # the sha256 of the voice's own recording, and of another
+
+
+def voice(*sources: RecordingRecord, origins: tuple[str, ...] | None = None, known: bool = True) -> PersonRecord:
+    """A voice enrolled from `sources` (stored recordings; `origins` the sha256 of every file it came from)."""
+    shas = tuple(r.sha256 for r in sources) if origins is None else origins
+    return PersonRecord(
+        1, "Wang Fang", (1.0,), ("/audio/wang.wav",), "mei", "2026-01-01T00:00:00+00:00", shas, known, sources
+    )
+
+
+@pytest.mark.parametrize(("consent", "release"), [("closed", "none"), ("closed", "future")])
+def test_a_voice_from_a_closed_recording_names_nobody_outside_it(consent, release):
+    closed = voice(recording(consent, RELEASES[release]))
+    until = f" until {RELEASES[release]}" if RELEASES[release] else ""
+    assert access.voice_withheld(closed, ELSEWHERE, TODAY) == f"enrolled from interview.wav, closed{until}"
+    assert access.voice_withheld(closed, None, TODAY) == access.voice_withheld(closed, ELSEWHERE, TODAY)
+    assert access.voice_withheld(closed, HERE, TODAY) is None  # in its own recording, as before
+
+
+@pytest.mark.parametrize(
+    ("consent", "release"), [("open", "none"), ("restricted", "none"), ("closed", "today"), ("closed", "past")]
+)
+def test_a_voice_from_a_recording_not_closed_today_names_speakers_everywhere(consent, release):
+    assert access.voice_withheld(voice(recording(consent, RELEASES[release])), ELSEWHERE, TODAY) is None
+
+
+def test_one_closed_source_among_several_withholds_the_voice():
+    other = replace(recording("closed", rid=8), sha256="cd" * 32, path="/audio/li.wav")
+    both = voice(recording("open"), other)
+    assert access.voice_withheld(both, ELSEWHERE, TODAY) == "enrolled from li.wav, closed"
+    assert access.voice_withheld(both, HERE, TODAY) is None and access.voice_withheld(both, "cd" * 32, TODAY) is None
+
+
+def test_a_voice_recorded_apart_names_speakers_everywhere_and_one_of_unknown_origin_only_in_its_own():
+    apart = voice(origins=("12" * 32,))  # a file that is no recording of the collection
+    assert access.voice_withheld(apart, ELSEWHERE, TODAY) is None
+    unknown = voice(recording("open"), known=False)  # enrolled before ohp kept where a voice came from
+    assert access.voice_withheld(unknown, ELSEWHERE, TODAY) == "where it was enrolled from is not known"
+    assert access.voice_withheld(unknown, HERE, TODAY) is None

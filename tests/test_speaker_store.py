@@ -12,7 +12,8 @@ from alembic import command
 from saving import save_speakers, save_tags, save_transcription
 from sqlalchemy import create_engine, text
 
-from pipeline.records import AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript, Word
+from pipeline.records import AudioInfo, SearchFilters, Segment, SpeakerRecord, ThemeSuggestion, Transcript, Word
+from pipeline.search.textindex import parse_query
 from pipeline.store import Store, alembic_config
 
 INFO = AudioInfo(Path("/audio/zhang.wav"), "cd" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 30.0)
@@ -212,3 +213,129 @@ def test_migration_gives_stored_labels_their_speaker_rows(db_url):
     engine.dispose()
     with Store(db_url) as store:
         assert sorted(s.label for s in store.speakers(1)) == ["Interviewer", "张长华"]
+
+
+# --- enrolled voices and consent ------------------------------------------------------------------------
+
+LI = replace(INFO, path=Path("/audio/li.wav"), sha256="ef" * 32)
+
+
+def recording_of(store: Store, info: AudioInfo) -> int:
+    return save_transcription(store, info, Transcript("en", 0.9, SPLIT, "faster-whisper", "base"), {}, "t", {})
+
+
+def test_a_voice_knows_the_recordings_it_was_enrolled_from(store):
+    rid = transcribed(store, SPLIT)
+    clip = "12" * 32  # a file cut from the interview, not itself a recording of the collection
+    person = store.enroll("Zhang", [1.0] * 256, "mei", ["/clips/zhang.wav"], origins=[clip, INFO.sha256])
+    assert (person.origins, person.origin_known) == (tuple(sorted([clip, INFO.sha256])), True)
+    assert [r.id for r in person.from_recordings] == [rid]
+    [listed] = store.people()
+    assert listed == person
+    apart = store.enroll("Mei", [0.5] * 256, "mei", ["/clips/mei.wav"])  # recorded apart from every interview
+    assert (apart.origins, apart.origin_known, apart.from_recordings) == ((), True, ())
+
+
+def test_closing_the_recording_a_voice_came_from_takes_the_name_it_gave_elsewhere(store):
+    rid = recording_of(store, INFO)
+    other, third = recording_of(store, LI), recording_of(store, replace(INFO, path=Path("/a/c.wav"), sha256="0f" * 32))
+    zhang = store.enroll("Zhang", [1.0] * 256, "mei", origins=[INFO.sha256])
+    for recording_id in (rid, other, third):
+        found = [SpeakerRecord("S1", "Zhang", "interviewee", person_id=zhang.id), SpeakerRecord("S2", role="other")]
+        save_speakers(store, recording_id, found, {}, "k", {"enrolled": {"S1": "Zhang"}})
+    store.rename_speaker(third, "S1", "Zhang Changhua", "li")  # a person's name stays
+
+    store.set_metadata(rid, consent="closed", release_on="2040-01-01")
+    assert store.speakers(rid)[0] == SpeakerRecord("S1", "Zhang", "interviewee", person_id=zhang.id)  # its own
+    assert store.speakers(other)[0] == SpeakerRecord("S1", None, "interviewee")  # the label again
+    assert store.speakers(third)[0] == SpeakerRecord("S1", "Zhang Changhua", "interviewee", named_by="li")
+    assert store.stage(other, "speakers").report == {"enrolled": {}}
+    assert store.stage(rid, "speakers").report == {"enrolled": {"S1": "Zhang"}}
+    found = store.search(parse_query("Dongguan OR born OR Wuhan"), SearchFilters(speaker="Zhang"))
+    assert {hit.recording_id for hit in found.hits} == {rid}  # nor is the name found by search there
+
+    # A run's result that names the speaker with it anyway (read before the consent changed) is not stored so.
+    found = [SpeakerRecord("S1", "Zhang", "interviewee", person_id=zhang.id)]
+    save_speakers(store, other, found, {}, "k", {"enrolled": {"S1": "Zhang"}})
+    assert store.speakers(other)[0] == SpeakerRecord("S1", None, "interviewee")
+    assert store.stage(other, "speakers").report == {"enrolled": {}}
+
+    # Released: the voice names speakers elsewhere again, on the next run of the speakers stage.
+    store.set_metadata(rid, consent="open")
+    assert store.speakers(other)[0] == SpeakerRecord("S1", None, "interviewee")
+    save_speakers(store, other, found, {}, "k", {})
+    assert store.speakers(other)[0] == SpeakerRecord("S1", "Zhang", "interviewee", person_id=zhang.id)
+
+
+def test_a_voice_enrolled_apart_is_withheld_once_its_file_is_a_closed_recording(store):
+    zhang = store.enroll("Zhang", [1.0] * 256, "mei", origins=[LI.sha256])  # not a recording of the collection yet
+    rid = recording_of(store, INFO)
+    save_speakers(store, rid, [SpeakerRecord("S1", "Zhang", person_id=zhang.id)], {}, "k", {})
+    other = recording_of(store, LI)
+    store.set_metadata(other, consent="closed")
+    assert store.speakers(rid)[0] == SpeakerRecord("S1")
+
+
+def test_the_origins_of_a_voice_can_be_given_again(store):
+    rid, other = recording_of(store, INFO), recording_of(store, LI)
+    store.set_metadata(rid, consent="closed")
+    zhang = store.enroll("Zhang", [1.0] * 256, "mei")  # said to be recorded apart: names speakers everywhere
+    save_speakers(store, other, [SpeakerRecord("S1", "Zhang", person_id=zhang.id)], {}, "k", {})
+    assert store.speakers(other)[0].name == "Zhang"
+    corrected = store.set_voice_origins(" Zhang ", [INFO.sha256])  # it was cut from the closed interview
+    assert [r.id for r in corrected.from_recordings] == [rid] and corrected.profile == zhang.profile
+    assert store.speakers(other)[0] == SpeakerRecord("S1")
+    with pytest.raises(LookupError, match="no enrolled voice 'Li'"):
+        store.set_voice_origins("Li", [])
+
+
+def test_migration_keeps_the_voices_enrolled_before_and_withholds_them_outside_their_own_recordings(db_url):
+    command.upgrade(alembic_config(db_url), "0014")
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        for rid, sha, path in ((1, "ab", "/audio/zhang.wav"), (2, "cd", "/audio/li.wav")):
+            conn.execute(
+                text(
+                    "INSERT INTO recordings (id, sha256, path, size_bytes, format, duration, extra, created_at,"
+                    " updated_at) VALUES (:rid, :sha, :path, 1, 'wav', 9.0, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"rid": rid, "sha": sha, "path": path},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO stages (recording_id, stage, status, settings, settings_key, report)"
+                    " VALUES (:rid, 'speakers', 'done', '{}', 'k', :report)"
+                ),
+                {"rid": rid, "report": '{"enrolled": {"S1": "Zhang", "S2": "Mei"}}'},
+            )
+        # Zhang from one of the recordings (its path), Mei from a clip ohp knows nothing of.
+        for pid, name, sources in ((1, "Zhang", '["/audio/zhang.wav"]'), (2, "Mei", '["/clips/mei.wav"]')):
+            conn.execute(
+                text(
+                    "INSERT INTO people (id, name, profile, sources, enrolled_by, enrolled_at)"
+                    " VALUES (:pid, :name, :profile, :sources, 'mei', CURRENT_TIMESTAMP)"
+                ),
+                {"pid": pid, "name": name, "profile": bytes(8), "sources": sources},
+            )
+        for rid, label, name, named_by, pid in (
+            (1, "S1", "Zhang", None, 1),
+            (1, "S2", "Mei", None, 2),
+            (2, "S1", "Zhang", None, 1),
+            (2, "S2", "Mei Lan", "li", 2),  # a name a person set
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO speakers (recording_id, label, name, named_by, person_id)"
+                    " VALUES (:rid, :label, :name, :named_by, :pid)"
+                ),
+                {"rid": rid, "label": label, "name": name, "named_by": named_by, "pid": pid},
+            )
+    engine.dispose()
+    with Store(db_url) as store:
+        mei, zhang = store.people()
+        assert (zhang.origins, zhang.origin_known, [r.id for r in zhang.from_recordings]) == (("ab",), False, [1])
+        assert (mei.origins, mei.origin_known, mei.sources) == ((), False, ("/clips/mei.wav",))
+        assert store.speakers(1) == [SpeakerRecord("S1", "Zhang", person_id=1), SpeakerRecord("S2")]
+        assert store.speakers(2) == [SpeakerRecord("S1"), SpeakerRecord("S2", "Mei Lan", named_by="li")]
+        assert store.stage(1, "speakers").report == {"enrolled": {"S1": "Zhang"}}
+        assert store.stage(2, "speakers").report == {"enrolled": {}}

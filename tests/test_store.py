@@ -114,6 +114,7 @@ def test_migrates_to_head_and_schema_matches_models(db_url):
                 "history",
                 "users",
                 "people",
+                "voice_origins",
                 "speakers",
                 "segment_index",
                 "ignored_terms",

@@ -141,7 +141,7 @@ class Store:
     ) -> RecordingRecord:
         """Set what is known of a recording (see recordings.set_metadata)."""
         with self._session(write=True) as s:
-            return recordings.set_metadata(
+            recording = recordings.set_metadata(
                 s,
                 recording_id,
                 interviewee=interviewee,
@@ -151,6 +151,9 @@ class Store:
                 release_on=release_on,
                 **extra,
             )
+            if consent is not None or release_on is not None:
+                speaker_store.withhold_voices(s)  # voices enrolled from it follow its consent
+            return recording
 
     # --------------------------------------------------------------------------------- stages
 
@@ -220,6 +223,10 @@ class Store:
             for name, run in result.stages.items():
                 report = {**run.report, **counts} if name == "tag" and counts is not None else run.report
                 recordings.set_stage(s, recording_id, name, "done", run.settings, run.settings_key, report, None)
+            # The names a voice withheld here gave (a pass that read the voices before a consent changed), or,
+            # when the file says what the recording's consent is, those voices enrolled from it gave elsewhere.
+            described = {"consent", "release_on"} & result.description.keys()
+            speaker_store.withhold_voices(s, None if described else recording_id)
             return SavedRecording(_saved_export(s, recording_id, segments), counts)
 
     def transcript(self, recording_id: int) -> Transcript:
@@ -376,10 +383,24 @@ class Store:
         with self._session(write=True) as s:
             return speaker_store.set_role(s, recording_id, label, role, user)
 
-    def enroll(self, name: str, profile: Sequence[float], user: str, sources: Sequence[str] = ()) -> PersonRecord:
-        """Store a person's voice profile as `user`; enrolling a name again replaces its profile."""
+    def enroll(
+        self,
+        name: str,
+        profile: Sequence[float],
+        user: str,
+        sources: Sequence[str] = (),
+        origins: Sequence[str] = (),
+    ) -> PersonRecord:
+        """Store a person's voice profile as `user`, made from the files `sources`, coming from `origins` (the
+        sha256 of the files and of recordings they were cut from); enrolling a name again replaces its profile."""
         with self._session(write=True) as s:
-            return speaker_store.enroll(s, name, profile, user, sources)
+            return speaker_store.enroll(s, name, profile, user, sources, origins)
+
+    def set_voice_origins(self, name: str, origins: Sequence[str]) -> PersonRecord:
+        """Say where an enrolled voice comes from (sha256s, as for enroll); the names it gave where that withholds
+        it go."""
+        with self._session(write=True) as s:
+            return speaker_store.set_origins(s, name, origins)
 
     def forget_person(self, name: str) -> int:
         """Remove a person's enrolled voice and the name it gave speakers; how many it had named."""

@@ -275,6 +275,18 @@ class PersonRow(Base):
     sources: Mapped[list] = mapped_column(JSON)
     enrolled_by: Mapped[str] = mapped_column(Bounded(255))
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    # False for a voice enrolled before ohp kept where voices come from (migration 0015): PersonRecord.origin_known.
+    origin_known: Mapped[bool] = mapped_column(server_default=false())
+
+
+class VoiceOriginRow(Base):
+    """A file an enrolled voice was made from, or a recording such a file was cut from, by its sha256: a
+    recording's (RecordingRow.sha256) once the collection holds it."""
+
+    __tablename__ = "voice_origins"
+
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(Bounded(64), primary_key=True)
 
 
 class SpeakerRow(Base):

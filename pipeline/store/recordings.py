@@ -40,7 +40,7 @@ def settings_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _recording(row: RecordingRow) -> RecordingRecord:
+def recording_record(row: RecordingRow) -> RecordingRecord:
     return RecordingRecord(
         id=row.id,
         sha256=row.sha256,
@@ -142,18 +142,18 @@ def recording_row(s: Session, recording_id: int) -> RecordingRow:
 
 
 def recording(s: Session, recording_id: int) -> RecordingRecord:
-    return _recording(recording_row(s, recording_id))
+    return recording_record(recording_row(s, recording_id))
 
 
 def recording_by_sha256(s: Session, sha256: str) -> RecordingRecord | None:
     row = s.scalars(select(RecordingRow).where(RecordingRow.sha256 == sha256)).one_or_none()
-    return None if row is None else _recording(row)
+    return None if row is None else recording_record(row)
 
 
 def list_recordings(s: Session) -> list[RecordingRecord]:
     """All recordings, ordered by path."""
     rows = s.scalars(select(RecordingRow).order_by(RecordingRow.path, RecordingRow.id))
-    return [_recording(row) for row in rows]
+    return [recording_record(row) for row in rows]
 
 
 def find_recordings(s: Session, refs: list[str]) -> list[RecordingRecord]:
@@ -220,7 +220,7 @@ def set_metadata(
         merged = {**(row.extra or {}), **_json(extra, "metadata")}
         row.extra = {key: value for key, value in merged.items() if value is not None}
     s.flush()
-    return _recording(row)
+    return recording_record(row)
 
 
 def describe_from_file(s: Session, row: RecordingRow, description: dict[str, Any]) -> None:

@@ -4,16 +4,28 @@ and the enrolled voices (people's voice profiles) that name speakers across reco
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, delete, select
 from sqlalchemy.orm import Session
 
+from pipeline.access import voice_withheld
 from pipeline.carry import speaker_state
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.records import SPEAKER_ROLES, PersonRecord, SpeakerRecord
-from pipeline.store.models import HistoryRow, PersonRow, SpeakerRow, StageRow, iso, now
+from pipeline.store.models import (
+    HistoryRow,
+    PersonRow,
+    RecordingRow,
+    SpeakerRow,
+    StageRow,
+    VoiceOriginRow,
+    iso,
+    now,
+)
+from pipeline.store.recordings import recording_record
 
 
 def speaker_record(row: SpeakerRow | Row[Any]) -> SpeakerRecord:  # an ORM object or a Core row
@@ -25,15 +37,41 @@ def _profile_bytes(profile: Sequence[float]) -> bytes:
     return struct.pack(f"<{len(profile)}f", *profile)
 
 
-def _person(row: PersonRow) -> PersonRecord:
-    return PersonRecord(
-        id=row.id,
-        name=row.name,
-        profile=struct.unpack(f"<{len(row.profile) // 4}f", row.profile),
-        sources=tuple(row.sources or ()),
-        enrolled_by=row.enrolled_by,
-        enrolled_at=iso(row.enrolled_at) or "",
-    )
+def _people(s: Session, rows: Iterable[PersonRow]) -> list[PersonRecord]:
+    """The enrolled voices of these rows, each with its origins and the stored recordings among them."""
+    rows = list(rows)
+    origins: defaultdict[int, list[str]] = defaultdict(list)
+    query = select(VoiceOriginRow).where(VoiceOriginRow.person_id.in_([row.id for row in rows]))
+    for origin in s.scalars(query.order_by(VoiceOriginRow.sha256)):
+        origins[origin.person_id].append(origin.sha256)
+    shas = {sha for found in origins.values() for sha in found}
+    stored = {
+        row.sha256: recording_record(row)
+        for row in s.scalars(select(RecordingRow).where(RecordingRow.sha256.in_(shas)).order_by(RecordingRow.id))
+    }
+    return [
+        PersonRecord(
+            id=row.id,
+            name=row.name,
+            profile=struct.unpack(f"<{len(row.profile) // 4}f", row.profile),
+            sources=tuple(row.sources or ()),
+            enrolled_by=row.enrolled_by,
+            enrolled_at=iso(row.enrolled_at) or "",
+            origins=tuple(origins[row.id]),
+            origin_known=row.origin_known,
+            from_recordings=tuple(stored[sha] for sha in origins[row.id] if sha in stored),
+        )
+        for row in rows
+    ]
+
+
+def _person_row(s: Session, name: str) -> PersonRow:
+    name = " ".join(name.split())
+    row = s.scalars(select(PersonRow).where(PersonRow.name == name)).one_or_none()
+    if row is None:
+        known = s.scalars(select(PersonRow.name).order_by(PersonRow.name)).all()
+        raise NotFoundError(f"no enrolled voice {name!r}" + (f" (there are {', '.join(known)})" if known else ""))
+    return row
 
 
 def _speaker_row(s: Session, recording_id: int, label: str) -> SpeakerRow:
@@ -104,8 +142,12 @@ def set_role(s: Session, recording_id: int, label: str, role: str, user: str) ->
     return speaker_record(row)
 
 
-def enroll(s: Session, name: str, profile: Sequence[float], user: str, sources: Sequence[str] = ()) -> PersonRecord:
-    """Store a person's voice profile as `user`; enrolling a name again replaces its profile."""
+def enroll(
+    s: Session, name: str, profile: Sequence[float], user: str, sources: Sequence[str] = (), origins: Iterable[str] = ()
+) -> PersonRecord:
+    """Store a person's voice profile as `user`, made from the files `sources`, whose origins (`origins`: the
+    sha256 of those files and of the recordings they were cut from; none for a voice recorded apart from the
+    collection) decide where it may name speakers; enrolling a name again replaces its profile."""
     name = " ".join(name.split())
     if not name:
         raise InvalidInputError("an enrolled voice needs a name")
@@ -116,33 +158,81 @@ def enroll(s: Session, name: str, profile: Sequence[float], user: str, sources: 
     row.profile, row.sources = _profile_bytes(profile), [str(source) for source in sources]
     row.enrolled_by, row.enrolled_at = user, now()
     s.flush()
-    return _person(row)
+    return _set_origins(s, row, origins)
+
+
+def set_origins(s: Session, name: str, origins: Iterable[str]) -> PersonRecord:
+    """Say where an enrolled voice comes from (see enroll), replacing what was known of it."""
+    return _set_origins(s, _person_row(s, name), origins)
+
+
+def _set_origins(s: Session, row: PersonRow, origins: Iterable[str]) -> PersonRecord:
+    s.execute(delete(VoiceOriginRow).where(VoiceOriginRow.person_id == row.id))
+    s.add_all(VoiceOriginRow(person_id=row.id, sha256=sha) for sha in sorted(set(origins)))
+    row.origin_known = True
+    s.flush()
+    withhold_voices(s)  # it may come from a closed recording
+    [person] = _people(s, [row])
+    return person
 
 
 def people(s: Session) -> list[PersonRecord]:
     """The enrolled voices, by name."""
-    return [_person(row) for row in s.scalars(select(PersonRow).order_by(PersonRow.name))]
+    return _people(s, s.scalars(select(PersonRow).order_by(PersonRow.name)))
+
+
+def _unname(speakers: Iterable[SpeakerRow]) -> None:
+    """Take from these speakers the name an enrolled voice gave them (one a person set stays) and their voice."""
+    for speaker in speakers:
+        if speaker.named_by is None:
+            speaker.name = None
+        speaker.person_id = None
+
+
+def _unreport(s: Session, name: str, recording_ids: Collection[int] | None = None) -> None:
+    """Take the voice `name` from the speakers stage's reports (of these recordings, else of all), which say which
+    label it matched, by name."""
+    query = select(StageRow).where(StageRow.stage == "speakers")
+    if recording_ids is not None:
+        query = query.where(StageRow.recording_id.in_(recording_ids))
+    for stage in s.scalars(query):
+        enrolled = (stage.report or {}).get("enrolled")
+        if isinstance(enrolled, dict) and name in enrolled.values():
+            stage.report = {**stage.report, "enrolled": {k: v for k, v in enrolled.items() if v != name}}
+
+
+def withhold_voices(s: Session, recording_id: int | None = None) -> None:
+    """Take the names enrolled voices gave speakers (of this recording, else of all) where pipeline.access
+    withholds the voice: it came from a recording closed today. No history row is written (it would keep the
+    name); a run of the speakers stage after the voice's recording is released names the speakers again."""
+    query = (
+        select(SpeakerRow, RecordingRow.sha256)
+        .join(RecordingRow, RecordingRow.id == SpeakerRow.recording_id)
+        .where(SpeakerRow.person_id.is_not(None))
+    )
+    if recording_id is not None:
+        query = query.where(SpeakerRow.recording_id == recording_id)
+    named = s.execute(query).all()
+    if not named:
+        return
+    voices = _people(s, s.scalars(select(PersonRow).where(PersonRow.id.in_({row.person_id for row, _ in named}))))
+    for person in voices:
+        withheld = [row for row, sha in named if row.person_id == person.id and voice_withheld(person, sha)]
+        if withheld:
+            _unname(withheld)
+            _unreport(s, person.name, {row.recording_id for row in withheld})
+    s.flush()
 
 
 def forget(s: Session, name: str) -> int:
     """Remove a person's enrolled voice and the name it gave speakers (those a person named keep theirs);
     how many speakers lose the name. A voice profile is biometric data: it goes with what its matches wrote
     (the speakers stage's report too), and no history row is written (it would keep the name again)."""
-    name = " ".join(name.split())
-    row = s.scalars(select(PersonRow).where(PersonRow.name == name)).one_or_none()
-    if row is None:
-        known = s.scalars(select(PersonRow.name).order_by(PersonRow.name)).all()
-        raise NotFoundError(f"no enrolled voice {name!r}" + (f" (there are {', '.join(known)})" if known else ""))
+    row = _person_row(s, name)
     named = s.scalars(select(SpeakerRow).where(SpeakerRow.person_id == row.id)).all()
-    for speaker in named:
-        if speaker.named_by is None:
-            speaker.name = None
-        speaker.person_id = None
-    # The speakers stage's report says which label the voice matched, by name.
-    for stage in s.scalars(select(StageRow).where(StageRow.stage == "speakers")):
-        enrolled = (stage.report or {}).get("enrolled")
-        if isinstance(enrolled, dict) and name in enrolled.values():
-            stage.report = {**stage.report, "enrolled": {k: v for k, v in enrolled.items() if v != name}}
+    unnamed = sum(speaker.named_by is None for speaker in named)
+    _unname(named)
+    _unreport(s, row.name)
     s.delete(row)
     s.flush()
-    return sum(speaker.named_by is None for speaker in named)
+    return unnamed
