@@ -260,9 +260,12 @@ class FileRun:
         stages = {s.stage: s for s in store.stages(existing.id)} if existing else {}
         if self.people is None:
             self.people = store.people() if options.speakers else []
-        if pending_stages(options, self.people, stages):
+        # The voices this recording's speakers may be named with; they are part of the speakers stage's settings,
+        # so a voice withheld here, then released, is looked for on the next run.
+        people = [person for person in self.people if not access.voice_withheld(person, info.sha256)]
+        if pending_stages(options, people, stages):
             stored = store.transcript(existing.id) if existing else None
-            return Pass(info, self.people, stages, stored, existing)
+            return Pass(info, people, stages, stored, existing)
         # Nothing pending: the transcribe stage is stored, so the recording is.
         assert existing is not None
         recording = replace(existing, path=str(info.path))
