@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import wave
 from pathlib import Path
 
 import pytest
 from saving import save_speakers, save_transcription
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from pipeline import batch
@@ -14,6 +16,7 @@ from pipeline.batch import BatchReport
 from pipeline.cli import app
 from pipeline.process import SpeakerOptions
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript
+from pipeline.stages.audio import probe
 from pipeline.store import Store
 
 from conftest import corpus_path
@@ -81,7 +84,7 @@ def test_mistakes_get_a_message_and_exit_2(db):
 def test_enroll_a_voice_from_files(db, tmp_path):
     voice = tmp_path / "wang fang.wav"
     shutil.copy(corpus_path("zh/FireRedTeam_FireRedASR__examples_wav_BAC009S0764W0121.wav"), voice)
-    enrolled = invoke("speakers", "enroll", "Wang Fang", str(voice), "--user", "mei", "--db", db)
+    enrolled = invoke("speakers", "enroll", "Wang Fang", str(voice), "--outside", "--user", "mei", "--db", db)
     assert enrolled.exit_code == 0, enrolled.output
     assert "enrolled Wang Fang from 1 file(s), 00:00:04 of audio" in enrolled.output
     with Store(db) as store:
@@ -93,9 +96,10 @@ def test_enroll_a_voice_from_files(db, tmp_path):
         256,
     )
     assert sum(x * x for x in person.profile) == pytest.approx(1.0, abs=1e-4)
-    assert "enrolled voices: Wang Fang (by mei," in invoke("speakers", "list", "--db", db).output
+    assert "Wang Fang (by mei, " in invoke("speakers", "list", "--db", db).output
 
-    missing = invoke("speakers", "enroll", "Li Mei", str(tmp_path / "nowhere.wav"), "--user", "mei", "--db", db)
+    nowhere = str(tmp_path / "nowhere.wav")
+    missing = invoke("speakers", "enroll", "Li Mei", nowhere, "--outside", "--user", "mei", "--db", db)
     assert missing.exit_code == 2 and "nowhere.wav" in missing.output and "Traceback" not in missing.output
 
 
@@ -166,3 +170,95 @@ def test_status_counts_segments_and_speakers_after_the_speaker_split(tmp_path):
     [row] = [line for line in result.stdout.splitlines() if "zhang.wav" in line]
     cells = [cell.strip() for cell in row.split("│")]
     assert cells[cells.index("zhang.wav") + 4 : cells.index("zhang.wav") + 6] == ["2", "2"]
+
+
+# --- where a voice comes from ---------------------------------------------------------------------------
+
+
+def quiet_wav(path: Path, seconds: int = 1) -> Path:
+    """Quiet: a real file to probe (its length makes its bytes, and so its sha256, its own)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 16000 * seconds)
+    return path
+
+
+@pytest.fixture
+def encoder(monkeypatch):
+    """The voice encoder's profile, without the encoder: where the voice comes from is what is checked here."""
+    import numpy as np
+
+    from pipeline.stages import speakers
+
+    monkeypatch.setattr(speakers, "voice_profile", lambda samples, device="auto": np.full(256, 1 / 16, np.float32))
+
+
+def test_a_clip_that_is_no_recording_needs_to_say_where_it_comes_from(db, tmp_path, encoder):
+    clip = quiet_wav(tmp_path / "zhang-clip.wav")
+    refused = invoke("speakers", "enroll", "Zhang", str(clip), "--user", "mei", "--db", db)
+    assert refused.exit_code == 2, refused.output
+    assert "zhang-clip.wav is no recording ohp has: pass --from" in " ".join(refused.output.split())
+    both = invoke("speakers", "enroll", "Zhang", str(clip), "--from", "zhang", "--outside", "--user", "mei", "--db", db)
+    assert both.exit_code == 2 and "either" in both.output
+    with Store(db) as store:
+        assert store.people() == []
+
+    cut = invoke("speakers", "enroll", "Zhang", str(clip), "--from", "zhang", "--user", "mei", "--db", db)
+    assert cut.exit_code == 0, cut.output
+    apart = quiet_wav(tmp_path / "wang.wav", 2)
+    alone = invoke("speakers", "enroll", "Wang", str(apart), "--outside", "--user", "mei", "--db", db)
+    assert alone.exit_code == 0, alone.output
+    with Store(db) as store:
+        wang, zhang = store.people()
+        clip_sha, apart_sha = (probe(path).sha256 for path in (clip, apart))
+        assert (zhang.origins, [r.id for r in zhang.from_recordings]) == (tuple(sorted([clip_sha, INFO.sha256])), [1])
+        assert (wang.origins, wang.from_recordings, wang.origin_known) == ((apart_sha,), (), True)
+
+        # A file that is a recording of the collection is its own origin.
+        recording = quiet_wav(tmp_path / "li.wav", 3)
+        save_transcription(store, probe(recording), Transcript("zh", 0.9, [], "faster-whisper", "base"), {}, "k", {})
+    own = invoke("speakers", "enroll", "Li", str(recording), "--user", "mei", "--db", db)
+    assert own.exit_code == 0, own.output
+    with Store(db) as store:
+        assert [r.path for r in store.people()[0].from_recordings] == [str(recording)]
+
+
+def test_list_says_where_each_voice_comes_from_and_where_it_is_withheld(db, tmp_path):
+    with Store(db) as store:
+        store.enroll("Zhang", [1.0] * 256, "mei", ["/clips/zhang-1.wav"], origins=[INFO.sha256])
+        store.enroll("Wang", [0.5] * 256, "mei", ["/clips/wang.wav"])
+        store.set_metadata(1, consent="closed", release_on="2040-01-01")
+    listed = " ".join(invoke("speakers", "list", "--db", db).output.split())
+    assert (
+        "Zhang (by mei, 20" in listed
+        and "from zhang.wav (files: zhang-1.wav); withheld in other recordings: enrolled from zhang.wav, closed"
+        " until 2040-01-01"
+        in listed
+    ), listed
+    assert "recorded apart from the collection (files: wang.wav); names speakers in every recording" in listed
+
+
+def test_the_origin_of_a_voice_enrolled_before_ohp_kept_it_can_be_given(db, tmp_path):
+    with Store(db) as store:
+        store.enroll("Zhang", [1.0] * 256, "mei", ["/clips/zhang-1.wav"])
+        with store._session(write=True) as s:  # as migration 0015 leaves a voice enrolled before it
+            s.execute(text("UPDATE people SET origin_known = false"))
+    listed = " ".join(invoke("speakers", "list", "--db", db).output.split())
+    assert (
+        "origin unknown (files: zhang-1.wav); withheld in other recordings: where it was enrolled from is not known"
+        in listed
+    )
+    neither = invoke("speakers", "source", "Zhang", "--db", db)
+    assert neither.exit_code == 2 and "--from" in neither.output and "--outside" in neither.output
+    given = invoke("speakers", "source", "Zhang", "--from", "zhang", "--db", db)
+    assert given.exit_code == 0, given.output
+    assert "Zhang: from zhang.wav (files: zhang-1.wav); names speakers in every recording" in given.output
+    with Store(db) as store:
+        [zhang] = store.people()
+        assert (zhang.origins, zhang.origin_known) == ((INFO.sha256,), True)
+    apart = invoke("speakers", "source", "Zhang", "--outside", "--db", db)
+    assert apart.exit_code == 0 and "Zhang: recorded apart from the collection" in apart.output
+    with Store(db) as store:
+        assert store.people()[0].origins == ()

@@ -35,7 +35,9 @@ from pipeline.records import (
     ANNOTATION_STATUSES,
     NOT_REJECTED,
     AnnotationStatus,
+    AudioInfo,
     Consent,
+    PersonRecord,
     RecordingRecord,
     SearchFilters,
     SpeakerRole,
@@ -993,6 +995,49 @@ speakers_app = typer.Typer(help="Who speaks: enrolled voices, speaker names and 
 app.add_typer(speakers_app, name="speakers")
 
 
+CutFromOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--from",
+        help="A recording the voice's files were cut from (id, hash prefix, path, name or stem); again for more. "
+        "While one of them is closed, the voice names nobody in other recordings",
+    ),
+]
+OutsideOption = Annotated[
+    bool, typer.Option("--outside", help="The voice's files were recorded apart from every recording of the collection")
+]
+
+
+def voice_origins(store: Store, cut_from: list[str] | None, outside: bool, files: list[AudioInfo]) -> list[str]:
+    """Where a voice made from `files` comes from: their sha256 and those of the recordings named --from. Each
+    file that is no recording of the collection needs --from or --outside: a clip cut from a closed interview
+    must not name that person everywhere."""
+    if cut_from and outside:
+        raise InvalidInputError("a voice comes either --from recordings or from --outside the collection, not both")
+    if not (cut_from or outside):
+        for info in files:
+            if store.recording_by_sha256(info.sha256) is None:
+                raise InvalidInputError(
+                    f"{info.path.name} is no recording ohp has: pass --from with the recording(s) it was cut from, "
+                    "or --outside if it was recorded apart from them"
+                )
+    return [info.sha256 for info in files] + [r.sha256 for r in choose_recordings(store, cut_from) if cut_from]
+
+
+def describe_voice(person: PersonRecord) -> str:
+    """Where an enrolled voice comes from, and whether it names speakers outside its own recordings (and why not)."""
+    if person.from_recordings:
+        origin = "from " + ", ".join(Path(r.path).name for r in person.from_recordings)
+    else:
+        origin = "recorded apart from the collection" if person.origin_known else "origin unknown"
+    if person.sources:
+        origin += f" (files: {', '.join(Path(source).name for source in person.sources)})"
+    withheld = access.voice_withheld(person)
+    return origin + (
+        f"; withheld in other recordings: {withheld}" if withheld else "; names speakers in every recording"
+    )
+
+
 @speakers_app.command("enroll")
 def speakers_enroll(
     name: Annotated[str, typer.Argument(help="The person's name, as recordings will show it")],
@@ -1000,27 +1045,51 @@ def speakers_enroll(
         list[Path],
         typer.Argument(help="Recordings of this person alone (a minute or more in all is best)", readable=False),
     ],
+    cut_from: CutFromOption = None,
+    outside: OutsideOption = False,
     user: UserOption = None,
     device: DeviceOption = None,
     db: DbOption = None,
 ) -> None:
-    """Store a voice profile: recordings where this voice speaks get the name when `ohp run` finds their speakers."""
+    """Store a voice profile: recordings where this voice speaks get the name when `ohp run` finds their speakers
+    (not outside its own recordings while one it came from is closed)."""
     user = need_user(user, "enrolling")
     from pipeline.stages.speakers import voice_profile  # the voice encoder loads only when needed
 
+    store = open_store(db)
     try:
-        samples = [decode(probe(path.resolve())).samples for path in files]
+        infos = [probe(path.resolve()) for path in files]
+        origins = voice_origins(store, cut_from, outside, infos)
+        samples = [decode(info).samples for info in infos]
         profile = voice_profile(samples, config.given(device=device and device.value).device)
     except (AudioError, ValueError) as e:
         report_error(str(e))
         raise typer.Exit(2) from None
-    person = open_store(db).enroll(name, profile.tolist(), user, [str(path.resolve()) for path in files])
+    person = store.enroll(name, profile.tolist(), user, [str(info.path) for info in infos], origins)
     seconds = sum(len(s) for s in samples) / SAMPLE_RATE
     console.print(
-        f"enrolled {person.name} from {len(files)} file(s), {clock(seconds)} of audio; "
-        "`ohp run` looks for the voice in every recording",
+        f"enrolled {person.name} from {len(files)} file(s), {clock(seconds)} of audio; {describe_voice(person)}; "
+        "`ohp run` looks for the voice where it may name speakers",
         highlight=False,
     )
+
+
+@speakers_app.command("source")
+def speakers_source(
+    name: Annotated[str, typer.Argument(help="The enrolled person's name")],
+    cut_from: CutFromOption = None,
+    outside: OutsideOption = False,
+    db: DbOption = None,
+) -> None:
+    """Say where an enrolled voice comes from (one enrolled before ohp kept it is withheld until then): the names
+    it gave where that withholds it go, and `ohp run` looks for it where it may name speakers."""
+    if not (cut_from or outside):
+        raise InvalidInputError(
+            f"say where the voice of {name} comes from: --from RECORDING (again for more) or --outside"
+        )
+    store = open_store(db)
+    person = store.set_voice_origins(name, voice_origins(store, cut_from, outside, []))
+    console.print(f"{person.name}: {describe_voice(person)}", highlight=False)
 
 
 @speakers_app.command("forget")
@@ -1120,11 +1189,11 @@ def speakers_list(
     else:
         console.print("no speakers yet: `ohp run` finds them")
     if not recordings and people:
-        console.print(
-            "enrolled voices: "
-            + ", ".join(f"{p.name} (by {p.enrolled_by}, {p.enrolled_at[:10]})" for p in people.values()),
-            highlight=False,
-        )
+        console.print("enrolled voices:")
+        for p in people.values():
+            console.print(
+                f"  {p.name} (by {p.enrolled_by}, {p.enrolled_at[:10]}): {describe_voice(p)}", highlight=False
+            )
 
 
 # -------------------------------------------------------------------------------- other modules
