@@ -244,10 +244,15 @@ def test_closing_the_recording_a_voice_came_from_takes_the_name_it_gave_elsewher
         found = [SpeakerRecord("S1", "Zhang", "interviewee", person_id=zhang.id), SpeakerRecord("S2", role="other")]
         save_speakers(store, recording_id, found, {}, "k", {"enrolled": {"S1": "Zhang"}})
     store.rename_speaker(third, "S1", "Zhang Changhua", "li")  # a person's name stays
+    store.set_role(other, "S1", "other", "li")  # the history keeps the speaker as it was: named by the voice
 
     store.set_metadata(rid, consent="closed", release_on="2040-01-01")
     assert store.speakers(rid)[0] == SpeakerRecord("S1", "Zhang", "interviewee", person_id=zhang.id)  # its own
-    assert store.speakers(other)[0] == SpeakerRecord("S1", None, "interviewee")  # the label again
+    assert store.speakers(other)[0] == SpeakerRecord("S1", None, "other", role_by="li")  # the label again
+    [role] = store.history(recording_id=other)
+    assert (role.before["name"], role.after["name"], role.after["role"]) == (None, None, "other")
+    [renamed] = store.history(recording_id=third)  # the name a person gave stays; the voice's before it goes
+    assert (renamed.before["name"], renamed.after["name"]) == (None, "Zhang Changhua")
     assert store.speakers(third)[0] == SpeakerRecord("S1", "Zhang Changhua", "interviewee", named_by="li")
     assert store.stage(other, "speakers").report == {"enrolled": {}}
     assert store.stage(rid, "speakers").report == {"enrolled": {"S1": "Zhang"}}
@@ -257,14 +262,14 @@ def test_closing_the_recording_a_voice_came_from_takes_the_name_it_gave_elsewher
     # A run's result that names the speaker with it anyway (read before the consent changed) is not stored so.
     found = [SpeakerRecord("S1", "Zhang", "interviewee", person_id=zhang.id)]
     save_speakers(store, other, found, {}, "k", {"enrolled": {"S1": "Zhang"}})
-    assert store.speakers(other)[0] == SpeakerRecord("S1", None, "interviewee")
+    assert store.speakers(other)[0] == SpeakerRecord("S1", None, "other", role_by="li")
     assert store.stage(other, "speakers").report == {"enrolled": {}}
 
     # Released: the voice names speakers elsewhere again, on the next run of the speakers stage.
     store.set_metadata(rid, consent="open")
-    assert store.speakers(other)[0] == SpeakerRecord("S1", None, "interviewee")
+    assert store.speakers(other)[0].name is None
     save_speakers(store, other, found, {}, "k", {})
-    assert store.speakers(other)[0] == SpeakerRecord("S1", "Zhang", "interviewee", person_id=zhang.id)
+    assert store.speakers(other)[0] == SpeakerRecord("S1", "Zhang", "other", role_by="li", person_id=zhang.id)
 
 
 def test_a_voice_enrolled_apart_is_withheld_once_its_file_is_a_closed_recording(store):
@@ -330,8 +335,18 @@ def test_migration_keeps_the_voices_enrolled_before_and_withholds_them_outside_t
                 ),
                 {"rid": rid, "label": label, "name": name, "named_by": named_by, "pid": pid},
             )
+        state = '{"label": "S1", "name": "Zhang", "named_by": null, "role": "%s", "role_by": %s}'
+        conn.execute(
+            text(
+                "INSERT INTO history (recording_id, action, changed_by, changed_at, before, after)"
+                " VALUES (2, 'role', 'li', CURRENT_TIMESTAMP, :before, :after)"
+            ),
+            {"before": state % ("interviewee", "null"), "after": state % ("other", '"li"')},
+        )
     engine.dispose()
     with Store(db_url) as store:
+        [role] = store.history(recording_id=2)
+        assert (role.before["name"], role.after["name"], role.after["role"]) == (None, None, "other")
         mei, zhang = store.people()
         assert (zhang.origins, zhang.origin_known, [r.id for r in zhang.from_recordings]) == (("ab",), False, [1])
         assert (mei.origins, mei.origin_known, mei.sources) == ((), False, ("/clips/mei.wav",))

@@ -201,10 +201,21 @@ def _unreport(s: Session, name: str, recording_ids: Collection[int] | None = Non
             stage.report = {**stage.report, "enrolled": {k: v for k, v in enrolled.items() if v != name}}
 
 
+def _unhistory(s: Session, name: str, recording_ids: Collection[int]) -> None:
+    """Take the voice `name` from the speaker states the history of these recordings keeps where the voice, not a
+    person, had named the speaker (before a role or a name was set on it); the names people set stay."""
+    for row in s.scalars(select(HistoryRow).where(HistoryRow.recording_id.in_(recording_ids))):
+        states = {"before": row.before, "after": row.after}
+        for side, state in states.items():
+            if isinstance(state, dict) and "named_by" in state and state["named_by"] is None and state["name"] == name:
+                setattr(row, side, {**state, "name": None})
+
+
 def withhold_voices(s: Session, recording_id: int | None = None) -> None:
     """Take the names enrolled voices gave speakers (of this recording, else of all) where pipeline.access
     withholds the voice: it came from a recording closed today. No history row is written (it would keep the
-    name); a run of the speakers stage after the voice's recording is released names the speakers again."""
+    name), and the history's states of those speakers lose it; a run of the speakers stage after the voice's
+    recording is released names the speakers again."""
     query = (
         select(SpeakerRow, RecordingRow.sha256)
         .join(RecordingRow, RecordingRow.id == SpeakerRow.recording_id)
@@ -221,6 +232,7 @@ def withhold_voices(s: Session, recording_id: int | None = None) -> None:
         if withheld:
             _unname(withheld)
             _unreport(s, person.name, {row.recording_id for row in withheld})
+            _unhistory(s, person.name, {row.recording_id for row in withheld})
     s.flush()
 
 

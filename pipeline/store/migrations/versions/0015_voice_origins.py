@@ -5,8 +5,8 @@ A voice profile is derived from recordings and shares their restriction (pipelin
 voices enrolled before this revision kept only the paths of their files: those that are paths of stored
 recordings become their origins, but what the rest were cut from is not known, so such a voice is withheld
 outside those recordings until someone says where it comes from (`ohp speakers source`). The names it gave
-speakers elsewhere go now (a name a person set stays); the profile stays, and the next run of the speakers stage
-after its origin is given names them again.
+speakers elsewhere go now, from the history's states of them too (a name a person set stays); the profile
+stays, and the next run of the speakers stage after its origin is given names them again.
 
 Revision ID: 0015
 Revises: 0014
@@ -53,6 +53,13 @@ def _origins_of_enrolled_voices() -> None:
     stages = sa.table(
         "stages", sa.column("recording_id", sa.Integer()), sa.column("stage"), sa.column("report", sa.JSON())
     )
+    history = sa.table(
+        "history",
+        sa.column("id", sa.Integer()),
+        sa.column("recording_id", sa.Integer()),
+        sa.column("before", sa.JSON()),
+        sa.column("after", sa.JSON()),
+    )
     voice_origins = sa.table("voice_origins", sa.column("person_id", sa.Integer()), sa.column("sha256"))
     by_path = {path: (rid, sha) for rid, sha, path in conn.execute(sa.select(recordings))}
     for person_id, name, sources in conn.execute(sa.select(people)).all():
@@ -64,6 +71,7 @@ def _origins_of_enrolled_voices() -> None:
         conn.execute(sa.update(speakers).where(elsewhere, speakers.c.named_by.is_(None)).values(name=None))
         conn.execute(sa.update(speakers).where(elsewhere).values(person_id=None))
         _unreport(conn, stages, name, withheld)
+        _unhistory(conn, history, name, withheld)
 
 
 def _unreport(conn: sa.Connection, stages: sa.TableClause, name: str, recording_ids: set[int]) -> None:
@@ -75,6 +83,19 @@ def _unreport(conn: sa.Connection, stages: sa.TableClause, name: str, recording_
             kept = {label: matched for label, matched in enrolled.items() if matched != name}
             mine = sa.and_(stages.c.stage == "speakers", stages.c.recording_id == recording_id)
             conn.execute(sa.update(stages).where(mine).values(report={**report, "enrolled": kept}))
+
+
+def _unhistory(conn: sa.Connection, history: sa.TableClause, name: str, recording_ids: set[int]) -> None:
+    """The history's speaker states keep the name the voice (named_by null), not a person, gave."""
+    for row_id, _, *states in conn.execute(sa.select(history).where(history.c.recording_id.in_(recording_ids))).all():
+        kept = [
+            {**state, "name": None}
+            if isinstance(state, dict) and "named_by" in state and state["named_by"] is None and state["name"] == name
+            else state
+            for state in states
+        ]
+        if kept != states:
+            conn.execute(sa.update(history).where(history.c.id == row_id).values(before=kept[0], after=kept[1]))
 
 
 def downgrade() -> None:
