@@ -12,7 +12,17 @@ from alembic import command
 from saving import save_speakers, save_tags, save_transcription
 from sqlalchemy import create_engine, text
 
-from pipeline.records import AudioInfo, SearchFilters, Segment, SpeakerRecord, ThemeSuggestion, Transcript, Word
+from pipeline.records import (
+    AudioInfo,
+    RecordingResult,
+    SearchFilters,
+    Segment,
+    SpeakerRecord,
+    StageRun,
+    ThemeSuggestion,
+    Transcript,
+    Word,
+)
 from pipeline.search.textindex import parse_query
 from pipeline.store import Store, alembic_config
 
@@ -354,3 +364,17 @@ def test_migration_keeps_the_voices_enrolled_before_and_withholds_them_outside_t
         assert store.speakers(2) == [SpeakerRecord("S1"), SpeakerRecord("S2", "Mei Lan", named_by="li")]
         assert store.stage(1, "speakers").report == {"enrolled": {"S1": "Zhang"}}
         assert store.stage(2, "speakers").report == {"enrolled": {}}
+
+
+def test_an_imported_file_that_closes_a_voices_recording_takes_the_names_it_gave_elsewhere(store):
+    zhang = store.enroll("Zhang", [1.0] * 256, "mei", origins=[INFO.sha256])  # its recording not stored yet
+    other = recording_of(store, LI)
+    save_speakers(store, other, [SpeakerRecord("S1", "Zhang", person_id=zhang.id)], {}, "k", {})
+    closed = RecordingResult(
+        INFO,
+        Transcript("en", 0.9, SPLIT, "import", "vtt"),
+        description={"consent": "closed"},
+        stages={"transcribe": StageRun({"imported": "vtt"}, "i", {})},
+    )
+    store.save_result(closed)
+    assert store.speakers(other)[0] == SpeakerRecord("S1")
