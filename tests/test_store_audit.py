@@ -44,11 +44,12 @@ def rows(db_url: str) -> dict[str, list[dict]]:
 
 
 def columns_of(before: dict[str, list[dict]], after: dict[str, list[dict]]) -> dict[str, list[dict]]:
-    """`after`'s rows with only the columns `before`'s have: those later revisions added (segments.corrected,
-    0014) are tested with their revision."""
+    """`after`'s rows with only the tables and columns `before`'s have: those later revisions added
+    (segments.corrected, 0014; voice_origins, 0015) are tested with their revision."""
     return {
         table: [{column: row[column] for column in before[table][0]} if before[table] else row for row in found]
         for table, found in after.items()
+        if table in before
     }
 
 
