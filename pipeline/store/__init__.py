@@ -223,10 +223,10 @@ class Store:
             for name, run in result.stages.items():
                 report = {**run.report, **counts} if name == "tag" and counts is not None else run.report
                 recordings.set_stage(s, recording_id, name, "done", run.settings, run.settings_key, report, None)
-            # The names a voice withheld here gave (a pass that read the voices before a consent changed), or,
-            # when the file says what the recording's consent is, those voices enrolled from it gave elsewhere.
-            described = {"consent", "release_on"} & result.description.keys()
-            speaker_store.withhold_voices(s, None if described else recording_id)
+            # The names a voice withheld here gave (a pass that read the voices before a consent changed), and those
+            # that voices enrolled from this recording gave elsewhere, where it is stored with a consent of its own
+            # (an imported file's, a new recording's): over every recording, however the consent came.
+            speaker_store.withhold_voices(s)
             return SavedRecording(_saved_export(s, recording_id, segments), counts)
 
     def transcript(self, recording_id: int) -> Transcript:
