@@ -227,7 +227,7 @@ def describe_from_file(s: Session, row: RecordingRow, description: dict[str, Any
     """Set what an imported file says of its recording (pipeline.formats.readers.DESCRIPTION), except a consent
     that would open it further than the store has it (access.loosens): a file exported before the recording
     was closed, imported again, leaves it closed."""
-    stored = _recording(row)
+    stored = recording_record(row)
     given = description.get("release_on")
     said = replace(
         stored,
@@ -251,7 +251,7 @@ def upsert_recording(s: Session, info: AudioInfo) -> RecordingRow:
     if row is None:
         at_path = select(RecordingRow).where(RecordingRow.path == str(info.path)).order_by(RecordingRow.id.desc())
         before = s.scalars(at_path.limit(1)).first()
-        consent, release_on = access.first_consent(_recording(before) if before else None)
+        consent, release_on = access.first_consent(recording_record(before) if before else None)
         row = RecordingRow(
             sha256=info.sha256,
             path=str(info.path),
