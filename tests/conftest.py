@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 STANDARDS = REPO.parent / "shared" / "standards"
 POSTGRES_URL = os.environ.get("OHP_TEST_POSTGRES_URL")
+# A PostgreSQL database made with the C locale (createdb -T template0 --locale=C -E UTF8), whose own lower() folds
+# ASCII only: the tests of case folding run on it too (EVERY_COLLATION).
+POSTGRES_C_URL = os.environ.get("OHP_TEST_POSTGRES_C_URL")
 # The pytest-xdist worker running this process (gw0, gw1, ...), "main" without xdist: in the names of the
 # PostgreSQL schemas it makes, so that a schema left behind says which worker made it.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -95,6 +98,14 @@ def cheap_password_hashes():
 # A test of db_url whose database plays no part in what it checks (Ray workers killed, say: they never touch
 # it), where a PostgreSQL variant would only repeat the SQLite one at great cost.
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+POSTGRESQL = pytest.param(
+    "postgresql", marks=pytest.mark.skipif(not POSTGRES_URL, reason="OHP_TEST_POSTGRES_URL is not set")
+)
+POSTGRESQL_C = pytest.param(
+    "postgresql-c", marks=pytest.mark.skipif(not POSTGRES_C_URL, reason="OHP_TEST_POSTGRES_C_URL is not set")
+)
+# A test of what depends on the database's locale (case folding): on a PostgreSQL database of the C locale too.
+EVERY_COLLATION = pytest.mark.parametrize("db_url", ["sqlite", POSTGRESQL, POSTGRESQL_C], indirect=True)
 
 
 class PostgresSchemas:
@@ -104,13 +115,14 @@ class PostgresSchemas:
     migrations cost PostgreSQL tests most of their set-up; test_store runs them on new schemas. Each pytest-xdist
     worker has its own (a session fixture of its process), so no worker takes, empties or drops another's."""
 
-    def __init__(self) -> None:
-        self.admin = create_engine(POSTGRES_URL)
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.admin = create_engine(database_url)
         self.migrated: list[str] = []  # free: migrated and empty
         self.tables: set[str] | None = None  # a migrated schema's tables
 
     def url(self, schema: str) -> str:
-        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+        url = make_url(self.database_url).update_query_dict({"options": f"-csearch_path={schema}"})
         return url.render_as_string(hide_password=False)
 
     def take(self, migrated: bool) -> str:
@@ -145,31 +157,34 @@ class PostgresSchemas:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-@pytest.fixture(scope="session")
-def postgres_schemas():
-    schemas = PostgresSchemas()
+def _schemas_of(database_url: str | None):
+    assert database_url is not None  # the tests asking for it are skipped without it
+    schemas = PostgresSchemas(database_url)
     yield schemas
     for schema in schemas.migrated:
         schemas.drop(schema)
     schemas.admin.dispose()
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(not POSTGRES_URL, reason="OHP_TEST_POSTGRES_URL is not set"),
-        ),
-    ]
-)
+@pytest.fixture(scope="session")
+def postgres_schemas():
+    yield from _schemas_of(POSTGRES_URL)
+
+
+@pytest.fixture(scope="session")
+def postgres_c_schemas():
+    yield from _schemas_of(POSTGRES_C_URL)
+
+
+@pytest.fixture(params=["sqlite", POSTGRESQL])
 def db_url(request, tmp_path):
     """A URL of a new database: a temp SQLite file, or a PostgreSQL schema of its own, dropped afterwards (see
-    PostgresSchemas). Empty, unless the test's store would migrate it anyway."""
+    PostgresSchemas); "postgresql-c" (EVERY_COLLATION) one in the C-locale database. Empty, unless the test's
+    store would migrate it anyway."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ohp.db'}"
         return
-    schemas = request.getfixturevalue("postgres_schemas")
+    schemas = request.getfixturevalue("postgres_c_schemas" if request.param == "postgresql-c" else "postgres_schemas")
     migrated = "store" in request.fixturenames
     schema = schemas.take(migrated)
     try:
