@@ -4,16 +4,21 @@ find the same segments; and `ohp search` / `ohp import` on the command line."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 from saving import save_speakers, save_tags, save_transcription
+from sqlalchemy import Text, literal_column, select, text
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.records import AudioInfo, SearchFilters, Segment, SpeakerRecord, ThemeSuggestion, Transcript
 from pipeline.search.textindex import parse_query
-from pipeline.store import Store
+from pipeline.store import Store, database
+from pipeline.store.database import fold_case, folded
+
+from conftest import EVERY_COLLATION, POSTGRESQL, POSTGRESQL_C
 
 ZHANG = [  # (text, original as the recogniser wrote it, speaker)
     ("你们的工资是怎么算的？", "你們的工資是怎麼算的？", "S1"),
@@ -270,3 +275,87 @@ def test_cli_search_by_speaker_role(tmp_path):
         )
     found = json.loads(invoke("search", "工资", "--speaker", "interviewee", "--json", "--db", url).stdout)
     assert [(h["speaker"], h["text"]) for h in found["hits"]] == [("S2", ZHANG[1][0])]
+
+
+# Case folding: filters compare interviewee, place, speaker name and language in any case, the same on SQLite and
+# on PostgreSQL whatever the database's locale (C folds ASCII only, glibc's folds İ as Turkish does).
+FOLDED = [  # ((filter, value), the recordings found: a, b or neither)
+    (("interviewee", "élodie"), {"a"}),
+    (("interviewee", "ÉLODIE ÄRGER"), {"a"}),
+    (("place", "жИТОМИР"), {"a"}),
+    (("speaker", "ａｎｎａ ｌｉ"), {"a"}),  # full-width letters fold to full-width letters
+    (("speaker", "anna li"), set()),  # not to ASCII: that is not their case
+    (("speaker", "äRGER"), {"b"}),
+    (("language", "ΕΛΛΗΝΙΚΆ"), {"a"}),
+    # İ folds to i, as Turkish lower-cases it and the full-text index folds it: izmir, İzmir and i̇zmir all find
+    # İZMİR. Dotless ı is a letter of its own, and I is i (Unicode's lower case, no language's in particular).
+    (("place", "izmir"), {"b"}),
+    (("place", "İzmir"), {"b"}),
+    (("place", "i\u0307zmir"), {"b"}),
+    (("place", "ızmir"), set()),
+    (("interviewee", "ILKAY"), {"b"}),
+    (("interviewee", "işık"), {"b"}),  # Işık: I is i
+    (("interviewee", "IŞIK"), set()),  # and ı is ı, in either case
+]
+
+
+@EVERY_COLLATION
+def test_filters_fold_case_beyond_ascii_the_same_on_every_database(store):
+    """PostgreSQL's lower() folds case by the database's locale: on one made with the C locale --interviewee
+    élodie did not find Élodie (nor any letter but ASCII's), on glibc's UTF-8 ones İzmir was izmir there and
+    i̇zmir on SQLite."""
+    rid = {}
+    for name, interviewee, place, speaker, language in (
+        ("a", "Élodie Ärger", "Житомир", "ＡＮＮＡ Ｌｉ", "Ελληνικά"),
+        ("b", "İlkay Işık", "İZMİR", "Ärger", "tr"),
+    ):
+        segments = [Segment(0.0, 2.0, "工资很低", "工资很低", language, speaker="S1")]
+        transcript = Transcript(language, 1.0, segments, "faster-whisper", "base")
+        rid[name] = save_transcription(store, info(f"{name}.wav", name * 2), transcript, {}, "k", {})
+        store.set_metadata(rid[name], interviewee=interviewee, place=place)
+        save_speakers(store, rid[name], [SpeakerRecord("S1")], {}, "k", {})
+        store.rename_speaker(rid[name], "S1", speaker, "mei")
+    names = {recording_id: name for name, recording_id in rid.items()}
+    found = {
+        (field, value): {
+            names[h.recording_id] for h in store.search(parse_query("工资"), SearchFilters(**{field: value})).hits
+        }
+        for (field, value), _ in FOLDED
+    }
+    assert found == dict(FOLDED)
+
+
+# Every character of the four planes that have letters (the others hold tags, variation selectors and private use
+# only), but the surrogates and NUL (no text of either database's holds those); and words in which Σ is final or
+# not (Python and ICU lower it by what is around it).
+EVERY_LETTER_PLANE = [chr(c) for c in range(1, 0x40000) if not 0xD800 <= c <= 0xDFFF]
+SIGMA = ["ΟΔΥΣΣΕΑΣ", "ΣΑΣ.", "ΑΣ Β", "Α.Σ"]
+
+
+@EVERY_COLLATION
+def test_the_database_folds_every_letter_as_the_query_is_folded(store):
+    """The filters fold what is stored in SQL (database.folded) and what is typed in Python (fold_case): the two
+    must agree, character for character, on every database, or a filter misses what it should find."""
+    values = EVERY_LETTER_PLANE + SIGMA
+    with store._session() as s:
+        conn = s.connection()
+        if store.dialect == "sqlite":
+            typed = text("SELECT value FROM json_each(:values)")
+        else:
+            typed = text("SELECT value FROM json_array_elements_text(CAST(:values AS json))")
+        value = typed.columns(value=Text).subquery().c.value
+        stored = dict(conn.execute(select(value, folded(conn, value)), {"values": json.dumps(values)}).all())
+    assert {v: f for v, f in stored.items() if f != fold_case(v)} == {}
+    assert len(stored) == len(values)
+
+
+@pytest.mark.parametrize("db_url", [POSTGRESQL, POSTGRESQL_C], indirect=True)
+def test_a_server_without_icu_folds_as_the_database_does_and_says_so(db_url, request, monkeypatch, caplog):
+    """PostgreSQL built without ICU: the database's own lower(), which folds ASCII only in the C locale (and a final
+    Σ as σ in glibc's, where Python makes it ς), and a warning, once, when the store opens."""
+    monkeypatch.setattr(database, "FOLD_COLLATION", "no-such-collation")
+    with caplog.at_level(logging.WARNING, logger=database.__name__), Store(db_url) as store, store._session() as s:
+        folds = s.scalar(select(folded(s.connection(), literal_column("'Élodie'", Text))))
+    warned = [r.getMessage() for r in caplog.records if r.name == database.__name__]
+    assert folds == ("Élodie" if request.node.callspec.params["db_url"] == "postgresql-c" else "élodie")
+    assert len(warned) == 1 and "no ICU collation no-such-collation" in warned[0], warned

@@ -29,9 +29,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import (
+    ColumnElement,
+    SQLColumnExpression,
+    Text,
+    case,
+    cast,
+    create_engine,
+    event,
+    func,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DataError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session
 
 from pipeline.errors import InvalidInputError, OhpError
@@ -44,6 +56,12 @@ MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6F6870  # "ohp": key of the pg_advisory_xact_lock held while migrating
 _PG_WRITE_LOCK = 0x6F687077  # "ohpw": key of the pg_advisory_xact_lock every write transaction holds
 LOCK_WAIT_MS = 30_000  # how long a write waits for the one before it, on either database
+# The collation PostgreSQL's lower() folds case in: ICU's root locale folds every character as Python's str.lower
+# does (tests/test_search.py compares them all). The database's own locale may fold ASCII only (C, POSIX), or İ as
+# i and a final Σ as σ (glibc's), where Python makes them i and a combining dot, and ς.
+FOLD_COLLATION = "und-x-icu"
+_FOLD_OPTION = "ohp_fold_collation"  # the engine's execution option naming it, where the server has it
+_FOLD_PROBE = "ÉÄЖＡİΣ"  # letters the C locale or glibc's fold otherwise than Python
 
 
 class StoreError(OhpError, RuntimeError):
@@ -88,6 +106,8 @@ def open_engine(url: str) -> tuple[Engine, str]:
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
         _upgrade(engine, shown)
+        if engine.dialect.name == "postgresql":
+            _choose_fold_collation(engine, shown)
     except BaseException as exc:
         engine.dispose()
         if isinstance(exc, SQLAlchemyError):
@@ -192,13 +212,58 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("ROLLBACK")
         cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
-    # lower() as PostgreSQL's: SQLite's own folds ASCII only, so a search by interviewee, place or speaker
-    # name for élodie found Élodie on PostgreSQL and not here.
+    # lower() as Python's, which fold_case and PostgreSQL's in FOLD_COLLATION are: SQLite's own folds ASCII only.
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
 
 def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
+
+
+def fold_case(value: str) -> str:
+    """Text as the store compares it in any case (`folded` does the same in SQL): in lower case, with İ as i,
+    as Turkish writes it and the full-text index folds it (Unicode's lower case of İ is i and a combining
+    dot, which izmir would not find)."""
+    return value.lower().replace("i\u0307", "i")
+
+
+def folded(conn: Connection, value: SQLColumnExpression[str | None]) -> ColumnElement[str | None]:
+    """`value` folded in SQL as fold_case folds it: by Python's str.lower on SQLite (registered as lower()), by
+    ICU's in FOLD_COLLATION on PostgreSQL where the server has it (else by the database's locale)."""
+    collation = conn.get_execution_options().get(_FOLD_OPTION)
+    if not collation:
+        return func.replace(func.lower(value), "i\u0307", "i")
+    # ASCII (one byte a character in UTF-8) by the C locale's lower(): as Python's there, and a third of ICU's
+    # cost, which a language filter pays on every segment the query matches.
+    return case(
+        (func.octet_length(value) == func.length(value), func.lower(value.collate("C"))),
+        else_=func.replace(func.lower(value.collate(collation)), "i\u0307", "i").collate("C"),
+    )
+
+
+def _choose_fold_collation(engine: Engine, shown: str) -> None:
+    """Have `folded` use FOLD_COLLATION on this engine if the server folds in it as Python does: PostgreSQL built
+    with ICU (most are) and a UTF-8 database. Probed once, when the store opens."""
+    with engine.connect() as conn:
+        encoding = conn.scalar(text("SHOW server_encoding"))
+        folds = None
+        if encoding == "UTF8":
+            try:
+                icu = conn.execution_options(**{_FOLD_OPTION: FOLD_COLLATION})
+                folds = icu.scalar(select(folded(icu, cast(literal(_FOLD_PROBE), Text))))
+            except DBAPIError as exc:  # no such collation
+                log.debug("no ICU case folding on %s: %s", shown, reason(exc))
+    if folds == fold_case(_FOLD_PROBE):
+        engine.update_execution_options(**{_FOLD_OPTION: FOLD_COLLATION})
+    else:
+        log.warning(
+            "database %s folds case by its own locale, not as ohp does (its server has no ICU collation %s, or its "
+            "encoding %s is not UTF-8): filters by interviewee, place, speaker name or language may miss letters "
+            "beyond ASCII that differ in case",
+            shown,
+            FOLD_COLLATION,
+            encoding,
+        )
 
 
 def _upgrade(engine: Engine, shown: str) -> None:

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.records import SearchFilters, SearchHit, SearchResults
 from pipeline.search.textindex import Query, index_terms, to_fts5, to_tsquery
+from pipeline.store.database import fold_case, folded
 from pipeline.store.models import AnnotationRow, RecordingRow, SegmentRow, SpeakerRow, WordRow
 from pipeline.utils import as_date
 
@@ -168,14 +169,15 @@ def _matches_query(conn: Connection, query: Query, filters: SearchFilters, ranke
         found = found.join(SegmentRow, SegmentRow.id == segment_id).join(
             RecordingRow, RecordingRow.id == SegmentRow.recording_id
         )
-    return found.where(match, *_filter_clauses(filters, segment_id))
+    return found.where(match, *_filter_clauses(conn, filters, segment_id))
 
 
 def _filter_clauses(
-    filters: SearchFilters, segment_id: ColumnExpressionArgument[Any] = SegmentRow.id
+    conn: Connection, filters: SearchFilters, segment_id: ColumnExpressionArgument[Any] = SegmentRow.id
 ) -> list[ColumnElement[bool]]:
     """WHERE clauses for the filters, on SegmentRow and RecordingRow; `segment_id` is the column the
-    theme filter looks up annotations by (a full-text index's own id column will do)."""
+    theme filter looks up annotations by (a full-text index's own id column will do). Text compared in any
+    case is folded alike on every database (database.folded)."""
     clauses: list[ColumnElement[bool]] = []
     if filters.themes:
         # EXISTS: one look-up in (segment_id, theme) per match. An IN list of every segment with the
@@ -190,18 +192,18 @@ def _filter_clauses(
     if filters.doubtful:
         clauses.append(exists().where(WordRow.segment_id == segment_id, WordRow.doubtful))
     if filters.speaker is not None:
-        clauses.append(_speaker_clause(filters.speaker))
+        clauses.append(_speaker_clause(conn, filters.speaker))
     if filters.recording is not None:
         clauses.append(SegmentRow.recording_id == filters.recording)
     if filters.language:
         # The code and its subtags (zh finds zh-TW), in any case (SQLite's LIKE folds case, PostgreSQL's does
-        # not: both sides lower), and as written: % and _ in it are no wildcards.
-        language, stored = filters.language.lower(), func.lower(SegmentRow.language)
+        # not: both sides folded), and as written: % and _ in it are no wildcards.
+        language, stored = fold_case(filters.language), folded(conn, SegmentRow.language)
         clauses.append(or_(stored == language, stored.startswith(f"{language}-", autoescape=True)))
     if filters.interviewee:
-        clauses.append(func.lower(RecordingRow.interviewee).contains(filters.interviewee.lower(), autoescape=True))
+        clauses.append(folded(conn, RecordingRow.interviewee).contains(fold_case(filters.interviewee), autoescape=True))
     if filters.place:
-        clauses.append(func.lower(RecordingRow.place).contains(filters.place.lower(), autoescape=True))
+        clauses.append(folded(conn, RecordingRow.place).contains(fold_case(filters.place), autoescape=True))
     if filters.date_from:
         clauses.append(RecordingRow.recorded_on >= as_date(filters.date_from))
     if filters.date_to:
@@ -213,13 +215,14 @@ def _filter_clauses(
     return clauses
 
 
-def _speaker_clause(speaker: str) -> ColumnElement[bool]:
+def _speaker_clause(conn: Connection, speaker: str) -> ColumnElement[bool]:
     """Segments whose speaker is `speaker`: the label, the display name (any case) or the role."""
+    typed = fold_case(speaker)
     return or_(
         SegmentRow.speaker == speaker,
         exists().where(
             SpeakerRow.recording_id == SegmentRow.recording_id,
             SpeakerRow.label == SegmentRow.speaker,
-            or_(func.lower(SpeakerRow.name) == speaker.lower(), SpeakerRow.role == speaker.lower()),
+            or_(folded(conn, SpeakerRow.name) == typed, SpeakerRow.role == typed),
         ),
     )
