@@ -551,7 +551,8 @@ def test_the_recordings_list_shows_a_done_stage_whose_last_run_failed(app, store
     """A failed re-run keeps the stage done (its last result stays): the list said only "done", and nobody
     browsing it learned that the last run had failed, nor why."""
     audio = tmp_path / "interview.wav"
-    info = AudioInfo(audio, "ab" * 32, audio.stat().st_size, "wav", "pcm_s16le", 16000, 1, 15.0)
+    data = audio.read_bytes()
+    info = AudioInfo(audio, hashlib.sha256(data).hexdigest(), len(data), "wav", "pcm_s16le", 16000, 1, 15.0)
     store.fail_stage(info, "transcribe", {}, "", "decode: the file is unreadable now <b>")
     client, _ = client_for(app, "vera")
     (listed,) = client.get("/api/recordings").json()
