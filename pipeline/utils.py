@@ -66,6 +66,20 @@ _INERT = {c: 0x2400 + c if c < 0x20 else 0x2421 if c == 0x7F else 0xFFFD for c i
 _JSON_ESCAPES = {c: json.dumps(chr(c))[1:-1] for c in DISGUISING}
 
 
+def fold_case(value: str) -> str:
+    """Text as the store compares it in any case (store.database.folded does the same in SQL): in lower case,
+    with İ as i, as Turkish writes it and the full-text index folds it (Unicode's lower case of İ is i and a
+    combining dot, which izmir would not find)."""
+    return value.lower().replace("i\u0307", "i")
+
+
+def in_language(code: str | None, wanted: str) -> bool:
+    """Whether a language code is `wanted` or a subtag of it (zh: zh and zh-TW, not zhx), in any case: the rule of
+    search's language filter (store.search, in SQL)."""
+    folded_code, folded_wanted = fold_case(code or ""), fold_case(wanted)
+    return folded_code == folded_wanted or folded_code.startswith(f"{folded_wanted}-")
+
+
 def inert(text: str) -> str:
     """The text with every character that would act on a terminal or disguise the text replaced by one that shows
     (for what ohp writes to a terminal: the CLI's console and the log on standard error)."""

@@ -16,7 +16,8 @@ from pipeline.cli import app
 from pipeline.records import AudioInfo, SearchFilters, Segment, SpeakerRecord, ThemeSuggestion, Transcript
 from pipeline.search.textindex import parse_query
 from pipeline.store import Store, database
-from pipeline.store.database import fold_case, folded
+from pipeline.store.database import folded
+from pipeline.utils import fold_case
 
 from conftest import EVERY_COLLATION, POSTGRESQL, POSTGRESQL_C
 

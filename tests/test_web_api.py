@@ -561,3 +561,16 @@ def test_the_recordings_list_shows_a_done_stage_whose_last_run_failed(app, store
     page = client.get("/").text
     assert 'title="decode: the file is unreadable now &lt;b&gt;"' in page
     assert "transcribe: done, its last run failed" in page
+
+
+def test_the_recordings_list_filters_by_language_as_search_does(app):
+    """The list's language filter was a case-sensitive prefix: EN found nothing, and e found every language
+    starting with e; search's finds a code in any case, with its subtags (en finds en-GB), and nothing else."""
+    client, _ = client_for(app, "vera")
+
+    def listed(**params: str) -> int:
+        return len(client.get("/api/recordings", params=params).json())
+
+    by_language = [listed(language=code) for code in ("en", "EN", "e", "en-GB")]
+    assert by_language == [1, 1, 0, 0]
+    assert (listed(q="INTERVIEW"), listed(q="İnterview")) == (1, 1)

@@ -47,6 +47,7 @@ from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from pipeline.errors import InvalidInputError, OhpError
+from pipeline.utils import fold_case
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -218,13 +219,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
-
-
-def fold_case(value: str) -> str:
-    """Text as the store compares it in any case (`folded` does the same in SQL): in lower case, with İ as i,
-    as Turkish writes it and the full-text index folds it (Unicode's lower case of İ is i and a combining
-    dot, which izmir would not find)."""
-    return value.lower().replace("i\u0307", "i")
 
 
 def folded(conn: Connection, value: SQLColumnExpression[str | None]) -> ColumnElement[str | None]:

@@ -29,9 +29,9 @@ from sqlalchemy.orm import Session
 
 from pipeline.records import SearchFilters, SearchHit, SearchResults
 from pipeline.search.textindex import Query, index_terms, to_fts5, to_tsquery
-from pipeline.store.database import fold_case, folded
+from pipeline.store.database import folded
 from pipeline.store.models import AnnotationRow, RecordingRow, SegmentRow, SpeakerRow, WordRow
-from pipeline.utils import as_date
+from pipeline.utils import as_date, fold_case
 
 SEGMENT_INDEX = table("segment_index", column("rowid"), column("terms"), column("segment_id"), column("vector"))
 

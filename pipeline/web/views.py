@@ -26,7 +26,7 @@ from pipeline.stages.audio import file_sha256
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import Passage, doubtful_passages
 from pipeline.store import Store, UserRecord
-from pipeline.utils import clock
+from pipeline.utils import clock, fold_case, in_language
 
 SORTS = ("path", "duration", "language", "interviewee", "place", "waiting", "doubtful")
 
@@ -174,12 +174,12 @@ def recordings(
         recording_summary(rec, stages.get(rec.id, {}), failures.get(rec.id, {}), by_recording.get(rec.id, {}))
         for rec in visible
     ]
-    needle = contains.casefold()
+    needle = fold_case(contains)  # as search's filters fold it
     found = [
         r
         for r in found
-        if (not needle or any(needle in (r[k] or "").casefold() for k in ("path", "interviewee", "place")))
-        and (not language or (r["language"] or "").startswith(language))
+        if (not needle or any(needle in fold_case(r[k] or "") for k in ("path", "interviewee", "place")))
+        and (not language or in_language(r["language"], language))
     ]
     key = "suggested" if sort == "waiting" else sort if sort in SORTS else "path"
     # Unknown values last, whichever the direction: "most doubtful first" does not start with the untranscribed.
