@@ -36,10 +36,11 @@ class Table:
     chart: str
 
     def csv(self) -> str:
-        """UTF-8 with a byte-order mark (Excel reads Chinese then); text cells safe from formulas."""
+        """UTF-8 with a byte-order mark (Excel reads Chinese then); text cells safe from formulas, the header's
+        too: it holds coders' names ("NAME says there") and the codebook's labels."""
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(self.columns)
+        writer.writerow(csv_row(self.columns))
         for row in self.rows:
             writer.writerow([csv_cell(v) if isinstance(v, str) else _number(v) for v in row])
         return "\ufeff" + buffer.getvalue()
