@@ -7,11 +7,86 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from xml.etree import ElementTree
 
+import pytest
+from saving import save_speakers, save_tags, save_transcription
+from typer.testing import CliRunner
+
+from pipeline.analysis.charts import render
 from pipeline.analysis.tables import Table
+from pipeline.cli import app
+from pipeline.records import MAX_FIELD_CHARS, AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript
+from pipeline.stages.codebook import DEFAULT_CODEBOOK
+from pipeline.store import Store
 
+SCRIPT = "</svg><script>alert(1)</script>"
+BREAKOUT = "\"' onload=alert(1) x='"
 FORMULA = '=HYPERLINK("http://evil.example","x")'
+MATH = r"$\frac$ paid"  # between two dollar signs: matplotlib's mathtext, unparsable
+LONG = "长" * 100_000  # a chart's label (the store keeps interviewee and place to MAX_FIELD_CHARS)
+FILE_NAME = f"{SCRIPT}{BREAKOUT}{MATH}.wav"
+CODERS = (FORMULA, "<img src=x onerror=alert(1)>\u202e")
+THEME_LABEL = f"{SCRIPT}{BREAKOUT}"
+TEXTS = [f"{FORMULA} wages", "-2+3 wages", "@SUM(1) wages"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+runner = CliRunner()
+
+
+@pytest.fixture
+def hostile(store, tmp_path) -> tuple[Store, Path]:
+    """A recording whose every name is an attack, coded by two coders whose names are too; and a codebook
+    whose "wages" label is one."""
+    info = AudioInfo(Path("/audio") / FILE_NAME, "ef" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 30.0)
+    segments = [Segment(i * 10.0, i * 10.0 + 8.0, t, t, "en", speaker="S1") for i, t in enumerate(TEXTS)]
+    rid = save_transcription(store, info, Transcript("en", 0.99, segments, "faster-whisper", "base"), {}, "k", {})
+    save_speakers(store, rid, [SpeakerRecord("S1", f"@SUM(1){SCRIPT}", "interviewee")], {}, "k", {})
+    interviewee = "长" * (MAX_FIELD_CHARS - len(SCRIPT)) + SCRIPT  # the longest the store keeps
+    store.set_metadata(rid, interviewee=interviewee, place="javascript:alert(1)\u202e" + MATH)
+    ids = [s.id for s in store.segments(rid)]
+    save_tags(store, rid, {sid: [ThemeSuggestion("wages", 0.8, ((0, 4),))] for sid in ids}, {}, "t1", {}, "t1")
+    notes = {a.segment_id: a.id for a in store.annotations(rid)}
+    for coder, decisions in zip(CODERS, (("accepted",) * 3, ("accepted", "rejected", "rejected")), strict=True):
+        for sid, status in zip(ids, decisions, strict=True):
+            store.decide(notes[sid], status, coder)
+    codebook = tmp_path / "codebook.yaml"
+    yaml = DEFAULT_CODEBOOK.read_text(encoding="utf-8")
+    label = f"{{en: {json.dumps(THEME_LABEL)}, zh: 工资}}"  # JSON's string is YAML's too
+    codebook.write_text(yaml.replace("{en: Wages, zh: 工资}", label), encoding="utf-8")
+    return store, codebook
+
+
+class Markup(HTMLParser):
+    """The tags, attributes and comments of a page, as a browser's parser finds them."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.comments: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_comment(self, data):
+        self.comments.append(data)
+
+
+def assert_inert(text: str, own_scripts: frozenset[str] = frozenset()) -> None:
+    """No element, attribute or link the data made: scripts only the app's own, no event handler, no link
+    elsewhere or to javascript:."""
+    found = Markup(text)
+    assert {attrs.get("src") for tag, attrs in found.tags if tag == "script"} <= own_scripts
+    for tag, attrs in found.tags:
+        assert tag not in {"iframe", "object", "embed", "foreignobject", "img"} or attrs.get("onerror") is None, tag
+        for name, value in attrs.items():
+            assert not name.startswith("on"), (tag, name)
+            if name in {"href", "src", "xlink:href", "action"}:
+                assert value is not None and not re.match(r"\s*(javascript|https?):|//", value, re.I), value
 
 
 def assert_no_formulas(text: str) -> None:
@@ -19,6 +94,27 @@ def assert_no_formulas(text: str) -> None:
         for cell in row:
             if cell.startswith(FORMULA_START):
                 float(cell)  # a number ("-0.5000") is no formula; anything else raises
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def test_hostile_names_through_ohp_report(hostile, db_url, tmp_path):
+    _, codebook = hostile
+    out = tmp_path / "report"
+    result = invoke("report", "--db", db_url, "--out", str(out), "--codebook", str(codebook))
+    assert result.exit_code == 0, result.output
+    assert_inert((out / "index.html").read_text(encoding="utf-8"))
+    for path in out.glob("*.svg"):
+        text = path.read_text(encoding="utf-8")
+        ElementTree.fromstring(text)  # well-formed
+        assert_inert(text)
+        assert len(text) < 400_000, (path.name, len(text))  # not a copy of a 100,000-character name
+    for path in out.glob("*.csv"):
+        assert_no_formulas(path.read_text(encoding="utf-8"))
+    [agreement] = list(csv.reader(io.StringIO((out / "agreement.csv").read_text(encoding="utf-8-sig"))))[:1]
+    assert "'" + FORMULA + " says there" in agreement  # the header's names are text too
 
 
 def test_a_tables_csv_header_is_safe_from_formulas():
@@ -29,3 +125,33 @@ def test_a_tables_csv_header_is_safe_from_formulas():
     assert header[1:] == ["'" + FORMULA + " says there", "'+1", "'-x", "'@x"]
     assert row == ["'" + FORMULA, "1", "-0.5000", "2", "3"]  # a number stays a number
     assert_no_formulas(table.csv())
+
+
+CHARTS = {  # a table of each kind of chart: its columns and a row
+    "heatmap": (("place", "Wages", "Housing"), (1.0, 2.0)),
+    "lines": (("position", "Wages", "Housing"), (1.0, 2.0)),
+    "bars": (("recording", "coded % of segments", "doubtful % of text"), (50.0, 12.5)),
+    "agreement": (("theme", "Cohen's kappa", "Krippendorff's alpha"), (0.5, None)),
+    "tagger": (("coder", "theme", "Cohen's kappa"), ("wages", -0.25)),
+}
+
+
+def table_of(chart: str, name: str) -> Table:
+    """A table drawn as `chart`, with `name` in its title, a column and a row."""
+    columns, values = CHARTS[chart]
+    if chart != "tagger":
+        columns = (*columns, name)
+        values = (*values, 1.0)
+    return Table("t", f"Themes by {name}", columns, [(name, *values), ("b", *values)], chart)
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # "constrained_layout not applied": the plot squeezed to nothing
+@pytest.mark.parametrize("chart", CHARTS)
+def test_charts_hold_control_characters_long_names_and_dollars(chart):
+    """A NUL or ESC in a name made the SVG no XML at all; a pair of dollar signs was read as matplotlib's
+    mathtext (raising when it did not parse); a 100,000-character name was drawn whole (8 MB of SVG)."""
+    for name in ("a\x00b\x1b[2Jc\x7f\ufffe", MATH, "paid $5 and $6", LONG, "x" * 100_000, "x"):
+        svg = render(table_of(chart, name), "svg")
+        ElementTree.fromstring(svg)
+        assert len(svg) < 200_000  # about 50,000 bytes for a name cut to LABEL_WIDTH; 8 MB whole
+        render(table_of(chart, name), "png")

@@ -3,6 +3,10 @@ as SVG or PNG bytes: no pyplot (no global state, safe in the web app's threads),
 
 Fonts: a CJK font when the machine has one (Noto Sans CJK, Source Han Sans, WenQuanYi...), so Chinese
 names draw; without one, Chinese characters in names show as empty boxes (the CSV has them right).
+
+Every text in a table (file names, interviewees, places, coders, theme labels) may be anybody's: a chart draws
+it as it is written, never as matplotlib's mathtext ($...$), with control and bidi characters shown, on one line
+and cut to LABEL_WIDTH columns (the CSV has it whole).
 """
 
 from __future__ import annotations
@@ -10,13 +14,17 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from dataclasses import replace
 
 from pipeline.analysis.tables import DOUBTFUL, Table
+from pipeline.utils import NOT_XML, display_width, inert, is_wide
 
 log = logging.getLogger(__name__)
 
 FORMATS = {"svg": "image/svg+xml", "png": "image/png"}
 MOST_ROWS = 50  # rows a heatmap or bar chart shows; the CSV has them all
+# Columns (a Chinese character two) of a name a chart draws, and of its title (which holds the coders' names).
+LABEL_WIDTH, TITLE_WIDTH = 50, 100
 FONTS = ["DejaVu Sans", "Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "Microsoft YaHei", "PingFang SC"]
 
 
@@ -27,6 +35,7 @@ def _figure(width: float, height: float):
     installed = {font.name for font in font_manager.fontManager.ttflist}
     rcParams["font.family"] = [f for f in FONTS if f in installed] or ["sans-serif"]  # glyph by glyph fallback
     rcParams["svg.hashsalt"] = "ohp"  # the same chart gives the same SVG
+    rcParams["text.parse_math"] = False  # a name with "$5 and $6" is text, not mathtext (which may not parse)
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -35,7 +44,11 @@ def _heatmap(table: Table):
     if len(rows) > MOST_ROWS:  # the groups with most themes
         rows = sorted(rows, key=lambda r: -sum(v for v in r[1:]))[:MOST_ROWS]
     columns = table.columns[1:]
-    fig = _figure(max(6.0, 0.55 * len(columns) + 3), max(3.0, 0.32 * len(rows) + 2))
+    # Room for the names: the columns' below the cells (at 45 degrees), the rows' beside them.
+    below = 0.05 * max(map(display_width, columns), default=0)
+    beside = 0.09 * max((display_width(str(r[0])) for r in rows), default=0)
+    width = 0.55 * len(columns) + max(3.0, 2.0 + beside)
+    fig = _figure(max(6.0, width), max(3.0, 0.32 * len(rows) + max(2.0, 1.0 + below)))
     ax = fig.add_subplot()
     values = [[float(v) for v in row[1:]] for row in rows] or [[0.0] * len(columns)]
     image = ax.imshow(values, cmap="Blues", aspect="auto")
@@ -124,6 +137,32 @@ def _tagger(table: Table):
     return fig
 
 
+def _shown(text: str, width: int = LABEL_WIDTH) -> str:
+    """Text from the data as a chart draws it: on one line, each control, bidi or invisible character as a
+    visible one (inert; a NUL or ESC also made the SVG no XML), cut to `width` columns (a 100,000-character
+    name took seconds to lay out, and megabytes of SVG, only to squeeze the plot to nothing)."""
+    line = NOT_XML.sub("\ufffd", inert(text.replace("\n", " ").replace("\t", " ")))
+    if display_width(line) <= width:
+        return line
+    kept, used = [], 1  # the ellipsis
+    for char in line:
+        used += 2 if is_wide(char) else 1
+        if used > width:
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
+
+
+def _drawable(table: Table) -> Table:
+    """The table with its title, columns and text cells as the chart shows them (_shown)."""
+    return replace(
+        table,
+        title=_shown(table.title, TITLE_WIDTH),
+        columns=tuple(map(_shown, table.columns)),
+        rows=[tuple(_shown(v) if isinstance(v, str) else v for v in row) for row in table.rows],
+    )
+
+
 DRAW = {"heatmap": _heatmap, "lines": _lines, "bars": _coverage, "agreement": _agreement, "tagger": _tagger}
 
 
@@ -134,6 +173,6 @@ def render(table: Table, fmt: str) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # without a CJK font, Chinese names draw as boxes (see the module's doc)
         warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
-        fig = DRAW[table.chart](table)
+        fig = DRAW[table.chart](_drawable(table))
         fig.savefig(buffer, format=fmt, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
     return buffer.getvalue()
