@@ -20,9 +20,13 @@ from typer.testing import CliRunner
 from pipeline.analysis.charts import render
 from pipeline.analysis.tables import Table
 from pipeline.cli import app
+from pipeline.config import Config
 from pipeline.records import MAX_FIELD_CHARS, AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript
 from pipeline.stages.codebook import DEFAULT_CODEBOOK
 from pipeline.store import Store
+from pipeline.web import create_app
+
+from test_web_api import PASSWORD, client_for
 
 SCRIPT = "</svg><script>alert(1)</script>"
 BREAKOUT = "\"' onload=alert(1) x='"
@@ -87,6 +91,15 @@ def assert_inert(text: str, own_scripts: frozenset[str] = frozenset()) -> None:
             assert not name.startswith("on"), (tag, name)
             if name in {"href", "src", "xlink:href", "action"}:
                 assert value is not None and not re.match(r"\s*(javascript|https?):|//", value, re.I), value
+
+
+def assert_allowed_by_the_csp(text: str) -> None:
+    """Nothing the web app's Content-Security-Policy (default-src 'self') refuses in a page: no inline style
+    (a <style> element or a style attribute) and no data: image."""
+    found = Markup(text)
+    for tag, attrs in found.tags:
+        assert tag != "style" and "style" not in attrs, (tag, attrs.get("style"))
+        assert not any((value or "").startswith("data:") for value in attrs.values()), tag
 
 
 def assert_no_formulas(text: str) -> None:
@@ -155,3 +168,37 @@ def test_charts_hold_control_characters_long_names_and_dollars(chart):
         ElementTree.fromstring(svg)
         assert len(svg) < 200_000  # about 50,000 bytes for a name cut to LABEL_WIDTH; 8 MB whole
         render(table_of(chart, name), "png")
+
+
+@pytest.mark.parametrize("chart", CHARTS)
+def test_charts_have_nothing_the_pages_csp_refuses(chart):
+    """The researchers' pages put each chart's SVG in the page, under the app's CSP: matplotlib's style
+    attributes and <style> element, and a heatmap's cells as a data: PNG, were refused (black shapes, no
+    cells: tests/test_web_browser.py sees it in Chromium)."""
+    svg = render(table_of(chart, "Wages"), "svg").decode("utf-8")
+    assert_allowed_by_the_csp(svg)
+    ElementTree.fromstring(svg)
+
+
+def test_hostile_names_in_the_researchers_pages(hostile):
+    """The pages escape every name (Jinja's autoescape) and draw the charts with nothing the CSP refuses."""
+    store, codebook_path = hostile
+    from pipeline.stages.codebook import load_codebook
+
+    store.add_user("rita", PASSWORD, "researcher")
+    web = create_app(store, Config(secret="test-secret"))
+    web.state.codebook = load_codebook(codebook_path)
+    client, _ = client_for(web, "rita")
+    for path in ("/collection", "/agreement"):
+        page = client.get(path)
+        assert page.status_code == 200
+        assert_inert(page.text, own_scripts=frozenset({"/static/ohp.js"}))
+        assert_allowed_by_the_csp(page.text)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page.text  # the coder, as text, in the agreement table
+    refused = client.get("/agreement", params={"coders": f"{SCRIPT},{CODERS[1]}"})
+    assert refused.status_code == 400 and "&lt;script&gt;" in refused.text
+    assert_inert(refused.text, own_scripts=frozenset({"/static/ohp.js"}))
+    for name in ("agreement.svg", "agreement.csv", "disagreements.csv"):
+        assert client.get(f"/agreement/{name}").status_code == 200
+    assert_no_formulas(client.get("/agreement/disagreements.csv").content.decode("utf-8"))
+    assert_no_formulas(client.get("/agreement/agreement.csv").content.decode("utf-8"))

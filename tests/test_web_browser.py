@@ -452,3 +452,29 @@ def test_review_shows_the_question_before_and_labels_to_add(site):
     assert "Wages / 工资" in page.locator("select[name=theme]").inner_text()
     page.screenshot(path=SHOTS / "search-chinese.png", full_page=True)
     page.context.close()
+
+
+def test_the_collections_charts_draw_under_the_pages_content_security_policy(site):
+    """The charts are SVG in the page, as matplotlib writes it: inline style attributes, a <style> element and
+    each heatmap's cells a data: PNG, all of which the page's CSP (default-src 'self') refused, so a researcher
+    saw black shapes and no heatmap. Nothing in them may need an exception to the policy."""
+    context = site["browser"].new_context(viewport={"width": 1200, "height": 800})  # the CSP enforced
+    page = context.new_page()
+    refused = []
+    page.on("console", lambda message: refused.append(message.text) if "Content Security" in message.text else None)
+    page.goto(site["url"] + "/login")
+    page.fill("input[name=name]", "rita")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("table.recordings")
+    page.goto(site["url"] + "/collection")
+    page.wait_for_load_state("load")
+    assert page.locator(".figure svg").count() >= 8
+    page.screenshot(path=SHOTS / "collection.png", full_page=True)
+    assert not refused, sorted({message[:80] for message in refused})
+    # The heatmap's cells are drawn: the counts' colours, not only the axes.
+    fills = page.evaluate(
+        "() => [...document.querySelectorAll('#themes-by-recording svg *')].map(e => getComputedStyle(e).fill)"
+    )
+    assert any(fill.startswith("rgb(8, ") or fill.startswith("rgb(247, ") for fill in fills), set(fills)
+    context.close()

@@ -4,6 +4,10 @@ as SVG or PNG bytes: no pyplot (no global state, safe in the web app's threads),
 Fonts: a CJK font when the machine has one (Noto Sans CJK, Source Han Sans, WenQuanYi...), so Chinese
 names draw; without one, Chinese characters in names show as empty boxes (the CSV has them right).
 
+An SVG has nothing a Content-Security-Policy without inline styles refuses (the web app puts it in its pages):
+no style attribute or <style> element (presentation attributes instead) and no data: image (a heatmap's cells
+are shapes).
+
 Every text in a table (file names, interviewees, places, coders, theme labels) may be anybody's: a chart draws
 it as it is written, never as matplotlib's mathtext ($...$), with control and bidi characters shown, on one line
 and cut to LABEL_WIDTH columns (the CSV has it whole).
@@ -13,8 +17,12 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from dataclasses import replace
+from xml.etree import ElementTree
+
+import numpy as np
 
 from pipeline.analysis.tables import DOUBTFUL, Table
 from pipeline.utils import NOT_XML, display_width, inert, is_wide
@@ -25,6 +33,12 @@ FORMATS = {"svg": "image/svg+xml", "png": "image/png"}
 MOST_ROWS = 50  # rows a heatmap or bar chart shows; the CSV has them all
 # Columns (a Chinese character two) of a name a chart draws, and of its title (which holds the coders' names).
 LABEL_WIDTH, TITLE_WIDTH = 50, 100
+# The namespaces in matplotlib's SVG, by the prefixes it gives them.
+NAMESPACES = {
+    "": "http://www.w3.org/2000/svg",
+    "xlink": "http://www.w3.org/1999/xlink",
+    "cc": "http://creativecommons.org/ns#",
+}
 FONTS = ["DejaVu Sans", "Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "Microsoft YaHei", "PingFang SC"]
 
 
@@ -51,7 +65,9 @@ def _heatmap(table: Table):
     fig = _figure(max(6.0, width), max(3.0, 0.32 * len(rows) + max(2.0, 1.0 + below)))
     ax = fig.add_subplot()
     values = [[float(v) for v in row[1:]] for row in rows] or [[0.0] * len(columns)]
-    image = ax.imshow(values, cmap="Blues", aspect="auto")
+    # Cells as shapes, centred on the ticks, the first row on top: imshow's image is a data: PNG in an SVG.
+    image = ax.pcolormesh(np.arange(len(columns) + 1) - 0.5, np.arange(len(values) + 1) - 0.5, values, cmap="Blues")
+    ax.invert_yaxis()
     ax.set_xticks(range(len(columns)), labels=columns, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), labels=[str(r[0]) for r in rows])
     top = max((v for row in values for v in row), default=0)
@@ -59,7 +75,8 @@ def _heatmap(table: Table):
         for i, row in enumerate(values):
             for j, v in enumerate(row):
                 ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=7, color="white" if v > top / 2 else "black")
-    fig.colorbar(image, ax=ax, label="segments" if "turn" not in table.title else "turns")
+    scale = fig.colorbar(image, ax=ax, label="segments" if "turn" not in table.title else "turns")
+    scale.solids.set_rasterized(False)  # matplotlib draws a colour scale of 50 steps or more as an image
     shown = f" ({len(rows)} of {len(table.rows)} with most themes)" if len(rows) < len(table.rows) else ""
     ax.set_title(table.title + shown)
     return fig
@@ -163,6 +180,32 @@ def _drawable(table: Table) -> Table:
     )
 
 
+def _declarations(css: str) -> dict[str, str]:
+    """ "fill: #fff; stroke: none" as {"fill": "#fff", "stroke": "none"}."""
+    pairs = (declaration.partition(":") for declaration in css.split(";") if declaration.strip())
+    return {name.strip(): value.strip() for name, _, value in pairs}
+
+
+def _without_inline_styles(svg: bytes) -> bytes:
+    """matplotlib's SVG with each style attribute written as presentation attributes (fill="#fff"), which are
+    no styles to a CSP, and its <style> element's rule for every element ("*{stroke-linejoin: round; ...}")
+    as attributes of the root, which every element inherits unless it sets its own, as before. Comments
+    (matplotlib repeats each text drawn in one) are left out."""
+    for prefix, uri in NAMESPACES.items():
+        ElementTree.register_namespace(prefix, uri)
+    root = ElementTree.fromstring(svg)
+    for parent in root.iter():
+        for style in parent.findall(f"{{{NAMESPACES['']}}}style"):
+            rule = re.fullmatch(r"\s*\*\s*\{([^{}]*)\}\s*", style.text or "")
+            if rule is None:  # matplotlib writes that one rule; another would need a selector of its own
+                raise ValueError(f"a <style> ohp cannot turn into attributes: {style.text!r}")
+            root.attrib.update(_declarations(rule.group(1)))
+            parent.remove(style)
+    for element in root.iter():
+        element.attrib.update(_declarations(element.attrib.pop("style", "")))
+    return ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
 DRAW = {"heatmap": _heatmap, "lines": _lines, "bars": _coverage, "agreement": _agreement, "tagger": _tagger}
 
 
@@ -175,4 +218,4 @@ def render(table: Table, fmt: str) -> bytes:
         warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
         fig = DRAW[table.chart](_drawable(table))
         fig.savefig(buffer, format=fmt, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
-    return buffer.getvalue()
+    return _without_inline_styles(buffer.getvalue()) if fmt == "svg" else buffer.getvalue()
