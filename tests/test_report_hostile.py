@@ -202,3 +202,56 @@ def test_hostile_names_in_the_researchers_pages(hostile):
         assert client.get(f"/agreement/{name}").status_code == 200
     assert_no_formulas(client.get("/agreement/disagreements.csv").content.decode("utf-8"))
     assert_no_formulas(client.get("/agreement/agreement.csv").content.decode("utf-8"))
+
+
+@pytest.fixture
+def unanimous(store) -> Store:
+    """One segment, on which the two coders both accept the one theme suggested: every unit in one category,
+    so kappa and alpha are undefined (chance agreement is 1)."""
+    info = AudioInfo(Path("/audio/one.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 5.0)
+    segment = Segment(0.0, 4.0, "wages", "wages", "en", speaker="S1")
+    rid = save_transcription(store, info, Transcript("en", 0.99, [segment], "faster-whisper", "base"), {}, "k", {})
+    [sid] = [s.id for s in store.segments(rid)]
+    save_tags(store, rid, {sid: [ThemeSuggestion("wages", 0.8, ((0, 4),))]}, {}, "t1", {}, "t1")
+    [note] = store.annotations(rid)
+    for coder in ("alice", "bob"):
+        store.decide(note.id, "accepted", coder)
+    return store
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # matplotlib's "No artists with labels" on the terminal
+def test_undefined_agreement_is_said_so_never_nan(unanimous, db_url, tmp_path):
+    said = invoke("agreement", "--db", db_url)
+    assert said.exit_code == 0, said.output
+    assert "undefined" in said.stdout and "100.0 %" in said.stdout
+    assert not re.search(r"\b(nan|inf)\b", said.stdout, re.I)
+    out = tmp_path / "report"
+    assert invoke("report", "--db", db_url, "--out", str(out)).exit_code == 0
+    agreement = {
+        row["theme"]: row for row in csv.DictReader(io.StringIO((out / "agreement.csv").read_text("utf-8-sig")))
+    }
+    wages = agreement["Wages / 工资"]
+    assert (wages["units"], wages["percent agreement"], wages["Cohen's kappa"], wages["Krippendorff's alpha"]) == (
+        "1",
+        "1.0000",
+        "",
+        "",
+    )
+    for path in out.iterdir():
+        if path.suffix != ".png":
+            assert not re.search(r"\b(nan|inf)\b", path.read_text(encoding="utf-8"), re.I), path.name
+    unanimous.add_user("rita", PASSWORD, "researcher")
+    client, _ = client_for(create_app(unanimous, Config(secret="test-secret")), "rita")
+    page = client.get("/agreement").text
+    assert "undefined" in page and not re.search(r">\s*(nan|inf)\s*<", page, re.I)
+
+
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_a_report_of_nothing(db_url, tmp_path):
+    """No recording, no coder: the charts of empty tables, no agreement, no error."""
+    out = tmp_path / "report"
+    result = invoke("report", "--db", db_url, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert not (out / "agreement.csv").exists() and (out / "coverage.svg").exists()
+    for path in out.glob("*.svg"):
+        ElementTree.parse(path)
