@@ -30,7 +30,7 @@ from pipeline.utils import NOT_XML, display_width, inert, is_wide
 log = logging.getLogger(__name__)
 
 FORMATS = {"svg": "image/svg+xml", "png": "image/png"}
-MOST_ROWS = 50  # rows a heatmap or bar chart shows; the CSV has them all
+MOST_ROWS = 50  # rows a chart shows; the CSV has them all
 # Columns (a Chinese character two) of a name a chart draws, and of its title (which holds the coders' names).
 LABEL_WIDTH, TITLE_WIDTH = 50, 100
 # The namespaces in matplotlib's SVG, by the prefixes it gives them.
@@ -96,8 +96,14 @@ def _lines(table: Table):
     return fig
 
 
-def _coverage(table: Table):
+def _first_rows(table: Table) -> tuple[list[tuple], str]:
+    """The rows a bar chart shows, at most MOST_ROWS, and what its title adds when some are left out."""
     rows = table.rows[:MOST_ROWS]
+    return rows, f" (first {len(rows)} of {len(table.rows)})" if len(rows) < len(table.rows) else ""
+
+
+def _coverage(table: Table):
+    rows, shown = _first_rows(table)
     # Each kind's share of segments, and the doubtful share of the text (no bar where it was not checked).
     shares = [(c.removesuffix(" % of segments"), c) for c in table.columns if c.endswith(" % of segments")]
     shares += [(c, c) for c in table.columns if c == DOUBTFUL]
@@ -114,19 +120,19 @@ def _coverage(table: Table):
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of segments (doubtful: % of text)")
     ax.legend(fontsize=8)
-    shown = f" (first {len(rows)} of {len(table.rows)})" if len(rows) < len(table.rows) else ""
     ax.set_title(table.title + shown)
     return fig
 
 
 def _agreement(table: Table):
     """Kappa (two coders) or alpha per theme, as bars."""
-    fig = _figure(8, max(3.0, 0.35 * len(table.rows) + 1.5))
+    rows, shown = _first_rows(table)
+    fig = _figure(8, max(3.0, 0.35 * len(rows) + 1.5))
     ax = fig.add_subplot()
-    names = [str(r[0]) for r in table.rows]
+    names = [str(r[0]) for r in rows]
     for column, offset in (("Cohen's kappa", -0.2), ("Krippendorff's alpha", 0.2)):
         at = table.columns.index(column)
-        values = [r[at] for r in table.rows]
+        values = [r[at] for r in rows]
         if any(v is not None for v in values):
             ax.barh([i + offset for i in range(len(names))], [v or 0 for v in values], height=0.4, label=column)
     ax.set_yticks(range(len(names)), labels=names)
@@ -135,22 +141,23 @@ def _agreement(table: Table):
     ax.axvline(0, color="grey", linewidth=0.5)
     if ax.get_legend_handles_labels()[0]:  # every measure undefined: no bar, nothing to name
         ax.legend(fontsize=8)
-    ax.set_title(table.title + " (undefined: no bar)")
+    ax.set_title(table.title + shown + " (undefined: no bar)")
     return fig
 
 
 def _tagger(table: Table):
     """The tagger's kappa against each coder, over all themes pooled and per theme."""
-    fig = _figure(8, max(3.0, 0.3 * len(table.rows) + 1.5))
+    rows, shown = _first_rows(table)
+    fig = _figure(8, max(3.0, 0.3 * len(rows) + 1.5))
     ax = fig.add_subplot()
-    names = [f"{r[1]} ({r[0]})" for r in table.rows]
+    names = [_shown(f"{r[1]} ({r[0]})") for r in rows]
     at = table.columns.index("Cohen's kappa")
-    ax.barh(range(len(names)), [r[at] or 0 for r in table.rows])
+    ax.barh(range(len(names)), [r[at] or 0 for r in rows])
     ax.set_yticks(range(len(names)), labels=names)
     ax.invert_yaxis()
     ax.set_xlim(-1, 1)
     ax.set_xlabel("Cohen's kappa, tagger against coder")
-    ax.set_title(table.title)
+    ax.set_title(table.title + shown)
     return fig
 
 
