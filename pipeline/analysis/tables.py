@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,15 +205,23 @@ def agreement_tables(
     ]
 
 
-def disagreements_csv(found: Iterable[Disagreement], label: Callable[[str], str]) -> tuple[str, int]:
-    """The themes and segments on which the coders differ, a row each, for the coders to talk over; and how
-    many. "not there" says whether the coder rejected the theme or left it undecided on a segment they reviewed."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(
+def disagreements_csv(found: Iterable[Disagreement], label: Callable[[str], str]) -> Iterator[str]:
+    """The themes and segments on which the coders differ, a row each, for the coders to talk over: the CSV a
+    line at a time (a byte-order mark and the header first), each made as its disagreement is read, so a
+    collection where coders differ on millions of segments is never held whole. "not there" says whether the
+    coder rejected the theme or left it undecided on a segment they reviewed."""
+    line = io.StringIO()
+    writer = csv.writer(line)
+
+    def written(row: Sequence[object]) -> str:
+        line.seek(0)
+        line.truncate()
+        writer.writerow(row)
+        return line.getvalue()
+
+    yield "\ufeff" + written(
         ("recording", "start", "end", "time", "speaker", "theme", "label", "there", "not there", "tagger", "text")
     )
-    n = 0
     for d in found:
         there = [coder for coder, said in d.decisions.items() if said]
         not_there = [
@@ -221,7 +229,7 @@ def disagreements_csv(found: Iterable[Disagreement], label: Callable[[str], str]
             for coder, said in d.decisions.items()
             if not said
         ]
-        writer.writerow(
+        yield written(
             csv_row(
                 (
                     Path(d.path).name,
@@ -238,5 +246,3 @@ def disagreements_csv(found: Iterable[Disagreement], label: Callable[[str], str]
                 )
             )
         )
-        n += 1
-    return "\ufeff" + buffer.getvalue(), n

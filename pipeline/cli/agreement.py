@@ -22,7 +22,7 @@ from pipeline.cli import (
     open_store,
 )
 from pipeline.cli.output import check_folder
-from pipeline.utils import write_atomic
+from pipeline.utils import atomic_file
 
 Recordings = Annotated[
     list[str] | None, typer.Argument(help="Recording ids, hash prefixes, paths or names (default: all)")
@@ -119,9 +119,14 @@ def agreement(
     console.print(tagger)
     console.print(found.rule, highlight=False)
     if disagreements is not None:
-        text, n = disagreements_csv(store.disagreements(scope, list(found.coders)), label)
-        write_atomic(disagreements, text)
-        console.print(f"{n} disagreement(s) written to {disagreements}")
+        lines = disagreements_csv(store.disagreements(scope, list(found.coders)), label)
+        written = 0
+        with atomic_file(disagreements) as file:
+            file.write(next(lines).encode("utf-8"))  # the header
+            for line in lines:
+                file.write(line.encode("utf-8"))
+                written += 1
+        console.print(f"{written} disagreement(s) written to {disagreements}")
 
 
 @app.command()
