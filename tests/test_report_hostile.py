@@ -43,7 +43,7 @@ FORMULA = '=HYPERLINK("http://evil.example","x")'
 MATH = r"$\frac$ paid"  # between two dollar signs: matplotlib's mathtext, unparsable
 LONG = "长" * 100_000  # a chart's label (the store keeps interviewee and place to MAX_FIELD_CHARS)
 FILE_NAME = f"{SCRIPT}{BREAKOUT}{MATH}.wav"
-CODERS = (FORMULA, "<img src=x onerror=alert(1)>\u202e")
+CODERS = (FORMULA, "<img src=x onerror=alert(1)>\u202e[link=http://evil.example]x[/link]\x1b[2J")
 THEME_LABEL = f"{SCRIPT}{BREAKOUT}"
 TEXTS = [f"{FORMULA} wages", "-2+3 wages", "@SUM(1) wages"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -120,6 +120,18 @@ def assert_no_formulas(text: str) -> None:
 
 def invoke(*args: str):
     return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def test_hostile_names_through_ohp_agreement(hostile, db_url, tmp_path):
+    """The terminal shows each name as text: no rich markup (a link), no control or bidi character acting."""
+    _, codebook = hostile
+    out = tmp_path / "disagreements.csv"
+    result = invoke("agreement", "--db", db_url, "--codebook", str(codebook), "--disagreements", str(out))
+    assert result.exit_code == 0, result.output
+    assert "[link=http://evil.example]x[/link]" in "".join(result.stdout.split())  # as written, however wrapped
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
+    assert "2 disagreement(s)" in result.stdout
+    assert_no_formulas(out.read_text(encoding="utf-8"))
 
 
 def test_hostile_names_through_ohp_report(hostile, db_url, tmp_path):
