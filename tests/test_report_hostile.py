@@ -139,7 +139,10 @@ def test_hostile_names_through_ohp_report(hostile, db_url, tmp_path):
     out = tmp_path / "report"
     result = invoke("report", "--db", db_url, "--out", str(out), "--codebook", str(codebook))
     assert result.exit_code == 0, result.output
-    assert_inert((out / "index.html").read_text(encoding="utf-8"))
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert_inert(index)
+    # A coder's U+202E in the title "Agreement between A and B" turned the rest of the heading around.
+    assert "\u202e" not in index and "Agreement between" in index
     for path in out.glob("*.svg"):
         text = path.read_text(encoding="utf-8")
         ElementTree.fromstring(text)  # well-formed

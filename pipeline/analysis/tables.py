@@ -18,7 +18,7 @@ from pathlib import Path
 from pipeline.analysis.agreement import ALL_THEMES, AgreementReport, ordered_themes
 from pipeline.formats.export import csv_cell, csv_row
 from pipeline.records import COVERAGE_KINDS, CollectionCounts, Disagreement
-from pipeline.utils import clock
+from pipeline.utils import clock, inert
 
 TENTHS = [f"{10 * i}-{10 * (i + 1)} %" for i in range(10)]
 DOUBTFUL = "doubtful % of text"  # the share of a recording's text in words the recogniser doubted (empty: not checked)
@@ -171,7 +171,8 @@ def agreement_tables(
         )
         for r in report.themes
     ]
-    coders_title = " and ".join(coders) if len(coders) <= 3 else f"{len(coders)} coders"
+    # Shown, not acting: a name's bidi control (U+202E) would turn the rest of the heading around.
+    coders_title = " and ".join(map(inert, coders)) if len(coders) <= 3 else f"{len(coders)} coders"
     tagger_columns = (
         "coder",
         "theme",
