@@ -312,3 +312,20 @@ def test_the_disagreements_csv_is_written_as_the_store_streams_it():
     assert next(lines).startswith("\ufeffrecording,start,end")
     assert next(lines).startswith("one.wav,0.000,4.000") and next(lines).startswith("one.wav,5.000,9.000")
     assert len(read) == 2
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # a legend of every theme squeezed the plot to nothing
+@pytest.mark.parametrize("chart", ["heatmap", "lines"])
+def test_theme_charts_show_at_most_most_rows_themes(chart):
+    """A heatmap had a column, the lines chart a line, for every theme of the codebook: one of 300 themes (a
+    QDA project's codebook) made a co-occurrence PNG of 25,000 by 2,700 pixels (380 MB at the peak) and 3.6 MB
+    of SVG in the web page. They show the MOST_ROWS themes with most segments."""
+
+    def size(themes: int) -> tuple[str, str]:
+        names = [f"theme {i}" for i in range(themes)]
+        rows = [(name, *(i * j % 7 for j in range(themes))) for i, name in enumerate(names[:12])]
+        svg = render(Table("t", "T", ("theme", *names), rows, chart), "svg")
+        root = ElementTree.fromstring(svg)
+        return root.attrib["width"], root.attrib["height"]
+
+    assert size(MOST_ROWS + 1) == size(6 * MOST_ROWS)

@@ -53,7 +53,24 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def _most_used_themes(table: Table) -> tuple[Table, str]:
+    """The table with at most MOST_ROWS of its themes (the columns after the first), those with most segments,
+    in their order; and what the title adds when some are left out."""
+    themes = len(table.columns) - 1
+    if themes <= MOST_ROWS:
+        return table, ""
+    totals = {j: sum(row[j] for row in table.rows) for j in range(1, themes + 1)}
+    kept = sorted(sorted(totals, key=lambda j: -totals[j])[:MOST_ROWS])
+    shown = replace(
+        table,
+        columns=(table.columns[0], *(table.columns[j] for j in kept)),
+        rows=[(row[0], *(row[j] for j in kept)) for row in table.rows],
+    )
+    return shown, f" ({MOST_ROWS} of {themes} themes, those most found)"
+
+
 def _heatmap(table: Table):
+    table, themes_shown = _most_used_themes(table)
     rows = table.rows
     if len(rows) > MOST_ROWS:  # the groups with most themes
         rows = sorted(rows, key=lambda r: -sum(v for v in r[1:]))[:MOST_ROWS]
@@ -78,12 +95,13 @@ def _heatmap(table: Table):
     scale = fig.colorbar(image, ax=ax, label="segments" if "turn" not in table.title else "turns")
     scale.solids.set_rasterized(False)  # matplotlib draws a colour scale of 50 steps or more as an image
     shown = f" ({len(rows)} of {len(table.rows)} with most themes)" if len(rows) < len(table.rows) else ""
-    ax.set_title(table.title + shown)
+    ax.set_title(table.title + shown + themes_shown)
     return fig
 
 
 def _lines(table: Table):
-    fig = _figure(8, 4.5)
+    table, themes_shown = _most_used_themes(table)
+    fig = _figure(8, max(4.5, 0.16 * len(table.columns) + 1))  # room for the legend, a theme a line
     ax = fig.add_subplot()
     positions = [str(r[0]) for r in table.rows]
     for j, theme in enumerate(table.columns[1:], start=1):
@@ -92,7 +110,7 @@ def _lines(table: Table):
     ax.set_ylabel("segments")
     ax.tick_params(axis="x", rotation=45)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
-    ax.set_title(table.title)
+    ax.set_title(table.title + themes_shown)
     return fig
 
 
