@@ -31,7 +31,8 @@ from pipeline.records import AudioInfo, Segment, SpeakerRecord, ThemeSuggestion,
 from pipeline.store import Store
 from pipeline.web import create_app
 
-PASSWORD = "correct horse battery"
+from test_web_api import PASSWORD, client_for
+
 MISSING = 999_999  # an id nothing in a test database has
 TEXTS = [
     ("S1", "Where are your children now?"),
@@ -84,19 +85,6 @@ def routes(app) -> list[tuple[str, APIRoute]]:
             prefix = route.include_context.prefix
             found += [(prefix + path, each) for path, each in routes(route.original_router)]
     return found
-
-
-def client_for(app, name: str | None = None) -> tuple[TestClient, str]:
-    """A client, logged in as `name` if given, and its CSRF token."""
-    client = TestClient(app)
-    token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/login").text).group(1)
-    if name:
-        response = client.post(
-            "/login", data={"name": name, "password": PASSWORD, "csrf_token": token}, follow_redirects=False
-        )
-        assert response.status_code == 303
-        token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").text).group(1)
-    return client, token
 
 
 # ------------------------------------------------------------------------------------------ the web app

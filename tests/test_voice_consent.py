@@ -4,7 +4,6 @@ On SQLite, and on PostgreSQL when OHP_TEST_POSTGRES_URL is set."""
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 from saving import save_speakers, save_transcription
@@ -15,19 +14,11 @@ from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript
 from pipeline.stages.audio import probe
 from pipeline.store import settings_key
 
+from test_save_result import quiet_wav
+
 CLOSED = AudioInfo(Path("/audio/zhang.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
 OPTIONS = RunOptions(out_dir=None)  # the speakers stage, no tagging, no files
 TRANSCRIBED = settings_key(OPTIONS.settings())
-
-
-def quiet_wav(path: Path) -> Path:
-    """A second of quiet: a real file to probe."""
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\0\0" * 16000)
-    return path
 
 
 def transcript() -> Transcript:
