@@ -18,7 +18,7 @@ import pytest
 from saving import save_speakers, save_tags, save_transcription
 from typer.testing import CliRunner
 
-from pipeline.analysis.charts import MOST_ROWS, render
+from pipeline.analysis.charts import MOST_ROWS, render, tagger_rows
 from pipeline.analysis.tables import Table, disagreements_csv
 from pipeline.cli import app
 from pipeline.config import Config
@@ -329,3 +329,15 @@ def test_theme_charts_show_at_most_most_rows_themes(chart):
         return root.attrib["width"], root.attrib["height"]
 
     assert size(MOST_ROWS + 1) == size(6 * MOST_ROWS)
+
+
+def test_the_tagger_chart_shows_every_coders_pooled_kappa_before_the_themes():
+    """Capped at MOST_ROWS, the chart showed the first coders' per-theme rows (a coder's pooled row comes after
+    their themes): with 30 themes, the second and third coders' kappa over all themes was left out."""
+    from pipeline.analysis.agreement import ALL_THEMES
+
+    coders, themes = ("ann", "ben", "cao"), [f"theme {n}" for n in range(30)]
+    rows = [(coder, theme, 0.5) for coder in coders for theme in [*themes, ALL_THEMES]]
+    shown, cut = tagger_rows(Table("t", "The tagger", ("coder", "theme", "Cohen's kappa"), rows, "tagger"))
+    assert [r[0] for r in shown if r[1] == ALL_THEMES] == list(coders) and len(shown) == MOST_ROWS
+    assert cut == f" (first {MOST_ROWS} of {len(rows)})"

@@ -24,6 +24,7 @@ from xml.etree import ElementTree
 
 import numpy as np
 
+from pipeline.analysis.agreement import ALL_THEMES
 from pipeline.analysis.tables import DOUBTFUL, Table
 from pipeline.utils import NOT_XML, display_width, inert, is_wide
 
@@ -163,9 +164,15 @@ def _agreement(table: Table):
     return fig
 
 
+def tagger_rows(table: Table) -> tuple[list[tuple], str]:
+    """The rows the tagger's chart shows (_first_rows): every coder's pooled kappa first, so that a chart cut to
+    MOST_ROWS still has it for each coder (a coder's pooled row comes after their themes in the table)."""
+    return _first_rows(replace(table, rows=sorted(table.rows, key=lambda r: r[1] != ALL_THEMES)))
+
+
 def _tagger(table: Table):
     """The tagger's kappa against each coder, over all themes pooled and per theme."""
-    rows, shown = _first_rows(table)
+    rows, shown = tagger_rows(table)
     fig = _figure(8, max(3.0, 0.3 * len(rows) + 1.5))
     ax = fig.add_subplot()
     names = [_shown(f"{r[1]} ({r[0]})") for r in rows]
