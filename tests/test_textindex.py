@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import sqlite3
+import unicodedata
 
 import pytest
 
@@ -45,6 +47,17 @@ SEGMENTS = {
     17: "孩子们都走了",
     18: "他整天看著電視",  # traditional 著: OpenCC's t2s keeps it
     19: "Ｆｕｌｌ－ｗｉｄｔｈ ＷＡＧＥＳ and a café",
+    # Marked letters: a word's terms never depend on the other words of the segment (an accented Latin letter
+    # beside them made ё е and й и, and left them alone elsewhere).
+    20: "Élodie Жёлкин",
+    21: "Жёлкин",
+    22: "Йошкар-Ола, café",
+    23: "Йошкар-Ола",
+    24: "Η Αθήνα και ο Οδυσσέας",
+    25: "ΑΘΗΝΑ, ΟΔΥΣΣΕΑΣ, Élodie",
+    26: "ἡ ἀρχή",
+    27: "моло́ко",  # a stress mark, as in a dictionary
+    28: "Київ",
 }
 
 CASES = [
@@ -67,8 +80,8 @@ CASES = [
     ("wage", {9, 10, 11, 19}),
     ("wages", {9, 10, 11, 19}),
     ("WAGED", {9, 10, 11, 19}),
-    ("cafe", {19}),
-    ("café", {19}),
+    ("cafe", {19, 22}),
+    ("café", {19, 22}),
     ("full-width", {19}),
     # phrases
     ('"living wage"', {11}),
@@ -117,6 +130,22 @@ CASES = [
     ("wage+boss", set()),
     ("wage & 孩子", set()),
     ("{wage}", {9, 10, 11, 19}),
+    # marks: Latin and Greek ones dropped, ё as е, Cyrillic letters with a mark of their own (й ї) kept
+    ("Жёлкин", {20, 21}),
+    ("Желкин", {20, 21}),
+    ("ЖЁЛКИН", {20, 21}),
+    ("Йошкар", {22, 23}),
+    ("Иошкар", set()),
+    ("Αθήνα", {24, 25}),
+    ("αθηνα", {24, 25}),
+    ("Οδυσσέας", {24, 25}),
+    ("Οδυσσεα*", {24, 25}),
+    ("αρχη", {26}),
+    ("ἀρχή", {26}),
+    ("молоко", {27}),
+    ("Київ", {28}),
+    ("Киів", set()),
+    ("elodie", {20, 25}),
 ]
 
 
@@ -184,6 +213,72 @@ def test_index_terms():
 
 def test_scripts_are_one_for_search():
     assert index_terms("我們的戶口和工資") == index_terms("我们的户口和工资")
+
+
+# Words of every script whose marks the index decides about, and words of the scripts it must leave alone.
+MARKED_WORDS = [
+    "Жёлкин",
+    "Йошкар",
+    "Київ",
+    "Ўладзімір",
+    "моло́ко",
+    "Αθήνα",
+    "Οδυσσέας",
+    "ἀρχή",
+    "Łódź",
+    "İzmir",
+    "naïve",
+]
+CJK_WORDS = ["ガギグ", "パン", "ｶﾞｷﾞ", "한국어", "工资"]
+CONTEXTS = ["Élodie", "café", "Ärger", "Αθήνα", "Жёлкин", "wages", "Łódź"]
+
+
+@pytest.mark.parametrize("word", MARKED_WORDS + CJK_WORDS)
+def test_a_words_terms_depend_only_on_the_word(word):
+    """An accented Latin letter anywhere in the text made every mark go: "Élodie Жёлкин" was indexed as желкин, and
+    a search for Жёлкин (жёлкин) missed it."""
+    alone = index_terms(word)
+    for context in CONTEXTS:
+        assert index_terms(f"{context} {word}. {context}") == f"{index_terms(context)} {alone} {index_terms(context)}"
+
+
+def test_what_marks_are_folded():
+    assert index_terms("Жёлкин ЁЛКА") == index_terms("Желкин ЕЛКА") == "желкин елка"  # ё is е, as Russian writes it
+    assert index_terms("Йошкар Київ Ўладзімір Ѓорѓи") == "йошкар київ ўладзімір ѓорѓи"  # letters of their own
+    assert index_terms("моло́ко") == "молоко"  # a mark no letter holds: a stress mark
+    assert index_terms("Αθήνα ἀρχή Ἄρης ᾠδή ΐ") == "αθηνα αρχη αρησ ωδη ι"  # accents and breathings
+    assert index_terms("ΟΔΥΣΣΕΑΣ Οδυσσέας") == "οδυσσεασ οδυσσεασ"  # final sigma: σ wherever it is
+    assert index_terms("Łódź naïve İzmir Ærø") == "łodz naiv izmir ærø"  # Latin as before
+
+
+def test_every_letter_with_a_mark_is_folded_but_cyrillic_ones_of_their_own():
+    """The folding looks letters up in a table of the blocks that hold them: no letter outside it (NFKC aside)
+    may carry a Latin, Greek or Cyrillic mark."""
+    marked = [
+        c
+        for c in map(chr, range(0x110000))
+        if not 0xD800 <= ord(c) <= 0xDFFF and re.search("[\u0300-\u036f]", unicodedata.normalize("NFKD", c))
+    ]
+    kept = {
+        c: folded
+        for c in marked
+        for folded in index_terms(c)
+        if folded != " " and unicodedata.normalize("NFD", folded) != folded
+    }
+    assert set(kept.values()) == set("йїўѓќѐѝӂӑӓӗӛӝӟӣӥӧӫӭӯӱӳӵӹѷ")  # ё is е
+
+
+@pytest.mark.parametrize("word", MARKED_WORDS + CJK_WORDS)
+def test_decomposed_and_composed_text_has_the_same_terms(word):
+    for form in ("NFC", "NFD", "NFKC", "NFKD"):
+        assert index_terms(unicodedata.normalize(form, word)) == index_terms(word), form
+
+
+def test_kana_and_hangul_keep_their_terms():
+    assert index_terms("ガギグ パン") == "ガギ ギグ グパ パン ン"
+    assert index_terms("ｶﾞｷﾞ") == "ガギ ギ"
+    assert index_terms("한국어") == "한국 국어 어"
+    assert index_terms("café ガギ 한국") == "cafe ガギ ギ한 한국 국"
 
 
 def test_terms_are_letters_and_digits_only():
@@ -381,6 +476,15 @@ def test_highlight_stems_and_phrases():
     assert marked(highlight("Wagner and wages", parse_query("wag*"))) == "[Wagner] and [wages]"
     assert marked(highlight("1998年以后我们搬到了深圳", parse_query("1998年 深圳"))) == "[1998年]以后我们搬到了[深圳]"
     assert marked(highlight("块钱", parse_query("钱"))) == "块[钱]"
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+def test_highlight_marked_words_as_they_are_indexed(form):
+    """The snippet folds its text a character at a time: a letter and the marks that follow it fold together, or
+    a decomposed й was и and a mark, and a search for Йошкар found a segment it did not mark."""
+    text = unicodedata.normalize(form, "Élodie Жёлкин из Йошкар-Олы, ἀρχή, 한국에서 ガス")
+    snippet = highlight(text, parse_query("Желкин йошкар* αρχη 한국 ガス"))
+    assert marked(snippet) == unicodedata.normalize(form, "Élodie [Жёлкин] из [Йошкар]-Олы, [ἀρχή], [한국]에서 [ガス]")
 
 
 def test_highlight_leaves_out_what_is_excluded():

@@ -5,7 +5,13 @@ with its plainest tokenizer (FTS5 `unicode61`, PostgreSQL `to_tsvector('simple',
 becomes an AST (`parse_query`) that renders as an FTS5 MATCH expression or a tsquery. Both sides go
 through one normalisation, so they cannot disagree:
 
-- NFKC (full-width letters and digits become ASCII), Latin diacritics dropped, lower case;
+- NFKC (full-width letters and digits become ASCII), lower case, and marks folded a character at a time, so
+  a word's terms never depend on the words beside it: Latin diacritics dropped (café cafe, Łódź łodz); Greek
+  accents and breathings dropped and final ς as σ (Αθήνα αθηνα, ΟΔΥΣΣΕΑΣ and Οδυσσέας οδυσσεασ), as Greek
+  search does; Cyrillic letters with a mark of their own kept (й is not и, nor ї і, ў у: the languages
+  treat them as other letters), but ё as е (Russian mostly writes ё as е: Жёлкин Желкин); marks that stand
+  apart from any letter Unicode encodes (a stress mark, моло́ко) dropped. Kana and Hangul keep their marks
+  (ガ is not カ), however the text is composed (NFKC joins a decomposed ガ or 한 first);
 - Chinese in simplified script (OpenCC t2s), so 戶口 and 户口 are one term;
 - CJK text (Han, kana, Hangul) as overlapping character bigrams: 拿工资条 -> 拿工 工资 资条 条. Every
   two characters of the text are a term, so any query of two or more characters is found wherever the
@@ -51,14 +57,16 @@ _TOKEN = re.compile(
 _SPACE = re.compile(r"\s+")
 _ASCII_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")  # _TOKEN's words in folded (lower-case) ASCII text
 _APOSTROPHE = re.compile("['’]")
-_LATIN_MARKS = re.compile("[\u0300-\u036f]")
 # CJK and full-width punctuation, quotes and dashes: token separators however they are written
 # (not ‘’: ’ is an apostrophe too).
 _PUNCTUATION = re.compile(
     "[\u2010-\u2017\u201a-\u2027\u3001-\u3003\u3008-\u3011\u3014-\u301f"
     "\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]"
 )
-_ACCENTED = re.compile("[\u00c0-\u024f\u0300-\u036f\u1e00-\u1eff]")  # Latin letters that may carry marks
+_MARKS = re.compile("[\u0300-\u036f]")  # the marks Latin, Greek and Cyrillic letters carry
+# Where the letters that carry them are: Latin-1 to Cyrillic (combining marks and Greek between), and Latin and
+# Greek Extended (Vietnamese, polytonic Greek). NFKC has made every other such letter one of these.
+_MARKED_BLOCKS = ("\u00c0", "\u04ff"), ("\u1e00", "\u1fff")
 
 
 class QuerySyntaxError(InvalidInputError):
@@ -78,16 +86,39 @@ def _same(text: str) -> str:
     return text.replace("著", "着") if "著" in text else text
 
 
+def _marks_folded(char: str) -> str:
+    """A lower-case NFKC character as search has it (see the module's docstring)."""
+    if char == "ς":
+        return "σ"
+    if char != "ё" and unicodedata.name(char, "").startswith("CYRILLIC"):
+        return char
+    return unicodedata.normalize("NFC", _MARKS.sub("", unicodedata.normalize("NFD", char)))
+
+
+# Every character _marks_folded changes, and its folded form: one look-up per marked character of a text.
+_FOLDED = {
+    char: folded
+    for low, high in _MARKED_BLOCKS
+    for char in map(chr, range(ord(low), ord(high) + 1))
+    if (folded := _marks_folded(char)) != char
+}
+_FOLDS = re.compile("[" + "".join(map(re.escape, _FOLDED)) + "]")
+
+
+def _fold_marked(match: re.Match[str]) -> str:
+    return _FOLDED[match.group()]
+
+
 def _plain(text: str) -> str:
-    """NFKC, Latin diacritics dropped, lower case."""
+    """NFKC, lower case, marks folded: a character at a time (with the marks NFKC joins to it), so that a
+    word's terms do not depend on what is around it."""
     if text.isascii():
         return text.lower()
     text = _PUNCTUATION.sub(",", text)  # what else makes CJK text not NFKC, and NFKC is slow
     if not unicodedata.is_normalized("NFKC", text):
         text = unicodedata.normalize("NFKC", text)
-    if _ACCENTED.search(text):
-        text = unicodedata.normalize("NFC", _LATIN_MARKS.sub("", unicodedata.normalize("NFD", text)))
-    return text.lower()
+    # Lower case first: it makes İ i and a dot above, and a final Σ ς, which the folding then takes in.
+    return _FOLDS.sub(_fold_marked, text.lower())
 
 
 def _fold(text: str) -> str:
@@ -131,21 +162,36 @@ def index_terms(text: str) -> str:
     return " ".join(terms)
 
 
+def _joins_before(char: str) -> bool:
+    """Whether NFKC may join the character to the one before it: a mark (a decomposed й or ガ), or Hangul's vowel
+    and final jamo (a decomposed 한; their combining class is 0)."""
+    return bool(unicodedata.combining(char)) or "\u1160" <= char <= "\u11ff"
+
+
+def _characters(text: str) -> list[tuple[int, int]]:
+    """The [start, end) offsets of each character of `text` with what after it NFKC may join to it."""
+    starts = [i for i, c in enumerate(text) if i == 0 or not _joins_before(c)]
+    return list(itertools.pairwise([*starts, len(text)]))
+
+
 def _tokens(text: str) -> list[tuple[str, int, int]]:
     """index_terms' terms with the [start, end) offsets in `text` each was made from."""
-    # Folded char by char, to know where each folded char came from; converted as a whole, like _fold.
-    pieces = [_same(p) for p in convert_pieces([_plain(c) for c in text], Script.SIMPLIFIED)]
-    origin = [i for i, piece in enumerate(pieces) for _ in piece]
+    # Folded a character at a time, to know where each folded char came from; converted as a whole, like _fold.
+    characters = _characters(text)
+    folded_characters = convert_pieces([_plain(text[a:b]) for a, b in characters], Script.SIMPLIFIED)
+    pieces = [_same(p) for p in folded_characters]
+    origin = [span for span, piece in zip(characters, pieces, strict=True) for _ in piece]
     folded = "".join(pieces)
     out: list[tuple[str, int, int]] = []
     for m in _TOKEN.finditer(folded):
         if m.lastgroup == "word":
-            out.append((_stem(m.group()), origin[m.start()], origin[m.end() - 1] + 1))
+            out.append((_stem(m.group()), origin[m.start()][0], origin[m.end() - 1][1]))
             continue
         chars = [(c, origin[m.start() + k]) for k, c in enumerate(m.group()) if not c.isspace()]
-        for (a, start), (b, end) in itertools.pairwise(chars):
-            out.append((a + b, start, end + 1))
-        out.append((chars[-1][0], chars[-1][1], chars[-1][1] + 1))
+        for (a, (start, _)), (b, (_, end)) in itertools.pairwise(chars):
+            out.append((a + b, start, end))
+        last, (start, end) = chars[-1]
+        out.append((last, start, end))
     return out
 
 
