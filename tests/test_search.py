@@ -8,14 +8,15 @@ import logging
 from pathlib import Path
 
 import pytest
+from alembic import command
 from saving import save_speakers, save_tags, save_transcription
-from sqlalchemy import Text, literal_column, select, text
+from sqlalchemy import Text, create_engine, literal_column, select, text
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.records import AudioInfo, SearchFilters, Segment, SpeakerRecord, ThemeSuggestion, Transcript
 from pipeline.search.textindex import parse_query
-from pipeline.store import Store, database
+from pipeline.store import Store, alembic_config, database
 from pipeline.store.database import folded
 from pipeline.utils import fold_case
 
@@ -157,6 +158,44 @@ def test_a_marked_name_is_found_whatever_else_the_segment_holds(store):
     assert {query: texts(store, query) for query, _ in MARKED_QUERIES} == {
         query: sorted(expected) for query, expected in MARKED_QUERIES
     }
+
+
+# What the index held of MARKED's first segments before revision 0016: marks dropped only beside an accented
+# Latin letter (ё as е and й as и there, kept elsewhere), Greek's kept, Σ at a word's end as ς.
+OLD_TERMS = {
+    MARKED[0][0]: "elodi желкин из иошкар олы",
+    MARKED[1][0]: "жёлкин",
+    MARKED[2][0]: "η αθήνα ο οδυσσέας",
+}
+UNTOUCHED = "notreindexed"  # stands for the index row of a segment whose terms did not change
+
+
+def test_upgrading_reindexes_the_segments_the_old_rule_indexed_otherwise(db_url):
+    with Store(db_url) as store:
+        rid = save(store, "elodie.wav", "dd", MARKED, "ru")
+        ids = {s.text: s.stored_id for s in store.segments(rid)}
+    command.downgrade(alembic_config(db_url), "0015")
+    engine = create_engine(db_url)
+    if engine.dialect.name == "sqlite":
+        rewrite = text("UPDATE segment_index SET terms = :terms WHERE rowid = :id")
+        stored = text("SELECT rowid, terms FROM segment_index")
+    else:
+        rewrite = text("UPDATE segment_index SET vector = to_tsvector('simple', :terms) WHERE segment_id = :id")
+        stored = text("SELECT segment_id, vector::text FROM segment_index")
+    old = OLD_TERMS | {MARKED[4][0]: UNTOUCHED, MARKED[5][0]: UNTOUCHED}  # English and Chinese: no mark to fold
+    with engine.begin() as conn:
+        conn.execute(rewrite, [{"id": ids[t], "terms": terms} for t, terms in old.items()])
+        before = dict(conn.execute(stored).all())
+    with Store(db_url) as store:  # upgrades to the newest revision
+        assert {query: texts(store, query) for query, _ in MARKED_QUERIES} == {
+            query: sorted(expected) for query, expected in MARKED_QUERIES
+        }
+        with engine.connect() as conn:
+            after = dict(conn.execute(stored).all())
+    engine.dispose()
+    changed = {t for t, i in ids.items() if after[i] != before[i]}
+    assert changed == set(OLD_TERMS)
+    assert UNTOUCHED in after[ids[MARKED[4][0]]] and UNTOUCHED in after[ids[MARKED[5][0]]]
 
 
 # --- the command line ---------------------------------------------------------------------------
