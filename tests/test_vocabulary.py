@@ -34,6 +34,7 @@ from pipeline.stages.vocabulary import (
     build_hint,
     decode_with_hint,
     failed,
+    only_in_closed,
     parse_vocabulary,
     read_vocabulary,
     suggest,
@@ -511,3 +512,23 @@ def test_the_vocabulary_page_is_for_researchers(store, tmp_path):
     hostile = rita.post("/vocabulary/accept", data={"term": "x\n# <script>", "csrf_token": token})
     assert hostile.status_code == 400 and path.read_text(encoding="utf-8") == "钦点\n"
     assert rita.post("/vocabulary/ignore", data={"term": "y" * 500, "csrf_token": token}).status_code == 422
+
+
+# ------------------------------------------------------------------------ suggestions and closed recordings
+# The vocabulary file is shared with collaborators and hinted for every recording: a closed interviewee's name
+# typed into a correction must not reach it unless a researcher means it to.
+
+
+def test_a_suggestion_written_only_in_closed_recordings_says_so():
+    words = [
+        CorrectedWord("钦点", "清典", 1),
+        CorrectedWord("钦点", "清典", 2),
+        CorrectedWord("秀英", "秀影", 2),
+        CorrectedWord("秀英，", "秀影", 3),
+        CorrectedWord("Xiuying", "Shoeing", 3),
+    ]
+    found = suggest(words, known=[], ignored=[], closed={2, 3})
+    assert {s.term: s.closed_only for s in found} == {"钦点": False, "秀英": True, "Xiuying": True}
+    assert not any(s.closed_only for s in suggest(words, known=[], ignored=[]))
+    for term, closed_only in (("秀英", True), ("xiuying", True), ("钦点", False), ("欽點", False), ("犹地亚", False)):
+        assert only_in_closed(term, words, {2, 3}) is closed_only, term

@@ -20,7 +20,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from difflib import SequenceMatcher
 from functools import cache
@@ -351,6 +351,9 @@ class Suggestion:
     term: str
     count: int  # times people wrote it in corrections
     recordings: int  # in how many recordings
+    # Written in corrections of closed recordings alone: the vocabulary file is shared and hinted for every
+    # recording, so such a term (often the interviewee's name) goes into it only when a researcher means it to.
+    closed_only: bool = False
 
 
 MAX_SUGGESTED_HAN = 8  # longer Chinese insertions are phrases, not names or terms
@@ -371,10 +374,14 @@ def content_term(text: str) -> str | None:
     return None
 
 
-def suggest(words: Iterable[CorrectedWord], known: Iterable[str], ignored: Iterable[str]) -> list[Suggestion]:
+def suggest(
+    words: Iterable[CorrectedWord], known: Iterable[str], ignored: Iterable[str], closed: Collection[int] = ()
+) -> list[Suggestion]:
     """The vocabulary candidates among the words people wrote in corrections: content words the recogniser had
-    not written in that segment, neither in the vocabulary (`known`) nor ignored, most often corrected first."""
+    not written in that segment, neither in the vocabulary (`known`) nor ignored, most often corrected first;
+    those written only in the recordings of `closed` (their ids) are `closed_only`."""
     left_out = {normalise(t) for t in [*known, *ignored]}
+    closed_ids = set(closed)
     counts: Counter[str] = Counter()
     recordings: dict[str, set[int]] = {}
     for word in words:
@@ -383,8 +390,18 @@ def suggest(words: Iterable[CorrectedWord], known: Iterable[str], ignored: Itera
             continue
         counts[term] += 1
         recordings.setdefault(term, set()).add(word.recording_id)
-    found = [Suggestion(term, count, len(recordings[term])) for term, count in counts.items()]
+    found = [
+        Suggestion(term, count, len(recordings[term]), recordings[term] <= closed_ids) for term, count in counts.items()
+    ]
     return sorted(found, key=lambda s: (-s.count, -s.recordings, s.term))
+
+
+def only_in_closed(term: str, words: Iterable[CorrectedWord], closed: Collection[int]) -> bool:
+    """Whether people wrote `term` (in any script or case) in corrections, as `suggest` counts them, of the
+    recordings of `closed` alone: False for a term no correction has."""
+    wanted = normalise(term)
+    found = {s.closed_only for s in suggest(words, (), (), closed) if normalise(s.term) == wanted}
+    return found == {True}
 
 
 def _text(segments: list[Segment]) -> str:
