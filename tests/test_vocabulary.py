@@ -459,13 +459,22 @@ def _cli(*args: str, cwd: Path):
         os.chdir(old)
 
 
-def _corrected_recording(store, tmp_path) -> int:
-    words = _words(("由", 0.0, 0.5), ("罗马", 0.5, 1.2), ("清典", 1.2, 1.8), ("的", 1.8, 2.0), ("游帝亚", 2.0, 2.9))
-    segment = Segment(0.0, 3.0, "由罗马清典的游帝亚", "由罗马清典的游帝亚", "zh", words=words)
-    info = AudioInfo(tmp_path / "h.wav", "12" * 32, 10, "wav", "pcm_s16le", 16000, 1, 5.0)
+def _corrected_recording(store, tmp_path, *, closed: bool = False) -> int:
+    """An interview whose correction puts in 钦点 and 犹地亚; closed: another, whose correction puts in 钦点 and its
+    interviewee's name, 秀英 (written nowhere else)."""
+    if closed:
+        words = _words(("我", 0.0, 0.3), ("叫", 0.3, 0.6), ("秀影", 0.6, 1.2), ("在", 1.2, 1.4), ("清典", 1.4, 2.0))
+        heard, said, audio = "我叫秀影在清典", "我叫秀英在钦点", tmp_path / "closed" / "xiuying.wav"
+    else:
+        words = _words(("由", 0.0, 0.5), ("罗马", 0.5, 1.2), ("清典", 1.2, 1.8), ("的", 1.8, 2.0), ("游帝亚", 2.0, 2.9))
+        heard, said, audio = "由罗马清典的游帝亚", "由罗马钦点的犹地亚", tmp_path / "h.wav"
+    segment = Segment(0.0, 3.0, heard, heard, "zh", words=words)
+    info = AudioInfo(audio, ("34" if closed else "12") * 32, 10, "wav", "pcm_s16le", 16000, 1, 5.0)
     rid = save_transcription(store, info, Transcript("zh", 1.0, [segment], "faster-whisper", "base"), {}, "k", {})
     (stored,) = store.segments(rid)
-    store.correct_text(stored.stored_id, "由罗马钦点的犹地亚", "mei", stored.version)
+    store.correct_text(stored.stored_id, said, "mei", stored.version)
+    if closed:
+        store.set_metadata(rid, consent="closed")
     return rid
 
 
@@ -517,6 +526,16 @@ def test_the_vocabulary_page_is_for_researchers(store, tmp_path):
 # ------------------------------------------------------------------------ suggestions and closed recordings
 # The vocabulary file is shared with collaborators and hinted for every recording: a closed interviewee's name
 # typed into a correction must not reach it unless a researcher means it to.
+
+
+def test_the_words_corrected_in_the_recordings_asked_for(store, tmp_path):
+    open_id = _corrected_recording(store, tmp_path)
+    closed_id = _corrected_recording(store, tmp_path, closed=True)
+    everywhere = store.corrected_words()
+    assert {w.recording_id for w in everywhere} == {open_id, closed_id}
+    assert store.corrected_words([open_id]) == [w for w in everywhere if w.recording_id == open_id]
+    assert "秀英" in {w.text for w in store.corrected_words([closed_id])}
+    assert store.corrected_words([]) == []
 
 
 def test_a_suggestion_written_only_in_closed_recordings_says_so():

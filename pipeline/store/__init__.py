@@ -266,10 +266,11 @@ class Store:
         with self._session(write=True) as s:
             return transcripts.revert(s, history_id, user)
 
-    def corrected_words(self) -> list[CorrectedWord]:
-        """Every word a person wrote in a correction (see vocabulary.corrected_words)."""
+    def corrected_words(self, scope: Sequence[int] | None = None) -> list[CorrectedWord]:
+        """Every word a person wrote in a correction in these recordings (None: all; see
+        vocabulary.corrected_words)."""
         with self._session() as s:
-            return vocabulary.corrected_words(s)
+            return vocabulary.corrected_words(s, scope)
 
     def ignored_terms(self) -> set[str]:
         """The terms researchers chose not to be suggested for the vocabulary."""
