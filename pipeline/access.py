@@ -24,6 +24,9 @@ restriction ending on its release date (from that day the recording counts as op
   recordings an export would write (closed ones only for a researcher who asks).
 - The tagger's learned model (`ohp tag-learn`) learns from the decisions on the recordings an export would
   write, alike: its file, in the project's folder, holds the words it learnt from.
+- The vocabulary's suggestions (`ohp vocabulary suggest`) come from the corrections in the recordings an export
+  would write, alike; a researcher who asks for closed ones too sees the terms only they have (`closed_ids`)
+  marked: the vocabulary file is shared and hinted for every recording.
 
 - Enrolled voices: a voice profile is derived from the recordings it was enrolled from, and shares their
   restriction. While any of them is closed, the voice names nobody in another recording (its speakers keep
@@ -173,6 +176,11 @@ def exported(recording: RecordingRecord, include_closed: bool, today: date | Non
     """Whether an export writes the recording: not a closed one, unless asked for (`check_export_closed`
     says who may ask)."""
     return include_closed or consent_in_force(recording, today) != "closed"
+
+
+def closed_ids(recordings: Iterable[RecordingRecord], today: date | None = None) -> set[int]:
+    """The ids of the recordings an export leaves out unless a researcher asks for them."""
+    return {recording.id for recording in recordings if not exported(recording, include_closed=False, today=today)}
 
 
 def writes_transcript_files(recording: RecordingRecord, today: date | None = None) -> bool:

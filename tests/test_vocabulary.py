@@ -551,3 +551,31 @@ def test_a_suggestion_written_only_in_closed_recordings_says_so():
     assert not any(s.closed_only for s in suggest(words, known=[], ignored=[]))
     for term, closed_only in (("秀英", True), ("xiuying", True), ("钦点", False), ("欽點", False), ("犹地亚", False)):
         assert only_in_closed(term, words, {2, 3}) is closed_only, term
+
+
+def test_ohp_vocabulary_suggest_leaves_out_closed_recordings_unless_a_researcher_asks(store, db_url, tmp_path):
+    from test_web_api import PASSWORD
+
+    _corrected_recording(store, tmp_path)
+    _corrected_recording(store, tmp_path, closed=True)
+    store.add_user("rita", PASSWORD, "researcher")
+    store.add_user("ann", PASSWORD, "annotator")
+    db = ("--db", db_url)
+    shared = _cli("vocabulary", "suggest", "--json", *db, cwd=tmp_path)
+    assert shared.exit_code == 0 and "left out 1 closed recording(s): xiuying.wav" in shared.stderr
+    assert [s["term"] for s in json.loads(shared.stdout)] == ["犹地亚", "钦点"]
+    assert json.loads(shared.stdout)[1]["recordings"] == 1  # the closed recording's 钦点 is not counted either
+    assert "秀英" not in _cli("vocabulary", "suggest", *db, cwd=tmp_path).output
+    researcher = ("--include-restricted", "--user", "rita")
+    asked = _cli("vocabulary", "suggest", "--json", *researcher, *db, cwd=tmp_path)
+    assert {s["term"]: s["closed_only"] for s in json.loads(asked.stdout)} == {
+        "钦点": False,
+        "犹地亚": False,
+        "秀英": True,
+    }
+    table = _cli("vocabulary", "suggest", *researcher, *db, cwd=tmp_path).stdout
+    assert [line for line in table.splitlines() if "秀英" in line and "closed only" in line]
+    assert not [line for line in table.splitlines() if "钦点" in line and "closed only" in line]
+    for who in (("--user", "ann"), ()):
+        refused = _cli("vocabulary", "suggest", "--include-restricted", *who, *db, cwd=tmp_path)
+        assert refused.exit_code == 2 and "秀英" not in refused.output

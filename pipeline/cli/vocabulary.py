@@ -8,10 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipeline import cli
+from pipeline import access, cli
 from pipeline.config import ENVIRONMENT, PROJECT_VOCABULARY
 from pipeline.stages.vocabulary import Vocabulary, add_term, known_terms, read_vocabulary, suggest
 from pipeline.utils import terminal_json
+
+CLOSED_ONLY = "closed only"
+CLOSED_ONLY_WHY = (
+    "written only in corrections of closed recordings, and the vocabulary file is shared with collaborators and "
+    "handed to the recogniser for every recording"
+)
 
 vocabulary_app = typer.Typer(
     help="The project's vocabulary: names, places and terms the recogniser is told to expect.", no_args_is_help=True
@@ -48,24 +54,34 @@ def suggest_command(
     vocabulary: VocabularyOption = None,
     limit: Annotated[int, typer.Option(help="At most this many", min=1)] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="As JSON")] = False,
+    include_restricted: cli.IncludeRestricted = False,
+    user: cli.UserOption = None,
     db: cli.DbOption = None,
 ) -> None:
     """Names, places and terms people wrote in corrections where the recogniser wrote something else: candidates
-    for the vocabulary (`ohp vocabulary accept`, or `ohp vocabulary ignore`)."""
+    for the vocabulary (`ohp vocabulary accept`, or `ohp vocabulary ignore`). From the recordings an export
+    writes: closed ones only when a researcher asks, their terms that no other recording has marked."""
     store = cli.open_store(db)
-    found = suggest(store.corrected_words(), known_terms(vocabulary_path(vocabulary)), store.ignored_terms())[:limit]
+    words = store.corrected_words(cli.exported_scope(store, None, include_restricted, user))
+    closed = access.closed_ids(store.list_recordings())
+    found = suggest(words, known_terms(vocabulary_path(vocabulary)), store.ignored_terms(), closed)[:limit]
     if as_json:
         typer.echo(terminal_json([s.__dict__ for s in found], indent=1))
         return
     if not found:
         cli.console.print("no suggestions: corrected words that the recogniser missed show here")
         return
+    marked = any(s.closed_only for s in found)
     table = Table()
-    for column in ("term", "corrected", "recordings"):
+    for column in ("term", "corrected", "recordings", *(["from"] if marked else [])):
         table.add_column(column)
     for s in found:
-        table.add_row(s.term, str(s.count), str(s.recordings))
+        table.add_row(
+            s.term, str(s.count), str(s.recordings), *([CLOSED_ONLY if s.closed_only else ""] if marked else [])
+        )
     cli.console.print(table)
+    if marked:
+        cli.console.print(f"{CLOSED_ONLY}: {CLOSED_ONLY_WHY}", highlight=False)
 
 
 @vocabulary_app.command("accept")
