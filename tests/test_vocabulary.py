@@ -579,3 +579,23 @@ def test_ohp_vocabulary_suggest_leaves_out_closed_recordings_unless_a_researcher
     for who in (("--user", "ann"), ()):
         refused = _cli("vocabulary", "suggest", "--include-restricted", *who, *db, cwd=tmp_path)
         assert refused.exit_code == 2 and "秀英" not in refused.output
+
+
+def test_ohp_vocabulary_accept_takes_a_closed_recordings_term_only_from_a_researcher(store, db_url, tmp_path):
+    from test_web_api import PASSWORD
+
+    _corrected_recording(store, tmp_path)
+    _corrected_recording(store, tmp_path, closed=True)
+    store.add_user("rita", PASSWORD, "researcher")
+    store.add_user("ann", PASSWORD, "annotator")
+    db = ("--db", db_url)
+    path = tmp_path / "annotations" / "vocabulary.txt"
+    refused = _cli("vocabulary", "accept", "犹地亚", "秀英", *db, cwd=tmp_path)
+    assert refused.exit_code == 2 and "秀英" in refused.output and "--include-restricted" in refused.output
+    assert not path.exists()  # the other term neither: all or none
+    assert _cli("vocabulary", "accept", "犹地亚", "欽點", *db, cwd=tmp_path).exit_code == 0  # open ones have them
+    refused = _cli("vocabulary", "accept", "秀英", "--include-restricted", "--user", "ann", *db, cwd=tmp_path)
+    assert refused.exit_code == 2 and "only a researcher" in refused.output
+    assert path.read_text(encoding="utf-8") == "犹地亚\n欽點\n"
+    asked = _cli("vocabulary", "accept", "秀英", "--include-restricted", "--user", "rita", *db, cwd=tmp_path)
+    assert asked.exit_code == 0 and path.read_text(encoding="utf-8") == "犹地亚\n欽點\n秀英\n"

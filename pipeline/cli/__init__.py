@@ -184,14 +184,19 @@ def choose_recordings(store: Store, refs: list[str] | None) -> list:
     return store.find_recordings(refs) if refs else store.list_recordings()
 
 
+def check_asks_for_closed(store: Store, user: str | None) -> None:
+    """--include-restricted: ForbiddenError unless --user (or OHP_USER) names a researcher."""
+    name = need_user(user, "using closed recordings")
+    access.check_export_closed(store.user(name), name)
+
+
 def exported_scope(
     store: Store, refs: list[str] | None, include_restricted: bool, user: str | None
 ) -> list[int] | None:
     """The recordings named (or all) that an export would write, as ids (None: every recording), for what is
     counted or learnt from them; closed ones only for a researcher who asks. Says which closed ones are left out."""
     if include_restricted:
-        name = need_user(user, "using closed recordings")
-        access.check_export_closed(store.user(name), name)
+        check_asks_for_closed(store, user)
     chosen = choose_recordings(store, refs)
     kept = [r for r in chosen if access.exported(r, include_restricted)]
     if len(kept) < len(chosen):

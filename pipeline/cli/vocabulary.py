@@ -10,13 +10,23 @@ from rich.table import Table
 
 from pipeline import access, cli
 from pipeline.config import ENVIRONMENT, PROJECT_VOCABULARY
-from pipeline.stages.vocabulary import Vocabulary, add_term, known_terms, read_vocabulary, suggest
+from pipeline.errors import ForbiddenError
+from pipeline.stages.vocabulary import (
+    Vocabulary,
+    add_term,
+    check_term,
+    known_terms,
+    only_in_closed,
+    read_vocabulary,
+    suggest,
+)
 from pipeline.utils import terminal_json
 
 CLOSED_ONLY = "closed only"
 CLOSED_ONLY_WHY = (
     "written only in corrections of closed recordings, and the vocabulary file is shared with collaborators and "
-    "handed to the recogniser for every recording"
+    "handed to the recogniser for every recording: accepting such a term needs --include-restricted --user NAME "
+    "(a researcher)"
 )
 
 vocabulary_app = typer.Typer(
@@ -88,9 +98,21 @@ def suggest_command(
 def accept(
     terms: Annotated[list[str], typer.Argument(help="Terms to add to the vocabulary")],
     vocabulary: VocabularyOption = None,
+    include_restricted: cli.IncludeRestricted = False,
+    user: cli.UserOption = None,
+    db: cli.DbOption = None,
 ) -> None:
-    """Add terms to the vocabulary file: the next `ohp run` hints them (and transcribes again with them)."""
+    """Add terms to the vocabulary file: the next `ohp run` hints them (and transcribes again with them). A term
+    written only in corrections of closed recordings only when a researcher asks; none is added if one is not."""
     path = vocabulary_path(vocabulary)
+    store = cli.open_store(db)
+    if include_restricted:
+        cli.check_asks_for_closed(store, user)
+    else:
+        words, closed = store.corrected_words(), access.closed_ids(store.list_recordings())
+        refused = [term for term in terms if only_in_closed(check_term(term), words, closed)]
+        if refused:
+            raise ForbiddenError(f"{', '.join(refused)}: {CLOSED_ONLY_WHY}; nothing added")
     for term in terms:
         added = add_term(path, term)
         cli.console.print(f"{term}: {'added to' if added else 'already in'} {path}", highlight=False)
