@@ -27,7 +27,8 @@ restriction ending on its release date (from that day the recording counts as op
 - The vocabulary's suggestions (`ohp vocabulary suggest`) come from the corrections in the recordings an export
   would write, alike; a researcher who asks for closed ones too sees the terms only they have (`closed_ids`)
   marked. The vocabulary file is shared and hinted for every recording: such a term goes into it only when a
-  researcher asks (`ohp vocabulary accept --include-restricted --user NAME`).
+  researcher asks (`ohp vocabulary accept --include-restricted --user NAME`, or a second, confirming step on the
+  web app's Vocabulary page, which researchers alone see and which marks such terms).
 
 - Enrolled voices: a voice profile is derived from the recordings it was enrolled from, and shares their
   restriction. While any of them is closed, the voice names nobody in another recording (its speakers keep

@@ -599,3 +599,33 @@ def test_ohp_vocabulary_accept_takes_a_closed_recordings_term_only_from_a_resear
     assert path.read_text(encoding="utf-8") == "犹地亚\n欽點\n"
     asked = _cli("vocabulary", "accept", "秀英", "--include-restricted", "--user", "rita", *db, cwd=tmp_path)
     assert asked.exit_code == 0 and path.read_text(encoding="utf-8") == "犹地亚\n欽點\n秀英\n"
+
+
+def test_the_vocabulary_page_marks_terms_only_closed_recordings_have_and_asks_before_accepting_one(store, tmp_path):
+    import re
+
+    from pipeline.web import create_app
+
+    from test_web_api import PASSWORD, client_for
+
+    store.add_user("rita", PASSWORD, "researcher")
+    _corrected_recording(store, tmp_path)
+    _corrected_recording(store, tmp_path, closed=True)
+    path = tmp_path / "vocabulary.txt"
+    rita, token = client_for(create_app(store, Config(secret="test-secret", vocabulary=path)), "rita")
+    page = rita.get("/vocabulary").text
+    rows = {row.split("</td>")[0].split(">")[-1]: row for row in re.findall(r"<tr>\s*<td>.*?</tr>", page, re.S)}
+    assert set(rows) == {"钦点", "犹地亚", "秀英"}
+    assert [term for term, row in rows.items() if "only in closed recordings" in row] == ["秀英"]
+    assert "shared" in page  # why it is marked
+    asked = rita.post("/vocabulary/accept", data={"term": "秀英", "csrf_token": token}, follow_redirects=False)
+    assert asked.status_code == 200 and not path.exists()
+    assert "秀英" in asked.text and "shared" in asked.text  # the confirmation says why
+    confirmation = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', asked.text))
+    assert confirmation == {"csrf_token": token, "term": "秀英", "confirm_closed": "yes"}
+    without_token = {**confirmation, "csrf_token": ""}
+    assert rita.post("/vocabulary/accept", data=without_token).status_code == 403 and not path.exists()
+    confirmed = rita.post("/vocabulary/accept", data=confirmation, follow_redirects=False)
+    assert confirmed.status_code == 303 and path.read_text(encoding="utf-8") == "秀英\n"
+    also_open = rita.post("/vocabulary/accept", data={"term": "钦点", "csrf_token": token}, follow_redirects=False)
+    assert also_open.status_code == 303 and path.read_text(encoding="utf-8") == "秀英\n钦点\n"

@@ -8,11 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from pipeline import access
 from pipeline.records import UserRecord
-from pipeline.stages.vocabulary import Suggestion, add_term, check_term, known_terms, suggest
+from pipeline.stages.vocabulary import Suggestion, add_term, check_term, known_terms, only_in_closed, suggest
 
 from .api import write
 from .auth import check_csrf, requires
@@ -24,8 +24,15 @@ _file_lock = threading.Lock()  # one accept at a time reads and appends the file
 
 
 def _suggestions(request: Request) -> list[Suggestion]:
+    """Every recording's suggestions (researchers see closed ones), those only closed recordings have marked."""
     store = request.app.state.store
-    return suggest(store.corrected_words(), known_terms(request.app.state.vocabulary), store.ignored_terms())
+    closed = access.closed_ids(store.list_recordings())
+    return suggest(store.corrected_words(), known_terms(request.app.state.vocabulary), store.ignored_terms(), closed)
+
+
+def _only_in_closed(request: Request, term: str) -> bool:
+    store = request.app.state.store
+    return only_in_closed(term, store.corrected_words(), access.closed_ids(store.list_recordings()))
 
 
 def _check(request: Request, user: UserRecord, csrf_token: str) -> None:
@@ -43,9 +50,19 @@ async def vocabulary(request: Request, user: Viewer, done: str = "") -> HTMLResp
 
 @router.post("/vocabulary/accept")
 async def accept(
-    request: Request, user: Viewer, term: Annotated[str, Form(max_length=200)], csrf_token: Annotated[str, Form()] = ""
-) -> RedirectResponse:
+    request: Request,
+    user: Viewer,
+    term: Annotated[str, Form(max_length=200)],
+    csrf_token: Annotated[str, Form()] = "",
+    confirm_closed: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Add the term to the vocabulary file; one written only in corrections of closed recordings only once the
+    researcher confirms it (`confirm_closed`, from the page this answers with): the file is shared and hinted for
+    every recording, so a closed interviewee's name must not go there by a slip."""
     _check(request, user, csrf_token)
+    term = check_term(term)
+    if confirm_closed != "yes" and await run_in_threadpool(_only_in_closed, request, term):
+        return page(request, "vocabulary_confirm.html", user, term=term, path=request.app.state.vocabulary)
 
     def append() -> bool:
         with _file_lock:
