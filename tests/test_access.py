@@ -124,6 +124,7 @@ def test_who_sees_and_what_is_exported(consent, release):
     assert access.exported(found, include_closed=False, today=TODAY) is not closed
     assert access.exported(found, include_closed=True, today=TODAY)
     assert access.writes_transcript_files(found, TODAY) is not closed
+    assert access.closed_ids([found], TODAY) == ({found.id} if closed else set())  # what vocabulary marks
 
 
 def test_only_a_researcher_may_export_closed_recordings():
