@@ -24,6 +24,9 @@ POSTGRES_URL = os.environ.get("OHP_TEST_POSTGRES_URL")
 # A PostgreSQL database made with the C locale (createdb -T template0 --locale=C -E UTF8), whose own lower() folds
 # ASCII only: the tests of case folding run on it too (EVERY_COLLATION).
 POSTGRES_C_URL = os.environ.get("OHP_TEST_POSTGRES_C_URL")
+# One made with ICU's English collation (createdb -T template0 --locale-provider=icu --icu-locale=en --locale=C.UTF-8
+# -E UTF8), whose text sorts a < Ä < B where SQLite and the C locales sort B < a < Ä: the tests of order run on it too.
+POSTGRES_EN_URL = os.environ.get("OHP_TEST_POSTGRES_EN_URL")
 # The pytest-xdist worker running this process (gw0, gw1, ...), "main" without xdist: in the names of the
 # PostgreSQL schemas it makes, so that a schema left behind says which worker made it.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -104,8 +107,12 @@ POSTGRESQL = pytest.param(
 POSTGRESQL_C = pytest.param(
     "postgresql-c", marks=pytest.mark.skipif(not POSTGRES_C_URL, reason="OHP_TEST_POSTGRES_C_URL is not set")
 )
-# A test of what depends on the database's locale (case folding): on a PostgreSQL database of the C locale too.
-EVERY_COLLATION = pytest.mark.parametrize("db_url", ["sqlite", POSTGRESQL, POSTGRESQL_C], indirect=True)
+POSTGRESQL_EN = pytest.param(
+    "postgresql-en", marks=pytest.mark.skipif(not POSTGRES_EN_URL, reason="OHP_TEST_POSTGRES_EN_URL is not set")
+)
+# A test of what depends on the database's locale (case folding, the order of text): on PostgreSQL databases of the
+# C locale and of ICU's English collation too.
+EVERY_COLLATION = pytest.mark.parametrize("db_url", ["sqlite", POSTGRESQL, POSTGRESQL_C, POSTGRESQL_EN], indirect=True)
 
 
 class PostgresSchemas:
@@ -176,15 +183,28 @@ def postgres_c_schemas():
     yield from _schemas_of(POSTGRES_C_URL)
 
 
+@pytest.fixture(scope="session")
+def postgres_en_schemas():
+    yield from _schemas_of(POSTGRES_EN_URL)
+
+
+# The session fixture of each PostgreSQL database a test's db_url may be in.
+SCHEMAS_OF = {
+    "postgresql": "postgres_schemas",
+    "postgresql-c": "postgres_c_schemas",
+    "postgresql-en": "postgres_en_schemas",
+}
+
+
 @pytest.fixture(params=["sqlite", POSTGRESQL])
 def db_url(request, tmp_path):
     """A URL of a new database: a temp SQLite file, or a PostgreSQL schema of its own, dropped afterwards (see
-    PostgresSchemas); "postgresql-c" (EVERY_COLLATION) one in the C-locale database. Empty, unless the test's
-    store would migrate it anyway."""
+    PostgresSchemas); "postgresql-c" and "postgresql-en" (EVERY_COLLATION) one in the C-locale or the ICU English
+    database. Empty, unless the test's store would migrate it anyway."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ohp.db'}"
         return
-    schemas = request.getfixturevalue("postgres_c_schemas" if request.param == "postgresql-c" else "postgres_schemas")
+    schemas = request.getfixturevalue(SCHEMAS_OF[request.param])
     migrated = "store" in request.fixturenames
     schema = schemas.take(migrated)
     try:
