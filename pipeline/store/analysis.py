@@ -41,6 +41,7 @@ from pipeline.records import (
     DecisionCounts,
     Disagreement,
 )
+from pipeline.store.database import by_code_point
 from pipeline.store.models import AnnotationRow, DecisionRow, RecordingRow, SegmentRow, SpeakerRow, StageRow
 
 Scope = Sequence[int] | None
@@ -225,7 +226,13 @@ def disagreements(s: Session, scope: Scope, names: Sequence[str]) -> Iterator[Di
         .join(RecordingRow, RecordingRow.id == SegmentRow.recording_id)
         .join(reviewed, reviewed.c.segment_id == split.c.segment_id)
         .outerjoin(DecisionRow, own)
-        .order_by(RecordingRow.path, SegmentRow.start, split.c.segment_id, split.c.theme, reviewed.c.coder)
+        .order_by(
+            by_code_point(RecordingRow.path),
+            SegmentRow.start,
+            split.c.segment_id,
+            by_code_point(split.c.theme),
+            by_code_point(reviewed.c.coder),
+        )
     )
     current: Disagreement | None = None
     for row in s.execute(query.execution_options(yield_per=2000)):
@@ -367,7 +374,7 @@ def coverage(s: Session, scope: Scope) -> list[CoverageRow]:
         select(*recording, func.count(SegmentRow.id), func.sum(length))
         .outerjoin(SegmentRow, SegmentRow.recording_id == RecordingRow.id)
         .group_by(*recording)
-        .order_by(RecordingRow.path, RecordingRow.id),
+        .order_by(by_code_point(RecordingRow.path), RecordingRow.id),
         scope,
         RecordingRow.id,
     )

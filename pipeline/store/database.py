@@ -44,7 +44,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from pipeline.errors import InvalidInputError, OhpError
 from pipeline.utils import fold_case
@@ -233,6 +236,33 @@ def folded(conn: Connection, value: SQLColumnExpression[str | None]) -> ColumnEl
         (func.octet_length(value) == func.length(value), func.lower(value.collate("C"))),
         else_=func.replace(func.lower(value.collate(collation)), "i\u0307", "i").collate("C"),
     )
+
+
+class CodePointOrder(FunctionElement[str]):
+    """A text value sorted by code point (by_code_point); SQLAlchemy's way to a construct compiled per dialect."""
+
+    inherit_cache = True
+    type = Text()
+
+
+def by_code_point(value: SQLColumnExpression[str] | SQLColumnExpression[str | None]) -> CodePointOrder:
+    """`value` to ORDER BY: text sorts by code point on every database, as SQLite compares it (bytes of UTF-8) and
+    Python's sorted() does. PostgreSQL sorts by the database's collation, in which a language's (en_US.UTF-8, ICU's
+    en) sorts a < Ä < B where SQLite sorts B < a < Ä: tied search hits, pages of them and listings came out in
+    another order on each database. "C" is its collation of code points."""
+    return CodePointOrder(value)
+
+
+@compiles(CodePointOrder)
+def _code_point_order(element: CodePointOrder, compiler: SQLCompiler, **kw: Any) -> str:
+    [value] = element.clauses
+    return compiler.process(value, **kw)  # SQLite's own order (BINARY); other databases sort as they do
+
+
+@compiles(CodePointOrder, "postgresql")
+def _postgresql_code_point_order(element: CodePointOrder, compiler: SQLCompiler, **kw: Any) -> str:
+    [value] = element.clauses
+    return compiler.process(value.collate("C"), **kw)
 
 
 def _choose_fold_collation(engine: Engine, shown: str) -> None:

@@ -28,6 +28,7 @@ from pipeline.records import (
     Word,
 )
 from pipeline.stages.doubt import doubtful_share, rewarn
+from pipeline.store.database import by_code_point
 from pipeline.store.models import RecordingRow, SegmentRow, StageRow, WordRow, iso, now
 from pipeline.utils import as_date
 
@@ -152,7 +153,7 @@ def recording_by_sha256(s: Session, sha256: str) -> RecordingRecord | None:
 
 def list_recordings(s: Session) -> list[RecordingRecord]:
     """All recordings, ordered by path."""
-    rows = s.scalars(select(RecordingRow).order_by(RecordingRow.path, RecordingRow.id))
+    rows = s.scalars(select(RecordingRow).order_by(by_code_point(RecordingRow.path), RecordingRow.id))
     return [recording_record(row) for row in rows]
 
 
@@ -277,7 +278,8 @@ def stage(s: Session, recording_id: int, stage: str) -> StageRecord | None:
 
 def stages(s: Session, recording_id: int) -> list[StageRecord]:
     """A recording's stages, ordered by name."""
-    rows = s.scalars(select(StageRow).where(StageRow.recording_id == recording_id).order_by(StageRow.stage))
+    query = select(StageRow).where(StageRow.recording_id == recording_id).order_by(by_code_point(StageRow.stage))
+    rows = s.scalars(query)
     return [_stage(row) for row in rows]
 
 
@@ -289,7 +291,7 @@ def drop_stages(s: Session, recording_id: int, keep: tuple[str, ...]) -> None:
 def stage_statuses(s: Session) -> dict[int, dict[str, str]]:
     """Every recording's stages and their status, by recording id (one query, for listings)."""
     found: dict[int, dict[str, str]] = defaultdict(dict)
-    query = select(StageRow.recording_id, StageRow.stage, StageRow.status).order_by(StageRow.stage)
+    query = select(StageRow.recording_id, StageRow.stage, StageRow.status).order_by(by_code_point(StageRow.stage))
     for rid, name, status in s.execute(query):
         found[rid][name] = status
     return dict(found)

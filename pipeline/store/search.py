@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.records import SearchFilters, SearchHit, SearchResults
 from pipeline.search.textindex import Query, index_terms, to_fts5, to_tsquery
-from pipeline.store.database import folded
+from pipeline.store.database import by_code_point, folded
 from pipeline.store.models import AnnotationRow, RecordingRow, SegmentRow, SpeakerRow, WordRow
 from pipeline.utils import as_date, fold_case
 
@@ -110,7 +110,7 @@ def search(s: Session, query: Query, filters: SearchFilters, limit: int, offset:
             SpeakerRow, (SpeakerRow.recording_id == SegmentRow.recording_id) & (SpeakerRow.label == SegmentRow.speaker)
         )
         .where(matches.c.rank >= func.coalesce(cut, matches.c.rank))  # all, when fewer match
-        .order_by(matches.c.rank.desc(), RecordingRow.path, SegmentRow.start)
+        .order_by(matches.c.rank.desc(), by_code_point(RecordingRow.path), SegmentRow.start)
         .limit(limit)
         .offset(offset)
     ).all()
@@ -124,7 +124,7 @@ def search(s: Session, query: Query, filters: SearchFilters, limit: int, offset:
         for segment_id, theme in s.execute(
             select(AnnotationRow.segment_id, AnnotationRow.theme)
             .where(AnnotationRow.segment_id.in_([r.id for r in rows]), AnnotationRow.status != "rejected")
-            .order_by(AnnotationRow.theme)
+            .order_by(by_code_point(AnnotationRow.theme))
         ):
             themes[segment_id].append(theme)
     hits = [

@@ -15,6 +15,7 @@ from pipeline.access import voice_withheld
 from pipeline.carry import speaker_state
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.records import SPEAKER_ROLES, PersonRecord, SpeakerRecord
+from pipeline.store.database import by_code_point
 from pipeline.store.models import (
     HistoryRow,
     PersonRow,
@@ -42,7 +43,7 @@ def _people(s: Session, rows: Iterable[PersonRow]) -> list[PersonRecord]:
     rows = list(rows)
     origins: defaultdict[int, list[str]] = defaultdict(list)
     query = select(VoiceOriginRow).where(VoiceOriginRow.person_id.in_([row.id for row in rows]))
-    for origin in s.scalars(query.order_by(VoiceOriginRow.sha256)):
+    for origin in s.scalars(query.order_by(by_code_point(VoiceOriginRow.sha256))):
         origins[origin.person_id].append(origin.sha256)
     shas = {sha for found in origins.values() for sha in found}
     stored = {
@@ -69,7 +70,7 @@ def _person_row(s: Session, name: str) -> PersonRow:
     name = " ".join(name.split())
     row = s.scalars(select(PersonRow).where(PersonRow.name == name)).one_or_none()
     if row is None:
-        known = s.scalars(select(PersonRow.name).order_by(PersonRow.name)).all()
+        known = s.scalars(select(PersonRow.name).order_by(by_code_point(PersonRow.name))).all()
         raise NotFoundError(f"no enrolled voice {name!r}" + (f" (there are {', '.join(known)})" if known else ""))
     return row
 
@@ -178,7 +179,7 @@ def _set_origins(s: Session, row: PersonRow, origins: Iterable[str]) -> PersonRe
 
 def people(s: Session) -> list[PersonRecord]:
     """The enrolled voices, by name."""
-    return _people(s, s.scalars(select(PersonRow).order_by(PersonRow.name)))
+    return _people(s, s.scalars(select(PersonRow).order_by(by_code_point(PersonRow.name))))
 
 
 def _unname(speakers: Iterable[SpeakerRow]) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.records import ROLES, UserRecord
+from pipeline.store.database import by_code_point
 from pipeline.store.models import UserRow, iso
 
 MAX_NAME_CHARS = 64
@@ -113,7 +114,7 @@ def user(s: Session, name: str) -> UserRecord | None:
 
 def list_users(s: Session) -> list[UserRecord]:
     """Every account, by name."""
-    return [_user(row) for row in s.scalars(select(UserRow).order_by(UserRow.name_key))]
+    return [_user(row) for row in s.scalars(select(UserRow).order_by(by_code_point(UserRow.name_key)))]
 
 
 def set_password(s: Session, name: str, password: str) -> UserRecord:

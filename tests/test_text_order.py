@@ -1,0 +1,86 @@
+"""Text sorts the same on every database: by code point, as SQLite compares it and Python's sorted() does.
+
+A PostgreSQL database made with a language's collation (ICU's en, glibc's en_US.UTF-8) sorts /a/a.wav < /a/Ä.wav <
+/a/B.wav where SQLite sorts B < a < Ä: tied search hits, pages of them and every listing came out in another order,
+and a page's boundary could repeat or skip an item between the two. Each test runs on SQLite and PostgreSQL
+databases of the C locale and of ICU's English collation (EVERY_COLLATION)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from saving import save_tags, save_transcription
+
+from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
+from pipeline.search.textindex import parse_query
+from pipeline.store import Store
+from pipeline.store.users import name_key
+
+from conftest import EVERY_COLLATION
+
+# Names whose order by code point (B < _c < a < b < Ä) differs from a language's (_c < a < Ä < b < B).
+PATHS = ["/audio/B.wav", "/audio/a.wav", "/audio/Ä.wav", "/audio/b.wav", "/audio/_c.wav"]
+THEMES = ["wages", "Ärger", "Housing", "_misc"]
+CODERS = ["bob", "Zoe", "ärne"]
+TEXT = "the wages were low"  # the same in every recording: its hits tie in rank
+
+
+def info(path: str, n: int) -> AudioInfo:
+    return AudioInfo(Path(path), f"{n:064x}", 1000, "wav", "pcm_s16le", 16000, 1, 30.0)
+
+
+def save_recording(store: Store, path: str, n: int) -> int:
+    transcript = Transcript("en", 1.0, [Segment(0.0, 8.0, TEXT, TEXT, "en", speaker="S1")], "faster-whisper", "base")
+    return save_transcription(store, info(path, n), transcript, {}, "k", {})
+
+
+@pytest.fixture
+def coded(store) -> tuple[Store, dict[int, str]]:
+    """A recording at each of PATHS and a second one at the first path (new bytes where a file was), each a segment
+    of TEXT with every one of THEMES suggested, decided by every one of CODERS: bob and Zoe accept each, ärne rejects
+    it (before Zoe: each stays accepted). CODERS are users and enrolled voices too. The path of each recording by id."""
+    paths = {save_recording(store, path, n): path for n, path in enumerate([*PATHS, PATHS[0]])}
+    for rid in paths:
+        [segment] = store.segments(rid)
+        suggestions = {segment.id: [ThemeSuggestion(theme, 0.8, ((4, 9),)) for theme in THEMES]}
+        save_tags(store, rid, suggestions, {}, "t", {}, "t")
+    for annotation in store.annotations():
+        for coder, status in (("bob", "accepted"), ("ärne", "rejected"), ("Zoe", "accepted")):
+            store.decide(annotation.id, status, coder)
+    for coder in CODERS:
+        store.add_user(coder, "a long password", "annotator")
+        store.enroll(coder, [1.0, 0.0], "admin")
+    return store, paths
+
+
+@EVERY_COLLATION
+def test_tied_search_hits_and_their_pages_sort_by_path_in_code_point_order(coded):
+    store, paths = coded
+    hits = store.search(parse_query("wages"), limit=20).hits
+    assert [h.rank for h in hits] == [hits[0].rank] * len(paths)  # the ties this is about
+    assert [(h.recording_path, h.segment_id) for h in hits] == sorted((h.recording_path, h.segment_id) for h in hits)
+    pages = [store.search(parse_query("wages"), limit=2, offset=offset).hits for offset in range(0, len(paths), 2)]
+    assert [h.segment_id for page in pages for h in page] == [h.segment_id for h in hits]
+    assert {h.themes for h in hits} == {tuple(sorted(THEMES))}
+
+
+@EVERY_COLLATION
+def test_listings_sort_text_in_code_point_order(coded):
+    store, paths = coded
+    assert [r.path for r in store.list_recordings()] == sorted(paths.values())
+    assert [row.path for row in store.collection_counts().coverage] == sorted(paths.values())
+    counted = [(path, theme) for _, path, theme, _ in store.theme_counts()]
+    assert counted == sorted(counted) and len(counted) == len(paths) * len(THEMES)
+    for rid in paths:
+        assert [a.theme for a in store.annotations(rid)] == sorted(THEMES)
+        assert [(d.theme, d.coder) for d in store.decisions(rid)] == sorted((t, c) for t in THEMES for c in CODERS)
+    decided = [(d.segment_id, d.theme) for d in store.theme_decisions()]
+    assert [theme for _, theme in decided] == [theme for _, theme in sorted(decided)]
+    assert store.coders() == sorted(CODERS)
+    disputed = list(store.disagreements(None, CODERS))
+    in_order = [(d.path, d.segment_id, d.theme) for d in disputed]
+    assert in_order == sorted(in_order)
+    assert {tuple(d.decisions) for d in disputed} == {tuple(sorted(CODERS))}
+    assert [p.name for p in store.people()] == sorted(CODERS)
+    assert [u.name for u in store.list_users()] == sorted(CODERS, key=name_key)
