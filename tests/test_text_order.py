@@ -84,3 +84,14 @@ def test_listings_sort_text_in_code_point_order(coded):
     assert {tuple(d.decisions) for d in disputed} == {tuple(sorted(CODERS))}
     assert [p.name for p in store.people()] == sorted(CODERS)
     assert [u.name for u in store.list_users()] == sorted(CODERS, key=name_key)
+
+
+@EVERY_COLLATION
+def test_pages_of_hits_tied_in_rank_path_and_time_hold_each_hit_once(store):
+    """Recordings at one path (new bytes where a file was) with the same words at the same time tie in everything
+    the hits were sorted by: PostgreSQL's top-N sort of each page chose among them anew, and pages of 1 to 5 hits
+    repeated one and skipped others. Such ties go by segment id."""
+    ids = [store.segments(save_recording(store, "/audio/same.wav", n))[0].id for n in range(12)]
+    for size in (1, 3, 5):
+        pages = [store.search(parse_query("wages"), limit=size, offset=offset).hits for offset in range(0, 12, size)]
+        assert [h.segment_id for page in pages for h in page] == ids, size

@@ -77,8 +77,8 @@ def unindex_recording(conn: Connection, recording_id: int) -> None:
 
 
 def search(s: Session, query: Query, filters: SearchFilters, limit: int, offset: int) -> SearchResults:
-    """Segments matching a query (see pipeline.search.textindex), most relevant first, ties by recording and
-    time; `total` counts every match. bm25 ranks on SQLite, ts_rank_cd on PostgreSQL.
+    """Segments matching a query (see pipeline.search.textindex), most relevant first, ties by recording path and
+    time (then segment id); `total` counts every match. bm25 ranks on SQLite, ts_rank_cd on PostgreSQL.
 
     One statement: the matches' ids and ranks are computed once (a materialized CTE), the rank of the
     last wanted hit found in it, and only the matches ranked as high (ties included) are joined to
@@ -110,7 +110,9 @@ def search(s: Session, query: Query, filters: SearchFilters, limit: int, offset:
             SpeakerRow, (SpeakerRow.recording_id == SegmentRow.recording_id) & (SpeakerRow.label == SegmentRow.speaker)
         )
         .where(matches.c.rank >= func.coalesce(cut, matches.c.rank))  # all, when fewer match
-        .order_by(matches.c.rank.desc(), by_code_point(RecordingRow.path), SegmentRow.start)
+        # The segment's id last: hits tied in all else (recordings at one path) get one order, so pages never
+        # repeat or skip one (PostgreSQL's top-N sort of a page chooses among ties anew).
+        .order_by(matches.c.rank.desc(), by_code_point(RecordingRow.path), SegmentRow.start, SegmentRow.id)
         .limit(limit)
         .offset(offset)
     ).all()
