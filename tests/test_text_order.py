@@ -30,24 +30,32 @@ def info(path: str, n: int) -> AudioInfo:
     return AudioInfo(Path(path), f"{n:064x}", 1000, "wav", "pcm_s16le", 16000, 1, 30.0)
 
 
-def save_recording(store: Store, path: str, n: int) -> int:
-    transcript = Transcript("en", 1.0, [Segment(0.0, 8.0, TEXT, TEXT, "en", speaker="S1")], "faster-whisper", "base")
-    return save_transcription(store, info(path, n), transcript, {}, "k", {})
+def save_recording(store: Store, path: str, n: int, speakers: tuple[str, ...] = ("S1",)) -> int:
+    """A recording of TEXT at 0.0, said by each of `speakers` at once."""
+    segments = [Segment(0.0, 8.0, TEXT, TEXT, "en", speaker=speaker) for speaker in speakers]
+    return save_transcription(
+        store, info(path, n), Transcript("en", 1.0, segments, "faster-whisper", "base"), {}, "k", {}
+    )
+
+
+def suggest_and_decide(store: Store, rid: int) -> None:
+    """Every one of THEMES suggested on each segment of the recording, decided by every one of CODERS: bob and Zoe
+    accept each, ärne rejects it (before Zoe: each stays accepted)."""
+    suggestions = {s.id: [ThemeSuggestion(theme, 0.8, ((4, 9),)) for theme in THEMES] for s in store.segments(rid)}
+    save_tags(store, rid, suggestions, {}, "t", {}, "t")
+    for annotation in store.annotations(rid):
+        for coder, status in (("bob", "accepted"), ("ärne", "rejected"), ("Zoe", "accepted")):
+            store.decide(annotation.id, status, coder)
 
 
 @pytest.fixture
 def coded(store) -> tuple[Store, dict[int, str]]:
     """A recording at each of PATHS and a second one at the first path (new bytes where a file was), each a segment
-    of TEXT with every one of THEMES suggested, decided by every one of CODERS: bob and Zoe accept each, ärne rejects
-    it (before Zoe: each stays accepted). CODERS are users and enrolled voices too. The path of each recording by id."""
+    of TEXT, its themes suggested and decided (suggest_and_decide). CODERS are users and enrolled voices too. The
+    path of each recording by id."""
     paths = {save_recording(store, path, n): path for n, path in enumerate([*PATHS, PATHS[0]])}
     for rid in paths:
-        [segment] = store.segments(rid)
-        suggestions = {segment.id: [ThemeSuggestion(theme, 0.8, ((4, 9),)) for theme in THEMES]}
-        save_tags(store, rid, suggestions, {}, "t", {}, "t")
-    for annotation in store.annotations():
-        for coder, status in (("bob", "accepted"), ("ärne", "rejected"), ("Zoe", "accepted")):
-            store.decide(annotation.id, status, coder)
+        suggest_and_decide(store, rid)
     for coder in CODERS:
         store.add_user(coder, "a long password", "annotator")
         store.enroll(coder, [1.0, 0.0], "admin")
@@ -70,8 +78,8 @@ def test_listings_sort_text_in_code_point_order(coded):
     store, paths = coded
     assert [r.path for r in store.list_recordings()] == sorted(paths.values())
     assert [row.path for row in store.collection_counts().coverage] == sorted(paths.values())
-    counted = [(path, theme) for _, path, theme, _ in store.theme_counts()]
-    assert counted == sorted(counted) and len(counted) == len(paths) * len(THEMES)
+    counted = [(path, rid, theme) for rid, path, theme, _ in store.theme_counts()]
+    assert counted == sorted(counted) and len(counted) == len(paths) * len(THEMES)  # a recording's rows together
     for rid in paths:
         assert [a.theme for a in store.annotations(rid)] == sorted(THEMES)
         assert [(d.theme, d.coder) for d in store.decisions(rid)] == sorted((t, c) for t in THEMES for c in CODERS)
@@ -95,3 +103,17 @@ def test_pages_of_hits_tied_in_rank_path_and_time_hold_each_hit_once(store):
     for size in (1, 3, 5):
         pages = [store.search(parse_query("wages"), limit=size, offset=offset).hits for offset in range(0, 12, size)]
         assert [h.segment_id for page in pages for h in page] == ids, size
+
+
+@EVERY_COLLATION
+def test_a_recordings_themes_and_decisions_list_segments_at_one_time_one_after_the_other(store):
+    """Two segments at one time (two speakers at once) tie in time: their themes and decisions were sorted by theme
+    across both, interleaved, in an order the database chose among the ties. They go by segment, then theme."""
+    rid = save_recording(store, "/audio/a.wav", 0, speakers=("S1", "S2"))
+    suggest_and_decide(store, rid)
+    segments = sorted(s.id for s in store.segments(rid))
+    assert [(a.segment_id, a.theme) for a in store.annotations(rid)] == [
+        (s, t) for s in segments for t in sorted(THEMES)
+    ]
+    decided = [(d.segment_id, d.theme, d.coder) for d in store.decisions(rid)]
+    assert decided == [(s, t, c) for s in segments for t in sorted(THEMES) for c in sorted(CODERS)]

@@ -231,7 +231,7 @@ def list_annotations(
         query = query.where(AnnotationRow.segment_id == segment_id)
     if status is not None:
         query = query.where(AnnotationRow.status == status)
-    query = query.order_by(SegmentRow.recording_id, SegmentRow.start, by_code_point(AnnotationRow.theme))
+    query = query.order_by(SegmentRow.recording_id, SegmentRow.start, SegmentRow.id, by_code_point(AnnotationRow.theme))
     return [annotation_record(row, rid) for row, rid in s.execute(query).all()]
 
 
@@ -382,7 +382,7 @@ def decisions(s: Session, recording_id: int) -> list[CoderDecision]:
         select(DecisionRow)
         .join(SegmentRow, DecisionRow.segment_id == SegmentRow.id)
         .where(SegmentRow.recording_id == recording_id)
-        .order_by(SegmentRow.start, by_code_point(DecisionRow.theme), by_code_point(DecisionRow.coder))
+        .order_by(SegmentRow.start, SegmentRow.id, by_code_point(DecisionRow.theme), by_code_point(DecisionRow.coder))
     )
     return [
         CoderDecision(row.segment_id, row.theme, row.coder, row.present, row.via, iso(row.decided_at) or "")
@@ -415,7 +415,7 @@ def theme_counts(s: Session) -> list[tuple[int, str, str, dict[str, int]]]:
         .join(SegmentRow, SegmentRow.recording_id == RecordingRow.id)
         .join(AnnotationRow, AnnotationRow.segment_id == SegmentRow.id)
         .group_by(RecordingRow.id, RecordingRow.path, AnnotationRow.theme, AnnotationRow.status)
-        .order_by(by_code_point(RecordingRow.path), by_code_point(AnnotationRow.theme))
+        .order_by(by_code_point(RecordingRow.path), RecordingRow.id, by_code_point(AnnotationRow.theme))
     )
     counts: dict[tuple[int, str, str], dict[str, int]] = {}
     for rid, path, theme, status, n in s.execute(query):
