@@ -1,4 +1,5 @@
-"""Opening the database: its URL, the engine, SQLite's settings, the schema migrations, and sessions.
+"""Opening the database: its URL, the engine, SQLite's settings, the schema migrations, and sessions; text folded
+(folded) and sorted (by_code_point) alike on every database.
 
 SQLite or any SQLAlchemy URL (PostgreSQL through psycopg); the configuration (pipeline.config) says
 which. Opening a database upgrades its schema to the newest Alembic revision of
