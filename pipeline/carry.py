@@ -14,6 +14,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from rapidfuzz import fuzz
+
 from pipeline.records import AnnotationRecord, CoderDecision, Segment, SpeakerRecord
 from pipeline.utils import overlap
 
@@ -170,7 +172,11 @@ def carry_corrections(old: Sequence[Segment], new: Sequence[Segment]) -> list[Ca
 
 
 def nearest(was: Segment, new: Sequence[Segment]) -> int | None:
-    """The new segment that overlaps an old one most (the nearest by start when none does)."""
+    """The new segment that overlaps an old one most (the nearest by start when none does). New segments without
+    times (a plain-text transcript imported over a timed one: every line at 0 s) say nothing by time; there it is
+    the one whose text is most like the old one's, the first of equals."""
+    if new and all(segment.end <= segment.start for segment in new):
+        return max(range(len(new)), key=lambda i: fuzz.partial_ratio(was.text, new[i].text))
     return max(
         range(len(new)),
         key=lambda i: (overlap(was.start, was.end, new[i].start, new[i].end), -abs(new[i].start - was.start)),

@@ -104,6 +104,17 @@ def test_a_decision_goes_to_the_nearest_segment_when_none_overlaps():
     assert nowhere.annotations == [] and [d.old.id for d in nowhere.dropped] == [1]  # noted in the history
 
 
+def test_a_decision_goes_by_its_words_to_a_transcript_without_times():
+    """A plain-text transcript imported over a timed one has every segment at 0 s: no time says where a decision
+    goes, and every one went to the first line (the nearest start), its evidence lost."""
+    untimed = [seg(0.0, 0.0, text, 21 + i) for i, text in enumerate(["我们先说说家里。", *(s.text for s in NEW)])]
+    plan = plan_carry(
+        OLD, [decided(7, 2, "left_behind_children", [(1, 3), (5, 9)]), decided(8, 3, "wages")], [], untimed
+    )
+    assert [(m.old.id, m.segment_id) for m in plan.annotations] == [(7, 23), (8, 24)]
+    assert [untimed[2].text[a:b] for a, b in plan.annotations[0].evidence] == ["老家", "爷爷奶奶"]
+
+
 def test_a_correction_is_kept_where_the_same_audio_is_and_dropped_where_it_is_not():
     old = [
         seg(5.0, 9.0, "在老家，跟爷爷奶奶一起住。", 2, version=3, corrected=True),
