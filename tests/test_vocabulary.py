@@ -553,14 +553,20 @@ def test_a_suggestion_written_only_in_closed_recordings_says_so():
         assert only_in_closed(term, words, {2, 3}) is closed_only, term
 
 
-def test_ohp_vocabulary_suggest_leaves_out_closed_recordings_unless_a_researcher_asks(store, db_url, tmp_path):
+def _open_and_closed(store, db_url: str, tmp_path) -> tuple[str, str]:
+    """An open and a closed recording with corrections, a researcher (rita) and an annotator (ann); the CLI's
+    --db option for the store."""
     from test_web_api import PASSWORD
 
     _corrected_recording(store, tmp_path)
     _corrected_recording(store, tmp_path, closed=True)
     store.add_user("rita", PASSWORD, "researcher")
     store.add_user("ann", PASSWORD, "annotator")
-    db = ("--db", db_url)
+    return ("--db", db_url)
+
+
+def test_ohp_vocabulary_suggest_leaves_out_closed_recordings_unless_a_researcher_asks(store, db_url, tmp_path):
+    db = _open_and_closed(store, db_url, tmp_path)
     shared = _cli("vocabulary", "suggest", "--json", *db, cwd=tmp_path)
     assert shared.exit_code == 0 and "left out 1 closed recording(s): xiuying.wav" in shared.stderr
     assert [s["term"] for s in json.loads(shared.stdout)] == ["犹地亚", "钦点"]
@@ -582,13 +588,7 @@ def test_ohp_vocabulary_suggest_leaves_out_closed_recordings_unless_a_researcher
 
 
 def test_ohp_vocabulary_accept_takes_a_closed_recordings_term_only_from_a_researcher(store, db_url, tmp_path):
-    from test_web_api import PASSWORD
-
-    _corrected_recording(store, tmp_path)
-    _corrected_recording(store, tmp_path, closed=True)
-    store.add_user("rita", PASSWORD, "researcher")
-    store.add_user("ann", PASSWORD, "annotator")
-    db = ("--db", db_url)
+    db = _open_and_closed(store, db_url, tmp_path)
     path = tmp_path / "annotations" / "vocabulary.txt"
     refused = _cli("vocabulary", "accept", "犹地亚", "秀英", *db, cwd=tmp_path)
     assert refused.exit_code == 2 and "秀英" in refused.output and "--include-restricted" in refused.output
