@@ -130,9 +130,10 @@ def correct_text(s: Session, segment_id: int, text_: str, user: str, version: in
     if not done:
         raise ConflictError(f"segment {segment_id} was changed since version {version}", _segment_state(s, row))
     # The update holds the row: its words, confidence and who wrote it are still those of this version.
-    before = {**_text_state(s, row), "text": old_text, "version": version}
+    words = _words_of(s, row.id)
+    before = {**_text_state(row, words), "text": old_text, "version": version}
     row.corrected = True
-    _after_correction(s, row, old_text)
+    _after_correction(s, row, old_text, words)
     s.add(
         HistoryRow(
             recording_id=row.recording_id,
@@ -160,13 +161,14 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
             raise ConflictError(
                 "the text was changed again since: revert the later change first", row and _segment_state(s, row)
             )
-        state = _text_state(s, row)
+        words = _words_of(s, row.id)
+        state = _text_state(row, words)
         row.text, row.version = before["text"], row.version + 1
         if "words" in before:
             _restore_text(s, row, state["text"], before)
         else:  # a change the history kept no words of (made before it kept them): the text is a person's now
             row.corrected = True
-            _after_correction(s, row, state["text"])
+            _after_correction(s, row, state["text"], words)
         undo = HistoryRow(
             recording_id=row.recording_id,
             segment_id=row.id,
@@ -242,16 +244,17 @@ def _segment_state(s: Session, row: SegmentRow) -> dict[str, Any]:
     }
 
 
-def _text_state(s: Session, row: SegmentRow) -> dict[str, Any]:
+def _text_state(row: SegmentRow, words: list[Word]) -> dict[str, Any]:
     """What the history keeps of a segment's text before a correction or a revert changes it: the text and its
-    version, whether a person wrote it, the segment's confidence and its words as they were (the recogniser's
-    times, probabilities and doubt, or a person's), so that a revert puts back exactly what was there."""
+    version, whether a person wrote it, the segment's confidence and its stored words as they were (the
+    recogniser's times, probabilities and doubt, or a person's), so that a revert puts back exactly what was
+    there."""
     return {
         "text": row.text,
         "version": row.version,
         "corrected": row.corrected,
         "confidence": row.confidence,
-        "words": [asdict(w) for w in _words_of(s, row.id)],
+        "words": [asdict(w) for w in words],
     }
 
 
@@ -267,12 +270,12 @@ def _reanchor_themes(s: Session, row: SegmentRow, old_text: str) -> None:
         annotation.evidence = [list(span) for span in reanchor(annotation.evidence, old_text, row.text)]
 
 
-def _after_correction(s: Session, row: SegmentRow, old_text: str) -> None:
-    """Keep a corrected segment's themes on their words, its words on its new text (pipeline.realign) and its
-    index entry on its new text (the engine's original no longer matches it, so only the text is indexed); a
-    person read it, so it is not doubtful any more."""
+def _after_correction(s: Session, row: SegmentRow, old_text: str, words: list[Word]) -> None:
+    """Keep a corrected segment's themes on their words, its stored `words` on its new text (pipeline.realign)
+    and its index entry on its new text (the engine's original no longer matches it, so only the text is
+    indexed); a person read it, so it is not doubtful any more."""
     _reanchor_themes(s, row, old_text)
-    _realign_words(s, replace(_segment(row), words=_words_of(s, row.id)))
+    _realign_words(s, replace(_segment(row), words=words))
     index_rows(s.connection(), [(row.id, row.text, row.text)])
     _clear_doubt(s, row.id)
     count_doubt(s, row.recording_id)
@@ -283,9 +286,7 @@ def _restore_text(s: Session, row: SegmentRow, old_text: str, state: dict[str, A
     words, confidence and whether a person wrote it; the recogniser's text is doubtful again where it was, and
     indexed with the engine's original beside it, as when it was saved."""
     _reanchor_themes(s, row, old_text)
-    s.execute(delete(WordRow).where(WordRow.segment_id == row.id), execution_options=_NO_SYNC)
-    if state["words"]:
-        s.execute(insert(WordRow.__table__), _word_rows(row.id, [Word(**word) for word in state["words"]]))
+    _store_words(s, row.id, [Word(**word) for word in state["words"]])
     row.corrected, row.confidence = state["corrected"], state["confidence"]
     index_rows(s.connection(), [(row.id, row.text, row.text if row.corrected else row.original_text)])
     count_doubt(s, row.recording_id)
@@ -302,10 +303,15 @@ def _realign_words(s: Session, segment: Segment) -> list[Word]:
     """A stored segment's words realigned to its text (pipeline.realign), and stored so where they changed."""
     realigned = realign(segment.words, segment.text, segment.start, segment.end)
     if realigned is not segment.words:
-        s.execute(delete(WordRow).where(WordRow.segment_id == segment.stored_id), execution_options=_NO_SYNC)
-        if realigned:
-            s.execute(insert(WordRow.__table__), _word_rows(segment.stored_id, realigned))
+        _store_words(s, segment.stored_id, realigned)
     return realigned
+
+
+def _store_words(s: Session, segment_id: int, words: list[Word]) -> None:
+    """A stored segment's words replaced by `words`."""
+    s.execute(delete(WordRow).where(WordRow.segment_id == segment_id), execution_options=_NO_SYNC)
+    if words:
+        s.execute(insert(WordRow.__table__), _word_rows(segment_id, words))
 
 
 def _word_rows(segment_id: int, words: list[Word]) -> list[dict[str, Any]]:
