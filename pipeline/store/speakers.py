@@ -212,18 +212,16 @@ def _unhistory(s: Session, name: str, recording_ids: Collection[int]) -> None:
                 setattr(row, side, {**state, "name": None})
 
 
-def withhold_voices(s: Session, recording_id: int | None = None) -> None:
-    """Take the names enrolled voices gave speakers (of this recording, else of all) where pipeline.access
-    withholds the voice: it came from a recording closed today. No history row is written (it would keep the
-    name), and the history's states of those speakers lose it; a run of the speakers stage after the voice's
-    recording is released names the speakers again."""
+def withhold_voices(s: Session) -> None:
+    """Take the names enrolled voices gave speakers, in every recording, where pipeline.access withholds the voice:
+    it came from a recording closed today. No history row is written (it would keep the name), and the history's
+    states of those speakers lose it; a run of the speakers stage after the voice's recording is released names
+    the speakers again."""
     query = (
         select(SpeakerRow, RecordingRow.sha256)
         .join(RecordingRow, RecordingRow.id == SpeakerRow.recording_id)
         .where(SpeakerRow.person_id.is_not(None))
     )
-    if recording_id is not None:
-        query = query.where(SpeakerRow.recording_id == recording_id)
     named = s.execute(query).all()
     if not named:
         return
