@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Row, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, Row, and_, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.carry import annotation_state, reanchor
@@ -73,11 +73,16 @@ def history_record(row: HistoryRow) -> HistoryRecord:
     )
 
 
+def _coders_decision(segment_id: int, theme: str, coder: str) -> ColumnElement[bool]:
+    """The WHERE clause of a coder's own decision (DecisionRow) on a theme of a segment: one row at most."""
+    return and_(DecisionRow.segment_id == segment_id, DecisionRow.theme == theme, DecisionRow.coder == coder)
+
+
 def record_decision(s: Session, segment_id: int, theme: str, coder: str, present: bool, via: str) -> None:
     """A coder's own decision on a theme of a segment (DecisionRow), replacing their earlier one."""
     updated = s.execute(
         update(DecisionRow.__table__)
-        .where(DecisionRow.segment_id == segment_id, DecisionRow.theme == theme, DecisionRow.coder == coder)
+        .where(_coders_decision(segment_id, theme, coder))
         .values(present=present, via=via, decided_at=now())
     )
     if not cast(CursorResult[Any], updated).rowcount:  # an UPDATE's result is a CursorResult
@@ -90,11 +95,7 @@ def record_decision(s: Session, segment_id: int, theme: str, coder: str, present
 
 def forget_decision(s: Session, segment_id: int, theme: str, coder: str) -> None:
     """A coder takes their decision back (put back to suggested, or their change reverted)."""
-    s.execute(
-        delete(DecisionRow.__table__).where(
-            DecisionRow.segment_id == segment_id, DecisionRow.theme == theme, DecisionRow.coder == coder
-        )
-    )
+    s.execute(delete(DecisionRow.__table__).where(_coders_decision(segment_id, theme, coder)))
 
 
 def recording_of_segment(s: Session, segment_id: int) -> int:
@@ -357,11 +358,7 @@ def import_annotations(s: Session, added: Sequence[Added]) -> tuple[list[Annotat
         segment_id, theme, coder, evidence = item
         segment = _coded_segment(s, segment_id, evidence)
         row = _annotation_row(s, segment_id, theme)
-        own = s.scalars(
-            select(DecisionRow).where(
-                DecisionRow.segment_id == segment_id, DecisionRow.theme == theme, DecisionRow.coder == coder
-            )
-        ).one_or_none()
+        own = s.scalars(select(DecisionRow).where(_coders_decision(segment_id, theme, coder))).one_or_none()
         if own is not None and not own.present:
             rejected_by, rejected_at = coder, own.decided_at
         elif row is not None and row.status == "rejected":
