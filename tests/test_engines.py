@@ -18,20 +18,26 @@ FRAMES_PER_SECOND = 100  # Whisper's mel frames
 class SpyGenerator:
     """Stands in for CTranslate2's Whisper model: keeps each generate call's max_length and answers with text of
     `tokens` distinct tokens a piece (no more than max_length lets CTranslate2 write), plain enough to pass
-    the compression check."""
+    the compression check. `tokens` and `scores` are each call's in turn, the last for every call after."""
 
-    def __init__(self, tokens: int, scores: tuple[float, ...] = (-0.1,)) -> None:
+    def __init__(self, tokens: tuple[int, ...], scores: tuple[float, ...] = (-0.1,)) -> None:
         self.tokens = tokens
-        self.scores = scores  # one call's score each, in turn; the last one for every call after
+        self.scores = scores
         self.calls: list[dict] = []
 
     def generate(self, features, prompts, **kwargs):
         self.calls.append({"prompts": [len(p) for p in prompts], **kwargs})
         length = kwargs["max_length"]
         allowed = min(length // 2, length - (max(len(p) for p in prompts) - 1))  # CTranslate2's own rule
-        count = min(self.tokens, allowed)
-        score = self.scores[min(len(self.calls), len(self.scores)) - 1]
-        return [SimpleNamespace(sequences_ids=[list(range(1000, 1000 + count))], scores=[score], no_speech_prob=0.0)]
+        count = min(self._turn(self.tokens), allowed)
+        return [
+            SimpleNamespace(
+                sequences_ids=[list(range(1000, 1000 + count))], scores=[self._turn(self.scores)], no_speech_prob=0.0
+            )
+        ]
+
+    def _turn(self, values: tuple):
+        return values[min(len(self.calls), len(values)) - 1]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +45,8 @@ def engine():
     return load_engine.__wrapped__("faster-whisper", "base", MODEL_CACHE, "cpu", None, 1)
 
 
-def spied(engine, monkeypatch, tokens: int, scores: tuple[float, ...] = (-0.1,)) -> SpyGenerator:
-    spy = SpyGenerator(tokens, scores)
+def spied(engine, monkeypatch, tokens: int | tuple[int, ...], scores: tuple[float, ...] = (-0.1,)) -> SpyGenerator:
+    spy = SpyGenerator(tokens if isinstance(tokens, tuple) else (tokens,), scores)
     monkeypatch.setattr(engine._model, "model", spy)
     monkeypatch.setattr(engine._model, "add_word_timestamps", lambda *args: None)  # nothing was encoded to align
     return spy
@@ -90,21 +96,22 @@ def avg_logprob(score: float, tokens: int = 5) -> float:
     return score * tokens / (tokens + 1)  # the engine's length normalisation of CTranslate2's score
 
 
-def test_sampling_stops_when_it_draws_readable_text_less_likely_than_it_had(engine, monkeypatch):
-    # Too unlikely at every temperature, each draw less likely than the beam's: one draw, not five, and the
-    # beam's text kept, as it would be after all six.
-    spy = spied(engine, monkeypatch, tokens=5, scores=(-1.3, -1.4, -1.6, -2.0, -2.5, -4.0))
+def test_text_only_too_unlikely_is_kept_from_the_beam_search(engine, monkeypatch):
+    # Readable but under Whisper's log probability threshold: no sampling (Whisper's transcribe() would sample
+    # five temperatures), the beam's text and its low probability kept for the doubt stage.
+    spy = spied(engine, monkeypatch, tokens=5, scores=(-1.3, -0.5))
     [segments] = engine.decode(piece(5.0), ["zh"], DecodeOptions())
-    assert [call["sampling_temperature"] for call in spy.calls] == [0.0, 0.2]
+    assert [call["sampling_temperature"] for call in spy.calls] == [0.0]
     assert segments and segments[0].avg_logprob == pytest.approx(avg_logprob(-1.3))
 
 
-def test_sampling_goes_on_while_its_draws_are_likelier(engine, monkeypatch):
-    # The draw at 0.2 is likelier than the beam (still too unlikely): 0.4 is drawn, and passes.
-    spy = spied(engine, monkeypatch, tokens=5, scores=(-1.3, -1.25, -0.5))
-    [segments] = engine.decode(piece(5.0), ["zh"], DecodeOptions())
-    assert [call["sampling_temperature"] for call in spy.calls] == [0.0, 0.2, 0.4]
-    assert segments[0].avg_logprob == pytest.approx(avg_logprob(-0.5))
+def test_a_loops_sampling_stops_at_its_first_readable_draw_however_unlikely(engine, monkeypatch):
+    # The beam search loops (cut off by its budget); the draw at 0.2 is readable, unlikely as it is: kept.
+    spy = spied(engine, monkeypatch, tokens=(1000, 5), scores=(-0.1, -1.6, -0.5))
+    [segments] = engine.decode(piece(3.0), ["zh"], DecodeOptions())
+    assert [call["sampling_temperature"] for call in spy.calls] == [0.0, 0.2]
+    assert segments and not any(DecodeMark.LOOP in s.marks for s in segments)
+    assert segments[0].avg_logprob == pytest.approx(avg_logprob(-1.6))
 
 
 def test_a_pieces_encoder_window_is_its_audio_and_a_margin_at_most_30_s():

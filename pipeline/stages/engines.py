@@ -163,9 +163,10 @@ def silent(avg_logprob: float | None, no_speech_prob: float | None, options: Dec
 def failures(
     compression_ratio: float | None, avg_logprob: float | None, no_speech_prob: float | None, options: DecodeOptions
 ) -> list[str]:
-    """Why text decoded at one temperature fails Whisper's checks, those that make it fall back to the next
-    temperature (faster-whisper's and openai-whisper's rule): text too repetitive (its compression ratio) or too
-    unlikely, unless the window is `silent` (which gives no text, however it compresses); empty: it passes."""
+    """Why text fails Whisper's checks, those that make faster-whisper's and openai-whisper's transcribe() fall
+    back to the next temperature: text too repetitive (its compression ratio) or too unlikely, unless the window
+    is `silent` (which gives no text, however it compresses); empty: it passes. ohp's own fallback takes only
+    the first (FasterWhisperEngine._failed); the hint's check takes both."""
     if silent(avg_logprob, no_speech_prob, options):
         return []
     problems = []
@@ -233,8 +234,8 @@ class _FasterEncoded:
 class FasterWhisperEngine:
     """faster-whisper's model driven batch-wise: CTranslate2 encodes and generates a batch of pieces at once
     (as faster-whisper's BatchedInferencePipeline does), while the decoding rules are those of its one-piece
-    transcribe(): beam search, temperature fallback per piece, Whisper's silence rule, first timestamp within
-    a second, hotwords, word timestamps from the cross-attention alignment."""
+    transcribe(): beam search, temperature fallback per piece (for text too repetitive only: _failed), Whisper's
+    silence rule, first timestamp within a second, hotwords, word timestamps from the cross-attention alignment."""
 
     name = EngineName.FASTER_WHISPER
 
@@ -374,27 +375,21 @@ class FasterWhisperEngine:
         return attempt.cut_off or attempt.compression_ratio > options.compression_ratio_threshold
 
     def _failed(self, attempt: _Attempt, options: DecodeOptions) -> bool:
-        failed = failures(attempt.compression_ratio, attempt.avg_logprob, attempt.no_speech_prob, options)
-        return bool(failed) or (attempt.cut_off and not self._silent(attempt, options))
-
-    def _unlikelier_than_tried(self, attempt: _Attempt, tried: list[_Attempt], options: DecodeOptions) -> bool:
-        """Readable text drawn less likely than readable text a cooler temperature already wrote: the piece's
-        fallback stops there. Hotter draws are less likely still, and when every temperature fails the likeliest
-        readable text is what is kept, so the draws left would only cost time (on the corpus the kept text was
-        the same for every piece that fell back, for 9 s less sampling: bench/RESULTS.md). Text too repetitive
-        still goes on to the next temperature: a loop is what sampling can break."""
-        if self._too_repetitive(attempt, options):
-            return False
-        readable = [a.avg_logprob for a in tried if not self._too_repetitive(a, options)]
-        return bool(readable) and attempt.avg_logprob < max(readable)
+        """Text too repetitive, in a window not found silent: sampling at the next temperature may break the loop.
+        Text that is only unlikely (average log probability under the threshold) is kept from the beam search,
+        unlike Whisper's transcribe(): on the dialect long-form the sampled draws that replaced such text made it
+        worse (CER 0.564 with them, 0.548 without) for 2 s of sampling, and of the corpus's clips one unreadable
+        clip changed (bench/RESULTS.md, "Unlikely text kept from the beam search"). faster-whisper's batched
+        pipeline has no fallback at all. The doubt stage still reads the low probabilities."""
+        return self._too_repetitive(attempt, options) and not self._silent(attempt, options)
 
     def _decode_with_fallback(
         self, encoded: _FasterEncoded, languages: Sequence[str], options: DecodeOptions
     ) -> list[_Attempt]:
-        """Each piece decoded at the first temperature that gives text that does not fail (faster-whisper's
-        generate_with_fallback), or until sampling writes readable text less likely than it had. Beam search
-        (temperature 0) takes the batch at once; sampling takes a piece at a time, in order, so that its draws, and
-        so its text, do not depend on the batch it came in."""
+        """Each piece decoded at the first temperature that gives text that does not fail (_failed), as
+        faster-whisper's generate_with_fallback does. Beam search (temperature 0) takes the batch at once; sampling
+        takes a piece at a time, in order, so that its draws, and so its text, do not depend on the batch it came
+        in."""
         attempts: list[list[_Attempt]] = [[] for _ in languages]
         temperatures = options.temperatures
         todo = list(range(len(languages)))
@@ -407,18 +402,14 @@ class FasterWhisperEngine:
             one = self.select(encoded, [i])
             for temperature in temperatures:
                 [attempt] = self._generate(one, [languages[i]], temperature, options)
-                unlikelier = self._unlikelier_than_tried(attempt, attempts[i], options)
                 attempts[i].append(attempt)
-                if unlikelier or not self._failed(attempt, options):
+                if not self._failed(attempt, options):
                     break
-        chosen = []
-        for tried in attempts:
-            if not self._failed(tried[-1], options):
-                chosen.append(tried[-1])
-            else:  # every temperature failed: the likeliest attempt that is not too repetitive
-                readable = [a for a in tried if not self._too_repetitive(a, options)]
-                chosen.append(max(readable or tried, key=lambda a: a.avg_logprob))
-        return chosen
+        # Where every temperature looped, the likeliest draw, as faster-whisper keeps it.
+        return [
+            tried[-1] if not self._failed(tried[-1], options) else max(tried, key=lambda a: a.avg_logprob)
+            for tried in attempts
+        ]
 
     def _split(self, tokens: list[int], language: str, frames: int) -> list[dict]:
         """A piece's tokens cut into segments at its timestamp tokens (an unfinished last one left out, as
