@@ -4,6 +4,7 @@
     python bench/asr.py                  # every system on the three long-forms
     python bench/asr.py --long           # also ohp on a 2-hour recording (bench/make_interview_2h.py)
     python bench/asr.py --systems ohp fw-batched --repeats 1
+    python bench/asr.py --systems ohp fw-vad fw-batched --ohp-repeats 3   # ohp's time as a median too
     python bench/asr.py --systems ohp --files zh --ohp-args="--batch-size 8"   # ohp with other options
     python bench/asr.py --systems ohp --ohp-repo ../../main                   # another checkout's ohp
 
@@ -278,6 +279,9 @@ def main() -> None:
     default = [s for s in SYSTEMS if s not in NAMED_ONLY]
     parser.add_argument("--systems", nargs="*", choices=SYSTEMS, default=default)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each faster-whisper peer per file")
+    parser.add_argument(
+        "--ohp-repeats", type=int, default=1, help="runs of ohp per file (its text is the same each time)"
+    )
     parser.add_argument("--long", action="store_true", help="also time ohp on a 2-hour recording")
     parser.add_argument("--files", nargs="*", help="only the long-forms whose names contain these (zh, dialect, en)")
     parser.add_argument("--ohp-repo", type=Path, default=REPO, help="the checkout whose ohp runs (default: this)")
@@ -301,7 +305,8 @@ def main() -> None:
     )
     for system in args.systems:
         for path in files:
-            runs = [run_system(system, path, **ohp) for _ in range(args.repeats if system in REPEATED else 1)]
+            repeats = args.repeats if system in REPEATED else args.ohp_repeats if system.startswith("ohp") else 1
+            runs = [run_system(system, path, **ohp) for _ in range(repeats)]
             results["runs"].setdefault(system, {})[path.name] = [
                 {k: v for k, v in r.items() if k != "segments"} for r in runs
             ]

@@ -78,3 +78,24 @@ def test_a_run_without_speakers_or_tagging_does_not_import_their_libraries(recor
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)
     assert ("no speech found" if recording == "quiet" else "1 done") in result.stdout + result.stderr  # it ran
     assert json.loads(result.stderr.strip().splitlines()[-1]) == []
+
+
+ENTRY = "from pipeline.cli import ohp; ohp()"  # the `ohp` console script's entry point
+
+
+@pytest.mark.parametrize(
+    "args", [["status"], ["run", "quiet.wav", "--speakers", "off", "--no-tag"]], ids=["status", "run"]
+)
+def test_a_command_closes_its_database_before_the_exit(args, tmp_path):
+    # The entry point freezes what is left out of the garbage collector at exit: a database left for the
+    # collector to close would keep its write-ahead log beside it (SQLite folds the log in on closing).
+    import numpy as np
+    import soundfile
+
+    soundfile.write(tmp_path / "quiet.wav", np.zeros(16_000, np.float32), 16_000)
+    command = [sys.executable, "-c", ENTRY, *args, "--db", f"sqlite:///{tmp_path / 'ohp.db'}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ohp.db").exists()
+    assert not list(tmp_path.glob("ohp.db-*")), "the database was not closed"
