@@ -11,8 +11,9 @@
 Each run is a fresh process timed whole, from its start to its exit (start-up, model load, decoding, and for
 ohp the database and the transcript files), on the same Whisper base weights (pipeline/weights.py). Sampling
 makes single runs noisy, so the faster-whisper peers run --repeats times (median and range); plain
-openai-whisper once (it takes many minutes). Results go to bench/out/asr.json; copy the table into
-bench/RESULTS.md. CER: Chinese after converting both texts to simplified, English after Whisper's
+openai-whisper once (it takes many minutes). The runs go round the systems and files in turn, a round per
+repeat, so that a change in the machine's load falls on every system alike. Results go to bench/out/asr.json;
+copy the table into bench/RESULTS.md. CER: Chinese after converting both texts to simplified, English after Whisper's
 EnglishTextNormalizer (numbers, spellings, contractions written one way, as the Whisper paper scores), for
 every system alike; raw CER without either (English's CER before 2026-11-30's fourth round); both on
 characters without punctuation or spaces. "missed" is the share of the reference's characters a system left out
@@ -303,10 +304,19 @@ def main() -> None:
         f"{'system':<16} {'file':<25} {'time s':>17} {'CPU s':>17} {'CER':>19} {'raw CER':>8} {'missed':>7} "
         f"{'gap chars':>12} {'peak MB':>8}"
     )
+    repeats = {
+        s: args.repeats if s in REPEATED else args.ohp_repeats if s.startswith("ohp") else 1 for s in args.systems
+    }
+    done: dict[tuple[str, str], list[dict]] = {(s, p.name): [] for s in args.systems for p in files}
+    for round_ in range(max(repeats.values())):
+        for system in args.systems:
+            for path in files:
+                if round_ < repeats[system]:
+                    print(f"round {round_ + 1}: {system} on {path.name}", file=sys.stderr, flush=True)
+                    done[system, path.name].append(run_system(system, path, **ohp))
     for system in args.systems:
         for path in files:
-            repeats = args.repeats if system in REPEATED else args.ohp_repeats if system.startswith("ohp") else 1
-            runs = [run_system(system, path, **ohp) for _ in range(repeats)]
+            runs = done[system, path.name]
             results["runs"].setdefault(system, {})[path.name] = [
                 {k: v for k, v in r.items() if k != "segments"} for r in runs
             ]
