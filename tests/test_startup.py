@@ -22,6 +22,7 @@ HEAVY = (
     "scipy",
     "docx",
     "fastapi",
+    "alembic",  # a new SQLite database is made by the head script (pipeline.store.headscript)
 )
 # Runs a command as `ohp` would, then says which of HEAVY it imported.
 PROBE = """

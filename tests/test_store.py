@@ -6,6 +6,7 @@ OHP_TEST_POSTGRES_URL is set, e.g. postgresql+psycopg://user:pw@localhost/ohp_te
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from pipeline.store import (
     StoreError,
     alembic_config,
     database,
+    headscript,
     in_models,
     recordings,
     settings_key,
@@ -139,6 +141,55 @@ def test_reopening_an_up_to_date_database_does_not_upgrade(db_url, monkeypatch):
 
 def test_the_head_revision_from_the_file_names_is_alembics():
     assert database.head_revision() == database._revisions()[0]
+
+
+def _unordered(sql: str) -> str:
+    """A CREATE TABLE statement with its columns and constraints in a fixed order: the migrations' table rebuilds
+    write constraints in the order of a set, which changes from process to process."""
+    head, paren, body = sql.partition("(")
+    if not sql.startswith("CREATE TABLE") or not paren:
+        return sql
+    inner, _, tail = body.rpartition(")")
+    return head + "(" + ", ".join(sorted(item.strip() for item in inner.split(", \n"))) + ")" + tail
+
+
+def _schema_and_rows(path: Path) -> tuple[list, dict]:
+    with closing(sqlite3.connect(path)) as conn:
+        objects = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")
+        schema = sorted((kind, name, table, sql and _unordered(sql)) for kind, name, table, sql in objects)
+        tables = [name for kind, name, _, _ in schema if kind == "table"]
+        return schema, {t: sorted(conn.execute(f'SELECT * FROM "{t}"')) for t in tables}
+
+
+def test_a_new_sqlite_database_made_by_the_head_script_is_the_migrated_one(tmp_path, monkeypatch):
+    Store(f"sqlite:///{tmp_path / 'made.db'}").close()
+    monkeypatch.setattr(headscript, "head_script", lambda: None)  # as for a script at another revision: migrated
+    Store(f"sqlite:///{tmp_path / 'migrated.db'}").close()
+    made, migrated = _schema_and_rows(tmp_path / "made.db"), _schema_and_rows(tmp_path / "migrated.db")
+    assert made == migrated
+    assert any(name == "segment_index" for _, name, _, _ in made[0]) and made[1]["alembic_version"]
+
+
+def test_the_recorded_head_script_is_what_the_migrations_make_now():
+    recorded, now = json.loads(headscript.HEAD_SCRIPT.read_text(encoding="utf-8")), headscript.migrated_script()
+    assert recorded["revision"] == now["revision"], "a migration was added: python -m pipeline.store.headscript"
+    assert list(map(_unordered, recorded["statements"])) == list(map(_unordered, now["statements"])), (
+        "a migration changed the schema: python -m pipeline.store.headscript"
+    )
+
+
+def test_a_head_script_of_another_revision_is_not_used(tmp_path, monkeypatch):
+    stale = tmp_path / "head_sqlite.json"
+    stale.write_text(json.dumps({"revision": "0001", "statements": ["CREATE TABLE wrong (x)"]}), encoding="utf-8")
+    monkeypatch.setattr(headscript, "HEAD_SCRIPT", stale)
+    headscript.head_script.cache_clear()
+    try:
+        assert headscript.head_script() is None
+        Store(f"sqlite:///{tmp_path / 'new.db'}").close()
+    finally:
+        headscript.head_script.cache_clear()
+    _, rows = _schema_and_rows(tmp_path / "new.db")
+    assert "wrong" not in rows and rows["alembic_version"] == [(database.head_revision(),)]
 
 
 def test_a_database_from_a_newer_version_is_refused(db_url):

@@ -1,5 +1,5 @@
 """ohp installed from its wheel, away from the repository, tags with the codebook it ships and opens a
-database with the migrations it ships (package data, not files beside a checkout)."""
+database with the migrations and the head script it ships (package data, not files beside a checkout)."""
 
 from __future__ import annotations
 
@@ -55,5 +55,6 @@ def test_the_wheel_installed_elsewhere_tags_with_its_own_codebook(tmp_path):
     themes = {theme["id"] for theme in json.loads(tagged.stdout)["themes"]}
     assert "left_behind_children" in themes
     assert "prefix dict" not in tagged.stderr  # jieba is quiet
-    status = ohp("status", "--db", f"sqlite:///{elsewhere / 'ohp.db'}")
+    status = ohp("-v", "status", "--db", f"sqlite:///{elsewhere / 'ohp.db'}")
     assert status.returncode == 0 and "no recordings" in status.stdout, status.stderr
+    assert "at schema revision" in status.stderr and "migrating" not in status.stderr  # the wheel's head script

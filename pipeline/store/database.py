@@ -3,7 +3,8 @@
 
 SQLite or any SQLAlchemy URL (PostgreSQL through psycopg); the configuration (pipeline.config) says
 which. Opening a database upgrades its schema to the newest Alembic revision of
-`pipeline/store/migrations`.
+`pipeline/store/migrations`; a new SQLite database is made at that revision in one step
+(pipeline.store.headscript).
 
 Several processes (a batch, a web app) may share one SQLite file: connections run in WAL mode
 with a 30 s busy timeout, and every write transaction starts with BEGIN IMMEDIATE, so it takes
@@ -17,7 +18,7 @@ A new schema version: change the models (pipeline/store/models.py), then write t
     from alembic import command
     from pipeline.store.database import alembic_config
     command.revision(alembic_config("sqlite:///dev.db"), "what changed", autogenerate=True, rev_id="0002")
-against a database at the previous head, and tidy what it wrote.
+against a database at the previous head, and tidy what it wrote; then `python -m pipeline.store.headscript`.
 """
 
 from __future__ import annotations
@@ -183,6 +184,32 @@ def _revisions() -> tuple[str, frozenset[str]]:
     return head, frozenset(r.revision for r in script.walk_revisions())
 
 
+def _new_database_script(conn: Connection) -> list[str] | None:
+    """For an SQLite database with nothing in it, the statements that make it at the newest revision at once
+    (pipeline.store.headscript); None for any other, or when the script is not at that revision."""
+    if conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar():
+        return None
+    from pipeline.store.headscript import head_script
+
+    return head_script()
+
+
+def _migrate(conn: Connection, shown: str) -> None:
+    """Alembic's migrations from the database's revision to the newest."""
+    head, known = _revisions()
+    current = _current_revision(conn)
+    if current is not None and current not in known:
+        raise StoreError(
+            f"database {shown} has schema revision {current!r}, which this version of ohp "
+            f"does not know (its newest is {head!r}): a newer ohp wrote it"
+        )
+    if current != head:
+        from alembic import command
+
+        log.info("migrating database %s from schema revision %s to %s", shown, current or "(empty)", head)
+        command.upgrade(alembic_config(connection=conn), "head")
+
+
 def _current_revision(conn: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
@@ -296,7 +323,6 @@ def _upgrade(engine: Engine, shown: str) -> None:
     with engine.connect() as conn:
         if _stamped_revision(conn) == head_revision():
             return
-    head, known = _revisions()
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
         if sqlite:
@@ -304,30 +330,25 @@ def _upgrade(engine: Engine, shown: str) -> None:
             # while migrating, checked before the commit, and on again for the pooled connection.
             conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
         try:
-            _upgrade_locked(conn, shown, head, known)
+            _upgrade_locked(conn, shown)
         finally:
             if sqlite:
                 conn.rollback()
                 conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
-def _upgrade_locked(conn: Connection, shown: str, head: str, known: frozenset[str]) -> None:
+def _upgrade_locked(conn: Connection, shown: str) -> None:
     sqlite = conn.dialect.name == "sqlite"
     if sqlite:
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # one migrating process at a time
     elif conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
-    current = _current_revision(conn)  # again, now that we hold the lock
-    if current is not None and current not in known:
-        raise StoreError(
-            f"database {shown} has schema revision {current!r}, which this version of ohp "
-            f"does not know (its newest is {head!r}): a newer ohp wrote it"
-        )
-    if current != head:
-        from alembic import command
-
-        log.info("migrating database %s from schema revision %s to %s", shown, current or "(empty)", head)
-        command.upgrade(alembic_config(connection=conn), "head")
+    if sqlite and (script := _new_database_script(conn)):  # looked at again, now that we hold the lock
+        log.info("making database %s at schema revision %s", shown, head_revision())
+        for statement in script:
+            conn.exec_driver_sql(statement)
+    else:
+        _migrate(conn, shown)
     if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
         raise StoreError(f"migrating {shown} left rows whose foreign keys point nowhere")
     conn.commit()
