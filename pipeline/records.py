@@ -142,9 +142,13 @@ CONSENT_LEVELS = tuple(Consent)
 MAX_FIELD_CHARS = 1_000
 # The longest name of a person who codes, decides or changes something (the database's columns hold 255).
 MAX_NAME_CHARS = 255
-# The coder of codes a file brings back without saying who made them (an ELAN tier with no ANNOTATOR, a
-# REFI-QDA coding with no user): never a name the file gives for something else, such as ELAN's PARTICIPANT.
+# The coder of codes a file brings back without saying who made them (a REFI-QDA coding with no user): never a
+# name the file gives for something else. Older versions stored an ELAN tier with no ANNOTATOR's codes so too.
 UNNAMED_CODER = "unknown"
+# An ELAN themes tier with no ANNOTATOR is a coder of its own, "tier/NAME" (formats.elan): annotators split their
+# work by tier, and one coder for all would merge them. No user's name holds "/" (store.users), so a tier is never
+# taken for a person who codes in ohp, nor they for it.
+TIER_CODER = "tier/"
 
 
 TRANSCRIPT_FORMAT = "transcript/"  # the format of a recording imported without audio: transcript/srt, ...

@@ -16,7 +16,6 @@ from lxml import etree
 from pipeline.formats.elan import SHA256_PROPERTY, read_eaf, to_eaf
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import (
-    UNNAMED_CODER,
     AnnotationRecord,
     Coding,
     RecordingExport,
@@ -281,12 +280,12 @@ def test_codings_come_back_by_coder(eaf_path):
     assert list(imported.codings) == [RECORDING.sha256]
     assert imported.codings[RECORDING.sha256] == [
         Coding("migration_journey", "alice", 0.0, 3.2),
-        Coding("schooling", UNNAMED_CODER, 0.0, 3.2),  # no annotator: neither the tier's name nor its participant
+        Coding("schooling", "tier/aunt's themes", 0.0, 3.2),  # no annotator: the tier is the coder
         Coding("migration_journey", "alice", 3.2, 5.0),
         Coding("wages", "alice", 5.0, 9.5),
         Coding("hukou", "bob", 20.0, 21.5),
         Coding("wages", "bob", 22.0, 23.0),
-        Coding("housing", UNNAMED_CODER, 40.0, 41.0),
+        Coding("housing", "tier/(participant)", 40.0, 41.0),  # never its participant, carol
     ]  # the tagger's suggestions (annotator ohp) are not read back as anybody's coding
     assert imported.warnings == [
         "tier \"bob's themes\" at 00:00:30.000: 'overtime??' is not a theme of the codebook; left out"

@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.formats.readers import MAX_BYTES
-from pipeline.records import UNNAMED_CODER
 from pipeline.store import Store
 
 runner = CliRunner()
@@ -177,23 +176,85 @@ def test_hostile_elan_times_and_names(db, exchange, tmp_path):
         refused(db, tmp_path / name, cause)
 
 
-def test_an_elan_tier_names_its_coder_by_annotator_never_by_participant(db, exchange, tmp_path):
-    """ELAN's PARTICIPANT is the person a tier is about, mostly the speaker (the interviewee): a themes tier
-    without an ANNOTATOR took it as the coder, and the interviewee's name went into the database as a coder's
-    and out again, as one, into every export."""
-    assert invoke("describe", "1", "--interviewee", "李秀英", "--db", db).exit_code == 0
+def coded_in_elan(exchange: Path, path: Path, tiers: list[tuple[str, str | None, str | None, str]]) -> Path:
+    """The exported .eaf with themes tiers added, (name, participant, annotator, theme) each, the theme on both
+    segments of the recording (1-4 s, 5-8 s)."""
     eaf = Eaf(str(next(exchange.glob("*.eaf"))))
-    eaf.add_tier("李秀英", ling="theme", part="李秀英")  # by the speaker, as ELAN users name tiers
-    eaf.add_annotation("李秀英", 1000, 4000, "wages")
-    eaf.add_tier("housing", ling="theme", part="李秀英", ann="mei")
-    eaf.add_annotation("housing", 5000, 8000, "housing")
-    path = tmp_path / "participant.eaf"
+    for name, participant, annotator, theme in tiers:
+        eaf.tiers.pop(name, None)  # pympi would keep the annotations of a tier of that name
+        eaf.add_tier(name, ling="theme", part=participant, ann=annotator)
+        for start, end in ((1000, 4000), (5000, 8000)):
+            eaf.add_annotation(name, start, end, theme)
     eaf.to_file(str(path))
+    return path
+
+
+def coders_of(db: str) -> set[tuple[int, str, str]]:
+    """(segment id, theme, coder) of every coder's own decision that a theme is there."""
+    with Store(db) as store:
+        return {(d.segment_id, d.theme, d.coder) for d in store.decisions(1) if d.present}
+
+
+def test_elan_tiers_without_an_annotator_are_coders_apart_named_by_their_tier(db, exchange, tmp_path):
+    """Annotators split work in ELAN by tier ("themes-A", "themes-B") and name no ANNOTATOR: both tiers were
+    one coder, `unknown`, so their agreement was lost and where they differed both counted as one person. Each
+    tier is a coder of its own, "tier/NAME", which no user's name can be ("/"): not the user themes-A, who
+    coded in ohp, nor ELAN's PARTICIPANT (the person a tier is about, mostly the interviewee), and the same on
+    every import of the file."""
+    assert invoke("describe", "1", "--interviewee", "李秀英", "--db", db).exit_code == 0
+    with Store(db) as store:
+        store.add_user("themes-A", "a long password", "annotator")
+        first = store.segments(1)[0].stored_id
+        store.add_annotation(first, "health", "themes-A")  # the user themes-A codes in ohp
+    path = coded_in_elan(
+        exchange,
+        tmp_path / "split.eaf",
+        [
+            ("themes-A", "李秀英", None, "wages"),
+            ("themes-B", "李秀英", None, "wages"),
+            ("more of B", None, None, "housing"),
+            ("李秀英", "李秀英", None, "schooling"),  # by the speaker, as ELAN users name tiers
+            ("housing", "李秀英", "mei", "housing"),
+        ],
+    )
     result = invoke("import", path, "--db", db)
     assert result.exit_code == 0, result.output
-    with Store(db) as store:
-        coders = {(d.theme, d.coder) for d in store.decisions(1)}
-    assert coders == {("wages", UNNAMED_CODER), ("housing", "mei")}
+    both = [s.stored_id for s in Store(db).segments(1)]
+    assert coders_of(db) == {
+        (first, "health", "themes-A"),
+        *((segment, "wages", "tier/themes-A") for segment in both),
+        *((segment, "wages", "tier/themes-B") for segment in both),
+        *((segment, "housing", "tier/more of B") for segment in both),
+        *((segment, "schooling", "tier/(participant)") for segment in both),
+        *((segment, "housing", "mei") for segment in both),
+    }
+    before = rows(db)
+    again = invoke("import", path, "--db", db)
+    assert again.exit_code == 0, again.output
+    assert rows(db) == before  # no coder, decision or annotation twice
+    agreement = invoke("agreement", "--coders", "tier/themes-A,tier/themes-B", "--db", db)
+    assert agreement.exit_code == 0, agreement.output
+    assert "Agreement between tier/themes-A, tier/themes-B" in agreement.stdout
+
+
+def test_hostile_names_of_elan_tiers_without_an_annotator(db, exchange, tmp_path):
+    """A tier's name is what a coder is named by when the tier names no annotator: one without a name is nobody
+    (refused, as broken), one too long for a coder's name refused, and one of controls, bidi overrides and line
+    breaks is made one line that shows what it holds, still apart from the plain name."""
+    refused(db, coded_in_elan(exchange, tmp_path / "empty.eaf", [(" ", None, None, "wages")]), "has no name")
+    refused(
+        db,
+        coded_in_elan(exchange, tmp_path / "huge.eaf", [("y" * 251, None, None, "wages")]),
+        "is 256 characters long (at most 255)",
+    )
+    hostile = "\u202eA-semeht\u0085\u200b\n\tB "
+    path = coded_in_elan(
+        exchange, tmp_path / "bidi.eaf", [(hostile, None, None, "wages"), ("A-semeht B", None, None, "wages")]
+    )
+    result = invoke("import", path, "--db", db)
+    assert result.exit_code == 0, result.output
+    coders = {coder for _, _, coder in coders_of(db)}
+    assert coders == {"tier/\ufffdA-semeht\ufffd\ufffd B", "tier/A-semeht B"}
 
 
 def edited_project(exchange: Path, path: Path, pattern: str, replacement: str) -> Path:

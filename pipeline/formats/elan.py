@@ -10,10 +10,10 @@ properties name the recording (sha256 and store id) so that its codings find it 
 restricted recording's consent.
 
 Reading back, every tier of linguistic type "theme" (or of a type using the themes vocabulary) gives
-codings by its annotator, else by records.UNNAMED_CODER: never by its participant or its name, which are
-mostly the speaker's (the interviewee's name was kept, and exported, as a coder's); the tagger's suggestions
-tiers are skipped (not a coder's; a coder named "ohp" has a tier of their own). Values are theme ids or
-labels; others are warnings, not failures.
+codings by its annotator, else by the tier itself (`_tier_coder`: "tier/themes-A", annotators splitting their work
+by tier stay apart), never by its participant, mostly the speaker (the interviewee's name was kept, and exported,
+as a coder's); the tagger's suggestions tiers are skipped (not a coder's; a coder named "ohp" has a tier of their
+own). Values are theme ids or labels; others are warnings, not failures.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pipeline.formats.documents import access_note
 from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars, read_limited
 from pipeline.records import (
     MAX_NAME_CHARS,
-    UNNAMED_CODER,
+    TIER_CODER,
     AnnotationStatus,
     Coding,
     ImportedCodings,
@@ -43,7 +43,7 @@ from pipeline.records import (
 from pipeline.stages.audio import file_sha256
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import doubtful_passages
-from pipeline.utils import timestamp, xml_text
+from pipeline.utils import inert, timestamp, xml_text
 
 SHA256_PROPERTY = "ohp:recording-sha256"
 ID_PROPERTY = "ohp:recording-id"
@@ -68,6 +68,8 @@ MIME_TYPES = {
     ".mkv": "video/*",
 }
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+PARTICIPANT = "(participant)"  # a tier coder's name where its tier's name has its participant's
+MIN_PARTICIPANT_CHARS = 2  # a participant of one character ("A") is a label, not a name, and would be in words
 
 
 # ------------------------------------------------------------------------------------------ export
@@ -293,6 +295,25 @@ def _times(path: Path, root: ET.Element) -> dict[str, tuple[int | None, int | No
     return times
 
 
+def _one_line(text: str) -> str:
+    return " ".join(inert(text).split())
+
+
+def _tier_coder(path: Path, tier: str, participant: str) -> str:
+    """The coder of a themes tier that names no annotator: the tier, by its name (records.TIER_CODER), the same on
+    every import of the file. The name is made one line that shows what it holds (controls and bidi overrides as
+    `inert` shows them, so that the coder reads as it is and cannot pass for another), and its participant's name
+    in it (mostly the interviewee's: ELAN users name tiers by speaker) is PARTICIPANT."""
+    name = _one_line(tier)
+    if len(who := _one_line(participant)) >= MIN_PARTICIPANT_CHARS:
+        name = re.sub(re.escape(who), PARTICIPANT, name, flags=re.IGNORECASE)
+    if not name:
+        raise TranscriptFormatError(
+            path, "a broken EAF file: a themes tier has no name and no annotator: whose codes they are cannot be told"
+        )
+    return check_chars(path, TIER_CODER + name, f"the coder of tier {tier!r} (no annotator: the tier)", MAX_NAME_CHARS)
+
+
 def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
     """The codings of an ELAN file's themes tiers, by coder, under the sha256 of the recording it is of."""
     path = Path(path)
@@ -314,7 +335,9 @@ def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
         suggestions = annotator == SUGGESTER and re.sub(r" \d+$", "", name).endswith(f"({SUGGESTIONS})")
         if tier.get("LINGUISTIC_TYPE_REF") not in theme_types or suggestions:
             continue
-        who = check_chars(path, annotator, f"the coder of tier {name!r}", MAX_NAME_CHARS) or UNNAMED_CODER
+        who = check_chars(path, annotator, f"the coder of tier {name!r}", MAX_NAME_CHARS) or _tier_coder(
+            path, name, tier.get("PARTICIPANT") or ""
+        )
         for annotation in tier.iterfind("ANNOTATION/*"):
             value = (annotation.findtext("ANNOTATION_VALUE") or "").strip()
             check_chars(path, value, f"a value on tier {name!r}")
