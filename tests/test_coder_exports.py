@@ -10,6 +10,7 @@ import zipfile
 from dataclasses import replace
 from pathlib import Path
 
+import pympi
 import pytest
 import xmlschema
 from lxml import etree
@@ -22,6 +23,7 @@ from pipeline.formats.readers import TranscriptFormatError
 from pipeline.formats.redact import Redactor
 from pipeline.imports import import_codings
 from pipeline.records import (
+    UNNAMED_CODER,
     AudioInfo,
     Coding,
     ImportedCodings,
@@ -258,3 +260,60 @@ def test_an_import_keeps_a_coders_own_rejection(coded):
     assert report.added == 0
     own = {(d.segment_id, d.theme, d.coder): d.present for d in store.decisions(rid)}
     assert own[ids[1], "housing", "bob"] is False and store.annotations(rid) == before
+
+
+def _coded_by_tiers(store: Store, rid: int, path: Path) -> ImportedCodings:
+    """The recording exported to ELAN and coded there on two tiers without an annotator, as annotators split their
+    work (themes-A: housing on segment 1, themes-B: housing on 1 and 3), read back."""
+    path.write_text(to_eaf(gather(store, store.recording(rid), CODEBOOK)), encoding="utf-8")
+    eaf = pympi.Elan.Eaf(str(path))
+    for tier, spans in (("themes-A", [(10000, 18000)]), ("themes-B", [(10000, 18000), (30000, 38000)])):
+        eaf.add_tier(tier, ling="theme", part="Li Hua")
+        for start, end in spans:
+            eaf.add_annotation(tier, start, end, "housing")
+    eaf.to_file(str(path))
+    return read_eaf(path, CODEBOOK)
+
+
+TIERS = {(1, "housing", "tier/themes-A"), (1, "housing", "tier/themes-B"), (3, "housing", "tier/themes-B")}
+
+
+def test_tier_coders_go_round_ohps_own_export_and_are_pseudonymised(coded, tmp_path):
+    """Tiers without an annotator are coders of their own ("tier/NAME"); ohp's ELAN export writes each as an
+    annotator, so that the export re-imported (a copy of the recording) keeps them as they were; redacted, each is
+    "Coder N" like any coder, its tier's name looked for in the text (it may be a person's), but not "tier"."""
+    store, rid = coded
+    import_codings(_coded_by_tiers(store, rid, tmp_path / "tiers.eaf"), store)
+    assert _there(store, rid) == EXPECTED | TIERS
+    copy = _recording(store, COPY)
+    export = gather(store, store.recording(rid), CODEBOOK)
+    assert {("housing (tier/themes-A)", "tier/themes-A"), ("housing (tier/themes-B)", "tier/themes-B")} <= _tiers(
+        export
+    )
+    path = tmp_path / "again.eaf"
+    path.write_bytes(_as_copy(to_eaf(export).encode("utf-8")))
+    imported = read_eaf(path, CODEBOOK)
+    import_codings(imported, store)
+    assert _there(store, copy) == EXPECTED | TIERS
+    assert (import_codings(imported, store).added, _there(store, copy)) == (0, EXPECTED | TIERS)
+
+    redactor = Redactor({"names"})
+    assert {"themes-A", "themes-B"} <= set(redactor.terms([export])) and "tier" not in redactor.terms([export])
+    _, done = redactor.redact([export])
+    coders = {r.found: r.replacement for r in done if r.field == "coder"}
+    assert re.fullmatch(r"Coder \d+", coders["tier/themes-A"]) and coders["tier/themes-A"] != coders["tier/themes-B"]
+
+
+def test_codes_stored_under_unknown_stay_when_the_file_is_imported_again(coded, tmp_path):
+    """Older versions stored every tier without an annotator under one coder, `unknown`. Those decisions are
+    neither lost nor rewritten: the same file imported again adds each tier's codes beside them, by the tier."""
+    store, rid = coded
+    imported = _coded_by_tiers(store, rid, tmp_path / "tiers.eaf")
+    old = [replace(c, coder=UNNAMED_CODER) for c in imported.codings[INFO.sha256] if c.coder.startswith("tier/")]
+    import_codings(ImportedCodings(imported.path, "eaf", {INFO.sha256: old}), store)
+    merged = {(1, "housing", UNNAMED_CODER), (3, "housing", UNNAMED_CODER)}
+    assert _there(store, rid) == EXPECTED | merged
+    report = import_codings(imported, store)
+    assert report.added == 3  # the tiers' codes; the rest of the file (alice's, bob's) was there already
+    assert _there(store, rid) == EXPECTED | merged | TIERS
+    assert {"tier/themes-A", "tier/themes-B", UNNAMED_CODER} <= set(store.coders([rid]))

@@ -9,8 +9,8 @@ the same name. The result is new RecordingExports, every string a writer can rea
 speakers, the recording's fields, path and metadata, entities, coders), so every format is redacted alike;
 `Redaction`s say what went where, for a person to check before the files leave the project. Coders (who
 added, decided or imported a theme) are people too, and a coder's name may be anybody's (an ELAN tier's
-participant, mostly the interviewee, was taken as one): each becomes "Coder N", the same in every recording
-and file of one export so that who agrees with whom still reads.
+participant, mostly the interviewee, was taken as one; a tier without an annotator is named by its name): each
+becomes "Coder N", the same in every recording and file of one export so that who agrees with whom still reads.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from urllib.parse import unquote
 from pipeline.errors import InvalidInputError
 from pipeline.records import (
     TAGGER,
+    TIER_CODER,
     UNNAMED_CODER,
     AnnotationRecord,
     CoderDecision,
@@ -130,7 +131,8 @@ class Redactor:
                 if export.recording.interviewee:
                     terms.update(dict.fromkeys(_each(export.recording.interviewee), ("names", "interviewee")))
                 for name in _coders(export):
-                    for term in _each(name):
+                    # A tier's coder is named by the tier, whose name may be a person's; "tier" is no name.
+                    for term in _each(name.removeprefix(TIER_CODER)):
                         terms.setdefault(term, ("names", "coder"))
             if "places" in self.kinds and export.recording.place:
                 terms.update(dict.fromkeys(_each(export.recording.place), ("places", "place")))
