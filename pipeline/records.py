@@ -280,6 +280,9 @@ class PersonRecord:
     origins: tuple[str, ...] = ()
     origin_known: bool = True
     from_recordings: tuple[RecordingRecord, ...] = ()  # the stored recordings among its origins
+    # Who gave its origins and when (ISO, UTC): the enroller, or who said later; None where not known.
+    origin_by: str | None = None
+    origin_at: str | None = None
 
 
 class UserRole(StrEnum):

@@ -243,22 +243,34 @@ def test_list_says_where_each_voice_comes_from_and_where_it_is_withheld(db, tmp_
 def test_the_origin_of_a_voice_enrolled_before_ohp_kept_it_can_be_given(db, tmp_path):
     with Store(db) as store:
         store.enroll("Zhang", [1.0] * 256, "mei", ["/clips/zhang-1.wav"])
-        with store._session(write=True) as s:  # as migration 0015 leaves a voice enrolled before it
-            s.execute(text("UPDATE people SET origin_known = false"))
+        with store._session(write=True) as s:  # as migrations 0015 and 0017 leave a voice enrolled before them
+            s.execute(text("UPDATE people SET origin_known = false, origin_by = NULL, origin_at = NULL"))
     listed = " ".join(invoke("speakers", "list", "--db", db).output.split())
     assert (
         "origin unknown (files: zhang-1.wav); withheld in other recordings: where it was enrolled from is not known"
         in listed
     )
-    neither = invoke("speakers", "source", "Zhang", "--db", db)
+    assert "origin given" not in listed
+    neither = invoke("speakers", "source", "Zhang", "--user", "li", "--db", db)
     assert neither.exit_code == 2 and "--from" in neither.output and "--outside" in neither.output
-    given = invoke("speakers", "source", "Zhang", "--from", "zhang", "--db", db)
+    # What the voice may do changes with its origin: the change is someone's, as every change of access is.
+    nobody = invoke("speakers", "source", "Zhang", "--from", "zhang", "--db", db)
+    assert nobody.exit_code == 2 and "pass --user NAME or set OHP_USER" in nobody.output
+    with Store(db) as store:
+        assert store.people()[0].origin_known is False
+    given = invoke("speakers", "source", "Zhang", "--from", "zhang", "--user", "li", "--db", db)
     assert given.exit_code == 0, given.output
     assert "Zhang: from zhang.wav (files: zhang-1.wav); names speakers in every recording" in given.output
     with Store(db) as store:
         [zhang] = store.people()
-        assert (zhang.origins, zhang.origin_known) == ((INFO.sha256,), True)
-    apart = invoke("speakers", "source", "Zhang", "--outside", "--db", db)
+        assert (zhang.origins, zhang.origin_known, zhang.origin_by) == ((INFO.sha256,), True, "li")
+    listed = " ".join(invoke("speakers", "list", "--db", db).output.split())
+    assert f"Zhang (by mei, {zhang.enrolled_at[:10]}; origin given by li, {zhang.origin_at[:10]}):" in listed, listed
+    apart = invoke("speakers", "source", "Zhang", "--outside", "--db", db, OHP_USER="wang")
     assert apart.exit_code == 0 and "Zhang: recorded apart from the collection" in apart.output
     with Store(db) as store:
-        assert store.people()[0].origins == ()
+        assert (store.people()[0].origins, store.people()[0].origin_by) == ((), "wang")
+        with store._session(write=True) as s:  # as migration 0017 leaves a voice whose origin was given before it
+            s.execute(text("UPDATE people SET origin_by = NULL, origin_at = NULL"))
+    listed = " ".join(invoke("speakers", "list", "--db", db).output.split())
+    assert "Zhang (by mei, 20" in listed and "origin given before ohp kept by whom):" in listed, listed

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from saving import save_speakers, save_tags, save_transcription
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from pipeline.records import (
     AudioInfo,
@@ -295,13 +295,19 @@ def test_the_origins_of_a_voice_can_be_given_again(store):
     rid, other = recording_of(store, INFO), recording_of(store, LI)
     store.set_metadata(rid, consent="closed")
     zhang = store.enroll("Zhang", [1.0] * 256, "mei")  # said to be recorded apart: names speakers everywhere
+    assert (zhang.origin_by, zhang.origin_at) == ("mei", zhang.enrolled_at)  # the enroller said so
     save_speakers(store, other, [SpeakerRecord("S1", "Zhang", person_id=zhang.id)], {}, "k", {})
     assert store.speakers(other)[0].name == "Zhang"
-    corrected = store.set_voice_origins(" Zhang ", [INFO.sha256])  # it was cut from the closed interview
+    corrected = store.set_voice_origins(" Zhang ", [INFO.sha256], "li")  # it was cut from the closed interview
     assert [r.id for r in corrected.from_recordings] == [rid] and corrected.profile == zhang.profile
     assert store.speakers(other)[0] == SpeakerRecord("S1")
+    # Who changed what the voice may do, and when, is kept; the enrolment's own record stays.
+    [listed] = store.people()
+    assert listed == corrected
+    assert (corrected.origin_by, corrected.enrolled_by, corrected.enrolled_at) == ("li", "mei", zhang.enrolled_at)
+    assert corrected.origin_at is not None and corrected.origin_at >= zhang.enrolled_at
     with pytest.raises(LookupError, match="no enrolled voice 'Li'"):
-        store.set_voice_origins("Li", [])
+        store.set_voice_origins("Li", [], "li")
 
 
 def test_migration_keeps_the_voices_enrolled_before_and_withholds_them_outside_their_own_recordings(db_url):
@@ -364,6 +370,37 @@ def test_migration_keeps_the_voices_enrolled_before_and_withholds_them_outside_t
         assert store.speakers(2) == [SpeakerRecord("S1"), SpeakerRecord("S2", "Mei Lan", named_by="li")]
         assert store.stage(1, "speakers").report == {"enrolled": {"S1": "Zhang"}}
         assert store.stage(2, "speakers").report == {"enrolled": {}}
+
+
+def test_migration_0017_leaves_who_gave_the_origins_of_voices_enrolled_before_it_unknown(db_url):
+    command.upgrade(alembic_config(db_url), "0016")
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        # Zhang's origin was given (at enrolment or by `ohp speakers source`, which kept no user); Mei's never.
+        for pid, name, known in ((1, "Zhang", True), (2, "Mei", False)):
+            conn.execute(
+                text(
+                    "INSERT INTO people (id, name, profile, sources, enrolled_by, enrolled_at, origin_known)"
+                    " VALUES (:pid, :name, :profile, '[]', 'mei', CURRENT_TIMESTAMP, :known)"
+                ),
+                {"pid": pid, "name": name, "profile": bytes(8), "known": known},
+            )
+    Store(db_url).close()  # upgrades to the newest revision
+    with Store(db_url) as store:
+        mei, zhang = store.people()
+        assert [(p.origin_known, p.origin_by, p.origin_at) for p in (zhang, mei)] == [
+            (True, None, None),
+            (False, None, None),
+        ]
+        store.set_voice_origins("Mei", [], "li")
+        assert store.people()[0].origin_by == "li"
+
+    command.downgrade(alembic_config(db_url), "0016")
+    with engine.connect() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns("people")}
+        assert not columns & {"origin_by", "origin_at"} and "origin_known" in columns
+        assert conn.execute(text("SELECT count(*) FROM people")).scalar_one() == 2
+    engine.dispose()
 
 
 def test_an_imported_file_that_closes_a_voices_recording_takes_the_names_it_gave_elsewhere(store):

@@ -1059,6 +1059,16 @@ def describe_voice(person: PersonRecord) -> str:
     )
 
 
+def voice_given_by(person: PersonRecord) -> str:
+    """Who enrolled a voice, and who gave its origin where someone did later, each with the day."""
+    enrolled = f"by {person.enrolled_by}, {person.enrolled_at[:10]}"
+    if not person.origin_known or (person.origin_by, person.origin_at) == (person.enrolled_by, person.enrolled_at):
+        return enrolled
+    if person.origin_by is None or person.origin_at is None:
+        return f"{enrolled}; origin given before ohp kept by whom"
+    return f"{enrolled}; origin given by {person.origin_by}, {person.origin_at[:10]}"
+
+
 @speakers_app.command("enroll")
 def speakers_enroll(
     name: Annotated[str, typer.Argument(help="The person's name, as recordings will show it")],
@@ -1100,16 +1110,19 @@ def speakers_source(
     name: Annotated[str, typer.Argument(help="The enrolled person's name")],
     cut_from: CutFromOption = None,
     outside: OutsideOption = False,
+    user: UserOption = None,
     db: DbOption = None,
 ) -> None:
     """Say where an enrolled voice comes from (one enrolled before ohp kept it is withheld until then): the names
-    it gave where that withholds it go, and `ohp run` looks for it where it may name speakers."""
+    it gave where that withholds it go, and `ohp run` looks for it where it may name speakers. Who said so is kept:
+    it changes what consent lets the voice do."""
     if not (cut_from or outside):
         raise InvalidInputError(
             f"say where the voice of {name} comes from: --from RECORDING (again for more) or --outside"
         )
+    user = need_user(user, "saying where the voice comes from")
     store = open_store(db)
-    person = store.set_voice_origins(name, voice_origins(store, cut_from, outside, []))
+    person = store.set_voice_origins(name, voice_origins(store, cut_from, outside, []), user)
     console.print(f"{person.name}: {describe_voice(person)}", highlight=False)
 
 
@@ -1212,9 +1225,7 @@ def speakers_list(
     if not recordings and people:
         console.print("enrolled voices:")
         for p in people.values():
-            console.print(
-                f"  {p.name} (by {p.enrolled_by}, {p.enrolled_at[:10]}): {describe_voice(p)}", highlight=False
-            )
+            console.print(f"  {p.name} ({voice_given_by(p)}): {describe_voice(p)}", highlight=False)
 
 
 # -------------------------------------------------------------------------------- other modules

@@ -397,11 +397,11 @@ class Store:
         with self._session(write=True) as s:
             return speaker_store.enroll(s, name, profile, user, sources, origins)
 
-    def set_voice_origins(self, name: str, origins: Sequence[str]) -> PersonRecord:
-        """Say where an enrolled voice comes from (sha256s, as for enroll); the names it gave where that withholds
-        it go."""
+    def set_voice_origins(self, name: str, origins: Sequence[str], user: str) -> PersonRecord:
+        """Say where an enrolled voice comes from (sha256s, as for enroll) as `user`, who is kept with them; the
+        names it gave where that withholds it go."""
         with self._session(write=True) as s:
-            return speaker_store.set_origins(s, name, origins)
+            return speaker_store.set_origins(s, name, origins, user)
 
     def forget_person(self, name: str) -> int:
         """Remove a person's enrolled voice and the name it gave speakers; how many it had named."""

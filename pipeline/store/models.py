@@ -277,6 +277,10 @@ class PersonRow(Base):
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     # False for a voice enrolled before ohp kept where voices come from (migration 0015): PersonRecord.origin_known.
     origin_known: Mapped[bool] = mapped_column(server_default=false())
+    # Who said where the voice comes from (the enroller, or `ohp speakers source`) and when: it decides where the
+    # voice may name speakers. None where no one has, or someone did before ohp kept who (migration 0017).
+    origin_by: Mapped[str | None] = mapped_column(Bounded(255))
+    origin_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class VoiceOriginRow(Base):

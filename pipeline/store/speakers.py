@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, select
@@ -61,6 +62,8 @@ def _people(s: Session, rows: Iterable[PersonRow]) -> list[PersonRecord]:
             origins=tuple(origins[row.id]),
             origin_known=row.origin_known,
             from_recordings=tuple(stored[sha] for sha in origins[row.id] if sha in stored),
+            origin_by=row.origin_by,
+            origin_at=iso(row.origin_at),
         )
         for row in rows
     ]
@@ -159,18 +162,19 @@ def enroll(
     row.profile, row.sources = _profile_bytes(profile), [str(source) for source in sources]
     row.enrolled_by, row.enrolled_at = user, now()
     s.flush()
-    return _set_origins(s, row, origins)
+    return _set_origins(s, row, origins, user, row.enrolled_at)
 
 
-def set_origins(s: Session, name: str, origins: Iterable[str]) -> PersonRecord:
-    """Say where an enrolled voice comes from (see enroll), replacing what was known of it."""
-    return _set_origins(s, _person_row(s, name), origins)
+def set_origins(s: Session, name: str, origins: Iterable[str], user: str) -> PersonRecord:
+    """Say where an enrolled voice comes from (see enroll) as `user`, replacing what was known of it."""
+    return _set_origins(s, _person_row(s, name), origins, user, now())
 
 
-def _set_origins(s: Session, row: PersonRow, origins: Iterable[str]) -> PersonRecord:
+def _set_origins(s: Session, row: PersonRow, origins: Iterable[str], user: str, at: datetime) -> PersonRecord:
+    """The origins decide where the voice may name speakers, so who gave them and when is kept with them."""
     s.execute(delete(VoiceOriginRow).where(VoiceOriginRow.person_id == row.id))
     s.add_all(VoiceOriginRow(person_id=row.id, sha256=sha) for sha in sorted(set(origins)))
-    row.origin_known = True
+    row.origin_known, row.origin_by, row.origin_at = True, user, at
     s.flush()
     withhold_voices(s)  # it may come from a closed recording
     [person] = _people(s, [row])
