@@ -563,6 +563,34 @@ def test_the_recordings_list_shows_a_done_stage_whose_last_run_failed(app, store
     assert "transcribe: done, its last run failed" in page
 
 
+def test_the_recordings_list_reads_each_recordings_stages_once(app, store, tmp_path):
+    """The list read the stages table twice, for the statuses, then again for the errors of failed runs, each in
+    a snapshot of its own; what each recording shows (its stages, its failures) comes from one read now."""
+    from sqlalchemy import event
+
+    audio = tmp_path / "interview.wav"
+    data = audio.read_bytes()
+    info = AudioInfo(audio, hashlib.sha256(data).hexdigest(), len(data), "wav", "pcm_s16le", 16000, 1, 15.0)
+    store.fail_stage(info, "transcribe", {}, "", "decode: the file is unreadable now")
+    read: list[str] = []
+
+    def reads_stages(conn, cursor, statement, parameters, context, executemany) -> None:
+        if re.search(r"\bFROM stages\b", statement):
+            read.append(statement)
+
+    client, _ = client_for(app, "vera")
+    event.listen(store._engine, "before_cursor_execute", reads_stages)
+    try:
+        (listed,) = client.get("/api/recordings").json()
+    finally:
+        event.remove(store._engine, "before_cursor_execute", reads_stages)
+    assert (listed["stages"]["transcribe"], listed["failures"]) == (
+        "done",
+        {"transcribe": "decode: the file is unreadable now"},
+    )
+    assert len(read) == 1, read
+
+
 def test_the_recordings_list_filters_by_language_as_search_does(app):
     """The list's language filter was a case-sensitive prefix: EN found nothing, and e found every language
     starting with e; search's finds a code in any case, with its subtags (en finds en-GB), and nothing else."""

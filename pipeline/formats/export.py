@@ -224,7 +224,8 @@ def transcribed_paths(store, include_closed: bool = False) -> list[str]:
     (its failed stage) but no transcript, and a closed recording no files (unless `include_closed`: exported
     on request), so their stems are no other file's concern. A closed one's would be worse than none: the
     hash it added to an open recording's file names would tell whoever gets the files that it exists."""
-    done = {rid for rid, stages in store.stage_statuses().items() if stages.get("transcribe") == "done"}
+    statuses, _ = store.stage_listing()
+    done = {rid for rid, stages in statuses.items() if stages.get("transcribe") == "done"}
     return [r.path for r in store.list_recordings() if r.id in done and access.exported(r, include_closed)]
 
 

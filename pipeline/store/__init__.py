@@ -166,15 +166,11 @@ class Store:
         with self._session() as s:
             return recordings.stages(s, recording_id)
 
-    def stage_statuses(self) -> dict[int, dict[str, str]]:
-        """Every recording's stages and their status, by recording id (one query, for listings)."""
+    def stage_listing(self) -> tuple[dict[int, dict[str, str]], dict[int, dict[str, str]]]:
+        """Every recording's stages with their status, and the errors of those whose last run failed, each by
+        recording id (recordings.stage_listing: one query, for listings)."""
         with self._session() as s:
-            return recordings.stage_statuses(s)
-
-    def stage_failures(self) -> dict[int, dict[str, str]]:
-        """The error of every stage whose last run failed, by recording id (recordings.stage_failures)."""
-        with self._session() as s:
-            return recordings.stage_failures(s)
+            return recordings.stage_listing(s)
 
     def start_stage(self, info: AudioInfo, stage: str, settings: dict[str, Any], settings_key: str) -> int:
         """Record that a stage is running on this file (added as a recording if new); its id."""

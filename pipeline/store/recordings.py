@@ -288,23 +288,17 @@ def drop_stages(s: Session, recording_id: int, keep: tuple[str, ...]) -> None:
     s.execute(delete(StageRow).where(StageRow.recording_id == recording_id, StageRow.stage.not_in(keep)))
 
 
-def stage_statuses(s: Session) -> dict[int, dict[str, str]]:
-    """Every recording's stages and their status, by recording id (one query, for listings)."""
-    found: dict[int, dict[str, str]] = defaultdict(dict)
-    query = select(StageRow.recording_id, StageRow.stage, StageRow.status).order_by(by_code_point(StageRow.stage))
-    for rid, name, status in s.execute(query):
-        found[rid][name] = status
-    return dict(found)
-
-
-def stage_failures(s: Session) -> dict[int, dict[str, str]]:
-    """The error of every stage whose last run failed, by recording id: those "failed", and those done whose last
-    run failed (fail_stage: the result kept), for listings beside stage_statuses."""
-    found: dict[int, dict[str, str]] = defaultdict(dict)
-    query = select(StageRow.recording_id, StageRow.stage, StageRow.error).where(StageRow.error.is_not(None))
-    for rid, name, error in s.execute(query):
-        found[rid][name] = str(error)
-    return dict(found)
+def stage_listing(s: Session) -> tuple[dict[int, dict[str, str]], dict[int, dict[str, str]]]:
+    """Every recording's stages, by recording id, from one read of the table (for listings): their status, and the
+    error of those whose last run failed (those "failed", and those done whose last run failed: fail_stage)."""
+    statuses: defaultdict[int, dict[str, str]] = defaultdict(dict)
+    failures: defaultdict[int, dict[str, str]] = defaultdict(dict)
+    query = select(StageRow.recording_id, StageRow.stage, StageRow.status, StageRow.error)
+    for rid, name, status, error in s.execute(query.order_by(by_code_point(StageRow.stage))):
+        statuses[rid][name] = status
+        if error is not None:
+            failures[rid][name] = str(error)
+    return dict(statuses), dict(failures)
 
 
 def set_stage(

@@ -168,7 +168,7 @@ def recordings(
         for status in ANNOTATION_STATUSES:
             by_recording.setdefault(rid, {}).setdefault(status, 0)
             by_recording[rid][status] += counts[status]
-    stages, failures = store.stage_statuses(), store.stage_failures()
+    stages, failures = store.stage_listing()
     visible = access.visible(user, store.list_recordings())
     found = [
         recording_summary(rec, stages.get(rec.id, {}), failures.get(rec.id, {}), by_recording.get(rec.id, {}))
