@@ -30,7 +30,7 @@ from pipeline.stages.vocabulary import (
     GUARD,
     Hint,
     Vocabulary,
-    add_term,
+    add_terms,
     build_hint,
     decode_with_hint,
     failed,
@@ -97,17 +97,18 @@ def test_a_huge_file_or_a_fifo_is_read_no_further_than_the_limit(tmp_path):
 
 def test_accepting_a_term_appends_it_once_and_never_into_a_bad_file(tmp_path):
     path = tmp_path / "annotations" / "vocabulary.txt"
-    assert add_term(path, "钦点") and add_term(path, " 犹地亚 ")
-    assert not add_term(path, "欽點")  # the same term in traditional script
+    assert add_terms(path, ["钦点", " 犹地亚 "]) == [True, True]
+    assert add_terms(path, ["欽點"]) == [False]  # the same term in traditional script
     assert path.read_text(encoding="utf-8") == "钦点\n犹地亚\n"
     for bad in ("", "a # b", "x" * 41, "bell\x07"):
         with pytest.raises(InvalidInputError):
-            add_term(path, bad)
-    assert add_term(path, "two\nlines") and path.read_text(encoding="utf-8").endswith("\ntwo lines\n")  # one line
+            add_terms(path, ["工资", bad])  # nor the good term before it
+    assert path.read_text(encoding="utf-8") == "钦点\n犹地亚\n"
+    assert add_terms(path, ["two\nlines"]) == [True] and path.read_text(encoding="utf-8").endswith("\ntwo lines\n")
     binary = tmp_path / "binary.txt"
     binary.write_bytes(b"\x00\x01")
     with pytest.raises(InvalidInputError, match="binary"):
-        add_term(binary, "钦点")
+        add_terms(binary, ["钦点"])
     assert binary.read_bytes() == b"\x00\x01"
 
 
@@ -190,8 +191,8 @@ def test_an_added_term_is_logged_without_the_term(tmp_path, caplog):
     # A term is what people wrote in corrections, often a person's name; logs go into bug reports.
     path = tmp_path / "vocabulary.txt"
     with caplog.at_level(logging.DEBUG, logger="pipeline"):
-        add_term(path, "张长华")
-    assert [r.getMessage() for r in caplog.records] == [f"{path}: added a term"]
+        add_terms(path, ["张长华", "东莞"])
+    assert [r.getMessage() for r in caplog.records] == [f"{path}: added 2 term(s)"]
 
 
 def test_a_dropped_hinted_decode_is_logged_without_its_text_or_the_hint_terms(caplog):
@@ -549,8 +550,8 @@ def test_a_suggestion_written_only_in_closed_recordings_says_so():
     found = suggest(words, known=[], ignored=[], closed={2, 3})
     assert {s.term: s.closed_only for s in found} == {"钦点": False, "秀英": True, "Xiuying": True}
     assert not any(s.closed_only for s in suggest(words, known=[], ignored=[]))
-    for term, closed_only in (("秀英", True), ("xiuying", True), ("钦点", False), ("欽點", False), ("犹地亚", False)):
-        assert only_in_closed(term, words, {2, 3}) is closed_only, term
+    asked = ["秀英", "xiuying", "钦点", "欽點", "犹地亚"]
+    assert only_in_closed(asked, words, {2, 3}) == ["秀英", "xiuying"]
 
 
 def _open_and_closed(store, db_url: str, tmp_path) -> tuple[str, str]:
@@ -599,6 +600,57 @@ def test_ohp_vocabulary_accept_takes_a_closed_recordings_term_only_from_a_resear
     assert path.read_text(encoding="utf-8") == "犹地亚\n欽點\n"
     asked = _cli("vocabulary", "accept", "秀英", "--include-restricted", "--user", "rita", *db, cwd=tmp_path)
     assert asked.exit_code == 0 and path.read_text(encoding="utf-8") == "犹地亚\n欽點\n秀英\n"
+
+
+def test_ohp_vocabulary_accept_counts_the_corrections_once_for_all_its_terms(store, db_url, tmp_path, monkeypatch):
+    """Each term given was checked by counting every corrected word of the collection again: hundreds of terms
+    accepted at once over a large archive's corrections took minutes (bench/RESULTS.md)."""
+    from pipeline.stages import vocabulary
+
+    db = _open_and_closed(store, db_url, tmp_path)
+    counted = []
+
+    def counting(*args, **kwargs):
+        counted.append(args)
+        return suggest(*args, **kwargs)
+
+    monkeypatch.setattr(vocabulary, "suggest", counting)
+    refused = _cli("vocabulary", "accept", "犹地亚", "欽點", "秀英", "Sheila", *db, cwd=tmp_path)
+    assert refused.exit_code == 2 and "秀英: written only in corrections of closed" in refused.output
+    accepted = _cli("vocabulary", "accept", "犹地亚", "欽點", "Sheila", *db, cwd=tmp_path)
+    assert accepted.exit_code == 0, accepted.output
+    assert (tmp_path / "annotations" / "vocabulary.txt").read_text(encoding="utf-8") == "犹地亚\n欽點\nSheila\n"
+    assert len(counted) == 2  # once for each command, not once for each term
+
+
+def test_ohp_vocabulary_accept_reads_the_file_once_and_adds_every_term_or_none(store, db_url, tmp_path, monkeypatch):
+    """Each term was added on its own, the file read again for each (hundreds of terms: hundreds of reads of a
+    growing file), and a term that is no term, after others, was refused once those were in the file."""
+    from pipeline.stages import vocabulary
+
+    db = _open_and_closed(store, db_url, tmp_path)
+    path = tmp_path / "annotations" / "vocabulary.txt"
+    researcher = ("--include-restricted", "--user", "rita")
+    refused = _cli("vocabulary", "accept", "犹地亚", "秀英", "a # b", *researcher, *db, cwd=tmp_path)
+    assert refused.exit_code == 2 and "'a # b' is not a term" in refused.output
+    assert not path.exists()
+    reads = []
+    read_vocabulary = vocabulary.read_vocabulary
+    monkeypatch.setattr(vocabulary, "read_vocabulary", lambda file: reads.append(file) or read_vocabulary(file))
+    path.parent.mkdir()
+    path.write_text("钦点\n", encoding="utf-8")
+    terms = ("犹地亚", "欽點", "秀英", "猶地亞", "Sheila")
+    accepted = _cli("vocabulary", "accept", *terms, *researcher, *db, cwd=tmp_path)
+    assert accepted.exit_code == 0, accepted.output
+    assert [line.rsplit(" ", 1)[0] for line in accepted.output.splitlines()] == [
+        "犹地亚: added to",
+        "欽點: already in",
+        "秀英: added to",
+        "猶地亞: already in",  # the same as a term given before it
+        "Sheila: added to",
+    ]
+    assert path.read_text(encoding="utf-8") == "钦点\n犹地亚\n秀英\nSheila\n"
+    assert len(reads) == 1, reads
 
 
 def test_the_vocabulary_page_marks_terms_only_closed_recordings_have_and_asks_before_accepting_one(store, tmp_path):

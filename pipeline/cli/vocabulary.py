@@ -13,7 +13,7 @@ from pipeline.config import ENVIRONMENT, PROJECT_VOCABULARY
 from pipeline.errors import ForbiddenError
 from pipeline.stages.vocabulary import (
     Vocabulary,
-    add_term,
+    add_terms,
     check_term,
     known_terms,
     only_in_closed,
@@ -110,11 +110,10 @@ def accept(
         cli.check_asks_for_closed(store, user)
     else:
         words, closed = store.corrected_words(), access.closed_ids(store.list_recordings())
-        refused = [term for term in terms if only_in_closed(check_term(term), words, closed)]
+        refused = only_in_closed([check_term(term) for term in terms], words, closed)
         if refused:
             raise ForbiddenError(f"{', '.join(refused)}: {CLOSED_ONLY_WHY}; nothing added")
-    for term in terms:
-        added = add_term(path, term)
+    for term, added in zip(terms, add_terms(path, terms), strict=True):
         cli.console.print(f"{term}: {'added to' if added else 'already in'} {path}", highlight=False)
 
 

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import re
 import unicodedata
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from difflib import SequenceMatcher
@@ -138,18 +138,25 @@ def check_term(term: str) -> str:
     return cleaned
 
 
-def add_term(path: Path, term: str) -> bool:
-    """Append a term to the vocabulary file (made if missing); False if the file has it already. The file is
-    read (and so checked) first: a term is never added to a file that is no vocabulary."""
-    term = check_term(term)
-    if normalise(term) in {normalise(t) for t in known_terms(path)}:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    existing = path.read_bytes() if path.exists() else b""
-    with open(path, "ab") as f:
-        f.write((b"" if not existing or existing.endswith(b"\n") else b"\n") + term.encode("utf-8") + b"\n")
-    log.info("%s: added a term", path)  # not which: often a name, from what people wrote in corrections
-    return True
+def add_terms(path: Path, terms: Iterable[str]) -> list[bool]:
+    """Append terms to the vocabulary file (made if missing), each line once; for each term, whether it was added
+    (False: the file, or a term before it, has it). Every term is checked and the file read (and so checked) once,
+    first: none is added if one is not a term, nor to a file that is no vocabulary."""
+    cleaned = [check_term(term) for term in terms]
+    have = {normalise(t) for t in known_terms(path)}
+    fresh: list[bool] = []
+    for term in cleaned:
+        fresh.append(normalise(term) not in have)
+        have.add(normalise(term))
+    added = [term for term, new in zip(cleaned, fresh, strict=True) if new]
+    if added:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existing = path.read_bytes() if path.exists() else b""
+        lines = "".join(f"{term}\n" for term in added).encode("utf-8")
+        with open(path, "ab") as f:
+            f.write((b"" if not existing or existing.endswith(b"\n") else b"\n") + lines)
+        log.info("%s: added %d term(s)", path, len(added))  # not which: often names, from what people corrected
+    return fresh
 
 
 def normalise(text: str) -> str:
@@ -396,12 +403,14 @@ def suggest(
     return sorted(found, key=lambda s: (-s.count, -s.recordings, s.term))
 
 
-def only_in_closed(term: str, words: Iterable[CorrectedWord], closed: Collection[int]) -> bool:
-    """Whether people wrote `term` (in any script or case) in corrections, as `suggest` counts them, of the
-    recordings of `closed` alone: False for a term no correction has."""
-    wanted = normalise(term)
-    found = {s.closed_only for s in suggest(words, (), (), closed) if normalise(s.term) == wanted}
-    return found == {True}
+def only_in_closed(terms: Iterable[str], words: Iterable[CorrectedWord], closed: Collection[int]) -> list[str]:
+    """Those of `terms` people wrote (in any script or case) in corrections, as `suggest` counts them, of the
+    recordings of `closed` alone; a term no correction has is not among them. The corrections are counted once
+    for all the terms."""
+    flags: defaultdict[str, set[bool]] = defaultdict(set)  # a term's spellings, each closed only or not
+    for s in suggest(words, (), (), closed):
+        flags[normalise(s.term)].add(s.closed_only)
+    return [term for term in terms if flags.get(normalise(term)) == {True}]
 
 
 def _text(segments: list[Segment]) -> str:

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from pipeline import access
 from pipeline.records import UserRecord
-from pipeline.stages.vocabulary import Suggestion, add_term, check_term, known_terms, only_in_closed, suggest
+from pipeline.stages.vocabulary import Suggestion, add_terms, check_term, known_terms, only_in_closed, suggest
 
 from .api import write
 from .auth import check_csrf, requires
@@ -32,7 +32,7 @@ def _suggestions(request: Request) -> list[Suggestion]:
 
 def _only_in_closed(request: Request, term: str) -> bool:
     store = request.app.state.store
-    return only_in_closed(term, store.corrected_words(), access.closed_ids(store.list_recordings()))
+    return bool(only_in_closed([term], store.corrected_words(), access.closed_ids(store.list_recordings())))
 
 
 def _check(request: Request, user: UserRecord, csrf_token: str) -> None:
@@ -66,7 +66,8 @@ async def accept(
 
     def append() -> bool:
         with _file_lock:
-            return add_term(request.app.state.vocabulary, term)
+            [added] = add_terms(request.app.state.vocabulary, [term])
+            return added
 
     added = await run_in_threadpool(append)
     return RedirectResponse(f"/vocabulary?done={'added' if added else 'already there'}", status_code=303)
