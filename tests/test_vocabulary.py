@@ -451,6 +451,22 @@ def test_suggestions_are_content_words_the_recogniser_missed_counted_across_the_
     assert [s.term for s in suggest(words, known=[], ignored=["欽點", "sheila"])] == ["犹地亚"]
 
 
+def test_suggestions_read_each_segments_recognised_text_once(monkeypatch):
+    """The recogniser's text of a segment was converted to simplified script and folded again for each word a
+    person wrote in it: a segment's whole text for every corrected word of a large archive."""
+    from pipeline.stages import vocabulary
+
+    heard = "由罗马皇帝清典的游帝亚人，在那个时候"
+    words = [CorrectedWord(text, heard, 1) for text in ("钦点", "犹地亚", "Sheila", "罗马")]
+    words.append(CorrectedWord("钦点", "清典", 2))
+    normalised = []
+    normalise = vocabulary.normalise
+    monkeypatch.setattr(vocabulary, "normalise", lambda text: normalised.append(text) or normalise(text))
+    found = suggest(words, known=[], ignored=[])
+    assert [(s.term, s.count, s.recordings) for s in found] == [("钦点", 2, 2), ("Sheila", 1, 1), ("犹地亚", 1, 1)]
+    assert normalised.count(heard) == 1
+
+
 def _cli(*args: str, cwd: Path):
     old = Path.cwd()
     os.chdir(cwd)  # the default vocabulary is annotations/vocabulary.txt in the folder ohp runs in

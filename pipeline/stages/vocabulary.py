@@ -391,9 +391,14 @@ def suggest(
     closed_ids = set(closed)
     counts: Counter[str] = Counter()
     recordings: dict[str, set[int]] = {}
+    heard, heard_normalised = None, ""  # a segment's words come together: its text is normalised once for them
     for word in words:
         term = content_term(word.text)
-        if term is None or normalise(term) in normalise(word.heard) or normalise(term) in left_out:
+        if term is None:
+            continue
+        if word.heard != heard:
+            heard, heard_normalised = word.heard, normalise(word.heard)
+        if (normalised := normalise(term)) in heard_normalised or normalised in left_out:
             continue
         counts[term] += 1
         recordings.setdefault(term, set()).add(word.recording_id)
