@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,22 @@ def test_theme_counts(store, recording):
     assert counts == {
         "left_behind_children": {"suggested": 1, "accepted": 0, "rejected": 0},
         "wages": {"suggested": 0, "accepted": 1, "rejected": 0},
+    }
+
+
+def test_status_counts_by_recording(store, recording):
+    """What the list of recordings shows beside each: its suggestions by status, all themes together (counted by
+    the database, not summed from the counts of each theme)."""
+    other = save_transcription(
+        store, replace(INFO, path=Path("/audio/wu.wav"), sha256="ef" * 32), transcript(), {}, "k", {}
+    )
+    tag(store, other, {0: [("wages", 0.7, ((0, 2),)), ("health", 0.6, ((0, 2),))], 2: [("wages", 0.8, ((0, 2),))]})
+    save_transcription(store, replace(INFO, path=Path("/audio/none.wav"), sha256="01" * 32), transcript(), {}, "k", {})
+    store.decide(by_theme(store, recording)["wages"].id, "accepted", "mei")
+    store.decide(store.annotations(other)[0].id, "rejected", "mei")
+    assert store.status_counts() == {
+        recording: {"suggested": 1, "accepted": 1, "rejected": 0},
+        other: {"suggested": 2, "accepted": 0, "rejected": 1},
     }
 
 

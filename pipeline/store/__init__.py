@@ -336,6 +336,11 @@ class Store:
         with self._session() as s:
             return annotations.theme_counts(s)
 
+    def status_counts(self) -> dict[int, dict[str, int]]:
+        """{recording id: {status: count}}, every theme together, of the recordings with annotations."""
+        with self._session() as s:
+            return annotations.status_counts(s)
+
     def entities(self, recording_id: int) -> dict[int, list[Entity]]:
         """A recording's named entities, by segment id."""
         with self._session() as s:

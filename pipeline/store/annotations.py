@@ -420,6 +420,19 @@ def theme_counts(s: Session) -> list[tuple[int, str, str, dict[str, int]]]:
     return [(rid, path, theme, by_status) for (rid, path, theme), by_status in counts.items()]
 
 
+def status_counts(s: Session) -> dict[int, dict[str, int]]:
+    """{recording id: {status: count}} of the recordings with annotations, every theme together (for listings)."""
+    query = (
+        select(SegmentRow.recording_id, AnnotationRow.status, func.count())
+        .join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
+        .group_by(SegmentRow.recording_id, AnnotationRow.status)
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for rid, status, n in s.execute(query):
+        counts.setdefault(rid, dict.fromkeys(ANNOTATION_STATUSES, 0))[status] = n
+    return counts
+
+
 def entities(s: Session, recording_id: int) -> dict[int, list[Entity]]:
     """A recording's named entities, by segment id."""
     query = (

@@ -13,7 +13,6 @@ from pathlib import Path
 from pipeline import access
 from pipeline.errors import NotFoundError
 from pipeline.records import (
-    ANNOTATION_STATUSES,
     NOT_REJECTED,
     AnnotationRecord,
     AnnotationStatus,
@@ -163,11 +162,7 @@ def recordings(
     store: Store, user: UserRecord, sort: str = "path", descending: bool = False, contains: str = "", language: str = ""
 ) -> list[dict]:
     """Every recording the user may see, with its stages and how many suggestions wait, filtered and sorted."""
-    by_recording: dict[int, dict[str, int]] = {}
-    for rid, _path, _theme, counts in store.theme_counts():
-        for status in ANNOTATION_STATUSES:
-            by_recording.setdefault(rid, {}).setdefault(status, 0)
-            by_recording[rid][status] += counts[status]
+    by_recording = store.status_counts()
     stages, failures = store.stage_listing()
     visible = access.visible(user, store.list_recordings())
     found = [
