@@ -8,8 +8,9 @@ Builds, in bulk SQL (a benchmark, not a run), --recordings recordings of --segme
 with five stages (2 % of them with a failed stage's error), the tagger's suggestions on a third of the segments
 (some accepted or rejected), 5 % of the recordings closed, and a corpus of corrections: --corrected segments
 corrected, each with a few words a person wrote, among them names and places from a pool of --terms terms (Chinese
-and English) that the recogniser's text of the segment does not have. Then times, each --repeats times (median,
-range):
+and English) that the recogniser's text of the segment (pieces of sentences, each segment's its own) seldom has,
+and in half of a closed recording's corrected segments its interviewee's name, which no other recording has.
+Then times (the median, and the range, of --repeats, or --accept-repeats, runs):
 
 - the web app's list of recordings as a researcher sees it (pipeline.web.views.recordings, what `/` and
   `/api/recordings` show), with the statements it sends to the database, by table;
@@ -37,7 +38,8 @@ parser.add_argument("--segments", type=int, default=40, help="segments per recor
 parser.add_argument("--corrected", type=int, default=10_000, help="corrected segments")
 parser.add_argument("--terms", type=int, default=600, help="the pool of names, places and terms corrections write")
 parser.add_argument("--accept", type=int, default=300, help="terms accepted at once")
-parser.add_argument("--repeats", type=int, default=3)
+parser.add_argument("--repeats", type=int, default=5, help="times the list is made")
+parser.add_argument("--accept-repeats", type=int, default=3, help="times the terms are accepted")
 parser.add_argument("--pg-url", default=None, help="a PostgreSQL server (a database is created on it, then dropped)")
 parser.add_argument("--ohp-repo", type=Path, default=Path(__file__).resolve().parents[1], help="the ohp to time")
 parser.add_argument("--seed", type=int, default=17)
@@ -62,7 +64,7 @@ GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平�
 PLACES = "东莞 深圳 佛山 惠州 中山 温州 义乌 昆山 苏州 成都 重庆 绵阳 南充 达州 宜宾 乐山 遂宁".split()
 FILLER = "我们 那个 时候 工厂 老板 一个 月 然后 就是 说 也 了 的 在 去".split()
 ENGLISH_FILLER = "the and then we went to a in of factory boss".split()
-HEARD = "那个时候我们在工厂里面做工，一个月工资不多，老板说明年再涨。"
+HEARD = "那个时候我们在工厂里面做工，一个月工资不多，老板说明年再涨，过年回家的车票也买不到。".split("，")
 
 
 def pool_of_terms(rng: random.Random, n: int) -> list[str]:
@@ -84,6 +86,8 @@ def build(url: str, rng: random.Random, terms: list[str]) -> None:
     Store(url).close()  # the schema, by this checkout's migrations
     engine = create_engine(url)
     today = now()
+    names = {r: rng.choice(SURNAMES) + "".join(rng.sample(GIVEN, 2)) for r in range(1, args.recordings + 1)}
+    closed = {r for r in names if r % 20 == 0}
     with engine.begin() as conn:
         conn.execute(
             insert(RecordingRow),
@@ -96,10 +100,10 @@ def build(url: str, rng: random.Random, terms: list[str]) -> None:
                     "format": "wav",
                     "duration": 3600.0,
                     "language": "zh",
-                    "interviewee": f"{rng.choice(SURNAMES)}{rng.choice(GIVEN)}",
+                    "interviewee": names[r],
                     "place": rng.choice(PLACES),
                     "extra": {},
-                    "consent": "closed" if r % 20 == 0 else "open",
+                    "consent": "closed" if r in closed else "open",
                     "doubtful": rng.random() * 0.3,
                     "created_at": today,
                     "updated_at": today,
@@ -129,6 +133,7 @@ def build(url: str, rng: random.Random, terms: list[str]) -> None:
         for r in range(1, args.recordings + 1):
             for i in range(args.segments):
                 sid = (r - 1) * args.segments + i + 1
+                heard = "，".join(rng.sample(HEARD, 3)) + f"，{rng.choice(SURNAMES)}{rng.choice(PLACES)}。"
                 segments.append(
                     {
                         "id": sid,
@@ -136,8 +141,8 @@ def build(url: str, rng: random.Random, terms: list[str]) -> None:
                         "idx": i,
                         "start": i * 5.0,
                         "end": i * 5.0 + 4.5,
-                        "text": HEARD,
-                        "original_text": HEARD,
+                        "text": heard,
+                        "original_text": heard,
                         "language": "zh",
                         "speaker": f"S{i % 2 + 1}",
                         "engine": "faster-whisper",
@@ -170,6 +175,9 @@ def build(url: str, rng: random.Random, terms: list[str]) -> None:
         words = []
         for sid in corrected:
             written = [*rng.choices(terms, weights, k=rng.choice((1, 2))), *rng.sample(FILLER, 5)]
+            recording = (sid - 1) // args.segments + 1
+            if recording in closed and rng.random() < 0.5:  # a closed interviewee's name, written nowhere else
+                written.append(names[recording])
             if rng.random() < 0.2:
                 written += rng.sample(ENGLISH_FILLER, 3)
             rng.shuffle(written)
@@ -250,7 +258,7 @@ def time_accept(url: str, folder: Path) -> None:
     vocabulary.content_term = counted  # how many corrected words each accept looks at
     runner, runs = CliRunner(), []
     try:
-        for run in range(args.repeats):
+        for run in range(args.accept_repeats):
             path = folder / f"vocabulary-{run}.txt"
             started = time.perf_counter()
             done = runner.invoke(app, ["vocabulary", "accept", *chosen, "--vocabulary", str(path), "--db", url])
@@ -262,7 +270,7 @@ def time_accept(url: str, folder: Path) -> None:
     print(
         f"vocabulary accept of {len(chosen)} terms ({len(found)} suggested from {words:,} corrected words, "
         f"{len(found) - sum(not s.closed_only for s in found)} only in closed recordings): {seconds(runs)}; "
-        f"corrected words looked at per accept: {looked_at['words'] // args.repeats:,}",
+        f"corrected words looked at per accept: {looked_at['words'] // args.accept_repeats:,}",
         flush=True,
     )
 
