@@ -1,7 +1,7 @@
 """The web app's list of recordings and `ohp vocabulary accept` on a large collection: time and database reads.
 
     python bench/listings.py                                   # SQLite in a new folder in /tmp
-    python bench/listings.py --pg-url postgresql+psycopg://ohp:ohp@localhost/ohp_test   # a database made on it
+    python bench/listings.py --pg-url postgresql+psycopg://ohp:ohp@localhost/ohp_bench   # an empty database
     python bench/listings.py --ohp-repo ../main                # another checkout's ohp, on a database of its own
 
 Builds, in bulk SQL (a benchmark, not a run), --recordings recordings of --segments segments each, every recording
@@ -21,7 +21,6 @@ Then times (the median, and the range, of --repeats, or --accept-repeats, runs):
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import statistics
@@ -40,7 +39,9 @@ parser.add_argument("--terms", type=int, default=600, help="the pool of names, p
 parser.add_argument("--accept", type=int, default=300, help="terms accepted at once")
 parser.add_argument("--repeats", type=int, default=5, help="times the list is made")
 parser.add_argument("--accept-repeats", type=int, default=3, help="times the terms are accepted")
-parser.add_argument("--pg-url", default=None, help="a PostgreSQL server (a database is created on it, then dropped)")
+parser.add_argument(
+    "--pg-url", default=None, help="an empty PostgreSQL database: filled, then emptied (its schema public made anew)"
+)
 parser.add_argument("--ohp-repo", type=Path, default=Path(__file__).resolve().parents[1], help="the ohp to time")
 parser.add_argument("--seed", type=int, default=17)
 args = parser.parse_args()
@@ -282,21 +283,7 @@ def main() -> None:
     revision = subprocess.run(
         ["git", "-C", str(args.ohp_repo), "log", "-1", "--format=%h"], capture_output=True, text=True
     ).stdout.strip()
-    drop = None
-    if args.pg_url:
-        base = make_url(args.pg_url)
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        name = f"ohp_bench_listings_{os.getpid()}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = base.set(database=name).render_as_string(hide_password=False)
-
-        def drop() -> None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-    else:
-        url = f"sqlite:///{folder / 'ohp.db'}"
+    url = args.pg_url or f"sqlite:///{folder / 'ohp.db'}"
     try:
         started = time.perf_counter()
         build(url, rng, terms)
@@ -315,8 +302,12 @@ def main() -> None:
         time_list(url)
         time_accept(url, folder)
     finally:
-        if drop:
-            drop()
+        if args.pg_url:  # the database empty again, for the next run
+            engine = create_engine(args.pg_url)
+            with engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+            engine.dispose()
 
 
 if __name__ == "__main__":
