@@ -17,6 +17,7 @@ from pipeline.stages.segment import segment
 from pipeline.stages.transcribe import (
     ChunkResult,
     TranscribeOptions,
+    decoders_of,
     detect_language,
     main_language,
     transcribe,
@@ -305,6 +306,23 @@ def test_two_models_decode_alternate_batches_and_hand_the_chunks_over_in_order()
     assert first.batches == [1, 1] and second.batches == [1, 1]
     assert kept == [(0, "0"), (1, "1"), (2, "2"), (3, "3")]
     assert [s.text for s in result.segments] == ["0", "1", "2", "3"]
+
+
+def test_side_by_side_models_share_the_batches_by_their_length():
+    # The English long-form's chunks (s): every other batch gave one model 45 s of audio and the other 15.
+    lengths = [11.1, 2.3, 23.3, 3.1, 5.1, 6.4, 3.2, 2.8, 2.2]
+    chunks, at = [], 0.0
+    for length in lengths:
+        chunks.append(chunk((at, at + length)))
+        at += length + 5.0
+    batches = [range(i, i + 1) for i in range(len(chunks))]
+    chosen = decoders_of(batches, chunks, 2)
+    audio = [sum(length for length, d in zip(lengths, chosen, strict=True) if d == model) for model in (0, 1)]
+    assert abs(audio[0] - audio[1]) < 3.0, chosen
+    assert chosen == decoders_of(batches, chunks, 2)  # the chunks decide, not the timing
+    assert decoders_of(batches, chunks, 1) == [0] * len(chunks)
+    # Batches of several chunks weigh as much as their chunks together.
+    assert decoders_of([range(0, 1), range(1, 9)], chunks, 2) == [1, 0]
 
 
 def test_a_failing_model_fails_the_transcription_keeping_the_chunks_before_it():

@@ -284,6 +284,25 @@ def batches(chunks: int, batch_size: int) -> list[range]:
     return [range(first, min(first + batch_size, chunks)) for first in range(0, chunks, batch_size)]
 
 
+# What a batch costs to decode, in seconds of audio: its chunks' audio and, for each chunk, what every decode costs
+# whatever its length (on the English long-form a chunk took 0.05 s + 0.08 s per second of its audio).
+DECODE_OVERHEAD = 0.6
+
+
+def decoders_of(in_batches: list[range], chunks: list[Chunk], decoders: int) -> list[int]:
+    """Which of `decoders` side-by-side models decodes each batch: the costliest batch first to the model with the
+    least to do (LPT scheduling), each model then taking its batches in order. It depends on the chunks alone, not
+    on timing, so neither does which model draws a sampled fallback. Every other batch in turn left a model idle
+    for 1.9-2.5 s on the dialect and English long-forms, whose long chunks fell to one of them (bench/RESULTS.md)."""
+    cost = [sum(chunks[i].end - chunks[i].start + DECODE_OVERHEAD for i in batch) for batch in in_batches]
+    load = [0.0] * decoders
+    chosen = [0] * len(in_batches)
+    for k in sorted(range(len(in_batches)), key=lambda k: (-cost[k], k)):
+        chosen[k] = min(range(decoders), key=lambda d: (load[d], d))
+        load[chosen[k]] += cost[k]
+    return chosen
+
+
 def main_language(segments: list[Segment], default: str | None) -> str | None:
     """The language most of the text's time is in."""
     time: defaultdict[str, float] = defaultdict(float)
@@ -351,17 +370,18 @@ def transcribe_twice(
         if len(engines) == 1:  # in this thread, a batch at a time
             results: Iterable[list[ChunkResult]] = (decode(indices, first) for indices in in_batches)
         else:
-            # Each model decodes every len(engines)-th batch, in order, on a thread of its own (CTranslate2 lets go
-            # of the GIL while it computes): which model decodes a chunk does not depend on timing, and so neither
-            # does a sampled fallback's text (each model draws from its own random generator, in its own order).
+            # Each model decodes its share of the batches (decoders_of), in order, on a thread of its own
+            # (CTranslate2 lets go of the GIL while it computes): which model decodes a chunk does not depend on
+            # timing, and so neither does a sampled fallback's text (each model draws from its own random
+            # generator, in its own order).
             decoders = [ThreadPoolExecutor(1, f"decoder{i}") for i in range(len(engines))]
             for decoder in decoders:  # on leaving (the last first): no queued batch starts, the running ones end
                 stack.callback(decoder.shutdown)
             for decoder in decoders:
                 stack.callback(decoder.shutdown, wait=False, cancel_futures=True)
             futures = [
-                decoders[k % len(engines)].submit(decode, indices, engines[k % len(engines)])
-                for k, indices in enumerate(in_batches)
+                decoders[d].submit(decode, indices, engines[d])
+                for d, indices in zip(decoders_of(in_batches, chunks, len(engines)), in_batches, strict=True)
             ]
             results = (future.result() for future in futures)
         for indices, batch in zip(in_batches, results, strict=True):
