@@ -268,7 +268,8 @@ def uptime() -> str:
 
 def summary(runs: list[dict], key: str, fmt: str) -> str:
     values = [r[key] for r in runs]
-    median = statistics.median(values)
+    # Counts ("d") take the lower middle value of an even number of runs, as a count is whole.
+    median = statistics.median_low(values) if fmt == "d" else statistics.median(values)
     if len(values) == 1:
         return format(median, fmt)
     return f"{format(median, fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
