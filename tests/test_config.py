@@ -118,14 +118,14 @@ def test_verbose_and_log_file_on_the_command_line(tmp_path, restore_logging):
     log_file = tmp_path / "ohp.log"
     db = f"sqlite:///{tmp_path / 'ohp.db'}"
     quiet = invoke("--log-file", str(log_file), "status", "--db", db)
-    assert quiet.exit_code == 0 and "migrating" not in quiet.stderr
+    assert quiet.exit_code == 0 and "making database" not in quiet.stderr
     logged = log_file.read_text(encoding="utf-8")
-    assert f"INFO pipeline.store.database: migrating database {db} from schema revision (empty)" in logged
+    assert f"INFO pipeline.store.database: making database {db} at schema revision" in logged
     unwritable = invoke("--log-file", str(tmp_path / "ohp.db" / "ohp.log"), "status", "--db", db)  # a file as folder
     assert unwritable.exit_code == 2 and "cannot write the log file" in unwritable.output
     other = f"sqlite:///{tmp_path / 'other.db'}"
     verbose = invoke("--verbose", "status", "--db", other)
-    assert verbose.exit_code == 0 and f"INFO pipeline.store.database: migrating database {other}" in verbose.stderr
+    assert verbose.exit_code == 0 and f"INFO pipeline.store.database: making database {other}" in verbose.stderr
 
 
 def test_a_failed_files_traceback_is_in_the_log(tmp_path, monkeypatch, restore_logging):
