@@ -200,9 +200,9 @@ def choose_recordings(store: Store, refs: list[str] | None) -> list:
     return store.find_recordings(refs) if refs else store.list_recordings()
 
 
-def check_asks_for_closed(store: Store, user: str | None) -> None:
-    """--include-restricted: ForbiddenError unless --user (or OHP_USER) names a researcher."""
-    name = need_user(user, "using closed recordings")
+def check_asks_for_closed(store: Store, user: str | None, doing: str = "using closed recordings") -> None:
+    """--include-restricted: ForbiddenError unless --user (or OHP_USER) names a researcher (`doing`: what for)."""
+    name = need_user(user, doing)
     access.check_export_closed(store.user(name), name)
 
 
@@ -520,8 +520,7 @@ def export(
     check_folder(out, "--out")
     store = open_store(db)
     if include_restricted:
-        name = need_user(user, "exporting closed recordings")
-        access.check_export_closed(store.user(name), name)
+        check_asks_for_closed(store, user, "exporting closed recordings")
     # Its token patterns checked only when redacting: the tagger then finds names; else its labels are all.
     book = open_codebook(codebook, for_labels=not redact)
     redactor = None
