@@ -403,8 +403,9 @@ class Batch:
         batch knows which files were read."""
         if not (options.out_dir and self.waiting):
             return
-        # A closed recording writes no files (access.writes_transcript_files), so it takes no stem either.
-        closed = {r.id for r in store.list_recordings() if not access.writes_transcript_files(r)}
+        # A closed recording writes no files (access.writes_transcript_files: not those of closed_ids), so it takes
+        # no stem either.
+        closed = access.closed_ids(store.list_recordings())
         read = {f.path.resolve() for f in self.results if f.status != "failed" and f.recording_id not in closed}
         taken = shared_stems(read | self.stored)
         for file in self.waiting:
