@@ -16,9 +16,10 @@ import functools
 import json
 import sqlite3
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
-from pipeline.store.database import MIGRATIONS, head_revision
+from pipeline.store.database import MIGRATIONS, alembic_config, head_revision
 
 HEAD_SCRIPT = MIGRATIONS / "head_sqlite.json"
 # Tables whose rows the migrations write and a new database must have: the revision, and AUTOINCREMENT's
@@ -68,12 +69,10 @@ def migrated_script() -> dict:
     """The head script as the migrations make it now, in a scratch database."""
     from alembic import command
 
-    from pipeline.store.database import alembic_config
-
     with tempfile.TemporaryDirectory(prefix="ohp-head-") as folder:
         path = Path(folder) / "head.db"
         command.upgrade(alembic_config(f"sqlite:///{path}"), "head")
-        with sqlite3.connect(path) as connection:
+        with closing(sqlite3.connect(path)) as connection:
             return {"revision": head_revision(), "statements": script_of(connection)}
 
 
