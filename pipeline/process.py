@@ -324,11 +324,11 @@ def _transcribe(
                     replica,
                 )
 
-            first = load(0)
             with ThreadPoolExecutor(1, "model-loader") as loader:
-                # The other models load while the first tells the language and decodes its first batch: a load
-                # beside the decoding costs it little (bench/RESULTS.md), where loading first would hold it up.
+                # The other models load beside the first (CTranslate2 lets go of the GIL while it loads) and while
+                # it tells the language; each encodes its first batch as soon as it is loaded (bench/RESULTS.md).
                 others = [loader.submit(load, replica) for replica in range(1, count)]
+                first = load(0)
                 # With the second decode, the same but the decoding, from the same encoder pass: where they
                 # differ, the recogniser wavered.
                 transcript, second = transcribe_twice(

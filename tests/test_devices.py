@@ -203,4 +203,4 @@ def test_two_models_share_the_threads_on_the_cpu_for_a_recording_of_many_batches
     )
     segments = process.process_recording(clip, options).transcript.segments
     assert [s.text for s in segments] == ["好"] * chunks
-    assert loaded == expected
+    assert sorted(loaded, key=lambda args: args[-1]) == expected  # by replica: they load side by side

@@ -357,6 +357,58 @@ def test_a_model_still_loading_takes_its_batches_once_loaded_while_the_first_dec
     assert [s.text for s in result.segments] == ["0", "1", "2", "3"]
 
 
+def test_the_other_models_encode_their_first_batch_while_the_first_tells_the_language():
+    class Listening(ScriptedEngine):
+        """Tells the language only once the other model has encoded: one model's work at a time would hang."""
+
+        def __init__(self, answers, languages, encoded: threading.Event) -> None:
+            super().__init__(answers, languages)
+            self.encoded = encoded
+
+        def language_probabilities(self, encoded):
+            assert self.encoded.wait(timeout=60)  # (the timeout only ends a broken run)
+            return super().language_probabilities(encoded)
+
+    class Encoding(ScriptedEngine):
+        def __init__(self, answers, encoded: threading.Event) -> None:
+            super().__init__(answers, [{"zh": 0.99}] * 2)
+            self.encoded = encoded
+
+        def encode(self, pieces):
+            self.encoded.set()
+            return super().encode(pieces)
+
+    encoded = threading.Event()
+    # Chunk 1 has the most speech: the first model tells the language from it and decodes it from that pass.
+    chunks = [chunk((0.0, 2.0)), chunk((10.0, 19.0)), chunk((30.0, 32.0))]
+    first = Listening([[seg(0.0, 8.9, "1")]], [{"zh": 0.99}] * 2, encoded)
+    second = Encoding([[seg(0.0, 1.0, "0")], [seg(0.0, 1.0, "2")]], encoded)
+    told = []
+    result = transcribe_twice(
+        np.zeros(40 * SR, np.float32),
+        chunks,
+        [first, second],
+        TranscribeOptions(batch_size=1),
+        on_language=told.append,
+    )[0]
+    assert [s.text for s in result.segments] == ["0", "1", "2"] and told == ["zh"]
+    assert first.batches == [1] and second.batches == [1, 1]  # the language's chunk was not encoded again
+
+
+def test_a_language_that_cannot_be_told_fails_the_transcription_without_waiting():
+    class Deaf(ScriptedEngine):
+        def language_probabilities(self, encoded):
+            raise RuntimeError("encoder failed")
+
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        transcribe(
+            np.zeros(40 * SR, np.float32),
+            [chunk((i * 10.0, i * 10.0 + 2.0)) for i in range(4)],
+            [Deaf([]), ScriptedEngine([[seg(0.0, 1.0, str(i))] for i in range(2)])],
+            TranscribeOptions(batch_size=1),
+        )
+
+
 def test_a_model_that_fails_to_load_fails_the_transcription():
     loading: Future = Future()
     loading.set_exception(OSError("model.bin: no space left on device"))

@@ -77,13 +77,18 @@ def _top(probabilities: dict[str, float]) -> tuple[str, float]:
     return max(probabilities.items(), key=lambda item: item[1])
 
 
+def by_speech(chunks: list[Chunk]) -> list[int]:
+    """The chunks' indices, the one with the most speech first (equals in order): the first tells the language."""
+    return sorted(range(len(chunks)), key=lambda i: -chunks[i].speech_duration)
+
+
 def detect_language(
     engine: Engine, samples: np.ndarray, chunks: list[Chunk], heard: dict[int, Encoded] | None = None
 ) -> tuple[str, float]:
     """The recording's language: one encoder pass over the chunk with the most speech; when that chunk is
     unsure, probabilities summed over the LANGUAGE_PROBES chunks with the most speech. That first encoder pass
     goes into `heard` by the chunk's index, for decoding it."""
-    ranked = sorted(range(len(chunks)), key=lambda i: chunks[i].speech_duration, reverse=True)
+    ranked = by_speech(chunks)
     encoded = engine.encode([_samples(samples, chunks[ranked[0]])])
     if heard is not None:
         heard[ranked[0]] = encoded
@@ -326,11 +331,12 @@ def transcribe_twice(
     and with `second` decode each chunk a second time with those options from the same encoder pass: the
     transcript and the second decode's (None without `second`). `engine` is one engine, or several models of
     the same recogniser (engines.decoder_count) that decode batches side by side, the first also telling the
-    language; the others may still be loading (futures), each waited for by its first batch. `done` holds
+    language while the others encode their first batch; the others may still be loading (futures), each waited
+    for by its first batch. `done` holds
     chunks finished by an interrupted run (by index), which are reused; `on_chunk` is told of each chunk, in
     the chunks' order, as its batch and those before it finish, so a caller can keep them. A batch with any
     chunk left is decoded whole, so a resumed run writes what an uninterrupted one would. `on_language` is told
-    the recording's language once it is known, before the chunks are decoded, so a caller can prepare what the
+    the recording's language once it is known, as the chunks' decoding begins, so a caller can prepare what the
     language needs meanwhile."""
     engines = list(engine) if isinstance(engine, Sequence) else [engine]
     first = engines[0]
@@ -340,14 +346,16 @@ def transcribe_twice(
     batch_size = options.batch_size or default_batch_size(first.device)
     counts: Counter[str] = Counter()
     heard: dict[int, Encoded] = {}  # the chunk the language was heard from: its batch of one is not encoded again
-    if options.language:
-        language, probability = options.language, 1.0
-    elif chunks:
-        language, probability = detect_language(first, samples, chunks, heard)
-    else:
-        language, probability = None, 0.0
-    if on_language and language:
-        on_language(language)
+
+    def tell_language() -> tuple[str | None, float]:
+        if options.language:
+            return options.language, 1.0
+        if chunks:
+            return detect_language(first, samples, chunks, heard)
+        return None, 0.0
+
+    heard_index = by_speech(chunks)[0] if chunks and not options.language else None
+    told: Future[tuple[str | None, float]]
     segments: list[Segment] = []
     seconds: list[Segment] = []
 
@@ -355,35 +363,48 @@ def transcribe_twice(
         return index in done and (second is None or done[index].second is not None)
 
     def decode(indices: range, engine: Engine | Future[Engine]) -> list[ChunkResult]:
-        """A batch's chunks: those an interrupted run finished as it kept them, the others decoded."""
+        """A batch's chunks: those an interrupted run finished as it kept them, the others decoded. A batch
+        other than the language's chunk is encoded before the language is waited for: an encoder pass needs
+        none, so a second model works while the first tells it."""
         if all(finished(i) for i in indices):
             return [done[i] for i in indices]
-        assert language is not None  # given, or detected from the chunks
         if isinstance(engine, Future):
             engine = engine.result()
-        encoded = heard.get(indices[0]) if len(indices) == 1 else None
-        batch = transcribe_chunks(engine, samples, [chunks[i] for i in indices], language, options, second, encoded)
+        in_batch = [chunks[i] for i in indices]
+        heard_here = len(indices) == 1 and indices[0] == heard_index
+        encoded = None if heard_here else engine.encode([_samples(samples, c) for c in in_batch])
+        language = told.result()[0]
+        assert language is not None  # given, or detected from the chunks
+        if heard_here:
+            encoded = heard[indices[0]]
+        batch = transcribe_chunks(engine, samples, in_batch, language, options, second, encoded)
         return [done[i] if finished(i) else result for i, result in zip(indices, batch, strict=True)]
 
     in_batches = batches(len(chunks), batch_size)
     with ExitStack() as stack:
         if len(engines) == 1:  # in this thread, a batch at a time
+            told = Future()
+            told.set_result(tell_language())
             results: Iterable[list[ChunkResult]] = (decode(indices, first) for indices in in_batches)
         else:
             # Each model decodes its share of the batches (decoders_of), in order, on a thread of its own
             # (CTranslate2 lets go of the GIL while it computes): which model decodes a chunk does not depend on
             # timing, and so neither does a sampled fallback's text (each model draws from its own random
-            # generator, in its own order).
+            # generator, in its own order). The first model tells the language on its thread, first.
             decoders = [ThreadPoolExecutor(1, f"decoder{i}") for i in range(len(engines))]
             for decoder in decoders:  # on leaving (the last first): no queued batch starts, the running ones end
                 stack.callback(decoder.shutdown)
             for decoder in decoders:
                 stack.callback(decoder.shutdown, wait=False, cancel_futures=True)
+            told = decoders[0].submit(tell_language)
             futures = [
                 decoders[d].submit(decode, indices, engines[d])
                 for d, indices in zip(decoders_of(in_batches, chunks, len(engines)), in_batches, strict=True)
             ]
             results = (future.result() for future in futures)
+        language, probability = told.result()
+        if on_language and language:
+            on_language(language)
         for indices, batch in zip(in_batches, results, strict=True):
             for index, result in zip(indices, batch, strict=True):
                 if on_chunk:
