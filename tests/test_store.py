@@ -192,6 +192,35 @@ def test_a_head_script_of_another_revision_is_not_used(tmp_path, monkeypatch):
     assert "wrong" not in rows and rows["alembic_version"] == [(database.head_revision(),)]
 
 
+def test_an_sqlite_file_of_another_program_is_refused_and_left_as_it_was(tmp_path):
+    """A file that holds tables but no ohp schema revision is another program's database (a wrong --db): ohp's
+    tables were written into it beside the program's own. It is refused, and nothing in it changes."""
+    path = tmp_path / "places.sqlite"
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)")
+        conn.execute("INSERT INTO moz_places (url) VALUES ('https://example.org')")
+    before = _schema_and_rows(path)
+    with pytest.raises(StoreError, match=r"places\.sqlite holds tables but no ohp schema revision"):
+        Store(f"sqlite:///{path}")
+    assert _schema_and_rows(path) == before
+
+
+def test_a_new_database_whose_making_fails_half_way_is_left_empty(tmp_path, monkeypatch):
+    """The head script runs in one transaction: a statement failing half way (a full disk, a killed process) leaves
+    no table behind, so the next open makes the database whole instead of finding it half made."""
+    statements = headscript.head_script()
+    assert statements
+    half = len(statements) // 2
+    monkeypatch.setattr(headscript, "head_script", lambda: [*statements[:half], "CREATE TABLE broken (", *statements])
+    path = tmp_path / "new.db"
+    with pytest.raises(StoreError):
+        Store(f"sqlite:///{path}")
+    assert _schema_and_rows(path) == ([], {})
+    monkeypatch.undo()
+    Store(f"sqlite:///{path}").close()
+    assert _schema_and_rows(path)[1]["alembic_version"] == [(database.head_revision(),)]
+
+
 def test_a_database_from_a_newer_version_is_refused(db_url):
     Store(db_url).close()
     engine = create_engine(db_url)
@@ -519,7 +548,8 @@ def test_a_new_file_another_process_is_writing_is_waited_for(tmp_path):
     path = tmp_path / "new.db"
     rival = sqlite3.connect(path, isolation_level=None)  # the other process: SQLite locks its connections alike
     rival.execute("BEGIN IMMEDIATE")
-    rival.execute("CREATE TABLE rival (x)")
+    for statement in headscript.head_script() or []:  # another ohp, making the new database
+        rival.execute(statement)
     waiting = threading.Event()
 
     def trace(dbapi_connection, _record):
@@ -536,7 +566,8 @@ def test_a_new_file_another_process_is_writing_is_waited_for(tmp_path):
                 assert store.list_recordings() == []
     finally:
         event.remove(Pool, "connect", trace)
-    assert rival.execute("SELECT count(*) FROM rival").fetchone() == (0,)  # the other process's write is there
+    # the other process's write is there
+    assert rival.execute("SELECT version_num FROM alembic_version").fetchall() == [(database.head_revision(),)]
     rival.close()
     with closing(sqlite3.connect(path)) as again:
         assert again.execute("PRAGMA journal_mode").fetchone() == ("wal",)

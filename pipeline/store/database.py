@@ -4,7 +4,8 @@
 SQLite or any SQLAlchemy URL (PostgreSQL through psycopg); the configuration (pipeline.config) says
 which. Opening a database upgrades its schema to the newest Alembic revision of
 `pipeline/store/migrations`; a new SQLite database is made at that revision in one step
-(pipeline.store.headscript).
+(pipeline.store.headscript), and an SQLite file holding tables but no schema revision (another program's) is
+refused, nothing written into it.
 
 Several processes (a batch, a web app) may share one SQLite file: connections run in WAL mode
 with a 30 s busy timeout, and every write transaction starts with BEGIN IMMEDIATE, so it takes
@@ -184,10 +185,16 @@ def _revisions() -> tuple[str, frozenset[str]]:
     return head, frozenset(r.revision for r in script.walk_revisions())
 
 
-def _new_database_script(conn: Connection) -> list[str] | None:
+def _new_database_script(conn: Connection, shown: str) -> list[str] | None:
     """For an SQLite database with nothing in it, the statements that make it at the newest revision at once
-    (pipeline.store.headscript); None for any other, or when the script is not at that revision."""
+    (pipeline.store.headscript); None for any other, or when the script is not at that revision. StoreError for
+    one that holds tables but no schema revision: another program's database, which migrating would write ohp's
+    tables into."""
     if conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar():
+        if _stamped_revision(conn) is None:
+            raise StoreError(
+                f"{shown} holds tables but no ohp schema revision: not an ohp database, and ohp leaves it as it is"
+            )
         return None
     from pipeline.store.headscript import head_script
 
@@ -343,7 +350,7 @@ def _upgrade_locked(conn: Connection, shown: str) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # one migrating process at a time
     elif conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
-    if sqlite and (script := _new_database_script(conn)):  # looked at again, now that we hold the lock
+    if sqlite and (script := _new_database_script(conn, shown)):  # looked at again, now that we hold the lock
         log.info("making database %s at schema revision %s", shown, head_revision())
         for statement in script:
             conn.exec_driver_sql(statement)
