@@ -80,6 +80,12 @@ def in_language(code: str | None, wanted: str) -> bool:
     return folded_code == folded_wanted or folded_code.startswith(f"{folded_wanted}-")
 
 
+def clean_name(name: str) -> str:
+    """A person's name as ohp keeps it (an account's, who did a thing): NFKC-normalised, stripped, so that one
+    written with other code points for the same letters is the same name."""
+    return unicodedata.normalize("NFKC", name).strip()
+
+
 def inert(text: str) -> str:
     """The text with every character that would act on a terminal or disguise the text replaced by one that shows
     (for what ohp writes to a terminal: the CLI's console and the log on standard error)."""

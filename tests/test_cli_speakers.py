@@ -274,3 +274,23 @@ def test_the_origin_of_a_voice_enrolled_before_ohp_kept_it_can_be_given(db, tmp_
             s.execute(text("UPDATE people SET origin_by = NULL, origin_at = NULL"))
     listed = " ".join(invoke("speakers", "list", "--db", db).output.split())
     assert "Zhang (by mei, 20" in listed and "origin given before ohp kept by whom):" in listed, listed
+
+
+def test_who_gives_a_voice_its_origin_is_a_name_not_blanks_or_invisible_characters(db):
+    """What consent lets a voice do changes with its origin, so ohp keeps who gave it: a --user (or OHP_USER) of
+    spaces, of an invisible character or with a line break in it names no one, and was kept as the one who did.
+    It is refused as a missing --user is; a name is kept as an account's is (NFKC, stripped)."""
+    with Store(db) as store:
+        store.enroll("Zhang", [1.0] * 256, "mei", ["/clips/zhang-1.wav"])
+        enrolled = store.people()[0]
+    for nobody in ("   ", "\u200b", "li\nroot", "\u202eil"):
+        refused = invoke("speakers", "source", "Zhang", "--outside", "--user", nobody, "--db", db)
+        assert refused.exit_code == 2 and "--user NAME" in refused.output, (nobody, refused.output)
+    blank = invoke("speakers", "source", "Zhang", "--outside", "--db", db, OHP_USER=" \t ")
+    assert blank.exit_code == 2, blank.output
+    with Store(db) as store:
+        assert store.people()[0] == enrolled
+    given = invoke("speakers", "source", "Zhang", "--outside", "--user", " ｌｉ ", "--db", db)
+    assert given.exit_code == 0, given.output
+    with Store(db) as store:
+        assert store.people()[0].origin_by == "li"

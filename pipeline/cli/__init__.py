@@ -51,7 +51,7 @@ from pipeline.search.textindex import QuerySyntaxError, highlight, parse_query
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
 from pipeline.stages.codebook import Codebook, CodebookError, load_codebook, validate_codebook
 from pipeline.stages.engines import DEFAULT_BATCH_SIZES, DEFAULT_ENGINE, ComputeType, EngineName
-from pipeline.utils import as_date, clock, inert, terminal_json
+from pipeline.utils import as_date, clean_name, clock, inert, terminal_json
 
 if TYPE_CHECKING:
     from pipeline.process import SpeakerOptions
@@ -150,11 +150,15 @@ def main(
 
 
 def need_user(user: str | None, doing: str) -> str:
-    user = config.given(user=user).user
-    if not user:
-        report_error(f"who is {doing}? pass --user NAME or set {ENVIRONMENT['user']}")
+    """The name of who is doing it, kept as an account's name is (clean_name); one of blanks, or with a line break
+    or an invisible character in it, names no one and is refused as a missing one."""
+    given = config.given(user=user).user or ""
+    name = clean_name(given)
+    if not name or not name.isprintable():
+        named = f" ({given!r} names no one)" if given else ""
+        report_error(f"who is {doing}? pass --user NAME or set {ENVIRONMENT['user']}{named}")
         raise typer.Exit(2)
-    return user
+    return name
 
 
 def open_store(url: str | None) -> Store:

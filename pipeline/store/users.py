@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import secrets
-import unicodedata
 
 import argon2
 from sqlalchemy import delete, select, update
@@ -21,6 +20,7 @@ from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.records import ROLES, UserRecord
 from pipeline.store.database import by_code_point
 from pipeline.store.models import UserRow, iso
+from pipeline.utils import clean_name
 
 MAX_NAME_CHARS = 64
 MIN_PASSWORD_CHARS = 8
@@ -36,11 +36,6 @@ def _hasher() -> argon2.PasswordHasher:
 def _dummy_hash() -> str:
     """A hash to verify against for unknown names, so they take as long as wrong passwords."""
     return _hasher().hash("no such user")
-
-
-def clean_name(name: str) -> str:
-    """A login name as kept: NFKC-normalised, stripped."""
-    return unicodedata.normalize("NFKC", name).strip()
 
 
 def name_key(name: str) -> str:
