@@ -257,6 +257,28 @@ def test_hostile_names_of_elan_tiers_without_an_annotator(db, exchange, tmp_path
     assert coders == {"tier/\ufffdA-semeht\ufffd\ufffd B", "tier/A-semeht B"}
 
 
+def test_elan_coders_written_with_other_code_points_for_the_same_letters_are_one_coder(db, exchange, tmp_path):
+    """An account's name is kept NFKC-normalised: José who codes in ohp is U+00E9. The same name in an ELAN file,
+    decomposed (e and U+0301, as a Mac may write it) or in full-width letters, looked the same and was another
+    coder, whose codes counted as someone else's; a tier's name alike was two coders that look one."""
+    with Store(db) as store:
+        jose = store.add_user("Jose\u0301", "a long password", "annotator").name
+    assert jose == "Jos\u00e9"
+    path = coded_in_elan(
+        exchange,
+        tmp_path / "forms.eaf",
+        [
+            ("themes-1", None, "Jose\u0301", "wages"),
+            ("themes-2", None, "\uff2a\uff4f\uff53\u00e9", "housing"),  # full-width Jos, then é
+            ("Cafe\u0301", None, None, "schooling"),
+            ("Caf\u00e9", None, None, "schooling"),
+        ],
+    )
+    result = invoke("import", path, "--db", db)
+    assert result.exit_code == 0, result.output
+    assert {coder for _, _, coder in coders_of(db)} == {jose, "tier/Caf\u00e9"}
+
+
 def edited_project(exchange: Path, path: Path, pattern: str, replacement: str) -> Path:
     """The exported project with the first match of `pattern` in its project.qde replaced."""
     with zipfile.ZipFile(exchange / "ohp-project.qdpx") as z:

@@ -363,6 +363,28 @@ def test_codings_added_in_a_qda_tool_come_back(qdpx, tmp_path):
     assert any("bob's notes" in w and "sha256" in w for w in imported.warnings)
 
 
+def test_a_users_name_written_with_other_code_points_for_its_letters_is_the_one_coder(qdpx, tmp_path):
+    """An account's name is kept NFKC-normalised (José, U+00E9, codes in ohp); a QDA tool's user of that name
+    written decomposed, or in full-width letters, looked the same and was another coder."""
+    _, root = _open(qdpx)
+    english = root.findall("q:Sources/q:AudioSource", NS)[1]
+    wages = root.find("q:CodeBook/q:Codes/q:Code[@name='Wages / 工资']", NS).get("guid")
+    for name, begin in (("Jose\u0301", "9500"), ("\uff2a\uff4f\uff53\u00e9 ", "13000")):
+        user = _guid()
+        _element(root.find("q:Users", NS), "User", guid=user, name=name)
+        after_transcript = len(english.findall("q:Transcript", NS)) + 1
+        selection = _element(
+            english, "AudioSelection", after_transcript, guid=_guid(), begin=begin, end="15000", creatingUser=user
+        )
+        _element(_element(selection, "Coding", guid=_guid(), creatingUser=user), "CodeRef", targetGUID=wages)
+    imported = read_qdpx(_rezip(tmp_path, qdpx, root), CODEBOOK)
+    added = [c for c in imported.codings["b" * 64] if c.start in (9.5, 13.0)]
+    assert [(c.coder, c.start) for c in sorted(added, key=lambda c: c.start)] == [
+        ("Jos\u00e9", 9.5),
+        ("Jos\u00e9", 13.0),
+    ]
+
+
 def test_a_tool_that_drops_variables_still_finds_the_recording_by_description(qdpx, tmp_path):
     _, root = _open(qdpx)
     for value in root.iterfind(".//q:VariableValue", NS):

@@ -43,7 +43,7 @@ from pipeline.records import (
 from pipeline.stages.audio import file_sha256
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import doubtful_passages
-from pipeline.utils import inert, timestamp, xml_text
+from pipeline.utils import clean_name, inert, timestamp, xml_text
 
 SHA256_PROPERTY = "ohp:recording-sha256"
 ID_PROPERTY = "ohp:recording-id"
@@ -296,12 +296,13 @@ def _times(path: Path, root: ET.Element) -> dict[str, tuple[int | None, int | No
 
 
 def _one_line(text: str) -> str:
-    return " ".join(inert(text).split())
+    return " ".join(inert(clean_name(text)).split())
 
 
 def _tier_coder(path: Path, tier: str, participant: str) -> str:
     """The coder of a themes tier that names no annotator: the tier, by its name (records.TIER_CODER), the same on
-    every import of the file. The name is made one line that shows what it holds (controls and bidi overrides as
+    every import of the file. The name is kept as an account's is (NFKC: the same letters written decomposed are the
+    same tier) and made one line that shows what it holds (controls and bidi overrides as
     `inert` shows them, so that the coder reads as it is and cannot pass for another), and its participant's name
     in it (mostly the interviewee's: ELAN users name tiers by speaker) is PARTICIPANT."""
     name = _one_line(tier)
@@ -328,7 +329,8 @@ def read_eaf(path: Path, codebook: Codebook) -> ImportedCodings:
     imported = ImportedCodings(path, "eaf")
     codings: list[Coding] = []
     for tier in root.iterfind("TIER"):
-        annotator = (tier.get("ANNOTATOR") or "").strip()
+        # As an account's name is kept (NFKC): José decomposed, as a Mac may write it, is the José who codes in ohp.
+        annotator = clean_name(tier.get("ANNOTATOR") or "")
         # What a tier says goes into warnings and, as the coder, into the database: of a sane length.
         name = check_chars(path, tier.get("TIER_ID", ""), "a tier's name")
         # Its name as written, or numbered by _add_tier where a speaker's tier took it.

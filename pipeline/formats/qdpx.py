@@ -48,7 +48,7 @@ from pipeline.records import (
     Segment,
 )
 from pipeline.stages.codebook import Codebook
-from pipeline.utils import clock, spacer, xml_text
+from pipeline.utils import clean_name, clock, spacer, xml_text
 
 NS = "urn:QDA-XML:project:1.0"
 _GUIDS = uuid.UUID("5b0f6c1e-8a43-5d2e-9f17-3c6a0e4d2b71")  # ohp's uuid5 namespace: changing it renames everything
@@ -370,10 +370,11 @@ class _Reader:
             raise TranscriptFormatError(path, "no project.qde in the zip: not a REFI-QDA project")
         self.inflated = 0  # bytes, of MAX_INFLATED_BYTES
         self.root = _project(path, self.inflate(self.members["project.qde"]))
-        # Names go into warnings and, as coders, into the database: of a sane length.
+        # Names go into warnings and, as coders, into the database: of a sane length, and kept as an account's
+        # name is (NFKC: José decomposed is the José who codes in ohp).
         self.users = {
             _norm(u.get("guid")): check_chars(
-                path, u.get("name") or u.get("guid") or "", "a user's name", MAX_NAME_CHARS
+                path, clean_name(u.get("name") or "") or u.get("guid") or "", "a user's name", MAX_NAME_CHARS
             )
             for u in self.root.iter(_q("User"))
         }
