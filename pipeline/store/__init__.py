@@ -82,6 +82,17 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self._engine, self.url = database.open_engine(url)
+        self._place_released()
+
+    def _place_released(self) -> None:
+        """Move the index rows of the recordings released since they were indexed into the table every signed-in
+        user's search ranks by (search.released_in_closed_index; SQLite only)."""
+        with self._session() as s:
+            released = search.released_in_closed_index(s.connection())
+        if released:
+            with self._session(write=True) as s:
+                for recording_id in released:
+                    search.place_recording(s.connection(), recording_id)
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"

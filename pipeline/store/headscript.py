@@ -34,8 +34,10 @@ def script_of(connection: sqlite3.Connection) -> list[str]:
     objects = connection.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")
     rows = list(objects)
     virtual = [name for kind, name, sql in rows if kind == "table" and sql.upper().startswith("CREATE VIRTUAL")]
-    made_by_sqlite = {"sqlite_sequence"} | {
-        name for kind, name, _ in rows if kind == "table" and any(name.startswith(f"{v}_") for v in virtual)
+    made_by_sqlite = {"sqlite_sequence"} | {  # a virtual table's own (segment_index_closed is no segment_index's)
+        name
+        for kind, name, _ in rows
+        if kind == "table" and name not in virtual and any(name.startswith(f"{v}_") for v in virtual)
     }
     tables = [sql for kind, name, sql in rows if kind == "table" and name not in made_by_sqlite]
     others = [sql for kind, _, sql in rows if kind != "table"]

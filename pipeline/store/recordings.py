@@ -28,6 +28,7 @@ from pipeline.records import (
     Word,
 )
 from pipeline.stages.doubt import doubtful_share, rewarn
+from pipeline.store import search
 from pipeline.store.database import by_code_point
 from pipeline.store.models import RecordingRow, SegmentRow, StageRow, WordRow, iso, now
 from pipeline.utils import as_date
@@ -221,6 +222,8 @@ def set_metadata(
         merged = {**(row.extra or {}), **_json(extra, "metadata")}
         row.extra = {key: value for key, value in merged.items() if value is not None}
     s.flush()
+    if consent is not None or release_on is not None:
+        search.place_recording(s.connection(), recording_id)  # its index rows follow its consent
     return recording_record(row)
 
 

@@ -3,6 +3,15 @@
 The index is not in the ORM metadata: its shape differs by database (migration 0003). SQLite has an
 FTS5 table keyed by the segment's rowid and ranks by bm25; PostgreSQL a tsvector per segment id,
 ranked by ts_rank_cd. Every write of segment text goes through `index_rows`.
+
+bm25 weighs a word by the statistics of the whole table it searches (how many rows hold it, their average
+length): on SQLite the segments of recordings closed today are in a second FTS5 table, segment_index_closed
+(migration 0018), so a viewer's ranking counts nothing a viewer may not see. `index_rows` writes a
+recording's rows to the table its consent in force says, and `place_recording` moves them when its consent
+changes. A closed recording whose release date passes stays in the closed table until it is written again or
+the store is next opened (Store moves the rows of `released_in_closed_index`): meanwhile a viewer's search
+reads that table too, for released recordings only, their hits ranked by its statistics.
+ts_rank_cd reads the segment alone: PostgreSQL has one table.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     ColumnExpressionArgument,
+    CompoundSelect,
     Select,
     column,
     exists,
@@ -23,9 +33,11 @@ from sqlalchemy import (
     select,
     table,
     text,
+    union_all,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import TableClause
 
 from pipeline.records import SearchFilters, SearchHit, SearchResults
 from pipeline.search.textindex import Query, index_terms, to_fts5, to_tsquery
@@ -34,6 +46,7 @@ from pipeline.store.models import AnnotationRow, RecordingRow, SegmentRow, Speak
 from pipeline.utils import as_date, fold_case
 
 SEGMENT_INDEX = table("segment_index", column("rowid"), column("terms"), column("segment_id"), column("vector"))
+CLOSED_INDEX = table("segment_index_closed", column("rowid"), column("terms"))  # SQLite only
 
 
 def segment_terms(text_: str, original_text: str) -> str:
@@ -45,15 +58,24 @@ def segment_terms(text_: str, original_text: str) -> str:
     return terms if original == terms else f"{terms} {original}"  # simplified and traditional are one
 
 
-def index_rows(conn: Connection, rows: list[tuple[int, str, str]]) -> None:
-    """Index segments given as (id, text, original text), replacing what the index had of them."""
+def index_rows(conn: Connection, recording_id: int, rows: list[tuple[int, str, str]]) -> None:
+    """Index a recording's segments given as (id, text, original text), replacing what the index had of them;
+    on SQLite in the table its consent in force says, where its other rows are moved too (a released
+    recording's, still in the closed table: a segment in both would be found twice)."""
+    if rows:
+        write_index(conn, rows, place_recording(conn, recording_id))
+
+
+def write_index(conn: Connection, rows: list[tuple[int, str, str]], table: str = SEGMENT_INDEX.name) -> None:
+    """Index segments given as (id, text, original text) in `table` (SQLite's; PostgreSQL has one), replacing
+    what it had of them. The store writes through index_rows; the migrations before 0018 had one table."""
     if not rows:
         return
     if conn.dialect.name == "sqlite":
         # OR REPLACE: FTS5 first drops what it had of the rowid (one lookup when it had nothing). Plain
         # tuples to the driver: this runs for every segment stored.
         conn.exec_driver_sql(
-            "INSERT OR REPLACE INTO segment_index (rowid, terms) VALUES (?, ?)",
+            f"INSERT OR REPLACE INTO {table} (rowid, terms) VALUES (?, ?)",  # table: one of the two
             [(sid, segment_terms(t, o)) for sid, t, o in rows],
         )
     else:
@@ -67,13 +89,53 @@ def index_rows(conn: Connection, rows: list[tuple[int, str, str]]) -> None:
         )
 
 
+def place_recording(conn: Connection, recording_id: int) -> str:
+    """Move a recording's index rows to the table its consent in force says (SQLite: after a change of consent
+    or release date, in the same transaction); that table."""
+    if conn.dialect.name != "sqlite":
+        return SEGMENT_INDEX.name
+    to = _table_of(conn, recording_id)
+    source = CLOSED_INDEX.name if to == SEGMENT_INDEX.name else SEGMENT_INDEX.name
+    held = f"FROM {source} WHERE rowid IN (SELECT id FROM segments WHERE recording_id = ?)"
+    conn.exec_driver_sql(f"INSERT OR REPLACE INTO {to} (rowid, terms) SELECT rowid, terms {held}", (recording_id,))
+    conn.exec_driver_sql(f"DELETE {held}", (recording_id,))
+    return to
+
+
+def released_in_closed_index(conn: Connection) -> list[int]:
+    """The recordings whose rows are in SQLite's closed index table though every signed-in user sees them now:
+    released since they were written (few: a closed recording with a release date that has passed)."""
+    if conn.dialect.name != "sqlite":
+        return []
+    # A recording's rows are all in one table (index_rows moves them together): its first segment's tells.
+    first = select(func.min(SegmentRow.id)).where(SegmentRow.recording_id == RecordingRow.id).scalar_subquery()
+    closed_row = select(CLOSED_INDEX.c.rowid).where(CLOSED_INDEX.c.rowid == first).exists()
+    return list(
+        conn.scalars(select(RecordingRow.id).where(RecordingRow.consent == "closed", _shown_to_everyone(), closed_row))
+    )
+
+
 def unindex_recording(conn: Connection, recording_id: int) -> None:
     # PostgreSQL's index rows go with their segments (ON DELETE CASCADE); an FTS5 table has no foreign keys.
     if conn.dialect.name == "sqlite":
-        conn.execute(
-            text("DELETE FROM segment_index WHERE rowid IN (SELECT id FROM segments WHERE recording_id = :rid)"),
-            {"rid": recording_id},
-        )
+        for index in (SEGMENT_INDEX.name, CLOSED_INDEX.name):
+            conn.execute(
+                text(f"DELETE FROM {index} WHERE rowid IN (SELECT id FROM segments WHERE recording_id = :rid)"),
+                {"rid": recording_id},
+            )
+
+
+def _table_of(conn: Connection, recording_id: int) -> str:
+    """The SQLite index table a recording's rows belong in: the closed one while it is closed."""
+    shown = conn.scalar(select(_shown_to_everyone()).where(RecordingRow.id == recording_id))
+    return SEGMENT_INDEX.name if shown else CLOSED_INDEX.name  # NULL: closed without a release date
+
+
+def _shown_to_everyone() -> ColumnElement[bool]:
+    """Whether a recording is seen by every signed-in user today: pipeline.access.may_see for a viewer, in SQL
+    (closed and not released is hidden; a NULL release_on compares as NULL, not true: no release date, no
+    release). tests/test_access.py checks that the two agree."""
+    return or_(RecordingRow.consent != "closed", RecordingRow.release_on <= date.today())
 
 
 def search(s: Session, query: Query, filters: SearchFilters, limit: int, offset: int) -> SearchResults:
@@ -149,24 +211,50 @@ def search(s: Session, query: Query, filters: SearchFilters, limit: int, offset:
     return SearchResults(count, hits)
 
 
-def _matches_query(conn: Connection, query: Query, filters: SearchFilters, ranked: bool = True) -> Select[Any]:
+def _matches_query(
+    conn: Connection, query: Query, filters: SearchFilters, ranked: bool = True
+) -> Select[Any] | CompoundSelect[Any]:
     """A select of (segment_id, rank) for the segments matching a query and the filters, higher rank
     better (without the rank when not `ranked`: counting needs none).
 
-    The full-text index is the first table: every segment is in it (the store keeps it so on every
-    write), so a search without filters, or with a theme filter only, never touches the segments.
-    """
-    rank: ColumnElement[Any]  # bm25 is negated on SQLite (lower is better there), a plain function on PostgreSQL
+    On SQLite the matches of both index tables, each ranked by its own table's bm25: the closed table's
+    statistics are the closed recordings' alone, so its hits' ranks are not strictly comparable with the
+    others'. A viewer's filters (hide_closed) let through only the released recordings in it."""
     if conn.dialect.name == "sqlite":
-        segment_id = SEGMENT_INDEX.c.rowid
-        match = literal_column("segment_index").op("MATCH")(to_fts5(query))
-        rank = -func.bm25(literal_column("segment_index"))
-    else:
-        tsquery = func.to_tsquery("simple", to_tsquery(query))
-        segment_id = SEGMENT_INDEX.c.segment_id
-        match = SEGMENT_INDEX.c.vector.op("@@")(tsquery)
-        rank = func.ts_rank_cd(SEGMENT_INDEX.c.vector, tsquery)
-    found = select(segment_id.label("segment_id"), *([rank.label("rank")] if ranked else [])).select_from(SEGMENT_INDEX)
+        phrase = to_fts5(query)
+        return union_all(
+            *(
+                _table_matches(
+                    conn,
+                    filters,
+                    index,
+                    index.c.rowid,
+                    literal_column(index.name).op("MATCH")(phrase),
+                    -func.bm25(literal_column(index.name)) if ranked else None,  # bm25: lower is better
+                )
+                for index in (SEGMENT_INDEX, CLOSED_INDEX)
+            )
+        )
+    tsquery = func.to_tsquery("simple", to_tsquery(query))
+    vector = SEGMENT_INDEX.c.vector
+    rank = func.ts_rank_cd(vector, tsquery) if ranked else None
+    return _table_matches(conn, filters, SEGMENT_INDEX, SEGMENT_INDEX.c.segment_id, vector.op("@@")(tsquery), rank)
+
+
+def _table_matches(
+    conn: Connection,
+    filters: SearchFilters,
+    index: TableClause,
+    segment_id: ColumnElement[Any],
+    match: ColumnElement[Any],
+    rank: ColumnElement[Any] | None,
+) -> Select[Any]:
+    """_matches_query over one index table (`segment_id` its column of segment ids).
+
+    The index table is the first table: every segment is in one (the store keeps it so on every write), so a
+    search without filters, or with a theme filter only, never touches the segments."""
+    found = select(segment_id.label("segment_id"), *([rank.label("rank")] if rank is not None else []))
+    found = found.select_from(index)
     if filters != SearchFilters(themes=filters.themes, theme_status=filters.theme_status):  # more than a theme
         found = found.join(SegmentRow, SegmentRow.id == segment_id).join(
             RecordingRow, RecordingRow.id == SegmentRow.recording_id
@@ -211,9 +299,7 @@ def _filter_clauses(
     if filters.date_to:
         clauses.append(RecordingRow.recorded_on <= as_date(filters.date_to))
     if filters.hide_closed:
-        # pipeline.access.may_see in SQL: hidden is closed and not released (a NULL release_on compares as
-        # NULL, not true: no release date, no release). tests/test_access.py checks that the two agree.
-        clauses.append(or_(RecordingRow.consent != "closed", RecordingRow.release_on <= date.today()))
+        clauses.append(_shown_to_everyone())
     return clauses
 
 

@@ -276,7 +276,7 @@ def _after_correction(s: Session, row: SegmentRow, old_text: str, words: list[Wo
     indexed); a person read it, so it is not doubtful any more."""
     _reanchor_themes(s, row, old_text)
     _realign_words(s, replace(_segment(row), words=words))
-    index_rows(s.connection(), [(row.id, row.text, row.text)])
+    index_rows(s.connection(), row.recording_id, [(row.id, row.text, row.text)])
     _clear_doubt(s, row.id)
     count_doubt(s, row.recording_id)
 
@@ -288,7 +288,7 @@ def _restore_text(s: Session, row: SegmentRow, old_text: str, state: dict[str, A
     _reanchor_themes(s, row, old_text)
     _store_words(s, row.id, [Word(**word) for word in state["words"]])
     row.corrected, row.confidence = state["corrected"], state["confidence"]
-    index_rows(s.connection(), [(row.id, row.text, row.text if row.corrected else row.original_text)])
+    index_rows(s.connection(), row.recording_id, [(row.id, row.text, row.text if row.corrected else row.original_text)])
     count_doubt(s, row.recording_id)
 
 
@@ -399,7 +399,7 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
                 .values(text=text_, version=version, corrected=True)
             )
             # The engine's original no longer matches the corrected text: only the text is indexed.
-            index_rows(s.connection(), [(target.stored_id, text_, text_)])
+            index_rows(s.connection(), recording_id, [(target.stored_id, text_, text_)])
             _clear_doubt(s, target.stored_id)
         note(correction, segment_id=correction.segment_id)
     for move in plan.annotations:
@@ -485,7 +485,7 @@ def _insert_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     words = [row for i, seg in enumerate(transcript.segments) for row in _word_rows(ids[i], seg.words)]
     if words:
         s.execute(insert(WordRow.__table__), words)
-    index_rows(conn, [(ids[i], seg.text, seg.original_text) for i, seg in enumerate(transcript.segments)])
+    index_rows(conn, recording_id, [(ids[i], seg.text, seg.original_text) for i, seg in enumerate(transcript.segments)])
     return [replace(seg, id=ids[i]) for i, seg in enumerate(transcript.segments)]
 
 

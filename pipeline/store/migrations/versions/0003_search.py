@@ -36,11 +36,11 @@ def _index_existing() -> None:
     """Index the segments a database already holds."""
     from sqlalchemy import text
 
-    from pipeline.store.search import index_rows
+    from pipeline.store.search import write_index
 
     bind = op.get_bind()
     rows = bind.execute(text("SELECT id, text, original_text FROM segments")).all()
-    index_rows(bind, [(r.id, r.text, r.original_text) for r in rows])
+    write_index(bind, [(r.id, r.text, r.original_text) for r in rows])
 
 
 def downgrade() -> None:

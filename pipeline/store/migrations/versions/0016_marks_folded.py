@@ -33,7 +33,7 @@ BATCH = 1_000  # segments read, compared and written at a time
 
 
 def upgrade() -> None:
-    from pipeline.store.search import index_rows, segment_terms
+    from pipeline.store.search import segment_terms, write_index
 
     bind = op.get_bind()
     sqlite = bind.dialect.name == "sqlite"
@@ -47,7 +47,7 @@ def upgrade() -> None:
     while rows := bind.execute(candidates, {"after": after, "marked": marked}).all():
         after = rows[-1].id
         stale = differing(bind, {r.id: segment_terms(r.text, r.original_text) for r in rows})
-        index_rows(bind, [(r.id, r.text, r.original_text) for r in rows if r.id in stale])
+        write_index(bind, [(r.id, r.text, r.original_text) for r in rows if r.id in stale])
 
 
 def _differing_sqlite(bind: Connection, terms: dict[int, str]) -> set[int]:
