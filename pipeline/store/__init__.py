@@ -430,7 +430,11 @@ class Store:
     def search(
         self, query: Query, filters: SearchFilters = SearchFilters(), limit: int = 20, offset: int = 0
     ) -> SearchResults:
-        """Segments matching a query, most relevant first (see search.search); `total` counts every match."""
+        """Segments matching a query, most relevant first (see search.search); `total` counts every match. A
+        viewer's search first moves the rows of recordings released since they were indexed (a web app runs past
+        release dates), so that no hit of theirs is ranked by the closed recordings' statistics."""
+        if filters.hide_closed:
+            self._place_released()
         with self._session() as s:
             return search.search(s, query, filters, limit, offset)
 

@@ -8,9 +8,10 @@ bm25 weighs a word by the statistics of the whole table it searches (how many ro
 length): on SQLite the segments of recordings closed today are in a second FTS5 table, segment_index_closed
 (migration 0018), so a viewer's ranking counts nothing a viewer may not see. `index_rows` writes a
 recording's rows to the table its consent in force says, and `place_recording` moves them when its consent
-changes. A closed recording whose release date passes stays in the closed table until it is written again or
-the store is next opened (Store moves the rows of `released_in_closed_index`): meanwhile a viewer's search
-reads that table too, for released recordings only, their hits ranked by its statistics.
+changes. A closed recording whose release date passes stays in the closed table until it is written again, the
+store is next opened or a viewer searches (Store moves the rows of `released_in_closed_index` before a viewer's
+search ranks anything); a viewer's search also reads that table, for released recordings only, in case one was
+released between that move and the search.
 ts_rank_cd reads the segment alone: PostgreSQL has one table.
 """
 
@@ -108,7 +109,9 @@ def released_in_closed_index(conn: Connection) -> list[int]:
     if conn.dialect.name != "sqlite":
         return []
     # A recording's rows are all in one table (index_rows moves them together): its first segment's tells.
-    first = select(func.min(SegmentRow.id)).where(SegmentRow.recording_id == RecordingRow.id).scalar_subquery()
+    # (Correlated by hand: nested in EXISTS, SQLAlchemy would take the min over every recording's segments.)
+    of_recording = select(func.min(SegmentRow.id)).where(SegmentRow.recording_id == RecordingRow.id)
+    first = of_recording.correlate(RecordingRow).scalar_subquery()
     closed_row = select(CLOSED_INDEX.c.rowid).where(CLOSED_INDEX.c.rowid == first).exists()
     return list(
         conn.scalars(select(RecordingRow.id).where(RecordingRow.consent == "closed", _shown_to_everyone(), closed_row))
