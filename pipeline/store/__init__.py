@@ -87,6 +87,8 @@ class Store:
     def _place_released(self) -> None:
         """Move the index rows of the recordings released since they were indexed into the table every signed-in
         user's search ranks by (search.released_in_closed_index; SQLite only)."""
+        if self.dialect != "sqlite":  # one index table: not even a connection to take
+            return
         with self._session() as s:
             released = search.released_in_closed_index(s.connection())
         if released:

@@ -91,8 +91,9 @@ def write_index(conn: Connection, rows: list[tuple[int, str, str]], table: str =
 
 
 def place_recording(conn: Connection, recording_id: int) -> str:
-    """Move a recording's index rows to the table its consent in force says (SQLite: after a change of consent
-    or release date, in the same transaction); that table."""
+    """Move a recording's index rows to the table its consent in force says, and name that table: on SQLite after
+    a change of consent or release date (in its transaction), before index_rows writes, and for the recordings
+    released since they were indexed. PostgreSQL has one table."""
     if conn.dialect.name != "sqlite":
         return SEGMENT_INDEX.name
     to = _table_of(conn, recording_id)
