@@ -93,15 +93,19 @@ def write_index(conn: Connection, rows: list[tuple[int, str, str]], table: str =
 def place_recording(conn: Connection, recording_id: int) -> str:
     """Move a recording's index rows to the table its consent in force says, and name that table: on SQLite after
     a change of consent or release date (in its transaction), before index_rows writes, and for the recordings
-    released since they were indexed. PostgreSQL has one table."""
+    released since they were indexed. PostgreSQL has one table. Rows already in place are not touched (one
+    lookup: a correction's index_rows comes here every time)."""
     if conn.dialect.name != "sqlite":
         return SEGMENT_INDEX.name
-    to = _table_of(conn, recording_id)
-    source = CLOSED_INDEX.name if to == SEGMENT_INDEX.name else SEGMENT_INDEX.name
-    held = f"FROM {source} WHERE rowid IN (SELECT id FROM segments WHERE recording_id = ?)"
-    conn.exec_driver_sql(f"INSERT OR REPLACE INTO {to} (rowid, terms) SELECT rowid, terms {held}", (recording_id,))
-    conn.exec_driver_sql(f"DELETE {held}", (recording_id,))
-    return to
+    shown = conn.scalar(select(_shown_to_everyone()).where(RecordingRow.id == recording_id))
+    to, source = (SEGMENT_INDEX, CLOSED_INDEX) if shown else (CLOSED_INDEX, SEGMENT_INDEX)  # NULL: closed for good
+    if conn.scalar(select(_holds_recording(source)).where(RecordingRow.id == recording_id)):
+        held = f"FROM {source.name} WHERE rowid IN (SELECT id FROM segments WHERE recording_id = ?)"
+        conn.exec_driver_sql(
+            f"INSERT OR REPLACE INTO {to.name} (rowid, terms) SELECT rowid, terms {held}", (recording_id,)
+        )
+        conn.exec_driver_sql(f"DELETE {held}", (recording_id,))
+    return to.name
 
 
 def released_in_closed_index(conn: Connection) -> list[int]:
@@ -109,14 +113,20 @@ def released_in_closed_index(conn: Connection) -> list[int]:
     released since they were written (few: a closed recording with a release date that has passed)."""
     if conn.dialect.name != "sqlite":
         return []
-    # A recording's rows are all in one table (index_rows moves them together): its first segment's tells.
+    closed_held = _holds_recording(CLOSED_INDEX)
+    return list(
+        conn.scalars(select(RecordingRow.id).where(RecordingRow.consent == "closed", _shown_to_everyone(), closed_held))
+    )
+
+
+def _holds_recording(index: TableClause) -> ColumnElement[bool]:
+    """Whether the SQLite index table `index` holds the rows of the recording (RecordingRow, of the enclosing
+    query). A recording's rows are all in one table (place_recording moves them together): its first segment's
+    tells."""
     # (Correlated by hand: nested in EXISTS, SQLAlchemy would take the min over every recording's segments.)
     of_recording = select(func.min(SegmentRow.id)).where(SegmentRow.recording_id == RecordingRow.id)
     first = of_recording.correlate(RecordingRow).scalar_subquery()
-    closed_row = select(CLOSED_INDEX.c.rowid).where(CLOSED_INDEX.c.rowid == first).exists()
-    return list(
-        conn.scalars(select(RecordingRow.id).where(RecordingRow.consent == "closed", _shown_to_everyone(), closed_row))
-    )
+    return select(index.c.rowid).where(index.c.rowid == first).exists()
 
 
 def unindex_recording(conn: Connection, recording_id: int) -> None:
@@ -127,12 +137,6 @@ def unindex_recording(conn: Connection, recording_id: int) -> None:
                 text(f"DELETE FROM {index} WHERE rowid IN (SELECT id FROM segments WHERE recording_id = :rid)"),
                 {"rid": recording_id},
             )
-
-
-def _table_of(conn: Connection, recording_id: int) -> str:
-    """The SQLite index table a recording's rows belong in: the closed one while it is closed."""
-    shown = conn.scalar(select(_shown_to_everyone()).where(RecordingRow.id == recording_id))
-    return SEGMENT_INDEX.name if shown else CLOSED_INDEX.name  # NULL: closed without a release date
 
 
 def _shown_to_everyone() -> ColumnElement[bool]:
