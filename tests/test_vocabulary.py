@@ -567,7 +567,26 @@ def test_a_suggestion_written_only_in_closed_recordings_says_so():
     assert {s.term: s.closed_only for s in found} == {"钦点": False, "秀英": True, "Xiuying": True}
     assert not any(s.closed_only for s in suggest(words, known=[], ignored=[]))
     asked = ["秀英", "xiuying", "钦点", "欽點", "犹地亚"]
-    assert only_in_closed(asked, words, {2, 3}) == ["秀英", "xiuying"]
+    assert only_in_closed(asked, words, {2, 3}) == [("秀英", None), ("xiuying", None)]
+
+
+def test_a_term_holding_a_closed_recordings_word_in_another_shape_is_held_too():
+    """A researcher accepting a longer term, or the name in full-width letters, would have carried a closed
+    interviewee's name into the shared vocabulary file without being asked: only the word itself was held."""
+    words = [
+        CorrectedWord("秀英", "秀影", 2),
+        CorrectedWord("Xiuying", "Shoeing", 3),
+        CorrectedWord("钦点", "清典", 1),
+        CorrectedWord("张秀英", "张秀影", 1),  # an open recording has the whole of this name
+    ]
+    asked = ["秀英的家", "Zhang Xiuying", "ＸＩＵＹＩＮＧ", "Xiuying's", "欽點村", "張秀英", "Xiuyingzhang", "Sheila"]
+    assert only_in_closed(asked, words, {2, 3}) == [
+        ("秀英的家", "秀英"),
+        ("Zhang Xiuying", "Xiuying"),
+        ("ＸＩＵＹＩＮＧ", None),
+        ("Xiuying's", "Xiuying"),
+    ]
+    assert only_in_closed(asked, words, set()) == []
 
 
 def _open_and_closed(store, db_url: str, tmp_path) -> tuple[str, str]:
@@ -610,6 +629,8 @@ def test_ohp_vocabulary_accept_takes_a_closed_recordings_term_only_from_a_resear
     refused = _cli("vocabulary", "accept", "犹地亚", "秀英", *db, cwd=tmp_path)
     assert refused.exit_code == 2 and "秀英" in refused.output and "--include-restricted" in refused.output
     assert not path.exists()  # the other term neither: all or none
+    longer = _cli("vocabulary", "accept", "秀英的家", *db, cwd=tmp_path)
+    assert longer.exit_code == 2 and "秀英的家 (its 秀英)" in longer.output and not path.exists()
     assert _cli("vocabulary", "accept", "犹地亚", "欽點", *db, cwd=tmp_path).exit_code == 0  # open ones have them
     refused = _cli("vocabulary", "accept", "秀英", "--include-restricted", "--user", "ann", *db, cwd=tmp_path)
     assert refused.exit_code == 2 and "only a researcher" in refused.output
@@ -686,9 +707,12 @@ def test_the_vocabulary_page_marks_terms_only_closed_recordings_have_and_asks_be
     assert set(rows) == {"钦点", "犹地亚", "秀英"}
     assert [term for term, row in rows.items() if "only in closed recordings" in row] == ["秀英"]
     assert "shared" in page  # why it is marked
+    longer = rita.post("/vocabulary/accept", data={"term": "秀英的家", "csrf_token": token}, follow_redirects=False)
+    assert longer.status_code == 200 and not path.exists()
+    assert "<strong>秀英的家</strong> holds <strong>秀英</strong>" in longer.text
     asked = rita.post("/vocabulary/accept", data={"term": "秀英", "csrf_token": token}, follow_redirects=False)
     assert asked.status_code == 200 and not path.exists()
-    assert "秀英" in asked.text and "shared" in asked.text  # the confirmation says why
+    assert "秀英" in asked.text and "shared" in asked.text and "holds" not in asked.text  # the confirmation says why
     confirmation = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', asked.text))
     assert confirmation == {"csrf_token": token, "term": "秀英", "confirm_closed": "yes"}
     without_token = {**confirmation, "csrf_token": ""}

@@ -112,7 +112,8 @@ def accept(
         words, closed = store.corrected_words(), access.closed_ids(store.list_recordings())
         refused = only_in_closed([check_term(term) for term in terms], words, closed)
         if refused:
-            raise ForbiddenError(f"{', '.join(refused)}: {CLOSED_ONLY_WHY}; nothing added")
+            named = ", ".join(f"{term} (its {word})" if word else term for term, word in refused)
+            raise ForbiddenError(f"{named}: {CLOSED_ONLY_WHY}; nothing added")
     for term, added in zip(terms, add_terms(path, terms), strict=True):
         cli.console.print(f"{term}: {'added to' if added else 'already in'} {path}", highlight=False)
 

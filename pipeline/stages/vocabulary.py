@@ -160,8 +160,9 @@ def add_terms(path: Path, terms: Iterable[str]) -> list[bool]:
 
 
 def normalise(text: str) -> str:
-    """Text as terms are compared: simplified script, case folded."""
-    return to_simplified(text).casefold()
+    """Text as terms are compared: NFKC (full-width letters and digits as plain ones, one form of each accented
+    letter), simplified script, case folded."""
+    return to_simplified(unicodedata.normalize("NFKC", text)).casefold()
 
 
 @dataclass(frozen=True)
@@ -408,14 +409,34 @@ def suggest(
     return sorted(found, key=lambda s: (-s.count, -s.recordings, s.term))
 
 
-def only_in_closed(terms: Iterable[str], words: Iterable[CorrectedWord], closed: Collection[int]) -> list[str]:
-    """Those of `terms` people wrote (in any script or case) in corrections, as `suggest` counts them, of the
-    recordings of `closed` alone; a term no correction has is not among them. The corrections are counted once
+def only_in_closed(
+    terms: Iterable[str], words: Iterable[CorrectedWord], closed: Collection[int]
+) -> list[tuple[str, str | None]]:
+    """Those of `terms` that hold a word people wrote in corrections, as `suggest` counts them, of the recordings
+    of `closed` alone: the term itself in any script, case or width (with None), or a word of it, as people wrote
+    it (秀英 in 秀英的家, Xiuying in "Zhang Xiuying"): a longer term carries the name as surely. A term holding no
+    such word is not among them, nor one people wrote whole in an open recording. The corrections are counted once
     for all the terms."""
-    flags: defaultdict[str, set[bool]] = defaultdict(set)  # a term's spellings, each closed only or not
+    flags: defaultdict[str, set[bool]] = defaultdict(set)  # a spelling's suggestions, each closed only or not
+    written: dict[str, str] = {}  # a spelling as people wrote it
     for s in suggest(words, (), (), closed):
         flags[normalise(s.term)].add(s.closed_only)
-    return [term for term in terms if flags.get(normalise(term)) == {True}]
+        written.setdefault(normalise(s.term), s.term)
+    spellings = sorted((spelling for spelling, seen in flags.items() if seen == {True}), key=len, reverse=True)
+    if not spellings:
+        return []
+    # Chinese is written without spaces, so a Han word counts anywhere in a term; a Latin one as a whole word.
+    pattern = re.compile(
+        "|".join(re.escape(w) if HAN_WORD.fullmatch(w) else rf"(?<!\w){re.escape(w)}(?!\w)" for w in spellings)
+    )
+    held: list[tuple[str, str | None]] = []
+    for term in terms:
+        whole = normalise(term)
+        if False in flags.get(whole, ()):  # written as a whole in an open recording: it leaves nothing closed
+            continue
+        if match := pattern.search(whole):
+            held.append((term, None if match.group() == whole else written[match.group()]))
+    return held
 
 
 def _text(segments: list[Segment]) -> str:

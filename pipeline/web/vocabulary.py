@@ -30,9 +30,12 @@ def _suggestions(request: Request) -> list[Suggestion]:
     return suggest(store.corrected_words(), known_terms(request.app.state.vocabulary), store.ignored_terms(), closed)
 
 
-def _only_in_closed(request: Request, term: str) -> bool:
+def _only_in_closed(request: Request, term: str) -> tuple[bool, str | None]:
+    """Whether the term holds a word written only in corrections of closed recordings, and that word when it is
+    not the whole term (`only_in_closed`)."""
     store = request.app.state.store
-    return bool(only_in_closed([term], store.corrected_words(), access.closed_ids(store.list_recordings())))
+    found = only_in_closed([term], store.corrected_words(), access.closed_ids(store.list_recordings()))
+    return (True, found[0][1]) if found else (False, None)
 
 
 def _check(request: Request, user: UserRecord, csrf_token: str) -> None:
@@ -61,8 +64,12 @@ async def accept(
     every recording, so a closed interviewee's name must not go there by a slip."""
     _check(request, user, csrf_token)
     term = check_term(term)
-    if confirm_closed != "yes" and await run_in_threadpool(_only_in_closed, request, term):
-        return page(request, "vocabulary_confirm.html", user, term=term, path=request.app.state.vocabulary)
+    if confirm_closed != "yes":
+        closed_only, word = await run_in_threadpool(_only_in_closed, request, term)
+        if closed_only:
+            return page(
+                request, "vocabulary_confirm.html", user, term=term, word=word, path=request.app.state.vocabulary
+            )
 
     def append() -> bool:
         with _file_lock:
