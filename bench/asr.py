@@ -160,13 +160,17 @@ def cer(hypothesis: str, reference: str) -> float:
     return Levenshtein.distance(hypothesis, reference) / max(1, len(reference))
 
 
-def missed(hypothesis: str, reference: str) -> float:
-    """The share of the reference's characters the hypothesis leaves out: the insertions that turn it into
-    the reference, in one alignment of least edits."""
+def missed_characters(hypothesis: str, reference: str) -> int:
+    """The reference's characters the hypothesis leaves out: the insertions that turn it into the reference, in
+    one alignment of least edits."""
     from rapidfuzz.distance import Levenshtein
 
-    inserted = sum(op.tag == "insert" for op in Levenshtein.editops(hypothesis, reference))
-    return inserted / max(1, len(reference))
+    return sum(op.tag == "insert" for op in Levenshtein.editops(hypothesis, reference))
+
+
+def missed(hypothesis: str, reference: str) -> float:
+    """The share of the reference's characters the hypothesis leaves out (`missed_characters`)."""
+    return missed_characters(hypothesis, reference) / max(1, len(reference))
 
 
 def gap_characters(segments: list[dict], reference: list[dict], duration: float) -> int:
@@ -207,11 +211,14 @@ def score(segments: list[dict], path: Path) -> dict:
     reference = reference_of(path)
     ref_text = " ".join(c["text"] for c in reference["segments"])
     hyp_text = " ".join(s["text"] for s in sorted(segments, key=lambda s: s["start"]))
-    if all(c.get("language") == "en" for c in reference["segments"]):
+    language = "en" if all(c.get("language") == "en" for c in reference["segments"]) else "zh"
+    if language == "en":
         ref_scored, hyp_scored = normalise(english(ref_text), False), normalise(english(hyp_text), False)
     else:
         ref_scored, hyp_scored = normalise(ref_text, True), normalise(hyp_text, True)
     return {
+        "language": language,  # how it was scored
+        "characters": len(ref_scored),  # the reference's, as scored: the CER's and missed's denominator
         "cer": cer(hyp_scored, ref_scored),
         "raw_cer": cer(normalise(hyp_text, False), normalise(ref_text, False)),
         "missed": missed(hyp_scored, ref_scored),

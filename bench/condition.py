@@ -8,8 +8,10 @@ The base and the candidate are checkouts of ohp (one without conditioning, one w
 time, CER, raw CER, characters in the gaps), with what the guards removed and the loops decoded again from
 `ohp run --report`. Then every corpus clip with a Chinese or English reference (MANIFEST.tsv) is decoded as its own
 recording, one `ohp run` over all of them per checkout, and the clips whose text differs are listed with their
-wrong characters (scored as bench/asr.py scores: Chinese in simplified, English after Whisper's normaliser).
-Results go to bench/out/condition.json.
+wrong characters (scored as bench/asr.py scores: Chinese in simplified, English after Whisper's normaliser). Last,
+per language, the long-forms and the scored clips together: the wrong characters and the reference's characters
+left out (missed), and over everything decoded the loops and guard removals. Results go to
+bench/out/condition.json.
 """
 
 from __future__ import annotations
@@ -77,8 +79,9 @@ def clips() -> list[dict]:
     ]
 
 
-def errors(text: str, row: dict) -> tuple[int, int]:
-    """Wrong characters of `text` against the clip's reference, and the reference's characters."""
+def errors(text: str, row: dict) -> tuple[int, int, int]:
+    """Wrong characters of `text` against the clip's reference, the reference's characters it leaves out, and the
+    reference's characters."""
     from rapidfuzz.distance import Levenshtein
 
     reference = row["reference_transcript"]
@@ -86,7 +89,7 @@ def errors(text: str, row: dict) -> tuple[int, int]:
         hypothesis, reference = asr.normalise(asr.english(text), False), asr.normalise(asr.english(reference), False)
     else:
         hypothesis, reference = asr.normalise(text, True), asr.normalise(reference, True)
-    return Levenshtein.distance(hypothesis, reference), len(reference)
+    return Levenshtein.distance(hypothesis, reference), asr.missed_characters(hypothesis, reference), len(reference)
 
 
 def run_clips(repo: Path, rows: list[dict]) -> dict:
@@ -112,6 +115,29 @@ def run_clips(repo: Path, rows: list[dict]) -> dict:
             clip = str(Path(entry["path"]).resolve().relative_to(asr.CORPUS.resolve()))
             found[clip] = {"text": text, "guards": entry["guards"]}
     return {"seconds": seconds, "clips": found}
+
+
+def language_totals(results: dict) -> dict:
+    """Per language (zh, en), over the long-forms and the scored clips together, the reference's characters and
+    each checkout's wrong and missed ones; and per checkout, over everything decoded, the segments marked `loop`
+    and what the guards removed."""
+    totals: dict[str, Counter] = {"zh": Counter(), "en": Counter(), "loops+guards": Counter()}
+    for runs in results.get("longforms", {}).values():
+        for name, run in runs.items():
+            total = totals[run["language"]]
+            total["characters"] += run["characters"] if name == "base" else 0
+            total[f"{name} wrong"] += round(run["cer"] * run["characters"])
+            total[f"{name} missed"] += round(run["missed"] * run["characters"])
+            totals["loops+guards"][name] += run["marks"].get("loop", 0) + sum(run["guards"].values())
+    for language, clip_total in results.get("clip_totals", {}).items():
+        totals[language]["characters"] += clip_total["characters"]
+        for name in ("base", "candidate"):
+            totals[language][f"{name} wrong"] += clip_total[name]
+            totals[language][f"{name} missed"] += clip_total[f"{name} missed"]
+    for name, run in results.get("clips", {}).items():
+        guards = sum(sum(clip["guards"].values()) for clip in run["clips"].values())
+        totals["loops+guards"][name] += run["marks"].get("loop", 0) + guards
+    return {key: dict(total) for key, total in totals.items()}
 
 
 def main() -> None:
@@ -175,22 +201,26 @@ def main() -> None:
             texts = {name: run["clips"][row["file"]]["text"] for name, run in runs.items()}
             group = "en" if row["language"].startswith("en") else "zh"
             scored = {name: errors(text, row) for name, text in texts.items()}
-            if not scored["base"][1]:  # a reference that only describes the audio ("-", "see ...")
+            if not scored["base"][2]:  # a reference that only describes the audio ("-", "see ...")
                 continue
             total = totals.setdefault(group, Counter())
             total["clips"] += 1
-            total["characters"] += scored["base"][1]
-            for name, (wrong, _) in scored.items():
+            total["characters"] += scored["base"][2]
+            for name, (wrong, missed, _) in scored.items():
                 total[name] += wrong
+                total[f"{name} missed"] += missed
             if texts["base"] != texts["candidate"]:
                 total["changed"] += 1
-                for name, (wrong, _) in scored.items():
+                for name, (wrong, _, _) in scored.items():
                     total[f"{name} changed"] += wrong
                 print(f"changed: {row['file']} ({row['language']}): {scored['base'][0]} -> {scored['candidate'][0]}")
                 print(f"   base:      {texts['base']}\n   candidate: {texts['candidate']}")
         for group, total in totals.items():
             print(f"{group}: {dict(total)}")
         results["clip_totals"] = {group: dict(total) for group, total in totals.items()}
+    results["languages"] = language_totals(results)
+    for key, total in results["languages"].items():
+        print(f"{key}, long-forms and clips: {total}")
     results["uptime_after"] = asr.uptime()
     print(results["uptime_after"])
     for runs in results.get("longforms", {}).values():
