@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class VadOptions:
     threshold: float = 0.5  # speech probability above which a frame is speech
-    min_speech: float = 0.25  # shorter bursts are dropped (clicks, coughs) unless longer speech is within max_gap
+    min_speech: float = 0.25  # shorter bursts are dropped (clicks, coughs)
     min_silence: float = 0.3  # shorter pauses do not split a region
     pad: float = 0.3  # added to both ends of a region so word onsets and endings survive
     max_chunk: float = 28.0  # Whisper's window is 30 s; keep a margin for the padding
@@ -90,8 +90,6 @@ def speech_regions(
         max_speech=options.max_chunk * SAMPLE_RATE,
         min_silence=options.min_silence * SAMPLE_RATE,
         pad=options.pad * SAMPLE_RATE,
-        # a short reply or a "Hello?" joins the speech near it; a click alone would be Whisper's cue to invent text
-        burst_gap=options.max_gap * SAMPLE_RATE,
     )
     stamps = speech_timestamps(probabilities, len(samples), rule)
     regions = [SpeechRegion(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in stamps]

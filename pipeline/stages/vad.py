@@ -11,7 +11,6 @@ uses (tests/test_vad.py checks both against silero's own code).
 from __future__ import annotations
 
 import logging
-from bisect import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -79,13 +78,10 @@ class TimestampOptions:
     """silero's parameters of the same names, in samples at SAMPLE_RATE."""
 
     threshold: float  # a frame at or above it starts or continues speech
-    min_speech: float  # shorter speech is dropped, unless burst_gap keeps it
+    min_speech: float  # shorter speech is dropped
     max_speech: float  # longer speech is cut, at its longest pause (silero's use_max_poss_sil_at_max_speech)
     min_silence: float  # a pause must last this long to end speech
     pad: float  # added to both ends of each stretch of speech, or half the pause when it is shorter
-    # Speech shorter than min_speech is kept when longer speech lies less than this before or after it (0, as
-    # silero: never). It then goes to the recogniser with that speech, never on its own.
-    burst_gap: float = 0.0
 
     @property
     def negative_threshold(self) -> float:
@@ -103,10 +99,8 @@ MIN_PAUSE_AT_CUT = SAMPLE_RATE * 98 / 1000
 
 def speech_timestamps(probabilities: np.ndarray, length: int, options: TimestampOptions) -> list[tuple[int, int]]:
     """Speech as (start, end) samples from the FRAME probabilities of `length` samples of audio: silero's
-    `get_speech_timestamps_from_probs` at 16 kHz, cutting overlong speech at its longest pause; and keeping the
-    short speech near longer speech that options.burst_gap asks for."""
+    `get_speech_timestamps_from_probs` at 16 kHz, cutting overlong speech at its longest pause."""
     speeches: list[list[int]] = []
-    bursts: list[list[int]] = []  # speech shorter than min_speech
     start: int | None = None  # of the speech being read
     pause_start = 0  # where a pause inside it began (0: none)
     pauses: list[tuple[int, int]] = []  # (start, length) of its pauses long enough to cut at
@@ -134,24 +128,12 @@ def speech_timestamps(probabilities: np.ndarray, length: int, options: Timestamp
             pause_start = pause_start or sample
             if sample - pause_start < options.min_silence:
                 continue
-            (speeches if pause_start - start > options.min_speech else bursts).append([start, pause_start])
+            if pause_start - start > options.min_speech:
+                speeches.append([start, pause_start])
             start, pause_start, pauses = None, 0, []
-    if start is not None:
-        (speeches if length - start > options.min_speech else bursts).append([start, length])
-    return _padded(_with_bursts_near(speeches, bursts, options.burst_gap), length, options.pad)
-
-
-def _with_bursts_near(speeches: list[list[int]], bursts: list[list[int]], gap: float) -> list[list[int]]:
-    """`speeches` (in order, apart) with the `bursts` that lie less than `gap` from one of them, in order."""
-    starts = [start for start, _ in speeches]
-    kept = []
-    for burst in bursts:
-        after = bisect(starts, burst[0])  # the first speech after the burst; the one before it ends before it
-        if (after and burst[0] - speeches[after - 1][1] < gap) or (
-            after < len(speeches) and speeches[after][0] - burst[1] < gap
-        ):
-            kept.append(burst)
-    return sorted(speeches + kept)
+    if start is not None and length - start > options.min_speech:
+        speeches.append([start, length])
+    return _padded(speeches, length, options.pad)
 
 
 def _padded(speeches: list[list[int]], length: int, pad: float) -> list[tuple[int, int]]:
