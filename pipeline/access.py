@@ -10,6 +10,12 @@ restriction ending on its release date (from that day the recording counts as op
 - Exporting: closed recordings are left out unless asked for, and only a researcher may ask. Restricted
   ones are exported, marked as restricted in every format that has a place for it.
 - `ohp run` writes no transcript files of a closed recording (a researcher's `ohp export` does).
+- The command line's reading commands follow the export rule, not the seeing one: the CLI has no sign-in, so
+  nothing tells it who runs it, and a closed recording's text, speakers and metadata are left out (saying how
+  many on stderr) unless a researcher asks (`--include-restricted --user NAME`): `ohp search`, `ohp themes`,
+  `ohp speakers list` (and the enrolled voices that came from closed recordings), `ohp describe` (a closed row
+  keeps its file and consent, so that it can be opened). `ohp status` lists every recording, as the operator who
+  runs `ohp run` needs, with no transcript text.
 - A new recording at the path of a stored one starts with that one's consent (`first_consent`): a closed
   interview's file edited in place has new bytes, so it is a new recording, and must not start open.
 - A file imported for a recording (an ohp JSON's consent) never loosens the consent the store has
@@ -95,6 +101,11 @@ def consent_label(recording: RecordingRecord) -> str:
     return recording.consent + until
 
 
+def closed_origins(person: PersonRecord, today: date | None = None) -> list[RecordingRecord]:
+    """The recordings the voice was enrolled from that are closed today: its name is theirs to withhold."""
+    return [r for r in person.from_recordings if consent_in_force(r, today) == "closed"]
+
+
 def voice_withheld(person: PersonRecord, recording_sha256: str | None = None, today: date | None = None) -> str | None:
     """Why the enrolled voice may not name a speaker of the recording with this sha256 (None: of a recording that
     is not one of its origins), or None when it may: the store clears the names it gave where it is withheld, and
@@ -103,7 +114,7 @@ def voice_withheld(person: PersonRecord, recording_sha256: str | None = None, to
         return None
     if not person.origin_known:
         return "where it was enrolled from is not known"
-    closed = [r for r in person.from_recordings if consent_in_force(r, today) == "closed"]
+    closed = closed_origins(person, today)
     if closed:
         return "enrolled from " + ", ".join(f"{PurePath(r.path).name}, {consent_label(r)}" for r in closed)
     return None
@@ -165,13 +176,21 @@ def visible(user: UserRecord, recordings: Iterable[RecordingRecord]) -> list[Rec
     return [recording for recording in recordings if may_see(user, recording)]
 
 
-def check_export_closed(user: UserRecord | None, name: str) -> None:
-    """ForbiddenError unless `name` is an account that may export closed recordings (None: no such account)."""
-    refused = f"only a {EXPORTS_CLOSED} may export closed recordings: {name}"
+def _check_account_role(user: UserRecord | None, name: str, least: str, may: str) -> None:
+    """ForbiddenError unless `name` is an account (`user`; None: no such account) of the `least` role or above,
+    saying who `may` do what."""
+    roles = " or ".join(f"a{'n' if role[0] in 'aeiou' else ''} {role}" for role in ROLES[ROLES.index(least) :])
+    refused = f"only {roles} may {may}: {name}"
     if user is None:
         raise ForbiddenError(f"{refused} is not a user (ohp user add)")
-    if not has_role(user.role, EXPORTS_CLOSED):
+    if not has_role(user.role, least):
         raise ForbiddenError(f"{refused} has the {user.role} role")
+
+
+def check_export_closed(user: UserRecord | None, name: str, may: str = "export closed recordings") -> None:
+    """ForbiddenError unless `name` is an account that may export closed recordings (None: no such account), or
+    ask for them where the export rule applies (`may`: what for, in the message)."""
+    _check_account_role(user, name, EXPORTS_CLOSED, may)
 
 
 def exported(recording: RecordingRecord, include_closed: bool, today: date | None = None) -> bool:

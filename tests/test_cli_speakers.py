@@ -230,7 +230,9 @@ def test_list_says_where_each_voice_comes_from_and_where_it_is_withheld(db, tmp_
         store.enroll("Zhang", [1.0] * 256, "mei", ["/clips/zhang-1.wav"], origins=[INFO.sha256])
         store.enroll("Wang", [0.5] * 256, "mei", ["/clips/wang.wav"])
         store.set_metadata(1, consent="closed", release_on="2040-01-01")
-    listed = " ".join(invoke("speakers", "list", "--db", db).output.split())
+        store.add_user("rita", "correct horse battery", "researcher")
+    # A voice enrolled from a closed recording has its name: listed only for a researcher who asks.
+    listed = " ".join(invoke("speakers", "list", "--include-restricted", "--user", "rita", "--db", db).output.split())
     assert (
         "Zhang (by mei, 20" in listed
         and "from zhang.wav (files: zhang-1.wav); withheld in other recordings: enrolled from zhang.wav, closed"

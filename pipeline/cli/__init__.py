@@ -204,25 +204,46 @@ def choose_recordings(store: Store, refs: list[str] | None) -> list:
     return store.find_recordings(refs) if refs else store.list_recordings()
 
 
-def check_asks_for_closed(store: Store, user: str | None, doing: str = "using closed recordings") -> None:
-    """--include-restricted: ForbiddenError unless --user (or OHP_USER) names a researcher (`doing`: what for)."""
+def check_asks_for_closed(
+    store: Store, user: str | None, doing: str = "using closed recordings", may: str = "ask for closed recordings"
+) -> None:
+    """--include-restricted: ForbiddenError unless --user (or OHP_USER) names a researcher (`doing`, `may`: what
+    for, in the messages)."""
     name = need_user(user, doing)
-    access.check_export_closed(store.user(name), name)
+    access.check_export_closed(store.user(name), name, may)
+
+
+ASK_FOR_CLOSED = "--include-restricted --user NAME (a researcher) includes them"
+
+
+def shown_recordings(
+    store: Store,
+    refs: list[str] | None,
+    include_restricted: bool,
+    user: str | None,
+    doing: str = "using closed recordings",
+) -> tuple[list[RecordingRecord], int]:
+    """The recordings named (or all) that an export would write, and how many closed ones were left out: closed
+    ones only for a researcher who asks (`doing`: what for). Says on stderr which closed ones are left out."""
+    if include_restricted:
+        check_asks_for_closed(store, user, doing)
+    chosen = choose_recordings(store, refs)
+    kept = [r for r in chosen if access.exported(r, include_restricted)]
+    if len(kept) < len(chosen):
+        names = ", ".join(Path(r.path).name for r in chosen if r not in kept)
+        errors.print(
+            f"left out {len(chosen) - len(kept)} closed recording(s): {names}; {ASK_FOR_CLOSED}", highlight=False
+        )
+    return kept, len(chosen) - len(kept)
 
 
 def exported_scope(
     store: Store, refs: list[str] | None, include_restricted: bool, user: str | None
 ) -> list[int] | None:
     """The recordings named (or all) that an export would write, as ids (None: every recording), for what is
-    counted or learnt from them; closed ones only for a researcher who asks. Says which closed ones are left out."""
-    if include_restricted:
-        check_asks_for_closed(store, user)
-    chosen = choose_recordings(store, refs)
-    kept = [r for r in chosen if access.exported(r, include_restricted)]
-    if len(kept) < len(chosen):
-        names = ", ".join(Path(r.path).name for r in chosen if r not in kept)
-        errors.print(f"left out {len(chosen) - len(kept)} closed recording(s): {names}", highlight=False)
-    return None if not refs and len(kept) == len(chosen) else [r.id for r in kept]
+    counted or learnt from them (see shown_recordings)."""
+    kept, left_out = shown_recordings(store, refs, include_restricted, user)
+    return None if not refs and not left_out else [r.id for r in kept]
 
 
 def _check_language(language: str | None) -> str | None:
@@ -407,7 +428,9 @@ def status(
     ] = False,
     db: DbOption = None,
 ) -> None:
-    """List recordings and the state of their stages, how much of each is doubtful, and why one is likely poor."""
+    """List recordings and the state of their stages, how much of each is doubtful, and why one is likely poor.
+    Every recording, closed ones too: it is the view of whoever runs `ohp run` over them, and shows no transcript
+    text, speaker or metadata."""
     store = open_store(db)
     recordings = store.list_recordings()
     if not recordings:
@@ -459,10 +482,16 @@ def describe(
     release_on: Annotated[
         str | None, typer.Option(help="YYYY-MM-DD: the day a restricted or closed recording opens")
     ] = None,
+    include_restricted: IncludeRestricted = False,
+    user: UserOption = None,
     db: DbOption = None,
 ) -> None:
-    """Show or set what is known of recordings: interviewee, place, date, consent."""
+    """Show or set what is known of recordings: interviewee, place, date, consent. A closed recording's
+    interviewee, place and date are shown only when a researcher asks, as for an export; its file and consent
+    always, so that it can be found and opened."""
     store = open_store(db)
+    if include_restricted:
+        check_asks_for_closed(store, user, "describing closed recordings")
     chosen = choose_recordings(store, recordings)
     changes = {
         "interviewee": interviewee,
@@ -480,12 +509,15 @@ def describe(
     table = Table()
     for column in ("id", "file", "interviewee", "place", "date", "consent"):
         table.add_column(column, overflow="fold")
+    withheld = set() if include_restricted else access.closed_ids(chosen)
     for r in chosen:
-        in_force = access.consent_label(r)
-        table.add_row(
-            str(r.id), Path(r.path).name, r.interviewee or "-", r.place or "-", r.recorded_on or "-", in_force
-        )
+        known = ("withheld",) * 3 if r.id in withheld else (r.interviewee or "-", r.place or "-", r.recorded_on or "-")
+        table.add_row(str(r.id), Path(r.path).name, *known, access.consent_label(r))
     console.print(table)
+    if withheld:
+        errors.print(
+            f"withheld the interviewee, place and date of {len(withheld)} closed recording(s); {ASK_FOR_CLOSED}"
+        )
 
 
 @app.command()
@@ -524,7 +556,7 @@ def export(
     check_folder(out, "--out")
     store = open_store(db)
     if include_restricted:
-        check_asks_for_closed(store, user, "exporting closed recordings")
+        check_asks_for_closed(store, user, "exporting closed recordings", "export closed recordings")
     # Its token patterns checked only when redacting: the tagger then finds names; else its labels are all.
     book = open_codebook(codebook, for_labels=not redact)
     redactor = None
@@ -658,11 +690,19 @@ def codebook_validate(path: Annotated[Path | None, typer.Argument(help="Codebook
 
 
 @app.command()
-def themes(codebook: CodebookOption = None, db: DbOption = None) -> None:
-    """Theme counts per recording: suggested, accepted, rejected."""
+def themes(
+    include_restricted: IncludeRestricted = False,
+    user: UserOption = None,
+    codebook: CodebookOption = None,
+    db: DbOption = None,
+) -> None:
+    """Theme counts per recording: suggested, accepted, rejected. Closed recordings only when a researcher asks,
+    as `ohp report` counts: which themes a closed interview holds is its content."""
     book = open_codebook(codebook, for_labels=True)
     store = open_store(db)
-    rows = store.theme_counts()
+    counted, _ = shown_recordings(store, None, include_restricted, user, "counting closed recordings' themes")
+    kept = {r.id for r in counted}
+    rows = [row for row in store.theme_counts() if row[0] in kept]
     if not rows:
         console.print("no themes yet: run `ohp tag` or `ohp run`")
         return
@@ -833,10 +873,14 @@ def search(
     ] = False,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Hits to show")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    include_restricted: IncludeRestricted = False,
+    user: UserOption = None,
     codebook: CodebookOption = None,
     db: DbOption = None,
 ) -> None:
-    """Search every transcript; each hit with its recording and the moment in the audio."""
+    """Search the transcripts; each hit with its recording and the moment in the audio. Closed recordings only
+    when a researcher asks, as for an export: whoever runs ohp may read the database, but the command cannot tell
+    who that is (pipeline/access.py)."""
     try:
         parsed = parse_query(query)
     except QuerySyntaxError as e:
@@ -846,6 +890,11 @@ def search(
     book = open_codebook(codebook, for_labels=True)
     theme = book.theme_id(theme) if theme else None  # a label does too; an unknown theme is an error
     store = open_store(db)
+    searched, left_out = shown_recordings(
+        store, [recording] if recording else None, include_restricted, user, "searching closed recordings"
+    )
+    if recording and left_out:  # the one recording asked for is closed: nothing was searched
+        raise typer.Exit(2)
     if store.count_segments() == 0:
         errors.print(f"nothing to search: no transcripts in {store.url} yet (ohp run or ohp import first)")
         if as_json:
@@ -856,12 +905,13 @@ def search(
         themes=themes,
         theme_status=tuple(s.value for s in status or NOT_REJECTED),
         speaker=speaker,
-        recording=choose_recordings(store, [recording])[0].id if recording else None,
+        recording=searched[0].id if recording else None,
         language=language,
         interviewee=interviewee,
         place=place,
         date_from=date_from,
         date_to=date_to,
+        hide_closed=not include_restricted,
         doubtful=doubtful,
     )
     results = store.search(parsed, filters, limit=limit)
@@ -1189,10 +1239,14 @@ def speakers_list(
     recordings: Annotated[
         list[str] | None, typer.Argument(help="Recordings to list; all, and the enrolled voices, if none")
     ] = None,
+    include_restricted: IncludeRestricted = False,
+    user: UserOption = None,
     db: DbOption = None,
 ) -> None:
-    """Each recording's speakers (label, name, role, speaking time) and the enrolled voices."""
+    """Each recording's speakers (label, name, role, speaking time) and the enrolled voices. Closed recordings, and
+    the voices enrolled from them (whose names are theirs), only when a researcher asks, as for an export."""
     store = open_store(db)
+    listed, left_out = shown_recordings(store, recordings, include_restricted, user, "listing closed recordings")
     people = {p.id: p for p in store.people()}
     table = Table()
     columns: tuple[tuple[str, JustifyMethod], ...] = (
@@ -1205,7 +1259,7 @@ def speakers_list(
     )
     for column, justify in columns:
         table.add_column(column, justify=justify, overflow="fold")
-    for chosen in choose_recordings(store, recordings):
+    for chosen in listed:
         segments = store.segments(chosen.id)
         for speaker in store.speakers(chosen.id):
             own = [s for s in segments if s.speaker == speaker.label]
@@ -1223,12 +1277,17 @@ def speakers_list(
             )
     if table.row_count:
         console.print(table)
-    else:
+    elif not left_out:
         console.print("no speakers yet: `ohp run` finds them")
-    if not recordings and people:
+    voices = [p for p in people.values() if include_restricted or not access.closed_origins(p)]
+    if not recordings and voices:
         console.print("enrolled voices:")
-        for p in people.values():
+        for p in voices:
             console.print(f"  {p.name} ({voice_given_by(p)}): {describe_voice(p)}", highlight=False)
+    if not recordings and len(voices) < len(people):
+        errors.print(f"left out {len(people) - len(voices)} enrolled voice(s) from closed recordings; {ASK_FOR_CLOSED}")
+    if recordings and left_out:  # asked for by name and not shown: that is no success
+        raise typer.Exit(2)
 
 
 # -------------------------------------------------------------------------------- other modules
