@@ -14,8 +14,9 @@ restriction ending on its release date (from that day the recording counts as op
   nothing tells it who runs it, and a closed recording's text, speakers and metadata are left out (saying how
   many on stderr) unless a researcher asks (`--include-restricted --user NAME`): `ohp search`, `ohp themes`,
   `ohp speakers list` (and the enrolled voices that came from closed recordings), `ohp describe` (a closed row
-  keeps its file and consent, so that it can be opened). `ohp status` lists every recording, as the operator who
-  runs `ohp run` needs, with no transcript text.
+  keeps its file and consent, so that it can be opened). `ohp review` is an annotator's work, decided under
+  the account it names (`--user`): it follows the seeing rule for that account (`check_named_sees`). `ohp status`
+  lists every recording, as the operator who runs `ohp run` needs, with no transcript text.
 - A new recording at the path of a stored one starts with that one's consent (`first_consent`): a closed
   interview's file edited in place has new bytes, so it is a new recording, and must not start open.
 - A file imported for a recording (an ohp JSON's consent) never loosens the consent the store has
@@ -191,6 +192,13 @@ def check_export_closed(user: UserRecord | None, name: str, may: str = "export c
     """ForbiddenError unless `name` is an account that may export closed recordings (None: no such account), or
     ask for them where the export rule applies (`may`: what for, in the message)."""
     _check_account_role(user, name, EXPORTS_CLOSED, may)
+
+
+def check_named_sees(user: UserRecord | None, name: str, recording: RecordingRecord) -> None:
+    """ForbiddenError unless the account `name` (`user`; None: no such account) may see the recording: the command
+    line's seeing rule for a person it names, who needs an account only for a closed recording."""
+    if consent_in_force(recording) == "closed":
+        _check_account_role(user, name, SEES_CLOSED, f"see closed recordings ({PurePath(recording.path).name})")
 
 
 def exported(recording: RecordingRecord, include_closed: bool, today: date | None = None) -> bool:

@@ -144,3 +144,20 @@ def test_only_a_researcher_may_ask_for_closed_recordings(db, command, user):
 def test_asking_for_closed_recordings_needs_a_user(db):
     result = invoke("search", "ledger", "--include-restricted", "--db", db)
     assert result.exit_code == 2 and "who is searching closed recordings?" in result.stderr
+
+
+@pytest.mark.parametrize("doubtful", [[], ["--doubtful"]])
+@pytest.mark.parametrize("user", ["vera", "mei"])
+def test_review_of_a_closed_recording_needs_an_account_that_sees_it(db, user, doubtful):
+    """Review follows the web app's seeing rule for the name it decides under: a viewer, or a name that is no
+    account, is refused; the suggestions of an open recording need no account, as before."""
+    result = invoke("review", "tape2", *doubtful, "--user", user, "--db", db, input="q\n")
+    assert result.exit_code == 2 and not leaked(result), result.output
+    assert "only an annotator or a researcher may see closed recordings (tape2.wav)" in result.stderr
+    assert invoke("review", "tape1", "--user", "mei", "--db", db, input="q\n").exit_code == 0
+
+
+def test_an_annotator_reviews_a_closed_recording(db):
+    result = invoke("review", "tape2", "--user", "ann", "--db", db, input="q\n")
+    assert result.exit_code == 0, result.output
+    assert "Kowalczyk smuggled" in result.stdout

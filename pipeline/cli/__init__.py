@@ -740,10 +740,13 @@ def review(
     db: DbOption = None,
 ) -> None:
     """Walk through a recording's theme suggestions: accept, reject, add a theme, or skip. With --doubtful, its
-    doubtful passages: each with the moment to listen from, to correct or skip."""
+    doubtful passages: each with the moment to listen from, to correct or skip. Reviewing is an annotator's work,
+    decided under the name --user gives: a closed recording is shown only when that name is an account that sees
+    closed recordings, as in the web app (an annotator or a researcher)."""
     user = need_user(user, "reviewing")
     store = open_store(db)
     [chosen] = choose_recordings(store, [recording])
+    access.check_named_sees(store.user(user), user, chosen)
     if doubtful:
         from pipeline.cli.doubt import walk_doubtful
 
