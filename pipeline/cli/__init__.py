@@ -84,7 +84,12 @@ CodebookOption = Annotated[
     ),
 ]
 UserOption = Annotated[
-    str | None, typer.Option("--user", help=f"Who is deciding (default: ${ENVIRONMENT['user']})", show_default=False)
+    str | None,
+    typer.Option(
+        "--user",
+        help=f"Your account: who decides, or asks for closed recordings (default: ${ENVIRONMENT['user']})",
+        show_default=False,
+    ),
 ]
 IncludeRestricted = Annotated[bool, typer.Option(help="Closed recordings too (researchers only: give --user)")]
 DbOption = Annotated[
