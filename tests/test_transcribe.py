@@ -143,9 +143,19 @@ CHUNKS = [chunk((0.0, 1.0)), chunk((5.0, 20.0)), chunk((30.0, 40.0)), chunk((50.
 
 
 def test_language_is_one_encoder_pass_over_the_chunk_with_most_speech():
-    engine = ScriptedEngine([], languages=[{"zh": 0.6, "en": 0.4}, {"en": 1.0}])
-    assert detect_language(engine, np.zeros(80 * SR, np.float32), CHUNKS) == ("zh", 0.6)
+    engine = ScriptedEngine([], languages=[{"zh": 0.95, "en": 0.05}, {"en": 1.0}])
+    assert detect_language(engine, np.zeros(80 * SR, np.float32), CHUNKS) == ("zh", 0.95)
     assert engine.batches == [1] and len(engine.languages) == 1  # one probe: the 16 s chunk
+
+
+def test_a_chunk_fairly_sure_of_a_wrong_language_does_not_settle_it():
+    # The dialect long-form's first Sichuanese clip, as Whisper base hears it; the next chunks hear Chinese.
+    engine = ScriptedEngine(
+        [], languages=[{"bo": 0.79, "my": 0.09, "zh": 0.09}, {"zh": 0.999, "bo": 0.001}, {"zh": 0.66, "my": 0.17}]
+    )
+    language, probability = detect_language(engine, np.zeros(80 * SR, np.float32), CHUNKS)
+    assert language == "zh"
+    assert probability == pytest.approx((0.09 + 0.999 + 0.66) / 3)
 
 
 def test_an_unsure_chunk_has_the_next_longest_chunks_heard_too():

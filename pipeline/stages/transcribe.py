@@ -26,10 +26,10 @@ from pipeline.stages.guards import GuardOptions, guard, has_loop, marked
 from pipeline.stages.vocabulary import Hint, decode_with_hint, hinted_options
 
 LANGUAGE_PROBES = 3  # chunks listened to when the one with most speech leaves the recording's language unsure
-LANGUAGE_SURE = 0.5  # a chunk's top language at least this likely settles the recording's language
-# A chunk is decoded in a language other than the recording's only when it is this sure of it (mixed-language
-# interviews); the monolingual dev recordings never reach it (bench/RESULTS.md).
-CHUNK_LANGUAGE_SURE = 0.9
+# A chunk this sure of its top language is sure of it: it settles the recording's language alone, and it is
+# decoded in a language other than the recording's (mixed-language interviews; the monolingual dev recordings
+# never reach it). Whisper base hears Sichuanese as Tibetan at 0.79, which is not sure (bench/RESULTS.md).
+LANGUAGE_SURE = 0.9
 RESUME_TOLERANCE = 0.3  # s: a region starting this close before the last segment's end counts as skipped
 MIN_SKIPPED = 1.5  # s: speech left in a region after the decoded text ends that is decoded again
 MAX_PASSES = 4  # decodes of one chunk at most (the first and the second passes over what it skipped)
@@ -107,7 +107,7 @@ def detect_language(
 def chunk_language(probabilities: dict[str, float], recording_language: str) -> str:
     """A chunk's language: the recording's, unless the chunk is sure it hears another."""
     language, probability = _top(probabilities)
-    return language if probability >= CHUNK_LANGUAGE_SURE else recording_language
+    return language if probability >= LANGUAGE_SURE else recording_language
 
 
 def _shift(segment: Segment, offset: float) -> Segment:
