@@ -170,8 +170,8 @@ def _doubtful_words(
 
 
 def confidence(segment: Segment) -> float | None:
-    """How sure the recogniser was of the segment: its words' probabilities averaged by characters, less the
-    share of characters in doubtful words; 1 for text a person corrected, None without words."""
+    """How sure the recogniser was of the segment: its words' probabilities averaged by characters, times one
+    less half the share of characters in doubtful words; 1 for text a person corrected, None without words."""
     if segment.corrected:
         return 1.0
     weights = [max(characters(w.text), 1) for w in segment.words]
