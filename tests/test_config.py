@@ -209,3 +209,21 @@ def test_jieba_says_nothing_on_the_terminal():
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "Left-behind children / 留守儿童" in result.stdout and "prefix dict" not in result.stderr
+
+
+def test_jieba_says_nothing_on_the_terminal_when_subtitles_break_chinese_lines(tmp_path):
+    """Subtitles break Chinese lines between jieba's words: an export of SRT, or `ohp run` writing a skipped
+    recording's files again, was the first to load its dictionary, and it said so on standard error."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ohp = [sys.executable, "-c", "from pipeline.cli import app; app()"]
+    db = ("--db", f"sqlite:///{tmp_path / 'ohp.db'}")
+    (tmp_path / "li.srt").write_text("1\n00:00:01,000 --> 00:00:04,000\n我在东莞的工厂上班\n", encoding="utf-8")
+    imported = subprocess.run(
+        [*ohp, "import", "li.srt", "--no-tag", *db], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert imported.returncode == 0, imported.stderr
+    export = [*ohp, "export", "li", "--format", "srt", "--out", "out", *db]
+    exported = subprocess.run(export, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert "我在东莞的工厂上班" in (tmp_path / "out" / "li.srt").read_text(encoding="utf-8")
+    assert "prefix dict" not in exported.stderr

@@ -48,6 +48,9 @@ def _words(run: str) -> list[int]:
         return []
     import jieba  # only Chinese text needs it (its dictionary takes a second to load)
 
+    from pipeline.stages.doubt import jieba_dictionary
+
+    jieba_dictionary()  # loaded once, quietly: jieba would say so on standard error
     cuts = list(accumulate(len(w) for w in jieba.cut(run)))[:-1]
     return [p for p in cuts if is_wide(run[p - 1]) or is_wide(run[p])]
 
