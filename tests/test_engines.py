@@ -127,3 +127,14 @@ def test_a_short_piece_is_encoded_in_a_short_window(engine):
     window = encoder_window(300, 3000)
     assert encoded.features.shape[-1] == window and encoded.frames == [300, 200]
     assert np.asarray(encoded.output).shape[:2] == (2, window // 2)
+
+
+
+def test_loading_the_recogniser_holds_numpys_blas_to_one_thread():
+    # OpenBLAS rounds the mel filters' product otherwise on one thread than on two on some CPUs (an AMD EPYC
+    # here), and a cluster's worker runs on one (Ray's OMP_NUM_THREADS): word times then differed.
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(2, user_api="blas"):
+        load_engine.__wrapped__("faster-whisper", "base", MODEL_CACHE, "cpu", None, 2)
+        assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
