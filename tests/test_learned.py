@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,25 @@ def test_the_model_needs_less_where_the_patterns_found_some_evidence():
     [found] = tag_text(text, "zh", CODEBOOK, unsure).themes
     assert (found.theme, found.origin) == ("working_conditions", "model")
     assert [text[a:b] for a, b in found.evidence] == ["车间", "缝纫"]
+
+
+class _Unlisted(dict):
+    """A model's features that may be looked up but not listed."""
+
+    def items(self):
+        raise AssertionError("the model's every feature was listed to name a segment's evidence")
+
+    __iter__ = keys = values = items
+
+
+def test_a_suggestions_evidence_is_named_from_the_segments_features_not_by_listing_the_models():
+    # The shipped models have ~10,000 features a language: listing them for each suggestion was most of the tagging.
+    language = SEWING.languages["zh"]
+    model = ThemeModel({"zh": replace(language, features=_Unlisted(language.features))}, {}, "unlisted")
+    text = "我在家里踩缝纫机"
+    [found] = tag_text(text, "zh", CODEBOOK, model).themes
+    assert found == tag_text(text, "zh", CODEBOOK, SEWING).themes[0]
+    assert [text[a:b] for a, b in found.evidence] == ["缝纫"]
 
 
 def test_english_features_are_lemmas_pairs_and_runs_of_characters_standing_where_their_word_does():
