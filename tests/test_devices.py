@@ -81,8 +81,10 @@ def test_the_speaker_encoder_gets_the_device_and_threads(monkeypatch):
     encoder, threads = Recorder(), Recorder()
     monkeypatch.setattr(resemblyzer, "VoiceEncoder", encoder)
     monkeypatch.setattr(torch, "set_num_threads", threads)
-    speakers._encoder.__wrapped__("cuda", 3)
+    speakers._encoder.__wrapped__("cuda")
     assert encoder.calls == [(("cuda",), {"verbose": False})]
+    monkeypatch.setattr(speakers, "_encoder", lambda device: None)  # not the cached one: no windows to encode
+    speakers._embed([], "cpu", 3)
     assert threads.calls == [((3,), {})]
 
 
@@ -111,11 +113,13 @@ def test_a_run_hands_device_compute_type_threads_and_batch_size_to_its_models(mo
     path = corpus_path("longform_zh_dev.wav")
     loaded, vad, voice, engine = [], [], [], OneAnswerEngine()
     monkeypatch.setattr(process, "load_engine", lambda *args: loaded.append(args) or engine)
-    real_segment, real_encoder = process.segment, speakers._encoder
+    real_segment, real_embed = process.segment, speakers._embed
     monkeypatch.setattr(process, "segment", lambda *args: vad.append(args[2:]) or real_segment(*args))
     # The speaker encoder is told what it was given, and runs on the CPU here.
     monkeypatch.setattr(
-        speakers, "_encoder", lambda device, threads: voice.append((device, threads)) or real_encoder("cpu", threads)
+        speakers,
+        "_embed",
+        lambda mels, device, threads: voice.append((device, threads)) or real_embed(mels, "cpu", threads),
     )
     monkeypatch.setattr(speakers, "usable_cores", lambda: 5)  # not what the run gives
     options = RunOptions(

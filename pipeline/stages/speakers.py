@@ -55,15 +55,13 @@ class DiarizeOptions:
 
 
 @cache
-def _encoder(device: str, threads: int):
-    import torch
+def _encoder(device: str):
     from resemblyzer import VoiceEncoder
 
     from pipeline.config import torch_device
 
     device = torch_device(device)
-    torch.set_num_threads(threads)
-    log.info("loading the resemblyzer voice encoder on %s (%d threads)", device, threads)
+    log.info("loading the resemblyzer voice encoder on %s", device)
     return VoiceEncoder(device, verbose=False)
 
 
@@ -84,7 +82,9 @@ def _embed(mels: list[np.ndarray], device: str, threads: int | None) -> np.ndarr
     """Embeddings (L2-normed) of mel windows; windows of one length go through the encoder together."""
     import torch
 
-    encoder = _encoder(device, threads or usable_cores())
+    encoder = _encoder(device)
+    # torch's threads are the process's: set on each use, as a pass beside the decoding takes one (process.py).
+    torch.set_num_threads(threads or usable_cores())
     out = np.empty((len(mels), 256), dtype=np.float32)
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, mel in enumerate(mels):
