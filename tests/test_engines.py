@@ -129,7 +129,6 @@ def test_a_short_piece_is_encoded_in_a_short_window(engine):
     assert np.asarray(encoded.output).shape[:2] == (2, window // 2)
 
 
-
 def test_loading_the_recogniser_holds_numpys_blas_to_one_thread():
     # OpenBLAS rounds the mel filters' product otherwise on one thread than on two on some CPUs (an AMD EPYC
     # here), and a cluster's worker runs on one (Ray's OMP_NUM_THREADS): word times then differed.
