@@ -83,7 +83,7 @@ def _embed(mels: list[np.ndarray], device: str, threads: int | None) -> np.ndarr
     import torch
 
     encoder = _encoder(device)
-    # torch's threads are the process's: set on each use, as a pass beside the decoding takes one (process.py).
+    # torch's threads are the process's: set on each use, so a use with other threads than the first's has them.
     torch.set_num_threads(threads or usable_cores())
     out = np.empty((len(mels), 256), dtype=np.float32)
     by_length: dict[int, list[int]] = defaultdict(list)
