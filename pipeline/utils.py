@@ -12,12 +12,12 @@ import shutil
 import socket
 import stat
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from importlib.util import find_spec
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Generic, TypeVar
 
 from pipeline.errors import InvalidInputError
 
@@ -273,6 +273,30 @@ def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity, which a container, `taskset` or a cluster
     worker narrows (os.cpu_count counts the machine's)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+T = TypeVar("T")
+
+
+class ContentCache(Generic[T]):
+    """What was made of a file's content, kept by the content's SHA-256 (not the content, which may be megabytes)
+    for the `size` contents used last: commands run one after another in one process (a script's, the tests')
+    open the same codebook and themes model each time, and parsing them costs a few tenths of a second. A
+    changed file is a new content, made anew. What `make` raises is not kept."""
+
+    def __init__(self, size: int = 4) -> None:
+        self._made: dict[tuple, T] = {}
+        self._size = size
+
+    def get(self, content: bytes, make: Callable[[], T], *key: Hashable) -> T:
+        """The result for `content` (and `key`: what else `make` depends on), made by `make` if not kept."""
+        digest = (hashlib.sha256(content).digest(), *key)
+        if digest not in self._made:
+            made = make()
+            if len(self._made) >= self._size:
+                del self._made[next(iter(self._made))]  # the first kept
+            self._made[digest] = made
+        return self._made[digest]
 
 
 def timestamp(seconds: float, separator: str = ".", hours: bool = True) -> str:

@@ -7,7 +7,19 @@ import unicodedata
 
 import pytest
 
-from pipeline.utils import CJK, CJK_LETTERS, HAN, HAN_CHAR, HANGUL, HANGUL_CHAR, KANA, KANA_CHAR, merge_spans, overlap
+from pipeline.utils import (
+    CJK,
+    CJK_LETTERS,
+    HAN,
+    HAN_CHAR,
+    HANGUL,
+    HANGUL_CHAR,
+    KANA,
+    KANA_CHAR,
+    ContentCache,
+    merge_spans,
+    overlap,
+)
 
 
 def chars(ranges: str) -> list[str]:
@@ -63,3 +75,54 @@ def test_overlap(a, b, shared):
 def test_merge_spans_joins_those_that_overlap_or_touch():
     assert merge_spans([(8, 10), (0, 3), (2, 5), (5, 6), (12, 12)]) == [(0, 6), (8, 10), (12, 12)]
     assert merge_spans([]) == []
+
+
+def test_a_content_is_made_once_a_changed_one_anew_and_a_failure_not_kept():
+    made: list[bytes] = []
+
+    def make(content: bytes):
+        def parse():
+            made.append(content)
+            if content == b"broken":
+                raise ValueError("not valid")
+            return content.decode().upper()
+
+        return parse
+
+    cache: ContentCache[str] = ContentCache(size=2)
+    assert cache.get(b"wages", make(b"wages")) == cache.get(b"wages", make(b"wages")) == "WAGES"
+    assert cache.get(b"wages", make(b"wages"), "labels only") == "WAGES"  # another key: made again
+    assert made == [b"wages", b"wages"]
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            cache.get(b"broken", make(b"broken"))
+    assert made.count(b"broken") == 2
+    cache.get(b"hukou", make(b"hukou"))  # a third content: the first kept goes
+    cache.get(b"wages", make(b"wages"))
+    assert made.count(b"wages") == 3
+
+
+def test_a_codebook_and_a_themes_model_edited_between_two_loads_are_read_anew(tmp_path):
+    import json
+
+    from pipeline.errors import InvalidInputError
+    from pipeline.stages.codebook import DEFAULT_CODEBOOK, DEFAULT_MODEL, load_codebook
+    from pipeline.stages.learned import load_model
+
+    codebook = tmp_path / "codebook.yaml"
+    text = DEFAULT_CODEBOOK.read_text(encoding="utf-8")
+    codebook.write_text(text, encoding="utf-8")
+    shipped = load_codebook(codebook)
+    codebook.write_text(text.replace("label:", "label: ", 1), encoding="utf-8")  # layout only: same themes
+    assert load_codebook(codebook) == shipped
+    codebook.write_text(text.replace("description: ", "description: Edited. ", 1), encoding="utf-8")
+    assert load_codebook(codebook).version != shipped.version
+
+    model = tmp_path / "themes-model.json"
+    document = json.loads(DEFAULT_MODEL.read_text(encoding="utf-8"))
+    model.write_text(json.dumps(document), encoding="utf-8")
+    assert load_model(model).version == document["version"]
+    document["trained_on"]["edited"] = True
+    model.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="edited"):
+        load_model(model)

@@ -32,7 +32,7 @@ import numpy as np
 
 from pipeline.errors import InvalidInputError
 from pipeline.stages.codebook import DEFAULT_MODEL
-from pipeline.utils import write_atomic
+from pipeline.utils import ContentCache, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +250,9 @@ def save_model(model: ThemeModel, path: Path) -> None:
     log.info("saved the themes model %s to %s", model.version, path)
 
 
+_LOADED: ContentCache[ThemeModel] = ContentCache()  # models by their file's content, parsed once in a process
+
+
 def load_model(path: Path = DEFAULT_MODEL) -> ThemeModel:
     """A model file, checked whole: InvalidInputError names the file and what is wrong with it."""
 
@@ -263,11 +266,15 @@ def load_model(path: Path = DEFAULT_MODEL) -> ThemeModel:
         raise InvalidInputError(f"{path}: cannot read the themes model: {e.strerror or e}") from None
     if len(raw) > MAX_FILE_BYTES:
         raise bad(f"larger than {MAX_FILE_BYTES // 1_000_000} MB")
-    try:
-        document = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise bad(f"not JSON ({e})") from None
-    return _parse(document, bad)
+
+    def parse() -> ThemeModel:
+        try:
+            document = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise bad(f"not JSON ({e})") from None
+        return _parse(document, bad)
+
+    return _LOADED.get(raw, parse)
 
 
 def _refuse(why: str) -> ValueError:
@@ -284,7 +291,8 @@ def _parse(document, bad) -> ThemeModel:
     if not isinstance(trained_on, dict) or not isinstance(entries, dict):
         raise bad("'trained_on' and 'languages' must be objects")
     languages = {language: _language(entry, f"language {language!r}", bad) for language, entry in entries.items()}
-    version = _hash(_content(languages, trained_on))
+    # The content as the file holds it: save_model wrote it rounded, and JSON reads a number back as written.
+    version = _hash({key: document[key] for key in ("format", "format_version", "trained_on", "languages")})
     if document.get("version") != version:
         raise bad(f"its version {document.get('version')!r} is not the hash of its content ({version}): edited?")
     return ThemeModel(languages, trained_on, version)
