@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,22 +33,25 @@ from pipeline.formats.export import DEFAULT_FORMATS
 from pipeline.realign import realign
 from pipeline.records import (
     AudioInfo,
+    Chunk,
     PersonRecord,
     RecordingRecord,
     RecordingResult,
     Segment,
     SpeakerRecord,
+    SpeakerTurn,
     SpeechRegion,
     StageRecord,
     StageRun,
     Transcript,
     Word,
 )
-from pipeline.stages.audio import decode, probe
+from pipeline.stages.audio import DecodedAudio, decode, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import SECOND_DECODE, confidence, mark_doubt, prepare_doubt
 from pipeline.stages.engines import (
     Engine,
+    EngineName,
     ctranslate2_device,
     decoder_count,
     default_batch_size,
@@ -275,22 +278,34 @@ def clear_checkpoint(result: RecordingResult, home: Path) -> None:
 
 
 Audio = tuple[np.ndarray, list[SpeechRegion]]  # decoded samples and their speech regions
+Voices = tuple[list[SpeakerTurn], dict[str, str]]  # speaker turns, and the enrolled names of their speakers
+
+
+def _decode_and_segment(
+    info: AudioInfo, options: RunOptions, progress: StageProgress | None
+) -> tuple[DecodedAudio, list[Chunk]]:
+    """The recording decoded (stage "decode") and cut into chunks of speech (stage "segment")."""
+    with running(info.path, "decode", progress, info.duration):
+        decoded = decode(info)
+    with running(info.path, "segment", progress, decoded.duration):
+        return decoded, segment(decoded.samples, options.vad, options.device, options.threads)
 
 
 def _transcribe(
-    result: RecordingResult, options: RunOptions, stored: Transcript | None, progress: StageProgress | None
-) -> Audio:
-    """Decode, segment and transcribe (stage "transcribe") into `result`; the audio, for the speakers stage.
-    Corrections people made to a stored transcript go onto the new text, so the tagger reads them; then the
-    doubt stage marks the words to check (not those a person corrected)."""
+    result: RecordingResult,
+    options: RunOptions,
+    stored: Transcript | None,
+    progress: StageProgress | None,
+    decoded: DecodedAudio,
+    chunks: list[Chunk],
+) -> None:
+    """Transcribe the chunks (stage "transcribe") into `result`. Corrections people made to a stored transcript
+    go onto the new text, so the tagger reads them; then the doubt stage marks the words to check (not those a
+    person corrected)."""
     info, started = result.info, time.monotonic()
     settings = options.settings()
     key = settings_key(settings)
-    with running(info.path, "decode", progress, info.duration):
-        decoded = decode(info)
     warnings = list(decoded.warnings)
-    with running(info.path, "segment", progress, decoded.duration):
-        chunks = segment(decoded.samples, options.vad, options.device, options.threads)
     with running(info.path, "transcribe", progress, decoded.duration):
         checkpoint = Checkpoint(info, key, options.home)
         if options.force:
@@ -370,7 +385,26 @@ def _transcribe(
             "seconds": round(time.monotonic() - started, 3),
         },
     )
-    return decoded.samples, [region for chunk in chunks for region in chunk.regions]
+
+
+def _hear_voices(
+    audio: Audio, speaker_options: SpeakerOptions, people: Sequence[PersonRecord], device: str, threads: int
+) -> Voices:
+    """Who speaks when, and which of the enrolled people they are: the part of the speakers stage that reads the
+    audio alone, not the transcript."""
+    samples, regions = audio
+    max_speakers = speaker_options.settings()["max_speakers"]
+    turns = diarize(samples, regions, speaker_options.count, max_speakers, device=device, threads=threads)
+    profiles = {p.name: np.asarray(p.profile, dtype=np.float32) for p in people}
+    return turns, match_profiles(samples, turns, profiles, device=device, threads=threads)
+
+
+def hears_beside_decoding(options: RunOptions) -> bool:
+    """Whether the speakers stage hears the voices on a thread of its own, with one of the run's threads, while
+    faster-whisper decodes: decoding leaves cores waiting on its steps, which the voice encoder then uses
+    (bench/RESULTS.md). Not with one thread (nothing to share), nor with openai-whisper, which decodes with
+    torch, whose threads are the process's."""
+    return options.threads >= 2 and options.transcribe.engine == EngineName.FASTER_WHISPER
 
 
 def _find_speakers(
@@ -380,26 +414,22 @@ def _find_speakers(
     people: Sequence[PersonRecord],
     audio: Audio | None,
     progress: StageProgress | None,
+    heard: Future[Voices] | None = None,
 ) -> None:
     """Who speaks when (stage "speakers"): turns, every segment given its speaker and split where the speaker
-    changes, roles, and enrolled voices named. Without `audio` (a recording transcribed earlier) the file is
-    decoded again; the transcript is not redone."""
+    changes, roles, and enrolled voices named. `heard`: the voices heard beside the decoding. Without `audio`
+    (a recording transcribed earlier) the file is decoded again; the transcript is not redone."""
     info, started = result.info, time.monotonic()
     settings = speaker_settings(speaker_options, people)
     with running(info.path, "speakers", progress, info.duration):
         decoded_again = audio is None
-        if audio is None:
-            samples = decode(info).samples
-            audio = samples, speech_regions(samples, options.vad, options.device, options.threads)
-        samples, regions = audio
-        turns = diarize(
-            samples,
-            regions,
-            speaker_options.count,
-            settings["max_speakers"],
-            device=options.device,
-            threads=options.threads,
-        )
+        if heard is not None:
+            turns, names = heard.result()
+        else:
+            if audio is None:
+                samples = decode(info).samples
+                audio = samples, speech_regions(samples, options.vad, options.device, options.threads)
+            turns, names = _hear_voices(audio, speaker_options, people, options.device, options.threads)
         before = result.transcript.segments
         # A segment whose text a person corrected is not split (its parts would take the words' text): it
         # keeps its text and takes the speaker who says most of it.
@@ -411,8 +441,6 @@ def _find_speakers(
             )
         ]
         roles = label_roles(segments, turns)
-        profiles = {p.name: np.asarray(p.profile, dtype=np.float32) for p in people}
-        names = match_profiles(samples, turns, profiles, device=options.device, threads=options.threads)
     ids = {p.name: p.id for p in people}
     person_ids = {label: ids.get(name) for label, name in names.items()}
     result.transcript = replace(result.transcript, segments=segments)
@@ -489,10 +517,23 @@ def process_recording(
         raise ValueError(f"{info.path}: the stored transcript is needed to run {needed} without transcribing")
     nothing = Transcript(None, 0.0, [], options.transcribe.engine, options.transcribe.model)
     result = RecordingResult(info, stored or nothing)
-    audio = _transcribe(result, options, stored, progress) if "transcribe" in pending else None
     # pending_stages lists speakers and tag only when the options have what they need.
-    if "speakers" in pending and options.speakers is not None:
-        _find_speakers(result, options.speakers, options, people, audio, progress)
+    speaker_options = options.speakers if "speakers" in pending else None
+    audio: Audio | None = None
+    heard: Future[Voices] | None = None
+    beside = ThreadPoolExecutor(1, "speakers-beside")
+    try:
+        if "transcribe" in pending:
+            decoded, chunks = _decode_and_segment(info, options, progress)
+            audio = decoded.samples, [region for chunk in chunks for region in chunk.regions]
+            if speaker_options is not None and chunks and hears_beside_decoding(options):
+                heard = beside.submit(_hear_voices, audio, speaker_options, people, options.device, 1)
+            _transcribe(result, options, stored, progress, decoded, chunks)
+        if speaker_options is not None:
+            _find_speakers(result, speaker_options, options, people, audio, progress, heard)
+    finally:
+        # No thread outlives the pass: a failed transcription waits for the voices being heard.
+        beside.shutdown(wait=True, cancel_futures=True)
     if "tag" in pending and options.codebook is not None:
         tag_result(result, options.codebook, progress, options.model)
     return result

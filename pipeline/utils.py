@@ -275,6 +275,16 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def one_blas_thread() -> None:
+    """numpy's BLAS on one thread in this process, from now on. On some CPUs (an AMD EPYC here) OpenBLAS rounds a
+    product otherwise on one thread than on two, so a word's time (and at times the text) followed the threads a
+    process had, a cluster's worker's (Ray sets OMP_NUM_THREADS) or another's. Not a limit set and restored around
+    each use: work beside (a second recogniser, the speakers stage) would run under either."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 T = TypeVar("T")
 
 

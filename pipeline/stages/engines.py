@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.errors import InvalidInputError
 from pipeline.records import DecodeMark, Segment, Word
-from pipeline.utils import usable_cores
+from pipeline.utils import one_blas_thread, usable_cores
 
 if TYPE_CHECKING:
     import numpy as np
@@ -242,7 +242,6 @@ class FasterWhisperEngine:
     def __init__(self, model: str, home: Path, device: str, compute_type: str, threads: int) -> None:
         import ctranslate2
         from faster_whisper import WhisperModel
-        from threadpoolctl import threadpool_limits
 
         from pipeline.weights import resolve_model
 
@@ -253,11 +252,7 @@ class FasterWhisperEngine:
         # CTranslate2 seeds a worker's random generator once, at its first draw (a later seed does not reseed it):
         # a model's fallbacks draw in the order its chunks come, the same in every run with the same chunks.
         ctranslate2.set_random_seed(SEED)
-        # numpy's BLAS on one thread in this process, from now on: on some CPUs (an AMD EPYC here) OpenBLAS rounds
-        # the mel filters' product otherwise on one thread than on two, so a word's time (and at times the text)
-        # followed the threads a process had, a cluster's worker's (Ray sets OMP_NUM_THREADS) or another's. Not a
-        # limit set and restored around each use: a model decoding beside would extract under either.
-        threadpool_limits(1, user_api="blas")
+        one_blas_thread()  # the mel filters' product rounded alike in every process
         self._model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=threads)
         self._tokenizers: dict[str, Any] = {}
 

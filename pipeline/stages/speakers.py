@@ -22,7 +22,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.records import Segment, SpeakerTurn, SpeechRegion, Word
 from pipeline.script import CHINESE_LANGUAGES
 from pipeline.stages.audio import SAMPLE_RATE
-from pipeline.utils import overlap, usable_cores
+from pipeline.utils import one_blas_thread, overlap, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +289,7 @@ def diarize(
     threads: int | None = None,
 ) -> list[SpeakerTurn]:
     """Speaker turns over the speech regions. n_speakers None: estimated, at most max_speakers."""
+    one_blas_thread()  # the same turns whether or not a recogniser loaded first, or decodes beside
     times, embeddings = window_embeddings(samples, regions, options, device, threads)
     if not len(times):
         return []
@@ -485,6 +486,7 @@ def match_profiles(
     threshold (cosine). A name goes to at most one speaker, the most similar."""
     if not profiles:
         return {}
+    one_blas_thread()
     names = list(profiles)
     matrix = _normalise(np.stack([profiles[n] for n in names]))
     candidates: list[tuple[float, str, str]] = []
