@@ -1,5 +1,6 @@
 """One recording's pass through the pipeline, in memory: decode -> segment -> transcribe (and doubt) -> speakers
--> tag.
+-> tag. The speakers stage's work on the audio alone (who speaks when, and which enrolled voices) may run beside
+the transcription (`hears_beside_decoding`); its result meets the transcript afterwards.
 
 `process_recording` takes plain inputs (the file, the run options, the enrolled voices, and what the store
 has of the recording) and returns a `RecordingResult`, which `Store.save_result` saves in one transaction.
