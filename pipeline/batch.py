@@ -256,6 +256,8 @@ class FileRun:
         file.duration = info.duration
         self.stage = "store"
         existing = store.recording_by_sha256(info.sha256)
+        if existing:  # the length a pass decoded, which is the truth where the container misstates it
+            file.duration = existing.duration
         options = for_recording(options, existing)
         stages = {s.stage: s for s in store.stages(existing.id)} if existing else {}
         if self.people is None:

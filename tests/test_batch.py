@@ -276,6 +276,19 @@ def test_truncated_mp3_keeps_what_decodes(tmp_path, store):
     assert result.segments >= 1
 
 
+def test_a_skipped_file_shows_the_length_its_pass_decoded_not_what_its_container_says(tmp_path, store):
+    # A cut MP3 declares the length of the whole (its bitrate times its size) and decodes to half of it: the
+    # line of a file skipped on the next run shows what the first run's line showed.
+    full, cut = tmp_path / "full.mp3", tmp_path / "cut.mp3"
+    ffmpeg("-i", str(corpus_path(ENGLISH)), "-b:a", "64k", str(full))
+    cut.write_bytes(full.read_bytes()[: len(full.read_bytes()) // 2 + 17])
+    options = RunOptions(out_dir=None, speakers=None)
+    [done] = run_batch([cut], store, options).files
+    [skipped] = run_batch([cut], store, options).files
+    assert (done.status, skipped.status) == ("done", "skipped")
+    assert skipped.duration == done.duration < 5
+
+
 def test_very_short_clip(tmp_path, store):
     def make(d):
         ffmpeg("-i", str(corpus_path(MANDARIN)), "-t", "0.3", str(d / "short.wav"))
