@@ -86,11 +86,15 @@ STAGES = ("transcribe", "speakers", "tag")  # the stages with a row in the store
 class SpeakerOptions:
     count: int | None = None  # None: estimated, at most MAX_ESTIMATED_SPEAKERS
 
+    @property
+    def max_speakers(self) -> int:
+        return max(MAX_ESTIMATED_SPEAKERS, self.count or 0)
+
     def settings(self) -> dict:
         """The speakers stage's settings, but for the enrolled voices (see speaker_settings)."""
         return {
             "count": self.count,
-            "max_speakers": max(MAX_ESTIMATED_SPEAKERS, self.count or 0),
+            "max_speakers": self.max_speakers,
             "diarize": asdict(DiarizeOptions()),
         }
 
@@ -394,8 +398,8 @@ def _hear_voices(
     """Who speaks when, and which of the enrolled people they are: the part of the speakers stage that reads the
     audio alone, not the transcript."""
     samples, regions = audio
-    max_speakers = speaker_options.settings()["max_speakers"]
-    turns = diarize(samples, regions, speaker_options.count, max_speakers, device=device, threads=threads)
+    count, most = speaker_options.count, speaker_options.max_speakers
+    turns = diarize(samples, regions, count, most, device=device, threads=threads)
     profiles = {p.name: np.asarray(p.profile, dtype=np.float32) for p in people}
     return turns, match_profiles(samples, turns, profiles, device=device, threads=threads)
 
