@@ -301,12 +301,14 @@ class ContentCache(Generic[T]):
     def get(self, content: bytes, make: Callable[[], T], *key: Hashable) -> T:
         """The result for `content` (and `key`: what else `make` depends on), made by `make` if not kept."""
         digest = (hashlib.sha256(content).digest(), *key)
-        if digest not in self._made:
+        if digest in self._made:
+            made = self._made.pop(digest)  # put back last: the dict's order is the order of use
+        else:
             made = make()
             if len(self._made) >= self._size:
-                del self._made[next(iter(self._made))]  # the first kept
-            self._made[digest] = made
-        return self._made[digest]
+                del self._made[next(iter(self._made))]  # the one used longest ago
+        self._made[digest] = made
+        return made
 
 
 def timestamp(seconds: float, separator: str = ".", hours: bool = True) -> str:

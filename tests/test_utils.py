@@ -100,6 +100,11 @@ def test_a_content_is_made_once_a_changed_one_anew_and_a_failure_not_kept():
     cache.get(b"hukou", make(b"hukou"))  # a third content: the first kept goes
     cache.get(b"wages", make(b"wages"))
     assert made.count(b"wages") == 3
+    # The one used longest ago goes, not the one made first: hukou, used since wages was made again, stays.
+    cache.get(b"hukou", make(b"hukou"))
+    cache.get(b"dormitory", make(b"dormitory"))
+    cache.get(b"hukou", make(b"hukou"))
+    assert made.count(b"hukou") == 1 and made.count(b"wages") == 3
 
 
 def test_a_codebook_and_a_themes_model_edited_between_two_loads_are_read_anew(tmp_path):
