@@ -11,6 +11,7 @@ import secrets
 import shutil
 import socket
 import stat
+import threading
 import unicodedata
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
@@ -289,25 +290,30 @@ T = TypeVar("T")
 
 
 class ContentCache(Generic[T]):
-    """What was made of a file's content, kept by the content's SHA-256 (not the content, which may be megabytes)
-    for the `size` contents used last: commands run one after another in one process (a script's, the tests')
-    open the same codebook and themes model each time, and parsing them costs a few tenths of a second. A
-    changed file is a new content, made anew. What `make` raises is not kept."""
+    """What was made of a content, kept by the content's SHA-256 (not the content, which may be megabytes) for
+    the `size` contents used last: commands run one after another in one process (a script's, the tests') open
+    the same codebook and themes model each time, and parsing them costs a few tenths of a second; the web app
+    draws the same chart for every view of a page. A changed content is made anew. What `make` raises is not
+    kept. Safe in threads (the web app's): two may make the same content at once, and one result is kept."""
 
     def __init__(self, size: int = 4) -> None:
         self._made: dict[tuple, T] = {}
         self._size = size
+        self._lock = threading.Lock()
 
     def get(self, content: bytes, make: Callable[[], T], *key: Hashable) -> T:
         """The result for `content` (and `key`: what else `make` depends on), made by `make` if not kept."""
         digest = (hashlib.sha256(content).digest(), *key)
-        if digest in self._made:
-            made = self._made.pop(digest)  # put back last: the dict's order is the order of use
-        else:
-            made = make()
+        with self._lock:
+            if digest in self._made:
+                kept = self._made[digest] = self._made.pop(digest)  # put back last: the order is the order of use
+                return kept
+        made = make()  # not under the lock: a chart takes a second to draw
+        with self._lock:
+            self._made.pop(digest, None)
             if len(self._made) >= self._size:
                 del self._made[next(iter(self._made))]  # the one used longest ago
-        self._made[digest] = made
+            self._made[digest] = made
         return made
 
 

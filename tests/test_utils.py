@@ -131,3 +131,35 @@ def test_a_codebook_and_a_themes_model_edited_between_two_loads_are_read_anew(tm
     model.write_text(json.dumps(document), encoding="utf-8")
     with pytest.raises(InvalidInputError, match="edited"):
         load_model(model)
+
+
+def test_a_content_cache_used_by_many_threads_at_once_gives_each_its_own_result():
+    """The web app draws its charts in a pool of threads through one cache: a thread that found a content kept
+    could see another take it away before it was read (a KeyError), and one made twice was kept twice."""
+    import sys
+    import threading
+
+    cache: ContentCache[str] = ContentCache(size=3)
+    contents = [f"theme {n}".encode() for n in range(5)]
+    failed: list[BaseException] = []
+
+    def use() -> None:
+        try:
+            for n in range(2000):
+                content = contents[n % len(contents)]
+                assert cache.get(content, content.decode) == content.decode()
+        except BaseException as e:  # handed to the test
+            failed.append(e)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switched as often as they may be
+    try:
+        threads = [threading.Thread(target=use) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failed == []
+    assert len(cache._made) == 3
