@@ -194,6 +194,43 @@ def test_charts_hold_control_characters_long_names_and_dollars(chart):
         render(table_of(chart, name), "png")
 
 
+def test_a_chart_is_drawn_once_for_its_table_and_says_its_warnings_each_time(monkeypatch):
+    """The web app draws a page's charts for each view of it, and `ohp report` with names and without draws the
+    tables naming nobody twice: a chart is kept by its table's content, the same bytes and the same warnings
+    (a squeezed plot's) each time it is used; a table that differs in a cell, or in a number's sign, is drawn
+    anew."""
+    from pipeline.analysis import charts
+    from pipeline.utils import ContentCache
+
+    monkeypatch.setattr(charts, "_DRAWN", ContentCache(size=32))
+    drawn: list[str] = []
+    draw = charts._draw
+
+    def counted(table: Table, fmt: str):
+        drawn.append(fmt)
+        return draw(table, fmt)
+
+    def squeezed(table: Table):
+        import warnings
+
+        warnings.warn("constrained_layout not applied", UserWarning, stacklevel=2)
+        return bars(table)
+
+    bars = charts.DRAW["bars"]
+    monkeypatch.setattr(charts, "_draw", counted)
+    monkeypatch.setitem(charts.DRAW, "bars", squeezed)
+    table = table_of("bars", "Wages")
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="constrained_layout not applied"):
+            svg, png = render(table, "svg"), render(table, "png")
+        assert svg.startswith(b"<?xml") and png.startswith(b"\x89PNG")
+    assert drawn == ["svg", "png"]
+    with pytest.warns(UserWarning):
+        assert render(replace(table, rows=[("Wages", 50.0, -0.0, 1.0)]), "svg") != svg
+        render(replace(table, rows=[("Wages", 50.0, 0.0, 1.0)]), "svg")
+    assert drawn == ["svg", "png", "svg", "svg"]
+
+
 @pytest.mark.parametrize("chart", CHARTS)
 def test_charts_have_nothing_the_pages_csp_refuses(chart):
     """The researchers' pages put each chart's SVG in the page, under the app's CSP: matplotlib's style

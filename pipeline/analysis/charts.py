@@ -26,7 +26,7 @@ import numpy as np
 
 from pipeline.analysis.agreement import ALL_THEMES
 from pipeline.analysis.tables import DOUBTFUL, Table
-from pipeline.utils import NOT_XML, display_width, inert, is_wide
+from pipeline.utils import NOT_XML, ContentCache, display_width, inert, is_wide
 
 log = logging.getLogger(__name__)
 
@@ -241,13 +241,31 @@ def _without_inline_styles(svg: bytes) -> bytes:
 DRAW = {"heatmap": _heatmap, "lines": _lines, "bars": _coverage, "agreement": _agreement, "tagger": _tagger}
 
 
+# Charts drawn, by their table's content, with the warnings drawing them gave (said again each time one is
+# used: a warning is a fault of the chart, a squeezed plot, which the tests turn into errors): the web app draws
+# a page's charts for each view of it, and a report written twice (with names and without) draws the tables that
+# name nobody twice. A second each to draw; 32 of at most a few hundred kilobytes kept.
+_DRAWN: ContentCache[tuple[bytes, list[warnings.WarningMessage]]] = ContentCache(size=32)
+
+
 def render(table: Table, fmt: str) -> bytes:
     """The table's chart as SVG or PNG bytes."""
     if fmt not in FORMATS:
         raise ValueError(f"no chart format {fmt!r}: {', '.join(FORMATS)}")
+    shown = _drawable(table)
+    # repr tells 0.0 from -0.0 and 1 from 1.0, as a chart's labels do.
+    drawn, said = _DRAWN.get(repr(shown).encode("utf-8", "surrogatepass"), lambda: _draw(shown, fmt), fmt)
+    for warning in said:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return drawn
+
+
+def _draw(table: Table, fmt: str) -> tuple[bytes, list[warnings.WarningMessage]]:
     buffer = io.BytesIO()
-    with warnings.catch_warnings():  # without a CJK font, Chinese names draw as boxes (see the module's doc)
-        warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
-        fig = DRAW[table.chart](_drawable(table))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        fig = DRAW[table.chart](table)
         fig.savefig(buffer, format=fmt, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
-    return _without_inline_styles(buffer.getvalue()) if fmt == "svg" else buffer.getvalue()
+    drawn = _without_inline_styles(buffer.getvalue()) if fmt == "svg" else buffer.getvalue()
+    # Without a CJK font, Chinese names draw as boxes (see the module's doc): no fault of the chart.
+    return drawn, [w for w in said if not re.match(r"Glyph .* missing from font", str(w.message))]
