@@ -231,3 +231,10 @@ def store(db_url, request):
         shutil.copyfile(request.getfixturevalue("migrated_sqlite"), url.database)
     with Store(db_url) as s:
         yield s
+
+
+@pytest.fixture
+def migrated_db_url(store, db_url) -> str:
+    """db_url at the newest schema, for a test whose commands would migrate it anyway: a PostgreSQL schema a test
+    before migrated, emptied (see PostgresSchemas), not the migrations run again."""
+    return db_url

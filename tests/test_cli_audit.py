@@ -18,13 +18,13 @@ def invoke(*args: object):
 
 
 @pytest.fixture
-def imported(db_url, tmp_path):
+def imported(migrated_db_url, tmp_path):
     """A database with one recording in it, from a transcript (no audio, no recogniser)."""
     srt = tmp_path / "talk.srt"
     srt.write_text("1\n00:00:00,000 --> 00:00:02,000\nHello there.\n", encoding="utf-8")
-    result = invoke("import", srt, "--no-tag", "--db", db_url)
+    result = invoke("import", srt, "--no-tag", "--db", migrated_db_url)
     assert result.exit_code == 0, result.output
-    return db_url
+    return migrated_db_url
 
 
 @pytest.mark.parametrize("where", ["file", "under a file"])

@@ -53,9 +53,9 @@ def save(store: Store, name: str, texts: list[str], speakers: list[SpeakerRecord
 
 
 @pytest.fixture
-def db(db_url) -> str:
+def db(migrated_db_url) -> str:
     """tape1 open; tape2 closed, its interviewee named as a speaker, as an enrolled voice and in its metadata."""
-    with Store(db_url) as store:
+    with Store(migrated_db_url) as store:
         save(store, "tape1", OPEN_TEXTS, [SpeakerRecord("S1", "Wang Mei", "interviewer"), SpeakerRecord("S2")])
         closed = save(
             store,
@@ -68,7 +68,7 @@ def db(db_url) -> str:
         store.set_metadata(closed, consent="closed", release_on="2999-01-01")
         for name, role in (("rita", "researcher"), ("ann", "annotator"), ("vera", "viewer")):
             store.add_user(name, PASSWORD, role)
-    return db_url
+    return migrated_db_url
 
 
 def leaked(result) -> list[str]:

@@ -40,7 +40,7 @@ def invoke(*args: str):
 
 
 @pytest.fixture
-def db(db_url, tmp_path) -> str:
+def db(migrated_db_url, tmp_path) -> str:
     """A recording of an interview in Dongguan, tagged by the real tagger, with named speakers."""
     from pipeline.store import Store
 
@@ -51,7 +51,7 @@ def db(db_url, tmp_path) -> str:
     segments = [
         Segment(i * 5.0, i * 5.0 + 4.0, text, text, lang, speaker=who) for i, (who, text, lang) in enumerate(TEXTS)
     ]
-    with Store(db_url) as store:
+    with Store(migrated_db_url) as store:
         rid = save_transcription(store, info, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
         save_speakers(
             store,
@@ -67,7 +67,7 @@ def db(db_url, tmp_path) -> str:
         store.decide(wages.id, "accepted", "alice")
         store.add_user("rita", PASSWORD, "researcher")
         store.add_user("vera", PASSWORD, "viewer")
-    return db_url
+    return migrated_db_url
 
 
 def test_every_format_reads_back(db, tmp_path):

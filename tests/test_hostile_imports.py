@@ -81,11 +81,11 @@ TEXT_ATTACKS = {
 
 
 @pytest.fixture
-def db(db_url, tmp_path) -> str:
+def db(migrated_db_url, tmp_path) -> str:
     """A database with a recording in it."""
     (tmp_path / "good.srt").write_text(GOOD_SRT, encoding="utf-8")
-    assert invoke("import", tmp_path / "good.srt", "--no-tag", "--db", db_url).exit_code == 0
-    return db_url
+    assert invoke("import", tmp_path / "good.srt", "--no-tag", "--db", migrated_db_url).exit_code == 0
+    return migrated_db_url
 
 
 @pytest.fixture
