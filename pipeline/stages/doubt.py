@@ -14,11 +14,14 @@ guessed. Text a person corrected is never doubtful.
 from __future__ import annotations
 
 import logging
+import marshal
 import math
 import re
+import tempfile
 import threading
 from dataclasses import dataclass, replace
 from functools import cache
+from pathlib import Path
 
 from pipeline.records import Segment, Transcript, Word
 from pipeline.script import CHINESE_LANGUAGES, to_simplified
@@ -80,8 +83,31 @@ def jieba_dictionary() -> tuple[dict[str, int], int]:
     import jieba  # not at the top: loading its dictionary takes a second, and only Chinese needs it
 
     jieba.setLogLevel(logging.WARNING)
-    jieba.initialize()
-    return jieba.dt.FREQ, jieba.dt.total
+    tokenizer = jieba.dt
+    with tokenizer.lock:  # jieba's own, which its initialize() takes
+        if not tokenizer.initialized and not _read_jieba_cache(tokenizer):
+            tokenizer.initialize()
+    return tokenizer.FREQ, tokenizer.total
+
+
+def _read_jieba_cache(tokenizer) -> bool:
+    """Load jieba's default dictionary from the cache jieba keeps of it (jieba.cache in its temp folder, written
+    by the first initialize() on the machine), as initialize() does, but read whole before it is unmarshalled:
+    jieba's marshal.load from the open file reads it a few bytes at a time, 1.5 s for its 9 MB against 0.35 s.
+    False where there is no such cache or it does not hold a dictionary: initialize() builds it then."""
+    import jieba
+
+    if tokenizer.dictionary != jieba.DEFAULT_DICT or tokenizer.cache_file:
+        return False
+    cache_file = Path(tokenizer.tmp_dir or tempfile.gettempdir()) / "jieba.cache"
+    try:
+        frequencies, total = marshal.loads(cache_file.read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        return False
+    if not isinstance(frequencies, dict) or not isinstance(total, int) or total <= 0:
+        return False
+    tokenizer.FREQ, tokenizer.total, tokenizer.initialized = frequencies, total, True
+    return True
 
 
 def prepare_doubt(language: str) -> None:
