@@ -104,6 +104,9 @@ SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 POSTGRESQL = pytest.param(
     "postgresql", marks=pytest.mark.skipif(not POSTGRES_URL, reason="OHP_TEST_POSTGRES_URL is not set")
 )
+# A test of what a cluster of several machines does to its database, which is PostgreSQL there (a SQLite file is
+# refused), where the SQLite variant would repeat at great cost what a test of one machine's batch checks.
+POSTGRESQL_ONLY = pytest.mark.parametrize("db_url", [POSTGRESQL], indirect=True)
 POSTGRESQL_C = pytest.param(
     "postgresql-c", marks=pytest.mark.skipif(not POSTGRES_C_URL, reason="OHP_TEST_POSTGRES_C_URL is not set")
 )

@@ -34,7 +34,7 @@ from pipeline.process import RunOptions, SpeakerOptions, StageError
 from pipeline.stages.audio import ffmpeg_exe, probe
 from pipeline.store import Store
 
-from conftest import REPO, SQLITE_ONLY, corpus_path
+from conftest import POSTGRESQL_ONLY, REPO, SQLITE_ONLY, corpus_path
 
 pytestmark = pytest.mark.slow
 
@@ -232,6 +232,7 @@ def test_a_worker_killed_in_the_middle_of_a_recording_loses_and_repeats_nothing(
         driver_log.removeHandler(dispatches)
 
 
+@POSTGRESQL_ONLY  # one machine's killed batch, on SQLite: tests/test_batch.py
 def test_a_killed_driver_started_again_finishes_the_rest_and_redoes_nothing(
     cluster, files, long_clip, uninterrupted, db_url, tmp_path
 ):
