@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pipeline import access
 from pipeline.errors import OhpError
@@ -53,11 +53,14 @@ from pipeline.records import (
     RecordingResult,
     StageRecord,
     Transcript,
+    settings_key,
 )
 from pipeline.stages.audio import AudioError, is_audio_file, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.learned import ThemeModel
-from pipeline.store import Store, settings_key
+
+if TYPE_CHECKING:  # the store is the caller's: a cluster's workers import this module and never touch it
+    from pipeline.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,13 @@ from pipeline.records import (
     SpeakerRecord,
     StageRun,
     Transcript,
+    settings_key,
 )
 from pipeline.stages.audio import probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import mark_doubt
 from pipeline.stages.learned import ThemeModel
-from pipeline.store import Store, settings_key
+from pipeline.store import Store
 from pipeline.utils import clock
 
 

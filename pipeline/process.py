@@ -46,6 +46,7 @@ from pipeline.records import (
     StageRun,
     Transcript,
     Word,
+    settings_key,
 )
 from pipeline.stages.audio import DecodedAudio, decode, probe
 from pipeline.stages.codebook import Codebook
@@ -72,7 +73,6 @@ from pipeline.stages.speakers import (
 )
 from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, batches, transcribe_twice
 from pipeline.stages.vocabulary import Vocabulary, build_hint, codebook_terms
-from pipeline.store import settings_key
 from pipeline.utils import usable_cores
 
 log = logging.getLogger(__name__)

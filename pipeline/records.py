@@ -6,11 +6,13 @@ Times are always seconds in the recording's own time.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipeline.stages.codebook import Codebook
@@ -410,6 +412,12 @@ class StageRun:
     settings: dict
     settings_key: str
     report: dict
+
+
+def settings_key(settings: dict[str, Any]) -> str:
+    """The key of a stage's settings: sha256 of their canonical JSON, first 16 hex chars."""
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 @dataclass

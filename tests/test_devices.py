@@ -10,11 +10,10 @@ import pytest
 
 from pipeline import process
 from pipeline.process import RunOptions, SpeakerOptions
-from pipeline.records import Segment
+from pipeline.records import Segment, settings_key
 from pipeline.stages import engines, speakers, vad
 from pipeline.stages.audio import SAMPLE_RATE
 from pipeline.stages.transcribe import TranscribeOptions
-from pipeline.store import settings_key
 from pipeline.utils import usable_cores
 
 from conftest import corpus_path

@@ -20,11 +20,11 @@ from pipeline.cli import app
 from pipeline.errors import InvalidInputError
 from pipeline.formats.export import gather, to_json
 from pipeline.process import tag_settings
-from pipeline.records import AudioInfo, Segment, Transcript
+from pipeline.records import AudioInfo, Segment, Transcript, settings_key
 from pipeline.stages.codebook import DEFAULT_MODEL, load_codebook
 from pipeline.stages.learned import LanguageModel, ThemeModel, load_model, save_model
 from pipeline.stages.tag import tag_segments, tag_text
-from pipeline.store import Store, settings_key
+from pipeline.store import Store
 
 CODEBOOK = load_codebook()
 SMALL = [r for r in learning.load_labelled() if r["language"] == "zh"][:60]  # Chinese only: quick to learn from

@@ -27,12 +27,13 @@ from pipeline.records import (
     ThemeSuggestion,
     Transcript,
     Word,
+    settings_key,
 )
 from pipeline.stages import tag
 from pipeline.stages.audio import AudioError, probe
 from pipeline.stages.codebook import load_codebook
 from pipeline.stages.transcribe import TranscribeOptions
-from pipeline.store import Store, StoreError, settings_key
+from pipeline.store import Store, StoreError
 
 INFO = AudioInfo(Path("/audio/zhang.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
 LINES = [

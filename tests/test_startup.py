@@ -100,3 +100,17 @@ def test_a_command_closes_its_database_before_the_exit(args, tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ohp.db").exists()
     assert not list(tmp_path.glob("ohp.db-*")), "the database was not closed"
+
+
+def test_a_cluster_worker_does_not_import_the_database_libraries():
+    """A Ray worker imports pipeline.cluster.actors (and through it pipeline.batch and pipeline.process) in every
+    process Ray starts for it, and never touches the database: SQLAlchemy took 0.6 s of each start-up, for
+    settings_key (now in pipeline.records) and a type."""
+    database = ("sqlalchemy", "alembic", "psycopg", "pipeline.store")
+    probe = (
+        "import json, sys, pipeline.cluster.actors\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({database!r}))))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

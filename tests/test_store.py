@@ -26,7 +26,7 @@ from saving import save_transcription
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.pool import Pool
 
-from pipeline.records import AudioInfo, Segment, Transcript, Word
+from pipeline.records import AudioInfo, Segment, Transcript, Word, settings_key
 from pipeline.store import (
     Base,
     Store,
@@ -36,7 +36,6 @@ from pipeline.store import (
     headscript,
     in_models,
     recordings,
-    settings_key,
     transcripts,
 )
 

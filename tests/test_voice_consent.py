@@ -10,9 +10,8 @@ from saving import save_speakers, save_transcription
 
 from pipeline.batch import FileRun
 from pipeline.process import RunOptions, speaker_settings
-from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript
+from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript, settings_key
 from pipeline.stages.audio import probe
-from pipeline.store import settings_key
 
 from test_save_result import quiet_wav
 

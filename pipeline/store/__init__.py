@@ -61,7 +61,6 @@ from pipeline.store import speakers as speaker_store
 from pipeline.store.annotations import Added
 from pipeline.store.database import StoreError, alembic_config
 from pipeline.store.models import Base, UTCDateTime, in_models
-from pipeline.store.recordings import settings_key
 
 __all__ = [
     "ROLES",
@@ -73,7 +72,6 @@ __all__ = [
     "UserRecord",
     "alembic_config",
     "in_models",
-    "settings_key",
 ]
 
 

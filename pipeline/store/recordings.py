@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,12 +33,6 @@ from pipeline.store.models import RecordingRow, SegmentRow, StageRow, WordRow, i
 from pipeline.utils import as_date
 
 log = logging.getLogger(__name__)
-
-
-def settings_key(settings: dict[str, Any]) -> str:
-    """The key of a stage's settings: sha256 of their canonical JSON, first 16 hex chars."""
-    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def recording_record(row: RecordingRow) -> RecordingRecord:
