@@ -67,11 +67,13 @@ from pipeline.stages.speakers import (
     DiarizeOptions,
     diarize,
     label_roles,
+    load_encoder,
     match_profiles,
     speaker_at,
     split_segment,
 )
 from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, batches, transcribe_twice
+from pipeline.stages.vad import load_model as load_vad
 from pipeline.stages.vocabulary import Vocabulary, build_hint, codebook_terms
 from pipeline.utils import usable_cores
 
@@ -286,6 +288,31 @@ Audio = tuple[np.ndarray, list[SpeechRegion]]  # decoded samples and their speec
 Voices = tuple[list[SpeakerTurn], dict[str, str]]  # speaker turns, and the enrolled names of their speakers
 
 
+def load_recogniser(options: RunOptions, replica: int, count: int) -> Engine:
+    """The recogniser's model `replica` of `count` decoding side by side, with its share of the run's threads."""
+    threads = options.threads
+    return load_engine(
+        options.transcribe.engine,
+        options.transcribe.model,
+        options.home,
+        options.device,
+        options.compute_type,
+        threads // count + (replica < threads % count),
+        replica,
+    )
+
+
+def load_models(options: RunOptions) -> None:
+    """Load the models a pass with these options reads with, each kept for the process's later passes: the voice
+    activity detector, the recogniser (its one model, as for a recording of a few batches) and, with speakers on,
+    the voice encoder. A cluster's worker loads them before it says it is ready, so that a pass's time is the
+    pass's own (pipeline.cluster.driver)."""
+    load_vad(options.device, options.threads)
+    load_recogniser(options, 0, 1)
+    if options.speakers is not None:
+        load_encoder(options.device)
+
+
 def _decode_and_segment(
     info: AudioInfo, options: RunOptions, progress: StageProgress | None
 ) -> tuple[DecodedAudio, list[Chunk]]:
@@ -333,22 +360,11 @@ def _transcribe(
                 options.transcribe.engine, options.device, threads, len(batches(len(chunks), batch_size))
             )
 
-            def load(replica: int) -> Engine:
-                return load_engine(
-                    options.transcribe.engine,
-                    options.transcribe.model,
-                    options.home,
-                    options.device,
-                    options.compute_type,
-                    threads // count + (replica < threads % count),
-                    replica,
-                )
-
             with ThreadPoolExecutor(1, "model-loader") as loader:
                 # The other models load beside the first (CTranslate2 lets go of the GIL while it loads) and while
                 # it tells the language; each encodes its first batch as soon as it is loaded (bench/RESULTS.md).
-                others = [loader.submit(load, replica) for replica in range(1, count)]
-                first = load(0)
+                others = [loader.submit(load_recogniser, options, replica, count) for replica in range(1, count)]
+                first = load_recogniser(options, 0, count)
                 # With the second decode, the same but the decoding, from the same encoder pass: where they
                 # differ, the recogniser wavered.
                 transcript, second = transcribe_twice(

@@ -557,6 +557,19 @@ def test_workers_that_cannot_start_fail_the_batch_with_their_cause_not_hang_it(
             assert "RuntimeError: no model cache on this machine" in f.error and "Traceback" not in f.error
 
 
+def test_workers_whose_models_cannot_load_fail_the_batch_with_the_cause_not_hang_it(cluster, files, options, tmp_path):
+    """The workers load their models before they take a recording: models that cannot load on their machine (here
+    a folder without weights) leave the workers out, and the files are reported with the loader's error."""
+    (tmp_path / "no-weights").mkdir()
+    missing = replace(options, transcribe=replace(options.transcribe, model=str(tmp_path / "no-weights")))
+    with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store:
+        report = in_time(lambda: run_on_ray(files[:2], store, missing, address=cluster, workers=2))
+        assert [f.status for f in report.files] == ["failed"] * 2
+        for f in report.files:
+            assert f.error and "no worker could start" in f.error and "model.bin" in f.error, f.error
+            assert "Traceback" not in f.error and "\n" not in f.error, f.error
+
+
 def test_a_wrong_cluster_address_is_the_users_error(files, options, tmp_path):
     refused = pytest.raises(InvalidInputError, match=r"--ray nonsense: .*Invalid address format")
     with Store(f"sqlite:///{tmp_path / 'ohp.db'}") as store, refused:

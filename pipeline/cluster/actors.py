@@ -16,7 +16,7 @@ import ray
 
 from pipeline.batch import Pass
 from pipeline.config import Config
-from pipeline.process import Checkpoint, RunOptions, StageError
+from pipeline.process import Checkpoint, RunOptions, StageError, load_models
 from pipeline.records import AudioInfo, RecordingResult
 from pipeline.stages.audio import AudioError, file_sha256
 from pipeline.utils import private_folder
@@ -67,7 +67,7 @@ def reserved_threads() -> int:
 
 
 class Recogniser:
-    """A worker. Its models load on its first recording and stay loaded (the engines are cached per process).
+    """A worker. Its models load before it says it is ready and stay loaded (the engines are cached per process).
     Run options come whole from the driver; half-done transcripts are kept in this machine's own model cache
     (OHP_HOME), where its weights are. Its models run on as many threads as the CPUs it reserved."""
 
@@ -75,6 +75,11 @@ class Recogniser:
         # Every model (recogniser, VAD, speaker encoder) takes them from the options.
         self.options = replace(options, home=Config.load().home, threads=reserved_threads())
         self.number = number
+
+    def ready(self) -> Where:
+        """Where this worker is, once its models are loaded: the driver counts each pass's time from then on."""
+        load_models(self.options)
+        return self.where()
 
     def where(self) -> Where:
         context = ray.get_runtime_context()

@@ -3,11 +3,12 @@ and saves each result as it comes back, through the single-process batch's own s
 
 A worker whose process or node dies is restarted by Ray (max_restarts); the recording it was working on
 goes back to the front of the queue, to whichever worker is free first, once more at most; so does one whose
-pass hangs (no answer long past its recording's length), its worker restarted. A worker that
-cannot start (its __init__ fails on its machine), or that Ray has not started in START_TIMEOUT (no machine has
-the CPUs or GPUs it asks for free, or its restart finds none), is not used; when none can, the files are reported
-failed with its cause. Each result is saved once, by this process, in one transaction, so a retried recording is
-never stored twice; Ctrl-C cancels what runs on the workers and leaves what was saved as it is.
+pass hangs (no answer long past its recording's length), its worker restarted. A worker loads its models before
+it is ready. One that cannot start (its __init__ fails on its machine, or its models cannot load), or that Ray
+has not started, its models loaded, in START_TIMEOUT (no machine has the CPUs or GPUs it asks for free, or its
+restart finds none), is not used; when none can, the files are reported failed with its cause. Each result is
+saved once, by this process, in one transaction, so a retried recording is never stored twice; Ctrl-C cancels what
+runs on the workers and leaves what was saved as it is.
 
 A recording's pass keeps its finished chunks in a checkpoint on its worker's machine. Once the recording is
 finished (saved, or failed for good) its checkpoint is removed on every machine of the cluster (a try on a worker
@@ -47,14 +48,15 @@ ATTEMPTS = 2  # a recording whose worker died is tried once more; twice lost, it
 # Waiting for the workers in steps this long: a Ctrl-C is acted on between two (Ray's wait does not return
 # for it), not once the recordings on the workers are finished.
 WAIT_SECONDS = 0.5
-# A pass with no answer after HANG_ALLOWANCE seconds (its worker loading the models) and HANG_FACTOR times its
-# recording's length is taken to hang (a decoder waiting for ever): its worker is restarted and the recording
-# tried again (ATTEMPTS). Generous: a one-thread worker on a large model is a few times slower than real time.
+# A pass with no answer after HANG_ALLOWANCE seconds and HANG_FACTOR times its recording's length is taken to hang
+# (a decoder waiting for ever): its worker is restarted and the recording tried again (ATTEMPTS). Its worker's
+# models are loaded before the worker is ready (START_TIMEOUT), not in its passes' time. Generous: a one-thread
+# worker on a large model is a few times slower than real time, and a busy machine slower still.
 HANG_ALLOWANCE = 900.0
 HANG_FACTOR = 20.0
 # A worker that Ray has not started START_TIMEOUT seconds after it was asked for (or restarted) is not used: Ray
 # keeps an actor that no machine has room for pending, without an error. Room for an autoscaler to add a machine
-# (a few minutes); a worker's start itself takes seconds (its models load with its first recording).
+# (a few minutes); a worker's start itself, its models loading, takes seconds.
 START_TIMEOUT = 600.0
 
 
@@ -236,7 +238,7 @@ class Driver:
         waiting: dict[ray.ObjectRef, tuple[Worker, Job | None]] = {}
         deadlines: dict[ray.ObjectRef, float] = {}  # of the workers starting and the passes under way
         for worker in self.workers:
-            self._ask_where(worker, waiting, deadlines)
+            self._ask_ready(worker, waiting, deadlines)
         try:
             while queue or any(job for _, job in waiting.values()):
                 self._wait_forgetting(0.0)
@@ -274,12 +276,12 @@ class Driver:
                         log.error("a worker could not start: %s", e)
                         if job:
                             queue.appendleft(job)
-                        self._not_started(init_error(e), queue)
+                        self._not_started(last_line(e), queue)
                         continue
                     # Ray restarts the worker; it rejoins when it answers. Its recording (or the result that
                     # was lost with its node) goes to whoever is free.
                     log.warning("%s died (%s)", worker.where or "a worker", e)
-                    self._ask_where(worker, waiting, deadlines)
+                    self._ask_ready(worker, waiting, deadlines)
                     if job:
                         self._lost(job, queue, e)
                     continue
@@ -287,8 +289,9 @@ class Driver:
                     if job:
                         idle.append(worker)
                         self._unreadable(job, e)
-                    else:  # it cannot tell where it is: not used
-                        log.error("a worker did not answer: %s", e)
+                    else:  # it could not load its models, or cannot tell where it is: not used
+                        log.error("a worker could not get ready: %s", e)
+                        self._not_started(last_line(e), queue)
                     continue
                 idle.append(worker)
                 if job is None:
@@ -353,11 +356,12 @@ class Driver:
         job.sent = job.planned
         return worker.actor.process.remote(job.planned, audio)
 
-    def _ask_where(
+    def _ask_ready(
         self, worker: Worker, waiting: dict[ray.ObjectRef, tuple[Worker, Job | None]], deadlines: dict
     ) -> None:
-        """Ask a worker starting (or restarting) where it is: its answer says it is ready, by START_TIMEOUT."""
-        asked = worker.actor.where.remote()
+        """Ask a worker starting (or restarting) to get ready (its models loaded) and say where it is, by
+        START_TIMEOUT."""
+        asked = worker.actor.ready.remote()
         waiting[asked] = (worker, None)
         deadlines[asked] = time.monotonic() + START_TIMEOUT
 
@@ -486,9 +490,9 @@ class Driver:
         return {job.sent.info.sha256 for job in jobs if job.sent is not None}
 
 
-def init_error(error: RayActorError) -> str:
-    """Why a worker's __init__ failed: Ray's message ends with its traceback, whose last line is the exception and
-    its message."""
+def last_line(error: RayError) -> str:
+    """Why a worker's __init__ or its getting ready failed: Ray's message ends with its traceback, whose last line
+    is the exception and its message."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__
 

@@ -55,7 +55,8 @@ class DiarizeOptions:
 
 
 @cache
-def _encoder(device: str):
+def load_encoder(device: str):
+    """resemblyzer's voice encoder, loaded once per device in a process."""
     from resemblyzer import VoiceEncoder
 
     from pipeline.config import torch_device
@@ -82,7 +83,7 @@ def _embed(mels: list[np.ndarray], device: str, threads: int | None) -> np.ndarr
     """Embeddings (L2-normed) of mel windows; windows of one length go through the encoder together."""
     import torch
 
-    encoder = _encoder(device)
+    encoder = load_encoder(device)
     # torch's threads are the process's: set on each use, so a use with other threads than the first's has them.
     torch.set_num_threads(threads or usable_cores())
     out = np.empty((len(mels), 256), dtype=np.float32)

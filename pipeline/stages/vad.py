@@ -36,7 +36,8 @@ def model_path() -> Path:
 
 
 @cache
-def _session(device: str, threads: int):
+def load_model(device: str, threads: int):
+    """The model's ONNX session, loaded once per device and threads in a process."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -64,7 +65,7 @@ def frame_blocks(samples: np.ndarray) -> Iterator[np.ndarray]:
 
 def speech_probabilities(samples: np.ndarray, device: str, threads: int) -> np.ndarray:
     """The probability of speech in each FRAME of 16 kHz `samples` (device auto, cpu or cuda)."""
-    session = _session(device, threads)
+    session = load_model(device, threads)
     hidden = cell = np.zeros(STATE_SHAPE, dtype=np.float32)
     probabilities = [np.zeros(0, dtype=np.float32)]
     for block in frame_blocks(np.ascontiguousarray(samples, dtype=np.float32)):
