@@ -22,8 +22,8 @@ run: $(VENV)/.installed
 	$(BIN)/ohp run audio/ --out transcripts/ --db sqlite:///ohp.db
 
 # The tests on every core (pytest-xdist), whole files to a worker: a file's module fixtures (its Ray cluster,
-# its served site, its transcribed clips) are made once, and the Ray tests run in one worker. One worker more
-# than the cores: the tests wait on the commands, the Ray cluster and the browser they start (bench/RESULTS.md,
+# its served site, its transcribed clips) are made once; the two Ray files, a cluster each, run side by side. One more
+# worker than the cores: the tests wait on the commands, the Ray cluster and the browser they start (bench/RESULTS.md,
 # "The tests' time"). The files with recogniser runs go first (tests/conftest.py). PYTEST_WORKERS=0 runs
 # everything in one process; PYTEST_ARGS adds pytest options or picks tests.
 PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))

@@ -5,7 +5,11 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import subprocess
+import tempfile
+import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import argon2
@@ -16,6 +20,8 @@ from sqlalchemy.engine import make_url
 from pipeline.config import Config
 from pipeline.store import Store
 from pipeline.store.database import head_revision
+
+from raycluster import OPTIONS, RAY, SHORT, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -241,3 +247,50 @@ def migrated_db_url(store, db_url) -> str:
     """db_url at the newest schema, for a test whose commands would migrate it anyway: a PostgreSQL schema a test
     before migrated, emptied (see PostgresSchemas), not the migrations run again."""
     return db_url
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The address of a Ray cluster of this machine, one for each test file that asks: a head node with two CPUs.
+    It is started with `ray start --block` and stopped by ending that process, which takes down the processes it
+    started and no other Ray on the machine (`ray stop` would stop them all). Its processes import this checkout's
+    pipeline (PYTHONPATH) and use the session's model cache (OHP_HOME, set before the cluster starts). Without
+    token authentication (which a Ray of 2.52 and later turns on where ~/.ray has a token): the test processes
+    have no token."""
+    # Ray's unix sockets live under its temp dir, and a socket's path may be 107 bytes at most: keep it short.
+    temp = Path(tempfile.mkdtemp(prefix="ohpray", dir="/tmp"))
+    port = free_port()
+    start = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2"]
+    # Each head's dashboard agent on a free port: two clusters on one machine would both take 52365.
+    quiet = ["--include-dashboard=false", f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        head = subprocess.Popen(
+            [*start, *quiet, f"--temp-dir={temp}"],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not (temp / "ray_current_cluster").exists():  # written once the head is up
+                assert head.poll() is None, "ray start failed"
+                assert time.monotonic() < deadline, "the Ray cluster did not come up in 2 minutes"
+                time.sleep(0.2)
+            yield f"127.0.0.1:{port}"
+        finally:
+            head.terminate()  # ray start --block stops the processes it started
+            head.wait(timeout=60)
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster_options(own_ohp_home):
+    """--speakers off --no-tag, half-done transcripts in the session's own model cache (as the Ray workers')."""
+    return replace(OPTIONS, home=own_ohp_home)
+
+
+@pytest.fixture(scope="module")
+def short_files():
+    """Three short recordings of the corpus (2, 4.2 and 7.2 s) for the Ray tests."""
+    return [corpus_path(name) for name in SHORT]
