@@ -65,8 +65,8 @@ def test_the_vad_gets_the_threads_and_the_gpu_when_onnxruntime_has_one(monkeypat
     monkeypatch.setattr(
         onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
     )
-    vad._session.__wrapped__("cuda", 3)
-    vad._session.__wrapped__("cpu", 2)
+    vad.load_model.__wrapped__("cuda", 3)
+    vad.load_model.__wrapped__("cpu", 2)
     (_, on_gpu), (_, on_cpu) = session.calls  # one session each
     assert on_gpu["providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert on_gpu["sess_options"].intra_op_num_threads == 3
@@ -80,9 +80,9 @@ def test_the_speaker_encoder_gets_the_device_and_threads(monkeypatch):
     encoder, threads = Recorder(), Recorder()
     monkeypatch.setattr(resemblyzer, "VoiceEncoder", encoder)
     monkeypatch.setattr(torch, "set_num_threads", threads)
-    speakers._encoder.__wrapped__("cuda")
+    speakers.load_encoder.__wrapped__("cuda")
     assert encoder.calls == [(("cuda",), {"verbose": False})]
-    monkeypatch.setattr(speakers, "_encoder", lambda device: None)  # not the cached one: no windows to encode
+    monkeypatch.setattr(speakers, "load_encoder", lambda device: None)  # not the cached one: no windows to encode
     speakers._embed([], "cpu", 3)
     assert threads.calls == [((3,), {})]
 
