@@ -285,7 +285,8 @@ def clear_checkpoint(result: RecordingResult, home: Path) -> None:
 
 
 Audio = tuple[np.ndarray, list[SpeechRegion]]  # decoded samples and their speech regions
-Voices = tuple[list[SpeakerTurn], dict[str, str]]  # speaker turns, and the enrolled names of their speakers
+# Speaker turns, the enrolled names of their speakers, and the seconds that hearing them took.
+Voices = tuple[list[SpeakerTurn], dict[str, str], float]
 
 
 def load_recogniser(options: RunOptions, replica: int, count: int) -> Engine:
@@ -413,11 +414,13 @@ def _hear_voices(
 ) -> Voices:
     """Who speaks when, and which of the enrolled people they are: the part of the speakers stage that reads the
     audio alone, not the transcript."""
+    started = time.monotonic()
     samples, regions = audio
     count, most = speaker_options.count, speaker_options.max_speakers
     turns = diarize(samples, regions, count, most, device=device, threads=threads)
     profiles = {p.name: np.asarray(p.profile, dtype=np.float32) for p in people}
-    return turns, match_profiles(samples, turns, profiles, device=device, threads=threads)
+    names = match_profiles(samples, turns, profiles, device=device, threads=threads)
+    return turns, names, time.monotonic() - started
 
 
 def hears_beside_decoding(options: RunOptions) -> bool:
@@ -445,12 +448,15 @@ def _find_speakers(
     with running(info.path, "speakers", progress, info.duration):
         decoded_again = audio is None
         if heard is not None:
-            turns, names = heard.result()
+            waiting = time.monotonic()
+            turns, names, hearing = heard.result()
+            # The stage's seconds: the hearing's own on its thread beside the decoding, not the wait for it.
+            started += time.monotonic() - waiting - hearing
         else:
             if audio is None:
                 samples = decode(info).samples
                 audio = samples, speech_regions(samples, options.vad, options.device, options.threads)
-            turns, names = _hear_voices(audio, speaker_options, people, options.device, options.threads)
+            turns, names, _ = _hear_voices(audio, speaker_options, people, options.device, options.threads)
         before = result.transcript.segments
         # A segment whose text a person corrected is not split (its parts would take the words' text): it
         # keeps its text and takes the speaker who says most of it.
@@ -480,6 +486,7 @@ def _find_speakers(
             "roles": roles,
             "enrolled": names,
             "decoded_again": decoded_again,
+            "beside_decoding": heard is not None,
             "seconds": round(time.monotonic() - started, 3),
         },
     )
