@@ -146,8 +146,9 @@ def add_terms(path: Path, terms: Iterable[str]) -> list[bool]:
     have = {normalise(t) for t in known_terms(path)}
     fresh: list[bool] = []
     for term in cleaned:
-        fresh.append(normalise(term) not in have)
-        have.add(normalise(term))
+        key = normalise(term)
+        fresh.append(key not in have)
+        have.add(key)
     added = [term for term, new in zip(cleaned, fresh, strict=True) if new]
     if added:
         path.parent.mkdir(parents=True, exist_ok=True)
