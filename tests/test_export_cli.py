@@ -22,6 +22,7 @@ from pipeline.batch import tag_recording
 from pipeline.cli import app
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, Transcript
 from pipeline.stages.codebook import load_codebook
+from pipeline.store import Store
 from pipeline.utils import clock
 
 runner = CliRunner()
@@ -42,7 +43,6 @@ def invoke(*args: str):
 @pytest.fixture
 def db(migrated_db_url, tmp_path) -> str:
     """A recording of an interview in Dongguan, tagged by the real tagger, with named speakers."""
-    from pipeline.store import Store
 
     audio = tmp_path / "audio" / "李秀英 访谈.wav"
     audio.parent.mkdir()
@@ -110,7 +110,8 @@ def test_every_format_reads_back(db, tmp_path):
 
 
 def test_closed_recordings_are_left_out_unless_a_researcher_asks(db, tmp_path):
-    assert invoke("describe", "1", "--consent", "closed", "--release-on", "2999-01-01", "--db", db).exit_code == 0
+    closing = ["describe", "1", "--consent", "closed", "--release-on", "2999-01-01", "--db", db]
+    assert invoke(*closing, "--user", "rita").exit_code == 0
     out = tmp_path / "out"
     result = invoke("export", "--format", "txt", "--format", "csv", "--out", out, "--db", db)
     assert result.exit_code == 0 and not out.exists()
@@ -164,7 +165,6 @@ def test_redaction_covers_every_text_format_and_reports(db, tmp_path):
     assert ("张伟", "[NAME]", "entity") in found and ("石门村", "[PLACE]", "list") in found
     assert sum(r["found"] == "张伟" for r in rows) == 2  # the second mention, too
     # Two interviews whose file names held their interviewees' names do not meet in one file.
-    from pipeline.store import Store
 
     with Store(db) as store:
         other = AudioInfo(tmp_path / "王芳 访谈.wav", "ef" * 32, 4, "wav", "pcm_s16le", 16000, 1, 5.0)
@@ -186,7 +186,6 @@ def test_redaction_covers_every_text_format_and_reports(db, tmp_path):
 def test_names_a_person_typed_in_a_correction_are_redacted_too(db, tmp_path):
     """The names the tagger stored were those of the text it read: a name an annotator typed into a correction
     since (or any name in a recording never tagged) went out with --redact names."""
-    from pipeline.store import Store
 
     with Store(db) as store:
         [recording] = store.list_recordings()
@@ -225,7 +224,6 @@ def test_a_redaction_list_given_and_unreadable_is_an_error_not_an_export_with_it
 
 
 def test_codes_added_in_elan_come_back_by_their_coder(db, tmp_path):
-    from pipeline.store import Store
 
     assert invoke("export", "--format", "eaf", "--out", tmp_path, "--db", db).exit_code == 0
     path = tmp_path / "李秀英 访谈.eaf"
@@ -248,7 +246,6 @@ def test_codes_added_in_elan_come_back_by_their_coder(db, tmp_path):
 def test_an_imported_code_on_a_rejected_theme_is_kept_out_and_named(db, tmp_path):
     """alice accepted wages and exported her codes; rita rejects wages meanwhile. alice's file back: wages stays
     rejected, and the import says so, naming it; bob's new code in the file goes in."""
-    from pipeline.store import Store
 
     assert invoke("export", "--format", "eaf", "--out", tmp_path, "--db", db).exit_code == 0
     path = tmp_path / "李秀英 访谈.eaf"
@@ -271,7 +268,6 @@ def test_an_imported_code_on_a_rejected_theme_is_kept_out_and_named(db, tmp_path
 
 
 def test_codes_added_in_a_qda_program_come_back_by_their_coder(db, tmp_path):
-    from pipeline.store import Store
 
     assert invoke("export", "--format", "qdpx", "--out", tmp_path, "--db", db).exit_code == 0
     path = tmp_path / "ohp-project.qdpx"
@@ -315,7 +311,6 @@ def test_codes_added_in_a_qda_program_come_back_by_their_coder(db, tmp_path):
 
 
 def test_a_broken_exchange_file_changes_nothing(db, tmp_path):
-    from pipeline.store import Store
 
     with Store(db) as store:
         before = store.annotations(1)
@@ -330,7 +325,6 @@ def test_a_broken_exchange_file_changes_nothing(db, tmp_path):
 def test_a_coding_split_in_pieces_over_one_segment_is_one_annotation(db):
     from pipeline.imports import import_codings
     from pipeline.records import Coding, ImportedCodings
-    from pipeline.store import Store
 
     pieces = [Coding("housing", "bob", 5.0, 7.0), Coding("housing", "bob", 7.0, 9.0)]  # segment 5-9 s, cut at 7 s
     with Store(db) as store:
@@ -339,8 +333,25 @@ def test_a_coding_split_in_pieces_over_one_segment_is_one_annotation(db):
         assert [a.action for a in store.history(recording_id=1) if a.changed_by == "bob"] == ["added"]
 
 
+def test_the_consent_is_changed_under_a_name_kept_in_the_history(db, monkeypatch):
+    monkeypatch.delenv("OHP_USER", raising=False)
+    nameless = invoke("describe", "1", "--consent", "closed", "--db", db)
+    assert nameless.exit_code == 2 and "who is changing the consent? pass --user NAME" in nameless.stderr
+    assert invoke("describe", "1", "--release-on", "2999-01-01", "--db", db).exit_code == 2
+    assert invoke("describe", "1", "--interviewee", "L.", "--db", db).exit_code == 0  # not the consent: no name
+    with Store(db) as store:
+        assert store.recording(1).consent == "open" and store.recording(1).release_on is None
+        assert invoke("describe", "1", "--consent", "closed", "--user", "rita", "--db", db).exit_code == 0
+        [change] = [c for c in store.history(recording_id=1) if c.action == "consent"]
+        assert (change.changed_by, change.before, change.after) == (
+            "rita",
+            {"consent": "open", "release_on": None},
+            {"consent": "closed", "release_on": None},
+        )
+
+
 def test_a_closed_recording_asked_for_by_name_is_an_error_not_an_empty_success(db, tmp_path):
-    assert invoke("describe", "1", "--consent", "closed", "--db", db).exit_code == 0
+    assert invoke("describe", "1", "--consent", "closed", "--user", "rita", "--db", db).exit_code == 0
     out = tmp_path / "out"
     result = invoke("export", "1", "--format", "txt", "--out", out, "--db", db)
     assert result.exit_code == 2 and not out.exists()

@@ -476,6 +476,27 @@ def test_set_metadata(store):
         store.set_metadata(999, place="x")
 
 
+def test_who_opened_or_closed_a_recording_is_kept_in_its_history_and_names_are_not(store):
+    rid = store.start_stage(audio(), "transcribe", {}, "k")
+    store.set_metadata(rid, consent="closed", release_on="2999-01-01", changed_by="rita")
+    store.set_metadata(rid, consent="closed", release_on="2999-01-01", changed_by="rita")  # no change: no entry
+    store.set_metadata(rid, interviewee="Li Xiuying", place="Dongguan")  # a name: not kept in the history
+    store.set_metadata(rid, interviewee="L.", consent="restricted", release_on="", changed_by="ann")
+    changes = [(c.action, c.changed_by, c.before, c.after) for c in store.history(recording_id=rid)]
+    assert changes == [
+        ("consent", "rita", {"consent": "open", "release_on": None}, {"consent": "closed", "release_on": "2999-01-01"}),
+        (
+            "consent",
+            "ann",
+            {"consent": "closed", "release_on": "2999-01-01"},
+            {"consent": "restricted", "release_on": None},
+        ),
+    ]
+    assert "Li Xiuying" not in repr(store.history(recording_id=rid))
+    with pytest.raises(ValueError, match="cannot be reverted"):
+        store.revert(store.history(recording_id=rid)[0].id, "rita")
+
+
 # ----------------------------------------------------------------------------- several writers
 
 

@@ -528,6 +528,16 @@ def test_researchers_set_details_and_consent_on_the_recording_page(app, store):
     assert "restricted until 2030-01-01" in rita.get(f"/recordings/{rid}").text
     bad = rita.post(f"/recordings/{rid}/details", data={**form, "consent": "secret", "csrf_token": rita_token})
     assert bad.status_code == 400 and store.recording(rid).consent == "restricted"
+    # Who changed the consent, and to what, is in the recording's history (through the API too); not the names.
+    opened = {"consent": "open", "release_on": "", "changed_by": "someone else"}  # the account decides who
+    assert rita.patch(f"/api/recordings/{rid}", json=opened, headers={"X-CSRF-Token": rita_token}).status_code == 200
+    changes = [c for c in rita.get(f"/api/history?recording={rid}").json() if c["action"] == "consent"]
+    assert [(c["changed_by"], c["after"]) for c in changes] == [
+        ("rita", {"consent": "restricted", "release_on": "2030-01-01"}),
+        ("rita", {"consent": "open", "release_on": None}),
+    ]
+    page = rita.get(f"/history?recording={rid}").text
+    assert "consent: restricted, release_on: 2030-01-01" in page and "李秀英" not in page
 
 
 def test_the_review_page_says_where_each_suggestion_came_from(app, store):

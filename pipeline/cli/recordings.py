@@ -111,7 +111,9 @@ def describe(
             raise typer.BadParameter(
                 "name the recordings to change (all of them at once is too easy a mistake)", param_hint="RECORDINGS"
             )
-        chosen = [store.set_metadata(r.id, **changes) for r in chosen]
+        # Who opened or closed a recording is kept in its history: the consent is changed under a name.
+        who = cli.need_user(user, "changing the consent") if consent or release_on is not None else "ohp"
+        chosen = [store.set_metadata(r.id, **changes, changed_by=who) for r in chosen]
     table = Table()
     for column in ("id", "file", "interviewee", "place", "date", "consent"):
         table.add_column(column, overflow="fold")

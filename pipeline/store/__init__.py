@@ -148,9 +148,11 @@ class Store:
         recorded_on: str | date | None = None,
         consent: str | None = None,
         release_on: str | date | None = None,
+        changed_by: str = "ohp",
         **extra: Any,
     ) -> RecordingRecord:
-        """Set what is known of a recording (see recordings.set_metadata)."""
+        """Set what is known of a recording, a change of who may see it kept in the history as `changed_by`'s
+        (see recordings.set_metadata)."""
         with self._session(write=True) as s:
             recording = recordings.set_metadata(
                 s,
@@ -160,6 +162,7 @@ class Store:
                 recorded_on=recorded_on,
                 consent=consent,
                 release_on=release_on,
+                changed_by=changed_by,
                 **extra,
             )
             if consent is not None or release_on is not None:

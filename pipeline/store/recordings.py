@@ -29,7 +29,7 @@ from pipeline.records import (
 from pipeline.stages.doubt import doubtful_share, rewarn
 from pipeline.store import search
 from pipeline.store.database import by_code_point
-from pipeline.store.models import RecordingRow, SegmentRow, StageRow, WordRow, iso, now
+from pipeline.store.models import HistoryRow, RecordingRow, SegmentRow, StageRow, WordRow, iso, now
 from pipeline.utils import as_date
 
 log = logging.getLogger(__name__)
@@ -188,11 +188,14 @@ def set_metadata(
     recorded_on: str | date | None = None,
     consent: str | None = None,
     release_on: str | date | None = None,
+    changed_by: str = "ohp",
     **extra: Any,
 ) -> RecordingRecord:
     """Set what is known of a recording. None leaves a field as it is and "" clears it (consent
     is always one of CONSENT_LEVELS); other keywords go to its metadata dict (a key set to None
-    is removed)."""
+    is removed). A change of its consent or its release date, who may see it, is kept in the history
+    as `changed_by`'s; the interviewee, place and date are not (a name replaced by a pseudonym would
+    stay in the history)."""
     if consent is not None and consent not in CONSENT_LEVELS:
         raise InvalidInputError(f"unknown consent {consent!r}: choose one of {', '.join(CONSENT_LEVELS)}")
     for what, value in (("interviewee", interviewee), ("place", place)):
@@ -201,6 +204,7 @@ def set_metadata(
     day = None if recorded_on is None else as_date(recorded_on)
     release = None if release_on is None else as_date(release_on, "release_on")
     row = recording_row(s, recording_id)
+    access_before = _access_state(row)
     if interviewee is not None:
         row.interviewee = interviewee or None
     if place is not None:
@@ -217,7 +221,22 @@ def set_metadata(
     s.flush()
     if consent is not None or release_on is not None:
         search.place_recording(s.connection(), recording_id)  # its index rows follow its consent
+    if _access_state(row) != access_before:
+        s.add(
+            HistoryRow(
+                recording_id=recording_id,
+                action="consent",
+                changed_by=changed_by,
+                before=access_before,
+                after=_access_state(row),
+            )
+        )
     return recording_record(row)
+
+
+def _access_state(row: RecordingRow) -> dict:
+    """What decides who may see a recording, as the history keeps it."""
+    return {"consent": row.consent, "release_on": row.release_on and row.release_on.isoformat()}
 
 
 def describe_from_file(s: Session, row: RecordingRow, description: dict[str, Any]) -> None:
@@ -239,7 +258,7 @@ def describe_from_file(s: Session, row: RecordingRow, description: dict[str, Any
             access.consent_label(said),
         )
         description = {key: value for key, value in description.items() if key not in ("consent", "release_on")}
-    set_metadata(s, row.id, **description)
+    set_metadata(s, row.id, **description, changed_by="ohp import")  # the file's word, not a person's
 
 
 def upsert_recording(s: Session, info: AudioInfo) -> RecordingRow:

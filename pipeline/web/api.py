@@ -109,7 +109,9 @@ async def get_recording(request: Request, recording_id: Id, user: Viewer) -> dic
 async def set_metadata(request: Request, recording_id: Id, change: Metadata, user: Describer) -> dict:
     if change.consent is not None or change.release_on is not None:
         access.check_change(user, "consent")
-    record = await write(request, store_of(request).set_metadata, recording_id, **change.model_dump())
+    record = await write(
+        request, store_of(request).set_metadata, recording_id, **change.model_dump(), changed_by=user.name
+    )
     return asdict(record)
 
 

@@ -150,6 +150,7 @@ async def details(
         recorded_on=recorded_on.strip(),
         consent=consent,
         release_on=release_on.strip(),
+        changed_by=user.name,
     )
     return RedirectResponse(f"/recordings/{recording_id}", status_code=303)
 
