@@ -97,9 +97,14 @@ def first_consent(before: RecordingRecord | None) -> tuple[str, str | None]:
 
 
 def consent_label(recording: RecordingRecord) -> str:
-    """The consent as agreed, with the day a restriction ends: "closed until 2040-01-01"."""
-    until = f" until {recording.release_on}" if recording.release_on and recording.consent != "open" else ""
-    return recording.consent + until
+    """The recording's consent as agreed, with the day a restriction ends: "closed until 2040-01-01"."""
+    return consent_text(recording.consent, recording.release_on)
+
+
+def consent_text(consent: str, release_on: str | None) -> str:
+    """A consent with the day its restriction ends, as people read it (consent_label; the history's changes)."""
+    until = f" until {release_on}" if release_on and consent != "open" else ""
+    return consent + until
 
 
 def closed_origins(person: PersonRecord, today: date | None = None) -> list[RecordingRecord]:

@@ -537,7 +537,7 @@ def test_researchers_set_details_and_consent_on_the_recording_page(app, store):
         ("rita", {"consent": "open", "release_on": None}),
     ]
     page = rita.get(f"/history?recording={rid}").text
-    assert "consent: restricted, release_on: 2030-01-01" in page and "李秀英" not in page
+    assert "<td>restricted until 2030-01-01</td>" in page and "<td>open</td>" in page and "李秀英" not in page
 
 
 def test_the_review_page_says_where_each_suggestion_came_from(app, store):

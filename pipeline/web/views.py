@@ -290,12 +290,14 @@ def legend(codebook: Codebook, segs: list[dict]) -> list[dict]:
 
 
 def change_text(state: dict | None, codebook: Codebook) -> str:
-    """One side of a change in the history, as people read it: a segment's text, a theme's decision, or
-    a speaker's name and role."""
+    """One side of a change in the history, as people read it: a segment's text, a theme's decision, a
+    speaker's name and role, or a recording's consent."""
     if not state:
         return ""
     if "text" in state:
         return state["text"]
+    if "consent" in state:
+        return access.consent_text(state["consent"], state.get("release_on"))
     if "theme" in state:
         return f"{codebook.label(state['theme'])}: {state.get('status')}"
     if "label" in state:
