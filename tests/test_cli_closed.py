@@ -33,6 +33,7 @@ READERS = {
     "speakers list": ["speakers", "list"],
     "speakers list RECORDING": ["speakers", "list", "tape2"],
     "describe": ["describe"],
+    "history": ["history", "tape2"],
 }
 
 
@@ -92,7 +93,7 @@ def test_search_finds_the_open_recording_and_counts_the_closed_one_left_out(db):
 
 def test_asking_by_name_for_a_closed_recording_is_no_success(db):
     """As `ohp export` does: the one recording asked for is not read, and the exit code says so."""
-    for command in ("search --recording", "speakers list RECORDING"):
+    for command in ("search --recording", "speakers list RECORDING", "history"):
         assert invoke(*READERS[command], "--db", db).exit_code == 2, command
 
 

@@ -348,6 +348,15 @@ def test_the_consent_is_changed_under_a_name_kept_in_the_history(db, monkeypatch
             {"consent": "open", "release_on": None},
             {"consent": "closed", "release_on": None},
         )
+    # `ohp history` shows it to a researcher who asks (the recording is closed now), as the JSON keeps it.
+    assert invoke("history", "1", "--db", db).exit_code == 2  # closed: not without asking
+    shown = invoke("history", "1", "--include-restricted", "--user", "rita", "--db", db)
+    assert shown.exit_code == 0, shown.output
+    [row] = [line for line in shown.stdout.splitlines() if "consent" in line]
+    assert "rita" in row and "open" in row and "closed" in row
+    as_json = invoke("history", "1", "--json", "--include-restricted", "--user", "rita", "--db", db)
+    [entry] = [c for c in json.loads(as_json.stdout) if c["action"] == "consent"]
+    assert (entry["changed_by"], entry["after"]) == ("rita", {"consent": "closed", "release_on": None})
 
 
 def test_a_closed_recording_asked_for_by_name_is_an_error_not_an_empty_success(db, tmp_path):

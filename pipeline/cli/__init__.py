@@ -67,6 +67,7 @@ UserOption = Annotated[
     ),
 ]
 IncludeRestricted = Annotated[bool, typer.Option(help="Closed recordings too (researchers only: give --user)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
 DbOption = Annotated[
     str | None,
     typer.Option(

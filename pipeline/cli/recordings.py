@@ -3,6 +3,7 @@ them, and their transcripts and codes written for other tools."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -11,12 +12,13 @@ import typer
 from rich.table import Table
 
 from pipeline import access, cli
+from pipeline.changes import change_text
 from pipeline.cli.output import check_folder
 from pipeline.errors import InvalidInputError
 from pipeline.formats.export import FORMATS, ExportFormat, export_recordings, write_redaction_report
 from pipeline.formats.redact import DEFAULT_LIST, Redactor, load_list
 from pipeline.records import Consent, StageRecord
-from pipeline.utils import clock
+from pipeline.utils import clock, terminal_json
 
 
 def stage_state(stage: StageRecord) -> str:
@@ -126,6 +128,42 @@ def describe(
         cli.errors.print(
             f"withheld the interviewee, place and date of {len(withheld)} closed recording(s); {cli.ASK_FOR_CLOSED}"
         )
+
+
+@cli.app.command()
+def history(
+    recording: Annotated[str, typer.Argument(help="The recording: id, hash prefix, path, name or stem")],
+    as_json: cli.JsonOption = False,
+    include_restricted: cli.IncludeRestricted = False,
+    user: cli.UserOption = None,
+    codebook: cli.CodebookOption = None,
+    db: cli.DbOption = None,
+) -> None:
+    """Every change to a recording, oldest first: corrections of its text, theme decisions, speakers' names and
+    roles, and who opened or closed it. A closed recording's only when a researcher asks, as for an export."""
+    store = cli.open_store(db)
+    shown, left_out = cli.shown_recordings(
+        store, [recording], include_restricted, user, "reading the history of closed recordings"
+    )
+    if left_out:
+        raise typer.Exit(2)
+    [chosen] = shown
+    changes = store.history(recording_id=chosen.id)
+    if as_json:
+        print(terminal_json([asdict(change) for change in changes]))
+        return
+    if not changes:
+        cli.console.print(f"no changes to {Path(chosen.path).name} yet")
+        return
+    book = cli.open_codebook(codebook, for_labels=True)
+    table = Table(title=f"history of {Path(chosen.path).name}")
+    for column in ("when", "who", "what", "before", "after"):
+        table.add_column(column, overflow="fold")
+    for change in changes:
+        what = change.action + (f" (segment {change.segment_id})" if change.segment_id is not None else "")
+        before, after = change_text(change.before, book), change_text(change.after, book)
+        table.add_row(change.changed_at[:19].replace("T", " "), change.changed_by, what, before, after)
+    cli.console.print(table)
 
 
 @cli.app.command()

@@ -56,7 +56,7 @@ def search(
         bool, typer.Option("--doubtful", help="Only segments with words the recogniser doubted")
     ] = False,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Hits to show")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    as_json: cli.JsonOption = False,
     include_restricted: cli.IncludeRestricted = False,
     user: cli.UserOption = None,
     codebook: cli.CodebookOption = None,

@@ -56,7 +56,7 @@ def tag(
 def tag_text_command(
     text: Annotated[str, typer.Argument(help="The text to tag")],
     language: Annotated[str, typer.Option(help="zh or en")] = "zh",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    as_json: cli.JsonOption = False,
     codebook: cli.CodebookOption = None,
 ) -> None:
     """Tag a piece of text with the codebook's themes, without a database."""

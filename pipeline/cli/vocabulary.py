@@ -63,7 +63,7 @@ def open_vocabulary(path: Path | None) -> Vocabulary | None:
 def suggest_command(
     vocabulary: VocabularyOption = None,
     limit: Annotated[int, typer.Option(help="At most this many", min=1)] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="As JSON")] = False,
+    as_json: cli.JsonOption = False,
     include_restricted: cli.IncludeRestricted = False,
     user: cli.UserOption = None,
     db: cli.DbOption = None,

@@ -289,22 +289,6 @@ def legend(codebook: Codebook, segs: list[dict]) -> list[dict]:
     ]
 
 
-def change_text(state: dict | None, codebook: Codebook) -> str:
-    """One side of a change in the history, as people read it: a segment's text, a theme's decision, a
-    speaker's name and role, or a recording's consent."""
-    if not state:
-        return ""
-    if "text" in state:
-        return state["text"]
-    if "consent" in state:
-        return access.consent_text(state["consent"], state.get("release_on"))
-    if "theme" in state:
-        return f"{codebook.label(state['theme'])}: {state.get('status')}"
-    if "label" in state:
-        return speaker_title(state["label"], state.get("name"), state.get("role"))
-    return ", ".join(f"{k}: {v}" for k, v in state.items())
-
-
 def history(store: Store, user: UserRecord, recording_id: int | None = None, segment_id: int | None = None) -> list:
     """Changes to a recording or a segment, oldest first, if the user may see the recording (a segment of
     one they may not see is not found, as a segment that does not exist)."""
