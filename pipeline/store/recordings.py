@@ -221,14 +221,15 @@ def set_metadata(
     s.flush()
     if consent is not None or release_on is not None:
         search.place_recording(s.connection(), recording_id)  # its index rows follow its consent
-    if _access_state(row) != access_before:
+    access_after = _access_state(row)
+    if access_after != access_before:
         s.add(
             HistoryRow(
                 recording_id=recording_id,
                 action="consent",
                 changed_by=changed_by,
                 before=access_before,
-                after=_access_state(row),
+                after=access_after,
             )
         )
     return recording_record(row)
