@@ -21,3 +21,8 @@ def change_text(state: dict | None, codebook: Codebook) -> str:
     if "label" in state:
         return speaker_title(state["label"], state.get("name"), state.get("role"))
     return ", ".join(f"{k}: {v}" for k, v in state.items())
+
+
+def change_time(changed_at: str) -> str:
+    """When a change was made, as people read it: the stored UTC time to the second, "2026-12-02 14:30:57"."""
+    return changed_at[:19].replace("T", " ")

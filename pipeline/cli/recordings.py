@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from pipeline import access, cli
-from pipeline.changes import change_text
+from pipeline.changes import change_text, change_time
 from pipeline.cli.output import check_folder
 from pipeline.errors import InvalidInputError
 from pipeline.formats.export import FORMATS, ExportFormat, export_recordings, write_redaction_report
@@ -162,7 +162,7 @@ def history(
     for change in changes:
         what = change.action + (f" (segment {change.segment_id})" if change.segment_id is not None else "")
         before, after = change_text(change.before, book), change_text(change.after, book)
-        table.add_row(change.changed_at[:19].replace("T", " "), change.changed_by, what, before, after)
+        table.add_row(change_time(change.changed_at), change.changed_by, what, before, after)
     cli.console.print(table)
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from pipeline import access
-from pipeline.changes import change_text
+from pipeline.changes import change_text, change_time
 from pipeline.errors import InvalidInputError
 from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS
 from pipeline.stages.codebook import Codebook
@@ -214,4 +214,5 @@ async def history(request: Request, user: Viewer, recording: QueryId = None, seg
         recording=recording,
         segment=segment,
         change_text=lambda state: change_text(state, codebook),
+        change_time=change_time,
     )
