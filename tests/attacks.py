@@ -359,6 +359,22 @@ def cookies_over_https(site: Site) -> None:
     assert "secure" in answer.headers.get("set-cookie", "").lower(), answer.headers.get("set-cookie")
 
 
+def private_answers_cached(site: Site) -> None:
+    """audit-web. Pages, answers and audio behind the login said nothing of caching (the audio had an ETag): the
+    browser kept them on disk, so that on a shared workstation the next person could bring back a closed
+    interview's text or audio after a logout."""
+    ann, _ = signed_in(site, "ann")
+    closed = site.ids["closed"]
+    private = [f"/recordings/{closed}", f"/api/recordings/{closed}/segments", f"/history?recording={closed}"]
+    private += ["/api/search?q=children", f"/api/recordings/{site.ids['interview']}/audio", "/nowhere"]
+    cached = {}
+    for path in private:
+        answer = ann.get(path)
+        if answer.headers.get("cache-control") != "no-store":
+            cached[path] = (answer.status_code, answer.headers.get("cache-control"))
+    assert not cached, cached
+
+
 ATTACKS: dict[str, Callable[[Site], Any]] = {
     "audit NUL bytes in a login, a search filter, a correction": nul_bytes,  # before the throttle's limits
     "1 stored script through the audio route": stored_script,
@@ -373,4 +389,5 @@ ATTACKS: dict[str, Callable[[Site], Any]] = {
     "audit closed recording's audio through an open one's stale path": closed_audio_at_a_stale_path,
     "6 10 MB interviewee name": huge_metadata,
     "6 unchanged text saved": unchanged_text,
+    "audit private pages, answers and audio cached": private_answers_cached,
 }

@@ -38,6 +38,7 @@ from .auth import Throttle, requires, session_secret
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024  # the largest request: a correction of 20,000 characters fits many times over
+STATIC_PATH = "/static"
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",  # a response is what its type says, never sniffed into a script
@@ -61,6 +62,11 @@ class OhpApp(FastAPI):
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
+                # A page, an answer or audio of an interview stays in no cache, the browser's own included: on a
+                # shared archive workstation the next person could bring it back after a logout. The stylesheets
+                # and scripts are no one's.
+                if not scope["path"].startswith(STATIC_PATH + "/"):
+                    headers["Cache-Control"] = "no-store"
                 # The scheme as a trusted proxy gave it: ProxyHeadersMiddleware sets it in this scope.
                 if self.secure_cookies or scope.get("scheme") == "https":
                     cookies = headers.getlist("set-cookie")
@@ -97,7 +103,7 @@ def create_app(store: Store, config: Config | None = None) -> FastAPI:
     )
     if config.trusted_proxies:  # the client's address and scheme from their X-Forwarded-For and -Proto
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(config.trusted_proxies))
-    app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
+    app.mount(STATIC_PATH, StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(accounts.router)
