@@ -70,3 +70,10 @@ def convert_pieces(pieces: list[str], script: str) -> list[str]:
 
 def to_simplified(text: str) -> str:
     return convert(text, Script.SIMPLIFIED)
+
+
+@cache
+def simplified_form(char: str) -> str:
+    """A character in its simplified form, whichever traditional standard wrote it: OpenCC's (衛), Hong Kong's
+    (衞) or Taiwan's (啟), which OpenCC's t2s leaves as they are. The character alone: no phrase rules."""
+    return _converter("tw2s").convert(_converter("hk2s").convert(char))

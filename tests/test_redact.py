@@ -186,3 +186,22 @@ def test_the_redaction_report_keeps_formulas_as_text(tmp_path):
         [_, row] = list(csv.reader(f))
     assert [cell for cell in row if cell.startswith(("=", "+", "-", "@", "\t", "\r"))] == []
     assert row[0] == "'=1+1.wav"
+
+
+def test_places_go_from_speakers_and_a_label_that_would_be_anothers_becomes_an_s_number(export):
+    """With places alone redacted, speakers keep their names but not the places in them; two villages'
+    speakers both labelled [PLACE] would be one speaker, so the second becomes the next free S-number."""
+    segments = [
+        Segment(0.0, 1.0, "工资是计件的", "", "zh", speaker="石门村", id=1),
+        Segment(1.0, 2.0, "多少？", "", "zh", speaker="啟明村", id=2),
+        Segment(2.0, 3.0, "一个月两千", "", "zh", speaker="S1", id=3),
+    ]
+    speakers = [SpeakerRecord("石门村"), SpeakerRecord("啟明村", "启明村村长"), SpeakerRecord("S1", "Sheila")]
+    recording = replace(export.recording, interviewee=None, place=None)
+    listed = {"石门村": "places", "启明村": "places"}
+    redacted, report = Redactor({"places"}, listed)(RecordingExport(recording, segments, {}, speakers, {}))
+    expected = [("[PLACE]", None), ("S2", "[PLACE]村长"), ("S1", "Sheila")]
+    assert [(s.label, s.name) for s in redacted.speakers] == expected
+    assert [s.speaker for s in redacted.segments] == ["[PLACE]", "S2", "S1"]
+    rows = {(r.field, r.found, r.replacement) for r in report}
+    assert {("speaker label", "石门村", "[PLACE]"), ("speaker label", "啟明村", "S2")} <= rows

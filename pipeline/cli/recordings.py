@@ -3,6 +3,7 @@ them, and their transcripts and codes written for other tools."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -204,17 +205,20 @@ def export(
     if include_restricted:
         cli.check_asks_for_closed(store, user, "exporting closed recordings", "export closed recordings")
     # Its token patterns checked only when redacting: the tagger then finds names; else its labels are all.
-    book = cli.open_codebook(codebook, for_labels=not redact)
+    book = cli.open_codebook(codebook, for_labels=redact is None)
     redactor = None
-    if redact:
+    if redact is not None:  # --redact "" asks to redact nothing: an error, not an export with every name in it
+        kinds = {kind.strip() for kind in redact.split(",") if kind.strip()}
         try:
             # No list is no names listed only when none was asked for: a list given and unreadable (missing, a
             # folder) is an error, not an export with the names it holds left in.
             given = redact_list != DEFAULT_LIST or redact_list.exists()
             listed = load_list(redact_list) if given else {}
-            from pipeline.stages.tag import find_entities  # spaCy: only when redacting
+        except InvalidInputError as e:
+            raise typer.BadParameter(str(e), param_hint="--redact-list") from None
+        from pipeline.stages.tag import find_entities  # spaCy: only when redacting
 
-            kinds = {kind.strip() for kind in redact.split(",") if kind.strip()}
+        try:
             redactor = Redactor(kinds, listed, partial(find_entities, codebook=book))
         except InvalidInputError as e:
             raise typer.BadParameter(str(e), param_hint="--redact") from None
@@ -237,7 +241,9 @@ def export(
             "--include-restricted --user NAME (a researcher) exports them"
         )
     if redactor:
-        folder = out.resolve()  # "." has no name
+        # Made absolute without following links ("." has no name): beside the folder named, not beside the
+        # target of a link named so (a synced folder: the report would leave with the files).
+        folder = Path(os.path.abspath(out))
         path = folder.parent / f"{folder.name}-redactions.csv"  # beside the folder, not in what gets shared
         write_redaction_report(report.redactions, path)
         cli.console.print(

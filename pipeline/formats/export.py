@@ -291,6 +291,7 @@ def export_recordings(
         # All at once, before any file is written: a name one recording gives goes from all of them.
         exports, report.redactions = redactor.redact(exports)
         log.info("%d replacement(s) redacted in %d recording(s)", len(report.redactions), len(exports))
+        codebook = exports[0].codebook if exports else codebook  # its labels redacted with them
     written = set()
     for export in exports:
         stem = export_stem(export.recording, taken)

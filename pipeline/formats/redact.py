@@ -16,11 +16,12 @@ becomes "Coder N", the same in every recording and file of one export so that wh
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
-from typing import TypeGuard
+from typing import TYPE_CHECKING, TypeGuard
 from urllib.parse import unquote
 
 from pipeline.errors import InvalidInputError
@@ -36,8 +37,11 @@ from pipeline.records import (
     SpeakerRecord,
     Word,
 )
-from pipeline.script import convert, to_simplified
+from pipeline.script import simplified_form, to_simplified
 from pipeline.utils import CJK, CJK_LETTERS, decode_text, is_wide, read_bounded
+
+if TYPE_CHECKING:
+    from pipeline.stages.codebook import Codebook
 
 KINDS = {"names": ("PERSON", "[NAME]"), "places": ("PLACE", "[PLACE]")}
 DEFAULT_LIST = Path("annotations/redact.txt")
@@ -59,8 +63,9 @@ TITLES = (
 # and underscores are no such letters, though \w counts them: "我叫Sheila" and "Sheila_Brown_2003.wav" name her.
 _LATIN_LETTER = f"[^\\W\\d_{CJK_LETTERS}]"
 _LATIN_START, _LATIN_END = f"(?<!{_LATIN_LETTER})", f"(?!{_LATIN_LETTER})"
-# What separates the people or places a field lists (not spaces: they are inside a Latin name).
-LIST_SEPARATOR = re.compile(r"[,，、;；/|]")
+# What separates the people or places a field lists (not spaces: they are inside a Latin name), and the
+# brackets around another form of one ("李秀英 (Li Xiuying)", "Sheila Brown (née Smith)").
+LIST_SEPARATOR = re.compile(r"[,，、;；/|()（）\[\]【】]")
 # Speaker labels that name nobody: ohp's own (S1, S2, ...) and what transcribers write instead of a name.
 ANONYMOUS_SPEAKER = re.compile(
     r"S\d+|speaker ?\d*|interviewer|interviewee|other|unknown|Q|A|问|答|采访者|受访者|访谈者|被访者|主持人|记者",
@@ -121,7 +126,8 @@ class Redactor:
         self.find = find
 
     def terms(self, exports: Iterable[RecordingExport]) -> dict[str, tuple[str, str]]:
-        """Every name to replace in these recordings, in both Chinese scripts: {text: (kind, source)}."""
+        """Every name to replace in these recordings, as found: {text: (kind, source)}. Each is looked for in
+        every form it may be written in (`fold`)."""
         terms: dict[str, tuple[str, str]] = {}
         by_label = {label: kind for kind, (label, _) in KINDS.items() if kind in self.kinds}
         for export in exports:
@@ -150,21 +156,18 @@ class Redactor:
             if why[0] == "names":
                 for part in _name_parts(term, given=why[1] != "entity"):
                     terms.setdefault(part, why)
-        # 張偉 is 张伟: a transcript, a name list or the metadata may each be in either script.
-        for term, why in list(terms.items()):
-            if CJK.search(term):
-                for script in ("simplified", "traditional"):
-                    terms.setdefault(convert(term, script), why)
         return terms
 
     def redact(self, exports: list[RecordingExport]) -> tuple[list[RecordingExport], list[Redaction]]:
         """The recordings with the names any of them gives replaced in all of them, and the replacements."""
-        terms = self.terms(exports)
-        pattern = _pattern(terms, "names" in self.kinds)
+        matcher = Matcher(self.terms(exports), surnames="names" in self.kinds)
         coders = dict.fromkeys(name for export in exports for name in _coders(export))
         pseudonyms = {name: f"Coder {n}" for n, name in enumerate(coders, 1)} if "names" in self.kinds else {}
         done: list[Redaction] = []
-        return [self._recording(export, terms, pattern, pseudonyms, done) for export in exports], done
+        # The codebook the recordings were exported with: a theme may be about a place (石门村搬迁).
+        codebooks = {id(e.codebook): _codebook(e.codebook, matcher, done) for e in exports if e.codebook}
+        redacted = [self._recording(export, matcher, pseudonyms, done) for export in exports]
+        return [replace(e, codebook=e.codebook and codebooks[id(e.codebook)]) for e in redacted], done
 
     def __call__(self, export: RecordingExport) -> tuple[RecordingExport, list[Redaction]]:
         """One recording on its own."""
@@ -174,39 +177,27 @@ class Redactor:
     def _recording(
         self,
         export: RecordingExport,
-        terms: dict[str, tuple[str, str]],
-        pattern: re.Pattern | None,
+        matcher: Matcher,
         pseudonyms: dict[str, str],
         done: list[Redaction],
     ) -> RecordingExport:
         name = Path(export.recording.path).name
 
-        def kind(found: str) -> tuple[str, str]:
-            """What a match is, and why: a term, else a surname the words around it mark."""
-            key = _key(terms, found)
-            return terms[key] if key else ("names", "surname")
-
-        def label(found: str) -> str:
-            return KINDS[kind(found)[0]][1]
-
         def sub(text: str, segment: Segment | None, field: str) -> tuple[str, list[Span]]:
             """The text redacted, and the replacements as (start, end, replacement) in the old text."""
-            if pattern is None or not text:
-                return text, []
             spans = []
-            for match in pattern.finditer(text):
-                spans.append((match.start(), match.end(), label(match.group())))
+            for start, end, key in matcher.finditer(text):
+                spans.append((start, end, matcher.label(key)))
                 where = (segment.id, segment.start, segment.end) if segment else (None, 0.0, 0.0)
-                context = _context(text, match.start(), match.end())
-                found = match.group()
-                done.append(Redaction(name, *where, field, found, spans[-1][2], kind(found)[1], context))
+                found, context = text[start:end], _context(text, start, end)
+                done.append(Redaction(name, *where, field, found, spans[-1][2], matcher.why(key)[1], context))
             return _apply(text, spans), spans
 
         def own(value: str, field: str) -> str:
             """One of the recording's own strings redacted. A link, or a file saved from one, holds names
             percent-encoded (李秀英 as %E6%9D%8E...): one that does is redacted decoded."""
             decoded = unquote(value)
-            encoded = decoded != value and pattern is not None and pattern.search(decoded) is not None
+            encoded = decoded != value and matcher.finds(decoded)
             return sub(decoded if encoded else value, None, field)[0]
 
         def described(value: str | None, field: str) -> str | None:
@@ -223,7 +214,7 @@ class Redactor:
                 return [scrub(item, field) for item in value]
             return value
 
-        speakers, relabelled = _speakers(export, "names" in self.kinds)
+        speakers, relabelled = _speakers(export, "names" in self.kinds, matcher.redacted)
         for before, after in zip(export.speakers, speakers, strict=True):
             if before.label != after.label:
                 relabel = (before.label, after.label, "speaker", before.label)
@@ -231,6 +222,8 @@ class Redactor:
             if before.name and before.name != after.name:
                 rename = (before.name, after.name or after.label, "speaker", before.label)
                 done.append(Redaction(name, None, 0.0, 0.0, "speaker", *rename))
+        # Coders are pseudonyms when names go; else the places in their names do (an ELAN tier named 石门村小组).
+        coders = {coder: pseudonyms.get(coder) or own(coder, "coder") for coder in _coders(export)}
         for coder in _coders(export):
             if coder in pseudonyms:
                 done.append(Redaction(name, None, 0.0, 0.0, "coder", coder, pseudonyms[coder], "coder", ""))
@@ -240,12 +233,13 @@ class Redactor:
         entities: dict[int, list[Entity]] = {}
         for segment in export.segments:
             text, spans = sub(segment.text, segment, "text")
-            words, in_words = _words(segment.words, pattern, label)
-            said = {segment.text[start:end].casefold() for start, end, _ in spans}
-            for found, context in in_words:
-                if found.casefold() not in said:  # the words under a corrected text: reported once, here
+            words, in_words = _words(segment.words, matcher)
+            said = {fold(segment.text[start:end]) for start, end, _ in spans}
+            for found, context, key in in_words:
+                if key not in said:  # the words under a corrected text: reported once, here
                     where = (segment.id, segment.start, segment.end)
-                    done.append(Redaction(name, *where, "words", found, label(found), kind(found)[1], context))
+                    why = matcher.why(key)[1]
+                    done.append(Redaction(name, *where, "words", found, matcher.label(key), why, context))
             # The original script goes: names in it would need finding again in the other script.
             speaker = relabelled.get(segment.speaker, segment.speaker) if segment.speaker is not None else None
             segments.append(replace(segment, text=text, original_text=text, words=words, speaker=speaker))
@@ -254,14 +248,14 @@ class Redactor:
                 replace(
                     a,
                     evidence=tuple((_moved(s, spans), _moved(e, spans, end=True)) for s, e in a.evidence),
-                    source=pseudonyms.get(a.source, a.source),
-                    updated_by=a.updated_by and pseudonyms.get(a.updated_by, a.updated_by),
+                    source=coders.get(a.source, a.source),
+                    updated_by=a.updated_by and coders.get(a.updated_by, a.updated_by),
                 )
                 for a in export.annotations_of(segment)
             ]
             if segment.stored_id in export.decisions:
                 coded = export.decisions[segment.stored_id]
-                decisions[segment.stored_id] = [replace(d, coder=pseudonyms.get(d.coder, d.coder)) for d in coded]
+                decisions[segment.stored_id] = [replace(d, coder=coders.get(d.coder, d.coder)) for d in coded]
             entities[segment.stored_id] = []
             for entity in export.entities_of(segment):
                 moved = _entity(entity, spans)
@@ -292,8 +286,9 @@ class Redactor:
 
 
 def _each(field: str) -> list[str]:
-    """A field as written, and each name it lists: "李秀英、王建国" (a couple interviewed together), "东莞; 深圳".
-    A listed name of one character is left to the project list, as an entity of one is."""
+    """A field as written, and each name it lists: "李秀英、王建国" (a couple interviewed together), "东莞; 深圳",
+    or gives in brackets ("李秀英 (Li Xiuying)"). A listed name of one character is left to the project list, as
+    an entity of one is."""
     listed = [part.strip() for part in LIST_SEPARATOR.split(field)]
     return list(dict.fromkeys([field.strip()] + [part for part in listed if len(part) >= MIN_ENTITY_CHARS]))
 
@@ -325,50 +320,143 @@ def _name_parts(name: str, given: bool) -> list[str]:
     if CJK.search(name):
         surnamed = given and len(name) == 3 and to_simplified(name[0]) in SURNAMES
         return [name[1:]] if surnamed and to_simplified(name[1:]) not in TITLES.split("|") else []
-    parts = re.split(r"[\s\-]+", name)
+    parts = [p for p in re.split(r"[^\w'’]+", name) if p]  # "Sheila Brown (née Smith)": Sheila, Brown, Smith
     return [p for p in parts if len(parts) > 1 and len(p) >= MIN_ENTITY_CHARS and p[0].isupper()]
 
 
-def _speakers(export: RecordingExport, names: bool) -> tuple[list[SpeakerRecord], dict[str, str]]:
-    """Speakers without their names: by role where the role tells them apart, else by label. A label that
-    is a name becomes the next free S-number. Returns the speakers and the new label of each relabelled one."""
-    if not names:
-        return export.speakers, {}
+def _speakers(
+    export: RecordingExport, names: bool, redacted: Callable[[str], str]
+) -> tuple[list[SpeakerRecord], dict[str, str]]:
+    """With `names`, speakers without their names: by role where the role tells them apart, else by label; a
+    label that is a name becomes the next free S-number. Without, their names and labels `redacted` (of
+    places: 石门村村长), a label that would then be another's becoming the next free S-number. Returns the
+    speakers and the new label of each relabelled one."""
     labels = list(dict.fromkeys([s.label for s in export.speakers] + [s.speaker for s in export.segments if s.speaker]))
     free = (f"S{n}" for n in range(1, len(labels) * 2 + 2) if f"S{n}" not in labels)
-    relabelled = {label: next(free) for label in labels if _names_someone(label)}
+    relabelled: dict[str, str] = {}
+    if names:
+        relabelled = {label: next(free) for label in labels if _names_someone(label)}
+    else:
+        taken = set(labels)
+        for label in labels:
+            if (new := redacted(label)) != label:
+                relabelled[label] = new if new not in taken else next(free)
+                taken.add(relabelled[label])
     roles = [s.role for s in export.speakers]
     speakers = []
     for speaker in export.speakers:
-        name = speaker.role.capitalize() if speaker.role and roles.count(speaker.role) == 1 else None
-        speakers.append(replace(speaker, label=relabelled.get(speaker.label, speaker.label), name=name, person_id=None))
+        if names:
+            name = speaker.role.capitalize() if speaker.role and roles.count(speaker.role) == 1 else None
+        else:
+            name = speaker.name and redacted(speaker.name)
+        label = relabelled.get(speaker.label, speaker.label)
+        speakers.append(replace(speaker, label=label, name=name, person_id=None if names else speaker.person_id))
     return speakers, relabelled
 
 
-def _key(terms: dict[str, tuple[str, str]], matched: str) -> str | None:
-    return matched if matched in terms else next((t for t in terms if t.casefold() == matched.casefold()), None)
-
-
-@cache
 def _surname_in_context() -> str:
-    """A surname after 姓 or before a title, in either script (張老闆 as well as 张老板)."""
-    surnames = "".join(dict.fromkeys(SURNAMES + "".join(convert(c, "traditional") for c in SURNAMES)))
-    titles = TITLES.split("|")
-    either = "|".join(dict.fromkeys(titles + [convert(t, "traditional") for t in titles]))
-    return f"(?<=姓)[{surnames}]|[{surnames}](?=(?:{either}))"
+    """A surname after 姓 or before a title (张老板; in folded text, so 張老闆 too)."""
+    return f"(?<=姓)[{SURNAMES}]|[{SURNAMES}](?=(?:{TITLES}))"
 
 
-def _pattern(terms: dict[str, tuple[str, str]], surnames: bool) -> re.Pattern | None:
-    """One alternation, longest first (张伟明 before 张伟); Latin names only as whole words; surnames in
-    context last, so that a known name (王老板) is replaced whole."""
-    if not terms and not surnames:
-        return None
+def _pattern(terms: Iterable[str], surnames: bool) -> re.Pattern | None:
+    """One alternation of folded terms, longest first (张伟明 before 张伟); Latin names only as whole words;
+    surnames in context last, so that a known name (王老板) is replaced whole."""
     parts = []
     for term in sorted(terms, key=len, reverse=True):
         escaped = re.escape(term)
         latin = term[0].isascii() and term[0].isalnum(), term[-1].isascii() and term[-1].isalnum()
         parts.append((_LATIN_START if latin[0] else "") + escaped + (_LATIN_END if latin[1] else ""))
-    return re.compile("|".join(parts + ([_surname_in_context()] if surnames else [])), re.IGNORECASE)
+    parts += [_surname_in_context()] if surnames else []
+    return re.compile("|".join(parts)) if parts else None
+
+
+@cache
+def _folded_char(char: str) -> str:
+    """A character as names are compared (`fold`)."""
+    decomposed = unicodedata.normalize("NFKD", char)
+    if CJK.match(decomposed):  # kana keep their marks (が is not か); Chinese in its simplified form
+        return "".join(simplified_form(c) for c in unicodedata.normalize("NFKC", char))
+    return "".join(c for c in decomposed if unicodedata.category(c) not in ("Mn", "Cf")).casefold()
+
+
+def fold(text: str) -> str:
+    """A text as names are compared: a name is the same name in any case, with or without accents (Pérez,
+    Perez; composed or not, as a Mac writes file names), in full-width letters (Ｓｈｅｉｌａ, as a Chinese input
+    method types them), with an invisible character inside (a soft hyphen, a zero-width space, as pasted text
+    carries), and in any Chinese script: simplified, OpenCC's traditional, Taiwan's (啟) or Hong Kong's (衞)."""
+    return "".join(map(_folded_char, text))
+
+
+class _Folded:
+    """A text folded (`fold`), and where each of its characters came from in the text."""
+
+    def __init__(self, text: str) -> None:
+        pieces = [_folded_char(c) for c in text]
+        self.text = "".join(pieces)
+        same = len(self.text) == len(text) and all(len(p) == 1 for p in pieces)
+        self._origin = None if same else [i for i, piece in enumerate(pieces) for _ in piece]
+
+    def original(self, start: int, end: int) -> tuple[int, int]:
+        """The span of the text that the folded text's [start, end) came from."""
+        if self._origin is None:
+            return start, end
+        return self._origin[start], self._origin[end - 1] + 1
+
+
+class Matcher:
+    """Finds the names of an export in its texts, in every form they may be written in (`fold`)."""
+
+    def __init__(self, terms: dict[str, tuple[str, str]], surnames: bool) -> None:
+        """`terms`: {name: (kind, why)} (Redactor.terms); `surnames`: also a common Chinese surname where the
+        words around it make it a name."""
+        self._why: dict[str, tuple[str, str]] = {}
+        for term, why in terms.items():
+            if key := fold(term):
+                self._why.setdefault(key, why)
+        self._pattern = _pattern(self._why, surnames)
+
+    def finditer(self, text: str) -> Iterator[tuple[int, int, str]]:
+        """Each name in the text: its (start, end) in the text, and what it is as folded (the key of `why`)."""
+        if self._pattern is None or not text:
+            return
+        folded = _Folded(text)
+        for match in self._pattern.finditer(folded.text):
+            yield *folded.original(match.start(), match.end()), match.group()
+
+    def finds(self, text: str) -> bool:
+        return next(self.finditer(text), None) is not None
+
+    def why(self, key: str) -> tuple[str, str]:
+        """What a name found is (its kind), and why: a term, else a surname the words around it mark."""
+        return self._why.get(key, ("names", "surname"))
+
+    def label(self, key: str) -> str:
+        return KINDS[self.why(key)[0]][1]
+
+    def redacted(self, text: str) -> str:
+        """The text with its names replaced (not reported: for what the caller reports itself)."""
+        return _apply(text, [(start, end, self.label(key)) for start, end, key in self.finditer(text)])
+
+
+def _codebook(codebook: Codebook, matcher: Matcher, done: list[Redaction]) -> Codebook:
+    """The codebook with the names in its themes' labels and descriptions replaced, each replacement reported."""
+
+    def redacted(text: str, field: str) -> str:
+        for start, end, key in matcher.finditer(text):
+            found, label, why = text[start:end], matcher.label(key), matcher.why(key)[1]
+            done.append(Redaction("(codebook)", None, 0.0, 0.0, field, found, label, why, _context(text, start, end)))
+        return matcher.redacted(text)
+
+    themes = tuple(
+        replace(
+            theme,
+            label={language: redacted(label, f"theme label: {theme.id}") for language, label in theme.label.items()},
+            description=redacted(theme.description, f"theme description: {theme.id}"),
+        )
+        for theme in codebook.themes
+    )
+    return replace(codebook, themes=themes)
 
 
 def _apply(text: str, spans: list[Span]) -> str:
@@ -402,30 +490,47 @@ def _runs_on(before: str, after: str) -> bool:
     return before.isalnum() and after.isalnum() and not is_wide(before) and not is_wide(after)
 
 
-def _words(
-    words: list[Word], pattern: re.Pattern | None, label: Callable[[str], str]
-) -> tuple[list[Word], list[tuple[str, str]]]:
-    """The word timings with names replaced, and the names found with the words around them. The words
-    are searched as one text (a name spans words: 张 + 伟, Li + Hua), a space put between words stored
-    without one. A name goes into its first word and empties the others, so no part of it survives and
-    the times stay."""
-    if pattern is None or not words:
-        return words, []
+def _joined(words: list[Word], spaced: bool) -> tuple[str, list[int]]:
+    """The words as one text, and where each starts in it; with `spaced`, a space between two that would
+    run on as one Latin word."""
     joined, starts = "", []
     for word in words:
-        if joined and word.text and _runs_on(joined[-1], word.text[0]):
+        if spaced and joined and word.text and _runs_on(joined[-1], word.text[0]):
             joined += " "
         starts.append(len(joined))
         joined += word.text
+    return joined, starts
+
+
+def _merged(spans: list[Span]) -> list[Span]:
+    """Spans in a word, those that overlap made one (with the replacement of either that has one)."""
+    merged: list[Span] = []
+    for start, end, replacement in sorted(spans):
+        if merged and start < merged[-1][1]:
+            last = merged.pop()
+            start, end, replacement = last[0], max(end, last[1]), last[2] or replacement
+        merged.append((start, end, replacement))
+    return merged
+
+
+def _words(words: list[Word], matcher: Matcher) -> tuple[list[Word], list[tuple[str, str, str]]]:
+    """The word timings with names replaced, and the names found with the words around them and their keys.
+    The words are searched as one text (a name spans words: 张 + 伟, Li + Hua), twice: with a space between
+    words stored without one where they would run on ("Sheila" "went"), and without (Whisper's words in a
+    Chinese recording are its tokens: "She" "ila"). A name goes into its first word and empties the others,
+    so no part of it survives and the times stay."""
     spans: list[list[Span]] = [[] for _ in words]
-    found = []
-    for match in pattern.finditer(joined):
-        covered = [i for i, at in enumerate(starts) if at < match.end() and match.start() < at + len(words[i].text)]
-        found.append((match.group(), _context(joined, match.start(), match.end())))
-        for i in covered:
-            local = max(0, match.start() - starts[i]), min(len(words[i].text), match.end() - starts[i])
-            spans[i].append((*local, label(match.group()) if i == covered[0] else ""))
-    return [replace(w, text=_apply(w.text, s)) if s else w for w, s in zip(words, spans, strict=True)], found
+    found: dict[tuple[int, int], tuple[str, str, str]] = {}  # by the words a name covers: each reported once
+    for spaced in (True, False):
+        joined, starts = _joined(words, spaced)
+        for start, end, key in matcher.finditer(joined):
+            covered = [i for i, at in enumerate(starts) if at < end and start < at + len(words[i].text)]
+            found.setdefault((covered[0], covered[-1]), (joined[start:end], _context(joined, start, end), key))
+            for i in covered:
+                local = max(0, start - starts[i]), min(len(words[i].text), end - starts[i])
+                spans[i].append((*local, matcher.label(key) if i == covered[0] else ""))
+    redacted = [replace(w, text=_apply(w.text, _merged(s))) if s else w for w, s in zip(words, spans, strict=True)]
+    return redacted, list(found.values())
 
 
 def _context(text: str, start: int, end: int, around: int = 20) -> str:
