@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import logging
@@ -242,18 +243,28 @@ def read_bounded(path: Path, limit: int, what: str) -> bytes:
 
 
 def decode_text(path: Path, data: bytes) -> str:
-    """A user's text file's bytes as text (UTF-8, a BOM allowed), its line ends made "\n"; UnreadableFileError
-    at the line of a byte that is no UTF-8, or of a NUL (a binary file)."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+    """A user's text file's bytes as text (UTF-8, a BOM allowed; UTF-16 with its BOM, as Windows Notepad saves
+    "Unicode"), its line ends made "\n"; UnreadableFileError at the line of a byte that is no such text, or of
+    a NUL (a binary file)."""
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    even, odd = data[0::2].count(0), data[1::2].count(0)
+    if not utf16 and max(even, odd) * 4 > len(data) and min(even, odd) * 20 < len(data):
+        # NULs in every other byte only: text in UTF-16 (the NUL halves of ASCII letters) without its mark.
         raise UnreadableFileError(
-            path,
-            f"not UTF-8 text (byte 0x{data[exc.start]:02x} cannot start a character); if it is GBK, Big5 or "
-            "Latin-1, convert it first, e.g. iconv -f GBK -t UTF-8",
-            line,
-        ) from None
+            path, "not a text file (it has NUL bytes: UTF-16 without a byte-order mark? Save it as UTF-8)", 1
+        )
+    try:
+        text = data.decode("utf-16" if utf16 else "utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].decode("utf-16" if utf16 else "utf-8", "replace").count("\n") + 1
+        if utf16:
+            cause = "not UTF-16 text, though it starts with UTF-16's byte-order mark (cut short?)"
+        else:
+            cause = (
+                f"not UTF-8 text (byte 0x{data[exc.start]:02x} cannot start a character); if it is GBK, Big5 or "
+                "Latin-1, convert it first, e.g. iconv -f GBK -t UTF-8"
+            )
+        raise UnreadableFileError(path, cause, line) from None
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise UnreadableFileError(path, "not a text file (it has NUL bytes)", line)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import threading
 import zipfile
 from dataclasses import asdict
@@ -62,12 +63,13 @@ def test_a_hostile_codebook_is_a_problem_at_its_line(attack, check_tokens):
     ("make", "cause"),
     [
         (lambda p: p.write_bytes(LATIN1), "line 3: not UTF-8 text"),
-        (lambda p: p.write_bytes(THEME.encode("utf-16")), "line 1: not UTF-8 text"),
+        (lambda p: p.write_bytes(THEME.encode("utf-16-le")), "line 1: not a text file"),
+        (lambda p: p.write_bytes(THEME.encode("utf-16")[:-1]), "line 4: not UTF-16 text"),
         (lambda p: p.mkdir(), "line 1: is a folder, not a codebook"),
         (lambda p: p.symlink_to("/dev/zero"), "line 1: too big for a codebook"),
         (lambda p: p.write_bytes(b"#" * (11 * 2**20)), "line 1: 11.0 MB is too big for a codebook"),
     ],
-    ids=["latin-1", "utf-16", "folder", "device", "11 MB"],
+    ids=["latin-1", "utf-16 without a BOM", "utf-16 cut short", "folder", "device", "11 MB"],
 )
 def test_a_codebook_file_that_is_no_text_is_refused_naming_it(tmp_path, make, cause):
     path = tmp_path / "codebook.yaml"
@@ -77,6 +79,21 @@ def test_a_codebook_file_that_is_no_text_is_refused_naming_it(tmp_path, make, ca
     result = runner.invoke(app, ["codebook", "validate", str(path)], env={"COLUMNS": "200"})
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert str(path) in result.stderr and cause.split(": ", 1)[1] in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-8-sig"])
+def test_a_codebook_saved_as_windows_notepad_saves_it_is_read(tmp_path, encoding):
+    """Notepad's "Unicode" is UTF-16 with a byte-order mark (big-endian too); "UTF-8 with BOM" is UTF-8."""
+    path = tmp_path / "codebook.yaml"
+    path.write_bytes(("\ufeff" if encoding == "utf-16-be" else "").encode(encoding) + THEME.encode(encoding))
+    assert load_codebook(path).label("wages") == "Wages / 工资"
+
+
+def test_a_codebook_in_utf_16_without_its_mark_is_refused_saying_so(tmp_path):
+    path = tmp_path / "codebook.yaml"
+    path.write_bytes(THEME.encode("utf-16-le"))
+    with pytest.raises(CodebookError, match=re.escape("UTF-16 without a byte-order mark? Save it as UTF-8")):
+        load_codebook(path)
 
 
 def test_a_codebook_that_is_a_fifo_nobody_writes_to_reads_as_empty_not_waited_for(tmp_path):
