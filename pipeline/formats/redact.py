@@ -392,10 +392,14 @@ class _Folded:
     """A text folded (`fold`), and where each of its characters came from in the text."""
 
     def __init__(self, text: str) -> None:
+        self._origin: list[int] | None = None
+        if text.isascii():  # most of an English transcript: folded by its case alone, character for character
+            self.text = text.lower()
+            return
         pieces = [_folded_char(c) for c in text]
         self.text = "".join(pieces)
-        same = len(self.text) == len(text) and all(len(p) == 1 for p in pieces)
-        self._origin = None if same else [i for i, piece in enumerate(pieces) for _ in piece]
+        if len(self.text) != len(text) or any(len(p) != 1 for p in pieces):
+            self._origin = [i for i, piece in enumerate(pieces) for _ in piece]
 
     def original(self, start: int, end: int) -> tuple[int, int]:
         """The span of the text that the folded text's [start, end) came from."""
@@ -521,8 +525,10 @@ def _words(words: list[Word], matcher: Matcher) -> tuple[list[Word], list[tuple[
     so no part of it survives and the times stay."""
     spans: list[list[Span]] = [[] for _ in words]
     found: dict[tuple[int, int], tuple[str, str, str]] = {}  # by the words a name covers: each reported once
-    for spaced in (True, False):
-        joined, starts = _joined(words, spaced)
+    joins = [_joined(words, spaced=True)]
+    if len(joins[0][0]) != sum(len(w.text) for w in words):  # spaces put in: also searched without them
+        joins.append(_joined(words, spaced=False))
+    for joined, starts in joins:
         for start, end, key in matcher.finditer(joined):
             covered = [i for i, at in enumerate(starts) if at < end and start < at + len(words[i].text)]
             found.setdefault((covered[0], covered[-1]), (joined[start:end], _context(joined, start, end), key))
