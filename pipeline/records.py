@@ -144,6 +144,9 @@ CONSENT_LEVELS = tuple(Consent)
 MAX_FIELD_CHARS = 1_000
 # The longest name of a person who codes, decides or changes something (the database's columns hold 255).
 MAX_NAME_CHARS = 255
+# The longest language code (the database's columns hold 32): Whisper's are two or three letters, a file's
+# BCP 47 tag (zh-Hans-CN) longer.
+MAX_LANGUAGE_CHARS = 32
 # The coder of codes a file brings back without saying who made them (a REFI-QDA coding with no user): never a
 # name the file gives for something else. Older versions stored an ELAN tier with no ANNOTATOR's codes so too.
 UNNAMED_CODER = "unknown"

@@ -9,8 +9,7 @@ import typer
 from rich.text import Text
 
 from pipeline import cli
-from pipeline.formats.readers import TranscriptFormatError
-from pipeline.stages.audio import AudioError
+from pipeline.errors import InvalidInputError
 from pipeline.utils import clock
 
 
@@ -53,8 +52,9 @@ def import_command(
                 report = import_codings(CODINGS_READERS[path.suffix.lower()](path, book), store)
             else:
                 recording_id = import_file(path, store, audio, book if tag else None, model)
-        except (TranscriptFormatError, AudioError) as e:
-            cli.errors.print(Text.assemble(("failed:", "red"), f" {e}"), highlight=False)
+        except InvalidInputError as e:  # the file's fault (what it holds, the audio it names): the next goes on
+            said = str(e) if str(path) in str(e) else f"{path}: {e}"
+            cli.errors.print(Text.assemble(("failed:", "red"), f" {said}"), highlight=False)
             failed += 1
             continue
         if path in coded:

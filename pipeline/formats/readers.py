@@ -24,7 +24,15 @@ from datetime import date
 from pathlib import Path
 
 from pipeline.errors import InvalidInputError
-from pipeline.records import CONSENT_LEVELS, MAX_FIELD_CHARS, SPEAKER_ROLES, Segment, Word
+from pipeline.records import (
+    CONSENT_LEVELS,
+    MAX_FIELD_CHARS,
+    MAX_LANGUAGE_CHARS,
+    MAX_NAME_CHARS,
+    SPEAKER_ROLES,
+    Segment,
+    Word,
+)
 from pipeline.utils import (
     HAN_CHAR,
     HANGUL_CHAR,
@@ -67,7 +75,7 @@ class ImportedTranscript:
     language: str | None  # as the file says, else guessed from its text; None when it has no letters
     source_format: str  # one of FORMATS
     timed: bool  # False: plain text, every segment at 0.0 s
-    # What the file says besides segments: the recording (ohp JSON/TXT), WebVTT header fields, and in ohp
+    # What the file says besides segments: the recording (ohp JSON/TXT, a WebVTT header), and in ohp
     # JSON each segment's themes ("themes": {index in segments: [{"id", "status", "source", "evidence"}]}).
     metadata: dict = field(default_factory=dict)
 
@@ -117,9 +125,16 @@ def check_time(path: Path, value: float, what: str, line: int | None = None, dur
     return value
 
 
+# Half of a UTF-16 pair alone: JSON's "\ud800" escape parses to one, which no database and no UTF-8 file holds.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def check_chars(path: Path, value: str, what: str, limit: int = MAX_FIELD_CHARS) -> str:
     if len(value) > limit:
         raise TranscriptFormatError(path, f"{what} is {len(value):,} characters long (at most {limit:,})")
+    if surrogate := _SURROGATE.search(value):
+        code = f"\\u{ord(surrogate.group()):04x}"
+        raise TranscriptFormatError(path, f"{what} holds {code}, half of a character (a lone surrogate): not text")
     return value
 
 
@@ -135,8 +150,8 @@ def _checked(path: Path, imported: ImportedTranscript) -> ImportedTranscript:
             raise TranscriptFormatError(path, f"{where} ends ({segment.end}) before it starts ({segment.start})")
         check_chars(path, segment.text, f"{where}: text", MAX_TEXT_CHARS)
         check_chars(path, segment.original_text, f"{where}: original_text", MAX_TEXT_CHARS)
-        for field_name in ("language", "speaker"):
-            check_chars(path, getattr(segment, field_name) or "", f"{where}: {field_name}")
+        check_chars(path, segment.language or "", f"{where}: language", MAX_LANGUAGE_CHARS)
+        check_chars(path, segment.speaker or "", f"{where}: speaker", MAX_NAME_CHARS)
         for j, word in enumerate(segment.words, 1):
             at = f"{where}, word {j}"
             for name, value in (("start", word.start), ("end", word.end)):
@@ -150,6 +165,9 @@ def _checked(path: Path, imported: ImportedTranscript) -> ImportedTranscript:
             if not math.isfinite(word.probability):
                 raise TranscriptFormatError(path, f"{at}: probability must be a finite number")
             check_chars(path, word.text, f"{at}: text")
+    check_chars(path, imported.language or "", "the recording: language", MAX_LANGUAGE_CHARS)
+    for speaker in imported.metadata.get("speakers", []):
+        check_chars(path, speaker["label"], "the recording: a speaker's label", MAX_NAME_CHARS)
     _check_strings(path, imported.metadata, "the recording")
     return imported
 
@@ -355,11 +373,14 @@ def _read_vtt(path: Path, text: str) -> ImportedTranscript:
     number, header = blocks[0]
     if not re.fullmatch(r"WEBVTT(?:[ \t].*)?", header[0]):
         raise TranscriptFormatError(path, "a WebVTT file must begin with the line WEBVTT", number)
+    # The header's fields the recording has (Language: zh, Consent: closed); the others (Kind: captions) are
+    # the player's.
     metadata = {}
     for line in header[1:]:
         key, sep, value = line.partition(":")
-        if sep and "-->" not in line:
+        if sep and "-->" not in line and key.strip().lower() in ("language", *DESCRIPTION):
             metadata[key.strip().lower()] = value.strip()
+    _described(path, metadata)
     cues, voices = [], []
     for number, lines in blocks[1:]:
         if _VTT_SKIPPED.fullmatch(lines[0]):

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pipeline.errors import InvalidInputError
+from pipeline.records import MAX_LANGUAGE_CHARS
 
 if TYPE_CHECKING:
     from alembic.runtime.environment import NameFilterParentNames, NameFilterType
@@ -125,7 +126,7 @@ class RecordingRow(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     format: Mapped[str] = mapped_column(Text)
     duration: Mapped[float] = mapped_column(Float)
-    language: Mapped[str | None] = mapped_column(Bounded(32))
+    language: Mapped[str | None] = mapped_column(Bounded(MAX_LANGUAGE_CHARS))
     interviewee: Mapped[str | None] = mapped_column(Text)
     place: Mapped[str | None] = mapped_column(Text)
     recorded_on: Mapped[date | None] = mapped_column(Date)
@@ -152,7 +153,7 @@ class SegmentRow(Base):
     end: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     original_text: Mapped[str] = mapped_column(Text)
-    language: Mapped[str] = mapped_column(Bounded(32))
+    language: Mapped[str] = mapped_column(Bounded(MAX_LANGUAGE_CHARS))
     speaker: Mapped[str | None] = mapped_column(Bounded(255))
     avg_logprob: Mapped[float | None] = mapped_column(Float)
     no_speech_prob: Mapped[float | None] = mapped_column(Float)
