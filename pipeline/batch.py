@@ -58,6 +58,7 @@ from pipeline.records import (
 from pipeline.stages.audio import AudioError, is_audio_file, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.learned import ThemeModel
+from pipeline.utils import resolved
 
 if TYPE_CHECKING:  # the store is the caller's: a cluster's workers import this module and never touch it
     from pipeline.store import Store
@@ -121,7 +122,7 @@ def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
             missing.append(FileResult(path, "failed", error=f"{path}: cannot read: {e.strerror}"))
     unique: dict[Path, Path] = {}  # a file named twice (or found in two folders given) runs once
     for f in files:
-        unique.setdefault(f.resolve(), f)
+        unique.setdefault(resolved(f), f)
     return list(unique.values()), missing
 
 
@@ -255,7 +256,7 @@ class FileRun:
         with the same settings (then the file is "skipped", and its files are written if they are missing)."""
         store, options, file = self.store, self.options, self.file
         with running(file.path, "probe", self.progress):
-            info = self.info = probe(file.path.resolve())
+            info = self.info = probe(resolved(file.path))
         file.duration = info.duration
         self.stage = "store"
         existing = store.recording_by_sha256(info.sha256)
@@ -411,7 +412,7 @@ class Batch:
         # A closed recording writes no files (access.writes_transcript_files: not those of closed_ids), so it takes
         # no stem either.
         closed = access.closed_ids(store.list_recordings())
-        read = {f.path.resolve() for f in self.results if f.status != "failed" and f.recording_id not in closed}
+        read = {resolved(f.path) for f in self.results if f.status != "failed" and f.recording_id not in closed}
         taken = shared_stems(read | self.stored)
         for file in self.waiting:
             assert file.recording_id is not None  # read: saved or found in the store
@@ -430,7 +431,7 @@ def plan_batch(paths: Sequence[Path | str], store: Store, options: RunOptions) -
     # fails takes none: files sharing a stem write theirs once the batch knows which of them were read.
     stored = {Path(p) for p in transcribed_paths(store) if Path(p).exists()}
     people = store.people() if options.speakers else []  # the enrolled voices, read once for the batch
-    return Batch(files, results, shared_stems({f.resolve() for f in files} | stored), people, stored)
+    return Batch(files, results, shared_stems({resolved(f) for f in files} | stored), people, stored)
 
 
 def run_batch(

@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline.errors import InvalidInputError
 from pipeline.stages.codebook import DEFAULT_CODEBOOK, DEFAULT_MODEL
-from pipeline.utils import inert
+from pipeline.utils import inert, resolved
 
 DEFAULT_DATABASE_URL = "sqlite:///ohp.db"
 PROJECT_CODEBOOK = Path("annotations/codebook.yaml")  # a project's own, in the folder ohp runs in
@@ -101,7 +101,7 @@ class Config:
         environ = os.environ if environ is None else environ
         from_environment = {name: environ.get(variable) or None for name, variable in ENVIRONMENT.items()}
         project = {
-            name: path.resolve()
+            name: resolved(path)
             for name, path in (("codebook", PROJECT_CODEBOOK), ("themes_model", PROJECT_THEMES_MODEL))
             if path.is_file()
         }

@@ -31,7 +31,7 @@ from pipeline.stages.codebook import Codebook
 from pipeline.stages.doubt import mark_doubt
 from pipeline.stages.learned import ThemeModel
 from pipeline.store import Store
-from pipeline.utils import clock
+from pipeline.utils import clock, resolved
 
 
 def import_file(
@@ -52,10 +52,10 @@ def import_file(
     data = read_limited(path, "a transcript file")
     imported = read_transcript(path, data)
     if audio is not None:
-        info = probe(audio.resolve())
+        info = probe(resolved(audio))
     else:
         info = AudioInfo(
-            path=path.resolve(),
+            path=resolved(path),
             sha256=hashlib.sha256(data).hexdigest(),
             size_bytes=len(data),
             format=f"{TRANSCRIPT_FORMAT}{imported.source_format}",
@@ -64,7 +64,7 @@ def import_file(
             channels=0,
             duration=max((s.end for s in imported.segments), default=0.0),
         )
-    settings = {"imported": str(path.resolve()), "format": imported.source_format, "timed": imported.timed}
+    settings = {"imported": str(resolved(path)), "format": imported.source_format, "timed": imported.timed}
     key = settings_key(settings)
     # Its speakers are the file's: the labels its segments carry, with names and roles where it gives them,
     # and the role a label says ("Interviewer:", "受访者：") where it gives none.

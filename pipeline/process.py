@@ -75,7 +75,7 @@ from pipeline.stages.speakers import (
 from pipeline.stages.transcribe import ChunkResult, TranscribeOptions, batches, transcribe_twice
 from pipeline.stages.vad import load_model as load_vad
 from pipeline.stages.vocabulary import Vocabulary, build_hint, codebook_terms
-from pipeline.utils import usable_cores
+from pipeline.utils import resolved, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -538,7 +538,7 @@ def process_recording(
         info = source
     else:
         with running(source, "probe", progress):
-            info = probe(source.resolve())
+            info = probe(resolved(source))
     pending = pending_stages(options, people, stages)
     if stored is None and pending and "transcribe" not in pending:
         needed = ", ".join(pending)

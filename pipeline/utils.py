@@ -242,6 +242,15 @@ def read_bounded(path: Path, limit: int, what: str) -> bytes:
     return data
 
 
+def resolved(path: Path) -> Path:
+    """The path made absolute with its links followed; a link that leads round in a loop (which opening it then
+    reports, naming it) made absolute only: Path.resolve raises RuntimeError for one."""
+    try:
+        return path.resolve()
+    except RuntimeError:
+        return Path(os.path.abspath(path))
+
+
 def decode_text(path: Path, data: bytes) -> str:
     """A user's text file's bytes as text (UTF-8, a BOM allowed; UTF-16 with its BOM, as Windows Notepad saves
     "Unicode"), its line ends made "\n"; UnreadableFileError at the line of a byte that is no such text, or of

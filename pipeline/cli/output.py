@@ -32,7 +32,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.utils import clock, inert, write_atomic
+from pipeline.utils import clock, inert, resolved, write_atomic
 
 if TYPE_CHECKING:
     from pipeline.batch import FileResult
@@ -61,7 +61,7 @@ class Terminal(Console):
 
 def cause(result: FileResult) -> str:
     """Why the file failed, without its path (the line or the row names the file)."""
-    return (result.error or "").removeprefix(f"{result.path.resolve()}: ").removeprefix(f"{result.path}: ")
+    return (result.error or "").removeprefix(f"{resolved(result.path)}: ").removeprefix(f"{result.path}: ")
 
 
 def notes(result: FileResult) -> list[str]:
@@ -77,7 +77,7 @@ def notes(result: FileResult) -> list[str]:
 def file_line(result: FileResult) -> str:
     """One line for a log: the full path, status, duration, segments, speakers, language, time taken,
     and the warnings; or the cause of the failure."""
-    path = result.path.resolve()
+    path = resolved(result.path)
     if result.status == "failed":
         by = f" by {result.worker}" if result.worker else ""
         return f"{path}: failed after {result.seconds:.1f} s{by}: {cause(result)}"
@@ -114,7 +114,7 @@ def check_folder(folder: Path, option: str) -> None:
 
 def write_report(results: list[FileResult], path: Path) -> None:
     """The per-file results as JSON, for scripts: the fields of each FileResult, its path made absolute."""
-    files = [{**asdict(r), "path": str(r.path.resolve())} for r in results]
+    files = [{**asdict(r), "path": str(resolved(r.path))} for r in results]
     counts = Counter(r.status for r in results)
     document = {"files": files, "counts": {status: counts[status] for status in STATUS_STYLES}}
     write_atomic(path, json.dumps(document, ensure_ascii=False, indent=1) + "\n")

@@ -14,7 +14,7 @@ from pipeline.cli.failures import report_error
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.records import AudioInfo, PersonRecord, RecordingRecord, SpeakerRole
 from pipeline.stages.audio import SAMPLE_RATE, AudioError, decode, probe
-from pipeline.utils import clock
+from pipeline.utils import clock, resolved
 
 if TYPE_CHECKING:
     from pipeline.store import Store
@@ -97,7 +97,7 @@ def speakers_enroll(
 
     store = cli.open_store(db)
     try:
-        infos = [probe(path.resolve()) for path in files]
+        infos = [probe(resolved(path)) for path in files]
         origins = voice_origins(store, cut_from, outside, infos)
         samples = [decode(info).samples for info in infos]
         profile = voice_profile(samples, cli.config.given(device=device and device.value).device)
