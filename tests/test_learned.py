@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -129,10 +130,18 @@ def test_a_hostile_model_file_is_refused_by_name(tmp_path, change, why):
 def test_a_model_file_too_large_or_missing_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr("pipeline.stages.learned.MAX_FILE_BYTES", 100)
     path = _hostile(tmp_path, lambda d: json.dumps(d))
-    with pytest.raises(InvalidInputError, match="larger than"):
+    with pytest.raises(InvalidInputError, match="too big for a themes model"):
         load_model(path)
     with pytest.raises(InvalidInputError, match="cannot read"):
         load_model(tmp_path / "nowhere.json")
+
+
+def test_a_model_that_is_a_fifo_nobody_writes_to_is_refused_not_waited_for(tmp_path):
+    """OHP_THEMES_MODEL naming a FIFO hung every command that tags: the file was opened blocking."""
+    path = tmp_path / "model.json"
+    os.mkfifo(path)
+    with pytest.raises(InvalidInputError, match="not a themes model ohp can use: not JSON"):
+        load_model(path)
 
 
 def test_patterns_keep_what_they_find_and_the_model_adds_with_evidence():

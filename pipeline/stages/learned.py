@@ -32,7 +32,7 @@ import numpy as np
 
 from pipeline.errors import InvalidInputError
 from pipeline.stages.codebook import DEFAULT_MODEL
-from pipeline.utils import ContentCache, write_atomic
+from pipeline.utils import ContentCache, UnreadableFileError, read_bounded, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -259,13 +259,10 @@ def load_model(path: Path = DEFAULT_MODEL) -> ThemeModel:
     def bad(why: str) -> InvalidInputError:
         return InvalidInputError(f"{path}: not a themes model ohp can use: {why}")
 
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_FILE_BYTES + 1)
-    except OSError as e:
-        raise InvalidInputError(f"{path}: cannot read the themes model: {e.strerror or e}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise bad(f"larger than {MAX_FILE_BYTES // 1_000_000} MB")
+    try:  # not waiting for ever on a FIFO nobody writes to
+        raw = read_bounded(path, MAX_FILE_BYTES, "a themes model")
+    except UnreadableFileError as e:
+        raise InvalidInputError(f"{path}: cannot read the themes model: {e.cause}") from None
 
     def parse() -> ThemeModel:
         try:
