@@ -205,3 +205,15 @@ def test_places_go_from_speakers_and_a_label_that_would_be_anothers_becomes_an_s
     assert [s.speaker for s in redacted.segments] == ["[PLACE]", "S2", "S1"]
     rows = {(r.field, r.found, r.replacement) for r in report}
     assert {("speaker label", "石门村", "[PLACE]"), ("speaker label", "啟明村", "S2")} <= rows
+
+
+def test_a_latin_name_is_a_whole_word_in_a_list_of_thousands(export):
+    """A list of 2,000 names (an archive's name authority file): each Latin name a whole word (Maria is not in
+    Mariana or Mariaø), while Chinese, digits and underscores beside it are no letters of a word. Compiling such
+    a list took 27 s before the class of letters was made small (bench/RESULTS.md)."""
+    listed = {f"Name{n:04d}x": "names" for n in range(2000)} | {"Maria": "names"}
+    text = "Maria, Mariana, Mariaø, 我叫Maria在, Maria_2003, Name0042x and Name00421x."
+    segment = Segment(0.0, 1.0, text, text, "en", id=1)
+    bare = replace(export, segments=[segment], entities={}, annotations={}, speakers=[])
+    redacted, _ = Redactor({"names"}, listed)(replace(bare, recording=replace(bare.recording, interviewee=None)))
+    assert redacted.segments[0].text == "[NAME], Mariana, Mariaø, 我叫[NAME]在, [NAME]_2003, [NAME] and Name00421x."
