@@ -367,3 +367,39 @@ def test_huge_missing_and_folder_are_refused(tmp_path):
         read_eaf(tmp_path / "missing.eaf", CODEBOOK)
     with pytest.raises(TranscriptFormatError, match="folder"):
         read_eaf(tmp_path, CODEBOOK)
+
+
+def _chained(path, links: int, last: str):
+    """A file whose reference annotations each refer to the next, the last to `last`."""
+    from pipeline.formats.elan import _parse
+
+    aligned = (
+        '<ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="base" TIME_SLOT_REF1="t1" TIME_SLOT_REF2="t2">'
+        "<ANNOTATION_VALUE>w</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION>"
+    )
+    chain = "".join(
+        f'<ANNOTATION><REF_ANNOTATION ANNOTATION_ID="r{i}" ANNOTATION_REF="{f"r{i + 1}" if i + 1 < links else last}">'
+        "<ANNOTATION_VALUE></ANNOTATION_VALUE></REF_ANNOTATION></ANNOTATION>"
+        for i in range(links)
+    )
+    path.write_text(
+        '<ANNOTATION_DOCUMENT><TIME_ORDER><TIME_SLOT TIME_SLOT_ID="t1" TIME_VALUE="0"/>'
+        '<TIME_SLOT TIME_SLOT_ID="t2" TIME_VALUE="10"/></TIME_ORDER>'
+        f'<TIER TIER_ID="a">{aligned}</TIER><TIER TIER_ID="b" PARENT_REF="a">{chain}</TIER></ANNOTATION_DOCUMENT>',
+        encoding="utf-8",
+    )
+    return _parse(path)
+
+
+def test_a_long_chain_of_references_each_link_gets_the_times_it_leads_to(tmp_path):
+    """An audit's file: 32,000 reference annotations each referring to the next took 135 s, each chain walked
+    again from every link (now each link once: bench/RESULTS.md). A chain that goes round, or ends nowhere,
+    is still refused."""
+    from pipeline.formats.elan import _times
+
+    path = tmp_path / "chain.eaf"
+    times = _times(path, _chained(path, 20_000, "base"))
+    assert {times[f"r{i}"] for i in range(20_000)} == {(0, 10)}
+    for last, cause in (("r0", "refers to r0, which has no times"), ("nowhere", "refers to nowhere")):
+        with pytest.raises(TranscriptFormatError, match=cause):
+            _times(path, _chained(path, 50, last))

@@ -348,13 +348,14 @@ def _sha256(source: etree._Element, variables: dict[str, str]) -> str | None:
 def _seconds(timed: list[tuple[int, int]], position: int, end: bool) -> float:
     """The time of a transcript position, between the timed SyncPoints around it (sorted by position, ms).
     Where two segments meet at one position, a coding starts when the later starts, ends when the earlier ends."""
-    before = timed[: bisect_right(timed, (position, float("inf")))]
-    after = timed[bisect_left(timed, (position, float("-inf"))) :]
+    # Indices, not slices: a slice copies, and a project of many selections took quadratic time.
+    before = bisect_right(timed, (position, float("inf")))  # the points at or before the position: timed[:before]
+    after = bisect_left(timed, (position, float("-inf")))  # and at or after it: timed[after:]
     if not before:
-        return after[0][1] / 1000
-    if not after:
-        return before[-1][1] / 1000
-    (p0, t0), (p1, t1) = before[-1], after[0]
+        return timed[after][1] / 1000
+    if after == len(timed):
+        return timed[before - 1][1] / 1000
+    (p0, t0), (p1, t1) = timed[before - 1], timed[after]
     if p0 == p1:
         return (t1 if end else t0) / 1000
     return round(t0 + (t1 - t0) * (position - p0) / (p1 - p0)) / 1000  # to the ms, as sync points are
