@@ -425,8 +425,24 @@ def test_not_utf8(tmp_path):
 
 
 def test_utf16(tmp_path):
-    with pytest.raises(TranscriptFormatError, match="UTF-16"):
-        read_transcript(write(tmp_path, "a.txt", "hello".encode("utf-16")))
+    """UTF-16 with its byte-order mark (Windows Notepad's "Unicode") is read; without it, refused saying so."""
+    cue = "1\n00:00:01,000 --> 00:00:02,000\n我们那时候\n"
+    assert read_transcript(write(tmp_path, "a.srt", cue.encode("utf-16"))).segments[0].text == "我们那时候"
+    with pytest.raises(TranscriptFormatError, match="UTF-16 without a byte-order mark"):
+        read_transcript(write(tmp_path, "b.txt", "hello there".encode("utf-16-le")))
+
+
+def test_a_file_of_more_segments_than_an_interview_has_is_refused_before_they_are_made(tmp_path):
+    """An audit's file: 1 MB of "x" lines made 500,000 segments in 684 MB (50 MB would need 30 GB)."""
+    for name, text in (
+        ("lines.txt", "x\n" * 100_001),
+        ("cues.srt", "1\n00:00:01,000 --> 00:00:02,000\nx\n\n" * 100_001),
+    ):
+        with pytest.raises(TranscriptFormatError, match="more than 100,000 segments"):
+            read_transcript(write(tmp_path, name, text.encode()))
+    many = {"segments": [{"start": 0, "end": 1, "text": "x"}] * 100_001}
+    with pytest.raises(TranscriptFormatError, match="more than 100,000 segments"):
+        read_transcript(write(tmp_path, "many.json", json.dumps(many).encode()))
 
 
 def test_binary(tmp_path):

@@ -423,6 +423,7 @@ def _bomb(tmp_path: Path) -> Path:
 LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE Project [<!ENTITY a "ha"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">]>
 <Project xmlns="urn:QDA-XML:project:1.0" name="&c;"/>"""
+EMPTY_ELEMENTS = b'<Project xmlns="urn:QDA-XML:project:1.0"><Notes>' + b"<x/>" * 1_000_001 + b"</Notes></Project>"
 
 
 @pytest.mark.parametrize(
@@ -436,9 +437,22 @@ LAUGHS = b"""<?xml version="1.0"?>
         (lambda tmp: _zip(tmp, {"project.qde": b"<Project/>", "../../etc/cron.d/x": b"boom"}), "unsafe file name"),
         (lambda tmp: _zip(tmp, {"project.qde": b"<Project/>", "/etc/passwd": b"boom"}), "unsafe file name"),
         (_bomb, "zip bomb"),
+        # 4 MB of empty elements in a zip of 12 KB: 1.7 GB once parsed, before the count.
+        (lambda tmp: _zip(tmp, {"project.qde": EMPTY_ELEMENTS}), "more than 1,000,000 XML elements in project.qde"),
         (lambda tmp: tmp / "missing.qdpx", "cannot read it"),
     ],
-    ids=["not-zip", "no-project", "not-xml", "not-refi", "entities", "traversal", "absolute", "bomb", "missing"],
+    ids=[
+        "not-zip",
+        "no-project",
+        "not-xml",
+        "not-refi",
+        "entities",
+        "traversal",
+        "absolute",
+        "bomb",
+        "elements",
+        "missing",
+    ],
 )
 def test_bad_files_are_refused(tmp_path, make, cause):
     path = make(tmp_path)

@@ -30,7 +30,13 @@ from xml.parsers.expat import ErrorString
 import pympi
 
 from pipeline.formats.documents import access_note
-from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars, read_limited
+from pipeline.formats.readers import (
+    MAX_SECONDS,
+    TranscriptFormatError,
+    check_chars,
+    check_xml_elements,
+    read_limited,
+)
 from pipeline.records import (
     MAX_NAME_CHARS,
     TIER_CODER,
@@ -213,6 +219,7 @@ def _parse(path: Path) -> ET.Element:
     data = read_limited(path, "an ELAN file")
     if not data.strip():
         raise TranscriptFormatError(path, "the file is empty")
+    check_xml_elements(path, data, "an ELAN file")
     parser = ET.XMLParser(target=_NoDoctype(path))
     try:
         parser.feed(data)

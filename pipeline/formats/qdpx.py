@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 
 from lxml import etree
 
-from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars
+from pipeline.formats.readers import MAX_SECONDS, TranscriptFormatError, check_chars, check_xml_elements
 from pipeline.records import (
     MAX_NAME_CHARS,
     UNNAMED_CODER,
@@ -308,6 +308,7 @@ def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]
 
 def _project(path: Path, data: bytes) -> etree._Element:
     # No DTD is loaded and no entity expanded (XXE, billion laughs); a project never needs either.
+    check_xml_elements(path, data, "project.qde")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     try:
         root = etree.fromstring(data, parser)

@@ -84,12 +84,31 @@ class ImportedTranscript:
 
 
 def _decode(path: Path, data: bytes) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise TranscriptFormatError(path, "the file is UTF-16; save it as UTF-8 and import it again")
     try:
         return decode_text(path, data)
     except UnreadableFileError as exc:
         raise TranscriptFormatError(path, exc.cause, exc.line) from None
+
+
+def check_pieces(path: Path, count: int, what: str, most: int) -> None:
+    """TranscriptFormatError for a file of more `what` than `most`, counted before they are parsed: each
+    parsed costs hundreds of bytes, and a file of 50 MB of them would take more memory than the machine has."""
+    if count > most:
+        raise TranscriptFormatError(path, f"more than {most:,} {what} ({count:,}): not an interview's transcript")
+
+
+# A transcript's segments at most: a 48-hour recording (MAX_SECONDS) cut every 2 s has 86,400.
+MAX_SEGMENTS = 100_000
+# An XML file's elements at most (ELAN, REFI-QDA's project.qde): a project of fifty long interviews, every
+# segment timed and coded, has about half a million. A zip of 40 KB inflated to millions of empty elements:
+# 1.7 GB once parsed.
+MAX_XML_ELEMENTS = 1_000_000
+
+
+def check_xml_elements(path: Path, data: bytes, what: str) -> None:
+    """TranscriptFormatError for XML of more than MAX_XML_ELEMENTS elements, counted before it is parsed:
+    each starts with "<", which XML's text holds only escaped (less the end tags)."""
+    check_pieces(path, data.count(b"<") - data.count(b"</"), f"XML elements in {what}", MAX_XML_ELEMENTS)
 
 
 def read_limited(path: Path, what: str) -> bytes:
@@ -109,6 +128,9 @@ def read_transcript(path: Path, data: bytes | None = None) -> ImportedTranscript
     if not text.strip():
         raise TranscriptFormatError(path, "the file is empty")
     source_format = _detect(path, text)
+    # Cues by their arrows, lines of text by their ends: a bound on the segments, before any is made.
+    cues = {"srt": text.count("-->"), "vtt": text.count("-->"), "txt": text.count("\n") + 1}.get(source_format, 0)
+    check_pieces(path, cues, "segments", MAX_SEGMENTS)
     imported = _checked(path, _READERS[source_format](path, text))
     log.info("read %s as %s: %d segment(s)", path, source_format, len(imported.segments))
     return imported
@@ -552,6 +574,7 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
     if not isinstance(recording, dict):
         raise TranscriptFormatError(path, '"recording" must be an object')
     language = _text(path, recording.get("language"), "recording: language") or None
+    check_pieces(path, len(document["segments"]), "segments", MAX_SEGMENTS)
     segments, themes = [], {}
     for i, item in enumerate(document["segments"], 1):
         where = f"segment {i}"
