@@ -114,11 +114,12 @@ def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
                         p for p in path.rglob("*") if p.is_file() and is_audio_file(p) and not p.name.startswith(".")
                     )
                 )
-            elif path.exists():
-                files.append(path)
             else:
-                missing.append(FileResult(path, "failed", error=f"{path}: no such file or folder"))
-        except OSError as e:  # a folder we may not enter
+                path.stat()  # raises why it is not there: no such file, or a link that leads round in a loop
+                files.append(path)
+        except FileNotFoundError:
+            missing.append(FileResult(path, "failed", error=f"{path}: no such file or folder"))
+        except OSError as e:  # a folder we may not enter, a link in a loop
             missing.append(FileResult(path, "failed", error=f"{path}: cannot read: {e.strerror}"))
     unique: dict[Path, Path] = {}  # a file named twice (or found in two folders given) runs once
     for f in files:

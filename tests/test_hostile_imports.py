@@ -355,3 +355,88 @@ def test_a_transcript_read_from_a_pipe_is_the_recording_of_its_own_bytes(db, req
     after = rows(db)
     assert all(row in after["segments"] for row in before["segments"])  # the first stays as it was
     assert len(after["recordings"]) == len(before["recordings"]) + 1
+
+
+# What an audit of the input handling (2026-12-02) found ohp did not refuse by its rule: each crashed the import
+# with a traceback or a store error that named no file, and the rest of the batch was never imported.
+NEXT_SRT = "1\n00:00:01,000 --> 00:00:04,000\nthe next file of the batch is fine\n"
+
+
+def refused_and_the_batch_goes_on(db: str, path: Path, cause: str) -> None:
+    """`refused`, and a good file after it in the same command still imported."""
+    refused(db, path, cause)
+    following = path.parent / "next.srt"
+    following.write_text(NEXT_SRT, encoding="utf-8")
+    batch = invoke("import", path, following, "--no-tag", "--db", db)
+    assert f"{following}: recording" in batch.stdout, batch.output[:400]
+
+
+AUDITED = {
+    # JSON's "\ud800" is half of a UTF-16 pair once parsed, which no UTF-8 (and no database) holds.
+    "surrogate in text.json": (one_segment(text="bad \ud800 text"), "segment 1: text holds \\ud800"),
+    "surrogate in speaker.json": (one_segment(speaker="S\udc00"), "segment 1: speaker holds \\udc00"),
+    "surrogate in interviewee.json": (one_segment({"interviewee": "a\ud800b"}), "the recording: interviewee holds"),
+    "surrogate in a word.json": (
+        one_segment(words=[{"start": 0, "end": 1, "text": "w\ud800", "probability": 0.5}]),
+        "word 1: text holds \\ud800",
+    ),
+    # Longer than the database's columns: the reader allowed 1,000 characters.
+    "language.json": (one_segment(language="x" * 33), "segment 1: language is 33 characters long (at most 32)"),
+    "recording language.json": (one_segment({"language": "y" * 40}), "language is 40 characters long (at most 32)"),
+    "speaker.json": (one_segment(speaker="s" * 300), "segment 1: speaker is 300 characters long (at most 255)"),
+    "voice.vtt": ("WEBVTT\n\n00:00.000 --> 00:01.000\n<v " + "v" * 300 + ">hi there\n", "speaker is 300 characters"),
+    "language.vtt": (
+        "WEBVTT\nLanguage: " + "z" * 40 + "\n\n00:00.000 --> 00:01.000\nhi\n",
+        "language is 40 characters",
+    ),
+    # A WebVTT header's fields were taken as the recording's without the checks JSON's and TXT's get.
+    "consent.vtt": ("WEBVTT\nConsent: bogus\n\n00:00.000 --> 00:01.000\nhi\n", "consent must be one of"),
+    "release.vtt": ("WEBVTT\nRelease_on: never\n\n00:00.000 --> 00:01.000\nhi\n", "release_on must be a date"),
+}
+
+
+@pytest.mark.parametrize("name", AUDITED)
+def test_what_the_audit_found_is_refused_naming_the_file_and_the_batch_goes_on(db, tmp_path, name):
+    text, cause = AUDITED[name]
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    refused_and_the_batch_goes_on(db, path, cause)
+
+
+def test_a_webvtt_headers_fields_that_are_no_recordings_are_left_to_the_player(db, tmp_path):
+    """`Duration: 10` was taken as seconds and `Speakers: Zhang` as a list of speakers: both crashed."""
+    path = tmp_path / "header.vtt"
+    path.write_text("WEBVTT\nKind: captions\nDuration: 10\nSpeakers: Zhang\n\n00:00.000 --> 00:01.000\nhi\n")
+    result = invoke("import", path, "--no-tag", "--db", db)
+    assert result.exit_code == 0 and f"{path}: recording" in result.stdout, result.output
+
+
+@pytest.fixture
+def loop(tmp_path) -> Path:
+    path = tmp_path / "loop.wav"
+    path.symlink_to(path.name)
+    return path
+
+
+def test_ohp_run_on_a_symlink_loop_reports_it_and_writes_the_report(db, tmp_path, loop):
+    """Path.resolve raised RuntimeError("Symlink loop") in the run's summary: "failed unexpectedly", and the
+    --report file never written."""
+    zero = tmp_path / "zero.wav"
+    zero.write_bytes(b"")
+    report = tmp_path / "report.json"
+    result = invoke(
+        "run", zero, loop, "--no-tag", "--speakers", "off", "--out", tmp_path / "out", "--report", report, "--db", db
+    )
+    assert "unexpectedly" not in result.output and "Traceback" not in result.output, result.output[-600:]
+    assert result.exit_code == REFUSED and report.exists() and "Too many levels of symbolic links" in result.output
+
+
+def test_import_with_audio_that_is_a_symlink_loop_is_refused_naming_it(db, tmp_path, loop):
+    """RuntimeError from the audio's path resolved, not the audio's error naming it."""
+    transcript = tmp_path / "t.srt"
+    transcript.write_text(NEXT_SRT, encoding="utf-8")
+    before = rows(db)
+    result = invoke("import", transcript, "--audio", loop, "--no-tag", "--db", db)
+    assert "unexpectedly" not in result.output and "Traceback" not in result.output, result.output[-600:]
+    assert result.exit_code == REFUSED and "loop.wav" in result.stderr
+    assert rows(db) == before
