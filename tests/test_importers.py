@@ -150,7 +150,7 @@ def test_json_minimal_segments_get_a_language(tmp_path):
             None,
         ),
         ('{"segments": [{"start": 3, "end": 2, "text": "x"}]}', "segment 1 ends (2.0) before it starts (3.0)", None),
-        ('{"segments": [{"start": 0, "end": 2, "text": " "}]}', "segment 1 has no text", None),
+        ('{"segments": [{"start": 0, "end": 2, "text": null}]}', "segment 1 has no text", None),
         (
             '{"segments": [{"start": 0, "end": 2, "text": "x", "speaker": 3}]}',
             "segment 1: speaker must be text, not 3",

@@ -283,3 +283,24 @@ def test_segments_without_text_are_skipped():
     assert read_vtt(to_vtt(export(*segments))) == [(1.0, 2.0, ["Hello."], None)]
     assert to_srt(export()) == "" and to_vtt(export()) == "WEBVTT\n"
     assert webvtt.from_string(to_vtt(export())).captions == []
+
+
+def test_a_long_text_in_a_short_segment_does_not_push_the_later_cues_late():
+    """An audit's export: a 5,000-character segment of 2 s pushed every later cue 44 s late (each cue stretched to
+    the minimum duration, the next segment waiting for it). Now a segment stretches at most one minimum past the
+    next segment's start, and its cues share the time it has where that is not enough for each."""
+    long = Segment(10.0, 12.0, "word " * 1000, "", "en")
+    later = Segment(14.0, 15.0, "Then we left.", "", "en")
+    found = cues(export(long, later))
+    assert all(a.start < a.end <= b.start for a, b in itertools.pairwise(found))
+    assert found[-1].start <= 14.0 + MIN_DURATION and found[-1].lines == ("Then we left.",)
+
+
+def test_control_characters_are_left_out_of_subtitles():
+    """A NUL (or another control character) in stored text made ohp's own reader take the .srt for binary."""
+    text = "hello\x00there\x0bagain"
+    for written in (
+        to_srt(export(Segment(0.0, 2.0, text, "", "en"))),
+        to_vtt(export(Segment(0.0, 2.0, text, "", "en"))),
+    ):
+        assert "\x00" not in written and "\x0b" not in written and "hellothere again" in written

@@ -83,14 +83,21 @@ def theme_note(export: RecordingExport, annotation: AnnotationRecord) -> str:
     return export.theme_label(annotation.theme) + (" (suggested)" if annotation.status == "suggested" else "")
 
 
+def _one_line(text: str) -> str:
+    """Text on one line: a line break in a name or a correction would start a line ohp's own reader takes for
+    another field, or for untimed text (every turn then at 0 s)."""
+    return " ".join(text.split())
+
+
 def to_txt(export: RecordingExport) -> str:
-    lines = [title(export), ""] + [f"{field}: {value}" for field, value in header(export)]
+    lines = [_one_line(title(export)), ""] + [f"{field}: {_one_line(str(value))}" for field, value in header(export)]
     for turn in export.turns():
-        name = export.speaker_name(turn[0])
-        lines += ["", f"[{clock(turn[0].start)}] " + (f"{name}: " if name else "") + join_texts([s.text for s in turn])]
+        name = _one_line(export.speaker_name(turn[0]) or "")
+        said = _one_line(join_texts([s.text for s in turn]))
+        lines += ["", f"[{clock(turn[0].start)}] " + (f"{name}: " if name else "") + said]
         themes = turn_themes(export, turn)
         if themes:
-            lines.append("Themes: " + "; ".join(theme_note(export, a) for a in themes))
+            lines.append("Themes: " + _one_line("; ".join(theme_note(export, a) for a in themes)))
     # Control characters are junk from the recogniser or an editor, and a lone surrogate cannot be written as UTF-8.
     return xml_text("\n".join(lines)) + "\n"
 

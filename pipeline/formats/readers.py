@@ -147,16 +147,18 @@ def check_time(path: Path, value: float, what: str, line: int | None = None, dur
     return value
 
 
-# Half of a UTF-16 pair alone: JSON's "\ud800" escape parses to one, which no database and no UTF-8 file holds.
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# Half of a UTF-16 pair alone, which JSON's "\ud800" escape parses to and no database or UTF-8 file holds; and
+# NUL, JSON's "\u0000", which PostgreSQL's text refuses (SQLite kept it, and ohp's SRT then read as binary).
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 def check_chars(path: Path, value: str, what: str, limit: int = MAX_FIELD_CHARS) -> str:
     if len(value) > limit:
         raise TranscriptFormatError(path, f"{what} is {len(value):,} characters long (at most {limit:,})")
-    if surrogate := _SURROGATE.search(value):
-        code = f"\\u{ord(surrogate.group()):04x}"
-        raise TranscriptFormatError(path, f"{what} holds {code}, half of a character (a lone surrogate): not text")
+    if found := _NOT_TEXT.search(value):
+        code = f"\\u{ord(found.group()):04x}"
+        why = "a NUL" if found.group() == "\x00" else "half of a character (a lone surrogate)"
+        raise TranscriptFormatError(path, f"{what} holds {code}, {why}: not text")
     return value
 
 
@@ -585,7 +587,7 @@ def _read_json(path: Path, text: str) -> ImportedTranscript:
                 raise TranscriptFormatError(path, f'{where} has no "{key}"')
         start, end = _number(path, item["start"], f"{where}: start"), _number(path, item["end"], f"{where}: end")
         said = _text(path, item["text"], f"{where}: text")
-        if said is None or not said.strip():
+        if said is None:  # empty text is text: a segment a person emptied, as ohp's own export writes it
             raise TranscriptFormatError(path, f"{where} has no text")
         if not isinstance(item.get("words") or [], list):
             raise TranscriptFormatError(path, f'{where}: "words" must be a list')

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from itertools import accumulate, pairwise
 
 from pipeline.records import RecordingExport, Segment
-from pipeline.utils import display_width, is_wide, timestamp
+from pipeline.utils import display_width, is_wide, timestamp, xml_text
 
 LINE_WIDTH = 42  # columns; a cue has two lines at most
 MIN_DURATION = 0.8  # seconds: shorter cues flash by unread
+MIN_CUE = 0.001  # seconds: a cue's least length where the segments leave no time (they start together)
 
 # No line starts with closing punctuation nor ends with opening punctuation (Chinese kinsoku, and Latin alike).
 _CLOSING = frozenset("，。！？、；：”’）」』】》〉〕｝］…—,.!?;:)]}%")
@@ -147,13 +148,15 @@ def _char_starts(segment: Segment, text: str, offset: int) -> dict[int, float]:
 
 
 def _bounds(start: float, end: float, starts: list[float]) -> list[float]:
-    """The boundaries of a segment's cues from start to end (room for MIN_DURATION each): each later cue
-    begins with its first word, unless that leaves a cue less than MIN_DURATION."""
+    """The boundaries of a segment's cues from start to end: each later cue begins with its first word, unless
+    that leaves a cue less than MIN_DURATION, or less than its share of the time where the segment has not room
+    for MIN_DURATION each (cues cannot then begin before they end)."""
     bounds = [start] + [min(max(t, start), end) for t in starts] + [end]
+    least = min(MIN_DURATION, (end - start) / (len(bounds) - 1))
     for k in range(1, len(bounds) - 1):
-        bounds[k] = max(bounds[k], bounds[k - 1] + MIN_DURATION)
+        bounds[k] = max(bounds[k], bounds[k - 1] + least)
     for k in range(len(bounds) - 2, 0, -1):
-        bounds[k] = min(bounds[k], bounds[k + 1] - MIN_DURATION)
+        bounds[k] = min(bounds[k], bounds[k + 1] - least)
     return bounds
 
 
@@ -170,10 +173,17 @@ def cues(export: RecordingExport, name_changes: bool = False) -> list[Cue]:
         pieces = _pieces(text, len(prefix))
         layout = _layout(text, pieces, bool(prefix))
         # Whisper's segments may overlap a little: a segment starts when the previous cue ends and ends
-        # when the next segment starts, and is stretched for its cues' minimum duration.
+        # when the next segment starts, and is stretched for its cues' minimum duration, by at most one
+        # minimum past the next segment's start (which then waits), and never past the recording's end: a long
+        # text in a short segment pushed every later cue late, by 44 s on a hostile one and past 48 hours.
         start = max(segment.start, previous_end)
-        following = segments[n + 1].start if n + 1 < len(segments) else math.inf
-        end = max(min(segment.end, following), start + len(layout) * MIN_DURATION)
+        if n + 1 < len(segments):
+            following = segments[n + 1].start
+            latest = following + MIN_DURATION
+        else:
+            following = latest = max(segment.end, export.recording.duration)
+        wanted = max(min(segment.end, following), start + len(layout) * MIN_DURATION)
+        end = max(min(wanted, latest), start + len(layout) * MIN_CUE)
         char_starts = _char_starts(segment, text, len(prefix))
         # A name wider than a cue is cut like a URL, so a cue may begin inside it: before any word is said.
         bounds = _bounds(start, end, [char_starts.get(pieces[i][0], start) for i, _, _ in layout[1:]])
@@ -186,9 +196,10 @@ def cues(export: RecordingExport, name_changes: bool = False) -> list[Cue]:
 
 
 def to_srt(export: RecordingExport) -> str:
-    # SRT has no voice tags: as subtitlers do, the first cue after each change of speaker names them.
+    # SRT has no voice tags: as subtitlers do, the first cue after each change of speaker names them. Control
+    # characters (a NUL in an imported text) are left out, as in the XML formats: a reader takes them for binary.
     blocks = [
-        f"{number}\n{timestamp(c.start, ',')} --> {timestamp(c.end, ',')}\n" + "\n".join(c.lines) + "\n"
+        f"{number}\n{timestamp(c.start, ',')} --> {timestamp(c.end, ',')}\n" + xml_text("\n".join(c.lines)) + "\n"
         for number, c in enumerate(cues(export, name_changes=True), 1)
     ]
     return "\n".join(blocks)
@@ -197,12 +208,12 @@ def to_srt(export: RecordingExport) -> str:
 def _vtt_text(cue: Cue) -> str:
     # Cue text is markup in WebVTT: "<" opens a tag (the text after it vanishes) and "&" an entity; the
     # speaker is a voice tag, <v Name>, on every cue, whose name is escaped alike.
-    text = "\n".join(html.escape(line, quote=False) for line in cue.lines)
+    text = xml_text("\n".join(html.escape(line, quote=False) for line in cue.lines))  # as to_srt
     if not cue.speaker:
         return text
     # A name ending in "--" and the tag's ">" would make "-->", which ends the cue for a WebVTT parser; a
     # space keeps them apart (parsers strip the annotation's spaces).
-    name = html.escape(cue.speaker, quote=False)
+    name = xml_text(html.escape(cue.speaker, quote=False))
     return f"<v {name} >{text}" if name.endswith("-") else f"<v {name}>{text}"
 
 
