@@ -199,6 +199,15 @@ def check_export_closed(user: UserRecord | None, name: str, may: str = "export c
     _check_account_role(user, name, EXPORTS_CLOSED, may)
 
 
+def check_opening(user: UserRecord | None, name: str, current: RecordingRecord, proposed: RecordingRecord) -> None:
+    """ForbiddenError unless `name` is an account that may export closed recordings, where the proposed consent
+    (and release date) would open a recording that is closed today, on some day from today (`loosens`): opening it
+    lets everyone export it after, so it takes whoever may export it now. Closing or restricting a recording, or
+    changing one that is not closed, takes a name only (its history keeps who)."""
+    if consent_in_force(current) == "closed" and loosens(current, proposed):
+        _check_account_role(user, name, EXPORTS_CLOSED, f"open a closed recording ({PurePath(current.path).name})")
+
+
 def check_named_sees(user: UserRecord | None, name: str, recording: RecordingRecord) -> None:
     """ForbiddenError unless the account `name` (`user`; None: no such account) may see the recording: the command
     line's seeing rule for a person it names, who needs an account only for a closed recording."""

@@ -260,6 +260,11 @@ def test_the_origin_of_a_voice_enrolled_before_ohp_kept_it_can_be_given(db, tmp_
     assert nobody.exit_code == 2 and "pass --user NAME or set OHP_USER" in nobody.output
     with Store(db) as store:
         assert store.people()[0].origin_known is False
+    # Withheld until then (where it came from is not known): only a researcher releases it.
+    viewer = invoke("speakers", "source", "Zhang", "--from", "zhang", "--user", "li", "--db", db)
+    assert viewer.exit_code == 2 and "li is not a user" in viewer.output, viewer.output
+    with Store(db) as store:
+        store.add_user("li", "correct horse battery", "researcher")
     given = invoke("speakers", "source", "Zhang", "--from", "zhang", "--user", "li", "--db", db)
     assert given.exit_code == 0, given.output
     assert "Zhang: from zhang.wav (files: zhang-1.wav); names speakers in every recording" in given.output

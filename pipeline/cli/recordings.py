@@ -4,7 +4,7 @@ them, and their transcripts and codes written for other tools."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -114,8 +114,18 @@ def describe(
             raise typer.BadParameter(
                 "name the recordings to change (all of them at once is too easy a mistake)", param_hint="RECORDINGS"
             )
-        # Who opened or closed a recording is kept in its history: the consent is changed under a name.
-        who = cli.need_user(user, "changing the consent") if consent or release_on is not None else "ohp"
+        # Who opened or closed a recording is kept in its history: the consent is changed under a name, and a
+        # closed recording is opened only by a researcher's account, as it would be exported (all checked first).
+        who = "ohp"
+        if consent or release_on is not None:
+            who = cli.need_user(user, "changing the consent")
+            for r in chosen:
+                proposed = replace(
+                    r,
+                    consent=changes["consent"] or r.consent,
+                    release_on=r.release_on if release_on is None else release_on or None,
+                )
+                access.check_opening(store.user(who), who, r, proposed)
         chosen = [store.set_metadata(r.id, **changes, changed_by=who) for r in chosen]
     table = Table()
     for column in ("id", "file", "interviewee", "place", "date", "consent"):

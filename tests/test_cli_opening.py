@@ -1,0 +1,102 @@
+"""Who may open what is closed on the command line: a closed recording's consent, and a voice withheld because it
+was enrolled from one. An audit (2026-12-02) found both took any name: a viewer, or a name that is no account,
+opened them, and everything of the recording (or the voice's names) was everyone's after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from saving import save_speakers, save_tags, save_transcription
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.records import AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript
+from pipeline.store import Store
+
+runner = CliRunner()
+PASSWORD = "correct horse battery"
+SECRETS = ("Kowalczyk", "Okonkwo", "Zhuhai", "1987-06-04")
+OPEN_TEXTS = ["Where did you keep the ledger?", "The ledger stayed in the office."]
+CLOSED_TEXTS = ["Did anyone take the ledger?", "Kowalczyk smuggled the ledger out before the wages were cut."]
+
+
+def invoke(*args: str, **env: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200", "OHP_USER": "", **env})
+
+
+def leaked(result) -> list[str]:
+    return [s for s in SECRETS if s in result.stdout or s in result.stderr]
+
+
+def save(store: Store, name: str, texts: list[str], speakers: list[SpeakerRecord], theme: str) -> int:
+    info = AudioInfo(Path(f"/audio/{name}.wav"), name.encode().hex().ljust(64, "0"), 1000, "wav", "pcm", 16000, 1, 9.0)
+    segments = [Segment(i * 4.0, i * 4.0 + 3.0, t, t, "en", speaker=f"S{i + 1}") for i, t in enumerate(texts)]
+    rid = save_transcription(store, info, Transcript("en", 0.9, segments, "faster-whisper", "base"), {}, "k", {})
+    save_speakers(store, rid, speakers, {}, "s", {})
+    answer = store.segments(rid)[1]
+    save_tags(store, rid, {answer.id: [ThemeSuggestion(theme, 0.9, ((0, 3),))]}, {}, "t", {}, "k")
+    return rid
+
+
+@pytest.fixture
+def db(migrated_db_url) -> str:
+    """tape1 open; tape2 still open, with its interviewee's metadata, a voice enrolled from it, and a hukou
+    suggestion on its answer (the tests close it when they need to)."""
+    with Store(migrated_db_url) as store:
+        save(store, "tape1", OPEN_TEXTS, [SpeakerRecord("S1", "Wang Mei", "interviewer"), SpeakerRecord("S2")], "wages")
+        closed = save(
+            store,
+            "tape2",
+            CLOSED_TEXTS,
+            [SpeakerRecord("S1", "Wang Mei", "interviewer"), SpeakerRecord("S2", "Marisol Okonkwo", "interviewee")],
+            "hukou",
+        )
+        store.enroll("Okonkwo", [1.0] * 256, "mei", ["/clips/voice.wav"], origins=[store.recording(closed).sha256])
+        store.set_metadata(closed, interviewee="Marisol Okonkwo", place="Zhuhai", recorded_on="1987-06-04")
+        for name, role in (("rita", "researcher"), ("ann", "annotator"), ("vera", "viewer")):
+            store.add_user(name, PASSWORD, role)
+    return migrated_db_url
+
+
+def close(db: str) -> None:
+    with Store(db) as store:
+        store.set_metadata(2, consent="closed", release_on="2999-01-01", changed_by="rita")
+
+
+@pytest.mark.parametrize("change", [["--consent", "open"], ["--consent", "restricted"], ["--release-on", "2000-01-01"]])
+@pytest.mark.parametrize("user", ["vera", "nobody"])
+def test_only_a_researcher_opens_a_closed_recording(db, change, user):
+    """`ohp describe --consent/--release-on` asked only for a name: a viewer, or a name that is no account, opened
+    the closed recording and read its metadata at once (then search, export ... everything)."""
+    close(db)
+    result = invoke("describe", "tape2", *change, "--user", user, "--db", db)
+    assert result.exit_code == 2 and not leaked(result), result.output
+    assert "only a researcher may open a closed recording (tape2.wav)" in result.stderr, result.stderr
+    with Store(db) as store:
+        assert (store.recording(2).consent, store.recording(2).release_on) == ("closed", "2999-01-01")
+    opened = invoke("describe", "tape2", *change, "--user", "rita", "--include-restricted", "--db", db)
+    assert opened.exit_code == 0 and "Zhuhai" in opened.stdout, opened.output
+
+
+def test_anyone_named_closes_a_recording_or_restricts_it_longer(db):
+    """Closing is no opening: it takes a name (kept in the history), not an account. Giving a closed recording a
+    release date, or an earlier one, opens it on that day: that is opening."""
+    assert invoke("describe", "tape2", "--consent", "closed", "--user", "vera", "--db", db).exit_code == 0
+    assert invoke("describe", "tape2", "--release-on", "2999-01-01", "--user", "vera", "--db", db).exit_code == 2
+    close(db)
+    assert invoke("describe", "tape2", "--release-on", "3000-01-01", "--user", "vera", "--db", db).exit_code == 0
+    with Store(db) as store:
+        assert (store.recording(2).consent, store.recording(2).release_on) == ("closed", "3000-01-01")
+
+
+def test_only_a_researcher_releases_a_voice_enrolled_from_a_closed_recording(db):
+    """`ohp speakers source` asked only for a name: a viewer re-sourced the voice enrolled from the closed
+    recording, which then named speakers everywhere and was listed to everyone."""
+    close(db)
+    refused = invoke("speakers", "source", "Okonkwo", "--from", "tape1", "--user", "vera", "--db", db)
+    assert refused.exit_code == 2 and "only a researcher may say where a withheld voice comes from" in refused.stderr
+    listed = invoke("speakers", "list", "--db", db)
+    assert "Okonkwo" not in listed.stdout, listed.stdout
+    given = invoke("speakers", "source", "Okonkwo", "--from", "tape1", "--user", "rita", "--db", db)
+    assert given.exit_code == 0 and "names speakers in every recording" in given.stdout, given.output
