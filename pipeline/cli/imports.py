@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from pipeline import cli
+from pipeline import access, cli
 from pipeline.errors import InvalidInputError
 from pipeline.utils import clock
 
@@ -65,13 +65,21 @@ def import_command(
                 f"{len(report.kept)} kept as decided in ohp"
             )
             assert book is not None  # as above
-            for kept in report.kept:  # a person's rejection the file's code did not overturn: theirs to look at
+            # A person's rejection the file's code did not overturn: theirs to look at. Who decided what, where and
+            # when on a closed recording is its content, which the file does not hold: counted, not shown.
+            closed = access.closed_ids(store.recording(i) for i in {kept.recording_id for kept in report.kept})
+            for kept in report.kept:
+                if kept.recording_id in closed:
+                    continue
                 cli.console.print(
                     f"  kept: {kept.coder}'s {book.label(kept.theme)} at {clock(kept.start)}-{clock(kept.end)} "
                     f"of recording {kept.recording_id}: rejected by {kept.decided_by} on {kept.decided_at[:10]}, "
                     "stays rejected",
                     highlight=False,
                 )
+            if hidden := sum(kept.recording_id in closed for kept in report.kept):
+                # ohp history --include-restricted shows them to a researcher
+                cli.console.print(f"  kept: {hidden} on closed recording(s), not shown")
             for warning in report.warnings:
                 cli.errors.print(Text.assemble("  ", ("warning:", "yellow"), f" {warning}"), highlight=False)
         else:

@@ -11,7 +11,7 @@ from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
-from pipeline import cli
+from pipeline import access, cli
 from pipeline.errors import ConflictError, NotFoundError
 from pipeline.records import ANNOTATION_STATUSES
 from pipeline.stages.codebook import load_codebook, validate_codebook
@@ -34,8 +34,10 @@ def tag(
 
     book, learned = cli.open_codebook(codebook), cli.open_model() if model else None
     store = cli.open_store(db)
-    failed = 0
-    for recording in cli.choose_recordings(store, recordings):
+    failed = closed_tagged = 0
+    chosen = cli.choose_recordings(store, recordings)
+    closed = access.closed_ids(chosen)
+    for recording in chosen:
         name = Path(recording.path).name
         try:
             counts = tag_recording(store, recording.id, book, force, learned)
@@ -43,11 +45,17 @@ def tag(
             cli.errors.print(Text.assemble(("failed:", "red"), f" {name}: {e}"), highlight=False)
             failed += 1
             continue
-        if counts is None:
+        if recording.id in closed:  # tagged as the others, but how many of which themes is its content
+            closed_tagged += 1
+        elif counts is None:
             with_model = f" and model {learned.version}" if learned else ""
             cli.console.print(f"{name}: already tagged with codebook {book.version}{with_model}")
         else:
             cli.console.print(f"{name}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    if closed_tagged:
+        cli.console.print(
+            f"{closed_tagged} closed recording(s) tagged too: what they hold is left out, as ohp themes does"
+        )
     if failed:
         raise typer.Exit(1)
 

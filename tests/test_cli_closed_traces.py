@@ -1,6 +1,7 @@
-"""Who may open what is closed on the command line: a closed recording's consent, and a voice withheld because it
-was enrolled from one. An audit (2026-12-02) found both took any name: a viewer, or a name that is no account,
-opened them, and everything of the recording (or the voice's names) was everyone's after."""
+"""A closed recording on the command line, where an audit (2026-12-02) found it open to anyone: its consent and a
+voice withheld because it was enrolled from it took any name to open (a viewer, or a name that is no account, and
+everything of the recording, or the voice's names, was everyone's after); `ohp import` of codes and `ohp tag`
+printed what it holds."""
 
 from __future__ import annotations
 
@@ -100,3 +101,29 @@ def test_only_a_researcher_releases_a_voice_enrolled_from_a_closed_recording(db)
     assert "Okonkwo" not in listed.stdout, listed.stdout
     given = invoke("speakers", "source", "Okonkwo", "--from", "tape1", "--user", "rita", "--db", db)
     assert given.exit_code == 0 and "names speakers in every recording" in given.stdout, given.output
+
+
+def test_import_of_codes_reports_decisions_on_a_closed_recording(db, tmp_path):
+    """`ohp import FILE.eaf` printed, for a closed recording, the store's decisions on it (who rejected which theme
+    where and when), which the file does not hold. Now counted, not shown."""
+    with Store(db) as store:
+        [suggested] = store.annotations(2)
+        store.decide(suggested.id, "accepted", "mei")
+    exported = invoke("export", "tape2", "--format", "eaf", "--out", str(tmp_path / "x"), "--db", db)
+    assert exported.exit_code == 0, exported.output  # made while tape2 was open: mei's code in it
+    with Store(db) as store:
+        [annotation] = store.annotations(2)
+        store.decide(annotation.id, "rejected", "rita")
+    close(db)
+    result = invoke("import", str(tmp_path / "x" / "tape2.eaf"), "--db", db)
+    assert "rejected by rita" not in result.stdout and "1 on closed recording(s), not shown" in result.stdout
+
+
+def test_tag_prints_a_closed_recordings_theme_counts(db):
+    """`ohp tag` listed each closed recording with how many theme suggestions it added and kept (ohp themes
+    leaves those counts out: which themes a closed interview holds is its content)."""
+    close(db)
+    result = invoke("tag", "--no-model", "--force", "--db", db)
+    assert result.exit_code == 0, result.output
+    assert not [line for line in result.stdout.splitlines() if line.startswith("tape2.wav:")], result.stdout
+    assert "tape1.wav: " in result.stdout and "1 closed recording(s) tagged too" in result.stdout
