@@ -41,24 +41,15 @@ def test_txt_export_with_a_line_break_in_a_name_reads_back_timed(tmp_path):
     # A name with a line break (an ohp JSON file's speaker or interviewee, `ohp describe`) was written as is into the
     # header and the turn's "[00:00:05] Name: " line: the .txt then no longer had every line stamped, and ohp read
     # its own export as untimed text, the header's lines as segments, every time 0.
-    db = _imported(
-        tmp_path,
-        {
-            "recording": {
-                "interviewee": "Li\nMing",
-                "place": "Dongguan",
-                "speakers": [
-                    {"label": "S1", "name": "Wang\nMei", "role": "interviewer"},
-                    {"label": "S2", "name": "Li Ming", "role": "interviewee"},
-                ],
-            },
-            "segments": [
-                {"start": 0.0, "end": 4.0, "text": "When did you leave home?", "speaker": "S1"},
-                {"start": 5.0, "end": 9.0, "text": "In 1998, for the factory.", "speaker": "S2"},
-                {"start": 10.0, "end": 14.0, "text": "And the wages?", "speaker": "S1"},
-            ],
-        },
-    )
+    said = [("S1", "When did you leave home?"), ("S2", "In 1998, for the factory."), ("S1", "And the wages?")]
+    speakers = [("S1", "Wang\nMei", "interviewer"), ("S2", "Li Ming", "interviewee")]
+    recording = {
+        "interviewee": "Li\nMing",
+        "place": "Dongguan",
+        "speakers": [dict(zip(("label", "name", "role"), speaker, strict=True)) for speaker in speakers],
+    }
+    segments = [{"start": 5.0 * i, "end": 5.0 * i + 4, "text": t, "speaker": who} for i, (who, t) in enumerate(said)]
+    db = _imported(tmp_path, {"recording": recording, "segments": segments})
     back = read_transcript(_exported(tmp_path, db, "txt"))
     assert back.timed
     assert [s.start for s in back.segments] == [0.0, 5.0, 10.0]
