@@ -127,3 +127,17 @@ def test_tag_prints_a_closed_recordings_theme_counts(db):
     assert result.exit_code == 0, result.output
     assert not [line for line in result.stdout.splitlines() if line.startswith("tape2.wav:")], result.stdout
     assert "tape1.wav: " in result.stdout and "1 closed recording(s) tagged too" in result.stdout
+
+
+def test_a_closed_recordings_speakers_are_changed_only_under_an_account_that_sees_it(db):
+    """`ohp speakers rename` and `role` took any name for a closed recording; now, as `ohp review`, an annotator's
+    or a researcher's account (an open recording's speakers take any name, as before)."""
+    close(db)
+    for name in ("vera", "nobody"):
+        renamed = invoke("speakers", "rename", "tape2", "S2", "Someone", "--user", name, "--db", db)
+        role = invoke("speakers", "role", "tape2", "S2", "interviewer", "--user", name, "--db", db)
+        assert renamed.exit_code == role.exit_code == 2 and "see closed recordings (tape2.wav)" in renamed.stderr
+    with Store(db) as store:
+        assert [(s.name, s.role) for s in store.speakers(2)][1] == ("Marisol Okonkwo", "interviewee")
+    assert invoke("speakers", "rename", "tape2", "S2", "Someone", "--user", "ann", "--db", db).exit_code == 0
+    assert invoke("speakers", "rename", "tape1", "S2", "Li", "--user", "nobody", "--db", db).exit_code == 0

@@ -153,10 +153,12 @@ RecordingArgument = Annotated[str, typer.Argument(help="The recording (id, hash 
 LabelArgument = Annotated[str, typer.Argument(help="The speaker's label: S1, S2, ...")]
 
 
-def open_speaker(db: str | None, recording: str, label: str) -> tuple[Store, RecordingRecord]:
-    """The store and the recording named, once it is sure the recording has this speaker."""
+def open_speaker(db: str | None, recording: str, label: str, user: str) -> tuple[Store, RecordingRecord]:
+    """The store and the recording named, once it is sure the recording has this speaker and the user may change
+    it: a closed recording only under an account that sees closed recordings, as `ohp review` decides."""
     store = cli.open_store(db)
     [chosen] = cli.choose_recordings(store, [recording])
+    access.check_named_sees(store.user(user), user, chosen)
     labels = [s.label for s in store.speakers(chosen.id)]
     if label not in labels:
         known = ", ".join(labels) or "none yet (ohp run finds them)"
@@ -174,7 +176,7 @@ def speakers_rename(
 ) -> None:
     """Give a speaker a name, shown in transcripts and kept when speakers are found again."""
     user = cli.need_user(user, "renaming")
-    store, chosen = open_speaker(db, recording, label)
+    store, chosen = open_speaker(db, recording, label, user)
     speaker = store.rename_speaker(chosen.id, label, name, user)
     cli.console.print(
         f"{Path(chosen.path).name}: {label} is {speaker.name or 'known by its label again'}", highlight=False
@@ -191,7 +193,7 @@ def speakers_role(
 ) -> None:
     """Set a speaker's role, over what the heuristics chose."""
     user = cli.need_user(user, "setting the role")
-    store, chosen = open_speaker(db, recording, label)
+    store, chosen = open_speaker(db, recording, label, user)
     store.set_role(chosen.id, label, role.value, user)
     cli.console.print(f"{Path(chosen.path).name}: {label} is the {role.value}", highlight=False)
 
