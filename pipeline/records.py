@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from pipeline.stages.codebook import Codebook
@@ -383,6 +386,17 @@ class SearchFilters:
     date_to: str | None = None
     hide_closed: bool = False  # leave out recordings closed today (pipeline.access.hides_closed: viewers)
     doubtful: bool = False  # only segments with a doubtful word
+
+    def __post_init__(self) -> None:
+        # Text the databases take alike: SQLite read a NUL as the end of a LIKE pattern where PostgreSQL refused
+        # it, and half of a UTF-16 pair (an undecodable byte in a command's argument) no encoder takes.
+        named = [(name, getattr(self, name)) for name in ("speaker", "language", "interviewee", "place")]
+        for name, value in [*named, *(("theme", theme) for theme in self.themes)]:
+            if value is not None and _NOT_FILTER_TEXT.search(value):
+                raise InvalidInputError(f"the {name} filter holds no text: {value!r}")
+
+
+_NOT_FILTER_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)

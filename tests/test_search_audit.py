@@ -277,3 +277,52 @@ def test_a_usage_error_quoting_a_file_name_shows_it_as_written(tmp_path):
     result = invoke("export", "--out", str(hostile), "--db", f"sqlite:///{tmp_path / 'ohp.db'}")
     assert result.exit_code == 2
     assert_shown_as_written(result.stderr, "out␛[2J\ufffdtxt")
+
+
+# A second audit (2026-12-02, helper "audit-search"): three more, each failing on the code as it was.
+
+
+def _saved(store: Store, lines: list[str]) -> None:
+    info = AudioInfo(Path("/audio/a.wav"), "aa" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 30.0)
+    segments = [Segment(i * 10.0, i * 10.0 + 8.0, t, t, "en") for i, t in enumerate(lines)]
+    save_transcription(store, info, Transcript("en", 1.0, segments, "faster-whisper", "base"), {}, "k", {})
+
+
+@pytest.mark.parametrize(
+    ("query", "text"),
+    [
+        ("worki*", "we were working nights"),
+        ("runn*", "he kept running away"),
+        ("stopp*", "they stopped paying"),
+        ("hopin*", "I was hoping for more"),
+    ],
+)
+def test_a_prefix_finds_the_words_that_start_with_it(store, query, text):
+    """The index holds stems ("working" as work): a prefix longer than the stem ("worki*") found nothing."""
+    _saved(store, [text, "the wages were low"])
+    assert [h.text for h in store.search(parse_query(query)).hits] == [text]
+
+
+def test_an_undecodable_byte_in_a_search_is_a_message_not_a_crash(db_url, tmp_path):
+    """`ohp search $'wag\\xffe'` (and a filter so): Python reads the byte as half of a UTF-16 pair, which crashed
+    in OpenCC or the database driver with a traceback."""
+    srt = tmp_path / "a.srt"
+    srt.write_text("1\n00:00:01,000 --> 00:00:04,000\nour wages\n", encoding="utf-8")
+    assert runner.invoke(cli.app, ["import", str(srt), "--no-tag", "--db", db_url]).exit_code == 0
+    for args, said in (
+        (["wag\udcffe"], "the query holds \\udcff"),
+        (["wage", "--speaker", "\udcff"], "the speaker filter holds no text"),
+        (["wage", "--place", "a\udcff"], "the place filter holds no text"),
+        (["wage", "--language", "en\x00"], "the language filter holds no text"),
+    ):
+        result = runner.invoke(cli.app, ["search", *args, "--db", db_url])
+        assert result.exit_code == 2 and said in result.output, (args, result.output)
+
+
+def test_a_term_repeated_is_searched_once_and_prefixes_are_bounded(store):
+    """ "工* " 250 times (750 characters) took 14 s on 20,000 segments, for the answer of 工* (bench/RESULTS.md)."""
+    assert parse_query("工* " * 250).root == parse_query("工*").root
+    assert parse_query("(wage OR pay) " * 50).root == parse_query("wage OR pay").root
+    many = " OR ".join(f"w{i}*" for i in range(textindex.MAX_PREFIXES + 1))
+    with pytest.raises(textindex.QuerySyntaxError, match=f"at most {textindex.MAX_PREFIXES}"):
+        parse_query(many)

@@ -33,6 +33,7 @@ import operator
 import os
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -46,6 +47,10 @@ MAX_TERM = 64  # characters: longer words are cut (PostgreSQL drops lexemes over
 MIN_PREFIX = 2  # characters before a * (a one-letter prefix would match half the index)
 MAX_QUERY_CHARS = 1_000  # a query longer than this is no search a person typed
 MAX_NESTING = 16  # parentheses inside parentheses: the parser recurses once per level
+# Prefix searches in one query: each scans the index's terms. 250 (of one term, repeated: now once) took 14 s on
+# 20,000 segments; a query of 1,000 characters could hold 250 different ones.
+MAX_PREFIXES = 100
+_NOT_TEXT = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: no database or encoder takes it
 CJK_CONTEXT_CHARS = 2  # characters of CJK text that count as one word of snippet context
 MAX_CLUSTER_WORDS = 24  # words of a snippet's matches and what is between them, context aside
 
@@ -233,6 +238,21 @@ class Query:
     root: Node
 
 
+# The English inflections a prefix may stop inside, or before: "worki*" means working, whose stem (the index's) is
+# work. Not the derivations (-ness, -ation): wagn* would look for wag*, as Snowball reads "wagness".
+_ENDINGS = "s es ed ing er ers est ly ies ied".split()
+
+
+def _prefix_stem(word: str) -> str:
+    """What a prefix search for `word` looks for among the index's stems: the shortest part of the word that the
+    stems of words beginning with it begin with (happy* -> happ*, as happi is happy's stem; worki* -> work*; runn*
+    -> run*), at least MIN_PREFIX characters. A stem shorter than the prefix missed every word ending so."""
+    word = _APOSTROPHE.sub("", word)
+    completions = [word] + [word + ending[k:] for ending in _ENDINGS for k in range(len(ending))]
+    shortest = min((os.path.commonprefix([word, _stem(w)]) for w in completions), key=len)  # noqa: RUF071 (of words)
+    return shortest if len(shortest) >= MIN_PREFIX else word[:MIN_PREFIX]
+
+
 def _query_terms(text: str, prefix: bool) -> list[Term]:
     """Terms that must appear in this order for the text to be there (its index terms, except that a
     CJK run at the end may go on in the segment: no last-character term, or a prefix if it is one)."""
@@ -244,7 +264,7 @@ def _query_terms(text: str, prefix: bool) -> list[Term]:
             word = m.group()
             stem = _stem(word)
             if last and prefix:
-                stem = os.path.commonprefix([_APOSTROPHE.sub("", word), stem])  # noqa: RUF071 (of words) happy* -> happ*, not happi*
+                stem = _prefix_stem(word)
             terms.append(Term(stem, prefix=last and prefix))
             continue
         run = _SPACE.sub("", m.group())
@@ -262,8 +282,15 @@ def _unit(terms: list[Term]) -> Term | Phrase:
 
 
 def _flat(items: list[Node], kind: type[And] | type[Or]) -> tuple[Node, ...]:
-    """(a AND (b AND c)) as (a AND b AND c)."""
-    return tuple(x for n in items for x in (n.items if isinstance(n, kind) else (n,)))
+    """(a AND (b AND c)) as (a AND b AND c), each item once: a term repeated 250 times within the query's
+    characters made a search 900 times slower, for the same answer."""
+    return tuple(dict.fromkeys(x for n in items for x in (n.items if isinstance(n, kind) else (n,))))
+
+
+def _joined(items: list[Node], kind: type[And] | type[Or]) -> Node:
+    """The items as one node of this kind (`_flat`), or the one item they come to."""
+    flat = _flat(items, kind)
+    return flat[0] if len(flat) == 1 else kind(flat)
 
 
 _QUOTES = {'"': '"', "“": "”", "「": "」", "『": "』"}
@@ -366,7 +393,7 @@ class _Parser:
         for item in items:
             if isinstance(item, Not):
                 raise self.lone_not(item)
-        return Or(_flat(items, Or))
+        return _joined(items, Or)
 
     def parse_and(self) -> Node | None:
         items: list[Node] = []
@@ -387,7 +414,7 @@ class _Parser:
             raise self.lone_not(items[0])
         if not items:
             return None
-        return items[0] if len(items) == 1 else And(_flat(items, And))
+        return _joined(items, And)
 
     def parse_unary(self, lexeme: _Lexeme) -> Node | None:
         """A NOT, a - or neither, then a primary, from `lexeme`: the next one, peeked and not yet taken."""
@@ -440,7 +467,25 @@ def parse_query(q: str) -> Query:
     Raises QuerySyntaxError with a message for people."""
     if len(q) > MAX_QUERY_CHARS:
         raise QuerySyntaxError(f"the query has {len(q)} characters: at most {MAX_QUERY_CHARS}", MAX_QUERY_CHARS)
-    return Query(q, _Parser(q).parse())
+    if found := _NOT_TEXT.search(q):  # an undecodable byte on the command line, as Python reads its arguments
+        raise QuerySyntaxError(f"the query holds \\u{ord(found.group()):04x}, which is no character", found.start())
+    query = Query(q, _Parser(q).parse())
+    prefixes = sum(t.prefix for t in _terms(query.root))
+    if prefixes > MAX_PREFIXES:
+        raise QuerySyntaxError(f"the query has {prefixes} prefix searches (word*): at most {MAX_PREFIXES}", len(q))
+    return query
+
+
+def _terms(node: Node) -> Iterator[Term]:
+    if isinstance(node, Term):
+        yield node
+    elif isinstance(node, Phrase):
+        yield from node.terms
+    elif isinstance(node, Not):
+        yield from _terms(node.item)
+    else:
+        for item in node.items:
+            yield from _terms(item)
 
 
 # -------------------------------------------------------------------------------------- rendering
