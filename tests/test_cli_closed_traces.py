@@ -11,6 +11,7 @@ import pytest
 from saving import save_speakers, save_tags, save_transcription
 from typer.testing import CliRunner
 
+from pipeline import access
 from pipeline.cli import app
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript
 from pipeline.store import Store
@@ -141,3 +142,23 @@ def test_a_closed_recordings_speakers_are_changed_only_under_an_account_that_see
         assert [(s.name, s.role) for s in store.speakers(2)][1] == ("Marisol Okonkwo", "interviewee")
     assert invoke("speakers", "rename", "tape2", "S2", "Someone", "--user", "ann", "--db", db).exit_code == 0
     assert invoke("speakers", "rename", "tape1", "S2", "Li", "--user", "nobody", "--db", db).exit_code == 0
+
+
+def test_a_recording_closed_while_someone_opens_it_stays_closed(db, monkeypatch):
+    """An audit's race: `ohp describe --consent open` checked who may open the recording as it was read, then
+    wrote the consent blindly, so a researcher closing it in between was overwritten and an annotator opened a
+    closed recording. The change is now made only on the state it was checked against, else it is a conflict."""
+    with Store(db) as store:
+        store.set_metadata(2, consent="restricted", changed_by="rita")
+    checked = access.check_opening
+
+    def check_then_a_researcher_closes(user, name, current, proposed):
+        checked(user, name, current, proposed)
+        with Store(db) as other:  # the researcher's `ohp describe --consent closed`, committed meanwhile
+            other.set_metadata(2, consent="closed", changed_by="rita")
+
+    monkeypatch.setattr(access, "check_opening", check_then_a_researcher_closes)
+    result = invoke("describe", "tape2", "--consent", "open", "--user", "ann", "--db", db)
+    assert result.exit_code != 0 and "changed meanwhile" in result.stderr, result.output
+    with Store(db) as store:
+        assert store.recording(2).consent == "closed"

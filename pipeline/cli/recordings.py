@@ -116,7 +116,7 @@ def describe(
             )
         # Who opened or closed a recording is kept in its history: the consent is changed under a name, and a
         # closed recording is opened only by a researcher's account, as it would be exported (all checked first).
-        who = "ohp"
+        who, seen = "ohp", None
         if consent or release_on is not None:
             who = cli.need_user(user, "changing the consent")
             for r in chosen:
@@ -126,7 +126,11 @@ def describe(
                     release_on=r.release_on if release_on is None else release_on or None,
                 )
                 access.check_opening(store.user(who), who, r, proposed)
-        chosen = [store.set_metadata(r.id, **changes, changed_by=who) for r in chosen]
+            seen = {r.id: r for r in chosen}  # the state checked: a change made meanwhile is a conflict
+        chosen = [
+            store.set_metadata(r.id, **changes, changed_by=who, access_seen=seen[r.id] if seen else None)
+            for r in chosen
+        ]
     table = Table()
     for column in ("id", "file", "interviewee", "place", "date", "consent"):
         table.add_column(column, overflow="fold")

@@ -149,6 +149,7 @@ class Store:
         consent: str | None = None,
         release_on: str | date | None = None,
         changed_by: str = "ohp",
+        access_seen: RecordingRecord | None = None,
         **extra: Any,
     ) -> RecordingRecord:
         """Set what is known of a recording, a change of who may see it kept in the history as `changed_by`'s
@@ -163,6 +164,7 @@ class Store:
                 consent=consent,
                 release_on=release_on,
                 changed_by=changed_by,
+                access_seen=access_seen,
                 **extra,
             )
             if consent is not None or release_on is not None:

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pipeline import access
-from pipeline.errors import InvalidInputError, NotFoundError
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.records import (
     CONSENT_LEVELS,
     IMPORTED,
@@ -189,13 +189,16 @@ def set_metadata(
     consent: str | None = None,
     release_on: str | date | None = None,
     changed_by: str = "ohp",
+    access_seen: RecordingRecord | None = None,
     **extra: Any,
 ) -> RecordingRecord:
     """Set what is known of a recording. None leaves a field as it is and "" clears it (consent
     is always one of CONSENT_LEVELS); other keywords go to its metadata dict (a key set to None
     is removed). A change of its consent or its release date, who may see it, is kept in the history
     as `changed_by`'s; the interviewee, place and date are not (a name replaced by a pseudonym would
-    stay in the history)."""
+    stay in the history). `access_seen`: the recording as the caller checked the change against it (who may
+    open it): ConflictError where its consent or release date changed since, as a check passed on a state
+    another change replaced would let an annotator open what a researcher had just closed."""
     if consent is not None and consent not in CONSENT_LEVELS:
         raise InvalidInputError(f"unknown consent {consent!r}: choose one of {', '.join(CONSENT_LEVELS)}")
     for what, value in (("interviewee", interviewee), ("place", place)):
@@ -205,6 +208,11 @@ def set_metadata(
     release = None if release_on is None else as_date(release_on, "release_on")
     row = recording_row(s, recording_id)
     access_before = _access_state(row)
+    if access_seen is not None and access_before != _access_state_of(access_seen):
+        raise ConflictError(
+            f"the consent of recording {recording_id} changed meanwhile ({access_before['consent']}, release "
+            f"{access_before['release_on'] or 'none'}): look again before changing it"
+        )
     if interviewee is not None:
         row.interviewee = interviewee or None
     if place is not None:
@@ -238,6 +246,11 @@ def set_metadata(
 def _access_state(row: RecordingRow) -> dict:
     """What decides who may see a recording, as the history keeps it."""
     return {"consent": row.consent, "release_on": row.release_on and row.release_on.isoformat()}
+
+
+def _access_state_of(recording: RecordingRecord) -> dict:
+    """`_access_state` of a recording as read before."""
+    return {"consent": recording.consent, "release_on": recording.release_on or None}
 
 
 def describe_from_file(s: Session, row: RecordingRow, description: dict[str, Any]) -> None:
