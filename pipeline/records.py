@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import InvalidInputError
+from pipeline.utils import NOT_TEXT
 
 if TYPE_CHECKING:
     from pipeline.stages.codebook import Codebook
@@ -388,15 +388,11 @@ class SearchFilters:
     doubtful: bool = False  # only segments with a doubtful word
 
     def __post_init__(self) -> None:
-        # Text the databases take alike: SQLite read a NUL as the end of a LIKE pattern where PostgreSQL refused
-        # it, and half of a UTF-16 pair (an undecodable byte in a command's argument) no encoder takes.
+        # Text the databases take alike (utils.NOT_TEXT).
         named = [(name, getattr(self, name)) for name in ("speaker", "language", "interviewee", "place")]
         for name, value in [*named, *(("theme", theme) for theme in self.themes)]:
-            if value is not None and _NOT_FILTER_TEXT.search(value):
+            if value is not None and NOT_TEXT.search(value):
                 raise InvalidInputError(f"the {name} filter holds no text: {value!r}")
-
-
-_NOT_FILTER_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)

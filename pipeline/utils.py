@@ -39,6 +39,12 @@ HANGUL_CHAR = re.compile(f"[{HANGUL}]")
 CJK = re.compile(f"[{CJK_LETTERS}{CJK_MARKS}]")
 # What XML 1.0 cannot hold (python-docx and lxml refuse it): control characters other than tab and newline.
 NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+# Half of a UTF-16 pair alone: JSON's "\ud800" escape parses to one, and Python reads an undecodable byte of a
+# command's argument as one; no database, encoder or UTF-8 file takes it.
+SURROGATES = "\ud800-\udfff"
+# What is not text to store or to look for: a surrogate, and NUL, which PostgreSQL's text refuses (SQLite kept
+# it, and read it as the end of a LIKE pattern).
+NOT_TEXT = re.compile(f"[\x00{SURROGATES}]")
 
 
 # Characters that act on a terminal rather than show, or hide what the text says: C0 controls but tab and newline

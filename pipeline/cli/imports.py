@@ -68,16 +68,15 @@ def import_command(
             # A person's rejection the file's code did not overturn: theirs to look at. Who decided what, where and
             # when on a closed recording is its content, which the file does not hold: counted, not shown.
             closed = access.closed_ids(store.recording(i) for i in {kept.recording_id for kept in report.kept})
-            for kept in report.kept:
-                if kept.recording_id in closed:
-                    continue
+            shown = [kept for kept in report.kept if kept.recording_id not in closed]
+            for kept in shown:
                 cli.console.print(
                     f"  kept: {kept.coder}'s {book.label(kept.theme)} at {clock(kept.start)}-{clock(kept.end)} "
                     f"of recording {kept.recording_id}: rejected by {kept.decided_by} on {kept.decided_at[:10]}, "
                     "stays rejected",
                     highlight=False,
                 )
-            if hidden := sum(kept.recording_id in closed for kept in report.kept):
+            if hidden := len(report.kept) - len(shown):
                 # ohp history --include-restricted shows them to a researcher
                 cli.console.print(f"  kept: {hidden} on closed recording(s), not shown")
             for warning in report.warnings:

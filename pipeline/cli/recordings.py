@@ -119,13 +119,14 @@ def describe(
         who, seen = "ohp", None
         if consent or release_on is not None:
             who = cli.need_user(user, "changing the consent")
+            account = store.user(who)
             for r in chosen:
                 proposed = replace(
                     r,
                     consent=changes["consent"] or r.consent,
                     release_on=r.release_on if release_on is None else release_on or None,
                 )
-                access.check_opening(store.user(who), who, r, proposed)
+                access.check_opening(account, who, r, proposed)
             seen = {r.id: r for r in chosen}  # the state checked: a change made meanwhile is a conflict
         chosen = [
             store.set_metadata(r.id, **changes, changed_by=who, access_seen=seen[r.id] if seen else None)

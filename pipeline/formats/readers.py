@@ -37,6 +37,7 @@ from pipeline.utils import (
     HAN_CHAR,
     HANGUL_CHAR,
     KANA_CHAR,
+    NOT_TEXT,
     UnreadableFileError,
     decode_text,
     join_texts,
@@ -128,9 +129,11 @@ def read_transcript(path: Path, data: bytes | None = None) -> ImportedTranscript
     if not text.strip():
         raise TranscriptFormatError(path, "the file is empty")
     source_format = _detect(path, text)
-    # Cues by their arrows, lines of text by their ends: a bound on the segments, before any is made.
-    cues = {"srt": text.count("-->"), "vtt": text.count("-->"), "txt": text.count("\n") + 1}.get(source_format, 0)
-    check_pieces(path, cues, "segments", MAX_SEGMENTS)
+    # Cues by their arrows, lines of text by their ends: a bound on the segments, before any is made (ohp JSON's
+    # are counted once parsed).
+    if source_format in ("srt", "vtt", "txt"):
+        pieces = text.count("-->") if source_format != "txt" else text.count("\n") + 1
+        check_pieces(path, pieces, "segments", MAX_SEGMENTS)
     imported = _checked(path, _READERS[source_format](path, text))
     log.info("read %s as %s: %d segment(s)", path, source_format, len(imported.segments))
     return imported
@@ -147,15 +150,10 @@ def check_time(path: Path, value: float, what: str, line: int | None = None, dur
     return value
 
 
-# Half of a UTF-16 pair alone, which JSON's "\ud800" escape parses to and no database or UTF-8 file holds; and
-# NUL, JSON's "\u0000", which PostgreSQL's text refuses (SQLite kept it, and ohp's SRT then read as binary).
-_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
-
-
 def check_chars(path: Path, value: str, what: str, limit: int = MAX_FIELD_CHARS) -> str:
     if len(value) > limit:
         raise TranscriptFormatError(path, f"{what} is {len(value):,} characters long (at most {limit:,})")
-    if found := _NOT_TEXT.search(value):
+    if found := NOT_TEXT.search(value):
         code = f"\\u{ord(found.group()):04x}"
         why = "a NUL" if found.group() == "\x00" else "half of a character (a lone surrogate)"
         raise TranscriptFormatError(path, f"{what} holds {code}, {why}: not text")

@@ -188,13 +188,8 @@ class Redactor:
 
         def sub(text: str, segment: Segment | None, field: str) -> tuple[str, list[Span]]:
             """The text redacted, and the replacements as (start, end, replacement) in the old text."""
-            spans = []
-            for start, end, key in matcher.finditer(text):
-                spans.append((start, end, matcher.label(key)))
-                where = (segment.id, segment.start, segment.end) if segment else (None, 0.0, 0.0)
-                found, context = text[start:end], _context(text, start, end)
-                done.append(Redaction(name, *where, field, found, spans[-1][2], matcher.why(key)[1], context))
-            return _apply(text, spans), spans
+            where = (segment.id, segment.start, segment.end) if segment else (None, 0.0, 0.0)
+            return _substituted(text, matcher, done, name, where, field)
 
         def own(value: str, field: str) -> str:
             """One of the recording's own strings redacted. A link, or a file saved from one, holds names
@@ -401,7 +396,7 @@ class _Folded:
             return
         pieces = [_folded_char(c) for c in text]
         self.text = "".join(pieces)
-        if len(self.text) != len(text) or any(len(p) != 1 for p in pieces):
+        if any(len(p) != 1 for p in pieces):  # a character dropped or folded into several: positions move
             self._origin = [i for i, piece in enumerate(pieces) for _ in piece]
 
     def original(self, start: int, end: int) -> tuple[int, int]:
@@ -446,14 +441,29 @@ class Matcher:
         return _apply(text, [(start, end, self.label(key)) for start, end, key in self.finditer(text)])
 
 
+def _substituted(
+    text: str,
+    matcher: Matcher,
+    done: list[Redaction],
+    recording: str,
+    where: tuple[int | None, float, float],
+    field: str,
+) -> tuple[str, list[Span]]:
+    """The text with its names replaced, and the replacements as (start, end, replacement) in the old text, each
+    reported in `done` as one in this `field` of the `recording` (its file name), `where` (segment, start, end)."""
+    spans = []
+    for start, end, key in matcher.finditer(text):
+        spans.append((start, end, matcher.label(key)))
+        found, context = text[start:end], _context(text, start, end)
+        done.append(Redaction(recording, *where, field, found, spans[-1][2], matcher.why(key)[1], context))
+    return _apply(text, spans), spans
+
+
 def _codebook(codebook: Codebook, matcher: Matcher, done: list[Redaction]) -> Codebook:
     """The codebook with the names in its themes' labels and descriptions replaced, each replacement reported."""
 
     def redacted(text: str, field: str) -> str:
-        for start, end, key in matcher.finditer(text):
-            found, label, why = text[start:end], matcher.label(key), matcher.why(key)[1]
-            done.append(Redaction("(codebook)", None, 0.0, 0.0, field, found, label, why, _context(text, start, end)))
-        return matcher.redacted(text)
+        return _substituted(text, matcher, done, "(codebook)", (None, 0.0, 0.0), field)[0]
 
     themes = tuple(
         replace(

@@ -41,7 +41,7 @@ import snowballstemmer
 
 from pipeline.errors import InvalidInputError
 from pipeline.script import Script, convert_pieces, to_simplified
-from pipeline.utils import CJK_LETTERS, merge_spans
+from pipeline.utils import CJK_LETTERS, SURROGATES, merge_spans
 
 MAX_TERM = 64  # characters: longer words are cut (PostgreSQL drops lexemes over 2 kB, FTS5 does not)
 MIN_PREFIX = 2  # characters before a * (a one-letter prefix would match half the index)
@@ -50,7 +50,7 @@ MAX_NESTING = 16  # parentheses inside parentheses: the parser recurses once per
 # Prefix searches in one query: each scans the index's terms. 250 (of one term, repeated: now once) took 14 s on
 # 20,000 segments; a query of 1,000 characters could hold 250 different ones.
 MAX_PREFIXES = 100
-_NOT_TEXT = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: no database or encoder takes it
+_SURROGATE = re.compile(f"[{SURROGATES}]")  # a NUL in a query is no character of a word: it is passed over
 CJK_CONTEXT_CHARS = 2  # characters of CJK text that count as one word of snippet context
 MAX_CLUSTER_WORDS = 24  # words of a snippet's matches and what is between them, context aside
 
@@ -467,7 +467,7 @@ def parse_query(q: str) -> Query:
     Raises QuerySyntaxError with a message for people."""
     if len(q) > MAX_QUERY_CHARS:
         raise QuerySyntaxError(f"the query has {len(q)} characters: at most {MAX_QUERY_CHARS}", MAX_QUERY_CHARS)
-    if found := _NOT_TEXT.search(q):  # an undecodable byte on the command line, as Python reads its arguments
+    if found := _SURROGATE.search(q):  # an undecodable byte on the command line, as Python reads its arguments
         raise QuerySyntaxError(f"the query holds \\u{ord(found.group()):04x}, which is no character", found.start())
     query = Query(q, _Parser(q).parse())
     prefixes = sum(t.prefix for t in _terms(query.root))
