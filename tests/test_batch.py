@@ -341,6 +341,15 @@ def test_unreadable_file(tmp_path):
     if os.geteuid() == 0:  # the ordinary user below must be able to reach the folder
         tmp_path = Path(tempfile.mkdtemp(prefix="ohp-unreadable-"))
         tmp_path.chmod(0o777)
+        try:
+            _run_unreadable(tmp_path)
+        finally:  # pytest's tmp_path is cleaned up for us; this folder is not
+            shutil.rmtree(tmp_path)
+    else:
+        _run_unreadable(tmp_path)
+
+
+def _run_unreadable(tmp_path: Path) -> None:
     bad = tmp_path / "locked.wav"
     shutil.copy(corpus_path(MANDARIN), bad)
     bad.chmod(0)
