@@ -171,6 +171,14 @@ def test_docx_title_header_and_turns():
     assert properties["description"] == "Transcript of 访谈 01.wav; access restricted until 2090-01-01"
 
 
+def test_docx_comments_are_numbered_in_order():
+    """ohp numbers the comments itself (python-docx reads every comment's id for each new one)."""
+    import docx
+
+    comments = list(docx.Document(io.BytesIO(to_docx(EXPORT))).comments)
+    assert [c.comment_id for c in comments] == list(range(len(comments))) and len(comments) >= 5
+
+
 def test_docx_themes_are_comments_on_their_evidence():
     assert read_docx(to_docx(EXPORT))["comments"] == [
         ("工资", "mei", "Wages / 工资 (accepted)"),

@@ -132,12 +132,23 @@ def _segment_runs(document, paragraph, export: RecordingExport, segment: Segment
         document.add_comment(runs, f"{label} ({annotation.status})", author=author, initials=initials)
 
 
+def _numbered_in_order(document) -> None:
+    """The document's comments numbered 0, 1, 2, ... as they are added. python-docx numbers a new comment by
+    reading every comment's id for their maximum, which made a long interview's document quadratic (9,600
+    segments: 200 s, most of it there). ohp's document starts with no comment, so the order gives the same ids.
+    The comments element is held by its part, so the number kept on it lasts as long as the document."""
+    comments = document.comments._comments_elm
+    numbers = itertools.count(len(comments.comment_lst))
+    comments._next_available_comment_id = lambda: next(numbers)
+
+
 def to_docx(export: RecordingExport) -> bytes:
     import docx  # here: python-docx takes a while to import, and only this format needs it
     from docx.oxml.ns import qn
     from docx.shared import Pt
 
     document = docx.Document()
+    _numbered_in_order(document)
     defaults = document.styles.element.find(f"{qn('w:docDefaults')}/{qn('w:rPrDefault')}/{qn('w:rPr')}")
     _east_asian_font(defaults)
     _east_asian_font(document.styles["Title"].element.get_or_add_rPr())
