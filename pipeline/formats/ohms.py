@@ -101,14 +101,18 @@ def _heard_at(segment: Segment, seconds: float) -> int:
 def _sync(export: RecordingExport, lines: list[str], places: list[tuple[int, list[int], int]]) -> str:
     marks = []
     minute = SYNC_MINUTES
+    segments = export.segments
+    index = 0
     while True:
         seconds = minute * 60
-        # The segment being spoken then, or the next one when nobody speaks.
-        index = next((i for i, s in enumerate(export.segments) if s.end > seconds), None)
-        if index is None:
+        # The segment being spoken then, or the next one when nobody speaks. A segment that ended before the
+        # last mark ended before this one too, so the search goes on from there: once over the segments.
+        while index < len(segments) and segments[index].end <= seconds:
+            index += 1
+        if index == len(segments):
             break
         first, starts, offset = places[index]
-        position = offset + _heard_at(export.segments[index], seconds)
+        position = offset + _heard_at(segments[index], seconds)
         k = bisect_right(starts, position) - 1
         line = lines[first + k]
         before = line[: position - starts[k]]
