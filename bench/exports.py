@@ -3,6 +3,7 @@
     python bench/exports.py                 # both tables
     python bench/exports.py --redaction     # only the redaction table (and its misses)
     python bench/exports.py --speed --runs 3
+    python bench/exports.py --speed --runs 1 --recordings 1 --segments 12000   # a 10-hour interview
     python bench/exports.py --errors        # every labelled name missed and every word replaced wrongly
 
 Redaction. bench/data/redact_set.jsonl: 82 interview lines in four interviews (three in Mandarin, one
@@ -389,7 +390,7 @@ def measure(f, runs: int) -> tuple[float, int, int]:
     return statistics.median(times), peak, size
 
 
-def speed_report(lines: list[Line] | None, runs: int, recordings: int) -> None:
+def speed_report(lines: list[Line] | None, runs: int, recordings: int, segments: int = 2400) -> None:
     from pipeline.formats.export import PROJECT_WRITERS, WRITERS
     from pipeline.formats.redact import Redactor
     from pipeline.stages.codebook import load_codebook
@@ -398,7 +399,7 @@ def speed_report(lines: list[Line] | None, runs: int, recordings: int) -> None:
     if lines is None:
         lines = load_lines()
         tag_lines(lines, codebook)
-    export = long_interview(lines, codebook, 1)
+    export = long_interview(lines, codebook, 1, segments)
     n = len(export.segments)
     words = sum(len(s.words) for s in export.segments)
     themes = sum(len(a) for a in export.annotations.values())
@@ -427,7 +428,7 @@ def speed_report(lines: list[Line] | None, runs: int, recordings: int) -> None:
         f"  (the Redactor replaced {sum(r.field == 'text' for r in report)} mentions in the text, {len(report)} in all)"
     )
 
-    many = [export] + [long_interview(lines, codebook, k) for k in range(2, recordings + 1)]
+    many = [export] + [long_interview(lines, codebook, k, segments) for k in range(2, recordings + 1)]
     print(f"\nproject formats over {len(many)} such recordings ({sum(len(e.segments) for e in many)} segments):\n")
     print(f"{'format':<22} {'median ms':>10} {'x JSON':>7} {'peak MB':>8} {'x JSON':>7} {'output KB':>10}")
     pbase = measure(lambda: [WRITERS["json"][0](e) for e in many], max(1, runs // 2))
@@ -445,13 +446,16 @@ def main() -> None:
     parser.add_argument("--errors", action="store_true", help="every line where (c) and the labels disagree")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per format (median)")
     parser.add_argument("--recordings", type=int, default=10, help="recordings in the project formats")
+    parser.add_argument(
+        "--segments", type=int, default=2400, help="segments of the interview, 3 s each (2,400: 2 hours)"
+    )
     args = parser.parse_args()
     both = not (args.redaction or args.speed)
     lines = None
     if args.redaction or both:
         lines = redaction_report(args.errors)
     if args.speed or both:
-        speed_report(lines, args.runs, args.recordings)
+        speed_report(lines, args.runs, args.recordings, args.segments)
 
 
 if __name__ == "__main__":
