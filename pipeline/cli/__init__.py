@@ -318,8 +318,9 @@ def run(
     ray: Annotated[
         str | None,
         typer.Option(
+            # \\[: help is rich markup, where [cluster] is a style, dropped
             help="Spread the batch over the Ray cluster at this address (host:6379, auto), "
-            "or over a Ray started on this machine only (local); needs ohp[cluster]",
+            "or over a Ray started on this machine only (local); needs ohp\\[cluster]",
             metavar="ADDRESS|local",
         ),
     ] = None,
