@@ -222,8 +222,11 @@ def exported_scope(
     store: Store, refs: list[str] | None, include_restricted: bool, user: str | None
 ) -> list[int] | None:
     """The recordings named (or all) that an export would write, as ids (None: every recording), for what is
-    counted or learnt from them (see shown_recordings)."""
+    counted or learnt from them (see shown_recordings). A closed one named and left out is exit code 2, as for an
+    export: what was asked for is not counted."""
     kept, left_out = shown_recordings(store, refs, include_restricted, user)
+    if refs and left_out:
+        raise typer.Exit(2)
     return None if not refs and not left_out else [r.id for r in kept]
 
 
