@@ -281,7 +281,9 @@ def run(
     formats: Annotated[
         list[ExportFormat] | None,
         typer.Option(
-            "--format", help="Transcript files to write (repeat for several)", show_default=", ".join(RUN_FORMATS)
+            "--format",
+            help="Transcript files to write (repeat for several; csv and qdpx, of many recordings: `ohp export`)",
+            show_default=", ".join(RUN_FORMATS),
         ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Redo recordings already done with the same settings")] = False,
