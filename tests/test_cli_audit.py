@@ -4,13 +4,18 @@ after it), and `ohp tag` going on past a recording it cannot tag. Through the CL
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from pipeline import batch
 from pipeline.cli import app
 
 runner = CliRunner()
+# What rich takes for a style tag in a help text: ohp[cluster], not [NAME].
+MARKUP_TAG = r"\\?\[[a-z#/@][^\]]*\]"
 
 
 def invoke(*args: object):
@@ -93,3 +98,19 @@ def test_tag_goes_on_past_a_recording_transcribed_again_meanwhile(db_url, tmp_pa
     assert result.exit_code == 1, result.output
     assert "first.srt: recording 1 was transcribed again" in result.stderr and tagged == [2]
     assert "second.srt: 0 added" in result.stdout
+
+
+def test_every_option_help_shows_its_bracketed_words():
+    """Typer renders help as rich markup, which took `[cluster]` in `needs ohp[cluster]` for a style and dropped it."""
+    group = typer.main.get_command(app)
+
+    def commands(command, path):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from commands(sub, [*path, name])
+
+    for path, command in commands(group, []):
+        words = [w for p in command.params for w in re.findall(MARKUP_TAG, getattr(p, "help", None) or "")]
+        if words:  # only these helps are rendered: all of them take seconds
+            shown = invoke(*path, "--help").output
+            assert all(word.replace("\\", "") in shown for word in words), (path, words)

@@ -91,10 +91,14 @@ def test_search_finds_the_open_recording_and_counts_the_closed_one_left_out(db):
     assert "left out 1 closed recording(s): tape2.wav" in result.stderr
 
 
-def test_asking_by_name_for_a_closed_recording_is_no_success(db):
-    """As `ohp export` does: the one recording asked for is not read, and the exit code says so."""
+def test_asking_by_name_for_a_closed_recording_is_no_success(db, tmp_path):
+    """As `ohp export` does: the one recording asked for is not read, and the exit code says so. `ohp agreement`
+    and `ohp report` counted nothing and said so with 0 (the report's files written over no recording)."""
     for command in ("search --recording", "speakers list RECORDING", "history"):
         assert invoke(*READERS[command], "--db", db).exit_code == 2, command
+    assert invoke("agreement", "tape2", "--db", db).exit_code == 2
+    assert invoke("report", "tape2", "--out", str(tmp_path / "report"), "--db", db).exit_code == 2
+    assert not (tmp_path / "report").exists()
 
 
 def test_describe_keeps_the_closed_row_with_its_consent(db):

@@ -10,13 +10,15 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from pipeline.batch import FileResult
-from pipeline.cli import app
+from pipeline.cli import app, keys
 from pipeline.cli.output import file_line
 from pipeline.formats.elan import to_eaf
 from pipeline.formats.export import gather, to_json
@@ -279,6 +281,18 @@ def test_status_shows_and_sorts_by_doubt_and_review_walks_the_passages(db_url):
     assert "1 corrected" in result.output
     with Store(db_url) as store:
         assert store.segments(poor)[0].text == "I met Mr Sheehan"
+
+
+def test_review_of_doubtful_passages_takes_a_key_without_enter_in_a_terminal(db_url, monkeypatch):
+    """As the review of themes does: it asked for a line (the key and Enter)."""
+    with Store(db_url) as store:
+        poor = store.save_result(doubtful_result()).export.recording.id
+    pressed = iter("sq")
+    monkeypatch.setattr(keys, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True)))
+    monkeypatch.setattr(click, "getchar", lambda: next(pressed))
+    result = runner.invoke(app, ["review", str(poor), "--doubtful", "--user", "mei", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert "c/s/q: s" in result.output and "c/s/q: q" in result.output and "0 corrected" in result.output
 
 
 def test_the_run_summary_says_how_much_is_doubtful():

@@ -16,6 +16,7 @@ from lxml import etree
 from pipeline.formats.elan import SHA256_PROPERTY, read_eaf, to_eaf
 from pipeline.formats.readers import TranscriptFormatError
 from pipeline.records import (
+    TRANSCRIPT_FORMAT,
     AnnotationRecord,
     Coding,
     RecordingExport,
@@ -141,6 +142,17 @@ def test_media_and_recording_are_named(eaf_path):
     assert media["MIME_TYPE"] == "audio/x-wav"
     assert dict(eaf.get_properties())[SHA256_PROPERTY] == RECORDING.sha256
     assert dict(eaf.get_properties())["ohp:recording-id"] == "7"
+
+
+def test_a_transcript_imported_without_audio_links_no_media(tmp_path):
+    """It linked the transcript's own file (an .srt) as the audio for ELAN to play."""
+    recording = RecordingRecord(1, "c" * 64, "/old/zhang.srt", 1, f"{TRANSCRIPT_FORMAT}srt", 9.0, "zh")
+    path = tmp_path / "zhang.eaf"
+    path.write_text(
+        to_eaf(RecordingExport(recording, SEGMENTS[:1], {1: [annotation(1, 1, "wages", "alice", "accepted")]}))
+    )
+    assert pympi.Elan.Eaf(str(path)).get_linked_files() == []
+    assert list(read_eaf(path, CODEBOOK).codings) == [recording.sha256]  # the codes still find their recording
 
 
 @pytest.mark.parametrize(

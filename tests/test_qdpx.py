@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import uuid
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,14 @@ from lxml import etree
 
 from pipeline.formats.qdpx import read_qdpx, to_qdpx
 from pipeline.formats.readers import TranscriptFormatError
-from pipeline.records import AnnotationRecord, RecordingExport, RecordingRecord, Segment, SpeakerRecord
+from pipeline.records import (
+    TRANSCRIPT_FORMAT,
+    AnnotationRecord,
+    RecordingExport,
+    RecordingRecord,
+    Segment,
+    SpeakerRecord,
+)
 from pipeline.stages.codebook import load_codebook
 
 from conftest import STANDARDS, corpus_path
@@ -177,6 +185,17 @@ def test_codebook_users_and_sources(qdpx):
     assert len(archive.namelist()) == 3 and all(
         n == "project.qde" or n.startswith("sources/") for n in archive.namelist()
     )
+
+
+def test_a_transcript_imported_without_audio_is_a_source_without_a_path(tmp_path):
+    """It linked the transcript's own file (an .srt) as the source's audio."""
+    recording = replace(ZH_RECORDING, path="/old/张丽华.srt", format=f"{TRANSCRIPT_FORMAT}srt")
+    data = to_qdpx([replace(EXPORTS[0], recording=recording)], CODEBOOK)
+    [source] = _open(data)[1].findall("q:Sources/q:AudioSource", NS)
+    assert source.get("path") is None and source.get("name") == "张丽华.srt"
+    path = tmp_path / "p.qdpx"
+    path.write_bytes(data)
+    assert list(read_qdpx(path, CODEBOOK).codings) == [recording.sha256]  # the codings still find their recording
 
 
 def test_transcripts_turns_and_sync_points(qdpx):

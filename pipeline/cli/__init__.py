@@ -222,8 +222,11 @@ def exported_scope(
     store: Store, refs: list[str] | None, include_restricted: bool, user: str | None
 ) -> list[int] | None:
     """The recordings named (or all) that an export would write, as ids (None: every recording), for what is
-    counted or learnt from them (see shown_recordings)."""
+    counted or learnt from them (see shown_recordings). A closed one named and left out is exit code 2, as for an
+    export: what was asked for is not counted."""
     kept, left_out = shown_recordings(store, refs, include_restricted, user)
+    if refs and left_out:
+        raise typer.Exit(2)
     return None if not refs and not left_out else [r.id for r in kept]
 
 
@@ -278,7 +281,9 @@ def run(
     formats: Annotated[
         list[ExportFormat] | None,
         typer.Option(
-            "--format", help="Transcript files to write (repeat for several)", show_default=", ".join(RUN_FORMATS)
+            "--format",
+            help="Transcript files to write (repeat for several; csv and qdpx, of many recordings: `ohp export`)",
+            show_default=", ".join(RUN_FORMATS),
         ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Redo recordings already done with the same settings")] = False,
@@ -318,8 +323,9 @@ def run(
     ray: Annotated[
         str | None,
         typer.Option(
+            # \\[: help is rich markup, where [cluster] is a style, dropped
             help="Spread the batch over the Ray cluster at this address (host:6379, auto), "
-            "or over a Ray started on this machine only (local); needs ohp[cluster]",
+            "or over a Ray started on this machine only (local); needs ohp\\[cluster]",
             metavar="ADDRESS|local",
         ),
     ] = None,

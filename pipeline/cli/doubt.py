@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from pipeline.cli.keys import read_key
 from pipeline.errors import ConflictError
 from pipeline.records import RecordingRecord
 from pipeline.stages.doubt import Passage, by_risk, doubtful_passages
@@ -51,7 +52,7 @@ def walk_doubtful(store: Store, recording: RecordingRecord, user: str, console: 
         console.rule(f"{n}/{len(passages)}  {listen_from(passage)}  (segment confidence {segment.confidence or 0:.2f})")
         console.print(shown(passage))
         while True:
-            key = typer.prompt("c/s/q", default="s", show_default=False).strip().lower()[:1]
+            key = read_key("c/s/q", default="s")
             if key == "q":
                 console.print(f"{len(corrected)} corrected")
                 return

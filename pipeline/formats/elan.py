@@ -151,9 +151,10 @@ def to_eaf(export: RecordingExport) -> str:
     # pympi writes the zone offset's seconds as its minutes ("+05:1800" in India): no valid date
     eaf.adocument["DATE"] = datetime.now(UTC).isoformat(timespec="seconds")
     eaf.header.update({"MEDIA_FILE": "", "TIME_UNITS": "milliseconds"})
-    media = Path(recording.path).absolute()
-    # The relative URL finds the audio when the .eaf is copied next to it on a coder's machine.
-    eaf.add_linked_file(media.as_uri(), "./" + quote(media.name), MIME_TYPES.get(media.suffix.lower(), "audio/*"))
+    if recording.has_audio:  # a transcript imported without audio has none: its file is no media to play
+        media = Path(recording.path).absolute()
+        # The relative URL finds the audio when the .eaf is copied next to it on a coder's machine.
+        eaf.add_linked_file(media.as_uri(), "./" + quote(media.name), MIME_TYPES.get(media.suffix.lower(), "audio/*"))
 
     eaf.add_linguistic_type(TRANSCRIPT_TYPE)
     said: dict[str, list[tuple[int, int, str]]] = {}

@@ -147,7 +147,8 @@ def _recording(sources: etree._Element, export: RecordingExport) -> tuple[str, s
         "AudioSource",
         guid=_guid("source", recording.sha256),
         name=audio_path.name,
-        path="absolute://" + audio_path.as_posix(),
+        # A transcript imported without audio has none: no path (the schema's is optional), not its own file as audio.
+        path="absolute://" + audio_path.as_posix() if recording.has_audio else None,
         creatingUser=ohp,
     )
     _sub(audio, "Description", "\n".join(f"{name}: {value}" for name, value in facts.items()))
