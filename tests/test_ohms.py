@@ -9,7 +9,7 @@ from dataclasses import replace
 from lxml import etree
 
 from pipeline.formats.ohms import to_ohms
-from pipeline.records import Entity, RecordingExport, Segment, SpeakerRecord, Word
+from pipeline.records import TRANSCRIPT_FORMAT, Entity, RecordingExport, Segment, SpeakerRecord, Word
 from pipeline.stages.codebook import load_codebook
 
 from test_documents import EXPORT, ODD, RECORDING, SPEAKERS, annotation
@@ -57,6 +57,13 @@ def sync_marks(record) -> list[tuple[int, int, int]]:
 
 def transcript_lines(record) -> list[str]:
     return field(record, "o:transcript").split("\n")
+
+
+def test_a_transcript_imported_without_audio_names_no_media_file():
+    """Its file_name was the transcript's own file, which an OHMS viewer would try to play."""
+    recording = replace(RECORDING, path="/old/访谈 01.srt", format=f"{TRANSCRIPT_FORMAT}srt")
+    record = parse(replace(EXPORT, recording=recording))
+    assert record.find("o:file_name", NS) is not None and not field(record, "o:file_name")
 
 
 def test_record():

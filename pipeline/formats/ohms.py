@@ -208,7 +208,8 @@ def to_ohms(export: RecordingExport) -> str:
         _add(record, "interviewee", person)
     for person in _people(export, "interviewer"):
         _add(record, "interviewer", person)
-    _add(record, "file_name", Path(recording.path).name)
+    # A transcript imported without audio has no media file: its own file is no recording for a viewer to play.
+    _add(record, "file_name", Path(recording.path).name if recording.has_audio else None)
     _add(record, "sync", _sync(export, lines, places))
     _add(record, "media_url", str(recording.metadata.get("media_url") or ""))
     _add(record, "language", language_name(recording.language) if recording.language else None)
