@@ -123,6 +123,7 @@ def test_review_asks_before_adding_a_theme_someone_rejected(db):
     result = invoke("review", "wang", "--db", db, "--user", "mei", input=f"{add}n\n{add}y\nq\n")
     assert result.exit_code == 0, result.output
     assert result.output.count("rejected by jun") == 2  # said each time, before anything is changed
+    assert "0 decided, 1 theme(s) added" in result.output  # the one refused is not counted; it said "0 decided"
     with Store(db) as store:
         [now] = store.annotations(segment_id=segment.id, status="accepted")
         history = [(h.action, h.changed_by) for h in store.history(annotation_id=theirs.id)]

@@ -62,7 +62,11 @@ def review(
             (f"{clock(segment.start)} ", "cyan"), (f"{who}: " if who else "", "magenta"), text, style=style
         )
 
-    decided = 0
+    decided = added = 0
+
+    def tally() -> str:
+        return f"{decided} decided" + (f", {added} theme(s) added" if added else "")
+
     for n, annotation in enumerate(waiting, 1):
         index = at[annotation.segment_id]
         segment = ordered[index]
@@ -87,25 +91,25 @@ def review(
                 except ConflictError as e:
                     cli.console.print(Text.assemble(("not saved:", "yellow"), f" {e} (now {e.current.status})"))
             elif key == "t":
-                _add_theme(store, book, segment, user)
+                added += _add_theme(store, book, segment, user)
                 continue
             elif key == "q":
-                cli.console.print(f"{decided} decided")
+                cli.console.print(tally())
                 return
             elif key != "s":
                 continue
             break
-    cli.console.print(f"{decided} decided")
+    cli.console.print(tally())
 
 
-def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
+def _add_theme(store: Store, book: Codebook, segment, user: str) -> bool:
     """Ask for a theme (id or label) and the words that are its evidence, again until they are right;
-    an empty theme gives up."""
+    an empty theme gives up. Whether a theme was added."""
     cli.console.print("themes: " + "; ".join(f"{t} ({book.label(t)})" for t in book.ids), highlight=False)
     while True:
         name = typer.prompt("theme (empty to go back)", default="", show_default=False).strip()
         if not name:
-            return
+            return False
         theme = book.find(name)
         if theme:
             break
@@ -122,7 +126,8 @@ def _add_theme(store: Store, book: Codebook, segment, user: str) -> None:
     except ConflictError as e:  # someone rejected it: overturning that is a decision on what they decided
         cli.console.print(Text(str(e), style="yellow"))
         if not typer.confirm("accept it anyway?", default=False):
-            return
+            return False
         store.decide(e.current.id, "accepted", user, version=e.current.version)
         store.add_annotation(segment.id, theme, user, evidence)
     cli.console.print(f"added {book.label(theme)}")
+    return True
