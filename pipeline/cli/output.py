@@ -117,7 +117,9 @@ def write_report(results: list[FileResult], path: Path) -> None:
     files = [{**asdict(r), "path": str(resolved(r.path))} for r in results]
     counts = Counter(r.status for r in results)
     document = {"files": files, "counts": {status: counts[status] for status in STATUS_STYLES}}
-    write_atomic(path, json.dumps(document, ensure_ascii=False, indent=1) + "\n")
+    text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
+    # A name that is not UTF-8 holds lone surrogates: written as JSON's \udcXX escapes, which read back to them.
+    write_atomic(path, text.encode("utf-8", "backslashreplace"))
 
 
 class SpeedColumn(ProgressColumn):

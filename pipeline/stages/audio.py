@@ -83,6 +83,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _is_utf8(path: Path) -> bool:
+    """Whether the name is text the store can keep: bytes that are not UTF-8 come as lone surrogates."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_readable(path: Path) -> int:
     """Fail early, with a plain cause, on what ffmpeg would report obscurely; return the size."""
     try:
@@ -95,6 +104,8 @@ def _check_readable(path: Path) -> int:
         raise AudioError(path, "a directory, not a file" if path.is_dir() else "not a regular file")
     if st.st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
+    if not _is_utf8(path):  # found now, not when the save fails after the whole pass
+        raise AudioError(path, "its name is not UTF-8 text (another encoding's bytes?): rename the file")
     try:
         with open(path, "rb") as f:
             f.read(1)
