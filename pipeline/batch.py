@@ -55,7 +55,7 @@ from pipeline.records import (
     Transcript,
     settings_key,
 )
-from pipeline.stages.audio import AudioError, is_audio_file, probe
+from pipeline.stages.audio import AudioError, ChangedFileError, is_audio_file, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.learned import ThemeModel
 from pipeline.utils import resolved
@@ -324,7 +324,8 @@ class FileRun:
     def _failed(self, exc: Exception) -> None:
         stage, cause = (exc.stage, exc.cause) if isinstance(exc, StageError) else (self.stage, exc)
         _failed(self.file, stage, cause)
-        _record_failure(self.store, self.file, self.info, stage)
+        if not isinstance(cause, ChangedFileError):  # bytes no longer there are no recording to mark as failed
+            _record_failure(self.store, self.file, self.info, stage)
 
 
 STOPPING = (signal.SIGINT, signal.SIGTERM)  # the signals a save holds back until its file is finished

@@ -42,3 +42,28 @@ def test_a_name_that_is_not_utf8_fails_before_the_pass_and_the_report_still_writ
     files = json.loads(report.read_text(encoding="utf-8"))["files"]
     assert os.fsencode(files[0]["path"]) == os.fsencode(bad)  # the name's bytes, as a script can find the file
     assert files[1]["status"] == "done"
+
+
+def test_a_file_still_being_copied_fails_with_its_cause_and_is_done_once_whole(tmp_path, store):
+    """A recording copied into the folder while the batch runs: the part there when it was hashed and decoded was
+    saved as done under the hash of those bytes, and the whole file became another recording on the next run."""
+    whole = lavfi(BEEP, tmp_path / "whole.wav").read_bytes()
+    growing = tmp_path / "growing.wav"
+    growing.write_bytes(whole[: len(whole) // 2])
+
+    class CopyGoesOn:
+        def file_started(self, path, index, total): ...
+        def file_finished(self, result): ...
+        def audio_done(self, path, seconds): ...
+
+        def stage_started(self, path, stage, seconds):
+            if stage == "decode":
+                growing.write_bytes(whole)
+
+    options = RunOptions(out_dir=None, speakers=None)
+    [result] = run_batch([growing], store, options, CopyGoesOn()).files
+    assert (result.status, result.stage) == ("failed", "decode")
+    assert "changed while it was read" in (result.error or "")
+    assert store.list_recordings() == []
+    [again] = run_batch([growing], store, options).files
+    assert again.status == "done" and again.duration == pytest.approx(0.5, abs=0.01)

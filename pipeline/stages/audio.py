@@ -48,6 +48,16 @@ class AudioError(InvalidInputError):
         return type(self), (self.path, self.cause)
 
 
+class ChangedFileError(AudioError):
+    """The file's bytes changed while it was read (still being copied or recorded): they are no recording."""
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(path, "the file changed while it was read (still being copied?): run again once it is whole")
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.path,)
+
+
 @dataclass
 class DecodedAudio:
     samples: np.ndarray  # float32, mono, SAMPLE_RATE
@@ -114,6 +124,17 @@ def _check_readable(path: Path) -> int:
     except OSError as e:
         raise AudioError(path, f"cannot read file: {e.strerror}") from None
     return st.st_size
+
+
+def _check_unchanged(path: Path, size: int) -> None:
+    """A file still being copied (or recorded) grows while it is read: its hash and its audio would be of different
+    bytes, and the recording of a part of it would be saved as done."""
+    try:
+        now = path.stat().st_size
+    except OSError:
+        now = -1
+    if now != size:
+        raise ChangedFileError(path)
 
 
 _INPUT = re.compile(r"^Input #0, (?P<format>[^,]+(?:,[^ ]+)*), from ", re.M)
@@ -194,9 +215,11 @@ def probe(path: Path | str) -> AudioInfo:
         if duration_match
         else 0.0
     )
+    sha256 = file_sha256(path)
+    _check_unchanged(path, size)
     return AudioInfo(
         path=path,
-        sha256=file_sha256(path),
+        sha256=sha256,
         size_bytes=size,
         format=input_match["format"],
         codec=stream["codec"],
@@ -263,6 +286,7 @@ def decode(info: AudioInfo) -> DecodedAudio:
         returncode = proc.wait()
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
+    _check_unchanged(path, info.size_bytes)
     n_samples = filled // 4
     if returncode != 0 and n_samples == 0:
         raise AudioError(path, f"ffmpeg could not decode it: {_ffmpeg_cause(stderr, opening=False)}")
