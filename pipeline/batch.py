@@ -55,7 +55,7 @@ from pipeline.records import (
     Transcript,
     settings_key,
 )
-from pipeline.stages.audio import AudioError, ChangedFileError, is_audio_file, probe
+from pipeline.stages.audio import AudioError, ChangedFileError, file_sha256, is_audio_file, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.learned import ThemeModel
 from pipeline.utils import resolved
@@ -152,6 +152,15 @@ def _speakers_report(
     stored = stages.get("speakers")
     superseded = result is not None and result.new_segments
     return stored.report if stored and "imported" not in stored.settings and not superseded else None
+
+
+def _still_there(recording: RecordingRecord) -> bool:
+    """Whether the file the store has the recording at still holds its bytes (another file with them is a copy)."""
+    stored = Path(recording.path)
+    try:
+        return stored.stat().st_size == recording.size_bytes and file_sha256(stored) == recording.sha256
+    except OSError:  # gone, or unreadable now: the file given is where the recording is
+        return False
 
 
 def _saved_at(stages: Iterable[StageRecord]) -> float:
@@ -275,8 +284,12 @@ class FileRun:
             return Pass(info, people, stages, stored, existing)
         # Nothing pending: the transcribe stage is stored, so the recording is.
         assert existing is not None
-        recording = replace(existing, path=str(info.path))
-        if existing.path != str(info.path):
+        recording = existing
+        if existing.path != str(info.path) and _still_there(existing):
+            # Its file stays the recording's, and the transcript files that file's name.
+            file.warnings.append(f"{file.path}: a copy: the same recording as {existing.path}")
+        elif existing.path != str(info.path):  # moved or renamed
+            recording = replace(existing, path=str(info.path))
             store.update_path(existing.id, str(info.path))
         file.language, file.segments = existing.language, stages["transcribe"].report.get("segments", 0)
         self._finish("skipped", recording, None, None, stages)

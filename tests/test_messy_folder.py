@@ -67,3 +67,25 @@ def test_a_file_still_being_copied_fails_with_its_cause_and_is_done_once_whole(t
     assert store.list_recordings() == []
     [again] = run_batch([growing], store, options).files
     assert again.status == "done" and again.duration == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_copy_of_a_recording_in_the_folder_is_named_as_one_and_leaves_the_recording_where_it_was(tmp_path, store):
+    """The same recording twice (a backup copy in a subfolder): the copy moved the recording's path to itself on
+    every run, and the next file back again, and wrote a second set of transcript files under its own name."""
+    folder, out = tmp_path / "interviews", tmp_path / "out"
+    (folder / "backup").mkdir(parents=True)
+    original = lavfi(BEEP, folder / "2019 zhang.wav")  # found first
+    copy = folder / "backup" / "zhang_copy.wav"
+    copy.write_bytes(original.read_bytes())
+    options = RunOptions(out_dir=out, formats=("json",), speakers=None)
+    for status in ("done", "skipped"):
+        done, copied = run_batch([folder], store, options).files
+        assert (done.path, done.status, copied.path, copied.status) == (original, status, copy, "skipped")
+        assert any(f"the same recording as {original}" in w for w in copied.warnings), copied.warnings
+        [recording] = store.list_recordings()
+        assert recording.path == str(original)
+        assert sorted(p.name for p in out.iterdir()) == ["2019 zhang.json"]
+    original.unlink()  # the copy is the recording's file now
+    [moved] = run_batch([folder], store, options).files
+    assert moved.status == "skipped" and not moved.warnings
+    assert store.list_recordings()[0].path == str(copy)
