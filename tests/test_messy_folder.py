@@ -13,7 +13,7 @@ import pytest
 from pipeline.batch import FileResult, run_batch
 from pipeline.cli.output import write_report
 from pipeline.process import RunOptions
-from pipeline.stages.audio import ffmpeg_exe
+from pipeline.stages.audio import decode, ffmpeg_exe, probe
 from pipeline.store import Store
 
 BEEP = "sine=f=440:r=16000:d=0.5"
@@ -89,3 +89,16 @@ def test_a_copy_of_a_recording_in_the_folder_is_named_as_one_and_leaves_the_reco
     [moved] = run_batch([folder], store, options).files
     assert moved.status == "skipped" and not moved.warnings
     assert store.list_recordings()[0].path == str(copy)
+
+
+def test_stereo_whose_channels_cancel_out_is_heard_from_one_channel(tmp_path):
+    """A stereo recorder with one channel wired out of phase: mixed to mono, the channels cancelled to silence and
+    the interview was "done" with no speech found."""
+    opposed = lavfi(f"{BEEP},pan=stereo|c0=c0|c1=-1*c0", tmp_path / "opposed.wav")
+    decoded = decode(probe(opposed))
+    rms = float((decoded.samples**2).mean()) ** 0.5
+    assert rms > 0.08 and any("cancel out" in w for w in decoded.warnings)
+    # A quiet recording whose channels agree stays the mix of them, without a warning.
+    quiet = lavfi("sine=f=440:r=16000:d=0.5,volume=0.04,pan=stereo|c0=c0|c1=c0", tmp_path / "quiet.wav")
+    decoded = decode(probe(quiet))
+    assert 0.002 < float((decoded.samples**2).mean()) ** 0.5 < 0.005 and not decoded.warnings

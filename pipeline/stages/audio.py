@@ -30,6 +30,10 @@ AUDIO_EXTENSIONS = frozenset(
 )
 MAX_DURATION = 12 * 3600.0  # longer than any interview; guards against files that claim days of audio
 _READ_BLOCK = 1 << 20  # bytes of decoded audio read from ffmpeg at a time
+# A mix of channels quieter than this (-40 dBFS RMS; speech is recorded at about -20 to -30) is checked against
+# its first channel: one CANCELLED times louder means the channels cancelled each other (one was out of phase).
+QUIET_RMS = 0.01
+CANCELLED = 4.0
 # Demuxers that play other files a file names (an ffconcat script, a playlist), which ffmpeg picks by content
 # whatever the extension: a recording is its file's own bytes, hashed as its identity; such a file could bring
 # in the recordings beside it under another identity (and consent).
@@ -236,14 +240,10 @@ def _read_into(stream, samples: np.ndarray, filled: int) -> int:
         return stream.readinto(block)
 
 
-def decode(info: AudioInfo) -> DecodedAudio:
-    """Decode to 16 kHz mono float32, streaming from ffmpeg into one array sized from the declared duration."""
+def _decode_samples(info: AudioInfo, mono: list[str]) -> tuple[np.ndarray, int, str]:
+    """ffmpeg's 16 kHz float32 samples of the first audio stream, made mono by the `mono` options, streamed into one
+    array sized from the declared duration; with ffmpeg's exit code and its errors."""
     path = info.path
-    _check_readable(path)
-    if info.duration > MAX_DURATION:
-        raise AudioError(
-            path, f"declares {info.duration / 3600:.1f} h of audio, more than the {MAX_DURATION / 3600:.0f} h limit"
-        )
     cmd = [
         ffmpeg_exe(),
         "-hide_banner",
@@ -255,8 +255,7 @@ def decode(info: AudioInfo) -> DecodedAudio:
         "-map",
         "0:a:0",
         "-vn",
-        "-ac",
-        "1",
+        *mono,
         "-ar",
         str(SAMPLE_RATE),
         "-f",
@@ -286,14 +285,50 @@ def decode(info: AudioInfo) -> DecodedAudio:
         returncode = proc.wait()
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
-    _check_unchanged(path, info.size_bytes)
-    n_samples = filled // 4
-    if returncode != 0 and n_samples == 0:
-        raise AudioError(path, f"ffmpeg could not decode it: {_ffmpeg_cause(stderr, opening=False)}")
     # Give back what the declared length reserved but the file did not hold (truncated files):
     # a slice would keep all of it alive. Shrinking in place does not copy.
-    samples.resize(n_samples, refcheck=False)
+    samples.resize(filled // 4, refcheck=False)
+    return samples, returncode, stderr
+
+
+def _rms(samples: np.ndarray) -> float:
+    return float(samples @ samples / len(samples)) ** 0.5 if len(samples) else 0.0  # no squared copy of the audio
+
+
+def _first_channel_rms(info: AudioInfo) -> float:
+    """The RMS of the first channel of the first audio stream, measured by ffmpeg (volumedetect) as it decodes."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_input(info.path), "-map", "0:a:0"]
+    measure = ["-af", "pan=mono|c0=c0,volumedetect", "-f", "null", "-"]
+    result = subprocess.run([*cmd, *measure], capture_output=True, text=True, errors="replace")
+    level = re.search(r"mean_volume: (-?[\d.]+|-inf) dB", result.stderr)
+    return 10 ** (float(level[1]) / 20) if level else 0.0
+
+
+def decode(info: AudioInfo) -> DecodedAudio:
+    """Decode to 16 kHz mono float32. Channels that cancel out when mixed (one wired or recorded out of phase: the
+    mix is near silence) give their first channel alone instead."""
+    path = info.path
+    _check_readable(path)
+    if info.duration > MAX_DURATION:
+        raise AudioError(
+            path, f"declares {info.duration / 3600:.1f} h of audio, more than the {MAX_DURATION / 3600:.0f} h limit"
+        )
+    samples, returncode, stderr = _decode_samples(info, ["-ac", "1"])
+    # A quiet mix of channels (only quiet, or cancelled?) is checked against its first channel, measured alone.
+    cancelled = (
+        info.channels > 1 and (mixed := _rms(samples)) < QUIET_RMS and _first_channel_rms(info) > CANCELLED * mixed
+    )
+    if cancelled:
+        del samples  # one copy of a recording's audio in memory at a time
+        samples, returncode, stderr = _decode_samples(info, ["-af", "pan=mono|c0=c0"])
+    _check_unchanged(path, info.size_bytes)
+    if returncode != 0 and len(samples) == 0:
+        raise AudioError(path, f"ffmpeg could not decode it: {_ffmpeg_cause(stderr, opening=False)}")
     decoded = DecodedAudio(samples)
+    if cancelled:
+        decoded.warnings.append(
+            f"{path}: its channels cancel out when mixed to mono (one is out of phase): transcribed the first alone"
+        )
     if returncode != 0 or stderr.strip():
         decoded.warnings.append(
             f"{path}: decoding errors ({_ffmpeg_cause(stderr, opening=False)}); kept what could be decoded"
