@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.batch import FileResult, run_batch
+from pipeline.batch import FileResult, find_audio_files, run_batch
 from pipeline.cli.output import write_report
 from pipeline.process import RunOptions
 from pipeline.stages.audio import decode, ffmpeg_exe, probe
@@ -102,3 +102,16 @@ def test_stereo_whose_channels_cancel_out_is_heard_from_one_channel(tmp_path):
     quiet = lavfi("sine=f=440:r=16000:d=0.5,volume=0.04,pan=stereo|c0=c0|c1=c0", tmp_path / "quiet.wav")
     decoded = decode(probe(quiet))
     assert 0.002 < float((decoded.samples**2).mean()) ** 0.5 < 0.005 and not decoded.warnings
+
+
+def test_a_folder_finds_camcorder_and_phone_recordings_and_leaves_what_is_no_audio(tmp_path):
+    """A camcorder's AVCHD video (.MTS), an iPhone's Core Audio file (.caf), an audiobook-style .m4b were left out
+    of a folder's batch without a word; .DS_Store, Thumbs.db and macOS's ._ files beside them are no recordings."""
+    folder = tmp_path / "fieldwork"
+    (folder / "day 2").mkdir(parents=True)
+    found = [lavfi(BEEP, folder / name) for name in ("00001.MTS", "memo.caf", "day 2/talk.m4b")]
+    for junk in (".DS_Store", "Thumbs.db", "._memo.caf", "notes.docx"):
+        (folder / junk).write_bytes(b"\x00\x05\x16\x07 not audio")
+    files, missing = find_audio_files([folder])
+    assert sorted(files) == sorted(found) and not missing
+    assert all(probe(f).duration > 0 for f in found)

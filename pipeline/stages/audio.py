@@ -25,8 +25,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 SAMPLE_RATE = 16_000
+# What fieldwork brings: recorders' and phones' audio (Apple's .caf and .m4b, Olympus dictation's .dss, WavPack),
+# camcorders' video (AVCHD's .mts and .m2ts, MPEG) and the rest ffmpeg reads. Not .ts: TypeScript's too.
 AUDIO_EXTENSIONS = frozenset(
-    ".wav .flac .mp3 .m4a .aac .ogg .oga .opus .aif .aiff .wma .amr .webm .mp4 .mov .mkv .avi .3gp".split()
+    ".wav .flac .mp3 .m4a .aac .ogg .oga .opus .aif .aiff .aifc .wma .amr .webm .weba .mp4 .mov .mkv .mka .avi .3gp"
+    " .3g2 .caf .m4b .dss .wv .spx .ac3 .mp2 .mts .m2ts .mpg .mpeg .m4v .wmv .flv .ogv".split()
 )
 MAX_DURATION = 12 * 3600.0  # longer than any interview; guards against files that claim days of audio
 _READ_BLOCK = 1 << 20  # bytes of decoded audio read from ffmpeg at a time
