@@ -272,6 +272,11 @@ class FileRun:
         existing = store.recording_by_sha256(info.sha256)
         if existing:  # the length a pass decoded, which is the truth where the container misstates it
             file.duration = existing.duration
+        elif before := store.recording_at_path(str(info.path)):  # the file was edited, or replaced by another
+            file.warnings.append(
+                f"{file.path}: its bytes changed since recording {before.id} was made from it: a new recording"
+                f" (ohp status lists both; {before.id} keeps its transcript and what people did to it)"
+            )
         options = for_recording(options, existing)
         stages = {s.stage: s for s in store.stages(existing.id)} if existing else {}
         if self.people is None:

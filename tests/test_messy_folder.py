@@ -115,3 +115,18 @@ def test_a_folder_finds_camcorder_and_phone_recordings_and_leaves_what_is_no_aud
     files, missing = find_audio_files([folder])
     assert sorted(files) == sorted(found) and not missing
     assert all(probe(f).duration > 0 for f in found)
+
+
+def test_a_file_edited_after_it_was_transcribed_is_a_new_recording_and_the_run_says_so(tmp_path, store):
+    """A recording trimmed or replaced under the same name: it was transcribed again as a new recording, "done"
+    without a word, and the earlier one, with the corrections and decisions people made, stayed under the same
+    name, so that `ohp export NAME` found two."""
+    interview = lavfi(BEEP, tmp_path / "zhang.wav")
+    options = RunOptions(out_dir=None, speakers=None)
+    [first] = run_batch([interview], store, options).files
+    lavfi("sine=f=300:r=16000:d=0.4", interview)  # trimmed, say
+    [edited] = run_batch([interview], store, options).files
+    assert edited.status == "done" and edited.recording_id != first.recording_id
+    assert any(f"changed since recording {first.recording_id} was made from it" in w for w in edited.warnings)
+    [again] = run_batch([interview], store, options).files
+    assert again.status == "skipped" and not again.warnings
