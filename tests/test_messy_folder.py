@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.batch import FileResult, find_audio_files, run_batch
-from pipeline.cli.output import write_report
+from pipeline.cli.output import file_line, write_report
 from pipeline.process import RunOptions
 from pipeline.stages.audio import decode, ffmpeg_exe, probe
 from pipeline.store import Store
@@ -130,3 +130,13 @@ def test_a_file_edited_after_it_was_transcribed_is_a_new_recording_and_the_run_s
     assert any(f"changed since recording {first.recording_id} was made from it" in w for w in edited.warnings)
     [again] = run_batch([interview], store, options).files
     assert again.status == "skipped" and not again.warnings
+
+
+def test_a_name_with_a_line_break_is_still_one_line_of_the_log(tmp_path):
+    """A name typed with Enter in a file manager broke the plain line of its file in two, against `ohp run`'s one
+    line per file that a log's readers count on."""
+    name = tmp_path / "zhang\nsecond visit.wav"
+    done = FileResult(name, "done", 1, 61.0, 12, "zh", warnings=[f"{name}: truncated?"], seconds=3.2)
+    failed = FileResult(name, "failed", error=f"{name}: empty file (0 bytes)")
+    for line in (file_line(done), file_line(failed)):
+        assert "\n" not in line and "zhang\u240asecond visit.wav: " in line, line

@@ -80,7 +80,7 @@ def file_line(result: FileResult) -> str:
     path = resolved(result.path)
     if result.status == "failed":
         by = f" by {result.worker}" if result.worker else ""
-        return f"{path}: failed after {result.seconds:.1f} s{by}: {cause(result)}"
+        return _one_line(f"{path}: failed after {result.seconds:.1f} s{by}: {cause(result)}")
     facts = [result.status, clock(result.duration), f"{result.segments} segments"]
     if result.speakers is not None:
         facts.append(f"{result.speakers} speakers")
@@ -90,7 +90,13 @@ def file_line(result: FileResult) -> str:
     facts.append(f"{result.seconds:.1f} s")
     if result.worker:
         facts.append(f"by {result.worker}")
-    return f"{path}: {', '.join(facts)}" + "".join(f"; {note}" for note in notes(result))
+    return _one_line(f"{path}: {', '.join(facts)}" + "".join(f"; {note}" for note in notes(result)))
+
+
+def _one_line(line: str) -> str:
+    """A line break in a file's name (or a message) shown as ␊, as `inert` shows other controls: a log's reader
+    takes a line for a file."""
+    return line.replace("\n", "\u240a")
 
 
 def total_line(results: list[FileResult]) -> str:
