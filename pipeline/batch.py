@@ -101,6 +101,13 @@ class Progress(StageProgress, Protocol):
     def file_finished(self, result: FileResult) -> None: ...
 
 
+def _recording_in(folder: Path, path: Path) -> bool:
+    """Whether a file found in a folder is one of its recordings: an audio file by its extension, neither hidden
+    (macOS's ._ files) nor in a hidden folder (a memory card's .Trashes, whose recordings were deleted)."""
+    hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+    return not hidden and is_audio_file(path) and path.is_file()
+
+
 def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
     """Files named directly, and audio files (by extension) found recursively in folders.
     A path that does not exist is a failed result, so the batch reports it and goes on."""
@@ -109,11 +116,7 @@ def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
     for path in paths:
         try:
             if path.is_dir():
-                files.extend(
-                    sorted(
-                        p for p in path.rglob("*") if p.is_file() and is_audio_file(p) and not p.name.startswith(".")
-                    )
-                )
+                files.extend(sorted(p for p in path.rglob("*") if _recording_in(path, p)))
             else:
                 path.stat()  # raises why it is not there: no such file, or a link that leads round in a loop
                 files.append(path)

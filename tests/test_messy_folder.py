@@ -106,12 +106,16 @@ def test_stereo_whose_channels_cancel_out_is_heard_from_one_channel(tmp_path):
 
 def test_a_folder_finds_camcorder_and_phone_recordings_and_leaves_what_is_no_audio(tmp_path):
     """A camcorder's AVCHD video (.MTS), an iPhone's Core Audio file (.caf), an audiobook-style .m4b were left out
-    of a folder's batch without a word; .DS_Store, Thumbs.db and macOS's ._ files beside them are no recordings."""
+    of a folder's batch without a word; .DS_Store, Thumbs.db and macOS's ._ files beside them are no recordings,
+    nor are the files of a hidden folder."""
     folder = tmp_path / "fieldwork"
     (folder / "day 2").mkdir(parents=True)
     found = [lavfi(BEEP, folder / name) for name in ("00001.MTS", "memo.caf", "day 2/talk.m4b")]
     for junk in (".DS_Store", "Thumbs.db", "._memo.caf", "notes.docx"):
         (folder / junk).write_bytes(b"\x00\x05\x16\x07 not audio")
+    # A memory card's trash: recordings deleted on the recorder, which were transcribed as the interviews.
+    (folder / ".Trashes" / "501").mkdir(parents=True)
+    lavfi(BEEP, folder / ".Trashes" / "501" / "deleted take.wav")
     files, missing = find_audio_files([folder])
     assert sorted(files) == sorted(found) and not missing
     assert all(probe(f).duration > 0 for f in found)
