@@ -144,3 +144,30 @@ def test_a_name_with_a_line_break_is_still_one_line_of_the_log(tmp_path):
     failed = FileResult(name, "failed", error=f"{name}: empty file (0 bytes)")
     for line in (file_line(done), file_line(failed)):
         assert "\n" not in line and "zhang\u240asecond visit.wav: " in line, line
+
+
+def test_a_batch_stopped_between_files_reports_what_it_did(tmp_path, monkeypatch):
+    """Ctrl-C between two files: the finished file's line had no line of totals after it, and --report was not
+    written, so the report of an earlier run stayed under its name as if it were this one's."""
+    from typer.testing import CliRunner
+
+    from pipeline import batch, cli
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    first, _ = lavfi(BEEP, folder / "a.wav"), lavfi("sine=f=300:r=16000:d=0.5", folder / "b.wav")
+    report = tmp_path / "run.json"
+    report.write_text('{"files": [], "counts": {"done": 0, "skipped": 0, "failed": 0}}', encoding="utf-8")
+
+    def ctrl_c() -> None:  # where the batch stops for a Ctrl-C that came during the first file
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "stop_if_asked", ctrl_c)
+    args = ["run", str(folder), "--no-tag", "--speakers", "off", "--report", str(report), "--db"]
+    args += [f"sqlite:///{tmp_path / 'ohp.db'}", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(cli.app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 130
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{first}: done") and lines[1].endswith(": 1 done") and len(lines) == 2
+    document = json.loads(report.read_text(encoding="utf-8"))
+    assert [f["path"] for f in document["files"]] == [str(first)] and document["stopped"] is True

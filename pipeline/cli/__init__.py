@@ -382,6 +382,12 @@ def run(
 
                 report = run_on_ray(paths, store, options, progress, address=ray, workers=workers)
     except KeyboardInterrupt:
+        # What the files finished before the stop did, in the table or lines and the report: else the report of an
+        # earlier run stayed under the name, as if it were this one's.
+        if progress.finished:
+            progress.finish(progress.finished)
+        if report_path:
+            write_report(progress.finished, report_path, stopped=True)
         # --force redoes every recording again, those this run redid too: the same command would start over.
         rest = (
             "the same command redoes them all again; without --force those not reached keep their earlier result"
