@@ -171,3 +171,16 @@ def test_a_batch_stopped_between_files_reports_what_it_did(tmp_path, monkeypatch
     assert lines[0].startswith(f"{first}: done") and lines[1].endswith(": 1 done") and len(lines) == 2
     document = json.loads(report.read_text(encoding="utf-8"))
     assert [f["path"] for f in document["files"]] == [str(first)] and document["stopped"] is True
+
+
+def test_a_wav_copied_in_part_is_said_to_be_truncated(tmp_path):
+    """A WAV cut off half-way (a copy from a card pulled out too soon): ffmpeg takes its length from its size, so the
+    check of the decoded length against the declared one never fired, and half an interview was done without a
+    word."""
+    whole = lavfi("sine=f=440:r=16000:d=2", tmp_path / "whole.wav").read_bytes()
+    half = tmp_path / "half.wav"
+    half.write_bytes(whole[: len(whole) // 2])
+    decoded = decode(probe(half))
+    assert decoded.duration == pytest.approx(1.0, abs=0.01)
+    assert any("truncated?" in w and f"of the {len(whole):,} bytes" in w for w in decoded.warnings), decoded.warnings
+    assert not decode(probe(tmp_path / "whole.wav")).warnings

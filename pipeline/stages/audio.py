@@ -298,6 +298,17 @@ def _rms(samples: np.ndarray) -> float:
     return float(samples @ samples / len(samples)) ** 0.5 if len(samples) else 0.0  # no squared copy of the audio
 
 
+def _riff_size(path: Path) -> int | None:
+    """The bytes a RIFF WAV's header says the file has; None where it says nothing (a recorder that never finished
+    it writes 0, a stream 0xFFFFFFFF, RF64 leaves it to another chunk)."""
+    with open(path, "rb") as f:
+        header = f.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:] != b"WAVE":
+        return None
+    size = int.from_bytes(header[4:8], "little")
+    return size + 8 if 0 < size < 0xFFFFFFFF else None
+
+
 def _first_channel_rms(info: AudioInfo) -> float:
     """The RMS of the first channel of the first audio stream, measured by ffmpeg (volumedetect) as it decodes."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_input(info.path), "-map", "0:a:0"]
@@ -336,7 +347,13 @@ def decode(info: AudioInfo) -> DecodedAudio:
         decoded.warnings.append(
             f"{path}: decoding errors ({_ffmpeg_cause(stderr, opening=False)}); kept what could be decoded"
         )
-    if info.duration and decoded.duration < info.duration - max(1.0, 0.05 * info.duration):
+    declared = _riff_size(path) if info.format == "wav" else None
+    if declared and declared > info.size_bytes:  # ffmpeg takes a WAV's length from its size: it cannot tell
+        decoded.warnings.append(
+            f"{path}: truncated? the file holds {info.size_bytes:,} of the {declared:,} bytes its header declares"
+            " (copied in part?)"
+        )
+    elif info.duration and decoded.duration < info.duration - max(1.0, 0.05 * info.duration):
         decoded.warnings.append(
             f"{path}: truncated? decoded {decoded.duration:.1f} s of the {info.duration:.1f} s the file declares"
         )
