@@ -103,9 +103,10 @@ class Progress(StageProgress, Protocol):
 
 def _recording_in(folder: Path, path: Path) -> bool:
     """Whether a file found in a folder is one of its recordings: an audio file by its extension, neither hidden
-    (macOS's ._ files) nor in a hidden folder (a memory card's .Trashes, whose recordings were deleted)."""
+    (macOS's ._ files) nor in a hidden folder (a memory card's .Trashes, whose recordings were deleted). A link to
+    a file that is not there (on a drive not mounted) is one, which the batch reports."""
     hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
-    return not hidden and is_audio_file(path) and path.is_file()
+    return not hidden and is_audio_file(path) and (path.is_file() or path.is_symlink())
 
 
 def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:

@@ -184,3 +184,14 @@ def test_a_wav_copied_in_part_is_said_to_be_truncated(tmp_path):
     assert decoded.duration == pytest.approx(1.0, abs=0.01)
     assert any("truncated?" in w and f"of the {len(whole):,} bytes" in w for w in decoded.warnings), decoded.warnings
     assert not decode(probe(tmp_path / "whole.wav")).warnings
+
+
+def test_a_link_in_a_folder_to_a_recording_that_is_not_there_is_reported(tmp_path, store):
+    """A link to a recording on a drive not mounted now was left out of the folder's batch without a word."""
+    folder = tmp_path / "interviews"
+    folder.mkdir()
+    lavfi(BEEP, folder / "here.wav")
+    (folder / "on the drive.wav").symlink_to(tmp_path / "drive" / "zhang.wav")
+    report = run_batch([folder], store, RunOptions(out_dir=None, speakers=None))
+    assert [(r.path.name, r.status) for r in report.files] == [("here.wav", "done"), ("on the drive.wav", "failed")]
+    assert "zhang.wav: file not found" in (report.files[1].error or "")
