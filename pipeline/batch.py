@@ -83,6 +83,7 @@ class FileResult:
     stage: str | None = None
     doubtful: float | None = None  # share of the transcript's text in doubtful words (None: no words)
     worker: str | None = None  # the cluster's worker that ran its pass, and its node (pipeline.cluster)
+    copy_of: str | None = None  # the file the recording is at, when this file is a copy of it (FileRun.plan)
 
 
 @dataclass
@@ -295,7 +296,9 @@ class FileRun:
         assert existing is not None
         recording = existing
         if existing.path != str(info.path) and _still_there(existing):
-            # Its file stays the recording's, and the transcript files that file's name.
+            # Its file stays the recording's, and the transcript files that file's name, which the batch writes
+            # once it knows the stems of the recordings read (Batch.write_waiting), not of the files.
+            file.copy_of, self.write_files = existing.path, False
             file.warnings.append(f"{file.path}: a copy: the same recording as {existing.path}")
         elif existing.path != str(info.path):  # moved or renamed
             recording = replace(existing, path=str(info.path))
@@ -425,7 +428,7 @@ class Batch:
 
     def finished(self, result: FileResult) -> None:
         self.results.append(result)
-        if not self.writes(result.path) and result.status != "failed":
+        if (result.copy_of or not self.writes(result.path)) and result.status != "failed":
             self.waiting.append(result)
 
     def write_waiting(self, store: Store, options: RunOptions) -> None:
@@ -435,8 +438,14 @@ class Batch:
             return
         # A closed recording writes no files (access.writes_transcript_files: not those of closed_ids), so it takes
         # no stem either.
-        closed = access.closed_ids(store.list_recordings())
-        read = {resolved(f.path) for f in self.results if f.status != "failed" and f.recording_id not in closed}
+        recordings = {r.id: r for r in store.list_recordings()}
+        closed = access.closed_ids(recordings.values())
+        # The files the recordings are at: a copy of one (FileRun.plan) takes no stem of its own.
+        read = {
+            Path(recordings[f.recording_id].path)
+            for f in self.results
+            if f.status != "failed" and f.recording_id is not None and f.recording_id not in closed
+        }
         taken = shared_stems(read | self.stored)
         for file in self.waiting:
             assert file.recording_id is not None  # read: saved or found in the store

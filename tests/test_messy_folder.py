@@ -82,6 +82,7 @@ def test_a_copy_of_a_recording_in_the_folder_is_named_as_one_and_leaves_the_reco
         done, copied = run_batch([folder], store, options).files
         assert (done.path, done.status, copied.path, copied.status) == (original, status, copy, "skipped")
         assert any(f"the same recording as {original}" in w for w in copied.warnings), copied.warnings
+        assert copied.copy_of == str(original) and done.copy_of is None
         [recording] = store.list_recordings()
         assert recording.path == str(original)
         assert sorted(p.name for p in out.iterdir()) == ["2019 zhang.json"]
@@ -89,6 +90,12 @@ def test_a_copy_of_a_recording_in_the_folder_is_named_as_one_and_leaves_the_reco
     [moved] = run_batch([folder], store, options).files
     assert moved.status == "skipped" and not moved.warnings
     assert store.list_recordings()[0].path == str(copy)
+    # A backup of the same name in another folder: still one recording, whose files keep its plain name.
+    (folder / "later").mkdir()
+    (folder / "later" / copy.name).write_bytes(copy.read_bytes())
+    (out / "2019 zhang.json").unlink()
+    assert [r.status for r in run_batch([folder], store, options).files] == ["skipped", "skipped"]
+    assert sorted(p.name for p in out.iterdir()) == ["zhang_copy.json"]
 
 
 def test_stereo_whose_channels_cancel_out_is_heard_from_one_channel(tmp_path):
