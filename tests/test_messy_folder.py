@@ -153,9 +153,10 @@ def test_a_name_with_a_line_break_is_still_one_line_of_the_log(tmp_path):
         assert "\n" not in line and "zhang\u240asecond visit.wav: " in line, line
 
 
-def test_a_batch_stopped_between_files_reports_what_it_did(tmp_path, monkeypatch):
+def test_a_batch_stopped_between_files_or_finding_nothing_reports_what_it_did(tmp_path, monkeypatch):
     """Ctrl-C between two files: the finished file's line had no line of totals after it, and --report was not
-    written, so the report of an earlier run stayed under its name as if it were this one's."""
+    written, so the report of an earlier run stayed under its name as if it were this one's; so too when the run
+    found no recordings."""
     from typer.testing import CliRunner
 
     from pipeline import batch, cli
@@ -178,6 +179,12 @@ def test_a_batch_stopped_between_files_reports_what_it_did(tmp_path, monkeypatch
     assert lines[0].startswith(f"{first}: done") and lines[1].endswith(": 1 done") and len(lines) == 2
     document = json.loads(report.read_text(encoding="utf-8"))
     assert [f["path"] for f in document["files"]] == [str(first)] and document["stopped"] is True
+    # A folder with no recordings left (moved elsewhere): the report says so, not what the run before did.
+    for recording in folder.iterdir():
+        recording.rename(recording.with_suffix(".moved"))
+    result = CliRunner().invoke(cli.app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 1 and "no audio files found" in result.stderr
+    assert json.loads(report.read_text(encoding="utf-8"))["files"] == []
 
 
 def test_a_wav_copied_in_part_is_said_to_be_truncated(tmp_path):

@@ -396,12 +396,12 @@ def run(
         )
         errors.print(f"ohp run: stopped (Ctrl-C); the recordings finished are saved: {rest}")
         raise typer.Exit(130) from None
+    if report_path:  # an empty one too: else an earlier run's stays under the name, as if it were this one's
+        write_report(report.files, report_path)
     if not report.files:
         errors.print("no audio files found in " + ", ".join(map(str, paths)))
         raise typer.Exit(1)
     progress.finish(report.files)
-    if report_path:
-        write_report(report.files, report_path)
     if report.failed:
         errors.print(Text(f"{len(report.failed)} of {len(report.files)} file(s) failed", style="red"))
         raise typer.Exit(1)
