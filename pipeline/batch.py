@@ -159,11 +159,13 @@ def _speakers_report(
     return stored.report if stored and "imported" not in stored.settings and not superseded else None
 
 
-def _still_there(recording: RecordingRecord) -> bool:
-    """Whether the file the store has the recording at still holds its bytes (another file with them is a copy)."""
+def _copy_of(recording: RecordingRecord, path: Path) -> bool:
+    """Whether `path` is a copy of the recording: the file the store has it at still holds its bytes, and is another
+    file (not the same one under another name: a hard link, or another case of the name where case is not told)."""
     stored = Path(recording.path)
     try:
-        return stored.stat().st_size == recording.size_bytes and file_sha256(stored) == recording.sha256
+        same = stored.samefile(path)
+        return not same and stored.stat().st_size == recording.size_bytes and file_sha256(stored) == recording.sha256
     except OSError:  # gone, or unreadable now: the file given is where the recording is
         return False
 
@@ -295,7 +297,7 @@ class FileRun:
         # Nothing pending: the transcribe stage is stored, so the recording is.
         assert existing is not None
         recording = existing
-        if existing.path != str(info.path) and _still_there(existing):
+        if existing.path != str(info.path) and _copy_of(existing, info.path):
             # Its file stays the recording's, and the transcript files that file's name, which the batch writes
             # once it knows the stems of the recordings read (Batch.write_waiting), not of the files.
             file.copy_of, self.write_files = existing.path, False

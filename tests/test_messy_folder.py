@@ -86,6 +86,13 @@ def test_a_copy_of_a_recording_in_the_folder_is_named_as_one_and_leaves_the_reco
         [recording] = store.list_recordings()
         assert recording.path == str(original)
         assert sorted(p.name for p in out.iterdir()) == ["2019 zhang.json"]
+    # Another name of the same file (a hard link; another case of the name on macOS) is no copy: the file moved.
+    linked = folder / "2019 Zhang.wav"
+    original.rename(linked)
+    original.hardlink_to(linked)
+    [named] = run_batch([linked], store, options).files
+    assert named.status == "skipped" and not named.warnings and store.list_recordings()[0].path == str(linked)
+    linked.unlink()
     original.unlink()  # the copy is the recording's file now
     [moved] = run_batch([folder], store, options).files
     assert moved.status == "skipped" and not moved.warnings
@@ -93,7 +100,8 @@ def test_a_copy_of_a_recording_in_the_folder_is_named_as_one_and_leaves_the_reco
     # A backup of the same name in another folder: still one recording, whose files keep its plain name.
     (folder / "later").mkdir()
     (folder / "later" / copy.name).write_bytes(copy.read_bytes())
-    (out / "2019 zhang.json").unlink()
+    for stale in ("2019 zhang.json", "2019 Zhang.json"):
+        (out / stale).unlink()
     assert [r.status for r in run_batch([folder], store, options).files] == ["skipped", "skipped"]
     assert sorted(p.name for p in out.iterdir()) == ["zhang_copy.json"]
 
