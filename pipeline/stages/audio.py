@@ -122,7 +122,7 @@ def _check_readable(path: Path) -> int:
     if st.st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
     if not _is_utf8(path):  # found now, not when the save fails after the whole pass
-        raise AudioError(path, "its name is not UTF-8 text (another encoding's bytes?): rename the file")
+        raise AudioError(path, "its path is not UTF-8 text (another encoding's bytes?): rename the file or its folder")
     try:
         with open(path, "rb") as f:
             f.read(1)
