@@ -101,7 +101,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _is_utf8(path: Path) -> bool:
-    """Whether the name is text the store can keep: bytes that are not UTF-8 come as lone surrogates."""
+    """Whether the path is text the store can keep: bytes that are not UTF-8 come as lone surrogates."""
     try:
         str(path).encode("utf-8")
     except UnicodeEncodeError:
