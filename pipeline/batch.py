@@ -55,7 +55,7 @@ from pipeline.records import (
     Transcript,
     settings_key,
 )
-from pipeline.stages.audio import AudioError, is_audio_file, probe
+from pipeline.stages.audio import AudioError, ChangedFileError, file_sha256, is_audio_file, probe
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.learned import ThemeModel
 from pipeline.utils import resolved
@@ -83,6 +83,7 @@ class FileResult:
     stage: str | None = None
     doubtful: float | None = None  # share of the transcript's text in doubtful words (None: no words)
     worker: str | None = None  # the cluster's worker that ran its pass, and its node (pipeline.cluster)
+    copy_of: str | None = None  # the file the recording is at, when this file is a copy of it (FileRun.plan)
 
 
 @dataclass
@@ -101,6 +102,14 @@ class Progress(StageProgress, Protocol):
     def file_finished(self, result: FileResult) -> None: ...
 
 
+def _recording_in(folder: Path, path: Path) -> bool:
+    """Whether a file found in a folder is one of its recordings: an audio file by its extension, neither hidden
+    (macOS's ._ files) nor in a hidden folder (a memory card's .Trashes, whose recordings were deleted). A link to
+    a file that is not there (on a drive not mounted) is one, which the batch reports."""
+    hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+    return not hidden and is_audio_file(path) and (path.is_file() or path.is_symlink())
+
+
 def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
     """Files named directly, and audio files (by extension) found recursively in folders.
     A path that does not exist is a failed result, so the batch reports it and goes on."""
@@ -109,11 +118,7 @@ def find_audio_files(paths: list[Path]) -> tuple[list[Path], list[FileResult]]:
     for path in paths:
         try:
             if path.is_dir():
-                files.extend(
-                    sorted(
-                        p for p in path.rglob("*") if p.is_file() and is_audio_file(p) and not p.name.startswith(".")
-                    )
-                )
+                files.extend(sorted(p for p in path.rglob("*") if _recording_in(path, p)))
             else:
                 path.stat()  # raises why it is not there: no such file, or a link that leads round in a loop
                 files.append(path)
@@ -152,6 +157,17 @@ def _speakers_report(
     stored = stages.get("speakers")
     superseded = result is not None and result.new_segments
     return stored.report if stored and "imported" not in stored.settings and not superseded else None
+
+
+def _copy_of(recording: RecordingRecord, path: Path) -> bool:
+    """Whether `path` is a copy of the recording: the file the store has it at still holds its bytes, and is another
+    file (not the same one under another name: a hard link, or another case of the name where case is not told)."""
+    stored = Path(recording.path)
+    try:
+        same = stored.samefile(path)
+        return not same and stored.stat().st_size == recording.size_bytes and file_sha256(stored) == recording.sha256
+    except OSError:  # gone, or unreadable now: the file given is where the recording is
+        return False
 
 
 def _saved_at(stages: Iterable[StageRecord]) -> float:
@@ -263,6 +279,11 @@ class FileRun:
         existing = store.recording_by_sha256(info.sha256)
         if existing:  # the length a pass decoded, which is the truth where the container misstates it
             file.duration = existing.duration
+        elif before := store.recording_at_path(str(info.path)):  # the file was edited, or replaced by another
+            file.warnings.append(
+                f"{file.path}: its bytes changed since recording {before.id} was made from it: a new recording"
+                f" (ohp status lists both; {before.id} keeps its transcript and what people did to it)"
+            )
         options = for_recording(options, existing)
         stages = {s.stage: s for s in store.stages(existing.id)} if existing else {}
         if self.people is None:
@@ -275,8 +296,14 @@ class FileRun:
             return Pass(info, people, stages, stored, existing)
         # Nothing pending: the transcribe stage is stored, so the recording is.
         assert existing is not None
-        recording = replace(existing, path=str(info.path))
-        if existing.path != str(info.path):
+        recording = existing
+        if existing.path != str(info.path) and _copy_of(existing, info.path):
+            # Its file stays the recording's, and the transcript files that file's name, which the batch writes
+            # once it knows the stems of the recordings read (Batch.write_waiting), not of the files.
+            file.copy_of, self.write_files = existing.path, False
+            file.warnings.append(f"{file.path}: a copy: the same recording as {existing.path}")
+        elif existing.path != str(info.path):  # moved or renamed
+            recording = replace(existing, path=str(info.path))
             store.update_path(existing.id, str(info.path))
         file.language, file.segments = existing.language, stages["transcribe"].report.get("segments", 0)
         self._finish("skipped", recording, None, None, stages)
@@ -324,7 +351,8 @@ class FileRun:
     def _failed(self, exc: Exception) -> None:
         stage, cause = (exc.stage, exc.cause) if isinstance(exc, StageError) else (self.stage, exc)
         _failed(self.file, stage, cause)
-        _record_failure(self.store, self.file, self.info, stage)
+        if not isinstance(cause, ChangedFileError):  # bytes no longer there are no recording to mark as failed
+            _record_failure(self.store, self.file, self.info, stage)
 
 
 STOPPING = (signal.SIGINT, signal.SIGTERM)  # the signals a save holds back until its file is finished
@@ -402,7 +430,7 @@ class Batch:
 
     def finished(self, result: FileResult) -> None:
         self.results.append(result)
-        if not self.writes(result.path) and result.status != "failed":
+        if (result.copy_of or not self.writes(result.path)) and result.status != "failed":
             self.waiting.append(result)
 
     def write_waiting(self, store: Store, options: RunOptions) -> None:
@@ -412,8 +440,14 @@ class Batch:
             return
         # A closed recording writes no files (access.writes_transcript_files: not those of closed_ids), so it takes
         # no stem either.
-        closed = access.closed_ids(store.list_recordings())
-        read = {resolved(f.path) for f in self.results if f.status != "failed" and f.recording_id not in closed}
+        recordings = {r.id: r for r in store.list_recordings()}
+        closed = access.closed_ids(recordings.values())
+        # The files the recordings are at: a copy of one (FileRun.plan) takes no stem of its own.
+        read = {
+            Path(recordings[f.recording_id].path)
+            for f in self.results
+            if f.status != "failed" and f.recording_id is not None and f.recording_id not in closed
+        }
         taken = shared_stems(read | self.stored)
         for file in self.waiting:
             assert file.recording_id is not None  # read: saved or found in the store

@@ -388,6 +388,12 @@ def run(
 
                 report = run_on_ray(paths, store, options, progress, address=ray, workers=workers)
     except KeyboardInterrupt:
+        # What the files finished before the stop did, in the table or lines and the report: else the report of an
+        # earlier run stayed under the name, as if it were this one's.
+        if progress.finished:
+            progress.finish(progress.finished)
+        if report_path:
+            write_report(progress.finished, report_path, stopped=True)
         # --force redoes every recording again, those this run redid too: the same command would start over.
         rest = (
             "the same command redoes them all again; without --force those not reached keep their earlier result"
@@ -396,12 +402,12 @@ def run(
         )
         errors.print(f"ohp run: stopped (Ctrl-C); the recordings finished are saved: {rest}")
         raise typer.Exit(130) from None
+    if report_path:  # an empty one too: else an earlier run's stays under the name, as if it were this one's
+        write_report(report.files, report_path)
     if not report.files:
         errors.print("no audio files found in " + ", ".join(map(str, paths)))
         raise typer.Exit(1)
     progress.finish(report.files)
-    if report_path:
-        write_report(report.files, report_path)
     if report.failed:
         errors.print(Text(f"{len(report.failed)} of {len(report.files)} file(s) failed", style="red"))
         raise typer.Exit(1)

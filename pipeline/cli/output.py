@@ -80,7 +80,7 @@ def file_line(result: FileResult) -> str:
     path = resolved(result.path)
     if result.status == "failed":
         by = f" by {result.worker}" if result.worker else ""
-        return f"{path}: failed after {result.seconds:.1f} s{by}: {cause(result)}"
+        return _one_line(f"{path}: failed after {result.seconds:.1f} s{by}: {cause(result)}")
     facts = [result.status, clock(result.duration), f"{result.segments} segments"]
     if result.speakers is not None:
         facts.append(f"{result.speakers} speakers")
@@ -90,7 +90,13 @@ def file_line(result: FileResult) -> str:
     facts.append(f"{result.seconds:.1f} s")
     if result.worker:
         facts.append(f"by {result.worker}")
-    return f"{path}: {', '.join(facts)}" + "".join(f"; {note}" for note in notes(result))
+    return _one_line(f"{path}: {', '.join(facts)}" + "".join(f"; {note}" for note in notes(result)))
+
+
+def _one_line(line: str) -> str:
+    """A line break in a file's name (or a message) shown as ␊, as `inert` shows other controls: a log's reader
+    takes a line for a file."""
+    return line.replace("\n", "\u240a")
 
 
 def total_line(results: list[FileResult]) -> str:
@@ -112,12 +118,15 @@ def check_folder(folder: Path, option: str) -> None:
         raise typer.BadParameter(f"cannot write in {existing}: permission denied", param_hint=option)
 
 
-def write_report(results: list[FileResult], path: Path) -> None:
-    """The per-file results as JSON, for scripts: the fields of each FileResult, its path made absolute."""
+def write_report(results: list[FileResult], path: Path, stopped: bool = False) -> None:
+    """The per-file results as JSON, for scripts: the fields of each FileResult, its path made absolute; `stopped`:
+    the batch was stopped (Ctrl-C) after these files."""
     files = [{**asdict(r), "path": str(resolved(r.path))} for r in results]
     counts = Counter(r.status for r in results)
-    document = {"files": files, "counts": {status: counts[status] for status in STATUS_STYLES}}
-    write_atomic(path, json.dumps(document, ensure_ascii=False, indent=1) + "\n")
+    document = {"files": files, "counts": {status: counts[status] for status in STATUS_STYLES}, "stopped": stopped}
+    text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
+    # A name that is not UTF-8 holds lone surrogates: written as JSON's \udcXX escapes, which read back to them.
+    write_atomic(path, text.encode("utf-8", "backslashreplace"))
 
 
 class SpeedColumn(ProgressColumn):
@@ -135,6 +144,7 @@ class BarProgress:
         self.progress = progress
         self.files = progress.add_task("files", total=None, stage="")
         self.audio: TaskID | None = None  # the bar of the file being transcribed, added when a stage first starts
+        self.finished: list[FileResult] = []  # what a stopped batch (Ctrl-C) did
 
     def file_started(self, path: Path, index: int, total: int) -> None:
         # Files finish in the order they started here, but not on a cluster: file_finished counts them.
@@ -155,6 +165,7 @@ class BarProgress:
         self.progress.update(self.audio_task(), completed=audio_seconds)
 
     def file_finished(self, result: FileResult) -> None:
+        self.finished.append(result)
         self.progress.advance(self.files)
         if result.status == "failed":
             self.progress.console.print(Text.assemble(("failed:", "red"), " ", result.error or ""), highlight=False)
@@ -178,7 +189,7 @@ class LineProgress:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.shown: set[Path] = set()
+        self.finished: list[FileResult] = []  # shown as they finished
 
     def file_started(self, path: Path, index: int, total: int) -> None:
         pass
@@ -191,12 +202,13 @@ class LineProgress:
 
     def file_finished(self, result: FileResult) -> None:
         print_plain(self.console, file_line(result))
-        self.shown.add(result.path)
+        self.finished.append(result)
 
     def finish(self, results: list[FileResult]) -> None:
         """The lines of files the batch did not go through (a path that is not there), and the totals."""
+        shown = {r.path for r in self.finished}
         for result in results:
-            if result.path not in self.shown:
+            if result.path not in shown:
                 print_plain(self.console, file_line(result))
         print_plain(self.console, total_line(results))
 

@@ -25,11 +25,18 @@ if TYPE_CHECKING:
     import numpy as np
 
 SAMPLE_RATE = 16_000
+# What fieldwork brings: recorders' and phones' audio (Apple's .caf and .m4b, Olympus dictation's .dss, WavPack),
+# camcorders' video (AVCHD's .mts and .m2ts, MPEG) and the rest ffmpeg reads. Not .ts: TypeScript's too.
 AUDIO_EXTENSIONS = frozenset(
-    ".wav .flac .mp3 .m4a .aac .ogg .oga .opus .aif .aiff .wma .amr .webm .mp4 .mov .mkv .avi .3gp".split()
+    ".wav .flac .mp3 .m4a .aac .ogg .oga .opus .aif .aiff .aifc .wma .amr .webm .weba .mp4 .mov .mkv .mka .avi .3gp"
+    " .3g2 .caf .m4b .dss .wv .spx .ac3 .mp2 .mts .m2ts .mpg .mpeg .m4v .wmv .flv .ogv".split()
 )
 MAX_DURATION = 12 * 3600.0  # longer than any interview; guards against files that claim days of audio
 _READ_BLOCK = 1 << 20  # bytes of decoded audio read from ffmpeg at a time
+# A mix of channels quieter than this (-40 dBFS RMS; speech is recorded at about -20 to -30) is checked against
+# its first channel: one CANCELLED times louder means the channels cancelled each other (one was out of phase).
+QUIET_RMS = 0.01
+CANCELLED = 4.0
 # Demuxers that play other files a file names (an ffconcat script, a playlist), which ffmpeg picks by content
 # whatever the extension: a recording is its file's own bytes, hashed as its identity; such a file could bring
 # in the recordings beside it under another identity (and consent).
@@ -46,6 +53,16 @@ class AudioError(InvalidInputError):
 
     def __reduce__(self) -> tuple:  # pickled whole: a pass on a cluster's worker reports its failure with it
         return type(self), (self.path, self.cause)
+
+
+class ChangedFileError(AudioError):
+    """The file's bytes changed while it was read (still being copied or recorded): they are no recording."""
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(path, "the file changed while it was read (still being copied?): run again once it is whole")
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.path,)
 
 
 @dataclass
@@ -83,6 +100,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _is_utf8(path: Path) -> bool:
+    """Whether the path is text the store can keep: bytes that are not UTF-8 come as lone surrogates."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_readable(path: Path) -> int:
     """Fail early, with a plain cause, on what ffmpeg would report obscurely; return the size."""
     try:
@@ -95,6 +121,8 @@ def _check_readable(path: Path) -> int:
         raise AudioError(path, "a directory, not a file" if path.is_dir() else "not a regular file")
     if st.st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
+    if not _is_utf8(path):  # found now, not when the save fails after the whole pass
+        raise AudioError(path, "its path is not UTF-8 text (another encoding's bytes?): rename the file or its folder")
     try:
         with open(path, "rb") as f:
             f.read(1)
@@ -103,6 +131,17 @@ def _check_readable(path: Path) -> int:
     except OSError as e:
         raise AudioError(path, f"cannot read file: {e.strerror}") from None
     return st.st_size
+
+
+def _check_unchanged(path: Path, size: int) -> None:
+    """A file still being copied (or recorded) grows while it is read: its hash and its audio would be of different
+    bytes, and the recording of a part of it would be saved as done."""
+    try:
+        now = path.stat().st_size
+    except OSError:
+        now = -1
+    if now != size:
+        raise ChangedFileError(path)
 
 
 _INPUT = re.compile(r"^Input #0, (?P<format>[^,]+(?:,[^ ]+)*), from ", re.M)
@@ -183,9 +222,11 @@ def probe(path: Path | str) -> AudioInfo:
         if duration_match
         else 0.0
     )
+    sha256 = file_sha256(path)
+    _check_unchanged(path, size)
     return AudioInfo(
         path=path,
-        sha256=file_sha256(path),
+        sha256=sha256,
         size_bytes=size,
         format=input_match["format"],
         codec=stream["codec"],
@@ -202,14 +243,10 @@ def _read_into(stream, samples: np.ndarray, filled: int) -> int:
         return stream.readinto(block)
 
 
-def decode(info: AudioInfo) -> DecodedAudio:
-    """Decode to 16 kHz mono float32, streaming from ffmpeg into one array sized from the declared duration."""
+def _decode_samples(info: AudioInfo, mono: list[str]) -> tuple[np.ndarray, int, str]:
+    """ffmpeg's 16 kHz float32 samples of the first audio stream, made mono by the `mono` options, streamed into one
+    array sized from the declared duration; with ffmpeg's exit code and its errors."""
     path = info.path
-    _check_readable(path)
-    if info.duration > MAX_DURATION:
-        raise AudioError(
-            path, f"declares {info.duration / 3600:.1f} h of audio, more than the {MAX_DURATION / 3600:.0f} h limit"
-        )
     cmd = [
         ffmpeg_exe(),
         "-hide_banner",
@@ -221,8 +258,7 @@ def decode(info: AudioInfo) -> DecodedAudio:
         "-map",
         "0:a:0",
         "-vn",
-        "-ac",
-        "1",
+        *mono,
         "-ar",
         str(SAMPLE_RATE),
         "-f",
@@ -252,18 +288,72 @@ def decode(info: AudioInfo) -> DecodedAudio:
         returncode = proc.wait()
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
-    n_samples = filled // 4
-    if returncode != 0 and n_samples == 0:
-        raise AudioError(path, f"ffmpeg could not decode it: {_ffmpeg_cause(stderr, opening=False)}")
     # Give back what the declared length reserved but the file did not hold (truncated files):
     # a slice would keep all of it alive. Shrinking in place does not copy.
-    samples.resize(n_samples, refcheck=False)
+    samples.resize(filled // 4, refcheck=False)
+    return samples, returncode, stderr
+
+
+def _rms(samples: np.ndarray) -> float:
+    return float(samples @ samples / len(samples)) ** 0.5 if len(samples) else 0.0  # no squared copy of the audio
+
+
+def _riff_size(path: Path) -> int | None:
+    """The bytes a RIFF WAV's header says the file has; None where it says nothing (a recorder that never finished
+    it writes 0, a stream 0xFFFFFFFF, RF64 leaves it to another chunk)."""
+    with open(path, "rb") as f:
+        header = f.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:] != b"WAVE":
+        return None
+    size = int.from_bytes(header[4:8], "little")
+    return size + 8 if 0 < size < 0xFFFFFFFF else None
+
+
+def _first_channel_rms(info: AudioInfo) -> float:
+    """The RMS of the first channel of the first audio stream, measured by ffmpeg (volumedetect) as it decodes."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_input(info.path), "-map", "0:a:0"]
+    measure = ["-af", "pan=mono|c0=c0,volumedetect", "-f", "null", "-"]
+    result = subprocess.run([*cmd, *measure], capture_output=True, text=True, errors="replace")
+    level = re.search(r"mean_volume: (-?[\d.]+|-inf) dB", result.stderr)
+    return 10 ** (float(level[1]) / 20) if level else 0.0
+
+
+def decode(info: AudioInfo) -> DecodedAudio:
+    """Decode to 16 kHz mono float32. Channels that cancel out when mixed (one wired or recorded out of phase: the
+    mix is near silence) give their first channel alone instead."""
+    path = info.path
+    _check_readable(path)
+    if info.duration > MAX_DURATION:
+        raise AudioError(
+            path, f"declares {info.duration / 3600:.1f} h of audio, more than the {MAX_DURATION / 3600:.0f} h limit"
+        )
+    samples, returncode, stderr = _decode_samples(info, ["-ac", "1"])
+    # A quiet mix of channels (only quiet, or cancelled?) is checked against its first channel, measured alone.
+    cancelled = (
+        info.channels > 1 and (mixed := _rms(samples)) < QUIET_RMS and _first_channel_rms(info) > CANCELLED * mixed
+    )
+    if cancelled:
+        del samples  # one copy of a recording's audio in memory at a time
+        samples, returncode, stderr = _decode_samples(info, ["-af", "pan=mono|c0=c0"])
+    _check_unchanged(path, info.size_bytes)
+    if returncode != 0 and len(samples) == 0:
+        raise AudioError(path, f"ffmpeg could not decode it: {_ffmpeg_cause(stderr, opening=False)}")
     decoded = DecodedAudio(samples)
+    if cancelled:
+        decoded.warnings.append(
+            f"{path}: its channels cancel out when mixed to mono (one is out of phase): transcribed the first alone"
+        )
     if returncode != 0 or stderr.strip():
         decoded.warnings.append(
             f"{path}: decoding errors ({_ffmpeg_cause(stderr, opening=False)}); kept what could be decoded"
         )
-    if info.duration and decoded.duration < info.duration - max(1.0, 0.05 * info.duration):
+    declared = _riff_size(path) if info.format == "wav" else None
+    if declared and declared > info.size_bytes:  # ffmpeg takes a WAV's length from its size: it cannot tell
+        decoded.warnings.append(
+            f"{path}: truncated? the file holds {info.size_bytes:,} of the {declared:,} bytes its header declares"
+            " (copied in part?)"
+        )
+    elif info.duration and decoded.duration < info.duration - max(1.0, 0.05 * info.duration):
         decoded.warnings.append(
             f"{path}: truncated? decoded {decoded.duration:.1f} s of the {info.duration:.1f} s the file declares"
         )

@@ -124,6 +124,12 @@ class Store:
         with self._session() as s:
             return recordings.recording_by_sha256(s, sha256)
 
+    def recording_at_path(self, path: str) -> RecordingRecord | None:
+        """The recording last added at this path (see recordings.latest_at_path)."""
+        with self._session() as s:
+            row = recordings.latest_at_path(s, path)
+            return None if row is None else recordings.recording_record(row)
+
     def list_recordings(self) -> list[RecordingRecord]:
         """All recordings, ordered by path."""
         with self._session() as s:

@@ -145,6 +145,11 @@ def recording_by_sha256(s: Session, sha256: str) -> RecordingRecord | None:
     return None if row is None else recording_record(row)
 
 
+def latest_at_path(s: Session, path: str) -> RecordingRow | None:
+    """The recording last added at this path: other bytes there (the file edited or replaced) are a new one."""
+    return s.scalars(select(RecordingRow).where(RecordingRow.path == path).order_by(RecordingRow.id.desc())).first()
+
+
 def list_recordings(s: Session) -> list[RecordingRecord]:
     """All recordings, ordered by path."""
     rows = s.scalars(select(RecordingRow).order_by(by_code_point(RecordingRow.path), RecordingRow.id))
@@ -279,8 +284,7 @@ def upsert_recording(s: Session, info: AudioInfo) -> RecordingRow:
     """The recording with this sha256, added if new; a moved or renamed file only updates its path."""
     row = s.scalars(select(RecordingRow).where(RecordingRow.sha256 == info.sha256)).one_or_none()
     if row is None:
-        at_path = select(RecordingRow).where(RecordingRow.path == str(info.path)).order_by(RecordingRow.id.desc())
-        before = s.scalars(at_path.limit(1)).first()
+        before = latest_at_path(s, str(info.path))
         consent, release_on = access.first_consent(recording_record(before) if before else None)
         row = RecordingRow(
             sha256=info.sha256,
