@@ -16,6 +16,8 @@ from pipeline.cli import app
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript
 from pipeline.store import Store
 
+from conftest import SQLITE_ONLY
+
 runner = CliRunner()
 PASSWORD = "correct horse battery"
 SECRETS = ("Kowalczyk", "Okonkwo", "Zhuhai", "1987-06-04")
@@ -162,3 +164,24 @@ def test_a_recording_closed_while_someone_opens_it_stays_closed(db, monkeypatch)
     assert result.exit_code != 0 and "changed meanwhile" in result.stderr, result.output
     with Store(db) as store:
         assert store.recording(2).consent == "closed"
+
+
+@SQLITE_ONLY
+def test_recordings_described_at_once_change_all_or_none(db, monkeypatch):
+    """`ohp describe tape1 tape2 --consent closed` changed each recording in a transaction of its own: a conflict on
+    tape2 (its consent changed meanwhile), as a Ctrl-C would, left tape1 closed and tape2 not, under a command that
+    failed. The recordings named change in one transaction."""
+    checked = access.check_opening
+
+    def check_then_tape2_changes(user, name, current, proposed):
+        checked(user, name, current, proposed)
+        if current.id == 2:
+            with Store(db) as other:  # someone's `ohp describe tape2 --consent restricted`, committed meanwhile
+                other.set_metadata(2, consent="restricted", changed_by="rita")
+
+    monkeypatch.setattr(access, "check_opening", check_then_tape2_changes)
+    result = invoke("describe", "tape1", "tape2", "--consent", "closed", "--user", "rita", "--db", db)
+    assert result.exit_code == 2 and "changed meanwhile" in result.stderr, result.output
+    with Store(db) as store:
+        assert [store.recording(i).consent for i in (1, 2)] == ["open", "restricted"]
+        assert [h.after for h in store.history(recording_id=1) if h.action == "consent"] == []

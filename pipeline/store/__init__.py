@@ -154,22 +154,32 @@ class Store:
     ) -> RecordingRecord:
         """Set what is known of a recording, a change of who may see it kept in the history as `changed_by`'s
         (see recordings.set_metadata)."""
+        changes = dict(
+            interviewee=interviewee, place=place, recorded_on=recorded_on, consent=consent, release_on=release_on
+        )
+        seen = None if access_seen is None else {recording_id: access_seen}
+        [recording] = self.set_metadata_of([recording_id], {**changes, **extra}, changed_by, seen)
+        return recording
+
+    def set_metadata_of(
+        self,
+        recording_ids: Sequence[int],
+        changes: dict[str, Any],
+        changed_by: str,
+        access_seen: dict[int, RecordingRecord] | None = None,
+    ) -> list[RecordingRecord]:
+        """set_metadata's `changes` (its keywords) on several recordings in one transaction: all of them or, on an
+        error (a conflict on one, a Ctrl-C), none; `access_seen` by recording id."""
         with self._session(write=True) as s:
-            recording = recordings.set_metadata(
-                s,
-                recording_id,
-                interviewee=interviewee,
-                place=place,
-                recorded_on=recorded_on,
-                consent=consent,
-                release_on=release_on,
-                changed_by=changed_by,
-                access_seen=access_seen,
-                **extra,
-            )
-            if consent is not None or release_on is not None:
-                speaker_store.withhold_voices(s)  # voices enrolled from it follow its consent
-            return recording
+            described = [
+                recordings.set_metadata(
+                    s, i, **changes, changed_by=changed_by, access_seen=access_seen[i] if access_seen else None
+                )
+                for i in recording_ids
+            ]
+            if changes.get("consent") is not None or changes.get("release_on") is not None:
+                speaker_store.withhold_voices(s)  # voices enrolled from them follow their consent
+            return described
 
     # --------------------------------------------------------------------------------- stages
 
