@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from pipeline import access
 from pipeline.cli import app
+from pipeline.cli import speakers as speakers_cli
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript
 from pipeline.store import Store
 
@@ -185,3 +186,22 @@ def test_recordings_described_at_once_change_all_or_none(db, monkeypatch):
     with Store(db) as store:
         assert [store.recording(i).consent for i in (1, 2)] == ["open", "restricted"]
         assert [h.after for h in store.history(recording_id=1) if h.action == "consent"] == []
+
+
+@SQLITE_ONLY
+def test_a_voice_whose_recording_is_closed_while_its_origin_is_given_stays_withheld(db, monkeypatch):
+    """`ohp speakers source` asked for a researcher only where the voice was withheld as it read it, then wrote the
+    new origin blindly: tape2 closed in between, an annotator's --outside released the voice of its closed interview
+    to name speakers everywhere. The origin is now given only on the state checked, else it is a conflict."""
+    given = speakers_cli.voice_origins
+
+    def a_researcher_closes_tape2_meanwhile(*args):
+        close(db)
+        return given(*args)
+
+    monkeypatch.setattr(speakers_cli, "voice_origins", a_researcher_closes_tape2_meanwhile)
+    result = invoke("speakers", "source", "Okonkwo", "--outside", "--user", "ann", "--db", db)
+    assert result.exit_code == 2 and "changed meanwhile" in result.stderr, result.output
+    with Store(db) as store:
+        [voice] = store.people()
+        assert [r.id for r in voice.from_recordings] == [2] and access.voice_withheld(voice)

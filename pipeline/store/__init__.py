@@ -424,11 +424,14 @@ class Store:
         with self._session(write=True) as s:
             return speaker_store.enroll(s, name, profile, user, sources, origins)
 
-    def set_voice_origins(self, name: str, origins: Sequence[str], user: str) -> PersonRecord:
+    def set_voice_origins(
+        self, name: str, origins: Sequence[str], user: str, seen: PersonRecord | None = None
+    ) -> PersonRecord:
         """Say where an enrolled voice comes from (sha256s, as for enroll) as `user`, who is kept with them; the
-        names it gave where that withholds it go."""
+        names it gave where that withholds it go. `seen`: the voice as the caller checked who may say so
+        (speakers.set_origins)."""
         with self._session(write=True) as s:
-            return speaker_store.set_origins(s, name, origins, user)
+            return speaker_store.set_origins(s, name, origins, user, seen)
 
     def forget_person(self, name: str) -> int:
         """Remove a person's enrolled voice and the name it gave speakers; how many it had named."""

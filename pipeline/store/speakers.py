@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.access import voice_withheld
 from pipeline.carry import speaker_state
-from pipeline.errors import InvalidInputError, NotFoundError
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.records import SPEAKER_ROLES, PersonRecord, SpeakerRecord
 from pipeline.store.database import by_code_point
 from pipeline.store.models import (
@@ -165,9 +165,20 @@ def enroll(
     return _set_origins(s, row, origins, user, row.enrolled_at)
 
 
-def set_origins(s: Session, name: str, origins: Iterable[str], user: str) -> PersonRecord:
-    """Say where an enrolled voice comes from (see enroll) as `user`, replacing what was known of it."""
-    return _set_origins(s, _person_row(s, name), origins, user, now())
+def set_origins(
+    s: Session, name: str, origins: Iterable[str], user: str, seen: PersonRecord | None = None
+) -> PersonRecord:
+    """Say where an enrolled voice comes from (see enroll) as `user`, replacing what was known of it. `seen`: the
+    voice as the caller checked the change against it: ConflictError where it is withheld now and was not then (a
+    recording it comes from closed since), as a check passed without a researcher would let anyone release it."""
+    row = _person_row(s, name)
+    if seen is not None and not voice_withheld(seen):
+        [current] = _people(s, [row])
+        if withheld := voice_withheld(current):
+            raise ConflictError(
+                f"the voice of {row.name} changed meanwhile: it is withheld now ({withheld}); look again"
+            )
+    return _set_origins(s, row, origins, user, now())
 
 
 def _set_origins(s: Session, row: PersonRow, origins: Iterable[str], user: str, at: datetime) -> PersonRecord:
