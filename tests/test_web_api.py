@@ -19,6 +19,8 @@ from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, No
 from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
 from pipeline.web import auth, create_app
 
+from conftest import SQLITE_ONLY
+
 TEXTS = [
     "Where are your children now?",
     "They stay with my parents back home.",
@@ -498,6 +500,33 @@ def test_viewers_do_not_see_closed_recordings(app, store):
     )
     bad = rita.patch(f"/api/recordings/{rid}", json={"consent": "secret"}, headers={"X-CSRF-Token": rita_token})
     assert bad.status_code == 400 and "open, restricted, closed" in bad.text
+
+
+@SQLITE_ONLY
+def test_a_details_form_shown_before_a_recording_was_closed_neither_opens_it_nor_undoes_other_changes(app, store):
+    """The form sent every field as the page had shown it, and each was written: a researcher fixing the place on a
+    page loaded before the recording was closed (the interviewee withdrew) opened it again, unseen, and put back
+    an interviewee someone had pseudonymised meanwhile. Only the fields changed on the form are set, and a consent
+    changed on a state that is no longer the recording's is a conflict."""
+    rid = app.state.recording_id
+    rita, _ = client_for(app, "rita")
+    page = rita.get(f"/recordings/{rid}").text  # the form as shown, with its CSRF token
+    form = dict(re.findall(r'<input (?:type="\w+" )?name="(\w+)" value="([^"]*)">', page))
+    form["consent"] = re.search(r"<option selected>(\w+)</option>", page).group(1)
+    store.set_metadata(rid, interviewee="X", consent="closed", release_on="2999-01-01", changed_by="mei")
+
+    saved = rita.post(f"/recordings/{rid}/details", data={**form, "place": "东莞"}, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    record = store.recording(rid)
+    assert (record.interviewee, record.place, record.consent, record.release_on) == (
+        "X",
+        "东莞",
+        "closed",
+        "2999-01-01",
+    )
+    reopened = rita.post(f"/recordings/{rid}/details", data={**form, "consent": "restricted"})
+    assert reopened.status_code == 409 and "changed meanwhile" in reopened.text
+    assert store.recording(rid).consent == "closed"
 
 
 def test_researchers_set_details_and_consent_on_the_recording_page(app, store):
