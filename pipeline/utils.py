@@ -208,11 +208,16 @@ def _sweep_once(folder: Path) -> None:
 
 @contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive flock on the folder itself (no lock file beside what it holds), for processes that read a file
-    there, change it and replace it (`write_atomic`) one at a time: two at once would each lose the other's change."""
+    """An exclusive flock on the folder itself (no lock file beside what it holds, which another user's umask could
+    keep others from opening), for processes that read a file there, change it and replace it (`write_atomic`) one
+    at a time: two at once would each lose the other's change. Where the folder cannot be locked (NFS takes an
+    exclusive lock only on a file open for writing) the block runs unlocked, as it did before there was a lock."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            log.warning("cannot lock the folder %s (%s): going on without", folder, exc.strerror or exc)
         yield
     finally:
         os.close(fd)  # which releases the lock
