@@ -34,8 +34,9 @@ from pipeline.records import (
 )
 from pipeline.stages.codebook import load_codebook
 from pipeline.store import Store
+from pipeline.store import annotations as store_annotations
 
-from conftest import STANDARDS, corpus_path
+from conftest import SQLITE_ONLY, STANDARDS, corpus_path
 
 CODEBOOK = load_codebook()
 INFO = AudioInfo(Path("/audio/li.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 40.0)
@@ -317,3 +318,23 @@ def test_codes_stored_under_unknown_stay_when_the_file_is_imported_again(coded, 
     assert report.added == 3  # the tiers' codes; the rest of the file (alice's, bob's) was there already
     assert _there(store, rid) == EXPECTED | merged | TIERS
     assert {"tier/themes-A", "tier/themes-B", UNNAMED_CODER} <= set(store.coders([rid]))
+
+
+@SQLITE_ONLY
+def test_an_export_reads_a_recording_as_one_state_while_a_pass_saves_it(store, db_url, monkeypatch):
+    """gather read the themes, the decisions, the segments, the speakers and the entities each in a transaction of
+    its own: a pass saving the recording again in between (ohp run beside ohp export) gave an export of the new
+    segments with the themes of the old ones, which named segments no longer there, so the file had no themes."""
+    rid = _recording(store, INFO)
+    read = store_annotations.decisions
+    retold = [Segment(i * 10.0, i * 10.0 + 8.0, t + " Yes.", t + " Yes.", "en") for i, t in enumerate(TEXTS)]
+
+    def a_pass_saves_meanwhile(s, recording_id):
+        monkeypatch.setattr(store_annotations, "decisions", read)
+        with Store(db_url) as other:  # ohp run, transcribing it again
+            save_transcription(other, INFO, Transcript("en", 0.99, retold, "faster-whisper", "base"), {}, "k2", {})
+        return read(s, recording_id)
+
+    monkeypatch.setattr(store_annotations, "decisions", a_pass_saves_meanwhile)
+    export = gather(store, store.recording(rid), CODEBOOK)
+    assert len(export.annotations) == 2 and set(export.annotations) <= {s.id for s in export.segments}

@@ -251,6 +251,12 @@ class Store:
             speaker_store.withhold_voices(s)
             return SavedRecording(_saved_export(s, recording_id, segments), counts)
 
+    def recording_export(self, recording_id: int) -> RecordingExport:
+        """What a recording's export files show, read as one state: a pass saved meanwhile is in all of it or in
+        none (read apart, an export had the new segments with the old segments' themes, which it then left out)."""
+        with self._session() as s:
+            return _saved_export(s, recording_id, transcripts.segments(s, recording_id))
+
     def transcript(self, recording_id: int) -> Transcript:
         """A recording's stored transcript (see transcripts.transcript)."""
         with self._session() as s:
@@ -497,8 +503,8 @@ class Store:
 
 
 def _saved_export(s: Session, recording_id: int, segments: list[Segment]) -> RecordingExport:
-    """A recording as just saved, for its export files: the segments from the pass, in time order; its
-    themes, speakers and entities as the transaction leaves them (small reads, in it)."""
+    """A recording for its export files: the segments (a pass's, as just saved), in time order; its themes,
+    speakers and entities as the transaction sees them (small reads, in it)."""
     themes: dict[int, list[AnnotationRecord]] = {}
     for annotation in annotations.list_annotations(s, recording_id):
         themes.setdefault(annotation.segment_id, []).append(annotation)
