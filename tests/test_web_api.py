@@ -17,6 +17,8 @@ from saving import save_tags, save_transcription
 from pipeline.config import Config
 from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
+from pipeline.store import Store
+from pipeline.store import transcripts as store_transcripts
 from pipeline.web import auth, create_app
 
 from conftest import SQLITE_ONLY
@@ -500,6 +502,30 @@ def test_viewers_do_not_see_closed_recordings(app, store):
     )
     bad = rita.patch(f"/api/recordings/{rid}", json={"consent": "secret"}, headers={"X-CSRF-Token": rita_token})
     assert bad.status_code == 400 and "open, restricted, closed" in bad.text
+
+
+@SQLITE_ONLY
+def test_a_recordings_page_read_while_a_pass_saves_it_shows_one_state(app, store, db_url, monkeypatch):
+    """The page read the segments' versions, the speakers, the themes and the segments each in a transaction of its
+    own: a pass saving the recording again in between (ohp run beside the web app) gave segments whose versions had
+    not been read, a KeyError and a 500. They are read as one state."""
+    rid = app.state.recording_id
+    read = store_transcripts.segments
+    info = store.recording(rid)
+    audio = AudioInfo(Path(info.path), info.sha256, 1000, "wav", "pcm_s16le", 16000, 1, 15.0)
+    retold = [Segment(i * 5.0, i * 5.0 + 4.0, t + " Yes.", t + " Yes.", "en") for i, t in enumerate(TEXTS)]
+
+    def a_pass_saves_meanwhile(s, recording_id):
+        monkeypatch.setattr(store_transcripts, "segments", read)
+        with Store(db_url) as other:  # ohp run, transcribing it again
+            save_transcription(other, audio, Transcript("en", 0.99, retold, "faster-whisper", "base"), {}, "k2", {})
+        return read(s, recording_id)
+
+    monkeypatch.setattr(store_transcripts, "segments", a_pass_saves_meanwhile)
+    vera, _ = client_for(app, "vera")
+    answer = vera.get(f"/api/recordings/{rid}/segments")
+    assert answer.status_code == 200, answer.text
+    assert [s["version"] for s in answer.json()] == [s.version for s in store.segments(rid)]
 
 
 @SQLITE_ONLY

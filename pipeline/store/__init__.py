@@ -276,11 +276,6 @@ class Store:
         with self._session() as s:
             return annotations.recording_of_segment(s, segment_id)
 
-    def segment_versions(self, recording_id: int) -> dict[int, int]:
-        """Each segment's version (see correct_text), by segment id."""
-        with self._session() as s:
-            return transcripts.segment_versions(s, recording_id)
-
     def correct_text(self, segment_id: int, text_: str, user: str, version: int) -> tuple[Segment, int]:
         """A person's correction of a segment's text, based on `version` of it: the segment and its version
         now. ConflictError, carrying the current text and version, if someone changed it since; the same
