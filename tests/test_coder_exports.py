@@ -16,6 +16,7 @@ import xmlschema
 from lxml import etree
 from saving import save_tags, save_transcription
 
+from pipeline.errors import ConflictError
 from pipeline.formats.elan import read_eaf, to_eaf
 from pipeline.formats.export import gather
 from pipeline.formats.qdpx import NS, read_qdpx, to_qdpx
@@ -338,3 +339,28 @@ def test_an_export_reads_a_recording_as_one_state_while_a_pass_saves_it(store, d
     monkeypatch.setattr(store_annotations, "decisions", a_pass_saves_meanwhile)
     export = gather(store, store.recording(rid), CODEBOOK)
     assert len(export.annotations) == 2 and set(export.annotations) <= {s.id for s in export.segments}
+
+
+@SQLITE_ONLY
+def test_codes_matched_to_a_segment_corrected_meanwhile_are_not_imported_onto_other_words(store, monkeypatch):
+    """import_codings matched the codes to the segments as it read them, then saved them in another transaction:
+    a correction made in between (the web app beside ohp import) put the coder's evidence on other words of the
+    new text ("in one " for "dormitory"), unsaid. Codes are saved only on the segments as they were matched, else a
+    conflict and nothing is saved."""
+    rid = _recording(store, INFO)
+    second = store.segments(rid)[1]  # "Eight of us slept in one dormitory room.", no theme yet
+    read = store.decisions
+
+    def corrected_meanwhile(recording_id):
+        store.correct_text(second.id, "Back then eight of us slept in one dormitory room.", "ann", second.version)
+        return read(recording_id)
+
+    monkeypatch.setattr(store, "decisions", corrected_meanwhile)
+    codes = ImportedCodings(Path("bob.eaf"), "eaf", {INFO.sha256: [Coding("housing", "bob", 10.0, 18.0, "dormitory")]})
+    with pytest.raises(ConflictError, match="changed meanwhile"):
+        import_codings(codes, store)
+    assert [a for a in store.annotations(rid) if a.segment_id == second.id] == []
+    monkeypatch.undo()
+    assert import_codings(codes, store).added == 1  # again: matched to the text as it is now
+    [housing] = [a for a in store.annotations(rid) if a.segment_id == second.id]
+    assert {store.segments(rid)[1].text[a:b] for a, b in housing.evidence} == {"dormitory"}

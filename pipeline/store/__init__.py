@@ -21,7 +21,7 @@ and ConflictError; StoreError when the database cannot be used.
 
 # No `from __future__ import annotations` here: in a package's __init__ it binds the name of the
 # submodule `annotations`.
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any, Self
@@ -339,12 +339,14 @@ class Store:
         with self._session(write=True) as s:
             return annotations.add_annotations(s, added)
 
-    def import_annotations(self, added: Sequence[Added]) -> tuple[list[AnnotationRecord], list[KeptDecision]]:
+    def import_annotations(
+        self, added: Sequence[Added], seen: Mapping[int, int] | None = None
+    ) -> tuple[list[AnnotationRecord], list[KeptDecision]]:
         """Codes coded in another tool over a whole transcript, (segment id, theme, coder, evidence) each, in one
         transaction: the annotations accepted, and the codes on themes a person rejected in ohp, which stay
-        rejected (annotations.import_annotations)."""
+        rejected; a conflict where a segment changed since its version `seen` (annotations.import_annotations)."""
         with self._session(write=True) as s:
-            return annotations.import_annotations(s, added)
+            return annotations.import_annotations(s, added, seen)
 
     def decisions(self, recording_id: int) -> list[CoderDecision]:
         """Every coder's own decisions on a recording's themes, in transcript order."""
