@@ -8,6 +8,7 @@ import errno
 import json
 import logging
 import os
+import stat
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -153,6 +154,8 @@ def test_an_accept_that_fails_mid_write_leaves_the_vocabulary_as_it_was(tmp_path
     monkeypatch.undo()
     assert path.read_bytes() == "钦点\n".encode() and [p.name for p in tmp_path.iterdir()] == ["vocabulary.txt"]
     assert add_terms(path, ["犹地亚"]) == [True] and read_vocabulary(path).terms == ("钦点", "犹地亚")
+    path.chmod(0o664)  # shared with the project's group
+    assert add_terms(path, ["东莞"]) == [True] and stat.S_IMODE(path.stat().st_mode) == 0o664
 
 
 # ------------------------------------------------------------------------------------------- the hint

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
+import stat
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable
@@ -157,8 +159,11 @@ def add_terms(path: Path, terms: Iterable[str]) -> list[bool]:
         added = [term for term, new in zip(cleaned, fresh, strict=True) if new]
         if added:
             existing = target.read_bytes() if target.exists() else b""
+            mode = stat.S_IMODE(target.stat().st_mode) if existing else None
             lines = "".join(f"{term}\n" for term in added).encode("utf-8")
             write_atomic(target, existing + (b"" if not existing or existing.endswith(b"\n") else b"\n") + lines)
+            if mode is not None:
+                os.chmod(target, mode)  # a file shared with a group stays writable by it, as appending left it
             log.info("%s: added %d term(s)", path, len(added))  # not which: often names, from what people corrected
     return fresh
 
