@@ -239,12 +239,15 @@ class Store:
                 recordings.drop_stages(s, recording_id, keep=("transcribe", *result.stages))
             else:
                 segments = transcripts.as_stored(s, recording_id, result.transcript.segments)
+            forgotten: list[str] = []  # voices forgotten while the pass ran
             if "speakers" in result.stages:
-                speaker_store.save_speakers(s, recording_id, result.speakers)
+                forgotten = speaker_store.save_speakers(s, recording_id, result.speakers)
             counts = annotations.save_result_tags(s, recording_id, segments, result) if "tag" in result.stages else None
             for name, run in result.stages.items():
                 report = {**run.report, **counts} if name == "tag" and counts is not None else run.report
                 recordings.set_stage(s, recording_id, name, "done", run.settings, run.settings_key, report, None)
+            for voice in forgotten:  # its report names them no more
+                speaker_store.unreport(s, voice, [recording_id])
             # The names a voice withheld here gave (a pass that read the voices before a consent changed), and those
             # that voices enrolled from this recording gave elsewhere, where it is stored with a consent of its own
             # (an imported file's, a new recording's): over every recording, however the consent came.
