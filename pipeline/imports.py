@@ -124,9 +124,11 @@ CODINGS_READERS: dict[str, Callable[[Path, Codebook], ImportedCodings]] = {".eaf
 
 def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
     """The codes of an exchange file, as annotations by their coders: all of them in one transaction, but those
-    on themes a person rejected in ohp, which stay rejected (the report's `kept`)."""
+    on themes a person rejected in ohp, which stay rejected (the report's `kept`); ConflictError, none saved, where
+    a segment they were matched to changed meanwhile."""
     report = CodingsReport(warnings=list(imported.warnings))
     added, queued = [], set()
+    seen: dict[int, int] = {}  # the version of each segment a code was matched to, for the store to check
     for sha256, codings in imported.codings.items():
         recording = store.recording_by_sha256(sha256)
         if recording is None:
@@ -160,6 +162,7 @@ def import_codings(imported: ImportedCodings, store: Store) -> CodingsReport:
                 else:
                     added.append(item)
                     queued.add(item)
-    accepted, report.kept = store.import_annotations(added)
+                    seen[target.stored_id] = target.version
+    accepted, report.kept = store.import_annotations(added, seen)
     report.added = len(accepted)
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import fcntl
 import hashlib
 import json
 import logging
@@ -203,6 +204,23 @@ def _sweep_once(folder: Path) -> None:
     if where not in _swept:
         _swept.add(where)
         remove_leftovers(folder)
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive flock on the folder itself (no lock file beside what it holds, which another user's umask could
+    keep others from opening), for processes that read a file there, change it and replace it (`write_atomic`) one
+    at a time: two at once would each lose the other's change. Where the folder cannot be locked (NFS takes an
+    exclusive lock only on a file open for writing) the block runs unlocked, as it did before there was a lock."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            log.warning("cannot lock the folder %s (%s): going on without", folder, exc.strerror or exc)
+        yield
+    finally:
+        os.close(fd)  # which releases the lock
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

@@ -13,8 +13,12 @@ from typer.testing import CliRunner
 
 from pipeline import access
 from pipeline.cli import app
+from pipeline.cli import speakers as speakers_cli
 from pipeline.records import AudioInfo, Segment, SpeakerRecord, ThemeSuggestion, Transcript
 from pipeline.store import Store
+from pipeline.store import annotations as store_annotations
+
+from conftest import SQLITE_ONLY
 
 runner = CliRunner()
 PASSWORD = "correct horse battery"
@@ -162,3 +166,65 @@ def test_a_recording_closed_while_someone_opens_it_stays_closed(db, monkeypatch)
     assert result.exit_code != 0 and "changed meanwhile" in result.stderr, result.output
     with Store(db) as store:
         assert store.recording(2).consent == "closed"
+
+
+@SQLITE_ONLY
+def test_recordings_described_at_once_change_all_or_none(db, monkeypatch):
+    """`ohp describe tape1 tape2 --consent closed` changed each recording in a transaction of its own: a conflict on
+    tape2 (its consent changed meanwhile), as a Ctrl-C would, left tape1 closed and tape2 not, under a command that
+    failed. The recordings named change in one transaction."""
+    checked = access.check_opening
+
+    def check_then_tape2_changes(user, name, current, proposed):
+        checked(user, name, current, proposed)
+        if current.id == 2:
+            with Store(db) as other:  # someone's `ohp describe tape2 --consent restricted`, committed meanwhile
+                other.set_metadata(2, consent="restricted", changed_by="rita")
+
+    monkeypatch.setattr(access, "check_opening", check_then_tape2_changes)
+    result = invoke("describe", "tape1", "tape2", "--consent", "closed", "--user", "rita", "--db", db)
+    assert result.exit_code == 2 and "changed meanwhile" in result.stderr, result.output
+    with Store(db) as store:
+        assert [store.recording(i).consent for i in (1, 2)] == ["open", "restricted"]
+        assert [h.after for h in store.history(recording_id=1) if h.action == "consent"] == []
+
+
+@SQLITE_ONLY
+def test_a_voice_whose_recording_is_closed_while_its_origin_is_given_stays_withheld(db, monkeypatch):
+    """`ohp speakers source` asked for a researcher only where the voice was withheld as it read it, then wrote the
+    new origin blindly: tape2 closed in between, an annotator's --outside released the voice of its closed interview
+    to name speakers everywhere. The origin is now given only on the state checked, else it is a conflict."""
+    given = speakers_cli.voice_origins
+
+    def a_researcher_closes_tape2_meanwhile(*args):
+        close(db)
+        return given(*args)
+
+    monkeypatch.setattr(speakers_cli, "voice_origins", a_researcher_closes_tape2_meanwhile)
+    result = invoke("speakers", "source", "Okonkwo", "--outside", "--user", "ann", "--db", db)
+    assert result.exit_code == 2 and "changed meanwhile" in result.stderr, result.output
+    with Store(db) as store:
+        [voice] = store.people()
+        assert [r.id for r in voice.from_recordings] == [2] and access.voice_withheld(voice)
+
+
+@SQLITE_ONLY
+def test_a_review_started_while_a_pass_saves_the_recording_reads_it_as_one_state(db, monkeypatch):
+    """`ohp review` read the segments, then the suggestions, each in a transaction of its own: a pass saving the
+    recording in between (ohp run beside it) gave suggestions on segments it had not read, and the review failed
+    unexpectedly (KeyError). They are read as one state."""
+    read = store_annotations.list_annotations
+    info = AudioInfo(Path("/audio/tape1.wav"), b"tape1".hex().ljust(64, "0"), 1000, "wav", "pcm", 16000, 1, 9.0)
+    retold = [Segment(i * 4.0, i * 4.0 + 3.0, t + " Yes.", t + " Yes.", "en") for i, t in enumerate(OPEN_TEXTS)]
+
+    def a_pass_saves_meanwhile(s, recording_id, *args, **kwargs):
+        monkeypatch.setattr(store_annotations, "list_annotations", read)
+        with Store(db) as other:  # ohp run, transcribing and tagging it again
+            rid = save_transcription(other, info, Transcript("en", 0.9, retold, "faster-whisper", "base"), {}, "k2", {})
+            answer = other.segments(rid)[1]
+            save_tags(other, rid, {answer.id: [ThemeSuggestion("wages", 0.9, ((4, 10),))]}, {}, "t", {}, "k2")
+        return read(s, recording_id, *args, **kwargs)
+
+    monkeypatch.setattr(store_annotations, "list_annotations", a_pass_saves_meanwhile)
+    result = runner.invoke(app, ["review", "tape1", "--user", "ann", "--db", db], input="s\n" * 5)
+    assert result.exit_code == 0 and "1 suggestions" in result.stdout, result.output

@@ -16,6 +16,7 @@ import xmlschema
 from lxml import etree
 from saving import save_tags, save_transcription
 
+from pipeline.errors import ConflictError
 from pipeline.formats.elan import read_eaf, to_eaf
 from pipeline.formats.export import gather
 from pipeline.formats.qdpx import NS, read_qdpx, to_qdpx
@@ -34,8 +35,9 @@ from pipeline.records import (
 )
 from pipeline.stages.codebook import load_codebook
 from pipeline.store import Store
+from pipeline.store import annotations as store_annotations
 
-from conftest import STANDARDS, corpus_path
+from conftest import SQLITE_ONLY, STANDARDS, corpus_path
 
 CODEBOOK = load_codebook()
 INFO = AudioInfo(Path("/audio/li.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 40.0)
@@ -317,3 +319,48 @@ def test_codes_stored_under_unknown_stay_when_the_file_is_imported_again(coded, 
     assert report.added == 3  # the tiers' codes; the rest of the file (alice's, bob's) was there already
     assert _there(store, rid) == EXPECTED | merged | TIERS
     assert {"tier/themes-A", "tier/themes-B", UNNAMED_CODER} <= set(store.coders([rid]))
+
+
+@SQLITE_ONLY
+def test_an_export_reads_a_recording_as_one_state_while_a_pass_saves_it(store, db_url, monkeypatch):
+    """gather read the themes, the decisions, the segments, the speakers and the entities each in a transaction of
+    its own: a pass saving the recording again in between (ohp run beside ohp export) gave an export of the new
+    segments with the themes of the old ones, which named segments no longer there, so the file had no themes."""
+    rid = _recording(store, INFO)
+    read = store_annotations.decisions
+    retold = [Segment(i * 10.0, i * 10.0 + 8.0, t + " Yes.", t + " Yes.", "en") for i, t in enumerate(TEXTS)]
+
+    def a_pass_saves_meanwhile(s, recording_id):
+        monkeypatch.setattr(store_annotations, "decisions", read)
+        with Store(db_url) as other:  # ohp run, transcribing it again
+            save_transcription(other, INFO, Transcript("en", 0.99, retold, "faster-whisper", "base"), {}, "k2", {})
+        return read(s, recording_id)
+
+    monkeypatch.setattr(store_annotations, "decisions", a_pass_saves_meanwhile)
+    export = gather(store, store.recording(rid), CODEBOOK)
+    assert len(export.annotations) == 2 and set(export.annotations) <= {s.id for s in export.segments}
+
+
+@SQLITE_ONLY
+def test_codes_matched_to_a_segment_corrected_meanwhile_are_not_imported_onto_other_words(store, monkeypatch):
+    """import_codings matched the codes to the segments as it read them, then saved them in another transaction:
+    a correction made in between (the web app beside ohp import) put the coder's evidence on other words of the
+    new text ("in one " for "dormitory"), unsaid. Codes are saved only on the segments as they were matched, else a
+    conflict and nothing is saved."""
+    rid = _recording(store, INFO)
+    second = store.segments(rid)[1]  # "Eight of us slept in one dormitory room.", no theme yet
+    read = store.decisions
+
+    def corrected_meanwhile(recording_id):
+        store.correct_text(second.id, "Back then eight of us slept in one dormitory room.", "ann", second.version)
+        return read(recording_id)
+
+    monkeypatch.setattr(store, "decisions", corrected_meanwhile)
+    codes = ImportedCodings(Path("bob.eaf"), "eaf", {INFO.sha256: [Coding("housing", "bob", 10.0, 18.0, "dormitory")]})
+    with pytest.raises(ConflictError, match="changed meanwhile"):
+        import_codings(codes, store)
+    assert [a for a in store.annotations(rid) if a.segment_id == second.id] == []
+    monkeypatch.undo()
+    assert import_codings(codes, store).added == 1  # again: matched to the text as it is now
+    [housing] = [a for a in store.annotations(rid) if a.segment_id == second.id]
+    assert {store.segments(rid)[1].text[a:b] for a, b in housing.evidence} == {"dormitory"}

@@ -26,6 +26,8 @@ from pipeline.records import (
 from pipeline.search.textindex import parse_query
 from pipeline.store import Store, alembic_config
 
+from conftest import SQLITE_ONLY
+
 INFO = AudioInfo(Path("/audio/zhang.wav"), "cd" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 30.0)
 
 
@@ -415,3 +417,23 @@ def test_an_imported_file_that_closes_a_voices_recording_takes_the_names_it_gave
     )
     store.save_result(closed)
     assert store.speakers(other)[0] == SpeakerRecord("S1")
+
+
+@SQLITE_ONLY
+def test_a_voice_forgotten_while_a_pass_ran_names_no_one_and_the_pass_is_saved(store):
+    """A pass reads the enrolled voices when it starts: `ohp speakers forget` while it ran left it naming a speaker
+    with a voice no longer there, and its save failed (FOREIGN KEY constraint failed), the recording's work lost.
+    The pass is saved, and the forgotten voice names no one there, nor is it in the stage's report."""
+    wang = store.enroll("Wang", [1.0] * 256, "mei", ["/clips/wang.wav"], origins=[])
+    found = [SpeakerRecord("S1", "Wang", "interviewer", person_id=wang.id), SpeakerRecord("S2", None, "interviewee")]
+    segments = [seg(0.0, 3.0, "Where did you work?", "S1"), seg(3.0, 6.0, "In Dongguan.", "S2")]
+    result = RecordingResult(
+        INFO,
+        Transcript("en", 0.9, segments, "faster-whisper", "base"),
+        speakers=found,
+        stages={"transcribe": StageRun({}, "k", {}), "speakers": StageRun({}, "s", {"enrolled": {"S1": "Wang"}})},
+    )
+    store.forget_person("Wang")  # meanwhile
+    rid = store.save_result(result).export.recording.id
+    assert [(s.label, s.name, s.person_id) for s in store.speakers(rid)] == [("S1", None, None), ("S2", None, None)]
+    assert store.stage(rid, "speakers").report["enrolled"] == {}

@@ -4,9 +4,11 @@ and PostgreSQL, exports), and the suggestions corrections make (CLI and web)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from saving import save_transcription
 from typer.testing import CliRunner
 
+from pipeline import utils
 from pipeline.cli import app as cli_app
 from pipeline.config import Config
 from pipeline.errors import InvalidInputError
@@ -23,6 +26,7 @@ from pipeline.formats.subtitles import cues
 from pipeline.realign import realign
 from pipeline.records import AudioInfo, CorrectedWord, Segment, Transcript, Word
 from pipeline.search.textindex import parse_query
+from pipeline.stages import vocabulary as vocabulary_module
 from pipeline.stages.codebook import load_codebook
 from pipeline.stages.engines import DecodeOptions
 from pipeline.stages.transcribe import TranscribeOptions
@@ -112,6 +116,48 @@ def test_accepting_a_term_appends_it_once_and_never_into_a_bad_file(tmp_path):
     assert binary.read_bytes() == b"\x00\x01"
 
 
+class FullDisk:
+    """A file being written on a disk that fills up: half of a write goes down, then ENOSPC."""
+
+    def __init__(self, file) -> None:
+        self.file = file
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+    def write(self, data: bytes) -> int:
+        self.file.write(data[: len(data) // 2])
+        self.file.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)
+
+
+def test_an_accept_that_fails_mid_write_leaves_the_vocabulary_as_it_was(tmp_path, monkeypatch):
+    """The term was appended to the file in place: a disk full (or a crash) mid-write left half a line, cut inside
+    a character, and every `ohp run` refused the vocabulary (not UTF-8 text) until someone mended it by hand."""
+    path = tmp_path / "vocabulary.txt"
+    add_terms(path, ["钦点"])
+
+    def filling(file, mode="r", *args, **kwargs):
+        opened = open(file, mode, *args, **kwargs)  # noqa: SIM115  (closed by its caller, as open's are)
+        return FullDisk(opened) if set(mode) & set("wax") else opened
+
+    for module in (vocabulary_module, utils):  # the vocabulary's own writes, and the atomic writer's
+        monkeypatch.setattr(module, "open", filling, raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        add_terms(path, ["犹地亚"])
+    monkeypatch.undo()
+    assert path.read_bytes() == "钦点\n".encode() and [p.name for p in tmp_path.iterdir()] == ["vocabulary.txt"]
+    assert add_terms(path, ["犹地亚"]) == [True] and read_vocabulary(path).terms == ("钦点", "犹地亚")
+    path.chmod(0o664)  # shared with the project's group
+    assert add_terms(path, ["东莞"]) == [True] and stat.S_IMODE(path.stat().st_mode) == 0o664
+
+
 # ------------------------------------------------------------------------------------------- the hint
 
 
@@ -192,7 +238,7 @@ def test_an_added_term_is_logged_without_the_term(tmp_path, caplog):
     path = tmp_path / "vocabulary.txt"
     with caplog.at_level(logging.DEBUG, logger="pipeline"):
         add_terms(path, ["张长华", "东莞"])
-    assert [r.getMessage() for r in caplog.records] == [f"{path}: added 2 term(s)"]
+    assert [r.getMessage() for r in caplog.records] == [f"wrote {path}", f"{path}: added 2 term(s)"]
 
 
 def test_a_dropped_hinted_decode_is_logged_without_its_text_or_the_hint_terms(caplog):

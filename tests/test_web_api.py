@@ -17,7 +17,11 @@ from saving import save_tags, save_transcription
 from pipeline.config import Config
 from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
+from pipeline.store import Store
+from pipeline.store import transcripts as store_transcripts
 from pipeline.web import auth, create_app
+
+from conftest import SQLITE_ONLY
 
 TEXTS = [
     "Where are your children now?",
@@ -498,6 +502,57 @@ def test_viewers_do_not_see_closed_recordings(app, store):
     )
     bad = rita.patch(f"/api/recordings/{rid}", json={"consent": "secret"}, headers={"X-CSRF-Token": rita_token})
     assert bad.status_code == 400 and "open, restricted, closed" in bad.text
+
+
+@SQLITE_ONLY
+def test_a_recordings_page_read_while_a_pass_saves_it_shows_one_state(app, store, db_url, monkeypatch):
+    """The page read the segments' versions, the speakers, the themes and the segments each in a transaction of its
+    own: a pass saving the recording again in between (ohp run beside the web app) gave segments whose versions had
+    not been read, a KeyError and a 500. They are read as one state."""
+    rid = app.state.recording_id
+    read = store_transcripts.segments
+    info = store.recording(rid)
+    audio = AudioInfo(Path(info.path), info.sha256, 1000, "wav", "pcm_s16le", 16000, 1, 15.0)
+    retold = [Segment(i * 5.0, i * 5.0 + 4.0, t + " Yes.", t + " Yes.", "en") for i, t in enumerate(TEXTS)]
+
+    def a_pass_saves_meanwhile(s, recording_id):
+        monkeypatch.setattr(store_transcripts, "segments", read)
+        with Store(db_url) as other:  # ohp run, transcribing it again
+            save_transcription(other, audio, Transcript("en", 0.99, retold, "faster-whisper", "base"), {}, "k2", {})
+        return read(s, recording_id)
+
+    monkeypatch.setattr(store_transcripts, "segments", a_pass_saves_meanwhile)
+    vera, _ = client_for(app, "vera")
+    answer = vera.get(f"/api/recordings/{rid}/segments")
+    assert answer.status_code == 200, answer.text
+    assert [s["version"] for s in answer.json()] == [s.version for s in store.segments(rid)]
+
+
+@SQLITE_ONLY
+def test_a_details_form_shown_before_a_recording_was_closed_neither_opens_it_nor_undoes_other_changes(app, store):
+    """The form sent every field as the page had shown it, and each was written: a researcher fixing the place on a
+    page loaded before the recording was closed (the interviewee withdrew) opened it again, unseen, and put back
+    an interviewee someone had pseudonymised meanwhile. Only the fields changed on the form are set, and a consent
+    changed on a state that is no longer the recording's is a conflict."""
+    rid = app.state.recording_id
+    rita, _ = client_for(app, "rita")
+    page = rita.get(f"/recordings/{rid}").text  # the form as shown, with its CSRF token
+    form = dict(re.findall(r'<input (?:type="\w+" )?name="(\w+)" value="([^"]*)">', page))
+    form["consent"] = re.search(r"<option selected>(\w+)</option>", page).group(1)
+    store.set_metadata(rid, interviewee="X", consent="closed", release_on="2999-01-01", changed_by="mei")
+
+    saved = rita.post(f"/recordings/{rid}/details", data={**form, "place": "东莞"}, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    record = store.recording(rid)
+    assert (record.interviewee, record.place, record.consent, record.release_on) == (
+        "X",
+        "东莞",
+        "closed",
+        "2999-01-01",
+    )
+    reopened = rita.post(f"/recordings/{rid}/details", data={**form, "consent": "restricted"})
+    assert reopened.status_code == 409 and "changed meanwhile" in reopened.text
+    assert store.recording(rid).consent == "closed"
 
 
 def test_researchers_set_details_and_consent_on_the_recording_page(app, store):

@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from pipeline import access, cli
-from pipeline.errors import InvalidInputError
+from pipeline.errors import ConflictError, InvalidInputError
 from pipeline.utils import clock
 
 
@@ -52,7 +52,9 @@ def import_command(
                 report = import_codings(CODINGS_READERS[path.suffix.lower()](path, book), store)
             else:
                 recording_id = import_file(path, store, audio, book if tag else None, model)
-        except InvalidInputError as e:  # the file's fault (what it holds, the audio it names): the next goes on
+        except (InvalidInputError, ConflictError) as e:
+            # The file's fault (what it holds, the audio it names), or its codes' segments changed meanwhile (imported
+            # again, they match the text as it is then): the next goes on.
             said = str(e) if str(path) in str(e) else f"{path}: {e}"
             cli.errors.print(Text.assemble(("failed:", "red"), f" {said}"), highlight=False)
             failed += 1

@@ -128,10 +128,7 @@ def describe(
                 )
                 access.check_opening(account, who, r, proposed)
             seen = {r.id: r for r in chosen}  # the state checked: a change made meanwhile is a conflict
-        chosen = [
-            store.set_metadata(r.id, **changes, changed_by=who, access_seen=seen[r.id] if seen else None)
-            for r in chosen
-        ]
+        chosen = store.set_metadata_of([r.id for r in chosen], changes, who, seen)
     table = Table()
     for column in ("id", "file", "interviewee", "place", "date", "consent"):
         table.add_column(column, overflow="fold")

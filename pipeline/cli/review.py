@@ -43,10 +43,12 @@ def review(
 
         return walk_doubtful(store, chosen, user, cli.console)
     book = cli.open_codebook(codebook, for_labels=True)
-    ordered = store.segments(chosen.id)
+    # Read as one state: a pass saving the recording meanwhile gave suggestions on segments not read.
+    export = store.recording_export(chosen.id)
+    ordered = export.segments
     at = {s.id: i for i, s in enumerate(ordered)}
-    speakers = {s.label: s for s in store.speakers(chosen.id)}
-    waiting = store.annotations(chosen.id, status="suggested")
+    speakers = {s.label: s for s in export.speakers}
+    waiting = [a for s in ordered for a in export.annotations.get(s.stored_id, []) if a.status == "suggested"]
     if not waiting:
         cli.console.print(f"{Path(chosen.path).name}: no suggestions waiting")
         return

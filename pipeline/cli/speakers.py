@@ -132,9 +132,11 @@ def speakers_source(
     store = cli.open_store(db)
     # A voice withheld (enrolled from a closed recording, or from where no one knows) that a new origin would
     # release names speakers everywhere after: only whoever may export closed recordings says so.
-    if any(p.name == name and access.voice_withheld(p) for p in store.people()):
+    seen = next((p for p in store.people() if p.name == " ".join(name.split())), None)
+    if seen is not None and access.voice_withheld(seen):
         access.check_export_closed(store.user(user), user, f"say where a withheld voice comes from ({name})")
-    person = store.set_voice_origins(name, voice_origins(store, cut_from, outside, []), user)
+    # Given on the state checked: a voice withheld meanwhile is a conflict.
+    person = store.set_voice_origins(name, voice_origins(store, cut_from, outside, []), user, seen)
     cli.console.print(f"{person.name}: {describe_voice(person)}", highlight=False)
 
 

@@ -17,7 +17,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from pipeline.formats.ohms import to_ohms
 from pipeline.formats.qdpx import to_qdpx
 from pipeline.formats.redact import Redaction, Redactor
 from pipeline.formats.subtitles import to_srt, to_vtt
-from pipeline.records import AnnotationRecord, CoderDecision, RecordingExport, RecordingRecord, coder
+from pipeline.records import RecordingExport, RecordingRecord, coder
 from pipeline.stages.codebook import Codebook
 from pipeline.utils import clock, write_atomic
 
@@ -39,22 +39,8 @@ log = logging.getLogger(__name__)
 
 
 def gather(store, recording: RecordingRecord, codebook: Codebook | None = None) -> RecordingExport:
-    """A recording's export from the store (the codebook gives themes their labels)."""
-    annotations: dict[int, list[AnnotationRecord]] = {}
-    for annotation in store.annotations(recording.id):
-        annotations.setdefault(annotation.segment_id, []).append(annotation)
-    decisions: dict[int, list[CoderDecision]] = {}
-    for decision in store.decisions(recording.id):
-        decisions.setdefault(decision.segment_id, []).append(decision)
-    return RecordingExport(
-        recording,
-        store.segments(recording.id),
-        annotations,
-        store.speakers(recording.id),
-        store.entities(recording.id),
-        codebook,
-        decisions,
-    )
+    """A recording's export from the store, read as one state (the codebook gives themes their labels)."""
+    return replace(store.recording_export(recording.id), codebook=codebook)
 
 
 def to_json(export: RecordingExport) -> str:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
+import stat
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable
@@ -32,7 +34,7 @@ from pipeline.script import to_simplified
 from pipeline.stages.codebook import Codebook
 from pipeline.stages.engines import DecodeOptions, failures
 from pipeline.stages.guards import has_loop
-from pipeline.utils import HAN, UnreadableFileError, read_bounded
+from pipeline.utils import HAN, UnreadableFileError, folder_lock, read_bounded, resolved, write_atomic
 from pipeline.whisper_tables import whisper_tokenizer
 
 log = logging.getLogger(__name__)
@@ -139,24 +141,30 @@ def check_term(term: str) -> str:
 
 
 def add_terms(path: Path, terms: Iterable[str]) -> list[bool]:
-    """Append terms to the vocabulary file (made if missing), each line once; for each term, whether it was added
-    (False: the file, or a term before it, has it). Every term is checked and the file read (and so checked) once,
+    """Add terms at the end of the vocabulary file (made if missing), each line once; for each term, whether it was
+    added (False: the file, or a term before it, has it). Every term is checked and the file read (and so checked) once,
     first: none is added if one is not a term, nor to a file that is no vocabulary."""
     cleaned = [check_term(term) for term in terms]
-    have = {normalise(t) for t in known_terms(path)}
-    fresh: list[bool] = []
-    for term in cleaned:
-        key = normalise(term)
-        fresh.append(key not in have)
-        have.add(key)
-    added = [term for term, new in zip(cleaned, fresh, strict=True) if new]
-    if added:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        existing = path.read_bytes() if path.exists() else b""
-        lines = "".join(f"{term}\n" for term in added).encode("utf-8")
-        with open(path, "ab") as f:
-            f.write((b"" if not existing or existing.endswith(b"\n") else b"\n") + lines)
-        log.info("%s: added %d term(s)", path, len(added))  # not which: often names, from what people corrected
+    target = resolved(path)  # a link (to a shared file) is written through, not replaced by a file of its own
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # The file is replaced whole (an append cut short, by a full disk or a crash, left half a line that made every
+    # `ohp run` refuse it), so two accepts at once, the web app's and the command's, take turns.
+    with folder_lock(target.parent):
+        have = {normalise(t) for t in known_terms(target)}
+        fresh: list[bool] = []
+        for term in cleaned:
+            key = normalise(term)
+            fresh.append(key not in have)
+            have.add(key)
+        added = [term for term, new in zip(cleaned, fresh, strict=True) if new]
+        if added:
+            existing = target.read_bytes() if target.exists() else b""
+            mode = stat.S_IMODE(target.stat().st_mode) if existing else None
+            lines = "".join(f"{term}\n" for term in added).encode("utf-8")
+            write_atomic(target, existing + (b"" if not existing or existing.endswith(b"\n") else b"\n") + lines)
+            if mode is not None:
+                os.chmod(target, mode)  # a file shared with a group stays writable by it, as appending left it
+            log.info("%s: added %d term(s)", path, len(added))  # not which: often names, from what people corrected
     return fresh
 
 

@@ -21,7 +21,7 @@ and ConflictError; StoreError when the database cannot be used.
 
 # No `from __future__ import annotations` here: in a package's __init__ it binds the name of the
 # submodule `annotations`.
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any, Self
@@ -160,22 +160,32 @@ class Store:
     ) -> RecordingRecord:
         """Set what is known of a recording, a change of who may see it kept in the history as `changed_by`'s
         (see recordings.set_metadata)."""
+        changes = dict(
+            interviewee=interviewee, place=place, recorded_on=recorded_on, consent=consent, release_on=release_on
+        )
+        seen = None if access_seen is None else {recording_id: access_seen}
+        [recording] = self.set_metadata_of([recording_id], {**changes, **extra}, changed_by, seen)
+        return recording
+
+    def set_metadata_of(
+        self,
+        recording_ids: Sequence[int],
+        changes: dict[str, Any],
+        changed_by: str,
+        access_seen: dict[int, RecordingRecord] | None = None,
+    ) -> list[RecordingRecord]:
+        """set_metadata's `changes` (its keywords) on several recordings in one transaction: all of them or, on an
+        error (a conflict on one, a Ctrl-C), none; `access_seen` by recording id."""
         with self._session(write=True) as s:
-            recording = recordings.set_metadata(
-                s,
-                recording_id,
-                interviewee=interviewee,
-                place=place,
-                recorded_on=recorded_on,
-                consent=consent,
-                release_on=release_on,
-                changed_by=changed_by,
-                access_seen=access_seen,
-                **extra,
-            )
-            if consent is not None or release_on is not None:
-                speaker_store.withhold_voices(s)  # voices enrolled from it follow its consent
-            return recording
+            described = [
+                recordings.set_metadata(
+                    s, i, **changes, changed_by=changed_by, access_seen=access_seen[i] if access_seen else None
+                )
+                for i in recording_ids
+            ]
+            if changes.get("consent") is not None or changes.get("release_on") is not None:
+                speaker_store.withhold_voices(s)  # voices enrolled from them follow their consent
+            return described
 
     # --------------------------------------------------------------------------------- stages
 
@@ -235,17 +245,26 @@ class Store:
                 recordings.drop_stages(s, recording_id, keep=("transcribe", *result.stages))
             else:
                 segments = transcripts.as_stored(s, recording_id, result.transcript.segments)
+            forgotten: list[str] = []  # voices forgotten while the pass ran
             if "speakers" in result.stages:
-                speaker_store.save_speakers(s, recording_id, result.speakers)
+                forgotten = speaker_store.save_speakers(s, recording_id, result.speakers)
             counts = annotations.save_result_tags(s, recording_id, segments, result) if "tag" in result.stages else None
             for name, run in result.stages.items():
                 report = {**run.report, **counts} if name == "tag" and counts is not None else run.report
                 recordings.set_stage(s, recording_id, name, "done", run.settings, run.settings_key, report, None)
+            for voice in forgotten:  # its report names them no more
+                speaker_store.unreport(s, voice, [recording_id])
             # The names a voice withheld here gave (a pass that read the voices before a consent changed), and those
             # that voices enrolled from this recording gave elsewhere, where it is stored with a consent of its own
             # (an imported file's, a new recording's): over every recording, however the consent came.
             speaker_store.withhold_voices(s)
             return SavedRecording(_saved_export(s, recording_id, segments), counts)
+
+    def recording_export(self, recording_id: int) -> RecordingExport:
+        """What a recording's export files show, read as one state: a pass saved meanwhile is in all of it or in
+        none (read apart, an export had the new segments with the old segments' themes, which it then left out)."""
+        with self._session() as s:
+            return _saved_export(s, recording_id, transcripts.segments(s, recording_id))
 
     def transcript(self, recording_id: int) -> Transcript:
         """A recording's stored transcript (see transcripts.transcript)."""
@@ -265,11 +284,6 @@ class Store:
         """The id of the segment's recording (NotFoundError)."""
         with self._session() as s:
             return annotations.recording_of_segment(s, segment_id)
-
-    def segment_versions(self, recording_id: int) -> dict[int, int]:
-        """Each segment's version (see correct_text), by segment id."""
-        with self._session() as s:
-            return transcripts.segment_versions(s, recording_id)
 
     def correct_text(self, segment_id: int, text_: str, user: str, version: int) -> tuple[Segment, int]:
         """A person's correction of a segment's text, based on `version` of it: the segment and its version
@@ -334,12 +348,14 @@ class Store:
         with self._session(write=True) as s:
             return annotations.add_annotations(s, added)
 
-    def import_annotations(self, added: Sequence[Added]) -> tuple[list[AnnotationRecord], list[KeptDecision]]:
+    def import_annotations(
+        self, added: Sequence[Added], seen: Mapping[int, int] | None = None
+    ) -> tuple[list[AnnotationRecord], list[KeptDecision]]:
         """Codes coded in another tool over a whole transcript, (segment id, theme, coder, evidence) each, in one
         transaction: the annotations accepted, and the codes on themes a person rejected in ohp, which stay
-        rejected (annotations.import_annotations)."""
+        rejected; a conflict where a segment changed since its version `seen` (annotations.import_annotations)."""
         with self._session(write=True) as s:
-            return annotations.import_annotations(s, added)
+            return annotations.import_annotations(s, added, seen)
 
     def decisions(self, recording_id: int) -> list[CoderDecision]:
         """Every coder's own decisions on a recording's themes, in transcript order."""
@@ -420,11 +436,14 @@ class Store:
         with self._session(write=True) as s:
             return speaker_store.enroll(s, name, profile, user, sources, origins)
 
-    def set_voice_origins(self, name: str, origins: Sequence[str], user: str) -> PersonRecord:
+    def set_voice_origins(
+        self, name: str, origins: Sequence[str], user: str, seen: PersonRecord | None = None
+    ) -> PersonRecord:
         """Say where an enrolled voice comes from (sha256s, as for enroll) as `user`, who is kept with them; the
-        names it gave where that withholds it go."""
+        names it gave where that withholds it go. `seen`: the voice as the caller checked who may say so
+        (speakers.set_origins)."""
         with self._session(write=True) as s:
-            return speaker_store.set_origins(s, name, origins, user)
+            return speaker_store.set_origins(s, name, origins, user, seen)
 
     def forget_person(self, name: str) -> int:
         """Remove a person's enrolled voice and the name it gave speakers; how many it had named."""
@@ -490,8 +509,8 @@ class Store:
 
 
 def _saved_export(s: Session, recording_id: int, segments: list[Segment]) -> RecordingExport:
-    """A recording as just saved, for its export files: the segments from the pass, in time order; its
-    themes, speakers and entities as the transaction leaves them (small reads, in it)."""
+    """A recording for its export files: the segments (a pass's, as just saved), in time order; its themes,
+    speakers and entities as the transaction sees them (small reads, in it)."""
     themes: dict[int, list[AnnotationRecord]] = {}
     for annotation in annotations.list_annotations(s, recording_id):
         themes.setdefault(annotation.segment_id, []).append(annotation)

@@ -4,7 +4,7 @@ of every change people and the pipeline make."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
@@ -345,14 +345,27 @@ def add_annotations(s: Session, added: Sequence[Added]) -> list[AnnotationRecord
     return out
 
 
-def import_annotations(s: Session, added: Sequence[Added]) -> tuple[list[AnnotationRecord], list[KeptDecision]]:
+def import_annotations(
+    s: Session, added: Sequence[Added], seen: Mapping[int, int] | None = None
+) -> tuple[list[AnnotationRecord], list[KeptDecision]]:
     """Codes coded in another tool over a whole transcript, (segment id, theme, coder, evidence) each, in one
-    transaction, as add_annotations but made via import: the annotations accepted, and the codes kept out.
+    transaction, as add_annotations but made via import: the annotations accepted, and the codes kept out. `seen`:
+    the version of each segment as the codes were matched to its text; ConflictError, and nothing saved, where one
+    changed since (corrected, or transcribed again), as the evidence would mark other words.
 
     An import never overturns a rejection made in ohp, which the coder did not see in the other tool: a theme a
     person rejected on the segment stays rejected, and so does a coder's own rejection. Such a code is a
     KeptDecision; where the coder decided nothing on the theme, it is still their own decision that the theme
     is there (for agreement, and their codes exported again)."""
+    if seen:
+        query = select(SegmentRow.id, SegmentRow.version).where(SegmentRow.id.in_(list(seen)))
+        versions = {segment_id: version for segment_id, version in s.execute(query)}
+        changed = [segment_id for segment_id, version in seen.items() if versions.get(segment_id) != version]
+        if changed:
+            raise ConflictError(
+                f"{len(changed)} segment(s) the codes were matched to changed meanwhile (corrected, or transcribed "
+                "again): nothing imported; import the file again"
+            )
     accepted, kept = [], []
     for item in added:
         segment_id, theme, coder, evidence = item

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.access import voice_withheld
 from pipeline.carry import speaker_state
-from pipeline.errors import InvalidInputError, NotFoundError
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.records import SPEAKER_ROLES, PersonRecord, SpeakerRecord
 from pipeline.store.database import by_code_point
 from pipeline.store.models import (
@@ -93,12 +93,16 @@ def _speaker_row(s: Session, recording_id: int, label: str) -> SpeakerRow:
     return row
 
 
-def save_speakers(s: Session, recording_id: int, found: list[SpeakerRecord]) -> None:
+def save_speakers(s: Session, recording_id: int, found: list[SpeakerRecord]) -> list[str]:
     """Give each speaker the stage found the given role, name and enrolled person, except where a person
-    set the name or the role."""
+    set the name or the role; the names of the voices the stage matched that were forgotten since it read them
+    (`ohp speakers forget` while it ran), which name no one (nor may the stage's report keep them: `unreport`)."""
     for speaker in found:
         if speaker.role not in (None, *SPEAKER_ROLES):
             raise InvalidInputError(f"unknown role {speaker.role!r}: choose one of {', '.join(SPEAKER_ROLES)}")
+    voices = [speaker.person_id for speaker in found if speaker.person_id is not None]
+    enrolled = set(s.scalars(select(PersonRow.id).where(PersonRow.id.in_(voices)))) if voices else set()
+    forgotten = [speaker for speaker in found if speaker.person_id is not None and speaker.person_id not in enrolled]
     rows = {row.label: row for row in s.scalars(select(SpeakerRow).where(SpeakerRow.recording_id == recording_id))}
     for speaker in found:
         row = rows.get(speaker.label)
@@ -106,9 +110,10 @@ def save_speakers(s: Session, recording_id: int, found: list[SpeakerRecord]) -> 
             row = rows[speaker.label] = SpeakerRow(recording_id=recording_id, label=speaker.label)
             s.add(row)
         if row.named_by is None:
-            row.name, row.person_id = speaker.name, speaker.person_id
+            row.name, row.person_id = (None, None) if speaker in forgotten else (speaker.name, speaker.person_id)
         if row.role_by is None:
             row.role = speaker.role
+    return [speaker.name for speaker in forgotten if speaker.name]
 
 
 def speakers(s: Session, recording_id: int) -> list[SpeakerRecord]:
@@ -165,9 +170,20 @@ def enroll(
     return _set_origins(s, row, origins, user, row.enrolled_at)
 
 
-def set_origins(s: Session, name: str, origins: Iterable[str], user: str) -> PersonRecord:
-    """Say where an enrolled voice comes from (see enroll) as `user`, replacing what was known of it."""
-    return _set_origins(s, _person_row(s, name), origins, user, now())
+def set_origins(
+    s: Session, name: str, origins: Iterable[str], user: str, seen: PersonRecord | None = None
+) -> PersonRecord:
+    """Say where an enrolled voice comes from (see enroll) as `user`, replacing what was known of it. `seen`: the
+    voice as the caller checked the change against it: ConflictError where it is withheld now and was not then (a
+    recording it comes from closed since), as a check passed without a researcher would let anyone release it."""
+    row = _person_row(s, name)
+    if seen is not None and not voice_withheld(seen):
+        [current] = _people(s, [row])
+        if withheld := voice_withheld(current):
+            raise ConflictError(
+                f"the voice of {row.name} changed meanwhile: it is withheld now ({withheld}); look again"
+            )
+    return _set_origins(s, row, origins, user, now())
 
 
 def _set_origins(s: Session, row: PersonRow, origins: Iterable[str], user: str, at: datetime) -> PersonRecord:
@@ -194,7 +210,7 @@ def _unname(speakers: Iterable[SpeakerRow]) -> None:
         speaker.person_id = None
 
 
-def _unreport(s: Session, name: str, recording_ids: Collection[int] | None = None) -> None:
+def unreport(s: Session, name: str, recording_ids: Collection[int] | None = None) -> None:
     """Take the voice `name` from the speakers stage's reports (of these recordings, else of all), which say which
     label it matched, by name."""
     query = select(StageRow).where(StageRow.stage == "speakers")
@@ -234,7 +250,7 @@ def withhold_voices(s: Session) -> None:
         withheld = [row for row, sha in named if row.person_id == person.id and voice_withheld(person, sha)]
         if withheld:
             _unname(withheld)
-            _unreport(s, person.name, {row.recording_id for row in withheld})
+            unreport(s, person.name, {row.recording_id for row in withheld})
             _unhistory(s, person.name, {row.recording_id for row in withheld})
     s.flush()
 
@@ -247,7 +263,7 @@ def forget(s: Session, name: str) -> int:
     named = s.scalars(select(SpeakerRow).where(SpeakerRow.person_id == row.id)).all()
     unnamed = sum(speaker.named_by is None for speaker in named)
     _unname(named)
-    _unreport(s, row.name)
+    unreport(s, row.name)
     s.delete(row)
     s.flush()
     return unnamed

@@ -97,12 +97,6 @@ def _segments(s: Session, recording_id: int, *order: Any) -> list[Segment]:
     ]
 
 
-def segment_versions(s: Session, recording_id: int) -> dict[int, int]:
-    """Each segment's version (see correct_text), by segment id."""
-    query = select(SegmentRow.id, SegmentRow.version).where(SegmentRow.recording_id == recording_id)
-    return {segment_id: version for segment_id, version in s.execute(query)}
-
-
 def count_segments(s: Session) -> int:
     return s.scalar(select(func.count()).select_from(SegmentRow)) or 0
 

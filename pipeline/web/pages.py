@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -138,20 +139,38 @@ async def details(
     recorded_on: Annotated[str, Form()] = "",
     consent: Annotated[str, Form()] = "open",
     release_on: Annotated[str, Form()] = "",
+    seen_interviewee: Annotated[str, Form()] = "",
+    seen_place: Annotated[str, Form()] = "",
+    seen_recorded_on: Annotated[str, Form()] = "",
+    seen_consent: Annotated[str, Form()] = "",
+    seen_release_on: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
-    """What is known of the recording, its consent included: researchers only."""
+    """What is known of the recording, its consent included: researchers only. The page's form says what it showed
+    (seen_*): only the fields changed on it are set, so a page shown before someone else's change does not undo it,
+    and a consent or release date only on the state the page showed (else a conflict), so it never opens a recording
+    closed meanwhile. A form that does not say (no seen_consent) sets every field."""
     check_csrf(request, csrf_token)
     access.check_change(user, "metadata", "consent")
+    store = request.app.state.store
+
+    def changed(value: str, seen: str) -> str | None:
+        return None if seen_consent and value == seen else value  # None: left as it is now
+
+    access_seen = None
+    if seen_consent and (consent != seen_consent or release_on.strip() != seen_release_on):
+        current = await run_in_threadpool(store.recording, recording_id)
+        access_seen = replace(current, consent=seen_consent, release_on=seen_release_on or None)
     await write(
         request,
-        request.app.state.store.set_metadata,
+        store.set_metadata,
         recording_id,
-        interviewee=interviewee.strip(),
-        place=place.strip(),
-        recorded_on=recorded_on.strip(),
-        consent=consent,
-        release_on=release_on.strip(),
+        interviewee=changed(interviewee.strip(), seen_interviewee),
+        place=changed(place.strip(), seen_place),
+        recorded_on=changed(recorded_on.strip(), seen_recorded_on),
+        consent=changed(consent, seen_consent),
+        release_on=changed(release_on.strip(), seen_release_on),
         changed_by=user.name,
+        access_seen=access_seen,
     )
     return RedirectResponse(f"/recordings/{recording_id}", status_code=303)
 

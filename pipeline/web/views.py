@@ -16,6 +16,7 @@ from pipeline.records import (
     NOT_REJECTED,
     AnnotationRecord,
     AnnotationStatus,
+    RecordingExport,
     RecordingRecord,
     SearchFilters,
     speaker_title,
@@ -210,20 +211,18 @@ def segments(
     codebook: Codebook,
     recording_id: int,
     user: UserRecord,
-    annotations: list[AnnotationRecord] | None = None,
+    export: RecordingExport | None = None,
 ) -> list[dict]:
     """A recording's segments with their speaker, version, themes and each theme's evidence marked, and their
     doubtful passages underlined (`risk`: the mean probability of the likeliest wrong one, None without any),
-    in transcript order."""
+    in transcript order; from `export` if given. Read as one state: a pass saving the recording meanwhile gave
+    segments whose versions had not been read."""
     recording_record(store, recording_id, user)
-    versions = store.segment_versions(recording_id)
-    speakers = {s.label: s for s in store.speakers(recording_id)}
-    themes: dict[int, list[AnnotationRecord]] = {}
-    for annotation in store.annotations(recording_id) if annotations is None else annotations:
-        themes.setdefault(annotation.segment_id, []).append(annotation)
+    export = export or store.recording_export(recording_id)
+    speakers = {s.label: s for s in export.speakers}
     out = []
-    for seg in store.segments(recording_id):
-        annotations = themes.get(seg.stored_id, [])
+    for seg in export.segments:
+        annotations = export.annotations.get(seg.stored_id, [])
         spans = [(*span, a.theme) for a in annotations if a.status != "rejected" for span in a.evidence]
         passages = doubtful_passages([seg])
         speaker = speakers.get(seg.speaker or "")
@@ -240,7 +239,7 @@ def segments(
                 "speaker_title": speaker_title(seg.speaker, name, role) if seg.speaker else None,
                 "text": seg.text,
                 "language": seg.language,
-                "version": versions[seg.stored_id],
+                "version": seg.version,
                 "annotations": [annotation_json(a, codebook) for a in annotations],
                 "pieces": [evidence_piece(p, codebook) for p in pieces(seg.text, spans, passages)],
                 "confidence": seg.confidence,
@@ -259,11 +258,12 @@ def evidence_piece(piece: Piece, codebook: Codebook) -> dict:
 
 
 def transcript(store: Store, codebook: Codebook, recording_id: int, user: UserRecord) -> tuple[dict, list[dict]]:
-    """A recording and its segments, for its page: the annotations read once for both, in one thread."""
-    annotations = store.annotations(recording_id)
+    """A recording and its segments, for its page: read once for both, as one state, in one thread."""
+    export = store.recording_export(recording_id)
+    annotations = [annotation for found in export.annotations.values() for annotation in found]
     return (
         recording(store, recording_id, user, annotations),
-        segments(store, codebook, recording_id, user, annotations),
+        segments(store, codebook, recording_id, user, export),
     )
 
 

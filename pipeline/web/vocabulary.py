@@ -3,7 +3,6 @@ something else, to accept into the project's vocabulary (the next `ohp run` hint
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -20,7 +19,6 @@ from .pages import page
 
 router = APIRouter(include_in_schema=False)
 Viewer = Annotated[UserRecord, Depends(requires())]
-_file_lock = threading.Lock()  # one accept at a time reads and appends the file
 
 
 def _suggestions(request: Request) -> list[Suggestion]:
@@ -72,9 +70,8 @@ async def accept(
             )
 
     def append() -> bool:
-        with _file_lock:
-            [added] = add_terms(request.app.state.vocabulary, [term])
-            return added
+        [added] = add_terms(request.app.state.vocabulary, [term])  # one accept at a time (add_terms' lock)
+        return added
 
     added = await run_in_threadpool(append)
     return RedirectResponse(f"/vocabulary?done={'added' if added else 'already there'}", status_code=303)
