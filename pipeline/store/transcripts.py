@@ -10,7 +10,7 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.carry import annotation_state, move_decisions, plan_carry, reanchor
@@ -153,11 +153,13 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
     change = s.get(HistoryRow, history_id)
     if change is None:
         raise NotFoundError(f"no change with id {history_id}")
-    before, after = change.before or {}, change.after or {}
+    before = change.before or {}
     # A carry-over or a drop by a re-transcription is ohp's move, not a change of the text: nothing to undo.
     if change.action in ("corrected", "reverted") and "text" in before and change.segment_id is not None:
         row = s.get(SegmentRow, change.segment_id)
-        if row is None or row.text != after.get("text"):
+        # The segment's text changes, not its annotations'.
+        texts = (HistoryRow.segment_id == change.segment_id, HistoryRow.annotation_id.is_(None))
+        if row is None or not _still_standing(s, change, *texts):
             raise ConflictError(
                 "the text was changed again since: revert the later change first", row and _segment_state(s, row)
             )
@@ -179,7 +181,7 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
         )
     elif change.annotation_id is not None and before.get("status") in ANNOTATION_STATUSES:
         annotation = s.get(AnnotationRow, change.annotation_id)
-        if annotation is None or annotation.status != after.get("status"):
+        if annotation is None or not _still_standing(s, change, HistoryRow.annotation_id == change.annotation_id):
             raise ConflictError(
                 "the annotation was changed again since: revert the later change first",
                 annotation and annotation_record(annotation, change.recording_id),
@@ -207,6 +209,21 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
     s.add(undo)
     s.flush()
     return history_record(undo)
+
+
+def _still_standing(s: Session, change: HistoryRow, *same: ColumnElement[bool]) -> bool:
+    """Whether what `change` left is what the thing it changed (`same`) has now: it is the latest change to it, or
+    the later ones are reverts that came back to it (undo, redo, undo). A later change leaving the same text or
+    status again (A to B, B to C, C to B) is a change of its own, which reverting `change` would undo unseen."""
+    query = select(HistoryRow.id, HistoryRow.after).where(
+        HistoryRow.recording_id == change.recording_id, HistoryRow.id >= change.id, *same
+    )
+    rows = s.execute(query.order_by(HistoryRow.id)).all()
+    place = {row.id: i for i, row in enumerate(rows)}  # rows[0] is `change`
+    i = len(rows) - 1
+    while i > 0 and (rows[i].after or {}).get("reverts") in place:  # a revert: what the change before it left
+        i = place[rows[i].after["reverts"]] - 1
+    return i == 0
 
 
 def _segment(row: SegmentRow) -> Segment:
