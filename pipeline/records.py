@@ -143,6 +143,8 @@ class Consent(StrEnum):
 
 
 CONSENT_LEVELS = tuple(Consent)
+# The longest text of a segment, imported or corrected: a long paragraph of an untimed transcript fits many times over.
+MAX_TEXT_CHARS = 100_000
 # The longest name, place, label or other short string ohp takes from a file or a person.
 MAX_FIELD_CHARS = 1_000
 # The longest name of a person who codes, decides or changes something (the database's columns hold 255).

@@ -16,8 +16,10 @@ from saving import save_tags, save_transcription
 
 from pipeline.config import Config
 from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
-from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
+from pipeline.records import MAX_TEXT_CHARS, AudioInfo, Segment, ThemeSuggestion, Transcript
 from pipeline.web import auth, create_app
+
+from conftest import SQLITE_ONLY
 
 TEXTS = [
     "Where are your children now?",
@@ -612,3 +614,30 @@ def test_the_recordings_list_filters_by_language_as_search_does(app):
     by_language = [listed(language=code) for code in ("en", "EN", "e", "en-GB")]
     assert by_language == [1, 1, 0, 0]
     assert (listed(q="INTERVIEW"), listed(q="İnterview")) == (1, 1)
+
+
+@SQLITE_ONLY  # the limit is ohp's, the same on every database
+def test_a_long_segment_an_import_took_can_be_corrected_and_the_limit_is_the_same_everywhere(app, store):
+    """An import takes a segment of up to MAX_TEXT_CHARS (a paragraph of an untimed transcript); the web app refused
+    any correction of one over 20,000 characters (422), a comma fixed included, while `ohp review --doubtful` (the
+    store) took a correction of any length, a megabyte too. One limit now, the store's."""
+    rid = app.state.recording_id
+    client, token = client_for(app, "ann")
+    seg = client.get(f"/api/recordings/{rid}/segments").json()[0]
+    paragraph = "The wages were paid by the piece. " * 600  # 20,400 characters, as an import takes them
+    changed = client.patch(
+        f"/api/segments/{seg['id']}",
+        json={"text": paragraph, "version": seg["version"]},
+        headers={"X-CSRF-Token": token},
+    )
+    assert changed.status_code == 200, changed.text
+    too_long = "字" * (MAX_TEXT_CHARS + 1)
+    refused = client.patch(
+        f"/api/segments/{seg['id']}",
+        json={"text": too_long, "version": seg["version"] + 1},
+        headers={"X-CSRF-Token": token},
+    )
+    assert refused.status_code == 422
+    with pytest.raises(InvalidInputError, match=f"{MAX_TEXT_CHARS:,} characters"):
+        store.correct_text(seg["id"], too_long, "mei", seg["version"] + 1)
+    assert store.segments(rid)[0].text == paragraph

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from pipeline.errors import ConflictError
+from pipeline.errors import ConflictError, InvalidInputError
 from pipeline.records import RecordingRecord
 from pipeline.stages.doubt import Passage, by_risk, doubtful_passages
 from pipeline.store import Store
@@ -62,7 +62,7 @@ def walk_doubtful(store: Store, recording: RecordingRecord, user: str, console: 
                     try:
                         store.correct_text(segment.stored_id, text, user, segment.version)
                         corrected.add(segment.stored_id)
-                    except ConflictError as e:
+                    except (ConflictError, InvalidInputError) as e:  # the walk goes on
                         console.print(Text.assemble(("not saved:", "yellow"), f" {e}"))
             elif key != "s":
                 continue

@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session
 from pipeline.carry import annotation_state, move_decisions, plan_carry, reanchor
 from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.realign import realign
-from pipeline.records import ANNOTATION_STATUSES, CoderDecision, HistoryRecord, Segment, Transcript, Word
+from pipeline.records import (
+    ANNOTATION_STATUSES,
+    MAX_TEXT_CHARS,
+    CoderDecision,
+    HistoryRecord,
+    Segment,
+    Transcript,
+    Word,
+)
 from pipeline.stages.doubt import mark_segment
 from pipeline.store.annotations import annotation_record, forget_decision, history_record
 from pipeline.store.models import (
@@ -112,7 +120,9 @@ def correct_text(s: Session, segment_id: int, text_: str, user: str, version: in
     now. Times and themes stay (evidence is re-anchored on its words), the earlier text goes into the
     history with its words (_text_state: what a revert puts back), the index follows. ConflictError, carrying
     the current text and version, if someone changed it since. The text it has already changes nothing: no
-    new version, nothing in the history."""
+    new version, nothing in the history. InvalidInputError past MAX_TEXT_CHARS, what an import takes."""
+    if len(text_) > MAX_TEXT_CHARS:
+        raise InvalidInputError(f"a segment's text is at most {MAX_TEXT_CHARS:,} characters ({len(text_):,} given)")
     row = s.get(SegmentRow, segment_id)
     if row is None:
         raise NotFoundError(f"no segment with id {segment_id}")

@@ -13,7 +13,14 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from pipeline import access
-from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS, MAX_FIELD_CHARS, NOT_REJECTED, AnnotationStatus
+from pipeline.records import (
+    ANNOTATION_STATUSES,
+    CONSENT_LEVELS,
+    MAX_FIELD_CHARS,
+    MAX_TEXT_CHARS,
+    NOT_REJECTED,
+    AnnotationStatus,
+)
 from pipeline.store import Store, UserRecord
 from pipeline.store.annotations import MAX_EVIDENCE_SPANS
 from pipeline.store.models import MAX_ID
@@ -53,7 +60,7 @@ async def write(request: Request, change: Callable[..., T], *args: Any, **kwargs
 
 
 class TextChange(BaseModel):
-    text: str = Field(max_length=20_000)
+    text: str = Field(max_length=MAX_TEXT_CHARS)
     version: int = Field(ge=0, le=MAX_ID - 1, description="the segment version the new text was based on")
 
 
