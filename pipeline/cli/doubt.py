@@ -3,6 +3,7 @@ moment to listen from (a little before it) and corrected in place."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -62,8 +63,16 @@ def walk_doubtful(store: Store, recording: RecordingRecord, user: str, console: 
                     try:
                         store.correct_text(segment.stored_id, text, user, segment.version)
                         corrected.add(segment.stored_id)
-                    except (ConflictError, InvalidInputError) as e:  # the walk goes on
+                    except ConflictError as e:
+                        # As the web app does: their version and who saved it, to correct again from (c) or keep.
+                        theirs = e.current
+                        segment = replace(segment, text=theirs["text"], version=theirs["version"])
+                        console.print(Text(f"not saved: {theirs['changed_by'] or 'someone'} saved it first:", "yellow"))
+                        console.print(Text(segment.text))
+                        continue
+                    except InvalidInputError as e:
                         console.print(Text.assemble(("not saved:", "yellow"), f" {e}"))
+                        continue
             elif key != "s":
                 continue
             break
