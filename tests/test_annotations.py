@@ -202,3 +202,16 @@ def test_a_correction_keeps_evidence_on_its_own_words_where_they_occur_twice(sto
     store.correct_text(segment.stored_id, "工资太低，工资还拖欠了四个月。", "li", segment.version + 1)
     [wages] = store.annotations(rid)
     assert wages.evidence == ((second, second + 2),)
+
+
+@SQLITE_ONLY  # the offsets are worked out in Python, the same on every database
+def test_a_correction_moves_the_segments_named_entities_with_their_words_or_drops_them(store, recording):
+    """A correction re-anchored the themes' evidence but left the named entities at their old offsets: the JSON
+    export's entity 三千块 pointed at 月三千 of the corrected text, and a name the person corrected away stayed an
+    entity of the segment, its start and end into a text that no longer has it."""
+    segment = store.segments(recording)[2]
+    store.correct_text(segment.stored_id, "工资是计件的，平均一个月三千块。", "mei", segment.version)
+    [entity] = store.entities(recording)[segment.stored_id]
+    assert "工资是计件的，平均一个月三千块。"[entity.start : entity.end] == entity.text == "三千块"
+    store.correct_text(segment.stored_id, "工资是计件的，每个月两千。", "mei", segment.version + 1)
+    assert store.entities(recording) == {}

@@ -30,6 +30,7 @@ from pipeline.store.annotations import annotation_record, forget_decision, histo
 from pipeline.store.models import (
     AnnotationRow,
     DecisionRow,
+    EntityRow,
     HistoryRow,
     SegmentRow,
     SpeakerRow,
@@ -292,16 +293,24 @@ def _words_of(s: Session, segment_id: int) -> list[Word]:
     ]
 
 
-def _reanchor_themes(s: Session, row: SegmentRow, old_text: str) -> None:
+def _reanchor(s: Session, row: SegmentRow, old_text: str) -> None:
+    """A segment's themes' evidence and its named entities moved to their words in its new text; an entity whose
+    words are gone goes (its offsets would point at other words: the JSON export's, the exports' redaction)."""
     for annotation in s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == row.id)):
         annotation.evidence = [list(span) for span in reanchor(annotation.evidence, old_text, row.text)]
+    for entity in s.scalars(select(EntityRow).where(EntityRow.segment_id == row.id)):
+        moved = reanchor([(entity.start, entity.end)], old_text, row.text)
+        if moved:
+            (entity.start, entity.end), *_ = moved
+        else:
+            s.delete(entity)
 
 
 def _after_correction(s: Session, row: SegmentRow, old_text: str, words: list[Word]) -> None:
-    """Keep a corrected segment's themes on their words, its stored `words` on its new text (pipeline.realign)
-    and its index entry on its new text (the engine's original no longer matches it, so only the text is
-    indexed); a person read it, so it is not doubtful any more."""
-    _reanchor_themes(s, row, old_text)
+    """Keep a corrected segment's themes and named entities on their words, its stored `words` on its new text
+    (pipeline.realign) and its index entry on its new text (the engine's original no longer matches it, so only
+    the text is indexed); a person read it, so it is not doubtful any more."""
+    _reanchor(s, row, old_text)
     _realign_words(s, replace(_segment(row), words=words))
     index_rows(s.connection(), row.recording_id, [(row.id, row.text, row.text)])
     _clear_doubt(s, row.id)
@@ -312,7 +321,7 @@ def _restore_text(s: Session, row: SegmentRow, old_text: str, state: dict[str, A
     """Put back what the history kept of a segment's text (_text_state) under its text, reverted to it: its
     words, confidence and whether a person wrote it; the recogniser's text is doubtful again where it was, and
     indexed with the engine's original beside it, as when it was saved."""
-    _reanchor_themes(s, row, old_text)
+    _reanchor(s, row, old_text)
     _store_words(s, row.id, [Word(**word) for word in state["words"]])
     row.corrected, row.confidence = state["corrected"], state["confidence"]
     index_rows(s.connection(), row.recording_id, [(row.id, row.text, row.text if row.corrected else row.original_text)])
