@@ -257,3 +257,28 @@ def test_a_change_changed_again_since_is_not_reverted_even_where_it_reads_the_sa
         store.revert(accepted.id, "ann")
     assert store.annotations(rid) == [theme]
     assert {(d.coder, d.present) for d in store.decisions(rid)} == {("mei", True), ("li", False)}
+
+
+@SQLITE_ONLY  # which changes may be reverted is the store's rule, the same on every database
+def test_ohps_own_moves_of_a_theme_are_not_changes_to_revert(store: Store):
+    """A decision moved to a new segment by a re-transcription ('moved', status before and after the same) had a
+    Revert button on the history page, and reverting it changed nothing but the annotation's version (so a page
+    open on it got a conflict) and wrote a 'reverted' in ann's name, as a carried correction did before."""
+    rid = store.save_result(poor_result()).export.recording.id
+    wages = store.segments(rid)[1].stored_id
+    save_tags(store, rid, {wages: [ThemeSuggestion("wages", 0.9, ((0, 2),))]}, {}, "t1", {}, "t1")
+    [theme] = store.annotations(rid)
+    store.decide(theme.id, "accepted", "mei", version=theme.version)
+    moved = zh_segment(5.2, [("工资。", 0.99)])
+    transcript = Transcript("zh", 0.99, [poor_result().transcript.segments[0], moved], "faster-whisper", "base")
+    store.save_result(RecordingResult(INFO, transcript, stages={"transcribe": StageRun({}, "t2", {})}))
+    [move] = [c for c in store.history(recording_id=rid) if c.action == "moved"]
+    [kept] = store.annotations(rid)
+    app = create_app(store, Config(secret="test-secret"))
+    store.add_user("ann", PASSWORD, "annotator")
+    client, _ = client_for(app, "ann")
+    page = client.get("/history", params={"recording": rid}).text
+    assert f'class="revert" data-id="{move.id}"' not in page
+    with pytest.raises(InvalidInputError, match="'moved' cannot be reverted"):
+        store.revert(move.id, "ann")
+    assert store.annotations(rid) == [kept] and kept.status == "accepted"

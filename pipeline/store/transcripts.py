@@ -17,7 +17,6 @@ from pipeline.carry import annotation_state, move_decisions, plan_carry, reancho
 from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.realign import realign
 from pipeline.records import (
-    ANNOTATION_STATUSES,
     MAX_TEXT_CHARS,
     CoderDecision,
     HistoryRecord,
@@ -164,9 +163,10 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
     change = s.get(HistoryRow, history_id)
     if change is None:
         raise NotFoundError(f"no change with id {history_id}")
+    if not history_record(change).revertable:
+        raise InvalidInputError(f"a change of kind {change.action!r} cannot be reverted")
     before = change.before or {}
-    # A carry-over or a drop by a re-transcription is ohp's move, not a change of the text: nothing to undo.
-    if change.action in ("corrected", "reverted") and "text" in before and change.segment_id is not None:
+    if "text" in before:
         row = s.get(SegmentRow, change.segment_id)
         # The segment's text changes, not its annotations'.
         texts = (HistoryRow.segment_id == change.segment_id, HistoryRow.annotation_id.is_(None))
@@ -190,7 +190,7 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
             before=state,  # with its words: the revert can be reverted in turn
             after={"text": row.text, "version": row.version, "reverts": change.id},
         )
-    elif change.annotation_id is not None and before.get("status") in ANNOTATION_STATUSES:
+    else:
         annotation = s.get(AnnotationRow, change.annotation_id)
         if annotation is None or not _still_standing(s, change, HistoryRow.annotation_id == change.annotation_id):
             raise ConflictError(
@@ -215,8 +215,6 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
             before=state,
             after={**annotation_state(annotation), "reverts": change.id},
         )
-    else:
-        raise InvalidInputError(f"a change of kind {change.action!r} cannot be reverted")
     s.add(undo)
     s.flush()
     return history_record(undo)
