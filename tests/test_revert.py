@@ -226,6 +226,10 @@ def test_a_carried_correction_is_not_a_change_to_revert(store: Store):
     before = store.segments(rid)[2]
     with pytest.raises(InvalidInputError, match="'carried' cannot be reverted"):
         store.revert(carried.id, "ann")
+    # The correction itself is on the segment that went: no later change to revert first, as was said.
+    (correction,) = [c for c in store.history(recording_id=rid) if c.action == "corrected"]
+    with pytest.raises(ConflictError, match=f"segment {last.stored_id} is no longer there: .* transcribed again"):
+        store.revert(correction.id, "ann")
     after = store.segments(rid)[2]
     assert (after.text, after.version, after.corrected) == (before.text, before.version, True)
     assert [c.action for c in store.history(recording_id=rid)].count("reverted") == 0

@@ -170,9 +170,14 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
         row = s.get(SegmentRow, change.segment_id)
         # The segment's text changes, not its annotations'.
         texts = (HistoryRow.segment_id == change.segment_id, HistoryRow.annotation_id.is_(None))
-        if row is None or not _still_standing(s, change, *texts):
+        if row is None:  # "revert the later change first" would send one looking for what cannot be reverted
             raise ConflictError(
-                "the text was changed again since: revert the later change first", row and _segment_state(s, row)
+                f"segment {change.segment_id} is no longer there: the recording was transcribed again since (its "
+                "history says where the text went)"
+            )
+        if not _still_standing(s, change, *texts):
+            raise ConflictError(
+                "the text was changed again since: revert the later change first", _segment_state(s, row)
             )
         words = _words_of(s, row.id)
         state = _text_state(row, words)
@@ -192,10 +197,15 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
         )
     else:
         annotation = s.get(AnnotationRow, change.annotation_id)
-        if annotation is None or not _still_standing(s, change, HistoryRow.annotation_id == change.annotation_id):
+        if annotation is None:
+            raise ConflictError(
+                f"annotation {change.annotation_id} is no longer there: the tagger withdrew it, or the recording was "
+                "transcribed again since (its history says where the theme went)"
+            )
+        if not _still_standing(s, change, HistoryRow.annotation_id == change.annotation_id):
             raise ConflictError(
                 "the annotation was changed again since: revert the later change first",
-                annotation and annotation_record(annotation, change.recording_id),
+                annotation_record(annotation, change.recording_id),
             )
         state = annotation_state(annotation)
         annotation.status, annotation.updated_by, annotation.updated_at, annotation.version = (
