@@ -641,3 +641,29 @@ def test_a_long_segment_an_import_took_can_be_corrected_and_the_limit_is_the_sam
     with pytest.raises(InvalidInputError, match=f"{MAX_TEXT_CHARS:,} characters"):
         store.correct_text(seg["id"], too_long, "mei", seg["version"] + 1)
     assert store.segments(rid)[0].text == paragraph
+
+
+@SQLITE_ONLY  # the check is the store's, the same on every database
+def test_a_theme_added_on_words_someone_has_just_corrected_is_a_conflict_not_evidence_on_other_words(app, store):
+    """Evidence is offsets into the text the page shows: rita corrected the segment (words put before them) while
+    ann's page still showed the old text, and ann's theme was saved with its offsets into rita's text, on other
+    words. The page sends the version its offsets are into, as a correction does; a changed text is a conflict."""
+    rid = app.state.recording_id
+    ann, ann_token = client_for(app, "ann")
+    rita, rita_token = client_for(app, "rita")
+    seg = ann.get(f"/api/recordings/{rid}/segments").json()[1]  # "They stay with my parents back home."
+    corrected = rita.patch(
+        f"/api/segments/{seg['id']}",
+        json={"text": "Now they stay with my parents back home.", "version": seg["version"]},
+        headers={"X-CSRF-Token": rita_token},
+    )
+    assert corrected.status_code == 200
+    parents = [TEXTS[1].index("my parents"), TEXTS[1].index("my parents") + len("my parents")]
+    added = ann.post(
+        f"/api/segments/{seg['id']}/annotations",
+        json={"theme": "family_separation", "evidence": [parents], "version": seg["version"]},
+        headers={"X-CSRF-Token": ann_token},
+    )
+    assert added.status_code == 409, added.text
+    assert added.json()["current"]["text"] == "Now they stay with my parents back home."
+    assert [a.theme for a in store.annotations(rid, segment_id=seg["id"])] == ["left_behind_children"]

@@ -315,12 +315,23 @@ class Store:
             return annotations.decide(s, annotation_id, status, user, version=version)
 
     def add_annotation(
-        self, segment_id: int, theme: str, user: str, evidence: tuple[tuple[int, int], ...] = ()
+        self,
+        segment_id: int,
+        theme: str,
+        user: str,
+        evidence: tuple[tuple[int, int], ...] = (),
+        *,
+        version: int | None = None,
     ) -> AnnotationRecord:
         """A person puts a theme on a segment (accepted, theirs). If the theme is already there, it
         becomes accepted by them and the given evidence is added to it; if a person rejected it,
-        ConflictError carries it (overturning a rejection is a `decide` on its version)."""
-        return self.add_annotations([(segment_id, theme, user, evidence)])[0]
+        ConflictError carries it (overturning a rejection is a `decide` on its version). With `version`, the
+        segment's version the evidence's offsets are into: ConflictError, carrying the segment's text now, if
+        someone changed the text since (transcripts.check_version)."""
+        with self._session(write=True) as s:
+            if version is not None:
+                transcripts.check_version(s, segment_id, version)
+            return annotations.add_annotations(s, [(segment_id, theme, user, evidence)])[0]
 
     def add_annotations(self, added: Sequence[Added]) -> list[AnnotationRecord]:
         """Several `add_annotation`s, (segment id, theme, user, evidence) each, in one transaction:

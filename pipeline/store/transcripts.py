@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from pipeline.carry import annotation_state, move_decisions, plan_carry, reanchor
-from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError, TextChangedError
 from pipeline.realign import realign
 from pipeline.records import (
     MAX_TEXT_CHARS,
@@ -118,7 +118,7 @@ def count_segments(s: Session) -> int:
 def correct_text(s: Session, segment_id: int, text_: str, user: str, version: int) -> tuple[Segment, int]:
     """A person's correction of a segment's text, based on `version` of it; the segment and its version
     now. Times and themes stay (evidence is re-anchored on its words), the earlier text goes into the
-    history with its words (_text_state: what a revert puts back), the index follows. ConflictError, carrying
+    history with its words (_text_state: what a revert puts back), the index follows. TextChangedError, carrying
     the current text and version, if someone changed it since. The text it has already changes nothing: no
     new version, nothing in the history. InvalidInputError past MAX_TEXT_CHARS, what an import takes."""
     if len(text_) > MAX_TEXT_CHARS:
@@ -138,7 +138,7 @@ def correct_text(s: Session, segment_id: int, text_: str, user: str, version: in
     done = cast(CursorResult[Any], updated).rowcount  # an UPDATE's result is a CursorResult (typed as Result)
     s.refresh(row)
     if not done:
-        raise ConflictError(f"segment {segment_id} was changed since version {version}", _segment_state(s, row))
+        raise TextChangedError(f"segment {segment_id} was changed since version {version}", _segment_state(s, row))
     # The update holds the row: its words, confidence and who wrote it are still those of this version.
     words = _words_of(s, row.id)
     before = {**_text_state(row, words), "text": old_text, "version": version}
@@ -155,6 +155,16 @@ def correct_text(s: Session, segment_id: int, text_: str, user: str, version: in
         )
     )
     return _segment(row), version + 1
+
+
+def check_version(s: Session, segment_id: int, version: int) -> None:
+    """TextChangedError, carrying the segment's text and version now, if its text changed since `version` (what is
+    said of its words, offsets into the text one read, would land on other words); NotFoundError if it is gone."""
+    row = s.get(SegmentRow, segment_id, with_for_update=True)  # held: no correction between this and the write
+    if row is None:
+        raise NotFoundError(f"no segment with id {segment_id}")
+    if row.version != version:
+        raise TextChangedError(f"segment {segment_id} was changed since version {version}", _segment_state(s, row))
 
 
 def revert(s: Session, history_id: int, user: str) -> HistoryRecord:

@@ -69,6 +69,9 @@ class NewAnnotation(BaseModel):
     evidence: list[tuple[int, int]] = Field(
         default=[], max_length=MAX_EVIDENCE_SPANS, description="[start, end) character offsets into the text"
     )
+    version: int | None = Field(
+        default=None, ge=0, le=MAX_ID - 1, description="the segment version the evidence is into (409 if changed)"
+    )
 
 
 class Decision(BaseModel):
@@ -154,7 +157,13 @@ async def add_annotation(request: Request, segment_id: Id, new: NewAnnotation, u
     if new.theme not in codebook.ids:
         raise HTTPException(400, f"{new.theme!r} is not a theme of the codebook")
     record = await write(
-        request, store_of(request).add_annotation, segment_id, new.theme, user.name, tuple(new.evidence)
+        request,
+        store_of(request).add_annotation,
+        segment_id,
+        new.theme,
+        user.name,
+        tuple(new.evidence),
+        version=new.version,
     )
     return views.annotation_json(record, request.app.state.codebook)
 

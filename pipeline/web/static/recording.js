@@ -115,7 +115,9 @@ popup.addEventListener("submit", async (event) => {
   event.preventDefault();
   if (!selection) return;
   const theme = popup.elements.theme.value;
-  const result = await api("POST", `/api/segments/${selection.segment.dataset.id}/annotations`, { theme, evidence: [[selection.start, selection.end]] });
+  // The version the offsets are into: if someone corrected the text since, they would be on other words (409).
+  const version = Number(selection.segment.dataset.version);
+  const result = await api("POST", `/api/segments/${selection.segment.dataset.id}/annotations`, { theme, evidence: [[selection.start, selection.end]], version });
   if (!result.ok) return say(result.data.detail, true);
   popup.hidden = true;
   say(`${result.data.label} added`, false);
