@@ -224,6 +224,8 @@ class Store:
             if result.description:
                 recordings.describe_from_file(s, row, result.description)
             if result.new_segments:
+                if "transcribe" not in result.stages:  # made from the stored segments: as they were read?
+                    transcripts.check_unchanged(s, recording_id, result.transcript.segments)
                 segments = transcripts.replace_segments(s, recording_id, result.transcript)
                 recordings.count_doubt(s, recording_id)
                 recordings.drop_stages(s, recording_id, keep=("transcribe", *result.stages))

@@ -557,6 +557,27 @@ def turn_numbers(segments: Sequence[Segment]) -> list[int]:
     return turns
 
 
+def check_unchanged(s: Session, recording_id: int, segments: list[Segment]) -> None:
+    """ConflictError unless the stored segments a pass made new ones from (the speakers stage's parts: the first
+    keeps the stored one's id and version, the others have no id) are as the pass read them. A correction made
+    meanwhile would be split away (each part too little of the segment to carry it over) and a revert undone by
+    the pass's copy: the next run does the pass again on the text as it is now."""
+    query = select(SegmentRow.id, SegmentRow.version).where(SegmentRow.recording_id == recording_id)
+    now = dict(s.execute(query).tuples().all())
+    for segment in segments:
+        if segment.id is None:
+            continue
+        if segment.id not in now:
+            raise ConflictError(
+                f"recording {recording_id} was transcribed again while it was worked on (segment {segment.id} is gone)"
+            )
+        if now[segment.id] != segment.version:
+            raise ConflictError(
+                f"segment {segment.id} was changed while the pass ran (version {segment.version} read, "
+                f"{now[segment.id]} now): run it again to work on the text as it is now"
+            )
+
+
 def as_stored(s: Session, recording_id: int, segments: list[Segment]) -> list[Segment]:
     """Stored segments a pass worked on, with the text they have now: a person may have corrected one
     while the pass ran."""
