@@ -563,7 +563,7 @@ def check_unchanged(s: Session, recording_id: int, segments: list[Segment]) -> N
     meanwhile would be split away (each part too little of the segment to carry it over) and a revert undone by
     the pass's copy: the next run does the pass again on the text as it is now."""
     query = select(SegmentRow.id, SegmentRow.version).where(SegmentRow.recording_id == recording_id)
-    now = dict(s.execute(query).tuples().all())
+    now = dict(s.execute(query).all())
     for segment in segments:
         if segment.id is None:
             continue
