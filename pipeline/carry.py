@@ -13,6 +13,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from difflib import Match, SequenceMatcher
 
 from rapidfuzz import fuzz
 
@@ -23,13 +24,33 @@ Evidence = tuple[tuple[int, int], ...]
 
 
 def reanchor(evidence: Sequence[Sequence[int]], old_text: str, new_text: str) -> Evidence:
-    """Evidence spans moved to where their words are in a segment's new text (dropped if gone)."""
+    """Evidence spans moved to where their words are in a segment's new text (dropped if gone). Words that occur
+    there more than once go to the place nearest to where the text around them went: a word said twice in a
+    segment keeps its evidence on the one it was on."""
     spans = []
+    blocks: list[Match] | None = None
     for start, end in evidence or ():
-        found = new_text.find(old_text[start:end]) if end > start else -1
-        if found >= 0:
-            spans.append((found, found + end - start))
+        words = old_text[start:end]
+        found = _occurrences(new_text, words) if end > start else []
+        if len(found) > 1:
+            blocks = blocks or SequenceMatcher(None, old_text, new_text).get_matching_blocks()
+            # Where the old text's start went: by the last stretch both texts share that begins at or before it.
+            before = [block for block in blocks if block.a <= start] or [Match(0, 0, 0)]
+            a, b, _ = before[-1]
+            found = [min(found, key=lambda at: abs(at - (b + start - a)))]
+        if found:
+            spans.append((found[0], found[0] + end - start))
     return tuple(spans)
+
+
+def _occurrences(text: str, words: str) -> list[int]:
+    """Every place `words` start in `text`, overlapping ones too."""
+    found: list[int] = []
+    at = text.find(words)
+    while at >= 0:
+        found.append(at)
+        at = text.find(words, at + 1)
+    return found
 
 
 def annotation_state(annotation) -> dict:

@@ -30,5 +30,10 @@ class ConflictError(OhpError):
         self.current = current
 
 
+class TextChangedError(ConflictError):
+    """Someone changed a segment's text since the caller read it: a correction of it, or evidence (offsets into
+    it), would land on other words. `current` is the segment's text and version now, and who changed it."""
+
+
 class ForbiddenError(OhpError):
     """The user's role or the recording's consent does not allow it."""

@@ -143,6 +143,8 @@ class Consent(StrEnum):
 
 
 CONSENT_LEVELS = tuple(Consent)
+# The longest text of a segment, imported or corrected: a long paragraph of an untimed transcript fits many times over.
+MAX_TEXT_CHARS = 100_000
 # The longest name, place, label or other short string ohp takes from a file or a person.
 MAX_FIELD_CHARS = 1_000
 # The longest name of a person who codes, decides or changes something (the database's columns hold 255).
@@ -322,6 +324,8 @@ class AnnotationStatus(StrEnum):
 ANNOTATION_STATUSES = tuple(AnnotationStatus)
 # What a theme filter counts unless told otherwise: every theme not rejected.
 NOT_REJECTED = (AnnotationStatus.SUGGESTED, AnnotationStatus.ACCEPTED)
+# The history's actions a person's change of a text or a theme is written as (a decision by the status it gave).
+PEOPLES_CHANGES = ("corrected", "reverted", "added", *ANNOTATION_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -369,6 +373,19 @@ class HistoryRecord:
     changed_at: str
     before: dict | None
     after: dict | None
+
+    @property
+    def revertable(self) -> bool:
+        """Whether a revert can give back what it changed: a person's correction of a text (or a revert) whose earlier
+        text the history kept, or a person's change of an annotation's status. ohp's own moves (a correction carried
+        over, a theme moved to a new segment, a suggestion tagged again: before and after the same status) and
+        changes nothing keeps the undoing of (a speaker's name, a consent) are not."""
+        before = self.before or {}
+        if self.action not in PEOPLES_CHANGES or not self.after:
+            return False
+        if "text" in before:
+            return self.segment_id is not None
+        return self.annotation_id is not None and before.get("status") in ANNOTATION_STATUSES
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from saving import save_tags, save_transcription
 from pipeline.records import AudioInfo, Entity, Segment, ThemeSuggestion, Transcript
 from pipeline.store import ConflictError, Store, annotations
 
+from conftest import SQLITE_ONLY
+
 INFO = AudioInfo(Path("/audio/li.wav"), "cd" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 30.0)
 TEXTS = ["你的孩子现在在哪里？", "在老家，跟爷爷奶奶一起住。", "工资是计件的，一个月三千块。"]
 
@@ -182,3 +184,34 @@ def test_retranscription_carries_decisions_to_the_new_segments(store, recording)
     assert moved.status == "accepted" and [new_text[a:b] for a, b in moved.evidence] == ["老家", "爷爷奶奶"]
     assert store.history(recording_id=recording)[-1].action == "moved"
     assert store.stage(recording, "tag") is None  # tagging runs again on the new segments
+
+
+@SQLITE_ONLY  # the offsets are worked out in Python, the same on every database
+def test_a_correction_keeps_evidence_on_its_own_words_where_they_occur_twice(store):
+    """Evidence was re-anchored on the first place its words occur in the corrected text: mei's evidence on the
+    second 工资 of "工资很低，工资还拖欠了三个月" moved to the first when li corrected 三 to 四 (and so did the learned
+    model's examples and the highlight), as it did when a re-transcription carried it over."""
+    text = "工资很低，工资还拖欠了三个月。"
+    rid = save_transcription(store, INFO, transcript([text]), {}, "k", {})
+    segment = store.segments(rid)[0]
+    second = text.index("工资还")
+    store.add_annotation(segment.stored_id, "wages", "mei", ((second, second + 2),))
+    store.correct_text(segment.stored_id, "工资很低，工资还拖欠了四个月。", "li", segment.version)
+    [wages] = store.annotations(rid)
+    assert wages.evidence == ((second, second + 2),)
+    store.correct_text(segment.stored_id, "工资太低，工资还拖欠了四个月。", "li", segment.version + 1)
+    [wages] = store.annotations(rid)
+    assert wages.evidence == ((second, second + 2),)
+
+
+@SQLITE_ONLY  # the offsets are worked out in Python, the same on every database
+def test_a_correction_moves_the_segments_named_entities_with_their_words_or_drops_them(store, recording):
+    """A correction re-anchored the themes' evidence but left the named entities at their old offsets: the JSON
+    export's entity 三千块 pointed at 月三千 of the corrected text, and a name the person corrected away stayed an
+    entity of the segment, its start and end into a text that no longer has it."""
+    segment = store.segments(recording)[2]
+    store.correct_text(segment.stored_id, "工资是计件的，平均一个月三千块。", "mei", segment.version)
+    [entity] = store.entities(recording)[segment.stored_id]
+    assert "工资是计件的，平均一个月三千块。"[entity.start : entity.end] == entity.text == "三千块"
+    store.correct_text(segment.stored_id, "工资是计件的，每个月两千。", "mei", segment.version + 1)
+    assert store.entities(recording) == {}

@@ -8,11 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from pipeline.cli import app as cli
+from pipeline.cli import doubt as cli_doubt
 from pipeline.formats.export import gather, to_json
 from pipeline.records import AudioInfo, RecordingResult, Segment, StageRun, Transcript, Word
 from pipeline.stages.doubt import doubtful_share, mark_doubt
 from pipeline.store import Store
+
+from conftest import SQLITE_ONLY
 
 INFO = AudioInfo(Path("/audio/zhou.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
 
@@ -72,3 +77,37 @@ def test_an_imported_transcript_corrected_stays_unchecked_not_0_percent_doubtful
     first = store.segments(rid)[0]
     store.correct_text(first.stored_id, "我们那个时候", "mei", first.version)
     assert store.recording(rid).doubtful is None
+
+
+@SQLITE_ONLY  # the walk's own handling of a conflict, the same on every database
+def test_review_doubtful_shows_the_other_persons_version_on_a_conflict_and_corrects_from_it(
+    migrated_db_url, monkeypatch
+):
+    """`ohp review --doubtful` said only "segment 3 was changed since version 1" when someone had corrected the
+    segment while it was shown, dropped what was typed and went on to the next passage: the annotator never saw the
+    other's text, where the web app shows it with who wrote it and lets one save again on it, deliberately."""
+    with Store(migrated_db_url) as store:
+        rid = store.save_result(poor_result()).export.recording.id
+    read = cli_doubt.by_risk
+
+    def read_then_li_corrects(passages):
+        with Store(migrated_db_url) as other:  # li saves the riskiest passage's segment while mei reads it
+            riskiest = read(passages)[0].segment
+            other.correct_text(riskiest.stored_id, "东莞钦州，宿舍楼。", "li", riskiest.version)
+        return read(passages)
+
+    monkeypatch.setattr(cli_doubt, "by_risk", read_then_li_corrects)
+    answers = "c\n东莞青州，宿舍。\nc\n东莞钦州，宿舍楼！\nq\n"
+    result = CliRunner().invoke(
+        cli, ["review", str(rid), "--doubtful", "--user", "mei", "--db", migrated_db_url], input=answers
+    )
+    assert result.exit_code == 0, result.output
+    assert "li saved it first" in result.output and "东莞钦州，宿舍楼。" in result.output
+    with Store(migrated_db_url) as store:
+        assert store.segments(rid)[2].text == "东莞钦州，宿舍楼！"  # mei's, made on li's version
+        assert [
+            (c.changed_by, c.after["text"]) for c in store.history(segment_id=store.segments(rid)[2].stored_id)
+        ] == [
+            ("li", "东莞钦州，宿舍楼。"),
+            ("mei", "东莞钦州，宿舍楼！"),
+        ]

@@ -12,6 +12,7 @@ import time
 
 import pytest
 from alembic import command
+from saving import save_tags
 from sqlalchemy import JSON, bindparam, create_engine, text
 from typer.testing import CliRunner
 
@@ -19,11 +20,12 @@ from pipeline.cli import app as cli
 from pipeline.config import Config
 from pipeline.errors import ConflictError, InvalidInputError
 from pipeline.formats.export import gather, to_json
-from pipeline.records import RecordingResult, StageRun, Transcript
+from pipeline.records import RecordingResult, StageRun, ThemeSuggestion, Transcript
 from pipeline.stages.doubt import mark_doubt
 from pipeline.store import Store, alembic_config, transcripts
 from pipeline.web import create_app
 
+from conftest import SQLITE_ONLY
 from test_doubt_audit import INFO, poor_result, zh_segment
 from test_web_api import PASSWORD, client_for
 
@@ -181,9 +183,9 @@ def test_a_correction_the_history_kept_no_words_of_reverts_to_a_persons_text(sto
 
 
 def test_two_reverts_of_one_change_at_once_are_one_revert_and_one_conflict(store: Store, db_url):
-    """A revert compares the segment's text with the change's in Python: two reverts of one correction at the
-    same moment must not both pass that check (on PostgreSQL, read committed, each would see the text before the
-    other's commit). The store's one writer at a time (the advisory lock) makes the second read after the first."""
+    """A revert looks for a later change in the history: two reverts of one correction at the same moment must not
+    both pass that check (on PostgreSQL, read committed, neither would see the other's 'reverted' before its
+    commit). The store's one writer at a time (the advisory lock) makes the second read after the first."""
     rid = store.save_result(poor_result()).export.recording.id
     last = store.segments(rid)[2]
     store.correct_text(last.stored_id, "东莞青州，宿舍。", "mei", last.version)
@@ -224,6 +226,63 @@ def test_a_carried_correction_is_not_a_change_to_revert(store: Store):
     before = store.segments(rid)[2]
     with pytest.raises(InvalidInputError, match="'carried' cannot be reverted"):
         store.revert(carried.id, "ann")
+    # The correction itself is on the segment that went: no later change to revert first, as was said.
+    (correction,) = [c for c in store.history(recording_id=rid) if c.action == "corrected"]
+    with pytest.raises(ConflictError, match=f"segment {last.stored_id} is no longer there: .* transcribed again"):
+        store.revert(correction.id, "ann")
     after = store.segments(rid)[2]
     assert (after.text, after.version, after.corrected) == (before.text, before.version, True)
     assert [c.action for c in store.history(recording_id=rid)].count("reverted") == 0
+
+
+@SQLITE_ONLY  # the rule is the store's, the same on every database
+def test_a_change_changed_again_since_is_not_reverted_even_where_it_reads_the_same(store: Store):
+    """A revert checked only that the text (the status) was still the one the change left: after mei's correction,
+    li's and mei's again to the same text, reverting mei's first one undid her later one unseen, putting the
+    recogniser's words back; a theme mei accepted, li rejected and mei accepted again went back to suggested,
+    mei's own later decision deleted with it. Only the latest change is reverted: the others are a conflict."""
+    rid = store.save_result(poor_result()).export.recording.id
+    segment = store.segments(rid)[2]
+    _, version = store.correct_text(segment.stored_id, "东莞青州，宿舍。", "mei", segment.version)
+    _, version = store.correct_text(segment.stored_id, "东莞秦州，宿舍。", "li", version)
+    store.correct_text(segment.stored_id, "东莞青州，宿舍。", "mei", version)
+    first = store.history(segment_id=segment.stored_id)[0]
+    kept = store.segments(rid)[2]
+    with pytest.raises(ConflictError, match="changed again since"):
+        store.revert(first.id, "ann")
+    assert store.segments(rid)[2] == kept
+    wages = store.segments(rid)[1].stored_id
+    save_tags(store, rid, {wages: [ThemeSuggestion("wages", 0.9, ((0, 2),))]}, {}, "t1", {}, "t1")
+    [theme] = store.annotations(rid)
+    for user, status in (("mei", "accepted"), ("li", "rejected"), ("mei", "accepted")):
+        theme = store.decide(theme.id, status, user, version=theme.version)
+    accepted = next(c for c in store.history(annotation_id=theme.id) if c.action == "accepted")
+    with pytest.raises(ConflictError, match="changed again since"):
+        store.revert(accepted.id, "ann")
+    assert store.annotations(rid) == [theme]
+    assert {(d.coder, d.present) for d in store.decisions(rid)} == {("mei", True), ("li", False)}
+
+
+@SQLITE_ONLY  # which changes may be reverted is the store's rule, the same on every database
+def test_ohps_own_moves_of_a_theme_are_not_changes_to_revert(store: Store):
+    """A decision moved to a new segment by a re-transcription ('moved', status before and after the same) had a
+    Revert button on the history page, and reverting it changed nothing but the annotation's version (so a page
+    open on it got a conflict) and wrote a 'reverted' in ann's name, as a carried correction did before."""
+    rid = store.save_result(poor_result()).export.recording.id
+    wages = store.segments(rid)[1].stored_id
+    save_tags(store, rid, {wages: [ThemeSuggestion("wages", 0.9, ((0, 2),))]}, {}, "t1", {}, "t1")
+    [theme] = store.annotations(rid)
+    store.decide(theme.id, "accepted", "mei", version=theme.version)
+    moved = zh_segment(5.2, [("工资。", 0.99)])
+    transcript = Transcript("zh", 0.99, [poor_result().transcript.segments[0], moved], "faster-whisper", "base")
+    store.save_result(RecordingResult(INFO, transcript, stages={"transcribe": StageRun({}, "t2", {})}))
+    [move] = [c for c in store.history(recording_id=rid) if c.action == "moved"]
+    [kept] = store.annotations(rid)
+    app = create_app(store, Config(secret="test-secret"))
+    store.add_user("ann", PASSWORD, "annotator")
+    client, _ = client_for(app, "ann")
+    page = client.get("/history", params={"recording": rid}).text
+    assert f'class="revert" data-id="{move.id}"' not in page
+    with pytest.raises(InvalidInputError, match="'moved' cannot be reverted"):
+        store.revert(move.id, "ann")
+    assert store.annotations(rid) == [kept] and kept.status == "accepted"

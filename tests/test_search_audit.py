@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from pipeline import cli
 from pipeline.cli.output import Terminal
-from pipeline.formats.readers import MAX_TEXT_CHARS
 from pipeline.records import (
+    MAX_TEXT_CHARS,
     AudioInfo,
     Entity,
     RecordingResult,

@@ -12,18 +12,21 @@ from alembic import command
 from saving import save_speakers, save_tags, save_transcription
 from sqlalchemy import create_engine, inspect, text
 
+from pipeline.errors import ConflictError
 from pipeline.records import (
     AudioInfo,
     RecordingResult,
     SearchFilters,
     Segment,
     SpeakerRecord,
+    SpeakerTurn,
     StageRun,
     ThemeSuggestion,
     Transcript,
     Word,
 )
 from pipeline.search.textindex import parse_query
+from pipeline.stages.speakers import split_segment
 from pipeline.store import Store, alembic_config
 
 from conftest import SQLITE_ONLY
@@ -437,3 +440,22 @@ def test_a_voice_forgotten_while_a_pass_ran_names_no_one_and_the_pass_is_saved(s
     rid = store.save_result(result).export.recording.id
     assert [(s.label, s.name, s.person_id) for s in store.speakers(rid)] == [("S1", None, None), ("S2", None, None)]
     assert store.stage(rid, "speakers").report["enrolled"] == {}
+
+
+@SQLITE_ONLY  # the check is the store's, the same on every database
+def test_a_correction_made_while_the_speakers_were_found_is_not_split_away(store):
+    """The speakers stage splits the segments it read where the speaker changes. mei corrected one while it ran:
+    the save put the recogniser's text back in two parts, each too little of her segment to take her correction
+    over (only the history kept it, 'dropped'); a revert made meanwhile was undone alike. The save is refused,
+    as one whose segment went is, and the next run finds the speakers on the text as it is now."""
+    words = [Word(0.0, 0.9, "Where", 0.9), Word(0.9, 1.8, "born?", 0.9), Word(2.2, 3.0, "In", 0.9)]
+    words.append(Word(3.0, 4.0, "Wuhan.", 0.9))
+    heard = "Where born? In Wuhan."
+    rid = transcribed(store, [Segment(0.0, 4.0, heard, heard, "en", words)])
+    [read] = store.transcript(rid).segments  # what the stage works on
+    store.correct_text(read.stored_id, "Where were you born? In Wuhan.", "mei", read.version)
+    parts = split_segment(read, [SpeakerTurn(0.0, 1.8, "S1"), SpeakerTurn(1.8, 4.0, "S2")])
+    with pytest.raises(ConflictError, match=f"segment {read.stored_id} was changed while"):
+        save_speakers(store, rid, FOUND, {"count": None}, "k1", {}, segments=parts)
+    [kept] = store.segments(rid)
+    assert (kept.text, kept.corrected, store.stage(rid, "speakers")) == ("Where were you born? In Wuhan.", True, None)

@@ -11,6 +11,7 @@ import os
 import stat
 from collections import Counter
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -767,3 +768,26 @@ def test_the_vocabulary_page_marks_terms_only_closed_recordings_have_and_asks_be
     assert confirmed.status_code == 303 and path.read_text(encoding="utf-8") == "秀英\n"
     also_open = rita.post("/vocabulary/accept", data={"term": "钦点", "csrf_token": token}, follow_redirects=False)
     assert also_open.status_code == 303 and path.read_text(encoding="utf-8") == "秀英\n钦点\n"
+
+
+def test_realigning_a_long_segment_diffs_only_what_the_correction_changed(monkeypatch):
+    """difflib's matching is quadratic in repeated units: a character fixed in a 10,000-character paragraph (an
+    import takes 100,000) diffed the whole of both texts, seconds under the write lock, minutes for the longest. Only
+    the middle the correction changed is diffed; the words before and after it keep theirs."""
+    import pipeline.realign as realigning
+
+    def bounded(junk, a, b, autojunk=True):
+        assert len(a) * len(b) <= realigning.MAX_DIFF, f"{len(a)} × {len(b)} units diffed"
+        return matcher(junk, a, b, autojunk=autojunk)
+
+    matcher = realigning.SequenceMatcher
+    monkeypatch.setattr(realigning, "SequenceMatcher", bounded)
+    paragraph = "我们那时候在东莞打工，一个月工资才八百块。" * 500
+    words = [Word(0.0, 600.0, paragraph, 1.0, corrected=True)]
+    fixed = paragraph[:5_000] + "七" + paragraph[5_001:]
+    realigned = realign(words, fixed, 0.0, 600.0)
+    assert "".join(w.text for w in realigned) == fixed
+    assert [w.text for w in realigned if "七" in w.text] == ["我们七时候在东莞打工，"]  # the words around it kept
+    rewritten = realign(words, "他们" + paragraph[2:-1] + "！", 0.0, 600.0)  # both ends: one replacement between them
+    assert "".join(w.text for w in rewritten) == "他们" + paragraph[2:-1] + "！"
+    assert all(a.end <= b.start + 1e-9 for a, b in pairwise(rewritten))

@@ -16,7 +16,7 @@ from saving import save_tags, save_transcription
 
 from pipeline.config import Config
 from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
-from pipeline.records import AudioInfo, Segment, ThemeSuggestion, Transcript
+from pipeline.records import MAX_TEXT_CHARS, AudioInfo, Segment, ThemeSuggestion, Transcript
 from pipeline.store import Store
 from pipeline.store import transcripts as store_transcripts
 from pipeline.web import auth, create_app
@@ -667,3 +667,56 @@ def test_the_recordings_list_filters_by_language_as_search_does(app):
     by_language = [listed(language=code) for code in ("en", "EN", "e", "en-GB")]
     assert by_language == [1, 1, 0, 0]
     assert (listed(q="INTERVIEW"), listed(q="İnterview")) == (1, 1)
+
+
+@SQLITE_ONLY  # the limit is ohp's, the same on every database
+def test_a_long_segment_an_import_took_can_be_corrected_and_the_limit_is_the_same_everywhere(app, store):
+    """An import takes a segment of up to MAX_TEXT_CHARS (a paragraph of an untimed transcript); the web app refused
+    any correction of one over 20,000 characters (422), a comma fixed included, while `ohp review --doubtful` (the
+    store) took a correction of any length, a megabyte too. One limit now, the store's."""
+    rid = app.state.recording_id
+    client, token = client_for(app, "ann")
+    seg = client.get(f"/api/recordings/{rid}/segments").json()[0]
+    paragraph = "The wages were paid by the piece. " * 600  # 20,400 characters, as an import takes them
+    changed = client.patch(
+        f"/api/segments/{seg['id']}",
+        json={"text": paragraph, "version": seg["version"]},
+        headers={"X-CSRF-Token": token},
+    )
+    assert changed.status_code == 200, changed.text
+    too_long = "字" * (MAX_TEXT_CHARS + 1)
+    refused = client.patch(
+        f"/api/segments/{seg['id']}",
+        json={"text": too_long, "version": seg["version"] + 1},
+        headers={"X-CSRF-Token": token},
+    )
+    assert refused.status_code == 422
+    with pytest.raises(InvalidInputError, match=f"{MAX_TEXT_CHARS:,} characters"):
+        store.correct_text(seg["id"], too_long, "mei", seg["version"] + 1)
+    assert store.segments(rid)[0].text == paragraph
+
+
+@SQLITE_ONLY  # the check is the store's, the same on every database
+def test_a_theme_added_on_words_someone_has_just_corrected_is_a_conflict_not_evidence_on_other_words(app, store):
+    """Evidence is offsets into the text the page shows: rita corrected the segment (words put before them) while
+    ann's page still showed the old text, and ann's theme was saved with its offsets into rita's text, on other
+    words. The page sends the version its offsets are into, as a correction does; a changed text is a conflict."""
+    rid = app.state.recording_id
+    ann, ann_token = client_for(app, "ann")
+    rita, rita_token = client_for(app, "rita")
+    seg = ann.get(f"/api/recordings/{rid}/segments").json()[1]  # "They stay with my parents back home."
+    corrected = rita.patch(
+        f"/api/segments/{seg['id']}",
+        json={"text": "Now they stay with my parents back home.", "version": seg["version"]},
+        headers={"X-CSRF-Token": rita_token},
+    )
+    assert corrected.status_code == 200
+    parents = [TEXTS[1].index("my parents"), TEXTS[1].index("my parents") + len("my parents")]
+    added = ann.post(
+        f"/api/segments/{seg['id']}/annotations",
+        json={"theme": "family_separation", "evidence": [parents], "version": seg["version"]},
+        headers={"X-CSRF-Token": ann_token},
+    )
+    assert added.status_code == 409, added.text
+    assert added.json()["current"]["text"] == "Now they stay with my parents back home."
+    assert [a.theme for a in store.annotations(rid, segment_id=seg["id"])] == ["left_behind_children"]

@@ -19,7 +19,7 @@ from saving import save_tags, save_transcription
 
 from pipeline.config import Config
 from pipeline.imports import import_file
-from pipeline.records import Segment, ThemeSuggestion, Transcript, Word
+from pipeline.records import TRANSCRIPT_FORMAT, AudioInfo, Segment, ThemeSuggestion, Transcript, Word
 from pipeline.stages.audio import probe
 from pipeline.stages.codebook import load_codebook
 from pipeline.stages.doubt import mark_doubt
@@ -482,3 +482,35 @@ def test_the_collections_charts_draw_under_the_pages_content_security_policy(sit
     )
     assert any(fill.startswith("rgb(8, ") or fill.startswith("rgb(247, ") for fill in fills), set(fills)
     context.close()
+
+
+def test_a_theme_added_from_a_selection_after_a_character_beyond_the_bmp_has_its_words_as_evidence(site):
+    """The page counted a selection's offsets in UTF-16 units, the server in characters: in a name written with a
+    character outside the Basic Multilingual Plane (𠮷, common in Chinese names), every character after it was one
+    off, so a theme added on 东莞 had 莞， as its evidence (and one at the text's end was refused as outside it)."""
+    store = site["store"]
+    info = AudioInfo(Path("/nowhere/ji.srt"), "5e" * 32, 100, f"{TRANSCRIPT_FORMAT}srt", "", 0, 0, 4.0)
+    text = "𠮷先生在东莞打工。"
+    transcript = Transcript("zh", 1.0, [Segment(0.0, 4.0, text, text, "zh")], "import", "srt")
+    rid = save_transcription(store, info, transcript, {}, "i", {})
+    page = logged_in(site, "ann")
+    page.goto(site["url"] + f"/recordings/{rid}")
+    text_element = page.locator(".segment .text").first
+    page.evaluate(
+        """el => {
+        const node = el.firstChild, range = document.createRange();
+        range.setStart(node, node.textContent.indexOf('东莞'));
+        range.setEnd(node, node.textContent.indexOf('东莞') + 2);
+        const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+        document.dispatchEvent(new MouseEvent('mouseup'));
+    }""",
+        text_element.element_handle(),
+    )
+    page.wait_for_selector("#add-theme:not([hidden])")
+    page.select_option("#add-theme select", "working_conditions")
+    page.click("#add-theme button[type=submit]")
+    page.wait_for_selector(".segment .theme.accepted")
+    [added] = store.annotations(rid)
+    assert [text[start:end] for start, end in added.evidence] == ["东莞"]
+    assert page.locator(".segment .text mark").inner_text() == "东莞"
+    page.context.close()

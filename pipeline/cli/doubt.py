@@ -3,6 +3,7 @@ moment to listen from (a little before it) and corrected in place."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -10,7 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from pipeline.cli.keys import read_key
-from pipeline.errors import ConflictError
+from pipeline.errors import ConflictError, InvalidInputError
 from pipeline.records import RecordingRecord
 from pipeline.stages.doubt import Passage, by_risk, doubtful_passages
 from pipeline.store import Store
@@ -64,7 +65,15 @@ def walk_doubtful(store: Store, recording: RecordingRecord, user: str, console: 
                         store.correct_text(segment.stored_id, text, user, segment.version)
                         corrected.add(segment.stored_id)
                     except ConflictError as e:
+                        # As the web app does: their version and who saved it, to correct again from (c) or keep.
+                        theirs = e.current
+                        segment = replace(segment, text=theirs["text"], version=theirs["version"])
+                        console.print(Text(f"not saved: {theirs['changed_by'] or 'someone'} saved it first:", "yellow"))
+                        console.print(Text(segment.text))
+                        continue
+                    except InvalidInputError as e:
                         console.print(Text.assemble(("not saved:", "yellow"), f" {e}"))
+                        continue
             elif key != "s":
                 continue
             break

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from pipeline import access, cli
 from pipeline.cli.keys import read_key
-from pipeline.errors import ConflictError
+from pipeline.errors import ConflictError, TextChangedError
 from pipeline.records import speaker_title
 from pipeline.utils import clock
 
@@ -124,7 +124,11 @@ def _add_theme(store: Store, book: Codebook, segment, user: str) -> bool:
         cli.console.print(Text(f"{words!r} is not in the text: copy words from it", style="yellow"))
     evidence = ((at, at + len(words)),) if words else ()
     try:
-        store.add_annotation(segment.id, theme, user, evidence)
+        store.add_annotation(segment.id, theme, user, evidence, version=segment.version)
+    except TextChangedError as e:  # the words were found in the text shown: in the text now they may be elsewhere
+        cli.console.print(Text(f"not added: {e.current['changed_by'] or 'someone'} changed the text to:", "yellow"))
+        cli.console.print(Text(e.current["text"]))
+        return
     except ConflictError as e:  # someone rejected it: overturning that is a decision on what they decided
         cli.console.print(Text(str(e), style="yellow"))
         if not typer.confirm("accept it anyway?", default=False):

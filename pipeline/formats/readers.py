@@ -29,6 +29,7 @@ from pipeline.records import (
     MAX_FIELD_CHARS,
     MAX_LANGUAGE_CHARS,
     MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
     SPEAKER_ROLES,
     Segment,
     Word,
@@ -55,8 +56,8 @@ MAX_SECONDS = 48 * 3600.0
 # that the decoded audio can outrun. A word this much outside its segment is still in it.
 END_SLACK = 1.0
 DURATION_SLACK = 0.05  # of the stated length, when that is more than END_SLACK
-MAX_TEXT_CHARS = 100_000  # a segment's text: a long paragraph of an untimed transcript fits many times over
-# MAX_FIELD_CHARS (pipeline.records): any other string: a name, a place, a label, a word, a path, a header's value
+# MAX_TEXT_CHARS (pipeline.records): a segment's text; MAX_FIELD_CHARS: any other string: a name, a place, a label,
+# a word, a path, a header's value
 MAX_JSON_DEPTH = 16  # ohp's JSON nests 6 deep (segments, a segment, its themes, one, its evidence, a span)
 
 

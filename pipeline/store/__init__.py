@@ -240,6 +240,8 @@ class Store:
             if result.description:
                 recordings.describe_from_file(s, row, result.description)
             if result.new_segments:
+                if "transcribe" not in result.stages:  # made from the stored segments: as they were read?
+                    transcripts.check_unchanged(s, recording_id, result.transcript.segments)
                 segments = transcripts.replace_segments(s, recording_id, result.transcript)
                 recordings.count_doubt(s, recording_id)
                 recordings.drop_stages(s, recording_id, keep=("transcribe", *result.stages))
@@ -335,12 +337,23 @@ class Store:
             return annotations.decide(s, annotation_id, status, user, version=version)
 
     def add_annotation(
-        self, segment_id: int, theme: str, user: str, evidence: tuple[tuple[int, int], ...] = ()
+        self,
+        segment_id: int,
+        theme: str,
+        user: str,
+        evidence: tuple[tuple[int, int], ...] = (),
+        *,
+        version: int | None = None,
     ) -> AnnotationRecord:
         """A person puts a theme on a segment (accepted, theirs). If the theme is already there, it
         becomes accepted by them and the given evidence is added to it; if a person rejected it,
-        ConflictError carries it (overturning a rejection is a `decide` on its version)."""
-        return self.add_annotations([(segment_id, theme, user, evidence)])[0]
+        ConflictError carries it (overturning a rejection is a `decide` on its version). With `version`, the
+        segment's version the evidence's offsets are into: ConflictError, carrying the segment's text now, if
+        someone changed the text since (transcripts.check_version)."""
+        with self._session(write=True) as s:
+            if version is not None:
+                transcripts.check_version(s, segment_id, version)
+            return annotations.add_annotations(s, [(segment_id, theme, user, evidence)])[0]
 
     def add_annotations(self, added: Sequence[Added]) -> list[AnnotationRecord]:
         """Several `add_annotation`s, (segment id, theme, user, evidence) each, in one transaction:

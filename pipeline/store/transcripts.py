@@ -10,18 +10,26 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.carry import annotation_state, move_decisions, plan_carry, reanchor
-from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError, TextChangedError
 from pipeline.realign import realign
-from pipeline.records import ANNOTATION_STATUSES, CoderDecision, HistoryRecord, Segment, Transcript, Word
+from pipeline.records import (
+    MAX_TEXT_CHARS,
+    CoderDecision,
+    HistoryRecord,
+    Segment,
+    Transcript,
+    Word,
+)
 from pipeline.stages.doubt import mark_segment
 from pipeline.store.annotations import annotation_record, forget_decision, history_record
 from pipeline.store.models import (
     AnnotationRow,
     DecisionRow,
+    EntityRow,
     HistoryRow,
     SegmentRow,
     SpeakerRow,
@@ -104,9 +112,11 @@ def count_segments(s: Session) -> int:
 def correct_text(s: Session, segment_id: int, text_: str, user: str, version: int) -> tuple[Segment, int]:
     """A person's correction of a segment's text, based on `version` of it; the segment and its version
     now. Times and themes stay (evidence is re-anchored on its words), the earlier text goes into the
-    history with its words (_text_state: what a revert puts back), the index follows. ConflictError, carrying
+    history with its words (_text_state: what a revert puts back), the index follows. TextChangedError, carrying
     the current text and version, if someone changed it since. The text it has already changes nothing: no
-    new version, nothing in the history."""
+    new version, nothing in the history. InvalidInputError past MAX_TEXT_CHARS, what an import takes."""
+    if len(text_) > MAX_TEXT_CHARS:
+        raise InvalidInputError(f"a segment's text is at most {MAX_TEXT_CHARS:,} characters ({len(text_):,} given)")
     row = s.get(SegmentRow, segment_id)
     if row is None:
         raise NotFoundError(f"no segment with id {segment_id}")
@@ -122,7 +132,7 @@ def correct_text(s: Session, segment_id: int, text_: str, user: str, version: in
     done = cast(CursorResult[Any], updated).rowcount  # an UPDATE's result is a CursorResult (typed as Result)
     s.refresh(row)
     if not done:
-        raise ConflictError(f"segment {segment_id} was changed since version {version}", _segment_state(s, row))
+        raise TextChangedError(f"segment {segment_id} was changed since version {version}", _segment_state(s, row))
     # The update holds the row: its words, confidence and who wrote it are still those of this version.
     words = _words_of(s, row.id)
     before = {**_text_state(row, words), "text": old_text, "version": version}
@@ -141,19 +151,37 @@ def correct_text(s: Session, segment_id: int, text_: str, user: str, version: in
     return _segment(row), version + 1
 
 
+def check_version(s: Session, segment_id: int, version: int) -> None:
+    """TextChangedError, carrying the segment's text and version now, if its text changed since `version` (what is
+    said of its words, offsets into the text one read, would land on other words); NotFoundError if it is gone."""
+    row = s.get(SegmentRow, segment_id, with_for_update=True)  # held: no correction between this and the write
+    if row is None:
+        raise NotFoundError(f"no segment with id {segment_id}")
+    if row.version != version:
+        raise TextChangedError(f"segment {segment_id} was changed since version {version}", _segment_state(s, row))
+
+
 def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
     """Undo one change: a text correction or an annotation's status change, if it is still the
     latest one (ConflictError otherwise). The undoing is itself a change in the history."""
     change = s.get(HistoryRow, history_id)
     if change is None:
         raise NotFoundError(f"no change with id {history_id}")
-    before, after = change.before or {}, change.after or {}
-    # A carry-over or a drop by a re-transcription is ohp's move, not a change of the text: nothing to undo.
-    if change.action in ("corrected", "reverted") and "text" in before and change.segment_id is not None:
+    if not history_record(change).revertable:
+        raise InvalidInputError(f"a change of kind {change.action!r} cannot be reverted")
+    before = change.before or {}
+    if "text" in before:
         row = s.get(SegmentRow, change.segment_id)
-        if row is None or row.text != after.get("text"):
+        # The segment's text changes, not its annotations'.
+        texts = (HistoryRow.segment_id == change.segment_id, HistoryRow.annotation_id.is_(None))
+        if row is None:  # "revert the later change first" would send one looking for what cannot be reverted
             raise ConflictError(
-                "the text was changed again since: revert the later change first", row and _segment_state(s, row)
+                f"segment {change.segment_id} is no longer there: the recording was transcribed again since (its "
+                "history says where the text went)"
+            )
+        if not _still_standing(s, change, *texts):
+            raise ConflictError(
+                "the text was changed again since: revert the later change first", _segment_state(s, row)
             )
         words = _words_of(s, row.id)
         state = _text_state(row, words)
@@ -171,12 +199,17 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
             before=state,  # with its words: the revert can be reverted in turn
             after={"text": row.text, "version": row.version, "reverts": change.id},
         )
-    elif change.annotation_id is not None and before.get("status") in ANNOTATION_STATUSES:
+    else:
         annotation = s.get(AnnotationRow, change.annotation_id)
-        if annotation is None or annotation.status != after.get("status"):
+        if annotation is None:
+            raise ConflictError(
+                f"annotation {change.annotation_id} is no longer there: the tagger withdrew it, or the recording was "
+                "transcribed again since (its history says where the theme went)"
+            )
+        if not _still_standing(s, change, HistoryRow.annotation_id == change.annotation_id):
             raise ConflictError(
                 "the annotation was changed again since: revert the later change first",
-                annotation and annotation_record(annotation, change.recording_id),
+                annotation_record(annotation, change.recording_id),
             )
         state = annotation_state(annotation)
         annotation.status, annotation.updated_by, annotation.updated_at, annotation.version = (
@@ -196,11 +229,24 @@ def revert(s: Session, history_id: int, user: str) -> HistoryRecord:
             before=state,
             after={**annotation_state(annotation), "reverts": change.id},
         )
-    else:
-        raise InvalidInputError(f"a change of kind {change.action!r} cannot be reverted")
     s.add(undo)
     s.flush()
     return history_record(undo)
+
+
+def _still_standing(s: Session, change: HistoryRow, *same: ColumnElement[bool]) -> bool:
+    """Whether what `change` left is what the thing it changed (`same`) has now: it is the latest change to it, or
+    the later ones are reverts that came back to it (undo, redo, undo). A later change leaving the same text or
+    status again (A to B, B to C, C to B) is a change of its own, which reverting `change` would undo unseen."""
+    query = select(HistoryRow.id, HistoryRow.after).where(
+        HistoryRow.recording_id == change.recording_id, HistoryRow.id >= change.id, *same
+    )
+    rows = s.execute(query.order_by(HistoryRow.id)).all()
+    place = {row.id: i for i, row in enumerate(rows)}  # rows[0] is `change`
+    i = len(rows) - 1
+    while i > 0 and (rows[i].after or {}).get("reverts") in place:  # a revert: what the change before it left
+        i = place[rows[i].after["reverts"]] - 1
+    return i == 0
 
 
 def _segment(row: SegmentRow) -> Segment:
@@ -259,16 +305,24 @@ def _words_of(s: Session, segment_id: int) -> list[Word]:
     ]
 
 
-def _reanchor_themes(s: Session, row: SegmentRow, old_text: str) -> None:
+def _reanchor(s: Session, row: SegmentRow, old_text: str) -> None:
+    """A segment's themes' evidence and its named entities moved to their words in its new text; an entity whose
+    words are gone goes (its offsets would point at other words: the JSON export's, the exports' redaction)."""
     for annotation in s.scalars(select(AnnotationRow).where(AnnotationRow.segment_id == row.id)):
         annotation.evidence = [list(span) for span in reanchor(annotation.evidence, old_text, row.text)]
+    for entity in s.scalars(select(EntityRow).where(EntityRow.segment_id == row.id)):
+        moved = reanchor([(entity.start, entity.end)], old_text, row.text)
+        if moved:
+            (entity.start, entity.end), *_ = moved
+        else:
+            s.delete(entity)
 
 
 def _after_correction(s: Session, row: SegmentRow, old_text: str, words: list[Word]) -> None:
-    """Keep a corrected segment's themes on their words, its stored `words` on its new text (pipeline.realign)
-    and its index entry on its new text (the engine's original no longer matches it, so only the text is
-    indexed); a person read it, so it is not doubtful any more."""
-    _reanchor_themes(s, row, old_text)
+    """Keep a corrected segment's themes and named entities on their words, its stored `words` on its new text
+    (pipeline.realign) and its index entry on its new text (the engine's original no longer matches it, so only
+    the text is indexed); a person read it, so it is not doubtful any more."""
+    _reanchor(s, row, old_text)
     _realign_words(s, replace(_segment(row), words=words))
     index_rows(s.connection(), row.recording_id, [(row.id, row.text, row.text)])
     _clear_doubt(s, row.id)
@@ -279,7 +333,7 @@ def _restore_text(s: Session, row: SegmentRow, old_text: str, state: dict[str, A
     """Put back what the history kept of a segment's text (_text_state) under its text, reverted to it: its
     words, confidence and whether a person wrote it; the recogniser's text is doubtful again where it was, and
     indexed with the engine's original beside it, as when it was saved."""
-    _reanchor_themes(s, row, old_text)
+    _reanchor(s, row, old_text)
     _store_words(s, row.id, [Word(**word) for word in state["words"]])
     row.corrected, row.confidence = state["corrected"], state["confidence"]
     index_rows(s.connection(), row.recording_id, [(row.id, row.text, row.text if row.corrected else row.original_text)])
@@ -495,6 +549,27 @@ def turn_numbers(segments: Sequence[Segment]) -> list[int]:
             turn += 1
         turns[i], previous = turn, speaker
     return turns
+
+
+def check_unchanged(s: Session, recording_id: int, segments: list[Segment]) -> None:
+    """ConflictError unless the stored segments a pass made new ones from (the speakers stage's parts: the first
+    keeps the stored one's id and version, the others have no id) are as the pass read them. A correction made
+    meanwhile would be split away (each part too little of the segment to carry it over) and a revert undone by
+    the pass's copy: the next run does the pass again on the text as it is now."""
+    query = select(SegmentRow.id, SegmentRow.version).where(SegmentRow.recording_id == recording_id)
+    now = dict(s.execute(query).all())
+    for segment in segments:
+        if segment.id is None:
+            continue
+        if segment.id not in now:
+            raise ConflictError(
+                f"recording {recording_id} was transcribed again while it was worked on (segment {segment.id} is gone)"
+            )
+        if now[segment.id] != segment.version:
+            raise ConflictError(
+                f"segment {segment.id} was changed while the pass ran (version {segment.version} read, "
+                f"{now[segment.id]} now): run it again to work on the text as it is now"
+            )
 
 
 def as_stored(s: Session, recording_id: int, segments: list[Segment]) -> list[Segment]:

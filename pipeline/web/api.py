@@ -13,7 +13,14 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from pipeline import access
-from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS, MAX_FIELD_CHARS, NOT_REJECTED, AnnotationStatus
+from pipeline.records import (
+    ANNOTATION_STATUSES,
+    CONSENT_LEVELS,
+    MAX_FIELD_CHARS,
+    MAX_TEXT_CHARS,
+    NOT_REJECTED,
+    AnnotationStatus,
+)
 from pipeline.store import Store, UserRecord
 from pipeline.store.annotations import MAX_EVIDENCE_SPANS
 from pipeline.store.models import MAX_ID
@@ -53,7 +60,7 @@ async def write(request: Request, change: Callable[..., T], *args: Any, **kwargs
 
 
 class TextChange(BaseModel):
-    text: str = Field(max_length=20_000)
+    text: str = Field(max_length=MAX_TEXT_CHARS)
     version: int = Field(ge=0, le=MAX_ID - 1, description="the segment version the new text was based on")
 
 
@@ -61,6 +68,9 @@ class NewAnnotation(BaseModel):
     theme: str = Field(min_length=1, max_length=128)
     evidence: list[tuple[int, int]] = Field(
         default=[], max_length=MAX_EVIDENCE_SPANS, description="[start, end) character offsets into the text"
+    )
+    version: int | None = Field(
+        default=None, ge=0, le=MAX_ID - 1, description="the segment version the evidence is into (409 if changed)"
     )
 
 
@@ -147,7 +157,13 @@ async def add_annotation(request: Request, segment_id: Id, new: NewAnnotation, u
     if new.theme not in codebook.ids:
         raise HTTPException(400, f"{new.theme!r} is not a theme of the codebook")
     record = await write(
-        request, store_of(request).add_annotation, segment_id, new.theme, user.name, tuple(new.evidence)
+        request,
+        store_of(request).add_annotation,
+        segment_id,
+        new.theme,
+        user.name,
+        tuple(new.evidence),
+        version=new.version,
     )
     return views.annotation_json(record, request.app.state.codebook)
 

@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from pipeline import access
 from pipeline.changes import change_text, change_time
 from pipeline.errors import InvalidInputError
-from pipeline.records import ANNOTATION_STATUSES, CONSENT_LEVELS
+from pipeline.records import CONSENT_LEVELS
 from pipeline.stages.codebook import Codebook
 from pipeline.store import UserRecord
 
@@ -25,7 +25,7 @@ from .auth import check_csrf, client_address, csrf_token, login, requires, sign_
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
-templates.env.globals.update(may_change=access.may_change, statuses=ANNOTATION_STATUSES)
+templates.env.globals.update(may_change=access.may_change)
 Viewer = Annotated[UserRecord, Depends(requires())]
 
 

@@ -79,11 +79,17 @@ document.getElementById("transcript").addEventListener("click", (event) => {
 const popup = document.getElementById("add-theme");
 let selection = null;
 
+// Offsets count characters (code points), as the server's do: a string's length counts UTF-16 units, two for a
+// character beyond the Basic Multilingual Plane (𠮷 in a name), which would shift every offset after it.
 function offsetIn(container, node, offset) {
   const range = document.createRange();
   range.setStart(container, 0);
   range.setEnd(node, offset);
-  return range.toString().length;
+  return Array.from(range.toString()).length;
+}
+
+function characters(text, start, end) {
+  return Array.from(text).slice(start, end).join("");
 }
 
 document.addEventListener("mouseup", () => {
@@ -99,7 +105,7 @@ document.addEventListener("mouseup", () => {
   const end = offsetIn(text, range.endContainer, range.endOffset);
   if (end <= start) return;
   selection = { segment: text.closest(".segment"), start, end };
-  document.getElementById("selected").textContent = text.textContent.slice(start, end);
+  document.getElementById("selected").textContent = characters(text.textContent, start, end);
   popup.hidden = false;
 });
 
@@ -109,7 +115,9 @@ popup.addEventListener("submit", async (event) => {
   event.preventDefault();
   if (!selection) return;
   const theme = popup.elements.theme.value;
-  const result = await api("POST", `/api/segments/${selection.segment.dataset.id}/annotations`, { theme, evidence: [[selection.start, selection.end]] });
+  // The version the offsets are into: if someone corrected the text since, they would be on other words (409).
+  const version = Number(selection.segment.dataset.version);
+  const result = await api("POST", `/api/segments/${selection.segment.dataset.id}/annotations`, { theme, evidence: [[selection.start, selection.end]], version });
   if (!result.ok) return say(result.data.detail, true);
   popup.hidden = true;
   say(`${result.data.label} added`, false);
@@ -158,8 +166,8 @@ function mark(element, start, end, annotation) {
   const highlighted = document.createElement("mark");
   highlighted.className = `t${annotation.colour}`;
   highlighted.title = annotation.label;
-  highlighted.textContent = text.slice(start, end);
-  element.replaceChildren(text.slice(0, start), highlighted, text.slice(end));
+  highlighted.textContent = characters(text, start, end);
+  element.replaceChildren(characters(text, 0, start), highlighted, characters(text, end));
 }
 
 // ---- correct text in place
