@@ -128,7 +128,7 @@ def _add_theme(store: Store, book: Codebook, segment, user: str) -> bool:
     except TextChangedError as e:  # the words were found in the text shown: in the text now they may be elsewhere
         cli.console.print(Text(f"not added: {e.current['changed_by'] or 'someone'} changed the text to:", "yellow"))
         cli.console.print(Text(e.current["text"]))
-        return
+        return False
     except ConflictError as e:  # someone rejected it: overturning that is a decision on what they decided
         cli.console.print(Text(str(e), style="yellow"))
         if not typer.confirm("accept it anyway?", default=False):
