@@ -138,6 +138,30 @@ def test_a_number_json_has_not_is_refused_on_every_database(store, number):
     assert store.recording(rid).metadata == {}
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: replace(s, start=float("nan")),
+        lambda s: replace(s, avg_logprob=float("nan")),
+        lambda s: replace(s, end=float("inf")),
+        lambda s: replace(s, words=[replace(s.words[0], probability=float("nan")), *s.words[1:]]),
+    ],
+    ids=["start nan", "avg_logprob nan", "end infinity", "word probability nan"],
+)
+def test_a_number_that_is_not_finite_is_refused_in_every_float_column(store, change):
+    """SQLite stores NaN as NULL: a segment's avg_logprob came back None where PostgreSQL gave NaN back, and a NaN
+    start or word probability failed as a database error (NOT NULL) where PostgreSQL kept it. Infinity was kept by
+    both, and written by the JSON export as no JSON reader outside Python reads it. Both refuse them, nothing saved."""
+    made = transcript(tag="a")
+    broken = replace(made, segments=[made.segments[0], change(made.segments[1]), *made.segments[2:]])
+    with pytest.raises(InvalidInputError, match="finite"):
+        save_transcription(store, audio(), broken, SETTINGS, KEY, {})
+    assert store.list_recordings() == []
+    with pytest.raises(InvalidInputError, match="finite"):
+        save_transcription(store, replace(audio(), duration=float("nan")), made, SETTINGS, KEY, {})
+    assert store.list_recordings() == []
+
+
 def test_a_string_longer_than_its_column_is_refused_on_every_database(store):
     """A speaker label of 300 characters (an import allows 1,000) was kept by SQLite and refused by PostgreSQL:
     an import worked on one database and failed on the other. Both refuse it, with nothing saved, through the

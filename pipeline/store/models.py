@@ -6,6 +6,7 @@ The full-text index is no model (its shape differs by database): see pipeline.st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -91,14 +92,27 @@ class Bounded(TypeDecorator[str]):
         return value
 
 
-def check_lengths(table: Table, rows: Sequence[Mapping[str, object]]) -> None:
-    """What the Bounded columns would refuse in rows written around the ORM (raw inserts): InvalidInputError."""
-    bounded = [(name, column.type) for name, column in table.c.items() if isinstance(column.type, Bounded)]
+class Finite(TypeDecorator[float]):
+    """A float that is a number on every backend: SQLite stores NaN as NULL (an optional column gave None back where
+    PostgreSQL gave NaN, a required one failed as a database error where PostgreSQL kept it), and infinity is no
+    JSON, which the exports write. Both are refused, with InvalidInputError."""
+
+    impl = Float
+    cache_ok = True
+
+    def process_bind_param(self, value: float | None, dialect: Any) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise InvalidInputError(f"{value} cannot be stored: a number here must be finite")
+        return value
+
+
+def check_values(table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """What the Bounded and Finite columns would refuse in rows written around the ORM (raw inserts):
+    InvalidInputError."""
+    checked = [(name, column.type) for name, column in table.c.items() if isinstance(column.type, Bounded | Finite)]
     for row in rows:
-        for name, type_ in bounded:
-            value = row.get(name)
-            if isinstance(value, str):
-                type_.process_bind_param(value, None)
+        for name, type_ in checked:
+            type_.process_bind_param(row.get(name), None)
 
 
 class Base(DeclarativeBase):
@@ -125,7 +139,7 @@ class RecordingRow(Base):
     path: Mapped[str] = mapped_column(Text)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     format: Mapped[str] = mapped_column(Text)
-    duration: Mapped[float] = mapped_column(Float)
+    duration: Mapped[float] = mapped_column(Finite)
     language: Mapped[str | None] = mapped_column(Bounded(MAX_LANGUAGE_CHARS))
     interviewee: Mapped[str | None] = mapped_column(Text)
     place: Mapped[str | None] = mapped_column(Text)
@@ -134,7 +148,7 @@ class RecordingRow(Base):
     consent: Mapped[str] = mapped_column(Bounded(16), default="open", server_default="open")
     release_on: Mapped[date | None] = mapped_column(Date)
     warnings: Mapped[list | None] = mapped_column(JSON)  # why its transcript is likely poor (the doubt stage)
-    doubtful: Mapped[float | None] = mapped_column(Float)  # share of its words' characters in doubtful words
+    doubtful: Mapped[float | None] = mapped_column(Finite)  # share of its words' characters in doubtful words
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
 
@@ -149,22 +163,22 @@ class SegmentRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
     idx: Mapped[int]  # order within the recording, as the transcript had it
-    start: Mapped[float] = mapped_column(Float)
-    end: Mapped[float] = mapped_column(Float)
+    start: Mapped[float] = mapped_column(Finite)
+    end: Mapped[float] = mapped_column(Finite)
     text: Mapped[str] = mapped_column(Text)
     original_text: Mapped[str] = mapped_column(Text)
     language: Mapped[str] = mapped_column(Bounded(MAX_LANGUAGE_CHARS))
     speaker: Mapped[str | None] = mapped_column(Bounded(255))
-    avg_logprob: Mapped[float | None] = mapped_column(Float)
-    no_speech_prob: Mapped[float | None] = mapped_column(Float)
-    compression_ratio: Mapped[float | None] = mapped_column(Float)
+    avg_logprob: Mapped[float | None] = mapped_column(Finite)
+    no_speech_prob: Mapped[float | None] = mapped_column(Finite)
+    compression_ratio: Mapped[float | None] = mapped_column(Finite)
     engine: Mapped[str] = mapped_column(Bounded(64))
     model: Mapped[str] = mapped_column(Text)
     # web: bumped by every change of its text, so two people editing one segment are detected
     version: Mapped[int] = mapped_column(default=1, server_default="1")
     # Its text is a person's (migration 0014): a correction sets it, a revert to the recogniser's text clears it.
     corrected: Mapped[bool] = mapped_column(default=False, server_default=false())
-    confidence: Mapped[float | None] = mapped_column(Float)  # the doubt stage's
+    confidence: Mapped[float | None] = mapped_column(Finite)  # the doubt stage's
     # Which speaker turn of its recording it is in (1, 2, ...; transcripts.turn_numbers): set when the segments
     # are saved, the only time their speakers, starts or order change, so the report counts turns by GROUP BY.
     turn: Mapped[int] = mapped_column(server_default="0")
@@ -176,10 +190,10 @@ class WordRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
     idx: Mapped[int]  # order within the segment
-    start: Mapped[float] = mapped_column(Float)
-    end: Mapped[float] = mapped_column(Float)
+    start: Mapped[float] = mapped_column(Finite)
+    end: Mapped[float] = mapped_column(Finite)
     text: Mapped[str] = mapped_column(Text)
-    probability: Mapped[float] = mapped_column(Float)
+    probability: Mapped[float] = mapped_column(Finite)
     doubtful: Mapped[bool] = mapped_column(default=False, server_default=false())  # the doubt stage's
     corrected: Mapped[bool] = mapped_column(default=False, server_default=false())  # a person's (pipeline.realign)
 
@@ -210,7 +224,7 @@ class AnnotationRow(Base):
     theme: Mapped[str] = mapped_column(Bounded(128))
     source: Mapped[str] = mapped_column(Bounded(255))  # "auto" or the user who added it
     status: Mapped[str] = mapped_column(Bounded(16))  # suggested, accepted, rejected
-    score: Mapped[float | None] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Finite)
     evidence: Mapped[list] = mapped_column(JSON)  # [[start, end], ...] into the segment text
     tagger: Mapped[str | None] = mapped_column(Bounded(128))
     origin: Mapped[str | None] = mapped_column(Bounded(16))  # the tagger's: "pattern" or "model"; None: a person's

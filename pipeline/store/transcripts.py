@@ -27,7 +27,7 @@ from pipeline.store.models import (
     SpeakerRow,
     StageRow,
     WordRow,
-    check_lengths,
+    check_values,
     iso,
     now,
 )
@@ -473,7 +473,7 @@ def _insert_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     ]
     conn = s.connection()
     if conn.dialect.name == "sqlite":  # tuples straight to the driver: half the cost per row (bench/search.py)
-        check_lengths(SegmentRow.__table__, rows)  # what the column types check on the way through SQLAlchemy
+        check_values(SegmentRow.__table__, rows)  # what the column types check on the way through SQLAlchemy
         columns = ", ".join(f'"{name}"' for name in rows[0])
         conn.exec_driver_sql(
             f"INSERT INTO segments ({columns}) VALUES ({', '.join('?' * len(rows[0]))})",
