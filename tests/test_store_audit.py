@@ -15,6 +15,7 @@ from pipeline.records import SearchFilters, ThemeSuggestion
 from pipeline.search.textindex import parse_query
 from pipeline.store import Store, alembic_config
 
+from conftest import SQLITE_ONLY
 from test_store import KEY, SETTINGS, audio, transcript
 
 
@@ -177,3 +178,16 @@ def test_a_string_longer_than_its_column_is_refused_on_every_database(store):
     with pytest.raises(InvalidInputError, match="at most 255"):
         store.rename_speaker(rid, "A", "李秀英", "u" * 256)  # by a user of a name longer than users have
     assert [s.name for s in store.speakers(rid)] == [None]
+
+
+@SQLITE_ONLY  # the recordings are matched in Python: the database plays no part
+def test_a_reference_of_digits_that_no_id_has_is_a_name_or_not_found(store):
+    """A reference of digits is an id. "①" and "²" are digits to str.isdigit and no number to int(), and int()
+    refuses 4,300 digits or more: `ohp history ①` crashed instead of finding ①.wav by its stem. Digits of
+    another script (full-width, as a Chinese input method types them) still name an id."""
+    circled = store.start_stage(audio("①.wav", "ab" * 32), "transcribe", {}, "k")
+    other = store.start_stage(audio("b.wav", "cd" * 32), "transcribe", {}, "k")
+    assert [r.id for r in store.find_recordings(["①", chr(0xFF10 + other), f"00{other}"])] == [circled, other]
+    for ref in ("²", "9" * 5000, str(2**80)):
+        with pytest.raises(NotFoundError, match="matches no recording"):
+            store.find_recordings([ref])
