@@ -151,6 +151,7 @@ def session(engine: Engine, shown: str, write: bool = False) -> Iterator[Session
                 # Given up after SQLite's busy timeout: a writer stuck elsewhere is an error, not a hang.
                 s.connection().exec_driver_sql(f"SET LOCAL lock_timeout = {LOCK_WAIT_MS}")
                 s.connection().exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
+            _check_still_at_head(s.connection(), shown)
             yield s
     except DataError as exc:  # a value given it cannot hold: a NUL in PostgreSQL's text, an integer past its range
         raise InvalidInputError(f"the database cannot hold a value given: {reason(exc)}") from exc
@@ -167,6 +168,19 @@ def reason(exc: BaseException) -> str:
     return str(orig if orig is not None else exc).splitlines()[0]
 
 
+def _check_still_at_head(conn: Connection, shown: str) -> None:
+    """StoreError unless the database is still at the schema this process opened it at. A newer ohp may migrate it
+    under a process left running (a web app): what this one read and wrote in the old schema's shape would be wrong
+    (revision 0018 moved closed recordings' segments to an index of their own, which it would not know)."""
+    current = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    if current != head_revision():
+        raise StoreError(
+            f"database {shown} has schema revision {current!r} since this process opened it at {head_revision()!r}: "
+            "a newer ohp migrated it; go on with that version of ohp"
+        )
+
+
+@functools.cache  # read on every session (_check_still_at_head)
 def head_revision() -> str:
     """The newest schema revision, from the migrations' file names (`0006_consent.py` is revision "0006"),
     so that opening an up-to-date database needs no alembic (a test checks alembic agrees)."""
