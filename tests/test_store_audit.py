@@ -163,6 +163,27 @@ def test_a_number_that_is_not_finite_is_refused_in_every_float_column(store, cha
     assert store.list_recordings() == []
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda store, rid, seg: store.correct_text(seg.id, "a\x00b", "ann", seg.version),
+        lambda store, rid, seg: store.set_metadata(rid, interviewee="Li \ud800"),
+        lambda store, rid, seg: store.rename_speaker(rid, "A", "Li\x00", "ann"),
+    ],
+    ids=["correction with a NUL", "interviewee with half a character", "speaker name with a NUL"],
+)
+def test_a_string_that_is_not_text_is_refused_on_every_database(store, change):
+    """A NUL in a correction, a metadata field or a name (the web API's JSON carries one as \\u0000) was kept by
+    SQLite and refused by PostgreSQL; half of a UTF-16 pair (\\ud800) crashed both with UnicodeEncodeError. Both
+    refuse them with InvalidInputError, nothing changed."""
+    rid = save_transcription(store, audio(), transcript(tag="a"), SETTINGS, KEY, {})
+    seg = store.segments(rid)[1]
+    with pytest.raises(InvalidInputError, match="not text"):
+        change(store, rid, seg)
+    assert [s.text for s in store.segments(rid)] == [s.text for s in transcript(tag="a").segments]
+    assert store.recording(rid).interviewee is None and [s.name for s in store.speakers(rid)] == [None]
+
+
 def test_a_string_longer_than_its_column_is_refused_on_every_database(store):
     """A speaker label of 300 characters (an import allows 1,000) was kept by SQLite and refused by PostgreSQL:
     an import worked on one database and failed on the other. Both refuse it, with nothing saved, through the
