@@ -103,6 +103,23 @@ def test_upgrading_from_0012_keeps_every_row_and_ids_are_not_given_again(db_url)
         assert "a corrected" in [s.text for s in store.segments(rid)]
 
 
+def test_upgrading_from_0009_keeps_each_coders_decision_the_history_holds(db_url):
+    """Revision 0010 filled the coders' own decisions from the annotations as they stood: rita's acceptance of a
+    theme bob rejected after her was lost to the agreement between coders, though the history kept it."""
+    with Store(db_url) as store:
+        rid = save_transcription(store, audio(), transcript(tag="a"), SETTINGS, KEY, {})
+        seg = store.segments(rid)[0]
+        save_tags(store, rid, {seg.id: [ThemeSuggestion("war", 0.5, ())]}, {}, "t", {}, "k1")
+        (war,) = store.annotations(rid)
+        store.decide(war.id, "accepted", "rita")
+        store.decide(war.id, "rejected", "bob")
+        decided = [(d.coder, d.present) for d in store.decisions(rid)]
+    assert decided == [("bob", False), ("rita", True)]
+    command.downgrade(alembic_config(db_url), "0009")
+    with Store(db_url) as store:  # upgrades to the newest revision
+        assert [(d.coder, d.present) for d in store.decisions(rid)] == decided
+
+
 @pytest.mark.parametrize("merged", [False, True], ids=["no segments left", "segments merged"])
 def test_a_decided_theme_with_nowhere_to_go_is_dropped_in_the_history(store, merged):
     """A re-transcription with no segment left for a person's theme, or one segment where two old ones each had
