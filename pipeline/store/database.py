@@ -5,7 +5,8 @@ SQLite or any SQLAlchemy URL (PostgreSQL through psycopg); the configuration (pi
 which. Opening a database upgrades its schema to the newest Alembic revision of
 `pipeline/store/migrations`; a new SQLite database is made at that revision in one step
 (pipeline.store.headscript), and an SQLite file holding tables but no schema revision (another program's) is
-refused, nothing written into it.
+refused, nothing written into it. Every session checks that the schema is still at that revision: a newer ohp
+migrating it under a process left running (a web app) stops that process, which would read and write the old shape.
 
 Several processes (a batch, a web app) may share one SQLite file: connections run in WAL mode
 with a 30 s busy timeout, and every write transaction starts with BEGIN IMMEDIATE, so it takes
