@@ -120,6 +120,26 @@ def test_upgrading_from_0009_keeps_each_coders_decision_the_history_holds(db_url
         assert [(d.coder, d.present) for d in store.decisions(rid)] == decided
 
 
+@SQLITE_ONLY  # names compared exactly on both databases; the migration is one for both
+def test_two_accounts_that_differed_by_case_before_0008_are_each_reached_by_their_name(db_url):
+    """Before revision 0008 a name was compared as written: Ann and ann could be two accounts. 0008 gave the later
+    a key of its own (ann#2) and every look-up went by key: ann could not sign in, and `ohp user remove ann`
+    removed Ann."""
+    with Store(db_url) as store:
+        store.add_user("Ann", "Ann's password", "researcher")
+        store.add_user("bob", "bob's password", "annotator")
+    command.downgrade(alembic_config(db_url), "0007")
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # as ohp of that time let it be made
+        conn.execute(text("UPDATE users SET name = 'ann' WHERE name = 'bob'"))
+    engine.dispose()
+    with Store(db_url) as store:
+        assert store.check_password("ann", "bob's password").name == "ann"
+        assert store.check_password("Ann", "Ann's password").name == "Ann"
+        assert store.remove_user("ann").name == "ann"
+        assert [u.name for u in store.list_users()] == ["Ann"]
+
+
 @pytest.mark.parametrize("merged", [False, True], ids=["no segments left", "segments merged"])
 def test_a_decided_theme_with_nowhere_to_go_is_dropped_in_the_history(store, merged):
     """A re-transcription with no segment left for a person's theme, or one segment where two old ones each had
