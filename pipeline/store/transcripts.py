@@ -19,6 +19,7 @@ from pipeline.realign import realign
 from pipeline.records import ANNOTATION_STATUSES, CoderDecision, HistoryRecord, Segment, Transcript, Word
 from pipeline.stages.doubt import mark_segment
 from pipeline.store.annotations import annotation_record, forget_decision, history_record
+from pipeline.store.database import by_code_point
 from pipeline.store.models import (
     AnnotationRow,
     DecisionRow,
@@ -358,7 +359,7 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
             .join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
             .where(SegmentRow.recording_id == recording_id)
             .where((AnnotationRow.status != "suggested") | (AnnotationRow.source != "auto"))
-            .order_by(SegmentRow.start, AnnotationRow.theme)
+            .order_by(SegmentRow.start, SegmentRow.id, by_code_point(AnnotationRow.theme))  # alike on every database
         )
     ]
     decisions = [
