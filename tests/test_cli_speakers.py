@@ -147,7 +147,7 @@ def test_run_speakers_option(monkeypatch, tmp_path, given, expected):
     assert seen == [expected]
 
 
-@pytest.mark.parametrize("given", ["0", "21", "two", ""])
+@pytest.mark.parametrize("given", ["0", "21", "two", "", "²", "9" * 5000])  # ², 5,000 digits: int() crashed
 def test_run_speakers_option_refuses_what_is_not_a_number_of_speakers(tmp_path, given):
     result = invoke("run", "a.wav", "--speakers", given, "--db", f"sqlite:///{tmp_path / 'ohp.db'}")
     assert result.exit_code == 2 and "give auto, off or a number of speakers from 1 to 20" in result.output

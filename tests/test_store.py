@@ -230,6 +230,24 @@ def test_a_database_from_a_newer_version_is_refused(db_url):
         Store(db_url)
 
 
+def test_a_store_open_while_a_newer_ohp_migrates_the_database_stops_using_it(db_url):
+    """A web app left running while a newer ohp migrated its database (`ohp run` of the new version) went on
+    reading and writing it as the schema it opened: on SQLite a closed recording's segments went to the index
+    every viewer's ranking counts (revision 0018 split them out), and it searched none of the closed ones."""
+    with Store(db_url) as running:
+        rid = running.start_stage(audio(), "transcribe", SETTINGS, KEY)
+        engine = create_engine(db_url)
+        with engine.begin() as conn:  # what a newer ohp's migration leaves
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        engine.dispose()
+        refused = r"schema revision '9999' since this process opened it at '\d+': a newer ohp"
+        with pytest.raises(StoreError, match=refused):
+            running.set_metadata(rid, place="Dongguan")
+        with pytest.raises(StoreError, match="newer ohp"):
+            running.list_recordings()
+    assert count(db_url, "recordings WHERE place IS NULL") == 1
+
+
 def test_sqlite_connections_get_the_pragmas(tmp_path):
     with Store(f"sqlite:///{tmp_path / 'p.db'}") as s, s._engine.connect() as conn:
         pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731

@@ -15,6 +15,7 @@ from pipeline.records import SearchFilters, ThemeSuggestion
 from pipeline.search.textindex import parse_query
 from pipeline.store import Store, alembic_config
 
+from conftest import SQLITE_ONLY
 from test_store import KEY, SETTINGS, audio, transcript
 
 
@@ -102,6 +103,43 @@ def test_upgrading_from_0012_keeps_every_row_and_ids_are_not_given_again(db_url)
         assert "a corrected" in [s.text for s in store.segments(rid)]
 
 
+def test_upgrading_from_0009_keeps_each_coders_decision_the_history_holds(db_url):
+    """Revision 0010 filled the coders' own decisions from the annotations as they stood: rita's acceptance of a
+    theme bob rejected after her was lost to the agreement between coders, though the history kept it."""
+    with Store(db_url) as store:
+        rid = save_transcription(store, audio(), transcript(tag="a"), SETTINGS, KEY, {})
+        seg = store.segments(rid)[0]
+        save_tags(store, rid, {seg.id: [ThemeSuggestion("war", 0.5, ())]}, {}, "t", {}, "k1")
+        (war,) = store.annotations(rid)
+        store.decide(war.id, "accepted", "rita")
+        store.decide(war.id, "rejected", "bob")
+        decided = [(d.coder, d.present) for d in store.decisions(rid)]
+    assert decided == [("bob", False), ("rita", True)]
+    command.downgrade(alembic_config(db_url), "0009")
+    with Store(db_url) as store:  # upgrades to the newest revision
+        assert [(d.coder, d.present) for d in store.decisions(rid)] == decided
+
+
+@SQLITE_ONLY  # names compared exactly on both databases; the migration is one for both
+def test_two_accounts_that_differed_by_case_before_0008_are_each_reached_by_their_name(db_url):
+    """Before revision 0008 a name was compared as written: Ann and ann could be two accounts. 0008 gave the later
+    a key of its own (ann#2) and every look-up went by key: ann could not sign in, and `ohp user remove ann`
+    removed Ann."""
+    with Store(db_url) as store:
+        store.add_user("Ann", "Ann's password", "researcher")
+        store.add_user("bob", "bob's password", "annotator")
+    command.downgrade(alembic_config(db_url), "0007")
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # as ohp of that time let it be made
+        conn.execute(text("UPDATE users SET name = 'ann' WHERE name = 'bob'"))
+    engine.dispose()
+    with Store(db_url) as store:
+        assert store.check_password("ann", "bob's password").name == "ann"
+        assert store.check_password("Ann", "Ann's password").name == "Ann"
+        assert store.remove_user("ann").name == "ann"
+        assert [u.name for u in store.list_users()] == ["Ann"]
+
+
 @pytest.mark.parametrize("merged", [False, True], ids=["no segments left", "segments merged"])
 def test_a_decided_theme_with_nowhere_to_go_is_dropped_in_the_history(store, merged):
     """A re-transcription with no segment left for a person's theme, or one segment where two old ones each had
@@ -138,6 +176,42 @@ def test_a_number_json_has_not_is_refused_on_every_database(store, number):
     assert store.recording(rid).metadata == {}
 
 
+def test_a_number_that_is_not_finite_is_refused_in_every_float_column(store):
+    """SQLite stores NaN as NULL: a segment's avg_logprob came back None where PostgreSQL gave NaN back, and a NaN
+    start or word probability failed as a database error (NOT NULL) where PostgreSQL kept it. Infinity was kept by
+    both, and written by the JSON export as no JSON reader outside Python reads it. Both refuse them, nothing saved."""
+    made = transcript(tag="a")
+    nan, first = float("nan"), made.segments[1]
+    for broken in (
+        replace(first, start=nan),
+        replace(first, avg_logprob=nan),
+        replace(first, end=float("inf")),
+        replace(first, words=[replace(first.words[0], probability=nan), *first.words[1:]]),
+    ):
+        with pytest.raises(InvalidInputError, match="finite"):
+            save_transcription(store, audio(), replace(made, segments=[broken]), SETTINGS, KEY, {})
+    with pytest.raises(InvalidInputError, match="finite"):
+        save_transcription(store, replace(audio(), duration=nan), made, SETTINGS, KEY, {})
+    assert store.list_recordings() == []
+
+
+def test_a_string_that_is_not_text_is_refused_on_every_database(store):
+    """A NUL in a correction, a metadata field or a name (the web API's JSON carries one as \\u0000) was kept by
+    SQLite and refused by PostgreSQL; half of a UTF-16 pair (\\ud800) crashed both with UnicodeEncodeError. Both
+    refuse them with InvalidInputError, nothing changed."""
+    rid = save_transcription(store, audio(), transcript(tag="a"), SETTINGS, KEY, {})
+    seg = store.segments(rid)[1]
+    for change in (
+        lambda: store.correct_text(seg.id, "a\x00b", "ann", seg.version),
+        lambda: store.set_metadata(rid, interviewee="Li \ud800"),
+        lambda: store.rename_speaker(rid, "A", "Li\x00", "ann"),
+    ):
+        with pytest.raises(InvalidInputError, match="not text"):
+            change()
+    assert [s.text for s in store.segments(rid)] == [s.text for s in transcript(tag="a").segments]
+    assert store.recording(rid).interviewee is None and [s.name for s in store.speakers(rid)] == [None]
+
+
 def test_a_string_longer_than_its_column_is_refused_on_every_database(store):
     """A speaker label of 300 characters (an import allows 1,000) was kept by SQLite and refused by PostgreSQL:
     an import worked on one database and failed on the other. Both refuse it, with nothing saved, through the
@@ -153,3 +227,16 @@ def test_a_string_longer_than_its_column_is_refused_on_every_database(store):
     with pytest.raises(InvalidInputError, match="at most 255"):
         store.rename_speaker(rid, "A", "李秀英", "u" * 256)  # by a user of a name longer than users have
     assert [s.name for s in store.speakers(rid)] == [None]
+
+
+@SQLITE_ONLY  # the recordings are matched in Python: the database plays no part
+def test_a_reference_of_digits_that_no_id_has_is_a_name_or_not_found(store):
+    """A reference of digits is an id. "①" and "²" are digits to str.isdigit and no number to int(), and int()
+    refuses 4,300 digits or more: `ohp history ①` crashed instead of finding ①.wav by its stem. Digits of
+    another script (full-width, as a Chinese input method types them) still name an id."""
+    circled = store.start_stage(audio("①.wav", "ab" * 32), "transcribe", {}, "k")
+    other = store.start_stage(audio("b.wav", "cd" * 32), "transcribe", {}, "k")
+    assert [r.id for r in store.find_recordings(["①", chr(0xFF10 + other), f"00{other}"])] == [circled, other]
+    for ref in ("²", "9" * 5000, str(2**80)):
+        with pytest.raises(NotFoundError, match="matches no recording"):
+            store.find_recordings([ref])

@@ -117,3 +117,14 @@ def test_a_recordings_themes_and_decisions_list_segments_at_one_time_one_after_t
     ]
     decided = [(d.segment_id, d.theme, d.coder) for d in store.decisions(rid)]
     assert decided == [(s, t, c) for s in segments for t in sorted(THEMES) for c in sorted(CODERS)]
+
+
+@EVERY_COLLATION
+def test_the_themes_a_new_transcript_has_no_place_for_are_noted_in_code_point_order(store):
+    """A re-transcription read the decided themes it carries over in the database's order of theme: the history
+    noted those with nowhere to go in another order on each database."""
+    rid = save_recording(store, "/audio/a.wav", 0)
+    suggest_and_decide(store, rid)
+    save_transcription(store, info("/audio/a.wav", 0), Transcript("en", 1.0, [], "faster-whisper", "base"), {}, "k", {})
+    dropped = [h.before["theme"] for h in store.history(recording_id=rid) if h.action == "dropped"]
+    assert dropped == sorted(THEMES)

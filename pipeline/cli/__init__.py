@@ -258,7 +258,7 @@ def _speakers_option(value: str) -> SpeakerOptions | None:
         return None
     if value == "auto":
         return SpeakerOptions()
-    if not value.isdigit() or not 1 <= int(value) <= 20:
+    if not (value.isdecimal() and len(value) <= 2 and 1 <= int(value) <= 20):  # int() reads no ² nor 4,300 digits
         message = f"{value!r}: give auto, off or a number of speakers from 1 to 20"
         raise typer.BadParameter(message, param_hint="--speakers")
     return SpeakerOptions(int(value))

@@ -5,7 +5,8 @@ SQLite or any SQLAlchemy URL (PostgreSQL through psycopg); the configuration (pi
 which. Opening a database upgrades its schema to the newest Alembic revision of
 `pipeline/store/migrations`; a new SQLite database is made at that revision in one step
 (pipeline.store.headscript), and an SQLite file holding tables but no schema revision (another program's) is
-refused, nothing written into it.
+refused, nothing written into it. Every session checks that the schema is still at that revision: a newer ohp
+migrating it under a process left running (a web app) stops that process, which would read and write the old shape.
 
 Several processes (a batch, a web app) may share one SQLite file: connections run in WAL mode
 with a 30 s busy timeout, and every write transaction starts with BEGIN IMMEDIATE, so it takes
@@ -151,6 +152,7 @@ def session(engine: Engine, shown: str, write: bool = False) -> Iterator[Session
                 # Given up after SQLite's busy timeout: a writer stuck elsewhere is an error, not a hang.
                 s.connection().exec_driver_sql(f"SET LOCAL lock_timeout = {LOCK_WAIT_MS}")
                 s.connection().exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
+            _check_still_at_head(s.connection(), shown)
             yield s
     except DataError as exc:  # a value given it cannot hold: a NUL in PostgreSQL's text, an integer past its range
         raise InvalidInputError(f"the database cannot hold a value given: {reason(exc)}") from exc
@@ -167,6 +169,19 @@ def reason(exc: BaseException) -> str:
     return str(orig if orig is not None else exc).splitlines()[0]
 
 
+def _check_still_at_head(conn: Connection, shown: str) -> None:
+    """StoreError unless the database is still at the schema this process opened it at. A newer ohp may migrate it
+    under a process left running (a web app): what this one read and wrote in the old schema's shape would be wrong
+    (revision 0018 moved closed recordings' segments to an index of their own, which it would not know)."""
+    current = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    if current != head_revision():
+        raise StoreError(
+            f"database {shown} has schema revision {current!r} since this process opened it at {head_revision()!r}: "
+            "a newer ohp migrated it; go on with that version of ohp"
+        )
+
+
+@functools.cache  # read on every session (_check_still_at_head)
 def head_revision() -> str:
     """The newest schema revision, from the migrations' file names (`0006_consent.py` is revision "0006"),
     so that opening an up-to-date database needs no alembic (a test checks alembic agrees)."""

@@ -6,6 +6,7 @@ The full-text index is no model (its shape differs by database): see pipeline.st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -32,6 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pipeline.errors import InvalidInputError
 from pipeline.records import MAX_LANGUAGE_CHARS
+from pipeline.utils import NOT_TEXT
 
 if TYPE_CHECKING:
     from alembic.runtime.environment import NameFilterParentNames, NameFilterType
@@ -72,8 +74,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class Bounded(TypeDecorator[str]):
-    """A string of at most `length` characters on every backend. PostgreSQL refuses a longer one and SQLite
+class PlainText(TypeDecorator[str]):
+    """Text that every backend keeps: no NUL, which PostgreSQL refuses and SQLite kept (a correction or a name saved
+    on one database was an error on the other), and no half of a UTF-16 pair, which neither can encode (JSON's
+    \\ud800: a crash on both). Both are refused, with InvalidInputError."""
+
+    impl: type[String] = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        if value is not None and (found := NOT_TEXT.search(value)):
+            why = "a NUL" if found.group() == "\x00" else "half of a character (a lone surrogate)"
+            raise InvalidInputError(f"{value[:40]!r} holds {why}: not text a database keeps")
+        return value
+
+
+class Bounded(PlainText):
+    """Text (PlainText) of at most `length` characters on every backend. PostgreSQL refuses a longer one and SQLite
     keeps it, so a save (a long speaker label an import allows) worked on one database and failed on the other;
     both refuse it now, with InvalidInputError."""
 
@@ -88,17 +105,30 @@ class Bounded(TypeDecorator[str]):
         limit = self.length
         if value is not None and len(value) > limit:
             raise InvalidInputError(f"{value[:40]!r}... is {len(value):,} characters: at most {limit} are kept here")
+        return super().process_bind_param(value, dialect)
+
+
+class Finite(TypeDecorator[float]):
+    """A float that is a number on every backend: SQLite stores NaN as NULL (an optional column gave None back where
+    PostgreSQL gave NaN, a required one failed as a database error where PostgreSQL kept it), and infinity is no
+    JSON, which the exports write. Both are refused, with InvalidInputError."""
+
+    impl = Float
+    cache_ok = True
+
+    def process_bind_param(self, value: float | None, dialect: Any) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise InvalidInputError(f"{value} cannot be stored: a number here must be finite")
         return value
 
 
-def check_lengths(table: Table, rows: Sequence[Mapping[str, object]]) -> None:
-    """What the Bounded columns would refuse in rows written around the ORM (raw inserts): InvalidInputError."""
-    bounded = [(name, column.type) for name, column in table.c.items() if isinstance(column.type, Bounded)]
+def check_values(table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """What the PlainText (Bounded among them) and Finite columns would refuse in rows written around the ORM (raw
+    inserts): InvalidInputError."""
+    checked = [(name, column.type) for name, column in table.c.items() if isinstance(column.type, PlainText | Finite)]
     for row in rows:
-        for name, type_ in bounded:
-            value = row.get(name)
-            if isinstance(value, str):
-                type_.process_bind_param(value, None)
+        for name, type_ in checked:
+            type_.process_bind_param(row.get(name), None)
 
 
 class Base(DeclarativeBase):
@@ -122,19 +152,19 @@ class RecordingRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(Bounded(64), unique=True)
-    path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(PlainText)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
-    format: Mapped[str] = mapped_column(Text)
-    duration: Mapped[float] = mapped_column(Float)
+    format: Mapped[str] = mapped_column(PlainText)
+    duration: Mapped[float] = mapped_column(Finite)
     language: Mapped[str | None] = mapped_column(Bounded(MAX_LANGUAGE_CHARS))
-    interviewee: Mapped[str | None] = mapped_column(Text)
-    place: Mapped[str | None] = mapped_column(Text)
+    interviewee: Mapped[str | None] = mapped_column(PlainText)
+    place: Mapped[str | None] = mapped_column(PlainText)
     recorded_on: Mapped[date | None] = mapped_column(Date)
     extra: Mapped[dict] = mapped_column(JSON, default=dict)  # RecordingRecord.metadata
     consent: Mapped[str] = mapped_column(Bounded(16), default="open", server_default="open")
     release_on: Mapped[date | None] = mapped_column(Date)
     warnings: Mapped[list | None] = mapped_column(JSON)  # why its transcript is likely poor (the doubt stage)
-    doubtful: Mapped[float | None] = mapped_column(Float)  # share of its words' characters in doubtful words
+    doubtful: Mapped[float | None] = mapped_column(Finite)  # share of its words' characters in doubtful words
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
 
@@ -149,22 +179,22 @@ class SegmentRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
     idx: Mapped[int]  # order within the recording, as the transcript had it
-    start: Mapped[float] = mapped_column(Float)
-    end: Mapped[float] = mapped_column(Float)
-    text: Mapped[str] = mapped_column(Text)
-    original_text: Mapped[str] = mapped_column(Text)
+    start: Mapped[float] = mapped_column(Finite)
+    end: Mapped[float] = mapped_column(Finite)
+    text: Mapped[str] = mapped_column(PlainText)
+    original_text: Mapped[str] = mapped_column(PlainText)
     language: Mapped[str] = mapped_column(Bounded(MAX_LANGUAGE_CHARS))
     speaker: Mapped[str | None] = mapped_column(Bounded(255))
-    avg_logprob: Mapped[float | None] = mapped_column(Float)
-    no_speech_prob: Mapped[float | None] = mapped_column(Float)
-    compression_ratio: Mapped[float | None] = mapped_column(Float)
+    avg_logprob: Mapped[float | None] = mapped_column(Finite)
+    no_speech_prob: Mapped[float | None] = mapped_column(Finite)
+    compression_ratio: Mapped[float | None] = mapped_column(Finite)
     engine: Mapped[str] = mapped_column(Bounded(64))
-    model: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(PlainText)
     # web: bumped by every change of its text, so two people editing one segment are detected
     version: Mapped[int] = mapped_column(default=1, server_default="1")
     # Its text is a person's (migration 0014): a correction sets it, a revert to the recogniser's text clears it.
     corrected: Mapped[bool] = mapped_column(default=False, server_default=false())
-    confidence: Mapped[float | None] = mapped_column(Float)  # the doubt stage's
+    confidence: Mapped[float | None] = mapped_column(Finite)  # the doubt stage's
     # Which speaker turn of its recording it is in (1, 2, ...; transcripts.turn_numbers): set when the segments
     # are saved, the only time their speakers, starts or order change, so the report counts turns by GROUP BY.
     turn: Mapped[int] = mapped_column(server_default="0")
@@ -176,10 +206,10 @@ class WordRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
     idx: Mapped[int]  # order within the segment
-    start: Mapped[float] = mapped_column(Float)
-    end: Mapped[float] = mapped_column(Float)
-    text: Mapped[str] = mapped_column(Text)
-    probability: Mapped[float] = mapped_column(Float)
+    start: Mapped[float] = mapped_column(Finite)
+    end: Mapped[float] = mapped_column(Finite)
+    text: Mapped[str] = mapped_column(PlainText)
+    probability: Mapped[float] = mapped_column(Finite)
     doubtful: Mapped[bool] = mapped_column(default=False, server_default=false())  # the doubt stage's
     corrected: Mapped[bool] = mapped_column(default=False, server_default=false())  # a person's (pipeline.realign)
 
@@ -194,7 +224,7 @@ class StageRow(Base):
     settings: Mapped[dict] = mapped_column(JSON)
     settings_key: Mapped[str] = mapped_column(Bounded(64))
     report: Mapped[dict] = mapped_column(JSON)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(PlainText)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -210,7 +240,7 @@ class AnnotationRow(Base):
     theme: Mapped[str] = mapped_column(Bounded(128))
     source: Mapped[str] = mapped_column(Bounded(255))  # "auto" or the user who added it
     status: Mapped[str] = mapped_column(Bounded(16))  # suggested, accepted, rejected
-    score: Mapped[float | None] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Finite)
     evidence: Mapped[list] = mapped_column(JSON)  # [[start, end], ...] into the segment text
     tagger: Mapped[str | None] = mapped_column(Bounded(128))
     origin: Mapped[str | None] = mapped_column(Bounded(16))  # the tagger's: "pattern" or "model"; None: a person's
@@ -246,7 +276,7 @@ class EntityRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), index=True)
     label: Mapped[str] = mapped_column(Bounded(16))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(PlainText)
     start: Mapped[int]
     end: Mapped[int]
 
@@ -301,7 +331,7 @@ class SpeakerRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
     label: Mapped[str] = mapped_column(Bounded(255))  # as segments.speaker has it
-    name: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(PlainText)
     named_by: Mapped[str | None] = mapped_column(Bounded(255))  # None: the pipeline named it
     role: Mapped[str | None] = mapped_column(Bounded(16))
     role_by: Mapped[str | None] = mapped_column(Bounded(255))  # None: the heuristics chose it
@@ -314,7 +344,7 @@ class UserRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(Bounded(255), unique=True)  # as given (normalised), shown
     name_key: Mapped[str] = mapped_column(Bounded(255), unique=True)  # as compared: users.name_key
-    password_hash: Mapped[str] = mapped_column(Text)  # argon2id, with its parameters and salt
+    password_hash: Mapped[str] = mapped_column(PlainText)  # argon2id, with its parameters and salt
     role: Mapped[str] = mapped_column(Bounded(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")  # raised: its sessions end

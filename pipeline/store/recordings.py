@@ -29,7 +29,7 @@ from pipeline.records import (
 from pipeline.stages.doubt import doubtful_share, rewarn
 from pipeline.store import search
 from pipeline.store.database import by_code_point
-from pipeline.store.models import HistoryRow, RecordingRow, SegmentRow, StageRow, WordRow, iso, now
+from pipeline.store.models import MAX_ID, HistoryRow, RecordingRow, SegmentRow, StageRow, WordRow, iso, now
 from pipeline.utils import as_date
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,9 @@ def _matches(rec: RecordingRecord, ref: str) -> bool:
     low = ref.lower()
     path = PurePath(rec.path)
     return (
-        (ref.isdigit() and int(ref) == rec.id)
+        # isdecimal, not isdigit: "①" is a digit int() cannot read; more digits than any id has name none (int()
+        # refuses 4,300 of them)
+        (ref.isdecimal() and len(ref) <= len(str(MAX_ID)) and int(ref) == rec.id)
         or (len(low) >= 6 and all(c in "0123456789abcdef" for c in low) and rec.sha256.lower().startswith(low))
         or ref in (rec.path, path.name, path.stem)
         or os.path.abspath(ref) == os.path.abspath(rec.path)

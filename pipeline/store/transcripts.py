@@ -26,6 +26,7 @@ from pipeline.records import (
 )
 from pipeline.stages.doubt import mark_segment
 from pipeline.store.annotations import annotation_record, forget_decision, history_record
+from pipeline.store.database import by_code_point
 from pipeline.store.models import (
     AnnotationRow,
     DecisionRow,
@@ -35,7 +36,7 @@ from pipeline.store.models import (
     SpeakerRow,
     StageRow,
     WordRow,
-    check_lengths,
+    check_values,
     iso,
     now,
 )
@@ -406,7 +407,7 @@ def replace_segments(s: Session, recording_id: int, transcript: Transcript) -> l
             .join(SegmentRow, AnnotationRow.segment_id == SegmentRow.id)
             .where(SegmentRow.recording_id == recording_id)
             .where((AnnotationRow.status != "suggested") | (AnnotationRow.source != "auto"))
-            .order_by(SegmentRow.start, AnnotationRow.theme)
+            .order_by(SegmentRow.start, SegmentRow.id, by_code_point(AnnotationRow.theme))  # alike on every database
         )
     ]
     decisions = [
@@ -521,7 +522,7 @@ def _insert_segments(s: Session, recording_id: int, transcript: Transcript) -> l
     ]
     conn = s.connection()
     if conn.dialect.name == "sqlite":  # tuples straight to the driver: half the cost per row (bench/search.py)
-        check_lengths(SegmentRow.__table__, rows)  # what the column types check on the way through SQLAlchemy
+        check_values(SegmentRow.__table__, rows)  # what the column types check on the way through SQLAlchemy
         columns = ", ".join(f'"{name}"' for name in rows[0])
         conn.exec_driver_sql(
             f"INSERT INTO segments ({columns}) VALUES ({', '.join('?' * len(rows[0]))})",

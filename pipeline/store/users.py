@@ -13,7 +13,7 @@ import functools
 import secrets
 
 import argon2
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.errors import InvalidInputError, NotFoundError
@@ -92,7 +92,10 @@ def add_user(s: Session, name: str, password: str, role: str) -> UserRecord:
 def _user_row(s: Session, name: str) -> UserRow | None:
     if len(name) > 4 * MAX_NAME_CHARS:  # no such user; and no use normalising a megabyte
         return None
-    return s.scalars(select(UserRow).where(UserRow.name_key == name_key(name))).one_or_none()
+    # The account of that very name before the one of its key: two that differed only by case or spaces before
+    # migration 0008 (Ann, ann) are both kept, the later under a key of its own ("ann#2"), reached by its name alone.
+    rows = s.scalars(select(UserRow).where(or_(UserRow.name_key == name_key(name), UserRow.name == name))).all()
+    return next((row for row in rows if row.name == name), rows[0] if rows else None)
 
 
 def _existing(s: Session, name: str) -> UserRow:
@@ -124,9 +127,9 @@ def set_password(s: Session, name: str, password: str) -> UserRecord:
 
 def end_sessions(s: Session, name: str) -> None:
     """End every session of the user (a no-op for a user removed meanwhile)."""
-    s.execute(
-        update(UserRow).where(UserRow.name_key == name_key(name)).values(session_version=UserRow.session_version + 1)
-    )
+    row = _user_row(s, name)
+    if row is not None:
+        s.execute(update(UserRow).where(UserRow.id == row.id).values(session_version=UserRow.session_version + 1))
 
 
 def remove_user(s: Session, name: str) -> UserRecord:
