@@ -1,0 +1,34 @@
+"""What error messages, logs and the files ohp keeps beside its work tell of a closed recording: nothing that the
+listings and exports leave out. SQLite only: none of it depends on the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from saving import save_transcription
+
+from pipeline.errors import NotFoundError
+from pipeline.records import AudioInfo, Segment, Transcript
+
+from conftest import SQLITE_ONLY
+
+CLOSED = AudioInfo(Path("/audio/li.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
+
+
+def closed_recording(store) -> int:
+    segments = [Segment(0.0, 0.9, "我叫李秀英。", "我叫李秀英。", "zh", speaker="S1")]
+    rid = save_transcription(store, CLOSED, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "t", {})
+    store.set_metadata(rid, consent="closed")
+    return rid
+
+
+@SQLITE_ONLY
+def test_an_unknown_voice_is_not_answered_with_the_names_of_voices_from_closed_recordings(store):
+    closed_recording(store)
+    store.enroll("李秀英", [1.0] * 256, "mei", origins=[CLOSED.sha256])  # her name: `ohp speakers list` hides it
+    store.enroll("Chen Jie", [1.0] * 256, "mei", origins=["cd" * 32])
+    with pytest.raises(NotFoundError) as raised:
+        store.forget_person("Chen Jia")
+    assert "李秀英" not in str(raised.value)
+    assert "Chen Jie" in str(raised.value)  # a voice anyone may list is still offered for a typo
