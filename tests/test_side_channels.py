@@ -3,6 +3,7 @@ listings and exports leave out. SQLite only: none of it depends on the database.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -10,12 +11,15 @@ from pathlib import Path
 import pytest
 from saving import save_transcription
 
+from pipeline.batch import run_batch
 from pipeline.errors import NotFoundError
-from pipeline.process import Checkpoint
-from pipeline.records import AudioInfo, Segment, Transcript
+from pipeline.process import Checkpoint, RunOptions
+from pipeline.records import AudioInfo, Segment, Transcript, settings_key
+from pipeline.stages.audio import probe
 from pipeline.stages.transcribe import ChunkResult
 
 from conftest import SQLITE_ONLY
+from test_save_result import quiet_wav
 
 CLOSED = AudioInfo(Path("/audio/li.wav"), "ab" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
 
@@ -50,3 +54,34 @@ def test_a_checkpoint_of_chunks_is_readable_by_its_owner_only(tmp_path):
         os.umask(previous)
     assert stat.S_IMODE(checkpoint.path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(checkpoint.path.stat().st_mode) == 0o600
+
+
+@SQLITE_ONLY
+def test_a_recording_closed_since_its_transcript_files_were_written_has_them_removed_by_the_next_run(store, tmp_path):
+    """ohp run writes no transcript files of a closed recording, and said so while those it wrote when the
+    recording was open stayed in transcripts/: the interviewee, the place and every word, for whoever reads there."""
+    options = RunOptions(out_dir=tmp_path / "transcripts", speakers=None)
+    audio = probe(quiet_wav(tmp_path / "li.wav"))
+    segments = [Segment(0.0, 0.9, "我叫李秀英。", "我叫李秀英。", "zh", speaker="S1")]
+    transcript = Transcript("zh", 0.9, segments, "faster-whisper", "base")
+    rid = save_transcription(store, audio, transcript, options.settings(), settings_key(options.settings()), {})
+    store.set_metadata(rid, interviewee="李秀英")
+    [written] = run_batch([audio.path], store, options).files
+    assert written.status == "skipped" and sorted(p.name for p in options.out_dir.iterdir()) == [
+        "li.json",
+        "li.srt",
+        "li.txt",
+        "li.vtt",
+    ]
+    (options.out_dir / "notes.txt").write_text("mine", encoding="utf-8")  # not ohp's: stays
+
+    store.set_metadata(rid, consent="closed")
+    [closed] = run_batch([audio.path], store, options).files
+    assert [p.name for p in options.out_dir.iterdir()] == ["notes.txt"]
+    assert any("removed its transcript files" in w for w in closed.warnings)
+
+    # Files of that name that are another recording's (a JSON naming another) stay.
+    other = {"recording": {"sha256": "ef" * 32}}
+    (options.out_dir / "li.json").write_text(json.dumps(other), encoding="utf-8")
+    run_batch([audio.path], store, options)
+    assert sorted(p.name for p in options.out_dir.iterdir()) == ["li.json", "notes.txt"]
