@@ -13,6 +13,8 @@ from saving import save_transcription
 
 from pipeline.batch import run_batch
 from pipeline.errors import NotFoundError
+from pipeline.formats.export import export_recordings, write_redaction_report
+from pipeline.formats.redact import Redactor
 from pipeline.process import Checkpoint, RunOptions
 from pipeline.records import AudioInfo, Segment, Transcript, settings_key
 from pipeline.stages.audio import probe
@@ -85,3 +87,31 @@ def test_a_recording_closed_since_its_transcript_files_were_written_has_them_rem
     (options.out_dir / "li.json").write_text(json.dumps(other), encoding="utf-8")
     run_batch([audio.path], store, options)
     assert sorted(p.name for p in options.out_dir.iterdir()) == ["li.json", "notes.txt"]
+
+
+@SQLITE_ONLY
+def test_the_files_of_a_closed_recording_a_researcher_exports_are_readable_by_their_owner_only(store, tmp_path):
+    """--include-restricted wrote a closed interview's files with the umask's 0644, as an open one's: on a shared
+    machine anyone could read them, and the redactions report (every name found, with the words around it) too."""
+    closed_recording(store)
+    opened = AudioInfo(Path("/audio/wang.wav"), "cd" * 32, 1000, "wav", "pcm_s16le", 16000, 1, 20.0)
+    segments = [Segment(0.0, 0.9, "工资很低。", "工资很低。", "zh", speaker="S1")]
+    save_transcription(store, opened, Transcript("zh", 0.9, segments, "faster-whisper", "base"), {}, "t", {})
+    out = tmp_path / "out"
+    previous = os.umask(0o022)
+    try:
+        redactor = Redactor({"names"}, {"李秀英": "name"})
+        formats = ("json", "txt", "csv")
+        report = export_recordings(store, store.list_recordings(), formats, out, include_closed=True, redactor=redactor)
+        write_redaction_report(report.redactions, tmp_path / "out-redactions.csv")
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [*out.iterdir(), tmp_path / "out-redactions.csv"]}
+    assert modes == {
+        "li.json": 0o600,
+        "li.txt": 0o600,
+        "coded-segments.csv": 0o600,  # it holds the closed one's segments
+        "wang.json": 0o644,
+        "wang.txt": 0o644,
+        "out-redactions.csv": 0o600,
+    }
