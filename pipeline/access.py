@@ -226,6 +226,12 @@ def closed_ids(recordings: Iterable[RecordingRecord], today: date | None = None)
     return {recording.id for recording in recordings if not exported(recording, include_closed=False, today=today)}
 
 
+def holds_closed(recordings: Iterable[RecordingRecord], today: date | None = None) -> bool:
+    """Whether files made of these recordings hold a closed one's (a researcher asked for it): ohp writes them
+    readable by their owner only, whatever the umask lets others read of the folder's other files."""
+    return bool(closed_ids(recordings, today))
+
+
 def writes_transcript_files(recording: RecordingRecord, today: date | None = None) -> bool:
     """Whether `ohp run` writes the recording's transcript files: not of a closed one."""
     return exported(recording, include_closed=False, today=today)

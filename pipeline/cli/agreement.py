@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
+from pipeline import access
 from pipeline.cli import (
     CodebookOption,
     DbOption,
@@ -121,7 +122,9 @@ def agreement(
     if disagreements is not None:
         lines = disagreements_csv(store.disagreements(scope, list(found.coders)), label)
         written = 0
-        with atomic_file(disagreements) as file:
+        # The segments' text: a closed recording's, where a researcher asked for it, is for them alone.
+        private = access.holds_closed(r for r in store.list_recordings() if scope is None or r.id in scope)
+        with atomic_file(disagreements, private=private) as file:
             file.write(next(lines).encode("utf-8"))  # the header
             for line in lines:
                 file.write(line.encode("utf-8"))

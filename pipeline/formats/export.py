@@ -235,7 +235,7 @@ def write_exports(
     _check_formats(formats)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = stem or export_stem(export.recording)
-    private = _closed([export])
+    private = access.holds_closed([export.recording])
     paths = []
     for fmt in formats:
         if fmt in WRITERS:
@@ -290,15 +290,11 @@ def export_recordings(
         if fmt in PROJECT_WRITERS and exports:
             writer, name = PROJECT_WRITERS[fmt]
             out_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(out_dir / name, writer(exports, codebook), private=_closed(exports))
+            write_atomic(
+                out_dir / name, writer(exports, codebook), private=access.holds_closed(e.recording for e in exports)
+            )
             report.files.append(out_dir / name)
     return report
-
-
-def _closed(exports: list[RecordingExport]) -> bool:
-    """Whether the files of these recordings hold a closed one's (a researcher asked for it): readable by their owner
-    only then, whatever the umask lets others read of the folder's other files."""
-    return any(not access.exported(export.recording, include_closed=False) for export in exports)
 
 
 def write_redaction_report(redactions: list[Redaction], path: Path) -> None:
