@@ -493,3 +493,22 @@ def test_disagreements_holding_a_closed_recordings_text_are_readable_by_their_ow
         os.umask(previous)
     assert asked.exit_code == 0, asked.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+@SQLITE_ONLY
+def test_a_report_counting_a_closed_recording_is_readable_by_its_owner_only(coded, db_url, tmp_path, monkeypatch):
+    """Its tables name the closed interview's interviewee and place (a researcher asked for them): they were written
+    with the umask's 0644, for anyone on the machine."""
+    monkeypatch.setattr("pipeline.analysis.report.render", lambda table, fmt: "")  # the charts: not what is tested
+    store, rid = coded
+    store.add_user("rita", "long enough", "researcher")
+    store.set_metadata(rid, consent="closed")
+    out = tmp_path / "report"
+    previous = os.umask(0o022)
+    try:
+        asked = invoke("report", "--db", db_url, "--out", str(out), "--include-restricted", "--user", "rita")
+    finally:
+        os.umask(previous)
+    assert asked.exit_code == 0, asked.output
+    assert "张长华" in (out / "themes-by-interviewee.csv").read_text(encoding="utf-8-sig")
+    assert {stat.S_IMODE(path.stat().st_mode) for path in out.iterdir()} == {0o600}
