@@ -50,6 +50,7 @@ from pipeline.process import (
 )
 from pipeline.records import (
     AudioInfo,
+    Consent,
     PersonRecord,
     RecordingExport,
     RecordingRecord,
@@ -208,16 +209,18 @@ def _write_exports(
 def _remove_transcript_files(recording: RecordingRecord, out_dir: Path) -> list[str]:
     """The names of the transcript files a run wrote of the recording while it was open, removed now that it is
     closed: they hold its interviewee, place and text. Found by their JSON file, the one that names the recording
-    (by its sha256), under its plain stem or the one with its short hash; another recording's files of that name,
-    and files not ohp's, stay."""
+    (by its sha256) as not closed, under its plain stem or the one with its short hash; another recording's files
+    of that name, those a researcher exported of it closed (ohp export --include-restricted), and files not ohp's,
+    stay."""
     removed = []
     plain = Path(recording.path).stem
     for stem in (plain, export_stem(recording, {plain})):
         try:
-            written = json.loads(export_path(out_dir, stem, ExportFormat.JSON).read_bytes())["recording"]["sha256"]
+            written = json.loads(export_path(out_dir, stem, ExportFormat.JSON).read_bytes())["recording"]
+            ours = written["sha256"] == recording.sha256 and written["consent"] != Consent.CLOSED
         except (OSError, ValueError, KeyError, TypeError):  # none there, or not an ohp JSON file
             continue
-        if written != recording.sha256:
+        if not ours:
             continue
         for fmt in WRITERS:
             path = export_path(out_dir, stem, fmt)

@@ -82,11 +82,15 @@ def test_a_recording_closed_since_its_transcript_files_were_written_has_them_rem
     assert [p.name for p in options.out_dir.iterdir()] == ["notes.txt"]
     assert any("removed its transcript files" in w for w in closed.warnings)
 
-    # Files of that name that are another recording's (a JSON naming another) stay.
-    other = {"recording": {"sha256": "ef" * 32}}
+    # Files of that name that are another recording's (a JSON naming another) stay, as do those a researcher
+    # exported of it closed (there on purpose).
+    other = {"recording": {"sha256": "ef" * 32, "consent": "open"}}
     (options.out_dir / "li.json").write_text(json.dumps(other), encoding="utf-8")
     run_batch([audio.path], store, options)
     assert sorted(p.name for p in options.out_dir.iterdir()) == ["li.json", "notes.txt"]
+    export_recordings(store, store.list_recordings(), ("json", "txt"), options.out_dir, include_closed=True)
+    run_batch([audio.path], store, options)
+    assert sorted(p.name for p in options.out_dir.iterdir()) == ["li.json", "li.txt", "notes.txt"]
 
 
 @SQLITE_ONLY
