@@ -9,7 +9,9 @@ restriction ending on its release date (from that day the recording counts as op
   closed recording nor learns that it exists: asking for one is "not found", as for one that is not there.
 - Exporting: closed recordings are left out unless asked for, and only a researcher may ask. Restricted
   ones are exported, marked as restricted in every format that has a place for it.
-- `ohp run` writes no transcript files of a closed recording (a researcher's `ohp export` does).
+- `ohp run` writes no transcript files of a closed recording (a researcher's `ohp export` does), and removes
+  those it wrote before the recording was closed. Files that hold a closed recording's (an export, a report a
+  researcher asked for) are readable by their owner only (`holds_closed`).
 - The command line's reading commands follow the export rule, not the seeing one: the CLI has no sign-in, so
   nothing tells it who runs it, and a closed recording's text, speakers and metadata are left out (saying how
   many on stderr) unless a researcher asks (`--include-restricted --user NAME`): `ohp search`, `ohp themes`,
