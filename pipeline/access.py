@@ -9,7 +9,9 @@ restriction ending on its release date (from that day the recording counts as op
   closed recording nor learns that it exists: asking for one is "not found", as for one that is not there.
 - Exporting: closed recordings are left out unless asked for, and only a researcher may ask. Restricted
   ones are exported, marked as restricted in every format that has a place for it.
-- `ohp run` writes no transcript files of a closed recording (a researcher's `ohp export` does).
+- `ohp run` writes no transcript files of a closed recording (a researcher's `ohp export` does), and removes
+  those it wrote before the recording was closed. Files that hold a closed recording's (an export, a report a
+  researcher asked for) are readable by their owner only (`holds_closed`).
 - The command line's reading commands follow the export rule, not the seeing one: the CLI has no sign-in, so
   nothing tells it who runs it, and a closed recording's text, speakers and metadata are left out (saying how
   many on stderr) unless a researcher asks (`--include-restricted --user NAME`): `ohp search`, `ohp themes`,
@@ -224,6 +226,12 @@ def exported(recording: RecordingRecord, include_closed: bool, today: date | Non
 def closed_ids(recordings: Iterable[RecordingRecord], today: date | None = None) -> set[int]:
     """The ids of the recordings an export leaves out unless a researcher asks for them."""
     return {recording.id for recording in recordings if not exported(recording, include_closed=False, today=today)}
+
+
+def holds_closed(recordings: Iterable[RecordingRecord], today: date | None = None) -> bool:
+    """Whether files made of these recordings hold a closed one's (a researcher asked for it): ohp writes them
+    readable by their owner only, whatever the umask lets others read of the folder's other files."""
+    return bool(closed_ids(recordings, today))
 
 
 def writes_transcript_files(recording: RecordingRecord, today: date | None = None) -> bool:

@@ -9,6 +9,7 @@ the database only ever holds whole recordings).
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Protocol
 from pipeline import access
 from pipeline.errors import OhpError
 from pipeline.formats.export import (
+    WRITERS,
+    ExportFormat,
     export_path,
     export_stem,
     gather,
@@ -47,6 +50,7 @@ from pipeline.process import (
 )
 from pipeline.records import (
     AudioInfo,
+    Consent,
     PersonRecord,
     RecordingExport,
     RecordingRecord,
@@ -189,13 +193,42 @@ def _write_exports(
     changed) the files stay, unless someone removed them or they are older than its last save (`saved_at`, a
     file time: a run killed between a save and its files left those of the save before)."""
     if not access.writes_transcript_files(recording):
-        file.warnings.append(f"{file.path}: closed recording: no transcript files (ohp export --include-restricted)")
+        removed = _remove_transcript_files(recording, out_dir)
+        done = f"removed its transcript files written before it was closed ({', '.join(removed)})" if removed else ""
+        file.warnings.append(
+            f"{file.path}: closed recording: {done or 'no transcript files'} (ohp export --include-restricted)"
+        )
         return
     stem = export_stem(recording, taken_stems)
     paths = [export_path(out_dir, stem, fmt) for fmt in options.formats]
     if export is None and all(p.exists() and p.stat().st_mtime >= saved_at for p in paths):
         return
     write_exports(export or gather(store, recording, options.codebook), out_dir, options.formats, stem)
+
+
+def _remove_transcript_files(recording: RecordingRecord, out_dir: Path) -> list[str]:
+    """The names of the transcript files a run wrote of the recording while it was open, removed now that it is
+    closed: they hold its interviewee, place and text. Found by their JSON file, the one that names the recording
+    (by its sha256) as not closed, under its plain stem or the one with its short hash; another recording's files
+    of that name, those a researcher exported of it closed (ohp export --include-restricted), and files not ohp's,
+    stay."""
+    removed = []
+    plain = Path(recording.path).stem
+    for stem in (plain, export_stem(recording, {plain})):
+        try:
+            written = json.loads(export_path(out_dir, stem, ExportFormat.JSON).read_bytes())["recording"]
+            ours = written["sha256"] == recording.sha256 and written["consent"] != Consent.CLOSED
+        except (OSError, ValueError, KeyError, TypeError):  # none there, or not an ohp JSON file
+            continue
+        if not ours:
+            continue
+        for fmt in WRITERS:
+            path = export_path(out_dir, stem, fmt)
+            if path.is_file():
+                path.unlink()
+                log.info("removed %s: its recording is closed", path)
+                removed.append(path.name)
+    return removed
 
 
 @dataclass

@@ -159,10 +159,10 @@ class WithoutQuery(logging.Filter):
     search's words (what was said, a person's name) and its filters are in it, and logs go into bug reports."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # Any argument that has one: the request's target need not start with "/" (a request in absolute form,
+        # http://host/search?q=..., is logged as it came), and the others (address, method, version) hold no "?".
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                arg.split("?", 1)[0] if isinstance(arg, str) and arg.startswith("/") else arg for arg in record.args
-            )
+            record.args = tuple(arg.split("?", 1)[0] if isinstance(arg, str) else arg for arg in record.args)
         return True
 
 

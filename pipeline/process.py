@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -247,7 +248,9 @@ class Checkpoint:
 
     def __init__(self, info: AudioInfo, key: str, home: Path) -> None:
         folder = home / "partial"
-        folder.mkdir(parents=True, exist_ok=True)
+        # Readable by the owner only, as the recording's own copy on a worker is: the lines are its transcript, a
+        # closed one's too, and a killed run leaves them.
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = folder / f"{info.sha256}-{key}.jsonl"
 
     def load(self) -> dict[int, ChunkResult]:
@@ -271,7 +274,7 @@ class Checkpoint:
         if result.second is not None:
             entry["second"] = [asdict(s) for s in result.second]
         line = json.dumps(entry, ensure_ascii=False)
-        with open(self.path, "a", encoding="utf-8") as f:
+        with open(self.path, "a", encoding="utf-8", opener=lambda file, flags: os.open(file, flags, 0o600)) as f:
             f.write(line + "\n")
 
     def remove(self) -> None:

@@ -223,9 +223,10 @@ def folder_lock(folder: Path) -> Iterator[None]:
         os.close(fd)  # which releases the lock
 
 
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write text (as UTF-8) or bytes to `path` whole or not at all (`atomic_file`)."""
-    with atomic_file(path) as file:
+def write_atomic(path: Path, content: str | bytes, *, private: bool = False) -> None:
+    """Write text (as UTF-8) or bytes to `path` whole or not at all (`atomic_file`); `private`: readable by its
+    owner only."""
+    with atomic_file(path, private=private) as file:
         file.write(content.encode("utf-8") if isinstance(content, str) else content)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import random
 import re
+import stat
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -37,6 +39,7 @@ from pipeline.records import (
 from pipeline.store import Store
 from pipeline.web import create_app
 
+from conftest import SQLITE_ONLY
 from test_web_api import PASSWORD, client_for
 
 THEMES = ["wages", "housing"]
@@ -469,3 +472,43 @@ def test_an_agreement_chart_with_every_measure_undefined_draws_without_warnings(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert render(table, "svg").startswith(b"<?xml")
+
+
+@SQLITE_ONLY
+def test_disagreements_holding_a_closed_recordings_text_are_readable_by_their_owner_only(coded, db_url, tmp_path):
+    """The file quotes each segment disputed: a closed interview's, which a researcher asked for, was written with
+    the umask's 0644, for anyone on the machine."""
+    store, rid = coded
+    store.add_user("rita", "long enough", "researcher")
+    out = tmp_path / "disagreements.csv"
+    previous = os.umask(0o022)
+    try:
+        assert invoke("agreement", "--db", db_url, "--disagreements", str(out)).exit_code == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644  # an open recording's, as ohp's other files
+        store.set_metadata(rid, consent="closed")
+        asked = invoke(
+            "agreement", "--db", db_url, "--disagreements", str(out), "--include-restricted", "--user", "rita"
+        )
+    finally:
+        os.umask(previous)
+    assert asked.exit_code == 0, asked.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+@SQLITE_ONLY
+def test_a_report_counting_a_closed_recording_is_readable_by_its_owner_only(coded, db_url, tmp_path, monkeypatch):
+    """Its tables name the closed interview's interviewee and place (a researcher asked for them): they were written
+    with the umask's 0644, for anyone on the machine."""
+    monkeypatch.setattr("pipeline.analysis.report.render", lambda table, fmt: "")  # the charts: not what is tested
+    store, rid = coded
+    store.add_user("rita", "long enough", "researcher")
+    store.set_metadata(rid, consent="closed")
+    out = tmp_path / "report"
+    previous = os.umask(0o022)
+    try:
+        asked = invoke("report", "--db", db_url, "--out", str(out), "--include-restricted", "--user", "rita")
+    finally:
+        os.umask(previous)
+    assert asked.exit_code == 0, asked.output
+    assert "张长华" in (out / "themes-by-interviewee.csv").read_text(encoding="utf-8-sig")
+    assert {stat.S_IMODE(path.stat().st_mode) for path in out.iterdir()} == {0o600}

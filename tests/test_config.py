@@ -162,9 +162,14 @@ def test_the_web_servers_access_lines_leave_the_query_out(restore_logging):
         # As uvicorn's protocols log a request.
         path = "/search?q=%E5%BC%A0%E9%95%BF%E5%8D%8E&speaker=Zhang+Changhua"
         access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", 200)
+        # A request in absolute form (as a client sends it to a forward proxy): uvicorn's h11 logs its target whole.
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "http://ohp.example" + path, "1.1", 404)
     finally:
         access.removeHandler(handler)
-    assert lines == ['127.0.0.1:5000 - "GET /search HTTP/1.1" 200']
+    assert lines == [
+        '127.0.0.1:5000 - "GET /search HTTP/1.1" 200',
+        '127.0.0.1:5000 - "GET http://ohp.example/search HTTP/1.1" 404',
+    ]
 
 
 def test_the_web_servers_own_lines_show_control_characters_rather_than_act_on_them(restore_logging, capsys):

@@ -110,8 +110,9 @@ def report_page(tables: Sequence[Table], note: str) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_report(tables: Sequence[Table], out: Path, note: str) -> list[Path]:
-    """Each table as NAME.csv, NAME.svg and NAME.png in `out`, and index.html; the files written."""
+def write_report(tables: Sequence[Table], out: Path, note: str, *, private: bool = False) -> list[Path]:
+    """Each table as NAME.csv, NAME.svg and NAME.png in `out`, and index.html; the files written, readable by their
+    owner only if `private`."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for table in tables:
@@ -120,8 +121,8 @@ def write_report(tables: Sequence[Table], out: Path, note: str) -> list[Path]:
             (out / f"{table.name}.svg", render(table, "svg")),
             (out / f"{table.name}.png", render(table, "png")),
         ):
-            write_atomic(path, content)
+            write_atomic(path, content, private=private)
             written.append(path)
     index = out / "index.html"
-    write_atomic(index, report_page(tables, f"{note} Made by ohp on {date.today().isoformat()}."))
+    write_atomic(index, report_page(tables, f"{note} Made by ohp on {date.today().isoformat()}."), private=private)
     return [*written, index]

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
+from pipeline import access
 from pipeline.cli import (
     CodebookOption,
     DbOption,
@@ -22,6 +23,7 @@ from pipeline.cli import (
     open_store,
 )
 from pipeline.cli.output import check_folder
+from pipeline.store import Store
 from pipeline.utils import atomic_file
 
 Recordings = Annotated[
@@ -35,6 +37,11 @@ def _figure(value: float | None) -> str:
 
 def _share(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _holds_closed(store: Store, scope: list[int] | None) -> bool:
+    """Whether what is made of the recordings in `scope` (None: all) holds a closed one's (access.holds_closed)."""
+    return access.holds_closed(r for r in store.list_recordings() if scope is None or r.id in scope)
 
 
 @app.command()
@@ -121,7 +128,8 @@ def agreement(
     if disagreements is not None:
         lines = disagreements_csv(store.disagreements(scope, list(found.coders)), label)
         written = 0
-        with atomic_file(disagreements) as file:
+        # The segments' text: a closed recording's, where a researcher asked for it, is for them alone.
+        with atomic_file(disagreements, private=_holds_closed(store, scope)) as file:
             file.write(next(lines).encode("utf-8"))  # the header
             for line in lines:
                 file.write(line.encode("utf-8"))
@@ -164,5 +172,8 @@ def report(
     wanted = [name.strip() for name in coders.split(",") if name.strip()] if coders else None
     tables = report_tables(store, scope, book, coders=wanted, accepted_only=accepted_only, pseudonyms=pseudonyms)
     counted = "accepted themes" if accepted_only else "accepted themes and open suggestions"
-    files = write_report(tables, out, f"Counts of {counted} (rejected ones never).")
+    # Its tables name a closed recording's interviewee and place, where a researcher asked for it.
+    files = write_report(
+        tables, out, f"Counts of {counted} (rejected ones never).", private=_holds_closed(store, scope)
+    )
     console.print(f"{len(files)} files written to {out}: open {out / 'index.html'}")

@@ -235,11 +235,12 @@ def write_exports(
     _check_formats(formats)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = stem or export_stem(export.recording)
+    private = access.holds_closed([export.recording])
     paths = []
     for fmt in formats:
         if fmt in WRITERS:
             path = export_path(out_dir, stem, fmt)
-            write_atomic(path, WRITERS[fmt][0](export))
+            write_atomic(path, WRITERS[fmt][0](export), private=private)
             paths.append(path)
     return paths
 
@@ -289,13 +290,16 @@ def export_recordings(
         if fmt in PROJECT_WRITERS and exports:
             writer, name = PROJECT_WRITERS[fmt]
             out_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(out_dir / name, writer(exports, codebook))
+            write_atomic(
+                out_dir / name, writer(exports, codebook), private=access.holds_closed(e.recording for e in exports)
+            )
             report.files.append(out_dir / name)
     return report
 
 
 def write_redaction_report(redactions: list[Redaction], path: Path) -> None:
-    """The replacements as a table, for a person to check before the files are shared."""
+    """The replacements as a table, for a person to check before the files are shared: readable by its owner only,
+    for it lists every name found, with the words around it."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(("recording", "segment", "start", "end", "field", "found", "replaced with", "because", "context"))
@@ -316,4 +320,4 @@ def write_redaction_report(redactions: list[Redaction], path: Path) -> None:
             )
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, "\ufeff" + buffer.getvalue())
+    write_atomic(path, "\ufeff" + buffer.getvalue(), private=True)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Row, delete, select
 from sqlalchemy.orm import Session
 
-from pipeline.access import voice_withheld
+from pipeline.access import closed_origins, voice_withheld
 from pipeline.carry import speaker_state
 from pipeline.errors import ConflictError, InvalidInputError, NotFoundError
 from pipeline.records import SPEAKER_ROLES, PersonRecord, SpeakerRecord
@@ -73,7 +73,10 @@ def _person_row(s: Session, name: str) -> PersonRow:
     name = " ".join(name.split())
     row = s.scalars(select(PersonRow).where(PersonRow.name == name)).one_or_none()
     if row is None:
-        known = s.scalars(select(PersonRow.name).order_by(by_code_point(PersonRow.name))).all()
+        # The names offered for a typo are those `ohp speakers list` shows: a voice from a closed recording is named
+        # after someone in it.
+        people = s.scalars(select(PersonRow).order_by(by_code_point(PersonRow.name))).all()
+        known = [person.name for person in _people(s, people) if not closed_origins(person)]
         raise NotFoundError(f"no enrolled voice {name!r}" + (f" (there are {', '.join(known)})" if known else ""))
     return row
 
