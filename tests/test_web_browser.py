@@ -590,6 +590,12 @@ def test_every_page_passes_axe_and_a_recording_is_reviewed_from_the_keyboard_alo
     [added] = site["store"].annotations(rid)
     assert added.evidence == ((0, len(said)),)
     page.keyboard.press("Space")  # pause: the focus is on the segment, not on a control
+    page.click("#shortcuts")  # turned off (WCAG 2.1.4), j does nothing, on this page and the next
+    page.reload()
+    page.wait_for_load_state("load")
+    page.keyboard.press("j")
+    assert focused() == "BODY" and not page.locator(".segment.playing").count()
+    page.click("#shortcuts")
     # Space on a focused control presses it: the Details open, the audio stays paused.
     page.focus("details.details summary")
     page.keyboard.press("Space")

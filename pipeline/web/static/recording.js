@@ -281,7 +281,14 @@ function moveTo(segment) {
   segment.focus({ preventScroll: true });
 }
 
+// Single-key shortcuts can be turned off (WCAG 2.1.4): speech input types the letters of the words it hears. The
+// choice is kept in this browser.
+const shortcuts = document.getElementById("shortcuts");
+shortcuts.checked = localStorage.getItem("ohp-shortcuts") !== "off";
+shortcuts.addEventListener("change", () => localStorage.setItem("ohp-shortcuts", shortcuts.checked ? "on" : "off"));
+
 document.addEventListener("keydown", (event) => {
+  if (!shortcuts.checked) return;
   if (event.target.closest("input, textarea, select") || event.ctrlKey || event.metaKey || event.altKey) return;
   // Space and Enter press the button, link or summary that has the focus (the player's own controls too): taken
   // for play / pause, Space opened no Details and accepted no theme.
