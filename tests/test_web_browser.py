@@ -1,6 +1,7 @@
 """The web app in a real headless Chromium (Debian's, driven by Playwright) against a real server:
 log in, play from a segment and follow the highlight, review, add a theme from a selection, correct
-text and find it, and a conflict between two people. Screenshots go to tests/screenshots/ (git ignores it).
+text and find it, a conflict between two people, and axe-core and the keyboard alone on every page. Screenshots go
+to tests/screenshots/ (git ignores it).
 
 Skips without /usr/bin/chromium or Playwright, unless OHP_REQUIRE_BROWSER=1 (then it fails)."""
 
@@ -514,3 +515,97 @@ def test_a_theme_added_from_a_selection_after_a_character_beyond_the_bmp_has_its
     assert [text[start:end] for start, end in added.evidence] == ["东莞"]
     assert page.locator(".segment .text mark").inner_text() == "东莞"
     page.context.close()
+
+
+# --- accessibility: axe-core on every page, and the keyboard alone ------------------------------------------------
+
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def axe_failures(page) -> list[str]:
+    """axe-core's serious and critical violations of the WCAG 2.1 A and AA rules on the page as it is now, each as
+    'rule: the elements'. axe-playwright-python brings axe-core's script with it (no download when it runs)."""
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError:
+        if os.environ.get("OHP_REQUIRE_BROWSER") == "1":
+            pytest.fail("axe-playwright-python is not installed (OHP_REQUIRE_BROWSER=1)")
+        pytest.skip("axe-playwright-python is not installed")
+    found = Axe().run(page, options={"runOnly": {"type": "tag", "values": WCAG_AA}}).response["violations"]
+    return [f"{v['id']}: {[n['target'] for n in v['nodes']]}" for v in found if v["impact"] in ("serious", "critical")]
+
+
+def test_every_page_passes_axe_and_a_recording_is_reviewed_from_the_keyboard_alone(site):
+    """axe found nothing on the pages as they load, but the keyboard's paths had holes: Space on the focused
+    "Details and consent" or a button played the audio instead of pressing it; the editor's text box and the add-theme
+    list had no names; closing the editor dropped the focus to the page's start; j, k and d moved a highlight a screen
+    reader never heard of; a theme could be added with the mouse only."""
+    rid = doubtful_recording(site, "keyboard.wav", 3)
+    page = site["browser"].new_context(viewport={"width": 1200, "height": 800}, bypass_csp=True).new_page()
+    failures = {}
+    page.goto(site["url"] + "/login")
+    failures["login"] = axe_failures(page)
+    page.fill("input[name=name]", "rita")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("table.recordings")
+    for url in (
+        "/",
+        f"/recordings/{site['rid']}/review",
+        f"/recordings/{site['chen']}",
+        "/search?q=工资",
+        f"/history?recording={site['rid']}",
+        "/vocabulary",
+        "/users",
+        f"/recordings/{rid}",  # the keyboard's page, below
+    ):
+        page.goto(site["url"] + url)
+        page.wait_for_load_state("load")
+        failures[url] = axe_failures(page)
+
+    def focused() -> str:
+        return page.evaluate("document.activeElement.id || document.activeElement.tagName")
+
+    first = segment(page, 0).get_attribute("id")
+    page.keyboard.press("d")  # the first doubtful passage: its segment has the focus, and the status line says it
+    page.wait_for_function("document.querySelector('u.doubtful.current')")
+    assert focused() == first
+    assert page.locator("#message").inner_text() == "doubtful: “interesting” at 00:00:00"
+    page.keyboard.press("e")
+    assert focused() == "TEXTAREA"
+    failures["editor"] = axe_failures(page)
+    page.keyboard.press("Escape")
+    assert focused() == first and not page.locator(".editor").count()
+    page.keyboard.press("j")
+    assert focused() == segment(page, 1).get_attribute("id")
+    # t: a theme on the segment's text, chosen and added without the mouse; the focus comes back to the segment.
+    page.keyboard.press("t")
+    said = "brands knowing this when people sort of speak"
+    assert focused() == "SELECT" and page.locator("#selected").inner_text() == said
+    failures["add theme"] = axe_failures(page)
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#add-theme[hidden]", state="attached")
+    assert focused() == segment(page, 1).get_attribute("id")
+    [added] = site["store"].annotations(rid)
+    assert added.evidence == ((0, len(said)),)
+    page.keyboard.press("Space")  # pause: the focus is on the segment, not on a control
+    page.click("#shortcuts")  # turned off (WCAG 2.1.4), j does nothing, on this page and the next
+    page.reload()
+    page.wait_for_load_state("load")
+    page.keyboard.press("j")
+    assert focused() == "BODY" and not page.locator(".segment.playing").count()
+    page.click("#shortcuts")
+    # Space on a focused control presses it: the Details open, the audio stays paused.
+    page.focus("details.details summary")
+    page.keyboard.press("Space")
+    assert page.locator("details.details").evaluate("d => d.open")
+    failures["details and consent"] = axe_failures(page)
+    assert page.evaluate("document.getElementById('audio').paused")
+    # Chinese is marked as Chinese, for a screen reader to read it so: the transcript, and a search's snippets.
+    page.goto(site["url"] + "/search?q=工资")
+    assert page.locator(".hits .snippet").first.get_attribute("lang") == "zh"
+    page.goto(site["url"] + f"/recordings/{site['chen']}")
+    assert page.locator(".segment .text").first.get_attribute("lang") == "zh"
+    page.context.close()
+    assert not any(failures.values()), {where: found for where, found in failures.items() if found}

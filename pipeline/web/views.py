@@ -379,6 +379,7 @@ def search(store: Store, codebook: Codebook, params: SearchParams, user: UserRec
                 "speaker_title": speaker_title(hit.speaker, hit.speaker_name, hit.speaker_role)
                 if hit.speaker
                 else None,
+                "language": hit.language,
                 "text": hit.text,
                 "snippet": snippet.text,
                 "pieces": [vars(p) for p in pieces(snippet.text, [(a, b, MATCH) for a, b in snippet.spans])],

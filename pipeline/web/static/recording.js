@@ -92,24 +92,48 @@ function characters(text, start, end) {
   return Array.from(text).slice(start, end).join("");
 }
 
-document.addEventListener("mouseup", () => {
-  if (!canEdit) return;
+// The words selected in one segment's text: { text, start, end }, or null.
+function selectedWords() {
   const chosen = window.getSelection();
-  if (chosen.isCollapsed || !chosen.rangeCount) return;
+  if (chosen.isCollapsed || !chosen.rangeCount) return null;
   const range = chosen.getRangeAt(0);
   const text = range.commonAncestorContainer.nodeType === Node.TEXT_NODE
     ? range.commonAncestorContainer.parentElement.closest(".text")
     : range.commonAncestorContainer.closest && range.commonAncestorContainer.closest(".text");
-  if (!text) return;
+  if (!text) return null;
   const start = offsetIn(text, range.startContainer, range.startOffset);
   const end = offsetIn(text, range.endContainer, range.endOffset);
-  if (end <= start) return;
-  selection = { segment: text.closest(".segment"), start, end };
-  document.getElementById("selected").textContent = characters(text.textContent, start, end);
+  return end > start ? { text, start, end } : null;
+}
+
+function offer(words) {
+  selection = { segment: words.text.closest(".segment"), start: words.start, end: words.end };
+  document.getElementById("selected").textContent = characters(words.text.textContent, words.start, words.end);
   popup.hidden = false;
+}
+
+document.addEventListener("mouseup", () => {
+  const words = canEdit && selectedWords();
+  if (words) offer(words);
 });
 
-document.getElementById("add-cancel").addEventListener("click", () => { popup.hidden = true; });
+// t: the same from the keyboard, on the words selected in the current segment or else its whole text; the
+// theme list takes the focus, and closing the form gives it back to the segment.
+function offerByKeyboard(segment) {
+  const text = segment.querySelector(".text");
+  const words = selectedWords();
+  offer(words && words.text === text ? words : { text, start: 0, end: Array.from(text.textContent).length });
+  popup.elements.theme.focus();
+}
+
+function closePopup() {
+  const hadFocus = popup.contains(document.activeElement);
+  popup.hidden = true;
+  if (hadFocus && selection) selection.segment.focus();
+}
+
+document.getElementById("add-cancel").addEventListener("click", closePopup);
+popup.addEventListener("keydown", (event) => { if (event.key === "Escape") closePopup(); });
 
 popup.addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -119,7 +143,7 @@ popup.addEventListener("submit", async (event) => {
   const version = Number(selection.segment.dataset.version);
   const result = await api("POST", `/api/segments/${selection.segment.dataset.id}/annotations`, { theme, evidence: [[selection.start, selection.end]], version });
   if (!result.ok) return say(result.data.detail, true);
-  popup.hidden = true;
+  closePopup();
   say(`${result.data.label} added`, false);
   showTheme(selection.segment, result.data);
   mark(selection.segment.querySelector(".text"), selection.start, selection.end, result.data);
@@ -144,6 +168,7 @@ function showTheme(segment, annotation) {
       button.type = "button";
       button.className = cls;
       button.textContent = label;
+      button.setAttribute("aria-label", `${label} ${annotation.label}`);
       item.append(button);
     }
     list.append(item);
@@ -180,6 +205,8 @@ function edit(segment) {
   const area = document.createElement("textarea");
   area.value = text.textContent;
   area.rows = 3;
+  area.lang = text.lang;
+  area.setAttribute("aria-label", `Text of the segment at ${segment.querySelector(".clock").textContent}`);
   const save = document.createElement("button");
   save.type = "button";
   save.textContent = "Save";
@@ -188,12 +215,14 @@ function edit(segment) {
   cancel.textContent = "Cancel";
   const conflict = document.createElement("p");
   conflict.className = "conflict";
+  conflict.setAttribute("role", "alert");  // read out whole: whose version it is, and what it says
   conflict.hidden = true;
   editor.append(area, save, cancel, conflict);
   text.hidden = true;
   segment.querySelector(".tools").before(editor);
   area.focus();
-  const close = () => { editor.remove(); text.hidden = false; };
+  // Back to the segment: the focus would otherwise fall to the page's start with the editor.
+  const close = () => { editor.remove(); text.hidden = false; segment.focus(); };
   cancel.addEventListener("click", close);
   area.addEventListener("keydown", (event) => { if (event.key === "Escape") close(); });
   save.addEventListener("click", async () => {
@@ -234,22 +263,44 @@ function nextDoubtful() {
   played = passage;
   playedSegment = passage.closest(".segment");
   passage.classList.add("current");
-  audio.currentTime = Math.max(0, Number(passage.dataset.start) - LEAD_IN);
   setCurrent(playedSegment, true);
+  playedSegment.focus({ preventScroll: true });
+  // Said in the status line too, for a screen reader: an underline is not read out.
+  say(`doubtful: “${passage.textContent}” at ${playedSegment.querySelector(".clock").textContent}`, false);
+  if (!audio) return;  // a transcript imported without its audio: the passage is shown, not played
+  audio.currentTime = Math.max(0, Number(passage.dataset.start) - LEAD_IN);
   audio.play().catch(() => say("press play to listen", false));
 }
 
 // ---- keyboard
 
+// A segment moved to from the keyboard takes the focus (it is focusable from the script only), so that a screen
+// reader reads it and Tab goes on to its buttons.
+function moveTo(segment) {
+  playFrom(segment);
+  segment.focus({ preventScroll: true });
+}
+
+// Single-key shortcuts can be turned off (WCAG 2.1.4): speech input types the letters of the words it hears. The
+// choice is kept in this browser.
+const shortcuts = document.getElementById("shortcuts");
+shortcuts.checked = localStorage.getItem("ohp-shortcuts") !== "off";
+shortcuts.addEventListener("change", () => localStorage.setItem("ohp-shortcuts", shortcuts.checked ? "on" : "off"));
+
 document.addEventListener("keydown", (event) => {
+  if (!shortcuts.checked) return;
   if (event.target.closest("input, textarea, select") || event.ctrlKey || event.metaKey || event.altKey) return;
+  // Space and Enter press the button, link or summary that has the focus (the player's own controls too): taken
+  // for play / pause, Space opened no Details and accepted no theme.
+  if ((event.key === " " || event.key === "Enter") && event.target.closest("button, a, summary, audio")) return;
   const index = current ? segments.indexOf(current) : -1;
   const waiting = current && current.querySelector('.theme[data-status="suggested"]');
   if (event.key === " " && audio) { event.preventDefault(); if (audio.paused) audio.play(); else audio.pause(); }
-  else if ((event.key === "j" || event.key === "ArrowDown") && index + 1 < segments.length) { event.preventDefault(); playFrom(segments[index + 1]); }
-  else if ((event.key === "k" || event.key === "ArrowUp") && index > 0) { event.preventDefault(); playFrom(segments[index - 1]); }
+  else if ((event.key === "j" || event.key === "ArrowDown") && index + 1 < segments.length) { event.preventDefault(); moveTo(segments[index + 1]); }
+  else if ((event.key === "k" || event.key === "ArrowUp") && index > 0) { event.preventDefault(); moveTo(segments[index - 1]); }
   else if (event.key === "a" && waiting && canEdit) decide(waiting, "accepted");
   else if (event.key === "r" && waiting && canEdit) decide(waiting, "rejected");
   else if (event.key === "e" && current && canEdit) { event.preventDefault(); edit(current); }
+  else if (event.key === "t" && current && canEdit) { event.preventDefault(); offerByKeyboard(current); }
   else if (event.key === "d") { event.preventDefault(); nextDoubtful(); }
 });
