@@ -4,6 +4,7 @@ the tag stage)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from pipeline.records import (
@@ -69,3 +70,17 @@ def save_tags(
     result.tagger = tagger
     result.stages["tag"] = StageRun(settings, key, {})
     return store.save_result(result).tag_counts
+
+
+def saved_meanwhile(monkeypatch, module, name: str, database_url: str, save: Callable[[Store], object]) -> None:
+    """The first call of the store's `module.name` runs `save` on a store of its own (`ohp run` beside) before it
+    reads: a pass saving a recording between the reads of what should see the recording as one state."""
+    read = getattr(module, name)
+
+    def meanwhile(*args, **kwargs):
+        monkeypatch.setattr(module, name, read)
+        with Store(database_url) as other:
+            save(other)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, meanwhile)

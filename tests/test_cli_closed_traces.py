@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from saving import save_speakers, save_tags, save_transcription
+from saving import save_speakers, save_tags, save_transcription, saved_meanwhile
 from typer.testing import CliRunner
 
 from pipeline import access
@@ -213,18 +213,14 @@ def test_a_review_started_while_a_pass_saves_the_recording_reads_it_as_one_state
     """`ohp review` read the segments, then the suggestions, each in a transaction of its own: a pass saving the
     recording in between (ohp run beside it) gave suggestions on segments it had not read, and the review failed
     unexpectedly (KeyError). They are read as one state."""
-    read = store_annotations.list_annotations
     info = AudioInfo(Path("/audio/tape1.wav"), b"tape1".hex().ljust(64, "0"), 1000, "wav", "pcm", 16000, 1, 9.0)
     retold = [Segment(i * 4.0, i * 4.0 + 3.0, t + " Yes.", t + " Yes.", "en") for i, t in enumerate(OPEN_TEXTS)]
 
-    def a_pass_saves_meanwhile(s, recording_id, *args, **kwargs):
-        monkeypatch.setattr(store_annotations, "list_annotations", read)
-        with Store(db) as other:  # ohp run, transcribing and tagging it again
-            rid = save_transcription(other, info, Transcript("en", 0.9, retold, "faster-whisper", "base"), {}, "k2", {})
-            answer = other.segments(rid)[1]
-            save_tags(other, rid, {answer.id: [ThemeSuggestion("wages", 0.9, ((4, 10),))]}, {}, "t", {}, "k2")
-        return read(s, recording_id, *args, **kwargs)
+    def transcribed_and_tagged_again(other: Store) -> None:  # ohp run
+        rid = save_transcription(other, info, Transcript("en", 0.9, retold, "faster-whisper", "base"), {}, "k2", {})
+        answer = other.segments(rid)[1]
+        save_tags(other, rid, {answer.id: [ThemeSuggestion("wages", 0.9, ((4, 10),))]}, {}, "t", {}, "k2")
 
-    monkeypatch.setattr(store_annotations, "list_annotations", a_pass_saves_meanwhile)
+    saved_meanwhile(monkeypatch, store_annotations, "list_annotations", db, transcribed_and_tagged_again)
     result = runner.invoke(app, ["review", "tape1", "--user", "ann", "--db", db], input="s\n" * 5)
     assert result.exit_code == 0 and "1 suggestions" in result.stdout, result.output

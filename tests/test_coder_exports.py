@@ -14,7 +14,7 @@ import pympi
 import pytest
 import xmlschema
 from lxml import etree
-from saving import save_tags, save_transcription
+from saving import save_tags, save_transcription, saved_meanwhile
 
 from pipeline.errors import ConflictError
 from pipeline.formats.elan import read_eaf, to_eaf
@@ -327,16 +327,15 @@ def test_an_export_reads_a_recording_as_one_state_while_a_pass_saves_it(store, d
     its own: a pass saving the recording again in between (ohp run beside ohp export) gave an export of the new
     segments with the themes of the old ones, which named segments no longer there, so the file had no themes."""
     rid = _recording(store, INFO)
-    read = store_annotations.decisions
     retold = [Segment(i * 10.0, i * 10.0 + 8.0, t + " Yes.", t + " Yes.", "en") for i, t in enumerate(TEXTS)]
-
-    def a_pass_saves_meanwhile(s, recording_id):
-        monkeypatch.setattr(store_annotations, "decisions", read)
-        with Store(db_url) as other:  # ohp run, transcribing it again
-            save_transcription(other, INFO, Transcript("en", 0.99, retold, "faster-whisper", "base"), {}, "k2", {})
-        return read(s, recording_id)
-
-    monkeypatch.setattr(store_annotations, "decisions", a_pass_saves_meanwhile)
+    transcript = Transcript("en", 0.99, retold, "faster-whisper", "base")
+    saved_meanwhile(  # ohp run, transcribing it again
+        monkeypatch,
+        store_annotations,
+        "decisions",
+        db_url,
+        lambda other: save_transcription(other, INFO, transcript, {}, "k2", {}),
+    )
     export = gather(store, store.recording(rid), CODEBOOK)
     assert len(export.annotations) == 2 and set(export.annotations) <= {s.id for s in export.segments}
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
-from saving import save_tags, save_transcription
+from saving import save_tags, save_transcription, saved_meanwhile
 
 from pipeline.config import Config
 from pipeline.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
@@ -441,7 +441,6 @@ def test_user_add_command(db_url):
     from typer.testing import CliRunner
 
     from pipeline.cli import app as cli
-    from pipeline.store import Store
 
     runner = CliRunner()
     result = runner.invoke(
@@ -510,18 +509,17 @@ def test_a_recordings_page_read_while_a_pass_saves_it_shows_one_state(app, store
     own: a pass saving the recording again in between (ohp run beside the web app) gave segments whose versions had
     not been read, a KeyError and a 500. They are read as one state."""
     rid = app.state.recording_id
-    read = store_transcripts.segments
     info = store.recording(rid)
     audio = AudioInfo(Path(info.path), info.sha256, 1000, "wav", "pcm_s16le", 16000, 1, 15.0)
     retold = [Segment(i * 5.0, i * 5.0 + 4.0, t + " Yes.", t + " Yes.", "en") for i, t in enumerate(TEXTS)]
-
-    def a_pass_saves_meanwhile(s, recording_id):
-        monkeypatch.setattr(store_transcripts, "segments", read)
-        with Store(db_url) as other:  # ohp run, transcribing it again
-            save_transcription(other, audio, Transcript("en", 0.99, retold, "faster-whisper", "base"), {}, "k2", {})
-        return read(s, recording_id)
-
-    monkeypatch.setattr(store_transcripts, "segments", a_pass_saves_meanwhile)
+    transcript = Transcript("en", 0.99, retold, "faster-whisper", "base")
+    saved_meanwhile(  # ohp run, transcribing it again
+        monkeypatch,
+        store_transcripts,
+        "segments",
+        db_url,
+        lambda other: save_transcription(other, audio, transcript, {}, "k2", {}),
+    )
     vera, _ = client_for(app, "vera")
     answer = vera.get(f"/api/recordings/{rid}/segments")
     assert answer.status_code == 200, answer.text
